@@ -1,0 +1,18 @@
+# Turns the ordered list FILES of sql/NNN_name.sql migrations into a C file OUT that
+# defines tg_migrations[] (version, name, text), so the binary carries its schema.
+set(body "/* generated from sql/ by cmake/embed_sql.cmake: do not edit */\n#include \"tg_store.h\"\n\n")
+set(table "")
+set(n 0)
+foreach(f IN LISTS FILES)
+  get_filename_component(name ${f} NAME)
+  string(SUBSTRING ${name} 0 3 ver)
+  math(EXPR ver "1${ver} - 1000")
+  file(READ ${f} hex HEX)
+  string(REGEX REPLACE "([0-9a-f][0-9a-f])" "0x\\1," hex "${hex}")
+  string(REGEX REPLACE "(0x..,0x..,0x..,0x..,0x..,0x..,0x..,0x..,0x..,0x..,0x..,0x..,0x..,0x..,0x..,0x..,)" "\\1\n" hex "${hex}")
+  string(APPEND body "static const char sql_${n}[] = {\n${hex}0x00};\n")
+  string(APPEND table "    {${ver}, \"${name}\", sql_${n}},\n")
+  math(EXPR n "${n} + 1")
+endforeach()
+string(APPEND body "\nconst struct tg_migration tg_migrations[] = {\n${table}    {0, NULL, NULL}\n};\n")
+file(WRITE ${OUT} "${body}")

@@ -1,0 +1,504 @@
+/* The taskgate command: global options, the subcommands that manage the database (init,
+ * teams, tokens, presets) and `serve`, which runs the daemon. Usage errors exit 2. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "tg_conf.h"
+#include "tg_core.h"
+#include "tg_json.h"
+#include "tg_log.h"
+#include "tg_server.h"
+#include "tg_store.h"
+#include "tg_token.h"
+#include "tg_validate.h"
+
+#define EXIT_USAGE 2
+#define KEY_MAX 1024
+
+int tg_cli_main(int argc, char **argv);
+
+static const char usage_text[] =
+    "usage: taskgate [--config FILE] COMMAND [ARGS]\n"
+    "\n"
+    "A FastCGI gateway in front of Parallel's Task Group API.\n"
+    "\n"
+    "commands:\n"
+    "  init                         create the database or migrate it to this version\n"
+    "  serve                        run the FastCGI daemon (SIGTERM: finish and exit)\n"
+    "  team add NAME                add a team; its Parallel API key is read from stdin\n"
+    "  team set-key NAME            replace a team's Parallel API key (read from stdin)\n"
+    "  team list                    list teams (key fingerprints only)\n"
+    "  token issue TEAM [--role submit|audit|admin] [--label TEXT] [--expires WHEN]\n"
+    "                               issue a token; it is printed once, alone on stdout\n"
+    "  token revoke ID              revoke a token by its id (tok_...)\n"
+    "  token list [TEAM]            list tokens (ids, roles, labels; never the tokens)\n"
+    "  preset set TEAM NAME FILE    store a preset from a JSON file ('-': stdin)\n"
+    "  preset show TEAM NAME        print a preset\n"
+    "  preset list TEAM             list a team's presets\n"
+    "  config                       print the effective configuration\n"
+    "\n"
+    "options:\n"
+    "  --config FILE   the config file (default: $TASKGATE_CONFIG, else conf/taskgate.conf)\n"
+    "  --help          this text; `taskgate COMMAND --help` for one command\n"
+    "  --version       the version\n"
+    "\n"
+    "WHEN is an RFC 3339 time (2027-01-31T00:00:00Z) or a duration from now (90d, 12h).\n";
+
+static int usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Says what was wrong with the command line, then how to use it; returns 2. */
+static int usage(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("taskgate: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputs("\n\n", stderr);
+    va_end(ap);
+    fputs(usage_text, stderr);
+    return EXIT_USAGE;
+}
+
+/* Names of teams and presets: letters, digits, '.', '_' and '-', 1 to 64 characters. */
+static int valid_name(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 64)
+        return 0;
+    for (; *s != '\0'; s++) {
+        char c = *s;
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-'))
+            return 0;
+    }
+    return 1;
+}
+
+/* Reads the key from stdin (never argv, which `ps` shows): one line, trimmed. */
+static int read_key(char *key, size_t keylen)
+{
+    if (isatty(STDIN_FILENO))
+        fputs("Parallel API key: ", stderr);
+    if (fgets(key, (int)keylen, stdin) == NULL) {
+        fputs("taskgate: no key on standard input\n", stderr);
+        return TG_EINVAL;
+    }
+    size_t n = strlen(key);
+    if (n == keylen - 1 && key[n - 1] != '\n') {
+        fputs("taskgate: the key is too long\n", stderr);
+        return TG_EINVAL;
+    }
+    while (n > 0 && (key[n - 1] == '\n' || key[n - 1] == '\r' || key[n - 1] == ' '))
+        key[--n] = '\0';
+    for (size_t i = 0; i < n; i++) {
+        if ((unsigned char)key[i] <= 0x20 || (unsigned char)key[i] >= 0x7f) {
+            fputs("taskgate: the key must be printable ASCII without spaces\n", stderr);
+            return TG_EINVAL;
+        }
+    }
+    if (n == 0) {
+        fputs("taskgate: the key is empty\n", stderr);
+        return TG_EINVAL;
+    }
+    return TG_OK;
+}
+
+static struct tg_store *open_store(const struct tg_conf *conf, int flags)
+{
+    char err[512];
+    struct tg_store *st = NULL;
+    if (tg_store_open(&st, conf->database, flags, (int)conf->db_busy_timeout_ms, err,
+                      sizeof(err)) != TG_OK) {
+        fprintf(stderr, "taskgate: %s\n", err);
+        return NULL;
+    }
+    return st;
+}
+
+static int fail(struct tg_store *st, int rc, const char *what)
+{
+    fprintf(stderr, "taskgate: %s: %s (%s)\n", what, tg_rc_str(rc), tg_store_errmsg(st));
+    return 1;
+}
+
+/* ---- init, config ---------------------------------------------------------------------- */
+
+static int cmd_init(const struct tg_conf *conf, int argc, char **argv)
+{
+    (void)argv;
+    if (argc != 0)
+        return usage("init takes no arguments");
+    struct tg_store *st = open_store(conf, TG_STORE_CREATE | TG_STORE_NO_VERSION_CHECK);
+    if (st == NULL)
+        return 1;
+    int from = 0, to = 0;
+    int rc = tg_store_migrate(st, &from, &to);
+    if (rc != TG_OK) {
+        rc = fail(st, rc, "migration failed");
+    } else {
+        if (from == to)
+            fprintf(stderr, "taskgate: %s is up to date (schema version %d)\n", conf->database,
+                    to);
+        else
+            fprintf(stderr, "taskgate: %s migrated from schema version %d to %d\n",
+                    conf->database, from, to);
+    }
+    tg_store_close(st);
+    return rc;
+}
+
+static int cmd_config(const struct tg_conf *conf, int argc, char **argv)
+{
+    (void)argv;
+    if (argc != 0)
+        return usage("config takes no arguments");
+    char buf[8192];
+    if (tg_conf_dump(conf, buf, sizeof(buf)) != TG_OK)
+        return 1;
+    fputs(buf, stdout);
+    return 0;
+}
+
+/* ---- teams ----------------------------------------------------------------------------- */
+
+static int print_team(void *arg, const struct tg_team_row *row)
+{
+    (void)arg;
+    printf("%-24s %-22s tokens=%d presets=%d created=%s\n", row->name, row->key_fingerprint,
+           row->tokens, row->presets, row->created_at);
+    return 0;
+}
+
+static int cmd_team(const struct tg_conf *conf, int argc, char **argv)
+{
+    if (argc == 1 && strcmp(argv[0], "list") == 0) {
+        struct tg_store *st = open_store(conf, 0);
+        if (st == NULL)
+            return 1;
+        int rc = tg_store_team_list(st, print_team, NULL);
+        rc = rc == TG_OK ? 0 : fail(st, rc, "cannot list teams");
+        tg_store_close(st);
+        return rc;
+    }
+    if (argc != 2 || (strcmp(argv[0], "add") != 0 && strcmp(argv[0], "set-key") != 0))
+        return usage("usage: taskgate team add|set-key NAME, or team list");
+    if (!valid_name(argv[1]))
+        return usage("bad team name '%s': use 1-64 letters, digits, '.', '_' or '-'", argv[1]);
+    char key[KEY_MAX];
+    if (read_key(key, sizeof(key)) != TG_OK)
+        return 1;
+    struct tg_store *st = open_store(conf, 0);
+    if (st == NULL)
+        return 1;
+    int rc;
+    if (strcmp(argv[0], "add") == 0) {
+        int64_t id;
+        rc = tg_store_team_add(st, argv[1], key, &id);
+        if (rc == TG_EEXIST)
+            fprintf(stderr, "taskgate: team '%s' already exists\n", argv[1]);
+        else if (rc == TG_OK)
+            fprintf(stderr, "taskgate: added team '%s'\n", argv[1]);
+    } else {
+        rc = tg_store_team_set_key(st, argv[1], key);
+        if (rc == TG_ENOTFOUND)
+            fprintf(stderr, "taskgate: no team '%s'\n", argv[1]);
+        else if (rc == TG_OK)
+            fprintf(stderr, "taskgate: replaced the key of team '%s'\n", argv[1]);
+    }
+    memset(key, 0, sizeof(key));
+    if (rc != TG_OK && rc != TG_EEXIST && rc != TG_ENOTFOUND)
+        fail(st, rc, "cannot store the team");
+    tg_store_close(st);
+    return rc == TG_OK ? 0 : 1;
+}
+
+/* ---- tokens ---------------------------------------------------------------------------- */
+
+/* An absolute time, or a duration from now such as 90d, 12h, 30m. */
+static int parse_when(const char *s, int64_t *ms)
+{
+    if (tg_time_parse(s, ms) == TG_OK)
+        return TG_OK;
+    size_t n = strlen(s);
+    if (n < 2 || n > 12)
+        return TG_EINVAL;
+    char num[16];
+    memcpy(num, s, n - 1);
+    num[n - 1] = '\0';
+    long v;
+    if (tg_parse_long(num, 1, 100000, &v) != TG_OK)
+        return TG_EINVAL;
+    int64_t unit;
+    switch (s[n - 1]) {
+    case 'd': unit = 86400000; break;
+    case 'h': unit = 3600000; break;
+    case 'm': unit = 60000; break;
+    default: return TG_EINVAL;
+    }
+    *ms = tg_now_ms() + v * unit;
+    return TG_OK;
+}
+
+static int token_issue(const struct tg_conf *conf, int argc, char **argv)
+{
+    enum tg_role role = TG_ROLE_SUBMIT;
+    const char *label = NULL;
+    int64_t expires = 0;
+    if (argc < 1 || argv[0][0] == '-')
+        return usage("usage: taskgate token issue TEAM [--role R] [--label TEXT] [--expires WHEN]");
+    for (int i = 1; i < argc; i++) {
+        if (i + 1 >= argc)
+            return usage("option %s needs a value", argv[i]);
+        if (strcmp(argv[i], "--role") == 0) {
+            if (tg_role_parse(argv[++i], &role) != TG_OK)
+                return usage("--role must be submit, audit or admin, not '%s'", argv[i]);
+        } else if (strcmp(argv[i], "--label") == 0) {
+            label = argv[++i];
+            if (strlen(label) > 128)
+                return usage("--label may have at most 128 characters");
+        } else if (strcmp(argv[i], "--expires") == 0) {
+            if (parse_when(argv[++i], &expires) != TG_OK)
+                return usage("--expires takes an RFC 3339 time or a duration like 90d, not '%s'",
+                             argv[i]);
+        } else {
+            return usage("unknown option '%s'", argv[i]);
+        }
+    }
+    struct tg_store *st = open_store(conf, 0);
+    if (st == NULL)
+        return 1;
+    int64_t team_id;
+    int rc = tg_store_team_id(st, argv[0], &team_id);
+    char token[TG_TOKEN_LEN], id[TG_TOKEN_ID_LEN], hash[TG_HASH_LEN];
+    if (rc == TG_OK)
+        rc = tg_token_new(token, id, hash);
+    if (rc == TG_OK)
+        rc = tg_store_token_add(st, team_id, id, hash, role, label, expires);
+    if (rc == TG_ENOTFOUND) {
+        fprintf(stderr, "taskgate: no team '%s'\n", argv[0]);
+    } else if (rc != TG_OK) {
+        fail(st, rc, "cannot issue the token");
+    } else {
+        fprintf(stderr, "taskgate: issued token id=%s team=%s role=%s (shown once; store it now)\n",
+                id, argv[0], tg_role_name(role));
+        printf("%s\n", token);
+    }
+    memset(token, 0, sizeof(token));
+    tg_store_close(st);
+    return rc == TG_OK ? 0 : 1;
+}
+
+static int print_token(void *arg, const struct tg_token_row *row)
+{
+    (void)arg;
+    printf("%-21s %-16s %-6s %-24s created=%s expires=%s%s%s\n", row->id, row->team, row->role,
+           row->label != NULL ? row->label : "-", row->created_at,
+           row->expires_at != NULL ? row->expires_at : "never",
+           row->revoked_at != NULL ? " revoked=" : "",
+           row->revoked_at != NULL ? row->revoked_at : "");
+    return 0;
+}
+
+static int cmd_token(const struct tg_conf *conf, int argc, char **argv)
+{
+    if (argc >= 1 && strcmp(argv[0], "issue") == 0)
+        return token_issue(conf, argc - 1, argv + 1);
+    int is_revoke = argc == 2 && strcmp(argv[0], "revoke") == 0;
+    int is_list = argc >= 1 && argc <= 2 && strcmp(argv[0], "list") == 0;
+    if (!is_revoke && !is_list)
+        return usage("usage: taskgate token issue|revoke|list ...");
+    struct tg_store *st = open_store(conf, 0);
+    if (st == NULL)
+        return 1;
+    int rc;
+    if (is_revoke) {
+        rc = tg_store_token_revoke(st, argv[1]);
+        if (rc == TG_ENOTFOUND)
+            fprintf(stderr, "taskgate: no valid token with id '%s'\n", argv[1]);
+        else if (rc == TG_OK)
+            fprintf(stderr, "taskgate: revoked %s\n", argv[1]);
+        else
+            fail(st, rc, "cannot revoke");
+    } else {
+        rc = tg_store_token_list(st, argc == 2 ? argv[1] : NULL, print_token, NULL);
+        if (rc != TG_OK)
+            fail(st, rc, "cannot list tokens");
+    }
+    tg_store_close(st);
+    return rc == TG_OK ? 0 : 1;
+}
+
+/* ---- presets --------------------------------------------------------------------------- */
+
+static int read_file(const char *path, struct tg_buf *b)
+{
+    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+    if (f == NULL) {
+        fprintf(stderr, "taskgate: %s: %s\n", path, strerror(errno));
+        return TG_ERR;
+    }
+    char chunk[4096];
+    size_t n;
+    int rc = TG_OK;
+    while (rc == TG_OK && (n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+        rc = tg_buf_add(b, chunk, n);
+    if (f != stdin)
+        fclose(f);
+    if (rc != TG_OK)
+        fprintf(stderr, "taskgate: %s: too large for a preset\n", path);
+    return rc;
+}
+
+static int preset_set(struct tg_store *st, int64_t team_id, const char *name, const char *path)
+{
+    struct tg_buf b;
+    tg_buf_init(&b, 1024 * 1024);
+    int rc = read_file(path, &b);
+    if (rc != TG_OK) {
+        tg_buf_free(&b);
+        return 1;
+    }
+    char err[256];
+    json_object *preset = tg_json_parse(tg_buf_str(&b), b.len, TG_JSON_MAX_DEPTH, err,
+                                        sizeof(err));
+    tg_buf_free(&b);
+    if (preset == NULL) {
+        fprintf(stderr, "taskgate: %s: %s\n", path, err);
+        return 1;
+    }
+    json_object *detail = json_object_new_array();
+    tg_validate_preset(preset, detail);
+    size_t problems = json_object_array_length(detail);
+    for (size_t i = 0; i < problems; i++)
+        fprintf(stderr, "taskgate: %s: %s\n", path,
+                tg_json_str(json_object_array_get_idx(detail, i), NULL));
+    if (problems == 0) {
+        rc = tg_store_preset_set(st, team_id, name, tg_json_str(preset, NULL));
+        if (rc != TG_OK)
+            fail(st, rc, "cannot store the preset");
+        else
+            fprintf(stderr, "taskgate: stored preset '%s'\n", name);
+    }
+    json_object_put(detail);
+    json_object_put(preset);
+    return problems == 0 && rc == TG_OK ? 0 : 1;
+}
+
+static int print_preset(void *arg, const char *name, const char *updated_at)
+{
+    (void)arg;
+    printf("%-24s updated=%s\n", name, updated_at);
+    return 0;
+}
+
+static int cmd_preset(const struct tg_conf *conf, int argc, char **argv)
+{
+    int ok = (argc == 4 && strcmp(argv[0], "set") == 0) ||
+             (argc == 3 && strcmp(argv[0], "show") == 0) ||
+             (argc == 2 && strcmp(argv[0], "list") == 0);
+    if (!ok)
+        return usage("usage: taskgate preset set TEAM NAME FILE | show TEAM NAME | list TEAM");
+    if (argc >= 3 && !valid_name(argv[2]))
+        return usage("bad preset name '%s': use 1-64 letters, digits, '.', '_' or '-'", argv[2]);
+    struct tg_store *st = open_store(conf, 0);
+    if (st == NULL)
+        return 1;
+    int64_t team_id;
+    int rc = tg_store_team_id(st, argv[1], &team_id);
+    int status = 1;
+    if (rc == TG_ENOTFOUND) {
+        fprintf(stderr, "taskgate: no team '%s'\n", argv[1]);
+    } else if (rc != TG_OK) {
+        fail(st, rc, "cannot read the team");
+    } else if (argv[0][0] == 's' && argv[0][1] == 'e') {
+        status = preset_set(st, team_id, argv[2], argv[3]);
+    } else if (argv[0][0] == 's') {
+        struct tg_pool *pool = tg_pool_create();
+        char *json = NULL;
+        rc = pool != NULL ? tg_store_preset_get(st, pool, team_id, argv[2], &json) : TG_ENOMEM;
+        if (rc == TG_OK) {
+            json_object *o = json_tokener_parse(json);
+            puts(o != NULL ? json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
+                                                                JSON_C_TO_STRING_NOSLASHESCAPE)
+                           : json);
+            json_object_put(o);
+            status = 0;
+        } else if (rc == TG_ENOTFOUND) {
+            fprintf(stderr, "taskgate: team '%s' has no preset '%s'\n", argv[1], argv[2]);
+        } else {
+            fail(st, rc, "cannot read the preset");
+        }
+        tg_pool_destroy(pool);
+    } else {
+        rc = tg_store_preset_list(st, team_id, print_preset, NULL);
+        status = rc == TG_OK ? 0 : fail(st, rc, "cannot list presets");
+    }
+    tg_store_close(st);
+    return status;
+}
+
+/* ---- serve and dispatch ------------------------------------------------------------------- */
+
+static int cmd_serve(const struct tg_conf *conf, int argc, char **argv)
+{
+    (void)argv;
+    if (argc != 0)
+        return usage("serve takes no arguments");
+    return tg_server_run(conf);
+}
+
+static const struct command {
+    const char *name;
+    int (*run)(const struct tg_conf *conf, int argc, char **argv);
+} commands[] = {
+    {"init", cmd_init},   {"serve", cmd_serve},   {"team", cmd_team},
+    {"token", cmd_token}, {"preset", cmd_preset}, {"config", cmd_config},
+    {NULL, NULL},
+};
+
+int tg_cli_main(int argc, char **argv)
+{
+    const char *config = getenv("TASKGATE_CONFIG");
+    if (config == NULL || *config == '\0')
+        config = "conf/taskgate.conf";
+    int i = 1;
+    for (; i < argc && argv[i][0] == '-'; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            fputs(usage_text, stdout);
+            return 0;
+        } else if (strcmp(argv[i], "--version") == 0) {
+            puts("taskgate 0.1.0");
+            return 0;
+        } else if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
+            config = argv[++i];
+        } else {
+            return usage("unknown option '%s'", argv[i]);
+        }
+    }
+    if (i >= argc)
+        return usage("no command given");
+    const struct command *cmd = commands;
+    while (cmd->name != NULL && strcmp(cmd->name, argv[i]) != 0)
+        cmd++;
+    if (cmd->name == NULL)
+        return usage("unknown command '%s'", argv[i]);
+    for (int j = i + 1; j < argc; j++) {
+        if (strcmp(argv[j], "--help") == 0) {
+            fputs(usage_text, stdout);
+            return 0;
+        }
+    }
+
+    struct tg_conf conf;
+    char err[1024];
+    if (tg_conf_load(&conf, config, err, sizeof(err)) != TG_OK) {
+        fprintf(stderr, "taskgate: %s\n", err);
+        return 1;
+    }
+    tg_log_setup(conf.log_level, conf.log_format);
+    return cmd->run(&conf, argc - i - 1, argv + i + 1);
+}

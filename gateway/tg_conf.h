@@ -1,0 +1,54 @@
+/* Configuration: one file of "key = value" lines, overridden by TASKGATE_<KEY> environment
+ * variables, parsed and checked once at start-up into a struct nothing writes afterwards. */
+#ifndef TG_CONF_H
+#define TG_CONF_H
+
+#include <stddef.h>
+
+enum tg_log_level { TG_LOG_ERROR = 0, TG_LOG_WARN, TG_LOG_INFO, TG_LOG_DEBUG };
+enum tg_log_format { TG_LOG_LOGFMT = 0, TG_LOG_JSON };
+
+#define TG_CONF_STR 512
+
+struct tg_conf {
+    char listen[TG_CONF_STR];       /* unix socket path, or "host:port" / ":port" */
+    long socket_mode;               /* permissions of a unix socket, e.g. 0660 */
+    long threads;                   /* worker threads */
+    long backlog;                   /* listen backlog */
+    char database[TG_CONF_STR];     /* SQLite file */
+    long db_busy_timeout_ms;        /* how long to wait on a locked database */
+    char upstream_url[TG_CONF_STR]; /* base URL, no trailing slash */
+    long upstream_connect_timeout_ms;
+    long upstream_timeout_ms;
+    long max_body_bytes;
+    long chunk_size;                /* inputs per add-runs request, at most 1000 */
+    long max_inputs_per_submission;
+    char default_processor[64];     /* global default; "" for none */
+    enum tg_log_level log_level;
+    enum tg_log_format log_format;
+    char path[TG_CONF_STR];         /* the file it was read from */
+};
+
+/* Fills c with the defaults. */
+void tg_conf_defaults(struct tg_conf *c);
+
+/* Loads defaults, then path (NULL: skip the file), then the environment. Relative paths
+ * in the file (database, listen) are taken relative to the file's directory. On error
+ * returns TG_EINVAL (or TG_ERR when the file cannot be read) with a message such as
+ * "conf/taskgate.conf:12: threads: must be between 1 and 4096" in err. */
+int tg_conf_load(struct tg_conf *c, const char *path, char *err, size_t errlen);
+
+/* Parses one "key", "value" pair into c; where names the source for messages
+ * ("file:line" or "TASKGATE_THREADS"). Exposed for the unit tests and fuzzing. */
+int tg_conf_set(struct tg_conf *c, const char *key, const char *value, const char *where,
+                char *err, size_t errlen);
+
+/* Parses the text of a whole config file (what tg_conf_load reads), naming it name in
+ * messages. Does not apply defaults or the environment. */
+int tg_conf_parse(struct tg_conf *c, const char *text, size_t len, const char *name,
+                  char *err, size_t errlen);
+
+/* Writes every key with its current value, one "key = value" per line, to buf. */
+int tg_conf_dump(const struct tg_conf *c, char *buf, size_t buflen);
+
+#endif

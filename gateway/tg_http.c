@@ -1,0 +1,155 @@
+/* The request router and the response helpers every handler shares: the one place where
+ * errors become HTTP statuses and the upstream's error shapes. */
+#include "tg_http.h"
+
+#include <assert.h>
+#include <string.h>
+
+#include "tg_json.h"
+#include "tg_log.h"
+#include "tg_store.h"
+#include "tg_token.h"
+
+const char *tg_http_reason(int status)
+{
+    switch (status) {
+    case 200: return "OK";
+    case 201: return "Created";
+    case 204: return "No Content";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 402: return "Payment Required";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 413: return "Payload Too Large";
+    case 415: return "Unsupported Media Type";
+    case 422: return "Unprocessable Entity";
+    case 429: return "Too Many Requests";
+    case 500: return "Internal Server Error";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    default: return "Unknown";
+    }
+}
+
+void tg_resp_header(struct tg_response *resp, const char *name, const char *value)
+{
+    assert(resp->nheaders < TG_RESP_MAX_HEADERS);
+    if (resp->nheaders >= TG_RESP_MAX_HEADERS)
+        return;
+    resp->header_name[resp->nheaders] = name;
+    resp->header_value[resp->nheaders] = value;
+    resp->nheaders++;
+}
+
+void tg_resp_json(struct tg_response *resp, int status, const char *json, size_t len)
+{
+    resp->status = status;
+    resp->content_type = "application/json";
+    tg_buf_clear(&resp->body);
+    if (tg_buf_add(&resp->body, json, len) != TG_OK) {
+        resp->status = 500;
+        tg_buf_clear(&resp->body);
+    }
+}
+
+void tg_resp_error(struct tg_response *resp, const struct tg_request *req, int status,
+                   const char *message, struct json_object *detail)
+{
+    resp->status = status;
+    resp->content_type = "application/json";
+    tg_buf_clear(&resp->body);
+    if (tg_json_error_body(&resp->body, req->request_id, message, detail) != TG_OK) {
+        tg_buf_clear(&resp->body);
+        tg_json_error_body(&resp->body, req->request_id, "internal error", NULL);
+    }
+}
+
+void tg_resp_validation(struct tg_response *resp, struct json_object *detail)
+{
+    resp->status = 422;
+    resp->content_type = "application/json";
+    tg_buf_clear(&resp->body);
+    int rc = tg_buf_adds(&resp->body, "{\"detail\":");
+    if (rc == TG_OK) {
+        size_t len;
+        const char *text = tg_json_str(detail, &len);
+        rc = tg_buf_add(&resp->body, text, len);
+    }
+    if (rc == TG_OK)
+        rc = tg_buf_adds(&resp->body, "}");
+    if (rc != TG_OK) {
+        tg_buf_clear(&resp->body);
+        tg_buf_adds(&resp->body, "{\"detail\":[]}");
+    }
+}
+
+int tg_http_auth(struct tg_worker *w, const struct tg_request *req, struct tg_response *resp,
+                 struct tg_auth *auth)
+{
+    size_t len;
+    const char *token = tg_token_from_headers(req->authorization, req->api_key, &len);
+    if (token == NULL) {
+        tg_resp_error(resp, req, 401,
+                      "missing team token: send 'Authorization: Bearer <token>' or "
+                      "'x-api-key: <token>'",
+                      NULL);
+        return TG_ERR;
+    }
+    char hash[TG_HASH_LEN];
+    tg_sha256_hex(token, len, hash);
+    int rc = tg_store_auth(w->store, hash, tg_now_ms(), auth);
+    if (rc == TG_ENOTFOUND) {
+        tg_resp_error(resp, req, 401, "invalid, expired or revoked team token", NULL);
+        return TG_ERR;
+    }
+    if (rc != TG_OK) {
+        tg_log(TG_LOG_ERROR, "token lookup failed: %s", tg_store_errmsg(w->store));
+        tg_resp_error(resp, req, 503, "the audit database is unavailable; nothing was sent",
+                      NULL);
+        return TG_ERR;
+    }
+    resp->team = tg_pool_strdup(req->pool, auth->team);
+    return TG_OK;
+}
+
+static void health(struct tg_worker *w, const struct tg_request *req,
+                   struct tg_response *resp)
+{
+    if (tg_store_ping(w->store) != TG_OK) {
+        tg_resp_error(resp, req, 503, "database unreachable", NULL);
+        return;
+    }
+    static const char ok[] = "{\"status\":\"ok\"}";
+    tg_resp_json(resp, 200, ok, sizeof(ok) - 1);
+}
+
+void tg_handle(struct tg_worker *w, struct tg_request *req, struct tg_response *resp)
+{
+    const char *path = req->path != NULL ? req->path : "/";
+    int is_get = strcmp(req->method, "GET") == 0 || strcmp(req->method, "HEAD") == 0;
+    int is_post = strcmp(req->method, "POST") == 0;
+
+    if (strcmp(path, "/healthz") == 0) {
+        if (is_get)
+            health(w, req, resp);
+        else
+            tg_resp_error(resp, req, 405, "use GET", NULL);
+        return;
+    }
+    if (strcmp(path, "/v1/runs") == 0) {
+        if (is_post) {
+            resp->interface = "simplified";
+            tg_submit_runs(w, req, resp);
+        } else {
+            tg_resp_header(resp, "Allow", "POST");
+            tg_resp_error(resp, req, 405, "use POST to submit runs", NULL);
+        }
+        return;
+    }
+    tg_resp_error(resp, req, 404, "Not Found", NULL);
+}

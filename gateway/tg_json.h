@@ -1,0 +1,51 @@
+/* JSON helpers over json-c: strict parsing with limits, objects tied to a request pool,
+ * and the upstream's two error shapes. */
+#ifndef TG_JSON_H
+#define TG_JSON_H
+
+#include <stddef.h>
+
+#include <json-c/json.h>
+
+#include "tg_core.h"
+
+/* Deepest nesting a client body may use. */
+#define TG_JSON_MAX_DEPTH 32
+
+/* Parses exactly one JSON value from text[0..len): strict JSON, valid UTF-8, no NUL
+ * bytes, no trailing garbage, at most max_depth levels. Returns a new reference the caller
+ * owns (or hands to a pool with tg_json_pool), or NULL with a one-line reason in err. */
+json_object *tg_json_parse(const char *text, size_t len, int max_depth, char *err,
+                           size_t errlen);
+
+/* Ties obj to pool: json_object_put(obj) runs when the pool is reset. Returns obj, or
+ * NULL (with obj already released) when out of memory. NULL is passed through. */
+json_object *tg_json_pool(struct tg_pool *pool, json_object *obj);
+
+/* The compact serialisation of obj (no slash escaping). The string belongs to obj and
+ * lives as long as obj is not changed or freed. */
+const char *tg_json_str(json_object *obj, size_t *len);
+
+/* Member lookup that returns NULL when obj is not an object or has no such key; note
+ * that a present JSON null also gives NULL (use tg_json_has to tell them apart). */
+json_object *tg_json_get(json_object *obj, const char *key);
+int tg_json_has(json_object *obj, const char *key);
+/* The string member key, or NULL when absent or not a string. */
+const char *tg_json_get_str(json_object *obj, const char *key);
+
+/* Appends one problem to a 422 detail array in the upstream's shape
+ * {"loc":[…],"msg":…,"type":…}. loc is consumed (it may be NULL: ["body"]). */
+void tg_json_problem(json_object *detail, json_object *loc, const char *msg,
+                     const char *type);
+/* A new loc array from string parts, ending with NULL: tg_json_loc("body", "inputs", NULL). */
+json_object *tg_json_loc(const char *first, ...);
+
+/* Writes the upstream's error shape {"type":"error","error":{"ref_id","message"[,
+ * "detail"]}} into b. detail is borrowed and may be NULL. */
+int tg_json_error_body(struct tg_buf *b, const char *ref_id, const char *message,
+                       json_object *detail);
+
+/* Appends s as a JSON string literal (with quotes) to b. */
+int tg_json_buf_string(struct tg_buf *b, const char *s);
+
+#endif

@@ -1,0 +1,162 @@
+/* Logging to stderr in logfmt or JSON. Each line is formatted into a local buffer and
+ * written with one fwrite, so lines from different threads never interleave. */
+#include "tg_log.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "tg_core.h"
+#include "tg_http.h"
+
+static enum tg_log_level log_level = TG_LOG_INFO;
+static enum tg_log_format log_format = TG_LOG_LOGFMT;
+
+static const char *const level_names[] = {"error", "warn", "info", "debug"};
+
+void tg_log_setup(enum tg_log_level level, enum tg_log_format format)
+{
+    log_level = level;
+    log_format = format;
+}
+
+int tg_log_enabled(enum tg_log_level level)
+{
+    return level <= log_level;
+}
+
+/* A line under construction; truncation keeps the line well-formed but short. */
+struct line {
+    char buf[2048];
+    size_t len;
+    int fields;
+};
+
+static void put_raw(struct line *l, const char *s, size_t n)
+{
+    size_t room = sizeof(l->buf) - 2 - l->len; /* keep space for "}\n" */
+    if (n > room)
+        n = room;
+    memcpy(l->buf + l->len, s, n);
+    l->len += n;
+}
+
+static void put_char(struct line *l, char c)
+{
+    put_raw(l, &c, 1);
+}
+
+/* Escapes a value: JSON string escaping in JSON mode, logfmt quoting otherwise. */
+static void put_value(struct line *l, const char *v)
+{
+    int quote = log_format == TG_LOG_JSON || *v == '\0' || strpbrk(v, " =\"\\") != NULL;
+    for (const char *p = v; *p != '\0' && !quote; p++)
+        quote = (unsigned char)*p < 0x20;
+    if (quote)
+        put_char(l, '"');
+    for (const unsigned char *p = (const unsigned char *)v; *p != '\0'; p++) {
+        if (*p == '"' || *p == '\\') {
+            put_char(l, '\\');
+            put_char(l, (char)*p);
+        } else if (*p < 0x20) {
+            char esc[8];
+            int n = snprintf(esc, sizeof(esc), "\\u%04x", *p);
+            put_raw(l, esc, (size_t)n);
+        } else {
+            put_char(l, (char)*p);
+        }
+    }
+    if (quote)
+        put_char(l, '"');
+}
+
+static void field_str(struct line *l, const char *key, const char *v)
+{
+    if (v == NULL)
+        return;
+    if (log_format == TG_LOG_JSON) {
+        put_raw(l, l->fields ? ",\"" : "{\"", 2);
+        put_raw(l, key, strlen(key));
+        put_raw(l, "\":", 2);
+    } else {
+        if (l->fields)
+            put_char(l, ' ');
+        put_raw(l, key, strlen(key));
+        put_char(l, '=');
+    }
+    put_value(l, v);
+    l->fields++;
+}
+
+static void field_num(struct line *l, const char *key, long long v)
+{
+    char num[32];
+    int n = snprintf(num, sizeof(num), "%lld", v);
+    if (log_format == TG_LOG_JSON) {
+        put_raw(l, l->fields ? ",\"" : "{\"", 2);
+        put_raw(l, key, strlen(key));
+        put_raw(l, "\":", 2);
+    } else {
+        if (l->fields)
+            put_char(l, ' ');
+        put_raw(l, key, strlen(key));
+        put_char(l, '=');
+    }
+    put_raw(l, num, (size_t)n);
+    l->fields++;
+}
+
+static void line_begin(struct line *l, enum tg_log_level level)
+{
+    char ts[TG_TIME_LEN];
+    l->len = 0;
+    l->fields = 0;
+    tg_time_format(tg_now_ms(), ts);
+    field_str(l, "ts", ts);
+    field_str(l, "level", level_names[level]);
+}
+
+static void line_end(struct line *l)
+{
+    if (log_format == TG_LOG_JSON)
+        l->buf[l->len++] = '}';
+    l->buf[l->len++] = '\n';
+    fwrite(l->buf, 1, l->len, stderr);
+}
+
+void tg_log(enum tg_log_level level, const char *fmt, ...)
+{
+    if (!tg_log_enabled(level))
+        return;
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    struct line l;
+    line_begin(&l, level);
+    field_str(&l, "msg", msg);
+    line_end(&l);
+}
+
+void tg_log_request(const struct tg_request *req, const struct tg_response *resp)
+{
+    if (!tg_log_enabled(TG_LOG_INFO))
+        return;
+    struct line l;
+    line_begin(&l, TG_LOG_INFO);
+    field_str(&l, "msg", "request");
+    field_str(&l, "request_id", req->request_id);
+    field_str(&l, "method", req->method);
+    field_str(&l, "path", req->path);
+    field_num(&l, "status", resp->status);
+    field_str(&l, "remote_addr", req->remote_addr);
+    field_str(&l, "team", resp->team);
+    field_str(&l, "interface", resp->interface);
+    field_str(&l, "submission_id", resp->submission_id);
+    field_num(&l, "inputs", resp->inputs);
+    field_num(&l, "runs", resp->runs);
+    field_num(&l, "upstream_ms", resp->upstream_us / 1000);
+    field_num(&l, "total_ms", (tg_mono_us() - req->started_us) / 1000);
+    line_end(&l);
+}

@@ -1,0 +1,45 @@
+/* Merging request defaults and building upstream add-runs bodies. A "template" is one
+ * upstream run input without its "input" (processor, metadata, source_policy, task_spec,
+ * webhook, …): the shape presets are stored in and the shape merges work on. */
+#ifndef TG_MERGE_H
+#define TG_MERGE_H
+
+#include <stddef.h>
+
+#include <json-c/json.h>
+
+#include "tg_core.h"
+
+/* Merges over onto a copy of base and returns the copy (a new reference; NULL when out
+ * of memory). Objects merge key by key, recursively; any other value, lists included,
+ * replaces; a JSON null in over removes the key. base and over are not changed; either
+ * may be NULL. */
+json_object *tg_merge(json_object *base, json_object *over);
+
+/* The simplified submission fields that are not template fields. */
+int tg_submission_field_is_control(const char *key);
+
+/* Maps a simplified submission onto the template shape: processor, output →
+ * task_spec.output_schema, input_schema → task_spec.input_schema, include_domains /
+ * exclude_domains → source_policy, metadata, webhook_url → webhook, enable_events; any
+ * field it does not know is carried over untouched; control fields (inputs, taskgroup_id,
+ * preset, …) are left out. A null field stays null, so that merging it removes the
+ * preset's value. Returns a new reference, or NULL when out of memory. */
+json_object *tg_template_from_submission(json_object *sub);
+
+/* A stored preset as a template: "default_task_spec" becomes "task_spec" and the
+ * "enforced" list is left out. Returns a new reference (NULL: out of memory). */
+json_object *tg_template_from_preset(json_object *preset);
+
+/* Tidies a merged template: drops empty objects left behind by removals, and gives a
+ * task_spec that lost its output_schema an auto one. */
+void tg_template_finish(json_object *tmpl);
+
+/* Appends to b the add-runs body for inputs[first .. first+count) with every input taking
+ * tmpl's fields: {"default_task_spec":…,"inputs":[{"input":…,"processor":…,…},…]}.
+ * tmpl's task_spec goes to default_task_spec once rather than into every input.
+ * TG_OK, TG_ETOOBIG or TG_ENOMEM. */
+int tg_build_add_runs(struct tg_buf *b, json_object *tmpl, json_object *inputs, size_t first,
+                      size_t count);
+
+#endif

@@ -1,0 +1,211 @@
+/* The daemon's thread pool and signal handling (see tg_server.h). Each worker owns its
+ * database handle, upstream client and request pool, so a request touches no shared
+ * state but the accept lock and the log. */
+#include "tg_server.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "tg_fcgi.h"
+#include "tg_http.h"
+#include "tg_log.h"
+#include "tg_store.h"
+#include "tg_upstream.h"
+
+struct server;
+
+struct slot {
+    struct server *srv;
+    struct tg_worker w;
+    struct tg_fcgi *fcgi;
+    struct tg_response resp;
+    pthread_t thread;
+    int started;
+};
+
+struct server {
+    const struct tg_conf *conf;
+    int fd;
+    pthread_mutex_t accept_lock;
+    atomic_int stopping;
+    struct slot *slots;
+    long nslots;
+};
+
+static void serve_one(struct slot *s)
+{
+    struct tg_worker *w = &s->w;
+    struct tg_request req;
+    struct tg_response *resp = &s->resp;
+    struct tg_buf body = resp->body;
+
+    memset(resp, 0, sizeof(*resp));
+    resp->body = body;
+    tg_buf_clear(&resp->body);
+
+    int rc = tg_fcgi_read(s->fcgi, w->pool, w->conf->max_body_bytes, &req);
+    if (rc == TG_ETOOBIG)
+        tg_resp_error(resp, &req, 413, "the body is larger than max_body_bytes", NULL);
+    else if (rc == TG_EINVAL)
+        tg_resp_error(resp, &req, 400, "bad Content-Length", NULL);
+    else if (rc != TG_OK)
+        tg_resp_error(resp, &req, 500, "out of memory", NULL);
+    else
+        tg_handle(w, &req, resp);
+    tg_fcgi_write(s->fcgi, &req, resp);
+    tg_fcgi_finish(s->fcgi);
+    tg_log_request(&req, resp);
+    tg_pool_reset(w->pool);
+    /* Keep one answer's worth of memory for the next request, not the largest ever. */
+    if (resp->body.cap > 1024 * 1024)
+        tg_buf_free(&resp->body);
+}
+
+static void *worker_main(void *arg)
+{
+    struct slot *s = arg;
+    struct server *srv = s->srv;
+    for (;;) {
+        pthread_mutex_lock(&srv->accept_lock);
+        if (atomic_load(&srv->stopping)) {
+            pthread_mutex_unlock(&srv->accept_lock);
+            break;
+        }
+        int rc = tg_fcgi_accept(s->fcgi);
+        pthread_mutex_unlock(&srv->accept_lock);
+        if (rc != TG_OK) {
+            if (atomic_load(&srv->stopping))
+                break;
+            tg_log(TG_LOG_WARN, "accept failed: %s", strerror(errno));
+            continue;
+        }
+        serve_one(s);
+    }
+    return NULL;
+}
+
+static void slot_close(struct slot *s)
+{
+    tg_fcgi_free(s->fcgi);
+    tg_store_close(s->w.store);
+    tg_upstream_free(s->w.up);
+    tg_pool_destroy(s->w.pool);
+    tg_buf_free(&s->resp.body);
+}
+
+/* Everything a worker needs is opened before any thread starts, so that a bad database
+ * path or a full disk stops start-up with a message rather than a half-running daemon. */
+static int slot_open(struct server *srv, struct slot *s, int id)
+{
+    char err[512];
+    s->srv = srv;
+    s->w.conf = srv->conf;
+    s->w.id = id;
+    tg_buf_init(&s->resp.body, (size_t)256 * 1024 * 1024);
+    int rc = tg_store_open(&s->w.store, srv->conf->database, 0,
+                           (int)srv->conf->db_busy_timeout_ms, err, sizeof(err));
+    if (rc != TG_OK) {
+        tg_log(TG_LOG_ERROR, "cannot open the database: %s", err);
+        return rc;
+    }
+    s->w.up = tg_upstream_new(srv->conf);
+    s->w.pool = tg_pool_create();
+    s->fcgi = tg_fcgi_new(srv->fd);
+    if (s->w.up == NULL || s->w.pool == NULL || s->fcgi == NULL) {
+        tg_log(TG_LOG_ERROR, "out of memory while starting worker %d", id);
+        return TG_ENOMEM;
+    }
+    return TG_OK;
+}
+
+static int start_workers(struct server *srv)
+{
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, 512 * 1024);
+    int rc = TG_OK;
+    for (long i = 0; i < srv->nslots && rc == TG_OK; i++) {
+        rc = slot_open(srv, &srv->slots[i], (int)i);
+        if (rc == TG_OK && pthread_create(&srv->slots[i].thread, &attr, worker_main,
+                                          &srv->slots[i]) != 0) {
+            tg_log(TG_LOG_ERROR, "cannot start worker thread %ld", i);
+            rc = TG_ERR;
+        }
+        if (rc == TG_OK)
+            srv->slots[i].started = 1;
+    }
+    pthread_attr_destroy(&attr);
+    return rc;
+}
+
+/* Stops accepting: a shut-down listening socket makes every blocked accept() fail. */
+static void stop_and_join(struct server *srv)
+{
+    atomic_store(&srv->stopping, 1);
+    shutdown(srv->fd, SHUT_RDWR);
+    for (long i = 0; i < srv->nslots; i++)
+        if (srv->slots[i].started)
+            pthread_join(srv->slots[i].thread, NULL);
+    for (long i = 0; i < srv->nslots; i++)
+        slot_close(&srv->slots[i]);
+}
+
+int tg_server_run(const struct tg_conf *conf)
+{
+    char err[512];
+    struct server srv;
+    memset(&srv, 0, sizeof(srv));
+    srv.conf = conf;
+    srv.nslots = conf->threads;
+
+    /* Signals are taken by the main thread alone, with sigwait; workers never see them. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    if (tg_upstream_global_init() != TG_OK || tg_fcgi_init() != TG_OK) {
+        tg_log(TG_LOG_ERROR, "cannot initialise libcurl or libfcgi");
+        return 1;
+    }
+    srv.fd = tg_fcgi_listen(conf->listen, (int)conf->backlog, conf->socket_mode, err,
+                            sizeof(err));
+    if (srv.fd < 0) {
+        tg_log(TG_LOG_ERROR, "%s", err);
+        tg_upstream_global_cleanup();
+        return 1;
+    }
+    pthread_mutex_init(&srv.accept_lock, NULL);
+    srv.slots = calloc((size_t)srv.nslots, sizeof(*srv.slots));
+    int rc = srv.slots != NULL ? start_workers(&srv) : TG_ENOMEM;
+    if (rc == TG_OK) {
+        tg_log(TG_LOG_INFO, "taskgate serving on %s with %ld threads, upstream %s",
+               conf->listen, conf->threads, conf->upstream_url);
+        int sig = 0;
+        do {
+            sigwait(&sigs, &sig);
+        } while (sig == SIGHUP);
+        tg_log(TG_LOG_INFO, "signal %d: finishing requests in flight", sig);
+    }
+    if (srv.slots != NULL)
+        stop_and_join(&srv);
+    free(srv.slots);
+    close(srv.fd);
+    if (strchr(conf->listen, ':') == NULL)
+        unlink(conf->listen);
+    pthread_mutex_destroy(&srv.accept_lock);
+    tg_upstream_global_cleanup();
+    if (rc == TG_OK)
+        tg_log(TG_LOG_INFO, "stopped");
+    return rc == TG_OK ? 0 : 1;
+}

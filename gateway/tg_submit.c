@@ -1,0 +1,557 @@
+/* POST /v1/runs, the simplified submission: authenticate, merge the team's preset under
+ * the submission, validate, record as pending, create a group when none is named, send
+ * the inputs in chunks, record every call and run, then answer. The record is final
+ * before the client hears anything. */
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "tg_conf.h"
+#include "tg_http.h"
+#include "tg_json.h"
+#include "tg_log.h"
+#include "tg_merge.h"
+#include "tg_store.h"
+#include "tg_upstream.h"
+#include "tg_validate.h"
+
+#define UPSTREAM_KEY_MAX 512
+
+/* One submission in flight; lives on the handler's stack, its objects in the pool. */
+struct submission {
+    struct tg_worker *w;
+    struct tg_request *req;
+    struct tg_response *resp;
+    struct tg_auth auth;
+    json_object *body;      /* the client's JSON */
+    json_object *inputs;    /* body.inputs */
+    json_object *tmpl;      /* the merged template */
+    const char *processor;
+    const char *taskgroup_id;
+    char id[40];
+    char key[UPSTREAM_KEY_MAX];
+    int seq;                /* next upstream call's number */
+    size_t accepted;        /* inputs the upstream has accepted so far */
+    json_object *run_ids;   /* every accepted run id, in input order */
+    json_object *calls;     /* per-call summaries for the answer */
+    json_object *first_run_cursor;
+    json_object *first_event_cursor;
+    int last_upstream_status;
+};
+
+/* Why an upstream call did not give us what we needed. */
+struct failure {
+    enum tg_state state;   /* FAILED or UNKNOWN */
+    int status;            /* the answer's HTTP status */
+    char message[512];
+    const char *retry_after;
+};
+
+static const char *client_message(json_object *err_body)
+{
+    json_object *err = tg_json_get(err_body, "error");
+    const char *msg = tg_json_get_str(err, "message");
+    if (msg != NULL)
+        return msg;
+    json_object *detail = tg_json_get(err_body, "detail");
+    if (json_object_is_type(detail, json_type_array) && json_object_array_length(detail) > 0)
+        return tg_json_get_str(json_object_array_get_idx(detail, 0), "msg");
+    return NULL;
+}
+
+/* The client's status for an upstream that answered with an error status. Errors about
+ * the request pass through; errors about our credentials or the upstream's health
+ * become 502, so a client never mistakes them for its own fault. */
+static int status_for_upstream_error(int status)
+{
+    switch (status) {
+    case 400: case 402: case 403: case 404: case 409: case 413: case 422: case 429:
+        return status;
+    case 408:
+        return 504;
+    default:
+        return 502;
+    }
+}
+
+static void describe_failure(struct submission *s, const struct tg_up_result *res,
+                             const char *what, struct failure *f)
+{
+    memset(f, 0, sizeof(*f));
+    switch (res->outcome) {
+    case TG_OUTCOME_NOT_SENT:
+        f->state = TG_STATE_FAILED;
+        f->status = 502;
+        snprintf(f->message, sizeof(f->message),
+                 "could not reach the upstream to %s (%s); nothing was sent", what,
+                 res->error != NULL ? res->error : "connection failed");
+        break;
+    case TG_OUTCOME_UNKNOWN:
+        f->state = TG_STATE_UNKNOWN;
+        f->status = res->timed_out ? 504 : 502;
+        snprintf(f->message, sizeof(f->message),
+                 "the upstream %s while we waited to %s: the outcome is unknown and "
+                 "submission %s is recorded as unknown for reconciliation",
+                 res->timed_out ? "did not answer in time" : "connection failed", what,
+                 s->id);
+        break;
+    default: {
+        json_object *err = tg_json_pool(s->req->pool,
+                                        json_tokener_parse(res->body_len > 0 ? res->body : "{}"));
+        const char *msg = client_message(err);
+        f->state = TG_STATE_FAILED;
+        f->status = status_for_upstream_error(res->http_status);
+        f->retry_after = res->retry_after;
+        snprintf(f->message, sizeof(f->message), "the upstream refused to %s: %d%s%s", what,
+                 res->http_status, msg != NULL ? " " : "", msg != NULL ? msg : "");
+        break;
+    }
+    }
+}
+
+/* Records one upstream call; the answer must not go out unless this succeeded. */
+static int record_call(struct submission *s, const char *operation, const char *path,
+                       size_t first, size_t count, int64_t started_ms,
+                       const struct tg_up_result *res, enum tg_outcome outcome,
+                       json_object *answer, const char *error)
+{
+    struct tg_call call = {
+        .submission_id = s->id,
+        .seq = s->seq++,
+        .operation = operation,
+        .method = "POST",
+        .path = path,
+        .first_input = operation[0] == 'c' ? -1 : (int)first,
+        .num_inputs = (int)count,
+        .started_ms = started_ms,
+        .duration_ms = res->duration_us / 1000,
+        .outcome = outcome,
+        .http_status = res->http_status,
+        .run_cursor = tg_json_get_str(answer, "run_cursor"),
+        .event_cursor = tg_json_get_str(answer, "event_cursor"),
+        .error = error,
+    };
+    json_object *ids = tg_json_get(answer, "run_ids");
+    if (outcome == TG_OUTCOME_OK && ids != NULL) {
+        size_t n = json_object_array_length(ids);
+        const char **run_ids = tg_pool_calloc(s->req->pool, n + 1, sizeof(char *));
+        const char **procs = tg_pool_calloc(s->req->pool, n + 1, sizeof(char *));
+        if (run_ids == NULL || procs == NULL)
+            return TG_ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+            run_ids[i] = json_object_get_string(json_object_array_get_idx(ids, i));
+            procs[i] = s->processor;
+        }
+        call.num_runs = n;
+        call.run_ids = run_ids;
+        call.processors = procs;
+    }
+    s->last_upstream_status = res->http_status;
+    s->resp->upstream_us += res->duration_us;
+    return tg_store_call_record(s->w->store, &call);
+}
+
+/* Checks an add-runs answer: run_ids must be count strings. */
+static json_object *parse_runs_answer(struct submission *s, const struct tg_up_result *res,
+                                      size_t count)
+{
+    char err[128];
+    json_object *a = tg_json_pool(s->req->pool, tg_json_parse(res->body, res->body_len,
+                                                              TG_JSON_MAX_DEPTH, err, sizeof(err)));
+    json_object *ids = tg_json_get(a, "run_ids");
+    if (!json_object_is_type(ids, json_type_array) || json_object_array_length(ids) != count)
+        return NULL;
+    for (size_t i = 0; i < count; i++)
+        if (!json_object_is_type(json_object_array_get_idx(ids, i), json_type_string))
+            return NULL;
+    return a;
+}
+
+/* The failure for a 2xx answer we could not use: the upstream acted, we cannot say how. */
+static void unreadable_answer(struct submission *s, const char *what, struct failure *f)
+{
+    memset(f, 0, sizeof(*f));
+    f->state = TG_STATE_UNKNOWN;
+    f->status = 502;
+    snprintf(f->message, sizeof(f->message),
+             "the upstream accepted the request to %s but its answer could not be read: "
+             "submission %s is recorded as unknown for reconciliation",
+             what, s->id);
+}
+
+static int create_group(struct submission *s, struct failure *f)
+{
+    static const char path[] = "/v1/tasks/groups";
+    /* The group's metadata names the team and the submission that made it. */
+    struct tg_buf b;
+    tg_buf_init(&b, 4096);
+    tg_buf_adds(&b, "{\"metadata\":{\"taskgate_team\":");
+    tg_json_buf_string(&b, s->auth.team);
+    tg_buf_printf(&b, ",\"taskgate_sub\":\"%s\"}}", s->id);
+    char *body = tg_pool_strdup(s->req->pool, tg_buf_str(&b));
+    tg_buf_free(&b);
+    if (body == NULL)
+        return TG_ENOMEM;
+
+    struct tg_up_result res;
+    int64_t started = tg_now_ms();
+    tg_upstream_call(s->w->up, "POST", path, s->key, NULL, s->req->request_id, body,
+                     strlen(body), &res);
+    json_object *a = NULL;
+    const char *gid = NULL;
+    if (res.outcome == TG_OUTCOME_OK) {
+        char err[128];
+        a = tg_json_pool(s->req->pool, tg_json_parse(res.body, res.body_len, TG_JSON_MAX_DEPTH,
+                                                     err, sizeof(err)));
+        gid = tg_json_get_str(a, "taskgroup_id");
+        if (gid == NULL || !tg_valid_id(gid)) {
+            unreadable_answer(s, "create a group", f);
+            int rc = record_call(s, "create_group", path, 0, 0, started, &res,
+                                 TG_OUTCOME_UNKNOWN, NULL, f->message);
+            return rc != TG_OK ? rc : TG_ERR;
+        }
+    } else {
+        describe_failure(s, &res, "create a group", f);
+    }
+    int rc = record_call(s, "create_group", path, 0, 0, started, &res, res.outcome, NULL,
+                         gid == NULL ? f->message : NULL);
+    if (rc != TG_OK)
+        return rc;
+    if (gid == NULL)
+        return TG_ERR;
+    s->taskgroup_id = tg_pool_strdup(s->req->pool, gid);
+    return tg_store_submission_group(s->w->store, s->id, s->taskgroup_id);
+}
+
+static void add_call_summary(struct submission *s, size_t first, size_t count, int status,
+                             json_object *answer)
+{
+    json_object *c = json_object_new_object();
+    json_object_object_add(c, "first_input", json_object_new_int64((int64_t)first));
+    json_object_object_add(c, "num_inputs", json_object_new_int64((int64_t)count));
+    json_object_object_add(c, "http_status", json_object_new_int(status));
+    json_object_object_add(c, "run_cursor", json_object_get(tg_json_get(answer, "run_cursor")));
+    json_object_object_add(c, "event_cursor",
+                           json_object_get(tg_json_get(answer, "event_cursor")));
+    json_object_array_add(s->calls, c);
+}
+
+static int send_chunk(struct submission *s, size_t first, size_t count, struct failure *f)
+{
+    const char *path = tg_pool_printf(s->req->pool, "/v1/tasks/groups/%s/runs", s->taskgroup_id);
+    struct tg_buf b;
+    tg_buf_init(&b, (size_t)64 * 1024 * 1024);
+    int rc = path != NULL ? tg_build_add_runs(&b, s->tmpl, s->inputs, first, count) : TG_ENOMEM;
+    if (rc != TG_OK) {
+        tg_buf_free(&b);
+        return rc;
+    }
+    struct tg_up_result res;
+    int64_t started = tg_now_ms();
+    tg_upstream_call(s->w->up, "POST", path, s->key, s->req->parallel_beta, s->req->request_id,
+                     b.data, b.len, &res);
+    tg_buf_free(&b);
+
+    json_object *a = NULL;
+    enum tg_outcome outcome = res.outcome;
+    if (outcome == TG_OUTCOME_OK) {
+        a = parse_runs_answer(s, &res, count);
+        if (a == NULL) {
+            unreadable_answer(s, "add runs", f);
+            outcome = TG_OUTCOME_UNKNOWN;
+        }
+    } else {
+        describe_failure(s, &res, "add runs", f);
+    }
+    rc = record_call(s, "add_runs", path, first, count, started, &res, outcome, a,
+                     outcome == TG_OUTCOME_OK ? NULL : f->message);
+    if (rc != TG_OK)
+        return rc;
+    if (outcome != TG_OUTCOME_OK)
+        return TG_ERR;
+
+    json_object *ids = tg_json_get(a, "run_ids");
+    for (size_t i = 0; i < count; i++)
+        json_object_array_add(s->run_ids, json_object_get(json_object_array_get_idx(ids, i)));
+    if (s->accepted == 0) {
+        s->first_run_cursor = tg_json_get(a, "run_cursor");
+        s->first_event_cursor = tg_json_get(a, "event_cursor");
+    }
+    s->accepted += count;
+    add_call_summary(s, first, count, res.http_status, a);
+    return TG_OK;
+}
+
+/* ---- answers ------------------------------------------------------------------------- */
+
+static void answer_db_trouble(struct submission *s, int rc)
+{
+    tg_log(TG_LOG_ERROR, "submission %s: recording failed: %s (%s)", s->id, tg_rc_str(rc),
+           tg_store_errmsg(s->w->store));
+    tg_resp_error(s->resp, s->req, 503,
+                  "the audit database could not record this submission; retry later", NULL);
+}
+
+/* The common fields of every answer about a recorded submission. */
+static json_object *outcome_object(struct submission *s, enum tg_state state)
+{
+    json_object *o = tg_json_pool(s->req->pool, json_object_new_object());
+    if (o == NULL)
+        return NULL;
+    json_object_object_add(o, "submission_id", json_object_new_string(s->id));
+    json_object_object_add(o, "taskgroup_id",
+                           s->taskgroup_id ? json_object_new_string(s->taskgroup_id) : NULL);
+    json_object_object_add(o, "status", json_object_new_string(tg_state_name(state)));
+    json_object_object_add(o, "run_ids", json_object_get(s->run_ids));
+    json_object_object_add(o, "run_cursor", json_object_get(s->first_run_cursor));
+    json_object_object_add(o, "event_cursor", json_object_get(s->first_event_cursor));
+    json_object_object_add(o, "calls", json_object_get(s->calls));
+    return o;
+}
+
+static void answer_success(struct submission *s)
+{
+    int rc = tg_store_submission_finish(s->w->store, s->id, TG_STATE_ACCEPTED, 200,
+                                        s->last_upstream_status, NULL);
+    if (rc != TG_OK) {
+        answer_db_trouble(s, rc);
+        return;
+    }
+    json_object *o = outcome_object(s, TG_STATE_ACCEPTED);
+    if (o == NULL) {
+        tg_resp_error(s->resp, s->req, 500, "out of memory", NULL);
+        return;
+    }
+    size_t len;
+    const char *text = tg_json_str(o, &len);
+    tg_resp_json(s->resp, 200, text, len);
+}
+
+static void answer_failure(struct submission *s, const struct failure *f)
+{
+    int rc = tg_store_submission_finish(s->w->store, s->id, f->state, f->status,
+                                        s->last_upstream_status, f->message);
+    if (rc != TG_OK) {
+        answer_db_trouble(s, rc);
+        return;
+    }
+    json_object *detail = outcome_object(s, f->state);
+    if (detail != NULL) {
+        json_object_object_add(detail, "accepted_inputs",
+                               json_object_new_int64((int64_t)s->accepted));
+        json_object_object_add(detail, "num_inputs",
+                               json_object_new_int64((int64_t)json_object_array_length(s->inputs)));
+    }
+    tg_resp_error(s->resp, s->req, f->status, f->message, detail);
+    if (f->retry_after != NULL)
+        tg_resp_header(s->resp, "Retry-After", tg_pool_strdup(s->req->pool, f->retry_after));
+}
+
+/* ---- before anything goes upstream ---------------------------------------------------- */
+
+static void fill_record(struct submission *s, struct tg_submission *rec, const char *request)
+{
+    memset(rec, 0, sizeof(*rec));
+    rec->id = s->id;
+    rec->team_id = s->auth.team_id;
+    rec->token_id = s->auth.token_id;
+    rec->request_id = s->req->request_id;
+    rec->remote_addr = s->req->remote_addr;
+    rec->interface = "simplified";
+    rec->taskgroup_id = s->taskgroup_id;
+    rec->num_inputs = json_object_is_type(s->inputs, json_type_array)
+                          ? (int)json_object_array_length(s->inputs) : 0;
+    rec->request = request;
+    rec->received_ms = tg_now_ms() - (tg_mono_us() - s->req->started_us) / 1000;
+}
+
+/* Refuses the submission: the team is known, so a 'rejected' record is written. */
+static void reject(struct submission *s, int status, const char *message, json_object *detail)
+{
+    struct tg_submission rec;
+    fill_record(s, &rec, s->body != NULL ? tg_json_str(s->body, NULL) : NULL);
+    int rc = tg_store_submission_reject(s->w->store, &rec, status, message);
+    if (rc != TG_OK) {
+        answer_db_trouble(s, rc);
+        return;
+    }
+    if (status == 422 && detail != NULL)
+        tg_resp_validation(s->resp, detail);
+    else
+        tg_resp_error(s->resp, s->req, status, message, detail);
+}
+
+static int is_json_type(const char *ct)
+{
+    if (ct == NULL || *ct == '\0')
+        return 1; /* scripts often send none; the body must still be JSON */
+    size_t n = strcspn(ct, ";");
+    while (n > 0 && ct[n - 1] == ' ')
+        n--;
+    return (n == 16 && strncasecmp(ct, "application/json", 16) == 0) ||
+           (n > 5 && strncasecmp(ct + n - 5, "+json", 5) == 0);
+}
+
+static int decode_body(struct submission *s, json_object *detail)
+{
+    if (!is_json_type(s->req->content_type)) {
+        reject(s, 415, "send the submission as application/json", NULL);
+        return TG_ERR;
+    }
+    char err[256];
+    s->body = tg_json_pool(s->req->pool, tg_json_parse(s->req->body, s->req->body_len,
+                                                       TG_JSON_MAX_DEPTH, err, sizeof(err)));
+    if (s->body == NULL) {
+        tg_json_problem(detail, NULL, err, "json_invalid");
+        return TG_EINVAL;
+    }
+    if (!json_object_is_type(s->body, json_type_object)) {
+        tg_json_problem(detail, NULL, "the body must be a JSON object", "dict_type");
+        s->body = NULL;
+        return TG_EINVAL;
+    }
+    s->inputs = tg_json_get(s->body, "inputs");
+    return TG_OK;
+}
+
+/* global defaults ← the team's preset ← the submission's own fields. */
+static int build_template(struct submission *s, json_object *detail)
+{
+    struct tg_pool *pool = s->req->pool;
+    json_object *preset_name = tg_json_get(s->body, "preset");
+    const char *name = "default";
+    if (preset_name != NULL) {
+        if (!json_object_is_type(preset_name, json_type_string)) {
+            tg_json_problem(detail, tg_json_loc("body", "preset", NULL),
+                            "Input should be a valid string", "string_type");
+            return TG_EINVAL;
+        }
+        name = json_object_get_string(preset_name);
+    }
+    char *text = NULL;
+    int rc = tg_store_preset_get(s->w->store, pool, s->auth.team_id, name, &text);
+    json_object *preset = NULL;
+    if (rc == TG_OK) {
+        char err[128];
+        preset = tg_json_pool(pool, tg_json_parse(text, strlen(text), 64, err, sizeof(err)));
+    } else if (rc == TG_ENOTFOUND && preset_name != NULL) {
+        tg_json_problem(detail, tg_json_loc("body", "preset", NULL),
+                        "the team has no preset by this name", "value_error");
+        return TG_EINVAL;
+    } else if (rc != TG_ENOTFOUND) {
+        return rc;
+    }
+
+    json_object *global = tg_json_pool(pool, json_object_new_object());
+    if (global == NULL)
+        return TG_ENOMEM;
+    if (s->w->conf->default_processor[0] != '\0')
+        json_object_object_add(global, "processor",
+                               json_object_new_string(s->w->conf->default_processor));
+    json_object *base = tg_json_pool(pool, tg_merge(global, tg_json_pool(pool,
+                                                    tg_template_from_preset(preset))));
+    json_object *own = tg_json_pool(pool, tg_template_from_submission(s->body));
+    s->tmpl = tg_json_pool(pool, tg_merge(base, own));
+    if (s->tmpl == NULL)
+        return TG_ENOMEM;
+    tg_template_finish(s->tmpl);
+    s->processor = tg_json_get_str(s->tmpl, "processor");
+    return TG_OK;
+}
+
+static void check_group(struct submission *s, json_object *detail)
+{
+    json_object *g = tg_json_get(s->body, "taskgroup_id");
+    if (g == NULL)
+        return;
+    if (!json_object_is_type(g, json_type_string) || !tg_valid_id(json_object_get_string(g)))
+        tg_json_problem(detail, tg_json_loc("body", "taskgroup_id", NULL),
+                        "a task group id is 1 to 128 letters, digits, '_' or '-'",
+                        "value_error");
+    else
+        s->taskgroup_id = json_object_get_string(g);
+}
+
+/* Runs every check; TG_OK, or the answer is already in resp. */
+static int prepare(struct submission *s)
+{
+    json_object *detail = tg_json_pool(s->req->pool, json_object_new_array());
+    if (detail == NULL)
+        return TG_ENOMEM;
+    int rc = decode_body(s, detail);
+    if (rc == TG_OK) {
+        rc = build_template(s, detail);
+        if (rc == TG_OK || rc == TG_EINVAL) {
+            tg_validate_inputs(s->inputs, s->w->conf->max_inputs_per_submission, detail);
+            check_group(s, detail);
+            if (s->tmpl != NULL) {
+                json_object *at = tg_json_pool(s->req->pool, tg_json_loc("body", NULL));
+                tg_validate_template(s->tmpl, at, detail);
+            }
+            rc = TG_OK;
+        }
+    }
+    if (rc == TG_ERR)
+        return rc; /* already answered */
+    if (rc != TG_OK) {
+        answer_db_trouble(s, rc);
+        return rc;
+    }
+    if (json_object_array_length(detail) > 0) {
+        reject(s, 422, "the submission is invalid", detail);
+        return TG_EINVAL;
+    }
+    return TG_OK;
+}
+
+void tg_submit_runs(struct tg_worker *w, struct tg_request *req, struct tg_response *resp)
+{
+    struct submission s;
+    memset(&s, 0, sizeof(s));
+    s.w = w;
+    s.req = req;
+    s.resp = resp;
+    if (tg_http_auth(w, req, resp, &s.auth) != TG_OK)
+        return;
+    if (tg_random_id(s.id, sizeof(s.id), "sub_", 16) != TG_OK) {
+        tg_resp_error(resp, req, 500, "no randomness available", NULL);
+        return;
+    }
+    resp->submission_id = tg_pool_strdup(req->pool, s.id);
+    s.run_ids = tg_json_pool(req->pool, json_object_new_array());
+    s.calls = tg_json_pool(req->pool, json_object_new_array());
+    if (s.run_ids == NULL || s.calls == NULL) {
+        tg_resp_error(resp, req, 500, "out of memory", NULL);
+        return;
+    }
+    if (prepare(&s) != TG_OK)
+        return;
+
+    size_t n = json_object_array_length(s.inputs);
+    resp->inputs = (int)n;
+    int rc = tg_store_team_key(w->store, s.auth.team_id, s.key, sizeof(s.key));
+    struct tg_submission rec;
+    fill_record(&s, &rec, tg_json_str(s.body, NULL));
+    if (rc == TG_OK)
+        rc = tg_store_submission_begin(w->store, &rec);
+    if (rc != TG_OK) {
+        answer_db_trouble(&s, rc);
+        return;
+    }
+
+    /* From here on the submission is recorded: every path ends in a final state. */
+    struct failure f;
+    rc = s.taskgroup_id == NULL ? create_group(&s, &f) : TG_OK;
+    size_t chunk = (size_t)w->conf->chunk_size;
+    for (size_t first = 0; rc == TG_OK && first < n; first += chunk)
+        rc = send_chunk(&s, first, n - first < chunk ? n - first : chunk, &f);
+    resp->runs = (int)s.accepted;
+
+    if (rc == TG_OK)
+        answer_success(&s);
+    else if (rc == TG_ERR)
+        answer_failure(&s, &f);
+    else
+        answer_db_trouble(&s, rc);
+    memset(s.key, 0, sizeof(s.key));
+}

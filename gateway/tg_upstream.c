@@ -1,0 +1,217 @@
+/* The upstream client over libcurl (see tg_upstream.h): an easy handle per worker, kept
+ * for its connection cache; outcomes classified by whether the request left this host. */
+#include "tg_upstream.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <curl/curl.h>
+
+#include "tg_core.h"
+
+/* Answers larger than this are not read: 1,000 run ids take about 40 KB. */
+#define MAX_ANSWER (16u * 1024 * 1024)
+
+struct tg_upstream {
+    CURL *curl;
+    const struct tg_conf *conf;
+    struct tg_buf body;
+    char retry_after[64];
+    char error[CURL_ERROR_SIZE + 64];
+    char curl_error[CURL_ERROR_SIZE];
+};
+
+int tg_upstream_global_init(void)
+{
+    return curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK ? TG_OK : TG_ERR;
+}
+
+void tg_upstream_global_cleanup(void)
+{
+    curl_global_cleanup();
+}
+
+struct tg_upstream *tg_upstream_new(const struct tg_conf *conf)
+{
+    struct tg_upstream *u = calloc(1, sizeof(*u));
+    if (u == NULL)
+        return NULL;
+    u->curl = curl_easy_init();
+    if (u->curl == NULL) {
+        free(u);
+        return NULL;
+    }
+    u->conf = conf;
+    tg_buf_init(&u->body, MAX_ANSWER);
+    return u;
+}
+
+void tg_upstream_free(struct tg_upstream *u)
+{
+    if (u == NULL)
+        return;
+    curl_easy_cleanup(u->curl);
+    tg_buf_free(&u->body);
+    free(u);
+}
+
+static size_t on_body(char *data, size_t size, size_t n, void *arg)
+{
+    struct tg_upstream *u = arg;
+    if (tg_buf_add(&u->body, data, size * n) != TG_OK)
+        return 0; /* makes curl fail the transfer with CURLE_WRITE_ERROR */
+    return size * n;
+}
+
+static size_t on_header(char *data, size_t size, size_t n, void *arg)
+{
+    struct tg_upstream *u = arg;
+    size_t len = size * n;
+    static const char name[] = "retry-after:";
+    if (len > sizeof(name) - 1 && strncasecmp(data, name, sizeof(name) - 1) == 0) {
+        const char *v = data + sizeof(name) - 1;
+        size_t vlen = len - (sizeof(name) - 1);
+        while (vlen > 0 && (*v == ' ' || *v == '\t')) {
+            v++;
+            vlen--;
+        }
+        while (vlen > 0 && (v[vlen - 1] == '\r' || v[vlen - 1] == '\n' || v[vlen - 1] == ' '))
+            vlen--;
+        if (vlen < sizeof(u->retry_after)) {
+            memcpy(u->retry_after, v, vlen);
+            u->retry_after[vlen] = '\0';
+        }
+    }
+    return len;
+}
+
+/* A header value we are about to send must not smuggle in another header. */
+static int plain_header_value(const char *s)
+{
+    for (; *s != '\0'; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            return 0;
+    return 1;
+}
+
+static struct curl_slist *add_header(struct curl_slist *list, const char *name,
+                                     const char *value, int *ok)
+{
+    char line[1024];
+    int n = snprintf(line, sizeof(line), "%s: %s", name, value);
+    if (n < 0 || (size_t)n >= sizeof(line)) {
+        *ok = 0;
+        return list;
+    }
+    struct curl_slist *next = curl_slist_append(list, line);
+    if (next == NULL) {
+        *ok = 0;
+        return list;
+    }
+    return next;
+}
+
+static struct curl_slist *build_headers(const char *key, const char *beta,
+                                        const char *request_id, int has_body, int *ok)
+{
+    struct curl_slist *h = NULL;
+    *ok = 1;
+    h = add_header(h, "x-api-key", key, ok);
+    if (has_body)
+        h = add_header(h, "Content-Type", "application/json", ok);
+    h = add_header(h, "Accept", "application/json", ok);
+    if (beta != NULL && *beta != '\0')
+        h = add_header(h, "parallel-beta", beta, ok);
+    if (request_id != NULL && *request_id != '\0')
+        h = add_header(h, "X-Request-Id", request_id, ok);
+    /* No "Expect: 100-continue" round trip for large bodies. */
+    struct curl_slist *next = curl_slist_append(h, "Expect:");
+    if (next == NULL)
+        *ok = 0;
+    else
+        h = next;
+    return h;
+}
+
+/* Decides what is known after a transfer that did not complete with an answer. */
+static void classify_failure(struct tg_upstream *u, CURLcode cc, struct tg_up_result *res)
+{
+    long sent = 0;
+    curl_easy_getinfo(u->curl, CURLINFO_REQUEST_SIZE, &sent);
+    res->timed_out = cc == CURLE_OPERATION_TIMEDOUT;
+    if (cc == CURLE_COULDNT_CONNECT || cc == CURLE_COULDNT_RESOLVE_HOST ||
+        cc == CURLE_COULDNT_RESOLVE_PROXY || sent == 0)
+        res->outcome = TG_OUTCOME_NOT_SENT;
+    else
+        res->outcome = TG_OUTCOME_UNKNOWN;
+    snprintf(u->error, sizeof(u->error), "%s%s%s", curl_easy_strerror(cc),
+             u->curl_error[0] != '\0' ? ": " : "", u->curl_error);
+    res->error = u->error;
+}
+
+int tg_upstream_call(struct tg_upstream *u, const char *method, const char *path,
+                     const char *key, const char *beta, const char *request_id,
+                     const char *body, size_t len, struct tg_up_result *res)
+{
+    memset(res, 0, sizeof(*res));
+    if (!plain_header_value(key) || (beta != NULL && !plain_header_value(beta)) ||
+        (request_id != NULL && !plain_header_value(request_id)))
+        return TG_EINVAL;
+
+    char url[2048];
+    int n = snprintf(url, sizeof(url), "%s%s", u->conf->upstream_url, path);
+    if (n < 0 || (size_t)n >= sizeof(url))
+        return TG_EINVAL;
+
+    int ok;
+    struct curl_slist *headers = build_headers(key, beta, request_id, body != NULL, &ok);
+    if (!ok) {
+        curl_slist_free_all(headers);
+        return TG_EINVAL;
+    }
+    tg_buf_clear(&u->body);
+    u->retry_after[0] = '\0';
+    u->curl_error[0] = '\0';
+
+    CURL *c = u->curl;
+    curl_easy_reset(c);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, u->conf->upstream_connect_timeout_ms);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, u->conf->upstream_timeout_ms);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(c, CURLOPT_USERAGENT, "taskgate/0.1");
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, u);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, u);
+    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, u->curl_error);
+    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+    if (body != NULL) {
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+    }
+    if (strcmp(method, "GET") != 0 && strcmp(method, "POST") != 0)
+        curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+
+    int64_t t0 = tg_mono_us();
+    CURLcode cc = curl_easy_perform(c);
+    res->duration_us = tg_mono_us() - t0;
+    curl_slist_free_all(headers);
+
+    if (cc == CURLE_OK) {
+        long status = 0;
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+        res->http_status = (int)status;
+        res->outcome = status >= 200 && status < 300 ? TG_OUTCOME_OK : TG_OUTCOME_ERROR;
+    } else {
+        classify_failure(u, cc, res);
+    }
+    res->body = tg_buf_str(&u->body);
+    res->body_len = u->body.len;
+    res->retry_after = u->retry_after[0] != '\0' ? u->retry_after : NULL;
+    return TG_OK;
+}

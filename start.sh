@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds, and starts taskgate on http://127.0.0.1:8080: nginx
+# (its own prefix under run/, never the system's nginx) in front of the daemon, against
+# Parallel when PARALLEL_API_KEY is set and against the bundled simulator otherwise.
+#   bash start.sh         start (or restart) everything
+#   bash start.sh stop    stop everything it started
+set -euo pipefail
+
+top=$(cd "$(dirname "$0")" && pwd)
+run=${TASKGATE_RUN_DIR:-$top/run}
+port=${TASKGATE_PORT:-8080}
+sim_port=${TASKGATE_SIM_PORT:-8090}
+build=$top/build
+
+stop() {
+  for name in nginx taskgate tg_sim; do
+    pidfile=$run/$name.pid
+    if [ -f "$pidfile" ]; then
+      pid=$(cat "$pidfile")
+      if kill -0 "$pid" 2>/dev/null; then
+        if [ "$name" = nginx ]; then kill -QUIT "$pid"; else kill -TERM "$pid"; fi
+        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+      fi
+      rm -f "$pidfile"
+    fi
+  done
+}
+
+if [ "${1:-}" = stop ]; then
+  stop
+  echo "taskgate: stopped"
+  exit 0
+fi
+
+bash "$top/scripts/deps.sh"
+cmake -S "$top" -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build "$build" -j"$(nproc)" >/dev/null
+mkdir -p "$run/tmp"
+stop
+
+if [ -n "${PARALLEL_API_KEY:-}" ]; then
+  upstream=https://api.parallel.ai
+  key=$PARALLEL_API_KEY
+  echo "taskgate: upstream is Parallel (PARALLEL_API_KEY is set)"
+else
+  upstream=http://127.0.0.1:$sim_port
+  key=sim-demo-key
+  "$build/tests/tg_sim" --port "$sim_port" --key "$key" >"$run/tg_sim.log" 2>&1 &
+  echo $! >"$run/tg_sim.pid"
+  echo "taskgate: upstream is the bundled simulator on 127.0.0.1:$sim_port (set PARALLEL_API_KEY to use Parallel)"
+fi
+
+cat >"$run/taskgate.conf" <<CONF
+# Written by start.sh; see conf/taskgate.conf for every key.
+listen = $run/taskgate.sock
+socket_mode = 0666
+database = $run/taskgate.db
+upstream_url = $upstream
+threads = 32
+CONF
+
+tg() { "$build/taskgate" --config "$run/taskgate.conf" "$@"; }
+tg init
+if ! tg team list | grep -q '^demo '; then
+  printf '%s\n' "$key" | tg team add demo
+  printf '{"processor":"base","metadata":{"source":"demo"}}\n' | tg preset set demo default -
+else
+  printf '%s\n' "$key" | tg team set-key demo
+fi
+if [ ! -s "$run/demo-token" ]; then
+  (umask 077; tg token issue demo --label demo >"$run/demo-token")
+fi
+token=$(cat "$run/demo-token")
+
+tg serve 2>>"$run/taskgate.log" &
+echo $! >"$run/taskgate.pid"
+for _ in $(seq 100); do [ -S "$run/taskgate.sock" ] && break; sleep 0.05; done
+
+user_line=""
+[ "$(id -u)" -eq 0 ] && user_line="user root;"
+sed -e "s|^\(\s*\)listen .*;|\1listen 127.0.0.1:$port;|" \
+    -e "s|server unix:.*;|server unix:$run/taskgate.sock;|" \
+    "$top/nginx/taskgate.conf" >"$run/site.conf"
+cat >"$run/nginx.conf" <<NGINX
+$user_line
+daemon on;
+worker_processes auto;
+pid $run/nginx.pid;
+error_log $run/nginx-error.log;
+events { worker_connections 1024; }
+http {
+    access_log $run/access.log;
+    client_body_temp_path $run/tmp/body;
+    fastcgi_temp_path $run/tmp/fastcgi;
+    proxy_temp_path $run/tmp/proxy;
+    uwsgi_temp_path $run/tmp/uwsgi;
+    scgi_temp_path $run/tmp/scgi;
+    include $run/site.conf;
+}
+NGINX
+nginx=$(command -v nginx || echo /usr/sbin/nginx)
+"$nginx" -p "$run" -c "$run/nginx.conf"
+for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.05; done
+
+cat <<MSG
+
+taskgate is running on http://127.0.0.1:$port (logs and database in $run).
+The demo team's token is in $run/demo-token. Try:
+
+  curl -s http://127.0.0.1:$port/v1/runs \\
+    -H "Authorization: Bearer $token" \\
+    -H 'Content-Type: application/json' \\
+    -d '{"inputs": ["What is the capital of France?", "Who wrote Hamlet?"]}'
+
+Audit it:  sqlite3 $run/taskgate.db 'SELECT * FROM audit_runs'
+Stop it:   bash start.sh stop
+MSG

@@ -1,0 +1,214 @@
+/* Unit tests of the merge rules (global ← preset ← submission), the add-runs body builder
+ * and the validation of what goes upstream. */
+#include <string.h>
+
+#include "tg_json.h"
+#include "tg_merge.h"
+#include "tg_test.h"
+#include "tg_validate.h"
+
+static json_object *J(const char *text)
+{
+    char err[128];
+    json_object *o = tg_json_parse(text, strlen(text), TG_JSON_MAX_DEPTH, err, sizeof(err));
+    if (o == NULL)
+        fprintf(stderr, "bad test JSON %s: %s\n", text, err);
+    return o;
+}
+
+/* Runs the whole chain the handler runs and returns the merged template's JSON text. */
+static char *merged(const char *global, const char *preset, const char *sub)
+{
+    static char out[4096];
+    json_object *g = J(global), *p = J(preset), *s = J(sub);
+    json_object *pt = tg_template_from_preset(p);
+    json_object *st = tg_template_from_submission(s);
+    json_object *base = tg_merge(g, pt);
+    json_object *m = tg_merge(base, st);
+    tg_template_finish(m);
+    snprintf(out, sizeof(out), "%s", tg_json_str(m, NULL));
+    json_object_put(g);
+    json_object_put(p);
+    json_object_put(s);
+    json_object_put(pt);
+    json_object_put(st);
+    json_object_put(base);
+    json_object_put(m);
+    return out;
+}
+
+static void objects_merge_key_by_key(void)
+{
+    CHECK_STR(merged("{}", "{\"processor\":\"core\",\"metadata\":{\"a\":1,\"b\":2}}",
+                     "{\"metadata\":{\"b\":3,\"c\":4}}"),
+              "{\"processor\":\"core\",\"metadata\":{\"a\":1,\"b\":3,\"c\":4}}");
+}
+
+static void lists_are_replaced(void)
+{
+    CHECK_STR(merged("{}", "{\"processor\":\"core\",\"source_policy\":{\"include_domains\":"
+                           "[\"a.com\",\"b.com\"]}}",
+                     "{\"include_domains\":[\"c.com\"]}"),
+              "{\"processor\":\"core\",\"source_policy\":{\"include_domains\":[\"c.com\"]}}");
+}
+
+static void null_removes(void)
+{
+    CHECK_STR(merged("{}", "{\"processor\":\"core\",\"metadata\":{\"a\":1,\"b\":2},"
+                           "\"source_policy\":{\"exclude_domains\":[\"x.com\"]}}",
+                     "{\"metadata\":{\"a\":null},\"exclude_domains\":null}"),
+              "{\"processor\":\"core\",\"metadata\":{\"b\":2}}");
+    CHECK_STR(merged("{}", "{\"processor\":\"core\",\"metadata\":{\"a\":1}}",
+                     "{\"metadata\":null}"),
+              "{\"processor\":\"core\"}");
+}
+
+static void layers_in_order(void)
+{
+    /* The submission beats the preset, which beats the global default. */
+    CHECK_STR(merged("{\"processor\":\"base\"}", "{}", "{}"), "{\"processor\":\"base\"}");
+    CHECK_STR(merged("{\"processor\":\"base\"}", "{\"processor\":\"core\"}", "{}"),
+              "{\"processor\":\"core\"}");
+    CHECK_STR(merged("{\"processor\":\"base\"}", "{\"processor\":\"core\"}",
+                     "{\"processor\":\"pro\"}"),
+              "{\"processor\":\"pro\"}");
+}
+
+static void simplified_fields_map_upstream(void)
+{
+    CHECK_STR(merged("{}", "{}",
+                     "{\"processor\":\"lite\",\"output\":\"the GDP\",\"inputs\":[\"x\"],"
+                     "\"taskgroup_id\":\"tgrp_1\",\"preset\":\"default\"}"),
+              "{\"processor\":\"lite\",\"task_spec\":{\"output_schema\":\"the GDP\"}}");
+    CHECK_STR(merged("{}", "{}",
+                     "{\"processor\":\"lite\",\"output\":{\"type\":\"object\",\"properties\":{}}}"),
+              "{\"processor\":\"lite\",\"task_spec\":{\"output_schema\":{\"type\":\"object\","
+              "\"properties\":{}}}}");
+    CHECK_STR(merged("{}", "{}",
+                     "{\"processor\":\"lite\",\"output\":{\"properties\":{\"gdp\":{}}}}"),
+              "{\"processor\":\"lite\",\"task_spec\":{\"output_schema\":{\"type\":\"json\","
+              "\"json_schema\":{\"properties\":{\"gdp\":{}}}}}}");
+    CHECK_STR(merged("{}", "{}",
+                     "{\"processor\":\"lite\",\"webhook_url\":\"https://h.example/x\","
+                     "\"enable_events\":true}"),
+              "{\"processor\":\"lite\",\"webhook\":{\"url\":\"https://h.example/x\","
+              "\"event_types\":[\"task_run.status\"]},\"enable_events\":true}");
+}
+
+static void unknown_fields_pass_through(void)
+{
+    CHECK_STR(merged("{}", "{\"processor\":\"core\",\"memory_scope_key\":\"p\"}",
+                     "{\"advanced_settings\":{\"x\":[1,null]}}"),
+              "{\"processor\":\"core\",\"memory_scope_key\":\"p\","
+              "\"advanced_settings\":{\"x\":[1,null]}}");
+}
+
+static void preset_default_task_spec(void)
+{
+    CHECK_STR(merged("{}", "{\"processor\":\"core\",\"default_task_spec\":{\"output_schema\":"
+                           "\"a\"},\"enforced\":[\"processor\"]}",
+                     "{\"input_schema\":\"a city\"}"),
+              "{\"processor\":\"core\",\"task_spec\":{\"output_schema\":\"a\","
+              "\"input_schema\":\"a city\"}}");
+    /* Removing the output schema leaves an auto one, not an invalid task spec. */
+    CHECK_STR(merged("{}", "{\"processor\":\"core\",\"default_task_spec\":{\"output_schema\":"
+                           "\"a\",\"input_schema\":\"b\"}}",
+                     "{\"output\":null}"),
+              "{\"processor\":\"core\",\"task_spec\":{\"input_schema\":\"b\",\"output_schema\":"
+              "{\"type\":\"auto\"}}}");
+}
+
+static void build_body_exactly(void)
+{
+    json_object *tmpl = J("{\"processor\":\"core\",\"task_spec\":{\"output_schema\":\"x\"},"
+                          "\"metadata\":{\"k\":\"v\"}}");
+    json_object *inputs = J("[\"a\",{\"city\":\"Paris\"},\"c\"]");
+    struct tg_buf b;
+    tg_buf_init(&b, 1 << 20);
+    CHECK(tg_build_add_runs(&b, tmpl, inputs, 1, 2) == TG_OK);
+    CHECK_STR(tg_buf_str(&b),
+              "{\"default_task_spec\":{\"output_schema\":\"x\"},\"inputs\":["
+              "{\"input\":{\"city\":\"Paris\"},\"processor\":\"core\",\"metadata\":{\"k\":\"v\"}},"
+              "{\"input\":\"c\",\"processor\":\"core\",\"metadata\":{\"k\":\"v\"}}]}");
+    tg_buf_free(&b);
+
+    /* The buffer's limit is an error, not a crash. */
+    tg_buf_init(&b, 40);
+    CHECK(tg_build_add_runs(&b, tmpl, inputs, 0, 3) == TG_ETOOBIG);
+    tg_buf_free(&b);
+    json_object_put(tmpl);
+    json_object_put(inputs);
+}
+
+static const char *first_loc(json_object *detail)
+{
+    static char out[256];
+    json_object *p = json_object_array_get_idx(detail, 0);
+    snprintf(out, sizeof(out), "%s", p != NULL ? tg_json_str(tg_json_get(p, "loc"), NULL) : "");
+    return out;
+}
+
+static void validation(void)
+{
+    json_object *detail = json_object_new_array();
+    json_object *at = tg_json_loc("body", NULL);
+    json_object *t = J("{\"metadata\":{\"a_key_longer_than_16\":1,\"ok\":[1]}}");
+    tg_validate_template(t, at, detail);
+    CHECK(json_object_array_length(detail) == 3); /* no processor, long key, list value */
+    CHECK_STR(first_loc(detail), "[\"body\",\"processor\"]");
+    json_object_put(t);
+    json_object_put(detail);
+
+    detail = json_object_new_array();
+    json_object *in = J("[\"ok\",3]");
+    tg_validate_inputs(in, 10, detail);
+    CHECK(json_object_array_length(detail) == 1);
+    CHECK_STR(first_loc(detail), "[\"body\",\"inputs\",1]");
+    json_object_put(in);
+    json_object_put(detail);
+
+    detail = json_object_new_array();
+    in = J("[]");
+    tg_validate_inputs(in, 10, detail);
+    tg_validate_inputs(NULL, 10, detail);
+    CHECK(json_object_array_length(detail) == 2);
+    json_object_put(in);
+    json_object_put(detail);
+    json_object_put(at);
+
+    CHECK(tg_valid_id("tgrp_0123abc-Z"));
+    CHECK(!tg_valid_id(""));
+    CHECK(!tg_valid_id("../x"));
+    CHECK(!tg_valid_id("a b"));
+}
+
+static void strict_parsing(void)
+{
+    char err[128];
+    CHECK(tg_json_parse("{\"a\":1} x", 9, 8, err, sizeof(err)) == NULL);
+    CHECK(tg_json_parse("{\"a\":1}\0", 8, 8, err, sizeof(err)) == NULL);
+    CHECK(tg_json_parse("\"\xff\"", 3, 8, err, sizeof(err)) == NULL);
+    CHECK(tg_json_parse("[[[[1]]]]", 9, 3, err, sizeof(err)) == NULL);
+    CHECK(tg_json_parse("{\"a\":", 5, 8, err, sizeof(err)) == NULL);
+    json_object *o = tg_json_parse(" {\"a\":1}\n", 9, 8, err, sizeof(err));
+    CHECK(o != NULL);
+    json_object_put(o);
+}
+
+int main(void)
+{
+    static const struct tg_test_case cases[] = {
+        {"objects_merge_key_by_key", objects_merge_key_by_key},
+        {"lists_are_replaced", lists_are_replaced},
+        {"null_removes", null_removes},
+        {"layers_in_order", layers_in_order},
+        {"simplified_fields_map_upstream", simplified_fields_map_upstream},
+        {"unknown_fields_pass_through", unknown_fields_pass_through},
+        {"preset_default_task_spec", preset_default_task_spec},
+        {"build_body_exactly", build_body_exactly},
+        {"validation", validation},
+        {"strict_parsing", strict_parsing},
+        {NULL, NULL},
+    };
+    return tg_test_run(cases);
+}
