@@ -479,7 +479,9 @@ static int prepare(struct submission *s)
     if (detail == NULL)
         return TG_ENOMEM;
     int rc = decode_body(s, detail);
-    if (rc == TG_OK) {
+    if (rc == TG_EINVAL) {
+        rc = TG_OK; /* the problem is in detail */
+    } else if (rc == TG_OK) {
         rc = build_template(s, detail);
         if (rc == TG_OK || rc == TG_EINVAL) {
             tg_validate_inputs(s->inputs, s->w->conf->max_inputs_per_submission, detail);
