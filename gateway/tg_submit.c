@@ -229,7 +229,7 @@ static void add_call_summary(struct submission *s, size_t first, size_t count, i
     json_object *c = json_object_new_object();
     json_object_object_add(c, "first_input", json_object_new_int64((int64_t)first));
     json_object_object_add(c, "num_inputs", json_object_new_int64((int64_t)count));
-    json_object_object_add(c, "http_status", json_object_new_int(status));
+    json_object_object_add(c, "http_status", status != 0 ? json_object_new_int(status) : NULL);
     json_object_object_add(c, "run_cursor", json_object_get(tg_json_get(answer, "run_cursor")));
     json_object_object_add(c, "event_cursor",
                            json_object_get(tg_json_get(answer, "event_cursor")));
@@ -263,6 +263,8 @@ static int send_chunk(struct submission *s, size_t first, size_t count, struct f
     } else {
         describe_failure(s, &res, "add runs", f);
     }
+    if (outcome != TG_OUTCOME_OK)
+        add_call_summary(s, first, count, res.http_status, NULL);
     rc = record_call(s, "add_runs", path, first, count, started, &res, outcome, a,
                      outcome == TG_OUTCOME_OK ? NULL : f->message);
     if (rc != TG_OK)
@@ -337,6 +339,10 @@ static void answer_failure(struct submission *s, const struct failure *f)
     }
     json_object *detail = outcome_object(s, f->state);
     if (detail != NULL) {
+        /* In an error's detail the submission's state is called so: "status" there would
+         * read as an HTTP status. */
+        json_object_object_del(detail, "status");
+        json_object_object_add(detail, "state", json_object_new_string(tg_state_name(f->state)));
         json_object_object_add(detail, "accepted_inputs",
                                json_object_new_int64((int64_t)s->accepted));
         json_object_object_add(detail, "num_inputs",

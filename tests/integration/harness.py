@@ -1,0 +1,592 @@
+"""Integration-test harness for taskgate: starts the upstream simulator, the daemon and a
+real nginx (with the project's own site file) on free loopback ports in a temporary
+directory, offers helpers to drive them, and always stops them again. Standard library only.
+
+Environment (set by ctest, see tests/CMakeLists.txt):
+  TG_BIN         the taskgate binary        TG_SIM        the upstream simulator
+  TG_NGINX       nginx                      TG_SOURCE_DIR the source tree (nginx/taskgate.conf)
+  TG_TEST_OUT    where temporary directories go (optional; the system temp dir otherwise)
+
+Typical use:
+
+    with Stack(keys=["par-key-a"]) as s:
+        s.add_team("a", "par-key-a", preset={"processor": "core"})
+        token, token_id = s.issue_token("a")
+        status, body, headers = s.json_req("POST", "/v1/runs", {"inputs": ["x"]}, token=token)
+
+A Stack keeps its directory (logs, database, configs) when the test failed and removes it
+otherwise. Inside unittest, StackTestCase.stack() ties that decision to the test's outcome,
+which also catches failures reported through subTest.
+"""
+
+import hashlib
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import sqlite3
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+__all__ = ["Stack", "StackError", "StackTestCase", "env_path", "free_port", "tail"]
+
+TOKEN_RE = re.compile(r"^tg_[0-9a-f]{48}$")
+TOKEN_ID_RE = re.compile(r"id=(tok_[0-9a-f]+)")
+SOCKET_PATH_MAX = 100  # sun_path is 108 bytes; keep a margin
+
+
+class StackError(RuntimeError):
+    """A part of the stack failed to start or to answer; the message has the log tail."""
+
+
+def env_path(name):
+    """The path in environment variable name; raises a clear error when it is not set."""
+    value = os.environ.get(name)
+    if not value:
+        raise StackError(
+            "environment variable %s is not set (run through ctest, or export TG_BIN, "
+            "TG_SIM, TG_NGINX and TG_SOURCE_DIR)" % name)
+    return value
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def tail(path, lines=40):
+    """The last lines of a text file, or a note that it is missing."""
+    try:
+        with open(path, "r", encoding="utf-8", errors="replace") as f:
+            text = f.read()
+    except OSError as e:
+        return "(%s: %s)" % (path, e.strerror)
+    return "\n".join(text.splitlines()[-lines:]) or "(%s is empty)" % path
+
+
+def child_env():
+    """The environment for the daemon and the CLI: ours without TASKGATE_* overrides, so a
+    developer's shell cannot change what the generated config says."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("TASKGATE_")}
+
+
+def _nginx_size(value):
+    """A max_body_bytes value ("10M", "65536", "64k") written the way nginx reads sizes."""
+    text = str(value).strip()
+    if not re.fullmatch(r"\d+[kKmM]?", text):
+        raise ValueError("max_body_bytes %r cannot be written as an nginx size" % value)
+    return text
+
+
+class Stack:
+    """The simulator, the daemon and nginx, running in one temporary directory.
+
+    keys:                the Parallel keys the simulator accepts (none: it accepts any key)
+    upstream_timeout_ms: the daemon's upstream_timeout_ms
+    conf:                extra config keys (dict), written after the standard ones
+    sim, daemon, nginx:  which parts to start (a CLI-only test needs neither daemon nor nginx)
+    name:                a prefix for the directory name, to find kept logs
+    """
+
+    def __init__(self, keys=(), upstream_timeout_ms=5000, conf=None, sim=True, daemon=True,
+                 nginx=True, name="tg"):
+        self.keys = list(keys)
+        self.upstream_timeout_ms = upstream_timeout_ms
+        self.extra_conf = dict(conf or {})
+        self.want_sim = sim
+        self.want_daemon = daemon
+        self.want_nginx = nginx and daemon
+        self.name = name
+        self.bin = env_path("TG_BIN")
+        self.sim_bin = env_path("TG_SIM") if sim else None
+        self.nginx_bin = env_path("TG_NGINX") if self.want_nginx else None
+        self.source_dir = env_path("TG_SOURCE_DIR") if self.want_nginx else None
+        self.dir = None
+        self.sock_dir = None  # a short directory for the socket when self.dir is too deep
+        self.port = None
+        self.sim_port = None
+        self.sim_proc = None
+        self.daemon_proc = None
+        self.nginx_proc = None
+        self.daemon_exit = None  # the daemon's exit code once it has ended
+        self.started = False
+        self.stopped = False
+
+    # ---- paths --------------------------------------------------------------------------
+
+    def path(self, *parts):
+        return os.path.join(self.dir, *parts)
+
+    @property
+    def conf_path(self):
+        return self.path("taskgate.conf")
+
+    @property
+    def db_path(self):
+        return self.path("taskgate.db")
+
+    @property
+    def sock_path(self):
+        return os.path.join(self.sock_dir or self.dir, "taskgate.sock")
+
+    @property
+    def daemon_log_path(self):
+        return self.path("taskgate.log")
+
+    def daemon_log(self):
+        """Everything the daemon wrote to stderr so far."""
+        with open(self.daemon_log_path, "r", encoding="utf-8", errors="replace") as f:
+            return f.read()
+
+    # ---- start --------------------------------------------------------------------------
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        self.stop(keep=exc_type is not None)
+        return False
+
+    def start(self):
+        """Starts every part; on any failure stops what did start and raises StackError."""
+        if self.started:
+            return self
+        self.started = True
+        out = os.environ.get("TG_TEST_OUT")
+        if out:
+            os.makedirs(out, exist_ok=True)
+        self.dir = tempfile.mkdtemp(prefix=self.name + "-", dir=out or None)
+        os.chmod(self.dir, 0o755)
+        if len(os.path.join(self.dir, "taskgate.sock")) > SOCKET_PATH_MAX:
+            self.sock_dir = tempfile.mkdtemp(prefix="tgs-")
+            os.chmod(self.sock_dir, 0o755)
+        try:
+            if self.want_sim:
+                self._start_sim()
+            self._write_conf()
+            self.cli_ok("init")
+            if self.want_daemon:
+                self._start_daemon()
+            if self.want_nginx:
+                self._start_nginx()
+        except BaseException:
+            self.stop(keep=True)
+            raise
+        return self
+
+    def _spawn(self, argv, log_name, env=None):
+        log = open(self.path(log_name), "ab")
+        try:
+            return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
+                                    stderr=subprocess.STDOUT, cwd=self.dir, env=env,
+                                    start_new_session=True)
+        finally:
+            log.close()
+
+    def _start_sim(self):
+        port_file = self.path("sim.port")
+        argv = [self.sim_bin, "--port", "0", "--port-file", port_file]
+        for key in self.keys:
+            argv += ["--key", key]
+        self.sim_proc = self._spawn(argv, "sim.log")
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with open(port_file, "r") as f:
+                    text = f.read().strip()
+                if text.isdigit():
+                    self.sim_port = int(text)
+                    break
+            except OSError:
+                pass
+            if self.sim_proc.poll() is not None:
+                raise StackError("the simulator exited with %s before writing its port:\n%s"
+                                 % (self.sim_proc.returncode, tail(self.path("sim.log"))))
+            if time.monotonic() > deadline:
+                raise StackError("the simulator wrote no port file within 10 s:\n%s"
+                                 % tail(self.path("sim.log")))
+            time.sleep(0.02)
+
+    def _write_conf(self):
+        upstream = ("http://127.0.0.1:%d" % self.sim_port if self.sim_port
+                    else "http://127.0.0.1:9")  # discard port: nothing answers there
+        conf = [
+            ("listen", self.sock_path),
+            ("socket_mode", "0666"),
+            ("database", self.db_path),
+            ("upstream_url", upstream),
+            ("threads", "8"),
+            ("upstream_timeout_ms", str(self.upstream_timeout_ms)),
+            ("upstream_connect_timeout_ms", "1000"),
+            ("log_level", "debug"),
+        ]
+        keys = dict(conf)
+        for k, v in self.extra_conf.items():
+            if k in keys:
+                conf = [(ck, cv) for ck, cv in conf if ck != k]
+            conf.append((k, str(v)))
+        with open(self.conf_path, "w") as f:
+            f.write("# written by tests/integration/harness.py\n")
+            for k, v in conf:
+                f.write("%s = %s\n" % (k, v))
+
+    def _start_daemon(self):
+        if os.path.exists(self.sock_path):
+            os.unlink(self.sock_path)
+        self.daemon_exit = None
+        self.daemon_proc = self._spawn([self.bin, "--config", self.conf_path, "serve"],
+                                       "taskgate.log", env=child_env())
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                if stat.S_ISSOCK(os.stat(self.sock_path).st_mode):
+                    break
+            except OSError:
+                pass
+            if self.daemon_proc.poll() is not None:
+                self.daemon_exit = self.daemon_proc.returncode
+                raise StackError("the daemon exited with %s before creating %s:\n%s"
+                                 % (self.daemon_exit, self.sock_path,
+                                    tail(self.daemon_log_path)))
+            if time.monotonic() > deadline:
+                raise StackError("the daemon created no socket %s within 10 s:\n%s"
+                                 % (self.sock_path, tail(self.daemon_log_path)))
+            time.sleep(0.02)
+
+    def _site_conf(self):
+        """The real nginx/taskgate.conf with only the listen address, the daemon's socket
+        and (when the test set max_body_bytes) client_max_body_size rewritten."""
+        src = os.path.join(self.source_dir, "nginx", "taskgate.conf")
+        with open(src, "r") as f:
+            text = f.read()
+        rules = [
+            (r"(?m)^(\s*)listen\s+[^;]*;", "listen 127.0.0.1:%d;" % self.port),
+            (r"(?m)^(\s*)server\s+unix:[^;]*;", "server unix:%s;" % self.sock_path),
+        ]
+        if "max_body_bytes" in self.extra_conf:
+            rules.append((r"(?m)^(\s*)client_max_body_size\s+[^;]*;",
+                          "client_max_body_size %s;"
+                          % _nginx_size(self.extra_conf["max_body_bytes"])))
+        for pattern, line in rules:
+            text, n = re.subn(pattern, lambda m, line=line: m.group(1) + line, text)
+            if n != 1:
+                raise StackError("%s: expected exactly one line matching %r, found %d"
+                                 % (src, pattern, n))
+        return text
+
+    def _nginx_conf(self):
+        d = self.dir
+        lines = []
+        if os.geteuid() == 0:
+            lines.append("user root;")  # so the workers can reach the daemon's socket
+        lines += [
+            "daemon off;",
+            "worker_processes 1;",
+            "pid %s/nginx.pid;" % d,
+            "error_log %s/nginx-error.log info;" % d,
+            "events { worker_connections 1024; }",
+            "http {",
+            "    access_log %s/access.log;" % d,
+            "    client_body_temp_path %s/tmp/body;" % d,
+            "    fastcgi_temp_path %s/tmp/fastcgi;" % d,
+            "    proxy_temp_path %s/tmp/proxy;" % d,
+            "    uwsgi_temp_path %s/tmp/uwsgi;" % d,
+            "    scgi_temp_path %s/tmp/scgi;" % d,
+            "    include %s/site.conf;" % d,
+            "}",
+        ]
+        return "\n".join(lines) + "\n"
+
+    def _start_nginx(self):
+        for sub in ("body", "fastcgi", "proxy", "uwsgi", "scgi"):
+            os.makedirs(self.path("tmp", sub), exist_ok=True)
+        last_error = None
+        for _attempt in range(3):  # another process may take the port between pick and bind
+            self.port = free_port()
+            with open(self.path("site.conf"), "w") as f:
+                f.write(self._site_conf())
+            with open(self.path("nginx.conf"), "w") as f:
+                f.write(self._nginx_conf())
+            # -e: nginx opens its compiled-in error log before reading the config otherwise.
+            argv = [self.nginx_bin, "-p", self.dir + "/", "-c", self.path("nginx.conf"),
+                    "-e", self.path("nginx-error.log")]
+            self.nginx_proc = self._spawn(argv, "nginx.out")
+            deadline = time.monotonic() + 10
+            while True:
+                if self.nginx_proc.poll() is not None:
+                    last_error = StackError(
+                        "nginx exited with %s:\n%s\n%s" % (
+                            self.nginx_proc.returncode, tail(self.path("nginx.out")),
+                            tail(self.path("nginx-error.log"))))
+                    self.nginx_proc = None
+                    break
+                try:
+                    with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                        return
+                except OSError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise StackError("nginx did not answer on port %d within 10 s:\n%s"
+                                     % (self.port, tail(self.path("nginx-error.log"))))
+                time.sleep(0.02)
+            if "Address already in use" not in str(last_error):
+                raise last_error
+        raise last_error
+
+    # ---- stop ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _end(proc, sig, timeout, group=False):
+        """Sends sig to proc, waits up to timeout s, then kills it (its process group when
+        group is true: nginx's workers). Returns the exit code."""
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            try:
+                proc.send_signal(sig)
+            except ProcessLookupError:
+                pass
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                if group:  # nginx's workers too: their group is the master's pid
+                    try:
+                        os.killpg(proc.pid, signal.SIGKILL)
+                    except (ProcessLookupError, PermissionError):
+                        proc.kill()
+                else:
+                    proc.kill()
+                proc.wait(5)
+        return proc.returncode
+
+    def stop_daemon(self, timeout=10):
+        """SIGTERM, then SIGKILL after timeout s; returns (and keeps) the exit code."""
+        if self.daemon_proc is not None:
+            self.daemon_exit = self._end(self.daemon_proc, signal.SIGTERM, timeout)
+            self.daemon_proc = None
+        return self.daemon_exit
+
+    def stop(self, keep=False):
+        """Stops nginx, the daemon and the simulator (always, whatever happened before), then
+        removes the directory unless keep is true, in which case its path is printed."""
+        if self.stopped:
+            return
+        self.stopped = True
+        errors = []
+        for step in (lambda: self._end(self.nginx_proc, signal.SIGQUIT, 10, group=True),
+                     self.stop_daemon,
+                     lambda: self._end(self.sim_proc, signal.SIGTERM, 5)):
+            try:
+                step()
+            except Exception as e:  # keep stopping the rest
+                errors.append(e)
+        self.nginx_proc = self.sim_proc = None
+        if self.dir is None:
+            return
+        if keep:
+            sys.stderr.write("\n[harness] kept %s (logs: taskgate.log, sim.log, "
+                             "nginx-error.log)\n" % self.dir)
+        else:
+            shutil.rmtree(self.dir, ignore_errors=True)
+        if self.sock_dir is not None:
+            shutil.rmtree(self.sock_dir, ignore_errors=True)
+        if errors:
+            raise errors[0]
+
+    # ---- the daemon ---------------------------------------------------------------------
+
+    def daemon_signal(self, sig):
+        self.daemon_proc.send_signal(sig)
+
+    def daemon_wait(self, timeout=10):
+        """The daemon's exit code, or None when it is still running after timeout s."""
+        try:
+            self.daemon_exit = self.daemon_proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+        return self.daemon_exit
+
+    def daemon_alive(self):
+        return self.daemon_proc is not None and self.daemon_proc.poll() is None
+
+    def restart_daemon(self):
+        """Stops the daemon (SIGTERM) and starts it again on the same socket and database.
+        Returns the old process's exit code."""
+        code = self.stop_daemon()
+        self._start_daemon()
+        return code
+
+    # ---- the CLI ------------------------------------------------------------------------
+
+    def cli(self, *args, input=None, timeout=30, config=True):
+        """Runs taskgate [--config DIR/taskgate.conf] ARGS; never raises on a failing exit."""
+        argv = [self.bin] + (["--config", self.conf_path] if config else []) + list(args)
+        return subprocess.run(argv, input=input, capture_output=True, text=True,
+                              timeout=timeout, cwd=self.dir, env=child_env())
+
+    def cli_ok(self, *args, input=None, timeout=30):
+        """Like cli() but raises StackError unless the command exits 0."""
+        r = self.cli(*args, input=input, timeout=timeout)
+        if r.returncode != 0:
+            raise StackError("taskgate %s exited %d\nstdout: %s\nstderr: %s"
+                             % (" ".join(args), r.returncode, r.stdout, r.stderr))
+        return r
+
+    def add_team(self, name, key, preset=None):
+        """Adds a team with its Parallel key (given on stdin) and, when preset is a dict,
+        its `default` preset."""
+        self.cli_ok("team", "add", name, input=key + "\n")
+        if preset is not None:
+            self.set_preset(name, "default", preset)
+
+    def set_preset(self, team, name, body):
+        self.cli_ok("preset", "set", team, name, "-", input=json.dumps(body))
+
+    def issue_token(self, team, role="submit", label=None, expires=None):
+        """Issues a token; returns (token, token_id)."""
+        args = ["token", "issue", team, "--role", role]
+        if label is not None:
+            args += ["--label", label]
+        if expires is not None:
+            args += ["--expires", expires]
+        r = self.cli_ok(*args)
+        token = r.stdout.strip()
+        if not TOKEN_RE.match(token):
+            raise StackError("token issue printed %r on stdout, not a token" % r.stdout)
+        m = TOKEN_ID_RE.search(r.stderr)
+        if not m:
+            raise StackError("token issue wrote no id=tok_… on stderr: %r" % r.stderr)
+        return token, m.group(1)
+
+    def revoke_token(self, token_id):
+        self.cli_ok("token", "revoke", token_id)
+
+    # ---- HTTP through nginx --------------------------------------------------------------
+
+    @staticmethod
+    def _request(port, method, path, body=None, headers=None, timeout=30):
+        if isinstance(body, str):
+            body = body.encode("utf-8")
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+        try:
+            conn.request(method, path, body=body, headers=dict(headers or {}))
+            resp = conn.getresponse()
+            data = resp.read()
+            hdrs = {k.lower(): v for k, v in resp.getheaders()}
+            return resp.status, hdrs, data
+        finally:
+            conn.close()
+
+    def http(self, method, path, body=None, headers=None, timeout=30):
+        """One request to nginx; returns (status, headers with lowercased names, body bytes)
+        whatever the status."""
+        return self._request(self.port, method, path, body, headers, timeout)
+
+    def json_req(self, method, path, body=None, headers=None, token=None, timeout=30):
+        """Sends body as JSON (a str or bytes is sent as is) with token as a Bearer token when
+        given; returns (status, parsed JSON or None, headers)."""
+        hdrs = {"Accept": "application/json"}
+        if body is not None:
+            hdrs["Content-Type"] = "application/json"
+            if not isinstance(body, (str, bytes)):
+                body = json.dumps(body)
+        if token is not None:
+            hdrs["Authorization"] = "Bearer " + token
+        hdrs.update(headers or {})
+        status, rh, data = self.http(method, path, body, hdrs, timeout)
+        try:
+            parsed = json.loads(data.decode("utf-8")) if data else None
+        except (UnicodeDecodeError, ValueError):
+            parsed = None
+        return status, parsed, rh
+
+    # ---- the simulator's control side -----------------------------------------------------
+
+    def _sim(self, method, path, body=None):
+        data = json.dumps(body) if body is not None else None
+        hdrs = {"Content-Type": "application/json"} if body is not None else {}
+        status, _, raw = self._request(self.sim_port, method, path, data, hdrs, 10)
+        if status != 200:
+            raise StackError("simulator %s %s answered %d: %s"
+                             % (method, path, status, raw[:500]))
+        return json.loads(raw.decode("utf-8"))
+
+    def sim_requests(self):
+        """The API requests the simulator received, oldest first."""
+        return self._sim("GET", "/_sim/requests")
+
+    def sim_clear(self):
+        self._sim("DELETE", "/_sim/requests")
+
+    def sim_fault(self, **fault):
+        return self._sim("POST", "/_sim/faults", fault)
+
+    def sim_clear_faults(self):
+        self._sim("DELETE", "/_sim/faults")
+
+    def sim_group(self, group_id):
+        """The runs the simulator holds for group_id, in the order they were added."""
+        answer = self._sim("GET", "/_sim/groups/" + group_id)
+        if isinstance(answer, dict) and "runs" in answer:
+            return answer["runs"]
+        return answer
+
+    def sim_stats(self):
+        return self._sim("GET", "/_sim/stats")
+
+    # ---- the database --------------------------------------------------------------------
+
+    def db(self, sql, params=()):
+        """Rows (sqlite3.Row) of one query on the daemon's database, opened read-only."""
+        conn = sqlite3.connect("file:%s?mode=ro" % self.db_path, uri=True, timeout=10)
+        try:
+            conn.row_factory = sqlite3.Row
+            return conn.execute(sql, params).fetchall()
+        finally:
+            conn.close()
+
+    def db_value(self, sql, params=()):
+        rows = self.db(sql, params)
+        return rows[0][0] if rows else None
+
+
+class StackTestCase(unittest.TestCase):
+    """A TestCase whose stack() starts a Stack that is stopped after the test, keeping its
+    directory when the test failed or errored (subTest failures included)."""
+
+    def stack(self, **kwargs):
+        kwargs.setdefault("name", self.id().rsplit(".", 1)[-1])
+        s = Stack(**kwargs)
+        self._stacks.append(s)
+        s.start()
+        return s
+
+    def run(self, result=None):
+        if result is None:
+            return super().run(result)
+        self._stacks = []
+        before = len(result.failures) + len(result.errors)
+        try:
+            return super().run(result)
+        finally:
+            failed = len(result.failures) + len(result.errors) > before
+            for s in reversed(self._stacks):
+                try:
+                    s.stop(keep=failed)
+                except Exception as e:  # a stop that fails must not hide the test's outcome
+                    sys.stderr.write("[harness] stopping %s: %s\n" % (s.dir, e))
+
+
+def key_fingerprint(key):
+    """The fingerprint the schema documents for an upstream key: sha256: + 12 hex digits."""
+    return "sha256:" + hashlib.sha256(key.encode("utf-8")).hexdigest()[:12]
