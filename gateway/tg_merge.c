@@ -2,6 +2,7 @@
  * see tg_merge.h for the rules. */
 #include "tg_merge.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "tg_json.h"
@@ -153,7 +154,8 @@ json_object *tg_template_from_preset(json_object *preset)
     if (tmpl == NULL || !json_object_is_type(preset, json_type_object))
         return tmpl;
     json_object_object_foreach(preset, key, val) {
-        if (strcmp(key, "enforced") == 0 || strcmp(key, "input") == 0)
+        if (strcmp(key, "enforced") == 0 || strcmp(key, "allowed_processors") == 0 ||
+            strcmp(key, "input") == 0)
             continue;
         if (strcmp(key, "default_task_spec") == 0) {
             if (!tg_json_has(preset, "task_spec"))
@@ -244,4 +246,159 @@ int tg_build_add_runs(struct tg_buf *b, json_object *tmpl, json_object *inputs, 
         rc = tg_buf_adds(b, "]}");
     tg_buf_free(&fields);
     return rc;
+}
+
+/* Appends name to the comma-separated list in b unless it is there already. */
+static int add_beta(struct tg_buf *b, const char *name, size_t len)
+{
+    const char *list = tg_buf_str(b);
+    for (const char *p = list; *p != '\0';) {
+        size_t n = strcspn(p, ",");
+        if (n == len && memcmp(p, name, len) == 0)
+            return TG_OK;
+        p += n;
+        if (*p == ',')
+            p++;
+    }
+    if (b->len > 0 && tg_buf_adds(b, ",") != TG_OK)
+        return TG_ETOOBIG;
+    return tg_buf_add(b, name, len);
+}
+
+const char *tg_beta_header(struct tg_pool *pool, json_object *run, const char *client)
+{
+    static const struct {
+        const char *field;
+        const char *beta;
+    } features[] = {
+        {"mcp_servers", "mcp-server-2025-07-17"},
+        {"enable_events", "events-sse-2025-07-24"},
+        {"webhook", "webhook-2025-08-12"},
+    };
+    struct tg_buf b;
+    tg_buf_init(&b, 4096);
+    int rc = TG_OK;
+    for (size_t i = 0; i < sizeof(features) / sizeof(features[0]) && rc == TG_OK; i++) {
+        json_object *v = tg_json_get(run, features[i].field);
+        int used = v != NULL && (!json_object_is_type(v, json_type_boolean) ||
+                                 json_object_get_boolean(v));
+        if (used)
+            rc = add_beta(&b, features[i].beta, strlen(features[i].beta));
+    }
+    for (const char *p = client; p != NULL && *p != '\0' && rc == TG_OK;) {
+        size_t n = strcspn(p, ",");
+        const char *name = p;
+        size_t len = n;
+        while (len > 0 && (*name == ' ' || *name == '\t')) {
+            name++;
+            len--;
+        }
+        while (len > 0 && (name[len - 1] == ' ' || name[len - 1] == '\t'))
+            len--;
+        if (len > 0)
+            rc = add_beta(&b, name, len);
+        p += n;
+        if (*p == ',')
+            p++;
+    }
+    const char *out = rc == TG_OK ? tg_pool_strdup(pool, tg_buf_str(&b)) : NULL;
+    tg_buf_free(&b);
+    return out;
+}
+
+/* The simplified field a template path came from, for messages that name what the client
+ * sent. */
+static const char *simplified_name(const char *path)
+{
+    static const char *const map[][2] = {
+        {"source_policy.include_domains", "include_domains"},
+        {"source_policy.exclude_domains", "exclude_domains"},
+        {"task_spec.output_schema", "output"},
+        {"task_spec.input_schema", "input_schema"},
+        {"webhook.url", "webhook_url"},
+    };
+    for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
+        if (strcmp(map[i][0], path) == 0)
+            return map[i][1];
+    return NULL;
+}
+
+/* The loc of an enforced path as the client sent it: the simplified field when the body
+ * has it, else the path's parts. */
+static json_object *policy_loc(json_object *body, const char *path)
+{
+    const char *simple = simplified_name(path);
+    if (simple != NULL && tg_json_has(body, simple))
+        return tg_json_loc("body", simple, NULL);
+    json_object *loc = tg_json_loc("body", NULL);
+    for (const char *p = path; *p != '\0';) {
+        size_t n = strcspn(p, ".");
+        json_object_array_add(loc, json_object_new_string_len(p, (int)n));
+        p += n;
+        if (*p == '.')
+            p++;
+    }
+    return loc;
+}
+
+/* Walks a dotted path. *touched is set when obj sets the path or nulls one of its
+ * parents; the value found (NULL for null or absent) is returned. */
+static json_object *walk(json_object *obj, const char *path, int *touched)
+{
+    char key[128];
+    *touched = 0;
+    for (const char *p = path; obj != NULL;) {
+        size_t n = strcspn(p, ".");
+        if (n == 0 || n >= sizeof(key))
+            return NULL;
+        memcpy(key, p, n);
+        key[n] = '\0';
+        if (!tg_json_has(obj, key))
+            return NULL;
+        json_object *v = tg_json_get(obj, key);
+        p += n;
+        if (*p == '\0' || v == NULL) {
+            *touched = 1;
+            return *p == '\0' ? v : NULL;
+        }
+        p++;
+        obj = v;
+    }
+    return NULL;
+}
+
+void tg_check_policy(json_object *preset, json_object *own, json_object *body,
+                     json_object *merged, json_object *detail)
+{
+    json_object *enforced = tg_json_get(preset, "enforced");
+    json_object *ptmpl = tg_template_from_preset(preset);
+    size_t n = json_object_is_type(enforced, json_type_array) ? json_object_array_length(enforced)
+                                                              : 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *path = json_object_get_string(json_object_array_get_idx(enforced, i));
+        int touched, unused;
+        json_object *mine = walk(own, path, &touched);
+        json_object *theirs = walk(ptmpl, path, &unused);
+        if (touched && !json_object_equal(mine, theirs)) {
+            char msg[256];
+            snprintf(msg, sizeof(msg), "%s is enforced by the team's preset and cannot be "
+                     "changed", path);
+            tg_json_problem(detail, policy_loc(body, path), msg, "enforced");
+        }
+    }
+    json_object_put(ptmpl);
+
+    json_object *allowed = tg_json_get(preset, "allowed_processors");
+    const char *proc = tg_json_get_str(merged, "processor");
+    if (!json_object_is_type(allowed, json_type_array) || proc == NULL)
+        return;
+    for (size_t i = 0; i < json_object_array_length(allowed); i++) {
+        const char *ok = json_object_get_string(json_object_array_get_idx(allowed, i));
+        if (ok != NULL && strcmp(ok, proc) == 0)
+            return;
+    }
+    char msg[320];
+    snprintf(msg, sizeof(msg), "processor '%.64s' is not allowed by the team's preset "
+             "(allowed: %.160s)", proc, tg_json_str(allowed, NULL));
+    tg_json_problem(detail, tg_json_loc("body", "processor", NULL), msg, "enforced");
 }

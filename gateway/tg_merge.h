@@ -42,4 +42,21 @@ void tg_template_finish(json_object *tmpl);
 int tg_build_add_runs(struct tg_buf *b, json_object *tmpl, json_object *inputs, size_t first,
                       size_t count);
 
+/* Applies a preset's policy to a submission. preset is the stored preset (may be NULL);
+ * own is the submission's template (tg_template_from_submission), body the submission as
+ * sent, merged the final template. Problems go to detail, each naming the field as the
+ * client sent it:
+ *  - "enforced": ["processor", "source_policy.exclude_domains", "metadata.cost_center"]:
+ *    the submission may not set these (or their parents) to anything but the preset's
+ *    value;
+ *  - "allowed_processors": ["core", "pro"]: the merged processor must be one of them. */
+void tg_check_policy(json_object *preset, json_object *own, json_object *body,
+                     json_object *merged, json_object *detail);
+
+/* The parallel-beta header a request needs: the beta names of the features the run input
+ * uses (mcp_servers, enable_events, webhook), then the names the client sent (a
+ * comma-separated list; may be NULL), each once, in that order. Returns a string in pool
+ * ("" when none is needed), or NULL when out of memory. */
+const char *tg_beta_header(struct tg_pool *pool, json_object *run, const char *client);
+
 #endif

@@ -27,6 +27,7 @@ struct submission {
     json_object *inputs;    /* body.inputs */
     json_object *tmpl;      /* the merged template */
     const char *processor;
+    const char *beta;       /* the parallel-beta header the features need */
     const char *taskgroup_id;
     char id[40];
     char key[UPSTREAM_KEY_MAX];
@@ -248,8 +249,8 @@ static int send_chunk(struct submission *s, size_t first, size_t count, struct f
     }
     struct tg_up_result res;
     int64_t started = tg_now_ms();
-    tg_upstream_call(s->w->up, "POST", path, s->key, s->req->parallel_beta, s->req->request_id,
-                     b.data, b.len, &res);
+    tg_upstream_call(s->w->up, "POST", path, s->key, s->beta, s->req->request_id, b.data, b.len,
+                     &res);
     tg_buf_free(&b);
 
     json_object *a = NULL;
@@ -461,7 +462,11 @@ static int build_template(struct submission *s, json_object *detail)
     if (s->tmpl == NULL)
         return TG_ENOMEM;
     tg_template_finish(s->tmpl);
+    tg_check_policy(preset, own, s->body, s->tmpl, detail);
     s->processor = tg_json_get_str(s->tmpl, "processor");
+    s->beta = tg_beta_header(pool, s->tmpl, s->req->parallel_beta);
+    if (s->beta == NULL)
+        return TG_ENOMEM;
     return TG_OK;
 }
 

@@ -91,6 +91,18 @@ void tg_validate_preset(json_object *preset, json_object *detail)
         (!json_object_is_type(proc, json_type_string) || json_object_get_string_len(proc) == 0))
         tg_json_problem(detail, tg_json_loc("body", "processor", NULL),
                         "Input should be a valid string", "string_type");
+    static const char *const lists[] = {"enforced", "allowed_processors", NULL};
+    for (const char *const *k = lists; *k != NULL; k++) {
+        json_object *l = tg_json_get(preset, *k);
+        int ok = !tg_json_has(preset, *k) || json_object_is_type(l, json_type_array);
+        for (size_t i = 0; ok && l != NULL && i < json_object_array_length(l); i++) {
+            json_object *e = json_object_array_get_idx(l, i);
+            ok = json_object_is_type(e, json_type_string) && json_object_get_string_len(e) > 0;
+        }
+        if (!ok)
+            tg_json_problem(detail, tg_json_loc("body", *k, NULL),
+                            "must be a list of non-empty strings", "list_type");
+    }
     json_object *at = tg_json_loc("body", NULL);
     check_metadata(tg_json_get(preset, "metadata"), at, detail);
     json_object_put(at);

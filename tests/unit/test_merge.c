@@ -195,6 +195,72 @@ static void strict_parsing(void)
     json_object_put(o);
 }
 
+static void beta_names(void)
+{
+    struct tg_pool *pool = tg_pool_create();
+    json_object *run = J("{\"processor\":\"core\",\"enable_events\":true,"
+                         "\"webhook\":{\"url\":\"https://x\"},\"mcp_servers\":[]}");
+    CHECK_STR(tg_beta_header(pool, run, NULL),
+              "mcp-server-2025-07-17,events-sse-2025-07-24,webhook-2025-08-12");
+    json_object_put(run);
+    run = J("{\"processor\":\"core\",\"enable_events\":false}");
+    CHECK_STR(tg_beta_header(pool, run, NULL), "");
+    /* The client's names are kept, deduplicated, unknown ones included. */
+    CHECK_STR(tg_beta_header(pool, run, " field-basis-2025-11-25, ,events-sse-2025-07-24,"
+                                        "field-basis-2025-11-25"),
+              "field-basis-2025-11-25,events-sse-2025-07-24");
+    json_object_put(run);
+    run = J("{\"webhook\":{}}");
+    CHECK_STR(tg_beta_header(pool, run, "events-sse-2025-07-24"),
+              "webhook-2025-08-12,events-sse-2025-07-24");
+    json_object_put(run);
+    tg_pool_destroy(pool);
+}
+
+static size_t policy_problems(const char *preset, const char *sub, char *loc, size_t loclen)
+{
+    json_object *p = J(preset), *b = J(sub);
+    json_object *own = tg_template_from_submission(b);
+    json_object *pt = tg_template_from_preset(p);
+    json_object *m = tg_merge(pt, own);
+    json_object *detail = json_object_new_array();
+    tg_check_policy(p, own, b, m, detail);
+    size_t n = json_object_array_length(detail);
+    snprintf(loc, loclen, "%s", first_loc(detail));
+    json_object_put(p);
+    json_object_put(b);
+    json_object_put(own);
+    json_object_put(pt);
+    json_object_put(m);
+    json_object_put(detail);
+    return n;
+}
+
+static void enforced_fields(void)
+{
+    char loc[256];
+    const char *preset = "{\"processor\":\"core\",\"source_policy\":{\"exclude_domains\":"
+                         "[\"x.com\"]},\"metadata\":{\"cc\":\"rd\"},\"enforced\":"
+                         "[\"source_policy.exclude_domains\",\"metadata.cc\"],"
+                         "\"allowed_processors\":[\"core\",\"pro\"]}";
+    CHECK(policy_problems(preset, "{\"inputs\":[\"a\"]}", loc, sizeof(loc)) == 0);
+    /* Restating the enforced value is fine; changing or removing it is not. */
+    CHECK(policy_problems(preset, "{\"exclude_domains\":[\"x.com\"]}", loc, sizeof(loc)) == 0);
+    CHECK(policy_problems(preset, "{\"exclude_domains\":[]}", loc, sizeof(loc)) == 1);
+    CHECK_STR(loc, "[\"body\",\"exclude_domains\"]");
+    CHECK(policy_problems(preset, "{\"exclude_domains\":null}", loc, sizeof(loc)) == 1);
+    CHECK(policy_problems(preset, "{\"source_policy\":{\"exclude_domains\":[\"y.com\"]}}", loc,
+                          sizeof(loc)) == 1);
+    CHECK_STR(loc, "[\"body\",\"source_policy\",\"exclude_domains\"]");
+    CHECK(policy_problems(preset, "{\"metadata\":{\"cc\":\"ops\"}}", loc, sizeof(loc)) == 1);
+    CHECK_STR(loc, "[\"body\",\"metadata\",\"cc\"]");
+    CHECK(policy_problems(preset, "{\"metadata\":null}", loc, sizeof(loc)) == 1);
+    CHECK(policy_problems(preset, "{\"metadata\":{\"other\":\"ok\"}}", loc, sizeof(loc)) == 0);
+    CHECK(policy_problems(preset, "{\"processor\":\"pro\"}", loc, sizeof(loc)) == 0);
+    CHECK(policy_problems(preset, "{\"processor\":\"ultra\"}", loc, sizeof(loc)) == 1);
+    CHECK_STR(loc, "[\"body\",\"processor\"]");
+}
+
 int main(void)
 {
     static const struct tg_test_case cases[] = {
@@ -208,6 +274,8 @@ int main(void)
         {"build_body_exactly", build_body_exactly},
         {"validation", validation},
         {"strict_parsing", strict_parsing},
+        {"beta_names", beta_names},
+        {"enforced_fields", enforced_fields},
         {NULL, NULL},
     };
     return tg_test_run(cases);
