@@ -5,6 +5,7 @@
 #include <assert.h>
 #include <string.h>
 
+#include "tg_html.h"
 #include "tg_json.h"
 #include "tg_log.h"
 #include "tg_store.h"
@@ -145,6 +146,8 @@ void tg_handle(struct tg_worker *w, struct tg_request *req, struct tg_response *
         if (is_post) {
             resp->interface = "simplified";
             tg_submit_runs(w, req, resp);
+            if (tg_html_preferred(req->accept))
+                tg_html_render(req, resp);
         } else {
             tg_resp_header(resp, "Allow", "POST");
             tg_resp_error(resp, req, 405, "use POST to submit runs", NULL);
