@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "tg_json.h"
+#include "tg_validate.h"
 
 static json_object *copy(json_object *obj)
 {
@@ -306,41 +307,6 @@ const char *tg_beta_header(struct tg_pool *pool, json_object *run, const char *c
     return out;
 }
 
-/* The simplified field a template path came from, for messages that name what the client
- * sent. */
-static const char *simplified_name(const char *path)
-{
-    static const char *const map[][2] = {
-        {"source_policy.include_domains", "include_domains"},
-        {"source_policy.exclude_domains", "exclude_domains"},
-        {"task_spec.output_schema", "output"},
-        {"task_spec.input_schema", "input_schema"},
-        {"webhook.url", "webhook_url"},
-    };
-    for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
-        if (strcmp(map[i][0], path) == 0)
-            return map[i][1];
-    return NULL;
-}
-
-/* The loc of an enforced path as the client sent it: the simplified field when the body
- * has it, else the path's parts. */
-static json_object *policy_loc(json_object *body, const char *path)
-{
-    const char *simple = simplified_name(path);
-    if (simple != NULL && tg_json_has(body, simple))
-        return tg_json_loc("body", simple, NULL);
-    json_object *loc = tg_json_loc("body", NULL);
-    for (const char *p = path; *p != '\0';) {
-        size_t n = strcspn(p, ".");
-        json_object_array_add(loc, json_object_new_string_len(p, (int)n));
-        p += n;
-        if (*p == '.')
-            p++;
-    }
-    return loc;
-}
-
 /* Walks a dotted path. *touched is set when obj sets the path or nulls one of its
  * parents; the value found (NULL for null or absent) is returned. */
 static json_object *walk(json_object *obj, const char *path, int *touched)
@@ -383,7 +349,10 @@ void tg_check_policy(json_object *preset, json_object *own, json_object *body,
             char msg[256];
             snprintf(msg, sizeof(msg), "%s is enforced by the team's preset and cannot be "
                      "changed", path);
-            tg_json_problem(detail, policy_loc(body, path), msg, "enforced");
+            json_object *at = tg_json_loc("body", NULL);
+            struct tg_locator where = {tg_loc_simplified, body, at};
+            tg_json_problem(detail, tg_loc_simplified(&where, path), msg, "enforced");
+            json_object_put(at);
         }
     }
     json_object_put(ptmpl);

@@ -495,12 +495,14 @@ static int prepare(struct submission *s)
     } else if (rc == TG_OK) {
         rc = build_template(s, detail);
         if (rc == TG_OK || rc == TG_EINVAL) {
-            tg_validate_inputs(s->inputs, s->w->conf->max_inputs_per_submission, detail);
             check_group(s, detail);
             if (s->tmpl != NULL) {
                 json_object *at = tg_json_pool(s->req->pool, tg_json_loc("body", NULL));
-                tg_validate_template(s->tmpl, at, detail);
+                struct tg_locator where = {tg_loc_simplified, s->body, at};
+                tg_validate_template(s->tmpl, &where, detail);
             }
+            tg_validate_inputs(s->inputs, s->w->conf->max_inputs_per_submission,
+                               tg_task_spec_chars(s->tmpl), detail);
             rc = TG_OK;
         }
     }

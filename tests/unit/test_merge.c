@@ -153,7 +153,8 @@ static void validation(void)
     json_object *detail = json_object_new_array();
     json_object *at = tg_json_loc("body", NULL);
     json_object *t = J("{\"metadata\":{\"a_key_longer_than_16\":1,\"ok\":[1]}}");
-    tg_validate_template(t, at, detail);
+    struct tg_locator where = {tg_loc_simplified, t, at};
+    tg_validate_template(t, &where, detail);
     CHECK(json_object_array_length(detail) == 3); /* no processor, long key, list value */
     CHECK_STR(first_loc(detail), "[\"body\",\"processor\"]");
     json_object_put(t);
@@ -161,7 +162,7 @@ static void validation(void)
 
     detail = json_object_new_array();
     json_object *in = J("[\"ok\",3]");
-    tg_validate_inputs(in, 10, detail);
+    tg_validate_inputs(in, 10, 0, detail);
     CHECK(json_object_array_length(detail) == 1);
     CHECK_STR(first_loc(detail), "[\"body\",\"inputs\",1]");
     json_object_put(in);
@@ -169,8 +170,8 @@ static void validation(void)
 
     detail = json_object_new_array();
     in = J("[]");
-    tg_validate_inputs(in, 10, detail);
-    tg_validate_inputs(NULL, 10, detail);
+    tg_validate_inputs(in, 10, 0, detail);
+    tg_validate_inputs(NULL, 10, 0, detail);
     CHECK(json_object_array_length(detail) == 2);
     json_object_put(in);
     json_object_put(detail);
@@ -180,6 +181,16 @@ static void validation(void)
     CHECK(!tg_valid_id(""));
     CHECK(!tg_valid_id("../x"));
     CHECK(!tg_valid_id("a b"));
+    CHECK(tg_valid_domain("example.com"));
+    CHECK(tg_valid_domain("sub.example.gov"));
+    CHECK(tg_valid_domain(".gov"));
+    CHECK(tg_valid_domain(".co.uk"));
+    CHECK(!tg_valid_domain("localhost"));
+    CHECK(!tg_valid_domain("."));
+    CHECK(!tg_valid_domain("a..b"));
+    CHECK(!tg_valid_domain("-a.com"));
+    CHECK(!tg_valid_domain("http://a.com"));
+    CHECK(!tg_valid_domain("a.com/x"));
 }
 
 static void strict_parsing(void)

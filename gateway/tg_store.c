@@ -1,0 +1,1069 @@
+/* The SQLite audit store (contract in tg_store.h): one connection per handle, statements
+ * prepared once and reused, every write in its own BEGIN IMMEDIATE transaction. */
+#include "tg_store.h"
+
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/sha.h>
+#include <sqlite3.h>
+
+/* Every statement this module runs, prepared on first use and kept for the handle's life.
+ * All SQL of the gateway's SQLite backend lives here and in sql/. */
+enum stmt_id {
+    S_BEGIN, S_COMMIT, S_ROLLBACK, S_PING, S_VERSION,
+    S_AUTH, S_TEAM_KEY, S_TEAM_ID, S_TEAM_ADD, S_TEAM_SET_KEY, S_TEAM_LIST,
+    S_TOKEN_ADD, S_TOKEN_REVOKE, S_TOKEN_LIST,
+    S_PRESET_SET, S_PRESET_GET, S_PRESET_LIST,
+    S_SUB_INSERT, S_SUB_GROUP, S_SUB_FINISH, S_SUB_STATE, S_SUB_UPSTREAM,
+    S_CALL_INSERT, S_RUN_INSERT,
+    S_COUNT
+};
+
+static const char *const stmt_sql[S_COUNT] = {
+    [S_BEGIN] = "BEGIN IMMEDIATE",
+    [S_COMMIT] = "COMMIT",
+    [S_ROLLBACK] = "ROLLBACK",
+    [S_PING] = "SELECT count(*) FROM sqlite_master",
+    [S_VERSION] = "PRAGMA user_version",
+    [S_AUTH] =
+        "SELECT k.team_id, t.name, k.id, k.label, k.role FROM tokens k"
+        " JOIN teams t ON t.id = k.team_id"
+        " WHERE k.hash = ?1 AND k.revoked_at IS NULL"
+        " AND (k.expires_at IS NULL OR k.expires_at > ?2)",
+    [S_TEAM_KEY] = "SELECT upstream_key FROM teams WHERE id = ?1",
+    [S_TEAM_ID] = "SELECT id FROM teams WHERE name = ?1",
+    [S_TEAM_ADD] =
+        "INSERT INTO teams (name, upstream_key, key_fingerprint, created_at, updated_at)"
+        " VALUES (?1, ?2, ?3, ?4, ?4)",
+    [S_TEAM_SET_KEY] =
+        "UPDATE teams SET upstream_key = ?2, key_fingerprint = ?3, updated_at = ?4"
+        " WHERE name = ?1",
+    [S_TEAM_LIST] =
+        "SELECT t.id, t.name, t.key_fingerprint, t.created_at,"
+        " (SELECT count(*) FROM tokens k WHERE k.team_id = t.id AND k.revoked_at IS NULL"
+        "   AND (k.expires_at IS NULL OR k.expires_at > ?1)),"
+        " (SELECT count(*) FROM presets p WHERE p.team_id = t.id)"
+        " FROM teams t ORDER BY t.name",
+    [S_TOKEN_ADD] =
+        "INSERT INTO tokens (id, team_id, role, label, hash, created_at, expires_at)"
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    [S_TOKEN_REVOKE] =
+        "UPDATE tokens SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+    [S_TOKEN_LIST] =
+        "SELECT k.id, t.name, k.role, k.label, k.created_at, k.expires_at, k.revoked_at"
+        " FROM tokens k JOIN teams t ON t.id = k.team_id"
+        " WHERE ?1 IS NULL OR t.name = ?1 ORDER BY k.created_at, k.rowid",
+    [S_PRESET_SET] =
+        "INSERT INTO presets (team_id, name, body, updated_at) VALUES (?1, ?2, ?3, ?4)"
+        " ON CONFLICT (team_id, name)"
+        " DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at",
+    [S_PRESET_GET] = "SELECT body FROM presets WHERE team_id = ?1 AND name = ?2",
+    [S_PRESET_LIST] =
+        "SELECT name, updated_at FROM presets WHERE team_id = ?1 ORDER BY name",
+    [S_SUB_INSERT] =
+        "INSERT INTO submissions (id, team_id, token_id, request_id, received_at,"
+        " completed_at, remote_addr, interface, taskgroup_id, num_inputs, state,"
+        " http_status, error, request)"
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+    [S_SUB_GROUP] =
+        "UPDATE submissions SET taskgroup_id = ?2 WHERE id = ?1 AND state = 'pending'",
+    /* A final state is never rewritten; only reconciliation may settle 'unknown'. */
+    [S_SUB_FINISH] =
+        "UPDATE submissions SET state = ?2, http_status = ?3,"
+        " upstream_status = coalesce(?4, upstream_status), error = ?5, completed_at = ?6"
+        " WHERE id = ?1 AND (state = 'pending'"
+        "   OR (state = 'unknown' AND ?2 IN ('accepted', 'failed')))",
+    [S_SUB_STATE] = "SELECT state FROM submissions WHERE id = ?1",
+    [S_SUB_UPSTREAM] =
+        /* The last call's status: NULL when it got no answer. */
+        "UPDATE submissions SET upstream_status = ?2"
+        " WHERE id = ?1 AND state IN ('pending', 'unknown')",
+    [S_CALL_INSERT] =
+        "INSERT INTO upstream_calls (submission_id, seq, operation, method, path,"
+        " first_input, num_inputs, started_at, finished_at, duration_ms, outcome,"
+        " http_status, run_cursor, event_cursor, error)"
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+    [S_RUN_INSERT] =
+        "INSERT INTO runs (run_id, submission_id, call_seq, input_index, processor)"
+        " VALUES (?1, ?2, ?3, ?4, ?5)",
+};
+
+struct tg_store {
+    sqlite3 *db;
+    sqlite3_stmt *stmt[S_COUNT];
+    char err[512];
+};
+
+/* Longest values the structs of tg_store.h can carry back without truncation. */
+#define TEAM_NAME_MAX 64
+#define TOKEN_ID_MAX 39
+#define LABEL_MAX 128
+
+/* ---- names ----------------------------------------------------------------------------- */
+
+static const char *const role_names[] = {"submit", "audit", "admin"};
+static const char *const state_names[] = {"pending", "accepted", "rejected", "failed",
+                                          "unknown"};
+static const char *const outcome_names[] = {"ok", "error", "unknown", "not_sent"};
+
+const char *tg_role_name(enum tg_role r)
+{
+    return (unsigned)r < 3 ? role_names[r] : "invalid";
+}
+
+int tg_role_parse(const char *name, enum tg_role *out)
+{
+    for (unsigned i = 0; name != NULL && i < 3; i++) {
+        if (strcmp(name, role_names[i]) == 0) {
+            *out = (enum tg_role)i;
+            return TG_OK;
+        }
+    }
+    return TG_EINVAL;
+}
+
+const char *tg_state_name(enum tg_state s)
+{
+    return (unsigned)s < 5 ? state_names[s] : "invalid";
+}
+
+const char *tg_outcome_name(enum tg_outcome o)
+{
+    return (unsigned)o < 4 ? outcome_names[o] : "invalid";
+}
+
+int tg_store_schema_version(void)
+{
+    int v = 0;
+    for (const struct tg_migration *m = tg_migrations; m->sql != NULL; m++)
+        if (m->version > v)
+            v = m->version;
+    return v;
+}
+
+/* ---- errors and statements --------------------------------------------------------------- */
+
+static void set_err(struct tg_store *st, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void set_err(struct tg_store *st, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(st->err, sizeof(st->err), fmt, ap);
+    va_end(ap);
+}
+
+/* An extended SQLite result code as a gateway status. */
+static int map_rc(int rc)
+{
+    switch (rc & 0xff) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+        return TG_EBUSY;
+    case SQLITE_NOMEM:
+        return TG_ENOMEM;
+    case SQLITE_TOOBIG:
+        return TG_ETOOBIG;
+    case SQLITE_CONSTRAINT:
+        if (rc == SQLITE_CONSTRAINT_UNIQUE || rc == SQLITE_CONSTRAINT_PRIMARYKEY)
+            return TG_EEXIST;
+        if (rc == SQLITE_CONSTRAINT_FOREIGNKEY)
+            return TG_ENOTFOUND;
+        return TG_EINVAL;
+    default:
+        return TG_EDB;
+    }
+}
+
+/* Records "what: sqlite's message" and returns rc mapped. Call before resetting. */
+static int db_err(struct tg_store *st, int rc, const char *what)
+{
+    set_err(st, "%s: %s", what, sqlite3_errmsg(st->db));
+    return map_rc(rc);
+}
+
+static int invalid(struct tg_store *st, const char *what)
+{
+    set_err(st, "%s", what);
+    return TG_EINVAL;
+}
+
+/* The statement id, prepared on first use. */
+static int prep(struct tg_store *st, enum stmt_id id, sqlite3_stmt **out)
+{
+    if (st->stmt[id] == NULL) {
+        int rc = sqlite3_prepare_v3(st->db, stmt_sql[id], -1, SQLITE_PREPARE_PERSISTENT,
+                                    &st->stmt[id], NULL);
+        if (rc != SQLITE_OK) {
+            st->stmt[id] = NULL;
+            *out = NULL;
+            return db_err(st, rc, "prepare");
+        }
+    }
+    *out = st->stmt[id];
+    return TG_OK;
+}
+
+/* Readies a statement for its next use; its bound strings may then go away. */
+static void done(sqlite3_stmt *s)
+{
+    if (s != NULL) {
+        sqlite3_reset(s);
+        sqlite3_clear_bindings(s);
+    }
+}
+
+/* Bound strings are SQLITE_STATIC: they live until done() runs after the step. */
+static int bind_text(sqlite3_stmt *s, int i, const char *v)
+{
+    return v != NULL ? sqlite3_bind_text(s, i, v, -1, SQLITE_STATIC) : sqlite3_bind_null(s, i);
+}
+
+/* Binds v, or NULL when v is 0 (the header's "0: none"). */
+static int bind_int_or_null(sqlite3_stmt *s, int i, int64_t v)
+{
+    return v != 0 ? sqlite3_bind_int64(s, i, v) : sqlite3_bind_null(s, i);
+}
+
+/* Steps a statement that returns no rows, then resets it. */
+static int run(struct tg_store *st, sqlite3_stmt *s, const char *what)
+{
+    int rc = sqlite3_step(s);
+    int out = rc == SQLITE_DONE ? TG_OK : db_err(st, rc, what);
+    done(s);
+    return out;
+}
+
+static const char *col_text(sqlite3_stmt *s, int i)
+{
+    return (const char *)sqlite3_column_text(s, i);
+}
+
+/* Copies a text column into dst, truncated to fit; NULL becomes "". */
+static void col_copy(char *dst, size_t dstlen, sqlite3_stmt *s, int i)
+{
+    const char *v = col_text(s, i);
+    snprintf(dst, dstlen, "%s", v != NULL ? v : "");
+}
+
+static void now_text(char out[TG_TIME_LEN])
+{
+    tg_time_format(tg_now_ms(), out);
+}
+
+/* ---- transactions -------------------------------------------------------------------- */
+
+/* BEGIN IMMEDIATE takes the write lock at once, so a busy database is waited on by the
+ * busy timeout instead of failing later when a read lock would have to be upgraded. */
+static int tx_begin(struct tg_store *st)
+{
+    sqlite3_stmt *s;
+    int rc = prep(st, S_BEGIN, &s);
+    return rc != TG_OK ? rc : run(st, s, "begin");
+}
+
+/* Commits when rc is TG_OK, otherwise (or when the commit fails) rolls back; returns the
+ * final status. The handle's message describes the first failure. */
+static int tx_end(struct tg_store *st, int rc)
+{
+    sqlite3_stmt *s;
+    if (rc == TG_OK) {
+        rc = prep(st, S_COMMIT, &s);
+        if (rc == TG_OK)
+            rc = run(st, s, "commit");
+    }
+    if (rc != TG_OK && !sqlite3_get_autocommit(st->db)) {
+        /* Prepared at open, so rolling back never fails for want of a statement. */
+        s = st->stmt[S_ROLLBACK];
+        sqlite3_step(s);
+        sqlite3_reset(s);
+    }
+    return rc;
+}
+
+/* ---- opening and migrating -------------------------------------------------------------- */
+
+static int read_version(struct tg_store *st, int *version)
+{
+    sqlite3_stmt *s;
+    int rc = prep(st, S_VERSION, &s);
+    if (rc != TG_OK)
+        return rc;
+    int src = sqlite3_step(s);
+    if (src == SQLITE_ROW) {
+        *version = sqlite3_column_int(s, 0);
+        rc = TG_OK;
+    } else {
+        rc = db_err(st, src, "read schema version");
+    }
+    done(s);
+    return rc;
+}
+
+static int exec_sql(struct tg_store *st, const char *sql, const char *what)
+{
+    int rc = sqlite3_exec(st->db, sql, NULL, NULL, NULL);
+    return rc == SQLITE_OK ? TG_OK : db_err(st, rc, what);
+}
+
+/* Connection settings, the fixed statements, and the schema check. */
+static int setup(struct tg_store *st, int flags, int busy_ms)
+{
+    int rc;
+    sqlite3_extended_result_codes(st->db, 1);
+    sqlite3_busy_timeout(st->db, busy_ms > 0 ? busy_ms : 0);
+    if (!(flags & TG_STORE_READONLY)) {
+        /* A write-protected file cannot change its journal mode; it stays readable and
+         * every write to it fails with TG_EDB. */
+        rc = sqlite3_exec(st->db, "PRAGMA journal_mode = WAL", NULL, NULL, NULL);
+        if (rc != SQLITE_OK && (rc & 0xff) != SQLITE_READONLY)
+            return db_err(st, rc, "set WAL mode");
+    }
+    rc = exec_sql(st, "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON", "configure");
+    if (rc != TG_OK)
+        return rc;
+    sqlite3_stmt *s;
+    const enum stmt_id fixed[] = {S_BEGIN, S_COMMIT, S_ROLLBACK};
+    for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++) {
+        rc = prep(st, fixed[i], &s);
+        if (rc != TG_OK)
+            return rc;
+    }
+    int have = 0;
+    rc = read_version(st, &have);
+    if (rc != TG_OK || (flags & TG_STORE_NO_VERSION_CHECK))
+        return rc;
+    int need = tg_store_schema_version();
+    if (have < need) {
+        set_err(st, "database schema is version %d, this taskgate needs %d: run `taskgate init`",
+                have, need);
+        return TG_ERR;
+    }
+    if (have > need) {
+        set_err(st, "database schema is version %d, newer than this taskgate knows (%d): "
+                "use a newer taskgate", have, need);
+        return TG_ERR;
+    }
+    return TG_OK;
+}
+
+int tg_store_open(struct tg_store **out, const char *path, int flags, int busy_ms,
+                  char *err, size_t errlen)
+{
+    *out = NULL;
+    struct tg_store *st = calloc(1, sizeof(*st));
+    if (st == NULL) {
+        if (errlen > 0)
+            snprintf(err, errlen, "out of memory");
+        return TG_ENOMEM;
+    }
+    int oflags = SQLITE_OPEN_NOMUTEX;
+    if (flags & TG_STORE_READONLY)
+        oflags |= SQLITE_OPEN_READONLY;
+    else
+        oflags |= SQLITE_OPEN_READWRITE | ((flags & TG_STORE_CREATE) ? SQLITE_OPEN_CREATE : 0);
+
+    int rc;
+    int src = sqlite3_open_v2(path != NULL ? path : "", &st->db, oflags, NULL);
+    if (src != SQLITE_OK) {
+        set_err(st, "cannot open %s: %s", path != NULL ? path : "(null)",
+                st->db != NULL ? sqlite3_errmsg(st->db) : sqlite3_errstr(src));
+        rc = map_rc(src);
+    } else {
+        rc = setup(st, flags, busy_ms);
+        if (rc != TG_OK && strncmp(st->err, "database schema", 15) != 0) {
+            char why[sizeof(st->err)];
+            memcpy(why, st->err, sizeof(why));
+            set_err(st, "cannot open %s: %.400s", path, why);
+        }
+    }
+    if (rc != TG_OK) {
+        if (errlen > 0)
+            snprintf(err, errlen, "%s", st->err);
+        tg_store_close(st);
+        return rc;
+    }
+    *out = st;
+    return TG_OK;
+}
+
+void tg_store_close(struct tg_store *st)
+{
+    if (st == NULL)
+        return;
+    for (int i = 0; i < S_COUNT; i++)
+        sqlite3_finalize(st->stmt[i]);
+    sqlite3_close_v2(st->db);
+    free(st);
+}
+
+const char *tg_store_errmsg(const struct tg_store *st)
+{
+    return st != NULL ? st->err : "no store";
+}
+
+/* One migration: the lowest version above v, or NULL when the database is up to date. */
+static const struct tg_migration *next_migration(int v)
+{
+    const struct tg_migration *best = NULL;
+    for (const struct tg_migration *m = tg_migrations; m->sql != NULL; m++)
+        if (m->version > v && (best == NULL || m->version < best->version))
+            best = m;
+    return best;
+}
+
+int tg_store_migrate(struct tg_store *st, int *from, int *to)
+{
+    int before = -1, v = 0, rc;
+    int latest = tg_store_schema_version();
+    for (;;) {
+        /* The version is read inside the write transaction, so two processes migrating
+         * at once apply each migration exactly once. */
+        rc = tx_begin(st);
+        if (rc != TG_OK)
+            break;
+        rc = read_version(st, &v);
+        if (before < 0 && rc == TG_OK)
+            before = v;
+        if (rc == TG_OK && v > latest) {
+            set_err(st, "database schema is version %d, newer than this taskgate knows (%d)",
+                    v, latest);
+            rc = TG_ERR;
+        }
+        const struct tg_migration *m = rc == TG_OK ? next_migration(v) : NULL;
+        if (m == NULL) {
+            rc = tx_end(st, rc);
+            break;
+        }
+        char what[300];
+        snprintf(what, sizeof(what), "migration %s", m->name);
+        rc = exec_sql(st, m->sql, what);
+        if (rc == TG_OK) {
+            char pragma[64];
+            snprintf(pragma, sizeof(pragma), "PRAGMA user_version = %d", m->version);
+            rc = exec_sql(st, pragma, what);
+        }
+        rc = tx_end(st, rc);
+        if (rc != TG_OK)
+            break;
+        v = m->version;
+    }
+    if (from != NULL)
+        *from = before < 0 ? v : before;
+    if (to != NULL)
+        *to = v;
+    return rc;
+}
+
+int tg_store_ping(struct tg_store *st)
+{
+    sqlite3_stmt *s;
+    int rc = prep(st, S_PING, &s);
+    if (rc != TG_OK)
+        return rc;
+    int src = sqlite3_step(s);
+    rc = src == SQLITE_ROW ? TG_OK : db_err(st, src, "ping");
+    done(s);
+    return rc;
+}
+
+/* ---- identities ------------------------------------------------------------------------ */
+
+int tg_store_auth(struct tg_store *st, const char *token_hash, int64_t now_ms,
+                  struct tg_auth *out)
+{
+    if (token_hash == NULL || out == NULL)
+        return invalid(st, "auth: no token hash");
+    sqlite3_stmt *s;
+    int rc = prep(st, S_AUTH, &s);
+    if (rc != TG_OK)
+        return rc;
+    char now[TG_TIME_LEN];
+    tg_time_format(now_ms, now);
+    if (bind_text(s, 1, token_hash) != SQLITE_OK || bind_text(s, 2, now) != SQLITE_OK) {
+        rc = db_err(st, sqlite3_errcode(st->db), "auth");
+        goto out;
+    }
+    int src = sqlite3_step(s);
+    if (src == SQLITE_DONE) {
+        set_err(st, "no such token, or it is revoked or expired");
+        rc = TG_ENOTFOUND;
+    } else if (src != SQLITE_ROW) {
+        rc = db_err(st, src, "auth");
+    } else {
+        memset(out, 0, sizeof(*out));
+        out->team_id = sqlite3_column_int64(s, 0);
+        col_copy(out->team, sizeof(out->team), s, 1);
+        col_copy(out->token_id, sizeof(out->token_id), s, 2);
+        col_copy(out->label, sizeof(out->label), s, 3);
+        if (tg_role_parse(col_text(s, 4), &out->role) != TG_OK)
+            out->role = TG_ROLE_SUBMIT; /* the schema's CHECK makes this unreachable */
+        rc = TG_OK;
+    }
+out:
+    done(s);
+    return rc;
+}
+
+int tg_store_team_key(struct tg_store *st, int64_t team_id, char *buf, size_t buflen)
+{
+    sqlite3_stmt *s;
+    int rc = prep(st, S_TEAM_KEY, &s);
+    if (rc != TG_OK)
+        return rc;
+    sqlite3_bind_int64(s, 1, team_id);
+    int src = sqlite3_step(s);
+    if (src == SQLITE_DONE) {
+        set_err(st, "no team with id %lld", (long long)team_id);
+        rc = TG_ENOTFOUND;
+    } else if (src != SQLITE_ROW) {
+        rc = db_err(st, src, "team key");
+    } else {
+        const char *key = col_text(s, 0);
+        size_t n = (size_t)sqlite3_column_bytes(s, 0);
+        if (key == NULL || buf == NULL || n + 1 > buflen) {
+            set_err(st, "the upstream key of team %lld does not fit", (long long)team_id);
+            rc = key == NULL ? TG_ENOMEM : TG_ETOOBIG;
+        } else {
+            memcpy(buf, key, n + 1);
+            rc = TG_OK;
+        }
+    }
+    done(s);
+    return rc;
+}
+
+int tg_store_team_id(struct tg_store *st, const char *name, int64_t *team_id)
+{
+    sqlite3_stmt *s;
+    int rc = prep(st, S_TEAM_ID, &s);
+    if (rc != TG_OK)
+        return rc;
+    bind_text(s, 1, name);
+    int src = sqlite3_step(s);
+    if (src == SQLITE_ROW) {
+        *team_id = sqlite3_column_int64(s, 0);
+        rc = TG_OK;
+    } else if (src == SQLITE_DONE) {
+        set_err(st, "no team named '%.64s'", name != NULL ? name : "");
+        rc = TG_ENOTFOUND;
+    } else {
+        rc = db_err(st, src, "team id");
+    }
+    done(s);
+    return rc;
+}
+
+/* "sha256:" and the first 12 hex digits of the key's SHA-256: enough to tell keys apart,
+ * far too little to recover one. */
+#define FINGERPRINT_LEN 20
+static void fingerprint(const char *key, char out[FINGERPRINT_LEN])
+{
+    unsigned char digest[SHA256_DIGEST_LENGTH];
+    SHA256((const unsigned char *)key, strlen(key), digest);
+    memcpy(out, "sha256:", 7);
+    tg_hex(digest, 6, out + 7);
+}
+
+static int check_team_args(struct tg_store *st, const char *name, const char *key)
+{
+    if (name == NULL || name[0] == '\0' || strlen(name) > TEAM_NAME_MAX)
+        return invalid(st, "a team name is 1 to 64 characters");
+    if (key == NULL || key[0] == '\0')
+        return invalid(st, "the upstream key is empty");
+    return TG_OK;
+}
+
+int tg_store_team_add(struct tg_store *st, const char *name, const char *key,
+                      int64_t *team_id)
+{
+    int rc = check_team_args(st, name, key);
+    if (rc != TG_OK)
+        return rc;
+    sqlite3_stmt *s;
+    char fp[FINGERPRINT_LEN], now[TG_TIME_LEN];
+    fingerprint(key, fp);
+    now_text(now);
+    rc = prep(st, S_TEAM_ADD, &s);
+    if (rc == TG_OK)
+        rc = tx_begin(st);
+    if (rc != TG_OK)
+        return rc;
+    bind_text(s, 1, name);
+    bind_text(s, 2, key);
+    bind_text(s, 3, fp);
+    bind_text(s, 4, now);
+    rc = run(st, s, "add team");
+    if (rc == TG_EEXIST)
+        set_err(st, "team '%s' already exists", name);
+    if (rc == TG_OK && team_id != NULL)
+        *team_id = sqlite3_last_insert_rowid(st->db);
+    return tx_end(st, rc);
+}
+
+int tg_store_team_set_key(struct tg_store *st, const char *name, const char *key)
+{
+    int rc = check_team_args(st, name, key);
+    if (rc != TG_OK)
+        return rc;
+    sqlite3_stmt *s;
+    char fp[FINGERPRINT_LEN], now[TG_TIME_LEN];
+    fingerprint(key, fp);
+    now_text(now);
+    rc = prep(st, S_TEAM_SET_KEY, &s);
+    if (rc == TG_OK)
+        rc = tx_begin(st);
+    if (rc != TG_OK)
+        return rc;
+    bind_text(s, 1, name);
+    bind_text(s, 2, key);
+    bind_text(s, 3, fp);
+    bind_text(s, 4, now);
+    rc = run(st, s, "set team key");
+    if (rc == TG_OK && sqlite3_changes(st->db) == 0) {
+        set_err(st, "no team named '%s'", name);
+        rc = TG_ENOTFOUND;
+    }
+    return tx_end(st, rc);
+}
+
+int tg_store_team_list(struct tg_store *st,
+                       int (*fn)(void *arg, const struct tg_team_row *row), void *arg)
+{
+    sqlite3_stmt *s;
+    int rc = prep(st, S_TEAM_LIST, &s);
+    if (rc != TG_OK)
+        return rc;
+    char now[TG_TIME_LEN];
+    now_text(now);
+    bind_text(s, 1, now);
+    for (;;) {
+        int src = sqlite3_step(s);
+        if (src == SQLITE_DONE)
+            break;
+        if (src != SQLITE_ROW) {
+            rc = db_err(st, src, "list teams");
+            break;
+        }
+        struct tg_team_row row = {
+            .id = sqlite3_column_int64(s, 0),
+            .name = col_text(s, 1),
+            .key_fingerprint = col_text(s, 2),
+            .created_at = col_text(s, 3),
+            .tokens = sqlite3_column_int(s, 4),
+            .presets = sqlite3_column_int(s, 5),
+        };
+        rc = fn(arg, &row);
+        if (rc != 0)
+            break;
+    }
+    done(s);
+    return rc;
+}
+
+int tg_store_token_add(struct tg_store *st, int64_t team_id, const char *token_id,
+                       const char *hash, enum tg_role role, const char *label,
+                       int64_t expires_ms)
+{
+    if (token_id == NULL || token_id[0] == '\0' || strlen(token_id) > TOKEN_ID_MAX)
+        return invalid(st, "a token id is 1 to 39 characters");
+    if (hash == NULL || hash[0] == '\0')
+        return invalid(st, "the token hash is empty");
+    if ((unsigned)role > TG_ROLE_ADMIN)
+        return invalid(st, "unknown role");
+    if (label != NULL && strlen(label) > LABEL_MAX)
+        return invalid(st, "a token label is at most 128 characters");
+    sqlite3_stmt *s;
+    char now[TG_TIME_LEN], expires[TG_TIME_LEN];
+    now_text(now);
+    tg_time_format(expires_ms, expires);
+    int rc = prep(st, S_TOKEN_ADD, &s);
+    if (rc == TG_OK)
+        rc = tx_begin(st);
+    if (rc != TG_OK)
+        return rc;
+    bind_text(s, 1, token_id);
+    sqlite3_bind_int64(s, 2, team_id);
+    bind_text(s, 3, tg_role_name(role));
+    bind_text(s, 4, label);
+    bind_text(s, 5, hash);
+    bind_text(s, 6, now);
+    bind_text(s, 7, expires_ms != 0 ? expires : NULL);
+    rc = run(st, s, "add token");
+    if (rc == TG_ENOTFOUND)
+        set_err(st, "no team with id %lld", (long long)team_id);
+    else if (rc == TG_EEXIST)
+        set_err(st, "a token with this id or hash already exists");
+    return tx_end(st, rc);
+}
+
+int tg_store_token_revoke(struct tg_store *st, const char *token_id)
+{
+    if (token_id == NULL)
+        return invalid(st, "no token id");
+    sqlite3_stmt *s;
+    char now[TG_TIME_LEN];
+    now_text(now);
+    int rc = prep(st, S_TOKEN_REVOKE, &s);
+    if (rc == TG_OK)
+        rc = tx_begin(st);
+    if (rc != TG_OK)
+        return rc;
+    bind_text(s, 1, token_id);
+    bind_text(s, 2, now);
+    rc = run(st, s, "revoke token");
+    if (rc == TG_OK && sqlite3_changes(st->db) == 0) {
+        set_err(st, "no token '%.40s', or it is already revoked", token_id);
+        rc = TG_ENOTFOUND;
+    }
+    return tx_end(st, rc);
+}
+
+int tg_store_token_list(struct tg_store *st, const char *team,
+                        int (*fn)(void *arg, const struct tg_token_row *row), void *arg)
+{
+    /* Naming a team that does not exist is a mistake worth reporting, not an empty list. */
+    int64_t team_id;
+    int rc = team != NULL ? tg_store_team_id(st, team, &team_id) : TG_OK;
+    sqlite3_stmt *s;
+    if (rc == TG_OK)
+        rc = prep(st, S_TOKEN_LIST, &s);
+    if (rc != TG_OK)
+        return rc;
+    bind_text(s, 1, team);
+    for (;;) {
+        int src = sqlite3_step(s);
+        if (src == SQLITE_DONE)
+            break;
+        if (src != SQLITE_ROW) {
+            rc = db_err(st, src, "list tokens");
+            break;
+        }
+        struct tg_token_row row = {
+            .id = col_text(s, 0),
+            .team = col_text(s, 1),
+            .role = col_text(s, 2),
+            .label = col_text(s, 3),
+            .created_at = col_text(s, 4),
+            .expires_at = col_text(s, 5),
+            .revoked_at = col_text(s, 6),
+        };
+        rc = fn(arg, &row);
+        if (rc != 0)
+            break;
+    }
+    done(s);
+    return rc;
+}
+
+int tg_store_preset_set(struct tg_store *st, int64_t team_id, const char *name,
+                        const char *json)
+{
+    if (name == NULL || name[0] == '\0' || json == NULL)
+        return invalid(st, "a preset needs a name and a body");
+    sqlite3_stmt *s;
+    char now[TG_TIME_LEN];
+    now_text(now);
+    int rc = prep(st, S_PRESET_SET, &s);
+    if (rc == TG_OK)
+        rc = tx_begin(st);
+    if (rc != TG_OK)
+        return rc;
+    sqlite3_bind_int64(s, 1, team_id);
+    bind_text(s, 2, name);
+    bind_text(s, 3, json);
+    bind_text(s, 4, now);
+    rc = run(st, s, "set preset");
+    if (rc == TG_ENOTFOUND)
+        set_err(st, "no team with id %lld", (long long)team_id);
+    return tx_end(st, rc);
+}
+
+int tg_store_preset_get(struct tg_store *st, struct tg_pool *pool, int64_t team_id,
+                        const char *name, char **json)
+{
+    if (name == NULL || pool == NULL || json == NULL)
+        return invalid(st, "preset get: missing argument");
+    sqlite3_stmt *s;
+    int rc = prep(st, S_PRESET_GET, &s);
+    if (rc != TG_OK)
+        return rc;
+    sqlite3_bind_int64(s, 1, team_id);
+    bind_text(s, 2, name);
+    int src = sqlite3_step(s);
+    if (src == SQLITE_DONE) {
+        set_err(st, "no preset '%.64s'", name);
+        rc = TG_ENOTFOUND;
+    } else if (src != SQLITE_ROW) {
+        rc = db_err(st, src, "get preset");
+    } else {
+        const char *body = col_text(s, 0);
+        *json = body != NULL ? tg_pool_strndup(pool, body, (size_t)sqlite3_column_bytes(s, 0))
+                             : NULL;
+        rc = *json != NULL ? TG_OK : TG_ENOMEM;
+        if (rc != TG_OK)
+            set_err(st, "out of memory");
+    }
+    done(s);
+    return rc;
+}
+
+int tg_store_preset_list(struct tg_store *st, int64_t team_id,
+                         int (*fn)(void *arg, const char *name, const char *updated_at),
+                         void *arg)
+{
+    sqlite3_stmt *s;
+    int rc = prep(st, S_PRESET_LIST, &s);
+    if (rc != TG_OK)
+        return rc;
+    sqlite3_bind_int64(s, 1, team_id);
+    for (;;) {
+        int src = sqlite3_step(s);
+        if (src == SQLITE_DONE)
+            break;
+        if (src != SQLITE_ROW) {
+            rc = db_err(st, src, "list presets");
+            break;
+        }
+        rc = fn(arg, col_text(s, 0), col_text(s, 1));
+        if (rc != 0)
+            break;
+    }
+    done(s);
+    return rc;
+}
+
+/* ---- the audit records --------------------------------------------------------------------- */
+
+/* Why an update guarded by the submission's state touched no row: TG_ENOTFOUND when the
+ * submission does not exist, TG_EINVAL when its state forbids the change. */
+static int refusal(struct tg_store *st, const char *sub_id, const char *what)
+{
+    sqlite3_stmt *s;
+    int rc = prep(st, S_SUB_STATE, &s);
+    if (rc != TG_OK)
+        return rc;
+    bind_text(s, 1, sub_id);
+    int src = sqlite3_step(s);
+    if (src == SQLITE_ROW) {
+        set_err(st, "%s: submission %.64s is already %s; its record is not rewritten", what,
+                sub_id, col_text(s, 0));
+        rc = TG_EINVAL;
+    } else if (src == SQLITE_DONE) {
+        set_err(st, "%s: no submission %.64s", what, sub_id);
+        rc = TG_ENOTFOUND;
+    } else {
+        rc = db_err(st, src, what);
+    }
+    done(s);
+    return rc;
+}
+
+static int sub_insert(struct tg_store *st, const struct tg_submission *sub,
+                      enum tg_state state, int http_status, const char *error)
+{
+    if (sub == NULL || sub->id == NULL || sub->interface == NULL || sub->num_inputs < 0)
+        return invalid(st, "a submission needs an id, an interface and num_inputs >= 0");
+    sqlite3_stmt *s;
+    char received[TG_TIME_LEN], now[TG_TIME_LEN];
+    now_text(now);
+    if (sub->received_ms > 0)
+        tg_time_format(sub->received_ms, received);
+    else
+        memcpy(received, now, sizeof(received));
+    int rc = prep(st, S_SUB_INSERT, &s);
+    if (rc == TG_OK)
+        rc = tx_begin(st);
+    if (rc != TG_OK)
+        return rc;
+    bind_text(s, 1, sub->id);
+    sqlite3_bind_int64(s, 2, sub->team_id);
+    bind_text(s, 3, sub->token_id);
+    bind_text(s, 4, sub->request_id);
+    bind_text(s, 5, received);
+    bind_text(s, 6, state == TG_STATE_PENDING ? NULL : now);
+    bind_text(s, 7, sub->remote_addr);
+    bind_text(s, 8, sub->interface);
+    bind_text(s, 9, sub->taskgroup_id);
+    sqlite3_bind_int(s, 10, sub->num_inputs);
+    bind_text(s, 11, tg_state_name(state));
+    bind_int_or_null(s, 12, http_status);
+    bind_text(s, 13, error);
+    bind_text(s, 14, sub->request);
+    rc = run(st, s, "record submission");
+    if (rc == TG_EEXIST)
+        set_err(st, "submission %.64s is already recorded", sub->id);
+    else if (rc == TG_ENOTFOUND)
+        set_err(st, "record submission: no team %lld or no token %.40s",
+                (long long)sub->team_id, sub->token_id != NULL ? sub->token_id : "");
+    return tx_end(st, rc);
+}
+
+int tg_store_submission_begin(struct tg_store *st, const struct tg_submission *sub)
+{
+    return sub_insert(st, sub, TG_STATE_PENDING, 0, NULL);
+}
+
+int tg_store_submission_reject(struct tg_store *st, const struct tg_submission *sub,
+                               int http_status, const char *error)
+{
+    return sub_insert(st, sub, TG_STATE_REJECTED, http_status, error);
+}
+
+int tg_store_submission_group(struct tg_store *st, const char *sub_id,
+                              const char *taskgroup_id)
+{
+    if (sub_id == NULL || taskgroup_id == NULL)
+        return invalid(st, "submission group: missing argument");
+    sqlite3_stmt *s;
+    int rc = prep(st, S_SUB_GROUP, &s);
+    if (rc == TG_OK)
+        rc = tx_begin(st);
+    if (rc != TG_OK)
+        return rc;
+    bind_text(s, 1, sub_id);
+    bind_text(s, 2, taskgroup_id);
+    rc = run(st, s, "record group");
+    if (rc == TG_OK && sqlite3_changes(st->db) == 0)
+        rc = refusal(st, sub_id, "record group");
+    return tx_end(st, rc);
+}
+
+int tg_store_submission_finish(struct tg_store *st, const char *sub_id, enum tg_state state,
+                               int http_status, int upstream_status, const char *error)
+{
+    if (sub_id == NULL)
+        return invalid(st, "finish: no submission id");
+    if (state == TG_STATE_PENDING || (unsigned)state > TG_STATE_UNKNOWN)
+        return invalid(st, "finish: the final state must be accepted, rejected, failed or "
+                           "unknown");
+    sqlite3_stmt *s;
+    char now[TG_TIME_LEN];
+    now_text(now);
+    int rc = prep(st, S_SUB_FINISH, &s);
+    if (rc == TG_OK)
+        rc = tx_begin(st);
+    if (rc != TG_OK)
+        return rc;
+    bind_text(s, 1, sub_id);
+    bind_text(s, 2, tg_state_name(state));
+    bind_int_or_null(s, 3, http_status);
+    bind_int_or_null(s, 4, upstream_status);
+    bind_text(s, 5, error);
+    bind_text(s, 6, now);
+    rc = run(st, s, "finish submission");
+    if (rc == TG_OK && sqlite3_changes(st->db) == 0)
+        rc = refusal(st, sub_id, "finish submission");
+    return tx_end(st, rc);
+}
+
+static int check_call(struct tg_store *st, const struct tg_call *c)
+{
+    if (c == NULL || c->submission_id == NULL || c->operation == NULL || c->method == NULL ||
+        c->path == NULL)
+        return invalid(st, "a call needs a submission, an operation, a method and a path");
+    if ((unsigned)c->outcome > TG_OUTCOME_NOT_SENT)
+        return invalid(st, "unknown call outcome");
+    if (c->num_runs == 0)
+        return TG_OK;
+    if (c->run_ids == NULL || c->first_input < 0 ||
+        c->num_runs > (size_t)(INT_MAX - c->first_input))
+        return invalid(st, "a call with runs needs run ids and a first input");
+    for (size_t i = 0; i < c->num_runs; i++)
+        if (c->run_ids[i] == NULL)
+            return invalid(st, "a run id is missing");
+    return TG_OK;
+}
+
+static int insert_call(struct tg_store *st, const struct tg_call *c)
+{
+    sqlite3_stmt *s;
+    int rc = prep(st, S_CALL_INSERT, &s);
+    if (rc != TG_OK)
+        return rc;
+    char started[TG_TIME_LEN], finished[TG_TIME_LEN];
+    tg_time_format(c->started_ms, started);
+    tg_time_format(c->started_ms + (c->duration_ms > 0 ? c->duration_ms : 0), finished);
+    bind_text(s, 1, c->submission_id);
+    sqlite3_bind_int(s, 2, c->seq);
+    bind_text(s, 3, c->operation);
+    bind_text(s, 4, c->method);
+    bind_text(s, 5, c->path);
+    if (c->first_input >= 0)
+        sqlite3_bind_int(s, 6, c->first_input);
+    sqlite3_bind_int(s, 7, c->num_inputs);
+    bind_text(s, 8, started);
+    bind_text(s, 9, c->outcome == TG_OUTCOME_NOT_SENT ? NULL : finished);
+    sqlite3_bind_int64(s, 10, c->duration_ms);
+    bind_text(s, 11, tg_outcome_name(c->outcome));
+    bind_int_or_null(s, 12, c->http_status);
+    bind_text(s, 13, c->run_cursor);
+    bind_text(s, 14, c->event_cursor);
+    bind_text(s, 15, c->error);
+    rc = run(st, s, "record upstream call");
+    if (rc == TG_EEXIST)
+        set_err(st, "call %d of submission %.64s is already recorded", c->seq,
+                c->submission_id);
+    return rc;
+}
+
+/* One statement, reset and rebound per run: 10,000 runs are a few milliseconds. */
+static int insert_runs(struct tg_store *st, const struct tg_call *c)
+{
+    if (c->num_runs == 0)
+        return TG_OK;
+    sqlite3_stmt *s;
+    int rc = prep(st, S_RUN_INSERT, &s);
+    if (rc != TG_OK)
+        return rc;
+    bind_text(s, 2, c->submission_id);
+    sqlite3_bind_int(s, 3, c->seq);
+    for (size_t i = 0; i < c->num_runs; i++) {
+        int src = bind_text(s, 1, c->run_ids[i]);
+        if (src == SQLITE_OK)
+            src = bind_text(s, 5, c->processors != NULL ? c->processors[i] : NULL);
+        if (src != SQLITE_OK) {
+            rc = db_err(st, src, "record run");
+            break;
+        }
+        sqlite3_bind_int(s, 4, c->first_input + (int)i);
+        src = sqlite3_step(s);
+        if (src != SQLITE_DONE) {
+            rc = db_err(st, src, "record run");
+            if (rc == TG_EEXIST)
+                set_err(st, "run %.100s is already recorded", c->run_ids[i]);
+            break;
+        }
+        sqlite3_reset(s);
+    }
+    done(s);
+    return rc;
+}
+
+int tg_store_call_record(struct tg_store *st, const struct tg_call *call)
+{
+    int rc = check_call(st, call);
+    if (rc != TG_OK)
+        return rc;
+    sqlite3_stmt *s;
+    rc = prep(st, S_SUB_UPSTREAM, &s);
+    if (rc == TG_OK)
+        rc = tx_begin(st);
+    if (rc != TG_OK)
+        return rc;
+    bind_text(s, 1, call->submission_id);
+    bind_int_or_null(s, 2, call->http_status);
+    rc = run(st, s, "record upstream status");
+    if (rc == TG_OK && sqlite3_changes(st->db) == 0)
+        rc = refusal(st, call->submission_id, "record upstream call");
+    if (rc == TG_OK)
+        rc = insert_call(st, call);
+    if (rc == TG_OK)
+        rc = insert_runs(st, call);
+    return tx_end(st, rc);
+}
