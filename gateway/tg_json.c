@@ -4,7 +4,88 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+/* A key as it stands in the text, between its quotes. */
+struct raw_key {
+    const char *s;
+    size_t len;
+};
+
+static int cmp_key(const void *a, const void *b)
+{
+    const struct raw_key *x = a, *y = b;
+    size_t n = x->len < y->len ? x->len : y->len;
+    int c = memcmp(x->s, y->s, n);
+    if (c != 0)
+        return c;
+    return x->len < y->len ? -1 : x->len > y->len;
+}
+
+/* Sorts the keys of the object just closed and looks for a repeat. */
+static const struct raw_key *repeated(struct raw_key *keys, size_t n)
+{
+    qsort(keys, n, sizeof(*keys), cmp_key);
+    for (size_t i = 1; i < n; i++)
+        if (cmp_key(&keys[i - 1], &keys[i]) == 0)
+            return &keys[i];
+    return NULL;
+}
+
+/* json-c keeps the last of two equal keys without a word; a client that sends both
+ * should hear about it. text is valid JSON of depth at most TG_JSON_MAX_DEPTH + 1. Keys
+ * are compared as written, so "a" and "\u0061" pass as different. */
+static int find_duplicate_key(const char *text, size_t len, char *err, size_t errlen)
+{
+    size_t cap = 64, n = 0, depth = 0;
+    size_t start[TG_JSON_MAX_DEPTH + 2];
+    int is_obj[TG_JSON_MAX_DEPTH + 2];
+    struct raw_key *keys = malloc(cap * sizeof(*keys));
+    int rc = keys != NULL ? TG_OK : TG_ENOMEM;
+    for (size_t i = 0; i < len && rc == TG_OK; i++) {
+        char c = text[i];
+        if ((c == '{' || c == '[') && depth < TG_JSON_MAX_DEPTH + 2) {
+            start[depth] = n;
+            is_obj[depth++] = c == '{';
+        } else if ((c == '}' || c == ']') && depth > 0) {
+            depth--;
+            const struct raw_key *dup = is_obj[depth] ? repeated(keys + start[depth], n - start[depth])
+                                                      : NULL;
+            if (dup != NULL) {
+                snprintf(err, errlen, "body has the key \"%.*s\" twice in one object",
+                         (int)(dup->len < 64 ? dup->len : 64), dup->s);
+                rc = TG_EINVAL;
+            }
+            n = start[depth];
+        } else if (c == '"') {
+            size_t j = i + 1;
+            while (j < len && text[j] != '"')
+                j += text[j] == '\\' ? 2 : 1;
+            size_t k = j + 1;
+            while (k < len && strchr(" \t\r\n", text[k]) != NULL)
+                k++;
+            if (depth > 0 && is_obj[depth - 1] && k < len && text[k] == ':') {
+                if (n == cap) {
+                    struct raw_key *more = realloc(keys, 2 * cap * sizeof(*keys));
+                    if (more == NULL) {
+                        rc = TG_ENOMEM;
+                        break;
+                    }
+                    keys = more;
+                    cap *= 2;
+                }
+                keys[n].s = text + i + 1;
+                keys[n++].len = j - i - 1;
+            }
+            i = j;
+        }
+    }
+    if (rc == TG_ENOMEM)
+        snprintf(err, errlen, "out of memory");
+    free(keys);
+    return rc;
+}
 
 json_object *tg_json_parse(const char *text, size_t len, int max_depth, char *err,
                            size_t errlen)
@@ -45,6 +126,10 @@ json_object *tg_json_parse(const char *text, size_t len, int max_depth, char *er
         }
     }
     json_tokener_free(tok);
+    if (obj != NULL && find_duplicate_key(text, len, err, errlen) != TG_OK) {
+        json_object_put(obj);
+        obj = NULL;
+    }
     return obj;
 }
 

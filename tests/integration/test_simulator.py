@@ -98,7 +98,7 @@ class Simulator:
             conn.request(method, path, body=data, headers=hdrs)
             resp = conn.getresponse()
             payload = resp.read()
-            self_check_headers(resp, payload)
+            check_json_headers(resp, payload)
             return resp.status, resp, payload if raw else json.loads(payload)
         finally:
             conn.close()
@@ -113,12 +113,12 @@ class Simulator:
         assert status == 200, (status, data)
         return data["taskgroup_id"]
 
-    def add_runs(self, group, inputs, key=KEY_A, prefix="/v1", timeout=10):
+    def add_runs(self, group, runs, key=KEY_A, prefix="/v1", timeout=10):
         return self.call("POST", "%s/tasks/groups/%s/runs" % (prefix, group),
-                         {"inputs": inputs}, key=key, timeout=timeout)
+                         {"inputs": runs}, key=key, timeout=timeout)
 
 
-def self_check_headers(resp, payload):
+def check_json_headers(resp, payload):
     """Every answer is JSON-typed with a Content-Length that matches its body."""
     assert resp.getheader("Content-Type") == "application/json", resp.getheaders()
     assert int(resp.getheader("Content-Length")) == len(payload), resp.getheaders()

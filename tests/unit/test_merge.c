@@ -201,6 +201,13 @@ static void strict_parsing(void)
     CHECK(tg_json_parse("\"\xff\"", 3, 8, err, sizeof(err)) == NULL);
     CHECK(tg_json_parse("[[[[1]]]]", 9, 3, err, sizeof(err)) == NULL);
     CHECK(tg_json_parse("{\"a\":", 5, 8, err, sizeof(err)) == NULL);
+    const char *dup = "{\"a\":1,\"b\":{\"a\":2,\"c\":[{\"x\":1},{\"x\":2}]},\"a\":3}";
+    CHECK(tg_json_parse(dup, strlen(dup), 8, err, sizeof(err)) == NULL);
+    CHECK_STR(err, "body has the key \"a\" twice in one object");
+    const char *nodup = "{\"a\":\"a\",\"b\":{\"a\":2,\"c\":[{\"x\":1},{\"x\":\"x\\\"\"}]},\"d\":[\"a\"]}";
+    json_object *ok = tg_json_parse(nodup, strlen(nodup), 8, err, sizeof(err));
+    CHECK(ok != NULL);
+    json_object_put(ok);
     json_object *o = tg_json_parse(" {\"a\":1}\n", 9, 8, err, sizeof(err));
     CHECK(o != NULL);
     json_object_put(o);
