@@ -34,7 +34,7 @@ fi
 
 bash "$top/scripts/deps.sh"
 cmake -S "$top" -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build "$build" -j"$(nproc)" >/dev/null
+cmake --build "$build" -j"$(nproc)" --target taskgate tg_sim >/dev/null
 mkdir -p "$run/tmp"
 stop
 
@@ -45,7 +45,7 @@ if [ -n "${PARALLEL_API_KEY:-}" ]; then
 else
   upstream=http://127.0.0.1:$sim_port
   key=sim-demo-key
-  "$build/tests/tg_sim" --port "$sim_port" --key "$key" >"$run/tg_sim.log" 2>&1 &
+  nohup "$build/tests/tg_sim" --port "$sim_port" --key "$key" >"$run/tg_sim.log" 2>&1 </dev/null &
   echo $! >"$run/tg_sim.pid"
   echo "taskgate: upstream is the bundled simulator on 127.0.0.1:$sim_port (set PARALLEL_API_KEY to use Parallel)"
 fi
@@ -72,7 +72,8 @@ if [ ! -s "$run/demo-token" ]; then
 fi
 token=$(cat "$run/demo-token")
 
-tg serve 2>>"$run/taskgate.log" &
+# Detached from this shell: its output goes to the log, not to whoever ran start.sh.
+nohup "$build/taskgate" --config "$run/taskgate.conf" serve >>"$run/taskgate.log" 2>&1 </dev/null &
 echo $! >"$run/taskgate.pid"
 for _ in $(seq 100); do [ -S "$run/taskgate.sock" ] && break; sleep 0.05; done
 

@@ -311,7 +311,7 @@ static int exec_sql(struct tg_store *st, const char *sql, const char *what)
     return rc == SQLITE_OK ? TG_OK : db_err(st, rc, what);
 }
 
-/* Connection settings, the fixed statements, and the schema check. */
+/* Connection settings and the statements every transaction needs. */
 static int setup(struct tg_store *st, int flags, int busy_ms)
 {
     int rc;
@@ -334,9 +334,15 @@ static int setup(struct tg_store *st, int flags, int busy_ms)
         if (rc != TG_OK)
             return rc;
     }
+    return TG_OK;
+}
+
+/* The database must hold exactly the schema this binary was built with. */
+static int check_version(struct tg_store *st)
+{
     int have = 0;
-    rc = read_version(st, &have);
-    if (rc != TG_OK || (flags & TG_STORE_NO_VERSION_CHECK))
+    int rc = read_version(st, &have);
+    if (rc != TG_OK)
         return rc;
     int need = tg_store_schema_version();
     if (have < need) {
@@ -376,10 +382,12 @@ int tg_store_open(struct tg_store **out, const char *path, int flags, int busy_m
         rc = map_rc(src);
     } else {
         rc = setup(st, flags, busy_ms);
-        if (rc != TG_OK && strncmp(st->err, "database schema", 15) != 0) {
+        if (rc != TG_OK) {
             char why[sizeof(st->err)];
             memcpy(why, st->err, sizeof(why));
             set_err(st, "cannot open %s: %.400s", path, why);
+        } else if (!(flags & TG_STORE_NO_VERSION_CHECK)) {
+            rc = check_version(st);
         }
     }
     if (rc != TG_OK) {

@@ -12,7 +12,7 @@ CREATE TABLE teams (
 );
 
 CREATE TABLE tokens (
-    id          TEXT PRIMARY KEY,            -- "tok_…", public, used to revoke
+    id          TEXT PRIMARY KEY,            -- "tok_...", public, used to revoke
     team_id     INTEGER NOT NULL REFERENCES teams(id),
     role        TEXT NOT NULL CHECK (role IN ('submit', 'audit', 'admin')),
     label       TEXT,
@@ -33,7 +33,7 @@ CREATE TABLE presets (
 -- One row per request that asked for runs or a group. Written as 'pending' before anything
 -- goes upstream; its final state is written before the client gets an answer.
 CREATE TABLE submissions (
-    id              TEXT PRIMARY KEY,        -- "sub_…"
+    id              TEXT PRIMARY KEY,        -- "sub_..."
     team_id         INTEGER NOT NULL REFERENCES teams(id),
     token_id        TEXT REFERENCES tokens(id),
     request_id      TEXT,                    -- nginx's $request_id, also sent upstream
@@ -58,7 +58,7 @@ CREATE INDEX submissions_group ON submissions(taskgroup_id);
 -- One row per upstream call a submission made (a group creation, or one chunk of runs).
 CREATE TABLE upstream_calls (
     submission_id TEXT NOT NULL REFERENCES submissions(id),
-    seq           INTEGER NOT NULL,          -- 0, 1, … in the order sent
+    seq           INTEGER NOT NULL,          -- 0, 1, ... in the order sent
     operation     TEXT NOT NULL CHECK (operation IN ('create_group', 'add_runs')),
     method        TEXT NOT NULL,
     path          TEXT NOT NULL,

@@ -1,0 +1,737 @@
+/* Unit tests of the SQLite audit store: schema and migrations, identities, presets, the
+ * audit records as seen through the views, speed of large calls, locking and read-only. */
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "tg_core.h"
+#include "tg_store.h"
+#include "tg_test.h"
+
+/* ---- helpers ------------------------------------------------------------------------ */
+
+static void db_path(char *out, size_t len, const char *name)
+{
+    const char *dir = getenv("TG_TEST_TMP");
+    if (dir == NULL || dir[0] == '\0')
+        dir = "/tmp";
+    snprintf(out, len, "%s/test_store_%ld_%s.db", dir, (long)getpid(), name);
+}
+
+static void remove_db(const char *path)
+{
+    char side[600];
+    unlink(path);
+    snprintf(side, sizeof(side), "%s-wal", path);
+    unlink(side);
+    snprintf(side, sizeof(side), "%s-shm", path);
+    unlink(side);
+}
+
+/* A new, migrated database at the path for name. */
+static struct tg_store *fresh_store(char *path, size_t len, const char *name)
+{
+    char err[256];
+    struct tg_store *st = NULL;
+    db_path(path, len, name);
+    remove_db(path);
+    int rc = tg_store_open(&st, path, TG_STORE_CREATE | TG_STORE_NO_VERSION_CHECK, 5000,
+                           err, sizeof(err));
+    CHECK(rc == TG_OK);
+    if (rc != TG_OK) {
+        fprintf(stderr, "open %s: %s\n", path, err);
+        return NULL;
+    }
+    CHECK(tg_store_migrate(st, NULL, NULL) == TG_OK);
+    return st;
+}
+
+/* The first column of the first row of a plain query, as a user would run it with
+ * sqlite3 on the file; "" when NULL, "(no row)" when there is none. */
+static const char *query(const char *path, const char *sql)
+{
+    static char out[4096];
+    sqlite3 *db = NULL;
+    sqlite3_stmt *s = NULL;
+    snprintf(out, sizeof(out), "(error)");
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+        sqlite3_prepare_v2(db, sql, -1, &s, NULL) == SQLITE_OK) {
+        if (sqlite3_step(s) == SQLITE_ROW) {
+            const unsigned char *t = sqlite3_column_text(s, 0);
+            snprintf(out, sizeof(out), "%s", t != NULL ? (const char *)t : "");
+        } else {
+            snprintf(out, sizeof(out), "(no row)");
+        }
+    } else {
+        fprintf(stderr, "query %s: %s\n", sql, db ? sqlite3_errmsg(db) : "no memory");
+    }
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+    return out;
+}
+
+static int64_t add_team(struct tg_store *st, const char *name, const char *key)
+{
+    int64_t id = 0;
+    CHECK(tg_store_team_add(st, name, key, &id) == TG_OK);
+    return id;
+}
+
+static struct tg_submission submission(const char *id, int64_t team_id, const char *token_id,
+                                       int num_inputs)
+{
+    struct tg_submission sub = {
+        .id = id,
+        .team_id = team_id,
+        .token_id = token_id,
+        .request_id = "req-1",
+        .remote_addr = "192.0.2.7",
+        .interface = "simplified",
+        .num_inputs = num_inputs,
+        .request = "{\"inputs\":[\"a\",\"b\",\"c\"]}",
+        .received_ms = tg_now_ms(),
+    };
+    return sub;
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* ---- schema ------------------------------------------------------------------------- */
+
+static void test_open_migrate_twice(void)
+{
+    char path[512], err[256], want[16];
+    struct tg_store *st = NULL;
+    int from = -1, to = -1, need = tg_store_schema_version();
+    db_path(path, sizeof(path), "migrate");
+    remove_db(path);
+    CHECK(need >= 1);
+
+    CHECK(tg_store_open(&st, path, TG_STORE_CREATE | TG_STORE_NO_VERSION_CHECK, 5000, err,
+                        sizeof(err)) == TG_OK);
+    CHECK(tg_store_migrate(st, &from, &to) == TG_OK);
+    CHECK(from == 0);
+    CHECK(to == need);
+    CHECK(tg_store_ping(st) == TG_OK);
+    tg_store_close(st);
+
+    char objects[32];
+    snprintf(objects, sizeof(objects), "%s", query(path, "SELECT count(*) FROM sqlite_master"));
+    snprintf(want, sizeof(want), "%d", need);
+    CHECK_STR(query(path, "PRAGMA user_version"), want);
+    CHECK_STR(query(path, "PRAGMA journal_mode"), "wal");
+
+    /* A migrated database opens with the version check and a second migrate is a no-op. */
+    st = NULL;
+    CHECK(tg_store_open(&st, path, 0, 5000, err, sizeof(err)) == TG_OK);
+    CHECK(st != NULL);
+    from = to = -1;
+    CHECK(tg_store_migrate(st, &from, &to) == TG_OK);
+    CHECK(from == need);
+    CHECK(to == need);
+    tg_store_close(st);
+    CHECK_STR(query(path, "PRAGMA user_version"), want);
+    CHECK_STR(query(path, "SELECT count(*) FROM sqlite_master"), objects);
+    remove_db(path);
+}
+
+static void test_open_unmigrated(void)
+{
+    char path[512], err[256], want[256];
+    struct tg_store *st = NULL;
+    db_path(path, sizeof(path), "unmigrated");
+    remove_db(path);
+    CHECK(tg_store_open(&st, path, TG_STORE_CREATE | TG_STORE_NO_VERSION_CHECK, 5000, err,
+                        sizeof(err)) == TG_OK);
+    tg_store_close(st);
+
+    st = (struct tg_store *)1;
+    err[0] = '\0';
+    CHECK(tg_store_open(&st, path, 0, 5000, err, sizeof(err)) != TG_OK);
+    CHECK(st == NULL);
+    snprintf(want, sizeof(want),
+             "database schema is version 0, this taskgate needs %d: run `taskgate init`",
+             tg_store_schema_version());
+    CHECK_STR(err, want);
+    remove_db(path);
+
+    /* Without TG_STORE_CREATE a missing file is an error and is not created. */
+    st = (struct tg_store *)1;
+    CHECK(tg_store_open(&st, path, 0, 5000, err, sizeof(err)) == TG_EDB);
+    CHECK(st == NULL);
+    CHECK(strstr(err, path) != NULL);
+    CHECK(access(path, F_OK) != 0);
+}
+
+/* ---- identities --------------------------------------------------------------------- */
+
+static void test_team_add_duplicate(void)
+{
+    char path[512];
+    struct tg_store *st = fresh_store(path, sizeof(path), "team");
+    if (st == NULL)
+        return;
+    int64_t id = add_team(st, "research", "pk-research-1"), got = 0;
+    CHECK(id > 0);
+    int64_t other = 0;
+    CHECK(tg_store_team_add(st, "research", "pk-other", &other) == TG_EEXIST);
+    CHECK(strstr(tg_store_errmsg(st), "already exists") != NULL);
+    CHECK(tg_store_team_id(st, "research", &got) == TG_OK);
+    CHECK(got == id);
+    CHECK(tg_store_team_id(st, "nobody", &got) == TG_ENOTFOUND);
+    CHECK(tg_store_team_add(st, "", "pk", &other) == TG_EINVAL);
+    CHECK(tg_store_team_add(st, "x", "", &other) == TG_EINVAL);
+    CHECK_STR(query(path, "SELECT count(*) FROM teams"), "1");
+    tg_store_close(st);
+    remove_db(path);
+}
+
+static void test_team_key(void)
+{
+    char path[512], key[128];
+    struct tg_store *st = fresh_store(path, sizeof(path), "key");
+    if (st == NULL)
+        return;
+    int64_t id = add_team(st, "research", "pk-live-0123456789");
+    CHECK(tg_store_team_key(st, id, key, sizeof(key)) == TG_OK);
+    CHECK_STR(key, "pk-live-0123456789");
+
+    CHECK(tg_store_team_set_key(st, "research", "pk-live-rotated") == TG_OK);
+    CHECK(tg_store_team_key(st, id, key, sizeof(key)) == TG_OK);
+    CHECK_STR(key, "pk-live-rotated");
+
+    char small[8];
+    CHECK(tg_store_team_key(st, id, small, sizeof(small)) == TG_ETOOBIG);
+    CHECK(strstr(tg_store_errmsg(st), "pk-live") == NULL);
+    CHECK(tg_store_team_key(st, id + 100, key, sizeof(key)) == TG_ENOTFOUND);
+    CHECK(tg_store_team_set_key(st, "nobody", "pk-x") == TG_ENOTFOUND);
+    tg_store_close(st);
+    remove_db(path);
+}
+
+struct team_seen {
+    int n;
+    char names[4][65];
+    char fingerprints[4][32];
+    int tokens[4];
+    int presets[4];
+};
+
+static int collect_team(void *arg, const struct tg_team_row *row)
+{
+    struct team_seen *seen = arg;
+    if (seen->n < 4) {
+        snprintf(seen->names[seen->n], sizeof(seen->names[0]), "%s", row->name);
+        snprintf(seen->fingerprints[seen->n], sizeof(seen->fingerprints[0]), "%s",
+                 row->key_fingerprint);
+        seen->tokens[seen->n] = row->tokens;
+        seen->presets[seen->n] = row->presets;
+    }
+    seen->n++;
+    return 0;
+}
+
+static int is_fingerprint(const char *fp)
+{
+    if (strlen(fp) != 19 || strncmp(fp, "sha256:", 7) != 0)
+        return 0;
+    for (int i = 7; i < 19; i++)
+        if (strchr("0123456789abcdef", fp[i]) == NULL)
+            return 0;
+    return 1;
+}
+
+static void test_fingerprint(void)
+{
+    char path[512];
+    struct tg_store *st = fresh_store(path, sizeof(path), "fp");
+    if (st == NULL)
+        return;
+    add_team(st, "zeta", "pk-live-secretsecret");
+    add_team(st, "alpha", "abc");
+
+    struct team_seen seen = {0};
+    CHECK(tg_store_team_list(st, collect_team, &seen) == TG_OK);
+    CHECK(seen.n == 2);
+    CHECK_STR(seen.names[0], "alpha");
+    CHECK_STR(seen.names[1], "zeta");
+    /* SHA-256("abc") begins ba7816bf8f01. */
+    CHECK_STR(seen.fingerprints[0], "sha256:ba7816bf8f01");
+    CHECK(is_fingerprint(seen.fingerprints[1]));
+    CHECK(strstr(seen.fingerprints[1], "secret") == NULL);
+    CHECK(strstr(seen.fingerprints[1], "pk-live") == NULL);
+    CHECK_STR(query(path, "SELECT key_fingerprint FROM teams WHERE name = 'alpha'"),
+              "sha256:ba7816bf8f01");
+
+    /* A new key gets a new fingerprint. */
+    char before[32];
+    snprintf(before, sizeof(before), "%s", seen.fingerprints[1]);
+    CHECK(tg_store_team_set_key(st, "zeta", "pk-live-another") == TG_OK);
+    memset(&seen, 0, sizeof(seen));
+    CHECK(tg_store_team_list(st, collect_team, &seen) == TG_OK);
+    CHECK(is_fingerprint(seen.fingerprints[1]));
+    CHECK(strcmp(seen.fingerprints[1], before) != 0);
+    tg_store_close(st);
+    remove_db(path);
+}
+
+static int count_token(void *arg, const struct tg_token_row *row)
+{
+    int *n = arg;
+    CHECK(row->id != NULL && row->team != NULL && row->role != NULL && row->created_at != NULL);
+    (*n)++;
+    return 0;
+}
+
+static void test_token_auth(void)
+{
+    char path[512];
+    struct tg_store *st = fresh_store(path, sizeof(path), "token");
+    if (st == NULL)
+        return;
+    int64_t team = add_team(st, "research", "pk-1");
+    int64_t now = tg_now_ms();
+    const char *h1 = "1111111111111111111111111111111111111111111111111111111111111111";
+    const char *h2 = "2222222222222222222222222222222222222222222222222222222222222222";
+    const char *h3 = "3333333333333333333333333333333333333333333333333333333333333333";
+    const char *h4 = "4444444444444444444444444444444444444444444444444444444444444444";
+
+    CHECK(tg_store_token_add(st, team, "tok_admin", h1, TG_ROLE_ADMIN, "ops laptop", 0) ==
+          TG_OK);
+    CHECK(tg_store_token_add(st, team, "tok_gone", h2, TG_ROLE_SUBMIT, NULL, 0) == TG_OK);
+    CHECK(tg_store_token_add(st, team, "tok_old", h3, TG_ROLE_AUDIT, "old", now - 1000) ==
+          TG_OK);
+    CHECK(tg_store_token_add(st, team, "tok_new", h4, TG_ROLE_SUBMIT, "ci",
+                             now + 3600 * 1000) == TG_OK);
+
+    struct tg_auth a;
+    memset(&a, 0, sizeof(a));
+    CHECK(tg_store_auth(st, h1, now, &a) == TG_OK);
+    CHECK(a.team_id == team);
+    CHECK_STR(a.team, "research");
+    CHECK_STR(a.token_id, "tok_admin");
+    CHECK_STR(a.label, "ops laptop");
+    CHECK(a.role == TG_ROLE_ADMIN);
+
+    CHECK(tg_store_auth(st, "ffff", now, &a) == TG_ENOTFOUND);
+    CHECK(tg_store_auth(st, h2, now, &a) == TG_OK);
+    CHECK(tg_store_token_revoke(st, "tok_gone") == TG_OK);
+    CHECK(tg_store_auth(st, h2, now, &a) == TG_ENOTFOUND);
+    CHECK(tg_store_token_revoke(st, "tok_gone") == TG_ENOTFOUND);
+    CHECK(tg_store_token_revoke(st, "tok_nope") == TG_ENOTFOUND);
+
+    CHECK(tg_store_auth(st, h3, now, &a) == TG_ENOTFOUND);       /* expired */
+    CHECK(tg_store_auth(st, h3, now - 2000, &a) == TG_OK);       /* before its expiry */
+    CHECK(tg_store_auth(st, h4, now, &a) == TG_OK);
+    CHECK(tg_store_auth(st, h4, now + 7200 * 1000, &a) == TG_ENOTFOUND);
+
+    CHECK(tg_store_token_add(st, team + 99, "tok_orphan", "55", TG_ROLE_SUBMIT, NULL, 0) ==
+          TG_ENOTFOUND);
+    CHECK(tg_store_token_add(st, team, "tok_dup", h1, TG_ROLE_SUBMIT, NULL, 0) == TG_EEXIST);
+
+    int n = 0;
+    CHECK(tg_store_token_list(st, "research", count_token, &n) == TG_OK);
+    CHECK(n == 4);
+    n = 0;
+    CHECK(tg_store_token_list(st, NULL, count_token, &n) == TG_OK);
+    CHECK(n == 4);
+    CHECK(tg_store_token_list(st, "nobody", count_token, &n) == TG_ENOTFOUND);
+
+    struct team_seen seen = {0};
+    CHECK(tg_store_team_list(st, collect_team, &seen) == TG_OK);
+    CHECK(seen.tokens[0] == 2); /* tok_admin and tok_new: not revoked, not expired */
+    CHECK(query(path, "SELECT revoked_at FROM tokens WHERE id = 'tok_gone'")[0] == '2');
+    tg_store_close(st);
+    remove_db(path);
+}
+
+/* ---- presets ------------------------------------------------------------------------ */
+
+struct preset_seen {
+    int n;
+    char names[4][32];
+};
+
+static int collect_preset(void *arg, const char *name, const char *updated_at)
+{
+    struct preset_seen *seen = arg;
+    CHECK(updated_at != NULL && strlen(updated_at) == TG_TIME_LEN - 1);
+    if (seen->n < 4)
+        snprintf(seen->names[seen->n], sizeof(seen->names[0]), "%s", name);
+    seen->n++;
+    return 0;
+}
+
+static void test_presets(void)
+{
+    char path[512];
+    struct tg_store *st = fresh_store(path, sizeof(path), "preset");
+    struct tg_pool *pool = tg_pool_create();
+    if (st == NULL || pool == NULL)
+        goto out;
+    int64_t team = add_team(st, "research", "pk-1");
+    char *json = NULL;
+    CHECK(tg_store_preset_get(st, pool, team, "default", &json) == TG_ENOTFOUND);
+    CHECK(tg_store_preset_set(st, team, "default", "{\"processor\":\"base\"}") == TG_OK);
+    CHECK(tg_store_preset_get(st, pool, team, "default", &json) == TG_OK);
+    CHECK_STR(json, "{\"processor\":\"base\"}");
+    CHECK(tg_store_preset_set(st, team, "default", "{\"processor\":\"pro\"}") == TG_OK);
+    CHECK(tg_store_preset_get(st, pool, team, "default", &json) == TG_OK);
+    CHECK_STR(json, "{\"processor\":\"pro\"}");
+    CHECK(tg_store_preset_set(st, team, "cheap", "{\"processor\":\"lite\"}") == TG_OK);
+    CHECK(tg_store_preset_set(st, team + 5, "default", "{}") == TG_ENOTFOUND);
+
+    struct preset_seen seen = {0};
+    CHECK(tg_store_preset_list(st, team, collect_preset, &seen) == TG_OK);
+    CHECK(seen.n == 2);
+    CHECK_STR(seen.names[0], "cheap");
+    CHECK_STR(seen.names[1], "default");
+    CHECK_STR(query(path, "SELECT count(*) FROM presets"), "2");
+
+    struct team_seen teams = {0};
+    CHECK(tg_store_team_list(st, collect_team, &teams) == TG_OK);
+    CHECK(teams.presets[0] == 2);
+out:
+    tg_pool_destroy(pool);
+    tg_store_close(st);
+    remove_db(path);
+}
+
+/* ---- the audit records ---------------------------------------------------------------- */
+
+static void test_submission_flow(void)
+{
+    char path[512];
+    struct tg_store *st = fresh_store(path, sizeof(path), "flow");
+    if (st == NULL)
+        return;
+    int64_t team = add_team(st, "research", "pk-1");
+    CHECK(tg_store_token_add(st, team, "tok_ci", "abcd", TG_ROLE_SUBMIT, "ci", 0) == TG_OK);
+
+    struct tg_submission sub = submission("sub_1", team, "tok_ci", 3);
+    CHECK(tg_store_submission_begin(st, &sub) == TG_OK);
+    CHECK_STR(query(path, "SELECT state || '|' || team || '|' || token_label || '|' ||"
+                          " interface || '|' || num_inputs || '|' || coalesce(completed_at, '-')"
+                          " FROM audit_submissions WHERE submission_id = 'sub_1'"),
+              "pending|research|ci|simplified|3|-");
+    CHECK(tg_store_submission_begin(st, &sub) == TG_EEXIST);
+
+    struct tg_call group = {
+        .submission_id = "sub_1", .seq = 0, .operation = "create_group", .method = "POST",
+        .path = "/v1/tasks/groups", .first_input = -1, .num_inputs = 0,
+        .started_ms = tg_now_ms(), .duration_ms = 12, .outcome = TG_OUTCOME_OK,
+        .http_status = 200,
+    };
+    CHECK(tg_store_call_record(st, &group) == TG_OK);
+    CHECK(tg_store_submission_group(st, "sub_1", "tgrp_abc") == TG_OK);
+
+    const char *ids[] = {"trun_a", "trun_b", "trun_c"};
+    const char *procs[] = {"base", "base", NULL};
+    struct tg_call runs = {
+        .submission_id = "sub_1", .seq = 1, .operation = "add_runs", .method = "POST",
+        .path = "/v1/tasks/groups/tgrp_abc/runs", .first_input = 0, .num_inputs = 3,
+        .started_ms = tg_now_ms(), .duration_ms = 40, .outcome = TG_OUTCOME_OK,
+        .http_status = 200, .run_cursor = "rc-1", .event_cursor = "ec-1",
+        .num_runs = 3, .run_ids = ids, .processors = procs,
+    };
+    CHECK(tg_store_call_record(st, &runs) == TG_OK);
+    CHECK(tg_store_call_record(st, &runs) == TG_EEXIST); /* same seq twice */
+
+    CHECK_STR(query(path, "SELECT count(*) FROM audit_runs WHERE submission_id = 'sub_1'"),
+              "3");
+    CHECK_STR(query(path, "SELECT group_concat(x, ',') FROM (SELECT run_id || ':' ||"
+                          " input_index || ':' || run_cursor || ':' || event_cursor || ':' ||"
+                          " taskgroup_id || ':' || team || ':' || coalesce(processor, '-') AS x"
+                          " FROM audit_runs WHERE submission_id = 'sub_1'"
+                          " ORDER BY input_index)"),
+              "trun_a:0:rc-1:ec-1:tgrp_abc:research:base,"
+              "trun_b:1:rc-1:ec-1:tgrp_abc:research:base,"
+              "trun_c:2:rc-1:ec-1:tgrp_abc:research:-");
+    CHECK_STR(query(path, "SELECT upstream_status FROM submissions WHERE id = 'sub_1'"), "200");
+
+    CHECK(tg_store_submission_finish(st, "sub_1", TG_STATE_ACCEPTED, 200, 200, NULL) == TG_OK);
+    CHECK_STR(query(path, "SELECT state || '|' || http_status || '|' || upstream_status ||"
+                          " '|' || taskgroup_id || '|' || (completed_at >= received_at)"
+                          " FROM audit_submissions WHERE submission_id = 'sub_1'"),
+              "accepted|200|200|tgrp_abc|1");
+
+    /* An accepted record is final. */
+    CHECK(tg_store_submission_finish(st, "sub_1", TG_STATE_FAILED, 502, 500, "late") ==
+          TG_EINVAL);
+    CHECK(strstr(tg_store_errmsg(st), "accepted") != NULL);
+    CHECK(tg_store_submission_group(st, "sub_1", "tgrp_other") == TG_EINVAL);
+    runs.seq = 2;
+    CHECK(tg_store_call_record(st, &runs) == TG_EINVAL);
+    CHECK_STR(query(path, "SELECT state || '|' || taskgroup_id || '|' || coalesce(error, '-')"
+                          " FROM audit_submissions WHERE submission_id = 'sub_1'"),
+              "accepted|tgrp_abc|-");
+    CHECK_STR(query(path, "SELECT count(*) FROM upstream_calls"), "2");
+
+    CHECK(tg_store_submission_finish(st, "sub_nope", TG_STATE_FAILED, 502, 0, NULL) ==
+          TG_ENOTFOUND);
+    CHECK(tg_store_submission_finish(st, "sub_1", TG_STATE_PENDING, 200, 0, NULL) == TG_EINVAL);
+    struct tg_submission orphan = submission("sub_orphan", team + 9, NULL, 1);
+    CHECK(tg_store_submission_begin(st, &orphan) == TG_ENOTFOUND);
+    tg_store_close(st);
+    remove_db(path);
+}
+
+static void test_reject_and_unknown(void)
+{
+    char path[512];
+    struct tg_store *st = fresh_store(path, sizeof(path), "reject");
+    if (st == NULL)
+        return;
+    int64_t team = add_team(st, "research", "pk-1");
+
+    struct tg_submission r = submission("sub_r", team, NULL, 0);
+    CHECK(tg_store_submission_reject(st, &r, 422, "inputs: field required") == TG_OK);
+    CHECK_STR(query(path, "SELECT state || '|' || http_status || '|' || error || '|' ||"
+                          " (completed_at IS NOT NULL) || '|' || coalesce(token_label, '-')"
+                          " FROM audit_submissions WHERE submission_id = 'sub_r'"),
+              "rejected|422|inputs: field required|1|-");
+    CHECK(tg_store_submission_finish(st, "sub_r", TG_STATE_ACCEPTED, 200, 200, NULL) ==
+          TG_EINVAL);
+
+    /* A call that never got an answer leaves the submission unknown; reconciliation may
+     * settle it later, but not turn it into something that never went upstream. */
+    struct tg_submission u = submission("sub_u", team, NULL, 1);
+    CHECK(tg_store_submission_begin(st, &u) == TG_OK);
+    struct tg_call lost = {
+        .submission_id = "sub_u", .seq = 0, .operation = "add_runs", .method = "POST",
+        .path = "/v1/tasks/groups/tgrp_x/runs", .first_input = 0, .num_inputs = 1,
+        .started_ms = tg_now_ms(), .duration_ms = 30000, .outcome = TG_OUTCOME_UNKNOWN,
+        .error = "timeout after 30 s",
+    };
+    CHECK(tg_store_call_record(st, &lost) == TG_OK);
+    CHECK(tg_store_submission_finish(st, "sub_u", TG_STATE_UNKNOWN, 504, 0, "timeout") ==
+          TG_OK);
+    CHECK_STR(query(path, "SELECT state || '|' || coalesce(upstream_status, '-')"
+                          " FROM audit_submissions WHERE submission_id = 'sub_u'"),
+              "unknown|-");
+    CHECK_STR(query(path, "SELECT outcome || '|' || coalesce(http_status, '-') || '|' || error"
+                          " FROM upstream_calls WHERE submission_id = 'sub_u'"),
+              "unknown|-|timeout after 30 s");
+    CHECK(tg_store_submission_finish(st, "sub_u", TG_STATE_REJECTED, 422, 0, NULL) ==
+          TG_EINVAL);
+    CHECK(tg_store_submission_finish(st, "sub_u", TG_STATE_ACCEPTED, 200, 200, NULL) == TG_OK);
+    CHECK_STR(query(path, "SELECT state FROM audit_submissions WHERE submission_id = 'sub_u'"),
+              "accepted");
+    tg_store_close(st);
+    remove_db(path);
+}
+
+static void test_ten_thousand_runs(void)
+{
+    enum { N = 10000 };
+    char path[512];
+    struct tg_store *st = fresh_store(path, sizeof(path), "bulk");
+    char *names = malloc((size_t)N * 16);
+    const char **ids = malloc(sizeof(char *) * N);
+    if (st == NULL || names == NULL || ids == NULL) {
+        CHECK(!"setup");
+        goto out;
+    }
+    int64_t team = add_team(st, "research", "pk-1");
+    struct tg_submission sub = submission("sub_bulk", team, NULL, N + 500);
+    CHECK(tg_store_submission_begin(st, &sub) == TG_OK);
+    for (int i = 0; i < N; i++) {
+        snprintf(names + (size_t)i * 16, 16, "trun_%06d", i);
+        ids[i] = names + (size_t)i * 16;
+    }
+    struct tg_call call = {
+        .submission_id = "sub_bulk", .seq = 0, .operation = "add_runs", .method = "POST",
+        .path = "/v1/tasks/groups/tgrp_bulk/runs", .first_input = 500, .num_inputs = N,
+        .started_ms = tg_now_ms(), .duration_ms = 900, .outcome = TG_OUTCOME_OK,
+        .http_status = 200, .run_cursor = "rc", .event_cursor = "ec",
+        .num_runs = N, .run_ids = ids, .processors = NULL,
+    };
+    int64_t t0 = tg_mono_us();
+    CHECK(tg_store_call_record(st, &call) == TG_OK);
+    int64_t us = tg_mono_us() - t0;
+    fprintf(stderr, "     10000 runs recorded in one call in %.1f ms\n", (double)us / 1000.0);
+    CHECK(us < 2000 * 1000);
+    CHECK_STR(query(path, "SELECT count(*) || '|' || min(input_index) || '|' ||"
+                          " max(input_index) FROM audit_runs WHERE submission_id = 'sub_bulk'"),
+              "10000|500|10499");
+
+    /* A duplicate run id rolls the whole call back. */
+    struct tg_submission again = submission("sub_bulk2", team, NULL, 2);
+    CHECK(tg_store_submission_begin(st, &again) == TG_OK);
+    const char *dup[] = {"trun_new", "trun_000007"};
+    struct tg_call clash = call;
+    clash.submission_id = "sub_bulk2";
+    clash.first_input = 0;
+    clash.num_runs = 2;
+    clash.run_ids = dup;
+    CHECK(tg_store_call_record(st, &clash) == TG_EEXIST);
+    CHECK_STR(query(path, "SELECT count(*) FROM upstream_calls WHERE submission_id = 'sub_bulk2'"),
+              "0");
+    CHECK_STR(query(path, "SELECT count(*) FROM runs WHERE run_id = 'trun_new'"), "0");
+out:
+    free(names);
+    free(ids);
+    tg_store_close(st);
+    remove_db(path);
+}
+
+/* ---- locking and read-only ------------------------------------------------------------ */
+
+struct holder {
+    const char *path;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int locked;
+    int ok;
+};
+
+/* Holds the write lock from another connection for about 300 ms. */
+static void *hold_lock(void *arg)
+{
+    struct holder *h = arg;
+    sqlite3 *db = NULL;
+    int ok = sqlite3_open_v2(h->path, &db, SQLITE_OPEN_READWRITE, NULL) == SQLITE_OK &&
+             sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK;
+    pthread_mutex_lock(&h->mu);
+    h->locked = 1;
+    h->ok = ok;
+    pthread_cond_signal(&h->cv);
+    pthread_mutex_unlock(&h->mu);
+    if (ok) {
+        sleep_ms(300);
+        sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+    }
+    sqlite3_close(db);
+    return NULL;
+}
+
+static void test_busy(void)
+{
+    char path[512], err[256];
+    struct tg_store *st = fresh_store(path, sizeof(path), "busy");
+    struct tg_store *impatient = NULL;
+    if (st == NULL)
+        return;
+    int64_t team = add_team(st, "research", "pk-1");
+    CHECK(tg_store_open(&impatient, path, 0, 50, err, sizeof(err)) == TG_OK);
+
+    struct holder h = {.path = path};
+    pthread_mutex_init(&h.mu, NULL);
+    pthread_cond_init(&h.cv, NULL);
+    pthread_t th;
+    CHECK(pthread_create(&th, NULL, hold_lock, &h) == 0);
+    pthread_mutex_lock(&h.mu);
+    while (!h.locked)
+        pthread_cond_wait(&h.cv, &h.mu);
+    pthread_mutex_unlock(&h.mu);
+    CHECK(h.ok);
+
+    /* 50 ms is not enough: the caller hears "busy", nothing is half-written. */
+    struct tg_submission early = submission("sub_early", team, NULL, 1);
+    if (impatient != NULL) {
+        CHECK(tg_store_submission_begin(impatient, &early) == TG_EBUSY);
+        CHECK(strstr(tg_store_errmsg(impatient), "locked") != NULL);
+    }
+
+    /* 5 s is: the write waits for the lock and succeeds. */
+    struct tg_submission sub = submission("sub_wait", team, NULL, 1);
+    int64_t t0 = tg_mono_us();
+    CHECK(tg_store_submission_begin(st, &sub) == TG_OK);
+    int64_t waited_ms = (tg_mono_us() - t0) / 1000;
+    fprintf(stderr, "     write waited %lld ms for the other connection's lock\n",
+            (long long)waited_ms);
+    CHECK(waited_ms >= 100);
+    pthread_join(th, NULL);
+    pthread_mutex_destroy(&h.mu);
+    pthread_cond_destroy(&h.cv);
+
+    CHECK_STR(query(path, "SELECT group_concat(submission_id) FROM audit_submissions"),
+              "sub_wait");
+    tg_store_close(impatient);
+    tg_store_close(st);
+    remove_db(path);
+}
+
+static void test_readonly(void)
+{
+    char path[512], err[256];
+    struct tg_store *st = fresh_store(path, sizeof(path), "ro");
+    if (st == NULL)
+        return;
+    int64_t team = add_team(st, "research", "pk-1");
+    CHECK(tg_store_token_add(st, team, "tok_r", "beef", TG_ROLE_AUDIT, NULL, 0) == TG_OK);
+    tg_store_close(st);
+
+    st = NULL;
+    CHECK(tg_store_open(&st, path, TG_STORE_READONLY, 1000, err, sizeof(err)) == TG_OK);
+    if (st != NULL) {
+        struct tg_auth a;
+        CHECK(tg_store_ping(st) == TG_OK);
+        CHECK(tg_store_auth(st, "beef", tg_now_ms(), &a) == TG_OK);
+        struct tg_submission sub = submission("sub_ro", team, NULL, 1);
+        CHECK(tg_store_submission_begin(st, &sub) == TG_EDB);
+        CHECK(strstr(tg_store_errmsg(st), "readonly") != NULL);
+        CHECK(tg_store_team_add(st, "other", "pk", NULL) == TG_EDB);
+        tg_store_close(st);
+    }
+
+    /* A write-protected file behaves the same without the flag; root ignores the mode. */
+    if (geteuid() == 0) {
+        fprintf(stderr, "     (running as root: the chmod 0444 case is skipped)\n");
+    } else {
+        CHECK(chmod(path, 0444) == 0);
+        st = NULL;
+        CHECK(tg_store_open(&st, path, 0, 1000, err, sizeof(err)) == TG_OK);
+        if (st != NULL) {
+            struct tg_submission sub = submission("sub_ro2", team, NULL, 1);
+            CHECK(tg_store_submission_begin(st, &sub) == TG_EDB);
+            tg_store_close(st);
+        }
+        chmod(path, 0644);
+    }
+    CHECK_STR(query(path, "SELECT count(*) FROM submissions"), "0");
+    remove_db(path);
+}
+
+static void test_names(void)
+{
+    enum tg_role r;
+    CHECK_STR(tg_role_name(TG_ROLE_AUDIT), "audit");
+    CHECK(tg_role_parse("admin", &r) == TG_OK && r == TG_ROLE_ADMIN);
+    CHECK(tg_role_parse("root", &r) == TG_EINVAL);
+    CHECK(tg_role_parse(NULL, &r) == TG_EINVAL);
+    CHECK_STR(tg_state_name(TG_STATE_UNKNOWN), "unknown");
+    CHECK_STR(tg_outcome_name(TG_OUTCOME_NOT_SENT), "not_sent");
+}
+
+int main(void)
+{
+    static const struct tg_test_case cases[] = {
+        {"names", test_names},
+        {"open_migrate_twice", test_open_migrate_twice},
+        {"open_unmigrated", test_open_unmigrated},
+        {"team_add_duplicate", test_team_add_duplicate},
+        {"team_key", test_team_key},
+        {"fingerprint", test_fingerprint},
+        {"token_auth", test_token_auth},
+        {"presets", test_presets},
+        {"submission_flow", test_submission_flow},
+        {"reject_and_unknown", test_reject_and_unknown},
+        {"ten_thousand_runs", test_ten_thousand_runs},
+        {"busy", test_busy},
+        {"readonly", test_readonly},
+        {NULL, NULL},
+    };
+    return tg_test_run(cases);
+}
