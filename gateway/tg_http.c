@@ -8,6 +8,7 @@
 #include "tg_html.h"
 #include "tg_json.h"
 #include "tg_log.h"
+#include "tg_metrics.h"
 #include "tg_store.h"
 #include "tg_token.h"
 
@@ -90,14 +91,18 @@ void tg_resp_validation(struct tg_response *resp, struct json_object *detail)
 }
 
 int tg_http_auth(struct tg_worker *w, const struct tg_request *req, struct tg_response *resp,
-                 struct tg_auth *auth)
+                 const char *form_token, struct tg_auth *auth)
 {
     size_t len;
     const char *token = tg_token_from_headers(req->authorization, req->api_key, &len);
+    if (token == NULL && form_token != NULL && *form_token != '\0' && strlen(form_token) < 256) {
+        token = form_token;
+        len = strlen(form_token);
+    }
     if (token == NULL) {
         tg_resp_error(resp, req, 401,
                       "missing team token: send 'Authorization: Bearer <token>' or "
-                      "'x-api-key: <token>'",
+                      "'x-api-key: <token>' (or a 'token' field in a form)",
                       NULL);
         return TG_ERR;
     }
@@ -122,11 +127,22 @@ static void health(struct tg_worker *w, const struct tg_request *req,
                    struct tg_response *resp)
 {
     if (tg_store_ping(w->store) != TG_OK) {
-        tg_resp_error(resp, req, 503, "database unreachable", NULL);
+        tg_resp_error(resp, req, 503, tg_store_errmsg(w->store), NULL);
         return;
     }
     static const char ok[] = "{\"status\":\"ok\"}";
     tg_resp_json(resp, 200, ok, sizeof(ok) - 1);
+}
+
+static void metrics(const struct tg_request *req, struct tg_response *resp)
+{
+    tg_buf_clear(&resp->body);
+    if (tg_metrics_render(&resp->body) != TG_OK) {
+        tg_resp_error(resp, req, 500, "metrics do not fit the answer buffer", NULL);
+        return;
+    }
+    resp->status = 200;
+    resp->content_type = "text/plain; version=0.0.4; charset=utf-8";
 }
 
 void tg_handle(struct tg_worker *w, struct tg_request *req, struct tg_response *resp)
@@ -138,6 +154,13 @@ void tg_handle(struct tg_worker *w, struct tg_request *req, struct tg_response *
     if (strcmp(path, "/healthz") == 0) {
         if (is_get)
             health(w, req, resp);
+        else
+            tg_resp_error(resp, req, 405, "use GET", NULL);
+        return;
+    }
+    if (strcmp(path, "/metrics") == 0) {
+        if (is_get)
+            metrics(req, resp);
         else
             tg_resp_error(resp, req, 405, "use GET", NULL);
         return;

@@ -81,11 +81,12 @@ void tg_resp_json(struct tg_response *resp, int status, const char *json, size_t
 const char *tg_http_reason(int status);
 
 struct tg_auth;
-/* Finds and checks the request's team token. TG_OK fills *auth; otherwise resp holds the
- * answer (401 for a missing, unknown, revoked or expired token; 503 when the database
- * cannot be read) and the caller returns. */
+/* Finds and checks the request's team token: the Authorization or x-api-key header, else
+ * form_token (a browser form's field; may be NULL). TG_OK fills *auth; otherwise resp
+ * holds the answer (401 for a missing, unknown, revoked or expired token; 503 when the
+ * database cannot be read) and the caller returns. */
 int tg_http_auth(struct tg_worker *w, const struct tg_request *req, struct tg_response *resp,
-                 struct tg_auth *auth);
+                 const char *form_token, struct tg_auth *auth);
 
 /* Handlers, one per interface; each always leaves an answer in resp. */
 void tg_submit_runs(struct tg_worker *w, struct tg_request *req, struct tg_response *resp);

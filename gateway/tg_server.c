@@ -16,6 +16,7 @@
 #include "tg_fcgi.h"
 #include "tg_http.h"
 #include "tg_log.h"
+#include "tg_metrics.h"
 #include "tg_store.h"
 #include "tg_upstream.h"
 
@@ -50,6 +51,7 @@ static void serve_one(struct slot *s)
     resp->body = body;
     tg_buf_clear(&resp->body);
 
+    tg_metrics_request_begin();
     int rc = tg_fcgi_read(s->fcgi, w->pool, w->conf->max_body_bytes, &req);
     if (rc == TG_ETOOBIG)
         tg_resp_error(resp, &req, 413, "the body is larger than max_body_bytes", NULL);
@@ -61,6 +63,7 @@ static void serve_one(struct slot *s)
         tg_handle(w, &req, resp);
     tg_fcgi_write(s->fcgi, &req, resp);
     tg_fcgi_finish(s->fcgi);
+    tg_metrics_request_end(resp->interface, resp->status);
     tg_log_request(&req, resp);
     tg_pool_reset(w->pool);
     /* Keep one answer's worth of memory for the next request, not the largest ever. */
@@ -164,6 +167,7 @@ int tg_server_run(const struct tg_conf *conf)
     memset(&srv, 0, sizeof(srv));
     srv.conf = conf;
     srv.nslots = conf->threads;
+    tg_metrics_init(conf->threads);
 
     /* Signals are taken by the main thread alone, with sigwait; workers never see them. */
     sigset_t sigs;

@@ -1,6 +1,7 @@
 /* The SQLite audit store (contract in tg_store.h): one connection per handle, statements
  * prepared once and reused, every write in its own BEGIN IMMEDIATE transaction. */
 #include "tg_store.h"
+#include "tg_metrics.h"
 
 #include <limits.h>
 #include <stdarg.h>
@@ -14,7 +15,7 @@
 /* Every statement this module runs, prepared on first use and kept for the handle's life.
  * All SQL of the gateway's SQLite backend lives here and in sql/. */
 enum stmt_id {
-    S_BEGIN, S_COMMIT, S_ROLLBACK, S_PING, S_VERSION,
+    S_BEGIN, S_COMMIT, S_ROLLBACK, S_VERSION,
     S_AUTH, S_TEAM_KEY, S_TEAM_ID, S_TEAM_ADD, S_TEAM_SET_KEY, S_TEAM_LIST,
     S_TOKEN_ADD, S_TOKEN_REVOKE, S_TOKEN_LIST,
     S_PRESET_SET, S_PRESET_GET, S_PRESET_LIST,
@@ -27,7 +28,6 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_BEGIN] = "BEGIN IMMEDIATE",
     [S_COMMIT] = "COMMIT",
     [S_ROLLBACK] = "ROLLBACK",
-    [S_PING] = "SELECT count(*) FROM sqlite_master",
     [S_VERSION] = "PRAGMA user_version",
     [S_AUTH] =
         "SELECT k.team_id, t.name, k.id, k.label, k.role FROM tokens k"
@@ -264,7 +264,12 @@ static int tx_begin(struct tg_store *st)
 {
     sqlite3_stmt *s;
     int rc = prep(st, S_BEGIN, &s);
-    return rc != TG_OK ? rc : run(st, s, "begin");
+    if (rc != TG_OK)
+        return rc;
+    int64_t t0 = tg_mono_us();
+    rc = run(st, s, "begin");
+    tg_metrics_db_wait(tg_mono_us() - t0);
+    return rc;
 }
 
 /* Commits when rc is TG_OK, otherwise (or when the commit fails) rolls back; returns the
@@ -468,16 +473,26 @@ int tg_store_migrate(struct tg_store *st, int *from, int *to)
     return rc;
 }
 
+/* The health check opens the file afresh: the handle's own open descriptor would go on
+ * reading a database file that has since been removed, replaced or made unreadable. */
 int tg_store_ping(struct tg_store *st)
 {
-    sqlite3_stmt *s;
-    int rc = prep(st, S_PING, &s);
-    if (rc != TG_OK)
-        return rc;
-    int src = sqlite3_step(s);
-    rc = src == SQLITE_ROW ? TG_OK : db_err(st, src, "ping");
-    done(s);
-    return rc;
+    const char *path = sqlite3_db_filename(st->db, "main");
+    sqlite3 *db = NULL;
+    int src = sqlite3_open_v2(path != NULL ? path : "", &db,
+                              SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL);
+    sqlite3_stmt *s = NULL;
+    if (src == SQLITE_OK) {
+        sqlite3_busy_timeout(db, 1000);
+        src = sqlite3_prepare_v2(db, "SELECT count(*) FROM sqlite_master", -1, &s, NULL);
+    }
+    if (src == SQLITE_OK)
+        src = sqlite3_step(s) == SQLITE_ROW ? SQLITE_OK : sqlite3_errcode(db);
+    if (src != SQLITE_OK)
+        set_err(st, "database check failed: %s", db != NULL ? sqlite3_errmsg(db) : "out of memory");
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+    return src == SQLITE_OK ? TG_OK : TG_EDB;
 }
 
 /* ---- identities ------------------------------------------------------------------------ */

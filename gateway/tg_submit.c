@@ -7,10 +7,12 @@
 #include <strings.h>
 
 #include "tg_conf.h"
+#include "tg_form.h"
 #include "tg_http.h"
 #include "tg_json.h"
 #include "tg_log.h"
 #include "tg_merge.h"
+#include "tg_metrics.h"
 #include "tg_store.h"
 #include "tg_upstream.h"
 #include "tg_validate.h"
@@ -37,6 +39,9 @@ struct submission {
     json_object *calls;     /* per-call summaries for the answer */
     json_object *first_run_cursor;
     json_object *first_event_cursor;
+    json_object *detail;    /* problems found so far, answered as one 422 */
+    int from_form;          /* the body was a form post */
+    int unsupported;        /* the body's type is none we decode */
     int last_upstream_status;
 };
 
@@ -147,6 +152,7 @@ static int record_call(struct submission *s, const char *operation, const char *
         call.run_ids = run_ids;
         call.processors = procs;
     }
+    tg_metrics_upstream(operation, res->http_status, res->duration_us);
     s->last_upstream_status = res->http_status;
     s->resp->upstream_us += res->duration_us;
     return tg_store_call_record(s->w->store, &call);
@@ -320,6 +326,8 @@ static void answer_success(struct submission *s)
         answer_db_trouble(s, rc);
         return;
     }
+    tg_metrics_submission(TG_STATE_ACCEPTED);
+    tg_metrics_runs(s->auth.team, (long)s->accepted);
     json_object *o = outcome_object(s, TG_STATE_ACCEPTED);
     if (o == NULL) {
         tg_resp_error(s->resp, s->req, 500, "out of memory", NULL);
@@ -338,6 +346,8 @@ static void answer_failure(struct submission *s, const struct failure *f)
         answer_db_trouble(s, rc);
         return;
     }
+    tg_metrics_submission((int)f->state);
+    tg_metrics_runs(s->auth.team, (long)s->accepted);
     json_object *detail = outcome_object(s, f->state);
     if (detail != NULL) {
         /* In an error's detail the submission's state is called so: "status" there would
@@ -382,6 +392,7 @@ static void reject(struct submission *s, int status, const char *message, json_o
         answer_db_trouble(s, rc);
         return;
     }
+    tg_metrics_submission(TG_STATE_REJECTED);
     if (status == 422 && detail != NULL)
         tg_resp_validation(s->resp, detail);
     else
@@ -399,26 +410,46 @@ static int is_json_type(const char *ct)
            (n > 5 && strncasecmp(ct + n - 5, "+json", 5) == 0);
 }
 
-static int decode_body(struct submission *s, json_object *detail)
+/* Decodes the body before the token is checked, since a browser form carries the token
+ * as a field. Problems go to s->detail, to be answered once the team is known. */
+static int decode_body(struct submission *s)
 {
-    if (!is_json_type(s->req->content_type)) {
-        reject(s, 415, "send the submission as application/json", NULL);
-        return TG_ERR;
-    }
     char err[256];
-    s->body = tg_json_pool(s->req->pool, tg_json_parse(s->req->body, s->req->body_len,
-                                                       TG_JSON_MAX_DEPTH, err, sizeof(err)));
-    if (s->body == NULL) {
-        tg_json_problem(detail, NULL, err, "json_invalid");
-        return TG_EINVAL;
-    }
-    if (!json_object_is_type(s->body, json_type_object)) {
-        tg_json_problem(detail, NULL, "the body must be a JSON object", "dict_type");
-        s->body = NULL;
-        return TG_EINVAL;
+    json_object *body = NULL;
+    const char *ct = s->req->content_type;
+    if (tg_form_is_form(ct)) {
+        int rc = tg_form_decode(ct, s->req->body, s->req->body_len, &body, s->detail, err,
+                                sizeof(err));
+        if (rc == TG_ENOMEM)
+            return rc;
+        if (rc != TG_OK)
+            tg_json_problem(s->detail, NULL, err, "value_error");
+        s->body = tg_json_pool(s->req->pool, body);
+        s->from_form = 1;
+    } else if (!is_json_type(ct)) {
+        s->unsupported = 1;
+        return TG_OK;
+    } else {
+        body = tg_json_parse(s->req->body, s->req->body_len, TG_JSON_MAX_DEPTH, err, sizeof(err));
+        if (body == NULL)
+            tg_json_problem(s->detail, NULL, err, "json_invalid");
+        else if (!json_object_is_type(body, json_type_object))
+            tg_json_problem(s->detail, NULL, "the body must be a JSON object", "dict_type");
+        if (tg_json_pool(s->req->pool, body) != NULL && json_object_is_type(body, json_type_object))
+            s->body = body;
     }
     s->inputs = tg_json_get(s->body, "inputs");
     return TG_OK;
+}
+
+/* The form's token field, taken out of the body so that it is never stored. */
+static const char *take_form_token(struct submission *s)
+{
+    const char *token = tg_json_get_str(s->body, "token");
+    token = tg_pool_strdup(s->req->pool, token);
+    if (s->body != NULL)
+        json_object_object_del(s->body, "token");
+    return s->from_form ? token : NULL;
 }
 
 /* global defaults ← the team's preset ← the submission's own fields. */
@@ -486,13 +517,14 @@ static void check_group(struct submission *s, json_object *detail)
 /* Runs every check; TG_OK, or the answer is already in resp. */
 static int prepare(struct submission *s)
 {
-    json_object *detail = tg_json_pool(s->req->pool, json_object_new_array());
-    if (detail == NULL)
-        return TG_ENOMEM;
-    int rc = decode_body(s, detail);
-    if (rc == TG_EINVAL) {
-        rc = TG_OK; /* the problem is in detail */
-    } else if (rc == TG_OK) {
+    json_object *detail = s->detail;
+    if (s->unsupported) {
+        reject(s, 415, "send the submission as application/json, "
+                       "application/x-www-form-urlencoded or multipart/form-data", NULL);
+        return TG_ERR;
+    }
+    int rc = TG_OK;
+    if (s->body != NULL) {
         rc = build_template(s, detail);
         if (rc == TG_OK || rc == TG_EINVAL) {
             check_group(s, detail);
@@ -506,8 +538,6 @@ static int prepare(struct submission *s)
             rc = TG_OK;
         }
     }
-    if (rc == TG_ERR)
-        return rc; /* already answered */
     if (rc != TG_OK) {
         answer_db_trouble(s, rc);
         return rc;
@@ -526,7 +556,12 @@ void tg_submit_runs(struct tg_worker *w, struct tg_request *req, struct tg_respo
     s.w = w;
     s.req = req;
     s.resp = resp;
-    if (tg_http_auth(w, req, resp, &s.auth) != TG_OK)
+    s.detail = tg_json_pool(req->pool, json_object_new_array());
+    if (s.detail == NULL || decode_body(&s) != TG_OK) {
+        tg_resp_error(resp, req, 500, "out of memory", NULL);
+        return;
+    }
+    if (tg_http_auth(w, req, resp, take_form_token(&s), &s.auth) != TG_OK)
         return;
     if (tg_random_id(s.id, sizeof(s.id), "sub_", 16) != TG_OK) {
         tg_resp_error(resp, req, 500, "no randomness available", NULL);

@@ -1,0 +1,204 @@
+/* Counters for /metrics (see tg_metrics.h). Fixed tables of relaxed atomics indexed by
+ * interface, operation and HTTP status; the per-team run counters are the one table that
+ * grows, under a mutex, and only when a team is first seen. */
+#include "tg_metrics.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <string.h>
+
+#define STATUS_MAX 600
+#define TEAMS_MAX 1024
+
+static const char *const interfaces[] = {"simplified", "upstream-compatible", "audit", "admin",
+                                         "other"};
+#define NIFACES (sizeof(interfaces) / sizeof(interfaces[0]))
+static const char *const operations[] = {"create_group", "add_runs", "read", "other"};
+#define NOPS (sizeof(operations) / sizeof(operations[0]))
+static const char *const states[] = {"pending", "accepted", "rejected", "failed", "unknown"};
+#define NSTATES (sizeof(states) / sizeof(states[0]))
+/* Upstream latency buckets, in seconds. */
+static const double buckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
+#define NBUCKETS (sizeof(buckets) / sizeof(buckets[0]))
+
+static long workers;
+static atomic_long in_flight;
+static atomic_ulong requests[NIFACES][STATUS_MAX];
+static atomic_ulong upstream_calls[NOPS][STATUS_MAX];
+static atomic_ulong latency_bucket[NBUCKETS + 1];
+static atomic_ulong latency_count;
+static atomic_ullong latency_sum_us;
+static atomic_ulong submissions[NSTATES];
+static atomic_ullong db_wait_us;
+static atomic_ulong db_waits;
+
+static pthread_mutex_t teams_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+    char name[65];
+    atomic_ulong runs;
+} teams[TEAMS_MAX];
+static atomic_int nteams;
+
+void tg_metrics_init(long threads)
+{
+    workers = threads;
+}
+
+static size_t index_of(const char *const *names, size_t n, const char *name)
+{
+    for (size_t i = 0; name != NULL && i < n - 1; i++)
+        if (strcmp(names[i], name) == 0)
+            return i;
+    return n - 1;
+}
+
+static int status_index(int status)
+{
+    return status > 0 && status < STATUS_MAX ? status : 0;
+}
+
+void tg_metrics_request_begin(void)
+{
+    atomic_fetch_add_explicit(&in_flight, 1, memory_order_relaxed);
+}
+
+void tg_metrics_request_end(const char *interface, int status)
+{
+    size_t i = index_of(interfaces, NIFACES, interface);
+    atomic_fetch_add_explicit(&requests[i][status_index(status)], 1, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&in_flight, 1, memory_order_relaxed);
+}
+
+void tg_metrics_upstream(const char *operation, int status, int64_t duration_us)
+{
+    size_t op = index_of(operations, NOPS, operation);
+    atomic_fetch_add_explicit(&upstream_calls[op][status_index(status)], 1,
+                              memory_order_relaxed);
+    double secs = (double)duration_us / 1e6;
+    size_t b = 0;
+    while (b < NBUCKETS && secs > buckets[b])
+        b++;
+    atomic_fetch_add_explicit(&latency_bucket[b], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&latency_count, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&latency_sum_us, (unsigned long long)(duration_us > 0 ? duration_us : 0),
+                              memory_order_relaxed);
+}
+
+void tg_metrics_submission(int state)
+{
+    if (state >= 0 && (size_t)state < NSTATES)
+        atomic_fetch_add_explicit(&submissions[state], 1, memory_order_relaxed);
+}
+
+void tg_metrics_runs(const char *team, long n)
+{
+    if (team == NULL || n <= 0)
+        return;
+    int count = atomic_load(&nteams);
+    for (int i = 0; i < count; i++) {
+        if (strcmp(teams[i].name, team) == 0) {
+            atomic_fetch_add_explicit(&teams[i].runs, (unsigned long)n, memory_order_relaxed);
+            return;
+        }
+    }
+    pthread_mutex_lock(&teams_lock);
+    count = atomic_load(&nteams);
+    int i = 0;
+    while (i < count && strcmp(teams[i].name, team) != 0)
+        i++;
+    if (i == count && count < TEAMS_MAX) {
+        size_t len = strlen(team);
+        if (len >= sizeof(teams[i].name))
+            len = sizeof(teams[i].name) - 1;
+        memcpy(teams[i].name, team, len);
+        teams[i].name[len] = '\0';
+        atomic_store(&nteams, count + 1);
+    }
+    if (i < TEAMS_MAX)
+        atomic_fetch_add_explicit(&teams[i].runs, (unsigned long)n, memory_order_relaxed);
+    pthread_mutex_unlock(&teams_lock);
+}
+
+void tg_metrics_db_wait(int64_t us)
+{
+    atomic_fetch_add_explicit(&db_wait_us, (unsigned long long)(us > 0 ? us : 0),
+                              memory_order_relaxed);
+    atomic_fetch_add_explicit(&db_waits, 1, memory_order_relaxed);
+}
+
+static void render_requests(struct tg_buf *b)
+{
+    tg_buf_adds(b, "# HELP taskgate_requests_total Requests answered, by interface and status.\n"
+                   "# TYPE taskgate_requests_total counter\n");
+    for (size_t i = 0; i < NIFACES; i++)
+        for (int s = 0; s < STATUS_MAX; s++) {
+            unsigned long v = atomic_load_explicit(&requests[i][s], memory_order_relaxed);
+            if (v > 0)
+                tg_buf_printf(b, "taskgate_requests_total{interface=\"%s\",status=\"%d\"} %lu\n",
+                              interfaces[i], s, v);
+        }
+    long busy = atomic_load(&in_flight);
+    tg_buf_printf(b, "# HELP taskgate_requests_in_flight Requests being handled now.\n"
+                     "# TYPE taskgate_requests_in_flight gauge\ntaskgate_requests_in_flight %ld\n"
+                     "# HELP taskgate_workers_free Worker threads waiting for a request.\n"
+                     "# TYPE taskgate_workers_free gauge\ntaskgate_workers_free %ld\n",
+                  busy, workers - busy > 0 ? workers - busy : 0);
+}
+
+static void render_upstream(struct tg_buf *b)
+{
+    tg_buf_adds(b, "# HELP taskgate_upstream_calls_total Upstream calls, by operation and HTTP "
+                   "status (0: no answer).\n# TYPE taskgate_upstream_calls_total counter\n");
+    for (size_t i = 0; i < NOPS; i++)
+        for (int s = 0; s < STATUS_MAX; s++) {
+            unsigned long v = atomic_load_explicit(&upstream_calls[i][s], memory_order_relaxed);
+            if (v > 0)
+                tg_buf_printf(b, "taskgate_upstream_calls_total{operation=\"%s\",status=\"%d\"} "
+                                 "%lu\n", operations[i], s, v);
+        }
+    tg_buf_adds(b, "# HELP taskgate_upstream_duration_seconds Upstream call latency.\n"
+                   "# TYPE taskgate_upstream_duration_seconds histogram\n");
+    unsigned long cumulative = 0;
+    for (size_t i = 0; i <= NBUCKETS; i++) {
+        cumulative += atomic_load_explicit(&latency_bucket[i], memory_order_relaxed);
+        if (i < NBUCKETS)
+            tg_buf_printf(b, "taskgate_upstream_duration_seconds_bucket{le=\"%g\"} %lu\n",
+                          buckets[i], cumulative);
+        else
+            tg_buf_printf(b, "taskgate_upstream_duration_seconds_bucket{le=\"+Inf\"} %lu\n",
+                          cumulative);
+    }
+    tg_buf_printf(b, "taskgate_upstream_duration_seconds_sum %.6f\n"
+                     "taskgate_upstream_duration_seconds_count %lu\n",
+                  (double)atomic_load(&latency_sum_us) / 1e6, cumulative);
+}
+
+static void render_records(struct tg_buf *b)
+{
+    tg_buf_adds(b, "# HELP taskgate_submissions_total Submissions by final state.\n"
+                   "# TYPE taskgate_submissions_total counter\n");
+    for (size_t i = 1; i < NSTATES; i++)
+        tg_buf_printf(b, "taskgate_submissions_total{state=\"%s\"} %lu\n", states[i],
+                      atomic_load_explicit(&submissions[i], memory_order_relaxed));
+    tg_buf_adds(b, "# HELP taskgate_runs_created_total Runs the upstream created, by team.\n"
+                   "# TYPE taskgate_runs_created_total counter\n");
+    int count = atomic_load(&nteams);
+    for (int i = 0; i < count; i++)
+        tg_buf_printf(b, "taskgate_runs_created_total{team=\"%s\"} %lu\n", teams[i].name,
+                      atomic_load_explicit(&teams[i].runs, memory_order_relaxed));
+    tg_buf_printf(b, "# HELP taskgate_db_wait_seconds_total Time spent waiting for the "
+                     "database's write lock.\n# TYPE taskgate_db_wait_seconds_total counter\n"
+                     "taskgate_db_wait_seconds_total %.6f\n"
+                     "# HELP taskgate_db_transactions_total Write transactions begun.\n"
+                     "# TYPE taskgate_db_transactions_total counter\n"
+                     "taskgate_db_transactions_total %lu\n",
+                  (double)atomic_load(&db_wait_us) / 1e6, atomic_load(&db_waits));
+}
+
+int tg_metrics_render(struct tg_buf *b)
+{
+    render_requests(b);
+    render_upstream(b);
+    render_records(b);
+    return b->len < b->max ? TG_OK : TG_ETOOBIG;
+}

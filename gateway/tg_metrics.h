@@ -1,0 +1,34 @@
+/* Process-wide counters for GET /metrics (Prometheus text format). Every update is a
+ * relaxed atomic add, so recording costs a request almost nothing; rendering reads them
+ * without stopping anyone. */
+#ifndef TG_METRICS_H
+#define TG_METRICS_H
+
+#include <stdint.h>
+
+#include "tg_core.h"
+
+/* Sets the number of worker threads (for the free-workers gauge). Call before threads. */
+void tg_metrics_init(long threads);
+
+/* A request was accepted from nginx / was answered with status. interface may be NULL. */
+void tg_metrics_request_begin(void);
+void tg_metrics_request_end(const char *interface, int status);
+
+/* One upstream call: operation ("create_group", "add_runs", …), HTTP status (0: no
+ * answer) and how long it took. */
+void tg_metrics_upstream(const char *operation, int status, int64_t duration_us);
+
+/* A submission reached its final state; state is a tg_state value. */
+void tg_metrics_submission(int state);
+
+/* The upstream created n runs for team. */
+void tg_metrics_runs(const char *team, long n);
+
+/* Time spent waiting for the database's write lock. */
+void tg_metrics_db_wait(int64_t us);
+
+/* Appends every metric in Prometheus text exposition format 0.0.4 to b. */
+int tg_metrics_render(struct tg_buf *b);
+
+#endif

@@ -1,0 +1,168 @@
+"""Operations: /metrics in Prometheus text format (checked with a parser, not a grep) whose
+counters move as requests are made, and /healthz turning 503 when the database cannot be
+read. Real nginx, daemon and simulator, as everywhere in tests/integration."""
+
+import math
+import os
+import re
+import shutil
+import sys
+import unittest
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from harness import StackTestCase  # noqa: E402
+
+NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
+LABEL = r'[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\["\\n])*"'
+SAMPLE_RE = re.compile(r"^(%s)(\{(?:%s)(?:,%s)*\})? (\S+)$" % (NAME, LABEL, LABEL))
+LABEL_RE = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\\n]|\\["\\n])*)"')
+TYPES = {"counter", "gauge", "histogram", "summary", "untyped"}
+
+
+class ExpositionError(ValueError):
+    pass
+
+
+def parse_exposition(text):
+    """Parses Prometheus text format 0.0.4 strictly: every sample belongs to a family whose
+    TYPE came first, names and labels are well formed, values are floats, a histogram's
+    buckets are cumulative and end with +Inf equal to _count. Returns
+    {(name, frozenset(labels.items())): value} and {family: type}."""
+    if not text.endswith("\n"):
+        raise ExpositionError("the exposition must end with a newline")
+    types, samples, seen_help = {}, {}, set()
+    for n, line in enumerate(text.split("\n")[:-1], 1):
+        if line.startswith("# HELP "):
+            name = line.split(" ")[2]
+            if name in seen_help:
+                raise ExpositionError("line %d: second HELP for %s" % (n, name))
+            seen_help.add(name)
+            continue
+        if line.startswith("# TYPE "):
+            parts = line.split(" ")
+            if len(parts) != 4 or parts[3] not in TYPES or parts[2] in types:
+                raise ExpositionError("line %d: bad or repeated TYPE: %r" % (n, line))
+            types[parts[2]] = parts[3]
+            continue
+        if line.startswith("#") or line == "":
+            raise ExpositionError("line %d: unexpected %r" % (n, line))
+        m = SAMPLE_RE.match(line)
+        if not m:
+            raise ExpositionError("line %d: not a sample: %r" % (n, line))
+        name, labels, value = m.group(1), m.group(2) or "", m.group(3)
+        family = re.sub(r"_(bucket|sum|count)$", "", name) if name not in types else name
+        if family not in types:
+            raise ExpositionError("line %d: %s has no TYPE before it" % (n, name))
+        try:
+            v = float(value)  # "+Inf" and "NaN" are valid floats
+        except ValueError:
+            raise ExpositionError("line %d: %r is not a number" % (n, value)) from None
+        key = (name, frozenset(LABEL_RE.findall(labels)))
+        if key in samples:
+            raise ExpositionError("line %d: duplicate sample %r" % (n, line))
+        samples[key] = v
+    for family, kind in types.items():
+        if kind == "histogram":
+            check_histogram(family, samples)
+    return samples, types
+
+
+def check_histogram(family, samples):
+    buckets = sorted(((float(dict(k[1])["le"]), v) for k, v in samples.items()
+                      if k[0] == family + "_bucket"), key=lambda b: b[0])
+    if not buckets or not math.isinf(buckets[-1][0]):
+        raise ExpositionError("%s has no +Inf bucket" % family)
+    counts = [v for _, v in buckets]
+    if counts != sorted(counts):
+        raise ExpositionError("%s buckets are not cumulative: %r" % (family, counts))
+    if counts[-1] != samples.get((family + "_count", frozenset()), None):
+        raise ExpositionError("%s +Inf bucket differs from _count" % family)
+
+
+def value(samples, name, **labels):
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+class MetricsTest(StackTestCase):
+    def scrape(self, s):
+        status, headers, body = s.http("GET", "/metrics")
+        self.assertEqual(status, 200, body)
+        self.assertTrue(headers["content-type"].startswith("text/plain; version=0.0.4"))
+        return parse_exposition(body.decode("utf-8"))[0]
+
+    def test_parser_refuses_bad_expositions(self):
+        for bad in ["x 1\n", "# TYPE x counter\nx{a=\"1\" 1\n", "# TYPE x counter\nx one\n",
+                    "# TYPE h histogram\nh_bucket{le=\"1\"} 2\nh_bucket{le=\"+Inf\"} 1\n"
+                    "h_count 1\nh_sum 0\n", "# TYPE x counter\nx 1"]:
+            with self.subTest(bad=bad):
+                with self.assertRaises(ExpositionError):
+                    parse_exposition(bad)
+
+    def test_counters_move(self):
+        s = self.stack()
+        s.add_team("ops", "par-ops-key", preset={"processor": "core"})
+        token, _ = s.issue_token("ops")
+        before = self.scrape(s)
+        # The harness runs 8 workers; the scrape itself occupies one.
+        self.assertEqual(value(before, "taskgate_workers_free"), 7.0)
+
+        ok = s.json_req("POST", "/v1/runs", {"inputs": ["a", "b", "c"]}, token=token)
+        self.assertEqual(ok[0], 200, ok)
+        bad = s.json_req("POST", "/v1/runs", {"inputs": []}, token=token)
+        self.assertEqual(bad[0], 422)
+        s.sim_fault(match="add_runs", kind="status", status=500)
+        failed = s.json_req("POST", "/v1/runs", {"inputs": ["x"]}, token=token)
+        self.assertEqual(failed[0], 502)
+        after = self.scrape(s)
+
+        def moved(name, **labels):
+            return value(after, name, **labels) - value(before, name, **labels)
+
+        self.assertEqual(moved("taskgate_requests_total", interface="simplified", status="200"), 1)
+        self.assertEqual(moved("taskgate_requests_total", interface="simplified", status="422"), 1)
+        self.assertEqual(moved("taskgate_requests_total", interface="simplified", status="502"), 1)
+        self.assertEqual(moved("taskgate_submissions_total", state="accepted"), 1)
+        self.assertEqual(moved("taskgate_submissions_total", state="rejected"), 1)
+        self.assertEqual(moved("taskgate_submissions_total", state="failed"), 1)
+        self.assertEqual(moved("taskgate_runs_created_total", team="ops"), 3)
+        self.assertEqual(moved("taskgate_upstream_calls_total", operation="create_group",
+                               status="200"), 2)
+        self.assertEqual(moved("taskgate_upstream_calls_total", operation="add_runs",
+                               status="200"), 1)
+        self.assertEqual(moved("taskgate_upstream_calls_total", operation="add_runs",
+                               status="500"), 1)
+        self.assertEqual(moved("taskgate_upstream_duration_seconds_count"), 4)
+        self.assertGreater(moved("taskgate_db_transactions_total"), 0)
+        # Only this scrape is in flight while it is rendered.
+        self.assertEqual(value(after, "taskgate_requests_in_flight"), 1.0)
+
+
+class HealthTest(StackTestCase):
+    def test_healthz_follows_the_database(self):
+        s = self.stack()
+        status, _, body = s.http("GET", "/healthz")
+        self.assertEqual(status, 200, body)
+        # The database file is replaced by something that is not a database.
+        shutil.move(s.db_path, s.db_path + ".moved")
+        with open(s.db_path, "wb") as f:
+            f.write(b"this is not a database" * 100)
+        status, headers, body = s.http("GET", "/healthz")
+        self.assertEqual(status, 503, body)
+        self.assertIn(b'"type":"error"', body)
+        self.assertIn(b"not a database", body)
+        # And back.
+        os.replace(s.db_path + ".moved", s.db_path)
+        status, _, body = s.http("GET", "/healthz")
+        self.assertEqual(status, 200, body)
+
+    def test_healthz_when_the_database_is_gone(self):
+        s = self.stack()
+        os.remove(s.db_path)
+        status, _, body = s.http("GET", "/healthz")
+        self.assertEqual(status, 503, body)
+
+
+if __name__ == "__main__":
+    unittest.main()
