@@ -99,6 +99,10 @@ int tg_random_id(char *out, size_t outlen, const char *prefix, size_t nbytes);
 /* Lowercase hex of n bytes into out (2n + 1 bytes). */
 void tg_hex(const unsigned char *in, size_t n, char *out);
 
+/* Whether s[0..len) is well-formed UTF-8 (RFC 3629: no overlong forms, no surrogates,
+ * nothing above U+10FFFF). NUL bytes are valid UTF-8; callers that refuse them check. */
+int tg_utf8_valid(const char *s, size_t len);
+
 /* Parses a whole decimal integer within [min, max]; TG_OK or TG_EINVAL. No atoi. */
 int tg_parse_long(const char *s, long min, long max, long *out);
 

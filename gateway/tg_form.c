@@ -344,8 +344,10 @@ static int add_metadata(struct form *f, const char *name, const char *v, size_t 
 static int set_events(struct form *f, const char *name, const char *v, size_t n)
 {
     static const char *const yes[] = {"on", "true", "1", "yes"};
-    static const char *const no[] = {"off", "false", "0", "no", ""};
+    static const char *const no[] = {"off", "false", "0", "no"};
     trim(&v, &n);
+    if (n == 0)
+        return TG_OK; /* an empty field is an absent one */
     for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++)
         if (ieq(v, n, yes[i]))
             return put(f->out, name, json_object_new_boolean(1));

@@ -34,7 +34,7 @@ static const struct raw_key *repeated(struct raw_key *keys, size_t n)
 }
 
 /* json-c keeps the last of two equal keys without a word; a client that sends both
- * should hear about it. text is valid JSON of depth at most TG_JSON_MAX_DEPTH + 1. Keys
+ * should hear about it. The same walk refuses \u0000 escapes. text is valid JSON of depth at most TG_JSON_MAX_DEPTH + 1. Keys
  * are compared as written, so "a" and "\u0061" pass as different. */
 static int find_duplicate_key(const char *text, size_t len, char *err, size_t errlen)
 {
@@ -60,8 +60,17 @@ static int find_duplicate_key(const char *text, size_t len, char *err, size_t er
             n = start[depth];
         } else if (c == '"') {
             size_t j = i + 1;
-            while (j < len && text[j] != '"')
+            while (j < len && text[j] != '"') {
+                /* A \u0000 would cut the string short wherever C reads it. */
+                if (text[j] == '\\' && j + 5 < len && memcmp(text + j + 1, "u0000", 5) == 0) {
+                    snprintf(err, errlen, "body contains \\u0000 (a NUL character) in a string");
+                    rc = TG_EINVAL;
+                    break;
+                }
                 j += text[j] == '\\' ? 2 : 1;
+            }
+            if (rc != TG_OK)
+                break;
             size_t k = j + 1;
             while (k < len && strchr(" \t\r\n", text[k]) != NULL)
                 k++;
@@ -96,6 +105,10 @@ json_object *tg_json_parse(const char *text, size_t len, int max_depth, char *er
     }
     if (memchr(text, '\0', len) != NULL) {
         snprintf(err, errlen, "body contains a NUL byte");
+        return NULL;
+    }
+    if (!tg_utf8_valid(text, len)) {
+        snprintf(err, errlen, "body is not valid UTF-8");
         return NULL;
     }
     json_tokener *tok = json_tokener_new_ex(max_depth);

@@ -100,12 +100,19 @@ static json_object *child(json_object *obj, const char *key)
     return c;
 }
 
-/* A schema as the client gave it: a bare string or a typed schema object stays as it is;
- * an untyped object is taken to be a JSON schema and wrapped. */
+/* A schema as the client gave it: a bare string or a typed schema object ("type" json,
+ * text or auto) stays as it is; an object that reads as a JSON schema (no "type", or a
+ * JSON Schema type such as "object") is wrapped as {"type":"json","json_schema":…}.
+ * Anything else is left for validation to refuse. */
 static json_object *schema_value(json_object *v)
 {
-    if (json_object_is_type(v, json_type_object) && !tg_json_has(v, "type") &&
-        !tg_json_has(v, "json_schema")) {
+    static const char *const schema_types[] = {"object", "array", "string", "number",
+                                               "integer", "boolean", "null", NULL};
+    const char *type = tg_json_get_str(v, "type");
+    int raw = !tg_json_has(v, "type");
+    for (const char *const *t = schema_types; type != NULL && *t != NULL; t++)
+        raw |= strcmp(type, *t) == 0;
+    if (json_object_is_type(v, json_type_object) && raw && !tg_json_has(v, "json_schema")) {
         json_object *wrapped = json_object_new_object();
         json_object_object_add(wrapped, "type", json_object_new_string("json"));
         json_object_object_add(wrapped, "json_schema", copy(v));

@@ -146,20 +146,23 @@ static void check_metadata(json_object *meta, const struct tg_locator *where,
         return;
     }
     json_object_object_foreach(meta, key, val) {
-        char path[128];
-        snprintf(path, sizeof(path), "metadata.%.100s", key);
-        if (utf8_chars(key, strlen(key)) > META_KEY_MAX)
-            problem(where, detail, path, "metadata keys may have at most 16 characters",
-                    "string_too_long");
+        const char *msg = NULL, *type = "string_too_long";
         json_type t = json_object_get_type(val);
-        if (t == json_type_string) {
-            if (json_chars(val) > META_VALUE_MAX)
-                problem(where, detail, path, "metadata values may have at most 512 characters",
-                        "string_too_long");
-        } else if (t != json_type_int && t != json_type_double && t != json_type_boolean) {
-            problem(where, detail, path, "metadata values must be strings, numbers or booleans",
-                    "value_error");
+        if (utf8_chars(key, strlen(key)) > META_KEY_MAX)
+            msg = "metadata keys may have at most 16 characters";
+        else if (t == json_type_string && json_chars(val) > META_VALUE_MAX)
+            msg = "metadata values may have at most 512 characters";
+        else if (t != json_type_string && t != json_type_int && t != json_type_double &&
+                 t != json_type_boolean) {
+            msg = "metadata values must be strings, numbers or booleans";
+            type = "value_error";
         }
+        if (msg == NULL)
+            continue;
+        /* The key is one element of the loc, dots and all. */
+        json_object *loc = where->loc(where, "metadata");
+        json_object_array_add(loc, json_object_new_string(key));
+        tg_json_problem(detail, loc, msg, type);
     }
 }
 
@@ -200,7 +203,9 @@ static void check_source_policy(json_object *sp, const struct tg_locator *where,
     n += check_domain_list(tg_json_get(sp, "exclude_domains"), "source_policy.exclude_domains",
                            where, detail);
     if (n > DOMAINS_MAX)
-        problem(where, detail, "source_policy",
+        problem(where, detail,
+                tg_json_has(sp, "include_domains") ? "source_policy.include_domains"
+                                                   : "source_policy.exclude_domains",
                 "include_domains and exclude_domains may have at most 200 entries together",
                 "too_long");
     json_object *after = tg_json_get(sp, "after_date");

@@ -149,7 +149,7 @@ static void metadata(void)
 static void enable_events(void)
 {
     static const char *const yes[] = {"on", "true", "1", "yes", "YES", "+On+"};
-    static const char *const no[] = {"off", "false", "0", "no", "", "False"};
+    static const char *const no[] = {"off", "false", "0", "no", "NO", "False"};
     char body[64];
     for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
         snprintf(body, sizeof(body), "enable_events=%s", yes[i]);
@@ -157,7 +157,9 @@ static void enable_events(void)
         snprintf(body, sizeof(body), "enable_events=%s", no[i]);
         CHECK_STR(url(body), "{\"enable_events\":false}");
     }
-    CHECK_STR(url("enable_events"), "{\"enable_events\":false}");
+    /* An empty field is an absent one, as for every other field. */
+    CHECK_STR(url("enable_events"), "{}");
+    CHECK_STR(url("enable_events="), "{}");
     CHECK_STR(url("input=x"), "{\"inputs\":[\"x\"]}"); /* unchecked: absent */
     /* A hidden fallback before the checkbox: the last value wins, the first sets the order. */
     CHECK_STR(url("enable_events=0&processor=core&enable_events=1"),

@@ -82,8 +82,12 @@ static void simplified_fields_map_upstream(void)
               "{\"processor\":\"lite\",\"task_spec\":{\"output_schema\":\"the GDP\"}}");
     CHECK_STR(merged("{}", "{}",
                      "{\"processor\":\"lite\",\"output\":{\"type\":\"object\",\"properties\":{}}}"),
-              "{\"processor\":\"lite\",\"task_spec\":{\"output_schema\":{\"type\":\"object\","
-              "\"properties\":{}}}}");
+              "{\"processor\":\"lite\",\"task_spec\":{\"output_schema\":{\"type\":\"json\","
+              "\"json_schema\":{\"type\":\"object\",\"properties\":{}}}}}");
+    CHECK_STR(merged("{}", "{}", "{\"processor\":\"lite\",\"output\":{\"type\":\"auto\"}}"),
+              "{\"processor\":\"lite\",\"task_spec\":{\"output_schema\":{\"type\":\"auto\"}}}");
+    CHECK_STR(merged("{}", "{}", "{\"processor\":\"lite\",\"output\":{\"type\":\"weird\"}}"),
+              "{\"processor\":\"lite\",\"task_spec\":{\"output_schema\":{\"type\":\"weird\"}}}");
     CHECK_STR(merged("{}", "{}",
                      "{\"processor\":\"lite\",\"output\":{\"properties\":{\"gdp\":{}}}}"),
               "{\"processor\":\"lite\",\"task_spec\":{\"output_schema\":{\"type\":\"json\","
