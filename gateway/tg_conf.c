@@ -66,6 +66,7 @@ static const struct key keys[] = {
     {"max_inputs_per_submission", T_LONG, FIELD(max_inputs_per_submission), 1, 1000000,
      "10000", NULL},
     {"default_processor", T_NAME, FIELD(default_processor), 0, 0, "", NULL},
+    {"user", T_NAME, FIELD(user), 0, 0, "", NULL},
     {"log_level", T_ENUM, FIELD(log_level), 0, 0, "info", level_names},
     {"log_format", T_ENUM, FIELD(log_format), 0, 0, "logfmt", format_names},
 };

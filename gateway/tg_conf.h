@@ -24,6 +24,7 @@ struct tg_conf {
     long chunk_size;                /* inputs per add-runs request, at most 1000 */
     long max_inputs_per_submission;
     char default_processor[64];     /* global default; "" for none */
+    char user[33];                  /* the user to run as when started as root; "" none */
     enum tg_log_level log_level;
     enum tg_log_format log_format;
     char path[TG_CONF_STR];         /* the file it was read from */

@@ -228,7 +228,7 @@ static json_object *new_string(const char *s, size_t n)
  * object (at a depth that would still parse inside a JSON submission), else the string. */
 static json_object *text_value(const char *s, size_t n)
 {
-    if (n > 0 && s[0] == '{') {
+    if (n >= 2 && s[0] == '{' && s[n - 1] == '}') {
         char err[128];
         json_object *o = tg_json_parse(s, n, TG_JSON_MAX_DEPTH - 2, err, sizeof(err));
         if (json_object_is_type(o, json_type_object))

@@ -4,6 +4,9 @@
 #include "tg_server.h"
 
 #include <errno.h>
+#include <grp.h>
+#include <limits.h>
+#include <pwd.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -61,9 +64,11 @@ static void serve_one(struct slot *s)
         tg_resp_error(resp, &req, 500, "out of memory", NULL);
     else
         tg_handle(w, &req, resp);
+    /* Counted before the answer leaves, so a client that scrapes /metrics right after
+     * its answer sees its own request. */
+    tg_metrics_request_end(resp->interface, resp->status);
     tg_fcgi_write(s->fcgi, &req, resp);
     tg_fcgi_finish(s->fcgi);
-    tg_metrics_request_end(resp->interface, resp->status);
     tg_log_request(&req, resp);
     tg_pool_reset(w->pool);
     /* Keep one answer's worth of memory for the next request, not the largest ever. */
@@ -160,6 +165,49 @@ static void stop_and_join(struct server *srv)
         slot_close(&srv->slots[i]);
 }
 
+/* systemd socket activation: when LISTEN_PID names this process, the listening socket is
+ * already open as descriptor 3 (SD_LISTEN_FDS_START). Returns it, or -1. */
+static int inherited_socket(void)
+{
+    const char *pid = getenv("LISTEN_PID"), *fds = getenv("LISTEN_FDS");
+    long p, n;
+    if (pid == NULL || fds == NULL || tg_parse_long(pid, 1, LONG_MAX, &p) != TG_OK ||
+        p != (long)getpid() || tg_parse_long(fds, 1, 64, &n) != TG_OK)
+        return -1;
+    unsetenv("LISTEN_PID");
+    unsetenv("LISTEN_FDS");
+    unsetenv("LISTEN_FDNAMES");
+    return 3;
+}
+
+/* Started as root, the daemon gives root up once its socket is open: everything after
+ * (the database, the upstream, every request) runs as user. */
+static int drop_privileges(const char *user)
+{
+    if (geteuid() != 0)
+        return TG_OK;
+    if (*user == '\0') {
+        tg_log(TG_LOG_WARN, "running as root: set `user` in the config to drop privileges");
+        return TG_OK;
+    }
+    struct passwd pw, *found = NULL;
+    char buf[4096];
+    if (getpwnam_r(user, &pw, buf, sizeof(buf), &found) != 0 || found == NULL) {
+        tg_log(TG_LOG_ERROR, "user '%s' (config key `user`) does not exist", user);
+        return TG_ERR;
+    }
+    if (initgroups(user, pw.pw_gid) != 0 || setgid(pw.pw_gid) != 0 || setuid(pw.pw_uid) != 0) {
+        tg_log(TG_LOG_ERROR, "cannot switch to user '%s': %s", user, strerror(errno));
+        return TG_ERR;
+    }
+    if (setuid(0) == 0) {
+        tg_log(TG_LOG_ERROR, "switched to user '%s' but could become root again", user);
+        return TG_ERR;
+    }
+    tg_log(TG_LOG_INFO, "running as user %s (uid %ld)", user, (long)pw.pw_uid);
+    return TG_OK;
+}
+
 int tg_server_run(const struct tg_conf *conf)
 {
     char err[512];
@@ -182,10 +230,18 @@ int tg_server_run(const struct tg_conf *conf)
         tg_log(TG_LOG_ERROR, "cannot initialise libcurl or libfcgi");
         return 1;
     }
-    srv.fd = tg_fcgi_listen(conf->listen, (int)conf->backlog, conf->socket_mode, err,
-                            sizeof(err));
-    if (srv.fd < 0) {
+    int activated = 0;
+    srv.fd = inherited_socket();
+    if (srv.fd >= 0)
+        activated = 1;
+    else
+        srv.fd = tg_fcgi_listen(conf->listen, (int)conf->backlog, conf->socket_mode, err,
+                                sizeof(err));
+    if (srv.fd < 0)
         tg_log(TG_LOG_ERROR, "%s", err);
+    if (srv.fd < 0 || drop_privileges(conf->user) != TG_OK) {
+        if (srv.fd >= 0)
+            close(srv.fd);
         tg_upstream_global_cleanup();
         return 1;
     }
@@ -194,7 +250,8 @@ int tg_server_run(const struct tg_conf *conf)
     int rc = srv.slots != NULL ? start_workers(&srv) : TG_ENOMEM;
     if (rc == TG_OK) {
         tg_log(TG_LOG_INFO, "taskgate serving on %s with %ld threads, upstream %s",
-               conf->listen, conf->threads, conf->upstream_url);
+               activated ? "the socket systemd passed" : conf->listen, conf->threads,
+               conf->upstream_url);
         int sig = 0;
         do {
             sigwait(&sigs, &sig);
@@ -205,7 +262,7 @@ int tg_server_run(const struct tg_conf *conf)
         stop_and_join(&srv);
     free(srv.slots);
     close(srv.fd);
-    if (strchr(conf->listen, ':') == NULL)
+    if (!activated && strchr(conf->listen, ':') == NULL)
         unlink(conf->listen);
     pthread_mutex_destroy(&srv.accept_lock);
     tg_upstream_global_cleanup();

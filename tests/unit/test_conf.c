@@ -430,6 +430,7 @@ static void test_dump(void)
                  "chunk_size = 1000\n"
                  "max_inputs_per_submission = 10000\n"
                  "default_processor = \"\"\n"
+                 "user = \"\"\n"
                  "log_level = info\n"
                  "log_format = logfmt\n");
 
