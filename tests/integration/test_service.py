@@ -58,9 +58,10 @@ class PrivilegeTest(StackTestCase):
         with open(s.conf_path, "a") as f:
             f.write("user = nobody\n")
         s.restart_daemon()
-        self.assertEqual(proc_uid(s.daemon_proc.pid), [nobody.pw_uid] * 4)
+        # The socket appears before the switch; an answered request comes after it.
         status, answer, _ = s.json_req("POST", "/v1/runs", {"inputs": ["q"]}, token=token)
         self.assertEqual(status, 200, answer)
+        self.assertEqual(proc_uid(s.daemon_proc.pid), [nobody.pw_uid] * 4)
         self.assertIn("running as user nobody", s.daemon_log())
         self.assertEqual(s.stop_daemon(), 0)
 
