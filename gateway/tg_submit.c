@@ -14,6 +14,7 @@
 #include "tg_merge.h"
 #include "tg_metrics.h"
 #include "tg_store.h"
+#include "tg_token.h"
 #include "tg_upstream.h"
 #include "tg_validate.h"
 
@@ -382,11 +383,45 @@ static void fill_record(struct submission *s, struct tg_submission *rec, const c
     rec->received_ms = tg_now_ms() - (tg_mono_us() - s->req->started_us) / 1000;
 }
 
+/* Replaces every value of an mcp_servers[].headers object with a fingerprint, in place. */
+static void redact_mcp(json_object *servers)
+{
+    size_t n = json_object_is_type(servers, json_type_array) ? json_object_array_length(servers)
+                                                             : 0;
+    for (size_t i = 0; i < n; i++) {
+        json_object *headers = tg_json_get(json_object_array_get_idx(servers, i), "headers");
+        if (!json_object_is_type(headers, json_type_object))
+            continue;
+        json_object_object_foreach(headers, name, value) {
+            char hash[TG_HASH_LEN], print[32];
+            const char *text = value != NULL ? json_object_get_string(value) : "";
+            tg_sha256_hex(text, strlen(text), hash);
+            snprintf(print, sizeof(print), "sha256:%.12s", hash);
+            json_object_object_add(headers, name, json_object_new_string(print));
+        }
+    }
+}
+
+/* The submission as it is stored: the body with MCP server header values (credentials for
+ * someone else's server) replaced by fingerprints. Pool-owned text. */
+static const char *stored_request(struct submission *s)
+{
+    if (s->body == NULL)
+        return NULL;
+    if (tg_json_get(s->body, "mcp_servers") == NULL)
+        return tg_json_str(s->body, NULL);
+    json_object *copy = NULL;
+    if (json_object_deep_copy(s->body, &copy, NULL) != 0 || tg_json_pool(s->req->pool, copy) == NULL)
+        return NULL;
+    redact_mcp(tg_json_get(copy, "mcp_servers"));
+    return tg_json_str(copy, NULL);
+}
+
 /* Refuses the submission: the team is known, so a 'rejected' record is written. */
 static void reject(struct submission *s, int status, const char *message, json_object *detail)
 {
     struct tg_submission rec;
-    fill_record(s, &rec, s->body != NULL ? tg_json_str(s->body, NULL) : NULL);
+    fill_record(s, &rec, stored_request(s));
     int rc = tg_store_submission_reject(s->w->store, &rec, status, message);
     if (rc != TG_OK) {
         answer_db_trouble(s, rc);
@@ -581,7 +616,7 @@ void tg_submit_runs(struct tg_worker *w, struct tg_request *req, struct tg_respo
     resp->inputs = (int)n;
     int rc = tg_store_team_key(w->store, s.auth.team_id, s.key, sizeof(s.key));
     struct tg_submission rec;
-    fill_record(&s, &rec, tg_json_str(s.body, NULL));
+    fill_record(&s, &rec, stored_request(&s));
     if (rc == TG_OK)
         rc = tg_store_submission_begin(w->store, &rec);
     if (rc != TG_OK) {

@@ -422,6 +422,34 @@ class ShutdownTest(GatewayTestCase):
             self.assertEqual([r[0] for r in rows], answer["run_ids"])
 
 
+class SecretsInRecordsTest(GatewayTestCase):
+    """MCP server headers are credentials: forwarded upstream, fingerprinted in the record."""
+
+    def test_mcp_header_values_are_not_stored(self):
+        s = self.stack()
+        s.add_team("mcp", new_key("mcp"), preset={"processor": "core"})
+        token, _ = s.issue_token("mcp")
+        secret = "Bearer mcp-" + secrets.token_hex(12)
+        body = {"inputs": ["q"], "mcp_servers": [
+            {"type": "url", "name": "crm", "url": "https://mcp.example.com/sse",
+             "headers": {"Authorization": secret}}]}
+        answer = self.submit_ok(s, body, token)
+        sent = add_runs_requests(s.sim_requests())[0]
+        self.assertEqual(sent["body"]["inputs"][0]["mcp_servers"][0]["headers"]["Authorization"],
+                         secret, "the upstream needs the real header")
+        self.assertIn("mcp-server-2025-07-17", sent["headers"].get("parallel-beta", ""))
+        stored = s.db_value("SELECT request FROM submissions WHERE id = ?",
+                            (answer["submission_id"],))
+        self.assertNotIn(secret, stored)
+        self.assertNotIn(secret.split(" ")[1], stored)
+        self.assertRegex(json.loads(stored)["mcp_servers"][0]["headers"]["Authorization"],
+                         r"^sha256:[0-9a-f]{12}$")
+        for suffix in ("", "-wal"):  # WAL mode: fresh rows sit in the -wal file
+            if os.path.exists(s.db_path + suffix):
+                with open(s.db_path + suffix, "rb") as f:
+                    self.assertNotIn(secret.split(" ")[1].encode(), f.read(), suffix)
+
+
 class CliTest(GatewayTestCase):
     """6. The taskgate command an operator types."""
 
