@@ -1,6 +1,7 @@
 /* The taskgate command: global options, the subcommands that manage the database (init,
  * teams, tokens, presets) and `serve`, which runs the daemon. Usage errors exit 2. */
 #include <errno.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -107,6 +108,20 @@ static int read_key(char *key, size_t keylen)
     return TG_OK;
 }
 
+/* The CLI's changes are logged under the operating-system user who ran it. */
+static const struct tg_actor *os_actor(void)
+{
+    static char id[80];
+    static struct tg_actor actor = {id, NULL, "cli", NULL};
+    struct passwd pw, *found = NULL;
+    char buf[2048];
+    if (getpwuid_r(geteuid(), &pw, buf, sizeof(buf), &found) == 0 && found != NULL)
+        snprintf(id, sizeof(id), "os:%.64s", pw.pw_name);
+    else
+        snprintf(id, sizeof(id), "os:uid-%ld", (long)geteuid());
+    return &actor;
+}
+
 static struct tg_store *open_store(const struct tg_conf *conf, int flags)
 {
     char err[512];
@@ -197,13 +212,13 @@ static int cmd_team(const struct tg_conf *conf, int argc, char **argv)
     int rc;
     if (strcmp(argv[0], "add") == 0) {
         int64_t id;
-        rc = tg_store_team_add(st, argv[1], key, &id);
+        rc = tg_store_team_add(st, os_actor(), argv[1], key, &id);
         if (rc == TG_EEXIST)
             fprintf(stderr, "taskgate: team '%s' already exists\n", argv[1]);
         else if (rc == TG_OK)
             fprintf(stderr, "taskgate: added team '%s'\n", argv[1]);
     } else {
-        rc = tg_store_team_set_key(st, argv[1], key);
+        rc = tg_store_team_set_key(st, os_actor(), argv[1], key);
         if (rc == TG_ENOTFOUND)
             fprintf(stderr, "taskgate: no team '%s'\n", argv[1]);
         else if (rc == TG_OK)
@@ -277,7 +292,7 @@ static int token_issue(const struct tg_conf *conf, int argc, char **argv)
     if (rc == TG_OK)
         rc = tg_token_new(token, id, hash);
     if (rc == TG_OK)
-        rc = tg_store_token_add(st, team_id, id, hash, role, label, expires);
+        rc = tg_store_token_add(st, os_actor(), team_id, id, hash, role, label, expires);
     if (rc == TG_ENOTFOUND) {
         fprintf(stderr, "taskgate: no team '%s'\n", argv[0]);
     } else if (rc != TG_OK) {
@@ -316,7 +331,7 @@ static int cmd_token(const struct tg_conf *conf, int argc, char **argv)
         return 1;
     int rc;
     if (is_revoke) {
-        rc = tg_store_token_revoke(st, argv[1]);
+        rc = tg_store_token_revoke(st, os_actor(), argv[1]);
         if (rc == TG_ENOTFOUND)
             fprintf(stderr, "taskgate: no valid token with id '%s'\n", argv[1]);
         else if (rc == TG_OK)
@@ -377,7 +392,7 @@ static int preset_set(struct tg_store *st, int64_t team_id, const char *name, co
         fprintf(stderr, "taskgate: %s: %s\n", path,
                 tg_json_str(json_object_array_get_idx(detail, i), NULL));
     if (problems == 0) {
-        rc = tg_store_preset_set(st, team_id, name, tg_json_str(preset, NULL));
+        rc = tg_store_preset_set(st, os_actor(), team_id, name, tg_json_str(preset, NULL));
         if (rc != TG_OK)
             fail(st, rc, "cannot store the preset");
         else

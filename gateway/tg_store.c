@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include <openssl/sha.h>
+#include <json-c/json.h>
 #include <sqlite3.h>
 
 /* Every statement this module runs, prepared on first use and kept for the handle's life.
@@ -21,6 +22,7 @@ enum stmt_id {
     S_PRESET_SET, S_PRESET_GET, S_PRESET_LIST,
     S_SUB_INSERT, S_SUB_GROUP, S_SUB_FINISH, S_SUB_STATE, S_SUB_UPSTREAM,
     S_CALL_INSERT, S_RUN_INSERT,
+    S_ADMIN_LOG, S_TEAM_FP, S_TEAM_NAME, S_TOKEN_INFO,
     S_COUNT
 };
 
@@ -62,6 +64,15 @@ static const char *const stmt_sql[S_COUNT] = {
         " ON CONFLICT (team_id, name)"
         " DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at",
     [S_PRESET_GET] = "SELECT body FROM presets WHERE team_id = ?1 AND name = ?2",
+    [S_ADMIN_LOG] =
+        "INSERT INTO admin_log (at, actor, actor_team, interface, action, object_type,"
+        " object_id, team, before, after, remote_addr)"
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    [S_TEAM_FP] = "SELECT key_fingerprint FROM teams WHERE name = ?1",
+    [S_TEAM_NAME] = "SELECT name FROM teams WHERE id = ?1",
+    [S_TOKEN_INFO] =
+        "SELECT t.name, k.role, k.label, k.expires_at FROM tokens k"
+        " JOIN teams t ON t.id = k.team_id WHERE k.id = ?1",
     [S_PRESET_LIST] =
         "SELECT name, updated_at FROM presets WHERE team_id = ?1 ORDER BY name",
     [S_SUB_INSERT] =
@@ -495,6 +506,79 @@ int tg_store_ping(struct tg_store *st)
     return src == SQLITE_OK ? TG_OK : TG_EDB;
 }
 
+/* ---- the admin change log ------------------------------------------------------------- */
+
+/* One admin_log row, inside the caller's transaction. before/after are JSON text or NULL. */
+static int admin_log(struct tg_store *st, const struct tg_actor *who, const char *action,
+                     const char *object_type, const char *object_id, const char *team,
+                     const char *before, const char *after)
+{
+    if (who == NULL || who->id == NULL || who->interface == NULL)
+        return invalid(st, "an administrative change needs an actor");
+    sqlite3_stmt *s;
+    char now[TG_TIME_LEN];
+    now_text(now);
+    int rc = prep(st, S_ADMIN_LOG, &s);
+    if (rc != TG_OK)
+        return rc;
+    bind_text(s, 1, now);
+    bind_text(s, 2, who->id);
+    bind_text(s, 3, who->team);
+    bind_text(s, 4, who->interface);
+    bind_text(s, 5, action);
+    bind_text(s, 6, object_type);
+    bind_text(s, 7, object_id);
+    bind_text(s, 8, team);
+    bind_text(s, 9, before);
+    bind_text(s, 10, after);
+    bind_text(s, 11, who->remote_addr);
+    return run(st, s, "log the change");
+}
+
+/* The first column of a one-row lookup by a text or integer key, copied into out ("" and
+ * TG_ENOTFOUND when there is no row). */
+static int lookup_text(struct tg_store *st, enum stmt_id id, const char *key, int64_t ikey,
+                       char *out, size_t outlen)
+{
+    sqlite3_stmt *s;
+    int rc = prep(st, id, &s);
+    if (rc != TG_OK)
+        return rc;
+    if (key != NULL)
+        bind_text(s, 1, key);
+    else
+        sqlite3_bind_int64(s, 1, ikey);
+    out[0] = '\0';
+    int src = sqlite3_step(s);
+    if (src == SQLITE_ROW) {
+        const char *v = col_text(s, 0);
+        snprintf(out, outlen, "%s", v != NULL ? v : "");
+        rc = TG_OK;
+    } else {
+        rc = src == SQLITE_DONE ? TG_ENOTFOUND : db_err(st, src, "look up");
+    }
+    done(s);
+    return rc;
+}
+
+/* A JSON object from string pairs (name, value, …, NULL); a NULL value is JSON null. */
+static char *json_pairs(const char *first, ...)
+{
+    json_object *o = json_object_new_object();
+    va_list ap;
+    va_start(ap, first);
+    for (const char *k = first; k != NULL; k = va_arg(ap, const char *)) {
+        const char *v = va_arg(ap, const char *);
+        json_object_object_add(o, k, v != NULL ? json_object_new_string(v) : NULL);
+    }
+    va_end(ap);
+    const char *text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
+                                                         JSON_C_TO_STRING_NOSLASHESCAPE);
+    char *copy = text != NULL ? strdup(text) : NULL;
+    json_object_put(o);
+    return copy;
+}
+
 /* ---- identities ------------------------------------------------------------------------ */
 
 int tg_store_auth(struct tg_store *st, const char *token_hash, int64_t now_ms,
@@ -602,8 +686,8 @@ static int check_team_args(struct tg_store *st, const char *name, const char *ke
     return TG_OK;
 }
 
-int tg_store_team_add(struct tg_store *st, const char *name, const char *key,
-                      int64_t *team_id)
+int tg_store_team_add(struct tg_store *st, const struct tg_actor *who, const char *name,
+                      const char *key, int64_t *team_id)
 {
     int rc = check_team_args(st, name, key);
     if (rc != TG_OK)
@@ -626,10 +710,17 @@ int tg_store_team_add(struct tg_store *st, const char *name, const char *key,
         set_err(st, "team '%s' already exists", name);
     if (rc == TG_OK && team_id != NULL)
         *team_id = sqlite3_last_insert_rowid(st->db);
+    if (rc == TG_OK) {
+        char *after = json_pairs("name", name, "key_fingerprint", fp, NULL);
+        rc = after != NULL ? admin_log(st, who, "team.add", "team", name, name, NULL, after)
+                           : TG_ENOMEM;
+        free(after);
+    }
     return tx_end(st, rc);
 }
 
-int tg_store_team_set_key(struct tg_store *st, const char *name, const char *key)
+int tg_store_team_set_key(struct tg_store *st, const struct tg_actor *who, const char *name,
+                          const char *key)
 {
     int rc = check_team_args(st, name, key);
     if (rc != TG_OK)
@@ -638,19 +729,30 @@ int tg_store_team_set_key(struct tg_store *st, const char *name, const char *key
     char fp[FINGERPRINT_LEN], now[TG_TIME_LEN];
     fingerprint(key, fp);
     now_text(now);
-    rc = prep(st, S_TEAM_SET_KEY, &s);
-    if (rc == TG_OK)
-        rc = tx_begin(st);
+    rc = tx_begin(st);
     if (rc != TG_OK)
         return rc;
-    bind_text(s, 1, name);
-    bind_text(s, 2, key);
-    bind_text(s, 3, fp);
-    bind_text(s, 4, now);
-    rc = run(st, s, "set team key");
-    if (rc == TG_OK && sqlite3_changes(st->db) == 0) {
+    char old_fp[FINGERPRINT_LEN + 8];
+    rc = lookup_text(st, S_TEAM_FP, name, 0, old_fp, sizeof(old_fp));
+    if (rc == TG_ENOTFOUND)
         set_err(st, "no team named '%s'", name);
-        rc = TG_ENOTFOUND;
+    if (rc == TG_OK)
+        rc = prep(st, S_TEAM_SET_KEY, &s);
+    if (rc == TG_OK) {
+        bind_text(s, 1, name);
+        bind_text(s, 2, key);
+        bind_text(s, 3, fp);
+        bind_text(s, 4, now);
+        rc = run(st, s, "set team key");
+    }
+    if (rc == TG_OK) {
+        char *before = json_pairs("name", name, "key_fingerprint", old_fp, NULL);
+        char *after = json_pairs("name", name, "key_fingerprint", fp, NULL);
+        rc = before != NULL && after != NULL
+                 ? admin_log(st, who, "team.set_key", "team", name, name, before, after)
+                 : TG_ENOMEM;
+        free(before);
+        free(after);
     }
     return tx_end(st, rc);
 }
@@ -689,9 +791,9 @@ int tg_store_team_list(struct tg_store *st,
     return rc;
 }
 
-int tg_store_token_add(struct tg_store *st, int64_t team_id, const char *token_id,
-                       const char *hash, enum tg_role role, const char *label,
-                       int64_t expires_ms)
+int tg_store_token_add(struct tg_store *st, const struct tg_actor *who, int64_t team_id,
+                       const char *token_id, const char *hash, enum tg_role role,
+                       const char *label, int64_t expires_ms)
 {
     if (token_id == NULL || token_id[0] == '\0' || strlen(token_id) > TOKEN_ID_MAX)
         return invalid(st, "a token id is 1 to 39 characters");
@@ -722,10 +824,23 @@ int tg_store_token_add(struct tg_store *st, int64_t team_id, const char *token_i
         set_err(st, "no team with id %lld", (long long)team_id);
     else if (rc == TG_EEXIST)
         set_err(st, "a token with this id or hash already exists");
+    char team[TEAM_NAME_MAX + 1];
+    if (rc == TG_OK)
+        rc = lookup_text(st, S_TEAM_NAME, NULL, team_id, team, sizeof(team));
+    if (rc == TG_OK) {
+        char *after = json_pairs("id", token_id, "team", team, "role", tg_role_name(role),
+                                 "label", label, "expires_at", expires_ms != 0 ? expires : NULL,
+                                 NULL);
+        rc = after != NULL ? admin_log(st, who, "token.issue", "token", token_id, team, NULL,
+                                       after)
+                           : TG_ENOMEM;
+        free(after);
+    }
     return tx_end(st, rc);
 }
 
-int tg_store_token_revoke(struct tg_store *st, const char *token_id)
+int tg_store_token_revoke(struct tg_store *st, const struct tg_actor *who,
+                          const char *token_id)
 {
     if (token_id == NULL)
         return invalid(st, "no token id");
@@ -743,6 +858,18 @@ int tg_store_token_revoke(struct tg_store *st, const char *token_id)
     if (rc == TG_OK && sqlite3_changes(st->db) == 0) {
         set_err(st, "no token '%.40s', or it is already revoked", token_id);
         rc = TG_ENOTFOUND;
+    }
+    char team[TEAM_NAME_MAX + 1];
+    if (rc == TG_OK)
+        rc = lookup_text(st, S_TOKEN_INFO, token_id, 0, team, sizeof(team));
+    if (rc == TG_OK) {
+        char *before = json_pairs("id", token_id, "revoked_at", NULL, NULL);
+        char *after = json_pairs("id", token_id, "revoked_at", now, NULL);
+        rc = before != NULL && after != NULL
+                 ? admin_log(st, who, "token.revoke", "token", token_id, team, before, after)
+                 : TG_ENOMEM;
+        free(before);
+        free(after);
     }
     return tx_end(st, rc);
 }
@@ -784,26 +911,60 @@ int tg_store_token_list(struct tg_store *st, const char *team,
     return rc;
 }
 
-int tg_store_preset_set(struct tg_store *st, int64_t team_id, const char *name,
-                        const char *json)
+/* The preset's current body, malloc'd (NULL when there is none). */
+static int preset_body(struct tg_store *st, int64_t team_id, const char *name, char **body)
 {
-    if (name == NULL || name[0] == '\0' || json == NULL)
-        return invalid(st, "a preset needs a name and a body");
     sqlite3_stmt *s;
-    char now[TG_TIME_LEN];
-    now_text(now);
-    int rc = prep(st, S_PRESET_SET, &s);
-    if (rc == TG_OK)
-        rc = tx_begin(st);
+    *body = NULL;
+    int rc = prep(st, S_PRESET_GET, &s);
     if (rc != TG_OK)
         return rc;
     sqlite3_bind_int64(s, 1, team_id);
     bind_text(s, 2, name);
-    bind_text(s, 3, json);
-    bind_text(s, 4, now);
-    rc = run(st, s, "set preset");
+    int src = sqlite3_step(s);
+    if (src == SQLITE_ROW) {
+        const char *v = col_text(s, 0);
+        *body = strdup(v != NULL ? v : "null");
+        rc = *body != NULL ? TG_OK : TG_ENOMEM;
+    } else if (src != SQLITE_DONE) {
+        rc = db_err(st, src, "read preset");
+    }
+    done(s);
+    return rc;
+}
+
+int tg_store_preset_set(struct tg_store *st, const struct tg_actor *who, int64_t team_id,
+                        const char *name, const char *json)
+{
+    if (name == NULL || name[0] == '\0' || json == NULL)
+        return invalid(st, "a preset needs a name and a body");
+    sqlite3_stmt *s;
+    char now[TG_TIME_LEN], team[TEAM_NAME_MAX + 1];
+    now_text(now);
+    int rc = tx_begin(st);
+    if (rc != TG_OK)
+        return rc;
+    rc = lookup_text(st, S_TEAM_NAME, NULL, team_id, team, sizeof(team));
     if (rc == TG_ENOTFOUND)
         set_err(st, "no team with id %lld", (long long)team_id);
+    char *before = NULL;
+    if (rc == TG_OK)
+        rc = preset_body(st, team_id, name, &before);
+    if (rc == TG_OK)
+        rc = prep(st, S_PRESET_SET, &s);
+    if (rc == TG_OK) {
+        sqlite3_bind_int64(s, 1, team_id);
+        bind_text(s, 2, name);
+        bind_text(s, 3, json);
+        bind_text(s, 4, now);
+        rc = run(st, s, "set preset");
+    }
+    if (rc == TG_OK) {
+        char object_id[2 * TEAM_NAME_MAX + 2];
+        snprintf(object_id, sizeof(object_id), "%s/%s", team, name);
+        rc = admin_log(st, who, "preset.set", "preset", object_id, team, before, json);
+    }
+    free(before);
     return tx_end(st, rc);
 }
 

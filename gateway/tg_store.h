@@ -53,6 +53,9 @@ int tg_store_schema_version(void);
 int tg_store_ping(struct tg_store *st);
 
 /* ---- identities ------------------------------------------------------------------- */
+/* Every change below (team add and key change, token issue and revoke, preset set) writes
+ * an admin_log row naming who, in the same transaction: the change and its record commit
+ * together or not at all. Keys appear in the log only as fingerprints. */
 
 struct tg_auth {
     int64_t team_id;
@@ -70,13 +73,23 @@ int tg_store_auth(struct tg_store *st, const char *token_hash, int64_t now_ms,
 /* The team's upstream key into buf (NUL-terminated). TG_ENOTFOUND, TG_ETOOBIG, TG_OK. */
 int tg_store_team_key(struct tg_store *st, int64_t team_id, char *buf, size_t buflen);
 
+/* Who makes an administrative change, for the admin change log written in the same
+ * transaction as the change. Strings are borrowed for the call. */
+struct tg_actor {
+    const char *id;          /* "os:<user>" for the CLI, "token:<tok_id>" over HTTP */
+    const char *team;        /* the acting token's team; NULL for an OS user */
+    const char *interface;   /* "cli" or "http" */
+    const char *remote_addr; /* the client's address over HTTP; NULL for the CLI */
+};
+
 /* Team id by name. TG_OK or TG_ENOTFOUND. */
 int tg_store_team_id(struct tg_store *st, const char *name, int64_t *team_id);
 /* Adds a team with its upstream key. TG_EEXIST when the name is taken. */
-int tg_store_team_add(struct tg_store *st, const char *name, const char *key,
-                      int64_t *team_id);
+int tg_store_team_add(struct tg_store *st, const struct tg_actor *who, const char *name,
+                      const char *key, int64_t *team_id);
 /* Replaces a team's upstream key. TG_ENOTFOUND when there is no such team. */
-int tg_store_team_set_key(struct tg_store *st, const char *name, const char *key);
+int tg_store_team_set_key(struct tg_store *st, const struct tg_actor *who, const char *name,
+                          const char *key);
 
 /* A team as listed: never the key itself, only its fingerprint. */
 struct tg_team_row {
@@ -94,11 +107,12 @@ int tg_store_team_list(struct tg_store *st,
 
 /* Stores a token: its public id ("tok_…"), the hex SHA-256 of its text, role, label (may be
  * NULL) and expiry (0: never). TG_ENOTFOUND when the team does not exist. */
-int tg_store_token_add(struct tg_store *st, int64_t team_id, const char *token_id,
-                       const char *hash, enum tg_role role, const char *label,
-                       int64_t expires_ms);
+int tg_store_token_add(struct tg_store *st, const struct tg_actor *who, int64_t team_id,
+                       const char *token_id, const char *hash, enum tg_role role,
+                       const char *label, int64_t expires_ms);
 /* Revokes a token by id. TG_ENOTFOUND if it does not exist or is already revoked. */
-int tg_store_token_revoke(struct tg_store *st, const char *token_id);
+int tg_store_token_revoke(struct tg_store *st, const struct tg_actor *who,
+                          const char *token_id);
 
 struct tg_token_row {
     const char *id;
@@ -114,8 +128,8 @@ int tg_store_token_list(struct tg_store *st, const char *team,
                         int (*fn)(void *arg, const struct tg_token_row *row), void *arg);
 
 /* Stores (inserts or replaces) a preset's JSON text. The caller has validated it. */
-int tg_store_preset_set(struct tg_store *st, int64_t team_id, const char *name,
-                        const char *json);
+int tg_store_preset_set(struct tg_store *st, const struct tg_actor *who, int64_t team_id,
+                        const char *name, const char *json);
 /* The preset's JSON text, copied into pool. TG_ENOTFOUND when the team has none by that
  * name. */
 int tg_store_preset_get(struct tg_store *st, struct tg_pool *pool, int64_t team_id,

@@ -15,6 +15,9 @@
 #include "tg_store.h"
 #include "tg_test.h"
 
+/* The actor every change in these tests is logged under. */
+static const struct tg_actor cli = {"os:test", NULL, "cli", NULL};
+
 /* ---- helpers ------------------------------------------------------------------------ */
 
 static void db_path(char *out, size_t len, const char *name)
@@ -80,7 +83,7 @@ static const char *query(const char *path, const char *sql)
 static int64_t add_team(struct tg_store *st, const char *name, const char *key)
 {
     int64_t id = 0;
-    CHECK(tg_store_team_add(st, name, key, &id) == TG_OK);
+    CHECK(tg_store_team_add(st, &cli, name, key, &id) == TG_OK);
     return id;
 }
 
@@ -185,13 +188,13 @@ static void test_team_add_duplicate(void)
     int64_t id = add_team(st, "research", "pk-research-1"), got = 0;
     CHECK(id > 0);
     int64_t other = 0;
-    CHECK(tg_store_team_add(st, "research", "pk-other", &other) == TG_EEXIST);
+    CHECK(tg_store_team_add(st, &cli, "research", "pk-other", &other) == TG_EEXIST);
     CHECK(strstr(tg_store_errmsg(st), "already exists") != NULL);
     CHECK(tg_store_team_id(st, "research", &got) == TG_OK);
     CHECK(got == id);
     CHECK(tg_store_team_id(st, "nobody", &got) == TG_ENOTFOUND);
-    CHECK(tg_store_team_add(st, "", "pk", &other) == TG_EINVAL);
-    CHECK(tg_store_team_add(st, "x", "", &other) == TG_EINVAL);
+    CHECK(tg_store_team_add(st, &cli, "", "pk", &other) == TG_EINVAL);
+    CHECK(tg_store_team_add(st, &cli, "x", "", &other) == TG_EINVAL);
     CHECK_STR(query(path, "SELECT count(*) FROM teams"), "1");
     tg_store_close(st);
     remove_db(path);
@@ -207,7 +210,7 @@ static void test_team_key(void)
     CHECK(tg_store_team_key(st, id, key, sizeof(key)) == TG_OK);
     CHECK_STR(key, "pk-live-0123456789");
 
-    CHECK(tg_store_team_set_key(st, "research", "pk-live-rotated") == TG_OK);
+    CHECK(tg_store_team_set_key(st, &cli, "research", "pk-live-rotated") == TG_OK);
     CHECK(tg_store_team_key(st, id, key, sizeof(key)) == TG_OK);
     CHECK_STR(key, "pk-live-rotated");
 
@@ -215,7 +218,28 @@ static void test_team_key(void)
     CHECK(tg_store_team_key(st, id, small, sizeof(small)) == TG_ETOOBIG);
     CHECK(strstr(tg_store_errmsg(st), "pk-live") == NULL);
     CHECK(tg_store_team_key(st, id + 100, key, sizeof(key)) == TG_ENOTFOUND);
-    CHECK(tg_store_team_set_key(st, "nobody", "pk-x") == TG_ENOTFOUND);
+    CHECK(tg_store_team_set_key(st, &cli, "nobody", "pk-x") == TG_ENOTFOUND);
+
+    /* The key change is in the admin log with both fingerprints, never the key. */
+    CHECK_STR(query(path, "SELECT actor || ' ' || action || ' ' || object_id FROM audit_admin"
+                          " WHERE action = 'team.set_key'"),
+              "os:test team.set_key research");
+    char want[128];
+    char fp_old[32], fp_new[32];
+    snprintf(fp_old, sizeof(fp_old), "%s",
+             query(path, "SELECT json_extract(before, '$.key_fingerprint') FROM audit_admin"
+                         " WHERE action = 'team.set_key'"));
+    snprintf(fp_new, sizeof(fp_new), "%s",
+             query(path, "SELECT json_extract(after, '$.key_fingerprint') FROM audit_admin"
+                         " WHERE action = 'team.set_key'"));
+    CHECK(strncmp(fp_old, "sha256:", 7) == 0 && strlen(fp_old) == 19);
+    CHECK(strcmp(fp_old, fp_new) != 0);
+    snprintf(want, sizeof(want), "%s", fp_new);
+    CHECK_STR(query(path, "SELECT key_fingerprint FROM teams WHERE name = 'research'"), want);
+    CHECK_STR(query(path, "SELECT count(*) FROM admin_log WHERE before LIKE '%pk-live%'"
+                          " OR after LIKE '%pk-live%'"), "0");
+    /* A change that failed left no log row. */
+    CHECK_STR(query(path, "SELECT count(*) FROM admin_log WHERE object_id = 'nobody'"), "0");
     tg_store_close(st);
     remove_db(path);
 }
@@ -277,7 +301,7 @@ static void test_fingerprint(void)
     /* A new key gets a new fingerprint. */
     char before[32];
     snprintf(before, sizeof(before), "%s", seen.fingerprints[1]);
-    CHECK(tg_store_team_set_key(st, "zeta", "pk-live-another") == TG_OK);
+    CHECK(tg_store_team_set_key(st, &cli, "zeta", "pk-live-another") == TG_OK);
     memset(&seen, 0, sizeof(seen));
     CHECK(tg_store_team_list(st, collect_team, &seen) == TG_OK);
     CHECK(is_fingerprint(seen.fingerprints[1]));
@@ -307,12 +331,12 @@ static void test_token_auth(void)
     const char *h3 = "3333333333333333333333333333333333333333333333333333333333333333";
     const char *h4 = "4444444444444444444444444444444444444444444444444444444444444444";
 
-    CHECK(tg_store_token_add(st, team, "tok_admin", h1, TG_ROLE_ADMIN, "ops laptop", 0) ==
+    CHECK(tg_store_token_add(st, &cli, team, "tok_admin", h1, TG_ROLE_ADMIN, "ops laptop", 0) ==
           TG_OK);
-    CHECK(tg_store_token_add(st, team, "tok_gone", h2, TG_ROLE_SUBMIT, NULL, 0) == TG_OK);
-    CHECK(tg_store_token_add(st, team, "tok_old", h3, TG_ROLE_AUDIT, "old", now - 1000) ==
+    CHECK(tg_store_token_add(st, &cli, team, "tok_gone", h2, TG_ROLE_SUBMIT, NULL, 0) == TG_OK);
+    CHECK(tg_store_token_add(st, &cli, team, "tok_old", h3, TG_ROLE_AUDIT, "old", now - 1000) ==
           TG_OK);
-    CHECK(tg_store_token_add(st, team, "tok_new", h4, TG_ROLE_SUBMIT, "ci",
+    CHECK(tg_store_token_add(st, &cli, team, "tok_new", h4, TG_ROLE_SUBMIT, "ci",
                              now + 3600 * 1000) == TG_OK);
 
     struct tg_auth a;
@@ -326,19 +350,19 @@ static void test_token_auth(void)
 
     CHECK(tg_store_auth(st, "ffff", now, &a) == TG_ENOTFOUND);
     CHECK(tg_store_auth(st, h2, now, &a) == TG_OK);
-    CHECK(tg_store_token_revoke(st, "tok_gone") == TG_OK);
+    CHECK(tg_store_token_revoke(st, &cli, "tok_gone") == TG_OK);
     CHECK(tg_store_auth(st, h2, now, &a) == TG_ENOTFOUND);
-    CHECK(tg_store_token_revoke(st, "tok_gone") == TG_ENOTFOUND);
-    CHECK(tg_store_token_revoke(st, "tok_nope") == TG_ENOTFOUND);
+    CHECK(tg_store_token_revoke(st, &cli, "tok_gone") == TG_ENOTFOUND);
+    CHECK(tg_store_token_revoke(st, &cli, "tok_nope") == TG_ENOTFOUND);
 
     CHECK(tg_store_auth(st, h3, now, &a) == TG_ENOTFOUND);       /* expired */
     CHECK(tg_store_auth(st, h3, now - 2000, &a) == TG_OK);       /* before its expiry */
     CHECK(tg_store_auth(st, h4, now, &a) == TG_OK);
     CHECK(tg_store_auth(st, h4, now + 7200 * 1000, &a) == TG_ENOTFOUND);
 
-    CHECK(tg_store_token_add(st, team + 99, "tok_orphan", "55", TG_ROLE_SUBMIT, NULL, 0) ==
+    CHECK(tg_store_token_add(st, &cli, team + 99, "tok_orphan", "55", TG_ROLE_SUBMIT, NULL, 0) ==
           TG_ENOTFOUND);
-    CHECK(tg_store_token_add(st, team, "tok_dup", h1, TG_ROLE_SUBMIT, NULL, 0) == TG_EEXIST);
+    CHECK(tg_store_token_add(st, &cli, team, "tok_dup", h1, TG_ROLE_SUBMIT, NULL, 0) == TG_EEXIST);
 
     int n = 0;
     CHECK(tg_store_token_list(st, "research", count_token, &n) == TG_OK);
@@ -383,14 +407,14 @@ static void test_presets(void)
     int64_t team = add_team(st, "research", "pk-1");
     char *json = NULL;
     CHECK(tg_store_preset_get(st, pool, team, "default", &json) == TG_ENOTFOUND);
-    CHECK(tg_store_preset_set(st, team, "default", "{\"processor\":\"base\"}") == TG_OK);
+    CHECK(tg_store_preset_set(st, &cli, team, "default", "{\"processor\":\"base\"}") == TG_OK);
     CHECK(tg_store_preset_get(st, pool, team, "default", &json) == TG_OK);
     CHECK_STR(json, "{\"processor\":\"base\"}");
-    CHECK(tg_store_preset_set(st, team, "default", "{\"processor\":\"pro\"}") == TG_OK);
+    CHECK(tg_store_preset_set(st, &cli, team, "default", "{\"processor\":\"pro\"}") == TG_OK);
     CHECK(tg_store_preset_get(st, pool, team, "default", &json) == TG_OK);
     CHECK_STR(json, "{\"processor\":\"pro\"}");
-    CHECK(tg_store_preset_set(st, team, "cheap", "{\"processor\":\"lite\"}") == TG_OK);
-    CHECK(tg_store_preset_set(st, team + 5, "default", "{}") == TG_ENOTFOUND);
+    CHECK(tg_store_preset_set(st, &cli, team, "cheap", "{\"processor\":\"lite\"}") == TG_OK);
+    CHECK(tg_store_preset_set(st, &cli, team + 5, "default", "{}") == TG_ENOTFOUND);
 
     struct preset_seen seen = {0};
     CHECK(tg_store_preset_list(st, team, collect_preset, &seen) == TG_OK);
@@ -417,7 +441,7 @@ static void test_submission_flow(void)
     if (st == NULL)
         return;
     int64_t team = add_team(st, "research", "pk-1");
-    CHECK(tg_store_token_add(st, team, "tok_ci", "abcd", TG_ROLE_SUBMIT, "ci", 0) == TG_OK);
+    CHECK(tg_store_token_add(st, &cli, team, "tok_ci", "abcd", TG_ROLE_SUBMIT, "ci", 0) == TG_OK);
 
     struct tg_submission sub = submission("sub_1", team, "tok_ci", 3);
     CHECK(tg_store_submission_begin(st, &sub) == TG_OK);
@@ -670,7 +694,7 @@ static void test_readonly(void)
     if (st == NULL)
         return;
     int64_t team = add_team(st, "research", "pk-1");
-    CHECK(tg_store_token_add(st, team, "tok_r", "beef", TG_ROLE_AUDIT, NULL, 0) == TG_OK);
+    CHECK(tg_store_token_add(st, &cli, team, "tok_r", "beef", TG_ROLE_AUDIT, NULL, 0) == TG_OK);
     tg_store_close(st);
 
     st = NULL;
@@ -682,7 +706,7 @@ static void test_readonly(void)
         struct tg_submission sub = submission("sub_ro", team, NULL, 1);
         CHECK(tg_store_submission_begin(st, &sub) == TG_EDB);
         CHECK(strstr(tg_store_errmsg(st), "readonly") != NULL);
-        CHECK(tg_store_team_add(st, "other", "pk", NULL) == TG_EDB);
+        CHECK(tg_store_team_add(st, &cli, "other", "pk", NULL) == TG_EDB);
         tg_store_close(st);
     }
 

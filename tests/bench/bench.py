@@ -1,0 +1,569 @@
+#!/usr/bin/env python3
+"""taskgate's benchmark (run it through tests/bench/run): B, nginx proxying straight to a
+static upstream stand-in, against G, nginx -> taskgate -> the same stand-in; then a slow
+upstream (tg_sim --latency-ms), one large submission, and the audit store's recording
+rate. Writes bench-results.txt, bench-results.json and, with gnuplot, latency.png to the
+output directory. Standard library only.
+
+Exit status: 0 when every part ran (whatever the figures), 1 when a part failed to run,
+2 on a usage error. Targets are printed as PASS/MISS and never change the exit status.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import report
+from stack import (BenchError, Daemon, Procs, HERE, TOP, file_sizes, json_answer, request,
+                   sim_create_group, start_front, start_sim, start_standin, tail)
+
+KEY = "par-bench-key"
+TEAM = "bench"
+PRESET = {"processor": "base"}
+GROUP = "tgrp_bench"
+
+PROFILES = {
+    "full": {
+        "warm_secs": 1, "max_rounds": 2, "max_secs": 6, "max_conns": 64, "wrk_threads": 2,
+        "lat_fracs": [0.10, 0.25, 0.50, 0.75, 0.90], "lat_secs": 5, "lat_conns": 64,
+        "slow_latency_ms": 1000, "slow_clients": 256, "slow_threads": 300,
+        "slow_warm": 2.5, "slow_window": 10.0,
+        "bulk_inputs": 10000, "bulk_repeats": 3,
+        "store_secs": 8.0, "store_clients": 2, "store_inputs": 1000,
+    },
+    "quick": {
+        "warm_secs": 0, "max_rounds": 1, "max_secs": 1, "max_conns": 16, "wrk_threads": 2,
+        "lat_fracs": [0.50], "lat_secs": 1, "lat_conns": 16,
+        "slow_latency_ms": 200, "slow_clients": 32, "slow_threads": 40,
+        "slow_warm": 0.5, "slow_window": 1.5,
+        "bulk_inputs": 10000, "bulk_repeats": 1,
+        "store_secs": 1.0, "store_clients": 2, "store_inputs": 1000,
+    },
+}
+
+
+class Bench:
+    def __init__(self, args, profile, procs, work, out):
+        self.args, self.p, self.procs, self.work, self.out = args, profile, procs, work, out
+        self.results = {"parts": {}, "failures": [], "skipped": []}
+        self.wrk_runs = 0
+
+    # ---- helpers ------------------------------------------------------------------------
+
+    def subdir(self, name):
+        d = os.path.join(self.work, name)
+        os.makedirs(d, exist_ok=True)
+        os.chmod(d, 0o755)
+        return d
+
+    def say(self, text):
+        sys.stderr.write("[bench] %s\n" % text)
+        sys.stderr.flush()
+
+    def wrk(self, d, label, port, path, body, token, secs, conns, rate=0):
+        """One wrk run; its summary dict plus ok_rps (non-error answers per second)."""
+        threads = self.p["wrk_threads"]
+        env = dict(os.environ, BENCH_METHOD="POST", BENCH_PATH=path, BENCH_BODY=body,
+                   BENCH_TOKEN=token or "", BENCH_RATE="%.3f" % rate,
+                   BENCH_THREADS=str(threads))
+        self.wrk_runs += 1
+        log = os.path.join(d, "wrk-%02d-%s.out" % (self.wrk_runs, label))
+        argv = [self.args.wrk, "-t%d" % threads, "-c%d" % max(conns, threads),
+                "-d%ds" % secs, "--timeout", "10s", "-s", os.path.join(HERE, "wrk.lua"),
+                "http://127.0.0.1:%d%s" % (port, path)]
+        proc = self.procs.spawn(argv, log, d, env=env)
+        try:
+            proc.wait(secs + 30)
+        except subprocess.TimeoutExpired:
+            self.procs.stop(proc)
+            raise BenchError("wrk (%s) did not finish within %d s" % (label, secs + 30))
+        self.procs.stop(proc)
+        if proc.returncode != 0:
+            raise BenchError("wrk (%s) exited %d:\n%s" % (label, proc.returncode, tail(log)))
+        with open(log, "r", errors="replace") as f:
+            lines = [l for l in f if l.startswith("BENCH_RESULT ")]
+        if not lines:
+            raise BenchError("wrk (%s) printed no summary:\n%s" % (label, tail(log)))
+        r = json.loads(lines[-1][len("BENCH_RESULT "):])
+        secs_run = r["duration_us"] / 1e6
+        errors = sum(r["errors"].values())
+        r["rps"] = r["requests"] / secs_run if secs_run > 0 else 0.0
+        r["ok_rps"] = max(0, r["requests"] - r["errors"]["status"]) / secs_run if secs_run else 0
+        r["error_count"] = errors
+        r["offered"] = rate
+        if r["requests"] - r["errors"]["status"] <= 0:
+            raise BenchError("wrk (%s): no successful answer at all (%r)" % (label, r["errors"]))
+        return r
+
+    # ---- part A: B against G, against the static stand-in ---------------------------------
+
+    def smoke_b(self, port):
+        body = json.dumps({"inputs": [{"input": "q", "processor": "base"}]})
+        status, _, data = request(port, "POST", "/v1/tasks/groups/%s/runs" % GROUP, body,
+                                  {"Content-Type": "application/json"})
+        a = json_answer(data)
+        if status != 200 or not isinstance(a, dict) or len(a.get("run_ids") or []) != 1:
+            raise BenchError("B answered %d %r" % (status, data[:300]))
+
+    def smoke_g(self, port, token, body, expect_runs):
+        status, _, data = request(port, "POST", "/v1/runs", body,
+                                  {"Content-Type": "application/json",
+                                   "Authorization": "Bearer " + token})
+        a = json_answer(data)
+        if (status != 200 or not isinstance(a, dict) or a.get("status") != "accepted"
+                or len(a.get("run_ids") or []) != expect_runs):
+            raise BenchError("G answered %d %r" % (status, data[:400]))
+        return a
+
+    def part_static(self):
+        """Throughput and fixed-rate latency of B and G against the static stand-in."""
+        d = self.subdir("static")
+        res = self.results["parts"].setdefault("static", {})
+        mark = self.procs.mark()
+        daemon = front = None
+        try:
+            standin = start_standin(self.procs, self.args.nginx, d, KEY)
+            daemon = Daemon(self.procs, self.args.taskgate, d,
+                            "http://127.0.0.1:%d" % standin.ports[0])
+            token = daemon.setup_team(TEAM, KEY, PRESET)
+            daemon.start()
+            front = start_front(self.procs, self.args.nginx, d, TOP, daemon.sock_path, KEY,
+                                standin.ports[0])
+            self.static_runs(d, res, daemon, token, *front.ports)
+        finally:
+            self.stop_stack(res, mark, front, daemon)
+
+    def stop_stack(self, res, mark, front, daemon):
+        """Stops nginx first (no new requests), then the daemon (its exit code is kept),
+        then whatever else the part started."""
+        if front is not None:
+            front.stop()
+        if daemon is not None and daemon.proc is not None:
+            res["daemon_exit"] = daemon.stop()
+        self.procs.stop_since(mark)
+
+    def static_runs(self, d, res, daemon, token, g_port, b_port):
+        p = self.p
+        res["daemon_threads"] = 32
+        b_path = "/v1/tasks/groups/%s/runs" % GROUP
+        b_body = json.dumps({"inputs": [{"input": "q", "processor": "base"}]})
+        g_body = json.dumps({"taskgroup_id": GROUP, "inputs": ["q"]})
+        self.smoke_b(b_port)
+        self.smoke_g(g_port, token, g_body, 1)
+        self.smoke_g(g_port, token, g_body, 1)  # a second one: run ids must not clash
+        self.smoke_g(g_port, token, json.dumps({"inputs": ["q"]}), 1)  # group creation
+
+        def run_b(label, secs, conns, rate=0):
+            return self.wrk(d, label, b_port, b_path, b_body, None, secs, conns, rate)
+
+        def run_g(label, secs, conns, rate=0):
+            return self.wrk(d, label, g_port, "/v1/runs", g_body, token, secs, conns, rate)
+
+        if p["warm_secs"]:
+            run_b("warm-B", p["warm_secs"], p["max_conns"])
+            run_g("warm-G", p["warm_secs"], p["max_conns"])
+        rounds = {"B": [], "G": []}
+        for i in range(p["max_rounds"]):
+            self.say("max throughput, round %d of %d" % (i + 1, p["max_rounds"]))
+            rounds["B"].append(run_b("max-B", p["max_secs"], p["max_conns"]))
+            cpu0 = daemon.cpu()
+            g = run_g("max-G", p["max_secs"], p["max_conns"])
+            g["daemon_cpu_us_per_request"] = (daemon.cpu() - cpu0) * 1e6 / max(1, g["requests"])
+            rounds["G"].append(g)
+        best = {k: max(v, key=lambda r: r["ok_rps"]) for k, v in rounds.items()}
+        res["max"] = {"rounds": rounds, "B": best["B"], "G": best["G"],
+                      "conns": p["max_conns"], "secs": p["max_secs"],
+                      "ratio": best["G"]["ok_rps"] / best["B"]["ok_rps"]}
+        res["rss_after_max_kb"] = daemon.memory()
+
+        b_max = best["B"]["ok_rps"]
+        points = []
+        for frac in p["lat_fracs"]:
+            rate = frac * b_max
+            self.say("fixed rate %.0f%% of B's max: %.0f requests/s" % (frac * 100, rate))
+            points.append({"frac": frac, "offered": rate,
+                           "B": run_b("rate-B", p["lat_secs"], p["lat_conns"], rate),
+                           "G": run_g("rate-G", p["lat_secs"], p["lat_conns"], rate)})
+        res["latency"] = points
+        # For the record: both at half of G's own maximum, a load G can carry.
+        rate = 0.5 * best["G"]["ok_rps"]
+        self.say("fixed rate half of G's max: %.0f requests/s" % rate)
+        res["latency_half_g"] = {
+            "offered": rate,
+            "B": run_b("rate-B", p["lat_secs"], p["lat_conns"], rate),
+            "G": run_g("rate-G", p["lat_secs"], p["lat_conns"], rate)}
+        res["rss_kb"] = daemon.memory()
+        res["states"] = self.db_states(daemon.db_path)
+        res["files"] = file_sizes(daemon.db_path)
+
+    @staticmethod
+    def db_states(db_path):
+        conn = sqlite3.connect("file:%s?mode=ro" % db_path, uri=True, timeout=10)
+        try:
+            rows = conn.execute("SELECT state, count(*) FROM submissions GROUP BY state")
+            return {state: n for state, n in rows}
+        finally:
+            conn.close()
+
+    # ---- part S: a slow upstream and many clients ---------------------------------------
+
+    def part_slow(self):
+        p = self.p
+        d = self.subdir("slow")
+        res = self.results["parts"].setdefault("slow", {})
+        latency = p["slow_latency_ms"]
+        clients = p["slow_clients"]
+        mark = self.procs.mark()
+        daemon = front = None
+        try:
+            _, sim_port = start_sim(self.procs, self.args.sim, d, latency)
+            daemon = Daemon(self.procs, self.args.taskgate, d,
+                            "http://127.0.0.1:%d" % sim_port, {"threads": p["slow_threads"]})
+            token = daemon.setup_team(TEAM, KEY, PRESET)
+            daemon.start()
+            front = start_front(self.procs, self.args.nginx, d, TOP, daemon.sock_path)
+            port = front.ports[0]
+            gid = sim_create_group(sim_port, KEY)
+            body = json.dumps({"taskgroup_id": gid, "inputs": ["q"]})
+            self.smoke_g(port, token, body, 1)
+            self.say("slow upstream: %d ms, %d clients, %.1f s" % (latency, clients,
+                                                                   p["slow_warm"] + p["slow_window"]))
+            res.update(closed_loop(port, token, body, clients, p["slow_warm"],
+                                   p["slow_window"]))
+            res.update({"upstream_latency_ms": latency, "clients": clients,
+                        "threads": p["slow_threads"],
+                        "ideal_rps": clients * 1000.0 / latency})
+            res["fraction_of_ideal"] = res["rps"] / res["ideal_rps"]
+            res["rss_kb"] = daemon.memory()
+            if res["completed"] == 0:
+                raise BenchError("no submission completed in the window")
+        finally:
+            self.stop_stack(res, mark, front, daemon)
+
+    # ---- part L: one large submission, and the store's recording rate ---------------------
+
+    def part_large(self):
+        p = self.p
+        d = self.subdir("large")
+        res = self.results["parts"].setdefault("large", {})
+        mark = self.procs.mark()
+        daemon = front = None
+        try:
+            _, sim_port = start_sim(self.procs, self.args.sim, d, 0)
+            daemon = Daemon(self.procs, self.args.taskgate, d, "http://127.0.0.1:%d" % sim_port)
+            token = daemon.setup_team(TEAM, KEY, PRESET)
+            daemon.start()
+            front = start_front(self.procs, self.args.nginx, d, TOP, daemon.sock_path)
+            port = front.ports[0]
+            gid = sim_create_group(sim_port, KEY)
+            self.smoke_g(port, token, json.dumps({"taskgroup_id": gid, "inputs": ["q"]}), 1)
+            res["rss_before_kb"] = daemon.memory()
+            n = p["bulk_inputs"]
+            body = json.dumps({"taskgroup_id": gid,
+                               "inputs": ["question number %d" % i for i in range(n)]})
+            res["inputs"] = n
+            res["body_bytes"] = len(body)
+            reps = []
+            for i in range(p["bulk_repeats"]):
+                self.say("one submission of %d inputs (%d of %d)" % (n, i + 1, p["bulk_repeats"]))
+                t0 = time.monotonic()
+                a = self.smoke_g(port, token, body, n)
+                wall_ms = (time.monotonic() - t0) * 1000
+                rep = {"submission_id": a["submission_id"], "client_ms": wall_ms,
+                       "calls": len(a.get("calls") or [])}
+                rep.update(log_times(daemon, a["submission_id"]))
+                rep.update(record_gaps(daemon.db_path, a["submission_id"], n))
+                reps.append(rep)
+            res["repeats"] = reps
+            res["gateway_ms_median"] = statistics.median(r["gateway_ms"] for r in reps)
+            res["rss_kb"] = daemon.memory()
+
+            self.say("recording rate: %d clients of %d-input submissions for %.1f s"
+                     % (p["store_clients"], p["store_inputs"], p["store_secs"]))
+            body = json.dumps({"taskgroup_id": gid,
+                               "inputs": ["q %d" % i for i in range(p["store_inputs"])]})
+            res["store_loop"] = store_loop(port, token, body, daemon.db_path,
+                                           p["store_clients"], p["store_secs"])
+            res["store_loop"]["inputs_per_submission"] = p["store_inputs"]
+            res["rss_after_loop_kb"] = daemon.memory()
+            res["files"] = file_sizes(daemon.db_path)
+        finally:
+            self.stop_stack(res, mark, front, daemon)
+
+    # ---- running the parts ----------------------------------------------------------------
+
+    def run_part(self, name, fn):
+        t0 = time.monotonic()
+        try:
+            fn()
+        except BenchError as e:
+            self.results["failures"].append({"part": name, "error": str(e)})
+            self.say("part %s FAILED: %s" % (name, e))
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as e:  # a bug or an unexpected answer: the part did not run
+            self.results["failures"].append({"part": name, "error": "%s: %s"
+                                             % (type(e).__name__, e)})
+            self.say("part %s FAILED: %s: %s" % (name, type(e).__name__, e))
+        finally:
+            self.results["parts"].setdefault(name, {})["elapsed_s"] = time.monotonic() - t0
+
+
+# ---- load generators in Python (low rates) ------------------------------------------------
+
+def post_loop(port, token, body, until, record):
+    """Posts body on one kept-alive connection until the monotonic time until; calls
+    record(start, end, status) per answer."""
+    import http.client
+    conn = None
+    headers = {"Content-Type": "application/json", "Authorization": "Bearer " + token}
+    while time.monotonic() < until:
+        if conn is None:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        t0 = time.monotonic()
+        try:
+            conn.request("POST", "/v1/runs", body=body, headers=headers)
+            r = conn.getresponse()
+            r.read()
+            status = r.status
+            if r.getheader("connection", "").lower() == "close":
+                conn.close()
+                conn = None
+        except (OSError, http.client.HTTPException):
+            status = 0
+            conn.close()
+            conn = None
+        record(t0, time.monotonic(), status)
+    if conn is not None:
+        conn.close()
+
+
+def closed_loop(port, token, body, clients, warm, window):
+    """clients threads, each sending one submission after another for warm + window
+    seconds. The rate is measured in the window only: for each client, (k - 1) answers
+    over the time between its first and last answer in the window, summed over clients
+    (unbiased by where the window's edges fall); the plain count over the window is given
+    too."""
+    per_client = [[] for _ in range(clients)]
+    old = threading.stack_size(256 * 1024)
+    start = time.monotonic() + 0.2
+    until = start + warm + window
+    threads = []
+    try:
+        for i in range(clients):
+            rec = per_client[i].append
+            t = threading.Thread(target=lambda rec=rec: post_loop(
+                port, token, body, until, lambda s, e, st: rec((s, e, st))), daemon=True)
+            t.start()
+            threads.append(t)
+    finally:
+        threading.stack_size(old)
+    for t in threads:
+        t.join(until - time.monotonic() + 120)
+    w0, w1 = start + warm, start + warm + window
+    rate, completed, errors, lat = 0.0, 0, 0, []
+    for answers in per_client:
+        ends = [e for s, e, st in answers if w0 <= e <= w1 and st == 200]
+        errors += sum(1 for s, e, st in answers if w0 <= e <= w1 and st != 200)
+        lat += [(e - s) * 1000 for s, e, st in answers if w0 <= e <= w1 and st == 200]
+        completed += len(ends)
+        if len(ends) >= 2:
+            rate += (len(ends) - 1) / (ends[-1] - ends[0])
+    lat.sort()
+    return {"rps": rate, "rps_plain": completed / window, "completed": completed,
+            "errors": errors, "window_s": window,
+            "latency_ms": {"p50": pct(lat, 50), "p99": pct(lat, 99),
+                           "max": lat[-1] if lat else None},
+            "alive_threads": sum(1 for t in threads if t.is_alive())}
+
+
+def store_loop(port, token, body, db_path, clients, secs):
+    """clients threads submitting body for secs seconds while a reader counts the rows of
+    `runs` every 0.25 s; the rate is the slope between the first sample after 0.5 s and
+    the last one."""
+    statuses = {}
+    lock = threading.Lock()
+
+    def rec(s, e, st):
+        with lock:
+            statuses[st] = statuses.get(st, 0) + 1
+
+    start = time.monotonic()
+    until = start + secs
+    threads = [threading.Thread(target=post_loop, args=(port, token, body, until, rec),
+                                daemon=True) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    samples = []
+    conn = sqlite3.connect("file:%s?mode=ro" % db_path, uri=True, timeout=10)
+    try:
+        while time.monotonic() < until:
+            n = conn.execute("SELECT count(*) FROM runs").fetchone()[0]
+            samples.append((time.monotonic() - start, n))
+            time.sleep(0.25)
+    finally:
+        conn.close()
+    for t in threads:
+        t.join(120)
+    use = [s for s in samples if s[0] >= 0.5] or samples
+    rate = None
+    if len(use) >= 2 and use[-1][0] > use[0][0]:
+        rate = (use[-1][1] - use[0][1]) / (use[-1][0] - use[0][0])
+    return {"runs_per_s": rate, "statuses": {str(k): v for k, v in statuses.items()},
+            "samples": len(samples), "secs": secs, "clients": clients}
+
+
+def pct(sorted_values, q):
+    if not sorted_values:
+        return None
+    i = min(len(sorted_values) - 1, max(0, int(round(q / 100.0 * len(sorted_values) + 0.5)) - 1))
+    return sorted_values[i]
+
+
+# ---- reading the daemon's records ---------------------------------------------------------
+
+def log_times(daemon, submission_id):
+    """upstream_ms and total_ms from the daemon's request line for this submission."""
+    for _ in range(50):  # the line is written just after the answer
+        for line in reversed(daemon.log_lines()):
+            if "submission_id=%s" % submission_id in line and "msg=request" in line:
+                fields = dict(f.split("=", 1) for f in line.split() if "=" in f)
+                up, total = int(fields["upstream_ms"]), int(fields["total_ms"])
+                return {"upstream_ms": up, "total_ms": total, "gateway_ms": total - up}
+        time.sleep(0.05)
+    raise BenchError("no request line for %s in the daemon's log:\n%s"
+                     % (submission_id, tail(daemon.log_path)))
+
+
+def parse_time(text):
+    return datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(
+        tzinfo=datetime.timezone.utc).timestamp() * 1000
+
+
+def record_gaps(db_path, submission_id, n):
+    """The time between one upstream call's end and the next call's start (and, after the
+    last, the submission's completion), summed: where the runs are recorded, plus reading
+    the answer and building the next chunk, so an upper bound on the recording time."""
+    conn = sqlite3.connect("file:%s?mode=ro" % db_path, uri=True, timeout=10)
+    try:
+        calls = conn.execute("SELECT started_at, finished_at FROM upstream_calls"
+                             " WHERE submission_id = ? ORDER BY seq", (submission_id,)).fetchall()
+        done = conn.execute("SELECT completed_at FROM submissions WHERE id = ?",
+                            (submission_id,)).fetchone()[0]
+        runs = conn.execute("SELECT count(*) FROM runs WHERE submission_id = ?",
+                            (submission_id,)).fetchone()[0]
+    finally:
+        conn.close()
+    if runs != n:
+        raise BenchError("submission %s has %d runs recorded, not %d" % (submission_id, runs, n))
+    starts = [parse_time(s) for s, _ in calls] + [parse_time(done)]
+    gaps = [starts[i + 1] - parse_time(f) for i, (_, f) in enumerate(calls)]
+    total = sum(gaps)
+    return {"record_gaps_ms": total, "record_runs_per_s": n / total * 1000 if total > 0 else None}
+
+
+# ---- main -----------------------------------------------------------------------------------
+
+def find_wrk(args):
+    found = shutil.which("wrk")
+    if found or args.no_install:
+        return found
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        sys.stderr.write("[bench] wrk is missing: apt-get install -y wrk\n")
+        r = subprocess.run(["apt-get", "install", "-y", "-q", "wrk"], stdin=subprocess.DEVNULL,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        if r.returncode != 0:
+            sys.stderr.write("[bench] apt-get install wrk failed: %s\n" % r.stderr.strip()[-300:])
+    return shutil.which("wrk")
+
+
+def parse_args(argv):
+    ap = argparse.ArgumentParser(prog="tests/bench/run", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true",
+                    help="a few seconds: every part once with tiny loads (for CI)")
+    ap.add_argument("--build", default=os.path.join(TOP, "build"),
+                    help="the build directory (DIR/taskgate, DIR/tests/tg_sim)")
+    ap.add_argument("--out", help="where the results go (default: a new temporary directory)")
+    ap.add_argument("--nginx", help="the nginx binary (default: nginx on PATH, /usr/sbin/nginx)")
+    ap.add_argument("--keep", action="store_true", help="keep the working directory (logs)")
+    ap.add_argument("--no-install", action="store_true",
+                    help="do not apt-get install wrk when it is missing")
+    ap.add_argument("--pidfile", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    build = os.path.abspath(args.build)
+    args.taskgate = os.path.join(build, "taskgate")
+    args.sim = os.path.join(build, "tests", "tg_sim")
+    for path in (args.taskgate, args.sim):
+        if not os.access(path, os.X_OK):
+            ap.error("%s is missing: build first (cmake --build %s --target taskgate tg_sim)"
+                     % (path, build))
+    args.nginx = args.nginx or shutil.which("nginx") or "/usr/sbin/nginx"
+    if not os.access(args.nginx, os.X_OK):
+        ap.error("nginx not found (give --nginx PATH)")
+    return args
+
+
+def on_signal(signum, _frame):
+    raise SystemExit(128 + signum)
+
+
+def main(argv):
+    args = parse_args(argv)
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, on_signal)
+    mode = "quick" if args.quick else "full"
+    out = os.path.abspath(args.out) if args.out else tempfile.mkdtemp(prefix="taskgate-bench-")
+    os.makedirs(out, exist_ok=True)
+    work = tempfile.mkdtemp(prefix="tgb-")  # short: the daemon's socket path lives here
+    os.chmod(work, 0o755)
+    if args.pidfile:  # so that tests/bench/run can say where the logs are if we are killed
+        with open(args.pidfile + ".workdir", "w") as f:
+            f.write(work + "\n")
+    procs = Procs(args.pidfile)
+    bench = Bench(args, PROFILES[mode], procs, work, out)
+    r = bench.results
+    r.update({"mode": mode, "started": datetime.datetime.now(datetime.timezone.utc)
+              .strftime("%Y-%m-%dT%H:%M:%SZ"), "cpus": os.cpu_count(),
+              "loadavg_before": os.getloadavg(), "build": os.path.abspath(args.build),
+              "profile": PROFILES[mode]})
+    t0 = time.monotonic()
+    try:
+        args.wrk = find_wrk(args)
+        if args.wrk:
+            bench.run_part("static", bench.part_static)
+        else:
+            r["skipped"].append("static: wrk is not installed (apt-get install wrk); B/G "
+                                "throughput and latency were not measured")
+            bench.say("SKIPPED B/G throughput and latency: wrk not found")
+        bench.run_part("slow", bench.part_slow)
+        bench.run_part("large", bench.part_large)
+    except BaseException as e:  # a signal (SystemExit) or Ctrl-C: report what was done
+        r["failures"].append({"part": "run", "error": "interrupted (%s)" % type(e).__name__})
+        raise
+    finally:
+        procs.stop_all()
+        r["elapsed_s"] = time.monotonic() - t0
+        r["loadavg_after"] = os.getloadavg()
+        text = report.write(r, out)
+        sys.stdout.write(text)
+        failed = bool(r["failures"])
+        if failed or args.keep:
+            sys.stdout.write("working directory kept (logs): %s\n" % work)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+        sys.stdout.write("results: %s\n" % out)
+    return 1 if r["failures"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

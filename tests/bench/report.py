@@ -1,0 +1,223 @@
+"""The benchmark's report: the figures as a text table with the issue's targets (PASS/MISS,
+never an error), the same as JSON, and, when gnuplot is installed, latency against offered
+load as a PNG. Standard library only."""
+
+import json
+import os
+import shutil
+import subprocess
+
+MB = 1024  # kB per MB, as VmHWM is given in kB
+
+
+def _f(v, fmt="%.0f", none="-"):
+    return none if v is None else fmt % v
+
+
+def _ms(us):
+    return None if us is None else us / 1000.0
+
+
+def _target(r, name, value, limit, ok, shown):
+    r.setdefault("targets", []).append({
+        "target": name, "value": value, "limit": limit,
+        "result": "n/a" if value is None else ("PASS" if ok(value) else "MISS"),
+        "shown": shown})
+
+
+def _saturated(run):
+    return run["offered"] > 0 and run["ok_rps"] < 0.95 * run["offered"]
+
+
+def targets(r):
+    """Fills r['targets'] from the figures; a figure that was not measured is n/a."""
+    r["targets"] = []
+    st = r["parts"].get("static", {})
+    mx = st.get("max")
+    ratio = mx["ratio"] if mx else None
+    _target(r, "G/B throughput >= 0.5", ratio, 0.5, lambda v: v >= 0.5, _f(ratio, "%.2f"))
+    half = next((p for p in st.get("latency", []) if abs(p["frac"] - 0.5) < 1e-9), None)
+    added = None
+    if half:
+        added = _ms(half["G"]["latency_us"]["p99"] - half["B"]["latency_us"]["p99"])
+    _target(r, "p99 added by the gateway <= 2 ms at half B's max", added, 2.0,
+            lambda v: v <= 2.0, _f(added, "%.2f ms"))
+    slow = r["parts"].get("slow", {})
+    frac = slow.get("fraction_of_ideal")
+    _target(r, "slow upstream: >= 95% of ideal", frac, 0.95, lambda v: v >= 0.95,
+            _f(None if frac is None else frac * 100, "%.1f%%"))
+    large = r["parts"].get("large", {})
+    gw = large.get("gateway_ms_median")
+    _target(r, "%s inputs: <= 150 ms of gateway time" % _f(large.get("inputs"), "%d", "10000"),
+            gw, 150, lambda v: v <= 150, _f(gw, "%.0f ms"))
+    hwm = (large.get("rss_kb") or {}).get("VmHWM")
+    hwm_mb = None if hwm is None else hwm / MB
+    _target(r, "%s inputs: <= 64 MB RSS (VmHWM)" % _f(large.get("inputs"), "%d", "10000"),
+            hwm_mb, 64, lambda v: v <= 64, _f(hwm_mb, "%.1f MB"))
+
+
+def _run_row(name, run):
+    lat = run["latency_us"]
+    sat = "  (saturated)" if _saturated(run) else ""
+    return "  %-3s %9s %9s %9s %9s %9s %7d%s" % (
+        name, _f(run["offered"]) if run["offered"] else "max", _f(run["ok_rps"]),
+        _f(_ms(lat["p50"]), "%.2f"), _f(_ms(lat["p99"]), "%.2f"), _f(_ms(lat["max"]), "%.1f"),
+        run["error_count"], sat)
+
+
+def table(r):
+    out = []
+    w = out.append
+    w("taskgate benchmark, %s mode, %s, %s CPUs, load average %.2f before / %.2f after, "
+      "%.0f s" % (r["mode"], r["started"], r["cpus"], r["loadavg_before"][0],
+                  r["loadavg_after"][0], r["elapsed_s"]))
+    if r["mode"] == "quick":
+        w("(quick mode: tiny loads to keep the script working; the figures mean little)")
+    w("")
+    st = r["parts"].get("static", {})
+    mx = st.get("max")
+    if mx:
+        w("B = nginx proxy_pass to the static stand-in (adds x-api-key); G = nginx -> taskgate "
+          "(FastCGI, real site,")
+        w("SQLite audit, %d threads) -> the same stand-in. One front nginx worker; wrk -t%d; "
+          "2 cores shared by all." % (st.get("daemon_threads", 32), r["profile"]["wrk_threads"]))
+        w("")
+        w("Maximum throughput (wrk, %d connections, %d s, best of %d rounds)"
+          % (mx["conns"], mx["secs"], len(mx["rounds"]["B"])))
+        w("  %-3s %12s  %-40s %7s" % ("", "requests/s", "rounds", "errors"))
+        for k in ("B", "G"):
+            rounds = ", ".join(_f(x["ok_rps"]) for x in mx["rounds"][k])
+            w("  %-3s %12s  %-40s %7d" % (k, _f(mx[k]["ok_rps"]), rounds, mx[k]["error_count"]))
+        w("  G/B %12s" % _f(mx["ratio"], "%.3f"))
+        cpu = mx["G"].get("daemon_cpu_us_per_request")
+        if cpu is not None:
+            w("  the daemon used %.0f us of CPU per G request in its best round (%.0f%% of one "
+              "core)" % (cpu, cpu * mx["G"]["rps"] / 1e4))
+        w("")
+    if st.get("latency"):
+        w("Latency at a fixed offered load (wrk + tests/bench/wrk.lua pacing, %d connections, "
+          "%d s each)" % (r["profile"]["lat_conns"], r["profile"]["lat_secs"]))
+        w("  %-3s %9s %9s %9s %9s %9s %7s" % ("", "offered/s", "achieved", "p50 ms", "p99 ms",
+                                              "max ms", "errors"))
+        for p in st["latency"]:
+            w(" %3.0f%% of B's max:" % (p["frac"] * 100))
+            w(_run_row("B", p["B"]))
+            w(_run_row("G", p["G"]))
+        h = st.get("latency_half_g")
+        if h:
+            w(" 50% of G's max (for reference):")
+            w(_run_row("B", h["B"]))
+            w(_run_row("G", h["G"]))
+        w("  (saturated: achieved < 95% of offered; its latencies are then closed-loop, "
+          "measured from the send)")
+        w("")
+    if st.get("rss_kb"):
+        w("Daemon memory after the B/G runs: VmHWM %.1f MB, VmRSS %.1f MB; submissions "
+          "recorded by state: %s" % (st["rss_kb"].get("VmHWM", 0) / MB,
+                                     st["rss_kb"].get("VmRSS", 0) / MB,
+                                     json.dumps(st.get("states", {}))))
+        files = st.get("files")
+        if files:
+            w("  database %.1f MB, its WAL %.1f MB" % (files["db"] / 2**20,
+                                                      files["db_wal"] / 2**20))
+        w("")
+    slow = r["parts"].get("slow", {})
+    if "rps" in slow:
+        w("Slow upstream (tg_sim --latency-ms %d), %d clients one submission after another, "
+          "threads = %d, %.1f s window"
+          % (slow["upstream_latency_ms"], slow["clients"], slow["threads"], slow["window_s"]))
+        w("  submissions/s %.1f (plain count %.1f) of ideal %.1f = %.1f%%; %d answers, %d "
+          "errors" % (slow["rps"], slow["rps_plain"], slow["ideal_rps"],
+                      slow["fraction_of_ideal"] * 100, slow["completed"], slow["errors"]))
+        lat = slow["latency_ms"]
+        w("  latency p50 %s ms, p99 %s ms, max %s ms; daemon VmHWM %.1f MB"
+          % (_f(lat["p50"], "%.1f"), _f(lat["p99"], "%.1f"), _f(lat["max"], "%.1f"),
+             (slow.get("rss_kb") or {}).get("VmHWM", 0) / MB))
+        w("")
+    large = r["parts"].get("large", {})
+    if large.get("repeats"):
+        w("One submission of %d inputs (%d bytes) to tg_sim without latency; gateway time = "
+          "total_ms - upstream_ms of the daemon's log line" % (large["inputs"],
+                                                                large["body_bytes"]))
+        for i, x in enumerate(large["repeats"]):
+            w("  #%d  gateway %4d ms (total %d, upstream %d; client saw %.0f ms), %d calls; "
+              "between calls %.0f ms -> >= %s runs/s recorded"
+              % (i + 1, x["gateway_ms"], x["total_ms"], x["upstream_ms"], x["client_ms"],
+                 x["calls"], x["record_gaps_ms"], _f(x["record_runs_per_s"])))
+        w("  daemon VmHWM %.1f MB after (%.1f MB before the first)"
+          % ((large.get("rss_kb") or {}).get("VmHWM", 0) / MB,
+             (large.get("rss_before_kb") or {}).get("VmHWM", 0) / MB))
+        w("")
+    loop = large.get("store_loop")
+    if loop:
+        w("Audit store, sustained: %d clients sending %d-input submissions to tg_sim for %.0f s; "
+          "SELECT count(*) FROM runs" % (loop["clients"], loop["inputs_per_submission"],
+                                         loop["secs"]))
+        w("  sampled every 0.25 s: %s runs/s recorded end to end (answers by status: %s)"
+          % (_f(loop["runs_per_s"]), json.dumps(loop["statuses"])))
+        w("  (a lower bound on the store alone: each run also crosses nginx, JSON, tg_sim)")
+        files = large.get("files")
+        if files:
+            w("  database %.1f MB, its WAL %.1f MB" % (files["db"] / 2**20,
+                                                      files["db_wal"] / 2**20))
+        w("")
+    w("Targets (from the issue; never fail the script):")
+    for t in r.get("targets", []):
+        w("  %-5s %-52s %s" % (t["result"], t["target"], t["shown"]))
+    w("")
+    for s in r["skipped"]:
+        w("SKIPPED %s" % s)
+    for f in r["failures"]:
+        w("FAILED to run: %s: %s" % (f["part"], f["error"]))
+    return "\n".join(out) + "\n"
+
+
+def plot(r, out):
+    """latency.dat always; latency.png when gnuplot is installed. Returns a note."""
+    points = r["parts"].get("static", {}).get("latency") or []
+    if not points:
+        return "no latency points to plot"
+    dat = os.path.join(out, "latency.dat")
+    with open(dat, "w") as f:
+        f.write("# offered/s  B_achieved B_p50_ms B_p99_ms  G_achieved G_p50_ms G_p99_ms\n")
+        for p in points:
+            b, g = p["B"], p["G"]
+            f.write("%.1f  %.1f %.3f %.3f  %.1f %.3f %.3f\n" % (
+                p["offered"], b["ok_rps"], _ms(b["latency_us"]["p50"]),
+                _ms(b["latency_us"]["p99"]), g["ok_rps"], _ms(g["latency_us"]["p50"]),
+                _ms(g["latency_us"]["p99"])))
+    gnuplot = shutil.which("gnuplot")
+    if not gnuplot:
+        return "gnuplot not installed: no latency.png (data in latency.dat)"
+    png = os.path.join(out, "latency.png")
+    script = "\n".join([
+        "set terminal png size 900,560",
+        "set output '%s'" % png,
+        "set title 'taskgate: latency against offered load (B = nginx proxy, G = taskgate)'",
+        "set xlabel 'offered load, requests/s'",
+        "set ylabel 'latency, ms'",
+        "set logscale y",
+        "set grid",
+        "set key top left",
+        "plot '%s' using 1:3 with linespoints title 'B p50', "
+        "'' using 1:4 with linespoints title 'B p99', "
+        "'' using 1:6 with linespoints title 'G p50', "
+        "'' using 1:7 with linespoints title 'G p99'" % dat,
+    ])
+    res = subprocess.run([gnuplot], input=script, capture_output=True, text=True, timeout=60)
+    if res.returncode != 0:
+        return "gnuplot failed: %s" % res.stderr.strip()[-300:]
+    return "plot: %s" % png
+
+
+def write(r, out):
+    """Writes bench-results.txt, bench-results.json and the plot to out; the text."""
+    targets(r)
+    note = plot(r, out)
+    text = table(r) + note + "\n"
+    with open(os.path.join(out, "bench-results.txt"), "w") as f:
+        f.write(text)
+    with open(os.path.join(out, "bench-results.json"), "w") as f:
+        json.dump(r, f, indent=1, sort_keys=True)
+        f.write("\n")
+    return text

@@ -1,0 +1,398 @@
+"""The benchmark's processes: the static upstream stand-in (nginx), the upstream simulator,
+the daemon and the front nginx (the real site for G, the baseline for B), each in one
+working directory on free loopback ports, always stopped again. Standard library only.
+
+Every process is started in its own session, and its pid and executable are appended to
+a pid file, so that tests/bench/run can kill what is left if this Python process dies
+without cleaning up.
+"""
+
+import http.client
+import json
+import os
+import re
+import signal
+import socket
+import stat
+import subprocess
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TOP = os.path.dirname(os.path.dirname(HERE))
+TOKEN_RE = re.compile(r"^tg_[0-9a-f]{48}$")
+
+
+class BenchError(RuntimeError):
+    """A part of the benchmark could not run; the message says why (with log tails)."""
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def tail(path, lines=20):
+    try:
+        with open(path, "r", encoding="utf-8", errors="replace") as f:
+            text = f.read()
+    except OSError as e:
+        return "(%s: %s)" % (path, e.strerror)
+    return "\n".join(text.splitlines()[-lines:]) or "(%s is empty)" % path
+
+
+def child_env():
+    """Our environment without TASKGATE_* overrides, so that a developer's shell cannot
+    change what the generated config says."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("TASKGATE_")}
+
+
+def fill(template_name, values):
+    """The template tests/bench/NAME with every @KEY@ replaced (nginx uses $ itself)."""
+    with open(os.path.join(HERE, template_name), "r") as f:
+        text = f.read()
+    for k, v in values.items():
+        text = text.replace("@%s@" % k, str(v))
+    left = re.findall(r"@[A-Z_]+@", text)
+    if left:
+        raise BenchError("%s: no value for %s" % (template_name, ", ".join(sorted(set(left)))))
+    return text
+
+
+def vm_status(pid):
+    """{'VmHWM': kB, 'VmRSS': kB} of a live process, or {} when it is gone."""
+    out = {}
+    try:
+        with open("/proc/%d/status" % pid, "r") as f:
+            for line in f:
+                name, _, rest = line.partition(":")
+                if name in ("VmHWM", "VmRSS"):
+                    out[name] = int(rest.split()[0])
+    except OSError:
+        return {}
+    return out
+
+
+def cpu_seconds(pid):
+    """User and system CPU time a live process has used so far, in seconds (0 when gone)."""
+    try:
+        with open("/proc/%d/stat" % pid, "r") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    # After the command name: state is field 3, utime 14 and stime 15 (man 5 proc).
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def file_sizes(db_path):
+    """Sizes in bytes of the database and its WAL (0 when absent)."""
+    out = {}
+    for suffix in ("", "-wal"):
+        try:
+            out["db" + suffix.replace("-", "_")] = os.path.getsize(db_path + suffix)
+        except OSError:
+            out["db" + suffix.replace("-", "_")] = 0
+    return out
+
+
+def request(port, method, path, body=None, headers=None, timeout=60):
+    """One HTTP request to 127.0.0.1:port; (status, headers lowercased, body bytes)."""
+    if isinstance(body, str):
+        body = body.encode("utf-8")
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers=dict(headers or {}))
+        resp = conn.getresponse()
+        data = resp.read()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, data
+    finally:
+        conn.close()
+
+
+def json_answer(data):
+    try:
+        return json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return None
+
+
+class Procs:
+    """The processes this run started, stopped in reverse order by stop_all()."""
+
+    def __init__(self, pidfile=None):
+        self.pidfile = pidfile
+        self.live = []
+
+    def spawn(self, argv, log_path, cwd, env=None):
+        log = open(log_path, "ab")
+        try:
+            p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
+                                 stderr=subprocess.STDOUT, cwd=cwd, env=env,
+                                 start_new_session=True)
+        finally:
+            log.close()
+        self.live.append(p)
+        if self.pidfile:
+            with open(self.pidfile, "a") as f:
+                f.write("%d %s\n" % (p.pid, os.path.realpath(argv[0])))
+        return p
+
+    def stop(self, p, sig=signal.SIGTERM, timeout=10.0):
+        """Sends sig, waits up to timeout s, then kills p's whole process group (nginx's
+        workers are in it). Returns the exit code."""
+        if p is None:
+            return None
+        if p.poll() is None:
+            try:
+                p.send_signal(sig)
+            except ProcessLookupError:
+                pass
+            try:
+                p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                # Still alive, so its group id is still ours: the group goes (workers too).
+                try:
+                    os.killpg(p.pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    p.kill()
+                p.wait(5)
+        if p in self.live:
+            self.live.remove(p)
+        return p.returncode
+
+    def mark(self):
+        """A mark for stop_since(): how many processes are running now."""
+        return len(self.live)
+
+    def stop_since(self, mark):
+        """Stops, newest first, every process started after mark() and still running."""
+        for p in reversed(list(self.live[mark:])):
+            try:
+                self.stop(p, signal.SIGTERM, 15.0)
+            except Exception:  # keep stopping the rest
+                pass
+
+    def stop_all(self):
+        for p in reversed(list(self.live)):
+            try:
+                self.stop(p, signal.SIGTERM, 5.0)
+            except Exception:  # keep stopping the rest
+                pass
+
+
+def wait_port(proc, port, what, log_path, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise BenchError("%s exited with %s:\n%s" % (what, proc.returncode, tail(log_path)))
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise BenchError("%s did not answer on port %d within %.0f s:\n%s"
+                             % (what, port, timeout, tail(log_path)))
+        time.sleep(0.02)
+
+
+def nginx_user():
+    # As root, nginx's workers would run as nobody and could not reach the daemon's socket
+    # in our directory; the integration harness does the same.
+    return "user root;" if os.geteuid() == 0 else ""
+
+
+def make_tmp_dirs(d):
+    for sub in ("body", "fastcgi", "proxy", "uwsgi", "scgi"):
+        os.makedirs(os.path.join(d, "tmp", sub), exist_ok=True)
+
+
+class Nginx:
+    """One nginx (daemon off, one worker) whose config text is made by conf(ports)."""
+
+    def __init__(self, procs, nginx_bin, d, name, conf, nports):
+        self.procs, self.bin, self.dir, self.name = procs, nginx_bin, d, name
+        self.conf, self.nports = conf, nports
+        self.proc = None
+        self.ports = None
+
+    def start(self):
+        make_tmp_dirs(self.dir)
+        conf_path = os.path.join(self.dir, self.name + ".conf")
+        log_path = os.path.join(self.dir, self.name + ".out")
+        err_path = os.path.join(self.dir, self.name + "-error.log")
+        last = None
+        for _attempt in range(3):  # a port may be taken between picking and binding
+            self.ports = [free_port() for _ in range(self.nports)]
+            with open(conf_path, "w") as f:
+                f.write(self.conf(self.ports))
+            argv = [self.bin, "-p", self.dir + "/", "-c", conf_path, "-e", err_path]
+            self.proc = self.procs.spawn(argv, log_path, self.dir)
+            try:
+                for port in self.ports:
+                    wait_port(self.proc, port, "nginx (%s)" % self.name, err_path)
+                return self
+            except BenchError as e:
+                last = e
+                self.procs.stop(self.proc)
+                self.proc = None
+                if "Address already in use" not in tail(err_path):
+                    raise
+        raise last
+
+    def stop(self):
+        self.procs.stop(self.proc, signal.SIGTERM, 10.0)
+        self.proc = None
+
+
+def start_standin(procs, nginx_bin, d, key):
+    """The static stand-in; returns the Nginx (its port is .ports[0])."""
+    def conf(ports):
+        return fill("standin.conf.in", {"USER": nginx_user(), "DIR": d, "PORT": ports[0],
+                                        "KEY": key})
+    return Nginx(procs, nginx_bin, d, "standin", conf, 1).start()
+
+
+def start_sim(procs, sim_bin, d, latency_ms=0):
+    """tg_sim on a free port, quiet; returns (proc, port)."""
+    port_file = os.path.join(d, "sim.port")
+    log_path = os.path.join(d, "sim.log")
+    argv = [sim_bin, "--port", "0", "--port-file", port_file, "--quiet"]
+    if latency_ms:
+        argv += ["--latency-ms", str(latency_ms)]
+    proc = procs.spawn(argv, log_path, d)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            with open(port_file, "r") as f:
+                text = f.read().strip()
+            if text.isdigit():
+                return proc, int(text)
+        except OSError:
+            pass
+        if proc.poll() is not None:
+            raise BenchError("tg_sim exited with %s:\n%s" % (proc.returncode, tail(log_path)))
+        if time.monotonic() > deadline:
+            raise BenchError("tg_sim wrote no port file within 10 s:\n%s" % tail(log_path))
+        time.sleep(0.02)
+
+
+def sim_create_group(port, key):
+    """Creates a task group on the simulator directly (as the team's key); its id."""
+    status, _, data = request(port, "POST", "/v1/tasks/groups",
+                              json.dumps({"metadata": {"taskgate_team": "bench"}}),
+                              {"x-api-key": key, "Content-Type": "application/json"})
+    answer = json_answer(data)
+    if status != 200 or not isinstance(answer, dict) or "taskgroup_id" not in answer:
+        raise BenchError("tg_sim refused to create a group: %d %r" % (status, data[:300]))
+    return answer["taskgroup_id"]
+
+
+class Daemon:
+    """taskgate serve with a generated config in directory d, its team and token."""
+
+    def __init__(self, procs, bin_path, d, upstream_url, conf=None):
+        self.procs, self.bin, self.dir = procs, bin_path, d
+        self.conf_path = os.path.join(d, "taskgate.conf")
+        self.db_path = os.path.join(d, "taskgate.db")
+        self.sock_path = os.path.join(d, "taskgate.sock")
+        self.log_path = os.path.join(d, "taskgate.log")
+        self.proc = None
+        keys = [
+            ("listen", self.sock_path),
+            ("socket_mode", "0666"),
+            ("database", self.db_path),
+            ("upstream_url", upstream_url),
+            ("upstream_connect_timeout_ms", "1000"),
+            ("log_level", "info"),
+        ]
+        keys += list((conf or {}).items())
+        with open(self.conf_path, "w") as f:
+            f.write("# written by tests/bench/stack.py; unlisted keys keep their defaults\n")
+            for k, v in keys:
+                f.write("%s = %s\n" % (k, v))
+
+    def cli(self, *args, input=None):
+        r = subprocess.run([self.bin, "--config", self.conf_path] + list(args), input=input,
+                           capture_output=True, text=True, timeout=60, cwd=self.dir,
+                           env=child_env())
+        if r.returncode != 0:
+            raise BenchError("taskgate %s exited %d: %s" % (" ".join(args), r.returncode,
+                                                            r.stderr.strip()))
+        return r.stdout
+
+    def setup_team(self, team, key, preset):
+        """init, team add (key on stdin), preset default, token issue; returns the token."""
+        self.cli("init")
+        self.cli("team", "add", team, input=key + "\n")
+        self.cli("preset", "set", team, "default", "-", input=json.dumps(preset))
+        token = self.cli("token", "issue", team, "--label", "bench").strip()
+        if not TOKEN_RE.match(token):
+            raise BenchError("token issue printed %r, not a token" % token)
+        return token
+
+    def start(self):
+        if os.path.exists(self.sock_path):
+            os.unlink(self.sock_path)
+        self.proc = self.procs.spawn([self.bin, "--config", self.conf_path, "serve"],
+                                     self.log_path, self.dir, env=child_env())
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                if stat.S_ISSOCK(os.stat(self.sock_path).st_mode):
+                    return self
+            except OSError:
+                pass
+            if self.proc.poll() is not None:
+                raise BenchError("the daemon exited with %s:\n%s"
+                                 % (self.proc.returncode, tail(self.log_path)))
+            if time.monotonic() > deadline:
+                raise BenchError("the daemon made no socket within 10 s:\n%s"
+                                 % tail(self.log_path))
+            time.sleep(0.02)
+
+    def memory(self):
+        return vm_status(self.proc.pid) if self.proc is not None else {}
+
+    def cpu(self):
+        return cpu_seconds(self.proc.pid) if self.proc is not None else 0.0
+
+    def stop(self, timeout=15.0):
+        code = self.procs.stop(self.proc, signal.SIGTERM, timeout)
+        self.proc = None
+        return code
+
+    def log_lines(self):
+        with open(self.log_path, "r", encoding="utf-8", errors="replace") as f:
+            return f.read().splitlines()
+
+
+def site_conf(source_dir, port, sock_path):
+    """The project's real nginx/taskgate.conf with only its listen line and the daemon's
+    socket rewritten (as tests/integration/harness.py does)."""
+    src = os.path.join(source_dir, "nginx", "taskgate.conf")
+    with open(src, "r") as f:
+        text = f.read()
+    for pattern, line in ((r"(?m)^(\s*)listen\s+[^;]*;", "listen 127.0.0.1:%d;" % port),
+                          (r"(?m)^(\s*)server\s+unix:[^;]*;", "server unix:%s;" % sock_path)):
+        text, n = re.subn(pattern, lambda m, line=line: m.group(1) + line, text)
+        if n != 1:
+            raise BenchError("%s: expected one line matching %r, found %d" % (src, pattern, n))
+    return text
+
+
+def start_front(procs, nginx_bin, d, source_dir, sock_path, key=None, standin_port=None):
+    """The front nginx: G (the real site) on .ports[0] and, with standin_port, B on
+    .ports[1]."""
+    with_b = standin_port is not None
+
+    def conf(ports):
+        with open(os.path.join(d, "site-g.conf"), "w") as f:
+            f.write(site_conf(source_dir, ports[0], sock_path))
+        if with_b:
+            with open(os.path.join(d, "site-b.conf"), "w") as f:
+                f.write(fill("baseline.conf.in", {"PORT": ports[1], "KEY": key,
+                                                  "STANDIN_PORT": standin_port}))
+        return fill("front.conf.in", {"USER": nginx_user(), "DIR": d})
+    return Nginx(procs, nginx_bin, d, "front", conf, 2 if with_b else 1).start()
