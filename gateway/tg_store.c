@@ -1,6 +1,7 @@
 /* The SQLite audit store (contract in tg_store.h): one connection per handle, statements
  * prepared once and reused, every write in its own BEGIN IMMEDIATE transaction. */
 #include "tg_store.h"
+#include "tg_store_int.h"
 #include "tg_metrics.h"
 
 #include <limits.h>
@@ -106,6 +107,7 @@ static const char *const stmt_sql[S_COUNT] = {
 struct tg_store {
     sqlite3 *db;
     sqlite3_stmt *stmt[S_COUNT];
+    sqlite3_stmt *slot[TG_STORE_SLOTS]; /* claimed by tg_store_audit.c and the like */
     char err[512];
 };
 
@@ -422,6 +424,8 @@ void tg_store_close(struct tg_store *st)
         return;
     for (int i = 0; i < S_COUNT; i++)
         sqlite3_finalize(st->stmt[i]);
+    for (int i = 0; i < TG_STORE_SLOTS; i++)
+        sqlite3_finalize(st->slot[i]);
     sqlite3_close_v2(st->db);
     free(st);
 }
@@ -1249,5 +1253,41 @@ int tg_store_call_record(struct tg_store *st, const struct tg_call *call)
         rc = insert_call(st, call);
     if (rc == TG_OK)
         rc = insert_runs(st, call);
+    return tx_end(st, rc);
+}
+
+/* ---- for the store's other source files (tg_store_int.h) -------------------------------- */
+
+int tg_store_slot(struct tg_store *st, int slot, const char *sql, sqlite3_stmt **out)
+{
+    if (slot < 0 || slot >= TG_STORE_SLOTS)
+        return invalid(st, "no such statement slot");
+    if (st->slot[slot] == NULL) {
+        int src = sqlite3_prepare_v3(st->db, sql, -1, SQLITE_PREPARE_PERSISTENT,
+                                     &st->slot[slot], NULL);
+        if (src != SQLITE_OK)
+            return db_err(st, src, "prepare");
+    }
+    *out = st->slot[slot];
+    return TG_OK;
+}
+
+sqlite3 *tg_store_sqlite(struct tg_store *st)
+{
+    return st->db;
+}
+
+int tg_store_sqlite_error(struct tg_store *st, int rc, const char *what)
+{
+    return db_err(st, rc, what);
+}
+
+int tg_store_begin(struct tg_store *st)
+{
+    return tx_begin(st);
+}
+
+int tg_store_end(struct tg_store *st, int rc)
+{
     return tx_end(st, rc);
 }
