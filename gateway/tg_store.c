@@ -5,6 +5,7 @@
 #include "tg_metrics.h"
 
 #include <limits.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -92,7 +93,8 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_SUB_STATE] = "SELECT state FROM submissions WHERE id = ?1",
     [S_SUB_UPSTREAM] =
         /* The last call's status: NULL when it got no answer. */
-        "UPDATE submissions SET upstream_status = ?2"
+        "UPDATE submissions SET upstream_status = ?2,"
+        " taskgroup_id = coalesce(?3, taskgroup_id)"
         " WHERE id = ?1 AND state IN ('pending', 'unknown')",
     [S_CALL_INSERT] =
         "INSERT INTO upstream_calls (submission_id, seq, operation, method, path,"
@@ -271,6 +273,12 @@ static void now_text(char out[TG_TIME_LEN])
 
 /* ---- transactions -------------------------------------------------------------------- */
 
+/* SQLite has one writer at a time. Writers of this process queue on a mutex, woken the
+ * moment the lock is free; left to SQLite's busy handler they would poll with sleeps of
+ * up to 100 ms each. The busy timeout still covers writers in other processes (the CLI,
+ * another gateway host). */
+static pthread_mutex_t writer = PTHREAD_MUTEX_INITIALIZER;
+
 /* BEGIN IMMEDIATE takes the write lock at once, so a busy database is waited on by the
  * busy timeout instead of failing later when a read lock would have to be upgraded. */
 static int tx_begin(struct tg_store *st)
@@ -280,13 +288,17 @@ static int tx_begin(struct tg_store *st)
     if (rc != TG_OK)
         return rc;
     int64_t t0 = tg_mono_us();
+    pthread_mutex_lock(&writer);
     rc = run(st, s, "begin");
     tg_metrics_db_wait(tg_mono_us() - t0);
+    if (rc != TG_OK)
+        pthread_mutex_unlock(&writer);
     return rc;
 }
 
 /* Commits when rc is TG_OK, otherwise (or when the commit fails) rolls back; returns the
- * final status. The handle's message describes the first failure. */
+ * final status. The handle's message describes the first failure. Releases the writer
+ * mutex tx_begin took. */
 static int tx_end(struct tg_store *st, int rc)
 {
     sqlite3_stmt *s;
@@ -301,6 +313,7 @@ static int tx_end(struct tg_store *st, int rc)
         sqlite3_step(s);
         sqlite3_reset(s);
     }
+    pthread_mutex_unlock(&writer);
     return rc;
 }
 
@@ -342,7 +355,12 @@ static int setup(struct tg_store *st, int flags, int busy_ms)
         if (rc != SQLITE_OK && (rc & 0xff) != SQLITE_READONLY)
             return db_err(st, rc, "set WAL mode");
     }
-    rc = exec_sql(st, "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON", "configure");
+    /* WAL with synchronous=NORMAL survives a crash of the process (kill -9) without losing
+     * a commit; only a power loss can cost the last transactions. Reads go through a
+     * memory map instead of a pread() per page, since every commit by another thread
+     * makes each connection re-read the pages that changed. */
+    rc = exec_sql(st, "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;"
+                      " PRAGMA mmap_size = 268435456", "configure");
     if (rc != TG_OK)
         return rc;
     sqlite3_stmt *s;
@@ -1122,20 +1140,14 @@ int tg_store_submission_group(struct tg_store *st, const char *sub_id,
     return tx_end(st, rc);
 }
 
-int tg_store_submission_finish(struct tg_store *st, const char *sub_id, enum tg_state state,
-                               int http_status, int upstream_status, const char *error)
+/* The final-state UPDATE, inside the caller's transaction. */
+static int finish_in_tx(struct tg_store *st, const char *sub_id, enum tg_state state,
+                        int http_status, int upstream_status, const char *error)
 {
-    if (sub_id == NULL)
-        return invalid(st, "finish: no submission id");
-    if (state == TG_STATE_PENDING || (unsigned)state > TG_STATE_UNKNOWN)
-        return invalid(st, "finish: the final state must be accepted, rejected, failed or "
-                           "unknown");
     sqlite3_stmt *s;
     char now[TG_TIME_LEN];
     now_text(now);
     int rc = prep(st, S_SUB_FINISH, &s);
-    if (rc == TG_OK)
-        rc = tx_begin(st);
     if (rc != TG_OK)
         return rc;
     bind_text(s, 1, sub_id);
@@ -1147,6 +1159,28 @@ int tg_store_submission_finish(struct tg_store *st, const char *sub_id, enum tg_
     rc = run(st, s, "finish submission");
     if (rc == TG_OK && sqlite3_changes(st->db) == 0)
         rc = refusal(st, sub_id, "finish submission");
+    return rc;
+}
+
+static int check_final(struct tg_store *st, const char *sub_id, enum tg_state state)
+{
+    if (sub_id == NULL)
+        return invalid(st, "finish: no submission id");
+    if (state == TG_STATE_PENDING || (unsigned)state > TG_STATE_UNKNOWN)
+        return invalid(st, "finish: the final state must be accepted, rejected, failed or "
+                           "unknown");
+    return TG_OK;
+}
+
+int tg_store_submission_finish(struct tg_store *st, const char *sub_id, enum tg_state state,
+                               int http_status, int upstream_status, const char *error)
+{
+    int rc = check_final(st, sub_id, state);
+    if (rc == TG_OK)
+        rc = tx_begin(st);
+    if (rc != TG_OK)
+        return rc;
+    rc = finish_in_tx(st, sub_id, state, http_status, upstream_status, error);
     return tx_end(st, rc);
 }
 
@@ -1233,19 +1267,16 @@ static int insert_runs(struct tg_store *st, const struct tg_call *c)
     return rc;
 }
 
-int tg_store_call_record(struct tg_store *st, const struct tg_call *call)
+/* The call, its runs and the submission's upstream status, inside a transaction. */
+static int call_in_tx(struct tg_store *st, const struct tg_call *call)
 {
-    int rc = check_call(st, call);
-    if (rc != TG_OK)
-        return rc;
     sqlite3_stmt *s;
-    rc = prep(st, S_SUB_UPSTREAM, &s);
-    if (rc == TG_OK)
-        rc = tx_begin(st);
+    int rc = prep(st, S_SUB_UPSTREAM, &s);
     if (rc != TG_OK)
         return rc;
     bind_text(s, 1, call->submission_id);
     bind_int_or_null(s, 2, call->http_status);
+    bind_text(s, 3, call->taskgroup_id);
     rc = run(st, s, "record upstream status");
     if (rc == TG_OK && sqlite3_changes(st->db) == 0)
         rc = refusal(st, call->submission_id, "record upstream call");
@@ -1253,6 +1284,33 @@ int tg_store_call_record(struct tg_store *st, const struct tg_call *call)
         rc = insert_call(st, call);
     if (rc == TG_OK)
         rc = insert_runs(st, call);
+    return rc;
+}
+
+int tg_store_call_record(struct tg_store *st, const struct tg_call *call)
+{
+    int rc = check_call(st, call);
+    if (rc == TG_OK)
+        rc = tx_begin(st);
+    if (rc != TG_OK)
+        return rc;
+    rc = call_in_tx(st, call);
+    return tx_end(st, rc);
+}
+
+int tg_store_call_finish(struct tg_store *st, const struct tg_call *call, enum tg_state state,
+                         int http_status, const char *error)
+{
+    int rc = check_call(st, call);
+    if (rc == TG_OK)
+        rc = check_final(st, call->submission_id, state);
+    if (rc == TG_OK)
+        rc = tx_begin(st);
+    if (rc != TG_OK)
+        return rc;
+    rc = call_in_tx(st, call);
+    if (rc == TG_OK)
+        rc = finish_in_tx(st, call->submission_id, state, http_status, call->http_status, error);
     return tx_end(st, rc);
 }
 

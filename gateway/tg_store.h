@@ -206,6 +206,8 @@ struct tg_call {
     const char *run_cursor;
     const char *event_cursor;
     const char *error;
+    const char *taskgroup_id;  /* the group a create_group call made, stored on the
+                                  submission with the call; NULL: none */
     size_t num_runs;
     const char *const *run_ids;     /* num_runs ids, in input order */
     const char *const *processors;  /* num_runs processors, or NULL */
@@ -213,5 +215,11 @@ struct tg_call {
 
 /* Commits the call and all its runs in one transaction. */
 int tg_store_call_record(struct tg_store *st, const struct tg_call *call);
+
+/* The last call of a submission and the submission's final state (as
+ * tg_store_submission_finish, with the call's status as the upstream status), in one
+ * transaction: one commit fewer on every request. */
+int tg_store_call_finish(struct tg_store *st, const struct tg_call *call, enum tg_state state,
+                         int http_status, const char *error);
 
 #endif

@@ -44,6 +44,8 @@ struct submission {
     int from_form;          /* the body was a form post */
     int unsupported;        /* the body's type is none we decode */
     int last_upstream_status;
+    struct tg_call call;    /* the last call, recorded but not yet committed */
+    int staged;             /* whether call holds one */
 };
 
 /* Why an upstream call did not give us what we needed. */
@@ -116,7 +118,28 @@ static void describe_failure(struct submission *s, const struct tg_up_result *re
     }
 }
 
-/* Records one upstream call; the answer must not go out unless this succeeded. */
+/* A recorded call is committed before the next upstream call goes out, or together with
+ * the submission's final state when it is the last: one commit fewer per request. */
+static int flush_call(struct submission *s)
+{
+    if (!s->staged)
+        return TG_OK;
+    s->staged = 0;
+    return tg_store_call_record(s->w->store, &s->call);
+}
+
+/* Writes the final state, with the last call when one is waiting. */
+static int finish(struct submission *s, enum tg_state state, int http_status, const char *error)
+{
+    if (!s->staged)
+        return tg_store_submission_finish(s->w->store, s->id, state, http_status,
+                                          s->last_upstream_status, error);
+    s->staged = 0;
+    return tg_store_call_finish(s->w->store, &s->call, state, http_status, error);
+}
+
+/* Records one upstream call (see flush_call); the answer must not go out unless it was
+ * committed. */
 static int record_call(struct submission *s, const char *operation, const char *path,
                        size_t first, size_t count, int64_t started_ms,
                        const struct tg_up_result *res, enum tg_outcome outcome,
@@ -156,7 +179,10 @@ static int record_call(struct submission *s, const char *operation, const char *
     tg_metrics_upstream(operation, res->http_status, res->duration_us);
     s->last_upstream_status = res->http_status;
     s->resp->upstream_us += res->duration_us;
-    return tg_store_call_record(s->w->store, &call);
+    int rc = flush_call(s);
+    s->call = call;
+    s->staged = 1;
+    return rc;
 }
 
 /* Checks an add-runs answer: run_ids must be count strings. */
@@ -202,6 +228,9 @@ static int create_group(struct submission *s, struct failure *f)
         return TG_ENOMEM;
 
     struct tg_up_result res;
+    int rc = flush_call(s);
+    if (rc != TG_OK)
+        return rc;
     int64_t started = tg_now_ms();
     tg_upstream_call(s->w->up, "POST", path, s->key, NULL, s->req->request_id, body,
                      strlen(body), &res);
@@ -214,21 +243,22 @@ static int create_group(struct submission *s, struct failure *f)
         gid = tg_json_get_str(a, "taskgroup_id");
         if (gid == NULL || !tg_valid_id(gid)) {
             unreadable_answer(s, "create a group", f);
-            int rc = record_call(s, "create_group", path, 0, 0, started, &res,
-                                 TG_OUTCOME_UNKNOWN, NULL, f->message);
+            rc = record_call(s, "create_group", path, 0, 0, started, &res, TG_OUTCOME_UNKNOWN,
+                             NULL, f->message);
             return rc != TG_OK ? rc : TG_ERR;
         }
     } else {
         describe_failure(s, &res, "create a group", f);
     }
-    int rc = record_call(s, "create_group", path, 0, 0, started, &res, res.outcome, NULL,
-                         gid == NULL ? f->message : NULL);
+    if (gid != NULL)
+        s->taskgroup_id = tg_pool_strdup(s->req->pool, gid);
+    rc = record_call(s, "create_group", path, 0, 0, started, &res, res.outcome, NULL,
+                     gid == NULL ? f->message : NULL);
+    if (rc == TG_OK && s->staged)
+        s->call.taskgroup_id = s->taskgroup_id; /* stored with the call */
     if (rc != TG_OK)
         return rc;
-    if (gid == NULL)
-        return TG_ERR;
-    s->taskgroup_id = tg_pool_strdup(s->req->pool, gid);
-    return tg_store_submission_group(s->w->store, s->id, s->taskgroup_id);
+    return gid == NULL ? TG_ERR : TG_OK;
 }
 
 static void add_call_summary(struct submission *s, size_t first, size_t count, int status,
@@ -255,6 +285,11 @@ static int send_chunk(struct submission *s, size_t first, size_t count, struct f
         return rc;
     }
     struct tg_up_result res;
+    rc = flush_call(s);
+    if (rc != TG_OK) {
+        tg_buf_free(&b);
+        return rc;
+    }
     int64_t started = tg_now_ms();
     tg_upstream_call(s->w->up, "POST", path, s->key, s->beta, s->req->request_id, b.data, b.len,
                      &res);
@@ -321,8 +356,7 @@ static json_object *outcome_object(struct submission *s, enum tg_state state)
 
 static void answer_success(struct submission *s)
 {
-    int rc = tg_store_submission_finish(s->w->store, s->id, TG_STATE_ACCEPTED, 200,
-                                        s->last_upstream_status, NULL);
+    int rc = finish(s, TG_STATE_ACCEPTED, 200, NULL);
     if (rc != TG_OK) {
         answer_db_trouble(s, rc);
         return;
@@ -341,8 +375,7 @@ static void answer_success(struct submission *s)
 
 static void answer_failure(struct submission *s, const struct failure *f)
 {
-    int rc = tg_store_submission_finish(s->w->store, s->id, f->state, f->status,
-                                        s->last_upstream_status, f->message);
+    int rc = finish(s, f->state, f->status, f->message);
     if (rc != TG_OK) {
         answer_db_trouble(s, rc);
         return;
