@@ -1,6 +1,7 @@
 /* JSON helpers over json-c: strict parsing with limits, pool ties, the upstream's error
  * shapes (see tg_json.h). */
 #include "tg_json.h"
+#include "tg_token.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -253,4 +254,23 @@ int tg_json_error_body(struct tg_buf *b, const char *ref_id, const char *message
     if (rc == TG_OK)
         rc = tg_buf_adds(b, "}}");
     return rc;
+}
+
+void tg_json_redact_mcp(json_object *obj)
+{
+    json_object *servers = tg_json_get(obj, "mcp_servers");
+    size_t n = json_object_is_type(servers, json_type_array) ? json_object_array_length(servers)
+                                                             : 0;
+    for (size_t i = 0; i < n; i++) {
+        json_object *headers = tg_json_get(json_object_array_get_idx(servers, i), "headers");
+        if (!json_object_is_type(headers, json_type_object))
+            continue;
+        json_object_object_foreach(headers, name, value) {
+            char hash[TG_HASH_LEN], print[32];
+            const char *text = value != NULL ? json_object_get_string(value) : "";
+            tg_sha256_hex(text, strlen(text), hash);
+            snprintf(print, sizeof(print), "sha256:%.12s", hash);
+            json_object_object_add(headers, name, json_object_new_string(print));
+        }
+    }
 }

@@ -45,6 +45,11 @@ json_object *tg_json_loc(const char *first, ...);
 int tg_json_error_body(struct tg_buf *b, const char *ref_id, const char *message,
                        json_object *detail);
 
+/* Replaces, in place, every value of obj.mcp_servers[].headers (credentials for someone
+ * else's server) with its fingerprint "sha256:" + 12 hex digits, for what is stored or
+ * logged. obj may be NULL or have no MCP servers. */
+void tg_json_redact_mcp(json_object *obj);
+
 /* Appends s as a JSON string literal (with quotes) to b. */
 int tg_json_buf_string(struct tg_buf *b, const char *s);
 

@@ -2,6 +2,7 @@
  * prepared once and reused, every write in its own BEGIN IMMEDIATE transaction. */
 #include "tg_store.h"
 #include "tg_store_int.h"
+#include "tg_json.h"
 #include "tg_metrics.h"
 
 #include <limits.h>
@@ -583,6 +584,22 @@ static int lookup_text(struct tg_store *st, enum stmt_id id, const char *key, in
     return rc;
 }
 
+/* A preset's JSON as the admin log may show it: MCP server header values fingerprinted.
+ * malloc'd; NULL for NULL or unparsable text. */
+static char *redacted(const char *json)
+{
+    if (json == NULL)
+        return NULL;
+    json_object *o = json_tokener_parse(json);
+    if (o == NULL)
+        return NULL;
+    tg_json_redact_mcp(o);
+    char *copy = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
+                                                          JSON_C_TO_STRING_NOSLASHESCAPE));
+    json_object_put(o);
+    return copy;
+}
+
 /* A JSON object from string pairs (name, value, …, NULL); a NULL value is JSON null. */
 static char *json_pairs(const char *first, ...)
 {
@@ -984,7 +1001,12 @@ int tg_store_preset_set(struct tg_store *st, const struct tg_actor *who, int64_t
     if (rc == TG_OK) {
         char object_id[2 * TEAM_NAME_MAX + 2];
         snprintf(object_id, sizeof(object_id), "%s/%s", team, name);
-        rc = admin_log(st, who, "preset.set", "preset", object_id, team, before, json);
+        char *shown = redacted(json), *was = redacted(before);
+        rc = admin_log(st, who, "preset.set", "preset", object_id, team,
+                       before != NULL ? (was != NULL ? was : "null") : NULL,
+                       shown != NULL ? shown : "null");
+        free(shown);
+        free(was);
     }
     free(before);
     return tx_end(st, rc);

@@ -416,25 +416,6 @@ static void fill_record(struct submission *s, struct tg_submission *rec, const c
     rec->received_ms = tg_now_ms() - (tg_mono_us() - s->req->started_us) / 1000;
 }
 
-/* Replaces every value of an mcp_servers[].headers object with a fingerprint, in place. */
-static void redact_mcp(json_object *servers)
-{
-    size_t n = json_object_is_type(servers, json_type_array) ? json_object_array_length(servers)
-                                                             : 0;
-    for (size_t i = 0; i < n; i++) {
-        json_object *headers = tg_json_get(json_object_array_get_idx(servers, i), "headers");
-        if (!json_object_is_type(headers, json_type_object))
-            continue;
-        json_object_object_foreach(headers, name, value) {
-            char hash[TG_HASH_LEN], print[32];
-            const char *text = value != NULL ? json_object_get_string(value) : "";
-            tg_sha256_hex(text, strlen(text), hash);
-            snprintf(print, sizeof(print), "sha256:%.12s", hash);
-            json_object_object_add(headers, name, json_object_new_string(print));
-        }
-    }
-}
-
 /* The submission as it is stored: the body with MCP server header values (credentials for
  * someone else's server) replaced by fingerprints. Pool-owned text. */
 static const char *stored_request(struct submission *s)
@@ -446,7 +427,7 @@ static const char *stored_request(struct submission *s)
     json_object *copy = NULL;
     if (json_object_deep_copy(s->body, &copy, NULL) != 0 || tg_json_pool(s->req->pool, copy) == NULL)
         return NULL;
-    redact_mcp(tg_json_get(copy, "mcp_servers"));
+    tg_json_redact_mcp(copy);
     return tg_json_str(copy, NULL);
 }
 

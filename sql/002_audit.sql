@@ -24,8 +24,9 @@
 --   team         the team the object belongs to (NULL when none)
 CREATE TABLE admin_log (
     id          INTEGER PRIMARY KEY,
-    at          TEXT NOT NULL CHECK (at GLOB
-                    '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9]Z'),
+    at          TEXT NOT NULL CHECK (length(at) = 24
+                    AND at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T*'
+                    AND at GLOB '*T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9]Z'),
     actor       TEXT NOT NULL,
     actor_team  TEXT,
     interface   TEXT NOT NULL CHECK (interface IN ('cli', 'http')),
@@ -45,8 +46,9 @@ CREATE INDEX admin_log_time ON admin_log(at);
 --   rows   how many rows the answer carried (NULL when the read failed)
 CREATE TABLE audit_reads (
     id          INTEGER PRIMARY KEY,
-    at          TEXT NOT NULL CHECK (at GLOB
-                    '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9]Z'),
+    at          TEXT NOT NULL CHECK (length(at) = 24
+                    AND at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T*'
+                    AND at GLOB '*T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9]Z'),
     actor       TEXT NOT NULL,
     actor_team  TEXT,
     interface   TEXT NOT NULL CHECK (interface IN ('cli', 'http')),

@@ -116,7 +116,7 @@ class AuditSqlTest(unittest.TestCase):
             if result is not None and len(result.failures) + len(result.errors) > before:
                 type(self).failed = True
 
-    # ---- the populated database ---------------------------------------------------------
+    # ---- the populated database --------------------------------------------------------------
 
     @classmethod
     def post(cls, team, body, timeout=30):
@@ -227,7 +227,7 @@ class AuditSqlTest(unittest.TestCase):
         params = {p: override.get(p, self.params[p]) for p in query_params(sql)}
         return self.s.db(sql, params)
 
-    # ---- the populated database has rows in every view --------------------------------------
+    # ---- the populated database has rows in every view ---------------------------------------
 
     def test_every_view_has_rows(self):
         states = {r[0]: r[1] for r in self.s.db(
@@ -276,6 +276,17 @@ class AuditSqlTest(unittest.TestCase):
                 if doc is not None and "key_fingerprint" in json.loads(doc):
                     self.assertRegex(json.loads(doc)["key_fingerprint"],
                                      r"^sha256:[0-9a-f]{12}$")
+        # The gateway's own rows: `taskgate team add` (run by the harness) is on record
+        # under the OS user, with the key's fingerprint.
+        cli = self.s.db("SELECT * FROM audit_admin WHERE action = 'team.add' AND id NOT IN (%s)"
+                        % ",".join(str(i) for i in self.admin_ids))
+        self.assertEqual(sorted(r["object_id"] for r in cli), ["alpha", "beta"])
+        for r in cli:
+            self.assertRegex(r["actor"], r"^os:\S+$")
+            self.assertEqual((r["interface"], r["team"], r["before"]),
+                             ("cli", r["object_id"], None))
+            self.assertEqual(json.loads(r["after"]).get("key_fingerprint"),
+                             key_fingerprint(self.keys[r["object_id"]]))
 
     def test_admin_log_checks(self):
         conn = writer(self.s.db_path)
@@ -290,7 +301,7 @@ class AuditSqlTest(unittest.TestCase):
         finally:
             conn.close()
 
-    # ---- the ready queries ----------------------------------------------------------------------
+    # ---- the ready queries -------------------------------------------------------------------
 
     def test_queries_file_is_well_formed(self):
         parsed = parse_queries()
@@ -480,7 +491,7 @@ class AuditSqlTest(unittest.TestCase):
         self.assertIn("USING INDEX submissions_token", " ".join(plans["token_runs"]))
         self.assertIn("USING INDEX admin_log_object", " ".join(plans["team_key_changes"]))
 
-    # ---- append-only records and the prune guard ------------------------------------------------
+    # ---- append-only records and the prune guard ---------------------------------------------
 
     def assertRefused(self, conn, sql, params=(), why=TRIGGER_MESSAGES):
         """sql fails with a constraint error whose message matches why (by default: one
@@ -611,7 +622,7 @@ class AuditSqlTest(unittest.TestCase):
                 conn.execute("ROLLBACK")
             conn.close()
 
-    # ---- upgrading a version-1 database -----------------------------------------------------------
+    # ---- upgrading a version-1 database ------------------------------------------------------
 
     def test_init_upgrades_a_v1_database(self):
         tables = ("teams", "tokens", "presets", "submissions", "upstream_calls", "runs")

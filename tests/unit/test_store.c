@@ -414,18 +414,26 @@ static void test_presets(void)
     CHECK(tg_store_preset_get(st, pool, team, "default", &json) == TG_OK);
     CHECK_STR(json, "{\"processor\":\"pro\"}");
     CHECK(tg_store_preset_set(st, &cli, team, "cheap", "{\"processor\":\"lite\"}") == TG_OK);
+    /* MCP credentials are stored for forwarding, but the admin log shows fingerprints. */
+    CHECK(tg_store_preset_set(st, &cli, team, "mcp",
+                              "{\"mcp_servers\":[{\"name\":\"a\",\"url\":\"https://m\","
+                              "\"headers\":{\"Authorization\":\"Bearer SECRET-MCP\"}}]}") == TG_OK);
+    CHECK_STR(query(path, "SELECT count(*) FROM admin_log WHERE after LIKE '%SECRET-MCP%'"), "0");
+    CHECK_STR(query(path, "SELECT substr(json_extract(after, '$.mcp_servers[0].headers.Authorization'),"
+                          " 1, 7) FROM admin_log WHERE object_id LIKE '%/mcp'"), "sha256:");
     CHECK(tg_store_preset_set(st, &cli, team + 5, "default", "{}") == TG_ENOTFOUND);
 
     struct preset_seen seen = {0};
     CHECK(tg_store_preset_list(st, team, collect_preset, &seen) == TG_OK);
-    CHECK(seen.n == 2);
+    CHECK(seen.n == 3);
     CHECK_STR(seen.names[0], "cheap");
     CHECK_STR(seen.names[1], "default");
-    CHECK_STR(query(path, "SELECT count(*) FROM presets"), "2");
+    CHECK_STR(seen.names[2], "mcp");
+    CHECK_STR(query(path, "SELECT count(*) FROM presets"), "3");
 
     struct team_seen teams = {0};
     CHECK(tg_store_team_list(st, collect_team, &teams) == TG_OK);
-    CHECK(teams.presets[0] == 2);
+    CHECK(teams.presets[0] == 3);
 out:
     tg_pool_destroy(pool);
     tg_store_close(st);
