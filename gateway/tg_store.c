@@ -357,11 +357,10 @@ static int setup(struct tg_store *st, int flags, int busy_ms)
             return db_err(st, rc, "set WAL mode");
     }
     /* WAL with synchronous=NORMAL survives a crash of the process (kill -9) without losing
-     * a commit; only a power loss can cost the last transactions. Reads go through a
-     * memory map instead of a pread() per page, since every commit by another thread
-     * makes each connection re-read the pages that changed. */
-    rc = exec_sql(st, "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;"
-                      " PRAGMA mmap_size = 268435456", "configure");
+     * a commit; only a power loss can cost the last transactions. (A memory map for reads
+     * was tried and dropped: each connection maps the whole file, which multiplied the
+     * daemon's resident memory by the number of workers for no measured gain.) */
+    rc = exec_sql(st, "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON", "configure");
     if (rc != TG_OK)
         return rc;
     sqlite3_stmt *s;
