@@ -46,6 +46,7 @@ struct submission {
     int last_upstream_status;
     struct tg_call call;    /* the last call, recorded but not yet committed */
     int staged;             /* whether call holds one */
+    int begun;              /* recorded as pending: the upstream may be called */
 };
 
 /* Why an upstream call did not give us what we needed. */
@@ -329,12 +330,37 @@ static int send_chunk(struct submission *s, size_t first, size_t count, struct f
 
 /* ---- answers ------------------------------------------------------------------------- */
 
+static json_object *outcome_object(struct submission *s, enum tg_state state);
+
+/* The database failed us. Before anything went upstream that is a plain 503 (retry
+ * later). After, the upstream may have acted: the submission is settled as unknown if
+ * the database lets us, and the client is told not to retry blindly. */
 static void answer_db_trouble(struct submission *s, int rc)
 {
     tg_log(TG_LOG_ERROR, "submission %s: recording failed: %s (%s)", s->id, tg_rc_str(rc),
            tg_store_errmsg(s->w->store));
-    tg_resp_error(s->resp, s->req, 503,
-                  "the audit database could not record this submission; retry later", NULL);
+    if (!s->begun) {
+        tg_resp_error(s->resp, s->req, 503,
+                      "the audit database could not record this submission; nothing was sent "
+                      "upstream; retry later", NULL);
+        return;
+    }
+    s->staged = 0;
+    char msg[256];
+    snprintf(msg, sizeof(msg), "recording the upstream's answer failed: %s", tg_rc_str(rc));
+    int settled = tg_store_submission_finish(s->w->store, s->id, TG_STATE_UNKNOWN, 500,
+                                             s->last_upstream_status, msg) == TG_OK;
+    if (settled)
+        tg_metrics_submission(TG_STATE_UNKNOWN);
+    json_object *detail = outcome_object(s, TG_STATE_UNKNOWN);
+    if (detail != NULL) {
+        json_object_object_del(detail, "status");
+        json_object_object_add(detail, "state", json_object_new_string(
+                                                    settled ? "unknown" : "pending"));
+    }
+    tg_resp_error(s->resp, s->req, 500,
+                  "the upstream may have created runs, but the audit database could not record "
+                  "them: do not resubmit before this submission is reconciled", detail);
 }
 
 /* The common fields of every answer about a recorded submission. */
@@ -637,6 +663,7 @@ void tg_submit_runs(struct tg_worker *w, struct tg_request *req, struct tg_respo
         answer_db_trouble(&s, rc);
         return;
     }
+    s.begun = 1;
 
     /* From here on the submission is recorded: every path ends in a final state. */
     struct failure f;

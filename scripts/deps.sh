@@ -4,7 +4,7 @@
 set -euo pipefail
 
 packages=(build-essential cmake pkg-config libfcgi-dev libcurl4-openssl-dev libjson-c-dev
-          libsqlite3-dev libssl-dev nginx-light sqlite3 curl python3 ca-certificates)
+          libsqlite3-dev libssl-dev nginx-light sqlite3 curl python3 ca-certificates wrk)
 if [ "$#" -gt 0 ]; then
   packages+=("$@")
 fi

@@ -9,6 +9,10 @@ Exit status: 0 when every part ran (whatever the figures), 1 when a part failed 
 2 on a usage error. Targets are printed as PASS/MISS and never change the exit status.
 """
 
+import sys
+
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree, however we are started
+
 import argparse
 import datetime
 import json
@@ -18,7 +22,6 @@ import signal
 import sqlite3
 import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -35,18 +38,19 @@ GROUP = "tgrp_bench"
 PROFILES = {
     "full": {
         "warm_secs": 1, "max_rounds": 2, "max_secs": 6, "max_conns": 64, "wrk_threads": 2,
-        "lat_fracs": [0.10, 0.25, 0.50, 0.75, 0.90], "lat_secs": 5, "lat_conns": 64,
+        "lat_fracs": [0.10, 0.25, 0.50, 0.75, 0.90], "lat_fracs_g": [0.25, 0.50, 0.75, 0.90],
+        "lat_secs": 6, "lat_conns": 64,
         "slow_latency_ms": 1000, "slow_clients": 256, "slow_threads": 300,
         "slow_warm": 2.5, "slow_window": 10.0,
-        "bulk_inputs": 10000, "bulk_repeats": 3,
+        "bulk_inputs": 10000, "bulk_repeats": 3, "bulk_repeats_after": 2,
         "store_secs": 8.0, "store_clients": 2, "store_inputs": 1000,
     },
     "quick": {
         "warm_secs": 0, "max_rounds": 1, "max_secs": 1, "max_conns": 16, "wrk_threads": 2,
-        "lat_fracs": [0.50], "lat_secs": 1, "lat_conns": 16,
+        "lat_fracs": [0.50], "lat_fracs_g": [0.50], "lat_secs": 1, "lat_conns": 16,
         "slow_latency_ms": 200, "slow_clients": 32, "slow_threads": 40,
         "slow_warm": 0.5, "slow_window": 1.5,
-        "bulk_inputs": 10000, "bulk_repeats": 1,
+        "bulk_inputs": 10000, "bulk_repeats": 1, "bulk_repeats_after": 1,
         "store_secs": 1.0, "store_clients": 2, "store_inputs": 1000,
     },
 }
@@ -142,6 +146,9 @@ class Bench:
             self.static_runs(d, res, daemon, token, *front.ports)
         finally:
             self.stop_stack(res, mark, front, daemon)
+        # Read once the daemon has finished what wrk left in flight and has stopped.
+        res["states"] = self.db_states(daemon.db_path)
+        res["files"] = file_sizes(daemon.db_path)
 
     def stop_stack(self, res, mark, front, daemon):
         """Stops nginx first (no new requests), then the daemon (its exit code is kept),
@@ -186,25 +193,21 @@ class Bench:
                       "ratio": best["G"]["ok_rps"] / best["B"]["ok_rps"]}
         res["rss_after_max_kb"] = daemon.memory()
 
-        b_max = best["B"]["ok_rps"]
-        points = []
-        for frac in p["lat_fracs"]:
-            rate = frac * b_max
-            self.say("fixed rate %.0f%% of B's max: %.0f requests/s" % (frac * 100, rate))
-            points.append({"frac": frac, "offered": rate,
-                           "B": run_b("rate-B", p["lat_secs"], p["lat_conns"], rate),
-                           "G": run_g("rate-G", p["lat_secs"], p["lat_conns"], rate)})
-        res["latency"] = points
-        # For the record: both at half of G's own maximum, a load G can carry.
-        rate = 0.5 * best["G"]["ok_rps"]
-        self.say("fixed rate half of G's max: %.0f requests/s" % rate)
-        res["latency_half_g"] = {
-            "offered": rate,
-            "B": run_b("rate-B", p["lat_secs"], p["lat_conns"], rate),
-            "G": run_g("rate-G", p["lat_secs"], p["lat_conns"], rate)}
+        # Loads G can carry first (fractions of its own maximum), while the database is still
+        # small; then the fractions of B's maximum that the issue names, which saturate G.
+        for key, whose, fracs in (("latency_g", "G", p["lat_fracs_g"]),
+                                  ("latency", "B", p["lat_fracs"])):
+            points = []
+            for frac in fracs:
+                rate = frac * best[whose]["ok_rps"]
+                self.say("fixed rate %.0f%% of %s's max: %.0f requests/s"
+                         % (frac * 100, whose, rate))
+                points.append({"frac": frac, "offered": rate,
+                               "B": run_b("rate-B", p["lat_secs"], p["lat_conns"], rate),
+                               "G": run_g("rate-G", p["lat_secs"], p["lat_conns"], rate)})
+            res[key] = points
         res["rss_kb"] = daemon.memory()
-        res["states"] = self.db_states(daemon.db_path)
-        res["files"] = file_sizes(daemon.db_path)
+        res["files_running"] = file_sizes(daemon.db_path)
 
     @staticmethod
     def db_states(db_path):
@@ -267,38 +270,60 @@ class Bench:
             port = front.ports[0]
             gid = sim_create_group(sim_port, KEY)
             self.smoke_g(port, token, json.dumps({"taskgroup_id": gid, "inputs": ["q"]}), 1)
-            res["rss_before_kb"] = daemon.memory()
             n = p["bulk_inputs"]
             body = json.dumps({"taskgroup_id": gid,
                                "inputs": ["question number %d" % i for i in range(n)]})
             res["inputs"] = n
             res["body_bytes"] = len(body)
-            reps = []
-            for i in range(p["bulk_repeats"]):
-                self.say("one submission of %d inputs (%d of %d)" % (n, i + 1, p["bulk_repeats"]))
-                t0 = time.monotonic()
-                a = self.smoke_g(port, token, body, n)
-                wall_ms = (time.monotonic() - t0) * 1000
-                rep = {"submission_id": a["submission_id"], "client_ms": wall_ms,
-                       "calls": len(a.get("calls") or [])}
-                rep.update(log_times(daemon, a["submission_id"]))
-                rep.update(record_gaps(daemon.db_path, a["submission_id"], n))
-                reps.append(rep)
-            res["repeats"] = reps
-            res["gateway_ms_median"] = statistics.median(r["gateway_ms"] for r in reps)
-            res["rss_kb"] = daemon.memory()
+            res["fresh"] = self.bulk(port, token, body, n, daemon, p["bulk_repeats"])
 
             self.say("recording rate: %d clients of %d-input submissions for %.1f s"
                      % (p["store_clients"], p["store_inputs"], p["store_secs"]))
             body = json.dumps({"taskgroup_id": gid,
                                "inputs": ["q %d" % i for i in range(p["store_inputs"])]})
+            daemon.reset_peak()
             res["store_loop"] = store_loop(port, token, body, daemon.db_path,
                                            p["store_clients"], p["store_secs"])
+            res["store_loop"]["rss_kb"] = daemon.memory()
             res["store_loop"]["inputs_per_submission"] = p["store_inputs"]
-            res["rss_after_loop_kb"] = daemon.memory()
+            # Again, now that the runs table is no longer nearly empty.
+            body = json.dumps({"taskgroup_id": gid,
+                               "inputs": ["question number %d" % i for i in range(n)]})
+            res["grown"] = self.bulk(port, token, body, n, daemon, p["bulk_repeats_after"])
             res["files"] = file_sizes(daemon.db_path)
         finally:
             self.stop_stack(res, mark, front, daemon)
+
+    def bulk(self, port, token, body, n, daemon, repeats):
+        """repeats submissions of body (n inputs), one after another; their times and the
+        daemon's peak RSS while they ran (from the RSS before them when the peak can be
+        reset, else since the daemon started)."""
+        runs_before = self.db_value(daemon.db_path, "SELECT count(*) FROM runs")
+        peak_reset = daemon.reset_peak()
+        rss_before = daemon.memory()
+        reps = []
+        for i in range(repeats):
+            self.say("one submission of %d inputs (%d of %d), %d runs already stored"
+                     % (n, i + 1, repeats, runs_before))
+            t0 = time.monotonic()
+            a = self.smoke_g(port, token, body, n)
+            rep = {"submission_id": a["submission_id"], "calls": len(a.get("calls") or []),
+                   "client_ms": (time.monotonic() - t0) * 1000}
+            rep.update(log_times(daemon, a["submission_id"]))
+            rep.update(record_gaps(daemon.db_path, a["submission_id"], n))
+            reps.append(rep)
+        return {"runs_before": runs_before, "repeats": reps,
+                "gateway_ms_median": statistics.median(r["gateway_ms"] for r in reps),
+                "rss_before_kb": rss_before, "rss_kb": daemon.memory(),
+                "peak_reset": peak_reset}
+
+    @staticmethod
+    def db_value(db_path, sql):
+        conn = sqlite3.connect("file:%s?mode=ro" % db_path, uri=True, timeout=10)
+        try:
+            return conn.execute(sql).fetchone()[0]
+        finally:
+            conn.close()
 
     # ---- running the parts ----------------------------------------------------------------
 
@@ -475,6 +500,8 @@ def record_gaps(db_path, submission_id, n):
 # ---- main -----------------------------------------------------------------------------------
 
 def find_wrk(args):
+    if args.wrk:
+        return args.wrk if os.access(args.wrk, os.X_OK) else None
     found = shutil.which("wrk")
     if found or args.no_install:
         return found
@@ -495,6 +522,8 @@ def parse_args(argv):
                     help="the build directory (DIR/taskgate, DIR/tests/tg_sim)")
     ap.add_argument("--out", help="where the results go (default: a new temporary directory)")
     ap.add_argument("--nginx", help="the nginx binary (default: nginx on PATH, /usr/sbin/nginx)")
+    ap.add_argument("--wrk", help="the wrk binary (default: wrk on PATH, installed with "
+                    "apt-get when missing and we are root)")
     ap.add_argument("--keep", action="store_true", help="keep the working directory (logs)")
     ap.add_argument("--no-install", action="store_true",
                     help="do not apt-get install wrk when it is missing")
@@ -538,12 +567,14 @@ def main(argv):
               "profile": PROFILES[mode]})
     t0 = time.monotonic()
     try:
+        asked = args.wrk
         args.wrk = find_wrk(args)
         if args.wrk:
             bench.run_part("static", bench.part_static)
         else:
-            r["skipped"].append("static: wrk is not installed (apt-get install wrk); B/G "
-                                "throughput and latency were not measured")
+            r["skipped"].append("B/G throughput and latency: wrk %s (apt-get install wrk)"
+                                % ("%s is not executable" % asked if asked
+                                   else "is not installed"))
             bench.say("SKIPPED B/G throughput and latency: wrk not found")
         bench.run_part("slow", bench.part_slow)
         bench.run_part("large", bench.part_large)

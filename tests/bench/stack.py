@@ -61,17 +61,30 @@ def fill(template_name, values):
 
 
 def vm_status(pid):
-    """{'VmHWM': kB, 'VmRSS': kB} of a live process, or {} when it is gone."""
+    """{'VmHWM': kB, 'VmRSS': kB, 'RssAnon': kB, 'RssFile': kB} of a live process, or {}
+    when it is gone. RssFile counts file pages mapped in (SQLite's mmap), once per mapping."""
     out = {}
     try:
         with open("/proc/%d/status" % pid, "r") as f:
             for line in f:
                 name, _, rest = line.partition(":")
-                if name in ("VmHWM", "VmRSS"):
+                if name in ("VmHWM", "VmRSS", "RssAnon", "RssFile"):
                     out[name] = int(rest.split()[0])
     except OSError:
         return {}
     return out
+
+
+def reset_peak(pid):
+    """Resets VmHWM of a live process to its current RSS (writing 5 to clear_refs, Linux
+    4.0 and later), so that the next peak read is that of what follows. False when the
+    kernel or the permissions do not allow it."""
+    try:
+        with open("/proc/%d/clear_refs" % pid, "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
 
 
 def cpu_seconds(pid):
@@ -354,6 +367,9 @@ class Daemon:
 
     def memory(self):
         return vm_status(self.proc.pid) if self.proc is not None else {}
+
+    def reset_peak(self):
+        return self.proc is not None and reset_peak(self.proc.pid)
 
     def cpu(self):
         return cpu_seconds(self.proc.pid) if self.proc is not None else 0.0

@@ -422,6 +422,33 @@ class ShutdownTest(GatewayTestCase):
             self.assertEqual([r[0] for r in rows], answer["run_ids"])
 
 
+class RecordingFailureTest(GatewayTestCase):
+    """The upstream accepted, but the answer cannot be recorded: never 'pending' forever,
+    never a 503 that invites a blind retry."""
+
+    def test_unrecordable_answer_settles_unknown(self):
+        s = self.stack()
+        s.add_team("rec", new_key("rec"), preset={"processor": "core"})
+        token, _ = s.issue_token("rec")
+        first = self.submit_ok(s, {"inputs": ["q"]}, token)
+        # The upstream answers the next add-runs with a run id the database already holds.
+        body = json.dumps({"status": {"num_task_runs": 2, "task_run_status_counts": {},
+                                      "is_active": True, "status_message": None,
+                                      "modified_at": None},
+                           "run_ids": first["run_ids"], "run_cursor": "r", "event_cursor": "e"})
+        s.sim_fault(match="add_runs", kind="status", status=200, body=body)
+        status, answer, _ = self.submit(s, {"inputs": ["q2"], "taskgroup_id":
+                                            first["taskgroup_id"]}, token)
+        self.assertEqual(status, 500, answer)
+        err = self.assertErrorShape(answer, 500)
+        self.assertEqual(err["detail"]["state"], "unknown", err)
+        self.assertIn("do not resubmit", err["message"])
+        sub = err["detail"]["submission_id"]
+        self.assertEqual(s.db_value("SELECT state FROM audit_submissions WHERE submission_id = ?",
+                                    (sub,)), "unknown")
+        self.assertNoPending(s)
+
+
 class SecretsInRecordsTest(GatewayTestCase):
     """MCP server headers are credentials: forwarded upstream, fingerprinted in the record."""
 
