@@ -208,6 +208,29 @@ static int drop_privileges(const char *user)
     return TG_OK;
 }
 
+/* Submissions a previous daemon left pending can no longer be finished by anyone: they
+ * become unknown, to be reconciled, before any worker takes a request. */
+static int recover(const struct tg_conf *conf)
+{
+    char err[512];
+    struct tg_store *st = NULL;
+    long n = 0;
+    int rc = tg_store_open(&st, conf->database, 0, (int)conf->db_busy_timeout_ms, err,
+                           sizeof(err));
+    if (rc != TG_OK) {
+        tg_log(TG_LOG_ERROR, "cannot open the database: %s", err);
+        return rc;
+    }
+    rc = tg_store_recover_pending(st, &n);
+    if (rc != TG_OK)
+        tg_log(TG_LOG_ERROR, "cannot settle pending submissions: %s", tg_store_errmsg(st));
+    else if (n > 0)
+        tg_log(TG_LOG_WARN, "%ld submission(s) left pending by an earlier daemon are now "
+               "'unknown': reconcile them", n);
+    tg_store_close(st);
+    return rc;
+}
+
 int tg_server_run(const struct tg_conf *conf)
 {
     char err[512];
@@ -247,7 +270,9 @@ int tg_server_run(const struct tg_conf *conf)
     }
     pthread_mutex_init(&srv.accept_lock, NULL);
     srv.slots = calloc((size_t)srv.nslots, sizeof(*srv.slots));
-    int rc = srv.slots != NULL ? start_workers(&srv) : TG_ENOMEM;
+    int rc = srv.slots != NULL ? recover(conf) : TG_ENOMEM;
+    if (rc == TG_OK)
+        rc = start_workers(&srv);
     if (rc == TG_OK) {
         tg_log(TG_LOG_INFO, "taskgate serving on %s with %ld threads, upstream %s",
                activated ? "the socket systemd passed" : conf->listen, conf->threads,

@@ -25,7 +25,7 @@ enum stmt_id {
     S_PRESET_SET, S_PRESET_GET, S_PRESET_LIST,
     S_SUB_INSERT, S_SUB_GROUP, S_SUB_FINISH, S_SUB_STATE, S_SUB_UPSTREAM,
     S_CALL_INSERT, S_RUN_INSERT,
-    S_ADMIN_LOG, S_TEAM_FP, S_TEAM_NAME, S_TOKEN_INFO,
+    S_ADMIN_LOG, S_TEAM_FP, S_TEAM_NAME, S_TOKEN_INFO, S_RECOVER,
     S_COUNT
 };
 
@@ -72,6 +72,10 @@ static const char *const stmt_sql[S_COUNT] = {
         " object_id, team, before, after, remote_addr)"
         " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     [S_TEAM_FP] = "SELECT key_fingerprint FROM teams WHERE name = ?1",
+    [S_RECOVER] =
+        "UPDATE submissions SET state = 'unknown', completed_at = ?1,"
+        " error = 'the daemon stopped before the outcome was recorded'"
+        " WHERE state = 'pending'",
     [S_TEAM_NAME] = "SELECT name FROM teams WHERE id = ?1",
     [S_TOKEN_INFO] =
         "SELECT t.name, k.role, k.label, k.expires_at FROM tokens k"
@@ -1306,6 +1310,23 @@ static int call_in_tx(struct tg_store *st, const struct tg_call *call)
     if (rc == TG_OK)
         rc = insert_runs(st, call);
     return rc;
+}
+
+int tg_store_recover_pending(struct tg_store *st, long *n)
+{
+    sqlite3_stmt *s;
+    char now[TG_TIME_LEN];
+    now_text(now);
+    int rc = prep(st, S_RECOVER, &s);
+    if (rc == TG_OK)
+        rc = tx_begin(st);
+    if (rc != TG_OK)
+        return rc;
+    bind_text(s, 1, now);
+    rc = run(st, s, "settle pending submissions");
+    if (n != NULL)
+        *n = rc == TG_OK ? (long)sqlite3_changes(st->db) : 0;
+    return tx_end(st, rc);
 }
 
 int tg_store_call_record(struct tg_store *st, const struct tg_call *call)

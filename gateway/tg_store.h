@@ -213,6 +213,12 @@ struct tg_call {
     const char *const *processors;  /* num_runs processors, or NULL */
 };
 
+/* Settles every submission left 'pending' by a daemon that stopped without finishing it
+ * (killed, crashed, power lost) as 'unknown', so that it is reconciled rather than
+ * forgotten. Call once at start-up, before serving: one daemon per database file. *n
+ * (may be NULL) receives how many were settled. */
+int tg_store_recover_pending(struct tg_store *st, long *n);
+
 /* Commits the call and all its runs in one transaction. */
 int tg_store_call_record(struct tg_store *st, const struct tg_call *call);
 

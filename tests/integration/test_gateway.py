@@ -449,6 +449,38 @@ class RecordingFailureTest(GatewayTestCase):
         self.assertNoPending(s)
 
 
+class CrashRecoveryTest(GatewayTestCase):
+    """kill -9 while a submission is in flight: on restart it is unknown, never pending."""
+
+    def test_pending_becomes_unknown_after_a_crash(self):
+        s = self.stack(upstream_timeout_ms=30000)
+        s.add_team("crash", new_key("crash"), preset={"processor": "core"})
+        token, _ = s.issue_token("crash")
+        s.sim_fault(match="add_runs", kind="hang", apply=True, delay_ms=20000)
+        answers = []
+        t = threading.Thread(target=lambda: answers.append(
+            self.submit(s, {"inputs": ["q"]}, token, timeout=30)))
+        t.start()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if s.db_value("SELECT count(*) FROM audit_submissions WHERE state = 'pending'"):
+                break
+            time.sleep(0.05)
+        sub = s.db_value("SELECT submission_id FROM audit_submissions WHERE state = 'pending'")
+        self.assertIsNotNone(sub, "the submission was never recorded as pending")
+        s.daemon_signal(signal.SIGKILL)
+        t.join(30)
+        self.assertEqual(answers[0][0], 503, answers)  # nginx's own answer, in the error shape
+        self.assertErrorShape(answers[0][1], 503)
+        s.stop_daemon()
+        s.restart_daemon()
+        row = s.db("SELECT state, error FROM audit_submissions WHERE submission_id = ?", (sub,))[0]
+        self.assertEqual(row["state"], "unknown")
+        self.assertIn("daemon stopped", row["error"])
+        self.assertIn("now 'unknown'", s.daemon_log())
+        self.assertNoPending(s)
+
+
 class SecretsInRecordsTest(GatewayTestCase):
     """MCP server headers are credentials: forwarded upstream, fingerprinted in the record."""
 
