@@ -1,8 +1,9 @@
 /* The SQLite audit store (contract in tg_store.h): one connection per handle, statements
- * prepared once and reused, every write in its own BEGIN IMMEDIATE transaction. */
+ * prepared once and reused, every write in its own BEGIN IMMEDIATE transaction. This file
+ * holds the connection, migrations and the audit records; tg_store_ident.c the teams,
+ * tokens, presets and the admin change log. */
 #include "tg_store.h"
 #include "tg_store_int.h"
-#include "tg_json.h"
 #include "tg_metrics.h"
 
 #include <limits.h>
@@ -12,22 +13,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/sha.h>
-#include <json-c/json.h>
 #include <sqlite3.h>
 
 /* Every statement this module runs, prepared on first use and kept for the handle's life.
  * All SQL of the gateway's SQLite backend lives here and in sql/. */
-enum stmt_id {
-    S_BEGIN, S_COMMIT, S_ROLLBACK, S_VERSION,
-    S_AUTH, S_TEAM_KEY, S_TEAM_ID, S_TEAM_ADD, S_TEAM_SET_KEY, S_TEAM_LIST,
-    S_TOKEN_ADD, S_TOKEN_REVOKE, S_TOKEN_LIST,
-    S_PRESET_SET, S_PRESET_GET, S_PRESET_LIST,
-    S_SUB_INSERT, S_SUB_GROUP, S_SUB_FINISH, S_SUB_STATE, S_SUB_UPSTREAM,
-    S_CALL_INSERT, S_RUN_INSERT,
-    S_ADMIN_LOG, S_TEAM_FP, S_TEAM_NAME, S_TOKEN_INFO, S_RECOVER,
-    S_COUNT
-};
 
 static const char *const stmt_sql[S_COUNT] = {
     [S_BEGIN] = "BEGIN IMMEDIATE",
@@ -111,17 +100,7 @@ static const char *const stmt_sql[S_COUNT] = {
         " VALUES (?1, ?2, ?3, ?4, ?5)",
 };
 
-struct tg_store {
-    sqlite3 *db;
-    sqlite3_stmt *stmt[S_COUNT];
-    sqlite3_stmt *slot[TG_STORE_SLOTS]; /* claimed by tg_store_audit.c and the like */
-    char err[512];
-};
 
-/* Longest values the structs of tg_store.h can carry back without truncation. */
-#define TEAM_NAME_MAX 64
-#define TOKEN_ID_MAX 39
-#define LABEL_MAX 128
 
 /* ---- names ----------------------------------------------------------------------------- */
 
@@ -167,10 +146,7 @@ int tg_store_schema_version(void)
 
 /* ---- errors and statements --------------------------------------------------------------- */
 
-static void set_err(struct tg_store *st, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void set_err(struct tg_store *st, const char *fmt, ...)
+void store_set_err(struct tg_store *st, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -201,20 +177,20 @@ static int map_rc(int rc)
 }
 
 /* Records "what: sqlite's message" and returns rc mapped. Call before resetting. */
-static int db_err(struct tg_store *st, int rc, const char *what)
+int store_db_err(struct tg_store *st, int rc, const char *what)
 {
-    set_err(st, "%s: %s", what, sqlite3_errmsg(st->db));
+    store_set_err(st, "%s: %s", what, sqlite3_errmsg(st->db));
     return map_rc(rc);
 }
 
-static int invalid(struct tg_store *st, const char *what)
+int store_invalid(struct tg_store *st, const char *what)
 {
-    set_err(st, "%s", what);
+    store_set_err(st, "%s", what);
     return TG_EINVAL;
 }
 
 /* The statement id, prepared on first use. */
-static int prep(struct tg_store *st, enum stmt_id id, sqlite3_stmt **out)
+int store_prep(struct tg_store *st, enum stmt_id id, sqlite3_stmt **out)
 {
     if (st->stmt[id] == NULL) {
         int rc = sqlite3_prepare_v3(st->db, stmt_sql[id], -1, SQLITE_PREPARE_PERSISTENT,
@@ -222,7 +198,7 @@ static int prep(struct tg_store *st, enum stmt_id id, sqlite3_stmt **out)
         if (rc != SQLITE_OK) {
             st->stmt[id] = NULL;
             *out = NULL;
-            return db_err(st, rc, "prepare");
+            return store_db_err(st, rc, "prepare");
         }
     }
     *out = st->stmt[id];
@@ -230,7 +206,7 @@ static int prep(struct tg_store *st, enum stmt_id id, sqlite3_stmt **out)
 }
 
 /* Readies a statement for its next use; its bound strings may then go away. */
-static void done(sqlite3_stmt *s)
+void store_done(sqlite3_stmt *s)
 {
     if (s != NULL) {
         sqlite3_reset(s);
@@ -238,40 +214,40 @@ static void done(sqlite3_stmt *s)
     }
 }
 
-/* Bound strings are SQLITE_STATIC: they live until done() runs after the step. */
-static int bind_text(sqlite3_stmt *s, int i, const char *v)
+/* Bound strings are SQLITE_STATIC: they live until store_done() runs after the step. */
+int store_bind_text(sqlite3_stmt *s, int i, const char *v)
 {
     return v != NULL ? sqlite3_bind_text(s, i, v, -1, SQLITE_STATIC) : sqlite3_bind_null(s, i);
 }
 
 /* Binds v, or NULL when v is 0 (the header's "0: none"). */
-static int bind_int_or_null(sqlite3_stmt *s, int i, int64_t v)
+int store_bind_int_or_null(sqlite3_stmt *s, int i, int64_t v)
 {
     return v != 0 ? sqlite3_bind_int64(s, i, v) : sqlite3_bind_null(s, i);
 }
 
 /* Steps a statement that returns no rows, then resets it. */
-static int run(struct tg_store *st, sqlite3_stmt *s, const char *what)
+int store_run(struct tg_store *st, sqlite3_stmt *s, const char *what)
 {
     int rc = sqlite3_step(s);
-    int out = rc == SQLITE_DONE ? TG_OK : db_err(st, rc, what);
-    done(s);
+    int out = rc == SQLITE_DONE ? TG_OK : store_db_err(st, rc, what);
+    store_done(s);
     return out;
 }
 
-static const char *col_text(sqlite3_stmt *s, int i)
+const char *store_col_text(sqlite3_stmt *s, int i)
 {
     return (const char *)sqlite3_column_text(s, i);
 }
 
 /* Copies a text column into dst, truncated to fit; NULL becomes "". */
-static void col_copy(char *dst, size_t dstlen, sqlite3_stmt *s, int i)
+void store_col_copy(char *dst, size_t dstlen, sqlite3_stmt *s, int i)
 {
-    const char *v = col_text(s, i);
+    const char *v = store_col_text(s, i);
     snprintf(dst, dstlen, "%s", v != NULL ? v : "");
 }
 
-static void now_text(char out[TG_TIME_LEN])
+void store_now_text(char out[TG_TIME_LEN])
 {
     tg_time_format(tg_now_ms(), out);
 }
@@ -286,15 +262,15 @@ static pthread_mutex_t writer = PTHREAD_MUTEX_INITIALIZER;
 
 /* BEGIN IMMEDIATE takes the write lock at once, so a busy database is waited on by the
  * busy timeout instead of failing later when a read lock would have to be upgraded. */
-static int tx_begin(struct tg_store *st)
+int store_tx_begin(struct tg_store *st)
 {
     sqlite3_stmt *s;
-    int rc = prep(st, S_BEGIN, &s);
+    int rc = store_prep(st, S_BEGIN, &s);
     if (rc != TG_OK)
         return rc;
     int64_t t0 = tg_mono_us();
     pthread_mutex_lock(&writer);
-    rc = run(st, s, "begin");
+    rc = store_run(st, s, "begin");
     tg_metrics_db_wait(tg_mono_us() - t0);
     if (rc != TG_OK)
         pthread_mutex_unlock(&writer);
@@ -304,13 +280,13 @@ static int tx_begin(struct tg_store *st)
 /* Commits when rc is TG_OK, otherwise (or when the commit fails) rolls back; returns the
  * final status. The handle's message describes the first failure. Releases the writer
  * mutex tx_begin took. */
-static int tx_end(struct tg_store *st, int rc)
+int store_tx_end(struct tg_store *st, int rc)
 {
     sqlite3_stmt *s;
     if (rc == TG_OK) {
-        rc = prep(st, S_COMMIT, &s);
+        rc = store_prep(st, S_COMMIT, &s);
         if (rc == TG_OK)
-            rc = run(st, s, "commit");
+            rc = store_run(st, s, "commit");
     }
     if (rc != TG_OK && !sqlite3_get_autocommit(st->db)) {
         /* Prepared at open, so rolling back never fails for want of a statement. */
@@ -327,7 +303,7 @@ static int tx_end(struct tg_store *st, int rc)
 static int read_version(struct tg_store *st, int *version)
 {
     sqlite3_stmt *s;
-    int rc = prep(st, S_VERSION, &s);
+    int rc = store_prep(st, S_VERSION, &s);
     if (rc != TG_OK)
         return rc;
     int src = sqlite3_step(s);
@@ -335,16 +311,16 @@ static int read_version(struct tg_store *st, int *version)
         *version = sqlite3_column_int(s, 0);
         rc = TG_OK;
     } else {
-        rc = db_err(st, src, "read schema version");
+        rc = store_db_err(st, src, "read schema version");
     }
-    done(s);
+    store_done(s);
     return rc;
 }
 
 static int exec_sql(struct tg_store *st, const char *sql, const char *what)
 {
     int rc = sqlite3_exec(st->db, sql, NULL, NULL, NULL);
-    return rc == SQLITE_OK ? TG_OK : db_err(st, rc, what);
+    return rc == SQLITE_OK ? TG_OK : store_db_err(st, rc, what);
 }
 
 /* Connection settings and the statements every transaction needs. */
@@ -358,7 +334,7 @@ static int setup(struct tg_store *st, int flags, int busy_ms)
          * every write to it fails with TG_EDB. */
         rc = sqlite3_exec(st->db, "PRAGMA journal_mode = WAL", NULL, NULL, NULL);
         if (rc != SQLITE_OK && (rc & 0xff) != SQLITE_READONLY)
-            return db_err(st, rc, "set WAL mode");
+            return store_db_err(st, rc, "set WAL mode");
     }
     /* WAL with synchronous=NORMAL survives a crash of the process (kill -9) without losing
      * a commit; only a power loss can cost the last transactions. (A memory map for reads
@@ -370,7 +346,7 @@ static int setup(struct tg_store *st, int flags, int busy_ms)
     sqlite3_stmt *s;
     const enum stmt_id fixed[] = {S_BEGIN, S_COMMIT, S_ROLLBACK};
     for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++) {
-        rc = prep(st, fixed[i], &s);
+        rc = store_prep(st, fixed[i], &s);
         if (rc != TG_OK)
             return rc;
     }
@@ -386,12 +362,12 @@ static int check_version(struct tg_store *st)
         return rc;
     int need = tg_store_schema_version();
     if (have < need) {
-        set_err(st, "database schema is version %d, this taskgate needs %d: run `taskgate init`",
+        store_set_err(st, "database schema is version %d, this taskgate needs %d: run `taskgate init`",
                 have, need);
         return TG_ERR;
     }
     if (have > need) {
-        set_err(st, "database schema is version %d, newer than this taskgate knows (%d): "
+        store_set_err(st, "database schema is version %d, newer than this taskgate knows (%d): "
                 "use a newer taskgate", have, need);
         return TG_ERR;
     }
@@ -417,7 +393,7 @@ int tg_store_open(struct tg_store **out, const char *path, int flags, int busy_m
     int rc;
     int src = sqlite3_open_v2(path != NULL ? path : "", &st->db, oflags, NULL);
     if (src != SQLITE_OK) {
-        set_err(st, "cannot open %s: %s", path != NULL ? path : "(null)",
+        store_set_err(st, "cannot open %s: %s", path != NULL ? path : "(null)",
                 st->db != NULL ? sqlite3_errmsg(st->db) : sqlite3_errstr(src));
         rc = map_rc(src);
     } else {
@@ -425,7 +401,7 @@ int tg_store_open(struct tg_store **out, const char *path, int flags, int busy_m
         if (rc != TG_OK) {
             char why[sizeof(st->err)];
             memcpy(why, st->err, sizeof(why));
-            set_err(st, "cannot open %s: %.400s", path, why);
+            store_set_err(st, "cannot open %s: %.400s", path, why);
         } else if (!(flags & TG_STORE_NO_VERSION_CHECK)) {
             rc = check_version(st);
         }
@@ -474,20 +450,20 @@ int tg_store_migrate(struct tg_store *st, int *from, int *to)
     for (;;) {
         /* The version is read inside the write transaction, so two processes migrating
          * at once apply each migration exactly once. */
-        rc = tx_begin(st);
+        rc = store_tx_begin(st);
         if (rc != TG_OK)
             break;
         rc = read_version(st, &v);
         if (before < 0 && rc == TG_OK)
             before = v;
         if (rc == TG_OK && v > latest) {
-            set_err(st, "database schema is version %d, newer than this taskgate knows (%d)",
+            store_set_err(st, "database schema is version %d, newer than this taskgate knows (%d)",
                     v, latest);
             rc = TG_ERR;
         }
         const struct tg_migration *m = rc == TG_OK ? next_migration(v) : NULL;
         if (m == NULL) {
-            rc = tx_end(st, rc);
+            rc = store_tx_end(st, rc);
             break;
         }
         char what[300];
@@ -498,7 +474,7 @@ int tg_store_migrate(struct tg_store *st, int *from, int *to)
             snprintf(pragma, sizeof(pragma), "PRAGMA user_version = %d", m->version);
             rc = exec_sql(st, pragma, what);
         }
-        rc = tx_end(st, rc);
+        rc = store_tx_end(st, rc);
         if (rc != TG_OK)
             break;
         v = m->version;
@@ -526,547 +502,10 @@ int tg_store_ping(struct tg_store *st)
     if (src == SQLITE_OK)
         src = sqlite3_step(s) == SQLITE_ROW ? SQLITE_OK : sqlite3_errcode(db);
     if (src != SQLITE_OK)
-        set_err(st, "database check failed: %s", db != NULL ? sqlite3_errmsg(db) : "out of memory");
+        store_set_err(st, "database check failed: %s", db != NULL ? sqlite3_errmsg(db) : "out of memory");
     sqlite3_finalize(s);
     sqlite3_close(db);
     return src == SQLITE_OK ? TG_OK : TG_EDB;
-}
-
-/* ---- the admin change log ------------------------------------------------------------- */
-
-/* One admin_log row, inside the caller's transaction. before/after are JSON text or NULL. */
-static int admin_log(struct tg_store *st, const struct tg_actor *who, const char *action,
-                     const char *object_type, const char *object_id, const char *team,
-                     const char *before, const char *after)
-{
-    if (who == NULL || who->id == NULL || who->interface == NULL)
-        return invalid(st, "an administrative change needs an actor");
-    sqlite3_stmt *s;
-    char now[TG_TIME_LEN];
-    now_text(now);
-    int rc = prep(st, S_ADMIN_LOG, &s);
-    if (rc != TG_OK)
-        return rc;
-    bind_text(s, 1, now);
-    bind_text(s, 2, who->id);
-    bind_text(s, 3, who->team);
-    bind_text(s, 4, who->interface);
-    bind_text(s, 5, action);
-    bind_text(s, 6, object_type);
-    bind_text(s, 7, object_id);
-    bind_text(s, 8, team);
-    bind_text(s, 9, before);
-    bind_text(s, 10, after);
-    bind_text(s, 11, who->remote_addr);
-    return run(st, s, "log the change");
-}
-
-/* The first column of a one-row lookup by a text or integer key, copied into out ("" and
- * TG_ENOTFOUND when there is no row). */
-static int lookup_text(struct tg_store *st, enum stmt_id id, const char *key, int64_t ikey,
-                       char *out, size_t outlen)
-{
-    sqlite3_stmt *s;
-    int rc = prep(st, id, &s);
-    if (rc != TG_OK)
-        return rc;
-    if (key != NULL)
-        bind_text(s, 1, key);
-    else
-        sqlite3_bind_int64(s, 1, ikey);
-    out[0] = '\0';
-    int src = sqlite3_step(s);
-    if (src == SQLITE_ROW) {
-        const char *v = col_text(s, 0);
-        snprintf(out, outlen, "%s", v != NULL ? v : "");
-        rc = TG_OK;
-    } else {
-        rc = src == SQLITE_DONE ? TG_ENOTFOUND : db_err(st, src, "look up");
-    }
-    done(s);
-    return rc;
-}
-
-/* A preset's JSON as the admin log may show it: MCP server header values fingerprinted.
- * malloc'd; NULL for NULL or unparsable text. */
-static char *redacted(const char *json)
-{
-    if (json == NULL)
-        return NULL;
-    json_object *o = json_tokener_parse(json);
-    if (o == NULL)
-        return NULL;
-    tg_json_redact_mcp(o);
-    char *copy = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
-                                                          JSON_C_TO_STRING_NOSLASHESCAPE));
-    json_object_put(o);
-    return copy;
-}
-
-/* A JSON object from string pairs (name, value, …, NULL); a NULL value is JSON null. */
-static char *json_pairs(const char *first, ...)
-{
-    json_object *o = json_object_new_object();
-    va_list ap;
-    va_start(ap, first);
-    for (const char *k = first; k != NULL; k = va_arg(ap, const char *)) {
-        const char *v = va_arg(ap, const char *);
-        json_object_object_add(o, k, v != NULL ? json_object_new_string(v) : NULL);
-    }
-    va_end(ap);
-    const char *text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
-                                                         JSON_C_TO_STRING_NOSLASHESCAPE);
-    char *copy = text != NULL ? strdup(text) : NULL;
-    json_object_put(o);
-    return copy;
-}
-
-/* ---- identities ------------------------------------------------------------------------ */
-
-int tg_store_auth(struct tg_store *st, const char *token_hash, int64_t now_ms,
-                  struct tg_auth *out)
-{
-    if (token_hash == NULL || out == NULL)
-        return invalid(st, "auth: no token hash");
-    sqlite3_stmt *s;
-    int rc = prep(st, S_AUTH, &s);
-    if (rc != TG_OK)
-        return rc;
-    char now[TG_TIME_LEN];
-    tg_time_format(now_ms, now);
-    if (bind_text(s, 1, token_hash) != SQLITE_OK || bind_text(s, 2, now) != SQLITE_OK) {
-        rc = db_err(st, sqlite3_errcode(st->db), "auth");
-        goto out;
-    }
-    int src = sqlite3_step(s);
-    if (src == SQLITE_DONE) {
-        set_err(st, "no such token, or it is revoked or expired");
-        rc = TG_ENOTFOUND;
-    } else if (src != SQLITE_ROW) {
-        rc = db_err(st, src, "auth");
-    } else {
-        memset(out, 0, sizeof(*out));
-        out->team_id = sqlite3_column_int64(s, 0);
-        col_copy(out->team, sizeof(out->team), s, 1);
-        col_copy(out->token_id, sizeof(out->token_id), s, 2);
-        col_copy(out->label, sizeof(out->label), s, 3);
-        if (tg_role_parse(col_text(s, 4), &out->role) != TG_OK)
-            out->role = TG_ROLE_SUBMIT; /* the schema's CHECK makes this unreachable */
-        rc = TG_OK;
-    }
-out:
-    done(s);
-    return rc;
-}
-
-int tg_store_team_key(struct tg_store *st, int64_t team_id, char *buf, size_t buflen)
-{
-    sqlite3_stmt *s;
-    int rc = prep(st, S_TEAM_KEY, &s);
-    if (rc != TG_OK)
-        return rc;
-    sqlite3_bind_int64(s, 1, team_id);
-    int src = sqlite3_step(s);
-    if (src == SQLITE_DONE) {
-        set_err(st, "no team with id %lld", (long long)team_id);
-        rc = TG_ENOTFOUND;
-    } else if (src != SQLITE_ROW) {
-        rc = db_err(st, src, "team key");
-    } else {
-        const char *key = col_text(s, 0);
-        size_t n = (size_t)sqlite3_column_bytes(s, 0);
-        if (key == NULL || buf == NULL || n + 1 > buflen) {
-            set_err(st, "the upstream key of team %lld does not fit", (long long)team_id);
-            rc = key == NULL ? TG_ENOMEM : TG_ETOOBIG;
-        } else {
-            memcpy(buf, key, n + 1);
-            rc = TG_OK;
-        }
-    }
-    done(s);
-    return rc;
-}
-
-int tg_store_team_id(struct tg_store *st, const char *name, int64_t *team_id)
-{
-    sqlite3_stmt *s;
-    int rc = prep(st, S_TEAM_ID, &s);
-    if (rc != TG_OK)
-        return rc;
-    bind_text(s, 1, name);
-    int src = sqlite3_step(s);
-    if (src == SQLITE_ROW) {
-        *team_id = sqlite3_column_int64(s, 0);
-        rc = TG_OK;
-    } else if (src == SQLITE_DONE) {
-        set_err(st, "no team named '%.64s'", name != NULL ? name : "");
-        rc = TG_ENOTFOUND;
-    } else {
-        rc = db_err(st, src, "team id");
-    }
-    done(s);
-    return rc;
-}
-
-/* "sha256:" and the first 12 hex digits of the key's SHA-256: enough to tell keys apart,
- * far too little to recover one. */
-#define FINGERPRINT_LEN 20
-static void fingerprint(const char *key, char out[FINGERPRINT_LEN])
-{
-    unsigned char digest[SHA256_DIGEST_LENGTH];
-    SHA256((const unsigned char *)key, strlen(key), digest);
-    memcpy(out, "sha256:", 7);
-    tg_hex(digest, 6, out + 7);
-}
-
-static int check_team_args(struct tg_store *st, const char *name, const char *key)
-{
-    if (name == NULL || name[0] == '\0' || strlen(name) > TEAM_NAME_MAX)
-        return invalid(st, "a team name is 1 to 64 characters");
-    if (key == NULL || key[0] == '\0')
-        return invalid(st, "the upstream key is empty");
-    return TG_OK;
-}
-
-int tg_store_team_add(struct tg_store *st, const struct tg_actor *who, const char *name,
-                      const char *key, int64_t *team_id)
-{
-    int rc = check_team_args(st, name, key);
-    if (rc != TG_OK)
-        return rc;
-    sqlite3_stmt *s;
-    char fp[FINGERPRINT_LEN], now[TG_TIME_LEN];
-    fingerprint(key, fp);
-    now_text(now);
-    rc = prep(st, S_TEAM_ADD, &s);
-    if (rc == TG_OK)
-        rc = tx_begin(st);
-    if (rc != TG_OK)
-        return rc;
-    bind_text(s, 1, name);
-    bind_text(s, 2, key);
-    bind_text(s, 3, fp);
-    bind_text(s, 4, now);
-    rc = run(st, s, "add team");
-    if (rc == TG_EEXIST)
-        set_err(st, "team '%s' already exists", name);
-    if (rc == TG_OK && team_id != NULL)
-        *team_id = sqlite3_last_insert_rowid(st->db);
-    if (rc == TG_OK) {
-        char *after = json_pairs("name", name, "key_fingerprint", fp, NULL);
-        rc = after != NULL ? admin_log(st, who, "team.add", "team", name, name, NULL, after)
-                           : TG_ENOMEM;
-        free(after);
-    }
-    return tx_end(st, rc);
-}
-
-int tg_store_team_set_key(struct tg_store *st, const struct tg_actor *who, const char *name,
-                          const char *key)
-{
-    int rc = check_team_args(st, name, key);
-    if (rc != TG_OK)
-        return rc;
-    sqlite3_stmt *s;
-    char fp[FINGERPRINT_LEN], now[TG_TIME_LEN];
-    fingerprint(key, fp);
-    now_text(now);
-    rc = tx_begin(st);
-    if (rc != TG_OK)
-        return rc;
-    char old_fp[FINGERPRINT_LEN + 8];
-    rc = lookup_text(st, S_TEAM_FP, name, 0, old_fp, sizeof(old_fp));
-    if (rc == TG_ENOTFOUND)
-        set_err(st, "no team named '%s'", name);
-    if (rc == TG_OK)
-        rc = prep(st, S_TEAM_SET_KEY, &s);
-    if (rc == TG_OK) {
-        bind_text(s, 1, name);
-        bind_text(s, 2, key);
-        bind_text(s, 3, fp);
-        bind_text(s, 4, now);
-        rc = run(st, s, "set team key");
-    }
-    if (rc == TG_OK) {
-        char *before = json_pairs("name", name, "key_fingerprint", old_fp, NULL);
-        char *after = json_pairs("name", name, "key_fingerprint", fp, NULL);
-        rc = before != NULL && after != NULL
-                 ? admin_log(st, who, "team.set_key", "team", name, name, before, after)
-                 : TG_ENOMEM;
-        free(before);
-        free(after);
-    }
-    return tx_end(st, rc);
-}
-
-int tg_store_team_list(struct tg_store *st,
-                       int (*fn)(void *arg, const struct tg_team_row *row), void *arg)
-{
-    sqlite3_stmt *s;
-    int rc = prep(st, S_TEAM_LIST, &s);
-    if (rc != TG_OK)
-        return rc;
-    char now[TG_TIME_LEN];
-    now_text(now);
-    bind_text(s, 1, now);
-    for (;;) {
-        int src = sqlite3_step(s);
-        if (src == SQLITE_DONE)
-            break;
-        if (src != SQLITE_ROW) {
-            rc = db_err(st, src, "list teams");
-            break;
-        }
-        struct tg_team_row row = {
-            .id = sqlite3_column_int64(s, 0),
-            .name = col_text(s, 1),
-            .key_fingerprint = col_text(s, 2),
-            .created_at = col_text(s, 3),
-            .tokens = sqlite3_column_int(s, 4),
-            .presets = sqlite3_column_int(s, 5),
-        };
-        rc = fn(arg, &row);
-        if (rc != 0)
-            break;
-    }
-    done(s);
-    return rc;
-}
-
-int tg_store_token_add(struct tg_store *st, const struct tg_actor *who, int64_t team_id,
-                       const char *token_id, const char *hash, enum tg_role role,
-                       const char *label, int64_t expires_ms)
-{
-    if (token_id == NULL || token_id[0] == '\0' || strlen(token_id) > TOKEN_ID_MAX)
-        return invalid(st, "a token id is 1 to 39 characters");
-    if (hash == NULL || hash[0] == '\0')
-        return invalid(st, "the token hash is empty");
-    if ((unsigned)role > TG_ROLE_ADMIN)
-        return invalid(st, "unknown role");
-    if (label != NULL && strlen(label) > LABEL_MAX)
-        return invalid(st, "a token label is at most 128 characters");
-    sqlite3_stmt *s;
-    char now[TG_TIME_LEN], expires[TG_TIME_LEN];
-    now_text(now);
-    tg_time_format(expires_ms, expires);
-    int rc = prep(st, S_TOKEN_ADD, &s);
-    if (rc == TG_OK)
-        rc = tx_begin(st);
-    if (rc != TG_OK)
-        return rc;
-    bind_text(s, 1, token_id);
-    sqlite3_bind_int64(s, 2, team_id);
-    bind_text(s, 3, tg_role_name(role));
-    bind_text(s, 4, label);
-    bind_text(s, 5, hash);
-    bind_text(s, 6, now);
-    bind_text(s, 7, expires_ms != 0 ? expires : NULL);
-    rc = run(st, s, "add token");
-    if (rc == TG_ENOTFOUND)
-        set_err(st, "no team with id %lld", (long long)team_id);
-    else if (rc == TG_EEXIST)
-        set_err(st, "a token with this id or hash already exists");
-    char team[TEAM_NAME_MAX + 1];
-    if (rc == TG_OK)
-        rc = lookup_text(st, S_TEAM_NAME, NULL, team_id, team, sizeof(team));
-    if (rc == TG_OK) {
-        char *after = json_pairs("id", token_id, "team", team, "role", tg_role_name(role),
-                                 "label", label, "expires_at", expires_ms != 0 ? expires : NULL,
-                                 NULL);
-        rc = after != NULL ? admin_log(st, who, "token.issue", "token", token_id, team, NULL,
-                                       after)
-                           : TG_ENOMEM;
-        free(after);
-    }
-    return tx_end(st, rc);
-}
-
-int tg_store_token_revoke(struct tg_store *st, const struct tg_actor *who,
-                          const char *token_id)
-{
-    if (token_id == NULL)
-        return invalid(st, "no token id");
-    sqlite3_stmt *s;
-    char now[TG_TIME_LEN];
-    now_text(now);
-    int rc = prep(st, S_TOKEN_REVOKE, &s);
-    if (rc == TG_OK)
-        rc = tx_begin(st);
-    if (rc != TG_OK)
-        return rc;
-    bind_text(s, 1, token_id);
-    bind_text(s, 2, now);
-    rc = run(st, s, "revoke token");
-    if (rc == TG_OK && sqlite3_changes(st->db) == 0) {
-        set_err(st, "no token '%.40s', or it is already revoked", token_id);
-        rc = TG_ENOTFOUND;
-    }
-    char team[TEAM_NAME_MAX + 1];
-    if (rc == TG_OK)
-        rc = lookup_text(st, S_TOKEN_INFO, token_id, 0, team, sizeof(team));
-    if (rc == TG_OK) {
-        char *before = json_pairs("id", token_id, "revoked_at", NULL, NULL);
-        char *after = json_pairs("id", token_id, "revoked_at", now, NULL);
-        rc = before != NULL && after != NULL
-                 ? admin_log(st, who, "token.revoke", "token", token_id, team, before, after)
-                 : TG_ENOMEM;
-        free(before);
-        free(after);
-    }
-    return tx_end(st, rc);
-}
-
-int tg_store_token_list(struct tg_store *st, const char *team,
-                        int (*fn)(void *arg, const struct tg_token_row *row), void *arg)
-{
-    /* Naming a team that does not exist is a mistake worth reporting, not an empty list. */
-    int64_t team_id;
-    int rc = team != NULL ? tg_store_team_id(st, team, &team_id) : TG_OK;
-    sqlite3_stmt *s;
-    if (rc == TG_OK)
-        rc = prep(st, S_TOKEN_LIST, &s);
-    if (rc != TG_OK)
-        return rc;
-    bind_text(s, 1, team);
-    for (;;) {
-        int src = sqlite3_step(s);
-        if (src == SQLITE_DONE)
-            break;
-        if (src != SQLITE_ROW) {
-            rc = db_err(st, src, "list tokens");
-            break;
-        }
-        struct tg_token_row row = {
-            .id = col_text(s, 0),
-            .team = col_text(s, 1),
-            .role = col_text(s, 2),
-            .label = col_text(s, 3),
-            .created_at = col_text(s, 4),
-            .expires_at = col_text(s, 5),
-            .revoked_at = col_text(s, 6),
-        };
-        rc = fn(arg, &row);
-        if (rc != 0)
-            break;
-    }
-    done(s);
-    return rc;
-}
-
-/* The preset's current body, malloc'd (NULL when there is none). */
-static int preset_body(struct tg_store *st, int64_t team_id, const char *name, char **body)
-{
-    sqlite3_stmt *s;
-    *body = NULL;
-    int rc = prep(st, S_PRESET_GET, &s);
-    if (rc != TG_OK)
-        return rc;
-    sqlite3_bind_int64(s, 1, team_id);
-    bind_text(s, 2, name);
-    int src = sqlite3_step(s);
-    if (src == SQLITE_ROW) {
-        const char *v = col_text(s, 0);
-        *body = strdup(v != NULL ? v : "null");
-        rc = *body != NULL ? TG_OK : TG_ENOMEM;
-    } else if (src != SQLITE_DONE) {
-        rc = db_err(st, src, "read preset");
-    }
-    done(s);
-    return rc;
-}
-
-int tg_store_preset_set(struct tg_store *st, const struct tg_actor *who, int64_t team_id,
-                        const char *name, const char *json)
-{
-    if (name == NULL || name[0] == '\0' || json == NULL)
-        return invalid(st, "a preset needs a name and a body");
-    sqlite3_stmt *s;
-    char now[TG_TIME_LEN], team[TEAM_NAME_MAX + 1];
-    now_text(now);
-    int rc = tx_begin(st);
-    if (rc != TG_OK)
-        return rc;
-    rc = lookup_text(st, S_TEAM_NAME, NULL, team_id, team, sizeof(team));
-    if (rc == TG_ENOTFOUND)
-        set_err(st, "no team with id %lld", (long long)team_id);
-    char *before = NULL;
-    if (rc == TG_OK)
-        rc = preset_body(st, team_id, name, &before);
-    if (rc == TG_OK)
-        rc = prep(st, S_PRESET_SET, &s);
-    if (rc == TG_OK) {
-        sqlite3_bind_int64(s, 1, team_id);
-        bind_text(s, 2, name);
-        bind_text(s, 3, json);
-        bind_text(s, 4, now);
-        rc = run(st, s, "set preset");
-    }
-    if (rc == TG_OK) {
-        char object_id[2 * TEAM_NAME_MAX + 2];
-        snprintf(object_id, sizeof(object_id), "%s/%s", team, name);
-        char *shown = redacted(json), *was = redacted(before);
-        rc = admin_log(st, who, "preset.set", "preset", object_id, team,
-                       before != NULL ? (was != NULL ? was : "null") : NULL,
-                       shown != NULL ? shown : "null");
-        free(shown);
-        free(was);
-    }
-    free(before);
-    return tx_end(st, rc);
-}
-
-int tg_store_preset_get(struct tg_store *st, struct tg_pool *pool, int64_t team_id,
-                        const char *name, char **json)
-{
-    if (name == NULL || pool == NULL || json == NULL)
-        return invalid(st, "preset get: missing argument");
-    sqlite3_stmt *s;
-    int rc = prep(st, S_PRESET_GET, &s);
-    if (rc != TG_OK)
-        return rc;
-    sqlite3_bind_int64(s, 1, team_id);
-    bind_text(s, 2, name);
-    int src = sqlite3_step(s);
-    if (src == SQLITE_DONE) {
-        set_err(st, "no preset '%.64s'", name);
-        rc = TG_ENOTFOUND;
-    } else if (src != SQLITE_ROW) {
-        rc = db_err(st, src, "get preset");
-    } else {
-        const char *body = col_text(s, 0);
-        *json = body != NULL ? tg_pool_strndup(pool, body, (size_t)sqlite3_column_bytes(s, 0))
-                             : NULL;
-        rc = *json != NULL ? TG_OK : TG_ENOMEM;
-        if (rc != TG_OK)
-            set_err(st, "out of memory");
-    }
-    done(s);
-    return rc;
-}
-
-int tg_store_preset_list(struct tg_store *st, int64_t team_id,
-                         int (*fn)(void *arg, const char *name, const char *updated_at),
-                         void *arg)
-{
-    sqlite3_stmt *s;
-    int rc = prep(st, S_PRESET_LIST, &s);
-    if (rc != TG_OK)
-        return rc;
-    sqlite3_bind_int64(s, 1, team_id);
-    for (;;) {
-        int src = sqlite3_step(s);
-        if (src == SQLITE_DONE)
-            break;
-        if (src != SQLITE_ROW) {
-            rc = db_err(st, src, "list presets");
-            break;
-        }
-        rc = fn(arg, col_text(s, 0), col_text(s, 1));
-        if (rc != 0)
-            break;
-    }
-    done(s);
-    return rc;
 }
 
 /* ---- the audit records --------------------------------------------------------------------- */
@@ -1076,22 +515,22 @@ int tg_store_preset_list(struct tg_store *st, int64_t team_id,
 static int refusal(struct tg_store *st, const char *sub_id, const char *what)
 {
     sqlite3_stmt *s;
-    int rc = prep(st, S_SUB_STATE, &s);
+    int rc = store_prep(st, S_SUB_STATE, &s);
     if (rc != TG_OK)
         return rc;
-    bind_text(s, 1, sub_id);
+    store_bind_text(s, 1, sub_id);
     int src = sqlite3_step(s);
     if (src == SQLITE_ROW) {
-        set_err(st, "%s: submission %.64s is already %s; its record is not rewritten", what,
-                sub_id, col_text(s, 0));
+        store_set_err(st, "%s: submission %.64s is already %s; its record is not rewritten", what,
+                sub_id, store_col_text(s, 0));
         rc = TG_EINVAL;
     } else if (src == SQLITE_DONE) {
-        set_err(st, "%s: no submission %.64s", what, sub_id);
+        store_set_err(st, "%s: no submission %.64s", what, sub_id);
         rc = TG_ENOTFOUND;
     } else {
-        rc = db_err(st, src, what);
+        rc = store_db_err(st, src, what);
     }
-    done(s);
+    store_done(s);
     return rc;
 }
 
@@ -1099,40 +538,40 @@ static int sub_insert(struct tg_store *st, const struct tg_submission *sub,
                       enum tg_state state, int http_status, const char *error)
 {
     if (sub == NULL || sub->id == NULL || sub->interface == NULL || sub->num_inputs < 0)
-        return invalid(st, "a submission needs an id, an interface and num_inputs >= 0");
+        return store_invalid(st, "a submission needs an id, an interface and num_inputs >= 0");
     sqlite3_stmt *s;
     char received[TG_TIME_LEN], now[TG_TIME_LEN];
-    now_text(now);
+    store_now_text(now);
     if (sub->received_ms > 0)
         tg_time_format(sub->received_ms, received);
     else
         memcpy(received, now, sizeof(received));
-    int rc = prep(st, S_SUB_INSERT, &s);
+    int rc = store_prep(st, S_SUB_INSERT, &s);
     if (rc == TG_OK)
-        rc = tx_begin(st);
+        rc = store_tx_begin(st);
     if (rc != TG_OK)
         return rc;
-    bind_text(s, 1, sub->id);
+    store_bind_text(s, 1, sub->id);
     sqlite3_bind_int64(s, 2, sub->team_id);
-    bind_text(s, 3, sub->token_id);
-    bind_text(s, 4, sub->request_id);
-    bind_text(s, 5, received);
-    bind_text(s, 6, state == TG_STATE_PENDING ? NULL : now);
-    bind_text(s, 7, sub->remote_addr);
-    bind_text(s, 8, sub->interface);
-    bind_text(s, 9, sub->taskgroup_id);
+    store_bind_text(s, 3, sub->token_id);
+    store_bind_text(s, 4, sub->request_id);
+    store_bind_text(s, 5, received);
+    store_bind_text(s, 6, state == TG_STATE_PENDING ? NULL : now);
+    store_bind_text(s, 7, sub->remote_addr);
+    store_bind_text(s, 8, sub->interface);
+    store_bind_text(s, 9, sub->taskgroup_id);
     sqlite3_bind_int(s, 10, sub->num_inputs);
-    bind_text(s, 11, tg_state_name(state));
-    bind_int_or_null(s, 12, http_status);
-    bind_text(s, 13, error);
-    bind_text(s, 14, sub->request);
-    rc = run(st, s, "record submission");
+    store_bind_text(s, 11, tg_state_name(state));
+    store_bind_int_or_null(s, 12, http_status);
+    store_bind_text(s, 13, error);
+    store_bind_text(s, 14, sub->request);
+    rc = store_run(st, s, "record submission");
     if (rc == TG_EEXIST)
-        set_err(st, "submission %.64s is already recorded", sub->id);
+        store_set_err(st, "submission %.64s is already recorded", sub->id);
     else if (rc == TG_ENOTFOUND)
-        set_err(st, "record submission: no team %lld or no token %.40s",
+        store_set_err(st, "record submission: no team %lld or no token %.40s",
                 (long long)sub->team_id, sub->token_id != NULL ? sub->token_id : "");
-    return tx_end(st, rc);
+    return store_tx_end(st, rc);
 }
 
 int tg_store_submission_begin(struct tg_store *st, const struct tg_submission *sub)
@@ -1150,19 +589,19 @@ int tg_store_submission_group(struct tg_store *st, const char *sub_id,
                               const char *taskgroup_id)
 {
     if (sub_id == NULL || taskgroup_id == NULL)
-        return invalid(st, "submission group: missing argument");
+        return store_invalid(st, "submission group: missing argument");
     sqlite3_stmt *s;
-    int rc = prep(st, S_SUB_GROUP, &s);
+    int rc = store_prep(st, S_SUB_GROUP, &s);
     if (rc == TG_OK)
-        rc = tx_begin(st);
+        rc = store_tx_begin(st);
     if (rc != TG_OK)
         return rc;
-    bind_text(s, 1, sub_id);
-    bind_text(s, 2, taskgroup_id);
-    rc = run(st, s, "record group");
+    store_bind_text(s, 1, sub_id);
+    store_bind_text(s, 2, taskgroup_id);
+    rc = store_run(st, s, "record group");
     if (rc == TG_OK && sqlite3_changes(st->db) == 0)
         rc = refusal(st, sub_id, "record group");
-    return tx_end(st, rc);
+    return store_tx_end(st, rc);
 }
 
 /* The final-state UPDATE, inside the caller's transaction. */
@@ -1171,17 +610,17 @@ static int finish_in_tx(struct tg_store *st, const char *sub_id, enum tg_state s
 {
     sqlite3_stmt *s;
     char now[TG_TIME_LEN];
-    now_text(now);
-    int rc = prep(st, S_SUB_FINISH, &s);
+    store_now_text(now);
+    int rc = store_prep(st, S_SUB_FINISH, &s);
     if (rc != TG_OK)
         return rc;
-    bind_text(s, 1, sub_id);
-    bind_text(s, 2, tg_state_name(state));
-    bind_int_or_null(s, 3, http_status);
-    bind_int_or_null(s, 4, upstream_status);
-    bind_text(s, 5, error);
-    bind_text(s, 6, now);
-    rc = run(st, s, "finish submission");
+    store_bind_text(s, 1, sub_id);
+    store_bind_text(s, 2, tg_state_name(state));
+    store_bind_int_or_null(s, 3, http_status);
+    store_bind_int_or_null(s, 4, upstream_status);
+    store_bind_text(s, 5, error);
+    store_bind_text(s, 6, now);
+    rc = store_run(st, s, "finish submission");
     if (rc == TG_OK && sqlite3_changes(st->db) == 0)
         rc = refusal(st, sub_id, "finish submission");
     return rc;
@@ -1190,9 +629,9 @@ static int finish_in_tx(struct tg_store *st, const char *sub_id, enum tg_state s
 static int check_final(struct tg_store *st, const char *sub_id, enum tg_state state)
 {
     if (sub_id == NULL)
-        return invalid(st, "finish: no submission id");
+        return store_invalid(st, "finish: no submission id");
     if (state == TG_STATE_PENDING || (unsigned)state > TG_STATE_UNKNOWN)
-        return invalid(st, "finish: the final state must be accepted, rejected, failed or "
+        return store_invalid(st, "finish: the final state must be accepted, rejected, failed or "
                            "unknown");
     return TG_OK;
 }
@@ -1202,59 +641,59 @@ int tg_store_submission_finish(struct tg_store *st, const char *sub_id, enum tg_
 {
     int rc = check_final(st, sub_id, state);
     if (rc == TG_OK)
-        rc = tx_begin(st);
+        rc = store_tx_begin(st);
     if (rc != TG_OK)
         return rc;
     rc = finish_in_tx(st, sub_id, state, http_status, upstream_status, error);
-    return tx_end(st, rc);
+    return store_tx_end(st, rc);
 }
 
 static int check_call(struct tg_store *st, const struct tg_call *c)
 {
     if (c == NULL || c->submission_id == NULL || c->operation == NULL || c->method == NULL ||
         c->path == NULL)
-        return invalid(st, "a call needs a submission, an operation, a method and a path");
+        return store_invalid(st, "a call needs a submission, an operation, a method and a path");
     if ((unsigned)c->outcome > TG_OUTCOME_NOT_SENT)
-        return invalid(st, "unknown call outcome");
+        return store_invalid(st, "unknown call outcome");
     if (c->num_runs == 0)
         return TG_OK;
     if (c->run_ids == NULL || c->first_input < 0 ||
         c->num_runs > (size_t)(INT_MAX - c->first_input))
-        return invalid(st, "a call with runs needs run ids and a first input");
+        return store_invalid(st, "a call with runs needs run ids and a first input");
     for (size_t i = 0; i < c->num_runs; i++)
         if (c->run_ids[i] == NULL)
-            return invalid(st, "a run id is missing");
+            return store_invalid(st, "a run id is missing");
     return TG_OK;
 }
 
 static int insert_call(struct tg_store *st, const struct tg_call *c)
 {
     sqlite3_stmt *s;
-    int rc = prep(st, S_CALL_INSERT, &s);
+    int rc = store_prep(st, S_CALL_INSERT, &s);
     if (rc != TG_OK)
         return rc;
     char started[TG_TIME_LEN], finished[TG_TIME_LEN];
     tg_time_format(c->started_ms, started);
     tg_time_format(c->started_ms + (c->duration_ms > 0 ? c->duration_ms : 0), finished);
-    bind_text(s, 1, c->submission_id);
+    store_bind_text(s, 1, c->submission_id);
     sqlite3_bind_int(s, 2, c->seq);
-    bind_text(s, 3, c->operation);
-    bind_text(s, 4, c->method);
-    bind_text(s, 5, c->path);
+    store_bind_text(s, 3, c->operation);
+    store_bind_text(s, 4, c->method);
+    store_bind_text(s, 5, c->path);
     if (c->first_input >= 0)
         sqlite3_bind_int(s, 6, c->first_input);
     sqlite3_bind_int(s, 7, c->num_inputs);
-    bind_text(s, 8, started);
-    bind_text(s, 9, c->outcome == TG_OUTCOME_NOT_SENT ? NULL : finished);
+    store_bind_text(s, 8, started);
+    store_bind_text(s, 9, c->outcome == TG_OUTCOME_NOT_SENT ? NULL : finished);
     sqlite3_bind_int64(s, 10, c->duration_ms);
-    bind_text(s, 11, tg_outcome_name(c->outcome));
-    bind_int_or_null(s, 12, c->http_status);
-    bind_text(s, 13, c->run_cursor);
-    bind_text(s, 14, c->event_cursor);
-    bind_text(s, 15, c->error);
-    rc = run(st, s, "record upstream call");
+    store_bind_text(s, 11, tg_outcome_name(c->outcome));
+    store_bind_int_or_null(s, 12, c->http_status);
+    store_bind_text(s, 13, c->run_cursor);
+    store_bind_text(s, 14, c->event_cursor);
+    store_bind_text(s, 15, c->error);
+    rc = store_run(st, s, "record upstream call");
     if (rc == TG_EEXIST)
-        set_err(st, "call %d of submission %.64s is already recorded", c->seq,
+        store_set_err(st, "call %d of submission %.64s is already recorded", c->seq,
                 c->submission_id);
     return rc;
 }
@@ -1265,30 +704,30 @@ static int insert_runs(struct tg_store *st, const struct tg_call *c)
     if (c->num_runs == 0)
         return TG_OK;
     sqlite3_stmt *s;
-    int rc = prep(st, S_RUN_INSERT, &s);
+    int rc = store_prep(st, S_RUN_INSERT, &s);
     if (rc != TG_OK)
         return rc;
-    bind_text(s, 2, c->submission_id);
+    store_bind_text(s, 2, c->submission_id);
     sqlite3_bind_int(s, 3, c->seq);
     for (size_t i = 0; i < c->num_runs; i++) {
-        int src = bind_text(s, 1, c->run_ids[i]);
+        int src = store_bind_text(s, 1, c->run_ids[i]);
         if (src == SQLITE_OK)
-            src = bind_text(s, 5, c->processors != NULL ? c->processors[i] : NULL);
+            src = store_bind_text(s, 5, c->processors != NULL ? c->processors[i] : NULL);
         if (src != SQLITE_OK) {
-            rc = db_err(st, src, "record run");
+            rc = store_db_err(st, src, "record run");
             break;
         }
         sqlite3_bind_int(s, 4, c->first_input + (int)i);
         src = sqlite3_step(s);
         if (src != SQLITE_DONE) {
-            rc = db_err(st, src, "record run");
+            rc = store_db_err(st, src, "record run");
             if (rc == TG_EEXIST)
-                set_err(st, "run %.100s is already recorded", c->run_ids[i]);
+                store_set_err(st, "run %.100s is already recorded", c->run_ids[i]);
             break;
         }
         sqlite3_reset(s);
     }
-    done(s);
+    store_done(s);
     return rc;
 }
 
@@ -1296,13 +735,13 @@ static int insert_runs(struct tg_store *st, const struct tg_call *c)
 static int call_in_tx(struct tg_store *st, const struct tg_call *call)
 {
     sqlite3_stmt *s;
-    int rc = prep(st, S_SUB_UPSTREAM, &s);
+    int rc = store_prep(st, S_SUB_UPSTREAM, &s);
     if (rc != TG_OK)
         return rc;
-    bind_text(s, 1, call->submission_id);
-    bind_int_or_null(s, 2, call->http_status);
-    bind_text(s, 3, call->taskgroup_id);
-    rc = run(st, s, "record upstream status");
+    store_bind_text(s, 1, call->submission_id);
+    store_bind_int_or_null(s, 2, call->http_status);
+    store_bind_text(s, 3, call->taskgroup_id);
+    rc = store_run(st, s, "record upstream status");
     if (rc == TG_OK && sqlite3_changes(st->db) == 0)
         rc = refusal(st, call->submission_id, "record upstream call");
     if (rc == TG_OK)
@@ -1316,28 +755,28 @@ int tg_store_recover_pending(struct tg_store *st, long *n)
 {
     sqlite3_stmt *s;
     char now[TG_TIME_LEN];
-    now_text(now);
-    int rc = prep(st, S_RECOVER, &s);
+    store_now_text(now);
+    int rc = store_prep(st, S_RECOVER, &s);
     if (rc == TG_OK)
-        rc = tx_begin(st);
+        rc = store_tx_begin(st);
     if (rc != TG_OK)
         return rc;
-    bind_text(s, 1, now);
-    rc = run(st, s, "settle pending submissions");
+    store_bind_text(s, 1, now);
+    rc = store_run(st, s, "settle pending submissions");
     if (n != NULL)
         *n = rc == TG_OK ? (long)sqlite3_changes(st->db) : 0;
-    return tx_end(st, rc);
+    return store_tx_end(st, rc);
 }
 
 int tg_store_call_record(struct tg_store *st, const struct tg_call *call)
 {
     int rc = check_call(st, call);
     if (rc == TG_OK)
-        rc = tx_begin(st);
+        rc = store_tx_begin(st);
     if (rc != TG_OK)
         return rc;
     rc = call_in_tx(st, call);
-    return tx_end(st, rc);
+    return store_tx_end(st, rc);
 }
 
 int tg_store_call_finish(struct tg_store *st, const struct tg_call *call, enum tg_state state,
@@ -1347,13 +786,13 @@ int tg_store_call_finish(struct tg_store *st, const struct tg_call *call, enum t
     if (rc == TG_OK)
         rc = check_final(st, call->submission_id, state);
     if (rc == TG_OK)
-        rc = tx_begin(st);
+        rc = store_tx_begin(st);
     if (rc != TG_OK)
         return rc;
     rc = call_in_tx(st, call);
     if (rc == TG_OK)
         rc = finish_in_tx(st, call->submission_id, state, http_status, call->http_status, error);
-    return tx_end(st, rc);
+    return store_tx_end(st, rc);
 }
 
 /* ---- for the store's other source files (tg_store_int.h) -------------------------------- */
@@ -1361,12 +800,12 @@ int tg_store_call_finish(struct tg_store *st, const struct tg_call *call, enum t
 int tg_store_slot(struct tg_store *st, int slot, const char *sql, sqlite3_stmt **out)
 {
     if (slot < 0 || slot >= TG_STORE_SLOTS)
-        return invalid(st, "no such statement slot");
+        return store_invalid(st, "no such statement slot");
     if (st->slot[slot] == NULL) {
         int src = sqlite3_prepare_v3(st->db, sql, -1, SQLITE_PREPARE_PERSISTENT,
                                      &st->slot[slot], NULL);
         if (src != SQLITE_OK)
-            return db_err(st, src, "prepare");
+            return store_db_err(st, src, "prepare");
     }
     *out = st->slot[slot];
     return TG_OK;
@@ -1379,15 +818,15 @@ sqlite3 *tg_store_sqlite(struct tg_store *st)
 
 int tg_store_sqlite_error(struct tg_store *st, int rc, const char *what)
 {
-    return db_err(st, rc, what);
+    return store_db_err(st, rc, what);
 }
 
 int tg_store_begin(struct tg_store *st)
 {
-    return tx_begin(st);
+    return store_tx_begin(st);
 }
 
 int tg_store_end(struct tg_store *st, int rc)
 {
-    return tx_end(st, rc);
+    return store_tx_end(st, rc);
 }

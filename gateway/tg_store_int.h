@@ -1,7 +1,11 @@
-/* Inside the store: what the store's own source files (tg_store.c and the audit queries of
- * tg_store_audit.c) share. Nothing outside gateway/tg_store*.c includes this. */
+/* Inside the store: what the store's own source files (tg_store.c for the connection and
+ * the audit records, tg_store_ident.c for teams, tokens, presets and the admin log, and
+ * the audit queries) share. Nothing outside gateway/tg_store*.c includes this. */
 #ifndef TG_STORE_INT_H
 #define TG_STORE_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
 
 #include <sqlite3.h>
 
@@ -9,6 +13,55 @@
 
 /* Statement slots a source file other than tg_store.c may claim, each with fixed SQL. */
 #define TG_STORE_SLOTS 32
+
+/* The statements of tg_store.c and tg_store_ident.c, prepared once per handle. */
+enum stmt_id {
+    S_BEGIN, S_COMMIT, S_ROLLBACK, S_VERSION,
+    S_AUTH, S_TEAM_KEY, S_TEAM_ID, S_TEAM_ADD, S_TEAM_SET_KEY, S_TEAM_LIST,
+    S_TOKEN_ADD, S_TOKEN_REVOKE, S_TOKEN_LIST,
+    S_PRESET_SET, S_PRESET_GET, S_PRESET_LIST,
+    S_SUB_INSERT, S_SUB_GROUP, S_SUB_FINISH, S_SUB_STATE, S_SUB_UPSTREAM,
+    S_CALL_INSERT, S_RUN_INSERT,
+    S_ADMIN_LOG, S_TEAM_FP, S_TEAM_NAME, S_TOKEN_INFO, S_RECOVER,
+    S_COUNT
+};
+
+struct tg_store {
+    sqlite3 *db;
+    sqlite3_stmt *stmt[S_COUNT];
+    sqlite3_stmt *slot[TG_STORE_SLOTS]; /* claimed by tg_store_audit.c and the like */
+    char err[512];
+};
+
+/* Longest values the structs of tg_store.h can carry back without truncation. */
+#define TEAM_NAME_MAX 64
+#define TOKEN_ID_MAX 39
+#define LABEL_MAX 128
+
+/* Helpers shared by the store's files: errors, statements, transactions. */
+void store_set_err(struct tg_store *st, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Records "what: sqlite's message" and returns rc as a gateway status. */
+int store_db_err(struct tg_store *st, int rc, const char *what);
+/* Sets the message and returns TG_EINVAL. */
+int store_invalid(struct tg_store *st, const char *what);
+/* The statement id, prepared on first use. */
+int store_prep(struct tg_store *st, enum stmt_id id, sqlite3_stmt **out);
+/* Resets a statement and clears its bindings. */
+void store_done(sqlite3_stmt *s);
+/* Binds text (NULL: SQL NULL) as SQLITE_STATIC: it must live until store_done. */
+int store_bind_text(sqlite3_stmt *s, int i, const char *v);
+/* Binds v, or NULL when v is 0. */
+int store_bind_int_or_null(sqlite3_stmt *s, int i, int64_t v);
+/* Steps a statement that returns no rows, then resets it. */
+int store_run(struct tg_store *st, sqlite3_stmt *s, const char *what);
+const char *store_col_text(sqlite3_stmt *s, int i);
+/* Copies a text column into dst, truncated to fit; NULL becomes "". */
+void store_col_copy(char *dst, size_t dstlen, sqlite3_stmt *s, int i);
+void store_now_text(char out[TG_TIME_LEN]);
+/* BEGIN IMMEDIATE under the process's writer mutex / COMMIT or ROLLBACK and release. */
+int store_tx_begin(struct tg_store *st);
+int store_tx_end(struct tg_store *st, int rc);
 
 /* The statement in slot, prepared from sql on first use (sql must be the same text every
  * time for a slot). TG_OK, or an error with the handle's message set. */

@@ -1,0 +1,552 @@
+/* The store's identities: teams and their keys, tokens, presets, and the admin change
+ * log written with every change to them (see tg_store.h). */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <json-c/json.h>
+#include <openssl/sha.h>
+#include <sqlite3.h>
+
+#include "tg_json.h"
+#include "tg_store.h"
+#include "tg_store_int.h"
+
+/* ---- the admin change log ------------------------------------------------------------- */
+
+/* One admin_log row, inside the caller's transaction. before/after are JSON text or NULL. */
+static int admin_log(struct tg_store *st, const struct tg_actor *who, const char *action,
+                     const char *object_type, const char *object_id, const char *team,
+                     const char *before, const char *after)
+{
+    if (who == NULL || who->id == NULL || who->interface == NULL)
+        return store_invalid(st, "an administrative change needs an actor");
+    sqlite3_stmt *s;
+    char now[TG_TIME_LEN];
+    store_now_text(now);
+    int rc = store_prep(st, S_ADMIN_LOG, &s);
+    if (rc != TG_OK)
+        return rc;
+    store_bind_text(s, 1, now);
+    store_bind_text(s, 2, who->id);
+    store_bind_text(s, 3, who->team);
+    store_bind_text(s, 4, who->interface);
+    store_bind_text(s, 5, action);
+    store_bind_text(s, 6, object_type);
+    store_bind_text(s, 7, object_id);
+    store_bind_text(s, 8, team);
+    store_bind_text(s, 9, before);
+    store_bind_text(s, 10, after);
+    store_bind_text(s, 11, who->remote_addr);
+    return store_run(st, s, "log the change");
+}
+
+/* The first column of a one-row lookup by a text or integer key, copied into out ("" and
+ * TG_ENOTFOUND when there is no row). */
+static int lookup_text(struct tg_store *st, enum stmt_id id, const char *key, int64_t ikey,
+                       char *out, size_t outlen)
+{
+    sqlite3_stmt *s;
+    int rc = store_prep(st, id, &s);
+    if (rc != TG_OK)
+        return rc;
+    if (key != NULL)
+        store_bind_text(s, 1, key);
+    else
+        sqlite3_bind_int64(s, 1, ikey);
+    out[0] = '\0';
+    int src = sqlite3_step(s);
+    if (src == SQLITE_ROW) {
+        const char *v = store_col_text(s, 0);
+        snprintf(out, outlen, "%s", v != NULL ? v : "");
+        rc = TG_OK;
+    } else {
+        rc = src == SQLITE_DONE ? TG_ENOTFOUND : store_db_err(st, src, "look up");
+    }
+    store_done(s);
+    return rc;
+}
+
+/* A preset's JSON as the admin log may show it: MCP server header values fingerprinted.
+ * malloc'd; NULL for NULL or unparsable text. */
+static char *redacted(const char *json)
+{
+    if (json == NULL)
+        return NULL;
+    json_object *o = json_tokener_parse(json);
+    if (o == NULL)
+        return NULL;
+    tg_json_redact_mcp(o);
+    char *copy = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
+                                                          JSON_C_TO_STRING_NOSLASHESCAPE));
+    json_object_put(o);
+    return copy;
+}
+
+/* A JSON object from string pairs (name, value, …, NULL); a NULL value is JSON null. */
+static char *json_pairs(const char *first, ...)
+{
+    json_object *o = json_object_new_object();
+    va_list ap;
+    va_start(ap, first);
+    for (const char *k = first; k != NULL; k = va_arg(ap, const char *)) {
+        const char *v = va_arg(ap, const char *);
+        json_object_object_add(o, k, v != NULL ? json_object_new_string(v) : NULL);
+    }
+    va_end(ap);
+    const char *text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
+                                                         JSON_C_TO_STRING_NOSLASHESCAPE);
+    char *copy = text != NULL ? strdup(text) : NULL;
+    json_object_put(o);
+    return copy;
+}
+
+/* ---- identities ------------------------------------------------------------------------ */
+
+int tg_store_auth(struct tg_store *st, const char *token_hash, int64_t now_ms,
+                  struct tg_auth *out)
+{
+    if (token_hash == NULL || out == NULL)
+        return store_invalid(st, "auth: no token hash");
+    sqlite3_stmt *s;
+    int rc = store_prep(st, S_AUTH, &s);
+    if (rc != TG_OK)
+        return rc;
+    char now[TG_TIME_LEN];
+    tg_time_format(now_ms, now);
+    if (store_bind_text(s, 1, token_hash) != SQLITE_OK || store_bind_text(s, 2, now) != SQLITE_OK) {
+        rc = store_db_err(st, sqlite3_errcode(st->db), "auth");
+        goto out;
+    }
+    int src = sqlite3_step(s);
+    if (src == SQLITE_DONE) {
+        store_set_err(st, "no such token, or it is revoked or expired");
+        rc = TG_ENOTFOUND;
+    } else if (src != SQLITE_ROW) {
+        rc = store_db_err(st, src, "auth");
+    } else {
+        memset(out, 0, sizeof(*out));
+        out->team_id = sqlite3_column_int64(s, 0);
+        store_col_copy(out->team, sizeof(out->team), s, 1);
+        store_col_copy(out->token_id, sizeof(out->token_id), s, 2);
+        store_col_copy(out->label, sizeof(out->label), s, 3);
+        if (tg_role_parse(store_col_text(s, 4), &out->role) != TG_OK)
+            out->role = TG_ROLE_SUBMIT; /* the schema's CHECK makes this unreachable */
+        rc = TG_OK;
+    }
+out:
+    store_done(s);
+    return rc;
+}
+
+int tg_store_team_key(struct tg_store *st, int64_t team_id, char *buf, size_t buflen)
+{
+    sqlite3_stmt *s;
+    int rc = store_prep(st, S_TEAM_KEY, &s);
+    if (rc != TG_OK)
+        return rc;
+    sqlite3_bind_int64(s, 1, team_id);
+    int src = sqlite3_step(s);
+    if (src == SQLITE_DONE) {
+        store_set_err(st, "no team with id %lld", (long long)team_id);
+        rc = TG_ENOTFOUND;
+    } else if (src != SQLITE_ROW) {
+        rc = store_db_err(st, src, "team key");
+    } else {
+        const char *key = store_col_text(s, 0);
+        size_t n = (size_t)sqlite3_column_bytes(s, 0);
+        if (key == NULL || buf == NULL || n + 1 > buflen) {
+            store_set_err(st, "the upstream key of team %lld does not fit", (long long)team_id);
+            rc = key == NULL ? TG_ENOMEM : TG_ETOOBIG;
+        } else {
+            memcpy(buf, key, n + 1);
+            rc = TG_OK;
+        }
+    }
+    store_done(s);
+    return rc;
+}
+
+int tg_store_team_id(struct tg_store *st, const char *name, int64_t *team_id)
+{
+    sqlite3_stmt *s;
+    int rc = store_prep(st, S_TEAM_ID, &s);
+    if (rc != TG_OK)
+        return rc;
+    store_bind_text(s, 1, name);
+    int src = sqlite3_step(s);
+    if (src == SQLITE_ROW) {
+        *team_id = sqlite3_column_int64(s, 0);
+        rc = TG_OK;
+    } else if (src == SQLITE_DONE) {
+        store_set_err(st, "no team named '%.64s'", name != NULL ? name : "");
+        rc = TG_ENOTFOUND;
+    } else {
+        rc = store_db_err(st, src, "team id");
+    }
+    store_done(s);
+    return rc;
+}
+
+/* "sha256:" and the first 12 hex digits of the key's SHA-256: enough to tell keys apart,
+ * far too little to recover one. */
+#define FINGERPRINT_LEN 20
+static void fingerprint(const char *key, char out[FINGERPRINT_LEN])
+{
+    unsigned char digest[SHA256_DIGEST_LENGTH];
+    SHA256((const unsigned char *)key, strlen(key), digest);
+    memcpy(out, "sha256:", 7);
+    tg_hex(digest, 6, out + 7);
+}
+
+static int check_team_args(struct tg_store *st, const char *name, const char *key)
+{
+    if (name == NULL || name[0] == '\0' || strlen(name) > TEAM_NAME_MAX)
+        return store_invalid(st, "a team name is 1 to 64 characters");
+    if (key == NULL || key[0] == '\0')
+        return store_invalid(st, "the upstream key is empty");
+    return TG_OK;
+}
+
+int tg_store_team_add(struct tg_store *st, const struct tg_actor *who, const char *name,
+                      const char *key, int64_t *team_id)
+{
+    int rc = check_team_args(st, name, key);
+    if (rc != TG_OK)
+        return rc;
+    sqlite3_stmt *s;
+    char fp[FINGERPRINT_LEN], now[TG_TIME_LEN];
+    fingerprint(key, fp);
+    store_now_text(now);
+    rc = store_prep(st, S_TEAM_ADD, &s);
+    if (rc == TG_OK)
+        rc = store_tx_begin(st);
+    if (rc != TG_OK)
+        return rc;
+    store_bind_text(s, 1, name);
+    store_bind_text(s, 2, key);
+    store_bind_text(s, 3, fp);
+    store_bind_text(s, 4, now);
+    rc = store_run(st, s, "add team");
+    if (rc == TG_EEXIST)
+        store_set_err(st, "team '%s' already exists", name);
+    if (rc == TG_OK && team_id != NULL)
+        *team_id = sqlite3_last_insert_rowid(st->db);
+    if (rc == TG_OK) {
+        char *after = json_pairs("name", name, "key_fingerprint", fp, NULL);
+        rc = after != NULL ? admin_log(st, who, "team.add", "team", name, name, NULL, after)
+                           : TG_ENOMEM;
+        free(after);
+    }
+    return store_tx_end(st, rc);
+}
+
+int tg_store_team_set_key(struct tg_store *st, const struct tg_actor *who, const char *name,
+                          const char *key)
+{
+    int rc = check_team_args(st, name, key);
+    if (rc != TG_OK)
+        return rc;
+    sqlite3_stmt *s;
+    char fp[FINGERPRINT_LEN], now[TG_TIME_LEN];
+    fingerprint(key, fp);
+    store_now_text(now);
+    rc = store_tx_begin(st);
+    if (rc != TG_OK)
+        return rc;
+    char old_fp[FINGERPRINT_LEN + 8];
+    rc = lookup_text(st, S_TEAM_FP, name, 0, old_fp, sizeof(old_fp));
+    if (rc == TG_ENOTFOUND)
+        store_set_err(st, "no team named '%s'", name);
+    if (rc == TG_OK)
+        rc = store_prep(st, S_TEAM_SET_KEY, &s);
+    if (rc == TG_OK) {
+        store_bind_text(s, 1, name);
+        store_bind_text(s, 2, key);
+        store_bind_text(s, 3, fp);
+        store_bind_text(s, 4, now);
+        rc = store_run(st, s, "set team key");
+    }
+    if (rc == TG_OK) {
+        char *before = json_pairs("name", name, "key_fingerprint", old_fp, NULL);
+        char *after = json_pairs("name", name, "key_fingerprint", fp, NULL);
+        rc = before != NULL && after != NULL
+                 ? admin_log(st, who, "team.set_key", "team", name, name, before, after)
+                 : TG_ENOMEM;
+        free(before);
+        free(after);
+    }
+    return store_tx_end(st, rc);
+}
+
+int tg_store_team_list(struct tg_store *st,
+                       int (*fn)(void *arg, const struct tg_team_row *row), void *arg)
+{
+    sqlite3_stmt *s;
+    int rc = store_prep(st, S_TEAM_LIST, &s);
+    if (rc != TG_OK)
+        return rc;
+    char now[TG_TIME_LEN];
+    store_now_text(now);
+    store_bind_text(s, 1, now);
+    for (;;) {
+        int src = sqlite3_step(s);
+        if (src == SQLITE_DONE)
+            break;
+        if (src != SQLITE_ROW) {
+            rc = store_db_err(st, src, "list teams");
+            break;
+        }
+        struct tg_team_row row = {
+            .id = sqlite3_column_int64(s, 0),
+            .name = store_col_text(s, 1),
+            .key_fingerprint = store_col_text(s, 2),
+            .created_at = store_col_text(s, 3),
+            .tokens = sqlite3_column_int(s, 4),
+            .presets = sqlite3_column_int(s, 5),
+        };
+        rc = fn(arg, &row);
+        if (rc != 0)
+            break;
+    }
+    store_done(s);
+    return rc;
+}
+
+int tg_store_token_add(struct tg_store *st, const struct tg_actor *who, int64_t team_id,
+                       const char *token_id, const char *hash, enum tg_role role,
+                       const char *label, int64_t expires_ms)
+{
+    if (token_id == NULL || token_id[0] == '\0' || strlen(token_id) > TOKEN_ID_MAX)
+        return store_invalid(st, "a token id is 1 to 39 characters");
+    if (hash == NULL || hash[0] == '\0')
+        return store_invalid(st, "the token hash is empty");
+    if ((unsigned)role > TG_ROLE_ADMIN)
+        return store_invalid(st, "unknown role");
+    if (label != NULL && strlen(label) > LABEL_MAX)
+        return store_invalid(st, "a token label is at most 128 characters");
+    sqlite3_stmt *s;
+    char now[TG_TIME_LEN], expires[TG_TIME_LEN];
+    store_now_text(now);
+    tg_time_format(expires_ms, expires);
+    int rc = store_prep(st, S_TOKEN_ADD, &s);
+    if (rc == TG_OK)
+        rc = store_tx_begin(st);
+    if (rc != TG_OK)
+        return rc;
+    store_bind_text(s, 1, token_id);
+    sqlite3_bind_int64(s, 2, team_id);
+    store_bind_text(s, 3, tg_role_name(role));
+    store_bind_text(s, 4, label);
+    store_bind_text(s, 5, hash);
+    store_bind_text(s, 6, now);
+    store_bind_text(s, 7, expires_ms != 0 ? expires : NULL);
+    rc = store_run(st, s, "add token");
+    if (rc == TG_ENOTFOUND)
+        store_set_err(st, "no team with id %lld", (long long)team_id);
+    else if (rc == TG_EEXIST)
+        store_set_err(st, "a token with this id or hash already exists");
+    char team[TEAM_NAME_MAX + 1];
+    if (rc == TG_OK)
+        rc = lookup_text(st, S_TEAM_NAME, NULL, team_id, team, sizeof(team));
+    if (rc == TG_OK) {
+        char *after = json_pairs("id", token_id, "team", team, "role", tg_role_name(role),
+                                 "label", label, "expires_at", expires_ms != 0 ? expires : NULL,
+                                 NULL);
+        rc = after != NULL ? admin_log(st, who, "token.issue", "token", token_id, team, NULL,
+                                       after)
+                           : TG_ENOMEM;
+        free(after);
+    }
+    return store_tx_end(st, rc);
+}
+
+int tg_store_token_revoke(struct tg_store *st, const struct tg_actor *who,
+                          const char *token_id)
+{
+    if (token_id == NULL)
+        return store_invalid(st, "no token id");
+    sqlite3_stmt *s;
+    char now[TG_TIME_LEN];
+    store_now_text(now);
+    int rc = store_prep(st, S_TOKEN_REVOKE, &s);
+    if (rc == TG_OK)
+        rc = store_tx_begin(st);
+    if (rc != TG_OK)
+        return rc;
+    store_bind_text(s, 1, token_id);
+    store_bind_text(s, 2, now);
+    rc = store_run(st, s, "revoke token");
+    if (rc == TG_OK && sqlite3_changes(st->db) == 0) {
+        store_set_err(st, "no token '%.40s', or it is already revoked", token_id);
+        rc = TG_ENOTFOUND;
+    }
+    char team[TEAM_NAME_MAX + 1];
+    if (rc == TG_OK)
+        rc = lookup_text(st, S_TOKEN_INFO, token_id, 0, team, sizeof(team));
+    if (rc == TG_OK) {
+        char *before = json_pairs("id", token_id, "revoked_at", NULL, NULL);
+        char *after = json_pairs("id", token_id, "revoked_at", now, NULL);
+        rc = before != NULL && after != NULL
+                 ? admin_log(st, who, "token.revoke", "token", token_id, team, before, after)
+                 : TG_ENOMEM;
+        free(before);
+        free(after);
+    }
+    return store_tx_end(st, rc);
+}
+
+int tg_store_token_list(struct tg_store *st, const char *team,
+                        int (*fn)(void *arg, const struct tg_token_row *row), void *arg)
+{
+    /* Naming a team that does not exist is a mistake worth reporting, not an empty list. */
+    int64_t team_id;
+    int rc = team != NULL ? tg_store_team_id(st, team, &team_id) : TG_OK;
+    sqlite3_stmt *s;
+    if (rc == TG_OK)
+        rc = store_prep(st, S_TOKEN_LIST, &s);
+    if (rc != TG_OK)
+        return rc;
+    store_bind_text(s, 1, team);
+    for (;;) {
+        int src = sqlite3_step(s);
+        if (src == SQLITE_DONE)
+            break;
+        if (src != SQLITE_ROW) {
+            rc = store_db_err(st, src, "list tokens");
+            break;
+        }
+        struct tg_token_row row = {
+            .id = store_col_text(s, 0),
+            .team = store_col_text(s, 1),
+            .role = store_col_text(s, 2),
+            .label = store_col_text(s, 3),
+            .created_at = store_col_text(s, 4),
+            .expires_at = store_col_text(s, 5),
+            .revoked_at = store_col_text(s, 6),
+        };
+        rc = fn(arg, &row);
+        if (rc != 0)
+            break;
+    }
+    store_done(s);
+    return rc;
+}
+
+/* The preset's current body, malloc'd (NULL when there is none). */
+static int preset_body(struct tg_store *st, int64_t team_id, const char *name, char **body)
+{
+    sqlite3_stmt *s;
+    *body = NULL;
+    int rc = store_prep(st, S_PRESET_GET, &s);
+    if (rc != TG_OK)
+        return rc;
+    sqlite3_bind_int64(s, 1, team_id);
+    store_bind_text(s, 2, name);
+    int src = sqlite3_step(s);
+    if (src == SQLITE_ROW) {
+        const char *v = store_col_text(s, 0);
+        *body = strdup(v != NULL ? v : "null");
+        rc = *body != NULL ? TG_OK : TG_ENOMEM;
+    } else if (src != SQLITE_DONE) {
+        rc = store_db_err(st, src, "read preset");
+    }
+    store_done(s);
+    return rc;
+}
+
+int tg_store_preset_set(struct tg_store *st, const struct tg_actor *who, int64_t team_id,
+                        const char *name, const char *json)
+{
+    if (name == NULL || name[0] == '\0' || json == NULL)
+        return store_invalid(st, "a preset needs a name and a body");
+    sqlite3_stmt *s;
+    char now[TG_TIME_LEN], team[TEAM_NAME_MAX + 1];
+    store_now_text(now);
+    int rc = store_tx_begin(st);
+    if (rc != TG_OK)
+        return rc;
+    rc = lookup_text(st, S_TEAM_NAME, NULL, team_id, team, sizeof(team));
+    if (rc == TG_ENOTFOUND)
+        store_set_err(st, "no team with id %lld", (long long)team_id);
+    char *before = NULL;
+    if (rc == TG_OK)
+        rc = preset_body(st, team_id, name, &before);
+    if (rc == TG_OK)
+        rc = store_prep(st, S_PRESET_SET, &s);
+    if (rc == TG_OK) {
+        sqlite3_bind_int64(s, 1, team_id);
+        store_bind_text(s, 2, name);
+        store_bind_text(s, 3, json);
+        store_bind_text(s, 4, now);
+        rc = store_run(st, s, "set preset");
+    }
+    if (rc == TG_OK) {
+        char object_id[2 * TEAM_NAME_MAX + 2];
+        snprintf(object_id, sizeof(object_id), "%s/%s", team, name);
+        char *shown = redacted(json), *was = redacted(before);
+        rc = admin_log(st, who, "preset.set", "preset", object_id, team,
+                       before != NULL ? (was != NULL ? was : "null") : NULL,
+                       shown != NULL ? shown : "null");
+        free(shown);
+        free(was);
+    }
+    free(before);
+    return store_tx_end(st, rc);
+}
+
+int tg_store_preset_get(struct tg_store *st, struct tg_pool *pool, int64_t team_id,
+                        const char *name, char **json)
+{
+    if (name == NULL || pool == NULL || json == NULL)
+        return store_invalid(st, "preset get: missing argument");
+    sqlite3_stmt *s;
+    int rc = store_prep(st, S_PRESET_GET, &s);
+    if (rc != TG_OK)
+        return rc;
+    sqlite3_bind_int64(s, 1, team_id);
+    store_bind_text(s, 2, name);
+    int src = sqlite3_step(s);
+    if (src == SQLITE_DONE) {
+        store_set_err(st, "no preset '%.64s'", name);
+        rc = TG_ENOTFOUND;
+    } else if (src != SQLITE_ROW) {
+        rc = store_db_err(st, src, "get preset");
+    } else {
+        const char *body = store_col_text(s, 0);
+        *json = body != NULL ? tg_pool_strndup(pool, body, (size_t)sqlite3_column_bytes(s, 0))
+                             : NULL;
+        rc = *json != NULL ? TG_OK : TG_ENOMEM;
+        if (rc != TG_OK)
+            store_set_err(st, "out of memory");
+    }
+    store_done(s);
+    return rc;
+}
+
+int tg_store_preset_list(struct tg_store *st, int64_t team_id,
+                         int (*fn)(void *arg, const char *name, const char *updated_at),
+                         void *arg)
+{
+    sqlite3_stmt *s;
+    int rc = store_prep(st, S_PRESET_LIST, &s);
+    if (rc != TG_OK)
+        return rc;
+    sqlite3_bind_int64(s, 1, team_id);
+    for (;;) {
+        int src = sqlite3_step(s);
+        if (src == SQLITE_DONE)
+            break;
+        if (src != SQLITE_ROW) {
+            rc = store_db_err(st, src, "list presets");
+            break;
+        }
+        rc = fn(arg, store_col_text(s, 0), store_col_text(s, 1));
+        if (rc != 0)
+            break;
+    }
+    store_done(s);
+    return rc;
+}
+
