@@ -64,7 +64,8 @@ tg init
 if ! tg team list | grep -q '^demo '; then
   printf '%s\n' "$key" | tg team add demo
   printf '{"processor":"base","metadata":{"source":"demo"}}\n' | tg preset set demo default -
-else
+elif ! tg team list | grep -q "^demo .*sha256:$(printf '%s' "$key" | sha256sum | cut -c1-12)"; then
+  # The upstream changed (PARALLEL_API_KEY set or unset since the last start).
   printf '%s\n' "$key" | tg team set-key demo
 fi
 if [ ! -s "$run/demo-token" ]; then
