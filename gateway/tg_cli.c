@@ -368,6 +368,22 @@ static int read_file(const char *path, struct tg_buf *b)
     return rc;
 }
 
+/* One validation problem as a person reads it: "FILE: metadata.k: msg". */
+static void print_problem(const char *path, json_object *problem)
+{
+    json_object *loc = tg_json_get(problem, "loc");
+    fprintf(stderr, "taskgate: %s: ", path);
+    size_t n = json_object_is_type(loc, json_type_array) ? json_object_array_length(loc) : 0;
+    for (size_t j = 1; j < n; j++) { /* loc[0] is "body" */
+        json_object *part = json_object_array_get_idx(loc, j);
+        fprintf(stderr, "%s%s", j > 1 ? "." : "",
+                json_object_is_type(part, json_type_string) ? json_object_get_string(part)
+                                                            : tg_json_str(part, NULL));
+    }
+    const char *msg = tg_json_get_str(problem, "msg");
+    fprintf(stderr, "%s%s\n", n > 1 ? ": " : "", msg != NULL ? msg : "invalid");
+}
+
 static int preset_set(struct tg_store *st, int64_t team_id, const char *name, const char *path)
 {
     struct tg_buf b;
@@ -389,8 +405,7 @@ static int preset_set(struct tg_store *st, int64_t team_id, const char *name, co
     tg_validate_preset(preset, detail);
     size_t problems = json_object_array_length(detail);
     for (size_t i = 0; i < problems; i++)
-        fprintf(stderr, "taskgate: %s: %s\n", path,
-                tg_json_str(json_object_array_get_idx(detail, i), NULL));
+        print_problem(path, json_object_array_get_idx(detail, i));
     if (problems == 0) {
         rc = tg_store_preset_set(st, os_actor(), team_id, name, tg_json_str(preset, NULL));
         if (rc != TG_OK)
