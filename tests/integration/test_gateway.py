@@ -525,6 +525,15 @@ class CliTest(GatewayTestCase):
 
         key = new_key("ops")
         r = s.cli("team", "add", "ops", input=key + "\n")
+        # A bad preset is refused with every problem named, and nothing is stored.
+        bad = json.dumps({"metadata": {"averyveryverylongkey": 1},
+                          "source_policy": {"include_domains": ["localhost"]}})
+        rp = s.cli("preset", "set", "ops", "bad", "-", input=bad)
+        self.assertEqual(rp.returncode, 1, rp)
+        self.assertIn("metadata.averyveryverylongkey: metadata keys may have at most 16 "
+                      "characters", rp.stderr)
+        self.assertIn("source_policy.include_domains.0: expected a domain", rp.stderr)
+        self.assertEqual(s.cli("preset", "list", "ops").stdout, "")
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertNotIn(key, r.stdout + r.stderr)
         self.assertEqual(s.db_value("SELECT upstream_key FROM teams WHERE name = 'ops'"), key,
