@@ -15,37 +15,18 @@ import signal
 import socket
 import stat
 import subprocess
+import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = os.path.dirname(os.path.dirname(HERE))
-TOKEN_RE = re.compile(r"^tg_[0-9a-f]{48}$")
+# The integration tests' harness owns the small helpers both need.
+sys.path.insert(0, os.path.join(TOP, "tests", "integration"))
+from harness import TOKEN_RE, child_env, free_port, tail  # noqa: E402
 
 
 class BenchError(RuntimeError):
     """A part of the benchmark could not run; the message says why (with log tails)."""
-
-
-def free_port():
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def tail(path, lines=20):
-    try:
-        with open(path, "r", encoding="utf-8", errors="replace") as f:
-            text = f.read()
-    except OSError as e:
-        return "(%s: %s)" % (path, e.strerror)
-    return "\n".join(text.splitlines()[-lines:]) or "(%s is empty)" % path
-
-
-def child_env():
-    """Our environment without TASKGATE_* overrides, so that a developer's shell cannot
-    change what the generated config says."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("TASKGATE_")}
 
 
 def fill(template_name, values):
