@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "tg_audit.h"
 #include "tg_conf.h"
 #include "tg_core.h"
 #include "tg_json.h"
@@ -41,6 +42,7 @@ static const char usage_text[] =
     "  preset show TEAM NAME        print a preset\n"
     "  preset list TEAM             list a team's presets\n"
     "  config                       print the effective configuration\n"
+    TG_AUDIT_USAGE
     "\n"
     "options:\n"
     "  --config FILE   the config file (default: $TASKGATE_CONFIG, else conf/taskgate.conf)\n"
@@ -487,6 +489,7 @@ static const struct command {
 } commands[] = {
     {"init", cmd_init},   {"serve", cmd_serve},   {"team", cmd_team},
     {"token", cmd_token}, {"preset", cmd_preset}, {"config", cmd_config},
+    {"audit", tg_audit_cli},
     {NULL, NULL},
 };
 

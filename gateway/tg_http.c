@@ -5,6 +5,7 @@
 #include <assert.h>
 #include <string.h>
 
+#include "tg_audit.h"
 #include "tg_html.h"
 #include "tg_json.h"
 #include "tg_log.h"
@@ -175,6 +176,11 @@ void tg_handle(struct tg_worker *w, struct tg_request *req, struct tg_response *
             tg_resp_header(resp, "Allow", "POST");
             tg_resp_error(resp, req, 405, "use POST to submit runs", NULL);
         }
+        return;
+    }
+    if (strncmp(path, "/v1/audit/", 10) == 0) {
+        resp->interface = "audit";
+        tg_audit_http(w, req, resp);
         return;
     }
     tg_resp_error(resp, req, 404, "Not Found", NULL);

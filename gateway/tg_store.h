@@ -228,4 +228,99 @@ int tg_store_call_record(struct tg_store *st, const struct tg_call *call);
 int tg_store_call_finish(struct tg_store *st, const struct tg_call *call, enum tg_state state,
                          int http_status, const char *error);
 
+/* ---- audit reads -------------------------------------------------------------------- */
+/* The read side of the audit trail (tg_store_audit.c): the views audit_submissions,
+ * audit_calls and audit_runs with optional filters and keyset pagination, and the log of
+ * every read (audit_reads). Rows reach the caller through a callback, one at a time, as
+ * plain text so that the formatters never see the backend. */
+
+enum tg_audit_kind { TG_AUDIT_KIND_SUBMISSION, TG_AUDIT_KIND_CALL, TG_AUDIT_KIND_RUN };
+/* A value's type: SQL NULL, an integer (decimal text), text, or JSON text (the stored
+ * request of a submission). */
+enum tg_audit_type { TG_AUDIT_VAL_NULL, TG_AUDIT_VAL_INT, TG_AUDIT_VAL_TEXT, TG_AUDIT_VAL_JSON };
+
+/* One row: ncols names (static) and values (NULL where types[i] is TG_AUDIT_VAL_NULL). Every
+ * pointer is valid only during the callback. */
+struct tg_audit_row {
+    enum tg_audit_kind kind;
+    int ncols;
+    const char *const *names;
+    const char *const *values;
+    const enum tg_audit_type *types;
+};
+/* Called once per row; a non-zero return stops the read and is returned by it. */
+typedef int (*tg_audit_fn)(void *arg, const struct tg_audit_row *row);
+
+/* The column names of a kind's rows as lists return them (the views' columns, in order);
+ * static storage. *n receives their number. */
+const char *const *tg_store_audit_columns(enum tg_audit_kind kind, int *n);
+
+/* Where a page ends: the last row's (time, submission id[, input index]). The next page
+ * continues strictly after it. time "" means "from the start". */
+#define TG_AUDIT_KEY_ID_MAX 255
+struct tg_audit_key {
+    char time[TG_TIME_LEN];
+    char id[TG_AUDIT_KEY_ID_MAX + 1];
+    long index;
+};
+
+/* A list's filters. Strings are borrowed for the call; NULL means no filter. since and
+ * until are RFC 3339 UTC millisecond texts as stored (since included, until excluded). */
+struct tg_audit_query {
+    const char *scope_team;    /* the only team the reader may see; NULL: every team */
+    const char *team;
+    const char *state;
+    const char *interface;
+    const char *taskgroup_id;
+    const char *since;
+    const char *until;
+    long limit;                /* rows per page, >= 1 */
+    struct tg_audit_key after; /* continue after this row */
+};
+
+struct tg_audit_page {
+    long rows;                 /* rows passed to the callback */
+    int more;                  /* rows follow the last one: there is a next page */
+    int truncated;             /* a group's submissions were cut at TG_AUDIT_GROUP_SUBS */
+    struct tg_audit_key last;  /* the last row's key, for the next page */
+};
+
+/* Submissions (audit_submissions), newest first by (received_at, submission_id); q's
+ * team, state, interface, taskgroup_id, since, until and scope apply. */
+int tg_store_audit_submissions(struct tg_store *st, const struct tg_audit_query *q,
+                               tg_audit_fn fn, void *arg, struct tg_audit_page *page);
+/* Submissions still 'pending' or 'unknown', oldest first; q's team, since, until and scope
+ * apply. */
+int tg_store_audit_open(struct tg_store *st, const struct tg_audit_query *q, tg_audit_fn fn,
+                        void *arg, struct tg_audit_page *page);
+/* Runs (audit_runs), newest submission first and in input order within one; q's team,
+ * taskgroup_id, since, until (on the submission's time) and scope apply. */
+int tg_store_audit_runs(struct tg_store *st, const struct tg_audit_query *q, tg_audit_fn fn,
+                        void *arg, struct tg_audit_page *page);
+
+/* One submission, from one snapshot: its row (the view's columns and "request"), then its
+ * upstream calls by seq, then its runs by input index. TG_ENOTFOUND when there is none that
+ * scope_team (NULL: any) may see. *rows (may be NULL) receives how many rows were passed. */
+int tg_store_audit_submission(struct tg_store *st, const char *scope_team, const char *id,
+                              tg_audit_fn fn, void *arg, long *rows);
+/* One run, then its submission (with "request"), from one snapshot. TG_ENOTFOUND as above. */
+int tg_store_audit_run(struct tg_store *st, const char *scope_team, const char *run_id,
+                       tg_audit_fn fn, void *arg, long *rows);
+
+/* The most submissions one group answer lists. */
+#define TG_AUDIT_GROUP_SUBS 1000
+/* A task group (q->taskgroup_id), from one snapshot: when q->after is empty, its
+ * submissions (newest first, at most TG_AUDIT_GROUP_SUBS: page->truncated says more
+ * exist); then a page of its runs continuing after q->after, in the order of
+ * tg_store_audit_runs. page->more and page->last describe the runs. TG_ENOTFOUND when the
+ * group has no submission scope_team may see. */
+int tg_store_audit_group(struct tg_store *st, const struct tg_audit_query *q, tg_audit_fn fn,
+                         void *arg, struct tg_audit_page *page);
+
+/* Logs one read of the audit trail in audit_reads: who (id, team, interface,
+ * remote_addr), what was asked (truncated to 2,000 bytes) and the rows answered (< 0:
+ * the read failed, stored as NULL). */
+int tg_store_audit_read_log(struct tg_store *st, const struct tg_actor *who,
+                            const char *query, long rows);
+
 #endif

@@ -1,0 +1,482 @@
+/* The audit trail's read side in SQLite (contract in tg_store.h, "audit reads"): fixed
+ * prepared statements over the views audit_submissions, audit_calls and audit_runs, whose
+ * optional filters are bound parameters ("?2 IS NULL OR team = ?2"), keyset pagination,
+ * and the INSERT that logs every read in audit_reads. */
+#include <assert.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <sqlite3.h>
+
+#include "tg_store.h"
+#include "tg_store_int.h"
+
+/* ---- the statements ------------------------------------------------------------------ */
+
+/* The columns of each view, in the order the statements select them and the names below
+ * list them: the views' own order, so that a list is the view as documented. */
+#define SUB_COLS                                                                          \
+    "submission_id, team, token_label, received_at, completed_at, remote_addr, interface," \
+    " taskgroup_id, num_inputs, state, http_status, upstream_status, error, token_id,"     \
+    " request_id"
+#define RUN_COLS                                                                           \
+    "run_id, submission_id, team, token_label, submitted_at, taskgroup_id, input_index,"   \
+    " processor, run_cursor, event_cursor, call_seq"
+#define CALL_COLS                                                                          \
+    "submission_id, team, seq, operation, method, path, first_input, num_inputs,"          \
+    " started_at, finished_at, duration_ms, outcome, http_status, run_cursor,"             \
+    " event_cursor, error, taskgroup_id"
+
+/* The submission's own detail adds its stored request after the view's columns. */
+static const char *const sub_names[] = {
+    "submission_id", "team", "token_label", "received_at", "completed_at", "remote_addr",
+    "interface", "taskgroup_id", "num_inputs", "state", "http_status", "upstream_status",
+    "error", "token_id", "request_id", "request"};
+#define SUB_NCOLS 15
+static const char *const run_names[] = {
+    "run_id", "submission_id", "team", "token_label", "submitted_at", "taskgroup_id",
+    "input_index", "processor", "run_cursor", "event_cursor", "call_seq"};
+#define RUN_NCOLS 11
+static const char *const call_names[] = {
+    "submission_id", "team", "seq", "operation", "method", "path", "first_input",
+    "num_inputs", "started_at", "finished_at", "duration_ms", "outcome", "http_status",
+    "run_cursor", "event_cursor", "error", "taskgroup_id"};
+#define CALL_NCOLS 17
+#define MAX_COLS 17
+
+/* Parameters of the list statements, the same numbers in each:
+ *   ?1 the reader's scope team   ?2 team        ?3 state       ?4 interface
+ *   ?5 taskgroup_id              ?6 since       ?7 until
+ *   ?8 ?9 ?11 the key to continue after: time, submission id, input index
+ *   ?10 the most rows to return (the page's limit plus one, to see whether more follow)
+ * Times are bound always (open bounds as "" and "~", which sort before and after every
+ * stored time), so that SQLite walks the time index as a range. */
+#define SCOPE " AND (?1 IS NULL OR team = ?1) AND (?2 IS NULL OR team = ?2)"
+#define WINDOW(t) " " t " >= ?6 AND " t " < ?7"
+
+/* Slots of tg_store_slot() this file claims. */
+enum audit_slot {
+    A_SUBS, A_SUBS_GROUP, A_OPEN, A_RUNS, A_RUNS_GROUP, A_SUB_ONE, A_CALLS_OF, A_RUNS_OF,
+    A_RUN_ONE, A_GROUP_EXISTS, A_READ_LOG, A_SNAP_BEGIN, A_SNAP_END, A_COUNT
+};
+
+static const char *const audit_sql[A_COUNT] = {
+    [A_SUBS] =
+        "SELECT " SUB_COLS " FROM audit_submissions WHERE" WINDOW("received_at")
+        " AND received_at <= ?8 AND (received_at < ?8 OR submission_id < ?9)" SCOPE
+        " AND (?3 IS NULL OR state = ?3) AND (?4 IS NULL OR interface = ?4)"
+        " AND (?5 IS NULL OR taskgroup_id = ?5)"
+        " ORDER BY received_at DESC, submission_id DESC LIMIT ?10",
+    /* With a group the index on taskgroup_id finds the rows; the NULL test above would
+     * keep SQLite from using it. */
+    [A_SUBS_GROUP] =
+        "SELECT " SUB_COLS " FROM audit_submissions WHERE taskgroup_id = ?5 AND"
+        WINDOW("received_at")
+        " AND received_at <= ?8 AND (received_at < ?8 OR submission_id < ?9)" SCOPE
+        " AND (?3 IS NULL OR state = ?3) AND (?4 IS NULL OR interface = ?4)"
+        " ORDER BY received_at DESC, submission_id DESC LIMIT ?10",
+    /* The literal IN list lets SQLite use the partial index submissions_state. */
+    [A_OPEN] =
+        "SELECT " SUB_COLS " FROM audit_submissions WHERE state IN ('pending', 'unknown')"
+        " AND" WINDOW("received_at")
+        " AND received_at >= ?8 AND (received_at > ?8 OR submission_id > ?9)" SCOPE
+        " AND (?5 IS NULL OR taskgroup_id = ?5)"
+        " ORDER BY received_at, submission_id LIMIT ?10",
+    [A_RUNS] =
+        "SELECT " RUN_COLS " FROM audit_runs WHERE" WINDOW("submitted_at")
+        " AND submitted_at <= ?8 AND (submitted_at < ?8 OR submission_id < ?9"
+        "   OR (submission_id = ?9 AND input_index > ?11))" SCOPE
+        " AND (?5 IS NULL OR taskgroup_id = ?5)"
+        " ORDER BY submitted_at DESC, submission_id DESC, input_index LIMIT ?10",
+    [A_RUNS_GROUP] =
+        "SELECT " RUN_COLS " FROM audit_runs WHERE taskgroup_id = ?5 AND"
+        WINDOW("submitted_at")
+        " AND submitted_at <= ?8 AND (submitted_at < ?8 OR submission_id < ?9"
+        "   OR (submission_id = ?9 AND input_index > ?11))" SCOPE
+        " ORDER BY submitted_at DESC, submission_id DESC, input_index LIMIT ?10",
+    [A_SUB_ONE] =
+        "SELECT " SUB_COLS ", (SELECT request FROM submissions WHERE id = v.submission_id)"
+        " FROM audit_submissions v WHERE submission_id = ?1 AND (?2 IS NULL OR team = ?2)",
+    [A_CALLS_OF] = "SELECT " CALL_COLS " FROM audit_calls WHERE submission_id = ?1 ORDER BY seq",
+    [A_RUNS_OF] =
+        "SELECT " RUN_COLS " FROM audit_runs WHERE submission_id = ?1 ORDER BY input_index",
+    [A_RUN_ONE] =
+        "SELECT " RUN_COLS " FROM audit_runs WHERE run_id = ?1 AND (?2 IS NULL OR team = ?2)",
+    [A_GROUP_EXISTS] =
+        "SELECT 1 FROM audit_submissions WHERE taskgroup_id = ?1"
+        " AND (?2 IS NULL OR team = ?2) LIMIT 1",
+    [A_READ_LOG] =
+        "INSERT INTO audit_reads (at, actor, actor_team, interface, query, remote_addr, rows)"
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    /* A deferred transaction: the reads of one answer see one snapshot. */
+    [A_SNAP_BEGIN] = "BEGIN",
+    [A_SNAP_END] = "COMMIT",
+};
+
+static int stmt(struct tg_store *st, enum audit_slot id, sqlite3_stmt **out)
+{
+    return tg_store_slot(st, (int)id, audit_sql[id], out);
+}
+
+/* ---- rows ---------------------------------------------------------------------------- */
+
+/* What a statement's rows are and which columns make their key. */
+struct spec {
+    enum tg_audit_kind kind;
+    const char *const *names;
+    int ncols;
+    int json_col;   /* the column holding JSON text, or -1 */
+    int time_col, id_col, index_col; /* the key; index_col -1 when it has none */
+};
+
+static const struct spec sub_spec = {TG_AUDIT_KIND_SUBMISSION, sub_names, SUB_NCOLS, -1, 3, 0, -1};
+static const struct spec sub_full_spec = {TG_AUDIT_KIND_SUBMISSION, sub_names, SUB_NCOLS + 1,
+                                          SUB_NCOLS, 3, 0, -1};
+static const struct spec run_spec = {TG_AUDIT_KIND_RUN, run_names, RUN_NCOLS, -1, 4, 1, 6};
+static const struct spec call_spec = {TG_AUDIT_KIND_CALL, call_names, CALL_NCOLS, -1, 8, 0, -1};
+
+const char *const *tg_store_audit_columns(enum tg_audit_kind kind, int *n)
+{
+    switch (kind) {
+    case TG_AUDIT_KIND_CALL:
+        *n = CALL_NCOLS;
+        return call_names;
+    case TG_AUDIT_KIND_RUN:
+        *n = RUN_NCOLS;
+        return run_names;
+    default:
+        *n = SUB_NCOLS;
+        return sub_names;
+    }
+}
+
+/* Hands the current row of s to fn as plain text. */
+static int pass_row(sqlite3_stmt *s, const struct spec *sp, tg_audit_fn fn, void *arg)
+{
+    const char *values[MAX_COLS + 1];
+    enum tg_audit_type types[MAX_COLS + 1];
+    char nums[MAX_COLS + 1][24];
+    assert(sp->ncols <= MAX_COLS + 1 && sqlite3_column_count(s) == sp->ncols);
+    for (int i = 0; i < sp->ncols; i++) {
+        int t = sqlite3_column_type(s, i);
+        if (t == SQLITE_NULL) {
+            values[i] = NULL;
+            types[i] = TG_AUDIT_VAL_NULL;
+        } else if (t == SQLITE_INTEGER) {
+            snprintf(nums[i], sizeof(nums[i]), "%lld", (long long)sqlite3_column_int64(s, i));
+            values[i] = nums[i];
+            types[i] = TG_AUDIT_VAL_INT;
+        } else {
+            values[i] = store_col_text(s, i);
+            if (values[i] == NULL)
+                return TG_ENOMEM;
+            types[i] = i == sp->json_col ? TG_AUDIT_VAL_JSON : TG_AUDIT_VAL_TEXT;
+        }
+    }
+    struct tg_audit_row row = {sp->kind, sp->ncols, sp->names, values, types};
+    return fn(arg, &row);
+}
+
+/* Steps s to its end, passing every row; *n counts them. */
+static int pass_all(struct tg_store *st, sqlite3_stmt *s, const struct spec *sp,
+                    tg_audit_fn fn, void *arg, long *n)
+{
+    int rc = TG_OK, src = SQLITE_DONE;
+    while (rc == TG_OK && (src = sqlite3_step(s)) == SQLITE_ROW) {
+        rc = pass_row(s, sp, fn, arg);
+        (*n)++;
+    }
+    if (rc == TG_OK && src != SQLITE_DONE)
+        rc = store_db_err(st, src, "read the audit trail");
+    store_done(s);
+    return rc;
+}
+
+static void copy_key(sqlite3_stmt *s, const struct spec *sp, struct tg_audit_key *key)
+{
+    store_col_copy(key->time, sizeof(key->time), s, sp->time_col);
+    store_col_copy(key->id, sizeof(key->id), s, sp->id_col);
+    key->index = sp->index_col >= 0 ? (long)sqlite3_column_int64(s, sp->index_col) : 0;
+}
+
+/* One page of a list statement: at most limit rows after the key `after` (time ""
+ * meaning from the start), in the statement's order. */
+static int list_page(struct tg_store *st, enum audit_slot id, const struct spec *sp,
+                     const struct tg_audit_query *q, long limit,
+                     const struct tg_audit_key *after, int ascending, tg_audit_fn fn,
+                     void *arg, struct tg_audit_page *page)
+{
+    if (limit < 1 || limit > 100000)
+        return store_invalid(st, "a page holds 1 to 100,000 rows");
+    sqlite3_stmt *s;
+    int rc = stmt(st, id, &s);
+    if (rc != TG_OK)
+        return rc;
+    const char *from = after->time[0] != '\0' ? after->time : ascending ? "" : "~";
+    int src = SQLITE_OK;
+    const char *text[9] = {q->scope_team, q->team, q->state, q->interface, q->taskgroup_id,
+                           q->since != NULL ? q->since : "", q->until != NULL ? q->until : "~",
+                           from, after->id};
+    int max = sqlite3_bind_parameter_count(s);
+    for (int i = 0; i < 9 && src == SQLITE_OK; i++)
+        if (i + 1 <= max && sqlite3_bind_parameter_name(s, i + 1) != NULL)
+            src = store_bind_text(s, i + 1, text[i]);
+    if (src == SQLITE_OK)
+        src = sqlite3_bind_int64(s, 10, (sqlite3_int64)limit + 1);
+    if (src == SQLITE_OK && max >= 11)
+        src = sqlite3_bind_int64(s, 11, after->index);
+    if (src != SQLITE_OK) {
+        rc = store_db_err(st, src, "bind the audit filters");
+        goto out;
+    }
+    long n = 0;
+    while ((src = sqlite3_step(s)) == SQLITE_ROW) {
+        if (n == limit) {
+            page->more = 1;
+            break;
+        }
+        rc = pass_row(s, sp, fn, arg);
+        if (rc != TG_OK)
+            goto out;
+        copy_key(s, sp, &page->last);
+        n++;
+        page->rows++;
+    }
+    if (src != SQLITE_ROW && src != SQLITE_DONE)
+        rc = store_db_err(st, src, "read the audit trail");
+out:
+    store_done(s);
+    return rc;
+}
+
+static int check_query(struct tg_store *st, const struct tg_audit_query *q, tg_audit_fn fn,
+                       struct tg_audit_page *page)
+{
+    if (page != NULL)
+        memset(page, 0, sizeof(*page));
+    if (q == NULL || fn == NULL || page == NULL)
+        return store_invalid(st, "an audit read needs a query, a callback and a page");
+    return TG_OK;
+}
+
+int tg_store_audit_submissions(struct tg_store *st, const struct tg_audit_query *q,
+                               tg_audit_fn fn, void *arg, struct tg_audit_page *page)
+{
+    int rc = check_query(st, q, fn, page);
+    if (rc != TG_OK)
+        return rc;
+    return list_page(st, q->taskgroup_id != NULL ? A_SUBS_GROUP : A_SUBS, &sub_spec, q,
+                     q->limit, &q->after, 0, fn, arg, page);
+}
+
+int tg_store_audit_open(struct tg_store *st, const struct tg_audit_query *q, tg_audit_fn fn,
+                        void *arg, struct tg_audit_page *page)
+{
+    int rc = check_query(st, q, fn, page);
+    if (rc != TG_OK)
+        return rc;
+    return list_page(st, A_OPEN, &sub_spec, q, q->limit, &q->after, 1, fn, arg, page);
+}
+
+int tg_store_audit_runs(struct tg_store *st, const struct tg_audit_query *q, tg_audit_fn fn,
+                        void *arg, struct tg_audit_page *page)
+{
+    int rc = check_query(st, q, fn, page);
+    if (rc != TG_OK)
+        return rc;
+    return list_page(st, q->taskgroup_id != NULL ? A_RUNS_GROUP : A_RUNS, &run_spec, q,
+                     q->limit, &q->after, 0, fn, arg, page);
+}
+
+/* ---- one object, from one snapshot ----------------------------------------------------- */
+
+static int snapshot_begin(struct tg_store *st)
+{
+    sqlite3_stmt *s;
+    int rc = stmt(st, A_SNAP_BEGIN, &s);
+    return rc == TG_OK ? store_run(st, s, "begin a read") : rc;
+}
+
+/* Ends the read transaction whatever happened in it; returns rc, or the failure to end. */
+static int snapshot_end(struct tg_store *st, int rc)
+{
+    sqlite3_stmt *s;
+    int end = stmt(st, A_SNAP_END, &s);
+    if (end == TG_OK)
+        end = store_run(st, s, "end a read");
+    return rc != TG_OK ? rc : end;
+}
+
+/* Binds id and scope to a one-object statement and passes its rows. TG_ENOTFOUND when
+ * it has none. */
+static int one(struct tg_store *st, enum audit_slot id, const struct spec *sp, const char *key,
+               const char *scope_team, tg_audit_fn fn, void *arg, long *n)
+{
+    sqlite3_stmt *s;
+    int rc = stmt(st, id, &s);
+    if (rc != TG_OK)
+        return rc;
+    store_bind_text(s, 1, key);
+    if (sqlite3_bind_parameter_count(s) >= 2)
+        store_bind_text(s, 2, scope_team);
+    long before = *n;
+    rc = pass_all(st, s, sp, fn, arg, n);
+    if (rc == TG_OK && *n == before) {
+        store_set_err(st, "no such record");
+        rc = TG_ENOTFOUND;
+    }
+    return rc;
+}
+
+/* Lists every row of a by-submission statement (calls, runs). */
+static int children(struct tg_store *st, enum audit_slot id, const struct spec *sp,
+                    const char *sub_id, tg_audit_fn fn, void *arg, long *n)
+{
+    sqlite3_stmt *s;
+    int rc = stmt(st, id, &s);
+    if (rc != TG_OK)
+        return rc;
+    store_bind_text(s, 1, sub_id);
+    return pass_all(st, s, sp, fn, arg, n);
+}
+
+int tg_store_audit_submission(struct tg_store *st, const char *scope_team, const char *id,
+                              tg_audit_fn fn, void *arg, long *rows)
+{
+    long n = 0;
+    if (id == NULL || fn == NULL)
+        return store_invalid(st, "audit submission: no id or callback");
+    int rc = snapshot_begin(st);
+    if (rc != TG_OK)
+        return rc;
+    rc = one(st, A_SUB_ONE, &sub_full_spec, id, scope_team, fn, arg, &n);
+    if (rc == TG_OK)
+        rc = children(st, A_CALLS_OF, &call_spec, id, fn, arg, &n);
+    if (rc == TG_OK)
+        rc = children(st, A_RUNS_OF, &run_spec, id, fn, arg, &n);
+    rc = snapshot_end(st, rc);
+    if (rows != NULL)
+        *rows = n;
+    return rc;
+}
+
+/* Remembers the submission of the run that one() passed on, then hands the row on. */
+struct run_hop {
+    tg_audit_fn fn;
+    void *arg;
+    char sub_id[TG_AUDIT_KEY_ID_MAX + 1];
+};
+
+static int note_submission(void *arg, const struct tg_audit_row *row)
+{
+    struct run_hop *hop = arg;
+    assert(row->ncols > 1 && strcmp(row->names[1], "submission_id") == 0);
+    const char *sub = row->values[1];
+    snprintf(hop->sub_id, sizeof(hop->sub_id), "%s", sub != NULL ? sub : "");
+    return hop->fn(hop->arg, row);
+}
+
+int tg_store_audit_run(struct tg_store *st, const char *scope_team, const char *run_id,
+                       tg_audit_fn fn, void *arg, long *rows)
+{
+    long n = 0;
+    if (run_id == NULL || fn == NULL)
+        return store_invalid(st, "audit run: no id or callback");
+    struct run_hop hop = {fn, arg, ""};
+    int rc = snapshot_begin(st);
+    if (rc != TG_OK)
+        return rc;
+    rc = one(st, A_RUN_ONE, &run_spec, run_id, scope_team, note_submission, &hop, &n);
+    if (rc == TG_OK)
+        rc = one(st, A_SUB_ONE, &sub_full_spec, hop.sub_id, scope_team, fn, arg, &n);
+    rc = snapshot_end(st, rc);
+    if (rows != NULL)
+        *rows = n;
+    return rc;
+}
+
+static int group_exists(struct tg_store *st, const char *group, const char *scope_team)
+{
+    sqlite3_stmt *s;
+    int rc = stmt(st, A_GROUP_EXISTS, &s);
+    if (rc != TG_OK)
+        return rc;
+    store_bind_text(s, 1, group);
+    store_bind_text(s, 2, scope_team);
+    int src = sqlite3_step(s);
+    if (src == SQLITE_ROW) {
+        rc = TG_OK;
+    } else if (src == SQLITE_DONE) {
+        store_set_err(st, "no such task group");
+        rc = TG_ENOTFOUND;
+    } else {
+        rc = store_db_err(st, src, "look up the task group");
+    }
+    store_done(s);
+    return rc;
+}
+
+int tg_store_audit_group(struct tg_store *st, const struct tg_audit_query *q, tg_audit_fn fn,
+                         void *arg, struct tg_audit_page *page)
+{
+    int rc = check_query(st, q, fn, page);
+    if (rc == TG_OK && q->taskgroup_id == NULL)
+        rc = store_invalid(st, "audit group: no group id");
+    if (rc == TG_OK)
+        rc = snapshot_begin(st);
+    if (rc != TG_OK)
+        return rc;
+    rc = group_exists(st, q->taskgroup_id, q->scope_team);
+    if (rc == TG_OK && q->after.time[0] == '\0') {
+        struct tg_audit_page subs;
+        struct tg_audit_key start;
+        memset(&subs, 0, sizeof(subs));
+        memset(&start, 0, sizeof(start));
+        rc = list_page(st, A_SUBS_GROUP, &sub_spec, q, TG_AUDIT_GROUP_SUBS, &start, 0, fn, arg,
+                       &subs);
+        page->truncated = subs.more;
+        page->rows = subs.rows;
+    }
+    if (rc == TG_OK)
+        rc = list_page(st, A_RUNS_GROUP, &run_spec, q, q->limit, &q->after, 0, fn, arg, page);
+    return snapshot_end(st, rc);
+}
+
+/* ---- the log of reads ------------------------------------------------------------------ */
+
+#define READ_QUERY_MAX 2000
+
+int tg_store_audit_read_log(struct tg_store *st, const struct tg_actor *who,
+                            const char *query, long rows)
+{
+    if (who == NULL || who->id == NULL || who->interface == NULL)
+        return store_invalid(st, "an audit read needs an actor");
+    char what[READ_QUERY_MAX + 1];
+    size_t n = query != NULL ? strlen(query) : 0;
+    if (n > READ_QUERY_MAX) {
+        n = READ_QUERY_MAX;
+        while (n > 0 && ((unsigned char)query[n] & 0xc0) == 0x80)
+            n--; /* never cut a UTF-8 sequence in two */
+    }
+    if (query != NULL)
+        memcpy(what, query, n);
+    what[n] = '\0';
+    char now[TG_TIME_LEN];
+    store_now_text(now);
+    sqlite3_stmt *s;
+    int rc = stmt(st, A_READ_LOG, &s);
+    if (rc == TG_OK)
+        rc = tg_store_begin(st);
+    if (rc != TG_OK)
+        return rc;
+    store_bind_text(s, 1, now);
+    store_bind_text(s, 2, who->id);
+    store_bind_text(s, 3, who->team);
+    store_bind_text(s, 4, who->interface);
+    store_bind_text(s, 5, query != NULL ? what : NULL);
+    store_bind_text(s, 6, who->remote_addr);
+    if (rows >= 0)
+        sqlite3_bind_int64(s, 7, rows);
+    rc = store_run(st, s, "log the audit read");
+    return tg_store_end(st, rc);
+}
