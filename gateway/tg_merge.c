@@ -344,9 +344,11 @@ void tg_check_policy(json_object *preset, json_object *own, json_object *body,
                      json_object *merged, json_object *detail)
 {
     json_object *enforced = tg_json_get(preset, "enforced");
-    json_object *ptmpl = tg_template_from_preset(preset);
     size_t n = json_object_is_type(enforced, json_type_array) ? json_object_array_length(enforced)
                                                               : 0;
+    /* The preset's values are only needed to compare enforced fields: most presets have
+     * none, and then no request pays for the copy. */
+    json_object *ptmpl = n > 0 ? tg_template_from_preset(preset) : NULL;
     for (size_t i = 0; i < n; i++) {
         const char *path = json_object_get_string(json_object_array_get_idx(enforced, i));
         int touched, unused;
