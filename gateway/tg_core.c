@@ -420,6 +420,13 @@ void tg_hex(const unsigned char *in, size_t n, char *out)
     out[2 * n] = '\0';
 }
 
+void tg_memzero(void *p, size_t n)
+{
+    volatile unsigned char *v = p;
+    while (n-- > 0)
+        *v++ = 0;
+}
+
 int tg_random_id(char *out, size_t outlen, const char *prefix, size_t nbytes)
 {
     unsigned char raw[64];

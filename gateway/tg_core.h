@@ -96,6 +96,8 @@ int tg_random(void *buf, size_t n);
 /* Writes prefix followed by 2*nbytes random lowercase hex digits and a NUL into out
  * (which must hold strlen(prefix) + 2*nbytes + 1 bytes). TG_OK or TG_ERR. */
 int tg_random_id(char *out, size_t outlen, const char *prefix, size_t nbytes);
+/* Overwrites n bytes at p with zeros in a way the compiler may not drop (for secrets). */
+void tg_memzero(void *p, size_t n);
 /* Lowercase hex of n bytes into out (2n + 1 bytes). */
 void tg_hex(const unsigned char *in, size_t n, char *out);
 

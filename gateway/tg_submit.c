@@ -14,48 +14,10 @@
 #include "tg_merge.h"
 #include "tg_metrics.h"
 #include "tg_store.h"
+#include "tg_submit.h"
 #include "tg_token.h"
 #include "tg_upstream.h"
 #include "tg_validate.h"
-
-#define UPSTREAM_KEY_MAX 512
-
-/* One submission in flight; lives on the handler's stack, its objects in the pool. */
-struct submission {
-    struct tg_worker *w;
-    struct tg_request *req;
-    struct tg_response *resp;
-    struct tg_auth auth;
-    json_object *body;      /* the client's JSON */
-    json_object *inputs;    /* body.inputs */
-    json_object *tmpl;      /* the merged template */
-    const char *processor;
-    const char *beta;       /* the parallel-beta header the features need */
-    const char *taskgroup_id;
-    char id[40];
-    char key[UPSTREAM_KEY_MAX];
-    int seq;                /* next upstream call's number */
-    size_t accepted;        /* inputs the upstream has accepted so far */
-    json_object *run_ids;   /* every accepted run id, in input order */
-    json_object *calls;     /* per-call summaries for the answer */
-    json_object *first_run_cursor;
-    json_object *first_event_cursor;
-    json_object *detail;    /* problems found so far, answered as one 422 */
-    int from_form;          /* the body was a form post */
-    int unsupported;        /* the body's type is none we decode */
-    int last_upstream_status;
-    struct tg_call call;    /* the last call, recorded but not yet committed */
-    int staged;             /* whether call holds one */
-    int begun;              /* recorded as pending: the upstream may be called */
-};
-
-/* Why an upstream call did not give us what we needed. */
-struct failure {
-    enum tg_state state;   /* FAILED or UNKNOWN */
-    int status;            /* the answer's HTTP status */
-    char message[512];
-    const char *retry_after;
-};
 
 static const char *client_message(json_object *err_body)
 {
@@ -84,8 +46,8 @@ static int status_for_upstream_error(int status)
     }
 }
 
-static void describe_failure(struct submission *s, const struct tg_up_result *res,
-                             const char *what, struct failure *f)
+static void describe_failure(struct tg_sub *s, const struct tg_up_result *res,
+                             const char *what, struct tg_failure *f)
 {
     memset(f, 0, sizeof(*f));
     switch (res->outcome) {
@@ -112,6 +74,7 @@ static void describe_failure(struct submission *s, const struct tg_up_result *re
         f->state = TG_STATE_FAILED;
         f->status = status_for_upstream_error(res->http_status);
         f->retry_after = res->retry_after;
+        f->upstream_answered = 1;
         snprintf(f->message, sizeof(f->message), "the upstream refused to %s: %d%s%s", what,
                  res->http_status, msg != NULL ? " " : "", msg != NULL ? msg : "");
         break;
@@ -121,7 +84,7 @@ static void describe_failure(struct submission *s, const struct tg_up_result *re
 
 /* A recorded call is committed before the next upstream call goes out, or together with
  * the submission's final state when it is the last: one commit fewer per request. */
-static int flush_call(struct submission *s)
+static int flush_call(struct tg_sub *s)
 {
     if (!s->staged)
         return TG_OK;
@@ -130,7 +93,7 @@ static int flush_call(struct submission *s)
 }
 
 /* Writes the final state, with the last call when one is waiting. */
-static int finish(struct submission *s, enum tg_state state, int http_status, const char *error)
+int tg_sub_finish(struct tg_sub *s, enum tg_state state, int http_status, const char *error)
 {
     if (!s->staged)
         return tg_store_submission_finish(s->w->store, s->id, state, http_status,
@@ -141,7 +104,7 @@ static int finish(struct submission *s, enum tg_state state, int http_status, co
 
 /* Records one upstream call (see flush_call); the answer must not go out unless it was
  * committed. */
-static int record_call(struct submission *s, const char *operation, const char *path,
+static int record_call(struct tg_sub *s, const char *operation, const char *path,
                        size_t first, size_t count, int64_t started_ms,
                        const struct tg_up_result *res, enum tg_outcome outcome,
                        json_object *answer, const char *error)
@@ -171,7 +134,7 @@ static int record_call(struct submission *s, const char *operation, const char *
             return TG_ENOMEM;
         for (size_t i = 0; i < n; i++) {
             run_ids[i] = json_object_get_string(json_object_array_get_idx(ids, i));
-            procs[i] = s->processor;
+            procs[i] = s->run_procs != NULL ? s->run_procs[first + i] : s->processor;
         }
         call.num_runs = n;
         call.run_ids = run_ids;
@@ -187,7 +150,7 @@ static int record_call(struct submission *s, const char *operation, const char *
 }
 
 /* Checks an add-runs answer: run_ids must be count strings. */
-static json_object *parse_runs_answer(struct submission *s, const struct tg_up_result *res,
+static json_object *parse_runs_answer(struct tg_sub *s, const struct tg_up_result *res,
                                       size_t count)
 {
     char err[128];
@@ -203,7 +166,7 @@ static json_object *parse_runs_answer(struct submission *s, const struct tg_up_r
 }
 
 /* The failure for a 2xx answer we could not use: the upstream acted, we cannot say how. */
-static void unreadable_answer(struct submission *s, const char *what, struct failure *f)
+static void unreadable_answer(struct tg_sub *s, const char *what, struct tg_failure *f)
 {
     memset(f, 0, sizeof(*f));
     f->state = TG_STATE_UNKNOWN;
@@ -214,10 +177,9 @@ static void unreadable_answer(struct submission *s, const char *what, struct fai
              what, s->id);
 }
 
-static int create_group(struct submission *s, struct failure *f)
+/* The group's metadata names the team and the submission that made it. */
+static const char *own_group_body(struct tg_sub *s)
 {
-    static const char path[] = "/v1/tasks/groups";
-    /* The group's metadata names the team and the submission that made it. */
     struct tg_buf b;
     tg_buf_init(&b, 4096);
     tg_buf_adds(&b, "{\"metadata\":{\"taskgate_team\":");
@@ -225,6 +187,28 @@ static int create_group(struct submission *s, struct failure *f)
     tg_buf_printf(&b, ",\"taskgate_sub\":\"%s\"}}", s->id);
     char *body = tg_pool_strdup(s->req->pool, tg_buf_str(&b));
     tg_buf_free(&b);
+    return body;
+}
+
+/* Keeps the upstream's answer as it came, for interfaces that pass it on. */
+static int keep_answer(struct tg_sub *s, const struct tg_up_result *res)
+{
+    if (!s->keep_answer)
+        return TG_OK;
+    char *copy = tg_pool_alloc(s->req->pool, res->body_len + 1);
+    if (copy == NULL)
+        return TG_ENOMEM;
+    memcpy(copy, res->body, res->body_len);
+    copy[res->body_len] = '\0';
+    s->last_answer = copy;
+    s->last_answer_len = res->body_len;
+    return TG_OK;
+}
+
+static int create_group(struct tg_sub *s, struct tg_failure *f)
+{
+    static const char path[] = "/v1/tasks/groups";
+    const char *body = s->group_body != NULL ? s->group_body : own_group_body(s);
     if (body == NULL)
         return TG_ENOMEM;
 
@@ -235,6 +219,8 @@ static int create_group(struct submission *s, struct failure *f)
     int64_t started = tg_now_ms();
     tg_upstream_call(s->w->up, "POST", path, s->key, NULL, s->req->request_id, body,
                      strlen(body), &res);
+    if (keep_answer(s, &res) != TG_OK)
+        return TG_ENOMEM;
     json_object *a = NULL;
     const char *gid = NULL;
     if (res.outcome == TG_OUTCOME_OK) {
@@ -262,7 +248,7 @@ static int create_group(struct submission *s, struct failure *f)
     return gid == NULL ? TG_ERR : TG_OK;
 }
 
-static void add_call_summary(struct submission *s, size_t first, size_t count, int status,
+static void add_call_summary(struct tg_sub *s, size_t first, size_t count, int status,
                              json_object *answer)
 {
     json_object *c = json_object_new_object();
@@ -275,12 +261,15 @@ static void add_call_summary(struct submission *s, size_t first, size_t count, i
     json_object_array_add(s->calls, c);
 }
 
-static int send_chunk(struct submission *s, size_t first, size_t count, struct failure *f)
+static int send_chunk(struct tg_sub *s, size_t first, size_t count, struct tg_failure *f)
 {
     const char *path = tg_pool_printf(s->req->pool, "/v1/tasks/groups/%s/runs", s->taskgroup_id);
     struct tg_buf b;
     tg_buf_init(&b, (size_t)64 * 1024 * 1024);
-    int rc = path != NULL ? tg_build_add_runs(&b, s->tmpl, s->inputs, first, count) : TG_ENOMEM;
+    int rc = TG_ENOMEM;
+    if (path != NULL)
+        rc = s->build_chunk != NULL ? s->build_chunk(s, &b, first, count)
+                                    : tg_build_add_runs(&b, s->tmpl, s->inputs, first, count);
     if (rc != TG_OK) {
         tg_buf_free(&b);
         return rc;
@@ -295,6 +284,8 @@ static int send_chunk(struct submission *s, size_t first, size_t count, struct f
     tg_upstream_call(s->w->up, "POST", path, s->key, s->beta, s->req->request_id, b.data, b.len,
                      &res);
     tg_buf_free(&b);
+    if (keep_answer(s, &res) != TG_OK)
+        return TG_ENOMEM;
 
     json_object *a = NULL;
     enum tg_outcome outcome = res.outcome;
@@ -330,12 +321,12 @@ static int send_chunk(struct submission *s, size_t first, size_t count, struct f
 
 /* ---- answers ------------------------------------------------------------------------- */
 
-static json_object *outcome_object(struct submission *s, enum tg_state state);
+static json_object *outcome_object(struct tg_sub *s, enum tg_state state);
 
 /* The database failed us. Before anything went upstream that is a plain 503 (retry
  * later). After, the upstream may have acted: the submission is settled as unknown if
  * the database lets us, and the client is told not to retry blindly. */
-static void answer_db_trouble(struct submission *s, int rc)
+void tg_sub_db_trouble(struct tg_sub *s, int rc)
 {
     tg_log(TG_LOG_ERROR, "submission %s: recording failed: %s (%s)", s->id, tg_rc_str(rc),
            tg_store_errmsg(s->w->store));
@@ -364,7 +355,7 @@ static void answer_db_trouble(struct submission *s, int rc)
 }
 
 /* The common fields of every answer about a recorded submission. */
-static json_object *outcome_object(struct submission *s, enum tg_state state)
+static json_object *outcome_object(struct tg_sub *s, enum tg_state state)
 {
     json_object *o = tg_json_pool(s->req->pool, json_object_new_object());
     if (o == NULL)
@@ -380,11 +371,11 @@ static json_object *outcome_object(struct submission *s, enum tg_state state)
     return o;
 }
 
-static void answer_success(struct submission *s)
+static void answer_success(struct tg_sub *s)
 {
-    int rc = finish(s, TG_STATE_ACCEPTED, 200, NULL);
+    int rc = tg_sub_finish(s, TG_STATE_ACCEPTED, 200, NULL);
     if (rc != TG_OK) {
-        answer_db_trouble(s, rc);
+        tg_sub_db_trouble(s, rc);
         return;
     }
     tg_metrics_submission(TG_STATE_ACCEPTED);
@@ -399,11 +390,11 @@ static void answer_success(struct submission *s)
     tg_resp_json(s->resp, 200, text, len);
 }
 
-static void answer_failure(struct submission *s, const struct failure *f)
+static void answer_failure(struct tg_sub *s, const struct tg_failure *f)
 {
-    int rc = finish(s, f->state, f->status, f->message);
+    int rc = tg_sub_finish(s, f->state, f->status, f->message);
     if (rc != TG_OK) {
-        answer_db_trouble(s, rc);
+        tg_sub_db_trouble(s, rc);
         return;
     }
     tg_metrics_submission((int)f->state);
@@ -426,7 +417,7 @@ static void answer_failure(struct submission *s, const struct failure *f)
 
 /* ---- before anything goes upstream ---------------------------------------------------- */
 
-static void fill_record(struct submission *s, struct tg_submission *rec, const char *request)
+static void fill_record(struct tg_sub *s, struct tg_submission *rec, const char *request)
 {
     memset(rec, 0, sizeof(*rec));
     rec->id = s->id;
@@ -434,7 +425,7 @@ static void fill_record(struct submission *s, struct tg_submission *rec, const c
     rec->token_id = s->auth.token_id;
     rec->request_id = s->req->request_id;
     rec->remote_addr = s->req->remote_addr;
-    rec->interface = "simplified";
+    rec->interface = s->interface;
     rec->taskgroup_id = s->taskgroup_id;
     rec->num_inputs = json_object_is_type(s->inputs, json_type_array)
                           ? (int)json_object_array_length(s->inputs) : 0;
@@ -444,7 +435,7 @@ static void fill_record(struct submission *s, struct tg_submission *rec, const c
 
 /* The submission as it is stored: the body with MCP server header values (credentials for
  * someone else's server) replaced by fingerprints. Pool-owned text. */
-static const char *stored_request(struct submission *s)
+const char *tg_sub_stored_request(struct tg_sub *s)
 {
     if (s->body == NULL)
         return NULL;
@@ -458,13 +449,13 @@ static const char *stored_request(struct submission *s)
 }
 
 /* Refuses the submission: the team is known, so a 'rejected' record is written. */
-static void reject(struct submission *s, int status, const char *message, json_object *detail)
+void tg_sub_reject(struct tg_sub *s, int status, const char *message, json_object *detail)
 {
     struct tg_submission rec;
-    fill_record(s, &rec, stored_request(s));
+    fill_record(s, &rec, tg_sub_stored_request(s));
     int rc = tg_store_submission_reject(s->w->store, &rec, status, message);
     if (rc != TG_OK) {
-        answer_db_trouble(s, rc);
+        tg_sub_db_trouble(s, rc);
         return;
     }
     tg_metrics_submission(TG_STATE_REJECTED);
@@ -487,7 +478,7 @@ static int is_json_type(const char *ct)
 
 /* Decodes the body before the token is checked, since a browser form carries the token
  * as a field. Problems go to s->detail, to be answered once the team is known. */
-static int decode_body(struct submission *s)
+static int decode_body(struct tg_sub *s)
 {
     char err[256];
     json_object *body = NULL;
@@ -518,7 +509,7 @@ static int decode_body(struct submission *s)
 }
 
 /* The form's token field, taken out of the body so that it is never stored. */
-static const char *take_form_token(struct submission *s)
+static const char *take_form_token(struct tg_sub *s)
 {
     const char *token = tg_json_get_str(s->body, "token");
     token = tg_pool_strdup(s->req->pool, token);
@@ -528,7 +519,7 @@ static const char *take_form_token(struct submission *s)
 }
 
 /* global defaults ← the team's preset ← the submission's own fields. */
-static int build_template(struct submission *s, json_object *detail)
+static int build_template(struct tg_sub *s, json_object *detail)
 {
     struct tg_pool *pool = s->req->pool;
     json_object *preset_name = tg_json_get(s->body, "preset");
@@ -576,7 +567,7 @@ static int build_template(struct submission *s, json_object *detail)
     return TG_OK;
 }
 
-static void check_group(struct submission *s, json_object *detail)
+static void check_group(struct tg_sub *s, json_object *detail)
 {
     json_object *g = tg_json_get(s->body, "taskgroup_id");
     if (g == NULL)
@@ -590,11 +581,11 @@ static void check_group(struct submission *s, json_object *detail)
 }
 
 /* Runs every check; TG_OK, or the answer is already in resp. */
-static int prepare(struct submission *s)
+static int prepare(struct tg_sub *s)
 {
     json_object *detail = s->detail;
     if (s->unsupported) {
-        reject(s, 415, "send the submission as application/json, "
+        tg_sub_reject(s, 415, "send the submission as application/json, "
                        "application/x-www-form-urlencoded or multipart/form-data", NULL);
         return TG_ERR;
     }
@@ -614,70 +605,86 @@ static int prepare(struct submission *s)
         }
     }
     if (rc != TG_OK) {
-        answer_db_trouble(s, rc);
+        tg_sub_db_trouble(s, rc);
         return rc;
     }
     if (json_object_array_length(detail) > 0) {
-        reject(s, 422, "the submission is invalid", detail);
+        tg_sub_reject(s, 422, "the submission is invalid", detail);
         return TG_EINVAL;
     }
     return TG_OK;
 }
 
+int tg_sub_init(struct tg_sub *s, struct tg_worker *w, struct tg_request *req,
+                struct tg_response *resp, const char *interface)
+{
+    memset(s, 0, sizeof(*s));
+    s->w = w;
+    s->req = req;
+    s->resp = resp;
+    s->interface = interface;
+    s->detail = tg_json_pool(req->pool, json_object_new_array());
+    s->run_ids = tg_json_pool(req->pool, json_object_new_array());
+    s->calls = tg_json_pool(req->pool, json_object_new_array());
+    if (s->detail == NULL || s->run_ids == NULL || s->calls == NULL) {
+        tg_resp_error(resp, req, 500, "out of memory", NULL);
+        return TG_ENOMEM;
+    }
+    if (tg_random_id(s->id, sizeof(s->id), "sub_", 16) != TG_OK) {
+        tg_resp_error(resp, req, 500, "no randomness available", NULL);
+        return TG_ERR;
+    }
+    resp->submission_id = tg_pool_strdup(req->pool, s->id);
+    return TG_OK;
+}
+
+int tg_sub_forward(struct tg_sub *s, struct tg_failure *f)
+{
+    struct tg_worker *w = s->w;
+    size_t n = json_object_is_type(s->inputs, json_type_array)
+                   ? json_object_array_length(s->inputs) : 0;
+    s->resp->inputs = (int)n;
+    int rc = tg_store_team_key(w->store, s->auth.team_id, s->key, sizeof(s->key));
+    struct tg_submission rec;
+    fill_record(s, &rec, tg_sub_stored_request(s));
+    if (rc == TG_OK)
+        rc = tg_store_submission_begin(w->store, &rec);
+    if (rc != TG_OK) {
+        tg_memzero(s->key, sizeof(s->key));
+        return rc;
+    }
+    s->begun = 1;
+
+    /* From here on the submission is recorded: every path ends in a final state. */
+    rc = s->taskgroup_id == NULL ? create_group(s, f) : TG_OK;
+    size_t chunk = (size_t)w->conf->chunk_size;
+    for (size_t first = 0; rc == TG_OK && first < n; first += chunk)
+        rc = send_chunk(s, first, n - first < chunk ? n - first : chunk, f);
+    s->resp->runs = (int)s->accepted;
+    tg_memzero(s->key, sizeof(s->key));
+    return rc;
+}
+
 void tg_submit_runs(struct tg_worker *w, struct tg_request *req, struct tg_response *resp)
 {
-    struct submission s;
-    memset(&s, 0, sizeof(s));
-    s.w = w;
-    s.req = req;
-    s.resp = resp;
-    s.detail = tg_json_pool(req->pool, json_object_new_array());
-    if (s.detail == NULL || decode_body(&s) != TG_OK) {
+    struct tg_sub s;
+    if (tg_sub_init(&s, w, req, resp, "simplified") != TG_OK)
+        return;
+    if (decode_body(&s) != TG_OK) {
         tg_resp_error(resp, req, 500, "out of memory", NULL);
         return;
     }
     if (tg_http_auth(w, req, resp, take_form_token(&s), &s.auth) != TG_OK)
         return;
-    if (tg_random_id(s.id, sizeof(s.id), "sub_", 16) != TG_OK) {
-        tg_resp_error(resp, req, 500, "no randomness available", NULL);
-        return;
-    }
-    resp->submission_id = tg_pool_strdup(req->pool, s.id);
-    s.run_ids = tg_json_pool(req->pool, json_object_new_array());
-    s.calls = tg_json_pool(req->pool, json_object_new_array());
-    if (s.run_ids == NULL || s.calls == NULL) {
-        tg_resp_error(resp, req, 500, "out of memory", NULL);
-        return;
-    }
     if (prepare(&s) != TG_OK)
         return;
 
-    size_t n = json_object_array_length(s.inputs);
-    resp->inputs = (int)n;
-    int rc = tg_store_team_key(w->store, s.auth.team_id, s.key, sizeof(s.key));
-    struct tg_submission rec;
-    fill_record(&s, &rec, stored_request(&s));
-    if (rc == TG_OK)
-        rc = tg_store_submission_begin(w->store, &rec);
-    if (rc != TG_OK) {
-        answer_db_trouble(&s, rc);
-        return;
-    }
-    s.begun = 1;
-
-    /* From here on the submission is recorded: every path ends in a final state. */
-    struct failure f;
-    rc = s.taskgroup_id == NULL ? create_group(&s, &f) : TG_OK;
-    size_t chunk = (size_t)w->conf->chunk_size;
-    for (size_t first = 0; rc == TG_OK && first < n; first += chunk)
-        rc = send_chunk(&s, first, n - first < chunk ? n - first : chunk, &f);
-    resp->runs = (int)s.accepted;
-
+    struct tg_failure f;
+    int rc = tg_sub_forward(&s, &f);
     if (rc == TG_OK)
         answer_success(&s);
     else if (rc == TG_ERR)
         answer_failure(&s, &f);
     else
-        answer_db_trouble(&s, rc);
-    memset(s.key, 0, sizeof(s.key));
+        tg_sub_db_trouble(&s, rc);
 }

@@ -1,0 +1,95 @@
+/* The submission pipeline shared by the simplified interface (tg_submit.c) and the
+ * upstream-compatible paths (tg_compat.c): a submission, once authenticated and checked,
+ * is recorded as pending, a group is created when none is named, its inputs go upstream in
+ * chunks, and every call and run is recorded before the answer goes out. */
+#ifndef TG_SUBMIT_H
+#define TG_SUBMIT_H
+
+#include <stddef.h>
+
+#include <json-c/json.h>
+
+#include "tg_core.h"
+#include "tg_http.h"
+#include "tg_store.h"
+
+#define TG_UPSTREAM_KEY_MAX 512
+
+struct tg_sub;
+
+/* Appends the add-runs body for inputs [first, first+count) to b: TG_OK, TG_ETOOBIG or
+ * TG_ENOMEM. */
+typedef int (*tg_chunk_builder)(struct tg_sub *s, struct tg_buf *b, size_t first,
+                                size_t count);
+
+/* One submission in flight; lives on the handler's stack, its objects in the pool. */
+struct tg_sub {
+    struct tg_worker *w;
+    struct tg_request *req;
+    struct tg_response *resp;
+    struct tg_auth auth;
+    const char *interface;  /* "simplified" or "upstream-compatible" */
+    json_object *body;      /* the client's JSON */
+    json_object *inputs;    /* what is sent, one element per run */
+    json_object *tmpl;      /* the merged template */
+    const char *processor;  /* every run's processor, unless run_procs says otherwise */
+    const char **run_procs; /* per input (may be NULL) */
+    const char *beta;       /* the parallel-beta header the features need */
+    const char *taskgroup_id;
+    const char *group_body; /* the create-group body; NULL: one naming team and submission */
+    tg_chunk_builder build_chunk; /* NULL: tg_build_add_runs over tmpl */
+    char id[40];
+    char key[TG_UPSTREAM_KEY_MAX];
+    int seq;                /* next upstream call's number */
+    size_t accepted;        /* inputs the upstream has accepted so far */
+    json_object *run_ids;   /* every accepted run id, in input order */
+    json_object *calls;     /* per-call summaries for the answer */
+    json_object *first_run_cursor;
+    json_object *first_event_cursor;
+    json_object *detail;    /* problems found so far, answered as one 422 */
+    int from_form;          /* the body was a form post */
+    int unsupported;        /* the body's type is none we decode */
+    int last_upstream_status;
+    /* The last upstream answer as it came (pool copies), for interfaces that pass it on. */
+    const char *last_answer;
+    size_t last_answer_len;
+    struct tg_call call;    /* the last call, recorded but not yet committed */
+    int staged;             /* whether call holds one */
+    int begun;              /* recorded as pending: the upstream may be called */
+    int keep_answer;        /* keep last_answer */
+};
+
+/* Why an upstream call did not give us what we needed. */
+struct tg_failure {
+    enum tg_state state;    /* FAILED or UNKNOWN */
+    int status;             /* the answer's HTTP status */
+    int upstream_answered;  /* the upstream answered with an error status (last_answer) */
+    char message[512];
+    const char *retry_after;
+};
+
+/* Sets up s for a request: a fresh submission id and empty result lists. TG_OK, or the
+ * answer (500) is in resp. */
+int tg_sub_init(struct tg_sub *s, struct tg_worker *w, struct tg_request *req,
+                struct tg_response *resp, const char *interface);
+
+/* Refuses the submission before anything went upstream, with a 'rejected' record (the
+ * team is known). A 422 with detail answers in the validation shape. */
+void tg_sub_reject(struct tg_sub *s, int status, const char *message, json_object *detail);
+
+/* Answers a database failure (rc): a 503 before the submission was begun, otherwise the
+ * submission is settled as unknown where the database allows. */
+void tg_sub_db_trouble(struct tg_sub *s, int rc);
+
+/* Records the submission as pending and sends it: a group when s->taskgroup_id is NULL,
+ * then s->inputs in chunks. TG_OK: every call succeeded; TG_ERR: *f says what failed;
+ * other codes: the database failed (answer with tg_sub_db_trouble). */
+int tg_sub_forward(struct tg_sub *s, struct tg_failure *f);
+
+/* Writes the final state (with the last call when one is waiting). */
+int tg_sub_finish(struct tg_sub *s, enum tg_state state, int http_status, const char *error);
+
+/* The stored form of the client's body: MCP server header values fingerprinted. */
+const char *tg_sub_stored_request(struct tg_sub *s);
+
+#endif
