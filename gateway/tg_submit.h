@@ -38,6 +38,7 @@ struct tg_sub {
     const char *taskgroup_id;
     const char *group_body; /* the create-group body; NULL: one naming team and submission */
     tg_chunk_builder build_chunk; /* NULL: tg_build_add_runs over tmpl */
+    const char *run_tag;    /* metadata tag for every run of the next chunk (may be NULL) */
     char id[40];
     char key[TG_UPSTREAM_KEY_MAX];
     int seq;                /* next upstream call's number */
