@@ -806,6 +806,10 @@ int tg_store_slot(struct tg_store *st, int slot, const char *sql, sqlite3_stmt *
                                      &st->slot[slot], NULL);
         if (src != SQLITE_OK)
             return store_db_err(st, src, "prepare");
+    } else if (strcmp(sqlite3_sql(st->slot[slot]), sql) != 0) {
+        /* Two files claimed one slot: a programming error that must not run wrong SQL. */
+        store_set_err(st, "statement slot %d is claimed by two queries", slot);
+        return TG_ERR;
     }
     *out = st->slot[slot];
     return TG_OK;

@@ -12,7 +12,7 @@
 #include "tg_store.h"
 
 /* Statement slots a source file other than tg_store.c may claim, each with fixed SQL. */
-#define TG_STORE_SLOTS 32
+#define TG_STORE_SLOTS 64
 
 /* The statements of tg_store.c and tg_store_ident.c, prepared once per handle. */
 enum stmt_id {
