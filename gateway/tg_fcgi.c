@@ -14,7 +14,11 @@
 
 struct tg_fcgi {
     FCGX_Request req;
+    struct tg_stream stream;
 };
+
+static int stream_begin(void *ctx, const struct tg_request *req, const struct tg_response *resp);
+static int stream_write(void *ctx, const char *data, size_t len);
 
 int tg_fcgi_init(void)
 {
@@ -51,6 +55,9 @@ struct tg_fcgi *tg_fcgi_new(int fd)
         free(f);
         return NULL;
     }
+    f->stream.ctx = f;
+    f->stream.begin = stream_begin;
+    f->stream.write = stream_write;
     return f;
 }
 
@@ -129,28 +136,63 @@ int tg_fcgi_read(struct tg_fcgi *f, struct tg_pool *pool, long max_body,
             req->request_id = tg_pool_strdup(pool, id);
     }
     req->body = "";
+    req->out = &f->stream;
     return read_body(f, pool, max_body, req);
 }
 
-void tg_fcgi_write(struct tg_fcgi *f, const struct tg_request *req,
-                   const struct tg_response *resp)
+/* Writes the CGI status line and headers; content_length < 0 leaves it out (a stream). */
+static int write_head(struct tg_fcgi *f, const struct tg_request *req,
+                      const struct tg_response *resp, long long content_length)
 {
     struct tg_buf head;
     tg_buf_init(&head, 16384);
     int status = resp->status != 0 ? resp->status : 500;
-    tg_buf_printf(&head, "Status: %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n", status,
+    tg_buf_printf(&head, "Status: %d %s\r\nContent-Type: %s\r\n", status,
                   tg_http_reason(status),
-                  resp->content_type != NULL ? resp->content_type : "application/json",
-                  resp->body.len);
+                  resp->content_type != NULL ? resp->content_type : "application/json");
+    if (content_length >= 0)
+        tg_buf_printf(&head, "Content-Length: %lld\r\n", content_length);
+    else
+        tg_buf_adds(&head, "X-Accel-Buffering: no\r\n");
     if (req->request_id != NULL)
         tg_buf_printf(&head, "X-Request-Id: %s\r\n", req->request_id);
     for (int i = 0; i < resp->nheaders; i++)
         tg_buf_printf(&head, "%s: %s\r\n", resp->header_name[i], resp->header_value[i]);
     tg_buf_adds(&head, "Cache-Control: no-store\r\n\r\n");
-    FCGX_PutStr(tg_buf_str(&head), (int)head.len, f->req.out);
+    int n = FCGX_PutStr(tg_buf_str(&head), (int)head.len, f->req.out);
     tg_buf_free(&head);
+    return n < 0 ? TG_ERR : TG_OK;
+}
+
+void tg_fcgi_write(struct tg_fcgi *f, const struct tg_request *req,
+                   const struct tg_response *resp)
+{
+    if (resp->streamed)
+        return;
+    write_head(f, req, resp, (long long)resp->body.len);
     if (strcmp(req->method, "HEAD") != 0 && resp->body.len > 0)
         FCGX_PutStr(resp->body.data, (int)resp->body.len, f->req.out);
+}
+
+static int stream_begin(void *ctx, const struct tg_request *req, const struct tg_response *resp)
+{
+    struct tg_fcgi *f = ctx;
+    if (write_head(f, req, resp, -1) != TG_OK)
+        return TG_ERR;
+    return FCGX_FFlush(f->req.out) < 0 ? TG_ERR : TG_OK;
+}
+
+static int stream_write(void *ctx, const char *data, size_t len)
+{
+    struct tg_fcgi *f = ctx;
+    while (len > 0) {
+        int n = len > 65536 ? 65536 : (int)len;
+        if (FCGX_PutStr(data, n, f->req.out) != n)
+            return TG_ERR;
+        data += n;
+        len -= (size_t)n;
+    }
+    return FCGX_FFlush(f->req.out) < 0 ? TG_ERR : TG_OK;
 }
 
 void tg_fcgi_finish(struct tg_fcgi *f)

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "tg_audit.h"
+#include "tg_compat.h"
 #include "tg_html.h"
 #include "tg_json.h"
 #include "tg_log.h"
@@ -178,6 +179,8 @@ void tg_handle(struct tg_worker *w, struct tg_request *req, struct tg_response *
         }
         return;
     }
+    if (tg_compat_handle(w, req, resp))
+        return;
     if (strncmp(path, "/v1/audit/", 10) == 0) {
         resp->interface = "audit";
         tg_audit_http(w, req, resp);

@@ -12,6 +12,19 @@ struct tg_conf;
 struct tg_store;
 struct tg_upstream;
 struct json_object;
+struct tg_request;
+struct tg_response;
+
+/* A response written as it is produced (event streams, long polls), for handlers that
+ * relay an answer as it arrives instead of buffering it. */
+struct tg_stream {
+    void *ctx;
+    /* Sends resp's status, content type and headers, with no Content-Length, and asks
+     * nginx not to buffer. TG_OK, or TG_ERR when the client is gone. */
+    int (*begin)(void *ctx, const struct tg_request *req, const struct tg_response *resp);
+    /* Sends data at once. TG_OK, or TG_ERR when the client is gone. */
+    int (*write)(void *ctx, const char *data, size_t len);
+};
 
 /* Every string is NUL-terminated and lives in pool (or is static); NULL means absent. */
 struct tg_request {
@@ -32,6 +45,7 @@ struct tg_request {
     const char *body;          /* NUL-terminated for convenience; may contain NULs */
     size_t body_len;
     int64_t started_us;        /* tg_mono_us() when the request arrived */
+    struct tg_stream *out;     /* for streamed answers; NULL where none is possible */
 };
 
 #define TG_RESP_MAX_HEADERS 8
@@ -43,6 +57,7 @@ struct tg_response {
     const char *header_value[TG_RESP_MAX_HEADERS];
     int nheaders;
     struct tg_buf body;        /* owned by the worker, cleared per request */
+    int streamed;              /* the answer went out through req->out already */
     /* Filled by handlers for the request's log line. */
     const char *team;
     const char *interface;

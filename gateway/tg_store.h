@@ -323,4 +323,14 @@ int tg_store_audit_group(struct tg_store *st, const struct tg_audit_query *q, tg
 int tg_store_audit_read_log(struct tg_store *st, const struct tg_actor *who,
                             const char *query, long rows);
 
+/* ---- ownership (tg_store_compat.c) -------------------------------------------------- */
+
+/* TG_OK when one of the team's submissions created the group, TG_ENOTFOUND otherwise. */
+int tg_store_group_owned(struct tg_store *st, int64_t team_id, const char *taskgroup_id);
+
+/* TG_OK when the run was created by one of the team's submissions, with its group's id
+ * copied into group; TG_ENOTFOUND otherwise. */
+int tg_store_run_owned(struct tg_store *st, int64_t team_id, const char *run_id,
+                       char *group, size_t grouplen);
+
 #endif

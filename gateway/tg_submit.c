@@ -207,9 +207,10 @@ static int keep_answer(struct tg_sub *s, const struct tg_up_result *res)
 
 static int create_group(struct tg_sub *s, struct tg_failure *f)
 {
-    static const char path[] = "/v1/tasks/groups";
+    const char *path = tg_pool_printf(s->req->pool, "%s/tasks/groups",
+                                      s->api != NULL ? s->api : "/v1");
     const char *body = s->group_body != NULL ? s->group_body : own_group_body(s);
-    if (body == NULL)
+    if (body == NULL || path == NULL)
         return TG_ENOMEM;
 
     struct tg_up_result res;
@@ -263,7 +264,10 @@ static void add_call_summary(struct tg_sub *s, size_t first, size_t count, int s
 
 static int send_chunk(struct tg_sub *s, size_t first, size_t count, struct tg_failure *f)
 {
-    const char *path = tg_pool_printf(s->req->pool, "/v1/tasks/groups/%s/runs", s->taskgroup_id);
+    int q = s->runs_query != NULL && *s->runs_query != '\0';
+    const char *path = tg_pool_printf(s->req->pool, "%s/tasks/groups/%s/runs%s%s",
+                                      s->api != NULL ? s->api : "/v1", s->taskgroup_id,
+                                      q ? "?" : "", q ? s->runs_query : "");
     struct tg_buf b;
     tg_buf_init(&b, (size_t)64 * 1024 * 1024);
     int rc = TG_ENOMEM;

@@ -37,6 +37,8 @@ struct tg_sub {
     const char *beta;       /* the parallel-beta header the features need */
     const char *taskgroup_id;
     const char *group_body; /* the create-group body; NULL: one naming team and submission */
+    const char *api;        /* the upstream's path prefix: "/v1" (NULL) or "/v1beta" */
+    const char *runs_query; /* appended to the add-runs path ("refresh_status=true"), or NULL */
     tg_chunk_builder build_chunk; /* NULL: tg_build_add_runs over tmpl */
     const char *run_tag;    /* metadata tag for every run of the next chunk (may be NULL) */
     char id[40];

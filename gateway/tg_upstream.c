@@ -215,3 +215,109 @@ int tg_upstream_call(struct tg_upstream *u, const char *method, const char *path
     res->retry_after = u->retry_after[0] != '\0' ? u->retry_after : NULL;
     return TG_OK;
 }
+
+/* ---- relayed answers ----------------------------------------------------------------- */
+
+struct relay {
+    struct tg_upstream *u;
+    const struct tg_up_sink *sink;
+    int started;   /* sink->head was called */
+    int gone;      /* the sink refused data: the client left */
+};
+
+static int relay_head(struct relay *r)
+{
+    if (r->started)
+        return TG_OK;
+    r->started = 1;
+    long status = 0;
+    char *ctype = NULL;
+    curl_easy_getinfo(r->u->curl, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_getinfo(r->u->curl, CURLINFO_CONTENT_TYPE, &ctype);
+    return r->sink->head(r->sink->ctx, (int)status, ctype,
+                         r->u->retry_after[0] != '\0' ? r->u->retry_after : NULL);
+}
+
+static size_t on_relay_body(char *data, size_t size, size_t n, void *arg)
+{
+    struct relay *r = arg;
+    size_t len = size * n;
+    if (relay_head(r) != TG_OK || r->sink->data(r->sink->ctx, data, len) != TG_OK) {
+        r->gone = 1;
+        return 0;
+    }
+    return len;
+}
+
+int tg_upstream_relay(struct tg_upstream *u, const char *path, const char *key,
+                      const char *beta, const char *accept, const char *request_id,
+                      long timeout_ms, const struct tg_up_sink *sink, struct tg_up_result *res)
+{
+    memset(res, 0, sizeof(*res));
+    if (!plain_header_value(key) || (beta != NULL && !plain_header_value(beta)) ||
+        (request_id != NULL && !plain_header_value(request_id)) || !plain_header_value(accept))
+        return TG_EINVAL;
+    char url[2048];
+    int n = snprintf(url, sizeof(url), "%s%s", u->conf->upstream_url, path);
+    if (n < 0 || (size_t)n >= sizeof(url))
+        return TG_EINVAL;
+
+    int ok = 1;
+    struct curl_slist *headers = add_header(NULL, "x-api-key", key, &ok);
+    headers = add_header(headers, "Accept", accept, &ok);
+    if (beta != NULL && *beta != '\0')
+        headers = add_header(headers, "parallel-beta", beta, &ok);
+    if (request_id != NULL && *request_id != '\0')
+        headers = add_header(headers, "X-Request-Id", request_id, &ok);
+    if (!ok) {
+        curl_slist_free_all(headers);
+        return TG_EINVAL;
+    }
+    u->retry_after[0] = '\0';
+    u->curl_error[0] = '\0';
+
+    struct relay r = {u, sink, 0, 0};
+    CURL *c = u->curl;
+    curl_easy_reset(c);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, u->conf->upstream_connect_timeout_ms);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout_ms);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(c, CURLOPT_USERAGENT, "taskgate/0.1");
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_relay_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &r);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, u);
+    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, u->curl_error);
+    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+
+    int64_t t0 = tg_mono_us();
+    CURLcode cc = curl_easy_perform(c);
+    res->duration_us = tg_mono_us() - t0;
+    curl_slist_free_all(headers);
+
+    long status = 0;
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    res->http_status = (int)status;
+    if (cc == CURLE_OK) {
+        res->outcome = status >= 200 && status < 300 ? TG_OUTCOME_OK : TG_OUTCOME_ERROR;
+        if (!r.started && relay_head(&r) != TG_OK) /* an answer with no body */
+            r.gone = 1;
+    } else if (r.started) {
+        /* Cut off mid-answer: by the client leaving, the upstream closing or the time
+         * limit. What was relayed stands; there is nothing to add. */
+        res->outcome = TG_OUTCOME_ERROR;
+        res->timed_out = cc == CURLE_OPERATION_TIMEDOUT;
+        snprintf(u->error, sizeof(u->error), "%s", r.gone ? "the client went away"
+                                                        : curl_easy_strerror(cc));
+        res->error = u->error;
+    } else {
+        classify_failure(u, cc, res);
+    }
+    res->relayed = r.started;
+    res->body = "";
+    res->retry_after = u->retry_after[0] != '\0' ? u->retry_after : NULL;
+    return TG_OK;
+}

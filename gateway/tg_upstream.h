@@ -32,6 +32,7 @@ struct tg_up_result {
     const char *error;        /* what went wrong for UNKNOWN/NOT_SENT, or NULL */
     int timed_out;            /* the upstream did not answer within the timeout */
     int64_t duration_us;
+    int relayed;              /* tg_upstream_relay: the answer went to the sink */
 };
 
 /* One upstream request. key is the team's Parallel key (sent as x-api-key); beta (may be
@@ -41,5 +42,23 @@ struct tg_up_result {
 int tg_upstream_call(struct tg_upstream *u, const char *method, const char *path,
                      const char *key, const char *beta, const char *request_id,
                      const char *body, size_t len, struct tg_up_result *res);
+
+/* Where tg_upstream_relay sends an answer as it arrives. head is called once, before the
+ * first byte of the body (or for an answer without one), with the status, the content
+ * type (may be NULL) and the Retry-After header (may be NULL); data for each piece of the
+ * body. Either returns TG_ERR to stop the transfer (the client went away). */
+struct tg_up_sink {
+    void *ctx;
+    int (*head)(void *ctx, int status, const char *content_type, const char *retry_after);
+    int (*data)(void *ctx, const char *data, size_t len);
+};
+
+/* A GET whose answer is relayed to sink as it arrives (event streams, long polls), with
+ * Accept: accept and at most timeout_ms in all (0: no limit). Returns as
+ * tg_upstream_call; res->relayed says whether sink got the answer, and when it did not,
+ * res says why as for tg_upstream_call (nothing reached the client yet). */
+int tg_upstream_relay(struct tg_upstream *u, const char *path, const char *key,
+                      const char *beta, const char *accept, const char *request_id,
+                      long timeout_ms, const struct tg_up_sink *sink, struct tg_up_result *res);
 
 #endif

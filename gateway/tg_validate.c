@@ -332,6 +332,18 @@ void tg_validate_template(json_object *tmpl, const struct tg_locator *where,
         problem(where, detail, "enable_events", "Input should be a valid boolean", "bool_type");
 }
 
+void tg_validate_task_spec(json_object *spec, const struct tg_locator *where,
+                           json_object *detail)
+{
+    check_task_spec(spec, where, detail);
+}
+
+void tg_validate_metadata(json_object *meta, const struct tg_locator *where,
+                          json_object *detail)
+{
+    check_metadata(meta, where, detail);
+}
+
 size_t tg_task_spec_chars(json_object *tmpl)
 {
     json_object *spec = tg_json_get(tmpl, "task_spec");

@@ -31,6 +31,13 @@ json_object *tg_loc_plain(const struct tg_locator *self, const char *path);
 void tg_validate_template(json_object *tmpl, const struct tg_locator *where,
                           json_object *detail);
 
+/* The parts of tg_validate_template on their own: a task spec (problems at "task_spec…")
+ * and a metadata object (at "metadata"). */
+void tg_validate_task_spec(json_object *spec, const struct tg_locator *where,
+                           json_object *detail);
+void tg_validate_metadata(json_object *meta, const struct tg_locator *where,
+                          json_object *detail);
+
 /* Checks the inputs list of a simplified submission: present, a non-empty list of at
  * most max items, each a string or an object, each within the upstream's 25,000
  * characters together with spec_chars (the task spec's size). */

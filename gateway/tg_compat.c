@@ -1,0 +1,699 @@
+/* The upstream-compatible paths: the upstream's own task-group API, served with a team
+ * token in x-api-key so that the official SDKs work by changing their base URL.
+ *
+ *   POST {api}/tasks/groups                      create a group (recorded)
+ *   POST {api}/tasks/groups/{id}/runs            add runs (defaults, policy, chunks, recorded)
+ *   GET  {api}/tasks/groups/{id}                 the group's status
+ *   GET  {api}/tasks/groups/{id}/runs            the runs, an event stream
+ *   GET  {api}/tasks/groups/{id}/events          the group's events, an event stream
+ *   GET  {api}/tasks/groups/{id}/runs/{run_id}   one run
+ *   GET  {api}/tasks/runs/{run_id}[/result|/input|/events]
+ *
+ * {api} is /v1 or /v1beta. Reads are relayed as the upstream answers them, as they arrive,
+ * and only for groups and runs the team's own submissions created: anything else is a
+ * 404, whoever holds the Parallel key. Errors the gateway makes itself use the upstream's
+ * shapes and the statuses the SDKs map to their typed errors. */
+#include "tg_compat.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "tg_conf.h"
+#include "tg_json.h"
+#include "tg_log.h"
+#include "tg_merge.h"
+#include "tg_metrics.h"
+#include "tg_store.h"
+#include "tg_submit.h"
+#include "tg_upstream.h"
+#include "tg_validate.h"
+
+/* Event streams stay open while the upstream keeps them so (an hour at most, it says). */
+#define STREAM_LIMIT_MS (65L * 60 * 1000)
+/* A result may be awaited this long at most, whatever timeout the client asks for. */
+#define RESULT_TIMEOUT_MAX_S 3600L
+/* Added to the result's timeout for the upstream's own answer to arrive. */
+#define RESULT_MARGIN_MS 30000L
+/* The metadata key of the gateway's tag on every run it forwards. */
+#define RUN_TAG_KEY "taskgate"
+
+/* What a path names; parts are pool strings, NULL when absent. */
+struct route {
+    const char *api;      /* "/v1" or "/v1beta" */
+    const char *group;
+    const char *run;
+    const char *leaf;     /* "runs", "events", "result", "input" or NULL */
+    int groups;           /* under tasks/groups (else tasks/runs) */
+};
+
+/* ---- helpers ------------------------------------------------------------------------- */
+
+/* The next '/'-separated part of *p as a pool string, advancing *p; NULL at the end. */
+static const char *next_part(struct tg_pool *pool, const char **p)
+{
+    if (**p == '\0')
+        return NULL;
+    const char *start = *p;
+    size_t n = strcspn(start, "/");
+    *p = start + n + (start[n] == '/' ? 1 : 0);
+    return tg_pool_strndup(pool, start, n);
+}
+
+/* Splits path into a route. TG_OK, or TG_ENOTFOUND for a path this file does not serve. */
+static int parse_route(struct tg_pool *pool, const char *path, struct route *r)
+{
+    memset(r, 0, sizeof(*r));
+    if (strncmp(path, "/v1beta/tasks/", 14) == 0) {
+        r->api = "/v1beta";
+        path += 14;
+    } else if (strncmp(path, "/v1/tasks/", 10) == 0) {
+        r->api = "/v1";
+        path += 10;
+    } else {
+        return TG_ENOTFOUND;
+    }
+    const char *kind = next_part(pool, &path);
+    if (kind == NULL)
+        return TG_ENOTFOUND;
+    const char *id = next_part(pool, &path);
+    const char *leaf = next_part(pool, &path);
+    const char *sub = next_part(pool, &path);
+    if (next_part(pool, &path) != NULL || (id != NULL && !tg_valid_id(id)))
+        return TG_ENOTFOUND;
+    if (strcmp(kind, "groups") == 0) {
+        r->groups = 1;
+        r->group = id;
+        if (leaf == NULL)
+            return TG_OK;
+        if (strcmp(leaf, "runs") == 0 && sub != NULL) {
+            if (!tg_valid_id(sub))
+                return TG_ENOTFOUND;
+            r->run = sub;
+            return TG_OK;
+        }
+        if (sub == NULL && (strcmp(leaf, "runs") == 0 || strcmp(leaf, "events") == 0)) {
+            r->leaf = leaf;
+            return TG_OK;
+        }
+        return TG_ENOTFOUND;
+    }
+    if (strcmp(kind, "runs") == 0 && id != NULL && sub == NULL) {
+        r->run = id;
+        if (leaf == NULL || strcmp(leaf, "result") == 0 || strcmp(leaf, "input") == 0 ||
+            strcmp(leaf, "events") == 0) {
+            r->leaf = leaf;
+            return TG_OK;
+        }
+    }
+    return TG_ENOTFOUND;
+}
+
+/* Whether a query string can be passed on as it is: URL characters only. */
+static int plain_query(const char *q)
+{
+    static const char ok[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                             "0123456789-._~%!$&'()*+,;=:@/?";
+    return strspn(q, ok) == strlen(q);
+}
+
+/* The value of name in a query string ("" for a bare name), or NULL. Pool string. */
+static const char *query_param(struct tg_pool *pool, const char *q, const char *name)
+{
+    size_t nlen = strlen(name);
+    while (*q != '\0') {
+        size_t n = strcspn(q, "&");
+        if (n >= nlen && strncmp(q, name, nlen) == 0 && (n == nlen || q[nlen] == '='))
+            return n == nlen ? "" : tg_pool_strndup(pool, q + nlen + 1, n - nlen - 1);
+        q += n + (q[n] == '&' ? 1 : 0);
+    }
+    return NULL;
+}
+
+/* The team's key into key; TG_OK, or the answer is in resp. */
+static int team_key(struct tg_worker *w, const struct tg_request *req, struct tg_response *resp,
+                    const struct tg_auth *auth, char *key, size_t keylen)
+{
+    int rc = tg_store_team_key(w->store, auth->team_id, key, keylen);
+    if (rc == TG_OK)
+        return TG_OK;
+    tg_log(TG_LOG_ERROR, "team %s: no usable upstream key: %s", auth->team,
+           tg_store_errmsg(w->store));
+    tg_resp_error(resp, req, 503, "the team's upstream key cannot be read; ask an administrator",
+                  NULL);
+    return TG_ERR;
+}
+
+/* Answers an upstream call that produced nothing the client could be given. */
+static void answer_unreachable(const struct tg_request *req, struct tg_response *resp,
+                               const struct tg_up_result *res)
+{
+    if (res->outcome == TG_OUTCOME_UNKNOWN && res->timed_out)
+        tg_resp_error(resp, req, 504, "the upstream did not answer in time", NULL);
+    else
+        tg_resp_error(resp, req, 502, "could not reach the upstream", NULL);
+}
+
+/* ---- reads --------------------------------------------------------------------------- */
+
+struct relay_ctx {
+    const struct tg_request *req;
+    struct tg_response *resp;
+};
+
+static int relay_head(void *arg, int status, const char *content_type, const char *retry_after)
+{
+    struct relay_ctx *c = arg;
+    struct tg_response *resp = c->resp;
+    resp->status = status == 401 ? 502 : status; /* our key, not the client's token */
+    resp->content_type = tg_pool_strdup(c->req->pool,
+                                        content_type != NULL ? content_type : "application/json");
+    if (retry_after != NULL)
+        tg_resp_header(resp, "Retry-After", tg_pool_strdup(c->req->pool, retry_after));
+    resp->streamed = 1;
+    return c->req->out->begin(c->req->out->ctx, c->req, resp);
+}
+
+static int relay_data(void *arg, const char *data, size_t len)
+{
+    struct relay_ctx *c = arg;
+    c->resp->body.len += len; /* counted for the log line; the bytes are gone already */
+    return c->req->out->write(c->req->out->ctx, data, len);
+}
+
+/* Relays a GET of path to the client as it arrives. */
+static void relay_get(struct tg_worker *w, const struct tg_request *req,
+                      struct tg_response *resp, const struct tg_auth *auth, const char *path,
+                      const char *accept, long timeout_ms)
+{
+    char key[TG_UPSTREAM_KEY_MAX];
+    if (team_key(w, req, resp, auth, key, sizeof(key)) != TG_OK)
+        return;
+    struct relay_ctx ctx = {req, resp};
+    struct tg_up_sink sink = {&ctx, relay_head, relay_data};
+    struct tg_up_result res;
+    int rc = tg_upstream_relay(w->up, path, key, req->parallel_beta, accept, req->request_id,
+                               timeout_ms, &sink, &res);
+    tg_memzero(key, sizeof(key));
+    resp->upstream_us = res.duration_us;
+    if (rc != TG_OK) {
+        tg_resp_error(resp, req, 400, "a header cannot be passed on as it is", NULL);
+        return;
+    }
+    tg_metrics_upstream("read", res.http_status, res.duration_us);
+    if (!res.relayed) {
+        resp->streamed = 0;
+        tg_buf_clear(&resp->body);
+        resp->nheaders = 0;
+        answer_unreachable(req, resp, &res);
+    }
+}
+
+/* A path to read: the client's path and query, checked. NULL: the answer is in resp. */
+static const char *read_path(const struct tg_request *req, struct tg_response *resp)
+{
+    if (!plain_query(req->query)) {
+        tg_resp_error(resp, req, 400, "the query string has characters that must be escaped",
+                      NULL);
+        return NULL;
+    }
+    const char *path = req->query[0] != '\0'
+                           ? tg_pool_printf(req->pool, "%s?%s", req->path, req->query)
+                           : req->path;
+    if (path == NULL)
+        tg_resp_error(resp, req, 500, "out of memory", NULL);
+    return path;
+}
+
+static void not_found(const struct tg_request *req, struct tg_response *resp, const char *what)
+{
+    tg_resp_error(resp, req, 404, what, NULL);
+}
+
+/* How long a result may take: the client's timeout (seconds) plus a margin. */
+static long result_limit_ms(const struct tg_request *req)
+{
+    const char *t = query_param(req->pool, req->query, "timeout");
+    long secs = 600;
+    if (t != NULL && tg_parse_long(t, 0, RESULT_TIMEOUT_MAX_S, &secs) != TG_OK)
+        secs = RESULT_TIMEOUT_MAX_S;
+    return secs * 1000 + RESULT_MARGIN_MS;
+}
+
+static void serve_read(struct tg_worker *w, const struct tg_request *req,
+                       struct tg_response *resp, const struct route *r,
+                       const struct tg_auth *auth)
+{
+    int rc;
+    if (r->run != NULL) {
+        char group[160];
+        rc = tg_store_run_owned(w->store, auth->team_id, r->run, group, sizeof(group));
+        if (rc == TG_OK && r->group != NULL && strcmp(group, r->group) != 0)
+            rc = TG_ENOTFOUND;
+    } else {
+        rc = tg_store_group_owned(w->store, auth->team_id, r->group);
+    }
+    if (rc == TG_ENOTFOUND) {
+        not_found(req, resp, r->run != NULL ? "no such run for this team"
+                                            : "no such task group for this team");
+        return;
+    }
+    if (rc != TG_OK) {
+        tg_log(TG_LOG_ERROR, "ownership lookup failed: %s", tg_store_errmsg(w->store));
+        tg_resp_error(resp, req, 503, "the audit database is unavailable", NULL);
+        return;
+    }
+    const char *path = read_path(req, resp);
+    if (path == NULL)
+        return;
+    int stream = r->leaf != NULL && (strcmp(r->leaf, "runs") == 0 ||
+                                     strcmp(r->leaf, "events") == 0);
+    if (stream)
+        relay_get(w, req, resp, auth, path, "text/event-stream", STREAM_LIMIT_MS);
+    else if (r->leaf != NULL && strcmp(r->leaf, "result") == 0)
+        relay_get(w, req, resp, auth, path, "application/json", result_limit_ms(req));
+    else
+        relay_get(w, req, resp, auth, path, "application/json",
+                  w->conf->upstream_timeout_ms);
+}
+
+/* ---- writes -------------------------------------------------------------------------- */
+
+/* Parses the body as a JSON object; NULL with the problem in s->detail. */
+static json_object *object_body(struct tg_sub *s)
+{
+    char err[256];
+    json_object *body = tg_json_pool(s->req->pool, tg_json_parse(s->req->body, s->req->body_len,
+                                                                 TG_JSON_MAX_DEPTH, err,
+                                                                 sizeof(err)));
+    if (body == NULL) {
+        tg_json_problem(s->detail, tg_json_loc("body", NULL), err, "json_invalid");
+        return NULL;
+    }
+    if (!json_object_is_type(body, json_type_object)) {
+        tg_json_problem(s->detail, tg_json_loc("body", NULL), "Input should be a valid dictionary",
+                        "dict_type");
+        return NULL;
+    }
+    return body;
+}
+
+/* Answers with the upstream's last answer as it came, or a gateway error when it cannot. */
+static void pass_answer(struct tg_sub *s, int status)
+{
+    if (s->last_answer == NULL) {
+        tg_resp_error(s->resp, s->req, 502, "the upstream's answer was lost", NULL);
+        return;
+    }
+    tg_resp_json(s->resp, status, s->last_answer, s->last_answer_len);
+}
+
+/* The answer for a submission that failed: the upstream's own error when it answered one,
+ * else the gateway's, with what was accepted before (chunks) named in its detail. */
+static void answer_failed(struct tg_sub *s, const struct tg_failure *f)
+{
+    int rc = tg_sub_finish(s, f->state, f->status, f->message);
+    if (rc != TG_OK) {
+        tg_sub_db_trouble(s, rc);
+        return;
+    }
+    tg_metrics_submission((int)f->state);
+    tg_metrics_runs(s->auth.team, (long)s->accepted);
+    if (f->upstream_answered && s->accepted == 0 && s->last_upstream_status != 401 &&
+        s->last_upstream_status < 500) {
+        pass_answer(s, s->last_upstream_status);
+    } else {
+        json_object *detail = NULL;
+        if (s->accepted > 0 || f->state == TG_STATE_UNKNOWN) {
+            detail = tg_json_pool(s->req->pool, json_object_new_object());
+            json_object_object_add(detail, "submission_id", json_object_new_string(s->id));
+            json_object_object_add(detail, "state",
+                                   json_object_new_string(tg_state_name(f->state)));
+            json_object_object_add(detail, "run_ids", json_object_get(s->run_ids));
+        }
+        tg_resp_error(s->resp, s->req, f->status, f->message, detail);
+    }
+    if (f->retry_after != NULL)
+        tg_resp_header(s->resp, "Retry-After", tg_pool_strdup(s->req->pool, f->retry_after));
+}
+
+/* The add-runs answer once every chunk is accepted: the upstream's own when there was one
+ * call; for several, one of the same shape with every run id, the first call's cursors
+ * (from where the client's streams should start) and the last call's status. */
+static void answer_added(struct tg_sub *s)
+{
+    int rc = tg_sub_finish(s, TG_STATE_ACCEPTED, 200, NULL);
+    if (rc != TG_OK) {
+        tg_sub_db_trouble(s, rc);
+        return;
+    }
+    tg_metrics_submission(TG_STATE_ACCEPTED);
+    tg_metrics_runs(s->auth.team, (long)s->accepted);
+    if (s->seq <= 1) {
+        pass_answer(s, 200);
+        return;
+    }
+    char err[128];
+    json_object *last = tg_json_pool(s->req->pool, tg_json_parse(s->last_answer,
+                                                                 s->last_answer_len,
+                                                                 TG_JSON_MAX_DEPTH, err,
+                                                                 sizeof(err)));
+    json_object *o = tg_json_pool(s->req->pool, json_object_new_object());
+    if (o == NULL) {
+        tg_resp_error(s->resp, s->req, 500, "out of memory", NULL);
+        return;
+    }
+    json_object_object_add(o, "status", json_object_get(tg_json_get(last, "status")));
+    json_object_object_add(o, "run_ids", json_object_get(s->run_ids));
+    json_object_object_add(o, "run_cursor", json_object_get(s->first_run_cursor));
+    json_object_object_add(o, "event_cursor", json_object_get(s->first_event_cursor));
+    size_t len;
+    const char *text = tg_json_str(o, &len);
+    tg_resp_json(s->resp, 200, text, len);
+}
+
+static void create_group(struct tg_sub *s)
+{
+    json_object *body = object_body(s);
+    json_object *meta = tg_json_get(body, "metadata");
+    if (meta != NULL) {
+        json_object *at = tg_json_pool(s->req->pool, tg_json_loc("body", NULL));
+        struct tg_locator where = {tg_loc_plain, body, at};
+        tg_validate_metadata(meta, &where, s->detail);
+    }
+    s->body = body;
+    if (json_object_array_length(s->detail) > 0) {
+        tg_sub_reject(s, 422, "the request is invalid", s->detail);
+        return;
+    }
+    s->group_body = tg_json_str(body, NULL);
+    s->keep_answer = 1;
+    struct tg_failure f;
+    int rc = tg_sub_forward(s, &f);
+    if (rc == TG_OK) {
+        rc = tg_sub_finish(s, TG_STATE_ACCEPTED, 200, NULL);
+        if (rc != TG_OK) {
+            tg_sub_db_trouble(s, rc);
+            return;
+        }
+        tg_metrics_submission(TG_STATE_ACCEPTED);
+        pass_answer(s, 200);
+    } else if (rc == TG_ERR) {
+        answer_failed(s, &f);
+    } else {
+        tg_sub_db_trouble(s, rc);
+    }
+}
+
+/* Problems found in a part of the body under prefix: their locs get prefix in front of
+ * what follows their first part ("body"). */
+static void move_problems(json_object *from, json_object *to, json_object *prefix,
+                          const char *suffix)
+{
+    for (size_t i = 0; i < json_object_array_length(from); i++) {
+        json_object *p = json_object_array_get_idx(from, i);
+        json_object *loc = tg_json_get(p, "loc");
+        json_object *nloc = json_object_new_array();
+        for (size_t k = 0; k < json_object_array_length(prefix); k++)
+            json_object_array_add(nloc, json_object_get(json_object_array_get_idx(prefix, k)));
+        for (size_t k = 1; k < json_object_array_length(loc); k++)
+            json_object_array_add(nloc, json_object_get(json_object_array_get_idx(loc, k)));
+        if (suffix != NULL && json_object_array_length(loc) <= 1)
+            json_object_array_add(nloc, json_object_new_string(suffix));
+        json_object_object_add(p, "loc", nloc);
+        json_object_array_add(to, json_object_get(p));
+    }
+}
+
+/* A default_task_spec problem's loc: task_spec.x → ["body","default_task_spec","x"]. */
+static json_object *spec_loc(const struct tg_locator *self, const char *path)
+{
+    if (strncmp(path, "task_spec", 9) == 0) {
+        char renamed[256];
+        snprintf(renamed, sizeof(renamed), "default_task_spec%s", path + 9);
+        return tg_loc_plain(self, renamed);
+    }
+    return tg_loc_plain(self, path);
+}
+
+struct compat {
+    struct tg_sub s;
+    json_object *spec;   /* the default_task_spec sent (the client's, or the preset's) */
+};
+
+/* Builds one chunk: {"default_task_spec":…,"inputs":[merged runs…]}, each run tagged. */
+static int build_chunk(struct tg_sub *s, struct tg_buf *b, size_t first, size_t count)
+{
+    struct compat *c = (struct compat *)s;
+    int rc = tg_buf_adds(b, "{");
+    if (rc == TG_OK && c->spec != NULL) {
+        size_t len;
+        const char *text = tg_json_str(c->spec, &len);
+        rc = tg_buf_adds(b, "\"default_task_spec\":");
+        if (rc == TG_OK)
+            rc = tg_buf_add(b, text, len);
+        if (rc == TG_OK)
+            rc = tg_buf_adds(b, ",");
+    }
+    if (rc == TG_OK)
+        rc = tg_buf_adds(b, "\"inputs\":[");
+    for (size_t i = 0; rc == TG_OK && i < count; i++) {
+        json_object *run = json_object_array_get_idx(s->inputs, first + i);
+        if (s->run_tag != NULL) {
+            json_object *meta = tg_json_get(run, "metadata");
+            if (meta == NULL) {
+                meta = json_object_new_object();
+                json_object_object_add(run, "metadata", meta);
+            }
+            if (json_object_is_type(meta, json_type_object))
+                json_object_object_add(meta, RUN_TAG_KEY, json_object_new_string(s->run_tag));
+        }
+        size_t len;
+        const char *text = tg_json_str(run, &len);
+        if (i > 0)
+            rc = tg_buf_adds(b, ",");
+        if (rc == TG_OK)
+            rc = tg_buf_add(b, text, len);
+    }
+    if (rc == TG_OK)
+        rc = tg_buf_adds(b, "]}");
+    return rc;
+}
+
+/* The team's default preset (parsed; NULL when it has none). TG_OK or a database error. */
+static int default_preset(struct tg_sub *s, json_object **out)
+{
+    char *text = NULL;
+    *out = NULL;
+    int rc = tg_store_preset_get(s->w->store, s->req->pool, s->auth.team_id, "default", &text);
+    if (rc == TG_ENOTFOUND)
+        return TG_OK;
+    if (rc != TG_OK)
+        return rc;
+    char err[128];
+    *out = tg_json_pool(s->req->pool, tg_json_parse(text, strlen(text), 64, err, sizeof(err)));
+    return TG_OK;
+}
+
+/* Merges the team's defaults into every run, checks policy and limits. Problems go to
+ * s->detail. TG_OK or a database/memory error. */
+static int prepare_runs(struct compat *c, json_object *body)
+{
+    struct tg_sub *s = &c->s;
+    struct tg_pool *pool = s->req->pool;
+    json_object *preset;
+    int rc = default_preset(s, &preset);
+    if (rc != TG_OK)
+        return rc;
+
+    json_object *global = tg_json_pool(pool, json_object_new_object());
+    if (global == NULL)
+        return TG_ENOMEM;
+    if (s->w->conf->default_processor[0] != '\0')
+        json_object_object_add(global, "processor",
+                               json_object_new_string(s->w->conf->default_processor));
+    json_object *ptmpl = tg_json_pool(pool, tg_template_from_preset(preset));
+    json_object *pspec = tg_json_get(ptmpl, "task_spec");
+    c->spec = tg_json_get(body, "default_task_spec");
+    if (c->spec == NULL && pspec != NULL)
+        c->spec = pspec;
+    if (ptmpl != NULL)
+        json_object_object_del(ptmpl, "task_spec");
+    json_object *base = tg_json_pool(pool, tg_merge(global, ptmpl));
+    if (base == NULL)
+        return TG_ENOMEM;
+
+    size_t spec_chars = 0;
+    if (c->spec != NULL) {
+        json_object *t = tg_json_pool(pool, json_object_new_object());
+        json_object *at = tg_json_pool(pool, tg_json_loc("body", NULL));
+        struct tg_locator where = {spec_loc, body, at};
+        if (t == NULL)
+            return TG_ENOMEM;
+        json_object_object_add(t, "task_spec", json_object_get(c->spec));
+        tg_template_finish(t);
+        c->spec = tg_json_get(t, "task_spec");
+        tg_validate_task_spec(c->spec, &where, s->detail);
+        spec_chars = tg_task_spec_chars(t);
+    }
+
+    json_object *inputs = tg_json_get(body, "inputs");
+    if (!json_object_is_type(inputs, json_type_array)) {
+        tg_json_problem(s->detail, tg_json_loc("body", "inputs", NULL),
+                        inputs == NULL ? "Field required" : "Input should be a valid list",
+                        inputs == NULL ? "missing" : "list_type");
+        return TG_OK;
+    }
+    size_t n = json_object_array_length(inputs);
+    json_object *runs = tg_json_pool(pool, json_object_new_array_ext((int)n));
+    json_object *values = tg_json_pool(pool, json_object_new_array_ext((int)n));
+    s->run_procs = tg_pool_calloc(pool, n + 1, sizeof(char *));
+    if (runs == NULL || values == NULL || s->run_procs == NULL)
+        return TG_ENOMEM;
+    const char *beta = s->req->parallel_beta;
+    for (size_t i = 0; i < n; i++) {
+        json_object *run = json_object_array_get_idx(inputs, i);
+        char idx[24];
+        snprintf(idx, sizeof(idx), "%zu", i);
+        json_object *prefix = tg_json_pool(pool, json_object_new_array());
+        if (prefix == NULL)
+            return TG_ENOMEM;
+        json_object_array_add(prefix, json_object_new_string("body"));
+        json_object_array_add(prefix, json_object_new_string("inputs"));
+        json_object_array_add(prefix, json_object_new_int64((int64_t)i));
+        if (!json_object_is_type(run, json_type_object)) {
+            tg_json_problem(s->detail, json_object_get(prefix),
+                            "Input should be a valid dictionary", "dict_type");
+            json_object_array_add(values, NULL);
+            json_object_array_add(runs, NULL);
+            continue;
+        }
+        json_object_array_add(values, json_object_get(tg_json_get(run, "input")));
+        json_object *own = tg_json_pool(pool, tg_merge(run, NULL));
+        if (own == NULL)
+            return TG_ENOMEM;
+        json_object_object_del(own, "input");
+        json_object *merged = tg_json_pool(pool, tg_merge(base, own));
+        if (merged == NULL)
+            return TG_ENOMEM;
+        tg_template_finish(merged);
+
+        json_object *problems = tg_json_pool(pool, json_object_new_array());
+        json_object *at = tg_json_pool(pool, tg_json_loc("body", NULL));
+        struct tg_locator where = {tg_loc_plain, run, at};
+        tg_check_policy(preset, own, run, merged, problems);
+        tg_validate_template(merged, &where, problems);
+        move_problems(problems, s->detail, prefix, NULL);
+
+        s->run_procs[i] = tg_json_get_str(merged, "processor");
+        beta = tg_beta_header(pool, merged, beta);
+        if (beta == NULL)
+            return TG_ENOMEM;
+        json_object *full = json_object_new_object();
+        json_object_object_add(full, "input", json_object_get(tg_json_get(run, "input")));
+        json_object_object_foreach(merged, k, v)
+            json_object_object_add(full, k, json_object_get(v));
+        json_object_array_add(runs, full);
+    }
+    /* The inputs' own checks (present, size with the task spec), with locs at .input. */
+    json_object *problems = tg_json_pool(pool, json_object_new_array());
+    tg_validate_inputs(values, s->w->conf->max_inputs_per_submission, spec_chars, problems);
+    for (size_t i = 0; i < json_object_array_length(problems); i++) {
+        json_object *p = json_object_array_get_idx(problems, i);
+        json_object *loc = tg_json_get(p, "loc");
+        if (json_object_array_length(loc) == 3)
+            json_object_array_add(loc, json_object_new_string("input"));
+    }
+    for (size_t i = 0; i < json_object_array_length(problems); i++)
+        json_object_array_add(s->detail, json_object_get(json_object_array_get_idx(problems, i)));
+    s->inputs = runs;
+    s->beta = beta;
+    s->processor = n > 0 ? s->run_procs[0] : NULL;
+    return TG_OK;
+}
+
+static void add_runs(struct tg_sub *s, const struct route *r)
+{
+    struct compat *c = (struct compat *)s;
+    int rc = tg_store_group_owned(s->w->store, s->auth.team_id, r->group);
+    if (rc == TG_ENOTFOUND) {
+        tg_sub_reject(s, 404, "no such task group for this team", NULL);
+        return;
+    }
+    if (rc != TG_OK) {
+        tg_sub_db_trouble(s, rc);
+        return;
+    }
+    if (!plain_query(s->req->query)) {
+        tg_sub_reject(s, 400, "the query string has characters that must be escaped", NULL);
+        return;
+    }
+    s->taskgroup_id = r->group;
+    s->runs_query = s->req->query;
+    json_object *body = object_body(s);
+    s->body = body;
+    if (body != NULL) {
+        rc = prepare_runs(c, body);
+        if (rc != TG_OK) {
+            tg_sub_db_trouble(s, rc);
+            return;
+        }
+    }
+    if (json_object_array_length(s->detail) > 0) {
+        tg_sub_reject(s, 422, "the request is invalid", s->detail);
+        return;
+    }
+    s->build_chunk = build_chunk;
+    s->keep_answer = 1;
+    struct tg_failure f;
+    rc = tg_sub_forward(s, &f);
+    if (rc == TG_OK)
+        answer_added(s);
+    else if (rc == TG_ERR)
+        answer_failed(s, &f);
+    else
+        tg_sub_db_trouble(s, rc);
+}
+
+/* ---- routing ------------------------------------------------------------------------- */
+
+int tg_compat_handle(struct tg_worker *w, struct tg_request *req, struct tg_response *resp)
+{
+    struct route r;
+    if (parse_route(req->pool, req->path, &r) != TG_OK)
+        return 0;
+    resp->interface = "upstream-compatible";
+    int is_get = strcmp(req->method, "GET") == 0;
+    int is_post = strcmp(req->method, "POST") == 0;
+    int add = r.groups && r.group != NULL && r.run == NULL && r.leaf != NULL &&
+              strcmp(r.leaf, "runs") == 0;
+    int create = r.groups && r.group == NULL;
+    int allowed = create ? is_post : add ? is_post || is_get : is_get;
+    if (!allowed) {
+        tg_resp_header(resp, "Allow", create ? "POST" : add ? "GET, POST" : "GET");
+        tg_resp_error(resp, req, 405, "method not allowed", NULL);
+        return 1;
+    }
+    if (is_post) {
+        struct compat c;
+        memset(&c, 0, sizeof(c));
+        if (tg_sub_init(&c.s, w, req, resp, "upstream-compatible") != TG_OK)
+            return 1;
+        if (tg_http_auth(w, req, resp, NULL, &c.s.auth) != TG_OK)
+            return 1;
+        c.s.api = r.api;
+        if (create)
+            create_group(&c.s);
+        else
+            add_runs(&c.s, &r);
+        return 1;
+    }
+    struct tg_auth auth;
+    if (tg_http_auth(w, req, resp, NULL, &auth) != TG_OK)
+        return 1;
+    if (req->out == NULL) {
+        tg_resp_error(resp, req, 500, "this connection cannot relay answers", NULL);
+        return 1;
+    }
+    serve_read(w, req, resp, &r, &auth);
+    return 1;
+}

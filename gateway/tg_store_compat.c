@@ -1,0 +1,54 @@
+/* What the upstream-compatible paths ask of the records: whether a team's submissions
+ * created a task group, and whose a run is. Slots 56-59 of tg_store_slot. */
+#include <string.h>
+
+#include "tg_store_int.h"
+
+enum compat_slot { C_GROUP_OWNED = 56, C_RUN_OWNER };
+
+/* A group is the team's when one of its submissions created it: the first call of that
+ * submission was a create_group that succeeded. */
+static const char group_owned_sql[] =
+    "SELECT 1 FROM submissions s JOIN upstream_calls c ON c.submission_id = s.id AND c.seq = 0"
+    " WHERE s.taskgroup_id = ?1 AND s.team_id = ?2"
+    " AND c.operation = 'create_group' AND c.outcome = 'ok' LIMIT 1";
+
+static const char run_owner_sql[] =
+    "SELECT s.taskgroup_id FROM runs r JOIN submissions s ON s.id = r.submission_id"
+    " WHERE r.run_id = ?1 AND s.team_id = ?2";
+
+int tg_store_group_owned(struct tg_store *st, int64_t team_id, const char *taskgroup_id)
+{
+    sqlite3_stmt *s;
+    int rc = tg_store_slot(st, C_GROUP_OWNED, group_owned_sql, &s);
+    if (rc != TG_OK)
+        return rc;
+    store_bind_text(s, 1, taskgroup_id);
+    sqlite3_bind_int64(s, 2, team_id);
+    int src = sqlite3_step(s);
+    rc = src == SQLITE_ROW ? TG_OK
+         : src == SQLITE_DONE ? TG_ENOTFOUND
+                              : store_db_err(st, src, "group owner");
+    store_done(s);
+    return rc;
+}
+
+int tg_store_run_owned(struct tg_store *st, int64_t team_id, const char *run_id,
+                       char *group, size_t grouplen)
+{
+    sqlite3_stmt *s;
+    int rc = tg_store_slot(st, C_RUN_OWNER, run_owner_sql, &s);
+    if (rc != TG_OK)
+        return rc;
+    store_bind_text(s, 1, run_id);
+    sqlite3_bind_int64(s, 2, team_id);
+    int src = sqlite3_step(s);
+    if (src == SQLITE_ROW) {
+        store_col_copy(group, grouplen, s, 0);
+        rc = TG_OK;
+    } else {
+        rc = src == SQLITE_DONE ? TG_ENOTFOUND : store_db_err(st, src, "run owner");
+    }
+    store_done(s);
+    return rc;
+}

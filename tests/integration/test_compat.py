@@ -1,0 +1,205 @@
+"""The upstream-compatible paths, driven as an SDK drives them: the team token in x-api-key,
+the upstream's request shapes, the upstream's answers passed through as they came, every
+call recorded with interface 'upstream-compatible', and reads only of what the team made."""
+
+import json
+import unittest
+
+from harness import StackTestCase
+
+KEY_A = "par-key-compat-a"
+KEY_SHARED = "par-key-compat-shared"
+
+
+def sdk_headers(token, **extra):
+    h = {"x-api-key": token, "Content-Type": "application/json", "Accept": "application/json"}
+    h.update(extra)
+    return h
+
+
+class CompatTest(StackTestCase):
+    def setUp(self):
+        self.s = self.stack(keys=[KEY_A, KEY_SHARED], conf={"chunk_size": 3})
+        self.s.add_team("alpha", KEY_A, preset={"processor": "core",
+                                                "metadata": {"cost_center": "cc-1"}})
+        self.token, _ = self.s.issue_token("alpha")
+
+    def post(self, path, body, token=None, **headers):
+        raw = body if isinstance(body, (str, bytes)) else json.dumps(body)
+        status, hdrs, data = self.s.http("POST", path, raw,
+                                         sdk_headers(token or self.token, **headers))
+        try:
+            parsed = json.loads(data) if data else None
+        except ValueError:
+            parsed = None
+        return status, parsed, hdrs
+
+    def get(self, path, token=None):
+        status, hdrs, data = self.s.http("GET", path, None,
+                                         {"x-api-key": token or self.token})
+        try:
+            parsed = json.loads(data) if data else None
+        except ValueError:
+            parsed = None
+        return status, parsed, hdrs
+
+    def new_group(self, api="/v1", token=None, body=None):
+        status, group, _ = self.post(api + "/tasks/groups", body or {}, token)
+        self.assertEqual(status, 200, group)
+        return group["taskgroup_id"]
+
+    def test_create_group_passes_the_upstream_answer_and_is_recorded(self):
+        status, group, _ = self.post("/v1/tasks/groups", {"metadata": {"project": "x"}})
+        self.assertEqual(status, 200, group)
+        self.assertRegex(group["taskgroup_id"], r"^tgrp_")
+        self.assertEqual(group["metadata"], {"project": "x"})
+        self.assertIn("status", group)
+        rows = self.s.db("SELECT interface, state, taskgroup_id, num_inputs FROM "
+                         "audit_submissions WHERE taskgroup_id = ?", (group["taskgroup_id"],))
+        self.assertEqual([tuple(r) for r in rows],
+                         [("upstream-compatible", "accepted", group["taskgroup_id"], 0)])
+        sent = [r for r in self.s.sim_requests() if r["method"] == "POST"]
+        self.assertEqual(sent[-1]["path"], "/v1/tasks/groups")
+
+    def test_add_runs_fills_defaults_tags_runs_and_records_them(self):
+        gid = self.new_group()
+        body = {"inputs": [{"input": "What is 2+2?"},
+                           {"input": {"q": "x"}, "processor": "base",
+                            "metadata": {"mine": "1"}}],
+                "default_task_spec": {"output_schema": {"type": "text"}}}
+        status, answer, _ = self.post("/v1/tasks/groups/%s/runs" % gid, body)
+        self.assertEqual(status, 200, answer)
+        self.assertEqual(len(answer["run_ids"]), 2)
+        self.assertIn("status", answer)
+        runs = self.s.sim_group(gid)
+        self.assertEqual([r.get("processor") for r in runs], ["core", "base"])
+        meta = [r.get("metadata") or {} for r in runs]
+        self.assertEqual(meta[0].get("cost_center"), "cc-1")
+        self.assertEqual(meta[1].get("mine"), "1")
+        self.assertEqual(meta[1].get("cost_center"), "cc-1")
+        rows = self.s.db("SELECT run_id FROM audit_runs WHERE taskgroup_id = ? "
+                         "ORDER BY input_index", (gid,))
+        self.assertEqual([r[0] for r in rows], answer["run_ids"])
+        iface = self.s.db_value("SELECT s.interface FROM audit_runs r JOIN audit_submissions s "
+                                "ON s.submission_id = r.submission_id WHERE r.run_id = ?",
+                                (answer["run_ids"][0],))
+        self.assertEqual(iface, "upstream-compatible")
+
+    def test_beta_paths_go_upstream_as_beta(self):
+        gid = self.new_group("/v1beta")
+        status, answer, _ = self.post("/v1beta/tasks/groups/%s/runs" % gid,
+                                      {"inputs": [{"input": "a"}]})
+        self.assertEqual(status, 200, answer)
+        paths = [r["path"] for r in self.s.sim_requests() if r["method"] == "POST"]
+        self.assertEqual(paths[-2:], ["/v1beta/tasks/groups",
+                                      "/v1beta/tasks/groups/%s/runs" % gid])
+
+    def test_more_inputs_than_a_chunk_answer_as_one(self):
+        gid = self.new_group()
+        status, first, _ = self.post("/v1/tasks/groups/%s/runs" % gid, {"inputs": [{"input": "0"}]})
+        self.assertEqual(status, 200, first)
+        body = {"inputs": [{"input": "q%d" % i} for i in range(7)]}
+        status, answer, _ = self.post("/v1/tasks/groups/%s/runs" % gid, body)
+        self.assertEqual(status, 200, answer)
+        self.assertEqual(len(answer["run_ids"]), 7)
+        self.assertEqual(len(set(answer["run_ids"])), 7)
+        # The cursors are the first call's: the client's streams start before every new run.
+        cursor = self.s.db_value(
+            "SELECT c.run_cursor FROM upstream_calls c JOIN submissions s ON s.id = "
+            "c.submission_id WHERE s.taskgroup_id = ? AND c.first_input = 0 AND "
+            "s.num_inputs = 7", (gid,))
+        self.assertIsNotNone(cursor)
+        self.assertEqual(answer["run_cursor"], cursor)
+        calls = self.s.db_value("SELECT count(*) FROM upstream_calls c JOIN submissions s "
+                                "ON s.id = c.submission_id WHERE s.taskgroup_id = ? AND "
+                                "c.operation = 'add_runs'", (gid,))
+        self.assertEqual(calls, 1 + 3)
+        self.assertEqual([r["run_id"] for r in self.s.sim_group(gid)][1:], answer["run_ids"])
+
+    def test_retrieve_group_is_relayed(self):
+        gid = self.new_group()
+        self.post("/v1/tasks/groups/%s/runs" % gid, {"inputs": [{"input": "a"}]})
+        status, group, _ = self.get("/v1/tasks/groups/" + gid)
+        self.assertEqual(status, 200, group)
+        self.assertEqual(group["taskgroup_id"], gid)
+        self.assertEqual(group["status"]["num_task_runs"], 1)
+
+    def test_another_team_sharing_the_key_sees_404_everywhere(self):
+        self.s.add_team("beta", KEY_A)
+        other, _ = self.s.issue_token("beta")
+        gid = self.new_group()
+        _, answer, _ = self.post("/v1/tasks/groups/%s/runs" % gid, {"inputs": [{"input": "a"}]})
+        run_id = answer["run_ids"][0]
+        before = len(self.s.sim_requests())
+        for path in ("/v1/tasks/groups/" + gid, "/v1beta/tasks/groups/" + gid,
+                     "/v1/tasks/groups/%s/runs" % gid, "/v1/tasks/groups/%s/events" % gid,
+                     "/v1/tasks/groups/%s/runs/%s" % (gid, run_id),
+                     "/v1/tasks/runs/" + run_id, "/v1/tasks/runs/%s/result" % run_id):
+            with self.subTest(path=path):
+                status, err, _ = self.get(path, other)
+                self.assertEqual(status, 404, err)
+                self.assertIn("ref_id", err["error"])
+        status, err, _ = self.post("/v1/tasks/groups/%s/runs" % gid,
+                                   {"inputs": [{"input": "b"}]}, other)
+        self.assertEqual(status, 404, err)
+        self.assertEqual(len(self.s.sim_requests()), before, "nothing may go upstream")
+        rejected = self.s.db_value("SELECT count(*) FROM audit_submissions WHERE team = 'beta' "
+                                   "AND state = 'rejected'")
+        self.assertEqual(rejected, 1)
+
+    def test_a_group_made_outside_the_gateway_is_not_the_teams(self):
+        status, _, _ = self.get("/v1/tasks/groups/tgrp_made_elsewhere")
+        self.assertEqual(status, 404)
+
+    def test_errors_use_the_upstream_shapes_and_statuses(self):
+        status, err, _ = self.post("/v1/tasks/groups", {}, token="tg_" + "0" * 48)
+        self.assertEqual(status, 401)
+        self.assertIn("message", err["error"])
+        gid = self.new_group()
+        status, err, _ = self.post("/v1/tasks/groups/%s/runs" % gid,
+                                   {"inputs": [{"input": "a", "processor": 7}, "x"]})
+        self.assertEqual(status, 422, err)
+        locs = [p["loc"] for p in err["detail"]]
+        self.assertIn(["body", "inputs", 0, "processor"], locs)
+        self.assertIn(["body", "inputs", 1], locs)
+        status, err, _ = self.post("/v1/tasks/groups/%s/runs" % gid, "{not json")
+        self.assertEqual(status, 422, err)
+        status, err, _ = self.post("/v1/tasks/groups/%s/runs" % gid, {})
+        self.assertEqual(status, 422, err)
+        self.assertIn(["body", "inputs"], [p["loc"] for p in err["detail"]])
+
+    def test_enforced_preset_fields_are_refused_per_run(self):
+        self.s.set_preset("alpha", "default", {"processor": "core", "enforced": ["processor"]})
+        gid = self.new_group()
+        status, err, _ = self.post("/v1/tasks/groups/%s/runs" % gid,
+                                   {"inputs": [{"input": "a"},
+                                               {"input": "b", "processor": "ultra"}]})
+        self.assertEqual(status, 422, err)
+        self.assertEqual([p["loc"] for p in err["detail"]], [["body", "inputs", 1, "processor"]])
+
+    def test_upstream_errors_pass_through_with_retry_after(self):
+        gid = self.new_group()
+        self.s.sim_fault(kind="status", status=429, retry_after=7, match="add_runs")
+        status, err, hdrs = self.post("/v1/tasks/groups/%s/runs" % gid,
+                                      {"inputs": [{"input": "a"}]})
+        self.assertEqual(status, 429, err)
+        self.assertEqual(hdrs.get("retry-after"), "7")
+        self.assertIn("error", err)
+
+    def test_upstream_unreachable_is_a_502_in_the_error_shape(self):
+        gid = self.new_group()
+        self.s.sim_fault(kind="reset", match="add_runs")
+        status, err, _ = self.post("/v1/tasks/groups/%s/runs" % gid,
+                                   {"inputs": [{"input": "a"}]})
+        self.assertIn(status, (502, 504), err)
+        self.assertIn("message", err["error"])
+
+    def test_wrong_method_is_405(self):
+        status, hdrs, _ = self.s.http("DELETE", "/v1/tasks/groups", None,
+                                      {"x-api-key": self.token})
+        self.assertEqual(status, 405)
+        self.assertEqual(hdrs.get("allow"), "POST")
+
+
+if __name__ == "__main__":
+    unittest.main()
