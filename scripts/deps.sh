@@ -15,6 +15,12 @@ for p in "${packages[@]}"; do
     missing+=("$p")
   fi
 done
+# Node.js runs the official SDKs' tests; any recent one will do (Debian's, or NodeSource's).
+if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then
+  :
+else
+  missing+=(nodejs npm)
+fi
 # nginx from any Debian flavour (nginx, nginx-core, nginx-full, nginx-light) will do.
 if command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ]; then
   missing=("${missing[@]/nginx-light}")
