@@ -680,6 +680,8 @@ int tg_compat_handle(struct tg_worker *w, struct tg_request *req, struct tg_resp
             return 1;
         if (tg_http_auth(w, req, resp, NULL, &c.s.auth) != TG_OK)
             return 1;
+        if (tg_sub_check_role(&c.s) != TG_OK)
+            return 1;
         c.s.api = r.api;
         if (create)
             create_group(&c.s);
@@ -690,6 +692,11 @@ int tg_compat_handle(struct tg_worker *w, struct tg_request *req, struct tg_resp
     struct tg_auth auth;
     if (tg_http_auth(w, req, resp, NULL, &auth) != TG_OK)
         return 1;
+    if (auth.role != TG_ROLE_SUBMIT) {
+        tg_resp_error(resp, req, 403, "this token may not read runs: use a submit token of the "
+                                      "team (auditors: /v1/audit)", NULL);
+        return 1;
+    }
     if (req->out == NULL) {
         tg_resp_error(resp, req, 500, "this connection cannot relay answers", NULL);
         return 1;

@@ -642,6 +642,14 @@ int tg_sub_init(struct tg_sub *s, struct tg_worker *w, struct tg_request *req,
     return TG_OK;
 }
 
+int tg_sub_check_role(struct tg_sub *s)
+{
+    if (s->auth.role == TG_ROLE_SUBMIT)
+        return TG_OK;
+    tg_sub_reject(s, 403, "this token may not add runs: use a submit token of the team", NULL);
+    return TG_ERR;
+}
+
 int tg_sub_forward(struct tg_sub *s, struct tg_failure *f)
 {
     struct tg_worker *w = s->w;
@@ -679,6 +687,8 @@ void tg_submit_runs(struct tg_worker *w, struct tg_request *req, struct tg_respo
         return;
     }
     if (tg_http_auth(w, req, resp, take_form_token(&s), &s.auth) != TG_OK)
+        return;
+    if (tg_sub_check_role(&s) != TG_OK)
         return;
     if (prepare(&s) != TG_OK)
         return;

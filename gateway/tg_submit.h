@@ -84,6 +84,10 @@ void tg_sub_reject(struct tg_sub *s, int status, const char *message, json_objec
  * submission is settled as unknown where the database allows. */
 void tg_sub_db_trouble(struct tg_sub *s, int rc);
 
+/* Only submit tokens add runs (audit and admin tokens are for reading and managing): TG_OK,
+ * or a 403 is answered and recorded as rejected. */
+int tg_sub_check_role(struct tg_sub *s);
+
 /* Records the submission as pending and sends it: a group when s->taskgroup_id is NULL,
  * then s->inputs in chunks. TG_OK: every call succeeded; TG_ERR: *f says what failed;
  * other codes: the database failed (answer with tg_sub_db_trouble). */

@@ -194,6 +194,24 @@ class CompatTest(StackTestCase):
         self.assertIn(status, (502, 504), err)
         self.assertIn("message", err["error"])
 
+    def test_audit_and_admin_tokens_may_not_add_or_read_runs(self):
+        gid = self.new_group()
+        before = len(self.s.sim_requests())
+        for role in ("audit", "admin"):
+            token, _ = self.s.issue_token("alpha", role=role)
+            with self.subTest(role=role):
+                status, err, _ = self.post("/v1/tasks/groups/%s/runs" % gid,
+                                           {"inputs": [{"input": "a"}]}, token)
+                self.assertEqual(status, 403, err)
+                status, err, _ = self.post("/v1/tasks/groups", {}, token)
+                self.assertEqual(status, 403, err)
+                status, err = self.s.json_req("POST", "/v1/runs", {"inputs": ["a"]},
+                                              token=token)[:2]
+                self.assertEqual(status, 403, err)
+                status, err, _ = self.get("/v1/tasks/groups/" + gid, token)
+                self.assertEqual(status, 403, err)
+        self.assertEqual(len(self.s.sim_requests()), before)
+
     def test_wrong_method_is_405(self):
         status, hdrs, _ = self.s.http("DELETE", "/v1/tasks/groups", None,
                                       {"x-api-key": self.token})
