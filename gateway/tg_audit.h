@@ -57,6 +57,10 @@ void tg_audit_init(struct tg_audit_read *r, enum tg_audit_what what);
 int tg_audit_set(struct tg_audit_read *r, const char *name, const char *value,
                  long max_limit, char *err, size_t errlen);
 
+/* The bit that stands for parameter name when this kind of read takes it, 0 otherwise (so
+ * that a caller can tell a parameter given twice). */
+int tg_audit_param(const struct tg_audit_read *r, const char *name);
+
 /* Sets the id of a one-object read (letters, digits, '_', '-'; 1 to 128). TG_OK or
  * TG_EINVAL with the reason in err. */
 int tg_audit_set_id(struct tg_audit_read *r, const char *id, char *err, size_t errlen);
