@@ -12,7 +12,8 @@
 /* ---- parameters -------------------------------------------------------------------------- */
 
 enum { P_TEAM = 1, P_STATE = 2, P_INTERFACE = 4, P_GROUP = 8, P_SINCE = 16, P_UNTIL = 32,
-       P_LIMIT = 64, P_CURSOR = 128, P_FORMAT = 256 };
+       P_LIMIT = 64, P_CURSOR = 128, P_FORMAT = 256, P_OBJECT = 512, P_OBJECT_TYPE = 1024,
+       P_ACTION = 2048 };
 
 static const struct {
     const char *name;
@@ -21,6 +22,7 @@ static const struct {
     {"team", P_TEAM},   {"state", P_STATE}, {"interface", P_INTERFACE},
     {"taskgroup_id", P_GROUP}, {"since", P_SINCE}, {"until", P_UNTIL},
     {"limit", P_LIMIT}, {"cursor", P_CURSOR}, {"format", P_FORMAT},
+    {"object", P_OBJECT}, {"object_type", P_OBJECT_TYPE}, {"action", P_ACTION},
 };
 #define NPARAMS (sizeof(params) / sizeof(params[0]))
 
@@ -36,6 +38,9 @@ static int accepted(enum tg_audit_what what)
         return P_TEAM | P_SINCE | P_UNTIL | P_LIMIT | P_CURSOR | P_FORMAT;
     case TG_AUDIT_GROUP:
         return P_LIMIT | P_CURSOR | P_FORMAT;
+    case TG_AUDIT_ADMIN:
+        return P_TEAM | P_OBJECT | P_OBJECT_TYPE | P_ACTION | P_SINCE | P_UNTIL | P_LIMIT |
+               P_CURSOR | P_FORMAT;
     default:
         return P_FORMAT;
     }
@@ -62,6 +67,17 @@ static int valid_team(const char *s)
     return strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == n;
 }
 
+/* Text a person typed as an id: non-empty, no control characters. */
+static int printable(const char *s)
+{
+    if (s[0] == '\0')
+        return 0;
+    for (; *s != '\0'; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            return 0;
+    return 1;
+}
+
 static const char *const interfaces[] = {"simplified", "upstream-compatible"};
 
 /* The time as stored: RFC 3339 UTC with milliseconds. */
@@ -77,7 +93,8 @@ static int normal_time(const char *s, char out[TG_TIME_LEN])
 /* The letter that ties a cursor to the order it continues. */
 static char cursor_kind(enum tg_audit_what what)
 {
-    return what == TG_AUDIT_SUBMISSIONS ? 's' : what == TG_AUDIT_OPEN ? 'o' : 'r';
+    return what == TG_AUDIT_SUBMISSIONS ? 's' : what == TG_AUDIT_OPEN ? 'o'
+           : what == TG_AUDIT_ADMIN     ? 'a' : 'r';
 }
 
 /* A lowercase hex digit's value, or -1 (cursors are written in lowercase). */
@@ -196,6 +213,21 @@ int tg_audit_set(struct tg_audit_read *r, const char *name, const char *value,
             return TG_OK;
         snprintf(err, errlen, "the limit is a whole number from 1 to %ld", max_limit);
         return TG_EINVAL;
+    case P_OBJECT:
+        return copy_checked(r->object, sizeof(r->object), value, printable(value),
+                            "an object id is 1 to 128 characters without control characters",
+                            err, errlen);
+    case P_OBJECT_TYPE:
+        return copy_checked(r->object_type, sizeof(r->object_type), value,
+                            strcmp(value, "team") == 0 || strcmp(value, "token") == 0 ||
+                                strcmp(value, "preset") == 0 || strcmp(value, "audit") == 0,
+                            "the object type is team, token, preset or audit", err, errlen);
+    case P_ACTION:
+        return copy_checked(r->action, sizeof(r->action), value,
+                            value[0] != '\0' &&
+                                strspn(value, "abcdefghijklmnopqrstuvwxyz._") == strlen(value),
+                            "an action is like team.set_key: lowercase letters, '.' and '_'",
+                            err, errlen);
     case P_CURSOR:
         if (decode_cursor(r, value) == TG_OK)
             return TG_OK;

@@ -113,6 +113,7 @@ static int route(const char *path, struct tg_audit_read *r, const char **id, con
         {"/v1/audit/submissions", TG_AUDIT_SUBMISSIONS, TG_AUDIT_SUBMISSION, "submission_id"},
         {"/v1/audit/runs", TG_AUDIT_RUNS, TG_AUDIT_RUN, "run_id"},
         {"/v1/audit/groups", TG_AUDIT_GROUP, TG_AUDIT_GROUP, "taskgroup_id"},
+        {"/v1/audit/admin", TG_AUDIT_ADMIN, TG_AUDIT_ADMIN, NULL}, /* a list only */
     };
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
         size_t n = strlen(routes[i].prefix);
@@ -125,7 +126,8 @@ static int route(const char *path, struct tg_audit_read *r, const char **id, con
             *id_name = NULL;
             return TG_OK;
         }
-        if (rest[0] == '/' && rest[1] != '\0' && strchr(rest + 1, '/') == NULL) {
+        if (rest[0] == '/' && rest[1] != '\0' && strchr(rest + 1, '/') == NULL &&
+            routes[i].id_name != NULL) {
             tg_audit_init(r, routes[i].one);
             *id = rest + 1;
             *id_name = routes[i].id_name;
@@ -220,6 +222,12 @@ void tg_audit_http(struct tg_worker *w, struct tg_request *req, struct tg_respon
     if (tg_http_auth(w, req, resp, NULL, &auth) != TG_OK)
         return;
     r.scope_team = auth.role == TG_ROLE_SUBMIT ? auth.team : NULL;
+    if (r.what == TG_AUDIT_ADMIN && auth.role == TG_ROLE_SUBMIT) {
+        tg_resp_error(resp, req, 403, "the admin log is read with an audit or admin token",
+                      NULL);
+        log_read(w, req, resp, &auth, -1);
+        return;
+    }
 
     long rows = -1;
     char err[200];

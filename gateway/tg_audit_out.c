@@ -30,6 +30,8 @@ static const struct section lay_sub[] = {{"submission", TG_AUDIT_KIND_SUBMISSION
 static const struct section lay_run[] = {{"run", TG_AUDIT_KIND_RUN, 0, 1},
                                          {"submission", TG_AUDIT_KIND_SUBMISSION, 0, 0},
                                          {NULL, 0, 0, 0}};
+static const struct section lay_admin[] = {{"data", TG_AUDIT_KIND_ADMIN, 1, 1},
+                                           {NULL, 0, 0, 0}};
 static const struct section lay_group[] = {{"submissions", TG_AUDIT_KIND_SUBMISSION, 1, 0},
                                            {"runs", TG_AUDIT_KIND_RUN, 1, 1},
                                            {NULL, 0, 0, 0}};
@@ -43,6 +45,8 @@ static const char *const table_run[] = {"submitted_at", "run_id", "team", "submi
 static const char *const table_call[] = {"seq", "operation", "started_at", "duration_ms",
                                          "outcome", "http_status", "first_input", "num_inputs",
                                          "run_cursor", "event_cursor", "error", NULL};
+static const char *const table_admin[] = {"at", "actor", "interface", "action", "object_id",
+                                          "before", "after", NULL};
 #define TABLE_MAX_COLS 12
 #define CELL_MAX 64        /* code points of a table cell; longer ones end in "..." */
 #define FIELD_MAX 400      /* code points of a value in an object's "name  value" lines */
@@ -225,8 +229,10 @@ static void pad(struct tg_audit_out *o, size_t n)
 
 static void table_start(struct tg_audit_out *o, enum tg_audit_kind kind)
 {
-    o->tnames = kind == TG_AUDIT_KIND_RUN ? table_run : kind == TG_AUDIT_KIND_CALL ? table_call
-                                                                                  : table_sub;
+    o->tnames = kind == TG_AUDIT_KIND_RUN    ? table_run
+                : kind == TG_AUDIT_KIND_CALL  ? table_call
+                : kind == TG_AUDIT_KIND_ADMIN ? table_admin
+                                              : table_sub;
     for (o->ntcols = 0; o->tnames[o->ntcols] != NULL; o->ntcols++)
         o->tcol[o->ntcols] = -1;
     tg_buf_clear(&o->cells);
@@ -416,6 +422,7 @@ int tg_audit_begin(struct tg_audit_out *o, const struct tg_audit_read *r)
     case TG_AUDIT_RUNS: o->layout = lay_runs; break;
     case TG_AUDIT_SUBMISSION: o->layout = lay_sub; break;
     case TG_AUDIT_RUN: o->layout = lay_run; break;
+    case TG_AUDIT_ADMIN: o->layout = lay_admin; break;
     default:
         /* A group's submissions come with its first page only. */
         o->layout = r->after.time[0] == '\0' ? lay_group : lay_group + 1;
@@ -450,7 +457,7 @@ int tg_audit_end(struct tg_audit_out *o, const struct tg_audit_page *page,
         open_section(o);
         close_section(o);
     }
-    int is_list = o->layout == lay_subs || o->layout == lay_runs;
+    int is_list = o->layout == lay_subs || o->layout == lay_runs || o->layout == lay_admin;
     int is_group = o->layout == lay_group || o->layout == lay_group + 1;
     if (o->format == TG_AUDIT_JSON) {
         if (o->layout == lay_group) {
@@ -479,6 +486,9 @@ static void query_of(const struct tg_audit_read *r, struct tg_audit_query *q)
     q->taskgroup_id = r->what == TG_AUDIT_GROUP ? r->id : r->group[0] != '\0' ? r->group : NULL;
     q->since = r->since[0] != '\0' ? r->since : NULL;
     q->until = r->until[0] != '\0' ? r->until : NULL;
+    q->object = r->object[0] != '\0' ? r->object : NULL;
+    q->object_type = r->object_type[0] != '\0' ? r->object_type : NULL;
+    q->action = r->action[0] != '\0' ? r->action : NULL;
     q->limit = r->limit > 0 ? r->limit : TG_AUDIT_LIMIT_DEFAULT;
     q->after = r->after;
 }
@@ -495,6 +505,7 @@ int tg_audit_fetch(struct tg_store *st, const struct tg_audit_read *r, struct tg
     case TG_AUDIT_OPEN: rc = tg_store_audit_open(st, &q, take_row, o, page); break;
     case TG_AUDIT_RUNS: rc = tg_store_audit_runs(st, &q, take_row, o, page); break;
     case TG_AUDIT_GROUP: rc = tg_store_audit_group(st, &q, take_row, o, page); break;
+    case TG_AUDIT_ADMIN: rc = tg_store_audit_admin(st, &q, take_row, o, page); break;
     case TG_AUDIT_SUBMISSION:
         rc = tg_store_audit_submission(st, r->scope_team, r->id, take_row, o, &page->rows);
         break;
