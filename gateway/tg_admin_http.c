@@ -296,7 +296,7 @@ static int add_token_row(void *arg, const struct tg_token_row *row)
     return json_object_array_add(arg, o) == 0 ? 0 : TG_ENOMEM;
 }
 
-/* The rows of team's tokens (NULL: all), or of the one token id when id is not NULL. */
+/* The rows of team's tokens (NULL: every team's), as a pool-owned array. */
 static json_object *token_rows(struct admin *a, const char *team, int *rc)
 {
     json_object *data = tg_json_pool(a->req->pool, json_object_new_array());
@@ -326,7 +326,8 @@ static void tokens_list(struct admin *a)
     answer_json(a, 200, o);
 }
 
-/* Answers with the row of token id (200), plus extra members from extra (borrowed). */
+/* Answers status with the row of token id as stored now, plus "token" when token is not
+ * NULL (the one answer that shows a token). */
 static void answer_token(struct admin *a, int status, const char *id, const char *team,
                          const char *token)
 {
