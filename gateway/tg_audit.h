@@ -21,7 +21,8 @@ enum tg_audit_what {
     TG_AUDIT_OPEN,        /* submissions pending or unknown, oldest first */
     TG_AUDIT_SUBMISSION,  /* one submission with its upstream calls and runs */
     TG_AUDIT_RUN,         /* one run with its submission */
-    TG_AUDIT_GROUP        /* a task group's submissions and a page of its runs */
+    TG_AUDIT_GROUP,       /* a task group's submissions and a page of its runs */
+    TG_AUDIT_ADMIN        /* administrative changes (audit_admin), newest first */
 };
 
 enum tg_audit_format { TG_AUDIT_JSON, TG_AUDIT_CSV, TG_AUDIT_TABLE };
@@ -43,6 +44,9 @@ struct tg_audit_read {
     char group[129];
     char since[TG_TIME_LEN];     /* normalised RFC 3339 UTC with milliseconds; "": none */
     char until[TG_TIME_LEN];
+    char object[129];            /* the admin log's object_id, object_type and action */
+    char object_type[16];
+    char action[32];
     long limit;                  /* 0: TG_AUDIT_LIMIT_DEFAULT */
     struct tg_audit_key after;   /* from the cursor; time "": from the start */
 };
@@ -52,10 +56,14 @@ void tg_audit_init(struct tg_audit_read *r, enum tg_audit_what what);
 
 /* Sets one parameter from its text, under the names both interfaces use: team, state,
  * interface, taskgroup_id, since, until (RFC 3339 or YYYY-MM-DD), limit (1..max_limit),
- * cursor, format (json or csv). TG_OK; TG_ENOTFOUND when this kind of read takes no such
+ * cursor, format (json or csv), and for the admin log object, object_type, action. TG_OK; TG_ENOTFOUND when this kind of read takes no such
  * parameter; TG_EINVAL for a bad value. Either error puts a one-line reason in err. */
 int tg_audit_set(struct tg_audit_read *r, const char *name, const char *value,
                  long max_limit, char *err, size_t errlen);
+
+/* The bit that stands for parameter name when this kind of read takes it, 0 otherwise (so
+ * that a caller can tell a parameter given twice). */
+int tg_audit_param(const struct tg_audit_read *r, const char *name);
 
 /* Sets the id of a one-object read (letters, digits, '_', '-'; 1 to 128). TG_OK or
  * TG_EINVAL with the reason in err. */
@@ -99,6 +107,9 @@ long tg_audit_rows(const struct tg_audit_out *o);
 /* ---- the interfaces ------------------------------------------------------------------ */
 
 /* GET (or HEAD) /v1/audit/...; always leaves an answer in resp.
+ *   admin            ?team&object&object_type&action&since&until&limit&cursor
+ *                    {"data":[rows of audit_admin],"next_cursor":…}; audit and admin
+ *                    tokens only (a submit token gets 403)
  *   submissions      ?team&state&interface&taskgroup_id&since&until&limit&cursor
  *                    {"data":[rows of audit_submissions],"next_cursor":"…"|null}
  *   submissions/{id} {"submission":{…,"request":{…}},"calls":[…],"runs":[…]}
@@ -135,6 +146,11 @@ int tg_audit_cli(const struct tg_conf *conf, int argc, char **argv);
     "                               a task group's submissions and runs\n"                    \
     "  audit unknown [--team T] [--since T] [--until T] [--limit N]\n"                        \
     "                               submissions pending or unknown, oldest first\n"           \
+    "  audit admin [--team T] [--object ID] [--object-type T] [--action A]\n"                \
+    "              [--since T] [--until T] [--limit N] [--cursor C]\n"                       \
+    "                               changes to teams, keys, presets, tokens; prunes\n"        \
+    "  audit prune --before DATE [--dry-run]\n"                                               \
+    "                               delete settled audit records older than DATE\n"           \
     "                               (audit: a table; --json or --csv for scripts; every\n"    \
     "                               read is logged in audit_reads)\n"
 

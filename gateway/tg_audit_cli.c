@@ -51,6 +51,7 @@ static const struct {
     {"submissions", TG_AUDIT_SUBMISSIONS, 0}, {"submission", TG_AUDIT_SUBMISSION, 1},
     {"runs", TG_AUDIT_RUNS, 0},               {"run", TG_AUDIT_RUN, 1},
     {"group", TG_AUDIT_GROUP, 1},             {"unknown", TG_AUDIT_OPEN, 0},
+    {"admin", TG_AUDIT_ADMIN, 0},
 };
 
 /* The read's actor: the operating-system user, as the CLI's admin changes name it. */
@@ -82,8 +83,11 @@ static int parse_options(struct tg_audit_read *r, const char *cmd, int argc, cha
         const char *name = opt + 2;
         if (strcmp(name, "group") == 0)
             name = "taskgroup_id";
-        else if (strcmp(name, "taskgroup_id") == 0 || strcmp(name, "format") == 0)
-            name = ""; /* the CLI spells these --group, --json and --csv */
+        else if (strcmp(name, "object-type") == 0)
+            name = "object_type";
+        else if (strcmp(name, "taskgroup_id") == 0 || strcmp(name, "format") == 0 ||
+                 strcmp(name, "object_type") == 0)
+            name = ""; /* the CLI spells these --group, --json, --csv and --object-type */
         if (strcmp(name, "limit") == 0 || strcmp(name, "cursor") == 0) {
             if (!tg_audit_pages(r->what))
                 return usage("audit %s takes no %s", cmd, opt);
@@ -172,6 +176,67 @@ static void explain(struct tg_store *st, const struct tg_audit_read *r, int rc)
                 tg_store_errmsg(st));
 }
 
+/* `audit prune --before DATE [--dry-run]`: the one way audit records are deleted. */
+static int prune(const struct tg_conf *conf, int argc, char **argv)
+{
+    const char *when = NULL;
+    int dry_run = 0;
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--dry-run") == 0)
+            dry_run = 1;
+        else if (strcmp(argv[i], "--before") == 0 && i + 1 < argc && when == NULL)
+            when = argv[++i];
+        else
+            return usage("audit prune: unexpected argument '%s'", argv[i]);
+    }
+    int64_t ms;
+    if (when == NULL)
+        return usage("audit prune needs --before DATE");
+    if (tg_time_parse(when, &ms) != TG_OK || ms < 0)
+        return usage("--before '%s': a time is RFC 3339 (2026-11-01T00:00:00Z) or a date "
+                     "(2026-11-01)", when);
+    if (ms > tg_now_ms())
+        return usage("--before '%s' is in the future: a prune keeps everything since then",
+                     when);
+    char before[TG_TIME_LEN], err[512], id[80];
+    tg_time_format(ms, before);
+    os_actor(id, sizeof(id));
+    struct tg_actor who = {id, NULL, "cli", NULL};
+    struct tg_store *st = NULL;
+    if (tg_store_open(&st, conf->database, 0, (int)conf->db_busy_timeout_ms, err,
+                      sizeof(err)) != TG_OK) {
+        fprintf(stderr, "taskgate: %s\n", err);
+        return 1;
+    }
+    struct tg_audit_pruned n;
+    int rc = tg_store_audit_prune(st, &who, before, dry_run, &n);
+    if (rc == TG_OK && dry_run) {
+        char what[128];
+        snprintf(what, sizeof(what), "audit prune --before %s --dry-run", before);
+        rc = tg_store_audit_read_log(st, &who, what, n.submissions + n.calls + n.runs + n.reads);
+    }
+    if (rc != TG_OK) {
+        fprintf(stderr, "taskgate: the prune failed, nothing was deleted: %s (%s)\n",
+                tg_rc_str(rc), tg_store_errmsg(st));
+        tg_store_close(st);
+        return 1;
+    }
+    printf("%s the audit records received before %s:\n"
+           "  submissions     %ld\n  upstream_calls  %ld\n  runs            %ld\n"
+           "  audit_reads     %ld\n",
+           dry_run ? "a prune would delete" : "deleted", before, n.submissions, n.calls, n.runs,
+           n.reads);
+    if (n.kept_open > 0)
+        printf("kept %ld submission%s before then that %s pending or unknown: a prune never "
+               "deletes those; reconcile them first (taskgate audit unknown --until %s)\n",
+               n.kept_open, n.kept_open == 1 ? "" : "s", n.kept_open == 1 ? "is" : "are",
+               before);
+    if (!dry_run)
+        printf("the admin log keeps every change, and now this prune (audit.prune)\n");
+    tg_store_close(st);
+    return 0;
+}
+
 int tg_audit_cli(const struct tg_conf *conf, int argc, char **argv)
 {
     if (argc < 1)
@@ -180,6 +245,8 @@ int tg_audit_cli(const struct tg_conf *conf, int argc, char **argv)
         fputs(audit_usage, stdout);
         return 0;
     }
+    if (strcmp(argv[0], "prune") == 0)
+        return prune(conf, argc - 1, argv + 1);
     size_t k = 0, nsub = sizeof(subcommands) / sizeof(subcommands[0]);
     while (k < nsub && strcmp(subcommands[k].name, argv[0]) != 0)
         k++;

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "tg_admin.h"
 #include "tg_audit.h"
 #include "tg_conf.h"
 #include "tg_core.h"
@@ -19,7 +20,7 @@
 #include "tg_validate.h"
 
 #define EXIT_USAGE 2
-#define KEY_MAX 1024
+#define KEY_MAX (TG_ADMIN_KEY_MAX + 2) /* the key, its newline and the NUL */
 
 int tg_cli_main(int argc, char **argv);
 
@@ -66,21 +67,6 @@ static int usage(const char *fmt, ...)
     return EXIT_USAGE;
 }
 
-/* Names of teams and presets: letters, digits, '.', '_' and '-', 1 to 64 characters. */
-static int valid_name(const char *s)
-{
-    size_t n = strlen(s);
-    if (n == 0 || n > 64)
-        return 0;
-    for (; *s != '\0'; s++) {
-        char c = *s;
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '.' || c == '_' || c == '-'))
-            return 0;
-    }
-    return 1;
-}
-
 /* Reads the key from stdin (never argv, which `ps` shows): one line, trimmed. */
 static int read_key(char *key, size_t keylen)
 {
@@ -97,14 +83,9 @@ static int read_key(char *key, size_t keylen)
     }
     while (n > 0 && (key[n - 1] == '\n' || key[n - 1] == '\r' || key[n - 1] == ' '))
         key[--n] = '\0';
-    for (size_t i = 0; i < n; i++) {
-        if ((unsigned char)key[i] <= 0x20 || (unsigned char)key[i] >= 0x7f) {
-            fputs("taskgate: the key must be printable ASCII without spaces\n", stderr);
-            return TG_EINVAL;
-        }
-    }
-    if (n == 0) {
-        fputs("taskgate: the key is empty\n", stderr);
+    const char *why = tg_admin_key_problem(key);
+    if (why != NULL) {
+        fprintf(stderr, "taskgate: %s\n", why);
         return TG_EINVAL;
     }
     return TG_OK;
@@ -203,7 +184,7 @@ static int cmd_team(const struct tg_conf *conf, int argc, char **argv)
     }
     if (argc != 2 || (strcmp(argv[0], "add") != 0 && strcmp(argv[0], "set-key") != 0))
         return usage("usage: taskgate team add|set-key NAME, or team list");
-    if (!valid_name(argv[1]))
+    if (!tg_admin_valid_name(argv[1]))
         return usage("bad team name '%s': use 1-64 letters, digits, '.', '_' or '-'", argv[1]);
     char key[KEY_MAX];
     if (read_key(key, sizeof(key)) != TG_OK)
@@ -211,54 +192,21 @@ static int cmd_team(const struct tg_conf *conf, int argc, char **argv)
     struct tg_store *st = open_store(conf, 0);
     if (st == NULL)
         return 1;
-    int rc;
-    if (strcmp(argv[0], "add") == 0) {
-        int64_t id;
-        rc = tg_store_team_add(st, os_actor(), argv[1], key, &id);
-        if (rc == TG_EEXIST)
-            fprintf(stderr, "taskgate: team '%s' already exists\n", argv[1]);
-        else if (rc == TG_OK)
-            fprintf(stderr, "taskgate: added team '%s'\n", argv[1]);
-    } else {
-        rc = tg_store_team_set_key(st, os_actor(), argv[1], key);
-        if (rc == TG_ENOTFOUND)
-            fprintf(stderr, "taskgate: no team '%s'\n", argv[1]);
-        else if (rc == TG_OK)
-            fprintf(stderr, "taskgate: replaced the key of team '%s'\n", argv[1]);
-    }
+    char err[512];
+    int add = strcmp(argv[0], "add") == 0;
+    int rc = add ? tg_admin_team_add(st, os_actor(), argv[1], key, err, sizeof(err))
+                 : tg_admin_team_set_key(st, os_actor(), argv[1], key, err, sizeof(err));
     memset(key, 0, sizeof(key));
-    if (rc != TG_OK && rc != TG_EEXIST && rc != TG_ENOTFOUND)
-        fail(st, rc, "cannot store the team");
+    if (rc == TG_OK)
+        fprintf(stderr, add ? "taskgate: added team '%s'\n"
+                            : "taskgate: replaced the key of team '%s'\n", argv[1]);
+    else
+        fprintf(stderr, "taskgate: %s\n", err);
     tg_store_close(st);
     return rc == TG_OK ? 0 : 1;
 }
 
 /* ---- tokens ---------------------------------------------------------------------------- */
-
-/* An absolute time, or a duration from now such as 90d, 12h, 30m. */
-static int parse_when(const char *s, int64_t *ms)
-{
-    if (tg_time_parse(s, ms) == TG_OK)
-        return TG_OK;
-    size_t n = strlen(s);
-    if (n < 2 || n > 12)
-        return TG_EINVAL;
-    char num[16];
-    memcpy(num, s, n - 1);
-    num[n - 1] = '\0';
-    long v;
-    if (tg_parse_long(num, 1, 100000, &v) != TG_OK)
-        return TG_EINVAL;
-    int64_t unit;
-    switch (s[n - 1]) {
-    case 'd': unit = 86400000; break;
-    case 'h': unit = 3600000; break;
-    case 'm': unit = 60000; break;
-    default: return TG_EINVAL;
-    }
-    *ms = tg_now_ms() + v * unit;
-    return TG_OK;
-}
 
 static int token_issue(const struct tg_conf *conf, int argc, char **argv)
 {
@@ -278,7 +226,7 @@ static int token_issue(const struct tg_conf *conf, int argc, char **argv)
             if (strlen(label) > 128)
                 return usage("--label may have at most 128 characters");
         } else if (strcmp(argv[i], "--expires") == 0) {
-            if (parse_when(argv[++i], &expires) != TG_OK)
+            if (tg_admin_parse_when(argv[++i], tg_now_ms(), &expires) != TG_OK)
                 return usage("--expires takes an RFC 3339 time or a duration like 90d, not '%s'",
                              argv[i]);
         } else {
@@ -288,23 +236,18 @@ static int token_issue(const struct tg_conf *conf, int argc, char **argv)
     struct tg_store *st = open_store(conf, 0);
     if (st == NULL)
         return 1;
-    int64_t team_id;
-    int rc = tg_store_team_id(st, argv[0], &team_id);
-    char token[TG_TOKEN_LEN], id[TG_TOKEN_ID_LEN], hash[TG_HASH_LEN];
-    if (rc == TG_OK)
-        rc = tg_token_new(token, id, hash);
-    if (rc == TG_OK)
-        rc = tg_store_token_add(st, os_actor(), team_id, id, hash, role, label, expires);
-    if (rc == TG_ENOTFOUND) {
-        fprintf(stderr, "taskgate: no team '%s'\n", argv[0]);
-    } else if (rc != TG_OK) {
-        fail(st, rc, "cannot issue the token");
+    struct tg_admin_token t;
+    char err[512];
+    int rc = tg_admin_token_issue(st, os_actor(), argv[0], role, label, expires, &t, err,
+                                  sizeof(err));
+    if (rc != TG_OK) {
+        fprintf(stderr, "taskgate: cannot issue the token: %s\n", err);
     } else {
         fprintf(stderr, "taskgate: issued token id=%s team=%s role=%s (shown once; store it now)\n",
-                id, argv[0], tg_role_name(role));
-        printf("%s\n", token);
+                t.id, argv[0], tg_role_name(role));
+        printf("%s\n", t.token);
     }
-    memset(token, 0, sizeof(token));
+    memset(&t, 0, sizeof(t));
     tg_store_close(st);
     return rc == TG_OK ? 0 : 1;
 }
@@ -332,19 +275,17 @@ static int cmd_token(const struct tg_conf *conf, int argc, char **argv)
     if (st == NULL)
         return 1;
     int rc;
+    char err[512];
     if (is_revoke) {
-        rc = tg_store_token_revoke(st, os_actor(), argv[1]);
-        if (rc == TG_ENOTFOUND)
-            fprintf(stderr, "taskgate: no valid token with id '%s'\n", argv[1]);
-        else if (rc == TG_OK)
+        rc = tg_admin_token_revoke(st, os_actor(), argv[1], err, sizeof(err));
+        if (rc == TG_OK)
             fprintf(stderr, "taskgate: revoked %s\n", argv[1]);
-        else
-            fail(st, rc, "cannot revoke");
     } else {
-        rc = tg_store_token_list(st, argc == 2 ? argv[1] : NULL, print_token, NULL);
-        if (rc != TG_OK)
-            fail(st, rc, "cannot list tokens");
+        rc = tg_admin_token_list(st, argc == 2 ? argv[1] : NULL, print_token, NULL, err,
+                                 sizeof(err));
     }
+    if (rc != TG_OK)
+        fprintf(stderr, "taskgate: %s\n", err);
     tg_store_close(st);
     return rc == TG_OK ? 0 : 1;
 }
@@ -386,7 +327,7 @@ static void print_problem(const char *path, json_object *problem)
     fprintf(stderr, "%s%s\n", n > 1 ? ": " : "", msg != NULL ? msg : "invalid");
 }
 
-static int preset_set(struct tg_store *st, int64_t team_id, const char *name, const char *path)
+static int preset_set(struct tg_store *st, const char *team, const char *name, const char *path)
 {
     struct tg_buf b;
     tg_buf_init(&b, 1024 * 1024);
@@ -404,20 +345,17 @@ static int preset_set(struct tg_store *st, int64_t team_id, const char *name, co
         return 1;
     }
     json_object *detail = json_object_new_array();
-    tg_validate_preset(preset, detail);
+    rc = tg_admin_preset_set(st, os_actor(), team, name, preset, detail, err, sizeof(err));
     size_t problems = json_object_array_length(detail);
     for (size_t i = 0; i < problems; i++)
         print_problem(path, json_object_array_get_idx(detail, i));
-    if (problems == 0) {
-        rc = tg_store_preset_set(st, os_actor(), team_id, name, tg_json_str(preset, NULL));
-        if (rc != TG_OK)
-            fail(st, rc, "cannot store the preset");
-        else
-            fprintf(stderr, "taskgate: stored preset '%s'\n", name);
-    }
+    if (rc == TG_OK)
+        fprintf(stderr, "taskgate: stored preset '%s'\n", name);
+    else if (problems == 0)
+        fprintf(stderr, "taskgate: cannot store the preset: %s\n", err);
     json_object_put(detail);
     json_object_put(preset);
-    return problems == 0 && rc == TG_OK ? 0 : 1;
+    return rc == TG_OK ? 0 : 1;
 }
 
 static int print_preset(void *arg, const char *name, const char *updated_at)
@@ -434,24 +372,21 @@ static int cmd_preset(const struct tg_conf *conf, int argc, char **argv)
              (argc == 2 && strcmp(argv[0], "list") == 0);
     if (!ok)
         return usage("usage: taskgate preset set TEAM NAME FILE | show TEAM NAME | list TEAM");
-    if (argc >= 3 && !valid_name(argv[2]))
+    if (argc >= 3 && !tg_admin_valid_name(argv[2]))
         return usage("bad preset name '%s': use 1-64 letters, digits, '.', '_' or '-'", argv[2]);
     struct tg_store *st = open_store(conf, 0);
     if (st == NULL)
         return 1;
-    int64_t team_id;
-    int rc = tg_store_team_id(st, argv[1], &team_id);
-    int status = 1;
-    if (rc == TG_ENOTFOUND) {
-        fprintf(stderr, "taskgate: no team '%s'\n", argv[1]);
-    } else if (rc != TG_OK) {
-        fail(st, rc, "cannot read the team");
-    } else if (argv[0][0] == 's' && argv[0][1] == 'e') {
-        status = preset_set(st, team_id, argv[2], argv[3]);
-    } else if (argv[0][0] == 's') {
+    int rc, status = 1;
+    char err[512];
+    if (strcmp(argv[0], "set") == 0) {
+        status = preset_set(st, argv[1], argv[2], argv[3]);
+    } else if (strcmp(argv[0], "show") == 0) {
         struct tg_pool *pool = tg_pool_create();
         char *json = NULL;
-        rc = pool != NULL ? tg_store_preset_get(st, pool, team_id, argv[2], &json) : TG_ENOMEM;
+        rc = pool != NULL ? tg_admin_preset_get(st, pool, argv[1], argv[2], &json, err,
+                                                sizeof(err))
+                          : TG_ENOMEM;
         if (rc == TG_OK) {
             json_object *o = json_tokener_parse(json);
             puts(o != NULL ? json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
@@ -459,15 +394,15 @@ static int cmd_preset(const struct tg_conf *conf, int argc, char **argv)
                            : json);
             json_object_put(o);
             status = 0;
-        } else if (rc == TG_ENOTFOUND) {
-            fprintf(stderr, "taskgate: team '%s' has no preset '%s'\n", argv[1], argv[2]);
         } else {
-            fail(st, rc, "cannot read the preset");
+            fprintf(stderr, "taskgate: %s\n", pool != NULL ? err : "out of memory");
         }
         tg_pool_destroy(pool);
     } else {
-        rc = tg_store_preset_list(st, team_id, print_preset, NULL);
-        status = rc == TG_OK ? 0 : fail(st, rc, "cannot list presets");
+        rc = tg_admin_preset_list(st, argv[1], print_preset, NULL, err, sizeof(err));
+        if (rc != TG_OK)
+            fprintf(stderr, "taskgate: %s\n", err);
+        status = rc == TG_OK ? 0 : 1;
     }
     tg_store_close(st);
     return status;

@@ -5,6 +5,7 @@
 #include <assert.h>
 #include <string.h>
 
+#include "tg_admin.h"
 #include "tg_audit.h"
 #include "tg_compat.h"
 #include "tg_html.h"
@@ -184,6 +185,11 @@ void tg_handle(struct tg_worker *w, struct tg_request *req, struct tg_response *
     if (strncmp(path, "/v1/audit/", 10) == 0) {
         resp->interface = "audit";
         tg_audit_http(w, req, resp);
+        return;
+    }
+    if (strncmp(path, "/v1/admin/", 10) == 0) {
+        resp->interface = "admin";
+        tg_admin_http(w, req, resp);
         return;
     }
     tg_resp_error(resp, req, 404, "Not Found", NULL);

@@ -234,9 +234,11 @@ int tg_store_call_finish(struct tg_store *st, const struct tg_call *call, enum t
  * every read (audit_reads). Rows reach the caller through a callback, one at a time, as
  * plain text so that the formatters never see the backend. */
 
-enum tg_audit_kind { TG_AUDIT_KIND_SUBMISSION, TG_AUDIT_KIND_CALL, TG_AUDIT_KIND_RUN };
+enum tg_audit_kind {
+    TG_AUDIT_KIND_SUBMISSION, TG_AUDIT_KIND_CALL, TG_AUDIT_KIND_RUN, TG_AUDIT_KIND_ADMIN
+};
 /* A value's type: SQL NULL, an integer (decimal text), text, or JSON text (the stored
- * request of a submission). */
+ * request of a submission, before/after of an admin change). */
 enum tg_audit_type { TG_AUDIT_VAL_NULL, TG_AUDIT_VAL_INT, TG_AUDIT_VAL_TEXT, TG_AUDIT_VAL_JSON };
 
 /* One row: ncols names (static) and values (NULL where types[i] is TG_AUDIT_VAL_NULL). Every
@@ -274,6 +276,9 @@ struct tg_audit_query {
     const char *taskgroup_id;
     const char *since;
     const char *until;
+    const char *object;        /* the admin log's object_id */
+    const char *object_type;   /* the admin log's object_type */
+    const char *action;        /* the admin log's action */
     long limit;                /* rows per page, >= 1 */
     struct tg_audit_key after; /* continue after this row */
 };
@@ -298,6 +303,12 @@ int tg_store_audit_open(struct tg_store *st, const struct tg_audit_query *q, tg_
 int tg_store_audit_runs(struct tg_store *st, const struct tg_audit_query *q, tg_audit_fn fn,
                         void *arg, struct tg_audit_page *page);
 
+/* Administrative changes (audit_admin), newest first by (at, id); q's team (the object's
+ * team), object, object_type, action, since and until apply (scope_team is refused: only
+ * audit and admin readers may read the admin log). */
+int tg_store_audit_admin(struct tg_store *st, const struct tg_audit_query *q, tg_audit_fn fn,
+                         void *arg, struct tg_audit_page *page);
+
 /* One submission, from one snapshot: its row (the view's columns and "request"), then its
  * upstream calls by seq, then its runs by input index. TG_ENOTFOUND when there is none that
  * scope_team (NULL: any) may see. *rows (may be NULL) receives how many rows were passed. */
@@ -316,6 +327,23 @@ int tg_store_audit_run(struct tg_store *st, const char *scope_team, const char *
  * group has no submission scope_team may see. */
 int tg_store_audit_group(struct tg_store *st, const struct tg_audit_query *q, tg_audit_fn fn,
                          void *arg, struct tg_audit_page *page);
+
+/* What a prune removed (or, for a dry run, would remove). */
+struct tg_audit_pruned {
+    long submissions;
+    long calls;
+    long runs;
+    long reads;       /* rows of audit_reads */
+    long kept_open;   /* submissions before the cutoff still 'pending' or 'unknown': kept */
+};
+/* Deletes the audit records older than before (RFC 3339 UTC with milliseconds, as
+ * stored): settled submissions received before it with their upstream calls and runs, and
+ * audit_reads rows; never a 'pending' or 'unknown' submission (counted in kept_open), never
+ * the admin log. In one write transaction under the prune guard of sql/002_audit.sql, with
+ * an admin_log row 'audit.prune' naming who, the cutoff and the counts. With dry_run,
+ * only counts (nothing is written or logged). */
+int tg_store_audit_prune(struct tg_store *st, const struct tg_actor *who, const char *before,
+                         int dry_run, struct tg_audit_pruned *out);
 
 /* Logs one read of the audit trail in audit_reads: who (id, team, interface,
  * remote_addr), what was asked (truncated to 2,000 bytes) and the rows answered (< 0:

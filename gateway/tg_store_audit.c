@@ -42,6 +42,13 @@ static const char *const call_names[] = {
     "num_inputs", "started_at", "finished_at", "duration_ms", "outcome", "http_status",
     "run_cursor", "event_cursor", "error", "taskgroup_id"};
 #define CALL_NCOLS 17
+#define ADMIN_COLS \
+    "id, at, actor, actor_team, interface, action, object_type, object_id, team, before," \
+    " after, remote_addr"
+static const char *const admin_names[] = {
+    "id", "at", "actor", "actor_team", "interface", "action", "object_type", "object_id",
+    "team", "before", "after", "remote_addr"};
+#define ADMIN_NCOLS 12
 #define MAX_COLS 17
 
 /* Parameters of the list statements, the same numbers in each:
@@ -57,8 +64,14 @@ static const char *const call_names[] = {
 /* Slots of tg_store_slot() this file claims. */
 enum audit_slot {
     A_SUBS, A_SUBS_GROUP, A_OPEN, A_RUNS, A_RUNS_GROUP, A_SUB_ONE, A_CALLS_OF, A_RUNS_OF,
-    A_RUN_ONE, A_GROUP_EXISTS, A_READ_LOG, A_SNAP_BEGIN, A_SNAP_END, A_COUNT
+    A_RUN_ONE, A_GROUP_EXISTS, A_READ_LOG, A_SNAP_BEGIN, A_SNAP_END, A_ADMIN, A_PRUNE_COUNT,
+    A_GUARD_ON, A_DEL_RUNS, A_DEL_CALLS, A_DEL_SUBS, A_DEL_READS, A_GUARD_OFF, A_COUNT
 };
+
+/* The submissions a prune removes: settled ones received before the cutoff ?1. */
+#define PRUNED_SUBS \
+    "SELECT id FROM submissions WHERE received_at < ?1" \
+    " AND state NOT IN ('pending', 'unknown')"
 
 static const char *const audit_sql[A_COUNT] = {
     [A_SUBS] =
@@ -111,6 +124,27 @@ static const char *const audit_sql[A_COUNT] = {
     /* A deferred transaction: the reads of one answer see one snapshot. */
     [A_SNAP_BEGIN] = "BEGIN",
     [A_SNAP_END] = "COMMIT",
+    /* ?12 object_id, ?13 object_type, ?14 action; ?2 team is the object's team. */
+    [A_ADMIN] =
+        "SELECT " ADMIN_COLS " FROM audit_admin WHERE" WINDOW("at")
+        " AND at <= ?8 AND (at < ?8 OR id < ?11)"
+        " AND (?2 IS NULL OR team = ?2) AND (?12 IS NULL OR object_id = ?12)"
+        " AND (?13 IS NULL OR object_type = ?13) AND (?14 IS NULL OR action = ?14)"
+        " ORDER BY at DESC, id DESC LIMIT ?10",
+    [A_PRUNE_COUNT] =
+        "SELECT (SELECT count(*) FROM (" PRUNED_SUBS ")),"
+        " (SELECT count(*) FROM upstream_calls WHERE submission_id IN (" PRUNED_SUBS ")),"
+        " (SELECT count(*) FROM runs WHERE submission_id IN (" PRUNED_SUBS ")),"
+        " (SELECT count(*) FROM audit_reads WHERE at < ?1),"
+        " (SELECT count(*) FROM submissions WHERE received_at < ?1"
+        "   AND state IN ('pending', 'unknown'))",
+    /* The guard of sql/002_audit.sql: set and cleared inside one write transaction. */
+    [A_GUARD_ON] = "INSERT INTO audit_prune_guard (active) VALUES (1)",
+    [A_DEL_RUNS] = "DELETE FROM runs WHERE submission_id IN (" PRUNED_SUBS ")",
+    [A_DEL_CALLS] = "DELETE FROM upstream_calls WHERE submission_id IN (" PRUNED_SUBS ")",
+    [A_DEL_SUBS] = "DELETE FROM submissions WHERE id IN (" PRUNED_SUBS ")",
+    [A_DEL_READS] = "DELETE FROM audit_reads WHERE at < ?1",
+    [A_GUARD_OFF] = "DELETE FROM audit_prune_guard",
 };
 
 static int stmt(struct tg_store *st, enum audit_slot id, sqlite3_stmt **out)
@@ -125,15 +159,18 @@ struct spec {
     enum tg_audit_kind kind;
     const char *const *names;
     int ncols;
-    int json_col;   /* the column holding JSON text, or -1 */
+    int json_cols;  /* a bit per column holding JSON text */
     int time_col, id_col, index_col; /* the key; index_col -1 when it has none */
 };
 
-static const struct spec sub_spec = {TG_AUDIT_KIND_SUBMISSION, sub_names, SUB_NCOLS, -1, 3, 0, -1};
+static const struct spec sub_spec = {TG_AUDIT_KIND_SUBMISSION, sub_names, SUB_NCOLS, 0, 3, 0, -1};
 static const struct spec sub_full_spec = {TG_AUDIT_KIND_SUBMISSION, sub_names, SUB_NCOLS + 1,
-                                          SUB_NCOLS, 3, 0, -1};
-static const struct spec run_spec = {TG_AUDIT_KIND_RUN, run_names, RUN_NCOLS, -1, 4, 1, 6};
-static const struct spec call_spec = {TG_AUDIT_KIND_CALL, call_names, CALL_NCOLS, -1, 8, 0, -1};
+                                          1 << SUB_NCOLS, 3, 0, -1};
+static const struct spec run_spec = {TG_AUDIT_KIND_RUN, run_names, RUN_NCOLS, 0, 4, 1, 6};
+static const struct spec call_spec = {TG_AUDIT_KIND_CALL, call_names, CALL_NCOLS, 0, 8, 0, -1};
+/* An admin row's key is (at, id), with the id as the index. */
+static const struct spec admin_spec = {TG_AUDIT_KIND_ADMIN, admin_names, ADMIN_NCOLS,
+                                       (1 << 9) | (1 << 10), 1, 0, 0};
 
 const char *const *tg_store_audit_columns(enum tg_audit_kind kind, int *n)
 {
@@ -144,6 +181,9 @@ const char *const *tg_store_audit_columns(enum tg_audit_kind kind, int *n)
     case TG_AUDIT_KIND_RUN:
         *n = RUN_NCOLS;
         return run_names;
+    case TG_AUDIT_KIND_ADMIN:
+        *n = ADMIN_NCOLS;
+        return admin_names;
     default:
         *n = SUB_NCOLS;
         return sub_names;
@@ -170,7 +210,7 @@ static int pass_row(sqlite3_stmt *s, const struct spec *sp, tg_audit_fn fn, void
             values[i] = store_col_text(s, i);
             if (values[i] == NULL)
                 return TG_ENOMEM;
-            types[i] = i == sp->json_col ? TG_AUDIT_VAL_JSON : TG_AUDIT_VAL_TEXT;
+            types[i] = (sp->json_cols >> i) & 1 ? TG_AUDIT_VAL_JSON : TG_AUDIT_VAL_TEXT;
         }
     }
     struct tg_audit_row row = {sp->kind, sp->ncols, sp->names, values, types};
@@ -214,13 +254,15 @@ static int list_page(struct tg_store *st, enum audit_slot id, const struct spec 
         return rc;
     const char *from = after->time[0] != '\0' ? after->time : ascending ? "" : "~";
     int src = SQLITE_OK;
-    const char *text[9] = {q->scope_team, q->team, q->state, q->interface, q->taskgroup_id,
-                           q->since != NULL ? q->since : "", q->until != NULL ? q->until : "~",
-                           from, after->id};
+    /* Text parameters by number; 10 and 11 are integers, bound below. */
+    const char *text[15] = {NULL, q->scope_team, q->team, q->state, q->interface,
+                            q->taskgroup_id, q->since != NULL ? q->since : "",
+                            q->until != NULL ? q->until : "~", from, after->id, NULL, NULL,
+                            q->object, q->object_type, q->action};
     int max = sqlite3_bind_parameter_count(s);
-    for (int i = 0; i < 9 && src == SQLITE_OK; i++)
-        if (i + 1 <= max && sqlite3_bind_parameter_name(s, i + 1) != NULL)
-            src = store_bind_text(s, i + 1, text[i]);
+    for (int i = 1; i < 15 && src == SQLITE_OK; i++)
+        if (i != 10 && i != 11 && i <= max && sqlite3_bind_parameter_name(s, i) != NULL)
+            src = store_bind_text(s, i, text[i]);
     if (src == SQLITE_OK)
         src = sqlite3_bind_int64(s, 10, (sqlite3_int64)limit + 1);
     if (src == SQLITE_OK && max >= 11)
@@ -286,6 +328,17 @@ int tg_store_audit_runs(struct tg_store *st, const struct tg_audit_query *q, tg_
         return rc;
     return list_page(st, q->taskgroup_id != NULL ? A_RUNS_GROUP : A_RUNS, &run_spec, q,
                      q->limit, &q->after, 0, fn, arg, page);
+}
+
+int tg_store_audit_admin(struct tg_store *st, const struct tg_audit_query *q, tg_audit_fn fn,
+                         void *arg, struct tg_audit_page *page)
+{
+    int rc = check_query(st, q, fn, page);
+    if (rc == TG_OK && q->scope_team != NULL)
+        rc = store_invalid(st, "the admin log is read by audit and admin readers only");
+    if (rc != TG_OK)
+        return rc;
+    return list_page(st, A_ADMIN, &admin_spec, q, q->limit, &q->after, 0, fn, arg, page);
 }
 
 /* ---- one object, from one snapshot ----------------------------------------------------- */
@@ -478,5 +531,92 @@ int tg_store_audit_read_log(struct tg_store *st, const struct tg_actor *who,
     if (rows >= 0)
         sqlite3_bind_int64(s, 7, rows);
     rc = store_run(st, s, "log the audit read");
+    return tg_store_end(st, rc);
+}
+
+/* ---- retention --------------------------------------------------------------------------- */
+
+/* Runs a slot statement with the cutoff bound as ?1; *changed (may be NULL) receives the
+ * rows it deleted. */
+static int prune_step(struct tg_store *st, enum audit_slot id, const char *before,
+                      long *changed)
+{
+    sqlite3_stmt *s;
+    int rc = stmt(st, id, &s);
+    if (rc != TG_OK)
+        return rc;
+    if (sqlite3_bind_parameter_count(s) >= 1)
+        store_bind_text(s, 1, before);
+    rc = store_run(st, s, "prune the audit trail");
+    if (rc == TG_OK && changed != NULL)
+        *changed = (long)sqlite3_changes(tg_store_sqlite(st));
+    return rc;
+}
+
+static int prune_count(struct tg_store *st, const char *before, struct tg_audit_pruned *out)
+{
+    sqlite3_stmt *s;
+    int rc = stmt(st, A_PRUNE_COUNT, &s);
+    if (rc != TG_OK)
+        return rc;
+    store_bind_text(s, 1, before);
+    int src = sqlite3_step(s);
+    if (src == SQLITE_ROW) {
+        out->submissions = (long)sqlite3_column_int64(s, 0);
+        out->calls = (long)sqlite3_column_int64(s, 1);
+        out->runs = (long)sqlite3_column_int64(s, 2);
+        out->reads = (long)sqlite3_column_int64(s, 3);
+        out->kept_open = (long)sqlite3_column_int64(s, 4);
+    } else {
+        rc = store_db_err(st, src, "count what a prune removes");
+    }
+    store_done(s);
+    return rc;
+}
+
+int tg_store_audit_prune(struct tg_store *st, const struct tg_actor *who, const char *before,
+                         int dry_run, struct tg_audit_pruned *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (before == NULL || strlen(before) != TG_TIME_LEN - 1 ||
+        strspn(before, "0123456789-T:.Z") != TG_TIME_LEN - 1)
+        return store_invalid(st, "a prune needs a cutoff time as stored");
+    if (who == NULL || who->id == NULL)
+        return store_invalid(st, "a prune needs an actor");
+    if (dry_run) {
+        int rc = snapshot_begin(st);
+        if (rc == TG_OK)
+            rc = snapshot_end(st, prune_count(st, before, out));
+        return rc;
+    }
+    int rc = tg_store_begin(st);
+    if (rc != TG_OK)
+        return rc;
+    /* Children first: runs reference upstream_calls, which reference submissions. The
+     * guard is cleared before the commit, so no other connection ever sees it. */
+    rc = prune_count(st, before, out);
+    if (rc == TG_OK)
+        rc = prune_step(st, A_GUARD_ON, NULL, NULL);
+    if (rc == TG_OK)
+        rc = prune_step(st, A_DEL_RUNS, before, &out->runs);
+    if (rc == TG_OK)
+        rc = prune_step(st, A_DEL_CALLS, before, &out->calls);
+    if (rc == TG_OK)
+        rc = prune_step(st, A_DEL_SUBS, before, &out->submissions);
+    if (rc == TG_OK)
+        rc = prune_step(st, A_DEL_READS, before, &out->reads);
+    if (rc == TG_OK)
+        rc = prune_step(st, A_GUARD_OFF, NULL, NULL);
+    if (rc == TG_OK) {
+        char object[64], after[400];
+        snprintf(object, sizeof(object), "before %s", before);
+        snprintf(after, sizeof(after),
+                 "{\"before\":\"%s\",\"submissions\":%ld,\"upstream_calls\":%ld,\"runs\":%ld,"
+                 "\"audit_reads\":%ld,\"kept_open\":%ld}",
+                 before, out->submissions, out->calls, out->runs, out->reads, out->kept_open);
+        rc = store_admin_log(st, who, "audit.prune", "audit", object, NULL, NULL, after);
+    }
+    if (rc != TG_OK)
+        memset(out, 0, sizeof(*out));
     return tg_store_end(st, rc);
 }

@@ -42,6 +42,13 @@ static int admin_log(struct tg_store *st, const struct tg_actor *who, const char
     return store_run(st, s, "log the change");
 }
 
+int store_admin_log(struct tg_store *st, const struct tg_actor *who, const char *action,
+                    const char *object_type, const char *object_id, const char *team,
+                    const char *before, const char *after)
+{
+    return admin_log(st, who, action, object_type, object_id, team, before, after);
+}
+
 /* The first column of a one-row lookup by a text or integer key, copied into out ("" and
  * TG_ENOTFOUND when there is no row). */
 static int lookup_text(struct tg_store *st, enum stmt_id id, const char *key, int64_t ikey,
