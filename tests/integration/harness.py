@@ -244,12 +244,19 @@ class Stack:
         if os.path.exists(self.sock_path):
             os.unlink(self.sock_path)
         self.daemon_exit = None
+        try:
+            log_start = os.path.getsize(self.daemon_log_path)
+        except OSError:
+            log_start = 0
         self.daemon_proc = self._spawn([self.bin, "--config", self.conf_path, "serve"],
                                        "taskgate.log", env=child_env())
+        # Ready means serving: the socket exists and start-up (settling what a crash left
+        # pending) is over, which the daemon says in its log.
         deadline = time.monotonic() + 10
         while True:
             try:
-                if stat.S_ISSOCK(os.stat(self.sock_path).st_mode):
+                if (stat.S_ISSOCK(os.stat(self.sock_path).st_mode) and
+                        self._daemon_said("taskgate serving on", log_start)):
                     break
             except OSError:
                 pass
@@ -262,6 +269,11 @@ class Stack:
                 raise StackError("the daemon created no socket %s within 10 s:\n%s"
                                  % (self.sock_path, tail(self.daemon_log_path)))
             time.sleep(0.02)
+
+    def _daemon_said(self, text, offset):
+        with open(self.daemon_log_path, "rb") as f:
+            f.seek(offset)
+            return text.encode() in f.read()
 
     def _site_conf(self):
         """The real nginx/taskgate.conf with only the listen address, the daemon's socket
