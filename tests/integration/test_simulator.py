@@ -232,6 +232,9 @@ class SimulatorTest(unittest.TestCase):
         self.assertIsInstance(second["event_cursor"], str)
         self.assertTrue(second["run_cursor"] and second["event_cursor"])
         self.assertEqual(second["status"]["num_task_runs"], 5)
+        # The gateway's tests know these: "before the add-runs call numbered 1".
+        self.assertEqual((second["run_cursor"], second["event_cursor"]),
+                         ("rcur_%s_1" % gid[5:], "ecur_%s_1" % gid[5:]))
         status, _, third = self.sim.add_runs(gid, inputs(1))
         self.assertNotEqual(third["run_cursor"], second["run_cursor"])
         self.assertNotEqual(third["event_cursor"], second["event_cursor"])
@@ -1099,11 +1102,12 @@ class ReadPathTest(unittest.TestCase):
         # then stays open while they are active, until its timeout.
         status, _, added = self.sim.call("POST", "/v1/tasks/groups/%s/runs" % gid,
                                          {"inputs": inputs(1)}, key=KEY_A)
-        self.assertEqual(added["event_cursor"], ids_seen[-1])
         start = time.monotonic()
         tail = self.open_stream(path + "?timeout=0.5&last_event_id=" + added["event_cursor"]).all()
         self.assertLess(time.monotonic() - start, 4)
         self.assertEqual([d["status"]["num_task_runs"] for _, d, _ in tail], [2])
+        same = self.open_stream(path + "?timeout=0&last_event_id=" + ids_seen[-1]).all()
+        self.assertEqual([d for _, d, _ in same], [d for _, d, _ in tail])
         for query in ("timeout=soon", "last_event_id=" + ids_seen[0].replace("ecur", "rcur")):
             status, _, data = self.get(path + "?" + query)
             self.assertEqual(status, 422, query)
@@ -1123,6 +1127,24 @@ class ReadPathTest(unittest.TestCase):
             self.assertIs(conn.sock, sock)
         finally:
             conn.close()
+
+    def test_http10_stream_ends_with_the_connection(self):
+        gid, ids = self.group_with_runs(inputs(2))
+        with socket.create_connection(("127.0.0.1", self.sim.port), timeout=10) as s:
+            s.sendall(b"GET /v1/tasks/groups/%s/runs HTTP/1.0\r\nx-api-key: %s\r\n\r\n"
+                      % (gid.encode(), KEY_A.encode()))
+            f = s.makefile("rb")
+            self.assertEqual(f.readline(), b"HTTP/1.1 200 OK\r\n")
+            head = {}
+            for line in iter(f.readline, b"\r\n"):
+                name, _, value = line.decode().partition(":")
+                head[name.lower()] = value.strip()
+            body = f.read().decode()  # up to the close
+        self.assertEqual(head["connection"], "close")
+        self.assertNotIn("transfer-encoding", head)
+        events = [e for e in body.split("\n\n") if e]
+        self.assertEqual([json.loads(e.split("data: ", 1)[1])["run"]["run_id"] for e in events],
+                         ids)
 
     # ---- faults on the read paths ------------------------------------------------------
 

@@ -302,31 +302,27 @@ static struct sim_run *make_runs(struct json_object *inputs, size_t n,
     return runs;
 }
 
-/* The add-runs answer after runs were added to g; call under sim_lock. */
-static struct json_object *add_answer(const struct sim_group *g, size_t run_before,
-                                      size_t event_before)
+/* The add-runs answer after batch was added to g; call under sim_lock. */
+static struct json_object *add_answer(const struct sim_group *g, size_t batch)
 {
     struct json_object *answer = json_object_new_object();
     struct json_object *ids = json_object_new_array();
     char cursor[80];
     size_t i;
 
-    for (i = run_before; i < g->nruns; i++)
+    for (i = g->batch_runs[batch]; i < g->nruns; i++)
         json_object_array_add(ids, json_object_new_string(g->runs[i].id));
     json_object_object_add(answer, "status", sim_store_status(g));
     json_object_object_add(answer, "run_ids", ids);
-    /* A cursor names the last event before these runs' first, so that resuming from it
-     * starts with them; "empty for the first runs in the group". */
-    if (run_before == 0) {
+    /* The cursors stand just before this batch's runs and events, so that resuming from
+     * them starts with these; "empty for the first runs in the group". */
+    if (batch == 0) {
         json_object_object_add(answer, "run_cursor", NULL);
-    } else {
-        sim_store_cursor(cursor, sizeof cursor, g, 'r', run_before);
-        json_object_object_add(answer, "run_cursor", json_object_new_string(cursor));
-    }
-    if (event_before == 0) {
         json_object_object_add(answer, "event_cursor", NULL);
     } else {
-        sim_store_cursor(cursor, sizeof cursor, g, 'e', event_before);
+        sim_store_cursor(cursor, sizeof cursor, g, 'r', batch, 0);
+        json_object_object_add(answer, "run_cursor", json_object_new_string(cursor));
+        sim_store_cursor(cursor, sizeof cursor, g, 'e', batch, 0);
         json_object_object_add(answer, "event_cursor", json_object_new_string(cursor));
     }
     return answer;
@@ -341,7 +337,7 @@ static void add_runs(const struct sim_request *req, const struct sim_route *r,
     struct sim_run *runs;
     const char *bad;
     char msg[160];
-    size_t n, run_before, event_before;
+    size_t n, batch;
 
     if (body == NULL)
         return;
@@ -365,8 +361,8 @@ static void add_runs(const struct sim_request *req, const struct sim_route *r,
     n = json_object_array_length(inputs);
     runs = make_runs(inputs, n, default_spec);
     pthread_mutex_lock(&sim_lock); /* groups are never freed, so g is still valid */
-    sim_store_add(g, runs, n, &run_before, &event_before);
-    answer = add_answer(g, run_before, event_before);
+    batch = sim_store_add(g, runs, n);
+    answer = add_answer(g, batch);
     pthread_mutex_unlock(&sim_lock);
     free(runs);
     sim_response_json(resp, 200, answer);

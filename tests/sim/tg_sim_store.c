@@ -5,6 +5,7 @@
  * were due. All of it runs under sim_lock (see tg_sim_store.h). */
 #include "tg_sim_store.h"
 
+#include <assert.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -222,29 +223,71 @@ int sim_store_run_json(struct sim_buf *b, const struct sim_group *g, size_t idx)
     return rc;
 }
 
-void sim_store_cursor(char *out, size_t size, const struct sim_group *g, char kind, size_t n)
+void sim_store_cursor(char *out, size_t size, const struct sim_group *g, char kind, size_t b,
+                      size_t m)
 {
-    snprintf(out, size, "%ccur_%s_%zu", kind, g->id + 5, n);
+    if (m == 0)
+        snprintf(out, size, "%ccur_%s_%zu", kind, g->id + 5, b);
+    else
+        snprintf(out, size, "%ccur_%s_%zu_%zu", kind, g->id + 5, b, m);
 }
 
-int sim_store_parse_cursor(const char *s, const struct sim_group *g, char kind, size_t *n)
+void sim_store_run_cursor(char *out, size_t size, const struct sim_group *g, size_t idx)
 {
-    size_t hex = strlen(g->id + 5), v = 0;
+    size_t b = g->runs[idx].batch;
+
+    sim_store_cursor(out, size, g, 'r', b, idx + 1 - g->batch_runs[b]);
+}
+
+/* Reads decimal digits at *p into *v, moving *p past them; -1 when there are none. */
+static int read_number(const char **p, size_t *v)
+{
+    const char *s = *p;
+
+    *v = 0;
+    if (*s < '0' || *s > '9')
+        return -1;
+    for (; *s >= '0' && *s <= '9'; s++) {
+        if (*v > SIZE_MAX / 10 - 10)
+            return -1;
+        *v = *v * 10 + (size_t)(*s - '0');
+    }
+    *p = s;
+    return 0;
+}
+
+int sim_store_parse_cursor(const char *s, const struct sim_group *g, char kind, size_t *pos)
+{
+    size_t hex = strlen(g->id + 5), b = 0, m = 0;
     const char *p;
 
     if (s[0] != kind || strncmp(s + 1, "cur_", 4) != 0 || strncmp(s + 5, g->id + 5, hex) != 0 ||
-        s[5 + hex] != '_' || s[6 + hex] == '\0')
+        s[5 + hex] != '_')
         return -1;
-    for (p = s + 6 + hex; *p != '\0'; p++) {
-        if (*p < '0' || *p > '9' || v > SIZE_MAX / 10 - 10)
+    p = s + 6 + hex;
+    if (read_number(&p, &b) != 0 || b >= g->nbatches)
+        return -1;
+    if (*p == '_') {
+        p++;
+        if (read_number(&p, &m) != 0 || m == 0)
             return -1;
-        v = v * 10 + (size_t)(*p - '0');
     }
-    *n = v;
+    if (*p != '\0')
+        return -1;
+    *pos = (kind == 'r' ? g->batch_runs[b] : g->batch_events[b]) + m;
     return 0;
 }
 
 /* ---- the event log and the lifecycle -------------------------------------------------- */
+
+/* The id of the next event of g's log; there is one only after a first batch. */
+static void event_id(char *out, size_t size, const struct sim_group *g)
+{
+    size_t b = g->nbatches - 1;
+
+    assert(g->nbatches > 0);
+    sim_store_cursor(out, size, g, 'e', b, g->nevents + 1 - g->batch_events[b]);
+}
 
 static void log_event(struct sim_group *g, struct sim_buf *b)
 {
@@ -262,7 +305,7 @@ void sim_store_log_status(struct sim_group *g)
     struct json_object *st = sim_store_status(g);
     char id[80];
 
-    sim_store_cursor(id, sizeof id, g, 'e', g->nevents + 1);
+    event_id(id, sizeof id, g);
     if (sim_buf_addf(&b, "{\"type\":\"task_group_status\",\"event_id\":\"%s\",\"status\":",
                      id) == 0 &&
         sim_buf_adds(&b, json_object_to_json_string_ext(st, JSON_FLAGS)) == 0 &&
@@ -289,7 +332,7 @@ static void end_run(struct sim_group *g, size_t idx, enum run_status s, long lon
     char id[80];
 
     set_status(g, &g->runs[idx], s, ago);
-    sim_store_cursor(id, sizeof id, g, 'e', g->nevents + 1);
+    event_id(id, sizeof id, g);
     if (sim_buf_addf(&b, "{\"type\":\"task_run.state\",\"event_id\":\"%s\",\"input\":null,"
                      "\"run\":", id) == 0 &&
         sim_store_run_json(&b, g, idx) == 0 && sim_buf_adds(&b, ",\"output\":null}") == 0)
@@ -328,15 +371,21 @@ void sim_store_advance(struct sim_group *g)
         sim_store_log_status(g);
 }
 
-void sim_store_add(struct sim_group *g, struct sim_run *runs, size_t n, size_t *run_before,
-                   size_t *event_before)
+size_t sim_store_add(struct sim_group *g, struct sim_run *runs, size_t n)
 {
     long long now = sim_mono_ms();
-    size_t i;
+    size_t i, batch;
 
     sim_store_advance(g);
-    *run_before = g->nruns;
-    *event_before = g->nevents;
+    if (g->nbatches == g->batches_cap) {
+        g->batches_cap = g->batches_cap ? g->batches_cap * 2 : 8;
+        g->batch_runs = sim_xrealloc(g->batch_runs, g->batches_cap * sizeof *g->batch_runs);
+        g->batch_events = sim_xrealloc(g->batch_events,
+                                       g->batches_cap * sizeof *g->batch_events);
+    }
+    batch = g->nbatches++;
+    g->batch_runs[batch] = g->nruns;
+    g->batch_events[batch] = g->nevents;
     if (g->nruns + n > g->cap) {
         g->cap = g->cap * 2 > g->nruns + n ? g->cap * 2 : g->nruns + n;
         g->runs = sim_xrealloc(g->runs, g->cap * sizeof *g->runs);
@@ -347,6 +396,7 @@ void sim_store_add(struct sim_group *g, struct sim_run *runs, size_t n, size_t *
         *r = runs[i];
         r->status = RS_QUEUED;
         r->final = RS_COMPLETED;
+        r->batch = batch;
         r->start_at = now + (sim_run_ms >= 0 ? sim_run_ms / 2 : QUEUED_MANUAL_MS);
         r->done_at = sim_run_ms >= 0 ? now + sim_run_ms : -1;
         sim_rfc3339_ago(r->created_at, sizeof r->created_at, 0);
@@ -360,6 +410,7 @@ void sim_store_add(struct sim_group *g, struct sim_run *runs, size_t n, size_t *
     if (n > 0)
         memcpy(g->modified_at, g->runs[g->nruns - 1].created_at, sizeof g->modified_at);
     sim_store_log_status(g);
+    return batch;
 }
 
 /* Ends run idx now as status if it is still active; 1 if it was. */

@@ -23,6 +23,7 @@ struct sim_run {
     enum run_status final; /* what the run ends as when its time is up */
     long long start_at;    /* monotonic ms when it leaves "queued" */
     long long done_at;     /* monotonic ms when it ends; < 0: only on demand */
+    size_t batch;          /* the add-runs call that made it (0 for the first) */
     char created_at[32];
     char modified_at[32];
 };
@@ -40,6 +41,9 @@ struct sim_group {
     long long next_due;  /* earliest start_at/done_at still to come; < 0: none */
     char **events;       /* the event log: complete event JSON texts, oldest first */
     size_t nevents, events_cap;
+    size_t *batch_runs;   /* per add-runs call: the index of its first run */
+    size_t *batch_events; /* per add-runs call: the index of its status event */
+    size_t nbatches, batches_cap;
     struct sim_group *next; /* hash chain */
 };
 
@@ -70,10 +74,9 @@ struct sim_group *sim_store_run_find(const char *id, size_t len, size_t *idx);
 
 /* Brings g's runs up to now: due transitions happen, terminal ones logged as events. */
 void sim_store_advance(struct sim_group *g);
-/* Appends runs (taken over; the array itself stays the caller's) to g, logging a status
- * event. *run_before and *event_before get how many runs and events g had before. */
-void sim_store_add(struct sim_group *g, struct sim_run *runs, size_t n, size_t *run_before,
-                   size_t *event_before);
+/* Appends runs (taken over; the array itself stays the caller's) to g as a new batch,
+ * logging a status event; returns the batch's number (0 for the first). */
+size_t sim_store_add(struct sim_group *g, struct sim_run *runs, size_t n);
 /* Ends run idx of g now as status (a terminal status) if it is still active; 1 if it
  * was. Call sim_store_log_status(g) after a batch of these. */
 int sim_store_end_run(struct sim_group *g, size_t idx, enum run_status status);
@@ -90,10 +93,16 @@ struct json_object *sim_store_status(const struct sim_group *g); /* TaskGroupSta
 int sim_store_run_json(struct sim_buf *b, const struct sim_group *g, size_t idx);
 const char *sim_store_status_name(enum run_status s);
 int sim_store_is_active(enum run_status s);
-/* The run and event cursors: rcur_<hex>_<n> / ecur_<hex>_<n>. */
-void sim_store_cursor(char *out, size_t size, const struct sim_group *g, char kind, size_t n);
-/* Parses a cursor of kind ('r' or 'e') for g into *n; -1 when it is not one. */
-int sim_store_parse_cursor(const char *s, const struct sim_group *g, char kind, size_t *n);
+/* Cursors (kind 'r': the runs stream, 'e': the events stream) are <kind>cur_<hex>_<b>
+ * for "before batch b" (what add-runs answers) and <kind>cur_<hex>_<b>_<m> for "after
+ * the m-th run or event since batch b began" (a stream's event ids). */
+void sim_store_cursor(char *out, size_t size, const struct sim_group *g, char kind, size_t b,
+                      size_t m);
+/* The event id of run idx in the runs stream. */
+void sim_store_run_cursor(char *out, size_t size, const struct sim_group *g, size_t idx);
+/* Parses a cursor of kind for g into *pos, the index of the run or event it comes
+ * before; -1 when it is not one (pos may still be past the end: callers check). */
+int sim_store_parse_cursor(const char *s, const struct sim_group *g, char kind, size_t *pos);
 
 /* The output a run of this input will have: a schema-valid, deterministic output object
  * as JSON text (malloc'ed). spec is the task_spec that applies, or NULL. */

@@ -172,7 +172,7 @@ static char *run_event(const struct sim_group *g, size_t idx, int status, int wi
 
     if (status != -1 && (int)r->status != status)
         return NULL;
-    sim_store_cursor(id, sizeof id, g, 'r', idx + 1);
+    sim_store_run_cursor(id, sizeof id, g, idx);
     rc = sim_buf_addf(&b, "{\"type\":\"task_run.state\",\"event_id\":\"%s\",\"input\":", id);
     if (rc == 0)
         rc = sim_buf_adds(&b, with_input ? r->request : "null");
