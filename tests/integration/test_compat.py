@@ -2,7 +2,9 @@
 the upstream's request shapes, the upstream's answers passed through as they came, every
 call recorded with interface 'upstream-compatible', and reads only of what the team made."""
 
+import http.client
 import json
+import time
 import unittest
 
 from harness import StackTestCase
@@ -211,6 +213,79 @@ class CompatTest(StackTestCase):
                 status, err, _ = self.get("/v1/tasks/groups/" + gid, token)
                 self.assertEqual(status, 403, err)
         self.assertEqual(len(self.s.sim_requests()), before)
+
+    def add_runs(self, gid, n):
+        status, answer, _ = self.post("/v1/tasks/groups/%s/runs" % gid,
+                                      {"inputs": [{"input": "q%d" % i} for i in range(n)]})
+        self.assertEqual(status, 200, answer)
+        return answer["run_ids"]
+
+    def test_an_event_stream_is_relayed_as_it_arrives(self):
+        gid = self.new_group()
+        run_ids = self.add_runs(gid, 3)
+        self.s._sim("POST", "/_sim/stream", {"interval_ms": 700})
+        conn = http.client.HTTPConnection("127.0.0.1", self.s.port, timeout=30)
+        try:
+            started = time.monotonic()
+            conn.request("GET", "/v1/tasks/groups/%s/runs" % gid,
+                         headers={"x-api-key": self.token, "Accept": "text/event-stream"})
+            resp = conn.getresponse()
+            self.assertEqual(resp.status, 200)
+            self.assertTrue(resp.getheader("Content-Type", "").startswith("text/event-stream"))
+            events, buf, first_at = [], b"", None
+            while True:
+                chunk = resp.read1(65536)
+                if not chunk:
+                    break
+                buf += chunk
+                while b"\n\n" in buf:
+                    raw, buf = buf.split(b"\n\n", 1)
+                    if first_at is None:
+                        first_at = time.monotonic()
+                    events.append(raw.decode())
+            ended = time.monotonic()
+        finally:
+            conn.close()
+        self.assertEqual(len(events), 3, events)
+        data = [json.loads(e.split("data: ", 1)[1]) for e in events]
+        self.assertEqual([d["run"]["run_id"] for d in data], run_ids)
+        # Two pauses of 0.7 s came after the first event: it was relayed before them, not
+        # buffered until the stream ended.
+        self.assertGreater(ended - first_at, 1.0, (started, first_at, ended))
+
+    def test_reads_of_one_run_its_result_and_the_group_events(self):
+        self.s._sim("POST", "/_sim/runs", {"run_ms": -1})
+        gid = self.new_group()
+        first, second = self.add_runs(gid, 2)
+        status, run, _ = self.get("/v1/tasks/groups/%s/runs/%s" % (gid, first))
+        self.assertEqual((status, run["run_id"], run["is_active"]), (200, first, True))
+        status, run, _ = self.get("/v1/tasks/runs/" + second)
+        self.assertEqual((status, run["run_id"]), (200, second))
+        # Not ready within the client's timeout: the upstream's 408 comes back as it is.
+        status, err, _ = self.get("/v1/tasks/runs/%s/result?timeout=1" % first)
+        self.assertEqual(status, 408, err)
+        self.s._sim("POST", "/_sim/runs/complete", {"taskgroup_id": gid})
+        status, result, _ = self.get("/v1/tasks/runs/%s/result?timeout=5" % first)
+        self.assertEqual(status, 200, result)
+        self.assertEqual(result["run"]["run_id"], first)
+        self.assertIn("content", result["output"])
+        status, hdrs, body = self.s.http("GET", "/v1beta/tasks/groups/%s/events" % gid, None,
+                                         {"x-api-key": self.token})
+        self.assertEqual(status, 200)
+        types = [json.loads(line[6:])["type"] for line in body.decode().splitlines()
+                 if line.startswith("data: ")]
+        self.assertIn("task_group_status", types)
+        self.assertEqual(types.count("task_run.state"), 2)
+        # A run id that is not the team's, even one that exists upstream under the group.
+        status, _, _ = self.get("/v1/tasks/groups/%s/runs/trun_not_ours" % gid)
+        self.assertEqual(status, 404)
+
+    def test_a_read_of_an_unreachable_upstream_is_a_502(self):
+        gid = self.new_group()
+        self.s.sim_fault(kind="reset", match="get_group")
+        status, err, _ = self.get("/v1/tasks/groups/" + gid)
+        self.assertEqual(status, 502, err)
+        self.assertIn("message", err["error"])
 
     def test_wrong_method_is_405(self):
         status, hdrs, _ = self.s.http("DELETE", "/v1/tasks/groups", None,
