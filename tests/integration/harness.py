@@ -255,8 +255,9 @@ class Stack:
         deadline = time.monotonic() + 10
         while True:
             try:
+                quiet = self.extra_conf.get("log_level") in ("warn", "error")
                 if (stat.S_ISSOCK(os.stat(self.sock_path).st_mode) and
-                        self._daemon_said("taskgate serving on", log_start)):
+                        (quiet or self._daemon_said("taskgate serving on", log_start))):
                     break
             except OSError:
                 pass
