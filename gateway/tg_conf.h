@@ -17,6 +17,8 @@ struct tg_conf {
     long backlog;                   /* listen backlog */
     char database[TG_CONF_STR];     /* SQLite file */
     long db_busy_timeout_ms;        /* how long to wait on a locked database */
+    char key_file[TG_CONF_STR];     /* the upstream keys' encryption key (tg_crypto.h);
+                                       after tg_conf_load never "": database + ".key" */
     char upstream_url[TG_CONF_STR]; /* base URL, no trailing slash */
     long upstream_connect_timeout_ms;
     long upstream_timeout_ms;

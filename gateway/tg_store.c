@@ -24,18 +24,18 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_ROLLBACK] = "ROLLBACK",
     [S_VERSION] = "PRAGMA user_version",
     [S_AUTH] =
-        "SELECT k.team_id, t.name, k.id, k.label, k.role FROM tokens k"
+        "SELECT k.team_id, t.name, k.id, k.label, k.role, k.hash FROM tokens k"
         " JOIN teams t ON t.id = k.team_id"
         " WHERE k.hash = ?1 AND k.revoked_at IS NULL"
         " AND (k.expires_at IS NULL OR k.expires_at > ?2)",
-    [S_TEAM_KEY] = "SELECT upstream_key FROM teams WHERE id = ?1",
+    [S_TEAM_KEY] = "SELECT name, upstream_key, key_id FROM teams WHERE id = ?1",
     [S_TEAM_ID] = "SELECT id FROM teams WHERE name = ?1",
     [S_TEAM_ADD] =
-        "INSERT INTO teams (name, upstream_key, key_fingerprint, created_at, updated_at)"
-        " VALUES (?1, ?2, ?3, ?4, ?4)",
+        "INSERT INTO teams (name, upstream_key, key_fingerprint, created_at, updated_at, key_id)"
+        " VALUES (?1, ?2, ?3, ?4, ?4, ?5)",
     [S_TEAM_SET_KEY] =
-        "UPDATE teams SET upstream_key = ?2, key_fingerprint = ?3, updated_at = ?4"
-        " WHERE name = ?1",
+        "UPDATE teams SET upstream_key = ?2, key_fingerprint = ?3, updated_at = ?4,"
+        " key_id = ?5 WHERE name = ?1",
     [S_TEAM_LIST] =
         "SELECT t.id, t.name, t.key_fingerprint, t.created_at,"
         " (SELECT count(*) FROM tokens k WHERE k.team_id = t.id AND k.revoked_at IS NULL"
@@ -340,7 +340,10 @@ static int setup(struct tg_store *st, int flags, int busy_ms)
      * a commit; only a power loss can cost the last transactions. (A memory map for reads
      * was tried and dropped: each connection maps the whole file, which multiplied the
      * daemon's resident memory by the number of workers for no measured gain.) */
-    rc = exec_sql(st, "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON", "configure");
+    /* secure_delete: a replaced upstream key (sealed, or clear text from an older version
+     * being encrypted) is overwritten with zeros on its page, not left in free space. */
+    rc = exec_sql(st, "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;"
+                      " PRAGMA secure_delete = ON", "configure");
     if (rc != TG_OK)
         return rc;
     sqlite3_stmt *s;

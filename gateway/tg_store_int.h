@@ -63,6 +63,12 @@ void store_now_text(char out[TG_TIME_LEN]);
 int store_tx_begin(struct tg_store *st);
 int store_tx_end(struct tg_store *st, int rc);
 
+/* One admin_log row naming who made a change, inside the caller's transaction (the
+ * admin log of tg_store_ident.c). before/after are JSON text or NULL. */
+int store_admin_log(struct tg_store *st, const struct tg_actor *who, const char *action,
+                    const char *object_type, const char *object_id, const char *team,
+                    const char *before, const char *after);
+
 /* The statement in slot, prepared from sql on first use (sql must be the same text every
  * time for a slot). TG_OK, or an error with the handle's message set. */
 int tg_store_slot(struct tg_store *st, int slot, const char *sql, sqlite3_stmt **out);
