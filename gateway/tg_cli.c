@@ -544,5 +544,6 @@ int tg_cli_main(int argc, char **argv)
     }
     tg_log_setup(conf.log_level, conf.log_format);
     tg_crypto_configure(conf.key_file);
+    tg_store_set_max_pages(conf.db_max_pages);
     return cmd->run(&conf, argc - i - 1, argv + i + 1);
 }

@@ -59,6 +59,7 @@ static const struct key keys[] = {
     {"database", T_PATH, FIELD(database), 0, 0, "/var/lib/taskgate/taskgate.db", NULL},
     {"db_busy_timeout_ms", T_LONG, FIELD(db_busy_timeout_ms), 0, 600000, "10000", NULL},
     {"key_file", T_OPTPATH, FIELD(key_file), 0, 0, "", NULL},
+    {"db_max_pages", T_LONG, FIELD(db_max_pages), 0, 2147483647, "0", NULL},
     {"upstream_url", T_URL, FIELD(upstream_url), 0, 0, "https://api.parallel.ai", NULL},
     {"upstream_connect_timeout_ms", T_LONG, FIELD(upstream_connect_timeout_ms), 1, 600000,
      "5000", NULL},

@@ -323,6 +323,14 @@ static int exec_sql(struct tg_store *st, const char *sql, const char *what)
     return rc == SQLITE_OK ? TG_OK : store_db_err(st, rc, what);
 }
 
+/* The config's db_max_pages, set once at start-up before any handle exists. */
+static long max_pages;
+
+void tg_store_set_max_pages(long n)
+{
+    max_pages = n > 0 ? n : 0;
+}
+
 /* Connection settings and the statements every transaction needs. */
 static int setup(struct tg_store *st, int flags, int busy_ms)
 {
@@ -346,6 +354,13 @@ static int setup(struct tg_store *st, int flags, int busy_ms)
                       " PRAGMA secure_delete = ON", "configure");
     if (rc != TG_OK)
         return rc;
+    if (max_pages > 0) {
+        char pragma[64];
+        snprintf(pragma, sizeof(pragma), "PRAGMA max_page_count = %ld", max_pages);
+        rc = exec_sql(st, pragma, "configure");
+        if (rc != TG_OK)
+            return rc;
+    }
     sqlite3_stmt *s;
     const enum stmt_id fixed[] = {S_BEGIN, S_COMMIT, S_ROLLBACK};
     for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++) {
@@ -387,6 +402,7 @@ int tg_store_open(struct tg_store **out, const char *path, int flags, int busy_m
             snprintf(err, errlen, "out of memory");
         return TG_ENOMEM;
     }
+    st->flags = flags;
     int oflags = SQLITE_OPEN_NOMUTEX;
     if (flags & TG_STORE_READONLY)
         oflags |= SQLITE_OPEN_READONLY;
@@ -508,6 +524,13 @@ int tg_store_ping(struct tg_store *st)
         store_set_err(st, "database check failed: %s", db != NULL ? sqlite3_errmsg(db) : "out of memory");
     sqlite3_finalize(s);
     sqlite3_close(db);
+    /* A file that was read-only when the handle opened it stays so for the handle. */
+    if (src == SQLITE_OK && !(st->flags & TG_STORE_READONLY) &&
+        sqlite3_db_readonly(st->db, "main") == 1) {
+        store_set_err(st, "database check failed: %s is read-only: nothing can be recorded",
+                      path != NULL ? path : "the database");
+        src = SQLITE_READONLY;
+    }
     return src == SQLITE_OK ? TG_OK : TG_EDB;
 }
 
@@ -754,12 +777,36 @@ static int call_in_tx(struct tg_store *st, const struct tg_call *call)
     return rc;
 }
 
+/* Whether any submission is pending: a read, so that a database that cannot be written
+ * (read-only, full) still lets the daemon start when there is nothing to settle. */
+static int any_pending(struct tg_store *st, int *yes)
+{
+    sqlite3_stmt *s = NULL;
+    int src = sqlite3_prepare_v2(st->db, "SELECT EXISTS (SELECT 1 FROM submissions"
+                                         " WHERE state = 'pending')", -1, &s, NULL);
+    if (src == SQLITE_OK)
+        src = sqlite3_step(s);
+    int rc = TG_OK;
+    if (src == SQLITE_ROW)
+        *yes = sqlite3_column_int(s, 0);
+    else
+        rc = store_db_err(st, src, "look for pending submissions");
+    sqlite3_finalize(s);
+    return rc;
+}
+
 int tg_store_recover_pending(struct tg_store *st, long *n)
 {
     sqlite3_stmt *s;
     char now[TG_TIME_LEN];
+    int pending = 1;
+    if (n != NULL)
+        *n = 0;
+    int rc = any_pending(st, &pending);
+    if (rc != TG_OK || !pending)
+        return rc;
     store_now_text(now);
-    int rc = store_prep(st, S_RECOVER, &s);
+    rc = store_prep(st, S_RECOVER, &s);
     if (rc == TG_OK)
         rc = store_tx_begin(st);
     if (rc != TG_OK)

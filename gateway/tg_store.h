@@ -36,6 +36,11 @@ int tg_role_parse(const char *name, enum tg_role *out);
 #define TG_STORE_READONLY 4
 int tg_store_open(struct tg_store **out, const char *path, int flags, int busy_ms,
                   char *err, size_t errlen);
+/* Caps the database file of every handle opened after the call at max_pages pages
+ * (PRAGMA max_page_count; the config's db_max_pages): past it a write fails as a full disk
+ * would (TG_EDB). 0: no cap. Call once at start-up, before any handle is opened. */
+void tg_store_set_max_pages(long max_pages);
+
 /* Finalizes every statement and closes the connection. NULL is accepted. */
 void tg_store_close(struct tg_store *st);
 

@@ -434,6 +434,7 @@ static void test_dump(void)
                  "database = /var/lib/taskgate/taskgate.db\n"
                  "db_busy_timeout_ms = 10000\n"
                  "key_file = \"\"\n"
+                 "db_max_pages = 0\n"
                  "upstream_url = https://api.parallel.ai\n"
                  "upstream_connect_timeout_ms = 5000\n"
                  "upstream_timeout_ms = 60000\n"
