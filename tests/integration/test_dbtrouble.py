@@ -17,6 +17,18 @@ KEY = "par-dbtrouble-0f3c5e7a9b1d2c4e"
 PRESET = {"processor": "core"}
 
 
+def start_daemon(s):
+    """Starts the daemon and waits until it answers: its socket exists a moment before it
+    listens, and nginx is refused in between."""
+    s._start_daemon()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        status, body, _ = s.json_req("GET", "/healthz")
+        if status == 200 or "not answering" not in str(body):
+            return
+        time.sleep(0.05)
+
+
 class DbTroubleTest(StackTestCase):
 
     def start(self, **conf):
@@ -101,7 +113,7 @@ class DbTroubleTest(StackTestCase):
                     os.chown(s.path(name), nobody.pw_uid, nobody.pw_gid)
             os.chown(s.dir, nobody.pw_uid, nobody.pw_gid)
         os.chmod(s.db_path, 0o444)
-        s._start_daemon()
+        start_daemon(s)
 
     def test_read_only_database_is_503_and_nothing_sent(self):
         s, token = self.start()
@@ -129,7 +141,7 @@ class DbTroubleTest(StackTestCase):
         s.stop_daemon()
         s.extra_conf["db_max_pages"] = pages + 2
         s._write_conf()
-        s._start_daemon()
+        start_daemon(s)
         s.sim_clear()
         big = ["x" * 3000 + str(i) for i in range(40)]  # ~120 kB of request to store
         status, body, _ = s.json_req("POST", "/v1/runs", {"inputs": big}, token=token)
