@@ -12,7 +12,9 @@
 #include "tg_audit.h"
 #include "tg_conf.h"
 #include "tg_core.h"
+#include "tg_crypto.h"
 #include "tg_json.h"
+#include "tg_keys.h"
 #include "tg_log.h"
 #include "tg_server.h"
 #include "tg_store.h"
@@ -43,6 +45,7 @@ static const char usage_text[] =
     "  preset show TEAM NAME        print a preset\n"
     "  preset list TEAM             list a team's presets\n"
     "  config                       print the effective configuration\n"
+    TG_KEYS_USAGE
     TG_AUDIT_USAGE
     "\n"
     "options:\n"
@@ -134,10 +137,16 @@ static int cmd_init(const struct tg_conf *conf, int argc, char **argv)
     if (st == NULL)
         return 1;
     int from = 0, to = 0;
+    char note[512], err[512];
     int rc = tg_store_migrate(st, &from, &to);
     if (rc != TG_OK) {
         rc = fail(st, rc, "migration failed");
+    } else if (tg_keys_prepare(st, note, sizeof(note), err, sizeof(err)) != TG_OK) {
+        fprintf(stderr, "taskgate: %s\n", err);
+        rc = 1;
     } else {
+        if (note[0] != '\0')
+            fprintf(stderr, "taskgate: %s\n", note);
         if (from == to)
             fprintf(stderr, "taskgate: %s is up to date (schema version %d)\n", conf->database,
                     to);
@@ -425,6 +434,7 @@ static const struct command {
     {"init", cmd_init},   {"serve", cmd_serve},   {"team", cmd_team},
     {"token", cmd_token}, {"preset", cmd_preset}, {"config", cmd_config},
     {"audit", tg_audit_cli},
+    {"keys", tg_keys_cli},
     {NULL, NULL},
 };
 
@@ -468,5 +478,7 @@ int tg_cli_main(int argc, char **argv)
         return 1;
     }
     tg_log_setup(conf.log_level, conf.log_format);
+    tg_crypto_configure(conf.key_file);
+    tg_store_set_max_pages(conf.db_max_pages);
     return cmd->run(&conf, argc - i - 1, argv + i + 1);
 }

@@ -389,6 +389,8 @@ static void create_group(struct tg_sub *s)
     s->keep_answer = 1;
     struct tg_failure f;
     int rc = tg_sub_forward(s, &f);
+    if (rc == TG_SUB_ANSWERED)
+        return;
     if (rc == TG_OK) {
         rc = tg_sub_finish(s, TG_STATE_ACCEPTED, 200, NULL);
         if (rc != TG_OK) {
@@ -646,6 +648,8 @@ static void add_runs(struct tg_sub *s, const struct route *r)
     s->keep_answer = 1;
     struct tg_failure f;
     rc = tg_sub_forward(s, &f);
+    if (rc == TG_SUB_ANSWERED)
+        return;
     if (rc == TG_OK)
         answer_added(s);
     else if (rc == TG_ERR)

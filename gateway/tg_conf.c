@@ -30,6 +30,7 @@ enum type {
     T_SIZE,   /* decimal integer with an optional k or M suffix (binary), in [min, max] */
     T_ENUM,   /* one of names[], stored as its index */
     T_PATH,   /* a file path; a relative one is resolved against the source's directory */
+    T_OPTPATH, /* a file path as T_PATH, or empty (the key's documented default applies) */
     T_LISTEN, /* "host:port" or ":port", or else a unix socket path (resolved like T_PATH) */
     T_URL,    /* http:// or https:// base URL; one trailing slash is dropped */
     T_NAME    /* letters, digits, '-' and '_'; may be empty */
@@ -57,6 +58,8 @@ static const struct key keys[] = {
     {"backlog", T_LONG, FIELD(backlog), 1, 65535, "1024", NULL},
     {"database", T_PATH, FIELD(database), 0, 0, "/var/lib/taskgate/taskgate.db", NULL},
     {"db_busy_timeout_ms", T_LONG, FIELD(db_busy_timeout_ms), 0, 600000, "10000", NULL},
+    {"key_file", T_OPTPATH, FIELD(key_file), 0, 0, "", NULL},
+    {"db_max_pages", T_LONG, FIELD(db_max_pages), 0, 2147483647, "0", NULL},
     {"upstream_url", T_URL, FIELD(upstream_url), 0, 0, "https://api.parallel.ai", NULL},
     {"upstream_connect_timeout_ms", T_LONG, FIELD(upstream_connect_timeout_ms), 1, 600000,
      "5000", NULL},
@@ -362,6 +365,13 @@ static int set_string(struct tg_conf *c, const struct key *k, const char *value,
             return fail(err, errlen, TG_EINVAL, "%s: %s: must not be empty", where, k->name);
         return set_path(c, k, value, basedir, where, err, errlen);
 
+    case T_OPTPATH:
+        if (len == 0) {
+            dst[0] = '\0';
+            return TG_OK;
+        }
+        return set_path(c, k, value, basedir, where, err, errlen);
+
     default:
         assert(0 && "not a string type");
         return TG_ERR;
@@ -628,6 +638,13 @@ int tg_conf_load(struct tg_conf *c, const char *path, char *err, size_t errlen)
             goto out;
     }
     rc = apply_env(&tmp, err, errlen);
+    /* The key file defaults to the database's path with ".key" appended. */
+    if (rc == TG_OK && tmp.key_file[0] == '\0') {
+        int n = snprintf(tmp.key_file, sizeof tmp.key_file, "%s.key", tmp.database);
+        if (n < 0 || (size_t)n >= sizeof tmp.key_file)
+            rc = fail(err, errlen, TG_EINVAL, "key_file: the database path is too long to "
+                      "append .key to; set key_file");
+    }
     if (rc == TG_OK)
         *c = tmp;
 out:

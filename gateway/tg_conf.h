@@ -17,6 +17,9 @@ struct tg_conf {
     long backlog;                   /* listen backlog */
     char database[TG_CONF_STR];     /* SQLite file */
     long db_busy_timeout_ms;        /* how long to wait on a locked database */
+    long db_max_pages;              /* cap on the database's size in pages; 0: none */
+    char key_file[TG_CONF_STR];     /* the upstream keys' encryption key (tg_crypto.h);
+                                       after tg_conf_load never "": database + ".key" */
     char upstream_url[TG_CONF_STR]; /* base URL, no trailing slash */
     long upstream_connect_timeout_ms;
     long upstream_timeout_ms;

@@ -8,6 +8,7 @@
 #include "tg_admin.h"
 #include "tg_audit.h"
 #include "tg_compat.h"
+#include "tg_crypto.h"
 #include "tg_html.h"
 #include "tg_json.h"
 #include "tg_log.h"
@@ -131,6 +132,11 @@ static void health(struct tg_worker *w, const struct tg_request *req,
 {
     if (tg_store_ping(w->store) != TG_OK) {
         tg_resp_error(resp, req, 503, tg_store_errmsg(w->store), NULL);
+        return;
+    }
+    char why[400];
+    if (tg_crypto_check(why, sizeof(why)) != TG_OK) {
+        tg_resp_error(resp, req, 503, why, NULL);
         return;
     }
     static const char ok[] = "{\"status\":\"ok\"}";

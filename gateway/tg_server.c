@@ -18,6 +18,7 @@
 
 #include "tg_fcgi.h"
 #include "tg_http.h"
+#include "tg_keys.h"
 #include "tg_log.h"
 #include "tg_metrics.h"
 #include "tg_store.h"
@@ -270,6 +271,8 @@ int tg_server_run(const struct tg_conf *conf)
     }
     pthread_mutex_init(&srv.accept_lock, NULL);
     srv.slots = calloc((size_t)srv.nslots, sizeof(*srv.slots));
+    /* After dropping root: a key file it creates belongs to the daemon's user. */
+    tg_keys_serve_start(conf);
     int rc = srv.slots != NULL ? recover(conf) : TG_ENOMEM;
     if (rc == TG_OK)
         rc = start_workers(&srv);

@@ -24,18 +24,18 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_ROLLBACK] = "ROLLBACK",
     [S_VERSION] = "PRAGMA user_version",
     [S_AUTH] =
-        "SELECT k.team_id, t.name, k.id, k.label, k.role FROM tokens k"
+        "SELECT k.team_id, t.name, k.id, k.label, k.role, k.hash FROM tokens k"
         " JOIN teams t ON t.id = k.team_id"
         " WHERE k.hash = ?1 AND k.revoked_at IS NULL"
         " AND (k.expires_at IS NULL OR k.expires_at > ?2)",
-    [S_TEAM_KEY] = "SELECT upstream_key FROM teams WHERE id = ?1",
+    [S_TEAM_KEY] = "SELECT name, upstream_key, key_id FROM teams WHERE id = ?1",
     [S_TEAM_ID] = "SELECT id FROM teams WHERE name = ?1",
     [S_TEAM_ADD] =
-        "INSERT INTO teams (name, upstream_key, key_fingerprint, created_at, updated_at)"
-        " VALUES (?1, ?2, ?3, ?4, ?4)",
+        "INSERT INTO teams (name, upstream_key, key_fingerprint, created_at, updated_at, key_id)"
+        " VALUES (?1, ?2, ?3, ?4, ?4, ?5)",
     [S_TEAM_SET_KEY] =
-        "UPDATE teams SET upstream_key = ?2, key_fingerprint = ?3, updated_at = ?4"
-        " WHERE name = ?1",
+        "UPDATE teams SET upstream_key = ?2, key_fingerprint = ?3, updated_at = ?4,"
+        " key_id = ?5 WHERE name = ?1",
     [S_TEAM_LIST] =
         "SELECT t.id, t.name, t.key_fingerprint, t.created_at,"
         " (SELECT count(*) FROM tokens k WHERE k.team_id = t.id AND k.revoked_at IS NULL"
@@ -323,6 +323,14 @@ static int exec_sql(struct tg_store *st, const char *sql, const char *what)
     return rc == SQLITE_OK ? TG_OK : store_db_err(st, rc, what);
 }
 
+/* The config's db_max_pages, set once at start-up before any handle exists. */
+static long max_pages;
+
+void tg_store_set_max_pages(long n)
+{
+    max_pages = n > 0 ? n : 0;
+}
+
 /* Connection settings and the statements every transaction needs. */
 static int setup(struct tg_store *st, int flags, int busy_ms)
 {
@@ -340,9 +348,19 @@ static int setup(struct tg_store *st, int flags, int busy_ms)
      * a commit; only a power loss can cost the last transactions. (A memory map for reads
      * was tried and dropped: each connection maps the whole file, which multiplied the
      * daemon's resident memory by the number of workers for no measured gain.) */
-    rc = exec_sql(st, "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON", "configure");
+    /* secure_delete: a replaced upstream key (sealed, or clear text from an older version
+     * being encrypted) is overwritten with zeros on its page, not left in free space. */
+    rc = exec_sql(st, "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;"
+                      " PRAGMA secure_delete = ON", "configure");
     if (rc != TG_OK)
         return rc;
+    if (max_pages > 0) {
+        char pragma[64];
+        snprintf(pragma, sizeof(pragma), "PRAGMA max_page_count = %ld", max_pages);
+        rc = exec_sql(st, pragma, "configure");
+        if (rc != TG_OK)
+            return rc;
+    }
     sqlite3_stmt *s;
     const enum stmt_id fixed[] = {S_BEGIN, S_COMMIT, S_ROLLBACK};
     for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++) {
@@ -384,6 +402,7 @@ int tg_store_open(struct tg_store **out, const char *path, int flags, int busy_m
             snprintf(err, errlen, "out of memory");
         return TG_ENOMEM;
     }
+    st->flags = flags;
     int oflags = SQLITE_OPEN_NOMUTEX;
     if (flags & TG_STORE_READONLY)
         oflags |= SQLITE_OPEN_READONLY;
@@ -505,6 +524,13 @@ int tg_store_ping(struct tg_store *st)
         store_set_err(st, "database check failed: %s", db != NULL ? sqlite3_errmsg(db) : "out of memory");
     sqlite3_finalize(s);
     sqlite3_close(db);
+    /* A file that was read-only when the handle opened it stays so for the handle. */
+    if (src == SQLITE_OK && !(st->flags & TG_STORE_READONLY) &&
+        sqlite3_db_readonly(st->db, "main") == 1) {
+        store_set_err(st, "database check failed: %s is read-only: nothing can be recorded",
+                      path != NULL ? path : "the database");
+        src = SQLITE_READONLY;
+    }
     return src == SQLITE_OK ? TG_OK : TG_EDB;
 }
 
@@ -751,12 +777,36 @@ static int call_in_tx(struct tg_store *st, const struct tg_call *call)
     return rc;
 }
 
+/* Whether any submission is pending: a read, so that a database that cannot be written
+ * (read-only, full) still lets the daemon start when there is nothing to settle. */
+static int any_pending(struct tg_store *st, int *yes)
+{
+    sqlite3_stmt *s = NULL;
+    int src = sqlite3_prepare_v2(st->db, "SELECT EXISTS (SELECT 1 FROM submissions"
+                                         " WHERE state = 'pending')", -1, &s, NULL);
+    if (src == SQLITE_OK)
+        src = sqlite3_step(s);
+    int rc = TG_OK;
+    if (src == SQLITE_ROW)
+        *yes = sqlite3_column_int(s, 0);
+    else
+        rc = store_db_err(st, src, "look for pending submissions");
+    sqlite3_finalize(s);
+    return rc;
+}
+
 int tg_store_recover_pending(struct tg_store *st, long *n)
 {
     sqlite3_stmt *s;
     char now[TG_TIME_LEN];
+    int pending = 1;
+    if (n != NULL)
+        *n = 0;
+    int rc = any_pending(st, &pending);
+    if (rc != TG_OK || !pending)
+        return rc;
     store_now_text(now);
-    int rc = store_prep(st, S_RECOVER, &s);
+    rc = store_prep(st, S_RECOVER, &s);
     if (rc == TG_OK)
         rc = store_tx_begin(st);
     if (rc != TG_OK)

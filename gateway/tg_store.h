@@ -36,6 +36,11 @@ int tg_role_parse(const char *name, enum tg_role *out);
 #define TG_STORE_READONLY 4
 int tg_store_open(struct tg_store **out, const char *path, int flags, int busy_ms,
                   char *err, size_t errlen);
+/* Caps the database file of every handle opened after the call at max_pages pages
+ * (PRAGMA max_page_count; the config's db_max_pages): past it a write fails as a full disk
+ * would (TG_EDB). 0: no cap. Call once at start-up, before any handle is opened. */
+void tg_store_set_max_pages(long max_pages);
+
 /* Finalizes every statement and closes the connection. NULL is accepted. */
 void tg_store_close(struct tg_store *st);
 
@@ -104,6 +109,22 @@ struct tg_team_row {
  * non-zero return from fn stops the walk and is returned. */
 int tg_store_team_list(struct tg_store *st,
                        int (*fn)(void *arg, const struct tg_team_row *row), void *arg);
+
+/* ---- upstream keys at rest (tg_store_keys.c; sealing in tg_crypto.h) ---------------- */
+/* A team's key is stored sealed under the key file; the functions above seal and open it.
+ * These treat all keys at once. */
+
+/* How many teams' keys are sealed, and how many are still in clear (stored by a taskgate
+ * older than schema version 4). */
+int tg_store_keys_summary(struct tg_store *st, long *sealed, long *clear);
+
+/* Re-seals, in ONE transaction, every team's key under the key ring's current sealing key
+ * (every != 0: `keys rotate`), or only the keys still in clear (every == 0: the migration
+ * of an older database), and logs it as action in admin_log (object "keys"; before: the key
+ * ids replaced, after: the new key id and the number of teams). *n receives how many keys
+ * were sealed. A key that does not open fails the whole transaction: nothing changes. */
+int tg_store_keys_reseal(struct tg_store *st, const struct tg_actor *who, int every,
+                         const char *action, long *n);
 
 /* Stores a token: its public id ("tok_…"), the hex SHA-256 of its text, role, label (may be
  * NULL) and expiry (0: never). TG_ENOTFOUND when the team does not exist. */

@@ -6,9 +6,11 @@
 #include <string.h>
 
 #include <json-c/json.h>
+#include <openssl/crypto.h>
 #include <openssl/sha.h>
 #include <sqlite3.h>
 
+#include "tg_crypto.h"
 #include "tg_json.h"
 #include "tg_store.h"
 #include "tg_store_int.h"
@@ -111,6 +113,16 @@ static char *json_pairs(const char *first, ...)
 
 /* ---- identities ------------------------------------------------------------------------ */
 
+/* The row's stored token hash equals the one looked up, compared in constant time: the
+ * index found the row, but the answer never depends on how many leading bytes agree. */
+static int hash_matches(sqlite3_stmt *s, int col, const char *token_hash)
+{
+    const char *stored = store_col_text(s, col);
+    size_t n = strlen(token_hash);
+    return stored != NULL && (size_t)sqlite3_column_bytes(s, col) == n &&
+           CRYPTO_memcmp(stored, token_hash, n) == 0;
+}
+
 int tg_store_auth(struct tg_store *st, const char *token_hash, int64_t now_ms,
                   struct tg_auth *out)
 {
@@ -132,6 +144,9 @@ int tg_store_auth(struct tg_store *st, const char *token_hash, int64_t now_ms,
         rc = TG_ENOTFOUND;
     } else if (src != SQLITE_ROW) {
         rc = store_db_err(st, src, "auth");
+    } else if (!hash_matches(s, 5, token_hash)) {
+        store_set_err(st, "no such token, or it is revoked or expired");
+        rc = TG_ENOTFOUND;
     } else {
         memset(out, 0, sizeof(*out));
         out->team_id = sqlite3_column_int64(s, 0);
@@ -149,6 +164,9 @@ out:
 
 int tg_store_team_key(struct tg_store *st, int64_t team_id, char *buf, size_t buflen)
 {
+    if (buf == NULL || buflen == 0)
+        return store_invalid(st, "team key: no buffer");
+    buf[0] = '\0';
     sqlite3_stmt *s;
     int rc = store_prep(st, S_TEAM_KEY, &s);
     if (rc != TG_OK)
@@ -161,14 +179,25 @@ int tg_store_team_key(struct tg_store *st, int64_t team_id, char *buf, size_t bu
     } else if (src != SQLITE_ROW) {
         rc = store_db_err(st, src, "team key");
     } else {
-        const char *key = store_col_text(s, 0);
-        size_t n = (size_t)sqlite3_column_bytes(s, 0);
-        if (key == NULL || buf == NULL || n + 1 > buflen) {
-            store_set_err(st, "the upstream key of team %lld does not fit", (long long)team_id);
-            rc = key == NULL ? TG_ENOMEM : TG_ETOOBIG;
+        const char *name = store_col_text(s, 0), *sealed = store_col_text(s, 1);
+        char why[300] = "";
+        if (name == NULL || sealed == NULL) {
+            store_set_err(st, "out of memory");
+            rc = TG_ENOMEM;
+        } else if (sqlite3_column_type(s, 2) == SQLITE_NULL) {
+            store_set_err(st, "the upstream key of team '%.64s' is still stored in clear: run "
+                          "`taskgate init` to encrypt it", name);
+            rc = TG_ERR;
         } else {
-            memcpy(buf, key, n + 1);
-            rc = TG_OK;
+            rc = tg_crypto_open(name, sealed, buf, buflen, NULL, why, sizeof(why));
+            if (rc == TG_ETOOBIG)
+                store_set_err(st, "the upstream key of team %lld does not fit",
+                              (long long)team_id);
+            else if (rc != TG_OK)
+                store_set_err(st, "the upstream key of team '%.64s' cannot be decrypted: %s",
+                              name, why);
+            if (rc == TG_EINVAL)
+                rc = TG_ERR;
         }
     }
     store_done(s);
@@ -196,6 +225,10 @@ int tg_store_team_id(struct tg_store *st, const char *name, int64_t *team_id)
     return rc;
 }
 
+/* Upstream keys: at most this long in clear, and the size of their sealed text. */
+#define UPSTREAM_KEY_MAX 1024
+#define SEALED_KEY_LEN TG_CRYPTO_SEALED_LEN(UPSTREAM_KEY_MAX)
+
 /* "sha256:" and the first 12 hex digits of the key's SHA-256: enough to tell keys apart,
  * far too little to recover one. */
 #define FINGERPRINT_LEN 20
@@ -213,7 +246,20 @@ static int check_team_args(struct tg_store *st, const char *name, const char *ke
         return store_invalid(st, "a team name is 1 to 64 characters");
     if (key == NULL || key[0] == '\0')
         return store_invalid(st, "the upstream key is empty");
+    if (strlen(key) > UPSTREAM_KEY_MAX)
+        return store_invalid(st, "the upstream key is longer than 1024 characters");
     return TG_OK;
+}
+
+/* The key sealed for team name (tg_crypto.h) into out, and the sealing key's id. */
+static int seal_key(struct tg_store *st, const char *name, const char *key,
+                    char out[SEALED_KEY_LEN], char kid[TG_CRYPTO_KID_LEN])
+{
+    char why[300] = "";
+    int rc = tg_crypto_seal(name, key, strlen(key), out, SEALED_KEY_LEN, kid, why, sizeof(why));
+    if (rc != TG_OK)
+        store_set_err(st, "cannot encrypt the upstream key: %s", why);
+    return rc;
 }
 
 int tg_store_team_add(struct tg_store *st, const struct tg_actor *who, const char *name,
@@ -223,18 +269,21 @@ int tg_store_team_add(struct tg_store *st, const struct tg_actor *who, const cha
     if (rc != TG_OK)
         return rc;
     sqlite3_stmt *s;
-    char fp[FINGERPRINT_LEN], now[TG_TIME_LEN];
+    char fp[FINGERPRINT_LEN], now[TG_TIME_LEN], sealed[SEALED_KEY_LEN], kid[TG_CRYPTO_KID_LEN];
     fingerprint(key, fp);
     store_now_text(now);
-    rc = store_prep(st, S_TEAM_ADD, &s);
+    rc = seal_key(st, name, key, sealed, kid);
+    if (rc == TG_OK)
+        rc = store_prep(st, S_TEAM_ADD, &s);
     if (rc == TG_OK)
         rc = store_tx_begin(st);
     if (rc != TG_OK)
         return rc;
     store_bind_text(s, 1, name);
-    store_bind_text(s, 2, key);
+    store_bind_text(s, 2, sealed);
     store_bind_text(s, 3, fp);
     store_bind_text(s, 4, now);
+    store_bind_text(s, 5, kid);
     rc = store_run(st, s, "add team");
     if (rc == TG_EEXIST)
         store_set_err(st, "team '%s' already exists", name);
@@ -256,10 +305,12 @@ int tg_store_team_set_key(struct tg_store *st, const struct tg_actor *who, const
     if (rc != TG_OK)
         return rc;
     sqlite3_stmt *s;
-    char fp[FINGERPRINT_LEN], now[TG_TIME_LEN];
+    char fp[FINGERPRINT_LEN], now[TG_TIME_LEN], sealed[SEALED_KEY_LEN], kid[TG_CRYPTO_KID_LEN];
     fingerprint(key, fp);
     store_now_text(now);
-    rc = store_tx_begin(st);
+    rc = seal_key(st, name, key, sealed, kid);
+    if (rc == TG_OK)
+        rc = store_tx_begin(st);
     if (rc != TG_OK)
         return rc;
     char old_fp[FINGERPRINT_LEN + 8];
@@ -270,9 +321,10 @@ int tg_store_team_set_key(struct tg_store *st, const struct tg_actor *who, const
         rc = store_prep(st, S_TEAM_SET_KEY, &s);
     if (rc == TG_OK) {
         store_bind_text(s, 1, name);
-        store_bind_text(s, 2, key);
+        store_bind_text(s, 2, sealed);
         store_bind_text(s, 3, fp);
         store_bind_text(s, 4, now);
+        store_bind_text(s, 5, kid);
         rc = store_run(st, s, "set team key");
     }
     if (rc == TG_OK) {

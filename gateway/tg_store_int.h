@@ -30,6 +30,7 @@ struct tg_store {
     sqlite3 *db;
     sqlite3_stmt *stmt[S_COUNT];
     sqlite3_stmt *slot[TG_STORE_SLOTS]; /* claimed by tg_store_audit.c and the like */
+    int flags;                          /* the TG_STORE_* flags it was opened with */
     char err[512];
 };
 

@@ -657,6 +657,16 @@ int tg_sub_forward(struct tg_sub *s, struct tg_failure *f)
                    ? json_object_array_length(s->inputs) : 0;
     s->resp->inputs = (int)n;
     int rc = tg_store_team_key(w->store, s->auth.team_id, s->key, sizeof(s->key));
+    if (rc == TG_ERR || rc == TG_ENOTFOUND || rc == TG_ETOOBIG) {
+        /* The key cannot be had (not set, or not decrypted): the team's to fix, and
+         * nothing was sent. The store's message names the cause for the log only. */
+        tg_log(TG_LOG_ERROR, "team %s: upstream key unusable: %s", s->auth.team,
+               tg_store_errmsg(w->store));
+        tg_memzero(s->key, sizeof(s->key));
+        tg_sub_reject(s, 503, "the team's upstream key cannot be used; ask an administrator "
+                              "(nothing was sent upstream)", NULL);
+        return TG_SUB_ANSWERED;
+    }
     struct tg_submission rec;
     fill_record(s, &rec, tg_sub_stored_request(s));
     if (rc == TG_OK)
@@ -695,6 +705,8 @@ void tg_submit_runs(struct tg_worker *w, struct tg_request *req, struct tg_respo
 
     struct tg_failure f;
     int rc = tg_sub_forward(&s, &f);
+    if (rc == TG_SUB_ANSWERED)
+        return;
     if (rc == TG_OK)
         answer_success(&s);
     else if (rc == TG_ERR)

@@ -14,6 +14,8 @@
 #include "tg_store.h"
 
 #define TG_UPSTREAM_KEY_MAX 512
+/* tg_sub_forward's return when it has answered the client itself. */
+#define TG_SUB_ANSWERED 1
 
 struct tg_sub;
 
@@ -90,7 +92,8 @@ int tg_sub_check_role(struct tg_sub *s);
 
 /* Records the submission as pending and sends it: a group when s->taskgroup_id is NULL,
  * then s->inputs in chunks. TG_OK: every call succeeded; TG_ERR: *f says what failed;
- * other codes: the database failed (answer with tg_sub_db_trouble). */
+ * TG_SUB_ANSWERED: refused before anything was sent (the team's key cannot be used), the
+ * answer is in resp; other codes: the database failed (answer with tg_sub_db_trouble). */
 int tg_sub_forward(struct tg_sub *s, struct tg_failure *f);
 
 /* Writes the final state (with the last call when one is waiting). */

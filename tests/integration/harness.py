@@ -19,6 +19,7 @@ otherwise. Inside unittest, StackTestCase.stack() ties that decision to the test
 which also catches failures reported through subTest.
 """
 
+import base64
 import hashlib
 import http.client
 import json
@@ -35,7 +36,8 @@ import tempfile
 import time
 import unittest
 
-__all__ = ["Stack", "StackError", "StackTestCase", "env_path", "free_port", "tail"]
+__all__ = ["Stack", "StackError", "StackTestCase", "SecretLeak", "env_path", "free_port",
+           "tail", "secret_forms"]
 
 TOKEN_RE = re.compile(r"^tg_[0-9a-f]{48}$")
 TOKEN_ID_RE = re.compile(r"id=(tok_[0-9a-f]+)")
@@ -44,6 +46,31 @@ SOCKET_PATH_MAX = 100  # sun_path is 108 bytes; keep a margin
 
 class StackError(RuntimeError):
     """A part of the stack failed to start or to answer; the message has the log tail."""
+
+
+class SecretLeak(AssertionError):
+    """An upstream key or a token the stack handed out was found where it must never be:
+    a log, the database file, a config, an HTTP answer or a CLI output. The message names
+    the secret by a label and the place, never by its value."""
+
+
+def secret_forms(secret, encoded=True):
+    """The byte strings that betray secret: itself and, when encoded is true, its hex (both
+    cases) and its base64 (standard and URL-safe) at each of the three alignments a value
+    can have inside a longer base64 text (the characters that depend on neighbours are
+    dropped). Each form is (name, bytes)."""
+    raw = secret.encode("utf-8")
+    forms = [("clear", raw)]
+    if not encoded:
+        return forms
+    forms += [("hex", raw.hex().encode()), ("HEX", raw.hex().upper().encode())]
+    for shift in range(3):
+        for name, enc in (("base64", base64.b64encode), ("base64url", base64.urlsafe_b64encode)):
+            text = enc(b"\0" * shift + raw + b"\0\0\0")
+            inner = text[4 if shift else 0:-4 - 4]
+            if len(inner) >= 16:
+                forms.append((name, inner.rstrip(b"=")))
+    return forms
 
 
 def env_path(name):
@@ -120,6 +147,14 @@ class Stack:
         self.daemon_exit = None  # the daemon's exit code once it has ended
         self.started = False
         self.stopped = False
+        # The secret scan (see scan_secrets): every upstream key and token this stack
+        # handed out, and what its users were answered.
+        self.secrets = {}        # secret -> label ("key 1 sha256:…", "token tok_…")
+        self.answers = []        # (what, bytes): HTTP answers through nginx, CLI outputs
+        self.answers_size = 0
+        self.scan_on_stop = True
+        for key in self.keys:
+            self.add_secret(key, "key")
 
     # ---- paths --------------------------------------------------------------------------
 
@@ -406,6 +441,12 @@ class Stack:
         self.nginx_proc = self.sim_proc = None
         if self.dir is None:
             return
+        leak = None
+        if self.scan_on_stop:
+            try:
+                self.scan_secrets()
+            except SecretLeak as e:
+                leak, keep = e, True
         if keep:
             sys.stderr.write("\n[harness] kept %s (logs: taskgate.log, sim.log, "
                              "nginx-error.log)\n" % self.dir)
@@ -413,8 +454,92 @@ class Stack:
             shutil.rmtree(self.dir, ignore_errors=True)
         if self.sock_dir is not None:
             shutil.rmtree(self.sock_dir, ignore_errors=True)
+        if leak is not None:
+            raise leak
         if errors:
             raise errors[0]
+
+    # ---- the secret scan ------------------------------------------------------------------
+
+    ANSWERS_MAX = 64 * 1024 * 1024  # answers kept for the scan; past it they are checked at once
+
+    def add_secret(self, secret, kind):
+        """Registers an upstream key (kind "key") or a token (kind "token") that must never
+        show up in a log, the database, a config, an answer or a CLI output."""
+        secret = secret.strip()
+        if len(secret) < 8 or secret in self.secrets:
+            return
+        if kind == "key":
+            label = "upstream key %s" % key_fingerprint(secret)
+        else:
+            label = "token sha256:%s" % hashlib.sha256(secret.encode()).hexdigest()[:12]
+        self.secrets[secret] = label
+
+    def record_answer(self, what, data):
+        """Keeps an answer (bytes or str) for the scan at stop."""
+        if isinstance(data, str):
+            data = data.encode("utf-8", "replace")
+        if not data:
+            return
+        if self.answers_size + len(data) > self.ANSWERS_MAX:
+            self._check_bytes(what, data)
+            return
+        self.answers.append((what, data))
+        self.answers_size += len(data)
+
+    def _forms(self):
+        for secret, label in self.secrets.items():
+            for form, needle in secret_forms(secret, encoded=label.startswith("upstream")):
+                yield label, form, needle
+
+    def _check_bytes(self, where, data, found=None):
+        """Adds to found (or raises at once) every secret form in data."""
+        hits = [] if found is None else found
+        for label, form, needle in self._forms():
+            i = data.find(needle)
+            if i >= 0:
+                hits.append("%s (%s) in %s at byte %d" % (label, form, where, i))
+        if found is None and hits:
+            raise SecretLeak("secrets leaked:\n  " + "\n  ".join(hits))
+        return hits
+
+    def scan_paths(self):
+        """The files the scan reads: everything in the stack's directory (logs, the
+        database and its -wal/-shm, configs) except the key files and nginx's buffers of
+        client request bodies."""
+        key_base = os.path.basename(self.key_file_path)
+        for root, dirs, files in os.walk(self.dir):
+            if root == self.dir and "tmp" in dirs:
+                dirs.remove("tmp")
+            for name in files:
+                if root == self.dir and (name == key_base or name.startswith(key_base + ".")):
+                    continue
+                path = os.path.join(root, name)
+                if stat.S_ISREG(os.lstat(path).st_mode):
+                    yield path
+
+    def scan_secrets(self):
+        """Raises SecretLeak when any registered key or token (in clear; keys also hex and
+        base64) is in a file of scan_paths() or a recorded answer."""
+        if not self.secrets or self.dir is None:
+            return
+        hits = []
+        for path in self.scan_paths():
+            try:
+                with open(path, "rb") as f:
+                    data = f.read()
+            except OSError:
+                continue
+            self._check_bytes(os.path.relpath(path, self.dir), data, hits)
+        for what, data in self.answers:
+            self._check_bytes(what, data, hits)
+        if hits:
+            raise SecretLeak("secrets leaked (the directory is kept):\n  "
+                             + "\n  ".join(hits[:50]))
+
+    @property
+    def key_file_path(self):
+        return self.extra_conf.get("key_file") or self.db_path + ".key"
 
     # ---- the daemon ---------------------------------------------------------------------
 
@@ -444,8 +569,17 @@ class Stack:
     def cli(self, *args, input=None, timeout=30, config=True):
         """Runs taskgate [--config DIR/taskgate.conf] ARGS; never raises on a failing exit."""
         argv = [self.bin] + (["--config", self.conf_path] if config else []) + list(args)
-        return subprocess.run(argv, input=input, capture_output=True, text=True,
-                              timeout=timeout, cwd=self.dir, env=child_env())
+        if list(args[:2]) in (["team", "add"], ["team", "set-key"]) and input:
+            self.add_secret(input.splitlines()[0] if input.strip() else input, "key")
+        r = subprocess.run(argv, input=input, capture_output=True, text=True,
+                           timeout=timeout, cwd=self.dir, env=child_env())
+        what = "the output of taskgate %s" % " ".join(args[:3])
+        if list(args[:2]) == ["token", "issue"] and TOKEN_RE.match(r.stdout.strip()):
+            self.add_secret(r.stdout.strip(), "token")  # stdout is the one place it belongs
+        else:
+            self.record_answer(what + " (stdout)", r.stdout)
+        self.record_answer(what + " (stderr)", r.stderr)
+        return r
 
     def cli_ok(self, *args, input=None, timeout=30):
         """Like cli() but raises StackError unless the command exits 0."""
@@ -503,7 +637,11 @@ class Stack:
     def http(self, method, path, body=None, headers=None, timeout=30):
         """One request to nginx; returns (status, headers with lowercased names, body bytes)
         whatever the status."""
-        return self._request(self.port, method, path, body, headers, timeout)
+        status, hdrs, data = self._request(self.port, method, path, body, headers, timeout)
+        what = "the answer to %s %s (%d)" % (method, path.split("?")[0][:80], status)
+        self.record_answer(what, json.dumps(hdrs) + "\n")
+        self.record_answer(what, data)
+        return status, hdrs, data
 
     def json_req(self, method, path, body=None, headers=None, token=None, timeout=30):
         """Sends body as JSON (a str or bytes is sent as is) with token as a Bearer token when
@@ -596,6 +734,8 @@ class StackTestCase(unittest.TestCase):
             for s in reversed(self._stacks):
                 try:
                     s.stop(keep=failed)
+                except SecretLeak:  # a leak fails the test, whatever else happened
+                    result.addFailure(self, sys.exc_info())
                 except Exception as e:  # a stop that fails must not hide the test's outcome
                     sys.stderr.write("[harness] stopping %s: %s\n" % (s.dir, e))
 

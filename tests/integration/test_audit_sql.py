@@ -23,6 +23,8 @@ SOURCE_DIR = os.environ.get("TG_SOURCE_DIR") or os.path.dirname(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SQL_DIR = os.path.join(SOURCE_DIR, "sql")
 QUERIES_PATH = os.path.join(SQL_DIR, "audit-queries.sql")
+# The schema version this build migrates to: the highest sql/NNN_*.sql.
+LATEST = max(int(n[:3]) for n in os.listdir(SQL_DIR) if re.match(r"^\d{3}_.*\.sql$", n))
 
 VIEWS = {"audit_submissions", "audit_runs", "audit_calls", "audit_admin"}
 AUDIT_CALLS_COLUMNS = [
@@ -237,7 +239,7 @@ class AuditSqlTest(unittest.TestCase):
         for view in VIEWS:
             with self.subTest(view=view):
                 self.assertGreater(self.s.db_value("SELECT count(*) FROM %s" % view), 0)
-        self.assertEqual(self.s.db_value("PRAGMA user_version"), 2)
+        self.assertEqual(self.s.db_value("PRAGMA user_version"), LATEST)
 
     def test_audit_calls(self):
         cols = [r["name"] for r in self.s.db("PRAGMA table_info(audit_calls)")]
@@ -627,6 +629,7 @@ class AuditSqlTest(unittest.TestCase):
     def test_init_upgrades_a_v1_database(self):
         tables = ("teams", "tokens", "presets", "submissions", "upstream_calls", "runs")
         path = self.s.path("v1.db")
+        clear_keys = {}
         with open(os.path.join(SQL_DIR, "001_init.sql"), "r", encoding="utf-8") as f:
             v1 = f.read()
         conn = sqlite3.connect(path, isolation_level=None)
@@ -636,7 +639,14 @@ class AuditSqlTest(unittest.TestCase):
             conn.execute("ATTACH ? AS live", ("file:%s?mode=ro" % self.s.db_path,))
             conn.execute("BEGIN")
             for t in tables:
-                conn.execute("INSERT INTO main.%s SELECT * FROM live.%s" % (t, t))
+                cols = ", ".join(r[1] for r in conn.execute("PRAGMA main.table_info(%s)" % t))
+                conn.execute("INSERT INTO main.%s SELECT %s FROM live.%s" % (t, cols, t))
+            # Version 1 stored the upstream keys in clear.
+            for name, key in conn.execute("SELECT name, 'par-v1-' || name || '-"
+                                          + secrets.token_hex(12) + "' FROM teams").fetchall():
+                clear_keys[name] = key
+                conn.execute("UPDATE teams SET upstream_key = ? WHERE name = ?", (key, name))
+                self.s.add_secret(key, "key")  # the scan at stop reads v1.db's bytes too
             conn.execute("COMMIT")
             conn.execute("DETACH live")
             before = {t: conn.execute("SELECT * FROM %s ORDER BY 1, 2" % t).fetchall()
@@ -662,7 +672,9 @@ class AuditSqlTest(unittest.TestCase):
 
         r = self.s.cli("--config", conf, "init", config=False)
         self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertIn("from schema version 1 to 2", r.stderr)
+        self.assertIn("from schema version 1 to %d" % LATEST, r.stderr)
+        self.assertIn("%d upstream key(s) stored in clear are now encrypted" % len(clear_keys),
+                      r.stderr)
         r = self.s.cli("--config", conf, "init", config=False)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("up to date", r.stderr)
@@ -672,17 +684,28 @@ class AuditSqlTest(unittest.TestCase):
 
         conn = sqlite3.connect("file:%s?mode=ro" % path, uri=True)
         try:
-            self.assertEqual(conn.execute("PRAGMA user_version").fetchone()[0], 2)
+            self.assertEqual(conn.execute("PRAGMA user_version").fetchone()[0], LATEST)
             for t in tables:
                 with self.subTest(table=t):
-                    self.assertEqual(conn.execute("SELECT * FROM %s ORDER BY 1, 2" % t)
-                                     .fetchall(), before[t])
+                    cols = [r[1] for r in conn.execute("PRAGMA table_info(%s)" % t)]
+                    keep = [c for c in cols if c not in ("upstream_key", "key_id")]
+                    was = [r[1] for r in conn.execute("PRAGMA table_info(%s)" % t)
+                           if r[1] in keep]
+                    self.assertEqual(
+                        conn.execute("SELECT %s FROM %s ORDER BY 1, 2" % (", ".join(keep), t))
+                        .fetchall(),
+                        [tuple(row[cols.index(c)] for c in was) for row in before[t]])
+            # The clear keys were encrypted: sealed text under the key file, in one logged step.
+            for name, stored, kid in conn.execute("SELECT name, upstream_key, key_id FROM teams"):
+                self.assertTrue(stored.startswith("tgk1.%s." % kid), stored)
+                self.assertNotIn(clear_keys[name], stored)
             for v, rows in before_views.items():
                 self.assertEqual(conn.execute("SELECT * FROM %s ORDER BY 1, 2" % v).fetchall(),
                                  rows)
             self.assertEqual(conn.execute("SELECT count(*) FROM audit_calls").fetchone()[0],
                              len(before["upstream_calls"]))
-            self.assertEqual(conn.execute("SELECT count(*) FROM audit_admin").fetchone()[0], 0)
+            self.assertEqual([r[0] for r in conn.execute("SELECT action FROM audit_admin")],
+                             ["keys.encrypt"])
             names = {r[0] for r in conn.execute(
                 "SELECT name FROM sqlite_master WHERE type IN ('table', 'trigger', 'index')")}
             for want in ("admin_log", "audit_reads", "audit_prune_guard", "runs_no_delete",

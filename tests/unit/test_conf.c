@@ -86,6 +86,7 @@ static void test_full_file(void)
                        "backlog = 65535\n"
                        "database = /srv/tg/tg.db\n"
                        "db_busy_timeout_ms = 0\n"
+                       "key_file = /etc/tg/tg.key\n"
                        "upstream_url = http://127.0.0.1:8080/\n"
                        "upstream_connect_timeout_ms = 1\n"
                        "upstream_timeout_ms = 3600000\n"
@@ -103,6 +104,7 @@ static void test_full_file(void)
     CHECK(c.backlog == 65535);
     CHECK_STR(c.database, "/srv/tg/tg.db");
     CHECK(c.db_busy_timeout_ms == 0);
+    CHECK_STR(c.key_file, "/etc/tg/tg.key");
     CHECK_STR(c.upstream_url, "http://127.0.0.1:8080");
     CHECK(c.upstream_connect_timeout_ms == 1);
     CHECK(c.upstream_timeout_ms == 3600000);
@@ -338,6 +340,14 @@ static void test_relative_paths(void)
     CHECK_STR(c.database, want);
     snprintf(want, sizeof want, "%s/gw.sock", real);
     CHECK_STR(c.listen, want);
+    /* key_file: by default the database's path with ".key"; relative like any path. */
+    snprintf(want, sizeof want, "%s/data/x.db.key", real);
+    CHECK_STR(c.key_file, want);
+    CHECK(write_file(file, "database = data/x.db\nkey_file = keys/k\n") == 0);
+    CHECK(tg_conf_load(&c, file, err, sizeof err) == TG_OK);
+    snprintf(want, sizeof want, "%s/keys/k", real);
+    CHECK_STR(c.key_file, want);
+    CHECK(write_file(file, "database = data/x.db\nlisten = gw.sock\n") == 0);
 
     /* Loaded by a relative name from inside the directory: the same absolute result. */
     CHECK(getcwd(cwd, sizeof cwd) != NULL);
@@ -423,6 +433,8 @@ static void test_dump(void)
                  "backlog = 1024\n"
                  "database = /var/lib/taskgate/taskgate.db\n"
                  "db_busy_timeout_ms = 10000\n"
+                 "key_file = \"\"\n"
+                 "db_max_pages = 0\n"
                  "upstream_url = https://api.parallel.ai\n"
                  "upstream_connect_timeout_ms = 5000\n"
                  "upstream_timeout_ms = 60000\n"
@@ -468,6 +480,8 @@ static void test_shipped_conf(void)
     CHECK_STR(err, "");
     /* It documents the defaults, so it must set exactly them. */
     tg_conf_defaults(&d);
+    /* ... with key_file's empty default resolved, as every load does. */
+    snprintf(d.key_file, sizeof d.key_file, "%.400s.key", d.database);
     CHECK(tg_conf_dump(&c, a, sizeof a) == TG_OK);
     CHECK(tg_conf_dump(&d, b, sizeof b) == TG_OK);
     CHECK_STR(a, b);

@@ -12,6 +12,7 @@
 #include <sqlite3.h>
 
 #include "tg_core.h"
+#include "tg_crypto.h"
 #include "tg_store.h"
 #include "tg_test.h"
 
@@ -238,6 +239,9 @@ static void test_team_key(void)
     CHECK_STR(query(path, "SELECT key_fingerprint FROM teams WHERE name = 'research'"), want);
     CHECK_STR(query(path, "SELECT count(*) FROM admin_log WHERE before LIKE '%pk-live%'"
                           " OR after LIKE '%pk-live%'"), "0");
+    /* The key itself is stored only sealed. */
+    CHECK_STR(query(path, "SELECT count(*) FROM teams WHERE upstream_key LIKE '%pk-live%'"
+                          " OR upstream_key NOT LIKE 'tgk1.%' OR key_id IS NULL"), "0");
     /* A change that failed left no log row. */
     CHECK_STR(query(path, "SELECT count(*) FROM admin_log WHERE object_id = 'nobody'"), "0");
     tg_store_close(st);
@@ -749,6 +753,15 @@ static void test_names(void)
 
 int main(void)
 {
+    /* Team keys are sealed under a key file: a fresh one for this run. */
+    char key_file[512], err[256];
+    db_path(key_file, sizeof(key_file), "key");
+    unlink(key_file);
+    tg_crypto_configure(key_file);
+    if (tg_crypto_load(1, NULL, err, sizeof(err)) != TG_OK) {
+        fprintf(stderr, "key file: %s\n", err);
+        return 1;
+    }
     static const struct tg_test_case cases[] = {
         {"names", test_names},
         {"open_migrate_twice", test_open_migrate_twice},
@@ -765,5 +778,7 @@ int main(void)
         {"readonly", test_readonly},
         {NULL, NULL},
     };
-    return tg_test_run(cases);
+    int rc = tg_test_run(cases);
+    unlink(key_file);
+    return rc;
 }

@@ -1,0 +1,159 @@
+"""Database trouble: the SQLite file locked by another process, read-only, or full. The
+gateway must wait out a short lock, and otherwise answer a clear 503 in the upstream's
+error shape, send nothing upstream, keep running and keep answering /healthz."""
+
+import os
+import pwd
+import sqlite3
+import sys
+import threading
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import StackTestCase  # noqa: E402
+
+KEY = "par-dbtrouble-0f3c5e7a9b1d2c4e"
+PRESET = {"processor": "core"}
+
+
+def start_daemon(s):
+    """Starts the daemon and waits until it answers: its socket exists a moment before it
+    listens, and nginx is refused in between."""
+    s._start_daemon()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        status, body, _ = s.json_req("GET", "/healthz")
+        if status == 200 or "not answering" not in str(body):
+            return
+        time.sleep(0.05)
+
+
+class DbTroubleTest(StackTestCase):
+
+    def start(self, **conf):
+        s = self.stack(keys=[KEY], conf=conf)
+        s.add_team("a", KEY, preset=PRESET)
+        token, _ = s.issue_token("a")
+        return s, token
+
+    def submit(self, s, token, timeout=30):
+        return s.json_req("POST", "/v1/runs", {"inputs": ["q1", "q2"]}, token=token,
+                          timeout=timeout)
+
+    def assert_db_503(self, s, status, body, sent_before):
+        self.assertEqual(status, 503, body)
+        self.assertEqual(body.get("type"), "error", body)
+        msg = body["error"]["message"]
+        self.assertIn("nothing was sent upstream", msg)
+        self.assertTrue(body["error"].get("ref_id"), body)
+        self.assertEqual(len(s.sim_requests()), sent_before, "something was sent upstream")
+        self.assertTrue(s.daemon_alive(), "the daemon died")
+
+    # ---- locked -------------------------------------------------------------------------
+
+    def hold_lock(self, s, seconds):
+        """Another process's write transaction on the database for seconds (WAL: readers
+        go on, writers wait). Returns the thread; the lock is taken when this returns."""
+        taken = threading.Event()
+
+        def run():
+            conn = sqlite3.connect(s.db_path, isolation_level=None, timeout=5)
+            try:
+                conn.execute("BEGIN EXCLUSIVE")
+                taken.set()
+                time.sleep(seconds)
+                conn.execute("ROLLBACK")
+            finally:
+                conn.close()
+
+        t = threading.Thread(target=run)
+        t.start()
+        self.assertTrue(taken.wait(5), "could not take the lock")
+        return t
+
+    def test_locked_for_a_few_seconds_requests_wait_then_succeed(self):
+        s, token = self.start(db_busy_timeout_ms=10000)
+        t = self.hold_lock(s, 2.5)
+        t0 = time.monotonic()
+        status, body, _ = self.submit(s, token)
+        waited = time.monotonic() - t0
+        t.join()
+        self.assertEqual(status, 200, body)
+        self.assertEqual(len(body["run_ids"]), 2)
+        self.assertGreater(waited, 1.5, "the request did not wait for the lock")
+        self.assertEqual(s.db_value("SELECT state FROM submissions WHERE id = ?",
+                                    (body["submission_id"],)), "accepted")
+        self.assertEqual(len(s.sim_requests()), 2)  # create group + add runs
+
+    def test_locked_past_the_busy_timeout_is_503_with_nothing_sent(self):
+        s, token = self.start(db_busy_timeout_ms=500)
+        t = self.hold_lock(s, 3)
+        try:
+            status, body, _ = self.submit(s, token)
+        finally:
+            t.join()
+        self.assert_db_503(s, status, body, 0)
+        # Once the lock is gone the same submission goes through.
+        status, body, _ = self.submit(s, token)
+        self.assertEqual(status, 200, body)
+
+    # ---- read-only ------------------------------------------------------------------------
+
+    def make_read_only(self, s):
+        """Restarts the daemon on a database file it cannot write. root ignores file modes,
+        so under root the daemon runs as nobody (config key `user`) over files it owns."""
+        s.stop_daemon()
+        if os.geteuid() == 0:
+            nobody = pwd.getpwnam("nobody")
+            s.extra_conf["user"] = "nobody"
+            s._write_conf()
+            for name in os.listdir(s.dir):
+                if name.startswith("taskgate.db"):
+                    os.chown(s.path(name), nobody.pw_uid, nobody.pw_gid)
+            os.chown(s.dir, nobody.pw_uid, nobody.pw_gid)
+        os.chmod(s.db_path, 0o444)
+        start_daemon(s)
+
+    def test_read_only_database_is_503_and_nothing_sent(self):
+        s, token = self.start()
+        status, body, _ = self.submit(s, token)
+        self.assertEqual(status, 200, body)
+        self.make_read_only(s)
+        s.sim_clear()
+        before = s.db_value("SELECT count(*) FROM submissions")
+
+        status, body, _ = self.submit(s, token)
+        self.assert_db_503(s, status, body, 0)
+        status, health, _ = s.json_req("GET", "/healthz")
+        self.assertEqual(status, 503, health)
+        self.assertIn("read-only", health["error"]["message"])
+        # Reads still work: the audit API answers from the read-only file.
+        self.assertEqual(s.db_value("SELECT count(*) FROM submissions"), before)
+        self.assertNotIn("Segmentation", s.daemon_log())
+        os.chmod(s.db_path, 0o644)
+
+    # ---- full ----------------------------------------------------------------------------
+
+    def test_full_database_is_503_nothing_sent_and_health_still_answers(self):
+        s, token = self.start()
+        pages = s.db_value("PRAGMA page_count")
+        s.stop_daemon()
+        s.extra_conf["db_max_pages"] = pages + 2
+        s._write_conf()
+        start_daemon(s)
+        s.sim_clear()
+        big = ["x" * 3000 + str(i) for i in range(40)]  # ~120 kB of request to store
+        status, body, _ = s.json_req("POST", "/v1/runs", {"inputs": big}, token=token)
+        self.assert_db_503(s, status, body, 0)
+        self.assertIn("full", s.daemon_log())
+        status, health, _ = s.json_req("GET", "/healthz")
+        self.assertEqual(status, 200, health)
+        # A small submission that still fits goes through: the daemon is not wedged.
+        status, body, _ = self.submit(s, token)
+        self.assertIn(status, (200, 503), body)
+        self.assertTrue(s.daemon_alive())
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
