@@ -157,7 +157,6 @@ void tg_html_finish(const struct tg_request *req, struct tg_response *resp, int 
                    "base-uri 'none'");
     tg_resp_header(resp, "X-Content-Type-Options", "nosniff");
     tg_resp_header(resp, "Referrer-Policy", "no-referrer");
-    tg_resp_header(resp, "Cache-Control", "no-store");
 }
 
 /* ---- error pages ------------------------------------------------------------------------ */

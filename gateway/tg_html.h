@@ -31,8 +31,8 @@ void tg_html_end(struct tg_buf *b, const struct tg_request *req);
 
 /* Marks resp as an HTML page with the given status (its body already written) and adds
  * the safety headers: Content-Security-Policy (no inline script or style, forms to this
- * origin only, no framing), nosniff, no referrer, and Cache-Control: no-store (pages may
- * show a team's records). A body that overflowed becomes a short 500 page. */
+ * origin only, no framing), nosniff and no referrer. (Every answer without its own
+ * Cache-Control is sent with no-store: pages may show a team's records.) A body that overflowed becomes a short 500 page. */
 void tg_html_finish(const struct tg_request *req, struct tg_response *resp, int status);
 
 /* Renders a short page for an error status: a friendly title, message (escaped; NULL: a

@@ -103,7 +103,6 @@ static void presets(struct tg_worker *w, struct tg_request *req, struct tg_respo
     size_t len;
     const char *text = tg_json_str(ans, &len);
     tg_resp_json(resp, 200, text, len);
-    tg_resp_header(resp, "Cache-Control", "no-store");
 }
 
 static void not_allowed(const struct tg_request *req, struct tg_response *resp,
