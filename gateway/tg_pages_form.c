@@ -114,7 +114,9 @@ static void summary(struct tg_buf *b, const struct tg_form_view *v)
         json_object *sub;
         const char *key;
         const char *field = field_of(p, &sub, &key);
-        if (field[0] != '\0')
+        if (field[0] != '\0' && key != NULL) /* "Metadata key “k”: …" names itself */
+            tg_buf_printf(b, "<li><a href=\"#f-%s\">", field);
+        else if (field[0] != '\0')
             tg_buf_printf(b, "<li><a href=\"#f-%s\">%s: ", field, label_of(field));
         else
             tg_buf_adds(b, "<li>");
