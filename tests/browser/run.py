@@ -10,6 +10,7 @@ TG_BROWSER_OUT, where screenshots go (default: ./browser-out), and CHROMIUM (def
 """
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -27,7 +28,12 @@ def npm_ci():
     subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=HERE, env=env, check=True)
 
 
+def stop_on_term(signum, frame):
+    raise KeyboardInterrupt  # the stack is stopped on the way out, as on Ctrl-C
+
+
 def main():
+    signal.signal(signal.SIGTERM, stop_on_term)
     serve = "--serve" in sys.argv[1:]
     out = os.path.abspath(os.environ.get("TG_BROWSER_OUT", "browser-out"))
     os.makedirs(out, exist_ok=True)
@@ -53,7 +59,7 @@ def main():
         failed = body["error"]["detail"]["submission_id"]
         base = "http://127.0.0.1:%d" % s.port
         if serve:
-            print("taskgate at %s\ntoken %s\n(Ctrl-C stops it)" % (base, token), flush=True)
+            print("taskgate at %s\ntoken %s\n(Ctrl-C or SIGTERM stops it)" % (base, token), flush=True)
             while True:
                 time.sleep(3600)
         env = dict(os.environ, TG_BROWSER_URL=base, TG_BROWSER_TOKEN=token,
