@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -156,9 +157,12 @@ static int write_head(struct tg_fcgi *f, const struct tg_request *req,
         tg_buf_adds(&head, "X-Accel-Buffering: no\r\n");
     if (req->request_id != NULL)
         tg_buf_printf(&head, "X-Request-Id: %s\r\n", req->request_id);
-    for (int i = 0; i < resp->nheaders; i++)
+    int cache_set = 0; /* answers are not cached unless the handler said otherwise */
+    for (int i = 0; i < resp->nheaders; i++) {
         tg_buf_printf(&head, "%s: %s\r\n", resp->header_name[i], resp->header_value[i]);
-    tg_buf_adds(&head, "Cache-Control: no-store\r\n\r\n");
+        cache_set |= strcasecmp(resp->header_name[i], "Cache-Control") == 0;
+    }
+    tg_buf_adds(&head, cache_set ? "\r\n" : "Cache-Control: no-store\r\n\r\n");
     int n = FCGX_PutStr(tg_buf_str(&head), (int)head.len, f->req.out);
     tg_buf_free(&head);
     return n < 0 ? TG_ERR : TG_OK;

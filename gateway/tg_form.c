@@ -46,6 +46,7 @@ struct form {
     int too_many;          /* the TG_FORM_MAX_INPUTS problem was reported */
     char *err;
     size_t errlen;
+    json_object *meta_key; /* the last metadata_key field, waiting for its metadata_value */
 };
 
 static int fail(struct form *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -508,11 +509,42 @@ static int is_csv(const struct file_info *file)
 
 /* One decoded field: name is NUL-terminated UTF-8, v[0..n) UTF-8 without NULs; file is
  * NULL unless the field is a multipart file part. */
+/* A browser's key/value rows: each metadata_value pairs with the metadata_key before it
+ * and is taken as the field metadata.KEY; a row whose key or value is empty is absent. */
+static int add_metadata_row(struct form *f, const char *name, const char *v, size_t n)
+{
+    trim(&v, &n);
+    if (strcmp(name, "metadata_key") == 0) {
+        json_object_put(f->meta_key);
+        f->meta_key = n > 0 ? new_string(v, n) : NULL;
+        return n > 0 && f->meta_key == NULL ? TG_ENOMEM : TG_OK;
+    }
+    json_object *key = f->meta_key;
+    f->meta_key = NULL;
+    int rc = TG_OK;
+    if (key != NULL && n > 0) {
+        char *field = malloc(strlen("metadata.") + (size_t)json_object_get_string_len(key) + 1);
+        if (field == NULL) {
+            rc = TG_ENOMEM;
+        } else {
+            memcpy(field, "metadata.", strlen("metadata."));
+            memcpy(field + strlen("metadata."), json_object_get_string(key),
+                   (size_t)json_object_get_string_len(key) + 1);
+            rc = add_metadata(f, field, v, n);
+            free(field);
+        }
+    }
+    json_object_put(key);
+    return rc;
+}
+
 static int add_field(struct form *f, const char *name, const char *v, size_t n,
                      const struct file_info *file)
 {
     if (strncmp(name, "metadata.", strlen("metadata.")) == 0)
         return add_metadata(f, name, v, n);
+    if (strcmp(name, "metadata_key") == 0 || strcmp(name, "metadata_value") == 0)
+        return add_metadata_row(f, name, v, n);
     size_t k = 0;
     while (k < NKNOWN && strcmp(known[k].name, name) != 0)
         k++;
@@ -887,7 +919,7 @@ int tg_form_is_form(const char *content_type)
 int tg_form_decode(const char *content_type, const char *body, size_t len,
                    json_object **out, json_object *detail, char *err, size_t errlen)
 {
-    struct form f = {NULL, NULL, NULL, 0, 0, err, errlen};
+    struct form f = {NULL, NULL, NULL, 0, 0, err, errlen, NULL};
     int rc = TG_OK;
     assert(detail != NULL);
     *out = NULL;
@@ -918,5 +950,6 @@ int tg_form_decode(const char *content_type, const char *body, size_t len,
     }
     json_object_put(f.out);
     json_object_put(f.problems);
+    json_object_put(f.meta_key);
     return rc;
 }

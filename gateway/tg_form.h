@@ -28,7 +28,9 @@ int tg_form_is_form(const char *content_type);
  *  - taskgroup_id, preset, processor, webhook_url, token, idempotency_key: trimmed
  *    strings; output and input_schema likewise, or an object when the text is a JSON one;
  *  - include_domains / exclude_domains: lists split at commas and newlines;
- *  - metadata.KEY fields: the metadata object; enable_events: a boolean (the last wins);
+ *  - metadata.KEY fields: the metadata object, as are a browser form's rows of
+ *    metadata_key and metadata_value fields (each value pairs with the key before it);
+ *    enable_events: a boolean (the last wins);
  *  - empty values leave a field out, unknown fields are ignored; keys come in the order
  *    their first value appeared.
  * On TG_OK *out is a new reference the caller owns, and problems with field values (given

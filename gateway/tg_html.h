@@ -1,18 +1,50 @@
-/* HTML answers for browsers: when a client prefers text/html, the JSON answer a handler
- * produced is rendered as a small, escaped page instead. */
+/* HTML for browsers: the page frame every page shares (one stylesheet, one script, a strict
+ * Content-Security-Policy), escaping, and the answer to a form post of POST /v1/runs,
+ * rendered from the JSON answer the submission handler produced. */
 #ifndef TG_HTML_H
 #define TG_HTML_H
+
+#include <json-c/json.h>
 
 #include "tg_http.h"
 
 /* Whether an Accept header (may be NULL) prefers text/html over application/json. */
 int tg_html_preferred(const char *accept);
 
-/* Appends s to b with &, <, >, " and ' escaped. */
+/* Appends s to b with &, <, >, " and ' escaped. s may be NULL (nothing is appended). */
 int tg_html_escape(struct tg_buf *b, const char *s);
 
-/* Replaces resp's JSON body (a submission answer, a 422 detail or an error) with an HTML
- * page saying the same, with the same status. */
+/* As tg_html_escape, but at most max_chars characters (UTF-8 aware), then "…". */
+int tg_html_escape_max(struct tg_buf *b, const char *s, size_t max_chars);
+
+/* Appends a JSON value as text: a string as itself, anything else as compact JSON, NULL as
+ * the empty string; escaped, at most max_chars characters (0: no limit). */
+int tg_html_escape_json(struct tg_buf *b, json_object *v, size_t max_chars);
+
+/* Starts a page in b (cleared first): doctype, head with title, the stylesheet and script,
+ * the header with navigation ("submit" or "history" marks the current page; NULL: none),
+ * then <main> and an <h1> holding title. */
+void tg_html_begin(struct tg_buf *b, const char *title, const char *current);
+
+/* Ends a page started by tg_html_begin: the footer with the request id (for support). */
+void tg_html_end(struct tg_buf *b, const struct tg_request *req);
+
+/* Marks resp as an HTML page with the given status (its body already written) and adds
+ * the safety headers: Content-Security-Policy (no inline script or style, forms to this
+ * origin only, no framing), nosniff and no referrer. (Every answer without its own
+ * Cache-Control is sent with no-store: pages may show a team's records.) A body that overflowed becomes a short 500 page. */
+void tg_html_finish(const struct tg_request *req, struct tg_response *resp, int status);
+
+/* Renders a short page for an error status: a friendly title, message (escaped; NULL: a
+ * default for the status) and what to do, with links back to the form and the history. */
+void tg_html_error_page(const struct tg_request *req, struct tg_response *resp, int status,
+                        const char *message);
+
+/* Replaces resp's JSON answer to POST /v1/runs (a submission answer, a 422 detail or an
+ * error) with an HTML page saying the same, with the same status: the result with every
+ * run id next to its input; the form again with the person's values and each problem by
+ * its field (401, 413, 415, 422); or what happened to a failed or unknown submission and
+ * what to do. The request's body is decoded again for the values. */
 void tg_html_render(const struct tg_request *req, struct tg_response *resp);
 
 #endif

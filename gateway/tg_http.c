@@ -13,6 +13,7 @@
 #include "tg_json.h"
 #include "tg_log.h"
 #include "tg_metrics.h"
+#include "tg_pages.h"
 #include "tg_store.h"
 #include "tg_token.h"
 
@@ -198,5 +199,7 @@ void tg_handle(struct tg_worker *w, struct tg_request *req, struct tg_response *
         tg_admin_http(w, req, resp);
         return;
     }
+    if (tg_pages_handle(w, req, resp)) /* the browser pages, and a browser's 404 */
+        return;
     tg_resp_error(resp, req, 404, "Not Found", NULL);
 }

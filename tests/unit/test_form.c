@@ -144,6 +144,15 @@ static void metadata(void)
               "\"type\":\"value_error\"}]");
     /* "metadata" alone is not a metadata field. */
     CHECK_STR(url("metadata=x&metadatax.a=b"), "{}");
+    /* A browser's key/value rows: each value pairs with the key before it; rows with an
+     * empty key or value are absent; a value without a key is ignored. */
+    CHECK_STR(url("metadata_key=team&metadata_value=+blue+&metadata_key=&metadata_value=x&"
+                  "metadata_key=empty&metadata_value=&metadata_value=orphan&"
+                  "metadata_key=a.b&metadata_value=1&metadata_key=team&metadata_value=red"),
+              "{\"metadata\":{\"team\":\"blue\",\"a.b\":\"1\"}} problems [{\"loc\":[\"body\","
+              "\"metadata.team\"],\"msg\":\"given more than once with different values\","
+              "\"type\":\"value_error\"}]");
+    CHECK_STR(url("metadata_key=dangling"), "{}");
 }
 
 static void enable_events(void)

@@ -27,14 +27,37 @@ static void escaping(void)
     tg_buf_free(&b);
 }
 
-static void render(int status, const char *json, struct tg_response *resp)
+static struct tg_pool *pool;
+
+/* Renders a JSON answer to a form post of body (urlencoded; may be NULL). */
+static void render_post(int status, const char *json, const char *body,
+                        struct tg_response *resp)
 {
     memset(resp, 0, sizeof(*resp));
     tg_buf_init(&resp->body, 1 << 20);
     tg_buf_adds(&resp->body, json);
     resp->status = status;
-    struct tg_request req = {.request_id = "req<1>"};
+    struct tg_request req = {.pool = pool, .method = "POST", .path = "/v1/runs",
+                             .request_id = "req<1>"};
+    if (body != NULL) {
+        req.content_type = "application/x-www-form-urlencoded";
+        req.body = body;
+        req.body_len = strlen(body);
+    }
     tg_html_render(&req, resp);
+}
+
+static void render(int status, const char *json, struct tg_response *resp)
+{
+    render_post(status, json, NULL, resp);
+}
+
+static int has_header(const struct tg_response *resp, const char *name, const char *part)
+{
+    for (int i = 0; i < resp->nheaders; i++)
+        if (strcmp(resp->header_name[i], name) == 0 && strstr(resp->header_value[i], part))
+            return 1;
+    return 0;
 }
 
 static void pages(void)
@@ -56,17 +79,49 @@ static void pages(void)
     render(422, "{\"detail\":[{\"loc\":[\"body\",\"metadata\",\"<k>\"],\"msg\":\"too long\","
                 "\"type\":\"x\"}]}", &resp);
     page = tg_buf_str(&resp.body);
-    CHECK(strstr(page, "metadata.&lt;k&gt;") != NULL);
+    CHECK(strstr(page, "Metadata key “&lt;k&gt;”") != NULL);
     CHECK(strstr(page, "too long") != NULL);
     CHECK(resp.status == 422);
+    CHECK(has_header(&resp, "Content-Security-Policy", "script-src 'self'"));
+    CHECK(strstr(page, "<script>") == NULL && strstr(page, "style=") == NULL);
     tg_buf_free(&resp.body);
 
     render(502, "{\"type\":\"error\",\"error\":{\"ref_id\":\"r\",\"message\":\"upstream <down>\"}}",
            &resp);
     page = tg_buf_str(&resp.body);
     CHECK(strstr(page, "upstream &lt;down&gt;") != NULL);
-    CHECK(strstr(page, "Bad Gateway") != NULL);
+    CHECK(strstr(page, "The upstream failed") != NULL);
     tg_buf_free(&resp.body);
+    tg_pool_reset(pool);
+}
+
+/* A form that comes back keeps the person's values, each problem by its field. */
+static void form_again(void)
+{
+    struct tg_response resp;
+    const char *body = "token=tg_secret&inputs=a%0Ab%3Cx%3E%0Ac&metadata_key=longlonglonglonglong&"
+                       "metadata_value=v&output=short";
+    render_post(422, "{\"detail\":[{\"loc\":[\"body\",\"inputs\",1],\"msg\":\"bad input\","
+                     "\"type\":\"x\"},{\"loc\":[\"body\",\"metadata\",\"longlonglonglonglong\"],"
+                     "\"msg\":\"too long\",\"type\":\"x\"}]}", body, &resp);
+    const char *page = tg_buf_str(&resp.body);
+    CHECK(resp.status == 422);
+    CHECK(strstr(page, ">a\nb&lt;x&gt;\nc</textarea>") != NULL);
+    CHECK(strstr(page, "Input 2 (line 2): bad input") != NULL);
+    CHECK(strstr(page, "value=\"longlonglonglonglong\"") != NULL);
+    CHECK(strstr(page, "id=\"e-meta-0\"") != NULL);
+    CHECK(strstr(page, "value=\"tg_secret\"") != NULL); /* a good token is kept */
+    tg_buf_free(&resp.body);
+
+    render_post(401, "{\"type\":\"error\",\"error\":{\"ref_id\":\"r\",\"message\":\"invalid, "
+                     "expired or revoked team token\"}}", body, &resp);
+    page = tg_buf_str(&resp.body);
+    CHECK(resp.status == 401);
+    CHECK(strstr(page, "id=\"e-token\"") != NULL);
+    CHECK(strstr(page, "tg_secret") == NULL); /* a wrong one is not echoed */
+    CHECK(strstr(page, ">short</textarea>") != NULL);
+    tg_buf_free(&resp.body);
+    tg_pool_reset(pool);
 }
 
 int main(void)
@@ -75,7 +130,11 @@ int main(void)
         {"negotiation", negotiation},
         {"escaping", escaping},
         {"pages", pages},
+        {"form_again", form_again},
         {NULL, NULL},
     };
-    return tg_test_run(cases);
+    pool = tg_pool_create();
+    int rc = tg_test_run(cases);
+    tg_pool_destroy(pool);
+    return rc;
 }

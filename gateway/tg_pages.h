@@ -1,0 +1,50 @@
+/* The browser pages: the submission form (GET / and /submit), the team's history
+ * (/history), the one stylesheet and script they use, and the small JSON read the script
+ * makes (the team's presets). Pages carry no inline script or style and work without
+ * JavaScript; the token is never a cookie: a person types it (or the script fills it from
+ * the browser's storage when they asked to be remembered) and it travels as a form field or
+ * an Authorization header. */
+#ifndef TG_PAGES_H
+#define TG_PAGES_H
+
+#include <stddef.h>
+
+#include <json-c/json.h>
+
+#include "tg_http.h"
+
+/* Answers the page paths: GET / and /submit, GET /static/taskgate.css and .js, GET
+ * /ui/presets (JSON, token in a header), GET and POST /history and /history/{id}, and for
+ * a client that prefers HTML a friendly 404 for any other path. Returns 1 when resp holds
+ * the answer, 0 when the path is none of these (the caller answers). */
+int tg_pages_handle(struct tg_worker *w, struct tg_request *req, struct tg_response *resp);
+
+/* What the submission form shows. Everything is borrowed for the call. */
+struct tg_form_view {
+    json_object *values;        /* the submission as decoded (tg_form_decode); NULL: empty */
+    json_object *detail;        /* problems in the 422 shape, shown by their fields; NULL */
+    const char *token_error;    /* a problem with the token, shown by its field; NULL */
+    const char *general_error;  /* a problem with the whole post, shown on top; NULL */
+    int keep_token;             /* put values.token back into the token field */
+};
+
+/* Appends the form (and, when there are problems, a summary linking to each field) to b,
+ * which holds a page started by tg_html_begin. */
+void tg_pages_form(struct tg_buf *b, const struct tg_form_view *v);
+
+/* The history pages (tg_pages_history.c): GET /history and /history/{id} (a token form
+ * the script may fill and send), POST /history (the list: fields token, state, cursor) and
+ * POST /history/{id} (one submission with its calls and runs). Always answers. */
+void tg_pages_history(struct tg_worker *w, struct tg_request *req, struct tg_response *resp);
+
+/* A file served under /static/, embedded at build time (cmake/embed_static.cmake). */
+struct tg_static_file {
+    const char *path;           /* "/static/taskgate.css" */
+    const char *content_type;
+    const unsigned char *data;
+    size_t len;
+};
+/* Ends with an entry whose path is NULL. */
+extern const struct tg_static_file tg_static_files[];
+
+#endif
