@@ -6,7 +6,7 @@
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")" && pwd)
-bash "$top/scripts/deps.sh"
+bash "$top/scripts/deps.sh" --test
 build=$top/build
 args=(-DTG_WERROR=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo)
 if [ -n "${TG_SANITIZE:-}" ]; then

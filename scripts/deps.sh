@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
-# Installs what taskgate needs to build, run and test, from Debian's packages, skipping
-# what is already there. Needs root (or sudo) only when something is missing.
+# Installs what taskgate needs to build and run (and with --test, to test: wrk, Chromium,
+# Node.js), from Debian's packages, skipping what is already there; further arguments are
+# more packages. Needs root (or sudo) only when something is missing.
+#   bash scripts/deps.sh [--test] [PACKAGE ...]
 set -euo pipefail
 
 packages=(build-essential cmake pkg-config libfcgi-dev libcurl4-openssl-dev libjson-c-dev
-          libsqlite3-dev libssl-dev nginx-light sqlite3 curl python3 ca-certificates wrk
-          chromium nodejs npm)
+          libsqlite3-dev libssl-dev nginx-light sqlite3 curl python3 ca-certificates)
+if [ "${1:-}" = "--test" ]; then
+  shift
+  packages+=(wrk chromium nodejs npm)
+fi
 if [ "$#" -gt 0 ]; then
   packages+=("$@")
 fi
@@ -16,17 +21,12 @@ for p in "${packages[@]}"; do
     missing+=("$p")
   fi
 done
-# Node.js runs the official SDKs' tests; any recent one will do (Debian's, or NodeSource's).
-if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then
-  :
-else
-  missing+=(nodejs npm)
-fi
 # nginx from any Debian flavour (nginx, nginx-core, nginx-full, nginx-light) will do.
 if command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ]; then
   missing=("${missing[@]/nginx-light}")
 fi
-# Likewise any node with its npm (the browser tests need node 18 or later).
+# Likewise any Node.js with its npm, Debian's or NodeSource's (the browser tests and the
+# SDKs need 18 or later).
 if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then
   missing=("${missing[@]/nodejs}")
   missing=("${missing[@]/npm}")
@@ -42,11 +42,4 @@ if [ "${#missing[@]}" -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   $sudo apt-get update -qq
   $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
-
-# The browser tests' driver (playwright-core, pinned in tests/browser/package-lock.json),
-# without a browser download: they use Debian's chromium.
-top=$(cd "$(dirname "$0")/.." && pwd)
-if [ ! -d "$top/tests/browser/node_modules/playwright-core" ]; then
-  (cd "$top/tests/browser" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --silent)
 fi

@@ -41,7 +41,7 @@ def main():
     if not serve:
         if not os.access(chromium, os.X_OK):
             sys.stderr.write("no Chromium at %s: install Debian's chromium "
-                             "(bash scripts/deps.sh does)\n" % chromium)
+                             "(bash scripts/deps.sh --test does)\n" % chromium)
             return 1
         npm_ci()
     ok = False
