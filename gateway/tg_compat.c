@@ -316,8 +316,6 @@ static void answer_failed(struct tg_sub *s, const struct tg_failure *f)
         tg_sub_db_trouble(s, rc);
         return;
     }
-    tg_metrics_submission((int)f->state);
-    tg_metrics_runs(s->auth.team, (long)s->accepted);
     if (f->upstream_answered && s->accepted == 0 && s->last_upstream_status != 401 &&
         s->last_upstream_status < 500) {
         pass_answer(s, s->last_upstream_status);
@@ -346,8 +344,6 @@ static void answer_added(struct tg_sub *s)
         tg_sub_db_trouble(s, rc);
         return;
     }
-    tg_metrics_submission(TG_STATE_ACCEPTED);
-    tg_metrics_runs(s->auth.team, (long)s->accepted);
     if (s->seq <= 1) {
         pass_answer(s, 200);
         return;
@@ -397,7 +393,6 @@ static void create_group(struct tg_sub *s)
             tg_sub_db_trouble(s, rc);
             return;
         }
-        tg_metrics_submission(TG_STATE_ACCEPTED);
         pass_answer(s, 200);
     } else if (rc == TG_ERR) {
         answer_failed(s, &f);
@@ -446,18 +441,7 @@ struct compat {
 static int build_chunk(struct tg_sub *s, struct tg_buf *b, size_t first, size_t count)
 {
     struct compat *c = (struct compat *)s;
-    int rc = tg_buf_adds(b, "{");
-    if (rc == TG_OK && c->spec != NULL) {
-        size_t len;
-        const char *text = tg_json_str(c->spec, &len);
-        rc = tg_buf_adds(b, "\"default_task_spec\":");
-        if (rc == TG_OK)
-            rc = tg_buf_add(b, text, len);
-        if (rc == TG_OK)
-            rc = tg_buf_adds(b, ",");
-    }
-    if (rc == TG_OK)
-        rc = tg_buf_adds(b, "\"inputs\":[");
+    int rc = tg_add_runs_open(b, c->spec);
     for (size_t i = 0; rc == TG_OK && i < count; i++) {
         json_object *run = json_object_array_get_idx(s->inputs, first + i);
         if (s->run_tag != NULL) {

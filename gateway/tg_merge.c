@@ -217,6 +217,21 @@ static int add_fields(struct tg_buf *b, json_object *tmpl)
     return rc;
 }
 
+int tg_add_runs_open(struct tg_buf *b, json_object *spec)
+{
+    int rc = tg_buf_adds(b, "{");
+    if (rc == TG_OK && spec != NULL) {
+        size_t len;
+        const char *text = tg_json_str(spec, &len);
+        rc = tg_buf_adds(b, "\"default_task_spec\":");
+        if (rc == TG_OK)
+            rc = tg_buf_add(b, text, len);
+        if (rc == TG_OK)
+            rc = tg_buf_adds(b, ",");
+    }
+    return rc == TG_OK ? tg_buf_adds(b, "\"inputs\":[") : rc;
+}
+
 int tg_build_add_runs(struct tg_buf *b, json_object *tmpl, json_object *inputs, size_t first,
                       size_t count)
 {
@@ -227,18 +242,7 @@ int tg_build_add_runs(struct tg_buf *b, json_object *tmpl, json_object *inputs, 
     json_object *spec = tg_json_get(tmpl, "task_spec");
 
     if (rc == TG_OK)
-        rc = tg_buf_adds(b, "{");
-    if (rc == TG_OK && spec != NULL) {
-        size_t len;
-        const char *text = tg_json_str(spec, &len);
-        rc = tg_buf_adds(b, "\"default_task_spec\":");
-        if (rc == TG_OK)
-            rc = tg_buf_add(b, text, len);
-        if (rc == TG_OK)
-            rc = tg_buf_adds(b, ",");
-    }
-    if (rc == TG_OK)
-        rc = tg_buf_adds(b, "\"inputs\":[");
+        rc = tg_add_runs_open(b, spec);
     for (size_t i = 0; rc == TG_OK && i < count; i++) {
         size_t len;
         const char *text = tg_json_str(json_object_array_get_idx(inputs, first + i), &len);

@@ -35,6 +35,10 @@ json_object *tg_template_from_preset(json_object *preset);
  * task_spec that lost its output_schema an auto one. */
 void tg_template_finish(json_object *tmpl);
 
+/* Opens an add-runs body in b: {"default_task_spec":spec (when not NULL),"inputs":[ — the
+ * caller appends the runs and "]}". TG_OK, TG_ETOOBIG or TG_ENOMEM. */
+int tg_add_runs_open(struct tg_buf *b, json_object *spec);
+
 /* Appends to b the add-runs body for inputs[first .. first+count) with every input taking
  * tmpl's fields: {"default_task_spec":…,"inputs":[{"input":…,"processor":…,…},…]}.
  * tmpl's task_spec goes to default_task_spec once rather than into every input.

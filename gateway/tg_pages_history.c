@@ -10,6 +10,7 @@
 #include "tg_json.h"
 #include "tg_log.h"
 #include "tg_pages.h"
+#include "tg_query.h"
 #include "tg_store.h"
 
 #define PAGE_ROWS 50
@@ -22,41 +23,6 @@ struct fields {
     char state[FIELD_MAX];
     char cursor[FIELD_MAX];
 };
-
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-/* Percent-decodes s[0..n) into out (NUL-terminated); TG_EINVAL when it is malformed, has a
- * NUL or does not fit. */
-static int unescape(const char *s, size_t n, char *out, size_t outlen)
-{
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        int c = (unsigned char)s[i];
-        if (c == '+') {
-            c = ' ';
-        } else if (c == '%') {
-            int hi = i + 1 < n ? hexval(s[i + 1]) : -1, lo = i + 2 < n ? hexval(s[i + 2]) : -1;
-            if (hi < 0 || lo < 0)
-                return TG_EINVAL;
-            c = hi * 16 + lo;
-            i += 2;
-        }
-        if (c == 0 || o + 1 >= outlen)
-            return TG_EINVAL;
-        out[o++] = (char)c;
-    }
-    out[o] = '\0';
-    return TG_OK;
-}
 
 /* Reads the urlencoded body's token, state and cursor (others are ignored). */
 static int read_fields(const struct tg_request *req, struct fields *f)
@@ -75,7 +41,7 @@ static int read_fields(const struct tg_request *req, struct fields *f)
             eq++;
         char name[16];
         char *dst = NULL;
-        if (unescape(s + i, eq - i, name, sizeof(name)) == TG_OK) {
+        if (tg_query_decode_form(s + i, eq - i, name, sizeof(name)) == TG_OK) {
             if (strcmp(name, "token") == 0)
                 dst = f->token;
             else if (strcmp(name, "state") == 0)
@@ -83,7 +49,7 @@ static int read_fields(const struct tg_request *req, struct fields *f)
             else if (strcmp(name, "cursor") == 0)
                 dst = f->cursor;
         }
-        if (dst != NULL && eq < end && unescape(s + eq + 1, end - eq - 1, dst, FIELD_MAX) != TG_OK)
+        if (dst != NULL && eq < end && tg_query_decode_form(s + eq + 1, end - eq - 1, dst, FIELD_MAX) != TG_OK)
             return TG_EINVAL;
         i = end + 1;
     }

@@ -16,12 +16,14 @@ static int hexval(char c)
     return -1;
 }
 
-int tg_query_decode(const char *s, size_t n, char *out, size_t outlen)
+static int decode(const char *s, size_t n, int plus_is_space, char *out, size_t outlen)
 {
     size_t j = 0;
     for (size_t i = 0; i < n; i++) {
         int c = (unsigned char)s[i];
-        if (c == '%') {
+        if (c == '+' && plus_is_space) {
+            c = ' ';
+        } else if (c == '%') {
             int hi = i + 2 < n ? hexval(s[i + 1]) : -1;
             int lo = i + 2 < n ? hexval(s[i + 2]) : -1;
             if (hi < 0 || lo < 0 || hi * 16 + lo == 0)
@@ -37,6 +39,16 @@ int tg_query_decode(const char *s, size_t n, char *out, size_t outlen)
         return TG_EINVAL;
     out[j] = '\0';
     return tg_utf8_valid(out, j) ? TG_OK : TG_EINVAL;
+}
+
+int tg_query_decode(const char *s, size_t n, char *out, size_t outlen)
+{
+    return decode(s, n, 0, out, outlen);
+}
+
+int tg_query_decode_form(const char *s, size_t n, char *out, size_t outlen)
+{
+    return decode(s, n, 1, out, outlen);
 }
 
 int tg_query_get(const char *query, const char *name, char *out, size_t outlen)

@@ -8,6 +8,8 @@
  * time's offset survives; a space is %20. TG_EINVAL for a bad escape, a NUL, invalid
  * UTF-8 or a value too long for out. */
 int tg_query_decode(const char *s, size_t n, char *out, size_t outlen);
+/* The same for a urlencoded form's names and values, where '+' is a space. */
+int tg_query_decode_form(const char *s, size_t n, char *out, size_t outlen);
 
 /* The decoded value of parameter name in query (raw, without '?') into out. TG_OK;
  * TG_ENOTFOUND when it is absent or empty; TG_EINVAL when it is given twice or cannot

@@ -95,11 +95,19 @@ static int flush_call(struct tg_sub *s)
 /* Writes the final state, with the last call when one is waiting. */
 int tg_sub_finish(struct tg_sub *s, enum tg_state state, int http_status, const char *error)
 {
-    if (!s->staged)
-        return tg_store_submission_finish(s->w->store, s->id, state, http_status,
-                                          s->last_upstream_status, error);
-    s->staged = 0;
-    return tg_store_call_finish(s->w->store, &s->call, state, http_status, error);
+    int rc;
+    if (!s->staged) {
+        rc = tg_store_submission_finish(s->w->store, s->id, state, http_status,
+                                        s->last_upstream_status, error);
+    } else {
+        s->staged = 0;
+        rc = tg_store_call_finish(s->w->store, &s->call, state, http_status, error);
+    }
+    if (rc == TG_OK) {
+        tg_metrics_submission((int)state);
+        tg_metrics_runs(s->auth.team, (long)s->accepted);
+    }
+    return rc;
 }
 
 /* Records one upstream call (see flush_call); the answer must not go out unless it was
@@ -382,8 +390,6 @@ static void answer_success(struct tg_sub *s)
         tg_sub_db_trouble(s, rc);
         return;
     }
-    tg_metrics_submission(TG_STATE_ACCEPTED);
-    tg_metrics_runs(s->auth.team, (long)s->accepted);
     json_object *o = outcome_object(s, TG_STATE_ACCEPTED);
     if (o == NULL) {
         tg_resp_error(s->resp, s->req, 500, "out of memory", NULL);
@@ -401,8 +407,6 @@ static void answer_failure(struct tg_sub *s, const struct tg_failure *f)
         tg_sub_db_trouble(s, rc);
         return;
     }
-    tg_metrics_submission((int)f->state);
-    tg_metrics_runs(s->auth.team, (long)s->accepted);
     json_object *detail = outcome_object(s, f->state);
     if (detail != NULL) {
         /* In an error's detail the submission's state is called so: "status" there would

@@ -96,7 +96,8 @@ int tg_sub_check_role(struct tg_sub *s);
  * answer is in resp; other codes: the database failed (answer with tg_sub_db_trouble). */
 int tg_sub_forward(struct tg_sub *s, struct tg_failure *f);
 
-/* Writes the final state (with the last call when one is waiting). */
+/* Writes the final state (with the last call when one is waiting) and counts it in the
+ * metrics. */
 int tg_sub_finish(struct tg_sub *s, enum tg_state state, int http_status, const char *error);
 
 /* The stored form of the client's body: MCP server header values fingerprinted. */
