@@ -25,10 +25,12 @@ struct options {
     char **keys;
     size_t nkeys;
     long latency_ms;
+    long run_ms;
+    long stream_interval_ms;
     int quiet;
 };
 
-static struct options opt = {"127.0.0.1", 0, NULL, NULL, 0, 0, 0};
+static struct options opt = {"127.0.0.1", 0, NULL, NULL, 0, 0, 200, 0, 0};
 
 pthread_mutex_t sim_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -122,6 +124,60 @@ static void log_line(const struct sim_request *req, int status, const struct sim
             f ? sim_fault_name(f->kind) : "");
 }
 
+/* Sends resp as the answer to the request logged as seq. */
+static enum after send_answer(struct conn *c, const struct sim_request *req,
+                              const struct sim_response *resp, long seq, int keep)
+{
+    /* Logged before sending, so that a client reading the log right after the answer
+     * finds the status there. */
+    sim_log_status(seq, resp->status);
+    if (sim_http_send(&c->io, resp, keep, strcmp(req->method, "HEAD") == 0) != 0) {
+        sim_log_status(seq, 0);
+        return AFTER_CLOSE;
+    }
+    return keep ? AFTER_KEEP : AFTER_CLOSE;
+}
+
+/* Serves a server-sent event stream, with fault f (or NULL): a status fault answers
+ * instead, a delay waits first, "malformed" breaks the first event's JSON, and reset or
+ * hang act before the stream (apply false) or right after its first event (apply true). */
+static enum after serve_stream(struct conn *c, const struct sim_request *req, int keep,
+                               long seq, const struct sim_fault *f, int *status)
+{
+    struct sim_response resp = {0, NULL, 0, NULL};
+    enum sim_cut cut = SIM_CUT_NONE;
+    enum sim_streamed how;
+    enum after after;
+
+    *status = 0;
+    if (f != NULL && f->kind == SIM_FAULT_DELAY)
+        sim_sleep_ms(f->delay_ms);
+    if (f != NULL && f->kind == SIM_FAULT_MALFORMED)
+        cut = SIM_CUT_MALFORMED;
+    if (f != NULL && (f->kind == SIM_FAULT_RESET || f->kind == SIM_FAULT_HANG)) {
+        c->hang_ms = f->delay_ms;
+        if (!f->apply)
+            return f->kind == SIM_FAULT_RESET ? AFTER_RESET : AFTER_HANG;
+        cut = SIM_CUT_STOP;
+    }
+    if (f != NULL && f->kind == SIM_FAULT_STATUS) {
+        fault_status(f, &resp);
+        how = SIM_STREAM_ANSWER;
+    } else {
+        how = sim_stream_handle(&c->io, req, keep, cut, seq, &resp);
+    }
+    if (how == SIM_STREAM_ANSWER) {
+        *status = resp.status;
+        after = send_answer(c, req, &resp, seq, keep);
+    } else {
+        *status = 200;
+        after = how == SIM_STREAM_DONE ? AFTER_KEEP : how == SIM_STREAM_CLOSE ? AFTER_CLOSE
+              : f->kind == SIM_FAULT_RESET ? AFTER_RESET : AFTER_HANG;
+    }
+    sim_response_free(&resp);
+    return after;
+}
+
 /* Serves one API request: log, latency, fault or normal answer. */
 static enum after serve_api(struct conn *c, const struct sim_request *req, int keep)
 {
@@ -129,26 +185,22 @@ static enum after serve_api(struct conn *c, const struct sim_request *req, int k
     struct sim_fault f;
     enum after after = AFTER_KEEP;
     long seq = sim_log_request(req);
-    int faulted;
+    int faulted, status = 0;
 
     sim_sleep_ms(opt.latency_ms);
     faulted = sim_fault_take(req, &f);
-    if (faulted)
-        after = run_fault(c, req, &f, &resp);
-    else
-        sim_api_handle(req, &resp);
-    if (after == AFTER_KEEP) {
-        /* Logged before sending, so that a client reading the log right after the
-         * answer finds the status there. */
-        sim_log_status(seq, resp.status);
-        if (sim_http_send(&c->io, &resp, keep, strcmp(req->method, "HEAD") == 0) != 0) {
-            sim_log_status(seq, 0);
-            after = AFTER_CLOSE;
-        } else if (!keep) {
-            after = AFTER_CLOSE;
-        }
+    if (sim_api_is_stream(sim_api_classify(req))) {
+        after = serve_stream(c, req, keep, seq, faulted ? &f : NULL, &status);
+    } else {
+        if (faulted)
+            after = run_fault(c, req, &f, &resp);
+        else
+            sim_api_handle(req, &resp);
+        if (after == AFTER_KEEP)
+            after = send_answer(c, req, &resp, seq, keep);
+        status = resp.status;
     }
-    log_line(req, after == AFTER_RESET || after == AFTER_HANG ? 0 : resp.status,
+    log_line(req, after == AFTER_RESET || after == AFTER_HANG ? 0 : status,
              faulted ? &f : NULL);
     sim_response_free(&resp);
     if (faulted)
@@ -377,9 +429,13 @@ static int write_port_file(const char *path, long port)
 static void usage(FILE *f)
 {
     fprintf(f, "usage: tg_sim [--host 127.0.0.1] [--port N] [--port-file PATH] [--key KEY]...\n"
-               "              [--latency-ms N] [--quiet]\n"
+               "              [--latency-ms N] [--run-ms N|manual] [--stream-interval-ms N]\n"
+               "              [--quiet]\n"
                "A stand-in for Parallel's Task Group API, for tests. --port 0 (the default)\n"
-               "binds a free port; --port-file receives it. Without --key every key is valid.\n");
+               "binds a free port; --port-file receives it. Without --key every key is valid.\n"
+               "Runs complete --run-ms after they were added (200; 'manual': only through\n"
+               "POST /_sim/runs/complete); event streams pause --stream-interval-ms (0)\n"
+               "between two events.\n");
 }
 
 static void usage_error(const char *what, const char *arg)
@@ -432,6 +488,10 @@ static void parse_args(int argc, char **argv)
             opt.keys[opt.nkeys++] = val;
         else if (nlen == 12 && strncmp(arg, "--latency-ms", nlen) == 0)
             opt.latency_ms = parse_num(arg, val, 3600000L);
+        else if (nlen == 8 && strncmp(arg, "--run-ms", nlen) == 0)
+            opt.run_ms = strcmp(val, "manual") == 0 ? -1 : parse_num(arg, val, 86400000L);
+        else if (nlen == 20 && strncmp(arg, "--stream-interval-ms", nlen) == 0)
+            opt.stream_interval_ms = parse_num(arg, val, 3600000L);
         else
             usage_error("unknown option or empty value", arg);
     }
@@ -468,7 +528,7 @@ int main(int argc, char **argv)
         return 1;
     }
     pthread_detach(tid);
-    sim_api_init(opt.keys, opt.nkeys);
+    sim_api_init(opt.keys, opt.nkeys, opt.run_ms, opt.stream_interval_ms);
     lfd = listen_on(opt.host, opt.port, &port);
     if (lfd < 0)
         return 1;

@@ -75,6 +75,15 @@ size_t sim_utf8_length(const char *s, size_t n);
 const char *sim_header(const struct sim_request *req, const char *lname);
 /* Fills buf (at least 28 bytes) with the current time as 2025-04-24T18:56:22.513132Z. */
 void sim_now_rfc3339(char *buf, size_t size);
+/* The same for the time ago_ms milliseconds ago. */
+void sim_rfc3339_ago(char *buf, size_t size, long long ago_ms);
+/* Milliseconds on the monotonic clock. */
+long long sim_mono_ms(void);
+/* Writes prefix followed by 32 random hex digits into out. */
+void sim_random_id(char *out, size_t size, const char *prefix);
+/* Finds query parameter name in query ("a=1&b=2") and percent-decodes its value into out:
+ * 1 when found, 0 when absent, -1 when its value is malformed or longer than size - 1. */
+int sim_query_get(const char *query, const char *name, char *out, size_t size);
 /* Fills buf with n random bytes from the kernel. */
 void sim_random(void *buf, size_t n);
 /* Sleeps ms milliseconds (restarting after signals). */
@@ -123,16 +132,50 @@ int sim_http_send(const struct sim_conn *c, const struct sim_response *resp, int
                   int head_only);
 /* The reason phrase of a status code; static storage. */
 const char *sim_http_reason(int status);
+/* A server-sent event stream: its head (chunked for HTTP/1.1, else closed at the end),
+ * one event ("event: <type>\ndata: <json>\n\n") per write, and its end. 0 or -1 when
+ * the client is gone. */
+int sim_http_stream_begin(const struct sim_conn *c, int keep);
+int sim_http_stream_event(const struct sim_conn *c, const char *type, const char *json,
+                          size_t len);
+int sim_http_stream_end(const struct sim_conn *c);
 
 /* ---- the imitated API (tg_sim_api.c, tg_sim_check.c) --------------------------------- */
 
-/* The valid keys; when none are given every non-empty key is valid (its own account). */
-void sim_api_init(char **keys, size_t nkeys);
+/* The valid keys (when none are given every non-empty key is valid, its own account),
+ * how long runs take (ms; -1: until completed through /_sim) and the pause between two
+ * stream events. */
+void sim_api_init(char **keys, size_t nkeys, long run_ms, long stream_interval_ms);
 /* Which operation a request is, for matching faults. */
-enum sim_op { SIM_OP_OTHER, SIM_OP_CREATE_GROUP, SIM_OP_ADD_RUNS, SIM_OP_GET_GROUP };
+enum sim_op { SIM_OP_OTHER, SIM_OP_CREATE_GROUP, SIM_OP_ADD_RUNS, SIM_OP_GET_GROUP,
+              SIM_OP_GET_GROUP_RUN, SIM_OP_STREAM_RUNS, SIM_OP_STREAM_EVENTS, SIM_OP_GET_RUN,
+              SIM_OP_GET_RESULT };
 enum sim_op sim_api_classify(const struct sim_request *req);
-/* Processes an API request: checks, creates what it asks for, fills resp. */
+/* Whether op answers with a server-sent event stream (sim_stream_handle). */
+int sim_api_is_stream(enum sim_op op);
+/* Processes an API request that is not a stream: checks, creates what it asks for, fills
+ * resp. May block (a run result waits for the run). */
 void sim_api_handle(const struct sim_request *req, struct sim_response *resp);
+/* The account (API key) of req when it is valid; otherwise fills resp with the 401 and
+ * returns NULL. */
+const char *sim_api_account(const struct sim_request *req, struct sim_response *resp);
+
+/* How a stream is cut short by a fault: not at all, by a broken first event after which
+ * the stream ends, or by stopping right after the first event (the caller then resets or
+ * hangs the connection). */
+enum sim_cut { SIM_CUT_NONE, SIM_CUT_MALFORMED, SIM_CUT_STOP };
+/* What became of a stream. */
+enum sim_streamed {
+    SIM_STREAM_ANSWER, /* nothing sent: resp holds an answer (an error) to send instead */
+    SIM_STREAM_DONE,   /* sent to the end; the connection may serve another request */
+    SIM_STREAM_CLOSE,  /* sent, or broken off by the client; the connection must close */
+    SIM_STREAM_CUT     /* stopped after the first event as cut asked */
+};
+/* Serves a stream operation on c (tg_sim_stream.c); seq is its request log entry, marked
+ * 200 before the stream starts. */
+enum sim_streamed sim_stream_handle(const struct sim_conn *c, const struct sim_request *req,
+                                    int keep, enum sim_cut cut, long seq,
+                                    struct sim_response *resp);
 /* The /_sim/groups/{id} view, or a 404. */
 void sim_api_dump_group(const char *id, struct sim_response *resp);
 /* Totals since start; call with sim_lock held. */

@@ -1,116 +1,34 @@
 /* tg_sim_api.c: the simulator's imitation of Parallel's Task Group API: accounts by API
- * key, groups and their runs in memory, and the answers of create-group, add-runs and
- * get-group as parallel-openapi.json describes them (body checks in tg_sim_check.c). */
-#include "tg_sim.h"
+ * key, routing, and the JSON answers of create-group, add-runs, get-group, a run and a
+ * run's result as parallel-openapi.json describes them (body checks in tg_sim_check.c,
+ * the store in tg_sim_store.c, the event streams in tg_sim_stream.c). */
+#include "tg_sim_store.h"
 
+#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define JSON_FLAGS (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
-
-struct run {
-    char id[40];     /* trun_<32 hex> */
-    char *processor;
-    char *input;     /* canonical JSON text */
-    char *metadata;  /* canonical JSON text, or NULL */
-};
-
-struct group {
-    char id[40]; /* tgrp_<32 hex> */
-    char *account;
-    char created_at[32];
-    char modified_at[32];
-    char *metadata; /* canonical JSON text, or NULL */
-    struct run *runs;
-    size_t nruns, cap;
-    long add_calls; /* successful add-runs calls so far */
-    struct group *next; /* hash chain */
-};
+#define RESULT_TIMEOUT_MAX 3600L /* seconds a result request waits at most */
+#define RESULT_POLL_MS 20L       /* how often a waiting result request looks again */
 
 static char **api_keys;
 static size_t api_nkeys;
-static struct group **buckets;
-static size_t nbuckets, ngroups;
-static long runs_total;
 
-void sim_api_init(char **keys, size_t nkeys)
+void sim_api_init(char **keys, size_t nkeys, long run_ms, long stream_interval_ms)
 {
     api_keys = keys;
     api_nkeys = nkeys;
-    nbuckets = 1024;
-    buckets = sim_xmalloc(nbuckets * sizeof *buckets);
-    memset(buckets, 0, nbuckets * sizeof *buckets);
+    sim_run_ms = run_ms;
+    sim_stream_interval_ms = stream_interval_ms;
+    sim_store_init();
 }
 
 void sim_api_counts(long *runs_created, long *groups)
 {
-    *runs_created = runs_total;
-    *groups = (long)ngroups;
-}
-
-/* ---- the group store (all under sim_lock) -------------------------------------------- */
-
-static size_t hash_id(const char *id, size_t len)
-{
-    uint64_t h = 1469598103934665603ULL;
-    size_t i;
-
-    for (i = 0; i < len; i++)
-        h = (h ^ (unsigned char)id[i]) * 1099511628211ULL;
-    return (size_t)h;
-}
-
-static struct group *group_find(const char *id, size_t len)
-{
-    struct group *g = buckets[hash_id(id, len) % nbuckets];
-
-    while (g != NULL && (strlen(g->id) != len || memcmp(g->id, id, len) != 0))
-        g = g->next;
-    return g;
-}
-
-static void group_insert(struct group *g)
-{
-    size_t i, b;
-
-    if (ngroups >= nbuckets) {
-        size_t n = nbuckets * 2;
-        struct group **nb = sim_xmalloc(n * sizeof *nb);
-
-        memset(nb, 0, n * sizeof *nb);
-        for (i = 0; i < nbuckets; i++) {
-            while (buckets[i] != NULL) {
-                struct group *x = buckets[i];
-
-                buckets[i] = x->next;
-                b = hash_id(x->id, strlen(x->id)) % n;
-                x->next = nb[b];
-                nb[b] = x;
-            }
-        }
-        free(buckets);
-        buckets = nb;
-        nbuckets = n;
-    }
-    b = hash_id(g->id, strlen(g->id)) % nbuckets;
-    g->next = buckets[b];
-    buckets[b] = g;
-    ngroups++;
-}
-
-/* Writes prefix followed by 32 random hex digits into out. */
-static void random_id(char *out, size_t size, const char *prefix)
-{
-    unsigned char r[16];
-    char hex[33];
-    size_t i;
-
-    sim_random(r, sizeof r);
-    for (i = 0; i < sizeof r; i++)
-        snprintf(hex + 2 * i, 3, "%02x", r[i]);
-    snprintf(out, size, "%s%s", prefix, hex);
+    sim_store_counts(runs_created, groups);
 }
 
 static struct json_object *parse_stored(const char *text)
@@ -118,35 +36,20 @@ static struct json_object *parse_stored(const char *text)
     return text ? json_tokener_parse(text) : NULL;
 }
 
-/* The TaskGroupStatus of g; call under sim_lock. */
-static struct json_object *group_status(const struct group *g)
-{
-    struct json_object *st = json_object_new_object();
-    struct json_object *counts = json_object_new_object();
-
-    json_object_object_add(counts, "queued", json_object_new_int64((int64_t)g->nruns));
-    json_object_object_add(st, "num_task_runs", json_object_new_int64((int64_t)g->nruns));
-    json_object_object_add(st, "task_run_status_counts", counts);
-    json_object_object_add(st, "is_active", json_object_new_boolean(g->nruns > 0));
-    json_object_object_add(st, "status_message", NULL);
-    json_object_object_add(st, "modified_at", json_object_new_string(g->modified_at));
-    return st;
-}
-
 /* The TaskGroupResponse of g; call under sim_lock. */
-static struct json_object *group_response(const struct group *g)
+static struct json_object *group_response(const struct sim_group *g)
 {
     struct json_object *o = json_object_new_object();
 
     json_object_object_add(o, "taskgroup_id", json_object_new_string(g->id));
-    json_object_object_add(o, "status", group_status(g));
+    json_object_object_add(o, "status", sim_store_status(g));
     json_object_object_add(o, "created_at", json_object_new_string(g->created_at));
     json_object_object_add(o, "metadata", parse_stored(g->metadata));
     return o;
 }
 
 /* Appends run r as {"run_id","processor","input","metadata"}. */
-static int run_json(struct sim_buf *b, const struct run *r)
+static int run_json(struct sim_buf *b, const struct sim_run *r)
 {
     int rc = sim_buf_addf(b, "{\"run_id\":\"%s\",\"processor\":", r->id);
 
@@ -163,15 +66,25 @@ static int run_json(struct sim_buf *b, const struct run *r)
     return rc == 0 ? sim_buf_adds(b, "}") : rc;
 }
 
+/* Makes resp a status answer whose body is b's text (taken over). */
+static void answer_buf(struct sim_response *resp, int status, struct sim_buf *b)
+{
+    free(resp->body);
+    resp->status = status;
+    resp->body = b->p;
+    resp->body_len = b->len;
+    b->p = NULL;
+}
+
 void sim_api_dump_group(const char *id, struct sim_response *resp)
 {
     struct sim_buf b = {0};
-    const struct group *g;
+    const struct sim_group *g;
     size_t i;
     int rc;
 
     pthread_mutex_lock(&sim_lock);
-    g = group_find(id, strlen(id));
+    g = sim_store_group_find(id, strlen(id));
     if (g == NULL) {
         pthread_mutex_unlock(&sim_lock);
         sim_response_error(resp, 404, "TaskGroup not found");
@@ -197,54 +110,82 @@ void sim_api_dump_group(const char *id, struct sim_response *resp)
         sim_response_error(resp, 500, "Group too large to dump");
         return;
     }
-    resp->status = 200;
-    resp->body = b.p;
-    resp->body_len = b.len;
+    answer_buf(resp, 200, &b);
 }
 
 /* ---- routing ------------------------------------------------------------------------- */
 
-struct route {
-    enum sim_op op;
-    const char *id; /* the group id in the path, not NUL-terminated */
-    size_t id_len;
-};
-
-static void route(const struct sim_request *req, struct route *r)
+/* Splits "<id>[/rest]" at p into the id and the rest ("" when there is none). */
+static const char *path_id(const char *p, const char **id, size_t *len)
 {
-    const char *p = req->path, *slash;
+    const char *slash = strchr(p, '/');
+
+    *id = p;
+    *len = slash ? (size_t)(slash - p) : strlen(p);
+    return p + *len;
+}
+
+/* Routes what follows "tasks/groups/" (p). */
+static void route_group(const char *method, const char *p, struct sim_route *r)
+{
+    int get = strcmp(method, "GET") == 0;
+    const char *rest = path_id(p, &r->id, &r->id_len), *run;
+
+    if (r->id_len == 0)
+        return;
+    if (rest[0] == '\0' && get) {
+        r->op = SIM_OP_GET_GROUP;
+    } else if (strcmp(rest, "/runs") == 0) {
+        r->op = strcmp(method, "POST") == 0 ? SIM_OP_ADD_RUNS : get ? SIM_OP_STREAM_RUNS
+                                                                  : SIM_OP_OTHER;
+    } else if (strcmp(rest, "/events") == 0 && get) {
+        r->op = SIM_OP_STREAM_EVENTS;
+    } else if (strncmp(rest, "/runs/", 6) == 0 && get) {
+        run = path_id(rest + 6, &r->run_id, &r->run_id_len);
+        if (r->run_id_len > 0 && run[0] == '\0')
+            r->op = SIM_OP_GET_GROUP_RUN;
+    }
+}
+
+void sim_api_route(const struct sim_request *req, struct sim_route *r)
+{
+    const char *p = req->path, *rest;
+    int v1 = 0;
 
     memset(r, 0, sizeof *r);
-    if (strncmp(p, "/v1/", 4) == 0)
+    if (strncmp(p, "/v1/", 4) == 0) {
         p += 4;
-    else if (strncmp(p, "/v1beta/", 8) == 0)
+        v1 = 1;
+    } else if (strncmp(p, "/v1beta/", 8) == 0) {
         p += 8;
-    else
-        return;
-    if (strncmp(p, "tasks/groups", 12) != 0)
-        return;
-    p += 12;
-    if (*p == '\0') {
-        r->op = strcmp(req->method, "POST") == 0 ? SIM_OP_CREATE_GROUP : SIM_OP_OTHER;
+    } else {
         return;
     }
-    if (*p != '/' || p[1] == '\0' || p[1] == '/')
-        return;
-    r->id = p + 1;
-    slash = strchr(r->id, '/');
-    r->id_len = slash ? (size_t)(slash - r->id) : strlen(r->id);
-    if (slash == NULL && strcmp(req->method, "GET") == 0)
-        r->op = SIM_OP_GET_GROUP;
-    else if (slash != NULL && strcmp(slash, "/runs") == 0 && strcmp(req->method, "POST") == 0)
-        r->op = SIM_OP_ADD_RUNS;
+    if (strcmp(p, "tasks/groups") == 0) {
+        r->op = strcmp(req->method, "POST") == 0 ? SIM_OP_CREATE_GROUP : SIM_OP_OTHER;
+    } else if (strncmp(p, "tasks/groups/", 13) == 0) {
+        route_group(req->method, p + 13, r);
+    } else if (v1 && strncmp(p, "tasks/runs/", 11) == 0 && strcmp(req->method, "GET") == 0) {
+        /* Parallel offers a run and its result under /v1 only. */
+        rest = path_id(p + 11, &r->run_id, &r->run_id_len);
+        if (r->run_id_len > 0 && rest[0] == '\0')
+            r->op = SIM_OP_GET_RUN;
+        else if (r->run_id_len > 0 && strcmp(rest, "/result") == 0)
+            r->op = SIM_OP_GET_RESULT;
+    }
 }
 
 enum sim_op sim_api_classify(const struct sim_request *req)
 {
-    struct route r;
+    struct sim_route r;
 
-    route(req, &r);
+    sim_api_route(req, &r);
     return r.op;
+}
+
+int sim_api_is_stream(enum sim_op op)
+{
+    return op == SIM_OP_STREAM_RUNS || op == SIM_OP_STREAM_EVENTS;
 }
 
 /* ---- handlers ------------------------------------------------------------------------ */
@@ -284,9 +225,9 @@ static int refuse_invalid(struct json_object *errors, struct sim_response *resp)
 }
 
 /* The group the route names if account owns it; call under sim_lock. */
-static struct group *owned_group(const struct route *r, const char *account)
+static struct sim_group *owned_group(const struct sim_route *r, const char *account)
 {
-    struct group *g = group_find(r->id, r->id_len);
+    struct sim_group *g = sim_store_group_find(r->id, r->id_len);
 
     return g != NULL && strcmp(g->account, account) == 0 ? g : NULL;
 }
@@ -305,33 +246,29 @@ static void create_group(const struct sim_request *req, const char *account,
                          struct sim_response *resp)
 {
     struct json_object *body = body_object(req, resp), *answer;
-    struct group *g;
+    struct sim_group *g;
 
     if (body == NULL || refuse_invalid(sim_check_create_group(body), resp))
         return;
-    g = sim_xmalloc(sizeof *g);
-    memset(g, 0, sizeof *g);
-    random_id(g->id, sizeof g->id, "tgrp_");
-    g->account = sim_xstrdup(account);
-    sim_now_rfc3339(g->created_at, sizeof g->created_at);
-    memcpy(g->modified_at, g->created_at, sizeof g->modified_at);
-    g->metadata = stored_text(body, "metadata");
     pthread_mutex_lock(&sim_lock);
-    group_insert(g);
+    g = sim_store_group_new(account, stored_text(body, "metadata"));
     answer = group_response(g);
     pthread_mutex_unlock(&sim_lock);
     sim_response_json(resp, 200, answer);
 }
 
-static void get_group(const struct route *r, const char *account, struct sim_response *resp)
+static void get_group(const struct sim_route *r, const char *account,
+                      struct sim_response *resp)
 {
     struct json_object *answer = NULL;
-    const struct group *g;
+    struct sim_group *g;
 
     pthread_mutex_lock(&sim_lock);
     g = owned_group(r, account);
-    if (g != NULL)
+    if (g != NULL) {
+        sim_store_advance(g);
         answer = group_response(g);
+    }
     pthread_mutex_unlock(&sim_lock);
     if (answer == NULL)
         sim_response_error(resp, 404, "TaskGroup not found");
@@ -340,65 +277,71 @@ static void get_group(const struct route *r, const char *account, struct sim_res
 }
 
 /* Makes the runs for inputs (already validated) in a new array. */
-static struct run *make_runs(struct json_object *inputs, size_t n)
+static struct sim_run *make_runs(struct json_object *inputs, size_t n,
+                                 struct json_object *default_spec)
 {
-    struct run *runs = sim_xmalloc(n * sizeof *runs);
+    struct sim_run *runs = sim_xmalloc(n * sizeof *runs);
     size_t i;
 
+    memset(runs, 0, n * sizeof *runs);
     for (i = 0; i < n; i++) {
         struct json_object *in = json_object_array_get_idx(inputs, i), *p = NULL;
+        struct json_object *spec = NULL, *input = NULL;
 
         json_object_object_get_ex(in, "processor", &p);
-        random_id(runs[i].id, sizeof runs[i].id, "trun_");
+        json_object_object_get_ex(in, "input", &input);
+        if (!json_object_object_get_ex(in, "task_spec", &spec) || spec == NULL)
+            spec = default_spec;
+        sim_random_id(runs[i].id, sizeof runs[i].id, "trun_");
         runs[i].processor = sim_xstrdup(json_object_get_string(p));
         runs[i].input = stored_text(in, "input");
         runs[i].metadata = stored_text(in, "metadata");
+        runs[i].request = sim_store_make_request(in, default_spec);
+        runs[i].output = sim_store_make_output(spec, input);
     }
     return runs;
 }
 
-/* Appends runs to g and returns the add-runs answer; call under sim_lock. */
-static struct json_object *group_add(struct group *g, const struct run *runs, size_t n)
+/* The add-runs answer after runs were added to g; call under sim_lock. */
+static struct json_object *add_answer(const struct sim_group *g, size_t run_before,
+                                      size_t event_before)
 {
     struct json_object *answer = json_object_new_object();
     struct json_object *ids = json_object_new_array();
     char cursor[80];
     size_t i;
 
-    if (g->nruns + n > g->cap) {
-        g->cap = g->cap * 2 > g->nruns + n ? g->cap * 2 : g->nruns + n;
-        g->runs = sim_xrealloc(g->runs, g->cap * sizeof *g->runs);
-    }
-    memcpy(g->runs + g->nruns, runs, n * sizeof *runs);
-    g->nruns += n;
-    runs_total += (long)n;
-    sim_now_rfc3339(g->modified_at, sizeof g->modified_at);
-    for (i = 0; i < n; i++)
-        json_object_array_add(ids, json_object_new_string(runs[i].id));
-    json_object_object_add(answer, "status", group_status(g));
+    for (i = run_before; i < g->nruns; i++)
+        json_object_array_add(ids, json_object_new_string(g->runs[i].id));
+    json_object_object_add(answer, "status", sim_store_status(g));
     json_object_object_add(answer, "run_ids", ids);
-    if (g->add_calls == 0) {
+    /* A cursor names the last event before these runs' first, so that resuming from it
+     * starts with them; "empty for the first runs in the group". */
+    if (run_before == 0) {
         json_object_object_add(answer, "run_cursor", NULL);
+    } else {
+        sim_store_cursor(cursor, sizeof cursor, g, 'r', run_before);
+        json_object_object_add(answer, "run_cursor", json_object_new_string(cursor));
+    }
+    if (event_before == 0) {
         json_object_object_add(answer, "event_cursor", NULL);
     } else {
-        snprintf(cursor, sizeof cursor, "rcur_%s_%ld", g->id + 5, g->add_calls);
-        json_object_object_add(answer, "run_cursor", json_object_new_string(cursor));
-        snprintf(cursor, sizeof cursor, "ecur_%s_%ld", g->id + 5, g->add_calls);
+        sim_store_cursor(cursor, sizeof cursor, g, 'e', event_before);
         json_object_object_add(answer, "event_cursor", json_object_new_string(cursor));
     }
-    g->add_calls++;
     return answer;
 }
 
-static void add_runs(const struct sim_request *req, const struct route *r, const char *account,
-                     struct sim_response *resp)
+static void add_runs(const struct sim_request *req, const struct sim_route *r,
+                     const char *account, struct sim_response *resp)
 {
     struct json_object *body = body_object(req, resp), *inputs = NULL, *answer;
-    struct group *g;
-    struct run *runs;
+    struct json_object *default_spec = NULL;
+    struct sim_group *g;
+    struct sim_run *runs;
     const char *bad;
     char msg[160];
-    size_t n;
+    size_t n, run_before, event_before;
 
     if (body == NULL)
         return;
@@ -418,14 +361,130 @@ static void add_runs(const struct sim_request *req, const struct route *r, const
         sim_response_error(resp, 403, msg);
         return;
     }
+    json_object_object_get_ex(body, "default_task_spec", &default_spec);
     n = json_object_array_length(inputs);
-    runs = make_runs(inputs, n);
+    runs = make_runs(inputs, n, default_spec);
     pthread_mutex_lock(&sim_lock); /* groups are never freed, so g is still valid */
-    answer = group_add(g, runs, n);
+    sim_store_add(g, runs, n, &run_before, &event_before);
+    answer = add_answer(g, run_before, event_before);
     pthread_mutex_unlock(&sim_lock);
     free(runs);
     sim_response_json(resp, 200, answer);
 }
+
+/* ---- runs ---------------------------------------------------------------------------- */
+
+/* The run the route names if account owns it (in the route's group when it names one);
+ * its index in *idx; call under sim_lock. */
+static struct sim_group *owned_run(const struct sim_route *r, const char *account, size_t *idx)
+{
+    struct sim_group *g = sim_store_run_find(r->run_id, r->run_id_len, idx);
+
+    if (g == NULL || strcmp(g->account, account) != 0)
+        return NULL;
+    if (r->id != NULL && (strlen(g->id) != r->id_len || memcmp(g->id, r->id, r->id_len) != 0))
+        return NULL;
+    return g;
+}
+
+static void get_run(const struct sim_route *r, const char *account, struct sim_response *resp)
+{
+    struct sim_buf b = {0};
+    struct sim_group *g;
+    size_t idx = 0;
+    int rc = -1;
+
+    pthread_mutex_lock(&sim_lock);
+    if (r->op == SIM_OP_GET_GROUP_RUN && owned_group(r, account) == NULL) {
+        pthread_mutex_unlock(&sim_lock);
+        sim_response_error(resp, 404, "TaskGroup not found");
+        return;
+    }
+    g = owned_run(r, account, &idx);
+    if (g != NULL) {
+        sim_store_advance(g);
+        rc = sim_store_run_json(&b, g, idx);
+    }
+    pthread_mutex_unlock(&sim_lock);
+    if (g == NULL || rc != 0) {
+        sim_buf_free(&b);
+        sim_response_error(resp, 404, "Run id not found");
+        return;
+    }
+    answer_buf(resp, 200, &b);
+}
+
+/* The result "timeout" query parameter (integer seconds, default 600) in ms, or -1. */
+static long long result_timeout_ms(const struct sim_request *req)
+{
+    char val[32], *end;
+    long v = 600;
+    int found = sim_query_get(req->query, "timeout", val, sizeof val);
+
+    if (found < 0)
+        return -1;
+    if (found > 0) {
+        errno = 0;
+        v = strtol(val, &end, 10);
+        if (val[0] == '\0' || *end != '\0' || errno != 0)
+            return -1;
+    }
+    if (v < 0)
+        v = 0;
+    return (long long)(v > RESULT_TIMEOUT_MAX ? RESULT_TIMEOUT_MAX : v) * 1000;
+}
+
+/* GET /v1/tasks/runs/{id}/result: waits (without the lock) until the run ends or the
+ * timeout passes. */
+static void get_result(const struct sim_request *req, const struct sim_route *r,
+                       const char *account, struct sim_response *resp)
+{
+    long long timeout = result_timeout_ms(req), deadline = sim_mono_ms() + timeout;
+    struct sim_buf b = {0};
+    struct sim_group *g;
+    enum run_status st = RS_QUEUED;
+    size_t idx = 0;
+    int rc = -1;
+
+    if (timeout < 0) {
+        sim_response_error(resp, 422, "Request validation error");
+        return;
+    }
+    for (;;) {
+        long long left;
+
+        pthread_mutex_lock(&sim_lock);
+        g = owned_run(r, account, &idx);
+        if (g != NULL) {
+            sim_store_advance(g);
+            st = g->runs[idx].status;
+        }
+        if (g != NULL && st == RS_COMPLETED) {
+            rc = sim_buf_adds(&b, "{\"run\":");
+            if (rc == 0)
+                rc = sim_store_run_json(&b, g, idx);
+            if (rc == 0)
+                rc = sim_buf_addf(&b, ",\"output\":%s}", g->runs[idx].output);
+        }
+        pthread_mutex_unlock(&sim_lock);
+        if (g == NULL || !sim_store_is_active(st))
+            break;
+        left = deadline - sim_mono_ms();
+        if (left <= 0) {
+            sim_response_error(resp, 408, "Request timed out; run still active");
+            return;
+        }
+        sim_sleep_ms(left < RESULT_POLL_MS ? (long)left : RESULT_POLL_MS);
+    }
+    if (rc != 0) { /* unknown, someone else's, failed or cancelled */
+        sim_buf_free(&b);
+        sim_response_error(resp, 404, "Run failed or run id not found");
+        return;
+    }
+    answer_buf(resp, 200, &b);
+}
+
+/* ---- entry points -------------------------------------------------------------------- */
 
 static int key_valid(const char *key)
 {
@@ -440,22 +499,39 @@ static int key_valid(const char *key)
     return 0;
 }
 
-void sim_api_handle(const struct sim_request *req, struct sim_response *resp)
+const char *sim_api_account(const struct sim_request *req, struct sim_response *resp)
 {
     const char *key = sim_header(req, "x-api-key");
-    struct route r;
 
-    route(req, &r);
-    if (key == NULL || key[0] == '\0')
+    if (key == NULL || key[0] == '\0') {
         sim_response_error(resp, 401, "Missing API key");
-    else if (!key_valid(key))
+        return NULL;
+    }
+    if (!key_valid(key)) {
         sim_response_error(resp, 401, "Invalid API key");
-    else if (r.op == SIM_OP_CREATE_GROUP)
+        return NULL;
+    }
+    return key;
+}
+
+void sim_api_handle(const struct sim_request *req, struct sim_response *resp)
+{
+    const char *key = sim_api_account(req, resp);
+    struct sim_route r;
+
+    sim_api_route(req, &r);
+    if (key == NULL)
+        return;
+    if (r.op == SIM_OP_CREATE_GROUP)
         create_group(req, key, resp);
     else if (r.op == SIM_OP_ADD_RUNS)
         add_runs(req, &r, key, resp);
     else if (r.op == SIM_OP_GET_GROUP)
         get_group(&r, key, resp);
+    else if (r.op == SIM_OP_GET_GROUP_RUN || r.op == SIM_OP_GET_RUN)
+        get_run(&r, key, resp);
+    else if (r.op == SIM_OP_GET_RESULT)
+        get_result(req, &r, key, resp);
     else
         sim_response_error(resp, 404, "Not Found");
 }

@@ -1,6 +1,7 @@
 /* tg_sim_ctl.c: the simulator's test-facing side: the log of API requests, the fault
- * queue, and the /_sim control endpoints that read and steer them. */
-#include "tg_sim.h"
+ * queue, run and stream settings, and the /_sim control endpoints that read and steer
+ * them. */
+#include "tg_sim_store.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -173,6 +174,7 @@ static void log_clear(void)
 
 struct queued_fault {
     enum sim_op match; /* SIM_OP_OTHER stands for "any" */
+    char *path;        /* applies only when the request path contains this, or NULL */
     long skip;
     long times; /* -1: for ever */
     struct sim_fault f;
@@ -182,7 +184,10 @@ static struct queued_fault *faults;
 static size_t faults_len, faults_cap;
 
 static const char *const kind_names[] = {"status", "delay", "malformed", "reset", "hang"};
-static const char *const match_names[] = {"any", "create_group", "add_runs", "get_group"};
+#define NMATCH 9
+static const char *const match_names[NMATCH] = {
+    "any", "create_group", "add_runs", "get_group", "get_group_run", "stream_runs",
+    "stream_events", "get_run", "get_result"};
 
 const char *sim_fault_name(enum sim_fault_kind kind)
 {
@@ -216,6 +221,8 @@ int sim_fault_take(const struct sim_request *req, struct sim_fault *f)
 
         if (q->match != SIM_OP_OTHER && q->match != op)
             continue;
+        if (q->path != NULL && strstr(req->path, q->path) == NULL)
+            continue;
         if (q->skip > 0) {
             q->skip--;
             continue;
@@ -224,6 +231,7 @@ int sim_fault_take(const struct sim_request *req, struct sim_fault *f)
         fault_copy(f, &q->f);
         if (q->times > 0 && --q->times == 0) {
             sim_fault_free(&q->f);
+            free(q->path);
             memmove(q, q + 1, (faults_len - i - 1) * sizeof *q);
             faults_len--;
         }
@@ -232,8 +240,10 @@ int sim_fault_take(const struct sim_request *req, struct sim_fault *f)
     return found;
 }
 
-static const enum sim_op match_ops[] = {SIM_OP_OTHER, SIM_OP_CREATE_GROUP, SIM_OP_ADD_RUNS,
-                                        SIM_OP_GET_GROUP};
+static const enum sim_op match_ops[NMATCH] = {
+    SIM_OP_OTHER, SIM_OP_CREATE_GROUP, SIM_OP_ADD_RUNS, SIM_OP_GET_GROUP,
+    SIM_OP_GET_GROUP_RUN, SIM_OP_STREAM_RUNS, SIM_OP_STREAM_EVENTS, SIM_OP_GET_RUN,
+    SIM_OP_GET_RESULT};
 
 /* The index of val's string in names, or -1. */
 static int string_index(struct json_object *val, const char *const *names, int n)
@@ -281,7 +291,7 @@ static int fault_parse_field(struct queued_fault *q, const char *key, struct jso
     int idx;
 
     if (strcmp(key, "match") == 0) {
-        idx = string_index(val, match_names, 4);
+        idx = string_index(val, match_names, NMATCH);
         if (idx >= 0)
             q->match = match_ops[idx];
         return idx >= 0 ? 0 : -1;
@@ -312,6 +322,8 @@ static int fault_parse_field(struct queued_fault *q, const char *key, struct jso
     }
     if (strcmp(key, "body") == 0)
         return set_string(val, &q->f.body, 0);
+    if (strcmp(key, "path") == 0)
+        return set_string(val, &q->path, 0);
     if (strcmp(key, "retry_after") == 0)
         return set_string(val, &q->f.retry_after, 1);
     return -1;
@@ -373,8 +385,10 @@ static long faults_parse_body(struct json_object *body, struct queued_fault **ou
         struct json_object *one = arr ? json_object_array_get_idx(arr, i) : body;
 
         if (fault_parse(one, &parsed[i], err, errsz) != 0) {
-            for (j = 0; j <= i; j++)
+            for (j = 0; j <= i; j++) {
                 sim_fault_free(&parsed[j].f);
+                free(parsed[j].path);
+            }
             free(parsed);
             return -1;
         }
@@ -415,8 +429,10 @@ static void faults_clear(void)
     size_t i;
 
     pthread_mutex_lock(&sim_lock);
-    for (i = 0; i < faults_len; i++)
+    for (i = 0; i < faults_len; i++) {
         sim_fault_free(&faults[i].f);
+        free(faults[i].path);
+    }
     faults_len = 0;
     pthread_mutex_unlock(&sim_lock);
 }
@@ -430,6 +446,8 @@ static struct json_object *fault_to_json(const struct queued_fault *q)
         m++;
     json_object_object_add(o, "match", json_object_new_string(match_names[m]));
     json_object_object_add(o, "kind", json_object_new_string(kind_names[q->f.kind]));
+    if (q->path != NULL)
+        json_object_object_add(o, "path", json_object_new_string(q->path));
     json_object_object_add(o, "skip", json_object_new_int64(q->skip));
     json_object_object_add(o, "times", json_object_new_int64(q->times));
     if (q->f.kind == SIM_FAULT_STATUS)
@@ -476,6 +494,161 @@ static void stats(struct sim_response *resp)
     sim_response_json(resp, 200, o);
 }
 
+/* ---- runs and streams ---------------------------------------------------------------- */
+
+/* GET or POST /_sim/runs and /_sim/stream: {"run_ms", "interval_ms"}, the duration of runs
+ * added from now on (-1: they end only through /_sim/runs/complete) and the pause between
+ * two stream events; a POST sets what its body names. */
+static void settings(const struct sim_request *req, int post, struct sim_response *resp)
+{
+    struct json_object *o;
+    long run_ms = 0, interval_ms = 0;
+    int set_run = 0, set_interval = 0;
+
+    if (post && (req->json == NULL || !json_object_is_type(req->json, json_type_object))) {
+        sim_response_error(resp, 400, "the body must be {\"run_ms\": N, \"interval_ms\": N}");
+        return;
+    }
+    if (post) {
+        json_object_object_foreach(req->json, key, val) {
+            if (strcmp(key, "run_ms") == 0 && get_int(val, -1, FAULT_DELAY_MAX, &run_ms) == 0) {
+                set_run = 1;
+            } else if (strcmp(key, "interval_ms") == 0 &&
+                       get_int(val, 0, FAULT_DELAY_MAX, &interval_ms) == 0) {
+                set_interval = 1;
+            } else {
+                sim_response_error(resp, 400, "run_ms (-1 or more) and interval_ms (0 or "
+                                              "more) are the settings");
+                return;
+            }
+        }
+    }
+    pthread_mutex_lock(&sim_lock);
+    if (set_run)
+        sim_run_ms = run_ms;
+    if (set_interval)
+        sim_stream_interval_ms = interval_ms;
+    run_ms = sim_run_ms;
+    interval_ms = sim_stream_interval_ms;
+    pthread_mutex_unlock(&sim_lock);
+    o = json_object_new_object();
+    json_object_object_add(o, "run_ms", json_object_new_int64(run_ms));
+    json_object_object_add(o, "interval_ms", json_object_new_int64(interval_ms));
+    sim_response_json(resp, 200, o);
+}
+
+/* Reads the optional "status" of a complete request; -1 for a bad one. */
+static int end_status(struct json_object *body, enum run_status *st)
+{
+    struct json_object *val = NULL;
+    const char *s;
+
+    *st = RS_COMPLETED;
+    if (!json_object_object_get_ex(body, "status", &val))
+        return 0;
+    s = json_object_is_type(val, json_type_string) ? json_object_get_string(val) : "";
+    if (strcmp(s, "completed") == 0)
+        *st = RS_COMPLETED;
+    else if (strcmp(s, "failed") == 0)
+        *st = RS_FAILED;
+    else if (strcmp(s, "cancelled") == 0)
+        *st = RS_CANCELLED;
+    else
+        return -1;
+    return 0;
+}
+
+/* Ends the listed runs; call under sim_lock. Returns how many ended, or -1 with *bad set
+ * to the first id that is not a run (then nothing ended). */
+static long end_listed(struct json_object *ids, struct sim_group *only, enum run_status st,
+                       const char **bad)
+{
+    struct sim_group *g, *prev = NULL;
+    size_t i, n = json_object_array_length(ids), idx;
+    long ended = 0, ended_prev = 0;
+
+    for (i = 0; i < n; i++) {
+        const char *id = json_object_get_string(json_object_array_get_idx(ids, i));
+
+        g = id ? sim_store_run_find(id, strlen(id), &idx) : NULL;
+        if (g == NULL || (only != NULL && g != only)) {
+            *bad = id ? id : "(not a string)";
+            return -1;
+        }
+    }
+    for (i = 0; i < n; i++) {
+        const char *id = json_object_get_string(json_object_array_get_idx(ids, i));
+
+        g = sim_store_run_find(id, strlen(id), &idx);
+        if (prev != NULL && g != prev && ended > ended_prev) {
+            sim_store_log_status(prev);
+            ended_prev = ended;
+        }
+        prev = g;
+        ended += sim_store_end_run(g, idx, st);
+    }
+    if (prev != NULL && ended > ended_prev)
+        sim_store_log_status(prev);
+    return ended;
+}
+
+/* POST /_sim/runs/complete {"taskgroup_id"?, "run_ids"?, "status"?}: ends the active runs
+ * named (all of them when neither is given) now, as "completed" (the default), "failed"
+ * or "cancelled"; answers {"ended": N}. */
+static void complete(const struct sim_request *req, struct sim_response *resp)
+{
+    struct json_object *body = req->json, *gid = NULL, *ids = NULL, *o;
+    struct sim_group *g = NULL;
+    enum run_status st;
+    const char *bad = NULL;
+    char msg[160];
+    long ended = 0;
+    size_t i;
+
+    if (body == NULL && req->body_len == 0)
+        body = json_object_new_object();
+    else
+        body = json_object_get(body);
+    if (!json_object_is_type(body, json_type_object) || end_status(body, &st) != 0 ||
+        (json_object_object_get_ex(body, "taskgroup_id", &gid) &&
+         !json_object_is_type(gid, json_type_string)) ||
+        (json_object_object_get_ex(body, "run_ids", &ids) &&
+         !json_object_is_type(ids, json_type_array))) {
+        json_object_put(body);
+        sim_response_error(resp, 400, "the body must be {\"taskgroup_id\"?: ID, \"run_ids\"?: "
+                                      "[ID...], \"status\"?: completed|failed|cancelled}");
+        return;
+    }
+    pthread_mutex_lock(&sim_lock);
+    if (gid != NULL) {
+        g = sim_store_group_find(json_object_get_string(gid),
+                                 strlen(json_object_get_string(gid)));
+        bad = g == NULL ? json_object_get_string(gid) : NULL;
+    }
+    if (bad == NULL && ids != NULL) {
+        ended = end_listed(ids, g, st, &bad);
+    } else if (bad == NULL && g != NULL) {
+        sim_store_advance(g);
+        for (i = g->first_active; i < g->nruns; i++)
+            ended += sim_store_end_run(g, i, st);
+        if (ended > 0)
+            sim_store_log_status(g);
+    } else if (bad == NULL) {
+        ended = sim_store_end_all(st);
+    }
+    pthread_mutex_unlock(&sim_lock);
+    if (bad != NULL) {
+        snprintf(msg, sizeof msg, "no such group or run: %.100s", bad);
+        json_object_put(body);
+        sim_response_error(resp, 404, msg);
+        return;
+    }
+    json_object_put(body);
+    o = json_object_new_object();
+    json_object_object_add(o, "ended", json_object_new_int64(ended));
+    sim_response_json(resp, 200, o);
+}
+
 static void answer_ok(struct sim_response *resp)
 {
     struct json_object *o = json_object_new_object();
@@ -505,6 +678,11 @@ void sim_ctl_handle(const struct sim_request *req, struct sim_response *resp)
     } else if (faults_path && del) {
         faults_clear();
         answer_ok(resp);
+    } else if ((strcmp(p, "/_sim/runs") == 0 || strcmp(p, "/_sim/stream") == 0) &&
+               (get || post)) {
+        settings(req, post, resp);
+    } else if (strcmp(p, "/_sim/runs/complete") == 0 && post) {
+        complete(req, resp);
     } else if (strcmp(p, "/_sim/stats") == 0 && get) {
         stats(resp);
     } else if (strncmp(p, "/_sim/groups/", 13) == 0 && strchr(p + 13, '/') == NULL && get) {

@@ -495,3 +495,45 @@ int sim_http_send(const struct sim_conn *c, const struct sim_response *resp, int
     sim_buf_free(&out);
     return rc;
 }
+
+/* ---- server-sent event streams ------------------------------------------------------- */
+
+int sim_http_stream_begin(const struct sim_conn *c, int keep)
+{
+    char head[256];
+    int n = snprintf(head, sizeof head, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                     "Cache-Control: no-cache\r\n%s\r\n",
+                     c->http10 ? "Connection: close\r\n"
+                     : keep ? "Transfer-Encoding: chunked\r\n"
+                            : "Transfer-Encoding: chunked\r\nConnection: close\r\n");
+
+    if (n < 0 || (size_t)n >= sizeof head)
+        return -1;
+    return send_all(c->fd, head, (size_t)n);
+}
+
+int sim_http_stream_event(const struct sim_conn *c, const char *type, const char *json,
+                          size_t len)
+{
+    struct sim_buf out = {NULL, 0, 0, 0};
+    size_t body = strlen("event: ") + strlen(type) + strlen("\ndata: ") + len + 2;
+    int rc = 0;
+
+    if (!c->http10)
+        rc = sim_buf_addf(&out, "%zx\r\n", body);
+    if (rc == 0)
+        rc = sim_buf_addf(&out, "event: %s\ndata: ", type);
+    if (rc == 0)
+        rc = sim_buf_add(&out, json, len);
+    if (rc == 0)
+        rc = sim_buf_adds(&out, c->http10 ? "\n\n" : "\n\n\r\n");
+    if (rc == 0)
+        rc = send_all(c->fd, out.p, out.len);
+    sim_buf_free(&out);
+    return rc;
+}
+
+int sim_http_stream_end(const struct sim_conn *c)
+{
+    return c->http10 ? 0 : send_all(c->fd, "0\r\n\r\n", 5);
+}

@@ -219,11 +219,22 @@ const char *sim_header(const struct sim_request *req, const char *lname)
 
 void sim_now_rfc3339(char *buf, size_t size)
 {
+    sim_rfc3339_ago(buf, size, 0);
+}
+
+void sim_rfc3339_ago(char *buf, size_t size, long long ago_ms)
+{
     struct timespec ts;
     struct tm tm;
     char secs[32];
+    long long ns;
 
     clock_gettime(CLOCK_REALTIME, &ts);
+    if (ago_ms > 0) {
+        ns = (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec - ago_ms * 1000000LL;
+        ts.tv_sec = (time_t)(ns / 1000000000LL);
+        ts.tv_nsec = (long)(ns % 1000000000LL);
+    }
     gmtime_r(&ts.tv_sec, &tm);
     strftime(secs, sizeof secs, "%Y-%m-%dT%H:%M:%S", &tm);
     snprintf(buf, size, "%s.%06ldZ", secs, ts.tv_nsec / 1000);
@@ -245,6 +256,82 @@ void sim_random(void *buf, size_t n)
         p += got;
         n -= (size_t)got;
     }
+}
+
+long long sim_mono_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void sim_random_id(char *out, size_t size, const char *prefix)
+{
+    unsigned char r[16];
+    char hex[33];
+    size_t i;
+
+    sim_random(r, sizeof r);
+    for (i = 0; i < sizeof r; i++)
+        snprintf(hex + 2 * i, 3, "%02x", r[i]);
+    snprintf(out, size, "%s%s", prefix, hex);
+}
+
+static int hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Percent-decodes s[0..n) ('+' is a space) into out (size bytes); -1 when it does not fit
+ * or holds a NUL or a bad escape. */
+static int query_decode(const char *s, size_t n, char *out, size_t size)
+{
+    size_t i, o = 0;
+
+    for (i = 0; i < n; i++) {
+        int c = (unsigned char)s[i];
+
+        if (c == '%') {
+            int hi = i + 2 < n ? hex_value(s[i + 1]) : -1;
+            int lo = i + 2 < n ? hex_value(s[i + 2]) : -1;
+
+            if (hi < 0 || lo < 0)
+                return -1;
+            c = hi * 16 + lo;
+            i += 2;
+        } else if (c == '+') {
+            c = ' ';
+        }
+        if (c == 0 || o + 1 >= size)
+            return -1;
+        out[o++] = (char)c;
+    }
+    out[o] = '\0';
+    return 0;
+}
+
+int sim_query_get(const char *query, const char *name, char *out, size_t size)
+{
+    size_t nlen = strlen(name);
+    const char *p = query;
+
+    while (p != NULL && *p != '\0') {
+        const char *end = strchr(p, '&');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+
+        if (len >= nlen && strncmp(p, name, nlen) == 0 && (len == nlen || p[nlen] == '='))
+            return query_decode(p + nlen + (len > nlen), len - nlen - (len > nlen), out,
+                                size) == 0 ? 1 : -1;
+        p = end ? end + 1 : NULL;
+    }
+    return 0;
 }
 
 void sim_sleep_ms(long ms)
