@@ -348,7 +348,8 @@ static void answer_added(struct tg_sub *s)
     }
     tg_metrics_submission(TG_STATE_ACCEPTED);
     tg_metrics_runs(s->auth.team, (long)s->accepted);
-    if (s->seq <= 1) {
+    /* One add-runs call answered (retried attempts before it add no summary). */
+    if (json_object_array_length(s->calls) <= 1 && s->last_answer != NULL && s->resumes == NULL) {
         pass_answer(s, 200);
         return;
     }
@@ -387,6 +388,8 @@ static void create_group(struct tg_sub *s)
     }
     s->group_body = tg_json_str(body, NULL);
     s->keep_answer = 1;
+    if (tg_sub_admit(s) != TG_OK)
+        return;
     struct tg_failure f;
     int rc = tg_sub_forward(s, &f);
     if (rc == TG_OK) {
@@ -644,6 +647,8 @@ static void add_runs(struct tg_sub *s, const struct route *r)
     }
     s->build_chunk = build_chunk;
     s->keep_answer = 1;
+    if (tg_sub_admit(s) != TG_OK)
+        return;
     struct tg_failure f;
     rc = tg_sub_forward(s, &f);
     if (rc == TG_OK)

@@ -8,6 +8,7 @@
 #include "tg_audit.h"
 #include "tg_compat.h"
 #include "tg_html.h"
+#include "tg_idem.h"
 #include "tg_json.h"
 #include "tg_log.h"
 #include "tg_metrics.h"
@@ -147,7 +148,7 @@ static void metrics(const struct tg_request *req, struct tg_response *resp)
     resp->content_type = "text/plain; version=0.0.4; charset=utf-8";
 }
 
-void tg_handle(struct tg_worker *w, struct tg_request *req, struct tg_response *resp)
+static void route(struct tg_worker *w, struct tg_request *req, struct tg_response *resp)
 {
     const char *path = req->path != NULL ? req->path : "/";
     int is_get = strcmp(req->method, "GET") == 0 || strcmp(req->method, "HEAD") == 0;
@@ -171,7 +172,7 @@ void tg_handle(struct tg_worker *w, struct tg_request *req, struct tg_response *
         if (is_post) {
             resp->interface = "simplified";
             tg_submit_runs(w, req, resp);
-            if (tg_html_preferred(req->accept))
+            if (tg_html_preferred(req->accept) && !resp->replayed)
                 tg_html_render(req, resp);
         } else {
             tg_resp_header(resp, "Allow", "POST");
@@ -187,4 +188,12 @@ void tg_handle(struct tg_worker *w, struct tg_request *req, struct tg_response *
         return;
     }
     tg_resp_error(resp, req, 404, "Not Found", NULL);
+}
+
+void tg_handle(struct tg_worker *w, struct tg_request *req, struct tg_response *resp)
+{
+    route(w, req, resp);
+    /* The answer exactly as it goes out (HTML included), for a repeat to replay. */
+    if (resp->idem != NULL)
+        tg_idem_answered(w, req, resp);
 }

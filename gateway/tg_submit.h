@@ -60,6 +60,13 @@ struct tg_sub {
     int staged;             /* whether call holds one */
     int begun;              /* recorded as pending: the upstream may be called */
     int keep_answer;        /* keep last_answer */
+    /* Repeats (tg_idem.c): the client's Idempotency-Key (header, else the idempotency_key
+     * field), the canonical request's hash, and the earlier submission this one resumes
+     * with, per input, the run it already created (NULL: still to send). */
+    const char *idem_key;
+    char request_hash[65];
+    const char *resumes;
+    const char **prior_runs;
 };
 
 /* Why an upstream call did not give us what we needed. */
@@ -87,6 +94,16 @@ void tg_sub_db_trouble(struct tg_sub *s, int rc);
 /* Only submit tokens add runs (audit and admin tokens are for reading and managing): TG_OK,
  * or a 403 is answered and recorded as rejected. */
 int tg_sub_check_role(struct tg_sub *s);
+
+/* Decides whether the submission goes upstream at all, after it passed every check and
+ * before tg_sub_forward (both interfaces call it): a repeat with the same Idempotency-Key
+ * (or an SDK's retry of the same body by the same token) is answered from the record
+ * (replay, 409 while in flight, 422 for another body), an unknown first attempt is
+ * reconciled first, a failed or partly created one is resumed (only what is missing is
+ * sent); then the team's limits (429) are checked and the submission is recorded as
+ * pending, all in one transaction. TG_OK: call tg_sub_forward; otherwise the answer is in
+ * resp. */
+int tg_sub_admit(struct tg_sub *s);
 
 /* Records the submission as pending and sends it: a group when s->taskgroup_id is NULL,
  * then s->inputs in chunks. TG_OK: every call succeeded; TG_ERR: *f says what failed;
