@@ -193,17 +193,17 @@ void tg_template_finish(json_object *tmpl)
     }
 }
 
-/* Appends ,"metadata":{…} with the template's metadata and the run tag after it. */
-static int add_tagged_metadata(struct tg_buf *b, json_object *meta, const char *tag)
+/* Appends "key":value for each member of obj (which must be an object), comma-separated;
+ * *first says whether nothing was written yet. */
+static int add_members(struct tg_buf *b, json_object *obj, int *first)
 {
-    int rc = tg_buf_adds(b, ",\"metadata\":{");
-    int first = 1;
-    json_object_object_foreach(meta, key, val) {
+    int rc = TG_OK;
+    json_object_object_foreach(obj, key, val) {
         size_t len;
         const char *text = val != NULL ? tg_json_str(val, &len) : "null";
         if (val == NULL)
             len = 4;
-        if (rc == TG_OK && !first)
+        if (rc == TG_OK && !*first)
             rc = tg_buf_adds(b, ",");
         if (rc == TG_OK)
             rc = tg_json_buf_string(b, key);
@@ -211,8 +211,19 @@ static int add_tagged_metadata(struct tg_buf *b, json_object *meta, const char *
             rc = tg_buf_adds(b, ":");
         if (rc == TG_OK)
             rc = tg_buf_add(b, text, len);
-        first = 0;
+        *first = 0;
     }
+    return rc;
+}
+
+/* Appends ,"metadata":{…} with the template's metadata (may be NULL) and the run tag after
+ * it. */
+static int add_tagged_metadata(struct tg_buf *b, json_object *meta, const char *tag)
+{
+    int first = 1;
+    int rc = tg_buf_adds(b, ",\"metadata\":{");
+    if (rc == TG_OK && meta != NULL)
+        rc = add_members(b, meta, &first);
     if (rc == TG_OK && !first)
         rc = tg_buf_adds(b, ",");
     if (rc == TG_OK)
