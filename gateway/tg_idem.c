@@ -251,7 +251,8 @@ int tg_sub_admit(struct tg_sub *s)
         tg_sub_reject(s, 422, "bad Idempotency-Key", detail);
         return TG_EINVAL;
     }
-    int rc = hash_request(s);
+    /* Only a request that can be repeated under a record pays for the hash. */
+    int rc = s->idem_key != NULL || s->req->retry_count != NULL ? hash_request(s) : TG_OK;
     if (rc != TG_OK) {
         tg_sub_db_trouble(s, rc);
         return rc;

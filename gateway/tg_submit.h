@@ -40,7 +40,8 @@ struct tg_sub {
     const char *api;        /* the upstream's path prefix: "/v1" (NULL) or "/v1beta" */
     const char *runs_query; /* appended to the add-runs path ("refresh_status=true"), or NULL */
     tg_chunk_builder build_chunk; /* NULL: tg_build_add_runs over tmpl */
-    const char *run_tag;    /* metadata tag for every run of the next chunk (may be NULL) */
+    const char *run_tag;    /* metadata tag for every run of the next chunk (may be NULL):
+                               TG_RUN_TAG_KEY = tg_run_tag(), set per upstream call */
     char id[40];
     char key[TG_UPSTREAM_KEY_MAX];
     int seq;                /* next upstream call's number */
@@ -105,8 +106,10 @@ int tg_sub_check_role(struct tg_sub *s);
  * resp. */
 int tg_sub_admit(struct tg_sub *s);
 
-/* Records the submission as pending and sends it: a group when s->taskgroup_id is NULL,
- * then s->inputs in chunks. TG_OK: every call succeeded; TG_ERR: *f says what failed;
+/* Sends the submission tg_sub_admit recorded as pending (TG_EINVAL when it did not): a
+ * group when s->taskgroup_id is NULL, then s->inputs in chunks (those of s->prior_runs
+ * already created are taken over, not sent), each run tagged with s->run_tag, retrying a
+ * call only while the upstream cannot have acted. TG_OK: every call succeeded; TG_ERR: *f says what failed;
  * other codes: the database failed (answer with tg_sub_db_trouble). */
 int tg_sub_forward(struct tg_sub *s, struct tg_failure *f);
 
