@@ -109,8 +109,8 @@ int tg_sub_admit(struct tg_sub *s);
 /* Sends the submission tg_sub_admit recorded as pending (TG_EINVAL when it did not): a
  * group when s->taskgroup_id is NULL, then s->inputs in chunks (those of s->prior_runs
  * already created are taken over, not sent), each run tagged with s->run_tag, retrying a
- * call only while the upstream cannot have acted. TG_OK: every call succeeded; TG_ERR: *f says what failed;
- * other codes: the database failed (answer with tg_sub_db_trouble). */
+ * call only while the upstream cannot have acted. TG_OK: every call succeeded; TG_ERR: *f
+ * says what failed; other codes: the database failed (answer with tg_sub_db_trouble). */
 int tg_sub_forward(struct tg_sub *s, struct tg_failure *f);
 
 /* Writes the final state (with the last call when one is waiting). */
