@@ -35,7 +35,6 @@
 /* Added to the result's timeout for the upstream's own answer to arrive. */
 #define RESULT_MARGIN_MS 30000L
 /* The metadata key of the gateway's tag on every run it forwards. */
-#define RUN_TAG_KEY "taskgate"
 
 /* What a path names; parts are pool strings, NULL when absent. */
 struct route {
@@ -468,7 +467,7 @@ static int build_chunk(struct tg_sub *s, struct tg_buf *b, size_t first, size_t 
                 json_object_object_add(run, "metadata", meta);
             }
             if (json_object_is_type(meta, json_type_object))
-                json_object_object_add(meta, RUN_TAG_KEY, json_object_new_string(s->run_tag));
+                json_object_object_add(meta, TG_RUN_TAG_KEY, json_object_new_string(s->run_tag));
         }
         size_t len;
         const char *text = tg_json_str(run, &len);
@@ -585,6 +584,10 @@ static int prepare_runs(struct compat *c, json_object *body)
         struct tg_locator where = {tg_loc_plain, run, at};
         tg_check_policy(preset, own, run, merged, problems);
         tg_validate_template(merged, &where, problems);
+        if (tg_json_has(tg_json_get(merged, "metadata"), TG_RUN_TAG_KEY))
+            tg_json_problem(problems, tg_json_loc("body", "metadata", TG_RUN_TAG_KEY, NULL),
+                            "metadata key '" TG_RUN_TAG_KEY "' is the gateway's run tag; use "
+                            "another key", "value_error");
         move_problems(problems, s->detail, prefix, NULL);
 
         s->run_procs[i] = tg_json_get_str(merged, "processor");

@@ -194,6 +194,20 @@ class IdempotencyTest(StackTestCase):
         self.assertEqual(json.loads(d)["detail"][0]["loc"], ["body", "metadata", "taskgate"])
         self.assertEqual(adds(self.s.sim_requests()), [])
 
+    def test_compat_runs_are_tagged_and_the_key_reserved(self):
+        st, _, d = self.post({}, {"x-api-key": self.token}, path="/v1/tasks/groups")
+        path = "/v1/tasks/groups/%s/runs" % json.loads(d)["taskgroup_id"]
+        st, _, d = self.post({"inputs": [{"input": "a", "metadata": {"taskgate": "x"}}]},
+                             path=path)
+        self.assertEqual(st, 422, d)
+        self.assertEqual(json.loads(d)["detail"][0]["loc"],
+                         ["body", "inputs", 0, "metadata", "taskgate"])
+        st, _, d = self.post({"inputs": [{"input": "a", "metadata": {"mine": "1"}}]}, path=path)
+        self.assertEqual(st, 200, d)
+        meta = adds(self.s.sim_requests())[0]["body"]["inputs"][0]["metadata"]
+        self.assertEqual(meta["mine"], "1")
+        self.assertIsNotNone(RUN_TAG_RE.match(meta["taskgate"]), meta)
+
     def test_bad_key_is_422(self):
         st, _, d = self.post({"inputs": ["a"]}, {"Idempotency-Key": "x" * 256})
         self.assertEqual(st, 422, d)
