@@ -274,7 +274,12 @@ static int send_with_retries(struct tg_sub *s, const char *operation, const char
         char msg[sizeof(f.message) + 64];
         describe_failure(s, res, what, &f);
         snprintf(msg, sizeof(msg), "%s; sent again after %ld ms", f.message, pause);
-        rc = record_call(s, operation, path, first, count, *started, res, res->outcome, NULL, msg);
+        /* The staged call keeps the message until it is committed: a pool copy. */
+        const char *kept = tg_pool_strdup(s->req->pool, msg);
+        if (kept == NULL)
+            return TG_ENOMEM;
+        rc = record_call(s, operation, path, first, count, *started, res, res->outcome, NULL,
+                         kept);
         if (rc != TG_OK)
             return rc;
         tg_log(TG_LOG_INFO, "submission %s: upstream %s %d, sending again in %ld ms", s->id,
