@@ -15,7 +15,9 @@
 #include "tg_crypto.h"
 #include "tg_json.h"
 #include "tg_keys.h"
+#include "tg_limits.h"
 #include "tg_log.h"
+#include "tg_reconcile.h"
 #include "tg_server.h"
 #include "tg_store.h"
 #include "tg_token.h"
@@ -37,6 +39,9 @@ static const char usage_text[] =
     "  team add NAME                add a team; its Parallel API key is read from stdin\n"
     "  team set-key NAME            replace a team's Parallel API key (read from stdin)\n"
     "  team list                    list teams (key fingerprints only)\n"
+    "  team limits NAME [--runs-per-minute N] [--in-flight N]\n"
+    "                               show or set a team's limits (0: none)\n"
+    "  reconcile [SUBMISSION_ID...] settle unknown submissions from the upstream's runs\n"
     "  token issue TEAM [--role submit|audit|admin] [--label TEXT] [--expires WHEN]\n"
     "                               issue a token; it is printed once, alone on stdout\n"
     "  token revoke ID              revoke a token by its id (tok_...)\n"
@@ -182,6 +187,8 @@ static int print_team(void *arg, const struct tg_team_row *row)
 
 static int cmd_team(const struct tg_conf *conf, int argc, char **argv)
 {
+    if (argc >= 1 && strcmp(argv[0], "limits") == 0)
+        return tg_limits_cli(conf, argc - 1, argv + 1);
     if (argc == 1 && strcmp(argv[0], "list") == 0) {
         struct tg_store *st = open_store(conf, 0);
         if (st == NULL)
@@ -433,8 +440,7 @@ static const struct command {
 } commands[] = {
     {"init", cmd_init},   {"serve", cmd_serve},   {"team", cmd_team},
     {"token", cmd_token}, {"preset", cmd_preset}, {"config", cmd_config},
-    {"audit", tg_audit_cli},
-    {"keys", tg_keys_cli},
+    {"audit", tg_audit_cli},  {"keys", tg_keys_cli},  {"reconcile", tg_reconcile_cli},
     {NULL, NULL},
 };
 

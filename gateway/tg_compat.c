@@ -35,7 +35,6 @@
 /* Added to the result's timeout for the upstream's own answer to arrive. */
 #define RESULT_MARGIN_MS 30000L
 /* The metadata key of the gateway's tag on every run it forwards. */
-#define RUN_TAG_KEY "taskgate"
 
 /* What a path names; parts are pool strings, NULL when absent. */
 struct route {
@@ -344,7 +343,8 @@ static void answer_added(struct tg_sub *s)
         tg_sub_db_trouble(s, rc);
         return;
     }
-    if (s->seq <= 1) {
+    /* One add-runs call answered (retried attempts before it add no summary). */
+    if (json_object_array_length(s->calls) <= 1 && s->last_answer != NULL && s->resumes == NULL) {
         pass_answer(s, 200);
         return;
     }
@@ -383,10 +383,10 @@ static void create_group(struct tg_sub *s)
     }
     s->group_body = tg_json_str(body, NULL);
     s->keep_answer = 1;
+    if (tg_sub_admit(s) != TG_OK)
+        return;
     struct tg_failure f;
     int rc = tg_sub_forward(s, &f);
-    if (rc == TG_SUB_ANSWERED)
-        return;
     if (rc == TG_OK) {
         rc = tg_sub_finish(s, TG_STATE_ACCEPTED, 200, NULL);
         if (rc != TG_OK) {
@@ -451,7 +451,7 @@ static int build_chunk(struct tg_sub *s, struct tg_buf *b, size_t first, size_t 
                 json_object_object_add(run, "metadata", meta);
             }
             if (json_object_is_type(meta, json_type_object))
-                json_object_object_add(meta, RUN_TAG_KEY, json_object_new_string(s->run_tag));
+                json_object_object_add(meta, TG_RUN_TAG_KEY, json_object_new_string(s->run_tag));
         }
         size_t len;
         const char *text = tg_json_str(run, &len);
@@ -568,6 +568,10 @@ static int prepare_runs(struct compat *c, json_object *body)
         struct tg_locator where = {tg_loc_plain, run, at};
         tg_check_policy(preset, own, run, merged, problems);
         tg_validate_template(merged, &where, problems);
+        if (tg_json_has(tg_json_get(merged, "metadata"), TG_RUN_TAG_KEY))
+            tg_json_problem(problems, tg_json_loc("body", "metadata", TG_RUN_TAG_KEY, NULL),
+                            "metadata key '" TG_RUN_TAG_KEY "' is the gateway's run tag; use "
+                            "another key", "value_error");
         move_problems(problems, s->detail, prefix, NULL);
 
         s->run_procs[i] = tg_json_get_str(merged, "processor");
@@ -630,10 +634,10 @@ static void add_runs(struct tg_sub *s, const struct route *r)
     }
     s->build_chunk = build_chunk;
     s->keep_answer = 1;
+    if (tg_sub_admit(s) != TG_OK)
+        return;
     struct tg_failure f;
     rc = tg_sub_forward(s, &f);
-    if (rc == TG_SUB_ANSWERED)
-        return;
     if (rc == TG_OK)
         answer_added(s);
     else if (rc == TG_ERR)

@@ -27,6 +27,10 @@ struct tg_conf {
     long chunk_size;                /* inputs per add-runs request, at most 1000 */
     long max_inputs_per_submission;
     char default_processor[64];     /* global default; "" for none */
+    long upstream_retry_max_wait_ms; /* total wait for safe retries of one call; 0: none */
+    long idempotency_ttl_s;         /* how long an Idempotency-Key answers for its first use */
+    long retry_dedupe_window_s;     /* how long an SDK's retry without a key is recognised */
+    long reconcile_on_start;        /* 1: reconcile unknown submissions when the daemon starts */
     char user[33];                  /* the user to run as when started as root; "" none */
     enum tg_log_level log_level;
     enum tg_log_format log_format;

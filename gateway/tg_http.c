@@ -10,6 +10,7 @@
 #include "tg_compat.h"
 #include "tg_crypto.h"
 #include "tg_html.h"
+#include "tg_idem.h"
 #include "tg_json.h"
 #include "tg_log.h"
 #include "tg_metrics.h"
@@ -155,7 +156,7 @@ static void metrics(const struct tg_request *req, struct tg_response *resp)
     resp->content_type = "text/plain; version=0.0.4; charset=utf-8";
 }
 
-void tg_handle(struct tg_worker *w, struct tg_request *req, struct tg_response *resp)
+static void route(struct tg_worker *w, struct tg_request *req, struct tg_response *resp)
 {
     const char *path = req->path != NULL ? req->path : "/";
     int is_get = strcmp(req->method, "GET") == 0 || strcmp(req->method, "HEAD") == 0;
@@ -179,7 +180,7 @@ void tg_handle(struct tg_worker *w, struct tg_request *req, struct tg_response *
         if (is_post) {
             resp->interface = "simplified";
             tg_submit_runs(w, req, resp);
-            if (tg_html_preferred(req->accept))
+            if (tg_html_preferred(req->accept) && !resp->replayed)
                 tg_html_render(req, resp);
         } else {
             tg_resp_header(resp, "Allow", "POST");
@@ -202,4 +203,12 @@ void tg_handle(struct tg_worker *w, struct tg_request *req, struct tg_response *
     if (tg_pages_handle(w, req, resp)) /* the browser pages, and a browser's 404 */
         return;
     tg_resp_error(resp, req, 404, "Not Found", NULL);
+}
+
+void tg_handle(struct tg_worker *w, struct tg_request *req, struct tg_response *resp)
+{
+    route(w, req, resp);
+    /* The answer exactly as it goes out (HTML included), for a repeat to replay. */
+    if (resp->idem != NULL)
+        tg_idem_answered(w, req, resp);
 }

@@ -58,6 +58,8 @@ struct tg_response {
     int nheaders;
     struct tg_buf body;        /* owned by the worker, cleared per request */
     int streamed;              /* the answer went out through req->out already */
+    void *idem;                /* tg_idem.c: the record to store this answer on, or NULL */
+    int replayed;              /* the answer is a stored one, replayed as it was */
     /* Filled by handlers for the request's log line. */
     const char *team;
     const char *interface;

@@ -193,12 +193,67 @@ void tg_template_finish(json_object *tmpl)
     }
 }
 
-/* Appends ,"key":value for every template field but task_spec. */
-static int add_fields(struct tg_buf *b, json_object *tmpl)
+/* Appends "key":value for each member of obj (which must be an object), comma-separated;
+ * *first says whether nothing was written yet. */
+static int add_members(struct tg_buf *b, json_object *obj, int *first)
 {
     int rc = TG_OK;
+    json_object_object_foreach(obj, key, val) {
+        size_t len;
+        const char *text = val != NULL ? tg_json_str(val, &len) : "null";
+        if (val == NULL)
+            len = 4;
+        if (rc == TG_OK && !*first)
+            rc = tg_buf_adds(b, ",");
+        if (rc == TG_OK)
+            rc = tg_json_buf_string(b, key);
+        if (rc == TG_OK)
+            rc = tg_buf_adds(b, ":");
+        if (rc == TG_OK)
+            rc = tg_buf_add(b, text, len);
+        *first = 0;
+    }
+    return rc;
+}
+
+/* Appends ,"metadata":{…} with the template's metadata (may be NULL) and the run tag after
+ * it. */
+static int add_tagged_metadata(struct tg_buf *b, json_object *meta, const char *tag)
+{
+    int first = 1;
+    int rc = tg_buf_adds(b, ",\"metadata\":{");
+    if (rc == TG_OK && meta != NULL)
+        rc = add_members(b, meta, &first);
+    if (rc == TG_OK && !first)
+        rc = tg_buf_adds(b, ",");
+    if (rc == TG_OK)
+        rc = tg_json_buf_string(b, TG_RUN_TAG_KEY);
+    if (rc == TG_OK)
+        rc = tg_buf_adds(b, ":");
+    if (rc == TG_OK)
+        rc = tg_json_buf_string(b, tag);
+    if (rc == TG_OK)
+        rc = tg_buf_adds(b, "}");
+    return rc;
+}
+
+/* Appends ,"key":value for every template field but task_spec; with a tag, the metadata
+ * carries it. */
+static int add_fields(struct tg_buf *b, json_object *tmpl, const char *tag)
+{
+    int rc = TG_OK;
+    json_object *meta = tg_json_get(tmpl, "metadata");
+    if (tag != NULL) {
+        if (tg_json_has(meta, TG_RUN_TAG_KEY))
+            return TG_EEXIST; /* the team's own key: refused by validation before this */
+        rc = add_tagged_metadata(b, json_object_is_type(meta, json_type_object) ? meta : NULL,
+                                 tag);
+    }
     json_object_object_foreach(tmpl, key, val) {
-        if (strcmp(key, "task_spec") == 0 || strcmp(key, "input") == 0)
+        if (rc != TG_OK)
+            return rc;
+        if (strcmp(key, "task_spec") == 0 || strcmp(key, "input") == 0 ||
+            (tag != NULL && strcmp(key, "metadata") == 0))
             continue;
         size_t len;
         const char *text = val != NULL ? tg_json_str(val, &len) : "null";
@@ -235,10 +290,16 @@ int tg_add_runs_open(struct tg_buf *b, json_object *spec)
 int tg_build_add_runs(struct tg_buf *b, json_object *tmpl, json_object *inputs, size_t first,
                       size_t count)
 {
+    return tg_build_add_runs_tagged(b, tmpl, inputs, first, count, NULL);
+}
+
+int tg_build_add_runs_tagged(struct tg_buf *b, json_object *tmpl, json_object *inputs,
+                             size_t first, size_t count, const char *tag)
+{
     /* The template's fields are serialised once and repeated for every input. */
     struct tg_buf fields;
     tg_buf_init(&fields, b->max);
-    int rc = add_fields(&fields, tmpl);
+    int rc = add_fields(&fields, tmpl, tag);
     json_object *spec = tg_json_get(tmpl, "task_spec");
 
     if (rc == TG_OK)

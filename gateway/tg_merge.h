@@ -46,6 +46,16 @@ int tg_add_runs_open(struct tg_buf *b, json_object *spec);
 int tg_build_add_runs(struct tg_buf *b, json_object *tmpl, json_object *inputs, size_t first,
                       size_t count);
 
+/* The metadata key of the gateway's run tag (see tg_submit.h's run_tag): a team may not
+ * use it itself. */
+#define TG_RUN_TAG_KEY "taskgate"
+
+/* tg_build_add_runs with every run's metadata carrying TG_RUN_TAG_KEY = tag after the
+ * template's own keys (tag NULL: none). TG_EEXIST when the template's metadata already has
+ * that key: the gateway never overwrites a team's value. */
+int tg_build_add_runs_tagged(struct tg_buf *b, json_object *tmpl, json_object *inputs,
+                             size_t first, size_t count, const char *tag);
+
 /* Applies a preset's policy to a submission. preset is the stored preset (may be NULL);
  * own is the submission's template (tg_template_from_submission), body the submission as
  * sent, merged the final template. Problems go to detail, each naming the field as the

@@ -21,6 +21,7 @@
 #include "tg_keys.h"
 #include "tg_log.h"
 #include "tg_metrics.h"
+#include "tg_reconcile.h"
 #include "tg_store.h"
 #include "tg_upstream.h"
 
@@ -276,6 +277,10 @@ int tg_server_run(const struct tg_conf *conf)
     int rc = srv.slots != NULL ? recover(conf) : TG_ENOMEM;
     if (rc == TG_OK)
         rc = start_workers(&srv);
+    /* Unknown submissions (those just recovered among them) are reconciled in the
+     * background while the workers serve. */
+    if (rc == TG_OK && tg_reconcile_start(conf) != TG_OK)
+        tg_log(TG_LOG_WARN, "cannot start the reconcile pass; run `taskgate reconcile`");
     if (rc == TG_OK) {
         tg_log(TG_LOG_INFO, "taskgate serving on %s with %ld threads, upstream %s",
                activated ? "the socket systemd passed" : conf->listen, conf->threads,
@@ -288,6 +293,7 @@ int tg_server_run(const struct tg_conf *conf)
     }
     if (srv.slots != NULL)
         stop_and_join(&srv);
+    tg_reconcile_stop();
     free(srv.slots);
     close(srv.fd);
     if (!activated && strchr(conf->listen, ':') == NULL)

@@ -382,4 +382,142 @@ int tg_store_group_owned(struct tg_store *st, int64_t team_id, const char *taskg
 int tg_store_run_owned(struct tg_store *st, int64_t team_id, const char *run_id,
                        char *group, size_t grouplen);
 
+/* ---- reliability: idempotency, limits, reconciliation (tg_store_rel.c) ---------------- */
+
+/* What an idempotency record is keyed by: the client's Idempotency-Key, or an SDK's retry
+ * recognised by its token and request hash (see sql/003_reliability.sql). */
+enum tg_idem_kind { TG_IDEM_KEY = 0, TG_IDEM_RETRY = 1 };
+
+/* An idempotency record with the state of the submission it names; strings in the pool
+ * given to the read. */
+struct tg_idem_rec {
+    const char *submission_id;
+    const char *request_hash;
+    enum tg_state state;       /* the submission's; PENDING also when it is missing */
+    int answer_status;         /* 0: no answer stored */
+    const char *answer_type;
+    const char *answer_body;
+    size_t answer_len;
+};
+
+/* The record for (team, kind, key) that has not expired at now_ms. TG_OK fills *out,
+ * TG_ENOTFOUND when there is none. */
+int tg_store_idem_get(struct tg_store *st, struct tg_pool *pool, int64_t team_id,
+                      enum tg_idem_kind kind, const char *key, int64_t now_ms,
+                      struct tg_idem_rec *out);
+
+/* How a submission is admitted. Strings are borrowed for the call. */
+struct tg_admission {
+    enum tg_idem_kind kind;
+    const char *key;           /* NULL: no idempotency record */
+    const char *request_hash;
+    int64_t expires_ms;
+    const char *replaces;      /* the submission the live record must still name; NULL: there
+                                  must be no live record */
+    const char *resumes;       /* stored on the submission (may be NULL) */
+    long runs;                 /* runs it may create: counted against runs per minute */
+    int64_t now_ms;
+};
+
+/* Which limit refused a submission (tg_store_admit's TG_ETOOBIG). */
+struct tg_admit_refusal {
+    const char *limit;         /* "in_flight" or "runs_per_minute" (static) */
+    long value;                /* the limit */
+    long used;                 /* submissions in flight, or runs this minute */
+    long retry_after_s;
+};
+
+/* Admits sub in one write transaction, so that threads and processes sharing the database
+ * see one order: TG_EEXIST when the idempotency record is no longer as a->replaces says
+ * (someone else took the key meanwhile: read it again); TG_ETOOBIG when a team limit
+ * refuses it (the submission is then recorded as rejected with 429 and *why says which
+ * limit); otherwise sub is recorded as pending, its runs are counted, and the record (when
+ * a->key is set) names it. */
+int tg_store_admit(struct tg_store *st, const struct tg_submission *sub,
+                   const struct tg_admission *a, struct tg_admit_refusal *why);
+
+/* Stores the answer sent for sub_id on its record (when the record still names it). */
+int tg_store_idem_answer(struct tg_store *st, int64_t team_id, enum tg_idem_kind kind,
+                         const char *key, const char *sub_id, int status,
+                         const char *content_type, const char *body, size_t len);
+
+/* Deletes records that expired before now_ms; *n (may be NULL) receives how many. */
+int tg_store_idem_prune(struct tg_store *st, int64_t now_ms, long *n);
+
+/* A team's limits; 0 means none. */
+struct tg_limits {
+    long runs_per_minute;
+    long in_flight;
+};
+/* TG_OK (all zero when the team has none set). */
+int tg_store_limits_get(struct tg_store *st, int64_t team_id, struct tg_limits *out);
+/* Sets a team's limits, logged in admin_log as 'team.limits'. TG_ENOTFOUND: no team. */
+int tg_store_limits_set(struct tg_store *st, const struct tg_actor *who, const char *team,
+                        const struct tg_limits *l);
+
+/* One recorded upstream call of a submission, for reconciliation and repeats. */
+struct tg_recon_call {
+    int seq;
+    int add_runs;              /* 0: create_group */
+    int first_input;
+    int num_inputs;
+    enum tg_outcome outcome;
+    long runs;                 /* runs recorded for it */
+};
+
+/* A submission as reconciliation sees it; strings and calls in the pool. */
+struct tg_recon_sub {
+    const char *id;
+    int64_t team_id;
+    enum tg_state state;
+    const char *interface;
+    const char *taskgroup_id;
+    int num_inputs;
+    size_t ncalls;
+    struct tg_recon_call *calls;
+};
+/* TG_OK, or TG_ENOTFOUND. */
+int tg_store_recon_load(struct tg_store *st, struct tg_pool *pool, const char *sub_id,
+                        struct tg_recon_sub *out);
+
+/* The runs reconciliation found for one add-runs call (tag <sub>.<seq>.<first>.<count>). */
+struct tg_recon_found {
+    int seq;
+    int first_input;
+    int num_inputs;            /* how many the call sent */
+    int recorded;              /* a call row exists already */
+    size_t nruns;              /* how many carry its tag (in the group's order) */
+    const char *const *run_ids;
+    const char *const *processors;
+};
+
+/* What one reconciliation settles. */
+struct tg_recon_write {
+    const char *sub_id;
+    const char *actor;
+    const char *taskgroup_id;
+    const char *api;           /* "/v1" or "/v1beta": the path prefix of calls it adds */
+    enum tg_state state;       /* ACCEPTED or FAILED; UNKNOWN: only the attempt is logged */
+    const char *outcome;       /* the reconciliations row's outcome */
+    long runs_found;
+    const char *detail;        /* for the log and the submission's error */
+    size_t nfound;
+    const struct tg_recon_found *found;
+};
+/* In one transaction: the calls not recorded before (outcome unknown, error naming the
+ * reconciliation), the runs found for calls without runs, the final state, and a
+ * reconciliations row. TG_EINVAL when the submission is no longer unknown (someone else
+ * reconciled it). */
+int tg_store_recon_write(struct tg_store *st, const struct tg_recon_write *w);
+
+/* Ids of 'unknown' submissions, oldest first, at most max, into the pool. */
+int tg_store_unknown_ids(struct tg_store *st, struct tg_pool *pool, size_t max,
+                         const char ***ids, size_t *n);
+
+/* The runs an earlier submission (and those it resumed in turn) created, by input index:
+ * (*ids)[i] is the run of input i or NULL, for num_inputs inputs; *group its group (NULL
+ * when none). All in the pool. */
+int tg_store_prior_runs(struct tg_store *st, struct tg_pool *pool, const char *sub_id,
+                        size_t num_inputs, const char ***ids, const char **group);
+
 #endif

@@ -3,6 +3,7 @@
  * the inputs in chunks, record every call and run, then answer. The record is final
  * before the client hears anything. */
 #include <stdio.h>
+#include <time.h>
 #include <string.h>
 #include <strings.h>
 
@@ -13,6 +14,7 @@
 #include "tg_log.h"
 #include "tg_merge.h"
 #include "tg_metrics.h"
+#include "tg_reconcile.h"
 #include "tg_store.h"
 #include "tg_submit.h"
 #include "tg_token.h"
@@ -213,6 +215,88 @@ static int keep_answer(struct tg_sub *s, const struct tg_up_result *res)
     return TG_OK;
 }
 
+/* How long to wait before sending again, or -1 not to. Only when the upstream cannot have
+ * acted: the request never left (connection refused or failed before sending), or a 429 or
+ * 503 with a Retry-After in seconds; and only while the pauses of this call stay within
+ * upstream_retry_max_wait_ms. Never after a timeout, a lost connection or another error. */
+static long retry_pause_ms(const struct tg_sub *s, const struct tg_up_result *res, int attempt,
+                           long waited)
+{
+    long budget = s->w->conf->upstream_retry_max_wait_ms - waited;
+    long pause = -1, secs;
+    if (res->outcome == TG_OUTCOME_NOT_SENT)
+        pause = 100L << (attempt < 5 ? attempt : 5);
+    else if (res->outcome == TG_OUTCOME_ERROR &&
+             (res->http_status == 429 || res->http_status == 503) && res->retry_after != NULL &&
+             tg_parse_long(res->retry_after, 0, 86400, &secs) == TG_OK)
+        pause = secs * 1000 > 50 ? secs * 1000 : 50;
+    return pause >= 0 && pause <= budget ? pause : -1;
+}
+
+static void pause_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0)
+        ;
+}
+
+/* Sends one upstream request, and again while retry_pause_ms allows. Each attempt that is
+ * retried is recorded as its own call; the last is left in *res (and its start in
+ * *started) for the caller to record. A chunk (body NULL) is built afresh for each attempt:
+ * its run tag names the attempt's call. */
+static int send_with_retries(struct tg_sub *s, const char *operation, const char *path,
+                             const char *beta, const char *what, const char *body,
+                             size_t first, size_t count, struct tg_up_result *res,
+                             int64_t *started)
+{
+    long waited = 0;
+    for (int attempt = 0;; attempt++) {
+        struct tg_buf b;
+        tg_buf_init(&b, (size_t)64 * 1024 * 1024);
+        const char *data = body;
+        size_t len = body != NULL ? strlen(body) : 0;
+        int rc = TG_OK;
+        if (body == NULL) {
+            s->run_tag = tg_run_tag(s->req->pool, s->id, s->seq, first, count);
+            rc = s->run_tag == NULL ? TG_ENOMEM
+                 : s->build_chunk != NULL
+                     ? s->build_chunk(s, &b, first, count)
+                     : tg_build_add_runs_tagged(&b, s->tmpl, s->inputs, first, count, s->run_tag);
+            data = b.data;
+            len = b.len;
+        }
+        if (rc == TG_OK)
+            rc = flush_call(s);
+        if (rc != TG_OK) {
+            tg_buf_free(&b);
+            return rc;
+        }
+        *started = tg_now_ms();
+        tg_upstream_call(s->w->up, "POST", path, s->key, beta, s->req->request_id, data, len,
+                         res);
+        tg_buf_free(&b);
+        long pause = retry_pause_ms(s, res, attempt, waited);
+        if (pause < 0)
+            return TG_OK;
+        struct tg_failure f;
+        char msg[sizeof(f.message) + 64];
+        describe_failure(s, res, what, &f);
+        snprintf(msg, sizeof(msg), "%s; sent again after %ld ms", f.message, pause);
+        /* The staged call keeps the message until it is committed: a pool copy. */
+        const char *kept = tg_pool_strdup(s->req->pool, msg);
+        if (kept == NULL)
+            return TG_ENOMEM;
+        rc = record_call(s, operation, path, first, count, *started, res, res->outcome, NULL,
+                         kept);
+        if (rc != TG_OK)
+            return rc;
+        tg_log(TG_LOG_INFO, "submission %s: upstream %s %d, sending again in %ld ms", s->id,
+               what, res->http_status, pause);
+        pause_ms(pause);
+        waited += pause;
+    }
+}
+
 static int create_group(struct tg_sub *s, struct tg_failure *f)
 {
     const char *path = tg_pool_printf(s->req->pool, "%s/tasks/groups",
@@ -222,12 +306,11 @@ static int create_group(struct tg_sub *s, struct tg_failure *f)
         return TG_ENOMEM;
 
     struct tg_up_result res;
-    int rc = flush_call(s);
+    int64_t started;
+    int rc = send_with_retries(s, "create_group", path, NULL, "create a group", body, 0, 0, &res,
+                               &started);
     if (rc != TG_OK)
         return rc;
-    int64_t started = tg_now_ms();
-    tg_upstream_call(s->w->up, "POST", path, s->key, NULL, s->req->request_id, body,
-                     strlen(body), &res);
     if (keep_answer(s, &res) != TG_OK)
         return TG_ENOMEM;
     json_object *a = NULL;
@@ -276,26 +359,14 @@ static int send_chunk(struct tg_sub *s, size_t first, size_t count, struct tg_fa
     const char *path = tg_pool_printf(s->req->pool, "%s/tasks/groups/%s/runs%s%s",
                                       s->api != NULL ? s->api : "/v1", s->taskgroup_id,
                                       q ? "?" : "", q ? s->runs_query : "");
-    struct tg_buf b;
-    tg_buf_init(&b, (size_t)64 * 1024 * 1024);
-    int rc = TG_ENOMEM;
-    if (path != NULL)
-        rc = s->build_chunk != NULL ? s->build_chunk(s, &b, first, count)
-                                    : tg_build_add_runs(&b, s->tmpl, s->inputs, first, count);
-    if (rc != TG_OK) {
-        tg_buf_free(&b);
-        return rc;
-    }
+    if (path == NULL)
+        return TG_ENOMEM;
     struct tg_up_result res;
-    rc = flush_call(s);
-    if (rc != TG_OK) {
-        tg_buf_free(&b);
+    int64_t started;
+    int rc = send_with_retries(s, "add_runs", path, s->beta, "add runs", NULL, first, count, &res,
+                               &started);
+    if (rc != TG_OK)
         return rc;
-    }
-    int64_t started = tg_now_ms();
-    tg_upstream_call(s->w->up, "POST", path, s->key, s->beta, s->req->request_id, b.data, b.len,
-                     &res);
-    tg_buf_free(&b);
     if (keep_answer(s, &res) != TG_OK)
         return TG_ENOMEM;
 
@@ -516,6 +587,17 @@ static int decode_body(struct tg_sub *s)
     return TG_OK;
 }
 
+/* The idempotency_key field (JSON or form), taken out of the body: it names the request,
+ * it is not part of it. The Idempotency-Key header wins when both are sent. */
+static void take_idempotency_key(struct tg_sub *s)
+{
+    const char *key = tg_json_get_str(s->body, "idempotency_key");
+    if (key != NULL && s->req->idempotency_key == NULL)
+        s->idem_key = tg_pool_strdup(s->req->pool, key);
+    if (s->body != NULL)
+        json_object_object_del(s->body, "idempotency_key");
+}
+
 /* The form's token field, taken out of the body so that it is never stored. */
 static const char *take_form_token(struct tg_sub *s)
 {
@@ -609,6 +691,10 @@ static int prepare(struct tg_sub *s)
             }
             tg_validate_inputs(s->inputs, s->w->conf->max_inputs_per_submission,
                                tg_task_spec_chars(s->tmpl), detail);
+            if (tg_json_has(tg_json_get(s->tmpl, "metadata"), TG_RUN_TAG_KEY))
+                tg_json_problem(detail, tg_json_loc("body", "metadata", TG_RUN_TAG_KEY, NULL),
+                                "metadata key '" TG_RUN_TAG_KEY "' is the gateway's run tag; "
+                                "use another key", "value_error");
             rc = TG_OK;
         }
     }
@@ -654,38 +740,54 @@ int tg_sub_check_role(struct tg_sub *s)
     return TG_ERR;
 }
 
+/* Inputs an earlier submission already created (a resumed repeat) are taken over, not
+ * sent: their runs join the answer in input order. Returns how many follow from first. */
+static size_t take_prior(struct tg_sub *s, size_t first, size_t n)
+{
+    size_t i = first;
+    while (s->prior_runs != NULL && i < n && s->prior_runs[i] != NULL) {
+        json_object_array_add(s->run_ids, json_object_new_string(s->prior_runs[i]));
+        i++;
+    }
+    if (i > first) {
+        json_object *c = json_object_new_object();
+        json_object_object_add(c, "first_input", json_object_new_int64((int64_t)first));
+        json_object_object_add(c, "num_inputs", json_object_new_int64((int64_t)(i - first)));
+        json_object_object_add(c, "from_submission", json_object_new_string(s->resumes));
+        json_object_array_add(s->calls, c);
+        s->accepted += i - first;
+    }
+    return i - first;
+}
+
 int tg_sub_forward(struct tg_sub *s, struct tg_failure *f)
 {
     struct tg_worker *w = s->w;
     size_t n = json_object_is_type(s->inputs, json_type_array)
                    ? json_object_array_length(s->inputs) : 0;
     s->resp->inputs = (int)n;
-    int rc = tg_store_team_key(w->store, s->auth.team_id, s->key, sizeof(s->key));
-    if (rc == TG_ERR || rc == TG_ENOTFOUND || rc == TG_ETOOBIG) {
-        /* The key cannot be had (not set, or not decrypted): the team's to fix, and
-         * nothing was sent. The store's message names the cause for the log only. */
-        tg_log(TG_LOG_ERROR, "team %s: upstream key unusable: %s", s->auth.team,
-               tg_store_errmsg(w->store));
-        tg_memzero(s->key, sizeof(s->key));
-        tg_sub_reject(s, 503, "the team's upstream key cannot be used; ask an administrator "
-                              "(nothing was sent upstream)", NULL);
-        return TG_SUB_ANSWERED;
+    if (!s->begun) {
+        /* tg_sub_admit records the submission; forwarding without it is a bug. */
+        tg_log(TG_LOG_ERROR, "submission %s: forwarded without admission", s->id);
+        return TG_EINVAL;
     }
-    struct tg_submission rec;
-    fill_record(s, &rec, tg_sub_stored_request(s));
-    if (rc == TG_OK)
-        rc = tg_store_submission_begin(w->store, &rec);
-    if (rc != TG_OK) {
-        tg_memzero(s->key, sizeof(s->key));
-        return rc;
-    }
-    s->begun = 1;
 
     /* From here on the submission is recorded: every path ends in a final state. */
-    rc = s->taskgroup_id == NULL ? create_group(s, f) : TG_OK;
+    int rc = s->taskgroup_id == NULL ? create_group(s, f) : TG_OK;
     size_t chunk = (size_t)w->conf->chunk_size;
-    for (size_t first = 0; rc == TG_OK && first < n; first += chunk)
-        rc = send_chunk(s, first, n - first < chunk ? n - first : chunk, f);
+    for (size_t first = 0; rc == TG_OK && first < n;) {
+        size_t taken = take_prior(s, first, n);
+        if (taken > 0) {
+            first += taken;
+            continue;
+        }
+        size_t end = first;
+        while (end < n && end - first < chunk &&
+               (s->prior_runs == NULL || s->prior_runs[end] == NULL))
+            end++;
+        rc = send_chunk(s, first, end - first, f);
+        first = end;
+    }
     s->resp->runs = (int)s->accepted;
     tg_memzero(s->key, sizeof(s->key));
     return rc;
@@ -704,13 +806,14 @@ void tg_submit_runs(struct tg_worker *w, struct tg_request *req, struct tg_respo
         return;
     if (tg_sub_check_role(&s) != TG_OK)
         return;
+    take_idempotency_key(&s);
     if (prepare(&s) != TG_OK)
+        return;
+    if (tg_sub_admit(&s) != TG_OK)
         return;
 
     struct tg_failure f;
     int rc = tg_sub_forward(&s, &f);
-    if (rc == TG_SUB_ANSWERED)
-        return;
     if (rc == TG_OK)
         answer_success(&s);
     else if (rc == TG_ERR)

@@ -14,8 +14,6 @@
 #include "tg_store.h"
 
 #define TG_UPSTREAM_KEY_MAX 512
-/* tg_sub_forward's return when it has answered the client itself. */
-#define TG_SUB_ANSWERED 1
 
 struct tg_sub;
 
@@ -42,7 +40,8 @@ struct tg_sub {
     const char *api;        /* the upstream's path prefix: "/v1" (NULL) or "/v1beta" */
     const char *runs_query; /* appended to the add-runs path ("refresh_status=true"), or NULL */
     tg_chunk_builder build_chunk; /* NULL: tg_build_add_runs over tmpl */
-    const char *run_tag;    /* metadata tag for every run of the next chunk (may be NULL) */
+    const char *run_tag;    /* metadata tag for every run of the next chunk (may be NULL):
+                               TG_RUN_TAG_KEY = tg_run_tag(), set per upstream call */
     char id[40];
     char key[TG_UPSTREAM_KEY_MAX];
     int seq;                /* next upstream call's number */
@@ -62,6 +61,13 @@ struct tg_sub {
     int staged;             /* whether call holds one */
     int begun;              /* recorded as pending: the upstream may be called */
     int keep_answer;        /* keep last_answer */
+    /* Repeats (tg_idem.c): the client's Idempotency-Key (header, else the idempotency_key
+     * field), the canonical request's hash, and the earlier submission this one resumes
+     * with, per input, the run it already created (NULL: still to send). */
+    const char *idem_key;
+    char request_hash[65];
+    const char *resumes;
+    const char **prior_runs;
 };
 
 /* Why an upstream call did not give us what we needed. */
@@ -90,10 +96,21 @@ void tg_sub_db_trouble(struct tg_sub *s, int rc);
  * or a 403 is answered and recorded as rejected. */
 int tg_sub_check_role(struct tg_sub *s);
 
-/* Records the submission as pending and sends it: a group when s->taskgroup_id is NULL,
- * then s->inputs in chunks. TG_OK: every call succeeded; TG_ERR: *f says what failed;
- * TG_SUB_ANSWERED: refused before anything was sent (the team's key cannot be used), the
- * answer is in resp; other codes: the database failed (answer with tg_sub_db_trouble). */
+/* Decides whether the submission goes upstream at all, after it passed every check and
+ * before tg_sub_forward (both interfaces call it): a repeat with the same Idempotency-Key
+ * (or an SDK's retry of the same body by the same token) is answered from the record
+ * (replay, 409 while in flight, 422 for another body), an unknown first attempt is
+ * reconciled first, a failed or partly created one is resumed (only what is missing is
+ * sent); then the team's limits (429) are checked and the submission is recorded as
+ * pending, all in one transaction. TG_OK: call tg_sub_forward; otherwise the answer is in
+ * resp. */
+int tg_sub_admit(struct tg_sub *s);
+
+/* Sends the submission tg_sub_admit recorded as pending (TG_EINVAL when it did not): a
+ * group when s->taskgroup_id is NULL, then s->inputs in chunks (those of s->prior_runs
+ * already created are taken over, not sent), each run tagged with s->run_tag, retrying a
+ * call only while the upstream cannot have acted. TG_OK: every call succeeded; TG_ERR: *f
+ * says what failed; other codes: the database failed (answer with tg_sub_db_trouble). */
 int tg_sub_forward(struct tg_sub *s, struct tg_failure *f);
 
 /* Writes the final state (with the last call when one is waiting) and counts it in the

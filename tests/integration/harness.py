@@ -37,9 +37,12 @@ import time
 import unittest
 
 __all__ = ["Stack", "StackError", "StackTestCase", "SecretLeak", "env_path", "free_port",
-           "tail", "secret_forms"]
+           "tail", "secret_forms", "strip_run_tags", "RUN_TAG_RE"]
 
 TOKEN_RE = re.compile(r"^tg_[0-9a-f]{48}$")
+# The gateway's run tag in each forwarded run's metadata: submission, call seq, first input,
+# inputs in the call.
+RUN_TAG_RE = re.compile(r"^(sub_[0-9a-f]{32})\.(\d+)\.(\d+)\.(\d+)$")
 TOKEN_ID_RE = re.compile(r"id=(tok_[0-9a-f]+)")
 SOCKET_PATH_MAX = 100  # sun_path is 108 bytes; keep a margin
 
@@ -98,6 +101,28 @@ def tail(path, lines=40):
     except OSError as e:
         return "(%s: %s)" % (path, e.strerror)
     return "\n".join(text.splitlines()[-lines:]) or "(%s is empty)" % path
+
+
+def strip_run_tags(reqs):
+    """The simulator's request log with the gateway's run tag (metadata key "taskgate")
+    checked and taken out of every add-runs input, and a metadata left empty by that
+    removed: what the request was before the gateway tagged it. Raises ValueError on a
+    malformed tag."""
+    for r in reqs:
+        body = r.get("body")
+        inputs = body.get("inputs") if isinstance(body, dict) else None
+        if not isinstance(inputs, list):
+            continue
+        for run in inputs:
+            meta = run.get("metadata") if isinstance(run, dict) else None
+            if not isinstance(meta, dict) or "taskgate" not in meta:
+                continue
+            if not RUN_TAG_RE.match(str(meta["taskgate"])):
+                raise ValueError("malformed run tag %r" % meta["taskgate"])
+            del meta["taskgate"]
+            if not meta:
+                del run["metadata"]
+    return reqs
 
 
 def child_env():

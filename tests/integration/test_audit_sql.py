@@ -637,9 +637,12 @@ class AuditSqlTest(unittest.TestCase):
             conn.executescript(v1)
             conn.execute("PRAGMA user_version = 1")
             conn.execute("ATTACH ? AS live", ("file:%s?mode=ro" % self.s.db_path,))
+            # Version 1's columns: later migrations may add some to these tables.
+            v1_cols = {t: [r[1] for r in conn.execute("PRAGMA main.table_info(%s)" % t)]
+                       for t in tables}
             conn.execute("BEGIN")
             for t in tables:
-                cols = ", ".join(r[1] for r in conn.execute("PRAGMA main.table_info(%s)" % t))
+                cols = ", ".join(v1_cols[t])
                 conn.execute("INSERT INTO main.%s SELECT %s FROM live.%s" % (t, cols, t))
             # Version 1 stored the upstream keys in clear.
             for name, key in conn.execute("SELECT name, 'par-v1-' || name || '-"
@@ -687,14 +690,12 @@ class AuditSqlTest(unittest.TestCase):
             self.assertEqual(conn.execute("PRAGMA user_version").fetchone()[0], LATEST)
             for t in tables:
                 with self.subTest(table=t):
-                    cols = [r[1] for r in conn.execute("PRAGMA table_info(%s)" % t)]
-                    keep = [c for c in cols if c not in ("upstream_key", "key_id")]
-                    was = [r[1] for r in conn.execute("PRAGMA table_info(%s)" % t)
-                           if r[1] in keep]
+                    # Every version 1 column as it was, but the keys (now sealed).
+                    keep = [c for c in v1_cols[t] if c != "upstream_key"]
                     self.assertEqual(
                         conn.execute("SELECT %s FROM %s ORDER BY 1, 2" % (", ".join(keep), t))
                         .fetchall(),
-                        [tuple(row[cols.index(c)] for c in was) for row in before[t]])
+                        [tuple(row[v1_cols[t].index(c)] for c in keep) for row in before[t]])
             # The clear keys were encrypted: sealed text under the key file, in one logged step.
             for name, stored, kid in conn.execute("SELECT name, upstream_key, key_id FROM teams"):
                 self.assertTrue(stored.startswith("tgk1.%s." % kid), stored)

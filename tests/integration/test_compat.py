@@ -181,11 +181,12 @@ class CompatTest(StackTestCase):
 
     def test_upstream_errors_pass_through_with_retry_after(self):
         gid = self.new_group()
-        self.s.sim_fault(kind="status", status=429, retry_after=7, match="add_runs")
+        # 30 s is more than upstream_retry_max_wait_ms (10 s): passed on, not waited for.
+        self.s.sim_fault(kind="status", status=429, retry_after=30, match="add_runs")
         status, err, hdrs = self.post("/v1/tasks/groups/%s/runs" % gid,
                                       {"inputs": [{"input": "a"}]})
         self.assertEqual(status, 429, err)
-        self.assertEqual(hdrs.get("retry-after"), "7")
+        self.assertEqual(hdrs.get("retry-after"), "30")
         self.assertIn("error", err)
 
     def test_upstream_unreachable_is_a_502_in_the_error_shape(self):

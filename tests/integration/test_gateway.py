@@ -18,7 +18,8 @@ from datetime import datetime, timedelta, timezone
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import TOKEN_ID_RE, TOKEN_RE, StackTestCase, key_fingerprint  # noqa: E402
+from harness import (TOKEN_ID_RE, TOKEN_RE, StackTestCase, key_fingerprint,  # noqa: E402
+                     strip_run_tags)
 
 CREATE_GROUP_RE = re.compile(r"^/v1(beta)?/tasks/groups$")
 ADD_RUNS_RE = re.compile(r"^/v1(beta)?/tasks/groups/([^/]+)/runs$")
@@ -335,7 +336,7 @@ class TeamIsolationTest(GatewayTestCase):
             status, answer, _ = self.submit(s, {"inputs": inputs}, token)
             self.assertEqual(status, 200, answer)
             bodies.append(json.dumps(answer))
-            reqs = s.sim_requests()
+            reqs = strip_run_tags(s.sim_requests())
             self.assertEqual(len(reqs), 2, reqs)
             for r in reqs:
                 self.assertEqual(r["headers"].get("x-api-key"), team_key)
@@ -350,7 +351,7 @@ class TeamIsolationTest(GatewayTestCase):
         status, answer, _ = self.submit(s, {"inputs": ["a3"], "processor": "base"}, tok_a)
         self.assertEqual(status, 200, answer)
         bodies.append(json.dumps(answer))
-        sent = add_runs_requests(s.sim_requests())[0]["body"]["inputs"]
+        sent = add_runs_requests(strip_run_tags(s.sim_requests()))[0]["body"]["inputs"]
         self.assertEqual(sent[0].get("processor"), "base", sent)
         self.assertEqual(sent[0].get("metadata"), {"team": "a"}, sent)
         self.assertEqual(s.db_value("SELECT processor FROM audit_runs WHERE run_id = ?",
@@ -453,7 +454,9 @@ class CrashRecoveryTest(GatewayTestCase):
     """kill -9 while a submission is in flight: on restart it is unknown, never pending."""
 
     def test_pending_becomes_unknown_after_a_crash(self):
-        s = self.stack(upstream_timeout_ms=30000)
+        # Without the start-up reconcile pass, which would settle it at once
+        # (test_reconcile.py covers that).
+        s = self.stack(upstream_timeout_ms=30000, conf={"reconcile_on_start": 0})
         s.add_team("crash", new_key("crash"), preset={"processor": "core"})
         token, _ = s.issue_token("crash")
         s.sim_fault(match="add_runs", kind="hang", apply=True, delay_ms=20000)

@@ -442,6 +442,10 @@ static void test_dump(void)
                  "chunk_size = 1000\n"
                  "max_inputs_per_submission = 10000\n"
                  "default_processor = \"\"\n"
+                 "upstream_retry_max_wait_ms = 10000\n"
+                 "idempotency_ttl_s = 86400\n"
+                 "retry_dedupe_window_s = 600\n"
+                 "reconcile_on_start = 1\n"
                  "user = \"\"\n"
                  "log_level = info\n"
                  "log_format = logfmt\n");

@@ -1,0 +1,90 @@
+/* Per-team limits (see tg_limits.h): the comparison every limit uses, checked inside the
+ * store's admission transaction, and the command that sets them. */
+#include "tg_limits.h"
+
+#include <limits.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "tg_conf.h"
+#include "tg_core.h"
+#include "tg_store.h"
+
+int tg_limit_allows(long limit, long used, long want)
+{
+    if (limit <= 0)
+        return 1;
+    if (used < 0)
+        used = 0;
+    if (want < 0)
+        want = 0;
+    /* used + want > limit, written so that it cannot overflow. */
+    return used <= limit && want <= limit - used;
+}
+
+static int limits_usage(void)
+{
+    fputs("usage: taskgate team limits TEAM [--runs-per-minute N] [--in-flight N]\n"
+          "  N = 0 removes the limit; without options the limits are printed\n", stderr);
+    return 2;
+}
+
+static const struct tg_actor *cli_actor(void)
+{
+    static char id[80];
+    static struct tg_actor actor = {id, NULL, "cli", NULL};
+    struct passwd pw, *found = NULL;
+    char buf[2048];
+    if (getpwuid_r(geteuid(), &pw, buf, sizeof(buf), &found) == 0 && found != NULL)
+        snprintf(id, sizeof(id), "os:%.64s", pw.pw_name);
+    else
+        snprintf(id, sizeof(id), "os:uid-%ld", (long)geteuid());
+    return &actor;
+}
+
+int tg_limits_cli(const struct tg_conf *conf, int argc, char **argv)
+{
+    if (argc < 1 || argv[0][0] == '-')
+        return limits_usage();
+    const char *team = argv[0];
+    long rpm = -1, inflight = -1;
+    for (int i = 1; i < argc; i++) {
+        long *dst = strcmp(argv[i], "--runs-per-minute") == 0 ? &rpm
+                    : strcmp(argv[i], "--in-flight") == 0     ? &inflight
+                                                              : NULL;
+        if (dst == NULL || i + 1 >= argc || tg_parse_long(argv[i + 1], 0, INT_MAX, dst) != TG_OK)
+            return limits_usage();
+        i++;
+    }
+    char err[512];
+    struct tg_store *st = NULL;
+    if (tg_store_open(&st, conf->database, 0, (int)conf->db_busy_timeout_ms, err,
+                      sizeof(err)) != TG_OK) {
+        fprintf(stderr, "taskgate: %s\n", err);
+        return 1;
+    }
+    int64_t team_id;
+    struct tg_limits l;
+    int rc = tg_store_team_id(st, team, &team_id);
+    if (rc == TG_OK)
+        rc = tg_store_limits_get(st, team_id, &l);
+    if (rc == TG_OK && (rpm >= 0 || inflight >= 0)) {
+        if (rpm >= 0)
+            l.runs_per_minute = rpm;
+        if (inflight >= 0)
+            l.in_flight = inflight;
+        rc = tg_store_limits_set(st, cli_actor(), team, &l);
+    }
+    if (rc == TG_ENOTFOUND)
+        fprintf(stderr, "taskgate: no team '%s'\n", team);
+    else if (rc != TG_OK)
+        fprintf(stderr, "taskgate: cannot set limits: %s (%s)\n", tg_rc_str(rc),
+                tg_store_errmsg(st));
+    else
+        printf("team=%s runs_per_minute=%ld in_flight=%ld\n", team, l.runs_per_minute,
+               l.in_flight);
+    tg_store_close(st);
+    return rc == TG_OK ? 0 : 1;
+}

@@ -1,0 +1,45 @@
+/* Reconciliation: settles 'unknown' submissions by reading their group's runs from the
+ * upstream and matching the gateway's run tag, with `taskgate reconcile`, a pass when the
+ * daemon starts, and before a repeat of an unknown submission is answered. */
+#ifndef TG_RECONCILE_H
+#define TG_RECONCILE_H
+
+#include "tg_core.h"
+
+struct tg_conf;
+struct tg_store;
+struct tg_upstream;
+
+/* The tag a run of call seq of submission sub_id carries in its metadata (key
+ * TG_RUN_TAG_KEY): "<sub_id>.<seq>.<first input>.<inputs in the call>", in pool. */
+const char *tg_run_tag(struct tg_pool *pool, const char *sub_id, int seq, size_t first,
+                       size_t count);
+
+/* What one reconciliation did. */
+struct tg_recon_report {
+    const char *outcome;      /* "accepted", "failed", "partial", "error" (still unknown),
+                                 "skipped" (it was not unknown) */
+    long runs_found;
+    char message[512];
+};
+
+/* Reconciles one submission (it must be 'unknown'): reads its group's runs with its team's
+ * key, records the runs carrying its tag, settles it as accepted (every input has a run)
+ * or failed (some or none), and logs the attempt in reconciliations under actor. TG_OK
+ * whatever the outcome, as long as the database could be written; *r says what happened. */
+int tg_reconcile_one(struct tg_store *st, struct tg_upstream *up, struct tg_pool *pool,
+                     const char *sub_id, const char *actor, struct tg_recon_report *r);
+
+/* Reconciles every unknown submission; *settled and *left (may be NULL) count them. */
+int tg_reconcile_all(struct tg_store *st, struct tg_upstream *up, const char *actor, int verbose,
+                     long *settled, long *left);
+
+/* The daemon's pass at start-up, in a thread of its own so that serving starts at once;
+ * stop joins it (it ends after the submission it is working on). */
+int tg_reconcile_start(const struct tg_conf *conf);
+void tg_reconcile_stop(void);
+
+/* `taskgate reconcile [SUBMISSION_ID...]`. Returns the exit code. */
+int tg_reconcile_cli(const struct tg_conf *conf, int argc, char **argv);
+
+#endif

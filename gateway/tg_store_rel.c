@@ -1,0 +1,665 @@
+/* The records behind "never a duplicate, never a lost run" (contract in tg_store.h):
+ * idempotency records, admission with per-team limits, and reconciliation. Claims slots
+ * 32-55 of tg_store_slot. */
+#include <stdio.h>
+#include <string.h>
+
+#include "tg_limits.h"
+#include "tg_store_int.h"
+
+enum rel_slot {
+    R_IDEM_GET = 32, R_LIMITS_GET, R_INFLIGHT, R_USAGE_GET, R_USAGE_ADD, R_USAGE_OLD,
+    R_SUB_INSERT, R_IDEM_CHECK, R_IDEM_PUT, R_IDEM_ANSWER, R_IDEM_PRUNE, R_LIMITS_SET,
+    R_TEAM, R_RECON_SUB, R_RECON_CALLS, R_CALL_ADD, R_RUN_ADD, R_RECON_FINISH, R_RECON_LOG,
+    R_UNKNOWN, R_PRIOR_RUNS, R_PRIOR_SUB, R_SLOT_END
+};
+
+static const char *const rel_sql[] = {
+    [R_IDEM_GET - R_IDEM_GET] =
+        "SELECT i.submission_id, i.request_hash, s.state, i.answer_status, i.answer_type,"
+        " i.answer_body FROM idempotency i LEFT JOIN submissions s ON s.id = i.submission_id"
+        " WHERE i.team_id = ?1 AND i.kind = ?2 AND i.key = ?3 AND i.expires_ms > ?4",
+    [R_LIMITS_GET - R_IDEM_GET] =
+        "SELECT runs_per_minute, in_flight FROM team_limits WHERE team_id = ?1",
+    /* The literal state lets SQLite use the partial index submissions_state. */
+    [R_INFLIGHT - R_IDEM_GET] =
+        "SELECT count(*) FROM submissions WHERE state IN ('pending') AND team_id = ?1",
+    [R_USAGE_GET - R_IDEM_GET] =
+        "SELECT runs FROM team_usage WHERE team_id = ?1 AND minute = ?2",
+    [R_USAGE_ADD - R_IDEM_GET] =
+        "INSERT INTO team_usage (team_id, minute, runs) VALUES (?1, ?2, ?3)"
+        " ON CONFLICT (team_id, minute) DO UPDATE SET runs = runs + excluded.runs",
+    [R_USAGE_OLD - R_IDEM_GET] =
+        "DELETE FROM team_usage WHERE team_id = ?1 AND minute < ?2",
+    [R_SUB_INSERT - R_IDEM_GET] =
+        "INSERT INTO submissions (id, team_id, token_id, request_id, received_at,"
+        " completed_at, remote_addr, interface, taskgroup_id, num_inputs, state,"
+        " http_status, error, request, resumes)"
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+    [R_IDEM_CHECK - R_IDEM_GET] =
+        "SELECT submission_id FROM idempotency"
+        " WHERE team_id = ?1 AND kind = ?2 AND key = ?3 AND expires_ms > ?4",
+    [R_IDEM_PUT - R_IDEM_GET] =
+        "INSERT INTO idempotency (team_id, kind, key, request_hash, submission_id, created_at,"
+        " expires_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+        " ON CONFLICT (team_id, kind, key) DO UPDATE SET request_hash = excluded.request_hash,"
+        " submission_id = excluded.submission_id, created_at = excluded.created_at,"
+        " expires_ms = excluded.expires_ms, answer_status = NULL, answer_type = NULL,"
+        " answer_body = NULL",
+    [R_IDEM_ANSWER - R_IDEM_GET] =
+        "UPDATE idempotency SET answer_status = ?5, answer_type = ?6, answer_body = ?7"
+        " WHERE team_id = ?1 AND kind = ?2 AND key = ?3 AND submission_id = ?4",
+    [R_IDEM_PRUNE - R_IDEM_GET] = "DELETE FROM idempotency WHERE expires_ms <= ?1",
+    [R_LIMITS_SET - R_IDEM_GET] =
+        "INSERT INTO team_limits (team_id, runs_per_minute, in_flight, updated_at)"
+        " VALUES (?1, ?2, ?3, ?4) ON CONFLICT (team_id) DO UPDATE SET"
+        " runs_per_minute = excluded.runs_per_minute, in_flight = excluded.in_flight,"
+        " updated_at = excluded.updated_at",
+    [R_TEAM - R_IDEM_GET] =
+        "SELECT t.id, coalesce(l.runs_per_minute, 0), coalesce(l.in_flight, 0)"
+        " FROM teams t LEFT JOIN team_limits l ON l.team_id = t.id WHERE t.name = ?1",
+    [R_RECON_SUB - R_IDEM_GET] =
+        "SELECT team_id, state, interface, taskgroup_id, num_inputs FROM submissions"
+        " WHERE id = ?1",
+    [R_RECON_CALLS - R_IDEM_GET] =
+        "SELECT c.seq, c.operation, c.first_input, c.num_inputs, c.outcome,"
+        " (SELECT count(*) FROM runs r WHERE r.submission_id = c.submission_id"
+        "  AND r.call_seq = c.seq)"
+        " FROM upstream_calls c WHERE c.submission_id = ?1 ORDER BY c.seq",
+    [R_CALL_ADD - R_IDEM_GET] =
+        "INSERT INTO upstream_calls (submission_id, seq, operation, method, path, first_input,"
+        " num_inputs, started_at, outcome, error)"
+        " VALUES (?1, ?2, 'add_runs', 'POST', ?3, ?4, ?5, ?6, 'unknown', ?7)",
+    [R_RUN_ADD - R_IDEM_GET] =
+        "INSERT INTO runs (run_id, submission_id, call_seq, input_index, processor)"
+        " VALUES (?1, ?2, ?3, ?4, ?5)",
+    [R_RECON_FINISH - R_IDEM_GET] =
+        "UPDATE submissions SET state = ?2, error = ?3, completed_at = ?4"
+        " WHERE id = ?1 AND state = 'unknown'",
+    [R_RECON_LOG - R_IDEM_GET] =
+        "INSERT INTO reconciliations (submission_id, at, actor, taskgroup_id, outcome,"
+        " runs_found, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    [R_UNKNOWN - R_IDEM_GET] =
+        "SELECT id FROM submissions WHERE state IN ('unknown') ORDER BY received_at LIMIT ?1",
+    [R_PRIOR_RUNS - R_IDEM_GET] =
+        "SELECT input_index, run_id FROM runs WHERE submission_id = ?1",
+    [R_PRIOR_SUB - R_IDEM_GET] =
+        "SELECT taskgroup_id, resumes FROM submissions WHERE id = ?1",
+};
+
+_Static_assert(R_SLOT_END <= 56, "tg_store_rel.c claims slots 32-55 only");
+
+static int stmt(struct tg_store *st, enum rel_slot id, sqlite3_stmt **out)
+{
+    return tg_store_slot(st, (int)id, rel_sql[id - R_IDEM_GET], out);
+}
+
+static const char *const kind_names[] = {"key", "retry"};
+
+static const char *state_text(enum tg_state s)
+{
+    return tg_state_name(s);
+}
+
+static enum tg_state parse_state(const char *s)
+{
+    for (int i = TG_STATE_PENDING; s != NULL && i <= TG_STATE_UNKNOWN; i++)
+        if (strcmp(s, tg_state_name((enum tg_state)i)) == 0)
+            return (enum tg_state)i;
+    return TG_STATE_PENDING;
+}
+
+/* ---- idempotency ------------------------------------------------------------------------ */
+
+int tg_store_idem_get(struct tg_store *st, struct tg_pool *pool, int64_t team_id,
+                      enum tg_idem_kind kind, const char *key, int64_t now_ms,
+                      struct tg_idem_rec *out)
+{
+    sqlite3_stmt *s;
+    memset(out, 0, sizeof(*out));
+    int rc = stmt(st, R_IDEM_GET, &s);
+    if (rc != TG_OK)
+        return rc;
+    sqlite3_bind_int64(s, 1, team_id);
+    store_bind_text(s, 2, kind_names[kind]);
+    store_bind_text(s, 3, key);
+    sqlite3_bind_int64(s, 4, now_ms);
+    int src = sqlite3_step(s);
+    if (src == SQLITE_ROW) {
+        out->submission_id = tg_pool_strdup(pool, store_col_text(s, 0));
+        out->request_hash = tg_pool_strdup(pool, store_col_text(s, 1));
+        out->state = parse_state(store_col_text(s, 2));
+        out->answer_status = sqlite3_column_int(s, 3);
+        out->answer_type = tg_pool_strdup(pool, store_col_text(s, 4));
+        const void *blob = sqlite3_column_blob(s, 5);
+        int n = sqlite3_column_bytes(s, 5);
+        char *body = tg_pool_alloc(pool, (size_t)n + 1);
+        if (out->submission_id == NULL || out->request_hash == NULL || body == NULL) {
+            rc = TG_ENOMEM;
+        } else {
+            if (n > 0)
+                memcpy(body, blob, (size_t)n);
+            body[n] = '\0';
+            out->answer_body = body;
+            out->answer_len = (size_t)n;
+        }
+    } else {
+        rc = src == SQLITE_DONE ? TG_ENOTFOUND : store_db_err(st, src, "idempotency record");
+    }
+    store_done(s);
+    return rc;
+}
+
+/* One integer of a one-row query with up to two integer parameters (0 when no row). */
+static int one_int(struct tg_store *st, enum rel_slot id, int64_t a, int64_t b, long *out)
+{
+    sqlite3_stmt *s;
+    *out = 0;
+    int rc = stmt(st, id, &s);
+    if (rc != TG_OK)
+        return rc;
+    sqlite3_bind_int64(s, 1, a);
+    if (sqlite3_bind_parameter_count(s) >= 2)
+        sqlite3_bind_int64(s, 2, b);
+    int src = sqlite3_step(s);
+    if (src == SQLITE_ROW)
+        *out = (long)sqlite3_column_int64(s, 0);
+    else if (src != SQLITE_DONE)
+        rc = store_db_err(st, src, "read a count");
+    store_done(s);
+    return rc;
+}
+
+static int limits_in_tx(struct tg_store *st, int64_t team_id, struct tg_limits *l)
+{
+    sqlite3_stmt *s;
+    memset(l, 0, sizeof(*l));
+    int rc = stmt(st, R_LIMITS_GET, &s);
+    if (rc != TG_OK)
+        return rc;
+    sqlite3_bind_int64(s, 1, team_id);
+    int src = sqlite3_step(s);
+    if (src == SQLITE_ROW) {
+        l->runs_per_minute = (long)sqlite3_column_int64(s, 0);
+        l->in_flight = (long)sqlite3_column_int64(s, 1);
+    } else if (src != SQLITE_DONE) {
+        rc = store_db_err(st, src, "team limits");
+    }
+    store_done(s);
+    return rc;
+}
+
+int tg_store_limits_get(struct tg_store *st, int64_t team_id, struct tg_limits *out)
+{
+    return limits_in_tx(st, team_id, out);
+}
+
+/* TG_OK, or TG_ETOOBIG with *why filled when a limit refuses want more runs. */
+static int check_limits(struct tg_store *st, int64_t team_id, long runs, int64_t now_ms,
+                        struct tg_admit_refusal *why)
+{
+    struct tg_limits l;
+    int rc = limits_in_tx(st, team_id, &l);
+    if (rc != TG_OK)
+        return rc;
+    long minute = (long)(now_ms / 60000);
+    if (l.in_flight > 0) {
+        long used;
+        rc = one_int(st, R_INFLIGHT, team_id, 0, &used);
+        if (rc != TG_OK)
+            return rc;
+        if (!tg_limit_allows(l.in_flight, used, 1)) {
+            *why = (struct tg_admit_refusal){"in_flight", l.in_flight, used, 1};
+            return TG_ETOOBIG;
+        }
+    }
+    if (l.runs_per_minute > 0) {
+        long used;
+        rc = one_int(st, R_USAGE_GET, team_id, minute, &used);
+        if (rc != TG_OK)
+            return rc;
+        if (!tg_limit_allows(l.runs_per_minute, used, runs)) {
+            long left = 60 - (long)((now_ms / 1000) % 60);
+            *why = (struct tg_admit_refusal){"runs_per_minute", l.runs_per_minute, used,
+                                             left > 0 ? left : 1};
+            return TG_ETOOBIG;
+        }
+        sqlite3_stmt *s;
+        rc = stmt(st, R_USAGE_ADD, &s);
+        if (rc != TG_OK)
+            return rc;
+        sqlite3_bind_int64(s, 1, team_id);
+        sqlite3_bind_int64(s, 2, minute);
+        sqlite3_bind_int64(s, 3, runs);
+        rc = store_run(st, s, "count runs");
+        if (rc == TG_OK)
+            rc = stmt(st, R_USAGE_OLD, &s);
+        if (rc != TG_OK)
+            return rc;
+        sqlite3_bind_int64(s, 1, team_id);
+        sqlite3_bind_int64(s, 2, minute);
+        rc = store_run(st, s, "forget old usage");
+    }
+    return rc;
+}
+
+static int insert_sub(struct tg_store *st, const struct tg_submission *sub, const char *resumes,
+                      enum tg_state state, int http_status, const char *error)
+{
+    sqlite3_stmt *s;
+    char received[TG_TIME_LEN], now[TG_TIME_LEN];
+    store_now_text(now);
+    if (sub->received_ms > 0)
+        tg_time_format(sub->received_ms, received);
+    else
+        memcpy(received, now, sizeof(received));
+    int rc = stmt(st, R_SUB_INSERT, &s);
+    if (rc != TG_OK)
+        return rc;
+    store_bind_text(s, 1, sub->id);
+    sqlite3_bind_int64(s, 2, sub->team_id);
+    store_bind_text(s, 3, sub->token_id);
+    store_bind_text(s, 4, sub->request_id);
+    store_bind_text(s, 5, received);
+    store_bind_text(s, 6, state == TG_STATE_PENDING ? NULL : now);
+    store_bind_text(s, 7, sub->remote_addr);
+    store_bind_text(s, 8, sub->interface);
+    store_bind_text(s, 9, sub->taskgroup_id);
+    sqlite3_bind_int(s, 10, sub->num_inputs);
+    store_bind_text(s, 11, state_text(state));
+    store_bind_int_or_null(s, 12, http_status);
+    store_bind_text(s, 13, error);
+    store_bind_text(s, 14, sub->request);
+    store_bind_text(s, 15, resumes);
+    return store_run(st, s, "record submission");
+}
+
+/* TG_OK when the live record names a->replaces (or, with replaces NULL, there is none). */
+static int check_record(struct tg_store *st, int64_t team_id, const struct tg_admission *a)
+{
+    sqlite3_stmt *s;
+    int rc = stmt(st, R_IDEM_CHECK, &s);
+    if (rc != TG_OK)
+        return rc;
+    sqlite3_bind_int64(s, 1, team_id);
+    store_bind_text(s, 2, kind_names[a->kind]);
+    store_bind_text(s, 3, a->key);
+    sqlite3_bind_int64(s, 4, a->now_ms);
+    int src = sqlite3_step(s);
+    if (src == SQLITE_ROW) {
+        const char *cur = store_col_text(s, 0);
+        rc = a->replaces != NULL && cur != NULL && strcmp(cur, a->replaces) == 0 ? TG_OK
+                                                                                : TG_EEXIST;
+    } else if (src == SQLITE_DONE) {
+        rc = a->replaces == NULL ? TG_OK : TG_EEXIST;
+    } else {
+        rc = store_db_err(st, src, "idempotency record");
+    }
+    store_done(s);
+    if (rc == TG_EEXIST)
+        store_set_err(st, "the idempotency key was taken by another submission meanwhile");
+    return rc;
+}
+
+static int put_record(struct tg_store *st, const struct tg_submission *sub,
+                      const struct tg_admission *a)
+{
+    sqlite3_stmt *s;
+    char now[TG_TIME_LEN];
+    store_now_text(now);
+    int rc = stmt(st, R_IDEM_PUT, &s);
+    if (rc != TG_OK)
+        return rc;
+    sqlite3_bind_int64(s, 1, sub->team_id);
+    store_bind_text(s, 2, kind_names[a->kind]);
+    store_bind_text(s, 3, a->key);
+    store_bind_text(s, 4, a->request_hash);
+    store_bind_text(s, 5, sub->id);
+    store_bind_text(s, 6, now);
+    sqlite3_bind_int64(s, 7, a->expires_ms);
+    return store_run(st, s, "record the idempotency key");
+}
+
+int tg_store_admit(struct tg_store *st, const struct tg_submission *sub,
+                   const struct tg_admission *a, struct tg_admit_refusal *why)
+{
+    if (sub == NULL || sub->id == NULL || sub->interface == NULL || a == NULL)
+        return store_invalid(st, "admit: missing submission");
+    int rc = store_tx_begin(st);
+    if (rc != TG_OK)
+        return rc;
+    if (a->key != NULL)
+        rc = check_record(st, sub->team_id, a);
+    if (rc == TG_OK)
+        rc = check_limits(st, sub->team_id, a->runs, a->now_ms, why);
+    if (rc == TG_ETOOBIG) {
+        char msg[256];
+        snprintf(msg, sizeof(msg), "team limit %s (%ld) reached", why->limit, why->value);
+        rc = insert_sub(st, sub, a->resumes, TG_STATE_REJECTED, 429, msg);
+        rc = store_tx_end(st, rc);
+        return rc == TG_OK ? TG_ETOOBIG : rc;
+    }
+    if (rc == TG_OK)
+        rc = insert_sub(st, sub, a->resumes, TG_STATE_PENDING, 0, NULL);
+    if (rc == TG_OK && a->key != NULL)
+        rc = put_record(st, sub, a);
+    return store_tx_end(st, rc);
+}
+
+int tg_store_idem_answer(struct tg_store *st, int64_t team_id, enum tg_idem_kind kind,
+                         const char *key, const char *sub_id, int status,
+                         const char *content_type, const char *body, size_t len)
+{
+    sqlite3_stmt *s;
+    int rc = stmt(st, R_IDEM_ANSWER, &s);
+    if (rc == TG_OK)
+        rc = store_tx_begin(st);
+    if (rc != TG_OK)
+        return rc;
+    sqlite3_bind_int64(s, 1, team_id);
+    store_bind_text(s, 2, kind_names[kind]);
+    store_bind_text(s, 3, key);
+    store_bind_text(s, 4, sub_id);
+    sqlite3_bind_int(s, 5, status);
+    store_bind_text(s, 6, content_type);
+    sqlite3_bind_blob64(s, 7, body != NULL ? body : "", (sqlite3_uint64)len, SQLITE_STATIC);
+    rc = store_run(st, s, "store the answer");
+    return store_tx_end(st, rc);
+}
+
+int tg_store_idem_prune(struct tg_store *st, int64_t now_ms, long *n)
+{
+    sqlite3_stmt *s;
+    int rc = stmt(st, R_IDEM_PRUNE, &s);
+    if (rc == TG_OK)
+        rc = store_tx_begin(st);
+    if (rc != TG_OK)
+        return rc;
+    sqlite3_bind_int64(s, 1, now_ms);
+    rc = store_run(st, s, "prune idempotency records");
+    if (n != NULL)
+        *n = rc == TG_OK ? (long)sqlite3_changes(tg_store_sqlite(st)) : 0;
+    return store_tx_end(st, rc);
+}
+
+/* ---- limits ------------------------------------------------------------------------------ */
+
+static int admin_row(struct tg_store *st, const struct tg_actor *who, const char *team,
+                     const char *before, const char *after)
+{
+    sqlite3_stmt *s;
+    char now[TG_TIME_LEN];
+    store_now_text(now);
+    int rc = store_prep(st, S_ADMIN_LOG, &s);
+    if (rc != TG_OK)
+        return rc;
+    store_bind_text(s, 1, now);
+    store_bind_text(s, 2, who->id);
+    store_bind_text(s, 3, who->team);
+    store_bind_text(s, 4, who->interface);
+    store_bind_text(s, 5, "team.limits");
+    store_bind_text(s, 6, "team");
+    store_bind_text(s, 7, team);
+    store_bind_text(s, 8, team);
+    store_bind_text(s, 9, before);
+    store_bind_text(s, 10, after);
+    store_bind_text(s, 11, who->remote_addr);
+    return store_run(st, s, "log the change");
+}
+
+int tg_store_limits_set(struct tg_store *st, const struct tg_actor *who, const char *team,
+                        const struct tg_limits *l)
+{
+    if (who == NULL || who->id == NULL || who->interface == NULL || team == NULL)
+        return store_invalid(st, "limits: missing actor or team");
+    int rc = store_tx_begin(st);
+    if (rc != TG_OK)
+        return rc;
+    sqlite3_stmt *s;
+    int64_t team_id = 0;
+    char before[128] = "", after[128];
+    rc = stmt(st, R_TEAM, &s);
+    if (rc == TG_OK) {
+        store_bind_text(s, 1, team);
+        int src = sqlite3_step(s);
+        if (src == SQLITE_ROW) {
+            team_id = sqlite3_column_int64(s, 0);
+            snprintf(before, sizeof(before), "{\"runs_per_minute\":%lld,\"in_flight\":%lld}",
+                     (long long)sqlite3_column_int64(s, 1), (long long)sqlite3_column_int64(s, 2));
+        } else if (src == SQLITE_DONE) {
+            store_set_err(st, "no team %.64s", team);
+            rc = TG_ENOTFOUND;
+        } else {
+            rc = store_db_err(st, src, "read the team");
+        }
+        store_done(s);
+    }
+    if (rc == TG_OK)
+        rc = stmt(st, R_LIMITS_SET, &s);
+    if (rc == TG_OK) {
+        char now[TG_TIME_LEN];
+        store_now_text(now);
+        sqlite3_bind_int64(s, 1, team_id);
+        sqlite3_bind_int64(s, 2, l->runs_per_minute);
+        sqlite3_bind_int64(s, 3, l->in_flight);
+        store_bind_text(s, 4, now);
+        rc = store_run(st, s, "set limits");
+    }
+    if (rc == TG_OK) {
+        snprintf(after, sizeof(after), "{\"runs_per_minute\":%ld,\"in_flight\":%ld}",
+                 l->runs_per_minute, l->in_flight);
+        rc = admin_row(st, who, team, before, after);
+    }
+    return store_tx_end(st, rc);
+}
+
+/* ---- reconciliation ---------------------------------------------------------------------- */
+
+int tg_store_recon_load(struct tg_store *st, struct tg_pool *pool, const char *sub_id,
+                        struct tg_recon_sub *out)
+{
+    sqlite3_stmt *s;
+    memset(out, 0, sizeof(*out));
+    int rc = stmt(st, R_RECON_SUB, &s);
+    if (rc != TG_OK)
+        return rc;
+    store_bind_text(s, 1, sub_id);
+    int src = sqlite3_step(s);
+    if (src == SQLITE_ROW) {
+        out->id = tg_pool_strdup(pool, sub_id);
+        out->team_id = sqlite3_column_int64(s, 0);
+        out->state = parse_state(store_col_text(s, 1));
+        out->interface = tg_pool_strdup(pool, store_col_text(s, 2));
+        out->taskgroup_id = tg_pool_strdup(pool, store_col_text(s, 3));
+        out->num_inputs = sqlite3_column_int(s, 4);
+    } else {
+        rc = src == SQLITE_DONE ? TG_ENOTFOUND : store_db_err(st, src, "read the submission");
+    }
+    store_done(s);
+    if (rc != TG_OK)
+        return rc;
+    rc = stmt(st, R_RECON_CALLS, &s);
+    if (rc != TG_OK)
+        return rc;
+    store_bind_text(s, 1, sub_id);
+    size_t cap = 0;
+    while ((src = sqlite3_step(s)) == SQLITE_ROW) {
+        if (out->ncalls == cap) {
+            size_t ncap = cap == 0 ? 16 : cap * 2;
+            struct tg_recon_call *c = tg_pool_calloc(pool, ncap, sizeof(*c));
+            if (c == NULL) {
+                rc = TG_ENOMEM;
+                break;
+            }
+            if (out->ncalls > 0)
+                memcpy(c, out->calls, out->ncalls * sizeof(*c));
+            out->calls = c;
+            cap = ncap;
+        }
+        struct tg_recon_call *c = &out->calls[out->ncalls++];
+        const char *op = store_col_text(s, 1);
+        const char *outcome = store_col_text(s, 4);
+        c->seq = sqlite3_column_int(s, 0);
+        c->add_runs = op != NULL && strcmp(op, "add_runs") == 0;
+        c->first_input = sqlite3_column_int(s, 2);
+        c->num_inputs = sqlite3_column_int(s, 3);
+        c->outcome = TG_OUTCOME_UNKNOWN;
+        for (int o = TG_OUTCOME_OK; outcome != NULL && o <= TG_OUTCOME_NOT_SENT; o++)
+            if (strcmp(outcome, tg_outcome_name((enum tg_outcome)o)) == 0)
+                c->outcome = (enum tg_outcome)o;
+        c->runs = (long)sqlite3_column_int64(s, 5);
+    }
+    if (rc == TG_OK && src != SQLITE_DONE)
+        rc = store_db_err(st, src, "read the calls");
+    store_done(s);
+    return rc;
+}
+
+static int add_found(struct tg_store *st, const struct tg_recon_write *w,
+                     const struct tg_recon_found *f, const char *now)
+{
+    sqlite3_stmt *s;
+    int rc = TG_OK;
+    if (!f->recorded) {
+        char path[300];
+        snprintf(path, sizeof(path), "%s/tasks/groups/%s/runs", w->api != NULL ? w->api : "/v1",
+                 w->taskgroup_id != NULL ? w->taskgroup_id : "");
+        rc = stmt(st, R_CALL_ADD, &s);
+        if (rc != TG_OK)
+            return rc;
+        store_bind_text(s, 1, w->sub_id);
+        sqlite3_bind_int(s, 2, f->seq);
+        store_bind_text(s, 3, path);
+        sqlite3_bind_int(s, 4, f->first_input);
+        sqlite3_bind_int(s, 5, f->num_inputs);
+        store_bind_text(s, 6, now);
+        store_bind_text(s, 7, "the daemon stopped before this call's outcome was recorded; "
+                              "found upstream by reconciliation");
+        rc = store_run(st, s, "record a found call");
+        if (rc != TG_OK)
+            return rc;
+    }
+    rc = stmt(st, R_RUN_ADD, &s);
+    if (rc != TG_OK)
+        return rc;
+    for (size_t i = 0; i < f->nruns && rc == TG_OK; i++) {
+        store_bind_text(s, 1, f->run_ids[i]);
+        store_bind_text(s, 2, w->sub_id);
+        sqlite3_bind_int(s, 3, f->seq);
+        sqlite3_bind_int64(s, 4, (int64_t)f->first_input + (int64_t)i);
+        store_bind_text(s, 5, f->processors != NULL ? f->processors[i] : NULL);
+        rc = store_run(st, s, "record a found run");
+    }
+    return rc;
+}
+
+int tg_store_recon_write(struct tg_store *st, const struct tg_recon_write *w)
+{
+    char now[TG_TIME_LEN];
+    store_now_text(now);
+    int rc = store_tx_begin(st);
+    if (rc != TG_OK)
+        return rc;
+    sqlite3_stmt *s;
+    if (w->state == TG_STATE_ACCEPTED || w->state == TG_STATE_FAILED) {
+        /* The state first: it fails when another reconciliation got there before. */
+        rc = stmt(st, R_RECON_FINISH, &s);
+        if (rc == TG_OK) {
+            store_bind_text(s, 1, w->sub_id);
+            store_bind_text(s, 2, state_text(w->state));
+            store_bind_text(s, 3, w->state == TG_STATE_ACCEPTED ? NULL : w->detail);
+            store_bind_text(s, 4, now);
+            rc = store_run(st, s, "settle the submission");
+        }
+        if (rc == TG_OK && sqlite3_changes(tg_store_sqlite(st)) == 0) {
+            store_set_err(st, "submission %.64s is no longer unknown", w->sub_id);
+            rc = TG_EINVAL;
+        }
+        for (size_t i = 0; rc == TG_OK && i < w->nfound; i++)
+            rc = add_found(st, w, &w->found[i], now);
+    }
+    if (rc == TG_OK)
+        rc = stmt(st, R_RECON_LOG, &s);
+    if (rc == TG_OK) {
+        store_bind_text(s, 1, w->sub_id);
+        store_bind_text(s, 2, now);
+        store_bind_text(s, 3, w->actor);
+        store_bind_text(s, 4, w->taskgroup_id);
+        store_bind_text(s, 5, w->outcome);
+        sqlite3_bind_int64(s, 6, w->runs_found);
+        store_bind_text(s, 7, w->detail);
+        rc = store_run(st, s, "log the reconciliation");
+    }
+    return store_tx_end(st, rc);
+}
+
+int tg_store_unknown_ids(struct tg_store *st, struct tg_pool *pool, size_t max,
+                         const char ***ids, size_t *n)
+{
+    sqlite3_stmt *s;
+    *n = 0;
+    *ids = tg_pool_calloc(pool, max + 1, sizeof(char *));
+    if (*ids == NULL)
+        return TG_ENOMEM;
+    int rc = stmt(st, R_UNKNOWN, &s);
+    if (rc != TG_OK)
+        return rc;
+    sqlite3_bind_int64(s, 1, (int64_t)max);
+    int src;
+    while ((src = sqlite3_step(s)) == SQLITE_ROW && *n < max) {
+        (*ids)[*n] = tg_pool_strdup(pool, store_col_text(s, 0));
+        if ((*ids)[*n] == NULL) {
+            rc = TG_ENOMEM;
+            break;
+        }
+        (*n)++;
+    }
+    if (rc == TG_OK && src != SQLITE_DONE && src != SQLITE_ROW)
+        rc = store_db_err(st, src, "list unknown submissions");
+    store_done(s);
+    return rc;
+}
+
+int tg_store_prior_runs(struct tg_store *st, struct tg_pool *pool, const char *sub_id,
+                        size_t num_inputs, const char ***ids, const char **group)
+{
+    *group = NULL;
+    *ids = tg_pool_calloc(pool, num_inputs + 1, sizeof(char *));
+    if (*ids == NULL)
+        return TG_ENOMEM;
+    const char *cur = sub_id;
+    int rc = TG_OK;
+    /* A repeat may resume a repeat: follow the chain (bounded; it is short in practice). */
+    for (int depth = 0; cur != NULL && depth < 32 && rc == TG_OK; depth++) {
+        sqlite3_stmt *s;
+        const char *next = NULL;
+        rc = stmt(st, R_PRIOR_SUB, &s);
+        if (rc != TG_OK)
+            break;
+        store_bind_text(s, 1, cur);
+        int src = sqlite3_step(s);
+        if (src == SQLITE_ROW) {
+            if (*group == NULL)
+                *group = tg_pool_strdup(pool, store_col_text(s, 0));
+            next = tg_pool_strdup(pool, store_col_text(s, 1));
+        } else if (src != SQLITE_DONE) {
+            rc = store_db_err(st, src, "read an earlier submission");
+        }
+        store_done(s);
+        if (rc == TG_OK)
+            rc = stmt(st, R_PRIOR_RUNS, &s);
+        if (rc != TG_OK)
+            break;
+        store_bind_text(s, 1, cur);
+        while ((src = sqlite3_step(s)) == SQLITE_ROW) {
+            int64_t i = sqlite3_column_int64(s, 0);
+            if (i >= 0 && (size_t)i < num_inputs && (*ids)[i] == NULL)
+                (*ids)[i] = tg_pool_strdup(pool, store_col_text(s, 1));
+        }
+        if (src != SQLITE_DONE)
+            rc = store_db_err(st, src, "read earlier runs");
+        store_done(s);
+        cur = next;
+    }
+    return rc;
+}

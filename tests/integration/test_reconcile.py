@@ -1,0 +1,257 @@
+#!/usr/bin/env python3
+"""Reconciliation and safe retries (README "Guarantees"): an upstream that times out after
+accepting leaves the submission unknown, and `taskgate reconcile` makes it accepted with the
+very run ids the upstream created; nothing created makes it failed; the start-up pass does
+the same; the gateway retries by itself only when the upstream cannot have acted."""
+
+import json
+import os
+import socket
+import sys
+import threading
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import StackTestCase, free_port  # noqa: E402
+
+KEY = "par-key-recon"
+
+
+def adds(reqs):
+    return [r for r in reqs if r["method"] == "POST" and r["path"].endswith("/runs")]
+
+
+class Base(StackTestCase):
+    def start(self, **kw):
+        kw.setdefault("keys", [KEY])
+        kw.setdefault("upstream_timeout_ms", 1500)
+        conf = {"chunk_size": 2, "reconcile_on_start": 0}
+        conf.update(kw.pop("conf", {}))
+        self.s = self.stack(conf=conf, **kw)
+        self.s.add_team("r", KEY, preset={"processor": "core"})
+        self.token, _ = self.s.issue_token("r")
+        return self.s
+
+    def post(self, body, headers=None):
+        h = {"Authorization": "Bearer " + self.token, "Content-Type": "application/json",
+             "Accept": "application/json"}
+        h.update(headers or {})
+        status, hdrs, data = self.s.http("POST", "/v1/runs", json.dumps(body), h, timeout=60)
+        return status, hdrs, json.loads(data)
+
+
+class ReconcileTest(Base):
+    def test_timeout_after_accepting_then_reconcile(self):
+        s = self.start()
+        # The second chunk is created upstream but never answered.
+        s.sim_fault(match="add_runs", kind="hang", apply=True, delay_ms=4000, skip=1)
+        st, _, err = self.post({"inputs": ["a", "b", "c", "d", "e"]})
+        self.assertEqual(st, 504, err)
+        detail = err["error"]["detail"]
+        sub, group = detail["submission_id"], detail["taskgroup_id"]
+        self.assertEqual(detail["state"], "unknown")
+        self.assertEqual(s.db_value("SELECT state FROM submissions WHERE id = ?", (sub,)),
+                         "unknown")
+        self.assertEqual(s.db_value("SELECT count(*) FROM runs WHERE submission_id = ?",
+                                    (sub,)), 2)
+        time.sleep(2.6)  # the hung connection ends; the third chunk was never sent
+        created = [r["run_id"] for r in s.sim_group(group)]
+        self.assertEqual(len(created), 4)
+
+        r = s.cli("reconcile")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn(sub, r.stdout)
+        row = s.db("SELECT state, error FROM submissions WHERE id = ?", (sub,))[0]
+        # 4 of 5 inputs exist: partial, recorded exactly, and said so.
+        self.assertEqual(row["state"], "failed")
+        self.assertIn("4 of 5 inputs", row["error"])
+        self.assertIn("inputs 4", row["error"])
+        runs = s.db("SELECT run_id, input_index, call_seq FROM audit_runs WHERE submission_id = ?"
+                    " ORDER BY input_index", (sub,))
+        self.assertEqual([x["run_id"] for x in runs], created)
+        self.assertEqual([x["input_index"] for x in runs], [0, 1, 2, 3])
+        rec = s.db("SELECT actor, outcome, runs_found FROM reconciliations WHERE submission_id = ?",
+                   (sub,))
+        self.assertEqual([(x["outcome"], x["runs_found"]) for x in rec], [("partial", 4)])  # every run with its tag
+        self.assertTrue(rec[0]["actor"].startswith("os:"))
+        # Nothing left: a second run changes nothing.
+        r = s.cli("reconcile")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("0 settled", r.stderr)
+
+    def test_whole_submission_timed_out_after_accepting_becomes_accepted(self):
+        s = self.start()
+        s.sim_fault(match="add_runs", kind="hang", apply=True, delay_ms=3000)
+        st, _, err = self.post({"inputs": ["only"]})
+        self.assertEqual(st, 504, err)
+        sub = err["error"]["detail"]["submission_id"]
+        group = err["error"]["detail"]["taskgroup_id"]
+        r = s.cli("reconcile", sub)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("accepted", r.stdout)
+        self.assertEqual(s.db_value("SELECT state FROM submissions WHERE id = ?", (sub,)),
+                         "accepted")
+        self.assertEqual([x[0] for x in s.db("SELECT run_id FROM audit_runs WHERE "
+                                             "submission_id = ?", (sub,))],
+                         [r["run_id"] for r in s.sim_group(group)])
+
+    def test_nothing_created_becomes_failed(self):
+        s = self.start()
+        s.sim_fault(match="add_runs", kind="hang", apply=False, delay_ms=3000)
+        st, _, err = self.post({"inputs": ["x"]})
+        self.assertEqual(st, 504, err)
+        sub = err["error"]["detail"]["submission_id"]
+        r = s.cli("reconcile")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        row = s.db("SELECT state, error FROM submissions WHERE id = ?", (sub,))[0]
+        self.assertEqual(row["state"], "failed")
+        self.assertIn("no run of this submission exists", row["error"])
+
+    def test_upstream_unreadable_leaves_it_unknown(self):
+        s = self.start()
+        s.sim_fault(match="add_runs", kind="hang", apply=True, delay_ms=3000)
+        st, _, err = self.post({"inputs": ["x"]})
+        sub = err["error"]["detail"]["submission_id"]
+        s.sim_fault(match="stream_runs", kind="status", status=500)
+        r = s.cli("reconcile")
+        self.assertEqual(r.returncode, 1, r.stdout)
+        self.assertEqual(s.db_value("SELECT state FROM submissions WHERE id = ?", (sub,)),
+                         "unknown")
+        self.assertEqual(s.db_value("SELECT outcome FROM reconciliations"), "error")
+
+    def test_start_up_pass_reconciles(self):
+        s = self.start(conf={"reconcile_on_start": 1})
+        s.sim_fault(match="add_runs", kind="hang", apply=True, delay_ms=2000)
+        st, _, err = self.post({"inputs": ["x", "y"]})
+        self.assertEqual(st, 504, err)
+        sub = err["error"]["detail"]["submission_id"]
+        time.sleep(0.6)
+        s.restart_daemon()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if s.db_value("SELECT state FROM submissions WHERE id = ?", (sub,)) != "unknown":
+                break
+            time.sleep(0.1)
+        self.assertEqual(s.db_value("SELECT state FROM submissions WHERE id = ?", (sub,)),
+                         "accepted")
+        self.assertEqual(s.db_value("SELECT actor FROM reconciliations"), "daemon:start")
+
+
+class RetryTest(Base):
+    def test_429_with_retry_after_is_sent_again(self):
+        s = self.start()
+        s.sim_fault(match="add_runs", kind="status", status=429, retry_after=1)
+        t0 = time.monotonic()
+        st, _, answer = self.post({"inputs": ["a"]})
+        self.assertEqual(st, 200, answer)
+        self.assertGreaterEqual(time.monotonic() - t0, 0.9)
+        self.assertEqual([r["status"] for r in adds(s.sim_requests())], [429, 200])
+        calls = s.db("SELECT seq, outcome, http_status, error FROM audit_calls WHERE "
+                     "submission_id = ? ORDER BY seq", (answer["submission_id"],))
+        self.assertEqual([(c["outcome"], c["http_status"]) for c in calls],
+                         [("ok", 200), ("error", 429), ("ok", 200)])
+        self.assertIn("sent again after 1000 ms", calls[1]["error"])
+
+    def test_503_with_retry_after_beyond_the_budget_is_passed_on(self):
+        s = self.start(conf={"upstream_retry_max_wait_ms": 500})
+        s.sim_fault(match="add_runs", kind="status", status=503, retry_after=2)
+        st, hdrs, err = self.post({"inputs": ["a"]})
+        self.assertEqual(st, 502, err)
+        self.assertEqual(len(adds(s.sim_requests())), 1)
+
+    def test_500_is_never_sent_again(self):
+        s = self.start()
+        s.sim_fault(match="add_runs", kind="status", status=500, retry_after=1)
+        st, _, err = self.post({"inputs": ["a"]})
+        self.assertEqual(st, 502, err)
+        self.assertEqual(len(adds(s.sim_requests())), 1)
+
+    def test_429_without_retry_after_is_not_sent_again(self):
+        s = self.start()
+        s.sim_fault(match="add_runs", kind="status", status=429)
+        st, _, err = self.post({"inputs": ["a"]})
+        self.assertEqual(st, 429, err)
+        self.assertEqual(len(adds(s.sim_requests())), 1)
+
+    def test_timeout_is_never_sent_again(self):
+        s = self.start()
+        s.sim_fault(match="add_runs", kind="hang", apply=False, delay_ms=3000)
+        st, _, err = self.post({"inputs": ["a"]})
+        self.assertEqual(st, 504, err)
+        time.sleep(0.2)
+        self.assertEqual(len(adds(s.sim_requests())), 1)
+        self.assertEqual(err["error"]["detail"]["state"], "unknown")
+
+    def test_connection_refused_then_upstream_comes_up(self):
+        """The upstream is not listening yet: nothing can have been sent, so the gateway
+        tries again (backoff 100, 200, 400 ms, …) and succeeds once it listens."""
+        port = free_port()
+        s = self.start(conf={"upstream_url": "http://127.0.0.1:%d" % port})
+        relay = Relay(port, s.sim_port)
+        threading.Timer(0.5, relay.start).start()
+        try:
+            st, _, answer = self.post({"inputs": ["late"]})
+        finally:
+            time.sleep(0.6)
+            relay.stop()
+        self.assertEqual(st, 200, answer)
+        calls = s.db("SELECT operation, outcome FROM audit_calls WHERE submission_id = ? "
+                     "ORDER BY seq", (answer["submission_id"],))
+        outcomes = [(c["operation"], c["outcome"]) for c in calls]
+        self.assertIn(("create_group", "not_sent"), outcomes)
+        self.assertEqual(outcomes[-2:], [("create_group", "ok"), ("add_runs", "ok")])
+        self.assertEqual(len(s.sim_requests()), 2)
+
+
+class Relay:
+    """A TCP relay from port to the simulator, started late: until then connections to port
+    are refused."""
+
+    def __init__(self, port, target):
+        self.port, self.target = port, target
+        self.sock = None
+        self.stopped = False
+
+    def start(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", self.port))
+        self.sock.listen(16)
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self):
+        while not self.stopped:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            u = socket.create_connection(("127.0.0.1", self.target))
+            for a, b in ((c, u), (u, c)):
+                threading.Thread(target=self.pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def pipe(a, b):
+        try:
+            while True:
+                data = a.recv(65536)
+                if not data:
+                    break
+                b.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for x in (a, b):
+                try:
+                    x.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def stop(self):
+        self.stopped = True
+        if self.sock is not None:
+            self.sock.close()
+
+
+if __name__ == "__main__":
+    unittest.main()
