@@ -135,6 +135,26 @@ static struct curl_slist *build_headers(const char *key, const char *beta,
     return h;
 }
 
+/* What every transfer sets: the URL, headers, time limits, the header callback (for
+ * Retry-After) and the error buffer; the caller sets where the body goes. */
+static void setup_transfer(struct tg_upstream *u, const char *url, struct curl_slist *headers,
+                           long timeout_ms)
+{
+    CURL *c = u->curl;
+    curl_easy_reset(c);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, u->conf->upstream_connect_timeout_ms);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout_ms);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(c, CURLOPT_USERAGENT, "taskgate/0.1");
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, u);
+    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, u->curl_error);
+    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+}
+
 /* Decides what is known after a transfer that did not complete with an answer. */
 static void classify_failure(struct tg_upstream *u, CURLcode cc, struct tg_up_result *res)
 {
@@ -176,20 +196,9 @@ int tg_upstream_call(struct tg_upstream *u, const char *method, const char *path
     u->curl_error[0] = '\0';
 
     CURL *c = u->curl;
-    curl_easy_reset(c);
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, u->conf->upstream_connect_timeout_ms);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, u->conf->upstream_timeout_ms);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
-    curl_easy_setopt(c, CURLOPT_USERAGENT, "taskgate/0.1");
+    setup_transfer(u, url, headers, u->conf->upstream_timeout_ms);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, u);
-    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(c, CURLOPT_HEADERDATA, u);
-    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, u->curl_error);
-    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
     if (body != NULL) {
         curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
         curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
@@ -278,20 +287,9 @@ int tg_upstream_relay(struct tg_upstream *u, const char *path, const char *key,
 
     struct relay r = {u, sink, 0, 0};
     CURL *c = u->curl;
-    curl_easy_reset(c);
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, u->conf->upstream_connect_timeout_ms);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout_ms);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
-    curl_easy_setopt(c, CURLOPT_USERAGENT, "taskgate/0.1");
+    setup_transfer(u, url, headers, timeout_ms);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_relay_body);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &r);
-    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(c, CURLOPT_HEADERDATA, u);
-    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, u->curl_error);
-    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
 
     int64_t t0 = tg_mono_us();
     CURLcode cc = curl_easy_perform(c);
