@@ -74,8 +74,8 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_SUB_INSERT] =
         "INSERT INTO submissions (id, team_id, token_id, request_id, received_at,"
         " completed_at, remote_addr, interface, taskgroup_id, num_inputs, state,"
-        " http_status, error, request)"
-        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+        " http_status, error, request, resumes)"
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
     [S_SUB_GROUP] =
         "UPDATE submissions SET taskgroup_id = ?2 WHERE id = ?1 AND state = 'pending'",
     /* A final state is never rewritten; only reconciliation may settle 'unknown'. */
@@ -560,8 +560,8 @@ static int refusal(struct tg_store *st, const char *sub_id, const char *what)
     return rc;
 }
 
-static int sub_insert(struct tg_store *st, const struct tg_submission *sub,
-                      enum tg_state state, int http_status, const char *error)
+int store_sub_insert(struct tg_store *st, const struct tg_submission *sub, const char *resumes,
+                     enum tg_state state, int http_status, const char *error)
 {
     if (sub == NULL || sub->id == NULL || sub->interface == NULL || sub->num_inputs < 0)
         return store_invalid(st, "a submission needs an id, an interface and num_inputs >= 0");
@@ -573,8 +573,6 @@ static int sub_insert(struct tg_store *st, const struct tg_submission *sub,
     else
         memcpy(received, now, sizeof(received));
     int rc = store_prep(st, S_SUB_INSERT, &s);
-    if (rc == TG_OK)
-        rc = store_tx_begin(st);
     if (rc != TG_OK)
         return rc;
     store_bind_text(s, 1, sub->id);
@@ -591,13 +589,23 @@ static int sub_insert(struct tg_store *st, const struct tg_submission *sub,
     store_bind_int_or_null(s, 12, http_status);
     store_bind_text(s, 13, error);
     store_bind_text(s, 14, sub->request);
+    store_bind_text(s, 15, resumes);
     rc = store_run(st, s, "record submission");
     if (rc == TG_EEXIST)
         store_set_err(st, "submission %.64s is already recorded", sub->id);
     else if (rc == TG_ENOTFOUND)
         store_set_err(st, "record submission: no team %lld or no token %.40s",
                 (long long)sub->team_id, sub->token_id != NULL ? sub->token_id : "");
-    return store_tx_end(st, rc);
+    return rc;
+}
+
+static int sub_insert(struct tg_store *st, const struct tg_submission *sub,
+                      enum tg_state state, int http_status, const char *error)
+{
+    int rc = store_tx_begin(st);
+    if (rc != TG_OK)
+        return rc;
+    return store_tx_end(st, store_sub_insert(st, sub, NULL, state, http_status, error));
 }
 
 int tg_store_submission_begin(struct tg_store *st, const struct tg_submission *sub)

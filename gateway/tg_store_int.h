@@ -64,6 +64,11 @@ void store_now_text(char out[TG_TIME_LEN]);
 int store_tx_begin(struct tg_store *st);
 int store_tx_end(struct tg_store *st, int rc);
 
+/* Inserts a submission record in state (pending, or a final one), inside the caller's
+ * transaction; resumes names the submission it resumes (may be NULL). */
+int store_sub_insert(struct tg_store *st, const struct tg_submission *sub, const char *resumes,
+                     enum tg_state state, int http_status, const char *error);
+
 /* Writes one admin_log row inside the caller's transaction (tg_store_ident.c). before and
  * after are JSON text or NULL; who must name an actor and an interface. */
 int store_admin_log(struct tg_store *st, const struct tg_actor *who, const char *action,

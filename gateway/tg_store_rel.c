@@ -9,7 +9,7 @@
 
 enum rel_slot {
     R_IDEM_GET = 32, R_LIMITS_GET, R_INFLIGHT, R_USAGE_GET, R_USAGE_ADD, R_USAGE_OLD,
-    R_SUB_INSERT, R_IDEM_CHECK, R_IDEM_PUT, R_IDEM_ANSWER, R_IDEM_PRUNE, R_LIMITS_SET,
+    R_IDEM_CHECK, R_IDEM_PUT, R_IDEM_ANSWER, R_IDEM_PRUNE, R_LIMITS_SET,
     R_TEAM, R_RECON_SUB, R_RECON_CALLS, R_CALL_ADD, R_RUN_ADD, R_RECON_FINISH, R_RECON_LOG,
     R_UNKNOWN, R_PRIOR_RUNS, R_PRIOR_SUB, R_SLOT_END
 };
@@ -31,11 +31,6 @@ static const char *const rel_sql[] = {
         " ON CONFLICT (team_id, minute) DO UPDATE SET runs = runs + excluded.runs",
     [R_USAGE_OLD - R_IDEM_GET] =
         "DELETE FROM team_usage WHERE team_id = ?1 AND minute < ?2",
-    [R_SUB_INSERT - R_IDEM_GET] =
-        "INSERT INTO submissions (id, team_id, token_id, request_id, received_at,"
-        " completed_at, remote_addr, interface, taskgroup_id, num_inputs, state,"
-        " http_status, error, request, resumes)"
-        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
     [R_IDEM_CHECK - R_IDEM_GET] =
         "SELECT submission_id FROM idempotency"
         " WHERE team_id = ?1 AND kind = ?2 AND key = ?3 AND expires_ms > ?4",
@@ -243,36 +238,6 @@ static int check_limits(struct tg_store *st, int64_t team_id, long runs, int64_t
     return rc;
 }
 
-static int insert_sub(struct tg_store *st, const struct tg_submission *sub, const char *resumes,
-                      enum tg_state state, int http_status, const char *error)
-{
-    sqlite3_stmt *s;
-    char received[TG_TIME_LEN], now[TG_TIME_LEN];
-    store_now_text(now);
-    if (sub->received_ms > 0)
-        tg_time_format(sub->received_ms, received);
-    else
-        memcpy(received, now, sizeof(received));
-    int rc = stmt(st, R_SUB_INSERT, &s);
-    if (rc != TG_OK)
-        return rc;
-    store_bind_text(s, 1, sub->id);
-    sqlite3_bind_int64(s, 2, sub->team_id);
-    store_bind_text(s, 3, sub->token_id);
-    store_bind_text(s, 4, sub->request_id);
-    store_bind_text(s, 5, received);
-    store_bind_text(s, 6, state == TG_STATE_PENDING ? NULL : now);
-    store_bind_text(s, 7, sub->remote_addr);
-    store_bind_text(s, 8, sub->interface);
-    store_bind_text(s, 9, sub->taskgroup_id);
-    sqlite3_bind_int(s, 10, sub->num_inputs);
-    store_bind_text(s, 11, state_text(state));
-    store_bind_int_or_null(s, 12, http_status);
-    store_bind_text(s, 13, error);
-    store_bind_text(s, 14, sub->request);
-    store_bind_text(s, 15, resumes);
-    return store_run(st, s, "record submission");
-}
 
 /* TG_OK when the live record names a->replaces (or, with replaces NULL, there is none). */
 static int check_record(struct tg_store *st, int64_t team_id, const struct tg_admission *a)
@@ -335,12 +300,12 @@ int tg_store_admit(struct tg_store *st, const struct tg_submission *sub,
     if (rc == TG_ETOOBIG) {
         char msg[256];
         snprintf(msg, sizeof(msg), "team limit %s (%ld) reached", why->limit, why->value);
-        rc = insert_sub(st, sub, a->resumes, TG_STATE_REJECTED, 429, msg);
+        rc = store_sub_insert(st, sub, a->resumes, TG_STATE_REJECTED, 429, msg);
         rc = store_tx_end(st, rc);
         return rc == TG_OK ? TG_ETOOBIG : rc;
     }
     if (rc == TG_OK)
-        rc = insert_sub(st, sub, a->resumes, TG_STATE_PENDING, 0, NULL);
+        rc = store_sub_insert(st, sub, a->resumes, TG_STATE_PENDING, 0, NULL);
     if (rc == TG_OK && a->key != NULL)
         rc = put_record(st, sub, a);
     return store_tx_end(st, rc);
@@ -384,29 +349,6 @@ int tg_store_idem_prune(struct tg_store *st, int64_t now_ms, long *n)
 
 /* ---- limits ------------------------------------------------------------------------------ */
 
-static int admin_row(struct tg_store *st, const struct tg_actor *who, const char *team,
-                     const char *before, const char *after)
-{
-    sqlite3_stmt *s;
-    char now[TG_TIME_LEN];
-    store_now_text(now);
-    int rc = store_prep(st, S_ADMIN_LOG, &s);
-    if (rc != TG_OK)
-        return rc;
-    store_bind_text(s, 1, now);
-    store_bind_text(s, 2, who->id);
-    store_bind_text(s, 3, who->team);
-    store_bind_text(s, 4, who->interface);
-    store_bind_text(s, 5, "team.limits");
-    store_bind_text(s, 6, "team");
-    store_bind_text(s, 7, team);
-    store_bind_text(s, 8, team);
-    store_bind_text(s, 9, before);
-    store_bind_text(s, 10, after);
-    store_bind_text(s, 11, who->remote_addr);
-    return store_run(st, s, "log the change");
-}
-
 int tg_store_limits_set(struct tg_store *st, const struct tg_actor *who, const char *team,
                         const struct tg_limits *l)
 {
@@ -448,7 +390,7 @@ int tg_store_limits_set(struct tg_store *st, const struct tg_actor *who, const c
     if (rc == TG_OK) {
         snprintf(after, sizeof(after), "{\"runs_per_minute\":%ld,\"in_flight\":%ld}",
                  l->runs_per_minute, l->in_flight);
-        rc = admin_row(st, who, team, before, after);
+        rc = store_admin_log(st, who, "team.limits", "team", team, team, before, after);
     }
     return store_tx_end(st, rc);
 }
