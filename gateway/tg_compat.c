@@ -491,12 +491,9 @@ static int prepare_runs(struct compat *c, json_object *body)
     if (rc != TG_OK)
         return rc;
 
-    json_object *global = tg_json_pool(pool, json_object_new_object());
+    json_object *global = tg_sub_global_defaults(s);
     if (global == NULL)
         return TG_ENOMEM;
-    if (s->w->conf->default_processor[0] != '\0')
-        json_object_object_add(global, "processor",
-                               json_object_new_string(s->w->conf->default_processor));
     json_object *ptmpl = tg_json_pool(pool, tg_template_from_preset(preset));
     json_object *pspec = tg_json_get(ptmpl, "task_spec");
     c->spec = tg_json_get(body, "default_task_spec");

@@ -222,20 +222,6 @@ static int plan_resume(struct tg_sub *s, const char *from, long *to_send)
     return TG_OK;
 }
 
-static void fill_admission_record(struct tg_sub *s, struct tg_submission *rec)
-{
-    memset(rec, 0, sizeof(*rec));
-    rec->id = s->id;
-    rec->team_id = s->auth.team_id;
-    rec->token_id = s->auth.token_id;
-    rec->request_id = s->req->request_id;
-    rec->remote_addr = s->req->remote_addr;
-    rec->interface = s->interface;
-    rec->taskgroup_id = s->taskgroup_id;
-    rec->num_inputs = (int)num_inputs(s);
-    rec->request = tg_sub_stored_request(s);
-    rec->received_ms = tg_now_ms() - (tg_mono_us() - s->req->started_us) / 1000;
-}
 
 int tg_sub_admit(struct tg_sub *s)
 {
@@ -337,7 +323,7 @@ int tg_sub_admit(struct tg_sub *s)
             return TG_ERR;
         }
         struct tg_submission sub;
-        fill_admission_record(s, &sub);
+        tg_sub_record(s, &sub);
         struct tg_admit_refusal why;
         if (rc == TG_OK)
             rc = tg_store_admit(s->w->store, &sub, &a, &why);

@@ -496,7 +496,7 @@ static void answer_failure(struct tg_sub *s, const struct tg_failure *f)
 
 /* ---- before anything goes upstream ---------------------------------------------------- */
 
-static void fill_record(struct tg_sub *s, struct tg_submission *rec, const char *request)
+void tg_sub_record(struct tg_sub *s, struct tg_submission *rec)
 {
     memset(rec, 0, sizeof(*rec));
     rec->id = s->id;
@@ -508,7 +508,7 @@ static void fill_record(struct tg_sub *s, struct tg_submission *rec, const char 
     rec->taskgroup_id = s->taskgroup_id;
     rec->num_inputs = json_object_is_type(s->inputs, json_type_array)
                           ? (int)json_object_array_length(s->inputs) : 0;
-    rec->request = request;
+    rec->request = tg_sub_stored_request(s);
     rec->received_ms = tg_now_ms() - (tg_mono_us() - s->req->started_us) / 1000;
 }
 
@@ -531,7 +531,7 @@ const char *tg_sub_stored_request(struct tg_sub *s)
 void tg_sub_reject(struct tg_sub *s, int status, const char *message, json_object *detail)
 {
     struct tg_submission rec;
-    fill_record(s, &rec, tg_sub_stored_request(s));
+    tg_sub_record(s, &rec);
     int rc = tg_store_submission_reject(s->w->store, &rec, status, message);
     if (rc != TG_OK) {
         tg_sub_db_trouble(s, rc);
@@ -608,6 +608,15 @@ static const char *take_form_token(struct tg_sub *s)
     return s->from_form ? token : NULL;
 }
 
+json_object *tg_sub_global_defaults(struct tg_sub *s)
+{
+    json_object *global = tg_json_pool(s->req->pool, json_object_new_object());
+    if (global != NULL && s->w->conf->default_processor[0] != '\0')
+        json_object_object_add(global, "processor",
+                               json_object_new_string(s->w->conf->default_processor));
+    return global;
+}
+
 /* global defaults ← the team's preset ← the submission's own fields. */
 static int build_template(struct tg_sub *s, json_object *detail)
 {
@@ -636,12 +645,9 @@ static int build_template(struct tg_sub *s, json_object *detail)
         return rc;
     }
 
-    json_object *global = tg_json_pool(pool, json_object_new_object());
+    json_object *global = tg_sub_global_defaults(s);
     if (global == NULL)
         return TG_ENOMEM;
-    if (s->w->conf->default_processor[0] != '\0')
-        json_object_object_add(global, "processor",
-                               json_object_new_string(s->w->conf->default_processor));
     json_object *base = tg_json_pool(pool, tg_merge(global, tg_json_pool(pool,
                                                     tg_template_from_preset(preset))));
     json_object *own = tg_json_pool(pool, tg_template_from_submission(s->body));

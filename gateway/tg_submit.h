@@ -117,6 +117,13 @@ int tg_sub_forward(struct tg_sub *s, struct tg_failure *f);
  * metrics. */
 int tg_sub_finish(struct tg_sub *s, enum tg_state state, int http_status, const char *error);
 
+/* The submission's record as tg_store writes it (strings borrowed from s). */
+void tg_sub_record(struct tg_sub *s, struct tg_submission *rec);
+
+/* The gateway's own defaults (conf's default_processor), the base of every merge; NULL when
+ * out of memory. Pool-owned. */
+json_object *tg_sub_global_defaults(struct tg_sub *s);
+
 /* The stored form of the client's body: MCP server header values fingerprinted. */
 const char *tg_sub_stored_request(struct tg_sub *s);
 
