@@ -3,8 +3,10 @@
  * change together with its admin_log row. */
 #include "tg_admin.h"
 
+#include <pwd.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "tg_json.h"
 #include "tg_validate.h"
@@ -292,4 +294,16 @@ int tg_admin_preset_list(struct tg_store *st, const char *team,
     if (rc != TG_OK)
         return rc;
     return store_said(st, tg_store_preset_list(st, id, fn, arg), err, errlen);
+}
+
+struct tg_actor tg_admin_os_actor(char *id, size_t idlen)
+{
+    struct passwd pw, *found = NULL;
+    char buf[2048];
+    if (getpwuid_r(geteuid(), &pw, buf, sizeof(buf), &found) == 0 && found != NULL)
+        snprintf(id, idlen, "os:%.64s", pw.pw_name);
+    else
+        snprintf(id, idlen, "os:uid-%ld", (long)geteuid());
+    struct tg_actor who = {id, NULL, "cli", NULL};
+    return who;
 }

@@ -98,4 +98,8 @@ int tg_admin_preset_list(struct tg_store *st, const char *team,
  * values of presets are shown as fingerprints. */
 void tg_admin_http(struct tg_worker *w, struct tg_request *req, struct tg_response *resp);
 
+/* The actor of a command-line change or read: the operating-system user ("os:NAME", or
+ * "os:uid-N"), written into id (80 bytes are enough), on interface "cli". */
+struct tg_actor tg_admin_os_actor(char *id, size_t idlen);
+
 #endif

@@ -2,13 +2,13 @@
  * --csv), through the same parameters, store calls and formatter as GET /v1/audit/...
  * (tg_audit.c). Lists are read page by page and written as they come; every read is
  * logged in audit_reads under the operating-system user. Usage errors exit 2. */
-#include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "tg_audit.h"
+#include "tg_admin.h"
 #include "tg_conf.h"
 #include "tg_core.h"
 #include "tg_store.h"
@@ -54,16 +54,6 @@ static const struct {
     {"admin", TG_AUDIT_ADMIN, 0},
 };
 
-/* The read's actor: the operating-system user, as the CLI's admin changes name it. */
-static void os_actor(char *id, size_t idlen)
-{
-    struct passwd pw, *found = NULL;
-    char buf[2048];
-    if (getpwuid_r(geteuid(), &pw, buf, sizeof(buf), &found) == 0 && found != NULL)
-        snprintf(id, idlen, "os:%.64s", pw.pw_name);
-    else
-        snprintf(id, idlen, "os:uid-%ld", (long)geteuid());
-}
 
 /* Fills r from the options after the subcommand (and its id). Returns 0 or the usage
  * error's exit status. */
@@ -200,7 +190,7 @@ static int prune(const struct tg_conf *conf, int argc, char **argv)
                      when);
     char before[TG_TIME_LEN], err[512], id[80];
     tg_time_format(ms, before);
-    os_actor(id, sizeof(id));
+    tg_admin_os_actor(id, sizeof(id));
     struct tg_actor who = {id, NULL, "cli", NULL};
     struct tg_store *st = NULL;
     if (tg_store_open(&st, conf->database, 0, (int)conf->db_busy_timeout_ms, err,
@@ -291,7 +281,7 @@ int tg_audit_cli(const struct tg_conf *conf, int argc, char **argv)
     fflush(stdout);
 
     char id[80], what[ASKED_MAX + 1];
-    os_actor(id, sizeof(id));
+    tg_admin_os_actor(id, sizeof(id));
     asked(what, sizeof(what), argc, argv);
     struct tg_actor who = {id, NULL, "cli", NULL};
     int logged = tg_store_audit_read_log(st, &who, what, rc == TG_OK ? tg_audit_rows(o) : -1);

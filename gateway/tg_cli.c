@@ -1,7 +1,6 @@
 /* The taskgate command: global options, the subcommands that manage the database (init,
  * teams, tokens, presets) and `serve`, which runs the daemon. Usage errors exit 2. */
 #include <errno.h>
-#include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -103,13 +102,8 @@ static int read_key(char *key, size_t keylen)
 static const struct tg_actor *os_actor(void)
 {
     static char id[80];
-    static struct tg_actor actor = {id, NULL, "cli", NULL};
-    struct passwd pw, *found = NULL;
-    char buf[2048];
-    if (getpwuid_r(geteuid(), &pw, buf, sizeof(buf), &found) == 0 && found != NULL)
-        snprintf(id, sizeof(id), "os:%.64s", pw.pw_name);
-    else
-        snprintf(id, sizeof(id), "os:uid-%ld", (long)geteuid());
+    static struct tg_actor actor;
+    actor = tg_admin_os_actor(id, sizeof(id));
     return &actor;
 }
 

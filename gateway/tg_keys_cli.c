@@ -2,29 +2,17 @@
  * the command-line side of upstream keys at rest (tg_crypto.c, tg_store_keys.c). */
 #include "tg_keys.h"
 
-#include <pwd.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "tg_admin.h"
 #include "tg_conf.h"
 #include "tg_core.h"
 #include "tg_crypto.h"
 #include "tg_log.h"
 #include "tg_store.h"
 
-/* Changes are logged under the operating-system user, as every CLI change is. */
-static struct tg_actor os_actor(char *id, size_t idlen)
-{
-    struct passwd pw, *found = NULL;
-    char buf[2048];
-    if (getpwuid_r(geteuid(), &pw, buf, sizeof(buf), &found) == 0 && found != NULL)
-        snprintf(id, idlen, "os:%.64s", pw.pw_name);
-    else
-        snprintf(id, idlen, "os:uid-%ld", (long)geteuid());
-    struct tg_actor who = {id, NULL, "cli", NULL};
-    return who;
-}
 
 int tg_keys_prepare(struct tg_store *st, char *note, size_t notelen, char *err, size_t errlen)
 {
@@ -41,7 +29,7 @@ int tg_keys_prepare(struct tg_store *st, char *note, size_t notelen, char *err, 
     if (rc != TG_OK)
         return rc;
     char id[80];
-    struct tg_actor who = os_actor(id, sizeof(id));
+    struct tg_actor who = tg_admin_os_actor(id, sizeof(id));
     if (clear > 0) {
         rc = tg_store_keys_reseal(st, &who, 0, "keys.encrypt", &n);
         if (rc != TG_OK) {
@@ -95,7 +83,7 @@ static int keys_rotate(struct tg_store *st, const struct tg_conf *conf)
     char err[512], kid[TG_CRYPTO_KID_LEN], id[80];
     int resumed = 0;
     long n = 0;
-    struct tg_actor who = os_actor(id, sizeof(id));
+    struct tg_actor who = tg_admin_os_actor(id, sizeof(id));
     int rc = tg_crypto_rotate_prepare(kid, &resumed, err, sizeof(err));
     if (rc != TG_OK) {
         fprintf(stderr, "taskgate: cannot rotate: %s\n", err);

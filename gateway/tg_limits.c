@@ -3,11 +3,11 @@
 #include "tg_limits.h"
 
 #include <limits.h>
-#include <pwd.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "tg_admin.h"
 #include "tg_conf.h"
 #include "tg_core.h"
 #include "tg_store.h"
@@ -29,19 +29,6 @@ static int limits_usage(void)
     fputs("usage: taskgate team limits TEAM [--runs-per-minute N] [--in-flight N]\n"
           "  N = 0 removes the limit; without options the limits are printed\n", stderr);
     return 2;
-}
-
-static const struct tg_actor *cli_actor(void)
-{
-    static char id[80];
-    static struct tg_actor actor = {id, NULL, "cli", NULL};
-    struct passwd pw, *found = NULL;
-    char buf[2048];
-    if (getpwuid_r(geteuid(), &pw, buf, sizeof(buf), &found) == 0 && found != NULL)
-        snprintf(id, sizeof(id), "os:%.64s", pw.pw_name);
-    else
-        snprintf(id, sizeof(id), "os:uid-%ld", (long)geteuid());
-    return &actor;
 }
 
 int tg_limits_cli(const struct tg_conf *conf, int argc, char **argv)
@@ -75,7 +62,9 @@ int tg_limits_cli(const struct tg_conf *conf, int argc, char **argv)
             l.runs_per_minute = rpm;
         if (inflight >= 0)
             l.in_flight = inflight;
-        rc = tg_store_limits_set(st, cli_actor(), team, &l);
+        char id[80];
+        struct tg_actor who = tg_admin_os_actor(id, sizeof(id));
+        rc = tg_store_limits_set(st, &who, team, &l);
     }
     if (rc == TG_ENOTFOUND)
         fprintf(stderr, "taskgate: no team '%s'\n", team);

@@ -5,13 +5,13 @@
 #include "tg_reconcile.h"
 
 #include <pthread.h>
-#include <pwd.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "tg_admin.h"
 #include "tg_conf.h"
 #include "tg_json.h"
 #include "tg_log.h"
@@ -509,12 +509,7 @@ int tg_reconcile_cli(const struct tg_conf *conf, int argc, char **argv)
         fprintf(stderr, "taskgate: %s\n", rc == TG_ENOMEM ? "out of memory" : err);
     } else {
         char actor[80];
-        struct passwd pw, *found = NULL;
-        char buf[2048];
-        if (getpwuid_r(geteuid(), &pw, buf, sizeof(buf), &found) == 0 && found != NULL)
-            snprintf(actor, sizeof(actor), "os:%.64s", pw.pw_name);
-        else
-            snprintf(actor, sizeof(actor), "os:uid-%ld", (long)geteuid());
+        tg_admin_os_actor(actor, sizeof(actor));
         long settled = 0, left = 0;
         if (argc == 0) {
             rc = tg_reconcile_all(st, up, actor, 1, &settled, &left);
