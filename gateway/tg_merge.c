@@ -193,24 +193,27 @@ void tg_template_finish(json_object *tmpl)
     }
 }
 
+/* Appends "key":value (a NULL value is JSON null). */
+static int add_member(struct tg_buf *b, const char *key, json_object *val)
+{
+    size_t len = 4;
+    const char *text = val != NULL ? tg_json_str(val, &len) : "null";
+    int rc = tg_json_buf_string(b, key);
+    if (rc == TG_OK)
+        rc = tg_buf_adds(b, ":");
+    return rc == TG_OK ? tg_buf_add(b, text, len) : rc;
+}
+
 /* Appends "key":value for each member of obj (which must be an object), comma-separated;
  * *first says whether nothing was written yet. */
 static int add_members(struct tg_buf *b, json_object *obj, int *first)
 {
     int rc = TG_OK;
     json_object_object_foreach(obj, key, val) {
-        size_t len;
-        const char *text = val != NULL ? tg_json_str(val, &len) : "null";
-        if (val == NULL)
-            len = 4;
         if (rc == TG_OK && !*first)
             rc = tg_buf_adds(b, ",");
         if (rc == TG_OK)
-            rc = tg_json_buf_string(b, key);
-        if (rc == TG_OK)
-            rc = tg_buf_adds(b, ":");
-        if (rc == TG_OK)
-            rc = tg_buf_add(b, text, len);
+            rc = add_member(b, key, val);
         *first = 0;
     }
     return rc;
@@ -255,19 +258,9 @@ static int add_fields(struct tg_buf *b, json_object *tmpl, const char *tag)
         if (strcmp(key, "task_spec") == 0 || strcmp(key, "input") == 0 ||
             (tag != NULL && strcmp(key, "metadata") == 0))
             continue;
-        size_t len;
-        const char *text = val != NULL ? tg_json_str(val, &len) : "null";
-        if (val == NULL)
-            len = 4;
         rc = tg_buf_adds(b, ",");
         if (rc == TG_OK)
-            rc = tg_json_buf_string(b, key);
-        if (rc == TG_OK)
-            rc = tg_buf_adds(b, ":");
-        if (rc == TG_OK)
-            rc = tg_buf_add(b, text, len);
-        if (rc != TG_OK)
-            return rc;
+            rc = add_member(b, key, val);
     }
     return rc;
 }
