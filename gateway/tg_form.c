@@ -1,6 +1,7 @@
 /* Decoding urlencoded and multipart form posts of the simplified submission into the JSON
  * object a JSON client would have sent (see tg_form.h for the mapping). */
 #include "tg_form.h"
+#include "tg_form_int.h"
 
 #include <assert.h>
 #include <limits.h>
@@ -32,26 +33,8 @@ static const struct known {
 _Static_assert(NKNOWN <= 32, "struct form's reported bits must cover every known field");
 
 /* What a multipart file part says about itself (both NUL-terminated, maybe ""). */
-struct file_info {
-    const char *filename;
-    const char *type;
-};
 
-/* The decoding in progress. */
-struct form {
-    json_object *out;      /* the submission being built */
-    json_object *inputs;   /* out's "inputs", once the first input arrived */
-    json_object *problems; /* moved to the caller's detail on success */
-    unsigned reported;     /* bit k: known[k] was already reported as given twice */
-    int too_many;          /* the TG_FORM_MAX_INPUTS problem was reported */
-    char *err;
-    size_t errlen;
-    json_object *meta_key; /* the last metadata_key field, waiting for its metadata_value */
-};
-
-static int fail(struct form *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static int fail(struct form *f, const char *fmt, ...)
+int tg_form_fail(struct form *f, const char *fmt, ...)
 {
     if (f->err != NULL && f->errlen > 0) {
         va_list ap;
@@ -69,7 +52,7 @@ static int is_space(char c)
     return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\v' || c == '\f';
 }
 
-static void trim(const char **s, size_t *n)
+void tg_form_trim(const char **s, size_t *n)
 {
     while (*n > 0 && is_space(**s)) {
         (*s)++;
@@ -85,7 +68,7 @@ static char lower(char c)
 }
 
 /* Whether s[0..n) equals lit, ignoring ASCII case. */
-static int ieq(const char *s, size_t n, const char *lit)
+int tg_form_ieq(const char *s, size_t n, const char *lit)
 {
     size_t i = 0;
     for (; i < n && lit[i] != '\0'; i++)
@@ -99,8 +82,8 @@ static int media_type_is(const char *s, size_t n, const char *type)
 {
     const char *semi = memchr(s, ';', n);
     size_t len = semi != NULL ? (size_t)(semi - s) : n;
-    trim(&s, &len);
-    return ieq(s, len, type);
+    tg_form_trim(&s, &len);
+    return tg_form_ieq(s, len, type);
 }
 
 /* NULL when s[0..n) is valid UTF-8 without NUL bytes, else what is wrong with it. */
@@ -156,16 +139,16 @@ static const char *printable(const char *s, size_t n, char out[68])
 }
 
 /* TG_EINVAL naming the field when name or value is not UTF-8 text, else TG_OK. */
-static int check_text(struct form *f, const char *name, size_t nlen, const char *v,
+int tg_form_check_text(struct form *f, const char *name, size_t nlen, const char *v,
                       size_t vlen)
 {
     char shown[68];
     const char *what = text_problem(name, nlen);
     if (what != NULL)
-        return fail(f, "a field name %s (\"%s\")", what, printable(name, nlen, shown));
+        return tg_form_fail(f, "a field name %s (\"%s\")", what, printable(name, nlen, shown));
     what = text_problem(v, vlen);
     if (what != NULL)
-        return fail(f, "the value of field \"%s\" %s", printable(name, nlen, shown), what);
+        return tg_form_fail(f, "the value of field \"%s\" %s", printable(name, nlen, shown), what);
     return TG_OK;
 }
 
@@ -272,7 +255,7 @@ static int add_lines(struct form *f, const char *name, const char *s, size_t n)
         size_t end = nl != NULL ? (size_t)(nl - s) : n;
         const char *line = s + i;
         size_t len = end - i;
-        trim(&line, &len);
+        tg_form_trim(&line, &len);
         if (len > 0)
             rc = push_input(f, name, text_value(line, len));
         i = end + 1;
@@ -284,7 +267,7 @@ static int add_lines(struct form *f, const char *name, const char *s, size_t n)
 static int set_single(struct form *f, size_t k, const char *v, size_t n)
 {
     const char *name = known[k].name;
-    trim(&v, &n);
+    tg_form_trim(&v, &n);
     if (n == 0)
         return TG_OK;
     json_object *val = known[k].kind == K_SCHEMA ? text_value(v, n) : new_string(v, n);
@@ -309,7 +292,7 @@ static int add_domains(struct form *f, const char *name, const char *v, size_t n
             end++;
         const char *d = v + i;
         size_t len = end - i;
-        trim(&d, &len);
+        tg_form_trim(&d, &len);
         if (len > 0) {
             json_object *list = container(f->out, name, json_type_array);
             rc = list != NULL ? append(list, new_string(d, len)) : TG_ENOMEM;
@@ -323,7 +306,7 @@ static int add_domains(struct form *f, const char *name, const char *v, size_t n
 static int add_metadata(struct form *f, const char *name, const char *v, size_t n)
 {
     const char *key = name + strlen("metadata.");
-    trim(&v, &n);
+    tg_form_trim(&v, &n);
     if (n == 0)
         return TG_OK;
     if (*key == '\0')
@@ -346,14 +329,14 @@ static int set_events(struct form *f, const char *name, const char *v, size_t n)
 {
     static const char *const yes[] = {"on", "true", "1", "yes"};
     static const char *const no[] = {"off", "false", "0", "no"};
-    trim(&v, &n);
+    tg_form_trim(&v, &n);
     if (n == 0)
         return TG_OK; /* an empty field is an absent one */
     for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++)
-        if (ieq(v, n, yes[i]))
+        if (tg_form_ieq(v, n, yes[i]))
             return put(f->out, name, json_object_new_boolean(1));
     for (size_t i = 0; i < sizeof(no) / sizeof(no[0]); i++)
-        if (ieq(v, n, no[i]))
+        if (tg_form_ieq(v, n, no[i]))
             return put(f->out, name, json_object_new_boolean(0));
     return field_problem(f, name, "Input should be a valid boolean, unable to interpret input",
                          "bool_parsing");
@@ -503,7 +486,7 @@ static int add_csv(struct form *f, const char *name, const char *s, size_t n)
 static int is_csv(const struct file_info *file)
 {
     size_t n = strlen(file->filename);
-    return (n >= 4 && ieq(file->filename + n - 4, 4, ".csv")) ||
+    return (n >= 4 && tg_form_ieq(file->filename + n - 4, 4, ".csv")) ||
            media_type_is(file->type, strlen(file->type), "text/csv");
 }
 
@@ -513,7 +496,7 @@ static int is_csv(const struct file_info *file)
  * and is taken as the field metadata.KEY; a row whose key or value is empty is absent. */
 static int add_metadata_row(struct form *f, const char *name, const char *v, size_t n)
 {
-    trim(&v, &n);
+    tg_form_trim(&v, &n);
     if (strcmp(name, "metadata_key") == 0) {
         json_object_put(f->meta_key);
         f->meta_key = n > 0 ? new_string(v, n) : NULL;
@@ -538,8 +521,8 @@ static int add_metadata_row(struct form *f, const char *name, const char *v, siz
     return rc;
 }
 
-static int add_field(struct form *f, const char *name, const char *v, size_t n,
-                     const struct file_info *file)
+int tg_form_add_field(struct form *f, const char *name, const char *v, size_t n,
+                      const struct file_info *file)
 {
     if (strncmp(name, "metadata.", strlen("metadata.")) == 0)
         return add_metadata(f, name, v, n);
@@ -554,7 +537,7 @@ static int add_field(struct form *f, const char *name, const char *v, size_t n,
     case K_LINES:
         return add_lines(f, name, v, n);
     case K_INPUT:
-        trim(&v, &n);
+        tg_form_trim(&v, &n);
         return n > 0 ? push_input(f, name, text_value(v, n)) : TG_OK;
     case K_FILE:
         if (n >= 3 && memcmp(v, "\xef\xbb\xbf", 3) == 0) { /* a spreadsheet's BOM */
@@ -614,16 +597,16 @@ static int url_pair(struct form *f, const char *body, size_t at, size_t n, char 
     size_t bad = 0;
     size_t nlen = unescape(s, raw, scratch, &bad);
     if (nlen == SIZE_MAX)
-        return fail(f, "bad percent escape at byte %zu of the body", at + bad);
+        return tg_form_fail(f, "bad percent escape at byte %zu of the body", at + bad);
     char *v = scratch + nlen + 1;
     size_t vlen = eq != NULL ? unescape(eq + 1, n - raw - 1, v, &bad) : 0;
     if (vlen == SIZE_MAX)
-        return fail(f, "bad percent escape at byte %zu of the body", at + raw + 1 + bad);
-    int rc = check_text(f, scratch, nlen, v, vlen);
+        return tg_form_fail(f, "bad percent escape at byte %zu of the body", at + raw + 1 + bad);
+    int rc = tg_form_check_text(f, scratch, nlen, v, vlen);
     if (rc != TG_OK)
         return rc;
     scratch[nlen] = '\0';
-    return add_field(f, scratch, v, vlen, NULL);
+    return tg_form_add_field(f, scratch, v, vlen, NULL);
 }
 
 /* '&'-separated pairs; ';' is data, empty pairs are skipped. */
@@ -641,267 +624,6 @@ static int decode_urlencoded(struct form *f, const char *body, size_t len)
         i = end + 1;
     }
     free(scratch);
-    return rc;
-}
-
-/* ---- multipart/form-data ----------------------------------------------------------- */
-
-/* A header value's parameters: "type; name=value; name="quoted \" value"". */
-struct params {
-    const char *s;
-    size_t n;
-    size_t i;
-};
-
-/* Reads the next parameter: its name as a span, its value unquoted into val. Returns 1
- * when one was read, 0 at the end, or TG_ETOOBIG / TG_ENOMEM from val. */
-static int next_param(struct params *p, const char **name, size_t *nlen, struct tg_buf *val)
-{
-    const char *s = p->s;
-    size_t n = p->n, i = p->i;
-    while (i < n && s[i] != ';') /* the type, or junk after the last value */
-        i++;
-    if (i >= n)
-        return 0;
-    for (i++; i < n && (s[i] == ' ' || s[i] == '\t');)
-        i++;
-    size_t start = i;
-    while (i < n && s[i] != '=' && s[i] != ';')
-        i++;
-    *name = s + start;
-    *nlen = i - start;
-    trim(name, nlen);
-    tg_buf_clear(val);
-    int rc = tg_buf_add(val, "", 0);
-    if (i < n && s[i] == '=') {
-        for (i++; i < n && (s[i] == ' ' || s[i] == '\t');)
-            i++;
-        if (i < n && s[i] == '"') {
-            for (i++; i < n && s[i] != '"' && rc == TG_OK; i++) {
-                if (s[i] == '\\' && i + 1 < n)
-                    i++;
-                rc = tg_buf_add(val, s + i, 1);
-            }
-            i += i < n; /* the closing quote */
-        } else {
-            const char *v = s + i;
-            while (i < n && s[i] != ';')
-                i++;
-            size_t vlen = (size_t)(s + i - v);
-            trim(&v, &vlen);
-            rc = tg_buf_add(val, v, vlen);
-        }
-    }
-    p->i = i;
-    return rc == TG_OK ? 1 : rc;
-}
-
-/* The boundary parameter of the Content-Type into b. */
-static int get_boundary(struct form *f, const char *ct, struct tg_buf *b)
-{
-    struct params p = {ct, strlen(ct), 0};
-    const char *name = NULL;
-    size_t nlen = 0;
-    int rc = next_param(&p, &name, &nlen, b);
-    while (rc == 1 && !ieq(name, nlen, "boundary"))
-        rc = next_param(&p, &name, &nlen, b);
-    if (rc < 0)
-        return rc;
-    if (rc == 0 || b->len == 0)
-        return fail(f, "the multipart/form-data Content-Type has no boundary");
-    if (b->len > TG_FORM_MAX_BOUNDARY)
-        return fail(f, "the multipart boundary is longer than %d characters",
-                    TG_FORM_MAX_BOUNDARY);
-    return TG_OK;
-}
-
-/* What one part's headers say. */
-struct part {
-    struct tg_buf name, filename, type;
-    struct tg_buf val; /* scratch for parameter values */
-    int has_name, has_filename;
-};
-
-/* Content-Disposition: form-data; name="…"; filename="…". */
-static int disposition(struct part *pt, const char *v, size_t n)
-{
-    struct params p = {v, n, 0};
-    const char *name = NULL;
-    size_t nlen = 0;
-    int rc = next_param(&p, &name, &nlen, &pt->val);
-    for (; rc == 1; rc = next_param(&p, &name, &nlen, &pt->val)) {
-        struct tg_buf *dst = NULL;
-        if (ieq(name, nlen, "name")) {
-            dst = &pt->name;
-            pt->has_name = 1;
-        } else if (ieq(name, nlen, "filename")) {
-            dst = &pt->filename;
-            pt->has_filename = 1;
-        }
-        if (dst != NULL) {
-            tg_buf_clear(dst);
-            int added = tg_buf_add(dst, pt->val.data, pt->val.len);
-            if (added != TG_OK)
-                return added;
-        }
-    }
-    return rc;
-}
-
-/* One header line; lines that are not headers are ignored. */
-static int part_header(struct part *pt, const char *s, size_t n)
-{
-    const char *colon = memchr(s, ':', n);
-    if (colon == NULL)
-        return TG_OK;
-    const char *name = s;
-    size_t nlen = (size_t)(colon - s);
-    const char *v = colon + 1;
-    size_t vlen = n - nlen - 1;
-    trim(&name, &nlen);
-    trim(&v, &vlen);
-    if (ieq(name, nlen, "content-disposition"))
-        return disposition(pt, v, vlen);
-    if (ieq(name, nlen, "content-type")) {
-        tg_buf_clear(&pt->type);
-        return tg_buf_add(&pt->type, v, vlen);
-    }
-    return TG_OK;
-}
-
-/* Reads the header block at the start of the part s[0..n); *body is where the content
- * starts (n when the headers run to the end of the part). */
-static int part_headers(struct form *f, struct part *pt, const char *s, size_t n,
-                        size_t *body)
-{
-    int rc = TG_OK;
-    *body = n;
-    for (size_t i = 0; i < n && rc == TG_OK;) { /* each round consumes a line */
-        const char *nl = memchr(s + i, '\n', n - i);
-        size_t end = nl != NULL ? (size_t)(nl - s) : n;
-        if (end > TG_FORM_MAX_PART_HEADERS)
-            return fail(f, "a multipart part has more than %d bytes of headers",
-                        TG_FORM_MAX_PART_HEADERS);
-        size_t stop = end > i && s[end - 1] == '\r' ? end - 1 : end;
-        if (stop == i) {
-            *body = end < n ? end + 1 : n;
-            return TG_OK;
-        }
-        rc = part_header(pt, s + i, stop - i);
-        i = end + 1;
-    }
-    return rc;
-}
-
-/* Decodes one part s[0..n) (between its delimiter line and the next delimiter). */
-static int do_part(struct form *f, struct part *pt, const char *s, size_t n)
-{
-    tg_buf_clear(&pt->name);
-    tg_buf_clear(&pt->filename);
-    tg_buf_clear(&pt->type);
-    pt->has_name = 0;
-    pt->has_filename = 0;
-    size_t at = n;
-    int rc = part_headers(f, pt, s, n, &at);
-    if (rc != TG_OK || !pt->has_name || pt->name.len == 0)
-        return rc; /* a part without a name is ignored */
-    const char *name = pt->name.data;
-    size_t nlen = pt->name.len;
-    int is_file = pt->has_filename;
-    int is_inputs = nlen == strlen("inputs_file") && memcmp(name, "inputs_file", nlen) == 0;
-    if (is_file && !is_inputs)
-        return check_text(f, name, nlen, "", 0); /* other uploads are ignored */
-    rc = check_text(f, name, nlen, s + at, n - at);
-    if (rc != TG_OK)
-        return rc;
-    struct file_info file = {tg_buf_str(&pt->filename), tg_buf_str(&pt->type)};
-    return add_field(f, name, s + at, n - at, is_file ? &file : NULL);
-}
-
-/* Whether a delimiter "--boundary" starts at s[i]; *close tells the closing one, and
- * *next is where the part after it starts. */
-static int delimiter_at(const char *s, size_t n, size_t i, const struct tg_buf *b, int *close,
-                        size_t *next)
-{
-    if (n - i < b->len + 2 || s[i] != '-' || s[i + 1] != '-' ||
-        memcmp(s + i + 2, b->data, b->len) != 0)
-        return 0;
-    size_t j = i + 2 + b->len;
-    if (n - j >= 2 && s[j] == '-' && s[j + 1] == '-') {
-        *close = 1;
-        *next = n;
-        return 1;
-    }
-    while (j < n && (s[j] == ' ' || s[j] == '\t'))
-        j++;
-    if (j < n && s[j] == '\r')
-        j++;
-    if (j >= n || s[j] != '\n')
-        return 0;
-    *close = 0;
-    *next = j + 1;
-    return 1;
-}
-
-/* The first delimiter at s[from] (from 0 only) or after a line feed at or after from;
- * n when there is none. */
-static size_t find_delimiter(const char *s, size_t n, size_t from, const struct tg_buf *b,
-                             int *close, size_t *next)
-{
-    if (from == 0 && delimiter_at(s, n, 0, b, close, next))
-        return 0;
-    for (size_t i = from; i < n;) { /* each round moves past a line feed */
-        const char *nl = memchr(s + i, '\n', n - i);
-        if (nl == NULL)
-            return n;
-        i = (size_t)(nl - s) + 1;
-        if (delimiter_at(s, n, i, b, close, next))
-            return i;
-    }
-    return n;
-}
-
-/* Parts between "--boundary" lines, up to "--boundary--"; preamble and epilogue are
- * ignored. The CRLF (or LF) before a delimiter belongs to the delimiter. */
-static int multipart_parts(struct form *f, const char *body, size_t len, const struct tg_buf *b,
-                           struct part *pt)
-{
-    int close = 0, rc = TG_OK;
-    size_t next = 0, parts = 0;
-    if (find_delimiter(body, len, 0, b, &close, &next) >= len)
-        return fail(f, "the multipart body does not contain its boundary");
-    while (!close && rc == TG_OK) { /* each round moves next forward */
-        size_t start = next;
-        size_t e = find_delimiter(body, len, start - 1, b, &close, &next);
-        if (e >= len)
-            return fail(f, "the multipart body does not end with its closing boundary");
-        if (++parts > TG_FORM_MAX_PARTS)
-            return fail(f, "the multipart body has more than %d parts", TG_FORM_MAX_PARTS);
-        size_t end = e - 1; /* the line feed before the delimiter */
-        if (end > start && body[end - 1] == '\r')
-            end--;
-        rc = do_part(f, pt, body + start, end > start ? end - start : 0);
-    }
-    return rc;
-}
-
-static int decode_multipart(struct form *f, const char *ct, const char *body, size_t len)
-{
-    struct tg_buf boundary;
-    struct part pt;
-    tg_buf_init(&boundary, strlen(ct));
-    tg_buf_init(&pt.name, TG_FORM_MAX_PART_HEADERS);
-    tg_buf_init(&pt.filename, TG_FORM_MAX_PART_HEADERS);
-    tg_buf_init(&pt.type, TG_FORM_MAX_PART_HEADERS);
-    tg_buf_init(&pt.val, TG_FORM_MAX_PART_HEADERS);
-    int rc = get_boundary(f, ct, &boundary);
-    if (rc == TG_OK)
-        rc = multipart_parts(f, body, len, &boundary, &pt);
-    tg_buf_free(&boundary);
-    tg_buf_free(&pt.name);
-    tg_buf_free(&pt.filename);
-    tg_buf_free(&pt.type);
-    tg_buf_free(&pt.val);
     return rc;
 }
 
@@ -924,20 +646,20 @@ int tg_form_decode(const char *content_type, const char *body, size_t len,
     assert(detail != NULL);
     *out = NULL;
     if (!tg_form_is_form(content_type))
-        return fail(&f, "the body is not a form (application/x-www-form-urlencoded or "
+        return tg_form_fail(&f, "the body is not a form (application/x-www-form-urlencoded or "
                     "multipart/form-data)");
     if (body == NULL && len > 0)
-        return fail(&f, "the form body is missing");
+        return tg_form_fail(&f, "the form body is missing");
     if (body == NULL)
         body = "";
     if (len > INT_MAX)
-        return fail(&f, "the form body is too large to decode");
+        return tg_form_fail(&f, "the form body is too large to decode");
     f.out = json_object_new_object();
     f.problems = json_object_new_array();
     if (f.out == NULL || f.problems == NULL)
         rc = TG_ENOMEM;
     else if (media_type_is(content_type, strlen(content_type), "multipart/form-data"))
-        rc = decode_multipart(&f, content_type, body, len);
+        rc = tg_form_decode_multipart(&f, content_type, body, len);
     else
         rc = decode_urlencoded(&f, body, len);
     for (size_t i = 0; rc == TG_OK && i < json_object_array_length(f.problems); i++)
@@ -946,7 +668,7 @@ int tg_form_decode(const char *content_type, const char *body, size_t len,
         *out = f.out;
         f.out = NULL;
     } else if (rc == TG_ENOMEM) {
-        fail(&f, "out of memory");
+        tg_form_fail(&f, "out of memory");
     }
     json_object_put(f.out);
     json_object_put(f.problems);
