@@ -37,13 +37,12 @@ int tg_limits_cli(const struct tg_conf *conf, int argc, char **argv)
         return limits_usage();
     const char *team = argv[0];
     long rpm = -1, inflight = -1;
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc; i += 2) { /* option value pairs */
         long *dst = strcmp(argv[i], "--runs-per-minute") == 0 ? &rpm
                     : strcmp(argv[i], "--in-flight") == 0     ? &inflight
                                                               : NULL;
         if (dst == NULL || i + 1 >= argc || tg_parse_long(argv[i + 1], 0, INT_MAX, dst) != TG_OK)
             return limits_usage();
-        i++;
     }
     char err[512];
     struct tg_store *st = NULL;
