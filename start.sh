@@ -114,6 +114,10 @@ The demo team's token is in $run/demo-token. Try:
     -H 'Content-Type: application/json' \\
     -d '{"inputs": ["What is the capital of France?", "Who wrote Hamlet?"]}'
 
+In a browser: http://127.0.0.1:$port/ (the form; paste the token), /history
+With an SDK:  base URL http://127.0.0.1:$port, API key the token (see README, "Using the
+              official SDKs")
 Audit it:  sqlite3 $run/taskgate.db 'SELECT * FROM audit_runs'
+           $build/taskgate --config $run/taskgate.conf audit submissions
 Stop it:   bash start.sh stop
 MSG

@@ -39,7 +39,9 @@ int tg_keys_prepare(struct tg_store *st, char *note, size_t notelen, char *err, 
     }
     char kid[TG_CRYPTO_KID_LEN];
     tg_crypto_current_kid(kid);
-    if (created || n > 0)
+    if (created && n == 0)
+        snprintf(note, notelen, "created the key file (key %s)", kid);
+    else if (n > 0)
         snprintf(note, notelen, "%s%s%s%ld upstream key(s) stored in clear are now encrypted "
                  "(key %s)", created ? "created the key file (key " : "", created ? kid : "",
                  created ? "); " : "", n, kid);
