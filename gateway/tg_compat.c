@@ -175,7 +175,6 @@ static int relay_head(void *arg, int status, const char *content_type, const cha
 static int relay_data(void *arg, const char *data, size_t len)
 {
     struct relay_ctx *c = arg;
-    c->resp->body.len += len; /* counted for the log line; the bytes are gone already */
     return c->req->out->write(c->req->out->ctx, data, len);
 }
 
