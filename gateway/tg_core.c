@@ -440,6 +440,22 @@ int tg_random_id(char *out, size_t outlen, const char *prefix, size_t nbytes)
     return TG_OK;
 }
 
+int tg_sortable_id(char *out, size_t outlen, const char *prefix)
+{
+    unsigned char raw[16];
+    uint64_t ms = (uint64_t)tg_now_ms();
+    for (int i = 5; i >= 0; i--, ms >>= 8)
+        raw[i] = (unsigned char)(ms & 0xff);
+    size_t plen = strlen(prefix);
+    if (outlen < plen + 2 * sizeof(raw) + 1)
+        return TG_ETOOBIG;
+    if (tg_random(raw + 6, sizeof(raw) - 6) != TG_OK)
+        return TG_ERR;
+    memcpy(out, prefix, plen);
+    tg_hex(raw, sizeof(raw), out + plen);
+    return TG_OK;
+}
+
 int tg_parse_long(const char *s, long min, long max, long *out)
 {
     if (s == NULL || *s == '\0')

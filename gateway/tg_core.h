@@ -96,6 +96,10 @@ int tg_random(void *buf, size_t n);
 /* Writes prefix followed by 2*nbytes random lowercase hex digits and a NUL into out
  * (which must hold strlen(prefix) + 2*nbytes + 1 bytes). TG_OK or TG_ERR. */
 int tg_random_id(char *out, size_t outlen, const char *prefix, size_t nbytes);
+/* prefix and 32 hex digits: the time in milliseconds (48 bits) then 80 random bits, so
+ * that ids made later sort later and the indexes that hold them grow at their end
+ * instead of taking a write on a random page each. */
+int tg_sortable_id(char *out, size_t outlen, const char *prefix);
 /* Overwrites n bytes at p with zeros in a way the compiler may not drop (for secrets). */
 void tg_memzero(void *p, size_t n);
 /* Lowercase hex of n bytes into out (2n + 1 bytes). */

@@ -275,6 +275,12 @@ int tg_server_run(const struct tg_conf *conf)
     /* After dropping root: a key file it creates belongs to the daemon's user. */
     tg_keys_serve_start(conf);
     int rc = srv.slots != NULL ? recover(conf) : TG_ENOMEM;
+    if (rc == TG_OK) {
+        rc = tg_store_writer_start(conf->database, (int)conf->db_busy_timeout_ms, err,
+                                   sizeof(err));
+        if (rc != TG_OK)
+            tg_log(TG_LOG_ERROR, "cannot open the database: %s", err);
+    }
     if (rc == TG_OK)
         rc = start_workers(&srv);
     /* Unknown submissions (those just recovered among them) are reconciled in the
@@ -294,6 +300,7 @@ int tg_server_run(const struct tg_conf *conf)
     if (srv.slots != NULL)
         stop_and_join(&srv);
     tg_reconcile_stop();
+    tg_store_writer_stop();
     free(srv.slots);
     close(srv.fd);
     if (!activated && strchr(conf->listen, ':') == NULL)

@@ -22,6 +22,9 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_BEGIN] = "BEGIN IMMEDIATE",
     [S_COMMIT] = "COMMIT",
     [S_ROLLBACK] = "ROLLBACK",
+    [S_SAVEPOINT] = "SAVEPOINT w",
+    [S_RELEASE] = "RELEASE w",
+    [S_ROLLBACK_TO] = "ROLLBACK TO w",
     [S_VERSION] = "PRAGMA user_version",
     [S_AUTH] =
         "SELECT k.team_id, t.name, k.id, k.label, k.role, k.hash FROM tokens k"
@@ -254,26 +257,19 @@ void store_now_text(char out[TG_TIME_LEN])
 
 /* ---- transactions -------------------------------------------------------------------- */
 
-/* SQLite has one writer at a time. Writers of this process queue on a mutex, woken the
- * moment the lock is free; left to SQLite's busy handler they would poll with sleeps of
- * up to 100 ms each. The busy timeout still covers writers in other processes (the CLI,
- * another gateway host). */
-static pthread_mutex_t writer = PTHREAD_MUTEX_INITIALIZER;
-
 /* BEGIN IMMEDIATE takes the write lock at once, so a busy database is waited on by the
- * busy timeout instead of failing later when a read lock would have to be upgraded. */
+ * busy timeout instead of failing later when a read lock would have to be upgraded. The
+ * process's writer mutex (tg_store_writer.c) is held until store_tx_end. */
 int store_tx_begin(struct tg_store *st)
 {
     sqlite3_stmt *s;
     int rc = store_prep(st, S_BEGIN, &s);
     if (rc != TG_OK)
         return rc;
-    int64_t t0 = tg_mono_us();
-    pthread_mutex_lock(&writer);
+    store_writer_lock();
     rc = store_run(st, s, "begin");
-    tg_metrics_db_wait(tg_mono_us() - t0);
     if (rc != TG_OK)
-        pthread_mutex_unlock(&writer);
+        store_writer_unlock();
     return rc;
 }
 
@@ -294,7 +290,7 @@ int store_tx_end(struct tg_store *st, int rc)
         sqlite3_step(s);
         sqlite3_reset(s);
     }
-    pthread_mutex_unlock(&writer);
+    store_writer_unlock();
     return rc;
 }
 
@@ -354,6 +350,12 @@ static int setup(struct tg_store *st, int flags, int busy_ms)
                       " PRAGMA secure_delete = ON", "configure");
     if (rc != TG_OK)
         return rc;
+    /* The daemon's checkpointer thread takes the WAL's checkpoints (tg_store_writer.c). */
+    if (store_checkpoints_elsewhere()) {
+        rc = exec_sql(st, "PRAGMA wal_autocheckpoint = 0", "configure");
+        if (rc != TG_OK)
+            return rc;
+    }
     if (max_pages > 0) {
         char pragma[64];
         snprintf(pragma, sizeof(pragma), "PRAGMA max_page_count = %ld", max_pages);
@@ -599,13 +601,24 @@ int store_sub_insert(struct tg_store *st, const struct tg_submission *sub, const
     return rc;
 }
 
+struct sub_write {
+    const struct tg_submission *sub;
+    enum tg_state state;
+    int http_status;
+    const char *error;
+};
+
+static int sub_insert_w(struct tg_store *st, void *arg)
+{
+    const struct sub_write *a = arg;
+    return store_sub_insert(st, a->sub, NULL, a->state, a->http_status, a->error);
+}
+
 static int sub_insert(struct tg_store *st, const struct tg_submission *sub,
                       enum tg_state state, int http_status, const char *error)
 {
-    int rc = store_tx_begin(st);
-    if (rc != TG_OK)
-        return rc;
-    return store_tx_end(st, store_sub_insert(st, sub, NULL, state, http_status, error));
+    struct sub_write a = {sub, state, http_status, error};
+    return store_write(st, sub_insert_w, &a);
 }
 
 int tg_store_submission_begin(struct tg_store *st, const struct tg_submission *sub)
@@ -619,23 +632,28 @@ int tg_store_submission_reject(struct tg_store *st, const struct tg_submission *
     return sub_insert(st, sub, TG_STATE_REJECTED, http_status, error);
 }
 
+static int sub_group_w(struct tg_store *st, void *arg)
+{
+    const char *const *a = arg;
+    sqlite3_stmt *s;
+    int rc = store_prep(st, S_SUB_GROUP, &s);
+    if (rc != TG_OK)
+        return rc;
+    store_bind_text(s, 1, a[0]);
+    store_bind_text(s, 2, a[1]);
+    rc = store_run(st, s, "record group");
+    if (rc == TG_OK && sqlite3_changes(st->db) == 0)
+        rc = refusal(st, a[0], "record group");
+    return rc;
+}
+
 int tg_store_submission_group(struct tg_store *st, const char *sub_id,
                               const char *taskgroup_id)
 {
     if (sub_id == NULL || taskgroup_id == NULL)
         return store_invalid(st, "submission group: missing argument");
-    sqlite3_stmt *s;
-    int rc = store_prep(st, S_SUB_GROUP, &s);
-    if (rc == TG_OK)
-        rc = store_tx_begin(st);
-    if (rc != TG_OK)
-        return rc;
-    store_bind_text(s, 1, sub_id);
-    store_bind_text(s, 2, taskgroup_id);
-    rc = store_run(st, s, "record group");
-    if (rc == TG_OK && sqlite3_changes(st->db) == 0)
-        rc = refusal(st, sub_id, "record group");
-    return store_tx_end(st, rc);
+    const char *a[2] = {sub_id, taskgroup_id};
+    return store_write(st, sub_group_w, a);
 }
 
 /* The final-state UPDATE, inside the caller's transaction. */
@@ -670,16 +688,36 @@ static int check_final(struct tg_store *st, const char *sub_id, enum tg_state st
     return TG_OK;
 }
 
+static int call_in_tx(struct tg_store *st, const struct tg_call *call);
+
+/* A final state, with the call that led to it when there is one. */
+struct finish_write {
+    const struct tg_call *call;
+    const char *sub_id;
+    enum tg_state state;
+    int http_status;
+    int upstream_status;
+    const char *error;
+};
+
+static int finish_w(struct tg_store *st, void *arg)
+{
+    const struct finish_write *a = arg;
+    int rc = a->call != NULL ? call_in_tx(st, a->call) : TG_OK;
+    if (rc == TG_OK)
+        rc = finish_in_tx(st, a->sub_id, a->state, a->http_status, a->upstream_status,
+                          a->error);
+    return rc;
+}
+
 int tg_store_submission_finish(struct tg_store *st, const char *sub_id, enum tg_state state,
                                int http_status, int upstream_status, const char *error)
 {
     int rc = check_final(st, sub_id, state);
-    if (rc == TG_OK)
-        rc = store_tx_begin(st);
     if (rc != TG_OK)
         return rc;
-    rc = finish_in_tx(st, sub_id, state, http_status, upstream_status, error);
-    return store_tx_end(st, rc);
+    struct finish_write a = {NULL, sub_id, state, http_status, upstream_status, error};
+    return store_write(st, finish_w, &a);
 }
 
 static int check_call(struct tg_store *st, const struct tg_call *c)
@@ -826,15 +864,18 @@ int tg_store_recover_pending(struct tg_store *st, long *n)
     return store_tx_end(st, rc);
 }
 
+static int call_w(struct tg_store *st, void *arg)
+{
+    const struct tg_call *const *call = arg;
+    return call_in_tx(st, *call);
+}
+
 int tg_store_call_record(struct tg_store *st, const struct tg_call *call)
 {
     int rc = check_call(st, call);
-    if (rc == TG_OK)
-        rc = store_tx_begin(st);
     if (rc != TG_OK)
         return rc;
-    rc = call_in_tx(st, call);
-    return store_tx_end(st, rc);
+    return store_write(st, call_w, &call);
 }
 
 int tg_store_call_finish(struct tg_store *st, const struct tg_call *call, enum tg_state state,
@@ -843,14 +884,11 @@ int tg_store_call_finish(struct tg_store *st, const struct tg_call *call, enum t
     int rc = check_call(st, call);
     if (rc == TG_OK)
         rc = check_final(st, call->submission_id, state);
-    if (rc == TG_OK)
-        rc = store_tx_begin(st);
     if (rc != TG_OK)
         return rc;
-    rc = call_in_tx(st, call);
-    if (rc == TG_OK)
-        rc = finish_in_tx(st, call->submission_id, state, http_status, call->http_status, error);
-    return store_tx_end(st, rc);
+    struct finish_write a = {call, call->submission_id, state, http_status, call->http_status,
+                             error};
+    return store_write(st, finish_w, &a);
 }
 
 /* ---- for the store's other source files (tg_store_int.h) -------------------------------- */

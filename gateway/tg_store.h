@@ -44,6 +44,14 @@ void tg_store_set_max_pages(long max_pages);
 /* Finalizes every statement and closes the connection. NULL is accepted. */
 void tg_store_close(struct tg_store *st);
 
+/* The daemon's shared writer (tg_store_writer.c), started once before the workers open
+ * their handles and stopped after they have closed them. While it runs, the writes of the
+ * request path (admission, calls, final states, stored answers) of every handle are
+ * committed in groups on one connection, and WAL checkpoints run on a thread of their own.
+ * Without it (the CLI) each handle writes for itself. */
+int tg_store_writer_start(const char *path, int busy_ms, char *err, size_t errlen);
+void tg_store_writer_stop(void);
+
 /* The last error message of this handle (static until the next call on it). */
 const char *tg_store_errmsg(const struct tg_store *st);
 

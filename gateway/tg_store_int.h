@@ -16,7 +16,7 @@
 
 /* The statements of tg_store.c and tg_store_ident.c, prepared once per handle. */
 enum stmt_id {
-    S_BEGIN, S_COMMIT, S_ROLLBACK, S_VERSION,
+    S_BEGIN, S_COMMIT, S_ROLLBACK, S_SAVEPOINT, S_RELEASE, S_ROLLBACK_TO, S_VERSION,
     S_AUTH, S_TEAM_KEY, S_TEAM_ID, S_TEAM_ADD, S_TEAM_SET_KEY, S_TEAM_LIST,
     S_TOKEN_ADD, S_TOKEN_REVOKE, S_TOKEN_LIST,
     S_PRESET_SET, S_PRESET_GET, S_PRESET_LIST,
@@ -63,6 +63,25 @@ void store_now_text(char out[TG_TIME_LEN]);
 /* BEGIN IMMEDIATE under the process's writer mutex / COMMIT or ROLLBACK and release. */
 int store_tx_begin(struct tg_store *st);
 int store_tx_end(struct tg_store *st, int rc);
+
+/* The process's writer mutex (tg_store_writer.c); the wait is counted as database wait. */
+void store_writer_lock(void);
+void store_writer_unlock(void);
+
+/* A write: runs on the handle it is given (the shared writer's, not necessarily the
+ * caller's) inside a transaction. TG_OK keeps what it wrote; anything else undoes it. */
+typedef int (*store_write_fn)(struct tg_store *st, void *arg);
+
+/* Runs fn in a write transaction: in the daemon, once tg_store_writer_start has run, on the
+ * shared writer connection in a group commit with other threads' writes (fn's own writes
+ * undone alone when it fails); otherwise on st in a transaction of its own. Returns fn's
+ * status, or the failure of the commit that would have held it; st's message describes a
+ * failure. fn's statements must come from the handle it is passed. */
+int store_write(struct tg_store *st, store_write_fn fn, void *arg);
+
+/* Nonzero once the daemon's checkpoint thread runs: handles opened then leave WAL
+ * checkpoints to it. */
+int store_checkpoints_elsewhere(void);
 
 /* Inserts a submission record in state (pending, or a final one), inside the caller's
  * transaction; resumes names the submission it resumes (may be NULL). */

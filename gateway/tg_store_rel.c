@@ -285,51 +285,80 @@ static int put_record(struct tg_store *st, const struct tg_submission *sub,
     return store_run(st, s, "record the idempotency key");
 }
 
-int tg_store_admit(struct tg_store *st, const struct tg_submission *sub,
-                   const struct tg_admission *a, struct tg_admit_refusal *why)
+struct admit_write {
+    const struct tg_submission *sub;
+    const struct tg_admission *a;
+    struct tg_admit_refusal *why;
+    int refused; /* over a limit: recorded as rejected */
+};
+
+static int admit_w(struct tg_store *st, void *arg)
 {
-    if (sub == NULL || sub->id == NULL || sub->interface == NULL || a == NULL)
-        return store_invalid(st, "admit: missing submission");
-    int rc = store_tx_begin(st);
-    if (rc != TG_OK)
-        return rc;
+    struct admit_write *w = arg;
+    const struct tg_submission *sub = w->sub;
+    const struct tg_admission *a = w->a;
+    int rc = TG_OK;
     if (a->key != NULL)
         rc = check_record(st, sub->team_id, a);
     if (rc == TG_OK)
-        rc = check_limits(st, sub->team_id, a->runs, a->now_ms, why);
+        rc = check_limits(st, sub->team_id, a->runs, a->now_ms, w->why);
     if (rc == TG_ETOOBIG) {
         char msg[256];
-        snprintf(msg, sizeof(msg), "team limit %s (%ld) reached", why->limit, why->value);
-        rc = store_sub_insert(st, sub, a->resumes, TG_STATE_REJECTED, 429, msg);
-        rc = store_tx_end(st, rc);
-        return rc == TG_OK ? TG_ETOOBIG : rc;
+        snprintf(msg, sizeof(msg), "team limit %s (%ld) reached", w->why->limit,
+                 w->why->value);
+        w->refused = 1;
+        return store_sub_insert(st, sub, a->resumes, TG_STATE_REJECTED, 429, msg);
     }
     if (rc == TG_OK)
         rc = store_sub_insert(st, sub, a->resumes, TG_STATE_PENDING, 0, NULL);
     if (rc == TG_OK && a->key != NULL)
         rc = put_record(st, sub, a);
-    return store_tx_end(st, rc);
+    return rc;
+}
+
+int tg_store_admit(struct tg_store *st, const struct tg_submission *sub,
+                   const struct tg_admission *a, struct tg_admit_refusal *why)
+{
+    if (sub == NULL || sub->id == NULL || sub->interface == NULL || a == NULL)
+        return store_invalid(st, "admit: missing submission");
+    struct admit_write w = {sub, a, why, 0};
+    int rc = store_write(st, admit_w, &w);
+    return rc == TG_OK && w.refused ? TG_ETOOBIG : rc;
+}
+
+struct answer_write {
+    int64_t team_id;
+    enum tg_idem_kind kind;
+    const char *key, *sub_id;
+    int status;
+    const char *content_type, *body;
+    size_t len;
+};
+
+static int answer_w(struct tg_store *st, void *arg)
+{
+    const struct answer_write *a = arg;
+    sqlite3_stmt *s;
+    int rc = stmt(st, R_IDEM_ANSWER, &s);
+    if (rc != TG_OK)
+        return rc;
+    sqlite3_bind_int64(s, 1, a->team_id);
+    store_bind_text(s, 2, kind_names[a->kind]);
+    store_bind_text(s, 3, a->key);
+    store_bind_text(s, 4, a->sub_id);
+    sqlite3_bind_int(s, 5, a->status);
+    store_bind_text(s, 6, a->content_type);
+    sqlite3_bind_blob64(s, 7, a->body != NULL ? a->body : "", (sqlite3_uint64)a->len,
+                        SQLITE_STATIC);
+    return store_run(st, s, "store the answer");
 }
 
 int tg_store_idem_answer(struct tg_store *st, int64_t team_id, enum tg_idem_kind kind,
                          const char *key, const char *sub_id, int status,
                          const char *content_type, const char *body, size_t len)
 {
-    sqlite3_stmt *s;
-    int rc = stmt(st, R_IDEM_ANSWER, &s);
-    if (rc == TG_OK)
-        rc = store_tx_begin(st);
-    if (rc != TG_OK)
-        return rc;
-    sqlite3_bind_int64(s, 1, team_id);
-    store_bind_text(s, 2, kind_names[kind]);
-    store_bind_text(s, 3, key);
-    store_bind_text(s, 4, sub_id);
-    sqlite3_bind_int(s, 5, status);
-    store_bind_text(s, 6, content_type);
-    sqlite3_bind_blob64(s, 7, body != NULL ? body : "", (sqlite3_uint64)len, SQLITE_STATIC);
-    rc = store_run(st, s, "store the answer");
-    return store_tx_end(st, rc);
+    struct answer_write a = {team_id, kind, key, sub_id, status, content_type, body, len};
+    return store_write(st, answer_w, &a);
 }
 
 int tg_store_idem_prune(struct tg_store *st, int64_t now_ms, long *n)

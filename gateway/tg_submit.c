@@ -730,7 +730,7 @@ int tg_sub_init(struct tg_sub *s, struct tg_worker *w, struct tg_request *req,
         tg_resp_error(resp, req, 500, "out of memory", NULL);
         return TG_ENOMEM;
     }
-    if (tg_random_id(s->id, sizeof(s->id), "sub_", 16) != TG_OK) {
+    if (tg_sortable_id(s->id, sizeof(s->id), "sub_") != TG_OK) {
         tg_resp_error(resp, req, 500, "no randomness available", NULL);
         return TG_ERR;
     }

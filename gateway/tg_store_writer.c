@@ -1,0 +1,321 @@
+/* The daemon's writes (store_write in tg_store_int.h, tg_store_writer_start in tg_store.h).
+ *
+ * SQLite has one writer at a time, and what a commit costs is mostly the pages it writes
+ * to the WAL, not the rows in it. So the writes of the request path share one connection
+ * and are committed in groups: a thread that finds nobody committing becomes the leader,
+ * takes every write queued so far, runs each in its own savepoint inside one transaction
+ * and commits them together; the threads that queued meanwhile wait, and the first of them
+ * to wake with its write still queued leads the next group. A write that fails is rolled
+ * back to its savepoint alone; a commit that fails fails every write of its group. Nobody
+ * is answered before the commit that holds their write.
+ *
+ * The writer connection's page cache is never invalidated by the others (they only read),
+ * and WAL checkpoints run on a background thread instead of inside whichever commit
+ * crossed the threshold. */
+#include "tg_store.h"
+#include "tg_store_int.h"
+#include "tg_log.h"
+#include "tg_metrics.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <sqlite3.h>
+
+#define WRITER_CACHE_KB 16384  /* the writer's page cache; readers keep SQLite's 2 MB */
+#define CHECKPOINT_PAGES 1000  /* WAL pages after which the checkpointer is woken */
+
+/* One SQLite write transaction at a time in this process: writers queue here, woken the
+ * moment the lock is free; left to SQLite's busy handler they would poll with sleeps of
+ * up to 100 ms each. The busy timeout still covers writers in other processes. */
+static pthread_mutex_t writer = PTHREAD_MUTEX_INITIALIZER;
+
+void store_writer_lock(void)
+{
+    int64_t t0 = tg_mono_us();
+    pthread_mutex_lock(&writer);
+    tg_metrics_db_wait(tg_mono_us() - t0);
+}
+
+void store_writer_unlock(void)
+{
+    pthread_mutex_unlock(&writer);
+}
+
+/* ---- group commit ------------------------------------------------------------------------ */
+
+struct write_req {
+    store_write_fn fn;
+    void *arg;
+    struct tg_store *caller; /* gets the message of a failure */
+    int rc;
+    int done;                /* its group has committed, or failed */
+    int lead;                /* it was handed the lead: it runs the next group */
+    pthread_cond_t wake;     /* signalled on either */
+    struct write_req *next;
+};
+
+/* The queue, and whether a thread leads: while the queue is not empty, one does. */
+static struct {
+    pthread_mutex_t lock;
+    struct write_req *head, **tail;
+    int leading;
+    struct tg_store *w;   /* the shared writer; NULL: every handle writes for itself */
+} grp = {PTHREAD_MUTEX_INITIALIZER, NULL, &grp.head, 0, NULL};
+
+static int step_fixed(struct tg_store *w, enum stmt_id id, const char *what)
+{
+    sqlite3_stmt *s;
+    int rc = store_prep(w, id, &s);
+    return rc == TG_OK ? store_run(w, s, what) : rc;
+}
+
+static void fail(struct write_req *r, int rc, const char *msg)
+{
+    r->rc = rc;
+    snprintf(r->caller->err, sizeof(r->caller->err), "%s", msg);
+}
+
+/* Fails every write from first up to (not including) end that has not failed already. */
+static void fail_range(struct write_req *first, struct write_req *end, int rc, const char *msg)
+{
+    for (struct write_req *r = first; r != end; r = r->next)
+        if (r->rc == TG_OK)
+            fail(r, rc, msg);
+}
+
+/* Runs one group in one transaction on the writer connection. Every request's rc is set. */
+static void run_group(struct tg_store *w, struct write_req *group)
+{
+    char msg[sizeof(w->err)];
+    store_writer_lock();
+    int rc = step_fixed(w, S_BEGIN, "begin");
+    if (rc != TG_OK) {
+        fail_range(group, NULL, rc, w->err);
+        store_writer_unlock();
+        return;
+    }
+    for (struct write_req *r = group; r != NULL; r = r->next) {
+        rc = step_fixed(w, S_SAVEPOINT, "savepoint");
+        if (rc == TG_OK)
+            rc = r->fn(w, r->arg);
+        if (rc == TG_OK)
+            rc = step_fixed(w, S_RELEASE, "release savepoint");
+        if (rc == TG_OK) {
+            r->rc = TG_OK;
+            continue;
+        }
+        snprintf(msg, sizeof(msg), "%s", w->err);
+        fail(r, rc, msg);
+        /* Undo this write alone; when SQLite has already rolled the whole transaction
+         * back (a full disk, an I/O error) or cannot undo it, the group's earlier writes
+         * are gone as well, and the later ones are not tried. */
+        int whole = sqlite3_get_autocommit(w->db) ||
+                    step_fixed(w, S_ROLLBACK_TO, "roll back to savepoint") != TG_OK ||
+                    step_fixed(w, S_RELEASE, "release savepoint") != TG_OK;
+        if (whole) {
+            if (!sqlite3_get_autocommit(w->db))
+                step_fixed(w, S_ROLLBACK, "roll back");
+            fail_range(group, r, rc, msg);
+            for (struct write_req *p = r->next; p != NULL; p = p->next)
+                fail(p, rc, msg);
+            store_writer_unlock();
+            return;
+        }
+    }
+    rc = step_fixed(w, S_COMMIT, "commit");
+    if (rc != TG_OK) {
+        snprintf(msg, sizeof(msg), "%s", w->err);
+        if (!sqlite3_get_autocommit(w->db))
+            step_fixed(w, S_ROLLBACK, "roll back");
+        fail_range(group, NULL, rc, msg);
+    }
+    store_writer_unlock();
+}
+
+int store_write(struct tg_store *st, store_write_fn fn, void *arg)
+{
+    struct tg_store *w = grp.w;
+    if (w == NULL || w == st) {
+        int rc = store_tx_begin(st);
+        if (rc == TG_OK)
+            rc = fn(st, arg);
+        return store_tx_end(st, rc);
+    }
+    struct write_req req = {.fn = fn, .arg = arg, .caller = st, .rc = TG_OK};
+    pthread_cond_init(&req.wake, NULL);
+    pthread_mutex_lock(&grp.lock);
+    *grp.tail = &req;
+    grp.tail = &req.next;
+    if (!grp.leading) {
+        grp.leading = 1;
+        req.lead = 1;
+    }
+    while (!req.done && !req.lead)
+        pthread_cond_wait(&req.wake, &grp.lock);
+    if (req.lead) {
+        /* Everything queued, this write first. */
+        struct write_req *group = grp.head;
+        grp.head = NULL;
+        grp.tail = &grp.head;
+        pthread_mutex_unlock(&grp.lock);
+
+        run_group(w, group);
+
+        /* Each waiter is woken alone, with grp.lock held: it cannot return (and take its
+         * request off its stack) before the lock is released. */
+        pthread_mutex_lock(&grp.lock);
+        for (struct write_req *r = group; r != NULL;) {
+            struct write_req *next = r->next;
+            r->done = 1;
+            if (r != &req)
+                pthread_cond_signal(&r->wake);
+            r = next;
+        }
+        if (grp.head != NULL) {
+            grp.head->lead = 1;
+            pthread_cond_signal(&grp.head->wake);
+        } else {
+            grp.leading = 0;
+        }
+    }
+    pthread_mutex_unlock(&grp.lock);
+    pthread_cond_destroy(&req.wake);
+    return req.rc;
+}
+
+/* ---- checkpoints --------------------------------------------------------------------------- */
+
+static struct {
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    pthread_t thread;
+    int running, want, stop;
+    struct tg_store *st;
+} ckpt = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, 0, NULL};
+
+/* Called by SQLite after each commit of the writer connection with the WAL's size. */
+static int wal_grew(void *unused, sqlite3 *db, const char *name, int pages)
+{
+    (void)unused;
+    (void)db;
+    (void)name;
+    if (pages >= CHECKPOINT_PAGES) {
+        pthread_mutex_lock(&ckpt.lock);
+        ckpt.want = 1;
+        pthread_cond_signal(&ckpt.wake);
+        pthread_mutex_unlock(&ckpt.lock);
+    }
+    return SQLITE_OK;
+}
+
+/* PASSIVE: copies what no reader still needs back into the database without waiting for
+ * anyone. The WAL is restarted from its beginning by the first write transaction that
+ * finds all of it copied, which never happens while commits follow each other faster
+ * than a checkpoint runs: so the bulk is copied while the writers go on, and what they
+ * appended meanwhile is copied again with the writer mutex held, which is short. */
+static void checkpoint(sqlite3 *db)
+{
+    int log = 0, copied = 0;
+    int rc = sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &copied);
+    if (rc == SQLITE_OK) {
+        store_writer_lock();
+        rc = sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &copied);
+        store_writer_unlock();
+    }
+    if (rc != SQLITE_OK && (rc & 0xff) != SQLITE_BUSY)
+        tg_log(TG_LOG_WARN, "WAL checkpoint failed: %s", sqlite3_errmsg(db));
+}
+
+static void *checkpointer(void *unused)
+{
+    (void)unused;
+    pthread_mutex_lock(&ckpt.lock);
+    for (;;) {
+        while (!ckpt.want && !ckpt.stop)
+            pthread_cond_wait(&ckpt.wake, &ckpt.lock);
+        if (ckpt.stop)
+            break;
+        ckpt.want = 0;
+        pthread_mutex_unlock(&ckpt.lock);
+        checkpoint(tg_store_sqlite(ckpt.st));
+        pthread_mutex_lock(&ckpt.lock);
+    }
+    pthread_mutex_unlock(&ckpt.lock);
+    return NULL;
+}
+
+int store_checkpoints_elsewhere(void)
+{
+    return ckpt.running;
+}
+
+/* ---- starting and stopping ------------------------------------------------------------- */
+
+static int configure_writer(struct tg_store *w)
+{
+    char pragma[64];
+    snprintf(pragma, sizeof(pragma), "PRAGMA cache_size = -%d", WRITER_CACHE_KB);
+    if (sqlite3_exec(w->db, pragma, NULL, NULL, NULL) != SQLITE_OK)
+        return store_db_err(w, sqlite3_errcode(w->db), "configure the writer");
+    /* Rolling back must never fail for want of a statement. */
+    const enum stmt_id fixed[] = {S_SAVEPOINT, S_RELEASE, S_ROLLBACK_TO};
+    for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++) {
+        sqlite3_stmt *s;
+        int rc = store_prep(w, fixed[i], &s);
+        if (rc != TG_OK)
+            return rc;
+    }
+    return TG_OK;
+}
+
+int tg_store_writer_start(const char *path, int busy_ms, char *err, size_t errlen)
+{
+    struct tg_store *w = NULL, *c = NULL;
+    /* Checkpoints are taken off every connection of this process once the checkpointer
+     * runs; it must therefore be running before the handles that follow are opened. */
+    int rc = tg_store_open(&c, path, 0, busy_ms, err, errlen);
+    if (rc == TG_OK) {
+        ckpt.st = c;
+        ckpt.stop = ckpt.want = 0;
+        if (pthread_create(&ckpt.thread, NULL, checkpointer, NULL) != 0) {
+            snprintf(err, errlen, "cannot start the checkpoint thread");
+            tg_store_close(c);
+            ckpt.st = NULL;
+            return TG_ERR;
+        }
+        ckpt.running = 1;
+        rc = tg_store_open(&w, path, 0, busy_ms, err, errlen);
+    }
+    if (rc == TG_OK) {
+        rc = configure_writer(w);
+        if (rc != TG_OK)
+            snprintf(err, errlen, "%s", w->err);
+    }
+    if (rc != TG_OK) {
+        tg_store_close(w);
+        tg_store_writer_stop();
+        return rc;
+    }
+    sqlite3_wal_hook(w->db, wal_grew, NULL);
+    grp.w = w;
+    return TG_OK;
+}
+
+/* After the workers have stopped: nobody writes any more. */
+void tg_store_writer_stop(void)
+{
+    if (ckpt.running) {
+        pthread_mutex_lock(&ckpt.lock);
+        ckpt.stop = 1;
+        pthread_cond_signal(&ckpt.wake);
+        pthread_mutex_unlock(&ckpt.lock);
+        pthread_join(ckpt.thread, NULL);
+        ckpt.running = 0;
+    }
+    tg_store_close(ckpt.st);
+    ckpt.st = NULL;
+    tg_store_close(grp.w);
+    grp.w = NULL;
+}
