@@ -30,7 +30,7 @@ static atomic_ulong latency_count;
 static atomic_ullong latency_sum_us;
 static atomic_ulong submissions[NSTATES];
 static atomic_ullong db_wait_us;
-static atomic_ulong db_waits;
+static atomic_ulong db_tx, db_writes, db_frames;
 
 static pthread_mutex_t teams_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct {
@@ -123,7 +123,13 @@ void tg_metrics_db_wait(int64_t us)
 {
     atomic_fetch_add_explicit(&db_wait_us, (unsigned long long)(us > 0 ? us : 0),
                               memory_order_relaxed);
-    atomic_fetch_add_explicit(&db_waits, 1, memory_order_relaxed);
+}
+
+void tg_metrics_db_tx(unsigned long writes, unsigned long frames)
+{
+    atomic_fetch_add_explicit(&db_tx, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&db_writes, writes, memory_order_relaxed);
+    atomic_fetch_add_explicit(&db_frames, frames, memory_order_relaxed);
 }
 
 static void render_requests(struct tg_buf *b)
@@ -191,8 +197,16 @@ static void render_records(struct tg_buf *b)
                      "taskgate_db_wait_seconds_total %.6f\n"
                      "# HELP taskgate_db_transactions_total Write transactions begun.\n"
                      "# TYPE taskgate_db_transactions_total counter\n"
-                     "taskgate_db_transactions_total %lu\n",
-                  (double)atomic_load(&db_wait_us) / 1e6, atomic_load(&db_waits));
+                     "taskgate_db_transactions_total %lu\n"
+                     "# HELP taskgate_db_writes_total Writes (admissions, calls, final states, "
+                     "...) those transactions held: several per transaction under group "
+                     "commit.\n# TYPE taskgate_db_writes_total counter\n"
+                     "taskgate_db_writes_total %lu\n"
+                     "# HELP taskgate_db_wal_frames_total Pages the shared writer appended to "
+                     "the WAL.\n# TYPE taskgate_db_wal_frames_total counter\n"
+                     "taskgate_db_wal_frames_total %lu\n",
+                  (double)atomic_load(&db_wait_us) / 1e6, atomic_load(&db_tx),
+                  atomic_load(&db_writes), atomic_load(&db_frames));
 }
 
 int tg_metrics_render(struct tg_buf *b)

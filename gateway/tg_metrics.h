@@ -25,8 +25,12 @@ void tg_metrics_submission(int state);
 /* The upstream created n runs for team. */
 void tg_metrics_runs(const char *team, long n);
 
-/* Time spent waiting for the database's write lock. */
+/* Time a write spent waiting for its transaction to begin. */
 void tg_metrics_db_wait(int64_t us);
+
+/* A write transaction that held writes writes and appended frames pages to the WAL (0
+ * when unknown). */
+void tg_metrics_db_tx(unsigned long writes, unsigned long frames);
 
 /* Appends every metric in Prometheus text exposition format 0.0.4 to b. */
 int tg_metrics_render(struct tg_buf *b);

@@ -266,7 +266,10 @@ int store_tx_begin(struct tg_store *st)
     int rc = store_prep(st, S_BEGIN, &s);
     if (rc != TG_OK)
         return rc;
+    int64_t t0 = tg_mono_us();
     store_writer_lock();
+    tg_metrics_db_wait(tg_mono_us() - t0);
+    tg_metrics_db_tx(1, 0);
     rc = store_run(st, s, "begin");
     if (rc != TG_OK)
         store_writer_unlock();

@@ -33,9 +33,7 @@ static pthread_mutex_t writer = PTHREAD_MUTEX_INITIALIZER;
 
 void store_writer_lock(void)
 {
-    int64_t t0 = tg_mono_us();
     pthread_mutex_lock(&writer);
-    tg_metrics_db_wait(tg_mono_us() - t0);
 }
 
 void store_writer_unlock(void)
@@ -50,6 +48,7 @@ struct write_req {
     void *arg;
     struct tg_store *caller; /* gets the message of a failure */
     int rc;
+    int64_t queued_us;       /* when it was queued, for the wait metric */
     int done;                /* its group has committed, or failed */
     int lead;                /* it was handed the lead: it runs the next group */
     pthread_cond_t wake;     /* signalled on either */
@@ -85,11 +84,20 @@ static void fail_range(struct write_req *first, struct write_req *end, int rc, c
             fail(r, rc, msg);
 }
 
+/* Pages the writer's last commit appended to the WAL (set by wal_grew, under the writer
+ * mutex), and the WAL's size after the commit before. */
+static int wal_frames, wal_pages;
+
 /* Runs one group in one transaction on the writer connection. Every request's rc is set. */
 static void run_group(struct tg_store *w, struct write_req *group)
 {
     char msg[sizeof(w->err)];
     store_writer_lock();
+    int64_t now = tg_mono_us();
+    unsigned long n = 0;
+    for (struct write_req *r = group; r != NULL; r = r->next, n++)
+        tg_metrics_db_wait(now - r->queued_us);
+    wal_frames = 0;
     int rc = step_fixed(w, S_BEGIN, "begin");
     if (rc != TG_OK) {
         fail_range(group, NULL, rc, w->err);
@@ -131,6 +139,7 @@ static void run_group(struct tg_store *w, struct write_req *group)
             step_fixed(w, S_ROLLBACK, "roll back");
         fail_range(group, NULL, rc, msg);
     }
+    tg_metrics_db_tx(n, (unsigned long)wal_frames);
     store_writer_unlock();
 }
 
@@ -143,7 +152,8 @@ int store_write(struct tg_store *st, store_write_fn fn, void *arg)
             rc = fn(st, arg);
         return store_tx_end(st, rc);
     }
-    struct write_req req = {.fn = fn, .arg = arg, .caller = st, .rc = TG_OK};
+    struct write_req req = {.fn = fn, .arg = arg, .caller = st, .rc = TG_OK,
+                            .queued_us = tg_mono_us()};
     pthread_cond_init(&req.wake, NULL);
     pthread_mutex_lock(&grp.lock);
     *grp.tail = &req;
@@ -201,6 +211,8 @@ static int wal_grew(void *unused, sqlite3 *db, const char *name, int pages)
     (void)unused;
     (void)db;
     (void)name;
+    wal_frames = pages >= wal_pages ? pages - wal_pages : pages; /* smaller: restarted */
+    wal_pages = pages;
     if (pages >= CHECKPOINT_PAGES) {
         pthread_mutex_lock(&ckpt.lock);
         ckpt.want = 1;

@@ -135,6 +135,12 @@ class MetricsTest(StackTestCase):
                                status="500"), 1)
         self.assertEqual(moved("taskgate_upstream_duration_seconds_count"), 4)
         self.assertGreater(moved("taskgate_db_transactions_total"), 0)
+        # Each submission was admitted and settled (two writes), the rejected one recorded
+        # (one); group commit may put several writes in one transaction, never fewer.
+        self.assertGreaterEqual(moved("taskgate_db_writes_total"), 5)
+        self.assertLessEqual(moved("taskgate_db_transactions_total"),
+                             moved("taskgate_db_writes_total"))
+        self.assertGreater(moved("taskgate_db_wal_frames_total"), 0)
         # Only this scrape is in flight while it is rendered.
         self.assertEqual(value(after, "taskgate_requests_in_flight"), 1.0)
 
