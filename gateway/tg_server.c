@@ -1,6 +1,6 @@
 /* The daemon's thread pool and signal handling (see tg_server.h). Each worker owns its
- * database handle, upstream client and request pool, so a request touches no shared
- * state but the accept lock and the log. */
+ * reading database handle, upstream client and request pool; a request shares only the
+ * group commit of its writes (tg_store_writer.c), the metrics and the log. */
 #include "tg_server.h"
 
 #include <errno.h>
@@ -39,7 +39,6 @@ struct slot {
 struct server {
     const struct tg_conf *conf;
     int fd;
-    pthread_mutex_t accept_lock;
     atomic_int stopping;
     struct slot *slots;
     long nslots;
@@ -83,13 +82,13 @@ static void *worker_main(void *arg)
     struct slot *s = arg;
     struct server *srv = s->srv;
     for (;;) {
-        pthread_mutex_lock(&srv->accept_lock);
-        if (atomic_load(&srv->stopping)) {
-            pthread_mutex_unlock(&srv->accept_lock);
+        /* accept() on Linux is safe from many threads on one socket and wakes one of
+         * them per connection; libfcgi keeps no shared state around it. Serialising it
+         * with a mutex cost a second wake-up per request and held every other worker
+         * back while one read its request's parameters. */
+        if (atomic_load(&srv->stopping))
             break;
-        }
         int rc = tg_fcgi_accept(s->fcgi);
-        pthread_mutex_unlock(&srv->accept_lock);
         if (rc != TG_OK) {
             if (atomic_load(&srv->stopping))
                 break;
@@ -270,7 +269,6 @@ int tg_server_run(const struct tg_conf *conf)
         tg_upstream_global_cleanup();
         return 1;
     }
-    pthread_mutex_init(&srv.accept_lock, NULL);
     srv.slots = calloc((size_t)srv.nslots, sizeof(*srv.slots));
     /* After dropping root: a key file it creates belongs to the daemon's user. */
     tg_keys_serve_start(conf);
@@ -305,7 +303,6 @@ int tg_server_run(const struct tg_conf *conf)
     close(srv.fd);
     if (!activated && strchr(conf->listen, ':') == NULL)
         unlink(conf->listen);
-    pthread_mutex_destroy(&srv.accept_lock);
     tg_upstream_global_cleanup();
     if (rc == TG_OK)
         tg_log(TG_LOG_INFO, "stopped");
