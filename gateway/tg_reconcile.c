@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "tg_admin.h"
@@ -431,15 +432,45 @@ int tg_reconcile_all(struct tg_store *st, struct tg_upstream *up, const char *ac
     return rc;
 }
 
-/* ---- the pass at start-up ------------------------------------------------------------------- */
+/* ---- the daemon's background thread --------------------------------------------------- */
 
-static pthread_t pass_thread;
-static int pass_running;
-static const struct tg_conf *pass_conf;
+/* Reconciles the unknown submissions once at start-up (reconcile_on_start), and removes
+ * expired idempotency records then and every housekeeping_interval_s: every SDK request
+ * leaves one, with its answer, for retry_dedupe_window_s. */
+static struct {
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    pthread_t thread;
+    int running, stop;
+    const struct tg_conf *conf;
+} bg = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, NULL};
 
-static void *pass_main(void *arg)
+static long prune(struct tg_store *st)
 {
-    const struct tg_conf *conf = pass_conf;
+    long pruned = 0;
+    if (tg_store_idem_prune(st, tg_now_ms(), &pruned) != TG_OK)
+        tg_log(TG_LOG_WARN, "pruning expired idempotency records failed: %s",
+               tg_store_errmsg(st));
+    return pruned;
+}
+
+/* Sleeps up to secs seconds; nonzero when the daemon is stopping. */
+static int nap(long secs)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += secs;
+    pthread_mutex_lock(&bg.lock);
+    while (!bg.stop && pthread_cond_timedwait(&bg.wake, &bg.lock, &until) == 0)
+        ;
+    int stop = bg.stop;
+    pthread_mutex_unlock(&bg.lock);
+    return stop;
+}
+
+static void *bg_main(void *arg)
+{
+    const struct tg_conf *conf = bg.conf;
     (void)arg;
     char err[512];
     struct tg_store *st = NULL;
@@ -447,19 +478,25 @@ static void *pass_main(void *arg)
     if (up == NULL ||
         tg_store_open(&st, conf->database, 0, (int)conf->db_busy_timeout_ms, err,
                       sizeof(err)) != TG_OK) {
-        tg_log(TG_LOG_ERROR, "reconcile pass: cannot start: %s", up == NULL ? "out of memory" : err);
+        tg_log(TG_LOG_ERROR, "background pass: cannot start: %s",
+               up == NULL ? "out of memory" : err);
         tg_upstream_free(up);
         return NULL;
     }
-    long pruned = 0, settled = 0, left = 0;
-    if (tg_store_idem_prune(st, tg_now_ms(), &pruned) != TG_OK)
-        tg_log(TG_LOG_WARN, "reconcile pass: pruning idempotency records failed: %s",
-               tg_store_errmsg(st));
-    int rc = tg_reconcile_all(st, up, "daemon:start", 0, &settled, &left);
-    if (rc != TG_OK)
-        tg_log(TG_LOG_ERROR, "reconcile pass: %s (%s)", tg_rc_str(rc), tg_store_errmsg(st));
-    tg_log(TG_LOG_INFO, "reconcile pass: %ld settled, %ld still unknown, %ld expired "
-           "idempotency records removed", settled, left, pruned);
+    long pruned = prune(st);
+    if (conf->reconcile_on_start) {
+        long settled = 0, left = 0;
+        int rc = tg_reconcile_all(st, up, "daemon:start", 0, &settled, &left);
+        if (rc != TG_OK)
+            tg_log(TG_LOG_ERROR, "reconcile pass: %s (%s)", tg_rc_str(rc), tg_store_errmsg(st));
+        tg_log(TG_LOG_INFO, "reconcile pass: %ld settled, %ld still unknown, %ld expired "
+               "idempotency records removed", settled, left, pruned);
+    }
+    while (!nap(conf->housekeeping_interval_s)) {
+        pruned = prune(st);
+        if (pruned > 0)
+            tg_log(TG_LOG_DEBUG, "%ld expired idempotency records removed", pruned);
+    }
     tg_store_close(st);
     tg_upstream_free(up);
     return NULL;
@@ -467,20 +504,24 @@ static void *pass_main(void *arg)
 
 int tg_reconcile_start(const struct tg_conf *conf)
 {
-    if (!conf->reconcile_on_start)
-        return TG_OK;
-    pass_conf = conf;
-    if (pthread_create(&pass_thread, NULL, pass_main, NULL) != 0)
+    bg.conf = conf;
+    bg.stop = 0;
+    if (pthread_create(&bg.thread, NULL, bg_main, NULL) != 0)
         return TG_ERR;
-    pass_running = 1;
+    bg.running = 1;
     return TG_OK;
 }
 
 void tg_reconcile_stop(void)
 {
-    if (pass_running)
-        pthread_join(pass_thread, NULL);
-    pass_running = 0;
+    if (!bg.running)
+        return;
+    pthread_mutex_lock(&bg.lock);
+    bg.stop = 1;
+    pthread_cond_signal(&bg.wake);
+    pthread_mutex_unlock(&bg.lock);
+    pthread_join(bg.thread, NULL);
+    bg.running = 0;
 }
 
 /* ---- taskgate reconcile ---------------------------------------------------------------------- */

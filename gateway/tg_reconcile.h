@@ -34,8 +34,9 @@ int tg_reconcile_one(struct tg_store *st, struct tg_upstream *up, struct tg_pool
 int tg_reconcile_all(struct tg_store *st, struct tg_upstream *up, const char *actor, int verbose,
                      long *settled, long *left);
 
-/* The daemon's pass at start-up, in a thread of its own so that serving starts at once;
- * stop joins it (it ends after the submission it is working on). */
+/* The daemon's background thread, so that serving starts at once: the reconcile pass at
+ * start-up (reconcile_on_start), then every housekeeping_interval_s the removal of expired
+ * idempotency records. Stop wakes and joins it (a pass under way is finished first). */
 int tg_reconcile_start(const struct tg_conf *conf);
 void tg_reconcile_stop(void);
 

@@ -282,9 +282,10 @@ int tg_server_run(const struct tg_conf *conf)
     if (rc == TG_OK)
         rc = start_workers(&srv);
     /* Unknown submissions (those just recovered among them) are reconciled in the
-     * background while the workers serve. */
+     * background while the workers serve, and expired idempotency records removed. */
     if (rc == TG_OK && tg_reconcile_start(conf) != TG_OK)
-        tg_log(TG_LOG_WARN, "cannot start the reconcile pass; run `taskgate reconcile`");
+        tg_log(TG_LOG_WARN, "cannot start the background thread: run `taskgate reconcile`; "
+               "expired idempotency records are not removed");
     if (rc == TG_OK) {
         tg_log(TG_LOG_INFO, "taskgate serving on %s with %ld threads, upstream %s",
                activated ? "the socket systemd passed" : conf->listen, conf->threads,

@@ -8,6 +8,7 @@ import json
 import os
 import sys
 import threading
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -226,6 +227,31 @@ class IdempotencyTest(StackTestCase):
         self.assertEqual(h2.get("idempotent-replayed"), "true")
         self.assertEqual(len(adds(self.s.sim_requests())), 1)
 
+
+
+class ExpiryTest(StackTestCase):
+    def test_expired_records_are_removed_while_serving(self):
+        # Every SDK request leaves a record with its answer; they must not pile up until
+        # the next restart.
+        s = self.stack(keys=[KEY], conf={"retry_dedupe_window_s": 1, "idempotency_ttl_s": 1,
+                                         "housekeeping_interval_s": 1})
+        s.add_team("t", KEY, preset={"processor": "core"})
+        token, _ = s.issue_token("t")
+        h = {"Authorization": "Bearer " + token, "Content-Type": "application/json"}
+        for i, extra in enumerate(({"x-stainless-retry-count": "0"},
+                                   {"x-stainless-retry-count": "0"},
+                                   {"Idempotency-Key": "k-expiry"})):
+            st, _, data = s.http("POST", "/v1/runs", json.dumps({"inputs": ["e%d" % i]}),
+                                 dict(h, **extra))
+            self.assertEqual(st, 200, data)
+        self.assertEqual(s.db_value("SELECT count(*) FROM idempotency"), 3)
+        deadline = time.monotonic() + 8
+        while time.monotonic() < deadline and s.db_value("SELECT count(*) FROM idempotency"):
+            time.sleep(0.2)
+        self.assertEqual(s.db_value("SELECT count(*) FROM idempotency"), 0)
+        # The submissions they named stay: only the records expire.
+        self.assertEqual(s.db_value("SELECT count(*) FROM submissions WHERE state = 'accepted'"),
+                         3)
 
 if __name__ == "__main__":
     unittest.main()
