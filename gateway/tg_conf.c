@@ -74,6 +74,7 @@ static const struct key keys[] = {
     {"idempotency_ttl_s", T_LONG, FIELD(idempotency_ttl_s), 1, 30L * 86400, "86400", NULL},
     {"retry_dedupe_window_s", T_LONG, FIELD(retry_dedupe_window_s), 0, 86400, "600", NULL},
     {"reconcile_on_start", T_LONG, FIELD(reconcile_on_start), 0, 1, "1", NULL},
+    {"reconcile_after_s", T_LONG, FIELD(reconcile_after_s), 0, 86400, "300", NULL},
     {"housekeeping_interval_s", T_LONG, FIELD(housekeeping_interval_s), 1, 86400, "60", NULL},
     {"user", T_NAME, FIELD(user), 0, 0, "", NULL},
     {"log_level", T_ENUM, FIELD(log_level), 0, 0, "info", level_names},

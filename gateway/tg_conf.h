@@ -31,7 +31,8 @@ struct tg_conf {
     long idempotency_ttl_s;         /* how long an Idempotency-Key answers for its first use */
     long retry_dedupe_window_s;     /* how long an SDK's retry without a key is recognised */
     long reconcile_on_start;        /* 1: reconcile unknown submissions when the daemon starts */
-    long housekeeping_interval_s;   /* how often expired idempotency records are removed */
+    long reconcile_after_s;         /* unknown this long: reconciled in the background; 0 never */
+    long housekeeping_interval_s;   /* how often the background thread looks for work */
     char user[33];                  /* the user to run as when started as root; "" none */
     enum tg_log_level log_level;
     enum tg_log_format log_format;

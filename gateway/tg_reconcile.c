@@ -396,7 +396,7 @@ int tg_reconcile_one(struct tg_store *st, struct tg_upstream *up, struct tg_pool
 }
 
 int tg_reconcile_all(struct tg_store *st, struct tg_upstream *up, const char *actor, int verbose,
-                     long *settled, long *left)
+                     int64_t before_ms, long *settled, long *left)
 {
     long done = 0, open = 0;
     int rc = TG_OK;
@@ -405,7 +405,7 @@ int tg_reconcile_all(struct tg_store *st, struct tg_upstream *up, const char *ac
         return TG_ENOMEM;
     const char **ids;
     size_t n;
-    rc = tg_store_unknown_ids(st, pool, BATCH * 100, &ids, &n);
+    rc = tg_store_unknown_ids(st, pool, BATCH * 100, before_ms, &ids, &n);
     struct tg_pool *item = rc == TG_OK ? tg_pool_create() : NULL;
     if (rc == TG_OK && item == NULL)
         rc = TG_ENOMEM;
@@ -434,9 +434,12 @@ int tg_reconcile_all(struct tg_store *st, struct tg_upstream *up, const char *ac
 
 /* ---- the daemon's background thread --------------------------------------------------- */
 
-/* Reconciles the unknown submissions once at start-up (reconcile_on_start), and removes
- * expired idempotency records then and every housekeeping_interval_s: every SDK request
- * leaves one, with its answer, for retry_dedupe_window_s. */
+/* Reconciles the unknown submissions once at start-up (reconcile_on_start); then, every
+ * housekeeping_interval_s, those that have been unknown for reconcile_after_s and were not
+ * tried in that time (a submission that just timed out may still be being created
+ * upstream: reconciled at once it could be called failed too early), and removes expired
+ * idempotency records: every SDK request leaves one, with its answer, for
+ * retry_dedupe_window_s. */
 static struct {
     pthread_mutex_t lock;
     pthread_cond_t wake;
@@ -486,7 +489,7 @@ static void *bg_main(void *arg)
     long pruned = prune(st);
     if (conf->reconcile_on_start) {
         long settled = 0, left = 0;
-        int rc = tg_reconcile_all(st, up, "daemon:start", 0, &settled, &left);
+        int rc = tg_reconcile_all(st, up, "daemon:start", 0, 0, &settled, &left);
         if (rc != TG_OK)
             tg_log(TG_LOG_ERROR, "reconcile pass: %s (%s)", tg_rc_str(rc), tg_store_errmsg(st));
         tg_log(TG_LOG_INFO, "reconcile pass: %ld settled, %ld still unknown, %ld expired "
@@ -496,6 +499,18 @@ static void *bg_main(void *arg)
         pruned = prune(st);
         if (pruned > 0)
             tg_log(TG_LOG_DEBUG, "%ld expired idempotency records removed", pruned);
+        if (conf->reconcile_after_s > 0) {
+            long settled = 0, left = 0;
+            int rc = tg_reconcile_all(st, up, "daemon:periodic", 0,
+                                      tg_now_ms() - conf->reconcile_after_s * 1000, &settled,
+                                      &left);
+            if (rc != TG_OK)
+                tg_log(TG_LOG_ERROR, "periodic reconcile: %s (%s)", tg_rc_str(rc),
+                       tg_store_errmsg(st));
+            else if (settled > 0 || left > 0)
+                tg_log(TG_LOG_INFO, "periodic reconcile: %ld settled, %ld still unknown",
+                       settled, left);
+        }
     }
     tg_store_close(st);
     tg_upstream_free(up);
@@ -553,7 +568,7 @@ int tg_reconcile_cli(const struct tg_conf *conf, int argc, char **argv)
         tg_admin_os_actor(actor, sizeof(actor));
         long settled = 0, left = 0;
         if (argc == 0) {
-            rc = tg_reconcile_all(st, up, actor, 1, &settled, &left);
+            rc = tg_reconcile_all(st, up, actor, 1, 0, &settled, &left);
         } else {
             for (int i = 0; i < argc && rc == TG_OK; i++) {
                 struct tg_recon_report r;

@@ -30,9 +30,10 @@ struct tg_recon_report {
 int tg_reconcile_one(struct tg_store *st, struct tg_upstream *up, struct tg_pool *pool,
                      const char *sub_id, const char *actor, struct tg_recon_report *r);
 
-/* Reconciles every unknown submission; *settled and *left (may be NULL) count them. */
+/* Reconciles every unknown submission (with before_ms above 0: those unknown since before
+ * it and not tried since); *settled and *left (may be NULL) count them. */
 int tg_reconcile_all(struct tg_store *st, struct tg_upstream *up, const char *actor, int verbose,
-                     long *settled, long *left);
+                     int64_t before_ms, long *settled, long *left);
 
 /* The daemon's background thread, so that serving starts at once: the reconcile pass at
  * start-up (reconcile_on_start), then every housekeeping_interval_s the removal of expired

@@ -518,9 +518,10 @@ struct tg_recon_write {
  * reconciled it). */
 int tg_store_recon_write(struct tg_store *st, const struct tg_recon_write *w);
 
-/* Ids of 'unknown' submissions, oldest first, at most max, into the pool. */
+/* Ids of 'unknown' submissions, oldest first, at most max, into the pool. With before_ms
+ * above 0, only those that became unknown before it and were not tried since. */
 int tg_store_unknown_ids(struct tg_store *st, struct tg_pool *pool, size_t max,
-                         const char ***ids, size_t *n);
+                         int64_t before_ms, const char ***ids, size_t *n);
 
 /* The runs an earlier submission (and those it resumed in turn) created, by input index:
  * (*ids)[i] is the run of input i or NULL, for num_inputs inputs; *group its group (NULL

@@ -75,7 +75,11 @@ static const char *const rel_sql[] = {
         "INSERT INTO reconciliations (submission_id, at, actor, taskgroup_id, outcome,"
         " runs_found, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     [R_UNKNOWN - R_IDEM_GET] =
-        "SELECT id FROM submissions WHERE state IN ('unknown') ORDER BY received_at LIMIT ?1",
+        "SELECT id FROM submissions s WHERE state IN ('unknown')"
+        " AND (?2 IS NULL OR (coalesce(completed_at, received_at) < ?2"
+        " AND NOT EXISTS (SELECT 1 FROM reconciliations r"
+        "  WHERE r.submission_id = s.id AND r.at >= ?2)))"
+        " ORDER BY received_at LIMIT ?1",
     [R_PRIOR_RUNS - R_IDEM_GET] =
         "SELECT input_index, run_id FROM runs WHERE submission_id = ?1",
     [R_PRIOR_SUB - R_IDEM_GET] =
@@ -565,7 +569,7 @@ int tg_store_recon_write(struct tg_store *st, const struct tg_recon_write *w)
 }
 
 int tg_store_unknown_ids(struct tg_store *st, struct tg_pool *pool, size_t max,
-                         const char ***ids, size_t *n)
+                         int64_t before_ms, const char ***ids, size_t *n)
 {
     sqlite3_stmt *s;
     *n = 0;
@@ -576,6 +580,11 @@ int tg_store_unknown_ids(struct tg_store *st, struct tg_pool *pool, size_t max,
     if (rc != TG_OK)
         return rc;
     sqlite3_bind_int64(s, 1, (int64_t)max);
+    char before[TG_TIME_LEN];
+    if (before_ms > 0) {
+        tg_time_format(before_ms, before);
+        store_bind_text(s, 2, before);
+    }
     int src;
     while ((src = sqlite3_step(s)) == SQLITE_ROW && *n < max) {
         (*ids)[*n] = tg_pool_strdup(pool, store_col_text(s, 0));

@@ -137,6 +137,42 @@ class ReconcileTest(Base):
                          "accepted")
         self.assertEqual(s.db_value("SELECT actor FROM reconciliations"), "daemon:start")
 
+    def test_periodic_pass_reconciles_while_serving(self):
+        s = self.start(conf={"reconcile_after_s": 1, "housekeeping_interval_s": 1})
+        s.sim_fault(match="add_runs", kind="hang", apply=True, delay_ms=2000)
+        st, _, err = self.post({"inputs": ["x", "y"]})
+        self.assertEqual(st, 504, err)
+        sub = err["error"]["detail"]["submission_id"]
+        # No restart and no command: the daemon settles it by itself.
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if s.db_value("SELECT state FROM submissions WHERE id = ?", (sub,)) != "unknown":
+                break
+            time.sleep(0.2)
+        self.assertEqual(s.db_value("SELECT state FROM submissions WHERE id = ?", (sub,)),
+                         "accepted")
+        self.assertEqual(s.db_value("SELECT count(*) FROM runs WHERE submission_id = ?",
+                                    (sub,)), 2)
+        self.assertEqual([tuple(r) for r in s.db("SELECT actor, outcome FROM reconciliations")],
+                         [("daemon:periodic", "accepted")])
+
+    def test_periodic_pass_waits_before_trying_again(self):
+        # An upstream that cannot be read: one attempt per reconcile_after_s, not one per
+        # housekeeping_interval_s.
+        s = self.start(conf={"reconcile_after_s": 3, "housekeeping_interval_s": 1})
+        s.sim_fault(match="add_runs", kind="hang", apply=True, delay_ms=2000)
+        s.sim_fault(match="stream_runs", kind="status", status=500, times=100)
+        st, _, err = self.post({"inputs": ["x"]})
+        self.assertEqual(st, 504, err)
+        sub = err["error"]["detail"]["submission_id"]
+        time.sleep(6.5)
+        tries = s.db_value("SELECT count(*) FROM reconciliations WHERE submission_id = ?",
+                           (sub,))
+        self.assertGreaterEqual(tries, 1)
+        self.assertLessEqual(tries, 2)
+        self.assertEqual(s.db_value("SELECT state FROM submissions WHERE id = ?", (sub,)),
+                         "unknown")
+
 
 class RetryTest(Base):
     def test_429_with_retry_after_is_sent_again(self):

@@ -446,6 +446,7 @@ static void test_dump(void)
                  "idempotency_ttl_s = 86400\n"
                  "retry_dedupe_window_s = 600\n"
                  "reconcile_on_start = 1\n"
+                 "reconcile_after_s = 300\n"
                  "housekeeping_interval_s = 60\n"
                  "user = \"\"\n"
                  "log_level = info\n"
