@@ -1,10 +1,13 @@
 /* Logging to stderr in logfmt or JSON. Each line is formatted into a local buffer and
- * written with one fwrite, so lines from different threads never interleave. */
+ * written with one write(2), so lines from different threads never interleave; stdio's
+ * stream lock, which made every thread queue for the log, is not taken. */
 #include "tg_log.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "tg_core.h"
 #include "tg_http.h"
@@ -121,7 +124,17 @@ static void line_end(struct line *l)
     if (log_format == TG_LOG_JSON)
         l->buf[l->len++] = '}';
     l->buf[l->len++] = '\n';
-    fwrite(l->buf, 1, l->len, stderr);
+    const char *p = l->buf;
+    size_t n = l->len;
+    while (n > 0) {
+        ssize_t w = write(STDERR_FILENO, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return; /* nowhere to say it */
+        p += w;
+        n -= (size_t)w;
+    }
 }
 
 void tg_log(enum tg_log_level level, const char *fmt, ...)
