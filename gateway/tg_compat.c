@@ -265,13 +265,28 @@ static void serve_read(struct tg_worker *w, const struct tg_request *req,
         return;
     int stream = r->leaf != NULL && (strcmp(r->leaf, "runs") == 0 ||
                                      strcmp(r->leaf, "events") == 0);
+    int result = r->leaf != NULL && strcmp(r->leaf, "result") == 0;
+    if (!stream && !result) {
+        relay_get(w, req, resp, auth, path, "application/json", w->conf->upstream_timeout_ms);
+        return;
+    }
+    /* Each holds a worker for as long as the upstream streams or waits: past the cap they
+     * are refused, so that they can never take every worker from the submissions. */
+    long max = w->conf->max_long_reads > 0 ? w->conf->max_long_reads
+                                           : (w->conf->threads + 1) / 2;
+    if (!tg_metrics_long_read_begin(max)) {
+        char msg[160];
+        snprintf(msg, sizeof(msg), "%ld event streams and awaited results are open, the most "
+                 "this gateway relays at once (max_long_reads); retry shortly", max);
+        tg_resp_error(resp, req, 503, msg, NULL);
+        tg_resp_header(resp, "Retry-After", "2");
+        return;
+    }
     if (stream)
         relay_get(w, req, resp, auth, path, "text/event-stream", STREAM_LIMIT_MS);
-    else if (r->leaf != NULL && strcmp(r->leaf, "result") == 0)
-        relay_get(w, req, resp, auth, path, "application/json", result_limit_ms(req));
     else
-        relay_get(w, req, resp, auth, path, "application/json",
-                  w->conf->upstream_timeout_ms);
+        relay_get(w, req, resp, auth, path, "application/json", result_limit_ms(req));
+    tg_metrics_long_read_end();
 }
 
 /* ---- writes -------------------------------------------------------------------------- */

@@ -55,6 +55,7 @@ static const struct key keys[] = {
     {"listen", T_LISTEN, FIELD(listen), 0, 0, "/run/taskgate/taskgate.sock", NULL},
     {"socket_mode", T_OCTAL, FIELD(socket_mode), 0, 0777, "0660", NULL},
     {"threads", T_LONG, FIELD(threads), 1, 4096, "32", NULL},
+    {"max_long_reads", T_LONG, FIELD(max_long_reads), 0, 4096, "0", NULL},
     {"backlog", T_LONG, FIELD(backlog), 1, 65535, "1024", NULL},
     {"database", T_PATH, FIELD(database), 0, 0, "/var/lib/taskgate/taskgate.db", NULL},
     {"db_busy_timeout_ms", T_LONG, FIELD(db_busy_timeout_ms), 0, 600000, "10000", NULL},

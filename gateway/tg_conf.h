@@ -14,6 +14,7 @@ struct tg_conf {
     char listen[TG_CONF_STR];       /* unix socket path, or "host:port" / ":port" */
     long socket_mode;               /* permissions of a unix socket, e.g. 0660 */
     long threads;                   /* worker threads */
+    long max_long_reads;            /* event streams and awaited results at once; 0: threads/2 */
     long backlog;                   /* listen backlog */
     char database[TG_CONF_STR];     /* SQLite file */
     long db_busy_timeout_ms;        /* how long to wait on a locked database */

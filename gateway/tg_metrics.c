@@ -23,6 +23,7 @@ static const double buckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.
 
 static long workers;
 static atomic_long in_flight;
+static atomic_long streams;
 static atomic_ulong requests[NIFACES][STATUS_MAX];
 static atomic_ulong upstream_calls[NOPS][STATUS_MAX];
 static atomic_ulong latency_bucket[NBUCKETS + 1];
@@ -125,6 +126,20 @@ void tg_metrics_db_wait(int64_t us)
                               memory_order_relaxed);
 }
 
+int tg_metrics_long_read_begin(long max)
+{
+    long now = atomic_fetch_add_explicit(&streams, 1, memory_order_relaxed);
+    if (now < max)
+        return 1;
+    atomic_fetch_sub_explicit(&streams, 1, memory_order_relaxed);
+    return 0;
+}
+
+void tg_metrics_long_read_end(void)
+{
+    atomic_fetch_sub_explicit(&streams, 1, memory_order_relaxed);
+}
+
 void tg_metrics_db_tx(unsigned long writes, unsigned long frames)
 {
     atomic_fetch_add_explicit(&db_tx, 1, memory_order_relaxed);
@@ -144,6 +159,9 @@ static void render_requests(struct tg_buf *b)
                               interfaces[i], s, v);
         }
     long busy = atomic_load(&in_flight);
+    tg_buf_printf(b, "# HELP taskgate_long_reads_open Event streams and awaited results being "
+                     "relayed now, each holding a worker.\n# TYPE taskgate_long_reads_open "
+                     "gauge\ntaskgate_long_reads_open %ld\n", atomic_load(&streams));
     tg_buf_printf(b, "# HELP taskgate_requests_in_flight Requests being handled now.\n"
                      "# TYPE taskgate_requests_in_flight gauge\ntaskgate_requests_in_flight %ld\n"
                      "# HELP taskgate_workers_free Worker threads waiting for a request.\n"

@@ -295,5 +295,56 @@ class CompatTest(StackTestCase):
         self.assertEqual(hdrs.get("allow"), "POST")
 
 
+
+class LongReadCapTest(StackTestCase):
+    """Event streams and awaited results each hold a worker: past max_long_reads they are
+    refused with 503 and Retry-After, and submissions are still served meanwhile."""
+
+    def test_streams_past_the_cap_are_refused_and_submissions_go_on(self):
+        s = self.stack(keys=[KEY_A], conf={"max_long_reads": 1})
+        s.add_team("alpha", KEY_A, preset={"processor": "core"})
+        token, _ = s.issue_token("alpha")
+        status, _, data = s.http("POST", "/v1/tasks/groups", "{}", sdk_headers(token))
+        self.assertEqual(status, 200, data)
+        gid = json.loads(data)["taskgroup_id"]
+        runs = json.dumps({"inputs": [{"input": "q%d" % i} for i in range(3)]})
+        status, _, data = s.http("POST", "/v1/tasks/groups/%s/runs" % gid, runs,
+                                 sdk_headers(token))
+        self.assertEqual(status, 200, data)
+        s._sim("POST", "/_sim/stream", {"interval_ms": 800})
+        path = "/v1/tasks/groups/%s/runs" % gid
+        stream_headers = {"x-api-key": token, "Accept": "text/event-stream"}
+
+        first = http.client.HTTPConnection("127.0.0.1", s.port, timeout=30)
+        try:
+            first.request("GET", path, headers=stream_headers)
+            resp = first.getresponse()
+            self.assertEqual(resp.status, 200)
+            self.assertTrue(resp.read1(65536))  # the first event: the stream is open
+            status, hdrs, data = s.http("GET", path, None, stream_headers)
+            self.assertEqual(status, 503, data)
+            self.assertEqual(hdrs.get("retry-after"), "2")
+            err = json.loads(data)
+            self.assertIn("max_long_reads", err["error"]["message"])
+            # A submission does not wait for the stream.
+            status, _, data = s.http("POST", "/v1/runs", json.dumps({"inputs": ["x"]}),
+                                     {"Authorization": "Bearer " + token,
+                                      "Content-Type": "application/json"})
+            self.assertEqual(status, 200, data)
+            while resp.read1(65536):
+                pass
+        finally:
+            first.close()
+        # The first one over, the next is relayed.
+        deadline = time.monotonic() + 5
+        while True:
+            status, _, data = s.http("GET", path, None, stream_headers)
+            if status != 503 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        self.assertEqual(status, 200, data)
+        self.assertEqual(data.count(b"\n\n"), 3)
+
+
 if __name__ == "__main__":
     unittest.main()

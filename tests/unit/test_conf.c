@@ -430,6 +430,7 @@ static void test_dump(void)
     CHECK_STR(a, "listen = /run/taskgate/taskgate.sock\n"
                  "socket_mode = 0660\n"
                  "threads = 32\n"
+                 "max_long_reads = 0\n"
                  "backlog = 1024\n"
                  "database = /var/lib/taskgate/taskgate.db\n"
                  "db_busy_timeout_ms = 10000\n"
