@@ -180,6 +180,7 @@ class Bench:
             run_b("warm-B", p["warm_secs"], p["max_conns"])
             run_g("warm-G", p["warm_secs"], p["max_conns"])
         rounds = {"B": [], "G": []}
+        db0 = self.db_counters(g_port)
         for i in range(p["max_rounds"]):
             self.say("max throughput, round %d of %d" % (i + 1, p["max_rounds"]))
             rounds["B"].append(run_b("max-B", p["max_secs"], p["max_conns"]))
@@ -191,6 +192,18 @@ class Bench:
         res["max"] = {"rounds": rounds, "B": best["B"], "G": best["G"],
                       "conns": p["max_conns"], "secs": p["max_secs"],
                       "ratio": best["G"]["ok_rps"] / best["B"]["ok_rps"]}
+        db1 = self.db_counters(g_port)
+        tx = db1.get("taskgate_db_transactions_total", 0) - db0.get(
+            "taskgate_db_transactions_total", 0)
+        if tx > 0:
+            g_requests = sum(r["requests"] for r in rounds["G"])
+            res["max"]["group_commit"] = {
+                "transactions": tx,
+                "writes_per_transaction": (db1["taskgate_db_writes_total"]
+                                           - db0["taskgate_db_writes_total"]) / tx,
+                "wal_pages_per_request": (db1["taskgate_db_wal_frames_total"]
+                                          - db0["taskgate_db_wal_frames_total"])
+                / max(1, g_requests)}
         res["rss_after_max_kb"] = daemon.memory()
 
         # Loads G can carry first (fractions of its own maximum), while the database is still
@@ -208,6 +221,19 @@ class Bench:
             res[key] = points
         res["rss_kb"] = daemon.memory()
         res["files_running"] = file_sizes(daemon.db_path)
+
+    @staticmethod
+    def db_counters(port):
+        """The daemon's taskgate_db_* counters, from /metrics through the front nginx."""
+        status, _, data = request(port, "GET", "/metrics")
+        if status != 200:
+            raise BenchError("/metrics answered %d" % status)
+        values = {}
+        for line in data.decode("utf-8", "replace").splitlines():
+            if line.startswith("taskgate_db_"):
+                name, _, value = line.partition(" ")
+                values[name] = float(value)
+        return values
 
     @staticmethod
     def db_states(db_path):

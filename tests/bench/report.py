@@ -110,6 +110,10 @@ def table(r):
         if cpu is not None:
             w("  the daemon used %.0f us of CPU per G request in its best round (%.0f%% of one "
               "core)" % (cpu, cpu * mx["G"]["rps"] / 1e4))
+        gc = mx.get("group_commit")
+        if gc:
+            w("  group commit over the G rounds: %.1f writes per transaction, %.1f WAL pages "
+              "per request" % (gc["writes_per_transaction"], gc["wal_pages_per_request"]))
         w("")
     if st.get("latency"):
         w("Latency at a fixed offered load (wrk + tests/bench/wrk.lua pacing, %d connections, "
