@@ -4,15 +4,13 @@
  * recorded under the call the tag names, and the submission is settled. */
 #include "tg_reconcile.h"
 
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "tg_admin.h"
+#include "tg_bg.h"
 #include "tg_conf.h"
 #include "tg_json.h"
 #include "tg_log.h"
@@ -440,13 +438,8 @@ int tg_reconcile_all(struct tg_store *st, struct tg_upstream *up, const char *ac
  * upstream: reconciled at once it could be called failed too early), and removes expired
  * idempotency records: every SDK request leaves one, with its answer, for
  * retry_dedupe_window_s. */
-static struct {
-    pthread_mutex_t lock;
-    pthread_cond_t wake;
-    pthread_t thread;
-    int running, stop;
-    const struct tg_conf *conf;
-} bg = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, NULL};
+static struct tg_bg bg = TG_BG_INIT;
+static const struct tg_conf *bg_conf; /* the daemon's: it outlives the thread */
 
 static long prune(struct tg_store *st)
 {
@@ -457,23 +450,9 @@ static long prune(struct tg_store *st)
     return pruned;
 }
 
-/* Sleeps up to secs seconds; nonzero when the daemon is stopping. */
-static int nap(long secs)
-{
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += secs;
-    pthread_mutex_lock(&bg.lock);
-    while (!bg.stop && pthread_cond_timedwait(&bg.wake, &bg.lock, &until) == 0)
-        ;
-    int stop = bg.stop;
-    pthread_mutex_unlock(&bg.lock);
-    return stop;
-}
-
 static void *bg_main(void *arg)
 {
-    const struct tg_conf *conf = bg.conf;
+    const struct tg_conf *conf = bg_conf;
     (void)arg;
     char err[512];
     struct tg_store *st = NULL;
@@ -495,7 +474,7 @@ static void *bg_main(void *arg)
         tg_log(TG_LOG_INFO, "reconcile pass: %ld settled, %ld still unknown, %ld expired "
                "idempotency records removed", settled, left, pruned);
     }
-    while (!nap(conf->housekeeping_interval_s)) {
+    while (!tg_bg_wait(&bg, conf->housekeeping_interval_s)) {
         pruned = prune(st);
         if (pruned > 0)
             tg_log(TG_LOG_DEBUG, "%ld expired idempotency records removed", pruned);
@@ -519,24 +498,13 @@ static void *bg_main(void *arg)
 
 int tg_reconcile_start(const struct tg_conf *conf)
 {
-    bg.conf = conf;
-    bg.stop = 0;
-    if (pthread_create(&bg.thread, NULL, bg_main, NULL) != 0)
-        return TG_ERR;
-    bg.running = 1;
-    return TG_OK;
+    bg_conf = conf;
+    return tg_bg_start(&bg, bg_main, NULL);
 }
 
 void tg_reconcile_stop(void)
 {
-    if (!bg.running)
-        return;
-    pthread_mutex_lock(&bg.lock);
-    bg.stop = 1;
-    pthread_cond_signal(&bg.wake);
-    pthread_mutex_unlock(&bg.lock);
-    pthread_join(bg.thread, NULL);
-    bg.running = 0;
+    tg_bg_stop(&bg);
 }
 
 /* ---- taskgate reconcile ---------------------------------------------------------------------- */

@@ -14,6 +14,7 @@
  * crossed the threshold. */
 #include "tg_store.h"
 #include "tg_store_int.h"
+#include "tg_bg.h"
 #include "tg_log.h"
 #include "tg_metrics.h"
 
@@ -197,13 +198,8 @@ int store_write(struct tg_store *st, store_write_fn fn, void *arg)
 
 /* ---- checkpoints --------------------------------------------------------------------------- */
 
-static struct {
-    pthread_mutex_t lock;
-    pthread_cond_t wake;
-    pthread_t thread;
-    int running, want, stop;
-    struct tg_store *st;
-} ckpt = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, 0, NULL};
+static struct tg_bg ckpt = TG_BG_INIT;
+static struct tg_store *ckpt_st; /* the checkpointer's own connection */
 
 /* Called by SQLite after each commit of the writer connection with the WAL's size. */
 static int wal_grew(void *unused, sqlite3 *db, const char *name, int pages)
@@ -213,12 +209,8 @@ static int wal_grew(void *unused, sqlite3 *db, const char *name, int pages)
     (void)name;
     wal_frames = pages >= wal_pages ? pages - wal_pages : pages; /* smaller: restarted */
     wal_pages = pages;
-    if (pages >= CHECKPOINT_PAGES) {
-        pthread_mutex_lock(&ckpt.lock);
-        ckpt.want = 1;
-        pthread_cond_signal(&ckpt.wake);
-        pthread_mutex_unlock(&ckpt.lock);
-    }
+    if (pages >= CHECKPOINT_PAGES)
+        tg_bg_poke(&ckpt);
     return SQLITE_OK;
 }
 
@@ -243,18 +235,8 @@ static void checkpoint(sqlite3 *db)
 static void *checkpointer(void *unused)
 {
     (void)unused;
-    pthread_mutex_lock(&ckpt.lock);
-    for (;;) {
-        while (!ckpt.want && !ckpt.stop)
-            pthread_cond_wait(&ckpt.wake, &ckpt.lock);
-        if (ckpt.stop)
-            break;
-        ckpt.want = 0;
-        pthread_mutex_unlock(&ckpt.lock);
-        checkpoint(tg_store_sqlite(ckpt.st));
-        pthread_mutex_lock(&ckpt.lock);
-    }
-    pthread_mutex_unlock(&ckpt.lock);
+    while (!tg_bg_wait(&ckpt, 0))
+        checkpoint(tg_store_sqlite(ckpt_st));
     return NULL;
 }
 
@@ -289,15 +271,13 @@ int tg_store_writer_start(const char *path, int busy_ms, char *err, size_t errle
      * runs; it must therefore be running before the handles that follow are opened. */
     int rc = tg_store_open(&c, path, 0, busy_ms, err, errlen);
     if (rc == TG_OK) {
-        ckpt.st = c;
-        ckpt.stop = ckpt.want = 0;
-        if (pthread_create(&ckpt.thread, NULL, checkpointer, NULL) != 0) {
+        ckpt_st = c;
+        if (tg_bg_start(&ckpt, checkpointer, NULL) != TG_OK) {
             snprintf(err, errlen, "cannot start the checkpoint thread");
             tg_store_close(c);
-            ckpt.st = NULL;
+            ckpt_st = NULL;
             return TG_ERR;
         }
-        ckpt.running = 1;
         rc = tg_store_open(&w, path, 0, busy_ms, err, errlen);
     }
     if (rc == TG_OK) {
@@ -318,16 +298,9 @@ int tg_store_writer_start(const char *path, int busy_ms, char *err, size_t errle
 /* After the workers have stopped: nobody writes any more. */
 void tg_store_writer_stop(void)
 {
-    if (ckpt.running) {
-        pthread_mutex_lock(&ckpt.lock);
-        ckpt.stop = 1;
-        pthread_cond_signal(&ckpt.wake);
-        pthread_mutex_unlock(&ckpt.lock);
-        pthread_join(ckpt.thread, NULL);
-        ckpt.running = 0;
-    }
-    tg_store_close(ckpt.st);
-    ckpt.st = NULL;
+    tg_bg_stop(&ckpt);
+    tg_store_close(ckpt_st);
+    ckpt_st = NULL;
     tg_store_close(grp.w);
     grp.w = NULL;
 }

@@ -145,12 +145,15 @@ def read_raw_response(f):
     return status, headers, body
 
 
-class SimulatorTest(unittest.TestCase):
-    """Tests sharing one simulator; each starts with an empty log and fault queue."""
+class SharedSimulatorCase(unittest.TestCase):
+    """A test class whose tests share one simulator (accounts KEY_A and KEY_B, started with
+    SIM_ARGS besides); each test starts with an empty log and fault queue."""
+
+    SIM_ARGS = ()
 
     @classmethod
     def setUpClass(cls):
-        cls.sim = Simulator("--key", KEY_A, "--key", KEY_B)
+        cls.sim = Simulator("--key", KEY_A, "--key", KEY_B, *cls.SIM_ARGS)
 
     @classmethod
     def tearDownClass(cls):
@@ -159,6 +162,10 @@ class SimulatorTest(unittest.TestCase):
     def setUp(self):
         self.assertEqual(self.sim.ctl("DELETE", "/faults")[0], 200)
         self.assertEqual(self.sim.ctl("DELETE", "/requests")[0], 200)
+
+
+class SimulatorTest(SharedSimulatorCase):
+    """The write paths, the control API and faults."""
 
     def requests(self):
         status, data = self.sim.ctl("GET", "/requests")

@@ -14,7 +14,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_simulator import KEY_A, KEY_B, TIME, Simulator, inputs  # noqa: E402
+from test_simulator import KEY_A, KEY_B, TIME, SharedSimulatorCase, inputs  # noqa: E402
 
 OPENAPI_PATHS = (os.environ.get("TG_UPSTREAM_OPENAPI", ""),
                  "/work/shared/upstream/parallel-openapi.json")
@@ -124,21 +124,14 @@ class SSEStream:
         self.conn.close()
 
 
-class ReadPathTest(unittest.TestCase):
+class ReadPathTest(SharedSimulatorCase):
     """The upstream's read-only paths, on a simulator whose runs end only on demand (each
     test sets the clock it needs)."""
 
-    @classmethod
-    def setUpClass(cls):
-        cls.sim = Simulator("--key", KEY_A, "--key", KEY_B, "--run-ms", "manual", "--quiet")
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.sim.cleanup()
+    SIM_ARGS = ("--run-ms", "manual", "--quiet")
 
     def setUp(self):
-        self.assertEqual(self.sim.ctl("DELETE", "/faults")[0], 200)
-        self.assertEqual(self.sim.ctl("DELETE", "/requests")[0], 200)
+        super().setUp()
         self.settings(run_ms=-1, interval_ms=0)
 
     def settings(self, **values):
