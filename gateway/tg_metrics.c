@@ -210,8 +210,8 @@ static void render_records(struct tg_buf *b)
     for (int i = 0; i < count; i++)
         tg_buf_printf(b, "taskgate_runs_created_total{team=\"%s\"} %lu\n", teams[i].name,
                       atomic_load_explicit(&teams[i].runs, memory_order_relaxed));
-    tg_buf_printf(b, "# HELP taskgate_db_wait_seconds_total Time spent waiting for the "
-                     "database's write lock.\n# TYPE taskgate_db_wait_seconds_total counter\n"
+    tg_buf_printf(b, "# HELP taskgate_db_wait_seconds_total Time writes spent waiting for their "
+                     "write transaction to begin.\n# TYPE taskgate_db_wait_seconds_total counter\n"
                      "taskgate_db_wait_seconds_total %.6f\n"
                      "# HELP taskgate_db_transactions_total Write transactions begun.\n"
                      "# TYPE taskgate_db_transactions_total counter\n"
