@@ -25,7 +25,10 @@
 #include <sqlite3.h>
 
 #define WRITER_CACHE_KB 16384  /* the writer's page cache; readers keep SQLite's 2 MB */
-#define CHECKPOINT_PAGES 1000  /* WAL pages after which the checkpointer is woken */
+/* WAL pages after which the checkpointer is woken. Its second pass holds the writer mutex
+ * through two fsyncs, so smaller, more frequent passes stall the writers for less: at
+ * 2,000 submissions/s, p99 4.7-5.4 ms with 300 against 5.8-5.9 ms with SQLite's 1000. */
+#define CHECKPOINT_PAGES 300
 
 /* One SQLite write transaction at a time in this process: writers queue here, woken the
  * moment the lock is free; left to SQLite's busy handler they would poll with sleeps of
