@@ -145,10 +145,23 @@ static void health(struct tg_worker *w, const struct tg_request *req,
     tg_resp_json(resp, 200, ok, sizeof(ok) - 1);
 }
 
-static void metrics(const struct tg_request *req, struct tg_response *resp)
+static void metrics(struct tg_worker *w, const struct tg_request *req,
+                    struct tg_response *resp)
 {
     tg_buf_clear(&resp->body);
-    if (tg_metrics_render(&resp->body) != TG_OK) {
+    int rc = tg_metrics_render(&resp->body);
+    /* Read from the database, so that they are right across restarts; left out (and
+     * /healthz says why) when it cannot be read. */
+    long pending, unknown;
+    if (rc == TG_OK && tg_store_open_counts(w->store, &pending, &unknown) == TG_OK)
+        rc = tg_buf_printf(&resp->body,
+                           "# HELP taskgate_submissions_open Submissions not settled: pending "
+                           "(being sent) and unknown (to be reconciled).\n"
+                           "# TYPE taskgate_submissions_open gauge\n"
+                           "taskgate_submissions_open{state=\"pending\"} %ld\n"
+                           "taskgate_submissions_open{state=\"unknown\"} %ld\n",
+                           pending, unknown);
+    if (rc != TG_OK) {
         tg_resp_error(resp, req, 500, "metrics do not fit the answer buffer", NULL);
         return;
     }
@@ -171,7 +184,7 @@ static void route(struct tg_worker *w, struct tg_request *req, struct tg_respons
     }
     if (strcmp(path, "/metrics") == 0) {
         if (is_get)
-            metrics(req, resp);
+            metrics(w, req, resp);
         else
             tg_resp_error(resp, req, 405, "use GET", NULL);
         return;

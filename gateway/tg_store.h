@@ -518,6 +518,9 @@ struct tg_recon_write {
  * reconciled it). */
 int tg_store_recon_write(struct tg_store *st, const struct tg_recon_write *w);
 
+/* How many submissions are pending (being sent now) and unknown (to be reconciled). */
+int tg_store_open_counts(struct tg_store *st, long *pending, long *unknown);
+
 /* Ids of 'unknown' submissions, oldest first, at most max, into the pool. With before_ms
  * above 0, only those that became unknown before it and were not tried since. */
 int tg_store_unknown_ids(struct tg_store *st, struct tg_pool *pool, size_t max,

@@ -11,7 +11,7 @@ enum rel_slot {
     R_IDEM_GET = 32, R_LIMITS_GET, R_INFLIGHT, R_USAGE_GET, R_USAGE_ADD, R_USAGE_OLD,
     R_IDEM_CHECK, R_IDEM_PUT, R_IDEM_ANSWER, R_IDEM_PRUNE, R_LIMITS_SET,
     R_TEAM, R_RECON_SUB, R_RECON_CALLS, R_CALL_ADD, R_RUN_ADD, R_RECON_FINISH, R_RECON_LOG,
-    R_UNKNOWN, R_PRIOR_RUNS, R_PRIOR_SUB, R_SLOT_END
+    R_UNKNOWN, R_PRIOR_RUNS, R_PRIOR_SUB, R_OPEN_COUNT, R_SLOT_END
 };
 
 static const char *const rel_sql[] = {
@@ -84,6 +84,9 @@ static const char *const rel_sql[] = {
         "SELECT input_index, run_id FROM runs WHERE submission_id = ?1",
     [R_PRIOR_SUB - R_IDEM_GET] =
         "SELECT taskgroup_id, resumes FROM submissions WHERE id = ?1",
+    [R_OPEN_COUNT - R_IDEM_GET] =
+        "SELECT state, count(*) FROM submissions WHERE state IN ('pending', 'unknown')"
+        " GROUP BY state",
 };
 
 _Static_assert(R_SLOT_END <= 56, "tg_store_rel.c claims slots 32-55 only");
@@ -596,6 +599,28 @@ int tg_store_unknown_ids(struct tg_store *st, struct tg_pool *pool, size_t max,
     }
     if (rc == TG_OK && src != SQLITE_DONE && src != SQLITE_ROW)
         rc = store_db_err(st, src, "list unknown submissions");
+    store_done(s);
+    return rc;
+}
+
+int tg_store_open_counts(struct tg_store *st, long *pending, long *unknown)
+{
+    sqlite3_stmt *s;
+    *pending = *unknown = 0;
+    int rc = stmt(st, R_OPEN_COUNT, &s);
+    if (rc != TG_OK)
+        return rc;
+    int src;
+    while ((src = sqlite3_step(s)) == SQLITE_ROW) {
+        const char *state = store_col_text(s, 0);
+        long n = (long)sqlite3_column_int64(s, 1);
+        if (state != NULL && strcmp(state, "pending") == 0)
+            *pending = n;
+        else
+            *unknown = n;
+    }
+    if (src != SQLITE_DONE)
+        rc = store_db_err(st, src, "count open submissions");
     store_done(s);
     return rc;
 }

@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import sys
+import time
 import unittest
 
 sys.dont_write_bytecode = True
@@ -143,6 +144,25 @@ class MetricsTest(StackTestCase):
         self.assertGreater(moved("taskgate_db_wal_frames_total"), 0)
         # Only this scrape is in flight while it is rendered.
         self.assertEqual(value(after, "taskgate_requests_in_flight"), 1.0)
+
+    def test_open_submissions_are_counted_from_the_database(self):
+        s = self.stack(upstream_timeout_ms=1000)
+        s.add_team("ops", "par-ops-key", preset={"processor": "core"})
+        token, _ = s.issue_token("ops")
+        samples = self.scrape(s)
+        self.assertIn(("taskgate_submissions_open", frozenset({("state", "unknown")})), samples)
+        self.assertEqual(value(samples, "taskgate_submissions_open", state="unknown"), 0)
+        s.sim_fault(match="add_runs", kind="hang", apply=True, delay_ms=1500)
+        st, body, _ = s.json_req("POST", "/v1/runs", {"inputs": ["x"]}, token=token)
+        self.assertEqual(st, 504, body)
+        samples = self.scrape(s)
+        self.assertEqual(value(samples, "taskgate_submissions_open", state="unknown"), 1)
+        self.assertEqual(value(samples, "taskgate_submissions_open", state="pending"), 0)
+        time.sleep(0.8)  # the hung call ends upstream; its run exists
+        r = s.cli("reconcile")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        samples = self.scrape(s)
+        self.assertEqual(value(samples, "taskgate_submissions_open", state="unknown"), 0)
 
 
 class HealthTest(StackTestCase):
