@@ -4,8 +4,9 @@
  * to the WAL, not the rows in it. So the writes of the request path share one connection
  * and are committed in groups: a thread that finds nobody committing becomes the leader,
  * takes every write queued so far, runs each in its own savepoint inside one transaction
- * and commits them together; the threads that queued meanwhile wait, and the first of them
- * to wake with its write still queued leads the next group. A write that fails is rolled
+ * and commits them together; the threads that queued meanwhile wait, and when the group is
+ * done the leader wakes each of its members and hands the lead to the first write queued
+ * since, whose thread runs the next group. A write that fails is rolled
  * back to its savepoint alone; a commit that fails fails every write of its group. Nobody
  * is answered before the commit that holds their write.
  *
