@@ -4,6 +4,7 @@
  * recorded under the call the tag names, and the submission is settled. */
 #include "tg_reconcile.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -393,6 +394,9 @@ int tg_reconcile_one(struct tg_store *st, struct tg_upstream *up, struct tg_pool
     return settle(st, pool, &sub, &rd, actor, r);
 }
 
+/* Set when the daemon stops: a pass under way ends after the submission it is on. */
+static atomic_int stopping;
+
 int tg_reconcile_all(struct tg_store *st, struct tg_upstream *up, const char *actor, int verbose,
                      int64_t before_ms, long *settled, long *left)
 {
@@ -407,7 +411,7 @@ int tg_reconcile_all(struct tg_store *st, struct tg_upstream *up, const char *ac
     struct tg_pool *item = rc == TG_OK ? tg_pool_create() : NULL;
     if (rc == TG_OK && item == NULL)
         rc = TG_ENOMEM;
-    for (size_t i = 0; rc == TG_OK && i < n; i++) {
+    for (size_t i = 0; rc == TG_OK && i < n && !atomic_load(&stopping); i++) {
         struct tg_recon_report r;
         rc = tg_reconcile_one(st, up, item, ids[i], actor, &r);
         if (rc != TG_OK)
@@ -499,11 +503,13 @@ static void *bg_main(void *arg)
 int tg_reconcile_start(const struct tg_conf *conf)
 {
     bg_conf = conf;
+    atomic_store(&stopping, 0);
     return tg_bg_start(&bg, bg_main, NULL);
 }
 
 void tg_reconcile_stop(void)
 {
+    atomic_store(&stopping, 1);
     tg_bg_stop(&bg);
 }
 

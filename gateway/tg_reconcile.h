@@ -37,7 +37,8 @@ int tg_reconcile_all(struct tg_store *st, struct tg_upstream *up, const char *ac
 
 /* The daemon's background thread, so that serving starts at once: the reconcile pass at
  * start-up (reconcile_on_start), then every housekeeping_interval_s the removal of expired
- * idempotency records. Stop wakes and joins it (a pass under way is finished first). */
+ * idempotency records. Stop wakes and joins it (a pass under way ends after the submission
+ * it is working on). */
 int tg_reconcile_start(const struct tg_conf *conf);
 void tg_reconcile_stop(void);
 
