@@ -40,6 +40,17 @@ class Base(StackTestCase):
         status, hdrs, data = self.s.http("POST", "/v1/runs", json.dumps(body), h, timeout=60)
         return status, hdrs, json.loads(data)
 
+    def state_once_settled(self, sub, within):
+        """The submission's state once it is no longer unknown, or after within seconds."""
+        deadline = time.monotonic() + within
+        state = None
+        while time.monotonic() < deadline:
+            state = self.s.db_value("SELECT state FROM submissions WHERE id = ?", (sub,))
+            if state != "unknown":
+                break
+            time.sleep(0.1)
+        return state
+
 
 class ReconcileTest(Base):
     def test_timeout_after_accepting_then_reconcile(self):
@@ -128,13 +139,7 @@ class ReconcileTest(Base):
         sub = err["error"]["detail"]["submission_id"]
         time.sleep(0.6)
         s.restart_daemon()
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if s.db_value("SELECT state FROM submissions WHERE id = ?", (sub,)) != "unknown":
-                break
-            time.sleep(0.1)
-        self.assertEqual(s.db_value("SELECT state FROM submissions WHERE id = ?", (sub,)),
-                         "accepted")
+        self.assertEqual(self.state_once_settled(sub, 10), "accepted")
         self.assertEqual(s.db_value("SELECT actor FROM reconciliations"), "daemon:start")
 
     def test_periodic_pass_reconciles_while_serving(self):
@@ -144,13 +149,7 @@ class ReconcileTest(Base):
         self.assertEqual(st, 504, err)
         sub = err["error"]["detail"]["submission_id"]
         # No restart and no command: the daemon settles it by itself.
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            if s.db_value("SELECT state FROM submissions WHERE id = ?", (sub,)) != "unknown":
-                break
-            time.sleep(0.2)
-        self.assertEqual(s.db_value("SELECT state FROM submissions WHERE id = ?", (sub,)),
-                         "accepted")
+        self.assertEqual(self.state_once_settled(sub, 15), "accepted")
         self.assertEqual(s.db_value("SELECT count(*) FROM runs WHERE submission_id = ?",
                                     (sub,)), 2)
         self.assertEqual([tuple(r) for r in s.db("SELECT actor, outcome FROM reconciliations")],
