@@ -64,10 +64,10 @@ static void describe_failure(struct tg_sub *s, const struct tg_up_result *res,
         f->state = TG_STATE_UNKNOWN;
         f->status = res->timed_out ? 504 : 502;
         snprintf(f->message, sizeof(f->message),
-                 "the upstream %s while we waited to %s: the outcome is unknown and "
+                 "the upstream %s while we waited to %s (%s): the outcome is unknown and "
                  "submission %s is recorded as unknown for reconciliation",
                  res->timed_out ? "did not answer in time" : "connection failed", what,
-                 s->id);
+                 res->error != NULL ? res->error : "no answer", s->id);
         break;
     default: {
         json_object *err = tg_json_pool(s->req->pool,

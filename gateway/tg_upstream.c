@@ -1,5 +1,6 @@
 /* The upstream client over libcurl (see tg_upstream.h): an easy handle per worker, kept
- * for its connection cache; outcomes classified by whether the request left this host. */
+ * for its connection cache; outcomes classified by whether the request left this host.
+ * A request body is never sent twice by libcurl itself: see struct upload. */
 #include "tg_upstream.h"
 
 #include <stdio.h>
@@ -14,12 +15,27 @@
 /* Answers larger than this are not read: 1,000 run ids take about 40 KB. */
 #define MAX_ANSWER (16u * 1024 * 1024)
 
+/* The body of the request under way, handed to libcurl through a read callback and never
+ * through CURLOPT_POSTFIELDS. With POSTFIELDS libcurl can rewind the body by itself, and it
+ * does when a kept-alive connection dies before the first byte of the answer: it sends the
+ * request again on a new connection, although the upstream may have acted on the first
+ * (created the runs). With a read callback it must ask on_seek to rewind, and on_seek
+ * refuses: libcurl then fails with CURLE_SEND_FAIL_REWIND instead of sending again (its
+ * Curl_readrewind, and cr_in_rewind since 8.7), and the call is UNKNOWN. */
+struct upload {
+    const char *data;
+    size_t len;
+    size_t pos;         /* bytes handed to libcurl so far */
+    int rewind_refused; /* libcurl asked to send the body again */
+};
+
 struct tg_upstream {
     CURL *curl;
     const struct tg_conf *conf;
     struct tg_buf body;
+    struct upload up;
     char retry_after[64];
-    char error[CURL_ERROR_SIZE + 64];
+    char error[CURL_ERROR_SIZE + 128];
     char curl_error[CURL_ERROR_SIZE];
 };
 
@@ -87,6 +103,27 @@ static size_t on_header(char *data, size_t size, size_t n, void *arg)
     return len;
 }
 
+static size_t on_read(char *buf, size_t size, size_t n, void *arg)
+{
+    struct upload *up = arg;
+    size_t room = size * n, left = up->len - up->pos;
+    size_t take = left < room ? left : room;
+    memcpy(buf, up->data + up->pos, take);
+    up->pos += take;
+    return take;
+}
+
+/* Every seek is a rewind to send the body again (nothing here resumes an upload): refused,
+ * so that libcurl can never send a request twice. */
+static int on_seek(void *arg, curl_off_t offset, int origin)
+{
+    struct upload *up = arg;
+    (void)offset;
+    (void)origin;
+    up->rewind_refused = 1;
+    return CURL_SEEKFUNC_CANTSEEK;
+}
+
 /* A header value we are about to send must not smuggle in another header. */
 static int plain_header_value(const char *s)
 {
@@ -126,7 +163,8 @@ static struct curl_slist *build_headers(const char *key, const char *beta,
         h = add_header(h, "parallel-beta", beta, ok);
     if (request_id != NULL && *request_id != '\0')
         h = add_header(h, "X-Request-Id", request_id, ok);
-    /* No "Expect: 100-continue" round trip for large bodies. */
+    /* No "Expect: 100-continue" round trip for large bodies, and so no 417 answer after
+     * which libcurl would send the request again without it. */
     struct curl_slist *next = curl_slist_append(h, "Expect:");
     if (next == NULL)
         *ok = 0;
@@ -136,7 +174,8 @@ static struct curl_slist *build_headers(const char *key, const char *beta,
 }
 
 /* What every transfer sets: the URL, headers, time limits, the header callback (for
- * Retry-After) and the error buffer; the caller sets where the body goes. */
+ * Retry-After) and the error buffer; the caller sets where the body goes. Redirects are
+ * not followed (a 3xx is an answer like any other), so nothing is sent twice that way. */
 static void setup_transfer(struct tg_upstream *u, const char *url, struct curl_slist *headers,
                            long timeout_ms)
 {
@@ -153,21 +192,29 @@ static void setup_transfer(struct tg_upstream *u, const char *url, struct curl_s
     curl_easy_setopt(c, CURLOPT_HEADERDATA, u);
     curl_easy_setopt(c, CURLOPT_ERRORBUFFER, u->curl_error);
     curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
 }
 
-/* Decides what is known after a transfer that did not complete with an answer. */
+/* Decides what is known after a transfer that did not complete with an answer. A refused
+ * rewind comes first: libcurl asks for one only after the body went out on a connection
+ * that then died without an answer, whatever the byte counts of the (abandoned) retry
+ * say, so the upstream may have acted. */
 static void classify_failure(struct tg_upstream *u, CURLcode cc, struct tg_up_result *res)
 {
     long sent = 0;
+    int refused = u->up.rewind_refused || cc == CURLE_SEND_FAIL_REWIND;
     curl_easy_getinfo(u->curl, CURLINFO_REQUEST_SIZE, &sent);
     res->timed_out = cc == CURLE_OPERATION_TIMEDOUT;
-    if (cc == CURLE_COULDNT_CONNECT || cc == CURLE_COULDNT_RESOLVE_HOST ||
-        cc == CURLE_COULDNT_RESOLVE_PROXY || sent == 0)
+    if (refused)
+        res->outcome = TG_OUTCOME_UNKNOWN;
+    else if (cc == CURLE_COULDNT_CONNECT || cc == CURLE_COULDNT_RESOLVE_HOST ||
+             cc == CURLE_COULDNT_RESOLVE_PROXY || sent == 0)
         res->outcome = TG_OUTCOME_NOT_SENT;
     else
         res->outcome = TG_OUTCOME_UNKNOWN;
-    snprintf(u->error, sizeof(u->error), "%s%s%s", curl_easy_strerror(cc),
-             u->curl_error[0] != '\0' ? ": " : "", u->curl_error);
+    snprintf(u->error, sizeof(u->error), "%s%s%s%s",
+             refused ? "connection lost after sending, not sent again: " : "",
+             curl_easy_strerror(cc), u->curl_error[0] != '\0' ? ": " : "", u->curl_error);
     res->error = u->error;
 }
 
@@ -199,8 +246,15 @@ int tg_upstream_call(struct tg_upstream *u, const char *method, const char *path
     setup_transfer(u, url, headers, u->conf->upstream_timeout_ms);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, u);
+    u->up = (struct upload){body, body != NULL ? len : 0, 0, 0};
     if (body != NULL) {
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+        /* A POST with a known Content-Length, its body read from u->up (see struct
+         * upload); CURLOPT_POSTFIELDS must stay unset. */
+        curl_easy_setopt(c, CURLOPT_POST, 1L);
+        curl_easy_setopt(c, CURLOPT_READFUNCTION, on_read);
+        curl_easy_setopt(c, CURLOPT_READDATA, &u->up);
+        curl_easy_setopt(c, CURLOPT_SEEKFUNCTION, on_seek);
+        curl_easy_setopt(c, CURLOPT_SEEKDATA, &u->up);
         curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
     }
     if (strcmp(method, "GET") != 0 && strcmp(method, "POST") != 0)
@@ -284,6 +338,7 @@ int tg_upstream_relay(struct tg_upstream *u, const char *path, const char *key,
     }
     u->retry_after[0] = '\0';
     u->curl_error[0] = '\0';
+    u->up = (struct upload){NULL, 0, 0, 0};
 
     struct relay r = {u, sink, 0, 0};
     CURL *c = u->curl;

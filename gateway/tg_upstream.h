@@ -37,8 +37,11 @@ struct tg_up_result {
 
 /* One upstream request. key is the team's Parallel key (sent as x-api-key); beta (may be
  * NULL) the parallel-beta header; request_id (may be NULL) goes out as X-Request-Id.
- * body may be NULL for a GET. Returns TG_OK whenever *res is filled (whatever the
- * outcome), TG_EINVAL for a key or id that is not a plain header value. */
+ * body may be NULL for a GET. A body goes out at most once: libcurl is not allowed to send
+ * it again by itself (on a kept-alive connection that dies before the answer, as it would
+ * otherwise), and that case is UNKNOWN, never NOT_SENT. Returns TG_OK whenever *res is
+ * filled (whatever the outcome), TG_EINVAL for a key or id that is not a plain header
+ * value. */
 int tg_upstream_call(struct tg_upstream *u, const char *method, const char *path,
                      const char *key, const char *beta, const char *request_id,
                      const char *body, size_t len, struct tg_up_result *res);

@@ -239,6 +239,74 @@ class RetryTest(Base):
         self.assertEqual(len(s.sim_requests()), 2)
 
 
+class ConnectionLostTest(Base):
+    """The upstream acts, then the kept-alive connection it came on is reset before a byte
+    of answer. libcurl would send such a request again by itself on a new connection (it
+    does for a reused connection that dies "early"); the gateway must not let it: one set
+    of runs upstream, the submission unknown, reconciliation finds that one set."""
+
+    def test_reset_after_creating_on_a_reused_connection_is_not_sent_again(self):
+        # One worker: one libcurl handle, so one kept-alive connection to the upstream.
+        s = self.start(conf={"threads": 1})
+        st, _, first = self.post({"inputs": ["warm"]})
+        self.assertEqual(st, 200, first)
+        s.sim_fault(match="add_runs", kind="reset", apply=True, reused=True)
+        st, _, err = self.post({"inputs": ["a", "b"]})  # chunk_size 2: one add-runs
+        reqs = s.sim_requests()
+        group = (err.get("taskgroup_id") or err.get("error", {}).get("detail", {})
+                 .get("taskgroup_id"))
+        sent = [r for r in adds(reqs) if group in r["path"]]
+        # Exactly one add-runs for it, and it went on the connection the first submission
+        # used (so the test did put a reused connection to the trial).
+        self.assertEqual(len(sent), 1, [(r["path"], r["connection"], r["status"]) for r in sent])
+        self.assertEqual(sent[0]["connection"], reqs[0]["connection"])
+        self.assertGreater(sent[0]["on_connection"], 2)
+        self.assertEqual(len(s.sim_group(group)), 2)  # one set of runs, created once
+
+        # The client is told the outcome is unknown; the record says so, one row per call.
+        self.assertEqual(st, 502, err)
+        detail = err["error"]["detail"]
+        sub = detail["submission_id"]
+        self.assertEqual(detail["state"], "unknown")
+        self.assertIn("unknown", err["error"]["message"])
+        self.assertIn("not sent again", err["error"]["message"])
+        self.assertEqual(s.db_value("SELECT state FROM submissions WHERE id = ?", (sub,)),
+                         "unknown")
+        calls = s.db("SELECT operation, outcome, http_status FROM audit_calls WHERE "
+                     "submission_id = ? ORDER BY seq", (sub,))
+        self.assertEqual([tuple(c) for c in calls],
+                         [("create_group", "ok", 200), ("add_runs", "unknown", None)])
+
+        # Reconciliation settles it as it settles a timeout: accepted, with those runs.
+        r = s.cli("reconcile", sub)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("accepted", r.stdout)
+        self.assertEqual(s.db_value("SELECT state FROM submissions WHERE id = ?", (sub,)),
+                         "accepted")
+        self.assertEqual([x[0] for x in s.db("SELECT run_id FROM audit_runs WHERE "
+                                             "submission_id = ? ORDER BY input_index", (sub,))],
+                         [x["run_id"] for x in s.sim_group(group)])
+        self.assertEqual(len(adds(s.sim_requests())), 2)  # reconciling sent nothing
+
+    def test_create_group_reset_on_a_reused_connection_is_not_sent_again(self):
+        s = self.start(conf={"threads": 1})
+        st, _, first = self.post({"inputs": ["warm"]})
+        self.assertEqual(st, 200, first)
+        groups = s.sim_stats()["groups"]
+        s.sim_fault(match="create_group", kind="reset", apply=True, reused=True)
+        st, _, err = self.post({"inputs": ["a"]})
+        self.assertEqual(st, 502, err)
+        self.assertEqual(err["error"]["detail"]["state"], "unknown")
+        creates = [r for r in s.sim_requests() if r["path"] == "/v1/tasks/groups"]
+        self.assertEqual([(r["status"], r["connection"]) for r in creates],
+                         [(200, creates[0]["connection"]), (0, creates[0]["connection"])])
+        self.assertEqual(s.sim_stats()["groups"], groups + 1)  # created once
+        self.assertEqual(len(adds(s.sim_requests())), 1)  # nothing added to a guessed group
+        calls = s.db("SELECT operation, outcome FROM audit_calls WHERE submission_id = ? "
+                     "ORDER BY seq", (err["error"]["detail"]["submission_id"],))
+        self.assertEqual([tuple(c) for c in calls], [("create_group", "unknown")])
+
+
 class Relay:
     """A TCP relay from port to the simulator, started late: until then connections to port
     are refused."""

@@ -479,6 +479,36 @@ class SimulatorTest(SharedSimulatorCase):
                 s.recv(100)
         self.assertEqual(len(self.runs_of(gid)), 2)
 
+    def test_fault_reset_applied_on_a_reused_connection(self):
+        """"reused": the fault waits for a request that is not its connection's first;
+        the log says which connection each request came on, and its place there."""
+        gid = self.sim.create_group()
+        self.fault(kind="reset", match="add_runs", apply=True, reused=True)
+        self.assertTrue(self.sim.ctl("GET", "/faults")[1]["faults"][0]["reused"])
+        self.assertEqual(self.sim.add_runs(gid, inputs(1))[0], 200)  # a fresh connection
+        body = json.dumps({"inputs": inputs(2)})
+        conn = http.client.HTTPConnection("127.0.0.1", self.sim.port, timeout=10)
+        try:
+            for expect_reset in (False, True):
+                conn.request("POST", "/v1/tasks/groups/%s/runs" % gid, body=body,
+                             headers={"x-api-key": KEY_A, "Content-Type": "application/json"})
+                if not expect_reset:
+                    resp = conn.getresponse()
+                    self.assertEqual(resp.status, 200)
+                    resp.read()
+                    continue
+                with self.assertRaises(ConnectionResetError):  # no byte of answer
+                    conn.getresponse()
+        finally:
+            conn.close()
+        self.assertEqual(len(self.runs_of(gid)), 1 + 2 + 2)  # the reset one was created
+        log = self.requests()
+        self.assertEqual([(e["status"], e["on_connection"]) for e in log],
+                         [(200, 1), (200, 1), (200, 1), (0, 2)])
+        self.assertEqual(log[2]["connection"], log[3]["connection"])
+        self.assertEqual(len({e["connection"] for e in log}), 3)
+        self.assertEqual(self.sim.ctl("GET", "/faults")[1], {"faults": []})
+
     def test_fault_hang_applied(self):
         gid = self.sim.create_group()
         self.fault(kind="hang", match="add_runs", apply=True)
@@ -504,7 +534,8 @@ class SimulatorTest(SharedSimulatorCase):
     def test_bad_faults_are_refused(self):
         for bad in ({"kind": "nope"}, {"kind": "status"}, {"kind": "status", "status": 99},
                     {"kind": "delay", "colour": "red"}, {"match": "add_runs"},
-                    {"kind": "delay", "times": 0}, {"faults": {"kind": "delay"}},
+                    {"kind": "delay", "times": 0}, {"kind": "reset", "reused": 1},
+                    {"faults": {"kind": "delay"}},
                     {"faults": [{"kind": "delay"}, {"kind": "bad"}]}, [1], "x"):
             status, data = self.sim.ctl("POST", "/faults", bad)
             self.assertEqual(status, 400, bad)

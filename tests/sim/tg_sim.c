@@ -37,6 +37,8 @@ pthread_mutex_t sim_lock = PTHREAD_MUTEX_INITIALIZER;
 struct conn {
     struct sim_conn io;
     long hang_ms; /* how long a "hang" fault keeps the connection */
+    long id;      /* 1, 2, ... in accept order (sim_request.conn_id) */
+    long served;  /* requests read on it so far */
 };
 
 /* What happens to the connection after a request. */
@@ -312,6 +314,8 @@ static void *conn_main(void *arg)
         memset(&req, 0, sizeof req);
         rc = sim_http_read(&c->io, &req, &keep);
         if (rc == SIM_RD_OK) {
+            req.conn_id = c->id;
+            req.conn_nth = ++c->served;
             after = serve(c, &req, keep);
         } else if (rc == SIM_RD_EOF || rc == SIM_RD_IOERR) {
             after = AFTER_CLOSE;
@@ -330,6 +334,7 @@ static void *conn_main(void *arg)
 static void accept_loop(int lfd)
 {
     pthread_attr_t attr;
+    long accepted = 0;
     int one = 1;
 
     pthread_attr_init(&attr);
@@ -349,6 +354,7 @@ static void accept_loop(int lfd)
         c = sim_xmalloc(sizeof *c);
         memset(c, 0, sizeof *c);
         c->io.fd = fd;
+        c->id = ++accepted;
         c->io.buf = sim_xmalloc(SIM_CONN_BUF);
         if (pthread_create(&tid, &attr, conn_main, c) != 0) {
             close(fd);

@@ -31,6 +31,9 @@ struct sim_request {
     int json_valid;            /* the body is one strict JSON text (even "null") */
     struct json_object *json;  /* that text parsed; NULL for "null" or invalid */
     size_t json_error_at;      /* byte offset of the parse error when invalid */
+    /* Set by the server (tg_sim.c) after the HTTP layer read the request: */
+    long conn_id;  /* the connection it came on: 1, 2, ... in the order they were accepted */
+    long conn_nth; /* its place on that connection: 1 for the first request, 2 on reuse, ... */
 };
 
 /* A response; body is malloc'ed and owned by the response (sim_response_free). */

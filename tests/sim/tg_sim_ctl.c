@@ -66,7 +66,8 @@ static char *log_head(const struct sim_request *req)
         sim_buf_adds(&b, s);
         free(s);
     }
-    sim_buf_adds(&b, "}");
+    sim_buf_addf(&b, "},\"connection\":%ld,\"on_connection\":%ld", req->conn_id,
+                 req->conn_nth);
     return b.p;
 }
 
@@ -172,9 +173,28 @@ static void log_clear(void)
 
 /* ---- faults -------------------------------------------------------------------------- */
 
+/* A fault, as POST /_sim/faults takes it (one object, or {"faults": [...]}), queued in
+ * order; the first queued fault that matches a request applies to it:
+ *   kind     status | delay | malformed | reset | hang (required)
+ *   match    the operation it applies to (match_names below; "any" by default)
+ *   path     only requests whose path contains this
+ *   reused   true: only a request that is not the first on its connection (keep-alive
+ *            reuse), as a client with a connection cache sends it; false by default
+ *   skip     let this many matching requests pass first (0)
+ *   times    apply this many times, -1 for ever (1)
+ *   apply    carry out the request before the fault acts (see default_apply): "reset"
+ *            with apply true creates what the request asks for (the runs exist in the
+ *            store and the streams) and then resets the connection (SO_LINGER 0 and
+ *            close) without a byte of answer; with apply false nothing is created
+ *   status, body, retry_after   the answer of a "status" fault
+ *   delay_ms the pause of "delay", how long "hang" keeps the connection (600000)
+ * Every API request is logged with "connection" (1, 2, ... in accept order) and
+ * "on_connection" (1 for its first request), so a test can tell reuse from a fresh
+ * connection, and a client's silent re-send of a request from the request itself. */
 struct queued_fault {
     enum sim_op match; /* SIM_OP_OTHER stands for "any" */
     char *path;        /* applies only when the request path contains this, or NULL */
+    int reused;        /* applies only to a request that is not its connection's first */
     long skip;
     long times; /* -1: for ever */
     struct sim_fault f;
@@ -222,6 +242,8 @@ int sim_fault_take(const struct sim_request *req, struct sim_fault *f)
         if (q->match != SIM_OP_OTHER && q->match != op)
             continue;
         if (q->path != NULL && strstr(req->path, q->path) == NULL)
+            continue;
+        if (q->reused && req->conn_nth < 2)
             continue;
         if (q->skip > 0) {
             q->skip--;
@@ -318,6 +340,12 @@ static int fault_parse_field(struct queued_fault *q, const char *key, struct jso
         if (!json_object_is_type(val, json_type_boolean))
             return -1;
         q->f.apply = json_object_get_boolean(val) ? 1 : 0;
+        return 0;
+    }
+    if (strcmp(key, "reused") == 0) {
+        if (!json_object_is_type(val, json_type_boolean))
+            return -1;
+        q->reused = json_object_get_boolean(val) ? 1 : 0;
         return 0;
     }
     if (strcmp(key, "body") == 0)
@@ -448,6 +476,7 @@ static struct json_object *fault_to_json(const struct queued_fault *q)
     json_object_object_add(o, "kind", json_object_new_string(kind_names[q->f.kind]));
     if (q->path != NULL)
         json_object_object_add(o, "path", json_object_new_string(q->path));
+    json_object_object_add(o, "reused", json_object_new_boolean(q->reused));
     json_object_object_add(o, "skip", json_object_new_int64(q->skip));
     json_object_object_add(o, "times", json_object_new_int64(q->times));
     if (q->f.kind == SIM_FAULT_STATUS)
