@@ -10,7 +10,6 @@
 #include <unistd.h>
 
 #include "tg_core.h"
-#include "tg_http.h"
 
 static enum tg_log_level log_level = TG_LOG_INFO;
 static enum tg_log_format log_format = TG_LOG_LOGFMT;
@@ -152,24 +151,17 @@ void tg_log(enum tg_log_level level, const char *fmt, ...)
     line_end(&l);
 }
 
-void tg_log_request(const struct tg_request *req, const struct tg_response *resp)
+void tg_log_fields(enum tg_log_level level, const struct tg_log_field *fields, size_t n)
 {
-    if (!tg_log_enabled(TG_LOG_INFO))
+    if (!tg_log_enabled(level))
         return;
     struct line l;
-    line_begin(&l, TG_LOG_INFO);
-    field_str(&l, "msg", "request");
-    field_str(&l, "request_id", req->request_id);
-    field_str(&l, "method", req->method);
-    field_str(&l, "path", req->path);
-    field_num(&l, "status", resp->status);
-    field_str(&l, "remote_addr", req->remote_addr);
-    field_str(&l, "team", resp->team);
-    field_str(&l, "interface", resp->interface);
-    field_str(&l, "submission_id", resp->submission_id);
-    field_num(&l, "inputs", resp->inputs);
-    field_num(&l, "runs", resp->runs);
-    field_num(&l, "upstream_ms", resp->upstream_us / 1000);
-    field_num(&l, "total_ms", (tg_mono_us() - req->started_us) / 1000);
+    line_begin(&l, level);
+    for (size_t i = 0; i < n; i++) {
+        if (fields[i].is_num)
+            field_num(&l, fields[i].key, fields[i].num);
+        else
+            field_str(&l, fields[i].key, fields[i].str);
+    }
     line_end(&l);
 }

@@ -1,5 +1,6 @@
-/* Per-team limits (see tg_limits.h): the comparison every limit uses, checked inside the
- * store's admission transaction, and the command that sets them. */
+/* Per-team limits (see tg_limits.h): the command that sets and shows them. The comparison
+ * every limit uses, checked inside the store's admission transaction, is tg_limit_allows
+ * (tg_domain.c). */
 #include "tg_limits.h"
 
 #include <limits.h>
@@ -11,18 +12,6 @@
 #include "tg_conf.h"
 #include "tg_core.h"
 #include "tg_store.h"
-
-int tg_limit_allows(long limit, long used, long want)
-{
-    if (limit <= 0)
-        return 1;
-    if (used < 0)
-        used = 0;
-    if (want < 0)
-        want = 0;
-    /* used + want > limit, written so that it cannot overflow. */
-    return used <= limit && want <= limit - used;
-}
 
 static int limits_usage(void)
 {

@@ -22,6 +22,7 @@
 #include "tg_log.h"
 #include "tg_metrics.h"
 #include "tg_reconcile.h"
+#include "tg_router.h"
 #include "tg_store.h"
 #include "tg_upstream.h"
 
@@ -70,7 +71,7 @@ static void serve_one(struct slot *s)
     tg_metrics_request_end(resp->interface, resp->status);
     tg_fcgi_write(s->fcgi, &req, resp);
     tg_fcgi_finish(s->fcgi);
-    tg_log_request(&req, resp);
+    tg_http_log_request(&req, resp);
     tg_pool_reset(w->pool);
     /* Keep one answer's worth of memory for the next request, not the largest ever. */
     if (resp->body.cap > 1024 * 1024)

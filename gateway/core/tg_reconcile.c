@@ -17,7 +17,6 @@
 #include "tg_log.h"
 #include "tg_merge.h"
 #include "tg_store.h"
-#include "tg_submit.h"
 #include "tg_upstream.h"
 
 #define EVENT_MAX (4u * 1024 * 1024) /* one event's data; a run with its metadata is < 20 KB */

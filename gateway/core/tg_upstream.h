@@ -8,7 +8,10 @@
 #include <stdint.h>
 
 #include "tg_conf.h"
-#include "tg_store.h"
+#include "tg_domain.h"
+
+/* The longest team upstream key the gateway sends (a buffer size). */
+#define TG_UPSTREAM_KEY_MAX 512
 
 struct tg_upstream;
 

@@ -1,6 +1,5 @@
 /* HTML for browsers: the page frame every page shares (one stylesheet, one script, a strict
- * Content-Security-Policy), escaping, and the answer to a form post of POST /v1/runs,
- * rendered from the JSON answer the submission handler produced. */
+ * Content-Security-Policy), escaping and the error pages. The pages are tg_pages.h. */
 #ifndef TG_HTML_H
 #define TG_HTML_H
 
@@ -35,16 +34,14 @@ void tg_html_end(struct tg_buf *b, const struct tg_request *req);
  * Cache-Control is sent with no-store: pages may show a team's records.) A body that overflowed becomes a short 500 page. */
 void tg_html_finish(const struct tg_request *req, struct tg_response *resp, int status);
 
+/* A friendly title for an error status, and what to do about it (HTML, links included);
+ * static storage. */
+const char *tg_html_error_title(int status);
+const char *tg_html_error_advice(int status);
+
 /* Renders a short page for an error status: a friendly title, message (escaped; NULL: a
  * default for the status) and what to do, with links back to the form and the history. */
 void tg_html_error_page(const struct tg_request *req, struct tg_response *resp, int status,
                         const char *message);
-
-/* Replaces resp's JSON answer to POST /v1/runs (a submission answer, a 422 detail or an
- * error) with an HTML page saying the same, with the same status: the result with every
- * run id next to its input; the form again with the person's values and each problem by
- * its field (401, 413, 415, 422); or what happened to a failed or unknown submission and
- * what to do. The request's body is decoded again for the values. */
-void tg_html_render(const struct tg_request *req, struct tg_response *resp);
 
 #endif

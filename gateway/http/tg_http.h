@@ -105,10 +105,8 @@ struct tg_auth;
 int tg_http_auth(struct tg_worker *w, const struct tg_request *req, struct tg_response *resp,
                  const char *form_token, struct tg_auth *auth);
 
-/* Handlers, one per interface; each always leaves an answer in resp. */
-void tg_submit_runs(struct tg_worker *w, struct tg_request *req, struct tg_response *resp);
-
-/* Routes one request to its handler; always leaves an answer in resp. */
-void tg_handle(struct tg_worker *w, struct tg_request *req, struct tg_response *resp);
+/* The one log line for an answered request: id, method, path, status, team, interface,
+ * submission, inputs, runs, upstream and total time. */
+void tg_http_log_request(const struct tg_request *req, const struct tg_response *resp);
 
 #endif

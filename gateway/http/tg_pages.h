@@ -19,6 +19,13 @@
  * the answer, 0 when the path is none of these (the caller answers). */
 int tg_pages_handle(struct tg_worker *w, struct tg_request *req, struct tg_response *resp);
 
+/* Replaces resp's JSON answer to POST /v1/runs (a submission answer, a 422 detail or an
+ * error) with an HTML page saying the same, with the same status: the result with every
+ * run id next to its input; the form again with the person's values and each problem by
+ * its field (401, 413, 415, 422); or what happened to a failed or unknown submission and
+ * what to do. The request's body is decoded again for the values (tg_pages_answer.c). */
+void tg_html_render(const struct tg_request *req, struct tg_response *resp);
+
 /* What the submission form shows. Everything is borrowed for the call. */
 struct tg_form_view {
     json_object *values;        /* the submission as decoded (tg_form_decode); NULL: empty */

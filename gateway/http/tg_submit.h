@@ -12,8 +12,7 @@
 #include "tg_core.h"
 #include "tg_http.h"
 #include "tg_store.h"
-
-#define TG_UPSTREAM_KEY_MAX 512
+#include "tg_upstream.h"
 
 struct tg_sub;
 
@@ -123,6 +122,9 @@ void tg_sub_record(struct tg_sub *s, struct tg_submission *rec);
 /* The gateway's own defaults (conf's default_processor), the base of every merge; NULL when
  * out of memory. Pool-owned. */
 json_object *tg_sub_global_defaults(struct tg_sub *s);
+
+/* POST /v1/runs, the simplified interface's handler; always leaves an answer in resp. */
+void tg_submit_runs(struct tg_worker *w, struct tg_request *req, struct tg_response *resp);
 
 /* The stored form of the client's body: MCP server header values fingerprinted. */
 const char *tg_sub_stored_request(struct tg_sub *s);

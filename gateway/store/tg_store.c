@@ -7,6 +7,7 @@
 #include "tg_store_int.h"
 #include "tg_metrics.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -103,39 +104,6 @@ static const char *const stmt_sql[S_COUNT] = {
 };
 
 
-
-/* ---- names ----------------------------------------------------------------------------- */
-
-static const char *const role_names[] = {"submit", "audit", "admin"};
-static const char *const state_names[] = {"pending", "accepted", "rejected", "failed",
-                                          "unknown"};
-static const char *const outcome_names[] = {"ok", "error", "unknown", "not_sent"};
-
-const char *tg_role_name(enum tg_role r)
-{
-    return (unsigned)r < 3 ? role_names[r] : "invalid";
-}
-
-int tg_role_parse(const char *name, enum tg_role *out)
-{
-    for (unsigned i = 0; name != NULL && i < 3; i++) {
-        if (strcmp(name, role_names[i]) == 0) {
-            *out = (enum tg_role)i;
-            return TG_OK;
-        }
-    }
-    return TG_EINVAL;
-}
-
-const char *tg_state_name(enum tg_state s)
-{
-    return (unsigned)s < 5 ? state_names[s] : "invalid";
-}
-
-const char *tg_outcome_name(enum tg_outcome o)
-{
-    return (unsigned)o < 4 ? outcome_names[o] : "invalid";
-}
 
 int tg_store_schema_version(void)
 {
@@ -258,7 +226,7 @@ void store_now_text(char out[TG_TIME_LEN])
 
 /* BEGIN IMMEDIATE takes the write lock at once, so a busy database is waited on by the
  * busy timeout instead of failing later when a read lock would have to be upgraded. The
- * process's writer mutex (tg_store_writer.c) is held until store_tx_end. */
+ * process's writer mutex (above) is held until store_tx_end. */
 int store_tx_begin(struct tg_store *st)
 {
     sqlite3_stmt *s;
@@ -294,6 +262,36 @@ int store_tx_end(struct tg_store *st, int rc)
     }
     store_writer_unlock();
     return rc;
+}
+
+/* One SQLite write transaction at a time in this process: writers queue here, woken the
+ * moment the lock is free; left to SQLite's busy handler they would poll with sleeps of
+ * up to 100 ms each. The busy timeout still covers writers in other processes. */
+static pthread_mutex_t writer = PTHREAD_MUTEX_INITIALIZER;
+
+void store_writer_lock(void)
+{
+    pthread_mutex_lock(&writer);
+}
+
+void store_writer_unlock(void)
+{
+    pthread_mutex_unlock(&writer);
+}
+
+/* Set by tg_store_writer.c while the daemon's checkpoint thread runs; read when a handle
+ * is opened, after the thread started or before it stopped (never concurrently with
+ * either). */
+static int checkpoints_elsewhere;
+
+void store_set_checkpoints_elsewhere(int on)
+{
+    checkpoints_elsewhere = on;
+}
+
+int store_checkpoints_elsewhere(void)
+{
+    return checkpoints_elsewhere;
 }
 
 /* ---- opening and migrating -------------------------------------------------------------- */
@@ -352,7 +350,7 @@ static int setup(struct tg_store *st, int flags, int busy_ms)
                       " PRAGMA secure_delete = ON", "configure");
     if (rc != TG_OK)
         return rc;
-    /* The daemon's checkpointer thread takes the WAL's checkpoints (tg_store_writer.c). */
+    /* The daemon's checkpointer thread takes the WAL's checkpoints (tg_store_writer.c tells). */
     if (store_checkpoints_elsewhere()) {
         rc = exec_sql(st, "PRAGMA wal_autocheckpoint = 0", "configure");
         if (rc != TG_OK)

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "tg_core.h"
+#include "tg_domain.h" /* the roles, states and outcomes it records */
 
 struct tg_store;
 
@@ -20,12 +21,6 @@ struct tg_migration {
     const char *sql;
 };
 extern const struct tg_migration tg_migrations[];
-
-enum tg_role { TG_ROLE_SUBMIT = 0, TG_ROLE_AUDIT = 1, TG_ROLE_ADMIN = 2 };
-/* "submit", "audit", "admin"; static storage. */
-const char *tg_role_name(enum tg_role r);
-/* TG_OK and *out, or TG_EINVAL for an unknown name. */
-int tg_role_parse(const char *name, enum tg_role *out);
 
 /* Opens the database at path (creating the file only when TG_STORE_CREATE is given),
  * sets WAL mode, foreign keys and a busy timeout of busy_ms, and checks that its schema
@@ -170,16 +165,6 @@ int tg_store_preset_list(struct tg_store *st, int64_t team_id,
 
 /* ---- the audit records -------------------------------------------------------------- */
 
-enum tg_state {
-    TG_STATE_PENDING = 0,
-    TG_STATE_ACCEPTED,
-    TG_STATE_REJECTED,
-    TG_STATE_FAILED,
-    TG_STATE_UNKNOWN
-};
-/* "pending", "accepted", …; static storage. */
-const char *tg_state_name(enum tg_state s);
-
 /* A submission as first recorded. Strings are borrowed for the call; NULL means absent. */
 struct tg_submission {
     const char *id;            /* "sub_…", made by the caller */
@@ -210,14 +195,6 @@ int tg_store_submission_group(struct tg_store *st, const char *sub_id,
  * error message (NULL: none), with completed_at = now. */
 int tg_store_submission_finish(struct tg_store *st, const char *sub_id, enum tg_state state,
                                int http_status, int upstream_status, const char *error);
-
-enum tg_outcome {
-    TG_OUTCOME_OK = 0,      /* 2xx with a body we understood */
-    TG_OUTCOME_ERROR,       /* upstream answered with an error: nothing was created */
-    TG_OUTCOME_UNKNOWN,     /* sent, but no usable answer: may or may not have acted */
-    TG_OUTCOME_NOT_SENT     /* never reached the upstream */
-};
-const char *tg_outcome_name(enum tg_outcome o);
 
 /* One upstream call of a submission and, for add-runs, the runs it created. */
 struct tg_call {

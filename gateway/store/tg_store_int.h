@@ -64,7 +64,8 @@ void store_now_text(char out[TG_TIME_LEN]);
 int store_tx_begin(struct tg_store *st);
 int store_tx_end(struct tg_store *st, int rc);
 
-/* The process's writer mutex (tg_store_writer.c); the wait is counted as database wait. */
+/* The process's writer mutex (tg_store.c; the group commit of tg_store_writer.c takes it
+ * too); the wait is counted as database wait. */
 void store_writer_lock(void);
 void store_writer_unlock(void);
 
@@ -80,8 +81,9 @@ typedef int (*store_write_fn)(struct tg_store *st, void *arg);
 int store_write(struct tg_store *st, store_write_fn fn, void *arg);
 
 /* Nonzero once the daemon's checkpoint thread runs: handles opened then leave WAL
- * checkpoints to it. */
+ * checkpoints to it. Set by tg_store_writer.c when it starts and stops that thread. */
 int store_checkpoints_elsewhere(void);
+void store_set_checkpoints_elsewhere(int on);
 
 /* Inserts a submission record in state (pending, or a final one), inside the caller's
  * transaction; resumes names the submission it resumes (may be NULL). */

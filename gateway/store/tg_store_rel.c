@@ -4,7 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "tg_limits.h"
+#include "tg_domain.h"
 #include "tg_store_int.h"
 
 enum rel_slot {

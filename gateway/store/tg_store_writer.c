@@ -31,21 +31,6 @@
  * 2,000 submissions/s, p99 4.7-5.4 ms with 300 against 5.8-5.9 ms with SQLite's 1000. */
 #define CHECKPOINT_PAGES 300
 
-/* One SQLite write transaction at a time in this process: writers queue here, woken the
- * moment the lock is free; left to SQLite's busy handler they would poll with sleeps of
- * up to 100 ms each. The busy timeout still covers writers in other processes. */
-static pthread_mutex_t writer = PTHREAD_MUTEX_INITIALIZER;
-
-void store_writer_lock(void)
-{
-    pthread_mutex_lock(&writer);
-}
-
-void store_writer_unlock(void)
-{
-    pthread_mutex_unlock(&writer);
-}
-
 /* ---- group commit ------------------------------------------------------------------------ */
 
 struct write_req {
@@ -244,11 +229,6 @@ static void *checkpointer(void *unused)
     return NULL;
 }
 
-int store_checkpoints_elsewhere(void)
-{
-    return ckpt.running;
-}
-
 /* ---- starting and stopping ------------------------------------------------------------- */
 
 static int configure_writer(struct tg_store *w)
@@ -282,6 +262,7 @@ int tg_store_writer_start(const char *path, int busy_ms, char *err, size_t errle
             ckpt_st = NULL;
             return TG_ERR;
         }
+        store_set_checkpoints_elsewhere(1);
         rc = tg_store_open(&w, path, 0, busy_ms, err, errlen);
     }
     if (rc == TG_OK) {
@@ -303,6 +284,7 @@ int tg_store_writer_start(const char *path, int busy_ms, char *err, size_t errle
 void tg_store_writer_stop(void)
 {
     tg_bg_stop(&ckpt);
+    store_set_checkpoints_elsewhere(0);
     tg_store_close(ckpt_st);
     ckpt_st = NULL;
     tg_store_close(grp.w);

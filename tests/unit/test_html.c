@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "tg_html.h"
+#include "tg_pages.h"
 #include "tg_test.h"
 
 static void negotiation(void)

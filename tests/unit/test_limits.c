@@ -1,8 +1,8 @@
-/* Unit tests of the one comparison every team limit goes through (tg_limits.c): one table,
+/* Unit tests of the one comparison every team limit goes through (tg_domain.c): one table,
  * read for each limit in turn, so that the limits cannot drift apart. */
 #include <limits.h>
 
-#include "tg_limits.h"
+#include "tg_domain.h"
 #include "tg_test.h"
 
 struct row {
