@@ -84,8 +84,9 @@ void sim_rfc3339_ago(char *buf, size_t size, long long ago_ms);
 long long sim_mono_ms(void);
 /* Writes prefix followed by 32 random hex digits into out. */
 void sim_random_id(char *out, size_t size, const char *prefix);
-/* Finds query parameter name in query ("a=1&b=2") and percent-decodes its value into out:
- * 1 when found, 0 when absent, -1 when its value is malformed or longer than size - 1. */
+/* Finds query parameter name in query ("a=1&b=2") and percent-decodes its value into out
+ * ('+' is a space; tg_query_decode_form): 1 when found, 0 when absent, -1 when its value is
+ * malformed (a bad escape, a NUL, invalid UTF-8) or longer than size - 1. */
 int sim_query_get(const char *query, const char *name, char *out, size_t size);
 /* Fills buf with n random bytes from the kernel. */
 void sim_random(void *buf, size_t n);

@@ -1,5 +1,6 @@
 /* tg_sim_util.c: small helpers the parts of the simulator share: allocation, bounded
- * buffers, UTF-8, time, randomness, and the JSON shapes of responses. */
+ * buffers, UTF-8, time, randomness, and the JSON shapes of responses. Randomness and
+ * percent-decoding come from the gateway's base library (tg_core.c, tg_query.c). */
 #include "tg_sim.h"
 
 #include <errno.h>
@@ -8,8 +9,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <time.h>
+
+#include "tg_core.h"
+#include "tg_query.h"
 
 /* The default limit of a sim_buf: a /_sim/requests dump may be large. */
 #define RESPONSE_MAX (SIZE_MAX > 0xFFFFFFFFu ? (size_t)0x100000000ULL : (size_t)0x40000000u)
@@ -242,19 +245,9 @@ void sim_rfc3339_ago(char *buf, size_t size, long long ago_ms)
 
 void sim_random(void *buf, size_t n)
 {
-    unsigned char *p = buf;
-
-    while (n > 0) {
-        ssize_t got = getrandom(p, n, 0);
-
-        if (got < 0) {
-            if (errno == EINTR)
-                continue;
-            perror("tg_sim: getrandom");
-            abort();
-        }
-        p += got;
-        n -= (size_t)got;
+    if (tg_random(buf, n) != TG_OK) {
+        perror("tg_sim: getrandom");
+        abort();
     }
 }
 
@@ -270,51 +263,10 @@ void sim_random_id(char *out, size_t size, const char *prefix)
 {
     unsigned char r[16];
     char hex[33];
-    size_t i;
 
     sim_random(r, sizeof r);
-    for (i = 0; i < sizeof r; i++)
-        snprintf(hex + 2 * i, 3, "%02x", r[i]);
+    tg_hex(r, sizeof r, hex);
     snprintf(out, size, "%s%s", prefix, hex);
-}
-
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-/* Percent-decodes s[0..n) ('+' is a space) into out (size bytes); -1 when it does not fit
- * or holds a NUL or a bad escape. */
-static int query_decode(const char *s, size_t n, char *out, size_t size)
-{
-    size_t i, o = 0;
-
-    for (i = 0; i < n; i++) {
-        int c = (unsigned char)s[i];
-
-        if (c == '%') {
-            int hi = i + 2 < n ? hex_value(s[i + 1]) : -1;
-            int lo = i + 2 < n ? hex_value(s[i + 2]) : -1;
-
-            if (hi < 0 || lo < 0)
-                return -1;
-            c = hi * 16 + lo;
-            i += 2;
-        } else if (c == '+') {
-            c = ' ';
-        }
-        if (c == 0 || o + 1 >= size)
-            return -1;
-        out[o++] = (char)c;
-    }
-    out[o] = '\0';
-    return 0;
 }
 
 int sim_query_get(const char *query, const char *name, char *out, size_t size)
@@ -327,8 +279,8 @@ int sim_query_get(const char *query, const char *name, char *out, size_t size)
         size_t len = end ? (size_t)(end - p) : strlen(p);
 
         if (len >= nlen && strncmp(p, name, nlen) == 0 && (len == nlen || p[nlen] == '='))
-            return query_decode(p + nlen + (len > nlen), len - nlen - (len > nlen), out,
-                                size) == 0 ? 1 : -1;
+            return tg_query_decode_form(p + nlen + (len > nlen), len - nlen - (len > nlen),
+                                        out, size) == TG_OK ? 1 : -1;
         p = end ? end + 1 : NULL;
     }
     return 0;
