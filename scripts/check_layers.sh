@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Checks that every #include "..." of gateway/ points to its own layer or one below it:
+# base < store < core < http < cli (the folders, as gateway/CMakeLists.txt links them).
+# Prints each include that runs back up a layer and exits 1 when there is one.
+#   scripts/check_layers.sh
+set -euo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+layers=(base store core http cli)
+rank() {
+  local i
+  for i in "${!layers[@]}"; do
+    if [ "${layers[$i]}" = "$1" ]; then echo "$i"; return; fi
+  done
+  echo -1
+}
+status=0
+for layer in "${layers[@]}"; do
+  own=$(rank "$layer")
+  for file in "$top/gateway/$layer"/*.[ch]; do
+    while IFS= read -r header; do
+      where=-1
+      for other in "${layers[@]}"; do
+        if [ -f "$top/gateway/$other/$header" ]; then where=$(rank "$other"); break; fi
+      done
+      if [ "$where" -lt 0 ]; then
+        echo "gateway/$layer/${file##*/}: includes \"$header\", which is in no layer" >&2
+        status=1
+      elif [ "$where" -gt "$own" ]; then
+        echo "gateway/$layer/${file##*/}: includes \"$header\" from ${layers[$where]}/, a layer above" >&2
+        status=1
+      fi
+    done < <(sed -n 's/^[[:space:]]*#[[:space:]]*include[[:space:]]*"\([^"]*\)".*/\1/p' "$file")
+  done
+done
+[ "$status" -eq 0 ] && echo "layers: no include runs back up (${layers[*]})"
+exit "$status"
