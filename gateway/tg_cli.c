@@ -398,12 +398,17 @@ static int cmd_preset(const struct tg_conf *conf, int argc, char **argv)
                                                 sizeof(err))
                           : TG_ENOMEM;
         if (rc == TG_OK) {
+            /* MCP header values are written, never read back: fingerprints only, as
+             * over HTTP. A preset that cannot be shown so is not shown at all. */
             json_object *o = json_tokener_parse(json);
-            puts(o != NULL ? json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
-                                                                JSON_C_TO_STRING_NOSLASHESCAPE)
-                           : json);
+            if (o != NULL && tg_json_redact_mcp(o) == TG_OK) {
+                puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
+                                                           JSON_C_TO_STRING_NOSLASHESCAPE));
+                status = 0;
+            } else {
+                fprintf(stderr, "taskgate: the stored preset cannot be shown\n");
+            }
             json_object_put(o);
-            status = 0;
         } else {
             fprintf(stderr, "taskgate: %s\n", pool != NULL ? err : "out of memory");
         }

@@ -86,7 +86,10 @@ static char *redacted(const char *json)
     json_object *o = json_tokener_parse(json);
     if (o == NULL)
         return NULL;
-    tg_json_redact_mcp(o);
+    if (tg_json_redact_mcp(o) != TG_OK) {
+        json_object_put(o);
+        return NULL;
+    }
     char *copy = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
                                                           JSON_C_TO_STRING_NOSLASHESCAPE));
     json_object_put(o);
