@@ -84,8 +84,11 @@ static int keys_status(struct tg_store *st, const struct tg_conf *conf)
     }
     rc = tg_crypto_load(0, NULL, err, sizeof(err));
     tg_crypto_current_kid(kid);
-    printf("key_file=%s key_id=%s encrypted=%ld clear=%ld%s%s\n", conf->key_file,
-           rc == TG_OK ? kid : "-", sealed, clear, rc == TG_OK ? "" : " error=", rc == TG_OK ? "" : err);
+    char file[4096 * 4], why[sizeof(err) * 6];
+    printf("key_file=%s key_id=%s encrypted=%ld clear=%ld%s%s\n",
+           tg_shown(conf->key_file, 4096, file, sizeof(file)), rc == TG_OK ? kid : "-", sealed,
+           clear, rc == TG_OK ? "" : " error=",
+           rc == TG_OK ? "" : tg_shown(err, sizeof(err), why, sizeof(why)));
     return rc == TG_OK && clear == 0 ? 0 : 1;
 }
 

@@ -70,9 +70,11 @@ int tg_limits_cli(const struct tg_conf *conf, int argc, char **argv)
     else if (rc != TG_OK)
         fprintf(stderr, "taskgate: cannot set limits: %s (%s)\n", tg_rc_str(rc),
                 tg_store_errmsg(st));
-    else
-        printf("team=%s runs_per_minute=%ld in_flight=%ld\n", team, l.runs_per_minute,
-               l.in_flight);
+    else {
+        char shown[512];
+        printf("team=%s runs_per_minute=%ld in_flight=%ld\n",
+               tg_shown(team, 64, shown, sizeof(shown)), l.runs_per_minute, l.in_flight);
+    }
     tg_store_close(st);
     return rc == TG_OK ? 0 : 1;
 }
