@@ -255,7 +255,10 @@ static void preset_show(struct admin *a, const char *team, const char *name)
         return;
     }
     json_object *preset = json_tokener_parse(text);
-    tg_json_redact_mcp(preset);
+    if (tg_json_redact_mcp(preset) != TG_OK) {
+        json_object_put(preset);
+        preset = NULL;
+    }
     json_object *o = tg_json_pool(a->req->pool, json_object_new_object());
     json_object_object_add(o, "team", json_object_new_string(team));
     json_object_object_add(o, "name", json_object_new_string(name));

@@ -109,6 +109,20 @@ void tg_hex(const unsigned char *in, size_t n, char *out);
  * nothing above U+10FFFF). NUL bytes are valid UTF-8; callers that refuse them check. */
 int tg_utf8_valid(const char *s, size_t len);
 
+/* ---- text for a terminal ----
+ * A stored value (a token label, an error, a name) is shown to people with every control
+ * character written visibly, so that it cannot move the cursor, colour the screen or forge
+ * a line: \n, \r, \t; other C0 controls and DEL as \xHH; C1 controls (U+0080..U+009F) and
+ * the bidirectional overrides and isolates as \uHHHH; a byte that is not UTF-8 as \xHH.
+ * Everything else is copied. Every table the CLI prints goes through these. */
+
+/* Appends s shown so, at most max code points of it and then "..."; NULL is "-". TG_OK or
+ * the buffer's error. */
+int tg_buf_add_shown(struct tg_buf *b, const char *s, size_t max);
+/* The same into out (outlen bytes, always NUL-terminated when outlen > 0), ending in "..."
+ * when s has more than max code points or does not fit. Returns out. */
+const char *tg_shown(const char *s, size_t max, char *out, size_t outlen);
+
 /* Parses a whole decimal integer within [min, max]; TG_OK or TG_EINVAL. No atoi. */
 int tg_parse_long(const char *s, long min, long max, long *out);
 

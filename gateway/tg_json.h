@@ -45,10 +45,33 @@ json_object *tg_json_loc(const char *first, ...);
 int tg_json_error_body(struct tg_buf *b, const char *ref_id, const char *message,
                        json_object *detail);
 
-/* Replaces, in place, every value of obj.mcp_servers[].headers (credentials for someone
- * else's server) with its fingerprint "sha256:" + 12 hex digits, for what is stored or
- * logged. obj may be NULL or have no MCP servers. */
-void tg_json_redact_mcp(json_object *obj);
+/* ---- MCP server headers: credentials for someone else's server ----
+ *
+ * They are found under every "mcp_servers" member, at any depth of obj: the upstream's
+ * schema puts mcp_servers in a run input (TaskRunInput: the simplified body, a preset,
+ * each inputs[i] of an add-runs body), and one written anywhere else (default_task_spec,
+ * fields the API may add) is the same secret. Only what is forwarded upstream carries
+ * them as sent; what is stored, logged or shown carries fingerprints. */
+
+/* Called for one header: headers is the object holding it (a value may be replaced with
+ * json_object_object_add(headers, name, …); nothing may be added or removed). A return
+ * other than TG_OK stops the walk and is returned by it. */
+typedef int (*tg_json_mcp_fn)(void *arg, json_object *headers, const char *name,
+                              json_object *value);
+/* Calls fn for every MCP server header value under obj (NULL: none). TG_OK, fn's first
+ * failure, or TG_EINVAL for nesting deeper than any parsed body may have. */
+int tg_json_mcp_headers(json_object *obj, tg_json_mcp_fn fn, void *arg);
+/* Whether obj holds at least one MCP server header value. */
+int tg_json_has_mcp_headers(json_object *obj);
+
+/* A header value's fingerprint: "sha256:" and the first 12 hex digits of its SHA-256. */
+#define TG_JSON_FINGERPRINT_LEN 20
+void tg_json_fingerprint(const char *text, size_t len, char out[TG_JSON_FINGERPRINT_LEN]);
+
+/* Replaces, in place, every MCP server header value under obj with its fingerprint, for
+ * what is stored, logged or shown. obj may be NULL or hold no MCP servers. TG_OK, or
+ * TG_ENOMEM/TG_EINVAL with obj partly redacted: the caller must then show nothing of it. */
+int tg_json_redact_mcp(json_object *obj);
 
 /* Appends s as a JSON string literal (with quotes) to b. */
 int tg_json_buf_string(struct tg_buf *b, const char *s);

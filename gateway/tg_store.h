@@ -126,11 +126,15 @@ int tg_store_team_list(struct tg_store *st,
  * older than schema version 4). */
 int tg_store_keys_summary(struct tg_store *st, long *sealed, long *clear);
 
-/* Re-seals, in ONE transaction, every team's key under the key ring's current sealing key
- * (every != 0: `keys rotate`), or only the keys still in clear (every == 0: the migration
- * of an older database), and logs it as action in admin_log (object "keys"; before: the key
- * ids replaced, after: the new key id and the number of teams). *n receives how many keys
- * were sealed. A key that does not open fails the whole transaction: nothing changes. */
+/* How many presets hold MCP server header values in clear (stored by an older taskgate). */
+int tg_store_presets_clear(struct tg_store *st, long *n);
+
+/* Re-seals, in ONE transaction, every team's key and every preset's MCP server header
+ * values under the key ring's current sealing key (every != 0: `keys rotate`), or only
+ * those still in clear (every == 0: the migration of an older database), and logs it as
+ * action in admin_log (object "keys"; before: the key ids replaced, after: the new key id,
+ * the number of teams, and of presets when there were any). *n receives how many keys were
+ * sealed. A value that does not open fails the whole transaction: nothing changes. */
 int tg_store_keys_reseal(struct tg_store *st, const struct tg_actor *who, int every,
                          const char *action, long *n);
 
@@ -156,11 +160,14 @@ struct tg_token_row {
 int tg_store_token_list(struct tg_store *st, const char *team,
                         int (*fn)(void *arg, const struct tg_token_row *row), void *arg);
 
-/* Stores (inserts or replaces) a preset's JSON text. The caller has validated it. */
+/* Stores (inserts or replaces) a preset's JSON text. The caller has validated it. Its MCP
+ * server header values are stored sealed (like the team's key) and written to the admin
+ * log as fingerprints. */
 int tg_store_preset_set(struct tg_store *st, const struct tg_actor *who, int64_t team_id,
                         const char *name, const char *json);
-/* The preset's JSON text, copied into pool. TG_ENOTFOUND when the team has none by that
- * name. */
+/* The preset's JSON text, copied into pool, with its MCP header values opened: it is what
+ * goes upstream, and callers that show it fingerprint them. TG_ENOTFOUND when the team has
+ * none by that name; TG_ERR when a sealed value does not open. */
 int tg_store_preset_get(struct tg_store *st, struct tg_pool *pool, int64_t team_id,
                         const char *name, char **json);
 /* Calls fn(arg, name, updated_at) for each of the team's presets, by name. */
