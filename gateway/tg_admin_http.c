@@ -80,11 +80,13 @@ static json_object *body_object(struct admin *a)
         return NULL;
     }
     char err[256];
-    json_object *o = tg_json_pool(a->req->pool, tg_json_parse(a->req->body, a->req->body_len,
-                                                              TG_JSON_MAX_DEPTH, err,
-                                                              sizeof(err)));
+    json_object *where = NULL;
+    json_object *o = tg_json_pool(a->req->pool,
+                                  tg_json_parse_input(a->req->body, a->req->body_len,
+                                                      TG_JSON_MAX_DEPTH, err, sizeof(err),
+                                                      &where));
     if (o == NULL) {
-        tg_json_problem(a->detail, NULL, err, "json_invalid");
+        tg_json_problem(a->detail, where, err, "json_invalid");
     } else if (!json_object_is_type(o, json_type_object)) {
         tg_json_problem(a->detail, NULL, "the body is a JSON object", "model_attributes_type");
         o = NULL;

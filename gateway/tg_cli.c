@@ -347,8 +347,8 @@ static int preset_set(struct tg_store *st, const char *team, const char *name, c
         return 1;
     }
     char err[256];
-    json_object *preset = tg_json_parse(tg_buf_str(&b), b.len, TG_JSON_MAX_DEPTH, err,
-                                        sizeof(err));
+    json_object *preset = tg_json_parse_input(tg_buf_str(&b), b.len, TG_JSON_MAX_DEPTH, err,
+                                              sizeof(err), NULL);
     tg_buf_free(&b);
     if (preset == NULL) {
         fprintf(stderr, "taskgate: %s: %s\n", path, err);

@@ -295,11 +295,13 @@ static void serve_read(struct tg_worker *w, const struct tg_request *req,
 static json_object *object_body(struct tg_sub *s)
 {
     char err[256];
-    json_object *body = tg_json_pool(s->req->pool, tg_json_parse(s->req->body, s->req->body_len,
-                                                                 TG_JSON_MAX_DEPTH, err,
-                                                                 sizeof(err)));
+    json_object *where = NULL;
+    json_object *body = tg_json_pool(s->req->pool,
+                                     tg_json_parse_input(s->req->body, s->req->body_len,
+                                                         TG_JSON_MAX_DEPTH, err, sizeof(err),
+                                                         &where));
     if (body == NULL) {
-        tg_json_problem(s->detail, tg_json_loc("body", NULL), err, "json_invalid");
+        tg_json_problem(s->detail, where, err, "json_invalid");
         return NULL;
     }
     if (!json_object_is_type(body, json_type_object)) {

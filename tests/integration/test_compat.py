@@ -170,6 +170,38 @@ class CompatTest(StackTestCase):
         self.assertEqual(status, 422, err)
         self.assertIn(["body", "inputs"], [p["loc"] for p in err["detail"]])
 
+    def test_bodies_that_are_not_json_are_refused_at_their_place(self):
+        """RFC 8259 only, and numbers as written or refused: NaN, Infinity, an integer
+        json-c would saturate, a double that would become 0, a lone surrogate."""
+        gid = self.new_group()
+        path = "/v1/tasks/groups/%s/runs" % gid
+        cases = [
+            ('{"inputs": [{"input": {"x": NaN}}]}', ["body", "inputs", 0, "input", "x"]),
+            ('{"inputs": [{"input": "a", "metadata": {"n": Infinity}}]}',
+             ["body", "inputs", 0, "metadata", "n"]),
+            ('{"inputs": [{"input": "a"}, {"input": [-Infinity]}]}',
+             ["body", "inputs", 1, "input", 0]),
+            ('{"inputs": [{"input": {"n": 1%s}}]}' % ("0" * 40),
+             ["body", "inputs", 0, "input", "n"]),
+            ('{"inputs": [{"input": {"n": 1e-99999}}]}', ["body", "inputs", 0, "input", "n"]),
+            ('{"inputs": [{"input": "\\ud800"}]}', ["body", "inputs", 0, "input"]),
+            ('{"inputs": [{"input": "a"}], "default_task_spec": {"output_schema": 1.}}',
+             ["body", "default_task_spec", "output_schema"]),
+        ]
+        self.s.sim_clear()
+        for body, loc in cases:
+            with self.subTest(body=body):
+                status, err, _ = self.post(path, body)
+                self.assertEqual(status, 422, err)
+                self.assertEqual([p["loc"] for p in err["detail"]], [loc], err)
+                self.assertEqual(err["detail"][0]["type"], "json_invalid")
+                self.assertRegex(err["detail"][0]["msg"], r"not valid JSON: .* at offset \d+")
+        self.assertEqual([r for r in self.s.sim_requests() if r["method"] == "POST"], [])
+        status, answer, _ = self.post(path, '{"inputs": [{"input": {"n": 1.10, "m": 1E+2}}]}')
+        self.assertEqual(status, 200, answer)
+        _, _, log = self.s._request(self.s.sim_port, "GET", "/_sim/requests", None, {}, 10)
+        self.assertIn(b'"n":1.10,"m":1E+2', log)
+
     def test_enforced_preset_fields_are_refused_per_run(self):
         self.s.set_preset("alpha", "default", {"processor": "core", "enforced": ["processor"]})
         gid = self.new_group()
