@@ -313,6 +313,28 @@ class CompatTest(StackTestCase):
         status, _, _ = self.get("/v1/tasks/groups/%s/runs/trun_not_ours" % gid)
         self.assertEqual(status, 404)
 
+    def test_a_result_timeout_is_a_whole_number_of_seconds(self):
+        """?timeout= is refused unless it is one whole number of seconds (it was read as an
+        hour); absent, the upstream's default applies."""
+        gid = self.new_group()
+        run_id = self.add_runs(gid, 1)[0]
+        self.s._sim("POST", "/_sim/runs/complete", {"taskgroup_id": gid})
+        self.s.sim_clear()
+        for query in ("timeout=-5", "timeout=abc", "timeout=1.5", "timeout=", "timeout",
+                      "timeout=%2D5", "timeout=+5", "timeout=5&timeout=6", "timeout=0x10"):
+            with self.subTest(query=query):
+                started = time.monotonic()
+                status, err, _ = self.get("/v1/tasks/runs/%s/result?%s" % (run_id, query))
+                self.assertEqual(status, 422, err)
+                self.assertEqual([p["loc"] for p in err["detail"]], [["query", "timeout"]])
+                self.assertLess(time.monotonic() - started, 5)
+        self.assertEqual(self.s.sim_requests(), [])
+        for query in ("", "?timeout=0", "?timeout=5", "?timeout=%35", "?timeout=99999"):
+            with self.subTest(query=query):
+                status, result, _ = self.get("/v1/tasks/runs/%s/result%s" % (run_id, query))
+                self.assertEqual(status, 200, result)
+                self.assertEqual(result["run"]["run_id"], run_id)
+
     def test_a_read_of_an_unreachable_upstream_is_a_502(self):
         gid = self.new_group()
         self.s.sim_fault(kind="reset", match="get_group")
