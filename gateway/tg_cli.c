@@ -195,7 +195,7 @@ static int cmd_team(const struct tg_conf *conf, int argc, char **argv)
     if (argc != 2 || (strcmp(argv[0], "add") != 0 && strcmp(argv[0], "set-key") != 0))
         return usage("usage: taskgate team add|set-key NAME, or team list");
     if (!tg_admin_valid_name(argv[1]))
-        return usage("bad team name '%s': use 1-64 letters, digits, '.', '_' or '-'", argv[1]);
+        return usage("bad team name '%s': a team name is " TG_ADMIN_NAME_RULE, argv[1]);
     char key[KEY_MAX];
     if (read_key(key, sizeof(key)) != TG_OK)
         return 1;
@@ -383,7 +383,7 @@ static int cmd_preset(const struct tg_conf *conf, int argc, char **argv)
     if (!ok)
         return usage("usage: taskgate preset set TEAM NAME FILE | show TEAM NAME | list TEAM");
     if (argc >= 3 && !tg_admin_valid_name(argv[2]))
-        return usage("bad preset name '%s': use 1-64 letters, digits, '.', '_' or '-'", argv[2]);
+        return usage("bad preset name '%s': a preset name is " TG_ADMIN_NAME_RULE, argv[2]);
     struct tg_store *st = open_store(conf, 0);
     if (st == NULL)
         return 1;
