@@ -19,10 +19,10 @@ static const char preset_text[] =
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     char err[256];
-    json_object *where = NULL;
+    json_object *place = NULL;
     json_object *body = tg_json_parse_input((const char *)data, size, TG_JSON_MAX_DEPTH, err,
-                                            sizeof(err), &where);
-    json_object_put(where);
+                                            sizeof(err), &place);
+    json_object_put(place);
     if (body == NULL)
         return 0;
     json_object *preset = tg_json_parse(preset_text, sizeof(preset_text) - 1, 8, err,
