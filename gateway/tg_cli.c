@@ -203,7 +203,7 @@ static int cmd_team(const struct tg_conf *conf, int argc, char **argv)
     if (argc != 2 || (strcmp(argv[0], "add") != 0 && strcmp(argv[0], "set-key") != 0))
         return usage("usage: taskgate team add|set-key NAME, or team list");
     if (!tg_admin_valid_name(argv[1]))
-        return usage("bad team name '%s': use 1-64 letters, digits, '.', '_' or '-'", argv[1]);
+        return usage("bad team name '%s': a team name is " TG_ADMIN_NAME_RULE, argv[1]);
     char key[KEY_MAX];
     if (read_key(key, sizeof(key)) != TG_OK)
         return 1;
@@ -365,8 +365,8 @@ static int preset_set(struct tg_store *st, const char *team, const char *name, c
         return 1;
     }
     char err[256];
-    json_object *preset = tg_json_parse(tg_buf_str(&b), b.len, TG_JSON_MAX_DEPTH, err,
-                                        sizeof(err));
+    json_object *preset = tg_json_parse_input(tg_buf_str(&b), b.len, TG_JSON_MAX_DEPTH, err,
+                                              sizeof(err), NULL);
     tg_buf_free(&b);
     if (preset == NULL) {
         fprintf(stderr, "taskgate: %s: %s\n", path, err);
@@ -403,7 +403,7 @@ static int cmd_preset(const struct tg_conf *conf, int argc, char **argv)
     if (!ok)
         return usage("usage: taskgate preset set TEAM NAME FILE | show TEAM NAME | list TEAM");
     if (argc >= 3 && !tg_admin_valid_name(argv[2]))
-        return usage("bad preset name '%s': use 1-64 letters, digits, '.', '_' or '-'", argv[2]);
+        return usage("bad preset name '%s': a preset name is " TG_ADMIN_NAME_RULE, argv[2]);
     struct tg_store *st = open_store(conf, 0);
     if (st == NULL)
         return 1;

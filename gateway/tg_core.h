@@ -88,7 +88,8 @@ int64_t tg_mono_us(void);
 #define TG_TIME_LEN 25
 void tg_time_format(int64_t ms, char out[TG_TIME_LEN]);
 /* Parses an RFC 3339 timestamp (Z or +hh:mm offset, optional fraction) or a plain date
- * YYYY-MM-DD into ms since the epoch. TG_OK or TG_EINVAL. */
+ * YYYY-MM-DD into ms since the epoch. TG_OK or TG_EINVAL, also for a day the month does
+ * not have (2026-02-31, 2025-02-29): nothing rolls over into the next month. */
 int tg_time_parse(const char *s, int64_t *ms);
 
 /* Fills buf with n cryptographically random bytes. TG_OK or TG_ERR. */

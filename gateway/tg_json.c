@@ -97,21 +97,40 @@ static int find_duplicate_key(const char *text, size_t len, char *err, size_t er
     return rc;
 }
 
-json_object *tg_json_parse(const char *text, size_t len, int max_depth, char *err,
-                           size_t errlen)
+/* What is checked of the bytes before any grammar: a size json-c takes, no NUL, UTF-8. */
+static int bytes_ok(const char *text, size_t len, char *err, size_t errlen)
 {
     if (len > (size_t)0x7fffffff) {
         snprintf(err, errlen, "body is too large to parse");
-        return NULL;
+        return 0;
     }
     if (memchr(text, '\0', len) != NULL) {
         snprintf(err, errlen, "body contains a NUL byte");
-        return NULL;
+        return 0;
     }
     if (!tg_utf8_valid(text, len)) {
         snprintf(err, errlen, "body is not valid UTF-8");
-        return NULL;
+        return 0;
     }
+    return 1;
+}
+
+json_object *tg_json_parse_input(const char *text, size_t len, int max_depth, char *err,
+                                 size_t errlen, json_object **loc)
+{
+    if (loc != NULL)
+        *loc = NULL;
+    if (!bytes_ok(text, len, err, errlen) ||
+        tg_json_check(text, len, max_depth, err, errlen, loc) != TG_OK)
+        return NULL;
+    return tg_json_parse(text, len, max_depth, err, errlen);
+}
+
+json_object *tg_json_parse(const char *text, size_t len, int max_depth, char *err,
+                           size_t errlen)
+{
+    if (!bytes_ok(text, len, err, errlen))
+        return NULL;
     json_tokener *tok = json_tokener_new_ex(max_depth);
     if (tok == NULL) {
         snprintf(err, errlen, "out of memory");

@@ -576,9 +576,11 @@ static int decode_body(struct tg_sub *s)
         s->unsupported = 1;
         return TG_OK;
     } else {
-        body = tg_json_parse(s->req->body, s->req->body_len, TG_JSON_MAX_DEPTH, err, sizeof(err));
+        json_object *where = NULL;
+        body = tg_json_parse_input(s->req->body, s->req->body_len, TG_JSON_MAX_DEPTH, err,
+                                   sizeof(err), &where);
         if (body == NULL)
-            tg_json_problem(s->detail, NULL, err, "json_invalid");
+            tg_json_problem(s->detail, where, err, "json_invalid");
         else if (!json_object_is_type(body, json_type_object))
             tg_json_problem(s->detail, NULL, "the body must be a JSON object", "dict_type");
         if (tg_json_pool(s->req->pool, body) != NULL && json_object_is_type(body, json_type_object))

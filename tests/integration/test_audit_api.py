@@ -520,6 +520,11 @@ class AuditApiTest(unittest.TestCase):
         for path, loc in [
                 ("/v1/audit/submissions?since=yesterday", ["query", "since"]),
                 ("/v1/audit/submissions?until=2025-13-01", ["query", "until"]),
+                # Days a month does not have are refused, not rolled into the next month.
+                ("/v1/audit/submissions?since=2026-02-31", ["query", "since"]),
+                ("/v1/audit/submissions?since=2025-02-29", ["query", "since"]),
+                ("/v1/audit/submissions?until=2026-04-31T00:00:00Z", ["query", "until"]),
+                ("/v1/audit/runs?since=2026-06-31T12:00:00%2B02:00", ["query", "since"]),
                 ("/v1/audit/submissions?since=2025-01-01T00:00:00%2001:00", ["query", "since"]),
                 ("/v1/audit/submissions?state=done", ["query", "state"]),
                 ("/v1/audit/submissions?interface=soap", ["query", "interface"]),
@@ -541,6 +546,7 @@ class AuditApiTest(unittest.TestCase):
                 ("/v1/audit/groups/" + "g" * 129, ["path", "taskgroup_id"])]:
             with self.subTest(path=path):
                 self.assert422(path, loc, self.tokens["beta"])
+        self.assert422("/v1/audit/admin?until=2026-11-31", ["query", "until"], self.auditor)
         # Several problems are answered together.
         status, data, _ = self.get("/v1/audit/submissions?since=x&until=y&state=z",
                                    self.auditor)
@@ -684,6 +690,8 @@ class AuditApiTest(unittest.TestCase):
                            (["audit", "everything"], "unknown audit command"),
                            (["audit", "submissions", "--state", "done"], "--state"),
                            (["audit", "submissions", "--since", "soon"], "--since"),
+                           (["audit", "submissions", "--since", "2026-02-31"], "--since"),
+                           (["audit", "runs", "--until", "2026-09-31T00:00:00Z"], "--until"),
                            (["audit", "submissions", "--limit", "0"], "--limit"),
                            (["audit", "submissions", "--team"], "needs a value"),
                            (["audit", "submissions", "--json", "--csv"], "one of"),

@@ -466,6 +466,22 @@ BAD_JSON = [
         loc_prefix=["body"]),
     Bad("a NUL byte in the body", b'{"inputs": ["a\x00b"]}', loc_prefix=["body"]),
     Bad("nesting deeper than 32", {"inputs": [nested(40)]}, loc_prefix=["body"]),
+    # Not JSON as RFC 8259 defines it, or a number json-c cannot hold as written: each
+    # refused at its place, never forwarded as a bare token or a changed value.
+    Bad("NaN", '{"inputs": [{"x": NaN}]}', ["body", "inputs", 0, "x"],
+        msg_re=r"NaN and Infinity are not JSON"),
+    Bad("Infinity", '{"inputs": ["q"], "metadata": {"n": Infinity}}', ["body", "metadata", "n"]),
+    Bad("-Infinity", '{"inputs": ["q", {"y": [1, -Infinity]}]}', ["body", "inputs", 1, "y", 1]),
+    Bad("an integer beyond 2^64", '{"inputs": ["q"], "metadata": {"n": 1%s}}' % ("0" * 40),
+        ["body", "metadata", "n"], msg_re=r"beyond what the gateway forwards exactly"),
+    Bad("a double that underflows to 0", '{"inputs": [{"x": 1e-99999}]}',
+        ["body", "inputs", 0, "x"], msg_re=r"too small for a double"),
+    Bad("a double beyond its range", '{"inputs": [{"x": 1e400}]}', ["body", "inputs", 0, "x"]),
+    Bad("a lone surrogate", '{"inputs": ["ok", "\\ud800"]}', ["body", "inputs", 1],
+        msg_re=r"lone UTF-16 surrogate"),
+    Bad("a number with a bare '.'", '{"inputs": [{"x": 1.}]}', ["body", "inputs", 0, "x"]),
+    Bad("a raw tab in a string", '{"inputs": ["a\tb"]}', ["body", "inputs", 0],
+        msg_re=r"control character"),
     Bad("duplicate top-level key", '{"inputs": ["a"], "inputs": ["b"]}', status=(400, 422),
         loc_prefix=["body"], msg_re=r"(?i)inputs.*(twice|duplicate|repeat)|"
                                     r"(twice|duplicate|repeat).*inputs"),
@@ -927,6 +943,18 @@ class GoodBodiesTest(SharedStackTest):
             None, [BETA_EVENTS, BETA_MCP, BETA_WEBHOOK])
         names = beta_names(add["headers"].get("parallel-beta"))
         self.assertEqual(len(names), len(set(names)), names)
+
+    def test_numbers_reach_the_upstream_as_written(self):
+        """Numbers are forwarded as the client wrote them: no rounding, no saturation, no
+        reformatting (the simulator logs what it read, numbers' text included)."""
+        numbers = ('"a":1.10,"b":18446744073709551615,"c":-9223372036854775808,"d":1E+2,'
+                   '"e":5e-324,"f":0.1e1')
+        status, answer, _, raw = self.post('{"inputs":[{%s}]}' % numbers)
+        self.assertAccepted(status, answer, 1, raw[:500])
+        self.only_add_runs()
+        status, _, log = Stack._request(self.s.sim_port, "GET", "/_sim/requests", None, {}, 10)
+        self.assertEqual(status, 200)
+        self.assertIn(numbers.encode(), log)
 
     def test_json_with_charset(self):
         self.check_good({"output": "ok"}, ["é"], {}, {"output_schema": "ok"}, [],

@@ -11,6 +11,7 @@
 
 #include <sqlite3.h>
 
+#include "tg_admin.h"
 #include "tg_core.h"
 #include "tg_crypto.h"
 #include "tg_store.h"
@@ -835,6 +836,21 @@ static void test_names(void)
     CHECK(tg_role_parse(NULL, &r) == TG_EINVAL);
     CHECK_STR(tg_state_name(TG_STATE_UNKNOWN), "unknown");
     CHECK_STR(tg_outcome_name(TG_OUTCOME_NOT_SENT), "not_sent");
+    /* Team and preset names: one grammar, addressable as a path segment. */
+    CHECK(tg_admin_valid_name("ops"));
+    CHECK(tg_admin_valid_name("Team.A_1-x"));
+    CHECK(tg_admin_valid_name("a..b"));
+    CHECK(tg_admin_valid_name("9"));
+    CHECK(tg_admin_valid_name("zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz"));
+    CHECK(!tg_admin_valid_name("zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz"));
+    CHECK(!tg_admin_valid_name(".."));
+    CHECK(!tg_admin_valid_name("."));
+    CHECK(!tg_admin_valid_name(".hidden"));
+    CHECK(!tg_admin_valid_name("-x"));
+    CHECK(!tg_admin_valid_name("_x"));
+    CHECK(!tg_admin_valid_name("a/b"));
+    CHECK(!tg_admin_valid_name(""));
+    CHECK(!tg_admin_valid_name(NULL));
 }
 
 int main(void)
