@@ -615,25 +615,19 @@ static int prepare_runs(struct compat *c, json_object *body)
 static void add_runs(struct tg_sub *s, const struct route *r)
 {
     struct compat *c = (struct compat *)s;
-    int rc = tg_store_group_owned(s->w->store, s->auth.team_id, r->group);
-    if (rc == TG_ENOTFOUND) {
-        tg_sub_reject(s, 404, "no such task group for this team", NULL);
+    /* Ownership first, before the body is read: a foreign group is a 404 whatever is sent. */
+    s->taskgroup_id = r->group;
+    if (tg_sub_check_group(s) != TG_OK)
         return;
-    }
-    if (rc != TG_OK) {
-        tg_sub_db_trouble(s, rc);
-        return;
-    }
     if (!plain_query(s->req->query)) {
         tg_sub_reject(s, 400, "the query string has characters that must be escaped", NULL);
         return;
     }
-    s->taskgroup_id = r->group;
     s->runs_query = s->req->query;
     json_object *body = object_body(s);
     s->body = body;
     if (body != NULL) {
-        rc = prepare_runs(c, body);
+        int rc = prepare_runs(c, body);
         if (rc != TG_OK) {
             tg_sub_db_trouble(s, rc);
             return;
@@ -648,7 +642,7 @@ static void add_runs(struct tg_sub *s, const struct route *r)
     if (tg_sub_admit(s) != TG_OK)
         return;
     struct tg_failure f;
-    rc = tg_sub_forward(s, &f);
+    int rc = tg_sub_forward(s, &f);
     if (rc == TG_OK)
         answer_added(s);
     else if (rc == TG_ERR)

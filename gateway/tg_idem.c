@@ -227,6 +227,9 @@ int tg_sub_admit(struct tg_sub *s)
 {
     const struct tg_conf *conf = s->w->conf;
     struct tg_pool *pool = s->req->pool;
+    int rc = tg_sub_check_group(s);
+    if (rc != TG_OK)
+        return rc;
     if (s->idem_key == NULL && s->req->idempotency_key != NULL)
         s->idem_key = s->req->idempotency_key;
     if (s->idem_key != NULL && !valid_key(s->idem_key)) {
@@ -238,7 +241,7 @@ int tg_sub_admit(struct tg_sub *s)
         return TG_EINVAL;
     }
     /* Only a request that can be repeated under a record pays for the hash. */
-    int rc = s->idem_key != NULL || s->req->retry_count != NULL ? hash_request(s) : TG_OK;
+    rc = s->idem_key != NULL || s->req->retry_count != NULL ? hash_request(s) : TG_OK;
     if (rc != TG_OK) {
         tg_sub_db_trouble(s, rc);
         return rc;

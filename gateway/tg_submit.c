@@ -738,6 +738,26 @@ int tg_sub_init(struct tg_sub *s, struct tg_worker *w, struct tg_request *req,
     return TG_OK;
 }
 
+int tg_sub_check_group(struct tg_sub *s)
+{
+    if (s->taskgroup_id == NULL || s->group_checked)
+        return TG_OK;
+    int rc = tg_store_group_owned(s->w->store, s->auth.team_id, s->taskgroup_id);
+    if (rc == TG_OK) {
+        s->group_checked = 1;
+        return TG_OK;
+    }
+    if (rc != TG_ENOTFOUND) {
+        tg_sub_db_trouble(s, rc);
+        return rc;
+    }
+    /* The same answer as for a group that does not exist: whether another team has it is
+     * not this team's to learn. */
+    s->taskgroup_id = NULL;
+    tg_sub_reject(s, 404, "no such task group for this team", NULL);
+    return rc;
+}
+
 int tg_sub_check_role(struct tg_sub *s)
 {
     if (s->auth.role == TG_ROLE_SUBMIT)

@@ -429,6 +429,10 @@ BAD_JSON = [
         ["body", "taskgroup_id"]),
     Bad("taskgroup_id a number", {"inputs": ["q"], "taskgroup_id": 17},
         ["body", "taskgroup_id"]),
+    # A well-formed id of a group none of the team's submissions created (test_ownership.py
+    # has another team's): refused like the upstream-compatible path refuses it.
+    Bad("taskgroup_id not the team's", {"inputs": ["q"], "taskgroup_id": "tgrp_0123abcdef"},
+        status=404, msg_re=r"^no such task group for this team$"),
     # preset and policy
     Bad("unknown preset", {"inputs": ["q"], "preset": "nope"}, ["body", "preset"]),
     Bad("preset not a string", {"inputs": ["q"], "preset": ["strict"]}, ["body", "preset"]),
