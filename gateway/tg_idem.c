@@ -99,8 +99,7 @@ static int hash_request(struct tg_sub *s)
     return rc;
 }
 
-/* An Idempotency-Key: 1 to 255 printable ASCII characters. */
-static int valid_key(const char *k)
+int tg_idem_valid_key(const char *k)
 {
     size_t n = strlen(k);
     if (n == 0 || n > KEY_MAX)
@@ -230,9 +229,9 @@ int tg_sub_admit(struct tg_sub *s)
     int rc = tg_sub_check_group(s);
     if (rc != TG_OK)
         return rc;
-    if (s->idem_key == NULL && s->req->idempotency_key != NULL)
-        s->idem_key = s->req->idempotency_key;
-    if (s->idem_key != NULL && !valid_key(s->idem_key)) {
+    /* An Idempotency-Key sent but unusable is refused, never ignored: each repeat would
+     * create runs again. (The idempotency_key field is checked with the body.) */
+    if (s->req->idempotency_key != NULL && !tg_idem_valid_key(s->req->idempotency_key)) {
         json_object *detail = tg_json_pool(pool, json_object_new_array());
         tg_json_problem(detail, tg_json_loc("header", "Idempotency-Key", NULL),
                         "an Idempotency-Key is 1 to 255 printable ASCII characters",
@@ -240,6 +239,8 @@ int tg_sub_admit(struct tg_sub *s)
         tg_sub_reject(s, 422, "bad Idempotency-Key", detail);
         return TG_EINVAL;
     }
+    if (s->idem_key == NULL && s->req->idempotency_key != NULL)
+        s->idem_key = s->req->idempotency_key;
     /* Only a request that can be repeated under a record pays for the hash. */
     rc = s->idem_key != NULL || s->req->retry_count != NULL ? hash_request(s) : TG_OK;
     if (rc != TG_OK) {

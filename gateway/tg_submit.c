@@ -10,6 +10,7 @@
 #include "tg_conf.h"
 #include "tg_form.h"
 #include "tg_http.h"
+#include "tg_idem.h"
 #include "tg_json.h"
 #include "tg_log.h"
 #include "tg_merge.h"
@@ -588,14 +589,30 @@ static int decode_body(struct tg_sub *s)
 }
 
 /* The idempotency_key field (JSON or form), taken out of the body: it names the request,
- * it is not part of it. The Idempotency-Key header wins when both are sent. */
+ * it is not part of it. The Idempotency-Key header wins when both are sent. A field that is
+ * not a valid key (a number, a boolean, a list, an object, an empty or overlong string) is a
+ * problem at ["body","idempotency_key"], never dropped: dropping it would let every repeat
+ * create runs again. It stays in the body then, so that the rejected record shows it. */
 static void take_idempotency_key(struct tg_sub *s)
 {
-    const char *key = tg_json_get_str(s->body, "idempotency_key");
-    if (key != NULL && s->req->idempotency_key == NULL)
+    json_object *v = tg_json_get(s->body, "idempotency_key");
+    if (v == NULL)
+        return; /* absent, or null: no key */
+    if (!json_object_is_type(v, json_type_string)) {
+        tg_json_problem(s->detail, tg_json_loc("body", "idempotency_key", NULL),
+                        "Input should be a valid string", "string_type");
+        return;
+    }
+    const char *key = json_object_get_string(v);
+    if (!tg_idem_valid_key(key)) {
+        tg_json_problem(s->detail, tg_json_loc("body", "idempotency_key", NULL),
+                        "an idempotency key is 1 to 255 printable ASCII characters",
+                        "value_error");
+        return;
+    }
+    if (s->req->idempotency_key == NULL)
         s->idem_key = tg_pool_strdup(s->req->pool, key);
-    if (s->body != NULL)
-        json_object_object_del(s->body, "idempotency_key");
+    json_object_object_del(s->body, "idempotency_key");
 }
 
 /* The form's token field, taken out of the body so that it is never stored. */

@@ -433,6 +433,21 @@ BAD_JSON = [
     # has another team's): refused like the upstream-compatible path refuses it.
     Bad("taskgroup_id not the team's", {"inputs": ["q"], "taskgroup_id": "tgrp_0123abcdef"},
         status=404, msg_re=r"^no such task group for this team$"),
+    # idempotency_key: never dropped, or every repeat would create runs again
+    Bad("idempotency_key a number", {"inputs": ["q"], "idempotency_key": 12345},
+        ["body", "idempotency_key"]),
+    Bad("idempotency_key a boolean", {"inputs": ["q"], "idempotency_key": True},
+        ["body", "idempotency_key"]),
+    Bad("idempotency_key a list", {"inputs": ["q"], "idempotency_key": ["k"]},
+        ["body", "idempotency_key"]),
+    Bad("idempotency_key an object", {"inputs": ["q"], "idempotency_key": {"k": "v"}},
+        ["body", "idempotency_key"]),
+    Bad("idempotency_key empty", {"inputs": ["q"], "idempotency_key": ""},
+        ["body", "idempotency_key"]),
+    Bad("idempotency_key too long", {"inputs": ["q"], "idempotency_key": "k" * 256},
+        ["body", "idempotency_key"]),
+    Bad("idempotency_key with a control character", {"inputs": ["q"], "idempotency_key": "a\nb"},
+        ["body", "idempotency_key"]),
     # preset and policy
     Bad("unknown preset", {"inputs": ["q"], "preset": "nope"}, ["body", "preset"]),
     Bad("preset not a string", {"inputs": ["q"], "preset": ["strict"]}, ["body", "preset"]),
