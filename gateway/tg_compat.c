@@ -260,6 +260,18 @@ static void serve_read(struct tg_worker *w, const struct tg_request *req,
         tg_resp_error(resp, req, 503, "the audit database is unavailable", NULL);
         return;
     }
+    /* The same check as for submissions, so that a header the upstream client could not
+     * send is the client's 422 rather than a refusal after the fact. */
+    json_object *detail = tg_json_pool(req->pool, json_object_new_array());
+    if (detail == NULL) {
+        tg_resp_error(resp, req, 500, "out of memory", NULL);
+        return;
+    }
+    tg_validate_beta(req->parallel_beta, detail);
+    if (json_object_array_length(detail) > 0) {
+        tg_resp_validation(resp, detail);
+        return;
+    }
     const char *path = read_path(req, resp);
     if (path == NULL)
         return;

@@ -16,6 +16,7 @@
 #include "tg_store.h"
 #include "tg_submit.h"
 #include "tg_token.h"
+#include "tg_validate.h"
 
 #define KEY_MAX 255
 #define ROUNDS 4 /* a record that changes under us more often than this: answer 409 */
@@ -229,14 +230,22 @@ int tg_sub_admit(struct tg_sub *s)
     int rc = tg_sub_check_group(s);
     if (rc != TG_OK)
         return rc;
-    /* An Idempotency-Key sent but unusable is refused, never ignored: each repeat would
-     * create runs again. (The idempotency_key field is checked with the body.) */
-    if (s->req->idempotency_key != NULL && !tg_idem_valid_key(s->req->idempotency_key)) {
-        json_object *detail = tg_json_pool(pool, json_object_new_array());
+    /* The headers every interface may send, checked before anything is created: an
+     * Idempotency-Key sent but unusable is refused, never ignored (each repeat would create
+     * runs again), and a parallel-beta the upstream client could not send is refused here
+     * rather than after a group was made. */
+    json_object *detail = tg_json_pool(pool, json_object_new_array());
+    if (detail == NULL) {
+        tg_sub_db_trouble(s, TG_ENOMEM);
+        return TG_ENOMEM;
+    }
+    if (s->req->idempotency_key != NULL && !tg_idem_valid_key(s->req->idempotency_key))
         tg_json_problem(detail, tg_json_loc("header", "Idempotency-Key", NULL),
                         "an Idempotency-Key is 1 to 255 printable ASCII characters",
                         "value_error");
-        tg_sub_reject(s, 422, "bad Idempotency-Key", detail);
+    tg_validate_beta(s->req->parallel_beta, detail);
+    if (json_object_array_length(detail) > 0) {
+        tg_sub_reject(s, 422, "a header of the request is invalid", detail);
         return TG_EINVAL;
     }
     if (s->idem_key == NULL && s->req->idempotency_key != NULL)

@@ -209,7 +209,8 @@ static int keep_answer(struct tg_sub *s, const struct tg_up_result *res)
     char *copy = tg_pool_alloc(s->req->pool, res->body_len + 1);
     if (copy == NULL)
         return TG_ENOMEM;
-    memcpy(copy, res->body, res->body_len);
+    if (res->body_len > 0)
+        memcpy(copy, res->body, res->body_len);
     copy[res->body_len] = '\0';
     s->last_answer = copy;
     s->last_answer_len = res->body_len;
@@ -241,14 +242,60 @@ static void pause_ms(long ms)
         ;
 }
 
+static void add_call_summary(struct tg_sub *s, size_t first, size_t count, int status,
+                             json_object *answer)
+{
+    json_object *c = json_object_new_object();
+    json_object_object_add(c, "first_input", json_object_new_int64((int64_t)first));
+    json_object_object_add(c, "num_inputs", json_object_new_int64((int64_t)count));
+    json_object_object_add(c, "http_status", status != 0 ? json_object_new_int(status) : NULL);
+    json_object_object_add(c, "run_cursor", json_object_get(tg_json_get(answer, "run_cursor")));
+    json_object_object_add(c, "event_cursor",
+                           json_object_get(tg_json_get(answer, "event_cursor")));
+    json_object_array_add(s->calls, c);
+}
+
+/* The upstream client refused to send a request (tg_upstream_call's TG_EINVAL: a header
+ * value or the path it cannot put on the wire): nothing left this host, and sending it again
+ * would be refused the same way. The attempt is recorded as a call that was not sent and the
+ * submission fails with *f (502: the request could not go upstream; nothing was sent, so it
+ * may be sent again). Returns TG_ERR, or the database's code. */
+static int not_sendable(struct tg_sub *s, const char *operation, const char *path,
+                        const char *what, size_t first, size_t count, int64_t started,
+                        struct tg_up_result *res, struct tg_failure *f)
+{
+    memset(res, 0, sizeof(*res));
+    res->outcome = TG_OUTCOME_NOT_SENT;
+    res->body = "";
+    memset(f, 0, sizeof(*f));
+    f->state = TG_STATE_FAILED;
+    f->status = 502;
+    snprintf(f->message, sizeof(f->message),
+             "the request to %s could not be sent upstream (a header value or the path cannot "
+             "be sent as it is); nothing was sent, so submission %s may be sent again", what,
+             s->id);
+    tg_log(TG_LOG_ERROR, "submission %s: the upstream client refused to send the request to "
+           "%s", s->id, what);
+    /* The staged call keeps the message until it is committed: a pool copy. */
+    const char *kept = tg_pool_strdup(s->req->pool, f->message);
+    if (kept == NULL)
+        return TG_ENOMEM;
+    if (operation[0] != 'c')
+        add_call_summary(s, first, count, 0, NULL);
+    int rc = record_call(s, operation, path, first, count, started, res, TG_OUTCOME_NOT_SENT,
+                         NULL, kept);
+    return rc != TG_OK ? rc : TG_ERR;
+}
+
 /* Sends one upstream request, and again while retry_pause_ms allows. Each attempt that is
  * retried is recorded as its own call; the last is left in *res (and its start in
  * *started) for the caller to record. A chunk (body NULL) is built afresh for each attempt:
- * its run tag names the attempt's call. */
+ * its run tag names the attempt's call. A request the upstream client refuses to send is
+ * recorded here (not_sendable): TG_ERR with *f filled. Other codes: the database's. */
 static int send_with_retries(struct tg_sub *s, const char *operation, const char *path,
                              const char *beta, const char *what, const char *body,
                              size_t first, size_t count, struct tg_up_result *res,
-                             int64_t *started)
+                             int64_t *started, struct tg_failure *fail)
 {
     long waited = 0;
     for (int attempt = 0;; attempt++) {
@@ -273,9 +320,11 @@ static int send_with_retries(struct tg_sub *s, const char *operation, const char
             return rc;
         }
         *started = tg_now_ms();
-        tg_upstream_call(s->w->up, "POST", path, s->key, beta, s->req->request_id, data, len,
-                         res);
+        rc = tg_upstream_call(s->w->up, "POST", path, s->key, beta, s->req->request_id, data,
+                              len, res);
         tg_buf_free(&b);
+        if (rc != TG_OK)
+            return not_sendable(s, operation, path, what, first, count, *started, res, fail);
         long pause = retry_pause_ms(s, res, attempt, waited);
         if (pause < 0)
             return TG_OK;
@@ -309,7 +358,7 @@ static int create_group(struct tg_sub *s, struct tg_failure *f)
     struct tg_up_result res;
     int64_t started;
     int rc = send_with_retries(s, "create_group", path, NULL, "create a group", body, 0, 0, &res,
-                               &started);
+                               &started, f);
     if (rc != TG_OK)
         return rc;
     if (keep_answer(s, &res) != TG_OK)
@@ -341,19 +390,6 @@ static int create_group(struct tg_sub *s, struct tg_failure *f)
     return gid == NULL ? TG_ERR : TG_OK;
 }
 
-static void add_call_summary(struct tg_sub *s, size_t first, size_t count, int status,
-                             json_object *answer)
-{
-    json_object *c = json_object_new_object();
-    json_object_object_add(c, "first_input", json_object_new_int64((int64_t)first));
-    json_object_object_add(c, "num_inputs", json_object_new_int64((int64_t)count));
-    json_object_object_add(c, "http_status", status != 0 ? json_object_new_int(status) : NULL);
-    json_object_object_add(c, "run_cursor", json_object_get(tg_json_get(answer, "run_cursor")));
-    json_object_object_add(c, "event_cursor",
-                           json_object_get(tg_json_get(answer, "event_cursor")));
-    json_object_array_add(s->calls, c);
-}
-
 static int send_chunk(struct tg_sub *s, size_t first, size_t count, struct tg_failure *f)
 {
     int q = s->runs_query != NULL && *s->runs_query != '\0';
@@ -365,7 +401,7 @@ static int send_chunk(struct tg_sub *s, size_t first, size_t count, struct tg_fa
     struct tg_up_result res;
     int64_t started;
     int rc = send_with_retries(s, "add_runs", path, s->beta, "add runs", NULL, first, count, &res,
-                               &started);
+                               &started, f);
     if (rc != TG_OK)
         return rc;
     if (keep_answer(s, &res) != TG_OK)
