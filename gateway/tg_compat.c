@@ -272,6 +272,18 @@ static void serve_read(struct tg_worker *w, const struct tg_request *req,
         tg_resp_error(resp, req, 503, "the audit database is unavailable", NULL);
         return;
     }
+    /* The same check as for submissions, so that a header the upstream client could not
+     * send is the client's 422 rather than a refusal after the fact. */
+    json_object *detail = tg_json_pool(req->pool, json_object_new_array());
+    if (detail == NULL) {
+        tg_resp_error(resp, req, 500, "out of memory", NULL);
+        return;
+    }
+    tg_validate_beta(req->parallel_beta, detail);
+    if (json_object_array_length(detail) > 0) {
+        tg_resp_validation(resp, detail);
+        return;
+    }
     const char *path = read_path(req, resp);
     if (path == NULL)
         return;
@@ -642,25 +654,19 @@ static int prepare_runs(struct compat *c, json_object *body)
 static void add_runs(struct tg_sub *s, const struct route *r)
 {
     struct compat *c = (struct compat *)s;
-    int rc = tg_store_group_owned(s->w->store, s->auth.team_id, r->group);
-    if (rc == TG_ENOTFOUND) {
-        tg_sub_reject(s, 404, "no such task group for this team", NULL);
+    /* Ownership first, before the body is read: a foreign group is a 404 whatever is sent. */
+    s->taskgroup_id = r->group;
+    if (tg_sub_check_group(s) != TG_OK)
         return;
-    }
-    if (rc != TG_OK) {
-        tg_sub_db_trouble(s, rc);
-        return;
-    }
     if (!plain_query(s->req->query)) {
         tg_sub_reject(s, 400, "the query string has characters that must be escaped", NULL);
         return;
     }
-    s->taskgroup_id = r->group;
     s->runs_query = s->req->query;
     json_object *body = object_body(s);
     s->body = body;
     if (body != NULL) {
-        rc = prepare_runs(c, body);
+        int rc = prepare_runs(c, body);
         if (rc != TG_OK) {
             tg_sub_db_trouble(s, rc);
             return;
@@ -675,7 +681,7 @@ static void add_runs(struct tg_sub *s, const struct route *r)
     if (tg_sub_admit(s) != TG_OK)
         return;
     struct tg_failure f;
-    rc = tg_sub_forward(s, &f);
+    int rc = tg_sub_forward(s, &f);
     if (rc == TG_OK)
         answer_added(s);
     else if (rc == TG_ERR)
