@@ -605,6 +605,18 @@ static void *bg_main(void *arg)
         }
     }
     settle_owed(st); /* a last try: what is left stays pending for the next start */
+    pthread_mutex_lock(&owed.lock);
+    if (owed.n > 0)
+        tg_log(TG_LOG_WARN, "%ld submission(s) stay pending: the next start makes them "
+               "unknown", owed.n);
+    while (owed.head != NULL) {
+        struct owed *o = owed.head;
+        owed.head = o->next;
+        free(o);
+    }
+    owed.tail = &owed.head;
+    owed.n = 0;
+    pthread_mutex_unlock(&owed.lock);
     tg_store_close(st);
     tg_upstream_free(up);
     return NULL;
