@@ -65,6 +65,26 @@ int tg_store_schema_version(void);
 /* Cheap liveness check for /healthz: the database answers a read. */
 int tg_store_ping(struct tg_store *st);
 
+/* Whether the daemon's database takes writes, as far as the daemon knows: the outcome of
+ * the shared writer's last transaction that failed for the database's sake (full, I/O
+ * error, read-only, locked past the busy timeout), until a later transaction or
+ * tg_store_write_probe succeeds. TG_OK, or TG_EDB with SQLite's reason (which names no
+ * path) in why. Thread-safe; TG_OK in a process without the shared writer. */
+int tg_store_write_health(char *why, size_t whylen);
+
+/* Tries whether writes work again: a write transaction that changes nothing (through the
+ * shared writer: a read-only or locked database fails it), then room for a write of some
+ * pages under db_max_pages and on the disk. Updates what tg_store_write_health reports.
+ * TG_OK or TG_EDB (st's message says why). */
+int tg_store_write_probe(struct tg_store *st);
+
+/* Creates the database file with mode 0600 when it does not exist (SQLite then gives its
+ * -wal and -shm files the same mode), and takes group and other permissions off the
+ * database, -wal and -shm files that exist: they hold every team's inputs. *tightened (may
+ * be NULL) counts the files whose mode changed. TG_OK, or TG_ERR with a message in err. */
+int tg_store_secure_files(const char *path, int create, int *tightened, char *err,
+                          size_t errlen);
+
 /* ---- identities ------------------------------------------------------------------- */
 /* Every change below (team add and key change, token issue and revoke, preset set) writes
  * an admin_log row naming who, in the same transaction: the change and its record commit

@@ -463,6 +463,8 @@ void tg_sub_db_trouble(struct tg_sub *s, int rc)
                                              s->last_upstream_status, msg) == TG_OK;
     if (settled)
         tg_metrics_submission(TG_STATE_UNKNOWN);
+    else /* still pending: marked unknown in the background once the database recovers */
+        tg_reconcile_owe_unknown(s->id, 500, s->last_upstream_status, msg);
     json_object *detail = outcome_object(s, TG_STATE_UNKNOWN);
     if (detail != NULL) {
         json_object_object_del(detail, "status");

@@ -855,9 +855,11 @@ static void test_names(void)
 
 int main(void)
 {
-    /* Team keys are sealed under a key file: a fresh one for this run. */
+    /* Team keys are sealed under a key file: a fresh one for this run, named apart from
+     * the tests' databases (test_team_key's is "key"): the ring is used only while its
+     * file is there. */
     char key_file[512], err[256];
-    db_path(key_file, sizeof(key_file), "key");
+    db_path(key_file, sizeof(key_file), "ring.key");
     unlink(key_file);
     tg_crypto_configure(key_file);
     if (tg_crypto_load(1, NULL, err, sizeof(err)) != TG_OK) {
