@@ -102,7 +102,7 @@ static int store_failure(int rc)
 static struct {
     pthread_mutex_t lock;
     int failed;
-    char why[256];
+    char why[512]; /* as long as the writer's own message: nothing is cut */
 } health = {PTHREAD_MUTEX_INITIALIZER, 0, ""};
 
 static void note_health(int failed, const char *why)
