@@ -124,8 +124,8 @@ The demo team's token is in $run/demo-token. Try:
     -d '{"inputs": ["What is the capital of France?", "Who wrote Hamlet?"]}'
 
 In a browser: http://127.0.0.1:$port/ (the form; paste the token), /history
-With an SDK:  base URL http://127.0.0.1:$port, API key the token (see README, "Using the
-              official SDKs")
+With an SDK:  base URL http://127.0.0.1:$port, API key the token (see docs/reference.md,
+              "Using the official SDKs")
 Audit it:  sqlite3 $run/taskgate.db 'SELECT * FROM audit_runs'
            $build/taskgate --config $run/taskgate.conf audit submissions
 Stop it:   bash start.sh stop

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Repeats of a submission must never create runs twice (README "Guarantees"): the duplicate
+"""Repeats of a submission must never create runs twice (docs/guarantees.md): the duplicate
 table, each row asserting how many add-runs requests reached the simulator; the run tag every
 forwarded run carries; a failed submission repeated with its key sends only what is missing;
 the same on the upstream-compatible path."""

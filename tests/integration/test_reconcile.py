@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Reconciliation and safe retries (README "Guarantees"): an upstream that times out after
+"""Reconciliation and safe retries (docs/guarantees.md): an upstream that times out after
 accepting leaves the submission unknown, and `taskgate reconcile` makes it accepted with the
 very run ids the upstream created; nothing created makes it failed; the start-up pass does
 the same; the gateway retries by itself only when the upstream cannot have acted."""
