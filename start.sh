@@ -53,7 +53,9 @@ fi
 cat >"$run/taskgate.conf" <<CONF
 # Written by start.sh; see conf/taskgate.conf for every key.
 listen = $run/taskgate.sock
-socket_mode = 0666
+# Only the daemon's user and group may speak FastCGI to it: nginx runs its workers as
+# that same user (or, started by root, as root), never "anyone on this machine".
+socket_mode = 0660
 database = $run/taskgate.db
 upstream_url = $upstream
 threads = 32
@@ -77,8 +79,15 @@ token=$(cat "$run/demo-token")
 nohup "$build/taskgate" --config "$run/taskgate.conf" serve >>"$run/taskgate.log" 2>&1 </dev/null &
 echo $! >"$run/taskgate.pid"
 for _ in $(seq 100); do [ -S "$run/taskgate.sock" ] && break; sleep 0.05; done
+if ! kill -0 "$(cat "$run/taskgate.pid")" 2>/dev/null; then
+  echo "taskgate: the daemon did not start:" >&2
+  tail -n 5 "$run/taskgate.log" >&2
+  exit 1
+fi
 
 user_line=""
+# nginx's workers run as the daemon's own user (or, started by root, as root): the only
+# ones besides the daemon that may write to its 0660 socket.
 [ "$(id -u)" -eq 0 ] && user_line="user root;"
 sed -e "s|^\(\s*\)listen .*;|\1listen 127.0.0.1:$port;|" \
     -e "s|server unix:.*;|server unix:$run/taskgate.sock;|" \
@@ -115,8 +124,8 @@ The demo team's token is in $run/demo-token. Try:
     -d '{"inputs": ["What is the capital of France?", "Who wrote Hamlet?"]}'
 
 In a browser: http://127.0.0.1:$port/ (the form; paste the token), /history
-With an SDK:  base URL http://127.0.0.1:$port, API key the token (see README, "Using the
-              official SDKs")
+With an SDK:  base URL http://127.0.0.1:$port, API key the token (see docs/reference.md,
+              "Using the official SDKs")
 Audit it:  sqlite3 $run/taskgate.db 'SELECT * FROM audit_runs'
            $build/taskgate --config $run/taskgate.conf audit submissions
 Stop it:   bash start.sh stop

@@ -54,6 +54,7 @@ static const char *const format_names[] = {"logfmt", "json", NULL};
 static const struct key keys[] = {
     {"listen", T_LISTEN, FIELD(listen), 0, 0, "/run/taskgate/taskgate.sock", NULL},
     {"socket_mode", T_OCTAL, FIELD(socket_mode), 0, 0777, "0660", NULL},
+    {"socket_group", T_NAME, FIELD(socket_group), 0, 0, "", NULL},
     {"threads", T_LONG, FIELD(threads), 1, 4096, "32", NULL},
     {"max_long_reads", T_LONG, FIELD(max_long_reads), 0, 4096, "0", NULL},
     {"backlog", T_LONG, FIELD(backlog), 1, 65535, "1024", NULL},

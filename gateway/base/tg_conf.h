@@ -13,6 +13,7 @@ enum tg_log_format { TG_LOG_LOGFMT = 0, TG_LOG_JSON };
 struct tg_conf {
     char listen[TG_CONF_STR];       /* unix socket path, or "host:port" / ":port" */
     long socket_mode;               /* permissions of a unix socket, e.g. 0660 */
+    char socket_group[33];          /* the unix socket's group (nginx's workers'); "" keep */
     long threads;                   /* worker threads */
     long max_long_reads;            /* event streams and awaited results at once; 0: threads/2 */
     long backlog;                   /* listen backlog */

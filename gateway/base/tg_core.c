@@ -343,13 +343,22 @@ static int64_t days_from_civil(int y, int m, int d)
     return era * 146097 + doe - 719468;
 }
 
+/* The days of month m (1..12) of year y in the proleptic Gregorian calendar. */
+static int days_in_month(int y, int m)
+{
+    static const int days[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    return days[m - 1] + (m == 2 && leap);
+}
+
 int tg_time_parse(const char *s, int64_t *ms)
 {
     int y, mo, d, h = 0, mi = 0, sec = 0, frac = 0, off = 0;
     if (digits(&s, 4, &y) || *s++ != '-' || digits(&s, 2, &mo) || *s++ != '-' ||
         digits(&s, 2, &d))
         return TG_EINVAL;
-    if (mo < 1 || mo > 12 || d < 1 || d > 31)
+    /* A day the month does not have (2026-02-31) is refused, not rolled into the next. */
+    if (mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo))
         return TG_EINVAL;
     if (*s != '\0') {
         if (*s != 'T' && *s != 't' && *s != ' ')
@@ -506,4 +515,98 @@ int tg_utf8_valid(const char *str, size_t len)
         i += n;
     }
     return 1;
+}
+
+/* ---- text for a terminal ------------------------------------------------------------ */
+
+/* How the character at p is shown: its bytes into piece (at most 7 and a NUL), their count
+ * returned, and the input bytes it takes in *used. */
+static size_t shown_char(const unsigned char *p, char piece[8], size_t *used)
+{
+    unsigned char c = p[0];
+    *used = 1;
+    if (c == '\n' || c == '\r' || c == '\t') {
+        piece[0] = '\\';
+        piece[1] = c == '\n' ? 'n' : c == '\r' ? 'r' : 't';
+        piece[2] = '\0';
+        return 2;
+    }
+    if (c < 0x20 || c == 0x7f) {
+        snprintf(piece, 8, "\\x%02x", c);
+        return 4;
+    }
+    if (c < 0x80) {
+        piece[0] = (char)c;
+        piece[1] = '\0';
+        return 1;
+    }
+    size_t n = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 ? 2 : 0;
+    if (n == 0 || strnlen((const char *)p, n) < n || !tg_utf8_valid((const char *)p, n)) {
+        snprintf(piece, 8, "\\x%02x", c); /* not UTF-8: some terminals read 0x9b as CSI */
+        return 4;
+    }
+    *used = n;
+    unsigned cp = n == 2 ? (unsigned)(c & 0x1f) << 6 | (p[1] & 0x3f)
+                 : n == 3 ? (unsigned)(c & 0x0f) << 12 | (unsigned)(p[1] & 0x3f) << 6 |
+                                (p[2] & 0x3f)
+                          : 0;
+    /* C1 controls, and the bidirectional overrides and isolates that reorder a line. */
+    if ((cp >= 0x80 && cp <= 0x9f) || (cp >= 0x202a && cp <= 0x202e) ||
+        (cp >= 0x2066 && cp <= 0x2069)) {
+        snprintf(piece, 8, "\\u%04x", cp);
+        return 6;
+    }
+    memcpy(piece, p, n);
+    piece[n] = '\0';
+    return n;
+}
+
+int tg_buf_add_shown(struct tg_buf *b, const char *s, size_t max)
+{
+    if (s == NULL)
+        return tg_buf_add(b, "-", 1);
+    const unsigned char *p = (const unsigned char *)s;
+    size_t cps = 0;
+    int rc = TG_OK;
+    while (*p != '\0' && rc == TG_OK) {
+        if (++cps > max)
+            return tg_buf_add(b, "...", 3);
+        char piece[8];
+        size_t used, n = shown_char(p, piece, &used);
+        rc = tg_buf_add(b, piece, n);
+        p += used;
+    }
+    return rc;
+}
+
+const char *tg_shown(const char *s, size_t max, char *out, size_t outlen)
+{
+    if (outlen < 4) {
+        if (outlen > 0)
+            out[0] = '\0';
+        return out;
+    }
+    const unsigned char *p = (const unsigned char *)(s != NULL ? s : "-");
+    char piece[8];
+    size_t used, len = 0, cps = 0;
+    /* Whether all of it fits; if not, room is kept for "..." as it is copied. */
+    for (const unsigned char *q = p; *q != '\0'; q += used) {
+        len += shown_char(q, piece, &used);
+        cps++;
+    }
+    int whole = cps <= max && len < outlen;
+    len = cps = 0;
+    while (*p != '\0') {
+        size_t n = shown_char(p, piece, &used);
+        if (!whole && (++cps > max || len + n + 4 > outlen)) {
+            memcpy(out + len, "...", 3);
+            len += 3;
+            break;
+        }
+        memcpy(out + len, piece, n);
+        len += n;
+        p += used;
+    }
+    out[len] = '\0';
+    return out;
 }

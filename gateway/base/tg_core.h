@@ -88,7 +88,8 @@ int64_t tg_mono_us(void);
 #define TG_TIME_LEN 25
 void tg_time_format(int64_t ms, char out[TG_TIME_LEN]);
 /* Parses an RFC 3339 timestamp (Z or +hh:mm offset, optional fraction) or a plain date
- * YYYY-MM-DD into ms since the epoch. TG_OK or TG_EINVAL. */
+ * YYYY-MM-DD into ms since the epoch. TG_OK or TG_EINVAL, also for a day the month does
+ * not have (2026-02-31, 2025-02-29): nothing rolls over into the next month. */
 int tg_time_parse(const char *s, int64_t *ms);
 
 /* Fills buf with n cryptographically random bytes. TG_OK or TG_ERR. */
@@ -108,6 +109,20 @@ void tg_hex(const unsigned char *in, size_t n, char *out);
 /* Whether s[0..len) is well-formed UTF-8 (RFC 3629: no overlong forms, no surrogates,
  * nothing above U+10FFFF). NUL bytes are valid UTF-8; callers that refuse them check. */
 int tg_utf8_valid(const char *s, size_t len);
+
+/* ---- text for a terminal ----
+ * A stored value (a token label, an error, a name) is shown to people with every control
+ * character written visibly, so that it cannot move the cursor, colour the screen or forge
+ * a line: \n, \r, \t; other C0 controls and DEL as \xHH; C1 controls (U+0080..U+009F) and
+ * the bidirectional overrides and isolates as \uHHHH; a byte that is not UTF-8 as \xHH.
+ * Everything else is copied. Every table the CLI prints goes through these. */
+
+/* Appends s shown so, at most max code points of it and then "..."; NULL is "-". TG_OK or
+ * the buffer's error. */
+int tg_buf_add_shown(struct tg_buf *b, const char *s, size_t max);
+/* The same into out (outlen bytes, always NUL-terminated when outlen > 0), ending in "..."
+ * when s has more than max code points or does not fit. Returns out. */
+const char *tg_shown(const char *s, size_t max, char *out, size_t outlen);
 
 /* Parses a whole decimal integer within [min, max]; TG_OK or TG_EINVAL. No atoi. */
 int tg_parse_long(const char *s, long min, long max, long *out);

@@ -42,6 +42,7 @@ static int seal_idx;       /* the key new values are sealed under */
 static int loaded;
 static int made_new;       /* rotate_prepare wrote KEY_FILE.new itself */
 static char load_why[400]; /* why the last load failed; "" after a good one */
+static const char *problem; /* the same without a path, for anyone to read (see check) */
 
 static void say(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -100,7 +101,30 @@ static void sync_dir(const char *path)
     }
 }
 
-/* Reads a key file. *missing is set when it does not exist (err says so too). */
+/* What is wrong with a key file whose fstat is sb, or NULL when nothing is; the detail
+ * (with the path) goes to err. */
+static const char *file_problem(const char *path, const struct stat *sb, char *err,
+                                size_t errlen)
+{
+    if (!S_ISREG(sb->st_mode)) {
+        say(err, errlen, "key file %s: not a regular file", path);
+        return "the key file is not a regular file";
+    }
+    if (sb->st_size != TG_CRYPTO_KEY_LEN) {
+        say(err, errlen, "key file %s: %lld bytes; a key file holds exactly %d random bytes",
+            path, (long long)sb->st_size, TG_CRYPTO_KEY_LEN);
+        return "the key file does not hold a key";
+    }
+    if ((sb->st_mode & 077) != 0) {
+        say(err, errlen, "key file %s: mode %04o lets group or others read it; chmod 600 it",
+            path, (unsigned)(sb->st_mode & 07777));
+        return "the key file has unsafe permissions";
+    }
+    return NULL;
+}
+
+/* Reads a key file. *missing is set when it does not exist (err says so too). A failure
+ * also sets problem. */
 static int read_key(const char *path, unsigned char k[TG_CRYPTO_KEY_LEN], int *missing,
                     char *err, size_t errlen)
 {
@@ -109,22 +133,18 @@ static int read_key(const char *path, unsigned char k[TG_CRYPTO_KEY_LEN], int *m
     if (fd < 0) {
         *missing = errno == ENOENT;
         say(err, errlen, "key file %s: %s", path, *missing ? "missing" : strerror(errno));
+        problem = *missing ? "the key file is missing" : "the key file cannot be read";
         return TG_ERR;
     }
     struct stat sb;
     int rc = TG_ERR;
-    if (fstat(fd, &sb) != 0)
+    if (fstat(fd, &sb) != 0) {
         say(err, errlen, "key file %s: %s", path, strerror(errno));
-    else if (!S_ISREG(sb.st_mode))
-        say(err, errlen, "key file %s: not a regular file", path);
-    else if (sb.st_size != TG_CRYPTO_KEY_LEN)
-        say(err, errlen, "key file %s: %lld bytes; a key file holds exactly %d random bytes",
-            path, (long long)sb.st_size, TG_CRYPTO_KEY_LEN);
-    else if ((sb.st_mode & 077) != 0)
-        say(err, errlen, "key file %s: mode %04o lets group or others read it; chmod 600 it",
-            path, (unsigned)(sb.st_mode & 07777));
-    else
-        rc = TG_OK;
+        problem = "the key file cannot be read";
+    } else {
+        problem = file_problem(path, &sb, err, errlen);
+        rc = problem == NULL ? TG_OK : TG_ERR;
+    }
     size_t got = 0;
     while (rc == TG_OK && got < TG_CRYPTO_KEY_LEN) {
         ssize_t n = read(fd, k + got, TG_CRYPTO_KEY_LEN - got);
@@ -132,6 +152,7 @@ static int read_key(const char *path, unsigned char k[TG_CRYPTO_KEY_LEN], int *m
             continue;
         if (n <= 0) {
             say(err, errlen, "key file %s: %s", path, n < 0 ? strerror(errno) : "short read");
+            problem = "the key file cannot be read";
             rc = TG_ERR;
         } else {
             got += (size_t)n;
@@ -141,6 +162,19 @@ static int read_key(const char *path, unsigned char k[TG_CRYPTO_KEY_LEN], int *m
     if (rc != TG_OK)
         OPENSSL_cleanse(k, TG_CRYPTO_KEY_LEN);
     return rc;
+}
+
+/* The loaded ring is used only while the key file itself stays safe: a key file made
+ * readable by others (or removed, or replaced by something else) stops every use of the
+ * keys until it is repaired, as /healthz reports. One stat per use, under lock. */
+static int still_safe(char *err, size_t errlen)
+{
+    struct stat sb;
+    if (stat(key_path, &sb) != 0) {
+        say(err, errlen, "key file %s: %s", key_path, strerror(errno));
+        return TG_ERR;
+    }
+    return file_problem(key_path, &sb, err, errlen) == NULL ? TG_OK : TG_ERR;
 }
 
 /* Writes k to path as a new file (O_EXCL, mode 0600) and fsyncs it; removes it on failure. */
@@ -211,6 +245,7 @@ static int load_locked(int create, int *created, char *err, size_t errlen)
     int n = 0, missing = 0, rc = TG_OK;
     if (key_path[0] == '\0') {
         snprintf(why, sizeof(why), "no key_file is configured");
+        problem = "no key file is configured";
         rc = TG_ERR;
     }
     if (rc == TG_OK)
@@ -222,6 +257,8 @@ static int load_locked(int create, int *created, char *err, size_t errlen)
             snprintf(why, sizeof(why), "no randomness for a new key file");
         if (rc == TG_OK)
             rc = write_new_file(key_path, k, why, sizeof(why));
+        if (rc != TG_OK)
+            problem = "the key file cannot be created";
         if (rc == TG_OK) {
             sync_dir(key_path);
             memcpy(fresh[0].k, k, sizeof(k));
@@ -272,11 +309,12 @@ static int load_locked(int create, int *created, char *err, size_t errlen)
     return rc;
 }
 
+/* A loaded ring whose key file is still safe (see still_safe). */
 static int ensure_loaded(char *err, size_t errlen)
 {
-    if (loaded)
-        return TG_OK;
-    return load_locked(0, NULL, err, errlen);
+    if (!loaded && load_locked(0, NULL, err, errlen) != TG_OK)
+        return TG_ERR;
+    return still_safe(err, errlen);
 }
 
 int tg_crypto_load(int create, int *created, char *err, size_t errlen)
@@ -289,10 +327,11 @@ int tg_crypto_load(int create, int *created, char *err, size_t errlen)
     return rc;
 }
 
-int tg_crypto_check(char *why, size_t whylen)
+int tg_crypto_check(char *why, size_t whylen, const char **public_why)
 {
     pthread_mutex_lock(&lock);
     int rc = TG_ERR;
+    problem = "the key file cannot be used";
     if (!loaded && load_locked(0, NULL, why, whylen) != TG_OK) {
         rc = TG_ERR;
     } else {
@@ -306,6 +345,8 @@ int tg_crypto_check(char *why, size_t whylen)
         }
         OPENSSL_cleanse(&now, sizeof(now));
     }
+    if (public_why != NULL)
+        *public_why = rc == TG_OK ? NULL : problem;
     pthread_mutex_unlock(&lock);
     return rc;
 }

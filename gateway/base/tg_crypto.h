@@ -31,19 +31,22 @@ int tg_crypto_load(int create, int *created, char *err, size_t errlen);
 
 /* For /healthz: TG_OK when a ring is loaded (a failed load is retried) and the key file
  * still reads as a valid key of it; otherwise TG_ERR and why (the load failure, or what is
- * wrong with the file now). A key file that changed to a valid new key (a rotation by the
- * CLI) reloads the ring. */
-int tg_crypto_check(char *why, size_t whylen);
+ * wrong with the file now, naming the file), and *public_why (may be NULL) the same without
+ * a path: static text that anyone may be shown. A key file that changed to a valid new key
+ * (a rotation by the CLI) reloads the ring. */
+int tg_crypto_check(char *why, size_t whylen, const char **public_why);
 
 /* Seals len bytes of plain for team (bound as associated data: a value sealed for one team
- * does not open as another's). out receives the sealed text (see TG_CRYPTO_SEALED_LEN),
+ * does not open as another's). Like tg_crypto_open, it refuses (TG_ERR) while the key file
+ * is missing, not a key file or readable by group or others, even with a ring loaded. out receives the sealed text (see TG_CRYPTO_SEALED_LEN),
  * kid (may be NULL) the sealing key's id. TG_OK, TG_ETOOBIG (out too small), TG_ERR (no
  * ring: err says why). */
 int tg_crypto_seal(const char *team, const char *plain, size_t len, char *out, size_t outlen,
                    char kid[TG_CRYPTO_KID_LEN], char *err, size_t errlen);
 
 /* Opens sealed text made by tg_crypto_seal for the same team into out (NUL-terminated; the
- * length in *len, which may be NULL). A key id the ring lacks reloads the ring once (another
+ * length in *len, which may be NULL). While the key file is unsafe (see tg_crypto_seal)
+ * nothing opens: TG_ERR. A key id the ring lacks reloads the ring once (another
  * process may have rotated). TG_OK, TG_ETOOBIG, TG_EINVAL (not sealed text), TG_ERR (no key
  * for its id, or it fails authentication: wrong key, another team's value, tampering). On
  * failure out holds no plaintext. The caller wipes out after use (OPENSSL_cleanse). */

@@ -97,21 +97,40 @@ static int find_duplicate_key(const char *text, size_t len, char *err, size_t er
     return rc;
 }
 
-json_object *tg_json_parse(const char *text, size_t len, int max_depth, char *err,
-                           size_t errlen)
+/* What is checked of the bytes before any grammar: a size json-c takes, no NUL, UTF-8. */
+static int bytes_ok(const char *text, size_t len, char *err, size_t errlen)
 {
     if (len > (size_t)0x7fffffff) {
         snprintf(err, errlen, "body is too large to parse");
-        return NULL;
+        return 0;
     }
     if (memchr(text, '\0', len) != NULL) {
         snprintf(err, errlen, "body contains a NUL byte");
-        return NULL;
+        return 0;
     }
     if (!tg_utf8_valid(text, len)) {
         snprintf(err, errlen, "body is not valid UTF-8");
-        return NULL;
+        return 0;
     }
+    return 1;
+}
+
+json_object *tg_json_parse_input(const char *text, size_t len, int max_depth, char *err,
+                                 size_t errlen, json_object **loc)
+{
+    if (loc != NULL)
+        *loc = NULL;
+    if (!bytes_ok(text, len, err, errlen) ||
+        tg_json_check(text, len, max_depth, err, errlen, loc) != TG_OK)
+        return NULL;
+    return tg_json_parse(text, len, max_depth, err, errlen);
+}
+
+json_object *tg_json_parse(const char *text, size_t len, int max_depth, char *err,
+                           size_t errlen)
+{
+    if (!bytes_ok(text, len, err, errlen))
+        return NULL;
     json_tokener *tok = json_tokener_new_ex(max_depth);
     if (tok == NULL) {
         snprintf(err, errlen, "out of memory");
@@ -256,21 +275,86 @@ int tg_json_error_body(struct tg_buf *b, const char *ref_id, const char *message
     return rc;
 }
 
-void tg_json_redact_mcp(json_object *obj)
+/* Visits every member of every mcp_servers[i].headers object under obj, at any depth:
+ * the schema puts MCP servers in a run input (the simplified body, a preset, each
+ * inputs[i] of an add-runs body), and a server described anywhere else is still someone
+ * else's credential. depth bounds the walk as the parser bounds nesting. */
+static int walk_mcp(json_object *obj, int depth, tg_json_mcp_fn fn, void *arg)
 {
-    json_object *servers = tg_json_get(obj, "mcp_servers");
-    size_t n = json_object_is_type(servers, json_type_array) ? json_object_array_length(servers)
-                                                             : 0;
-    for (size_t i = 0; i < n; i++) {
-        json_object *headers = tg_json_get(json_object_array_get_idx(servers, i), "headers");
-        if (!json_object_is_type(headers, json_type_object))
-            continue;
-        json_object_object_foreach(headers, name, value) {
-            char hash[TG_HASH_LEN], print[32];
-            const char *text = value != NULL ? json_object_get_string(value) : "";
-            tg_sha256_hex(text, strlen(text), hash);
-            snprintf(print, sizeof(print), "sha256:%.12s", hash);
-            json_object_object_add(headers, name, json_object_new_string(print));
-        }
+    int rc = TG_OK;
+    if (depth > 2 * TG_JSON_MAX_DEPTH + 8)
+        return TG_EINVAL;
+    if (json_object_is_type(obj, json_type_array)) {
+        size_t n = json_object_array_length(obj);
+        for (size_t i = 0; i < n && rc == TG_OK; i++)
+            rc = walk_mcp(json_object_array_get_idx(obj, i), depth + 1, fn, arg);
+        return rc;
     }
+    if (!json_object_is_type(obj, json_type_object))
+        return TG_OK;
+    json_object_object_foreach(obj, key, val) {
+        if (rc != TG_OK)
+            break;
+        if (strcmp(key, "mcp_servers") == 0 && json_object_is_type(val, json_type_array)) {
+            size_t n = json_object_array_length(val);
+            for (size_t i = 0; i < n && rc == TG_OK; i++) {
+                json_object *headers = tg_json_get(json_object_array_get_idx(val, i), "headers");
+                if (!json_object_is_type(headers, json_type_object))
+                    continue;
+                json_object_object_foreach(headers, name, value) {
+                    rc = fn(arg, headers, name, value);
+                    if (rc != TG_OK)
+                        break;
+                }
+            }
+        }
+        if (rc == TG_OK)
+            rc = walk_mcp(val, depth + 1, fn, arg);
+    }
+    return rc;
+}
+
+int tg_json_mcp_headers(json_object *obj, tg_json_mcp_fn fn, void *arg)
+{
+    return walk_mcp(obj, 0, fn, arg);
+}
+
+static int found(void *arg, json_object *headers, const char *name, json_object *value)
+{
+    (void)arg;
+    (void)headers;
+    (void)name;
+    (void)value;
+    return TG_EEXIST;
+}
+
+int tg_json_has_mcp_headers(json_object *obj)
+{
+    return tg_json_mcp_headers(obj, found, NULL) != TG_OK;
+}
+
+void tg_json_fingerprint(const char *text, size_t len, char out[TG_JSON_FINGERPRINT_LEN])
+{
+    char hash[TG_HASH_LEN];
+    tg_sha256_hex(text, len, hash);
+    snprintf(out, TG_JSON_FINGERPRINT_LEN, "sha256:%.12s", hash);
+}
+
+static int fingerprint_value(void *arg, json_object *headers, const char *name,
+                             json_object *value)
+{
+    (void)arg;
+    char print[TG_JSON_FINGERPRINT_LEN];
+    const char *text = value != NULL ? json_object_get_string(value) : "";
+    tg_json_fingerprint(text, strlen(text), print);
+    json_object *shown = json_object_new_string(print);
+    if (shown == NULL)
+        return TG_ENOMEM;
+    json_object_object_add(headers, name, shown);
+    return TG_OK;
+}
+
+int tg_json_redact_mcp(json_object *obj)
+{
+    return tg_json_mcp_headers(obj, fingerprint_value, NULL);
 }

@@ -18,6 +18,25 @@
 json_object *tg_json_parse(const char *text, size_t len, int max_depth, char *err,
                            size_t errlen);
 
+/* For what a client sends to be forwarded (request bodies on both interfaces, admin
+ * bodies, presets, a form field's JSON): tg_json_parse after tg_json_check, so that only
+ * JSON as RFC 8259 defines it gets in and every number reaches the upstream as the client
+ * wrote it. On failure, *loc (when loc is not NULL) receives a new loc array naming the
+ * place of the problem, or NULL for the whole body. */
+json_object *tg_json_parse_input(const char *text, size_t len, int max_depth, char *err,
+                                 size_t errlen, json_object **loc);
+
+/* Checks text[0..len), whose UTF-8 is already valid, against RFC 8259 (one value;
+ * NaN, Infinity, a bare '.', '+', leading zeros, raw control characters in strings and
+ * unpaired \u surrogate escapes refused) and against what json-c holds exactly: an
+ * integer from -2^63 to 2^64-1, any other number a finite double that does not underflow
+ * to 0; also no \u0000 and at most max_depth - 1 open containers (json-c's limit). TG_OK;
+ * TG_EINVAL with "body is not valid JSON: … at offset N" in err and, when loc is not NULL,
+ * *loc a new array ["body", keys and indices down to the value] (NULL if out of memory);
+ * TG_ENOMEM. */
+int tg_json_check(const char *text, size_t len, int max_depth, char *err, size_t errlen,
+                  json_object **loc);
+
 /* Ties obj to pool: json_object_put(obj) runs when the pool is reset. Returns obj, or
  * NULL (with obj already released) when out of memory. NULL is passed through. */
 json_object *tg_json_pool(struct tg_pool *pool, json_object *obj);
@@ -45,10 +64,33 @@ json_object *tg_json_loc(const char *first, ...);
 int tg_json_error_body(struct tg_buf *b, const char *ref_id, const char *message,
                        json_object *detail);
 
-/* Replaces, in place, every value of obj.mcp_servers[].headers (credentials for someone
- * else's server) with its fingerprint "sha256:" + 12 hex digits, for what is stored or
- * logged. obj may be NULL or have no MCP servers. */
-void tg_json_redact_mcp(json_object *obj);
+/* ---- MCP server headers: credentials for someone else's server ----
+ *
+ * They are found under every "mcp_servers" member, at any depth of obj: the upstream's
+ * schema puts mcp_servers in a run input (TaskRunInput: the simplified body, a preset,
+ * each inputs[i] of an add-runs body), and one written anywhere else (default_task_spec,
+ * fields the API may add) is the same secret. Only what is forwarded upstream carries
+ * them as sent; what is stored, logged or shown carries fingerprints. */
+
+/* Called for one header: headers is the object holding it (a value may be replaced with
+ * json_object_object_add(headers, name, …); nothing may be added or removed). A return
+ * other than TG_OK stops the walk and is returned by it. */
+typedef int (*tg_json_mcp_fn)(void *arg, json_object *headers, const char *name,
+                              json_object *value);
+/* Calls fn for every MCP server header value under obj (NULL: none). TG_OK, fn's first
+ * failure, or TG_EINVAL for nesting deeper than any parsed body may have. */
+int tg_json_mcp_headers(json_object *obj, tg_json_mcp_fn fn, void *arg);
+/* Whether obj holds at least one MCP server header value. */
+int tg_json_has_mcp_headers(json_object *obj);
+
+/* A header value's fingerprint: "sha256:" and the first 12 hex digits of its SHA-256. */
+#define TG_JSON_FINGERPRINT_LEN 20
+void tg_json_fingerprint(const char *text, size_t len, char out[TG_JSON_FINGERPRINT_LEN]);
+
+/* Replaces, in place, every MCP server header value under obj with its fingerprint, for
+ * what is stored, logged or shown. obj may be NULL or hold no MCP servers. TG_OK, or
+ * TG_ENOMEM/TG_EINVAL with obj partly redacted: the caller must then show nothing of it. */
+int tg_json_redact_mcp(json_object *obj);
 
 /* Appends s as a JSON string literal (with quotes) to b. */
 int tg_json_buf_string(struct tg_buf *b, const char *s);

@@ -171,11 +171,19 @@ static int cmd_config(const struct tg_conf *conf, int argc, char **argv)
 
 /* ---- teams ----------------------------------------------------------------------------- */
 
+/* Tables: every stored text goes through tg_shown (tg_core.h), so that a value cannot
+ * drive the terminal. A field is shown in full up to SHOWN_MAX code points. */
+#define SHOWN_MAX 200
+#define SHOWN_LEN (SHOWN_MAX * 6 + 4)
+
 static int print_team(void *arg, const struct tg_team_row *row)
 {
     (void)arg;
-    printf("%-24s %-22s tokens=%d presets=%d created=%s\n", row->name, row->key_fingerprint,
-           row->tokens, row->presets, row->created_at);
+    char name[SHOWN_LEN], fp[SHOWN_LEN], created[SHOWN_LEN];
+    printf("%-24s %-22s tokens=%d presets=%d created=%s\n",
+           tg_shown(row->name, SHOWN_MAX, name, sizeof(name)),
+           tg_shown(row->key_fingerprint, SHOWN_MAX, fp, sizeof(fp)), row->tokens,
+           row->presets, tg_shown(row->created_at, SHOWN_MAX, created, sizeof(created)));
     return 0;
 }
 
@@ -195,7 +203,7 @@ static int cmd_team(const struct tg_conf *conf, int argc, char **argv)
     if (argc != 2 || (strcmp(argv[0], "add") != 0 && strcmp(argv[0], "set-key") != 0))
         return usage("usage: taskgate team add|set-key NAME, or team list");
     if (!tg_admin_valid_name(argv[1]))
-        return usage("bad team name '%s': use 1-64 letters, digits, '.', '_' or '-'", argv[1]);
+        return usage("bad team name '%s': a team name is " TG_ADMIN_NAME_RULE, argv[1]);
     char key[KEY_MAX];
     if (read_key(key, sizeof(key)) != TG_OK)
         return 1;
@@ -265,11 +273,21 @@ static int token_issue(const struct tg_conf *conf, int argc, char **argv)
 static int print_token(void *arg, const struct tg_token_row *row)
 {
     (void)arg;
-    printf("%-21s %-16s %-6s %-24s created=%s expires=%s%s%s\n", row->id, row->team, row->role,
-           row->label != NULL ? row->label : "-", row->created_at,
-           row->expires_at != NULL ? row->expires_at : "never",
+    char id[SHOWN_LEN], team[SHOWN_LEN], role[SHOWN_LEN], label[SHOWN_LEN], created[SHOWN_LEN];
+    char expires[SHOWN_LEN], revoked[SHOWN_LEN];
+    printf("%-21s %-16s %-6s %-24s created=%s expires=%s%s%s\n",
+           tg_shown(row->id, SHOWN_MAX, id, sizeof(id)),
+           tg_shown(row->team, SHOWN_MAX, team, sizeof(team)),
+           tg_shown(row->role, SHOWN_MAX, role, sizeof(role)),
+           tg_shown(row->label, SHOWN_MAX, label, sizeof(label)),
+           tg_shown(row->created_at, SHOWN_MAX, created, sizeof(created)),
+           row->expires_at != NULL ? tg_shown(row->expires_at, SHOWN_MAX, expires,
+                                              sizeof(expires))
+                                   : "never",
            row->revoked_at != NULL ? " revoked=" : "",
-           row->revoked_at != NULL ? row->revoked_at : "");
+           row->revoked_at != NULL ? tg_shown(row->revoked_at, SHOWN_MAX, revoked,
+                                              sizeof(revoked))
+                                   : "");
     return 0;
 }
 
@@ -347,8 +365,8 @@ static int preset_set(struct tg_store *st, const char *team, const char *name, c
         return 1;
     }
     char err[256];
-    json_object *preset = tg_json_parse(tg_buf_str(&b), b.len, TG_JSON_MAX_DEPTH, err,
-                                        sizeof(err));
+    json_object *preset = tg_json_parse_input(tg_buf_str(&b), b.len, TG_JSON_MAX_DEPTH, err,
+                                              sizeof(err), NULL);
     tg_buf_free(&b);
     if (preset == NULL) {
         fprintf(stderr, "taskgate: %s: %s\n", path, err);
@@ -371,7 +389,9 @@ static int preset_set(struct tg_store *st, const char *team, const char *name, c
 static int print_preset(void *arg, const char *name, const char *updated_at)
 {
     (void)arg;
-    printf("%-24s updated=%s\n", name, updated_at);
+    char n[SHOWN_LEN], u[SHOWN_LEN];
+    printf("%-24s updated=%s\n", tg_shown(name, SHOWN_MAX, n, sizeof(n)),
+           tg_shown(updated_at, SHOWN_MAX, u, sizeof(u)));
     return 0;
 }
 
@@ -383,7 +403,7 @@ static int cmd_preset(const struct tg_conf *conf, int argc, char **argv)
     if (!ok)
         return usage("usage: taskgate preset set TEAM NAME FILE | show TEAM NAME | list TEAM");
     if (argc >= 3 && !tg_admin_valid_name(argv[2]))
-        return usage("bad preset name '%s': use 1-64 letters, digits, '.', '_' or '-'", argv[2]);
+        return usage("bad preset name '%s': a preset name is " TG_ADMIN_NAME_RULE, argv[2]);
     struct tg_store *st = open_store(conf, 0);
     if (st == NULL)
         return 1;
@@ -398,12 +418,17 @@ static int cmd_preset(const struct tg_conf *conf, int argc, char **argv)
                                                 sizeof(err))
                           : TG_ENOMEM;
         if (rc == TG_OK) {
+            /* MCP header values are written, never read back: fingerprints only, as
+             * over HTTP. A preset that cannot be shown so is not shown at all. */
             json_object *o = json_tokener_parse(json);
-            puts(o != NULL ? json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
-                                                                JSON_C_TO_STRING_NOSLASHESCAPE)
-                           : json);
+            if (o != NULL && tg_json_redact_mcp(o) == TG_OK) {
+                puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
+                                                           JSON_C_TO_STRING_NOSLASHESCAPE));
+                status = 0;
+            } else {
+                fprintf(stderr, "taskgate: the stored preset cannot be shown\n");
+            }
             json_object_put(o);
-            status = 0;
         } else {
             fprintf(stderr, "taskgate: %s\n", pool != NULL ? err : "out of memory");
         }

@@ -30,7 +30,13 @@ int tg_keys_prepare(struct tg_store *st, char *note, size_t notelen, char *err, 
         return rc;
     char id[80];
     struct tg_actor who = tg_admin_os_actor(id, sizeof(id));
-    if (clear > 0) {
+    long presets = 0;
+    rc = tg_store_presets_clear(st, &presets);
+    if (rc != TG_OK) {
+        snprintf(err, errlen, "%s", tg_store_errmsg(st));
+        return rc;
+    }
+    if (clear > 0 || presets > 0) {
         rc = tg_store_keys_reseal(st, &who, 0, "keys.encrypt", &n);
         if (rc != TG_OK) {
             snprintf(err, errlen, "cannot encrypt the stored keys: %s", tg_store_errmsg(st));
@@ -39,7 +45,10 @@ int tg_keys_prepare(struct tg_store *st, char *note, size_t notelen, char *err, 
     }
     char kid[TG_CRYPTO_KID_LEN];
     tg_crypto_current_kid(kid);
-    if (created && n == 0)
+    if (presets > 0)
+        snprintf(note, notelen, "%ld upstream key(s) and the MCP header values of %ld "
+                 "preset(s) stored in clear are now encrypted (key %s)", n, presets, kid);
+    else if (created && n == 0)
         snprintf(note, notelen, "created the key file (key %s)", kid);
     else if (n > 0)
         snprintf(note, notelen, "%s%s%s%ld upstream key(s) stored in clear are now encrypted "
@@ -75,8 +84,11 @@ static int keys_status(struct tg_store *st, const struct tg_conf *conf)
     }
     rc = tg_crypto_load(0, NULL, err, sizeof(err));
     tg_crypto_current_kid(kid);
-    printf("key_file=%s key_id=%s encrypted=%ld clear=%ld%s%s\n", conf->key_file,
-           rc == TG_OK ? kid : "-", sealed, clear, rc == TG_OK ? "" : " error=", rc == TG_OK ? "" : err);
+    char file[4096 * 4], why[sizeof(err) * 6];
+    printf("key_file=%s key_id=%s encrypted=%ld clear=%ld%s%s\n",
+           tg_shown(conf->key_file, 4096, file, sizeof(file)), rc == TG_OK ? kid : "-", sealed,
+           clear, rc == TG_OK ? "" : " error=",
+           rc == TG_OK ? "" : tg_shown(err, sizeof(err), why, sizeof(why)));
     return rc == TG_OK && clear == 0 ? 0 : 1;
 }
 

@@ -54,14 +54,16 @@ int tg_limits_cli(const struct tg_conf *conf, int argc, char **argv)
         struct tg_actor who = tg_admin_os_actor(id, sizeof(id));
         rc = tg_store_limits_set(st, &who, team, &l);
     }
-    if (rc == TG_ENOTFOUND)
+    if (rc == TG_ENOTFOUND) {
         fprintf(stderr, "taskgate: no team '%s'\n", team);
-    else if (rc != TG_OK)
+    } else if (rc != TG_OK) {
         fprintf(stderr, "taskgate: cannot set limits: %s (%s)\n", tg_rc_str(rc),
                 tg_store_errmsg(st));
-    else
-        printf("team=%s runs_per_minute=%ld in_flight=%ld\n", team, l.runs_per_minute,
-               l.in_flight);
+    } else {
+        char shown[512];
+        printf("team=%s runs_per_minute=%ld in_flight=%ld\n",
+               tg_shown(team, 64, shown, sizeof(shown)), l.runs_per_minute, l.in_flight);
+    }
     tg_store_close(st);
     return rc == TG_OK ? 0 : 1;
 }

@@ -17,10 +17,12 @@ int tg_admin_valid_name(const char *s)
 {
     if (s == NULL)
         return 0;
+    static const char alnum[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
     size_t n = strlen(s);
-    if (n == 0 || n > 64)
+    if (n == 0 || n > 64 || strchr(alnum, s[0]) == NULL)
         return 0;
-    return strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == n;
+    return strspn(s + 1, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") ==
+           n - 1;
 }
 
 const char *tg_admin_key_problem(const char *key)
@@ -86,7 +88,7 @@ static int check_name(const char *what, const char *name, char *err, size_t errl
 {
     if (tg_admin_valid_name(name))
         return TG_OK;
-    snprintf(err, errlen, "a %s name is 1 to 64 letters, digits, '.', '_' or '-'", what);
+    snprintf(err, errlen, "a %s name is " TG_ADMIN_NAME_RULE, what);
     return TG_EINVAL;
 }
 

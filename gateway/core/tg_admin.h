@@ -22,7 +22,14 @@ struct tg_worker;
 /* The longest upstream key accepted, in bytes. */
 #define TG_ADMIN_KEY_MAX 1023
 
-/* Whether s names a team or a preset: 1 to 64 letters, digits, '.', '_' or '-'. */
+/* The one grammar of team and preset names, for every interface (the CLI, /v1/admin/…,
+ * the audit filters): ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$. Beginning with a letter or a digit
+ * keeps out ".", ".." and names that read as options, so that every name can be addressed
+ * as a path segment (/v1/admin/teams/{name}) and typed as an argument. */
+#define TG_ADMIN_NAME_RULE                                                                 \
+    "1 to 64 letters, digits, '.', '_' or '-', beginning with a letter or a digit"
+
+/* Whether s (NULL: no) is a team or preset name under TG_ADMIN_NAME_RULE. */
 int tg_admin_valid_name(const char *s);
 
 /* Why key cannot be a team's upstream key (static text), or NULL when it can: 1 to

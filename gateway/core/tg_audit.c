@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "tg_admin.h"
 #include "tg_validate.h"
 
 /* ---- parameters -------------------------------------------------------------------------- */
@@ -56,15 +57,6 @@ void tg_audit_init(struct tg_audit_read *r, enum tg_audit_what what)
     memset(r, 0, sizeof(*r));
     r->what = what;
     r->format = TG_AUDIT_JSON;
-}
-
-/* Team names as the CLI creates them: 1 to 64 letters, digits, '.', '_' or '-'. */
-static int valid_team(const char *s)
-{
-    size_t n = strlen(s);
-    if (n == 0 || n > 64)
-        return 0;
-    return strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == n;
 }
 
 /* Text a person typed as an id: non-empty, no control characters. */
@@ -184,8 +176,8 @@ int tg_audit_set(struct tg_audit_read *r, const char *name, const char *value,
     }
     switch (bit) {
     case P_TEAM:
-        return copy_checked(r->team, sizeof(r->team), value, valid_team(value),
-                            "a team name is 1 to 64 letters, digits, '.', '_' or '-'", err, errlen);
+        return copy_checked(r->team, sizeof(r->team), value, tg_admin_valid_name(value),
+                            "a team name is " TG_ADMIN_NAME_RULE, err, errlen);
     case P_STATE: {
         int ok = 0;
         for (int s = TG_STATE_PENDING; s <= TG_STATE_UNKNOWN; s++)

@@ -151,16 +151,21 @@ static void json_row(struct tg_audit_out *o, const struct tg_audit_row *row)
     puts_(o, "}");
 }
 
-/* RFC 4180: a field with a comma, quote, CR or LF is quoted, quotes doubled. */
-static void csv_field(struct tg_audit_out *o, const char *v)
+/* RFC 4180: a field with a comma, quote, CR or LF is quoted, quotes doubled. A text field
+ * a spreadsheet would run as a formula (one that begins with '=', '+', '-', '@', a tab or
+ * a CR: OWASP's CSV injection rule) is written as text instead: a single quote in front,
+ * and quoted. Integer columns are written as they are: digits and a sign are a number,
+ * never a formula. */
+static void csv_field(struct tg_audit_out *o, const char *v, int is_text)
 {
     if (v == NULL)
         return;
-    if (strpbrk(v, ",\"\r\n") == NULL) {
+    int formula = is_text && v[0] != '\0' && strchr("=+-@\t\r", v[0]) != NULL;
+    if (!formula && strpbrk(v, ",\"\r\n") == NULL) {
         puts_(o, v);
         return;
     }
-    puts_(o, "\"");
+    puts_(o, formula ? "\"'" : "\"");
     for (const char *q = strchr(v, '"'); q != NULL; q = strchr(v, '"')) {
         put(o, v, (size_t)(q - v + 1));
         puts_(o, "\"");
@@ -170,12 +175,14 @@ static void csv_field(struct tg_audit_out *o, const char *v)
     puts_(o, "\"");
 }
 
-static void csv_line(struct tg_audit_out *o, int n, const char *const *fields)
+/* One line; types (NULL for the header) tells text from integer columns. */
+static void csv_line(struct tg_audit_out *o, int n, const char *const *fields,
+                     const enum tg_audit_type *types)
 {
     for (int i = 0; i < n; i++) {
         if (i > 0)
             puts_(o, ",");
-        csv_field(o, fields[i]);
+        csv_field(o, fields[i], types == NULL || types[i] != TG_AUDIT_VAL_INT);
     }
     puts_(o, "\r\n");
 }
@@ -183,7 +190,7 @@ static void csv_line(struct tg_audit_out *o, int n, const char *const *fields)
 static void csv_header(struct tg_audit_out *o, int n, const char *const *names)
 {
     if (!o->csv_header)
-        csv_line(o, n, names);
+        csv_line(o, n, names, NULL);
     o->csv_header = 1;
 }
 
@@ -197,24 +204,11 @@ static size_t codepoints(const char *s)
     return n;
 }
 
-/* Appends v for a terminal: control characters become spaces (a stored value must not
- * drive the terminal), at most max code points, "-" for NULL. */
+/* Appends v for a terminal (tg_buf_add_shown: control characters written visibly), at most
+ * max code points, "-" for NULL. */
 static int put_cell(struct tg_buf *b, const char *v, size_t max)
 {
-    if (v == NULL)
-        return tg_buf_add(b, "-", 1);
-    size_t cps = 0;
-    int rc = TG_OK;
-    for (const char *p = v; *p != '\0' && rc == TG_OK; p++) {
-        unsigned char c = (unsigned char)*p;
-        if ((c & 0xc0) != 0x80 && ++cps > max) {
-            rc = tg_buf_add(b, "...", 3);
-            break;
-        }
-        char out = c < 0x20 || c == 0x7f ? ' ' : (char)c;
-        rc = tg_buf_add(b, &out, 1);
-    }
-    return rc;
+    return tg_buf_add_shown(b, v, max);
 }
 
 static void pad(struct tg_audit_out *o, size_t n)
@@ -399,7 +393,7 @@ static int take_row(void *arg, const struct tg_audit_row *row)
     } else if (o->format == TG_AUDIT_CSV) {
         if (s->csv) {
             csv_header(o, row->ncols, row->names);
-            csv_line(o, row->ncols, row->values);
+            csv_line(o, row->ncols, row->values, row->types);
         }
     } else if (s->list) {
         table_row(o, row);

@@ -209,12 +209,14 @@ static json_object *new_string(const char *s, size_t n)
 }
 
 /* A text as a JSON client would have written it: the object when the text is a JSON
- * object (at a depth that would still parse inside a JSON submission), else the string. */
+ * object as a JSON submission would take it (RFC 8259, numbers forwarded as written, at a
+ * depth that would still parse inside one), else the string. */
 static json_object *text_value(const char *s, size_t n)
 {
     if (n >= 2 && s[0] == '{' && s[n - 1] == '}') {
         char err[128];
-        json_object *o = tg_json_parse(s, n, TG_JSON_MAX_DEPTH - 2, err, sizeof(err));
+        json_object *o = tg_json_parse_input(s, n, TG_JSON_MAX_DEPTH - 2, err, sizeof(err),
+                                             NULL);
         if (json_object_is_type(o, json_type_object))
             return o;
         json_object_put(o);

@@ -4,6 +4,7 @@
  * recorded under the call the tag names, and the submission is settled. */
 #include "tg_reconcile.h"
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +17,7 @@
 #include "tg_json.h"
 #include "tg_log.h"
 #include "tg_merge.h"
+#include "tg_metrics.h"
 #include "tg_store.h"
 #include "tg_upstream.h"
 
@@ -453,6 +455,119 @@ static long prune(struct tg_store *st)
     return pruned;
 }
 
+/* Submissions owed an 'unknown' (tg_reconcile_owe_unknown), oldest first. In memory only:
+ * if the daemon stops before the database takes them, they are still 'pending' in it, and
+ * the next start makes every pending submission unknown before serving. */
+#define OWED_MAX 4096
+#define TROUBLE_RETRY_S 1 /* how often owed writes (or a probe) are tried while writes fail */
+
+struct owed {
+    char id[64];
+    int http_status, upstream_status;
+    char error[256];
+    struct owed *next;
+};
+
+static struct {
+    pthread_mutex_t lock;
+    struct owed *head, **tail;
+    long n;
+} owed = {PTHREAD_MUTEX_INITIALIZER, NULL, &owed.head, 0};
+
+int tg_reconcile_owe_unknown(const char *sub_id, int http_status, int upstream_status,
+                             const char *error)
+{
+    if (sub_id == NULL || strlen(sub_id) >= sizeof(((struct owed *)0)->id))
+        return TG_EINVAL;
+    struct owed *o = calloc(1, sizeof(*o));
+    if (o == NULL)
+        return TG_ENOMEM;
+    snprintf(o->id, sizeof(o->id), "%s", sub_id);
+    snprintf(o->error, sizeof(o->error), "%s", error != NULL ? error : "");
+    o->http_status = http_status;
+    o->upstream_status = upstream_status;
+    pthread_mutex_lock(&owed.lock);
+    int full = owed.n >= OWED_MAX;
+    if (!full) {
+        *owed.tail = o;
+        owed.tail = &o->next;
+        owed.n++;
+    }
+    pthread_mutex_unlock(&owed.lock);
+    if (full) {
+        free(o);
+        tg_log(TG_LOG_ERROR, "submission %s stays pending until the daemon restarts: %d "
+               "submissions already wait for the database", sub_id, OWED_MAX);
+        return TG_ETOOBIG;
+    }
+    tg_bg_poke(&bg);
+    return TG_OK;
+}
+
+long tg_reconcile_owed(void)
+{
+    pthread_mutex_lock(&owed.lock);
+    long n = owed.n;
+    pthread_mutex_unlock(&owed.lock);
+    return n;
+}
+
+/* Marks owed submissions unknown, oldest first, until the database refuses one (the rest
+ * wait for the next try). With none owed while writes fail, probes whether they work
+ * again, so that /healthz recovers without traffic. */
+static void settle_owed(struct tg_store *st)
+{
+    for (;;) {
+        pthread_mutex_lock(&owed.lock);
+        struct owed *o = owed.head;
+        pthread_mutex_unlock(&owed.lock);
+        if (o == NULL)
+            break;
+        /* Only this thread takes entries off, so o stays at the head meanwhile. */
+        int rc = tg_store_submission_finish(st, o->id, TG_STATE_UNKNOWN, o->http_status,
+                                            o->upstream_status, o->error);
+        if (rc == TG_EDB || rc == TG_EBUSY || rc == TG_ENOMEM)
+            return;
+        if (rc == TG_OK) {
+            tg_metrics_submission(TG_STATE_UNKNOWN);
+            tg_log(TG_LOG_WARN, "submission %s is now 'unknown' (its outcome could not be "
+                   "recorded earlier): it will be reconciled", o->id);
+        }
+        else
+            tg_log(TG_LOG_WARN, "submission %s: not marked unknown: %s", o->id,
+                   tg_store_errmsg(st));
+        pthread_mutex_lock(&owed.lock);
+        owed.head = o->next;
+        if (owed.head == NULL)
+            owed.tail = &owed.head;
+        owed.n--;
+        pthread_mutex_unlock(&owed.lock);
+        free(o);
+    }
+    char why[8];
+    if (tg_store_write_health(why, sizeof(why)) != TG_OK)
+        tg_store_write_probe(st);
+}
+
+static void housekeeping(struct tg_store *st, struct tg_upstream *up, const struct tg_conf *conf)
+{
+    long pruned = prune(st);
+    if (pruned > 0)
+        tg_log(TG_LOG_DEBUG, "%ld expired idempotency records removed", pruned);
+    if (conf->reconcile_after_s > 0) {
+        long settled = 0, left = 0;
+        int rc = tg_reconcile_all(st, up, "daemon:periodic", 0,
+                                  tg_now_ms() - conf->reconcile_after_s * 1000, &settled,
+                                  &left);
+        if (rc != TG_OK)
+            tg_log(TG_LOG_ERROR, "periodic reconcile: %s (%s)", tg_rc_str(rc),
+                   tg_store_errmsg(st));
+        else if (settled > 0 || left > 0)
+            tg_log(TG_LOG_INFO, "periodic reconcile: %ld settled, %ld still unknown",
+                   settled, left);
+    }
+}
+
 static void *bg_main(void *arg)
 {
     const struct tg_conf *conf = bg_conf;
@@ -477,23 +592,30 @@ static void *bg_main(void *arg)
         tg_log(TG_LOG_INFO, "reconcile pass: %ld settled, %ld still unknown, %ld expired "
                "idempotency records removed", settled, left, pruned);
     }
-    while (!tg_bg_wait(&bg, conf->housekeeping_interval_s)) {
-        pruned = prune(st);
-        if (pruned > 0)
-            tg_log(TG_LOG_DEBUG, "%ld expired idempotency records removed", pruned);
-        if (conf->reconcile_after_s > 0) {
-            long settled = 0, left = 0;
-            int rc = tg_reconcile_all(st, up, "daemon:periodic", 0,
-                                      tg_now_ms() - conf->reconcile_after_s * 1000, &settled,
-                                      &left);
-            if (rc != TG_OK)
-                tg_log(TG_LOG_ERROR, "periodic reconcile: %s (%s)", tg_rc_str(rc),
-                       tg_store_errmsg(st));
-            else if (settled > 0 || left > 0)
-                tg_log(TG_LOG_INFO, "periodic reconcile: %ld settled, %ld still unknown",
-                       settled, left);
+    /* Housekeeping every housekeeping_interval_s. Every TROUBLE_RETRY_S, the submissions
+     * owed an 'unknown' are written, or while writes fail a probe sees whether they work
+     * again (a failed write does not wake this thread: it looks). */
+    int64_t next = tg_mono_us() + conf->housekeeping_interval_s * 1000000;
+    while (!tg_bg_wait(&bg, TROUBLE_RETRY_S)) {
+        settle_owed(st);
+        if (tg_mono_us() >= next) {
+            housekeeping(st, up, conf);
+            next = tg_mono_us() + conf->housekeeping_interval_s * 1000000;
         }
     }
+    settle_owed(st); /* a last try: what is left stays pending for the next start */
+    pthread_mutex_lock(&owed.lock);
+    if (owed.n > 0)
+        tg_log(TG_LOG_WARN, "%ld submission(s) stay pending: the next start makes them "
+               "unknown", owed.n);
+    while (owed.head != NULL) {
+        struct owed *o = owed.head;
+        owed.head = o->next;
+        free(o);
+    }
+    owed.tail = &owed.head;
+    owed.n = 0;
+    pthread_mutex_unlock(&owed.lock);
     tg_store_close(st);
     tg_upstream_free(up);
     return NULL;

@@ -42,6 +42,18 @@ int tg_reconcile_all(struct tg_store *st, struct tg_upstream *up, const char *ac
 int tg_reconcile_start(const struct tg_conf *conf);
 void tg_reconcile_stop(void);
 
+/* A submission the upstream may have acted on whose outcome the database refused to record,
+ * so that it is still 'pending': the background thread marks it 'unknown' (with error, and
+ * the statuses given) as soon as the database takes writes again, and then reconciles it
+ * like any unknown submission, all while the daemon runs. Until then it counts as in flight
+ * for its team and /healthz reports it. Thread-safe; copies what it is given. TG_OK, or
+ * TG_ETOOBIG when too many are owed already (the daemon's next start settles it). */
+int tg_reconcile_owe_unknown(const char *sub_id, int http_status, int upstream_status,
+                             const char *error);
+
+/* How many such submissions wait to be marked unknown. */
+long tg_reconcile_owed(void);
+
 /* `taskgate reconcile [SUBMISSION_ID...]`. Returns the exit code. */
 int tg_reconcile_cli(const struct tg_conf *conf, int argc, char **argv);
 

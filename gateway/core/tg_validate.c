@@ -123,6 +123,44 @@ int tg_valid_domain(const char *s)
     return label > 0 && (s[0] == '.' || strchr(s, '.') != NULL);
 }
 
+/* A character of an HTTP token (RFC 9110 section 5.6.2). */
+static int tchar(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+}
+
+void tg_validate_beta(const char *value, json_object *detail)
+{
+    if (value == NULL)
+        return;
+    const char *why = NULL;
+    if (strlen(value) > TG_BETA_MAX) {
+        why = "a parallel-beta header is at most 512 bytes";
+    } else {
+        /* Each comma-separated item: blanks, a token, blanks (an empty item is skipped). */
+        for (const char *p = value; *p != '\0' && why == NULL;) {
+            size_t n = strcspn(p, ",");
+            size_t i = 0;
+            while (i < n && (p[i] == ' ' || p[i] == '\t'))
+                i++;
+            while (i < n && tchar((unsigned char)p[i]))
+                i++;
+            while (i < n && (p[i] == ' ' || p[i] == '\t'))
+                i++;
+            if (i < n)
+                why = "a parallel-beta header is a comma-separated list of beta names "
+                      "(letters, digits and !#$%&'*+-.^_`|~), without control characters";
+            p += n;
+            if (*p == ',')
+                p++;
+        }
+    }
+    if (why != NULL)
+        tg_json_problem(detail, tg_json_loc("header", "parallel-beta", NULL), why,
+                        "value_error");
+}
+
 int tg_valid_id(const char *s)
 {
     size_t n = 0;

@@ -50,6 +50,16 @@ size_t tg_task_spec_chars(json_object *tmpl);
  * (processor optional), plus optional default_task_spec, enforced and allowed_processors. */
 void tg_validate_preset(json_object *preset, json_object *detail);
 
+/* The longest parallel-beta header a client may send: the upstream's beta names are about
+ * 20 characters each, and the gateway adds its own before the value is put on the wire. */
+#define TG_BETA_MAX 512
+
+/* Checks the client's parallel-beta header (NULL: none sent) before it is passed on: at most
+ * TG_BETA_MAX bytes, a comma-separated list of beta names, each an HTTP token (RFC 9110
+ * tchar) with optional spaces or tabs around it. A problem is appended at
+ * ["header","parallel-beta"]. */
+void tg_validate_beta(const char *value, json_object *detail);
+
 /* Whether s is a plausible upstream id (letters, digits, '_' and '-', 1..128 characters):
  * safe to put in a URL path. */
 int tg_valid_id(const char *s);

@@ -80,11 +80,13 @@ static json_object *body_object(struct admin *a)
         return NULL;
     }
     char err[256];
-    json_object *o = tg_json_pool(a->req->pool, tg_json_parse(a->req->body, a->req->body_len,
-                                                              TG_JSON_MAX_DEPTH, err,
-                                                              sizeof(err)));
+    json_object *where = NULL;
+    json_object *o = tg_json_pool(a->req->pool,
+                                  tg_json_parse_input(a->req->body, a->req->body_len,
+                                                      TG_JSON_MAX_DEPTH, err, sizeof(err),
+                                                      &where));
     if (o == NULL) {
-        tg_json_problem(a->detail, NULL, err, "json_invalid");
+        tg_json_problem(a->detail, where, err, "json_invalid");
     } else if (!json_object_is_type(o, json_type_object)) {
         tg_json_problem(a->detail, NULL, "the body is a JSON object", "model_attributes_type");
         o = NULL;
@@ -181,7 +183,7 @@ static void team_add(struct admin *a)
     if (v[0] == NULL)
         problem(a, "body", "name", "the team's name is required");
     else if (!tg_admin_valid_name(v[0]))
-        problem(a, "body", "name", "a team name is 1 to 64 letters, digits, '.', '_' or '-'");
+        problem(a, "body", "name", "a team name is " TG_ADMIN_NAME_RULE);
     if (tg_admin_key_problem(v[1]) != NULL)
         problem(a, "body", "key", v[1] == NULL ? "the team's Parallel API key is required"
                                                : tg_admin_key_problem(v[1]));
@@ -255,7 +257,10 @@ static void preset_show(struct admin *a, const char *team, const char *name)
         return;
     }
     json_object *preset = json_tokener_parse(text);
-    tg_json_redact_mcp(preset);
+    if (tg_json_redact_mcp(preset) != TG_OK) {
+        json_object_put(preset);
+        preset = NULL;
+    }
     json_object *o = tg_json_pool(a->req->pool, json_object_new_object());
     json_object_object_add(o, "team", json_object_new_string(team));
     json_object_object_add(o, "name", json_object_new_string(name));
@@ -311,7 +316,7 @@ static void tokens_list(struct admin *a)
     char team[80];
     int q = tg_query_get(a->req->query, "team", team, sizeof(team));
     if (q == TG_EINVAL || (q == TG_OK && !tg_admin_valid_name(team))) {
-        problem(a, "query", "team", "a team name is 1 to 64 letters, digits, '.', '_' or '-'");
+        problem(a, "query", "team", "a team name is " TG_ADMIN_NAME_RULE);
         tg_resp_validation(a->resp, a->detail);
         return;
     }
@@ -364,8 +369,7 @@ static void token_issue(struct admin *a)
     if (body_strings(a, body, names, v, 4) == TG_OK) {
         if (v[0] == NULL || !tg_admin_valid_name(v[0]))
             problem(a, "body", "team", v[0] == NULL ? "the token's team is required"
-                                                    : "a team name is 1 to 64 letters, "
-                                                      "digits, '.', '_' or '-'");
+                                                    : "a team name is " TG_ADMIN_NAME_RULE);
         if (v[1] != NULL && tg_role_parse(v[1], &role) != TG_OK)
             problem(a, "body", "role", "the role is submit, audit or admin");
         if (v[2] != NULL && (strlen(v[2]) > 128 || v[2][0] == '\0'))
@@ -496,10 +500,10 @@ void tg_admin_http(struct tg_worker *w, struct tg_request *req, struct tg_respon
 
     /* Names in the path are checked here so that a problem's loc points at the path. */
     if (a.nseg >= 2 && r != R_TOKEN && !tg_admin_valid_name(a.seg[1]))
-        problem(&a, "path", "team", "a team name is 1 to 64 letters, digits, '.', '_' or '-'");
+        problem(&a, "path", "team", "a team name is " TG_ADMIN_NAME_RULE);
     if (a.nseg == 4 && !tg_admin_valid_name(a.seg[3]))
         problem(&a, "path", "preset",
-                "a preset name is 1 to 64 letters, digits, '.', '_' or '-'");
+                "a preset name is " TG_ADMIN_NAME_RULE);
     if (json_object_array_length(a.detail) > 0) {
         tg_resp_validation(resp, a.detail);
         return;

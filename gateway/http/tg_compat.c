@@ -23,6 +23,7 @@
 #include "tg_log.h"
 #include "tg_merge.h"
 #include "tg_metrics.h"
+#include "tg_query.h"
 #include "tg_store.h"
 #include "tg_submit.h"
 #include "tg_upstream.h"
@@ -32,6 +33,8 @@
 #define STREAM_LIMIT_MS (65L * 60 * 1000)
 /* A result may be awaited this long at most, whatever timeout the client asks for. */
 #define RESULT_TIMEOUT_MAX_S 3600L
+/* The upstream's default for a result's timeout (its OpenAPI document). */
+#define RESULT_TIMEOUT_DEFAULT_S 600L
 /* Added to the result's timeout for the upstream's own answer to arrive. */
 #define RESULT_MARGIN_MS 30000L
 /* The metadata key of the gateway's tag on every run it forwards. */
@@ -113,19 +116,6 @@ static int plain_query(const char *q)
     static const char ok[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
                              "0123456789-._~%!$&'()*+,;=:@/?";
     return strspn(q, ok) == strlen(q);
-}
-
-/* The value of name in a query string ("" for a bare name), or NULL. Pool string. */
-static const char *query_param(struct tg_pool *pool, const char *q, const char *name)
-{
-    size_t nlen = strlen(name);
-    while (*q != '\0') {
-        size_t n = strcspn(q, "&");
-        if (n >= nlen && strncmp(q, name, nlen) == 0 && (n == nlen || q[nlen] == '='))
-            return n == nlen ? "" : tg_pool_strndup(pool, q + nlen + 1, n - nlen - 1);
-        q += n + (q[n] == '&' ? 1 : 0);
-    }
-    return NULL;
 }
 
 /* The team's key into key; TG_OK, or the answer is in resp. */
@@ -227,14 +217,36 @@ static void not_found(const struct tg_request *req, struct tg_response *resp, co
     tg_resp_error(resp, req, 404, what, NULL);
 }
 
-/* How long a result may take: the client's timeout (seconds) plus a margin. */
-static long result_limit_ms(const struct tg_request *req)
+/* How long a result may take, into *ms: the client's ?timeout= (whole seconds, at most
+ * RESULT_TIMEOUT_MAX_S of them awaited), or the upstream's default when absent, plus a
+ * margin. TG_EINVAL for anything else (a sign, a fraction, a word, an empty value) and
+ * for a timeout given twice, which the upstream might read otherwise than the gateway. */
+static int result_limit_ms(const struct tg_request *req, long *ms)
 {
-    const char *t = query_param(req->pool, req->query, "timeout");
-    long secs = 600;
-    if (t != NULL && tg_parse_long(t, 0, RESULT_TIMEOUT_MAX_S, &secs) != TG_OK)
-        secs = RESULT_TIMEOUT_MAX_S;
-    return secs * 1000 + RESULT_MARGIN_MS;
+    char value[64] = "";
+    int seen = 0;
+    for (const char *q = req->query; *q != '\0';) {
+        size_t n = strcspn(q, "&");
+        if (n >= 7 && strncmp(q, "timeout", 7) == 0 && (n == 7 || q[7] == '=')) {
+            if (seen++ > 0 || n == 7 ||
+                tg_query_decode(q + 8, n - 8, value, sizeof(value)) != TG_OK)
+                return TG_EINVAL;
+        }
+        q += n + (q[n] == '&' ? 1 : 0);
+    }
+    long secs = RESULT_TIMEOUT_DEFAULT_S;
+    if (seen) {
+        size_t len = strlen(value);
+        if (len == 0 || strspn(value, "0123456789") != len)
+            return TG_EINVAL;
+        secs = 0;
+        for (size_t i = 0; i < len && secs <= RESULT_TIMEOUT_MAX_S; i++)
+            secs = secs * 10 + (value[i] - '0');
+        if (secs > RESULT_TIMEOUT_MAX_S)
+            secs = RESULT_TIMEOUT_MAX_S;
+    }
+    *ms = secs * 1000 + RESULT_MARGIN_MS;
+    return TG_OK;
 }
 
 static void serve_read(struct tg_worker *w, const struct tg_request *req,
@@ -260,6 +272,18 @@ static void serve_read(struct tg_worker *w, const struct tg_request *req,
         tg_resp_error(resp, req, 503, "the audit database is unavailable", NULL);
         return;
     }
+    /* The same check as for submissions, so that a header the upstream client could not
+     * send is the client's 422 rather than a refusal after the fact. */
+    json_object *detail = tg_json_pool(req->pool, json_object_new_array());
+    if (detail == NULL) {
+        tg_resp_error(resp, req, 500, "out of memory", NULL);
+        return;
+    }
+    tg_validate_beta(req->parallel_beta, detail);
+    if (json_object_array_length(detail) > 0) {
+        tg_resp_validation(resp, detail);
+        return;
+    }
     const char *path = read_path(req, resp);
     if (path == NULL)
         return;
@@ -268,6 +292,15 @@ static void serve_read(struct tg_worker *w, const struct tg_request *req,
     int result = r->leaf != NULL && strcmp(r->leaf, "result") == 0;
     if (!stream && !result) {
         relay_get(w, req, resp, auth, path, "application/json", w->conf->upstream_timeout_ms);
+        return;
+    }
+    long result_ms = 0;
+    if (result && result_limit_ms(req, &result_ms) != TG_OK) {
+        /* detail is still the empty list the header check above left. */
+        tg_json_problem(detail, tg_json_loc("query", "timeout", NULL),
+                        "timeout is a whole number of seconds, 0 or more, given once",
+                        "int_parsing");
+        tg_resp_validation(resp, detail);
         return;
     }
     /* Each holds a worker for as long as the upstream streams or waits: past the cap they
@@ -285,7 +318,7 @@ static void serve_read(struct tg_worker *w, const struct tg_request *req,
     if (stream)
         relay_get(w, req, resp, auth, path, "text/event-stream", STREAM_LIMIT_MS);
     else
-        relay_get(w, req, resp, auth, path, "application/json", result_limit_ms(req));
+        relay_get(w, req, resp, auth, path, "application/json", result_ms);
     tg_metrics_long_read_end();
 }
 
@@ -295,11 +328,13 @@ static void serve_read(struct tg_worker *w, const struct tg_request *req,
 static json_object *object_body(struct tg_sub *s)
 {
     char err[256];
-    json_object *body = tg_json_pool(s->req->pool, tg_json_parse(s->req->body, s->req->body_len,
-                                                                 TG_JSON_MAX_DEPTH, err,
-                                                                 sizeof(err)));
+    json_object *where = NULL;
+    json_object *body = tg_json_pool(s->req->pool,
+                                     tg_json_parse_input(s->req->body, s->req->body_len,
+                                                         TG_JSON_MAX_DEPTH, err, sizeof(err),
+                                                         &where));
     if (body == NULL) {
-        tg_json_problem(s->detail, tg_json_loc("body", NULL), err, "json_invalid");
+        tg_json_problem(s->detail, where, err, "json_invalid");
         return NULL;
     }
     if (!json_object_is_type(body, json_type_object)) {
@@ -615,25 +650,19 @@ static int prepare_runs(struct compat *c, json_object *body)
 static void add_runs(struct tg_sub *s, const struct route *r)
 {
     struct compat *c = (struct compat *)s;
-    int rc = tg_store_group_owned(s->w->store, s->auth.team_id, r->group);
-    if (rc == TG_ENOTFOUND) {
-        tg_sub_reject(s, 404, "no such task group for this team", NULL);
+    /* Ownership first, before the body is read: a foreign group is a 404 whatever is sent. */
+    s->taskgroup_id = r->group;
+    if (tg_sub_check_group(s) != TG_OK)
         return;
-    }
-    if (rc != TG_OK) {
-        tg_sub_db_trouble(s, rc);
-        return;
-    }
     if (!plain_query(s->req->query)) {
         tg_sub_reject(s, 400, "the query string has characters that must be escaped", NULL);
         return;
     }
-    s->taskgroup_id = r->group;
     s->runs_query = s->req->query;
     json_object *body = object_body(s);
     s->body = body;
     if (body != NULL) {
-        rc = prepare_runs(c, body);
+        int rc = prepare_runs(c, body);
         if (rc != TG_OK) {
             tg_sub_db_trouble(s, rc);
             return;
@@ -648,7 +677,7 @@ static void add_runs(struct tg_sub *s, const struct route *r)
     if (tg_sub_admit(s) != TG_OK)
         return;
     struct tg_failure f;
-    rc = tg_sub_forward(s, &f);
+    int rc = tg_sub_forward(s, &f);
     if (rc == TG_OK)
         answer_added(s);
     else if (rc == TG_ERR)

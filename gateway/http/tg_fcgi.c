@@ -2,11 +2,14 @@
 #include "tg_fcgi.h"
 
 #include <errno.h>
+#include <grp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <fcgiapp.h>
@@ -26,25 +29,106 @@ int tg_fcgi_init(void)
     return FCGX_Init() == 0 ? TG_OK : TG_ERR;
 }
 
-int tg_fcgi_listen(const char *address, int backlog, long mode, char *err, size_t errlen)
+static int is_unix_address(const char *address)
 {
-    int is_unix = strchr(address, ':') == NULL || address[0] == '/' || address[0] == '.';
+    return strchr(address, ':') == NULL || address[0] == '/' || address[0] == '.';
+}
+
+/* Whether something accepts connections on the unix socket at path: a live daemon's
+ * socket must never be unlinked (its clients would be taken over by whoever binds next). */
+static int socket_answers(const char *path)
+{
+    struct sockaddr_un sa;
+    if (strlen(path) >= sizeof(sa.sun_path))
+        return 0;
+    memset(&sa, 0, sizeof(sa));
+    sa.sun_family = AF_UNIX;
+    memcpy(sa.sun_path, path, strlen(path) + 1);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return 0;
+    int rc = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
+    close(fd);
+    /* Refused (nobody listens) or gone: stale. Anything else (answered, or a full backlog
+     * that made connect wait) means a listener. */
+    return rc == 0 || (errno != ECONNREFUSED && errno != ENOENT);
+}
+
+/* The group's id into *gid; TG_OK or TG_ERR with a message. */
+static int group_id(const char *group, gid_t *gid, char *err, size_t errlen)
+{
+    struct group gr, *found = NULL;
+    char buf[4096];
+    if (getgrnam_r(group, &gr, buf, sizeof(buf), &found) != 0 || found == NULL) {
+        snprintf(err, errlen, "group '%s' (config key `socket_group`) does not exist", group);
+        return TG_ERR;
+    }
+    *gid = gr.gr_gid;
+    return TG_OK;
+}
+
+int tg_fcgi_listen(const char *address, int backlog, long mode, const char *group,
+                   struct tg_fcgi_sock *sock, char *err, size_t errlen)
+{
+    memset(sock, 0, sizeof(*sock));
+    int is_unix = is_unix_address(address);
+    gid_t gid = (gid_t)-1;
+    if (is_unix && group != NULL && *group != '\0' && group_id(group, &gid, err, errlen) != TG_OK)
+        return -1;
     if (is_unix) {
         struct stat st;
-        if (lstat(address, &st) == 0 && S_ISSOCK(st.st_mode))
+        if (lstat(address, &st) == 0 && S_ISSOCK(st.st_mode)) {
+            if (socket_answers(address)) {
+                snprintf(err, errlen, "another process is listening on %s (another taskgate "
+                         "daemon?): refusing to replace its socket", address);
+                return -1;
+            }
             unlink(address);
+        }
     }
+    /* The socket is born with at most mode's permissions: between bind and chmod nobody
+     * else can connect. Start-up is single-threaded, so the umask change is safe. */
+    mode_t old = 0;
+    if (is_unix)
+        old = umask((mode_t)(~mode & 0777));
     int fd = FCGX_OpenSocket(address, backlog);
+    int saved = errno;
+    if (is_unix)
+        umask(old);
     if (fd < 0) {
-        snprintf(err, errlen, "cannot listen on %s: %s", address, strerror(errno));
+        snprintf(err, errlen, "cannot listen on %s: %s", address, strerror(saved));
         return -1;
     }
-    if (is_unix && chmod(address, (mode_t)mode) != 0) {
-        snprintf(err, errlen, "cannot set the permissions of %s: %s", address, strerror(errno));
+    if (!is_unix)
+        return fd;
+    struct stat st;
+    const char *what = NULL;
+    if (gid != (gid_t)-1 && chown(address, (uid_t)-1, gid) != 0)
+        what = "set the group of";
+    else if (chmod(address, (mode_t)mode) != 0)
+        what = "set the permissions of";
+    else if (stat(address, &st) != 0)
+        what = "read back";
+    if (what != NULL) {
+        snprintf(err, errlen, "cannot %s %s: %s", what, address, strerror(errno));
         close(fd);
+        unlink(address);
         return -1;
     }
+    sock->dev = st.st_dev;
+    sock->ino = st.st_ino;
+    sock->owned = 1;
     return fd;
+}
+
+void tg_fcgi_unlink(const char *address, const struct tg_fcgi_sock *sock)
+{
+    struct stat st;
+    if (!sock->owned || !is_unix_address(address))
+        return;
+    if (lstat(address, &st) == 0 && S_ISSOCK(st.st_mode) && st.st_dev == sock->dev &&
+        st.st_ino == sock->ino)
+        unlink(address);
 }
 
 struct tg_fcgi *tg_fcgi_new(int fd)

@@ -4,6 +4,7 @@
 #define TG_FCGI_H
 
 #include <stddef.h>
+#include <sys/types.h>
 
 #include "tg_http.h"
 
@@ -12,10 +13,24 @@ struct tg_fcgi;
 /* Initialises libfcgi once per process. TG_OK or TG_ERR. */
 int tg_fcgi_init(void);
 
-/* Opens the listening socket: a unix socket path (an old socket file is replaced, and its
- * permissions set to mode) or "host:port" / ":port". Returns the descriptor, or -1 with a
+/* The unix socket file a daemon made, so that it removes only its own: another daemon may
+ * have replaced it since. */
+struct tg_fcgi_sock {
+    dev_t dev;
+    ino_t ino;
+    int owned; /* a unix socket this process bound */
+};
+
+/* Opens the listening socket: a unix socket path or "host:port" / ":port". A unix socket
+ * file left by a process that is gone is replaced; one that something still listens on is
+ * not touched, and start-up fails. The new socket gets group (when not NULL or "") and
+ * mode, and sock records it for tg_fcgi_unlink. Returns the descriptor, or -1 with a
  * message in err. */
-int tg_fcgi_listen(const char *address, int backlog, long mode, char *err, size_t errlen);
+int tg_fcgi_listen(const char *address, int backlog, long mode, const char *group,
+                   struct tg_fcgi_sock *sock, char *err, size_t errlen);
+
+/* Removes the socket file at address if it is still the one sock records. */
+void tg_fcgi_unlink(const char *address, const struct tg_fcgi_sock *sock);
 
 /* A connection slot on the listening descriptor fd, for one worker thread. */
 struct tg_fcgi *tg_fcgi_new(int fd);

@@ -16,6 +16,7 @@
 #include "tg_store.h"
 #include "tg_submit.h"
 #include "tg_token.h"
+#include "tg_validate.h"
 
 #define KEY_MAX 255
 #define ROUNDS 4 /* a record that changes under us more often than this: answer 409 */
@@ -99,8 +100,7 @@ static int hash_request(struct tg_sub *s)
     return rc;
 }
 
-/* An Idempotency-Key: 1 to 255 printable ASCII characters. */
-static int valid_key(const char *k)
+int tg_idem_valid_key(const char *k)
 {
     size_t n = strlen(k);
     if (n == 0 || n > KEY_MAX)
@@ -227,18 +227,31 @@ int tg_sub_admit(struct tg_sub *s)
 {
     const struct tg_conf *conf = s->w->conf;
     struct tg_pool *pool = s->req->pool;
-    if (s->idem_key == NULL && s->req->idempotency_key != NULL)
-        s->idem_key = s->req->idempotency_key;
-    if (s->idem_key != NULL && !valid_key(s->idem_key)) {
-        json_object *detail = tg_json_pool(pool, json_object_new_array());
+    int rc = tg_sub_check_group(s);
+    if (rc != TG_OK)
+        return rc;
+    /* The headers every interface may send, checked before anything is created: an
+     * Idempotency-Key sent but unusable is refused, never ignored (each repeat would create
+     * runs again), and a parallel-beta the upstream client could not send is refused here
+     * rather than after a group was made. */
+    json_object *detail = tg_json_pool(pool, json_object_new_array());
+    if (detail == NULL) {
+        tg_sub_db_trouble(s, TG_ENOMEM);
+        return TG_ENOMEM;
+    }
+    if (s->req->idempotency_key != NULL && !tg_idem_valid_key(s->req->idempotency_key))
         tg_json_problem(detail, tg_json_loc("header", "Idempotency-Key", NULL),
                         "an Idempotency-Key is 1 to 255 printable ASCII characters",
                         "value_error");
-        tg_sub_reject(s, 422, "bad Idempotency-Key", detail);
+    tg_validate_beta(s->req->parallel_beta, detail);
+    if (json_object_array_length(detail) > 0) {
+        tg_sub_reject(s, 422, "a header of the request is invalid", detail);
         return TG_EINVAL;
     }
+    if (s->idem_key == NULL && s->req->idempotency_key != NULL)
+        s->idem_key = s->req->idempotency_key;
     /* Only a request that can be repeated under a record pays for the hash. */
-    int rc = s->idem_key != NULL || s->req->retry_count != NULL ? hash_request(s) : TG_OK;
+    rc = s->idem_key != NULL || s->req->retry_count != NULL ? hash_request(s) : TG_OK;
     if (rc != TG_OK) {
         tg_sub_db_trouble(s, rc);
         return rc;

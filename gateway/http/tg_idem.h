@@ -5,6 +5,9 @@
 
 #include "tg_http.h"
 
+/* Whether key is a usable idempotency key: 1 to 255 printable ASCII characters. */
+int tg_idem_valid_key(const char *key);
+
 /* Called once the handler (and the HTML rendering) has produced the answer, before it is
  * sent: when resp->idem names a record and the answer is a success, stores its status,
  * content type and body on the record, so that a repeat gets exactly these bytes. */

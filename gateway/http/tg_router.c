@@ -2,6 +2,8 @@
  * paths (/healthz, /metrics). Handlers answer through tg_http.c's helpers. */
 #include "tg_router.h"
 
+#include <pthread.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "tg_admin.h"
@@ -10,25 +12,70 @@
 #include "tg_crypto.h"
 #include "tg_html.h"
 #include "tg_idem.h"
+#include "tg_log.h"
 #include "tg_metrics.h"
 #include "tg_pages.h"
+#include "tg_reconcile.h"
 #include "tg_store.h"
 #include "tg_submit.h"
 
+/* Whether the client is on the gateway's own machine, as nginx saw it: the same addresses
+ * nginx's /metrics allow-list admits. Only nginx can write to the daemon's socket (see
+ * socket_mode), so REMOTE_ADDR is nginx's word. */
+static int from_loopback(const struct tg_request *req)
+{
+    const char *a = req->remote_addr;
+    return a != NULL && (strcmp(a, "127.0.0.1") == 0 || strcmp(a, "::1") == 0);
+}
+
+/* Logs a health problem when it differs from the last one logged: a health check polled
+ * every few seconds would otherwise repeat it in every poll. */
+static void log_health(const char *detail)
+{
+    static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+    static char last[400];
+    pthread_mutex_lock(&lock);
+    int changed = strncmp(last, detail, sizeof(last) - 1) != 0;
+    if (changed)
+        snprintf(last, sizeof(last), "%s", detail);
+    pthread_mutex_unlock(&lock);
+    if (changed)
+        tg_log(TG_LOG_WARN, "/healthz: %s", detail);
+}
+
+/* 503 with what is wrong: in general terms for anyone (the endpoint is public), with the
+ * details (paths, SQLite's words) for loopback clients and the log. */
 static void health(struct tg_worker *w, const struct tg_request *req,
                    struct tg_response *resp)
 {
+    char detail[400] = "";
+    const char *pub = NULL;
+    long owed;
     if (tg_store_ping(w->store) != TG_OK) {
-        tg_resp_error(resp, req, 503, tg_store_errmsg(w->store), NULL);
+        const char *msg = tg_store_errmsg(w->store);
+        pub = strstr(msg, "read-only") != NULL ? "the database cannot be written"
+                                               : "the database cannot be read";
+        snprintf(detail, sizeof(detail), "%s", msg);
+    } else if (tg_store_write_health(detail, sizeof(detail)) != TG_OK) {
+        pub = "the database cannot be written";
+    } else if ((owed = tg_reconcile_owed()) > 0) {
+        pub = "submissions wait for the database to record their outcome";
+        snprintf(detail, sizeof(detail), "%ld submission(s) wait to be recorded as unknown",
+                 owed);
+    } else if (tg_crypto_check(detail, sizeof(detail), &pub) != TG_OK) {
+        if (pub == NULL)
+            pub = "the key file cannot be used";
+    }
+    if (pub == NULL) {
+        static const char ok[] = "{\"status\":\"ok\"}";
+        tg_resp_json(resp, 200, ok, sizeof(ok) - 1);
         return;
     }
-    char why[400];
-    if (tg_crypto_check(why, sizeof(why)) != TG_OK) {
-        tg_resp_error(resp, req, 503, why, NULL);
-        return;
-    }
-    static const char ok[] = "{\"status\":\"ok\"}";
-    tg_resp_json(resp, 200, ok, sizeof(ok) - 1);
+    log_health(detail);
+    const char *msg = pub;
+    if (from_loopback(req) && detail[0] != '\0')
+        msg = tg_pool_printf(req->pool, "%s: %s", pub, detail);
+    tg_resp_error(resp, req, 503, msg != NULL ? msg : pub, NULL);
 }
 
 static void metrics(struct tg_worker *w, const struct tg_request *req,

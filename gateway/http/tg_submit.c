@@ -10,6 +10,7 @@
 #include "tg_conf.h"
 #include "tg_form.h"
 #include "tg_http.h"
+#include "tg_idem.h"
 #include "tg_json.h"
 #include "tg_log.h"
 #include "tg_merge.h"
@@ -208,7 +209,8 @@ static int keep_answer(struct tg_sub *s, const struct tg_up_result *res)
     char *copy = tg_pool_alloc(s->req->pool, res->body_len + 1);
     if (copy == NULL)
         return TG_ENOMEM;
-    memcpy(copy, res->body, res->body_len);
+    if (res->body_len > 0)
+        memcpy(copy, res->body, res->body_len);
     copy[res->body_len] = '\0';
     s->last_answer = copy;
     s->last_answer_len = res->body_len;
@@ -240,14 +242,60 @@ static void pause_ms(long ms)
         ;
 }
 
+static void add_call_summary(struct tg_sub *s, size_t first, size_t count, int status,
+                             json_object *answer)
+{
+    json_object *c = json_object_new_object();
+    json_object_object_add(c, "first_input", json_object_new_int64((int64_t)first));
+    json_object_object_add(c, "num_inputs", json_object_new_int64((int64_t)count));
+    json_object_object_add(c, "http_status", status != 0 ? json_object_new_int(status) : NULL);
+    json_object_object_add(c, "run_cursor", json_object_get(tg_json_get(answer, "run_cursor")));
+    json_object_object_add(c, "event_cursor",
+                           json_object_get(tg_json_get(answer, "event_cursor")));
+    json_object_array_add(s->calls, c);
+}
+
+/* The upstream client refused to send a request (tg_upstream_call's TG_EINVAL: a header
+ * value or the path it cannot put on the wire): nothing left this host, and sending it again
+ * would be refused the same way. The attempt is recorded as a call that was not sent and the
+ * submission fails with *f (502: the request could not go upstream; nothing was sent, so it
+ * may be sent again). Returns TG_ERR, or the database's code. */
+static int not_sendable(struct tg_sub *s, const char *operation, const char *path,
+                        const char *what, size_t first, size_t count, int64_t started,
+                        struct tg_up_result *res, struct tg_failure *f)
+{
+    memset(res, 0, sizeof(*res));
+    res->outcome = TG_OUTCOME_NOT_SENT;
+    res->body = "";
+    memset(f, 0, sizeof(*f));
+    f->state = TG_STATE_FAILED;
+    f->status = 502;
+    snprintf(f->message, sizeof(f->message),
+             "the request to %s could not be sent upstream (a header value or the path cannot "
+             "be sent as it is); nothing was sent, so submission %s may be sent again", what,
+             s->id);
+    tg_log(TG_LOG_ERROR, "submission %s: the upstream client refused to send the request to "
+           "%s", s->id, what);
+    /* The staged call keeps the message until it is committed: a pool copy. */
+    const char *kept = tg_pool_strdup(s->req->pool, f->message);
+    if (kept == NULL)
+        return TG_ENOMEM;
+    if (operation[0] != 'c')
+        add_call_summary(s, first, count, 0, NULL);
+    int rc = record_call(s, operation, path, first, count, started, res, TG_OUTCOME_NOT_SENT,
+                         NULL, kept);
+    return rc != TG_OK ? rc : TG_ERR;
+}
+
 /* Sends one upstream request, and again while retry_pause_ms allows. Each attempt that is
  * retried is recorded as its own call; the last is left in *res (and its start in
  * *started) for the caller to record. A chunk (body NULL) is built afresh for each attempt:
- * its run tag names the attempt's call. */
+ * its run tag names the attempt's call. A request the upstream client refuses to send is
+ * recorded here (not_sendable): TG_ERR with *f filled. Other codes: the database's. */
 static int send_with_retries(struct tg_sub *s, const char *operation, const char *path,
                              const char *beta, const char *what, const char *body,
                              size_t first, size_t count, struct tg_up_result *res,
-                             int64_t *started)
+                             int64_t *started, struct tg_failure *fail)
 {
     long waited = 0;
     for (int attempt = 0;; attempt++) {
@@ -272,9 +320,11 @@ static int send_with_retries(struct tg_sub *s, const char *operation, const char
             return rc;
         }
         *started = tg_now_ms();
-        tg_upstream_call(s->w->up, "POST", path, s->key, beta, s->req->request_id, data, len,
-                         res);
+        rc = tg_upstream_call(s->w->up, "POST", path, s->key, beta, s->req->request_id, data,
+                              len, res);
         tg_buf_free(&b);
+        if (rc != TG_OK)
+            return not_sendable(s, operation, path, what, first, count, *started, res, fail);
         long pause = retry_pause_ms(s, res, attempt, waited);
         if (pause < 0)
             return TG_OK;
@@ -308,7 +358,7 @@ static int create_group(struct tg_sub *s, struct tg_failure *f)
     struct tg_up_result res;
     int64_t started;
     int rc = send_with_retries(s, "create_group", path, NULL, "create a group", body, 0, 0, &res,
-                               &started);
+                               &started, f);
     if (rc != TG_OK)
         return rc;
     if (keep_answer(s, &res) != TG_OK)
@@ -340,19 +390,6 @@ static int create_group(struct tg_sub *s, struct tg_failure *f)
     return gid == NULL ? TG_ERR : TG_OK;
 }
 
-static void add_call_summary(struct tg_sub *s, size_t first, size_t count, int status,
-                             json_object *answer)
-{
-    json_object *c = json_object_new_object();
-    json_object_object_add(c, "first_input", json_object_new_int64((int64_t)first));
-    json_object_object_add(c, "num_inputs", json_object_new_int64((int64_t)count));
-    json_object_object_add(c, "http_status", status != 0 ? json_object_new_int(status) : NULL);
-    json_object_object_add(c, "run_cursor", json_object_get(tg_json_get(answer, "run_cursor")));
-    json_object_object_add(c, "event_cursor",
-                           json_object_get(tg_json_get(answer, "event_cursor")));
-    json_object_array_add(s->calls, c);
-}
-
 static int send_chunk(struct tg_sub *s, size_t first, size_t count, struct tg_failure *f)
 {
     int q = s->runs_query != NULL && *s->runs_query != '\0';
@@ -364,7 +401,7 @@ static int send_chunk(struct tg_sub *s, size_t first, size_t count, struct tg_fa
     struct tg_up_result res;
     int64_t started;
     int rc = send_with_retries(s, "add_runs", path, s->beta, "add runs", NULL, first, count, &res,
-                               &started);
+                               &started, f);
     if (rc != TG_OK)
         return rc;
     if (keep_answer(s, &res) != TG_OK)
@@ -426,6 +463,8 @@ void tg_sub_db_trouble(struct tg_sub *s, int rc)
                                              s->last_upstream_status, msg) == TG_OK;
     if (settled)
         tg_metrics_submission(TG_STATE_UNKNOWN);
+    else /* still pending: marked unknown in the background once the database recovers */
+        tg_reconcile_owe_unknown(s->id, 500, s->last_upstream_status, msg);
     json_object *detail = outcome_object(s, TG_STATE_UNKNOWN);
     if (detail != NULL) {
         json_object_object_del(detail, "status");
@@ -518,12 +557,13 @@ const char *tg_sub_stored_request(struct tg_sub *s)
 {
     if (s->body == NULL)
         return NULL;
-    if (tg_json_get(s->body, "mcp_servers") == NULL)
+    if (!tg_json_has_mcp_headers(s->body))
         return tg_json_str(s->body, NULL);
     json_object *copy = NULL;
     if (json_object_deep_copy(s->body, &copy, NULL) != 0 || tg_json_pool(s->req->pool, copy) == NULL)
         return NULL;
-    tg_json_redact_mcp(copy);
+    if (tg_json_redact_mcp(copy) != TG_OK)
+        return NULL; /* stored without its request rather than with a secret in it */
     return tg_json_str(copy, NULL);
 }
 
@@ -575,9 +615,11 @@ static int decode_body(struct tg_sub *s)
         s->unsupported = 1;
         return TG_OK;
     } else {
-        body = tg_json_parse(s->req->body, s->req->body_len, TG_JSON_MAX_DEPTH, err, sizeof(err));
+        json_object *where = NULL;
+        body = tg_json_parse_input(s->req->body, s->req->body_len, TG_JSON_MAX_DEPTH, err,
+                                   sizeof(err), &where);
         if (body == NULL)
-            tg_json_problem(s->detail, NULL, err, "json_invalid");
+            tg_json_problem(s->detail, where, err, "json_invalid");
         else if (!json_object_is_type(body, json_type_object))
             tg_json_problem(s->detail, NULL, "the body must be a JSON object", "dict_type");
         if (tg_json_pool(s->req->pool, body) != NULL && json_object_is_type(body, json_type_object))
@@ -588,14 +630,30 @@ static int decode_body(struct tg_sub *s)
 }
 
 /* The idempotency_key field (JSON or form), taken out of the body: it names the request,
- * it is not part of it. The Idempotency-Key header wins when both are sent. */
+ * it is not part of it. The Idempotency-Key header wins when both are sent. A field that is
+ * not a valid key (a number, a boolean, a list, an object, an empty or overlong string) is a
+ * problem at ["body","idempotency_key"], never dropped: dropping it would let every repeat
+ * create runs again. It stays in the body then, so that the rejected record shows it. */
 static void take_idempotency_key(struct tg_sub *s)
 {
-    const char *key = tg_json_get_str(s->body, "idempotency_key");
-    if (key != NULL && s->req->idempotency_key == NULL)
+    json_object *v = tg_json_get(s->body, "idempotency_key");
+    if (v == NULL)
+        return; /* absent, or null: no key */
+    if (!json_object_is_type(v, json_type_string)) {
+        tg_json_problem(s->detail, tg_json_loc("body", "idempotency_key", NULL),
+                        "Input should be a valid string", "string_type");
+        return;
+    }
+    const char *key = json_object_get_string(v);
+    if (!tg_idem_valid_key(key)) {
+        tg_json_problem(s->detail, tg_json_loc("body", "idempotency_key", NULL),
+                        "an idempotency key is 1 to 255 printable ASCII characters",
+                        "value_error");
+        return;
+    }
+    if (s->req->idempotency_key == NULL)
         s->idem_key = tg_pool_strdup(s->req->pool, key);
-    if (s->body != NULL)
-        json_object_object_del(s->body, "idempotency_key");
+    json_object_object_del(s->body, "idempotency_key");
 }
 
 /* The form's token field, taken out of the body so that it is never stored. */
@@ -736,6 +794,26 @@ int tg_sub_init(struct tg_sub *s, struct tg_worker *w, struct tg_request *req,
     }
     resp->submission_id = tg_pool_strdup(req->pool, s->id);
     return TG_OK;
+}
+
+int tg_sub_check_group(struct tg_sub *s)
+{
+    if (s->taskgroup_id == NULL || s->group_checked)
+        return TG_OK;
+    int rc = tg_store_group_owned(s->w->store, s->auth.team_id, s->taskgroup_id);
+    if (rc == TG_OK) {
+        s->group_checked = 1;
+        return TG_OK;
+    }
+    if (rc != TG_ENOTFOUND) {
+        tg_sub_db_trouble(s, rc);
+        return rc;
+    }
+    /* The same answer as for a group that does not exist: whether another team has it is
+     * not this team's to learn. */
+    s->taskgroup_id = NULL;
+    tg_sub_reject(s, 404, "no such task group for this team", NULL);
+    return rc;
 }
 
 int tg_sub_check_role(struct tg_sub *s)

@@ -35,6 +35,7 @@ struct tg_sub {
     const char **run_procs; /* per input (may be NULL) */
     const char *beta;       /* the parallel-beta header the features need */
     const char *taskgroup_id;
+    int group_checked;      /* tg_sub_check_group found taskgroup_id to be the team's */
     const char *group_body; /* the create-group body; NULL: one naming team and submission */
     const char *api;        /* the upstream's path prefix: "/v1" (NULL) or "/v1beta" */
     const char *runs_query; /* appended to the add-runs path ("refresh_status=true"), or NULL */
@@ -95,8 +96,18 @@ void tg_sub_db_trouble(struct tg_sub *s, int rc);
  * or a 403 is answered and recorded as rejected. */
 int tg_sub_check_role(struct tg_sub *s);
 
+/* The one ownership check of a named group, for every interface: a group is the team's
+ * when one of its own submissions created it (tg_store_group_owned), whoever holds the
+ * Parallel key. TG_OK when s->taskgroup_id is NULL or the team's; otherwise the answer is
+ * in resp: a 404 "no such task group for this team" with a rejected record (the group is
+ * not named in the record's taskgroup_id: it is not the team's), or a database failure. */
+int tg_sub_check_group(struct tg_sub *s);
+
 /* Decides whether the submission goes upstream at all, after it passed every check and
- * before tg_sub_forward (both interfaces call it): a repeat with the same Idempotency-Key
+ * before tg_sub_forward (both interfaces call it): a named group that is not the team's is
+ * refused (tg_sub_check_group, unless the interface called it already); the client's
+ * headers are checked (an Idempotency-Key sent must be usable, a parallel-beta sendable:
+ * tg_validate_beta), else a 422 at ["header", name]; a repeat with the same Idempotency-Key
  * (or an SDK's retry of the same body by the same token) is answered from the record
  * (replay, 409 while in flight, 422 for another body), an unknown first attempt is
  * reconciled first, a failed or partly created one is resumed (only what is missing is
@@ -108,8 +119,11 @@ int tg_sub_admit(struct tg_sub *s);
 /* Sends the submission tg_sub_admit recorded as pending (TG_EINVAL when it did not): a
  * group when s->taskgroup_id is NULL, then s->inputs in chunks (those of s->prior_runs
  * already created are taken over, not sent), each run tagged with s->run_tag, retrying a
- * call only while the upstream cannot have acted. TG_OK: every call succeeded; TG_ERR: *f
- * says what failed; other codes: the database failed (answer with tg_sub_db_trouble). */
+ * call only while the upstream cannot have acted. A request the upstream client refuses to
+ * send (a header value or path it cannot put on the wire) is a call recorded as not_sent and
+ * a failed submission (502, nothing was sent: it may be sent again), never retried. TG_OK:
+ * every call succeeded; TG_ERR: *f says what failed; other codes: the database failed
+ * (answer with tg_sub_db_trouble). */
 int tg_sub_forward(struct tg_sub *s, struct tg_failure *f);
 
 /* Writes the final state (with the last call when one is waiting) and counts it in the

@@ -7,11 +7,15 @@
 #include "tg_store_int.h"
 #include "tg_metrics.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <sqlite3.h>
 
@@ -412,6 +416,13 @@ int tg_store_open(struct tg_store **out, const char *path, int flags, int busy_m
         oflags |= SQLITE_OPEN_READWRITE | ((flags & TG_STORE_CREATE) ? SQLITE_OPEN_CREATE : 0);
 
     int rc;
+    if ((flags & TG_STORE_CREATE) && !(flags & TG_STORE_READONLY) &&
+        tg_store_secure_files(path, 1, NULL, st->err, sizeof(st->err)) != TG_OK) {
+        if (errlen > 0)
+            snprintf(err, errlen, "%s", st->err);
+        free(st);
+        return TG_ERR;
+    }
     int src = sqlite3_open_v2(path != NULL ? path : "", &st->db, oflags, NULL);
     if (src != SQLITE_OK) {
         store_set_err(st, "cannot open %s: %s", path != NULL ? path : "(null)",
@@ -434,6 +445,45 @@ int tg_store_open(struct tg_store **out, const char *path, int flags, int busy_m
         return rc;
     }
     *out = st;
+    return TG_OK;
+}
+
+int tg_store_secure_files(const char *path, int create, int *tightened, char *err,
+                          size_t errlen)
+{
+    if (tightened != NULL)
+        *tightened = 0;
+    /* An in-memory or URI database has no files of its own to protect. */
+    if (path == NULL || *path == '\0' || *path == ':' || strncmp(path, "file:", 5) == 0)
+        return TG_OK;
+    if (create) {
+        int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (fd >= 0) {
+            close(fd);
+        } else if (errno != EEXIST) {
+            snprintf(err, errlen, "cannot create %s: %s", path, strerror(errno));
+            return TG_ERR;
+        }
+    }
+    static const char *const suffix[] = {"", "-wal", "-shm"};
+    for (size_t i = 0; i < sizeof(suffix) / sizeof(suffix[0]); i++) {
+        char p[4200];
+        struct stat sb;
+        int n = snprintf(p, sizeof(p), "%s%s", path, suffix[i]);
+        if (n < 0 || (size_t)n >= sizeof(p) || lstat(p, &sb) != 0 || !S_ISREG(sb.st_mode) ||
+            (sb.st_mode & 077) == 0)
+            continue;
+        /* Another user's file (a CLI run by someone else) is theirs to fix. */
+        if (sb.st_uid != geteuid() && geteuid() != 0)
+            continue;
+        if (chmod(p, sb.st_mode & 07700) != 0) {
+            snprintf(err, errlen, "cannot take group and other permissions off %s: %s", p,
+                     strerror(errno));
+            return TG_ERR;
+        }
+        if (tightened != NULL)
+            (*tightened)++;
+    }
     return TG_OK;
 }
 

@@ -60,6 +60,26 @@ int tg_store_schema_version(void);
 /* Cheap liveness check for /healthz: the database answers a read. */
 int tg_store_ping(struct tg_store *st);
 
+/* Whether the daemon's database takes writes, as far as the daemon knows: the outcome of
+ * the shared writer's last transaction that failed for the database's sake (full, I/O
+ * error, read-only, locked past the busy timeout), until a later transaction or
+ * tg_store_write_probe succeeds. TG_OK, or TG_EDB with SQLite's reason (which names no
+ * path) in why. Thread-safe; TG_OK in a process without the shared writer. */
+int tg_store_write_health(char *why, size_t whylen);
+
+/* Tries whether writes work again: a write transaction that changes nothing (through the
+ * shared writer: a read-only or locked database fails it), then room for a write of some
+ * pages under db_max_pages and on the disk. Updates what tg_store_write_health reports.
+ * TG_OK or TG_EDB (st's message says why). */
+int tg_store_write_probe(struct tg_store *st);
+
+/* Creates the database file with mode 0600 when it does not exist (SQLite then gives its
+ * -wal and -shm files the same mode), and takes group and other permissions off the
+ * database, -wal and -shm files that exist: they hold every team's inputs. *tightened (may
+ * be NULL) counts the files whose mode changed. TG_OK, or TG_ERR with a message in err. */
+int tg_store_secure_files(const char *path, int create, int *tightened, char *err,
+                          size_t errlen);
+
 /* ---- identities ------------------------------------------------------------------- */
 /* Every change below (team add and key change, token issue and revoke, preset set) writes
  * an admin_log row naming who, in the same transaction: the change and its record commit
@@ -121,11 +141,15 @@ int tg_store_team_list(struct tg_store *st,
  * older than schema version 4). */
 int tg_store_keys_summary(struct tg_store *st, long *sealed, long *clear);
 
-/* Re-seals, in ONE transaction, every team's key under the key ring's current sealing key
- * (every != 0: `keys rotate`), or only the keys still in clear (every == 0: the migration
- * of an older database), and logs it as action in admin_log (object "keys"; before: the key
- * ids replaced, after: the new key id and the number of teams). *n receives how many keys
- * were sealed. A key that does not open fails the whole transaction: nothing changes. */
+/* How many presets hold MCP server header values in clear (stored by an older taskgate). */
+int tg_store_presets_clear(struct tg_store *st, long *n);
+
+/* Re-seals, in ONE transaction, every team's key and every preset's MCP server header
+ * values under the key ring's current sealing key (every != 0: `keys rotate`), or only
+ * those still in clear (every == 0: the migration of an older database), and logs it as
+ * action in admin_log (object "keys"; before: the key ids replaced, after: the new key id,
+ * the number of teams, and of presets when there were any). *n receives how many keys were
+ * sealed. A value that does not open fails the whole transaction: nothing changes. */
 int tg_store_keys_reseal(struct tg_store *st, const struct tg_actor *who, int every,
                          const char *action, long *n);
 
@@ -151,11 +175,14 @@ struct tg_token_row {
 int tg_store_token_list(struct tg_store *st, const char *team,
                         int (*fn)(void *arg, const struct tg_token_row *row), void *arg);
 
-/* Stores (inserts or replaces) a preset's JSON text. The caller has validated it. */
+/* Stores (inserts or replaces) a preset's JSON text. The caller has validated it. Its MCP
+ * server header values are stored sealed (like the team's key) and written to the admin
+ * log as fingerprints. */
 int tg_store_preset_set(struct tg_store *st, const struct tg_actor *who, int64_t team_id,
                         const char *name, const char *json);
-/* The preset's JSON text, copied into pool. TG_ENOTFOUND when the team has none by that
- * name. */
+/* The preset's JSON text, copied into pool, with its MCP header values opened: it is what
+ * goes upstream, and callers that show it fingerprint them. TG_ENOTFOUND when the team has
+ * none by that name; TG_ERR when a sealed value does not open. */
 int tg_store_preset_get(struct tg_store *st, struct tg_pool *pool, int64_t team_id,
                         const char *name, char **json);
 /* Calls fn(arg, name, updated_at) for each of the team's presets, by name. */

@@ -6,10 +6,11 @@
 
 enum compat_slot { C_GROUP_OWNED = 56, C_RUN_OWNER };
 
-/* A group is the team's when one of its submissions created it: the first call of that
- * submission was a create_group that succeeded. */
+/* A group is the team's when one of its submissions created it: that submission made a
+ * create_group call that succeeded (the first one, or one sent again after attempts the
+ * upstream cannot have acted on: a submission makes one group at most). */
 static const char group_owned_sql[] =
-    "SELECT 1 FROM submissions s JOIN upstream_calls c ON c.submission_id = s.id AND c.seq = 0"
+    "SELECT 1 FROM submissions s JOIN upstream_calls c ON c.submission_id = s.id"
     " WHERE s.taskgroup_id = ?1 AND s.team_id = ?2"
     " AND c.operation = 'create_group' AND c.outcome = 'ok' LIMIT 1";
 

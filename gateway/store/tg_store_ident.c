@@ -86,7 +86,10 @@ static char *redacted(const char *json)
     json_object *o = json_tokener_parse(json);
     if (o == NULL)
         return NULL;
-    tg_json_redact_mcp(o);
+    if (tg_json_redact_mcp(o) != TG_OK) {
+        json_object_put(o);
+        return NULL;
+    }
     char *copy = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
                                                           JSON_C_TO_STRING_NOSLASHESCAPE));
     json_object_put(o);
@@ -529,22 +532,28 @@ int tg_store_preset_set(struct tg_store *st, const struct tg_actor *who, int64_t
     rc = lookup_text(st, S_TEAM_NAME, NULL, team_id, team, sizeof(team));
     if (rc == TG_ENOTFOUND)
         store_set_err(st, "no team with id %lld", (long long)team_id);
-    char *before = NULL;
+    /* The clear text of the values is only in memory: sealed in the row, fingerprints in
+     * the log (the replaced body's opened first, so that equal values log alike). */
+    char *before = NULL, *opened = NULL, *sealed = NULL;
     if (rc == TG_OK)
         rc = preset_body(st, team_id, name, &before);
+    if (rc == TG_OK)
+        rc = store_preset_mcp(st, team, before, STORE_MCP_OPEN, &opened, NULL);
+    if (rc == TG_OK)
+        rc = store_preset_mcp(st, team, json, STORE_MCP_SEAL, &sealed, NULL);
     if (rc == TG_OK)
         rc = store_prep(st, S_PRESET_SET, &s);
     if (rc == TG_OK) {
         sqlite3_bind_int64(s, 1, team_id);
         store_bind_text(s, 2, name);
-        store_bind_text(s, 3, json);
+        store_bind_text(s, 3, sealed != NULL ? sealed : json);
         store_bind_text(s, 4, now);
         rc = store_run(st, s, "set preset");
     }
     if (rc == TG_OK) {
         char object_id[2 * TEAM_NAME_MAX + 2];
         snprintf(object_id, sizeof(object_id), "%s/%s", team, name);
-        char *shown = redacted(json), *was = redacted(before);
+        char *shown = redacted(json), *was = redacted(opened != NULL ? opened : before);
         rc = admin_log(st, who, "preset.set", "preset", object_id, team,
                        before != NULL ? (was != NULL ? was : "null") : NULL,
                        shown != NULL ? shown : "null");
@@ -552,7 +561,32 @@ int tg_store_preset_set(struct tg_store *st, const struct tg_actor *who, int64_t
         free(was);
     }
     free(before);
+    free(opened);
+    free(sealed);
     return store_tx_end(st, rc);
+}
+
+/* *json (pool text) with its sealed MCP header values opened, for team_id. */
+static int open_preset(struct tg_store *st, struct tg_pool *pool, int64_t team_id, char **json)
+{
+    char team[TEAM_NAME_MAX + 1], *opened = NULL;
+    int rc = lookup_text(st, S_TEAM_NAME, NULL, team_id, team, sizeof(team));
+    if (rc == TG_ENOTFOUND)
+        store_set_err(st, "no team with id %lld", (long long)team_id);
+    if (rc == TG_OK)
+        rc = store_preset_mcp(st, team, *json, STORE_MCP_OPEN, &opened, NULL);
+    if (rc == TG_OK && opened != NULL) {
+        *json = tg_pool_strdup(pool, opened);
+        if (*json == NULL) {
+            store_set_err(st, "out of memory");
+            rc = TG_ENOMEM;
+        }
+    }
+    if (opened != NULL) {
+        OPENSSL_cleanse(opened, strlen(opened));
+        free(opened);
+    }
+    return rc;
 }
 
 int tg_store_preset_get(struct tg_store *st, struct tg_pool *pool, int64_t team_id,
@@ -581,6 +615,8 @@ int tg_store_preset_get(struct tg_store *st, struct tg_pool *pool, int64_t team_
             store_set_err(st, "out of memory");
     }
     store_done(s);
+    if (rc == TG_OK && strstr(*json, "mcp_servers") != NULL)
+        rc = open_preset(st, pool, team_id, json);
     return rc;
 }
 

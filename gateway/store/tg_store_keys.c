@@ -1,6 +1,8 @@
-/* The store's upstream keys as a whole: how many are encrypted, and re-sealing every one
- * of them in one transaction (the encryption of keys an older version stored in clear, and
- * `taskgate keys rotate`). Single keys are sealed and opened in tg_store_ident.c. */
+/* The store's secrets at rest as a whole: how many upstream keys are encrypted, re-sealing
+ * every one of them in one transaction (the encryption of keys an older version stored in
+ * clear, and `taskgate keys rotate`), and the sealing of the MCP server header values in
+ * presets, which go through the same transaction. Single keys are sealed and opened in
+ * tg_store_ident.c. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,11 +12,206 @@
 #include <sqlite3.h>
 
 #include "tg_crypto.h"
+#include "tg_json.h"
 #include "tg_store.h"
 #include "tg_store_int.h"
 
 #define KEY_MAX 1024
 #define SEALED_MAX TG_CRYPTO_SEALED_LEN(KEY_MAX)
+
+/* ---- MCP server header values in presets ----------------------------------------------- */
+
+struct mcp_walk {
+    struct tg_store *st;
+    const char *team;
+    enum store_mcp_mode mode;
+    long changed;
+};
+
+/* The value's clear JSON text into a malloc'd *plain: opened when sealed, else as it is. */
+static int clear_text(struct mcp_walk *w, json_object *value, const char *sealed, char **plain,
+                      size_t *len)
+{
+    char why[300] = "";
+    if (sealed == NULL) {
+        size_t n = 4;
+        const char *text = value != NULL ? tg_json_str(value, &n) : "null";
+        *plain = text != NULL ? strndup(text, n) : NULL;
+        *len = n;
+        return *plain != NULL ? TG_OK : TG_ENOMEM;
+    }
+    size_t cap = strlen(sealed) + 1; /* the plaintext is shorter than its base64 */
+    *plain = malloc(cap);
+    if (*plain == NULL)
+        return TG_ENOMEM;
+    int rc = tg_crypto_open(w->team, sealed, *plain, cap, len, why, sizeof(why));
+    if (rc != TG_OK) {
+        store_set_err(w->st, "an MCP header value of a preset of team '%.64s' cannot be "
+                      "decrypted: %s", w->team, why);
+        free(*plain);
+        *plain = NULL;
+        return TG_ERR;
+    }
+    return TG_OK;
+}
+
+static int mcp_value(void *arg, json_object *headers, const char *name, json_object *value)
+{
+    struct mcp_walk *w = arg;
+    char kid[TG_CRYPTO_KID_LEN], why[300] = "";
+    const char *sealed = json_object_is_type(value, json_type_string) &&
+                                 tg_crypto_kid(json_object_get_string(value), kid) == TG_OK
+                             ? json_object_get_string(value)
+                             : NULL;
+    if (w->mode == STORE_MCP_COUNT || (w->mode == STORE_MCP_SEAL && sealed != NULL) ||
+        (w->mode == STORE_MCP_OPEN && sealed == NULL)) {
+        w->changed += w->mode == STORE_MCP_COUNT && sealed == NULL;
+        return TG_OK;
+    }
+    char *plain = NULL, *out = NULL;
+    size_t len = 0;
+    json_object *v = NULL;
+    int rc = clear_text(w, value, sealed, &plain, &len);
+    if (rc == TG_OK && w->mode == STORE_MCP_OPEN) {
+        v = tg_json_parse(plain, len, TG_JSON_MAX_DEPTH, why, sizeof(why));
+        if (v == NULL) {
+            store_set_err(w->st, "an MCP header value of a preset of team '%.64s' does not "
+                          "read back: %s", w->team, why);
+            rc = TG_ERR;
+        }
+    } else if (rc == TG_OK) {
+        size_t cap = TG_CRYPTO_SEALED_LEN(len);
+        out = malloc(cap);
+        rc = out != NULL ? tg_crypto_seal(w->team, plain, len, out, cap, NULL, why, sizeof(why))
+                         : TG_ENOMEM;
+        if (rc != TG_OK && rc != TG_ENOMEM)
+            store_set_err(w->st, "cannot encrypt an MCP header value of a preset of team "
+                          "'%.64s': %s", w->team, why);
+        v = rc == TG_OK ? json_object_new_string(out) : NULL;
+        if (rc == TG_OK && v == NULL)
+            rc = TG_ENOMEM;
+    }
+    if (rc == TG_ENOMEM)
+        store_set_err(w->st, "out of memory");
+    if (plain != NULL) {
+        OPENSSL_cleanse(plain, len);
+        free(plain);
+    }
+    free(out);
+    if (rc != TG_OK) {
+        json_object_put(v);
+        return rc;
+    }
+    json_object_object_add(headers, name, v);
+    w->changed++;
+    return TG_OK;
+}
+
+int store_preset_mcp(struct tg_store *st, const char *team, const char *body,
+                     enum store_mcp_mode mode, char **out, long *changed)
+{
+    if (out != NULL)
+        *out = NULL;
+    if (changed != NULL)
+        *changed = 0;
+    if (body == NULL || strstr(body, "mcp_servers") == NULL)
+        return TG_OK;
+    char err[256];
+    json_object *o = tg_json_parse(body, strlen(body), 2 * TG_JSON_MAX_DEPTH, err, sizeof(err));
+    if (o == NULL) {
+        store_set_err(st, "a preset of team '%.64s' does not parse: %s", team, err);
+        return TG_EINVAL;
+    }
+    struct mcp_walk w = {st, team, mode, 0};
+    int rc = tg_json_mcp_headers(o, mcp_value, &w);
+    if (rc == TG_EINVAL)
+        store_set_err(st, "a preset of team '%.64s' is nested too deeply", team);
+    if (rc == TG_OK && w.changed > 0 && mode != STORE_MCP_COUNT && out != NULL) {
+        const char *text = tg_json_str(o, NULL);
+        *out = text != NULL ? strdup(text) : NULL;
+        if (*out == NULL) {
+            store_set_err(st, "out of memory");
+            rc = TG_ENOMEM;
+        }
+    }
+    if (changed != NULL)
+        *changed = w.changed;
+    json_object_put(o);
+    return rc;
+}
+
+/* Seals (every: re-seals) the MCP header values of every preset, inside the caller's
+ * transaction; *n counts the presets rewritten. */
+static int reseal_presets(struct tg_store *st, int every, long *n)
+{
+    sqlite3_stmt *sel = NULL, *upd = NULL;
+    int src = sqlite3_prepare_v2(st->db,
+                                 "SELECT p.team_id, p.name, p.body, t.name FROM presets p"
+                                 " JOIN teams t ON t.id = p.team_id"
+                                 " WHERE p.body LIKE '%mcp_servers%' ORDER BY p.team_id, p.name",
+                                 -1, &sel, NULL);
+    if (src == SQLITE_OK)
+        src = sqlite3_prepare_v2(st->db,
+                                 "UPDATE presets SET body = ?3 WHERE team_id = ?1 AND name = ?2",
+                                 -1, &upd, NULL);
+    int rc = src == SQLITE_OK ? TG_OK : store_db_err(st, src, "prepare");
+    *n = 0;
+    while (rc == TG_OK) {
+        src = sqlite3_step(sel);
+        if (src == SQLITE_DONE)
+            break;
+        if (src != SQLITE_ROW) {
+            rc = store_db_err(st, src, "read presets");
+            break;
+        }
+        const char *name = store_col_text(sel, 1), *body = store_col_text(sel, 2);
+        const char *team = store_col_text(sel, 3);
+        char *sealed = NULL;
+        rc = name != NULL && body != NULL && team != NULL
+                 ? store_preset_mcp(st, team, body, every ? STORE_MCP_RESEAL : STORE_MCP_SEAL,
+                                    &sealed, NULL)
+                 : store_invalid(st, "a preset row without a name or body");
+        if (rc == TG_OK && sealed != NULL) {
+            sqlite3_bind_int64(upd, 1, sqlite3_column_int64(sel, 0));
+            store_bind_text(upd, 2, name);
+            store_bind_text(upd, 3, sealed);
+            rc = store_run(st, upd, "store the re-encrypted preset");
+            *n += rc == TG_OK;
+        }
+        free(sealed);
+    }
+    sqlite3_finalize(sel);
+    sqlite3_finalize(upd);
+    return rc;
+}
+
+int tg_store_presets_clear(struct tg_store *st, long *n)
+{
+    sqlite3_stmt *s = NULL;
+    *n = 0;
+    int src = sqlite3_prepare_v2(st->db,
+                                 "SELECT t.name, p.body FROM presets p JOIN teams t"
+                                 " ON t.id = p.team_id WHERE p.body LIKE '%mcp_servers%'",
+                                 -1, &s, NULL);
+    int rc = src == SQLITE_OK ? TG_OK : store_db_err(st, src, "prepare");
+    while (rc == TG_OK) {
+        src = sqlite3_step(s);
+        if (src == SQLITE_DONE)
+            break;
+        if (src != SQLITE_ROW) {
+            rc = store_db_err(st, src, "read presets");
+            break;
+        }
+        long clear = 0;
+        const char *team = store_col_text(s, 0), *body = store_col_text(s, 1);
+        rc = store_preset_mcp(st, team != NULL ? team : "", body, STORE_MCP_COUNT, NULL, &clear);
+        *n += clear > 0;
+    }
+    sqlite3_finalize(s);
+    return rc;
+}
+
+/* ---- upstream keys ----------------------------------------------------------------------- */
 
 int tg_store_keys_summary(struct tg_store *st, long *sealed, long *clear)
 {
@@ -79,7 +276,7 @@ static int reseal_one(struct tg_store *st, sqlite3_stmt *upd, int64_t id, const 
 
 /* The admin_log row of a re-sealing: which keys were replaced, which key seals them now. */
 static int log_reseal(struct tg_store *st, const struct tg_actor *who, const char *action,
-                      char kids[][TG_CRYPTO_KID_LEN], int nkids, long n)
+                      char kids[][TG_CRYPTO_KID_LEN], int nkids, long n, long presets)
 {
     char now_kid[TG_CRYPTO_KID_LEN];
     tg_crypto_current_kid(now_kid);
@@ -97,6 +294,8 @@ static int log_reseal(struct tg_store *st, const struct tg_actor *who, const cha
     json_object_object_add(before, "key_ids", olds);
     json_object_object_add(after, "key_id", json_object_new_string(now_kid));
     json_object_object_add(after, "teams", json_object_new_int64(n));
+    if (presets > 0)
+        json_object_object_add(after, "presets", json_object_new_int64(presets));
     int flags = JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE;
     int rc = store_admin_log(st, who, action, "keys", "upstream_keys", NULL,
                              json_object_to_json_string_ext(before, flags),
@@ -149,9 +348,12 @@ int tg_store_keys_reseal(struct tg_store *st, const struct tg_actor *who, int ev
     }
     sqlite3_finalize(sel);
     sqlite3_finalize(upd);
+    long presets = 0;
+    if (rc == TG_OK)
+        rc = reseal_presets(st, every, &presets);
     /* A rotation is logged even when there is no team: the key file changed. */
-    if (rc == TG_OK && (done > 0 || every))
-        rc = log_reseal(st, who, action, kids, nkids, done);
+    if (rc == TG_OK && (done > 0 || presets > 0 || every))
+        rc = log_reseal(st, who, action, kids, nkids, done, presets);
     rc = store_tx_end(st, rc);
     if (rc == TG_OK) {
         *n = done;

@@ -22,6 +22,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/statvfs.h>
 
 #include <sqlite3.h>
 
@@ -74,6 +75,43 @@ static void fail_range(struct write_req *first, struct write_req *end, int rc, c
             fail(r, rc, msg);
 }
 
+/* ---- whether writes work (/healthz) --------------------------------------------------- */
+
+/* A failure of the database itself, as opposed to one write's own (a constraint, a value
+ * too big): the next write would fail the same way. */
+static int store_failure(int rc)
+{
+    return rc == TG_EDB || rc == TG_EBUSY;
+}
+
+static struct {
+    pthread_mutex_t lock;
+    int failed;
+    char why[512]; /* as long as the writer's own message: nothing is cut */
+} health = {PTHREAD_MUTEX_INITIALIZER, 0, ""};
+
+static void note_health(int failed, const char *why)
+{
+    pthread_mutex_lock(&health.lock);
+    if (failed && !health.failed)
+        tg_log(TG_LOG_ERROR, "the database does not take writes: %s", why);
+    else if (!failed && health.failed)
+        tg_log(TG_LOG_INFO, "the database takes writes again");
+    health.failed = failed;
+    snprintf(health.why, sizeof(health.why), "%s", failed ? why : "");
+    pthread_mutex_unlock(&health.lock);
+}
+
+int tg_store_write_health(char *why, size_t whylen)
+{
+    pthread_mutex_lock(&health.lock);
+    int failed = health.failed;
+    if (failed && whylen > 0)
+        snprintf(why, whylen, "%s", health.why);
+    pthread_mutex_unlock(&health.lock);
+    return failed ? TG_EDB : TG_OK;
+}
+
 /* Pages the writer's last commit appended to the WAL (set by wal_grew, under the writer
  * mutex), and the WAL's size after the commit before. */
 static int wal_frames, wal_pages;
@@ -81,7 +119,7 @@ static int wal_frames, wal_pages;
 /* Runs one group in one transaction on the writer connection. Every request's rc is set. */
 static void run_group(struct tg_store *w, struct write_req *group)
 {
-    char msg[sizeof(w->err)];
+    char msg[sizeof(w->err)] = "";
     store_writer_lock();
     int64_t now = tg_mono_us();
     unsigned long n = 0;
@@ -91,9 +129,12 @@ static void run_group(struct tg_store *w, struct write_req *group)
     int rc = step_fixed(w, S_BEGIN, "begin");
     if (rc != TG_OK) {
         fail_range(group, NULL, rc, w->err);
+        if (store_failure(rc))
+            note_health(1, w->err);
         store_writer_unlock();
         return;
     }
+    int broke = 0; /* a write failed for the database's sake: msg says how */
     for (struct write_req *r = group; r != NULL; r = r->next) {
         rc = step_fixed(w, S_SAVEPOINT, "savepoint");
         if (rc == TG_OK)
@@ -106,6 +147,7 @@ static void run_group(struct tg_store *w, struct write_req *group)
         }
         snprintf(msg, sizeof(msg), "%s", w->err);
         fail(r, rc, msg);
+        broke |= store_failure(rc);
         /* Undo this write alone; when SQLite has already rolled the whole transaction
          * back (a full disk, an I/O error) or cannot undo it, the group's earlier writes
          * are gone as well, and the later ones are not tried. */
@@ -118,6 +160,7 @@ static void run_group(struct tg_store *w, struct write_req *group)
             fail_range(group, r, rc, msg);
             for (struct write_req *p = r->next; p != NULL; p = p->next)
                 fail(p, rc, msg);
+            note_health(1, msg);
             store_writer_unlock();
             return;
         }
@@ -128,7 +171,9 @@ static void run_group(struct tg_store *w, struct write_req *group)
         if (!sqlite3_get_autocommit(w->db))
             step_fixed(w, S_ROLLBACK, "roll back");
         fail_range(group, NULL, rc, msg);
+        broke |= store_failure(rc);
     }
+    note_health(broke, msg);
     tg_metrics_db_tx(n, (unsigned long)wal_frames);
     store_writer_unlock();
 }
@@ -183,6 +228,60 @@ int store_write(struct tg_store *st, store_write_fn fn, void *arg)
     pthread_mutex_unlock(&grp.lock);
     pthread_cond_destroy(&req.wake);
     return req.rc;
+}
+
+/* The probe's write: nothing. Its transaction still takes the write lock. */
+static int probe_w(struct tg_store *st, void *arg)
+{
+    (void)st;
+    (void)arg;
+    return TG_OK;
+}
+
+/* Room the probe asks for: a submission of a few dozen inputs and its records. */
+#define PROBE_PAGES 16
+#define PROBE_DISK_BYTES (1024L * 1024)
+
+/* Whether a write of PROBE_PAGES pages would fit under db_max_pages and on the disk; the
+ * detail in st's message. A write to the WAL does not allocate before it commits, so a full
+ * disk is seen from its free space, not from a transaction. */
+static int room_for_writes(struct tg_store *st)
+{
+    sqlite3 *db = st->db;
+    const char *path = sqlite3_db_filename(db, "main");
+    long long pages = -1, free_pages = -1, max = -1;
+    const char *const pragmas[] = {"PRAGMA page_count", "PRAGMA freelist_count",
+                                   "PRAGMA max_page_count"};
+    long long *const out[] = {&pages, &free_pages, &max};
+    for (int i = 0; i < 3; i++) {
+        sqlite3_stmt *s = NULL;
+        if (sqlite3_prepare_v2(db, pragmas[i], -1, &s, NULL) == SQLITE_OK &&
+            sqlite3_step(s) == SQLITE_ROW)
+            *out[i] = sqlite3_column_int64(s, 0);
+        sqlite3_finalize(s);
+    }
+    if (pages >= 0 && free_pages >= 0 && max > 0 && max - pages + free_pages < PROBE_PAGES) {
+        store_set_err(st, "database or disk is full: %lld of db_max_pages %lld pages used",
+                      pages - free_pages, max);
+        return TG_EDB;
+    }
+    struct statvfs vfs;
+    if (path != NULL && *path != '\0' && statvfs(path, &vfs) == 0 &&
+        (unsigned long long)vfs.f_bavail * vfs.f_frsize < (unsigned long long)PROBE_DISK_BYTES) {
+        store_set_err(st, "database or disk is full: less than 1 MiB free on its disk");
+        return TG_EDB;
+    }
+    return TG_OK;
+}
+
+int tg_store_write_probe(struct tg_store *st)
+{
+    int rc = store_write(st, probe_w, NULL);
+    if (rc == TG_OK)
+        rc = room_for_writes(st);
+    if (store_failure(rc))
+        note_health(1, st->err);
+    return store_failure(rc) ? TG_EDB : rc;
 }
 
 /* ---- checkpoints --------------------------------------------------------------------------- */

@@ -28,12 +28,11 @@ import time
 
 import report
 from stack import (BenchError, Daemon, Procs, HERE, TOP, file_sizes, json_answer, request,
-                   sim_create_group, start_front, start_sim, start_standin, tail)
+                   gateway_create_group, start_front, start_sim, start_standin, tail)
 
 KEY = "par-bench-key"
 TEAM = "bench"
 PRESET = {"processor": "base"}
-GROUP = "tgrp_bench"
 
 PROFILES = {
     "full": {
@@ -111,9 +110,9 @@ class Bench:
 
     # ---- part A: B against G, against the static stand-in ---------------------------------
 
-    def smoke_b(self, port):
+    def smoke_b(self, port, group):
         body = json.dumps({"inputs": [{"input": "q", "processor": "base"}]})
-        status, _, data = request(port, "POST", "/v1/tasks/groups/%s/runs" % GROUP, body,
+        status, _, data = request(port, "POST", "/v1/tasks/groups/%s/runs" % group, body,
                                   {"Content-Type": "application/json"})
         a = json_answer(data)
         if status != 200 or not isinstance(a, dict) or len(a.get("run_ids") or []) != 1:
@@ -162,10 +161,12 @@ class Bench:
     def static_runs(self, d, res, daemon, token, g_port, b_port):
         p = self.p
         res["daemon_threads"] = 32
-        b_path = "/v1/tasks/groups/%s/runs" % GROUP
+        # A group the team made through the gateway: only those take its submissions.
+        group = gateway_create_group(g_port, token)
+        b_path = "/v1/tasks/groups/%s/runs" % group
         b_body = json.dumps({"inputs": [{"input": "q", "processor": "base"}]})
-        g_body = json.dumps({"taskgroup_id": GROUP, "inputs": ["q"]})
-        self.smoke_b(b_port)
+        g_body = json.dumps({"taskgroup_id": group, "inputs": ["q"]})
+        self.smoke_b(b_port, group)
         self.smoke_g(g_port, token, g_body, 1)
         self.smoke_g(g_port, token, g_body, 1)  # a second one: run ids must not clash
         self.smoke_g(g_port, token, json.dumps({"inputs": ["q"]}), 1)  # group creation
@@ -262,7 +263,7 @@ class Bench:
             daemon.start()
             front = start_front(self.procs, self.args.nginx, d, TOP, daemon.sock_path)
             port = front.ports[0]
-            gid = sim_create_group(sim_port, KEY)
+            gid = gateway_create_group(port, token)
             body = json.dumps({"taskgroup_id": gid, "inputs": ["q"]})
             self.smoke_g(port, token, body, 1)
             self.say("slow upstream: %d ms, %d clients, %.1f s" % (latency, clients,
@@ -294,7 +295,7 @@ class Bench:
             daemon.start()
             front = start_front(self.procs, self.args.nginx, d, TOP, daemon.sock_path)
             port = front.ports[0]
-            gid = sim_create_group(sim_port, KEY)
+            gid = gateway_create_group(port, token)
             self.smoke_g(port, token, json.dumps({"taskgroup_id": gid, "inputs": ["q"]}), 1)
             n = p["bulk_inputs"]
             body = json.dumps({"taskgroup_id": gid,

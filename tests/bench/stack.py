@@ -272,14 +272,15 @@ def start_sim(procs, sim_bin, d, latency_ms=0):
         time.sleep(0.02)
 
 
-def sim_create_group(port, key):
-    """Creates a task group on the simulator directly (as the team's key); its id."""
+def gateway_create_group(port, token):
+    """Creates a task group through the gateway (nginx on port, the team's token), so that
+    the group is the team's and submissions may add runs to it; its id."""
     status, _, data = request(port, "POST", "/v1/tasks/groups",
-                              json.dumps({"metadata": {"taskgate_team": "bench"}}),
-                              {"x-api-key": key, "Content-Type": "application/json"})
+                              json.dumps({"metadata": {"project": "bench"}}),
+                              {"x-api-key": token, "Content-Type": "application/json"})
     answer = json_answer(data)
     if status != 200 or not isinstance(answer, dict) or "taskgroup_id" not in answer:
-        raise BenchError("tg_sim refused to create a group: %d %r" % (status, data[:300]))
+        raise BenchError("the gateway refused to create a group: %d %r" % (status, data[:300]))
     return answer["taskgroup_id"]
 
 

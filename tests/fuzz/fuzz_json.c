@@ -1,6 +1,7 @@
 /* libFuzzer target: a JSON submission body through everything /v1/runs does with it before
- * the upstream: strict parsing, the merge under a preset, policy, validation and the
- * add-runs body. Any crash, leak or sanitizer report is a bug. */
+ * the upstream: strict parsing (RFC 8259, with the place of a problem), the merge under a
+ * preset, policy, validation and the add-runs body. Any crash, leak or sanitizer report is
+ * a bug. */
 #include <stddef.h>
 #include <stdint.h>
 
@@ -18,8 +19,10 @@ static const char preset_text[] =
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     char err[256];
-    json_object *body = tg_json_parse((const char *)data, size, TG_JSON_MAX_DEPTH, err,
-                                      sizeof(err));
+    json_object *place = NULL;
+    json_object *body = tg_json_parse_input((const char *)data, size, TG_JSON_MAX_DEPTH, err,
+                                            sizeof(err), &place);
+    json_object_put(place);
     if (body == NULL)
         return 0;
     json_object *preset = tg_json_parse(preset_text, sizeof(preset_text) - 1, 8, err,

@@ -282,7 +282,7 @@ class Stack:
                     else "http://127.0.0.1:9")  # discard port: nothing answers there
         conf = [
             ("listen", self.sock_path),
-            ("socket_mode", "0666"),
+            ("socket_mode", "0660"),
             ("database", self.db_path),
             ("upstream_url", upstream),
             ("threads", "8"),

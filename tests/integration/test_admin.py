@@ -25,7 +25,8 @@ from harness import StackTestCase, TOKEN_RE, key_fingerprint  # noqa: E402
 
 ADMIN_COLUMNS = ["id", "at", "actor", "actor_team", "interface", "action", "object_type",
                  "object_id", "team", "before", "after", "remote_addr"]
-TEAM_ERR = "a team name is 1 to 64 letters, digits, '.', '_' or '-'"
+TEAM_ERR = ("a team name is 1 to 64 letters, digits, '.', '_' or '-', beginning with a letter "
+            "or a digit")
 
 
 def new_key(team):
@@ -281,6 +282,41 @@ class AdminTest(StackTestCase):
         self.assertEqual(self.admin_rows(), before)
         self.assertEqual(s.db_value("SELECT count(*) FROM teams"), 1)
         self.assertEqual(s.db_value("SELECT count(*) FROM presets"), 1)
+
+    def test_team_names_have_one_grammar_on_the_cli_and_over_http(self):
+        """A name that could not be addressed as /v1/admin/teams/{name} (or typed as an
+        argument) is refused alike by `taskgate team add` and POST /v1/admin/teams."""
+        s = self.setup()
+        before = self.admin_rows()
+        bad = ["..", ".", "a/b", "", "x" * 65, "-x", ".hidden", "_x", "a b", "é"]
+        for name in bad:
+            with self.subTest(http=name):
+                detail = self.assert422("POST", "/v1/admin/teams", {"name": name, "key": "k"},
+                                        ["body", "name"])
+                self.assertIn(TEAM_ERR, [d["msg"] for d in detail])
+            with self.subTest(cli=name):
+                r = s.cli("team", "add", name, input=new_key("x") + "\n")
+                self.assertNotEqual(r.returncode, 0, r.stdout)
+                self.assertIn(TEAM_ERR, r.stderr)
+            with self.subTest(preset=name):
+                r = s.cli("preset", "set", "ops", name, "-", input="{}")
+                self.assertNotEqual(r.returncode, 0, r.stdout)
+        self.assertEqual(self.admin_rows(), before)
+        self.assertEqual(s.db_value("SELECT count(*) FROM teams"), 1)
+        # The audit filter takes the same grammar.
+        status, answer, _ = self.call("GET", "/v1/audit/submissions?team=..", None,
+                                      self.auditor, expect=422)
+        self.assertEqual([d["loc"] for d in answer["detail"]], [["query", "team"]])
+        # Names in the grammar work everywhere, also at its limits.
+        for name in ("Team.A_1-x", "a..b", "9", "z" * 64):
+            with self.subTest(good=name):
+                self.call("POST", "/v1/admin/teams", {"name": name, "key": new_key("g")},
+                          self.admin, expect=201)
+                self.call("GET", "/v1/admin/teams/%s/presets" % name, None, self.admin,
+                          expect=200)
+        s.cli_ok("team", "add", "cli.Team-2", input=new_key("c") + "\n")
+        self.call("PUT", "/v1/admin/teams/cli.Team-2/presets/p.1", {"processor": "core"},
+                  self.admin, expect=200)
 
     # ---- the admin log, read back ---------------------------------------------------------
 

@@ -10,6 +10,7 @@ import csv
 import io
 import json
 import os
+import re
 import sqlite3
 import sys
 import unittest
@@ -18,7 +19,7 @@ from datetime import datetime, timedelta, timezone
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import Stack  # noqa: E402
+from harness import Stack, StackTestCase  # noqa: E402
 
 SUB_COLUMNS = [
     "submission_id", "team", "token_label", "received_at", "completed_at", "remote_addr",
@@ -519,6 +520,11 @@ class AuditApiTest(unittest.TestCase):
         for path, loc in [
                 ("/v1/audit/submissions?since=yesterday", ["query", "since"]),
                 ("/v1/audit/submissions?until=2025-13-01", ["query", "until"]),
+                # Days a month does not have are refused, not rolled into the next month.
+                ("/v1/audit/submissions?since=2026-02-31", ["query", "since"]),
+                ("/v1/audit/submissions?since=2025-02-29", ["query", "since"]),
+                ("/v1/audit/submissions?until=2026-04-31T00:00:00Z", ["query", "until"]),
+                ("/v1/audit/runs?since=2026-06-31T12:00:00%2B02:00", ["query", "since"]),
                 ("/v1/audit/submissions?since=2025-01-01T00:00:00%2001:00", ["query", "since"]),
                 ("/v1/audit/submissions?state=done", ["query", "state"]),
                 ("/v1/audit/submissions?interface=soap", ["query", "interface"]),
@@ -540,6 +546,7 @@ class AuditApiTest(unittest.TestCase):
                 ("/v1/audit/groups/" + "g" * 129, ["path", "taskgroup_id"])]:
             with self.subTest(path=path):
                 self.assert422(path, loc, self.tokens["beta"])
+        self.assert422("/v1/audit/admin?until=2026-11-31", ["query", "until"], self.auditor)
         # Several problems are answered together.
         status, data, _ = self.get("/v1/audit/submissions?since=x&until=y&state=z",
                                    self.auditor)
@@ -683,6 +690,8 @@ class AuditApiTest(unittest.TestCase):
                            (["audit", "everything"], "unknown audit command"),
                            (["audit", "submissions", "--state", "done"], "--state"),
                            (["audit", "submissions", "--since", "soon"], "--since"),
+                           (["audit", "submissions", "--since", "2026-02-31"], "--since"),
+                           (["audit", "runs", "--until", "2026-09-31T00:00:00Z"], "--until"),
                            (["audit", "submissions", "--limit", "0"], "--limit"),
                            (["audit", "submissions", "--team"], "needs a value"),
                            (["audit", "submissions", "--json", "--csv"], "one of"),
@@ -706,6 +715,81 @@ class AuditApiTest(unittest.TestCase):
         self.assertIn("no submission 'sub_never'", r.stderr)
         self.assertEqual(self.s.db_value("SELECT rows IS NULL FROM audit_reads WHERE query ="
                                          " 'audit submission sub_never'"), 1)
+
+
+class ExportEscapingTest(StackTestCase):
+    """Stored text that reaches a spreadsheet or a terminal: a CSV cell a spreadsheet would
+    run as a formula is written as text (OWASP's rule: a leading single quote, quoted), in
+    the HTTP export and the CLI's --csv alike; every table the CLI prints shows control
+    characters visibly instead of sending them to the terminal."""
+
+    FORMULA = '=HYPERLINK("http://x")'
+    CONTROL = "ops\n\x1b[31mred"
+    LEADERS = ["+1", "-2+3", "@SUM(A1)", "\tx", "\rx"]
+
+    def check_csv(self, text, what, translated=False):
+        """translated: text went through Python's universal newlines (a CLI output), which
+        turn a CR into a LF."""
+        self.assertIn('"\'=HYPERLINK(""http://x"")"', text, what)
+        labels = {r["token_label"] for r in csv.DictReader(io.StringIO(text, newline=""))}
+        self.assertIn("'" + self.FORMULA, labels, what)
+        self.assertNotIn(self.FORMULA, labels, what)
+        self.assertIn(self.CONTROL, labels, what)  # no formula: kept as it is, quoted
+        for lead in self.LEADERS:
+            lead = lead.replace("\r", "\n") if translated else lead
+            self.assertIn("'" + lead, labels, what)
+            self.assertNotIn(lead, labels, what)
+
+    def test_formulas_in_csv_and_controls_in_cli_tables_are_neutralised(self):
+        s = self.stack(keys=["par-alpha"])
+        s.add_team("alpha", "par-alpha", preset={"processor": "core"})
+        tokens = [s.issue_token("alpha", label=label)[0]
+                  for label in [self.FORMULA, self.CONTROL] + self.LEADERS]
+        audit, _ = s.issue_token("alpha", role="audit", label="\x1b]0;title\x07")
+        ids = []
+        for token in tokens:
+            status, body, _ = s.json_req("POST", "/v1/runs", {"inputs": ["q"]}, token=token)
+            self.assertEqual(status, 200, body)
+            ids.append(body["submission_id"])
+
+        auth = {"Authorization": "Bearer " + audit}
+        for path in ("/v1/audit/submissions?format=csv", "/v1/audit/runs?format=csv"):
+            status, _, data = s.http("GET", path, headers=auth)
+            self.assertEqual(status, 200)
+            self.check_csv(data.decode("utf-8"), path)
+        status, _, data = s.http("GET", "/v1/audit/submissions/%s?format=csv" % ids[0],
+                                 headers=auth)
+        self.assertIn('"\'=HYPERLINK(""http://x"")"', data.decode("utf-8"))
+        for what in ("submissions", "runs"):
+            self.check_csv(s.cli_ok("audit", what, "--csv").stdout, "audit %s --csv" % what,
+                           translated=True)
+        # Integer columns stay numbers; JSON stays as it is.
+        rows = list(csv.DictReader(io.StringIO(
+            s.cli_ok("audit", "submissions", "--csv").stdout, newline="")))
+        self.assertTrue(all(r["http_status"] == "200" for r in rows))
+        # JSON carries the labels as JSON strings, escaped.
+        status, listed, _ = s.json_req("GET", "/v1/audit/submissions", token=audit)
+        self.assertIn(self.CONTROL, {r["token_label"] for r in listed["data"]})
+
+        # Tables for people: one line per row, no control character reaches the terminal.
+        def no_controls(out, what):
+            self.assertFalse(re.search(r"[\x00-\x09\x0b-\x1f\x7f]", out), (what, out))
+        r = s.cli_ok("token", "list")
+        no_controls(r.stdout, "token list")
+        self.assertEqual(len(r.stdout.splitlines()), len(tokens) + 1, r.stdout)
+        self.assertIn("ops\\n\\x1b[31mred", r.stdout)
+        self.assertIn("\\x1b]0;title\\x07", r.stdout)
+        self.assertIn(self.FORMULA, r.stdout)
+        self.assertIn("\\tx", r.stdout)
+        for args in (("team", "list"), ("preset", "list", "alpha"), ("keys", "status"),
+                     ("audit", "submissions"), ("audit", "runs"), ("audit", "admin"),
+                     ("audit", "submission", ids[1]), ("audit", "run", s.db_value(
+                         "SELECT run_id FROM runs WHERE submission_id = ?", (ids[1],)))):
+            r = s.cli(*args)
+            self.assertIn(r.returncode, (0, 1), (args, r.stderr))
+            no_controls(r.stdout, args)
+        r = s.cli_ok("audit", "submission", ids[1])
+        self.assertIn("ops\\n\\x1b[31mred", r.stdout)
 
 
 if __name__ == "__main__":

@@ -170,6 +170,38 @@ class CompatTest(StackTestCase):
         self.assertEqual(status, 422, err)
         self.assertIn(["body", "inputs"], [p["loc"] for p in err["detail"]])
 
+    def test_bodies_that_are_not_json_are_refused_at_their_place(self):
+        """RFC 8259 only, and numbers as written or refused: NaN, Infinity, an integer
+        json-c would saturate, a double that would become 0, a lone surrogate."""
+        gid = self.new_group()
+        path = "/v1/tasks/groups/%s/runs" % gid
+        cases = [
+            ('{"inputs": [{"input": {"x": NaN}}]}', ["body", "inputs", 0, "input", "x"]),
+            ('{"inputs": [{"input": "a", "metadata": {"n": Infinity}}]}',
+             ["body", "inputs", 0, "metadata", "n"]),
+            ('{"inputs": [{"input": "a"}, {"input": [-Infinity]}]}',
+             ["body", "inputs", 1, "input", 0]),
+            ('{"inputs": [{"input": {"n": 1%s}}]}' % ("0" * 40),
+             ["body", "inputs", 0, "input", "n"]),
+            ('{"inputs": [{"input": {"n": 1e-99999}}]}', ["body", "inputs", 0, "input", "n"]),
+            ('{"inputs": [{"input": "\\ud800"}]}', ["body", "inputs", 0, "input"]),
+            ('{"inputs": [{"input": "a"}], "default_task_spec": {"output_schema": 1.}}',
+             ["body", "default_task_spec", "output_schema"]),
+        ]
+        self.s.sim_clear()
+        for body, loc in cases:
+            with self.subTest(body=body):
+                status, err, _ = self.post(path, body)
+                self.assertEqual(status, 422, err)
+                self.assertEqual([p["loc"] for p in err["detail"]], [loc], err)
+                self.assertEqual(err["detail"][0]["type"], "json_invalid")
+                self.assertRegex(err["detail"][0]["msg"], r"not valid JSON: .* at offset \d+")
+        self.assertEqual([r for r in self.s.sim_requests() if r["method"] == "POST"], [])
+        status, answer, _ = self.post(path, '{"inputs": [{"input": {"n": 1.10, "m": 1E+2}}]}')
+        self.assertEqual(status, 200, answer)
+        _, _, log = self.s._request(self.s.sim_port, "GET", "/_sim/requests", None, {}, 10)
+        self.assertIn(b'"n":1.10,"m":1E+2', log)
+
     def test_enforced_preset_fields_are_refused_per_run(self):
         self.s.set_preset("alpha", "default", {"processor": "core", "enforced": ["processor"]})
         gid = self.new_group()
@@ -280,6 +312,28 @@ class CompatTest(StackTestCase):
         # A run id that is not the team's, even one that exists upstream under the group.
         status, _, _ = self.get("/v1/tasks/groups/%s/runs/trun_not_ours" % gid)
         self.assertEqual(status, 404)
+
+    def test_a_result_timeout_is_a_whole_number_of_seconds(self):
+        """?timeout= is refused unless it is one whole number of seconds (it was read as an
+        hour); absent, the upstream's default applies."""
+        gid = self.new_group()
+        run_id = self.add_runs(gid, 1)[0]
+        self.s._sim("POST", "/_sim/runs/complete", {"taskgroup_id": gid})
+        self.s.sim_clear()
+        for query in ("timeout=-5", "timeout=abc", "timeout=1.5", "timeout=", "timeout",
+                      "timeout=%2D5", "timeout=+5", "timeout=5&timeout=6", "timeout=0x10"):
+            with self.subTest(query=query):
+                started = time.monotonic()
+                status, err, _ = self.get("/v1/tasks/runs/%s/result?%s" % (run_id, query))
+                self.assertEqual(status, 422, err)
+                self.assertEqual([p["loc"] for p in err["detail"]], [["query", "timeout"]])
+                self.assertLess(time.monotonic() - started, 5)
+        self.assertEqual(self.s.sim_requests(), [])
+        for query in ("", "?timeout=0", "?timeout=5", "?timeout=%35", "?timeout=99999"):
+            with self.subTest(query=query):
+                status, result, _ = self.get("/v1/tasks/runs/%s/result%s" % (run_id, query))
+                self.assertEqual(status, 200, result)
+                self.assertEqual(result["run"]["run_id"], run_id)
 
     def test_a_read_of_an_unreachable_upstream_is_a_502(self):
         gid = self.new_group()

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""kill -9 under load (README "Guarantees"): 200 submissions from 8 client threads on
+"""kill -9 under load (docs/guarantees.md): 200 submissions from 8 client threads on
 loopback, each with its own Idempotency-Key and repeated (as a careful client does) after a
 5xx or 409, while the daemon is killed with SIGKILL 4 times at random moments and restarted
 each time. Afterwards: every run id any client was given is in audit_runs; every run the

@@ -135,7 +135,7 @@ class DbTroubleTest(StackTestCase):
 
     # ---- full ----------------------------------------------------------------------------
 
-    def test_full_database_is_503_nothing_sent_and_health_still_answers(self):
+    def test_full_database_is_503_nothing_sent_and_health_says_so(self):
         s, token = self.start()
         pages = s.db_value("PRAGMA page_count")
         s.stop_daemon()
@@ -147,11 +147,71 @@ class DbTroubleTest(StackTestCase):
         status, body, _ = s.json_req("POST", "/v1/runs", {"inputs": big}, token=token)
         self.assert_db_503(s, status, body, 0)
         self.assertIn("full", s.daemon_log())
+        # The database is read fine, but it does not take the writes: /healthz says so.
         status, health, _ = s.json_req("GET", "/healthz")
-        self.assertEqual(status, 200, health)
+        self.assertEqual(status, 503, health)
+        self.assertIn("cannot be written", health["error"]["message"])
+        self.assertIn("full", health["error"]["message"])
         # A small submission that still fits goes through: the daemon is not wedged.
         status, body, _ = self.submit(s, token)
         self.assertIn(status, (200, 503), body)
+        self.assertTrue(s.daemon_alive())
+
+    # ---- after the upstream call ----------------------------------------------------------
+
+    def wait_for(self, what, probe, timeout=20):
+        deadline = time.monotonic() + timeout
+        while True:
+            got = probe()
+            if got:
+                return got
+            if time.monotonic() > deadline:
+                self.fail("%s: not within %d s" % (what, timeout))
+            time.sleep(0.1)
+
+    def test_write_failure_after_the_upstream_call_is_settled_while_serving(self):
+        """The upstream creates the runs; then every write of the database fails (locked by
+        another process past the busy timeout). The client is told not to resubmit, and
+        once the database takes writes again the daemon itself marks the submission
+        unknown, reconciles it and frees its in-flight slot: no restart."""
+        s, token = self.start(db_busy_timeout_ms=300, reconcile_after_s=1,
+                              housekeeping_interval_s=1)
+        s.cli_ok("team", "limits", "a", "--in-flight", "1")
+        pid = s.daemon_proc.pid
+        s.sim_fault(match="add_runs", kind="delay", delay_ms=1500)
+        answer = {}
+        t = threading.Thread(target=lambda: answer.update(r=self.submit(s, token)))
+        t.start()
+        # The group is recorded before add-runs goes out: lock the database then, while the
+        # simulator sits on the add-runs request.
+        self.wait_for("the group's creation recorded", lambda: s.db_value(
+            "SELECT count(*) FROM upstream_calls WHERE operation = 'create_group'"), 10)
+        lock = self.hold_lock(s, 4)
+        t.join()
+        status, body, _ = answer["r"]
+        self.assertEqual(status, 500, body)
+        self.assertIn("do not resubmit", body["error"]["message"])
+        sub = body["error"]["detail"]["submission_id"]
+        self.assertEqual(s.db_value("SELECT state FROM submissions WHERE id = ?", (sub,)),
+                         "pending")
+        status, health, _ = s.json_req("GET", "/healthz")
+        self.assertEqual(status, 503, health)
+        self.assertIn("database", health["error"]["message"])
+        lock.join()
+
+        # The database takes writes again: unknown, then reconciled from the upstream's
+        # runs, all by the running daemon.
+        self.wait_for("the submission settled", lambda: s.db_value(
+            "SELECT state FROM submissions WHERE id = ?", (sub,)) == "accepted")
+        self.assertEqual(s.db_value("SELECT count(*) FROM runs WHERE submission_id = ?",
+                                    (sub,)), 2)
+        self.wait_for("/healthz back to 200",
+                      lambda: s.json_req("GET", "/healthz")[0] == 200, 10)
+        self.assertIn("is now 'unknown'", s.daemon_log())
+        # The in-flight slot is free: the team submits again.
+        status, body, _ = self.submit(s, token)
+        self.assertEqual(status, 200, body)
+        self.assertEqual(s.daemon_proc.pid, pid)
         self.assertTrue(s.daemon_alive())
 
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Repeats of a submission must never create runs twice (README "Guarantees"): the duplicate
+"""Repeats of a submission must never create runs twice (docs/guarantees.md): the duplicate
 table, each row asserting how many add-runs requests reached the simulator; the run tag every
 forwarded run carries; a failed submission repeated with its key sends only what is missing;
 the same on the upstream-compatible path."""
@@ -213,6 +213,36 @@ class IdempotencyTest(StackTestCase):
         st, _, d = self.post({"inputs": ["a"]}, {"Idempotency-Key": "x" * 256})
         self.assertEqual(st, 422, d)
         self.assertEqual(adds(self.s.sim_requests()), [])
+
+    def test_body_key_that_is_not_a_string_is_422_every_time(self):
+        # Dropped, such a key would let every repeat create the runs again.
+        for value in (12345, True, ["k"], {"k": "v"}, "", "k" * 256):
+            with self.subTest(value=value):
+                for _ in range(2):
+                    st, _, d = self.post({"inputs": ["a"], "idempotency_key": value})
+                    self.assertEqual(st, 422, d)
+                    self.assertEqual([p["loc"] for p in json.loads(d)["detail"]],
+                                     [["body", "idempotency_key"]])
+        self.assertEqual(adds(self.s.sim_requests()), [])
+        self.assertEqual(self.s.sim_requests(), [], "a group was made for a refused request")
+        self.assertEqual(self.s.db_value("SELECT count(*) FROM submissions WHERE state = "
+                                         "'rejected' AND http_status = 422"), 12)
+        self.assertEqual(self.s.db_value("SELECT count(*) FROM idempotency"), 0)
+
+    def test_unusable_header_key_is_422_on_both_interfaces(self):
+        st, _, d = self.post({}, {"x-api-key": self.token}, path="/v1/tasks/groups")
+        runs_path = "/v1/tasks/groups/%s/runs" % json.loads(d)["taskgroup_id"]
+        self.s.sim_clear()
+        for path, body in (("/v1/runs", {"inputs": ["a"]}),
+                           (runs_path, {"inputs": [{"input": "a"}]}),
+                           ("/v1/tasks/groups", {})):
+            for key in ("", "x" * 256, "caf\u00e9"):
+                with self.subTest(path=path, key=key):
+                    st, _, d = self.post(body, {"Idempotency-Key": key}, path=path)
+                    self.assertEqual(st, 422, d)
+                    self.assertEqual(json.loads(d)["detail"][0]["loc"],
+                                     ["header", "Idempotency-Key"])
+        self.assertEqual(self.s.sim_requests(), [])
 
     def test_compat_path_replays_the_upstreams_answer(self):
         st, _, d = self.post({}, {"x-api-key": self.token}, path="/v1/tasks/groups")

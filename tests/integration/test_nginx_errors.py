@@ -71,7 +71,7 @@ class NginxRefusalTest(StackTestCase):
          b'10\r\n{"inputs":["x"]}\r\n0\r\n\r\n', 400),
         ("bad chunk", b"Transfer-Encoding: chunked\r\n", b"zz\r\n{}\r\n0\r\n\r\n", 400),
         # nginx's info-level log line for this one carries both header values: the request
-        # below sends no real token twice (README, Secrets: keep error_log above info).
+        # below sends no real token twice (docs/operations.md, nginx: keep error_log above info).
         ("two Authorization", b"Authorization: Bearer tg_other\r\nContent-Length: 16\r\n",
          b'{"inputs":["x"]}', 400),
         ("unknown transfer coding", b"Transfer-Encoding: gzip\r\n", b"", 501),

@@ -1,7 +1,10 @@
 """Operations: /metrics in Prometheus text format (checked with a parser, not a grep) whose
 counters move as requests are made, and /healthz turning 503 when the database cannot be
-read. Real nginx, daemon and simulator, as everywhere in tests/integration."""
+read or the key file is unsafe, naming no path to anyone but loopback clients. Real nginx,
+daemon and simulator, as everywhere in tests/integration."""
 
+import http.client
+import json
 import math
 import os
 import re
@@ -182,6 +185,67 @@ class HealthTest(StackTestCase):
         os.replace(s.db_path + ".moved", s.db_path)
         status, _, body = s.http("GET", "/healthz")
         self.assertEqual(status, 200, body)
+
+    def public_health(self, s):
+        """/healthz as a client on another machine sees it. nginx listens on 127.0.0.1 only,
+        so the client connects from 127.0.0.2: on Linux all of 127/8 reaches loopback, and
+        nginx's /metrics allow-list and the daemon count only 127.0.0.1 and ::1 as local."""
+        conn = http.client.HTTPConnection("127.0.0.1", s.port, timeout=10,
+                                          source_address=("127.0.0.2", 0))
+        try:
+            conn.request("GET", "/healthz", headers={"Accept": "application/json",
+                                                     "X-Forwarded-For": "127.0.0.1"})
+            resp = conn.getresponse()
+            data = resp.read()
+        finally:
+            conn.close()
+        s.record_answer("public /healthz", data)
+        return resp.status, json.loads(data.decode("utf-8"))
+
+    def test_an_unsafe_key_file_stops_submissions_and_is_told_without_its_path(self):
+        s = self.stack()
+        s.add_team("ops", "par-ops-key", preset={"processor": "core"})
+        token, _ = s.issue_token("ops")
+        self.assertEqual(self.public_health(s)[0], 200)
+        key = s.key_file_path
+        os.chmod(key, 0o644)
+        try:
+            status, body = self.public_health(s)
+            self.assertEqual(status, 503, body)
+            msg = body["error"]["message"]
+            self.assertEqual(msg, "the key file has unsafe permissions")
+            self.assertNotIn("/", msg)
+            # Loopback clients and the log get the details.
+            status, local, _ = s.json_req("GET", "/healthz")
+            self.assertEqual(status, 503, local)
+            self.assertIn(key, local["error"]["message"])
+            self.assertIn("chmod 600", local["error"]["message"])
+            self.assertIn(key, s.daemon_log())
+            # As the README says: no submission while the key file is unsafe.
+            s.sim_clear()
+            status, body, _ = s.json_req("POST", "/v1/runs", {"inputs": ["q"]}, token=token)
+            self.assertEqual(status, 503, body)
+            self.assertEqual(s.sim_requests(), [])
+            status, body, _ = s.json_req("POST", "/v1/tasks/groups", {}, token=token)
+            self.assertEqual(status, 503, body)
+            self.assertEqual(s.sim_requests(), [])
+        finally:
+            os.chmod(key, 0o600)
+        self.assertEqual(self.public_health(s)[0], 200)
+        status, body, _ = s.json_req("POST", "/v1/runs", {"inputs": ["q"]}, token=token)
+        self.assertEqual(status, 200, body)
+
+    def test_a_database_problem_is_told_without_its_path(self):
+        s = self.stack()
+        shutil.move(s.db_path, s.db_path + ".moved")
+        with open(s.db_path, "wb") as f:
+            f.write(b"this is not a database" * 100)
+        try:
+            status, body = self.public_health(s)
+            self.assertEqual(status, 503, body)
+            self.assertEqual(body["error"]["message"], "the database cannot be read")
+        finally:
+            os.replace(s.db_path + ".moved", s.db_path)
 
     def test_healthz_when_the_database_is_gone(self):
         s = self.stack()

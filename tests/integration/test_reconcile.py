@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Reconciliation and safe retries (README "Guarantees"): an upstream that times out after
+"""Reconciliation and safe retries (docs/guarantees.md): an upstream that times out after
 accepting leaves the submission unknown, and `taskgate reconcile` makes it accepted with the
 very run ids the upstream created; nothing created makes it failed; the start-up pass does
 the same; the gateway retries by itself only when the upstream cannot have acted."""
@@ -39,6 +39,18 @@ class Base(StackTestCase):
         h.update(headers or {})
         status, hdrs, data = self.s.http("POST", "/v1/runs", json.dumps(body), h, timeout=60)
         return status, hdrs, json.loads(data)
+
+    def reconcile_to_accepted(self, s, sub, group):
+        """`taskgate reconcile sub` settles it accepted, with the group's runs upstream as
+        its runs, in input order."""
+        r = s.cli("reconcile", sub)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("accepted", r.stdout)
+        self.assertEqual(s.db_value("SELECT state FROM submissions WHERE id = ?", (sub,)),
+                         "accepted")
+        self.assertEqual([x[0] for x in s.db("SELECT run_id FROM audit_runs WHERE "
+                                             "submission_id = ? ORDER BY input_index", (sub,))],
+                         [x["run_id"] for x in s.sim_group(group)])
 
     def state_once_settled(self, sub, within):
         """The submission's state once it is no longer unknown, or after within seconds."""
@@ -98,14 +110,7 @@ class ReconcileTest(Base):
         self.assertEqual(st, 504, err)
         sub = err["error"]["detail"]["submission_id"]
         group = err["error"]["detail"]["taskgroup_id"]
-        r = s.cli("reconcile", sub)
-        self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertIn("accepted", r.stdout)
-        self.assertEqual(s.db_value("SELECT state FROM submissions WHERE id = ?", (sub,)),
-                         "accepted")
-        self.assertEqual([x[0] for x in s.db("SELECT run_id FROM audit_runs WHERE "
-                                             "submission_id = ?", (sub,))],
-                         [r["run_id"] for r in s.sim_group(group)])
+        self.reconcile_to_accepted(s, sub, group)
 
     def test_nothing_created_becomes_failed(self):
         s = self.start()
@@ -278,14 +283,7 @@ class ConnectionLostTest(Base):
                          [("create_group", "ok", 200), ("add_runs", "unknown", None)])
 
         # Reconciliation settles it as it settles a timeout: accepted, with those runs.
-        r = s.cli("reconcile", sub)
-        self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertIn("accepted", r.stdout)
-        self.assertEqual(s.db_value("SELECT state FROM submissions WHERE id = ?", (sub,)),
-                         "accepted")
-        self.assertEqual([x[0] for x in s.db("SELECT run_id FROM audit_runs WHERE "
-                                             "submission_id = ? ORDER BY input_index", (sub,))],
-                         [x["run_id"] for x in s.sim_group(group)])
+        self.reconcile_to_accepted(s, sub, group)
         self.assertEqual(len(adds(s.sim_requests())), 2)  # reconciling sent nothing
 
     def test_create_group_reset_on_a_reused_connection_is_not_sent_again(self):

@@ -321,9 +321,196 @@ class SecretsTest(StackTestCase):
             self.assertNotIn(secret.encode(), data)
 
 
+def mcp(*headers):
+    """mcp_servers with one server per dict of headers."""
+    return [{"name": "m%d" % i, "url": "https://mcp%d.example" % i, "headers": h}
+            for i, h in enumerate(headers)]
+
+
+class McpHeaderSecretsTest(StackTestCase):
+    """MCP server header values (credentials for someone else's server) go upstream as
+    sent and are nowhere else in clear: a distinct secret in every place the upstream's
+    schema allows one (a run input's mcp_servers: the simplified body, each inputs[i] of an
+    add-runs body, a preset; and default_task_spec, where a client may put one too), on
+    every interface, through success and error paths; then every audit answer in every
+    format, the CLI, the logs and the database file with its WAL are scanned."""
+
+    def test_mcp_header_secrets_are_fingerprints_everywhere_but_upstream(self):
+        s = self.stack(keys=[KEY_A, KEY_B])
+        s.add_team("a", KEY_A, preset=PRESET)
+        s.add_team("b", KEY_B, preset=PRESET)
+        tok_a, _ = s.issue_token("a")
+        tok_b, _ = s.issue_token("b")
+        audit, _ = s.issue_token("b", role="audit")
+        admin, _ = s.issue_token("a", role="admin")
+        secrets = {}
+
+        def secret(place):
+            value = "mcp-secret-%02d-%s" % (len(secrets), os.urandom(8).hex())
+            secrets[value] = place
+            return value
+
+        def compat(path, body):
+            status, _, data = s.http("POST", path, json.dumps(body),
+                                     {"x-api-key": tok_a, "Content-Type": "application/json"})
+            return status, data
+
+        # Presets: one stored by the CLI, one over HTTP by an admin.
+        cli_preset = {"processor": "core", "mcp_servers": mcp(
+            {"Authorization": secret("preset (CLI)")})}
+        s.set_preset("a", "mcp", cli_preset)
+        status, _, _ = s.json_req("PUT", "/v1/admin/teams/b/presets/mcp", {
+            "processor": "core", "mcp_servers": mcp({"Authorization": secret("preset (HTTP)"),
+                                                     "X-Other": secret("preset (HTTP) 2")})},
+            token=admin)
+        self.assertEqual(status, 200)
+        # ... and replaced, so the admin log has one as "before" too.
+        s.set_preset("a", "mcp", dict(cli_preset, metadata={"k": "v"}))
+        forwarded = set(secrets)
+
+        # The simplified interface: JSON, JSON over a preset, a form over a preset.
+        body = {"inputs": ["q"], "mcp_servers": mcp({"Authorization": secret("simplified"),
+                                                     "X-Key": secret("simplified 2")})}
+        status, answer, _ = s.json_req("POST", "/v1/runs", body, token=tok_a)
+        self.assertEqual(status, 200, answer)
+        forwarded |= {k for k, v in secrets.items() if v.startswith("simplified")}
+        status, answer, _ = s.json_req("POST", "/v1/runs", {"inputs": ["q"], "preset": "mcp"},
+                                       token=tok_b)
+        self.assertEqual(status, 200, answer)
+        status, _, _ = s.http("POST", "/v1/runs", "token=%s&inputs=q&preset=mcp" % tok_a,
+                              {"Content-Type": "application/x-www-form-urlencoded",
+                               "Accept": "application/json"})
+        self.assertEqual(status, 200)
+        status, answer, _ = s.json_req("POST", "/v1/runs", {
+            "inputs": ["q"], "metadata": {"k" * 20: 1},
+            "mcp_servers": mcp({"Authorization": secret("simplified, refused")})}, token=tok_a)
+        self.assertEqual(status, 422, answer)
+
+        # The upstream-compatible interface: every input, /v1 and /v1beta, errors too.
+        for api in ("/v1", "/v1beta"):
+            status, data = compat(api + "/tasks/groups", {})
+            self.assertEqual(status, 200, data)
+            gid = json.loads(data)["taskgroup_id"]
+            one, two = secret(api + " inputs[0]"), secret(api + " inputs[1]")
+            status, data = compat("%s/tasks/groups/%s/runs" % (api, gid), {"inputs": [
+                {"input": "a", "processor": "core", "mcp_servers": mcp({"Authorization": one})},
+                {"input": "b", "processor": "core",
+                 "mcp_servers": mcp({}, {"X-Key": two, "Authorization": secret(api + " 2nd")})},
+            ]})
+            self.assertEqual(status, 200, data)
+            forwarded |= {k for k, v in secrets.items() if v.startswith(api + " ")}
+        status, data = compat("/v1/tasks/groups/%s/runs" % gid, {
+            "inputs": [{"input": "a", "processor": "core"}],
+            "default_task_spec": {"output_schema": "x",
+                                  "mcp_servers": mcp({"Authorization": secret("spec")})}})
+        self.assertIn(status, (200, 422), data)
+        status, data = compat("/v1/tasks/groups/%s/runs" % gid, {"inputs": [
+            {"input": "a", "processor": "core", "metadata": {"k" * 20: 1},
+             "mcp_servers": mcp({"Authorization": secret("compat, refused")})}]})
+        self.assertEqual(status, 422, data)
+        s.sim_fault(match="add_runs", kind="status", status=500)
+        status, data = compat("/v1/tasks/groups/%s/runs" % gid, {"inputs": [
+            {"input": "a", "processor": "core",
+             "mcp_servers": mcp({"Authorization": secret("compat, upstream failed")})}]})
+        self.assertGreaterEqual(status, 500, data)
+        s.sim_clear_faults()
+
+        # What goes upstream carries the real values.
+        sent = json.dumps(s.sim_requests())
+        for value in forwarded:
+            self.assertIn(value, sent, "%s did not reach the upstream" % secrets[value])
+
+        # Every audit answer, in every format, on every interface.
+        ids = [r["id"] for r in s.db("SELECT id FROM submissions ORDER BY received_at")]
+        self.assertGreaterEqual(len(ids), 9)
+        auth = {"Authorization": "Bearer " + audit}
+        for sid in ids:
+            status, detail, _ = s.json_req("GET", "/v1/audit/submissions/" + sid, token=audit)
+            self.assertEqual(status, 200)
+            s.http("GET", "/v1/audit/submissions/%s?format=csv" % sid, headers=auth)
+            # The history page hands the token back in its form (its own answer to its
+            # own holder); the rest of the page is scanned.
+            status, _, page = s._request(s.port, "POST", "/history/" + sid, "token=" + audit,
+                                         {"Content-Type": "application/x-www-form-urlencoded"})
+            self.assertEqual(status, 200)
+            s.record_answer("the history page of " + sid, page.replace(audit.encode(), b"tg_"))
+            for fmt in ((), ("--json",), ("--csv",)):
+                s.cli_ok("audit", "submission", sid, *fmt)
+        for path in ("/v1/audit/submissions", "/v1/audit/admin", "/v1/audit/runs"):
+            s.http("GET", path, headers=auth)
+            s.http("GET", path + "?format=csv", headers=auth)
+        for fmt in ((), ("--json",), ("--csv",)):
+            s.cli_ok("audit", "admin", *fmt)
+            s.cli_ok("audit", "submissions", *fmt)
+        stored = json.loads(s.db_value("SELECT request FROM submissions WHERE request LIKE"
+                                       " '%X-Key%' AND interface = 'upstream-compatible'"))
+        self.assertEqual(stored["inputs"][1]["mcp_servers"][1]["headers"]["X-Key"],
+                         key_fingerprint([k for k, v in secrets.items()
+                                          if v == "/v1 inputs[1]"][0]))
+        shown = json.loads(s.cli_ok("preset", "show", "a", "mcp").stdout)
+        status, over_http, _ = s.json_req("GET", "/v1/admin/teams/b/presets/mcp", token=admin)
+        self.assertEqual(status, 200)
+        # Fingerprints where the values were, in the form the README gives.
+        self.assertEqual(shown["mcp_servers"][0]["headers"]["Authorization"],
+                         key_fingerprint(cli_preset["mcp_servers"][0]["headers"]["Authorization"]))
+        for value in over_http["preset"]["mcp_servers"][0]["headers"].values():
+            self.assertRegex(value, r"^sha256:[0-9a-f]{12}$")
+
+        # Preset values are sealed under the key file like the team keys, so a rotation
+        # re-seals them and they still reach the upstream.
+        sealed = s.db_value("SELECT body FROM presets WHERE name = 'mcp' AND team_id ="
+                            " (SELECT id FROM teams WHERE name = 'b')")
+        self.assertRegex(json.loads(sealed)["mcp_servers"][0]["headers"]["Authorization"],
+                         r"^tgk1\.%s\." % kid(s))
+        s.cli_ok("keys", "rotate")
+        self.assertEqual(json.loads(s.db_value(
+            "SELECT after FROM audit_admin WHERE action = 'keys.rotate'"))["presets"], 2)
+        s.sim_clear()
+        status, answer, _ = s.json_req("POST", "/v1/runs", {"inputs": ["q"], "preset": "mcp"},
+                                       token=tok_b)
+        self.assertEqual(status, 200, answer)
+        self.assertIn([k for k, v in secrets.items() if v == "preset (HTTP)"][0],
+                      json.dumps(s.sim_requests()))
+
+        # Nowhere in clear (nor hex nor base64): answers and CLI outputs above, every log
+        # (the simulator's is the upstream's side, and it records no bodies), the database
+        # and its WAL, as the daemon leaves them and as a checkpoint writes them.
+        for value, place in secrets.items():
+            s.add_secret(value, "key")
+        s.scan_secrets()
+        s.stop_daemon()
+        s.scan_secrets()
+        data = raw_db_bytes(s)
+        for value, place in secrets.items():
+            self.assertNotIn(value.encode(), data, "the secret of %s is in the database" % place)
+
+
 class ClearKeyMigrationTest(StackTestCase):
     """A database whose keys an older taskgate stored in clear: the daemon's start-up
     encrypts them (init does the same), and the file keeps no copy of the clear text."""
+
+    def test_start_encrypts_clear_preset_mcp_headers(self):
+        s = self.stack(keys=[KEY_A])
+        s.add_team("a", KEY_A, preset=PRESET)
+        token, _ = s.issue_token("a")
+        s.stop_daemon()
+        clear = {"processor": "core", "mcp_servers": mcp({"Authorization": MCP_SECRET})}
+        conn = sqlite3.connect(s.db_path, isolation_level=None)
+        try:
+            conn.execute("UPDATE presets SET body = ?", (json.dumps(clear),))
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            conn.close()
+        self.assertIn(MCP_SECRET.encode(), raw_db_bytes(s))
+        restart(s)
+        self.assertIn("MCP header values of 1 preset(s) stored in clear are now encrypted",
+                      s.daemon_log())
+        s.sim_clear()
+        status, body, _ = s.json_req("POST", "/v1/runs", {"inputs": ["q"]}, token=token)
+        self.assertEqual(status, 200, body)
+        self.assertIn(MCP_SECRET, json.dumps(s.sim_requests()))
+        s.stop_daemon()
+        self.assertNotIn(MCP_SECRET.encode(), raw_db_bytes(s))
 
     def test_start_encrypts_clear_keys_and_leaves_no_trace(self):
         s = self.stack(keys=[KEY_A])

@@ -16,8 +16,10 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from test_simulator import KEY_A, KEY_B, TIME, SharedSimulatorCase, inputs  # noqa: E402
 
+# Beside the checkout, the project's shared/ folder holds the upstream's OpenAPI document.
 OPENAPI_PATHS = (os.environ.get("TG_UPSTREAM_OPENAPI", ""),
-                 "/work/shared/upstream/parallel-openapi.json")
+                 os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..",
+                              "shared", "upstream", "parallel-openapi.json"))
 
 
 def load_openapi():

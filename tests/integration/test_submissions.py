@@ -1,7 +1,8 @@
 """Simplified submissions in full (POST /v1/runs): JSON, urlencoded and multipart bodies, the
 merge of global defaults, team presets and the submission, validation before anything goes
 upstream, unusual but valid shapes, byte-identical forwarding across body encodings,
-chunking, group creation, HTML answers, and a newcomer's form post.
+chunking, group creation, HTML answers, a newcomer's form post, and client headers passed
+upstream (checked before anything is created; a request that cannot be sent is failed).
 
 Real nginx, the real daemon and the upstream simulator (tests/sim) through the harness;
 one Stack per test class, the simulator's request log cleared before every test.
@@ -13,6 +14,8 @@ import json
 import os
 import re
 import secrets
+import socket
+import struct
 import sys
 import unittest
 import urllib.parse
@@ -429,6 +432,25 @@ BAD_JSON = [
         ["body", "taskgroup_id"]),
     Bad("taskgroup_id a number", {"inputs": ["q"], "taskgroup_id": 17},
         ["body", "taskgroup_id"]),
+    # A well-formed id of a group none of the team's submissions created (test_ownership.py
+    # has another team's): refused like the upstream-compatible path refuses it.
+    Bad("taskgroup_id not the team's", {"inputs": ["q"], "taskgroup_id": "tgrp_0123abcdef"},
+        status=404, msg_re=r"^no such task group for this team$"),
+    # idempotency_key: never dropped, or every repeat would create runs again
+    Bad("idempotency_key a number", {"inputs": ["q"], "idempotency_key": 12345},
+        ["body", "idempotency_key"]),
+    Bad("idempotency_key a boolean", {"inputs": ["q"], "idempotency_key": True},
+        ["body", "idempotency_key"]),
+    Bad("idempotency_key a list", {"inputs": ["q"], "idempotency_key": ["k"]},
+        ["body", "idempotency_key"]),
+    Bad("idempotency_key an object", {"inputs": ["q"], "idempotency_key": {"k": "v"}},
+        ["body", "idempotency_key"]),
+    Bad("idempotency_key empty", {"inputs": ["q"], "idempotency_key": ""},
+        ["body", "idempotency_key"]),
+    Bad("idempotency_key too long", {"inputs": ["q"], "idempotency_key": "k" * 256},
+        ["body", "idempotency_key"]),
+    Bad("idempotency_key with a control character", {"inputs": ["q"], "idempotency_key": "a\nb"},
+        ["body", "idempotency_key"]),
     # preset and policy
     Bad("unknown preset", {"inputs": ["q"], "preset": "nope"}, ["body", "preset"]),
     Bad("preset not a string", {"inputs": ["q"], "preset": ["strict"]}, ["body", "preset"]),
@@ -466,6 +488,22 @@ BAD_JSON = [
         loc_prefix=["body"]),
     Bad("a NUL byte in the body", b'{"inputs": ["a\x00b"]}', loc_prefix=["body"]),
     Bad("nesting deeper than 32", {"inputs": [nested(40)]}, loc_prefix=["body"]),
+    # Not JSON as RFC 8259 defines it, or a number json-c cannot hold as written: each
+    # refused at its place, never forwarded as a bare token or a changed value.
+    Bad("NaN", '{"inputs": [{"x": NaN}]}', ["body", "inputs", 0, "x"],
+        msg_re=r"NaN and Infinity are not JSON"),
+    Bad("Infinity", '{"inputs": ["q"], "metadata": {"n": Infinity}}', ["body", "metadata", "n"]),
+    Bad("-Infinity", '{"inputs": ["q", {"y": [1, -Infinity]}]}', ["body", "inputs", 1, "y", 1]),
+    Bad("an integer beyond 2^64", '{"inputs": ["q"], "metadata": {"n": 1%s}}' % ("0" * 40),
+        ["body", "metadata", "n"], msg_re=r"beyond what the gateway forwards exactly"),
+    Bad("a double that underflows to 0", '{"inputs": [{"x": 1e-99999}]}',
+        ["body", "inputs", 0, "x"], msg_re=r"too small for a double"),
+    Bad("a double beyond its range", '{"inputs": [{"x": 1e400}]}', ["body", "inputs", 0, "x"]),
+    Bad("a lone surrogate", '{"inputs": ["ok", "\\ud800"]}', ["body", "inputs", 1],
+        msg_re=r"lone UTF-16 surrogate"),
+    Bad("a number with a bare '.'", '{"inputs": [{"x": 1.}]}', ["body", "inputs", 0, "x"]),
+    Bad("a raw tab in a string", '{"inputs": ["a\tb"]}', ["body", "inputs", 0],
+        msg_re=r"control character"),
     Bad("duplicate top-level key", '{"inputs": ["a"], "inputs": ["b"]}', status=(400, 422),
         loc_prefix=["body"], msg_re=r"(?i)inputs.*(twice|duplicate|repeat)|"
                                     r"(twice|duplicate|repeat).*inputs"),
@@ -927,6 +965,18 @@ class GoodBodiesTest(SharedStackTest):
             None, [BETA_EVENTS, BETA_MCP, BETA_WEBHOOK])
         names = beta_names(add["headers"].get("parallel-beta"))
         self.assertEqual(len(names), len(set(names)), names)
+
+    def test_numbers_reach_the_upstream_as_written(self):
+        """Numbers are forwarded as the client wrote them: no rounding, no saturation, no
+        reformatting (the simulator logs what it read, numbers' text included)."""
+        numbers = ('"a":1.10,"b":18446744073709551615,"c":-9223372036854775808,"d":1E+2,'
+                   '"e":5e-324,"f":0.1e1')
+        status, answer, _, raw = self.post('{"inputs":[{%s}]}' % numbers)
+        self.assertAccepted(status, answer, 1, raw[:500])
+        self.only_add_runs()
+        status, _, log = Stack._request(self.s.sim_port, "GET", "/_sim/requests", None, {}, 10)
+        self.assertEqual(status, 200)
+        self.assertIn(numbers.encode(), log)
 
     def test_json_with_charset(self):
         self.check_good({"output": "ok"}, ["é"], {}, {"output_schema": "ok"}, [],
@@ -1472,6 +1522,147 @@ class BodyLimitTest(SharedStackTest):
         self.assertLess(len(payload), 4096)
         status, answer, _, raw = self.post(payload)
         self.assertAccepted(status, answer, 90, raw[:300])
+
+
+# ---- 10. client headers and the send path ------------------------------------------------------
+
+def fcgi_post(sock_path, path, body, params):
+    """POST body to path straight over the daemon's FastCGI socket (no nginx), with params
+    added to the ones nginx would send. Returns (status, headers, body bytes)."""
+    def record(kind, content):
+        return struct.pack("!BBHHBx", 1, kind, 1, len(content), 0) + content
+
+    def length(n):
+        return struct.pack("!B", n) if n < 128 else struct.pack("!I", n | 0x80000000)
+
+    env = {"REQUEST_METHOD": "POST", "DOCUMENT_URI": path, "REQUEST_URI": path,
+           "QUERY_STRING": "", "CONTENT_TYPE": JSON_CT, "CONTENT_LENGTH": str(len(body)),
+           "SERVER_PROTOCOL": "HTTP/1.1", "REMOTE_ADDR": "127.0.0.1",
+           "HTTP_ACCEPT": ACCEPT_JSON}
+    env.update(params)
+    pairs = b"".join(length(len(k.encode())) + length(len(v.encode())) + k.encode() + v.encode()
+                     for k, v in env.items())
+    out = record(1, struct.pack("!HB5x", 1, 0)) + record(4, pairs) + record(4, b"")
+    out += (record(5, body) if body else b"") + record(5, b"")
+    stdout = b""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(30)
+        s.connect(sock_path)
+        s.sendall(out)
+        buf = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+        while len(buf) >= 8:
+            _, kind, _, clen, plen = struct.unpack("!BBHHB", buf[:7])
+            if kind == 6:
+                stdout += buf[8:8 + clen]
+            buf = buf[8 + clen + plen:]
+    head, _, data = stdout.partition(b"\r\n\r\n")
+    headers = dict(line.split(": ", 1) for line in head.decode().split("\r\n") if ": " in line)
+    return int(headers.get("Status", "200").split()[0]), headers, data
+
+
+class HeadersTest(SharedStackTest):
+    """10. A client header the gateway passes upstream (parallel-beta) that cannot be sent
+    is refused before anything is created (no group either): 422 at ["header", name], a
+    rejected record. And the upstream client's refusal to send is never ignored: a request
+    it could not send is a failed submission with a not_sent call, never unknown."""
+
+    BAD_BETAS = [
+        ("over 1,000 bytes", ",".join("beta-%03d" % i for i in range(120))),
+        ("a control character", BETA_EVENTS + "\x01"),
+        ("DEL", BETA_EVENTS + "\x7f"),
+        ("a tab inside a name", "events\tsse"),
+        ("a name with a slash", "a/b"),
+    ]
+
+    def own_group(self):
+        status, answer, _, _ = self.post({"inputs": ["first"]})
+        self.assertAccepted(status, answer, 1)
+        self.s.sim_clear()
+        return answer["taskgroup_id"]
+
+    def assertHeaderRefused(self, status, answer, raw, rejected):
+        self.assertEqual(status, 422, raw[:600])
+        self.assertEqual([p["loc"] for p in answer["detail"]], [["header", "parallel-beta"]],
+                         answer)
+        self.assertEqual(self.count_state("rejected", 422), rejected + 1)
+        self.assertNothingUpstream("a bad parallel-beta")
+        self.assertNoPending()
+
+    def test_bad_beta_is_refused_before_a_group_is_made(self):
+        for name, value in self.BAD_BETAS:
+            with self.subTest(name):
+                rejected = self.count_state("rejected", 422)
+                status, answer, _, raw = self.post({"inputs": ["q"]},
+                                                   headers={"parallel-beta": value})
+                self.assertHeaderRefused(status, answer, raw, rejected)
+
+    def test_bad_beta_into_a_named_group_is_refused(self):
+        gid = self.own_group()
+        for name, value in self.BAD_BETAS:
+            with self.subTest(name):
+                rejected = self.count_state("rejected", 422)
+                status, answer, _, raw = self.post({"inputs": ["q"], "taskgroup_id": gid},
+                                                   headers={"parallel-beta": value})
+                self.assertHeaderRefused(status, answer, raw, rejected)
+
+    def test_bad_beta_on_the_compat_paths(self):
+        gid = self.own_group()
+        for path in ("/v1/tasks/groups", "/v1/tasks/groups/%s/runs" % gid):
+            for name, value in self.BAD_BETAS:
+                with self.subTest(path=path, beta=name):
+                    rejected = self.count_state("rejected", 422)
+                    status, answer, _ = self.s.json_req(
+                        "POST", path, {"inputs": [{"input": "q"}]} if "runs" in path else {},
+                        headers={"x-api-key": self.tokens["alpha"], "parallel-beta": value})
+                    self.assertHeaderRefused(status, answer, json.dumps(answer).encode(),
+                                             rejected)
+        # Reads pass the header on too: the same check, before the upstream is asked.
+        status, answer, _ = self.s.json_req("GET", "/v1/tasks/groups/" + gid, headers={
+            "x-api-key": self.tokens["alpha"], "parallel-beta": self.BAD_BETAS[0][1]})
+        self.assertEqual(status, 422, answer)
+        self.assertEqual(answer["detail"][0]["loc"], ["header", "parallel-beta"])
+        self.assertNothingUpstream("a read with a bad parallel-beta")
+
+    def test_long_valid_beta_is_passed_on(self):
+        value = ", ".join([BETA_FIELD_BASIS, BETA_EVENTS] * 10)  # 470 bytes
+        status, answer, _, _ = self.post({"inputs": ["q"]}, headers={"parallel-beta": value})
+        self.assertAccepted(status, answer, 1)
+        names = beta_names(self.only_add_runs()[0]["headers"].get("parallel-beta"))
+        self.assertEqual(sorted(names), sorted([BETA_FIELD_BASIS, BETA_EVENTS]))
+
+    def test_a_request_that_cannot_be_sent_fails_and_may_be_sent_again(self):
+        # Only a request id forged past nginx (straight over the FastCGI socket) still
+        # reaches the upstream client unsendable; whichever call it is, nothing leaves.
+        gid = self.own_group()
+        for name, body in (("create a group", {"inputs": ["q"]}),
+                           ("add runs", {"inputs": ["q"], "taskgroup_id": gid})):
+            with self.subTest(name):
+                status, _, raw = fcgi_post(
+                    self.s.sock_path, "/v1/runs", json.dumps(body).encode(),
+                    {"REQUEST_ID": "req-forged\x01", "HTTP_AUTHORIZATION":
+                     "Bearer " + self.tokens["alpha"]})
+                answer = json.loads(raw)
+                self.assertEqual(status, 502, answer)
+                err = self.assertErrorShape(answer, 502)
+                self.assertIn("nothing was sent", err["message"])
+                self.assertIn("may be sent again", err["message"])
+                sub = err["detail"]["submission_id"]
+                self.assertEqual(err["detail"]["state"], "failed")
+                row = self.s.db("SELECT state, http_status FROM audit_submissions WHERE "
+                                "submission_id = ?", (sub,))[0]
+                self.assertEqual(tuple(row), ("failed", 502))
+                calls = self.s.db("SELECT operation, outcome, http_status FROM audit_calls "
+                                  "WHERE submission_id = ? ORDER BY seq", (sub,))
+                self.assertEqual([tuple(c) for c in calls],
+                                 [("create_group" if "group" in name else "add_runs",
+                                   "not_sent", None)])
+                self.assertNothingUpstream(name)
+                self.assertNoPending()
 
 
 if __name__ == "__main__":

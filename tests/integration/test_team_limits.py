@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Per-team limits (README "Guarantees"): runs per minute and submissions in flight, set with
+"""Per-team limits (docs/guarantees.md): runs per minute and submissions in flight, set with
 `taskgate team limits`, stored in the database and logged in admin_log; beyond a limit a 429
 with Retry-After, a 'rejected' record and nothing sent. One table drives every limit."""
 

@@ -429,6 +429,7 @@ static void test_dump(void)
     CHECK(tg_conf_dump(&c, a, sizeof a) == TG_OK);
     CHECK_STR(a, "listen = /run/taskgate/taskgate.sock\n"
                  "socket_mode = 0660\n"
+                 "socket_group = \"\"\n"
                  "threads = 32\n"
                  "max_long_reads = 0\n"
                  "backlog = 1024\n"

@@ -81,7 +81,7 @@ static void test_key_file_trouble(void)
     tg_crypto_configure(key_file);
     CHECK(tg_crypto_load(0, NULL, err, sizeof(err)) == TG_ERR);
     CHECK(strstr(err, "missing") != NULL);
-    CHECK(tg_crypto_check(why, sizeof(why)) == TG_ERR && strstr(why, "missing") != NULL);
+    CHECK(tg_crypto_check(why, sizeof(why), NULL) == TG_ERR && strstr(why, "missing") != NULL);
     CHECK(write_bytes(key_file, k, 31, 0600) == 0);
     CHECK(tg_crypto_load(0, NULL, err, sizeof(err)) == TG_ERR);
     CHECK(strstr(err, "31 bytes") != NULL);
@@ -90,7 +90,25 @@ static void test_key_file_trouble(void)
     CHECK(strstr(err, "chmod 600") != NULL);
     CHECK(write_bytes(key_file, k, 32, 0600) == 0);
     CHECK(tg_crypto_load(0, NULL, err, sizeof(err)) == TG_OK);
-    CHECK(tg_crypto_check(why, sizeof(why)) == TG_OK);
+    CHECK(tg_crypto_check(why, sizeof(why), NULL) == TG_OK);
+
+    /* A loaded ring is not used while the key file is unsafe, and the public reason names
+     * no path. */
+    char sealed[TG_CRYPTO_SEALED_LEN(8)], plain[16];
+    const char *pub = NULL;
+    CHECK(tg_crypto_seal("t", "par-key1", 8, sealed, sizeof(sealed), NULL, err, sizeof(err)) ==
+          TG_OK);
+    CHECK(chmod(key_file, 0644) == 0);
+    CHECK(tg_crypto_seal("t", "par-key1", 8, sealed, sizeof(sealed), NULL, err, sizeof(err)) ==
+          TG_ERR);
+    CHECK(tg_crypto_open("t", sealed, plain, sizeof(plain), NULL, err, sizeof(err)) == TG_ERR);
+    CHECK(strstr(err, "chmod 600") != NULL && plain[0] == '\0');
+    CHECK(tg_crypto_check(why, sizeof(why), &pub) == TG_ERR && strstr(why, key_file) != NULL);
+    CHECK(pub != NULL && strstr(pub, "unsafe permissions") != NULL && strchr(pub, '/') == NULL);
+    CHECK(chmod(key_file, 0600) == 0);
+    CHECK(tg_crypto_open("t", sealed, plain, sizeof(plain), NULL, err, sizeof(err)) == TG_OK);
+    CHECK(strcmp(plain, "par-key1") == 0);
+    CHECK(tg_crypto_check(why, sizeof(why), &pub) == TG_OK && pub == NULL);
 
     /* create makes a 0600 file of 32 bytes only when there is none. */
     remove_keys();

@@ -105,6 +105,12 @@ static void json_object_lines(void)
               "\"{\\\"a\\\":1,\\\"a\\\":2}\"]}");
     /* Leading whitespace before the brace is trimmed first. */
     CHECK_STR(url("input=++%7B%22x%22%3Atrue%7D++"), "{\"inputs\":[{\"x\":true}]}");
+    /* A line that is not JSON as RFC 8259 defines it ({"n":NaN}, a number json-c would
+     * saturate, a lone surrogate) stays text: nothing that is not JSON goes upstream. */
+    CHECK_STR(url("input=%7B%22n%22%3ANaN%7D&input=%7B%22n%22%3A1" "0000000000000000000000%7D&"
+                  "input=%7B%22s%22%3A%22%5Cud800%22%7D&input=%7B%22n%22%3A1.10%7D"),
+              "{\"inputs\":[\"{\\\"n\\\":NaN}\",\"{\\\"n\\\":10000000000000000000000}\","
+              "\"{\\\"s\\\":\\\"\\\\ud800\\\"}\",{\"n\":1.10}]}");
 }
 
 static void repeated_input_and_order(void)

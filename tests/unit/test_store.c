@@ -11,6 +11,7 @@
 
 #include <sqlite3.h>
 
+#include "tg_admin.h"
 #include "tg_core.h"
 #include "tg_crypto.h"
 #include "tg_store.h"
@@ -835,13 +836,30 @@ static void test_names(void)
     CHECK(tg_role_parse(NULL, &r) == TG_EINVAL);
     CHECK_STR(tg_state_name(TG_STATE_UNKNOWN), "unknown");
     CHECK_STR(tg_outcome_name(TG_OUTCOME_NOT_SENT), "not_sent");
+    /* Team and preset names: one grammar, addressable as a path segment. */
+    CHECK(tg_admin_valid_name("ops"));
+    CHECK(tg_admin_valid_name("Team.A_1-x"));
+    CHECK(tg_admin_valid_name("a..b"));
+    CHECK(tg_admin_valid_name("9"));
+    CHECK(tg_admin_valid_name("zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz"));
+    CHECK(!tg_admin_valid_name("zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz"));
+    CHECK(!tg_admin_valid_name(".."));
+    CHECK(!tg_admin_valid_name("."));
+    CHECK(!tg_admin_valid_name(".hidden"));
+    CHECK(!tg_admin_valid_name("-x"));
+    CHECK(!tg_admin_valid_name("_x"));
+    CHECK(!tg_admin_valid_name("a/b"));
+    CHECK(!tg_admin_valid_name(""));
+    CHECK(!tg_admin_valid_name(NULL));
 }
 
 int main(void)
 {
-    /* Team keys are sealed under a key file: a fresh one for this run. */
+    /* Team keys are sealed under a key file: a fresh one for this run, named apart from
+     * the tests' databases (test_team_key's is "key"): the ring is used only while its
+     * file is there. */
     char key_file[512], err[256];
-    db_path(key_file, sizeof(key_file), "key");
+    db_path(key_file, sizeof(key_file), "ring.key");
     unlink(key_file);
     tg_crypto_configure(key_file);
     if (tg_crypto_load(1, NULL, err, sizeof(err)) != TG_OK) {

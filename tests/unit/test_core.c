@@ -1,0 +1,53 @@
+/* Unit tests of the core helpers every layer uses: times as clients write them. */
+#include <stdint.h>
+
+#include "tg_core.h"
+#include "tg_test.h"
+
+/* The time s names, as RFC 3339 UTC, or "refused". */
+static const char *parsed(const char *s)
+{
+    static char out[TG_TIME_LEN];
+    int64_t ms;
+    if (tg_time_parse(s, &ms) != TG_OK)
+        return "refused";
+    tg_time_format(ms, out);
+    return out;
+}
+
+static void days_a_month_does_not_have_are_refused(void)
+{
+    CHECK_STR(parsed("2026-02-31"), "refused");
+    CHECK_STR(parsed("2026-02-29"), "refused");
+    CHECK_STR(parsed("1900-02-29"), "refused");
+    CHECK_STR(parsed("2026-04-31"), "refused");
+    CHECK_STR(parsed("2026-06-31T00:00:00Z"), "refused");
+    CHECK_STR(parsed("2026-09-31T23:59:59+02:00"), "refused");
+    CHECK_STR(parsed("2026-11-31"), "refused");
+    CHECK_STR(parsed("2026-01-32"), "refused");
+    CHECK_STR(parsed("2026-00-10"), "refused");
+    CHECK_STR(parsed("2026-13-01"), "refused");
+    CHECK_STR(parsed("2026-01-00"), "refused");
+}
+
+static void real_days_are_taken(void)
+{
+    CHECK_STR(parsed("2024-02-29"), "2024-02-29T00:00:00.000Z");
+    CHECK_STR(parsed("2000-02-29"), "2000-02-29T00:00:00.000Z");
+    CHECK_STR(parsed("2026-02-28"), "2026-02-28T00:00:00.000Z");
+    CHECK_STR(parsed("2026-01-31"), "2026-01-31T00:00:00.000Z");
+    CHECK_STR(parsed("2026-04-30T12:30:00Z"), "2026-04-30T12:30:00.000Z");
+    CHECK_STR(parsed("2026-12-31T23:59:59.5Z"), "2026-12-31T23:59:59.500Z");
+    /* The offset may carry a time into another day; the day written must exist. */
+    CHECK_STR(parsed("2026-03-01T00:30:00+01:00"), "2026-02-28T23:30:00.000Z");
+}
+
+int main(void)
+{
+    static const struct tg_test_case cases[] = {
+        {"days_a_month_does_not_have_are_refused", days_a_month_does_not_have_are_refused},
+        {"real_days_are_taken", real_days_are_taken},
+        {NULL, NULL},
+    };
+    return tg_test_run(cases);
+}
