@@ -7,6 +7,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "tg_admit.h"
 #include "tg_conf.h"
 #include "tg_form.h"
 #include "tg_http.h"
@@ -535,38 +536,6 @@ static void answer_failure(struct tg_sub *s, const struct tg_failure *f)
 
 /* ---- before anything goes upstream ---------------------------------------------------- */
 
-void tg_sub_record(struct tg_sub *s, struct tg_submission *rec)
-{
-    memset(rec, 0, sizeof(*rec));
-    rec->id = s->id;
-    rec->team_id = s->auth.team_id;
-    rec->token_id = s->auth.token_id;
-    rec->request_id = s->req->request_id;
-    rec->remote_addr = s->req->remote_addr;
-    rec->interface = s->interface;
-    rec->taskgroup_id = s->taskgroup_id;
-    rec->num_inputs = json_object_is_type(s->inputs, json_type_array)
-                          ? (int)json_object_array_length(s->inputs) : 0;
-    rec->request = tg_sub_stored_request(s);
-    rec->received_ms = tg_now_ms() - (tg_mono_us() - s->req->started_us) / 1000;
-}
-
-/* The submission as it is stored: the body with MCP server header values (credentials for
- * someone else's server) replaced by fingerprints. Pool-owned text. */
-const char *tg_sub_stored_request(struct tg_sub *s)
-{
-    if (s->body == NULL)
-        return NULL;
-    if (!tg_json_has_mcp_headers(s->body))
-        return tg_json_str(s->body, NULL);
-    json_object *copy = NULL;
-    if (json_object_deep_copy(s->body, &copy, NULL) != 0 || tg_json_pool(s->req->pool, copy) == NULL)
-        return NULL;
-    if (tg_json_redact_mcp(copy) != TG_OK)
-        return NULL; /* stored without its request rather than with a secret in it */
-    return tg_json_str(copy, NULL);
-}
-
 /* Refuses the submission: the team is known, so a 'rejected' record is written. */
 void tg_sub_reject(struct tg_sub *s, int status, const char *message, json_object *detail)
 {
@@ -664,15 +633,6 @@ static const char *take_form_token(struct tg_sub *s)
     if (s->body != NULL)
         json_object_object_del(s->body, "token");
     return s->from_form ? token : NULL;
-}
-
-json_object *tg_sub_global_defaults(struct tg_sub *s)
-{
-    json_object *global = tg_json_pool(s->req->pool, json_object_new_object());
-    if (global != NULL && s->w->conf->default_processor[0] != '\0')
-        json_object_object_add(global, "processor",
-                               json_object_new_string(s->w->conf->default_processor));
-    return global;
 }
 
 /* global defaults ← the team's preset ← the submission's own fields. */
@@ -773,47 +733,67 @@ static int prepare(struct tg_sub *s)
     return TG_OK;
 }
 
-int tg_sub_init(struct tg_sub *s, struct tg_worker *w, struct tg_request *req,
-                struct tg_response *resp, const char *interface)
+/* ---- admission's verdicts, answered ------------------------------------------------- */
+
+static void over_limit(struct tg_sub *s, const struct tg_admit_refusal *why)
 {
-    memset(s, 0, sizeof(*s));
-    s->w = w;
-    s->req = req;
-    s->resp = resp;
-    s->interface = interface;
-    s->detail = tg_json_pool(req->pool, json_object_new_array());
-    s->run_ids = tg_json_pool(req->pool, json_object_new_array());
-    s->calls = tg_json_pool(req->pool, json_object_new_array());
-    if (s->detail == NULL || s->run_ids == NULL || s->calls == NULL) {
-        tg_resp_error(resp, req, 500, "out of memory", NULL);
-        return TG_ENOMEM;
+    tg_metrics_submission(TG_STATE_REJECTED);
+    json_object *d = tg_json_pool(s->req->pool, json_object_new_object());
+    if (d != NULL) {
+        json_object_object_add(d, "submission_id", json_object_new_string(s->id));
+        json_object_object_add(d, "state", json_object_new_string("rejected"));
+        json_object_object_add(d, "limit", json_object_new_string(why->limit));
+        json_object_object_add(d, "value", json_object_new_int64(why->value));
+        json_object_object_add(d, "used", json_object_new_int64(why->used));
     }
-    if (tg_sortable_id(s->id, sizeof(s->id), "sub_") != TG_OK) {
-        tg_resp_error(resp, req, 500, "no randomness available", NULL);
-        return TG_ERR;
+    char msg[256];
+    snprintf(msg, sizeof(msg), "the team's limit %s (%ld) is reached (%ld in use); nothing was "
+             "sent; retry after %ld s", why->limit, why->value, why->used, why->retry_after_s);
+    tg_resp_error(s->resp, s->req, 429, msg, d);
+    tg_resp_header(s->resp, "Retry-After", tg_pool_printf(s->req->pool, "%ld",
+                                                          why->retry_after_s));
+}
+
+/* The one place a verdict becomes an answer: TG_OK to go on (PASS), otherwise the answer is
+ * in resp and the verdict's code is returned. */
+static int answer_verdict(struct tg_sub *s, const struct tg_verdict *v)
+{
+    switch (v->kind) {
+    case TG_ADMIT_PASS:
+        if (v->claim != NULL)
+            s->resp->idem = v->claim;
+        return TG_OK;
+    case TG_ADMIT_REFUSED:
+        tg_sub_reject(s, v->status, v->message, v->detail);
+        if (v->retry_after != NULL)
+            tg_resp_header(s->resp, "Retry-After", v->retry_after);
+        break;
+    case TG_ADMIT_LIMITED:
+        over_limit(s, &v->limit);
+        break;
+    case TG_ADMIT_REPLAY:
+        tg_idem_replay(s->req, s->resp, &v->earlier);
+        break;
+    case TG_ADMIT_TROUBLE:
+        tg_sub_db_trouble(s, v->rc);
+        break;
     }
-    resp->submission_id = tg_pool_strdup(req->pool, s->id);
-    return TG_OK;
+    return v->rc != TG_OK ? v->rc : TG_ERR;
 }
 
 int tg_sub_check_group(struct tg_sub *s)
 {
-    if (s->taskgroup_id == NULL || s->group_checked)
-        return TG_OK;
-    int rc = tg_store_group_owned(s->w->store, s->auth.team_id, s->taskgroup_id);
-    if (rc == TG_OK) {
-        s->group_checked = 1;
-        return TG_OK;
-    }
-    if (rc != TG_ENOTFOUND) {
-        tg_sub_db_trouble(s, rc);
-        return rc;
-    }
-    /* The same answer as for a group that does not exist: whether another team has it is
-     * not this team's to learn. */
-    s->taskgroup_id = NULL;
-    tg_sub_reject(s, 404, "no such task group for this team", NULL);
-    return rc;
+    struct tg_verdict v;
+    tg_admit_group(s, &v);
+    return answer_verdict(s, &v);
+}
+
+int tg_sub_admit(struct tg_sub *s)
+{
+    struct tg_verdict v;
+    if (tg_admit_group(s, &v) == TG_ADMIT_PASS)
+        tg_admit_submission(s, &v);
+    return answer_verdict(s, &v);
 }
 
 int tg_sub_check_role(struct tg_sub *s)
