@@ -416,7 +416,7 @@ static void answer_added(struct tg_sub *s)
     tg_resp_json(s->resp, 200, text, len);
 }
 
-static void create_group(struct tg_sub *s)
+static int check_group_create(struct tg_sub *s)
 {
     json_object *body = object_body(s);
     json_object *meta = tg_json_get(body, "metadata");
@@ -428,26 +428,21 @@ static void create_group(struct tg_sub *s)
     s->body = body;
     if (json_object_array_length(s->detail) > 0) {
         tg_sub_reject(s, 422, "the request is invalid", s->detail);
-        return;
+        return TG_EINVAL;
     }
     s->group_body = tg_json_str(body, NULL);
-    s->keep_answer = 1;
-    if (tg_sub_admit(s) != TG_OK)
-        return;
-    struct tg_failure f;
-    int rc = tg_sub_forward(s, &f);
-    if (rc == TG_OK) {
-        rc = tg_sub_finish(s, TG_STATE_ACCEPTED, 200, NULL);
-        if (rc != TG_OK) {
-            tg_sub_db_trouble(s, rc);
-            return;
-        }
-        pass_answer(s, 200);
-    } else if (rc == TG_ERR) {
-        answer_failed(s, &f);
-    } else {
+    return TG_OK;
+}
+
+/* The group was created: the upstream's answer as it came. */
+static void answer_created(struct tg_sub *s)
+{
+    int rc = tg_sub_finish(s, TG_STATE_ACCEPTED, 200, NULL);
+    if (rc != TG_OK) {
         tg_sub_db_trouble(s, rc);
+        return;
     }
+    pass_answer(s, 200);
 }
 
 /* Problems found in a part of the body under prefix: their locs get prefix in front of
@@ -481,16 +476,10 @@ static json_object *spec_loc(const struct tg_locator *self, const char *path)
     return tg_loc_plain(self, path);
 }
 
-struct compat {
-    struct tg_sub s;
-    json_object *spec;   /* the default_task_spec sent (the client's, or the preset's) */
-};
-
 /* Builds one chunk: {"default_task_spec":…,"inputs":[merged runs…]}, each run tagged. */
 static int build_chunk(struct tg_sub *s, struct tg_buf *b, size_t first, size_t count)
 {
-    struct compat *c = (struct compat *)s;
-    int rc = tg_add_runs_open(b, c->spec);
+    int rc = tg_add_runs_open(b, s->spec);
     for (size_t i = 0; rc == TG_OK && i < count; i++) {
         json_object *run = json_object_array_get_idx(s->inputs, first + i);
         if (s->run_tag != NULL) {
@@ -531,9 +520,8 @@ static int default_preset(struct tg_sub *s, json_object **out)
 
 /* Merges the team's defaults into every run, checks policy and limits. Problems go to
  * s->detail. TG_OK or a database/memory error. */
-static int prepare_runs(struct compat *c, json_object *body)
+static int prepare_runs(struct tg_sub *s, json_object *body)
 {
-    struct tg_sub *s = &c->s;
     struct tg_pool *pool = s->req->pool;
     json_object *preset;
     int rc = default_preset(s, &preset);
@@ -545,9 +533,9 @@ static int prepare_runs(struct compat *c, json_object *body)
         return TG_ENOMEM;
     json_object *ptmpl = tg_json_pool(pool, tg_template_from_preset(preset));
     json_object *pspec = tg_json_get(ptmpl, "task_spec");
-    c->spec = tg_json_get(body, "default_task_spec");
-    if (c->spec == NULL && pspec != NULL)
-        c->spec = pspec;
+    s->spec = tg_json_get(body, "default_task_spec");
+    if (s->spec == NULL && pspec != NULL)
+        s->spec = pspec;
     if (ptmpl != NULL)
         json_object_object_del(ptmpl, "task_spec");
     json_object *base = tg_json_pool(pool, tg_merge(global, ptmpl));
@@ -555,16 +543,16 @@ static int prepare_runs(struct compat *c, json_object *body)
         return TG_ENOMEM;
 
     size_t spec_chars = 0;
-    if (c->spec != NULL) {
+    if (s->spec != NULL) {
         json_object *t = tg_json_pool(pool, json_object_new_object());
         json_object *at = tg_json_pool(pool, tg_json_loc("body", NULL));
         struct tg_locator where = {spec_loc, body, at};
         if (t == NULL)
             return TG_ENOMEM;
-        json_object_object_add(t, "task_spec", json_object_get(c->spec));
+        json_object_object_add(t, "task_spec", json_object_get(s->spec));
         tg_template_finish(t);
-        c->spec = tg_json_get(t, "task_spec");
-        tg_validate_task_spec(c->spec, &where, s->detail);
+        s->spec = tg_json_get(t, "task_spec");
+        tg_validate_task_spec(s->spec, &where, s->detail);
         spec_chars = tg_task_spec_chars(t);
     }
 
@@ -647,44 +635,52 @@ static int prepare_runs(struct compat *c, json_object *body)
     return TG_OK;
 }
 
-static void add_runs(struct tg_sub *s, const struct route *r)
+static int check_add_runs(struct tg_sub *s)
 {
-    struct compat *c = (struct compat *)s;
     /* Ownership first, before the body is read: a foreign group is a 404 whatever is sent. */
-    s->taskgroup_id = r->group;
+    s->taskgroup_id = s->path_group;
     if (tg_sub_check_group(s) != TG_OK)
-        return;
+        return TG_ENOTFOUND;
     if (!plain_query(s->req->query)) {
         tg_sub_reject(s, 400, "the query string has characters that must be escaped", NULL);
-        return;
+        return TG_EINVAL;
     }
     s->runs_query = s->req->query;
     json_object *body = object_body(s);
     s->body = body;
     if (body != NULL) {
-        int rc = prepare_runs(c, body);
+        int rc = prepare_runs(s, body);
         if (rc != TG_OK) {
             tg_sub_db_trouble(s, rc);
-            return;
+            return rc;
         }
     }
     if (json_object_array_length(s->detail) > 0) {
         tg_sub_reject(s, 422, "the request is invalid", s->detail);
-        return;
+        return TG_EINVAL;
     }
-    s->build_chunk = build_chunk;
-    s->keep_answer = 1;
-    if (tg_sub_admit(s) != TG_OK)
-        return;
-    struct tg_failure f;
-    int rc = tg_sub_forward(s, &f);
-    if (rc == TG_OK)
-        answer_added(s);
-    else if (rc == TG_ERR)
-        answer_failed(s, &f);
-    else
-        tg_sub_db_trouble(s, rc);
+    return TG_OK;
 }
+
+/* The two upstream-compatible submissions: both pass the upstream's answer on. A group
+ * is created only when none is named, so create-group's pipeline never builds a chunk. */
+static const struct tg_sub_ops create_group_ops = {
+    .interface = "upstream-compatible",
+    .keeps_answer = 1,
+    .check = check_group_create,
+    .build_chunk = build_chunk,
+    .answer = answer_created,
+    .answer_failed = answer_failed,
+};
+
+static const struct tg_sub_ops add_runs_ops = {
+    .interface = "upstream-compatible",
+    .keeps_answer = 1,
+    .check = check_add_runs,
+    .build_chunk = build_chunk,
+    .answer = answer_added,
+    .answer_failed = answer_failed,
+};
 
 /* ---- routing ------------------------------------------------------------------------- */
 
@@ -706,19 +702,8 @@ int tg_compat_handle(struct tg_worker *w, struct tg_request *req, struct tg_resp
         return 1;
     }
     if (is_post) {
-        struct compat c;
-        memset(&c, 0, sizeof(c));
-        if (tg_sub_init(&c.s, w, req, resp, "upstream-compatible") != TG_OK)
-            return 1;
-        if (tg_http_auth(w, req, resp, NULL, &c.s.auth) != TG_OK)
-            return 1;
-        if (tg_sub_check_role(&c.s) != TG_OK)
-            return 1;
-        c.s.api = r.api;
-        if (create)
-            create_group(&c.s);
-        else
-            add_runs(&c.s, &r);
+        tg_sub_run(create ? &create_group_ops : &add_runs_ops, w, req, resp, r.api,
+                   create ? NULL : r.group);
         return 1;
     }
     struct tg_auth auth;

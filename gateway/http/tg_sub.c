@@ -8,13 +8,14 @@
 #include "tg_json.h"
 
 int tg_sub_init(struct tg_sub *s, struct tg_worker *w, struct tg_request *req,
-                struct tg_response *resp, const char *interface)
+                struct tg_response *resp, const struct tg_sub_ops *ops)
 {
     memset(s, 0, sizeof(*s));
     s->w = w;
     s->req = req;
     s->resp = resp;
-    s->interface = interface;
+    s->ops = ops;
+    s->interface = ops->interface;
     s->detail = tg_json_pool(req->pool, json_object_new_array());
     s->run_ids = tg_json_pool(req->pool, json_object_new_array());
     s->calls = tg_json_pool(req->pool, json_object_new_array());

@@ -15,10 +15,33 @@
 
 struct tg_sub;
 
-/* Appends the add-runs body for inputs [first, first+count) to b: TG_OK, TG_ETOOBIG or
- * TG_ENOMEM. */
-typedef int (*tg_chunk_builder)(struct tg_sub *s, struct tg_buf *b, size_t first,
-                                size_t count);
+struct tg_failure;
+
+/* What makes an interface an interface: the steps of the pipeline that differ between the
+ * simplified /v1/runs (tg_submit.c) and the upstream-compatible add-runs and create-group
+ * (tg_compat.c). tg_sub_run calls them in this order, with the shared steps between:
+ *   decode, [token, role], check, [admission], [create the group], build_chunk per chunk
+ *   [sent, recorded], answer or answer_failed.
+ * A step that answers itself (a 4xx with a rejected record, a database failure) returns
+ * something other than TG_OK and the pipeline stops there. */
+struct tg_sub_ops {
+    const char *interface;  /* recorded as the submission's interface, and hashed for repeats */
+    int keeps_answer;       /* the upstream's last answer is kept as it came (last_answer) */
+    /* Before the token is checked (a browser form carries it as a field): reads the body
+     * into s, its problems into s->detail to be answered once the team is known, and sets
+     * *form_token (NULL: none). TG_OK or TG_ENOMEM (answered 500). NULL: nothing to do. */
+    int (*decode)(struct tg_sub *s, const char **form_token);
+    /* Once the token may add runs: every check of the interface, s->inputs and what the
+     * chunks need. TG_OK, or the answer is in resp. */
+    int (*check)(struct tg_sub *s);
+    /* Appends the add-runs body for inputs [first, first+count) to b, each run tagged with
+     * s->run_tag: TG_OK, TG_ETOOBIG or TG_ENOMEM. */
+    int (*build_chunk)(struct tg_sub *s, struct tg_buf *b, size_t first, size_t count);
+    /* Every call succeeded: writes the final state (tg_sub_finish) and answers. */
+    void (*answer)(struct tg_sub *s);
+    /* A call failed (*f): writes the final state and answers. */
+    void (*answer_failed)(struct tg_sub *s, const struct tg_failure *f);
+};
 
 /* One submission in flight; lives on the handler's stack, its objects in the pool. */
 struct tg_sub {
@@ -26,7 +49,8 @@ struct tg_sub {
     struct tg_request *req;
     struct tg_response *resp;
     struct tg_auth auth;
-    const char *interface;  /* "simplified" or "upstream-compatible" */
+    const struct tg_sub_ops *ops; /* the interface's steps */
+    const char *interface;  /* ops->interface: "simplified" or "upstream-compatible" */
     json_object *body;      /* the client's JSON */
     json_object *inputs;    /* what is sent, one element per run */
     json_object *tmpl;      /* the merged template */
@@ -38,7 +62,8 @@ struct tg_sub {
     const char *group_body; /* the create-group body; NULL: one naming team and submission */
     const char *api;        /* the upstream's path prefix: "/v1" (NULL) or "/v1beta" */
     const char *runs_query; /* appended to the add-runs path ("refresh_status=true"), or NULL */
-    tg_chunk_builder build_chunk; /* NULL: tg_build_add_runs over tmpl */
+    const char *path_group; /* the group the request's path names (add-runs), or NULL */
+    json_object *spec;      /* the default_task_spec every chunk carries (upstream-compatible) */
     const char *run_tag;    /* metadata tag for every run of the next chunk (may be NULL):
                                TG_RUN_TAG_KEY = tg_run_tag(), set per upstream call */
     char id[40];
@@ -59,7 +84,6 @@ struct tg_sub {
     struct tg_call call;    /* the last call, recorded but not yet committed */
     int staged;             /* whether call holds one */
     int begun;              /* recorded as pending: the upstream may be called */
-    int keep_answer;        /* keep last_answer */
     /* Repeats (tg_idem.c): the client's Idempotency-Key (header, else the idempotency_key
      * field), the canonical request's hash, and the earlier submission this one resumes
      * with, per input, the run it already created (NULL: still to send). */
@@ -81,7 +105,7 @@ struct tg_failure {
 /* Sets up s for a request: a fresh submission id and empty result lists. TG_OK, or the
  * answer (500) is in resp. */
 int tg_sub_init(struct tg_sub *s, struct tg_worker *w, struct tg_request *req,
-                struct tg_response *resp, const char *interface);
+                struct tg_response *resp, const struct tg_sub_ops *ops);
 
 /* The submission's record as tg_store writes it (strings borrowed from s). */
 void tg_sub_record(struct tg_sub *s, struct tg_submission *rec);

@@ -205,7 +205,7 @@ static const char *own_group_body(struct tg_sub *s)
 /* Keeps the upstream's answer as it came, for interfaces that pass it on. */
 static int keep_answer(struct tg_sub *s, const struct tg_up_result *res)
 {
-    if (!s->keep_answer)
+    if (!s->ops->keeps_answer)
         return TG_OK;
     char *copy = tg_pool_alloc(s->req->pool, res->body_len + 1);
     if (copy == NULL)
@@ -307,10 +307,7 @@ static int send_with_retries(struct tg_sub *s, const char *operation, const char
         int rc = TG_OK;
         if (body == NULL) {
             s->run_tag = tg_run_tag(s->req->pool, s->id, s->seq, first, count);
-            rc = s->run_tag == NULL ? TG_ENOMEM
-                 : s->build_chunk != NULL
-                     ? s->build_chunk(s, &b, first, count)
-                     : tg_build_add_runs_tagged(&b, s->tmpl, s->inputs, first, count, s->run_tag);
+            rc = s->run_tag == NULL ? TG_ENOMEM : s->ops->build_chunk(s, &b, first, count);
             data = b.data;
             len = b.len;
         }
@@ -857,21 +854,57 @@ int tg_sub_forward(struct tg_sub *s, struct tg_failure *f)
     return rc;
 }
 
-void tg_submit_runs(struct tg_worker *w, struct tg_request *req, struct tg_response *resp)
+/* ---- the simplified interface's steps ---------------------------------------------- */
+
+static int simplified_decode(struct tg_sub *s, const char **form_token)
+{
+    int rc = decode_body(s);
+    *form_token = rc == TG_OK ? take_form_token(s) : NULL;
+    return rc;
+}
+
+static int simplified_check(struct tg_sub *s)
+{
+    take_idempotency_key(s);
+    return prepare(s);
+}
+
+/* One chunk: the merged template with the chunk's inputs (tg_build_add_runs_tagged). */
+static int simplified_chunk(struct tg_sub *s, struct tg_buf *b, size_t first, size_t count)
+{
+    return tg_build_add_runs_tagged(b, s->tmpl, s->inputs, first, count, s->run_tag);
+}
+
+static const struct tg_sub_ops simplified = {
+    .interface = "simplified",
+    .keeps_answer = 0,
+    .decode = simplified_decode,
+    .check = simplified_check,
+    .build_chunk = simplified_chunk,
+    .answer = answer_success,
+    .answer_failed = answer_failure,
+};
+
+/* ---- the pipeline ------------------------------------------------------------------- */
+
+void tg_sub_run(const struct tg_sub_ops *ops, struct tg_worker *w, struct tg_request *req,
+                struct tg_response *resp, const char *api, const char *path_group)
 {
     struct tg_sub s;
-    if (tg_sub_init(&s, w, req, resp, "simplified") != TG_OK)
+    if (tg_sub_init(&s, w, req, resp, ops) != TG_OK)
         return;
-    if (decode_body(&s) != TG_OK) {
+    s.api = api;
+    s.path_group = path_group;
+    const char *form_token = NULL;
+    if (ops->decode != NULL && ops->decode(&s, &form_token) != TG_OK) {
         tg_resp_error(resp, req, 500, "out of memory", NULL);
         return;
     }
-    if (tg_http_auth(w, req, resp, take_form_token(&s), &s.auth) != TG_OK)
+    if (tg_http_auth(w, req, resp, form_token, &s.auth) != TG_OK)
         return;
     if (tg_sub_check_role(&s) != TG_OK)
         return;
-    take_idempotency_key(&s);
-    if (prepare(&s) != TG_OK)
+    if (ops->check(&s) != TG_OK)
         return;
     if (tg_sub_admit(&s) != TG_OK)
         return;
@@ -879,9 +912,14 @@ void tg_submit_runs(struct tg_worker *w, struct tg_request *req, struct tg_respo
     struct tg_failure f;
     int rc = tg_sub_forward(&s, &f);
     if (rc == TG_OK)
-        answer_success(&s);
+        ops->answer(&s);
     else if (rc == TG_ERR)
-        answer_failure(&s, &f);
+        ops->answer_failed(&s, &f);
     else
         tg_sub_db_trouble(&s, rc);
+}
+
+void tg_submit_runs(struct tg_worker *w, struct tg_request *req, struct tg_response *resp)
+{
+    tg_sub_run(&simplified, w, req, resp, NULL, NULL);
 }

@@ -53,6 +53,13 @@ int tg_sub_forward(struct tg_sub *s, struct tg_failure *f);
  * metrics. */
 int tg_sub_finish(struct tg_sub *s, enum tg_state state, int http_status, const char *error);
 
+/* Runs one submission through the pipeline of ops (see struct tg_sub_ops): init, decode,
+ * the token (tg_http_auth) and its role, check, admission (tg_sub_admit), forwarding
+ * (tg_sub_forward), and the answer. api is the upstream's path prefix ("/v1" when NULL),
+ * path_group the group the path names (NULL: none). Always leaves an answer in resp. */
+void tg_sub_run(const struct tg_sub_ops *ops, struct tg_worker *w, struct tg_request *req,
+                struct tg_response *resp, const char *api, const char *path_group);
+
 /* POST /v1/runs, the simplified interface's handler; always leaves an answer in resp. */
 void tg_submit_runs(struct tg_worker *w, struct tg_request *req, struct tg_response *resp);
 
