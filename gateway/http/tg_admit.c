@@ -169,9 +169,9 @@ static enum tg_admit_kind unreconciled(struct tg_sub *s, const char *sub_id, con
 enum tg_admit_kind tg_admit_group(struct tg_sub *s, struct tg_verdict *v)
 {
     memset(v, 0, sizeof(*v));
-    if (s->taskgroup_id == NULL || s->group_checked)
+    if (s->p.taskgroup_id == NULL || s->group_checked)
         return TG_ADMIT_PASS;
-    int rc = tg_store_group_owned(s->w->store, s->auth.team_id, s->taskgroup_id);
+    int rc = tg_store_group_owned(s->w->store, s->auth.team_id, s->p.taskgroup_id);
     if (rc == TG_OK) {
         s->group_checked = 1;
         return TG_ADMIT_PASS;
@@ -180,7 +180,7 @@ enum tg_admit_kind tg_admit_group(struct tg_sub *s, struct tg_verdict *v)
         return trouble(v, rc);
     /* The same answer as for a group that does not exist: whether another team has it is
      * not this team's to learn. */
-    s->taskgroup_id = NULL;
+    s->p.taskgroup_id = NULL;
     return refuse(v, rc, 404, NULL, NULL, "no such task group for this team");
 }
 
@@ -188,7 +188,7 @@ enum tg_admit_kind tg_admit_group(struct tg_sub *s, struct tg_verdict *v)
 
 static size_t num_inputs(const struct tg_sub *s)
 {
-    return json_object_is_type(s->inputs, json_type_array) ? json_object_array_length(s->inputs)
+    return json_object_is_type(s->p.inputs, json_type_array) ? json_object_array_length(s->p.inputs)
                                                            : 0;
 }
 
@@ -205,10 +205,10 @@ static int plan_resume(struct tg_sub *s, const char *from, long *to_send)
     long missing = 0;
     for (size_t i = 0; i < n; i++)
         missing += ids[i] == NULL;
-    s->resumes = tg_pool_strdup(s->req->pool, from);
-    s->prior_runs = ids;
-    if (s->taskgroup_id == NULL && group != NULL)
-        s->taskgroup_id = group;
+    s->p.resumes = tg_pool_strdup(s->req->pool, from);
+    s->p.prior_runs = ids;
+    if (s->p.taskgroup_id == NULL && group != NULL)
+        s->p.taskgroup_id = group;
     *to_send = missing;
     return TG_OK;
 }
@@ -259,8 +259,8 @@ enum tg_admit_kind tg_admit_submission(struct tg_sub *s, struct tg_verdict *v)
         a.replaces = NULL;
         a.resumes = NULL;
         a.runs = (long)num_inputs(s);
-        s->resumes = NULL;
-        s->prior_runs = NULL;
+        s->p.resumes = NULL;
+        s->p.prior_runs = NULL;
         struct tg_idem_rec rec;
         rc = a.key != NULL ? tg_store_idem_get(s->w->store, pool, s->auth.team_id, a.kind, a.key,
                                                a.now_ms, &rec)
@@ -292,19 +292,19 @@ enum tg_admit_kind tg_admit_submission(struct tg_sub *s, struct tg_verdict *v)
             rc = plan_resume(s, rec.submission_id, &a.runs);
             if (rc != TG_OK)
                 return trouble(v, rc);
-            a.resumes = s->resumes;
+            a.resumes = s->p.resumes;
         } else if (rc != TG_ENOTFOUND) {
             return trouble(v, rc);
         }
         a.expires_ms = a.now_ms + (a.kind == TG_IDEM_KEY ? conf->idempotency_ttl_s
                                                          : conf->retry_dedupe_window_s) * 1000;
-        rc = tg_store_team_key(s->w->store, s->auth.team_id, s->key, sizeof(s->key));
+        rc = tg_store_team_key(s->w->store, s->auth.team_id, s->p.key, sizeof(s->p.key));
         if (rc == TG_ERR || rc == TG_ENOTFOUND || rc == TG_ETOOBIG) {
             /* The key cannot be had (not set, or not decrypted): the team's to fix, and
              * nothing was sent. The store's message names the cause for the log only. */
             tg_log(TG_LOG_ERROR, "team %s: upstream key unusable: %s", s->auth.team,
                    tg_store_errmsg(s->w->store));
-            tg_memzero(s->key, sizeof(s->key));
+            tg_memzero(s->p.key, sizeof(s->p.key));
             return refuse(v, TG_ERR, 503, NULL, NULL, "the team's upstream key cannot be used; "
                           "ask an administrator (nothing was sent upstream)");
         }
@@ -316,19 +316,19 @@ enum tg_admit_kind tg_admit_submission(struct tg_sub *s, struct tg_verdict *v)
         if (rc == TG_EEXIST)
             continue; /* another request took the key meanwhile: look again */
         if (rc == TG_ETOOBIG) {
-            tg_memzero(s->key, sizeof(s->key));
+            tg_memzero(s->p.key, sizeof(s->p.key));
             v->kind = TG_ADMIT_LIMITED;
             v->rc = rc;
             v->limit = why;
             return v->kind;
         }
         if (rc != TG_OK) {
-            tg_memzero(s->key, sizeof(s->key));
+            tg_memzero(s->p.key, sizeof(s->p.key));
             return trouble(v, rc);
         }
-        s->begun = 1;
+        s->p.begun = 1;
         if (a.key != NULL)
-            v->claim = tg_idem_claim(pool, s->auth.team_id, a.kind, a.key, s->id);
+            v->claim = tg_idem_claim(pool, s->auth.team_id, a.kind, a.key, s->p.id);
         v->kind = TG_ADMIT_PASS;
         return v->kind;
     }

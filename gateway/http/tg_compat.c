@@ -348,33 +348,33 @@ static json_object *object_body(struct tg_sub *s)
 /* Answers with the upstream's last answer as it came, or a gateway error when it cannot. */
 static void pass_answer(struct tg_sub *s, int status)
 {
-    if (s->last_answer == NULL) {
+    if (s->p.last_answer == NULL) {
         tg_resp_error(s->resp, s->req, 502, "the upstream's answer was lost", NULL);
         return;
     }
-    tg_resp_json(s->resp, status, s->last_answer, s->last_answer_len);
+    tg_resp_json(s->resp, status, s->p.last_answer, s->p.last_answer_len);
 }
 
 /* The answer for a submission that failed: the upstream's own error when it answered one,
  * else the gateway's, with what was accepted before (chunks) named in its detail. */
 static void answer_failed(struct tg_sub *s, const struct tg_failure *f)
 {
-    int rc = tg_sub_finish(s, f->state, f->status, f->message);
+    int rc = tg_pipeline_finish(&s->p, f->state, f->status, f->message);
     if (rc != TG_OK) {
         tg_sub_db_trouble(s, rc);
         return;
     }
-    if (f->upstream_answered && s->accepted == 0 && s->last_upstream_status != 401 &&
-        s->last_upstream_status < 500) {
-        pass_answer(s, s->last_upstream_status);
+    if (f->upstream_answered && s->p.accepted == 0 && s->p.last_upstream_status != 401 &&
+        s->p.last_upstream_status < 500) {
+        pass_answer(s, s->p.last_upstream_status);
     } else {
         json_object *detail = NULL;
-        if (s->accepted > 0 || f->state == TG_STATE_UNKNOWN) {
+        if (s->p.accepted > 0 || f->state == TG_STATE_UNKNOWN) {
             detail = tg_json_pool(s->req->pool, json_object_new_object());
-            json_object_object_add(detail, "submission_id", json_object_new_string(s->id));
+            json_object_object_add(detail, "submission_id", json_object_new_string(s->p.id));
             json_object_object_add(detail, "state",
                                    json_object_new_string(tg_state_name(f->state)));
-            json_object_object_add(detail, "run_ids", json_object_get(s->run_ids));
+            json_object_object_add(detail, "run_ids", json_object_get(s->p.run_ids));
         }
         tg_resp_error(s->resp, s->req, f->status, f->message, detail);
     }
@@ -387,19 +387,19 @@ static void answer_failed(struct tg_sub *s, const struct tg_failure *f)
  * (from where the client's streams should start) and the last call's status. */
 static void answer_added(struct tg_sub *s)
 {
-    int rc = tg_sub_finish(s, TG_STATE_ACCEPTED, 200, NULL);
+    int rc = tg_pipeline_finish(&s->p, TG_STATE_ACCEPTED, 200, NULL);
     if (rc != TG_OK) {
         tg_sub_db_trouble(s, rc);
         return;
     }
     /* One add-runs call answered (retried attempts before it add no summary). */
-    if (json_object_array_length(s->calls) <= 1 && s->last_answer != NULL && s->resumes == NULL) {
+    if (json_object_array_length(s->p.calls) <= 1 && s->p.last_answer != NULL && s->p.resumes == NULL) {
         pass_answer(s, 200);
         return;
     }
     char err[128];
-    json_object *last = tg_json_pool(s->req->pool, tg_json_parse(s->last_answer,
-                                                                 s->last_answer_len,
+    json_object *last = tg_json_pool(s->req->pool, tg_json_parse(s->p.last_answer,
+                                                                 s->p.last_answer_len,
                                                                  TG_JSON_MAX_DEPTH, err,
                                                                  sizeof(err)));
     json_object *o = tg_json_pool(s->req->pool, json_object_new_object());
@@ -408,9 +408,9 @@ static void answer_added(struct tg_sub *s)
         return;
     }
     json_object_object_add(o, "status", json_object_get(tg_json_get(last, "status")));
-    json_object_object_add(o, "run_ids", json_object_get(s->run_ids));
-    json_object_object_add(o, "run_cursor", json_object_get(s->first_run_cursor));
-    json_object_object_add(o, "event_cursor", json_object_get(s->first_event_cursor));
+    json_object_object_add(o, "run_ids", json_object_get(s->p.run_ids));
+    json_object_object_add(o, "run_cursor", json_object_get(s->p.first_run_cursor));
+    json_object_object_add(o, "event_cursor", json_object_get(s->p.first_event_cursor));
     size_t len;
     const char *text = tg_json_str(o, &len);
     tg_resp_json(s->resp, 200, text, len);
@@ -430,14 +430,14 @@ static int check_group_create(struct tg_sub *s)
         tg_sub_reject(s, 422, "the request is invalid", s->detail);
         return TG_EINVAL;
     }
-    s->group_body = tg_json_str(body, NULL);
+    s->p.group_body = tg_json_str(body, NULL);
     return TG_OK;
 }
 
 /* The group was created: the upstream's answer as it came. */
 static void answer_created(struct tg_sub *s)
 {
-    int rc = tg_sub_finish(s, TG_STATE_ACCEPTED, 200, NULL);
+    int rc = tg_pipeline_finish(&s->p, TG_STATE_ACCEPTED, 200, NULL);
     if (rc != TG_OK) {
         tg_sub_db_trouble(s, rc);
         return;
@@ -477,19 +477,19 @@ static json_object *spec_loc(const struct tg_locator *self, const char *path)
 }
 
 /* Builds one chunk: {"default_task_spec":…,"inputs":[merged runs…]}, each run tagged. */
-static int build_chunk(struct tg_sub *s, struct tg_buf *b, size_t first, size_t count)
+static int build_chunk(const struct tg_pipe *p, struct tg_buf *b, size_t first, size_t count)
 {
-    int rc = tg_add_runs_open(b, s->spec);
+    int rc = tg_add_runs_open(b, p->spec);
     for (size_t i = 0; rc == TG_OK && i < count; i++) {
-        json_object *run = json_object_array_get_idx(s->inputs, first + i);
-        if (s->run_tag != NULL) {
+        json_object *run = json_object_array_get_idx(p->inputs, first + i);
+        if (p->run_tag != NULL) {
             json_object *meta = tg_json_get(run, "metadata");
             if (meta == NULL) {
                 meta = json_object_new_object();
                 json_object_object_add(run, "metadata", meta);
             }
             if (json_object_is_type(meta, json_type_object))
-                json_object_object_add(meta, TG_RUN_TAG_KEY, json_object_new_string(s->run_tag));
+                json_object_object_add(meta, TG_RUN_TAG_KEY, json_object_new_string(p->run_tag));
         }
         size_t len;
         const char *text = tg_json_str(run, &len);
@@ -533,9 +533,9 @@ static int prepare_runs(struct tg_sub *s, json_object *body)
         return TG_ENOMEM;
     json_object *ptmpl = tg_json_pool(pool, tg_template_from_preset(preset));
     json_object *pspec = tg_json_get(ptmpl, "task_spec");
-    s->spec = tg_json_get(body, "default_task_spec");
-    if (s->spec == NULL && pspec != NULL)
-        s->spec = pspec;
+    s->p.spec = tg_json_get(body, "default_task_spec");
+    if (s->p.spec == NULL && pspec != NULL)
+        s->p.spec = pspec;
     if (ptmpl != NULL)
         json_object_object_del(ptmpl, "task_spec");
     json_object *base = tg_json_pool(pool, tg_merge(global, ptmpl));
@@ -543,16 +543,16 @@ static int prepare_runs(struct tg_sub *s, json_object *body)
         return TG_ENOMEM;
 
     size_t spec_chars = 0;
-    if (s->spec != NULL) {
+    if (s->p.spec != NULL) {
         json_object *t = tg_json_pool(pool, json_object_new_object());
         json_object *at = tg_json_pool(pool, tg_json_loc("body", NULL));
         struct tg_locator where = {spec_loc, body, at};
         if (t == NULL)
             return TG_ENOMEM;
-        json_object_object_add(t, "task_spec", json_object_get(s->spec));
+        json_object_object_add(t, "task_spec", json_object_get(s->p.spec));
         tg_template_finish(t);
-        s->spec = tg_json_get(t, "task_spec");
-        tg_validate_task_spec(s->spec, &where, s->detail);
+        s->p.spec = tg_json_get(t, "task_spec");
+        tg_validate_task_spec(s->p.spec, &where, s->detail);
         spec_chars = tg_task_spec_chars(t);
     }
 
@@ -566,8 +566,8 @@ static int prepare_runs(struct tg_sub *s, json_object *body)
     size_t n = json_object_array_length(inputs);
     json_object *runs = tg_json_pool(pool, json_object_new_array_ext((int)n));
     json_object *values = tg_json_pool(pool, json_object_new_array_ext((int)n));
-    s->run_procs = tg_pool_calloc(pool, n + 1, sizeof(char *));
-    if (runs == NULL || values == NULL || s->run_procs == NULL)
+    s->p.run_procs = tg_pool_calloc(pool, n + 1, sizeof(char *));
+    if (runs == NULL || values == NULL || s->p.run_procs == NULL)
         return TG_ENOMEM;
     const char *beta = s->req->parallel_beta;
     for (size_t i = 0; i < n; i++) {
@@ -608,7 +608,7 @@ static int prepare_runs(struct tg_sub *s, json_object *body)
                             "another key", "value_error");
         move_problems(problems, s->detail, prefix, NULL);
 
-        s->run_procs[i] = tg_json_get_str(merged, "processor");
+        s->p.run_procs[i] = tg_json_get_str(merged, "processor");
         beta = tg_beta_header(pool, merged, beta);
         if (beta == NULL)
             return TG_ENOMEM;
@@ -629,23 +629,23 @@ static int prepare_runs(struct tg_sub *s, json_object *body)
     }
     for (size_t i = 0; i < json_object_array_length(problems); i++)
         json_object_array_add(s->detail, json_object_get(json_object_array_get_idx(problems, i)));
-    s->inputs = runs;
-    s->beta = beta;
-    s->processor = n > 0 ? s->run_procs[0] : NULL;
+    s->p.inputs = runs;
+    s->p.beta = beta;
+    s->p.processor = n > 0 ? s->p.run_procs[0] : NULL;
     return TG_OK;
 }
 
 static int check_add_runs(struct tg_sub *s)
 {
     /* Ownership first, before the body is read: a foreign group is a 404 whatever is sent. */
-    s->taskgroup_id = s->path_group;
+    s->p.taskgroup_id = s->path_group;
     if (tg_sub_check_group(s) != TG_OK)
         return TG_ENOTFOUND;
     if (!plain_query(s->req->query)) {
         tg_sub_reject(s, 400, "the query string has characters that must be escaped", NULL);
         return TG_EINVAL;
     }
-    s->runs_query = s->req->query;
+    s->p.runs_query = s->req->query;
     json_object *body = object_body(s);
     s->body = body;
     if (body != NULL) {

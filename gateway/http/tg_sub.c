@@ -16,33 +16,41 @@ int tg_sub_init(struct tg_sub *s, struct tg_worker *w, struct tg_request *req,
     s->resp = resp;
     s->ops = ops;
     s->interface = ops->interface;
+    s->p.store = w->store;
+    s->p.up = w->up;
+    s->p.conf = w->conf;
+    s->p.pool = req->pool;
+    s->p.request_id = req->request_id;
+    s->p.team = s->auth.team; /* filled once the token is checked */
+    s->p.build_chunk = ops->build_chunk;
+    s->p.keeps_answer = ops->keeps_answer;
     s->detail = tg_json_pool(req->pool, json_object_new_array());
-    s->run_ids = tg_json_pool(req->pool, json_object_new_array());
-    s->calls = tg_json_pool(req->pool, json_object_new_array());
-    if (s->detail == NULL || s->run_ids == NULL || s->calls == NULL) {
+    s->p.run_ids = tg_json_pool(req->pool, json_object_new_array());
+    s->p.calls = tg_json_pool(req->pool, json_object_new_array());
+    if (s->detail == NULL || s->p.run_ids == NULL || s->p.calls == NULL) {
         tg_resp_error(resp, req, 500, "out of memory", NULL);
         return TG_ENOMEM;
     }
-    if (tg_sortable_id(s->id, sizeof(s->id), "sub_") != TG_OK) {
+    if (tg_sortable_id(s->p.id, sizeof(s->p.id), "sub_") != TG_OK) {
         tg_resp_error(resp, req, 500, "no randomness available", NULL);
         return TG_ERR;
     }
-    resp->submission_id = tg_pool_strdup(req->pool, s->id);
+    resp->submission_id = tg_pool_strdup(req->pool, s->p.id);
     return TG_OK;
 }
 
 void tg_sub_record(struct tg_sub *s, struct tg_submission *rec)
 {
     memset(rec, 0, sizeof(*rec));
-    rec->id = s->id;
+    rec->id = s->p.id;
     rec->team_id = s->auth.team_id;
     rec->token_id = s->auth.token_id;
     rec->request_id = s->req->request_id;
     rec->remote_addr = s->req->remote_addr;
     rec->interface = s->interface;
-    rec->taskgroup_id = s->taskgroup_id;
-    rec->num_inputs = json_object_is_type(s->inputs, json_type_array)
-                          ? (int)json_object_array_length(s->inputs) : 0;
+    rec->taskgroup_id = s->p.taskgroup_id;
+    rec->num_inputs = json_object_is_type(s->p.inputs, json_type_array)
+                          ? (int)json_object_array_length(s->p.inputs) : 0;
     rec->request = tg_sub_stored_request(s);
     rec->received_ms = tg_now_ms() - (tg_mono_us() - s->req->started_us) / 1000;
 }

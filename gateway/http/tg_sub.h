@@ -10,6 +10,7 @@
 
 #include "tg_core.h"
 #include "tg_http.h"
+#include "tg_pipeline.h"
 #include "tg_store.h"
 #include "tg_upstream.h"
 
@@ -34,16 +35,17 @@ struct tg_sub_ops {
     /* Once the token may add runs: every check of the interface, s->inputs and what the
      * chunks need. TG_OK, or the answer is in resp. */
     int (*check)(struct tg_sub *s);
-    /* Appends the add-runs body for inputs [first, first+count) to b, each run tagged with
-     * s->run_tag: TG_OK, TG_ETOOBIG or TG_ENOMEM. */
-    int (*build_chunk)(struct tg_sub *s, struct tg_buf *b, size_t first, size_t count);
-    /* Every call succeeded: writes the final state (tg_sub_finish) and answers. */
+    /* Builds one chunk's add-runs body from s->p (see tg_chunk_builder). */
+    tg_chunk_builder build_chunk;
+    /* Every call succeeded: writes the final state (tg_pipeline_finish) and answers. */
     void (*answer)(struct tg_sub *s);
     /* A call failed (*f): writes the final state and answers. */
     void (*answer_failed)(struct tg_sub *s, const struct tg_failure *f);
 };
 
-/* One submission in flight; lives on the handler's stack, its objects in the pool. */
+/* One submission in flight; lives on the handler's stack, its objects in the pool. What goes
+ * upstream and what came back is p, the pipeline's (tg_pipeline.h); the rest is what the
+ * HTTP side and admission need. */
 struct tg_sub {
     struct tg_worker *w;
     struct tg_request *req;
@@ -52,54 +54,16 @@ struct tg_sub {
     const struct tg_sub_ops *ops; /* the interface's steps */
     const char *interface;  /* ops->interface: "simplified" or "upstream-compatible" */
     json_object *body;      /* the client's JSON */
-    json_object *inputs;    /* what is sent, one element per run */
-    json_object *tmpl;      /* the merged template */
-    const char *processor;  /* every run's processor, unless run_procs says otherwise */
-    const char **run_procs; /* per input (may be NULL) */
-    const char *beta;       /* the parallel-beta header the features need */
-    const char *taskgroup_id;
-    int group_checked;      /* tg_sub_check_group found taskgroup_id to be the team's */
-    const char *group_body; /* the create-group body; NULL: one naming team and submission */
-    const char *api;        /* the upstream's path prefix: "/v1" (NULL) or "/v1beta" */
-    const char *runs_query; /* appended to the add-runs path ("refresh_status=true"), or NULL */
-    const char *path_group; /* the group the request's path names (add-runs), or NULL */
-    json_object *spec;      /* the default_task_spec every chunk carries (upstream-compatible) */
-    const char *run_tag;    /* metadata tag for every run of the next chunk (may be NULL):
-                               TG_RUN_TAG_KEY = tg_run_tag(), set per upstream call */
-    char id[40];
-    char key[TG_UPSTREAM_KEY_MAX];
-    int seq;                /* next upstream call's number */
-    size_t accepted;        /* inputs the upstream has accepted so far */
-    json_object *run_ids;   /* every accepted run id, in input order */
-    json_object *calls;     /* per-call summaries for the answer */
-    json_object *first_run_cursor;
-    json_object *first_event_cursor;
     json_object *detail;    /* problems found so far, answered as one 422 */
+    const char *path_group; /* the group the request's path names (add-runs), or NULL */
+    int group_checked;      /* tg_admit_group found p.taskgroup_id to be the team's */
     int from_form;          /* the body was a form post */
     int unsupported;        /* the body's type is none we decode */
-    int last_upstream_status;
-    /* The last upstream answer as it came (pool copies), for interfaces that pass it on. */
-    const char *last_answer;
-    size_t last_answer_len;
-    struct tg_call call;    /* the last call, recorded but not yet committed */
-    int staged;             /* whether call holds one */
-    int begun;              /* recorded as pending: the upstream may be called */
-    /* Repeats (tg_idem.c): the client's Idempotency-Key (header, else the idempotency_key
-     * field), the canonical request's hash, and the earlier submission this one resumes
-     * with, per input, the run it already created (NULL: still to send). */
+    /* Repeats (tg_admit.c): the client's Idempotency-Key (header, else the idempotency_key
+     * field) and the canonical request's hash. */
     const char *idem_key;
     char request_hash[65];
-    const char *resumes;
-    const char **prior_runs;
-};
-
-/* Why an upstream call did not give us what we needed. */
-struct tg_failure {
-    enum tg_state state;    /* FAILED or UNKNOWN */
-    int status;             /* the answer's HTTP status */
-    int upstream_answered;  /* the upstream answered with an error status (last_answer) */
-    char message[512];
-    const char *retry_after;
+    struct tg_pipe p;
 };
 
 /* Sets up s for a request: a fresh submission id and empty result lists. TG_OK, or the
