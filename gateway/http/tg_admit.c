@@ -2,7 +2,7 @@
  * (the canonical request hash, the Idempotency-Key and SDK-retry records, resuming what a
  * failed attempt left), the team's upstream key and limits, and the pending record, each
  * ending in a verdict. Both interfaces come through here, between their checks and
- * tg_sub_forward; what a verdict is answered is tg_submit.c's. */
+ * tg_pipeline_forward; what a verdict is answered is tg_submit.c's. */
 #include "tg_admit.h"
 
 #include <stdarg.h>

@@ -361,7 +361,7 @@ static void answer_failed(struct tg_sub *s, const struct tg_failure *f)
 {
     int rc = tg_pipeline_finish(&s->p, f->state, f->status, f->message);
     if (rc != TG_OK) {
-        tg_sub_db_trouble(s, rc);
+        tg_submit_db_trouble(s, rc);
         return;
     }
     if (f->upstream_answered && s->p.accepted == 0 && s->p.last_upstream_status != 401 &&
@@ -389,7 +389,7 @@ static void answer_added(struct tg_sub *s)
 {
     int rc = tg_pipeline_finish(&s->p, TG_STATE_ACCEPTED, 200, NULL);
     if (rc != TG_OK) {
-        tg_sub_db_trouble(s, rc);
+        tg_submit_db_trouble(s, rc);
         return;
     }
     /* One add-runs call answered (retried attempts before it add no summary). */
@@ -427,7 +427,7 @@ static int check_group_create(struct tg_sub *s)
     }
     s->body = body;
     if (json_object_array_length(s->detail) > 0) {
-        tg_sub_reject(s, 422, "the request is invalid", s->detail);
+        tg_submit_reject(s, 422, "the request is invalid", s->detail);
         return TG_EINVAL;
     }
     s->p.group_body = tg_json_str(body, NULL);
@@ -439,7 +439,7 @@ static void answer_created(struct tg_sub *s)
 {
     int rc = tg_pipeline_finish(&s->p, TG_STATE_ACCEPTED, 200, NULL);
     if (rc != TG_OK) {
-        tg_sub_db_trouble(s, rc);
+        tg_submit_db_trouble(s, rc);
         return;
     }
     pass_answer(s, 200);
@@ -639,10 +639,10 @@ static int check_add_runs(struct tg_sub *s)
 {
     /* Ownership first, before the body is read: a foreign group is a 404 whatever is sent. */
     s->p.taskgroup_id = s->path_group;
-    if (tg_sub_check_group(s) != TG_OK)
+    if (tg_submit_check_group(s) != TG_OK)
         return TG_ENOTFOUND;
     if (!plain_query(s->req->query)) {
-        tg_sub_reject(s, 400, "the query string has characters that must be escaped", NULL);
+        tg_submit_reject(s, 400, "the query string has characters that must be escaped", NULL);
         return TG_EINVAL;
     }
     s->p.runs_query = s->req->query;
@@ -651,12 +651,12 @@ static int check_add_runs(struct tg_sub *s)
     if (body != NULL) {
         int rc = prepare_runs(s, body);
         if (rc != TG_OK) {
-            tg_sub_db_trouble(s, rc);
+            tg_submit_db_trouble(s, rc);
             return rc;
         }
     }
     if (json_object_array_length(s->detail) > 0) {
-        tg_sub_reject(s, 422, "the request is invalid", s->detail);
+        tg_submit_reject(s, 422, "the request is invalid", s->detail);
         return TG_EINVAL;
     }
     return TG_OK;
@@ -702,7 +702,7 @@ int tg_compat_handle(struct tg_worker *w, struct tg_request *req, struct tg_resp
         return 1;
     }
     if (is_post) {
-        tg_sub_run(create ? &create_group_ops : &add_runs_ops, w, req, resp, r.api,
+        tg_submit_run(create ? &create_group_ops : &add_runs_ops, w, req, resp, r.api,
                    create ? NULL : r.group);
         return 1;
     }

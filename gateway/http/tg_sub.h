@@ -20,7 +20,7 @@ struct tg_failure;
 
 /* What makes an interface an interface: the steps of the pipeline that differ between the
  * simplified /v1/runs (tg_submit.c) and the upstream-compatible add-runs and create-group
- * (tg_compat.c). tg_sub_run calls them in this order, with the shared steps between:
+ * (tg_compat.c). tg_submit_run calls them in this order, with the shared steps between:
  *   decode, [token, role], check, [admission], [create the group], build_chunk per chunk
  *   [sent, recorded], answer or answer_failed.
  * A step that answers itself (a 4xx with a rejected record, a database failure) returns

@@ -1,4 +1,4 @@
-/* The pipeline's HTTP side (tg_sub_run: decode, token, role, check, admission, forward,
+/* The pipeline's HTTP side (tg_submit_run: decode, token, role, check, admission, forward,
  * answer; rejected records, database trouble and every answer's status) and POST /v1/runs,
  * the simplified interface's steps: decode a JSON or form body, merge the team's preset
  * under the submission, validate. Sending and recording is core/tg_pipeline.c's; the
@@ -28,7 +28,7 @@ static json_object *outcome_object(struct tg_sub *s, enum tg_state state);
 /* The database failed us. Before anything went upstream that is a plain 503 (retry
  * later). After, the upstream may have acted: the submission is settled as unknown if
  * the database lets us, and the client is told not to retry blindly. */
-void tg_sub_db_trouble(struct tg_sub *s, int rc)
+void tg_submit_db_trouble(struct tg_sub *s, int rc)
 {
     tg_log(TG_LOG_ERROR, "submission %s: recording failed: %s (%s)", s->p.id, tg_rc_str(rc),
            tg_store_errmsg(s->w->store));
@@ -79,7 +79,7 @@ static void answer_success(struct tg_sub *s)
 {
     int rc = tg_pipeline_finish(&s->p, TG_STATE_ACCEPTED, 200, NULL);
     if (rc != TG_OK) {
-        tg_sub_db_trouble(s, rc);
+        tg_submit_db_trouble(s, rc);
         return;
     }
     json_object *o = outcome_object(s, TG_STATE_ACCEPTED);
@@ -96,7 +96,7 @@ static void answer_failure(struct tg_sub *s, const struct tg_failure *f)
 {
     int rc = tg_pipeline_finish(&s->p, f->state, f->status, f->message);
     if (rc != TG_OK) {
-        tg_sub_db_trouble(s, rc);
+        tg_submit_db_trouble(s, rc);
         return;
     }
     json_object *detail = outcome_object(s, f->state);
@@ -118,13 +118,13 @@ static void answer_failure(struct tg_sub *s, const struct tg_failure *f)
 /* ---- before anything goes upstream ---------------------------------------------------- */
 
 /* Refuses the submission: the team is known, so a 'rejected' record is written. */
-void tg_sub_reject(struct tg_sub *s, int status, const char *message, json_object *detail)
+void tg_submit_reject(struct tg_sub *s, int status, const char *message, json_object *detail)
 {
     struct tg_submission rec;
     tg_sub_record(s, &rec);
     int rc = tg_store_submission_reject(s->w->store, &rec, status, message);
     if (rc != TG_OK) {
-        tg_sub_db_trouble(s, rc);
+        tg_submit_db_trouble(s, rc);
         return;
     }
     tg_metrics_submission(TG_STATE_REJECTED);
@@ -280,7 +280,7 @@ static int prepare(struct tg_sub *s)
 {
     json_object *detail = s->detail;
     if (s->unsupported) {
-        tg_sub_reject(s, 415, "send the submission as application/json, "
+        tg_submit_reject(s, 415, "send the submission as application/json, "
                        "application/x-www-form-urlencoded or multipart/form-data", NULL);
         return TG_ERR;
     }
@@ -304,11 +304,11 @@ static int prepare(struct tg_sub *s)
         }
     }
     if (rc != TG_OK) {
-        tg_sub_db_trouble(s, rc);
+        tg_submit_db_trouble(s, rc);
         return rc;
     }
     if (json_object_array_length(detail) > 0) {
-        tg_sub_reject(s, 422, "the submission is invalid", detail);
+        tg_submit_reject(s, 422, "the submission is invalid", detail);
         return TG_EINVAL;
     }
     return TG_OK;
@@ -345,7 +345,7 @@ static int answer_verdict(struct tg_sub *s, const struct tg_verdict *v)
             s->resp->idem = v->claim;
         return TG_OK;
     case TG_ADMIT_REFUSED:
-        tg_sub_reject(s, v->status, v->message, v->detail);
+        tg_submit_reject(s, v->status, v->message, v->detail);
         if (v->retry_after != NULL)
             tg_resp_header(s->resp, "Retry-After", v->retry_after);
         break;
@@ -356,20 +356,20 @@ static int answer_verdict(struct tg_sub *s, const struct tg_verdict *v)
         tg_idem_replay(s->req, s->resp, &v->earlier);
         break;
     case TG_ADMIT_TROUBLE:
-        tg_sub_db_trouble(s, v->rc);
+        tg_submit_db_trouble(s, v->rc);
         break;
     }
     return v->rc != TG_OK ? v->rc : TG_ERR;
 }
 
-int tg_sub_check_group(struct tg_sub *s)
+int tg_submit_check_group(struct tg_sub *s)
 {
     struct tg_verdict v;
     tg_admit_group(s, &v);
     return answer_verdict(s, &v);
 }
 
-int tg_sub_admit(struct tg_sub *s)
+int tg_submit_admit(struct tg_sub *s)
 {
     struct tg_verdict v;
     if (tg_admit_group(s, &v) == TG_ADMIT_PASS)
@@ -377,11 +377,11 @@ int tg_sub_admit(struct tg_sub *s)
     return answer_verdict(s, &v);
 }
 
-int tg_sub_check_role(struct tg_sub *s)
+int tg_submit_check_role(struct tg_sub *s)
 {
     if (s->auth.role == TG_ROLE_SUBMIT)
         return TG_OK;
-    tg_sub_reject(s, 403, "this token may not add runs: use a submit token of the team", NULL);
+    tg_submit_reject(s, 403, "this token may not add runs: use a submit token of the team", NULL);
     return TG_ERR;
 }
 
@@ -419,7 +419,7 @@ static const struct tg_sub_ops simplified = {
 
 /* ---- the pipeline ------------------------------------------------------------------- */
 
-void tg_sub_run(const struct tg_sub_ops *ops, struct tg_worker *w, struct tg_request *req,
+void tg_submit_run(const struct tg_sub_ops *ops, struct tg_worker *w, struct tg_request *req,
                 struct tg_response *resp, const char *api, const char *path_group)
 {
     struct tg_sub s;
@@ -434,11 +434,11 @@ void tg_sub_run(const struct tg_sub_ops *ops, struct tg_worker *w, struct tg_req
     }
     if (tg_http_auth(w, req, resp, form_token, &s.auth) != TG_OK)
         return;
-    if (tg_sub_check_role(&s) != TG_OK)
+    if (tg_submit_check_role(&s) != TG_OK)
         return;
     if (ops->check(&s) != TG_OK)
         return;
-    if (tg_sub_admit(&s) != TG_OK)
+    if (tg_submit_admit(&s) != TG_OK)
         return;
 
     struct tg_failure f;
@@ -451,10 +451,10 @@ void tg_sub_run(const struct tg_sub_ops *ops, struct tg_worker *w, struct tg_req
     else if (rc == TG_ERR)
         ops->answer_failed(&s, &f);
     else
-        tg_sub_db_trouble(&s, rc);
+        tg_submit_db_trouble(&s, rc);
 }
 
 void tg_submit_runs(struct tg_worker *w, struct tg_request *req, struct tg_response *resp)
 {
-    tg_sub_run(&simplified, w, req, resp, NULL, NULL);
+    tg_submit_run(&simplified, w, req, resp, NULL, NULL);
 }
