@@ -165,7 +165,7 @@ static json_object *parse_runs_answer(struct tg_pipe *p, const struct tg_up_resu
 {
     char err[128];
     json_object *a = tg_json_pool(p->pool, tg_json_parse(res->body, res->body_len,
-                                                              TG_JSON_MAX_DEPTH, err, sizeof(err)));
+                                                         TG_JSON_MAX_DEPTH, err, sizeof(err)));
     json_object *ids = tg_json_get(a, "run_ids");
     if (!json_object_is_type(ids, json_type_array) || json_object_array_length(ids) != count)
         return NULL;
@@ -364,7 +364,7 @@ static int create_group(struct tg_pipe *p, struct tg_failure *f)
     if (res.outcome == TG_OUTCOME_OK) {
         char err[128];
         a = tg_json_pool(p->pool, tg_json_parse(res.body, res.body_len, TG_JSON_MAX_DEPTH,
-                                                     err, sizeof(err)));
+                                                err, sizeof(err)));
         gid = tg_json_get_str(a, "taskgroup_id");
         if (gid == NULL || !tg_valid_id(gid)) {
             unreadable_answer(p, "create a group", f);

@@ -359,11 +359,6 @@ static void pass_answer(struct tg_sub *s, int status)
  * else the gateway's, with what was accepted before (chunks) named in its detail. */
 static void answer_failed(struct tg_sub *s, const struct tg_failure *f)
 {
-    int rc = tg_pipeline_finish(&s->p, f->state, f->status, f->message);
-    if (rc != TG_OK) {
-        tg_submit_db_trouble(s, rc);
-        return;
-    }
     if (f->upstream_answered && s->p.accepted == 0 && s->p.last_upstream_status != 401 &&
         s->p.last_upstream_status < 500) {
         pass_answer(s, s->p.last_upstream_status);
@@ -387,13 +382,9 @@ static void answer_failed(struct tg_sub *s, const struct tg_failure *f)
  * (from where the client's streams should start) and the last call's status. */
 static void answer_added(struct tg_sub *s)
 {
-    int rc = tg_pipeline_finish(&s->p, TG_STATE_ACCEPTED, 200, NULL);
-    if (rc != TG_OK) {
-        tg_submit_db_trouble(s, rc);
-        return;
-    }
     /* One add-runs call answered (retried attempts before it add no summary). */
-    if (json_object_array_length(s->p.calls) <= 1 && s->p.last_answer != NULL && s->p.resumes == NULL) {
+    if (json_object_array_length(s->p.calls) <= 1 && s->p.last_answer != NULL &&
+        s->p.resumes == NULL) {
         pass_answer(s, 200);
         return;
     }
@@ -437,11 +428,6 @@ static int check_group_create(struct tg_sub *s)
 /* The group was created: the upstream's answer as it came. */
 static void answer_created(struct tg_sub *s)
 {
-    int rc = tg_pipeline_finish(&s->p, TG_STATE_ACCEPTED, 200, NULL);
-    if (rc != TG_OK) {
-        tg_submit_db_trouble(s, rc);
-        return;
-    }
     pass_answer(s, 200);
 }
 

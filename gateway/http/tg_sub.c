@@ -64,7 +64,8 @@ const char *tg_sub_stored_request(struct tg_sub *s)
     if (!tg_json_has_mcp_headers(s->body))
         return tg_json_str(s->body, NULL);
     json_object *copy = NULL;
-    if (json_object_deep_copy(s->body, &copy, NULL) != 0 || tg_json_pool(s->req->pool, copy) == NULL)
+    if (json_object_deep_copy(s->body, &copy, NULL) != 0 ||
+        tg_json_pool(s->req->pool, copy) == NULL)
         return NULL;
     if (tg_json_redact_mcp(copy) != TG_OK)
         return NULL; /* stored without its request rather than with a secret in it */

@@ -37,9 +37,9 @@ struct tg_sub_ops {
     int (*check)(struct tg_sub *s);
     /* Builds one chunk's add-runs body from s->p (see tg_chunk_builder). */
     tg_chunk_builder build_chunk;
-    /* Every call succeeded: writes the final state (tg_pipeline_finish) and answers. */
+    /* Every call succeeded and the accepted state is written: answers. */
     void (*answer)(struct tg_sub *s);
-    /* A call failed (*f): writes the final state and answers. */
+    /* A call failed (*f) and the failed or unknown state is written: answers. */
     void (*answer_failed)(struct tg_sub *s, const struct tg_failure *f);
 };
 

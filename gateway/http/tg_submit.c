@@ -77,11 +77,6 @@ static json_object *outcome_object(struct tg_sub *s, enum tg_state state)
 
 static void answer_success(struct tg_sub *s)
 {
-    int rc = tg_pipeline_finish(&s->p, TG_STATE_ACCEPTED, 200, NULL);
-    if (rc != TG_OK) {
-        tg_submit_db_trouble(s, rc);
-        return;
-    }
     json_object *o = outcome_object(s, TG_STATE_ACCEPTED);
     if (o == NULL) {
         tg_resp_error(s->resp, s->req, 500, "out of memory", NULL);
@@ -94,11 +89,6 @@ static void answer_success(struct tg_sub *s)
 
 static void answer_failure(struct tg_sub *s, const struct tg_failure *f)
 {
-    int rc = tg_pipeline_finish(&s->p, f->state, f->status, f->message);
-    if (rc != TG_OK) {
-        tg_submit_db_trouble(s, rc);
-        return;
-    }
     json_object *detail = outcome_object(s, f->state);
     if (detail != NULL) {
         /* In an error's detail the submission's state is called so: "status" there would
@@ -108,7 +98,7 @@ static void answer_failure(struct tg_sub *s, const struct tg_failure *f)
         json_object_object_add(detail, "accepted_inputs",
                                json_object_new_int64((int64_t)s->p.accepted));
         json_object_object_add(detail, "num_inputs",
-                               json_object_new_int64((int64_t)json_object_array_length(s->p.inputs)));
+                               json_object_new_int64((int64_t)tg_pipeline_inputs(&s->p)));
     }
     tg_resp_error(s->resp, s->req, f->status, f->message, detail);
     if (f->retry_after != NULL)
@@ -446,12 +436,18 @@ void tg_submit_run(const struct tg_sub_ops *ops, struct tg_worker *w, struct tg_
     resp->inputs = (int)tg_pipeline_inputs(&s.p);
     resp->runs = (int)s.p.accepted;
     resp->upstream_us += s.p.upstream_us;
+    /* The record is final before the client hears anything. */
+    int written = rc;
     if (rc == TG_OK)
-        ops->answer(&s);
+        written = tg_pipeline_finish(&s.p, TG_STATE_ACCEPTED, 200, NULL);
     else if (rc == TG_ERR)
-        ops->answer_failed(&s, &f);
+        written = tg_pipeline_finish(&s.p, f.state, f.status, f.message);
+    if (written != TG_OK)
+        tg_submit_db_trouble(&s, written);
+    else if (rc == TG_OK)
+        ops->answer(&s);
     else
-        tg_submit_db_trouble(&s, rc);
+        ops->answer_failed(&s, &f);
 }
 
 void tg_submit_runs(struct tg_worker *w, struct tg_request *req, struct tg_response *resp)
