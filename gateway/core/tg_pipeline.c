@@ -343,6 +343,19 @@ static int send_with_retries(struct tg_pipe *p, const char *operation, const cha
     }
 }
 
+/* send_with_retries, then the last answer kept as it came (keep_answer). */
+static int send_kept(struct tg_pipe *p, const char *operation, const char *path,
+                     const char *beta, const char *what, const char *body, size_t first,
+                     size_t count, struct tg_up_result *res, int64_t *started,
+                     struct tg_failure *f)
+{
+    int rc = send_with_retries(p, operation, path, beta, what, body, first, count, res, started,
+                               f);
+    if (rc != TG_OK)
+        return rc;
+    return keep_answer(p, res) != TG_OK ? TG_ENOMEM : TG_OK;
+}
+
 static int create_group(struct tg_pipe *p, struct tg_failure *f)
 {
     const char *path = tg_pool_printf(p->pool, "%s/tasks/groups",
@@ -353,12 +366,10 @@ static int create_group(struct tg_pipe *p, struct tg_failure *f)
 
     struct tg_up_result res;
     int64_t started;
-    int rc = send_with_retries(p, "create_group", path, NULL, "create a group", body, 0, 0, &res,
-                               &started, f);
+    int rc = send_kept(p, "create_group", path, NULL, "create a group", body, 0, 0, &res,
+                       &started, f);
     if (rc != TG_OK)
         return rc;
-    if (keep_answer(p, &res) != TG_OK)
-        return TG_ENOMEM;
     json_object *a = NULL;
     const char *gid = NULL;
     if (res.outcome == TG_OUTCOME_OK) {
@@ -396,12 +407,10 @@ static int send_chunk(struct tg_pipe *p, size_t first, size_t count, struct tg_f
         return TG_ENOMEM;
     struct tg_up_result res;
     int64_t started;
-    int rc = send_with_retries(p, "add_runs", path, p->beta, "add runs", NULL, first, count, &res,
-                               &started, f);
+    int rc = send_kept(p, "add_runs", path, p->beta, "add runs", NULL, first, count, &res,
+                       &started, f);
     if (rc != TG_OK)
         return rc;
-    if (keep_answer(p, &res) != TG_OK)
-        return TG_ENOMEM;
 
     json_object *a = NULL;
     enum tg_outcome outcome = res.outcome;
