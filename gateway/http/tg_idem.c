@@ -1,14 +1,11 @@
-/* Repeats of a submission, on the HTTP side (see README "Guarantees"): which keys are
- * usable, the record an answer is stored on, replaying a stored answer byte for byte, and
- * storing the answer a client was sent. Deciding what a repeat is answered is admission's
- * (tg_admit.c). */
+/* Repeats of a submission, on the HTTP side (see README "Guarantees"): the record an
+ * answer is stored on, replaying a stored answer byte for byte, and storing the answer a
+ * client was sent. Deciding what a repeat is answered is admission's (core/tg_admit.c). */
 #include "tg_idem.h"
 
 #include <string.h>
 
 #include "tg_log.h"
-
-#define KEY_MAX 255
 
 /* The record whose answer is stored once the handler has answered (resp->idem). */
 struct tg_idem_claim {
@@ -17,17 +14,6 @@ struct tg_idem_claim {
     const char *key;
     const char *submission_id;
 };
-
-int tg_idem_valid_key(const char *k)
-{
-    size_t n = strlen(k);
-    if (n == 0 || n > KEY_MAX)
-        return 0;
-    for (; *k != '\0'; k++)
-        if ((unsigned char)*k < 0x20 || (unsigned char)*k > 0x7e)
-            return 0;
-    return 1;
-}
 
 struct tg_idem_claim *tg_idem_claim(struct tg_pool *pool, int64_t team_id,
                                     enum tg_idem_kind kind, const char *key,

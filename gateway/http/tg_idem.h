@@ -1,4 +1,4 @@
-/* Repeats on the HTTP side: usable keys, the record an answer is stored on, replaying and
+/* Repeats on the HTTP side: the record an answer is stored on, replaying and
  * storing answers (tg_idem.c; what a repeat is answered is decided in tg_admit.c). */
 #ifndef TG_IDEM_H
 #define TG_IDEM_H
@@ -9,9 +9,6 @@
 #include "tg_store.h"
 
 struct tg_idem_claim;
-
-/* Whether key is a usable idempotency key: 1 to 255 printable ASCII characters. */
-int tg_idem_valid_key(const char *key);
 
 /* The record (team, kind, key) whose answer is to be stored for submission_id, for
  * resp->idem; pool-owned (submission_id copied), NULL when out of memory (the answer is

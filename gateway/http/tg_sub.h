@@ -1,6 +1,7 @@
 /* A submission in flight, shared by the pipeline's steps: what the request asked for, what
  * the upstream has accepted so far, and the record it is stored as. Both interfaces fill one
- * (tg_submit.c, tg_compat.c); admission (tg_admit.c) and forwarding (tg_submit.c) read it. */
+ * (tg_submit.c, tg_compat.c); admission (core/tg_admit.c) reads its ask, forwarding
+ * (core/tg_pipeline.c) its p. */
 #ifndef TG_SUB_H
 #define TG_SUB_H
 
@@ -9,6 +10,7 @@
 #include <json-c/json.h>
 
 #include "tg_core.h"
+#include "tg_admit.h"
 #include "tg_http.h"
 #include "tg_pipeline.h"
 #include "tg_store.h"
@@ -56,13 +58,9 @@ struct tg_sub {
     json_object *body;      /* the client's JSON */
     json_object *detail;    /* problems found so far, answered as one 422 */
     const char *path_group; /* the group the request's path names (add-runs), or NULL */
-    int group_checked;      /* tg_admit_group found p.taskgroup_id to be the team's */
     int from_form;          /* the body was a form post */
     int unsupported;        /* the body's type is none we decode */
-    /* Repeats (tg_admit.c): the client's Idempotency-Key (header, else the idempotency_key
-     * field) and the canonical request's hash. */
-    const char *idem_key;
-    char request_hash[65];
+    struct tg_admit_ask ask; /* what admission reads (core/tg_admit.h) */
     struct tg_pipe p;
 };
 

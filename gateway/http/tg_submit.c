@@ -185,14 +185,14 @@ static void take_idempotency_key(struct tg_sub *s)
         return;
     }
     const char *key = json_object_get_string(v);
-    if (!tg_idem_valid_key(key)) {
+    if (!tg_admit_valid_key(key)) {
         tg_json_problem(s->detail, tg_json_loc("body", "idempotency_key", NULL),
                         "an idempotency key is 1 to 255 printable ASCII characters",
                         "value_error");
         return;
     }
     if (s->req->idempotency_key == NULL)
-        s->idem_key = tg_pool_strdup(s->req->pool, key);
+        s->ask.idem_key = tg_pool_strdup(s->req->pool, key);
     json_object_object_del(s->body, "idempotency_key");
 }
 
@@ -331,8 +331,9 @@ static int answer_verdict(struct tg_sub *s, const struct tg_verdict *v)
 {
     switch (v->kind) {
     case TG_ADMIT_PASS:
-        if (v->claim != NULL)
-            s->resp->idem = v->claim;
+        if (v->claim_key != NULL)
+            s->resp->idem = tg_idem_claim(s->req->pool, s->auth.team_id, v->claim_kind,
+                                          v->claim_key, s->p.id);
         return TG_OK;
     case TG_ADMIT_REFUSED:
         tg_submit_reject(s, v->status, v->message, v->detail);
@@ -352,18 +353,37 @@ static int answer_verdict(struct tg_sub *s, const struct tg_verdict *v)
     return v->rc != TG_OK ? v->rc : TG_ERR;
 }
 
+/* What admission reads of s, afresh before each check. */
+static struct tg_admit_ask *ask(struct tg_sub *s)
+{
+    struct tg_admit_ask *a = &s->ask;
+    a->p = &s->p;
+    a->auth = &s->auth;
+    a->interface = s->interface;
+    a->method = s->req->method;
+    a->path = s->req->path;
+    a->query = s->req->query;
+    a->idempotency_key = s->req->idempotency_key;
+    a->retry_count = s->req->retry_count;
+    a->parallel_beta = s->req->parallel_beta;
+    a->body = s->body;
+    tg_sub_record(s, &a->rec);
+    return a;
+}
+
 int tg_submit_check_group(struct tg_sub *s)
 {
     struct tg_verdict v;
-    tg_admit_group(s, &v);
+    tg_admit_group(ask(s), &v);
     return answer_verdict(s, &v);
 }
 
 int tg_submit_admit(struct tg_sub *s)
 {
     struct tg_verdict v;
-    if (tg_admit_group(s, &v) == TG_ADMIT_PASS)
-        tg_admit_submission(s, &v);
+    struct tg_admit_ask *a = ask(s);
+    if (tg_admit_group(a, &v) == TG_ADMIT_PASS)
+        tg_admit_submission(a, &v);
     return answer_verdict(s, &v);
 }
 

@@ -1,8 +1,8 @@
 /* Admission (see tg_admit.h): ownership of a named group, the client's headers, repeats
  * (the canonical request hash, the Idempotency-Key and SDK-retry records, resuming what a
  * failed attempt left), the team's upstream key and limits, and the pending record, each
- * ending in a verdict. Both interfaces come through here, between their checks and
- * tg_pipeline_forward; what a verdict is answered is tg_submit.c's. */
+ * ending in a verdict. Both interfaces come through here (http/tg_submit.c), between their
+ * checks and tg_pipeline_forward; what a verdict is answered is the HTTP side's. */
 #include "tg_admit.h"
 
 #include <stdarg.h>
@@ -11,14 +11,25 @@
 #include <string.h>
 
 #include "tg_conf.h"
-#include "tg_idem.h"
 #include "tg_json.h"
 #include "tg_log.h"
 #include "tg_reconcile.h"
 #include "tg_token.h"
 #include "tg_validate.h"
 
+#define KEY_MAX 255
 #define ROUNDS 4 /* a record that changes under us more often than this: answer 409 */
+
+int tg_admit_valid_key(const char *k)
+{
+    size_t n = strlen(k);
+    if (n == 0 || n > KEY_MAX)
+        return 0;
+    for (; *k != '\0'; k++)
+        if ((unsigned char)*k < 0x20 || (unsigned char)*k > 0x7e)
+            return 0;
+    return 1;
+}
 
 /* ---- verdicts ------------------------------------------------------------------------ */
 
@@ -104,13 +115,13 @@ static int canon(struct tg_buf *b, json_object *obj, int depth)
 
 /* sha256 of interface, method, path, query and the canonical body (the form token and
  * idempotency_key already taken out of it). */
-static int hash_request(struct tg_sub *s)
+static int hash_request(struct tg_admit_ask *s)
 {
     struct tg_buf b;
     tg_buf_init(&b, (size_t)1024 * 1024 * 1024);
-    int rc = tg_buf_printf(&b, "%s\n%s\n%s\n%s\n", s->interface, s->req->method,
-                           s->req->path != NULL ? s->req->path : "",
-                           s->req->query != NULL ? s->req->query : "");
+    int rc = tg_buf_printf(&b, "%s\n%s\n%s\n%s\n", s->interface, s->method,
+                           s->path != NULL ? s->path : "",
+                           s->query != NULL ? s->query : "");
     if (rc == TG_OK)
         rc = canon(&b, s->body, 0);
     if (rc == TG_OK)
@@ -120,24 +131,24 @@ static int hash_request(struct tg_sub *s)
 }
 
 /* x-stainless-retry-count above 0: an SDK's own retry. */
-static int sdk_retry(const struct tg_request *req)
+static int sdk_retry(const struct tg_admit_ask *s)
 {
     long n;
-    return req->retry_count != NULL && tg_parse_long(req->retry_count, 0, 1000000, &n) == TG_OK &&
+    return s->retry_count != NULL && tg_parse_long(s->retry_count, 0, 1000000, &n) == TG_OK &&
            n > 0;
 }
 
 /* ---- repeats that are refused ------------------------------------------------------- */
 
-static json_object *naming(struct tg_sub *s, const char *sub_id)
+static json_object *naming(struct tg_admit_ask *s, const char *sub_id)
 {
-    json_object *d = tg_json_pool(s->req->pool, json_object_new_object());
+    json_object *d = tg_json_pool(s->p->pool, json_object_new_object());
     if (d != NULL)
         json_object_object_add(d, "submission_id", json_object_new_string(sub_id));
     return d;
 }
 
-static enum tg_admit_kind in_flight(struct tg_sub *s, const struct tg_idem_rec *rec,
+static enum tg_admit_kind in_flight(struct tg_admit_ask *s, const struct tg_idem_rec *rec,
                                     struct tg_verdict *v)
 {
     return refuse(v, TG_EEXIST, 409, naming(s, rec->submission_id), "1",
@@ -145,10 +156,10 @@ static enum tg_admit_kind in_flight(struct tg_sub *s, const struct tg_idem_rec *
                   rec->submission_id, s->idem_key != NULL ? "Idempotency-Key" : "body");
 }
 
-static enum tg_admit_kind other_body(struct tg_sub *s, const struct tg_idem_rec *rec,
+static enum tg_admit_kind other_body(struct tg_admit_ask *s, const struct tg_idem_rec *rec,
                                      struct tg_verdict *v)
 {
-    json_object *detail = tg_json_pool(s->req->pool, json_object_new_array());
+    json_object *detail = tg_json_pool(s->p->pool, json_object_new_array());
     refuse(v, TG_EINVAL, 422, detail, NULL, "this Idempotency-Key was used by submission %s "
            "with a different request; use a new key for a new request", rec->submission_id);
     tg_json_problem(detail, tg_json_loc("header", "Idempotency-Key", NULL), v->message,
@@ -156,7 +167,7 @@ static enum tg_admit_kind other_body(struct tg_sub *s, const struct tg_idem_rec 
     return v->kind;
 }
 
-static enum tg_admit_kind unreconciled(struct tg_sub *s, const char *sub_id, const char *why,
+static enum tg_admit_kind unreconciled(struct tg_admit_ask *s, const char *sub_id, const char *why,
                                        struct tg_verdict *v)
 {
     return refuse(v, TG_EEXIST, 503, naming(s, sub_id), "5", "the outcome of submission %s is "
@@ -166,12 +177,12 @@ static enum tg_admit_kind unreconciled(struct tg_sub *s, const char *sub_id, con
 
 /* ---- ownership ---------------------------------------------------------------------- */
 
-enum tg_admit_kind tg_admit_group(struct tg_sub *s, struct tg_verdict *v)
+enum tg_admit_kind tg_admit_group(struct tg_admit_ask *s, struct tg_verdict *v)
 {
     memset(v, 0, sizeof(*v));
-    if (s->p.taskgroup_id == NULL || s->group_checked)
+    if (s->p->taskgroup_id == NULL || s->group_checked)
         return TG_ADMIT_PASS;
-    int rc = tg_store_group_owned(s->w->store, s->auth.team_id, s->p.taskgroup_id);
+    int rc = tg_store_group_owned(s->p->store, s->auth->team_id, s->p->taskgroup_id);
     if (rc == TG_OK) {
         s->group_checked = 1;
         return TG_ADMIT_PASS;
@@ -180,44 +191,44 @@ enum tg_admit_kind tg_admit_group(struct tg_sub *s, struct tg_verdict *v)
         return trouble(v, rc);
     /* The same answer as for a group that does not exist: whether another team has it is
      * not this team's to learn. */
-    s->p.taskgroup_id = NULL;
+    s->p->taskgroup_id = NULL;
     return refuse(v, rc, 404, NULL, NULL, "no such task group for this team");
 }
 
 /* ---- admission ---------------------------------------------------------------------------- */
 
-static size_t num_inputs(const struct tg_sub *s)
+static size_t num_inputs(const struct tg_admit_ask *s)
 {
-    return json_object_is_type(s->p.inputs, json_type_array) ? json_object_array_length(s->p.inputs)
+    return json_object_is_type(s->p->inputs, json_type_array) ? json_object_array_length(s->p->inputs)
                                                            : 0;
 }
 
 /* Takes over what submission from already created: its group and, per input, its runs.
  * Returns how many inputs are still to be sent. */
-static int plan_resume(struct tg_sub *s, const char *from, long *to_send)
+static int plan_resume(struct tg_admit_ask *s, const char *from, long *to_send)
 {
     size_t n = num_inputs(s);
     const char **ids;
     const char *group;
-    int rc = tg_store_prior_runs(s->w->store, s->req->pool, from, n, &ids, &group);
+    int rc = tg_store_prior_runs(s->p->store, s->p->pool, from, n, &ids, &group);
     if (rc != TG_OK)
         return rc;
     long missing = 0;
     for (size_t i = 0; i < n; i++)
         missing += ids[i] == NULL;
-    s->p.resumes = tg_pool_strdup(s->req->pool, from);
-    s->p.prior_runs = ids;
-    if (s->p.taskgroup_id == NULL && group != NULL)
-        s->p.taskgroup_id = group;
+    s->p->resumes = tg_pool_strdup(s->p->pool, from);
+    s->p->prior_runs = ids;
+    if (s->p->taskgroup_id == NULL && group != NULL)
+        s->p->taskgroup_id = group;
     *to_send = missing;
     return TG_OK;
 }
 
 
-enum tg_admit_kind tg_admit_submission(struct tg_sub *s, struct tg_verdict *v)
+enum tg_admit_kind tg_admit_submission(struct tg_admit_ask *s, struct tg_verdict *v)
 {
-    const struct tg_conf *conf = s->w->conf;
-    struct tg_pool *pool = s->req->pool;
+    const struct tg_conf *conf = s->p->conf;
+    struct tg_pool *pool = s->p->pool;
     int rc;
     memset(v, 0, sizeof(*v));
     /* The headers every interface may send, checked before anything is created: an
@@ -227,42 +238,42 @@ enum tg_admit_kind tg_admit_submission(struct tg_sub *s, struct tg_verdict *v)
     json_object *detail = tg_json_pool(pool, json_object_new_array());
     if (detail == NULL)
         return trouble(v, TG_ENOMEM);
-    if (s->req->idempotency_key != NULL && !tg_idem_valid_key(s->req->idempotency_key))
+    if (s->idempotency_key != NULL && !tg_admit_valid_key(s->idempotency_key))
         tg_json_problem(detail, tg_json_loc("header", "Idempotency-Key", NULL),
                         "an Idempotency-Key is 1 to 255 printable ASCII characters",
                         "value_error");
-    tg_validate_beta(s->req->parallel_beta, detail);
+    tg_validate_beta(s->parallel_beta, detail);
     if (json_object_array_length(detail) > 0) {
         return refuse(v, TG_EINVAL, 422, detail, NULL, "a header of the request is invalid");
     }
-    if (s->idem_key == NULL && s->req->idempotency_key != NULL)
-        s->idem_key = s->req->idempotency_key;
+    if (s->idem_key == NULL && s->idempotency_key != NULL)
+        s->idem_key = s->idempotency_key;
     /* Only a request that can be repeated under a record pays for the hash. */
-    rc = s->idem_key != NULL || s->req->retry_count != NULL ? hash_request(s) : TG_OK;
+    rc = s->idem_key != NULL || s->retry_count != NULL ? hash_request(s) : TG_OK;
     if (rc != TG_OK)
         return trouble(v, rc);
     struct tg_admission a = {.request_hash = s->request_hash};
-    int retry = sdk_retry(s->req);
+    int retry = sdk_retry(s);
     if (s->idem_key != NULL) {
         a.kind = TG_IDEM_KEY;
         a.key = s->idem_key;
-    } else if (s->req->retry_count != NULL && conf->retry_dedupe_window_s > 0) {
+    } else if (s->retry_count != NULL && conf->retry_dedupe_window_s > 0) {
         a.kind = TG_IDEM_RETRY;
-        a.key = tg_pool_printf(pool, "%s:%s", s->auth.token_id, s->request_hash);
+        a.key = tg_pool_printf(pool, "%s:%s", s->auth->token_id, s->request_hash);
         if (a.key == NULL)
             return trouble(v, TG_ENOMEM);
     }
-    const char *actor = tg_pool_printf(pool, "token:%s", s->auth.token_id);
+    const char *actor = tg_pool_printf(pool, "token:%s", s->auth->token_id);
 
     for (int round = 0; round < ROUNDS; round++) {
         a.now_ms = tg_now_ms();
         a.replaces = NULL;
         a.resumes = NULL;
         a.runs = (long)num_inputs(s);
-        s->p.resumes = NULL;
-        s->p.prior_runs = NULL;
+        s->p->resumes = NULL;
+        s->p->prior_runs = NULL;
         struct tg_idem_rec rec;
-        rc = a.key != NULL ? tg_store_idem_get(s->w->store, pool, s->auth.team_id, a.kind, a.key,
+        rc = a.key != NULL ? tg_store_idem_get(s->p->store, pool, s->auth->team_id, a.kind, a.key,
                                                a.now_ms, &rec)
                            : TG_ENOTFOUND;
         if (rc == TG_OK && a.kind == TG_IDEM_RETRY && !retry) {
@@ -280,7 +291,7 @@ enum tg_admit_kind tg_admit_submission(struct tg_sub *s, struct tg_verdict *v)
             }
             if (rec.state == TG_STATE_UNKNOWN) {
                 struct tg_recon_report r;
-                rc = tg_reconcile_one(s->w->store, s->w->up, pool, rec.submission_id, actor, &r);
+                rc = tg_reconcile_one(s->p->store, s->p->up, pool, rec.submission_id, actor, &r);
                 if (rc != TG_OK)
                     return trouble(v, rc);
                 if (strcmp(r.outcome, "error") == 0)
@@ -292,43 +303,44 @@ enum tg_admit_kind tg_admit_submission(struct tg_sub *s, struct tg_verdict *v)
             rc = plan_resume(s, rec.submission_id, &a.runs);
             if (rc != TG_OK)
                 return trouble(v, rc);
-            a.resumes = s->p.resumes;
+            a.resumes = s->p->resumes;
         } else if (rc != TG_ENOTFOUND) {
             return trouble(v, rc);
         }
         a.expires_ms = a.now_ms + (a.kind == TG_IDEM_KEY ? conf->idempotency_ttl_s
                                                          : conf->retry_dedupe_window_s) * 1000;
-        rc = tg_store_team_key(s->w->store, s->auth.team_id, s->p.key, sizeof(s->p.key));
+        rc = tg_store_team_key(s->p->store, s->auth->team_id, s->p->key, sizeof(s->p->key));
         if (rc == TG_ERR || rc == TG_ENOTFOUND || rc == TG_ETOOBIG) {
             /* The key cannot be had (not set, or not decrypted): the team's to fix, and
              * nothing was sent. The store's message names the cause for the log only. */
-            tg_log(TG_LOG_ERROR, "team %s: upstream key unusable: %s", s->auth.team,
-                   tg_store_errmsg(s->w->store));
-            tg_memzero(s->p.key, sizeof(s->p.key));
+            tg_log(TG_LOG_ERROR, "team %s: upstream key unusable: %s", s->auth->team,
+                   tg_store_errmsg(s->p->store));
+            tg_memzero(s->p->key, sizeof(s->p->key));
             return refuse(v, TG_ERR, 503, NULL, NULL, "the team's upstream key cannot be used; "
                           "ask an administrator (nothing was sent upstream)");
         }
-        struct tg_submission sub;
-        tg_sub_record(s, &sub);
+        struct tg_submission sub = s->rec;
+        sub.taskgroup_id = s->p->taskgroup_id;
+        sub.num_inputs = (int)tg_pipeline_inputs(s->p);
         struct tg_admit_refusal why;
         if (rc == TG_OK)
-            rc = tg_store_admit(s->w->store, &sub, &a, &why);
+            rc = tg_store_admit(s->p->store, &sub, &a, &why);
         if (rc == TG_EEXIST)
             continue; /* another request took the key meanwhile: look again */
         if (rc == TG_ETOOBIG) {
-            tg_memzero(s->p.key, sizeof(s->p.key));
+            tg_memzero(s->p->key, sizeof(s->p->key));
             v->kind = TG_ADMIT_LIMITED;
             v->rc = rc;
             v->limit = why;
             return v->kind;
         }
         if (rc != TG_OK) {
-            tg_memzero(s->p.key, sizeof(s->p.key));
+            tg_memzero(s->p->key, sizeof(s->p->key));
             return trouble(v, rc);
         }
-        s->p.begun = 1;
-        if (a.key != NULL)
-            v->claim = tg_idem_claim(pool, s->auth.team_id, a.kind, a.key, s->p.id);
+        s->p->begun = 1;
+        v->claim_kind = a.kind;
+        v->claim_key = a.key;
         v->kind = TG_ADMIT_PASS;
         return v->kind;
     }
