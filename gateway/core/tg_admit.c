@@ -197,17 +197,11 @@ enum tg_admit_kind tg_admit_group(struct tg_admit_ask *s, struct tg_verdict *v)
 
 /* ---- admission ---------------------------------------------------------------------------- */
 
-static size_t num_inputs(const struct tg_admit_ask *s)
-{
-    return json_object_is_type(s->p->inputs, json_type_array) ? json_object_array_length(s->p->inputs)
-                                                           : 0;
-}
-
 /* Takes over what submission from already created: its group and, per input, its runs.
  * Returns how many inputs are still to be sent. */
 static int plan_resume(struct tg_admit_ask *s, const char *from, long *to_send)
 {
-    size_t n = num_inputs(s);
+    size_t n = tg_pipeline_inputs(s->p);
     const char **ids;
     const char *group;
     int rc = tg_store_prior_runs(s->p->store, s->p->pool, from, n, &ids, &group);
@@ -269,7 +263,7 @@ enum tg_admit_kind tg_admit_submission(struct tg_admit_ask *s, struct tg_verdict
         a.now_ms = tg_now_ms();
         a.replaces = NULL;
         a.resumes = NULL;
-        a.runs = (long)num_inputs(s);
+        a.runs = (long)tg_pipeline_inputs(s->p);
         s->p->resumes = NULL;
         s->p->prior_runs = NULL;
         struct tg_idem_rec rec;
