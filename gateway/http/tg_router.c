@@ -8,7 +8,7 @@
 
 #include "tg_admin.h"
 #include "tg_audit.h"
-#include "tg_compat.h"
+#include "tg_sdk_api.h"
 #include "tg_crypto.h"
 #include "tg_html.h"
 #include "tg_idem.h"

@@ -13,7 +13,7 @@
  * and only for groups and runs the team's own submissions created: anything else is a
  * 404, whoever holds the Parallel key. Errors the gateway makes itself use the upstream's
  * shapes and the statuses the SDKs map to their typed errors. */
-#include "tg_compat.h"
+#include "tg_sdk_api.h"
 
 #include <stdio.h>
 #include <string.h>

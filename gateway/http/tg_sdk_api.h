@@ -1,6 +1,6 @@
-/* The upstream's own task-group paths, served for the official SDKs (see tg_compat.c). */
-#ifndef TG_COMPAT_H
-#define TG_COMPAT_H
+/* The upstream's own task-group paths, served for the official SDKs (see tg_sdk_api.c). */
+#ifndef TG_SDK_API_H
+#define TG_SDK_API_H
 
 #include "tg_http.h"
 
