@@ -2,13 +2,15 @@
  * --csv), through the same parameters, store calls and formatter as GET /v1/audit/...
  * (tg_audit.c). Lists are read page by page and written as they come; every read is
  * logged in audit_reads under the operating-system user. Usage errors exit 2. */
+#include "tg_audit_cli.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "tg_audit.h"
 #include "tg_admin.h"
+#include "tg_audit.h"
 #include "tg_conf.h"
 #include "tg_core.h"
 #include "tg_store.h"

@@ -9,6 +9,7 @@
 
 #include "tg_admin.h"
 #include "tg_audit.h"
+#include "tg_audit_cli.h"
 #include "tg_conf.h"
 #include "tg_core.h"
 #include "tg_crypto.h"

@@ -1,12 +1,13 @@
-/* GET /v1/audit/...: the audit trail over HTTP (contract in tg_audit.h). Parses the path
- * and query into a read, answers it through the shared formatter, and logs every read. */
-#include "tg_audit.h"
+/* GET /v1/audit/...: the audit trail over HTTP (contract in tg_audit_http.h). Parses the
+ * query into a read, answers it through the shared formatter, and logs every read. */
+#include "tg_audit_http.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include "tg_audit.h"
 #include "tg_http.h"
 #include "tg_json.h"
 #include "tg_log.h"
@@ -101,42 +102,6 @@ static int wants_csv(const char *accept)
     return csv > 0 && csv > json;
 }
 
-/* Maps the path to a read; TG_ENOTFOUND when it names none. *id_name is the id's name for
- * a loc, NULL for lists. */
-static int route(const char *path, struct tg_audit_read *r, const char **id, const char **id_name)
-{
-    static const struct {
-        const char *prefix;
-        enum tg_audit_what list, one;
-        const char *id_name;
-    } routes[] = {
-        {"/v1/audit/submissions", TG_AUDIT_SUBMISSIONS, TG_AUDIT_SUBMISSION, "submission_id"},
-        {"/v1/audit/runs", TG_AUDIT_RUNS, TG_AUDIT_RUN, "run_id"},
-        {"/v1/audit/groups", TG_AUDIT_GROUP, TG_AUDIT_GROUP, "taskgroup_id"},
-        {"/v1/audit/admin", TG_AUDIT_ADMIN, TG_AUDIT_ADMIN, NULL}, /* a list only */
-    };
-    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
-        size_t n = strlen(routes[i].prefix);
-        if (strncmp(path, routes[i].prefix, n) != 0)
-            continue;
-        const char *rest = path + n;
-        if (*rest == '\0' && routes[i].list != TG_AUDIT_GROUP) {
-            tg_audit_init(r, routes[i].list);
-            *id = NULL;
-            *id_name = NULL;
-            return TG_OK;
-        }
-        if (rest[0] == '/' && rest[1] != '\0' && strchr(rest + 1, '/') == NULL &&
-            routes[i].id_name != NULL) {
-            tg_audit_init(r, routes[i].one);
-            *id = rest + 1;
-            *id_name = routes[i].id_name;
-            return TG_OK;
-        }
-    }
-    return TG_ENOTFOUND;
-}
-
 /* Builds the answer in resp; returns the rows it carries, or -1 when it is an error. */
 static long answer(struct tg_worker *w, struct tg_request *req, struct tg_response *resp,
                    struct tg_audit_read *r)
@@ -186,7 +151,7 @@ out:
 
 /* Every audit read is logged, answered or not; a read that cannot be logged is not
  * answered. */
-static void log_read(struct tg_worker *w, struct tg_request *req, struct tg_response *resp,
+static void log_read(struct tg_worker *w, const struct tg_request *req, struct tg_response *resp,
                      const struct tg_auth *auth, long rows)
 {
     char actor[64];
@@ -205,29 +170,22 @@ static void log_read(struct tg_worker *w, struct tg_request *req, struct tg_resp
     }
 }
 
-void tg_audit_http(struct tg_worker *w, struct tg_request *req, struct tg_response *resp)
+void tg_audit_http_refused(struct tg_worker *w, struct tg_request *req, struct tg_response *resp,
+                           const struct tg_auth *auth)
 {
-    if (strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0) {
-        tg_resp_header(resp, "Allow", "GET, HEAD");
-        tg_resp_error(resp, req, 405, "the audit trail is read with GET", NULL);
-        return;
-    }
+    log_read(w, req, resp, auth, -1);
+}
+
+/* Answers a read of what (with the path's {id}, named id_name in a loc, for one object),
+ * and logs it. */
+static void serve(struct tg_worker *w, struct tg_request *req, struct tg_response *resp,
+                  enum tg_audit_what what, const char *id_name)
+{
+    const struct tg_auth *auth = req->auth;
+    const char *id = id_name != NULL ? req->cap[0] : NULL;
     struct tg_audit_read r;
-    const char *id, *id_name;
-    if (route(req->path, &r, &id, &id_name) != TG_OK) {
-        tg_resp_error(resp, req, 404, "Not Found", NULL);
-        return;
-    }
-    struct tg_auth auth;
-    if (tg_http_auth(w, req, resp, NULL, &auth) != TG_OK)
-        return;
-    r.scope_team = auth.role == TG_ROLE_SUBMIT ? auth.team : NULL;
-    if (r.what == TG_AUDIT_ADMIN && auth.role == TG_ROLE_SUBMIT) {
-        tg_resp_error(resp, req, 403, "the admin log is read with an audit or admin token",
-                      NULL);
-        log_read(w, req, resp, &auth, -1);
-        return;
-    }
+    tg_audit_init(&r, what);
+    r.scope_team = auth->role == TG_ROLE_SUBMIT ? auth->team : NULL;
 
     long rows = -1;
     char err[200];
@@ -246,5 +204,38 @@ void tg_audit_http(struct tg_worker *w, struct tg_request *req, struct tg_respon
     else
         rows = answer(w, req, resp, &r);
 log:
-    log_read(w, req, resp, &auth, rows);
+    log_read(w, req, resp, auth, rows);
+}
+
+void tg_audit_http_submissions(struct tg_worker *w, struct tg_request *req,
+                               struct tg_response *resp)
+{
+    serve(w, req, resp, TG_AUDIT_SUBMISSIONS, NULL);
+}
+
+void tg_audit_http_submission(struct tg_worker *w, struct tg_request *req,
+                              struct tg_response *resp)
+{
+    serve(w, req, resp, TG_AUDIT_SUBMISSION, "submission_id");
+}
+
+void tg_audit_http_runs(struct tg_worker *w, struct tg_request *req, struct tg_response *resp)
+{
+    serve(w, req, resp, TG_AUDIT_RUNS, NULL);
+}
+
+void tg_audit_http_run(struct tg_worker *w, struct tg_request *req, struct tg_response *resp)
+{
+    serve(w, req, resp, TG_AUDIT_RUN, "run_id");
+}
+
+void tg_audit_http_group(struct tg_worker *w, struct tg_request *req, struct tg_response *resp)
+{
+    serve(w, req, resp, TG_AUDIT_GROUP, "taskgroup_id");
+}
+
+void tg_audit_http_admin_log(struct tg_worker *w, struct tg_request *req,
+                             struct tg_response *resp)
+{
+    serve(w, req, resp, TG_AUDIT_ADMIN, NULL);
 }

@@ -50,66 +50,6 @@ struct route {
 
 /* ---- helpers ------------------------------------------------------------------------- */
 
-/* The next '/'-separated part of *p as a pool string, advancing *p; NULL at the end. */
-static const char *next_part(struct tg_pool *pool, const char **p)
-{
-    if (**p == '\0')
-        return NULL;
-    const char *start = *p;
-    size_t n = strcspn(start, "/");
-    *p = start + n + (start[n] == '/' ? 1 : 0);
-    return tg_pool_strndup(pool, start, n);
-}
-
-/* Splits path into a route. TG_OK, or TG_ENOTFOUND for a path this file does not serve. */
-static int parse_route(struct tg_pool *pool, const char *path, struct route *r)
-{
-    memset(r, 0, sizeof(*r));
-    if (strncmp(path, "/v1beta/tasks/", 14) == 0) {
-        r->api = "/v1beta";
-        path += 14;
-    } else if (strncmp(path, "/v1/tasks/", 10) == 0) {
-        r->api = "/v1";
-        path += 10;
-    } else {
-        return TG_ENOTFOUND;
-    }
-    const char *kind = next_part(pool, &path);
-    if (kind == NULL)
-        return TG_ENOTFOUND;
-    const char *id = next_part(pool, &path);
-    const char *leaf = next_part(pool, &path);
-    const char *sub = next_part(pool, &path);
-    if (next_part(pool, &path) != NULL || (id != NULL && !tg_valid_id(id)))
-        return TG_ENOTFOUND;
-    if (strcmp(kind, "groups") == 0) {
-        r->groups = 1;
-        r->group = id;
-        if (leaf == NULL)
-            return TG_OK;
-        if (strcmp(leaf, "runs") == 0 && sub != NULL) {
-            if (!tg_valid_id(sub))
-                return TG_ENOTFOUND;
-            r->run = sub;
-            return TG_OK;
-        }
-        if (sub == NULL && (strcmp(leaf, "runs") == 0 || strcmp(leaf, "events") == 0)) {
-            r->leaf = leaf;
-            return TG_OK;
-        }
-        return TG_ENOTFOUND;
-    }
-    if (strcmp(kind, "runs") == 0 && id != NULL && sub == NULL) {
-        r->run = id;
-        if (leaf == NULL || strcmp(leaf, "result") == 0 || strcmp(leaf, "input") == 0 ||
-            strcmp(leaf, "events") == 0) {
-            r->leaf = leaf;
-            return TG_OK;
-        }
-    }
-    return TG_ENOTFOUND;
-}
-
 /* Whether a query string can be passed on as it is: URL characters only. */
 static int plain_query(const char *q)
 {
@@ -686,53 +626,64 @@ static void add_runs(struct tg_sub *s, const struct route *r)
         tg_sub_db_trouble(s, rc);
 }
 
-/* ---- routing ------------------------------------------------------------------------- */
+/* ---- entries (rows of tg_router.c's table) ------------------------------------------- */
 
-int tg_compat_handle(struct tg_worker *w, struct tg_request *req, struct tg_response *resp)
+/* The route the router matched: its pattern says which of the paths above it is. */
+static void route_of(const struct tg_request *req, struct route *r)
+{
+    memset(r, 0, sizeof(*r));
+    r->api = strncmp(req->path, "/v1beta/", 8) == 0 ? "/v1beta" : "/v1";
+    const char *last = strrchr(req->route, '/') + 1;
+    r->leaf = last[0] != '{' ? last : NULL;
+    r->groups = strstr(req->route, "/tasks/groups") != NULL;
+    if (r->groups) {
+        r->group = req->ncap > 0 ? req->cap[0] : NULL;
+        r->run = req->ncap > 1 ? req->cap[1] : NULL;
+        if (r->group == NULL || r->run != NULL)
+            r->leaf = NULL;
+    } else {
+        r->run = req->cap[0];
+    }
+}
+
+static void submit(struct tg_worker *w, struct tg_request *req, struct tg_response *resp,
+                   int create)
 {
     struct route r;
-    if (parse_route(req->pool, req->path, &r) != TG_OK)
-        return 0;
-    resp->interface = "upstream-compatible";
-    int is_get = strcmp(req->method, "GET") == 0;
-    int is_post = strcmp(req->method, "POST") == 0;
-    int add = r.groups && r.group != NULL && r.run == NULL && r.leaf != NULL &&
-              strcmp(r.leaf, "runs") == 0;
-    int create = r.groups && r.group == NULL;
-    int allowed = create ? is_post : add ? is_post || is_get : is_get;
-    if (!allowed) {
-        tg_resp_header(resp, "Allow", create ? "POST" : add ? "GET, POST" : "GET");
-        tg_resp_error(resp, req, 405, "method not allowed", NULL);
-        return 1;
-    }
-    if (is_post) {
-        struct compat c;
-        memset(&c, 0, sizeof(c));
-        if (tg_sub_init(&c.s, w, req, resp, "upstream-compatible") != TG_OK)
-            return 1;
-        if (tg_http_auth(w, req, resp, NULL, &c.s.auth) != TG_OK)
-            return 1;
-        if (tg_sub_check_role(&c.s) != TG_OK)
-            return 1;
-        c.s.api = r.api;
-        if (create)
-            create_group(&c.s);
-        else
-            add_runs(&c.s, &r);
-        return 1;
-    }
-    struct tg_auth auth;
-    if (tg_http_auth(w, req, resp, NULL, &auth) != TG_OK)
-        return 1;
-    if (auth.role != TG_ROLE_SUBMIT) {
-        tg_resp_error(resp, req, 403, "this token may not read runs: use a submit token of the "
-                                      "team (auditors: /v1/audit)", NULL);
-        return 1;
-    }
+    route_of(req, &r);
+    struct compat c;
+    memset(&c, 0, sizeof(c));
+    if (tg_sub_init(&c.s, w, req, resp, "upstream-compatible") != TG_OK)
+        return;
+    if (tg_http_auth(w, req, resp, NULL, &c.s.auth) != TG_OK)
+        return;
+    if (tg_sub_check_role(&c.s) != TG_OK)
+        return;
+    c.s.api = r.api;
+    if (create)
+        create_group(&c.s);
+    else
+        add_runs(&c.s, &r);
+}
+
+void tg_sdk_api_create_group(struct tg_worker *w, struct tg_request *req,
+                             struct tg_response *resp)
+{
+    submit(w, req, resp, 1);
+}
+
+void tg_sdk_api_add_runs(struct tg_worker *w, struct tg_request *req, struct tg_response *resp)
+{
+    submit(w, req, resp, 0);
+}
+
+void tg_sdk_api_read(struct tg_worker *w, struct tg_request *req, struct tg_response *resp)
+{
     if (req->out == NULL) {
         tg_resp_error(resp, req, 500, "this connection cannot relay answers", NULL);
-        return 1;
+        return;
     }
-    serve_read(w, req, resp, &r, &auth);
-    return 1;
+    struct route r;
+    route_of(req, &r);
+    serve_read(w, req, resp, &r, req->auth);
 }
