@@ -3,9 +3,7 @@
 #include "tg_audit_http.h"
 
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "tg_audit.h"
 #include "tg_http.h"
@@ -72,33 +70,13 @@ static void parse_query(const char *query, struct tg_audit_read *r, json_object 
     }
 }
 
-/* The q of media type mt in an Accept header; -1 when it is not named. */
-static double accept_q(const char *accept, const char *mt)
-{
-    size_t mlen = strlen(mt);
-    for (const char *p = accept; p != NULL && *p != '\0';) {
-        p += strspn(p, " \t,");
-        size_t len = strcspn(p, ",");
-        size_t tlen = strcspn(p, ";, \t");
-        if (tlen == mlen && strncasecmp(p, mt, mlen) == 0) {
-            const char *qp = strstr(p, ";q=");
-            if (qp == NULL || qp > p + len)
-                qp = strstr(p, "; q=");
-            if (qp == NULL || qp > p + len)
-                return 1.0;
-            return strtod(strchr(qp, '=') + 1, NULL);
-        }
-        p += len;
-    }
-    return -1.0;
-}
-
 /* CSV when the Accept header names text/csv above application/json. */
 static int wants_csv(const char *accept)
 {
     if (accept == NULL)
         return 0;
-    double csv = accept_q(accept, "text/csv"), json = accept_q(accept, "application/json");
+    double csv = tg_http_accept_q(accept, "text/csv");
+    double json = tg_http_accept_q(accept, "application/json");
     return csv > 0 && csv > json;
 }
 

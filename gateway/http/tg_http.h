@@ -104,6 +104,12 @@ void tg_resp_validation(struct tg_response *resp, struct json_object *detail);
 /* Answers status with a JSON body taken as is. */
 void tg_resp_json(struct tg_response *resp, int status, const char *json, size_t len);
 
+/* The weight (q, 0 to 1) an Accept header gives media type type (RFC 9110 12.5.1): from its
+ * most specific range (type/subtype, else type/ *, else * / *), with the q parameter matched
+ * case-insensitively and optional white space around ';' and '='. -1 when no range covers
+ * it; accept may be NULL. */
+double tg_http_accept_q(const char *accept, const char *type);
+
 /* The reason phrase of an HTTP status ("OK", "Unprocessable Entity", …). */
 const char *tg_http_reason(int status);
 
