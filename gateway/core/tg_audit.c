@@ -1,6 +1,6 @@
 /* Reading the audit trail (contract in tg_audit.h): the parameters of a read, as query
  * parameters and command-line options alike, and the cursors that continue a list. The
- * formatter is in tg_audit_out.c, the HTTP handler in tg_audit_http.c. */
+ * formatter is in tg_audit_format.c, the HTTP handler in tg_audit_http.c. */
 #include "tg_audit.h"
 
 #include <limits.h>
