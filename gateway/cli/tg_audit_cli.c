@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "tg_audit.h"
+#include "tg_audit_format.h"
 #include "tg_admin.h"
 #include "tg_conf.h"
 #include "tg_core.h"
@@ -112,17 +113,17 @@ static int flush(struct tg_buf *b)
 
 /* Reads r page by page (one page for a single object), writing each as it comes. */
 static int run_read(struct tg_store *st, struct tg_audit_read *r, long total,
-                    struct tg_audit_out *o, struct tg_buf *b)
+                    struct tg_audit_formatter *o, struct tg_buf *b)
 {
     struct tg_audit_page page;
     char cursor[TG_AUDIT_CURSOR_MAX] = "";
     long left = total;
     int truncated = 0;
-    int rc = tg_audit_begin(o, r);
+    int rc = tg_audit_format_begin(o, r);
     memset(&page, 0, sizeof(page));
     while (rc == TG_OK) {
         r->limit = left > 0 && left < PAGE_ROWS ? left : PAGE_ROWS;
-        rc = tg_audit_fetch(st, r, o, &page);
+        rc = tg_audit_format_fetch(st, r, o, &page);
         truncated |= page.truncated;
         if (rc == TG_OK)
             rc = flush(b);
@@ -137,7 +138,7 @@ static int run_read(struct tg_store *st, struct tg_audit_read *r, long total,
     }
     page.truncated = truncated;
     if (rc == TG_OK)
-        rc = tg_audit_end(o, &page, cursor);
+        rc = tg_audit_format_end(o, &page, cursor);
     if (rc == TG_OK && r->format == TG_AUDIT_JSON)
         rc = tg_buf_adds(b, "\n");
     if (rc == TG_OK)
@@ -261,7 +262,7 @@ int tg_audit_cli(const struct tg_conf *conf, int argc, char **argv)
 
     char err[512];
     struct tg_store *st = NULL;
-    struct tg_audit_out *o = NULL;
+    struct tg_audit_formatter *o = NULL;
     struct tg_buf b;
     tg_buf_init(&b, OUT_MAX);
     status = 1;
@@ -270,7 +271,7 @@ int tg_audit_cli(const struct tg_conf *conf, int argc, char **argv)
         fprintf(stderr, "taskgate: %s\n", err);
         goto out;
     }
-    o = tg_audit_out_new(r.format, &b);
+    o = tg_audit_format_new(r.format, &b);
     if (o == NULL) {
         fputs("taskgate: out of memory\n", stderr);
         goto out;
@@ -284,13 +285,14 @@ int tg_audit_cli(const struct tg_conf *conf, int argc, char **argv)
     tg_admin_os_actor(id, sizeof(id));
     asked(what, sizeof(what), argc, argv);
     struct tg_actor who = {id, NULL, "cli", NULL};
-    int logged = tg_store_audit_read_log(st, &who, what, rc == TG_OK ? tg_audit_rows(o) : -1);
+    long rows = rc == TG_OK ? tg_audit_format_rows(o) : -1;
+    int logged = tg_store_audit_read_log(st, &who, what, rows);
     if (logged != TG_OK)
         fprintf(stderr, "taskgate: this read could not be logged in audit_reads: %s (%s)\n",
                 tg_rc_str(logged), tg_store_errmsg(st));
     status = rc == TG_OK && logged == TG_OK ? 0 : 1;
 out:
-    tg_audit_out_free(o);
+    tg_audit_format_free(o);
     tg_buf_free(&b);
     tg_store_close(st);
     return status;
