@@ -9,6 +9,7 @@
 #include <json-c/json.h>
 
 #include "tg_core.h"
+#include "tg_run_tag.h" /* TG_RUN_TAG_KEY, which tg_build_add_runs_tagged writes */
 
 /* Merges over onto a copy of base and returns the copy (a new reference; NULL when out
  * of memory). Objects merge key by key, recursively; any other value, lists included,
@@ -45,10 +46,6 @@ int tg_add_runs_open(struct tg_buf *b, json_object *spec);
  * TG_OK, TG_ETOOBIG or TG_ENOMEM. */
 int tg_build_add_runs(struct tg_buf *b, json_object *tmpl, json_object *inputs, size_t first,
                       size_t count);
-
-/* The metadata key of the gateway's run tag (see tg_submit.h's run_tag): a team may not
- * use it itself. */
-#define TG_RUN_TAG_KEY "taskgate"
 
 /* tg_build_add_runs with every run's metadata carrying TG_RUN_TAG_KEY = tag after the
  * template's own keys (tag NULL: none). TG_EEXIST when the template's metadata already has

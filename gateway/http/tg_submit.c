@@ -16,6 +16,7 @@
 #include "tg_merge.h"
 #include "tg_metrics.h"
 #include "tg_reconcile.h"
+#include "tg_run_tag.h"
 #include "tg_store.h"
 #include "tg_submit.h"
 #include "tg_token.h"
