@@ -121,7 +121,7 @@ json_object *tg_json_parse_input(const char *text, size_t len, int max_depth, ch
     if (loc != NULL)
         *loc = NULL;
     if (!bytes_ok(text, len, err, errlen) ||
-        tg_json_check(text, len, max_depth, err, errlen, loc) != TG_OK)
+        tg_json_strict_check(text, len, max_depth, err, errlen, loc) != TG_OK)
         return NULL;
     return tg_json_parse(text, len, max_depth, err, errlen);
 }

@@ -19,7 +19,7 @@ json_object *tg_json_parse(const char *text, size_t len, int max_depth, char *er
                            size_t errlen);
 
 /* For what a client sends to be forwarded (request bodies on both interfaces, admin
- * bodies, presets, a form field's JSON): tg_json_parse after tg_json_check, so that only
+ * bodies, presets, a form field's JSON): tg_json_parse after tg_json_strict_check, so that only
  * JSON as RFC 8259 defines it gets in and every number reaches the upstream as the client
  * wrote it. On failure, *loc (when loc is not NULL) receives a new loc array naming the
  * place of the problem, or NULL for the whole body. */
@@ -34,8 +34,8 @@ json_object *tg_json_parse_input(const char *text, size_t len, int max_depth, ch
  * TG_EINVAL with "body is not valid JSON: … at offset N" in err and, when loc is not NULL,
  * *loc a new array ["body", keys and indices down to the value] (NULL if out of memory);
  * TG_ENOMEM. */
-int tg_json_check(const char *text, size_t len, int max_depth, char *err, size_t errlen,
-                  json_object **loc);
+int tg_json_strict_check(const char *text, size_t len, int max_depth, char *err, size_t errlen,
+                         json_object **loc);
 
 /* Ties obj to pool: json_object_put(obj) runs when the pool is reset. Returns obj, or
  * NULL (with obj already released) when out of memory. NULL is passed through. */

@@ -341,8 +341,8 @@ static json_object *loc_of(const struct scan *sc)
     return loc;
 }
 
-int tg_json_check(const char *text, size_t len, int max_depth, char *err, size_t errlen,
-                  json_object **loc)
+int tg_json_strict_check(const char *text, size_t len, int max_depth, char *err, size_t errlen,
+                         json_object **loc)
 {
     struct scan sc;
     memset(&sc, 0, sizeof(sc));

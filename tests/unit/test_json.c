@@ -1,4 +1,4 @@
-/* Unit tests of the strict JSON a client may send (tg_json_parse_input, tg_json_check):
+/* Unit tests of the strict JSON a client may send (tg_json_parse_input, tg_json_strict_check):
  * RFC 8259 only, numbers forwarded as written or refused, and the place of each problem. */
 #include <string.h>
 
@@ -114,8 +114,8 @@ static void grammar(void)
     CHECK_STR(loc_of("{\"a\":[1,{\"b\":", err, sizeof(err)), "[\"body\",\"a\",1,\"b\"]");
     CHECK(strstr(err, "unexpected end of input") != NULL);
     /* As deep as json-c takes for the caller's max_depth, and no deeper. */
-    CHECK(tg_json_check("[[1]]", 5, 3, err, sizeof(err), NULL) == TG_OK);
-    CHECK(tg_json_check("[[[1]]]", 7, 3, err, sizeof(err), NULL) == TG_EINVAL);
+    CHECK(tg_json_strict_check("[[1]]", 5, 3, err, sizeof(err), NULL) == TG_OK);
+    CHECK(tg_json_strict_check("[[[1]]]", 7, 3, err, sizeof(err), NULL) == TG_EINVAL);
     CHECK(strstr(err, "nesting deeper than 2 levels") != NULL);
 }
 
