@@ -191,7 +191,7 @@ int tg_audit_set(struct tg_audit_read *r, const char *name, const char *value,
                             strcmp(value, interfaces[0]) == 0 || strcmp(value, interfaces[1]) == 0,
                             "the interface is simplified or upstream-compatible", err, errlen);
     case P_GROUP:
-        return copy_checked(r->group, sizeof(r->group), value, tg_valid_id(value),
+        return copy_checked(r->group, sizeof(r->group), value, tg_validate_id(value),
                             "a task group id is 1 to 128 letters, digits, '_' or '-'", err, errlen);
     case P_SINCE:
     case P_UNTIL:
@@ -238,7 +238,7 @@ int tg_audit_set(struct tg_audit_read *r, const char *name, const char *value,
 
 int tg_audit_set_id(struct tg_audit_read *r, const char *id, char *err, size_t errlen)
 {
-    return copy_checked(r->id, sizeof(r->id), id, tg_valid_id(id),
+    return copy_checked(r->id, sizeof(r->id), id, tg_validate_id(id),
                         "an id is 1 to 128 letters, digits, '_' or '-'", err, errlen);
 }
 

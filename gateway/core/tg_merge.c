@@ -417,8 +417,8 @@ void tg_check_policy(json_object *preset, json_object *own, json_object *body,
             snprintf(msg, sizeof(msg), "%s is enforced by the team's preset and cannot be "
                      "changed", path);
             json_object *at = tg_json_loc("body", NULL);
-            struct tg_locator where = {tg_loc_simplified, body, at};
-            tg_json_problem(detail, tg_loc_simplified(&where, path), msg, "enforced");
+            struct tg_locator where = {tg_validate_loc_simplified, body, at};
+            tg_json_problem(detail, tg_validate_loc_simplified(&where, path), msg, "enforced");
             json_object_put(at);
         }
     }

@@ -80,7 +80,7 @@ static int parse_route(struct tg_pool *pool, const char *path, struct route *r)
     const char *id = next_part(pool, &path);
     const char *leaf = next_part(pool, &path);
     const char *sub = next_part(pool, &path);
-    if (next_part(pool, &path) != NULL || (id != NULL && !tg_valid_id(id)))
+    if (next_part(pool, &path) != NULL || (id != NULL && !tg_validate_id(id)))
         return TG_ENOTFOUND;
     if (strcmp(kind, "groups") == 0) {
         r->groups = 1;
@@ -88,7 +88,7 @@ static int parse_route(struct tg_pool *pool, const char *path, struct route *r)
         if (leaf == NULL)
             return TG_OK;
         if (strcmp(leaf, "runs") == 0 && sub != NULL) {
-            if (!tg_valid_id(sub))
+            if (!tg_validate_id(sub))
                 return TG_ENOTFOUND;
             r->run = sub;
             return TG_OK;
@@ -422,7 +422,7 @@ static void create_group(struct tg_sub *s)
     json_object *meta = tg_json_get(body, "metadata");
     if (meta != NULL) {
         json_object *at = tg_json_pool(s->req->pool, tg_json_loc("body", NULL));
-        struct tg_locator where = {tg_loc_plain, body, at};
+        struct tg_locator where = {tg_validate_loc_plain, body, at};
         tg_validate_metadata(meta, &where, s->detail);
     }
     s->body = body;
@@ -476,9 +476,9 @@ static json_object *spec_loc(const struct tg_locator *self, const char *path)
     if (strncmp(path, "task_spec", 9) == 0) {
         char renamed[256];
         snprintf(renamed, sizeof(renamed), "default_task_spec%s", path + 9);
-        return tg_loc_plain(self, renamed);
+        return tg_validate_loc_plain(self, renamed);
     }
-    return tg_loc_plain(self, path);
+    return tg_validate_loc_plain(self, path);
 }
 
 struct compat {
@@ -565,7 +565,7 @@ static int prepare_runs(struct compat *c, json_object *body)
         tg_template_finish(t);
         c->spec = tg_json_get(t, "task_spec");
         tg_validate_task_spec(c->spec, &where, s->detail);
-        spec_chars = tg_task_spec_chars(t);
+        spec_chars = tg_validate_task_spec_chars(t);
     }
 
     json_object *inputs = tg_json_get(body, "inputs");
@@ -611,7 +611,7 @@ static int prepare_runs(struct compat *c, json_object *body)
 
         json_object *problems = tg_json_pool(pool, json_object_new_array());
         json_object *at = tg_json_pool(pool, tg_json_loc("body", NULL));
-        struct tg_locator where = {tg_loc_plain, run, at};
+        struct tg_locator where = {tg_validate_loc_plain, run, at};
         tg_check_policy(preset, own, run, merged, problems);
         tg_validate_template(merged, &where, problems);
         if (tg_json_has(tg_json_get(merged, "metadata"), TG_RUN_TAG_KEY))

@@ -371,7 +371,7 @@ static int create_group(struct tg_sub *s, struct tg_failure *f)
         a = tg_json_pool(s->req->pool, tg_json_parse(res.body, res.body_len, TG_JSON_MAX_DEPTH,
                                                      err, sizeof(err)));
         gid = tg_json_get_str(a, "taskgroup_id");
-        if (gid == NULL || !tg_valid_id(gid)) {
+        if (gid == NULL || !tg_validate_id(gid)) {
             unreadable_answer(s, "create a group", f);
             rc = record_call(s, "create_group", path, 0, 0, started, &res, TG_OUTCOME_UNKNOWN,
                              NULL, f->message);
@@ -727,7 +727,7 @@ static void check_group(struct tg_sub *s, json_object *detail)
     json_object *g = tg_json_get(s->body, "taskgroup_id");
     if (g == NULL)
         return;
-    if (!json_object_is_type(g, json_type_string) || !tg_valid_id(json_object_get_string(g)))
+    if (!json_object_is_type(g, json_type_string) || !tg_validate_id(json_object_get_string(g)))
         tg_json_problem(detail, tg_json_loc("body", "taskgroup_id", NULL),
                         "a task group id is 1 to 128 letters, digits, '_' or '-'",
                         "value_error");
@@ -751,11 +751,11 @@ static int prepare(struct tg_sub *s)
             check_group(s, detail);
             if (s->tmpl != NULL) {
                 json_object *at = tg_json_pool(s->req->pool, tg_json_loc("body", NULL));
-                struct tg_locator where = {tg_loc_simplified, s->body, at};
+                struct tg_locator where = {tg_validate_loc_simplified, s->body, at};
                 tg_validate_template(s->tmpl, &where, detail);
             }
             tg_validate_inputs(s->inputs, s->w->conf->max_inputs_per_submission,
-                               tg_task_spec_chars(s->tmpl), detail);
+                               tg_validate_task_spec_chars(s->tmpl), detail);
             if (tg_json_has(tg_json_get(s->tmpl, "metadata"), TG_RUN_TAG_KEY))
                 tg_json_problem(detail, tg_json_loc("body", "metadata", TG_RUN_TAG_KEY, NULL),
                                 "metadata key '" TG_RUN_TAG_KEY "' is the gateway's run tag; "

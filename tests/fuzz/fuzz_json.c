@@ -35,11 +35,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         tg_template_finish(tmpl);
         tg_check_policy(preset, own, body, tmpl, detail);
         json_object *at = tg_json_loc("body", NULL);
-        struct tg_locator where = {tg_loc_simplified, body, at};
+        struct tg_locator where = {tg_validate_loc_simplified, body, at};
         tg_validate_template(tmpl, &where, detail);
         json_object_put(at);
         json_object *inputs = tg_json_get(body, "inputs");
-        tg_validate_inputs(inputs, 10000, tg_task_spec_chars(tmpl), detail);
+        tg_validate_inputs(inputs, 10000, tg_validate_task_spec_chars(tmpl), detail);
         if (json_object_is_type(inputs, json_type_array)) {
             struct tg_buf b;
             tg_buf_init(&b, 1 << 20);

@@ -157,7 +157,7 @@ static void validation(void)
     json_object *detail = json_object_new_array();
     json_object *at = tg_json_loc("body", NULL);
     json_object *t = J("{\"metadata\":{\"a_key_longer_than_16\":1,\"ok\":[1]}}");
-    struct tg_locator where = {tg_loc_simplified, t, at};
+    struct tg_locator where = {tg_validate_loc_simplified, t, at};
     tg_validate_template(t, &where, detail);
     CHECK(json_object_array_length(detail) == 3); /* no processor, long key, list value */
     CHECK_STR(first_loc(detail), "[\"body\",\"processor\"]");
@@ -181,20 +181,20 @@ static void validation(void)
     json_object_put(detail);
     json_object_put(at);
 
-    CHECK(tg_valid_id("tgrp_0123abc-Z"));
-    CHECK(!tg_valid_id(""));
-    CHECK(!tg_valid_id("../x"));
-    CHECK(!tg_valid_id("a b"));
-    CHECK(tg_valid_domain("example.com"));
-    CHECK(tg_valid_domain("sub.example.gov"));
-    CHECK(tg_valid_domain(".gov"));
-    CHECK(tg_valid_domain(".co.uk"));
-    CHECK(!tg_valid_domain("localhost"));
-    CHECK(!tg_valid_domain("."));
-    CHECK(!tg_valid_domain("a..b"));
-    CHECK(!tg_valid_domain("-a.com"));
-    CHECK(!tg_valid_domain("http://a.com"));
-    CHECK(!tg_valid_domain("a.com/x"));
+    CHECK(tg_validate_id("tgrp_0123abc-Z"));
+    CHECK(!tg_validate_id(""));
+    CHECK(!tg_validate_id("../x"));
+    CHECK(!tg_validate_id("a b"));
+    CHECK(tg_validate_domain("example.com"));
+    CHECK(tg_validate_domain("sub.example.gov"));
+    CHECK(tg_validate_domain(".gov"));
+    CHECK(tg_validate_domain(".co.uk"));
+    CHECK(!tg_validate_domain("localhost"));
+    CHECK(!tg_validate_domain("."));
+    CHECK(!tg_validate_domain("a..b"));
+    CHECK(!tg_validate_domain("-a.com"));
+    CHECK(!tg_validate_domain("http://a.com"));
+    CHECK(!tg_validate_domain("a.com/x"));
 }
 
 static void strict_parsing(void)
