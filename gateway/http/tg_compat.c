@@ -490,7 +490,7 @@ struct compat {
 static int build_chunk(struct tg_sub *s, struct tg_buf *b, size_t first, size_t count)
 {
     struct compat *c = (struct compat *)s;
-    int rc = tg_add_runs_open(b, c->spec);
+    int rc = tg_merge_add_runs_open(b, c->spec);
     for (size_t i = 0; rc == TG_OK && i < count; i++) {
         json_object *run = json_object_array_get_idx(s->inputs, first + i);
         if (s->run_tag != NULL) {
@@ -543,7 +543,7 @@ static int prepare_runs(struct compat *c, json_object *body)
     json_object *global = tg_sub_global_defaults(s);
     if (global == NULL)
         return TG_ENOMEM;
-    json_object *ptmpl = tg_json_pool(pool, tg_template_from_preset(preset));
+    json_object *ptmpl = tg_json_pool(pool, tg_merge_template_from_preset(preset));
     json_object *pspec = tg_json_get(ptmpl, "task_spec");
     c->spec = tg_json_get(body, "default_task_spec");
     if (c->spec == NULL && pspec != NULL)
@@ -562,7 +562,7 @@ static int prepare_runs(struct compat *c, json_object *body)
         if (t == NULL)
             return TG_ENOMEM;
         json_object_object_add(t, "task_spec", json_object_get(c->spec));
-        tg_template_finish(t);
+        tg_merge_template_finish(t);
         c->spec = tg_json_get(t, "task_spec");
         tg_validate_task_spec(c->spec, &where, s->detail);
         spec_chars = tg_validate_task_spec_chars(t);
@@ -607,12 +607,12 @@ static int prepare_runs(struct compat *c, json_object *body)
         json_object *merged = tg_json_pool(pool, tg_merge(base, own));
         if (merged == NULL)
             return TG_ENOMEM;
-        tg_template_finish(merged);
+        tg_merge_template_finish(merged);
 
         json_object *problems = tg_json_pool(pool, json_object_new_array());
         json_object *at = tg_json_pool(pool, tg_json_loc("body", NULL));
         struct tg_locator where = {tg_validate_loc_plain, run, at};
-        tg_check_policy(preset, own, run, merged, problems);
+        tg_merge_check_policy(preset, own, run, merged, problems);
         tg_validate_template(merged, &where, problems);
         if (tg_json_has(tg_json_get(merged, "metadata"), TG_RUN_TAG_KEY))
             tg_json_problem(problems, tg_json_loc("body", "metadata", TG_RUN_TAG_KEY, NULL),
@@ -621,7 +621,7 @@ static int prepare_runs(struct compat *c, json_object *body)
         move_problems(problems, s->detail, prefix, NULL);
 
         s->run_procs[i] = tg_json_get_str(merged, "processor");
-        beta = tg_beta_header(pool, merged, beta);
+        beta = tg_merge_beta_header(pool, merged, beta);
         if (beta == NULL)
             return TG_ENOMEM;
         json_object *full = json_object_new_object();

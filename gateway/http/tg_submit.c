@@ -310,7 +310,7 @@ static int send_with_retries(struct tg_sub *s, const char *operation, const char
             rc = s->run_tag == NULL ? TG_ENOMEM
                  : s->build_chunk != NULL
                      ? s->build_chunk(s, &b, first, count)
-                     : tg_build_add_runs_tagged(&b, s->tmpl, s->inputs, first, count, s->run_tag);
+                     : tg_merge_add_runs_tagged(&b, s->tmpl, s->inputs, first, count, s->run_tag);
             data = b.data;
             len = b.len;
         }
@@ -708,15 +708,15 @@ static int build_template(struct tg_sub *s, json_object *detail)
     if (global == NULL)
         return TG_ENOMEM;
     json_object *base = tg_json_pool(pool, tg_merge(global, tg_json_pool(pool,
-                                                    tg_template_from_preset(preset))));
-    json_object *own = tg_json_pool(pool, tg_template_from_submission(s->body));
+                                                    tg_merge_template_from_preset(preset))));
+    json_object *own = tg_json_pool(pool, tg_merge_template_from_submission(s->body));
     s->tmpl = tg_json_pool(pool, tg_merge(base, own));
     if (s->tmpl == NULL)
         return TG_ENOMEM;
-    tg_template_finish(s->tmpl);
-    tg_check_policy(preset, own, s->body, s->tmpl, detail);
+    tg_merge_template_finish(s->tmpl);
+    tg_merge_check_policy(preset, own, s->body, s->tmpl, detail);
     s->processor = tg_json_get_str(s->tmpl, "processor");
-    s->beta = tg_beta_header(pool, s->tmpl, s->req->parallel_beta);
+    s->beta = tg_merge_beta_header(pool, s->tmpl, s->req->parallel_beta);
     if (s->beta == NULL)
         return TG_ENOMEM;
     return TG_OK;
