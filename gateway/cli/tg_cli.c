@@ -237,7 +237,7 @@ static int token_issue(const struct tg_conf *conf, int argc, char **argv)
         if (i + 1 >= argc)
             return usage("option %s needs a value", argv[i]);
         if (strcmp(argv[i], "--role") == 0) {
-            if (tg_role_parse(argv[++i], &role) != TG_OK)
+            if (tg_domain_role_parse(argv[++i], &role) != TG_OK)
                 return usage("--role must be submit, audit or admin, not '%s'", argv[i]);
         } else if (strcmp(argv[i], "--label") == 0) {
             label = argv[++i];
@@ -262,7 +262,7 @@ static int token_issue(const struct tg_conf *conf, int argc, char **argv)
         fprintf(stderr, "taskgate: cannot issue the token: %s\n", err);
     } else {
         fprintf(stderr, "taskgate: issued token id=%s team=%s role=%s (shown once; store it now)\n",
-                t.id, argv[0], tg_role_name(role));
+                t.id, argv[0], tg_domain_role_name(role));
         printf("%s\n", t.token);
     }
     memset(&t, 0, sizeof(t));

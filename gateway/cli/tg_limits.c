@@ -1,5 +1,5 @@
 /* Per-team limits (see tg_limits.h): the command that sets and shows them. The comparison
- * every limit uses, checked inside the store's admission transaction, is tg_limit_allows
+ * every limit uses, checked inside the store's admission transaction, is tg_domain_limit_allows
  * (tg_domain.c). */
 #include "tg_limits.h"
 

@@ -181,7 +181,7 @@ int tg_audit_set(struct tg_audit_read *r, const char *name, const char *value,
     case P_STATE: {
         int ok = 0;
         for (int s = TG_STATE_PENDING; s <= TG_STATE_UNKNOWN; s++)
-            ok |= strcmp(value, tg_state_name((enum tg_state)s)) == 0;
+            ok |= strcmp(value, tg_domain_state_name((enum tg_state)s)) == 0;
         return copy_checked(r->state, sizeof(r->state), value, ok,
                             "the state is one of pending, accepted, rejected, failed, unknown",
                             err, errlen);

@@ -356,7 +356,7 @@ int tg_reconcile_one(struct tg_store *st, struct tg_upstream *up, struct tg_pool
     if (sub.state != TG_STATE_UNKNOWN) {
         r->outcome = "skipped";
         snprintf(r->message, sizeof(r->message), "it is %s, not unknown",
-                 tg_state_name(sub.state));
+                 tg_domain_state_name(sub.state));
         return TG_OK;
     }
     struct reader rd;

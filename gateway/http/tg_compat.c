@@ -373,7 +373,7 @@ static void answer_failed(struct tg_sub *s, const struct tg_failure *f)
             detail = tg_json_pool(s->req->pool, json_object_new_object());
             json_object_object_add(detail, "submission_id", json_object_new_string(s->id));
             json_object_object_add(detail, "state",
-                                   json_object_new_string(tg_state_name(f->state)));
+                                   json_object_new_string(tg_domain_state_name(f->state)));
             json_object_object_add(detail, "run_ids", json_object_get(s->run_ids));
         }
         tg_resp_error(s->resp, s->req, f->status, f->message, detail);

@@ -486,7 +486,7 @@ static json_object *outcome_object(struct tg_sub *s, enum tg_state state)
     json_object_object_add(o, "submission_id", json_object_new_string(s->id));
     json_object_object_add(o, "taskgroup_id",
                            s->taskgroup_id ? json_object_new_string(s->taskgroup_id) : NULL);
-    json_object_object_add(o, "status", json_object_new_string(tg_state_name(state)));
+    json_object_object_add(o, "status", json_object_new_string(tg_domain_state_name(state)));
     json_object_object_add(o, "run_ids", json_object_get(s->run_ids));
     json_object_object_add(o, "run_cursor", json_object_get(s->first_run_cursor));
     json_object_object_add(o, "event_cursor", json_object_get(s->first_event_cursor));
@@ -523,7 +523,8 @@ static void answer_failure(struct tg_sub *s, const struct tg_failure *f)
         /* In an error's detail the submission's state is called so: "status" there would
          * read as an HTTP status. */
         json_object_object_del(detail, "status");
-        json_object_object_add(detail, "state", json_object_new_string(tg_state_name(f->state)));
+        json_object_object_add(detail, "state",
+                               json_object_new_string(tg_domain_state_name(f->state)));
         json_object_object_add(detail, "accepted_inputs",
                                json_object_new_int64((int64_t)s->accepted));
         json_object_object_add(detail, "num_inputs",
