@@ -1,6 +1,7 @@
 /* JSON helpers over json-c: strict parsing with limits, pool ties, the upstream's error
  * shapes (see tg_json.h). */
 #include "tg_json.h"
+#include "tg_json_strict.h"
 #include "tg_sha256.h"
 
 #include <stdarg.h>

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "tg_json.h"
+#include "tg_json_strict.h"
 #include "tg_test.h"
 
 /* The loc tg_json_parse_input gives text as compact JSON, "" when it parses, "null" when
