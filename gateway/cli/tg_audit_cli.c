@@ -7,14 +7,14 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "tg_admin.h"
 #include "tg_audit.h"
 #include "tg_audit_format.h"
-#include "tg_admin.h"
+#include "tg_cli_common.h"
 #include "tg_conf.h"
 #include "tg_core.h"
 #include "tg_store.h"
 
-#define EXIT_USAGE 2
 #define PAGE_ROWS 1000           /* rows read per store call */
 #define LIMIT_MAX 1000000000L    /* the most rows --limit may ask for */
 #define OUT_MAX ((size_t)256 * 1024 * 1024)
@@ -36,12 +36,9 @@ static int usage(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    fputs("taskgate: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputs("\n\n", stderr);
+    int rc = tg_cli_common_usage(audit_usage, fmt, ap);
     va_end(ap);
-    fputs(audit_usage, stderr);
-    return EXIT_USAGE;
+    return rc;
 }
 
 static const struct {
@@ -189,16 +186,13 @@ static int prune(const struct tg_conf *conf, int argc, char **argv)
     if (ms > tg_now_ms())
         return usage("--before '%s' is in the future: a prune keeps everything since then",
                      when);
-    char before[TG_TIME_LEN], err[512], id[80];
+    char before[TG_TIME_LEN], id[80];
     tg_time_format(ms, before);
     tg_admin_os_actor(id, sizeof(id));
     struct tg_actor who = {id, NULL, "cli", NULL};
-    struct tg_store *st = NULL;
-    if (tg_store_open(&st, conf->database, 0, (int)conf->db_busy_timeout_ms, err,
-                      sizeof(err)) != TG_OK) {
-        fprintf(stderr, "taskgate: %s\n", err);
+    struct tg_store *st = tg_cli_common_store(conf, 0);
+    if (st == NULL)
         return 1;
-    }
     struct tg_audit_pruned n;
     int rc = tg_store_audit_prune(st, &who, before, dry_run, &n);
     if (rc == TG_OK && dry_run) {
@@ -260,17 +254,14 @@ int tg_audit_cli(const struct tg_conf *conf, int argc, char **argv)
         return status;
     long total = r.limit;
 
-    char err[512];
     struct tg_store *st = NULL;
     struct tg_audit_formatter *o = NULL;
     struct tg_buf b;
     tg_buf_init(&b, OUT_MAX);
     status = 1;
-    if (tg_store_open(&st, conf->database, 0, (int)conf->db_busy_timeout_ms, err,
-                      sizeof(err)) != TG_OK) {
-        fprintf(stderr, "taskgate: %s\n", err);
+    st = tg_cli_common_store(conf, 0);
+    if (st == NULL)
         goto out;
-    }
     o = tg_audit_format_new(r.format, &b);
     if (o == NULL) {
         fputs("taskgate: out of memory\n", stderr);
