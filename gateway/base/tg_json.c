@@ -254,6 +254,16 @@ int tg_json_buf_string(struct tg_buf *b, const char *s)
     return rc;
 }
 
+int tg_json_buf_value(struct tg_buf *b, const char *lead, json_object *obj)
+{
+    size_t len;
+    const char *text = tg_json_str(obj, &len);
+    int rc = tg_buf_adds(b, lead);
+    if (rc == TG_OK)
+        rc = tg_buf_add(b, text, len);
+    return rc;
+}
+
 int tg_json_error_body(struct tg_buf *b, const char *ref_id, const char *message,
                        json_object *detail)
 {
@@ -264,13 +274,8 @@ int tg_json_error_body(struct tg_buf *b, const char *ref_id, const char *message
         rc = tg_buf_adds(b, ",\"message\":");
     if (rc == TG_OK)
         rc = tg_json_buf_string(b, message);
-    if (rc == TG_OK && detail != NULL) {
-        size_t len;
-        const char *text = tg_json_str(detail, &len);
-        rc = tg_buf_adds(b, ",\"detail\":");
-        if (rc == TG_OK)
-            rc = tg_buf_add(b, text, len);
-    }
+    if (rc == TG_OK && detail != NULL)
+        rc = tg_json_buf_value(b, ",\"detail\":", detail);
     if (rc == TG_OK)
         rc = tg_buf_adds(b, "}}");
     return rc;

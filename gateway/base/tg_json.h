@@ -84,4 +84,8 @@ int tg_json_redact_mcp(json_object *obj);
 /* Appends s as a JSON string literal (with quotes) to b. */
 int tg_json_buf_string(struct tg_buf *b, const char *s);
 
+/* Appends lead (raw text, e.g. ",\"detail\":") and then obj's compact serialisation
+ * (tg_json_str) to b: TG_OK, TG_ETOOBIG or TG_ENOMEM. */
+int tg_json_buf_value(struct tg_buf *b, const char *lead, json_object *obj);
+
 #endif

@@ -269,11 +269,7 @@ int tg_merge_add_runs_open(struct tg_buf *b, json_object *spec)
 {
     int rc = tg_buf_adds(b, "{");
     if (rc == TG_OK && spec != NULL) {
-        size_t len;
-        const char *text = tg_json_str(spec, &len);
-        rc = tg_buf_adds(b, "\"default_task_spec\":");
-        if (rc == TG_OK)
-            rc = tg_buf_add(b, text, len);
+        rc = tg_json_buf_value(b, "\"default_task_spec\":", spec);
         if (rc == TG_OK)
             rc = tg_buf_adds(b, ",");
     }
