@@ -162,6 +162,8 @@ char *tg_pool_strdup(struct tg_pool *p, const char *s)
     return s == NULL ? NULL : tg_pool_strndup(p, s, strlen(s));
 }
 
+static int formatted_len(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0)));
+
 /* The length fmt formats to with ap (which stays unread), or -1 on a formatting error. */
 static int formatted_len(const char *fmt, va_list ap)
 {
