@@ -76,28 +76,5 @@ void tg_audit_cursor(const struct tg_audit_read *r, const struct tg_audit_page *
 /* Moves r on to the page after page (the CLI's loop over pages). */
 void tg_audit_continue(struct tg_audit_read *r, const struct tg_audit_page *page);
 
-/* ---- the formatter ------------------------------------------------------------------ */
-
-/* Writes one answer into dst (borrowed; it must outlive the writer). Appends that do not
- * fit dst's maximum make the calls below return TG_ETOOBIG. */
-struct tg_audit_out;
-/* A new writer, or NULL when out of memory. */
-struct tg_audit_out *tg_audit_out_new(enum tg_audit_format format, struct tg_buf *dst);
-/* NULL is accepted. */
-void tg_audit_out_free(struct tg_audit_out *o);
-
-/* Opens the answer to r (JSON: the object and its first member; CSV: nothing yet). */
-int tg_audit_begin(struct tg_audit_out *o, const struct tg_audit_read *r);
-/* Reads one page of r from the store and writes its rows. TG_OK, TG_ENOTFOUND (no such
- * object, or none that r->scope_team may see), TG_ETOOBIG, or a store error (the store's
- * message says why). May be called again for the next page after tg_audit_continue. */
-int tg_audit_fetch(struct tg_store *st, const struct tg_audit_read *r, struct tg_audit_out *o,
-                   struct tg_audit_page *page);
-/* Closes the answer; next_cursor ("" or NULL: none) and page (the last page read, may be
- * NULL) give a list's next_cursor and a group's submissions_truncated. */
-int tg_audit_end(struct tg_audit_out *o, const struct tg_audit_page *page,
-                 const char *next_cursor);
-/* Rows written so far. */
-long tg_audit_rows(const struct tg_audit_out *o);
 
 #endif

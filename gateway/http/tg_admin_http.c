@@ -369,7 +369,7 @@ static void token_issue(struct admin *a)
         if (v[0] == NULL || !tg_admin_valid_name(v[0]))
             problem(a, "body", "team", v[0] == NULL ? "the token's team is required"
                                                     : "a team name is " TG_ADMIN_NAME_RULE);
-        if (v[1] != NULL && tg_role_parse(v[1], &role) != TG_OK)
+        if (v[1] != NULL && tg_domain_role_parse(v[1], &role) != TG_OK)
             problem(a, "body", "role", "the role is submit, audit or admin");
         if (v[2] != NULL && (strlen(v[2]) > 128 || v[2][0] == '\0'))
             problem(a, "body", "label", "a label is 1 to 128 characters");

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "tg_audit.h"
+#include "tg_audit_format.h"
 #include "tg_http.h"
 #include "tg_json.h"
 #include "tg_log.h"
@@ -88,18 +89,18 @@ static long answer(struct tg_worker *w, struct tg_request *req, struct tg_respon
     char cursor[TG_AUDIT_CURSOR_MAX];
     struct tg_audit_page page;
     memset(&page, 0, sizeof(page));
-    struct tg_audit_out *o = tg_audit_out_new(r->format, &resp->body);
+    struct tg_audit_formatter *o = tg_audit_format_new(r->format, &resp->body);
     if (o == NULL) {
         tg_resp_error(resp, req, 500, "out of memory", NULL);
         goto out;
     }
     tg_buf_clear(&resp->body);
-    int rc = tg_audit_begin(o, r);
+    int rc = tg_audit_format_begin(o, r);
     if (rc == TG_OK)
-        rc = tg_audit_fetch(w->store, r, o, &page);
+        rc = tg_audit_format_fetch(w->store, r, o, &page);
     tg_audit_cursor(r, &page, cursor, sizeof(cursor));
     if (rc == TG_OK)
-        rc = tg_audit_end(o, &page, cursor);
+        rc = tg_audit_format_end(o, &page, cursor);
     if (rc == TG_ENOTFOUND) {
         const char *what = r->what == TG_AUDIT_SUBMISSION ? "submission"
                            : r->what == TG_AUDIT_RUN      ? "run"
@@ -120,10 +121,10 @@ static long answer(struct tg_worker *w, struct tg_request *req, struct tg_respon
                                                        : "application/json";
         if (cursor[0] != '\0')
             tg_resp_header(resp, "X-Next-Cursor", tg_pool_strdup(req->pool, cursor));
-        rows = tg_audit_rows(o);
+        rows = tg_audit_format_rows(o);
     }
 out:
-    tg_audit_out_free(o);
+    tg_audit_format_free(o);
     return rows;
 }
 

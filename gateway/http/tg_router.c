@@ -177,7 +177,7 @@ static const struct family simplified = {NULL, "use POST to submit runs", PAGE_N
 static const struct family sdk = {
     "upstream-compatible", "method not allowed", PAGE_NEVER, NULL,
     "this token may not read runs: use a submit token of the team (auditors: /v1/audit)",
-    tg_valid_id};
+    tg_validate_id};
 static const struct family audit = {"audit", "the audit trail is read with GET", PAGE_NEVER,
                                     NULL, "the admin log is read with an audit or admin token",
                                     NULL};

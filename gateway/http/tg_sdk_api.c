@@ -313,7 +313,7 @@ static void answer_failed(struct tg_sub *s, const struct tg_failure *f)
             detail = tg_json_pool(s->req->pool, json_object_new_object());
             json_object_object_add(detail, "submission_id", json_object_new_string(s->id));
             json_object_object_add(detail, "state",
-                                   json_object_new_string(tg_state_name(f->state)));
+                                   json_object_new_string(tg_domain_state_name(f->state)));
             json_object_object_add(detail, "run_ids", json_object_get(s->run_ids));
         }
         tg_resp_error(s->resp, s->req, f->status, f->message, detail);
@@ -362,7 +362,7 @@ static void create_group(struct tg_sub *s)
     json_object *meta = tg_json_get(body, "metadata");
     if (meta != NULL) {
         json_object *at = tg_json_pool(s->req->pool, tg_json_loc("body", NULL));
-        struct tg_locator where = {tg_loc_plain, body, at};
+        struct tg_locator where = {tg_validate_loc_plain, body, at};
         tg_validate_metadata(meta, &where, s->detail);
     }
     s->body = body;
@@ -416,9 +416,9 @@ static json_object *spec_loc(const struct tg_locator *self, const char *path)
     if (strncmp(path, "task_spec", 9) == 0) {
         char renamed[256];
         snprintf(renamed, sizeof(renamed), "default_task_spec%s", path + 9);
-        return tg_loc_plain(self, renamed);
+        return tg_validate_loc_plain(self, renamed);
     }
-    return tg_loc_plain(self, path);
+    return tg_validate_loc_plain(self, path);
 }
 
 struct compat {
@@ -430,7 +430,7 @@ struct compat {
 static int build_chunk(struct tg_sub *s, struct tg_buf *b, size_t first, size_t count)
 {
     struct compat *c = (struct compat *)s;
-    int rc = tg_add_runs_open(b, c->spec);
+    int rc = tg_merge_add_runs_open(b, c->spec);
     for (size_t i = 0; rc == TG_OK && i < count; i++) {
         json_object *run = json_object_array_get_idx(s->inputs, first + i);
         if (s->run_tag != NULL) {
@@ -483,7 +483,7 @@ static int prepare_runs(struct compat *c, json_object *body)
     json_object *global = tg_sub_global_defaults(s);
     if (global == NULL)
         return TG_ENOMEM;
-    json_object *ptmpl = tg_json_pool(pool, tg_template_from_preset(preset));
+    json_object *ptmpl = tg_json_pool(pool, tg_merge_template_from_preset(preset));
     json_object *pspec = tg_json_get(ptmpl, "task_spec");
     c->spec = tg_json_get(body, "default_task_spec");
     if (c->spec == NULL && pspec != NULL)
@@ -502,10 +502,10 @@ static int prepare_runs(struct compat *c, json_object *body)
         if (t == NULL)
             return TG_ENOMEM;
         json_object_object_add(t, "task_spec", json_object_get(c->spec));
-        tg_template_finish(t);
+        tg_merge_template_finish(t);
         c->spec = tg_json_get(t, "task_spec");
         tg_validate_task_spec(c->spec, &where, s->detail);
-        spec_chars = tg_task_spec_chars(t);
+        spec_chars = tg_validate_task_spec_chars(t);
     }
 
     json_object *inputs = tg_json_get(body, "inputs");
@@ -547,12 +547,12 @@ static int prepare_runs(struct compat *c, json_object *body)
         json_object *merged = tg_json_pool(pool, tg_merge(base, own));
         if (merged == NULL)
             return TG_ENOMEM;
-        tg_template_finish(merged);
+        tg_merge_template_finish(merged);
 
         json_object *problems = tg_json_pool(pool, json_object_new_array());
         json_object *at = tg_json_pool(pool, tg_json_loc("body", NULL));
-        struct tg_locator where = {tg_loc_plain, run, at};
-        tg_check_policy(preset, own, run, merged, problems);
+        struct tg_locator where = {tg_validate_loc_plain, run, at};
+        tg_merge_check_policy(preset, own, run, merged, problems);
         tg_validate_template(merged, &where, problems);
         if (tg_json_has(tg_json_get(merged, "metadata"), TG_RUN_TAG_KEY))
             tg_json_problem(problems, tg_json_loc("body", "metadata", TG_RUN_TAG_KEY, NULL),
@@ -561,7 +561,7 @@ static int prepare_runs(struct compat *c, json_object *body)
         move_problems(problems, s->detail, prefix, NULL);
 
         s->run_procs[i] = tg_json_get_str(merged, "processor");
-        beta = tg_beta_header(pool, merged, beta);
+        beta = tg_merge_beta_header(pool, merged, beta);
         if (beta == NULL)
             return TG_ENOMEM;
         json_object *full = json_object_new_object();

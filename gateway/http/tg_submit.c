@@ -16,6 +16,7 @@
 #include "tg_merge.h"
 #include "tg_metrics.h"
 #include "tg_reconcile.h"
+#include "tg_run_tag.h"
 #include "tg_store.h"
 #include "tg_submit.h"
 #include "tg_token.h"
@@ -309,7 +310,7 @@ static int send_with_retries(struct tg_sub *s, const char *operation, const char
             rc = s->run_tag == NULL ? TG_ENOMEM
                  : s->build_chunk != NULL
                      ? s->build_chunk(s, &b, first, count)
-                     : tg_build_add_runs_tagged(&b, s->tmpl, s->inputs, first, count, s->run_tag);
+                     : tg_merge_add_runs_tagged(&b, s->tmpl, s->inputs, first, count, s->run_tag);
             data = b.data;
             len = b.len;
         }
@@ -370,7 +371,7 @@ static int create_group(struct tg_sub *s, struct tg_failure *f)
         a = tg_json_pool(s->req->pool, tg_json_parse(res.body, res.body_len, TG_JSON_MAX_DEPTH,
                                                      err, sizeof(err)));
         gid = tg_json_get_str(a, "taskgroup_id");
-        if (gid == NULL || !tg_valid_id(gid)) {
+        if (gid == NULL || !tg_validate_id(gid)) {
             unreadable_answer(s, "create a group", f);
             rc = record_call(s, "create_group", path, 0, 0, started, &res, TG_OUTCOME_UNKNOWN,
                              NULL, f->message);
@@ -485,7 +486,7 @@ static json_object *outcome_object(struct tg_sub *s, enum tg_state state)
     json_object_object_add(o, "submission_id", json_object_new_string(s->id));
     json_object_object_add(o, "taskgroup_id",
                            s->taskgroup_id ? json_object_new_string(s->taskgroup_id) : NULL);
-    json_object_object_add(o, "status", json_object_new_string(tg_state_name(state)));
+    json_object_object_add(o, "status", json_object_new_string(tg_domain_state_name(state)));
     json_object_object_add(o, "run_ids", json_object_get(s->run_ids));
     json_object_object_add(o, "run_cursor", json_object_get(s->first_run_cursor));
     json_object_object_add(o, "event_cursor", json_object_get(s->first_event_cursor));
@@ -522,7 +523,8 @@ static void answer_failure(struct tg_sub *s, const struct tg_failure *f)
         /* In an error's detail the submission's state is called so: "status" there would
          * read as an HTTP status. */
         json_object_object_del(detail, "status");
-        json_object_object_add(detail, "state", json_object_new_string(tg_state_name(f->state)));
+        json_object_object_add(detail, "state",
+                               json_object_new_string(tg_domain_state_name(f->state)));
         json_object_object_add(detail, "accepted_inputs",
                                json_object_new_int64((int64_t)s->accepted));
         json_object_object_add(detail, "num_inputs",
@@ -707,15 +709,15 @@ static int build_template(struct tg_sub *s, json_object *detail)
     if (global == NULL)
         return TG_ENOMEM;
     json_object *base = tg_json_pool(pool, tg_merge(global, tg_json_pool(pool,
-                                                    tg_template_from_preset(preset))));
-    json_object *own = tg_json_pool(pool, tg_template_from_submission(s->body));
+                                                    tg_merge_template_from_preset(preset))));
+    json_object *own = tg_json_pool(pool, tg_merge_template_from_submission(s->body));
     s->tmpl = tg_json_pool(pool, tg_merge(base, own));
     if (s->tmpl == NULL)
         return TG_ENOMEM;
-    tg_template_finish(s->tmpl);
-    tg_check_policy(preset, own, s->body, s->tmpl, detail);
+    tg_merge_template_finish(s->tmpl);
+    tg_merge_check_policy(preset, own, s->body, s->tmpl, detail);
     s->processor = tg_json_get_str(s->tmpl, "processor");
-    s->beta = tg_beta_header(pool, s->tmpl, s->req->parallel_beta);
+    s->beta = tg_merge_beta_header(pool, s->tmpl, s->req->parallel_beta);
     if (s->beta == NULL)
         return TG_ENOMEM;
     return TG_OK;
@@ -726,7 +728,7 @@ static void check_group(struct tg_sub *s, json_object *detail)
     json_object *g = tg_json_get(s->body, "taskgroup_id");
     if (g == NULL)
         return;
-    if (!json_object_is_type(g, json_type_string) || !tg_valid_id(json_object_get_string(g)))
+    if (!json_object_is_type(g, json_type_string) || !tg_validate_id(json_object_get_string(g)))
         tg_json_problem(detail, tg_json_loc("body", "taskgroup_id", NULL),
                         "a task group id is 1 to 128 letters, digits, '_' or '-'",
                         "value_error");
@@ -750,11 +752,11 @@ static int prepare(struct tg_sub *s)
             check_group(s, detail);
             if (s->tmpl != NULL) {
                 json_object *at = tg_json_pool(s->req->pool, tg_json_loc("body", NULL));
-                struct tg_locator where = {tg_loc_simplified, s->body, at};
+                struct tg_locator where = {tg_validate_loc_simplified, s->body, at};
                 tg_validate_template(s->tmpl, &where, detail);
             }
             tg_validate_inputs(s->inputs, s->w->conf->max_inputs_per_submission,
-                               tg_task_spec_chars(s->tmpl), detail);
+                               tg_validate_task_spec_chars(s->tmpl), detail);
             if (tg_json_has(tg_json_get(s->tmpl, "metadata"), TG_RUN_TAG_KEY))
                 tg_json_problem(detail, tg_json_loc("body", "metadata", TG_RUN_TAG_KEY, NULL),
                                 "metadata key '" TG_RUN_TAG_KEY "' is the gateway's run tag; "

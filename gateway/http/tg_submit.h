@@ -39,7 +39,7 @@ struct tg_sub {
     const char *group_body; /* the create-group body; NULL: one naming team and submission */
     const char *api;        /* the upstream's path prefix: "/v1" (NULL) or "/v1beta" */
     const char *runs_query; /* appended to the add-runs path ("refresh_status=true"), or NULL */
-    tg_chunk_builder build_chunk; /* NULL: tg_build_add_runs over tmpl */
+    tg_chunk_builder build_chunk; /* NULL: tg_merge_add_runs over tmpl */
     const char *run_tag;    /* metadata tag for every run of the next chunk (may be NULL):
                                TG_RUN_TAG_KEY = tg_run_tag(), set per upstream call */
     char id[40];
