@@ -162,19 +162,26 @@ char *tg_pool_strdup(struct tg_pool *p, const char *s)
     return s == NULL ? NULL : tg_pool_strndup(p, s, strlen(s));
 }
 
+static int formatted_len(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0)));
+
+/* The length fmt formats to with ap (which stays unread), or -1 on a formatting error. */
+static int formatted_len(const char *fmt, va_list ap)
+{
+    va_list ap2;
+    va_copy(ap2, ap);
+    int n = vsnprintf(NULL, 0, fmt, ap2);
+    va_end(ap2);
+    return n;
+}
+
 char *tg_pool_printf(struct tg_pool *p, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        return NULL;
-    char *d = tg_pool_alloc(p, (size_t)n + 1);
-    if (d == NULL)
-        return NULL;
-    va_start(ap, fmt);
-    vsnprintf(d, (size_t)n + 1, fmt, ap);
+    int n = formatted_len(fmt, ap);
+    char *d = n < 0 ? NULL : tg_pool_alloc(p, (size_t)n + 1);
+    if (d != NULL)
+        vsnprintf(d, (size_t)n + 1, fmt, ap);
     va_end(ap);
     return d;
 }
@@ -255,10 +262,7 @@ int tg_buf_adds(struct tg_buf *b, const char *s)
 
 int tg_buf_vprintf(struct tg_buf *b, const char *fmt, va_list ap)
 {
-    va_list ap2;
-    va_copy(ap2, ap);
-    int n = vsnprintf(NULL, 0, fmt, ap2);
-    va_end(ap2);
+    int n = formatted_len(fmt, ap);
     if (n < 0)
         return TG_EINVAL;
     int rc = buf_reserve(b, (size_t)n);

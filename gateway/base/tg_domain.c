@@ -10,12 +10,12 @@ static const char *const state_names[] = {"pending", "accepted", "rejected", "fa
                                           "unknown"};
 static const char *const outcome_names[] = {"ok", "error", "unknown", "not_sent"};
 
-const char *tg_role_name(enum tg_role r)
+const char *tg_domain_role_name(enum tg_role r)
 {
     return (unsigned)r < 3 ? role_names[r] : "invalid";
 }
 
-int tg_role_parse(const char *name, enum tg_role *out)
+int tg_domain_role_parse(const char *name, enum tg_role *out)
 {
     for (unsigned i = 0; name != NULL && i < 3; i++) {
         if (strcmp(name, role_names[i]) == 0) {
@@ -26,17 +26,17 @@ int tg_role_parse(const char *name, enum tg_role *out)
     return TG_EINVAL;
 }
 
-const char *tg_state_name(enum tg_state s)
+const char *tg_domain_state_name(enum tg_state s)
 {
     return (unsigned)s < 5 ? state_names[s] : "invalid";
 }
 
-const char *tg_outcome_name(enum tg_outcome o)
+const char *tg_domain_outcome_name(enum tg_outcome o)
 {
     return (unsigned)o < 4 ? outcome_names[o] : "invalid";
 }
 
-int tg_limit_allows(long limit, long used, long want)
+int tg_domain_limit_allows(long limit, long used, long want)
 {
     if (limit <= 0)
         return 1;

@@ -6,9 +6,9 @@
 
 enum tg_role { TG_ROLE_SUBMIT = 0, TG_ROLE_AUDIT = 1, TG_ROLE_ADMIN = 2 };
 /* "submit", "audit", "admin"; static storage. */
-const char *tg_role_name(enum tg_role r);
+const char *tg_domain_role_name(enum tg_role r);
 /* TG_OK and *out, or TG_EINVAL for an unknown name. */
-int tg_role_parse(const char *name, enum tg_role *out);
+int tg_domain_role_parse(const char *name, enum tg_role *out);
 
 enum tg_state {
     TG_STATE_PENDING = 0,
@@ -18,7 +18,7 @@ enum tg_state {
     TG_STATE_UNKNOWN
 };
 /* "pending", "accepted", …; static storage. */
-const char *tg_state_name(enum tg_state s);
+const char *tg_domain_state_name(enum tg_state s);
 
 enum tg_outcome {
     TG_OUTCOME_OK = 0,      /* 2xx with a body we understood */
@@ -27,12 +27,12 @@ enum tg_outcome {
     TG_OUTCOME_NOT_SENT     /* never reached the upstream */
 };
 /* "ok", "error", "unknown", "not_sent"; static storage. */
-const char *tg_outcome_name(enum tg_outcome o);
+const char *tg_domain_outcome_name(enum tg_outcome o);
 
 /* Whether want more on top of used stays within limit (0 or less: no limit). Returns 1 when
  * it does, 0 when the request is beyond the limit. The same test for every limit: in flight
  * (used = submissions pending, want = 1) and runs per minute (used = runs admitted this
  * clock minute, want = the submission's runs). */
-int tg_limit_allows(long limit, long used, long want);
+int tg_domain_limit_allows(long limit, long used, long want);
 
 #endif

@@ -1,7 +1,8 @@
 /* JSON helpers over json-c: strict parsing with limits, pool ties, the upstream's error
  * shapes (see tg_json.h). */
 #include "tg_json.h"
-#include "tg_token.h"
+#include "tg_json_strict.h"
+#include "tg_sha256.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -121,7 +122,7 @@ json_object *tg_json_parse_input(const char *text, size_t len, int max_depth, ch
     if (loc != NULL)
         *loc = NULL;
     if (!bytes_ok(text, len, err, errlen) ||
-        tg_json_check(text, len, max_depth, err, errlen, loc) != TG_OK)
+        tg_json_strict_check(text, len, max_depth, err, errlen, loc) != TG_OK)
         return NULL;
     return tg_json_parse(text, len, max_depth, err, errlen);
 }
@@ -253,6 +254,16 @@ int tg_json_buf_string(struct tg_buf *b, const char *s)
     return rc;
 }
 
+int tg_json_buf_value(struct tg_buf *b, const char *lead, json_object *obj)
+{
+    size_t len;
+    const char *text = tg_json_str(obj, &len);
+    int rc = tg_buf_adds(b, lead);
+    if (rc == TG_OK)
+        rc = tg_buf_add(b, text, len);
+    return rc;
+}
+
 int tg_json_error_body(struct tg_buf *b, const char *ref_id, const char *message,
                        json_object *detail)
 {
@@ -263,13 +274,8 @@ int tg_json_error_body(struct tg_buf *b, const char *ref_id, const char *message
         rc = tg_buf_adds(b, ",\"message\":");
     if (rc == TG_OK)
         rc = tg_json_buf_string(b, message);
-    if (rc == TG_OK && detail != NULL) {
-        size_t len;
-        const char *text = tg_json_str(detail, &len);
-        rc = tg_buf_adds(b, ",\"detail\":");
-        if (rc == TG_OK)
-            rc = tg_buf_add(b, text, len);
-    }
+    if (rc == TG_OK && detail != NULL)
+        rc = tg_json_buf_value(b, ",\"detail\":", detail);
     if (rc == TG_OK)
         rc = tg_buf_adds(b, "}}");
     return rc;

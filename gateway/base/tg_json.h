@@ -19,23 +19,12 @@ json_object *tg_json_parse(const char *text, size_t len, int max_depth, char *er
                            size_t errlen);
 
 /* For what a client sends to be forwarded (request bodies on both interfaces, admin
- * bodies, presets, a form field's JSON): tg_json_parse after tg_json_check, so that only
- * JSON as RFC 8259 defines it gets in and every number reaches the upstream as the client
- * wrote it. On failure, *loc (when loc is not NULL) receives a new loc array naming the
- * place of the problem, or NULL for the whole body. */
+ * bodies, presets, a form field's JSON): tg_json_parse after tg_json_strict_check
+ * (tg_json_strict.h), so that only JSON as RFC 8259 defines it gets in and every number
+ * reaches the upstream as the client wrote it. On failure, *loc (when loc is not NULL)
+ * receives a new loc array naming the place of the problem, or NULL for the whole body. */
 json_object *tg_json_parse_input(const char *text, size_t len, int max_depth, char *err,
                                  size_t errlen, json_object **loc);
-
-/* Checks text[0..len), whose UTF-8 is already valid, against RFC 8259 (one value;
- * NaN, Infinity, a bare '.', '+', leading zeros, raw control characters in strings and
- * unpaired \u surrogate escapes refused) and against what json-c holds exactly: an
- * integer from -2^63 to 2^64-1, any other number a finite double that does not underflow
- * to 0; also no \u0000 and at most max_depth - 1 open containers (json-c's limit). TG_OK;
- * TG_EINVAL with "body is not valid JSON: … at offset N" in err and, when loc is not NULL,
- * *loc a new array ["body", keys and indices down to the value] (NULL if out of memory);
- * TG_ENOMEM. */
-int tg_json_check(const char *text, size_t len, int max_depth, char *err, size_t errlen,
-                  json_object **loc);
 
 /* Ties obj to pool: json_object_put(obj) runs when the pool is reset. Returns obj, or
  * NULL (with obj already released) when out of memory. NULL is passed through. */
@@ -94,5 +83,9 @@ int tg_json_redact_mcp(json_object *obj);
 
 /* Appends s as a JSON string literal (with quotes) to b. */
 int tg_json_buf_string(struct tg_buf *b, const char *s);
+
+/* Appends lead (raw text, e.g. ",\"detail\":") and then obj's compact serialisation
+ * (tg_json_str) to b: TG_OK, TG_ETOOBIG or TG_ENOMEM. */
+int tg_json_buf_value(struct tg_buf *b, const char *lead, json_object *obj);
 
 #endif

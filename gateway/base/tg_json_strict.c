@@ -1,6 +1,6 @@
 /* The RFC 8259 grammar checked over a client's raw bytes before json-c reads them, with
- * the place of the first problem (contract in tg_json.h at tg_json_parse_input). */
-#include "tg_json.h"
+ * the place of the first problem (contract in tg_json_strict.h). */
+#include "tg_json_strict.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "tg_core.h"
 
 /* Deepest nesting the checker follows (callers ask for at most 64). */
 #define FRAMES_MAX 128
@@ -317,7 +319,9 @@ static int value(struct scan *sc)
  * decoded from its literal) or index. NULL when out of memory. */
 static json_object *loc_of(const struct scan *sc)
 {
-    json_object *loc = tg_json_loc("body", NULL);
+    json_object *loc = json_object_new_array();
+    if (loc != NULL)
+        json_object_array_add(loc, json_object_new_string("body"));
     for (int d = 0; loc != NULL && d < sc->depth; d++) {
         const struct frame *f = &sc->path[d];
         json_object *part = NULL;
@@ -341,8 +345,8 @@ static json_object *loc_of(const struct scan *sc)
     return loc;
 }
 
-int tg_json_check(const char *text, size_t len, int max_depth, char *err, size_t errlen,
-                  json_object **loc)
+int tg_json_strict_check(const char *text, size_t len, int max_depth, char *err, size_t errlen,
+                         json_object **loc)
 {
     struct scan sc;
     memset(&sc, 0, sizeof(sc));

@@ -72,10 +72,10 @@ static void put_value(struct line *l, const char *v)
         put_char(l, '"');
 }
 
-static void field_str(struct line *l, const char *key, const char *v)
+/* Writes what goes before a field's value: its separator and key ("{\"key\":" or
+ * ",\"key\":" in JSON, " key=" in logfmt), and counts the field. */
+static void field_key(struct line *l, const char *key)
 {
-    if (v == NULL)
-        return;
     if (log_format == TG_LOG_JSON) {
         put_raw(l, l->fields ? ",\"" : "{\"", 2);
         put_raw(l, key, strlen(key));
@@ -86,26 +86,23 @@ static void field_str(struct line *l, const char *key, const char *v)
         put_raw(l, key, strlen(key));
         put_char(l, '=');
     }
-    put_value(l, v);
     l->fields++;
+}
+
+static void field_str(struct line *l, const char *key, const char *v)
+{
+    if (v == NULL)
+        return;
+    field_key(l, key);
+    put_value(l, v);
 }
 
 static void field_num(struct line *l, const char *key, long long v)
 {
     char num[32];
     int n = snprintf(num, sizeof(num), "%lld", v);
-    if (log_format == TG_LOG_JSON) {
-        put_raw(l, l->fields ? ",\"" : "{\"", 2);
-        put_raw(l, key, strlen(key));
-        put_raw(l, "\":", 2);
-    } else {
-        if (l->fields)
-            put_char(l, ' ');
-        put_raw(l, key, strlen(key));
-        put_char(l, '=');
-    }
+    field_key(l, key);
     put_raw(l, num, (size_t)n);
-    l->fields++;
 }
 
 static void line_begin(struct line *l, enum tg_log_level level)

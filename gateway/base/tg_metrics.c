@@ -147,17 +147,26 @@ void tg_metrics_db_tx(unsigned long writes, unsigned long frames)
     atomic_fetch_add_explicit(&db_frames, frames, memory_order_relaxed);
 }
 
+/* One line per non-zero counter of a [name][HTTP status] table:
+ * metric{label="name",status="S"} N. */
+static void render_by_status(struct tg_buf *b, const char *metric, const char *label,
+                             const char *const *names, size_t n,
+                             atomic_ulong (*counts)[STATUS_MAX])
+{
+    for (size_t i = 0; i < n; i++)
+        for (int s = 0; s < STATUS_MAX; s++) {
+            unsigned long v = atomic_load_explicit(&counts[i][s], memory_order_relaxed);
+            if (v > 0)
+                tg_buf_printf(b, "%s{%s=\"%s\",status=\"%d\"} %lu\n", metric, label, names[i],
+                              s, v);
+        }
+}
+
 static void render_requests(struct tg_buf *b)
 {
     tg_buf_adds(b, "# HELP taskgate_requests_total Requests answered, by interface and status.\n"
                    "# TYPE taskgate_requests_total counter\n");
-    for (size_t i = 0; i < NIFACES; i++)
-        for (int s = 0; s < STATUS_MAX; s++) {
-            unsigned long v = atomic_load_explicit(&requests[i][s], memory_order_relaxed);
-            if (v > 0)
-                tg_buf_printf(b, "taskgate_requests_total{interface=\"%s\",status=\"%d\"} %lu\n",
-                              interfaces[i], s, v);
-        }
+    render_by_status(b, "taskgate_requests_total", "interface", interfaces, NIFACES, requests);
     long busy = atomic_load(&in_flight);
     tg_buf_printf(b, "# HELP taskgate_long_reads_open Event streams and awaited results being "
                      "relayed now, each holding a worker.\n# TYPE taskgate_long_reads_open "
@@ -173,13 +182,8 @@ static void render_upstream(struct tg_buf *b)
 {
     tg_buf_adds(b, "# HELP taskgate_upstream_calls_total Upstream calls, by operation and HTTP "
                    "status (0: no answer).\n# TYPE taskgate_upstream_calls_total counter\n");
-    for (size_t i = 0; i < NOPS; i++)
-        for (int s = 0; s < STATUS_MAX; s++) {
-            unsigned long v = atomic_load_explicit(&upstream_calls[i][s], memory_order_relaxed);
-            if (v > 0)
-                tg_buf_printf(b, "taskgate_upstream_calls_total{operation=\"%s\",status=\"%d\"} "
-                                 "%lu\n", operations[i], s, v);
-        }
+    render_by_status(b, "taskgate_upstream_calls_total", "operation", operations, NOPS,
+                     upstream_calls);
     tg_buf_adds(b, "# HELP taskgate_upstream_duration_seconds Upstream call latency.\n"
                    "# TYPE taskgate_upstream_duration_seconds histogram\n");
     unsigned long cumulative = 0;

@@ -4,9 +4,8 @@
 #include <string.h>
 #include <strings.h>
 
-#include <openssl/sha.h>
-
 #include "tg_core.h"
+#include "tg_sha256.h"
 
 int tg_token_new(char token[TG_TOKEN_LEN], char id[TG_TOKEN_ID_LEN],
                  char hash[TG_HASH_LEN])
@@ -17,13 +16,6 @@ int tg_token_new(char token[TG_TOKEN_LEN], char id[TG_TOKEN_ID_LEN],
         return TG_ERR;
     tg_sha256_hex(token, strlen(token), hash);
     return TG_OK;
-}
-
-void tg_sha256_hex(const void *s, size_t len, char hash[TG_HASH_LEN])
-{
-    unsigned char digest[SHA256_DIGEST_LENGTH];
-    SHA256(s, len, digest);
-    tg_hex(digest, sizeof(digest), hash);
 }
 
 static const char *trim(const char *s, size_t *len)

@@ -5,19 +5,16 @@
 
 #include <stddef.h>
 
+#include "tg_sha256.h" /* TG_HASH_LEN and the hash itself */
+
 /* "tg_" and 48 hex digits (192 random bits), with the NUL. */
 #define TG_TOKEN_LEN 52
 /* "tok_" and 16 hex digits: the public id used to list and revoke. */
 #define TG_TOKEN_ID_LEN 21
-/* Hex SHA-256 and the NUL. */
-#define TG_HASH_LEN 65
 
 /* Makes a new token, its public id and its hash. TG_OK or TG_ERR (no randomness). */
 int tg_token_new(char token[TG_TOKEN_LEN], char id[TG_TOKEN_ID_LEN],
                  char hash[TG_HASH_LEN]);
-
-/* Hex SHA-256 of the len bytes at s. */
-void tg_sha256_hex(const void *s, size_t len, char hash[TG_HASH_LEN]);
 
 /* The token a request carries: "Authorization: Bearer T" wins over "x-api-key: T". Returns
  * a pointer into one of the given strings (which may be NULL), or NULL when neither holds

@@ -2,18 +2,21 @@
  * --csv), through the same parameters, store calls and formatter as GET /v1/audit/...
  * (tg_audit.c). Lists are read page by page and written as they come; every read is
  * logged in audit_reads under the operating-system user. Usage errors exit 2. */
+#include "tg_audit_cli.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "tg_audit.h"
 #include "tg_admin.h"
+#include "tg_audit.h"
+#include "tg_audit_format.h"
+#include "tg_cli_common.h"
 #include "tg_conf.h"
 #include "tg_core.h"
 #include "tg_store.h"
 
-#define EXIT_USAGE 2
 #define PAGE_ROWS 1000           /* rows read per store call */
 #define LIMIT_MAX 1000000000L    /* the most rows --limit may ask for */
 #define OUT_MAX ((size_t)256 * 1024 * 1024)
@@ -35,12 +38,9 @@ static int usage(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    fputs("taskgate: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputs("\n\n", stderr);
+    int rc = tg_cli_common_usage(audit_usage, fmt, ap);
     va_end(ap);
-    fputs(audit_usage, stderr);
-    return EXIT_USAGE;
+    return rc;
 }
 
 static const struct {
@@ -112,17 +112,17 @@ static int flush(struct tg_buf *b)
 
 /* Reads r page by page (one page for a single object), writing each as it comes. */
 static int run_read(struct tg_store *st, struct tg_audit_read *r, long total,
-                    struct tg_audit_out *o, struct tg_buf *b)
+                    struct tg_audit_formatter *o, struct tg_buf *b)
 {
     struct tg_audit_page page;
     char cursor[TG_AUDIT_CURSOR_MAX] = "";
     long left = total;
     int truncated = 0;
-    int rc = tg_audit_begin(o, r);
+    int rc = tg_audit_format_begin(o, r);
     memset(&page, 0, sizeof(page));
     while (rc == TG_OK) {
         r->limit = left > 0 && left < PAGE_ROWS ? left : PAGE_ROWS;
-        rc = tg_audit_fetch(st, r, o, &page);
+        rc = tg_audit_format_fetch(st, r, o, &page);
         truncated |= page.truncated;
         if (rc == TG_OK)
             rc = flush(b);
@@ -137,7 +137,7 @@ static int run_read(struct tg_store *st, struct tg_audit_read *r, long total,
     }
     page.truncated = truncated;
     if (rc == TG_OK)
-        rc = tg_audit_end(o, &page, cursor);
+        rc = tg_audit_format_end(o, &page, cursor);
     if (rc == TG_OK && r->format == TG_AUDIT_JSON)
         rc = tg_buf_adds(b, "\n");
     if (rc == TG_OK)
@@ -188,16 +188,13 @@ static int prune(const struct tg_conf *conf, int argc, char **argv)
     if (ms > tg_now_ms())
         return usage("--before '%s' is in the future: a prune keeps everything since then",
                      when);
-    char before[TG_TIME_LEN], err[512], id[80];
+    char before[TG_TIME_LEN], id[80];
     tg_time_format(ms, before);
     tg_admin_os_actor(id, sizeof(id));
     struct tg_actor who = {id, NULL, "cli", NULL};
-    struct tg_store *st = NULL;
-    if (tg_store_open(&st, conf->database, 0, (int)conf->db_busy_timeout_ms, err,
-                      sizeof(err)) != TG_OK) {
-        fprintf(stderr, "taskgate: %s\n", err);
+    struct tg_store *st = tg_cli_common_store(conf, 0);
+    if (st == NULL)
         return 1;
-    }
     struct tg_audit_pruned n;
     int rc = tg_store_audit_prune(st, &who, before, dry_run, &n);
     if (rc == TG_OK && dry_run) {
@@ -259,18 +256,15 @@ int tg_audit_cli(const struct tg_conf *conf, int argc, char **argv)
         return status;
     long total = r.limit;
 
-    char err[512];
     struct tg_store *st = NULL;
-    struct tg_audit_out *o = NULL;
+    struct tg_audit_formatter *o = NULL;
     struct tg_buf b;
     tg_buf_init(&b, OUT_MAX);
     status = 1;
-    if (tg_store_open(&st, conf->database, 0, (int)conf->db_busy_timeout_ms, err,
-                      sizeof(err)) != TG_OK) {
-        fprintf(stderr, "taskgate: %s\n", err);
+    st = tg_cli_common_store(conf, 0);
+    if (st == NULL)
         goto out;
-    }
-    o = tg_audit_out_new(r.format, &b);
+    o = tg_audit_format_new(r.format, &b);
     if (o == NULL) {
         fputs("taskgate: out of memory\n", stderr);
         goto out;
@@ -284,13 +278,14 @@ int tg_audit_cli(const struct tg_conf *conf, int argc, char **argv)
     tg_admin_os_actor(id, sizeof(id));
     asked(what, sizeof(what), argc, argv);
     struct tg_actor who = {id, NULL, "cli", NULL};
-    int logged = tg_store_audit_read_log(st, &who, what, rc == TG_OK ? tg_audit_rows(o) : -1);
+    long rows = rc == TG_OK ? tg_audit_format_rows(o) : -1;
+    int logged = tg_store_audit_read_log(st, &who, what, rows);
     if (logged != TG_OK)
         fprintf(stderr, "taskgate: this read could not be logged in audit_reads: %s (%s)\n",
                 tg_rc_str(logged), tg_store_errmsg(st));
     status = rc == TG_OK && logged == TG_OK ? 0 : 1;
 out:
-    tg_audit_out_free(o);
+    tg_audit_format_free(o);
     tg_buf_free(&b);
     tg_store_close(st);
     return status;

@@ -9,6 +9,8 @@
 
 #include "tg_admin.h"
 #include "tg_audit.h"
+#include "tg_audit_cli.h"
+#include "tg_cli_common.h"
 #include "tg_conf.h"
 #include "tg_core.h"
 #include "tg_crypto.h"
@@ -22,7 +24,6 @@
 #include "tg_token.h"
 #include "tg_validate.h"
 
-#define EXIT_USAGE 2
 #define KEY_MAX (TG_ADMIN_KEY_MAX + 2) /* the key, its newline and the NUL */
 
 int tg_cli_main(int argc, char **argv);
@@ -66,12 +67,9 @@ static int usage(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    fputs("taskgate: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputs("\n\n", stderr);
+    int rc = tg_cli_common_usage(usage_text, fmt, ap);
     va_end(ap);
-    fputs(usage_text, stderr);
-    return EXIT_USAGE;
+    return rc;
 }
 
 /* Reads the key from stdin (never argv, which `ps` shows): one line, trimmed. */
@@ -107,18 +105,6 @@ static const struct tg_actor *os_actor(void)
     return &actor;
 }
 
-static struct tg_store *open_store(const struct tg_conf *conf, int flags)
-{
-    char err[512];
-    struct tg_store *st = NULL;
-    if (tg_store_open(&st, conf->database, flags, (int)conf->db_busy_timeout_ms, err,
-                      sizeof(err)) != TG_OK) {
-        fprintf(stderr, "taskgate: %s\n", err);
-        return NULL;
-    }
-    return st;
-}
-
 static int fail(struct tg_store *st, int rc, const char *what)
 {
     fprintf(stderr, "taskgate: %s: %s (%s)\n", what, tg_rc_str(rc), tg_store_errmsg(st));
@@ -129,10 +115,9 @@ static int fail(struct tg_store *st, int rc, const char *what)
 
 static int cmd_init(const struct tg_conf *conf, int argc, char **argv)
 {
+    (void)argc; /* none: the command table says so */
     (void)argv;
-    if (argc != 0)
-        return usage("init takes no arguments");
-    struct tg_store *st = open_store(conf, TG_STORE_CREATE | TG_STORE_NO_VERSION_CHECK);
+    struct tg_store *st = tg_cli_common_store(conf, TG_STORE_CREATE | TG_STORE_NO_VERSION_CHECK);
     if (st == NULL)
         return 1;
     int from = 0, to = 0;
@@ -159,9 +144,8 @@ static int cmd_init(const struct tg_conf *conf, int argc, char **argv)
 
 static int cmd_config(const struct tg_conf *conf, int argc, char **argv)
 {
+    (void)argc; /* none: the command table says so */
     (void)argv;
-    if (argc != 0)
-        return usage("config takes no arguments");
     char buf[8192];
     if (tg_conf_dump(conf, buf, sizeof(buf)) != TG_OK)
         return 1;
@@ -192,7 +176,7 @@ static int cmd_team(const struct tg_conf *conf, int argc, char **argv)
     if (argc >= 1 && strcmp(argv[0], "limits") == 0)
         return tg_limits_cli(conf, argc - 1, argv + 1);
     if (argc == 1 && strcmp(argv[0], "list") == 0) {
-        struct tg_store *st = open_store(conf, 0);
+        struct tg_store *st = tg_cli_common_store(conf, 0);
         if (st == NULL)
             return 1;
         int rc = tg_store_team_list(st, print_team, NULL);
@@ -207,7 +191,7 @@ static int cmd_team(const struct tg_conf *conf, int argc, char **argv)
     char key[KEY_MAX];
     if (read_key(key, sizeof(key)) != TG_OK)
         return 1;
-    struct tg_store *st = open_store(conf, 0);
+    struct tg_store *st = tg_cli_common_store(conf, 0);
     if (st == NULL)
         return 1;
     char err[512];
@@ -237,7 +221,7 @@ static int token_issue(const struct tg_conf *conf, int argc, char **argv)
         if (i + 1 >= argc)
             return usage("option %s needs a value", argv[i]);
         if (strcmp(argv[i], "--role") == 0) {
-            if (tg_role_parse(argv[++i], &role) != TG_OK)
+            if (tg_domain_role_parse(argv[++i], &role) != TG_OK)
                 return usage("--role must be submit, audit or admin, not '%s'", argv[i]);
         } else if (strcmp(argv[i], "--label") == 0) {
             label = argv[++i];
@@ -251,7 +235,7 @@ static int token_issue(const struct tg_conf *conf, int argc, char **argv)
             return usage("unknown option '%s'", argv[i]);
         }
     }
-    struct tg_store *st = open_store(conf, 0);
+    struct tg_store *st = tg_cli_common_store(conf, 0);
     if (st == NULL)
         return 1;
     struct tg_admin_token t;
@@ -262,7 +246,7 @@ static int token_issue(const struct tg_conf *conf, int argc, char **argv)
         fprintf(stderr, "taskgate: cannot issue the token: %s\n", err);
     } else {
         fprintf(stderr, "taskgate: issued token id=%s team=%s role=%s (shown once; store it now)\n",
-                t.id, argv[0], tg_role_name(role));
+                t.id, argv[0], tg_domain_role_name(role));
         printf("%s\n", t.token);
     }
     memset(&t, 0, sizeof(t));
@@ -299,7 +283,7 @@ static int cmd_token(const struct tg_conf *conf, int argc, char **argv)
     int is_list = argc >= 1 && argc <= 2 && strcmp(argv[0], "list") == 0;
     if (!is_revoke && !is_list)
         return usage("usage: taskgate token issue|revoke|list ...");
-    struct tg_store *st = open_store(conf, 0);
+    struct tg_store *st = tg_cli_common_store(conf, 0);
     if (st == NULL)
         return 1;
     int rc;
@@ -404,7 +388,7 @@ static int cmd_preset(const struct tg_conf *conf, int argc, char **argv)
         return usage("usage: taskgate preset set TEAM NAME FILE | show TEAM NAME | list TEAM");
     if (argc >= 3 && !tg_admin_valid_name(argv[2]))
         return usage("bad preset name '%s': a preset name is " TG_ADMIN_NAME_RULE, argv[2]);
-    struct tg_store *st = open_store(conf, 0);
+    struct tg_store *st = tg_cli_common_store(conf, 0);
     if (st == NULL)
         return 1;
     int rc, status = 1;
@@ -447,20 +431,20 @@ static int cmd_preset(const struct tg_conf *conf, int argc, char **argv)
 
 static int cmd_serve(const struct tg_conf *conf, int argc, char **argv)
 {
+    (void)argc; /* none: the command table says so */
     (void)argv;
-    if (argc != 0)
-        return usage("serve takes no arguments");
     return tg_server_run(conf);
 }
 
 static const struct command {
     const char *name;
     int (*run)(const struct tg_conf *conf, int argc, char **argv);
+    int no_args; /* the command takes no arguments: any is a usage error */
 } commands[] = {
-    {"init", cmd_init},   {"serve", cmd_serve},   {"team", cmd_team},
-    {"token", cmd_token}, {"preset", cmd_preset}, {"config", cmd_config},
-    {"audit", tg_audit_cli},  {"keys", tg_keys_cli},  {"reconcile", tg_reconcile_cli},
-    {NULL, NULL},
+    {"init", cmd_init, 1},         {"serve", cmd_serve, 1},     {"team", cmd_team, 0},
+    {"token", cmd_token, 0},       {"preset", cmd_preset, 0},   {"config", cmd_config, 1},
+    {"audit", tg_audit_cli, 0},    {"keys", tg_keys_cli, 0},    {"reconcile", tg_reconcile_cli, 0},
+    {NULL, NULL, 0},
 };
 
 int tg_cli_main(int argc, char **argv)
@@ -505,5 +489,7 @@ int tg_cli_main(int argc, char **argv)
     tg_log_setup(conf.log_level, conf.log_format);
     tg_crypto_configure(conf.key_file);
     tg_store_set_max_pages(conf.db_max_pages);
+    if (cmd->no_args && argc - i - 1 != 0)
+        return usage("%s takes no arguments", cmd->name);
     return cmd->run(&conf, argc - i - 1, argv + i + 1);
 }

@@ -1,4 +1,4 @@
-/* The upstream keys' key file from the command line (tg_keys_cli.c): `taskgate keys
+/* The upstream keys' key file from the command line (tg_keys.c): `taskgate keys
  * rotate|status`, and the key setup `taskgate init` and `taskgate serve` do first. */
 #ifndef TG_KEYS_H
 #define TG_KEYS_H

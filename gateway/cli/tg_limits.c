@@ -1,5 +1,5 @@
 /* Per-team limits (see tg_limits.h): the command that sets and shows them. The comparison
- * every limit uses, checked inside the store's admission transaction, is tg_limit_allows
+ * every limit uses, checked inside the store's admission transaction, is tg_domain_limit_allows
  * (tg_domain.c). */
 #include "tg_limits.h"
 
@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "tg_admin.h"
+#include "tg_cli_common.h"
 #include "tg_conf.h"
 #include "tg_core.h"
 #include "tg_store.h"
@@ -33,13 +34,9 @@ int tg_limits_cli(const struct tg_conf *conf, int argc, char **argv)
         if (dst == NULL || i + 1 >= argc || tg_parse_long(argv[i + 1], 0, INT_MAX, dst) != TG_OK)
             return limits_usage();
     }
-    char err[512];
-    struct tg_store *st = NULL;
-    if (tg_store_open(&st, conf->database, 0, (int)conf->db_busy_timeout_ms, err,
-                      sizeof(err)) != TG_OK) {
-        fprintf(stderr, "taskgate: %s\n", err);
+    struct tg_store *st = tg_cli_common_store(conf, 0);
+    if (st == NULL)
         return 1;
-    }
     int64_t team_id;
     struct tg_limits l;
     int rc = tg_store_team_id(st, team, &team_id);

@@ -1,5 +1,5 @@
 /* Per-team limits from the command line: `taskgate team limits` (the comparison every limit
- * goes through is tg_limit_allows in tg_domain.h). */
+ * goes through is tg_domain_limit_allows in tg_domain.h). */
 #ifndef TG_LIMITS_H
 #define TG_LIMITS_H
 

@@ -246,14 +246,22 @@ int tg_admin_token_list(struct tg_store *st, const char *team,
 
 /* ---- presets ----------------------------------------------------------------------------- */
 
+/* Checks a preset's name and finds its team's id: TG_OK, or an error with err set. */
+static int preset_team(struct tg_store *st, const char *team, const char *name, int64_t *id,
+                       char *err, size_t errlen)
+{
+    int rc = check_name("preset", name, err, errlen);
+    if (rc == TG_OK)
+        rc = team_id(st, team, id, err, errlen);
+    return rc;
+}
+
 int tg_admin_preset_set(struct tg_store *st, const struct tg_actor *who, const char *team,
                         const char *name, json_object *preset, json_object *detail,
                         char *err, size_t errlen)
 {
     int64_t id;
-    int rc = check_name("preset", name, err, errlen);
-    if (rc == TG_OK)
-        rc = team_id(st, team, &id, err, errlen);
+    int rc = preset_team(st, team, name, &id, err, errlen);
     if (rc != TG_OK)
         return rc;
     size_t before = json_object_array_length(detail);
@@ -274,9 +282,7 @@ int tg_admin_preset_get(struct tg_store *st, struct tg_pool *pool, const char *t
                         const char *name, char **json, char *err, size_t errlen)
 {
     int64_t id;
-    int rc = check_name("preset", name, err, errlen);
-    if (rc == TG_OK)
-        rc = team_id(st, team, &id, err, errlen);
+    int rc = preset_team(st, team, name, &id, err, errlen);
     if (rc != TG_OK)
         return rc;
     rc = tg_store_preset_get(st, pool, id, name, json);

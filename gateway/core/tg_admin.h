@@ -15,10 +15,6 @@
 #include "tg_store.h"
 #include "tg_token.h"
 
-struct tg_request;
-struct tg_response;
-struct tg_worker;
-
 /* The longest upstream key accepted, in bytes. */
 #define TG_ADMIN_KEY_MAX 1023
 
@@ -88,22 +84,6 @@ int tg_admin_preset_get(struct tg_store *st, struct tg_pool *pool, const char *t
 int tg_admin_preset_list(struct tg_store *st, const char *team,
                          int (*fn)(void *arg, const char *name, const char *updated_at),
                          void *arg, char *err, size_t errlen);
-
-/* /v1/admin/... for admin tokens (tg_admin_http.c); always leaves an answer in resp.
- *   GET    /v1/admin/teams                          {"data":[team rows]}
- *   POST   /v1/admin/teams           {"name","key"}  201 the team's row
- *   PUT    /v1/admin/teams/{team}/key      {"key"}  the team's row (a new fingerprint)
- *   GET    /v1/admin/teams/{team}/presets           {"data":[{"name","updated_at"}]}
- *   GET    /v1/admin/teams/{team}/presets/{name}    {"team","name","preset"}
- *   PUT    /v1/admin/teams/{team}/presets/{name}    (the preset)  {"team","name","preset"}
- *   GET    /v1/admin/tokens[?team=T]                {"data":[token rows]}
- *   POST   /v1/admin/tokens  {"team","role","label","expires"}  201 with "token", once
- *   DELETE /v1/admin/tokens/{id}                    the token's row, revoked
- * No token: 401; a token of another role: 403 (the upstream's error shape); a refused
- * argument: 422 {"detail":[{"loc":["body"|"path"|"query", …],"msg","type"}]}. Keys and
- * tokens are never in an answer after the one that issues a token; MCP server header
- * values of presets are shown as fingerprints. */
-void tg_admin_http(struct tg_worker *w, struct tg_request *req, struct tg_response *resp);
 
 /* The actor of a command-line change or read: the operating-system user ("os:NAME", or
  * "os:uid-N"), written into id (80 bytes are enough), on interface "cli". */

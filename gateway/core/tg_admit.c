@@ -14,7 +14,7 @@
 #include "tg_json.h"
 #include "tg_log.h"
 #include "tg_reconcile.h"
-#include "tg_token.h"
+#include "tg_sha256.h"
 #include "tg_validate.h"
 
 #define KEY_MAX 255

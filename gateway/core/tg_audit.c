@@ -1,6 +1,6 @@
 /* Reading the audit trail (contract in tg_audit.h): the parameters of a read, as query
  * parameters and command-line options alike, and the cursors that continue a list. The
- * formatter is in tg_audit_out.c, the HTTP handler in tg_audit_http.c. */
+ * formatter is in tg_audit_format.c, the HTTP handler in tg_audit_http.c. */
 #include "tg_audit.h"
 
 #include <limits.h>
@@ -181,7 +181,7 @@ int tg_audit_set(struct tg_audit_read *r, const char *name, const char *value,
     case P_STATE: {
         int ok = 0;
         for (int s = TG_STATE_PENDING; s <= TG_STATE_UNKNOWN; s++)
-            ok |= strcmp(value, tg_state_name((enum tg_state)s)) == 0;
+            ok |= strcmp(value, tg_domain_state_name((enum tg_state)s)) == 0;
         return copy_checked(r->state, sizeof(r->state), value, ok,
                             "the state is one of pending, accepted, rejected, failed, unknown",
                             err, errlen);
@@ -191,7 +191,7 @@ int tg_audit_set(struct tg_audit_read *r, const char *name, const char *value,
                             strcmp(value, interfaces[0]) == 0 || strcmp(value, interfaces[1]) == 0,
                             "the interface is simplified or upstream-compatible", err, errlen);
     case P_GROUP:
-        return copy_checked(r->group, sizeof(r->group), value, tg_valid_id(value),
+        return copy_checked(r->group, sizeof(r->group), value, tg_validate_id(value),
                             "a task group id is 1 to 128 letters, digits, '_' or '-'", err, errlen);
     case P_SINCE:
     case P_UNTIL:
@@ -238,7 +238,7 @@ int tg_audit_set(struct tg_audit_read *r, const char *name, const char *value,
 
 int tg_audit_set_id(struct tg_audit_read *r, const char *id, char *err, size_t errlen)
 {
-    return copy_checked(r->id, sizeof(r->id), id, tg_valid_id(id),
+    return copy_checked(r->id, sizeof(r->id), id, tg_validate_id(id),
                         "an id is 1 to 128 letters, digits, '_' or '-'", err, errlen);
 }
 

@@ -10,10 +10,6 @@
 #include "tg_core.h"
 #include "tg_store.h"
 
-struct tg_conf;
-struct tg_request;
-struct tg_response;
-struct tg_worker;
 
 enum tg_audit_what {
     TG_AUDIT_SUBMISSIONS, /* submissions, newest first */
@@ -80,78 +76,5 @@ void tg_audit_cursor(const struct tg_audit_read *r, const struct tg_audit_page *
 /* Moves r on to the page after page (the CLI's loop over pages). */
 void tg_audit_continue(struct tg_audit_read *r, const struct tg_audit_page *page);
 
-/* ---- the formatter ------------------------------------------------------------------ */
-
-/* Writes one answer into dst (borrowed; it must outlive the writer). Appends that do not
- * fit dst's maximum make the calls below return TG_ETOOBIG. */
-struct tg_audit_out;
-/* A new writer, or NULL when out of memory. */
-struct tg_audit_out *tg_audit_out_new(enum tg_audit_format format, struct tg_buf *dst);
-/* NULL is accepted. */
-void tg_audit_out_free(struct tg_audit_out *o);
-
-/* Opens the answer to r (JSON: the object and its first member; CSV: nothing yet). */
-int tg_audit_begin(struct tg_audit_out *o, const struct tg_audit_read *r);
-/* Reads one page of r from the store and writes its rows. TG_OK, TG_ENOTFOUND (no such
- * object, or none that r->scope_team may see), TG_ETOOBIG, or a store error (the store's
- * message says why). May be called again for the next page after tg_audit_continue. */
-int tg_audit_fetch(struct tg_store *st, const struct tg_audit_read *r, struct tg_audit_out *o,
-                   struct tg_audit_page *page);
-/* Closes the answer; next_cursor ("" or NULL: none) and page (the last page read, may be
- * NULL) give a list's next_cursor and a group's submissions_truncated. */
-int tg_audit_end(struct tg_audit_out *o, const struct tg_audit_page *page,
-                 const char *next_cursor);
-/* Rows written so far. */
-long tg_audit_rows(const struct tg_audit_out *o);
-
-/* ---- the interfaces ------------------------------------------------------------------ */
-
-/* GET (or HEAD) /v1/audit/...; always leaves an answer in resp.
- *   admin            ?team&object&object_type&action&since&until&limit&cursor
- *                    {"data":[rows of audit_admin],"next_cursor":…}; audit and admin
- *                    tokens only (a submit token gets 403)
- *   submissions      ?team&state&interface&taskgroup_id&since&until&limit&cursor
- *                    {"data":[rows of audit_submissions],"next_cursor":"…"|null}
- *   submissions/{id} {"submission":{…,"request":{…}},"calls":[…],"runs":[…]}
- *   runs             ?team&taskgroup_id&since&until&limit&cursor   (as submissions)
- *   runs/{id}        {"run":{…},"submission":{…,"request":{…}}}
- *   groups/{id}      ?limit&cursor   {"taskgroup_id","submissions":[…] (first page only,
- *                    at most TG_AUDIT_GROUP_SUBS),"runs":[a page],"submissions_truncated",
- *                    "next_cursor"}
- * limit: 1..TG_AUDIT_LIMIT_MAX rows (default TG_AUDIT_LIMIT_DEFAULT); cursor: the previous
- * page's next_cursor (also sent as the X-Next-Cursor header). CSV (RFC 4180, header row
- * first) with ?format=csv or an Accept that ranks text/csv above application/json: a list's
- * rows, a one-object read's first row, a group's runs. Any token may read; a submit token
- * sees its own team only: another team's ids answer 404 exactly as unknown ids do, and a
- * team filter naming another team gives an empty list. A bad parameter or id is a 422 with
- * loc ["query", name] or ["path", name]. Every read with a valid token (answered, 404 or
- * 422) is logged in audit_reads after its answer is built; one that cannot be logged is
- * answered 503 instead. */
-void tg_audit_http(struct tg_worker *w, struct tg_request *req, struct tg_response *resp);
-
-/* `taskgate audit ARGS` (argv starts after "audit"): returns the exit status (0, 1, or 2
- * for a usage error). Lives in tg_audit_cli.c, with the command-line programs. */
-int tg_audit_cli(const struct tg_conf *conf, int argc, char **argv);
-
-/* The audit part of `taskgate --help`. */
-#define TG_AUDIT_USAGE                                                                       \
-    "  audit submissions [--team T] [--state S] [--interface I] [--group G]\n"                \
-    "                    [--since T] [--until T] [--limit N] [--cursor C]\n"                  \
-    "                               submissions, newest first\n"                              \
-    "  audit submission SUB_ID      one submission with its upstream calls and runs\n"        \
-    "  audit runs [--team T] [--group G] [--since T] [--until T] [--limit N] [--cursor C]\n"  \
-    "                               runs, newest first\n"                                     \
-    "  audit run RUN_ID             one run and its submission\n"                             \
-    "  audit group TGRP_ID [--limit N]\n"                                                     \
-    "                               a task group's submissions and runs\n"                    \
-    "  audit unknown [--team T] [--since T] [--until T] [--limit N]\n"                        \
-    "                               submissions pending or unknown, oldest first\n"           \
-    "  audit admin [--team T] [--object ID] [--object-type T] [--action A]\n"                \
-    "              [--since T] [--until T] [--limit N] [--cursor C]\n"                       \
-    "                               changes to teams, keys, presets, tokens; prunes\n"        \
-    "  audit prune --before DATE [--dry-run]\n"                                               \
-    "                               delete settled audit records older than DATE\n"           \
-    "                               (audit: a table; --json or --csv for scripts; every\n"    \
-    "                               read is logged in audit_reads)\n"
 
 #endif

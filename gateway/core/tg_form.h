@@ -8,12 +8,7 @@
 #include <json-c/json.h>
 
 #include "tg_core.h"
-
-/* Limits on what one form body may hold. */
-#define TG_FORM_MAX_PARTS 10000          /* multipart parts */
-#define TG_FORM_MAX_BOUNDARY 70          /* bytes of the multipart boundary (RFC 2046) */
-#define TG_FORM_MAX_PART_HEADERS 16384   /* bytes of one part's header block */
-#define TG_FORM_MAX_INPUTS 1000000       /* inputs decoded; more is a problem */
+#include "tg_form_limits.h" /* what one form body may hold */
 
 /* Whether content_type (a Content-Type header value; NULL is accepted and gives 0) names
  * a form type this module decodes: application/x-www-form-urlencoded or

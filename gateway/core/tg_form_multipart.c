@@ -1,10 +1,11 @@
 /* multipart/form-data bodies of form posts (RFC 7578): the boundary, each part's headers
  * and its name, file name and type; every part becomes a field of the submission. */
+#include "tg_form_multipart.h"
+
 #include <string.h>
 
 #include "tg_core.h"
-#include "tg_form.h"
-#include "tg_form_int.h"
+#include "tg_form_limits.h"
 
 /* ---- multipart/form-data ----------------------------------------------------------- */
 
@@ -32,7 +33,7 @@ static int next_param(struct params *p, const char **name, size_t *nlen, struct 
         i++;
     *name = s + start;
     *nlen = i - start;
-    tg_form_trim(name, nlen);
+    tg_form_field_trim(name, nlen);
     tg_buf_clear(val);
     int rc = tg_buf_add(val, "", 0);
     if (i < n && s[i] == '=') {
@@ -50,7 +51,7 @@ static int next_param(struct params *p, const char **name, size_t *nlen, struct 
             while (i < n && s[i] != ';')
                 i++;
             size_t vlen = (size_t)(s + i - v);
-            tg_form_trim(&v, &vlen);
+            tg_form_field_trim(&v, &vlen);
             rc = tg_buf_add(val, v, vlen);
         }
     }
@@ -65,15 +66,15 @@ static int get_boundary(struct form *f, const char *ct, struct tg_buf *b)
     const char *name = NULL;
     size_t nlen = 0;
     int rc = next_param(&p, &name, &nlen, b);
-    while (rc == 1 && !tg_form_ieq(name, nlen, "boundary"))
+    while (rc == 1 && !tg_form_field_ieq(name, nlen, "boundary"))
         rc = next_param(&p, &name, &nlen, b);
     if (rc < 0)
         return rc;
     if (rc == 0 || b->len == 0)
-        return tg_form_fail(f, "the multipart/form-data Content-Type has no boundary");
+        return tg_form_field_fail(f, "the multipart/form-data Content-Type has no boundary");
     if (b->len > TG_FORM_MAX_BOUNDARY)
-        return tg_form_fail(f, "the multipart boundary is longer than %d characters",
-                    TG_FORM_MAX_BOUNDARY);
+        return tg_form_field_fail(f, "the multipart boundary is longer than %d characters",
+                                  TG_FORM_MAX_BOUNDARY);
     return TG_OK;
 }
 
@@ -93,10 +94,10 @@ static int disposition(struct part *pt, const char *v, size_t n)
     int rc = next_param(&p, &name, &nlen, &pt->val);
     for (; rc == 1; rc = next_param(&p, &name, &nlen, &pt->val)) {
         struct tg_buf *dst = NULL;
-        if (tg_form_ieq(name, nlen, "name")) {
+        if (tg_form_field_ieq(name, nlen, "name")) {
             dst = &pt->name;
             pt->has_name = 1;
-        } else if (tg_form_ieq(name, nlen, "filename")) {
+        } else if (tg_form_field_ieq(name, nlen, "filename")) {
             dst = &pt->filename;
             pt->has_filename = 1;
         }
@@ -120,11 +121,11 @@ static int part_header(struct part *pt, const char *s, size_t n)
     size_t nlen = (size_t)(colon - s);
     const char *v = colon + 1;
     size_t vlen = n - nlen - 1;
-    tg_form_trim(&name, &nlen);
-    tg_form_trim(&v, &vlen);
-    if (tg_form_ieq(name, nlen, "content-disposition"))
+    tg_form_field_trim(&name, &nlen);
+    tg_form_field_trim(&v, &vlen);
+    if (tg_form_field_ieq(name, nlen, "content-disposition"))
         return disposition(pt, v, vlen);
-    if (tg_form_ieq(name, nlen, "content-type")) {
+    if (tg_form_field_ieq(name, nlen, "content-type")) {
         tg_buf_clear(&pt->type);
         return tg_buf_add(&pt->type, v, vlen);
     }
@@ -142,8 +143,8 @@ static int part_headers(struct form *f, struct part *pt, const char *s, size_t n
         const char *nl = memchr(s + i, '\n', n - i);
         size_t end = nl != NULL ? (size_t)(nl - s) : n;
         if (end > TG_FORM_MAX_PART_HEADERS)
-            return tg_form_fail(f, "a multipart part has more than %d bytes of headers",
-                        TG_FORM_MAX_PART_HEADERS);
+            return tg_form_field_fail(f, "a multipart part has more than %d bytes of headers",
+                                      TG_FORM_MAX_PART_HEADERS);
         size_t stop = end > i && s[end - 1] == '\r' ? end - 1 : end;
         if (stop == i) {
             *body = end < n ? end + 1 : n;
@@ -172,12 +173,12 @@ static int do_part(struct form *f, struct part *pt, const char *s, size_t n)
     int is_file = pt->has_filename;
     int is_inputs = nlen == strlen("inputs_file") && memcmp(name, "inputs_file", nlen) == 0;
     if (is_file && !is_inputs)
-        return tg_form_check_text(f, name, nlen, "", 0); /* other uploads are ignored */
-    rc = tg_form_check_text(f, name, nlen, s + at, n - at);
+        return tg_form_field_check_text(f, name, nlen, "", 0); /* other uploads are ignored */
+    rc = tg_form_field_check_text(f, name, nlen, s + at, n - at);
     if (rc != TG_OK)
         return rc;
     struct file_info file = {tg_buf_str(&pt->filename), tg_buf_str(&pt->type)};
-    return tg_form_add_field(f, name, s + at, n - at, is_file ? &file : NULL);
+    return tg_form_field_add(f, name, s + at, n - at, is_file ? &file : NULL);
 }
 
 /* Whether a delimiter "--boundary" starts at s[i]; *close tells the closing one, and
@@ -231,14 +232,16 @@ static int multipart_parts(struct form *f, const char *body, size_t len, const s
     int close = 0, rc = TG_OK;
     size_t next = 0, parts = 0;
     if (find_delimiter(body, len, 0, b, &close, &next) >= len)
-        return tg_form_fail(f, "the multipart body does not contain its boundary");
+        return tg_form_field_fail(f, "the multipart body does not contain its boundary");
     while (!close && rc == TG_OK) { /* each round moves next forward */
         size_t start = next;
         size_t e = find_delimiter(body, len, start - 1, b, &close, &next);
         if (e >= len)
-            return tg_form_fail(f, "the multipart body does not end with its closing boundary");
+            return tg_form_field_fail(f, "the multipart body does not end with its closing "
+                                         "boundary");
         if (++parts > TG_FORM_MAX_PARTS)
-            return tg_form_fail(f, "the multipart body has more than %d parts", TG_FORM_MAX_PARTS);
+            return tg_form_field_fail(f, "the multipart body has more than %d parts",
+                                      TG_FORM_MAX_PARTS);
         size_t end = e - 1; /* the line feed before the delimiter */
         if (end > start && body[end - 1] == '\r')
             end--;
@@ -247,7 +250,7 @@ static int multipart_parts(struct form *f, const char *body, size_t len, const s
     return rc;
 }
 
-int tg_form_decode_multipart(struct form *f, const char *ct, const char *body, size_t len)
+int tg_form_multipart_decode(struct form *f, const char *ct, const char *body, size_t len)
 {
     struct tg_buf boundary;
     struct part pt;

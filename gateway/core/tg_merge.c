@@ -81,7 +81,7 @@ json_object *tg_merge(json_object *base, json_object *over)
 static const char *const control_fields[] = {
     "inputs", "taskgroup_id", "preset", "token", "idempotency_key", NULL};
 
-int tg_submission_field_is_control(const char *key)
+int tg_merge_field_is_control(const char *key)
 {
     for (const char *const *f = control_fields; *f != NULL; f++)
         if (strcmp(*f, key) == 0)
@@ -144,19 +144,19 @@ static void map_field(json_object *tmpl, const char *key, json_object *val)
     }
 }
 
-json_object *tg_template_from_submission(json_object *sub)
+json_object *tg_merge_template_from_submission(json_object *sub)
 {
     json_object *tmpl = json_object_new_object();
     if (tmpl == NULL || !json_object_is_type(sub, json_type_object))
         return tmpl;
     json_object_object_foreach(sub, key, val) {
-        if (!tg_submission_field_is_control(key))
+        if (!tg_merge_field_is_control(key))
             map_field(tmpl, key, val);
     }
     return tmpl;
 }
 
-json_object *tg_template_from_preset(json_object *preset)
+json_object *tg_merge_template_from_preset(json_object *preset)
 {
     json_object *tmpl = json_object_new_object();
     if (tmpl == NULL || !json_object_is_type(preset, json_type_object))
@@ -175,7 +175,7 @@ json_object *tg_template_from_preset(json_object *preset)
     return tmpl;
 }
 
-void tg_template_finish(json_object *tmpl)
+void tg_merge_template_finish(json_object *tmpl)
 {
     static const char *const objects[] = {"task_spec", "source_policy", "metadata",
                                           "webhook", NULL};
@@ -265,28 +265,24 @@ static int add_fields(struct tg_buf *b, json_object *tmpl, const char *tag)
     return rc;
 }
 
-int tg_add_runs_open(struct tg_buf *b, json_object *spec)
+int tg_merge_add_runs_open(struct tg_buf *b, json_object *spec)
 {
     int rc = tg_buf_adds(b, "{");
     if (rc == TG_OK && spec != NULL) {
-        size_t len;
-        const char *text = tg_json_str(spec, &len);
-        rc = tg_buf_adds(b, "\"default_task_spec\":");
-        if (rc == TG_OK)
-            rc = tg_buf_add(b, text, len);
+        rc = tg_json_buf_value(b, "\"default_task_spec\":", spec);
         if (rc == TG_OK)
             rc = tg_buf_adds(b, ",");
     }
     return rc == TG_OK ? tg_buf_adds(b, "\"inputs\":[") : rc;
 }
 
-int tg_build_add_runs(struct tg_buf *b, json_object *tmpl, json_object *inputs, size_t first,
+int tg_merge_add_runs(struct tg_buf *b, json_object *tmpl, json_object *inputs, size_t first,
                       size_t count)
 {
-    return tg_build_add_runs_tagged(b, tmpl, inputs, first, count, NULL);
+    return tg_merge_add_runs_tagged(b, tmpl, inputs, first, count, NULL);
 }
 
-int tg_build_add_runs_tagged(struct tg_buf *b, json_object *tmpl, json_object *inputs,
+int tg_merge_add_runs_tagged(struct tg_buf *b, json_object *tmpl, json_object *inputs,
                              size_t first, size_t count, const char *tag)
 {
     /* The template's fields are serialised once and repeated for every input. */
@@ -296,7 +292,7 @@ int tg_build_add_runs_tagged(struct tg_buf *b, json_object *tmpl, json_object *i
     json_object *spec = tg_json_get(tmpl, "task_spec");
 
     if (rc == TG_OK)
-        rc = tg_add_runs_open(b, spec);
+        rc = tg_merge_add_runs_open(b, spec);
     for (size_t i = 0; rc == TG_OK && i < count; i++) {
         size_t len;
         const char *text = tg_json_str(json_object_array_get_idx(inputs, first + i), &len);
@@ -331,7 +327,7 @@ static int add_beta(struct tg_buf *b, const char *name, size_t len)
     return tg_buf_add(b, name, len);
 }
 
-const char *tg_beta_header(struct tg_pool *pool, json_object *run, const char *client)
+const char *tg_merge_beta_header(struct tg_pool *pool, json_object *run, const char *client)
 {
     static const struct {
         const char *field;
@@ -398,15 +394,15 @@ static json_object *walk(json_object *obj, const char *path, int *touched)
     return NULL;
 }
 
-void tg_check_policy(json_object *preset, json_object *own, json_object *body,
-                     json_object *merged, json_object *detail)
+void tg_merge_check_policy(json_object *preset, json_object *own, json_object *body,
+                           json_object *merged, json_object *detail)
 {
     json_object *enforced = tg_json_get(preset, "enforced");
     size_t n = json_object_is_type(enforced, json_type_array) ? json_object_array_length(enforced)
                                                               : 0;
     /* The preset's values are only needed to compare enforced fields: most presets have
      * none, and then no request pays for the copy. */
-    json_object *ptmpl = n > 0 ? tg_template_from_preset(preset) : NULL;
+    json_object *ptmpl = n > 0 ? tg_merge_template_from_preset(preset) : NULL;
     for (size_t i = 0; i < n; i++) {
         const char *path = json_object_get_string(json_object_array_get_idx(enforced, i));
         int touched, unused;
@@ -417,8 +413,8 @@ void tg_check_policy(json_object *preset, json_object *own, json_object *body,
             snprintf(msg, sizeof(msg), "%s is enforced by the team's preset and cannot be "
                      "changed", path);
             json_object *at = tg_json_loc("body", NULL);
-            struct tg_locator where = {tg_loc_simplified, body, at};
-            tg_json_problem(detail, tg_loc_simplified(&where, path), msg, "enforced");
+            struct tg_locator where = {tg_validate_loc_simplified, body, at};
+            tg_json_problem(detail, tg_validate_loc_simplified(&where, path), msg, "enforced");
             json_object_put(at);
         }
     }

@@ -12,6 +12,7 @@
 #include "tg_merge.h"
 #include "tg_metrics.h"
 #include "tg_reconcile.h"
+#include "tg_run_tag.h"
 #include "tg_validate.h"
 
 size_t tg_pipeline_inputs(const struct tg_pipe *p)
@@ -377,7 +378,7 @@ static int create_group(struct tg_pipe *p, struct tg_failure *f)
         a = tg_json_pool(p->pool, tg_json_parse(res.body, res.body_len, TG_JSON_MAX_DEPTH,
                                                 err, sizeof(err)));
         gid = tg_json_get_str(a, "taskgroup_id");
-        if (gid == NULL || !tg_valid_id(gid)) {
+        if (gid == NULL || !tg_validate_id(gid)) {
             unreadable_answer(p, "create a group", f);
             rc = record_call(p, "create_group", path, 0, 0, started, &res, TG_OUTCOME_UNKNOWN,
                              NULL, f->message);

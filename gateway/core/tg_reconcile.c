@@ -18,18 +18,13 @@
 #include "tg_log.h"
 #include "tg_merge.h"
 #include "tg_metrics.h"
+#include "tg_run_tag.h"
 #include "tg_store.h"
 #include "tg_upstream.h"
 
 #define EVENT_MAX (4u * 1024 * 1024) /* one event's data; a run with its metadata is < 20 KB */
 #define READ_TIMEOUT_MS 600000L      /* a whole group's runs stream */
 #define BATCH 1000
-
-const char *tg_run_tag(struct tg_pool *pool, const char *sub_id, int seq, size_t first,
-                       size_t count)
-{
-    return tg_pool_printf(pool, "%s.%d.%zu.%zu", sub_id, seq, first, count);
-}
 
 /* ---- reading the runs stream ------------------------------------------------------------- */
 
@@ -124,10 +119,8 @@ static void on_event(struct reader *r)
         const char *id = tg_json_get_str(run, "run_id");
         int seq;
         long first, count;
-        char rest;
-        if (tag != NULL && id != NULL && strncmp(tag, r->prefix, r->prefix_len) == 0 &&
-            sscanf(tag + r->prefix_len, "%d.%ld.%ld%c", &seq, &first, &count, &rest) == 3 &&
-            seq >= 0 && first >= 0 && count > 0) {
+        if (id != NULL &&
+            tg_run_tag_parse(tag, r->prefix, r->prefix_len, &seq, &first, &count)) {
             struct found_call *c = call_for(r, seq, first, count);
             if (c == NULL || add_run(r, c, id, tg_json_get_str(run, "processor")) != TG_OK) {
                 r->bad = 1;
@@ -363,7 +356,7 @@ int tg_reconcile_one(struct tg_store *st, struct tg_upstream *up, struct tg_pool
     if (sub.state != TG_STATE_UNKNOWN) {
         r->outcome = "skipped";
         snprintf(r->message, sizeof(r->message), "it is %s, not unknown",
-                 tg_state_name(sub.state));
+                 tg_domain_state_name(sub.state));
         return TG_OK;
     }
     struct reader rd;

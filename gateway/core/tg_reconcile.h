@@ -10,11 +10,6 @@ struct tg_conf;
 struct tg_store;
 struct tg_upstream;
 
-/* The tag a run of call seq of submission sub_id carries in its metadata (key
- * TG_RUN_TAG_KEY): "<sub_id>.<seq>.<first input>.<inputs in the call>", in pool. */
-const char *tg_run_tag(struct tg_pool *pool, const char *sub_id, int seq, size_t first,
-                       size_t count);
-
 /* What one reconciliation did. */
 struct tg_recon_report {
     const char *outcome;      /* "accepted", "failed", "partial", "error" (still unknown),

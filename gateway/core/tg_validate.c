@@ -34,14 +34,14 @@ static void add_path(json_object *loc, const char *path)
     }
 }
 
-json_object *tg_loc_plain(const struct tg_locator *self, const char *path)
+json_object *tg_validate_loc_plain(const struct tg_locator *self, const char *path)
 {
     json_object *loc = prefix_copy(self->at);
     add_path(loc, path);
     return loc;
 }
 
-json_object *tg_loc_simplified(const struct tg_locator *self, const char *path)
+json_object *tg_validate_loc_simplified(const struct tg_locator *self, const char *path)
 {
     static const char *const map[][2] = {
         {"source_policy.include_domains", "include_domains"},
@@ -62,7 +62,7 @@ json_object *tg_loc_simplified(const struct tg_locator *self, const char *path)
             return loc;
         }
     }
-    return tg_loc_plain(self, path);
+    return tg_validate_loc_plain(self, path);
 }
 
 static void problem(const struct tg_locator *where, json_object *detail, const char *path,
@@ -96,7 +96,7 @@ static size_t json_chars(json_object *v)
     return utf8_chars(s, len);
 }
 
-int tg_valid_domain(const char *s)
+int tg_validate_domain(const char *s)
 {
     size_t n = strlen(s), label = 0;
     if (n == 0 || n > 253)
@@ -161,7 +161,7 @@ void tg_validate_beta(const char *value, json_object *detail)
                         "value_error");
 }
 
-int tg_valid_id(const char *s)
+int tg_validate_id(const char *s)
 {
     size_t n = 0;
     for (; s[n] != '\0'; n++) {
@@ -217,7 +217,7 @@ static size_t check_domain_list(json_object *list, const char *path,
     for (size_t i = 0; i < n; i++) {
         json_object *d = json_object_array_get_idx(list, i);
         if (!json_object_is_type(d, json_type_string) ||
-            !tg_valid_domain(json_object_get_string(d))) {
+            !tg_validate_domain(json_object_get_string(d))) {
             json_object *loc = where->loc(where, path);
             json_object_array_add(loc, json_object_new_int64((int64_t)i));
             tg_json_problem(detail, loc,
@@ -382,7 +382,7 @@ void tg_validate_metadata(json_object *meta, const struct tg_locator *where,
     check_metadata(meta, where, detail);
 }
 
-size_t tg_task_spec_chars(json_object *tmpl)
+size_t tg_validate_task_spec_chars(json_object *tmpl)
 {
     json_object *spec = tg_json_get(tmpl, "task_spec");
     return spec != NULL ? json_chars(spec) : 0;
@@ -461,7 +461,7 @@ void tg_validate_preset(json_object *preset, json_object *detail)
     if (spec != NULL && !tg_json_has(tmpl, "task_spec"))
         json_object_object_add(tmpl, "task_spec", json_object_get(spec));
     json_object *at = tg_json_loc("body", NULL);
-    struct tg_locator where = {tg_loc_plain, preset, at};
+    struct tg_locator where = {tg_validate_loc_plain, preset, at};
     tg_validate_template(tmpl, &where, detail);
     json_object_put(at);
     json_object_put(tmpl);

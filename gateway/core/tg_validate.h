@@ -21,9 +21,9 @@ struct tg_locator {
 /* The locator of the simplified interface: a template path the client wrote with one of
  * its own field names (include_domains, output, webhook_url, …) is named so; any other
  * path is at's parts followed by the path's parts. */
-json_object *tg_loc_simplified(const struct tg_locator *self, const char *path);
+json_object *tg_validate_loc_simplified(const struct tg_locator *self, const char *path);
 /* at's parts followed by the path's parts. */
-json_object *tg_loc_plain(const struct tg_locator *self, const char *path);
+json_object *tg_validate_loc_plain(const struct tg_locator *self, const char *path);
 
 /* Checks a merged template (one run input without "input"): processor, metadata limits,
  * source policy (at most 200 plausible domains), task spec schemas, webhook, MCP
@@ -44,7 +44,7 @@ void tg_validate_metadata(json_object *meta, const struct tg_locator *where,
 void tg_validate_inputs(json_object *inputs, long max, size_t spec_chars, json_object *detail);
 
 /* Characters (code points) the task spec of a template takes, for the size limit. */
-size_t tg_task_spec_chars(json_object *tmpl);
+size_t tg_validate_task_spec_chars(json_object *tmpl);
 
 /* Checks a preset before it is stored: an object shaped like a run input without "input"
  * (processor optional), plus optional default_task_spec, enforced and allowed_processors. */
@@ -62,10 +62,10 @@ void tg_validate_beta(const char *value, json_object *detail);
 
 /* Whether s is a plausible upstream id (letters, digits, '_' and '-', 1..128 characters):
  * safe to put in a URL path. */
-int tg_valid_id(const char *s);
+int tg_validate_id(const char *s);
 
 /* Whether s is a plausible domain ("example.com", "sub.example.gov") or a bare suffix
  * starting with a period (".gov", ".co.uk"). */
-int tg_valid_domain(const char *s);
+int tg_validate_domain(const char *s);
 
 #endif

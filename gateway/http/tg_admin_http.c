@@ -1,6 +1,8 @@
 /* /v1/admin/...: teams, keys, presets and tokens over HTTP for admin tokens (contract in
- * tg_admin.h). Routing, JSON bodies and answers only: every change is made by the same
+ * tg_admin_http.h). JSON bodies and answers only: every change is made by the same
  * operation of tg_admin.c that the CLI calls, logged under the acting token. */
+#include "tg_admin_http.h"
+
 #include <stdio.h>
 #include <string.h>
 
@@ -11,7 +13,6 @@
 #include "tg_query.h"
 
 #define BODY_MAX (1024 * 1024) /* an admin body; a preset is the largest */
-#define SEGS 4
 
 /* One admin request on its way through: the parts of the answer it builds. */
 struct admin {
@@ -21,8 +22,6 @@ struct admin {
     struct tg_auth auth;
     struct tg_actor who;
     char actor[64];
-    const char *seg[SEGS]; /* the path after /v1/admin/, split at '/', in the pool */
-    int nseg;
     json_object *detail;   /* 422 problems */
     char err[512];
 };
@@ -370,7 +369,7 @@ static void token_issue(struct admin *a)
         if (v[0] == NULL || !tg_admin_valid_name(v[0]))
             problem(a, "body", "team", v[0] == NULL ? "the token's team is required"
                                                     : "a team name is " TG_ADMIN_NAME_RULE);
-        if (v[1] != NULL && tg_role_parse(v[1], &role) != TG_OK)
+        if (v[1] != NULL && tg_domain_role_parse(v[1], &role) != TG_OK)
             problem(a, "body", "role", "the role is submit, audit or admin");
         if (v[2] != NULL && (strlen(v[2]) > 128 || v[2][0] == '\0'))
             problem(a, "body", "label", "a label is 1 to 128 characters");
@@ -405,117 +404,103 @@ static void token_revoke(struct admin *a, const char *id)
         answer_token(a, 200, id, NULL, NULL);
 }
 
-/* ---- routing ----------------------------------------------------------------------------- */
+/* ---- entries (rows of tg_router.c's table) ------------------------------------------- */
 
-/* Splits the path after /v1/admin/ into segments; 0 when it has too many or empty ones. */
-static int split(struct admin *a, const char *rest)
+/* Starts an admin request the router let through (an admin token in req->auth): the acting
+ * token and the names in the path, captured as {team} then {preset} when names > 0 (checked
+ * here so that a problem's loc points at the path). TG_OK, or the answer is in resp. */
+static int begin(struct admin *a, struct tg_worker *w, struct tg_request *req,
+                 struct tg_response *resp, int names)
 {
-    a->nseg = 0;
-    while (*rest != '\0') {
-        size_t len = strcspn(rest, "/");
-        if (len == 0 || a->nseg == SEGS)
-            return 0;
-        a->seg[a->nseg++] = tg_pool_strndup(a->req->pool, rest, len);
-        if (a->seg[a->nseg - 1] == NULL)
-            return 0;
-        rest += len;
-        if (*rest == '/' && *++rest == '\0')
-            return 0;
+    memset(a, 0, sizeof(*a));
+    a->w = w;
+    a->req = req;
+    a->resp = resp;
+    a->auth = *req->auth;
+    a->detail = tg_json_pool(req->pool, json_object_new_array());
+    if (a->detail == NULL) {
+        tg_resp_error(resp, req, 500, "out of memory", NULL);
+        return TG_ERR;
     }
-    return a->nseg > 0;
-}
-
-enum route { R_NONE, R_TEAMS, R_TEAM_KEY, R_PRESETS, R_PRESET, R_TOKENS, R_TOKEN };
-
-static enum route route_of(const struct admin *a)
-{
-    const char *const *s = a->seg;
-    if (strcmp(s[0], "teams") == 0) {
-        if (a->nseg == 1)
-            return R_TEAMS;
-        if (a->nseg == 3 && strcmp(s[2], "key") == 0)
-            return R_TEAM_KEY;
-        if (a->nseg == 3 && strcmp(s[2], "presets") == 0)
-            return R_PRESETS;
-        if (a->nseg == 4 && strcmp(s[2], "presets") == 0)
-            return R_PRESET;
-    } else if (strcmp(s[0], "tokens") == 0) {
-        if (a->nseg == 1)
-            return R_TOKENS;
-        if (a->nseg == 2)
-            return R_TOKEN;
+    snprintf(a->actor, sizeof(a->actor), "token:%s", a->auth.token_id);
+    a->who = (struct tg_actor){a->actor, a->auth.team, "http", req->remote_addr};
+    if (names >= 1 && !tg_admin_valid_name(req->cap[0]))
+        problem(a, "path", "team", "a team name is " TG_ADMIN_NAME_RULE);
+    if (names >= 2 && !tg_admin_valid_name(req->cap[1]))
+        problem(a, "path", "preset", "a preset name is " TG_ADMIN_NAME_RULE);
+    if (json_object_array_length(a->detail) > 0) {
+        tg_resp_validation(resp, a->detail);
+        return TG_ERR;
     }
-    return R_NONE;
+    return TG_OK;
 }
 
-/* The methods each route takes, as the Allow header lists them. */
-static const char *const allowed[] = {
-    [R_NONE] = "", [R_TEAMS] = "GET, POST", [R_TEAM_KEY] = "PUT",
-    [R_PRESETS] = "GET", [R_PRESET] = "GET, PUT", [R_TOKENS] = "GET, POST",
-    [R_TOKEN] = "DELETE",
-};
-
-static int method_allowed(enum route r, const char *method)
-{
-    const char *list = allowed[r];
-    size_t n = strlen(method);
-    for (const char *p = strstr(list, method); p != NULL; p = strstr(p + 1, method))
-        if ((p == list || p[-1] == ' ') && (p[n] == '\0' || p[n] == ','))
-            return 1;
-    return 0;
-}
-
-void tg_admin_http(struct tg_worker *w, struct tg_request *req, struct tg_response *resp)
+void tg_admin_http_teams(struct tg_worker *w, struct tg_request *req, struct tg_response *resp)
 {
     struct admin a;
-    memset(&a, 0, sizeof(a));
-    a.w = w;
-    a.req = req;
-    a.resp = resp;
-    a.detail = tg_json_pool(req->pool, json_object_new_array());
-    if (a.detail == NULL) {
-        tg_resp_error(resp, req, 500, "out of memory", NULL);
-        return;
-    }
-    enum route r = split(&a, req->path + strlen("/v1/admin/")) ? route_of(&a) : R_NONE;
-    if (r == R_NONE) {
-        tg_resp_error(resp, req, 404, "Not Found", NULL);
-        return;
-    }
-    const char *method = strcmp(req->method, "HEAD") == 0 ? "GET" : req->method;
-    if (!method_allowed(r, method)) {
-        tg_resp_header(resp, "Allow", allowed[r]);
-        tg_resp_error(resp, req, 405, "this method is not allowed here", NULL);
-        return;
-    }
-    if (tg_http_auth(w, req, resp, NULL, &a.auth) != TG_OK)
-        return;
-    if (a.auth.role != TG_ROLE_ADMIN) {
-        tg_resp_error(resp, req, 403, "administration needs a token with the admin role",
-                      NULL);
-        return;
-    }
-    snprintf(a.actor, sizeof(a.actor), "token:%s", a.auth.token_id);
-    a.who = (struct tg_actor){a.actor, a.auth.team, "http", req->remote_addr};
+    if (begin(&a, w, req, resp, 0) == TG_OK)
+        teams_list(&a);
+}
 
-    /* Names in the path are checked here so that a problem's loc points at the path. */
-    if (a.nseg >= 2 && r != R_TOKEN && !tg_admin_valid_name(a.seg[1]))
-        problem(&a, "path", "team", "a team name is " TG_ADMIN_NAME_RULE);
-    if (a.nseg == 4 && !tg_admin_valid_name(a.seg[3]))
-        problem(&a, "path", "preset",
-                "a preset name is " TG_ADMIN_NAME_RULE);
-    if (json_object_array_length(a.detail) > 0) {
-        tg_resp_validation(resp, a.detail);
-        return;
-    }
-    int get = strcmp(method, "GET") == 0;
-    switch (r) {
-    case R_TEAMS: get ? teams_list(&a) : team_add(&a); break;
-    case R_TEAM_KEY: team_set_key(&a, a.seg[1]); break;
-    case R_PRESETS: presets_list(&a, a.seg[1]); break;
-    case R_PRESET: get ? preset_show(&a, a.seg[1], a.seg[3]) : preset_set(&a, a.seg[1], a.seg[3]);
-        break;
-    case R_TOKENS: get ? tokens_list(&a) : token_issue(&a); break;
-    default: token_revoke(&a, a.seg[1]); break;
-    }
+void tg_admin_http_team_add(struct tg_worker *w, struct tg_request *req,
+                            struct tg_response *resp)
+{
+    struct admin a;
+    if (begin(&a, w, req, resp, 0) == TG_OK)
+        team_add(&a);
+}
+
+void tg_admin_http_team_key(struct tg_worker *w, struct tg_request *req,
+                            struct tg_response *resp)
+{
+    struct admin a;
+    if (begin(&a, w, req, resp, 1) == TG_OK)
+        team_set_key(&a, req->cap[0]);
+}
+
+void tg_admin_http_presets(struct tg_worker *w, struct tg_request *req,
+                           struct tg_response *resp)
+{
+    struct admin a;
+    if (begin(&a, w, req, resp, 1) == TG_OK)
+        presets_list(&a, req->cap[0]);
+}
+
+void tg_admin_http_preset_show(struct tg_worker *w, struct tg_request *req,
+                               struct tg_response *resp)
+{
+    struct admin a;
+    if (begin(&a, w, req, resp, 2) == TG_OK)
+        preset_show(&a, req->cap[0], req->cap[1]);
+}
+
+void tg_admin_http_preset_set(struct tg_worker *w, struct tg_request *req,
+                              struct tg_response *resp)
+{
+    struct admin a;
+    if (begin(&a, w, req, resp, 2) == TG_OK)
+        preset_set(&a, req->cap[0], req->cap[1]);
+}
+
+void tg_admin_http_tokens(struct tg_worker *w, struct tg_request *req, struct tg_response *resp)
+{
+    struct admin a;
+    if (begin(&a, w, req, resp, 0) == TG_OK)
+        tokens_list(&a);
+}
+
+void tg_admin_http_token_issue(struct tg_worker *w, struct tg_request *req,
+                               struct tg_response *resp)
+{
+    struct admin a;
+    if (begin(&a, w, req, resp, 0) == TG_OK)
+        token_issue(&a);
+}
+
+void tg_admin_http_token_revoke(struct tg_worker *w, struct tg_request *req,
+                                struct tg_response *resp)
+{
+    struct admin a;
+    if (begin(&a, w, req, resp, 0) == TG_OK)
+        token_revoke(&a, req->cap[0]);
 }

@@ -1,12 +1,12 @@
-/* GET /v1/audit/...: the audit trail over HTTP (contract in tg_audit.h). Parses the path
- * and query into a read, answers it through the shared formatter, and logs every read. */
-#include "tg_audit.h"
+/* GET /v1/audit/...: the audit trail over HTTP (contract in tg_audit_http.h). Parses the
+ * query into a read, answers it through the shared formatter, and logs every read. */
+#include "tg_audit_http.h"
 
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
+#include "tg_audit.h"
+#include "tg_audit_format.h"
 #include "tg_http.h"
 #include "tg_json.h"
 #include "tg_log.h"
@@ -71,70 +71,14 @@ static void parse_query(const char *query, struct tg_audit_read *r, json_object 
     }
 }
 
-/* The q of media type mt in an Accept header; -1 when it is not named. */
-static double accept_q(const char *accept, const char *mt)
-{
-    size_t mlen = strlen(mt);
-    for (const char *p = accept; p != NULL && *p != '\0';) {
-        p += strspn(p, " \t,");
-        size_t len = strcspn(p, ",");
-        size_t tlen = strcspn(p, ";, \t");
-        if (tlen == mlen && strncasecmp(p, mt, mlen) == 0) {
-            const char *qp = strstr(p, ";q=");
-            if (qp == NULL || qp > p + len)
-                qp = strstr(p, "; q=");
-            if (qp == NULL || qp > p + len)
-                return 1.0;
-            return strtod(strchr(qp, '=') + 1, NULL);
-        }
-        p += len;
-    }
-    return -1.0;
-}
-
 /* CSV when the Accept header names text/csv above application/json. */
 static int wants_csv(const char *accept)
 {
     if (accept == NULL)
         return 0;
-    double csv = accept_q(accept, "text/csv"), json = accept_q(accept, "application/json");
+    double csv = tg_http_accept_q(accept, "text/csv");
+    double json = tg_http_accept_q(accept, "application/json");
     return csv > 0 && csv > json;
-}
-
-/* Maps the path to a read; TG_ENOTFOUND when it names none. *id_name is the id's name for
- * a loc, NULL for lists. */
-static int route(const char *path, struct tg_audit_read *r, const char **id, const char **id_name)
-{
-    static const struct {
-        const char *prefix;
-        enum tg_audit_what list, one;
-        const char *id_name;
-    } routes[] = {
-        {"/v1/audit/submissions", TG_AUDIT_SUBMISSIONS, TG_AUDIT_SUBMISSION, "submission_id"},
-        {"/v1/audit/runs", TG_AUDIT_RUNS, TG_AUDIT_RUN, "run_id"},
-        {"/v1/audit/groups", TG_AUDIT_GROUP, TG_AUDIT_GROUP, "taskgroup_id"},
-        {"/v1/audit/admin", TG_AUDIT_ADMIN, TG_AUDIT_ADMIN, NULL}, /* a list only */
-    };
-    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
-        size_t n = strlen(routes[i].prefix);
-        if (strncmp(path, routes[i].prefix, n) != 0)
-            continue;
-        const char *rest = path + n;
-        if (*rest == '\0' && routes[i].list != TG_AUDIT_GROUP) {
-            tg_audit_init(r, routes[i].list);
-            *id = NULL;
-            *id_name = NULL;
-            return TG_OK;
-        }
-        if (rest[0] == '/' && rest[1] != '\0' && strchr(rest + 1, '/') == NULL &&
-            routes[i].id_name != NULL) {
-            tg_audit_init(r, routes[i].one);
-            *id = rest + 1;
-            *id_name = routes[i].id_name;
-            return TG_OK;
-        }
-    }
-    return TG_ENOTFOUND;
 }
 
 /* Builds the answer in resp; returns the rows it carries, or -1 when it is an error. */
@@ -145,18 +89,18 @@ static long answer(struct tg_worker *w, struct tg_request *req, struct tg_respon
     char cursor[TG_AUDIT_CURSOR_MAX];
     struct tg_audit_page page;
     memset(&page, 0, sizeof(page));
-    struct tg_audit_out *o = tg_audit_out_new(r->format, &resp->body);
+    struct tg_audit_formatter *o = tg_audit_format_new(r->format, &resp->body);
     if (o == NULL) {
         tg_resp_error(resp, req, 500, "out of memory", NULL);
         goto out;
     }
     tg_buf_clear(&resp->body);
-    int rc = tg_audit_begin(o, r);
+    int rc = tg_audit_format_begin(o, r);
     if (rc == TG_OK)
-        rc = tg_audit_fetch(w->store, r, o, &page);
+        rc = tg_audit_format_fetch(w->store, r, o, &page);
     tg_audit_cursor(r, &page, cursor, sizeof(cursor));
     if (rc == TG_OK)
-        rc = tg_audit_end(o, &page, cursor);
+        rc = tg_audit_format_end(o, &page, cursor);
     if (rc == TG_ENOTFOUND) {
         const char *what = r->what == TG_AUDIT_SUBMISSION ? "submission"
                            : r->what == TG_AUDIT_RUN      ? "run"
@@ -177,16 +121,16 @@ static long answer(struct tg_worker *w, struct tg_request *req, struct tg_respon
                                                        : "application/json";
         if (cursor[0] != '\0')
             tg_resp_header(resp, "X-Next-Cursor", tg_pool_strdup(req->pool, cursor));
-        rows = tg_audit_rows(o);
+        rows = tg_audit_format_rows(o);
     }
 out:
-    tg_audit_out_free(o);
+    tg_audit_format_free(o);
     return rows;
 }
 
 /* Every audit read is logged, answered or not; a read that cannot be logged is not
  * answered. */
-static void log_read(struct tg_worker *w, struct tg_request *req, struct tg_response *resp,
+static void log_read(struct tg_worker *w, const struct tg_request *req, struct tg_response *resp,
                      const struct tg_auth *auth, long rows)
 {
     char actor[64];
@@ -205,29 +149,22 @@ static void log_read(struct tg_worker *w, struct tg_request *req, struct tg_resp
     }
 }
 
-void tg_audit_http(struct tg_worker *w, struct tg_request *req, struct tg_response *resp)
+void tg_audit_http_refused(struct tg_worker *w, struct tg_request *req, struct tg_response *resp,
+                           const struct tg_auth *auth)
 {
-    if (strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0) {
-        tg_resp_header(resp, "Allow", "GET, HEAD");
-        tg_resp_error(resp, req, 405, "the audit trail is read with GET", NULL);
-        return;
-    }
+    log_read(w, req, resp, auth, -1);
+}
+
+/* Answers a read of what (with the path's {id}, named id_name in a loc, for one object),
+ * and logs it. */
+static void serve(struct tg_worker *w, struct tg_request *req, struct tg_response *resp,
+                  enum tg_audit_what what, const char *id_name)
+{
+    const struct tg_auth *auth = req->auth;
+    const char *id = id_name != NULL ? req->cap[0] : NULL;
     struct tg_audit_read r;
-    const char *id, *id_name;
-    if (route(req->path, &r, &id, &id_name) != TG_OK) {
-        tg_resp_error(resp, req, 404, "Not Found", NULL);
-        return;
-    }
-    struct tg_auth auth;
-    if (tg_http_auth(w, req, resp, NULL, &auth) != TG_OK)
-        return;
-    r.scope_team = auth.role == TG_ROLE_SUBMIT ? auth.team : NULL;
-    if (r.what == TG_AUDIT_ADMIN && auth.role == TG_ROLE_SUBMIT) {
-        tg_resp_error(resp, req, 403, "the admin log is read with an audit or admin token",
-                      NULL);
-        log_read(w, req, resp, &auth, -1);
-        return;
-    }
+    tg_audit_init(&r, what);
+    r.scope_team = auth->role == TG_ROLE_SUBMIT ? auth->team : NULL;
 
     long rows = -1;
     char err[200];
@@ -246,5 +183,38 @@ void tg_audit_http(struct tg_worker *w, struct tg_request *req, struct tg_respon
     else
         rows = answer(w, req, resp, &r);
 log:
-    log_read(w, req, resp, &auth, rows);
+    log_read(w, req, resp, auth, rows);
+}
+
+void tg_audit_http_submissions(struct tg_worker *w, struct tg_request *req,
+                               struct tg_response *resp)
+{
+    serve(w, req, resp, TG_AUDIT_SUBMISSIONS, NULL);
+}
+
+void tg_audit_http_submission(struct tg_worker *w, struct tg_request *req,
+                              struct tg_response *resp)
+{
+    serve(w, req, resp, TG_AUDIT_SUBMISSION, "submission_id");
+}
+
+void tg_audit_http_runs(struct tg_worker *w, struct tg_request *req, struct tg_response *resp)
+{
+    serve(w, req, resp, TG_AUDIT_RUNS, NULL);
+}
+
+void tg_audit_http_run(struct tg_worker *w, struct tg_request *req, struct tg_response *resp)
+{
+    serve(w, req, resp, TG_AUDIT_RUN, "run_id");
+}
+
+void tg_audit_http_group(struct tg_worker *w, struct tg_request *req, struct tg_response *resp)
+{
+    serve(w, req, resp, TG_AUDIT_GROUP, "taskgroup_id");
+}
+
+void tg_audit_http_admin_log(struct tg_worker *w, struct tg_request *req,
+                             struct tg_response *resp)
+{
+    serve(w, req, resp, TG_AUDIT_ADMIN, NULL);
 }

@@ -3,57 +3,16 @@
  * script or style is inline, so the Content-Security-Policy can forbid both. */
 #include "tg_html.h"
 
-#include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "tg_json.h"
-
-/* The q value Accept gives a media type (exact or via type/ * or * / *), or -1. */
-static double accept_q(const char *accept, const char *type)
-{
-    double best = -1;
-    int best_rank = -1;
-    size_t slash = strcspn(type, "/");
-    for (const char *p = accept; *p != '\0';) {
-        size_t n = strcspn(p, ",");
-        const char *item = p;
-        while (n > 0 && (*item == ' ' || *item == '\t')) {
-            item++;
-            n--;
-        }
-        size_t tlen = strcspn(item, ";,");
-        while (tlen > 0 && item[tlen - 1] == ' ')
-            tlen--;
-        int rank = -1;
-        if (tlen == strlen(type) && strncasecmp(item, type, tlen) == 0)
-            rank = 2;
-        else if (tlen == slash + 2 && strncasecmp(item, type, slash + 1) == 0 &&
-                 item[slash + 1] == '*')
-            rank = 1;
-        else if (tlen == 3 && strncmp(item, "*/*", 3) == 0)
-            rank = 0;
-        if (rank > best_rank) {
-            double q = 1.0;
-            const char *qp = strstr(item, ";q=");
-            if (qp != NULL && qp < item + n)
-                q = strtod(qp + 3, NULL);
-            best = q;
-            best_rank = rank;
-        }
-        p = item + n;
-        if (*p == ',')
-            p++;
-    }
-    return best;
-}
 
 int tg_html_preferred(const char *accept)
 {
     if (accept == NULL)
         return 0;
-    double html = accept_q(accept, "text/html");
-    double json = accept_q(accept, "application/json");
+    double html = tg_http_accept_q(accept, "text/html");
+    double json = tg_http_accept_q(accept, "application/json");
     return html > 0 && html > json;
 }
 

@@ -4,7 +4,9 @@
 #include "tg_http.h"
 
 #include <assert.h>
+#include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "tg_json.h"
 #include "tg_log.h"
@@ -87,6 +89,49 @@ void tg_resp_validation(struct tg_response *resp, struct json_object *detail)
         tg_buf_clear(&resp->body);
         tg_buf_adds(&resp->body, "{\"detail\":[]}");
     }
+}
+
+/* The q parameter's value among the parameters in [p, end), 1 when there is none. */
+static double param_q(const char *p, const char *end)
+{
+    while (p < end) {
+        p += strspn(p, "; \t");
+        if (p < end && (*p == 'q' || *p == 'Q')) {
+            const char *v = p + 1 + strspn(p + 1, " \t");
+            if (v < end && *v == '=')
+                return strtod(v + 1 + strspn(v + 1, " \t"), NULL);
+        }
+        p += strcspn(p, ";");
+        if (p > end)
+            break;
+    }
+    return 1.0;
+}
+
+double tg_http_accept_q(const char *accept, const char *type)
+{
+    double best = -1;
+    int best_rank = -1;
+    size_t tlen_want = strlen(type);
+    size_t slash = strcspn(type, "/");
+    for (const char *p = accept; p != NULL && *p != '\0';) {
+        p += strspn(p, " \t,");
+        size_t n = strcspn(p, ",");
+        size_t tlen = strcspn(p, ";, \t");
+        int rank = -1;
+        if (tlen == tlen_want && strncasecmp(p, type, tlen) == 0)
+            rank = 2;
+        else if (tlen == slash + 2 && strncasecmp(p, type, slash + 1) == 0 && p[slash + 1] == '*')
+            rank = 1;
+        else if (tlen == 3 && strncmp(p, "*/*", 3) == 0)
+            rank = 0;
+        if (rank > best_rank) {
+            best = param_q(p + tlen, p + n);
+            best_rank = rank;
+        }
+        p += n;
+    }
+    return best;
 }
 
 int tg_http_auth(struct tg_worker *w, const struct tg_request *req, struct tg_response *resp,

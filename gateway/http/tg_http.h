@@ -14,6 +14,7 @@ struct tg_upstream;
 struct json_object;
 struct tg_request;
 struct tg_response;
+struct tg_auth;
 
 /* A response written as it is produced (event streams, long polls), for handlers that
  * relay an answer as it arrives instead of buffering it. */
@@ -25,6 +26,8 @@ struct tg_stream {
     /* Sends data at once. TG_OK, or TG_ERR when the client is gone. */
     int (*write)(void *ctx, const char *data, size_t len);
 };
+
+#define TG_ROUTE_CAPS 4 /* the most captures a route pattern has */
 
 /* Every string is NUL-terminated and lives in pool (or is static); NULL means absent. */
 struct tg_request {
@@ -46,6 +49,13 @@ struct tg_request {
     size_t body_len;
     int64_t started_us;        /* tg_mono_us() when the request arrived */
     struct tg_stream *out;     /* for streamed answers; NULL where none is possible */
+    /* Filled by the router (tg_router.c) before the handler runs: the path's segments that
+     * the route's pattern captures ({id}, {team}...), in order, and the token's owner when
+     * the route needs a token (NULL for a route that takes none). */
+    const char *route;         /* the pattern matched ("/v1/tasks/groups/{id}") */
+    const char *cap[TG_ROUTE_CAPS];
+    int ncap;
+    const struct tg_auth *auth;
 };
 
 #define TG_RESP_MAX_HEADERS 8
@@ -94,10 +104,15 @@ void tg_resp_validation(struct tg_response *resp, struct json_object *detail);
 /* Answers status with a JSON body taken as is. */
 void tg_resp_json(struct tg_response *resp, int status, const char *json, size_t len);
 
+/* The weight (q, 0 to 1) an Accept header gives media type type (RFC 9110 12.5.1): from its
+ * most specific range (type/subtype, else type/ *, else * / *), with the q parameter matched
+ * case-insensitively and optional white space around ';' and '='. -1 when no range covers
+ * it; accept may be NULL. */
+double tg_http_accept_q(const char *accept, const char *type);
+
 /* The reason phrase of an HTTP status ("OK", "Unprocessable Entity", …). */
 const char *tg_http_reason(int status);
 
-struct tg_auth;
 /* Finds and checks the request's team token: the Authorization or x-api-key header, else
  * form_token (a browser form's field; may be NULL). TG_OK fills *auth; otherwise resp
  * holds the answer (401 for a missing, unknown, revoked or expired token; 503 when the

@@ -13,11 +13,14 @@
 
 #include "tg_http.h"
 
-/* Answers the page paths: GET / and /submit, GET /static/taskgate.css and .js, GET
- * /ui/presets (JSON, token in a header), GET and POST /history and /history/{id}, and for
- * a client that prefers HTML a friendly 404 for any other path. Returns 1 when resp holds
- * the answer, 0 when the path is none of these (the caller answers). */
-int tg_pages_handle(struct tg_worker *w, struct tg_request *req, struct tg_response *resp);
+/* The rows of tg_router.c's table for the pages. Each always leaves an answer in resp. */
+/* GET / and /submit: the empty form. */
+void tg_pages_form_page(struct tg_worker *w, struct tg_request *req, struct tg_response *resp);
+/* GET /static/...: a file of tg_static_files, or a 404. */
+void tg_pages_static(struct tg_worker *w, struct tg_request *req, struct tg_response *resp);
+/* GET /ui/presets, for a token (req->auth) in a header (never a form field: a GET's query
+ * would land in logs): {"team": ..., "presets": [{"name", "processor"?}, ...]}. */
+void tg_pages_presets(struct tg_worker *w, struct tg_request *req, struct tg_response *resp);
 
 /* Replaces resp's JSON answer to POST /v1/runs (a submission answer, a 422 detail or an
  * error) with an HTML page saying the same, with the same status: the result with every
@@ -41,7 +44,8 @@ void tg_pages_form(struct tg_buf *b, const struct tg_form_view *v);
 
 /* The history pages (tg_pages_history.c): GET /history and /history/{id} (a token form
  * the script may fill and send), POST /history (the list: fields token, state, cursor) and
- * POST /history/{id} (one submission with its calls and runs). Always answers. */
+ * POST /history/{id} (one submission with its calls and runs; {id} in req->cap[0]). The
+ * token comes from the form, so it checks the token itself. Always answers. */
 void tg_pages_history(struct tg_worker *w, struct tg_request *req, struct tg_response *resp);
 
 /* A file served under /static/, embedded at build time (cmake/embed_static.cmake). */

@@ -452,18 +452,9 @@ static void detail_page(struct tg_worker *w, const struct tg_request *req,
 
 void tg_pages_history(struct tg_worker *w, struct tg_request *req, struct tg_response *resp)
 {
-    const char *id = strcmp(req->path, "/history") == 0 ? NULL : req->path + 9;
-    if (id != NULL && (*id == '\0' || strchr(id, '/') != NULL)) {
-        tg_html_error_page(req, resp, 404, "There is no page at this address.");
-        return;
-    }
-    if (strcmp(req->method, "GET") == 0 || strcmp(req->method, "HEAD") == 0) {
-        token_page(req, resp, 200, NULL);
-        return;
-    }
+    const char *id = req->ncap > 0 ? req->cap[0] : NULL;
     if (strcmp(req->method, "POST") != 0) {
-        tg_resp_header(resp, "Allow", "GET, HEAD, POST");
-        tg_html_error_page(req, resp, 405, NULL);
+        token_page(req, resp, 200, NULL);
         return;
     }
     struct fields *f = tg_pool_calloc(req->pool, 1, sizeof(*f));

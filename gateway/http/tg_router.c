@@ -1,14 +1,15 @@
-/* The request router: names every handler, above them all, and answers the gateway's own
- * paths (/healthz, /metrics). Handlers answer through tg_http.c's helpers. */
+/* The request router: the one route table {method, pattern, roles, handler} naming every
+ * handler, checked once for 404, 405 with its Allow header and the token's role, and the
+ * gateway's own paths (/healthz, /metrics). Handlers answer through tg_http.c's helpers
+ * and declare themselves in their own headers (tg_sdk_api.h, tg_admin_http.h, ...). */
 #include "tg_router.h"
 
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "tg_admin.h"
-#include "tg_audit.h"
-#include "tg_compat.h"
+#include "tg_admin_http.h"
+#include "tg_audit_http.h"
 #include "tg_crypto.h"
 #include "tg_html.h"
 #include "tg_idem.h"
@@ -16,8 +17,10 @@
 #include "tg_metrics.h"
 #include "tg_pages.h"
 #include "tg_reconcile.h"
+#include "tg_sdk_api.h"
 #include "tg_store.h"
 #include "tg_submit.h"
+#include "tg_validate.h"
 
 /* Whether the client is on the gateway's own machine, as nginx saw it: the same addresses
  * nginx's /metrics allow-list admits. Only nginx can write to the daemon's socket (see
@@ -45,7 +48,7 @@ static void log_health(const char *detail)
 
 /* 503 with what is wrong: in general terms for anyone (the endpoint is public), with the
  * details (paths, SQLite's words) for loopback clients and the log. */
-static void health(struct tg_worker *w, const struct tg_request *req,
+static void health(struct tg_worker *w, struct tg_request *req,
                    struct tg_response *resp)
 {
     char detail[400] = "";
@@ -78,7 +81,7 @@ static void health(struct tg_worker *w, const struct tg_request *req,
     tg_resp_error(resp, req, 503, msg != NULL ? msg : pub, NULL);
 }
 
-static void metrics(struct tg_worker *w, const struct tg_request *req,
+static void metrics(struct tg_worker *w, struct tg_request *req,
                     struct tg_response *resp)
 {
     tg_buf_clear(&resp->body);
@@ -102,53 +105,292 @@ static void metrics(struct tg_worker *w, const struct tg_request *req,
     resp->content_type = "text/plain; version=0.0.4; charset=utf-8";
 }
 
+/* POST /v1/runs, the simplified interface; a browser's form post gets a page back. */
+static void submit_runs(struct tg_worker *w, struct tg_request *req, struct tg_response *resp)
+{
+    resp->interface = "simplified";
+    tg_submit_runs(w, req, resp);
+    if (tg_html_preferred(req->accept) && !resp->replayed)
+        tg_html_render(req, resp);
+}
+
+/* The end of a route family with no row for the rest of the path: a 404 in JSON, for
+ * browsers too (an API path is not a page). */
+static void no_such_path(struct tg_worker *w, struct tg_request *req, struct tg_response *resp)
+{
+    (void)w;
+    tg_resp_error(resp, req, 404, "Not Found", NULL);
+}
+
+/* Under /history/ with no submission id the pages know: always a page. */
+static void no_such_page(struct tg_worker *w, struct tg_request *req, struct tg_response *resp)
+{
+    (void)w;
+    tg_html_error_page(req, resp, 404, "There is no page at this address.");
+}
+
+/* ---- the route table ------------------------------------------------------------------ */
+
+/* How a route family answers a method it does not take (405). */
+enum refusal_page {
+    PAGE_NEVER,       /* JSON: {"type":"error",...} with not_allowed */
+    PAGE_IF_PREFERRED, /* an HTML page (not_allowed_page) when the client prefers HTML */
+    PAGE_ALWAYS,      /* always an HTML page (not_allowed_page; NULL: the status's default) */
+};
+
+/* What the rows of one route family share. */
+struct family {
+    const char *interface;        /* for the log line, set once a pattern matches; NULL: the
+                                   * handler sets it */
+    const char *not_allowed;      /* the 405's JSON message */
+    enum refusal_page page;
+    const char *not_allowed_page; /* the 405's HTML message */
+    const char *forbidden;        /* the 403's message, for a token whose role is not in the
+                                   * row's roles */
+    int (*valid_capture)(const char *segment); /* NULL: any non-empty segment */
+};
+
+#define ROLE(r) (1u << (r))
+#define PUBLIC 0u /* no token: the handler needs none, or reads it itself (the submission
+                   * pipeline records refusals; /history takes it from a form field) */
+#define ANY_ROLE (ROLE(TG_ROLE_SUBMIT) | ROLE(TG_ROLE_AUDIT) | ROLE(TG_ROLE_ADMIN))
+
+/* One route. A pattern is the path itself, where a segment "{name}" captures one non-empty
+ * segment into req->cap[] (checked by the family's valid_capture) and a final "*" matches
+ * any rest, empty included. The rows of one pattern are adjacent; the first pattern that
+ * matches is the path's, and the Allow header of its 405 lists its rows' methods in order.
+ * Method "*" takes any method. */
+struct route {
+    const char *method;
+    const char *pattern;
+    unsigned roles; /* PUBLIC, or the ROLE()s a token must have (the router authenticates) */
+    void (*handler)(struct tg_worker *w, struct tg_request *req, struct tg_response *resp);
+    const struct family *family;
+    /* Called after the 403 of a token whose role the row refuses; NULL for none. */
+    void (*refused)(struct tg_worker *w, struct tg_request *req, struct tg_response *resp,
+                    const struct tg_auth *auth);
+};
+
+static const struct family gateway = {NULL, "use GET", PAGE_NEVER, NULL, NULL, NULL};
+static const struct family simplified = {NULL, "use POST to submit runs", PAGE_NEVER, NULL,
+                                         NULL, NULL};
+static const struct family sdk = {
+    "upstream-compatible", "method not allowed", PAGE_NEVER, NULL,
+    "this token may not read runs: use a submit token of the team (auditors: /v1/audit)",
+    tg_validate_id};
+static const struct family audit = {"audit", "the audit trail is read with GET", PAGE_NEVER,
+                                    NULL, "the admin log is read with an audit or admin token",
+                                    NULL};
+static const struct family admin = {"admin", "this method is not allowed here", PAGE_NEVER,
+                                    NULL, "administration needs a token with the admin role",
+                                    NULL};
+static const struct family pages = {"browser", "method not allowed here", PAGE_IF_PREFERRED,
+                                    "This page is only read, never posted to.", NULL, NULL};
+static const struct family files = {NULL, "method not allowed here", PAGE_IF_PREFERRED,
+                                    "This page is only read, never posted to.", NULL, NULL};
+static const struct family history = {"browser", NULL, PAGE_ALWAYS, NULL, NULL, NULL};
+
+#define SUBMIT ROLE(TG_ROLE_SUBMIT)
+#define ADMIN ROLE(TG_ROLE_ADMIN)
+#define AUDIT_OR_ADMIN (ROLE(TG_ROLE_AUDIT) | ROLE(TG_ROLE_ADMIN))
+
+static const struct route routes[] = {
+    /* the gateway's own */
+    {"GET", "/healthz", PUBLIC, health, &gateway, NULL},
+    {"HEAD", "/healthz", PUBLIC, health, &gateway, NULL},
+    {"GET", "/metrics", PUBLIC, metrics, &gateway, NULL},
+    {"HEAD", "/metrics", PUBLIC, metrics, &gateway, NULL},
+    /* the simplified interface (tg_submit.c) */
+    {"POST", "/v1/runs", PUBLIC, submit_runs, &simplified, NULL},
+    /* the upstream's own API, for the SDKs (tg_sdk_api.c), under /v1 and /v1beta */
+    {"POST", "/v1/tasks/groups", PUBLIC, tg_sdk_api_create_group, &sdk, NULL},
+    {"GET", "/v1/tasks/groups/{id}", SUBMIT, tg_sdk_api_read, &sdk, NULL},
+    {"GET", "/v1/tasks/groups/{id}/runs", SUBMIT, tg_sdk_api_read, &sdk, NULL},
+    {"POST", "/v1/tasks/groups/{id}/runs", PUBLIC, tg_sdk_api_add_runs, &sdk, NULL},
+    {"GET", "/v1/tasks/groups/{id}/events", SUBMIT, tg_sdk_api_read, &sdk, NULL},
+    {"GET", "/v1/tasks/groups/{id}/runs/{run_id}", SUBMIT, tg_sdk_api_read, &sdk, NULL},
+    {"GET", "/v1/tasks/runs/{run_id}", SUBMIT, tg_sdk_api_read, &sdk, NULL},
+    {"GET", "/v1/tasks/runs/{run_id}/result", SUBMIT, tg_sdk_api_read, &sdk, NULL},
+    {"GET", "/v1/tasks/runs/{run_id}/input", SUBMIT, tg_sdk_api_read, &sdk, NULL},
+    {"GET", "/v1/tasks/runs/{run_id}/events", SUBMIT, tg_sdk_api_read, &sdk, NULL},
+    {"POST", "/v1beta/tasks/groups", PUBLIC, tg_sdk_api_create_group, &sdk, NULL},
+    {"GET", "/v1beta/tasks/groups/{id}", SUBMIT, tg_sdk_api_read, &sdk, NULL},
+    {"GET", "/v1beta/tasks/groups/{id}/runs", SUBMIT, tg_sdk_api_read, &sdk, NULL},
+    {"POST", "/v1beta/tasks/groups/{id}/runs", PUBLIC, tg_sdk_api_add_runs, &sdk, NULL},
+    {"GET", "/v1beta/tasks/groups/{id}/events", SUBMIT, tg_sdk_api_read, &sdk, NULL},
+    {"GET", "/v1beta/tasks/groups/{id}/runs/{run_id}", SUBMIT, tg_sdk_api_read, &sdk, NULL},
+    {"GET", "/v1beta/tasks/runs/{run_id}", SUBMIT, tg_sdk_api_read, &sdk, NULL},
+    {"GET", "/v1beta/tasks/runs/{run_id}/result", SUBMIT, tg_sdk_api_read, &sdk, NULL},
+    {"GET", "/v1beta/tasks/runs/{run_id}/input", SUBMIT, tg_sdk_api_read, &sdk, NULL},
+    {"GET", "/v1beta/tasks/runs/{run_id}/events", SUBMIT, tg_sdk_api_read, &sdk, NULL},
+    /* the audit trail (tg_audit_http.c): a submit token sees its own team's */
+    {"GET", "/v1/audit/submissions", ANY_ROLE, tg_audit_http_submissions, &audit, NULL},
+    {"HEAD", "/v1/audit/submissions", ANY_ROLE, tg_audit_http_submissions, &audit, NULL},
+    {"GET", "/v1/audit/submissions/{id}", ANY_ROLE, tg_audit_http_submission, &audit, NULL},
+    {"HEAD", "/v1/audit/submissions/{id}", ANY_ROLE, tg_audit_http_submission, &audit, NULL},
+    {"GET", "/v1/audit/runs", ANY_ROLE, tg_audit_http_runs, &audit, NULL},
+    {"HEAD", "/v1/audit/runs", ANY_ROLE, tg_audit_http_runs, &audit, NULL},
+    {"GET", "/v1/audit/runs/{id}", ANY_ROLE, tg_audit_http_run, &audit, NULL},
+    {"HEAD", "/v1/audit/runs/{id}", ANY_ROLE, tg_audit_http_run, &audit, NULL},
+    {"GET", "/v1/audit/groups/{id}", ANY_ROLE, tg_audit_http_group, &audit, NULL},
+    {"HEAD", "/v1/audit/groups/{id}", ANY_ROLE, tg_audit_http_group, &audit, NULL},
+    {"GET", "/v1/audit/admin", AUDIT_OR_ADMIN, tg_audit_http_admin_log, &audit,
+     tg_audit_http_refused},
+    {"HEAD", "/v1/audit/admin", AUDIT_OR_ADMIN, tg_audit_http_admin_log, &audit,
+     tg_audit_http_refused},
+    {"GET", "/v1/audit/*", PUBLIC, no_such_path, &audit, NULL},
+    {"HEAD", "/v1/audit/*", PUBLIC, no_such_path, &audit, NULL},
+    /* administration (tg_admin_http.c) */
+    {"GET", "/v1/admin/teams", ADMIN, tg_admin_http_teams, &admin, NULL},
+    {"HEAD", "/v1/admin/teams", ADMIN, tg_admin_http_teams, &admin, NULL},
+    {"POST", "/v1/admin/teams", ADMIN, tg_admin_http_team_add, &admin, NULL},
+    {"PUT", "/v1/admin/teams/{team}/key", ADMIN, tg_admin_http_team_key, &admin, NULL},
+    {"GET", "/v1/admin/teams/{team}/presets", ADMIN, tg_admin_http_presets, &admin, NULL},
+    {"HEAD", "/v1/admin/teams/{team}/presets", ADMIN, tg_admin_http_presets, &admin, NULL},
+    {"GET", "/v1/admin/teams/{team}/presets/{preset}", ADMIN, tg_admin_http_preset_show,
+     &admin, NULL},
+    {"HEAD", "/v1/admin/teams/{team}/presets/{preset}", ADMIN, tg_admin_http_preset_show,
+     &admin, NULL},
+    {"PUT", "/v1/admin/teams/{team}/presets/{preset}", ADMIN, tg_admin_http_preset_set,
+     &admin, NULL},
+    {"GET", "/v1/admin/tokens", ADMIN, tg_admin_http_tokens, &admin, NULL},
+    {"HEAD", "/v1/admin/tokens", ADMIN, tg_admin_http_tokens, &admin, NULL},
+    {"POST", "/v1/admin/tokens", ADMIN, tg_admin_http_token_issue, &admin, NULL},
+    {"DELETE", "/v1/admin/tokens/{id}", ADMIN, tg_admin_http_token_revoke, &admin, NULL},
+    {"*", "/v1/admin/*", PUBLIC, no_such_path, &admin, NULL},
+    /* the browser pages (tg_pages*.c) */
+    {"GET", "/", PUBLIC, tg_pages_form_page, &pages, NULL},
+    {"HEAD", "/", PUBLIC, tg_pages_form_page, &pages, NULL},
+    {"GET", "/submit", PUBLIC, tg_pages_form_page, &pages, NULL},
+    {"HEAD", "/submit", PUBLIC, tg_pages_form_page, &pages, NULL},
+    {"GET", "/ui/presets", ANY_ROLE, tg_pages_presets, &pages, NULL},
+    {"HEAD", "/ui/presets", ANY_ROLE, tg_pages_presets, &pages, NULL},
+    {"GET", "/static/*", PUBLIC, tg_pages_static, &files, NULL},
+    {"HEAD", "/static/*", PUBLIC, tg_pages_static, &files, NULL},
+    {"GET", "/history", PUBLIC, tg_pages_history, &history, NULL},
+    {"HEAD", "/history", PUBLIC, tg_pages_history, &history, NULL},
+    {"POST", "/history", PUBLIC, tg_pages_history, &history, NULL},
+    {"GET", "/history/{id}", PUBLIC, tg_pages_history, &history, NULL},
+    {"HEAD", "/history/{id}", PUBLIC, tg_pages_history, &history, NULL},
+    {"POST", "/history/{id}", PUBLIC, tg_pages_history, &history, NULL},
+    {"*", "/history/*", PUBLIC, no_such_page, &history, NULL},
+    {NULL, NULL, 0, NULL, NULL, NULL},
+};
+
+/* Whether path matches pattern; on a match the captures go to req->cap (pool strings).
+ * 1, 0, or -1 when the pool is out of memory. */
+static int match(const struct route *r, const char *path, struct tg_request *req)
+{
+    const char *start[TG_ROUTE_CAPS];
+    size_t len[TG_ROUTE_CAPS];
+    int n = 0;
+    const char *p = r->pattern, *s = path;
+    while (*p != '\0') {
+        if (p[0] == '*' && p[1] == '\0') {
+            s += strlen(s);
+            break;
+        }
+        if (*p == '{') {
+            size_t seg = strcspn(s, "/");
+            if (seg == 0 || n == TG_ROUTE_CAPS)
+                return 0;
+            start[n] = s;
+            len[n++] = seg;
+            s += seg;
+            p += strcspn(p, "}");
+            if (*p == '}')
+                p++;
+            continue;
+        }
+        if (*p != *s)
+            return 0;
+        p++;
+        s++;
+    }
+    if (*s != '\0')
+        return 0;
+    const char *cap[TG_ROUTE_CAPS];
+    for (int i = 0; i < n; i++) {
+        cap[i] = tg_pool_strndup(req->pool, start[i], len[i]);
+        if (cap[i] == NULL)
+            return -1;
+        if (r->family->valid_capture != NULL && !r->family->valid_capture(cap[i]))
+            return 0;
+    }
+    for (int i = 0; i < n; i++)
+        req->cap[i] = cap[i];
+    req->ncap = n;
+    req->route = r->pattern;
+    return 1;
+}
+
+/* 405 for the rows of one pattern (from first on), with their methods in Allow. */
+static void not_allowed(const struct tg_request *req, struct tg_response *resp,
+                        const struct route *first)
+{
+    char allow[128] = "";
+    size_t used = 0;
+    for (const struct route *r = first; r->pattern != NULL &&
+                                        strcmp(r->pattern, first->pattern) == 0; r++) {
+        int n = snprintf(allow + used, sizeof(allow) - used, "%s%s", used > 0 ? ", " : "",
+                         r->method);
+        if (n < 0 || (size_t)n >= sizeof(allow) - used)
+            break;
+        used += (size_t)n;
+    }
+    const struct family *f = first->family;
+    tg_resp_header(resp, "Allow", tg_pool_strdup(req->pool, allow));
+    if (f->page == PAGE_ALWAYS || (f->page == PAGE_IF_PREFERRED && tg_html_preferred(req->accept)))
+        tg_html_error_page(req, resp, 405, f->not_allowed_page);
+    else
+        tg_resp_error(resp, req, 405, f->not_allowed, NULL);
+}
+
 static void route(struct tg_worker *w, struct tg_request *req, struct tg_response *resp)
 {
     const char *path = req->path != NULL ? req->path : "/";
-    int is_get = strcmp(req->method, "GET") == 0 || strcmp(req->method, "HEAD") == 0;
-    int is_post = strcmp(req->method, "POST") == 0;
-
-    if (strcmp(path, "/healthz") == 0) {
-        if (is_get)
-            health(w, req, resp);
-        else
-            tg_resp_error(resp, req, 405, "use GET", NULL);
+    const struct route *r = routes;
+    int m = 0;
+    while (r->pattern != NULL && (m = match(r, path, req)) == 0)
+        r++;
+    if (m < 0) {
+        tg_resp_error(resp, req, 500, "out of memory", NULL);
         return;
     }
-    if (strcmp(path, "/metrics") == 0) {
-        if (is_get)
-            metrics(w, req, resp);
+    if (r->pattern == NULL) {
+        if (tg_html_preferred(req->accept))
+            tg_html_error_page(req, resp, 404, "There is no page at this address.");
         else
-            tg_resp_error(resp, req, 405, "use GET", NULL);
+            tg_resp_error(resp, req, 404, "Not Found", NULL);
         return;
     }
-    if (strcmp(path, "/v1/runs") == 0) {
-        if (is_post) {
-            resp->interface = "simplified";
-            tg_submit_runs(w, req, resp);
-            if (tg_html_preferred(req->accept) && !resp->replayed)
-                tg_html_render(req, resp);
-        } else {
-            tg_resp_header(resp, "Allow", "POST");
-            tg_resp_error(resp, req, 405, "use POST to submit runs", NULL);
+    const struct route *first = r;
+    if (first->family->interface != NULL)
+        resp->interface = first->family->interface;
+    while (r->pattern != NULL && strcmp(r->pattern, first->pattern) == 0 &&
+           strcmp(r->method, "*") != 0 && strcmp(r->method, req->method) != 0)
+        r++;
+    if (r->pattern == NULL || strcmp(r->pattern, first->pattern) != 0) {
+        not_allowed(req, resp, first);
+        return;
+    }
+    if (r->roles != PUBLIC) {
+        struct tg_auth *auth = tg_pool_calloc(req->pool, 1, sizeof(*auth));
+        if (auth == NULL) {
+            tg_resp_error(resp, req, 500, "out of memory", NULL);
+            return;
         }
-        return;
+        if (tg_http_auth(w, req, resp, NULL, auth) != TG_OK)
+            return;
+        if ((r->roles & ROLE(auth->role)) == 0) {
+            tg_resp_error(resp, req, 403, r->family->forbidden, NULL);
+            if (r->refused != NULL)
+                r->refused(w, req, resp, auth);
+            return;
+        }
+        req->auth = auth;
     }
-    if (tg_compat_handle(w, req, resp))
-        return;
-    if (strncmp(path, "/v1/audit/", 10) == 0) {
-        resp->interface = "audit";
-        tg_audit_http(w, req, resp);
-        return;
-    }
-    if (strncmp(path, "/v1/admin/", 10) == 0) {
-        resp->interface = "admin";
-        tg_admin_http(w, req, resp);
-        return;
-    }
-    if (tg_pages_handle(w, req, resp)) /* the browser pages, and a browser's 404 */
-        return;
-    tg_resp_error(resp, req, 404, "Not Found", NULL);
+    r->handler(w, req, resp);
 }
 
 void tg_handle(struct tg_worker *w, struct tg_request *req, struct tg_response *resp)

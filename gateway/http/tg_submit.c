@@ -67,7 +67,7 @@ static json_object *outcome_object(struct tg_sub *s, enum tg_state state)
     json_object_object_add(o, "submission_id", json_object_new_string(s->p.id));
     json_object_object_add(o, "taskgroup_id",
                            s->p.taskgroup_id ? json_object_new_string(s->p.taskgroup_id) : NULL);
-    json_object_object_add(o, "status", json_object_new_string(tg_state_name(state)));
+    json_object_object_add(o, "status", json_object_new_string(tg_domain_state_name(state)));
     json_object_object_add(o, "run_ids", json_object_get(s->p.run_ids));
     json_object_object_add(o, "run_cursor", json_object_get(s->p.first_run_cursor));
     json_object_object_add(o, "event_cursor", json_object_get(s->p.first_event_cursor));
@@ -94,7 +94,7 @@ static void answer_failure(struct tg_sub *s, const struct tg_failure *f)
         /* In an error's detail the submission's state is called so: "status" there would
          * read as an HTTP status. */
         json_object_object_del(detail, "status");
-        json_object_object_add(detail, "state", json_object_new_string(tg_state_name(f->state)));
+        json_object_object_add(detail, "state", json_object_new_string(tg_domain_state_name(f->state)));
         json_object_object_add(detail, "accepted_inputs",
                                json_object_new_int64((int64_t)s->p.accepted));
         json_object_object_add(detail, "num_inputs",
@@ -238,15 +238,15 @@ static int build_template(struct tg_sub *s, json_object *detail)
     if (global == NULL)
         return TG_ENOMEM;
     json_object *base = tg_json_pool(pool, tg_merge(global, tg_json_pool(pool,
-                                                    tg_template_from_preset(preset))));
-    json_object *own = tg_json_pool(pool, tg_template_from_submission(s->body));
+                                                    tg_merge_template_from_preset(preset))));
+    json_object *own = tg_json_pool(pool, tg_merge_template_from_submission(s->body));
     s->p.tmpl = tg_json_pool(pool, tg_merge(base, own));
     if (s->p.tmpl == NULL)
         return TG_ENOMEM;
-    tg_template_finish(s->p.tmpl);
-    tg_check_policy(preset, own, s->body, s->p.tmpl, detail);
+    tg_merge_template_finish(s->p.tmpl);
+    tg_merge_check_policy(preset, own, s->body, s->p.tmpl, detail);
     s->p.processor = tg_json_get_str(s->p.tmpl, "processor");
-    s->p.beta = tg_beta_header(pool, s->p.tmpl, s->req->parallel_beta);
+    s->p.beta = tg_merge_beta_header(pool, s->p.tmpl, s->req->parallel_beta);
     if (s->p.beta == NULL)
         return TG_ENOMEM;
     return TG_OK;
@@ -257,7 +257,7 @@ static void check_group(struct tg_sub *s, json_object *detail)
     json_object *g = tg_json_get(s->body, "taskgroup_id");
     if (g == NULL)
         return;
-    if (!json_object_is_type(g, json_type_string) || !tg_valid_id(json_object_get_string(g)))
+    if (!json_object_is_type(g, json_type_string) || !tg_validate_id(json_object_get_string(g)))
         tg_json_problem(detail, tg_json_loc("body", "taskgroup_id", NULL),
                         "a task group id is 1 to 128 letters, digits, '_' or '-'",
                         "value_error");
@@ -281,11 +281,11 @@ static int prepare(struct tg_sub *s)
             check_group(s, detail);
             if (s->p.tmpl != NULL) {
                 json_object *at = tg_json_pool(s->req->pool, tg_json_loc("body", NULL));
-                struct tg_locator where = {tg_loc_simplified, s->body, at};
+                struct tg_locator where = {tg_validate_loc_simplified, s->body, at};
                 tg_validate_template(s->p.tmpl, &where, detail);
             }
             tg_validate_inputs(s->p.inputs, s->w->conf->max_inputs_per_submission,
-                               tg_task_spec_chars(s->p.tmpl), detail);
+                               tg_validate_task_spec_chars(s->p.tmpl), detail);
             if (tg_json_has(tg_json_get(s->p.tmpl, "metadata"), TG_RUN_TAG_KEY))
                 tg_json_problem(detail, tg_json_loc("body", "metadata", TG_RUN_TAG_KEY, NULL),
                                 "metadata key '" TG_RUN_TAG_KEY "' is the gateway's run tag; "
@@ -410,11 +410,11 @@ static int simplified_check(struct tg_sub *s)
     return prepare(s);
 }
 
-/* One chunk: the merged template with the chunk's inputs (tg_build_add_runs_tagged). */
+/* One chunk: the merged template with the chunk's inputs (tg_merge_add_runs_tagged). */
 static int simplified_chunk(const struct tg_pipe *p, struct tg_buf *b, size_t first,
                             size_t count)
 {
-    return tg_build_add_runs_tagged(b, p->tmpl, p->inputs, first, count, p->run_tag);
+    return tg_merge_add_runs_tagged(b, p->tmpl, p->inputs, first, count, p->run_tag);
 }
 
 static const struct tg_sub_ops simplified = {

@@ -156,7 +156,7 @@ int tg_store_auth(struct tg_store *st, const char *token_hash, int64_t now_ms,
         store_col_copy(out->team, sizeof(out->team), s, 1);
         store_col_copy(out->token_id, sizeof(out->token_id), s, 2);
         store_col_copy(out->label, sizeof(out->label), s, 3);
-        if (tg_role_parse(store_col_text(s, 4), &out->role) != TG_OK)
+        if (tg_domain_role_parse(store_col_text(s, 4), &out->role) != TG_OK)
             out->role = TG_ROLE_SUBMIT; /* the schema's CHECK makes this unreachable */
         rc = TG_OK;
     }
@@ -399,7 +399,7 @@ int tg_store_token_add(struct tg_store *st, const struct tg_actor *who, int64_t 
         return rc;
     store_bind_text(s, 1, token_id);
     sqlite3_bind_int64(s, 2, team_id);
-    store_bind_text(s, 3, tg_role_name(role));
+    store_bind_text(s, 3, tg_domain_role_name(role));
     store_bind_text(s, 4, label);
     store_bind_text(s, 5, hash);
     store_bind_text(s, 6, now);
@@ -413,7 +413,7 @@ int tg_store_token_add(struct tg_store *st, const struct tg_actor *who, int64_t 
     if (rc == TG_OK)
         rc = lookup_text(st, S_TEAM_NAME, NULL, team_id, team, sizeof(team));
     if (rc == TG_OK) {
-        char *after = json_pairs("id", token_id, "team", team, "role", tg_role_name(role),
+        char *after = json_pairs("id", token_id, "team", team, "role", tg_domain_role_name(role),
                                  "label", label, "expires_at", expires_ms != 0 ? expires : NULL,
                                  NULL);
         rc = after != NULL ? admin_log(st, who, "token.issue", "token", token_id, team, NULL,

@@ -63,7 +63,7 @@ int store_sub_insert(struct tg_store *st, const struct tg_submission *sub, const
     store_bind_text(s, 8, sub->interface);
     store_bind_text(s, 9, sub->taskgroup_id);
     sqlite3_bind_int(s, 10, sub->num_inputs);
-    store_bind_text(s, 11, tg_state_name(state));
+    store_bind_text(s, 11, tg_domain_state_name(state));
     store_bind_int_or_null(s, 12, http_status);
     store_bind_text(s, 13, error);
     store_bind_text(s, 14, sub->request);
@@ -143,7 +143,7 @@ static int finish_in_tx(struct tg_store *st, const char *sub_id, enum tg_state s
     if (rc != TG_OK)
         return rc;
     store_bind_text(s, 1, sub_id);
-    store_bind_text(s, 2, tg_state_name(state));
+    store_bind_text(s, 2, tg_domain_state_name(state));
     store_bind_int_or_null(s, 3, http_status);
     store_bind_int_or_null(s, 4, upstream_status);
     store_bind_text(s, 5, error);
@@ -234,7 +234,7 @@ static int insert_call(struct tg_store *st, const struct tg_call *c)
     store_bind_text(s, 8, started);
     store_bind_text(s, 9, c->outcome == TG_OUTCOME_NOT_SENT ? NULL : finished);
     sqlite3_bind_int64(s, 10, c->duration_ms);
-    store_bind_text(s, 11, tg_outcome_name(c->outcome));
+    store_bind_text(s, 11, tg_domain_outcome_name(c->outcome));
     store_bind_int_or_null(s, 12, c->http_status);
     store_bind_text(s, 13, c->run_cursor);
     store_bind_text(s, 14, c->event_cursor);

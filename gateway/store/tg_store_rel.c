@@ -100,13 +100,13 @@ static const char *const kind_names[] = {"key", "retry"};
 
 static const char *state_text(enum tg_state s)
 {
-    return tg_state_name(s);
+    return tg_domain_state_name(s);
 }
 
 static enum tg_state parse_state(const char *s)
 {
     for (int i = TG_STATE_PENDING; s != NULL && i <= TG_STATE_UNKNOWN; i++)
-        if (strcmp(s, tg_state_name((enum tg_state)i)) == 0)
+        if (strcmp(s, tg_domain_state_name((enum tg_state)i)) == 0)
             return (enum tg_state)i;
     return TG_STATE_PENDING;
 }
@@ -210,7 +210,7 @@ static int check_limits(struct tg_store *st, int64_t team_id, long runs, int64_t
         rc = one_int(st, R_INFLIGHT, team_id, 0, &used);
         if (rc != TG_OK)
             return rc;
-        if (!tg_limit_allows(l.in_flight, used, 1)) {
+        if (!tg_domain_limit_allows(l.in_flight, used, 1)) {
             *why = (struct tg_admit_refusal){"in_flight", l.in_flight, used, 1};
             return TG_ETOOBIG;
         }
@@ -220,7 +220,7 @@ static int check_limits(struct tg_store *st, int64_t team_id, long runs, int64_t
         rc = one_int(st, R_USAGE_GET, team_id, minute, &used);
         if (rc != TG_OK)
             return rc;
-        if (!tg_limit_allows(l.runs_per_minute, used, runs)) {
+        if (!tg_domain_limit_allows(l.runs_per_minute, used, runs)) {
             long left = 60 - (long)((now_ms / 1000) % 60);
             *why = (struct tg_admit_refusal){"runs_per_minute", l.runs_per_minute, used,
                                              left > 0 ? left : 1};
@@ -483,7 +483,7 @@ int tg_store_recon_load(struct tg_store *st, struct tg_pool *pool, const char *s
         c->num_inputs = sqlite3_column_int(s, 3);
         c->outcome = TG_OUTCOME_UNKNOWN;
         for (int o = TG_OUTCOME_OK; outcome != NULL && o <= TG_OUTCOME_NOT_SENT; o++)
-            if (strcmp(outcome, tg_outcome_name((enum tg_outcome)o)) == 0)
+            if (strcmp(outcome, tg_domain_outcome_name((enum tg_outcome)o)) == 0)
                 c->outcome = (enum tg_outcome)o;
         c->runs = (long)sqlite3_column_int64(s, 5);
     }

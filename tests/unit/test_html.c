@@ -18,6 +18,19 @@ static void negotiation(void)
     CHECK(!tg_html_preferred("text/html;q=0"));
 }
 
+/* One Accept reading for the pages and the audit trail's CSV: ranges by specificity, and
+ * the q parameter with white space around ';' (RFC 9110 12.5.1). */
+static void test_accept_q(void)
+{
+    CHECK(tg_http_accept_q(NULL, "text/csv") < 0);
+    CHECK(tg_http_accept_q("application/json", "text/csv") < 0);
+    CHECK(tg_http_accept_q("text/csv; q=0.5", "text/csv") == 0.5);
+    CHECK(tg_http_accept_q("text/csv ;Q=0.25, */*", "text/csv") == 0.25);
+    CHECK(tg_http_accept_q("text/*;q=0.3, */*;q=0.1", "text/csv") == 0.3);
+    CHECK(tg_http_accept_q("*/*;q=0.1, TEXT/CSV", "text/csv") == 1.0);
+    CHECK(tg_http_accept_q("text/csv;charset=utf-8;q=0.7", "text/csv") == 0.7);
+}
+
 static void escaping(void)
 {
     struct tg_buf b;
@@ -128,6 +141,7 @@ static void form_again(void)
 int main(void)
 {
     static const struct tg_test_case cases[] = {
+        {"accept_q", test_accept_q},
         {"negotiation", negotiation},
         {"escaping", escaping},
         {"pages", pages},

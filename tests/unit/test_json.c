@@ -1,8 +1,9 @@
-/* Unit tests of the strict JSON a client may send (tg_json_parse_input, tg_json_check):
+/* Unit tests of the strict JSON a client may send (tg_json_parse_input, tg_json_strict_check):
  * RFC 8259 only, numbers forwarded as written or refused, and the place of each problem. */
 #include <string.h>
 
 #include "tg_json.h"
+#include "tg_json_strict.h"
 #include "tg_test.h"
 
 /* The loc tg_json_parse_input gives text as compact JSON, "" when it parses, "null" when
@@ -114,8 +115,8 @@ static void grammar(void)
     CHECK_STR(loc_of("{\"a\":[1,{\"b\":", err, sizeof(err)), "[\"body\",\"a\",1,\"b\"]");
     CHECK(strstr(err, "unexpected end of input") != NULL);
     /* As deep as json-c takes for the caller's max_depth, and no deeper. */
-    CHECK(tg_json_check("[[1]]", 5, 3, err, sizeof(err), NULL) == TG_OK);
-    CHECK(tg_json_check("[[[1]]]", 7, 3, err, sizeof(err), NULL) == TG_EINVAL);
+    CHECK(tg_json_strict_check("[[1]]", 5, 3, err, sizeof(err), NULL) == TG_OK);
+    CHECK(tg_json_strict_check("[[[1]]]", 7, 3, err, sizeof(err), NULL) == TG_EINVAL);
     CHECK(strstr(err, "nesting deeper than 2 levels") != NULL);
 }
 

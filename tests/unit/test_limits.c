@@ -28,7 +28,7 @@ static void test_table_for_every_limit(void)
     for (size_t l = 0; l < sizeof(limits) / sizeof(limits[0]); l++) {
         for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
             const struct row *r = &table[i];
-            int got = tg_limit_allows(r->limit, r->used, r->want);
+            int got = tg_domain_limit_allows(r->limit, r->used, r->want);
             if (got != r->allowed)
                 fprintf(stderr, "%s row %zu: limit %ld used %ld want %ld: got %d\n", limits[l], i,
                         r->limit, r->used, r->want, got);

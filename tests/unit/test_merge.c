@@ -21,11 +21,11 @@ static char *merged(const char *global, const char *preset, const char *sub)
 {
     static char out[4096];
     json_object *g = J(global), *p = J(preset), *s = J(sub);
-    json_object *pt = tg_template_from_preset(p);
-    json_object *st = tg_template_from_submission(s);
+    json_object *pt = tg_merge_template_from_preset(p);
+    json_object *st = tg_merge_template_from_submission(s);
     json_object *base = tg_merge(g, pt);
     json_object *m = tg_merge(base, st);
-    tg_template_finish(m);
+    tg_merge_template_finish(m);
     snprintf(out, sizeof(out), "%s", tg_json_str(m, NULL));
     json_object_put(g);
     json_object_put(p);
@@ -129,7 +129,7 @@ static void build_body_exactly(void)
     json_object *inputs = J("[\"a\",{\"city\":\"Paris\"},\"c\"]");
     struct tg_buf b;
     tg_buf_init(&b, 1 << 20);
-    CHECK(tg_build_add_runs(&b, tmpl, inputs, 1, 2) == TG_OK);
+    CHECK(tg_merge_add_runs(&b, tmpl, inputs, 1, 2) == TG_OK);
     CHECK_STR(tg_buf_str(&b),
               "{\"default_task_spec\":{\"output_schema\":\"x\"},\"inputs\":["
               "{\"input\":{\"city\":\"Paris\"},\"processor\":\"core\",\"metadata\":{\"k\":\"v\"}},"
@@ -138,7 +138,7 @@ static void build_body_exactly(void)
 
     /* The buffer's limit is an error, not a crash. */
     tg_buf_init(&b, 40);
-    CHECK(tg_build_add_runs(&b, tmpl, inputs, 0, 3) == TG_ETOOBIG);
+    CHECK(tg_merge_add_runs(&b, tmpl, inputs, 0, 3) == TG_ETOOBIG);
     tg_buf_free(&b);
     json_object_put(tmpl);
     json_object_put(inputs);
@@ -157,7 +157,7 @@ static void validation(void)
     json_object *detail = json_object_new_array();
     json_object *at = tg_json_loc("body", NULL);
     json_object *t = J("{\"metadata\":{\"a_key_longer_than_16\":1,\"ok\":[1]}}");
-    struct tg_locator where = {tg_loc_simplified, t, at};
+    struct tg_locator where = {tg_validate_loc_simplified, t, at};
     tg_validate_template(t, &where, detail);
     CHECK(json_object_array_length(detail) == 3); /* no processor, long key, list value */
     CHECK_STR(first_loc(detail), "[\"body\",\"processor\"]");
@@ -181,20 +181,20 @@ static void validation(void)
     json_object_put(detail);
     json_object_put(at);
 
-    CHECK(tg_valid_id("tgrp_0123abc-Z"));
-    CHECK(!tg_valid_id(""));
-    CHECK(!tg_valid_id("../x"));
-    CHECK(!tg_valid_id("a b"));
-    CHECK(tg_valid_domain("example.com"));
-    CHECK(tg_valid_domain("sub.example.gov"));
-    CHECK(tg_valid_domain(".gov"));
-    CHECK(tg_valid_domain(".co.uk"));
-    CHECK(!tg_valid_domain("localhost"));
-    CHECK(!tg_valid_domain("."));
-    CHECK(!tg_valid_domain("a..b"));
-    CHECK(!tg_valid_domain("-a.com"));
-    CHECK(!tg_valid_domain("http://a.com"));
-    CHECK(!tg_valid_domain("a.com/x"));
+    CHECK(tg_validate_id("tgrp_0123abc-Z"));
+    CHECK(!tg_validate_id(""));
+    CHECK(!tg_validate_id("../x"));
+    CHECK(!tg_validate_id("a b"));
+    CHECK(tg_validate_domain("example.com"));
+    CHECK(tg_validate_domain("sub.example.gov"));
+    CHECK(tg_validate_domain(".gov"));
+    CHECK(tg_validate_domain(".co.uk"));
+    CHECK(!tg_validate_domain("localhost"));
+    CHECK(!tg_validate_domain("."));
+    CHECK(!tg_validate_domain("a..b"));
+    CHECK(!tg_validate_domain("-a.com"));
+    CHECK(!tg_validate_domain("http://a.com"));
+    CHECK(!tg_validate_domain("a.com/x"));
 }
 
 static void strict_parsing(void)
@@ -222,18 +222,18 @@ static void beta_names(void)
     struct tg_pool *pool = tg_pool_create();
     json_object *run = J("{\"processor\":\"core\",\"enable_events\":true,"
                          "\"webhook\":{\"url\":\"https://x\"},\"mcp_servers\":[]}");
-    CHECK_STR(tg_beta_header(pool, run, NULL),
+    CHECK_STR(tg_merge_beta_header(pool, run, NULL),
               "mcp-server-2025-07-17,events-sse-2025-07-24,webhook-2025-08-12");
     json_object_put(run);
     run = J("{\"processor\":\"core\",\"enable_events\":false}");
-    CHECK_STR(tg_beta_header(pool, run, NULL), "");
+    CHECK_STR(tg_merge_beta_header(pool, run, NULL), "");
     /* The client's names are kept, deduplicated, unknown ones included. */
-    CHECK_STR(tg_beta_header(pool, run, " field-basis-2025-11-25, ,events-sse-2025-07-24,"
-                                        "field-basis-2025-11-25"),
+    CHECK_STR(tg_merge_beta_header(pool, run, " field-basis-2025-11-25, ,events-sse-2025-07-24,"
+                                              "field-basis-2025-11-25"),
               "field-basis-2025-11-25,events-sse-2025-07-24");
     json_object_put(run);
     run = J("{\"webhook\":{}}");
-    CHECK_STR(tg_beta_header(pool, run, "events-sse-2025-07-24"),
+    CHECK_STR(tg_merge_beta_header(pool, run, "events-sse-2025-07-24"),
               "webhook-2025-08-12,events-sse-2025-07-24");
     json_object_put(run);
     tg_pool_destroy(pool);
@@ -242,11 +242,11 @@ static void beta_names(void)
 static size_t policy_problems(const char *preset, const char *sub, char *loc, size_t loclen)
 {
     json_object *p = J(preset), *b = J(sub);
-    json_object *own = tg_template_from_submission(b);
-    json_object *pt = tg_template_from_preset(p);
+    json_object *own = tg_merge_template_from_submission(b);
+    json_object *pt = tg_merge_template_from_preset(p);
     json_object *m = tg_merge(pt, own);
     json_object *detail = json_object_new_array();
-    tg_check_policy(p, own, b, m, detail);
+    tg_merge_check_policy(p, own, b, m, detail);
     size_t n = json_object_array_length(detail);
     snprintf(loc, loclen, "%s", first_loc(detail));
     json_object_put(p);

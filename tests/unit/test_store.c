@@ -830,12 +830,12 @@ static void test_readonly(void)
 static void test_names(void)
 {
     enum tg_role r;
-    CHECK_STR(tg_role_name(TG_ROLE_AUDIT), "audit");
-    CHECK(tg_role_parse("admin", &r) == TG_OK && r == TG_ROLE_ADMIN);
-    CHECK(tg_role_parse("root", &r) == TG_EINVAL);
-    CHECK(tg_role_parse(NULL, &r) == TG_EINVAL);
-    CHECK_STR(tg_state_name(TG_STATE_UNKNOWN), "unknown");
-    CHECK_STR(tg_outcome_name(TG_OUTCOME_NOT_SENT), "not_sent");
+    CHECK_STR(tg_domain_role_name(TG_ROLE_AUDIT), "audit");
+    CHECK(tg_domain_role_parse("admin", &r) == TG_OK && r == TG_ROLE_ADMIN);
+    CHECK(tg_domain_role_parse("root", &r) == TG_EINVAL);
+    CHECK(tg_domain_role_parse(NULL, &r) == TG_EINVAL);
+    CHECK_STR(tg_domain_state_name(TG_STATE_UNKNOWN), "unknown");
+    CHECK_STR(tg_domain_outcome_name(TG_OUTCOME_NOT_SENT), "not_sent");
     /* Team and preset names: one grammar, addressable as a path segment. */
     CHECK(tg_admin_valid_name("ops"));
     CHECK(tg_admin_valid_name("Team.A_1-x"));

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "tg_admin.h"
+#include "tg_cli_common.h"
 #include "tg_conf.h"
 #include "tg_core.h"
 #include "tg_crypto.h"
@@ -132,13 +133,9 @@ int tg_keys_cli(const struct tg_conf *conf, int argc, char **argv)
         fputs("taskgate: usage: taskgate keys rotate | keys status\n", stderr);
         return 2;
     }
-    char err[512];
-    struct tg_store *st = NULL;
-    if (tg_store_open(&st, conf->database, 0, (int)conf->db_busy_timeout_ms, err,
-                      sizeof(err)) != TG_OK) {
-        fprintf(stderr, "taskgate: %s\n", err);
+    struct tg_store *st = tg_cli_common_store(conf, 0);
+    if (st == NULL)
         return 1;
-    }
     int status = is_rotate ? keys_rotate(st, conf) : keys_status(st, conf);
     tg_store_close(st);
     return status;

@@ -1,7 +1,7 @@
-/* The one formatter of audit rows (contract in tg_audit.h): JSON, CSV (RFC 4180) and
+/* The one formatter of audit rows (contract in tg_audit_format.h): JSON, CSV (RFC 4180) and
  * aligned tables for people, shared by GET /v1/audit/... and `taskgate audit`; and the
  * fetch that reads a page of a read from the store into it. */
-#include "tg_audit.h"
+#include "tg_audit_format.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,7 +52,7 @@ static const char *const table_admin[] = {"at", "actor", "interface", "action", 
 #define FIELD_MAX 400      /* code points of a value in an object's "name  value" lines */
 #define TABLE_BYTES_MAX ((size_t)64 * 1024 * 1024)
 
-struct tg_audit_out {
+struct tg_audit_formatter {
     enum tg_audit_format format;
     struct tg_buf *dst;
     const struct section *layout;
@@ -69,9 +69,9 @@ struct tg_audit_out {
     const char *const *tnames;
 };
 
-struct tg_audit_out *tg_audit_out_new(enum tg_audit_format format, struct tg_buf *dst)
+struct tg_audit_formatter *tg_audit_format_new(enum tg_audit_format format, struct tg_buf *dst)
 {
-    struct tg_audit_out *o = calloc(1, sizeof(*o));
+    struct tg_audit_formatter *o = calloc(1, sizeof(*o));
     if (o == NULL)
         return NULL;
     o->format = format;
@@ -81,7 +81,7 @@ struct tg_audit_out *tg_audit_out_new(enum tg_audit_format format, struct tg_buf
     return o;
 }
 
-void tg_audit_out_free(struct tg_audit_out *o)
+void tg_audit_format_free(struct tg_audit_formatter *o)
 {
     if (o == NULL)
         return;
@@ -89,29 +89,29 @@ void tg_audit_out_free(struct tg_audit_out *o)
     free(o);
 }
 
-long tg_audit_rows(const struct tg_audit_out *o)
+long tg_audit_format_rows(const struct tg_audit_formatter *o)
 {
     return o->rows;
 }
 
-static void put(struct tg_audit_out *o, const char *s, size_t n)
+static void put(struct tg_audit_formatter *o, const char *s, size_t n)
 {
     if (o->rc == TG_OK)
         o->rc = tg_buf_add(o->dst, s, n);
 }
 
-static void puts_(struct tg_audit_out *o, const char *s)
+static void puts_(struct tg_audit_formatter *o, const char *s)
 {
     put(o, s, strlen(s));
 }
 
-static void put_json_string(struct tg_audit_out *o, const char *s)
+static void put_json_string(struct tg_audit_formatter *o, const char *s)
 {
     if (o->rc == TG_OK)
         o->rc = tg_json_buf_string(o->dst, s);
 }
 
-static void json_member(struct tg_audit_out *o, const char *name)
+static void json_member(struct tg_audit_formatter *o, const char *name)
 {
     if (o->members++ > 0)
         puts_(o, ",");
@@ -120,7 +120,7 @@ static void json_member(struct tg_audit_out *o, const char *name)
 }
 
 /* A stored JSON text as JSON, or as a string when it does not parse. */
-static void put_json_text(struct tg_audit_out *o, const char *text)
+static void put_json_text(struct tg_audit_formatter *o, const char *text)
 {
     json_object *v = json_tokener_parse(text);
     if (v == NULL) {
@@ -133,7 +133,7 @@ static void put_json_text(struct tg_audit_out *o, const char *text)
     json_object_put(v);
 }
 
-static void json_row(struct tg_audit_out *o, const struct tg_audit_row *row)
+static void json_row(struct tg_audit_formatter *o, const struct tg_audit_row *row)
 {
     puts_(o, "{");
     for (int i = 0; i < row->ncols; i++) {
@@ -156,7 +156,7 @@ static void json_row(struct tg_audit_out *o, const struct tg_audit_row *row)
  * a CR: OWASP's CSV injection rule) is written as text instead: a single quote in front,
  * and quoted. Integer columns are written as they are: digits and a sign are a number,
  * never a formula. */
-static void csv_field(struct tg_audit_out *o, const char *v, int is_text)
+static void csv_field(struct tg_audit_formatter *o, const char *v, int is_text)
 {
     if (v == NULL)
         return;
@@ -176,7 +176,7 @@ static void csv_field(struct tg_audit_out *o, const char *v, int is_text)
 }
 
 /* One line; types (NULL for the header) tells text from integer columns. */
-static void csv_line(struct tg_audit_out *o, int n, const char *const *fields,
+static void csv_line(struct tg_audit_formatter *o, int n, const char *const *fields,
                      const enum tg_audit_type *types)
 {
     for (int i = 0; i < n; i++) {
@@ -187,7 +187,7 @@ static void csv_line(struct tg_audit_out *o, int n, const char *const *fields,
     puts_(o, "\r\n");
 }
 
-static void csv_header(struct tg_audit_out *o, int n, const char *const *names)
+static void csv_header(struct tg_audit_formatter *o, int n, const char *const *names)
 {
     if (!o->csv_header)
         csv_line(o, n, names, NULL);
@@ -211,7 +211,7 @@ static int put_cell(struct tg_buf *b, const char *v, size_t max)
     return tg_buf_add_shown(b, v, max);
 }
 
-static void pad(struct tg_audit_out *o, size_t n)
+static void pad(struct tg_audit_formatter *o, size_t n)
 {
     static const char spaces[] = "                                                                ";
     while (n > 0 && o->rc == TG_OK) {
@@ -221,7 +221,7 @@ static void pad(struct tg_audit_out *o, size_t n)
     }
 }
 
-static void table_start(struct tg_audit_out *o, enum tg_audit_kind kind)
+static void table_start(struct tg_audit_formatter *o, enum tg_audit_kind kind)
 {
     o->tnames = kind == TG_AUDIT_KIND_RUN    ? table_run
                 : kind == TG_AUDIT_KIND_CALL  ? table_call
@@ -232,7 +232,7 @@ static void table_start(struct tg_audit_out *o, enum tg_audit_kind kind)
     tg_buf_clear(&o->cells);
 }
 
-static void table_row(struct tg_audit_out *o, const struct tg_audit_row *row)
+static void table_row(struct tg_audit_formatter *o, const struct tg_audit_row *row)
 {
     for (int c = 0; c < o->ntcols && o->rc == TG_OK; c++) {
         if (o->tcol[c] < 0 || o->tcol[c] >= row->ncols ||
@@ -249,7 +249,7 @@ static void table_row(struct tg_audit_out *o, const struct tg_audit_row *row)
     }
 }
 
-static void table_line(struct tg_audit_out *o, const char *indent, const char *const *cells,
+static void table_line(struct tg_audit_formatter *o, const char *indent, const char *const *cells,
                        const size_t *width)
 {
     puts_(o, indent);
@@ -262,7 +262,7 @@ static void table_line(struct tg_audit_out *o, const char *indent, const char *c
 }
 
 /* Writes the kept rows with every column as wide as its widest cell. */
-static void table_flush(struct tg_audit_out *o, const char *indent)
+static void table_flush(struct tg_audit_formatter *o, const char *indent)
 {
     size_t width[TABLE_MAX_COLS];
     const char *cells[TABLE_MAX_COLS];
@@ -289,7 +289,7 @@ static void table_flush(struct tg_audit_out *o, const char *indent)
 }
 
 /* One row as "name  value" lines. */
-static void table_object(struct tg_audit_out *o, const struct tg_audit_row *row)
+static void table_object(struct tg_audit_formatter *o, const struct tg_audit_row *row)
 {
     size_t w = 0;
     for (int i = 0; i < row->ncols; i++)
@@ -311,7 +311,7 @@ static void table_object(struct tg_audit_out *o, const struct tg_audit_row *row)
 
 /* ---- sections ---- */
 
-static int sections(const struct tg_audit_out *o)
+static int sections(const struct tg_audit_formatter *o)
 {
     int n = 0;
     while (o->layout[n].name != NULL)
@@ -319,7 +319,7 @@ static int sections(const struct tg_audit_out *o)
     return n;
 }
 
-static void open_section(struct tg_audit_out *o)
+static void open_section(struct tg_audit_formatter *o)
 {
     const struct section *s = &o->layout[o->cur];
     o->in_section = 0;
@@ -332,7 +332,7 @@ static void open_section(struct tg_audit_out *o)
     }
 }
 
-static void close_section(struct tg_audit_out *o)
+static void close_section(struct tg_audit_formatter *o)
 {
     const struct section *s = &o->layout[o->cur];
     if (o->format == TG_AUDIT_JSON) {
@@ -360,7 +360,7 @@ static void close_section(struct tg_audit_out *o)
 
 /* Moves on to the section that holds rows of kind, closing the open one and opening (as
  * empty) any in between. TG_ERR when the layout has no place for such a row. */
-static int enter(struct tg_audit_out *o, enum tg_audit_kind kind)
+static int enter(struct tg_audit_formatter *o, enum tg_audit_kind kind)
 {
     if (o->cur >= 0 && o->layout[o->cur].kind == kind)
         return TG_OK;
@@ -380,7 +380,7 @@ static int enter(struct tg_audit_out *o, enum tg_audit_kind kind)
 
 static int take_row(void *arg, const struct tg_audit_row *row)
 {
-    struct tg_audit_out *o = arg;
+    struct tg_audit_formatter *o = arg;
     if (o->rc == TG_OK && enter(o, row->kind) != TG_OK)
         o->rc = TG_ERR;
     if (o->rc != TG_OK)
@@ -408,7 +408,7 @@ static int take_row(void *arg, const struct tg_audit_row *row)
     return o->rc;
 }
 
-int tg_audit_begin(struct tg_audit_out *o, const struct tg_audit_read *r)
+int tg_audit_format_begin(struct tg_audit_formatter *o, const struct tg_audit_read *r)
 {
     switch (r->what) {
     case TG_AUDIT_SUBMISSIONS:
@@ -437,8 +437,8 @@ int tg_audit_begin(struct tg_audit_out *o, const struct tg_audit_read *r)
     return o->rc;
 }
 
-int tg_audit_end(struct tg_audit_out *o, const struct tg_audit_page *page,
-                 const char *next_cursor)
+int tg_audit_format_end(struct tg_audit_formatter *o, const struct tg_audit_page *page,
+                        const char *next_cursor)
 {
     int n = sections(o);
     if (o->cur < 0) {
@@ -487,8 +487,8 @@ static void query_of(const struct tg_audit_read *r, struct tg_audit_query *q)
     q->after = r->after;
 }
 
-int tg_audit_fetch(struct tg_store *st, const struct tg_audit_read *r, struct tg_audit_out *o,
-                   struct tg_audit_page *page)
+int tg_audit_format_fetch(struct tg_store *st, const struct tg_audit_read *r,
+                          struct tg_audit_formatter *o, struct tg_audit_page *page)
 {
     struct tg_audit_query q;
     query_of(r, &q);

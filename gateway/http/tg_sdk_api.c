@@ -13,7 +13,7 @@
  * and only for groups and runs the team's own submissions created: anything else is a
  * 404, whoever holds the Parallel key. Errors the gateway makes itself use the upstream's
  * shapes and the statuses the SDKs map to their typed errors. */
-#include "tg_compat.h"
+#include "tg_sdk_api.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -49,66 +49,6 @@ struct route {
 };
 
 /* ---- helpers ------------------------------------------------------------------------- */
-
-/* The next '/'-separated part of *p as a pool string, advancing *p; NULL at the end. */
-static const char *next_part(struct tg_pool *pool, const char **p)
-{
-    if (**p == '\0')
-        return NULL;
-    const char *start = *p;
-    size_t n = strcspn(start, "/");
-    *p = start + n + (start[n] == '/' ? 1 : 0);
-    return tg_pool_strndup(pool, start, n);
-}
-
-/* Splits path into a route. TG_OK, or TG_ENOTFOUND for a path this file does not serve. */
-static int parse_route(struct tg_pool *pool, const char *path, struct route *r)
-{
-    memset(r, 0, sizeof(*r));
-    if (strncmp(path, "/v1beta/tasks/", 14) == 0) {
-        r->api = "/v1beta";
-        path += 14;
-    } else if (strncmp(path, "/v1/tasks/", 10) == 0) {
-        r->api = "/v1";
-        path += 10;
-    } else {
-        return TG_ENOTFOUND;
-    }
-    const char *kind = next_part(pool, &path);
-    if (kind == NULL)
-        return TG_ENOTFOUND;
-    const char *id = next_part(pool, &path);
-    const char *leaf = next_part(pool, &path);
-    const char *sub = next_part(pool, &path);
-    if (next_part(pool, &path) != NULL || (id != NULL && !tg_valid_id(id)))
-        return TG_ENOTFOUND;
-    if (strcmp(kind, "groups") == 0) {
-        r->groups = 1;
-        r->group = id;
-        if (leaf == NULL)
-            return TG_OK;
-        if (strcmp(leaf, "runs") == 0 && sub != NULL) {
-            if (!tg_valid_id(sub))
-                return TG_ENOTFOUND;
-            r->run = sub;
-            return TG_OK;
-        }
-        if (sub == NULL && (strcmp(leaf, "runs") == 0 || strcmp(leaf, "events") == 0)) {
-            r->leaf = leaf;
-            return TG_OK;
-        }
-        return TG_ENOTFOUND;
-    }
-    if (strcmp(kind, "runs") == 0 && id != NULL && sub == NULL) {
-        r->run = id;
-        if (leaf == NULL || strcmp(leaf, "result") == 0 || strcmp(leaf, "input") == 0 ||
-            strcmp(leaf, "events") == 0) {
-            r->leaf = leaf;
-            return TG_OK;
-        }
-    }
-    return TG_ENOTFOUND;
-}
 
 /* Whether a query string can be passed on as it is: URL characters only. */
 static int plain_query(const char *q)
@@ -368,7 +308,7 @@ static void answer_failed(struct tg_sub *s, const struct tg_failure *f)
             detail = tg_json_pool(s->req->pool, json_object_new_object());
             json_object_object_add(detail, "submission_id", json_object_new_string(s->p.id));
             json_object_object_add(detail, "state",
-                                   json_object_new_string(tg_state_name(f->state)));
+                                   json_object_new_string(tg_domain_state_name(f->state)));
             json_object_object_add(detail, "run_ids", json_object_get(s->p.run_ids));
         }
         tg_resp_error(s->resp, s->req, f->status, f->message, detail);
@@ -413,7 +353,7 @@ static int check_group_create(struct tg_sub *s)
     json_object *meta = tg_json_get(body, "metadata");
     if (meta != NULL) {
         json_object *at = tg_json_pool(s->req->pool, tg_json_loc("body", NULL));
-        struct tg_locator where = {tg_loc_plain, body, at};
+        struct tg_locator where = {tg_validate_loc_plain, body, at};
         tg_validate_metadata(meta, &where, s->detail);
     }
     s->body = body;
@@ -457,15 +397,15 @@ static json_object *spec_loc(const struct tg_locator *self, const char *path)
     if (strncmp(path, "task_spec", 9) == 0) {
         char renamed[256];
         snprintf(renamed, sizeof(renamed), "default_task_spec%s", path + 9);
-        return tg_loc_plain(self, renamed);
+        return tg_validate_loc_plain(self, renamed);
     }
-    return tg_loc_plain(self, path);
+    return tg_validate_loc_plain(self, path);
 }
 
 /* Builds one chunk: {"default_task_spec":…,"inputs":[merged runs…]}, each run tagged. */
 static int build_chunk(const struct tg_pipe *p, struct tg_buf *b, size_t first, size_t count)
 {
-    int rc = tg_add_runs_open(b, p->spec);
+    int rc = tg_merge_add_runs_open(b, p->spec);
     for (size_t i = 0; rc == TG_OK && i < count; i++) {
         json_object *run = json_object_array_get_idx(p->inputs, first + i);
         if (p->run_tag != NULL) {
@@ -517,7 +457,7 @@ static int prepare_runs(struct tg_sub *s, json_object *body)
     json_object *global = tg_sub_global_defaults(s);
     if (global == NULL)
         return TG_ENOMEM;
-    json_object *ptmpl = tg_json_pool(pool, tg_template_from_preset(preset));
+    json_object *ptmpl = tg_json_pool(pool, tg_merge_template_from_preset(preset));
     json_object *pspec = tg_json_get(ptmpl, "task_spec");
     s->p.spec = tg_json_get(body, "default_task_spec");
     if (s->p.spec == NULL && pspec != NULL)
@@ -536,10 +476,10 @@ static int prepare_runs(struct tg_sub *s, json_object *body)
         if (t == NULL)
             return TG_ENOMEM;
         json_object_object_add(t, "task_spec", json_object_get(s->p.spec));
-        tg_template_finish(t);
+        tg_merge_template_finish(t);
         s->p.spec = tg_json_get(t, "task_spec");
         tg_validate_task_spec(s->p.spec, &where, s->detail);
-        spec_chars = tg_task_spec_chars(t);
+        spec_chars = tg_validate_task_spec_chars(t);
     }
 
     json_object *inputs = tg_json_get(body, "inputs");
@@ -581,12 +521,12 @@ static int prepare_runs(struct tg_sub *s, json_object *body)
         json_object *merged = tg_json_pool(pool, tg_merge(base, own));
         if (merged == NULL)
             return TG_ENOMEM;
-        tg_template_finish(merged);
+        tg_merge_template_finish(merged);
 
         json_object *problems = tg_json_pool(pool, json_object_new_array());
         json_object *at = tg_json_pool(pool, tg_json_loc("body", NULL));
-        struct tg_locator where = {tg_loc_plain, run, at};
-        tg_check_policy(preset, own, run, merged, problems);
+        struct tg_locator where = {tg_validate_loc_plain, run, at};
+        tg_merge_check_policy(preset, own, run, merged, problems);
         tg_validate_template(merged, &where, problems);
         if (tg_json_has(tg_json_get(merged, "metadata"), TG_RUN_TAG_KEY))
             tg_json_problem(problems, tg_json_loc("body", "metadata", TG_RUN_TAG_KEY, NULL),
@@ -595,7 +535,7 @@ static int prepare_runs(struct tg_sub *s, json_object *body)
         move_problems(problems, s->detail, prefix, NULL);
 
         s->p.run_procs[i] = tg_json_get_str(merged, "processor");
-        beta = tg_beta_header(pool, merged, beta);
+        beta = tg_merge_beta_header(pool, merged, beta);
         if (beta == NULL)
             return TG_ENOMEM;
         json_object *full = json_object_new_object();
@@ -668,42 +608,53 @@ static const struct tg_sub_ops add_runs_ops = {
     .answer_failed = answer_failed,
 };
 
-/* ---- routing ------------------------------------------------------------------------- */
+/* ---- entries (rows of tg_router.c's table) ------------------------------------------- */
 
-int tg_compat_handle(struct tg_worker *w, struct tg_request *req, struct tg_response *resp)
+/* The route the router matched: its pattern says which of the paths above it is. */
+static void route_of(const struct tg_request *req, struct route *r)
+{
+    memset(r, 0, sizeof(*r));
+    r->api = strncmp(req->path, "/v1beta/", 8) == 0 ? "/v1beta" : "/v1";
+    const char *last = strrchr(req->route, '/') + 1;
+    r->leaf = last[0] != '{' ? last : NULL;
+    r->groups = strstr(req->route, "/tasks/groups") != NULL;
+    if (r->groups) {
+        r->group = req->ncap > 0 ? req->cap[0] : NULL;
+        r->run = req->ncap > 1 ? req->cap[1] : NULL;
+        if (r->group == NULL || r->run != NULL)
+            r->leaf = NULL;
+    } else {
+        r->run = req->cap[0];
+    }
+}
+
+static void submit(struct tg_worker *w, struct tg_request *req, struct tg_response *resp,
+                   int create)
 {
     struct route r;
-    if (parse_route(req->pool, req->path, &r) != TG_OK)
-        return 0;
-    resp->interface = "upstream-compatible";
-    int is_get = strcmp(req->method, "GET") == 0;
-    int is_post = strcmp(req->method, "POST") == 0;
-    int add = r.groups && r.group != NULL && r.run == NULL && r.leaf != NULL &&
-              strcmp(r.leaf, "runs") == 0;
-    int create = r.groups && r.group == NULL;
-    int allowed = create ? is_post : add ? is_post || is_get : is_get;
-    if (!allowed) {
-        tg_resp_header(resp, "Allow", create ? "POST" : add ? "GET, POST" : "GET");
-        tg_resp_error(resp, req, 405, "method not allowed", NULL);
-        return 1;
-    }
-    if (is_post) {
-        tg_submit_run(create ? &create_group_ops : &add_runs_ops, w, req, resp, r.api,
-                   create ? NULL : r.group);
-        return 1;
-    }
-    struct tg_auth auth;
-    if (tg_http_auth(w, req, resp, NULL, &auth) != TG_OK)
-        return 1;
-    if (auth.role != TG_ROLE_SUBMIT) {
-        tg_resp_error(resp, req, 403, "this token may not read runs: use a submit token of the "
-                                      "team (auditors: /v1/audit)", NULL);
-        return 1;
-    }
+    route_of(req, &r);
+    tg_submit_run(create ? &create_group_ops : &add_runs_ops, w, req, resp, r.api,
+                  create ? NULL : r.group);
+}
+
+void tg_sdk_api_create_group(struct tg_worker *w, struct tg_request *req,
+                             struct tg_response *resp)
+{
+    submit(w, req, resp, 1);
+}
+
+void tg_sdk_api_add_runs(struct tg_worker *w, struct tg_request *req, struct tg_response *resp)
+{
+    submit(w, req, resp, 0);
+}
+
+void tg_sdk_api_read(struct tg_worker *w, struct tg_request *req, struct tg_response *resp)
+{
     if (req->out == NULL) {
         tg_resp_error(resp, req, 500, "this connection cannot relay answers", NULL);
-        return 1;
+        return;
     }
-    serve_read(w, req, resp, &r, &auth);
-    return 1;
+    struct route r;
+    route_of(req, &r);
+    serve_read(w, req, resp, &r, req->auth);
 }
