@@ -89,7 +89,7 @@ static const char *const rel_sql[] = {
         " GROUP BY state",
 };
 
-_Static_assert(R_SLOT_END <= 56, "tg_store_rel.c claims slots 32-55 only");
+_Static_assert(R_SLOT_END <= 56, "tg_store_admission.c claims slots 32-55 only");
 
 static int stmt(struct tg_store *st, enum rel_slot id, sqlite3_stmt **out)
 {

@@ -20,7 +20,7 @@
 #include <sqlite3.h>
 
 /* Every statement this module runs, prepared on first use and kept for the handle's life.
- * All SQL of the gateway's SQLite backend lives here and in sql/. */
+ * All SQL of the gateway's SQLite backend lives in gateway/store/sqlite/ and sql/sqlite/. */
 
 static const char *const stmt_sql[S_COUNT] = {
     [S_BEGIN] = "BEGIN IMMEDIATE",

@@ -1,6 +1,6 @@
 /* Inside the store: what the store's own source files (tg_store.c for the connection and
  * the audit records, tg_store_ident.c for teams, tokens, presets and the admin log, and
- * the audit queries) share. Nothing outside gateway/store/ includes this. */
+ * the audit queries) share. Nothing outside gateway/store/sqlite/ includes this. */
 #ifndef TG_STORE_INT_H
 #define TG_STORE_INT_H
 

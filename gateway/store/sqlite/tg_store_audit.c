@@ -138,7 +138,7 @@ static const char *const audit_sql[A_COUNT] = {
         " (SELECT count(*) FROM audit_reads WHERE at < ?1),"
         " (SELECT count(*) FROM submissions WHERE received_at < ?1"
         "   AND state IN ('pending', 'unknown'))",
-    /* The guard of sql/002_audit.sql: set and cleared inside one write transaction. */
+    /* The guard of sql/sqlite/002_audit.sql: set and cleared inside one write transaction. */
     [A_GUARD_ON] = "INSERT INTO audit_prune_guard (active) VALUES (1)",
     [A_DEL_RUNS] = "DELETE FROM runs WHERE submission_id IN (" PRUNED_SUBS ")",
     [A_DEL_CALLS] = "DELETE FROM upstream_calls WHERE submission_id IN (" PRUNED_SUBS ")",
