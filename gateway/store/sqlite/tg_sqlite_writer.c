@@ -1,4 +1,4 @@
-/* The daemon's writes (store_write in tg_store_int.h, tg_store_writer_start in tg_store.h).
+/* The daemon's writes (store_write in tg_sqlite_int.h, tg_store_writer_start in tg_store.h).
  *
  * SQLite has one writer at a time, and what a commit costs is mostly the pages it writes
  * to the WAL, not the rows in it. So the writes of the request path share one connection
@@ -14,7 +14,7 @@
  * and WAL checkpoints run on a background thread instead of inside whichever commit
  * crossed the threshold. */
 #include "tg_store.h"
-#include "tg_store_int.h"
+#include "tg_sqlite_int.h"
 #include "tg_bg.h"
 #include "tg_log.h"
 #include "tg_metrics.h"
@@ -102,7 +102,7 @@ static void note_health(int failed, const char *why)
     pthread_mutex_unlock(&health.lock);
 }
 
-int tg_store_write_health(char *why, size_t whylen)
+int tg_sqlite_write_health(char *why, size_t whylen)
 {
     pthread_mutex_lock(&health.lock);
     int failed = health.failed;
@@ -274,7 +274,7 @@ static int room_for_writes(struct tg_store *st)
     return TG_OK;
 }
 
-int tg_store_write_probe(struct tg_store *st)
+int tg_sqlite_write_probe(struct tg_store *st)
 {
     int rc = store_write(st, probe_w, NULL);
     if (rc == TG_OK)
@@ -347,22 +347,22 @@ static int configure_writer(struct tg_store *w)
     return TG_OK;
 }
 
-int tg_store_writer_start(const char *path, int busy_ms, char *err, size_t errlen)
+int tg_sqlite_writer_start(const char *path, int busy_ms, char *err, size_t errlen)
 {
     struct tg_store *w = NULL, *c = NULL;
     /* Checkpoints are taken off every connection of this process once the checkpointer
      * runs; it must therefore be running before the handles that follow are opened. */
-    int rc = tg_store_open(&c, path, 0, busy_ms, err, errlen);
+    int rc = tg_sqlite_open(&c, path, 0, busy_ms, err, errlen);
     if (rc == TG_OK) {
         ckpt_st = c;
         if (tg_bg_start(&ckpt, checkpointer, NULL) != TG_OK) {
             snprintf(err, errlen, "cannot start the checkpoint thread");
-            tg_store_close(c);
+            tg_sqlite_close(c);
             ckpt_st = NULL;
             return TG_ERR;
         }
         store_set_checkpoints_elsewhere(1);
-        rc = tg_store_open(&w, path, 0, busy_ms, err, errlen);
+        rc = tg_sqlite_open(&w, path, 0, busy_ms, err, errlen);
     }
     if (rc == TG_OK) {
         rc = configure_writer(w);
@@ -370,8 +370,8 @@ int tg_store_writer_start(const char *path, int busy_ms, char *err, size_t errle
             snprintf(err, errlen, "%s", w->err);
     }
     if (rc != TG_OK) {
-        tg_store_close(w);
-        tg_store_writer_stop();
+        tg_sqlite_close(w);
+        tg_sqlite_writer_stop();
         return rc;
     }
     sqlite3_wal_hook(w->db, wal_grew, NULL);
@@ -380,12 +380,12 @@ int tg_store_writer_start(const char *path, int busy_ms, char *err, size_t errle
 }
 
 /* After the workers have stopped: nobody writes any more. */
-void tg_store_writer_stop(void)
+void tg_sqlite_writer_stop(void)
 {
     tg_bg_stop(&ckpt);
     store_set_checkpoints_elsewhere(0);
-    tg_store_close(ckpt_st);
+    tg_sqlite_close(ckpt_st);
     ckpt_st = NULL;
-    tg_store_close(grp.w);
+    tg_sqlite_close(grp.w);
     grp.w = NULL;
 }

@@ -2,7 +2,7 @@
  * every one of them in one transaction (the encryption of keys an older version stored in
  * clear, and `taskgate keys rotate`), and the sealing of the MCP server header values in
  * presets, which go through the same transaction. Single keys are sealed and opened in
- * tg_store_ident.c. */
+ * tg_sqlite_ident.c. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,7 +14,7 @@
 #include "tg_crypto.h"
 #include "tg_json.h"
 #include "tg_store.h"
-#include "tg_store_int.h"
+#include "tg_sqlite_int.h"
 
 #define KEY_MAX 1024
 #define SEALED_MAX TG_CRYPTO_SEALED_LEN(KEY_MAX)
@@ -185,7 +185,7 @@ static int reseal_presets(struct tg_store *st, int every, long *n)
     return rc;
 }
 
-int tg_store_presets_clear(struct tg_store *st, long *n)
+int tg_sqlite_presets_clear(struct tg_store *st, long *n)
 {
     sqlite3_stmt *s = NULL;
     *n = 0;
@@ -213,7 +213,7 @@ int tg_store_presets_clear(struct tg_store *st, long *n)
 
 /* ---- upstream keys ----------------------------------------------------------------------- */
 
-int tg_store_keys_summary(struct tg_store *st, long *sealed, long *clear)
+int tg_sqlite_keys_summary(struct tg_store *st, long *sealed, long *clear)
 {
     sqlite3_stmt *s = NULL;
     int src = sqlite3_prepare_v2(st->db,
@@ -305,7 +305,7 @@ static int log_reseal(struct tg_store *st, const struct tg_actor *who, const cha
     return rc;
 }
 
-int tg_store_keys_reseal(struct tg_store *st, const struct tg_actor *who, int every,
+int tg_sqlite_keys_reseal(struct tg_store *st, const struct tg_actor *who, int every,
                          const char *action, long *n)
 {
     sqlite3_stmt *sel = NULL, *upd = NULL;

@@ -9,7 +9,7 @@
 #include <sqlite3.h>
 
 #include "tg_store.h"
-#include "tg_store_int.h"
+#include "tg_sqlite_int.h"
 
 /* ---- the statements ------------------------------------------------------------------ */
 
@@ -172,7 +172,7 @@ static const struct spec call_spec = {TG_AUDIT_KIND_CALL, call_names, CALL_NCOLS
 static const struct spec admin_spec = {TG_AUDIT_KIND_ADMIN, admin_names, ADMIN_NCOLS,
                                        (1 << 9) | (1 << 10), 1, 0, 0};
 
-const char *const *tg_store_audit_columns(enum tg_audit_kind kind, int *n)
+const char *const *tg_sqlite_audit_columns(enum tg_audit_kind kind, int *n)
 {
     switch (kind) {
     case TG_AUDIT_KIND_CALL:
@@ -301,7 +301,7 @@ static int check_query(struct tg_store *st, const struct tg_audit_query *q, tg_a
     return TG_OK;
 }
 
-int tg_store_audit_submissions(struct tg_store *st, const struct tg_audit_query *q,
+int tg_sqlite_audit_submissions(struct tg_store *st, const struct tg_audit_query *q,
                                tg_audit_fn fn, void *arg, struct tg_audit_page *page)
 {
     int rc = check_query(st, q, fn, page);
@@ -311,7 +311,7 @@ int tg_store_audit_submissions(struct tg_store *st, const struct tg_audit_query 
                      q->limit, &q->after, 0, fn, arg, page);
 }
 
-int tg_store_audit_open(struct tg_store *st, const struct tg_audit_query *q, tg_audit_fn fn,
+int tg_sqlite_audit_open(struct tg_store *st, const struct tg_audit_query *q, tg_audit_fn fn,
                         void *arg, struct tg_audit_page *page)
 {
     int rc = check_query(st, q, fn, page);
@@ -320,7 +320,7 @@ int tg_store_audit_open(struct tg_store *st, const struct tg_audit_query *q, tg_
     return list_page(st, A_OPEN, &sub_spec, q, q->limit, &q->after, 1, fn, arg, page);
 }
 
-int tg_store_audit_runs(struct tg_store *st, const struct tg_audit_query *q, tg_audit_fn fn,
+int tg_sqlite_audit_runs(struct tg_store *st, const struct tg_audit_query *q, tg_audit_fn fn,
                         void *arg, struct tg_audit_page *page)
 {
     int rc = check_query(st, q, fn, page);
@@ -330,7 +330,7 @@ int tg_store_audit_runs(struct tg_store *st, const struct tg_audit_query *q, tg_
                      q->limit, &q->after, 0, fn, arg, page);
 }
 
-int tg_store_audit_admin(struct tg_store *st, const struct tg_audit_query *q, tg_audit_fn fn,
+int tg_sqlite_audit_admin(struct tg_store *st, const struct tg_audit_query *q, tg_audit_fn fn,
                          void *arg, struct tg_audit_page *page)
 {
     int rc = check_query(st, q, fn, page);
@@ -393,7 +393,7 @@ static int children(struct tg_store *st, enum audit_slot id, const struct spec *
     return pass_all(st, s, sp, fn, arg, n);
 }
 
-int tg_store_audit_submission(struct tg_store *st, const char *scope_team, const char *id,
+int tg_sqlite_audit_submission(struct tg_store *st, const char *scope_team, const char *id,
                               tg_audit_fn fn, void *arg, long *rows)
 {
     long n = 0;
@@ -429,7 +429,7 @@ static int note_submission(void *arg, const struct tg_audit_row *row)
     return hop->fn(hop->arg, row);
 }
 
-int tg_store_audit_run(struct tg_store *st, const char *scope_team, const char *run_id,
+int tg_sqlite_audit_run(struct tg_store *st, const char *scope_team, const char *run_id,
                        tg_audit_fn fn, void *arg, long *rows)
 {
     long n = 0;
@@ -469,7 +469,7 @@ static int group_exists(struct tg_store *st, const char *group, const char *scop
     return rc;
 }
 
-int tg_store_audit_group(struct tg_store *st, const struct tg_audit_query *q, tg_audit_fn fn,
+int tg_sqlite_audit_group(struct tg_store *st, const struct tg_audit_query *q, tg_audit_fn fn,
                          void *arg, struct tg_audit_page *page)
 {
     int rc = check_query(st, q, fn, page);
@@ -499,7 +499,7 @@ int tg_store_audit_group(struct tg_store *st, const struct tg_audit_query *q, tg
 
 #define READ_QUERY_MAX 2000
 
-int tg_store_audit_read_log(struct tg_store *st, const struct tg_actor *who,
+int tg_sqlite_audit_read_log(struct tg_store *st, const struct tg_actor *who,
                             const char *query, long rows)
 {
     if (who == NULL || who->id == NULL || who->interface == NULL)
@@ -574,7 +574,7 @@ static int prune_count(struct tg_store *st, const char *before, struct tg_audit_
     return rc;
 }
 
-int tg_store_audit_prune(struct tg_store *st, const struct tg_actor *who, const char *before,
+int tg_sqlite_audit_prune(struct tg_store *st, const struct tg_actor *who, const char *before,
                          int dry_run, struct tg_audit_pruned *out)
 {
     memset(out, 0, sizeof(*out));

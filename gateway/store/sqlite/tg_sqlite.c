@@ -1,10 +1,10 @@
-/* The SQLite audit store (contract in tg_store.h): one connection per handle, statements
- * prepared once and reused, every write in a BEGIN IMMEDIATE transaction. This file holds
- * the connection, its statements and migrations; tg_store_records.c the audit records'
- * writes, tg_store_writer.c the daemon's group commit, tg_store_ident.c the teams, tokens,
- * presets and the admin change log. */
+/* The SQLite backend of the store (contract in tg_store.h, interface in
+ * tg_store_backend.h): one connection per handle, statements prepared once and reused,
+ * every write in a BEGIN IMMEDIATE transaction. This file holds the connection, its
+ * statements and migrations, and the backend table; tg_sqlite_int.h says where the rest
+ * is. */
 #include "tg_store.h"
-#include "tg_store_int.h"
+#include "tg_sqlite_int.h"
 #include "tg_metrics.h"
 
 #include <errno.h>
@@ -109,7 +109,7 @@ static const char *const stmt_sql[S_COUNT] = {
 
 
 
-int tg_store_schema_version(void)
+int tg_sqlite_schema_version(void)
 {
     int v = 0;
     for (const struct tg_migration *m = tg_migrations; m->sql != NULL; m++)
@@ -283,7 +283,7 @@ void store_writer_unlock(void)
     pthread_mutex_unlock(&writer);
 }
 
-/* Set by tg_store_writer.c while the daemon's checkpoint thread runs; read when a handle
+/* Set by tg_sqlite_writer.c while the daemon's checkpoint thread runs; read when a handle
  * is opened, after the thread started or before it stopped (never concurrently with
  * either). */
 static int checkpoints_elsewhere;
@@ -326,7 +326,7 @@ static int exec_sql(struct tg_store *st, const char *sql, const char *what)
 /* The config's db_max_pages, set once at start-up before any handle exists. */
 static long max_pages;
 
-void tg_store_set_max_pages(long n)
+void tg_sqlite_set_max_pages(long n)
 {
     max_pages = n > 0 ? n : 0;
 }
@@ -354,7 +354,7 @@ static int setup(struct tg_store *st, int flags, int busy_ms)
                       " PRAGMA secure_delete = ON", "configure");
     if (rc != TG_OK)
         return rc;
-    /* The daemon's checkpointer thread takes the WAL's checkpoints (tg_store_writer.c tells). */
+    /* The daemon's checkpointer thread takes the WAL's checkpoints (tg_sqlite_writer.c tells). */
     if (store_checkpoints_elsewhere()) {
         rc = exec_sql(st, "PRAGMA wal_autocheckpoint = 0", "configure");
         if (rc != TG_OK)
@@ -384,7 +384,7 @@ static int check_version(struct tg_store *st)
     int rc = read_version(st, &have);
     if (rc != TG_OK)
         return rc;
-    int need = tg_store_schema_version();
+    int need = tg_sqlite_schema_version();
     if (have < need) {
         store_set_err(st, "database schema is version %d, this taskgate needs %d: run `taskgate init`",
                 have, need);
@@ -398,7 +398,7 @@ static int check_version(struct tg_store *st)
     return TG_OK;
 }
 
-int tg_store_open(struct tg_store **out, const char *path, int flags, int busy_ms,
+int tg_sqlite_open(struct tg_store **out, const char *path, int flags, int busy_ms,
                   char *err, size_t errlen)
 {
     *out = NULL;
@@ -417,7 +417,7 @@ int tg_store_open(struct tg_store **out, const char *path, int flags, int busy_m
 
     int rc;
     if ((flags & TG_STORE_CREATE) && !(flags & TG_STORE_READONLY) &&
-        tg_store_secure_files(path, 1, NULL, st->err, sizeof(st->err)) != TG_OK) {
+        tg_sqlite_secure_files(path, 1, NULL, st->err, sizeof(st->err)) != TG_OK) {
         if (errlen > 0)
             snprintf(err, errlen, "%s", st->err);
         free(st);
@@ -441,14 +441,14 @@ int tg_store_open(struct tg_store **out, const char *path, int flags, int busy_m
     if (rc != TG_OK) {
         if (errlen > 0)
             snprintf(err, errlen, "%s", st->err);
-        tg_store_close(st);
+        tg_sqlite_close(st);
         return rc;
     }
     *out = st;
     return TG_OK;
 }
 
-int tg_store_secure_files(const char *path, int create, int *tightened, char *err,
+int tg_sqlite_secure_files(const char *path, int create, int *tightened, char *err,
                           size_t errlen)
 {
     if (tightened != NULL)
@@ -487,7 +487,7 @@ int tg_store_secure_files(const char *path, int create, int *tightened, char *er
     return TG_OK;
 }
 
-void tg_store_close(struct tg_store *st)
+void tg_sqlite_close(struct tg_store *st)
 {
     if (st == NULL)
         return;
@@ -499,7 +499,7 @@ void tg_store_close(struct tg_store *st)
     free(st);
 }
 
-const char *tg_store_errmsg(const struct tg_store *st)
+const char *tg_sqlite_errmsg(const struct tg_store *st)
 {
     return st != NULL ? st->err : "no store";
 }
@@ -514,10 +514,10 @@ static const struct tg_migration *next_migration(int v)
     return best;
 }
 
-int tg_store_migrate(struct tg_store *st, int *from, int *to)
+int tg_sqlite_migrate(struct tg_store *st, int *from, int *to)
 {
     int before = -1, v = 0, rc;
-    int latest = tg_store_schema_version();
+    int latest = tg_sqlite_schema_version();
     for (;;) {
         /* The version is read inside the write transaction, so two processes migrating
          * at once apply each migration exactly once. */
@@ -559,7 +559,7 @@ int tg_store_migrate(struct tg_store *st, int *from, int *to)
 
 /* The health check opens the file afresh: the handle's own open descriptor would go on
  * reading a database file that has since been removed, replaced or made unreadable. */
-int tg_store_ping(struct tg_store *st)
+int tg_sqlite_ping(struct tg_store *st)
 {
     const char *path = sqlite3_db_filename(st->db, "main");
     sqlite3 *db = NULL;
@@ -586,7 +586,7 @@ int tg_store_ping(struct tg_store *st)
     return src == SQLITE_OK ? TG_OK : TG_EDB;
 }
 
-/* ---- for the store's other source files (tg_store_int.h) -------------------------------- */
+/* ---- for the store's other source files (tg_sqlite_int.h) -------------------------------- */
 
 int tg_store_slot(struct tg_store *st, int slot, const char *sql, sqlite3_stmt **out)
 {
@@ -625,3 +625,76 @@ int tg_store_end(struct tg_store *st, int rc)
 {
     return store_tx_end(st, rc);
 }
+
+/* ---- the backend ------------------------------------------------------------------------ */
+
+/* SQLite takes a file path (or its own file: URI); a URI of another scheme ("postgresql://")
+ * names a server, another backend's. */
+static int accepts(const char *database)
+{
+    const char *sep = database != NULL ? strstr(database, "://") : NULL;
+    return sep == NULL || memchr(database, '/', (size_t)(sep - database)) != NULL ||
+           strncmp(database, "file:", 5) == 0;
+}
+
+const struct tg_store_backend tg_sqlite_backend = {
+    .name = "sqlite",
+    .accepts = accepts,
+    .open = tg_sqlite_open,
+    .set_max_pages = tg_sqlite_set_max_pages,
+    .close = tg_sqlite_close,
+    .writer_start = tg_sqlite_writer_start,
+    .writer_stop = tg_sqlite_writer_stop,
+    .errmsg = tg_sqlite_errmsg,
+    .migrate = tg_sqlite_migrate,
+    .schema_version = tg_sqlite_schema_version,
+    .ping = tg_sqlite_ping,
+    .write_health = tg_sqlite_write_health,
+    .write_probe = tg_sqlite_write_probe,
+    .secure_files = tg_sqlite_secure_files,
+    .auth = tg_sqlite_auth,
+    .team_key = tg_sqlite_team_key,
+    .team_id = tg_sqlite_team_id,
+    .team_add = tg_sqlite_team_add,
+    .team_set_key = tg_sqlite_team_set_key,
+    .team_list = tg_sqlite_team_list,
+    .keys_summary = tg_sqlite_keys_summary,
+    .presets_clear = tg_sqlite_presets_clear,
+    .keys_reseal = tg_sqlite_keys_reseal,
+    .token_add = tg_sqlite_token_add,
+    .token_revoke = tg_sqlite_token_revoke,
+    .token_list = tg_sqlite_token_list,
+    .preset_set = tg_sqlite_preset_set,
+    .preset_get = tg_sqlite_preset_get,
+    .preset_list = tg_sqlite_preset_list,
+    .submission_begin = tg_sqlite_submission_begin,
+    .submission_reject = tg_sqlite_submission_reject,
+    .submission_group = tg_sqlite_submission_group,
+    .submission_finish = tg_sqlite_submission_finish,
+    .recover_pending = tg_sqlite_recover_pending,
+    .call_record = tg_sqlite_call_record,
+    .call_finish = tg_sqlite_call_finish,
+    .audit_columns = tg_sqlite_audit_columns,
+    .audit_submissions = tg_sqlite_audit_submissions,
+    .audit_open = tg_sqlite_audit_open,
+    .audit_runs = tg_sqlite_audit_runs,
+    .audit_admin = tg_sqlite_audit_admin,
+    .audit_submission = tg_sqlite_audit_submission,
+    .audit_run = tg_sqlite_audit_run,
+    .audit_group = tg_sqlite_audit_group,
+    .audit_prune = tg_sqlite_audit_prune,
+    .audit_read_log = tg_sqlite_audit_read_log,
+    .group_owned = tg_sqlite_group_owned,
+    .run_owned = tg_sqlite_run_owned,
+    .idem_get = tg_sqlite_idem_get,
+    .admit = tg_sqlite_admit,
+    .idem_answer = tg_sqlite_idem_answer,
+    .idem_prune = tg_sqlite_idem_prune,
+    .limits_get = tg_sqlite_limits_get,
+    .limits_set = tg_sqlite_limits_set,
+    .recon_load = tg_sqlite_recon_load,
+    .recon_write = tg_sqlite_recon_write,
+    .open_counts = tg_sqlite_open_counts,
+    .unknown_ids = tg_sqlite_unknown_ids,
+    .prior_runs = tg_sqlite_prior_runs,
+};

@@ -2,7 +2,7 @@
  * created a task group, and whose a run is. Slots 56-59 of tg_store_slot. */
 #include <string.h>
 
-#include "tg_store_int.h"
+#include "tg_sqlite_int.h"
 
 enum compat_slot { C_GROUP_OWNED = 56, C_RUN_OWNER };
 
@@ -18,7 +18,7 @@ static const char run_owner_sql[] =
     "SELECT s.taskgroup_id FROM runs r JOIN submissions s ON s.id = r.submission_id"
     " WHERE r.run_id = ?1 AND s.team_id = ?2";
 
-int tg_store_group_owned(struct tg_store *st, int64_t team_id, const char *taskgroup_id)
+int tg_sqlite_group_owned(struct tg_store *st, int64_t team_id, const char *taskgroup_id)
 {
     sqlite3_stmt *s;
     int rc = tg_store_slot(st, C_GROUP_OWNED, group_owned_sql, &s);
@@ -34,7 +34,7 @@ int tg_store_group_owned(struct tg_store *st, int64_t team_id, const char *taskg
     return rc;
 }
 
-int tg_store_run_owned(struct tg_store *st, int64_t team_id, const char *run_id,
+int tg_sqlite_run_owned(struct tg_store *st, int64_t team_id, const char *run_id,
                        char *group, size_t grouplen)
 {
     sqlite3_stmt *s;

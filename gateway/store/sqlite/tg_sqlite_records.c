@@ -1,9 +1,9 @@
 /* The audit records' writes (contract in tg_store.h): a submission from admission to its
  * final state, each upstream call with the runs it created, and the settling of what an
  * earlier daemon left pending. The request path's writes go through store_write, which
- * groups them on the daemon's shared writer (tg_store_writer.c). */
+ * groups them on the daemon's shared writer (tg_sqlite_writer.c). */
 #include "tg_store.h"
-#include "tg_store_int.h"
+#include "tg_sqlite_int.h"
 
 #include <limits.h>
 #include <stdio.h>
@@ -97,12 +97,12 @@ static int sub_insert(struct tg_store *st, const struct tg_submission *sub,
     return store_write(st, sub_insert_w, &a);
 }
 
-int tg_store_submission_begin(struct tg_store *st, const struct tg_submission *sub)
+int tg_sqlite_submission_begin(struct tg_store *st, const struct tg_submission *sub)
 {
     return sub_insert(st, sub, TG_STATE_PENDING, 0, NULL);
 }
 
-int tg_store_submission_reject(struct tg_store *st, const struct tg_submission *sub,
+int tg_sqlite_submission_reject(struct tg_store *st, const struct tg_submission *sub,
                                int http_status, const char *error)
 {
     return sub_insert(st, sub, TG_STATE_REJECTED, http_status, error);
@@ -123,7 +123,7 @@ static int sub_group_w(struct tg_store *st, void *arg)
     return rc;
 }
 
-int tg_store_submission_group(struct tg_store *st, const char *sub_id,
+int tg_sqlite_submission_group(struct tg_store *st, const char *sub_id,
                               const char *taskgroup_id)
 {
     if (sub_id == NULL || taskgroup_id == NULL)
@@ -186,7 +186,7 @@ static int finish_w(struct tg_store *st, void *arg)
     return rc;
 }
 
-int tg_store_submission_finish(struct tg_store *st, const char *sub_id, enum tg_state state,
+int tg_sqlite_submission_finish(struct tg_store *st, const char *sub_id, enum tg_state state,
                                int http_status, int upstream_status, const char *error)
 {
     int rc = check_final(st, sub_id, state);
@@ -317,7 +317,7 @@ static int any_pending(struct tg_store *st, int *yes)
     return rc;
 }
 
-int tg_store_recover_pending(struct tg_store *st, long *n)
+int tg_sqlite_recover_pending(struct tg_store *st, long *n)
 {
     sqlite3_stmt *s;
     char now[TG_TIME_LEN];
@@ -346,7 +346,7 @@ static int call_w(struct tg_store *st, void *arg)
     return call_in_tx(st, *call);
 }
 
-int tg_store_call_record(struct tg_store *st, const struct tg_call *call)
+int tg_sqlite_call_record(struct tg_store *st, const struct tg_call *call)
 {
     int rc = check_call(st, call);
     if (rc != TG_OK)
@@ -354,7 +354,7 @@ int tg_store_call_record(struct tg_store *st, const struct tg_call *call)
     return store_write(st, call_w, &call);
 }
 
-int tg_store_call_finish(struct tg_store *st, const struct tg_call *call, enum tg_state state,
+int tg_sqlite_call_finish(struct tg_store *st, const struct tg_call *call, enum tg_state state,
                          int http_status, const char *error)
 {
     int rc = check_call(st, call);

@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "tg_domain.h"
-#include "tg_store_int.h"
+#include "tg_sqlite_int.h"
 
 enum rel_slot {
     R_IDEM_GET = 32, R_LIMITS_GET, R_INFLIGHT, R_USAGE_GET, R_USAGE_ADD, R_USAGE_OLD,
@@ -89,7 +89,7 @@ static const char *const rel_sql[] = {
         " GROUP BY state",
 };
 
-_Static_assert(R_SLOT_END <= 56, "tg_store_admission.c claims slots 32-55 only");
+_Static_assert(R_SLOT_END <= 56, "tg_sqlite_admission.c claims slots 32-55 only");
 
 static int stmt(struct tg_store *st, enum rel_slot id, sqlite3_stmt **out)
 {
@@ -113,7 +113,7 @@ static enum tg_state parse_state(const char *s)
 
 /* ---- idempotency ------------------------------------------------------------------------ */
 
-int tg_store_idem_get(struct tg_store *st, struct tg_pool *pool, int64_t team_id,
+int tg_sqlite_idem_get(struct tg_store *st, struct tg_pool *pool, int64_t team_id,
                       enum tg_idem_kind kind, const char *key, int64_t now_ms,
                       struct tg_idem_rec *out)
 {
@@ -191,7 +191,7 @@ static int limits_in_tx(struct tg_store *st, int64_t team_id, struct tg_limits *
     return rc;
 }
 
-int tg_store_limits_get(struct tg_store *st, int64_t team_id, struct tg_limits *out)
+int tg_sqlite_limits_get(struct tg_store *st, int64_t team_id, struct tg_limits *out)
 {
     return limits_in_tx(st, team_id, out);
 }
@@ -323,7 +323,7 @@ static int admit_w(struct tg_store *st, void *arg)
     return rc;
 }
 
-int tg_store_admit(struct tg_store *st, const struct tg_submission *sub,
+int tg_sqlite_admit(struct tg_store *st, const struct tg_submission *sub,
                    const struct tg_admission *a, struct tg_admit_refusal *why)
 {
     if (sub == NULL || sub->id == NULL || sub->interface == NULL || a == NULL)
@@ -360,7 +360,7 @@ static int answer_w(struct tg_store *st, void *arg)
     return store_run(st, s, "store the answer");
 }
 
-int tg_store_idem_answer(struct tg_store *st, int64_t team_id, enum tg_idem_kind kind,
+int tg_sqlite_idem_answer(struct tg_store *st, int64_t team_id, enum tg_idem_kind kind,
                          const char *key, const char *sub_id, int status,
                          const char *content_type, const char *body, size_t len)
 {
@@ -368,7 +368,7 @@ int tg_store_idem_answer(struct tg_store *st, int64_t team_id, enum tg_idem_kind
     return store_write(st, answer_w, &a);
 }
 
-int tg_store_idem_prune(struct tg_store *st, int64_t now_ms, long *n)
+int tg_sqlite_idem_prune(struct tg_store *st, int64_t now_ms, long *n)
 {
     sqlite3_stmt *s;
     int rc = stmt(st, R_IDEM_PRUNE, &s);
@@ -385,7 +385,7 @@ int tg_store_idem_prune(struct tg_store *st, int64_t now_ms, long *n)
 
 /* ---- limits ------------------------------------------------------------------------------ */
 
-int tg_store_limits_set(struct tg_store *st, const struct tg_actor *who, const char *team,
+int tg_sqlite_limits_set(struct tg_store *st, const struct tg_actor *who, const char *team,
                         const struct tg_limits *l)
 {
     if (who == NULL || who->id == NULL || who->interface == NULL || team == NULL)
@@ -433,7 +433,7 @@ int tg_store_limits_set(struct tg_store *st, const struct tg_actor *who, const c
 
 /* ---- reconciliation ---------------------------------------------------------------------- */
 
-int tg_store_recon_load(struct tg_store *st, struct tg_pool *pool, const char *sub_id,
+int tg_sqlite_recon_load(struct tg_store *st, struct tg_pool *pool, const char *sub_id,
                         struct tg_recon_sub *out)
 {
     sqlite3_stmt *s;
@@ -531,7 +531,7 @@ static int add_found(struct tg_store *st, const struct tg_recon_write *w,
     return rc;
 }
 
-int tg_store_recon_write(struct tg_store *st, const struct tg_recon_write *w)
+int tg_sqlite_recon_write(struct tg_store *st, const struct tg_recon_write *w)
 {
     char now[TG_TIME_LEN];
     store_now_text(now);
@@ -571,7 +571,7 @@ int tg_store_recon_write(struct tg_store *st, const struct tg_recon_write *w)
     return store_tx_end(st, rc);
 }
 
-int tg_store_unknown_ids(struct tg_store *st, struct tg_pool *pool, size_t max,
+int tg_sqlite_unknown_ids(struct tg_store *st, struct tg_pool *pool, size_t max,
                          int64_t before_ms, const char ***ids, size_t *n)
 {
     sqlite3_stmt *s;
@@ -603,7 +603,7 @@ int tg_store_unknown_ids(struct tg_store *st, struct tg_pool *pool, size_t max,
     return rc;
 }
 
-int tg_store_open_counts(struct tg_store *st, long *pending, long *unknown)
+int tg_sqlite_open_counts(struct tg_store *st, long *pending, long *unknown)
 {
     sqlite3_stmt *s;
     *pending = *unknown = 0;
@@ -625,7 +625,7 @@ int tg_store_open_counts(struct tg_store *st, long *pending, long *unknown)
     return rc;
 }
 
-int tg_store_prior_runs(struct tg_store *st, struct tg_pool *pool, const char *sub_id,
+int tg_sqlite_prior_runs(struct tg_store *st, struct tg_pool *pool, const char *sub_id,
                         size_t num_inputs, const char ***ids, const char **group)
 {
     *group = NULL;

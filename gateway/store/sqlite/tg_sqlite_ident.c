@@ -13,7 +13,7 @@
 #include "tg_crypto.h"
 #include "tg_json.h"
 #include "tg_store.h"
-#include "tg_store_int.h"
+#include "tg_sqlite_int.h"
 
 /* ---- the admin change log ------------------------------------------------------------- */
 
@@ -126,7 +126,7 @@ static int hash_matches(sqlite3_stmt *s, int col, const char *token_hash)
            CRYPTO_memcmp(stored, token_hash, n) == 0;
 }
 
-int tg_store_auth(struct tg_store *st, const char *token_hash, int64_t now_ms,
+int tg_sqlite_auth(struct tg_store *st, const char *token_hash, int64_t now_ms,
                   struct tg_auth *out)
 {
     if (token_hash == NULL || out == NULL)
@@ -165,7 +165,7 @@ out:
     return rc;
 }
 
-int tg_store_team_key(struct tg_store *st, int64_t team_id, char *buf, size_t buflen)
+int tg_sqlite_team_key(struct tg_store *st, int64_t team_id, char *buf, size_t buflen)
 {
     if (buf == NULL || buflen == 0)
         return store_invalid(st, "team key: no buffer");
@@ -207,7 +207,7 @@ int tg_store_team_key(struct tg_store *st, int64_t team_id, char *buf, size_t bu
     return rc;
 }
 
-int tg_store_team_id(struct tg_store *st, const char *name, int64_t *team_id)
+int tg_sqlite_team_id(struct tg_store *st, const char *name, int64_t *team_id)
 {
     sqlite3_stmt *s;
     int rc = store_prep(st, S_TEAM_ID, &s);
@@ -265,7 +265,7 @@ static int seal_key(struct tg_store *st, const char *name, const char *key,
     return rc;
 }
 
-int tg_store_team_add(struct tg_store *st, const struct tg_actor *who, const char *name,
+int tg_sqlite_team_add(struct tg_store *st, const struct tg_actor *who, const char *name,
                       const char *key, int64_t *team_id)
 {
     int rc = check_team_args(st, name, key);
@@ -301,7 +301,7 @@ int tg_store_team_add(struct tg_store *st, const struct tg_actor *who, const cha
     return store_tx_end(st, rc);
 }
 
-int tg_store_team_set_key(struct tg_store *st, const struct tg_actor *who, const char *name,
+int tg_sqlite_team_set_key(struct tg_store *st, const struct tg_actor *who, const char *name,
                           const char *key)
 {
     int rc = check_team_args(st, name, key);
@@ -342,7 +342,7 @@ int tg_store_team_set_key(struct tg_store *st, const struct tg_actor *who, const
     return store_tx_end(st, rc);
 }
 
-int tg_store_team_list(struct tg_store *st,
+int tg_sqlite_team_list(struct tg_store *st,
                        int (*fn)(void *arg, const struct tg_team_row *row), void *arg)
 {
     sqlite3_stmt *s;
@@ -376,7 +376,7 @@ int tg_store_team_list(struct tg_store *st,
     return rc;
 }
 
-int tg_store_token_add(struct tg_store *st, const struct tg_actor *who, int64_t team_id,
+int tg_sqlite_token_add(struct tg_store *st, const struct tg_actor *who, int64_t team_id,
                        const char *token_id, const char *hash, enum tg_role role,
                        const char *label, int64_t expires_ms)
 {
@@ -424,7 +424,7 @@ int tg_store_token_add(struct tg_store *st, const struct tg_actor *who, int64_t 
     return store_tx_end(st, rc);
 }
 
-int tg_store_token_revoke(struct tg_store *st, const struct tg_actor *who,
+int tg_sqlite_token_revoke(struct tg_store *st, const struct tg_actor *who,
                           const char *token_id)
 {
     if (token_id == NULL)
@@ -459,12 +459,12 @@ int tg_store_token_revoke(struct tg_store *st, const struct tg_actor *who,
     return store_tx_end(st, rc);
 }
 
-int tg_store_token_list(struct tg_store *st, const char *team,
+int tg_sqlite_token_list(struct tg_store *st, const char *team,
                         int (*fn)(void *arg, const struct tg_token_row *row), void *arg)
 {
     /* Naming a team that does not exist is a mistake worth reporting, not an empty list. */
     int64_t team_id;
-    int rc = team != NULL ? tg_store_team_id(st, team, &team_id) : TG_OK;
+    int rc = team != NULL ? tg_sqlite_team_id(st, team, &team_id) : TG_OK;
     sqlite3_stmt *s;
     if (rc == TG_OK)
         rc = store_prep(st, S_TOKEN_LIST, &s);
@@ -518,7 +518,7 @@ static int preset_body(struct tg_store *st, int64_t team_id, const char *name, c
     return rc;
 }
 
-int tg_store_preset_set(struct tg_store *st, const struct tg_actor *who, int64_t team_id,
+int tg_sqlite_preset_set(struct tg_store *st, const struct tg_actor *who, int64_t team_id,
                         const char *name, const char *json)
 {
     if (name == NULL || name[0] == '\0' || json == NULL)
@@ -589,7 +589,7 @@ static int open_preset(struct tg_store *st, struct tg_pool *pool, int64_t team_i
     return rc;
 }
 
-int tg_store_preset_get(struct tg_store *st, struct tg_pool *pool, int64_t team_id,
+int tg_sqlite_preset_get(struct tg_store *st, struct tg_pool *pool, int64_t team_id,
                         const char *name, char **json)
 {
     if (name == NULL || pool == NULL || json == NULL)
@@ -620,7 +620,7 @@ int tg_store_preset_get(struct tg_store *st, struct tg_pool *pool, int64_t team_
     return rc;
 }
 
-int tg_store_preset_list(struct tg_store *st, int64_t team_id,
+int tg_sqlite_preset_list(struct tg_store *st, int64_t team_id,
                          int (*fn)(void *arg, const char *name, const char *updated_at),
                          void *arg)
 {
