@@ -7,6 +7,7 @@
 #include "tg_sqlite_int.h"
 #include "tg_metrics.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -163,11 +164,10 @@ int store_invalid(struct tg_store *st, const char *what)
     return TG_EINVAL;
 }
 
-/* The statement id, prepared on first use. */
-int store_prep(struct tg_store *st, enum stmt_id id, sqlite3_stmt **out)
+int store_stmt(struct tg_store *st, enum stmt_id id, const char *sql, sqlite3_stmt **out)
 {
     if (st->stmt[id] == NULL) {
-        int rc = sqlite3_prepare_v3(st->db, stmt_sql[id], -1, SQLITE_PREPARE_PERSISTENT,
+        int rc = sqlite3_prepare_v3(st->db, sql, -1, SQLITE_PREPARE_PERSISTENT,
                                     &st->stmt[id], NULL);
         if (rc != SQLITE_OK) {
             st->stmt[id] = NULL;
@@ -175,8 +175,16 @@ int store_prep(struct tg_store *st, enum stmt_id id, sqlite3_stmt **out)
             return store_db_err(st, rc, "prepare");
         }
     }
+    /* An id is one statement: two texts for one would run the wrong SQL. */
+    assert(strcmp(sqlite3_sql(st->stmt[id]), sql) == 0);
     *out = st->stmt[id];
     return TG_OK;
+}
+
+int store_prep(struct tg_store *st, enum stmt_id id, sqlite3_stmt **out)
+{
+    assert(stmt_sql[id] != NULL);
+    return store_stmt(st, id, stmt_sql[id], out);
 }
 
 /* Readies a statement for its next use; its bound strings may then go away. */
@@ -493,8 +501,6 @@ void tg_sqlite_close(struct tg_store *st)
         return;
     for (int i = 0; i < S_COUNT; i++)
         sqlite3_finalize(st->stmt[i]);
-    for (int i = 0; i < TG_STORE_SLOTS; i++)
-        sqlite3_finalize(st->slot[i]);
     sqlite3_close_v2(st->db);
     free(st);
 }
@@ -584,46 +590,6 @@ int tg_sqlite_ping(struct tg_store *st)
         src = SQLITE_READONLY;
     }
     return src == SQLITE_OK ? TG_OK : TG_EDB;
-}
-
-/* ---- for the store's other source files (tg_sqlite_int.h) -------------------------------- */
-
-int tg_store_slot(struct tg_store *st, int slot, const char *sql, sqlite3_stmt **out)
-{
-    if (slot < 0 || slot >= TG_STORE_SLOTS)
-        return store_invalid(st, "no such statement slot");
-    if (st->slot[slot] == NULL) {
-        int src = sqlite3_prepare_v3(st->db, sql, -1, SQLITE_PREPARE_PERSISTENT,
-                                     &st->slot[slot], NULL);
-        if (src != SQLITE_OK)
-            return store_db_err(st, src, "prepare");
-    } else if (strcmp(sqlite3_sql(st->slot[slot]), sql) != 0) {
-        /* Two files claimed one slot: a programming error that must not run wrong SQL. */
-        store_set_err(st, "statement slot %d is claimed by two queries", slot);
-        return TG_ERR;
-    }
-    *out = st->slot[slot];
-    return TG_OK;
-}
-
-sqlite3 *tg_store_sqlite(struct tg_store *st)
-{
-    return st->db;
-}
-
-int tg_store_sqlite_error(struct tg_store *st, int rc, const char *what)
-{
-    return store_db_err(st, rc, what);
-}
-
-int tg_store_begin(struct tg_store *st)
-{
-    return store_tx_begin(st);
-}
-
-int tg_store_end(struct tg_store *st, int rc)
-{
-    return store_tx_end(st, rc);
 }
 
 /* ---- the backend ------------------------------------------------------------------------ */

@@ -1,99 +1,89 @@
 /* The records behind "never a duplicate, never a lost run" (contract in tg_store.h):
- * idempotency records, admission with per-team limits, and reconciliation. Claims slots
- * 32-55 of tg_store_slot. */
+ * idempotency records, admission with per-team limits, and reconciliation. */
 #include <stdio.h>
 #include <string.h>
 
 #include "tg_domain.h"
 #include "tg_sqlite_int.h"
 
-enum rel_slot {
-    R_IDEM_GET = 32, R_LIMITS_GET, R_INFLIGHT, R_USAGE_GET, R_USAGE_ADD, R_USAGE_OLD,
-    R_IDEM_CHECK, R_IDEM_PUT, R_IDEM_ANSWER, R_IDEM_PRUNE, R_LIMITS_SET,
-    R_TEAM, R_RECON_SUB, R_RECON_CALLS, R_CALL_ADD, R_RUN_ADD, R_RECON_FINISH, R_RECON_LOG,
-    R_UNKNOWN, R_PRIOR_RUNS, R_PRIOR_SUB, R_OPEN_COUNT, R_SLOT_END
-};
-
-static const char *const rel_sql[] = {
-    [R_IDEM_GET - R_IDEM_GET] =
+static const char *const admission_sql[S_COUNT] = {
+    [R_IDEM_GET] =
         "SELECT i.submission_id, i.request_hash, s.state, i.answer_status, i.answer_type,"
         " i.answer_body FROM idempotency i LEFT JOIN submissions s ON s.id = i.submission_id"
         " WHERE i.team_id = ?1 AND i.kind = ?2 AND i.key = ?3 AND i.expires_ms > ?4",
-    [R_LIMITS_GET - R_IDEM_GET] =
+    [R_LIMITS_GET] =
         "SELECT runs_per_minute, in_flight FROM team_limits WHERE team_id = ?1",
     /* The literal state lets SQLite use the partial index submissions_state. */
-    [R_INFLIGHT - R_IDEM_GET] =
+    [R_INFLIGHT] =
         "SELECT count(*) FROM submissions WHERE state IN ('pending') AND team_id = ?1",
-    [R_USAGE_GET - R_IDEM_GET] =
+    [R_USAGE_GET] =
         "SELECT runs FROM team_usage WHERE team_id = ?1 AND minute = ?2",
-    [R_USAGE_ADD - R_IDEM_GET] =
+    [R_USAGE_ADD] =
         "INSERT INTO team_usage (team_id, minute, runs) VALUES (?1, ?2, ?3)"
         " ON CONFLICT (team_id, minute) DO UPDATE SET runs = runs + excluded.runs",
-    [R_USAGE_OLD - R_IDEM_GET] =
+    [R_USAGE_OLD] =
         "DELETE FROM team_usage WHERE team_id = ?1 AND minute < ?2",
-    [R_IDEM_CHECK - R_IDEM_GET] =
+    [R_IDEM_CHECK] =
         "SELECT submission_id FROM idempotency"
         " WHERE team_id = ?1 AND kind = ?2 AND key = ?3 AND expires_ms > ?4",
-    [R_IDEM_PUT - R_IDEM_GET] =
+    [R_IDEM_PUT] =
         "INSERT INTO idempotency (team_id, kind, key, request_hash, submission_id, created_at,"
         " expires_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
         " ON CONFLICT (team_id, kind, key) DO UPDATE SET request_hash = excluded.request_hash,"
         " submission_id = excluded.submission_id, created_at = excluded.created_at,"
         " expires_ms = excluded.expires_ms, answer_status = NULL, answer_type = NULL,"
         " answer_body = NULL",
-    [R_IDEM_ANSWER - R_IDEM_GET] =
+    [R_IDEM_ANSWER] =
         "UPDATE idempotency SET answer_status = ?5, answer_type = ?6, answer_body = ?7"
         " WHERE team_id = ?1 AND kind = ?2 AND key = ?3 AND submission_id = ?4",
-    [R_IDEM_PRUNE - R_IDEM_GET] = "DELETE FROM idempotency WHERE expires_ms <= ?1",
-    [R_LIMITS_SET - R_IDEM_GET] =
+    [R_IDEM_PRUNE] = "DELETE FROM idempotency WHERE expires_ms <= ?1",
+    [R_LIMITS_SET] =
         "INSERT INTO team_limits (team_id, runs_per_minute, in_flight, updated_at)"
         " VALUES (?1, ?2, ?3, ?4) ON CONFLICT (team_id) DO UPDATE SET"
         " runs_per_minute = excluded.runs_per_minute, in_flight = excluded.in_flight,"
         " updated_at = excluded.updated_at",
-    [R_TEAM - R_IDEM_GET] =
+    [R_TEAM] =
         "SELECT t.id, coalesce(l.runs_per_minute, 0), coalesce(l.in_flight, 0)"
         " FROM teams t LEFT JOIN team_limits l ON l.team_id = t.id WHERE t.name = ?1",
-    [R_RECON_SUB - R_IDEM_GET] =
+    [R_RECON_SUB] =
         "SELECT team_id, state, interface, taskgroup_id, num_inputs FROM submissions"
         " WHERE id = ?1",
-    [R_RECON_CALLS - R_IDEM_GET] =
+    [R_RECON_CALLS] =
         "SELECT c.seq, c.operation, c.first_input, c.num_inputs, c.outcome,"
         " (SELECT count(*) FROM runs r WHERE r.submission_id = c.submission_id"
         "  AND r.call_seq = c.seq)"
         " FROM upstream_calls c WHERE c.submission_id = ?1 ORDER BY c.seq",
-    [R_CALL_ADD - R_IDEM_GET] =
+    [R_CALL_ADD] =
         "INSERT INTO upstream_calls (submission_id, seq, operation, method, path, first_input,"
         " num_inputs, started_at, outcome, error)"
         " VALUES (?1, ?2, 'add_runs', 'POST', ?3, ?4, ?5, ?6, 'unknown', ?7)",
-    [R_RUN_ADD - R_IDEM_GET] =
+    [R_RUN_ADD] =
         "INSERT INTO runs (run_id, submission_id, call_seq, input_index, processor)"
         " VALUES (?1, ?2, ?3, ?4, ?5)",
-    [R_RECON_FINISH - R_IDEM_GET] =
+    [R_RECON_FINISH] =
         "UPDATE submissions SET state = ?2, error = ?3, completed_at = ?4"
         " WHERE id = ?1 AND state = 'unknown'",
-    [R_RECON_LOG - R_IDEM_GET] =
+    [R_RECON_LOG] =
         "INSERT INTO reconciliations (submission_id, at, actor, taskgroup_id, outcome,"
         " runs_found, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    [R_UNKNOWN - R_IDEM_GET] =
+    [R_UNKNOWN] =
         "SELECT id FROM submissions s WHERE state IN ('unknown')"
         " AND (?2 IS NULL OR (coalesce(completed_at, received_at) < ?2"
         " AND NOT EXISTS (SELECT 1 FROM reconciliations r"
         "  WHERE r.submission_id = s.id AND r.at >= ?2)))"
         " ORDER BY received_at LIMIT ?1",
-    [R_PRIOR_RUNS - R_IDEM_GET] =
+    [R_PRIOR_RUNS] =
         "SELECT input_index, run_id FROM runs WHERE submission_id = ?1",
-    [R_PRIOR_SUB - R_IDEM_GET] =
+    [R_PRIOR_SUB] =
         "SELECT taskgroup_id, resumes FROM submissions WHERE id = ?1",
-    [R_OPEN_COUNT - R_IDEM_GET] =
+    [R_OPEN_COUNT] =
         "SELECT state, count(*) FROM submissions WHERE state IN ('pending', 'unknown')"
         " GROUP BY state",
 };
 
-_Static_assert(R_SLOT_END <= 56, "tg_sqlite_admission.c claims slots 32-55 only");
-
-static int stmt(struct tg_store *st, enum rel_slot id, sqlite3_stmt **out)
+static int stmt(struct tg_store *st, enum stmt_id id, sqlite3_stmt **out)
 {
-    return tg_store_slot(st, (int)id, rel_sql[id - R_IDEM_GET], out);
+    return store_stmt(st, id, admission_sql[id], out);
 }
 
 static const char *const kind_names[] = {"key", "retry"};
@@ -153,7 +143,7 @@ int tg_sqlite_idem_get(struct tg_store *st, struct tg_pool *pool, int64_t team_i
 }
 
 /* One integer of a one-row query with up to two integer parameters (0 when no row). */
-static int one_int(struct tg_store *st, enum rel_slot id, int64_t a, int64_t b, long *out)
+static int one_int(struct tg_store *st, enum stmt_id id, int64_t a, int64_t b, long *out)
 {
     sqlite3_stmt *s;
     *out = 0;
@@ -379,7 +369,7 @@ int tg_sqlite_idem_prune(struct tg_store *st, int64_t now_ms, long *n)
     sqlite3_bind_int64(s, 1, now_ms);
     rc = store_run(st, s, "prune idempotency records");
     if (n != NULL)
-        *n = rc == TG_OK ? (long)sqlite3_changes(tg_store_sqlite(st)) : 0;
+        *n = rc == TG_OK ? (long)sqlite3_changes(st->db) : 0;
     return store_tx_end(st, rc);
 }
 
@@ -549,7 +539,7 @@ int tg_sqlite_recon_write(struct tg_store *st, const struct tg_recon_write *w)
             store_bind_text(s, 4, now);
             rc = store_run(st, s, "settle the submission");
         }
-        if (rc == TG_OK && sqlite3_changes(tg_store_sqlite(st)) == 0) {
+        if (rc == TG_OK && sqlite3_changes(st->db) == 0) {
             store_set_err(st, "submission %.64s is no longer unknown", w->sub_id);
             rc = TG_EINVAL;
         }

@@ -61,19 +61,12 @@ static const char *const admin_names[] = {
 #define SCOPE " AND (?1 IS NULL OR team = ?1) AND (?2 IS NULL OR team = ?2)"
 #define WINDOW(t) " " t " >= ?6 AND " t " < ?7"
 
-/* Slots of tg_store_slot() this file claims. */
-enum audit_slot {
-    A_SUBS, A_SUBS_GROUP, A_OPEN, A_RUNS, A_RUNS_GROUP, A_SUB_ONE, A_CALLS_OF, A_RUNS_OF,
-    A_RUN_ONE, A_GROUP_EXISTS, A_READ_LOG, A_SNAP_BEGIN, A_SNAP_END, A_ADMIN, A_PRUNE_COUNT,
-    A_GUARD_ON, A_DEL_RUNS, A_DEL_CALLS, A_DEL_SUBS, A_DEL_READS, A_GUARD_OFF, A_COUNT
-};
-
 /* The submissions a prune removes: settled ones received before the cutoff ?1. */
 #define PRUNED_SUBS \
     "SELECT id FROM submissions WHERE received_at < ?1" \
     " AND state NOT IN ('pending', 'unknown')"
 
-static const char *const audit_sql[A_COUNT] = {
+static const char *const audit_sql[S_COUNT] = {
     [A_SUBS] =
         "SELECT " SUB_COLS " FROM audit_submissions WHERE" WINDOW("received_at")
         " AND received_at <= ?8 AND (received_at < ?8 OR submission_id < ?9)" SCOPE
@@ -147,9 +140,9 @@ static const char *const audit_sql[A_COUNT] = {
     [A_GUARD_OFF] = "DELETE FROM audit_prune_guard",
 };
 
-static int stmt(struct tg_store *st, enum audit_slot id, sqlite3_stmt **out)
+static int stmt(struct tg_store *st, enum stmt_id id, sqlite3_stmt **out)
 {
-    return tg_store_slot(st, (int)id, audit_sql[id], out);
+    return store_stmt(st, id, audit_sql[id], out);
 }
 
 /* ---- rows ---------------------------------------------------------------------------- */
@@ -241,7 +234,7 @@ static void copy_key(sqlite3_stmt *s, const struct spec *sp, struct tg_audit_key
 
 /* One page of a list statement: at most limit rows after the key `after` (time ""
  * meaning from the start), in the statement's order. */
-static int list_page(struct tg_store *st, enum audit_slot id, const struct spec *sp,
+static int list_page(struct tg_store *st, enum stmt_id id, const struct spec *sp,
                      const struct tg_audit_query *q, long limit,
                      const struct tg_audit_key *after, int ascending, tg_audit_fn fn,
                      void *arg, struct tg_audit_page *page)
@@ -362,7 +355,7 @@ static int snapshot_end(struct tg_store *st, int rc)
 
 /* Binds id and scope to a one-object statement and passes its rows. TG_ENOTFOUND when
  * it has none. */
-static int one(struct tg_store *st, enum audit_slot id, const struct spec *sp, const char *key,
+static int one(struct tg_store *st, enum stmt_id id, const struct spec *sp, const char *key,
                const char *scope_team, tg_audit_fn fn, void *arg, long *n)
 {
     sqlite3_stmt *s;
@@ -382,7 +375,7 @@ static int one(struct tg_store *st, enum audit_slot id, const struct spec *sp, c
 }
 
 /* Lists every row of a by-submission statement (calls, runs). */
-static int children(struct tg_store *st, enum audit_slot id, const struct spec *sp,
+static int children(struct tg_store *st, enum stmt_id id, const struct spec *sp,
                     const char *sub_id, tg_audit_fn fn, void *arg, long *n)
 {
     sqlite3_stmt *s;
@@ -519,7 +512,7 @@ int tg_sqlite_audit_read_log(struct tg_store *st, const struct tg_actor *who,
     sqlite3_stmt *s;
     int rc = stmt(st, A_READ_LOG, &s);
     if (rc == TG_OK)
-        rc = tg_store_begin(st);
+        rc = store_tx_begin(st);
     if (rc != TG_OK)
         return rc;
     store_bind_text(s, 1, now);
@@ -531,14 +524,14 @@ int tg_sqlite_audit_read_log(struct tg_store *st, const struct tg_actor *who,
     if (rows >= 0)
         sqlite3_bind_int64(s, 7, rows);
     rc = store_run(st, s, "log the audit read");
-    return tg_store_end(st, rc);
+    return store_tx_end(st, rc);
 }
 
 /* ---- retention --------------------------------------------------------------------------- */
 
-/* Runs a slot statement with the cutoff bound as ?1; *changed (may be NULL) receives the
+/* Runs a statement with the cutoff bound as ?1; *changed (may be NULL) receives the
  * rows it deleted. */
-static int prune_step(struct tg_store *st, enum audit_slot id, const char *before,
+static int prune_step(struct tg_store *st, enum stmt_id id, const char *before,
                       long *changed)
 {
     sqlite3_stmt *s;
@@ -549,7 +542,7 @@ static int prune_step(struct tg_store *st, enum audit_slot id, const char *befor
         store_bind_text(s, 1, before);
     rc = store_run(st, s, "prune the audit trail");
     if (rc == TG_OK && changed != NULL)
-        *changed = (long)sqlite3_changes(tg_store_sqlite(st));
+        *changed = (long)sqlite3_changes(st->db);
     return rc;
 }
 
@@ -589,7 +582,7 @@ int tg_sqlite_audit_prune(struct tg_store *st, const struct tg_actor *who, const
             rc = snapshot_end(st, prune_count(st, before, out));
         return rc;
     }
-    int rc = tg_store_begin(st);
+    int rc = store_tx_begin(st);
     if (rc != TG_OK)
         return rc;
     /* Children first: runs reference upstream_calls, which reference submissions. The
@@ -618,5 +611,5 @@ int tg_sqlite_audit_prune(struct tg_store *st, const struct tg_actor *who, const
     }
     if (rc != TG_OK)
         memset(out, 0, sizeof(*out));
-    return tg_store_end(st, rc);
+    return store_tx_end(st, rc);
 }

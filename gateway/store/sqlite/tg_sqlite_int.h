@@ -24,11 +24,11 @@ struct tg_migration {
 };
 extern const struct tg_migration tg_migrations[];
 
-/* Statement slots a source file other than tg_store.c may claim, each with fixed SQL. */
-#define TG_STORE_SLOTS 64
-
-/* The statements of tg_store.c and tg_sqlite_ident.c, prepared once per handle. */
+/* Every statement the backend keeps: each is named here once, prepared on first use on a
+ * handle and kept for the handle's life (store_stmt). Its SQL sits in a table of the file
+ * named above its group, indexed by these names; no file claims numbers by hand. */
 enum stmt_id {
+    /* tg_sqlite.c's stmt_sql: transactions, identities, the audit records' writes */
     S_BEGIN, S_COMMIT, S_ROLLBACK, S_SAVEPOINT, S_RELEASE, S_ROLLBACK_TO, S_VERSION,
     S_AUTH, S_TEAM_KEY, S_TEAM_ID, S_TEAM_ADD, S_TEAM_SET_KEY, S_TEAM_LIST,
     S_TOKEN_ADD, S_TOKEN_REVOKE, S_TOKEN_LIST,
@@ -36,6 +36,17 @@ enum stmt_id {
     S_SUB_INSERT, S_SUB_GROUP, S_SUB_FINISH, S_SUB_STATE, S_SUB_UPSTREAM,
     S_CALL_INSERT, S_RUN_INSERT,
     S_ADMIN_LOG, S_TEAM_FP, S_TEAM_NAME, S_TOKEN_INFO, S_RECOVER,
+    /* tg_sqlite_admission.c's admission_sql: idempotency, limits, reconciliation */
+    R_IDEM_GET, R_LIMITS_GET, R_INFLIGHT, R_USAGE_GET, R_USAGE_ADD, R_USAGE_OLD,
+    R_IDEM_CHECK, R_IDEM_PUT, R_IDEM_ANSWER, R_IDEM_PRUNE, R_LIMITS_SET,
+    R_TEAM, R_RECON_SUB, R_RECON_CALLS, R_CALL_ADD, R_RUN_ADD, R_RECON_FINISH, R_RECON_LOG,
+    R_UNKNOWN, R_PRIOR_RUNS, R_PRIOR_SUB, R_OPEN_COUNT,
+    /* tg_sqlite_owner.c's owner_sql */
+    C_GROUP_OWNED, C_RUN_OWNER,
+    /* tg_sqlite_audit.c's audit_sql: the audit reads, the read log, the prune */
+    A_SUBS, A_SUBS_GROUP, A_OPEN, A_RUNS, A_RUNS_GROUP, A_SUB_ONE, A_CALLS_OF, A_RUNS_OF,
+    A_RUN_ONE, A_GROUP_EXISTS, A_READ_LOG, A_SNAP_BEGIN, A_SNAP_END, A_ADMIN, A_PRUNE_COUNT,
+    A_GUARD_ON, A_DEL_RUNS, A_DEL_CALLS, A_DEL_SUBS, A_DEL_READS, A_GUARD_OFF,
     S_COUNT
 };
 
@@ -44,7 +55,6 @@ struct tg_store {
     struct tg_store_head head;
     sqlite3 *db;
     sqlite3_stmt *stmt[S_COUNT];
-    sqlite3_stmt *slot[TG_STORE_SLOTS]; /* claimed by tg_sqlite_audit.c and the like */
     int flags;                          /* the TG_STORE_* flags it was opened with */
     char err[512];
 };
@@ -61,7 +71,10 @@ void store_set_err(struct tg_store *st, const char *fmt, ...)
 int store_db_err(struct tg_store *st, int rc, const char *what);
 /* Sets the message and returns TG_EINVAL. */
 int store_invalid(struct tg_store *st, const char *what);
-/* The statement id, prepared on first use. */
+/* Statement id of the handle, prepared from sql (the id's one text, from its file's table)
+ * on first use. TG_OK, or an error with the handle's message set. */
+int store_stmt(struct tg_store *st, enum stmt_id id, const char *sql, sqlite3_stmt **out);
+/* A statement of tg_sqlite.c's own table, as store_stmt. */
 int store_prep(struct tg_store *st, enum stmt_id id, sqlite3_stmt **out);
 /* Resets a statement and clears its bindings. */
 void store_done(sqlite3_stmt *s);
@@ -128,22 +141,6 @@ int store_preset_mcp(struct tg_store *st, const char *team, const char *body,
 int store_admin_log(struct tg_store *st, const struct tg_actor *who, const char *action,
                     const char *object_type, const char *object_id, const char *team,
                     const char *before, const char *after);
-
-/* The statement in slot, prepared from sql on first use (sql must be the same text every
- * time for a slot). TG_OK, or an error with the handle's message set. */
-int tg_store_slot(struct tg_store *st, int slot, const char *sql, sqlite3_stmt **out);
-
-/* The connection, for stepping and reading columns of slot statements. */
-sqlite3 *tg_store_sqlite(struct tg_store *st);
-
-/* Records "what: sqlite's message" as the handle's message and returns rc as a gateway
- * status (TG_EBUSY, TG_EDB, …). */
-int tg_store_sqlite_error(struct tg_store *st, int rc, const char *what);
-
-/* Starts a write transaction (BEGIN IMMEDIATE) / commits it when rc is TG_OK and rolls it
- * back otherwise, returning the final status. */
-int tg_store_begin(struct tg_store *st);
-int tg_store_end(struct tg_store *st, int rc);
 
 /* The operations of tg_sqlite_backend (tg_sqlite.c), each with the contract of the
  * tg_store_ call of the same name in tg_store.h. */

@@ -324,7 +324,7 @@ static void *checkpointer(void *unused)
 {
     (void)unused;
     while (!tg_bg_wait(&ckpt, 0))
-        checkpoint(tg_store_sqlite(ckpt_st));
+        checkpoint(ckpt_st->db);
     return NULL;
 }
 
