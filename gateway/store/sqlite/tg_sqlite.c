@@ -217,6 +217,27 @@ int store_run(struct tg_store *st, sqlite3_stmt *s, const char *what)
     return out;
 }
 
+int store_one(struct tg_store *st, sqlite3_stmt *s, const char *what)
+{
+    int src = sqlite3_step(s);
+    return src == SQLITE_ROW ? TG_OK : src == SQLITE_DONE ? TG_ENOTFOUND
+                                                          : store_db_err(st, src, what);
+}
+
+int store_each(struct tg_store *st, sqlite3_stmt *s, const char *what,
+               int (*row)(void *arg, sqlite3_stmt *s), void *arg)
+{
+    int rc = TG_OK;
+    while (rc == TG_OK) {
+        int src = sqlite3_step(s);
+        if (src == SQLITE_DONE)
+            break;
+        rc = src == SQLITE_ROW ? row(arg, s) : store_db_err(st, src, what);
+    }
+    store_done(s);
+    return rc;
+}
+
 const char *store_col_text(sqlite3_stmt *s, int i)
 {
     return (const char *)sqlite3_column_text(s, i);

@@ -423,6 +423,42 @@ int tg_sqlite_limits_set(struct tg_store *st, const struct tg_actor *who, const 
 
 /* ---- reconciliation ---------------------------------------------------------------------- */
 
+/* The calls of a submission being loaded, in a pool array that grows by doubling. */
+struct recon_calls {
+    struct tg_pool *pool;
+    struct tg_recon_sub *out;
+    size_t cap;
+};
+
+static int recon_call_row(void *arg, sqlite3_stmt *s)
+{
+    struct recon_calls *l = arg;
+    struct tg_recon_sub *out = l->out;
+    if (out->ncalls == l->cap) {
+        size_t ncap = l->cap == 0 ? 16 : l->cap * 2;
+        struct tg_recon_call *c = tg_pool_calloc(l->pool, ncap, sizeof(*c));
+        if (c == NULL)
+            return TG_ENOMEM;
+        if (out->ncalls > 0)
+            memcpy(c, out->calls, out->ncalls * sizeof(*c));
+        out->calls = c;
+        l->cap = ncap;
+    }
+    struct tg_recon_call *c = &out->calls[out->ncalls++];
+    const char *op = store_col_text(s, 1);
+    const char *outcome = store_col_text(s, 4);
+    c->seq = sqlite3_column_int(s, 0);
+    c->add_runs = op != NULL && strcmp(op, "add_runs") == 0;
+    c->first_input = sqlite3_column_int(s, 2);
+    c->num_inputs = sqlite3_column_int(s, 3);
+    c->outcome = TG_OUTCOME_UNKNOWN;
+    for (int o = TG_OUTCOME_OK; outcome != NULL && o <= TG_OUTCOME_NOT_SENT; o++)
+        if (strcmp(outcome, tg_outcome_name((enum tg_outcome)o)) == 0)
+            c->outcome = (enum tg_outcome)o;
+    c->runs = (long)sqlite3_column_int64(s, 5);
+    return TG_OK;
+}
+
 int tg_sqlite_recon_load(struct tg_store *st, struct tg_pool *pool, const char *sub_id,
                         struct tg_recon_sub *out)
 {
@@ -432,16 +468,14 @@ int tg_sqlite_recon_load(struct tg_store *st, struct tg_pool *pool, const char *
     if (rc != TG_OK)
         return rc;
     store_bind_text(s, 1, sub_id);
-    int src = sqlite3_step(s);
-    if (src == SQLITE_ROW) {
+    rc = store_one(st, s, "read the submission");
+    if (rc == TG_OK) {
         out->id = tg_pool_strdup(pool, sub_id);
         out->team_id = sqlite3_column_int64(s, 0);
         out->state = parse_state(store_col_text(s, 1));
         out->interface = tg_pool_strdup(pool, store_col_text(s, 2));
         out->taskgroup_id = tg_pool_strdup(pool, store_col_text(s, 3));
         out->num_inputs = sqlite3_column_int(s, 4);
-    } else {
-        rc = src == SQLITE_DONE ? TG_ENOTFOUND : store_db_err(st, src, "read the submission");
     }
     store_done(s);
     if (rc != TG_OK)
@@ -450,37 +484,8 @@ int tg_sqlite_recon_load(struct tg_store *st, struct tg_pool *pool, const char *
     if (rc != TG_OK)
         return rc;
     store_bind_text(s, 1, sub_id);
-    size_t cap = 0;
-    while ((src = sqlite3_step(s)) == SQLITE_ROW) {
-        if (out->ncalls == cap) {
-            size_t ncap = cap == 0 ? 16 : cap * 2;
-            struct tg_recon_call *c = tg_pool_calloc(pool, ncap, sizeof(*c));
-            if (c == NULL) {
-                rc = TG_ENOMEM;
-                break;
-            }
-            if (out->ncalls > 0)
-                memcpy(c, out->calls, out->ncalls * sizeof(*c));
-            out->calls = c;
-            cap = ncap;
-        }
-        struct tg_recon_call *c = &out->calls[out->ncalls++];
-        const char *op = store_col_text(s, 1);
-        const char *outcome = store_col_text(s, 4);
-        c->seq = sqlite3_column_int(s, 0);
-        c->add_runs = op != NULL && strcmp(op, "add_runs") == 0;
-        c->first_input = sqlite3_column_int(s, 2);
-        c->num_inputs = sqlite3_column_int(s, 3);
-        c->outcome = TG_OUTCOME_UNKNOWN;
-        for (int o = TG_OUTCOME_OK; outcome != NULL && o <= TG_OUTCOME_NOT_SENT; o++)
-            if (strcmp(outcome, tg_outcome_name((enum tg_outcome)o)) == 0)
-                c->outcome = (enum tg_outcome)o;
-        c->runs = (long)sqlite3_column_int64(s, 5);
-    }
-    if (rc == TG_OK && src != SQLITE_DONE)
-        rc = store_db_err(st, src, "read the calls");
-    store_done(s);
-    return rc;
+    struct recon_calls c = {pool, out, 0};
+    return store_each(st, s, "read the calls", recon_call_row, &c);
 }
 
 static int add_found(struct tg_store *st, const struct tg_recon_write *w,
@@ -561,6 +566,26 @@ int tg_sqlite_recon_write(struct tg_store *st, const struct tg_recon_write *w)
     return store_tx_end(st, rc);
 }
 
+/* Ids into a pool, at most max; a walk that finds more stops with ID_LIST_FULL. */
+#define ID_LIST_FULL 1
+struct id_list {
+    struct tg_pool *pool;
+    const char **ids;
+    size_t *n, max;
+};
+
+static int id_row(void *arg, sqlite3_stmt *s)
+{
+    struct id_list *l = arg;
+    if (*l->n >= l->max)
+        return ID_LIST_FULL;
+    l->ids[*l->n] = tg_pool_strdup(l->pool, store_col_text(s, 0));
+    if (l->ids[*l->n] == NULL)
+        return TG_ENOMEM;
+    (*l->n)++;
+    return TG_OK;
+}
+
 int tg_sqlite_unknown_ids(struct tg_store *st, struct tg_pool *pool, size_t max,
                          int64_t before_ms, const char ***ids, size_t *n)
 {
@@ -578,19 +603,25 @@ int tg_sqlite_unknown_ids(struct tg_store *st, struct tg_pool *pool, size_t max,
         tg_time_format(before_ms, before);
         store_bind_text(s, 2, before);
     }
-    int src;
-    while ((src = sqlite3_step(s)) == SQLITE_ROW && *n < max) {
-        (*ids)[*n] = tg_pool_strdup(pool, store_col_text(s, 0));
-        if ((*ids)[*n] == NULL) {
-            rc = TG_ENOMEM;
-            break;
-        }
-        (*n)++;
-    }
-    if (rc == TG_OK && src != SQLITE_DONE && src != SQLITE_ROW)
-        rc = store_db_err(st, src, "list unknown submissions");
-    store_done(s);
-    return rc;
+    struct id_list l = {pool, *ids, n, max};
+    rc = store_each(st, s, "list unknown submissions", id_row, &l);
+    return rc == ID_LIST_FULL ? TG_OK : rc;
+}
+
+struct open_counts {
+    long *pending, *unknown;
+};
+
+static int open_count_row(void *arg, sqlite3_stmt *s)
+{
+    const struct open_counts *c = arg;
+    const char *state = store_col_text(s, 0);
+    long n = (long)sqlite3_column_int64(s, 1);
+    if (state != NULL && strcmp(state, "pending") == 0)
+        *c->pending = n;
+    else
+        *c->unknown = n;
+    return TG_OK;
 }
 
 int tg_sqlite_open_counts(struct tg_store *st, long *pending, long *unknown)
@@ -600,19 +631,24 @@ int tg_sqlite_open_counts(struct tg_store *st, long *pending, long *unknown)
     int rc = stmt(st, R_OPEN_COUNT, &s);
     if (rc != TG_OK)
         return rc;
-    int src;
-    while ((src = sqlite3_step(s)) == SQLITE_ROW) {
-        const char *state = store_col_text(s, 0);
-        long n = (long)sqlite3_column_int64(s, 1);
-        if (state != NULL && strcmp(state, "pending") == 0)
-            *pending = n;
-        else
-            *unknown = n;
-    }
-    if (src != SQLITE_DONE)
-        rc = store_db_err(st, src, "count open submissions");
-    store_done(s);
-    return rc;
+    struct open_counts c = {pending, unknown};
+    return store_each(st, s, "count open submissions", open_count_row, &c);
+}
+
+/* The runs of earlier submissions by input index: the first found for an input stays. */
+struct prior_runs {
+    struct tg_pool *pool;
+    const char **ids;
+    size_t num_inputs;
+};
+
+static int prior_run_row(void *arg, sqlite3_stmt *s)
+{
+    const struct prior_runs *p = arg;
+    int64_t i = sqlite3_column_int64(s, 0);
+    if (i >= 0 && (size_t)i < p->num_inputs && p->ids[i] == NULL)
+        p->ids[i] = tg_pool_strdup(p->pool, store_col_text(s, 1));
+    return TG_OK;
 }
 
 int tg_sqlite_prior_runs(struct tg_store *st, struct tg_pool *pool, const char *sub_id,
@@ -646,14 +682,8 @@ int tg_sqlite_prior_runs(struct tg_store *st, struct tg_pool *pool, const char *
         if (rc != TG_OK)
             break;
         store_bind_text(s, 1, cur);
-        while ((src = sqlite3_step(s)) == SQLITE_ROW) {
-            int64_t i = sqlite3_column_int64(s, 0);
-            if (i >= 0 && (size_t)i < num_inputs && (*ids)[i] == NULL)
-                (*ids)[i] = tg_pool_strdup(pool, store_col_text(s, 1));
-        }
-        if (src != SQLITE_DONE)
-            rc = store_db_err(st, src, "read earlier runs");
-        store_done(s);
+        struct prior_runs p = {pool, *ids, num_inputs};
+        rc = store_each(st, s, "read earlier runs", prior_run_row, &p);
         cur = next;
     }
     return rc;

@@ -114,6 +114,20 @@ static char *json_pairs(const char *first, ...)
     return copy;
 }
 
+/* Logs a change from its before and after (json_pairs' results: NULL means out of memory),
+ * and frees both. */
+static int log_change(struct tg_store *st, const struct tg_actor *who, const char *action,
+                      const char *object_type, const char *object_id, const char *team,
+                      char *before, char *after)
+{
+    int rc = before != NULL && after != NULL
+                 ? admin_log(st, who, action, object_type, object_id, team, before, after)
+                 : TG_ENOMEM;
+    free(before);
+    free(after);
+    return rc;
+}
+
 /* ---- identities ------------------------------------------------------------------------ */
 
 /* The row's stored token hash equals the one looked up, compared in constant time: the
@@ -330,16 +344,31 @@ int tg_sqlite_team_set_key(struct tg_store *st, const struct tg_actor *who, cons
         store_bind_text(s, 5, kid);
         rc = store_run(st, s, "set team key");
     }
-    if (rc == TG_OK) {
-        char *before = json_pairs("name", name, "key_fingerprint", old_fp, NULL);
-        char *after = json_pairs("name", name, "key_fingerprint", fp, NULL);
-        rc = before != NULL && after != NULL
-                 ? admin_log(st, who, "team.set_key", "team", name, name, before, after)
-                 : TG_ENOMEM;
-        free(before);
-        free(after);
-    }
+    if (rc == TG_OK)
+        rc = log_change(st, who, "team.set_key", "team", name, name,
+                        json_pairs("name", name, "key_fingerprint", old_fp, NULL),
+                        json_pairs("name", name, "key_fingerprint", fp, NULL));
     return store_tx_end(st, rc);
+}
+
+/* A caller's walk over the teams: its function and argument. */
+struct team_walk {
+    int (*fn)(void *arg, const struct tg_team_row *row);
+    void *arg;
+};
+
+static int team_row(void *arg, sqlite3_stmt *s)
+{
+    const struct team_walk *w = arg;
+    struct tg_team_row row = {
+        .id = sqlite3_column_int64(s, 0),
+        .name = store_col_text(s, 1),
+        .key_fingerprint = store_col_text(s, 2),
+        .created_at = store_col_text(s, 3),
+        .tokens = sqlite3_column_int(s, 4),
+        .presets = sqlite3_column_int(s, 5),
+    };
+    return w->fn(w->arg, &row);
 }
 
 int tg_sqlite_team_list(struct tg_store *st,
@@ -352,28 +381,8 @@ int tg_sqlite_team_list(struct tg_store *st,
     char now[TG_TIME_LEN];
     store_now_text(now);
     store_bind_text(s, 1, now);
-    for (;;) {
-        int src = sqlite3_step(s);
-        if (src == SQLITE_DONE)
-            break;
-        if (src != SQLITE_ROW) {
-            rc = store_db_err(st, src, "list teams");
-            break;
-        }
-        struct tg_team_row row = {
-            .id = sqlite3_column_int64(s, 0),
-            .name = store_col_text(s, 1),
-            .key_fingerprint = store_col_text(s, 2),
-            .created_at = store_col_text(s, 3),
-            .tokens = sqlite3_column_int(s, 4),
-            .presets = sqlite3_column_int(s, 5),
-        };
-        rc = fn(arg, &row);
-        if (rc != 0)
-            break;
-    }
-    store_done(s);
-    return rc;
+    struct team_walk w = {fn, arg};
+    return store_each(st, s, "list teams", team_row, &w);
 }
 
 int tg_sqlite_token_add(struct tg_store *st, const struct tg_actor *who, int64_t team_id,
@@ -447,16 +456,31 @@ int tg_sqlite_token_revoke(struct tg_store *st, const struct tg_actor *who,
     char team[TEAM_NAME_MAX + 1];
     if (rc == TG_OK)
         rc = lookup_text(st, S_TOKEN_INFO, token_id, 0, team, sizeof(team));
-    if (rc == TG_OK) {
-        char *before = json_pairs("id", token_id, "revoked_at", NULL, NULL);
-        char *after = json_pairs("id", token_id, "revoked_at", now, NULL);
-        rc = before != NULL && after != NULL
-                 ? admin_log(st, who, "token.revoke", "token", token_id, team, before, after)
-                 : TG_ENOMEM;
-        free(before);
-        free(after);
-    }
+    if (rc == TG_OK)
+        rc = log_change(st, who, "token.revoke", "token", token_id, team,
+                        json_pairs("id", token_id, "revoked_at", NULL, NULL),
+                        json_pairs("id", token_id, "revoked_at", now, NULL));
     return store_tx_end(st, rc);
+}
+
+struct token_walk {
+    int (*fn)(void *arg, const struct tg_token_row *row);
+    void *arg;
+};
+
+static int token_row(void *arg, sqlite3_stmt *s)
+{
+    const struct token_walk *w = arg;
+    struct tg_token_row row = {
+        .id = store_col_text(s, 0),
+        .team = store_col_text(s, 1),
+        .role = store_col_text(s, 2),
+        .label = store_col_text(s, 3),
+        .created_at = store_col_text(s, 4),
+        .expires_at = store_col_text(s, 5),
+        .revoked_at = store_col_text(s, 6),
+    };
+    return w->fn(w->arg, &row);
 }
 
 int tg_sqlite_token_list(struct tg_store *st, const char *team,
@@ -471,29 +495,8 @@ int tg_sqlite_token_list(struct tg_store *st, const char *team,
     if (rc != TG_OK)
         return rc;
     store_bind_text(s, 1, team);
-    for (;;) {
-        int src = sqlite3_step(s);
-        if (src == SQLITE_DONE)
-            break;
-        if (src != SQLITE_ROW) {
-            rc = store_db_err(st, src, "list tokens");
-            break;
-        }
-        struct tg_token_row row = {
-            .id = store_col_text(s, 0),
-            .team = store_col_text(s, 1),
-            .role = store_col_text(s, 2),
-            .label = store_col_text(s, 3),
-            .created_at = store_col_text(s, 4),
-            .expires_at = store_col_text(s, 5),
-            .revoked_at = store_col_text(s, 6),
-        };
-        rc = fn(arg, &row);
-        if (rc != 0)
-            break;
-    }
-    store_done(s);
-    return rc;
+    struct token_walk w = {fn, arg};
+    return store_each(st, s, "list tokens", token_row, &w);
 }
 
 /* The preset's current body, malloc'd (NULL when there is none). */
@@ -620,6 +623,17 @@ int tg_sqlite_preset_get(struct tg_store *st, struct tg_pool *pool, int64_t team
     return rc;
 }
 
+struct preset_walk {
+    int (*fn)(void *arg, const char *name, const char *updated_at);
+    void *arg;
+};
+
+static int preset_row(void *arg, sqlite3_stmt *s)
+{
+    const struct preset_walk *w = arg;
+    return w->fn(w->arg, store_col_text(s, 0), store_col_text(s, 1));
+}
+
 int tg_sqlite_preset_list(struct tg_store *st, int64_t team_id,
                          int (*fn)(void *arg, const char *name, const char *updated_at),
                          void *arg)
@@ -629,19 +643,6 @@ int tg_sqlite_preset_list(struct tg_store *st, int64_t team_id,
     if (rc != TG_OK)
         return rc;
     sqlite3_bind_int64(s, 1, team_id);
-    for (;;) {
-        int src = sqlite3_step(s);
-        if (src == SQLITE_DONE)
-            break;
-        if (src != SQLITE_ROW) {
-            rc = store_db_err(st, src, "list presets");
-            break;
-        }
-        rc = fn(arg, store_col_text(s, 0), store_col_text(s, 1));
-        if (rc != 0)
-            break;
-    }
-    store_done(s);
-    return rc;
+    struct preset_walk w = {fn, arg};
+    return store_each(st, s, "list presets", preset_row, &w);
 }
-

@@ -84,6 +84,15 @@ int store_bind_text(sqlite3_stmt *s, int i, const char *v);
 int store_bind_int_or_null(sqlite3_stmt *s, int i, int64_t v);
 /* Steps a statement that returns no rows, then resets it. */
 int store_run(struct tg_store *st, sqlite3_stmt *s, const char *what);
+/* Steps s to its first row: TG_OK when it stands on one (read it, then store_done),
+ * TG_ENOTFOUND when it has none, else the error, with "what: sqlite's message" as st's
+ * message. */
+int store_one(struct tg_store *st, sqlite3_stmt *s, const char *what);
+/* Steps s through its rows, calling row(arg, s) on each, then resets it. A non-zero return
+ * from row stops the walk and is returned (errors are negative, so a row function may stop
+ * the walk with a positive value of its own); a failed step is returned as store_one's. */
+int store_each(struct tg_store *st, sqlite3_stmt *s, const char *what,
+               int (*row)(void *arg, sqlite3_stmt *s), void *arg);
 const char *store_col_text(sqlite3_stmt *s, int i);
 /* Copies a text column into dst, truncated to fit; NULL becomes "". */
 void store_col_copy(char *dst, size_t dstlen, sqlite3_stmt *s, int i);
