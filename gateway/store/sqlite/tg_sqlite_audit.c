@@ -210,26 +210,49 @@ static int pass_row(sqlite3_stmt *s, const struct spec *sp, tg_audit_fn fn, void
     return fn(arg, &row);
 }
 
-/* Steps s to its end, passing every row; *n counts them. */
-static int pass_all(struct tg_store *st, sqlite3_stmt *s, const struct spec *sp,
-                    tg_audit_fn fn, void *arg, long *n)
-{
-    int rc = TG_OK, src = SQLITE_DONE;
-    while (rc == TG_OK && (src = sqlite3_step(s)) == SQLITE_ROW) {
-        rc = pass_row(s, sp, fn, arg);
-        (*n)++;
-    }
-    if (rc == TG_OK && src != SQLITE_DONE)
-        rc = store_db_err(st, src, "read the audit trail");
-    store_done(s);
-    return rc;
-}
+/* A walk passing rows to the caller's function: at most limit (< 0: all); *n counts the
+ * rows passed, and the key of the last one is kept when last is not NULL. A row past the
+ * limit sets more and stops the walk (with 1: what the caller's function returns may be
+ * any value, so more, not the value, says why the walk stopped). */
+struct pass {
+    const struct spec *sp;
+    tg_audit_fn fn;
+    void *arg;
+    long limit;
+    long *n;
+    struct tg_audit_key *last;
+    int more;
+};
 
 static void copy_key(sqlite3_stmt *s, const struct spec *sp, struct tg_audit_key *key)
 {
     store_col_copy(key->time, sizeof(key->time), s, sp->time_col);
     store_col_copy(key->id, sizeof(key->id), s, sp->id_col);
     key->index = sp->index_col >= 0 ? (long)sqlite3_column_int64(s, sp->index_col) : 0;
+}
+
+static int pass_one(void *arg, sqlite3_stmt *s)
+{
+    struct pass *p = arg;
+    if (p->limit >= 0 && *p->n == p->limit) {
+        p->more = 1;
+        return 1;
+    }
+    int rc = pass_row(s, p->sp, p->fn, p->arg);
+    /* A page counts the rows the caller took; a whole read, every row it was passed. */
+    if (rc == TG_OK || p->last == NULL)
+        (*p->n)++;
+    if (rc == TG_OK && p->last != NULL)
+        copy_key(s, p->sp, p->last);
+    return rc;
+}
+
+/* Steps s to its end, passing every row; *n counts them. */
+static int pass_all(struct tg_store *st, sqlite3_stmt *s, const struct spec *sp,
+                    tg_audit_fn fn, void *arg, long *n)
+{
+    struct pass p = {sp, fn, arg, -1, n, NULL, 0};
+    return store_each(st, s, "read the audit trail", pass_one, &p);
 }
 
 /* One page of a list statement: at most limit rows after the key `after` (time ""
@@ -265,20 +288,14 @@ static int list_page(struct tg_store *st, enum stmt_id id, const struct spec *sp
         goto out;
     }
     long n = 0;
-    while ((src = sqlite3_step(s)) == SQLITE_ROW) {
-        if (n == limit) {
-            page->more = 1;
-            break;
-        }
-        rc = pass_row(s, sp, fn, arg);
-        if (rc != TG_OK)
-            goto out;
-        copy_key(s, sp, &page->last);
-        n++;
-        page->rows++;
+    struct pass p = {sp, fn, arg, limit, &n, &page->last, 0};
+    rc = store_each(st, s, "read the audit trail", pass_one, &p);
+    page->rows += n;
+    if (p.more) {
+        page->more = 1;
+        rc = TG_OK;
     }
-    if (src != SQLITE_ROW && src != SQLITE_DONE)
-        rc = store_db_err(st, src, "read the audit trail");
+    return rc;
 out:
     store_done(s);
     return rc;

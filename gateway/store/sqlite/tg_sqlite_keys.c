@@ -140,48 +140,76 @@ int store_preset_mcp(struct tg_store *st, const char *team, const char *body,
     return rc;
 }
 
+/* The two statements of a re-sealing walk: the SELECT of the rows and the UPDATE of each
+ * (rare operations: prepared for the call, finalized by the caller, NULL accepted). */
+static int prepare_walk(struct tg_store *st, const char *sel_sql, const char *upd_sql,
+                        sqlite3_stmt **sel, sqlite3_stmt **upd)
+{
+    int src = sqlite3_prepare_v2(st->db, sel_sql, -1, sel, NULL);
+    if (src == SQLITE_OK)
+        src = sqlite3_prepare_v2(st->db, upd_sql, -1, upd, NULL);
+    return src == SQLITE_OK ? TG_OK : store_db_err(st, src, "prepare");
+}
+
+/* A re-sealing walk's state: the handle, the UPDATE, the mode and what it counts. */
+struct reseal {
+    struct tg_store *st;
+    sqlite3_stmt *upd;
+    int every;
+    long *n;
+    char (*kids)[TG_CRYPTO_KID_LEN];
+    int *nkids;
+};
+
+static int reseal_preset_row(void *arg, sqlite3_stmt *sel)
+{
+    const struct reseal *r = arg;
+    const char *name = store_col_text(sel, 1), *body = store_col_text(sel, 2);
+    const char *team = store_col_text(sel, 3);
+    char *sealed = NULL;
+    int rc = name != NULL && body != NULL && team != NULL
+                 ? store_preset_mcp(r->st, team, body,
+                                    r->every ? STORE_MCP_RESEAL : STORE_MCP_SEAL, &sealed, NULL)
+                 : store_invalid(r->st, "a preset row without a name or body");
+    if (rc == TG_OK && sealed != NULL) {
+        sqlite3_bind_int64(r->upd, 1, sqlite3_column_int64(sel, 0));
+        store_bind_text(r->upd, 2, name);
+        store_bind_text(r->upd, 3, sealed);
+        rc = store_run(r->st, r->upd, "store the re-encrypted preset");
+        *r->n += rc == TG_OK;
+    }
+    free(sealed);
+    return rc;
+}
+
 /* Seals (every: re-seals) the MCP header values of every preset, inside the caller's
  * transaction; *n counts the presets rewritten. */
 static int reseal_presets(struct tg_store *st, int every, long *n)
 {
     sqlite3_stmt *sel = NULL, *upd = NULL;
-    int src = sqlite3_prepare_v2(st->db,
-                                 "SELECT p.team_id, p.name, p.body, t.name FROM presets p"
-                                 " JOIN teams t ON t.id = p.team_id"
-                                 " WHERE p.body LIKE '%mcp_servers%' ORDER BY p.team_id, p.name",
-                                 -1, &sel, NULL);
-    if (src == SQLITE_OK)
-        src = sqlite3_prepare_v2(st->db,
-                                 "UPDATE presets SET body = ?3 WHERE team_id = ?1 AND name = ?2",
-                                 -1, &upd, NULL);
-    int rc = src == SQLITE_OK ? TG_OK : store_db_err(st, src, "prepare");
+    int rc = prepare_walk(st,
+                          "SELECT p.team_id, p.name, p.body, t.name FROM presets p"
+                          " JOIN teams t ON t.id = p.team_id"
+                          " WHERE p.body LIKE '%mcp_servers%' ORDER BY p.team_id, p.name",
+                          "UPDATE presets SET body = ?3 WHERE team_id = ?1 AND name = ?2",
+                          &sel, &upd);
     *n = 0;
-    while (rc == TG_OK) {
-        src = sqlite3_step(sel);
-        if (src == SQLITE_DONE)
-            break;
-        if (src != SQLITE_ROW) {
-            rc = store_db_err(st, src, "read presets");
-            break;
-        }
-        const char *name = store_col_text(sel, 1), *body = store_col_text(sel, 2);
-        const char *team = store_col_text(sel, 3);
-        char *sealed = NULL;
-        rc = name != NULL && body != NULL && team != NULL
-                 ? store_preset_mcp(st, team, body, every ? STORE_MCP_RESEAL : STORE_MCP_SEAL,
-                                    &sealed, NULL)
-                 : store_invalid(st, "a preset row without a name or body");
-        if (rc == TG_OK && sealed != NULL) {
-            sqlite3_bind_int64(upd, 1, sqlite3_column_int64(sel, 0));
-            store_bind_text(upd, 2, name);
-            store_bind_text(upd, 3, sealed);
-            rc = store_run(st, upd, "store the re-encrypted preset");
-            *n += rc == TG_OK;
-        }
-        free(sealed);
-    }
+    struct reseal r = {st, upd, every, n, NULL, NULL};
+    if (rc == TG_OK)
+        rc = store_each(st, sel, "read presets", reseal_preset_row, &r);
     sqlite3_finalize(sel);
     sqlite3_finalize(upd);
+    return rc;
+}
+
+static int clear_preset_row(void *arg, sqlite3_stmt *s)
+{
+    const struct reseal *r = arg;
+    long clear = 0;
+    const char *team = store_col_text(s, 0), *body = store_col_text(s, 1);
+    int rc = store_preset_mcp(r->st, team != NULL ? team : "", body, STORE_MCP_COUNT, NULL,
+                              &clear);
+    *r->n += clear > 0;
     return rc;
 }
 
@@ -194,19 +222,9 @@ int tg_sqlite_presets_clear(struct tg_store *st, long *n)
                                  " ON t.id = p.team_id WHERE p.body LIKE '%mcp_servers%'",
                                  -1, &s, NULL);
     int rc = src == SQLITE_OK ? TG_OK : store_db_err(st, src, "prepare");
-    while (rc == TG_OK) {
-        src = sqlite3_step(s);
-        if (src == SQLITE_DONE)
-            break;
-        if (src != SQLITE_ROW) {
-            rc = store_db_err(st, src, "read presets");
-            break;
-        }
-        long clear = 0;
-        const char *team = store_col_text(s, 0), *body = store_col_text(s, 1);
-        rc = store_preset_mcp(st, team != NULL ? team : "", body, STORE_MCP_COUNT, NULL, &clear);
-        *n += clear > 0;
-    }
+    struct reseal r = {st, NULL, 0, n, NULL, NULL};
+    if (rc == TG_OK)
+        rc = store_each(st, s, "read presets", clear_preset_row, &r);
     sqlite3_finalize(s);
     return rc;
 }
@@ -305,6 +323,20 @@ static int log_reseal(struct tg_store *st, const struct tg_actor *who, const cha
     return rc;
 }
 
+static int reseal_key_row(void *arg, sqlite3_stmt *sel)
+{
+    const struct reseal *r = arg;
+    const char *name = store_col_text(sel, 1), *stored = store_col_text(sel, 2);
+    if (name == NULL || stored == NULL) {
+        store_set_err(r->st, "out of memory");
+        return TG_ENOMEM;
+    }
+    int rc = reseal_one(r->st, r->upd, sqlite3_column_int64(sel, 0), name, stored,
+                        sqlite3_column_int(sel, 3), r->kids, r->nkids);
+    *r->n += rc == TG_OK;
+    return rc;
+}
+
 int tg_sqlite_keys_reseal(struct tg_store *st, const struct tg_actor *who, int every,
                          const char *action, long *n)
 {
@@ -316,35 +348,15 @@ int tg_sqlite_keys_reseal(struct tg_store *st, const struct tg_actor *who, int e
     int rc = store_tx_begin(st);
     if (rc != TG_OK)
         return rc;
-    int src = sqlite3_prepare_v2(st->db,
-                                 "SELECT id, name, upstream_key, key_id IS NULL FROM teams"
-                                 " WHERE ?1 OR key_id IS NULL ORDER BY id",
-                                 -1, &sel, NULL);
-    if (src == SQLITE_OK)
-        src = sqlite3_prepare_v2(st->db,
-                                 "UPDATE teams SET upstream_key = ?2, key_id = ?3 WHERE id = ?1",
-                                 -1, &upd, NULL);
-    if (src != SQLITE_OK)
-        rc = store_db_err(st, src, "prepare");
-    if (rc == TG_OK)
+    rc = prepare_walk(st,
+                      "SELECT id, name, upstream_key, key_id IS NULL FROM teams"
+                      " WHERE ?1 OR key_id IS NULL ORDER BY id",
+                      "UPDATE teams SET upstream_key = ?2, key_id = ?3 WHERE id = ?1", &sel,
+                      &upd);
+    struct reseal r = {st, upd, every, &done, kids, &nkids};
+    if (rc == TG_OK) {
         sqlite3_bind_int(sel, 1, every != 0);
-    while (rc == TG_OK) {
-        src = sqlite3_step(sel);
-        if (src == SQLITE_DONE)
-            break;
-        if (src != SQLITE_ROW) {
-            rc = store_db_err(st, src, "read keys");
-            break;
-        }
-        const char *name = store_col_text(sel, 1), *stored = store_col_text(sel, 2);
-        if (name == NULL || stored == NULL) {
-            store_set_err(st, "out of memory");
-            rc = TG_ENOMEM;
-            break;
-        }
-        rc = reseal_one(st, upd, sqlite3_column_int64(sel, 0), name, stored,
-                        sqlite3_column_int(sel, 3), kids, &nkids);
-        done += rc == TG_OK;
+        rc = store_each(st, sel, "read keys", reseal_key_row, &r);
     }
     sqlite3_finalize(sel);
     sqlite3_finalize(upd);
