@@ -116,8 +116,8 @@ int tg_sqlite_idem_get(struct tg_store *st, struct tg_pool *pool, int64_t team_i
     store_bind_text(s, 2, kind_names[kind]);
     store_bind_text(s, 3, key);
     sqlite3_bind_int64(s, 4, now_ms);
-    int src = sqlite3_step(s);
-    if (src == SQLITE_ROW) {
+    rc = store_one(st, s, "idempotency record");
+    if (rc == TG_OK) {
         out->submission_id = tg_pool_strdup(pool, store_col_text(s, 0));
         out->request_hash = tg_pool_strdup(pool, store_col_text(s, 1));
         out->state = parse_state(store_col_text(s, 2));
@@ -135,8 +135,6 @@ int tg_sqlite_idem_get(struct tg_store *st, struct tg_pool *pool, int64_t team_i
             out->answer_body = body;
             out->answer_len = (size_t)n;
         }
-    } else {
-        rc = src == SQLITE_DONE ? TG_ENOTFOUND : store_db_err(st, src, "idempotency record");
     }
     store_done(s);
     return rc;
@@ -153,12 +151,12 @@ static int one_int(struct tg_store *st, enum stmt_id id, int64_t a, int64_t b, l
     sqlite3_bind_int64(s, 1, a);
     if (sqlite3_bind_parameter_count(s) >= 2)
         sqlite3_bind_int64(s, 2, b);
-    int src = sqlite3_step(s);
-    if (src == SQLITE_ROW)
+    rc = store_one(st, s, "read a count");
+    if (rc == TG_OK)
         *out = (long)sqlite3_column_int64(s, 0);
-    else if (src != SQLITE_DONE)
-        rc = store_db_err(st, src, "read a count");
     store_done(s);
+    if (rc == TG_ENOTFOUND)
+        rc = TG_OK;
     return rc;
 }
 
@@ -170,14 +168,14 @@ static int limits_in_tx(struct tg_store *st, int64_t team_id, struct tg_limits *
     if (rc != TG_OK)
         return rc;
     sqlite3_bind_int64(s, 1, team_id);
-    int src = sqlite3_step(s);
-    if (src == SQLITE_ROW) {
+    rc = store_one(st, s, "team limits");
+    if (rc == TG_OK) {
         l->runs_per_minute = (long)sqlite3_column_int64(s, 0);
         l->in_flight = (long)sqlite3_column_int64(s, 1);
-    } else if (src != SQLITE_DONE) {
-        rc = store_db_err(st, src, "team limits");
     }
     store_done(s);
+    if (rc == TG_ENOTFOUND)
+        rc = TG_OK;
     return rc;
 }
 
@@ -247,15 +245,13 @@ static int check_record(struct tg_store *st, int64_t team_id, const struct tg_ad
     store_bind_text(s, 2, kind_names[a->kind]);
     store_bind_text(s, 3, a->key);
     sqlite3_bind_int64(s, 4, a->now_ms);
-    int src = sqlite3_step(s);
-    if (src == SQLITE_ROW) {
+    rc = store_one(st, s, "idempotency record");
+    if (rc == TG_OK) {
         const char *cur = store_col_text(s, 0);
         rc = a->replaces != NULL && cur != NULL && strcmp(cur, a->replaces) == 0 ? TG_OK
                                                                                 : TG_EEXIST;
-    } else if (src == SQLITE_DONE) {
+    } else if (rc == TG_ENOTFOUND) {
         rc = a->replaces == NULL ? TG_OK : TG_EEXIST;
-    } else {
-        rc = store_db_err(st, src, "idempotency record");
     }
     store_done(s);
     if (rc == TG_EEXIST)
@@ -389,16 +385,13 @@ int tg_sqlite_limits_set(struct tg_store *st, const struct tg_actor *who, const 
     rc = stmt(st, R_TEAM, &s);
     if (rc == TG_OK) {
         store_bind_text(s, 1, team);
-        int src = sqlite3_step(s);
-        if (src == SQLITE_ROW) {
+        rc = store_one(st, s, "read the team");
+        if (rc == TG_OK) {
             team_id = sqlite3_column_int64(s, 0);
             snprintf(before, sizeof(before), "{\"runs_per_minute\":%lld,\"in_flight\":%lld}",
                      (long long)sqlite3_column_int64(s, 1), (long long)sqlite3_column_int64(s, 2));
-        } else if (src == SQLITE_DONE) {
+        } else if (rc == TG_ENOTFOUND) {
             store_set_err(st, "no team %.64s", team);
-            rc = TG_ENOTFOUND;
-        } else {
-            rc = store_db_err(st, src, "read the team");
         }
         store_done(s);
     }
@@ -668,15 +661,15 @@ int tg_sqlite_prior_runs(struct tg_store *st, struct tg_pool *pool, const char *
         if (rc != TG_OK)
             break;
         store_bind_text(s, 1, cur);
-        int src = sqlite3_step(s);
-        if (src == SQLITE_ROW) {
+        rc = store_one(st, s, "read an earlier submission");
+        if (rc == TG_OK) {
             if (*group == NULL)
                 *group = tg_pool_strdup(pool, store_col_text(s, 0));
             next = tg_pool_strdup(pool, store_col_text(s, 1));
-        } else if (src != SQLITE_DONE) {
-            rc = store_db_err(st, src, "read an earlier submission");
         }
         store_done(s);
+        if (rc == TG_ENOTFOUND)
+            rc = TG_OK;
         if (rc == TG_OK)
             rc = stmt(st, R_PRIOR_RUNS, &s);
         if (rc != TG_OK)

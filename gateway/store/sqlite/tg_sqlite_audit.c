@@ -466,15 +466,9 @@ static int group_exists(struct tg_store *st, const char *group, const char *scop
         return rc;
     store_bind_text(s, 1, group);
     store_bind_text(s, 2, scope_team);
-    int src = sqlite3_step(s);
-    if (src == SQLITE_ROW) {
-        rc = TG_OK;
-    } else if (src == SQLITE_DONE) {
+    rc = store_one(st, s, "look up the task group");
+    if (rc == TG_ENOTFOUND)
         store_set_err(st, "no such task group");
-        rc = TG_ENOTFOUND;
-    } else {
-        rc = store_db_err(st, src, "look up the task group");
-    }
     store_done(s);
     return rc;
 }
@@ -570,15 +564,15 @@ static int prune_count(struct tg_store *st, const char *before, struct tg_audit_
     if (rc != TG_OK)
         return rc;
     store_bind_text(s, 1, before);
-    int src = sqlite3_step(s);
-    if (src == SQLITE_ROW) {
+    rc = store_one(st, s, "count what a prune removes");
+    if (rc == TG_OK) {
         out->submissions = (long)sqlite3_column_int64(s, 0);
         out->calls = (long)sqlite3_column_int64(s, 1);
         out->runs = (long)sqlite3_column_int64(s, 2);
         out->reads = (long)sqlite3_column_int64(s, 3);
         out->kept_open = (long)sqlite3_column_int64(s, 4);
-    } else {
-        rc = store_db_err(st, src, "count what a prune removes");
+    } else if (rc == TG_ENOTFOUND) {
+        rc = store_db_err(st, SQLITE_DONE, "count what a prune removes");
     }
     store_done(s);
     return rc;

@@ -65,13 +65,10 @@ static int lookup_text(struct tg_store *st, enum stmt_id id, const char *key, in
     else
         sqlite3_bind_int64(s, 1, ikey);
     out[0] = '\0';
-    int src = sqlite3_step(s);
-    if (src == SQLITE_ROW) {
+    rc = store_one(st, s, "look up");
+    if (rc == TG_OK) {
         const char *v = store_col_text(s, 0);
         snprintf(out, outlen, "%s", v != NULL ? v : "");
-        rc = TG_OK;
-    } else {
-        rc = src == SQLITE_DONE ? TG_ENOTFOUND : store_db_err(st, src, "look up");
     }
     store_done(s);
     return rc;
@@ -155,16 +152,12 @@ int tg_sqlite_auth(struct tg_store *st, const char *token_hash, int64_t now_ms,
         rc = store_db_err(st, sqlite3_errcode(st->db), "auth");
         goto out;
     }
-    int src = sqlite3_step(s);
-    if (src == SQLITE_DONE) {
-        store_set_err(st, "no such token, or it is revoked or expired");
+    rc = store_one(st, s, "auth");
+    if (rc == TG_OK && !hash_matches(s, 5, token_hash))
         rc = TG_ENOTFOUND;
-    } else if (src != SQLITE_ROW) {
-        rc = store_db_err(st, src, "auth");
-    } else if (!hash_matches(s, 5, token_hash)) {
+    if (rc == TG_ENOTFOUND) {
         store_set_err(st, "no such token, or it is revoked or expired");
-        rc = TG_ENOTFOUND;
-    } else {
+    } else if (rc == TG_OK) {
         memset(out, 0, sizeof(*out));
         out->team_id = sqlite3_column_int64(s, 0);
         store_col_copy(out->team, sizeof(out->team), s, 1);
@@ -172,7 +165,6 @@ int tg_sqlite_auth(struct tg_store *st, const char *token_hash, int64_t now_ms,
         store_col_copy(out->label, sizeof(out->label), s, 3);
         if (tg_role_parse(store_col_text(s, 4), &out->role) != TG_OK)
             out->role = TG_ROLE_SUBMIT; /* the schema's CHECK makes this unreachable */
-        rc = TG_OK;
     }
 out:
     store_done(s);
@@ -189,13 +181,10 @@ int tg_sqlite_team_key(struct tg_store *st, int64_t team_id, char *buf, size_t b
     if (rc != TG_OK)
         return rc;
     sqlite3_bind_int64(s, 1, team_id);
-    int src = sqlite3_step(s);
-    if (src == SQLITE_DONE) {
+    rc = store_one(st, s, "team key");
+    if (rc == TG_ENOTFOUND) {
         store_set_err(st, "no team with id %lld", (long long)team_id);
-        rc = TG_ENOTFOUND;
-    } else if (src != SQLITE_ROW) {
-        rc = store_db_err(st, src, "team key");
-    } else {
+    } else if (rc == TG_OK) {
         const char *name = store_col_text(s, 0), *sealed = store_col_text(s, 1);
         char why[300] = "";
         if (name == NULL || sealed == NULL) {
@@ -228,16 +217,11 @@ int tg_sqlite_team_id(struct tg_store *st, const char *name, int64_t *team_id)
     if (rc != TG_OK)
         return rc;
     store_bind_text(s, 1, name);
-    int src = sqlite3_step(s);
-    if (src == SQLITE_ROW) {
+    rc = store_one(st, s, "team id");
+    if (rc == TG_OK)
         *team_id = sqlite3_column_int64(s, 0);
-        rc = TG_OK;
-    } else if (src == SQLITE_DONE) {
+    else if (rc == TG_ENOTFOUND)
         store_set_err(st, "no team named '%.64s'", name != NULL ? name : "");
-        rc = TG_ENOTFOUND;
-    } else {
-        rc = store_db_err(st, src, "team id");
-    }
     store_done(s);
     return rc;
 }
@@ -509,15 +493,15 @@ static int preset_body(struct tg_store *st, int64_t team_id, const char *name, c
         return rc;
     sqlite3_bind_int64(s, 1, team_id);
     store_bind_text(s, 2, name);
-    int src = sqlite3_step(s);
-    if (src == SQLITE_ROW) {
+    rc = store_one(st, s, "read preset");
+    if (rc == TG_OK) {
         const char *v = store_col_text(s, 0);
         *body = strdup(v != NULL ? v : "null");
         rc = *body != NULL ? TG_OK : TG_ENOMEM;
-    } else if (src != SQLITE_DONE) {
-        rc = store_db_err(st, src, "read preset");
     }
     store_done(s);
+    if (rc == TG_ENOTFOUND)
+        rc = TG_OK;
     return rc;
 }
 
@@ -603,13 +587,10 @@ int tg_sqlite_preset_get(struct tg_store *st, struct tg_pool *pool, int64_t team
         return rc;
     sqlite3_bind_int64(s, 1, team_id);
     store_bind_text(s, 2, name);
-    int src = sqlite3_step(s);
-    if (src == SQLITE_DONE) {
+    rc = store_one(st, s, "get preset");
+    if (rc == TG_ENOTFOUND) {
         store_set_err(st, "no preset '%.64s'", name);
-        rc = TG_ENOTFOUND;
-    } else if (src != SQLITE_ROW) {
-        rc = store_db_err(st, src, "get preset");
-    } else {
+    } else if (rc == TG_OK) {
         const char *body = store_col_text(s, 0);
         *json = body != NULL ? tg_pool_strndup(pool, body, (size_t)sqlite3_column_bytes(s, 0))
                              : NULL;

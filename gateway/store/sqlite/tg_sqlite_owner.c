@@ -25,10 +25,7 @@ int tg_sqlite_group_owned(struct tg_store *st, int64_t team_id, const char *task
         return rc;
     store_bind_text(s, 1, taskgroup_id);
     sqlite3_bind_int64(s, 2, team_id);
-    int src = sqlite3_step(s);
-    rc = src == SQLITE_ROW ? TG_OK
-         : src == SQLITE_DONE ? TG_ENOTFOUND
-                              : store_db_err(st, src, "group owner");
+    rc = store_one(st, s, "group owner");
     store_done(s);
     return rc;
 }
@@ -42,13 +39,9 @@ int tg_sqlite_run_owned(struct tg_store *st, int64_t team_id, const char *run_id
         return rc;
     store_bind_text(s, 1, run_id);
     sqlite3_bind_int64(s, 2, team_id);
-    int src = sqlite3_step(s);
-    if (src == SQLITE_ROW) {
+    rc = store_one(st, s, "run owner");
+    if (rc == TG_OK)
         store_col_copy(group, grouplen, s, 0);
-        rc = TG_OK;
-    } else {
-        rc = src == SQLITE_DONE ? TG_ENOTFOUND : store_db_err(st, src, "run owner");
-    }
     store_done(s);
     return rc;
 }

@@ -23,16 +23,13 @@ static int refusal(struct tg_store *st, const char *sub_id, const char *what)
     if (rc != TG_OK)
         return rc;
     store_bind_text(s, 1, sub_id);
-    int src = sqlite3_step(s);
-    if (src == SQLITE_ROW) {
+    rc = store_one(st, s, what);
+    if (rc == TG_OK) {
         store_set_err(st, "%s: submission %.64s is already %s; its record is not rewritten", what,
                 sub_id, store_col_text(s, 0));
         rc = TG_EINVAL;
-    } else if (src == SQLITE_DONE) {
+    } else if (rc == TG_ENOTFOUND) {
         store_set_err(st, "%s: no submission %.64s", what, sub_id);
-        rc = TG_ENOTFOUND;
-    } else {
-        rc = store_db_err(st, src, what);
     }
     store_done(s);
     return rc;
