@@ -263,35 +263,54 @@ static int seal_key(struct tg_store *st, const char *name, const char *key,
     return rc;
 }
 
-int tg_sqlite_team_add(struct tg_store *st, const struct tg_actor *who, const char *name,
-                      const char *key, int64_t *team_id)
+/* A team's key as stored: sealed, with the sealing key's id and the key's fingerprint, and
+ * the time of the change. */
+struct team_key {
+    char fp[FINGERPRINT_LEN], now[TG_TIME_LEN], sealed[SEALED_KEY_LEN], kid[TG_CRYPTO_KID_LEN];
+};
+
+/* Checks a team's name and key and makes what is stored of them. */
+static int team_key_make(struct tg_store *st, const char *name, const char *key,
+                         struct team_key *k)
 {
     int rc = check_team_args(st, name, key);
     if (rc != TG_OK)
         return rc;
+    fingerprint(key, k->fp);
+    store_now_text(k->now);
+    return seal_key(st, name, key, k->sealed, k->kid);
+}
+
+/* S_TEAM_ADD and S_TEAM_SET_KEY take the team and its key as ?1-?5. */
+static void team_key_bind(sqlite3_stmt *s, const char *name, const struct team_key *k)
+{
+    store_bind_text(s, 1, name);
+    store_bind_text(s, 2, k->sealed);
+    store_bind_text(s, 3, k->fp);
+    store_bind_text(s, 4, k->now);
+    store_bind_text(s, 5, k->kid);
+}
+
+int tg_sqlite_team_add(struct tg_store *st, const struct tg_actor *who, const char *name,
+                      const char *key, int64_t *team_id)
+{
     sqlite3_stmt *s;
-    char fp[FINGERPRINT_LEN], now[TG_TIME_LEN], sealed[SEALED_KEY_LEN], kid[TG_CRYPTO_KID_LEN];
-    fingerprint(key, fp);
-    store_now_text(now);
-    rc = seal_key(st, name, key, sealed, kid);
+    struct team_key k;
+    int rc = team_key_make(st, name, key, &k);
     if (rc == TG_OK)
         rc = store_prep(st, S_TEAM_ADD, &s);
     if (rc == TG_OK)
         rc = store_tx_begin(st);
     if (rc != TG_OK)
         return rc;
-    store_bind_text(s, 1, name);
-    store_bind_text(s, 2, sealed);
-    store_bind_text(s, 3, fp);
-    store_bind_text(s, 4, now);
-    store_bind_text(s, 5, kid);
+    team_key_bind(s, name, &k);
     rc = store_run(st, s, "add team");
     if (rc == TG_EEXIST)
         store_set_err(st, "team '%s' already exists", name);
     if (rc == TG_OK && team_id != NULL)
         *team_id = sqlite3_last_insert_rowid(st->db);
     if (rc == TG_OK) {
-        char *after = json_pairs("name", name, "key_fingerprint", fp, NULL);
+        char *after = json_pairs("name", name, "key_fingerprint", k.fp, NULL);
         rc = after != NULL ? admin_log(st, who, "team.add", "team", name, name, NULL, after)
                            : TG_ENOMEM;
         free(after);
@@ -302,14 +321,9 @@ int tg_sqlite_team_add(struct tg_store *st, const struct tg_actor *who, const ch
 int tg_sqlite_team_set_key(struct tg_store *st, const struct tg_actor *who, const char *name,
                           const char *key)
 {
-    int rc = check_team_args(st, name, key);
-    if (rc != TG_OK)
-        return rc;
     sqlite3_stmt *s;
-    char fp[FINGERPRINT_LEN], now[TG_TIME_LEN], sealed[SEALED_KEY_LEN], kid[TG_CRYPTO_KID_LEN];
-    fingerprint(key, fp);
-    store_now_text(now);
-    rc = seal_key(st, name, key, sealed, kid);
+    struct team_key k;
+    int rc = team_key_make(st, name, key, &k);
     if (rc == TG_OK)
         rc = store_tx_begin(st);
     if (rc != TG_OK)
@@ -321,29 +335,30 @@ int tg_sqlite_team_set_key(struct tg_store *st, const struct tg_actor *who, cons
     if (rc == TG_OK)
         rc = store_prep(st, S_TEAM_SET_KEY, &s);
     if (rc == TG_OK) {
-        store_bind_text(s, 1, name);
-        store_bind_text(s, 2, sealed);
-        store_bind_text(s, 3, fp);
-        store_bind_text(s, 4, now);
-        store_bind_text(s, 5, kid);
+        team_key_bind(s, name, &k);
         rc = store_run(st, s, "set team key");
     }
     if (rc == TG_OK)
         rc = log_change(st, who, "team.set_key", "team", name, name,
                         json_pairs("name", name, "key_fingerprint", old_fp, NULL),
-                        json_pairs("name", name, "key_fingerprint", fp, NULL));
+                        json_pairs("name", name, "key_fingerprint", k.fp, NULL));
     return store_tx_end(st, rc);
 }
 
-/* A caller's walk over the teams: its function and argument. */
-struct team_walk {
-    int (*fn)(void *arg, const struct tg_team_row *row);
+/* A caller's walk over listed rows (store_each passes each to the kind's row function
+ * below): the caller's function and its argument. */
+struct walk {
+    union {
+        int (*team)(void *arg, const struct tg_team_row *row);
+        int (*token)(void *arg, const struct tg_token_row *row);
+        int (*preset)(void *arg, const char *name, const char *updated_at);
+    } fn;
     void *arg;
 };
 
 static int team_row(void *arg, sqlite3_stmt *s)
 {
-    const struct team_walk *w = arg;
+    const struct walk *w = arg;
     struct tg_team_row row = {
         .id = sqlite3_column_int64(s, 0),
         .name = store_col_text(s, 1),
@@ -352,7 +367,25 @@ static int team_row(void *arg, sqlite3_stmt *s)
         .tokens = sqlite3_column_int(s, 4),
         .presets = sqlite3_column_int(s, 5),
     };
-    return w->fn(w->arg, &row);
+    return w->fn.team(w->arg, &row);
+}
+
+/* A token row is text throughout, in the statement's column order. */
+static int token_row(void *arg, sqlite3_stmt *s)
+{
+    const struct walk *w = arg;
+    struct tg_token_row row;
+    const char **col[] = {&row.id,         &row.team,       &row.role,      &row.label,
+                          &row.created_at, &row.expires_at, &row.revoked_at};
+    for (size_t i = 0; i < sizeof(col) / sizeof(col[0]); i++)
+        *col[i] = store_col_text(s, (int)i);
+    return w->fn.token(w->arg, &row);
+}
+
+static int preset_row(void *arg, sqlite3_stmt *s)
+{
+    const struct walk *w = arg;
+    return w->fn.preset(w->arg, store_col_text(s, 0), store_col_text(s, 1));
 }
 
 int tg_sqlite_team_list(struct tg_store *st,
@@ -365,7 +398,7 @@ int tg_sqlite_team_list(struct tg_store *st,
     char now[TG_TIME_LEN];
     store_now_text(now);
     store_bind_text(s, 1, now);
-    struct team_walk w = {fn, arg};
+    struct walk w = {.fn.team = fn, .arg = arg};
     return store_each(st, s, "list teams", team_row, &w);
 }
 
@@ -447,26 +480,6 @@ int tg_sqlite_token_revoke(struct tg_store *st, const struct tg_actor *who,
     return store_tx_end(st, rc);
 }
 
-struct token_walk {
-    int (*fn)(void *arg, const struct tg_token_row *row);
-    void *arg;
-};
-
-static int token_row(void *arg, sqlite3_stmt *s)
-{
-    const struct token_walk *w = arg;
-    struct tg_token_row row = {
-        .id = store_col_text(s, 0),
-        .team = store_col_text(s, 1),
-        .role = store_col_text(s, 2),
-        .label = store_col_text(s, 3),
-        .created_at = store_col_text(s, 4),
-        .expires_at = store_col_text(s, 5),
-        .revoked_at = store_col_text(s, 6),
-    };
-    return w->fn(w->arg, &row);
-}
-
 int tg_sqlite_token_list(struct tg_store *st, const char *team,
                         int (*fn)(void *arg, const struct tg_token_row *row), void *arg)
 {
@@ -479,7 +492,7 @@ int tg_sqlite_token_list(struct tg_store *st, const char *team,
     if (rc != TG_OK)
         return rc;
     store_bind_text(s, 1, team);
-    struct token_walk w = {fn, arg};
+    struct walk w = {.fn.token = fn, .arg = arg};
     return store_each(st, s, "list tokens", token_row, &w);
 }
 
@@ -604,17 +617,6 @@ int tg_sqlite_preset_get(struct tg_store *st, struct tg_pool *pool, int64_t team
     return rc;
 }
 
-struct preset_walk {
-    int (*fn)(void *arg, const char *name, const char *updated_at);
-    void *arg;
-};
-
-static int preset_row(void *arg, sqlite3_stmt *s)
-{
-    const struct preset_walk *w = arg;
-    return w->fn(w->arg, store_col_text(s, 0), store_col_text(s, 1));
-}
-
 int tg_sqlite_preset_list(struct tg_store *st, int64_t team_id,
                          int (*fn)(void *arg, const char *name, const char *updated_at),
                          void *arg)
@@ -624,6 +626,6 @@ int tg_sqlite_preset_list(struct tg_store *st, int64_t team_id,
     if (rc != TG_OK)
         return rc;
     sqlite3_bind_int64(s, 1, team_id);
-    struct preset_walk w = {fn, arg};
+    struct walk w = {.fn.preset = fn, .arg = arg};
     return store_each(st, s, "list presets", preset_row, &w);
 }
