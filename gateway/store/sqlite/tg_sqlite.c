@@ -121,7 +121,7 @@ int tg_sqlite_schema_version(void)
 
 /* ---- errors and statements --------------------------------------------------------------- */
 
-void store_set_err(struct tg_store *st, const char *fmt, ...)
+void tg_sqlite_set_err(struct tg_store *st, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -152,19 +152,19 @@ static int map_rc(int rc)
 }
 
 /* Records "what: sqlite's message" and returns rc mapped. Call before resetting. */
-int store_db_err(struct tg_store *st, int rc, const char *what)
+int tg_sqlite_db_err(struct tg_store *st, int rc, const char *what)
 {
-    store_set_err(st, "%s: %s", what, sqlite3_errmsg(st->db));
+    tg_sqlite_set_err(st, "%s: %s", what, sqlite3_errmsg(st->db));
     return map_rc(rc);
 }
 
-int store_invalid(struct tg_store *st, const char *what)
+int tg_sqlite_invalid(struct tg_store *st, const char *what)
 {
-    store_set_err(st, "%s", what);
+    tg_sqlite_set_err(st, "%s", what);
     return TG_EINVAL;
 }
 
-int store_stmt(struct tg_store *st, enum stmt_id id, const char *sql, sqlite3_stmt **out)
+int tg_sqlite_stmt(struct tg_store *st, enum stmt_id id, const char *sql, sqlite3_stmt **out)
 {
     if (st->stmt[id] == NULL) {
         int rc = sqlite3_prepare_v3(st->db, sql, -1, SQLITE_PREPARE_PERSISTENT,
@@ -172,7 +172,7 @@ int store_stmt(struct tg_store *st, enum stmt_id id, const char *sql, sqlite3_st
         if (rc != SQLITE_OK) {
             st->stmt[id] = NULL;
             *out = NULL;
-            return store_db_err(st, rc, "prepare");
+            return tg_sqlite_db_err(st, rc, "prepare");
         }
     }
     /* An id is one statement: two texts for one would run the wrong SQL. */
@@ -181,14 +181,14 @@ int store_stmt(struct tg_store *st, enum stmt_id id, const char *sql, sqlite3_st
     return TG_OK;
 }
 
-int store_prep(struct tg_store *st, enum stmt_id id, sqlite3_stmt **out)
+int tg_sqlite_prep(struct tg_store *st, enum stmt_id id, sqlite3_stmt **out)
 {
     assert(stmt_sql[id] != NULL);
-    return store_stmt(st, id, stmt_sql[id], out);
+    return tg_sqlite_stmt(st, id, stmt_sql[id], out);
 }
 
 /* Readies a statement for its next use; its bound strings may then go away. */
-void store_done(sqlite3_stmt *s)
+void tg_sqlite_done(sqlite3_stmt *s)
 {
     if (s != NULL) {
         sqlite3_reset(s);
@@ -196,61 +196,61 @@ void store_done(sqlite3_stmt *s)
     }
 }
 
-/* Bound strings are SQLITE_STATIC: they live until store_done() runs after the step. */
-int store_bind_text(sqlite3_stmt *s, int i, const char *v)
+/* Bound strings are SQLITE_STATIC: they live until tg_sqlite_done() runs after the step. */
+int tg_sqlite_bind_text(sqlite3_stmt *s, int i, const char *v)
 {
     return v != NULL ? sqlite3_bind_text(s, i, v, -1, SQLITE_STATIC) : sqlite3_bind_null(s, i);
 }
 
 /* Binds v, or NULL when v is 0 (the header's "0: none"). */
-int store_bind_int_or_null(sqlite3_stmt *s, int i, int64_t v)
+int tg_sqlite_bind_int_or_null(sqlite3_stmt *s, int i, int64_t v)
 {
     return v != 0 ? sqlite3_bind_int64(s, i, v) : sqlite3_bind_null(s, i);
 }
 
 /* Steps a statement that returns no rows, then resets it. */
-int store_run(struct tg_store *st, sqlite3_stmt *s, const char *what)
+int tg_sqlite_run(struct tg_store *st, sqlite3_stmt *s, const char *what)
 {
     int rc = sqlite3_step(s);
-    int out = rc == SQLITE_DONE ? TG_OK : store_db_err(st, rc, what);
-    store_done(s);
+    int out = rc == SQLITE_DONE ? TG_OK : tg_sqlite_db_err(st, rc, what);
+    tg_sqlite_done(s);
     return out;
 }
 
-int store_one(struct tg_store *st, sqlite3_stmt *s, const char *what)
+int tg_sqlite_one(struct tg_store *st, sqlite3_stmt *s, const char *what)
 {
     int src = sqlite3_step(s);
     return src == SQLITE_ROW ? TG_OK : src == SQLITE_DONE ? TG_ENOTFOUND
-                                                          : store_db_err(st, src, what);
+                                                          : tg_sqlite_db_err(st, src, what);
 }
 
-int store_each(struct tg_store *st, sqlite3_stmt *s, const char *what,
-               int (*row)(void *arg, sqlite3_stmt *s), void *arg)
+int tg_sqlite_each(struct tg_store *st, sqlite3_stmt *s, const char *what,
+                   int (*row)(void *arg, sqlite3_stmt *s), void *arg)
 {
     int rc = TG_OK;
     while (rc == TG_OK) {
         int src = sqlite3_step(s);
         if (src == SQLITE_DONE)
             break;
-        rc = src == SQLITE_ROW ? row(arg, s) : store_db_err(st, src, what);
+        rc = src == SQLITE_ROW ? row(arg, s) : tg_sqlite_db_err(st, src, what);
     }
-    store_done(s);
+    tg_sqlite_done(s);
     return rc;
 }
 
-const char *store_col_text(sqlite3_stmt *s, int i)
+const char *tg_sqlite_col_text(sqlite3_stmt *s, int i)
 {
     return (const char *)sqlite3_column_text(s, i);
 }
 
 /* Copies a text column into dst, truncated to fit; NULL becomes "". */
-void store_col_copy(char *dst, size_t dstlen, sqlite3_stmt *s, int i)
+void tg_sqlite_col_copy(char *dst, size_t dstlen, sqlite3_stmt *s, int i)
 {
-    const char *v = store_col_text(s, i);
+    const char *v = tg_sqlite_col_text(s, i);
     snprintf(dst, dstlen, "%s", v != NULL ? v : "");
 }
 
-void store_now_text(char out[TG_TIME_LEN])
+void tg_sqlite_now_text(char out[TG_TIME_LEN])
 {
     tg_time_format(tg_now_ms(), out);
 }
@@ -259,33 +259,33 @@ void store_now_text(char out[TG_TIME_LEN])
 
 /* BEGIN IMMEDIATE takes the write lock at once, so a busy database is waited on by the
  * busy timeout instead of failing later when a read lock would have to be upgraded. The
- * process's writer mutex (above) is held until store_tx_end. */
-int store_tx_begin(struct tg_store *st)
+ * process's writer mutex (above) is held until tg_sqlite_tx_end. */
+int tg_sqlite_tx_begin(struct tg_store *st)
 {
     sqlite3_stmt *s;
-    int rc = store_prep(st, S_BEGIN, &s);
+    int rc = tg_sqlite_prep(st, S_BEGIN, &s);
     if (rc != TG_OK)
         return rc;
     int64_t t0 = tg_mono_us();
-    store_writer_lock();
+    tg_sqlite_writer_lock();
     tg_metrics_db_wait(tg_mono_us() - t0);
     tg_metrics_db_tx(1, 0);
-    rc = store_run(st, s, "begin");
+    rc = tg_sqlite_run(st, s, "begin");
     if (rc != TG_OK)
-        store_writer_unlock();
+        tg_sqlite_writer_unlock();
     return rc;
 }
 
 /* Commits when rc is TG_OK, otherwise (or when the commit fails) rolls back; returns the
  * final status. The handle's message describes the first failure. Releases the writer
  * mutex tx_begin took. */
-int store_tx_end(struct tg_store *st, int rc)
+int tg_sqlite_tx_end(struct tg_store *st, int rc)
 {
     sqlite3_stmt *s;
     if (rc == TG_OK) {
-        rc = store_prep(st, S_COMMIT, &s);
+        rc = tg_sqlite_prep(st, S_COMMIT, &s);
         if (rc == TG_OK)
-            rc = store_run(st, s, "commit");
+            rc = tg_sqlite_run(st, s, "commit");
     }
     if (rc != TG_OK && !sqlite3_get_autocommit(st->db)) {
         /* Prepared at open, so rolling back never fails for want of a statement. */
@@ -293,7 +293,7 @@ int store_tx_end(struct tg_store *st, int rc)
         sqlite3_step(s);
         sqlite3_reset(s);
     }
-    store_writer_unlock();
+    tg_sqlite_writer_unlock();
     return rc;
 }
 
@@ -302,12 +302,12 @@ int store_tx_end(struct tg_store *st, int rc)
  * up to 100 ms each. The busy timeout still covers writers in other processes. */
 static pthread_mutex_t writer = PTHREAD_MUTEX_INITIALIZER;
 
-void store_writer_lock(void)
+void tg_sqlite_writer_lock(void)
 {
     pthread_mutex_lock(&writer);
 }
 
-void store_writer_unlock(void)
+void tg_sqlite_writer_unlock(void)
 {
     pthread_mutex_unlock(&writer);
 }
@@ -317,12 +317,12 @@ void store_writer_unlock(void)
  * either). */
 static int checkpoints_elsewhere;
 
-void store_set_checkpoints_elsewhere(int on)
+void tg_sqlite_set_checkpoints_elsewhere(int on)
 {
     checkpoints_elsewhere = on;
 }
 
-int store_checkpoints_elsewhere(void)
+int tg_sqlite_checkpoints_elsewhere(void)
 {
     return checkpoints_elsewhere;
 }
@@ -332,7 +332,7 @@ int store_checkpoints_elsewhere(void)
 static int read_version(struct tg_store *st, int *version)
 {
     sqlite3_stmt *s;
-    int rc = store_prep(st, S_VERSION, &s);
+    int rc = tg_sqlite_prep(st, S_VERSION, &s);
     if (rc != TG_OK)
         return rc;
     int src = sqlite3_step(s);
@@ -340,16 +340,16 @@ static int read_version(struct tg_store *st, int *version)
         *version = sqlite3_column_int(s, 0);
         rc = TG_OK;
     } else {
-        rc = store_db_err(st, src, "read schema version");
+        rc = tg_sqlite_db_err(st, src, "read schema version");
     }
-    store_done(s);
+    tg_sqlite_done(s);
     return rc;
 }
 
 static int exec_sql(struct tg_store *st, const char *sql, const char *what)
 {
     int rc = sqlite3_exec(st->db, sql, NULL, NULL, NULL);
-    return rc == SQLITE_OK ? TG_OK : store_db_err(st, rc, what);
+    return rc == SQLITE_OK ? TG_OK : tg_sqlite_db_err(st, rc, what);
 }
 
 /* The config's db_max_pages, set once at start-up before any handle exists. */
@@ -371,7 +371,7 @@ static int setup(struct tg_store *st, int flags, int busy_ms)
          * every write to it fails with TG_EDB. */
         rc = sqlite3_exec(st->db, "PRAGMA journal_mode = WAL", NULL, NULL, NULL);
         if (rc != SQLITE_OK && (rc & 0xff) != SQLITE_READONLY)
-            return store_db_err(st, rc, "set WAL mode");
+            return tg_sqlite_db_err(st, rc, "set WAL mode");
     }
     /* WAL with synchronous=NORMAL survives a crash of the process (kill -9) without losing
      * a commit; only a power loss can cost the last transactions. (A memory map for reads
@@ -384,7 +384,7 @@ static int setup(struct tg_store *st, int flags, int busy_ms)
     if (rc != TG_OK)
         return rc;
     /* The daemon's checkpointer thread takes the WAL's checkpoints (tg_sqlite_writer.c tells). */
-    if (store_checkpoints_elsewhere()) {
+    if (tg_sqlite_checkpoints_elsewhere()) {
         rc = exec_sql(st, "PRAGMA wal_autocheckpoint = 0", "configure");
         if (rc != TG_OK)
             return rc;
@@ -399,7 +399,7 @@ static int setup(struct tg_store *st, int flags, int busy_ms)
     sqlite3_stmt *s;
     const enum stmt_id fixed[] = {S_BEGIN, S_COMMIT, S_ROLLBACK};
     for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++) {
-        rc = store_prep(st, fixed[i], &s);
+        rc = tg_sqlite_prep(st, fixed[i], &s);
         if (rc != TG_OK)
             return rc;
     }
@@ -415,12 +415,12 @@ static int check_version(struct tg_store *st)
         return rc;
     int need = tg_sqlite_schema_version();
     if (have < need) {
-        store_set_err(st, "database schema is version %d, this taskgate needs %d: run `taskgate init`",
+        tg_sqlite_set_err(st, "database schema is version %d, this taskgate needs %d: run `taskgate init`",
                 have, need);
         return TG_ERR;
     }
     if (have > need) {
-        store_set_err(st, "database schema is version %d, newer than this taskgate knows (%d): "
+        tg_sqlite_set_err(st, "database schema is version %d, newer than this taskgate knows (%d): "
                 "use a newer taskgate", have, need);
         return TG_ERR;
     }
@@ -428,7 +428,7 @@ static int check_version(struct tg_store *st)
 }
 
 int tg_sqlite_open(struct tg_store **out, const char *path, int flags, int busy_ms,
-                  char *err, size_t errlen)
+                   char *err, size_t errlen)
 {
     *out = NULL;
     struct tg_store *st = calloc(1, sizeof(*st));
@@ -454,7 +454,7 @@ int tg_sqlite_open(struct tg_store **out, const char *path, int flags, int busy_
     }
     int src = sqlite3_open_v2(path != NULL ? path : "", &st->db, oflags, NULL);
     if (src != SQLITE_OK) {
-        store_set_err(st, "cannot open %s: %s", path != NULL ? path : "(null)",
+        tg_sqlite_set_err(st, "cannot open %s: %s", path != NULL ? path : "(null)",
                 st->db != NULL ? sqlite3_errmsg(st->db) : sqlite3_errstr(src));
         rc = map_rc(src);
     } else {
@@ -462,7 +462,7 @@ int tg_sqlite_open(struct tg_store **out, const char *path, int flags, int busy_
         if (rc != TG_OK) {
             char why[sizeof(st->err)];
             memcpy(why, st->err, sizeof(why));
-            store_set_err(st, "cannot open %s: %.400s", path, why);
+            tg_sqlite_set_err(st, "cannot open %s: %.400s", path, why);
         } else if (!(flags & TG_STORE_NO_VERSION_CHECK)) {
             rc = check_version(st);
         }
@@ -478,7 +478,7 @@ int tg_sqlite_open(struct tg_store **out, const char *path, int flags, int busy_
 }
 
 int tg_sqlite_secure_files(const char *path, int create, int *tightened, char *err,
-                          size_t errlen)
+                           size_t errlen)
 {
     if (tightened != NULL)
         *tightened = 0;
@@ -548,20 +548,20 @@ int tg_sqlite_migrate(struct tg_store *st, int *from, int *to)
     for (;;) {
         /* The version is read inside the write transaction, so two processes migrating
          * at once apply each migration exactly once. */
-        rc = store_tx_begin(st);
+        rc = tg_sqlite_tx_begin(st);
         if (rc != TG_OK)
             break;
         rc = read_version(st, &v);
         if (before < 0 && rc == TG_OK)
             before = v;
         if (rc == TG_OK && v > latest) {
-            store_set_err(st, "database schema is version %d, newer than this taskgate knows (%d)",
+            tg_sqlite_set_err(st, "database schema is version %d, newer than this taskgate knows (%d)",
                     v, latest);
             rc = TG_ERR;
         }
         const struct tg_migration *m = rc == TG_OK ? next_migration(v) : NULL;
         if (m == NULL) {
-            rc = store_tx_end(st, rc);
+            rc = tg_sqlite_tx_end(st, rc);
             break;
         }
         char what[300];
@@ -572,7 +572,7 @@ int tg_sqlite_migrate(struct tg_store *st, int *from, int *to)
             snprintf(pragma, sizeof(pragma), "PRAGMA user_version = %d", m->version);
             rc = exec_sql(st, pragma, what);
         }
-        rc = store_tx_end(st, rc);
+        rc = tg_sqlite_tx_end(st, rc);
         if (rc != TG_OK)
             break;
         v = m->version;
@@ -600,14 +600,15 @@ int tg_sqlite_ping(struct tg_store *st)
     if (src == SQLITE_OK)
         src = sqlite3_step(s) == SQLITE_ROW ? SQLITE_OK : sqlite3_errcode(db);
     if (src != SQLITE_OK)
-        store_set_err(st, "database check failed: %s", db != NULL ? sqlite3_errmsg(db) : "out of memory");
+        tg_sqlite_set_err(st, "database check failed: %s", db != NULL ? sqlite3_errmsg(db) : "out of memory");
     sqlite3_finalize(s);
     sqlite3_close(db);
     /* A file that was read-only when the handle opened it stays so for the handle. */
     if (src == SQLITE_OK && !(st->flags & TG_STORE_READONLY) &&
         sqlite3_db_readonly(st->db, "main") == 1) {
-        store_set_err(st, "database check failed: %s is read-only: nothing can be recorded",
-                      path != NULL ? path : "the database");
+        tg_sqlite_set_err(st,
+                          "database check failed: %s is read-only: nothing can be recorded",
+                          path != NULL ? path : "the database");
         src = SQLITE_READONLY;
     }
     return src == SQLITE_OK ? TG_OK : TG_EDB;

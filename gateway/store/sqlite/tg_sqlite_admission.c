@@ -83,7 +83,7 @@ static const char *const admission_sql[S_COUNT] = {
 
 static int stmt(struct tg_store *st, enum stmt_id id, sqlite3_stmt **out)
 {
-    return store_stmt(st, id, admission_sql[id], out);
+    return tg_sqlite_stmt(st, id, admission_sql[id], out);
 }
 
 static const char *const kind_names[] = {"key", "retry"};
@@ -104,8 +104,8 @@ static enum tg_state parse_state(const char *s)
 /* ---- idempotency ------------------------------------------------------------------------ */
 
 int tg_sqlite_idem_get(struct tg_store *st, struct tg_pool *pool, int64_t team_id,
-                      enum tg_idem_kind kind, const char *key, int64_t now_ms,
-                      struct tg_idem_rec *out)
+                       enum tg_idem_kind kind, const char *key, int64_t now_ms,
+                       struct tg_idem_rec *out)
 {
     sqlite3_stmt *s;
     memset(out, 0, sizeof(*out));
@@ -113,16 +113,16 @@ int tg_sqlite_idem_get(struct tg_store *st, struct tg_pool *pool, int64_t team_i
     if (rc != TG_OK)
         return rc;
     sqlite3_bind_int64(s, 1, team_id);
-    store_bind_text(s, 2, kind_names[kind]);
-    store_bind_text(s, 3, key);
+    tg_sqlite_bind_text(s, 2, kind_names[kind]);
+    tg_sqlite_bind_text(s, 3, key);
     sqlite3_bind_int64(s, 4, now_ms);
-    rc = store_one(st, s, "idempotency record");
+    rc = tg_sqlite_one(st, s, "idempotency record");
     if (rc == TG_OK) {
-        out->submission_id = tg_pool_strdup(pool, store_col_text(s, 0));
-        out->request_hash = tg_pool_strdup(pool, store_col_text(s, 1));
-        out->state = parse_state(store_col_text(s, 2));
+        out->submission_id = tg_pool_strdup(pool, tg_sqlite_col_text(s, 0));
+        out->request_hash = tg_pool_strdup(pool, tg_sqlite_col_text(s, 1));
+        out->state = parse_state(tg_sqlite_col_text(s, 2));
         out->answer_status = sqlite3_column_int(s, 3);
-        out->answer_type = tg_pool_strdup(pool, store_col_text(s, 4));
+        out->answer_type = tg_pool_strdup(pool, tg_sqlite_col_text(s, 4));
         const void *blob = sqlite3_column_blob(s, 5);
         int n = sqlite3_column_bytes(s, 5);
         char *body = tg_pool_alloc(pool, (size_t)n + 1);
@@ -136,7 +136,7 @@ int tg_sqlite_idem_get(struct tg_store *st, struct tg_pool *pool, int64_t team_i
             out->answer_len = (size_t)n;
         }
     }
-    store_done(s);
+    tg_sqlite_done(s);
     return rc;
 }
 
@@ -151,10 +151,10 @@ static int one_int(struct tg_store *st, enum stmt_id id, int64_t a, int64_t b, l
     sqlite3_bind_int64(s, 1, a);
     if (sqlite3_bind_parameter_count(s) >= 2)
         sqlite3_bind_int64(s, 2, b);
-    rc = store_one(st, s, "read a count");
+    rc = tg_sqlite_one(st, s, "read a count");
     if (rc == TG_OK)
         *out = (long)sqlite3_column_int64(s, 0);
-    store_done(s);
+    tg_sqlite_done(s);
     if (rc == TG_ENOTFOUND)
         rc = TG_OK;
     return rc;
@@ -168,12 +168,12 @@ static int limits_in_tx(struct tg_store *st, int64_t team_id, struct tg_limits *
     if (rc != TG_OK)
         return rc;
     sqlite3_bind_int64(s, 1, team_id);
-    rc = store_one(st, s, "team limits");
+    rc = tg_sqlite_one(st, s, "team limits");
     if (rc == TG_OK) {
         l->runs_per_minute = (long)sqlite3_column_int64(s, 0);
         l->in_flight = (long)sqlite3_column_int64(s, 1);
     }
-    store_done(s);
+    tg_sqlite_done(s);
     if (rc == TG_ENOTFOUND)
         rc = TG_OK;
     return rc;
@@ -221,14 +221,14 @@ static int check_limits(struct tg_store *st, int64_t team_id, long runs, int64_t
         sqlite3_bind_int64(s, 1, team_id);
         sqlite3_bind_int64(s, 2, minute);
         sqlite3_bind_int64(s, 3, runs);
-        rc = store_run(st, s, "count runs");
+        rc = tg_sqlite_run(st, s, "count runs");
         if (rc == TG_OK)
             rc = stmt(st, R_USAGE_OLD, &s);
         if (rc != TG_OK)
             return rc;
         sqlite3_bind_int64(s, 1, team_id);
         sqlite3_bind_int64(s, 2, minute);
-        rc = store_run(st, s, "forget old usage");
+        rc = tg_sqlite_run(st, s, "forget old usage");
     }
     return rc;
 }
@@ -242,20 +242,20 @@ static int check_record(struct tg_store *st, int64_t team_id, const struct tg_ad
     if (rc != TG_OK)
         return rc;
     sqlite3_bind_int64(s, 1, team_id);
-    store_bind_text(s, 2, kind_names[a->kind]);
-    store_bind_text(s, 3, a->key);
+    tg_sqlite_bind_text(s, 2, kind_names[a->kind]);
+    tg_sqlite_bind_text(s, 3, a->key);
     sqlite3_bind_int64(s, 4, a->now_ms);
-    rc = store_one(st, s, "idempotency record");
+    rc = tg_sqlite_one(st, s, "idempotency record");
     if (rc == TG_OK) {
-        const char *cur = store_col_text(s, 0);
+        const char *cur = tg_sqlite_col_text(s, 0);
         rc = a->replaces != NULL && cur != NULL && strcmp(cur, a->replaces) == 0 ? TG_OK
                                                                                 : TG_EEXIST;
     } else if (rc == TG_ENOTFOUND) {
         rc = a->replaces == NULL ? TG_OK : TG_EEXIST;
     }
-    store_done(s);
+    tg_sqlite_done(s);
     if (rc == TG_EEXIST)
-        store_set_err(st, "the idempotency key was taken by another submission meanwhile");
+        tg_sqlite_set_err(st, "the idempotency key was taken by another submission meanwhile");
     return rc;
 }
 
@@ -264,18 +264,18 @@ static int put_record(struct tg_store *st, const struct tg_submission *sub,
 {
     sqlite3_stmt *s;
     char now[TG_TIME_LEN];
-    store_now_text(now);
+    tg_sqlite_now_text(now);
     int rc = stmt(st, R_IDEM_PUT, &s);
     if (rc != TG_OK)
         return rc;
     sqlite3_bind_int64(s, 1, sub->team_id);
-    store_bind_text(s, 2, kind_names[a->kind]);
-    store_bind_text(s, 3, a->key);
-    store_bind_text(s, 4, a->request_hash);
-    store_bind_text(s, 5, sub->id);
-    store_bind_text(s, 6, now);
+    tg_sqlite_bind_text(s, 2, kind_names[a->kind]);
+    tg_sqlite_bind_text(s, 3, a->key);
+    tg_sqlite_bind_text(s, 4, a->request_hash);
+    tg_sqlite_bind_text(s, 5, sub->id);
+    tg_sqlite_bind_text(s, 6, now);
     sqlite3_bind_int64(s, 7, a->expires_ms);
-    return store_run(st, s, "record the idempotency key");
+    return tg_sqlite_run(st, s, "record the idempotency key");
 }
 
 struct admit_write {
@@ -300,22 +300,22 @@ static int admit_w(struct tg_store *st, void *arg)
         snprintf(msg, sizeof(msg), "team limit %s (%ld) reached", w->why->limit,
                  w->why->value);
         w->refused = 1;
-        return store_sub_insert(st, sub, a->resumes, TG_STATE_REJECTED, 429, msg);
+        return tg_sqlite_sub_insert(st, sub, a->resumes, TG_STATE_REJECTED, 429, msg);
     }
     if (rc == TG_OK)
-        rc = store_sub_insert(st, sub, a->resumes, TG_STATE_PENDING, 0, NULL);
+        rc = tg_sqlite_sub_insert(st, sub, a->resumes, TG_STATE_PENDING, 0, NULL);
     if (rc == TG_OK && a->key != NULL)
         rc = put_record(st, sub, a);
     return rc;
 }
 
 int tg_sqlite_admit(struct tg_store *st, const struct tg_submission *sub,
-                   const struct tg_admission *a, struct tg_admit_refusal *why)
+                    const struct tg_admission *a, struct tg_admit_refusal *why)
 {
     if (sub == NULL || sub->id == NULL || sub->interface == NULL || a == NULL)
-        return store_invalid(st, "admit: missing submission");
+        return tg_sqlite_invalid(st, "admit: missing submission");
     struct admit_write w = {sub, a, why, 0};
-    int rc = store_write(st, admit_w, &w);
+    int rc = tg_sqlite_write(st, admit_w, &w);
     return rc == TG_OK && w.refused ? TG_ETOOBIG : rc;
 }
 
@@ -336,22 +336,22 @@ static int answer_w(struct tg_store *st, void *arg)
     if (rc != TG_OK)
         return rc;
     sqlite3_bind_int64(s, 1, a->team_id);
-    store_bind_text(s, 2, kind_names[a->kind]);
-    store_bind_text(s, 3, a->key);
-    store_bind_text(s, 4, a->sub_id);
+    tg_sqlite_bind_text(s, 2, kind_names[a->kind]);
+    tg_sqlite_bind_text(s, 3, a->key);
+    tg_sqlite_bind_text(s, 4, a->sub_id);
     sqlite3_bind_int(s, 5, a->status);
-    store_bind_text(s, 6, a->content_type);
+    tg_sqlite_bind_text(s, 6, a->content_type);
     sqlite3_bind_blob64(s, 7, a->body != NULL ? a->body : "", (sqlite3_uint64)a->len,
                         SQLITE_STATIC);
-    return store_run(st, s, "store the answer");
+    return tg_sqlite_run(st, s, "store the answer");
 }
 
 int tg_sqlite_idem_answer(struct tg_store *st, int64_t team_id, enum tg_idem_kind kind,
-                         const char *key, const char *sub_id, int status,
-                         const char *content_type, const char *body, size_t len)
+                          const char *key, const char *sub_id, int status,
+                          const char *content_type, const char *body, size_t len)
 {
     struct answer_write a = {team_id, kind, key, sub_id, status, content_type, body, len};
-    return store_write(st, answer_w, &a);
+    return tg_sqlite_write(st, answer_w, &a);
 }
 
 int tg_sqlite_idem_prune(struct tg_store *st, int64_t now_ms, long *n)
@@ -359,24 +359,24 @@ int tg_sqlite_idem_prune(struct tg_store *st, int64_t now_ms, long *n)
     sqlite3_stmt *s;
     int rc = stmt(st, R_IDEM_PRUNE, &s);
     if (rc == TG_OK)
-        rc = store_tx_begin(st);
+        rc = tg_sqlite_tx_begin(st);
     if (rc != TG_OK)
         return rc;
     sqlite3_bind_int64(s, 1, now_ms);
-    rc = store_run(st, s, "prune idempotency records");
+    rc = tg_sqlite_run(st, s, "prune idempotency records");
     if (n != NULL)
         *n = rc == TG_OK ? (long)sqlite3_changes(st->db) : 0;
-    return store_tx_end(st, rc);
+    return tg_sqlite_tx_end(st, rc);
 }
 
 /* ---- limits ------------------------------------------------------------------------------ */
 
 int tg_sqlite_limits_set(struct tg_store *st, const struct tg_actor *who, const char *team,
-                        const struct tg_limits *l)
+                         const struct tg_limits *l)
 {
     if (who == NULL || who->id == NULL || who->interface == NULL || team == NULL)
-        return store_invalid(st, "limits: missing actor or team");
-    int rc = store_tx_begin(st);
+        return tg_sqlite_invalid(st, "limits: missing actor or team");
+    int rc = tg_sqlite_tx_begin(st);
     if (rc != TG_OK)
         return rc;
     sqlite3_stmt *s;
@@ -384,34 +384,34 @@ int tg_sqlite_limits_set(struct tg_store *st, const struct tg_actor *who, const 
     char before[128] = "", after[128];
     rc = stmt(st, R_TEAM, &s);
     if (rc == TG_OK) {
-        store_bind_text(s, 1, team);
-        rc = store_one(st, s, "read the team");
+        tg_sqlite_bind_text(s, 1, team);
+        rc = tg_sqlite_one(st, s, "read the team");
         if (rc == TG_OK) {
             team_id = sqlite3_column_int64(s, 0);
             snprintf(before, sizeof(before), "{\"runs_per_minute\":%lld,\"in_flight\":%lld}",
                      (long long)sqlite3_column_int64(s, 1), (long long)sqlite3_column_int64(s, 2));
         } else if (rc == TG_ENOTFOUND) {
-            store_set_err(st, "no team %.64s", team);
+            tg_sqlite_set_err(st, "no team %.64s", team);
         }
-        store_done(s);
+        tg_sqlite_done(s);
     }
     if (rc == TG_OK)
         rc = stmt(st, R_LIMITS_SET, &s);
     if (rc == TG_OK) {
         char now[TG_TIME_LEN];
-        store_now_text(now);
+        tg_sqlite_now_text(now);
         sqlite3_bind_int64(s, 1, team_id);
         sqlite3_bind_int64(s, 2, l->runs_per_minute);
         sqlite3_bind_int64(s, 3, l->in_flight);
-        store_bind_text(s, 4, now);
-        rc = store_run(st, s, "set limits");
+        tg_sqlite_bind_text(s, 4, now);
+        rc = tg_sqlite_run(st, s, "set limits");
     }
     if (rc == TG_OK) {
         snprintf(after, sizeof(after), "{\"runs_per_minute\":%ld,\"in_flight\":%ld}",
                  l->runs_per_minute, l->in_flight);
-        rc = store_admin_log(st, who, "team.limits", "team", team, team, before, after);
+        rc = tg_sqlite_admin_log(st, who, "team.limits", "team", team, team, before, after);
     }
-    return store_tx_end(st, rc);
+    return tg_sqlite_tx_end(st, rc);
 }
 
 /* ---- reconciliation ---------------------------------------------------------------------- */
@@ -438,8 +438,8 @@ static int recon_call_row(void *arg, sqlite3_stmt *s)
         l->cap = ncap;
     }
     struct tg_recon_call *c = &out->calls[out->ncalls++];
-    const char *op = store_col_text(s, 1);
-    const char *outcome = store_col_text(s, 4);
+    const char *op = tg_sqlite_col_text(s, 1);
+    const char *outcome = tg_sqlite_col_text(s, 4);
     c->seq = sqlite3_column_int(s, 0);
     c->add_runs = op != NULL && strcmp(op, "add_runs") == 0;
     c->first_input = sqlite3_column_int(s, 2);
@@ -453,32 +453,32 @@ static int recon_call_row(void *arg, sqlite3_stmt *s)
 }
 
 int tg_sqlite_recon_load(struct tg_store *st, struct tg_pool *pool, const char *sub_id,
-                        struct tg_recon_sub *out)
+                         struct tg_recon_sub *out)
 {
     sqlite3_stmt *s;
     memset(out, 0, sizeof(*out));
     int rc = stmt(st, R_RECON_SUB, &s);
     if (rc != TG_OK)
         return rc;
-    store_bind_text(s, 1, sub_id);
-    rc = store_one(st, s, "read the submission");
+    tg_sqlite_bind_text(s, 1, sub_id);
+    rc = tg_sqlite_one(st, s, "read the submission");
     if (rc == TG_OK) {
         out->id = tg_pool_strdup(pool, sub_id);
         out->team_id = sqlite3_column_int64(s, 0);
-        out->state = parse_state(store_col_text(s, 1));
-        out->interface = tg_pool_strdup(pool, store_col_text(s, 2));
-        out->taskgroup_id = tg_pool_strdup(pool, store_col_text(s, 3));
+        out->state = parse_state(tg_sqlite_col_text(s, 1));
+        out->interface = tg_pool_strdup(pool, tg_sqlite_col_text(s, 2));
+        out->taskgroup_id = tg_pool_strdup(pool, tg_sqlite_col_text(s, 3));
         out->num_inputs = sqlite3_column_int(s, 4);
     }
-    store_done(s);
+    tg_sqlite_done(s);
     if (rc != TG_OK)
         return rc;
     rc = stmt(st, R_RECON_CALLS, &s);
     if (rc != TG_OK)
         return rc;
-    store_bind_text(s, 1, sub_id);
+    tg_sqlite_bind_text(s, 1, sub_id);
     struct recon_calls c = {pool, out, 0};
-    return store_each(st, s, "read the calls", recon_call_row, &c);
+    return tg_sqlite_each(st, s, "read the calls", recon_call_row, &c);
 }
 
 static int add_found(struct tg_store *st, const struct tg_recon_write *w,
@@ -493,15 +493,16 @@ static int add_found(struct tg_store *st, const struct tg_recon_write *w,
         rc = stmt(st, R_CALL_ADD, &s);
         if (rc != TG_OK)
             return rc;
-        store_bind_text(s, 1, w->sub_id);
+        tg_sqlite_bind_text(s, 1, w->sub_id);
         sqlite3_bind_int(s, 2, f->seq);
-        store_bind_text(s, 3, path);
+        tg_sqlite_bind_text(s, 3, path);
         sqlite3_bind_int(s, 4, f->first_input);
         sqlite3_bind_int(s, 5, f->num_inputs);
-        store_bind_text(s, 6, now);
-        store_bind_text(s, 7, "the daemon stopped before this call's outcome was recorded; "
-                              "found upstream by reconciliation");
-        rc = store_run(st, s, "record a found call");
+        tg_sqlite_bind_text(s, 6, now);
+        tg_sqlite_bind_text(s, 7,
+                            "the daemon stopped before this call's outcome was recorded; "
+                            "found upstream by reconciliation");
+        rc = tg_sqlite_run(st, s, "record a found call");
         if (rc != TG_OK)
             return rc;
     }
@@ -509,12 +510,12 @@ static int add_found(struct tg_store *st, const struct tg_recon_write *w,
     if (rc != TG_OK)
         return rc;
     for (size_t i = 0; i < f->nruns && rc == TG_OK; i++) {
-        store_bind_text(s, 1, f->run_ids[i]);
-        store_bind_text(s, 2, w->sub_id);
+        tg_sqlite_bind_text(s, 1, f->run_ids[i]);
+        tg_sqlite_bind_text(s, 2, w->sub_id);
         sqlite3_bind_int(s, 3, f->seq);
         sqlite3_bind_int64(s, 4, (int64_t)f->first_input + (int64_t)i);
-        store_bind_text(s, 5, f->processors != NULL ? f->processors[i] : NULL);
-        rc = store_run(st, s, "record a found run");
+        tg_sqlite_bind_text(s, 5, f->processors != NULL ? f->processors[i] : NULL);
+        rc = tg_sqlite_run(st, s, "record a found run");
     }
     return rc;
 }
@@ -522,8 +523,8 @@ static int add_found(struct tg_store *st, const struct tg_recon_write *w,
 int tg_sqlite_recon_write(struct tg_store *st, const struct tg_recon_write *w)
 {
     char now[TG_TIME_LEN];
-    store_now_text(now);
-    int rc = store_tx_begin(st);
+    tg_sqlite_now_text(now);
+    int rc = tg_sqlite_tx_begin(st);
     if (rc != TG_OK)
         return rc;
     sqlite3_stmt *s;
@@ -531,14 +532,14 @@ int tg_sqlite_recon_write(struct tg_store *st, const struct tg_recon_write *w)
         /* The state first: it fails when another reconciliation got there before. */
         rc = stmt(st, R_RECON_FINISH, &s);
         if (rc == TG_OK) {
-            store_bind_text(s, 1, w->sub_id);
-            store_bind_text(s, 2, state_text(w->state));
-            store_bind_text(s, 3, w->state == TG_STATE_ACCEPTED ? NULL : w->detail);
-            store_bind_text(s, 4, now);
-            rc = store_run(st, s, "settle the submission");
+            tg_sqlite_bind_text(s, 1, w->sub_id);
+            tg_sqlite_bind_text(s, 2, state_text(w->state));
+            tg_sqlite_bind_text(s, 3, w->state == TG_STATE_ACCEPTED ? NULL : w->detail);
+            tg_sqlite_bind_text(s, 4, now);
+            rc = tg_sqlite_run(st, s, "settle the submission");
         }
         if (rc == TG_OK && sqlite3_changes(st->db) == 0) {
-            store_set_err(st, "submission %.64s is no longer unknown", w->sub_id);
+            tg_sqlite_set_err(st, "submission %.64s is no longer unknown", w->sub_id);
             rc = TG_EINVAL;
         }
         for (size_t i = 0; rc == TG_OK && i < w->nfound; i++)
@@ -547,16 +548,16 @@ int tg_sqlite_recon_write(struct tg_store *st, const struct tg_recon_write *w)
     if (rc == TG_OK)
         rc = stmt(st, R_RECON_LOG, &s);
     if (rc == TG_OK) {
-        store_bind_text(s, 1, w->sub_id);
-        store_bind_text(s, 2, now);
-        store_bind_text(s, 3, w->actor);
-        store_bind_text(s, 4, w->taskgroup_id);
-        store_bind_text(s, 5, w->outcome);
+        tg_sqlite_bind_text(s, 1, w->sub_id);
+        tg_sqlite_bind_text(s, 2, now);
+        tg_sqlite_bind_text(s, 3, w->actor);
+        tg_sqlite_bind_text(s, 4, w->taskgroup_id);
+        tg_sqlite_bind_text(s, 5, w->outcome);
         sqlite3_bind_int64(s, 6, w->runs_found);
-        store_bind_text(s, 7, w->detail);
-        rc = store_run(st, s, "log the reconciliation");
+        tg_sqlite_bind_text(s, 7, w->detail);
+        rc = tg_sqlite_run(st, s, "log the reconciliation");
     }
-    return store_tx_end(st, rc);
+    return tg_sqlite_tx_end(st, rc);
 }
 
 /* Ids into a pool, at most max; a walk that finds more stops with ID_LIST_FULL. */
@@ -572,7 +573,7 @@ static int id_row(void *arg, sqlite3_stmt *s)
     struct id_list *l = arg;
     if (*l->n >= l->max)
         return ID_LIST_FULL;
-    l->ids[*l->n] = tg_pool_strdup(l->pool, store_col_text(s, 0));
+    l->ids[*l->n] = tg_pool_strdup(l->pool, tg_sqlite_col_text(s, 0));
     if (l->ids[*l->n] == NULL)
         return TG_ENOMEM;
     (*l->n)++;
@@ -580,7 +581,7 @@ static int id_row(void *arg, sqlite3_stmt *s)
 }
 
 int tg_sqlite_unknown_ids(struct tg_store *st, struct tg_pool *pool, size_t max,
-                         int64_t before_ms, const char ***ids, size_t *n)
+                          int64_t before_ms, const char ***ids, size_t *n)
 {
     sqlite3_stmt *s;
     *n = 0;
@@ -594,10 +595,10 @@ int tg_sqlite_unknown_ids(struct tg_store *st, struct tg_pool *pool, size_t max,
     char before[TG_TIME_LEN];
     if (before_ms > 0) {
         tg_time_format(before_ms, before);
-        store_bind_text(s, 2, before);
+        tg_sqlite_bind_text(s, 2, before);
     }
     struct id_list l = {pool, *ids, n, max};
-    rc = store_each(st, s, "list unknown submissions", id_row, &l);
+    rc = tg_sqlite_each(st, s, "list unknown submissions", id_row, &l);
     return rc == ID_LIST_FULL ? TG_OK : rc;
 }
 
@@ -608,7 +609,7 @@ struct open_counts {
 static int open_count_row(void *arg, sqlite3_stmt *s)
 {
     const struct open_counts *c = arg;
-    const char *state = store_col_text(s, 0);
+    const char *state = tg_sqlite_col_text(s, 0);
     long n = (long)sqlite3_column_int64(s, 1);
     if (state != NULL && strcmp(state, "pending") == 0)
         *c->pending = n;
@@ -625,7 +626,7 @@ int tg_sqlite_open_counts(struct tg_store *st, long *pending, long *unknown)
     if (rc != TG_OK)
         return rc;
     struct open_counts c = {pending, unknown};
-    return store_each(st, s, "count open submissions", open_count_row, &c);
+    return tg_sqlite_each(st, s, "count open submissions", open_count_row, &c);
 }
 
 /* The runs of earlier submissions by input index: the first found for an input stays. */
@@ -640,12 +641,12 @@ static int prior_run_row(void *arg, sqlite3_stmt *s)
     const struct prior_runs *p = arg;
     int64_t i = sqlite3_column_int64(s, 0);
     if (i >= 0 && (size_t)i < p->num_inputs && p->ids[i] == NULL)
-        p->ids[i] = tg_pool_strdup(p->pool, store_col_text(s, 1));
+        p->ids[i] = tg_pool_strdup(p->pool, tg_sqlite_col_text(s, 1));
     return TG_OK;
 }
 
 int tg_sqlite_prior_runs(struct tg_store *st, struct tg_pool *pool, const char *sub_id,
-                        size_t num_inputs, const char ***ids, const char **group)
+                         size_t num_inputs, const char ***ids, const char **group)
 {
     *group = NULL;
     *ids = tg_pool_calloc(pool, num_inputs + 1, sizeof(char *));
@@ -660,23 +661,23 @@ int tg_sqlite_prior_runs(struct tg_store *st, struct tg_pool *pool, const char *
         rc = stmt(st, R_PRIOR_SUB, &s);
         if (rc != TG_OK)
             break;
-        store_bind_text(s, 1, cur);
-        rc = store_one(st, s, "read an earlier submission");
+        tg_sqlite_bind_text(s, 1, cur);
+        rc = tg_sqlite_one(st, s, "read an earlier submission");
         if (rc == TG_OK) {
             if (*group == NULL)
-                *group = tg_pool_strdup(pool, store_col_text(s, 0));
-            next = tg_pool_strdup(pool, store_col_text(s, 1));
+                *group = tg_pool_strdup(pool, tg_sqlite_col_text(s, 0));
+            next = tg_pool_strdup(pool, tg_sqlite_col_text(s, 1));
         }
-        store_done(s);
+        tg_sqlite_done(s);
         if (rc == TG_ENOTFOUND)
             rc = TG_OK;
         if (rc == TG_OK)
             rc = stmt(st, R_PRIOR_RUNS, &s);
         if (rc != TG_OK)
             break;
-        store_bind_text(s, 1, cur);
+        tg_sqlite_bind_text(s, 1, cur);
         struct prior_runs p = {pool, *ids, num_inputs};
-        rc = store_each(st, s, "read earlier runs", prior_run_row, &p);
+        rc = tg_sqlite_each(st, s, "read earlier runs", prior_run_row, &p);
         cur = next;
     }
     return rc;

@@ -142,7 +142,7 @@ static const char *const audit_sql[S_COUNT] = {
 
 static int stmt(struct tg_store *st, enum stmt_id id, sqlite3_stmt **out)
 {
-    return store_stmt(st, id, audit_sql[id], out);
+    return tg_sqlite_stmt(st, id, audit_sql[id], out);
 }
 
 /* ---- rows ---------------------------------------------------------------------------- */
@@ -200,7 +200,7 @@ static int pass_row(sqlite3_stmt *s, const struct spec *sp, tg_audit_fn fn, void
             values[i] = nums[i];
             types[i] = TG_AUDIT_VAL_INT;
         } else {
-            values[i] = store_col_text(s, i);
+            values[i] = tg_sqlite_col_text(s, i);
             if (values[i] == NULL)
                 return TG_ENOMEM;
             types[i] = (sp->json_cols >> i) & 1 ? TG_AUDIT_VAL_JSON : TG_AUDIT_VAL_TEXT;
@@ -226,8 +226,8 @@ struct pass {
 
 static void copy_key(sqlite3_stmt *s, const struct spec *sp, struct tg_audit_key *key)
 {
-    store_col_copy(key->time, sizeof(key->time), s, sp->time_col);
-    store_col_copy(key->id, sizeof(key->id), s, sp->id_col);
+    tg_sqlite_col_copy(key->time, sizeof(key->time), s, sp->time_col);
+    tg_sqlite_col_copy(key->id, sizeof(key->id), s, sp->id_col);
     key->index = sp->index_col >= 0 ? (long)sqlite3_column_int64(s, sp->index_col) : 0;
 }
 
@@ -252,7 +252,7 @@ static int pass_all(struct tg_store *st, sqlite3_stmt *s, const struct spec *sp,
                     tg_audit_fn fn, void *arg, long *n)
 {
     struct pass p = {sp, fn, arg, -1, n, NULL, 0};
-    return store_each(st, s, "read the audit trail", pass_one, &p);
+    return tg_sqlite_each(st, s, "read the audit trail", pass_one, &p);
 }
 
 /* One page of a list statement: at most limit rows after the key `after` (time ""
@@ -263,7 +263,7 @@ static int list_page(struct tg_store *st, enum stmt_id id, const struct spec *sp
                      void *arg, struct tg_audit_page *page)
 {
     if (limit < 1 || limit > 100000)
-        return store_invalid(st, "a page holds 1 to 100,000 rows");
+        return tg_sqlite_invalid(st, "a page holds 1 to 100,000 rows");
     sqlite3_stmt *s;
     int rc = stmt(st, id, &s);
     if (rc != TG_OK)
@@ -278,18 +278,18 @@ static int list_page(struct tg_store *st, enum stmt_id id, const struct spec *sp
     int max = sqlite3_bind_parameter_count(s);
     for (int i = 1; i < 15 && src == SQLITE_OK; i++)
         if (i != 10 && i != 11 && i <= max && sqlite3_bind_parameter_name(s, i) != NULL)
-            src = store_bind_text(s, i, text[i]);
+            src = tg_sqlite_bind_text(s, i, text[i]);
     if (src == SQLITE_OK)
         src = sqlite3_bind_int64(s, 10, (sqlite3_int64)limit + 1);
     if (src == SQLITE_OK && max >= 11)
         src = sqlite3_bind_int64(s, 11, after->index);
     if (src != SQLITE_OK) {
-        rc = store_db_err(st, src, "bind the audit filters");
+        rc = tg_sqlite_db_err(st, src, "bind the audit filters");
         goto out;
     }
     long n = 0;
     struct pass p = {sp, fn, arg, limit, &n, &page->last, 0};
-    rc = store_each(st, s, "read the audit trail", pass_one, &p);
+    rc = tg_sqlite_each(st, s, "read the audit trail", pass_one, &p);
     page->rows += n;
     if (p.more) {
         page->more = 1;
@@ -297,7 +297,7 @@ static int list_page(struct tg_store *st, enum stmt_id id, const struct spec *sp
     }
     return rc;
 out:
-    store_done(s);
+    tg_sqlite_done(s);
     return rc;
 }
 
@@ -307,12 +307,12 @@ static int check_query(struct tg_store *st, const struct tg_audit_query *q, tg_a
     if (page != NULL)
         memset(page, 0, sizeof(*page));
     if (q == NULL || fn == NULL || page == NULL)
-        return store_invalid(st, "an audit read needs a query, a callback and a page");
+        return tg_sqlite_invalid(st, "an audit read needs a query, a callback and a page");
     return TG_OK;
 }
 
 int tg_sqlite_audit_submissions(struct tg_store *st, const struct tg_audit_query *q,
-                               tg_audit_fn fn, void *arg, struct tg_audit_page *page)
+                                tg_audit_fn fn, void *arg, struct tg_audit_page *page)
 {
     int rc = check_query(st, q, fn, page);
     if (rc != TG_OK)
@@ -322,7 +322,7 @@ int tg_sqlite_audit_submissions(struct tg_store *st, const struct tg_audit_query
 }
 
 int tg_sqlite_audit_open(struct tg_store *st, const struct tg_audit_query *q, tg_audit_fn fn,
-                        void *arg, struct tg_audit_page *page)
+                         void *arg, struct tg_audit_page *page)
 {
     int rc = check_query(st, q, fn, page);
     if (rc != TG_OK)
@@ -331,7 +331,7 @@ int tg_sqlite_audit_open(struct tg_store *st, const struct tg_audit_query *q, tg
 }
 
 int tg_sqlite_audit_runs(struct tg_store *st, const struct tg_audit_query *q, tg_audit_fn fn,
-                        void *arg, struct tg_audit_page *page)
+                         void *arg, struct tg_audit_page *page)
 {
     int rc = check_query(st, q, fn, page);
     if (rc != TG_OK)
@@ -341,11 +341,11 @@ int tg_sqlite_audit_runs(struct tg_store *st, const struct tg_audit_query *q, tg
 }
 
 int tg_sqlite_audit_admin(struct tg_store *st, const struct tg_audit_query *q, tg_audit_fn fn,
-                         void *arg, struct tg_audit_page *page)
+                          void *arg, struct tg_audit_page *page)
 {
     int rc = check_query(st, q, fn, page);
     if (rc == TG_OK && q->scope_team != NULL)
-        rc = store_invalid(st, "the admin log is read by audit and admin readers only");
+        rc = tg_sqlite_invalid(st, "the admin log is read by audit and admin readers only");
     if (rc != TG_OK)
         return rc;
     return list_page(st, A_ADMIN, &admin_spec, q, q->limit, &q->after, 0, fn, arg, page);
@@ -357,7 +357,7 @@ static int snapshot_begin(struct tg_store *st)
 {
     sqlite3_stmt *s;
     int rc = stmt(st, A_SNAP_BEGIN, &s);
-    return rc == TG_OK ? store_run(st, s, "begin a read") : rc;
+    return rc == TG_OK ? tg_sqlite_run(st, s, "begin a read") : rc;
 }
 
 /* Ends the read transaction whatever happened in it; returns rc, or the failure to end. */
@@ -366,7 +366,7 @@ static int snapshot_end(struct tg_store *st, int rc)
     sqlite3_stmt *s;
     int end = stmt(st, A_SNAP_END, &s);
     if (end == TG_OK)
-        end = store_run(st, s, "end a read");
+        end = tg_sqlite_run(st, s, "end a read");
     return rc != TG_OK ? rc : end;
 }
 
@@ -379,13 +379,13 @@ static int one(struct tg_store *st, enum stmt_id id, const struct spec *sp, cons
     int rc = stmt(st, id, &s);
     if (rc != TG_OK)
         return rc;
-    store_bind_text(s, 1, key);
+    tg_sqlite_bind_text(s, 1, key);
     if (sqlite3_bind_parameter_count(s) >= 2)
-        store_bind_text(s, 2, scope_team);
+        tg_sqlite_bind_text(s, 2, scope_team);
     long before = *n;
     rc = pass_all(st, s, sp, fn, arg, n);
     if (rc == TG_OK && *n == before) {
-        store_set_err(st, "no such record");
+        tg_sqlite_set_err(st, "no such record");
         rc = TG_ENOTFOUND;
     }
     return rc;
@@ -399,16 +399,16 @@ static int children(struct tg_store *st, enum stmt_id id, const struct spec *sp,
     int rc = stmt(st, id, &s);
     if (rc != TG_OK)
         return rc;
-    store_bind_text(s, 1, sub_id);
+    tg_sqlite_bind_text(s, 1, sub_id);
     return pass_all(st, s, sp, fn, arg, n);
 }
 
 int tg_sqlite_audit_submission(struct tg_store *st, const char *scope_team, const char *id,
-                              tg_audit_fn fn, void *arg, long *rows)
+                               tg_audit_fn fn, void *arg, long *rows)
 {
     long n = 0;
     if (id == NULL || fn == NULL)
-        return store_invalid(st, "audit submission: no id or callback");
+        return tg_sqlite_invalid(st, "audit submission: no id or callback");
     int rc = snapshot_begin(st);
     if (rc != TG_OK)
         return rc;
@@ -440,11 +440,11 @@ static int note_submission(void *arg, const struct tg_audit_row *row)
 }
 
 int tg_sqlite_audit_run(struct tg_store *st, const char *scope_team, const char *run_id,
-                       tg_audit_fn fn, void *arg, long *rows)
+                        tg_audit_fn fn, void *arg, long *rows)
 {
     long n = 0;
     if (run_id == NULL || fn == NULL)
-        return store_invalid(st, "audit run: no id or callback");
+        return tg_sqlite_invalid(st, "audit run: no id or callback");
     struct run_hop hop = {fn, arg, ""};
     int rc = snapshot_begin(st);
     if (rc != TG_OK)
@@ -464,21 +464,21 @@ static int group_exists(struct tg_store *st, const char *group, const char *scop
     int rc = stmt(st, A_GROUP_EXISTS, &s);
     if (rc != TG_OK)
         return rc;
-    store_bind_text(s, 1, group);
-    store_bind_text(s, 2, scope_team);
-    rc = store_one(st, s, "look up the task group");
+    tg_sqlite_bind_text(s, 1, group);
+    tg_sqlite_bind_text(s, 2, scope_team);
+    rc = tg_sqlite_one(st, s, "look up the task group");
     if (rc == TG_ENOTFOUND)
-        store_set_err(st, "no such task group");
-    store_done(s);
+        tg_sqlite_set_err(st, "no such task group");
+    tg_sqlite_done(s);
     return rc;
 }
 
 int tg_sqlite_audit_group(struct tg_store *st, const struct tg_audit_query *q, tg_audit_fn fn,
-                         void *arg, struct tg_audit_page *page)
+                          void *arg, struct tg_audit_page *page)
 {
     int rc = check_query(st, q, fn, page);
     if (rc == TG_OK && q->taskgroup_id == NULL)
-        rc = store_invalid(st, "audit group: no group id");
+        rc = tg_sqlite_invalid(st, "audit group: no group id");
     if (rc == TG_OK)
         rc = snapshot_begin(st);
     if (rc != TG_OK)
@@ -504,10 +504,10 @@ int tg_sqlite_audit_group(struct tg_store *st, const struct tg_audit_query *q, t
 #define READ_QUERY_MAX 2000
 
 int tg_sqlite_audit_read_log(struct tg_store *st, const struct tg_actor *who,
-                            const char *query, long rows)
+                             const char *query, long rows)
 {
     if (who == NULL || who->id == NULL || who->interface == NULL)
-        return store_invalid(st, "an audit read needs an actor");
+        return tg_sqlite_invalid(st, "an audit read needs an actor");
     char what[READ_QUERY_MAX + 1];
     size_t n = query != NULL ? strlen(query) : 0;
     if (n > READ_QUERY_MAX) {
@@ -519,23 +519,23 @@ int tg_sqlite_audit_read_log(struct tg_store *st, const struct tg_actor *who,
         memcpy(what, query, n);
     what[n] = '\0';
     char now[TG_TIME_LEN];
-    store_now_text(now);
+    tg_sqlite_now_text(now);
     sqlite3_stmt *s;
     int rc = stmt(st, A_READ_LOG, &s);
     if (rc == TG_OK)
-        rc = store_tx_begin(st);
+        rc = tg_sqlite_tx_begin(st);
     if (rc != TG_OK)
         return rc;
-    store_bind_text(s, 1, now);
-    store_bind_text(s, 2, who->id);
-    store_bind_text(s, 3, who->team);
-    store_bind_text(s, 4, who->interface);
-    store_bind_text(s, 5, query != NULL ? what : NULL);
-    store_bind_text(s, 6, who->remote_addr);
+    tg_sqlite_bind_text(s, 1, now);
+    tg_sqlite_bind_text(s, 2, who->id);
+    tg_sqlite_bind_text(s, 3, who->team);
+    tg_sqlite_bind_text(s, 4, who->interface);
+    tg_sqlite_bind_text(s, 5, query != NULL ? what : NULL);
+    tg_sqlite_bind_text(s, 6, who->remote_addr);
     if (rows >= 0)
         sqlite3_bind_int64(s, 7, rows);
-    rc = store_run(st, s, "log the audit read");
-    return store_tx_end(st, rc);
+    rc = tg_sqlite_run(st, s, "log the audit read");
+    return tg_sqlite_tx_end(st, rc);
 }
 
 /* ---- retention --------------------------------------------------------------------------- */
@@ -550,8 +550,8 @@ static int prune_step(struct tg_store *st, enum stmt_id id, const char *before,
     if (rc != TG_OK)
         return rc;
     if (sqlite3_bind_parameter_count(s) >= 1)
-        store_bind_text(s, 1, before);
-    rc = store_run(st, s, "prune the audit trail");
+        tg_sqlite_bind_text(s, 1, before);
+    rc = tg_sqlite_run(st, s, "prune the audit trail");
     if (rc == TG_OK && changed != NULL)
         *changed = (long)sqlite3_changes(st->db);
     return rc;
@@ -563,8 +563,8 @@ static int prune_count(struct tg_store *st, const char *before, struct tg_audit_
     int rc = stmt(st, A_PRUNE_COUNT, &s);
     if (rc != TG_OK)
         return rc;
-    store_bind_text(s, 1, before);
-    rc = store_one(st, s, "count what a prune removes");
+    tg_sqlite_bind_text(s, 1, before);
+    rc = tg_sqlite_one(st, s, "count what a prune removes");
     if (rc == TG_OK) {
         out->submissions = (long)sqlite3_column_int64(s, 0);
         out->calls = (long)sqlite3_column_int64(s, 1);
@@ -572,28 +572,28 @@ static int prune_count(struct tg_store *st, const char *before, struct tg_audit_
         out->reads = (long)sqlite3_column_int64(s, 3);
         out->kept_open = (long)sqlite3_column_int64(s, 4);
     } else if (rc == TG_ENOTFOUND) {
-        rc = store_db_err(st, SQLITE_DONE, "count what a prune removes");
+        rc = tg_sqlite_db_err(st, SQLITE_DONE, "count what a prune removes");
     }
-    store_done(s);
+    tg_sqlite_done(s);
     return rc;
 }
 
 int tg_sqlite_audit_prune(struct tg_store *st, const struct tg_actor *who, const char *before,
-                         int dry_run, struct tg_audit_pruned *out)
+                          int dry_run, struct tg_audit_pruned *out)
 {
     memset(out, 0, sizeof(*out));
     if (before == NULL || strlen(before) != TG_TIME_LEN - 1 ||
         strspn(before, "0123456789-T:.Z") != TG_TIME_LEN - 1)
-        return store_invalid(st, "a prune needs a cutoff time as stored");
+        return tg_sqlite_invalid(st, "a prune needs a cutoff time as stored");
     if (who == NULL || who->id == NULL)
-        return store_invalid(st, "a prune needs an actor");
+        return tg_sqlite_invalid(st, "a prune needs an actor");
     if (dry_run) {
         int rc = snapshot_begin(st);
         if (rc == TG_OK)
             rc = snapshot_end(st, prune_count(st, before, out));
         return rc;
     }
-    int rc = store_tx_begin(st);
+    int rc = tg_sqlite_tx_begin(st);
     if (rc != TG_OK)
         return rc;
     /* Children first: runs reference upstream_calls, which reference submissions. The
@@ -618,9 +618,9 @@ int tg_sqlite_audit_prune(struct tg_store *st, const struct tg_actor *who, const
                  "{\"before\":\"%s\",\"submissions\":%ld,\"upstream_calls\":%ld,\"runs\":%ld,"
                  "\"audit_reads\":%ld,\"kept_open\":%ld}",
                  before, out->submissions, out->calls, out->runs, out->reads, out->kept_open);
-        rc = store_admin_log(st, who, "audit.prune", "audit", object, NULL, NULL, after);
+        rc = tg_sqlite_admin_log(st, who, "audit.prune", "audit", object, NULL, NULL, after);
     }
     if (rc != TG_OK)
         memset(out, 0, sizeof(*out));
-    return store_tx_end(st, rc);
+    return tg_sqlite_tx_end(st, rc);
 }

@@ -17,38 +17,31 @@
 
 /* ---- the admin change log ------------------------------------------------------------- */
 
-/* One admin_log row, inside the caller's transaction. before/after are JSON text or NULL. */
-static int admin_log(struct tg_store *st, const struct tg_actor *who, const char *action,
-                     const char *object_type, const char *object_id, const char *team,
-                     const char *before, const char *after)
+/* One admin_log row, inside the caller's transaction (tg_sqlite_int.h). */
+int tg_sqlite_admin_log(struct tg_store *st, const struct tg_actor *who, const char *action,
+                        const char *object_type, const char *object_id, const char *team,
+                        const char *before, const char *after)
 {
     if (who == NULL || who->id == NULL || who->interface == NULL)
-        return store_invalid(st, "an administrative change needs an actor");
+        return tg_sqlite_invalid(st, "an administrative change needs an actor");
     sqlite3_stmt *s;
     char now[TG_TIME_LEN];
-    store_now_text(now);
-    int rc = store_prep(st, S_ADMIN_LOG, &s);
+    tg_sqlite_now_text(now);
+    int rc = tg_sqlite_prep(st, S_ADMIN_LOG, &s);
     if (rc != TG_OK)
         return rc;
-    store_bind_text(s, 1, now);
-    store_bind_text(s, 2, who->id);
-    store_bind_text(s, 3, who->team);
-    store_bind_text(s, 4, who->interface);
-    store_bind_text(s, 5, action);
-    store_bind_text(s, 6, object_type);
-    store_bind_text(s, 7, object_id);
-    store_bind_text(s, 8, team);
-    store_bind_text(s, 9, before);
-    store_bind_text(s, 10, after);
-    store_bind_text(s, 11, who->remote_addr);
-    return store_run(st, s, "log the change");
-}
-
-int store_admin_log(struct tg_store *st, const struct tg_actor *who, const char *action,
-                    const char *object_type, const char *object_id, const char *team,
-                    const char *before, const char *after)
-{
-    return admin_log(st, who, action, object_type, object_id, team, before, after);
+    tg_sqlite_bind_text(s, 1, now);
+    tg_sqlite_bind_text(s, 2, who->id);
+    tg_sqlite_bind_text(s, 3, who->team);
+    tg_sqlite_bind_text(s, 4, who->interface);
+    tg_sqlite_bind_text(s, 5, action);
+    tg_sqlite_bind_text(s, 6, object_type);
+    tg_sqlite_bind_text(s, 7, object_id);
+    tg_sqlite_bind_text(s, 8, team);
+    tg_sqlite_bind_text(s, 9, before);
+    tg_sqlite_bind_text(s, 10, after);
+    tg_sqlite_bind_text(s, 11, who->remote_addr);
+    return tg_sqlite_run(st, s, "log the change");
 }
 
 /* The first column of a one-row lookup by a text or integer key, copied into out ("" and
@@ -57,20 +50,20 @@ static int lookup_text(struct tg_store *st, enum stmt_id id, const char *key, in
                        char *out, size_t outlen)
 {
     sqlite3_stmt *s;
-    int rc = store_prep(st, id, &s);
+    int rc = tg_sqlite_prep(st, id, &s);
     if (rc != TG_OK)
         return rc;
     if (key != NULL)
-        store_bind_text(s, 1, key);
+        tg_sqlite_bind_text(s, 1, key);
     else
         sqlite3_bind_int64(s, 1, ikey);
     out[0] = '\0';
-    rc = store_one(st, s, "look up");
+    rc = tg_sqlite_one(st, s, "look up");
     if (rc == TG_OK) {
-        const char *v = store_col_text(s, 0);
+        const char *v = tg_sqlite_col_text(s, 0);
         snprintf(out, outlen, "%s", v != NULL ? v : "");
     }
-    store_done(s);
+    tg_sqlite_done(s);
     return rc;
 }
 
@@ -118,7 +111,8 @@ static int log_change(struct tg_store *st, const struct tg_actor *who, const cha
                       char *before, char *after)
 {
     int rc = before != NULL && after != NULL
-                 ? admin_log(st, who, action, object_type, object_id, team, before, after)
+                 ? tg_sqlite_admin_log(st, who, action, object_type, object_id, team, before,
+                                       after)
                  : TG_ENOMEM;
     free(before);
     free(after);
@@ -131,98 +125,100 @@ static int log_change(struct tg_store *st, const struct tg_actor *who, const cha
  * index found the row, but the answer never depends on how many leading bytes agree. */
 static int hash_matches(sqlite3_stmt *s, int col, const char *token_hash)
 {
-    const char *stored = store_col_text(s, col);
+    const char *stored = tg_sqlite_col_text(s, col);
     size_t n = strlen(token_hash);
     return stored != NULL && (size_t)sqlite3_column_bytes(s, col) == n &&
            CRYPTO_memcmp(stored, token_hash, n) == 0;
 }
 
 int tg_sqlite_auth(struct tg_store *st, const char *token_hash, int64_t now_ms,
-                  struct tg_auth *out)
+                   struct tg_auth *out)
 {
     if (token_hash == NULL || out == NULL)
-        return store_invalid(st, "auth: no token hash");
+        return tg_sqlite_invalid(st, "auth: no token hash");
     sqlite3_stmt *s;
-    int rc = store_prep(st, S_AUTH, &s);
+    int rc = tg_sqlite_prep(st, S_AUTH, &s);
     if (rc != TG_OK)
         return rc;
     char now[TG_TIME_LEN];
     tg_time_format(now_ms, now);
-    if (store_bind_text(s, 1, token_hash) != SQLITE_OK || store_bind_text(s, 2, now) != SQLITE_OK) {
-        rc = store_db_err(st, sqlite3_errcode(st->db), "auth");
+    if (tg_sqlite_bind_text(s, 1, token_hash) != SQLITE_OK || tg_sqlite_bind_text(s, 2, now) != SQLITE_OK) {
+        rc = tg_sqlite_db_err(st, sqlite3_errcode(st->db), "auth");
         goto out;
     }
-    rc = store_one(st, s, "auth");
+    rc = tg_sqlite_one(st, s, "auth");
     if (rc == TG_OK && !hash_matches(s, 5, token_hash))
         rc = TG_ENOTFOUND;
     if (rc == TG_ENOTFOUND) {
-        store_set_err(st, "no such token, or it is revoked or expired");
+        tg_sqlite_set_err(st, "no such token, or it is revoked or expired");
     } else if (rc == TG_OK) {
         memset(out, 0, sizeof(*out));
         out->team_id = sqlite3_column_int64(s, 0);
-        store_col_copy(out->team, sizeof(out->team), s, 1);
-        store_col_copy(out->token_id, sizeof(out->token_id), s, 2);
-        store_col_copy(out->label, sizeof(out->label), s, 3);
-        if (tg_role_parse(store_col_text(s, 4), &out->role) != TG_OK)
+        tg_sqlite_col_copy(out->team, sizeof(out->team), s, 1);
+        tg_sqlite_col_copy(out->token_id, sizeof(out->token_id), s, 2);
+        tg_sqlite_col_copy(out->label, sizeof(out->label), s, 3);
+        if (tg_role_parse(tg_sqlite_col_text(s, 4), &out->role) != TG_OK)
             out->role = TG_ROLE_SUBMIT; /* the schema's CHECK makes this unreachable */
     }
 out:
-    store_done(s);
+    tg_sqlite_done(s);
     return rc;
 }
 
 int tg_sqlite_team_key(struct tg_store *st, int64_t team_id, char *buf, size_t buflen)
 {
     if (buf == NULL || buflen == 0)
-        return store_invalid(st, "team key: no buffer");
+        return tg_sqlite_invalid(st, "team key: no buffer");
     buf[0] = '\0';
     sqlite3_stmt *s;
-    int rc = store_prep(st, S_TEAM_KEY, &s);
+    int rc = tg_sqlite_prep(st, S_TEAM_KEY, &s);
     if (rc != TG_OK)
         return rc;
     sqlite3_bind_int64(s, 1, team_id);
-    rc = store_one(st, s, "team key");
+    rc = tg_sqlite_one(st, s, "team key");
     if (rc == TG_ENOTFOUND) {
-        store_set_err(st, "no team with id %lld", (long long)team_id);
+        tg_sqlite_set_err(st, "no team with id %lld", (long long)team_id);
     } else if (rc == TG_OK) {
-        const char *name = store_col_text(s, 0), *sealed = store_col_text(s, 1);
+        const char *name = tg_sqlite_col_text(s, 0), *sealed = tg_sqlite_col_text(s, 1);
         char why[300] = "";
         if (name == NULL || sealed == NULL) {
-            store_set_err(st, "out of memory");
+            tg_sqlite_set_err(st, "out of memory");
             rc = TG_ENOMEM;
         } else if (sqlite3_column_type(s, 2) == SQLITE_NULL) {
-            store_set_err(st, "the upstream key of team '%.64s' is still stored in clear: run "
-                          "`taskgate init` to encrypt it", name);
+            tg_sqlite_set_err(st,
+                              "the upstream key of team '%.64s' is still stored in clear: run "
+                              "`taskgate init` to encrypt it", name);
             rc = TG_ERR;
         } else {
             rc = tg_crypto_open(name, sealed, buf, buflen, NULL, why, sizeof(why));
             if (rc == TG_ETOOBIG)
-                store_set_err(st, "the upstream key of team %lld does not fit",
-                              (long long)team_id);
+                tg_sqlite_set_err(st, "the upstream key of team %lld does not fit",
+                                  (long long)team_id);
             else if (rc != TG_OK)
-                store_set_err(st, "the upstream key of team '%.64s' cannot be decrypted: %s",
-                              name, why);
+                tg_sqlite_set_err(st,
+                                  "the upstream key of team '%.64s' cannot be decrypted: %s",
+                                  name, why);
             if (rc == TG_EINVAL)
                 rc = TG_ERR;
         }
     }
-    store_done(s);
+    tg_sqlite_done(s);
     return rc;
 }
 
 int tg_sqlite_team_id(struct tg_store *st, const char *name, int64_t *team_id)
 {
     sqlite3_stmt *s;
-    int rc = store_prep(st, S_TEAM_ID, &s);
+    int rc = tg_sqlite_prep(st, S_TEAM_ID, &s);
     if (rc != TG_OK)
         return rc;
-    store_bind_text(s, 1, name);
-    rc = store_one(st, s, "team id");
+    tg_sqlite_bind_text(s, 1, name);
+    rc = tg_sqlite_one(st, s, "team id");
     if (rc == TG_OK)
         *team_id = sqlite3_column_int64(s, 0);
     else if (rc == TG_ENOTFOUND)
-        store_set_err(st, "no team named '%.64s'", name != NULL ? name : "");
-    store_done(s);
+        tg_sqlite_set_err(st, "no team named '%.64s'", name != NULL ? name : "");
+    tg_sqlite_done(s);
     return rc;
 }
 
@@ -244,11 +240,11 @@ static void fingerprint(const char *key, char out[FINGERPRINT_LEN])
 static int check_team_args(struct tg_store *st, const char *name, const char *key)
 {
     if (name == NULL || name[0] == '\0' || strlen(name) > TEAM_NAME_MAX)
-        return store_invalid(st, "a team name is 1 to 64 characters");
+        return tg_sqlite_invalid(st, "a team name is 1 to 64 characters");
     if (key == NULL || key[0] == '\0')
-        return store_invalid(st, "the upstream key is empty");
+        return tg_sqlite_invalid(st, "the upstream key is empty");
     if (strlen(key) > UPSTREAM_KEY_MAX)
-        return store_invalid(st, "the upstream key is longer than 1024 characters");
+        return tg_sqlite_invalid(st, "the upstream key is longer than 1024 characters");
     return TG_OK;
 }
 
@@ -259,7 +255,7 @@ static int seal_key(struct tg_store *st, const char *name, const char *key,
     char why[300] = "";
     int rc = tg_crypto_seal(name, key, strlen(key), out, SEALED_KEY_LEN, kid, why, sizeof(why));
     if (rc != TG_OK)
-        store_set_err(st, "cannot encrypt the upstream key: %s", why);
+        tg_sqlite_set_err(st, "cannot encrypt the upstream key: %s", why);
     return rc;
 }
 
@@ -277,75 +273,76 @@ static int team_key_make(struct tg_store *st, const char *name, const char *key,
     if (rc != TG_OK)
         return rc;
     fingerprint(key, k->fp);
-    store_now_text(k->now);
+    tg_sqlite_now_text(k->now);
     return seal_key(st, name, key, k->sealed, k->kid);
 }
 
 /* S_TEAM_ADD and S_TEAM_SET_KEY take the team and its key as ?1-?5. */
 static void team_key_bind(sqlite3_stmt *s, const char *name, const struct team_key *k)
 {
-    store_bind_text(s, 1, name);
-    store_bind_text(s, 2, k->sealed);
-    store_bind_text(s, 3, k->fp);
-    store_bind_text(s, 4, k->now);
-    store_bind_text(s, 5, k->kid);
+    tg_sqlite_bind_text(s, 1, name);
+    tg_sqlite_bind_text(s, 2, k->sealed);
+    tg_sqlite_bind_text(s, 3, k->fp);
+    tg_sqlite_bind_text(s, 4, k->now);
+    tg_sqlite_bind_text(s, 5, k->kid);
 }
 
 int tg_sqlite_team_add(struct tg_store *st, const struct tg_actor *who, const char *name,
-                      const char *key, int64_t *team_id)
+                       const char *key, int64_t *team_id)
 {
     sqlite3_stmt *s;
     struct team_key k;
     int rc = team_key_make(st, name, key, &k);
     if (rc == TG_OK)
-        rc = store_prep(st, S_TEAM_ADD, &s);
+        rc = tg_sqlite_prep(st, S_TEAM_ADD, &s);
     if (rc == TG_OK)
-        rc = store_tx_begin(st);
+        rc = tg_sqlite_tx_begin(st);
     if (rc != TG_OK)
         return rc;
     team_key_bind(s, name, &k);
-    rc = store_run(st, s, "add team");
+    rc = tg_sqlite_run(st, s, "add team");
     if (rc == TG_EEXIST)
-        store_set_err(st, "team '%s' already exists", name);
+        tg_sqlite_set_err(st, "team '%s' already exists", name);
     if (rc == TG_OK && team_id != NULL)
         *team_id = sqlite3_last_insert_rowid(st->db);
     if (rc == TG_OK) {
         char *after = json_pairs("name", name, "key_fingerprint", k.fp, NULL);
-        rc = after != NULL ? admin_log(st, who, "team.add", "team", name, name, NULL, after)
-                           : TG_ENOMEM;
+        rc = after != NULL
+                 ? tg_sqlite_admin_log(st, who, "team.add", "team", name, name, NULL, after)
+                 : TG_ENOMEM;
         free(after);
     }
-    return store_tx_end(st, rc);
+    return tg_sqlite_tx_end(st, rc);
 }
 
 int tg_sqlite_team_set_key(struct tg_store *st, const struct tg_actor *who, const char *name,
-                          const char *key)
+                           const char *key)
 {
     sqlite3_stmt *s;
     struct team_key k;
     int rc = team_key_make(st, name, key, &k);
     if (rc == TG_OK)
-        rc = store_tx_begin(st);
+        rc = tg_sqlite_tx_begin(st);
     if (rc != TG_OK)
         return rc;
     char old_fp[FINGERPRINT_LEN + 8];
     rc = lookup_text(st, S_TEAM_FP, name, 0, old_fp, sizeof(old_fp));
     if (rc == TG_ENOTFOUND)
-        store_set_err(st, "no team named '%s'", name);
+        tg_sqlite_set_err(st, "no team named '%s'", name);
     if (rc == TG_OK)
-        rc = store_prep(st, S_TEAM_SET_KEY, &s);
+        rc = tg_sqlite_prep(st, S_TEAM_SET_KEY, &s);
     if (rc == TG_OK) {
         team_key_bind(s, name, &k);
-        rc = store_run(st, s, "set team key");
+        rc = tg_sqlite_run(st, s, "set team key");
     }
     if (rc == TG_OK)
         rc = log_change(st, who, "team.set_key", "team", name, name,
                         json_pairs("name", name, "key_fingerprint", old_fp, NULL),
                         json_pairs("name", name, "key_fingerprint", k.fp, NULL));
-    return store_tx_end(st, rc);
+    return tg_sqlite_tx_end(st, rc);
 }
 
-/* A caller's walk over listed rows (store_each passes each to the kind's row function
+/* A caller's walk over listed rows (tg_sqlite_each passes each to the kind's row function
  * below): the caller's function and its argument. */
 struct walk {
     union {
@@ -361,9 +358,9 @@ static int team_row(void *arg, sqlite3_stmt *s)
     const struct walk *w = arg;
     struct tg_team_row row = {
         .id = sqlite3_column_int64(s, 0),
-        .name = store_col_text(s, 1),
-        .key_fingerprint = store_col_text(s, 2),
-        .created_at = store_col_text(s, 3),
+        .name = tg_sqlite_col_text(s, 1),
+        .key_fingerprint = tg_sqlite_col_text(s, 2),
+        .created_at = tg_sqlite_col_text(s, 3),
         .tokens = sqlite3_column_int(s, 4),
         .presets = sqlite3_column_int(s, 5),
     };
@@ -378,63 +375,63 @@ static int token_row(void *arg, sqlite3_stmt *s)
     const char **col[] = {&row.id,         &row.team,       &row.role,      &row.label,
                           &row.created_at, &row.expires_at, &row.revoked_at};
     for (size_t i = 0; i < sizeof(col) / sizeof(col[0]); i++)
-        *col[i] = store_col_text(s, (int)i);
+        *col[i] = tg_sqlite_col_text(s, (int)i);
     return w->fn.token(w->arg, &row);
 }
 
 static int preset_row(void *arg, sqlite3_stmt *s)
 {
     const struct walk *w = arg;
-    return w->fn.preset(w->arg, store_col_text(s, 0), store_col_text(s, 1));
+    return w->fn.preset(w->arg, tg_sqlite_col_text(s, 0), tg_sqlite_col_text(s, 1));
 }
 
 int tg_sqlite_team_list(struct tg_store *st,
-                       int (*fn)(void *arg, const struct tg_team_row *row), void *arg)
+                        int (*fn)(void *arg, const struct tg_team_row *row), void *arg)
 {
     sqlite3_stmt *s;
-    int rc = store_prep(st, S_TEAM_LIST, &s);
+    int rc = tg_sqlite_prep(st, S_TEAM_LIST, &s);
     if (rc != TG_OK)
         return rc;
     char now[TG_TIME_LEN];
-    store_now_text(now);
-    store_bind_text(s, 1, now);
+    tg_sqlite_now_text(now);
+    tg_sqlite_bind_text(s, 1, now);
     struct walk w = {.fn.team = fn, .arg = arg};
-    return store_each(st, s, "list teams", team_row, &w);
+    return tg_sqlite_each(st, s, "list teams", team_row, &w);
 }
 
 int tg_sqlite_token_add(struct tg_store *st, const struct tg_actor *who, int64_t team_id,
-                       const char *token_id, const char *hash, enum tg_role role,
-                       const char *label, int64_t expires_ms)
+                        const char *token_id, const char *hash, enum tg_role role,
+                        const char *label, int64_t expires_ms)
 {
     if (token_id == NULL || token_id[0] == '\0' || strlen(token_id) > TOKEN_ID_MAX)
-        return store_invalid(st, "a token id is 1 to 39 characters");
+        return tg_sqlite_invalid(st, "a token id is 1 to 39 characters");
     if (hash == NULL || hash[0] == '\0')
-        return store_invalid(st, "the token hash is empty");
+        return tg_sqlite_invalid(st, "the token hash is empty");
     if ((unsigned)role > TG_ROLE_ADMIN)
-        return store_invalid(st, "unknown role");
+        return tg_sqlite_invalid(st, "unknown role");
     if (label != NULL && strlen(label) > LABEL_MAX)
-        return store_invalid(st, "a token label is at most 128 characters");
+        return tg_sqlite_invalid(st, "a token label is at most 128 characters");
     sqlite3_stmt *s;
     char now[TG_TIME_LEN], expires[TG_TIME_LEN];
-    store_now_text(now);
+    tg_sqlite_now_text(now);
     tg_time_format(expires_ms, expires);
-    int rc = store_prep(st, S_TOKEN_ADD, &s);
+    int rc = tg_sqlite_prep(st, S_TOKEN_ADD, &s);
     if (rc == TG_OK)
-        rc = store_tx_begin(st);
+        rc = tg_sqlite_tx_begin(st);
     if (rc != TG_OK)
         return rc;
-    store_bind_text(s, 1, token_id);
+    tg_sqlite_bind_text(s, 1, token_id);
     sqlite3_bind_int64(s, 2, team_id);
-    store_bind_text(s, 3, tg_role_name(role));
-    store_bind_text(s, 4, label);
-    store_bind_text(s, 5, hash);
-    store_bind_text(s, 6, now);
-    store_bind_text(s, 7, expires_ms != 0 ? expires : NULL);
-    rc = store_run(st, s, "add token");
+    tg_sqlite_bind_text(s, 3, tg_role_name(role));
+    tg_sqlite_bind_text(s, 4, label);
+    tg_sqlite_bind_text(s, 5, hash);
+    tg_sqlite_bind_text(s, 6, now);
+    tg_sqlite_bind_text(s, 7, expires_ms != 0 ? expires : NULL);
+    rc = tg_sqlite_run(st, s, "add token");
     if (rc == TG_ENOTFOUND)
-        store_set_err(st, "no team with id %lld", (long long)team_id);
+        tg_sqlite_set_err(st, "no team with id %lld", (long long)team_id);
     else if (rc == TG_EEXIST)
-        store_set_err(st, "a token with this id or hash already exists");
+        tg_sqlite_set_err(st, "a token with this id or hash already exists");
     char team[TEAM_NAME_MAX + 1];
     if (rc == TG_OK)
         rc = lookup_text(st, S_TEAM_NAME, NULL, team_id, team, sizeof(team));
@@ -442,32 +439,32 @@ int tg_sqlite_token_add(struct tg_store *st, const struct tg_actor *who, int64_t
         char *after = json_pairs("id", token_id, "team", team, "role", tg_role_name(role),
                                  "label", label, "expires_at", expires_ms != 0 ? expires : NULL,
                                  NULL);
-        rc = after != NULL ? admin_log(st, who, "token.issue", "token", token_id, team, NULL,
-                                       after)
+        rc = after != NULL ? tg_sqlite_admin_log(st, who, "token.issue", "token", token_id, team,
+                                                 NULL, after)
                            : TG_ENOMEM;
         free(after);
     }
-    return store_tx_end(st, rc);
+    return tg_sqlite_tx_end(st, rc);
 }
 
 int tg_sqlite_token_revoke(struct tg_store *st, const struct tg_actor *who,
-                          const char *token_id)
+                           const char *token_id)
 {
     if (token_id == NULL)
-        return store_invalid(st, "no token id");
+        return tg_sqlite_invalid(st, "no token id");
     sqlite3_stmt *s;
     char now[TG_TIME_LEN];
-    store_now_text(now);
-    int rc = store_prep(st, S_TOKEN_REVOKE, &s);
+    tg_sqlite_now_text(now);
+    int rc = tg_sqlite_prep(st, S_TOKEN_REVOKE, &s);
     if (rc == TG_OK)
-        rc = store_tx_begin(st);
+        rc = tg_sqlite_tx_begin(st);
     if (rc != TG_OK)
         return rc;
-    store_bind_text(s, 1, token_id);
-    store_bind_text(s, 2, now);
-    rc = store_run(st, s, "revoke token");
+    tg_sqlite_bind_text(s, 1, token_id);
+    tg_sqlite_bind_text(s, 2, now);
+    rc = tg_sqlite_run(st, s, "revoke token");
     if (rc == TG_OK && sqlite3_changes(st->db) == 0) {
-        store_set_err(st, "no token '%.40s', or it is already revoked", token_id);
+        tg_sqlite_set_err(st, "no token '%.40s', or it is already revoked", token_id);
         rc = TG_ENOTFOUND;
     }
     char team[TEAM_NAME_MAX + 1];
@@ -477,23 +474,23 @@ int tg_sqlite_token_revoke(struct tg_store *st, const struct tg_actor *who,
         rc = log_change(st, who, "token.revoke", "token", token_id, team,
                         json_pairs("id", token_id, "revoked_at", NULL, NULL),
                         json_pairs("id", token_id, "revoked_at", now, NULL));
-    return store_tx_end(st, rc);
+    return tg_sqlite_tx_end(st, rc);
 }
 
 int tg_sqlite_token_list(struct tg_store *st, const char *team,
-                        int (*fn)(void *arg, const struct tg_token_row *row), void *arg)
+                         int (*fn)(void *arg, const struct tg_token_row *row), void *arg)
 {
     /* Naming a team that does not exist is a mistake worth reporting, not an empty list. */
     int64_t team_id;
     int rc = team != NULL ? tg_sqlite_team_id(st, team, &team_id) : TG_OK;
     sqlite3_stmt *s;
     if (rc == TG_OK)
-        rc = store_prep(st, S_TOKEN_LIST, &s);
+        rc = tg_sqlite_prep(st, S_TOKEN_LIST, &s);
     if (rc != TG_OK)
         return rc;
-    store_bind_text(s, 1, team);
+    tg_sqlite_bind_text(s, 1, team);
     struct walk w = {.fn.token = fn, .arg = arg};
-    return store_each(st, s, "list tokens", token_row, &w);
+    return tg_sqlite_each(st, s, "list tokens", token_row, &w);
 }
 
 /* The preset's current body, malloc'd (NULL when there is none). */
@@ -501,69 +498,69 @@ static int preset_body(struct tg_store *st, int64_t team_id, const char *name, c
 {
     sqlite3_stmt *s;
     *body = NULL;
-    int rc = store_prep(st, S_PRESET_GET, &s);
+    int rc = tg_sqlite_prep(st, S_PRESET_GET, &s);
     if (rc != TG_OK)
         return rc;
     sqlite3_bind_int64(s, 1, team_id);
-    store_bind_text(s, 2, name);
-    rc = store_one(st, s, "read preset");
+    tg_sqlite_bind_text(s, 2, name);
+    rc = tg_sqlite_one(st, s, "read preset");
     if (rc == TG_OK) {
-        const char *v = store_col_text(s, 0);
+        const char *v = tg_sqlite_col_text(s, 0);
         *body = strdup(v != NULL ? v : "null");
         rc = *body != NULL ? TG_OK : TG_ENOMEM;
     }
-    store_done(s);
+    tg_sqlite_done(s);
     if (rc == TG_ENOTFOUND)
         rc = TG_OK;
     return rc;
 }
 
 int tg_sqlite_preset_set(struct tg_store *st, const struct tg_actor *who, int64_t team_id,
-                        const char *name, const char *json)
+                         const char *name, const char *json)
 {
     if (name == NULL || name[0] == '\0' || json == NULL)
-        return store_invalid(st, "a preset needs a name and a body");
+        return tg_sqlite_invalid(st, "a preset needs a name and a body");
     sqlite3_stmt *s;
     char now[TG_TIME_LEN], team[TEAM_NAME_MAX + 1];
-    store_now_text(now);
-    int rc = store_tx_begin(st);
+    tg_sqlite_now_text(now);
+    int rc = tg_sqlite_tx_begin(st);
     if (rc != TG_OK)
         return rc;
     rc = lookup_text(st, S_TEAM_NAME, NULL, team_id, team, sizeof(team));
     if (rc == TG_ENOTFOUND)
-        store_set_err(st, "no team with id %lld", (long long)team_id);
+        tg_sqlite_set_err(st, "no team with id %lld", (long long)team_id);
     /* The clear text of the values is only in memory: sealed in the row, fingerprints in
      * the log (the replaced body's opened first, so that equal values log alike). */
     char *before = NULL, *opened = NULL, *sealed = NULL;
     if (rc == TG_OK)
         rc = preset_body(st, team_id, name, &before);
     if (rc == TG_OK)
-        rc = store_preset_mcp(st, team, before, STORE_MCP_OPEN, &opened, NULL);
+        rc = tg_sqlite_preset_mcp(st, team, before, STORE_MCP_OPEN, &opened, NULL);
     if (rc == TG_OK)
-        rc = store_preset_mcp(st, team, json, STORE_MCP_SEAL, &sealed, NULL);
+        rc = tg_sqlite_preset_mcp(st, team, json, STORE_MCP_SEAL, &sealed, NULL);
     if (rc == TG_OK)
-        rc = store_prep(st, S_PRESET_SET, &s);
+        rc = tg_sqlite_prep(st, S_PRESET_SET, &s);
     if (rc == TG_OK) {
         sqlite3_bind_int64(s, 1, team_id);
-        store_bind_text(s, 2, name);
-        store_bind_text(s, 3, sealed != NULL ? sealed : json);
-        store_bind_text(s, 4, now);
-        rc = store_run(st, s, "set preset");
+        tg_sqlite_bind_text(s, 2, name);
+        tg_sqlite_bind_text(s, 3, sealed != NULL ? sealed : json);
+        tg_sqlite_bind_text(s, 4, now);
+        rc = tg_sqlite_run(st, s, "set preset");
     }
     if (rc == TG_OK) {
         char object_id[2 * TEAM_NAME_MAX + 2];
         snprintf(object_id, sizeof(object_id), "%s/%s", team, name);
         char *shown = redacted(json), *was = redacted(opened != NULL ? opened : before);
-        rc = admin_log(st, who, "preset.set", "preset", object_id, team,
-                       before != NULL ? (was != NULL ? was : "null") : NULL,
-                       shown != NULL ? shown : "null");
+        rc = tg_sqlite_admin_log(st, who, "preset.set", "preset", object_id, team,
+                                 before != NULL ? (was != NULL ? was : "null") : NULL,
+                                 shown != NULL ? shown : "null");
         free(shown);
         free(was);
     }
     free(before);
     free(opened);
     free(sealed);
-    return store_tx_end(st, rc);
+    return tg_sqlite_tx_end(st, rc);
 }
 
 /* *json (pool text) with its sealed MCP header values opened, for team_id. */
@@ -572,13 +569,13 @@ static int open_preset(struct tg_store *st, struct tg_pool *pool, int64_t team_i
     char team[TEAM_NAME_MAX + 1], *opened = NULL;
     int rc = lookup_text(st, S_TEAM_NAME, NULL, team_id, team, sizeof(team));
     if (rc == TG_ENOTFOUND)
-        store_set_err(st, "no team with id %lld", (long long)team_id);
+        tg_sqlite_set_err(st, "no team with id %lld", (long long)team_id);
     if (rc == TG_OK)
-        rc = store_preset_mcp(st, team, *json, STORE_MCP_OPEN, &opened, NULL);
+        rc = tg_sqlite_preset_mcp(st, team, *json, STORE_MCP_OPEN, &opened, NULL);
     if (rc == TG_OK && opened != NULL) {
         *json = tg_pool_strdup(pool, opened);
         if (*json == NULL) {
-            store_set_err(st, "out of memory");
+            tg_sqlite_set_err(st, "out of memory");
             rc = TG_ENOMEM;
         }
     }
@@ -590,42 +587,42 @@ static int open_preset(struct tg_store *st, struct tg_pool *pool, int64_t team_i
 }
 
 int tg_sqlite_preset_get(struct tg_store *st, struct tg_pool *pool, int64_t team_id,
-                        const char *name, char **json)
+                         const char *name, char **json)
 {
     if (name == NULL || pool == NULL || json == NULL)
-        return store_invalid(st, "preset get: missing argument");
+        return tg_sqlite_invalid(st, "preset get: missing argument");
     sqlite3_stmt *s;
-    int rc = store_prep(st, S_PRESET_GET, &s);
+    int rc = tg_sqlite_prep(st, S_PRESET_GET, &s);
     if (rc != TG_OK)
         return rc;
     sqlite3_bind_int64(s, 1, team_id);
-    store_bind_text(s, 2, name);
-    rc = store_one(st, s, "get preset");
+    tg_sqlite_bind_text(s, 2, name);
+    rc = tg_sqlite_one(st, s, "get preset");
     if (rc == TG_ENOTFOUND) {
-        store_set_err(st, "no preset '%.64s'", name);
+        tg_sqlite_set_err(st, "no preset '%.64s'", name);
     } else if (rc == TG_OK) {
-        const char *body = store_col_text(s, 0);
+        const char *body = tg_sqlite_col_text(s, 0);
         *json = body != NULL ? tg_pool_strndup(pool, body, (size_t)sqlite3_column_bytes(s, 0))
                              : NULL;
         rc = *json != NULL ? TG_OK : TG_ENOMEM;
         if (rc != TG_OK)
-            store_set_err(st, "out of memory");
+            tg_sqlite_set_err(st, "out of memory");
     }
-    store_done(s);
+    tg_sqlite_done(s);
     if (rc == TG_OK && strstr(*json, "mcp_servers") != NULL)
         rc = open_preset(st, pool, team_id, json);
     return rc;
 }
 
 int tg_sqlite_preset_list(struct tg_store *st, int64_t team_id,
-                         int (*fn)(void *arg, const char *name, const char *updated_at),
-                         void *arg)
+                          int (*fn)(void *arg, const char *name, const char *updated_at),
+                          void *arg)
 {
     sqlite3_stmt *s;
-    int rc = store_prep(st, S_PRESET_LIST, &s);
+    int rc = tg_sqlite_prep(st, S_PRESET_LIST, &s);
     if (rc != TG_OK)
         return rc;
     sqlite3_bind_int64(s, 1, team_id);
     struct walk w = {.fn.preset = fn, .arg = arg};
-    return store_each(st, s, "list presets", preset_row, &w);
+    return tg_sqlite_each(st, s, "list presets", preset_row, &w);
 }

@@ -25,7 +25,7 @@ struct tg_migration {
 extern const struct tg_migration tg_migrations[];
 
 /* Every statement the backend keeps: each is named here once, prepared on first use on a
- * handle and kept for the handle's life (store_stmt). Its SQL sits in a table of the file
+ * handle and kept for the handle's life (tg_sqlite_stmt). Its SQL sits in a table of the file
  * named above its group, indexed by these names; no file claims numbers by hand. */
 enum stmt_id {
     /* tg_sqlite.c's stmt_sql: transactions, identities, the audit records' writes */
@@ -65,67 +65,68 @@ struct tg_store {
 #define LABEL_MAX 128
 
 /* Helpers shared by the store's files: errors, statements, transactions. */
-void store_set_err(struct tg_store *st, const char *fmt, ...)
+void tg_sqlite_set_err(struct tg_store *st, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 /* Records "what: sqlite's message" and returns rc as a gateway status. */
-int store_db_err(struct tg_store *st, int rc, const char *what);
+int tg_sqlite_db_err(struct tg_store *st, int rc, const char *what);
 /* Sets the message and returns TG_EINVAL. */
-int store_invalid(struct tg_store *st, const char *what);
+int tg_sqlite_invalid(struct tg_store *st, const char *what);
 /* Statement id of the handle, prepared from sql (the id's one text, from its file's table)
  * on first use. TG_OK, or an error with the handle's message set. */
-int store_stmt(struct tg_store *st, enum stmt_id id, const char *sql, sqlite3_stmt **out);
-/* A statement of tg_sqlite.c's own table, as store_stmt. */
-int store_prep(struct tg_store *st, enum stmt_id id, sqlite3_stmt **out);
+int tg_sqlite_stmt(struct tg_store *st, enum stmt_id id, const char *sql, sqlite3_stmt **out);
+/* A statement of tg_sqlite.c's own table, as tg_sqlite_stmt. */
+int tg_sqlite_prep(struct tg_store *st, enum stmt_id id, sqlite3_stmt **out);
 /* Resets a statement and clears its bindings. */
-void store_done(sqlite3_stmt *s);
-/* Binds text (NULL: SQL NULL) as SQLITE_STATIC: it must live until store_done. */
-int store_bind_text(sqlite3_stmt *s, int i, const char *v);
+void tg_sqlite_done(sqlite3_stmt *s);
+/* Binds text (NULL: SQL NULL) as SQLITE_STATIC: it must live until tg_sqlite_done. */
+int tg_sqlite_bind_text(sqlite3_stmt *s, int i, const char *v);
 /* Binds v, or NULL when v is 0. */
-int store_bind_int_or_null(sqlite3_stmt *s, int i, int64_t v);
+int tg_sqlite_bind_int_or_null(sqlite3_stmt *s, int i, int64_t v);
 /* Steps a statement that returns no rows, then resets it. */
-int store_run(struct tg_store *st, sqlite3_stmt *s, const char *what);
-/* Steps s to its first row: TG_OK when it stands on one (read it, then store_done),
+int tg_sqlite_run(struct tg_store *st, sqlite3_stmt *s, const char *what);
+/* Steps s to its first row: TG_OK when it stands on one (read it, then tg_sqlite_done),
  * TG_ENOTFOUND when it has none, else the error, with "what: sqlite's message" as st's
  * message. */
-int store_one(struct tg_store *st, sqlite3_stmt *s, const char *what);
+int tg_sqlite_one(struct tg_store *st, sqlite3_stmt *s, const char *what);
 /* Steps s through its rows, calling row(arg, s) on each, then resets it. A non-zero return
  * from row stops the walk and is returned (errors are negative, so a row function may stop
- * the walk with a positive value of its own); a failed step is returned as store_one's. */
-int store_each(struct tg_store *st, sqlite3_stmt *s, const char *what,
-               int (*row)(void *arg, sqlite3_stmt *s), void *arg);
-const char *store_col_text(sqlite3_stmt *s, int i);
+ * the walk with a positive value of its own); a failed step is returned as tg_sqlite_one's. */
+int tg_sqlite_each(struct tg_store *st, sqlite3_stmt *s, const char *what,
+                   int (*row)(void *arg, sqlite3_stmt *s), void *arg);
+const char *tg_sqlite_col_text(sqlite3_stmt *s, int i);
 /* Copies a text column into dst, truncated to fit; NULL becomes "". */
-void store_col_copy(char *dst, size_t dstlen, sqlite3_stmt *s, int i);
-void store_now_text(char out[TG_TIME_LEN]);
+void tg_sqlite_col_copy(char *dst, size_t dstlen, sqlite3_stmt *s, int i);
+void tg_sqlite_now_text(char out[TG_TIME_LEN]);
 /* BEGIN IMMEDIATE under the process's writer mutex / COMMIT or ROLLBACK and release. */
-int store_tx_begin(struct tg_store *st);
-int store_tx_end(struct tg_store *st, int rc);
+int tg_sqlite_tx_begin(struct tg_store *st);
+int tg_sqlite_tx_end(struct tg_store *st, int rc);
 
 /* The process's writer mutex (tg_store.c; the group commit of tg_sqlite_writer.c takes it
  * too); the wait is counted as database wait. */
-void store_writer_lock(void);
-void store_writer_unlock(void);
+void tg_sqlite_writer_lock(void);
+void tg_sqlite_writer_unlock(void);
 
 /* A write: runs on the handle it is given (the shared writer's, not necessarily the
  * caller's) inside a transaction. TG_OK keeps what it wrote; anything else undoes it. */
-typedef int (*store_write_fn)(struct tg_store *st, void *arg);
+typedef int (*tg_sqlite_write_fn)(struct tg_store *st, void *arg);
 
 /* Runs fn in a write transaction: in the daemon, once tg_store_writer_start has run, on the
  * shared writer connection in a group commit with other threads' writes (fn's own writes
  * undone alone when it fails); otherwise on st in a transaction of its own. Returns fn's
  * status, or the failure of the commit that would have held it; st's message describes a
  * failure. fn's statements must come from the handle it is passed. */
-int store_write(struct tg_store *st, store_write_fn fn, void *arg);
+int tg_sqlite_write(struct tg_store *st, tg_sqlite_write_fn fn, void *arg);
 
 /* Nonzero once the daemon's checkpoint thread runs: handles opened then leave WAL
  * checkpoints to it. Set by tg_sqlite_writer.c when it starts and stops that thread. */
-int store_checkpoints_elsewhere(void);
-void store_set_checkpoints_elsewhere(int on);
+int tg_sqlite_checkpoints_elsewhere(void);
+void tg_sqlite_set_checkpoints_elsewhere(int on);
 
 /* Inserts a submission record in state (pending, or a final one), inside the caller's
  * transaction; resumes names the submission it resumes (may be NULL). */
-int store_sub_insert(struct tg_store *st, const struct tg_submission *sub, const char *resumes,
-                     enum tg_state state, int http_status, const char *error);
+int tg_sqlite_sub_insert(struct tg_store *st, const struct tg_submission *sub,
+                         const char *resumes, enum tg_state state, int http_status,
+                         const char *error);
 
 /* MCP server header values of a preset at rest (tg_sqlite_keys.c): sealed like the team's
  * key (tg_crypto.h, bound to the team's name), since they must be forwarded and so cannot
@@ -142,14 +143,14 @@ enum store_mcp_mode {
  * for STORE_MCP_COUNT) receives a malloc'd new body when a value changed, else NULL: the
  * body stands as it is. *changed (may be NULL) counts the values concerned. TG_OK, or an
  * error with the store's message set (a value that does not open: TG_ERR). */
-int store_preset_mcp(struct tg_store *st, const char *team, const char *body,
-                     enum store_mcp_mode mode, char **out, long *changed);
+int tg_sqlite_preset_mcp(struct tg_store *st, const char *team, const char *body,
+                         enum store_mcp_mode mode, char **out, long *changed);
 
 /* Writes one admin_log row inside the caller's transaction (tg_sqlite_ident.c). before and
  * after are JSON text or NULL; who must name an actor and an interface. */
-int store_admin_log(struct tg_store *st, const struct tg_actor *who, const char *action,
-                    const char *object_type, const char *object_id, const char *team,
-                    const char *before, const char *after);
+int tg_sqlite_admin_log(struct tg_store *st, const struct tg_actor *who, const char *action,
+                        const char *object_type, const char *object_id, const char *team,
+                        const char *before, const char *after);
 
 /* The operations of tg_sqlite_backend (tg_sqlite.c), each with the contract of the
  * tg_store_ call of the same name in tg_store.h. */

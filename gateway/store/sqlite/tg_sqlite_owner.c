@@ -20,28 +20,28 @@ static const char *const owner_sql[S_COUNT] = {
 int tg_sqlite_group_owned(struct tg_store *st, int64_t team_id, const char *taskgroup_id)
 {
     sqlite3_stmt *s;
-    int rc = store_stmt(st, C_GROUP_OWNED, owner_sql[C_GROUP_OWNED], &s);
+    int rc = tg_sqlite_stmt(st, C_GROUP_OWNED, owner_sql[C_GROUP_OWNED], &s);
     if (rc != TG_OK)
         return rc;
-    store_bind_text(s, 1, taskgroup_id);
+    tg_sqlite_bind_text(s, 1, taskgroup_id);
     sqlite3_bind_int64(s, 2, team_id);
-    rc = store_one(st, s, "group owner");
-    store_done(s);
+    rc = tg_sqlite_one(st, s, "group owner");
+    tg_sqlite_done(s);
     return rc;
 }
 
 int tg_sqlite_run_owned(struct tg_store *st, int64_t team_id, const char *run_id,
-                       char *group, size_t grouplen)
+                        char *group, size_t grouplen)
 {
     sqlite3_stmt *s;
-    int rc = store_stmt(st, C_RUN_OWNER, owner_sql[C_RUN_OWNER], &s);
+    int rc = tg_sqlite_stmt(st, C_RUN_OWNER, owner_sql[C_RUN_OWNER], &s);
     if (rc != TG_OK)
         return rc;
-    store_bind_text(s, 1, run_id);
+    tg_sqlite_bind_text(s, 1, run_id);
     sqlite3_bind_int64(s, 2, team_id);
-    rc = store_one(st, s, "run owner");
+    rc = tg_sqlite_one(st, s, "run owner");
     if (rc == TG_OK)
-        store_col_copy(group, grouplen, s, 0);
-    store_done(s);
+        tg_sqlite_col_copy(group, grouplen, s, 0);
+    tg_sqlite_done(s);
     return rc;
 }
