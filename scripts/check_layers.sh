@@ -20,10 +20,11 @@ for layer in "${layers[@]}"; do
   while IFS= read -r file; do
     while IFS= read -r header; do
       where=-1
+      # A backend's own header (store/sqlite/tg_sqlite_int.h) serves its folder only.
+      if [ -f "$(dirname "$file")/$header" ]; then where=$own; fi
       for other in "${layers[@]}"; do
-        if [ -f "$top/gateway/$other/$header" ]; then where=$(rank "$other"); break; fi
-        # A backend's own header (store/sqlite/tg_store_int.h) serves its folder only.
-        if [ -f "$(dirname "$file")/$header" ]; then where=$own; break; fi
+        [ "$where" -ge 0 ] && break
+        if [ -f "$top/gateway/$other/$header" ]; then where=$(rank "$other"); fi
       done
       if [ "$where" -lt 0 ]; then
         echo "${file#"$top"/}: includes \"$header\", which is in no layer" >&2

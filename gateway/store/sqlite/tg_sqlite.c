@@ -1,8 +1,8 @@
 /* The SQLite backend of the store (contract in tg_store.h, interface in
  * tg_store_backend.h): one connection per handle, statements prepared once and reused,
  * every write in a BEGIN IMMEDIATE transaction. This file holds the connection, its
- * statements and migrations, and the backend table; tg_sqlite_int.h says where the rest
- * is. */
+ * statements and migrations, the row walks, the admin log's row and the backend table;
+ * tg_sqlite_int.h says where the rest is. */
 #include "tg_store.h"
 #include "tg_sqlite_int.h"
 #include "tg_metrics.h"
@@ -612,6 +612,36 @@ int tg_sqlite_ping(struct tg_store *st)
         src = SQLITE_READONLY;
     }
     return src == SQLITE_OK ? TG_OK : TG_EDB;
+}
+
+/* ---- the admin change log ------------------------------------------------------------- */
+
+/* One admin_log row, inside the caller's transaction (tg_sqlite_int.h): here, below the
+ * files whose changes it logs (identities, keys, limits, prunes). */
+int tg_sqlite_admin_log(struct tg_store *st, const struct tg_actor *who, const char *action,
+                        const char *object_type, const char *object_id, const char *team,
+                        const char *before, const char *after)
+{
+    if (who == NULL || who->id == NULL || who->interface == NULL)
+        return tg_sqlite_invalid(st, "an administrative change needs an actor");
+    sqlite3_stmt *s;
+    char now[TG_TIME_LEN];
+    tg_sqlite_now_text(now);
+    int rc = tg_sqlite_prep(st, S_ADMIN_LOG, &s);
+    if (rc != TG_OK)
+        return rc;
+    tg_sqlite_bind_text(s, 1, now);
+    tg_sqlite_bind_text(s, 2, who->id);
+    tg_sqlite_bind_text(s, 3, who->team);
+    tg_sqlite_bind_text(s, 4, who->interface);
+    tg_sqlite_bind_text(s, 5, action);
+    tg_sqlite_bind_text(s, 6, object_type);
+    tg_sqlite_bind_text(s, 7, object_id);
+    tg_sqlite_bind_text(s, 8, team);
+    tg_sqlite_bind_text(s, 9, before);
+    tg_sqlite_bind_text(s, 10, after);
+    tg_sqlite_bind_text(s, 11, who->remote_addr);
+    return tg_sqlite_run(st, s, "log the change");
 }
 
 /* ---- the backend ------------------------------------------------------------------------ */

@@ -1,9 +1,10 @@
-/* Inside the SQLite backend: what its source files share (tg_sqlite.c the connection, its
- * statements, migrations and the backend table; tg_sqlite_records.c the audit records'
- * writes; tg_sqlite_writer.c the daemon's group commit; tg_sqlite_ident.c teams, tokens,
- * presets and the admin log; tg_sqlite_keys.c keys at rest; tg_sqlite_admission.c
- * idempotency, limits and reconciliation; tg_sqlite_owner.c ownership;
- * tg_sqlite_audit.c the audit reads). Nothing outside gateway/store/sqlite/ includes this. */
+/* Inside the SQLite backend: what its source files share. tg_sqlite.c: the connection, its
+ * statements, migrations, the admin log's row and the backend table; tg_sqlite_records.c:
+ * the audit records' writes; tg_sqlite_writer.c: the daemon's group commit;
+ * tg_sqlite_ident.c: teams, tokens and presets; tg_sqlite_keys.c: keys at rest;
+ * tg_sqlite_admission.c: idempotency, limits and reconciliation; tg_sqlite_owner.c:
+ * ownership; tg_sqlite_audit.c: the audit reads. Nothing outside gateway/store/sqlite/
+ * includes this. */
 #ifndef TG_SQLITE_INT_H
 #define TG_SQLITE_INT_H
 
@@ -146,7 +147,7 @@ enum store_mcp_mode {
 int tg_sqlite_preset_mcp(struct tg_store *st, const char *team, const char *body,
                          enum store_mcp_mode mode, char **out, long *changed);
 
-/* Writes one admin_log row inside the caller's transaction (tg_sqlite_ident.c). before and
+/* Writes one admin_log row inside the caller's transaction (tg_sqlite.c). before and
  * after are JSON text or NULL; who must name an actor and an interface. */
 int tg_sqlite_admin_log(struct tg_store *st, const struct tg_actor *who, const char *action,
                         const char *object_type, const char *object_id, const char *team,
