@@ -616,6 +616,14 @@ int tg_sqlite_ping(struct tg_store *st)
 
 /* ---- the admin change log ------------------------------------------------------------- */
 
+void tg_sqlite_bind_actor(sqlite3_stmt *s, const char *now, const struct tg_actor *who)
+{
+    tg_sqlite_bind_text(s, 1, now);
+    tg_sqlite_bind_text(s, 2, who->id);
+    tg_sqlite_bind_text(s, 3, who->team);
+    tg_sqlite_bind_text(s, 4, who->interface);
+}
+
 /* One admin_log row, inside the caller's transaction (tg_sqlite_int.h): here, below the
  * files whose changes it logs (identities, keys, limits, prunes). */
 int tg_sqlite_admin_log(struct tg_store *st, const struct tg_actor *who, const char *action,
@@ -630,10 +638,7 @@ int tg_sqlite_admin_log(struct tg_store *st, const struct tg_actor *who, const c
     int rc = tg_sqlite_prep(st, S_ADMIN_LOG, &s);
     if (rc != TG_OK)
         return rc;
-    tg_sqlite_bind_text(s, 1, now);
-    tg_sqlite_bind_text(s, 2, who->id);
-    tg_sqlite_bind_text(s, 3, who->team);
-    tg_sqlite_bind_text(s, 4, who->interface);
+    tg_sqlite_bind_actor(s, now, who);
     tg_sqlite_bind_text(s, 5, action);
     tg_sqlite_bind_text(s, 6, object_type);
     tg_sqlite_bind_text(s, 7, object_id);

@@ -526,10 +526,7 @@ int tg_sqlite_audit_read_log(struct tg_store *st, const struct tg_actor *who,
         rc = tg_sqlite_tx_begin(st);
     if (rc != TG_OK)
         return rc;
-    tg_sqlite_bind_text(s, 1, now);
-    tg_sqlite_bind_text(s, 2, who->id);
-    tg_sqlite_bind_text(s, 3, who->team);
-    tg_sqlite_bind_text(s, 4, who->interface);
+    tg_sqlite_bind_actor(s, now, who);
     tg_sqlite_bind_text(s, 5, query != NULL ? what : NULL);
     tg_sqlite_bind_text(s, 6, who->remote_addr);
     if (rows >= 0)

@@ -464,17 +464,26 @@ int tg_sqlite_token_list(struct tg_store *st, const char *team,
     return tg_sqlite_each(st, s, "list tokens", token_row, &w);
 }
 
+/* Steps S_PRESET_GET to the team's preset by name: tg_sqlite_one's answer, and the
+ * statement in *s to read and then hand to tg_sqlite_done (NULL when it could not be
+ * prepared). */
+static int preset_row_of(struct tg_store *st, int64_t team_id, const char *name,
+                         const char *what, sqlite3_stmt **s)
+{
+    int rc = tg_sqlite_prep(st, S_PRESET_GET, s);
+    if (rc != TG_OK)
+        return rc;
+    sqlite3_bind_int64(*s, 1, team_id);
+    tg_sqlite_bind_text(*s, 2, name);
+    return tg_sqlite_one(st, *s, what);
+}
+
 /* The preset's current body, malloc'd (NULL when there is none). */
 static int preset_body(struct tg_store *st, int64_t team_id, const char *name, char **body)
 {
     sqlite3_stmt *s;
     *body = NULL;
-    int rc = tg_sqlite_prep(st, S_PRESET_GET, &s);
-    if (rc != TG_OK)
-        return rc;
-    sqlite3_bind_int64(s, 1, team_id);
-    tg_sqlite_bind_text(s, 2, name);
-    rc = tg_sqlite_one(st, s, "read preset");
+    int rc = preset_row_of(st, team_id, name, "read preset", &s);
     if (rc == TG_OK) {
         const char *v = tg_sqlite_col_text(s, 0);
         *body = strdup(v != NULL ? v : "null");
@@ -563,12 +572,7 @@ int tg_sqlite_preset_get(struct tg_store *st, struct tg_pool *pool, int64_t team
     if (name == NULL || pool == NULL || json == NULL)
         return tg_sqlite_invalid(st, "preset get: missing argument");
     sqlite3_stmt *s;
-    int rc = tg_sqlite_prep(st, S_PRESET_GET, &s);
-    if (rc != TG_OK)
-        return rc;
-    sqlite3_bind_int64(s, 1, team_id);
-    tg_sqlite_bind_text(s, 2, name);
-    rc = tg_sqlite_one(st, s, "get preset");
+    int rc = preset_row_of(st, team_id, name, "get preset", &s);
     if (rc == TG_ENOTFOUND) {
         tg_sqlite_set_err(st, "no preset '%.64s'", name);
     } else if (rc == TG_OK) {

@@ -147,6 +147,10 @@ enum store_mcp_mode {
 int tg_sqlite_preset_mcp(struct tg_store *st, const char *team, const char *body,
                          enum store_mcp_mode mode, char **out, long *changed);
 
+/* Binds the time and who (id, team, interface) as ?1-?4, the columns admin_log and
+ * audit_reads open with; strings as tg_sqlite_bind_text. */
+void tg_sqlite_bind_actor(sqlite3_stmt *s, const char *now, const struct tg_actor *who);
+
 /* Writes one admin_log row inside the caller's transaction (tg_sqlite.c). before and
  * after are JSON text or NULL; who must name an actor and an interface. */
 int tg_sqlite_admin_log(struct tg_store *st, const struct tg_actor *who, const char *action,
