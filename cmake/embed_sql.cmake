@@ -1,7 +1,7 @@
-# Turns the ordered list FILES of sql/NNN_name.sql migrations into a C file OUT that
+# Turns the ordered list FILES of sql/sqlite/NNN_name.sql migrations into a C file OUT that
 # defines tg_migrations[] (version, name, text), so the binary carries its schema.
 string(REPLACE "|" ";" FILES "${FILES}")
-set(body "/* generated from sql/ by cmake/embed_sql.cmake: do not edit */\n#include \"tg_store.h\"\n\n")
+set(body "/* generated from sql/sqlite/ by cmake/embed_sql.cmake: do not edit */\n#include \"tg_sqlite_int.h\"\n\n")
 set(table "")
 set(n 0)
 foreach(f IN LISTS FILES)

@@ -16,21 +16,25 @@ rank() {
 status=0
 for layer in "${layers[@]}"; do
   own=$(rank "$layer")
-  for file in "$top/gateway/$layer"/*.[ch]; do
+  # A layer's subfolders (store/sqlite/: a backend) belong to it.
+  while IFS= read -r file; do
     while IFS= read -r header; do
       where=-1
+      # A backend's own header (store/sqlite/tg_sqlite_int.h) serves its folder only.
+      if [ -f "$(dirname "$file")/$header" ]; then where=$own; fi
       for other in "${layers[@]}"; do
-        if [ -f "$top/gateway/$other/$header" ]; then where=$(rank "$other"); break; fi
+        [ "$where" -ge 0 ] && break
+        if [ -f "$top/gateway/$other/$header" ]; then where=$(rank "$other"); fi
       done
       if [ "$where" -lt 0 ]; then
-        echo "gateway/$layer/${file##*/}: includes \"$header\", which is in no layer" >&2
+        echo "${file#"$top"/}: includes \"$header\", which is in no layer" >&2
         status=1
       elif [ "$where" -gt "$own" ]; then
-        echo "gateway/$layer/${file##*/}: includes \"$header\" from ${layers[$where]}/, a layer above" >&2
+        echo "${file#"$top"/}: includes \"$header\" from ${layers[$where]}/, a layer above" >&2
         status=1
       fi
     done < <(sed -n 's/^[[:space:]]*#[[:space:]]*include[[:space:]]*"\([^"]*\)".*/\1/p' "$file")
-  done
+  done < <(find "$top/gateway/$layer" -name '*.[ch]' | sort)
 done
 [ "$status" -eq 0 ] && echo "layers: no include runs back up (${layers[*]})"
 exit "$status"

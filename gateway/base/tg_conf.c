@@ -29,7 +29,8 @@ enum type {
     T_OCTAL,  /* octal integer in [min, max], written like 0660 */
     T_SIZE,   /* decimal integer with an optional k or M suffix (binary), in [min, max] */
     T_ENUM,   /* one of names[], stored as its index */
-    T_PATH,   /* a file path; a relative one is resolved against the source's directory */
+    T_PATH,   /* a file path; a relative one is resolved against the source's directory; a
+               * URI (scheme://...) is kept as given */
     T_OPTPATH, /* a file path as T_PATH, or empty (the key's documented default applies) */
     T_LISTEN, /* "host:port" or ":port", or else a unix socket path (resolved like T_PATH) */
     T_URL,    /* http:// or https:// base URL; one trailing slash is dropped */
@@ -264,6 +265,19 @@ static int check_tcp(const struct key *k, const char *value, const char *where, 
     return TG_OK;
 }
 
+/* Whether value starts with a URI scheme and "://" (RFC 3986: a letter, then letters,
+ * digits, '+', '-', '.'). */
+static int has_scheme(const char *value)
+{
+    const char *p = value;
+    if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')))
+        return 0;
+    while ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+           *p == '+' || *p == '-' || *p == '.')
+        p++;
+    return strncmp(p, "://", 3) == 0;
+}
+
 /* Copies value into the field, joined to basedir first when it is a relative path and
  * basedir is not NULL. */
 static int set_path(struct tg_conf *c, const struct key *k, const char *value,
@@ -372,6 +386,10 @@ static int set_string(struct tg_conf *c, const struct key *k, const char *value,
     case T_PATH:
         if (len == 0)
             return fail(err, errlen, TG_EINVAL, "%s: %s: must not be empty", where, k->name);
+        /* A URI ("postgresql://...") names a server, not a file: kept as given, for the
+         * store to say whether this build has a backend for it. */
+        if (has_scheme(value))
+            return set_path(c, k, value, NULL, where, err, errlen);
         return set_path(c, k, value, basedir, where, err, errlen);
 
     case T_OPTPATH:

@@ -17,7 +17,7 @@ struct tg_conf {
     long threads;                   /* worker threads */
     long max_long_reads;            /* event streams and awaited results at once; 0: threads/2 */
     long backlog;                   /* listen backlog */
-    char database[TG_CONF_STR];     /* SQLite file */
+    char database[TG_CONF_STR];     /* SQLite file, or a URI (kept as given) */
     long db_busy_timeout_ms;        /* how long to wait on a locked database */
     long db_max_pages;              /* cap on the database's size in pages; 0: none */
     char key_file[TG_CONF_STR];     /* the upstream keys' encryption key (tg_crypto.h);

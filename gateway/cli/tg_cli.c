@@ -486,6 +486,11 @@ int tg_cli_main(int argc, char **argv)
         fprintf(stderr, "taskgate: %s\n", err);
         return 1;
     }
+    /* A database this build has no store backend for stops every command here. */
+    if (tg_store_supported(conf.database, err, sizeof(err)) != TG_OK) {
+        fprintf(stderr, "taskgate: %s\n", err);
+        return 1;
+    }
     tg_log_setup(conf.log_level, conf.log_format);
     tg_crypto_configure(conf.key_file);
     tg_store_set_max_pages(conf.db_max_pages);

@@ -1,627 +1,397 @@
-/* The SQLite audit store (contract in tg_store.h): one connection per handle, statements
- * prepared once and reused, every write in a BEGIN IMMEDIATE transaction. This file holds
- * the connection, its statements and migrations; tg_store_records.c the audit records'
- * writes, tg_store_writer.c the daemon's group commit, tg_store_ident.c the teams, tokens,
- * presets and the admin change log. */
-#include "tg_store.h"
-#include "tg_store_int.h"
-#include "tg_metrics.h"
-
-#include <errno.h>
-#include <fcntl.h>
-#include <pthread.h>
-#include <stdarg.h>
+/* The store's face (contract in tg_store.h): chooses a backend from the config's database
+ * value when a handle is opened, then passes every operation to the backend that opened
+ * the handle (tg_store_backend.h). It holds no SQL and no state of its own besides which
+ * backend runs the daemon's shared writer. */
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
-#include <sqlite3.h>
+#include "tg_store.h"
+#include "tg_store_backend.h"
 
-/* Every statement this module runs, prepared on first use and kept for the handle's life.
- * All SQL of the gateway's SQLite backend lives here and in sql/. */
+/* Every backend this build has, tried in order; the first also answers for the build
+ * (schema version, audit columns). */
+static const struct tg_store_backend *const backends[] = {&tg_sqlite_backend};
+#define NBACKENDS (sizeof(backends) / sizeof(backends[0]))
 
-static const char *const stmt_sql[S_COUNT] = {
-    [S_BEGIN] = "BEGIN IMMEDIATE",
-    [S_COMMIT] = "COMMIT",
-    [S_ROLLBACK] = "ROLLBACK",
-    [S_SAVEPOINT] = "SAVEPOINT w",
-    [S_RELEASE] = "RELEASE w",
-    [S_ROLLBACK_TO] = "ROLLBACK TO w",
-    [S_VERSION] = "PRAGMA user_version",
-    [S_AUTH] =
-        "SELECT k.team_id, t.name, k.id, k.label, k.role, k.hash FROM tokens k"
-        " JOIN teams t ON t.id = k.team_id"
-        " WHERE k.hash = ?1 AND k.revoked_at IS NULL"
-        " AND (k.expires_at IS NULL OR k.expires_at > ?2)",
-    [S_TEAM_KEY] = "SELECT name, upstream_key, key_id FROM teams WHERE id = ?1",
-    [S_TEAM_ID] = "SELECT id FROM teams WHERE name = ?1",
-    [S_TEAM_ADD] =
-        "INSERT INTO teams (name, upstream_key, key_fingerprint, created_at, updated_at, key_id)"
-        " VALUES (?1, ?2, ?3, ?4, ?4, ?5)",
-    [S_TEAM_SET_KEY] =
-        "UPDATE teams SET upstream_key = ?2, key_fingerprint = ?3, updated_at = ?4,"
-        " key_id = ?5 WHERE name = ?1",
-    [S_TEAM_LIST] =
-        "SELECT t.id, t.name, t.key_fingerprint, t.created_at,"
-        " (SELECT count(*) FROM tokens k WHERE k.team_id = t.id AND k.revoked_at IS NULL"
-        "   AND (k.expires_at IS NULL OR k.expires_at > ?1)),"
-        " (SELECT count(*) FROM presets p WHERE p.team_id = t.id)"
-        " FROM teams t ORDER BY t.name",
-    [S_TOKEN_ADD] =
-        "INSERT INTO tokens (id, team_id, role, label, hash, created_at, expires_at)"
-        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    [S_TOKEN_REVOKE] =
-        "UPDATE tokens SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
-    [S_TOKEN_LIST] =
-        "SELECT k.id, t.name, k.role, k.label, k.created_at, k.expires_at, k.revoked_at"
-        " FROM tokens k JOIN teams t ON t.id = k.team_id"
-        " WHERE ?1 IS NULL OR t.name = ?1 ORDER BY k.created_at, k.rowid",
-    [S_PRESET_SET] =
-        "INSERT INTO presets (team_id, name, body, updated_at) VALUES (?1, ?2, ?3, ?4)"
-        " ON CONFLICT (team_id, name)"
-        " DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at",
-    [S_PRESET_GET] = "SELECT body FROM presets WHERE team_id = ?1 AND name = ?2",
-    [S_ADMIN_LOG] =
-        "INSERT INTO admin_log (at, actor, actor_team, interface, action, object_type,"
-        " object_id, team, before, after, remote_addr)"
-        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-    [S_TEAM_FP] = "SELECT key_fingerprint FROM teams WHERE name = ?1",
-    [S_RECOVER] =
-        "UPDATE submissions SET state = 'unknown', completed_at = ?1,"
-        " error = 'the daemon stopped before the outcome was recorded'"
-        " WHERE state = 'pending'",
-    [S_TEAM_NAME] = "SELECT name FROM teams WHERE id = ?1",
-    [S_TOKEN_INFO] =
-        "SELECT t.name, k.role, k.label, k.expires_at FROM tokens k"
-        " JOIN teams t ON t.id = k.team_id WHERE k.id = ?1",
-    [S_PRESET_LIST] =
-        "SELECT name, updated_at FROM presets WHERE team_id = ?1 ORDER BY name",
-    [S_SUB_INSERT] =
-        "INSERT INTO submissions (id, team_id, token_id, request_id, received_at,"
-        " completed_at, remote_addr, interface, taskgroup_id, num_inputs, state,"
-        " http_status, error, request, resumes)"
-        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
-    [S_SUB_GROUP] =
-        "UPDATE submissions SET taskgroup_id = ?2 WHERE id = ?1 AND state = 'pending'",
-    /* A final state is never rewritten; only reconciliation may settle 'unknown'. */
-    [S_SUB_FINISH] =
-        "UPDATE submissions SET state = ?2, http_status = ?3,"
-        " upstream_status = coalesce(?4, upstream_status), error = ?5, completed_at = ?6"
-        " WHERE id = ?1 AND (state = 'pending'"
-        "   OR (state = 'unknown' AND ?2 IN ('accepted', 'failed')))",
-    [S_SUB_STATE] = "SELECT state FROM submissions WHERE id = ?1",
-    [S_SUB_UPSTREAM] =
-        /* The last call's status: NULL when it got no answer. */
-        "UPDATE submissions SET upstream_status = ?2,"
-        " taskgroup_id = coalesce(?3, taskgroup_id)"
-        " WHERE id = ?1 AND state IN ('pending', 'unknown')",
-    [S_CALL_INSERT] =
-        "INSERT INTO upstream_calls (submission_id, seq, operation, method, path,"
-        " first_input, num_inputs, started_at, finished_at, duration_ms, outcome,"
-        " http_status, run_cursor, event_cursor, error)"
-        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
-    [S_RUN_INSERT] =
-        "INSERT INTO runs (run_id, submission_id, call_seq, input_index, processor)"
-        " VALUES (?1, ?2, ?3, ?4, ?5)",
-};
-
-
-
-int tg_store_schema_version(void)
+static const struct tg_store_backend *backend_for(const char *database)
 {
-    int v = 0;
-    for (const struct tg_migration *m = tg_migrations; m->sql != NULL; m++)
-        if (m->version > v)
-            v = m->version;
-    return v;
+    for (size_t i = 0; i < NBACKENDS; i++)
+        if (backends[i]->accepts(database))
+            return backends[i];
+    return NULL;
 }
 
-/* ---- errors and statements --------------------------------------------------------------- */
-
-void store_set_err(struct tg_store *st, const char *fmt, ...)
+/* Every handle starts with a struct tg_store_head (tg_store_backend.h). */
+static const struct tg_store_backend *be(const struct tg_store *st)
 {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(st->err, sizeof(st->err), fmt, ap);
-    va_end(ap);
+    return ((const struct tg_store_head *)(const void *)st)->be;
 }
 
-/* An extended SQLite result code as a gateway status. */
-static int map_rc(int rc)
+/* Names the scheme only: the rest of a URI may hold a password. */
+static int unsupported(const char *database, char *err, size_t errlen)
 {
-    switch (rc & 0xff) {
-    case SQLITE_BUSY:
-    case SQLITE_LOCKED:
-        return TG_EBUSY;
-    case SQLITE_NOMEM:
-        return TG_ENOMEM;
-    case SQLITE_TOOBIG:
-        return TG_ETOOBIG;
-    case SQLITE_CONSTRAINT:
-        if (rc == SQLITE_CONSTRAINT_UNIQUE || rc == SQLITE_CONSTRAINT_PRIMARYKEY)
-            return TG_EEXIST;
-        if (rc == SQLITE_CONSTRAINT_FOREIGNKEY)
-            return TG_ENOTFOUND;
-        return TG_EINVAL;
-    default:
-        return TG_EDB;
-    }
-}
-
-/* Records "what: sqlite's message" and returns rc mapped. Call before resetting. */
-int store_db_err(struct tg_store *st, int rc, const char *what)
-{
-    store_set_err(st, "%s: %s", what, sqlite3_errmsg(st->db));
-    return map_rc(rc);
-}
-
-int store_invalid(struct tg_store *st, const char *what)
-{
-    store_set_err(st, "%s", what);
+    const char *end = database != NULL ? strstr(database, "://") : NULL;
+    int n = end != NULL ? (int)(end - database) : 0;
+    if (errlen > 0)
+        snprintf(err, errlen, "database: %.*s:// is not supported by this build (it stores "
+                 "its records in an SQLite file: give a file path)", n > 32 ? 32 : n,
+                 database);
     return TG_EINVAL;
 }
 
-/* The statement id, prepared on first use. */
-int store_prep(struct tg_store *st, enum stmt_id id, sqlite3_stmt **out)
+int tg_store_supported(const char *database, char *err, size_t errlen)
 {
-    if (st->stmt[id] == NULL) {
-        int rc = sqlite3_prepare_v3(st->db, stmt_sql[id], -1, SQLITE_PREPARE_PERSISTENT,
-                                    &st->stmt[id], NULL);
-        if (rc != SQLITE_OK) {
-            st->stmt[id] = NULL;
-            *out = NULL;
-            return store_db_err(st, rc, "prepare");
-        }
-    }
-    *out = st->stmt[id];
-    return TG_OK;
+    return backend_for(database) != NULL ? TG_OK : unsupported(database, err, errlen);
 }
 
-/* Readies a statement for its next use; its bound strings may then go away. */
-void store_done(sqlite3_stmt *s)
-{
-    if (s != NULL) {
-        sqlite3_reset(s);
-        sqlite3_clear_bindings(s);
-    }
-}
-
-/* Bound strings are SQLITE_STATIC: they live until store_done() runs after the step. */
-int store_bind_text(sqlite3_stmt *s, int i, const char *v)
-{
-    return v != NULL ? sqlite3_bind_text(s, i, v, -1, SQLITE_STATIC) : sqlite3_bind_null(s, i);
-}
-
-/* Binds v, or NULL when v is 0 (the header's "0: none"). */
-int store_bind_int_or_null(sqlite3_stmt *s, int i, int64_t v)
-{
-    return v != 0 ? sqlite3_bind_int64(s, i, v) : sqlite3_bind_null(s, i);
-}
-
-/* Steps a statement that returns no rows, then resets it. */
-int store_run(struct tg_store *st, sqlite3_stmt *s, const char *what)
-{
-    int rc = sqlite3_step(s);
-    int out = rc == SQLITE_DONE ? TG_OK : store_db_err(st, rc, what);
-    store_done(s);
-    return out;
-}
-
-const char *store_col_text(sqlite3_stmt *s, int i)
-{
-    return (const char *)sqlite3_column_text(s, i);
-}
-
-/* Copies a text column into dst, truncated to fit; NULL becomes "". */
-void store_col_copy(char *dst, size_t dstlen, sqlite3_stmt *s, int i)
-{
-    const char *v = store_col_text(s, i);
-    snprintf(dst, dstlen, "%s", v != NULL ? v : "");
-}
-
-void store_now_text(char out[TG_TIME_LEN])
-{
-    tg_time_format(tg_now_ms(), out);
-}
-
-/* ---- transactions -------------------------------------------------------------------- */
-
-/* BEGIN IMMEDIATE takes the write lock at once, so a busy database is waited on by the
- * busy timeout instead of failing later when a read lock would have to be upgraded. The
- * process's writer mutex (above) is held until store_tx_end. */
-int store_tx_begin(struct tg_store *st)
-{
-    sqlite3_stmt *s;
-    int rc = store_prep(st, S_BEGIN, &s);
-    if (rc != TG_OK)
-        return rc;
-    int64_t t0 = tg_mono_us();
-    store_writer_lock();
-    tg_metrics_db_wait(tg_mono_us() - t0);
-    tg_metrics_db_tx(1, 0);
-    rc = store_run(st, s, "begin");
-    if (rc != TG_OK)
-        store_writer_unlock();
-    return rc;
-}
-
-/* Commits when rc is TG_OK, otherwise (or when the commit fails) rolls back; returns the
- * final status. The handle's message describes the first failure. Releases the writer
- * mutex tx_begin took. */
-int store_tx_end(struct tg_store *st, int rc)
-{
-    sqlite3_stmt *s;
-    if (rc == TG_OK) {
-        rc = store_prep(st, S_COMMIT, &s);
-        if (rc == TG_OK)
-            rc = store_run(st, s, "commit");
-    }
-    if (rc != TG_OK && !sqlite3_get_autocommit(st->db)) {
-        /* Prepared at open, so rolling back never fails for want of a statement. */
-        s = st->stmt[S_ROLLBACK];
-        sqlite3_step(s);
-        sqlite3_reset(s);
-    }
-    store_writer_unlock();
-    return rc;
-}
-
-/* One SQLite write transaction at a time in this process: writers queue here, woken the
- * moment the lock is free; left to SQLite's busy handler they would poll with sleeps of
- * up to 100 ms each. The busy timeout still covers writers in other processes. */
-static pthread_mutex_t writer = PTHREAD_MUTEX_INITIALIZER;
-
-void store_writer_lock(void)
-{
-    pthread_mutex_lock(&writer);
-}
-
-void store_writer_unlock(void)
-{
-    pthread_mutex_unlock(&writer);
-}
-
-/* Set by tg_store_writer.c while the daemon's checkpoint thread runs; read when a handle
- * is opened, after the thread started or before it stopped (never concurrently with
- * either). */
-static int checkpoints_elsewhere;
-
-void store_set_checkpoints_elsewhere(int on)
-{
-    checkpoints_elsewhere = on;
-}
-
-int store_checkpoints_elsewhere(void)
-{
-    return checkpoints_elsewhere;
-}
-
-/* ---- opening and migrating -------------------------------------------------------------- */
-
-static int read_version(struct tg_store *st, int *version)
-{
-    sqlite3_stmt *s;
-    int rc = store_prep(st, S_VERSION, &s);
-    if (rc != TG_OK)
-        return rc;
-    int src = sqlite3_step(s);
-    if (src == SQLITE_ROW) {
-        *version = sqlite3_column_int(s, 0);
-        rc = TG_OK;
-    } else {
-        rc = store_db_err(st, src, "read schema version");
-    }
-    store_done(s);
-    return rc;
-}
-
-static int exec_sql(struct tg_store *st, const char *sql, const char *what)
-{
-    int rc = sqlite3_exec(st->db, sql, NULL, NULL, NULL);
-    return rc == SQLITE_OK ? TG_OK : store_db_err(st, rc, what);
-}
-
-/* The config's db_max_pages, set once at start-up before any handle exists. */
-static long max_pages;
-
-void tg_store_set_max_pages(long n)
-{
-    max_pages = n > 0 ? n : 0;
-}
-
-/* Connection settings and the statements every transaction needs. */
-static int setup(struct tg_store *st, int flags, int busy_ms)
-{
-    int rc;
-    sqlite3_extended_result_codes(st->db, 1);
-    sqlite3_busy_timeout(st->db, busy_ms > 0 ? busy_ms : 0);
-    if (!(flags & TG_STORE_READONLY)) {
-        /* A write-protected file cannot change its journal mode; it stays readable and
-         * every write to it fails with TG_EDB. */
-        rc = sqlite3_exec(st->db, "PRAGMA journal_mode = WAL", NULL, NULL, NULL);
-        if (rc != SQLITE_OK && (rc & 0xff) != SQLITE_READONLY)
-            return store_db_err(st, rc, "set WAL mode");
-    }
-    /* WAL with synchronous=NORMAL survives a crash of the process (kill -9) without losing
-     * a commit; only a power loss can cost the last transactions. (A memory map for reads
-     * was tried and dropped: each connection maps the whole file, which multiplied the
-     * daemon's resident memory by the number of workers for no measured gain.) */
-    /* secure_delete: a replaced upstream key (sealed, or clear text from an older version
-     * being encrypted) is overwritten with zeros on its page, not left in free space. */
-    rc = exec_sql(st, "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;"
-                      " PRAGMA secure_delete = ON", "configure");
-    if (rc != TG_OK)
-        return rc;
-    /* The daemon's checkpointer thread takes the WAL's checkpoints (tg_store_writer.c tells). */
-    if (store_checkpoints_elsewhere()) {
-        rc = exec_sql(st, "PRAGMA wal_autocheckpoint = 0", "configure");
-        if (rc != TG_OK)
-            return rc;
-    }
-    if (max_pages > 0) {
-        char pragma[64];
-        snprintf(pragma, sizeof(pragma), "PRAGMA max_page_count = %ld", max_pages);
-        rc = exec_sql(st, pragma, "configure");
-        if (rc != TG_OK)
-            return rc;
-    }
-    sqlite3_stmt *s;
-    const enum stmt_id fixed[] = {S_BEGIN, S_COMMIT, S_ROLLBACK};
-    for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++) {
-        rc = store_prep(st, fixed[i], &s);
-        if (rc != TG_OK)
-            return rc;
-    }
-    return TG_OK;
-}
-
-/* The database must hold exactly the schema this binary was built with. */
-static int check_version(struct tg_store *st)
-{
-    int have = 0;
-    int rc = read_version(st, &have);
-    if (rc != TG_OK)
-        return rc;
-    int need = tg_store_schema_version();
-    if (have < need) {
-        store_set_err(st, "database schema is version %d, this taskgate needs %d: run `taskgate init`",
-                have, need);
-        return TG_ERR;
-    }
-    if (have > need) {
-        store_set_err(st, "database schema is version %d, newer than this taskgate knows (%d): "
-                "use a newer taskgate", have, need);
-        return TG_ERR;
-    }
-    return TG_OK;
-}
-
-int tg_store_open(struct tg_store **out, const char *path, int flags, int busy_ms,
+int tg_store_open(struct tg_store **out, const char *database, int flags, int busy_ms,
                   char *err, size_t errlen)
 {
+    const struct tg_store_backend *b = backend_for(database);
     *out = NULL;
-    struct tg_store *st = calloc(1, sizeof(*st));
-    if (st == NULL) {
-        if (errlen > 0)
-            snprintf(err, errlen, "out of memory");
-        return TG_ENOMEM;
-    }
-    st->flags = flags;
-    int oflags = SQLITE_OPEN_NOMUTEX;
-    if (flags & TG_STORE_READONLY)
-        oflags |= SQLITE_OPEN_READONLY;
-    else
-        oflags |= SQLITE_OPEN_READWRITE | ((flags & TG_STORE_CREATE) ? SQLITE_OPEN_CREATE : 0);
-
-    int rc;
-    if ((flags & TG_STORE_CREATE) && !(flags & TG_STORE_READONLY) &&
-        tg_store_secure_files(path, 1, NULL, st->err, sizeof(st->err)) != TG_OK) {
-        if (errlen > 0)
-            snprintf(err, errlen, "%s", st->err);
-        free(st);
-        return TG_ERR;
-    }
-    int src = sqlite3_open_v2(path != NULL ? path : "", &st->db, oflags, NULL);
-    if (src != SQLITE_OK) {
-        store_set_err(st, "cannot open %s: %s", path != NULL ? path : "(null)",
-                st->db != NULL ? sqlite3_errmsg(st->db) : sqlite3_errstr(src));
-        rc = map_rc(src);
-    } else {
-        rc = setup(st, flags, busy_ms);
-        if (rc != TG_OK) {
-            char why[sizeof(st->err)];
-            memcpy(why, st->err, sizeof(why));
-            store_set_err(st, "cannot open %s: %.400s", path, why);
-        } else if (!(flags & TG_STORE_NO_VERSION_CHECK)) {
-            rc = check_version(st);
-        }
-    }
-    if (rc != TG_OK) {
-        if (errlen > 0)
-            snprintf(err, errlen, "%s", st->err);
-        tg_store_close(st);
-        return rc;
-    }
-    *out = st;
-    return TG_OK;
+    if (b == NULL)
+        return unsupported(database, err, errlen);
+    int rc = b->open(out, database, flags, busy_ms, err, errlen);
+    if (rc == TG_OK)
+        ((struct tg_store_head *)(void *)*out)->be = b;
+    return rc;
 }
 
-int tg_store_secure_files(const char *path, int create, int *tightened, char *err,
+void tg_store_set_max_pages(long max_pages)
+{
+    for (size_t i = 0; i < NBACKENDS; i++)
+        backends[i]->set_max_pages(max_pages);
+}
+
+/* The backend whose shared writer runs: set and cleared by the daemon's main thread
+ * before the workers start and after they stopped. */
+static const struct tg_store_backend *writer;
+
+int tg_store_writer_start(const char *database, int busy_ms, char *err, size_t errlen)
+{
+    const struct tg_store_backend *b = backend_for(database);
+    if (b == NULL)
+        return unsupported(database, err, errlen);
+    int rc = b->writer_start(database, busy_ms, err, errlen);
+    if (rc == TG_OK)
+        writer = b;
+    return rc;
+}
+
+void tg_store_writer_stop(void)
+{
+    if (writer != NULL)
+        writer->writer_stop();
+    writer = NULL;
+}
+
+int tg_store_write_health(char *why, size_t whylen)
+{
+    return (writer != NULL ? writer : backends[0])->write_health(why, whylen);
+}
+
+int tg_store_secure_files(const char *database, int create, int *tightened, char *err,
                           size_t errlen)
 {
-    if (tightened != NULL)
-        *tightened = 0;
-    /* An in-memory or URI database has no files of its own to protect. */
-    if (path == NULL || *path == '\0' || *path == ':' || strncmp(path, "file:", 5) == 0)
-        return TG_OK;
-    if (create) {
-        int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-        if (fd >= 0) {
-            close(fd);
-        } else if (errno != EEXIST) {
-            snprintf(err, errlen, "cannot create %s: %s", path, strerror(errno));
-            return TG_ERR;
-        }
-    }
-    static const char *const suffix[] = {"", "-wal", "-shm"};
-    for (size_t i = 0; i < sizeof(suffix) / sizeof(suffix[0]); i++) {
-        char p[4200];
-        struct stat sb;
-        int n = snprintf(p, sizeof(p), "%s%s", path, suffix[i]);
-        if (n < 0 || (size_t)n >= sizeof(p) || lstat(p, &sb) != 0 || !S_ISREG(sb.st_mode) ||
-            (sb.st_mode & 077) == 0)
-            continue;
-        /* Another user's file (a CLI run by someone else) is theirs to fix. */
-        if (sb.st_uid != geteuid() && geteuid() != 0)
-            continue;
-        if (chmod(p, sb.st_mode & 07700) != 0) {
-            snprintf(err, errlen, "cannot take group and other permissions off %s: %s", p,
-                     strerror(errno));
-            return TG_ERR;
-        }
+    const struct tg_store_backend *b = backend_for(database);
+    if (b == NULL) {
         if (tightened != NULL)
-            (*tightened)++;
+            *tightened = 0;
+        return unsupported(database, err, errlen);
     }
-    return TG_OK;
+    return b->secure_files(database, create, tightened, err, errlen);
 }
+
+int tg_store_schema_version(void)
+{
+    return backends[0]->schema_version();
+}
+
+const char *const *tg_store_audit_columns(enum tg_audit_kind kind, int *n)
+{
+    return backends[0]->audit_columns(kind, n);
+}
+
+/* ---- on a handle: the backend that opened it ----------------------------------------- */
 
 void tg_store_close(struct tg_store *st)
 {
-    if (st == NULL)
-        return;
-    for (int i = 0; i < S_COUNT; i++)
-        sqlite3_finalize(st->stmt[i]);
-    for (int i = 0; i < TG_STORE_SLOTS; i++)
-        sqlite3_finalize(st->slot[i]);
-    sqlite3_close_v2(st->db);
-    free(st);
+    if (st != NULL)
+        be(st)->close(st);
 }
 
 const char *tg_store_errmsg(const struct tg_store *st)
 {
-    return st != NULL ? st->err : "no store";
-}
-
-/* One migration: the lowest version above v, or NULL when the database is up to date. */
-static const struct tg_migration *next_migration(int v)
-{
-    const struct tg_migration *best = NULL;
-    for (const struct tg_migration *m = tg_migrations; m->sql != NULL; m++)
-        if (m->version > v && (best == NULL || m->version < best->version))
-            best = m;
-    return best;
+    return st != NULL ? be(st)->errmsg(st) : "no store";
 }
 
 int tg_store_migrate(struct tg_store *st, int *from, int *to)
 {
-    int before = -1, v = 0, rc;
-    int latest = tg_store_schema_version();
-    for (;;) {
-        /* The version is read inside the write transaction, so two processes migrating
-         * at once apply each migration exactly once. */
-        rc = store_tx_begin(st);
-        if (rc != TG_OK)
-            break;
-        rc = read_version(st, &v);
-        if (before < 0 && rc == TG_OK)
-            before = v;
-        if (rc == TG_OK && v > latest) {
-            store_set_err(st, "database schema is version %d, newer than this taskgate knows (%d)",
-                    v, latest);
-            rc = TG_ERR;
-        }
-        const struct tg_migration *m = rc == TG_OK ? next_migration(v) : NULL;
-        if (m == NULL) {
-            rc = store_tx_end(st, rc);
-            break;
-        }
-        char what[300];
-        snprintf(what, sizeof(what), "migration %s", m->name);
-        rc = exec_sql(st, m->sql, what);
-        if (rc == TG_OK) {
-            char pragma[64];
-            snprintf(pragma, sizeof(pragma), "PRAGMA user_version = %d", m->version);
-            rc = exec_sql(st, pragma, what);
-        }
-        rc = store_tx_end(st, rc);
-        if (rc != TG_OK)
-            break;
-        v = m->version;
-    }
-    if (from != NULL)
-        *from = before < 0 ? v : before;
-    if (to != NULL)
-        *to = v;
-    return rc;
+    return be(st)->migrate(st, from, to);
 }
 
-/* The health check opens the file afresh: the handle's own open descriptor would go on
- * reading a database file that has since been removed, replaced or made unreadable. */
 int tg_store_ping(struct tg_store *st)
 {
-    const char *path = sqlite3_db_filename(st->db, "main");
-    sqlite3 *db = NULL;
-    int src = sqlite3_open_v2(path != NULL ? path : "", &db,
-                              SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL);
-    sqlite3_stmt *s = NULL;
-    if (src == SQLITE_OK) {
-        sqlite3_busy_timeout(db, 1000);
-        src = sqlite3_prepare_v2(db, "SELECT count(*) FROM sqlite_master", -1, &s, NULL);
-    }
-    if (src == SQLITE_OK)
-        src = sqlite3_step(s) == SQLITE_ROW ? SQLITE_OK : sqlite3_errcode(db);
-    if (src != SQLITE_OK)
-        store_set_err(st, "database check failed: %s", db != NULL ? sqlite3_errmsg(db) : "out of memory");
-    sqlite3_finalize(s);
-    sqlite3_close(db);
-    /* A file that was read-only when the handle opened it stays so for the handle. */
-    if (src == SQLITE_OK && !(st->flags & TG_STORE_READONLY) &&
-        sqlite3_db_readonly(st->db, "main") == 1) {
-        store_set_err(st, "database check failed: %s is read-only: nothing can be recorded",
-                      path != NULL ? path : "the database");
-        src = SQLITE_READONLY;
-    }
-    return src == SQLITE_OK ? TG_OK : TG_EDB;
+    return be(st)->ping(st);
 }
 
-/* ---- for the store's other source files (tg_store_int.h) -------------------------------- */
-
-int tg_store_slot(struct tg_store *st, int slot, const char *sql, sqlite3_stmt **out)
+int tg_store_write_probe(struct tg_store *st)
 {
-    if (slot < 0 || slot >= TG_STORE_SLOTS)
-        return store_invalid(st, "no such statement slot");
-    if (st->slot[slot] == NULL) {
-        int src = sqlite3_prepare_v3(st->db, sql, -1, SQLITE_PREPARE_PERSISTENT,
-                                     &st->slot[slot], NULL);
-        if (src != SQLITE_OK)
-            return store_db_err(st, src, "prepare");
-    } else if (strcmp(sqlite3_sql(st->slot[slot]), sql) != 0) {
-        /* Two files claimed one slot: a programming error that must not run wrong SQL. */
-        store_set_err(st, "statement slot %d is claimed by two queries", slot);
-        return TG_ERR;
-    }
-    *out = st->slot[slot];
-    return TG_OK;
+    return be(st)->write_probe(st);
 }
 
-sqlite3 *tg_store_sqlite(struct tg_store *st)
+int tg_store_auth(struct tg_store *st, const char *token_hash, int64_t now_ms,
+                  struct tg_auth *out)
 {
-    return st->db;
+    return be(st)->auth(st, token_hash, now_ms, out);
 }
 
-int tg_store_sqlite_error(struct tg_store *st, int rc, const char *what)
+int tg_store_team_key(struct tg_store *st, int64_t team_id, char *buf, size_t buflen)
 {
-    return store_db_err(st, rc, what);
+    return be(st)->team_key(st, team_id, buf, buflen);
 }
 
-int tg_store_begin(struct tg_store *st)
+int tg_store_team_id(struct tg_store *st, const char *name, int64_t *team_id)
 {
-    return store_tx_begin(st);
+    return be(st)->team_id(st, name, team_id);
 }
 
-int tg_store_end(struct tg_store *st, int rc)
+int tg_store_team_add(struct tg_store *st, const struct tg_actor *who, const char *name,
+                      const char *key, int64_t *team_id)
 {
-    return store_tx_end(st, rc);
+    return be(st)->team_add(st, who, name, key, team_id);
+}
+
+int tg_store_team_set_key(struct tg_store *st, const struct tg_actor *who, const char *name,
+                          const char *key)
+{
+    return be(st)->team_set_key(st, who, name, key);
+}
+
+int tg_store_team_list(struct tg_store *st,
+                       int (*fn)(void *arg, const struct tg_team_row *row), void *arg)
+{
+    return be(st)->team_list(st, fn, arg);
+}
+
+int tg_store_keys_summary(struct tg_store *st, long *sealed, long *clear)
+{
+    return be(st)->keys_summary(st, sealed, clear);
+}
+
+int tg_store_presets_clear(struct tg_store *st, long *n)
+{
+    return be(st)->presets_clear(st, n);
+}
+
+int tg_store_keys_reseal(struct tg_store *st, const struct tg_actor *who, int every,
+                         const char *action, long *n)
+{
+    return be(st)->keys_reseal(st, who, every, action, n);
+}
+
+int tg_store_token_add(struct tg_store *st, const struct tg_actor *who, int64_t team_id,
+                       const char *token_id, const char *hash, enum tg_role role,
+                       const char *label, int64_t expires_ms)
+{
+    return be(st)->token_add(st, who, team_id, token_id, hash, role, label, expires_ms);
+}
+
+int tg_store_token_revoke(struct tg_store *st, const struct tg_actor *who,
+                          const char *token_id)
+{
+    return be(st)->token_revoke(st, who, token_id);
+}
+
+int tg_store_token_list(struct tg_store *st, const char *team,
+                        int (*fn)(void *arg, const struct tg_token_row *row), void *arg)
+{
+    return be(st)->token_list(st, team, fn, arg);
+}
+
+int tg_store_preset_set(struct tg_store *st, const struct tg_actor *who, int64_t team_id,
+                        const char *name, const char *json)
+{
+    return be(st)->preset_set(st, who, team_id, name, json);
+}
+
+int tg_store_preset_get(struct tg_store *st, struct tg_pool *pool, int64_t team_id,
+                        const char *name, char **json)
+{
+    return be(st)->preset_get(st, pool, team_id, name, json);
+}
+
+int tg_store_preset_list(struct tg_store *st, int64_t team_id,
+                         int (*fn)(void *arg, const char *name, const char *updated_at),
+                         void *arg)
+{
+    return be(st)->preset_list(st, team_id, fn, arg);
+}
+
+int tg_store_submission_begin(struct tg_store *st, const struct tg_submission *sub)
+{
+    return be(st)->submission_begin(st, sub);
+}
+
+int tg_store_submission_reject(struct tg_store *st, const struct tg_submission *sub,
+                               int http_status, const char *error)
+{
+    return be(st)->submission_reject(st, sub, http_status, error);
+}
+
+int tg_store_submission_group(struct tg_store *st, const char *sub_id,
+                              const char *taskgroup_id)
+{
+    return be(st)->submission_group(st, sub_id, taskgroup_id);
+}
+
+int tg_store_submission_finish(struct tg_store *st, const char *sub_id, enum tg_state state,
+                               int http_status, int upstream_status, const char *error)
+{
+    return be(st)->submission_finish(st, sub_id, state, http_status, upstream_status, error);
+}
+
+int tg_store_recover_pending(struct tg_store *st, long *n)
+{
+    return be(st)->recover_pending(st, n);
+}
+
+int tg_store_call_record(struct tg_store *st, const struct tg_call *call)
+{
+    return be(st)->call_record(st, call);
+}
+
+int tg_store_call_finish(struct tg_store *st, const struct tg_call *call,
+                         enum tg_state state, int http_status, const char *error)
+{
+    return be(st)->call_finish(st, call, state, http_status, error);
+}
+
+int tg_store_audit_submissions(struct tg_store *st, const struct tg_audit_query *q,
+                               tg_audit_fn fn, void *arg, struct tg_audit_page *page)
+{
+    return be(st)->audit_submissions(st, q, fn, arg, page);
+}
+
+int tg_store_audit_open(struct tg_store *st, const struct tg_audit_query *q, tg_audit_fn fn,
+                        void *arg, struct tg_audit_page *page)
+{
+    return be(st)->audit_open(st, q, fn, arg, page);
+}
+
+int tg_store_audit_runs(struct tg_store *st, const struct tg_audit_query *q, tg_audit_fn fn,
+                        void *arg, struct tg_audit_page *page)
+{
+    return be(st)->audit_runs(st, q, fn, arg, page);
+}
+
+int tg_store_audit_admin(struct tg_store *st, const struct tg_audit_query *q, tg_audit_fn fn,
+                         void *arg, struct tg_audit_page *page)
+{
+    return be(st)->audit_admin(st, q, fn, arg, page);
+}
+
+int tg_store_audit_submission(struct tg_store *st, const char *scope_team, const char *id,
+                              tg_audit_fn fn, void *arg, long *rows)
+{
+    return be(st)->audit_submission(st, scope_team, id, fn, arg, rows);
+}
+
+int tg_store_audit_run(struct tg_store *st, const char *scope_team, const char *run_id,
+                       tg_audit_fn fn, void *arg, long *rows)
+{
+    return be(st)->audit_run(st, scope_team, run_id, fn, arg, rows);
+}
+
+int tg_store_audit_group(struct tg_store *st, const struct tg_audit_query *q, tg_audit_fn fn,
+                         void *arg, struct tg_audit_page *page)
+{
+    return be(st)->audit_group(st, q, fn, arg, page);
+}
+
+int tg_store_audit_prune(struct tg_store *st, const struct tg_actor *who, const char *before,
+                         int dry_run, struct tg_audit_pruned *out)
+{
+    return be(st)->audit_prune(st, who, before, dry_run, out);
+}
+
+int tg_store_audit_read_log(struct tg_store *st, const struct tg_actor *who,
+                            const char *query, long rows)
+{
+    return be(st)->audit_read_log(st, who, query, rows);
+}
+
+int tg_store_group_owned(struct tg_store *st, int64_t team_id, const char *taskgroup_id)
+{
+    return be(st)->group_owned(st, team_id, taskgroup_id);
+}
+
+int tg_store_run_owned(struct tg_store *st, int64_t team_id, const char *run_id, char *group,
+                       size_t grouplen)
+{
+    return be(st)->run_owned(st, team_id, run_id, group, grouplen);
+}
+
+int tg_store_idem_get(struct tg_store *st, struct tg_pool *pool, int64_t team_id,
+                      enum tg_idem_kind kind, const char *key, int64_t now_ms,
+                      struct tg_idem_rec *out)
+{
+    return be(st)->idem_get(st, pool, team_id, kind, key, now_ms, out);
+}
+
+int tg_store_admit(struct tg_store *st, const struct tg_submission *sub,
+                   const struct tg_admission *a, struct tg_admit_refusal *why)
+{
+    return be(st)->admit(st, sub, a, why);
+}
+
+int tg_store_idem_answer(struct tg_store *st, int64_t team_id, enum tg_idem_kind kind,
+                         const char *key, const char *sub_id, int status,
+                         const char *content_type, const char *body, size_t len)
+{
+    return be(st)->idem_answer(st, team_id, kind, key, sub_id, status, content_type, body, len);
+}
+
+int tg_store_idem_prune(struct tg_store *st, int64_t now_ms, long *n)
+{
+    return be(st)->idem_prune(st, now_ms, n);
+}
+
+int tg_store_limits_get(struct tg_store *st, int64_t team_id, struct tg_limits *out)
+{
+    return be(st)->limits_get(st, team_id, out);
+}
+
+int tg_store_limits_set(struct tg_store *st, const struct tg_actor *who, const char *team,
+                        const struct tg_limits *l)
+{
+    return be(st)->limits_set(st, who, team, l);
+}
+
+int tg_store_recon_load(struct tg_store *st, struct tg_pool *pool, const char *sub_id,
+                        struct tg_recon_sub *out)
+{
+    return be(st)->recon_load(st, pool, sub_id, out);
+}
+
+int tg_store_recon_write(struct tg_store *st, const struct tg_recon_write *w)
+{
+    return be(st)->recon_write(st, w);
+}
+
+int tg_store_open_counts(struct tg_store *st, long *pending, long *unknown)
+{
+    return be(st)->open_counts(st, pending, unknown);
+}
+
+int tg_store_unknown_ids(struct tg_store *st, struct tg_pool *pool, size_t max,
+                         int64_t before_ms, const char ***ids, size_t *n)
+{
+    return be(st)->unknown_ids(st, pool, max, before_ms, ids, n);
+}
+
+int tg_store_prior_runs(struct tg_store *st, struct tg_pool *pool, const char *sub_id,
+                        size_t num_inputs, const char ***ids, const char **group)
+{
+    return be(st)->prior_runs(st, pool, sub_id, num_inputs, ids, group);
 }

@@ -1,5 +1,5 @@
-"""The audit trail in SQL (schema version 2, sql/002_audit.sql): the views audit_calls and
-audit_admin, every ready query of sql/audit-queries.sql run against a database filled by the
+"""The audit trail in SQL (schema version 2, sql/sqlite/002_audit.sql): the views audit_calls and
+audit_admin, every ready query of sql/sqlite/audit-queries.sql run against a database filled by the
 real gateway (real nginx, daemon and simulator), the indexes those queries rely on, the
 append-only triggers and the prune guard, and `taskgate init` upgrading a version-1 database
 without losing a row. Run through ctest or directly with TG_BIN, TG_SIM, TG_NGINX and
@@ -21,9 +21,9 @@ from harness import Stack, key_fingerprint  # noqa: E402
 
 SOURCE_DIR = os.environ.get("TG_SOURCE_DIR") or os.path.dirname(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-SQL_DIR = os.path.join(SOURCE_DIR, "sql")
+SQL_DIR = os.path.join(SOURCE_DIR, "sql", "sqlite")
 QUERIES_PATH = os.path.join(SQL_DIR, "audit-queries.sql")
-# The schema version this build migrates to: the highest sql/NNN_*.sql.
+# The schema version this build migrates to: the highest sql/sqlite/NNN_*.sql.
 LATEST = max(int(n[:3]) for n in os.listdir(SQL_DIR) if re.match(r"^\d{3}_.*\.sql$", n))
 
 VIEWS = {"audit_submissions", "audit_runs", "audit_calls", "audit_admin"}

@@ -362,7 +362,19 @@ static void test_relative_paths(void)
     setenv("TASKGATE_DATABASE", "env.db", 1);
     CHECK(tg_conf_load(&c, file, err, sizeof err) == TG_OK);
     CHECK_STR(c.database, "/env.db");
+    /* A URI names a server, not a file: kept as given, from the file or the environment
+     * (the store says whether this build has a backend for it). */
+    setenv("TASKGATE_DATABASE", "postgresql://tg@db.example/taskgate", 1);
+    CHECK(tg_conf_load(&c, file, err, sizeof err) == TG_OK);
+    CHECK_STR(c.database, "postgresql://tg@db.example/taskgate");
     unsetenv("TASKGATE_DATABASE");
+    static const char uri[] = "database = postgres://tg@db.example/taskgate\n";
+    CHECK(tg_conf_parse(&c, uri, sizeof uri - 1, "etc/tg/t.conf", err, sizeof err) == TG_OK);
+    CHECK_STR(c.database, "postgres://tg@db.example/taskgate");
+    static const char notscheme[] = "database = 1x://y\n";
+    CHECK(tg_conf_parse(&c, notscheme, sizeof notscheme - 1, "etc/tg/t.conf", err,
+                        sizeof err) == TG_OK);
+    CHECK_STR(c.database, "etc/tg/1x://y");
     CHECK(chdir(cwd) == 0);
 
     unlink(file);

@@ -20,7 +20,7 @@ static const struct row table[] = {
     {3, -4, 3, 1},         {3, 0, -2, 1},
 };
 
-/* The limits and what each counts as used and wanted (tg_store_rel.c's check_limits). */
+/* The limits and what each counts as used and wanted (tg_sqlite_admission.c's check_limits). */
 static const char *const limits[] = {"in_flight", "runs_per_minute"};
 
 static void test_table_for_every_limit(void)

@@ -151,6 +151,36 @@ static void test_open_migrate_twice(void)
     remove_db(path);
 }
 
+/* The face picks the backend from the config's database value: this build has SQLite
+ * only, and a server's URI is refused by name before anything is opened or created. */
+static void test_open_unsupported(void)
+{
+    char err[256];
+    struct tg_store *st = (struct tg_store *)1;
+    static const char want[] =
+        "database: postgresql:// is not supported by this build (it stores its records in an "
+        "SQLite file: give a file path)";
+    CHECK(tg_store_supported("postgresql://tg:secret@db.example/taskgate", err,
+                             sizeof(err)) == TG_EINVAL);
+    CHECK_STR(err, want);
+    CHECK(strstr(err, "secret") == NULL);
+    err[0] = '\0';
+    CHECK(tg_store_open(&st, "postgresql://tg:secret@db.example/taskgate",
+                        TG_STORE_CREATE | TG_STORE_NO_VERSION_CHECK, 5000, err,
+                        sizeof(err)) == TG_EINVAL);
+    CHECK(st == NULL);
+    CHECK_STR(err, want);
+    CHECK(tg_store_writer_start("postgresql://db.example/t", 5000, err, sizeof(err)) ==
+          TG_EINVAL);
+    CHECK(access("postgresql:", F_OK) != 0);
+    /* Paths, relative ones and SQLite's own file: URIs are SQLite's. */
+    CHECK(tg_store_supported("/var/lib/taskgate/taskgate.db", err, sizeof(err)) == TG_OK);
+    CHECK(tg_store_supported("data/x://y.db", err, sizeof(err)) == TG_OK);
+    CHECK(tg_store_supported("file:///var/lib/taskgate/taskgate.db", err, sizeof(err)) ==
+          TG_OK);
+    CHECK(tg_store_supported(":memory:", err, sizeof(err)) == TG_OK);
+}
+
 static void test_open_unmigrated(void)
 {
     char path[512], err[256], want[256];
@@ -870,6 +900,7 @@ int main(void)
         {"names", test_names},
         {"open_migrate_twice", test_open_migrate_twice},
         {"open_unmigrated", test_open_unmigrated},
+        {"open_unsupported", test_open_unsupported},
         {"team_add_duplicate", test_team_add_duplicate},
         {"team_key", test_team_key},
         {"fingerprint", test_fingerprint},

@@ -1,99 +1,89 @@
 /* The records behind "never a duplicate, never a lost run" (contract in tg_store.h):
- * idempotency records, admission with per-team limits, and reconciliation. Claims slots
- * 32-55 of tg_store_slot. */
+ * idempotency records, admission with per-team limits, and reconciliation. */
 #include <stdio.h>
 #include <string.h>
 
 #include "tg_domain.h"
-#include "tg_store_int.h"
+#include "tg_sqlite_int.h"
 
-enum rel_slot {
-    R_IDEM_GET = 32, R_LIMITS_GET, R_INFLIGHT, R_USAGE_GET, R_USAGE_ADD, R_USAGE_OLD,
-    R_IDEM_CHECK, R_IDEM_PUT, R_IDEM_ANSWER, R_IDEM_PRUNE, R_LIMITS_SET,
-    R_TEAM, R_RECON_SUB, R_RECON_CALLS, R_CALL_ADD, R_RUN_ADD, R_RECON_FINISH, R_RECON_LOG,
-    R_UNKNOWN, R_PRIOR_RUNS, R_PRIOR_SUB, R_OPEN_COUNT, R_SLOT_END
-};
-
-static const char *const rel_sql[] = {
-    [R_IDEM_GET - R_IDEM_GET] =
+static const char *const admission_sql[S_COUNT] = {
+    [R_IDEM_GET] =
         "SELECT i.submission_id, i.request_hash, s.state, i.answer_status, i.answer_type,"
         " i.answer_body FROM idempotency i LEFT JOIN submissions s ON s.id = i.submission_id"
         " WHERE i.team_id = ?1 AND i.kind = ?2 AND i.key = ?3 AND i.expires_ms > ?4",
-    [R_LIMITS_GET - R_IDEM_GET] =
+    [R_LIMITS_GET] =
         "SELECT runs_per_minute, in_flight FROM team_limits WHERE team_id = ?1",
     /* The literal state lets SQLite use the partial index submissions_state. */
-    [R_INFLIGHT - R_IDEM_GET] =
+    [R_INFLIGHT] =
         "SELECT count(*) FROM submissions WHERE state IN ('pending') AND team_id = ?1",
-    [R_USAGE_GET - R_IDEM_GET] =
+    [R_USAGE_GET] =
         "SELECT runs FROM team_usage WHERE team_id = ?1 AND minute = ?2",
-    [R_USAGE_ADD - R_IDEM_GET] =
+    [R_USAGE_ADD] =
         "INSERT INTO team_usage (team_id, minute, runs) VALUES (?1, ?2, ?3)"
         " ON CONFLICT (team_id, minute) DO UPDATE SET runs = runs + excluded.runs",
-    [R_USAGE_OLD - R_IDEM_GET] =
+    [R_USAGE_OLD] =
         "DELETE FROM team_usage WHERE team_id = ?1 AND minute < ?2",
-    [R_IDEM_CHECK - R_IDEM_GET] =
+    [R_IDEM_CHECK] =
         "SELECT submission_id FROM idempotency"
         " WHERE team_id = ?1 AND kind = ?2 AND key = ?3 AND expires_ms > ?4",
-    [R_IDEM_PUT - R_IDEM_GET] =
+    [R_IDEM_PUT] =
         "INSERT INTO idempotency (team_id, kind, key, request_hash, submission_id, created_at,"
         " expires_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
         " ON CONFLICT (team_id, kind, key) DO UPDATE SET request_hash = excluded.request_hash,"
         " submission_id = excluded.submission_id, created_at = excluded.created_at,"
         " expires_ms = excluded.expires_ms, answer_status = NULL, answer_type = NULL,"
         " answer_body = NULL",
-    [R_IDEM_ANSWER - R_IDEM_GET] =
+    [R_IDEM_ANSWER] =
         "UPDATE idempotency SET answer_status = ?5, answer_type = ?6, answer_body = ?7"
         " WHERE team_id = ?1 AND kind = ?2 AND key = ?3 AND submission_id = ?4",
-    [R_IDEM_PRUNE - R_IDEM_GET] = "DELETE FROM idempotency WHERE expires_ms <= ?1",
-    [R_LIMITS_SET - R_IDEM_GET] =
+    [R_IDEM_PRUNE] = "DELETE FROM idempotency WHERE expires_ms <= ?1",
+    [R_LIMITS_SET] =
         "INSERT INTO team_limits (team_id, runs_per_minute, in_flight, updated_at)"
         " VALUES (?1, ?2, ?3, ?4) ON CONFLICT (team_id) DO UPDATE SET"
         " runs_per_minute = excluded.runs_per_minute, in_flight = excluded.in_flight,"
         " updated_at = excluded.updated_at",
-    [R_TEAM - R_IDEM_GET] =
+    [R_TEAM] =
         "SELECT t.id, coalesce(l.runs_per_minute, 0), coalesce(l.in_flight, 0)"
         " FROM teams t LEFT JOIN team_limits l ON l.team_id = t.id WHERE t.name = ?1",
-    [R_RECON_SUB - R_IDEM_GET] =
+    [R_RECON_SUB] =
         "SELECT team_id, state, interface, taskgroup_id, num_inputs FROM submissions"
         " WHERE id = ?1",
-    [R_RECON_CALLS - R_IDEM_GET] =
+    [R_RECON_CALLS] =
         "SELECT c.seq, c.operation, c.first_input, c.num_inputs, c.outcome,"
         " (SELECT count(*) FROM runs r WHERE r.submission_id = c.submission_id"
         "  AND r.call_seq = c.seq)"
         " FROM upstream_calls c WHERE c.submission_id = ?1 ORDER BY c.seq",
-    [R_CALL_ADD - R_IDEM_GET] =
+    [R_CALL_ADD] =
         "INSERT INTO upstream_calls (submission_id, seq, operation, method, path, first_input,"
         " num_inputs, started_at, outcome, error)"
         " VALUES (?1, ?2, 'add_runs', 'POST', ?3, ?4, ?5, ?6, 'unknown', ?7)",
-    [R_RUN_ADD - R_IDEM_GET] =
+    [R_RUN_ADD] =
         "INSERT INTO runs (run_id, submission_id, call_seq, input_index, processor)"
         " VALUES (?1, ?2, ?3, ?4, ?5)",
-    [R_RECON_FINISH - R_IDEM_GET] =
+    [R_RECON_FINISH] =
         "UPDATE submissions SET state = ?2, error = ?3, completed_at = ?4"
         " WHERE id = ?1 AND state = 'unknown'",
-    [R_RECON_LOG - R_IDEM_GET] =
+    [R_RECON_LOG] =
         "INSERT INTO reconciliations (submission_id, at, actor, taskgroup_id, outcome,"
         " runs_found, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    [R_UNKNOWN - R_IDEM_GET] =
+    [R_UNKNOWN] =
         "SELECT id FROM submissions s WHERE state IN ('unknown')"
         " AND (?2 IS NULL OR (coalesce(completed_at, received_at) < ?2"
         " AND NOT EXISTS (SELECT 1 FROM reconciliations r"
         "  WHERE r.submission_id = s.id AND r.at >= ?2)))"
         " ORDER BY received_at LIMIT ?1",
-    [R_PRIOR_RUNS - R_IDEM_GET] =
+    [R_PRIOR_RUNS] =
         "SELECT input_index, run_id FROM runs WHERE submission_id = ?1",
-    [R_PRIOR_SUB - R_IDEM_GET] =
+    [R_PRIOR_SUB] =
         "SELECT taskgroup_id, resumes FROM submissions WHERE id = ?1",
-    [R_OPEN_COUNT - R_IDEM_GET] =
+    [R_OPEN_COUNT] =
         "SELECT state, count(*) FROM submissions WHERE state IN ('pending', 'unknown')"
         " GROUP BY state",
 };
 
-_Static_assert(R_SLOT_END <= 56, "tg_store_rel.c claims slots 32-55 only");
-
-static int stmt(struct tg_store *st, enum rel_slot id, sqlite3_stmt **out)
+static int stmt(struct tg_store *st, enum stmt_id id, sqlite3_stmt **out)
 {
-    return tg_store_slot(st, (int)id, rel_sql[id - R_IDEM_GET], out);
+    return tg_sqlite_stmt(st, id, admission_sql[id], out);
 }
 
 static const char *const kind_names[] = {"key", "retry"};
@@ -113,9 +103,9 @@ static enum tg_state parse_state(const char *s)
 
 /* ---- idempotency ------------------------------------------------------------------------ */
 
-int tg_store_idem_get(struct tg_store *st, struct tg_pool *pool, int64_t team_id,
-                      enum tg_idem_kind kind, const char *key, int64_t now_ms,
-                      struct tg_idem_rec *out)
+int tg_sqlite_idem_get(struct tg_store *st, struct tg_pool *pool, int64_t team_id,
+                       enum tg_idem_kind kind, const char *key, int64_t now_ms,
+                       struct tg_idem_rec *out)
 {
     sqlite3_stmt *s;
     memset(out, 0, sizeof(*out));
@@ -123,16 +113,16 @@ int tg_store_idem_get(struct tg_store *st, struct tg_pool *pool, int64_t team_id
     if (rc != TG_OK)
         return rc;
     sqlite3_bind_int64(s, 1, team_id);
-    store_bind_text(s, 2, kind_names[kind]);
-    store_bind_text(s, 3, key);
+    tg_sqlite_bind_text(s, 2, kind_names[kind]);
+    tg_sqlite_bind_text(s, 3, key);
     sqlite3_bind_int64(s, 4, now_ms);
-    int src = sqlite3_step(s);
-    if (src == SQLITE_ROW) {
-        out->submission_id = tg_pool_strdup(pool, store_col_text(s, 0));
-        out->request_hash = tg_pool_strdup(pool, store_col_text(s, 1));
-        out->state = parse_state(store_col_text(s, 2));
+    rc = tg_sqlite_one(st, s, "idempotency record");
+    if (rc == TG_OK) {
+        out->submission_id = tg_pool_strdup(pool, tg_sqlite_col_text(s, 0));
+        out->request_hash = tg_pool_strdup(pool, tg_sqlite_col_text(s, 1));
+        out->state = parse_state(tg_sqlite_col_text(s, 2));
         out->answer_status = sqlite3_column_int(s, 3);
-        out->answer_type = tg_pool_strdup(pool, store_col_text(s, 4));
+        out->answer_type = tg_pool_strdup(pool, tg_sqlite_col_text(s, 4));
         const void *blob = sqlite3_column_blob(s, 5);
         int n = sqlite3_column_bytes(s, 5);
         char *body = tg_pool_alloc(pool, (size_t)n + 1);
@@ -145,15 +135,13 @@ int tg_store_idem_get(struct tg_store *st, struct tg_pool *pool, int64_t team_id
             out->answer_body = body;
             out->answer_len = (size_t)n;
         }
-    } else {
-        rc = src == SQLITE_DONE ? TG_ENOTFOUND : store_db_err(st, src, "idempotency record");
     }
-    store_done(s);
+    tg_sqlite_done(s);
     return rc;
 }
 
 /* One integer of a one-row query with up to two integer parameters (0 when no row). */
-static int one_int(struct tg_store *st, enum rel_slot id, int64_t a, int64_t b, long *out)
+static int one_int(struct tg_store *st, enum stmt_id id, int64_t a, int64_t b, long *out)
 {
     sqlite3_stmt *s;
     *out = 0;
@@ -163,12 +151,12 @@ static int one_int(struct tg_store *st, enum rel_slot id, int64_t a, int64_t b, 
     sqlite3_bind_int64(s, 1, a);
     if (sqlite3_bind_parameter_count(s) >= 2)
         sqlite3_bind_int64(s, 2, b);
-    int src = sqlite3_step(s);
-    if (src == SQLITE_ROW)
+    rc = tg_sqlite_one(st, s, "read a count");
+    if (rc == TG_OK)
         *out = (long)sqlite3_column_int64(s, 0);
-    else if (src != SQLITE_DONE)
-        rc = store_db_err(st, src, "read a count");
-    store_done(s);
+    tg_sqlite_done(s);
+    if (rc == TG_ENOTFOUND)
+        rc = TG_OK;
     return rc;
 }
 
@@ -180,18 +168,18 @@ static int limits_in_tx(struct tg_store *st, int64_t team_id, struct tg_limits *
     if (rc != TG_OK)
         return rc;
     sqlite3_bind_int64(s, 1, team_id);
-    int src = sqlite3_step(s);
-    if (src == SQLITE_ROW) {
+    rc = tg_sqlite_one(st, s, "team limits");
+    if (rc == TG_OK) {
         l->runs_per_minute = (long)sqlite3_column_int64(s, 0);
         l->in_flight = (long)sqlite3_column_int64(s, 1);
-    } else if (src != SQLITE_DONE) {
-        rc = store_db_err(st, src, "team limits");
     }
-    store_done(s);
+    tg_sqlite_done(s);
+    if (rc == TG_ENOTFOUND)
+        rc = TG_OK;
     return rc;
 }
 
-int tg_store_limits_get(struct tg_store *st, int64_t team_id, struct tg_limits *out)
+int tg_sqlite_limits_get(struct tg_store *st, int64_t team_id, struct tg_limits *out)
 {
     return limits_in_tx(st, team_id, out);
 }
@@ -233,14 +221,14 @@ static int check_limits(struct tg_store *st, int64_t team_id, long runs, int64_t
         sqlite3_bind_int64(s, 1, team_id);
         sqlite3_bind_int64(s, 2, minute);
         sqlite3_bind_int64(s, 3, runs);
-        rc = store_run(st, s, "count runs");
+        rc = tg_sqlite_run(st, s, "count runs");
         if (rc == TG_OK)
             rc = stmt(st, R_USAGE_OLD, &s);
         if (rc != TG_OK)
             return rc;
         sqlite3_bind_int64(s, 1, team_id);
         sqlite3_bind_int64(s, 2, minute);
-        rc = store_run(st, s, "forget old usage");
+        rc = tg_sqlite_run(st, s, "forget old usage");
     }
     return rc;
 }
@@ -254,22 +242,20 @@ static int check_record(struct tg_store *st, int64_t team_id, const struct tg_ad
     if (rc != TG_OK)
         return rc;
     sqlite3_bind_int64(s, 1, team_id);
-    store_bind_text(s, 2, kind_names[a->kind]);
-    store_bind_text(s, 3, a->key);
+    tg_sqlite_bind_text(s, 2, kind_names[a->kind]);
+    tg_sqlite_bind_text(s, 3, a->key);
     sqlite3_bind_int64(s, 4, a->now_ms);
-    int src = sqlite3_step(s);
-    if (src == SQLITE_ROW) {
-        const char *cur = store_col_text(s, 0);
+    rc = tg_sqlite_one(st, s, "idempotency record");
+    if (rc == TG_OK) {
+        const char *cur = tg_sqlite_col_text(s, 0);
         rc = a->replaces != NULL && cur != NULL && strcmp(cur, a->replaces) == 0 ? TG_OK
                                                                                 : TG_EEXIST;
-    } else if (src == SQLITE_DONE) {
+    } else if (rc == TG_ENOTFOUND) {
         rc = a->replaces == NULL ? TG_OK : TG_EEXIST;
-    } else {
-        rc = store_db_err(st, src, "idempotency record");
     }
-    store_done(s);
+    tg_sqlite_done(s);
     if (rc == TG_EEXIST)
-        store_set_err(st, "the idempotency key was taken by another submission meanwhile");
+        tg_sqlite_set_err(st, "the idempotency key was taken by another submission meanwhile");
     return rc;
 }
 
@@ -278,18 +264,18 @@ static int put_record(struct tg_store *st, const struct tg_submission *sub,
 {
     sqlite3_stmt *s;
     char now[TG_TIME_LEN];
-    store_now_text(now);
+    tg_sqlite_now_text(now);
     int rc = stmt(st, R_IDEM_PUT, &s);
     if (rc != TG_OK)
         return rc;
     sqlite3_bind_int64(s, 1, sub->team_id);
-    store_bind_text(s, 2, kind_names[a->kind]);
-    store_bind_text(s, 3, a->key);
-    store_bind_text(s, 4, a->request_hash);
-    store_bind_text(s, 5, sub->id);
-    store_bind_text(s, 6, now);
+    tg_sqlite_bind_text(s, 2, kind_names[a->kind]);
+    tg_sqlite_bind_text(s, 3, a->key);
+    tg_sqlite_bind_text(s, 4, a->request_hash);
+    tg_sqlite_bind_text(s, 5, sub->id);
+    tg_sqlite_bind_text(s, 6, now);
     sqlite3_bind_int64(s, 7, a->expires_ms);
-    return store_run(st, s, "record the idempotency key");
+    return tg_sqlite_run(st, s, "record the idempotency key");
 }
 
 struct admit_write {
@@ -314,22 +300,22 @@ static int admit_w(struct tg_store *st, void *arg)
         snprintf(msg, sizeof(msg), "team limit %s (%ld) reached", w->why->limit,
                  w->why->value);
         w->refused = 1;
-        return store_sub_insert(st, sub, a->resumes, TG_STATE_REJECTED, 429, msg);
+        return tg_sqlite_sub_insert(st, sub, a->resumes, TG_STATE_REJECTED, 429, msg);
     }
     if (rc == TG_OK)
-        rc = store_sub_insert(st, sub, a->resumes, TG_STATE_PENDING, 0, NULL);
+        rc = tg_sqlite_sub_insert(st, sub, a->resumes, TG_STATE_PENDING, 0, NULL);
     if (rc == TG_OK && a->key != NULL)
         rc = put_record(st, sub, a);
     return rc;
 }
 
-int tg_store_admit(struct tg_store *st, const struct tg_submission *sub,
-                   const struct tg_admission *a, struct tg_admit_refusal *why)
+int tg_sqlite_admit(struct tg_store *st, const struct tg_submission *sub,
+                    const struct tg_admission *a, struct tg_admit_refusal *why)
 {
     if (sub == NULL || sub->id == NULL || sub->interface == NULL || a == NULL)
-        return store_invalid(st, "admit: missing submission");
+        return tg_sqlite_invalid(st, "admit: missing submission");
     struct admit_write w = {sub, a, why, 0};
-    int rc = store_write(st, admit_w, &w);
+    int rc = tg_sqlite_write(st, admit_w, &w);
     return rc == TG_OK && w.refused ? TG_ETOOBIG : rc;
 }
 
@@ -350,47 +336,47 @@ static int answer_w(struct tg_store *st, void *arg)
     if (rc != TG_OK)
         return rc;
     sqlite3_bind_int64(s, 1, a->team_id);
-    store_bind_text(s, 2, kind_names[a->kind]);
-    store_bind_text(s, 3, a->key);
-    store_bind_text(s, 4, a->sub_id);
+    tg_sqlite_bind_text(s, 2, kind_names[a->kind]);
+    tg_sqlite_bind_text(s, 3, a->key);
+    tg_sqlite_bind_text(s, 4, a->sub_id);
     sqlite3_bind_int(s, 5, a->status);
-    store_bind_text(s, 6, a->content_type);
+    tg_sqlite_bind_text(s, 6, a->content_type);
     sqlite3_bind_blob64(s, 7, a->body != NULL ? a->body : "", (sqlite3_uint64)a->len,
                         SQLITE_STATIC);
-    return store_run(st, s, "store the answer");
+    return tg_sqlite_run(st, s, "store the answer");
 }
 
-int tg_store_idem_answer(struct tg_store *st, int64_t team_id, enum tg_idem_kind kind,
-                         const char *key, const char *sub_id, int status,
-                         const char *content_type, const char *body, size_t len)
+int tg_sqlite_idem_answer(struct tg_store *st, int64_t team_id, enum tg_idem_kind kind,
+                          const char *key, const char *sub_id, int status,
+                          const char *content_type, const char *body, size_t len)
 {
     struct answer_write a = {team_id, kind, key, sub_id, status, content_type, body, len};
-    return store_write(st, answer_w, &a);
+    return tg_sqlite_write(st, answer_w, &a);
 }
 
-int tg_store_idem_prune(struct tg_store *st, int64_t now_ms, long *n)
+int tg_sqlite_idem_prune(struct tg_store *st, int64_t now_ms, long *n)
 {
     sqlite3_stmt *s;
     int rc = stmt(st, R_IDEM_PRUNE, &s);
     if (rc == TG_OK)
-        rc = store_tx_begin(st);
+        rc = tg_sqlite_tx_begin(st);
     if (rc != TG_OK)
         return rc;
     sqlite3_bind_int64(s, 1, now_ms);
-    rc = store_run(st, s, "prune idempotency records");
+    rc = tg_sqlite_run(st, s, "prune idempotency records");
     if (n != NULL)
-        *n = rc == TG_OK ? (long)sqlite3_changes(tg_store_sqlite(st)) : 0;
-    return store_tx_end(st, rc);
+        *n = rc == TG_OK ? (long)sqlite3_changes(st->db) : 0;
+    return tg_sqlite_tx_end(st, rc);
 }
 
 /* ---- limits ------------------------------------------------------------------------------ */
 
-int tg_store_limits_set(struct tg_store *st, const struct tg_actor *who, const char *team,
-                        const struct tg_limits *l)
+int tg_sqlite_limits_set(struct tg_store *st, const struct tg_actor *who, const char *team,
+                         const struct tg_limits *l)
 {
     if (who == NULL || who->id == NULL || who->interface == NULL || team == NULL)
-        return store_invalid(st, "limits: missing actor or team");
-    int rc = store_tx_begin(st);
+        return tg_sqlite_invalid(st, "limits: missing actor or team");
+    int rc = tg_sqlite_tx_begin(st);
     if (rc != TG_OK)
         return rc;
     sqlite3_stmt *s;
@@ -398,99 +384,101 @@ int tg_store_limits_set(struct tg_store *st, const struct tg_actor *who, const c
     char before[128] = "", after[128];
     rc = stmt(st, R_TEAM, &s);
     if (rc == TG_OK) {
-        store_bind_text(s, 1, team);
-        int src = sqlite3_step(s);
-        if (src == SQLITE_ROW) {
+        tg_sqlite_bind_text(s, 1, team);
+        rc = tg_sqlite_one(st, s, "read the team");
+        if (rc == TG_OK) {
             team_id = sqlite3_column_int64(s, 0);
             snprintf(before, sizeof(before), "{\"runs_per_minute\":%lld,\"in_flight\":%lld}",
                      (long long)sqlite3_column_int64(s, 1), (long long)sqlite3_column_int64(s, 2));
-        } else if (src == SQLITE_DONE) {
-            store_set_err(st, "no team %.64s", team);
-            rc = TG_ENOTFOUND;
-        } else {
-            rc = store_db_err(st, src, "read the team");
+        } else if (rc == TG_ENOTFOUND) {
+            tg_sqlite_set_err(st, "no team %.64s", team);
         }
-        store_done(s);
+        tg_sqlite_done(s);
     }
     if (rc == TG_OK)
         rc = stmt(st, R_LIMITS_SET, &s);
     if (rc == TG_OK) {
         char now[TG_TIME_LEN];
-        store_now_text(now);
+        tg_sqlite_now_text(now);
         sqlite3_bind_int64(s, 1, team_id);
         sqlite3_bind_int64(s, 2, l->runs_per_minute);
         sqlite3_bind_int64(s, 3, l->in_flight);
-        store_bind_text(s, 4, now);
-        rc = store_run(st, s, "set limits");
+        tg_sqlite_bind_text(s, 4, now);
+        rc = tg_sqlite_run(st, s, "set limits");
     }
     if (rc == TG_OK) {
         snprintf(after, sizeof(after), "{\"runs_per_minute\":%ld,\"in_flight\":%ld}",
                  l->runs_per_minute, l->in_flight);
-        rc = store_admin_log(st, who, "team.limits", "team", team, team, before, after);
+        rc = tg_sqlite_admin_log(st, who, "team.limits", "team", team, team, before, after);
     }
-    return store_tx_end(st, rc);
+    return tg_sqlite_tx_end(st, rc);
 }
 
 /* ---- reconciliation ---------------------------------------------------------------------- */
 
-int tg_store_recon_load(struct tg_store *st, struct tg_pool *pool, const char *sub_id,
-                        struct tg_recon_sub *out)
+/* The calls of a submission being loaded, in a pool array that grows by doubling. */
+struct recon_calls {
+    struct tg_pool *pool;
+    struct tg_recon_sub *out;
+    size_t cap;
+};
+
+static int recon_call_row(void *arg, sqlite3_stmt *s)
+{
+    struct recon_calls *l = arg;
+    struct tg_recon_sub *out = l->out;
+    if (out->ncalls == l->cap) {
+        size_t ncap = l->cap == 0 ? 16 : l->cap * 2;
+        struct tg_recon_call *c = tg_pool_calloc(l->pool, ncap, sizeof(*c));
+        if (c == NULL)
+            return TG_ENOMEM;
+        if (out->ncalls > 0)
+            memcpy(c, out->calls, out->ncalls * sizeof(*c));
+        out->calls = c;
+        l->cap = ncap;
+    }
+    struct tg_recon_call *c = &out->calls[out->ncalls++];
+    const char *op = tg_sqlite_col_text(s, 1);
+    const char *outcome = tg_sqlite_col_text(s, 4);
+    c->seq = sqlite3_column_int(s, 0);
+    c->add_runs = op != NULL && strcmp(op, "add_runs") == 0;
+    c->first_input = sqlite3_column_int(s, 2);
+    c->num_inputs = sqlite3_column_int(s, 3);
+    c->outcome = TG_OUTCOME_UNKNOWN;
+    for (int o = TG_OUTCOME_OK; outcome != NULL && o <= TG_OUTCOME_NOT_SENT; o++)
+        if (strcmp(outcome, tg_domain_outcome_name((enum tg_outcome)o)) == 0)
+            c->outcome = (enum tg_outcome)o;
+    c->runs = (long)sqlite3_column_int64(s, 5);
+    return TG_OK;
+}
+
+int tg_sqlite_recon_load(struct tg_store *st, struct tg_pool *pool, const char *sub_id,
+                         struct tg_recon_sub *out)
 {
     sqlite3_stmt *s;
     memset(out, 0, sizeof(*out));
     int rc = stmt(st, R_RECON_SUB, &s);
     if (rc != TG_OK)
         return rc;
-    store_bind_text(s, 1, sub_id);
-    int src = sqlite3_step(s);
-    if (src == SQLITE_ROW) {
+    tg_sqlite_bind_text(s, 1, sub_id);
+    rc = tg_sqlite_one(st, s, "read the submission");
+    if (rc == TG_OK) {
         out->id = tg_pool_strdup(pool, sub_id);
         out->team_id = sqlite3_column_int64(s, 0);
-        out->state = parse_state(store_col_text(s, 1));
-        out->interface = tg_pool_strdup(pool, store_col_text(s, 2));
-        out->taskgroup_id = tg_pool_strdup(pool, store_col_text(s, 3));
+        out->state = parse_state(tg_sqlite_col_text(s, 1));
+        out->interface = tg_pool_strdup(pool, tg_sqlite_col_text(s, 2));
+        out->taskgroup_id = tg_pool_strdup(pool, tg_sqlite_col_text(s, 3));
         out->num_inputs = sqlite3_column_int(s, 4);
-    } else {
-        rc = src == SQLITE_DONE ? TG_ENOTFOUND : store_db_err(st, src, "read the submission");
     }
-    store_done(s);
+    tg_sqlite_done(s);
     if (rc != TG_OK)
         return rc;
     rc = stmt(st, R_RECON_CALLS, &s);
     if (rc != TG_OK)
         return rc;
-    store_bind_text(s, 1, sub_id);
-    size_t cap = 0;
-    while ((src = sqlite3_step(s)) == SQLITE_ROW) {
-        if (out->ncalls == cap) {
-            size_t ncap = cap == 0 ? 16 : cap * 2;
-            struct tg_recon_call *c = tg_pool_calloc(pool, ncap, sizeof(*c));
-            if (c == NULL) {
-                rc = TG_ENOMEM;
-                break;
-            }
-            if (out->ncalls > 0)
-                memcpy(c, out->calls, out->ncalls * sizeof(*c));
-            out->calls = c;
-            cap = ncap;
-        }
-        struct tg_recon_call *c = &out->calls[out->ncalls++];
-        const char *op = store_col_text(s, 1);
-        const char *outcome = store_col_text(s, 4);
-        c->seq = sqlite3_column_int(s, 0);
-        c->add_runs = op != NULL && strcmp(op, "add_runs") == 0;
-        c->first_input = sqlite3_column_int(s, 2);
-        c->num_inputs = sqlite3_column_int(s, 3);
-        c->outcome = TG_OUTCOME_UNKNOWN;
-        for (int o = TG_OUTCOME_OK; outcome != NULL && o <= TG_OUTCOME_NOT_SENT; o++)
-            if (strcmp(outcome, tg_domain_outcome_name((enum tg_outcome)o)) == 0)
-                c->outcome = (enum tg_outcome)o;
-        c->runs = (long)sqlite3_column_int64(s, 5);
-    }
-    if (rc == TG_OK && src != SQLITE_DONE)
-        rc = store_db_err(st, src, "read the calls");
-    store_done(s);
-    return rc;
+    tg_sqlite_bind_text(s, 1, sub_id);
+    struct recon_calls c = {pool, out, 0};
+    return tg_sqlite_each(st, s, "read the calls", recon_call_row, &c);
 }
 
 static int add_found(struct tg_store *st, const struct tg_recon_write *w,
@@ -505,15 +493,16 @@ static int add_found(struct tg_store *st, const struct tg_recon_write *w,
         rc = stmt(st, R_CALL_ADD, &s);
         if (rc != TG_OK)
             return rc;
-        store_bind_text(s, 1, w->sub_id);
+        tg_sqlite_bind_text(s, 1, w->sub_id);
         sqlite3_bind_int(s, 2, f->seq);
-        store_bind_text(s, 3, path);
+        tg_sqlite_bind_text(s, 3, path);
         sqlite3_bind_int(s, 4, f->first_input);
         sqlite3_bind_int(s, 5, f->num_inputs);
-        store_bind_text(s, 6, now);
-        store_bind_text(s, 7, "the daemon stopped before this call's outcome was recorded; "
-                              "found upstream by reconciliation");
-        rc = store_run(st, s, "record a found call");
+        tg_sqlite_bind_text(s, 6, now);
+        tg_sqlite_bind_text(s, 7,
+                            "the daemon stopped before this call's outcome was recorded; "
+                            "found upstream by reconciliation");
+        rc = tg_sqlite_run(st, s, "record a found call");
         if (rc != TG_OK)
             return rc;
     }
@@ -521,21 +510,21 @@ static int add_found(struct tg_store *st, const struct tg_recon_write *w,
     if (rc != TG_OK)
         return rc;
     for (size_t i = 0; i < f->nruns && rc == TG_OK; i++) {
-        store_bind_text(s, 1, f->run_ids[i]);
-        store_bind_text(s, 2, w->sub_id);
+        tg_sqlite_bind_text(s, 1, f->run_ids[i]);
+        tg_sqlite_bind_text(s, 2, w->sub_id);
         sqlite3_bind_int(s, 3, f->seq);
         sqlite3_bind_int64(s, 4, (int64_t)f->first_input + (int64_t)i);
-        store_bind_text(s, 5, f->processors != NULL ? f->processors[i] : NULL);
-        rc = store_run(st, s, "record a found run");
+        tg_sqlite_bind_text(s, 5, f->processors != NULL ? f->processors[i] : NULL);
+        rc = tg_sqlite_run(st, s, "record a found run");
     }
     return rc;
 }
 
-int tg_store_recon_write(struct tg_store *st, const struct tg_recon_write *w)
+int tg_sqlite_recon_write(struct tg_store *st, const struct tg_recon_write *w)
 {
     char now[TG_TIME_LEN];
-    store_now_text(now);
-    int rc = store_tx_begin(st);
+    tg_sqlite_now_text(now);
+    int rc = tg_sqlite_tx_begin(st);
     if (rc != TG_OK)
         return rc;
     sqlite3_stmt *s;
@@ -543,14 +532,14 @@ int tg_store_recon_write(struct tg_store *st, const struct tg_recon_write *w)
         /* The state first: it fails when another reconciliation got there before. */
         rc = stmt(st, R_RECON_FINISH, &s);
         if (rc == TG_OK) {
-            store_bind_text(s, 1, w->sub_id);
-            store_bind_text(s, 2, state_text(w->state));
-            store_bind_text(s, 3, w->state == TG_STATE_ACCEPTED ? NULL : w->detail);
-            store_bind_text(s, 4, now);
-            rc = store_run(st, s, "settle the submission");
+            tg_sqlite_bind_text(s, 1, w->sub_id);
+            tg_sqlite_bind_text(s, 2, state_text(w->state));
+            tg_sqlite_bind_text(s, 3, w->state == TG_STATE_ACCEPTED ? NULL : w->detail);
+            tg_sqlite_bind_text(s, 4, now);
+            rc = tg_sqlite_run(st, s, "settle the submission");
         }
-        if (rc == TG_OK && sqlite3_changes(tg_store_sqlite(st)) == 0) {
-            store_set_err(st, "submission %.64s is no longer unknown", w->sub_id);
+        if (rc == TG_OK && sqlite3_changes(st->db) == 0) {
+            tg_sqlite_set_err(st, "submission %.64s is no longer unknown", w->sub_id);
             rc = TG_EINVAL;
         }
         for (size_t i = 0; rc == TG_OK && i < w->nfound; i++)
@@ -559,20 +548,40 @@ int tg_store_recon_write(struct tg_store *st, const struct tg_recon_write *w)
     if (rc == TG_OK)
         rc = stmt(st, R_RECON_LOG, &s);
     if (rc == TG_OK) {
-        store_bind_text(s, 1, w->sub_id);
-        store_bind_text(s, 2, now);
-        store_bind_text(s, 3, w->actor);
-        store_bind_text(s, 4, w->taskgroup_id);
-        store_bind_text(s, 5, w->outcome);
+        tg_sqlite_bind_text(s, 1, w->sub_id);
+        tg_sqlite_bind_text(s, 2, now);
+        tg_sqlite_bind_text(s, 3, w->actor);
+        tg_sqlite_bind_text(s, 4, w->taskgroup_id);
+        tg_sqlite_bind_text(s, 5, w->outcome);
         sqlite3_bind_int64(s, 6, w->runs_found);
-        store_bind_text(s, 7, w->detail);
-        rc = store_run(st, s, "log the reconciliation");
+        tg_sqlite_bind_text(s, 7, w->detail);
+        rc = tg_sqlite_run(st, s, "log the reconciliation");
     }
-    return store_tx_end(st, rc);
+    return tg_sqlite_tx_end(st, rc);
 }
 
-int tg_store_unknown_ids(struct tg_store *st, struct tg_pool *pool, size_t max,
-                         int64_t before_ms, const char ***ids, size_t *n)
+/* Ids into a pool, at most max; a walk that finds more stops with ID_LIST_FULL. */
+#define ID_LIST_FULL 1
+struct id_list {
+    struct tg_pool *pool;
+    const char **ids;
+    size_t *n, max;
+};
+
+static int id_row(void *arg, sqlite3_stmt *s)
+{
+    struct id_list *l = arg;
+    if (*l->n >= l->max)
+        return ID_LIST_FULL;
+    l->ids[*l->n] = tg_pool_strdup(l->pool, tg_sqlite_col_text(s, 0));
+    if (l->ids[*l->n] == NULL)
+        return TG_ENOMEM;
+    (*l->n)++;
+    return TG_OK;
+}
+
+int tg_sqlite_unknown_ids(struct tg_store *st, struct tg_pool *pool, size_t max,
+                          int64_t before_ms, const char ***ids, size_t *n)
 {
     sqlite3_stmt *s;
     *n = 0;
@@ -586,47 +595,58 @@ int tg_store_unknown_ids(struct tg_store *st, struct tg_pool *pool, size_t max,
     char before[TG_TIME_LEN];
     if (before_ms > 0) {
         tg_time_format(before_ms, before);
-        store_bind_text(s, 2, before);
+        tg_sqlite_bind_text(s, 2, before);
     }
-    int src;
-    while ((src = sqlite3_step(s)) == SQLITE_ROW && *n < max) {
-        (*ids)[*n] = tg_pool_strdup(pool, store_col_text(s, 0));
-        if ((*ids)[*n] == NULL) {
-            rc = TG_ENOMEM;
-            break;
-        }
-        (*n)++;
-    }
-    if (rc == TG_OK && src != SQLITE_DONE && src != SQLITE_ROW)
-        rc = store_db_err(st, src, "list unknown submissions");
-    store_done(s);
-    return rc;
+    struct id_list l = {pool, *ids, n, max};
+    rc = tg_sqlite_each(st, s, "list unknown submissions", id_row, &l);
+    return rc == ID_LIST_FULL ? TG_OK : rc;
 }
 
-int tg_store_open_counts(struct tg_store *st, long *pending, long *unknown)
+struct open_counts {
+    long *pending, *unknown;
+};
+
+static int open_count_row(void *arg, sqlite3_stmt *s)
+{
+    const struct open_counts *c = arg;
+    const char *state = tg_sqlite_col_text(s, 0);
+    long n = (long)sqlite3_column_int64(s, 1);
+    if (state != NULL && strcmp(state, "pending") == 0)
+        *c->pending = n;
+    else
+        *c->unknown = n;
+    return TG_OK;
+}
+
+int tg_sqlite_open_counts(struct tg_store *st, long *pending, long *unknown)
 {
     sqlite3_stmt *s;
     *pending = *unknown = 0;
     int rc = stmt(st, R_OPEN_COUNT, &s);
     if (rc != TG_OK)
         return rc;
-    int src;
-    while ((src = sqlite3_step(s)) == SQLITE_ROW) {
-        const char *state = store_col_text(s, 0);
-        long n = (long)sqlite3_column_int64(s, 1);
-        if (state != NULL && strcmp(state, "pending") == 0)
-            *pending = n;
-        else
-            *unknown = n;
-    }
-    if (src != SQLITE_DONE)
-        rc = store_db_err(st, src, "count open submissions");
-    store_done(s);
-    return rc;
+    struct open_counts c = {pending, unknown};
+    return tg_sqlite_each(st, s, "count open submissions", open_count_row, &c);
 }
 
-int tg_store_prior_runs(struct tg_store *st, struct tg_pool *pool, const char *sub_id,
-                        size_t num_inputs, const char ***ids, const char **group)
+/* The runs of earlier submissions by input index: the first found for an input stays. */
+struct prior_runs {
+    struct tg_pool *pool;
+    const char **ids;
+    size_t num_inputs;
+};
+
+static int prior_run_row(void *arg, sqlite3_stmt *s)
+{
+    const struct prior_runs *p = arg;
+    int64_t i = sqlite3_column_int64(s, 0);
+    if (i >= 0 && (size_t)i < p->num_inputs && p->ids[i] == NULL)
+        p->ids[i] = tg_pool_strdup(p->pool, tg_sqlite_col_text(s, 1));
+    return TG_OK;
+}
+
+int tg_sqlite_prior_runs(struct tg_store *st, struct tg_pool *pool, const char *sub_id,
+                         size_t num_inputs, const char ***ids, const char **group)
 {
     *group = NULL;
     *ids = tg_pool_calloc(pool, num_inputs + 1, sizeof(char *));
@@ -641,29 +661,23 @@ int tg_store_prior_runs(struct tg_store *st, struct tg_pool *pool, const char *s
         rc = stmt(st, R_PRIOR_SUB, &s);
         if (rc != TG_OK)
             break;
-        store_bind_text(s, 1, cur);
-        int src = sqlite3_step(s);
-        if (src == SQLITE_ROW) {
+        tg_sqlite_bind_text(s, 1, cur);
+        rc = tg_sqlite_one(st, s, "read an earlier submission");
+        if (rc == TG_OK) {
             if (*group == NULL)
-                *group = tg_pool_strdup(pool, store_col_text(s, 0));
-            next = tg_pool_strdup(pool, store_col_text(s, 1));
-        } else if (src != SQLITE_DONE) {
-            rc = store_db_err(st, src, "read an earlier submission");
+                *group = tg_pool_strdup(pool, tg_sqlite_col_text(s, 0));
+            next = tg_pool_strdup(pool, tg_sqlite_col_text(s, 1));
         }
-        store_done(s);
+        tg_sqlite_done(s);
+        if (rc == TG_ENOTFOUND)
+            rc = TG_OK;
         if (rc == TG_OK)
             rc = stmt(st, R_PRIOR_RUNS, &s);
         if (rc != TG_OK)
             break;
-        store_bind_text(s, 1, cur);
-        while ((src = sqlite3_step(s)) == SQLITE_ROW) {
-            int64_t i = sqlite3_column_int64(s, 0);
-            if (i >= 0 && (size_t)i < num_inputs && (*ids)[i] == NULL)
-                (*ids)[i] = tg_pool_strdup(pool, store_col_text(s, 1));
-        }
-        if (src != SQLITE_DONE)
-            rc = store_db_err(st, src, "read earlier runs");
-        store_done(s);
+        tg_sqlite_bind_text(s, 1, cur);
+        struct prior_runs p = {pool, *ids, num_inputs};
+        rc = tg_sqlite_each(st, s, "read earlier runs", prior_run_row, &p);
         cur = next;
     }
     return rc;

@@ -2,7 +2,7 @@
  * every one of them in one transaction (the encryption of keys an older version stored in
  * clear, and `taskgate keys rotate`), and the sealing of the MCP server header values in
  * presets, which go through the same transaction. Single keys are sealed and opened in
- * tg_store_ident.c. */
+ * tg_sqlite_ident.c. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,7 +14,7 @@
 #include "tg_crypto.h"
 #include "tg_json.h"
 #include "tg_store.h"
-#include "tg_store_int.h"
+#include "tg_sqlite_int.h"
 
 #define KEY_MAX 1024
 #define SEALED_MAX TG_CRYPTO_SEALED_LEN(KEY_MAX)
@@ -46,8 +46,8 @@ static int clear_text(struct mcp_walk *w, json_object *value, const char *sealed
         return TG_ENOMEM;
     int rc = tg_crypto_open(w->team, sealed, *plain, cap, len, why, sizeof(why));
     if (rc != TG_OK) {
-        store_set_err(w->st, "an MCP header value of a preset of team '%.64s' cannot be "
-                      "decrypted: %s", w->team, why);
+        tg_sqlite_set_err(w->st, "an MCP header value of a preset of team '%.64s' cannot be "
+                          "decrypted: %s", w->team, why);
         free(*plain);
         *plain = NULL;
         return TG_ERR;
@@ -75,8 +75,9 @@ static int mcp_value(void *arg, json_object *headers, const char *name, json_obj
     if (rc == TG_OK && w->mode == STORE_MCP_OPEN) {
         v = tg_json_parse(plain, len, TG_JSON_MAX_DEPTH, why, sizeof(why));
         if (v == NULL) {
-            store_set_err(w->st, "an MCP header value of a preset of team '%.64s' does not "
-                          "read back: %s", w->team, why);
+            tg_sqlite_set_err(w->st,
+                              "an MCP header value of a preset of team '%.64s' does not "
+                              "read back: %s", w->team, why);
             rc = TG_ERR;
         }
     } else if (rc == TG_OK) {
@@ -85,14 +86,14 @@ static int mcp_value(void *arg, json_object *headers, const char *name, json_obj
         rc = out != NULL ? tg_crypto_seal(w->team, plain, len, out, cap, NULL, why, sizeof(why))
                          : TG_ENOMEM;
         if (rc != TG_OK && rc != TG_ENOMEM)
-            store_set_err(w->st, "cannot encrypt an MCP header value of a preset of team "
-                          "'%.64s': %s", w->team, why);
+            tg_sqlite_set_err(w->st, "cannot encrypt an MCP header value of a preset of team "
+                              "'%.64s': %s", w->team, why);
         v = rc == TG_OK ? json_object_new_string(out) : NULL;
         if (rc == TG_OK && v == NULL)
             rc = TG_ENOMEM;
     }
     if (rc == TG_ENOMEM)
-        store_set_err(w->st, "out of memory");
+        tg_sqlite_set_err(w->st, "out of memory");
     if (plain != NULL) {
         OPENSSL_cleanse(plain, len);
         free(plain);
@@ -107,8 +108,8 @@ static int mcp_value(void *arg, json_object *headers, const char *name, json_obj
     return TG_OK;
 }
 
-int store_preset_mcp(struct tg_store *st, const char *team, const char *body,
-                     enum store_mcp_mode mode, char **out, long *changed)
+int tg_sqlite_preset_mcp(struct tg_store *st, const char *team, const char *body,
+                         enum store_mcp_mode mode, char **out, long *changed)
 {
     if (out != NULL)
         *out = NULL;
@@ -119,18 +120,18 @@ int store_preset_mcp(struct tg_store *st, const char *team, const char *body,
     char err[256];
     json_object *o = tg_json_parse(body, strlen(body), 2 * TG_JSON_MAX_DEPTH, err, sizeof(err));
     if (o == NULL) {
-        store_set_err(st, "a preset of team '%.64s' does not parse: %s", team, err);
+        tg_sqlite_set_err(st, "a preset of team '%.64s' does not parse: %s", team, err);
         return TG_EINVAL;
     }
     struct mcp_walk w = {st, team, mode, 0};
     int rc = tg_json_mcp_headers(o, mcp_value, &w);
     if (rc == TG_EINVAL)
-        store_set_err(st, "a preset of team '%.64s' is nested too deeply", team);
+        tg_sqlite_set_err(st, "a preset of team '%.64s' is nested too deeply", team);
     if (rc == TG_OK && w.changed > 0 && mode != STORE_MCP_COUNT && out != NULL) {
         const char *text = tg_json_str(o, NULL);
         *out = text != NULL ? strdup(text) : NULL;
         if (*out == NULL) {
-            store_set_err(st, "out of memory");
+            tg_sqlite_set_err(st, "out of memory");
             rc = TG_ENOMEM;
         }
     }
@@ -140,52 +141,80 @@ int store_preset_mcp(struct tg_store *st, const char *team, const char *body,
     return rc;
 }
 
+/* The two statements of a re-sealing walk: the SELECT of the rows and the UPDATE of each
+ * (rare operations: prepared for the call, finalized by the caller, NULL accepted). */
+static int prepare_walk(struct tg_store *st, const char *sel_sql, const char *upd_sql,
+                        sqlite3_stmt **sel, sqlite3_stmt **upd)
+{
+    int src = sqlite3_prepare_v2(st->db, sel_sql, -1, sel, NULL);
+    if (src == SQLITE_OK)
+        src = sqlite3_prepare_v2(st->db, upd_sql, -1, upd, NULL);
+    return src == SQLITE_OK ? TG_OK : tg_sqlite_db_err(st, src, "prepare");
+}
+
+/* A re-sealing walk's state: the handle, the UPDATE, the mode and what it counts. */
+struct reseal {
+    struct tg_store *st;
+    sqlite3_stmt *upd;
+    int every;
+    long *n;
+    char (*kids)[TG_CRYPTO_KID_LEN];
+    int *nkids;
+};
+
+static int reseal_preset_row(void *arg, sqlite3_stmt *sel)
+{
+    const struct reseal *r = arg;
+    const char *name = tg_sqlite_col_text(sel, 1), *body = tg_sqlite_col_text(sel, 2);
+    const char *team = tg_sqlite_col_text(sel, 3);
+    char *sealed = NULL;
+    int rc = name != NULL && body != NULL && team != NULL
+                 ? tg_sqlite_preset_mcp(r->st, team, body,
+                                        r->every ? STORE_MCP_RESEAL : STORE_MCP_SEAL, &sealed, NULL)
+                 : tg_sqlite_invalid(r->st, "a preset row without a name or body");
+    if (rc == TG_OK && sealed != NULL) {
+        sqlite3_bind_int64(r->upd, 1, sqlite3_column_int64(sel, 0));
+        tg_sqlite_bind_text(r->upd, 2, name);
+        tg_sqlite_bind_text(r->upd, 3, sealed);
+        rc = tg_sqlite_run(r->st, r->upd, "store the re-encrypted preset");
+        *r->n += rc == TG_OK;
+    }
+    free(sealed);
+    return rc;
+}
+
 /* Seals (every: re-seals) the MCP header values of every preset, inside the caller's
  * transaction; *n counts the presets rewritten. */
 static int reseal_presets(struct tg_store *st, int every, long *n)
 {
     sqlite3_stmt *sel = NULL, *upd = NULL;
-    int src = sqlite3_prepare_v2(st->db,
-                                 "SELECT p.team_id, p.name, p.body, t.name FROM presets p"
-                                 " JOIN teams t ON t.id = p.team_id"
-                                 " WHERE p.body LIKE '%mcp_servers%' ORDER BY p.team_id, p.name",
-                                 -1, &sel, NULL);
-    if (src == SQLITE_OK)
-        src = sqlite3_prepare_v2(st->db,
-                                 "UPDATE presets SET body = ?3 WHERE team_id = ?1 AND name = ?2",
-                                 -1, &upd, NULL);
-    int rc = src == SQLITE_OK ? TG_OK : store_db_err(st, src, "prepare");
+    int rc = prepare_walk(st,
+                          "SELECT p.team_id, p.name, p.body, t.name FROM presets p"
+                          " JOIN teams t ON t.id = p.team_id"
+                          " WHERE p.body LIKE '%mcp_servers%' ORDER BY p.team_id, p.name",
+                          "UPDATE presets SET body = ?3 WHERE team_id = ?1 AND name = ?2",
+                          &sel, &upd);
     *n = 0;
-    while (rc == TG_OK) {
-        src = sqlite3_step(sel);
-        if (src == SQLITE_DONE)
-            break;
-        if (src != SQLITE_ROW) {
-            rc = store_db_err(st, src, "read presets");
-            break;
-        }
-        const char *name = store_col_text(sel, 1), *body = store_col_text(sel, 2);
-        const char *team = store_col_text(sel, 3);
-        char *sealed = NULL;
-        rc = name != NULL && body != NULL && team != NULL
-                 ? store_preset_mcp(st, team, body, every ? STORE_MCP_RESEAL : STORE_MCP_SEAL,
-                                    &sealed, NULL)
-                 : store_invalid(st, "a preset row without a name or body");
-        if (rc == TG_OK && sealed != NULL) {
-            sqlite3_bind_int64(upd, 1, sqlite3_column_int64(sel, 0));
-            store_bind_text(upd, 2, name);
-            store_bind_text(upd, 3, sealed);
-            rc = store_run(st, upd, "store the re-encrypted preset");
-            *n += rc == TG_OK;
-        }
-        free(sealed);
-    }
+    struct reseal r = {st, upd, every, n, NULL, NULL};
+    if (rc == TG_OK)
+        rc = tg_sqlite_each(st, sel, "read presets", reseal_preset_row, &r);
     sqlite3_finalize(sel);
     sqlite3_finalize(upd);
     return rc;
 }
 
-int tg_store_presets_clear(struct tg_store *st, long *n)
+static int clear_preset_row(void *arg, sqlite3_stmt *s)
+{
+    const struct reseal *r = arg;
+    long clear = 0;
+    const char *team = tg_sqlite_col_text(s, 0), *body = tg_sqlite_col_text(s, 1);
+    int rc = tg_sqlite_preset_mcp(r->st, team != NULL ? team : "", body, STORE_MCP_COUNT, NULL,
+                                  &clear);
+    *r->n += clear > 0;
+    return rc;
+}
+
+int tg_sqlite_presets_clear(struct tg_store *st, long *n)
 {
     sqlite3_stmt *s = NULL;
     *n = 0;
@@ -193,27 +222,17 @@ int tg_store_presets_clear(struct tg_store *st, long *n)
                                  "SELECT t.name, p.body FROM presets p JOIN teams t"
                                  " ON t.id = p.team_id WHERE p.body LIKE '%mcp_servers%'",
                                  -1, &s, NULL);
-    int rc = src == SQLITE_OK ? TG_OK : store_db_err(st, src, "prepare");
-    while (rc == TG_OK) {
-        src = sqlite3_step(s);
-        if (src == SQLITE_DONE)
-            break;
-        if (src != SQLITE_ROW) {
-            rc = store_db_err(st, src, "read presets");
-            break;
-        }
-        long clear = 0;
-        const char *team = store_col_text(s, 0), *body = store_col_text(s, 1);
-        rc = store_preset_mcp(st, team != NULL ? team : "", body, STORE_MCP_COUNT, NULL, &clear);
-        *n += clear > 0;
-    }
+    int rc = src == SQLITE_OK ? TG_OK : tg_sqlite_db_err(st, src, "prepare");
+    struct reseal r = {st, NULL, 0, n, NULL, NULL};
+    if (rc == TG_OK)
+        rc = tg_sqlite_each(st, s, "read presets", clear_preset_row, &r);
     sqlite3_finalize(s);
     return rc;
 }
 
 /* ---- upstream keys ----------------------------------------------------------------------- */
 
-int tg_store_keys_summary(struct tg_store *st, long *sealed, long *clear)
+int tg_sqlite_keys_summary(struct tg_store *st, long *sealed, long *clear)
 {
     sqlite3_stmt *s = NULL;
     int src = sqlite3_prepare_v2(st->db,
@@ -226,7 +245,7 @@ int tg_store_keys_summary(struct tg_store *st, long *sealed, long *clear)
         *sealed = (long)sqlite3_column_int64(s, 0);
         *clear = (long)sqlite3_column_int64(s, 1);
     } else {
-        rc = store_db_err(st, src, "count keys");
+        rc = tg_sqlite_db_err(st, src, "count keys");
     }
     sqlite3_finalize(s);
     return rc;
@@ -242,7 +261,7 @@ static int reseal_one(struct tg_store *st, sqlite3_stmt *upd, int64_t id, const 
     int rc = TG_OK;
     if (is_clear) {
         if (strlen(stored) > KEY_MAX)
-            rc = store_invalid(st, "a clear-text key is longer than 1024 characters");
+            rc = tg_sqlite_invalid(st, "a clear-text key is longer than 1024 characters");
         else
             snprintf(plain, sizeof(plain), "%s", stored);
     } else {
@@ -255,7 +274,8 @@ static int reseal_one(struct tg_store *st, sqlite3_stmt *upd, int64_t id, const 
         }
         rc = tg_crypto_open(name, stored, plain, sizeof(plain), NULL, why, sizeof(why));
         if (rc != TG_OK) {
-            store_set_err(st, "the key of team '%.64s' cannot be decrypted: %s", name, why);
+            tg_sqlite_set_err(st, "the key of team '%.64s' cannot be decrypted: %s", name,
+                              why);
             rc = TG_ERR;
         }
     }
@@ -263,15 +283,15 @@ static int reseal_one(struct tg_store *st, sqlite3_stmt *upd, int64_t id, const 
         rc = tg_crypto_seal(name, plain, strlen(plain), sealed, sizeof(sealed), kid, why,
                             sizeof(why));
         if (rc != TG_OK)
-            store_set_err(st, "cannot encrypt the key of team '%.64s': %s", name, why);
+            tg_sqlite_set_err(st, "cannot encrypt the key of team '%.64s': %s", name, why);
     }
     OPENSSL_cleanse(plain, sizeof(plain));
     if (rc != TG_OK)
         return rc;
     sqlite3_bind_int64(upd, 1, id);
-    store_bind_text(upd, 2, sealed);
-    store_bind_text(upd, 3, kid);
-    return store_run(st, upd, "store the re-encrypted key");
+    tg_sqlite_bind_text(upd, 2, sealed);
+    tg_sqlite_bind_text(upd, 3, kid);
+    return tg_sqlite_run(st, upd, "store the re-encrypted key");
 }
 
 /* The admin_log row of a re-sealing: which keys were replaced, which key seals them now. */
@@ -288,7 +308,7 @@ static int log_reseal(struct tg_store *st, const struct tg_actor *who, const cha
         json_object_put(before);
         json_object_put(after);
         json_object_put(olds);
-        store_set_err(st, "out of memory");
+        tg_sqlite_set_err(st, "out of memory");
         return TG_ENOMEM;
     }
     json_object_object_add(before, "key_ids", olds);
@@ -297,54 +317,48 @@ static int log_reseal(struct tg_store *st, const struct tg_actor *who, const cha
     if (presets > 0)
         json_object_object_add(after, "presets", json_object_new_int64(presets));
     int flags = JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE;
-    int rc = store_admin_log(st, who, action, "keys", "upstream_keys", NULL,
-                             json_object_to_json_string_ext(before, flags),
-                             json_object_to_json_string_ext(after, flags));
+    int rc = tg_sqlite_admin_log(st, who, action, "keys", "upstream_keys", NULL,
+                                 json_object_to_json_string_ext(before, flags),
+                                 json_object_to_json_string_ext(after, flags));
     json_object_put(before);
     json_object_put(after);
     return rc;
 }
 
-int tg_store_keys_reseal(struct tg_store *st, const struct tg_actor *who, int every,
-                         const char *action, long *n)
+static int reseal_key_row(void *arg, sqlite3_stmt *sel)
+{
+    const struct reseal *r = arg;
+    const char *name = tg_sqlite_col_text(sel, 1), *stored = tg_sqlite_col_text(sel, 2);
+    if (name == NULL || stored == NULL) {
+        tg_sqlite_set_err(r->st, "out of memory");
+        return TG_ENOMEM;
+    }
+    int rc = reseal_one(r->st, r->upd, sqlite3_column_int64(sel, 0), name, stored,
+                        sqlite3_column_int(sel, 3), r->kids, r->nkids);
+    *r->n += rc == TG_OK;
+    return rc;
+}
+
+int tg_sqlite_keys_reseal(struct tg_store *st, const struct tg_actor *who, int every,
+                          const char *action, long *n)
 {
     sqlite3_stmt *sel = NULL, *upd = NULL;
     char kids[8][TG_CRYPTO_KID_LEN];
     int nkids = 0;
     long done = 0;
     *n = 0;
-    int rc = store_tx_begin(st);
+    int rc = tg_sqlite_tx_begin(st);
     if (rc != TG_OK)
         return rc;
-    int src = sqlite3_prepare_v2(st->db,
-                                 "SELECT id, name, upstream_key, key_id IS NULL FROM teams"
-                                 " WHERE ?1 OR key_id IS NULL ORDER BY id",
-                                 -1, &sel, NULL);
-    if (src == SQLITE_OK)
-        src = sqlite3_prepare_v2(st->db,
-                                 "UPDATE teams SET upstream_key = ?2, key_id = ?3 WHERE id = ?1",
-                                 -1, &upd, NULL);
-    if (src != SQLITE_OK)
-        rc = store_db_err(st, src, "prepare");
-    if (rc == TG_OK)
+    rc = prepare_walk(st,
+                      "SELECT id, name, upstream_key, key_id IS NULL FROM teams"
+                      " WHERE ?1 OR key_id IS NULL ORDER BY id",
+                      "UPDATE teams SET upstream_key = ?2, key_id = ?3 WHERE id = ?1", &sel,
+                      &upd);
+    struct reseal r = {st, upd, every, &done, kids, &nkids};
+    if (rc == TG_OK) {
         sqlite3_bind_int(sel, 1, every != 0);
-    while (rc == TG_OK) {
-        src = sqlite3_step(sel);
-        if (src == SQLITE_DONE)
-            break;
-        if (src != SQLITE_ROW) {
-            rc = store_db_err(st, src, "read keys");
-            break;
-        }
-        const char *name = store_col_text(sel, 1), *stored = store_col_text(sel, 2);
-        if (name == NULL || stored == NULL) {
-            store_set_err(st, "out of memory");
-            rc = TG_ENOMEM;
-            break;
-        }
-        rc = reseal_one(st, upd, sqlite3_column_int64(sel, 0), name, stored,
-                        sqlite3_column_int(sel, 3), kids, &nkids);
-        done += rc == TG_OK;
+        rc = tg_sqlite_each(st, sel, "read keys", reseal_key_row, &r);
     }
     sqlite3_finalize(sel);
     sqlite3_finalize(upd);
@@ -354,7 +368,7 @@ int tg_store_keys_reseal(struct tg_store *st, const struct tg_actor *who, int ev
     /* A rotation is logged even when there is no team: the key file changed. */
     if (rc == TG_OK && (done > 0 || presets > 0 || every))
         rc = log_reseal(st, who, action, kids, nkids, done, presets);
-    rc = store_tx_end(st, rc);
+    rc = tg_sqlite_tx_end(st, rc);
     if (rc == TG_OK) {
         *n = done;
         /* Move the committed pages into the database file and empty the WAL, so clear

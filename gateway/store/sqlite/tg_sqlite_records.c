@@ -1,9 +1,9 @@
 /* The audit records' writes (contract in tg_store.h): a submission from admission to its
  * final state, each upstream call with the runs it created, and the settling of what an
- * earlier daemon left pending. The request path's writes go through store_write, which
- * groups them on the daemon's shared writer (tg_store_writer.c). */
+ * earlier daemon left pending. The request path's writes go through tg_sqlite_write, which
+ * groups them on the daemon's shared writer (tg_sqlite_writer.c). */
 #include "tg_store.h"
-#include "tg_store_int.h"
+#include "tg_sqlite_int.h"
 
 #include <limits.h>
 #include <stdio.h>
@@ -19,60 +19,59 @@
 static int refusal(struct tg_store *st, const char *sub_id, const char *what)
 {
     sqlite3_stmt *s;
-    int rc = store_prep(st, S_SUB_STATE, &s);
+    int rc = tg_sqlite_prep(st, S_SUB_STATE, &s);
     if (rc != TG_OK)
         return rc;
-    store_bind_text(s, 1, sub_id);
-    int src = sqlite3_step(s);
-    if (src == SQLITE_ROW) {
-        store_set_err(st, "%s: submission %.64s is already %s; its record is not rewritten", what,
-                sub_id, store_col_text(s, 0));
+    tg_sqlite_bind_text(s, 1, sub_id);
+    rc = tg_sqlite_one(st, s, what);
+    if (rc == TG_OK) {
+        tg_sqlite_set_err(st, "%s: submission %.64s is already %s; its record is not rewritten", what,
+                sub_id, tg_sqlite_col_text(s, 0));
         rc = TG_EINVAL;
-    } else if (src == SQLITE_DONE) {
-        store_set_err(st, "%s: no submission %.64s", what, sub_id);
-        rc = TG_ENOTFOUND;
-    } else {
-        rc = store_db_err(st, src, what);
+    } else if (rc == TG_ENOTFOUND) {
+        tg_sqlite_set_err(st, "%s: no submission %.64s", what, sub_id);
     }
-    store_done(s);
+    tg_sqlite_done(s);
     return rc;
 }
 
-int store_sub_insert(struct tg_store *st, const struct tg_submission *sub, const char *resumes,
-                     enum tg_state state, int http_status, const char *error)
+int tg_sqlite_sub_insert(struct tg_store *st, const struct tg_submission *sub,
+                         const char *resumes, enum tg_state state, int http_status,
+                         const char *error)
 {
     if (sub == NULL || sub->id == NULL || sub->interface == NULL || sub->num_inputs < 0)
-        return store_invalid(st, "a submission needs an id, an interface and num_inputs >= 0");
+        return tg_sqlite_invalid(st,
+                                 "a submission needs an id, an interface and num_inputs >= 0");
     sqlite3_stmt *s;
     char received[TG_TIME_LEN], now[TG_TIME_LEN];
-    store_now_text(now);
+    tg_sqlite_now_text(now);
     if (sub->received_ms > 0)
         tg_time_format(sub->received_ms, received);
     else
         memcpy(received, now, sizeof(received));
-    int rc = store_prep(st, S_SUB_INSERT, &s);
+    int rc = tg_sqlite_prep(st, S_SUB_INSERT, &s);
     if (rc != TG_OK)
         return rc;
-    store_bind_text(s, 1, sub->id);
+    tg_sqlite_bind_text(s, 1, sub->id);
     sqlite3_bind_int64(s, 2, sub->team_id);
-    store_bind_text(s, 3, sub->token_id);
-    store_bind_text(s, 4, sub->request_id);
-    store_bind_text(s, 5, received);
-    store_bind_text(s, 6, state == TG_STATE_PENDING ? NULL : now);
-    store_bind_text(s, 7, sub->remote_addr);
-    store_bind_text(s, 8, sub->interface);
-    store_bind_text(s, 9, sub->taskgroup_id);
+    tg_sqlite_bind_text(s, 3, sub->token_id);
+    tg_sqlite_bind_text(s, 4, sub->request_id);
+    tg_sqlite_bind_text(s, 5, received);
+    tg_sqlite_bind_text(s, 6, state == TG_STATE_PENDING ? NULL : now);
+    tg_sqlite_bind_text(s, 7, sub->remote_addr);
+    tg_sqlite_bind_text(s, 8, sub->interface);
+    tg_sqlite_bind_text(s, 9, sub->taskgroup_id);
     sqlite3_bind_int(s, 10, sub->num_inputs);
-    store_bind_text(s, 11, tg_domain_state_name(state));
-    store_bind_int_or_null(s, 12, http_status);
-    store_bind_text(s, 13, error);
-    store_bind_text(s, 14, sub->request);
-    store_bind_text(s, 15, resumes);
-    rc = store_run(st, s, "record submission");
+    tg_sqlite_bind_text(s, 11, tg_domain_state_name(state));
+    tg_sqlite_bind_int_or_null(s, 12, http_status);
+    tg_sqlite_bind_text(s, 13, error);
+    tg_sqlite_bind_text(s, 14, sub->request);
+    tg_sqlite_bind_text(s, 15, resumes);
+    rc = tg_sqlite_run(st, s, "record submission");
     if (rc == TG_EEXIST)
-        store_set_err(st, "submission %.64s is already recorded", sub->id);
+        tg_sqlite_set_err(st, "submission %.64s is already recorded", sub->id);
     else if (rc == TG_ENOTFOUND)
-        store_set_err(st, "record submission: no team %lld or no token %.40s",
+        tg_sqlite_set_err(st, "record submission: no team %lld or no token %.40s",
                 (long long)sub->team_id, sub->token_id != NULL ? sub->token_id : "");
     return rc;
 }
@@ -87,23 +86,23 @@ struct sub_write {
 static int sub_insert_w(struct tg_store *st, void *arg)
 {
     const struct sub_write *a = arg;
-    return store_sub_insert(st, a->sub, NULL, a->state, a->http_status, a->error);
+    return tg_sqlite_sub_insert(st, a->sub, NULL, a->state, a->http_status, a->error);
 }
 
 static int sub_insert(struct tg_store *st, const struct tg_submission *sub,
                       enum tg_state state, int http_status, const char *error)
 {
     struct sub_write a = {sub, state, http_status, error};
-    return store_write(st, sub_insert_w, &a);
+    return tg_sqlite_write(st, sub_insert_w, &a);
 }
 
-int tg_store_submission_begin(struct tg_store *st, const struct tg_submission *sub)
+int tg_sqlite_submission_begin(struct tg_store *st, const struct tg_submission *sub)
 {
     return sub_insert(st, sub, TG_STATE_PENDING, 0, NULL);
 }
 
-int tg_store_submission_reject(struct tg_store *st, const struct tg_submission *sub,
-                               int http_status, const char *error)
+int tg_sqlite_submission_reject(struct tg_store *st, const struct tg_submission *sub,
+                                int http_status, const char *error)
 {
     return sub_insert(st, sub, TG_STATE_REJECTED, http_status, error);
 }
@@ -112,24 +111,24 @@ static int sub_group_w(struct tg_store *st, void *arg)
 {
     const char *const *a = arg;
     sqlite3_stmt *s;
-    int rc = store_prep(st, S_SUB_GROUP, &s);
+    int rc = tg_sqlite_prep(st, S_SUB_GROUP, &s);
     if (rc != TG_OK)
         return rc;
-    store_bind_text(s, 1, a[0]);
-    store_bind_text(s, 2, a[1]);
-    rc = store_run(st, s, "record group");
+    tg_sqlite_bind_text(s, 1, a[0]);
+    tg_sqlite_bind_text(s, 2, a[1]);
+    rc = tg_sqlite_run(st, s, "record group");
     if (rc == TG_OK && sqlite3_changes(st->db) == 0)
         rc = refusal(st, a[0], "record group");
     return rc;
 }
 
-int tg_store_submission_group(struct tg_store *st, const char *sub_id,
-                              const char *taskgroup_id)
+int tg_sqlite_submission_group(struct tg_store *st, const char *sub_id,
+                               const char *taskgroup_id)
 {
     if (sub_id == NULL || taskgroup_id == NULL)
-        return store_invalid(st, "submission group: missing argument");
+        return tg_sqlite_invalid(st, "submission group: missing argument");
     const char *a[2] = {sub_id, taskgroup_id};
-    return store_write(st, sub_group_w, a);
+    return tg_sqlite_write(st, sub_group_w, a);
 }
 
 /* The final-state UPDATE, inside the caller's transaction. */
@@ -138,17 +137,17 @@ static int finish_in_tx(struct tg_store *st, const char *sub_id, enum tg_state s
 {
     sqlite3_stmt *s;
     char now[TG_TIME_LEN];
-    store_now_text(now);
-    int rc = store_prep(st, S_SUB_FINISH, &s);
+    tg_sqlite_now_text(now);
+    int rc = tg_sqlite_prep(st, S_SUB_FINISH, &s);
     if (rc != TG_OK)
         return rc;
-    store_bind_text(s, 1, sub_id);
-    store_bind_text(s, 2, tg_domain_state_name(state));
-    store_bind_int_or_null(s, 3, http_status);
-    store_bind_int_or_null(s, 4, upstream_status);
-    store_bind_text(s, 5, error);
-    store_bind_text(s, 6, now);
-    rc = store_run(st, s, "finish submission");
+    tg_sqlite_bind_text(s, 1, sub_id);
+    tg_sqlite_bind_text(s, 2, tg_domain_state_name(state));
+    tg_sqlite_bind_int_or_null(s, 3, http_status);
+    tg_sqlite_bind_int_or_null(s, 4, upstream_status);
+    tg_sqlite_bind_text(s, 5, error);
+    tg_sqlite_bind_text(s, 6, now);
+    rc = tg_sqlite_run(st, s, "finish submission");
     if (rc == TG_OK && sqlite3_changes(st->db) == 0)
         rc = refusal(st, sub_id, "finish submission");
     return rc;
@@ -157,9 +156,9 @@ static int finish_in_tx(struct tg_store *st, const char *sub_id, enum tg_state s
 static int check_final(struct tg_store *st, const char *sub_id, enum tg_state state)
 {
     if (sub_id == NULL)
-        return store_invalid(st, "finish: no submission id");
+        return tg_sqlite_invalid(st, "finish: no submission id");
     if (state == TG_STATE_PENDING || (unsigned)state > TG_STATE_UNKNOWN)
-        return store_invalid(st, "finish: the final state must be accepted, rejected, failed or "
+        return tg_sqlite_invalid(st, "finish: the final state must be accepted, rejected, failed or "
                            "unknown");
     return TG_OK;
 }
@@ -186,62 +185,62 @@ static int finish_w(struct tg_store *st, void *arg)
     return rc;
 }
 
-int tg_store_submission_finish(struct tg_store *st, const char *sub_id, enum tg_state state,
-                               int http_status, int upstream_status, const char *error)
+int tg_sqlite_submission_finish(struct tg_store *st, const char *sub_id, enum tg_state state,
+                                int http_status, int upstream_status, const char *error)
 {
     int rc = check_final(st, sub_id, state);
     if (rc != TG_OK)
         return rc;
     struct finish_write a = {NULL, sub_id, state, http_status, upstream_status, error};
-    return store_write(st, finish_w, &a);
+    return tg_sqlite_write(st, finish_w, &a);
 }
 
 static int check_call(struct tg_store *st, const struct tg_call *c)
 {
     if (c == NULL || c->submission_id == NULL || c->operation == NULL || c->method == NULL ||
         c->path == NULL)
-        return store_invalid(st, "a call needs a submission, an operation, a method and a path");
+        return tg_sqlite_invalid(st, "a call needs a submission, an operation, a method and a path");
     if ((unsigned)c->outcome > TG_OUTCOME_NOT_SENT)
-        return store_invalid(st, "unknown call outcome");
+        return tg_sqlite_invalid(st, "unknown call outcome");
     if (c->num_runs == 0)
         return TG_OK;
     if (c->run_ids == NULL || c->first_input < 0 ||
         c->num_runs > (size_t)(INT_MAX - c->first_input))
-        return store_invalid(st, "a call with runs needs run ids and a first input");
+        return tg_sqlite_invalid(st, "a call with runs needs run ids and a first input");
     for (size_t i = 0; i < c->num_runs; i++)
         if (c->run_ids[i] == NULL)
-            return store_invalid(st, "a run id is missing");
+            return tg_sqlite_invalid(st, "a run id is missing");
     return TG_OK;
 }
 
 static int insert_call(struct tg_store *st, const struct tg_call *c)
 {
     sqlite3_stmt *s;
-    int rc = store_prep(st, S_CALL_INSERT, &s);
+    int rc = tg_sqlite_prep(st, S_CALL_INSERT, &s);
     if (rc != TG_OK)
         return rc;
     char started[TG_TIME_LEN], finished[TG_TIME_LEN];
     tg_time_format(c->started_ms, started);
     tg_time_format(c->started_ms + (c->duration_ms > 0 ? c->duration_ms : 0), finished);
-    store_bind_text(s, 1, c->submission_id);
+    tg_sqlite_bind_text(s, 1, c->submission_id);
     sqlite3_bind_int(s, 2, c->seq);
-    store_bind_text(s, 3, c->operation);
-    store_bind_text(s, 4, c->method);
-    store_bind_text(s, 5, c->path);
+    tg_sqlite_bind_text(s, 3, c->operation);
+    tg_sqlite_bind_text(s, 4, c->method);
+    tg_sqlite_bind_text(s, 5, c->path);
     if (c->first_input >= 0)
         sqlite3_bind_int(s, 6, c->first_input);
     sqlite3_bind_int(s, 7, c->num_inputs);
-    store_bind_text(s, 8, started);
-    store_bind_text(s, 9, c->outcome == TG_OUTCOME_NOT_SENT ? NULL : finished);
+    tg_sqlite_bind_text(s, 8, started);
+    tg_sqlite_bind_text(s, 9, c->outcome == TG_OUTCOME_NOT_SENT ? NULL : finished);
     sqlite3_bind_int64(s, 10, c->duration_ms);
-    store_bind_text(s, 11, tg_domain_outcome_name(c->outcome));
-    store_bind_int_or_null(s, 12, c->http_status);
-    store_bind_text(s, 13, c->run_cursor);
-    store_bind_text(s, 14, c->event_cursor);
-    store_bind_text(s, 15, c->error);
-    rc = store_run(st, s, "record upstream call");
+    tg_sqlite_bind_text(s, 11, tg_domain_outcome_name(c->outcome));
+    tg_sqlite_bind_int_or_null(s, 12, c->http_status);
+    tg_sqlite_bind_text(s, 13, c->run_cursor);
+    tg_sqlite_bind_text(s, 14, c->event_cursor);
+    tg_sqlite_bind_text(s, 15, c->error);
+    rc = tg_sqlite_run(st, s, "record upstream call");
     if (rc == TG_EEXIST)
-        store_set_err(st, "call %d of submission %.64s is already recorded", c->seq,
+        tg_sqlite_set_err(st, "call %d of submission %.64s is already recorded", c->seq,
                 c->submission_id);
     return rc;
 }
@@ -252,30 +251,30 @@ static int insert_runs(struct tg_store *st, const struct tg_call *c)
     if (c->num_runs == 0)
         return TG_OK;
     sqlite3_stmt *s;
-    int rc = store_prep(st, S_RUN_INSERT, &s);
+    int rc = tg_sqlite_prep(st, S_RUN_INSERT, &s);
     if (rc != TG_OK)
         return rc;
-    store_bind_text(s, 2, c->submission_id);
+    tg_sqlite_bind_text(s, 2, c->submission_id);
     sqlite3_bind_int(s, 3, c->seq);
     for (size_t i = 0; i < c->num_runs; i++) {
-        int src = store_bind_text(s, 1, c->run_ids[i]);
+        int src = tg_sqlite_bind_text(s, 1, c->run_ids[i]);
         if (src == SQLITE_OK)
-            src = store_bind_text(s, 5, c->processors != NULL ? c->processors[i] : NULL);
+            src = tg_sqlite_bind_text(s, 5, c->processors != NULL ? c->processors[i] : NULL);
         if (src != SQLITE_OK) {
-            rc = store_db_err(st, src, "record run");
+            rc = tg_sqlite_db_err(st, src, "record run");
             break;
         }
         sqlite3_bind_int(s, 4, c->first_input + (int)i);
         src = sqlite3_step(s);
         if (src != SQLITE_DONE) {
-            rc = store_db_err(st, src, "record run");
+            rc = tg_sqlite_db_err(st, src, "record run");
             if (rc == TG_EEXIST)
-                store_set_err(st, "run %.100s is already recorded", c->run_ids[i]);
+                tg_sqlite_set_err(st, "run %.100s is already recorded", c->run_ids[i]);
             break;
         }
         sqlite3_reset(s);
     }
-    store_done(s);
+    tg_sqlite_done(s);
     return rc;
 }
 
@@ -283,13 +282,13 @@ static int insert_runs(struct tg_store *st, const struct tg_call *c)
 static int call_in_tx(struct tg_store *st, const struct tg_call *call)
 {
     sqlite3_stmt *s;
-    int rc = store_prep(st, S_SUB_UPSTREAM, &s);
+    int rc = tg_sqlite_prep(st, S_SUB_UPSTREAM, &s);
     if (rc != TG_OK)
         return rc;
-    store_bind_text(s, 1, call->submission_id);
-    store_bind_int_or_null(s, 2, call->http_status);
-    store_bind_text(s, 3, call->taskgroup_id);
-    rc = store_run(st, s, "record upstream status");
+    tg_sqlite_bind_text(s, 1, call->submission_id);
+    tg_sqlite_bind_int_or_null(s, 2, call->http_status);
+    tg_sqlite_bind_text(s, 3, call->taskgroup_id);
+    rc = tg_sqlite_run(st, s, "record upstream status");
     if (rc == TG_OK && sqlite3_changes(st->db) == 0)
         rc = refusal(st, call->submission_id, "record upstream call");
     if (rc == TG_OK)
@@ -312,12 +311,12 @@ static int any_pending(struct tg_store *st, int *yes)
     if (src == SQLITE_ROW)
         *yes = sqlite3_column_int(s, 0);
     else
-        rc = store_db_err(st, src, "look for pending submissions");
+        rc = tg_sqlite_db_err(st, src, "look for pending submissions");
     sqlite3_finalize(s);
     return rc;
 }
 
-int tg_store_recover_pending(struct tg_store *st, long *n)
+int tg_sqlite_recover_pending(struct tg_store *st, long *n)
 {
     sqlite3_stmt *s;
     char now[TG_TIME_LEN];
@@ -327,17 +326,17 @@ int tg_store_recover_pending(struct tg_store *st, long *n)
     int rc = any_pending(st, &pending);
     if (rc != TG_OK || !pending)
         return rc;
-    store_now_text(now);
-    rc = store_prep(st, S_RECOVER, &s);
+    tg_sqlite_now_text(now);
+    rc = tg_sqlite_prep(st, S_RECOVER, &s);
     if (rc == TG_OK)
-        rc = store_tx_begin(st);
+        rc = tg_sqlite_tx_begin(st);
     if (rc != TG_OK)
         return rc;
-    store_bind_text(s, 1, now);
-    rc = store_run(st, s, "settle pending submissions");
+    tg_sqlite_bind_text(s, 1, now);
+    rc = tg_sqlite_run(st, s, "settle pending submissions");
     if (n != NULL)
         *n = rc == TG_OK ? (long)sqlite3_changes(st->db) : 0;
-    return store_tx_end(st, rc);
+    return tg_sqlite_tx_end(st, rc);
 }
 
 static int call_w(struct tg_store *st, void *arg)
@@ -346,16 +345,16 @@ static int call_w(struct tg_store *st, void *arg)
     return call_in_tx(st, *call);
 }
 
-int tg_store_call_record(struct tg_store *st, const struct tg_call *call)
+int tg_sqlite_call_record(struct tg_store *st, const struct tg_call *call)
 {
     int rc = check_call(st, call);
     if (rc != TG_OK)
         return rc;
-    return store_write(st, call_w, &call);
+    return tg_sqlite_write(st, call_w, &call);
 }
 
-int tg_store_call_finish(struct tg_store *st, const struct tg_call *call, enum tg_state state,
-                         int http_status, const char *error)
+int tg_sqlite_call_finish(struct tg_store *st, const struct tg_call *call, enum tg_state state,
+                          int http_status, const char *error)
 {
     int rc = check_call(st, call);
     if (rc == TG_OK)
@@ -364,5 +363,5 @@ int tg_store_call_finish(struct tg_store *st, const struct tg_call *call, enum t
         return rc;
     struct finish_write a = {call, call->submission_id, state, http_status, call->http_status,
                              error};
-    return store_write(st, finish_w, &a);
+    return tg_sqlite_write(st, finish_w, &a);
 }

@@ -9,7 +9,7 @@
 #include <sqlite3.h>
 
 #include "tg_store.h"
-#include "tg_store_int.h"
+#include "tg_sqlite_int.h"
 
 /* ---- the statements ------------------------------------------------------------------ */
 
@@ -61,19 +61,12 @@ static const char *const admin_names[] = {
 #define SCOPE " AND (?1 IS NULL OR team = ?1) AND (?2 IS NULL OR team = ?2)"
 #define WINDOW(t) " " t " >= ?6 AND " t " < ?7"
 
-/* Slots of tg_store_slot() this file claims. */
-enum audit_slot {
-    A_SUBS, A_SUBS_GROUP, A_OPEN, A_RUNS, A_RUNS_GROUP, A_SUB_ONE, A_CALLS_OF, A_RUNS_OF,
-    A_RUN_ONE, A_GROUP_EXISTS, A_READ_LOG, A_SNAP_BEGIN, A_SNAP_END, A_ADMIN, A_PRUNE_COUNT,
-    A_GUARD_ON, A_DEL_RUNS, A_DEL_CALLS, A_DEL_SUBS, A_DEL_READS, A_GUARD_OFF, A_COUNT
-};
-
 /* The submissions a prune removes: settled ones received before the cutoff ?1. */
 #define PRUNED_SUBS \
     "SELECT id FROM submissions WHERE received_at < ?1" \
     " AND state NOT IN ('pending', 'unknown')"
 
-static const char *const audit_sql[A_COUNT] = {
+static const char *const audit_sql[S_COUNT] = {
     [A_SUBS] =
         "SELECT " SUB_COLS " FROM audit_submissions WHERE" WINDOW("received_at")
         " AND received_at <= ?8 AND (received_at < ?8 OR submission_id < ?9)" SCOPE
@@ -138,7 +131,7 @@ static const char *const audit_sql[A_COUNT] = {
         " (SELECT count(*) FROM audit_reads WHERE at < ?1),"
         " (SELECT count(*) FROM submissions WHERE received_at < ?1"
         "   AND state IN ('pending', 'unknown'))",
-    /* The guard of sql/002_audit.sql: set and cleared inside one write transaction. */
+    /* The guard of sql/sqlite/002_audit.sql: set and cleared inside one write transaction. */
     [A_GUARD_ON] = "INSERT INTO audit_prune_guard (active) VALUES (1)",
     [A_DEL_RUNS] = "DELETE FROM runs WHERE submission_id IN (" PRUNED_SUBS ")",
     [A_DEL_CALLS] = "DELETE FROM upstream_calls WHERE submission_id IN (" PRUNED_SUBS ")",
@@ -147,9 +140,9 @@ static const char *const audit_sql[A_COUNT] = {
     [A_GUARD_OFF] = "DELETE FROM audit_prune_guard",
 };
 
-static int stmt(struct tg_store *st, enum audit_slot id, sqlite3_stmt **out)
+static int stmt(struct tg_store *st, enum stmt_id id, sqlite3_stmt **out)
 {
-    return tg_store_slot(st, (int)id, audit_sql[id], out);
+    return tg_sqlite_stmt(st, id, audit_sql[id], out);
 }
 
 /* ---- rows ---------------------------------------------------------------------------- */
@@ -172,7 +165,7 @@ static const struct spec call_spec = {TG_AUDIT_KIND_CALL, call_names, CALL_NCOLS
 static const struct spec admin_spec = {TG_AUDIT_KIND_ADMIN, admin_names, ADMIN_NCOLS,
                                        (1 << 9) | (1 << 10), 1, 0, 0};
 
-const char *const *tg_store_audit_columns(enum tg_audit_kind kind, int *n)
+const char *const *tg_sqlite_audit_columns(enum tg_audit_kind kind, int *n)
 {
     switch (kind) {
     case TG_AUDIT_KIND_CALL:
@@ -207,7 +200,7 @@ static int pass_row(sqlite3_stmt *s, const struct spec *sp, tg_audit_fn fn, void
             values[i] = nums[i];
             types[i] = TG_AUDIT_VAL_INT;
         } else {
-            values[i] = store_col_text(s, i);
+            values[i] = tg_sqlite_col_text(s, i);
             if (values[i] == NULL)
                 return TG_ENOMEM;
             types[i] = (sp->json_cols >> i) & 1 ? TG_AUDIT_VAL_JSON : TG_AUDIT_VAL_TEXT;
@@ -217,37 +210,60 @@ static int pass_row(sqlite3_stmt *s, const struct spec *sp, tg_audit_fn fn, void
     return fn(arg, &row);
 }
 
+/* A walk passing rows to the caller's function: at most limit (< 0: all); *n counts the
+ * rows passed, and the key of the last one is kept when last is not NULL. A row past the
+ * limit sets more and stops the walk (with 1: what the caller's function returns may be
+ * any value, so more, not the value, says why the walk stopped). */
+struct pass {
+    const struct spec *sp;
+    tg_audit_fn fn;
+    void *arg;
+    long limit;
+    long *n;
+    struct tg_audit_key *last;
+    int more;
+};
+
+static void copy_key(sqlite3_stmt *s, const struct spec *sp, struct tg_audit_key *key)
+{
+    tg_sqlite_col_copy(key->time, sizeof(key->time), s, sp->time_col);
+    tg_sqlite_col_copy(key->id, sizeof(key->id), s, sp->id_col);
+    key->index = sp->index_col >= 0 ? (long)sqlite3_column_int64(s, sp->index_col) : 0;
+}
+
+static int pass_one(void *arg, sqlite3_stmt *s)
+{
+    struct pass *p = arg;
+    if (p->limit >= 0 && *p->n == p->limit) {
+        p->more = 1;
+        return 1;
+    }
+    int rc = pass_row(s, p->sp, p->fn, p->arg);
+    /* A page counts the rows the caller took; a whole read, every row it was passed. */
+    if (rc == TG_OK || p->last == NULL)
+        (*p->n)++;
+    if (rc == TG_OK && p->last != NULL)
+        copy_key(s, p->sp, p->last);
+    return rc;
+}
+
 /* Steps s to its end, passing every row; *n counts them. */
 static int pass_all(struct tg_store *st, sqlite3_stmt *s, const struct spec *sp,
                     tg_audit_fn fn, void *arg, long *n)
 {
-    int rc = TG_OK, src = SQLITE_DONE;
-    while (rc == TG_OK && (src = sqlite3_step(s)) == SQLITE_ROW) {
-        rc = pass_row(s, sp, fn, arg);
-        (*n)++;
-    }
-    if (rc == TG_OK && src != SQLITE_DONE)
-        rc = store_db_err(st, src, "read the audit trail");
-    store_done(s);
-    return rc;
-}
-
-static void copy_key(sqlite3_stmt *s, const struct spec *sp, struct tg_audit_key *key)
-{
-    store_col_copy(key->time, sizeof(key->time), s, sp->time_col);
-    store_col_copy(key->id, sizeof(key->id), s, sp->id_col);
-    key->index = sp->index_col >= 0 ? (long)sqlite3_column_int64(s, sp->index_col) : 0;
+    struct pass p = {sp, fn, arg, -1, n, NULL, 0};
+    return tg_sqlite_each(st, s, "read the audit trail", pass_one, &p);
 }
 
 /* One page of a list statement: at most limit rows after the key `after` (time ""
  * meaning from the start), in the statement's order. */
-static int list_page(struct tg_store *st, enum audit_slot id, const struct spec *sp,
+static int list_page(struct tg_store *st, enum stmt_id id, const struct spec *sp,
                      const struct tg_audit_query *q, long limit,
                      const struct tg_audit_key *after, int ascending, tg_audit_fn fn,
                      void *arg, struct tg_audit_page *page)
 {
     if (limit < 1 || limit > 100000)
-        return store_invalid(st, "a page holds 1 to 100,000 rows");
+        return tg_sqlite_invalid(st, "a page holds 1 to 100,000 rows");
     sqlite3_stmt *s;
     int rc = stmt(st, id, &s);
     if (rc != TG_OK)
@@ -262,32 +278,26 @@ static int list_page(struct tg_store *st, enum audit_slot id, const struct spec 
     int max = sqlite3_bind_parameter_count(s);
     for (int i = 1; i < 15 && src == SQLITE_OK; i++)
         if (i != 10 && i != 11 && i <= max && sqlite3_bind_parameter_name(s, i) != NULL)
-            src = store_bind_text(s, i, text[i]);
+            src = tg_sqlite_bind_text(s, i, text[i]);
     if (src == SQLITE_OK)
         src = sqlite3_bind_int64(s, 10, (sqlite3_int64)limit + 1);
     if (src == SQLITE_OK && max >= 11)
         src = sqlite3_bind_int64(s, 11, after->index);
     if (src != SQLITE_OK) {
-        rc = store_db_err(st, src, "bind the audit filters");
+        rc = tg_sqlite_db_err(st, src, "bind the audit filters");
         goto out;
     }
     long n = 0;
-    while ((src = sqlite3_step(s)) == SQLITE_ROW) {
-        if (n == limit) {
-            page->more = 1;
-            break;
-        }
-        rc = pass_row(s, sp, fn, arg);
-        if (rc != TG_OK)
-            goto out;
-        copy_key(s, sp, &page->last);
-        n++;
-        page->rows++;
+    struct pass p = {sp, fn, arg, limit, &n, &page->last, 0};
+    rc = tg_sqlite_each(st, s, "read the audit trail", pass_one, &p);
+    page->rows += n;
+    if (p.more) {
+        page->more = 1;
+        rc = TG_OK;
     }
-    if (src != SQLITE_ROW && src != SQLITE_DONE)
-        rc = store_db_err(st, src, "read the audit trail");
+    return rc;
 out:
-    store_done(s);
+    tg_sqlite_done(s);
     return rc;
 }
 
@@ -297,12 +307,12 @@ static int check_query(struct tg_store *st, const struct tg_audit_query *q, tg_a
     if (page != NULL)
         memset(page, 0, sizeof(*page));
     if (q == NULL || fn == NULL || page == NULL)
-        return store_invalid(st, "an audit read needs a query, a callback and a page");
+        return tg_sqlite_invalid(st, "an audit read needs a query, a callback and a page");
     return TG_OK;
 }
 
-int tg_store_audit_submissions(struct tg_store *st, const struct tg_audit_query *q,
-                               tg_audit_fn fn, void *arg, struct tg_audit_page *page)
+int tg_sqlite_audit_submissions(struct tg_store *st, const struct tg_audit_query *q,
+                                tg_audit_fn fn, void *arg, struct tg_audit_page *page)
 {
     int rc = check_query(st, q, fn, page);
     if (rc != TG_OK)
@@ -311,8 +321,8 @@ int tg_store_audit_submissions(struct tg_store *st, const struct tg_audit_query 
                      q->limit, &q->after, 0, fn, arg, page);
 }
 
-int tg_store_audit_open(struct tg_store *st, const struct tg_audit_query *q, tg_audit_fn fn,
-                        void *arg, struct tg_audit_page *page)
+int tg_sqlite_audit_open(struct tg_store *st, const struct tg_audit_query *q, tg_audit_fn fn,
+                         void *arg, struct tg_audit_page *page)
 {
     int rc = check_query(st, q, fn, page);
     if (rc != TG_OK)
@@ -320,8 +330,8 @@ int tg_store_audit_open(struct tg_store *st, const struct tg_audit_query *q, tg_
     return list_page(st, A_OPEN, &sub_spec, q, q->limit, &q->after, 1, fn, arg, page);
 }
 
-int tg_store_audit_runs(struct tg_store *st, const struct tg_audit_query *q, tg_audit_fn fn,
-                        void *arg, struct tg_audit_page *page)
+int tg_sqlite_audit_runs(struct tg_store *st, const struct tg_audit_query *q, tg_audit_fn fn,
+                         void *arg, struct tg_audit_page *page)
 {
     int rc = check_query(st, q, fn, page);
     if (rc != TG_OK)
@@ -330,12 +340,12 @@ int tg_store_audit_runs(struct tg_store *st, const struct tg_audit_query *q, tg_
                      q->limit, &q->after, 0, fn, arg, page);
 }
 
-int tg_store_audit_admin(struct tg_store *st, const struct tg_audit_query *q, tg_audit_fn fn,
-                         void *arg, struct tg_audit_page *page)
+int tg_sqlite_audit_admin(struct tg_store *st, const struct tg_audit_query *q, tg_audit_fn fn,
+                          void *arg, struct tg_audit_page *page)
 {
     int rc = check_query(st, q, fn, page);
     if (rc == TG_OK && q->scope_team != NULL)
-        rc = store_invalid(st, "the admin log is read by audit and admin readers only");
+        rc = tg_sqlite_invalid(st, "the admin log is read by audit and admin readers only");
     if (rc != TG_OK)
         return rc;
     return list_page(st, A_ADMIN, &admin_spec, q, q->limit, &q->after, 0, fn, arg, page);
@@ -347,7 +357,7 @@ static int snapshot_begin(struct tg_store *st)
 {
     sqlite3_stmt *s;
     int rc = stmt(st, A_SNAP_BEGIN, &s);
-    return rc == TG_OK ? store_run(st, s, "begin a read") : rc;
+    return rc == TG_OK ? tg_sqlite_run(st, s, "begin a read") : rc;
 }
 
 /* Ends the read transaction whatever happened in it; returns rc, or the failure to end. */
@@ -356,49 +366,49 @@ static int snapshot_end(struct tg_store *st, int rc)
     sqlite3_stmt *s;
     int end = stmt(st, A_SNAP_END, &s);
     if (end == TG_OK)
-        end = store_run(st, s, "end a read");
+        end = tg_sqlite_run(st, s, "end a read");
     return rc != TG_OK ? rc : end;
 }
 
 /* Binds id and scope to a one-object statement and passes its rows. TG_ENOTFOUND when
  * it has none. */
-static int one(struct tg_store *st, enum audit_slot id, const struct spec *sp, const char *key,
+static int one(struct tg_store *st, enum stmt_id id, const struct spec *sp, const char *key,
                const char *scope_team, tg_audit_fn fn, void *arg, long *n)
 {
     sqlite3_stmt *s;
     int rc = stmt(st, id, &s);
     if (rc != TG_OK)
         return rc;
-    store_bind_text(s, 1, key);
+    tg_sqlite_bind_text(s, 1, key);
     if (sqlite3_bind_parameter_count(s) >= 2)
-        store_bind_text(s, 2, scope_team);
+        tg_sqlite_bind_text(s, 2, scope_team);
     long before = *n;
     rc = pass_all(st, s, sp, fn, arg, n);
     if (rc == TG_OK && *n == before) {
-        store_set_err(st, "no such record");
+        tg_sqlite_set_err(st, "no such record");
         rc = TG_ENOTFOUND;
     }
     return rc;
 }
 
 /* Lists every row of a by-submission statement (calls, runs). */
-static int children(struct tg_store *st, enum audit_slot id, const struct spec *sp,
+static int children(struct tg_store *st, enum stmt_id id, const struct spec *sp,
                     const char *sub_id, tg_audit_fn fn, void *arg, long *n)
 {
     sqlite3_stmt *s;
     int rc = stmt(st, id, &s);
     if (rc != TG_OK)
         return rc;
-    store_bind_text(s, 1, sub_id);
+    tg_sqlite_bind_text(s, 1, sub_id);
     return pass_all(st, s, sp, fn, arg, n);
 }
 
-int tg_store_audit_submission(struct tg_store *st, const char *scope_team, const char *id,
-                              tg_audit_fn fn, void *arg, long *rows)
+int tg_sqlite_audit_submission(struct tg_store *st, const char *scope_team, const char *id,
+                               tg_audit_fn fn, void *arg, long *rows)
 {
     long n = 0;
     if (id == NULL || fn == NULL)
-        return store_invalid(st, "audit submission: no id or callback");
+        return tg_sqlite_invalid(st, "audit submission: no id or callback");
     int rc = snapshot_begin(st);
     if (rc != TG_OK)
         return rc;
@@ -429,12 +439,12 @@ static int note_submission(void *arg, const struct tg_audit_row *row)
     return hop->fn(hop->arg, row);
 }
 
-int tg_store_audit_run(struct tg_store *st, const char *scope_team, const char *run_id,
-                       tg_audit_fn fn, void *arg, long *rows)
+int tg_sqlite_audit_run(struct tg_store *st, const char *scope_team, const char *run_id,
+                        tg_audit_fn fn, void *arg, long *rows)
 {
     long n = 0;
     if (run_id == NULL || fn == NULL)
-        return store_invalid(st, "audit run: no id or callback");
+        return tg_sqlite_invalid(st, "audit run: no id or callback");
     struct run_hop hop = {fn, arg, ""};
     int rc = snapshot_begin(st);
     if (rc != TG_OK)
@@ -454,27 +464,21 @@ static int group_exists(struct tg_store *st, const char *group, const char *scop
     int rc = stmt(st, A_GROUP_EXISTS, &s);
     if (rc != TG_OK)
         return rc;
-    store_bind_text(s, 1, group);
-    store_bind_text(s, 2, scope_team);
-    int src = sqlite3_step(s);
-    if (src == SQLITE_ROW) {
-        rc = TG_OK;
-    } else if (src == SQLITE_DONE) {
-        store_set_err(st, "no such task group");
-        rc = TG_ENOTFOUND;
-    } else {
-        rc = store_db_err(st, src, "look up the task group");
-    }
-    store_done(s);
+    tg_sqlite_bind_text(s, 1, group);
+    tg_sqlite_bind_text(s, 2, scope_team);
+    rc = tg_sqlite_one(st, s, "look up the task group");
+    if (rc == TG_ENOTFOUND)
+        tg_sqlite_set_err(st, "no such task group");
+    tg_sqlite_done(s);
     return rc;
 }
 
-int tg_store_audit_group(struct tg_store *st, const struct tg_audit_query *q, tg_audit_fn fn,
-                         void *arg, struct tg_audit_page *page)
+int tg_sqlite_audit_group(struct tg_store *st, const struct tg_audit_query *q, tg_audit_fn fn,
+                          void *arg, struct tg_audit_page *page)
 {
     int rc = check_query(st, q, fn, page);
     if (rc == TG_OK && q->taskgroup_id == NULL)
-        rc = store_invalid(st, "audit group: no group id");
+        rc = tg_sqlite_invalid(st, "audit group: no group id");
     if (rc == TG_OK)
         rc = snapshot_begin(st);
     if (rc != TG_OK)
@@ -499,11 +503,11 @@ int tg_store_audit_group(struct tg_store *st, const struct tg_audit_query *q, tg
 
 #define READ_QUERY_MAX 2000
 
-int tg_store_audit_read_log(struct tg_store *st, const struct tg_actor *who,
-                            const char *query, long rows)
+int tg_sqlite_audit_read_log(struct tg_store *st, const struct tg_actor *who,
+                             const char *query, long rows)
 {
     if (who == NULL || who->id == NULL || who->interface == NULL)
-        return store_invalid(st, "an audit read needs an actor");
+        return tg_sqlite_invalid(st, "an audit read needs an actor");
     char what[READ_QUERY_MAX + 1];
     size_t n = query != NULL ? strlen(query) : 0;
     if (n > READ_QUERY_MAX) {
@@ -515,30 +519,27 @@ int tg_store_audit_read_log(struct tg_store *st, const struct tg_actor *who,
         memcpy(what, query, n);
     what[n] = '\0';
     char now[TG_TIME_LEN];
-    store_now_text(now);
+    tg_sqlite_now_text(now);
     sqlite3_stmt *s;
     int rc = stmt(st, A_READ_LOG, &s);
     if (rc == TG_OK)
-        rc = tg_store_begin(st);
+        rc = tg_sqlite_tx_begin(st);
     if (rc != TG_OK)
         return rc;
-    store_bind_text(s, 1, now);
-    store_bind_text(s, 2, who->id);
-    store_bind_text(s, 3, who->team);
-    store_bind_text(s, 4, who->interface);
-    store_bind_text(s, 5, query != NULL ? what : NULL);
-    store_bind_text(s, 6, who->remote_addr);
+    tg_sqlite_bind_actor(s, now, who);
+    tg_sqlite_bind_text(s, 5, query != NULL ? what : NULL);
+    tg_sqlite_bind_text(s, 6, who->remote_addr);
     if (rows >= 0)
         sqlite3_bind_int64(s, 7, rows);
-    rc = store_run(st, s, "log the audit read");
-    return tg_store_end(st, rc);
+    rc = tg_sqlite_run(st, s, "log the audit read");
+    return tg_sqlite_tx_end(st, rc);
 }
 
 /* ---- retention --------------------------------------------------------------------------- */
 
-/* Runs a slot statement with the cutoff bound as ?1; *changed (may be NULL) receives the
+/* Runs a statement with the cutoff bound as ?1; *changed (may be NULL) receives the
  * rows it deleted. */
-static int prune_step(struct tg_store *st, enum audit_slot id, const char *before,
+static int prune_step(struct tg_store *st, enum stmt_id id, const char *before,
                       long *changed)
 {
     sqlite3_stmt *s;
@@ -546,10 +547,10 @@ static int prune_step(struct tg_store *st, enum audit_slot id, const char *befor
     if (rc != TG_OK)
         return rc;
     if (sqlite3_bind_parameter_count(s) >= 1)
-        store_bind_text(s, 1, before);
-    rc = store_run(st, s, "prune the audit trail");
+        tg_sqlite_bind_text(s, 1, before);
+    rc = tg_sqlite_run(st, s, "prune the audit trail");
     if (rc == TG_OK && changed != NULL)
-        *changed = (long)sqlite3_changes(tg_store_sqlite(st));
+        *changed = (long)sqlite3_changes(st->db);
     return rc;
 }
 
@@ -559,37 +560,37 @@ static int prune_count(struct tg_store *st, const char *before, struct tg_audit_
     int rc = stmt(st, A_PRUNE_COUNT, &s);
     if (rc != TG_OK)
         return rc;
-    store_bind_text(s, 1, before);
-    int src = sqlite3_step(s);
-    if (src == SQLITE_ROW) {
+    tg_sqlite_bind_text(s, 1, before);
+    rc = tg_sqlite_one(st, s, "count what a prune removes");
+    if (rc == TG_OK) {
         out->submissions = (long)sqlite3_column_int64(s, 0);
         out->calls = (long)sqlite3_column_int64(s, 1);
         out->runs = (long)sqlite3_column_int64(s, 2);
         out->reads = (long)sqlite3_column_int64(s, 3);
         out->kept_open = (long)sqlite3_column_int64(s, 4);
-    } else {
-        rc = store_db_err(st, src, "count what a prune removes");
+    } else if (rc == TG_ENOTFOUND) {
+        rc = tg_sqlite_db_err(st, SQLITE_DONE, "count what a prune removes");
     }
-    store_done(s);
+    tg_sqlite_done(s);
     return rc;
 }
 
-int tg_store_audit_prune(struct tg_store *st, const struct tg_actor *who, const char *before,
-                         int dry_run, struct tg_audit_pruned *out)
+int tg_sqlite_audit_prune(struct tg_store *st, const struct tg_actor *who, const char *before,
+                          int dry_run, struct tg_audit_pruned *out)
 {
     memset(out, 0, sizeof(*out));
     if (before == NULL || strlen(before) != TG_TIME_LEN - 1 ||
         strspn(before, "0123456789-T:.Z") != TG_TIME_LEN - 1)
-        return store_invalid(st, "a prune needs a cutoff time as stored");
+        return tg_sqlite_invalid(st, "a prune needs a cutoff time as stored");
     if (who == NULL || who->id == NULL)
-        return store_invalid(st, "a prune needs an actor");
+        return tg_sqlite_invalid(st, "a prune needs an actor");
     if (dry_run) {
         int rc = snapshot_begin(st);
         if (rc == TG_OK)
             rc = snapshot_end(st, prune_count(st, before, out));
         return rc;
     }
-    int rc = tg_store_begin(st);
+    int rc = tg_sqlite_tx_begin(st);
     if (rc != TG_OK)
         return rc;
     /* Children first: runs reference upstream_calls, which reference submissions. The
@@ -614,9 +615,9 @@ int tg_store_audit_prune(struct tg_store *st, const struct tg_actor *who, const 
                  "{\"before\":\"%s\",\"submissions\":%ld,\"upstream_calls\":%ld,\"runs\":%ld,"
                  "\"audit_reads\":%ld,\"kept_open\":%ld}",
                  before, out->submissions, out->calls, out->runs, out->reads, out->kept_open);
-        rc = store_admin_log(st, who, "audit.prune", "audit", object, NULL, NULL, after);
+        rc = tg_sqlite_admin_log(st, who, "audit.prune", "audit", object, NULL, NULL, after);
     }
     if (rc != TG_OK)
         memset(out, 0, sizeof(*out));
-    return tg_store_end(st, rc);
+    return tg_sqlite_tx_end(st, rc);
 }

@@ -1,4 +1,5 @@
-/* The daemon's writes (store_write in tg_store_int.h, tg_store_writer_start in tg_store.h).
+/* The daemon's writes (tg_sqlite_write in tg_sqlite_int.h; the contract of
+ * tg_store_writer_start in tg_store.h).
  *
  * SQLite has one writer at a time, and what a commit costs is mostly the pages it writes
  * to the WAL, not the rows in it. So the writes of the request path share one connection
@@ -14,7 +15,7 @@
  * and WAL checkpoints run on a background thread instead of inside whichever commit
  * crossed the threshold. */
 #include "tg_store.h"
-#include "tg_store_int.h"
+#include "tg_sqlite_int.h"
 #include "tg_bg.h"
 #include "tg_log.h"
 #include "tg_metrics.h"
@@ -35,7 +36,7 @@
 /* ---- group commit ------------------------------------------------------------------------ */
 
 struct write_req {
-    store_write_fn fn;
+    tg_sqlite_write_fn fn;
     void *arg;
     struct tg_store *caller; /* gets the message of a failure */
     int rc;
@@ -57,8 +58,8 @@ static struct {
 static int step_fixed(struct tg_store *w, enum stmt_id id, const char *what)
 {
     sqlite3_stmt *s;
-    int rc = store_prep(w, id, &s);
-    return rc == TG_OK ? store_run(w, s, what) : rc;
+    int rc = tg_sqlite_prep(w, id, &s);
+    return rc == TG_OK ? tg_sqlite_run(w, s, what) : rc;
 }
 
 static void fail(struct write_req *r, int rc, const char *msg)
@@ -102,7 +103,7 @@ static void note_health(int failed, const char *why)
     pthread_mutex_unlock(&health.lock);
 }
 
-int tg_store_write_health(char *why, size_t whylen)
+int tg_sqlite_write_health(char *why, size_t whylen)
 {
     pthread_mutex_lock(&health.lock);
     int failed = health.failed;
@@ -120,7 +121,7 @@ static int wal_frames, wal_pages;
 static void run_group(struct tg_store *w, struct write_req *group)
 {
     char msg[sizeof(w->err)] = "";
-    store_writer_lock();
+    tg_sqlite_writer_lock();
     int64_t now = tg_mono_us();
     unsigned long n = 0;
     for (struct write_req *r = group; r != NULL; r = r->next, n++)
@@ -131,7 +132,7 @@ static void run_group(struct tg_store *w, struct write_req *group)
         fail_range(group, NULL, rc, w->err);
         if (store_failure(rc))
             note_health(1, w->err);
-        store_writer_unlock();
+        tg_sqlite_writer_unlock();
         return;
     }
     int broke = 0; /* a write failed for the database's sake: msg says how */
@@ -161,7 +162,7 @@ static void run_group(struct tg_store *w, struct write_req *group)
             for (struct write_req *p = r->next; p != NULL; p = p->next)
                 fail(p, rc, msg);
             note_health(1, msg);
-            store_writer_unlock();
+            tg_sqlite_writer_unlock();
             return;
         }
     }
@@ -175,17 +176,17 @@ static void run_group(struct tg_store *w, struct write_req *group)
     }
     note_health(broke, msg);
     tg_metrics_db_tx(n, (unsigned long)wal_frames);
-    store_writer_unlock();
+    tg_sqlite_writer_unlock();
 }
 
-int store_write(struct tg_store *st, store_write_fn fn, void *arg)
+int tg_sqlite_write(struct tg_store *st, tg_sqlite_write_fn fn, void *arg)
 {
     struct tg_store *w = grp.w;
     if (w == NULL || w == st) {
-        int rc = store_tx_begin(st);
+        int rc = tg_sqlite_tx_begin(st);
         if (rc == TG_OK)
             rc = fn(st, arg);
-        return store_tx_end(st, rc);
+        return tg_sqlite_tx_end(st, rc);
     }
     struct write_req req = {.fn = fn, .arg = arg, .caller = st, .rc = TG_OK,
                             .queued_us = tg_mono_us()};
@@ -261,22 +262,22 @@ static int room_for_writes(struct tg_store *st)
         sqlite3_finalize(s);
     }
     if (pages >= 0 && free_pages >= 0 && max > 0 && max - pages + free_pages < PROBE_PAGES) {
-        store_set_err(st, "database or disk is full: %lld of db_max_pages %lld pages used",
-                      pages - free_pages, max);
+        tg_sqlite_set_err(st, "database or disk is full: %lld of db_max_pages %lld pages used",
+                          pages - free_pages, max);
         return TG_EDB;
     }
     struct statvfs vfs;
     if (path != NULL && *path != '\0' && statvfs(path, &vfs) == 0 &&
         (unsigned long long)vfs.f_bavail * vfs.f_frsize < (unsigned long long)PROBE_DISK_BYTES) {
-        store_set_err(st, "database or disk is full: less than 1 MiB free on its disk");
+        tg_sqlite_set_err(st, "database or disk is full: less than 1 MiB free on its disk");
         return TG_EDB;
     }
     return TG_OK;
 }
 
-int tg_store_write_probe(struct tg_store *st)
+int tg_sqlite_write_probe(struct tg_store *st)
 {
-    int rc = store_write(st, probe_w, NULL);
+    int rc = tg_sqlite_write(st, probe_w, NULL);
     if (rc == TG_OK)
         rc = room_for_writes(st);
     if (store_failure(rc))
@@ -312,9 +313,9 @@ static void checkpoint(sqlite3 *db)
     int log = 0, copied = 0;
     int rc = sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &copied);
     if (rc == SQLITE_OK) {
-        store_writer_lock();
+        tg_sqlite_writer_lock();
         rc = sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &copied);
-        store_writer_unlock();
+        tg_sqlite_writer_unlock();
     }
     if (rc != SQLITE_OK && (rc & 0xff) != SQLITE_BUSY)
         tg_log(TG_LOG_WARN, "WAL checkpoint failed: %s", sqlite3_errmsg(db));
@@ -324,7 +325,7 @@ static void *checkpointer(void *unused)
 {
     (void)unused;
     while (!tg_bg_wait(&ckpt, 0))
-        checkpoint(tg_store_sqlite(ckpt_st));
+        checkpoint(ckpt_st->db);
     return NULL;
 }
 
@@ -335,34 +336,34 @@ static int configure_writer(struct tg_store *w)
     char pragma[64];
     snprintf(pragma, sizeof(pragma), "PRAGMA cache_size = -%d", WRITER_CACHE_KB);
     if (sqlite3_exec(w->db, pragma, NULL, NULL, NULL) != SQLITE_OK)
-        return store_db_err(w, sqlite3_errcode(w->db), "configure the writer");
+        return tg_sqlite_db_err(w, sqlite3_errcode(w->db), "configure the writer");
     /* Rolling back must never fail for want of a statement. */
     const enum stmt_id fixed[] = {S_SAVEPOINT, S_RELEASE, S_ROLLBACK_TO};
     for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++) {
         sqlite3_stmt *s;
-        int rc = store_prep(w, fixed[i], &s);
+        int rc = tg_sqlite_prep(w, fixed[i], &s);
         if (rc != TG_OK)
             return rc;
     }
     return TG_OK;
 }
 
-int tg_store_writer_start(const char *path, int busy_ms, char *err, size_t errlen)
+int tg_sqlite_writer_start(const char *path, int busy_ms, char *err, size_t errlen)
 {
     struct tg_store *w = NULL, *c = NULL;
     /* Checkpoints are taken off every connection of this process once the checkpointer
      * runs; it must therefore be running before the handles that follow are opened. */
-    int rc = tg_store_open(&c, path, 0, busy_ms, err, errlen);
+    int rc = tg_sqlite_open(&c, path, 0, busy_ms, err, errlen);
     if (rc == TG_OK) {
         ckpt_st = c;
         if (tg_bg_start(&ckpt, checkpointer, NULL) != TG_OK) {
             snprintf(err, errlen, "cannot start the checkpoint thread");
-            tg_store_close(c);
+            tg_sqlite_close(c);
             ckpt_st = NULL;
             return TG_ERR;
         }
-        store_set_checkpoints_elsewhere(1);
-        rc = tg_store_open(&w, path, 0, busy_ms, err, errlen);
+        tg_sqlite_set_checkpoints_elsewhere(1);
+        rc = tg_sqlite_open(&w, path, 0, busy_ms, err, errlen);
     }
     if (rc == TG_OK) {
         rc = configure_writer(w);
@@ -370,8 +371,8 @@ int tg_store_writer_start(const char *path, int busy_ms, char *err, size_t errle
             snprintf(err, errlen, "%s", w->err);
     }
     if (rc != TG_OK) {
-        tg_store_close(w);
-        tg_store_writer_stop();
+        tg_sqlite_close(w);
+        tg_sqlite_writer_stop();
         return rc;
     }
     sqlite3_wal_hook(w->db, wal_grew, NULL);
@@ -380,12 +381,12 @@ int tg_store_writer_start(const char *path, int busy_ms, char *err, size_t errle
 }
 
 /* After the workers have stopped: nobody writes any more. */
-void tg_store_writer_stop(void)
+void tg_sqlite_writer_stop(void)
 {
     tg_bg_stop(&ckpt);
-    store_set_checkpoints_elsewhere(0);
-    tg_store_close(ckpt_st);
+    tg_sqlite_set_checkpoints_elsewhere(0);
+    tg_sqlite_close(ckpt_st);
     ckpt_st = NULL;
-    tg_store_close(grp.w);
+    tg_sqlite_close(grp.w);
     grp.w = NULL;
 }

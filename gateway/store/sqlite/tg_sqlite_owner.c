@@ -1,0 +1,47 @@
+/* What the upstream-compatible paths ask of the records: whether a team's submissions
+ * created a task group, and whose a run is. */
+#include <string.h>
+
+#include "tg_sqlite_int.h"
+
+static const char *const owner_sql[S_COUNT] = {
+    /* A group is the team's when one of its submissions created it: that submission made
+     * a create_group call that succeeded (the first one, or one sent again after attempts
+     * the upstream cannot have acted on: a submission makes one group at most). */
+    [C_GROUP_OWNED] =
+        "SELECT 1 FROM submissions s JOIN upstream_calls c ON c.submission_id = s.id"
+        " WHERE s.taskgroup_id = ?1 AND s.team_id = ?2"
+        " AND c.operation = 'create_group' AND c.outcome = 'ok' LIMIT 1",
+    [C_RUN_OWNER] =
+        "SELECT s.taskgroup_id FROM runs r JOIN submissions s ON s.id = r.submission_id"
+        " WHERE r.run_id = ?1 AND s.team_id = ?2",
+};
+
+int tg_sqlite_group_owned(struct tg_store *st, int64_t team_id, const char *taskgroup_id)
+{
+    sqlite3_stmt *s;
+    int rc = tg_sqlite_stmt(st, C_GROUP_OWNED, owner_sql[C_GROUP_OWNED], &s);
+    if (rc != TG_OK)
+        return rc;
+    tg_sqlite_bind_text(s, 1, taskgroup_id);
+    sqlite3_bind_int64(s, 2, team_id);
+    rc = tg_sqlite_one(st, s, "group owner");
+    tg_sqlite_done(s);
+    return rc;
+}
+
+int tg_sqlite_run_owned(struct tg_store *st, int64_t team_id, const char *run_id,
+                        char *group, size_t grouplen)
+{
+    sqlite3_stmt *s;
+    int rc = tg_sqlite_stmt(st, C_RUN_OWNER, owner_sql[C_RUN_OWNER], &s);
+    if (rc != TG_OK)
+        return rc;
+    tg_sqlite_bind_text(s, 1, run_id);
+    sqlite3_bind_int64(s, 2, team_id);
+    rc = tg_sqlite_one(st, s, "run owner");
+    if (rc == TG_OK)
+        tg_sqlite_col_copy(group, grouplen, s, 0);
+    tg_sqlite_done(s);
+    return rc;
+}
