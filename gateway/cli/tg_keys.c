@@ -1,5 +1,5 @@
 /* `taskgate keys rotate|status` and the key file setup of `init` and `serve` (tg_keys.h):
- * the command-line side of upstream keys at rest (tg_crypto.c, tg_store_keys.c). */
+ * the command-line side of upstream keys at rest (tg_crypto.c, store/sqlite/tg_sqlite_keys.c). */
 #include "tg_keys.h"
 
 #include <stdio.h>

@@ -1,6 +1,6 @@
 /* The daemon's thread pool and signal handling (see tg_server.h). Each worker owns its
  * reading database handle, upstream client and request pool; a request shares only the
- * group commit of its writes (tg_store_writer.c), the metrics and the log. */
+ * group commit of its writes (store/sqlite/tg_sqlite_writer.c), the metrics and the log. */
 #include "tg_server.h"
 
 #include <errno.h>

@@ -1,7 +1,7 @@
 /* The submission pipeline's HTTP-free half (tg_pipeline.c): a submission admitted as pending
  * goes upstream — a group created when none is named, its inputs sent in chunks, each call
  * sent again only while the upstream cannot have acted — and every call and run is recorded
- * before the answer goes out. The interfaces (http/tg_submit.c, http/tg_compat.c) fill a
+ * before the answer goes out. The interfaces (http/tg_submit.c, http/tg_sdk_api.c) fill a
  * tg_pipe, call tg_pipeline_forward and answer from it. */
 #ifndef TG_PIPELINE_H
 #define TG_PIPELINE_H

@@ -1,6 +1,6 @@
 /* A submission in flight, shared by the pipeline's steps: what the request asked for, what
  * the upstream has accepted so far, and the record it is stored as. Both interfaces fill one
- * (tg_submit.c, tg_compat.c); admission (core/tg_admit.c) reads its ask, forwarding
+ * (tg_submit.c, tg_sdk_api.c); admission (core/tg_admit.c) reads its ask, forwarding
  * (core/tg_pipeline.c) its p. */
 #ifndef TG_SUB_H
 #define TG_SUB_H
@@ -22,7 +22,7 @@ struct tg_failure;
 
 /* What makes an interface an interface: the steps of the pipeline that differ between the
  * simplified /v1/runs (tg_submit.c) and the upstream-compatible add-runs and create-group
- * (tg_compat.c). tg_submit_run calls them in this order, with the shared steps between:
+ * (tg_sdk_api.c). tg_submit_run calls them in this order, with the shared steps between:
  *   decode, [token, role], check, [admission], [create the group], build_chunk per chunk
  *   [sent, recorded], answer or answer_failed.
  * A step that answers itself (a 4xx with a rejected record, a database failure) returns

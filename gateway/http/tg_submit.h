@@ -1,5 +1,5 @@
 /* The submission pipeline's HTTP side, shared by the simplified interface (tg_submit.c) and
- * the upstream-compatible paths (tg_compat.c): tg_submit_run takes a request through the
+ * the upstream-compatible paths (tg_sdk_api.c): tg_submit_run takes a request through the
  * interface's steps (struct tg_sub_ops), admission (tg_admit.c), forwarding
  * (core/tg_pipeline.c) and the answer; every error becomes a status here. */
 #ifndef TG_SUBMIT_H
