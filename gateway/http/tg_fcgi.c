@@ -2,6 +2,7 @@
 #include "tg_fcgi.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <grp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -190,25 +191,37 @@ static int read_body(struct tg_fcgi *f, struct tg_pool *pool, long max_body,
     return TG_OK;
 }
 
+/* The FastCGI parameters a request carries, and the field of struct tg_request each fills
+ * (NULL when nginx did not send it). */
+static const struct {
+    const char *name;
+    size_t off;
+} params[] = {
+    {"REQUEST_METHOD", offsetof(struct tg_request, method)},
+    {"DOCUMENT_URI", offsetof(struct tg_request, path)},
+    {"QUERY_STRING", offsetof(struct tg_request, query)},
+    {"CONTENT_TYPE", offsetof(struct tg_request, content_type)},
+    {"HTTP_ACCEPT", offsetof(struct tg_request, accept)},
+    {"REMOTE_ADDR", offsetof(struct tg_request, remote_addr)},
+    {"REQUEST_ID", offsetof(struct tg_request, request_id)},
+    {"HTTP_AUTHORIZATION", offsetof(struct tg_request, authorization)},
+    {"HTTP_X_API_KEY", offsetof(struct tg_request, api_key)},
+    {"HTTP_PARALLEL_BETA", offsetof(struct tg_request, parallel_beta)},
+    {"HTTP_IDEMPOTENCY_KEY", offsetof(struct tg_request, idempotency_key)},
+    {"HTTP_USER_AGENT", offsetof(struct tg_request, user_agent)},
+    {"HTTP_X_STAINLESS_RETRY_COUNT", offsetof(struct tg_request, retry_count)},
+};
+
 int tg_fcgi_read(struct tg_fcgi *f, struct tg_pool *pool, long max_body,
                  struct tg_request *req)
 {
     memset(req, 0, sizeof(*req));
     req->pool = pool;
     req->started_us = tg_mono_us();
-    req->method = param(f, pool, "REQUEST_METHOD");
-    req->path = param(f, pool, "DOCUMENT_URI");
-    req->query = param(f, pool, "QUERY_STRING");
-    req->content_type = param(f, pool, "CONTENT_TYPE");
-    req->accept = param(f, pool, "HTTP_ACCEPT");
-    req->remote_addr = param(f, pool, "REMOTE_ADDR");
-    req->request_id = param(f, pool, "REQUEST_ID");
-    req->authorization = param(f, pool, "HTTP_AUTHORIZATION");
-    req->api_key = param(f, pool, "HTTP_X_API_KEY");
-    req->parallel_beta = param(f, pool, "HTTP_PARALLEL_BETA");
-    req->idempotency_key = param(f, pool, "HTTP_IDEMPOTENCY_KEY");
-    req->user_agent = param(f, pool, "HTTP_USER_AGENT");
-    req->retry_count = param(f, pool, "HTTP_X_STAINLESS_RETRY_COUNT");
+    for (size_t i = 0; i < sizeof(params) / sizeof(params[0]); i++) {
+        const char **field = (const char **)((char *)req + params[i].off);
+        *field = param(f, pool, params[i].name);
+    }
     if (req->method == NULL)
         req->method = "GET";
     if (req->path == NULL)
