@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "tg_core.h"
+#include "tg_http_reason.h"
 
 struct tg_conf;
 struct tg_store;
@@ -109,9 +110,6 @@ void tg_resp_json(struct tg_response *resp, int status, const char *json, size_t
  * case-insensitively and optional white space around ';' and '='. -1 when no range covers
  * it; accept may be NULL. */
 double tg_http_accept_q(const char *accept, const char *type);
-
-/* The reason phrase of an HTTP status ("OK", "Unprocessable Entity", …). */
-const char *tg_http_reason(int status);
 
 /* Finds and checks the request's team token: the Authorization or x-api-key header, else
  * form_token (a browser form's field; may be NULL). TG_OK fills *auth; otherwise resp

@@ -79,7 +79,7 @@ static void fault_status(const struct sim_fault *f, struct sim_response *resp)
     } else if (f->status == 422) {
         sim_response_detail(resp, "Injected validation error", "value_error", -1);
     } else {
-        snprintf(msg, sizeof msg, "Injected fault: %d %s", f->status, sim_http_reason(f->status));
+        snprintf(msg, sizeof msg, "Injected fault: %d %s", f->status, tg_http_reason(f->status));
         sim_response_error(resp, f->status, msg);
     }
     if (f->retry_after != NULL)
@@ -239,7 +239,7 @@ static void answer_unreadable(struct conn *c, enum sim_rd rc, const struct sim_r
         sim_log_status(sim_log_request(req), 413);
     sim_response_error(&resp, status, status == 413 ? "Request body too large (64 MiB at most)"
                                       : status == 501 ? "Transfer-Encoding not supported"
-                                                      : sim_http_reason(status));
+                                                      : tg_http_reason(status));
     sim_http_send(&c->io, &resp, 0, 0);
     sim_response_free(&resp);
 }

@@ -9,6 +9,8 @@
 #include <pthread.h>
 #include <stddef.h>
 
+#include "tg_http_reason.h"
+
 /* The one mutex around all shared state: groups, request log, faults, counters. Every
  * read or write of that state, and every json-c object it owns, happens under it. */
 extern pthread_mutex_t sim_lock;
@@ -134,8 +136,6 @@ void sim_request_free(struct sim_request *req);
 /* Sends resp in one write, with "Connection: close" unless keep; 0 or -1. */
 int sim_http_send(const struct sim_conn *c, const struct sim_response *resp, int keep,
                   int head_only);
-/* The reason phrase of a status code; static storage. */
-const char *sim_http_reason(int status);
 /* A server-sent event stream: its head (chunked for HTTP/1.1, else closed at the end),
  * one event ("event: <type>\ndata: <json>\n\n") per write, and its end. 0 or -1 when
  * the client is gone. */

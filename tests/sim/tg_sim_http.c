@@ -427,31 +427,6 @@ enum sim_rd sim_http_read(struct sim_conn *c, struct sim_request *req, int *keep
 
 /* ---- writing ------------------------------------------------------------------------- */
 
-const char *sim_http_reason(int status)
-{
-    switch (status) {
-    case 200: return "OK";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 402: return "Payment Required";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 409: return "Conflict";
-    case 413: return "Content Too Large";
-    case 422: return "Unprocessable Content";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    default: return "Status";
-    }
-}
-
 static int send_all(int fd, const char *p, size_t n)
 {
     while (n > 0) {
@@ -485,7 +460,7 @@ int sim_http_send(const struct sim_conn *c, const struct sim_response *resp, int
     }
     rc = sim_buf_addf(&out, "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
                       "Content-Length: %zu\r\n%s%s\r\n", resp->status,
-                      sim_http_reason(resp->status), resp->body_len, retry,
+                      tg_http_reason(resp->status), resp->body_len, retry,
                       !keep ? "Connection: close\r\n"
                       : c->http10 ? "Connection: keep-alive\r\n" : "");
     if (rc == 0 && !head_only)
