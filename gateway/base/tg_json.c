@@ -339,20 +339,13 @@ int tg_json_has_mcp_headers(json_object *obj)
     return tg_json_mcp_headers(obj, found, NULL) != TG_OK;
 }
 
-void tg_json_fingerprint(const char *text, size_t len, char out[TG_JSON_FINGERPRINT_LEN])
-{
-    char hash[TG_HASH_LEN];
-    tg_sha256_hex(text, len, hash);
-    snprintf(out, TG_JSON_FINGERPRINT_LEN, "sha256:%.12s", hash);
-}
-
 static int fingerprint_value(void *arg, json_object *headers, const char *name,
                              json_object *value)
 {
     (void)arg;
-    char print[TG_JSON_FINGERPRINT_LEN];
+    char print[TG_FINGERPRINT_LEN];
     const char *text = value != NULL ? json_object_get_string(value) : "";
-    tg_json_fingerprint(text, strlen(text), print);
+    tg_sha256_fingerprint(text, strlen(text), print);
     json_object *shown = json_object_new_string(print);
     if (shown == NULL)
         return TG_ENOMEM;

@@ -72,10 +72,6 @@ int tg_json_mcp_headers(json_object *obj, tg_json_mcp_fn fn, void *arg);
 /* Whether obj holds at least one MCP server header value. */
 int tg_json_has_mcp_headers(json_object *obj);
 
-/* A header value's fingerprint: "sha256:" and the first 12 hex digits of its SHA-256. */
-#define TG_JSON_FINGERPRINT_LEN 20
-void tg_json_fingerprint(const char *text, size_t len, char out[TG_JSON_FINGERPRINT_LEN]);
-
 /* Replaces, in place, every MCP server header value under obj with its fingerprint, for
  * what is stored, logged or shown. obj may be NULL or hold no MCP servers. TG_OK, or
  * TG_ENOMEM/TG_EINVAL with obj partly redacted: the caller must then show nothing of it. */

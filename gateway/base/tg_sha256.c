@@ -2,6 +2,7 @@
 #include "tg_sha256.h"
 
 #include <openssl/sha.h>
+#include <string.h>
 
 #include "tg_core.h"
 
@@ -10,4 +11,12 @@ void tg_sha256_hex(const void *s, size_t len, char hash[TG_HASH_LEN])
     unsigned char digest[SHA256_DIGEST_LENGTH];
     SHA256(s, len, digest);
     tg_hex(digest, sizeof(digest), hash);
+}
+
+void tg_sha256_fingerprint(const void *s, size_t len, char out[TG_FINGERPRINT_LEN])
+{
+    unsigned char digest[SHA256_DIGEST_LENGTH];
+    SHA256(s, len, digest);
+    memcpy(out, "sha256:", 7);
+    tg_hex(digest, 6, out + 7);
 }

@@ -7,11 +7,11 @@
 
 #include <json-c/json.h>
 #include <openssl/crypto.h>
-#include <openssl/sha.h>
 #include <sqlite3.h>
 
 #include "tg_crypto.h"
 #include "tg_json.h"
+#include "tg_sha256.h"
 #include "tg_store.h"
 #include "tg_sqlite_int.h"
 
@@ -197,17 +197,6 @@ int tg_sqlite_team_id(struct tg_store *st, const char *name, int64_t *team_id)
 #define UPSTREAM_KEY_MAX 1024
 #define SEALED_KEY_LEN TG_CRYPTO_SEALED_LEN(UPSTREAM_KEY_MAX)
 
-/* "sha256:" and the first 12 hex digits of the key's SHA-256: enough to tell keys apart,
- * far too little to recover one. */
-#define FINGERPRINT_LEN 20
-static void fingerprint(const char *key, char out[FINGERPRINT_LEN])
-{
-    unsigned char digest[SHA256_DIGEST_LENGTH];
-    SHA256((const unsigned char *)key, strlen(key), digest);
-    memcpy(out, "sha256:", 7);
-    tg_hex(digest, 6, out + 7);
-}
-
 static int check_team_args(struct tg_store *st, const char *name, const char *key)
 {
     if (name == NULL || name[0] == '\0' || strlen(name) > TEAM_NAME_MAX)
@@ -233,7 +222,7 @@ static int seal_key(struct tg_store *st, const char *name, const char *key,
 /* A team's key as stored: sealed, with the sealing key's id and the key's fingerprint, and
  * the time of the change. */
 struct team_key {
-    char fp[FINGERPRINT_LEN], now[TG_TIME_LEN], sealed[SEALED_KEY_LEN], kid[TG_CRYPTO_KID_LEN];
+    char fp[TG_FINGERPRINT_LEN], now[TG_TIME_LEN], sealed[SEALED_KEY_LEN], kid[TG_CRYPTO_KID_LEN];
 };
 
 /* Checks a team's name and key and makes what is stored of them. */
@@ -243,7 +232,7 @@ static int team_key_make(struct tg_store *st, const char *name, const char *key,
     int rc = check_team_args(st, name, key);
     if (rc != TG_OK)
         return rc;
-    fingerprint(key, k->fp);
+    tg_sha256_fingerprint(key, strlen(key), k->fp);
     tg_sqlite_now_text(k->now);
     return seal_key(st, name, key, k->sealed, k->kid);
 }
@@ -296,7 +285,7 @@ int tg_sqlite_team_set_key(struct tg_store *st, const struct tg_actor *who, cons
         rc = tg_sqlite_tx_begin(st);
     if (rc != TG_OK)
         return rc;
-    char old_fp[FINGERPRINT_LEN + 8];
+    char old_fp[TG_FINGERPRINT_LEN + 8];
     rc = lookup_text(st, S_TEAM_FP, name, 0, old_fp, sizeof(old_fp));
     if (rc == TG_ENOTFOUND)
         tg_sqlite_set_err(st, "no team named '%s'", name);
