@@ -59,6 +59,7 @@ socket_mode = 0660
 database = $run/taskgate.db
 upstream_url = $upstream
 threads = 32
+nginx_listen = 127.0.0.1:$port
 CONF
 
 tg() { "$build/taskgate" --config "$run/taskgate.conf" "$@"; }
@@ -89,16 +90,17 @@ user_line=""
 # nginx's workers run as the daemon's own user (or, started by root, as root): the only
 # ones besides the daemon that may write to its 0660 socket.
 [ "$(id -u)" -eq 0 ] && user_line="user root;"
-sed -e "s|^\(\s*\)listen .*;|\1listen 127.0.0.1:$port;|" \
-    -e "s|server unix:.*;|server unix:$run/taskgate.sock;|" \
-    "$top/nginx/taskgate.conf" >"$run/site.conf"
+# The site comes from the daemon's own config: one source for the socket, the limits,
+# the timeouts and the upstream (with its TLS when it is Parallel).
+tg nginx-site >"$run/site.conf"
 cat >"$run/nginx.conf" <<NGINX
 $user_line
 daemon on;
 worker_processes auto;
 pid $run/nginx.pid;
 error_log $run/nginx-error.log;
-events { worker_connections 1024; }
+worker_rlimit_nofile 16384;
+events { worker_connections 8192; }
 http {
     access_log $run/access.log;
     client_body_temp_path $run/tmp/body;

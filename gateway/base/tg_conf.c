@@ -34,7 +34,8 @@ enum type {
     T_OPTPATH, /* a file path as T_PATH, or empty (the key's documented default applies) */
     T_LISTEN, /* "host:port" or ":port", or else a unix socket path (resolved like T_PATH) */
     T_URL,    /* http:// or https:// base URL; one trailing slash is dropped */
-    T_NAME    /* letters, digits, '-' and '_'; may be empty */
+    T_NAME,   /* letters, digits, '-' and '_'; may be empty */
+    T_ADDRS   /* IP addresses (with an optional :port), separated by spaces; may be empty */
 };
 
 struct key {
@@ -57,7 +58,6 @@ static const struct key keys[] = {
     {"socket_mode", T_OCTAL, FIELD(socket_mode), 0, 0777, "0660", NULL},
     {"socket_group", T_NAME, FIELD(socket_group), 0, 0, "", NULL},
     {"threads", T_LONG, FIELD(threads), 1, 4096, "32", NULL},
-    {"max_long_reads", T_LONG, FIELD(max_long_reads), 0, 4096, "0", NULL},
     {"backlog", T_LONG, FIELD(backlog), 1, 65535, "1024", NULL},
     {"database", T_PATH, FIELD(database), 0, 0, "/var/lib/taskgate/taskgate.db", NULL},
     {"db_busy_timeout_ms", T_LONG, FIELD(db_busy_timeout_ms), 0, 600000, "10000", NULL},
@@ -68,6 +68,7 @@ static const struct key keys[] = {
      "5000", NULL},
     {"upstream_timeout_ms", T_LONG, FIELD(upstream_timeout_ms), 1, 3600000, "60000", NULL},
     {"max_body_bytes", T_SIZE, FIELD(max_body_bytes), 1024, 1073741824, "10M", NULL},
+    {"max_answer_bytes", T_SIZE, FIELD(max_answer_bytes), 65536, 1073741824, "64M", NULL},
     {"chunk_size", T_LONG, FIELD(chunk_size), 1, 1000, "1000", NULL},
     {"max_inputs_per_submission", T_LONG, FIELD(max_inputs_per_submission), 1, 1000000,
      "10000", NULL},
@@ -79,6 +80,11 @@ static const struct key keys[] = {
     {"reconcile_on_start", T_LONG, FIELD(reconcile_on_start), 0, 1, "1", NULL},
     {"reconcile_after_s", T_LONG, FIELD(reconcile_after_s), 0, 86400, "300", NULL},
     {"housekeeping_interval_s", T_LONG, FIELD(housekeeping_interval_s), 1, 86400, "60", NULL},
+    {"long_reads_per_team", T_LONG, FIELD(long_reads_per_team), 1, 1000000, "1000", NULL},
+    {"nginx_listen", T_LISTEN, FIELD(nginx_listen), 0, 0, "127.0.0.1:8080", NULL},
+    {"nginx_resolver", T_ADDRS, FIELD(nginx_resolver), 0, 0, "", NULL},
+    {"upstream_ca_file", T_PATH, FIELD(upstream_ca_file), 0, 0,
+     "/etc/ssl/certs/ca-certificates.crt", NULL},
     {"user", T_NAME, FIELD(user), 0, 0, "", NULL},
     {"log_level", T_ENUM, FIELD(log_level), 0, 0, "info", level_names},
     {"log_format", T_ENUM, FIELD(log_format), 0, 0, "logfmt", format_names},
@@ -364,6 +370,15 @@ static int set_string(struct tg_conf *c, const struct key *k, const char *value,
 
     case T_URL:
         return set_url(k, value, len, dst, where, err, errlen);
+
+    case T_ADDRS:
+        /* Written into the nginx site as they are: nothing but address characters. */
+        if (strspn(value, "0123456789abcdefABCDEF.:[] ") != len)
+            return fail(err, errlen, TG_EINVAL,
+                        "%s: %s: '%s' must be IP addresses separated by spaces", where,
+                        k->name, show(value, sv));
+        memcpy(dst, value, len + 1);
+        return TG_OK;
 
     case T_LISTEN:
         if (len == 0)

@@ -15,7 +15,6 @@ struct tg_conf {
     long socket_mode;               /* permissions of a unix socket, e.g. 0660 */
     char socket_group[33];          /* the unix socket's group (nginx's workers'); "" keep */
     long threads;                   /* worker threads */
-    long max_long_reads;            /* event streams and awaited results at once; 0: threads/2 */
     long backlog;                   /* listen backlog */
     char database[TG_CONF_STR];     /* SQLite file, or a URI (kept as given) */
     long db_busy_timeout_ms;        /* how long to wait on a locked database */
@@ -26,6 +25,7 @@ struct tg_conf {
     long upstream_connect_timeout_ms;
     long upstream_timeout_ms;
     long max_body_bytes;
+    long max_answer_bytes;          /* the largest answer the daemon builds (nginx's temp file) */
     long chunk_size;                /* inputs per add-runs request, at most 1000 */
     long max_inputs_per_submission;
     char default_processor[64];     /* global default; "" for none */
@@ -35,6 +35,12 @@ struct tg_conf {
     long reconcile_on_start;        /* 1: reconcile unknown submissions when the daemon starts */
     long reconcile_after_s;         /* unknown this long: reconciled in the background; 0 never */
     long housekeeping_interval_s;   /* how often the background thread looks for work */
+    long long_reads_per_team;       /* a team's event streams and awaited results open at once,
+                                       counted by nginx (the site's limit_conn) */
+    char nginx_listen[TG_CONF_STR]; /* where the rendered nginx site listens */
+    char nginx_resolver[TG_CONF_STR]; /* DNS servers for nginx to find the upstream; "": those
+                                         of /etc/resolv.conf when the site is rendered */
+    char upstream_ca_file[TG_CONF_STR]; /* the CAs nginx verifies the upstream against */
     char user[33];                  /* the user to run as when started as root; "" none */
     enum tg_log_level log_level;
     enum tg_log_format log_format;

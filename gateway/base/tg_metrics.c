@@ -17,19 +17,24 @@ static const char *const operations[] = {"create_group", "add_runs", "read", "ot
 #define NOPS (sizeof(operations) / sizeof(operations[0]))
 static const char *const states[] = {"pending", "accepted", "rejected", "failed", "unknown"};
 #define NSTATES (sizeof(states) / sizeof(states[0]))
+/* What came of a read's authorisation (tg_metrics_read); the last is the catch-all. */
+static const char *const read_outcomes[] = {"read", "stream", "result", "token", "role",
+                                            "not_found", "invalid", "unavailable", "other"};
+#define NREADS (sizeof(read_outcomes) / sizeof(read_outcomes[0]))
+#define NREADS_AUTHORISED 3 /* the first three: the read went on to nginx's proxy */
 /* Upstream latency buckets, in seconds. */
 static const double buckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
 #define NBUCKETS (sizeof(buckets) / sizeof(buckets[0]))
 
 static long workers;
 static atomic_long in_flight;
-static atomic_long streams;
 static atomic_ulong requests[NIFACES][STATUS_MAX];
 static atomic_ulong upstream_calls[NOPS][STATUS_MAX];
 static atomic_ulong latency_bucket[NBUCKETS + 1];
 static atomic_ulong latency_count;
 static atomic_ullong latency_sum_us;
 static atomic_ulong submissions[NSTATES];
+static atomic_ulong reads[NREADS];
 static atomic_ullong db_wait_us;
 static atomic_ulong db_tx, db_writes, db_frames;
 
@@ -37,6 +42,7 @@ static pthread_mutex_t teams_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct {
     char name[65];
     atomic_ulong runs;
+    atomic_ulong long_reads; /* event streams and awaited results authorised */
 } teams[TEAMS_MAX];
 static atomic_int nteams;
 
@@ -91,17 +97,13 @@ void tg_metrics_submission(int state)
         atomic_fetch_add_explicit(&submissions[state], 1, memory_order_relaxed);
 }
 
-void tg_metrics_runs(const char *team, long n)
+/* The counters of team, added when it is first seen; NULL past TEAMS_MAX teams. */
+static int team_slot(const char *team)
 {
-    if (team == NULL || n <= 0)
-        return;
     int count = atomic_load(&nteams);
-    for (int i = 0; i < count; i++) {
-        if (strcmp(teams[i].name, team) == 0) {
-            atomic_fetch_add_explicit(&teams[i].runs, (unsigned long)n, memory_order_relaxed);
-            return;
-        }
-    }
+    for (int i = 0; i < count; i++)
+        if (strcmp(teams[i].name, team) == 0)
+            return i;
     pthread_mutex_lock(&teams_lock);
     count = atomic_load(&nteams);
     int i = 0;
@@ -115,29 +117,32 @@ void tg_metrics_runs(const char *team, long n)
         teams[i].name[len] = '\0';
         atomic_store(&nteams, count + 1);
     }
-    if (i < TEAMS_MAX)
-        atomic_fetch_add_explicit(&teams[i].runs, (unsigned long)n, memory_order_relaxed);
     pthread_mutex_unlock(&teams_lock);
+    return i < TEAMS_MAX ? i : -1;
+}
+
+void tg_metrics_runs(const char *team, long n)
+{
+    if (team == NULL || n <= 0)
+        return;
+    int i = team_slot(team);
+    if (i >= 0)
+        atomic_fetch_add_explicit(&teams[i].runs, (unsigned long)n, memory_order_relaxed);
+}
+
+void tg_metrics_read(const char *outcome, const char *team)
+{
+    atomic_fetch_add_explicit(&reads[index_of(read_outcomes, NREADS, outcome)], 1,
+                              memory_order_relaxed);
+    int i = team != NULL ? team_slot(team) : -1;
+    if (i >= 0)
+        atomic_fetch_add_explicit(&teams[i].long_reads, 1, memory_order_relaxed);
 }
 
 void tg_metrics_db_wait(int64_t us)
 {
     atomic_fetch_add_explicit(&db_wait_us, (unsigned long long)(us > 0 ? us : 0),
                               memory_order_relaxed);
-}
-
-int tg_metrics_long_read_begin(long max)
-{
-    long now = atomic_fetch_add_explicit(&streams, 1, memory_order_relaxed);
-    if (now < max)
-        return 1;
-    atomic_fetch_sub_explicit(&streams, 1, memory_order_relaxed);
-    return 0;
-}
-
-void tg_metrics_long_read_end(void)
-{
-    atomic_fetch_sub_explicit(&streams, 1, memory_order_relaxed);
 }
 
 void tg_metrics_db_tx(unsigned long writes, unsigned long frames)
@@ -168,9 +173,6 @@ static void render_requests(struct tg_buf *b)
                    "# TYPE taskgate_requests_total counter\n");
     render_by_status(b, "taskgate_requests_total", "interface", interfaces, NIFACES, requests);
     long busy = atomic_load(&in_flight);
-    tg_buf_printf(b, "# HELP taskgate_long_reads_open Event streams and awaited results being "
-                     "relayed now, each holding a worker.\n# TYPE taskgate_long_reads_open "
-                     "gauge\ntaskgate_long_reads_open %ld\n", atomic_load(&streams));
     tg_buf_printf(b, "# HELP taskgate_requests_in_flight Requests being handled now.\n"
                      "# TYPE taskgate_requests_in_flight gauge\ntaskgate_requests_in_flight %ld\n"
                      "# HELP taskgate_workers_free Worker threads waiting for a request.\n"
@@ -214,6 +216,24 @@ static void render_records(struct tg_buf *b)
     for (int i = 0; i < count; i++)
         tg_buf_printf(b, "taskgate_runs_created_total{team=\"%s\"} %lu\n", teams[i].name,
                       atomic_load_explicit(&teams[i].runs, memory_order_relaxed));
+    tg_buf_adds(b, "# HELP taskgate_long_reads_authorised_total Event streams and awaited "
+                   "results authorised for nginx to proxy, by team.\n"
+                   "# TYPE taskgate_long_reads_authorised_total counter\n");
+    for (int i = 0; i < count; i++)
+        tg_buf_printf(b, "taskgate_long_reads_authorised_total{team=\"%s\"} %lu\n",
+                      teams[i].name,
+                      atomic_load_explicit(&teams[i].long_reads, memory_order_relaxed));
+    tg_buf_adds(b, "# HELP taskgate_reads_authorised_total Reads of the upstream API authorised "
+                   "for nginx to proxy, by kind.\n# TYPE taskgate_reads_authorised_total "
+                   "counter\n");
+    for (size_t i = 0; i < NREADS_AUTHORISED; i++)
+        tg_buf_printf(b, "taskgate_reads_authorised_total{kind=\"%s\"} %lu\n",
+                      read_outcomes[i], atomic_load_explicit(&reads[i], memory_order_relaxed));
+    tg_buf_adds(b, "# HELP taskgate_reads_refused_total Reads of the upstream API refused, by "
+                   "reason.\n# TYPE taskgate_reads_refused_total counter\n");
+    for (size_t i = NREADS_AUTHORISED; i < NREADS; i++)
+        tg_buf_printf(b, "taskgate_reads_refused_total{reason=\"%s\"} %lu\n",
+                      read_outcomes[i], atomic_load_explicit(&reads[i], memory_order_relaxed));
     tg_buf_printf(b, "# HELP taskgate_db_wait_seconds_total Time writes spent waiting for their "
                      "write transaction to begin.\n# TYPE taskgate_db_wait_seconds_total counter\n"
                      "taskgate_db_wait_seconds_total %.6f\n"

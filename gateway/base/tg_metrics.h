@@ -25,11 +25,10 @@ void tg_metrics_submission(int state);
 /* The upstream created n runs for team. */
 void tg_metrics_runs(const char *team, long n);
 
-/* A read that holds a worker for long (an event stream, an awaited result) begins: 1 when
- * fewer than max are open (it is then counted until tg_metrics_long_read_end), 0 when it
- * must be refused. */
-int tg_metrics_long_read_begin(long max);
-void tg_metrics_long_read_end(void);
+/* A read of the upstream API was authorised for nginx to proxy ("read", "stream",
+ * "result") or refused ("token", "role", "not_found", "invalid", "unavailable"); team is
+ * the team of an authorised stream or awaited result, else NULL. */
+void tg_metrics_read(const char *outcome, const char *team);
 
 /* Time a write spent waiting for its transaction to begin. */
 void tg_metrics_db_wait(int64_t us);

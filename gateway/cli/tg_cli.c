@@ -18,6 +18,7 @@
 #include "tg_keys.h"
 #include "tg_limits.h"
 #include "tg_log.h"
+#include "tg_nginx_site.h"
 #include "tg_reconcile.h"
 #include "tg_server.h"
 #include "tg_store.h"
@@ -50,6 +51,8 @@ static const char usage_text[] =
     "  preset show TEAM NAME        print a preset\n"
     "  preset list TEAM             list a team's presets\n"
     "  config                       print the effective configuration\n"
+    "  nginx-site                   print the nginx site for this config (socket, limits,\n"
+    "                               timeouts, the upstream and its TLS)\n"
     TG_KEYS_USAGE
     TG_AUDIT_USAGE
     "\n"
@@ -444,6 +447,7 @@ static const struct command {
     {"init", cmd_init, 1},         {"serve", cmd_serve, 1},     {"team", cmd_team, 0},
     {"token", cmd_token, 0},       {"preset", cmd_preset, 0},   {"config", cmd_config, 1},
     {"audit", tg_audit_cli, 0},    {"keys", tg_keys_cli, 0},    {"reconcile", tg_reconcile_cli, 0},
+    {"nginx-site", tg_nginx_site_cli, 1},
     {NULL, NULL, 0},
 };
 

@@ -19,11 +19,7 @@
 
 struct tg_fcgi {
     FCGX_Request req;
-    struct tg_stream stream;
 };
-
-static int stream_begin(void *ctx, const struct tg_request *req, const struct tg_response *resp);
-static int stream_write(void *ctx, const char *data, size_t len);
 
 int tg_fcgi_init(void)
 {
@@ -141,9 +137,6 @@ struct tg_fcgi *tg_fcgi_new(int fd)
         free(f);
         return NULL;
     }
-    f->stream.ctx = f;
-    f->stream.begin = stream_begin;
-    f->stream.write = stream_write;
     return f;
 }
 
@@ -234,11 +227,11 @@ int tg_fcgi_read(struct tg_fcgi *f, struct tg_pool *pool, long max_body,
             req->request_id = tg_pool_strdup(pool, id);
     }
     req->body = "";
-    req->out = &f->stream;
+    req->authorize = FCGX_GetParam("TASKGATE_AUTHORIZE", f->req.envp) != NULL;
     return read_body(f, pool, max_body, req);
 }
 
-/* Writes the CGI status line and headers; content_length < 0 leaves it out (a stream). */
+/* Writes the CGI status line and headers. */
 static int write_head(struct tg_fcgi *f, const struct tg_request *req,
                       const struct tg_response *resp, long long content_length)
 {
@@ -248,10 +241,7 @@ static int write_head(struct tg_fcgi *f, const struct tg_request *req,
     tg_buf_printf(&head, "Status: %d %s\r\nContent-Type: %s\r\n", status,
                   tg_http_reason(status),
                   resp->content_type != NULL ? resp->content_type : "application/json");
-    if (content_length >= 0)
-        tg_buf_printf(&head, "Content-Length: %lld\r\n", content_length);
-    else
-        tg_buf_adds(&head, "X-Accel-Buffering: no\r\n");
+    tg_buf_printf(&head, "Content-Length: %lld\r\n", content_length);
     if (req->request_id != NULL)
         tg_buf_printf(&head, "X-Request-Id: %s\r\n", req->request_id);
     int cache_set = 0; /* answers are not cached unless the handler said otherwise */
@@ -268,32 +258,9 @@ static int write_head(struct tg_fcgi *f, const struct tg_request *req,
 void tg_fcgi_write(struct tg_fcgi *f, const struct tg_request *req,
                    const struct tg_response *resp)
 {
-    if (resp->streamed)
-        return;
     write_head(f, req, resp, (long long)resp->body.len);
     if (strcmp(req->method, "HEAD") != 0 && resp->body.len > 0)
         FCGX_PutStr(resp->body.data, (int)resp->body.len, f->req.out);
-}
-
-static int stream_begin(void *ctx, const struct tg_request *req, const struct tg_response *resp)
-{
-    struct tg_fcgi *f = ctx;
-    if (write_head(f, req, resp, -1) != TG_OK)
-        return TG_ERR;
-    return FCGX_FFlush(f->req.out) < 0 ? TG_ERR : TG_OK;
-}
-
-static int stream_write(void *ctx, const char *data, size_t len)
-{
-    struct tg_fcgi *f = ctx;
-    while (len > 0) {
-        int n = len > 65536 ? 65536 : (int)len;
-        if (FCGX_PutStr(data, n, f->req.out) != n)
-            return TG_ERR;
-        data += n;
-        len -= (size_t)n;
-    }
-    return FCGX_FFlush(f->req.out) < 0 ? TG_ERR : TG_OK;
 }
 
 void tg_fcgi_finish(struct tg_fcgi *f)

@@ -17,17 +17,6 @@ struct tg_request;
 struct tg_response;
 struct tg_auth;
 
-/* A response written as it is produced (event streams, long polls), for handlers that
- * relay an answer as it arrives instead of buffering it. */
-struct tg_stream {
-    void *ctx;
-    /* Sends resp's status, content type and headers, with no Content-Length, and asks
-     * nginx not to buffer. TG_OK, or TG_ERR when the client is gone. */
-    int (*begin)(void *ctx, const struct tg_request *req, const struct tg_response *resp);
-    /* Sends data at once. TG_OK, or TG_ERR when the client is gone. */
-    int (*write)(void *ctx, const char *data, size_t len);
-};
-
 #define TG_ROUTE_CAPS 4 /* the most captures a route pattern has */
 
 /* Every string is NUL-terminated and lives in pool (or is static); NULL means absent. */
@@ -49,7 +38,8 @@ struct tg_request {
     const char *body;          /* NUL-terminated for convenience; may contain NULs */
     size_t body_len;
     int64_t started_us;        /* tg_mono_us() when the request arrived */
-    struct tg_stream *out;     /* for streamed answers; NULL where none is possible */
+    int authorize;             /* nginx's authorisation subrequest for a read it proxies
+                                * (the TASKGATE_AUTHORIZE parameter) */
     /* Filled by the router (tg_router.c) before the handler runs: the path's segments that
      * the route's pattern captures ({id}, {team}...), in order, and the token's owner when
      * the route needs a token (NULL for a route that takes none). */
@@ -68,7 +58,6 @@ struct tg_response {
     const char *header_value[TG_RESP_MAX_HEADERS];
     int nheaders;
     struct tg_buf body;        /* owned by the worker, cleared per request */
-    int streamed;              /* the answer went out through req->out already */
     void *idem;                /* tg_idem.c: the record to store this answer on, or NULL */
     int replayed;              /* the answer is a stored one, replayed as it was */
     /* Filled by handlers for the request's log line. */

@@ -396,6 +396,11 @@ static void route(struct tg_worker *w, struct tg_request *req, struct tg_respons
 void tg_handle(struct tg_worker *w, struct tg_request *req, struct tg_response *resp)
 {
     route(w, req, resp);
+    if (req->authorize) {
+        /* nginx's subrequest: a refusal goes back as one it can pass on (tg_sdk_api.c). */
+        tg_sdk_api_authorized(req, resp);
+        return;
+    }
     /* The answer exactly as it goes out (HTML included), for a repeat to replay. */
     if (resp->idem != NULL)
         tg_idem_answered(w, req, resp);

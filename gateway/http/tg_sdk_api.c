@@ -9,10 +9,12 @@
  *   GET  {api}/tasks/groups/{id}/runs/{run_id}   one run
  *   GET  {api}/tasks/runs/{run_id}[/result|/input|/events]
  *
- * {api} is /v1 or /v1beta. Reads are relayed as the upstream answers them, as they arrive,
- * and only for groups and runs the team's own submissions created: anything else is a
- * 404, whoever holds the Parallel key. Errors the gateway makes itself use the upstream's
- * shapes and the statuses the SDKs map to their typed errors. */
+ * {api} is /v1 or /v1beta. Reads never hold a worker: nginx asks the daemon to authorise
+ * each (a subrequest, req->authorize) and proxies it to the upstream itself with the key
+ * the authorisation gives it, only for groups and runs the team's own submissions
+ * created: anything else is a 404, whoever holds the Parallel key. Errors the gateway
+ * makes itself use the upstream's shapes and the statuses the SDKs map to their typed
+ * errors. */
 #include "tg_sdk_api.h"
 
 #include <stdio.h>
@@ -29,15 +31,10 @@
 #include "tg_upstream.h"
 #include "tg_validate.h"
 
-/* Event streams stay open while the upstream keeps them so (an hour at most, it says). */
-#define STREAM_LIMIT_MS (65L * 60 * 1000)
 /* A result may be awaited this long at most, whatever timeout the client asks for. */
 #define RESULT_TIMEOUT_MAX_S 3600L
 /* The upstream's default for a result's timeout (its OpenAPI document). */
 #define RESULT_TIMEOUT_DEFAULT_S 600L
-/* Added to the result's timeout for the upstream's own answer to arrive. */
-#define RESULT_MARGIN_MS 30000L
-/* The metadata key of the gateway's tag on every run it forwards. */
 
 /* What a path names; parts are pool strings, NULL when absent. */
 struct route {
@@ -72,96 +69,13 @@ static int team_key(struct tg_worker *w, const struct tg_request *req, struct tg
     return TG_ERR;
 }
 
-/* Answers an upstream call that produced nothing the client could be given. */
-static void answer_unreachable(const struct tg_request *req, struct tg_response *resp,
-                               const struct tg_up_result *res)
-{
-    if (res->outcome == TG_OUTCOME_UNKNOWN && res->timed_out)
-        tg_resp_error(resp, req, 504, "the upstream did not answer in time", NULL);
-    else
-        tg_resp_error(resp, req, 502, "could not reach the upstream", NULL);
-}
+/* ---- reads: authorised here, proxied by nginx ------------------------------------------ */
 
-/* ---- reads --------------------------------------------------------------------------- */
-
-struct relay_ctx {
-    const struct tg_request *req;
-    struct tg_response *resp;
-};
-
-static int relay_head(void *arg, int status, const char *content_type, const char *retry_after)
-{
-    struct relay_ctx *c = arg;
-    struct tg_response *resp = c->resp;
-    resp->status = status == 401 ? 502 : status; /* our key, not the client's token */
-    resp->content_type = tg_pool_strdup(c->req->pool,
-                                        content_type != NULL ? content_type : "application/json");
-    if (retry_after != NULL)
-        tg_resp_header(resp, "Retry-After", tg_pool_strdup(c->req->pool, retry_after));
-    resp->streamed = 1;
-    return c->req->out->begin(c->req->out->ctx, c->req, resp);
-}
-
-static int relay_data(void *arg, const char *data, size_t len)
-{
-    struct relay_ctx *c = arg;
-    return c->req->out->write(c->req->out->ctx, data, len);
-}
-
-/* Relays a GET of path to the client as it arrives. */
-static void relay_get(struct tg_worker *w, const struct tg_request *req,
-                      struct tg_response *resp, const struct tg_auth *auth, const char *path,
-                      const char *accept, long timeout_ms)
-{
-    char key[TG_UPSTREAM_KEY_MAX];
-    if (team_key(w, req, resp, auth, key, sizeof(key)) != TG_OK)
-        return;
-    struct relay_ctx ctx = {req, resp};
-    struct tg_up_sink sink = {&ctx, relay_head, relay_data};
-    struct tg_up_result res;
-    int rc = tg_upstream_relay(w->up, path, key, req->parallel_beta, accept, req->request_id,
-                               timeout_ms, &sink, &res);
-    tg_memzero(key, sizeof(key));
-    resp->upstream_us = res.duration_us;
-    if (rc != TG_OK) {
-        tg_resp_error(resp, req, 400, "a header cannot be passed on as it is", NULL);
-        return;
-    }
-    tg_metrics_upstream("read", res.http_status, res.duration_us);
-    if (!res.relayed) {
-        resp->streamed = 0;
-        tg_buf_clear(&resp->body);
-        resp->nheaders = 0;
-        answer_unreachable(req, resp, &res);
-    }
-}
-
-/* A path to read: the client's path and query, checked. NULL: the answer is in resp. */
-static const char *read_path(const struct tg_request *req, struct tg_response *resp)
-{
-    if (!plain_query(req->query)) {
-        tg_resp_error(resp, req, 400, "the query string has characters that must be escaped",
-                      NULL);
-        return NULL;
-    }
-    const char *path = req->query[0] != '\0'
-                           ? tg_pool_printf(req->pool, "%s?%s", req->path, req->query)
-                           : req->path;
-    if (path == NULL)
-        tg_resp_error(resp, req, 500, "out of memory", NULL);
-    return path;
-}
-
-static void not_found(const struct tg_request *req, struct tg_response *resp, const char *what)
-{
-    tg_resp_error(resp, req, 404, what, NULL);
-}
-
-/* How long a result may take, into *ms: the client's ?timeout= (whole seconds, at most
- * RESULT_TIMEOUT_MAX_S of them awaited), or the upstream's default when absent, plus a
- * margin. TG_EINVAL for anything else (a sign, a fraction, a word, an empty value) and
- * for a timeout given twice, which the upstream might read otherwise than the gateway. */
-static int result_limit_ms(const struct tg_request *req, long *ms)
+/* How long a result may be awaited, in whole seconds, into *secs: the client's ?timeout=
+ * (at most RESULT_TIMEOUT_MAX_S), or the upstream's default when absent. TG_EINVAL for
+ * anything else (a sign, a fraction, a word, an empty value) and for a timeout given
+ * twice, which the upstream might read otherwise than the gateway. */
+static int result_timeout(const struct tg_request *req, long *secs)
 {
     char value[64] = "";
     int seen = 0;
@@ -174,24 +88,67 @@ static int result_limit_ms(const struct tg_request *req, long *ms)
         }
         q += n + (q[n] == '&' ? 1 : 0);
     }
-    long secs = RESULT_TIMEOUT_DEFAULT_S;
-    if (seen) {
-        size_t len = strlen(value);
-        if (len == 0 || strspn(value, "0123456789") != len)
-            return TG_EINVAL;
-        secs = 0;
-        for (size_t i = 0; i < len && secs <= RESULT_TIMEOUT_MAX_S; i++)
-            secs = secs * 10 + (value[i] - '0');
-        if (secs > RESULT_TIMEOUT_MAX_S)
-            secs = RESULT_TIMEOUT_MAX_S;
-    }
-    *ms = secs * 1000 + RESULT_MARGIN_MS;
+    *secs = RESULT_TIMEOUT_DEFAULT_S;
+    if (!seen)
+        return TG_OK;
+    size_t len = strlen(value);
+    if (len == 0 || strspn(value, "0123456789") != len)
+        return TG_EINVAL;
+    long v = 0;
+    for (size_t i = 0; i < len && v <= RESULT_TIMEOUT_MAX_S; i++)
+        v = v * 10 + (value[i] - '0');
+    *secs = v > RESULT_TIMEOUT_MAX_S ? RESULT_TIMEOUT_MAX_S : v;
     return TG_OK;
 }
 
-static void serve_read(struct tg_worker *w, const struct tg_request *req,
-                       struct tg_response *resp, const struct route *r,
-                       const struct tg_auth *auth)
+/* The query to send upstream: the client's, with a result's timeout written as the
+ * gateway will honour it (capped), so that nginx's wait and the upstream's agree. */
+static const char *upstream_query(const struct tg_request *req, int result, long secs)
+{
+    if (!result)
+        return req->query;
+    struct tg_buf b;
+    tg_buf_init(&b, 4096);
+    int rc = TG_OK;
+    for (const char *q = req->query; rc == TG_OK && *q != '\0';) {
+        size_t n = strcspn(q, "&");
+        int is_timeout = n >= 7 && strncmp(q, "timeout", 7) == 0 && (n == 7 || q[7] == '=');
+        if (n > 0 && !is_timeout)
+            rc = tg_buf_printf(&b, "%s%.*s", b.len > 0 ? "&" : "", (int)n, q);
+        q += n + (q[n] == '&' ? 1 : 0);
+    }
+    if (rc == TG_OK)
+        rc = tg_buf_printf(&b, "%stimeout=%ld", b.len > 0 ? "&" : "", secs);
+    const char *out = rc == TG_OK ? tg_pool_strdup(req->pool, tg_buf_str(&b)) : NULL;
+    tg_buf_free(&b);
+    return out;
+}
+
+/* The read's path upstream, rebuilt from what the route captured (ids the router checked)
+ * rather than passed on as the client wrote it. */
+static const char *upstream_path(const struct tg_request *req, const struct route *r,
+                                 const char *query)
+{
+    const char *q = query[0] != '\0' ? "?" : "";
+    const char *leaf = r->leaf != NULL ? r->leaf : "";
+    const char *sep = r->leaf != NULL ? "/" : "";
+    if (r->groups && r->run != NULL)
+        return tg_pool_printf(req->pool, "%s/tasks/groups/%s/runs/%s%s%s", r->api, r->group,
+                              r->run, q, query);
+    if (r->groups)
+        return tg_pool_printf(req->pool, "%s/tasks/groups/%s%s%s%s%s", r->api, r->group, sep,
+                              leaf, q, query);
+    return tg_pool_printf(req->pool, "%s/tasks/runs/%s%s%s%s%s", r->api, r->run, sep, leaf, q,
+                          query);
+}
+
+/* Authorises a read for nginx: the team's own group or run, a header and query the
+ * upstream can be given. The answer is 200 with the team's key, the upstream path and,
+ * for an event stream or an awaited result, the team (nginx counts those per team); a
+ * refusal is any other answer, which tg_sdk_api_authorized hands to nginx. */
+static void authorize_read(struct tg_worker *w, const struct tg_request *req,
+                           struct tg_response *resp, const struct route *r,
+                           const struct tg_auth *auth)
 {
     int rc;
     if (r->run != NULL) {
@@ -203,12 +160,15 @@ static void serve_read(struct tg_worker *w, const struct tg_request *req,
         rc = tg_store_group_owned(w->store, auth->team_id, r->group);
     }
     if (rc == TG_ENOTFOUND) {
-        not_found(req, resp, r->run != NULL ? "no such run for this team"
-                                            : "no such task group for this team");
+        tg_metrics_read("not_found", NULL);
+        tg_resp_error(resp, req, 404, r->run != NULL ? "no such run for this team"
+                                                     : "no such task group for this team",
+                      NULL);
         return;
     }
     if (rc != TG_OK) {
         tg_log(TG_LOG_ERROR, "ownership lookup failed: %s", tg_store_errmsg(w->store));
+        tg_metrics_read("unavailable", NULL);
         tg_resp_error(resp, req, 503, "the audit database is unavailable", NULL);
         return;
     }
@@ -220,46 +180,58 @@ static void serve_read(struct tg_worker *w, const struct tg_request *req,
         return;
     }
     tg_validate_beta(req->parallel_beta, detail);
-    if (json_object_array_length(detail) > 0) {
-        tg_resp_validation(resp, detail);
-        return;
-    }
-    const char *path = read_path(req, resp);
-    if (path == NULL)
-        return;
     int stream = r->leaf != NULL && (strcmp(r->leaf, "runs") == 0 ||
                                      strcmp(r->leaf, "events") == 0);
     int result = r->leaf != NULL && strcmp(r->leaf, "result") == 0;
-    if (!stream && !result) {
-        relay_get(w, req, resp, auth, path, "application/json", w->conf->upstream_timeout_ms);
-        return;
-    }
-    long result_ms = 0;
-    if (result && result_limit_ms(req, &result_ms) != TG_OK) {
-        /* detail is still the empty list the header check above left. */
+    long secs = 0;
+    if (result && result_timeout(req, &secs) != TG_OK)
         tg_json_problem(detail, tg_json_loc("query", "timeout", NULL),
                         "timeout is a whole number of seconds, 0 or more, given once",
                         "int_parsing");
+    if (json_object_array_length(detail) > 0) {
+        tg_metrics_read("invalid", NULL);
         tg_resp_validation(resp, detail);
         return;
     }
-    /* Each holds a worker for as long as the upstream streams or waits: past the cap they
-     * are refused, so that they can never take every worker from the submissions. */
-    long max = w->conf->max_long_reads > 0 ? w->conf->max_long_reads
-                                           : (w->conf->threads + 1) / 2;
-    if (!tg_metrics_long_read_begin(max)) {
-        char msg[160];
-        snprintf(msg, sizeof(msg), "%ld event streams and awaited results are open, the most "
-                 "this gateway relays at once (max_long_reads); retry shortly", max);
-        tg_resp_error(resp, req, 503, msg, NULL);
-        tg_resp_header(resp, "Retry-After", "2");
+    if (!plain_query(req->query)) {
+        tg_metrics_read("invalid", NULL);
+        tg_resp_error(resp, req, 400, "the query string has characters that must be escaped",
+                      NULL);
         return;
     }
-    if (stream)
-        relay_get(w, req, resp, auth, path, "text/event-stream", STREAM_LIMIT_MS);
-    else
-        relay_get(w, req, resp, auth, path, "application/json", result_ms);
-    tg_metrics_long_read_end();
+    const char *query = upstream_query(req, result, secs);
+    const char *path = query != NULL ? upstream_path(req, r, query) : NULL;
+    char key[TG_UPSTREAM_KEY_MAX];
+    if (path == NULL) {
+        tg_resp_error(resp, req, 500, "out of memory", NULL);
+        return;
+    }
+    if (team_key(w, req, resp, auth, key, sizeof(key)) != TG_OK) {
+        tg_metrics_read("unavailable", NULL);
+        return;
+    }
+    /* The key goes to nginx only, in this answer's header, which nginx never forwards
+     * (auth_request keeps the subrequest's headers for its variables). */
+    const char *k = tg_pool_strdup(req->pool, key);
+    tg_memzero(key, sizeof(key));
+    if (k == NULL) {
+        tg_resp_error(resp, req, 500, "out of memory", NULL);
+        return;
+    }
+    resp->status = 200;
+    resp->content_type = "text/plain";
+    tg_resp_header(resp, "X-Taskgate-Key", k);
+    tg_resp_header(resp, "X-Taskgate-Path", path);
+    if (stream || result) {
+        const char *team = tg_pool_printf(req->pool, "%lld", (long long)auth->team_id);
+        if (team == NULL) {
+            tg_resp_error(resp, req, 500, "out of memory", NULL);
+            return;
+        }
+        tg_resp_header(resp, "X-Taskgate-Long-Read", team);
+    }
+    tg_metrics_read(stream ? "stream" : result ? "result" : "read",
+                    stream || result ? auth->team : NULL);
 }
 
 /* ---- writes -------------------------------------------------------------------------- */
@@ -648,13 +620,66 @@ void tg_sdk_api_add_runs(struct tg_worker *w, struct tg_request *req, struct tg_
     submit(w, req, resp, 0);
 }
 
+/* The most of a refusal's answer that travels in a header to nginx (its fastcgi_buffer_size
+ * holds the whole head); a longer one is replaced by a short one of the same status. */
+#define REFUSAL_MAX 2048
+
+/* Which reason of tg_metrics_read a refusal's status stands for. */
+static const char *refusal_reason(int status)
+{
+    switch (status) {
+    case 401: return "token";
+    case 403: return "role";
+    case 404: return "not_found";
+    case 400:
+    case 405:
+    case 422: return "invalid";
+    case 503: return "unavailable";
+    default: return "other";
+    }
+}
+
+void tg_sdk_api_authorized(struct tg_request *req, struct tg_response *resp)
+{
+    for (int i = 0; resp->status == 200 && i < resp->nheaders; i++)
+        if (strcmp(resp->header_name[i], "X-Taskgate-Path") == 0)
+            return; /* authorised: nginx proxies the read */
+    int status = resp->status == 200 || resp->status == 0 ? 500 : resp->status;
+    tg_metrics_read(refusal_reason(status), NULL);
+    const char *retry_after = NULL;
+    for (int i = 0; i < resp->nheaders; i++)
+        if (strcmp(resp->header_name[i], "Retry-After") == 0)
+            retry_after = resp->header_value[i];
+    /* The answer must be one header line: JSON as json-c writes it has no raw CR or LF. */
+    const char *answer = tg_pool_strndup(req->pool, resp->body.data != NULL ? resp->body.data : "",
+                                         resp->body.len);
+    if (answer == NULL || resp->body.len > REFUSAL_MAX || strlen(answer) != resp->body.len ||
+        strpbrk(answer, "\r\n") != NULL || resp->body.len == 0)
+        answer = tg_pool_printf(req->pool, "{\"type\":\"error\",\"error\":{\"ref_id\":\"%s\","
+                                "\"message\":\"%s\"}}", req->request_id != NULL ? req->request_id : "",
+                                tg_http_reason(status));
+    resp->status = 403;
+    resp->content_type = "text/plain";
+    resp->nheaders = 0;
+    tg_buf_clear(&resp->body);
+    tg_resp_header(resp, "X-Taskgate-Status", tg_pool_printf(req->pool, "%d", status));
+    if (answer != NULL)
+        tg_resp_header(resp, "X-Taskgate-Answer", answer);
+    if (retry_after != NULL)
+        tg_resp_header(resp, "X-Taskgate-Retry-After", retry_after);
+}
+
 void tg_sdk_api_read(struct tg_worker *w, struct tg_request *req, struct tg_response *resp)
 {
-    if (req->out == NULL) {
-        tg_resp_error(resp, req, 500, "this connection cannot relay answers", NULL);
+    if (!req->authorize) {
+        /* Reads reach the daemon only as nginx's authorisation subrequests: an nginx site
+         * that sends them here as they are is not the one `taskgate nginx-site` renders. */
+        tg_resp_error(resp, req, 501, "reads of the upstream API are proxied by nginx, which "
+                      "this nginx site does not do: render it with `taskgate nginx-site`",
+                      NULL);
         return;
     }
     struct route r;
     route_of(req, &r);
-    serve_read(w, req, resp, &r, req->auth);
+    authorize_read(w, req, resp, &r, req->auth);
 }

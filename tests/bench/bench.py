@@ -140,7 +140,7 @@ class Bench:
                             "http://127.0.0.1:%d" % standin.ports[0])
             token = daemon.setup_team(TEAM, KEY, PRESET)
             daemon.start()
-            front = start_front(self.procs, self.args.nginx, d, TOP, daemon.sock_path, KEY,
+            front = start_front(self.procs, self.args.nginx, d, daemon, KEY,
                                 standin.ports[0])
             self.static_runs(d, res, daemon, token, *front.ports)
         finally:
@@ -261,7 +261,7 @@ class Bench:
                             "http://127.0.0.1:%d" % sim_port, {"threads": p["slow_threads"]})
             token = daemon.setup_team(TEAM, KEY, PRESET)
             daemon.start()
-            front = start_front(self.procs, self.args.nginx, d, TOP, daemon.sock_path)
+            front = start_front(self.procs, self.args.nginx, d, daemon)
             port = front.ports[0]
             gid = gateway_create_group(port, token)
             body = json.dumps({"taskgroup_id": gid, "inputs": ["q"]})
@@ -293,7 +293,7 @@ class Bench:
             daemon = Daemon(self.procs, self.args.taskgate, d, "http://127.0.0.1:%d" % sim_port)
             token = daemon.setup_team(TEAM, KEY, PRESET)
             daemon.start()
-            front = start_front(self.procs, self.args.nginx, d, TOP, daemon.sock_path)
+            front = start_front(self.procs, self.args.nginx, d, daemon)
             port = front.ports[0]
             gid = gateway_create_group(port, token)
             self.smoke_g(port, token, json.dumps({"taskgroup_id": gid, "inputs": ["q"]}), 1)

@@ -366,28 +366,26 @@ class Daemon:
             return f.read().splitlines()
 
 
-def site_conf(source_dir, port, sock_path):
-    """The project's real nginx/taskgate.conf with only its listen line and the daemon's
-    socket rewritten (as tests/integration/harness.py does)."""
-    src = os.path.join(source_dir, "nginx", "taskgate.conf")
-    with open(src, "r") as f:
-        text = f.read()
-    for pattern, line in ((r"(?m)^(\s*)listen\s+[^;]*;", "listen 127.0.0.1:%d;" % port),
-                          (r"(?m)^(\s*)server\s+unix:[^;]*;", "server unix:%s;" % sock_path)):
-        text, n = re.subn(pattern, lambda m, line=line: m.group(1) + line, text)
-        if n != 1:
-            raise BenchError("%s: expected one line matching %r, found %d" % (src, pattern, n))
-    return text
+def site_conf(daemon, port):
+    """The site `taskgate nginx-site` renders from the daemon's config, listening on port
+    (as tests/integration/harness.py does)."""
+    env = child_env()
+    env["TASKGATE_NGINX_LISTEN"] = "127.0.0.1:%d" % port
+    r = subprocess.run([daemon.bin, "--config", daemon.conf_path, "nginx-site"],
+                       capture_output=True, text=True, timeout=60, env=env)
+    if r.returncode != 0:
+        raise BenchError("taskgate nginx-site exited %d: %s" % (r.returncode, r.stderr.strip()))
+    return r.stdout
 
 
-def start_front(procs, nginx_bin, d, source_dir, sock_path, key=None, standin_port=None):
+def start_front(procs, nginx_bin, d, daemon, key=None, standin_port=None):
     """The front nginx: G (the real site) on .ports[0] and, with standin_port, B on
     .ports[1]."""
     with_b = standin_port is not None
 
     def conf(ports):
         with open(os.path.join(d, "site-g.conf"), "w") as f:
-            f.write(site_conf(source_dir, ports[0], sock_path))
+            f.write(site_conf(daemon, ports[0]))
         if with_b:
             with open(os.path.join(d, "site-b.conf"), "w") as f:
                 f.write(fill("baseline.conf.in", {"PORT": ports[1], "KEY": key,

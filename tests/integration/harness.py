@@ -1,10 +1,10 @@
 """Integration-test harness for taskgate: starts the upstream simulator, the daemon and a
-real nginx (with the project's own site file) on free loopback ports in a temporary
+real nginx (with the site `taskgate nginx-site` renders) on free loopback ports in a temporary
 directory, offers helpers to drive them, and always stops them again. Standard library only.
 
 Environment (set by ctest, see tests/CMakeLists.txt):
   TG_BIN         the taskgate binary        TG_SIM        the upstream simulator
-  TG_NGINX       nginx                      TG_SOURCE_DIR the source tree (nginx/taskgate.conf)
+  TG_NGINX       nginx                      TG_SOURCE_DIR the source tree
   TG_TEST_OUT    where temporary directories go (optional; the system temp dir otherwise)
 
 Typical use:
@@ -129,14 +129,6 @@ def child_env():
     """The environment for the daemon and the CLI: ours without TASKGATE_* overrides, so a
     developer's shell cannot change what the generated config says."""
     return {k: v for k, v in os.environ.items() if not k.startswith("TASKGATE_")}
-
-
-def _nginx_size(value):
-    """A max_body_bytes value ("10M", "65536", "64k") written the way nginx reads sizes."""
-    text = str(value).strip()
-    if not re.fullmatch(r"\d+[kKmM]?", text):
-        raise ValueError("max_body_bytes %r cannot be written as an nginx size" % value)
-    return text
 
 
 class Stack:
@@ -337,25 +329,16 @@ class Stack:
             return text.encode() in f.read()
 
     def _site_conf(self):
-        """The real nginx/taskgate.conf with only the listen address, the daemon's socket
-        and (when the test set max_body_bytes) client_max_body_size rewritten."""
-        src = os.path.join(self.source_dir, "nginx", "taskgate.conf")
-        with open(src, "r") as f:
-            text = f.read()
-        rules = [
-            (r"(?m)^(\s*)listen\s+[^;]*;", "listen 127.0.0.1:%d;" % self.port),
-            (r"(?m)^(\s*)server\s+unix:[^;]*;", "server unix:%s;" % self.sock_path),
-        ]
-        if "max_body_bytes" in self.extra_conf:
-            rules.append((r"(?m)^(\s*)client_max_body_size\s+[^;]*;",
-                          "client_max_body_size %s;"
-                          % _nginx_size(self.extra_conf["max_body_bytes"])))
-        for pattern, line in rules:
-            text, n = re.subn(pattern, lambda m, line=line: m.group(1) + line, text)
-            if n != 1:
-                raise StackError("%s: expected exactly one line matching %r, found %d"
-                                 % (src, pattern, n))
-        return text
+        """The site `taskgate nginx-site` renders from the daemon's own config, listening
+        on this stack's port: what an operator installs, with nothing rewritten."""
+        env = child_env()
+        env["TASKGATE_NGINX_LISTEN"] = "127.0.0.1:%d" % self.port
+        p = subprocess.run([self.bin, "--config", self.conf_path, "nginx-site"], env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+        if p.returncode != 0:
+            raise StackError("taskgate nginx-site failed (%d): %s"
+                             % (p.returncode, p.stderr.decode(errors="replace")))
+        return p.stdout.decode()
 
     def _nginx_conf(self):
         d = self.dir
@@ -367,7 +350,10 @@ class Stack:
             "worker_processes 1;",
             "pid %s/nginx.pid;" % d,
             "error_log %s/nginx-error.log info;" % d,
-            "events { worker_connections 1024; }",
+            # Room for thousands of open streams (each is two connections: the client's
+            # and the upstream's).
+            "worker_rlimit_nofile 16384;",
+            "events { worker_connections 8192; }",
             "http {",
             "    access_log %s/access.log;" % d,
             "    client_body_temp_path %s/tmp/body;" % d,

@@ -10,6 +10,7 @@ import unittest
 from harness import StackTestCase
 
 KEY_A = "par-key-compat-a"
+KEY_B = "par-key-compat-b"
 KEY_SHARED = "par-key-compat-shared"
 
 
@@ -350,54 +351,79 @@ class CompatTest(StackTestCase):
 
 
 
-class LongReadCapTest(StackTestCase):
-    """Event streams and awaited results each hold a worker: past max_long_reads they are
-    refused with 503 and Retry-After, and submissions are still served meanwhile."""
+class LongReadShareTest(StackTestCase):
+    """Event streams and awaited results are held by nginx, not by the daemon's workers;
+    a team may hold long_reads_per_team of them at once, and past it gets 429 with
+    Retry-After in the upstream's shape while other teams' reads and every submission are
+    served."""
 
-    def test_streams_past_the_cap_are_refused_and_submissions_go_on(self):
-        s = self.stack(keys=[KEY_A], conf={"max_long_reads": 1})
-        s.add_team("alpha", KEY_A, preset={"processor": "core"})
-        token, _ = s.issue_token("alpha")
-        status, _, data = s.http("POST", "/v1/tasks/groups", "{}", sdk_headers(token))
-        self.assertEqual(status, 200, data)
-        gid = json.loads(data)["taskgroup_id"]
-        runs = json.dumps({"inputs": [{"input": "q%d" % i} for i in range(3)]})
-        status, _, data = s.http("POST", "/v1/tasks/groups/%s/runs" % gid, runs,
-                                 sdk_headers(token))
-        self.assertEqual(status, 200, data)
-        s._sim("POST", "/_sim/stream", {"interval_ms": 800})
-        path = "/v1/tasks/groups/%s/runs" % gid
-        stream_headers = {"x-api-key": token, "Accept": "text/event-stream"}
-
-        first = http.client.HTTPConnection("127.0.0.1", s.port, timeout=30)
-        try:
-            first.request("GET", path, headers=stream_headers)
-            resp = first.getresponse()
-            self.assertEqual(resp.status, 200)
-            self.assertTrue(resp.read1(65536))  # the first event: the stream is open
-            status, hdrs, data = s.http("GET", path, None, stream_headers)
-            self.assertEqual(status, 503, data)
-            self.assertEqual(hdrs.get("retry-after"), "2")
-            err = json.loads(data)
-            self.assertIn("max_long_reads", err["error"]["message"])
-            # A submission does not wait for the stream.
-            status, _, data = s.http("POST", "/v1/runs", json.dumps({"inputs": ["x"]}),
-                                     {"Authorization": "Bearer " + token,
-                                      "Content-Type": "application/json"})
+    def test_a_team_at_its_limit_gets_429_and_another_team_is_served(self):
+        s = self.stack(keys=[KEY_A, KEY_B], conf={"long_reads_per_team": 2, "threads": 2})
+        groups, tokens = {}, {}
+        for team, key in (("alpha", KEY_A), ("beta", KEY_B)):
+            s.add_team(team, key, preset={"processor": "core"})
+            tokens[team], _ = s.issue_token(team)
+            status, _, data = s.http("POST", "/v1/tasks/groups", "{}", sdk_headers(tokens[team]))
             self.assertEqual(status, 200, data)
-            while resp.read1(65536):
-                pass
+            groups[team] = json.loads(data)["taskgroup_id"]
+            runs = json.dumps({"inputs": [{"input": "q%d" % i} for i in range(3)]})
+            status, _, data = s.http("POST", "/v1/tasks/groups/%s/runs" % groups[team], runs,
+                                     sdk_headers(tokens[team]))
+            self.assertEqual(status, 200, data)
+        s._sim("POST", "/_sim/stream", {"interval_ms": 1000})
+
+        def open_stream(team):
+            c = http.client.HTTPConnection("127.0.0.1", s.port, timeout=30)
+            c.request("GET", "/v1/tasks/groups/%s/runs" % groups[team],
+                      headers={"x-api-key": tokens[team], "Accept": "text/event-stream"})
+            r = c.getresponse()
+            self.assertEqual(r.status, 200)
+            self.assertTrue(r.read1(65536))  # the first event: the stream is open
+            return c
+
+        held = [open_stream("alpha"), open_stream("alpha")]
+        try:
+            # More streams than the daemon has threads: none of them holds one.
+            held.append(open_stream("beta"))
+            path = "/v1/tasks/groups/%s/runs" % groups["alpha"]
+            status, hdrs, data = s.http("GET", path, None, {"x-api-key": tokens["alpha"],
+                                                            "Accept": "text/event-stream"})
+            self.assertEqual(status, 429, data)
+            self.assertTrue(hdrs.get("retry-after", "").isdigit(), hdrs)
+            err = json.loads(data)
+            self.assertIn("long_reads_per_team", err["error"]["message"])
+            self.assertEqual(err["error"]["ref_id"], hdrs.get("x-request-id"))
+            self.assertNotIn("beta", data.decode())
+            # A plain read is not a long one: not counted.
+            status, _, data = s.http("GET", "/v1/tasks/groups/" + groups["alpha"], None,
+                                     {"x-api-key": tokens["alpha"]})
+            self.assertEqual(status, 200, data)
+            # Team beta still reads, and both teams' submissions are answered.
+            held.append(open_stream("beta"))
+            for team in ("alpha", "beta"):
+                status, _, data = s.http("POST", "/v1/runs", json.dumps({"inputs": ["x"]}),
+                                         {"Authorization": "Bearer " + tokens[team],
+                                          "Content-Type": "application/json"})
+                self.assertEqual(status, 200, data)
+            status, _, _ = s.http("GET", "/healthz")
+            self.assertEqual(status, 200)
         finally:
-            first.close()
-        # The first one over, the next is relayed.
+            held[0].close()
+        # One of alpha's over, its next stream is proxied.
         deadline = time.monotonic() + 5
         while True:
-            status, _, data = s.http("GET", path, None, stream_headers)
-            if status != 503 or time.monotonic() > deadline:
+            status, _, data = s.http("GET", path, None, {"x-api-key": tokens["alpha"],
+                                                         "Accept": "text/event-stream"})
+            if status != 429 or time.monotonic() > deadline:
                 break
             time.sleep(0.1)
         self.assertEqual(status, 200, data)
         self.assertEqual(data.count(b"\n\n"), 3)
+        for c in held[1:]:
+            c.close()
+        metrics = s.http("GET", "/metrics")[2].decode()
+        self.assertIn('taskgate_long_reads_authorised_total{team="alpha"}', metrics)
+        self.assertIn('taskgate_reads_authorised_total{kind="stream"}', metrics)
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ class InstallTest(unittest.TestCase):
                                capture_output=True, text=True)
             self.assertEqual(r.returncode, 0, r.stderr)
             for path in ["bin/taskgate", "etc/taskgate/taskgate.conf",
-                         "share/taskgate/sql/001_init.sql", "share/taskgate/nginx/taskgate.conf",
+                         "share/taskgate/sql/001_init.sql",
                          "lib/systemd/system/taskgate.service",
                          "lib/systemd/system/taskgate.socket"]:
                 self.assertTrue(os.path.isfile(os.path.join(prefix, path)), path)
@@ -48,6 +48,13 @@ class InstallTest(unittest.TestCase):
                                capture_output=True, text=True)
             self.assertEqual(r.returncode, 0, r.stderr)
             self.assertIn("upstream_url = https://api.parallel.ai", r.stdout)
+            # And so does the nginx site for it: Parallel over verified TLS.
+            r = subprocess.run([os.path.join(prefix, "bin/taskgate"), "--config",
+                                os.path.join(prefix, "etc/taskgate/taskgate.conf"),
+                                "nginx-site"], capture_output=True, text=True,
+                               env=dict(os.environ, TASKGATE_NGINX_RESOLVER="127.0.0.1"))
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn("proxy_ssl_verify on;", r.stdout)
 
 
 @unittest.skipUnless(os.geteuid() == 0, "switching users needs root")
