@@ -68,6 +68,7 @@ static const struct key keys[] = {
      "5000", NULL},
     {"upstream_timeout_ms", T_LONG, FIELD(upstream_timeout_ms), 1, 3600000, "60000", NULL},
     {"max_body_bytes", T_SIZE, FIELD(max_body_bytes), 1024, 1073741824, "10M", NULL},
+    {"max_answer_bytes", T_SIZE, FIELD(max_answer_bytes), 65536, 1073741824, "64M", NULL},
     {"chunk_size", T_LONG, FIELD(chunk_size), 1, 1000, "1000", NULL},
     {"max_inputs_per_submission", T_LONG, FIELD(max_inputs_per_submission), 1, 1000000,
      "10000", NULL},

@@ -31,6 +31,9 @@ void tg_metrics_runs(const char *team, long n);
 int tg_metrics_long_read_begin(long max);
 void tg_metrics_long_read_end(void);
 
+/* A read was refused because its answer would have passed max_answer_bytes. */
+void tg_metrics_answer_too_large(void);
+
 /* Time a write spent waiting for its transaction to begin. */
 void tg_metrics_db_wait(int64_t us);
 
