@@ -1,6 +1,7 @@
 /* The request router: the one route table {method, pattern, roles, handler} naming every
  * handler, checked once for 404, 405 with its Allow header and the token's role, and the
- * gateway's own paths (/healthz, /metrics). Handlers answer through tg_http.c's helpers
+ * gateway's own paths (/healthz, /metrics); and the one bound on what a read's answer may
+ * hold (max_answer_bytes), set before its handler and checked once after it. Handlers answer through tg_http.c's helpers
  * and declare themselves in their own headers (tg_sdk_api.h, tg_admin_http.h, ...). */
 #include "tg_router.h"
 
