@@ -25,7 +25,7 @@ struct tg_conf {
     long upstream_connect_timeout_ms;
     long upstream_timeout_ms;
     long max_body_bytes;
-    long max_answer_bytes;          /* the largest answer the daemon builds (nginx's temp file) */
+    long max_answer_bytes;          /* the largest answer a read builds; past it 400 */
     long chunk_size;                /* inputs per add-runs request, at most 1000 */
     long max_inputs_per_submission;
     char default_processor[64];     /* global default; "" for none */

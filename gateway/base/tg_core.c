@@ -208,6 +208,13 @@ void tg_buf_init(struct tg_buf *b, size_t max)
     b->len = 0;
     b->cap = 0;
     b->max = max;
+    b->refused = 0;
+}
+
+void tg_buf_bound(struct tg_buf *b, size_t max)
+{
+    b->max = max;
+    b->refused = 0;
 }
 
 void tg_buf_free(struct tg_buf *b)
@@ -227,14 +234,19 @@ void tg_buf_clear(struct tg_buf *b)
 
 static int buf_reserve(struct tg_buf *b, size_t extra)
 {
-    if (extra > b->max || b->len > b->max - extra)
+    if (extra > b->max || b->len > b->max - extra) {
+        b->refused = 1;
         return TG_ETOOBIG;
+    }
     size_t need = b->len + extra + 1;
     if (need <= b->cap)
         return TG_OK;
     size_t cap = b->cap ? b->cap : 256;
     while (cap < need)
         cap = cap > SIZE_MAX / 2 ? need : cap * 2;
+    /* Doubling past the bound would allocate memory no append may use. */
+    if (b->max < SIZE_MAX && cap > b->max + 1)
+        cap = b->max + 1;
     char *d = realloc(b->data, cap);
     if (d == NULL)
         return TG_ENOMEM;

@@ -55,15 +55,23 @@ int tg_pool_cleanup(struct tg_pool *p, void (*fn)(void *), void *data);
 /* ---- bounded buffer ---------------------------------------------------------------- */
 
 /* A growing byte buffer with a hard maximum, checked on every append (curl's dynbuf).
- * The bytes are always NUL-terminated. Memory comes from malloc; tg_buf_free releases it. */
+ * The bytes are always NUL-terminated, and it never allocates more than max + 1 bytes.
+ * Memory comes from malloc; tg_buf_free releases it. */
 struct tg_buf {
     char *data;   /* NULL until the first append */
     size_t len;
     size_t cap;
     size_t max;   /* the most bytes it may hold, excluding the NUL */
+    /* Set when an append was refused for max, and kept (tg_buf_clear and tg_buf_free leave
+     * it; tg_buf_init and tg_buf_bound reset it): a builder that goes on after one refused
+     * append leaves a text with a piece missing, and this says so to whoever sends it. */
+    int refused;
 };
 
 void tg_buf_init(struct tg_buf *b, size_t max);
+/* Sets a new maximum for what is appended from now on and resets refused; the bytes it
+ * holds stay (callers bound an empty buffer). */
+void tg_buf_bound(struct tg_buf *b, size_t max);
 void tg_buf_free(struct tg_buf *b);
 /* Empties the buffer, keeping its memory. */
 void tg_buf_clear(struct tg_buf *b);

@@ -37,6 +37,7 @@ static atomic_ulong submissions[NSTATES];
 static atomic_ulong reads[NREADS];
 static atomic_ullong db_wait_us;
 static atomic_ulong db_tx, db_writes, db_frames;
+static atomic_ulong answers_too_large;
 
 static pthread_mutex_t teams_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct {
@@ -152,6 +153,11 @@ void tg_metrics_db_tx(unsigned long writes, unsigned long frames)
     atomic_fetch_add_explicit(&db_frames, frames, memory_order_relaxed);
 }
 
+void tg_metrics_answer_too_large(void)
+{
+    atomic_fetch_add_explicit(&answers_too_large, 1, memory_order_relaxed);
+}
+
 /* One line per non-zero counter of a [name][HTTP status] table:
  * metric{label="name",status="S"} N. */
 static void render_by_status(struct tg_buf *b, const char *metric, const char *label,
@@ -178,6 +184,10 @@ static void render_requests(struct tg_buf *b)
                      "# HELP taskgate_workers_free Worker threads waiting for a request.\n"
                      "# TYPE taskgate_workers_free gauge\ntaskgate_workers_free %ld\n",
                   busy, workers - busy > 0 ? workers - busy : 0);
+    tg_buf_printf(b, "# HELP taskgate_answers_too_large_total Reads refused because their answer "
+                     "would pass max_answer_bytes.\n# TYPE taskgate_answers_too_large_total "
+                     "counter\ntaskgate_answers_too_large_total %lu\n",
+                  atomic_load(&answers_too_large));
 }
 
 static void render_upstream(struct tg_buf *b)

@@ -30,6 +30,9 @@ void tg_metrics_runs(const char *team, long n);
  * the team of an authorised stream or awaited result, else NULL. */
 void tg_metrics_read(const char *outcome, const char *team);
 
+/* A read was refused because its answer would have passed max_answer_bytes. */
+void tg_metrics_answer_too_large(void);
+
 /* Time a write spent waiting for its transaction to begin. */
 void tg_metrics_db_wait(int64_t us);
 

@@ -109,7 +109,8 @@ static long answer(struct tg_worker *w, struct tg_request *req, struct tg_respon
         snprintf(msg, sizeof(msg), "no %s %s in the audit trail", what, r->id);
         tg_resp_error(resp, req, 404, msg, NULL);
     } else if (rc == TG_ETOOBIG) {
-        tg_resp_error(resp, req, 500, "the answer is larger than the gateway sends: ask for a "
+        /* The answer passed max_answer_bytes: the router replaces this with its 400. */
+        tg_resp_error(resp, req, 400, "the answer is larger than the gateway sends: ask for a "
                                       "smaller limit", NULL);
     } else if (rc != TG_OK) {
         tg_log(TG_LOG_ERROR, "audit read failed: %s (%s)", tg_rc_str(rc),

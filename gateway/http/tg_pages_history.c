@@ -158,7 +158,8 @@ static int list_row(void *arg, const struct tg_audit_row *row)
     tg_buf_adds(b, "\"><code>");
     tg_html_escape(b, id);
     tg_buf_adds(b, "</code></button></td></tr>\n");
-    return 0;
+    /* Past the answer's bound the read stops: the router answers that it is too large. */
+    return b->refused ? TG_ETOOBIG : 0;
 }
 
 /* Logs the read; TG_OK, or the page is replaced by a 503 (an unlogged read is unanswered). */
@@ -222,6 +223,10 @@ static void list_page(struct tg_worker *w, const struct tg_request *req,
                    "<th>Submission</th></tr></thead><tbody>\n");
     struct list_ctx c = {b, f->token};
     int rc = tg_store_audit_submissions(w->store, &q, list_row, &c, &page);
+    if (rc == TG_ETOOBIG) { /* b->refused: the router answers */
+        log_read(w, req, resp, auth, "list", -1);
+        return;
+    }
     if (rc != TG_OK) {
         tg_log(TG_LOG_ERROR, "history read failed: %s (%s)", tg_rc_str(rc),
                tg_store_errmsg(w->store));
@@ -386,6 +391,14 @@ static int detail_row(void *arg, const struct tg_audit_row *row)
         call_row(c, row);
     else
         run_row(c, row);
+    /* The page is the facts and both tables: once they pass the answer's bound together,
+     * the read stops and the page counts as refused (the router answers that it is too
+     * large), so the three buffers hold little more than the bound between them. */
+    if (c->b->refused || c->calls.refused || c->runs.refused ||
+        c->b->len + c->calls.len + c->runs.len > c->b->max) {
+        c->b->refused = 1;
+        return TG_ETOOBIG;
+    }
     return 0;
 }
 
@@ -438,7 +451,9 @@ static void detail_page(struct tg_worker *w, const struct tg_request *req,
     tg_buf_free(&c.runs);
     if (log_read(w, req, resp, auth, r.id, rc == TG_OK ? rows : -1) != TG_OK)
         return;
-    if (rc == TG_ENOTFOUND) {
+    if (rc == TG_ETOOBIG) {
+        return; /* b->refused: the router answers */
+    } else if (rc == TG_ENOTFOUND) {
         tg_html_error_page(req, resp, 404, "No submission with this id that your token can "
                                            "see. Check the id, or use your own team's token.");
     } else if (rc != TG_OK) {

@@ -1,6 +1,7 @@
 /* The request router: the one route table {method, pattern, roles, handler} naming every
  * handler, checked once for 404, 405 with its Allow header and the token's role, and the
- * gateway's own paths (/healthz, /metrics). Handlers answer through tg_http.c's helpers
+ * gateway's own paths (/healthz, /metrics); and the one bound on what a read's answer may
+ * hold (max_answer_bytes), set before its handler and checked once after it. Handlers answer through tg_http.c's helpers
  * and declare themselves in their own headers (tg_sdk_api.h, tg_admin_http.h, ...). */
 #include "tg_router.h"
 
@@ -10,9 +11,11 @@
 
 #include "tg_admin_http.h"
 #include "tg_audit_http.h"
+#include "tg_conf.h"
 #include "tg_crypto.h"
 #include "tg_html.h"
 #include "tg_idem.h"
+#include "tg_json.h"
 #include "tg_log.h"
 #include "tg_metrics.h"
 #include "tg_pages.h"
@@ -346,6 +349,68 @@ static void not_allowed(const struct tg_request *req, struct tg_response *resp,
         tg_resp_error(resp, req, 405, f->not_allowed, NULL);
 }
 
+/* ---- the bound on answers -------------------------------------------------------------- */
+
+/* The most a write's answer may hold. What a submission or an admin change answers is
+ * bounded by its request (max_body_bytes, max_inputs_per_submission), and it tells of
+ * something done: it is never refused for its size. */
+#define WRITE_ANSWER_MAX ((size_t)256 * 1024 * 1024)
+
+/* Whether the row reads: GET and HEAD, and the history's POSTs (a form that carries the
+ * token, reading like the audit API). Only reads are bounded by max_answer_bytes. */
+static int reads(const struct route *r)
+{
+    return strcmp(r->method, "GET") == 0 || strcmp(r->method, "HEAD") == 0 ||
+           r->family == &history;
+}
+
+/* A read whose answer passed max_answer_bytes. The buffer refused the append that would
+ * have passed it (so the memory never grew beyond), and whatever the handler made of that
+ * (the rows before it, or its own error) is replaced here: the client gets all of its
+ * answer or this, never a 200 with part of the rows.
+ *
+ * 400, because the client can fix it and must not simply retry: the read asks for more than
+ * the gateway builds at once, and the same data read in smaller pages (a smaller limit, a
+ * narrower since/until, more filters, then next_cursor) is answered whole. Not 413 (RFC 9110
+ * 15.5.14: the request's content is too large, and a GET has none), not 422 (the upstream's
+ * validation shape for a parameter that is wrong, where here each is right on its own), not
+ * a 5xx (nothing failed, and a retry gets the same). In the upstream's error shape, with
+ * the bound in detail; the browser's pages get a page. */
+static void too_large(struct tg_worker *w, struct tg_request *req, struct tg_response *resp,
+                      const struct family *f)
+{
+    tg_metrics_answer_too_large();
+    int page = f->page == PAGE_ALWAYS ||
+               (resp->content_type != NULL && strncmp(resp->content_type, "text/html", 9) == 0);
+    long max = w->conf->max_answer_bytes;
+    tg_log(TG_LOG_WARN, "%s %s: the answer would pass max_answer_bytes (%ld): refused",
+           req->method, req->path, max);
+    resp->nheaders = 0; /* X-Next-Cursor and the like were about the rows not sent */
+    tg_buf_clear(&resp->body);
+    tg_buf_bound(&resp->body, (size_t)max);
+    if (page) {
+        tg_html_error_page(req, resp, 400,
+                           "This page would be larger than the gateway builds at once, so it "
+                           "is not shown. A submission's runs can be read through the audit "
+                           "API a page at a time (/v1/audit/groups/{task group id}?limit=100, "
+                           "then its next_cursor); or ask the gateway's operator.");
+        return;
+    }
+    const char *msg =
+        f == &audit
+            ? "the answer would be larger than this gateway builds at once (max_answer_bytes); "
+              "nothing of it is sent: ask for fewer rows per page (limit), a narrower "
+              "since/until or more filters (team, state, interface, taskgroup_id), and follow "
+              "next_cursor for the rest; one submission this large is read with `taskgate "
+              "audit` on the gateway's machine"
+            : "the answer would be larger than this gateway builds at once (max_answer_bytes); "
+              "nothing of it is sent: ask for less at once";
+    json_object *detail = tg_json_pool(req->pool, json_object_new_object());
+    if (detail != NULL)
+        json_object_object_add(detail, "max_answer_bytes", json_object_new_int64(max));
+    tg_resp_error(resp, req, 400, msg, detail);
+}
+
 static void route(struct tg_worker *w, struct tg_request *req, struct tg_response *resp)
 {
     const char *path = req->path != NULL ? req->path : "/";
@@ -390,7 +455,11 @@ static void route(struct tg_worker *w, struct tg_request *req, struct tg_respons
         }
         req->auth = auth;
     }
+    int bounded = reads(r);
+    tg_buf_bound(&resp->body, bounded ? (size_t)w->conf->max_answer_bytes : WRITE_ANSWER_MAX);
     r->handler(w, req, resp);
+    if (bounded && resp->body.refused)
+        too_large(w, req, resp, r->family);
 }
 
 void tg_handle(struct tg_worker *w, struct tg_request *req, struct tg_response *resp)

@@ -68,6 +68,7 @@ static void test_defaults(void)
     CHECK(c.upstream_connect_timeout_ms == 5000);
     CHECK(c.upstream_timeout_ms == 60000);
     CHECK(c.max_body_bytes == 10485760);
+    CHECK(c.max_answer_bytes == 67108864);
     CHECK(c.chunk_size == 1000);
     CHECK(c.max_inputs_per_submission == 10000);
     CHECK_STR(c.default_processor, "");
@@ -124,6 +125,9 @@ static void test_values(void)
     CHECK(parse(&c, "max_body_bytes = 1K\n") == TG_OK && c.max_body_bytes == 1024);
     CHECK(parse(&c, "max_body_bytes = 1024M\n") == TG_OK && c.max_body_bytes == 1073741824);
     CHECK(parse(&c, "max_body_bytes = 2048\n") == TG_OK && c.max_body_bytes == 2048);
+    CHECK(parse(&c, "max_answer_bytes = 64k\n") == TG_OK && c.max_answer_bytes == 65536);
+    CHECK(parse(&c, "max_answer_bytes = 1024M\n") == TG_OK &&
+          c.max_answer_bytes == 1073741824);
     CHECK(parse(&c, "socket_mode = 660\n") == TG_OK && c.socket_mode == 0660);
     CHECK(parse(&c, "socket_mode = 0\n") == TG_OK && c.socket_mode == 0);
     CHECK(parse(&c, "socket_mode = 0777\n") == TG_OK && c.socket_mode == 0777);
@@ -209,6 +213,8 @@ static void test_errors(void)
         {"max_inputs_per_submission = 1000001\n",
          "t.conf:1: max_inputs_per_submission: must be between 1 and 1000000"},
         {"max_body_bytes = 1023\n", "t.conf:1: max_body_bytes: must be between 1024 and 1073741824"},
+        {"max_answer_bytes = 65535\n",
+         "t.conf:1: max_answer_bytes: must be between 65536 and 1073741824"},
         {"max_body_bytes = 1025M\n", "t.conf:1: max_body_bytes: must be between 1024 and 1073741824"},
         {"max_body_bytes = 99999999999999999k\n",
          "t.conf:1: max_body_bytes: must be between 1024 and 1073741824"},

@@ -1,5 +1,7 @@
-/* Unit tests of the core helpers every layer uses: times as clients write them. */
+/* Unit tests of the core helpers every layer uses: times as clients write them; the bounded
+ * buffer that every answer is built in. */
 #include <stdint.h>
+#include <string.h>
 
 #include "tg_core.h"
 #include "tg_test.h"
@@ -42,11 +44,41 @@ static void real_days_are_taken(void)
     CHECK_STR(parsed("2026-03-01T00:30:00+01:00"), "2026-02-28T23:30:00.000Z");
 }
 
+/* An append past max is refused whole, the memory never grows past max + 1, and the buffer
+ * remembers the refusal (through clear) until it is bounded anew: what the router reads to
+ * refuse an answer that lost a piece. */
+static void a_refused_append_is_remembered(void)
+{
+    struct tg_buf b;
+    char chunk[600];
+    memset(chunk, 'x', sizeof(chunk));
+    tg_buf_init(&b, 1000);
+    CHECK(b.refused == 0);
+    CHECK(tg_buf_add(&b, chunk, sizeof(chunk)) == TG_OK);
+    CHECK(b.refused == 0);
+    CHECK(tg_buf_add(&b, chunk, sizeof(chunk)) == TG_ETOOBIG);
+    CHECK(b.len == 600 && b.refused == 1);
+    CHECK(tg_buf_adds(&b, "</table>") == TG_OK); /* a later small append fits... */
+    CHECK(b.refused == 1);                       /* ...and the text is still known cut */
+    CHECK(tg_buf_add(&b, chunk, 392) == TG_OK);
+    CHECK(b.len == 1000 && b.cap <= 1001);
+    CHECK(tg_buf_printf(&b, "%d", 7) == TG_ETOOBIG);
+    tg_buf_clear(&b);
+    CHECK(b.refused == 1);
+    tg_buf_bound(&b, 2000);
+    CHECK(b.refused == 0 && b.max == 2000);
+    CHECK(tg_buf_add(&b, chunk, sizeof(chunk)) == TG_OK &&
+          tg_buf_add(&b, chunk, sizeof(chunk)) == TG_OK);
+    CHECK(b.refused == 0 && b.cap <= 2001);
+    tg_buf_free(&b);
+}
+
 int main(void)
 {
     static const struct tg_test_case cases[] = {
         {"days_a_month_does_not_have_are_refused", days_a_month_does_not_have_are_refused},
         {"real_days_are_taken", real_days_are_taken},
+        {"a_refused_append_is_remembered", a_refused_append_is_remembered},
         {NULL, NULL},
     };
     return tg_test_run(cases);
