@@ -1,7 +1,8 @@
-# Turns the ordered list FILES of sql/sqlite/NNN_name.sql migrations into a C file OUT that
-# defines tg_migrations[] (version, name, text), so the binary carries its schema.
+# Turns the ordered list FILES of one backend's sql/<backend>/NNN_name.sql migrations into a
+# C file OUT that defines the table SYMBOL[] of struct TYPE (version, name, text) declared in
+# HEADER, so the binary carries its schema.
 string(REPLACE "|" ";" FILES "${FILES}")
-set(body "/* generated from sql/sqlite/ by cmake/embed_sql.cmake: do not edit */\n#include \"tg_sqlite_int.h\"\n\n")
+set(body "/* generated from the migrations by cmake/embed_sql.cmake: do not edit */\n#include \"${HEADER}\"\n\n")
 set(table "")
 set(n 0)
 foreach(f IN LISTS FILES)
@@ -15,5 +16,5 @@ foreach(f IN LISTS FILES)
   string(APPEND table "    {${ver}, \"${name}\", (const char *)sql_${n}},\n")
   math(EXPR n "${n} + 1")
 endforeach()
-string(APPEND body "\nconst struct tg_migration tg_migrations[] = {\n${table}    {0, NULL, NULL}\n};\n")
+string(APPEND body "\nconst struct ${TYPE} ${SYMBOL}[] = {\n${table}    {0, NULL, NULL}\n};\n")
 file(WRITE ${OUT} "${body}")

@@ -680,7 +680,11 @@ int tg_conf_load(struct tg_conf *c, const char *path, char *err, size_t errlen)
             goto out;
     }
     rc = apply_env(&tmp, err, errlen);
-    /* The key file defaults to the database's path with ".key" appended. */
+    /* The key file defaults to the database's path with ".key" appended; a database
+     * server (a URI) has no path of the gateway's to put it beside. */
+    if (rc == TG_OK && tmp.key_file[0] == '\0' && has_scheme(tmp.database))
+        rc = fail(err, errlen, TG_EINVAL, "key_file: must be set when database is a URI "
+                  "(a database server): the same key file on every gateway host");
     if (rc == TG_OK && tmp.key_file[0] == '\0') {
         int n = snprintf(tmp.key_file, sizeof tmp.key_file, "%s.key", tmp.database);
         if (n < 0 || (size_t)n >= sizeof tmp.key_file)

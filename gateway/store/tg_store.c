@@ -10,7 +10,7 @@
 
 /* Every backend this build has, tried in order; the first also answers for the build
  * (schema version, audit columns). */
-static const struct tg_store_backend *const backends[] = {&tg_sqlite_backend};
+static const struct tg_store_backend *const backends[] = {&tg_sqlite_backend, &tg_pg_backend};
 #define NBACKENDS (sizeof(backends) / sizeof(backends[0]))
 
 static const struct tg_store_backend *backend_for(const char *database)
@@ -34,8 +34,8 @@ static int unsupported(const char *database, char *err, size_t errlen)
     int n = end != NULL ? (int)(end - database) : 0;
     if (errlen > 0)
         snprintf(err, errlen, "database: %.*s:// is not supported by this build (it stores "
-                 "its records in an SQLite file: give a file path)", n > 32 ? 32 : n,
-                 database);
+                 "its records in an SQLite file, given as a path, or in PostgreSQL, given as "
+                 "a postgresql:// URI)", n > 32 ? 32 : n, database);
     return TG_EINVAL;
 }
 

@@ -1,6 +1,6 @@
 /* Inside the store: what a backend provides behind the face (tg_store.h), as curl's
  * vtls_int.h and its struct Curl_ssl per TLS library. Only the face (tg_store.c) and the
- * backends (store/sqlite/, and later store/postgres/) include this; handlers, the core and
+ * backends (store/sqlite/, store/postgres/) include this; handlers, the core and
  * the CLI see tg_store.h alone.
  *
  * A backend is one `const struct tg_store_backend` listed in tg_store.c's table. Each
@@ -132,5 +132,6 @@ struct tg_store_backend {
 /* The backends this build has (tg_store.c lists them in this order; the first is the one
  * a process without a handle asks for its schema version and audit columns). */
 extern const struct tg_store_backend tg_sqlite_backend;
+extern const struct tg_store_backend tg_pg_backend;
 
 #endif

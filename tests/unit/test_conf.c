@@ -371,8 +371,14 @@ static void test_relative_paths(void)
     /* A URI names a server, not a file: kept as given, from the file or the environment
      * (the store says whether this build has a backend for it). */
     setenv("TASKGATE_DATABASE", "postgresql://tg@db.example/taskgate", 1);
+    /* No file of the gateway's holds a server's records: the key file must be named. */
+    CHECK(tg_conf_load(&c, file, err, sizeof err) == TG_EINVAL);
+    CHECK(strstr(err, "key_file: must be set when database is a URI") != NULL);
+    setenv("TASKGATE_KEY_FILE", "/etc/taskgate/records.key", 1);
     CHECK(tg_conf_load(&c, file, err, sizeof err) == TG_OK);
     CHECK_STR(c.database, "postgresql://tg@db.example/taskgate");
+    CHECK_STR(c.key_file, "/etc/taskgate/records.key");
+    unsetenv("TASKGATE_KEY_FILE");
     unsetenv("TASKGATE_DATABASE");
     static const char uri[] = "database = postgres://tg@db.example/taskgate\n";
     CHECK(tg_conf_parse(&c, uri, sizeof uri - 1, "etc/tg/t.conf", err, sizeof err) == TG_OK);

@@ -151,27 +151,38 @@ static void test_open_migrate_twice(void)
     remove_db(path);
 }
 
-/* The face picks the backend from the config's database value: this build has SQLite
- * only, and a server's URI is refused by name before anything is opened or created. */
+/* The face picks the backend from the config's database value: a file path is SQLite's, a
+ * postgresql:// URI PostgreSQL's, and any other scheme is refused by name before anything
+ * is opened or created. A server that cannot be reached is said without the URI's
+ * password. */
 static void test_open_unsupported(void)
 {
     char err[256];
     struct tg_store *st = (struct tg_store *)1;
     static const char want[] =
-        "database: postgresql:// is not supported by this build (it stores its records in an "
-        "SQLite file: give a file path)";
-    CHECK(tg_store_supported("postgresql://tg:secret@db.example/taskgate", err,
-                             sizeof(err)) == TG_EINVAL);
+        "database: mysql:// is not supported by this build (it stores its records in an "
+        "SQLite file, given as a path, or in PostgreSQL, given as a postgresql:// URI)";
+    CHECK(tg_store_supported("mysql://tg:secret@db.example/taskgate", err, sizeof(err)) ==
+          TG_EINVAL);
     CHECK_STR(err, want);
     CHECK(strstr(err, "secret") == NULL);
     err[0] = '\0';
-    CHECK(tg_store_open(&st, "postgresql://tg:secret@db.example/taskgate",
+    CHECK(tg_store_open(&st, "mysql://tg:secret@db.example/taskgate",
                         TG_STORE_CREATE | TG_STORE_NO_VERSION_CHECK, 5000, err,
                         sizeof(err)) == TG_EINVAL);
     CHECK(st == NULL);
     CHECK_STR(err, want);
-    CHECK(tg_store_writer_start("postgresql://db.example/t", 5000, err, sizeof(err)) ==
-          TG_EINVAL);
+    CHECK(tg_store_writer_start("mysql://db.example/t", 5000, err, sizeof(err)) == TG_EINVAL);
+    CHECK(access("mysql:", F_OK) != 0);
+    CHECK(tg_store_supported("postgresql://tg:secret@db.example/taskgate", err, sizeof(err)) ==
+          TG_OK);
+    CHECK(tg_store_supported("postgres://db.example/taskgate", err, sizeof(err)) == TG_OK);
+    st = (struct tg_store *)1;
+    CHECK(tg_store_open(&st, "postgresql://tg:secret@127.0.0.1:9/taskgate?connect_timeout=2",
+                        TG_STORE_NO_VERSION_CHECK, 5000, err, sizeof(err)) == TG_EDB);
+    CHECK(st == NULL);
+    CHECK(strstr(err, "cannot connect to the PostgreSQL database taskgate") != NULL);
+    CHECK(strstr(err, "secret") == NULL);
     CHECK(access("postgresql:", F_OK) != 0);
     /* Paths, relative ones and SQLite's own file: URIs are SQLite's. */
     CHECK(tg_store_supported("/var/lib/taskgate/taskgate.db", err, sizeof(err)) == TG_OK);
