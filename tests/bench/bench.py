@@ -27,8 +27,8 @@ import threading
 import time
 
 import report
-from stack import (BenchError, Daemon, Procs, HERE, TOP, file_sizes, json_answer, request,
-                   gateway_create_group, start_front, start_sim, start_standin, tail)
+from stack import (BenchError, Daemon, Procs, HERE, TOP, cpu_seconds, file_sizes,
+                   json_answer, request, gateway_create_group, start_front, start_sim, start_standin, tail)
 
 KEY = "par-bench-key"
 TEAM = "bench"
@@ -381,11 +381,11 @@ class Bench:
             token = daemon.setup_team(TEAM, KEY, PRESET)
             daemon.start()
             front = start_front(self.procs, self.args.nginx, d, daemon)
-            self.stream_runs(d, res, daemon, front, token)
+            self.stream_runs(d, res, standin, daemon, front, token)
         finally:
             self.stop_stack(res, mark, front, daemon)
 
-    def stream_runs(self, d, res, daemon, front, token):
+    def stream_runs(self, d, res, standin, daemon, front, token):
         p = self.p
         port = front.ports[0]
         group = gateway_create_group(port, token)
@@ -394,19 +394,31 @@ class Bench:
 
         def load(label):
             """The same two wrk runs with and without the streams: the maximum, then the
-            fixed rate set by the first maximum; the daemon's fewest free workers meanwhile."""
+            fixed rate set by the first maximum; during the fixed rate, the daemon's fewest
+            free workers and the CPU each process used (% of one core)."""
+            mx = self.wrk(d, "max-G-" + label, port, "/v1/runs", body, token,
+                          p["stream_max_secs"], p["max_conns"])
+            rate = res.setdefault("offered", p["stream_lat_frac"] * mx["ok_rps"])
+            self.say("streams: fixed rate %.0f requests/s, %s" % (rate, label))
+            pids = {"daemon": [daemon.proc.pid], "nginx": front.workers(),
+                    "standin": standin.workers()}
+            if holders:  # the streams' client: the benchmark's, not the gateway's
+                pids["holder"] = [holders[0].proc.pid]
+            cpu0 = {k: sum(cpu_seconds(x) for x in v) for k, v in pids.items()}
+            t0 = time.monotonic()
             sampler = FreeWorkers(port)
             try:
-                mx = self.wrk(d, "max-G-" + label, port, "/v1/runs", body, token,
-                              p["stream_max_secs"], p["max_conns"])
-                rate = res.setdefault("offered", p["stream_lat_frac"] * mx["ok_rps"])
-                self.say("streams: fixed rate %.0f requests/s, %s" % (rate, label))
                 fixed = self.wrk(d, "rate-G-" + label, port, "/v1/runs", body, token,
                                  p["stream_lat_secs"], p["lat_conns"], rate)
             finally:
                 sampler.stop()
+            secs = time.monotonic() - t0
+            cpu = {k: (sum(cpu_seconds(x) for x in v) - cpu0[k]) * 100 / secs
+                   for k, v in pids.items()}
             return {"max": mx, "rate": fixed, "workers_free_min": sampler.least,
-                    "workers_free_rest": sampler.first}
+                    "workers_free_rest": sampler.first, "cpu_pct": cpu}
+
+        holders = []
 
         if p["warm_secs"]:
             self.wrk(d, "warm-G", port, "/v1/runs", body, token, p["warm_secs"], p["max_conns"])
@@ -420,6 +432,7 @@ class Bench:
         hold = p["stream_open_secs"] + 2 * (p["stream_max_secs"] + p["stream_lat_secs"]) + 60
         holder = StreamHolder(self.procs, d, port, path, token, p["streams"],
                               p["stream_open_secs"], hold)
+        holders.append(holder)
         try:
             res["opened"] = holder.wait_open(p["stream_open_secs"] + 15)
             if res["opened"]["open"] == 0:

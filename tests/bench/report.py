@@ -230,8 +230,17 @@ def _streams(w, st):
     w("  (wrk: the maximum with %d connections for %d s, then %.0f%% of the maximum without "
       "streams with %d connections" % (st["conns"], st["max_secs"], st["frac"] * 100,
                                        st["lat_conns"]))
-    w("  for %d s; free: the fewest of the daemon's free workers, taskgate_workers_free every "
-      "0.2 s)" % st["lat_secs"])
+    w("  for %d s; free: the fewest of the daemon's free workers during the fixed rate, "
+      "taskgate_workers_free every 0.2 s)" % st["lat_secs"])
+    for key, name in (("without", "without streams"), ("with", "with the streams")):
+        cpu = st[key].get("cpu_pct") or {}
+        w("  CPU during the fixed rate, %s: daemon %.0f%%, nginx %.0f%%, stand-in %.0f%%%s "
+          "of one core" % (name, cpu.get("daemon", 0), cpu.get("nginx", 0),
+                           cpu.get("standin", 0),
+                           ", streams' client %.0f%%" % cpu["holder"] if "holder" in cpu else ""))
+    w("  free workers at rest: %s without streams, %s with them open"
+      % (_f(st["without"].get("workers_free_rest"), "%d"),
+         _f(st["with"].get("workers_free_rest"), "%d")))
     mem = st["memory"]
     per = st["per_stream_kb"]
     for who, name in (("nginx", "nginx's worker"), ("daemon", "the daemon")):
