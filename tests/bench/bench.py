@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """taskgate's benchmark (run it through tests/bench/run): B, nginx proxying straight to a
 static upstream stand-in, against G, nginx -> taskgate -> the same stand-in; then a slow
-upstream (tg_sim --latency-ms), one large submission, and the audit store's recording
-rate. Writes bench-results.txt, bench-results.json and, with gnuplot, latency.png to the
+upstream (tg_sim --latency-ms), one large submission, the audit store's recording rate,
+and G's submissions with and without event streams open through nginx. Writes bench-results.txt, bench-results.json and, with gnuplot, latency.png to the
 output directory. Standard library only.
 
 Exit status: 0 when every part ran (whatever the figures), 1 when a part failed to run,
