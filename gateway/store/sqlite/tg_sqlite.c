@@ -82,8 +82,8 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_SUB_INSERT] =
         "INSERT INTO submissions (id, team_id, token_id, request_id, received_at,"
         " completed_at, remote_addr, interface, taskgroup_id, num_inputs, state,"
-        " http_status, error, request, resumes)"
-        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+        " http_status, error, request, resumes, daemon_id)"
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
     [S_SUB_GROUP] =
         "UPDATE submissions SET taskgroup_id = ?2 WHERE id = ?1 AND state = 'pending'",
     /* A final state is never rewritten; only reconciliation may settle 'unknown'. */
@@ -671,6 +671,8 @@ const struct tg_store_backend tg_sqlite_backend = {
     .errmsg = tg_sqlite_errmsg,
     .migrate = tg_sqlite_migrate,
     .schema_version = tg_sqlite_schema_version,
+    .claim = tg_sqlite_claim,
+    .claim_release = tg_sqlite_claim_release,
     .ping = tg_sqlite_ping,
     .write_health = tg_sqlite_write_health,
     .write_probe = tg_sqlite_write_probe,
