@@ -298,6 +298,16 @@ int tg_store_submission_finish(struct tg_store *st, const char *sub_id, enum tg_
     return be(st)->submission_finish(st, sub_id, state, http_status, upstream_status, error);
 }
 
+int tg_store_turn_begin(struct tg_store *st, const char *what)
+{
+    return be(st)->turn_begin(st, what);
+}
+
+void tg_store_turn_end(struct tg_store *st, const char *what)
+{
+    be(st)->turn_end(st, what);
+}
+
 int tg_store_recover_pending(struct tg_store *st, long *n)
 {
     return be(st)->recover_pending(st, n);

@@ -285,6 +285,14 @@ void tg_store_claim_release(struct tg_store_claim *c);
  * command line). Written on every submission it takes. */
 const char *tg_store_daemon_id(void);
 
+/* Work one daemon at a time does for the whole store (reconciliation, pruning, settling the
+ * submissions of daemons gone): TG_OK when this handle now holds what's turn, TG_EBUSY when
+ * another daemon holds it. PostgreSQL: an advisory lock on the handle's connection, held
+ * until tg_store_turn_end or until the connection ends (a daemon that dies hands its turn
+ * on by dying). SQLite: one daemon per file, so always this one's. */
+int tg_store_turn_begin(struct tg_store *st, const char *what);
+void tg_store_turn_end(struct tg_store *st, const char *what);
+
 /* Commits the call and all its runs in one transaction. */
 int tg_store_call_record(struct tg_store *st, const struct tg_call *call);
 

@@ -89,6 +89,8 @@ struct tg_store_backend {
     int (*submission_finish)(struct tg_store *st, const char *sub_id, enum tg_state state,
         int http_status, int upstream_status, const char *error);
     int (*recover_pending)(struct tg_store *st, long *n);
+    int (*turn_begin)(struct tg_store *st, const char *what);
+    void (*turn_end)(struct tg_store *st, const char *what);
     int (*call_record)(struct tg_store *st, const struct tg_call *call);
     int (*call_finish)(struct tg_store *st, const struct tg_call *call, enum tg_state state,
         int http_status, const char *error);

@@ -334,6 +334,7 @@ int tg_sqlite_recover_pending(struct tg_store *st, long *n)
     if (rc != TG_OK)
         return rc;
     tg_sqlite_bind_text(s, 1, now);
+    tg_sqlite_bind_text(s, 2, tg_store_daemon_id()); /* this daemon's own go on */
     rc = tg_sqlite_run(st, s, "settle pending submissions");
     if (n != NULL)
         *n = rc == TG_OK ? (long)sqlite3_changes(st->db) : 0;
