@@ -1,0 +1,179 @@
+"""nginx does the waiting: event streams are held by nginx (authorised by the daemon, then
+proxied to the upstream), and every other answer is taken whole by nginx, so that neither
+thousands of open streams, nor clients that never read a large answer, nor a restart of
+the daemon hold one of its workers. What a user notices: other teams' submissions and
+/healthz keep being answered, streams are not refused, SIGTERM is prompt, and the team's
+Parallel key reaches no client. Run through ctest or directly with TG_BIN, TG_SIM, TG_NGINX
+and TG_SOURCE_DIR set."""
+
+import http.client
+import json
+import os
+import re
+import resource
+import socket
+import sys
+import threading
+import time
+import unittest
+
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from harness import StackTestCase  # noqa: E402
+from streamload import StreamLoad  # noqa: E402
+
+KEY_A = "par-waits-a-3f9c1e7b5d2a4c6e8f01"
+KEY_B = "par-waits-b-7a2d4f6b8c0e1a3c5e79"
+PRESET = {"processor": "core"}
+THREADS = 8
+STREAMS = 2000
+
+
+def raise_nofile(need):
+    """Raises this process's soft limit of open files (the stack's processes inherit it) to
+    need, up to the hard limit; returns False when the hard limit is below need."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < need:
+        return False
+    if soft == resource.RLIM_INFINITY or soft >= need:
+        return True
+    resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
+    return True
+
+
+def rss_kb(pid):
+    """VmRSS of process pid in kB (0 when it is gone)."""
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def nginx_rss_kb(s):
+    """The RSS of nginx's master and its workers (its children), in kB."""
+    total = rss_kb(s.nginx_proc.pid)
+    try:
+        with open("/proc/%d/task/%d/children" % (s.nginx_proc.pid, s.nginx_proc.pid)) as f:
+            total += sum(rss_kb(int(p)) for p in f.read().split())
+    except OSError:
+        pass
+    return total
+
+
+def workers_free(s):
+    status, _, data = s.http("GET", "/metrics")
+    if status != 200:
+        raise AssertionError("/metrics answered %d" % status)
+    m = re.search(rb"^taskgate_workers_free (\d+)$", data, re.M)
+    return int(m.group(1))
+
+
+def sdk_headers(token):
+    return {"x-api-key": token, "Content-Type": "application/json",
+            "Accept": "application/json"}
+
+
+def bearer(token):
+    return {"Authorization": "Bearer " + token, "Content-Type": "application/json"}
+
+
+class NginxWaitsTest(StackTestCase):
+
+    def teams(self, s, runs=3):
+        """Teams alpha (KEY_A) and beta (KEY_B), each with a token and a group of runs
+        inputs; returns {team: (token, group)}."""
+        out = {}
+        for team, key in (("alpha", KEY_A), ("beta", KEY_B)):
+            s.add_team(team, key, preset=PRESET)
+            token, _ = s.issue_token(team)
+            status, _, data = s.http("POST", "/v1/tasks/groups", "{}", sdk_headers(token))
+            self.assertEqual(status, 200, data)
+            gid = json.loads(data)["taskgroup_id"]
+            body = json.dumps({"inputs": [{"input": "q%d" % i} for i in range(runs)]})
+            status, _, data = s.http("POST", "/v1/tasks/groups/%s/runs" % gid, body,
+                                     sdk_headers(token))
+            self.assertEqual(status, 200, data)
+            out[team] = (token, gid)
+        return out
+
+    def submit(self, s, token, timeout=10):
+        """One simplified submission; returns (status, seconds it took)."""
+        t0 = time.monotonic()
+        status, _, data = s.http("POST", "/v1/runs", json.dumps({"inputs": ["x"]}),
+                                 bearer(token), timeout=timeout)
+        return status, time.monotonic() - t0, data
+
+    def test_2000_open_streams_hold_no_worker_and_submissions_are_answered(self):
+        need = 2 * STREAMS + 1024  # nginx holds two descriptors per stream
+        if not raise_nofile(need):
+            self.skipTest("the hard limit of open files (ulimit -Hn) is below %d: %d streams "
+                          "through nginx need it" % (need, STREAMS))
+        s = self.stack(keys=[KEY_A, KEY_B], conf={"threads": THREADS})
+        teams = self.teams(s)
+        # Long pauses between events: the streams stay open with little traffic.
+        s._sim("POST", "/_sim/stream", {"interval_ms": 60000})
+        rss_before = (nginx_rss_kb(s), rss_kb(s.daemon_proc.pid))
+        targets = [("/v1/tasks/groups/%s/runs" % gid,
+                    {"x-api-key": token, "Accept": "text/event-stream"})
+                   for token, gid in teams.values()]
+        load = StreamLoad(s.port, targets, STREAMS, concurrency=100, hold=90)
+        samples, subs = [], []
+        stop = threading.Event()
+
+        def submissions():
+            # Another process's view while the streams open: submissions and the metric.
+            while not stop.is_set():
+                subs.append(self.submit(s, teams["beta"][0])[:2])
+                samples.append(workers_free(s))
+                time.sleep(0.05)
+
+        side = threading.Thread(target=submissions)
+        side.start()
+        held, held_free = [], []
+        try:
+            open_s = load.open(timeout=60)
+            stop.set()
+            side.join(30)
+            # All open: submissions and the metric once more, with every stream held.
+            for _ in range(20):
+                held.append(self.submit(s, teams["alpha"][0]))
+                held_free.append(workers_free(s))
+            rss_after = (nginx_rss_kb(s), rss_kb(s.daemon_proc.pid))
+            still_open = sum(1 for x in load.streams if x.ended is None)
+        finally:
+            stop.set()
+            side.join(30)
+            load.close()
+        summary = load.summary()
+        sys.stderr.write(
+            "\n[load] %d streams open in %.1f s: %s\n[load] nginx RSS %d -> %d kB "
+            "(%.1f kB per stream), daemon RSS %d -> %d kB; workers_free while opening min %d of %d, "
+            "held %s; "
+            "submissions during the opening %d, p_max %.0f ms; with all open p_max %.0f ms\n"
+            % (STREAMS, open_s, json.dumps(summary), rss_before[0], rss_after[0],
+               (rss_after[0] - rss_before[0]) / STREAMS, rss_before[1], rss_after[1],
+               min(samples), THREADS, sorted(set(held_free)), len(subs), max(t for _, t in subs) * 1000,
+               max(t for _, t, _ in held) * 1000))
+        # No stream refused (no 503, no 429: the default limit is 1,000 per team and the
+        # load is two teams), each had its first event, and all were still open at the end.
+        self.assertEqual(summary["status"], {"200": STREAMS}, summary)
+        self.assertEqual(summary["with_first_event"], STREAMS, summary)
+        self.assertEqual(still_open, STREAMS, summary)
+        # Submissions were answered while the streams opened and while they were held.
+        self.assertTrue(subs)
+        self.assertEqual([st for st, _ in subs], [200] * len(subs))
+        self.assertEqual([st for st, _, _ in held], [200] * len(held), held[:1])
+        self.assertLess(max(t for _, t, _ in held), 2.0)
+        # Held streams hold no worker: besides the one answering /metrics, all are free
+        # once the streams are open, and opening them took a worker only for a moment.
+        self.assertEqual(held_free, [THREADS - 1] * len(held_free))
+        self.assertGreaterEqual(sorted(samples)[len(samples) // 2], THREADS - 3, samples)
+
+
+if __name__ == "__main__":
+    unittest.main()
