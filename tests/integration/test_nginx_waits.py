@@ -65,8 +65,43 @@ def nginx_rss_kb(s):
     return total
 
 
-def workers_free(s):
-    status, _, data = s.http("GET", "/metrics")
+def fill_audit(s, team, rows, error_bytes):
+    """rows failed submissions of team, each with an error text of error_bytes, written
+    directly in the schema's shape: a large audit answer to ask for."""
+    import sqlite3
+    conn = sqlite3.connect(s.db_path, timeout=10, isolation_level=None)
+    try:
+        team_id = conn.execute("SELECT id FROM teams WHERE name = ?", (team,)).fetchone()[0]
+        conn.execute("BEGIN IMMEDIATE")
+        for i in range(rows):
+            error = ("upstream said no %05d " % i) * (error_bytes // 22 + 1)
+            conn.execute(
+                "INSERT INTO submissions (id, team_id, request_id, received_at, completed_at,"
+                " remote_addr, interface, num_inputs, state, http_status, upstream_status,"
+                " error, request) VALUES (?, ?, ?, ?, ?, '127.0.0.1', 'simplified', 1,"
+                " 'failed', 502, 500, ?, '{\"inputs\":[\"x\"]}')",
+                ("sub_fill%028d" % i, team_id, "reqfill%d" % i,
+                 "2025-01-01T00:%02d:%02d.000Z" % (i // 60 % 60, i % 60),
+                 "2025-01-01T00:%02d:%02d.005Z" % (i // 60 % 60, i % 60), error[:error_bytes]))
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+
+
+def slow_reader(port, request, rcvbuf=2048):
+    """A client that sends request and never reads: its receive buffer (set before connect,
+    so the window it offers is small from the start) fills and the answer stalls."""
+    c = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    c.settimeout(10)
+    c.connect(("127.0.0.1", port))
+    c.sendall(request)
+    return c
+
+
+def workers_free(s, timeout=30):
+    """The daemon's taskgate_workers_free (the worker answering /metrics is not free)."""
+    status, _, data = s.http("GET", "/metrics", timeout=timeout)
     if status != 200:
         raise AssertionError("/metrics answered %d" % status)
     m = re.search(rb"^taskgate_workers_free (\d+)$", data, re.M)
@@ -173,6 +208,76 @@ class NginxWaitsTest(StackTestCase):
         # once the streams are open, and opening them took a worker only for a moment.
         self.assertEqual(held_free, [THREADS - 1] * len(held_free))
         self.assertGreaterEqual(sorted(samples)[len(samples) // 2], THREADS - 3, samples)
+
+    def test_clients_that_never_read_a_large_audit_answer_hold_no_worker(self):
+        s = self.stack(keys=[KEY_A, KEY_B], conf={"threads": THREADS})
+        teams = self.teams(s, runs=1)
+        fill_audit(s, "alpha", 1000, 6000)
+        path = "/v1/audit/submissions?limit=1000"
+        status, hdrs, data = s.http("GET", path, None, bearer(teams["alpha"][0]))
+        self.assertEqual(status, 200, data[:300])
+        answer_bytes = len(data)
+        self.assertGreater(answer_bytes, 5 * 1024 * 1024)
+        request = ("GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer %s\r\n"
+                   "Accept: application/json\r\n\r\n" % (path, teams["alpha"][0])).encode()
+        attackers = 5 * THREADS
+        t0 = time.monotonic()
+        readers = [slow_reader(s.port, request) for _ in range(attackers)]
+        slowest, failures, rounds = 0.0, [], 0
+        try:
+            # The daemon builds the attackers' answers (40 of 6 MB on two cores take it a
+            # moment, as honest readers' would) and hands each to nginx whole: then its
+            # workers are free again, however long the attackers hold their connections.
+            # Where nginx does not take the answers whole, this wait ends at its deadline
+            # with every worker still blocked writing to a client that never reads.
+            built = None
+            while built is None and time.monotonic() < t0 + 15:
+                try:
+                    if workers_free(s, timeout=2) == THREADS - 1:
+                        built = time.monotonic() - t0
+                except (socket.timeout, OSError):
+                    pass
+            # For as long as the attackers hold their connections, another team's
+            # submission and the health check each answer within a second.
+            end = time.monotonic() + 8
+            while time.monotonic() < end:
+                rounds += 1
+                for what, call in (
+                        ("submission", lambda: self.submit(s, teams["beta"][0], timeout=1)),
+                        ("healthz", lambda: (lambda t0: (s.http("GET", "/healthz",
+                                                                timeout=1)[0],
+                                                         time.monotonic() - t0))(
+                            time.monotonic()))):
+                    try:
+                        status, took = call()[:2]
+                    except (socket.timeout, OSError) as e:
+                        status, took = "no answer (%s)" % e.__class__.__name__, 1.0
+                    slowest = max(slowest, took)
+                    if status != 200 or took >= 1.0:
+                        failures.append((round(end - time.monotonic(), 1), what, status,
+                                         round(took, 2)))
+                time.sleep(0.2)
+            daemon_rss = rss_kb(s.daemon_proc.pid)
+            # The attack did happen: each attacker's answer is a 200 (nginx holds it).
+            heads = []
+            for c in readers:
+                c.settimeout(0.5)
+                try:
+                    heads.append(c.recv(64).split(b"\r\n", 1)[0])
+                except (socket.timeout, OSError) as e:
+                    heads.append(e.__class__.__name__)
+        finally:
+            for c in readers:
+                c.close()
+        sys.stderr.write("\n[slow readers] %d clients never reading a %.1f MB answer: the "
+                         "daemon had answered them all after %s s; then %d rounds, slowest "
+                         "answer to others %.0f ms, daemon RSS %d kB, %d failures %s\n"
+                         % (attackers, answer_bytes / 1048576.0,
+                            "%.2f" % built if built is not None else "(never, 15)", rounds,
+                            slowest * 1000, daemon_rss, len(failures), failures[:5]))
+        self.assertEqual(failures, [])
+        self.assertEqual(heads, [b"HTTP/1.1 200 OK"] * attackers)
+        self.assertEqual(workers_free(s), THREADS - 1)
 
 
 if __name__ == "__main__":
