@@ -37,7 +37,8 @@ class Stream:
     "error: ..." (before or while reading the head)."""
 
     __slots__ = ("index", "status", "headers", "started", "first_event_at", "events",
-                 "bytes", "ended", "ended_at", "_body", "_raw")
+                 "bytes", "head", "ended", "ended_at", "_body", "_raw")
+    HEAD_MAX = 4096  # the first bytes of the body kept (head), for a caller's checks
 
     def __init__(self, index):
         self.index = index
@@ -47,6 +48,7 @@ class Stream:
         self.first_event_at = None
         self.events = 0
         self.bytes = 0
+        self.head = b""
         self.ended = None
         self.ended_at = None
         self._body = b""   # de-chunked bytes not yet split into events
@@ -65,7 +67,10 @@ class Stream:
                 return True
             if len(self._raw) < line_end + 2 + size + 2:
                 return False
-            self._body += self._raw[line_end + 2:line_end + 2 + size]
+            piece = self._raw[line_end + 2:line_end + 2 + size]
+            if len(self.head) < self.HEAD_MAX:
+                self.head += piece[:self.HEAD_MAX - len(self.head)]
+            self._body += piece
             self._raw = self._raw[line_end + 2 + size + 2:]
             while b"\n\n" in self._body:
                 _, self._body = self._body.split(b"\n\n", 1)
@@ -111,7 +116,10 @@ class StreamLoad:
         """Closes every stream still open and stops the background thread."""
         if self._thread is None:
             return
-        self._loop.call_soon_threadsafe(self._cancel_all)
+        try:
+            self._loop.call_soon_threadsafe(self._cancel_all)
+        except RuntimeError:  # every stream had ended: the loop is over and closed
+            pass
         self._thread.join(timeout)
         self._thread = None
 
@@ -194,7 +202,8 @@ class StreamLoad:
                 # A whole answer (an error): read it and end.
                 n = int(s.headers.get("content-length", "0") or 0)
                 if n:
-                    s.bytes = len(await reader.readexactly(n))
+                    s.head = await reader.readexactly(n)
+                    s.bytes = len(s.head)
                 s.ended = "clean"
                 return
             deadline = s.started + self.hold

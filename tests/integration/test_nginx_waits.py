@@ -11,6 +11,7 @@ import json
 import os
 import re
 import resource
+import signal
 import socket
 import sys
 import threading
@@ -108,6 +109,14 @@ def workers_free(s, timeout=30):
     return int(m.group(1))
 
 
+def record_streams(s, load):
+    """Hands what each stream's client saw (its head and first bytes) to the secret scan."""
+    for x in load.streams:
+        s.record_answer("the headers of stream %d (%s)" % (x.index, x.status),
+                        json.dumps(x.headers))
+        s.record_answer("the first bytes of stream %d" % x.index, x.head)
+
+
 def sdk_headers(token):
     return {"x-api-key": token, "Content-Type": "application/json",
             "Accept": "application/json"}
@@ -184,6 +193,7 @@ class NginxWaitsTest(StackTestCase):
             stop.set()
             side.join(30)
             load.close()
+        record_streams(s, load)
         summary = load.summary()
         sys.stderr.write(
             "\n[load] %d streams open in %.1f s: %s\n[load] nginx RSS %d -> %d kB "
@@ -278,6 +288,80 @@ class NginxWaitsTest(StackTestCase):
         self.assertEqual(failures, [])
         self.assertEqual(heads, [b"HTTP/1.1 200 OK"] * attackers)
         self.assertEqual(workers_free(s), THREADS - 1)
+
+    def test_sigterm_with_100_streams_open_is_prompt_and_the_streams_go_on(self):
+        s = self.stack(keys=[KEY_A, KEY_B], conf={"threads": THREADS})
+        teams = self.teams(s, runs=4)
+        # Four events 1.5 s apart: the streams outlive the daemon by seconds.
+        s._sim("POST", "/_sim/stream", {"interval_ms": 1500})
+        targets = [("/v1/tasks/groups/%s/runs" % gid,
+                    {"x-api-key": token, "Accept": "text/event-stream"})
+                   for token, gid in teams.values()]
+        load = StreamLoad(s.port, targets, 100, concurrency=100, hold=30)
+        try:
+            load.open(timeout=20)
+            self.assertEqual(load.summary()["with_first_event"], 100, load.summary())
+            t0 = time.monotonic()
+            s.daemon_signal(signal.SIGTERM)
+            code = s.daemon_wait(timeout=10)
+            took = time.monotonic() - t0
+            events_at_exit = [x.events for x in load.streams]
+            ended_at_exit = sum(1 for x in load.streams if x.ended is not None)
+            ended = load.wait_ended(15)
+        finally:
+            load.close()
+        record_streams(s, load)
+        summary = load.summary()
+        sys.stderr.write("\n[sigterm] the daemon exited %s after %.2f s with 100 streams "
+                         "open (%d had ended); events then %s..%s of 4; at the end %s\n"
+                         % (code, took, ended_at_exit, min(events_at_exit),
+                            max(events_at_exit), json.dumps(summary)))
+        # Prompt: well within the submission timeout (5 s here), waiting for no stream.
+        self.assertEqual(code, 0, s.daemon_log()[-2000:])
+        self.assertLess(took, 3.0)
+        # nginx holds the streams: each went on after the daemon had exited and ended as
+        # the upstream ended it, with every event.
+        self.assertEqual(ended_at_exit, 0)
+        self.assertTrue(ended, summary)
+        self.assertLess(max(events_at_exit), 4, events_at_exit)
+        self.assertEqual(summary["ended"], {"clean": 100}, summary)
+        self.assertEqual(summary["events"], 400, summary)
+
+    def test_the_teams_key_reaches_the_upstream_only(self):
+        s = self.stack(keys=[KEY_A, KEY_B], conf={"threads": THREADS})
+        teams = self.teams(s, runs=2)
+        token, gid = teams["alpha"]
+        s.sim_clear()
+        paths = ["/v1/tasks/groups/%s/runs" % gid, "/v1/tasks/groups/%s/events" % gid]
+        for path in paths:
+            c = http.client.HTTPConnection("127.0.0.1", s.port, timeout=30)
+            try:
+                c.request("GET", path, headers={"x-api-key": token,
+                                                "Authorization": "Bearer " + token,
+                                                "Accept": "text/event-stream"})
+                r = c.getresponse()
+                headers = r.getheaders()
+                body = r.read()
+            finally:
+                c.close()
+            what = "the stream %s" % path
+            s.record_answer(what + " (headers)", json.dumps(headers))
+            s.record_answer(what, body)
+            self.assertEqual(r.status, 200, body[:300])
+            self.assertTrue(body.count(b"\n\n") >= 2, body[:300])
+            names = [k.lower() for k, _ in headers]
+            self.assertEqual([n for n in names if n.startswith("x-taskgate")], [], headers)
+            for secret in (KEY_A, token):
+                self.assertNotIn(secret, json.dumps(headers))
+                self.assertNotIn(secret.encode(), body)
+        # The upstream got the team's key, and not the client's token in any header.
+        reads = [r for r in s.sim_requests() if r["method"] == "GET"]
+        self.assertEqual(sorted(r["path"] for r in reads), sorted(paths))
+        for r in reads:
+            hdrs = {k.lower(): v for k, v in r["headers"].items()}
+            self.assertEqual(hdrs.get("x-api-key"), KEY_A, hdrs.keys())
+            self.assertNotIn("authorization", hdrs)
+            self.assertNotIn(token, json.dumps(r))
 
 
 if __name__ == "__main__":
