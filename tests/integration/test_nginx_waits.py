@@ -13,6 +13,7 @@ import re
 import resource
 import signal
 import socket
+import sqlite3
 import sys
 import threading
 import time
@@ -69,7 +70,6 @@ def nginx_rss_kb(s):
 def fill_audit(s, team, rows, error_bytes):
     """rows failed submissions of team, each with an error text of error_bytes, written
     directly in the schema's shape: a large audit answer to ask for."""
-    import sqlite3
     conn = sqlite3.connect(s.db_path, timeout=10, isolation_level=None)
     try:
         team_id = conn.execute("SELECT id FROM teams WHERE name = ?", (team,)).fetchone()[0]
@@ -115,6 +115,13 @@ def record_streams(s, load):
         s.record_answer("the headers of stream %d (%s)" % (x.index, x.status),
                         json.dumps(x.headers))
         s.record_answer("the first bytes of stream %d" % x.index, x.head)
+
+
+def timed(fn, *args, **kwargs):
+    """(fn's first result, seconds it took)."""
+    t0 = time.monotonic()
+    result = fn(*args, **kwargs)
+    return result[0], time.monotonic() - t0
 
 
 def sdk_headers(token):
@@ -254,10 +261,7 @@ class NginxWaitsTest(StackTestCase):
                 rounds += 1
                 for what, call in (
                         ("submission", lambda: self.submit(s, teams["beta"][0], timeout=1)),
-                        ("healthz", lambda: (lambda t0: (s.http("GET", "/healthz",
-                                                                timeout=1)[0],
-                                                         time.monotonic() - t0))(
-                            time.monotonic()))):
+                        ("healthz", lambda: timed(s.http, "GET", "/healthz", timeout=1))):
                     try:
                         status, took = call()[:2]
                     except (socket.timeout, OSError) as e:
