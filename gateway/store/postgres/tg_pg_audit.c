@@ -297,6 +297,34 @@ static void pass_init(struct pass *p, struct tg_store *st, const struct spec *sp
     p->names = spec_names(sp, &p->ncols);
 }
 
+/* The length of the valid UTF-8 sequence at s (at most n bytes), 0 when it is not one. */
+static size_t utf8_len(const unsigned char *s, size_t n)
+{
+    size_t len = s[0] < 0x80 ? 1 : s[0] >= 0xc2 && s[0] < 0xe0 ? 2
+                 : s[0] >= 0xe0 && s[0] < 0xf0 ? 3 : s[0] >= 0xf0 && s[0] < 0xf5 ? 4 : 0;
+    if (len == 0 || len > n)
+        return 0;
+    for (size_t i = 1; i < len; i++)
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+    /* overlong forms, surrogates and code points past U+10FFFF */
+    if ((s[0] == 0xe0 && s[1] < 0xa0) || (s[0] == 0xed && s[1] >= 0xa0) ||
+        (s[0] == 0xf0 && s[1] < 0x90) || (s[0] == 0xf4 && s[1] >= 0x90))
+        return 0;
+    return len;
+}
+
+/* Whether s is valid UTF-8 throughout (PostgreSQL takes no other text). */
+static int valid_utf8(const char *s)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    size_t n = strlen(s);
+    for (size_t i = 0, len; i < n; i += len)
+        if ((len = utf8_len(u + i, n - i)) == 0)
+            return 0;
+    return 1;
+}
+
 /* One page of a list statement: at most limit rows after the key `after` (time ""
  * meaning from the start), in the statement's order. */
 static int list_page(struct tg_store *st, const struct list_stmt *ls, const struct spec *sp,
@@ -325,8 +353,13 @@ static int list_page(struct tg_store *st, const struct list_stmt *ls, const stru
         [P_ACTION] = q->action,
     };
     const char *params[P_NSLOTS];
-    for (int i = 0; i < ls->n; i++)
+    for (int i = 0; i < ls->n; i++) {
         params[i] = by_slot[ls->slot[i]];
+        /* A filter no stored value can equal (the server would refuse the bytes): no rows,
+         * SQLite's answer. */
+        if (params[i] != NULL && ls->slot[i] != P_AFTER_ID && !valid_utf8(params[i]))
+            return TG_OK;
+    }
     long n = 0;
     struct pass p;
     pass_init(&p, st, sp, fn, arg, limit, &n, &page->last);
@@ -530,23 +563,6 @@ int tg_pg_audit_group(struct tg_store *st, const struct tg_audit_query *q, tg_au
 /* ---- the log of reads ------------------------------------------------------------------ */
 
 #define READ_QUERY_MAX 2000
-
-/* The length of the valid UTF-8 sequence at s (at most n bytes), 0 when it is not one. */
-static size_t utf8_len(const unsigned char *s, size_t n)
-{
-    size_t len = s[0] < 0x80 ? 1 : s[0] >= 0xc2 && s[0] < 0xe0 ? 2
-                 : s[0] >= 0xe0 && s[0] < 0xf0 ? 3 : s[0] >= 0xf0 && s[0] < 0xf5 ? 4 : 0;
-    if (len == 0 || len > n)
-        return 0;
-    for (size_t i = 1; i < len; i++)
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-    /* overlong forms, surrogates and code points past U+10FFFF */
-    if ((s[0] == 0xe0 && s[1] < 0xa0) || (s[0] == 0xed && s[1] >= 0xa0) ||
-        (s[0] == 0xf0 && s[1] < 0x90) || (s[0] == 0xf4 && s[1] >= 0x90))
-        return 0;
-    return len;
-}
 
 /* What was asked, as the log keeps it: the first READ_QUERY_MAX bytes, never cutting a
  * UTF-8 sequence in two (as SQLite's backend). PostgreSQL stores only valid UTF-8 text, so
