@@ -6,7 +6,8 @@
 set -euo pipefail
 
 packages=(build-essential cmake pkg-config libfcgi-dev libcurl4-openssl-dev libjson-c-dev
-          libsqlite3-dev libssl-dev nginx-light sqlite3 curl python3 ca-certificates)
+          libsqlite3-dev libssl-dev nginx-light sqlite3 curl python3 ca-certificates
+          libpq-dev postgresql)
 if [ "${1:-}" = "--test" ]; then
   shift
   packages+=(wrk chromium nodejs npm)

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """taskgate's benchmark (run it through tests/bench/run): B, nginx proxying straight to a
 static upstream stand-in, against G, nginx -> taskgate -> the same stand-in; then a slow
-upstream (tg_sim --latency-ms), one large submission, and the audit store's recording
-rate. Writes bench-results.txt, bench-results.json and, with gnuplot, latency.png to the
+upstream (tg_sim --latency-ms), one large submission, the audit store's recording rate,
+and G's submissions with and without event streams open through nginx. Writes bench-results.txt, bench-results.json and, with gnuplot, latency.png to the
 output directory. Standard library only.
 
 Exit status: 0 when every part ran (whatever the figures), 1 when a part failed to run,
@@ -27,8 +27,8 @@ import threading
 import time
 
 import report
-from stack import (BenchError, Daemon, Procs, HERE, TOP, file_sizes, json_answer, request,
-                   gateway_create_group, start_front, start_sim, start_standin, tail)
+from stack import (BenchError, Daemon, Procs, HERE, TOP, cpu_seconds, file_sizes,
+                   json_answer, request, gateway_create_group, start_front, start_sim, start_standin, tail)
 
 KEY = "par-bench-key"
 TEAM = "bench"
@@ -43,6 +43,8 @@ PROFILES = {
         "slow_warm": 2.5, "slow_window": 10.0,
         "bulk_inputs": 10000, "bulk_repeats": 3, "bulk_repeats_after": 2,
         "store_secs": 8.0, "store_clients": 2, "store_inputs": 1000,
+        "streams": 2000, "stream_max_secs": 4, "stream_lat_frac": 0.50, "stream_lat_secs": 6,
+        "stream_open_secs": 30.0,
     },
     "quick": {
         "warm_secs": 0, "max_rounds": 1, "max_secs": 1, "max_conns": 16, "wrk_threads": 2,
@@ -51,6 +53,8 @@ PROFILES = {
         "slow_warm": 0.5, "slow_window": 1.5,
         "bulk_inputs": 10000, "bulk_repeats": 1, "bulk_repeats_after": 1,
         "store_secs": 1.0, "store_clients": 2, "store_inputs": 1000,
+        "streams": 50, "stream_max_secs": 1, "stream_lat_frac": 0.50, "stream_lat_secs": 1,
+        "stream_open_secs": 10.0,
     },
 }
 
@@ -352,6 +356,119 @@ class Bench:
         finally:
             conn.close()
 
+    # ---- part E: submissions with and without many event streams open ----------------------
+
+    def part_streams(self):
+        """Submission throughput and p99 against the static stand-in, first with no stream
+        open, then with p['streams'] group event streams open through the same nginx (which
+        proxies them to the stand-in after the daemon's authorisation); the RSS of nginx's
+        worker and of the daemon before and after the streams opened."""
+        p = self.p
+        n = p["streams"]
+        d = self.subdir("streams")
+        res = self.results["parts"].setdefault("streams", {})
+        res.update({"streams": n, "conns": p["max_conns"], "lat_conns": p["lat_conns"],
+                    "max_secs": p["stream_max_secs"], "lat_secs": p["stream_lat_secs"],
+                    "frac": p["stream_lat_frac"]})
+        mark = self.procs.mark()
+        daemon = front = None
+        try:
+            standin = start_standin(self.procs, self.args.nginx, d, KEY)
+            # Above n, so that the per-team limit (its default is 1,000) is not what is measured.
+            daemon = Daemon(self.procs, self.args.taskgate, d,
+                            "http://127.0.0.1:%d" % standin.ports[0],
+                            {"long_reads_per_team": max(1000, 2 * n)})
+            token = daemon.setup_team(TEAM, KEY, PRESET)
+            daemon.start()
+            front = start_front(self.procs, self.args.nginx, d, daemon)
+            self.stream_runs(d, res, standin, daemon, front, token)
+        finally:
+            self.stop_stack(res, mark, front, daemon)
+
+    def stream_runs(self, d, res, standin, daemon, front, token):
+        p = self.p
+        port = front.ports[0]
+        group = gateway_create_group(port, token)
+        body = json.dumps({"taskgroup_id": group, "inputs": ["q"]})
+        self.smoke_g(port, token, body, 1)
+
+        def load(label):
+            """The same two wrk runs with and without the streams: the maximum, then the
+            fixed rate set by the first maximum; during the fixed rate, the daemon's fewest
+            free workers and the CPU each process used (% of one core)."""
+            mx = self.wrk(d, "max-G-" + label, port, "/v1/runs", body, token,
+                          p["stream_max_secs"], p["max_conns"])
+            rate = res.setdefault("offered", p["stream_lat_frac"] * mx["ok_rps"])
+            self.say("streams: fixed rate %.0f requests/s, %s" % (rate, label))
+            pids = {"daemon": [daemon.proc.pid], "nginx": front.workers(),
+                    "standin": standin.workers()}
+            if holders:  # the streams' client: the benchmark's, not the gateway's
+                pids["holder"] = [holders[0].proc.pid]
+            cpu0 = {k: sum(cpu_seconds(x) for x in v) for k, v in pids.items()}
+            t0 = time.monotonic()
+            sampler = FreeWorkers(port)
+            try:
+                fixed = self.wrk(d, "rate-G-" + label, port, "/v1/runs", body, token,
+                                 p["stream_lat_secs"], p["lat_conns"], rate)
+            finally:
+                sampler.stop()
+            secs = time.monotonic() - t0
+            cpu = {k: (sum(cpu_seconds(x) for x in v) - cpu0[k]) * 100 / secs
+                   for k, v in pids.items()}
+            return {"max": mx, "rate": fixed, "workers_free_min": sampler.least,
+                    "workers_free_rest": sampler.first, "cpu_pct": cpu}
+
+        holders = []
+
+        if p["warm_secs"]:
+            self.wrk(d, "warm-G", port, "/v1/runs", body, token, p["warm_secs"], p["max_conns"])
+        self.say("streams: submissions without streams")
+        res["without"] = load("without")
+        authorised0 = self.metric(port, 'taskgate_long_reads_authorised_total{team="%s"}' % TEAM)
+        mem = res["memory"] = {"before": self.stream_memory(front, daemon)}
+
+        self.say("streams: opening %d event streams" % p["streams"])
+        path = "/v1/tasks/groups/%s/events" % group
+        hold = p["stream_open_secs"] + 2 * (p["stream_max_secs"] + p["stream_lat_secs"]) + 60
+        holder = StreamHolder(self.procs, d, port, path, token, p["streams"],
+                              p["stream_open_secs"], hold)
+        holders.append(holder)
+        try:
+            res["opened"] = holder.wait_open(p["stream_open_secs"] + 15)
+            if res["opened"]["open"] == 0:
+                raise BenchError("no event stream opened: %r\n%s"
+                                 % (res["opened"], tail(holder.log)))
+            time.sleep(1.0)  # every stream past its first event and nginx's first rate tick
+            mem["open"] = self.stream_memory(front, daemon)
+            res["authorised"] = self.metric(
+                port, 'taskgate_long_reads_authorised_total{team="%s"}' % TEAM) - authorised0
+            self.say("streams: submissions with %d streams open" % res["opened"]["open"])
+            res["with"] = load("with")
+            res["held"] = holder.state()  # still open after the load?
+        finally:
+            res["closed"] = holder.stop()
+        time.sleep(0.5)
+        mem["closed"] = self.stream_memory(front, daemon)
+        opened = res["opened"]["open"]
+        res["per_stream_kb"] = {
+            who: (mem["open"][who].get("VmRSS", 0) - mem["before"][who].get("VmRSS", 0)) / opened
+            for who in ("nginx", "daemon")}
+
+    @staticmethod
+    def stream_memory(front, daemon):
+        return {"nginx": front.workers_memory(), "daemon": daemon.memory()}
+
+    @staticmethod
+    def metric(port, name):
+        """One sample of the daemon's /metrics (0 when absent)."""
+        status, _, data = request(port, "GET", "/metrics")
+        if status != 200:
+            raise BenchError("/metrics answered %d" % status)
+        for line in data.decode("utf-8", "replace").splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[-1])
+        return 0.0
+
     # ---- running the parts ----------------------------------------------------------------
 
     def run_part(self, name, fn):
@@ -369,6 +486,75 @@ class Bench:
             self.say("part %s FAILED: %s: %s" % (name, type(e).__name__, e))
         finally:
             self.results["parts"].setdefault(name, {})["elapsed_s"] = time.monotonic() - t0
+
+
+# ---- the stream part's helpers --------------------------------------------------------------
+
+class FreeWorkers:
+    """Samples taskgate_workers_free from /metrics every 0.2 s on a thread until stop():
+    .first (the first sample, before any load) and .least (the fewest seen)."""
+
+    def __init__(self, port):
+        self.port = port
+        self.first = self.least = None
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self.loop, daemon=True)
+        self.thread.start()
+
+    def loop(self):
+        while not self.done.is_set():
+            try:
+                v = Bench.metric(self.port, "taskgate_workers_free")
+            except (OSError, BenchError):
+                v = None
+            if v is not None:
+                self.first = v if self.first is None else self.first
+                self.least = v if self.least is None else min(self.least, v)
+            self.done.wait(0.2)
+
+    def stop(self):
+        self.done.set()
+        self.thread.join(10)
+
+
+class StreamHolder:
+    """tests/bench/streams.py holding count event streams open through nginx on port."""
+
+    def __init__(self, procs, d, port, path, token, count, open_secs, hold):
+        self.procs = procs
+        self.state_path = os.path.join(d, "streams.json")
+        self.log = os.path.join(d, "streams.out")
+        env = dict(os.environ, BENCH_TOKEN=token)
+        argv = [sys.executable, "-B", os.path.join(HERE, "streams.py"), "--port", str(port),
+                "--path", path, "--count", str(count), "--state", self.state_path,
+                "--open-secs", "%.1f" % open_secs, "--hold", "%.1f" % hold]
+        self.proc = procs.spawn(argv, self.log, d, env=env)
+
+    def state(self):
+        try:
+            with open(self.state_path, "r") as f:
+                return json.load(f)
+        except (OSError, ValueError):
+            return None
+
+    def wait_open(self, timeout):
+        """The state once every stream has answered (phase 'open')."""
+        deadline = time.monotonic() + timeout
+        while True:
+            st = self.state()
+            if st is not None and st["phase"] != "opening":
+                return st
+            if self.proc.poll() is not None:
+                raise BenchError("streams.py exited %s:\n%s" % (self.proc.returncode,
+                                                                tail(self.log)))
+            if time.monotonic() > deadline:
+                raise BenchError("the streams were not open within %.0f s: %r" % (timeout, st))
+            time.sleep(0.1)
+
+    def stop(self):
+        """Closes every stream (SIGTERM); the last state."""
+        self.procs.stop(self.proc, signal.SIGTERM, 15.0)
+        return self.state()
 
 
 # ---- load generators in Python (low rates) ------------------------------------------------
@@ -605,6 +791,10 @@ def main(argv):
             bench.say("SKIPPED B/G throughput and latency: wrk not found")
         bench.run_part("slow", bench.part_slow)
         bench.run_part("large", bench.part_large)
+        if args.wrk:
+            bench.run_part("streams", bench.part_streams)
+        else:
+            r["skipped"].append("submissions with event streams open: wrk is missing")
     except BaseException as e:  # a signal (SystemExit) or Ctrl-C: report what was done
         r["failures"].append({"part": "run", "error": "interrupted (%s)" % type(e).__name__})
         raise

@@ -188,6 +188,9 @@ def table(r):
             w("  database %.1f MB, its WAL %.1f MB (while the daemon ran)"
               % (files["db"] / 2**20, files["db_wal"] / 2**20))
         w("")
+    streams = r["parts"].get("streams", {})
+    if streams.get("with"):
+        _streams(w, streams)
     w("Targets (from the issue; never fail the script):")
     for t in r.get("targets", []):
         w("  %-5s %-64s %s" % (t["result"], t["target"], t["shown"]))
@@ -197,6 +200,55 @@ def table(r):
     for f in r["failures"]:
         w("FAILED to run: %s: %s" % (f["part"], f["error"]))
     return "\n".join(out) + "\n"
+
+
+def _streams(w, st):
+    """The stream part: submissions with and without the streams, memory per stream."""
+    op, held, closed = st["opened"], st.get("held") or {}, st.get("closed") or {}
+    w("Event streams: %d group event streams (GET /v1/tasks/groups/{id}/events) through the "
+      "same nginx, each authorised" % st["streams"])
+    w("by the daemon, then proxied by nginx to the stand-in (one small write a second per "
+      "stream); submissions as G above")
+    w("  %d of %d open after %.2f s (answers by status: %s); %d authorised by the daemon; "
+      "still open after the load: %s; ended early: %s"
+      % (op["open"], op["requested"], op["open_s"] or 0, json.dumps(op["statuses"],
+                                                                   sort_keys=True),
+         st.get("authorised", 0), _f(held.get("open"), "%d"),
+         _f(closed.get("ended"), "%d")))
+    w("  %-16s %10s %9s %9s %9s %9s %9s %7s %6s" % (
+        "", "max req/s", "offered/s", "achieved", "p50 ms", "p99 ms", "max ms", "errors",
+        "free"))
+    for key, name in (("without", "without streams"), ("with", "with %d open" % op["open"])):
+        x = st[key]
+        lat = x["rate"]["latency_us"]
+        w("  %-16s %10s %9s %9s %9s %9s %9s %7d %6s%s" % (
+            name, _f(x["max"]["ok_rps"]), _f(x["rate"]["offered"]), _f(x["rate"]["ok_rps"]),
+            _f(_ms(lat["p50"]), "%.2f"), _f(_ms(lat["p99"]), "%.2f"),
+            _f(_ms(lat["max"]), "%.1f"), x["max"]["error_count"] + x["rate"]["error_count"],
+            _f(x.get("workers_free_min"), "%d"),
+            "  (saturated)" if _saturated(x["rate"]) else ""))
+    w("  (wrk: the maximum with %d connections for %d s, then %.0f%% of the maximum without "
+      "streams with %d connections" % (st["conns"], st["max_secs"], st["frac"] * 100,
+                                       st["lat_conns"]))
+    w("  for %d s; free: the fewest of the daemon's free workers during the fixed rate, "
+      "taskgate_workers_free every 0.2 s)" % st["lat_secs"])
+    for key, name in (("without", "without streams"), ("with", "with the streams")):
+        cpu = st[key].get("cpu_pct") or {}
+        w("  CPU during the fixed rate, %s: daemon %.0f%%, nginx %.0f%%, stand-in %.0f%%%s "
+          "of one core" % (name, cpu.get("daemon", 0), cpu.get("nginx", 0),
+                           cpu.get("standin", 0),
+                           ", streams' client %.0f%%" % cpu["holder"] if "holder" in cpu else ""))
+    w("  free workers at rest: %s without streams, %s with them open"
+      % (_f(st["without"].get("workers_free_rest"), "%d"),
+         _f(st["with"].get("workers_free_rest"), "%d")))
+    mem = st["memory"]
+    per = st["per_stream_kb"]
+    for who, name in (("nginx", "nginx's worker"), ("daemon", "the daemon")):
+        w("  %-15s VmRSS %.1f MB before, %.1f MB with the streams open (%+.1f kB per stream), "
+          "%.1f MB once closed" % (name, mem["before"][who].get("VmRSS", 0) / MB,
+                                   mem["open"][who].get("VmRSS", 0) / MB, per[who],
+                                   (mem.get("closed") or {}).get(who, {}).get("VmRSS", 0) / MB))
+    w("")
 
 
 def plot(r, out):

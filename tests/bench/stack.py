@@ -56,6 +56,28 @@ def vm_status(pid):
     return out
 
 
+def children(pid):
+    """The pids whose parent is pid (from /proc/PID/task/PID/children, or a walk of /proc
+    where the kernel lacks that file)."""
+    try:
+        with open("/proc/%d/task/%d/children" % (pid, pid), "r") as f:
+            return [int(x) for x in f.read().split()]
+    except OSError:
+        pass
+    out = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % name, "r") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == pid:
+            out.append(int(name))
+    return out
+
+
 def reset_peak(pid):
     """Resets VmHWM of a live process to its current RSS (writing 5 to clear_refs, Linux
     4.0 and later), so that the next peak read is that of what follows. False when the
@@ -235,16 +257,60 @@ class Nginx:
                     raise
         raise last
 
+    def workers(self):
+        """The pids of the master's children (its workers), [] when it is gone."""
+        return children(self.proc.pid) if self.proc is not None else []
+
+    def workers_memory(self):
+        """vm_status of each worker, summed field by field, with 'workers': how many."""
+        total = {"workers": 0}
+        for pid in self.workers():
+            vm = vm_status(pid)
+            if vm:
+                total["workers"] += 1
+                for k, v in vm.items():
+                    total[k] = total.get(k, 0) + v
+        return total
+
     def stop(self):
         self.procs.stop(self.proc, signal.SIGTERM, 10.0)
         self.proc = None
 
 
+# The stand-in's group event stream: bytes a second after the first event (see
+# standin.conf.in), and how many events its file holds (at 64 bytes a second, hours of them).
+STREAM_RATE = 64
+STREAM_EVENTS = 4096
+
+
+def write_events(path):
+    """The stand-in's event stream: task_group_status events in the upstream's form, the
+    group's one run still running; returns the size in bytes of the first event (the
+    stand-in sends it and the answer's head, under 512 bytes, at once)."""
+    first = None
+    with open(path, "w") as f:
+        for i in range(STREAM_EVENTS):
+            event = ('event: task_group_status\ndata: {"type":"task_group_status",'
+                     '"event_id":"bench-%06d","status":{"num_task_runs":1,'
+                     '"task_run_status_counts":{"running":1},"is_active":true,'
+                     '"status_message":null,"modified_at":"2025-01-01T00:00:00.000000Z"}}\n\n'
+                     % i)
+            if first is None:
+                first = len(event)
+            f.write(event)
+    return first
+
+
 def start_standin(procs, nginx_bin, d, key):
     """The static stand-in; returns the Nginx (its port is .ports[0])."""
+    www = os.path.join(d, "standin-www")
+    os.makedirs(www, exist_ok=True)
+    first = write_events(os.path.join(www, "events.sse"))
+
     def conf(ports):
         return fill("standin.conf.in", {"USER": nginx_user(), "DIR": d, "PORT": ports[0],
-                                        "KEY": key})
+                                        "KEY": key, "STREAM_FIRST": first + 512,
+                                        "STREAM_RATE": STREAM_RATE})
     return Nginx(procs, nginx_bin, d, "standin", conf, 1).start()
 
 

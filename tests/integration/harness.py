@@ -6,6 +6,10 @@ Environment (set by ctest, see tests/CMakeLists.txt):
   TG_BIN         the taskgate binary        TG_SIM        the upstream simulator
   TG_NGINX       nginx                      TG_SOURCE_DIR the source tree
   TG_TEST_OUT    where temporary directories go (optional; the system temp dir otherwise)
+  TG_TEST_DATABASE  "sqlite" (default: a file in each stack's directory) or "postgresql": one
+                 throwaway server per test process (pgserver.py), a database of its own per
+                 stack. Tests of what only a file can do (its permissions, a full disk) say
+                 so with @sqlite_only.
 
 Typical use:
 
@@ -37,7 +41,58 @@ import time
 import unittest
 
 __all__ = ["Stack", "StackError", "StackTestCase", "SecretLeak", "env_path", "free_port",
-           "tail", "secret_forms", "strip_run_tags", "RUN_TAG_RE"]
+           "tail", "secret_forms", "strip_run_tags", "RUN_TAG_RE", "BACKEND", "sqlite_only",
+           "pg_server"]
+
+# Which store the stacks use (TG_TEST_DATABASE, see the module's text).
+BACKEND = "postgresql" if os.environ.get("TG_TEST_DATABASE", "sqlite").startswith("postgres") \
+    else "sqlite"
+# A test of the SQLite file itself (its permissions, its size, its WAL): skipped on PostgreSQL.
+sqlite_only = unittest.skipIf(BACKEND != "sqlite", "about the SQLite file; the store is PostgreSQL")
+
+_pg = None
+_pg_databases = 0
+
+
+def pg_server():
+    """The test process's PostgreSQL server, started on first use and stopped at exit."""
+    global _pg
+    if _pg is None:
+        import atexit
+        from pgserver import PgServer
+        _pg = PgServer(settings={"max_connections": 300})
+        _pg.start()
+        atexit.register(_pg.stop)
+    return _pg
+
+
+def _pg_literal(v):
+    """A Python value as a PostgreSQL literal, for the tests' own read-only queries."""
+    if v is None:
+        return "NULL"
+    if isinstance(v, bool):
+        return "1" if v else "0"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    return "'" + str(v).replace("'", "''") + "'"
+
+
+class Row(tuple):
+    """A result row read by index or by column name, like sqlite3.Row."""
+
+    def __new__(cls, pairs):
+        r = super().__new__(cls, [v for _, v in pairs])
+        r._names = [k for k, _ in pairs]
+        return r
+
+    def __getitem__(self, key):
+        if isinstance(key, str):
+            return tuple.__getitem__(self, self._names.index(key))
+        return tuple.__getitem__(self, key)
+
+    def keys(self):
+        return list(self._names)
+
 
 TOKEN_RE = re.compile(r"^tg_[0-9a-f]{48}$")
 # The gateway's run tag in each forwarded run's metadata: submission, call seq, first input,
@@ -187,6 +242,11 @@ class Stack:
         return self.path("taskgate.db")
 
     @property
+    def database(self):
+        """The config's database value: the SQLite file, or this stack's PostgreSQL URI."""
+        return self.pg_dsn if BACKEND == "postgresql" else self.db_path
+
+    @property
     def sock_path(self):
         return os.path.join(self.sock_dir or self.dir, "taskgate.sock")
 
@@ -225,6 +285,8 @@ class Stack:
         try:
             if self.want_sim:
                 self._start_sim()
+            if BACKEND == "postgresql":
+                self._create_pg_database()
             self._write_conf()
             self.cli_ok("init")
             if self.want_daemon:
@@ -269,19 +331,29 @@ class Stack:
                                  % tail(self.path("sim.log")))
             time.sleep(0.02)
 
+    def _create_pg_database(self):
+        global _pg_databases
+        pg = pg_server()
+        _pg_databases += 1
+        self.pg_dbname = "tg_%d_%d" % (os.getpid(), _pg_databases)
+        pg.psql('CREATE DATABASE "%s"' % self.pg_dbname, dbname="postgres")
+        self.pg_dsn = pg.dsn_for(self.pg_dbname)
+
     def _write_conf(self):
         upstream = ("http://127.0.0.1:%d" % self.sim_port if self.sim_port
                     else "http://127.0.0.1:9")  # discard port: nothing answers there
         conf = [
             ("listen", self.sock_path),
             ("socket_mode", "0660"),
-            ("database", self.db_path),
+            ("database", self.database),
             ("upstream_url", upstream),
             ("threads", "8"),
             ("upstream_timeout_ms", str(self.upstream_timeout_ms)),
             ("upstream_connect_timeout_ms", "1000"),
             ("log_level", "debug"),
         ]
+        if BACKEND == "postgresql":
+            conf.append(("key_file", self.path("taskgate.db.key")))
         keys = dict(conf)
         for k, v in self.extra_conf.items():
             if k in keys:
@@ -544,13 +616,15 @@ class Stack:
             self._check_bytes(os.path.relpath(path, self.dir), data, hits)
         for what, data in self.answers:
             self._check_bytes(what, data, hits)
+        if BACKEND == "postgresql" and getattr(self, "pg_dsn", None):
+            self._check_bytes("the PostgreSQL database", self.pg_dump(), hits)
         if hits:
             raise SecretLeak("secrets leaked (the directory is kept):\n  "
                              + "\n  ".join(hits[:50]))
 
     @property
     def key_file_path(self):
-        return self.extra_conf.get("key_file") or self.db_path + ".key"
+        return self.extra_conf.get("key_file") or self.db_path + ".key"  # also on PostgreSQL
 
     # ---- the daemon ---------------------------------------------------------------------
 
@@ -709,13 +783,34 @@ class Stack:
     # ---- the database --------------------------------------------------------------------
 
     def db(self, sql, params=()):
-        """Rows (sqlite3.Row) of one query on the daemon's database, opened read-only."""
+        """Rows (sqlite3.Row, or Row on PostgreSQL) of one read-only query on the daemon's
+        database; params fill the query's ? marks."""
+        if BACKEND == "postgresql":
+            return self._pg_rows(sql, params)
         conn = sqlite3.connect("file:%s?mode=ro" % self.db_path, uri=True, timeout=10)
         try:
             conn.row_factory = sqlite3.Row
             return conn.execute(sql, params).fetchall()
         finally:
             conn.close()
+
+    def _pg_rows(self, sql, params):
+        parts = sql.split("?")
+        if len(parts) - 1 != len(params):
+            raise ValueError("%d ? marks, %d parameters" % (len(parts) - 1, len(params)))
+        text = parts[0] + "".join(_pg_literal(v) + rest for v, rest in zip(params, parts[1:]))
+        query = ("SELECT coalesce(json_agg(row_to_json(q)), '[]') FROM (%s) q"
+                 % text.strip().rstrip(";"))
+        out = pg_server().psql(query, dbname=self.pg_dbname, args=("-A", "-t")).stdout
+        return [Row(list(r.items())) for r in json.loads(out.strip() or "[]",
+                                                         object_pairs_hook=dict)]
+
+    def pg_dump(self):
+        """The stack's whole PostgreSQL database as text (the secret scan reads it)."""
+        pg = pg_server()
+        r = subprocess.run([os.path.join(pg.bindir, "pg_dump"), "-d", self.pg_dsn],
+                           capture_output=True, timeout=60)
+        return r.stdout
 
     def db_value(self, sql, params=()):
         rows = self.db(sql, params)

@@ -208,11 +208,13 @@ class PgServer:
 
     # ---- clients ------------------------------------------------------------------------
 
-    def psql(self, sql=None, file=None, dbname=None, args=(), check=True, timeout=120):
-        """Runs psql -X -v ON_ERROR_STOP=1 on sql (stdin) or file; returns the
-        CompletedProcess (stdout, stderr as text); raises PgError on failure when check."""
-        argv = [psql_path(self.bindir), "-X", "-q", "-v", "ON_ERROR_STOP=1",
-                "-d", self.dsn_for(dbname or self.dbname)] + list(args)
+    def psql(self, sql=None, file=None, dbname=None, args=(), check=True, quiet=True,
+             timeout=120):
+        """Runs psql -X -v ON_ERROR_STOP=1 on sql (stdin) or file, with -q unless not quiet
+        (then stdout carries the command tags, "UPDATE 2"); returns the CompletedProcess
+        (stdout, stderr as text); raises PgError on failure when check."""
+        argv = [psql_path(self.bindir), "-X", "-v", "ON_ERROR_STOP=1",
+                "-d", self.dsn_for(dbname or self.dbname)] + (["-q"] if quiet else []) + list(args)
         if file is not None:
             argv += ["-f", file]
         r = subprocess.run(argv, input=sql, capture_output=True, text=True, timeout=timeout,
