@@ -212,63 +212,6 @@ static int drop_privileges(const char *user)
     return TG_OK;
 }
 
-/* One daemon per database: an exclusive flock on "<database>.lock", taken before the
- * database or the socket is touched and held (the descriptor stays open) until the process
- * ends, so that a second daemon neither marks the first one's submissions unknown nor
- * takes its socket. The file names the daemon holding it (pid, start, socket): what the
- * pending submissions of this database belong to. The CLI does not take it. Returns the
- * descriptor, or -1 with a message in err. */
-static int lock_database(const struct tg_conf *conf, char *err, size_t errlen)
-{
-    char path[sizeof(conf->database) + 8];
-    snprintf(path, sizeof(path), "%s.lock", conf->database);
-    int writable = 1;
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (fd < 0 && errno == EACCES) { /* made by root for a daemon now started as its user */
-        writable = 0;
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    }
-    if (fd < 0) {
-        snprintf(err, errlen, "cannot open the lock file %s: %s", path, strerror(errno));
-        return -1;
-    }
-    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-        int busy = errno == EWOULDBLOCK;
-        char holder[160] = "";
-        ssize_t n = busy ? pread(fd, holder, sizeof(holder) - 1, 0) : -1;
-        holder[n > 0 ? n : 0] = '\0';
-        holder[strcspn(holder, "\n")] = '\0';
-        if (busy)
-            snprintf(err, errlen, "another taskgate daemon (%s) serves the database %s: one "
-                     "daemon per database; stop it first (the lock is %s)",
-                     holder[0] != '\0' ? holder : "unknown", conf->database, path);
-        else
-            snprintf(err, errlen, "cannot lock %s: %s", path, strerror(errno));
-        close(fd);
-        return -1;
-    }
-    /* Taken as root for a daemon that becomes `user`: the file is that user's, as the
-     * database is, so that it can be started as that user directly later. */
-    struct passwd pw, *found = NULL;
-    char pwbuf[4096];
-    if (geteuid() == 0 && conf->user[0] != '\0' &&
-        getpwnam_r(conf->user, &pw, pwbuf, sizeof(pwbuf), &found) == 0 && found != NULL &&
-        fchown(fd, pw.pw_uid, pw.pw_gid) != 0)
-        tg_log(TG_LOG_WARN, "cannot give the lock file %s to user %s: %s", path, conf->user,
-               strerror(errno));
-    if (writable) {
-        char id[TG_TIME_LEN], line[sizeof(conf->listen) + 96];
-        tg_time_format(tg_now_ms(), id);
-        int len = snprintf(line, sizeof(line), "pid %ld, started %s, listening on %s\n",
-                           (long)getpid(), id, conf->listen);
-        if (len > 0 && (size_t)len >= sizeof(line))
-            len = (int)sizeof(line) - 1;
-        if (ftruncate(fd, 0) != 0 || (len > 0 && pwrite(fd, line, (size_t)len, 0) != len))
-            tg_log(TG_LOG_WARN, "cannot write the lock file %s: %s", path, strerror(errno));
-    }
-    return fd;
-}
-
 /* Submissions a previous daemon left pending can no longer be finished by anyone: they
  * become unknown, to be reconciled, before any worker takes a request. */
 static int recover(const struct tg_conf *conf)
@@ -314,9 +257,12 @@ int tg_server_run(const struct tg_conf *conf)
         tg_log(TG_LOG_ERROR, "cannot initialise libcurl or libfcgi");
         return 1;
     }
-    /* The lock first: until it is held, neither the database nor the socket is ours. */
-    int lock_fd = lock_database(conf, err, sizeof(err));
-    if (lock_fd < 0) {
+    /* The claim first: until it is held, neither the database nor the socket is ours. */
+    struct tg_daemon_info me = {conf->listen, conf->user};
+    struct tg_store_claim *claim = tg_store_claim(conf->database, &me,
+                                                  (int)conf->db_busy_timeout_ms, err,
+                                                  sizeof(err));
+    if (claim == NULL) {
         tg_log(TG_LOG_ERROR, "%s", err);
         tg_upstream_global_cleanup();
         return 1;
@@ -337,7 +283,7 @@ int tg_server_run(const struct tg_conf *conf)
             close(srv.fd);
             tg_fcgi_unlink(conf->listen, &sock);
         }
-        close(lock_fd);
+        tg_store_claim_release(claim);
         tg_upstream_global_cleanup();
         return 1;
     }
@@ -383,7 +329,7 @@ int tg_server_run(const struct tg_conf *conf)
     close(srv.fd);
     if (!activated)
         tg_fcgi_unlink(conf->listen, &sock); /* only if it is still ours */
-    close(lock_fd);
+    tg_store_claim_release(claim);
     tg_upstream_global_cleanup();
     if (rc == TG_OK)
         tg_log(TG_LOG_INFO, "stopped");

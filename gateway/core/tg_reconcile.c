@@ -542,14 +542,33 @@ static void settle_owed(struct tg_store *st)
         tg_store_write_probe(st);
 }
 
+/* The name of the turn (tg_store_turn_begin) the housekeeping of every daemon on one store
+ * takes: one of them at a time settles, reconciles and prunes. */
+#define TURN "housekeeping"
+
 static void housekeeping(struct tg_store *st, struct tg_upstream *up, const struct tg_conf *conf)
 {
+    int rc = tg_store_turn_begin(st, TURN);
+    if (rc == TG_EBUSY)
+        return; /* another daemon's turn */
+    if (rc != TG_OK) {
+        tg_log(TG_LOG_ERROR, "housekeeping: %s", tg_store_errmsg(st));
+        return;
+    }
+    /* A daemon on the same store may have died since: what it left pending is settled as
+     * unknown once its lease has run out, then reconciled below. */
+    long orphans = 0;
+    if (tg_store_recover_pending(st, &orphans) != TG_OK)
+        tg_log(TG_LOG_ERROR, "housekeeping: %s", tg_store_errmsg(st));
+    else if (orphans > 0)
+        tg_log(TG_LOG_WARN, "%ld submission(s) left pending by a daemon that is gone are "
+               "now 'unknown'", orphans);
     long pruned = prune(st);
     if (pruned > 0)
         tg_log(TG_LOG_DEBUG, "%ld expired idempotency records removed", pruned);
     if (conf->reconcile_after_s > 0) {
         long settled = 0, left = 0;
-        int rc = tg_reconcile_all(st, up, "daemon:periodic", 0,
+        rc = tg_reconcile_all(st, up, "daemon:periodic", 0,
                                   tg_now_ms() - conf->reconcile_after_s * 1000, &settled,
                                   &left);
         if (rc != TG_OK)
@@ -559,6 +578,7 @@ static void housekeeping(struct tg_store *st, struct tg_upstream *up, const stru
             tg_log(TG_LOG_INFO, "periodic reconcile: %ld settled, %ld still unknown",
                    settled, left);
     }
+    tg_store_turn_end(st, TURN);
 }
 
 static void *bg_main(void *arg)

@@ -3,6 +3,7 @@
  * the handle (tg_store_backend.h). It holds no SQL and no state of its own besides which
  * backend runs the daemon's shared writer. */
 #include <stdio.h>
+#include "tg_core.h"
 #include <string.h>
 
 #include "tg_store.h"
@@ -100,6 +101,52 @@ int tg_store_secure_files(const char *database, int create, int *tightened, char
         return unsupported(database, err, errlen);
     }
     return b->secure_files(database, create, tightened, err, errlen);
+}
+
+/* This daemon's id, made once by tg_store_claim before any worker starts; read-only after. */
+static char daemon_id[24];
+
+/* The claim as the backend gave it, and which backend. */
+struct claim_of {
+    const struct tg_store_backend *be;
+    struct tg_store_claim *c;
+};
+static struct claim_of held;
+
+struct tg_store_claim *tg_store_claim(const char *database, const struct tg_daemon_info *me,
+                                      int busy_ms, char *err, size_t errlen)
+{
+    const struct tg_store_backend *b = backend_for(database);
+    if (b == NULL) {
+        unsupported(database, err, errlen);
+        return NULL;
+    }
+    char id[sizeof(daemon_id)];
+    if (tg_random_id(id, sizeof(id), "dmn_", 8) != TG_OK) {
+        snprintf(err, errlen, "cannot make the daemon's id: no randomness");
+        return NULL;
+    }
+    struct tg_store_claim *c = b->claim(database, me, id, busy_ms, err, errlen);
+    if (c == NULL)
+        return NULL;
+    memcpy(daemon_id, id, sizeof(daemon_id));
+    held.be = b;
+    held.c = c;
+    return (struct tg_store_claim *)&held;
+}
+
+void tg_store_claim_release(struct tg_store_claim *c)
+{
+    struct claim_of *h = (struct claim_of *)c;
+    if (h == NULL || h->c == NULL)
+        return;
+    h->be->claim_release(h->c);
+    h->c = NULL;
+}
+
+const char *tg_store_daemon_id(void)
+{
+    return daemon_id[0] != '\0' ? daemon_id : NULL;
 }
 
 int tg_store_schema_version(void)
@@ -249,6 +296,16 @@ int tg_store_submission_finish(struct tg_store *st, const char *sub_id, enum tg_
                                int http_status, int upstream_status, const char *error)
 {
     return be(st)->submission_finish(st, sub_id, state, http_status, upstream_status, error);
+}
+
+int tg_store_turn_begin(struct tg_store *st, const char *what)
+{
+    return be(st)->turn_begin(st, what);
+}
+
+void tg_store_turn_end(struct tg_store *st, const char *what)
+{
+    be(st)->turn_end(st, what);
 }
 
 int tg_store_recover_pending(struct tg_store *st, long *n)

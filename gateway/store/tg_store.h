@@ -248,9 +248,50 @@ struct tg_call {
 
 /* Settles every submission left 'pending' by a daemon that stopped without finishing it
  * (killed, crashed, power lost) as 'unknown', so that it is reconciled rather than
- * forgotten. Call once at start-up, before serving: one daemon per database file. *n
- * (may be NULL) receives how many were settled. */
+ * forgotten: one that names no daemon, or a daemon other than this one (tg_store_daemon_id)
+ * whose lease has run out. SQLite has one daemon per file, so at start-up every pending
+ * submission is such a one. Call at start-up, before serving, and from time to time while
+ * serving (a peer on the same server may die). *n (may be NULL) receives how many were
+ * settled. */
 int tg_store_recover_pending(struct tg_store *st, long *n);
+
+/* ---- the daemon's claim on its store ------------------------------------------------- */
+
+/* What a daemon says of itself when it claims its store. */
+struct tg_daemon_info {
+    const char *listen; /* its FastCGI socket */
+    const char *user;   /* the user it switches to when started as root ("" or NULL: none) */
+};
+
+/* How long a daemon's lease lasts without being renewed, and how often it is renewed. */
+#define TG_STORE_LEASE_MS 30000
+#define TG_STORE_LEASE_RENEW_MS 5000
+
+struct tg_store_claim;
+
+/* Claims the store for this daemon, for its life, before it touches the database or its
+ * socket, and gives it its id (tg_store_daemon_id). SQLite: one daemon per file, an
+ * exclusive lock on "<database>.lock" naming its holder, refused while another daemon
+ * holds it. PostgreSQL: a row of `daemons`, beside the other daemons serving the same
+ * database, with a lease the backend renews every TG_STORE_LEASE_RENEW_MS on a connection
+ * of its own until tg_store_claim_release. NULL with the reason in err. */
+struct tg_store_claim *tg_store_claim(const char *database, const struct tg_daemon_info *me,
+                                      int busy_ms, char *err, size_t errlen);
+
+/* Gives the claim up: the lock released, or the daemon's row marked stopped. */
+void tg_store_claim_release(struct tg_store_claim *c);
+
+/* This daemon's id ("dmn_" and 16 hex digits) once it claimed its store, else NULL (the
+ * command line). Written on every submission it takes. */
+const char *tg_store_daemon_id(void);
+
+/* Work one daemon at a time does for the whole store (reconciliation, pruning, settling the
+ * submissions of daemons gone): TG_OK when this handle now holds what's turn, TG_EBUSY when
+ * another daemon holds it. PostgreSQL: an advisory lock on the handle's connection, held
+ * until tg_store_turn_end or until the connection ends (a daemon that dies hands its turn
+ * on by dying). SQLite: one daemon per file, so always this one's. */
+int tg_store_turn_begin(struct tg_store *st, const char *what);
+void tg_store_turn_end(struct tg_store *st, const char *what);
 
 /* Commits the call and all its runs in one transaction. */
 int tg_store_call_record(struct tg_store *st, const struct tg_call *call);

@@ -43,6 +43,11 @@ struct tg_store_backend {
     int (*secure_files)(const char *path, int create, int *tightened, char *err,
         size_t errlen);
     int (*schema_version)(void);
+    /* tg_store_claim: the backend's claim, an opaque object of its own (id is this
+     * daemon's, already made by the face). */
+    struct tg_store_claim *(*claim)(const char *database, const struct tg_daemon_info *me,
+        const char *id, int busy_ms, char *err, size_t errlen);
+    void (*claim_release)(struct tg_store_claim *c);
     const char *const *(*audit_columns)(enum tg_audit_kind kind, int *n);
 
     /* On a handle the backend opened. */
@@ -84,6 +89,8 @@ struct tg_store_backend {
     int (*submission_finish)(struct tg_store *st, const char *sub_id, enum tg_state state,
         int http_status, int upstream_status, const char *error);
     int (*recover_pending)(struct tg_store *st, long *n);
+    int (*turn_begin)(struct tg_store *st, const char *what);
+    void (*turn_end)(struct tg_store *st, const char *what);
     int (*call_record)(struct tg_store *st, const struct tg_call *call);
     int (*call_finish)(struct tg_store *st, const struct tg_call *call, enum tg_state state,
         int http_status, const char *error);

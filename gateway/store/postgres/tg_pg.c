@@ -529,6 +529,43 @@ int tg_pg_admin_log(struct tg_store *st, const struct tg_actor *who, const char 
     return tg_pg_run(st, &admin_log_stmt, 11, p, "log the change");
 }
 
+/* ---- turns ---------------------------------------------------------------------------- */
+
+/* The advisory lock's key for what: a 64-bit FNV-1a of the name, the same in every
+ * process. */
+static const char *turn_key(const char *what, char buf[TG_PG_I64_LEN])
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (const unsigned char *p = (const unsigned char *)what; *p != '\0'; p++)
+        h = (h ^ *p) * 1099511628211ULL;
+    return tg_pg_i64(buf, (int64_t)h);
+}
+
+static const struct tg_pg_stmt turn_try = {"turn_try", "SELECT pg_try_advisory_lock($1::bigint)"};
+static const struct tg_pg_stmt turn_free = {"turn_free", "SELECT pg_advisory_unlock($1::bigint)"};
+
+static int turn_begin(struct tg_store *st, const char *what)
+{
+    char key[TG_PG_I64_LEN];
+    const char *p[] = {turn_key(what, key)};
+    PGresult *r;
+    int rc = tg_pg_one(st, &turn_try, 1, p, &r, "take the turn");
+    if (rc != TG_OK)
+        return rc;
+    int got = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+    PQclear(r);
+    if (!got)
+        tg_pg_set_err(st, "another daemon is doing it (%s)", what);
+    return got ? TG_OK : TG_EBUSY;
+}
+
+static void turn_end(struct tg_store *st, const char *what)
+{
+    char key[TG_PG_I64_LEN];
+    const char *p[] = {turn_key(what, key)};
+    tg_pg_run(st, &turn_free, 1, p, "give the turn up");
+}
+
 /* ---- the backend --------------------------------------------------------------------- */
 
 /* Nothing to do for a server: no file of the gateway's holds the records. */
@@ -581,6 +618,8 @@ const struct tg_store_backend tg_pg_backend = {
     .errmsg = tg_pg_errmsg,
     .migrate = tg_pg_migrate,
     .schema_version = tg_pg_schema_version,
+    .claim = tg_pg_claim,
+    .claim_release = tg_pg_claim_release,
     .ping = tg_pg_ping,
     .write_health = tg_pg_write_health,
     .write_probe = tg_pg_write_probe,
@@ -605,6 +644,8 @@ const struct tg_store_backend tg_pg_backend = {
     .submission_group = tg_pg_submission_group,
     .submission_finish = tg_pg_submission_finish,
     .recover_pending = tg_pg_recover_pending,
+    .turn_begin = turn_begin,
+    .turn_end = turn_end,
     .call_record = tg_pg_call_record,
     .call_finish = tg_pg_call_finish,
     .audit_columns = tg_pg_audit_columns,

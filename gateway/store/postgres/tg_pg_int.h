@@ -136,6 +136,11 @@ int tg_pg_ping(struct tg_store *st);
 int tg_pg_write_health(char *why, size_t whylen);
 int tg_pg_write_probe(struct tg_store *st);
 
+/* tg_pg_claim.c */
+struct tg_store_claim *tg_pg_claim(const char *database, const struct tg_daemon_info *me,
+                                const char *id, int busy_ms, char *err, size_t errlen);
+void tg_pg_claim_release(struct tg_store_claim *c);
+
 /* tg_pg_ident.c */
 int tg_pg_auth(struct tg_store *st, const char *token_hash, int64_t now_ms,
                struct tg_auth *out);

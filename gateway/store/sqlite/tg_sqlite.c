@@ -72,7 +72,7 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_RECOVER] =
         "UPDATE submissions SET state = 'unknown', completed_at = ?1,"
         " error = 'the daemon stopped before the outcome was recorded'"
-        " WHERE state = 'pending'",
+        " WHERE state = 'pending' AND (daemon_id IS NULL OR daemon_id IS NOT ?2)",
     [S_TEAM_NAME] = "SELECT name FROM teams WHERE id = ?1",
     [S_TOKEN_INFO] =
         "SELECT t.name, k.role, k.label, k.expires_at FROM tokens k"
@@ -82,8 +82,8 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_SUB_INSERT] =
         "INSERT INTO submissions (id, team_id, token_id, request_id, received_at,"
         " completed_at, remote_addr, interface, taskgroup_id, num_inputs, state,"
-        " http_status, error, request, resumes)"
-        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+        " http_status, error, request, resumes, daemon_id)"
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
     [S_SUB_GROUP] =
         "UPDATE submissions SET taskgroup_id = ?2 WHERE id = ?1 AND state = 'pending'",
     /* A final state is never rewritten; only reconciliation may settle 'unknown'. */
@@ -649,6 +649,22 @@ int tg_sqlite_admin_log(struct tg_store *st, const struct tg_actor *who, const c
     return tg_sqlite_run(st, s, "log the change");
 }
 
+/* ---- turns ---------------------------------------------------------------------------- */
+
+/* One daemon per file: every turn is this daemon's. */
+static int turn_begin(struct tg_store *st, const char *what)
+{
+    (void)st;
+    (void)what;
+    return TG_OK;
+}
+
+static void turn_end(struct tg_store *st, const char *what)
+{
+    (void)st;
+    (void)what;
+}
+
 /* ---- the backend ------------------------------------------------------------------------ */
 
 /* SQLite takes a file path (or its own file: URI); a URI of another scheme ("postgresql://")
@@ -671,6 +687,8 @@ const struct tg_store_backend tg_sqlite_backend = {
     .errmsg = tg_sqlite_errmsg,
     .migrate = tg_sqlite_migrate,
     .schema_version = tg_sqlite_schema_version,
+    .claim = tg_sqlite_claim,
+    .claim_release = tg_sqlite_claim_release,
     .ping = tg_sqlite_ping,
     .write_health = tg_sqlite_write_health,
     .write_probe = tg_sqlite_write_probe,
@@ -695,6 +713,8 @@ const struct tg_store_backend tg_sqlite_backend = {
     .submission_group = tg_sqlite_submission_group,
     .submission_finish = tg_sqlite_submission_finish,
     .recover_pending = tg_sqlite_recover_pending,
+    .turn_begin = turn_begin,
+    .turn_end = turn_end,
     .call_record = tg_sqlite_call_record,
     .call_finish = tg_sqlite_call_finish,
     .audit_columns = tg_sqlite_audit_columns,

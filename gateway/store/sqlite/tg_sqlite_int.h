@@ -173,6 +173,11 @@ int tg_sqlite_write_health(char *why, size_t whylen);
 int tg_sqlite_write_probe(struct tg_store *st);
 int tg_sqlite_secure_files(const char *path, int create, int *tightened, char *err,
                            size_t errlen);
+/* tg_sqlite_claim.c */
+struct tg_store_claim *tg_sqlite_claim(const char *database, const struct tg_daemon_info *me,
+                                    const char *id, int busy_ms, char *err, size_t errlen);
+void tg_sqlite_claim_release(struct tg_store_claim *c);
+
 int tg_sqlite_auth(struct tg_store *st, const char *token_hash, int64_t now_ms,
                    struct tg_auth *out);
 int tg_sqlite_team_key(struct tg_store *st, int64_t team_id, char *buf, size_t buflen);

@@ -67,6 +67,7 @@ int tg_sqlite_sub_insert(struct tg_store *st, const struct tg_submission *sub,
     tg_sqlite_bind_text(s, 13, error);
     tg_sqlite_bind_text(s, 14, sub->request);
     tg_sqlite_bind_text(s, 15, resumes);
+    tg_sqlite_bind_text(s, 16, tg_store_daemon_id());
     rc = tg_sqlite_run(st, s, "record submission");
     if (rc == TG_EEXIST)
         tg_sqlite_set_err(st, "submission %.64s is already recorded", sub->id);
@@ -333,6 +334,7 @@ int tg_sqlite_recover_pending(struct tg_store *st, long *n)
     if (rc != TG_OK)
         return rc;
     tg_sqlite_bind_text(s, 1, now);
+    tg_sqlite_bind_text(s, 2, tg_store_daemon_id()); /* this daemon's own go on */
     rc = tg_sqlite_run(st, s, "settle pending submissions");
     if (n != NULL)
         *n = rc == TG_OK ? (long)sqlite3_changes(st->db) : 0;
