@@ -7,15 +7,15 @@ admission (tg_pg_admission.c):
   * a team limit of N runs per minute, hammered through both: exactly N runs admitted;
   * a team limit of N in flight, hammered through both while the upstream is slow: exactly N;
   * the same Idempotency-Key sent to both at once: one add-runs upstream, the other client
-    told it is in progress (409) or given the same answer, and a repeat after is that answer.
+    told it is in progress (409) or given the same answer, and a repeat after is that answer;
+  * a daemon starting (or housekeeping) beside another's in-flight submission leaves it
+    pending; after kill -9 of its daemon it stays pending until the lease runs out, then
+    becomes unknown and is reconciled by the survivor, its run recorded once.
 
 Run from the build tree's environment, e.g.
     TG_TEST_DATABASE=postgresql TG_BIN=build/taskgate TG_SIM=build/tests/tg_sim \
     TG_NGINX=$(command -v nginx) TG_SOURCE_DIR=. python3 tests/integration/check_pg_two_daemons.py
-
-The daemon's one-daemon lock is a file named after the database value; for a postgresql://
-URI that is a relative path under "postgresql:/" in the daemon's directory, which is made
-here so that each daemon takes a lock of its own (each has its own directory)."""
+"""
 
 import json
 import os
@@ -31,21 +31,15 @@ from harness import Stack, StackTestCase  # noqa: E402
 KEY = "par-key-cluster"
 
 
-class OwnLock(Stack):
-    def _start_daemon(self):
-        os.makedirs(self.path("postgresql:"), exist_ok=True)
-        super()._start_daemon()
-
-
-class SecondDaemon(OwnLock):
+class SecondDaemon(Stack):
     """A daemon and nginx of their own on the first stack's database and simulator."""
 
-    def __init__(self, first):
-        super().__init__(sim=False, name="tg-second", conf={
-            "database": first.pg_dsn,
-            "upstream_url": "http://127.0.0.1:%d" % first.sim_port,
-            "key_file": first.key_file_path,
-        })
+    def __init__(self, first, conf=None):
+        c = {"database": first.pg_dsn,
+             "upstream_url": "http://127.0.0.1:%d" % first.sim_port,
+             "key_file": first.key_file_path}
+        c.update(conf or {})
+        super().__init__(sim=False, name="tg-second", conf=c)
         self.scan_on_stop = False  # its own database is unused; the first's is scanned
 
 
@@ -55,11 +49,12 @@ def adds(reqs):
 
 @unittest.skipUnless(harness.BACKEND == "postgresql", "two daemons share a PostgreSQL database")
 class TwoDaemonsTest(StackTestCase):
+    # The second daemon settles and reconciles what a daemon gone left every second.
+    HOUSEKEEPING = {"housekeeping_interval_s": 1, "reconcile_after_s": 1}
+
     def setUp(self):
-        self.a = OwnLock(keys=[KEY], name="tg-first")
-        self._stacks.append(self.a)
-        self.a.start()
-        self.b = SecondDaemon(self.a)
+        self.a = self.stack(keys=[KEY], name="tg-first")
+        self.b = SecondDaemon(self.a, self.HOUSEKEEPING)
         self._stacks.append(self.b)
         self.b.start()
 
@@ -168,6 +163,54 @@ class TwoDaemonsTest(StackTestCase):
         self.a.sim_clear_faults()
         self.assertEqual(self.a.db_value(
             "SELECT count(*) FROM submissions WHERE state = 'accepted'"), 10)
+
+    def state(self, sub_id):
+        return self.a.db_value("SELECT state FROM submissions WHERE id = ?", (sub_id,))
+
+    def in_flight_on_a(self, token, delay_ms):
+        """A submission sent through the first daemon, its add-runs held delay_ms upstream;
+        its id once it is pending, and the thread waiting for its answer."""
+        self.a.sim_fault(match="add_runs", kind="delay", delay_ms=delay_ms, times=-1)
+        t = threading.Thread(target=lambda: self.post(self.a, token, ["slow"]), daemon=True)
+        t.start()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            sub = self.a.db_value("SELECT id FROM submissions WHERE state = 'pending'")
+            if sub:
+                return sub, t
+            time.sleep(0.05)
+        self.fail("no pending submission")
+
+    def test_a_peer_starting_leaves_in_flight_submissions_alone(self):
+        token = self.team("peer")
+        sub, t = self.in_flight_on_a(token, 4000)
+        self.b.restart_daemon()  # its start-up settles what daemons gone left
+        time.sleep(1.5)          # and a housekeeping pass or two
+        self.assertEqual(self.state(sub), "pending")
+        t.join(30)
+        self.assertEqual(self.state(sub), "accepted")
+
+    def test_kill_9_hands_pending_submissions_on_after_the_lease(self):
+        token = self.team("dead")
+        sub, _ = self.in_flight_on_a(token, 1500)
+        self.a.daemon_signal(9)
+        self.a.daemon_wait()
+        killed = time.monotonic()
+        time.sleep(2)  # the upstream creates the run; nobody records it
+        while time.monotonic() - killed < 20:
+            self.assertEqual(self.state(sub), "pending", "settled while the lease was live")
+            time.sleep(1)
+        deadline = killed + 60
+        while self.state(sub) in ("pending", "unknown") and time.monotonic() < deadline:
+            time.sleep(0.5)
+        self.assertEqual(self.state(sub), "accepted", self.b.daemon_log()[-2000:])
+        self.assertGreaterEqual(time.monotonic() - killed, 25)
+        self.assertEqual(self.a.db_value(
+            "SELECT count(*) FROM audit_runs WHERE submission_id = ?", (sub,)), 1)
+        self.assertEqual(len(adds(self.a.sim_requests())), 1)
+        # The survivor still serves.
+        st, _, _ = self.post(self.b, token, ["after"])
+        self.assertEqual(st, 200)
 
 
 if __name__ == "__main__":

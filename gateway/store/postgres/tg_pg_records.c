@@ -1,10 +1,10 @@
 /* The PostgreSQL backend: the audit records' writes (contract in tg_store.h, reference
  * behaviour in sqlite/tg_sqlite_records.c): a submission from admission to its final state,
  * each upstream call with the runs it created (one statement for all of a call's runs),
- * and the settling of what a stopped daemon left pending. Every write is a transaction of
- * its own through tg_pg_write on the caller's handle; what must hold across daemons (a
- * final state never rewritten) is decided by the UPDATEs' WHERE clauses, which the server
- * evaluates again on the newest row after waiting for its lock. */
+ * and the settling of what a daemon gone (its lease run out) left pending. Every write is
+ * a transaction of its own through tg_pg_write on the caller's handle; what must hold
+ * across daemons (a final state never rewritten) is decided by the UPDATEs' WHERE clauses,
+ * which the server evaluates again on the newest row after waiting for its lock. */
 #include "tg_pg_int.h"
 
 #include <limits.h>
@@ -16,8 +16,8 @@ static const struct tg_pg_stmt sub_insert_stmt = {
     "records_sub_insert",
     "INSERT INTO submissions (id, team_id, token_id, request_id, received_at,"
     " completed_at, remote_addr, interface, taskgroup_id, num_inputs, state,"
-    " http_status, error, request, resumes)"
-    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"};
+    " http_status, error, request, resumes, daemon_id)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"};
 
 static const struct tg_pg_stmt sub_group_stmt = {
     "records_sub_group",
@@ -80,11 +80,17 @@ static const struct tg_pg_stmt any_pending_stmt = {
     "records_any_pending",
     "SELECT EXISTS (SELECT 1 FROM submissions WHERE state = 'pending')"};
 
+/* The pending submissions of no daemon, or of another ($2: this one's id, NULL for the
+ * command line) whose lease has run out by $1 (a daemon that stopped cleanly ended its
+ * lease then; one whose row is gone has none). The row lock makes two daemons settling at
+ * once settle each submission once: the second finds it no longer pending. */
 static const struct tg_pg_stmt recover_stmt = {
     "records_recover",
-    "UPDATE submissions SET state = 'unknown', completed_at = $1,"
+    "UPDATE submissions s SET state = 'unknown', completed_at = $1,"
     " error = 'the daemon stopped before the outcome was recorded'"
-    " WHERE state = 'pending'"};
+    " WHERE s.state = 'pending' AND (s.daemon_id IS NULL"
+    "  OR (s.daemon_id IS DISTINCT FROM $2::text AND NOT EXISTS (SELECT 1 FROM daemons d"
+    "   WHERE d.id = s.daemon_id AND d.lease_until > $1)))"};
 
 /* ---- helpers ----------------------------------------------------------------------------- */
 
@@ -244,8 +250,9 @@ int tg_pg_sub_insert(struct tg_store *st, const struct tg_submission *sub, const
                        tg_pg_i64_or_null(status, http_status),
                        error,
                        sub->request,
-                       resumes};
-    int rc = tg_pg_run(st, &sub_insert_stmt, 15, p, "record submission");
+                       resumes,
+                       tg_store_daemon_id()};
+    int rc = tg_pg_run(st, &sub_insert_stmt, 16, p, "record submission");
     if (rc == TG_EEXIST)
         tg_pg_set_err(st, "submission %.64s is already recorded", sub->id);
     else if (rc == TG_ENOTFOUND)
@@ -499,7 +506,7 @@ int tg_pg_call_finish(struct tg_store *st, const struct tg_call *call, enum tg_s
     return tg_pg_write(st, call_finish_w, &a);
 }
 
-/* ---- what a stopped daemon left ---------------------------------------------------------- */
+/* ---- what a daemon gone left -------------------------------------------------------------- */
 
 struct recover_write {
     long *n;
@@ -510,18 +517,19 @@ static int recover_w(struct tg_store *st, void *arg)
     const struct recover_write *a = arg;
     char now[TG_TIME_LEN];
     tg_pg_now_text(now);
-    const char *p[] = {now};
+    const char *p[] = {now, tg_store_daemon_id()};
     long n;
-    int rc = run_count(st, &recover_stmt, 1, p, "settle pending submissions", &n);
+    int rc = run_count(st, &recover_stmt, 2, p, "settle pending submissions", &n);
     if (a->n != NULL)
         *a->n = rc == TG_OK ? n : 0;
     return rc;
 }
 
-/* As SQLite's: every pending submission is settled as unknown, which is right only while
- * one daemon uses the database (each daemon's own in-flight submissions, by a lease, are
- * the cluster's answer). The look first is a read, so that a server that refuses writes
- * still lets the daemon start when there is nothing to settle. */
+/* Only what a daemon gone left pending (its lease, renewed by tg_pg_claim.c, ran out by
+ * this host's clock: hosts' clocks must agree to well within TG_STORE_LEASE_MS) becomes
+ * unknown; live daemons' in-flight submissions, this one's included, are theirs. The look
+ * first is a read, so that a server that refuses writes still lets the daemon start when
+ * there is nothing to settle. */
 int tg_pg_recover_pending(struct tg_store *st, long *n)
 {
     if (n != NULL)
