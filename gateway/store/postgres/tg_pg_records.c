@@ -34,20 +34,42 @@ static const struct tg_pg_stmt sub_finish_stmt = {
 static const struct tg_pg_stmt sub_state_stmt = {
     "records_sub_state", "SELECT state FROM submissions WHERE id = $1"};
 
-/* The last call's status (NULL when it got no answer) and the group it made. */
-static const struct tg_pg_stmt sub_upstream_stmt = {
-    "records_sub_upstream",
-    "UPDATE submissions SET upstream_status = $2, taskgroup_id = coalesce($3, taskgroup_id)"
-    " WHERE id = $1 AND state IN ('pending', 'unknown')"};
+/* A call in one statement: the submission's UPDATE (u), the call's row when u touched one
+ * (c), and its runs (r: $17 the ids and $18 the processors as text arrays, input i at
+ * $6 + i; one recorded already is skipped, see runs_insert_stmt). $1..$15 are the call's
+ * columns as in call_insert_stmt, $16 the group it made; the answer is how many rows u and
+ * r touched. */
+#define CALL_ROWS_SQL \
+    ", c AS (INSERT INTO upstream_calls (submission_id, seq, operation, method, path," \
+    " first_input, num_inputs, started_at, finished_at, duration_ms, outcome," \
+    " http_status, run_cursor, event_cursor, error)" \
+    " SELECT $1, $2::bigint, $3, $4, $5, $6::bigint, $7::bigint, $8, $9, $10::bigint, $11," \
+    " $12::bigint, $13, $14, $15 FROM u RETURNING seq)" \
+    ", r AS (INSERT INTO runs (run_id, submission_id, call_seq, input_index, processor)" \
+    " SELECT x.id, $1, c.seq, $6::bigint + x.ord - 1, x.proc" \
+    " FROM c, unnest($17::text[], $18::text[]) WITH ORDINALITY AS x(id, proc, ord)" \
+    " ON CONFLICT DO NOTHING RETURNING 1)" \
+    " SELECT (SELECT count(*) FROM u), (SELECT count(*) FROM r)"
 
-/* sub_upstream_stmt and sub_finish_stmt of one call_finish in one UPDATE, under the
- * stricter WHERE of the two (upstream_status: the call's, as the two in a row leave it). */
-static const struct tg_pg_stmt sub_call_done_stmt = {
-    "records_sub_call_done",
-    "UPDATE submissions SET upstream_status = $4, taskgroup_id = coalesce($7, taskgroup_id),"
-    " state = $2, http_status = $3, error = $5, completed_at = $6"
+/* call_record: u sets the last call's status (NULL when it got no answer) and the group it
+ * made on an open submission. */
+static const struct tg_pg_stmt call_record_stmt = {
+    "records_call_record",
+    "WITH u AS (UPDATE submissions SET upstream_status = $12::bigint,"
+    " taskgroup_id = coalesce($16, taskgroup_id)"
+    " WHERE id = $1 AND state IN ('pending', 'unknown') RETURNING id)" CALL_ROWS_SQL};
+
+/* call_finish: u is SQLite's two UPDATEs of the submission (the call's status, then the
+ * final state $19 with $20 the client's status, $21 the error, $22 now) as one, under the
+ * stricter WHERE of the two (the final state's). */
+static const struct tg_pg_stmt call_finish_stmt = {
+    "records_call_finish",
+    "WITH u AS (UPDATE submissions SET upstream_status = $12::bigint,"
+    " taskgroup_id = coalesce($16, taskgroup_id), state = $19, http_status = $20::bigint,"
+    " error = $21, completed_at = $22"
     " WHERE id = $1 AND (state = 'pending'"
-    "   OR (state = 'unknown' AND $2 IN ('accepted', 'failed')))"};
+    "   OR (state = 'unknown' AND $19 IN ('accepted', 'failed'))) RETURNING id)"
+    CALL_ROWS_SQL};
 
 static const struct tg_pg_stmt call_insert_stmt = {
     "records_call_insert",
@@ -413,6 +435,7 @@ static int insert_call(struct tg_store *st, const struct tg_call *c)
     return rc;
 }
 
+/* The call's rows on their own (call_finish_w's rare path). */
 static int call_rows(struct tg_store *st, const struct tg_call *c)
 {
     int rc = insert_call(st, c);
@@ -422,18 +445,102 @@ static int call_rows(struct tg_store *st, const struct tg_call *c)
     return rc;
 }
 
+/* A call's 18 parameters of call_record_stmt (the ids' arrays built in the buffers). */
+struct call_params {
+    char started[TG_TIME_LEN], finished[TG_TIME_LEN];
+    char seq[TG_PG_I64_LEN], first[TG_PG_I64_LEN], inputs[TG_PG_I64_LEN];
+    char dur[TG_PG_I64_LEN], http[TG_PG_I64_LEN];
+    struct tg_buf ids, procs;
+    const char *p[22];
+};
+
+static int call_params(struct tg_store *st, const struct tg_call *c, struct call_params *cp)
+{
+    tg_time_format(c->started_ms, cp->started);
+    tg_time_format(c->started_ms + (c->duration_ms > 0 ? c->duration_ms : 0), cp->finished);
+    tg_buf_init(&cp->ids, RUNS_ARRAY_MAX);
+    tg_buf_init(&cp->procs, RUNS_ARRAY_MAX);
+    int rc = TG_OK;
+    if (c->num_runs > 0)
+        rc = text_array(&cp->ids, c->run_ids, c->num_runs);
+    if (rc == TG_OK && c->num_runs > 0 && c->processors != NULL)
+        rc = text_array(&cp->procs, c->processors, c->num_runs);
+    if (rc != TG_OK) {
+        tg_pg_set_err(st, "record runs: %zu runs are too many for one statement", c->num_runs);
+        return rc;
+    }
+    const char *p[18] = {c->submission_id,
+                         tg_pg_i64(cp->seq, c->seq),
+                         c->operation,
+                         c->method,
+                         c->path,
+                         c->first_input >= 0 ? tg_pg_i64(cp->first, c->first_input) : NULL,
+                         tg_pg_i64(cp->inputs, c->num_inputs),
+                         cp->started,
+                         c->outcome == TG_OUTCOME_NOT_SENT ? NULL : cp->finished,
+                         tg_pg_i64(cp->dur, c->duration_ms),
+                         tg_domain_outcome_name(c->outcome),
+                         tg_pg_i64_or_null(cp->http, c->http_status),
+                         c->run_cursor,
+                         c->event_cursor,
+                         c->error,
+                         c->taskgroup_id,
+                         c->num_runs > 0 ? tg_buf_str(&cp->ids) : NULL,
+                         c->num_runs > 0 && c->processors != NULL ? tg_buf_str(&cp->procs)
+                                                                  : NULL};
+    memcpy(cp->p, p, sizeof(p));
+    return TG_OK;
+}
+
+static void call_params_free(struct call_params *cp)
+{
+    tg_buf_free(&cp->ids);
+    tg_buf_free(&cp->procs);
+}
+
+/* Runs s (call_record_stmt or call_finish_stmt) with n of cp's parameters: TG_OK with how
+ * many rows its UPDATE touched in *updated, TG_EEXIST when the call or one of its runs is
+ * recorded already. */
+static int call_stmt(struct tg_store *st, const struct tg_pg_stmt *s, int n,
+                     const struct tg_call *c, const struct call_params *cp, long *updated)
+{
+    PGresult *res;
+    *updated = 0;
+    int rc = tg_pg_one(st, s, n, cp->p, &res, "record upstream call");
+    if (rc == TG_EEXIST)
+        tg_pg_set_err(st, "call %d of submission %.64s is already recorded", c->seq,
+                      c->submission_id);
+    if (rc != TG_OK)
+        return rc;
+    *updated = (long)tg_pg_int(res, 0, 0);
+    size_t runs = (size_t)tg_pg_int(res, 0, 1);
+    PQclear(res);
+    if (*updated == 0 || runs == c->num_runs)
+        return TG_OK;
+    /* One of them is recorded already (by another submission, or twice in this call). */
+    const char *p[] = {cp->p[16], c->submission_id, cp->seq, cp->first};
+    rc = tg_pg_one(st, &runs_dup_stmt, 4, p, &res, "record runs");
+    if (rc == TG_OK) {
+        tg_pg_set_err(st, "run %.100s is already recorded", tg_pg_text(res, 0, 0));
+        PQclear(res);
+    } else if (rc == TG_ENOTFOUND) {
+        tg_pg_set_err(st, "a run of call %d of submission %.64s is already recorded", c->seq,
+                      c->submission_id);
+    }
+    return rc == TG_OK || rc == TG_ENOTFOUND ? TG_EEXIST : rc;
+}
+
 /* The call, its runs and the submission's upstream status, inside a transaction. */
 static int call_in_tx(struct tg_store *st, const struct tg_call *call)
 {
-    char http[TG_PG_I64_LEN];
-    const char *p[] = {call->submission_id, tg_pg_i64_or_null(http, call->http_status),
-                       call->taskgroup_id};
-    long n;
-    int rc = run_count(st, &sub_upstream_stmt, 3, p, "record upstream status", &n);
+    struct call_params cp;
+    long n = 0;
+    int rc = call_params(st, call, &cp);
+    if (rc == TG_OK)
+        rc = call_stmt(st, &call_record_stmt, 18, call, &cp, &n);
     if (rc == TG_OK && n == 0)
         rc = refusal(st, call->submission_id, "record upstream call");
-    if (rc == TG_OK)
-        rc = call_rows(st, call);
+    call_params_free(&cp);
     return rc;
 }
 
@@ -458,39 +565,40 @@ struct call_finish_write {
     const char *error;
 };
 
-/* SQLite's order of checks with one UPDATE fewer: the submission must be open (else the
+/* SQLite's order of checks with one statement: the submission must be open (else the
  * call's refusal), the call and its runs must be new, then the final state must be one
- * the submission may take (else the finish's refusal). */
+ * the submission may take (else the finish's refusal). Only when the last fails are the
+ * call's rows tried on their own, for what SQLite would have said first. */
 static int call_finish_w(struct tg_store *st, void *arg)
 {
     const struct call_finish_write *a = arg;
     const struct tg_call *c = a->call;
-    char now[TG_TIME_LEN], http[TG_PG_I64_LEN], up[TG_PG_I64_LEN];
-    tg_pg_now_text(now);
-    const char *p[] = {c->submission_id,
-                       tg_domain_state_name(a->state),
-                       tg_pg_i64_or_null(http, a->http_status),
-                       tg_pg_i64_or_null(up, c->http_status),
-                       a->error,
-                       now,
-                       c->taskgroup_id};
-    long n;
-    int rc = run_count(st, &sub_call_done_stmt, 7, p, "finish submission", &n);
+    struct call_params cp;
+    char now[TG_TIME_LEN], http[TG_PG_I64_LEN], state[16];
+    long n = 0;
+    int rc = call_params(st, c, &cp);
     if (rc != TG_OK)
-        return rc;
-    if (n == 0) {
-        char state[16];
-        rc = sub_state(st, c->submission_id, state, sizeof(state), "record upstream call");
-        if (rc == TG_OK && strcmp(state, "pending") != 0 && strcmp(state, "unknown") != 0)
-            return refusal(st, c->submission_id, "record upstream call");
-        if (rc == TG_ENOTFOUND)
-            return refusal(st, c->submission_id, "record upstream call");
-        if (rc != TG_OK)
-            return rc;
+        goto out;
+    tg_pg_now_text(now);
+    cp.p[18] = tg_domain_state_name(a->state);
+    cp.p[19] = tg_pg_i64_or_null(http, a->http_status);
+    cp.p[20] = a->error;
+    cp.p[21] = now;
+    rc = call_stmt(st, &call_finish_stmt, 22, c, &cp, &n);
+    if (rc != TG_OK || n > 0)
+        goto out;
+    rc = sub_state(st, c->submission_id, state, sizeof(state), "record upstream call");
+    if (rc == TG_ENOTFOUND ||
+        (rc == TG_OK && strcmp(state, "pending") != 0 && strcmp(state, "unknown") != 0)) {
+        rc = refusal(st, c->submission_id, "record upstream call");
+        goto out;
     }
-    rc = call_rows(st, c);
-    if (rc == TG_OK && n == 0)
+    if (rc == TG_OK)
+        rc = call_rows(st, c);
+    if (rc == TG_OK)
         rc = refusal(st, c->submission_id, "finish submission");
+out:
+    call_params_free(&cp);
     return rc;
 }
 
