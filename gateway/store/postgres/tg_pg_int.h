@@ -197,6 +197,14 @@ int tg_pg_recover_pending(struct tg_store *st, long *n);
 int tg_pg_call_record(struct tg_store *st, const struct tg_call *call);
 int tg_pg_call_finish(struct tg_store *st, const struct tg_call *call, enum tg_state state,
                       int http_status, const char *error);
+/* Shared with tg_pg_admission.c, inside the caller's transaction: the submission's row
+ * (state, http_status and error as given; completed_at now unless pending), and the n runs
+ * of call seq (input first_input + i; processors may be NULL) in one statement. TG_EEXIST
+ * names the submission or the run recorded already. */
+int tg_pg_sub_insert(struct tg_store *st, const struct tg_submission *sub, const char *resumes,
+                     enum tg_state state, int http_status, const char *error);
+int tg_pg_runs_insert(struct tg_store *st, const char *sub_id, int seq, int first_input,
+                      size_t n, const char *const *run_ids, const char *const *processors);
 
 /* tg_pg_admission.c */
 int tg_pg_idem_get(struct tg_store *st, struct tg_pool *pool, int64_t team_id,

@@ -1,0 +1,217 @@
+#!/usr/bin/env python3
+"""By hand, until the suite has its two-daemon stacks: two taskgate daemons, each behind its
+own nginx, on ONE PostgreSQL database and one simulator, raced against each other through
+admission (tg_pg_admission.c):
+
+  * many clients on both daemons: every run id any client got is in audit_runs exactly once;
+  * a team limit of N runs per minute, hammered through both: exactly N runs admitted;
+  * a team limit of N in flight, hammered through both while the upstream is slow: exactly N;
+  * the same Idempotency-Key sent to both at once: one add-runs upstream, the other client
+    told it is in progress (409) or given the same answer, and a repeat after is that answer;
+  * a daemon starting (or housekeeping) beside another's in-flight submission leaves it
+    pending; after kill -9 of its daemon it stays pending until the lease runs out, then
+    becomes unknown and is reconciled by the survivor, its run recorded once.
+
+Run from the build tree's environment, e.g.
+    TG_TEST_DATABASE=postgresql TG_BIN=build/taskgate TG_SIM=build/tests/tg_sim \
+    TG_NGINX=$(command -v nginx) TG_SOURCE_DIR=. python3 tests/integration/check_pg_two_daemons.py
+"""
+
+import json
+import os
+import sys
+import threading
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+from harness import Stack, StackTestCase  # noqa: E402
+
+KEY = "par-key-cluster"
+
+
+class SecondDaemon(Stack):
+    """A daemon and nginx of their own on the first stack's database and simulator."""
+
+    def __init__(self, first, conf=None):
+        c = {"database": first.pg_dsn,
+             "upstream_url": "http://127.0.0.1:%d" % first.sim_port,
+             "key_file": first.key_file_path}
+        c.update(conf or {})
+        super().__init__(sim=False, name="tg-second", conf=c)
+        self.scan_on_stop = False  # its own database is unused; the first's is scanned
+
+
+def adds(reqs):
+    return [r for r in reqs if r["method"] == "POST" and r["path"].endswith("/runs")]
+
+
+@unittest.skipUnless(harness.BACKEND == "postgresql", "two daemons share a PostgreSQL database")
+class TwoDaemonsTest(StackTestCase):
+    # The second daemon settles and reconciles what a daemon gone left every second.
+    HOUSEKEEPING = {"housekeeping_interval_s": 1, "reconcile_after_s": 1}
+
+    def setUp(self):
+        self.a = self.stack(keys=[KEY], name="tg-first")
+        self.b = SecondDaemon(self.a, self.HOUSEKEEPING)
+        self._stacks.append(self.b)
+        self.b.start()
+
+    def team(self, name, *limits):
+        self.a.add_team(name, KEY, preset={"processor": "core"})
+        if limits:
+            self.a.cli_ok("team", "limits", name, *limits)
+        return self.a.issue_token(name)[0]
+
+    @staticmethod
+    def post(stack, token, inputs, headers=None):
+        h = {"Authorization": "Bearer " + token, "Content-Type": "application/json",
+             "Accept": "application/json"}
+        h.update(headers or {})
+        st, hdrs, data = stack.http("POST", "/v1/runs", json.dumps({"inputs": inputs}), h,
+                                    timeout=60)
+        return st, hdrs, data
+
+    def race(self, n, fn):
+        """fn(i) in n threads released together; their results in no particular order."""
+        out, lock = [], threading.Lock()
+        gate = threading.Barrier(n)
+
+        def one(i):
+            gate.wait()
+            r = fn(i)
+            with lock:
+                out.append(r)
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        self.assertEqual(len(out), n, "a client got no answer")
+        return out
+
+    def both(self, i):
+        return self.a if i % 2 == 0 else self.b
+
+    @staticmethod
+    def fresh_minute():
+        if time.time() % 60 > 45:
+            time.sleep(61 - time.time() % 60)
+
+    def test_many_clients_every_run_once(self):
+        token = self.team("many")
+
+        def client(i):
+            got = []
+            for _ in range(10):
+                st, _, d = self.post(self.both(i), token, ["x%d" % i, "y%d" % i])
+                got.append((st, json.loads(d)))
+            return got
+
+        results = [r for rs in self.race(16, client) for r in rs]
+        self.assertEqual([st for st, _ in results if st != 200], [])
+        ids = [rid for _, d in results for rid in d["run_ids"]]
+        self.assertEqual(len(ids), 320)
+        self.assertEqual(len(set(ids)), 320)
+        rows = self.a.db("SELECT run_id, count(*) AS n FROM audit_runs GROUP BY run_id")
+        self.assertEqual(sorted(r[0] for r in rows), sorted(ids))
+        self.assertEqual({r[1] for r in rows}, {1})
+        self.assertEqual(self.a.db_value(
+            "SELECT count(*) FROM submissions WHERE state = 'accepted'"), 160)
+
+    def test_runs_per_minute_admits_exactly_the_limit(self):
+        token = self.team("rpm", "--runs-per-minute", "10")
+        self.fresh_minute()
+        results = self.race(30, lambda i: self.post(self.both(i), token, ["r%d" % i]))
+        statuses = sorted(r[0] for r in results)
+        self.assertEqual((statuses.count(200), statuses.count(429)), (10, 20), statuses)
+        self.assertEqual(sum(len(r["body"]["inputs"]) for r in adds(self.a.sim_requests())),
+                         10)
+        self.assertEqual(self.a.db_value("SELECT sum(runs) FROM team_usage"), 10)
+        self.assertEqual(self.a.db_value(
+            "SELECT count(*) FROM submissions WHERE state = 'rejected' AND http_status = 429"),
+            20)
+
+    def test_in_flight_admits_exactly_the_limit(self):
+        token = self.team("fly", "--in-flight", "3")
+        self.a.sim_fault(match="add_runs", kind="delay", delay_ms=1500, times=-1)
+        results = self.race(12, lambda i: self.post(self.both(i), token, ["f%d" % i]))
+        self.a.sim_clear_faults()
+        statuses = sorted(r[0] for r in results)
+        self.assertEqual((statuses.count(200), statuses.count(429)), (3, 9), statuses)
+        self.assertEqual(len(adds(self.a.sim_requests())), 3)
+
+    def test_same_key_on_both_daemons_sends_once(self):
+        token = self.team("idem")
+        self.a.sim_fault(match="add_runs", kind="delay", delay_ms=300, times=-1)
+        for k in range(10):
+            key = {"Idempotency-Key": "both-%d" % k}
+            self.a.sim_clear()
+            results = self.race(2, lambda i: self.post(self.both(i), token, ["k"], key))
+            statuses = sorted(r[0] for r in results)
+            self.assertIn(statuses, ([200, 200], [200, 409]), [r[2] for r in results])
+            ok = [r[2] for r in results if r[0] == 200]
+            if len(ok) == 2:
+                self.assertEqual(ok[0], ok[1], "a replay is the first answer")
+            self.assertEqual(len(adds(self.a.sim_requests())), 1, key)
+            for s in (self.a, self.b):
+                st, _, d = self.post(s, token, ["k"], key)
+                self.assertEqual((st, d), (200, ok[0]))
+            self.assertEqual(len(adds(self.a.sim_requests())), 1, key)
+        self.a.sim_clear_faults()
+        self.assertEqual(self.a.db_value(
+            "SELECT count(*) FROM submissions WHERE state = 'accepted'"), 10)
+
+    def state(self, sub_id):
+        return self.a.db_value("SELECT state FROM submissions WHERE id = ?", (sub_id,))
+
+    def in_flight_on_a(self, token, delay_ms):
+        """A submission sent through the first daemon, its add-runs held delay_ms upstream;
+        its id once it is pending, and the thread waiting for its answer."""
+        self.a.sim_fault(match="add_runs", kind="delay", delay_ms=delay_ms, times=-1)
+        t = threading.Thread(target=lambda: self.post(self.a, token, ["slow"]), daemon=True)
+        t.start()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            sub = self.a.db_value("SELECT id FROM submissions WHERE state = 'pending'")
+            if sub:
+                return sub, t
+            time.sleep(0.05)
+        self.fail("no pending submission")
+
+    def test_a_peer_starting_leaves_in_flight_submissions_alone(self):
+        token = self.team("peer")
+        sub, t = self.in_flight_on_a(token, 4000)
+        self.b.restart_daemon()  # its start-up settles what daemons gone left
+        time.sleep(1.5)          # and a housekeeping pass or two
+        self.assertEqual(self.state(sub), "pending")
+        t.join(30)
+        self.assertEqual(self.state(sub), "accepted")
+
+    def test_kill_9_hands_pending_submissions_on_after_the_lease(self):
+        token = self.team("dead")
+        sub, _ = self.in_flight_on_a(token, 1500)
+        self.a.daemon_signal(9)
+        self.a.daemon_wait()
+        killed = time.monotonic()
+        time.sleep(2)  # the upstream creates the run; nobody records it
+        while time.monotonic() - killed < 20:
+            self.assertEqual(self.state(sub), "pending", "settled while the lease was live")
+            time.sleep(1)
+        deadline = killed + 60
+        while self.state(sub) in ("pending", "unknown") and time.monotonic() < deadline:
+            time.sleep(0.5)
+        self.assertEqual(self.state(sub), "accepted", self.b.daemon_log()[-2000:])
+        self.assertGreaterEqual(time.monotonic() - killed, 25)
+        self.assertEqual(self.a.db_value(
+            "SELECT count(*) FROM audit_runs WHERE submission_id = ?", (sub,)), 1)
+        self.assertEqual(len(adds(self.a.sim_requests())), 1)
+        # The survivor still serves.
+        st, _, _ = self.post(self.b, token, ["after"])
+        self.assertEqual(st, 200)
+
+
+if __name__ == "__main__":
+    unittest.main()
