@@ -4,6 +4,8 @@
  * connection of its own, and marked stopped when the daemon stops cleanly. A daemon whose
  * lease ran out (killed, or cut off from the database longer than the lease) is presumed
  * gone: its pending submissions may then be settled by another (tg_pg_recover_pending). */
+#include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +33,36 @@ static const struct tg_pg_stmt claim_renew = {
 static const struct tg_pg_stmt claim_stop = {
     "claim_stop",
     "UPDATE daemons SET heartbeat_at = $2, lease_until = $2, stopped_at = $2 WHERE id = $1"};
+
+/* The daemons of this host still holding a lease, to see which of them are gone. */
+static const struct tg_pg_stmt claim_peers = {
+    "claim_peers",
+    "SELECT id, pid FROM daemons WHERE host = $1 AND id <> $2 AND stopped_at IS NULL "
+    "AND lease_until > $3"};
+static const struct tg_pg_stmt claim_expire = {
+    "claim_expire",
+    "UPDATE daemons SET lease_until = $2 WHERE id = $1 AND stopped_at IS NULL"};
+
+/* A daemon of this very host whose process is gone (killed, crashed) need not be waited
+ * for: its lease ends now, so what it left pending is settled at once rather than after
+ * TG_STORE_LEASE_MS. Other hosts' daemons are judged by their lease alone. */
+static void expire_dead_peers(struct tg_store_claim *c, const char *host, const char *now)
+{
+    PGresult *r;
+    const char *p[] = {host, c->id, now};
+    if (tg_pg_exec(c->st, &claim_peers, 3, p, &r, "read this host's daemons") != TG_OK)
+        return;
+    for (int i = 0; i < PQntuples(r); i++) {
+        pid_t pid = (pid_t)tg_pg_int(r, i, 1);
+        if (pid <= 0 || kill(pid, 0) == 0 || errno != ESRCH)
+            continue;
+        const char *q[] = {tg_pg_text(r, i, 0), now};
+        if (tg_pg_run(c->st, &claim_expire, 2, q, "end a gone daemon's lease") == TG_OK)
+            tg_log(TG_LOG_INFO, "daemon %s (pid %ld on this host) is gone: its lease ends now",
+                   q[0], (long)pid);
+    }
+    PQclear(r);
+}
 
 /* Now and now plus the lease, as the records' times are written. */
 static void lease_times(char now[TG_TIME_LEN], char until[TG_TIME_LEN])
@@ -92,6 +124,7 @@ struct tg_store_claim *tg_pg_claim(const char *database, const struct tg_daemon_
         free(c);
         return NULL;
     }
+    expire_dead_peers(c, host, now);
     return c;
 }
 
