@@ -16,6 +16,7 @@ struct tg_conf {
     char socket_group[33];          /* the unix socket's group (nginx's workers'); "" keep */
     long threads;                   /* worker threads */
     long max_long_reads;            /* event streams and awaited results at once; 0: threads/2 */
+    long worker_reserve;            /* workers one team's submissions cannot take; 0: max(2, threads/4) */
     long backlog;                   /* listen backlog */
     char database[TG_CONF_STR];     /* SQLite file, or a URI (kept as given) */
     long db_busy_timeout_ms;        /* how long to wait on a locked database */

@@ -24,6 +24,7 @@ static const double buckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.
 static long workers;
 static atomic_long in_flight;
 static atomic_long streams;
+static atomic_ulong share_refused;
 static atomic_ulong requests[NIFACES][STATUS_MAX];
 static atomic_ulong upstream_calls[NOPS][STATUS_MAX];
 static atomic_ulong latency_bucket[NBUCKETS + 1];
@@ -140,6 +141,11 @@ void tg_metrics_long_read_end(void)
     atomic_fetch_sub_explicit(&streams, 1, memory_order_relaxed);
 }
 
+void tg_metrics_share_refused(void)
+{
+    atomic_fetch_add_explicit(&share_refused, 1, memory_order_relaxed);
+}
+
 void tg_metrics_db_tx(unsigned long writes, unsigned long frames)
 {
     atomic_fetch_add_explicit(&db_tx, 1, memory_order_relaxed);
@@ -176,6 +182,11 @@ static void render_requests(struct tg_buf *b)
                      "# HELP taskgate_workers_free Worker threads waiting for a request.\n"
                      "# TYPE taskgate_workers_free gauge\ntaskgate_workers_free %ld\n",
                   busy, workers - busy > 0 ? workers - busy : 0);
+    tg_buf_printf(b, "# HELP taskgate_worker_share_refusals_total Submissions refused 429 "
+                     "because their team's submissions held every worker one team may "
+                     "(threads - worker_reserve).\n# TYPE taskgate_worker_share_refusals_total "
+                     "counter\ntaskgate_worker_share_refusals_total %lu\n",
+                  atomic_load(&share_refused));
 }
 
 static void render_upstream(struct tg_buf *b)

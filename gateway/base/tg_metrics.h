@@ -31,6 +31,10 @@ void tg_metrics_runs(const char *team, long n);
 int tg_metrics_long_read_begin(long max);
 void tg_metrics_long_read_end(void);
 
+/* A submission was refused because its team's submissions held every worker a team may
+ * (threads - worker_reserve, core/tg_share.h). */
+void tg_metrics_share_refused(void);
+
 /* Time a write spent waiting for its transaction to begin. */
 void tg_metrics_db_wait(int64_t us);
 
