@@ -58,6 +58,7 @@ static const struct key keys[] = {
     {"socket_mode", T_OCTAL, FIELD(socket_mode), 0, 0777, "0660", NULL},
     {"socket_group", T_NAME, FIELD(socket_group), 0, 0, "", NULL},
     {"threads", T_LONG, FIELD(threads), 1, 4096, "32", NULL},
+    {"worker_reserve", T_LONG, FIELD(worker_reserve), 0, 4096, "0", NULL},
     {"backlog", T_LONG, FIELD(backlog), 1, 65535, "1024", NULL},
     {"database", T_PATH, FIELD(database), 0, 0, "/var/lib/taskgate/taskgate.db", NULL},
     {"db_busy_timeout_ms", T_LONG, FIELD(db_busy_timeout_ms), 0, 600000, "10000", NULL},

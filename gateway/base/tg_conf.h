@@ -15,6 +15,7 @@ struct tg_conf {
     long socket_mode;               /* permissions of a unix socket, e.g. 0660 */
     char socket_group[33];          /* the unix socket's group (nginx's workers'); "" keep */
     long threads;                   /* worker threads */
+    long worker_reserve;            /* workers one team's submissions cannot take; 0: max(2, threads/4) */
     long backlog;                   /* listen backlog */
     char database[TG_CONF_STR];     /* SQLite file, or a URI (kept as given) */
     long db_busy_timeout_ms;        /* how long to wait on a locked database */

@@ -28,6 +28,7 @@ static const double buckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.
 
 static long workers;
 static atomic_long in_flight;
+static atomic_ulong share_refused;
 static atomic_ulong requests[NIFACES][STATUS_MAX];
 static atomic_ulong upstream_calls[NOPS][STATUS_MAX];
 static atomic_ulong latency_bucket[NBUCKETS + 1];
@@ -146,6 +147,11 @@ void tg_metrics_db_wait(int64_t us)
                               memory_order_relaxed);
 }
 
+void tg_metrics_share_refused(void)
+{
+    atomic_fetch_add_explicit(&share_refused, 1, memory_order_relaxed);
+}
+
 void tg_metrics_db_tx(unsigned long writes, unsigned long frames)
 {
     atomic_fetch_add_explicit(&db_tx, 1, memory_order_relaxed);
@@ -188,6 +194,11 @@ static void render_requests(struct tg_buf *b)
                      "would pass max_answer_bytes.\n# TYPE taskgate_answers_too_large_total "
                      "counter\ntaskgate_answers_too_large_total %lu\n",
                   atomic_load(&answers_too_large));
+    tg_buf_printf(b, "# HELP taskgate_worker_share_refusals_total Submissions refused 429 "
+                     "because their team's submissions held every worker one team may "
+                     "(threads - worker_reserve).\n# TYPE taskgate_worker_share_refusals_total "
+                     "counter\ntaskgate_worker_share_refusals_total %lu\n",
+                  atomic_load(&share_refused));
 }
 
 static void render_upstream(struct tg_buf *b)

@@ -33,6 +33,10 @@ void tg_metrics_read(const char *outcome, const char *team);
 /* A read was refused because its answer would have passed max_answer_bytes. */
 void tg_metrics_answer_too_large(void);
 
+/* A submission was refused because its team's submissions held every worker a team may
+ * (threads - worker_reserve, core/tg_share.h). */
+void tg_metrics_share_refused(void);
+
 /* Time a write spent waiting for its transaction to begin. */
 void tg_metrics_db_wait(int64_t us);
 

@@ -25,6 +25,7 @@
 #include "tg_metrics.h"
 #include "tg_reconcile.h"
 #include "tg_router.h"
+#include "tg_share.h"
 #include "tg_store.h"
 #include "tg_upstream.h"
 
@@ -243,6 +244,7 @@ int tg_server_run(const struct tg_conf *conf)
     srv.conf = conf;
     srv.nslots = conf->threads;
     tg_metrics_init(conf->threads);
+    tg_share_init(conf);
 
     /* Signals are taken by the main thread alone, with sigwait; workers never see them. */
     sigset_t sigs;

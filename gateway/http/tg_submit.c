@@ -1,5 +1,6 @@
-/* The pipeline's HTTP side (tg_submit_run: decode, token, role, check, admission, forward,
- * answer; rejected records, database trouble and every answer's status) and POST /v1/runs,
+/* The pipeline's HTTP side (tg_submit_run: decode, token, role, the team's worker share
+ * (core/tg_share.h), check, admission, forward, answer; rejected records, database trouble
+ * and every answer's status) and POST /v1/runs,
  * the simplified interface's steps: decode a JSON or form body, merge the team's preset
  * under the submission, validate. Sending and recording is core/tg_pipeline.c's; the
  * record is final before the client hears anything. */
@@ -17,6 +18,7 @@
 #include "tg_merge.h"
 #include "tg_metrics.h"
 #include "tg_reconcile.h"
+#include "tg_share.h"
 #include "tg_store.h"
 #include "tg_submit.h"
 #include "tg_validate.h"
@@ -429,6 +431,61 @@ static const struct tg_sub_ops simplified = {
 
 /* ---- the pipeline ------------------------------------------------------------------- */
 
+/* Takes a worker of the team's share (core/tg_share.h) for s: TG_OK, or the team's
+ * submissions already hold every worker one team may, and the 429 (a rejected record,
+ * nothing sent) is in resp. */
+static int take_share(struct tg_sub *s)
+{
+    long held = 0;
+    if (tg_share_take(s->auth.team_id, &held))
+        return TG_OK;
+    tg_metrics_share_refused();
+    long limit = tg_share_limit();
+    json_object *d = tg_json_pool(s->req->pool, json_object_new_object());
+    if (d != NULL) {
+        json_object_object_add(d, "submission_id", json_object_new_string(s->p.id));
+        json_object_object_add(d, "state", json_object_new_string("rejected"));
+        json_object_object_add(d, "limit", json_object_new_string("worker_share"));
+        json_object_object_add(d, "value", json_object_new_int64(limit));
+        json_object_object_add(d, "used", json_object_new_int64(held));
+    }
+    char msg[256];
+    snprintf(msg, sizeof(msg), "the team's submissions in flight hold %ld of the gateway's "
+             "workers, the most one team may (worker_share %ld: threads minus worker_reserve); "
+             "nothing was sent; retry after 1 s", held, limit);
+    tg_submit_reject(s, 429, msg, d);
+    if (s->resp->status == 429)
+        tg_resp_header(s->resp, "Retry-After", "1");
+    return TG_ERR;
+}
+
+/* tg_submit_run once the token may add runs and a worker of the team's share is held. */
+static void run_held(struct tg_sub *s)
+{
+    if (s->ops->check(s) != TG_OK)
+        return;
+    if (tg_submit_admit(s) != TG_OK)
+        return;
+
+    struct tg_failure f;
+    int rc = tg_pipeline_forward(&s->p, &f);
+    s->resp->inputs = (int)tg_pipeline_inputs(&s->p);
+    s->resp->runs = (int)s->p.accepted;
+    s->resp->upstream_us += s->p.upstream_us;
+    /* The record is final before the client hears anything. */
+    int written = rc;
+    if (rc == TG_OK)
+        written = tg_pipeline_finish(&s->p, TG_STATE_ACCEPTED, 200, NULL);
+    else if (rc == TG_ERR)
+        written = tg_pipeline_finish(&s->p, f.state, f.status, f.message);
+    if (written != TG_OK)
+        tg_submit_db_trouble(s, written);
+    else if (rc == TG_OK)
+        s->ops->answer(s);
+    else
+        s->ops->answer_failed(s, &f);
+}
+
 void tg_submit_run(const struct tg_sub_ops *ops, struct tg_worker *w, struct tg_request *req,
                 struct tg_response *resp, const char *api, const char *path_group)
 {
@@ -446,28 +503,10 @@ void tg_submit_run(const struct tg_sub_ops *ops, struct tg_worker *w, struct tg_
         return;
     if (tg_submit_check_role(&s) != TG_OK)
         return;
-    if (ops->check(&s) != TG_OK)
+    if (take_share(&s) != TG_OK)
         return;
-    if (tg_submit_admit(&s) != TG_OK)
-        return;
-
-    struct tg_failure f;
-    int rc = tg_pipeline_forward(&s.p, &f);
-    resp->inputs = (int)tg_pipeline_inputs(&s.p);
-    resp->runs = (int)s.p.accepted;
-    resp->upstream_us += s.p.upstream_us;
-    /* The record is final before the client hears anything. */
-    int written = rc;
-    if (rc == TG_OK)
-        written = tg_pipeline_finish(&s.p, TG_STATE_ACCEPTED, 200, NULL);
-    else if (rc == TG_ERR)
-        written = tg_pipeline_finish(&s.p, f.state, f.status, f.message);
-    if (written != TG_OK)
-        tg_submit_db_trouble(&s, written);
-    else if (rc == TG_OK)
-        ops->answer(&s);
-    else
-        ops->answer_failed(&s, &f);
+    run_held(&s);
+    tg_share_release(s.auth.team_id);
 }
 
 void tg_submit_runs(struct tg_worker *w, struct tg_request *req, struct tg_response *resp)

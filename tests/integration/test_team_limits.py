@@ -96,6 +96,70 @@ class LimitsTest(StackTestCase):
         s.sim_clear_faults()
         return out
 
+    def test_worker_share_keeps_a_reserve(self):
+        """One team's slow submissions hold at most threads - worker_reserve workers: past
+        that its next gets 429 with Retry-After (a rejected record, nothing sent), while
+        another team's submission and /healthz are answered at once."""
+        s = self.stack(keys=[KEY, KEY + "-b"], conf={"threads": 4, "worker_reserve": 2})
+        s.add_team("a", KEY, preset={"processor": "core"})
+        s.add_team("b", KEY + "-b", preset={"processor": "core"})
+        token_a, _ = s.issue_token("a")
+        token_b, _ = s.issue_token("b")
+        # The add-runs calls of team A's first two submissions take 4 s each.
+        s.sim_fault(match="add_runs", kind="delay", delay_ms=4000, times=2)
+        slow, lock = [], threading.Lock()
+
+        def one():
+            r = self.post(s, token_a, 1)
+            with lock:
+                slow.append(r)
+
+        threads = [threading.Thread(target=one) for _ in range(2)]
+        for t in threads:
+            t.start()
+        deadline = time.time() + 5
+        while time.time() < deadline and sum(
+                1 for r in s.sim_requests() if r["path"].endswith("/runs")) < 2:
+            time.sleep(0.05)
+        self.assertEqual(sum(1 for r in s.sim_requests() if r["path"].endswith("/runs")), 2)
+        sent_before = len(s.sim_requests())
+
+        for _ in range(2):  # without the share these take the last two workers
+            t0 = time.time()
+            status, hdrs, answer = self.post(s, token_a, 1)
+            self.assertLess(time.time() - t0, 1.0)
+            self.assertEqual(status, 429, answer)
+            self.assertEqual(hdrs.get("retry-after"), "1")
+            self.assertEqual(answer["type"], "error")
+            self.assertIn("ref_id", answer["error"])
+            self.assertIn("worker_reserve", answer["error"]["message"])
+            self.assertNotIn("team", json.dumps(answer["error"]["detail"]))
+            d = answer["error"]["detail"]
+            self.assertEqual((d["limit"], d["value"], d["used"], d["state"]),
+                             ("worker_share", 2, 2, "rejected"))
+            self.assertEqual(s.db_value(
+                "SELECT state || ' ' || http_status FROM submissions WHERE id = ?",
+                (d["submission_id"],)), "rejected 429")
+        self.assertEqual(len(s.sim_requests()), sent_before, "a refused submission went upstream")
+
+        t0 = time.time()
+        status, _, answer = self.post(s, token_b, 1)
+        self.assertEqual(status, 200, answer)
+        self.assertLess(time.time() - t0, 1.0, "team B waited for team A's submissions")
+        t0 = time.time()
+        status, _, _ = s.http("GET", "/healthz", timeout=10)
+        self.assertEqual(status, 200)
+        self.assertLess(time.time() - t0, 1.0, "/healthz waited for team A's submissions")
+        status, _, body = s.http("GET", "/metrics")
+        self.assertIn(b"taskgate_worker_share_refusals_total 2", body)
+
+        for t in threads:
+            t.join(30)
+        self.assertEqual([r[0] for r in slow], [200, 200], [r[2] for r in slow])
+        # Released once answered: A may submit again.
+        s.sim_clear_faults()
+        self.assertEqual(self.post(s, token_a, 1)[0], 200)
+
     def test_cli_shows_and_logs_limits(self):
         s = self.stack(keys=[KEY], daemon=False)
         s.add_team("t", KEY)

@@ -455,6 +455,7 @@ static void test_dump(void)
                  "socket_mode = 0660\n"
                  "socket_group = \"\"\n"
                  "threads = 32\n"
+                 "worker_reserve = 0\n"
                  "backlog = 1024\n"
                  "database = /var/lib/taskgate/taskgate.db\n"
                  "db_busy_timeout_ms = 10000\n"
