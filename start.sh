@@ -2,8 +2,10 @@
 # Installs what is missing, builds, and starts taskgate on http://127.0.0.1:8080: nginx
 # (its own prefix under run/, never the system's nginx) in front of the daemon, against
 # Parallel when PARALLEL_API_KEY is set and against the bundled simulator otherwise.
-#   bash start.sh         start (or restart) everything
-#   bash start.sh stop    stop everything it started
+#   bash start.sh           start (or restart) everything, the records in SQLite
+#   bash start.sh cluster   the same as two daemons sharing one PostgreSQL server (a local
+#                           one in run/pg), behind one nginx upstream block over both
+#   bash start.sh stop      stop everything it started, and say what still runs
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")" && pwd)
@@ -11,32 +13,58 @@ run=${TASKGATE_RUN_DIR:-$top/run}
 port=${TASKGATE_PORT:-8080}
 sim_port=${TASKGATE_SIM_PORT:-8090}
 build=$top/build
+mode=${1:-start}
 
+# The PostgreSQL server of `cluster` runs as an unprivileged user when started by root
+# (PostgreSQL refuses root).
+pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
+as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u nobody -- "$@"; else "$@"; fi; }
+
+# Stops each process and waits for it to be gone: nginx at once, a daemon once its
+# submissions in flight are answered (each upstream call is bounded by upstream_timeout_ms,
+# 60 s by default), the simulator at once. Says "stopped" only when everything is gone.
 stop() {
-  for name in nginx taskgate tg_sim; do
-    pidfile=$run/$name.pid
-    if [ -f "$pidfile" ]; then
-      pid=$(cat "$pidfile")
+  local left="" name pidfile pid waited
+  for pidfile in "$run"/nginx.pid "$run"/taskgate*.pid "$run"/tg_sim.pid; do
+    [ -f "$pidfile" ] || continue
+    name=$(basename "$pidfile" .pid)
+    pid=$(cat "$pidfile")
+    if kill -0 "$pid" 2>/dev/null; then
+      if [ "$name" = nginx ]; then kill -QUIT "$pid"; else kill -TERM "$pid"; fi
+      waited=0
+      while kill -0 "$pid" 2>/dev/null && [ "$waited" -lt 900 ]; do
+        sleep 0.1; waited=$((waited + 1))
+      done
       if kill -0 "$pid" 2>/dev/null; then
-        if [ "$name" = nginx ]; then kill -QUIT "$pid"; else kill -TERM "$pid"; fi
-        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        left="$left $name (pid $pid)"
+        continue
       fi
-      rm -f "$pidfile"
     fi
+    rm -f "$pidfile"
   done
+  if [ -n "$pg_bin" ] && [ -f "$run/pg/data/postmaster.pid" ]; then
+    as_pg "$pg_bin/pg_ctl" -D "$run/pg/data" -m fast -w stop >/dev/null 2>&1 ||
+      left="$left postgresql"
+  fi
+  if [ -n "$left" ]; then
+    echo "taskgate: still running after 90 s:$left" >&2
+    return 1
+  fi
 }
 
-if [ "${1:-}" = stop ]; then
-  stop
-  echo "taskgate: stopped"
-  exit 0
-fi
+case "$mode" in
+  stop)
+    if stop; then echo "taskgate: stopped"; exit 0; fi
+    exit 1 ;;
+  start|cluster) ;;
+  *) echo "usage: bash start.sh [cluster|stop]" >&2; exit 2 ;;
+esac
 
 bash "$top/scripts/deps.sh"
 cmake -S "$top" -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$build" -j"$(nproc)" --target taskgate tg_sim >/dev/null
 mkdir -p "$run/tmp"
-stop
+stop || { echo "taskgate: stop what still runs first" >&2; exit 1; }
 
 if [ -n "${PARALLEL_API_KEY:-}" ]; then
   upstream=https://api.parallel.ai
@@ -50,19 +78,50 @@ else
   echo "taskgate: upstream is the bundled simulator on 127.0.0.1:$sim_port (set PARALLEL_API_KEY to use Parallel)"
 fi
 
-cat >"$run/taskgate.conf" <<CONF
+# The daemons' configs: one in SQLite, or (cluster) two sharing one PostgreSQL database
+# and one key file, the way several hosts would.
+daemons=1
+database=$run/taskgate.db
+key_line=""
+if [ "$mode" = cluster ]; then
+  daemons=2
+  [ -n "$pg_bin" ] || { echo "taskgate: PostgreSQL's server is not installed" >&2; exit 1; }
+  if [ ! -d "$run/pg/data" ]; then
+    mkdir -p "$run/pg"
+    [ "$(id -u)" -eq 0 ] && chown nobody "$run/pg"
+    as_pg "$pg_bin/initdb" -D "$run/pg/data" -U taskgate --auth=trust -E UTF8 --locale=C \
+      >"$run/pg/initdb.log"
+    printf "listen_addresses = ''\nunix_socket_directories = '%s'\n" "$run/pg" |
+      as_pg tee -a "$run/pg/data/postgresql.conf" >/dev/null
+  fi
+  as_pg "$pg_bin/pg_ctl" -D "$run/pg/data" -l "$run/pg/server.log" -w start >/dev/null
+  "$pg_bin/psql" -X -q -d "postgresql:///postgres?host=$run/pg&user=taskgate" \
+    -c "SELECT 1 FROM pg_database WHERE datname = 'taskgate'" -t | grep -q 1 ||
+    "$pg_bin/psql" -X -q -d "postgresql:///postgres?host=$run/pg&user=taskgate" \
+      -c "CREATE DATABASE taskgate"
+  database="postgresql:///taskgate?host=$run/pg&user=taskgate"
+  # Every host must hold the same key file: here both daemons read one.
+  key_line="key_file = $run/cluster.key"
+  echo "taskgate: PostgreSQL in $run/pg, two daemons sharing it"
+fi
+for i in $(seq "$daemons"); do
+  suffix=$([ "$daemons" -gt 1 ] && echo "-$i" || true)
+  cat >"$run/taskgate$suffix.conf" <<CONF
 # Written by start.sh; see conf/taskgate.conf for every key.
-listen = $run/taskgate.sock
+listen = $run/taskgate$suffix.sock
 # Only the daemon's user and group may speak FastCGI to it: nginx runs its workers as
 # that same user (or, started by root, as root), never "anyone on this machine".
 socket_mode = 0660
-database = $run/taskgate.db
+database = $database
+$key_line
 upstream_url = $upstream
 threads = 32
 nginx_listen = 127.0.0.1:$port
 CONF
+done
+first=$run/taskgate$([ "$daemons" -gt 1 ] && echo "-1" || true).conf
 
-tg() { "$build/taskgate" --config "$run/taskgate.conf" "$@"; }
+tg() { "$build/taskgate" --config "$first" "$@"; }
 tg init
 if ! tg team list | grep -q '^demo '; then
   printf '%s\n' "$key" | tg team add demo
@@ -71,20 +130,25 @@ elif ! tg team list | grep -q "^demo .*sha256:$(printf '%s' "$key" | sha256sum |
   # The upstream changed (PARALLEL_API_KEY set or unset since the last start).
   printf '%s\n' "$key" | tg team set-key demo
 fi
-if [ ! -s "$run/demo-token" ]; then
-  (umask 077; tg token issue demo --label demo >"$run/demo-token")
+token_file=$run/$([ "$daemons" -gt 1 ] && echo cluster-demo-token || echo demo-token)
+if [ ! -s "$token_file" ]; then
+  (umask 077; tg token issue demo --label demo >"$token_file")
 fi
-token=$(cat "$run/demo-token")
+token=$(cat "$token_file")
 
-# Detached from this shell: its output goes to the log, not to whoever ran start.sh.
-nohup "$build/taskgate" --config "$run/taskgate.conf" serve >>"$run/taskgate.log" 2>&1 </dev/null &
-echo $! >"$run/taskgate.pid"
-for _ in $(seq 100); do [ -S "$run/taskgate.sock" ] && break; sleep 0.05; done
-if ! kill -0 "$(cat "$run/taskgate.pid")" 2>/dev/null; then
-  echo "taskgate: the daemon did not start:" >&2
-  tail -n 5 "$run/taskgate.log" >&2
-  exit 1
-fi
+# Detached from this shell: their output goes to the logs, not to whoever ran start.sh.
+for i in $(seq "$daemons"); do
+  suffix=$([ "$daemons" -gt 1 ] && echo "-$i" || true)
+  nohup "$build/taskgate" --config "$run/taskgate$suffix.conf" serve \
+    >>"$run/taskgate$suffix.log" 2>&1 </dev/null &
+  echo $! >"$run/taskgate$suffix.pid"
+  for _ in $(seq 100); do [ -S "$run/taskgate$suffix.sock" ] && break; sleep 0.05; done
+  if ! kill -0 "$(cat "$run/taskgate$suffix.pid")" 2>/dev/null; then
+    echo "taskgate: the daemon did not start:" >&2
+    tail -n 5 "$run/taskgate$suffix.log" >&2
+    exit 1
+  fi
+done
 
 user_line=""
 # nginx's workers run as the daemon's own user (or, started by root, as root): the only
@@ -93,6 +157,13 @@ user_line=""
 # The site comes from the daemon's own config: one source for the socket, the limits,
 # the timeouts and the upstream (with its TLS when it is Parallel).
 tg nginx-site >"$run/site.conf"
+if [ "$daemons" -gt 1 ]; then
+  # One upstream block over every daemon: nginx spreads requests across them and passes
+  # over one that is down.
+  servers=""
+  for i in $(seq "$daemons"); do servers="$servers    server unix:$run/taskgate-$i.sock;\n"; done
+  sed -i "s|^    server unix:$run/taskgate-1.sock;|${servers%\\n}|" "$run/site.conf"
+fi
 cat >"$run/nginx.conf" <<NGINX
 $user_line
 daemon on;
@@ -118,7 +189,7 @@ for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/healthz" >/dev/null && 
 cat <<MSG
 
 taskgate is running on http://127.0.0.1:$port (logs and database in $run).
-The demo team's token is in $run/demo-token. Try:
+The demo team's token is in $token_file. Try:
 
   curl -s http://127.0.0.1:$port/v1/runs \\
     -H "Authorization: Bearer $token" \\
@@ -128,7 +199,8 @@ The demo team's token is in $run/demo-token. Try:
 In a browser: http://127.0.0.1:$port/ (the form; paste the token), /history
 With an SDK:  base URL http://127.0.0.1:$port, API key the token (see docs/reference.md,
               "Using the official SDKs")
-Audit it:  sqlite3 $run/taskgate.db 'SELECT * FROM audit_runs'
-           $build/taskgate --config $run/taskgate.conf audit submissions
+Audit it:  $build/taskgate --config $first audit submissions
+           $([ "$daemons" -gt 1 ] && echo "psql '$database' -c 'SELECT * FROM audit_runs'" ||
+             echo "sqlite3 $run/taskgate.db 'SELECT * FROM audit_runs'")
 Stop it:   bash start.sh stop
 MSG
