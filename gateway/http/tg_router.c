@@ -72,9 +72,18 @@ static void health(struct tg_worker *w, struct tg_request *req,
         if (pub == NULL)
             pub = "the key file cannot be used";
     }
+    /* Which daemon answered, and on which store: behind a load balancer over several
+     * daemons, the one to look at. */
+    const char *daemon = tg_store_daemon_id() != NULL ? tg_store_daemon_id() : "none";
+    tg_resp_header(resp, "X-Taskgate-Daemon", daemon);
     if (pub == NULL) {
-        static const char ok[] = "{\"status\":\"ok\"}";
-        tg_resp_json(resp, 200, ok, sizeof(ok) - 1);
+        const char *ok = tg_pool_printf(req->pool, "{\"status\":\"ok\",\"daemon\":\"%s\","
+                                        "\"store\":\"%s\"}", daemon,
+                                        tg_store_kind(w->store));
+        if (ok == NULL)
+            tg_resp_error(resp, req, 500, "out of memory", NULL);
+        else
+            tg_resp_json(resp, 200, ok, strlen(ok));
         return;
     }
     log_health(detail);
@@ -91,6 +100,13 @@ static void metrics(struct tg_worker *w, struct tg_request *req,
     int rc = tg_metrics_render(&resp->body);
     /* Read from the database, so that they are right across restarts; left out (and
      * /healthz says why) when it cannot be read. */
+    if (rc == TG_OK)
+        rc = tg_buf_printf(&resp->body,
+                           "# HELP taskgate_daemon_info The daemon that answered and its store.\n"
+                           "# TYPE taskgate_daemon_info gauge\n"
+                           "taskgate_daemon_info{daemon=\"%s\",store=\"%s\"} 1\n",
+                           tg_store_daemon_id() != NULL ? tg_store_daemon_id() : "none",
+                           tg_store_kind(w->store));
     long pending, unknown;
     if (rc == TG_OK && tg_store_open_counts(w->store, &pending, &unknown) == TG_OK)
         rc = tg_buf_printf(&resp->body,

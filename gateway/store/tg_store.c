@@ -144,6 +144,11 @@ void tg_store_claim_release(struct tg_store_claim *c)
     h->c = NULL;
 }
 
+const char *tg_store_kind(const struct tg_store *st)
+{
+    return be(st)->name;
+}
+
 const char *tg_store_daemon_id(void)
 {
     return daemon_id[0] != '\0' ? daemon_id : NULL;

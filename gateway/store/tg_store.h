@@ -285,6 +285,10 @@ void tg_store_claim_release(struct tg_store_claim *c);
  * command line). Written on every submission it takes. */
 const char *tg_store_daemon_id(void);
 
+/* Which backend holds st's records: "sqlite" or "postgresql" (for /healthz and /metrics,
+ * never for a decision: nothing outside the store acts on it). */
+const char *tg_store_kind(const struct tg_store *st);
+
 /* Work one daemon at a time does for the whole store (reconciliation, pruning, settling the
  * submissions of daemons gone): TG_OK when this handle now holds what's turn, TG_EBUSY when
  * another daemon holds it. PostgreSQL: an advisory lock on the handle's connection, held

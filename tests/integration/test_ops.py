@@ -16,7 +16,7 @@ import unittest
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import StackTestCase  # noqa: E402
+from harness import BACKEND, StackTestCase  # noqa: E402
 
 NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
 LABEL = r'[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\["\\n])*"'
@@ -169,6 +169,23 @@ class MetricsTest(StackTestCase):
 
 
 class HealthTest(StackTestCase):
+    def test_healthz_and_metrics_name_the_daemon_and_its_store(self):
+        s = self.stack()
+        status, hdrs, data = s.http("GET", "/healthz")
+        self.assertEqual(status, 200, data)
+        body = json.loads(data)
+        self.assertEqual(body["status"], "ok")
+        self.assertRegex(body["daemon"], r"^dmn_[0-9a-f]{16}$")
+        self.assertEqual(body["store"], BACKEND)
+        self.assertEqual(hdrs.get("x-taskgate-daemon"), body["daemon"])
+        metrics = s.http("GET", "/metrics")[2].decode()
+        self.assertIn('taskgate_daemon_info{daemon="%s",store="%s"} 1'
+                      % (body["daemon"], BACKEND), metrics)
+        # A new daemon on the same store is another daemon.
+        s.stop_daemon()
+        s._start_daemon()
+        self.assertNotEqual(json.loads(s.http("GET", "/healthz")[2])["daemon"], body["daemon"])
+
     def test_healthz_follows_the_database(self):
         s = self.stack()
         status, _, body = s.http("GET", "/healthz")
