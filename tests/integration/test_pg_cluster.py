@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""By hand, until the suite has its two-daemon stacks: two taskgate daemons, each behind its
-own nginx, on ONE PostgreSQL database and one simulator, raced against each other through
-admission (tg_pg_admission.c):
+"""Two taskgate daemons, each behind its own nginx, on ONE PostgreSQL database and one
+simulator, raced against each other through admission (tg_pg_admission.c); run by the
+suite's PostgreSQL variant (TG_TEST_DATABASE=postgresql), skipped on SQLite:
 
   * many clients on both daemons: every run id any client got is in audit_runs exactly once;
   * a team limit of N runs per minute, hammered through both: exactly N runs admitted;
@@ -12,9 +12,7 @@ admission (tg_pg_admission.c):
     pending; after kill -9 of its daemon it stays pending until the lease runs out, then
     becomes unknown and is reconciled by the survivor, its run recorded once.
 
-Run from the build tree's environment, e.g.
-    TG_TEST_DATABASE=postgresql TG_BIN=build/taskgate TG_SIM=build/tests/tg_sim \
-    TG_NGINX=$(command -v nginx) TG_SOURCE_DIR=. python3 tests/integration/check_pg_two_daemons.py
+By hand: TG_TEST_DATABASE=postgresql ctest --test-dir build -R test_pg_cluster
 """
 
 import json
@@ -51,10 +49,13 @@ def adds(reqs):
 class TwoDaemonsTest(StackTestCase):
     # The second daemon settles and reconciles what a daemon gone left every second.
     HOUSEKEEPING = {"housekeeping_interval_s": 1, "reconcile_after_s": 1}
+    # Room for every client's submission at once on each daemon (a team's share of the
+    # workers is threads - worker_reserve).
+    THREADS = {"threads": 16}
 
     def setUp(self):
-        self.a = self.stack(keys=[KEY], name="tg-first")
-        self.b = SecondDaemon(self.a, self.HOUSEKEEPING)
+        self.a = self.stack(keys=[KEY], name="tg-first", conf=self.THREADS)
+        self.b = SecondDaemon(self.a, dict(self.HOUSEKEEPING, **self.THREADS))
         self._stacks.append(self.b)
         self.b.start()
 
