@@ -136,6 +136,22 @@ struct tg_store_backend {
         size_t num_inputs, const char ***ids, const char **group);
 };
 
+/* MCP server header values of a preset at rest (tg_store_mcp.c), for every backend: what
+ * to do with the header values of the preset JSON body of team. */
+enum tg_store_mcp_mode {
+    TG_STORE_MCP_SEAL,   /* seal the values still in clear (a preset being stored, or one
+                          * an older version stored) */
+    TG_STORE_MCP_RESEAL, /* open every sealed value and seal it again (a rotation) */
+    TG_STORE_MCP_OPEN,   /* open every sealed value: the preset as it is used and shown */
+    TG_STORE_MCP_COUNT   /* only count the values in clear */
+};
+/* *out (may be NULL for TG_STORE_MCP_COUNT) receives a malloc'd new body when a value
+ * changed, else NULL: the body stands as it is. *changed (may be NULL) counts the values
+ * concerned. TG_OK, or an error with the reason in err (a value that does not open:
+ * TG_ERR; a body that does not parse or nests too deeply: TG_EINVAL). */
+int tg_store_preset_mcp(const char *team, const char *body, enum tg_store_mcp_mode mode,
+                        char **out, long *changed, char *err, size_t errlen);
+
 /* The backends this build has (tg_store.c lists them in this order; the first is the one
  * a process without a handle asks for its schema version and audit columns). */
 extern const struct tg_store_backend tg_sqlite_backend;

@@ -573,9 +573,9 @@ static int preset_set_w(struct tg_store *st, void *arg)
     if (rc == TG_OK)
         rc = preset_body(st, ps->team_id, ps->name, &before);
     if (rc == TG_OK)
-        rc = tg_pg_preset_mcp(st, team, before, TG_PG_MCP_OPEN, &opened, NULL);
+        rc = tg_pg_preset_mcp(st, team, before, TG_STORE_MCP_OPEN, &opened, NULL);
     if (rc == TG_OK)
-        rc = tg_pg_preset_mcp(st, team, ps->json, TG_PG_MCP_SEAL, &sealed, NULL);
+        rc = tg_pg_preset_mcp(st, team, ps->json, TG_STORE_MCP_SEAL, &sealed, NULL);
     if (rc == TG_OK) {
         char id[TG_PG_I64_LEN];
         const char *p[] = {tg_pg_i64(id, ps->team_id), ps->name,
@@ -617,7 +617,7 @@ static int open_preset(struct tg_store *st, struct tg_pool *pool, int64_t team_i
     char team[PG_TEAM_NAME_MAX + 1], *opened = NULL;
     int rc = team_name(st, team_id, 0, team, sizeof(team));
     if (rc == TG_OK)
-        rc = tg_pg_preset_mcp(st, team, *json, TG_PG_MCP_OPEN, &opened, NULL);
+        rc = tg_pg_preset_mcp(st, team, *json, TG_STORE_MCP_OPEN, &opened, NULL);
     if (rc == TG_OK && opened != NULL) {
         *json = tg_pool_strdup(pool, opened);
         if (*json == NULL) {

@@ -171,15 +171,9 @@ int tg_pg_keys_summary(struct tg_store *st, long *sealed, long *clear);
 int tg_pg_presets_clear(struct tg_store *st, long *n);
 int tg_pg_keys_reseal(struct tg_store *st, const struct tg_actor *who, int every,
                       const char *action, long *n);
-/* MCP server header values of a preset at rest, as tg_sqlite_preset_mcp (tg_sqlite_int.h):
- * sealed like the team's key, bound to the team's name, each as its JSON text. SEAL: the
- * values in clear; RESEAL: every sealed one again; OPEN: every sealed one; COUNT: only count
- * those in clear. *out (may be NULL for COUNT) receives a malloc'd new body when a value
- * changed, else NULL; *changed (may be NULL) counts the values concerned. TG_OK, or an error
- * with st's message set (a value that does not open: TG_ERR). */
-enum tg_pg_mcp_mode { TG_PG_MCP_SEAL, TG_PG_MCP_RESEAL, TG_PG_MCP_OPEN, TG_PG_MCP_COUNT };
+/* tg_store_preset_mcp (tg_store_backend.h) with the handle's message set on failure. */
 int tg_pg_preset_mcp(struct tg_store *st, const char *team, const char *body,
-                     enum tg_pg_mcp_mode mode, char **out, long *changed);
+                     enum tg_store_mcp_mode mode, char **out, long *changed);
 
 /* tg_pg_owner.c */
 int tg_pg_group_owned(struct tg_store *st, int64_t team_id, const char *taskgroup_id);

@@ -504,9 +504,9 @@ int tg_sqlite_preset_set(struct tg_store *st, const struct tg_actor *who, int64_
     if (rc == TG_OK)
         rc = preset_body(st, team_id, name, &before);
     if (rc == TG_OK)
-        rc = tg_sqlite_preset_mcp(st, team, before, STORE_MCP_OPEN, &opened, NULL);
+        rc = tg_sqlite_preset_mcp(st, team, before, TG_STORE_MCP_OPEN, &opened, NULL);
     if (rc == TG_OK)
-        rc = tg_sqlite_preset_mcp(st, team, json, STORE_MCP_SEAL, &sealed, NULL);
+        rc = tg_sqlite_preset_mcp(st, team, json, TG_STORE_MCP_SEAL, &sealed, NULL);
     if (rc == TG_OK)
         rc = tg_sqlite_prep(st, S_PRESET_SET, &s);
     if (rc == TG_OK) {
@@ -540,7 +540,7 @@ static int open_preset(struct tg_store *st, struct tg_pool *pool, int64_t team_i
     if (rc == TG_ENOTFOUND)
         tg_sqlite_set_err(st, "no team with id %lld", (long long)team_id);
     if (rc == TG_OK)
-        rc = tg_sqlite_preset_mcp(st, team, *json, STORE_MCP_OPEN, &opened, NULL);
+        rc = tg_sqlite_preset_mcp(st, team, *json, TG_STORE_MCP_OPEN, &opened, NULL);
     if (rc == TG_OK && opened != NULL) {
         *json = tg_pool_strdup(pool, opened);
         if (*json == NULL) {

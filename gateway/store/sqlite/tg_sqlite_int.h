@@ -129,23 +129,9 @@ int tg_sqlite_sub_insert(struct tg_store *st, const struct tg_submission *sub,
                          const char *resumes, enum tg_state state, int http_status,
                          const char *error);
 
-/* MCP server header values of a preset at rest (tg_sqlite_keys.c): sealed like the team's
- * key (tg_crypto.h, bound to the team's name), since they must be forwarded and so cannot
- * be kept as fingerprints. Each value is sealed as its JSON text, so a number stays a
- * number. Modes: */
-enum store_mcp_mode {
-    STORE_MCP_SEAL,      /* seal the values still in clear (a preset being stored, or one
-                          * an older version stored) */
-    STORE_MCP_RESEAL,    /* open every sealed value and seal it again (a rotation) */
-    STORE_MCP_OPEN,      /* open every sealed value: the preset as it is used and shown */
-    STORE_MCP_COUNT      /* only count the values in clear */
-};
-/* Applies mode to the header values of the preset JSON body of team. *out (may be NULL
- * for STORE_MCP_COUNT) receives a malloc'd new body when a value changed, else NULL: the
- * body stands as it is. *changed (may be NULL) counts the values concerned. TG_OK, or an
- * error with the store's message set (a value that does not open: TG_ERR). */
+/* tg_store_preset_mcp (tg_store_backend.h) with the handle's message set on failure. */
 int tg_sqlite_preset_mcp(struct tg_store *st, const char *team, const char *body,
-                         enum store_mcp_mode mode, char **out, long *changed);
+                         enum tg_store_mcp_mode mode, char **out, long *changed);
 
 /* Binds the time and who (id, team, interface) as ?1-?4, the columns admin_log and
  * audit_reads open with; strings as tg_sqlite_bind_text. */

@@ -21,124 +21,11 @@
 
 /* ---- MCP server header values in presets ----------------------------------------------- */
 
-struct mcp_walk {
-    struct tg_store *st;
-    const char *team;
-    enum store_mcp_mode mode;
-    long changed;
-};
-
-/* The value's clear JSON text into a malloc'd *plain: opened when sealed, else as it is. */
-static int clear_text(struct mcp_walk *w, json_object *value, const char *sealed, char **plain,
-                      size_t *len)
-{
-    char why[300] = "";
-    if (sealed == NULL) {
-        size_t n = 4;
-        const char *text = value != NULL ? tg_json_str(value, &n) : "null";
-        *plain = text != NULL ? strndup(text, n) : NULL;
-        *len = n;
-        return *plain != NULL ? TG_OK : TG_ENOMEM;
-    }
-    size_t cap = strlen(sealed) + 1; /* the plaintext is shorter than its base64 */
-    *plain = malloc(cap);
-    if (*plain == NULL)
-        return TG_ENOMEM;
-    int rc = tg_crypto_open(w->team, sealed, *plain, cap, len, why, sizeof(why));
-    if (rc != TG_OK) {
-        tg_sqlite_set_err(w->st, "an MCP header value of a preset of team '%.64s' cannot be "
-                          "decrypted: %s", w->team, why);
-        free(*plain);
-        *plain = NULL;
-        return TG_ERR;
-    }
-    return TG_OK;
-}
-
-static int mcp_value(void *arg, json_object *headers, const char *name, json_object *value)
-{
-    struct mcp_walk *w = arg;
-    char kid[TG_CRYPTO_KID_LEN], why[300] = "";
-    const char *sealed = json_object_is_type(value, json_type_string) &&
-                                 tg_crypto_kid(json_object_get_string(value), kid) == TG_OK
-                             ? json_object_get_string(value)
-                             : NULL;
-    if (w->mode == STORE_MCP_COUNT || (w->mode == STORE_MCP_SEAL && sealed != NULL) ||
-        (w->mode == STORE_MCP_OPEN && sealed == NULL)) {
-        w->changed += w->mode == STORE_MCP_COUNT && sealed == NULL;
-        return TG_OK;
-    }
-    char *plain = NULL, *out = NULL;
-    size_t len = 0;
-    json_object *v = NULL;
-    int rc = clear_text(w, value, sealed, &plain, &len);
-    if (rc == TG_OK && w->mode == STORE_MCP_OPEN) {
-        v = tg_json_parse(plain, len, TG_JSON_MAX_DEPTH, why, sizeof(why));
-        if (v == NULL) {
-            tg_sqlite_set_err(w->st,
-                              "an MCP header value of a preset of team '%.64s' does not "
-                              "read back: %s", w->team, why);
-            rc = TG_ERR;
-        }
-    } else if (rc == TG_OK) {
-        size_t cap = TG_CRYPTO_SEALED_LEN(len);
-        out = malloc(cap);
-        rc = out != NULL ? tg_crypto_seal(w->team, plain, len, out, cap, NULL, why, sizeof(why))
-                         : TG_ENOMEM;
-        if (rc != TG_OK && rc != TG_ENOMEM)
-            tg_sqlite_set_err(w->st, "cannot encrypt an MCP header value of a preset of team "
-                              "'%.64s': %s", w->team, why);
-        v = rc == TG_OK ? json_object_new_string(out) : NULL;
-        if (rc == TG_OK && v == NULL)
-            rc = TG_ENOMEM;
-    }
-    if (rc == TG_ENOMEM)
-        tg_sqlite_set_err(w->st, "out of memory");
-    if (plain != NULL) {
-        OPENSSL_cleanse(plain, len);
-        free(plain);
-    }
-    free(out);
-    if (rc != TG_OK) {
-        json_object_put(v);
-        return rc;
-    }
-    json_object_object_add(headers, name, v);
-    w->changed++;
-    return TG_OK;
-}
-
+/* The walk is the store's, the same for every backend (tg_store_mcp.c). */
 int tg_sqlite_preset_mcp(struct tg_store *st, const char *team, const char *body,
-                         enum store_mcp_mode mode, char **out, long *changed)
+                         enum tg_store_mcp_mode mode, char **out, long *changed)
 {
-    if (out != NULL)
-        *out = NULL;
-    if (changed != NULL)
-        *changed = 0;
-    if (body == NULL || strstr(body, "mcp_servers") == NULL)
-        return TG_OK;
-    char err[256];
-    json_object *o = tg_json_parse(body, strlen(body), 2 * TG_JSON_MAX_DEPTH, err, sizeof(err));
-    if (o == NULL) {
-        tg_sqlite_set_err(st, "a preset of team '%.64s' does not parse: %s", team, err);
-        return TG_EINVAL;
-    }
-    struct mcp_walk w = {st, team, mode, 0};
-    int rc = tg_json_mcp_headers(o, mcp_value, &w);
-    if (rc == TG_EINVAL)
-        tg_sqlite_set_err(st, "a preset of team '%.64s' is nested too deeply", team);
-    if (rc == TG_OK && w.changed > 0 && mode != STORE_MCP_COUNT && out != NULL) {
-        const char *text = tg_json_str(o, NULL);
-        *out = text != NULL ? strdup(text) : NULL;
-        if (*out == NULL) {
-            tg_sqlite_set_err(st, "out of memory");
-            rc = TG_ENOMEM;
-        }
-    }
-    if (changed != NULL)
-        *changed = w.changed;
-    json_object_put(o);
-    return rc;
+    return tg_store_preset_mcp(team, body, mode, out, changed, st->err, sizeof(st->err));
 }
 
 /* The two statements of a re-sealing walk: the SELECT of the rows and the UPDATE of each
@@ -170,7 +57,7 @@ static int reseal_preset_row(void *arg, sqlite3_stmt *sel)
     char *sealed = NULL;
     int rc = name != NULL && body != NULL && team != NULL
                  ? tg_sqlite_preset_mcp(r->st, team, body,
-                                        r->every ? STORE_MCP_RESEAL : STORE_MCP_SEAL, &sealed, NULL)
+                                        r->every ? TG_STORE_MCP_RESEAL : TG_STORE_MCP_SEAL, &sealed, NULL)
                  : tg_sqlite_invalid(r->st, "a preset row without a name or body");
     if (rc == TG_OK && sealed != NULL) {
         sqlite3_bind_int64(r->upd, 1, sqlite3_column_int64(sel, 0));
@@ -208,7 +95,7 @@ static int clear_preset_row(void *arg, sqlite3_stmt *s)
     const struct reseal *r = arg;
     long clear = 0;
     const char *team = tg_sqlite_col_text(s, 0), *body = tg_sqlite_col_text(s, 1);
-    int rc = tg_sqlite_preset_mcp(r->st, team != NULL ? team : "", body, STORE_MCP_COUNT, NULL,
+    int rc = tg_sqlite_preset_mcp(r->st, team != NULL ? team : "", body, TG_STORE_MCP_COUNT, NULL,
                                   &clear);
     *r->n += clear > 0;
     return rc;
