@@ -141,6 +141,12 @@ json_object *tg_json_parse(const char *text, size_t len, int max_depth, char *er
     json_object *obj = json_tokener_parse_ex(tok, text, (int)len);
     enum json_tokener_error jerr = json_tokener_get_error(tok);
     size_t used = json_tokener_get_parse_end(tok);
+    /* A bare number ("5") is not known to have ended until the input does: the end is told
+     * by a NUL, which json-c reads as the end of the text. */
+    if (obj == NULL && jerr == json_tokener_continue && used == len) {
+        obj = json_tokener_parse_ex(tok, "", 1);
+        jerr = json_tokener_get_error(tok);
+    }
     if (obj == NULL || jerr != json_tokener_success) {
         if (jerr == json_tokener_continue)
             snprintf(err, errlen, "body is not valid JSON: unexpected end of input");

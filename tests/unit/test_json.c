@@ -145,6 +145,25 @@ static void numbers_are_forwarded_as_written(void)
     json_object_put(o);
 }
 
+/* A text that is one bare number is whole at its end (json-c waits for more digits unless
+ * told the input ended): an MCP header value sealed as its JSON text, 5, reads back. */
+static void a_bare_number_is_a_whole_text(void)
+{
+    char err[256] = "";
+    static const char *const texts[] = {"5", "-12", "3.25", "1e3", "0"};
+    for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
+        json_object *o = tg_json_parse(texts[i], strlen(texts[i]), 8, err, sizeof(err));
+        CHECK(o != NULL);
+        if (o != NULL)
+            CHECK_STR(tg_json_str(o, NULL), texts[i]);
+        json_object_put(o);
+    }
+    /* A number cut short is still not one. */
+    CHECK(tg_json_parse("-", 1, 8, err, sizeof(err)) == NULL);
+    CHECK(tg_json_parse("1e", 2, 8, err, sizeof(err)) == NULL);
+    CHECK(tg_json_parse("5 x", 3, 8, err, sizeof(err)) == NULL);
+}
+
 int main(void)
 {
     static const struct tg_test_case cases[] = {
@@ -154,6 +173,7 @@ int main(void)
         {"strings_follow_rfc_8259", strings_follow_rfc_8259},
         {"grammar", grammar},
         {"numbers_are_forwarded_as_written", numbers_are_forwarded_as_written},
+        {"a_bare_number_is_a_whole_text", a_bare_number_is_a_whole_text},
         {NULL, NULL},
     };
     return tg_test_run(cases);
