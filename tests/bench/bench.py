@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """taskgate's benchmark (run it through tests/bench/run): B, nginx proxying straight to a
-static upstream stand-in, against G, nginx -> taskgate -> the same stand-in; then a slow
-upstream (tg_sim --latency-ms), one large submission, the audit store's recording rate,
+static upstream stand-in, against G, nginx -> taskgate -> the same stand-in; G again with
+the daemon on a local PostgreSQL server instead of SQLite; then a slow upstream (tg_sim --latency-ms), one large submission, the audit store's recording rate,
 and G's submissions with and without event streams open through nginx. Writes bench-results.txt, bench-results.json and, with gnuplot, latency.png to the
 output directory. Standard library only.
 
@@ -27,8 +27,9 @@ import threading
 import time
 
 import report
-from stack import (BenchError, Daemon, Procs, HERE, TOP, cpu_seconds, file_sizes,
+from stack import (BenchError, Daemon, Procs, HERE, TOP, children, cpu_seconds, file_sizes,
                    json_answer, request, gateway_create_group, start_front, start_sim, start_standin, tail)
+from pgserver import PgServer, pg_bindir, psql_path  # tests/integration, on stack's path
 
 KEY = "par-bench-key"
 TEAM = "bench"
@@ -189,10 +190,7 @@ class Bench:
         for i in range(p["max_rounds"]):
             self.say("max throughput, round %d of %d" % (i + 1, p["max_rounds"]))
             rounds["B"].append(run_b("max-B", p["max_secs"], p["max_conns"]))
-            cpu0 = daemon.cpu()
-            g = run_g("max-G", p["max_secs"], p["max_conns"])
-            g["daemon_cpu_us_per_request"] = (daemon.cpu() - cpu0) * 1e6 / max(1, g["requests"])
-            rounds["G"].append(g)
+            rounds["G"].append(self.max_g(d, g_port, g_body, token, daemon))
         best = {k: max(v, key=lambda r: r["ok_rps"]) for k, v in rounds.items()}
         res["max"] = {"rounds": rounds, "B": best["B"], "G": best["G"],
                       "conns": p["max_conns"], "secs": p["max_secs"],
@@ -226,6 +224,81 @@ class Bench:
             res[key] = points
         res["rss_kb"] = daemon.memory()
         res["files_running"] = file_sizes(daemon.db_path)
+
+    def max_g(self, d, port, body, token, daemon, server_pid=None):
+        """One round of G's maximum (the profile's connections and seconds, the same on
+        either backend), with the daemon's CPU per request and, given the PostgreSQL
+        server's postmaster, the server's (its backends are the postmaster's children)."""
+        p = self.p
+        cpu0 = daemon.cpu()
+        srv0 = tree_cpu(server_pid) if server_pid else None
+        g = self.wrk(d, "max-G", port, "/v1/runs", body, token, p["max_secs"], p["max_conns"])
+        g["daemon_cpu_us_per_request"] = (daemon.cpu() - cpu0) * 1e6 / max(1, g["requests"])
+        if srv0 is not None:
+            srv1 = tree_cpu(server_pid)
+            used = sum(v - srv0.get(pid, 0.0) for pid, v in srv1.items())
+            g["server_cpu_us_per_request"] = used * 1e6 / max(1, g["requests"])
+        return g
+
+    # ---- part P: G again, the daemon on PostgreSQL ------------------------------------------
+
+    def part_pg(self):
+        """G's maximum as in part_static (same stand-in, site, daemon threads and wrk
+        settings), the daemon's store a local PostgreSQL server: initdb in a temporary
+        directory, unix socket only, fsync and synchronous_commit on, so that every commit
+        is as durable as SQLite's."""
+        p = self.p
+        d = self.subdir("pg")
+        res = self.results["parts"].setdefault("pg", {})
+        mark = self.procs.mark()
+        pg = daemon = front = None
+        try:
+            self.say("G on PostgreSQL: a server in a temporary directory (initdb)")
+            pg = PgServer(fsync=True, settings={"max_connections": 200})
+            pg.start()
+            server_pid = postmaster_pid(pg)
+            self.procs.adopt(server_pid, os.path.join(pg.bindir, "postgres"))
+            row = pg.psql("SELECT current_setting('server_version'), "
+                          "current_setting('synchronous_commit'), current_setting('fsync'), "
+                          "current_setting('wal_sync_method')", args=("-At",)).stdout
+            res["server"] = dict(zip(("version", "synchronous_commit", "fsync",
+                                      "wal_sync_method"), row.strip().split("|")))
+            standin = start_standin(self.procs, self.args.nginx, d, KEY)
+            daemon = Daemon(self.procs, self.args.taskgate, d,
+                            "http://127.0.0.1:%d" % standin.ports[0],
+                            {"key_file": os.path.join(d, "taskgate.key")}, database=pg.dsn)
+            token = daemon.setup_team(TEAM, KEY, PRESET)
+            daemon.start()
+            front = start_front(self.procs, self.args.nginx, d, daemon)
+            port = front.ports[0]
+            res["daemon_threads"] = 32
+            group = gateway_create_group(port, token)
+            body = json.dumps({"taskgroup_id": group, "inputs": ["q"]})
+            self.smoke_g(port, token, body, 1)
+            self.smoke_g(port, token, body, 1)
+            if p["warm_secs"]:
+                self.wrk(d, "warm-G", port, "/v1/runs", body, token, p["warm_secs"],
+                         p["max_conns"])
+            rounds = []
+            for i in range(p["max_rounds"]):
+                self.say("G on PostgreSQL, max throughput, round %d of %d"
+                         % (i + 1, p["max_rounds"]))
+                rounds.append(self.max_g(d, port, body, token, daemon, server_pid))
+            res["max"] = {"rounds": {"G": rounds}, "G": max(rounds, key=lambda r: r["ok_rps"]),
+                          "conns": p["max_conns"], "secs": p["max_secs"]}
+            res["rss_kb"] = daemon.memory()
+        finally:
+            try:
+                self.stop_stack(res, mark, front, daemon)
+                if pg is not None and pg.running and daemon is not None:
+                    # Once the daemon has finished what wrk left in flight and has stopped.
+                    out = pg.psql("SELECT state, count(*) FROM submissions GROUP BY state",
+                                  args=("-At",), check=False).stdout
+                    res["states"] = {s: int(n) for s, n in
+                                     (l.split("|") for l in out.splitlines() if "|" in l)}
+            finally:
+                if pg is not None:
+                    pg.stop()
 
     @staticmethod
     def db_counters(port):
@@ -486,6 +559,19 @@ class Bench:
             self.say("part %s FAILED: %s: %s" % (name, type(e).__name__, e))
         finally:
             self.results["parts"].setdefault(name, {})["elapsed_s"] = time.monotonic() - t0
+
+
+# ---- the PostgreSQL part's helpers -------------------------------------------------------
+
+def postmaster_pid(pg):
+    """The server's pid: the first line of its data directory's postmaster.pid."""
+    with open(os.path.join(pg.data_dir, "postmaster.pid"), "r") as f:
+        return int(f.readline().strip())
+
+
+def tree_cpu(pid):
+    """{pid: CPU seconds} of a process and its children (a postmaster and its backends)."""
+    return {x: cpu_seconds(x) for x in [pid] + children(pid)}
 
 
 # ---- the stream part's helpers --------------------------------------------------------------
@@ -784,8 +870,17 @@ def main(argv):
         args.wrk = find_wrk(args)
         if args.wrk:
             bench.run_part("static", bench.part_static)
+            bindir = pg_bindir()
+            if bindir and psql_path(bindir):
+                bench.run_part("pg", bench.part_pg)
+            else:
+                r["skipped"].append("G on PostgreSQL: no PostgreSQL server binaries (initdb, "
+                                    "pg_ctl, postgres, psql; apt-get install postgresql, or "
+                                    "set TG_PG_BINDIR)")
+                bench.say("SKIPPED G on PostgreSQL: PostgreSQL's binaries not found")
         else:
-            r["skipped"].append("B/G throughput and latency: wrk %s (apt-get install wrk)"
+            r["skipped"].append("B/G throughput and latency, and G on PostgreSQL: wrk %s "
+                                "(apt-get install wrk)"
                                 % ("%s is not executable" % asked if asked
                                    else "is not installed"))
             bench.say("SKIPPED B/G throughput and latency: wrk not found")

@@ -36,6 +36,9 @@ def targets(r):
     mx = st.get("max")
     ratio = mx["ratio"] if mx else None
     _target(r, "G/B throughput >= 0.5", ratio, 0.5, lambda v: v >= 0.5, _f(ratio, "%.2f"))
+    pg_ratio = backend_ratio(r)
+    _target(r, "G on PostgreSQL / G on SQLite >= 0.5 (requests/s)", pg_ratio, 0.5,
+            lambda v: v >= 0.5, _f(pg_ratio, "%.2f"))
     half = next((p for p in st.get("latency", []) if abs(p["frac"] - 0.5) < 1e-9), None)
     added = None
     if half:
@@ -64,6 +67,50 @@ def targets(r):
     hwm_mb = None if hwm is None else hwm / MB
     _target(r, "%s inputs: <= 64 MB RSS, VmHWM (new database)" % n,
             hwm_mb, 64, lambda v: v <= 64, _f(hwm_mb, "%.1f MB"))
+
+
+def backend_ratio(r):
+    """G's best requests/s on PostgreSQL over G's on SQLite, None unless both ran."""
+    sq = (r["parts"].get("static", {}).get("max") or {}).get("G")
+    pg = (r["parts"].get("pg", {}).get("max") or {}).get("G")
+    if not sq or not pg or sq["ok_rps"] <= 0:
+        return None
+    return pg["ok_rps"] / sq["ok_rps"]
+
+
+def _backends(w, r):
+    """G's maximum on each backend, side by side."""
+    sq = r["parts"].get("static", {}).get("max")
+    pgp = r["parts"].get("pg", {})
+    pg = pgp.get("max")
+    if not pg:
+        return
+    srv = pgp.get("server") or {}
+    w("G on each backend: the same stand-in, site, 32 daemon threads and wrk (%d connections, "
+      "%d s, best of %d rounds);" % (pg["conns"], pg["secs"], len(pg["rounds"]["G"])))
+    w("PostgreSQL %s on a unix socket, its own server in a temporary directory, "
+      "synchronous_commit %s, fsync %s (%s)" % (
+          srv.get("version", "?"), srv.get("synchronous_commit", "?"), srv.get("fsync", "?"),
+          srv.get("wal_sync_method", "?")))
+    w("  %-11s %10s  %-24s %7s %16s %16s" % ("", "requests/s", "rounds", "errors",
+                                             "daemon us/req", "server us/req"))
+    for name, m in (("SQLite", sq), ("PostgreSQL", pg)):
+        if not m:
+            w("  %-11s %10s  (did not run)" % (name, "-"))
+            continue
+        g = m["G"]
+        w("  %-11s %10s  %-24s %7d %16s %16s" % (
+            name, _f(g["ok_rps"]), ", ".join(_f(x["ok_rps"]) for x in m["rounds"]["G"]),
+            g["error_count"],
+            _f(g.get("daemon_cpu_us_per_request")), _f(g.get("server_cpu_us_per_request"))))
+    ratio = backend_ratio(r)
+    w("  PG/SQLite %s (target >= 0.5: %s)" % (
+        _f(ratio, "%.3f"), "n/a" if ratio is None else ("PASS" if ratio >= 0.5 else "MISS")))
+    w("  (us/req: CPU per request in the best round; server: the postmaster and its backends)")
+    if pgp.get("states"):
+        w("  PostgreSQL submissions by state once the daemon stopped: %s"
+          % json.dumps(pgp["states"], sort_keys=True))
+    w("")
 
 
 def _mem(kb):
@@ -115,6 +162,7 @@ def table(r):
             w("  group commit over the G rounds: %.1f writes per transaction, %.1f WAL pages "
               "per request" % (gc["writes_per_transaction"], gc["wal_pages_per_request"]))
         w("")
+    _backends(w, r)
     if st.get("latency"):
         w("Latency at a fixed offered load (wrk + tests/bench/wrk.lua pacing, %d connections, "
           "%d s each)" % (r["profile"]["lat_conns"], r["profile"]["lat_secs"]))

@@ -154,6 +154,14 @@ class Procs:
                 f.write("%d %s\n" % (p.pid, os.path.realpath(argv[0])))
         return p
 
+    def adopt(self, pid, exe):
+        """Lists a process started by another program (the PostgreSQL server, which pg_ctl
+        starts) in the pid file, so that tests/bench/run kills it if we die. Stopping it
+        stays the starter's job."""
+        if self.pidfile:
+            with open(self.pidfile, "a") as f:
+                f.write("%d %s\n" % (pid, os.path.realpath(exe)))
+
     def stop(self, p, sig=signal.SIGTERM, timeout=10.0):
         """Sends sig, waits up to timeout s, then kills p's whole process group (nginx's
         workers are in it). Returns the exit code."""
@@ -351,9 +359,10 @@ def gateway_create_group(port, token):
 
 
 class Daemon:
-    """taskgate serve with a generated config in directory d, its team and token."""
+    """taskgate serve with a generated config in directory d, its team and token; its
+    database is taskgate.db in d unless database (a postgresql:// URI, say) is given."""
 
-    def __init__(self, procs, bin_path, d, upstream_url, conf=None):
+    def __init__(self, procs, bin_path, d, upstream_url, conf=None, database=None):
         self.procs, self.bin, self.dir = procs, bin_path, d
         self.conf_path = os.path.join(d, "taskgate.conf")
         self.db_path = os.path.join(d, "taskgate.db")
@@ -363,7 +372,7 @@ class Daemon:
         keys = [
             ("listen", self.sock_path),
             ("socket_mode", "0666"),
-            ("database", self.db_path),
+            ("database", database or self.db_path),
             ("upstream_url", upstream_url),
             ("upstream_connect_timeout_ms", "1000"),
             ("log_level", "info"),
