@@ -376,7 +376,12 @@ class Daemon:
             ("upstream_url", upstream_url),
             ("upstream_connect_timeout_ms", "1000"),
             ("log_level", "info"),
+            # The bench drives one team over more connections than the daemon has threads:
+            # the smallest reserve, so that its share (threads - 1) and not the reserve is
+            # what G measures; a submission past the share is a fast 429 the bench counts.
+            ("worker_reserve", "1"),
         ]
+        keys = [kv for kv in keys if kv[0] not in (conf or {})]
         keys += list((conf or {}).items())
         with open(self.conf_path, "w") as f:
             f.write("# written by tests/bench/stack.py; unlisted keys keep their defaults\n")
