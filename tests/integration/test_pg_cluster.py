@@ -177,10 +177,12 @@ class TwoDaemonsTest(StackTestCase):
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             sub = self.a.db_value("SELECT id FROM submissions WHERE state = 'pending'")
-            if sub:
+            # Pending is written before the group is created: in flight means the add-runs
+            # has reached the upstream (it logs a request when it arrives, before the delay).
+            if sub and adds(self.a.sim_requests()):
                 return sub, t
             time.sleep(0.05)
-        self.fail("no pending submission")
+        self.fail("no pending submission with its add-runs upstream")
 
     def test_a_peer_starting_leaves_in_flight_submissions_alone(self):
         token = self.team("peer")
