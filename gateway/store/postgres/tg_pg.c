@@ -71,6 +71,8 @@ static void server_message(struct tg_store *st, const PGresult *res, const char 
 static int result_err(struct tg_store *st, const PGresult *res, const char *what)
 {
     server_message(st, res, what);
+    const char *c = res != NULL ? PQresultErrorField(res, PG_DIAG_CONSTRAINT_NAME) : NULL;
+    snprintf(st->constraint, sizeof(st->constraint), "%s", c != NULL ? c : "");
     return map_state(res != NULL ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL);
 }
 
@@ -268,13 +270,20 @@ static void note_health(int failed, const char *why)
     pthread_mutex_unlock(&health.lock);
 }
 
-int tg_pg_write(struct tg_store *st, tg_pg_write_fn fn, void *arg)
+/* fn inside BEGIN .. COMMIT (own_tx) or as it is, again while the server aborts it for a
+ * serialization failure or a deadlock. */
+static int write_tries(struct tg_store *st, tg_pg_write_fn fn, void *arg, int own_tx)
 {
     int rc = TG_EBUSY;
     for (int i = 0; i < WRITE_TRIES && rc == TG_EBUSY; i++) {
-        rc = tg_pg_tx_begin(st);
-        if (rc == TG_OK)
-            rc = tg_pg_tx_end(st, fn(st, arg));
+        if (own_tx) {
+            rc = tg_pg_tx_begin(st);
+            if (rc == TG_OK)
+                rc = tg_pg_tx_end(st, fn(st, arg));
+        } else {
+            tg_metrics_db_tx(1, 0);
+            rc = fn(st, arg);
+        }
         /* A lock wait that timed out (55P03) is not retried: it already waited. */
         if (rc == TG_EBUSY && strstr(st->err, "lock timeout") != NULL)
             break;
@@ -284,6 +293,16 @@ int tg_pg_write(struct tg_store *st, tg_pg_write_fn fn, void *arg)
     else if (rc == TG_OK)
         note_health(0, NULL);
     return rc;
+}
+
+int tg_pg_write(struct tg_store *st, tg_pg_write_fn fn, void *arg)
+{
+    return write_tries(st, fn, arg, 1);
+}
+
+int tg_pg_write_one(struct tg_store *st, tg_pg_write_fn fn, void *arg)
+{
+    return write_tries(st, fn, arg, 0);
 }
 
 int tg_pg_write_health(char *why, size_t whylen)

@@ -5,12 +5,14 @@
  * Across daemons sharing the server, each guarantee is decided in the admitting
  * transaction: a team with limits has its team_limits row locked (FOR UPDATE) before
  * anything is counted, so that its admissions run one after another and each counts what
- * the ones before committed (READ COMMITTED gives every statement a fresh snapshot); an
- * idempotency key is taken by an INSERT ... ON CONFLICT that overwrites only an expired
- * record or the one being replaced, so of two daemons taking the same key at once the
- * second waits for the first's commit and then fails with TG_EEXIST (read the record
- * again: the first's submission); a reconciliation settles a submission only while it is
- * still unknown, which the server checks again on the row it waited for. */
+ * the ones before committed (READ COMMITTED gives every statement a fresh snapshot), while
+ * a submission of a team without limits and without a record is admitted by one statement
+ * that finds no limits and writes its row at once (tg_pg_sub_admit); an idempotency key is
+ * taken by an INSERT ... ON CONFLICT that overwrites only an expired record or the one being
+ * replaced, so of two daemons taking the same key at once the second waits for the first's
+ * commit and then fails with TG_EEXIST (read the record again: the first's submission); a
+ * reconciliation settles a submission only while it is still unknown, which the server
+ * checks again on the row it waited for. */
 #include "tg_pg_int.h"
 
 #include <stdio.h>
@@ -376,6 +378,14 @@ int tg_pg_admit(struct tg_store *st, const struct tg_submission *sub,
 {
     if (sub == NULL || sub->id == NULL || sub->interface == NULL || a == NULL)
         return tg_pg_invalid(st, "admit: missing submission");
+    /* Most submissions take no record and their team has no limits: one statement, which
+     * decides both at once; only a team with limits pays for a second try. */
+    if (a->key == NULL) {
+        int admitted;
+        int rc = tg_pg_sub_admit(st, sub, a->resumes, &admitted);
+        if (rc != TG_OK || admitted)
+            return rc;
+    }
     struct admit_write w = {sub, a, why, 0};
     int rc = tg_pg_write(st, admit_w, &w);
     return rc == TG_OK && w.refused ? TG_ETOOBIG : rc;
@@ -422,7 +432,7 @@ int tg_pg_idem_answer(struct tg_store *st, int64_t team_id, enum tg_idem_kind ki
     const char *p[] = {tg_pg_i64(team, team_id), kind_names[kind], key, sub_id,
                        tg_pg_i64(st_text, status), content_type, text};
     struct answer_write a = {p};
-    int rc = tg_pg_write(st, answer_w, &a);
+    int rc = tg_pg_write_one(st, answer_w, &a);
     free(text);
     return rc;
 }

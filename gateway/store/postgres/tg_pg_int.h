@@ -50,6 +50,7 @@ struct tg_store {
     const struct tg_pg_stmt *prepared[TG_PG_PREPARED_MAX];
     int nprepared;
     char err[512];
+    char constraint[64];              /* the constraint the last failure violated, or "" */
 };
 
 /* Longest values the structs of tg_store.h can carry back without truncation. */
@@ -115,6 +116,11 @@ typedef int (*tg_pg_write_fn)(struct tg_store *st, void *arg);
  * more than once. Returns fn's status or the commit's failure. A failure of the server
  * (TG_EDB) is noted for tg_pg_write_health until a write succeeds. */
 int tg_pg_write(struct tg_store *st, tg_pg_write_fn fn, void *arg);
+/* The same for a write of one statement: fn's first statement is the only one that may
+ * write, and what fn runs after it only reads (to say why it wrote nothing, say). That
+ * statement is a transaction of its own (the server's implicit one), which commits without
+ * the round trips of BEGIN and COMMIT: all of it or nothing, as in tg_pg_write. */
+int tg_pg_write_one(struct tg_store *st, tg_pg_write_fn fn, void *arg);
 
 /* Writes one admin_log row inside the caller's transaction. before and after are JSON text
  * or NULL; who must name an actor and an interface. */
@@ -199,6 +205,12 @@ int tg_pg_sub_insert(struct tg_store *st, const struct tg_submission *sub, const
                      enum tg_state state, int http_status, const char *error);
 int tg_pg_runs_insert(struct tg_store *st, const char *sub_id, int seq, int first_input,
                       size_t n, const char *const *run_ids, const char *const *processors);
+/* Admission of a submission without an idempotency record, in one statement (a transaction
+ * of its own): its row as 'pending' when its team has no limits, *admitted then 1; when the
+ * team has limits nothing is written and *admitted is 0 (admit it in a transaction that
+ * locks them). */
+int tg_pg_sub_admit(struct tg_store *st, const struct tg_submission *sub, const char *resumes,
+                    int *admitted);
 
 /* tg_pg_admission.c */
 int tg_pg_idem_get(struct tg_store *st, struct tg_pool *pool, int64_t team_id,
