@@ -10,7 +10,10 @@ suite's PostgreSQL variant (TG_TEST_DATABASE=postgresql), skipped on SQLite:
     told it is in progress (409) or given the same answer, and a repeat after is that answer;
   * a daemon starting (or housekeeping) beside another's in-flight submission leaves it
     pending; after kill -9 of its daemon it stays pending until the lease runs out, then
-    becomes unknown and is reconciled by the survivor, its run recorded once.
+    becomes unknown and is reconciled by the survivor, its run recorded once;
+  * what one daemon keeps of its reads (a team's key, its preset, the groups it owns) is
+    never used once another daemon, or psql, changed it: the very next submission sees the
+    change.
 
 By hand: TG_TEST_DATABASE=postgresql ctest --test-dir build -R test_pg_cluster
 """
@@ -21,12 +24,14 @@ import sys
 import threading
 import time
 import unittest
+from datetime import datetime, timezone
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 from harness import Stack, StackTestCase  # noqa: E402
 
 KEY = "par-key-cluster"
+KEY2 = "par-key-cluster-2"
 
 
 class SecondDaemon(Stack):
@@ -54,7 +59,7 @@ class TwoDaemonsTest(StackTestCase):
     THREADS = {"threads": 16}
 
     def setUp(self):
-        self.a = self.stack(keys=[KEY], name="tg-first", conf=self.THREADS)
+        self.a = self.stack(keys=[KEY, KEY2], name="tg-first", conf=self.THREADS)
         self.b = SecondDaemon(self.a, dict(self.HOUSEKEEPING, **self.THREADS))
         self._stacks.append(self.b)
         self.b.start()
@@ -164,6 +169,54 @@ class TwoDaemonsTest(StackTestCase):
         self.a.sim_clear_faults()
         self.assertEqual(self.a.db_value(
             "SELECT count(*) FROM submissions WHERE state = 'accepted'"), 10)
+
+    def burst(self, token, body):
+        """body sent by 12 clients at once (the team's share of the workers) to the second
+        daemon, three times, so that its workers each take some; every answer must be 200.
+        The add-runs requests the simulator got."""
+        self.a.sim_clear()
+        h = {"Authorization": "Bearer " + token, "Content-Type": "application/json"}
+        for _ in range(3):
+            results = self.race(12, lambda i: self.b.http("POST", "/v1/runs", json.dumps(body),
+                                                          h, timeout=60))
+            self.assertEqual([r[0] for r in results if r[0] != 200], [],
+                             [r[2][:300] for r in results if r[0] != 200])
+        return adds(self.a.sim_requests())
+
+    def test_what_a_daemon_keeps_of_its_reads_follows_every_change(self):
+        token = self.team("kept")
+        st, _, d = self.post(self.b, token, ["g"])
+        self.assertEqual(st, 200, d)
+        group = json.loads(d)["taskgroup_id"]
+        body = {"taskgroup_id": group, "inputs": ["x"]}
+
+        def processors(sent):
+            return {r["body"]["inputs"][0]["processor"] for r in sent}
+
+        sent = self.burst(token, body)  # read and kept by every worker
+        self.assertEqual((len(sent), processors(sent)), (36, {"core"}))
+        # The preset changed by the other daemon's host: the next submissions use it.
+        self.a.set_preset("kept", "default", {"processor": "ultra"})
+        self.assertEqual(processors(self.burst(token, body)), {"ultra"})
+        # ... and by hand in psql, which no daemon hears of but through the database.
+        harness.pg_server().psql("UPDATE presets SET body = '{\"processor\": \"base\"}'"
+                                 " WHERE name = 'default'", dbname=self.a.pg_dbname)
+        self.assertEqual(processors(self.burst(token, body)), {"base"})
+        # The group's creating submission pruned: the group is no longer the team's.
+        self.a.sim_clear()
+        time.sleep(0.1)
+        now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+        time.sleep(0.1)
+        self.a.cli_ok("audit", "prune", "--before", now)
+        h = {"Authorization": "Bearer " + token, "Content-Type": "application/json"}
+        results = self.race(12, lambda i: self.b.http("POST", "/v1/runs", json.dumps(body), h))
+        self.assertEqual({r[0] for r in results}, {404}, [r[2][:300] for r in results])
+        self.assertEqual(adds(self.a.sim_requests()), [])
+        # The team's key, changed on the other host: sent from the next submission on (to
+        # new groups: the upstream's groups belong to the key that made them).
+        self.a.cli_ok("team", "set-key", "kept", input=KEY2 + "\n")
+        sent = self.burst(token, {"inputs": ["z"]})
+        self.assertEqual({r["headers"].get("x-api-key") for r in sent}, {KEY2})
 
     def state(self, sub_id):
         return self.a.db_value("SELECT state FROM submissions WHERE id = ?", (sub_id,))

@@ -414,6 +414,7 @@ int tg_pg_open(struct tg_store **out, const char *uri, int flags, int busy_ms, c
     }
     st->flags = flags;
     st->busy_ms = busy_ms;
+    st->generation = -1;
     st->conn = PQconnectdb(uri);
     int rc;
     char where[300];
@@ -447,6 +448,7 @@ void tg_pg_close(struct tg_store *st)
         return;
     if (st->conn != NULL)
         PQfinish(st->conn);
+    tg_pg_cache_free(st);
     free(st);
 }
 

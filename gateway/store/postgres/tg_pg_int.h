@@ -1,14 +1,14 @@
 /* Inside the PostgreSQL backend: what its source files share. tg_pg.c: the connection, its
  * statements, transactions, migrations, the admin log's row and the backend table;
  * tg_pg_ident.c: teams, tokens and presets; tg_pg_keys.c: keys at rest; tg_pg_owner.c:
- * ownership; tg_pg_records.c: the audit records' writes; tg_pg_admission.c: idempotency,
- * limits and reconciliation; tg_pg_audit.c: the audit reads. Nothing outside
- * gateway/store/postgres/ includes this.
+ * ownership; tg_pg_cache.c: what a handle keeps of its reads; tg_pg_records.c: the audit
+ * records' writes; tg_pg_admission.c: idempotency, limits and reconciliation;
+ * tg_pg_audit.c: the audit reads. Nothing outside gateway/store/postgres/ includes this.
  *
  * One connection per handle (a worker's, the background thread's, a command's). Every
  * guarantee that must hold across daemons is decided in the server's transactions: row
  * locks (SELECT ... FOR UPDATE), unique keys and advisory locks, never this process's
- * memory. */
+ * memory (which keeps copies of reads only while the server says they are current). */
 #ifndef TG_PG_INT_H
 #define TG_PG_INT_H
 
@@ -40,6 +40,22 @@ struct tg_pg_stmt {
 
 #define TG_PG_PREPARED_MAX 160 /* statements one connection may have prepared */
 
+/* A row a handle keeps of its reads (tg_pg_cache.c): a team's key (name NULL), a preset
+ * (name: the preset's) or the ownership of a group (name: the group's; kept when owned
+ * only), with the generation its read saw. col holds the row's columns as text (NULL: SQL
+ * NULL); a preset or key that does not exist is kept with every col NULL. */
+enum tg_pg_cache_kind { TG_PG_CACHE_KEY, TG_PG_CACHE_PRESET, TG_PG_CACHE_GROUP };
+#define TG_PG_CACHED_COLS 3
+struct tg_pg_cached {
+    int used;
+    enum tg_pg_cache_kind kind;
+    int64_t team_id;
+    int64_t generation;
+    char *name;
+    char *col[TG_PG_CACHED_COLS];
+};
+#define TG_PG_CACHE_ROWS 32
+
 /* The PostgreSQL backend's handle (tg_store_backend.h: it begins with the face's head). */
 struct tg_store {
     struct tg_store_head head;
@@ -51,6 +67,9 @@ struct tg_store {
     int nprepared;
     char err[512];
     char constraint[64];              /* the constraint the last failure violated, or "" */
+    int64_t generation;               /* what the last tg_pg_auth saw; -1: none */
+    struct tg_pg_cached cache[TG_PG_CACHE_ROWS];
+    int cache_next;
 };
 
 /* Longest values the structs of tg_store.h can carry back without truncation. */
@@ -127,6 +146,25 @@ int tg_pg_write_one(struct tg_store *st, tg_pg_write_fn fn, void *arg);
 int tg_pg_admin_log(struct tg_store *st, const struct tg_actor *who, const char *action,
                     const char *object_type, const char *object_id, const char *team,
                     const char *before, const char *after);
+
+/* ---- what a handle keeps of its reads (tg_pg_cache.c) ----
+ * A kept row answers for the requests that follow as long as the generation the handle's
+ * last tg_pg_auth read is the one the row was read at: every change of teams and presets,
+ * and every deletion of upstream calls, moves the generation in its own transaction
+ * (sql/postgres/006_generation.sql), so a request answered from these rows sees what the
+ * server held when its token was checked. Handles that check no token (the background
+ * thread's, a command's) read everything afresh. */
+
+/* The row kept for (kind, team_id, name) that may answer now, or NULL. */
+const struct tg_pg_cached *tg_pg_cache_find(const struct tg_store *st,
+                                            enum tg_pg_cache_kind kind, int64_t team_id,
+                                            const char *name);
+/* Keeps row 0's columns first .. first + ncols - 1 of res (res NULL: a row that does not
+ * exist), read at generation. Out of memory, nothing is kept. */
+void tg_pg_cache_keep(struct tg_store *st, enum tg_pg_cache_kind kind, int64_t team_id,
+                      const char *name, int64_t generation, const PGresult *res, int first,
+                      int ncols);
+void tg_pg_cache_free(struct tg_store *st);
 
 /* ---- the operations of tg_pg_backend, each with the contract of the tg_store_ call of the
  * same name in tg_store.h ---- */
