@@ -24,6 +24,7 @@ which also catches failures reported through subTest.
 """
 
 import base64
+import contextlib
 import hashlib
 import http.client
 import json
@@ -815,6 +816,30 @@ class Stack:
     def db_value(self, sql, params=()):
         rows = self.db(sql, params)
         return rows[0][0] if rows else None
+
+    # ---- PostgreSQL trouble (the server is the test process's: every stack's) --------------
+
+    @contextlib.contextmanager
+    def pg_server_down(self, mode="fast"):
+        """Stops the PostgreSQL server (pg_ctl stop -m mode: "fast" or "immediate") for the
+        with block, then starts it and waits until it answers, however the block ended."""
+        from pgserver import wait_ready
+        pg = pg_server()
+        pg.server_stop(mode)
+        try:
+            yield pg
+        finally:
+            if not pg.running:
+                pg.server_start()
+            wait_ready(pg)
+
+    def pg_end_sessions(self):
+        """Ends every session on this stack's database but the query's own, as an
+        administrator's pg_terminate_backend would; returns how many."""
+        return int(pg_server().psql(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            dbname=self.pg_dbname, args=("-At",)).stdout.strip())
 
 
 class StackTestCase(unittest.TestCase):
