@@ -6,11 +6,12 @@
  * transaction: a team with limits has its team_limits row locked (FOR UPDATE) before
  * anything is counted, so that its admissions run one after another and each counts what
  * the ones before committed (READ COMMITTED gives every statement a fresh snapshot), while
- * a submission of a team without limits and without a record is admitted by one statement
- * that finds no limits and writes its row at once (tg_pg_sub_admit); an idempotency key is
- * taken by an INSERT ... ON CONFLICT that overwrites only an expired record or the one being
- * replaced, so of two daemons taking the same key at once the second waits for the first's
- * commit and then fails with TG_EEXIST (read the record again: the first's submission); a
+ * a submission of a team without limits is admitted by one statement that finds no limits,
+ * takes its record when it has one and writes its row at once; an idempotency key is taken
+ * by an INSERT ... ON CONFLICT that overwrites only an expired record, or an UPDATE of the
+ * record still naming the submission being replaced, so of two daemons taking the same key
+ * at once the second waits for the first's commit and then fails with TG_EEXIST (read the
+ * record again: the first's submission); a
  * reconciliation settles a submission only while it is still unknown, which the server
  * checks again on the row it waited for. */
 #include "tg_pg_int.h"
@@ -68,6 +69,46 @@ static const struct tg_pg_stmt idem_put_stmt = {
     " answer_body = NULL"
     " WHERE idempotency.expires_ms <= $8 OR idempotency.submission_id = $9::text"
     " RETURNING 1"};
+
+/* Admission with a record for a team without limits, in one statement: ok has a row when
+ * the team has no limits, put takes the key for the submission (a new record, or one that
+ * expired by $22; no row: another submission holds it, one that committed while this
+ * waited for its row), and the submission's row ($1..$16, as records_sub_insert) is
+ * written only when put took the key. $17 the kind, $18 the key, $19 the request's hash,
+ * $20 now as text, $21 the record's expiry. The answer: whether ok and ins have a row. */
+#define ADMIT_KEYED_HEAD \
+    "WITH ok AS (SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM team_limits" \
+    "  WHERE team_id = $2::bigint AND (runs_per_minute > 0 OR in_flight > 0)))"
+#define ADMIT_KEYED_TAIL \
+    ", ins AS (INSERT INTO submissions (id, team_id, token_id, request_id, received_at," \
+    " completed_at, remote_addr, interface, taskgroup_id, num_inputs, state," \
+    " http_status, error, request, resumes, daemon_id)" \
+    " SELECT $1, $2::bigint, $3, $4, $5, $6, $7, $8, $9, $10::bigint, $11, $12::bigint," \
+    " $13, $14, $15, $16 FROM put RETURNING 1)" \
+    " SELECT (SELECT count(*) FROM ok), (SELECT count(*) FROM ins)"
+
+static const struct tg_pg_stmt admit_keyed_stmt = {
+    "adm_admit_keyed",
+    ADMIT_KEYED_HEAD
+    ", put AS (INSERT INTO idempotency (team_id, kind, key, request_hash, submission_id,"
+    " created_at, expires_ms) SELECT $2::bigint, $17, $18, $19, $1, $20, $21::bigint FROM ok"
+    " ON CONFLICT (team_id, kind, key) DO UPDATE SET request_hash = excluded.request_hash,"
+    " submission_id = excluded.submission_id, created_at = excluded.created_at,"
+    " expires_ms = excluded.expires_ms, answer_status = NULL, answer_type = NULL,"
+    " answer_body = NULL WHERE idempotency.expires_ms <= $22::bigint RETURNING 1)"
+    ADMIT_KEYED_TAIL};
+
+/* The same when the submission replaces the one the live record names ($23): put takes
+ * the record only while it still names it. */
+static const struct tg_pg_stmt admit_replacing_stmt = {
+    "adm_admit_replacing",
+    ADMIT_KEYED_HEAD
+    ", put AS (UPDATE idempotency SET request_hash = $19, submission_id = $1,"
+    " created_at = $20, expires_ms = $21::bigint, answer_status = NULL, answer_type = NULL,"
+    " answer_body = NULL WHERE team_id = $2::bigint AND kind = $17 AND key = $18"
+    " AND submission_id = $23 AND expires_ms > $22::bigint AND EXISTS (SELECT 1 FROM ok)"
+    " RETURNING 1)"
+    ADMIT_KEYED_TAIL};
 
 /* The body is bytea, sent as hex text ($7::bytea reads "\x..."). */
 static const struct tg_pg_stmt idem_answer_stmt = {
@@ -373,21 +414,59 @@ static int admit_w(struct tg_store *st, void *arg)
     return rc;
 }
 
+/* admit_keyed_stmt or admit_replacing_stmt: TG_OK with *admitted 1, or 0 when the team has
+ * limits (nothing written); TG_EEXIST when another submission holds the key. */
+static int admit_keyed(struct tg_store *st, const struct tg_submission *sub,
+                       const struct tg_admission *a, int *admitted)
+{
+    char now[TG_TIME_LEN], exp[TG_PG_I64_LEN], now_ms[TG_PG_I64_LEN];
+    tg_pg_now_text(now);
+    const char *extra[] = {kind_names[a->kind], a->key, a->request_hash, now,
+                           tg_pg_i64(exp, a->expires_ms), tg_pg_i64(now_ms, a->now_ms),
+                           a->replaces};
+    PGresult *res;
+    *admitted = 0;
+    int rc = tg_pg_sub_stmt(st, a->replaces != NULL ? &admit_replacing_stmt : &admit_keyed_stmt,
+                            sub, a->resumes, TG_STATE_PENDING, 0, NULL, extra,
+                            a->replaces != NULL ? 7 : 6, &res);
+    if (rc != TG_OK)
+        return rc;
+    int unlimited = tg_pg_int(res, 0, 0) > 0;
+    *admitted = tg_pg_int(res, 0, 1) > 0;
+    PQclear(res);
+    return unlimited && !*admitted ? key_taken(st) : TG_OK;
+}
+
+struct keyed_write {
+    const struct tg_submission *sub;
+    const struct tg_admission *a;
+    int *admitted;
+};
+
+static int keyed_w(struct tg_store *st, void *arg)
+{
+    const struct keyed_write *w = arg;
+    return admit_keyed(st, w->sub, w->a, w->admitted);
+}
+
 int tg_pg_admit(struct tg_store *st, const struct tg_submission *sub,
                 const struct tg_admission *a, struct tg_admit_refusal *why)
 {
     if (sub == NULL || sub->id == NULL || sub->interface == NULL || a == NULL)
         return tg_pg_invalid(st, "admit: missing submission");
-    /* Most submissions take no record and their team has no limits: one statement, which
-     * decides both at once; only a team with limits pays for a second try. */
+    /* Most teams have no limits: one statement decides that, the record (when there is
+     * one) and the pending row at once; only a team with limits pays for a second try. */
+    int admitted, rc;
     if (a->key == NULL) {
-        int admitted;
-        int rc = tg_pg_sub_admit(st, sub, a->resumes, &admitted);
-        if (rc != TG_OK || admitted)
-            return rc;
+        rc = tg_pg_sub_admit(st, sub, a->resumes, &admitted);
+    } else {
+        struct keyed_write kw = {sub, a, &admitted};
+        rc = tg_pg_write_one(st, keyed_w, &kw);
     }
+    if (rc != TG_OK || admitted)
+        return rc;
     struct admit_write w = {sub, a, why, 0};
-    int rc = tg_pg_write(st, admit_w, &w);
+    rc = tg_pg_write(st, admit_w, &w);
     return rc == TG_OK && w.refused ? TG_ETOOBIG : rc;
 }
 

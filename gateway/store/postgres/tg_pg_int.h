@@ -244,6 +244,14 @@ int tg_pg_sub_insert(struct tg_store *st, const struct tg_submission *sub, const
                      enum tg_state state, int http_status, const char *error);
 int tg_pg_runs_insert(struct tg_store *st, const char *sub_id, int seq, int first_input,
                       size_t n, const char *const *run_ids, const char *const *processors);
+/* Runs s, whose parameters $1..$16 are the submission's row as sub_insert writes it (state,
+ * http_status, error and resumes as given) and $17.. the nextra (at most 8) of extra;
+ * TG_OK with its result in *res (PQclear it). TG_EEXIST and TG_ENOTFOUND name the
+ * submission or its team and token. */
+int tg_pg_sub_stmt(struct tg_store *st, const struct tg_pg_stmt *s,
+                   const struct tg_submission *sub, const char *resumes, enum tg_state state,
+                   int http_status, const char *error, const char *const *extra, int nextra,
+                   PGresult **res);
 /* Admission of a submission without an idempotency record, in one statement (a transaction
  * of its own): its row as 'pending' when its team has no limits, *admitted then 1; when the
  * team has limits nothing is written and *admitted is 0 (admit it in a transaction that

@@ -268,15 +268,19 @@ out:
 
 /* ---- submissions ------------------------------------------------------------------------- */
 
-/* The submission's row by s (sub_insert_stmt, or sub_admit_stmt); *n receives how many
- * rows it wrote. */
-static int sub_row(struct tg_store *st, const struct tg_pg_stmt *s,
+#define SUB_PARAMS 16
+#define EXTRA_MAX 8
+
+int tg_pg_sub_stmt(struct tg_store *st, const struct tg_pg_stmt *s,
                    const struct tg_submission *sub, const char *resumes, enum tg_state state,
-                   int http_status, const char *error, long *n)
+                   int http_status, const char *error, const char *const *extra, int nextra,
+                   PGresult **res)
 {
-    *n = 0;
+    *res = NULL;
     if (sub == NULL || sub->id == NULL || sub->interface == NULL || sub->num_inputs < 0)
         return tg_pg_invalid(st, "a submission needs an id, an interface and num_inputs >= 0");
+    if (nextra < 0 || nextra > EXTRA_MAX)
+        return tg_pg_invalid(st, "record submission: too many parameters");
     char received[TG_TIME_LEN], now[TG_TIME_LEN];
     char team[TG_PG_I64_LEN], inputs[TG_PG_I64_LEN], status[TG_PG_I64_LEN];
     tg_pg_now_text(now);
@@ -284,28 +288,43 @@ static int sub_row(struct tg_store *st, const struct tg_pg_stmt *s,
         tg_time_format(sub->received_ms, received);
     else
         memcpy(received, now, sizeof(received));
-    const char *p[] = {sub->id,
-                       tg_pg_i64(team, sub->team_id),
-                       sub->token_id,
-                       sub->request_id,
-                       received,
-                       state == TG_STATE_PENDING ? NULL : now,
-                       sub->remote_addr,
-                       sub->interface,
-                       sub->taskgroup_id,
-                       tg_pg_i64(inputs, sub->num_inputs),
-                       tg_domain_state_name(state),
-                       tg_pg_i64_or_null(status, http_status),
-                       error,
-                       sub->request,
-                       resumes,
-                       tg_store_daemon_id()};
-    int rc = run_count(st, s, 16, p, "record submission", n);
+    const char *p[SUB_PARAMS + EXTRA_MAX] = {sub->id,
+                                             tg_pg_i64(team, sub->team_id),
+                                             sub->token_id,
+                                             sub->request_id,
+                                             received,
+                                             state == TG_STATE_PENDING ? NULL : now,
+                                             sub->remote_addr,
+                                             sub->interface,
+                                             sub->taskgroup_id,
+                                             tg_pg_i64(inputs, sub->num_inputs),
+                                             tg_domain_state_name(state),
+                                             tg_pg_i64_or_null(status, http_status),
+                                             error,
+                                             sub->request,
+                                             resumes,
+                                             tg_store_daemon_id()};
+    for (int i = 0; i < nextra; i++)
+        p[SUB_PARAMS + i] = extra[i];
+    int rc = tg_pg_exec(st, s, SUB_PARAMS + nextra, p, res, "record submission");
     if (rc == TG_EEXIST)
         tg_pg_set_err(st, "submission %.64s is already recorded", sub->id);
     else if (rc == TG_ENOTFOUND)
         tg_pg_set_err(st, "record submission: no team %lld or no token %.40s",
                       (long long)sub->team_id, sub->token_id != NULL ? sub->token_id : "");
+    return rc;
+}
+
+/* The submission's row by s (sub_insert_stmt, or sub_admit_stmt); *n receives how many
+ * rows it wrote. */
+static int sub_row(struct tg_store *st, const struct tg_pg_stmt *s,
+                   const struct tg_submission *sub, const char *resumes, enum tg_state state,
+                   int http_status, const char *error, long *n)
+{
+    PGresult *res;
+    int rc = tg_pg_sub_stmt(st, s, sub, resumes, state, http_status, error, NULL, 0, &res);
+    *n = rc == TG_OK ? changed(res) : 0;
+    PQclear(res);
     return rc;
 }
 
