@@ -80,6 +80,7 @@ static const struct key keys[] = {
     {"retry_dedupe_window_s", T_LONG, FIELD(retry_dedupe_window_s), 0, 86400, "600", NULL},
     {"reconcile_on_start", T_LONG, FIELD(reconcile_on_start), 0, 1, "1", NULL},
     {"reconcile_after_s", T_LONG, FIELD(reconcile_after_s), 0, 86400, "300", NULL},
+    {"reconcile_pass_s", T_LONG, FIELD(reconcile_pass_s), 1, 86400, "60", NULL},
     {"housekeeping_interval_s", T_LONG, FIELD(housekeeping_interval_s), 1, 86400, "60", NULL},
     {"long_reads_per_team", T_LONG, FIELD(long_reads_per_team), 1, 1000000, "1000", NULL},
     {"nginx_listen", T_LISTEN, FIELD(nginx_listen), 0, 0, "127.0.0.1:8080", NULL},

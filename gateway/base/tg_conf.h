@@ -35,6 +35,8 @@ struct tg_conf {
     long retry_dedupe_window_s;     /* how long an SDK's retry without a key is recognised */
     long reconcile_on_start;        /* 1: reconcile unknown submissions when the daemon starts */
     long reconcile_after_s;         /* unknown this long: reconciled in the background; 0 never */
+    long reconcile_pass_s;          /* a pass starts no group after this; a group's read is
+                                       cut after this */
     long housekeeping_interval_s;   /* how often the background thread looks for work */
     long long_reads_per_team;       /* a team's event streams and awaited results open at once,
                                        counted by nginx (the site's limit_conn) */

@@ -39,6 +39,7 @@ static atomic_ulong reads[NREADS];
 static atomic_ullong db_wait_us;
 static atomic_ulong db_tx, db_writes, db_frames;
 static atomic_ulong answers_too_large;
+static atomic_ulong recon_passes, recon_events, recon_last_events;
 
 static pthread_mutex_t teams_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct {
@@ -164,6 +165,14 @@ void tg_metrics_answer_too_large(void)
     atomic_fetch_add_explicit(&answers_too_large, 1, memory_order_relaxed);
 }
 
+void tg_metrics_reconcile_pass(long events)
+{
+    unsigned long n = events > 0 ? (unsigned long)events : 0;
+    atomic_fetch_add_explicit(&recon_passes, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&recon_events, n, memory_order_relaxed);
+    atomic_store_explicit(&recon_last_events, n, memory_order_relaxed);
+}
+
 /* One line per non-zero counter of a [name][HTTP status] table:
  * metric{label="name",status="S"} N. */
 static void render_by_status(struct tg_buf *b, const char *metric, const char *label,
@@ -273,10 +282,27 @@ static void render_records(struct tg_buf *b)
                   atomic_load(&db_writes), atomic_load(&db_frames));
 }
 
+static void render_reconcile(struct tg_buf *b)
+{
+    tg_buf_printf(b, "# HELP taskgate_reconcile_passes_total Reconciliation passes this daemon "
+                     "ran.\n# TYPE taskgate_reconcile_passes_total counter\n"
+                     "taskgate_reconcile_passes_total %lu\n"
+                     "# HELP taskgate_reconcile_events_read_total Events of groups' runs "
+                     "streams read by reconciliation.\n"
+                     "# TYPE taskgate_reconcile_events_read_total counter\n"
+                     "taskgate_reconcile_events_read_total %lu\n"
+                     "# HELP taskgate_reconcile_last_pass_events Events the last reconciliation "
+                     "pass read.\n# TYPE taskgate_reconcile_last_pass_events gauge\n"
+                     "taskgate_reconcile_last_pass_events %lu\n",
+                  atomic_load(&recon_passes), atomic_load(&recon_events),
+                  atomic_load(&recon_last_events));
+}
+
 int tg_metrics_render(struct tg_buf *b)
 {
     render_requests(b);
     render_upstream(b);
     render_records(b);
+    render_reconcile(b);
     return b->len < b->max ? TG_OK : TG_ETOOBIG;
 }

@@ -44,6 +44,10 @@ void tg_metrics_db_wait(int64_t us);
  * when unknown). */
 void tg_metrics_db_tx(unsigned long writes, unsigned long frames);
 
+/* A reconciliation pass (tg_reconcile.c) ended, having read events events of runs
+ * streams: counted, and kept as the last pass's. */
+void tg_metrics_reconcile_pass(long events);
+
 /* Appends every metric in Prometheus text exposition format 0.0.4 to b. */
 int tg_metrics_render(struct tg_buf *b);
 

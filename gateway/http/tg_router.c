@@ -112,14 +112,21 @@ static void metrics(struct tg_worker *w, struct tg_request *req,
                            tg_store_daemon_id() != NULL ? tg_store_daemon_id() : "none",
                            tg_store_kind(w->store));
     long pending, unknown;
-    if (rc == TG_OK && tg_store_open_counts(w->store, &pending, &unknown) == TG_OK)
+    int64_t oldest;
+    if (rc == TG_OK && tg_store_open_counts(w->store, &pending, &unknown, &oldest) == TG_OK) {
+        int64_t lag_ms = oldest > 0 ? tg_now_ms() - oldest : 0;
         rc = tg_buf_printf(&resp->body,
                            "# HELP taskgate_submissions_open Submissions not settled: pending "
                            "(being sent) and unknown (to be reconciled).\n"
                            "# TYPE taskgate_submissions_open gauge\n"
                            "taskgate_submissions_open{state=\"pending\"} %ld\n"
-                           "taskgate_submissions_open{state=\"unknown\"} %ld\n",
-                           pending, unknown);
+                           "taskgate_submissions_open{state=\"unknown\"} %ld\n"
+                           "# HELP taskgate_reconcile_lag_seconds Age of the oldest unknown "
+                           "submission (0: none).\n"
+                           "# TYPE taskgate_reconcile_lag_seconds gauge\n"
+                           "taskgate_reconcile_lag_seconds %.3f\n",
+                           pending, unknown, lag_ms > 0 ? (double)lag_ms / 1000.0 : 0.0);
+    }
     if (rc != TG_OK) {
         tg_resp_error(resp, req, 500, "metrics do not fit the answer buffer", NULL);
         return;

@@ -436,14 +436,21 @@ int tg_store_recon_load(struct tg_store *st, struct tg_pool *pool, const char *s
     return be(st)->recon_load(st, pool, sub_id, out);
 }
 
+int tg_store_recon_cursor(struct tg_store *st, struct tg_pool *pool, const char *taskgroup_id,
+                          int64_t before_ms, struct tg_recon_cursor *out)
+{
+    return be(st)->recon_cursor(st, pool, taskgroup_id, before_ms, out);
+}
+
 int tg_store_recon_write(struct tg_store *st, const struct tg_recon_write *w)
 {
     return be(st)->recon_write(st, w);
 }
 
-int tg_store_open_counts(struct tg_store *st, long *pending, long *unknown)
+int tg_store_open_counts(struct tg_store *st, long *pending, long *unknown,
+                         int64_t *oldest_unknown_ms)
 {
-    return be(st)->open_counts(st, pending, unknown);
+    return be(st)->open_counts(st, pending, unknown, oldest_unknown_ms);
 }
 
 int tg_store_unknown_ids(struct tg_store *st, struct tg_pool *pool, size_t max,

@@ -534,12 +534,32 @@ struct tg_recon_sub {
     const char *interface;
     const char *taskgroup_id;
     int num_inputs;
+    int64_t received_ms;
+    const char *resume_cursor; /* its last reconciliation was a read cut short: where the
+                                  next read of its group starts for it; NULL: none */
     size_t ncalls;
     struct tg_recon_call *calls;
 };
 /* TG_OK, or TG_ENOTFOUND. */
 int tg_store_recon_load(struct tg_store *st, struct tg_pool *pool, const char *sub_id,
                         struct tg_recon_sub *out);
+
+/* Where a read of a group's runs stream may start (tg_store_recon_cursor): the run_cursor
+ * of call seq of submission_id (NULL: that call added the group's first runs, so the
+ * stream's beginning). Strings in the pool. */
+struct tg_recon_cursor {
+    const char *run_cursor;
+    const char *submission_id;
+    int seq;
+};
+/* The cursor of an add-runs call recorded in group taskgroup_id whose runs are known to
+ * have existed before before_ms: one answered (outcome ok) before it, or one a
+ * reconciliation found and recorded (with the run_cursor it found) before it. The one of the
+ * group's latest submission received before before_ms that has such a call, its last such
+ * call; found from an index walked backwards from before_ms, never by a scan of the group.
+ * TG_OK, or TG_ENOTFOUND when the group has none. */
+int tg_store_recon_cursor(struct tg_store *st, struct tg_pool *pool, const char *taskgroup_id,
+                          int64_t before_ms, struct tg_recon_cursor *out);
 
 /* The runs reconciliation found for one add-runs call (tag <sub>.<seq>.<first>.<count>). */
 struct tg_recon_found {
@@ -550,6 +570,10 @@ struct tg_recon_found {
     size_t nruns;              /* how many carry its tag (in the group's order) */
     const char *const *run_ids;
     const char *const *processors;
+    const char *run_cursor;    /* the id of the stream's event just before its first run, as
+                                  the upstream's run_cursor would have been (NULL: its runs
+                                  were the group's first); stored with a call not recorded
+                                  before (a recorded call is never updated) */
 };
 
 /* What one reconciliation settles. */
@@ -558,24 +582,30 @@ struct tg_recon_write {
     const char *actor;
     const char *taskgroup_id;
     const char *api;           /* "/v1" or "/v1beta": the path prefix of calls it adds */
-    enum tg_state state;       /* ACCEPTED or FAILED; UNKNOWN: only the attempt is logged */
+    enum tg_state state;       /* ACCEPTED or FAILED; UNKNOWN: it stays unknown */
     const char *outcome;       /* the reconciliations row's outcome */
     long runs_found;
     const char *detail;        /* for the log and the submission's error */
+    const char *resume_cursor; /* UNKNOWN after a read cut short: where the next read starts
+                                  (the row's resume_cursor); NULL otherwise */
     size_t nfound;
     const struct tg_recon_found *found;
 };
 /* In one transaction: the calls not recorded before (outcome unknown, error naming the
- * reconciliation), the runs found for calls without runs, the final state, and a
- * reconciliations row. TG_EINVAL when the submission is no longer unknown (someone else
- * reconciled it). */
+ * reconciliation, the run_cursor found), the runs found for calls without runs (a call
+ * whose runs are recorded by then is left as it is), the final state (none for UNKNOWN: a read cut short records the calls it found whole and leaves the
+ * submission unknown), and a reconciliations row. TG_EINVAL when the submission is no
+ * longer unknown (someone else reconciled it). */
 int tg_store_recon_write(struct tg_store *st, const struct tg_recon_write *w);
 
-/* How many submissions are pending (being sent now) and unknown (to be reconciled). */
-int tg_store_open_counts(struct tg_store *st, long *pending, long *unknown);
+/* How many submissions are pending (being sent now) and unknown (to be reconciled), and
+ * when the oldest unknown one was received (0: none), from one index. */
+int tg_store_open_counts(struct tg_store *st, long *pending, long *unknown,
+                         int64_t *oldest_unknown_ms);
 
 /* Ids of 'unknown' submissions, oldest first, at most max, into the pool. With before_ms
- * above 0, only those that became unknown before it and were not tried since. */
+ * above 0, only those that became unknown before it and were not tried since, and those
+ * whose last reconciliation was a read cut short (the next pass reads on at once). */
 int tg_store_unknown_ids(struct tg_store *st, struct tg_pool *pool, size_t max,
                          int64_t before_ms, const char ***ids, size_t *n);
 

@@ -128,8 +128,11 @@ struct tg_store_backend {
         const struct tg_limits *l);
     int (*recon_load)(struct tg_store *st, struct tg_pool *pool, const char *sub_id,
         struct tg_recon_sub *out);
+    int (*recon_cursor)(struct tg_store *st, struct tg_pool *pool, const char *taskgroup_id,
+        int64_t before_ms, struct tg_recon_cursor *out);
     int (*recon_write)(struct tg_store *st, const struct tg_recon_write *w);
-    int (*open_counts)(struct tg_store *st, long *pending, long *unknown);
+    int (*open_counts)(struct tg_store *st, long *pending, long *unknown,
+        int64_t *oldest_unknown_ms);
     int (*unknown_ids)(struct tg_store *st, struct tg_pool *pool, size_t max,
         int64_t before_ms, const char ***ids, size_t *n);
     int (*prior_runs)(struct tg_store *st, struct tg_pool *pool, const char *sub_id,

@@ -474,6 +474,7 @@ static void test_dump(void)
                  "retry_dedupe_window_s = 600\n"
                  "reconcile_on_start = 1\n"
                  "reconcile_after_s = 300\n"
+                 "reconcile_pass_s = 60\n"
                  "housekeeping_interval_s = 60\n"
                  "long_reads_per_team = 1000\n"
                  "nginx_listen = 127.0.0.1:8080\n"

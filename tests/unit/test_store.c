@@ -696,6 +696,133 @@ static void test_reject_and_unknown(void)
     remove_db(path);
 }
 
+/* A submission of inputs inputs into group tgrp_c received at received_ms, with one
+ * add-runs call per entry of calls[0..n) (its outcome, when it ended, its run_cursor). */
+struct call_at {
+    enum tg_outcome outcome;
+    int64_t finished_ms;
+    const char *run_cursor;
+};
+
+static void group_submission(struct tg_store *st, int64_t team, const char *id, int inputs,
+                             int64_t received_ms, const struct call_at *calls, int n)
+{
+    struct tg_submission sub = submission(id, team, NULL, inputs);
+    sub.taskgroup_id = "tgrp_c";
+    sub.received_ms = received_ms;
+    CHECK(tg_store_submission_begin(st, &sub) == TG_OK);
+    for (int i = 0; i < n; i++) {
+        char run[64];
+        snprintf(run, sizeof(run), "trun_%s_%d", id, i);
+        const char *ids[] = {run};
+        struct tg_call c = {
+            .submission_id = id, .seq = i, .operation = "add_runs", .method = "POST",
+            .path = "/v1/tasks/groups/tgrp_c/runs", .first_input = i, .num_inputs = 1,
+            .started_ms = calls[i].finished_ms - 100, .duration_ms = 100,
+            .outcome = calls[i].outcome, .http_status = calls[i].outcome == TG_OUTCOME_OK ? 200 : 0,
+            .run_cursor = calls[i].run_cursor,
+            .num_runs = calls[i].outcome == TG_OUTCOME_OK ? 1 : 0, .run_ids = ids,
+        };
+        CHECK(tg_store_call_record(st, &c) == TG_OK);
+    }
+}
+
+/* The cursor tg_store_recon_cursor gives for before_ms, as "sub#seq=cursor". */
+static const char *cursor_at(struct tg_store *st, struct tg_pool *pool, int64_t before_ms)
+{
+    struct tg_recon_cursor c;
+    int rc = tg_store_recon_cursor(st, pool, "tgrp_c", before_ms, &c);
+    if (rc != TG_OK)
+        return rc == TG_ENOTFOUND ? "none" : "error";
+    return tg_pool_printf(pool, "%s#%d=%s", c.submission_id, c.seq,
+                          c.run_cursor != NULL ? c.run_cursor : "(null)");
+}
+
+/* Where reconciliation starts reading a group: the last call whose runs existed before a
+ * time (answered before it, or found by a reconciliation settled before it); a read cut
+ * short records what it found whole and leaves the submission unknown with its cursor. */
+static void test_recon_cursor(void)
+{
+    char path[512];
+    struct tg_store *st = fresh_store(path, sizeof(path), "cursor");
+    struct tg_pool *pool = tg_pool_create();
+    if (st == NULL || pool == NULL) {
+        CHECK(!"setup");
+        tg_store_close(st);
+        tg_pool_destroy(pool);
+        return;
+    }
+    int64_t team = add_team(st, "research", "pk-1");
+    int64_t t0 = tg_now_ms() - 600000;
+    const struct call_at a[] = {{TG_OUTCOME_OK, t0 + 1000, NULL}};
+    const struct call_at b[] = {{TG_OUTCOME_OK, t0 + 3000, "rc_b0"},
+                                {TG_OUTCOME_OK, t0 + 3500, "rc_b1"}};
+    const struct call_at c[] = {{TG_OUTCOME_UNKNOWN, t0 + 6000, NULL}};
+    const struct call_at d[] = {{TG_OUTCOME_OK, t0 + 11000, "rc_d0"}};
+    group_submission(st, team, "sub_a", 1, t0, a, 1);
+    group_submission(st, team, "sub_b", 2, t0 + 2000, b, 2);
+    group_submission(st, team, "sub_c", 1, t0 + 5000, c, 1);
+    group_submission(st, team, "sub_d", 1, t0 + 10000, d, 1);
+    CHECK(tg_store_submission_finish(st, "sub_a", TG_STATE_ACCEPTED, 200, 200, NULL) == TG_OK);
+    CHECK(tg_store_submission_finish(st, "sub_b", TG_STATE_ACCEPTED, 200, 200, NULL) == TG_OK);
+    CHECK(tg_store_submission_finish(st, "sub_c", TG_STATE_UNKNOWN, 504, 0, "lost") == TG_OK);
+    CHECK(tg_store_submission_finish(st, "sub_d", TG_STATE_ACCEPTED, 200, 200, NULL) == TG_OK);
+
+    CHECK_STR(cursor_at(st, pool, t0 + 500), "none");
+    CHECK_STR(cursor_at(st, pool, t0 + 1500), "sub_a#0=(null)"); /* the group's first runs */
+    CHECK_STR(cursor_at(st, pool, t0 + 3200), "sub_b#0=rc_b0");  /* #1 answered after */
+    CHECK_STR(cursor_at(st, pool, t0 + 4000), "sub_b#1=rc_b1");
+    /* sub_d was received before, but answered after; sub_c never answered. */
+    CHECK_STR(cursor_at(st, pool, t0 + 10500), "sub_b#1=rc_b1");
+    CHECK_STR(cursor_at(st, pool, t0 + 12000), "sub_d#0=rc_d0");
+
+    /* sub_e's call was found by a read cut short: recorded with the cursor read before it,
+     * the submission still unknown, the cursor to read on from kept on its row. */
+    group_submission(st, team, "sub_e", 1, t0 + 20000, NULL, 0);
+    CHECK(tg_store_submission_finish(st, "sub_e", TG_STATE_UNKNOWN, 502, 0, "lost") == TG_OK);
+    const char *runs[] = {"trun_e0"};
+    struct tg_recon_found f = {.seq = 0, .first_input = 0, .num_inputs = 1, .nruns = 1,
+                               .run_ids = runs, .run_cursor = "rc_e0"};
+    struct tg_recon_write w = {
+        .sub_id = "sub_e", .actor = "test", .taskgroup_id = "tgrp_c", .api = "/v1",
+        .state = TG_STATE_UNKNOWN, .outcome = "error", .runs_found = 1,
+        .detail = "cut short", .resume_cursor = "rc_after", .nfound = 1, .found = &f,
+    };
+    CHECK(tg_store_recon_write(st, &w) == TG_OK);
+    struct tg_recon_sub loaded;
+    CHECK(tg_store_recon_load(st, pool, "sub_e", &loaded) == TG_OK);
+    CHECK(loaded.state == TG_STATE_UNKNOWN && loaded.received_ms == t0 + 20000);
+    CHECK_STR(loaded.resume_cursor != NULL ? loaded.resume_cursor : "(null)", "rc_after");
+    CHECK(loaded.ncalls == 1 && loaded.calls[0].runs == 1);
+    CHECK_STR(query(path, "SELECT outcome || '|' || run_cursor FROM upstream_calls"
+                          " WHERE submission_id = 'sub_e'"), "unknown|rc_e0");
+    /* Its runs existed when the call was recorded, not before. */
+    CHECK_STR(cursor_at(st, pool, tg_now_ms() + 60000), "sub_e#0=rc_e0");
+    CHECK_STR(cursor_at(st, pool, tg_now_ms() - 60000), "sub_d#0=rc_d0");
+    /* Due at once, although it was just tried (its read goes on); sub_c, unknown only since
+     * now, is not yet. */
+    const char **ids;
+    size_t n = 0;
+    CHECK(tg_store_unknown_ids(st, pool, 10, tg_now_ms() - 300000, &ids, &n) == TG_OK);
+    CHECK(n == 1 && strcmp(ids[0], "sub_e") == 0);
+    long pending = -1, unknown = -1;
+    int64_t oldest = 0;
+    CHECK(tg_store_open_counts(st, &pending, &unknown, &oldest) == TG_OK);
+    CHECK(pending == 0 && unknown == 2 && oldest == t0 + 5000);
+
+    /* Found again by the next read, the call is not recorded twice. */
+    w.state = TG_STATE_ACCEPTED;
+    w.outcome = "accepted";
+    w.resume_cursor = NULL;
+    CHECK(tg_store_recon_write(st, &w) == TG_OK);
+    CHECK_STR(query(path, "SELECT count(*) FROM runs WHERE submission_id = 'sub_e'"), "1");
+    CHECK_STR(query(path, "SELECT state FROM submissions WHERE id = 'sub_e'"), "accepted");
+    CHECK(tg_store_recon_write(st, &w) == TG_EINVAL);
+    tg_pool_destroy(pool);
+    tg_store_close(st);
+    remove_db(path);
+}
+
 static void test_ten_thousand_runs(void)
 {
     enum { N = 10000 };
@@ -919,6 +1046,7 @@ int main(void)
         {"presets", test_presets},
         {"submission_flow", test_submission_flow},
         {"reject_and_unknown", test_reject_and_unknown},
+        {"recon_cursor", test_recon_cursor},
         {"group_commit", test_group_commit},
         {"ten_thousand_runs", test_ten_thousand_runs},
         {"busy", test_busy},

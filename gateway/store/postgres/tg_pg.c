@@ -710,6 +710,7 @@ const struct tg_store_backend tg_pg_backend = {
     .limits_get = tg_pg_limits_get,
     .limits_set = tg_pg_limits_set,
     .recon_load = tg_pg_recon_load,
+    .recon_cursor = tg_pg_recon_cursor,
     .recon_write = tg_pg_recon_write,
     .open_counts = tg_pg_open_counts,
     .unknown_ids = tg_pg_unknown_ids,

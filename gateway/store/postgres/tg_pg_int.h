@@ -216,8 +216,11 @@ int tg_pg_limits_set(struct tg_store *st, const struct tg_actor *who, const char
                      const struct tg_limits *l);
 int tg_pg_recon_load(struct tg_store *st, struct tg_pool *pool, const char *sub_id,
                      struct tg_recon_sub *out);
+int tg_pg_recon_cursor(struct tg_store *st, struct tg_pool *pool, const char *taskgroup_id,
+                       int64_t before_ms, struct tg_recon_cursor *out);
 int tg_pg_recon_write(struct tg_store *st, const struct tg_recon_write *w);
-int tg_pg_open_counts(struct tg_store *st, long *pending, long *unknown);
+int tg_pg_open_counts(struct tg_store *st, long *pending, long *unknown,
+                      int64_t *oldest_unknown_ms);
 int tg_pg_unknown_ids(struct tg_store *st, struct tg_pool *pool, size_t max,
                       int64_t before_ms, const char ***ids, size_t *n);
 int tg_pg_prior_runs(struct tg_store *st, struct tg_pool *pool, const char *sub_id,

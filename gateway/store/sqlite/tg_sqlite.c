@@ -736,6 +736,7 @@ const struct tg_store_backend tg_sqlite_backend = {
     .limits_get = tg_sqlite_limits_get,
     .limits_set = tg_sqlite_limits_set,
     .recon_load = tg_sqlite_recon_load,
+    .recon_cursor = tg_sqlite_recon_cursor,
     .recon_write = tg_sqlite_recon_write,
     .open_counts = tg_sqlite_open_counts,
     .unknown_ids = tg_sqlite_unknown_ids,

@@ -81,7 +81,7 @@ static const char *const audit_sql[S_COUNT] = {
         " AND received_at <= ?8 AND (received_at < ?8 OR submission_id < ?9)" SCOPE
         " AND (?3 IS NULL OR state = ?3) AND (?4 IS NULL OR interface = ?4)"
         " ORDER BY received_at DESC, submission_id DESC LIMIT ?10",
-    /* The literal IN list lets SQLite use the partial index submissions_state. */
+    /* The literal IN list lets SQLite use the partial index submissions_open. */
     [A_OPEN] =
         "SELECT " SUB_COLS " FROM audit_submissions WHERE state IN ('pending', 'unknown')"
         " AND" WINDOW("received_at")

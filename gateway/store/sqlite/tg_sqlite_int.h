@@ -40,7 +40,8 @@ enum stmt_id {
     /* tg_sqlite_admission.c's admission_sql: idempotency, limits, reconciliation */
     R_IDEM_GET, R_LIMITS_GET, R_INFLIGHT, R_USAGE_GET, R_USAGE_ADD, R_USAGE_OLD,
     R_IDEM_CHECK, R_IDEM_PUT, R_IDEM_ANSWER, R_IDEM_PRUNE, R_LIMITS_SET,
-    R_TEAM, R_RECON_SUB, R_RECON_CALLS, R_CALL_ADD, R_RUN_ADD, R_RECON_FINISH, R_RECON_LOG,
+    R_TEAM, R_RECON_SUB, R_RECON_CALLS, R_RECON_CURSOR, R_RECON_OPEN, R_CALL_ADD,
+    R_CALL_HAS_RUNS, R_RUN_ADD, R_RECON_FINISH, R_RECON_LOG,
     R_UNKNOWN, R_PRIOR_RUNS, R_PRIOR_SUB, R_OPEN_COUNT,
     /* tg_sqlite_owner.c's owner_sql */
     C_GROUP_OWNED, C_RUN_OWNER,
@@ -239,8 +240,11 @@ int tg_sqlite_limits_set(struct tg_store *st, const struct tg_actor *who, const 
                          const struct tg_limits *l);
 int tg_sqlite_recon_load(struct tg_store *st, struct tg_pool *pool, const char *sub_id,
                          struct tg_recon_sub *out);
+int tg_sqlite_recon_cursor(struct tg_store *st, struct tg_pool *pool, const char *taskgroup_id,
+                           int64_t before_ms, struct tg_recon_cursor *out);
 int tg_sqlite_recon_write(struct tg_store *st, const struct tg_recon_write *w);
-int tg_sqlite_open_counts(struct tg_store *st, long *pending, long *unknown);
+int tg_sqlite_open_counts(struct tg_store *st, long *pending, long *unknown,
+                          int64_t *oldest_unknown_ms);
 int tg_sqlite_unknown_ids(struct tg_store *st, struct tg_pool *pool, size_t max,
                           int64_t before_ms, const char ***ids, size_t *n);
 int tg_sqlite_prior_runs(struct tg_store *st, struct tg_pool *pool, const char *sub_id,
