@@ -472,7 +472,7 @@ int tg_store_track_renew(struct tg_store *st)
 }
 
 int tg_store_track_record(struct tg_store *st, const char *taskgroup_id,
-                          const char *last_event_id, const struct tg_run_change *changes,
+                          const char *last_event_id, struct tg_run_change *changes,
                           size_t n, size_t *recorded)
 {
     return be(st)->track_record(st, taskgroup_id, last_event_id, changes, n, recorded);
@@ -490,7 +490,7 @@ int tg_store_track_release(struct tg_store *st, const char *taskgroup_id)
 }
 
 int tg_store_webhook_record(struct tg_store *st, const char *webhook_id,
-                            const char *taskgroup_id, const struct tg_run_change *change,
+                            const char *taskgroup_id, struct tg_run_change *change,
                             enum tg_webhook_outcome *out, char *team, size_t teamlen)
 {
     return be(st)->webhook_record(st, webhook_id, taskgroup_id, change, out, team, teamlen);

@@ -616,6 +616,7 @@ struct tg_run_change {
     const char *error;      /* the error's message of a failed run; NULL: none */
     int64_t changed_ms;     /* when it happened, as the upstream says; 0: not said (now) */
     const char *event_id;   /* the stream's event id (NULL: none) */
+    int news;               /* set by the store: it was news, and is now recorded */
 };
 
 /* What a group's stream told since the last batch, recorded in ONE transaction: each
@@ -625,7 +626,7 @@ struct tg_run_change {
  * this daemon no longer holds the group (its lease ran out and another took it): nothing is
  * written. *recorded (may be NULL) receives how many changes were news. */
 int tg_store_track_record(struct tg_store *st, const char *taskgroup_id,
-                          const char *last_event_id, const struct tg_run_change *changes,
+                          const char *last_event_id, struct tg_run_change *changes,
                           size_t n, size_t *recorded);
 
 /* Stops following a group this daemon holds: it becomes 'idle' (none of its runs active),
@@ -652,7 +653,7 @@ enum tg_webhook_outcome {
  * the change with source 'webhook'. *out says which; team (teamlen bytes, may be NULL)
  * receives the group's team. */
 int tg_store_webhook_record(struct tg_store *st, const char *webhook_id,
-                            const char *taskgroup_id, const struct tg_run_change *change,
+                            const char *taskgroup_id, struct tg_run_change *change,
                             enum tg_webhook_outcome *out, char *team, size_t teamlen);
 
 /* Deletes the webhook-ids received before before_ms (Parallel retries for 48 hours at

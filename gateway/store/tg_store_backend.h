@@ -139,13 +139,13 @@ struct tg_store_backend {
         long *waiting);
     int (*track_renew)(struct tg_store *st);
     int (*track_record)(struct tg_store *st, const char *taskgroup_id,
-        const char *last_event_id, const struct tg_run_change *changes, size_t n,
+        const char *last_event_id, struct tg_run_change *changes, size_t n,
         size_t *recorded);
     int (*track_settle)(struct tg_store *st, const char *taskgroup_id, int64_t adds, int gone,
         const char *detail, int *again);
     int (*track_release)(struct tg_store *st, const char *taskgroup_id);
     int (*webhook_record)(struct tg_store *st, const char *webhook_id,
-        const char *taskgroup_id, const struct tg_run_change *change,
+        const char *taskgroup_id, struct tg_run_change *change,
         enum tg_webhook_outcome *out, char *team, size_t teamlen);
     int (*webhook_prune)(struct tg_store *st, int64_t before_ms, long *n);
 };

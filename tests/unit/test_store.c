@@ -938,20 +938,21 @@ static void test_track_groups_and_changes(void)
 
     int64_t t0 = 1767225600000; /* 2026-01-01T00:00:00.000Z */
     struct tg_run_change first[] = {
-        {"trun_1", "queued", NULL, t0, "e1"},
-        {"trun_2", "queued", NULL, t0, "e2"},
-        {"trun_1", "running", NULL, t0 + 1000, "e3"},
-        {"trun_1", "running", NULL, t0 + 1000, "e3"}, /* told twice: once */
+        {"trun_1", "queued", NULL, t0, "e1", 0},
+        {"trun_2", "queued", NULL, t0, "e2", 0},
+        {"trun_1", "running", NULL, t0 + 1000, "e3", 0},
+        {"trun_1", "running", NULL, t0 + 1000, "e3", 0}, /* told twice: once */
     };
     size_t rec = 0;
     CHECK(tg_store_track_record(st, "tgrp_t", "e3", first, 4, &rec) == TG_OK);
     CHECK(rec == 3);
+    CHECK(first[0].news && first[1].news && first[2].news && !first[3].news);
     struct tg_run_change later[] = {
-        {"trun_1", "failed", "no sources", t0 + 5000, "e4"},
-        {"trun_1", "running", NULL, t0 + 6000, "e5"},   /* after a final status: nothing */
-        {"trun_2", "completed", "not kept", t0 + 3000, "e6"},
-        {"trun_2", "queued", NULL, t0 + 500, "e7"},     /* older than known: nothing */
-        {"trun_2", "lost", NULL, t0 + 9000, "e8"},      /* not a status */
+        {"trun_1", "failed", "no sources", t0 + 5000, "e4", 0},
+        {"trun_1", "running", NULL, t0 + 6000, "e5", 0},   /* after a final status: nothing */
+        {"trun_2", "completed", "not kept", t0 + 3000, "e6", 0},
+        {"trun_2", "queued", NULL, t0 + 500, "e7", 0},     /* older than known: nothing */
+        {"trun_2", "lost", NULL, t0 + 9000, "e8", 0},      /* not a status */
     };
     CHECK(tg_store_track_record(st, "tgrp_t", NULL, later, 4, &rec) == TG_OK);
     CHECK(rec == 2);
@@ -1012,7 +1013,7 @@ static void test_webhook_records(void)
     const char *ids[] = {"trun_w"};
     track_fixture(st, "sub_w", 0, ids, 1);
     int64_t t0 = 1767225600000;
-    struct tg_run_change done = {"trun_w", "completed", NULL, t0, "msg_1"};
+    struct tg_run_change done = {"trun_w", "completed", NULL, t0, "msg_1", 0};
     enum tg_webhook_outcome out;
     char team[65];
     CHECK(tg_store_webhook_record(st, "msg_1", "tgrp_t", &done, &out, team, sizeof(team)) ==
@@ -1024,7 +1025,7 @@ static void test_webhook_records(void)
     /* Another delivery of what is known; a run named without its group; someone else's. */
     CHECK(tg_store_webhook_record(st, "msg_2", NULL, &done, &out, NULL, 0) == TG_OK);
     CHECK(out == TG_WEBHOOK_KNOWN);
-    struct tg_run_change other = {"trun_x", "failed", "e", t0, "msg_3"};
+    struct tg_run_change other = {"trun_x", "failed", "e", t0, "msg_3", 0};
     CHECK(tg_store_webhook_record(st, "msg_3", "tgrp_other", &other, &out, team,
                                   sizeof(team)) == TG_OK);
     CHECK(out == TG_WEBHOOK_IGNORED);

@@ -248,13 +248,13 @@ int tg_pg_track_take(struct tg_store *st, size_t max, struct tg_track_group *out
                      long *waiting);
 int tg_pg_track_renew(struct tg_store *st);
 int tg_pg_track_record(struct tg_store *st, const char *taskgroup_id,
-                       const char *last_event_id, const struct tg_run_change *changes,
+                       const char *last_event_id, struct tg_run_change *changes,
                        size_t n, size_t *recorded);
 int tg_pg_track_settle(struct tg_store *st, const char *taskgroup_id, int64_t adds, int gone,
                        const char *detail, int *again);
 int tg_pg_track_release(struct tg_store *st, const char *taskgroup_id);
 int tg_pg_webhook_record(struct tg_store *st, const char *webhook_id, const char *taskgroup_id,
-                         const struct tg_run_change *change, enum tg_webhook_outcome *out,
+                         struct tg_run_change *change, enum tg_webhook_outcome *out,
                          char *team, size_t teamlen);
 int tg_pg_webhook_prune(struct tg_store *st, int64_t before_ms, long *n);
 

@@ -267,7 +267,8 @@ static int read_known(struct tg_store *st, const struct tg_run_change *c, size_t
 }
 
 /* Appends c, told at `at`, to the news array b as its ord-th entry. */
-static int add_news(struct tg_buf *b, size_t ord, const struct tg_run_change *c, const char *at)
+static int add_news(struct tg_buf *b, size_t ord, const struct tg_run_change *c,
+                    const char *at)
 {
     int failed = strcmp(c->status, "failed") == 0;
     int rc = tg_buf_printf(b, "%s{\"ord\":%zu,\"run_id\":", ord > 0 ? "," : "", ord);
@@ -295,10 +296,12 @@ static int add_news(struct tg_buf *b, size_t ord, const struct tg_run_change *c,
 
 /* Records the changes of runs of group (told by source) that are news, inside the caller's
  * transaction, which holds the group's row; *recorded counts them. */
-static int apply_changes(struct tg_store *st, const char *group, const struct tg_run_change *c,
+static int apply_changes(struct tg_store *st, const char *group, struct tg_run_change *c,
                          size_t n, const char *source, size_t *recorded)
 {
     *recorded = 0;
+    for (size_t i = 0; i < n; i++)
+        c[i].news = 0;
     if (n == 0)
         return TG_OK;
     for (size_t i = 0; i < n; i++)
@@ -333,6 +336,7 @@ static int apply_changes(struct tg_store *st, const char *group, const struct tg
         snprintf(cur->status, sizeof(cur->status), "%s", c[i].status);
         memcpy(cur->at, at, sizeof(cur->at));
         rc = add_news(&news, *recorded, &c[i], at);
+        c[i].news = 1;
         (*recorded)++;
     }
     if (rc == TG_OK)
@@ -351,7 +355,7 @@ static int apply_changes(struct tg_store *st, const char *group, const struct tg
 struct batch {
     const char *group;
     const char *place;
-    const struct tg_run_change *changes;
+    struct tg_run_change *changes;
     size_t n, recorded;
 };
 
@@ -372,7 +376,7 @@ static int record_w(struct tg_store *st, void *arg)
 }
 
 int tg_pg_track_record(struct tg_store *st, const char *taskgroup_id,
-                       const char *last_event_id, const struct tg_run_change *changes,
+                       const char *last_event_id, struct tg_run_change *changes,
                        size_t n, size_t *recorded)
 {
     struct batch b = {taskgroup_id, last_event_id, changes, n, 0};
@@ -387,7 +391,7 @@ int tg_pg_track_record(struct tg_store *st, const char *taskgroup_id,
 struct hook {
     const char *id;
     const char *group;
-    const struct tg_run_change *change;
+    struct tg_run_change *change;
     enum tg_webhook_outcome out;
     char team[65];
 };
@@ -439,7 +443,7 @@ static int hook_w(struct tg_store *st, void *arg)
 }
 
 int tg_pg_webhook_record(struct tg_store *st, const char *webhook_id, const char *taskgroup_id,
-                         const struct tg_run_change *change, enum tg_webhook_outcome *out,
+                         struct tg_run_change *change, enum tg_webhook_outcome *out,
                          char *team, size_t teamlen)
 {
     if (webhook_id == NULL || change == NULL)

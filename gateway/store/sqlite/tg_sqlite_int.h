@@ -253,13 +253,13 @@ int tg_sqlite_track_take(struct tg_store *st, size_t max, struct tg_track_group 
                          size_t *n, long *waiting);
 int tg_sqlite_track_renew(struct tg_store *st);
 int tg_sqlite_track_record(struct tg_store *st, const char *taskgroup_id,
-                           const char *last_event_id, const struct tg_run_change *changes,
+                           const char *last_event_id, struct tg_run_change *changes,
                            size_t n, size_t *recorded);
 int tg_sqlite_track_settle(struct tg_store *st, const char *taskgroup_id, int64_t adds,
                            int gone, const char *detail, int *again);
 int tg_sqlite_track_release(struct tg_store *st, const char *taskgroup_id);
 int tg_sqlite_webhook_record(struct tg_store *st, const char *webhook_id,
-                             const char *taskgroup_id, const struct tg_run_change *change,
+                             const char *taskgroup_id, struct tg_run_change *change,
                              enum tg_webhook_outcome *out, char *team, size_t teamlen);
 int tg_sqlite_webhook_prune(struct tg_store *st, int64_t before_ms, long *n);
 

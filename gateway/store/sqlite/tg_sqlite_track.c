@@ -225,11 +225,12 @@ int tg_sqlite_track_release(struct tg_store *st, const char *taskgroup_id)
 
 /* ---- status changes ------------------------------------------------------------------------ */
 
-/* Records c (told by source) for a run of group when it is news; *news says whether it
- * was. Inside the caller's transaction. */
-static int apply_change(struct tg_store *st, const char *group, const struct tg_run_change *c,
-                        const char *source, int *news)
+/* Records c (told by source) for a run of group when it is news (c->news says whether
+ * it was). Inside the caller's transaction. */
+static int apply_change(struct tg_store *st, const char *group, struct tg_run_change *c,
+                        const char *source)
 {
+    int *news = &c->news;
     sqlite3_stmt *s;
     char at[TG_TIME_LEN], now[TG_TIME_LEN];
     tg_sqlite_now_text(now);
@@ -286,7 +287,7 @@ static int apply_change(struct tg_store *st, const char *group, const struct tg_
 struct batch {
     const char *group;
     const char *place;
-    const struct tg_run_change *changes;
+    struct tg_run_change *changes;
     size_t n, recorded;
 };
 
@@ -310,15 +311,14 @@ static int record_w(struct tg_store *st, void *arg)
         return TG_ENOTFOUND;
     }
     for (size_t i = 0; rc == TG_OK && i < b->n; i++) {
-        int news = 0;
-        rc = apply_change(st, b->group, &b->changes[i], "events", &news);
-        b->recorded += (size_t)news;
+        rc = apply_change(st, b->group, &b->changes[i], "events");
+        b->recorded += (size_t)b->changes[i].news;
     }
     return rc;
 }
 
 int tg_sqlite_track_record(struct tg_store *st, const char *taskgroup_id,
-                           const char *last_event_id, const struct tg_run_change *changes,
+                           const char *last_event_id, struct tg_run_change *changes,
                            size_t n, size_t *recorded)
 {
     struct batch b = {taskgroup_id, last_event_id, changes, n, 0};
@@ -333,7 +333,7 @@ int tg_sqlite_track_record(struct tg_store *st, const char *taskgroup_id,
 struct hook {
     const char *id;
     const char *group;
-    const struct tg_run_change *change;
+    struct tg_run_change *change;
     enum tg_webhook_outcome out;
     char team[65];
 };
@@ -379,9 +379,8 @@ static int hook_w(struct tg_store *st, void *arg)
         rc = lookup(st, T_HOOK_GROUP, group, h->team, sizeof(h->team));
     h->out = TG_WEBHOOK_IGNORED;
     if (rc == TG_OK) {
-        int news = 0;
-        rc = apply_change(st, group, h->change, "webhook", &news);
-        h->out = news ? TG_WEBHOOK_RECORDED : TG_WEBHOOK_KNOWN;
+        rc = apply_change(st, group, h->change, "webhook");
+        h->out = h->change->news ? TG_WEBHOOK_RECORDED : TG_WEBHOOK_KNOWN;
     } else if (rc == TG_ENOTFOUND) {
         rc = TG_OK;
     }
@@ -396,7 +395,7 @@ static int hook_w(struct tg_store *st, void *arg)
 }
 
 int tg_sqlite_webhook_record(struct tg_store *st, const char *webhook_id,
-                             const char *taskgroup_id, const struct tg_run_change *change,
+                             const char *taskgroup_id, struct tg_run_change *change,
                              enum tg_webhook_outcome *out, char *team, size_t teamlen)
 {
     struct hook h = {webhook_id, taskgroup_id, change, TG_WEBHOOK_IGNORED, ""};
