@@ -193,12 +193,18 @@ class Stack:
     upstream_timeout_ms: the daemon's upstream_timeout_ms
     conf:                extra config keys (dict), written after the standard ones
     sim, daemon, nginx:  which parts to start (a CLI-only test needs neither daemon nor nginx)
+    sim_args:            more arguments for the simulator (e.g. "--webhook-secret", S)
     name:                a prefix for the directory name, to find kept logs
+
+    The daemon's run tracker reads the upstream on its own (every group's event stream), so
+    a test that counts the simulator's requests or injects faults would see its reads too:
+    it is off (track_groups_max = 0) unless a test sets track_groups_max in conf.
     """
 
     def __init__(self, keys=(), upstream_timeout_ms=5000, conf=None, sim=True, daemon=True,
-                 nginx=True, name="tg"):
+                 nginx=True, name="tg", sim_args=()):
         self.keys = list(keys)
+        self.sim_args = list(sim_args)
         self.upstream_timeout_ms = upstream_timeout_ms
         self.extra_conf = dict(conf or {})
         self.want_sim = sim
@@ -312,6 +318,7 @@ class Stack:
         argv = [self.sim_bin, "--port", "0", "--port-file", port_file]
         for key in self.keys:
             argv += ["--key", key]
+        argv += self.sim_args
         self.sim_proc = self._spawn(argv, "sim.log")
         deadline = time.monotonic() + 10
         while True:
@@ -351,6 +358,7 @@ class Stack:
             ("upstream_timeout_ms", str(self.upstream_timeout_ms)),
             ("upstream_connect_timeout_ms", "1000"),
             ("log_level", "debug"),
+            ("track_groups_max", "0"),
         ]
         if BACKEND == "postgresql":
             conf.append(("key_file", self.path("taskgate.db.key")))
