@@ -11,7 +11,7 @@
 #define TEAMS_MAX 1024
 
 static const char *const interfaces[] = {"simplified", "upstream-compatible", "audit", "admin",
-                                         "other"};
+                                         "webhook", "other"};
 #define NIFACES (sizeof(interfaces) / sizeof(interfaces[0]))
 static const char *const operations[] = {"create_group", "add_runs", "read", "other"};
 #define NOPS (sizeof(operations) / sizeof(operations[0]))

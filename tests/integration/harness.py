@@ -228,6 +228,7 @@ class Stack:
         # The secret scan (see scan_secrets): every upstream key and token this stack
         # handed out, and what its users were answered.
         self.secrets = {}        # secret -> label ("key 1 sha256:…", "token tok_…")
+        self.secret_homes = {}   # secret -> files (relative) meant to hold it
         self.answers = []        # (what, bytes): HTTP answers through nginx, CLI outputs
         self.answers_size = 0
         self.scan_on_stop = True
@@ -554,17 +555,21 @@ class Stack:
 
     ANSWERS_MAX = 64 * 1024 * 1024  # answers kept for the scan; past it they are checked at once
 
-    def add_secret(self, secret, kind):
-        """Registers an upstream key (kind "key") or a token (kind "token") that must never
-        show up in a log, the database, a config, an answer or a CLI output."""
+    def add_secret(self, secret, kind, homes=()):
+        """Registers an upstream key (kind "key"), a token (kind "token") or another secret
+        (kind names it: "webhook secret") that must never show up in a log, the database, a
+        config, an answer or a CLI output; homes names the files of the stack's directory
+        that are meant to hold it (the config that sets a webhook secret)."""
         secret = secret.strip()
         if len(secret) < 8 or secret in self.secrets:
             return
         if kind == "key":
             label = "upstream key %s" % key_fingerprint(secret)
         else:
-            label = "token sha256:%s" % hashlib.sha256(secret.encode()).hexdigest()[:12]
+            label = "%s sha256:%s" % ("token" if kind == "token" else kind,
+                                      hashlib.sha256(secret.encode()).hexdigest()[:12])
         self.secrets[secret] = label
+        self.secret_homes[secret] = set(homes)
 
     def record_answer(self, what, data):
         """Keeps an answer (bytes or str) for the scan at stop."""
@@ -578,15 +583,17 @@ class Stack:
         self.answers.append((what, data))
         self.answers_size += len(data)
 
-    def _forms(self):
+    def _forms(self, where=None):
         for secret, label in self.secrets.items():
+            if where in self.secret_homes.get(secret, ()):
+                continue
             for form, needle in secret_forms(secret, encoded=label.startswith("upstream")):
                 yield label, form, needle
 
     def _check_bytes(self, where, data, found=None):
         """Adds to found (or raises at once) every secret form in data."""
         hits = [] if found is None else found
-        for label, form, needle in self._forms():
+        for label, form, needle in self._forms(where):
             i = data.find(needle)
             if i >= 0:
                 hits.append("%s (%s) in %s at byte %d" % (label, form, where, i))
