@@ -357,6 +357,7 @@ struct tg_audit_query {
     const char *object;        /* the admin log's object_id */
     const char *object_type;   /* the admin log's object_type */
     const char *action;        /* the admin log's action */
+    const char *run_status;    /* a run's current status (audit_runs.status) */
     long limit;                /* rows per page, >= 1 */
     struct tg_audit_key after; /* continue after this row */
 };
@@ -377,7 +378,7 @@ int tg_store_audit_submissions(struct tg_store *st, const struct tg_audit_query 
 int tg_store_audit_open(struct tg_store *st, const struct tg_audit_query *q, tg_audit_fn fn,
                         void *arg, struct tg_audit_page *page);
 /* Runs (audit_runs), newest submission first and in input order within one; q's team,
- * taskgroup_id, since, until (on the submission's time) and scope apply. */
+ * taskgroup_id, run_status, since, until (on the submission's time) and scope apply. */
 int tg_store_audit_runs(struct tg_store *st, const struct tg_audit_query *q, tg_audit_fn fn,
                         void *arg, struct tg_audit_page *page);
 

@@ -157,6 +157,38 @@ class RunOutcomesTest(TrackCase):
         self.assertGreaterEqual(metric(text, "taskgate_track_lag_seconds_count"), 18)
         self.assertGreater(metric(text, "taskgate_track_events_total"), 18)
 
+    def test_the_audit_answers_what_came_of_each_run(self):
+        """/v1/audit/runs and `taskgate audit runs` show each run's status, error and end,
+        and status= / --status keep the runs whose current status it is."""
+        s = self.tracked()
+        ok = self.submit(s, ["fine", "also fine"])
+        bad = self.submit(s, ["fail: no sources found"])
+        ids = ok["run_ids"] + bad["run_ids"]
+        wait_for("every outcome", lambda: self.finals(s, ids))
+        auditor, _ = s.issue_token("a", role="audit")
+        status, body, _ = s.json_req("GET", "/v1/audit/runs?status=failed", token=auditor)
+        self.assertEqual(status, 200, body)
+        self.assertEqual([(r["run_id"], r["status"], r["error"]) for r in body["data"]],
+                         [(bad["run_ids"][0], "failed", "no sources found")])
+        self.assertIsNotNone(body["data"][0]["completed_at"])
+        status, body, _ = s.json_req("GET", "/v1/audit/runs?status=completed&team=a",
+                                     token=auditor)
+        self.assertEqual(sorted(r["run_id"] for r in body["data"]), sorted(ok["run_ids"]))
+        status, body, _ = s.json_req("GET", "/v1/audit/runs/" + bad["run_ids"][0],
+                                     token=self.token)
+        self.assertEqual(status, 200, body)
+        self.assertEqual(body["run"]["status"], "failed")
+        self.assertEqual(s.json_req("GET", "/v1/audit/runs?status=done", token=auditor)[0], 422)
+        out = s.cli_ok("audit", "runs", "--status", "failed", "--json").stdout
+        self.assertEqual([r["run_id"] for r in json.loads(out)["data"]], bad["run_ids"])
+        out = s.cli_ok("audit", "runs", "--status", "completed", "--csv").stdout
+        header = out.splitlines()[0].split(",")
+        self.assertEqual(header[-3:], ["status", "error", "completed_at"])
+        self.assertEqual(len(out.splitlines()), 3)
+        r = s.cli("audit", "runs", "--status", "done")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("the status is one of queued", r.stderr)
+
     def test_a_group_is_followed_again_when_runs_are_added(self):
         s = self.tracked()
         s._sim("POST", "/_sim/runs", {"run_ms": -1})
