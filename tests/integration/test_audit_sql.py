@@ -11,6 +11,7 @@ import re
 import secrets
 import sqlite3
 import sys
+import time
 import unittest
 from datetime import datetime, timedelta, timezone
 
@@ -26,7 +27,8 @@ QUERIES_PATH = os.path.join(SQL_DIR, "audit-queries.sql")
 # The schema version this build migrates to: the highest sql/sqlite/NNN_*.sql.
 LATEST = max(int(n[:3]) for n in os.listdir(SQL_DIR) if re.match(r"^\d{3}_.*\.sql$", n))
 
-VIEWS = {"audit_submissions", "audit_runs", "audit_calls", "audit_admin"}
+VIEWS = {"audit_submissions", "audit_runs", "audit_calls", "audit_admin",
+         "audit_run_status_changes"}
 AUDIT_CALLS_COLUMNS = [
     "submission_id", "team", "seq", "operation", "method", "path", "first_input", "num_inputs",
     "started_at", "finished_at", "duration_ms", "outcome", "http_status", "run_cursor",
@@ -97,8 +99,10 @@ class AuditSqlTest(unittest.TestCase):
     def setUpClass(cls):
         cls.failed = False
         cls.keys = {"alpha": new_key("alpha"), "beta": new_key("beta")}
+        # The daemon follows the runs, so that the views of what came of them have rows.
         cls.s = Stack(name=cls.__name__, keys=list(cls.keys.values()),
-                      upstream_timeout_ms=1000, conf={"chunk_size": 2})
+                      upstream_timeout_ms=1000, conf={"chunk_size": 2,
+                                                      "track_groups_max": 100})
         cls.s.start()
         try:
             cls.populate()
@@ -148,8 +152,8 @@ class AuditSqlTest(unittest.TestCase):
         cls.multi = cls.accepted("alpha", {"inputs": ["a1", "a2", "a3", "a4", "a5"]})
         cls.group = cls.multi["taskgroup_id"]
         cls.more = cls.accepted("alpha", {"inputs": ["a6"], "taskgroup_id": cls.group})
-        # beta: one accepted submission of 2 inputs.
-        cls.beta = cls.accepted("beta", {"inputs": ["b1", "b2"]})
+        # beta: one accepted submission of 2 inputs; the second run fails upstream.
+        cls.beta = cls.accepted("beta", {"inputs": ["b1", "fail: b2 found no sources"]})
 
         # alpha: rejected (an unknown preset): 422, nothing upstream.
         status, answer, _ = cls.post("alpha", {"inputs": ["q"], "preset": "nope"})
@@ -170,6 +174,14 @@ class AuditSqlTest(unittest.TestCase):
             raise AssertionError("expected a 504, got %d: %r" % (status, answer))
         cls.unknown_id = cls.detail(answer).get("submission_id")
         s.sim_clear_faults()
+
+        # Every run of the gateway's ends upstream within a second (the simulator's clock)
+        # and is recorded: the accepted submissions' 8 runs.
+        deadline = time.monotonic() + 20
+        while s.db_value("SELECT count(*) FROM audit_runs WHERE completed_at IS NOT NULL") < 8:
+            if time.monotonic() > deadline:
+                raise AssertionError("the runs' outcomes were not recorded within 20 s")
+            time.sleep(0.1)
 
         rows = s.db("SELECT submission_id FROM audit_submissions WHERE state = 'rejected'")
         if len(rows) != 1:
@@ -472,6 +484,19 @@ class AuditSqlTest(unittest.TestCase):
         history = self.run_query("object_history", object_type="token",
                                  object_id=self.admin_rows[5][6])
         self.assertEqual([r["action"] for r in history], ["token.revoke"])
+
+    def test_run_outcome_queries(self):
+        rows = self.run_query("run_outcomes_by_team")
+        self.assertEqual([(r["team"], r["status"], r["runs"]) for r in rows],
+                         [("alpha", "completed", 6), ("beta", "completed", 1),
+                          ("beta", "failed", 1)])
+        rows = self.run_query("failed_runs")
+        self.assertEqual([(r["run_id"], r["team"], r["error"]) for r in rows],
+                         [(self.beta["run_ids"][1], "beta", "b2 found no sources")])
+        rows = self.run_query("run_status_history")
+        self.assertEqual([(r["status"], r["source"]) for r in rows],
+                         [("queued", "events"), ("running", "events"), ("failed", "events")])
+        self.assertEqual(rows[-1]["error"], "b2 found no sources")
 
     def test_key_queries_use_indexes(self):
         plans = {}
