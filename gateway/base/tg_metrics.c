@@ -327,7 +327,8 @@ static void render_records(struct tg_buf *b)
                      "commit.\n# TYPE taskgate_db_writes_total counter\n"
                      "taskgate_db_writes_total %lu\n"
                      "# HELP taskgate_db_wal_frames_total Pages the shared writer appended to "
-                     "the WAL.\n# TYPE taskgate_db_wal_frames_total counter\n"
+                     "SQLite's WAL (0 on PostgreSQL: its WAL is the server's).\n"
+                     "# TYPE taskgate_db_wal_frames_total counter\n"
                      "taskgate_db_wal_frames_total %lu\n",
                   (double)atomic_load(&db_wait_us) / 1e6, atomic_load(&db_tx),
                   atomic_load(&db_writes), atomic_load(&db_frames));

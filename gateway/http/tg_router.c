@@ -59,10 +59,14 @@ static void health(struct tg_worker *w, struct tg_request *req,
     char detail[400] = "";
     const char *pub = NULL;
     long owed;
-    if (tg_store_ping(w->store) != TG_OK) {
+    int rc = tg_store_ping(w->store);
+    if (rc != TG_OK) {
         const char *msg = tg_store_errmsg(w->store);
-        pub = strstr(msg, "read-only") != NULL ? "the database cannot be written"
-                                               : "the database cannot be read";
+        if (rc == TG_EDOWN)
+            pub = "the database cannot be reached";
+        else
+            pub = strstr(msg, "read-only") != NULL ? "the database cannot be written"
+                                                   : "the database cannot be read";
         snprintf(detail, sizeof(detail), "%s", msg);
     } else if (tg_store_write_health(detail, sizeof(detail)) != TG_OK) {
         pub = "the database cannot be written";

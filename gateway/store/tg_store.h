@@ -57,7 +57,11 @@ int tg_store_migrate(struct tg_store *st, int *from, int *to);
 /* The schema version this build migrates to (SQLite's: the highest of sql/sqlite/). */
 int tg_store_schema_version(void);
 
-/* Cheap liveness check for /healthz: the database answers a read. */
+/* Cheap liveness check for /healthz: the database answers a read. TG_OK; TG_EDOWN when
+ * a database server cannot be reached (its connection cannot be made again: the server is
+ * down, or the database is gone); TG_EDB when the database answers but cannot be read.
+ * st's message says why, for the log and loopback clients: it may name a path or a host,
+ * never a password. */
 int tg_store_ping(struct tg_store *st);
 
 /* Whether the daemon's database takes writes, as far as the daemon knows: the outcome of

@@ -11,7 +11,6 @@ import io
 import json
 import os
 import re
-import sqlite3
 import sys
 import unittest
 from datetime import datetime, timedelta, timezone
@@ -130,8 +129,7 @@ class AuditApiTest(unittest.TestCase):
         pages must break ties by id), in every state and both interfaces; the accepted ones
         with a call and two runs, the failed ones with a refused call."""
         states = ["accepted", "rejected", "failed", "unknown", "pending", "accepted"]
-        conn = sqlite3.connect(cls.s.db_path, timeout=10, isolation_level=None)
-        conn.execute("PRAGMA foreign_keys = ON")
+        conn = cls.s.db_connect()
         try:
             conn.execute("BEGIN IMMEDIATE")
             for i in range(BULK):

@@ -47,6 +47,7 @@ struct tg_store {
     int flags;                        /* the TG_STORE_* flags it was opened with */
     int busy_ms;                      /* lock_timeout, set again after a reconnect */
     int in_tx;                        /* inside tg_pg_tx_begin .. tg_pg_tx_end */
+    int ready;                        /* connected, and the session's settings made */
     const struct tg_pg_stmt *prepared[TG_PG_PREPARED_MAX];
     int nprepared;
     char err[512];
