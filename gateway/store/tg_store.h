@@ -361,6 +361,7 @@ struct tg_audit_query {
     const char *object;        /* the admin log's object_id */
     const char *object_type;   /* the admin log's object_type */
     const char *action;        /* the admin log's action */
+    const char *run_status;    /* a run's current status (audit_runs.status) */
     long limit;                /* rows per page, >= 1 */
     struct tg_audit_key after; /* continue after this row */
 };
@@ -381,7 +382,7 @@ int tg_store_audit_submissions(struct tg_store *st, const struct tg_audit_query 
 int tg_store_audit_open(struct tg_store *st, const struct tg_audit_query *q, tg_audit_fn fn,
                         void *arg, struct tg_audit_page *page);
 /* Runs (audit_runs), newest submission first and in input order within one; q's team,
- * taskgroup_id, since, until (on the submission's time) and scope apply. */
+ * taskgroup_id, run_status, since, until (on the submission's time) and scope apply. */
 int tg_store_audit_runs(struct tg_store *st, const struct tg_audit_query *q, tg_audit_fn fn,
                         void *arg, struct tg_audit_page *page);
 
@@ -614,5 +615,84 @@ int tg_store_unknown_ids(struct tg_store *st, struct tg_pool *pool, size_t max,
  * when none). All in the pool. */
 int tg_store_prior_runs(struct tg_store *st, struct tg_pool *pool, const char *sub_id,
                         size_t num_inputs, const char ***ids, const char **group);
+
+/* ---- what came of each run: the groups followed, status changes, webhooks ---------------- */
+/* The groups to follow are written by the store itself, in the transaction of each add-runs
+ * call that may have created runs (ok or unknown): every group with runs of the gateway's is
+ * followed until none of its runs is active, and again when runs are added. A group is
+ * followed by one daemon at a time: the one that took it (tg_store_track_take) and holds it
+ * while its lease (TG_STORE_LEASE_MS, renewed by tg_store_track_renew) lasts. */
+
+#define TG_TRACK_ID_MAX 255 /* the longest group id, event id, run id the records take */
+
+/* A group as the daemon that took it follows it. */
+struct tg_track_group {
+    char taskgroup_id[TG_TRACK_ID_MAX + 1];
+    int64_t team_id;
+    char team[65];
+    char last_event_id[TG_TRACK_ID_MAX + 1]; /* where to resume; "" from the start */
+    int64_t adds;                            /* add-runs calls recorded when it was taken */
+};
+
+/* Takes for this daemon (tg_store_daemon_id) at most max groups to follow that no live
+ * daemon follows, oldest first, into out[0 .. *n), in one transaction (two daemons never
+ * take the same group). *waiting (may be NULL) receives how many groups to follow are then
+ * left that nobody follows. */
+int tg_store_track_take(struct tg_store *st, size_t max, struct tg_track_group *out,
+                        size_t *n, long *waiting);
+
+/* Renews this daemon's lease on every group it follows. */
+int tg_store_track_renew(struct tg_store *st);
+
+/* One run's status change as a source told it. Strings are borrowed for the call. */
+struct tg_run_change {
+    const char *run_id;
+    const char *status;     /* tg_domain_run_status_known */
+    const char *error;      /* the error's message of a failed run; NULL: none */
+    int64_t changed_ms;     /* when it happened, as the upstream says; 0: not said (now) */
+    const char *event_id;   /* the stream's event id (NULL: none) */
+    int news;               /* set by the store: it was news, and is now recorded */
+};
+
+/* What a group's stream told since the last batch, recorded in ONE transaction: each
+ * change that is news (tg_domain_run_change_news) in run_status and run_status_changes, and
+ * the group's place after it, last_event_id (NULL: unchanged), so that a follower that
+ * stops anywhere resumes after what was recorded and before what was not. TG_ENOTFOUND when
+ * this daemon no longer holds the group (its lease ran out and another took it): nothing is
+ * written. *recorded (may be NULL) receives how many changes were news. */
+int tg_store_track_record(struct tg_store *st, const char *taskgroup_id,
+                          const char *last_event_id, struct tg_run_change *changes,
+                          size_t n, size_t *recorded);
+
+/* Stops following a group this daemon holds: it becomes 'idle' (none of its runs active),
+ * or 'gone' when gone is set (the upstream no longer serves it; detail says why), unless
+ * runs were added since it was taken (adds differs): then it stays to follow, for the next
+ * take. Either way the daemon's hold ends. *again (may be NULL) says it stays to follow. */
+int tg_store_track_settle(struct tg_store *st, const char *taskgroup_id, int64_t adds, int gone,
+                          const char *detail, int *again);
+
+/* Gives up this daemon's hold on a group it follows (NULL: on every one: the daemon is
+ * stopping), so that another daemon may take it at once; its place is kept. */
+int tg_store_track_release(struct tg_store *st, const char *taskgroup_id);
+
+/* What became of a genuine webhook delivery. */
+enum tg_webhook_outcome {
+    TG_WEBHOOK_RECORDED = 0, /* it told a status change, now recorded */
+    TG_WEBHOOK_KNOWN,        /* the change was recorded already (the stream told it) */
+    TG_WEBHOOK_IGNORED       /* not a run of a group the gateway follows */
+};
+
+/* Records one delivery with a genuine signature in one transaction: the webhook-id (so that
+ * the same delivery sent again changes nothing: TG_EEXIST) and, when the run's group is one
+ * of the gateway's (taskgroup_id as the delivery names it; NULL: the run's recorded group),
+ * the change with source 'webhook'. *out says which; team (teamlen bytes, may be NULL)
+ * receives the group's team. */
+int tg_store_webhook_record(struct tg_store *st, const char *webhook_id,
+                            const char *taskgroup_id, struct tg_run_change *change,
+                            enum tg_webhook_outcome *out, char *team, size_t teamlen);
+
+/* Deletes the webhook-ids received before before_ms (Parallel retries for 48 hours at
+ * most); *n (may be NULL) receives how many. */
+int tg_store_webhook_prune(struct tg_store *st, int64_t before_ms, long *n);
 
 #endif

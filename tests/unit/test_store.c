@@ -1021,6 +1021,169 @@ static void test_names(void)
     CHECK(!tg_admin_valid_name(NULL));
 }
 
+/* ---- what came of each run ---------------------------------------------------------- */
+
+/* A team, a submission and an add-runs call of runs ids into group tgrp_t. */
+static void track_fixture(struct tg_store *st, const char *sub_id, int seq,
+                          const char *const *ids, size_t n)
+{
+    if (seq == 0) {
+        int64_t team = add_team(st, "research", "pk-1");
+        struct tg_submission sub = submission(sub_id, team, NULL, (int)n);
+        sub.taskgroup_id = "tgrp_t";
+        CHECK(tg_store_submission_begin(st, &sub) == TG_OK);
+    }
+    struct tg_call call = {
+        .submission_id = sub_id, .seq = seq, .operation = "add_runs", .method = "POST",
+        .path = "/v1/tasks/groups/tgrp_t/runs", .first_input = seq * 10, .num_inputs = (int)n,
+        .started_ms = tg_now_ms(), .duration_ms = 5, .outcome = TG_OUTCOME_OK,
+        .http_status = 200, .num_runs = n, .run_ids = ids,
+    };
+    CHECK(tg_store_call_record(st, &call) == TG_OK);
+}
+
+static void test_track_groups_and_changes(void)
+{
+    char path[512];
+    struct tg_store *st = fresh_store(path, sizeof(path), "track");
+    if (st == NULL)
+        return;
+    const char *ids[] = {"trun_1", "trun_2"};
+    track_fixture(st, "sub_t", 0, ids, 2);
+    CHECK_STR(query(path, "SELECT state || '|' || adds FROM track_groups"), "follow|1");
+
+    struct tg_track_group g[4];
+    size_t n = 0;
+    long waiting = -1;
+    CHECK(tg_store_track_take(st, 4, g, &n, &waiting) == TG_OK);
+    CHECK(n == 1 && waiting == 0);
+    CHECK_STR(g[0].taskgroup_id, "tgrp_t");
+    CHECK_STR(g[0].team, "research");
+    CHECK_STR(g[0].last_event_id, "");
+    CHECK(g[0].adds == 1);
+    CHECK(tg_store_track_take(st, 4, g, &n, &waiting) == TG_OK && n == 0); /* held: ours */
+
+    int64_t t0 = 1767225600000; /* 2026-01-01T00:00:00.000Z */
+    struct tg_run_change first[] = {
+        {"trun_1", "queued", NULL, t0, "e1", 0},
+        {"trun_2", "queued", NULL, t0, "e2", 0},
+        {"trun_1", "running", NULL, t0 + 1000, "e3", 0},
+        {"trun_1", "running", NULL, t0 + 1000, "e3", 0}, /* told twice: once */
+    };
+    size_t rec = 0;
+    CHECK(tg_store_track_record(st, "tgrp_t", "e3", first, 4, &rec) == TG_OK);
+    CHECK(rec == 3);
+    CHECK(first[0].news && first[1].news && first[2].news && !first[3].news);
+    struct tg_run_change later[] = {
+        {"trun_1", "failed", "no sources", t0 + 5000, "e4", 0},
+        {"trun_1", "running", NULL, t0 + 6000, "e5", 0},   /* after a final status: nothing */
+        {"trun_2", "completed", "not kept", t0 + 3000, "e6", 0},
+        {"trun_2", "queued", NULL, t0 + 500, "e7", 0},     /* older than known: nothing */
+        {"trun_2", "lost", NULL, t0 + 9000, "e8", 0},      /* not a status */
+    };
+    CHECK(tg_store_track_record(st, "tgrp_t", NULL, later, 4, &rec) == TG_OK);
+    CHECK(rec == 2);
+    CHECK(tg_store_track_record(st, "tgrp_t", NULL, later + 4, 1, &rec) == TG_EINVAL);
+    CHECK_STR(query(path, "SELECT last_event_id FROM track_groups"), "e3");
+    CHECK_STR(query(path, "SELECT group_concat(x, ',') FROM (SELECT run_id || ':' || status ||"
+                          " ':' || coalesce(error, '-') || ':' || source || ':' || event_id"
+                          " AS x FROM run_status_changes ORDER BY id)"),
+              "trun_1:queued:-:events:e1,trun_2:queued:-:events:e2,"
+              "trun_1:running:-:events:e3,trun_1:failed:no sources:events:e4,"
+              "trun_2:completed:-:events:e6");
+    CHECK_STR(query(path, "SELECT group_concat(x, ',') FROM (SELECT run_id || ':' ||"
+                          " coalesce(status, '-') || ':' || coalesce(error, '-') || ':' ||"
+                          " coalesce(completed_at, '-') AS x FROM audit_runs ORDER BY run_id)"),
+              "trun_1:failed:no sources:2026-01-01T00:00:05.000Z,"
+              "trun_2:completed:-:2026-01-01T00:00:03.000Z");
+    CHECK_STR(query(path, "SELECT count(*) FROM audit_run_status_changes"), "5");
+
+    /* Runs added while the follower decided the group was done: it stays to follow. */
+    const char *more[] = {"trun_3"};
+    track_fixture(st, "sub_t", 1, more, 1);
+    int again = -1;
+    CHECK(tg_store_track_settle(st, "tgrp_t", g[0].adds, 0, NULL, &again) == TG_OK);
+    CHECK(again == 1);
+    CHECK_STR(query(path, "SELECT state || '|' || coalesce(owner, '-') FROM track_groups"),
+              "follow|-");
+    CHECK(tg_store_track_record(st, "tgrp_t", "e9", first, 1, &rec) == TG_ENOTFOUND);
+    CHECK(tg_store_track_take(st, 4, g, &n, NULL) == TG_OK && n == 1 && g[0].adds == 2);
+    CHECK_STR(g[0].last_event_id, "e3");
+    CHECK(tg_store_track_settle(st, "tgrp_t", g[0].adds, 0, NULL, &again) == TG_OK);
+    CHECK(again == 0);
+    CHECK_STR(query(path, "SELECT state FROM track_groups"), "idle");
+    CHECK(tg_store_track_take(st, 4, g, &n, &waiting) == TG_OK && n == 0 && waiting == 0);
+    CHECK(tg_store_track_settle(st, "tgrp_t", 2, 0, NULL, &again) == TG_ENOTFOUND);
+
+    /* Released on the way out, a group is anyone's to take at once. */
+    const char *last[] = {"trun_4"};
+    track_fixture(st, "sub_t", 2, last, 1);
+    CHECK(tg_store_track_take(st, 4, g, &n, NULL) == TG_OK && n == 1);
+    CHECK(tg_store_track_release(st, NULL) == TG_OK);
+    CHECK_STR(query(path, "SELECT state || '|' || coalesce(owner, '-') FROM track_groups"),
+              "follow|-");
+    CHECK(tg_store_track_take(st, 4, g, &n, NULL) == TG_OK && n == 1);
+    CHECK(tg_store_track_settle(st, "tgrp_t", g[0].adds, 1, "TaskGroup not found", &again) ==
+          TG_OK);
+    CHECK_STR(query(path, "SELECT state || '|' || detail FROM track_groups"),
+              "gone|TaskGroup not found");
+    tg_store_close(st);
+    remove_db(path);
+}
+
+static void test_webhook_records(void)
+{
+    char path[512];
+    struct tg_store *st = fresh_store(path, sizeof(path), "hooks");
+    if (st == NULL)
+        return;
+    const char *ids[] = {"trun_w"};
+    track_fixture(st, "sub_w", 0, ids, 1);
+    int64_t t0 = 1767225600000;
+    struct tg_run_change done = {"trun_w", "completed", NULL, t0, "msg_1", 0};
+    enum tg_webhook_outcome out;
+    char team[65];
+    CHECK(tg_store_webhook_record(st, "msg_1", "tgrp_t", &done, &out, team, sizeof(team)) ==
+          TG_OK);
+    CHECK(out == TG_WEBHOOK_RECORDED);
+    CHECK_STR(team, "research");
+    CHECK(tg_store_webhook_record(st, "msg_1", "tgrp_t", &done, &out, team, sizeof(team)) ==
+          TG_EEXIST);
+    /* Another delivery of what is known; a run named without its group; someone else's. */
+    CHECK(tg_store_webhook_record(st, "msg_2", NULL, &done, &out, NULL, 0) == TG_OK);
+    CHECK(out == TG_WEBHOOK_KNOWN);
+    struct tg_run_change other = {"trun_x", "failed", "e", t0, "msg_3", 0};
+    CHECK(tg_store_webhook_record(st, "msg_3", "tgrp_other", &other, &out, team,
+                                  sizeof(team)) == TG_OK);
+    CHECK(out == TG_WEBHOOK_IGNORED);
+    CHECK_STR(team, "");
+    CHECK_STR(query(path, "SELECT group_concat(x, ',') FROM (SELECT webhook_id || ':' ||"
+                          " outcome AS x FROM webhook_deliveries ORDER BY webhook_id)"),
+              "msg_1:recorded,msg_2:known,msg_3:ignored");
+    CHECK_STR(query(path, "SELECT group_concat(x, ',') FROM (SELECT run_id || ':' || status ||"
+                          " ':' || source || ':' || event_id AS x FROM run_status_changes)"),
+              "trun_w:completed:webhook:msg_1");
+    long pruned = 0;
+    CHECK(tg_store_webhook_prune(st, tg_now_ms() + 1000, &pruned) == TG_OK && pruned == 3);
+    tg_store_close(st);
+    remove_db(path);
+}
+
+static void test_run_change_rule(void)
+{
+    const char *t1 = "2026-01-01T00:00:01.000Z", *t2 = "2026-01-01T00:00:02.000Z";
+    CHECK(tg_domain_run_change_news(NULL, NULL, "queued", t1));
+    CHECK(!tg_domain_run_change_news(NULL, NULL, "done", t1));
+    CHECK(!tg_domain_run_change_news("queued", t1, "queued", t2));
+    CHECK(tg_domain_run_change_news("queued", t1, "running", t1));
+    CHECK(!tg_domain_run_change_news("running", t2, "queued", t1));
+    CHECK(tg_domain_run_change_news("running", t1, "action_required", t2));
+    CHECK(!tg_domain_run_change_news("cancelled", t1, "running", t2));
+    CHECK(tg_domain_run_status_final("failed") && !tg_domain_run_status_final("cancelling"));
+    CHECK(tg_domain_run_status_active("cancelling") && !tg_domain_run_status_active("failed"));
+    CHECK(!tg_domain_run_status_known(NULL));
+}
+
 int main(void)
 {
     /* Team keys are sealed under a key file: a fresh one for this run, named apart from
@@ -1051,6 +1214,9 @@ int main(void)
         {"ten_thousand_runs", test_ten_thousand_runs},
         {"busy", test_busy},
         {"readonly", test_readonly},
+        {"track_groups_and_changes", test_track_groups_and_changes},
+        {"webhook_records", test_webhook_records},
+        {"run_change_rule", test_run_change_rule},
         {NULL, NULL},
     };
     int rc = tg_test_run(cases);

@@ -715,4 +715,11 @@ const struct tg_store_backend tg_pg_backend = {
     .open_counts = tg_pg_open_counts,
     .unknown_ids = tg_pg_unknown_ids,
     .prior_runs = tg_pg_prior_runs,
+    .track_take = tg_pg_track_take,
+    .track_renew = tg_pg_track_renew,
+    .track_record = tg_pg_track_record,
+    .track_settle = tg_pg_track_settle,
+    .track_release = tg_pg_track_release,
+    .webhook_record = tg_pg_webhook_record,
+    .webhook_prune = tg_pg_webhook_prune,
 };

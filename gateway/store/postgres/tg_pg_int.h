@@ -2,8 +2,8 @@
  * statements, transactions, migrations, the admin log's row and the backend table;
  * tg_pg_ident.c: teams, tokens and presets; tg_pg_keys.c: keys at rest; tg_pg_owner.c:
  * ownership; tg_pg_records.c: the audit records' writes; tg_pg_admission.c: idempotency,
- * limits and reconciliation; tg_pg_audit.c: the audit reads. Nothing outside
- * gateway/store/postgres/ includes this.
+ * limits and reconciliation; tg_pg_audit.c: the audit reads; tg_pg_track.c: what came of
+ * each run. Nothing outside gateway/store/postgres/ includes this.
  *
  * One connection per handle (a worker's, the background thread's, a command's). Every
  * guarantee that must hold across daemons is decided in the server's transactions: row
@@ -246,6 +246,21 @@ int tg_pg_audit_prune(struct tg_store *st, const struct tg_actor *who, const cha
                       int dry_run, struct tg_audit_pruned *out);
 int tg_pg_audit_read_log(struct tg_store *st, const struct tg_actor *who, const char *query,
                          long rows);
+
+/* tg_pg_track.c */
+int tg_pg_track_take(struct tg_store *st, size_t max, struct tg_track_group *out, size_t *n,
+                     long *waiting);
+int tg_pg_track_renew(struct tg_store *st);
+int tg_pg_track_record(struct tg_store *st, const char *taskgroup_id,
+                       const char *last_event_id, struct tg_run_change *changes,
+                       size_t n, size_t *recorded);
+int tg_pg_track_settle(struct tg_store *st, const char *taskgroup_id, int64_t adds, int gone,
+                       const char *detail, int *again);
+int tg_pg_track_release(struct tg_store *st, const char *taskgroup_id);
+int tg_pg_webhook_record(struct tg_store *st, const char *webhook_id, const char *taskgroup_id,
+                         struct tg_run_change *change, enum tg_webhook_outcome *out,
+                         char *team, size_t teamlen);
+int tg_pg_webhook_prune(struct tg_store *st, int64_t before_ms, long *n);
 
 /* Until a file implements its operations (the backend is being written): sets "the
  * PostgreSQL backend cannot yet <what>" and returns TG_ERR. */

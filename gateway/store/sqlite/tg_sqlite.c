@@ -741,4 +741,11 @@ const struct tg_store_backend tg_sqlite_backend = {
     .open_counts = tg_sqlite_open_counts,
     .unknown_ids = tg_sqlite_unknown_ids,
     .prior_runs = tg_sqlite_prior_runs,
+    .track_take = tg_sqlite_track_take,
+    .track_renew = tg_sqlite_track_renew,
+    .track_record = tg_sqlite_track_record,
+    .track_settle = tg_sqlite_track_settle,
+    .track_release = tg_sqlite_track_release,
+    .webhook_record = tg_sqlite_webhook_record,
+    .webhook_prune = tg_sqlite_webhook_prune,
 };
