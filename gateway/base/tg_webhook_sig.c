@@ -1,10 +1,16 @@
 /* Webhook signatures (see tg_webhook_sig.h), with OpenSSL's HMAC (EVP_MAC) and base64. */
 #include "tg_webhook_sig.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "tg_core.h"
 
@@ -12,6 +18,7 @@
 #define MAC_B64_LEN 44 /* base64 of 32 bytes, with its padding */
 #define ID_MAX 256     /* a webhook-id longer than this is not one the upstream sends */
 #define TIMESTAMP_DIGITS_MAX 12
+#define SECRETS_FILE_MAX 65536 /* a secrets file holds a few lines */
 
 int tg_webhook_secret_parse(const char *text, struct tg_webhook_secret *s)
 {
@@ -38,6 +45,85 @@ int tg_webhook_secret_parse(const char *text, struct tg_webhook_secret *s)
     size_t pad = (b64[blen - 1] == '=') + (b64[blen - 2] == '=');
     s->len = (size_t)got - pad;
     return s->len > 0 ? TG_OK : TG_EINVAL;
+}
+
+/* Parses the words of text (spaces, tabs and line ends between them) into out after the
+ * *n already there; where names the source in messages. */
+static int parse_words(const char *text, const char *where, struct tg_webhook_secret *out,
+                       size_t max, size_t *n, char *err, size_t errlen)
+{
+    int place = 0;
+    for (const char *p = text; *p != '\0';) {
+        size_t w = strcspn(p, " \t\r\n");
+        if (w == 0) {
+            p++;
+            continue;
+        }
+        place++;
+        char word[256];
+        int rc = w < sizeof(word) ? TG_OK : TG_EINVAL;
+        if (rc == TG_OK) {
+            memcpy(word, p, w);
+            word[w] = '\0';
+            rc = *n < max ? tg_webhook_secret_parse(word, &out[*n]) : TG_ETOOBIG;
+            tg_memzero(word, sizeof(word));
+        }
+        if (rc == TG_ETOOBIG) {
+            snprintf(err, errlen, "%s: more than %zu webhook secrets", where, max);
+            return TG_EINVAL;
+        }
+        if (rc != TG_OK) {
+            snprintf(err, errlen, "%s: secret %d is not usable (whsec_ and base64, or text up "
+                     "to %zu bytes)", where, place, sizeof(out->key));
+            return TG_EINVAL;
+        }
+        (*n)++;
+        p += w;
+    }
+    return TG_OK;
+}
+
+int tg_webhook_secrets_load(const char *list, const char *file, struct tg_webhook_secret *out,
+                            size_t max, size_t *n, char *err, size_t errlen)
+{
+    *n = 0;
+    int rc = list != NULL ? parse_words(list, "webhook_secrets", out, max, n, err, errlen)
+                          : TG_OK;
+    if (rc != TG_OK || file == NULL || file[0] == '\0')
+        return rc;
+    int fd = open(file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    struct stat sb;
+    if (fd < 0 || fstat(fd, &sb) != 0) {
+        snprintf(err, errlen, "webhook_secrets_file %s: %s", file, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return TG_ERR;
+    }
+    if (!S_ISREG(sb.st_mode) || sb.st_size >= SECRETS_FILE_MAX || (sb.st_mode & 077) != 0) {
+        snprintf(err, errlen, "webhook_secrets_file %s: %s", file,
+                 !S_ISREG(sb.st_mode) ? "not a regular file"
+                 : (sb.st_mode & 077) != 0 ? "group or others may read it; chmod 600 it"
+                                           : "too large for a list of secrets");
+        close(fd);
+        return TG_EINVAL;
+    }
+    char *text = malloc(SECRETS_FILE_MAX);
+    ssize_t got = text != NULL ? read(fd, text, SECRETS_FILE_MAX - 1) : -1;
+    int why = errno;
+    close(fd);
+    if (got < 0) {
+        snprintf(err, errlen, "webhook_secrets_file %s: %s", file,
+                 text == NULL ? "out of memory" : strerror(why));
+        free(text);
+        return TG_ERR;
+    }
+    text[got] = '\0';
+    char where[600];
+    snprintf(where, sizeof(where), "webhook_secrets_file %.500s", file);
+    rc = parse_words(text, where, out, max, n, err, errlen);
+    tg_memzero(text, SECRETS_FILE_MAX);
+    free(text);
+    return rc;
 }
 
 /* base64(HMAC-SHA256(key, id "." timestamp "." body)) into out[MAC_B64_LEN + 1]. */

@@ -35,6 +35,14 @@ struct tg_webhook_secret {
  * that is not base64, longer than s->key). */
 int tg_webhook_secret_parse(const char *text, struct tg_webhook_secret *s);
 
+/* The secrets configured: the space-separated list (may be NULL or "") and then the words
+ * of file (NULL or "": none; spaces or lines between them), which must be a regular file
+ * that neither group nor others may read. At most max go to out; *n says how many. TG_OK,
+ * or TG_EINVAL/TG_ERR with err naming the file or the secret's place (never a secret). A
+ * caller wipes out (tg_memzero) when done with it. */
+int tg_webhook_secrets_load(const char *list, const char *file, struct tg_webhook_secret *out,
+                            size_t max, size_t *n, char *err, size_t errlen);
+
 /* Judges one delivery: id, timestamp and signatures are the three headers (NULL when
  * absent), body the raw request body. *why (may be NULL) receives a short static text
  * that names what was wrong without echoing anything sent. */

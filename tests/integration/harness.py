@@ -449,12 +449,18 @@ class Stack:
     upstream_timeout_ms: the daemon's upstream_timeout_ms
     conf:                extra config keys (dict), written after the standard ones
     sim, daemon, nginx:  which parts to start (a CLI-only test needs neither daemon nor nginx)
+    sim_args:            more arguments for the simulator (e.g. "--webhook-secret", S)
     name:                a prefix for the directory name, to find kept logs
+
+    The daemon's run tracker reads the upstream on its own (every group's event stream), so
+    a test that counts the simulator's requests or injects faults would see its reads too:
+    it is off (track_groups_max = 0) unless a test sets track_groups_max in conf.
     """
 
     def __init__(self, keys=(), upstream_timeout_ms=5000, conf=None, sim=True, daemon=True,
-                 nginx=True, name="tg"):
+                 nginx=True, name="tg", sim_args=()):
         self.keys = list(keys)
+        self.sim_args = list(sim_args)
         self.upstream_timeout_ms = upstream_timeout_ms
         self.extra_conf = dict(conf or {})
         self.want_sim = sim
@@ -480,6 +486,7 @@ class Stack:
         # The secret scan (see scan_secrets): every upstream key and token this stack
         # handed out, and what its users were answered.
         self.secrets = {}        # secret -> label ("key 1 sha256:…", "token tok_…")
+        self.secret_homes = {}   # secret -> files (relative) meant to hold it
         self.answers = []        # (what, bytes): HTTP answers through nginx, CLI outputs
         self.answers_size = 0
         self.scan_on_stop = True
@@ -570,6 +577,7 @@ class Stack:
         argv = [self.sim_bin, "--port", "0", "--port-file", port_file]
         for key in self.keys:
             argv += ["--key", key]
+        argv += self.sim_args
         self.sim_proc = self._spawn(argv, "sim.log")
         deadline = time.monotonic() + 10
         while True:
@@ -609,6 +617,7 @@ class Stack:
             ("upstream_timeout_ms", str(self.upstream_timeout_ms)),
             ("upstream_connect_timeout_ms", "1000"),
             ("log_level", "debug"),
+            ("track_groups_max", "0"),
         ]
         if BACKEND == "postgresql":
             conf.append(("key_file", self.path("taskgate.db.key")))
@@ -808,17 +817,21 @@ class Stack:
 
     ANSWERS_MAX = 64 * 1024 * 1024  # answers kept for the scan; past it they are checked at once
 
-    def add_secret(self, secret, kind):
-        """Registers an upstream key (kind "key") or a token (kind "token") that must never
-        show up in a log, the database, a config, an answer or a CLI output."""
+    def add_secret(self, secret, kind, homes=()):
+        """Registers an upstream key (kind "key"), a token (kind "token") or another secret
+        (kind names it: "webhook secret") that must never show up in a log, the database, a
+        config, an answer or a CLI output; homes names the files of the stack's directory
+        that are meant to hold it (the config that sets a webhook secret)."""
         secret = secret.strip()
         if len(secret) < 8 or secret in self.secrets:
             return
         if kind == "key":
             label = "upstream key %s" % key_fingerprint(secret)
         else:
-            label = "token sha256:%s" % hashlib.sha256(secret.encode()).hexdigest()[:12]
+            label = "%s sha256:%s" % ("token" if kind == "token" else kind,
+                                      hashlib.sha256(secret.encode()).hexdigest()[:12])
         self.secrets[secret] = label
+        self.secret_homes[secret] = set(homes)
 
     def record_answer(self, what, data):
         """Keeps an answer (bytes or str) for the scan at stop."""
@@ -832,15 +845,17 @@ class Stack:
         self.answers.append((what, data))
         self.answers_size += len(data)
 
-    def _forms(self):
+    def _forms(self, where=None):
         for secret, label in self.secrets.items():
+            if where in self.secret_homes.get(secret, ()):
+                continue
             for form, needle in secret_forms(secret, encoded=label.startswith("upstream")):
                 yield label, form, needle
 
     def _check_bytes(self, where, data, found=None):
         """Adds to found (or raises at once) every secret form in data."""
         hits = [] if found is None else found
-        for label, form, needle in self._forms():
+        for label, form, needle in self._forms(where):
             i = data.find(needle)
             if i >= 0:
                 hits.append("%s (%s) in %s at byte %d" % (label, form, where, i))

@@ -26,7 +26,8 @@ SUB_COLUMNS = [
     "error", "token_id", "request_id"]
 RUN_COLUMNS = [
     "run_id", "submission_id", "team", "token_label", "submitted_at", "taskgroup_id",
-    "input_index", "processor", "run_cursor", "event_cursor", "call_seq"]
+    "input_index", "processor", "run_cursor", "event_cursor", "call_seq", "status", "error",
+    "completed_at"]
 SUB_ORDER = " ORDER BY received_at DESC, submission_id DESC"
 RUN_ORDER = " ORDER BY submitted_at DESC, submission_id DESC, input_index"
 BULK = 1000

@@ -12,6 +12,7 @@ import secrets
 import sqlite3
 import subprocess
 import sys
+import time
 import unittest
 from datetime import datetime, timedelta, timezone
 from urllib.parse import unquote, urlparse
@@ -29,7 +30,8 @@ QUERIES_PATH = os.path.join(SQL_DIR, "audit-queries.sql")
 # The schema version this build migrates to: the highest NNN_*.sql of the backend.
 LATEST = max(int(n[:3]) for n in os.listdir(SQL_DIR) if re.match(r"^\d{3}_.*\.sql$", n))
 
-VIEWS = {"audit_submissions", "audit_runs", "audit_calls", "audit_admin"}
+VIEWS = {"audit_submissions", "audit_runs", "audit_calls", "audit_admin",
+         "audit_run_status_changes"}
 AUDIT_CALLS_COLUMNS = [
     "submission_id", "team", "seq", "operation", "method", "path", "first_input", "num_inputs",
     "started_at", "finished_at", "duration_ms", "outcome", "http_status", "run_cursor",
@@ -159,8 +161,10 @@ class AuditSqlTest(unittest.TestCase):
     def setUpClass(cls):
         cls.failed = False
         cls.keys = {"alpha": new_key("alpha"), "beta": new_key("beta")}
+        # The daemon follows the runs, so that the views of what came of them have rows.
         cls.s = Stack(name=cls.__name__, keys=list(cls.keys.values()),
-                      upstream_timeout_ms=1000, conf={"chunk_size": 2})
+                      upstream_timeout_ms=1000, conf={"chunk_size": 2,
+                                                      "track_groups_max": 100})
         cls.s.start()
         try:
             cls.populate()
@@ -210,8 +214,8 @@ class AuditSqlTest(unittest.TestCase):
         cls.multi = cls.accepted("alpha", {"inputs": ["a1", "a2", "a3", "a4", "a5"]})
         cls.group = cls.multi["taskgroup_id"]
         cls.more = cls.accepted("alpha", {"inputs": ["a6"], "taskgroup_id": cls.group})
-        # beta: one accepted submission of 2 inputs.
-        cls.beta = cls.accepted("beta", {"inputs": ["b1", "b2"]})
+        # beta: one accepted submission of 2 inputs; the second run fails upstream.
+        cls.beta = cls.accepted("beta", {"inputs": ["b1", "fail: b2 found no sources"]})
 
         # alpha: rejected (an unknown preset): 422, nothing upstream.
         status, answer, _ = cls.post("alpha", {"inputs": ["q"], "preset": "nope"})
@@ -232,6 +236,14 @@ class AuditSqlTest(unittest.TestCase):
             raise AssertionError("expected a 504, got %d: %r" % (status, answer))
         cls.unknown_id = cls.detail(answer).get("submission_id")
         s.sim_clear_faults()
+
+        # Every run of the gateway's ends upstream within a second (the simulator's clock)
+        # and is recorded: the accepted submissions' 8 runs.
+        deadline = time.monotonic() + 20
+        while s.db_value("SELECT count(*) FROM audit_runs WHERE completed_at IS NOT NULL") < 8:
+            if time.monotonic() > deadline:
+                raise AssertionError("the runs' outcomes were not recorded within 20 s")
+            time.sleep(0.1)
 
         rows = s.db("SELECT submission_id FROM audit_submissions WHERE state = 'rejected'")
         if len(rows) != 1:
@@ -536,6 +548,19 @@ class AuditSqlTest(unittest.TestCase):
                                  object_id=self.admin_rows[5][6])
         self.assertEqual([r["action"] for r in history], ["token.revoke"])
 
+    def test_run_outcome_queries(self):
+        rows = self.run_query("run_outcomes_by_team")
+        self.assertEqual([(r["team"], r["status"], r["runs"]) for r in rows],
+                         [("alpha", "completed", 6), ("beta", "completed", 1),
+                          ("beta", "failed", 1)])
+        rows = self.run_query("failed_runs")
+        self.assertEqual([(r["run_id"], r["team"], r["error"]) for r in rows],
+                         [(self.beta["run_ids"][1], "beta", "b2 found no sources")])
+        rows = self.run_query("run_status_history")
+        self.assertEqual([(r["status"], r["source"]) for r in rows],
+                         [("queued", "events"), ("running", "events"), ("failed", "events")])
+        self.assertEqual(rows[-1]["error"], "b2 found no sources")
+
     @sqlite_only  # SQLite's plans; test_key_queries_can_use_indexes_on_postgresql below
     def test_key_queries_use_indexes(self):
         plans = {}
@@ -789,8 +814,11 @@ class AuditSqlTest(unittest.TestCase):
                 self.s.add_secret(key, "key")  # on SQLite, the scan at stop reads v1.db too
             conn.execute("COMMIT")
             before = {t: rows_of(conn, "SELECT * FROM %s ORDER BY 1, 2" % t) for t in tables}
-            before_views = {v: rows_of(conn, "SELECT * FROM %s ORDER BY 1, 2" % v)
-                            for v in ("audit_submissions", "audit_runs")}
+            # Version 1's view columns: later versions may add some at the end.
+            view_cols = {v: columns_of(conn, v) for v in ("audit_submissions", "audit_runs")}
+            before_views = {v: rows_of(conn, "SELECT %s FROM %s ORDER BY 1, 2"
+                                       % (", ".join(cols), v))
+                            for v, cols in view_cols.items()}
         finally:
             conn.close()
         self.assertEqual(len(before["runs"]), 8)
@@ -836,7 +864,9 @@ class AuditSqlTest(unittest.TestCase):
                 self.assertTrue(stored.startswith("tgk1.%s." % kid), stored)
                 self.assertNotIn(clear_keys[name], stored)
             for v, rows in before_views.items():
-                self.assertEqual(rows_of(conn, "SELECT * FROM %s ORDER BY 1, 2" % v), rows)
+                self.assertEqual(columns_of(conn, v)[:len(view_cols[v])], view_cols[v], v)
+                self.assertEqual(rows_of(conn, "SELECT %s FROM %s ORDER BY 1, 2"
+                                         % (", ".join(view_cols[v]), v)), rows)
             self.assertEqual(conn.execute("SELECT count(*) FROM audit_calls").fetchone()[0],
                              len(before["upstream_calls"]))
             self.assertEqual([r[0] for r in conn.execute("SELECT action FROM audit_admin")],

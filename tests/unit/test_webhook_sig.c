@@ -1,6 +1,10 @@
 /* Unit tests of webhook signatures (tg_webhook_sig.c): the Standard Webhooks example, a
  * plain secret, rotation (several signatures, several secrets), and every refusal. */
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "tg_core.h"
 #include "tg_test.h"
@@ -109,10 +113,53 @@ static void test_refused(void)
     CHECK(verify(&s, 1, spec_id, spec_ts, "    ", spec_body, SPEC_NOW) == TG_WEBHOOK_FORGED);
 }
 
+/* The configured list and file: both read, a file others may read refused, a bad secret
+ * named by its place, never echoed. */
+static void test_secrets_load(void)
+{
+    struct tg_webhook_secret s[TG_WEBHOOK_SECRETS_MAX];
+    size_t n = 99;
+    char err[700] = "", path[512];
+    const char *dir = getenv("TG_TEST_TMP");
+    snprintf(path, sizeof(path), "%s/test_webhook_secrets_%ld", dir != NULL ? dir : "/tmp",
+             (long)getpid());
+    CHECK(tg_webhook_secrets_load(NULL, NULL, s, TG_WEBHOOK_SECRETS_MAX, &n, err,
+                                  sizeof(err)) == TG_OK && n == 0);
+    FILE *f = fopen(path, "w");
+    CHECK(f != NULL);
+    if (f == NULL)
+        return;
+    fprintf(f, "%s\n\n  other-secret\r\n", spec_secret);
+    fclose(f);
+    chmod(path, 0644);
+    CHECK(tg_webhook_secrets_load(plain_secret, path, s, TG_WEBHOOK_SECRETS_MAX, &n, err,
+                                  sizeof(err)) == TG_EINVAL);
+    CHECK(strstr(err, "group or others may read it") != NULL);
+    chmod(path, 0600);
+    CHECK(tg_webhook_secrets_load(plain_secret, path, s, TG_WEBHOOK_SECRETS_MAX, &n, err,
+                                  sizeof(err)) == TG_OK);
+    CHECK(n == 3);
+    CHECK(verify(s, n, spec_id, spec_ts, spec_sig, spec_body, SPEC_NOW) == TG_WEBHOOK_GENUINE);
+    CHECK(verify(s, n, plain_id, plain_ts, plain_sig, plain_body, 1751498975) ==
+          TG_WEBHOOK_GENUINE);
+    CHECK(tg_webhook_secrets_load("a-secret whsec_not*base64", NULL, s, TG_WEBHOOK_SECRETS_MAX,
+                                  &n, err, sizeof(err)) == TG_EINVAL);
+    CHECK_STR(err, "webhook_secrets: secret 2 is not usable (whsec_ and base64, or text up to "
+                   "128 bytes)");
+    CHECK(tg_webhook_secrets_load("one two three", NULL, s, 2, &n, err, sizeof(err)) ==
+          TG_EINVAL);
+    CHECK(strstr(err, "more than 2") != NULL);
+    unlink(path);
+    CHECK(tg_webhook_secrets_load(NULL, path, s, TG_WEBHOOK_SECRETS_MAX, &n, err,
+                                  sizeof(err)) == TG_ERR);
+    tg_memzero(s, sizeof(s));
+}
+
 int main(void)
 {
     static const struct tg_test_case cases[] = {
         {"secrets_parse", test_secrets_parse},
+        {"secrets_load", test_secrets_load},
         {"genuine", test_genuine},
         {"refused", test_refused},
         {NULL, NULL},

@@ -133,8 +133,10 @@ static const struct tg_pg_stmt team_stmt = {
 
 static const struct tg_pg_stmt recon_sub_stmt = {
     "adm_recon_sub",
-    "SELECT team_id, state, interface, taskgroup_id, num_inputs FROM submissions"
-    " WHERE id = $1"};
+    "SELECT team_id, state, interface, taskgroup_id, num_inputs, received_at,"
+    " (SELECT r.resume_cursor FROM reconciliations r WHERE r.submission_id = s.id"
+    "  ORDER BY r.at DESC, r.id DESC LIMIT 1)"
+    " FROM submissions s WHERE id = $1"};
 
 static const struct tg_pg_stmt recon_calls_stmt = {
     "adm_recon_calls",
@@ -143,11 +145,41 @@ static const struct tg_pg_stmt recon_calls_stmt = {
     "  AND r.call_seq = c.seq)"
     " FROM upstream_calls c WHERE c.submission_id = $1 ORDER BY c.seq"};
 
+/* The group's latest submission received before $2 with a call whose runs existed before
+ * $2 (answered before it, or found by a reconciliation that recorded it, with its started_at
+ * and a run_cursor, before it), found walking submissions_group_time backwards from $2; then
+ * its last such call. */
+static const struct tg_pg_stmt recon_cursor_stmt = {
+    "adm_recon_cursor",
+    "SELECT c.submission_id, c.seq, c.run_cursor"
+    " FROM upstream_calls c"
+    " WHERE c.submission_id = (SELECT t.id FROM submissions t"
+    "   WHERE t.taskgroup_id = $1 AND t.received_at < $2 AND EXISTS (SELECT 1"
+    "    FROM upstream_calls k WHERE k.submission_id = t.id AND k.operation = 'add_runs'"
+    "    AND ((k.outcome = 'ok' AND k.finished_at < $2) OR (k.outcome = 'unknown'"
+    "     AND k.run_cursor IS NOT NULL AND k.started_at < $2)))"
+    "   ORDER BY t.received_at DESC LIMIT 1)"
+    " AND c.operation = 'add_runs' AND ((c.outcome = 'ok' AND c.finished_at < $2)"
+    "  OR (c.outcome = 'unknown' AND c.run_cursor IS NOT NULL AND c.started_at < $2))"
+    " ORDER BY c.seq DESC LIMIT 1"};
+
+/* Locks the row of a submission still unknown, as settling it would: a read cut short and
+ * a settling reconciliation of it (on any daemon) then record one after the other. */
+static const struct tg_pg_stmt recon_open_stmt = {
+    "adm_recon_open",
+    "SELECT 1 FROM submissions WHERE id = $1 AND state = 'unknown' FOR UPDATE"};
+
+/* A call found meanwhile by another reconciliation is left as it is. */
 static const struct tg_pg_stmt call_add_stmt = {
     "adm_call_add",
     "INSERT INTO upstream_calls (submission_id, seq, operation, method, path, first_input,"
-    " num_inputs, started_at, outcome, error)"
-    " VALUES ($1, $2, 'add_runs', 'POST', $3, $4, $5, $6, 'unknown', $7)"};
+    " num_inputs, started_at, outcome, error, run_cursor)"
+    " VALUES ($1, $2, 'add_runs', 'POST', $3, $4, $5, $6, 'unknown', $7, $8)"
+    " ON CONFLICT (submission_id, seq) DO NOTHING"};
+
+static const struct tg_pg_stmt call_has_runs_stmt = {
+    "adm_call_has_runs",
+    "SELECT 1 FROM runs WHERE submission_id = $1 AND call_seq = $2 LIMIT 1"};
 
 static const struct tg_pg_stmt recon_finish_stmt = {
     "adm_recon_finish",
@@ -157,14 +189,18 @@ static const struct tg_pg_stmt recon_finish_stmt = {
 static const struct tg_pg_stmt recon_log_stmt = {
     "adm_recon_log",
     "INSERT INTO reconciliations (submission_id, at, actor, taskgroup_id, outcome,"
-    " runs_found, detail) VALUES ($1, $2, $3, $4, $5, $6, $7)"};
+    " runs_found, detail, resume_cursor) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"};
 
+/* Due: unknown since before $2 and not tried since, or last tried by a read cut short (it
+ * reads on at once). */
 static const struct tg_pg_stmt unknown_stmt = {
     "adm_unknown",
     "SELECT id FROM submissions s WHERE state IN ('unknown')"
     " AND ($2::text IS NULL OR (coalesce(completed_at, received_at) < $2::text"
     " AND NOT EXISTS (SELECT 1 FROM reconciliations r"
-    "  WHERE r.submission_id = s.id AND r.at >= $2::text)))"
+    "  WHERE r.submission_id = s.id AND r.at >= $2::text))"
+    " OR (SELECT r.resume_cursor FROM reconciliations r WHERE r.submission_id = s.id"
+    "  ORDER BY r.at DESC, r.id DESC LIMIT 1) IS NOT NULL)"
     " ORDER BY received_at LIMIT $1"};
 
 static const struct tg_pg_stmt prior_runs_stmt = {
@@ -175,8 +211,8 @@ static const struct tg_pg_stmt prior_sub_stmt = {
 
 static const struct tg_pg_stmt open_count_stmt = {
     "adm_open_count",
-    "SELECT state, count(*) FROM submissions WHERE state IN ('pending', 'unknown')"
-    " GROUP BY state"};
+    "SELECT state, count(*), min(received_at) FROM submissions"
+    " WHERE state IN ('pending', 'unknown') GROUP BY state"};
 
 static const char *const kind_names[] = {"key", "retry"};
 
@@ -646,27 +682,61 @@ int tg_pg_recon_load(struct tg_store *st, struct tg_pool *pool, const char *sub_
     out->interface = tg_pool_strdup(pool, tg_pg_text(res, 0, 2));
     out->taskgroup_id = tg_pool_strdup(pool, tg_pg_text(res, 0, 3));
     out->num_inputs = (int)tg_pg_int(res, 0, 4);
+    const char *received = tg_pg_text(res, 0, 5);
+    if (received == NULL || tg_time_parse(received, &out->received_ms) != TG_OK)
+        out->received_ms = 0;
+    out->resume_cursor = tg_pool_strdup(pool, tg_pg_text(res, 0, 6));
     PQclear(res);
     struct recon_calls c = {pool, out, 0};
     return tg_pg_each(st, &recon_calls_stmt, 1, p, "read the calls", recon_call_row, &c);
 }
 
+int tg_pg_recon_cursor(struct tg_store *st, struct tg_pool *pool, const char *taskgroup_id,
+                       int64_t before_ms, struct tg_recon_cursor *out)
+{
+    memset(out, 0, sizeof(*out));
+    char before[TG_TIME_LEN];
+    tg_time_format(before_ms, before);
+    const char *p[] = {taskgroup_id, before};
+    PGresult *res;
+    int rc = tg_pg_one(st, &recon_cursor_stmt, 2, p, &res, "find the group's last cursor");
+    if (rc != TG_OK)
+        return rc;
+    out->submission_id = tg_pool_strdup(pool, tg_pg_text(res, 0, 0));
+    out->seq = (int)tg_pg_int(res, 0, 1);
+    out->run_cursor = tg_pool_strdup(pool, tg_pg_text(res, 0, 2));
+    PQclear(res);
+    return out->submission_id != NULL ? TG_OK : TG_ENOMEM;
+}
+
 static int add_found(struct tg_store *st, const struct tg_recon_write *w,
                      const struct tg_recon_found *f, const char *now)
 {
+    /* Another reconciliation may have recorded this call's runs since this one read. */
+    char seq[TG_PG_I64_LEN];
+    const char *q[] = {w->sub_id, tg_pg_i64(seq, f->seq)};
+    PGresult *res;
+    int rc = tg_pg_one(st, &call_has_runs_stmt, 2, q, &res, "look for a call's runs");
+    if (rc == TG_OK) {
+        PQclear(res);
+        return TG_OK;
+    }
+    if (rc != TG_ENOTFOUND)
+        return rc;
     if (!f->recorded) {
-        char path[300], seq[TG_PG_I64_LEN], first[TG_PG_I64_LEN], n[TG_PG_I64_LEN];
+        char path[300], first[TG_PG_I64_LEN], n[TG_PG_I64_LEN];
         snprintf(path, sizeof(path), "%s/tasks/groups/%s/runs", w->api != NULL ? w->api : "/v1",
                  w->taskgroup_id != NULL ? w->taskgroup_id : "");
         const char *p[] = {w->sub_id,
-                           tg_pg_i64(seq, f->seq),
+                           seq,
                            path,
                            tg_pg_i64(first, f->first_input),
                            tg_pg_i64(n, f->num_inputs),
                            now,
                            "the daemon stopped before this call's outcome was recorded; "
-                           "found upstream by reconciliation"};
-        int rc = tg_pg_run(st, &call_add_stmt, 7, p, "record a found call");
+                           "found upstream by reconciliation",
+                           f->run_cursor};
+        rc = tg_pg_run(st, &call_add_stmt, 8, p, "record a found call");
         if (rc != TG_OK)
             return rc;
     }
@@ -691,14 +761,25 @@ static int recon_write_w(struct tg_store *st, void *arg)
             tg_pg_set_err(st, "submission %.64s is no longer unknown", w->sub_id);
             rc = TG_EINVAL;
         }
-        for (size_t i = 0; rc == TG_OK && i < w->nfound; i++)
-            rc = add_found(st, w, &w->found[i], now);
+    } else if (w->nfound > 0) {
+        /* A read cut short records what it found whole while the submission stays unknown. */
+        const char *p[] = {w->sub_id};
+        PGresult *res;
+        rc = tg_pg_one(st, &recon_open_stmt, 1, p, &res, "lock the submission");
+        if (rc == TG_OK)
+            PQclear(res);
+        if (rc == TG_ENOTFOUND) {
+            tg_pg_set_err(st, "submission %.64s is no longer unknown", w->sub_id);
+            rc = TG_EINVAL;
+        }
     }
+    for (size_t i = 0; rc == TG_OK && i < w->nfound; i++)
+        rc = add_found(st, w, &w->found[i], now);
     if (rc == TG_OK) {
         char runs[TG_PG_I64_LEN];
         const char *p[] = {w->sub_id, now, w->actor, w->taskgroup_id, w->outcome,
-                           tg_pg_i64(runs, w->runs_found), w->detail};
-        rc = tg_pg_run(st, &recon_log_stmt, 7, p, "log the reconciliation");
+                           tg_pg_i64(runs, w->runs_found), w->detail, w->resume_cursor};
+        rc = tg_pg_run(st, &recon_log_stmt, 8, p, "log the reconciliation");
     }
     return rc;
 }
@@ -746,6 +827,7 @@ int tg_pg_unknown_ids(struct tg_store *st, struct tg_pool *pool, size_t max,
 
 struct open_counts {
     long *pending, *unknown;
+    int64_t *oldest_unknown_ms;
 };
 
 static int open_count_row(void *arg, PGresult *res, int i)
@@ -753,17 +835,23 @@ static int open_count_row(void *arg, PGresult *res, int i)
     const struct open_counts *c = arg;
     const char *state = tg_pg_text(res, i, 0);
     long n = (long)tg_pg_int(res, i, 1);
-    if (state != NULL && strcmp(state, "pending") == 0)
+    if (state != NULL && strcmp(state, "pending") == 0) {
         *c->pending = n;
-    else
+    } else {
+        const char *oldest = tg_pg_text(res, i, 2);
         *c->unknown = n;
+        if (oldest == NULL || tg_time_parse(oldest, c->oldest_unknown_ms) != TG_OK)
+            *c->oldest_unknown_ms = 0;
+    }
     return TG_OK;
 }
 
-int tg_pg_open_counts(struct tg_store *st, long *pending, long *unknown)
+int tg_pg_open_counts(struct tg_store *st, long *pending, long *unknown,
+                      int64_t *oldest_unknown_ms)
 {
     *pending = *unknown = 0;
-    struct open_counts c = {pending, unknown};
+    *oldest_unknown_ms = 0;
+    struct open_counts c = {pending, unknown, oldest_unknown_ms};
     return tg_pg_each(st, &open_count_stmt, 0, NULL, "count open submissions", open_count_row,
                       &c);
 }

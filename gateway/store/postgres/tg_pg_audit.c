@@ -53,7 +53,7 @@ static void sub_full_init(void)
     " request_id"
 #define RUN_COLS                                                                           \
     "run_id, submission_id, team, token_label, submitted_at, taskgroup_id, input_index,"   \
-    " processor, run_cursor, event_cursor, call_seq"
+    " processor, run_cursor, event_cursor, call_seq, status, error, completed_at"
 #define CALL_COLS                                                                          \
     "submission_id, team, seq, operation, method, path, first_input, num_inputs,"          \
     " started_at, finished_at, duration_ms, outcome, http_status, run_cursor,"             \
@@ -82,6 +82,7 @@ enum slot {
     P_OBJECT,   /* the admin log's object_id, object_type, action */
     P_OBJTYPE,
     P_ACTION,
+    P_STATUS,   /* a run's status */
     P_NSLOTS
 };
 
@@ -131,14 +132,17 @@ static const struct list_stmt open_stmt = {
 #define RUNS_ORDER \
     " ORDER BY submitted_at" C_ " DESC, submission_id" C_ " DESC, input_index LIMIT $9"
 #define RUNS_SLOTS \
-    9, {P_SINCE, P_UNTIL, P_FROM, P_AFTER_ID, P_INDEX, P_SCOPE, P_TEAM, P_GROUP, P_LIMIT}
+    10, {P_SINCE, P_UNTIL, P_FROM, P_AFTER_ID, P_INDEX, P_SCOPE, P_TEAM, P_GROUP, P_LIMIT, \
+         P_STATUS}
 static const struct list_stmt runs_stmt = {
     {"audit_runs", "SELECT " RUN_COLS " FROM audit_runs WHERE" RUNS_WHERE
-                   " AND ($8::text IS NULL OR taskgroup_id = $8)" RUNS_ORDER},
+                   " AND ($8::text IS NULL OR taskgroup_id = $8)"
+                   " AND ($10::text IS NULL OR status = $10)" RUNS_ORDER},
     RUNS_SLOTS};
 static const struct list_stmt runs_group_stmt = {
     {"audit_runs_group",
-     "SELECT " RUN_COLS " FROM audit_runs WHERE taskgroup_id = $8 AND" RUNS_WHERE RUNS_ORDER},
+     "SELECT " RUN_COLS " FROM audit_runs WHERE taskgroup_id = $8 AND" RUNS_WHERE
+     " AND ($10::text IS NULL OR status = $10)" RUNS_ORDER},
     RUNS_SLOTS};
 /* An admin row's key is (at, id); q's team is the object's team. */
 static const struct list_stmt admin_stmt = {
@@ -351,6 +355,7 @@ static int list_page(struct tg_store *st, const struct list_stmt *ls, const stru
         [P_OBJECT] = q->object,
         [P_OBJTYPE] = q->object_type,
         [P_ACTION] = q->action,
+        [P_STATUS] = q->run_status,
     };
     const char *params[P_NSLOTS];
     for (int i = 0; i < ls->n; i++) {

@@ -5,7 +5,7 @@
  *
  * Kept exactly: each row is kept with the generation its read saw (the one row of
  * `generation`, which every change of teams and presets and every deletion of upstream
- * calls moves in its own transaction, sql/postgres/006_generation.sql), and answers only
+ * calls moves in its own transaction, sql/postgres/009_generation.sql), and answers only
  * while the handle's last tg_pg_auth saw that same generation. So a request sees what the
  * server held when its token was checked, whichever host changed what before. */
 #include "tg_pg_int.h"

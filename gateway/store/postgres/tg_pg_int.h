@@ -3,7 +3,8 @@
  * tg_pg_ident.c: teams, tokens and presets; tg_pg_keys.c: keys at rest; tg_pg_owner.c:
  * ownership; tg_pg_cache.c: what a handle keeps of its reads; tg_pg_records.c: the audit
  * records' writes; tg_pg_admission.c: idempotency, limits and reconciliation;
- * tg_pg_audit.c: the audit reads. Nothing outside gateway/store/postgres/ includes this.
+ * tg_pg_audit.c: the audit reads; tg_pg_track.c: what came of each run. Nothing outside
+ * gateway/store/postgres/ includes this.
  *
  * One connection per handle (a worker's, the background thread's, a command's). Every
  * guarantee that must hold across daemons is decided in the server's transactions: row
@@ -152,7 +153,7 @@ int tg_pg_admin_log(struct tg_store *st, const struct tg_actor *who, const char 
  * A kept row answers for the requests that follow as long as the generation the handle's
  * last tg_pg_auth read is the one the row was read at: every change of teams and presets,
  * and every deletion of upstream calls, moves the generation in its own transaction
- * (sql/postgres/006_generation.sql), so a request answered from these rows sees what the
+ * (sql/postgres/009_generation.sql), so a request answered from these rows sees what the
  * server held when its token was checked. Handles that check no token (the background
  * thread's, a command's) read everything afresh. */
 
@@ -274,8 +275,11 @@ int tg_pg_limits_set(struct tg_store *st, const struct tg_actor *who, const char
                      const struct tg_limits *l);
 int tg_pg_recon_load(struct tg_store *st, struct tg_pool *pool, const char *sub_id,
                      struct tg_recon_sub *out);
+int tg_pg_recon_cursor(struct tg_store *st, struct tg_pool *pool, const char *taskgroup_id,
+                       int64_t before_ms, struct tg_recon_cursor *out);
 int tg_pg_recon_write(struct tg_store *st, const struct tg_recon_write *w);
-int tg_pg_open_counts(struct tg_store *st, long *pending, long *unknown);
+int tg_pg_open_counts(struct tg_store *st, long *pending, long *unknown,
+                      int64_t *oldest_unknown_ms);
 int tg_pg_unknown_ids(struct tg_store *st, struct tg_pool *pool, size_t max,
                       int64_t before_ms, const char ***ids, size_t *n);
 int tg_pg_prior_runs(struct tg_store *st, struct tg_pool *pool, const char *sub_id,
@@ -301,6 +305,21 @@ int tg_pg_audit_prune(struct tg_store *st, const struct tg_actor *who, const cha
                       int dry_run, struct tg_audit_pruned *out);
 int tg_pg_audit_read_log(struct tg_store *st, const struct tg_actor *who, const char *query,
                          long rows);
+
+/* tg_pg_track.c */
+int tg_pg_track_take(struct tg_store *st, size_t max, struct tg_track_group *out, size_t *n,
+                     long *waiting);
+int tg_pg_track_renew(struct tg_store *st);
+int tg_pg_track_record(struct tg_store *st, const char *taskgroup_id,
+                       const char *last_event_id, struct tg_run_change *changes,
+                       size_t n, size_t *recorded);
+int tg_pg_track_settle(struct tg_store *st, const char *taskgroup_id, int64_t adds, int gone,
+                       const char *detail, int *again);
+int tg_pg_track_release(struct tg_store *st, const char *taskgroup_id);
+int tg_pg_webhook_record(struct tg_store *st, const char *webhook_id, const char *taskgroup_id,
+                         struct tg_run_change *change, enum tg_webhook_outcome *out,
+                         char *team, size_t teamlen);
+int tg_pg_webhook_prune(struct tg_store *st, int64_t before_ms, long *n);
 
 /* Until a file implements its operations (the backend is being written): sets "the
  * PostgreSQL backend cannot yet <what>" and returns TG_ERR. */

@@ -21,7 +21,7 @@
     " request_id"
 #define RUN_COLS                                                                           \
     "run_id, submission_id, team, token_label, submitted_at, taskgroup_id, input_index,"   \
-    " processor, run_cursor, event_cursor, call_seq"
+    " processor, run_cursor, event_cursor, call_seq, status, error, completed_at"
 #define CALL_COLS                                                                          \
     "submission_id, team, seq, operation, method, path, first_input, num_inputs,"          \
     " started_at, finished_at, duration_ms, outcome, http_status, run_cursor,"             \
@@ -35,8 +35,9 @@ static const char *const sub_names[] = {
 #define SUB_NCOLS 15
 static const char *const run_names[] = {
     "run_id", "submission_id", "team", "token_label", "submitted_at", "taskgroup_id",
-    "input_index", "processor", "run_cursor", "event_cursor", "call_seq"};
-#define RUN_NCOLS 11
+    "input_index", "processor", "run_cursor", "event_cursor", "call_seq", "status", "error",
+    "completed_at"};
+#define RUN_NCOLS 14
 static const char *const call_names[] = {
     "submission_id", "team", "seq", "operation", "method", "path", "first_input",
     "num_inputs", "started_at", "finished_at", "duration_ms", "outcome", "http_status",
@@ -56,6 +57,7 @@ static const char *const admin_names[] = {
  *   ?5 taskgroup_id              ?6 since       ?7 until
  *   ?8 ?9 ?11 the key to continue after: time, submission id, input index
  *   ?10 the most rows to return (the page's limit plus one, to see whether more follow)
+ *   ?15 a run's status
  * Times are bound always (open bounds as "" and "~", which sort before and after every
  * stored time), so that SQLite walks the time index as a range. */
 #define SCOPE " AND (?1 IS NULL OR team = ?1) AND (?2 IS NULL OR team = ?2)"
@@ -81,7 +83,7 @@ static const char *const audit_sql[S_COUNT] = {
         " AND received_at <= ?8 AND (received_at < ?8 OR submission_id < ?9)" SCOPE
         " AND (?3 IS NULL OR state = ?3) AND (?4 IS NULL OR interface = ?4)"
         " ORDER BY received_at DESC, submission_id DESC LIMIT ?10",
-    /* The literal IN list lets SQLite use the partial index submissions_state. */
+    /* The literal IN list lets SQLite use the partial index submissions_open. */
     [A_OPEN] =
         "SELECT " SUB_COLS " FROM audit_submissions WHERE state IN ('pending', 'unknown')"
         " AND" WINDOW("received_at")
@@ -92,13 +94,14 @@ static const char *const audit_sql[S_COUNT] = {
         "SELECT " RUN_COLS " FROM audit_runs WHERE" WINDOW("submitted_at")
         " AND submitted_at <= ?8 AND (submitted_at < ?8 OR submission_id < ?9"
         "   OR (submission_id = ?9 AND input_index > ?11))" SCOPE
-        " AND (?5 IS NULL OR taskgroup_id = ?5)"
+        " AND (?5 IS NULL OR taskgroup_id = ?5) AND (?15 IS NULL OR status = ?15)"
         " ORDER BY submitted_at DESC, submission_id DESC, input_index LIMIT ?10",
     [A_RUNS_GROUP] =
         "SELECT " RUN_COLS " FROM audit_runs WHERE taskgroup_id = ?5 AND"
         WINDOW("submitted_at")
         " AND submitted_at <= ?8 AND (submitted_at < ?8 OR submission_id < ?9"
         "   OR (submission_id = ?9 AND input_index > ?11))" SCOPE
+        " AND (?15 IS NULL OR status = ?15)"
         " ORDER BY submitted_at DESC, submission_id DESC, input_index LIMIT ?10",
     [A_SUB_ONE] =
         "SELECT " SUB_COLS ", (SELECT request FROM submissions WHERE id = v.submission_id)"
@@ -271,12 +274,12 @@ static int list_page(struct tg_store *st, enum stmt_id id, const struct spec *sp
     const char *from = after->time[0] != '\0' ? after->time : ascending ? "" : "~";
     int src = SQLITE_OK;
     /* Text parameters by number; 10 and 11 are integers, bound below. */
-    const char *text[15] = {NULL, q->scope_team, q->team, q->state, q->interface,
+    const char *text[16] = {NULL, q->scope_team, q->team, q->state, q->interface,
                             q->taskgroup_id, q->since != NULL ? q->since : "",
                             q->until != NULL ? q->until : "~", from, after->id, NULL, NULL,
-                            q->object, q->object_type, q->action};
+                            q->object, q->object_type, q->action, q->run_status};
     int max = sqlite3_bind_parameter_count(s);
-    for (int i = 1; i < 15 && src == SQLITE_OK; i++)
+    for (int i = 1; i < 16 && src == SQLITE_OK; i++)
         if (i != 10 && i != 11 && i <= max && sqlite3_bind_parameter_name(s, i) != NULL)
             src = tg_sqlite_bind_text(s, i, text[i]);
     if (src == SQLITE_OK)

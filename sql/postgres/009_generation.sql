@@ -1,7 +1,7 @@
--- taskgate schema, version 6 (PostgreSQL): a generation number that moves with every change
+-- taskgate schema, version 9 (PostgreSQL): a generation number that moves with every change
 -- a daemon may keep a copy of.
 --
--- The twin of sql/sqlite/006_generation.sql (see 001_init.sql for how the dialects are
+-- The twin of sql/sqlite/009_generation.sql (see 001_init.sql for how the dialects are
 -- matched). A daemon keeps, per connection, what it read of teams (their keys), presets and
 -- group ownership (a group is a team's while the create_group call that made it is
 -- recorded), and reads this row with every token it checks: a copy read at another

@@ -1,4 +1,4 @@
--- taskgate schema, version 6: a generation number that moves with every change a daemon may
+-- taskgate schema, version 9: a generation number that moves with every change a daemon may
 -- keep a copy of.
 --
 -- A PostgreSQL daemon keeps, per connection, what it read of teams (their keys), presets
