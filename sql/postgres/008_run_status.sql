@@ -22,22 +22,33 @@ CREATE TABLE track_groups (
 );
 CREATE INDEX track_groups_follow ON track_groups(since) WHERE state = 'follow';
 
--- SQLite's trigger track_groups_on_add_runs: the call's own start time, not the clock, so
--- that both backends write the same row. It runs after the whole INSERT statement, and so
--- sees the submission as that statement left it.
+-- SQLite's trigger track_groups_on_add_runs, with the call's own start time, not the clock,
+-- so that both backends write the same row. Unlike SQLite, whose one writer serialises
+-- everything, daemons here add runs to one group at once: a row lock per add-runs call
+-- would queue them all behind each other's commits. So an add locks nothing shared but an
+-- advisory lock in shared mode, and touches the row only to bring an idle group back; a
+-- tracker settling the group takes that advisory lock exclusively (tg_pg_track.c), so it
+-- counts every add committed before it, and every add after it sees its verdict. `adds` is
+-- SQLite's counter; here the tracker counts the group's add-runs calls instead.
 CREATE FUNCTION tg_track_groups_on_add_runs() RETURNS trigger
 LANGUAGE plpgsql AS $$
+DECLARE
+    g TEXT;
+    t BIGINT;
 BEGIN
-    INSERT INTO track_groups (taskgroup_id, team_id, state, adds, since, updated_at)
-    SELECT s.taskgroup_id, s.team_id, 'follow', 1, NEW.started_at, NEW.started_at
-      FROM submissions s
-     WHERE s.id = NEW.submission_id AND s.taskgroup_id IS NOT NULL
-    ON CONFLICT (taskgroup_id) DO UPDATE
-       SET adds = track_groups.adds + 1,
-           since = CASE WHEN track_groups.state = 'follow' THEN track_groups.since
-                        ELSE excluded.since END,
-           state = 'follow',
-           updated_at = excluded.updated_at;
+    SELECT s.taskgroup_id, s.team_id INTO g, t FROM submissions s WHERE s.id = NEW.submission_id;
+    IF g IS NULL THEN
+        RETURN NULL;
+    END IF;
+    PERFORM pg_advisory_xact_lock_shared(1953655552, hashtext(g));
+    UPDATE track_groups SET state = 'follow', since = NEW.started_at,
+           updated_at = NEW.started_at
+     WHERE taskgroup_id = g AND state <> 'follow';
+    IF NOT FOUND THEN
+        INSERT INTO track_groups (taskgroup_id, team_id, state, adds, since, updated_at)
+        VALUES (g, t, 'follow', 0, NEW.started_at, NEW.started_at)
+        ON CONFLICT (taskgroup_id) DO NOTHING;
+    END IF;
     RETURN NULL;
 END
 $$;

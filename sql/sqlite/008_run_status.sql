@@ -18,7 +18,8 @@
 --                  no longer knows it (404), or refuses its team's key, see detail
 --   adds           how many add-runs calls were recorded for it: the follower compares it
 --                  before and after a stream, so that runs added while it decided the group
---                  was idle are followed too
+--                  was idle are followed too (PostgreSQL counts the group's add-runs calls
+--                  instead, under an advisory lock, and leaves this 0: see its twin)
 --   last_event_id  the place in the group's event stream after the last event recorded: a
 --                  follower resumes there (last_event_id), so that a restart misses nothing
 --                  and reads nothing twice. NULL: from the start

@@ -522,6 +522,9 @@ class PgSchemaTest(unittest.TestCase):
             order = ", ".join(r[1] for r in self.lite.conn.execute(
                 "PRAGMA table_info(%s)" % table))
             cols = [r[1] for r in self.lite.conn.execute("PRAGMA table_info(%s)" % table)]
+            if table == "track_groups":  # SQLite's add counter (see the test below)
+                cols = [c for c in cols if c not in ("adds", "updated_at")]
+                order = ", ".join(cols)
             sel = ", ".join("hex(%s) AS %s" % (c, c) if c == "answer_body" else c
                             for c in cols)
             psel = ", ".join("upper(encode(%s, 'hex')) AS %s" % (c, c) if c == "answer_body"
@@ -617,7 +620,10 @@ class PgSchemaTest(unittest.TestCase):
                 ["tgrp_2", 2, "follow", 2, None, None, "2026-11-02T00:00:00.000Z",
                  "2026-11-02T09:00:00.100Z"]]
         self.assertEqual(self.lite.query(sql)[1], want)
-        self.assertEqual(self.pgdb.query(sql)[1], want)
+        # PostgreSQL keeps no counter (adds from many daemons would queue on the row): a
+        # group already followed is left as it is, and the tracker counts the calls.
+        self.assertEqual(self.pgdb.query(sql)[1],
+                         [r[:3] + [0] + r[4:7] + [r[6]] for r in want])
         # An idle group asked again: 'follow' since the new call, its place kept.
         call = ("INSERT INTO upstream_calls (submission_id, seq, operation, method, path,"
                 " started_at, outcome) VALUES ('sub_06', 5, 'add_runs', 'POST', '/x',"
@@ -635,7 +641,7 @@ class PgSchemaTest(unittest.TestCase):
             self.lite.conn.execute("ROLLBACK")
         r = self.pgdb.run("BEGIN;\n%s;\n%s;\nROLLBACK;" % (";\n".join(setup), again))
         self.assertEqual(lrow, [["follow", 3, "e9", "2026-11-03T00:00:00.000Z"]])
-        self.assertIn("follow|3|e9|2026-11-03T00:00:00.000Z", r.stdout.splitlines())
+        self.assertIn("follow|0|e9|2026-11-03T00:00:00.000Z", r.stdout.splitlines())
 
     # ---- append-only ------------------------------------------------------------------
 

@@ -21,6 +21,19 @@
     " OR g.lease_until IS NULL OR g.lease_until <= $2 OR NOT EXISTS (SELECT 1 FROM daemons d" \
     "  WHERE d.id = g.owner AND d.stopped_at IS NULL AND d.lease_until > $2))"
 
+/* The group's add-runs calls so far: what `adds` counts on SQLite (see 008_run_status.sql for
+ * why PostgreSQL counts them instead of keeping a counter every add would lock). A count
+ * taken without the group's lock may miss an add committing meanwhile; settling then sees
+ * the count move and keeps following, which is the safe side. */
+#define ADDS(g)                                                                            \
+    "(SELECT count(*) FROM submissions s JOIN upstream_calls c ON c.submission_id = s.id"  \
+    " WHERE s.taskgroup_id = " g ".taskgroup_id AND c.operation = 'add_runs'"              \
+    " AND c.outcome IN ('ok', 'unknown'))"
+
+/* The advisory lock of a group's adds (the trigger of 008_run_status.sql takes it shared). */
+static const struct tg_pg_stmt adds_lock_stmt = {
+    "track_adds_lock", "SELECT pg_advisory_xact_lock(1953655552, hashtext($1))"};
+
 static const struct tg_pg_stmt take_stmt = {
     "track_take",
     "WITH c AS (SELECT g.taskgroup_id FROM track_groups g WHERE" TAKEABLE
@@ -28,7 +41,7 @@ static const struct tg_pg_stmt take_stmt = {
     " u AS (UPDATE track_groups g SET owner = $1, lease_until = $3 FROM c"
     "  WHERE g.taskgroup_id = c.taskgroup_id"
     "  RETURNING g.taskgroup_id, g.team_id, g.last_event_id, g.adds, g.since)"
-    " SELECT u.taskgroup_id, u.team_id, t.name, coalesce(u.last_event_id, ''), u.adds"
+    " SELECT u.taskgroup_id, u.team_id, t.name, coalesce(u.last_event_id, ''), " ADDS("u")
     " FROM u JOIN teams t ON t.id = u.team_id ORDER BY u.since"};
 static const struct tg_pg_stmt waiting_stmt = {
     "track_waiting", "SELECT count(*) FROM track_groups g WHERE" TAKEABLE};
@@ -63,7 +76,7 @@ static const struct tg_pg_stmt news_stmt = {
 /* Runs added since it was taken (adds moved on): still to follow, by whoever takes it. */
 static const struct tg_pg_stmt settle_stmt = {
     "track_settle",
-    "UPDATE track_groups SET state = CASE WHEN adds <> $2::bigint THEN 'follow'"
+    "UPDATE track_groups g SET state = CASE WHEN " ADDS("g") " <> $2::bigint THEN 'follow'"
     " WHEN $3::int = 1 THEN 'gone' ELSE 'idle' END, owner = NULL, lease_until = NULL,"
     " updated_at = $4, detail = $5 WHERE taskgroup_id = $1 AND owner = $6 RETURNING state"};
 static const struct tg_pg_stmt release_stmt = {
@@ -187,7 +200,12 @@ static int settle_w(struct tg_store *st, void *arg)
                        me()};
     PGresult *r;
     a->again = 0;
-    int rc = tg_pg_one(st, &settle_stmt, 6, p, &r, "settle a followed group");
+    /* Every add to the group committed before the lock is seen by the count, a statement
+     * of its own so that its snapshot is taken after the wait; later adds wait for this
+     * transaction and then see the group idle. */
+    int rc = tg_pg_run(st, &adds_lock_stmt, 1, p, "lock a followed group's adds");
+    if (rc == TG_OK)
+        rc = tg_pg_one(st, &settle_stmt, 6, p, &r, "settle a followed group");
     if (rc == TG_OK) {
         a->again = strcmp(tg_pg_text(r, 0, 0), "follow") == 0;
         PQclear(r);
