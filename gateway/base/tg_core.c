@@ -10,6 +10,8 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include "tg_clock.h"
+
 const char *tg_rc_str(int rc)
 {
     switch (rc) {
@@ -306,7 +308,7 @@ int64_t tg_now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + tg_clock_shift_ms();
 }
 
 int64_t tg_mono_us(void)

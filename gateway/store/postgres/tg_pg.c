@@ -743,4 +743,5 @@ const struct tg_store_backend tg_pg_backend = {
     .track_release = tg_pg_track_release,
     .webhook_record = tg_pg_webhook_record,
     .webhook_prune = tg_pg_webhook_prune,
+    .usage = &tg_pg_usage_ops,
 };

@@ -20,7 +20,7 @@ static const struct tg_pg_stmt sub_insert_stmt = {
     " http_status, error, request, resumes, daemon_id)"
     " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"};
 
-/* The same row for a team without limits only ($2 the team): admission's one statement
+/* The same row for a team without limits or budgets only ($2 the team): admission's one statement
  * when no idempotency record is involved. No row written: the team has limits. */
 static const struct tg_pg_stmt sub_admit_stmt = {
     "records_sub_admit",
@@ -30,7 +30,8 @@ static const struct tg_pg_stmt sub_admit_stmt = {
     " SELECT $1, $2::bigint, $3, $4, $5, $6, $7, $8, $9, $10::bigint, $11, $12::bigint,"
     " $13, $14, $15, $16"
     " WHERE NOT EXISTS (SELECT 1 FROM team_limits WHERE team_id = $2::bigint"
-    "  AND (runs_per_minute > 0 OR in_flight > 0))"};
+    "  AND (runs_per_minute > 0 OR in_flight > 0))"
+    " AND NOT EXISTS (SELECT 1 FROM team_budgets WHERE team_id = $2::bigint)"};
 
 static const struct tg_pg_stmt sub_group_stmt = {
     "records_sub_group",

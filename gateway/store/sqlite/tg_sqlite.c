@@ -748,4 +748,5 @@ const struct tg_store_backend tg_sqlite_backend = {
     .track_release = tg_sqlite_track_release,
     .webhook_record = tg_sqlite_webhook_record,
     .webhook_prune = tg_sqlite_webhook_prune,
+    .usage = &tg_sqlite_usage_ops,
 };
