@@ -157,8 +157,9 @@ CREATE TRIGGER submissions_hold_release AFTER UPDATE OF state ON submissions
 WHEN OLD.state IN ('pending', 'unknown') AND NEW.state IN ('accepted', 'failed', 'rejected')
 BEGIN
     UPDATE team_budgets
-    SET month_micro = month_micro - CASE WHEN month = h.month THEN h.held_micro ELSE 0 END,
-        day_micro = day_micro - CASE WHEN day = h.day THEN h.held_micro ELSE 0 END
+    SET month_micro = month_micro
+            - CASE WHEN team_budgets.month = h.month THEN h.held_micro ELSE 0 END,
+        day_micro = day_micro - CASE WHEN team_budgets.day = h.day THEN h.held_micro ELSE 0 END
     FROM budget_holds h
     WHERE h.submission_id = NEW.id AND h.open = 1 AND team_budgets.team_id = h.team_id;
 
