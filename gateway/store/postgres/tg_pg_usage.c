@@ -35,7 +35,7 @@ static const struct tg_pg_stmt budget_take_stmt = {
     "   b.day_micro),"
     " h AS (INSERT INTO budget_holds (submission_id, team_id, month, day, held_micro, open)"
     "  SELECT $6, $1::bigint, u.month, u.day, cost.c, 1 FROM u, cost)"
-    " SELECT cost.c, u.monthly_micro IS NOT NULL, u.monthly_micro, u.daily_micro, u.soft,"
+    " SELECT cost.c, (u.monthly_micro IS NOT NULL)::int, u.monthly_micro, u.daily_micro, u.soft,"
     "  u.month, u.month_micro, u.day, u.day_micro FROM cost LEFT JOIN u ON true"};
 
 static const struct tg_pg_stmt budget_get_stmt = {
