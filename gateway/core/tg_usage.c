@@ -420,12 +420,15 @@ static int write_json(const struct tg_usage_read *r, const struct usage_rows *l,
     return rc;
 }
 
-/* A CSV field: quoted when it holds a comma, a quote or a line break (RFC 4180). */
+/* A CSV field: quoted when it holds a comma, a quote or a line break (RFC 4180); one a
+ * spreadsheet would run as a formula is written as text, a quote in front, as the audit's
+ * CSV does (a processor is what a client sent). */
 static int csv_field(struct tg_buf *b, const char *s)
 {
-    if (strcspn(s, ",\"\r\n") == strlen(s))
+    int formula = s[0] != '\0' && strchr("=+-@\t\r", s[0]) != NULL;
+    if (!formula && strcspn(s, ",\"\r\n") == strlen(s))
         return tg_buf_adds(b, s);
-    int rc = tg_buf_adds(b, "\"");
+    int rc = tg_buf_adds(b, formula ? "\"'" : "\"");
     for (; rc == TG_OK && *s != '\0'; s++)
         rc = *s == '"' ? tg_buf_adds(b, "\"\"") : tg_buf_add(b, s, 1);
     return rc == TG_OK ? tg_buf_adds(b, "\"") : rc;
