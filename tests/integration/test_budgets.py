@@ -277,6 +277,13 @@ class BudgetsTest(StackTestCase):
         table = prices_table(s)
         self.assertEqual([e for e in table["core"]], [("1970-01-01", 25000),
                                                       ("2031-03-11", 30000)])
+        published = {"lite": 5, "base": 10, "core": 25, "core2x": 50, "pro": 100, "ultra": 300,
+                     "ultra2x": 600, "ultra4x": 1200, "ultra8x": 2400}  # USD per 1,000 runs
+        self.assertEqual({p: v[0] for p, v in table.items()},
+                         {p: ("1970-01-01", usd * 1000) for p, usd in published.items()})
+        listed = s.cli_ok("price", "list").stdout
+        self.assertIn("ultra8x    1970-01-01      2400.00  published", listed)
+        self.assertIn("core       2031-03-11        30.00  operator", listed)
         expect = {}
         for run in s.db("SELECT team, processor, submitted_at FROM audit_runs"):
             day = run[2][:10]
