@@ -220,6 +220,7 @@ class Bench:
             run_g("warm-G", p["warm_secs"], p["max_conns"])
         rounds = {"B": [], "F": [], "G": []}
         db0 = self.db_counters(g_port)
+        refused0 = self.metric(g_port, "taskgate_worker_share_refusals_total")
         for i in range(p["max_rounds"]):
             self.say("max throughput, round %d of %d" % (i + 1, p["max_rounds"]))
             rounds["B"].append(run_b("max-B", p["max_secs"], p["max_conns"]))
@@ -231,6 +232,8 @@ class Bench:
                       "ratio": best["G"]["ok_rps"] / best["B"]["ok_rps"],
                       "ratio_fb": best["F"]["ok_rps"] / best["B"]["ok_rps"],
                       "ratio_gf": best["G"]["ok_rps"] / best["F"]["ok_rps"]}
+        res["max"]["share_refusals"] = (self.metric(g_port, "taskgate_worker_share_refusals_total")
+                                        - refused0)
         db1 = self.db_counters(g_port)
         tx = db1.get("taskgate_db_transactions_total", 0) - db0.get(
             "taskgate_db_transactions_total", 0)

@@ -195,6 +195,9 @@ def table(r):
                 _f(mx[k].get("daemon_cpu_us_per_request")), _statuses(mx["rounds"][k])))
         w("  G/B %.3f   F/B %s   G/F %s" % (mx["ratio"], _f(mx.get("ratio_fb"), "%.3f"),
                                            _f(mx.get("ratio_gf"), "%.3f")))
+        if mx.get("share_refusals") is not None:
+            w("  the daemon refused %.0f of G's submissions over these rounds for the team's "
+              "worker share (429, taskgate_worker_share_refusals_total)" % mx["share_refusals"])
         cpu = mx["G"].get("daemon_cpu_us_per_request")
         if cpu is not None:
             w("  (us CPU/req: the daemon's, or the relay's, CPU per request in its best round; "
