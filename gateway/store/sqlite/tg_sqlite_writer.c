@@ -364,13 +364,6 @@ static int configure_writer(struct tg_store *w)
     snprintf(pragma, sizeof(pragma), "PRAGMA cache_size = -%d", WRITER_CACHE_KB);
     if (sqlite3_exec(w->db, pragma, NULL, NULL, NULL) != SQLITE_OK)
         return tg_sqlite_db_err(w, sqlite3_errcode(w->db), "configure the writer");
-    /* Each write's savepoint keeps the pages it changes in a statement journal, which
-     * SQLite spills to a temporary file past 64 kB: a group of a few submissions made, wrote
-     * and removed one, about 8 pages per submission, more writes than to the WAL. Kept in
-     * memory, it costs a copy of those pages (a group's changes, undone only by a failed
-     * write). */
-    if (sqlite3_exec(w->db, "PRAGMA temp_store = MEMORY", NULL, NULL, NULL) != SQLITE_OK)
-        return tg_sqlite_db_err(w, sqlite3_errcode(w->db), "configure the writer");
     /* Rolling back must never fail for want of a statement. */
     const enum stmt_id fixed[] = {S_SAVEPOINT, S_RELEASE, S_ROLLBACK_TO};
     for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++) {
