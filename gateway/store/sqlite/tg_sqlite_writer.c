@@ -33,14 +33,10 @@
 #include <sqlite3.h>
 
 #define WRITER_CACHE_KB 16384  /* the writer's page cache; readers keep SQLite's 2 MB */
-/* WAL pages appended since the last checkpoint after which the checkpointer is woken:
- * smaller, more frequent passes copy less at a time (at 2,000 submissions/s, p99 4.7-5.4 ms
- * with 300 against 5.8-5.9 ms with SQLite's 1000). */
+/* WAL pages after which the checkpointer is woken. Its second pass holds the writer mutex
+ * through two fsyncs, so smaller, more frequent passes stall the writers for less: at
+ * 2,000 submissions/s, p99 4.7-5.4 ms with 300 against 5.8-5.9 ms with SQLite's 1000. */
 #define CHECKPOINT_PAGES 300
-/* WAL pages past which a checkpoint also takes its second pass, under the writer mutex and
- * through two fsyncs, so that the WAL is copied whole and the next write starts it again
- * from its beginning instead of letting it grow. Below it the writers are never stopped. */
-#define RESTART_PAGES 1200
 
 /* ---- group commit ------------------------------------------------------------------------ */
 
@@ -122,9 +118,8 @@ int tg_sqlite_write_health(char *why, size_t whylen)
 }
 
 /* Pages the writer's last commit appended to the WAL (set by wal_grew, under the writer
- * mutex), the WAL's size after the commit before, and how much of it the last checkpoint
- * had copied (under the writer mutex too). */
-static int wal_frames, wal_pages, wal_copied;
+ * mutex), and the WAL's size after the commit before. */
+static int wal_frames, wal_pages;
 
 /* Runs one group in one transaction on the writer connection. Every request's rc is set. */
 static void run_group(struct tg_store *w, struct write_req *group)
@@ -318,11 +313,9 @@ static int wal_grew(void *unused, sqlite3 *db, const char *name, int pages)
     (void)unused;
     (void)db;
     (void)name;
-    if (pages < wal_pages) /* restarted from its beginning */
-        wal_copied = 0;
-    wal_frames = pages >= wal_pages ? pages - wal_pages : pages;
+    wal_frames = pages >= wal_pages ? pages - wal_pages : pages; /* smaller: restarted */
     wal_pages = pages;
-    if (pages - wal_copied >= CHECKPOINT_PAGES)
+    if (pages >= CHECKPOINT_PAGES)
         tg_bg_poke(&ckpt);
     return SQLITE_OK;
 }
@@ -330,20 +323,17 @@ static int wal_grew(void *unused, sqlite3 *db, const char *name, int pages)
 /* PASSIVE: copies what no reader still needs back into the database without waiting for
  * anyone. The WAL is restarted from its beginning by the first write transaction that
  * finds all of it copied, which never happens while commits follow each other faster
- * than a checkpoint runs: so the bulk is copied while the writers go on, and once the WAL
- * is past RESTART_PAGES what they appended meanwhile is copied again with the writer
- * mutex held, which is short. */
+ * than a checkpoint runs: so the bulk is copied while the writers go on, and what they
+ * appended meanwhile is copied again with the writer mutex held, which is short. */
 static void checkpoint(sqlite3 *db)
 {
     int log = 0, copied = 0;
     int rc = sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &copied);
-    tg_sqlite_writer_lock();
-    if (rc == SQLITE_OK && log >= RESTART_PAGES)
+    if (rc == SQLITE_OK) {
+        tg_sqlite_writer_lock();
         rc = sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &copied);
-    /* Unless a write restarted the WAL meanwhile, which wal_grew saw. */
-    if (rc == SQLITE_OK && copied >= 0 && copied <= wal_pages)
-        wal_copied = copied;
-    tg_sqlite_writer_unlock();
+        tg_sqlite_writer_unlock();
+    }
     if (rc != SQLITE_OK && (rc & 0xff) != SQLITE_BUSY)
         tg_log(TG_LOG_WARN, "WAL checkpoint failed: %s", sqlite3_errmsg(db));
 }
