@@ -98,11 +98,11 @@ struct tg_auth {
 };
 
 /* Looks up a token by the hex SHA-256 of its text. TG_OK fills *out; TG_ENOTFOUND when no
- * such token exists, or it is revoked or expired at now_ms. On PostgreSQL it also fixes what
- * the handle's reads of team keys, presets and group ownership answer until its next
- * tg_store_auth: copies it kept of them answer while they are what the server held at this
- * check (sql/postgres/009_generation.sql); a handle that checks no token reads them
- * afresh. */
+ * such token exists, or it is revoked or expired at now_ms. It also fixes what the
+ * handle's reads of team keys, presets and group ownership answer until its next
+ * tg_store_auth: copies it kept of them answer while they are what the database held at
+ * this check (the generation row of each backend's 009_generation.sql, read with the
+ * token); a handle that checks no token reads them afresh. */
 int tg_store_auth(struct tg_store *st, const char *token_hash, int64_t now_ms,
                   struct tg_auth *out);
 

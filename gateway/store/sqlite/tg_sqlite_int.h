@@ -3,7 +3,8 @@
  * the audit records' writes; tg_sqlite_writer.c: the daemon's group commit;
  * tg_sqlite_ident.c: teams, tokens and presets; tg_sqlite_keys.c: keys at rest;
  * tg_sqlite_admission.c: idempotency, limits and reconciliation; tg_sqlite_owner.c:
- * ownership; tg_sqlite_audit.c: the audit reads; tg_sqlite_track.c: what came of each run.
+ * ownership; tg_sqlite_audit.c: the audit reads; tg_sqlite_track.c: what came of each run;
+ * tg_sqlite_kept.c: what a handle keeps of its reads of keys, presets and ownership.
  * Nothing outside gateway/store/sqlite/ includes this. */
 #ifndef TG_SQLITE_INT_H
 #define TG_SQLITE_INT_H
@@ -34,7 +35,7 @@ enum stmt_id {
     S_BEGIN, S_COMMIT, S_ROLLBACK, S_SAVEPOINT, S_RELEASE, S_ROLLBACK_TO, S_VERSION,
     S_AUTH, S_TEAM_KEY, S_TEAM_ID, S_TEAM_ADD, S_TEAM_SET_KEY, S_TEAM_LIST,
     S_TOKEN_ADD, S_TOKEN_REVOKE, S_TOKEN_LIST,
-    S_PRESET_SET, S_PRESET_GET, S_PRESET_LIST,
+    S_PRESET_SET, S_PRESET_GET, S_PRESET_KEPT, S_PRESET_LIST,
     S_SUB_INSERT, S_SUB_GROUP, S_SUB_FINISH, S_SUB_STATE, S_SUB_UPSTREAM,
     S_CALL_INSERT, S_RUN_INSERT,
     S_ADMIN_LOG, S_TEAM_FP, S_TEAM_NAME, S_TOKEN_INFO, S_RECOVER,
@@ -59,6 +60,23 @@ enum stmt_id {
     S_COUNT
 };
 
+/* What a handle keeps of its reads (tg_sqlite_kept.c): a team's upstream key in clear
+ * (name NULL), a preset's body as the request path reads it, opened (name: the preset's),
+ * or that a group is owned (name: the group's; kept when owned only), with the generation
+ * its read saw. found 0: the key or preset does not exist (value NULL). opened: the value
+ * was opened with the key ring, so it may answer only while the ring may be used. */
+enum tg_sqlite_kept_kind { KEPT_KEY, KEPT_PRESET, KEPT_GROUP };
+struct tg_sqlite_kept {
+    int used, found, opened;
+    enum tg_sqlite_kept_kind kind;
+    int64_t team_id;
+    int64_t generation;
+    char *name;
+    char *value;
+    size_t len;
+};
+#define KEPT_ROWS 32
+
 /* The SQLite backend's handle (tg_store_backend.h: it begins with the face's head). */
 struct tg_store {
     struct tg_store_head head;
@@ -66,7 +84,32 @@ struct tg_store {
     sqlite3_stmt *stmt[S_COUNT];
     int flags;                          /* the TG_STORE_* flags it was opened with */
     char err[512];
+    int64_t generation;                 /* what the last tg_sqlite_auth saw; -1: none */
+    struct tg_sqlite_kept kept[KEPT_ROWS];
+    int kept_next;
 };
+
+/* ---- what a handle keeps of its reads (tg_sqlite_kept.c) ----
+ * A kept row answers for the requests that follow as long as the generation the handle's
+ * last tg_sqlite_auth read, in the statement that checked the token, is the one the row
+ * was read at: every change of teams and presets, and every deletion of upstream calls,
+ * moves it in the change's own transaction, whichever process or program makes it (the
+ * triggers of sql/sqlite/009_generation.sql). So a request answered from these rows sees
+ * what the file held when its token was checked. A handle that checks no token (the
+ * background threads', a command's), or that made a change of its own since, reads
+ * everything afresh. */
+
+/* The row kept for (kind, team_id, name) that may answer now, or NULL. */
+const struct tg_sqlite_kept *tg_sqlite_kept_find(const struct tg_store *st,
+                                                 enum tg_sqlite_kept_kind kind,
+                                                 int64_t team_id, const char *name);
+/* Keeps value (len bytes, copied; NULL with found 0) for (kind, team_id, name), read at
+ * generation; the row kept, or NULL when out of memory (nothing is kept). */
+struct tg_sqlite_kept *tg_sqlite_kept_keep(struct tg_store *st, enum tg_sqlite_kept_kind kind, int64_t team_id,
+                         const char *name, int64_t generation, int found, const char *value,
+                         size_t len);
+/* Forgets every row (their values wiped: a key is in clear). */
+void tg_sqlite_kept_free(struct tg_store *st);
 
 /* Longest values the structs of tg_store.h can carry back without truncation. */
 #define TEAM_NAME_MAX 64
