@@ -60,15 +60,6 @@ static void parse_query(const char *query, struct tg_usage_read *r, json_object 
     }
 }
 
-static int wants_csv(const char *accept)
-{
-    if (accept == NULL)
-        return 0;
-    double csv = tg_http_accept_q(accept, "text/csv");
-    double json = tg_http_accept_q(accept, "application/json");
-    return csv > 0 && csv > json;
-}
-
 void tg_usage_http_read(struct tg_worker *w, struct tg_request *req, struct tg_response *resp)
 {
     const struct tg_auth *auth = req->auth;
@@ -82,7 +73,7 @@ void tg_usage_http_read(struct tg_worker *w, struct tg_request *req, struct tg_r
         return;
     }
     const char *q = req->query != NULL ? req->query : "";
-    if (wants_csv(req->accept))
+    if (tg_http_wants_csv(req->accept))
         r.format = TG_AUDIT_CSV;
     parse_query(q, &r, detail);
     if (json_object_array_length(detail) > 0) {

@@ -97,7 +97,13 @@ static size_t series_of(struct month *m, const char *processor)
 static int month_row(void *arg, const struct tg_usage_row *r)
 {
     struct month *m = arg;
-    int day = r->period != NULL && strlen(r->period) == 10 ? atoi(r->period + 8) : 0;
+    int64_t at;
+    if (r->period == NULL || tg_time_parse(r->period, &at) != TG_OK)
+        return TG_OK; /* not a day: the query asked for days */
+    time_t secs = (time_t)(at / 1000);
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    int day = tm.tm_mday;
     if (day < 1 || day > m->days)
         return TG_OK;
     size_t s = series_of(m, r->processor != NULL ? r->processor : "");
@@ -113,15 +119,6 @@ static int month_row(void *arg, const struct tg_usage_row *r)
     tg_buf_printf(m->rows, "</td><td class=\"num\">%lld</td><td class=\"num\">$%s</td></tr>\n",
                   (long long)r->runs, usd);
     return m->rows->refused ? TG_ETOOBIG : TG_OK;
-}
-
-/* Days in the month of day ("YYYY-MM-DD"). */
-static int days_in(const char *day)
-{
-    int y = atoi(day), mo = atoi(day + 5);
-    static const int n[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    return mo == 2 && leap ? 29 : n[(mo - 1) % 12];
 }
 
 static void fact(struct tg_buf *b, const char *name, const char *id, const char *value)
@@ -163,15 +160,16 @@ static void usage_page(struct tg_worker *w, const struct tg_request *req,
     int64_t now = tg_now_ms();
     tg_budget_period(now, month, day);
     snprintf(since, sizeof(since), "%s-01", month);
-    int y = atoi(month), mo = atoi(month + 5);
-    if (mo < 1 || mo > 12)
-        mo = 1;
+    time_t secs = (time_t)(now / 1000);
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    int y = tm.tm_year + 1900, mo = tm.tm_mon + 1;
     snprintf(until, sizeof(until), "%04d-%02d-01", mo == 12 ? y + 1 : y, mo == 12 ? 1 : mo + 1);
     struct tg_buf rows;
     tg_buf_init(&rows, resp->body.max);
     struct month m;
     memset(&m, 0, sizeof(m));
-    m.days = days_in(day);
+    m.days = tg_days_in_month(y, mo);
     m.pool = req->pool;
     m.rows = &rows;
     m.values = tg_pool_calloc(req->pool, (size_t)m.days * (SERIES_MAX + 1), sizeof(int64_t));
