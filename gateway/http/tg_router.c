@@ -53,6 +53,26 @@ static void log_health(const char *detail)
         tg_log(TG_LOG_WARN, "/healthz: %s", detail);
 }
 
+/* Whether writes work, as far as the last write knows. When it failed, the check tries a
+ * write of its own, at most once a second, so that a store that is back is told at once
+ * even by a daemon that has nothing to write (the last failure stays what it tells
+ * otherwise). */
+static int writes_work(struct tg_store *st, char *detail, size_t len)
+{
+    static int64_t last_probe_ms;
+    if (tg_store_write_health(detail, len) == TG_OK)
+        return 1;
+    int64_t now = tg_now_ms(), last = __atomic_load_n(&last_probe_ms, __ATOMIC_RELAXED);
+    if (now - last < 1000
+        || !__atomic_compare_exchange_n(&last_probe_ms, &last, now, 0, __ATOMIC_RELAXED,
+                                        __ATOMIC_RELAXED))
+        return 0;
+    if (tg_store_write_probe(st) == TG_OK)
+        return 1;
+    snprintf(detail, len, "%s", tg_store_errmsg(st));
+    return 0;
+}
+
 /* 503 with what is wrong: in general terms for anyone (the endpoint is public), with the
  * details (paths, SQLite's words) for loopback clients and the log. */
 static void health(struct tg_worker *w, struct tg_request *req,
@@ -70,7 +90,7 @@ static void health(struct tg_worker *w, struct tg_request *req,
             pub = strstr(msg, "read-only") != NULL ? "the database cannot be written"
                                                    : "the database cannot be read";
         snprintf(detail, sizeof(detail), "%s", msg);
-    } else if (tg_store_write_health(detail, sizeof(detail)) != TG_OK) {
+    } else if (!writes_work(w->store, detail, sizeof(detail))) {
         pub = "the database cannot be written";
     } else if ((owed = tg_reconcile_owed()) > 0) {
         pub = "submissions wait for the database to record their outcome";

@@ -226,6 +226,27 @@ class HealthTest(StackTestCase):
                 status, _, body = s.http("GET", "/healthz")
                 self.assertEqual(status, 200, body)
 
+    @pg_only
+    def test_healthz_is_ok_again_once_the_server_is_back_after_a_failed_write(self):
+        # A write that failed while the server was down is the last write the daemon knows
+        # of; once the server answers again /healthz must say so at once, not only after
+        # some later write happens to succeed (an idle daemon may make none for minutes).
+        s = self.stack()
+        s.add_team("ops", "par-ops-key", preset={"processor": "core"})
+        token, _ = s.issue_token("ops")
+        with s.pg_server_down("immediate"):
+            status, answer, _ = s.json_req("POST", "/v1/runs", {"inputs": ["q"]}, token=token)
+            self.assertEqual(status, 503, answer)
+            # The run tracker's own writes (it looks for groups to follow) fail too.
+            deadline = time.monotonic() + 15
+            while "run tracking: connect to PostgreSQL" not in s.daemon_log():
+                self.assertLess(time.monotonic(), deadline, "the tracker wrote nothing")
+                time.sleep(0.1)
+        status, _, body = s.http("GET", "/healthz")
+        self.assertEqual(status, 200, body)
+        status, answer, _ = s.json_req("POST", "/v1/runs", {"inputs": ["q"]}, token=token)
+        self.assertEqual(status, 200, answer)
+
     def public_health(self, s):
         """/healthz as a client on another machine sees it. nginx listens on 127.0.0.1 only,
         so the client connects from 127.0.0.2: on Linux all of 127/8 reaches loopback, and
