@@ -27,6 +27,7 @@ import threading
 import time
 
 import report
+import scale
 from stack import (BenchError, Daemon, Procs, HERE, TOP, children, cpu_seconds, file_sizes,
                    json_answer, request, gateway_create_group, start_front, start_sim, start_standin, tail)
 from pgserver import PgServer, pg_bindir, psql_path  # tests/integration, on stack's path
@@ -46,6 +47,7 @@ PROFILES = {
         "store_secs": 8.0, "store_clients": 2, "store_inputs": 1000,
         "streams": 2000, "stream_max_secs": 4, "stream_lat_frac": 0.50, "stream_lat_secs": 6,
         "stream_open_secs": 30.0,
+        "scale_runs": 1000000, "scale_inputs": 1000, "scale_groups": 10, "scale_repeats": 5,
     },
     "quick": {
         "warm_secs": 0, "max_rounds": 1, "max_secs": 1, "max_conns": 16, "wrk_threads": 2,
@@ -56,6 +58,7 @@ PROFILES = {
         "store_secs": 1.0, "store_clients": 2, "store_inputs": 1000,
         "streams": 50, "stream_max_secs": 1, "stream_lat_frac": 0.50, "stream_lat_secs": 1,
         "stream_open_secs": 10.0,
+        "scale_runs": 20000, "scale_inputs": 1000, "scale_groups": 4, "scale_repeats": 1,
     },
 }
 
@@ -428,6 +431,80 @@ class Bench:
             return conn.execute(sql).fetchone()[0]
         finally:
             conn.close()
+
+    # ---- part A: the audit at scale ----------------------------------------------------------
+
+    def part_scale(self):
+        """The store filled through the gateway to p['scale_runs'] runs (submissions of
+        p['scale_inputs'] inputs over p['scale_groups'] groups of one team, a few more of a
+        second team, some refused upstream), then: every audit read timed over HTTP and with
+        the CLI, bytes per run, the 10,000-input submission against its time on the new
+        store, and a prune of the first half while one client goes on submitting."""
+        p = self.p
+        d = self.subdir("scale")
+        res = self.results["parts"].setdefault("scale", {})
+        mark = self.procs.mark()
+        daemon = front = None
+        try:
+            _, sim_port = start_sim(self.procs, self.args.sim, d, 0)
+            daemon = Daemon(self.procs, self.args.taskgate, d, "http://127.0.0.1:%d" % sim_port)
+            token = daemon.setup_team(TEAM, KEY, PRESET)
+            daemon.cli("team", "add", "other", input=KEY + "\n")
+            daemon.cli("preset", "set", "other", "default", "-", input=json.dumps(PRESET))
+            other = daemon.cli("token", "issue", "other", "--label", "bench").strip()
+            audit = daemon.cli("token", "issue", TEAM, "--role", "audit",
+                               "--label", "auditor").strip()
+            daemon.start()
+            front = start_front(self.procs, self.args.nginx, d, daemon)
+            port = front.ports[0]
+            groups = [gateway_create_group(port, token) for _ in range(p["scale_groups"])]
+            n = p["bulk_inputs"]
+            body = json.dumps({"taskgroup_id": groups[0],
+                               "inputs": ["question number %d" % i for i in range(n)]})
+            res["fresh"] = self.bulk(port, token, body, n, daemon, p["bulk_repeats"])
+            # A second team, and submissions the upstream refuses (an unknown processor).
+            other_group = gateway_create_group(port, other)
+            for _ in range(3):
+                self.smoke_g(port, other, json.dumps({"taskgroup_id": other_group,
+                                                      "inputs": ["q"] * 10}), 10)
+            for _ in range(3):
+                request(port, "POST", "/v1/runs",
+                        json.dumps({"taskgroup_id": groups[0], "inputs": ["q"],
+                                    "processor": "no-such-processor"}),
+                        {"Content-Type": "application/json", "Authorization": "Bearer " + token})
+            runs_now = self.db_value(daemon.db_path, "SELECT count(*) FROM runs")
+            started = scale.utc_now()
+            self.say("audit at scale: filling to %d runs (%d-input submissions)"
+                     % (p["scale_runs"], p["scale_inputs"]))
+            res["fill"] = scale.fill(port, token, groups, p["scale_inputs"], p["scale_runs"],
+                                     runs_now)
+            res["fill"]["started"] = started
+            res["store"] = scale.store_figures(daemon.db_path, self.db_value)
+            res["grown"] = self.bulk(port, token, body, n, daemon, p["bulk_repeats"])
+            marks = res["fill"]["marks"]
+            since = marks[-2][1] if len(marks) >= 2 else started
+            sub = self.db_value(daemon.db_path, "SELECT id FROM submissions WHERE num_inputs ="
+                                " %d ORDER BY received_at DESC LIMIT 1 OFFSET 5"
+                                % p["scale_inputs"])
+            run = self.db_value(daemon.db_path, "SELECT run_id FROM runs WHERE submission_id"
+                                " = '%s' AND input_index = 500" % sub)
+            ids = {"run": run, "submission": sub, "group": groups[1], "team": TEAM,
+                   "since": since}
+            res["ids"] = ids
+            self.say("audit at scale: timing the audit reads")
+            res["reads"] = scale.reads(port, daemon, audit, ids, p["scale_repeats"])
+            res["summary_exact"] = scale.summary_check(daemon.db_path, self.db_value)
+            half = marks[len(marks) // 2][1] if marks else started
+            self.say("audit at scale: pruning what came before %s under load" % half)
+            # A group made now: a prune may take the submission that made an older one.
+            res["prune"] = scale.prune_under_load(port, token, daemon,
+                                                  gateway_create_group(port, token), half)
+            res["prune"]["before"] = half
+            res["summary_exact_after_prune"] = scale.summary_check(daemon.db_path,
+                                                                   self.db_value)
+            res["store_after_prune"] = scale.store_figures(daemon.db_path, self.db_value)
+        finally:
+            self.stop_stack(res, mark, front, daemon)
 
     # ---- part E: submissions with and without many event streams open ----------------------
 
@@ -826,8 +903,15 @@ def parse_args(argv):
     ap.add_argument("--keep", action="store_true", help="keep the working directory (logs)")
     ap.add_argument("--no-install", action="store_true",
                     help="do not apt-get install wrk when it is missing")
+    ap.add_argument("--parts", help="only these parts, comma-separated (static, pg, slow, "
+                    "large, scale, streams; default: all)")
     ap.add_argument("--pidfile", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.parts is not None:
+        args.parts = set(args.parts.split(","))
+        unknown = args.parts - {"static", "pg", "slow", "large", "scale", "streams"}
+        if unknown:
+            ap.error("--parts: no part %s" % ", ".join(sorted(unknown)))
     build = os.path.abspath(args.build)
     args.taskgate = os.path.join(build, "taskgate")
     args.sim = os.path.join(build, "tests", "tg_sim")
@@ -839,6 +923,11 @@ def parse_args(argv):
     if not os.access(args.nginx, os.X_OK):
         ap.error("nginx not found (give --nginx PATH)")
     return args
+
+
+def wanted(args, part):
+    """Whether --parts asks for part (every part without it)."""
+    return args.parts is None or part in args.parts
 
 
 def on_signal(signum, _frame):
@@ -865,30 +954,41 @@ def main(argv):
               "loadavg_before": os.getloadavg(), "build": os.path.abspath(args.build),
               "profile": PROFILES[mode]})
     t0 = time.monotonic()
+
+    def want(part):
+        return wanted(args, part)
+
     try:
         asked = args.wrk
-        args.wrk = find_wrk(args)
+        args.wrk = find_wrk(args) if want("static") or want("pg") or want("streams") else None
         if args.wrk:
-            bench.run_part("static", bench.part_static)
+            if want("static"):
+                bench.run_part("static", bench.part_static)
             bindir = pg_bindir()
-            if bindir and psql_path(bindir):
+            if not want("pg"):
+                pass
+            elif bindir and psql_path(bindir):
                 bench.run_part("pg", bench.part_pg)
             else:
                 r["skipped"].append("G on PostgreSQL: no PostgreSQL server binaries (initdb, "
                                     "pg_ctl, postgres, psql; apt-get install postgresql, or "
                                     "set TG_PG_BINDIR)")
                 bench.say("SKIPPED G on PostgreSQL: PostgreSQL's binaries not found")
-        else:
+        elif want("static") or want("pg"):
             r["skipped"].append("B/G throughput and latency, and G on PostgreSQL: wrk %s "
                                 "(apt-get install wrk)"
                                 % ("%s is not executable" % asked if asked
                                    else "is not installed"))
             bench.say("SKIPPED B/G throughput and latency: wrk not found")
-        bench.run_part("slow", bench.part_slow)
-        bench.run_part("large", bench.part_large)
-        if args.wrk:
+        if want("slow"):
+            bench.run_part("slow", bench.part_slow)
+        if want("large"):
+            bench.run_part("large", bench.part_large)
+        if want("scale"):
+            bench.run_part("scale", bench.part_scale)
+        if args.wrk and want("streams"):
             bench.run_part("streams", bench.part_streams)
-        else:
+        elif want("streams"):
             r["skipped"].append("submissions with event streams open: wrk is missing")
     except BaseException as e:  # a signal (SystemExit) or Ctrl-C: report what was done
         r["failures"].append({"part": "run", "error": "interrupted (%s)" % type(e).__name__})
