@@ -371,6 +371,12 @@ int tg_store_audit_group(struct tg_store *st, const struct tg_audit_query *q, tg
     return be(st)->audit_group(st, q, fn, arg, page);
 }
 
+int tg_store_audit_summary(struct tg_store *st, const struct tg_audit_query *q,
+                           tg_audit_fn fn, void *arg, struct tg_audit_page *page)
+{
+    return be(st)->audit_summary(st, q, fn, arg, page);
+}
+
 int tg_store_audit_prune(struct tg_store *st, const struct tg_actor *who, const char *before,
                          int dry_run, struct tg_audit_pruned *out)
 {

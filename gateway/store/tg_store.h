@@ -313,7 +313,8 @@ int tg_store_call_finish(struct tg_store *st, const struct tg_call *call, enum t
  * plain text so that the formatters never see the backend. */
 
 enum tg_audit_kind {
-    TG_AUDIT_KIND_SUBMISSION, TG_AUDIT_KIND_CALL, TG_AUDIT_KIND_RUN, TG_AUDIT_KIND_ADMIN
+    TG_AUDIT_KIND_SUBMISSION, TG_AUDIT_KIND_CALL, TG_AUDIT_KIND_RUN, TG_AUDIT_KIND_ADMIN,
+    TG_AUDIT_KIND_SUMMARY
 };
 /* A value's type: SQL NULL, an integer (decimal text), text, or JSON text (the stored
  * request of a submission, before/after of an admin change). */
@@ -406,6 +407,14 @@ int tg_store_audit_run(struct tg_store *st, const char *scope_team, const char *
 int tg_store_audit_group(struct tg_store *st, const struct tg_audit_query *q, tg_audit_fn fn,
                          void *arg, struct tg_audit_page *page);
 
+/* The audit summary (the view audit_summary): submissions and runs by day (UTC), team,
+ * processor (NULL: none) and state, in that order, from counts kept with the records (no
+ * scan of the runs). q's scope and team, since (its day is the first) and until (a day is
+ * in when it begins before until) apply; no pages: page->rows counts the rows, page->more
+ * is 0. */
+int tg_store_audit_summary(struct tg_store *st, const struct tg_audit_query *q,
+                           tg_audit_fn fn, void *arg, struct tg_audit_page *page);
+
 /* What a prune removed (or, for a dry run, would remove). */
 struct tg_audit_pruned {
     long submissions;
@@ -415,11 +424,14 @@ struct tg_audit_pruned {
     long kept_open;   /* submissions before the cutoff still 'pending' or 'unknown': kept */
 };
 /* Deletes the audit records older than before (RFC 3339 UTC with milliseconds, as
- * stored): settled submissions received before it with their upstream calls and runs, and
- * audit_reads rows; never a 'pending' or 'unknown' submission (counted in kept_open), never
- * the admin log. In one write transaction under the prune guard of sql/sqlite/002_audit.sql,
- * with an admin_log row 'audit.prune' naming who, the cutoff and the counts. With
- * dry_run, only counts (nothing is written or logged). */
+ * stored): settled submissions received before it with their upstream calls, runs and
+ * reconciliation attempts, and audit_reads rows; never a 'pending' or 'unknown' submission
+ * (counted in kept_open), never the admin log. In batches of a few thousand runs, each its
+ * own short write transaction under the prune guard of sql/sqlite/002_audit.sql (a
+ * submission's records always in one), so that submissions wait a fraction of a second at
+ * most; then an admin_log row 'audit.prune' naming who, the cutoff and the counts, written
+ * also when a later batch failed (what the earlier ones deleted stays deleted; the error
+ * is returned). With dry_run, only counts (nothing is written or logged). */
 int tg_store_audit_prune(struct tg_store *st, const struct tg_actor *who, const char *before,
                          int dry_run, struct tg_audit_pruned *out);
 

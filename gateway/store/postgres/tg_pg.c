@@ -656,6 +656,7 @@ const struct tg_store_backend tg_pg_backend = {
     .audit_submission = tg_pg_audit_submission,
     .audit_run = tg_pg_audit_run,
     .audit_group = tg_pg_audit_group,
+    .audit_summary = tg_pg_audit_summary,
     .audit_prune = tg_pg_audit_prune,
     .audit_read_log = tg_pg_audit_read_log,
     .group_owned = tg_pg_group_owned,

@@ -597,7 +597,9 @@ static int recon_write_w(struct tg_store *st, void *arg)
         const char *p[] = {w->sub_id, tg_domain_state_name(w->state),
                            w->state == TG_STATE_ACCEPTED ? NULL : w->detail, now};
         long n;
-        rc = run_count(st, &recon_finish_stmt, 4, p, "settle the submission", &n);
+        rc = tg_pg_counts_change(st, w->sub_id, w->state, 0, NULL);
+        if (rc == TG_OK)
+            rc = run_count(st, &recon_finish_stmt, 4, p, "settle the submission", &n);
         if (rc == TG_OK && n == 0) {
             tg_pg_set_err(st, "submission %.64s is no longer unknown", w->sub_id);
             rc = TG_EINVAL;

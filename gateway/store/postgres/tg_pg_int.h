@@ -199,6 +199,36 @@ int tg_pg_sub_insert(struct tg_store *st, const struct tg_submission *sub, const
                      enum tg_state state, int http_status, const char *error);
 int tg_pg_runs_insert(struct tg_store *st, const char *sub_id, int seq, int first_input,
                       size_t n, const char *const *run_ids, const char *const *processors);
+/* v[0..n-1] as a PostgreSQL array literal of text ({"a","b\\"c",NULL}; v NULL or v[i] NULL:
+ * NULL) appended to b. */
+int tg_pg_text_array(struct tg_buf *b, const char *const *v, size_t n);
+
+/* tg_pg_counts.c: the audit summary's counts, inside the caller's transaction and before
+ * the change each counts (tg_sqlite_counts.c's contract): a new submission in state
+ * (received: its received_at text; after its INSERT); n runs about to be recorded for a
+ * submission (procs NULL or one processor per run); a submission about to move to state,
+ * with n runs about to be recorded at the same time (n 0: none); a prune's batch about to
+ * be deleted (the five parameters of TG_PG_PRUNE_BATCH). */
+int tg_pg_counts_submission(struct tg_store *st, int64_t team_id, const char *received,
+                            enum tg_state state);
+int tg_pg_counts_runs(struct tg_store *st, const char *sub_id, size_t n,
+                      const char *const *procs);
+int tg_pg_counts_change(struct tg_store *st, const char *sub_id, enum tg_state state,
+                        size_t n, const char *const *procs);
+int tg_pg_counts_prune(struct tg_store *st, const char *const batch[5]);
+
+/* A REPEATABLE READ, READ ONLY transaction, so that the reads of one answer see one
+ * snapshot; its end returns rc, or the failure to end it (tg_pg_audit.c). */
+int tg_pg_snapshot_begin(struct tg_store *st);
+int tg_pg_snapshot_end(struct tg_store *st, int rc);
+
+/* One batch of a prune: the settled submissions received before $1 whose (received_at, id)
+ * is after ($2, $3) and up to ($4, $5) (COLLATE "C": SQLite's byte order). */
+#define TG_PG_PRUNE_BATCH                                                                 \
+    "SELECT id FROM submissions WHERE received_at COLLATE \"C\" < $1"                     \
+    " AND state NOT IN ('pending', 'unknown')"                                            \
+    " AND (received_at COLLATE \"C\", id COLLATE \"C\") > ($2, $3)"                       \
+    " AND (received_at COLLATE \"C\", id COLLATE \"C\") <= ($4, $5)"
 
 /* tg_pg_admission.c */
 int tg_pg_idem_get(struct tg_store *st, struct tg_pool *pool, int64_t team_id,
@@ -236,6 +266,8 @@ int tg_pg_audit_submission(struct tg_store *st, const char *scope_team, const ch
                            tg_audit_fn fn, void *arg, long *rows);
 int tg_pg_audit_run(struct tg_store *st, const char *scope_team, const char *run_id,
                     tg_audit_fn fn, void *arg, long *rows);
+int tg_pg_audit_summary(struct tg_store *st, const struct tg_audit_query *q, tg_audit_fn fn,
+                        void *arg, struct tg_audit_page *page);
 int tg_pg_audit_group(struct tg_store *st, const struct tg_audit_query *q, tg_audit_fn fn,
                       void *arg, struct tg_audit_page *page);
 int tg_pg_audit_prune(struct tg_store *st, const struct tg_actor *who, const char *before,

@@ -108,11 +108,24 @@ static const struct tg_pg_stmt any_pending_stmt = {
  * once settle each submission once: the second finds it no longer pending. */
 static const struct tg_pg_stmt recover_stmt = {
     "records_recover",
-    "UPDATE submissions s SET state = 'unknown', completed_at = $1,"
+    "WITH u AS (UPDATE submissions s SET state = 'unknown', completed_at = $1,"
     " error = 'the daemon stopped before the outcome was recorded'"
     " WHERE s.state = 'pending' AND (s.daemon_id IS NULL"
     "  OR (s.daemon_id IS DISTINCT FROM $2::text AND NOT EXISTS (SELECT 1 FROM daemons d"
-    "   WHERE d.id = s.daemon_id AND d.lease_until > $1)))"};
+    "   WHERE d.id = s.daemon_id AND d.lease_until > $1)))"
+    " RETURNING s.id, s.team_id, s.received_at)"
+    /* The audit summary: each moves from pending to unknown with its runs (tg_pg_counts.c). */
+    ", k AS (INSERT INTO summary_counts (team_id, day, state, processor, shard, submissions,"
+    " runs) SELECT u.team_id, substr(u.received_at, 1, 10), m.state,"
+    " coalesce(r.processor, ''), pg_backend_pid() % 16, m.sign * count(DISTINCT u.id),"
+    " m.sign * count(r.run_id)"
+    " FROM u CROSS JOIN (VALUES ('pending', -1), ('unknown', 1)) AS m(state, sign)"
+    " LEFT JOIN runs r ON r.submission_id = u.id"
+    " GROUP BY 1, 2, 3, 4, m.sign ORDER BY 1, 2, 3, 4"
+    " ON CONFLICT (team_id, day, state, processor, shard) DO UPDATE SET"
+    " submissions = summary_counts.submissions + excluded.submissions,"
+    " runs = summary_counts.runs + excluded.runs)"
+    " SELECT count(*) FROM u"};
 
 /* ---- helpers ----------------------------------------------------------------------------- */
 
@@ -168,9 +181,7 @@ static int refusal(struct tg_store *st, const char *sub_id, const char *what)
     return rc;
 }
 
-/* v[0..n-1] as a PostgreSQL array literal of text ({"a","b\\"c",NULL}; v NULL or v[i] NULL:
- * NULL) appended to b. */
-static int text_array(struct tg_buf *b, const char *const *v, size_t n)
+int tg_pg_text_array(struct tg_buf *b, const char *const *v, size_t n)
 {
     int rc = tg_buf_add(b, "{", 1);
     for (size_t i = 0; rc == TG_OK && i < n; i++) {
@@ -212,9 +223,9 @@ int tg_pg_runs_insert(struct tg_store *st, const char *sub_id, int seq, int firs
     tg_buf_init(&procs, RUNS_ARRAY_MAX);
     char seqs[TG_PG_I64_LEN], firsts[TG_PG_I64_LEN];
     PGresult *res = NULL;
-    int rc = text_array(&ids, run_ids, n);
+    int rc = tg_pg_text_array(&ids, run_ids, n);
     if (rc == TG_OK && processors != NULL)
-        rc = text_array(&procs, processors, n);
+        rc = tg_pg_text_array(&procs, processors, n);
     if (rc != TG_OK) {
         tg_pg_set_err(st, "record runs: %zu runs are too many for one statement", n);
         goto out;
@@ -222,7 +233,9 @@ int tg_pg_runs_insert(struct tg_store *st, const char *sub_id, int seq, int firs
     const char *p[] = {tg_buf_str(&ids), sub_id, tg_pg_i64(seqs, seq),
                        tg_pg_i64(firsts, first_input),
                        processors != NULL ? tg_buf_str(&procs) : NULL};
-    rc = tg_pg_one(st, &runs_insert_stmt, 5, p, &res, "record runs");
+    rc = tg_pg_counts_runs(st, sub_id, n, processors);
+    if (rc == TG_OK)
+        rc = tg_pg_one(st, &runs_insert_stmt, 5, p, &res, "record runs");
     if (rc != TG_OK)
         goto out;
     if ((size_t)tg_pg_int(res, 0, 0) == n)
@@ -280,6 +293,8 @@ int tg_pg_sub_insert(struct tg_store *st, const struct tg_submission *sub, const
     else if (rc == TG_ENOTFOUND)
         tg_pg_set_err(st, "record submission: no team %lld or no token %.40s",
                       (long long)sub->team_id, sub->token_id != NULL ? sub->token_id : "");
+    if (rc == TG_OK)
+        rc = tg_pg_counts_submission(st, sub->team_id, received, state);
     return rc;
 }
 
@@ -345,7 +360,9 @@ static int finish_in_tx(struct tg_store *st, const char *sub_id, enum tg_state s
                        error,
                        now};
     long n;
-    int rc = run_count(st, &sub_finish_stmt, 6, p, "finish submission", &n);
+    int rc = tg_pg_counts_change(st, sub_id, state, 0, NULL);
+    if (rc == TG_OK)
+        rc = run_count(st, &sub_finish_stmt, 6, p, "finish submission", &n);
     if (rc == TG_OK && n == 0)
         rc = refusal(st, sub_id, "finish submission");
     return rc;
@@ -462,9 +479,9 @@ static int call_params(struct tg_store *st, const struct tg_call *c, struct call
     tg_buf_init(&cp->procs, RUNS_ARRAY_MAX);
     int rc = TG_OK;
     if (c->num_runs > 0)
-        rc = text_array(&cp->ids, c->run_ids, c->num_runs);
+        rc = tg_pg_text_array(&cp->ids, c->run_ids, c->num_runs);
     if (rc == TG_OK && c->num_runs > 0 && c->processors != NULL)
-        rc = text_array(&cp->procs, c->processors, c->num_runs);
+        rc = tg_pg_text_array(&cp->procs, c->processors, c->num_runs);
     if (rc != TG_OK) {
         tg_pg_set_err(st, "record runs: %zu runs are too many for one statement", c->num_runs);
         return rc;
@@ -536,6 +553,8 @@ static int call_in_tx(struct tg_store *st, const struct tg_call *call)
     struct call_params cp;
     long n = 0;
     int rc = call_params(st, call, &cp);
+    if (rc == TG_OK && call->num_runs > 0)
+        rc = tg_pg_counts_runs(st, call->submission_id, call->num_runs, call->processors);
     if (rc == TG_OK)
         rc = call_stmt(st, &call_record_stmt, 18, call, &cp, &n);
     if (rc == TG_OK && n == 0)
@@ -584,7 +603,9 @@ static int call_finish_w(struct tg_store *st, void *arg)
     cp.p[19] = tg_pg_i64_or_null(http, a->http_status);
     cp.p[20] = a->error;
     cp.p[21] = now;
-    rc = call_stmt(st, &call_finish_stmt, 22, c, &cp, &n);
+    rc = tg_pg_counts_change(st, c->submission_id, a->state, c->num_runs, c->processors);
+    if (rc == TG_OK)
+        rc = call_stmt(st, &call_finish_stmt, 22, c, &cp, &n);
     if (rc != TG_OK || n > 0)
         goto out;
     rc = sub_state(st, c->submission_id, state, sizeof(state), "record upstream call");
@@ -626,10 +647,11 @@ static int recover_w(struct tg_store *st, void *arg)
     char now[TG_TIME_LEN];
     tg_pg_now_text(now);
     const char *p[] = {now, tg_store_daemon_id()};
-    long n;
-    int rc = run_count(st, &recover_stmt, 2, p, "settle pending submissions", &n);
+    PGresult *res = NULL;
+    int rc = tg_pg_one(st, &recover_stmt, 2, p, &res, "settle pending submissions");
     if (a->n != NULL)
-        *a->n = rc == TG_OK ? n : 0;
+        *a->n = rc == TG_OK ? (long)tg_pg_int(res, 0, 0) : 0;
+    PQclear(res);
     return rc;
 }
 

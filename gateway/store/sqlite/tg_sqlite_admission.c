@@ -57,9 +57,6 @@ static const char *const admission_sql[S_COUNT] = {
         "INSERT INTO upstream_calls (submission_id, seq, operation, method, path, first_input,"
         " num_inputs, started_at, outcome, error)"
         " VALUES (?1, ?2, 'add_runs', 'POST', ?3, ?4, ?5, ?6, 'unknown', ?7)",
-    [R_RUN_ADD] =
-        "INSERT INTO runs (run_id, submission_id, call_seq, input_index, processor)"
-        " VALUES (?1, ?2, ?3, ?4, ?5)",
     [R_RECON_FINISH] =
         "UPDATE submissions SET state = ?2, error = ?3, completed_at = ?4"
         " WHERE id = ?1 AND state = 'unknown'",
@@ -506,18 +503,8 @@ static int add_found(struct tg_store *st, const struct tg_recon_write *w,
         if (rc != TG_OK)
             return rc;
     }
-    rc = stmt(st, R_RUN_ADD, &s);
-    if (rc != TG_OK)
-        return rc;
-    for (size_t i = 0; i < f->nruns && rc == TG_OK; i++) {
-        tg_sqlite_bind_text(s, 1, f->run_ids[i]);
-        tg_sqlite_bind_text(s, 2, w->sub_id);
-        sqlite3_bind_int(s, 3, f->seq);
-        sqlite3_bind_int64(s, 4, (int64_t)f->first_input + (int64_t)i);
-        tg_sqlite_bind_text(s, 5, f->processors != NULL ? f->processors[i] : NULL);
-        rc = tg_sqlite_run(st, s, "record a found run");
-    }
-    return rc;
+    return tg_sqlite_runs_add(st, w->sub_id, f->seq, f->first_input, f->nruns, f->run_ids,
+                              f->processors);
 }
 
 int tg_sqlite_recon_write(struct tg_store *st, const struct tg_recon_write *w)
@@ -542,6 +529,8 @@ int tg_sqlite_recon_write(struct tg_store *st, const struct tg_recon_write *w)
             tg_sqlite_set_err(st, "submission %.64s is no longer unknown", w->sub_id);
             rc = TG_EINVAL;
         }
+        if (rc == TG_OK)
+            rc = tg_sqlite_counts_move(st, w->sub_id, "unknown", state_text(w->state));
         for (size_t i = 0; rc == TG_OK && i < w->nfound; i++)
             rc = add_found(st, w, &w->found[i], now);
     }

@@ -3,7 +3,9 @@
  * the audit records' writes; tg_sqlite_writer.c: the daemon's group commit;
  * tg_sqlite_ident.c: teams, tokens and presets; tg_sqlite_keys.c: keys at rest;
  * tg_sqlite_admission.c: idempotency, limits and reconciliation; tg_sqlite_owner.c:
- * ownership; tg_sqlite_audit.c: the audit reads. Nothing outside gateway/store/sqlite/
+ * ownership; tg_sqlite_audit.c: the audit reads; tg_sqlite_prune.c: retention;
+ * tg_sqlite_runs.c: recording runs;
+ * tg_sqlite_counts.c: the audit summary's counts. Nothing outside gateway/store/sqlite/
  * includes this. */
 #ifndef TG_SQLITE_INT_H
 #define TG_SQLITE_INT_H
@@ -35,19 +37,27 @@ enum stmt_id {
     S_TOKEN_ADD, S_TOKEN_REVOKE, S_TOKEN_LIST,
     S_PRESET_SET, S_PRESET_GET, S_PRESET_LIST,
     S_SUB_INSERT, S_SUB_GROUP, S_SUB_FINISH, S_SUB_STATE, S_SUB_UPSTREAM,
-    S_CALL_INSERT, S_RUN_INSERT,
+    S_CALL_INSERT,
     S_ADMIN_LOG, S_TEAM_FP, S_TEAM_NAME, S_TOKEN_INFO, S_RECOVER,
     /* tg_sqlite_admission.c's admission_sql: idempotency, limits, reconciliation */
     R_IDEM_GET, R_LIMITS_GET, R_INFLIGHT, R_USAGE_GET, R_USAGE_ADD, R_USAGE_OLD,
     R_IDEM_CHECK, R_IDEM_PUT, R_IDEM_ANSWER, R_IDEM_PRUNE, R_LIMITS_SET,
-    R_TEAM, R_RECON_SUB, R_RECON_CALLS, R_CALL_ADD, R_RUN_ADD, R_RECON_FINISH, R_RECON_LOG,
+    R_TEAM, R_RECON_SUB, R_RECON_CALLS, R_CALL_ADD, R_RECON_FINISH, R_RECON_LOG,
     R_UNKNOWN, R_PRIOR_RUNS, R_PRIOR_SUB, R_OPEN_COUNT,
     /* tg_sqlite_owner.c's owner_sql */
     C_GROUP_OWNED, C_RUN_OWNER,
-    /* tg_sqlite_audit.c's audit_sql: the audit reads, the read log, the prune */
-    A_SUBS, A_SUBS_GROUP, A_OPEN, A_RUNS, A_RUNS_GROUP, A_SUB_ONE, A_CALLS_OF, A_RUNS_OF,
-    A_RUN_ONE, A_GROUP_EXISTS, A_READ_LOG, A_SNAP_BEGIN, A_SNAP_END, A_ADMIN, A_PRUNE_COUNT,
-    A_GUARD_ON, A_DEL_RUNS, A_DEL_CALLS, A_DEL_SUBS, A_DEL_READS, A_GUARD_OFF,
+    /* tg_sqlite_audit.c's audit_sql: the audit reads, the read log, the summary */
+    A_SUBS, A_SUBS_GROUP, A_SUBS_STATE, A_SUBS_TEAM, A_OPEN, A_RUNS, A_RUNS_GROUP,
+    A_RUNS_TEAM, A_SUB_ONE, A_CALLS_OF, A_RUNS_OF,
+    A_RUN_ONE, A_GROUP_EXISTS, A_READ_LOG, A_SNAP_BEGIN, A_SNAP_END, A_ADMIN, A_SUMMARY,
+    A_SUMMARY_TEAM,
+    /* tg_sqlite_prune.c's prune_sql */
+    P_COUNT, P_GUARD_ON, P_NEXT, P_DEL_RUNS, P_DEL_CALLS, P_DEL_RECONS, P_DEL_SUBS,
+    P_DEL_READS, P_DEL_BUCKETS, P_OPEN, P_GUARD_OFF,
+    /* tg_sqlite_runs.c's runs_sql */
+    U_NEWEST, U_OPEN, U_CLOSED, U_FILTER_GET, U_FILTER_SET, U_IDS, U_PROBE, U_INSERT, U_COUNT,
+    /* tg_sqlite_counts.c's counts_sql */
+    K_ADD, K_SUB, K_HAS, K_MOVE, K_RECOVER, K_PRUNE,
     S_COUNT
 };
 
@@ -57,6 +67,8 @@ struct tg_store {
     sqlite3 *db;
     sqlite3_stmt *stmt[S_COUNT];
     int flags;                          /* the TG_STORE_* flags it was opened with */
+    struct tg_sqlite_filters *filters;  /* the closed buckets' run filters (tg_sqlite_runs.c;
+                                           NULL until a write needs them) */
     char err[512];
 };
 
@@ -128,6 +140,54 @@ void tg_sqlite_set_checkpoints_elsewhere(int on);
 int tg_sqlite_sub_insert(struct tg_store *st, const struct tg_submission *sub,
                          const char *resumes, enum tg_state state, int http_status,
                          const char *error);
+
+/* Records n runs of call seq of a submission (ids[i] is input first_input + i; procs NULL
+ * or one processor per run), inside the caller's transaction: their bucket, the check that
+ * no id is recorded already (TG_EEXIST naming it), the rows and their audit summary counts
+ * (tg_sqlite_runs.c). */
+int tg_sqlite_runs_add(struct tg_store *st, const char *sub_id, int seq, int first_input,
+                       size_t n, const char *const *ids, const char *const *procs);
+/* Frees the handle's run filters (at close). */
+void tg_sqlite_runs_forget(struct tg_store *st);
+
+/* The audit summary's counts (tg_sqlite_counts.c), inside the caller's transaction: a new
+ * submission in state (received: its received_at text); n runs about to be recorded for a
+ * submission (before they are); a submission about to move from one state to another
+ * (after the UPDATE is certain to apply: same transaction); the pending submissions
+ * tg_sqlite_recover_pending is about to settle (daemon_id: this daemon's, kept); and the
+ * prune batch about to be deleted (?1..?5 of TG_SQLITE_PRUNE_BATCH). */
+int tg_sqlite_counts_submission(struct tg_store *st, int64_t team_id, const char *received,
+                                enum tg_state state);
+int tg_sqlite_counts_runs(struct tg_store *st, const char *sub_id, size_t n,
+                          const char *const *procs);
+int tg_sqlite_counts_move(struct tg_store *st, const char *sub_id, const char *from,
+                          const char *to);
+int tg_sqlite_counts_recover(struct tg_store *st, const char *daemon_id);
+int tg_sqlite_counts_prune(struct tg_store *st, const char *before, const char *from_time,
+                           const char *from_id, const char *to_time, const char *to_id);
+
+/* A run by id (?1): the buckets present in runs_id, each found with one seek past the one
+ * before (b), then one look for the id in each, an index-only read of the run's key (k:
+ * sid, idx). Materialized and joined CROSS, first: SQLite would otherwise build a Bloom
+ * filter over all of runs_id to look it up. Prefix a SELECT "FROM k CROSS JOIN ...". */
+#define TG_SQLITE_RUN_KEY                                                             \
+    "WITH RECURSIVE b(n) AS (SELECT min(bucket) FROM runs UNION ALL"                  \
+    " SELECT (SELECT min(bucket) FROM runs WHERE bucket > b.n) FROM b"                \
+    " WHERE b.n IS NOT NULL),"                                                        \
+    " k AS MATERIALIZED (SELECT r.submission_id AS sid, r.input_index AS idx"         \
+    " FROM b CROSS JOIN runs r WHERE r.bucket = b.n AND r.run_id = ?1) "
+
+/* A deferred transaction, so that the reads of one answer see one snapshot; its end
+ * returns rc, or the failure to end it (tg_sqlite_audit.c). */
+int tg_sqlite_snapshot_begin(struct tg_store *st);
+int tg_sqlite_snapshot_end(struct tg_store *st, int rc);
+
+/* One batch of a prune: the settled submissions received before ?1 whose (received_at, id)
+ * is after (?2, ?3) and up to (?4, ?5). */
+#define TG_SQLITE_PRUNE_BATCH                                                         \
+    "SELECT id FROM submissions WHERE received_at < ?1"                               \
+    " AND state NOT IN ('pending', 'unknown')"                                        \
+    " AND (received_at, id) > (?2, ?3) AND (received_at, id) <= (?4, ?5)"
 
 /* tg_store_preset_mcp (tg_store_backend.h) with the handle's message set on failure. */
 int tg_sqlite_preset_mcp(struct tg_store *st, const char *team, const char *body,
@@ -222,6 +282,8 @@ int tg_sqlite_audit_prune(struct tg_store *st, const struct tg_actor *who,
                           const char *before, int dry_run, struct tg_audit_pruned *out);
 int tg_sqlite_audit_read_log(struct tg_store *st, const struct tg_actor *who,
                              const char *query, long rows);
+int tg_sqlite_audit_summary(struct tg_store *st, const struct tg_audit_query *q,
+                            tg_audit_fn fn, void *arg, struct tg_audit_page *page);
 int tg_sqlite_group_owned(struct tg_store *st, int64_t team_id, const char *taskgroup_id);
 int tg_sqlite_run_owned(struct tg_store *st, int64_t team_id, const char *run_id,
                         char *group, size_t grouplen);

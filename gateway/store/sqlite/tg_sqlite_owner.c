@@ -12,9 +12,11 @@ static const char *const owner_sql[S_COUNT] = {
         "SELECT 1 FROM submissions s JOIN upstream_calls c ON c.submission_id = s.id"
         " WHERE s.taskgroup_id = ?1 AND s.team_id = ?2"
         " AND c.operation = 'create_group' AND c.outcome = 'ok' LIMIT 1",
+    /* A run by id: one look in each bucket's part of runs_id (sql/sqlite/007_scale.sql). */
     [C_RUN_OWNER] =
-        "SELECT s.taskgroup_id FROM runs r JOIN submissions s ON s.id = r.submission_id"
-        " WHERE r.run_id = ?1 AND s.team_id = ?2",
+        TG_SQLITE_RUN_KEY
+        "SELECT s.taskgroup_id FROM k CROSS JOIN submissions s"
+        " WHERE s.id = k.sid AND s.team_id = ?2",
 };
 
 int tg_sqlite_group_owned(struct tg_store *st, int64_t team_id, const char *taskgroup_id)

@@ -1,0 +1,73 @@
+-- taskgate schema, version 7 (PostgreSQL): runs keyed by submission as in SQLite, the indexes
+-- the audit lists need at any size, and the audit summary (audit_summary), counted in the
+-- same transactions as the records it counts.
+--
+-- The twin of sql/sqlite/007_scale.sql (see 001_init.sql for how the dialects are matched):
+-- the same tables, columns, primary keys and views. Where the two differ, on purpose:
+--
+--   * runs_id. SQLite indexes run ids by (bucket, run_id), so that a call's ids go to the
+--     newest bucket's pages only, and checks that an id is new against the older buckets
+--     through their filters (run_buckets). Here the index is a plain unique one on run_id:
+--     it refuses a second recording of an id by itself, and runs.bucket stays 0 and
+--     run_buckets empty (the columns are SQLite's, kept so that the tables are the same).
+--   * summary_counts.shard. SQLite has one writer, and counts in shard 0. Here
+--     transactions of one team on one day would all wait for the one row they add to; each
+--     session counts in its own shard (its backend's pid modulo 16) instead, and the view
+--     sums them.
+
+-- ---- runs, by submission --------------------------------------------------------------------
+
+ALTER TABLE runs ADD COLUMN bucket BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE runs DROP CONSTRAINT runs_pkey;
+ALTER TABLE runs ADD PRIMARY KEY (submission_id, input_index);
+CREATE UNIQUE INDEX runs_id ON runs(run_id);
+DROP INDEX runs_submission;  -- the primary key's first column now
+
+CREATE TABLE run_buckets (
+    bucket  BIGINT PRIMARY KEY,
+    runs    BIGINT NOT NULL,
+    filter  BYTEA
+);
+
+-- ---- indexes for the audit lists at any size ------------------------------------------------
+--
+-- As in SQLite: a group's submissions and runs, and any state, in (received_at, id) order.
+CREATE INDEX IF NOT EXISTS submissions_group_time ON submissions(taskgroup_id, received_at, id);
+DROP INDEX IF EXISTS submissions_group;
+CREATE INDEX IF NOT EXISTS submissions_state_time ON submissions(state, received_at, id);
+DROP INDEX IF EXISTS submissions_state;
+
+-- ---- the audit summary ----------------------------------------------------------------------
+--
+-- See sql/sqlite/007_scale.sql for what each column counts.
+CREATE TABLE summary_counts (
+    team_id      BIGINT NOT NULL REFERENCES teams(id),
+    day          TEXT COLLATE "C" NOT NULL,
+    state        TEXT COLLATE "C" NOT NULL,
+    processor    TEXT COLLATE "C" NOT NULL,
+    shard        BIGINT NOT NULL,
+    submissions  BIGINT NOT NULL,
+    runs         BIGINT NOT NULL,
+    PRIMARY KEY (team_id, day, state, processor, shard)
+);
+CREATE INDEX summary_counts_day ON summary_counts(day);
+
+INSERT INTO summary_counts (team_id, day, state, processor, shard, submissions, runs)
+SELECT s.team_id, substr(s.received_at, 1, 10), s.state, coalesce(r.processor, ''), 0,
+       count(DISTINCT s.id), count(r.run_id)
+  FROM submissions s LEFT JOIN runs r ON r.submission_id = s.id
+ GROUP BY s.team_id, substr(s.received_at, 1, 10), s.state, coalesce(r.processor, '');
+
+-- sum() of bigint is numeric here: cast back, so that the view's columns are SQLite's
+-- integers.
+CREATE VIEW audit_summary AS
+SELECT t.name                   AS team,
+       c.day                    AS day,
+       nullif(c.processor, '')  AS processor,
+       c.state                  AS state,
+       sum(c.submissions)::bigint AS submissions,
+       sum(c.runs)::bigint      AS runs
+  FROM summary_counts c
+  JOIN teams t ON t.id = c.team_id
+ GROUP BY t.name, c.day, c.processor, c.state
+HAVING sum(c.submissions) <> 0 OR sum(c.runs) <> 0;
