@@ -51,7 +51,7 @@ static const struct {
     {"submissions", TG_AUDIT_SUBMISSIONS, 0}, {"submission", TG_AUDIT_SUBMISSION, 1},
     {"runs", TG_AUDIT_RUNS, 0},               {"run", TG_AUDIT_RUN, 1},
     {"group", TG_AUDIT_GROUP, 1},             {"unknown", TG_AUDIT_OPEN, 0},
-    {"admin", TG_AUDIT_ADMIN, 0},
+    {"admin", TG_AUDIT_ADMIN, 0},             {"summary", TG_AUDIT_SUMMARY, 0},
 };
 
 

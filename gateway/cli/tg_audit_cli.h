@@ -17,13 +17,15 @@ int tg_audit_cli(const struct tg_conf *conf, int argc, char **argv);
     "  audit runs [--team T] [--group G] [--since T] [--until T] [--limit N] [--cursor C]\n"  \
     "                               runs, newest first\n"                                     \
     "  audit run RUN_ID             one run and its submission\n"                             \
-    "  audit group TGRP_ID [--limit N]\n"                                                     \
+    "  audit group TGRP_ID [--limit N] [--cursor C]\n"                                        \
     "                               a task group's submissions and runs\n"                    \
     "  audit unknown [--team T] [--since T] [--until T] [--limit N]\n"                        \
     "                               submissions pending or unknown, oldest first\n"           \
     "  audit admin [--team T] [--object ID] [--object-type T] [--action A]\n"                \
     "              [--since T] [--until T] [--limit N] [--cursor C]\n"                       \
     "                               changes to teams, keys, presets, tokens; prunes\n"        \
+    "  audit summary [--team T] [--since DAY] [--until DAY]\n"                                \
+    "                               submissions and runs by day, team, processor, state\n"    \
     "  audit prune --before DATE [--dry-run]\n"                                               \
     "                               delete settled audit records older than DATE\n"           \
     "                               (audit: a table; --json or --csv for scripts; every\n"    \

@@ -42,6 +42,8 @@ static int accepted(enum tg_audit_what what)
     case TG_AUDIT_ADMIN:
         return P_TEAM | P_OBJECT | P_OBJECT_TYPE | P_ACTION | P_SINCE | P_UNTIL | P_LIMIT |
                P_CURSOR | P_FORMAT;
+    case TG_AUDIT_SUMMARY:
+        return P_TEAM | P_SINCE | P_UNTIL | P_FORMAT;
     default:
         return P_FORMAT;
     }

@@ -18,7 +18,8 @@ enum tg_audit_what {
     TG_AUDIT_SUBMISSION,  /* one submission with its upstream calls and runs */
     TG_AUDIT_RUN,         /* one run with its submission */
     TG_AUDIT_GROUP,       /* a task group's submissions and a page of its runs */
-    TG_AUDIT_ADMIN        /* administrative changes (audit_admin), newest first */
+    TG_AUDIT_ADMIN,       /* administrative changes (audit_admin), newest first */
+    TG_AUDIT_SUMMARY      /* counts by day, team, processor and state (audit_summary) */
 };
 
 enum tg_audit_format { TG_AUDIT_JSON, TG_AUDIT_CSV, TG_AUDIT_TABLE };
