@@ -122,7 +122,7 @@ int tg_pg_exec(struct tg_store *st, const struct tg_pg_stmt *s, int n,
     int rc = connected(st);
     if (rc != TG_OK)
         return rc;
-    if (!prepared(st, s)) {
+    if (s->name != NULL && !prepared(st, s)) {
         PGresult *p = PQprepare(st->conn, s->name, s->sql, n, NULL);
         int ok = p != NULL && PQresultStatus(p) == PGRES_COMMAND_OK;
         rc = ok ? TG_OK : result_err(st, p, "prepare");
@@ -134,7 +134,8 @@ int tg_pg_exec(struct tg_store *st, const struct tg_pg_stmt *s, int n,
         if (st->nprepared < TG_PG_PREPARED_MAX)
             st->prepared[st->nprepared++] = s;
     }
-    PGresult *r = PQexecPrepared(st->conn, s->name, n, params, NULL, NULL, 0);
+    PGresult *r = s->name != NULL ? PQexecPrepared(st->conn, s->name, n, params, NULL, NULL, 0)
+                                  : PQexecParams(st->conn, s->sql, n, NULL, params, NULL, NULL, 0);
     ExecStatusType t = r != NULL ? PQresultStatus(r) : PGRES_FATAL_ERROR;
     if (t != PGRES_COMMAND_OK && t != PGRES_TUPLES_OK) {
         rc = result_err(st, r, what);

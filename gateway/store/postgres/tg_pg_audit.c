@@ -92,7 +92,10 @@ struct list_stmt {
     unsigned char slot[P_NSLOTS]; /* slot[i]: what $(i+1) is */
 };
 
-/* The window and the key, then the scope: $1..$4 (or $5 with the index) of every list. */
+/* The lists have no statement name: each is planned at each run with its parameters'
+ * values (tg_pg_int.h's struct tg_pg_stmt), so that its filters pick the index.
+ *
+ * The window and the key, then the scope: $1..$4 (or $5 with the index) of every list. */
 #define WINDOW(t) " " t C_ " >= $1 AND " t C_ " < $2"
 #define SCOPE(a, b) " AND ($" a "::text IS NULL OR team = $" a ")" \
                     " AND ($" b "::text IS NULL OR team = $" b ")"
@@ -107,30 +110,32 @@ struct list_stmt {
          P_LIMIT}
 
 static const struct list_stmt subs_stmt = {
-    {"audit_subs", "SELECT " SUB_COLS " FROM audit_submissions WHERE" SUBS_WHERE
-                   " AND ($9::text IS NULL OR taskgroup_id = $9)" SUBS_ORDER},
+    {NULL,
+     "SELECT " SUB_COLS " FROM audit_submissions WHERE" SUBS_WHERE
+     " AND ($9::text IS NULL OR taskgroup_id = $9)" SUBS_ORDER},
     SUBS_SLOTS};
 /* With a group, a state or a team, an index finds the rows (submissions_group_time,
- * submissions_state_time, teams' name then submissions_team_time); a generic plan of the
- * NULL tests above would use none. The first of these the read has picks the statement. */
+ * submissions_state_time, teams' name then submissions_team_time): one statement per
+ * filter, as in SQLite, whose plan need not see through the NULL tests above. The first
+ * of these the read has picks the statement. */
 static const struct list_stmt subs_group_stmt = {
-    {"audit_subs_group",
+    {NULL,
      "SELECT " SUB_COLS " FROM audit_submissions WHERE taskgroup_id = $9 AND" SUBS_WHERE
      SUBS_ORDER},
     SUBS_SLOTS};
 static const struct list_stmt subs_state_stmt = {
-    {"audit_subs_state",
+    {NULL,
      "SELECT " SUB_COLS " FROM audit_submissions WHERE state = $7 AND" SUBS_WHERE
      " AND ($9::text IS NULL OR taskgroup_id = $9)" SUBS_ORDER},
     SUBS_SLOTS};
 static const struct list_stmt subs_team_stmt = {
-    {"audit_subs_team",
+    {NULL,
      "SELECT " SUB_COLS " FROM audit_submissions WHERE team = $11 AND" SUBS_WHERE
      " AND ($9::text IS NULL OR taskgroup_id = $9)" SUBS_ORDER},
     11, {P_SINCE, P_UNTIL, P_FROM, P_AFTER_ID, P_SCOPE, P_TEAM, P_STATE, P_IFACE, P_GROUP,
          P_LIMIT, P_ONE_TEAM}};
 static const struct list_stmt open_stmt = {
-    {"audit_open",
+    {NULL,
      "SELECT " SUB_COLS " FROM audit_submissions WHERE state IN ('pending', 'unknown') AND"
      WINDOW("received_at") " AND received_at" C_ " >= $3 AND (received_at" C_
      " > $3 OR submission_id" C_ " > $4)" SCOPE("5", "6")
@@ -146,22 +151,23 @@ static const struct list_stmt open_stmt = {
 #define RUNS_SLOTS \
     9, {P_SINCE, P_UNTIL, P_FROM, P_AFTER_ID, P_INDEX, P_SCOPE, P_TEAM, P_GROUP, P_LIMIT}
 static const struct list_stmt runs_stmt = {
-    {"audit_runs", "SELECT " RUN_COLS " FROM audit_runs WHERE" RUNS_WHERE
-                   " AND ($8::text IS NULL OR taskgroup_id = $8)" RUNS_ORDER},
+    {NULL,
+     "SELECT " RUN_COLS " FROM audit_runs WHERE" RUNS_WHERE
+     " AND ($8::text IS NULL OR taskgroup_id = $8)" RUNS_ORDER},
     RUNS_SLOTS};
 static const struct list_stmt runs_group_stmt = {
-    {"audit_runs_group",
+    {NULL,
      "SELECT " RUN_COLS " FROM audit_runs WHERE taskgroup_id = $8 AND" RUNS_WHERE RUNS_ORDER},
     RUNS_SLOTS};
 static const struct list_stmt runs_team_stmt = {
-    {"audit_runs_team",
+    {NULL,
      "SELECT " RUN_COLS " FROM audit_runs WHERE team = $10 AND" RUNS_WHERE
      " AND ($8::text IS NULL OR taskgroup_id = $8)" RUNS_ORDER},
     10, {P_SINCE, P_UNTIL, P_FROM, P_AFTER_ID, P_INDEX, P_SCOPE, P_TEAM, P_GROUP, P_LIMIT,
          P_ONE_TEAM}};
 /* An admin row's key is (at, id); q's team is the object's team. */
 static const struct list_stmt admin_stmt = {
-    {"audit_admin",
+    {NULL,
      "SELECT " ADMIN_COLS " FROM audit_admin WHERE" WINDOW("at") " AND at" C_
      " <= $3 AND (at" C_ " < $3 OR id < $4)"
      " AND ($5::text IS NULL OR team = $5) AND ($6::text IS NULL OR object_id = $6)"

@@ -32,7 +32,9 @@ extern const struct tg_pg_migration tg_pg_migrations[];
 /* A statement: a name unique in the backend (a file's prefix and what it does,
  * "ident_auth") and its SQL with $1, $2, ... parameters. Each file keeps its own as static
  * constants; a handle prepares one the first time it runs it (server-side, by name) and
- * keeps it for the connection's life. */
+ * keeps it for the connection's life. A statement without a name is planned afresh at each
+ * run, with its parameters' values: the audit lists, whose filters decide which index
+ * answers (a prepared one's generic plan, made once for any values, would pick none). */
 struct tg_pg_stmt {
     const char *name;
     const char *sql;
