@@ -2,7 +2,8 @@
 """taskgate's benchmark (run it through tests/bench/run): B, nginx proxying straight to a
 static upstream stand-in, against G, nginx -> taskgate -> the same stand-in; G again with
 the daemon on a local PostgreSQL server instead of SQLite; then a slow upstream (tg_sim --latency-ms), one large submission, the audit store's recording rate,
-and G's submissions with and without event streams open through nginx. Writes bench-results.txt, bench-results.json and, with gnuplot, latency.png to the
+the audit at scale (scale.py: a store of a million runs, every audit read, a prune under
+load), and G's submissions with and without event streams open through nginx. Writes bench-results.txt, bench-results.json and, with gnuplot, latency.png to the
 output directory. Standard library only.
 
 Exit status: 0 when every part ran (whatever the figures), 1 when a part failed to run,
@@ -48,6 +49,7 @@ PROFILES = {
         "streams": 2000, "stream_max_secs": 4, "stream_lat_frac": 0.50, "stream_lat_secs": 6,
         "stream_open_secs": 30.0,
         "scale_runs": 1000000, "scale_inputs": 1000, "scale_groups": 10, "scale_repeats": 5,
+        "scale_bulk_repeats": 5,
     },
     "quick": {
         "warm_secs": 0, "max_rounds": 1, "max_secs": 1, "max_conns": 16, "wrk_threads": 2,
@@ -59,6 +61,7 @@ PROFILES = {
         "streams": 50, "stream_max_secs": 1, "stream_lat_frac": 0.50, "stream_lat_secs": 1,
         "stream_open_secs": 10.0,
         "scale_runs": 20000, "scale_inputs": 1000, "scale_groups": 4, "scale_repeats": 1,
+        "scale_bulk_repeats": 1,
     },
 }
 
@@ -401,11 +404,13 @@ class Bench:
         finally:
             self.stop_stack(res, mark, front, daemon)
 
-    def bulk(self, port, token, body, n, daemon, repeats):
+    def bulk(self, port, token, body, n, daemon, repeats, value=None):
         """repeats submissions of body (n inputs), one after another; their times and the
         daemon's peak RSS while they ran (from the RSS before them when the peak can be
-        reset, else since the daemon started)."""
-        runs_before = self.db_value(daemon.db_path, "SELECT count(*) FROM runs")
+        reset, else since the daemon started). value: the store's query function when it is
+        not the daemon's SQLite file (then the time between calls is not read)."""
+        runs_before = (value or (lambda sql: self.db_value(daemon.db_path, sql)))(
+            "SELECT count(*) FROM runs")
         peak_reset = daemon.reset_peak()
         rss_before = daemon.memory()
         reps = []
@@ -417,7 +422,8 @@ class Bench:
             rep = {"submission_id": a["submission_id"], "calls": len(a.get("calls") or []),
                    "client_ms": (time.monotonic() - t0) * 1000}
             rep.update(log_times(daemon, a["submission_id"]))
-            rep.update(record_gaps(daemon.db_path, a["submission_id"], n))
+            if value is None:
+                rep.update(record_gaps(daemon.db_path, a["submission_id"], n))
             reps.append(rep)
         return {"runs_before": runs_before, "repeats": reps,
                 "gateway_ms_median": statistics.median(r["gateway_ms"] for r in reps),
@@ -435,19 +441,44 @@ class Bench:
     # ---- part A: the audit at scale ----------------------------------------------------------
 
     def part_scale(self):
-        """The store filled through the gateway to p['scale_runs'] runs (submissions of
-        p['scale_inputs'] inputs over p['scale_groups'] groups of one team, a few more of a
-        second team, some refused upstream), then: every audit read timed over HTTP and with
-        the CLI, bytes per run, the 10,000-input submission against its time on the new
-        store, and a prune of the first half while one client goes on submitting."""
+        self.scale_run("scale", None)
+
+    def part_scale_pg(self):
+        """part_scale with the daemon on a PostgreSQL server of its own (as part_pg's)."""
+        pg = None
+        try:
+            self.say("audit at scale on PostgreSQL: a server in a temporary directory")
+            pg = PgServer(fsync=True, settings={"max_connections": 200})
+            pg.start()
+            self.procs.adopt(postmaster_pid(pg), os.path.join(pg.bindir, "postgres"))
+            self.scale_run("scale_pg", pg)
+        finally:
+            if pg is not None:
+                pg.stop()
+
+    def scale_run(self, name, pg):
+        """The store (SQLite, or the server pg) filled through the gateway to
+        p['scale_runs'] runs (submissions of p['scale_inputs'] inputs over p['scale_groups']
+        groups of one team, a few more of a second team, some refused upstream), then: every
+        audit read timed over HTTP and with the CLI, bytes per run, the 10,000-input
+        submission against its time on the new store, and a prune of the first half while
+        one client goes on submitting."""
         p = self.p
-        d = self.subdir("scale")
-        res = self.results["parts"].setdefault("scale", {})
+        d = self.subdir(name)
+        res = self.results["parts"].setdefault(name, {})
         mark = self.procs.mark()
         daemon = front = None
         try:
             _, sim_port = start_sim(self.procs, self.args.sim, d, 0)
-            daemon = Daemon(self.procs, self.args.taskgate, d, "http://127.0.0.1:%d" % sim_port)
+            if pg is None:
+                daemon = Daemon(self.procs, self.args.taskgate, d,
+                                "http://127.0.0.1:%d" % sim_port)
+            else:
+                daemon = Daemon(self.procs, self.args.taskgate, d,
+                                "http://127.0.0.1:%d" % sim_port,
+                                {"key_file": os.path.join(d, "taskgate.key")}, database=pg.dsn)
+            res["backend"] = "sqlite" if pg is None else "postgresql"
+            value = self.store_value(daemon, pg)
             token = daemon.setup_team(TEAM, KEY, PRESET)
             daemon.cli("team", "add", "other", input=KEY + "\n")
             daemon.cli("preset", "set", "other", "default", "-", input=json.dumps(PRESET))
@@ -461,7 +492,7 @@ class Bench:
             n = p["bulk_inputs"]
             body = json.dumps({"taskgroup_id": groups[0],
                                "inputs": ["question number %d" % i for i in range(n)]})
-            res["fresh"] = self.bulk(port, token, body, n, daemon, p["bulk_repeats"])
+            res["fresh"] = self.bulk(port, token, body, n, daemon, p["scale_bulk_repeats"], value)
             # A second team, and submissions the upstream refuses (an unknown processor).
             other_group = gateway_create_group(port, other)
             for _ in range(3):
@@ -472,39 +503,68 @@ class Bench:
                         json.dumps({"taskgroup_id": groups[0], "inputs": ["q"],
                                     "processor": "no-such-processor"}),
                         {"Content-Type": "application/json", "Authorization": "Bearer " + token})
-            runs_now = self.db_value(daemon.db_path, "SELECT count(*) FROM runs")
+            runs_now = value("SELECT count(*) FROM runs")
             started = scale.utc_now()
             self.say("audit at scale: filling to %d runs (%d-input submissions)"
                      % (p["scale_runs"], p["scale_inputs"]))
             res["fill"] = scale.fill(port, token, groups, p["scale_inputs"], p["scale_runs"],
                                      runs_now)
             res["fill"]["started"] = started
-            res["store"] = scale.store_figures(daemon.db_path, self.db_value)
-            res["grown"] = self.bulk(port, token, body, n, daemon, p["bulk_repeats"])
+            time.sleep(3)  # the fill's last WAL checkpoints, which would be timed otherwise
+            if pg is not None:
+                # The statistics autovacuum gathers within a minute of such a fill, without
+                # which the planner takes the tables for nearly empty.
+                pg.psql("ANALYZE")
+            res["store"] = scale.store_figures(value, self.store_bytes(daemon, pg))
+            # Into a new group, as on the new store: the simulator's cost grows with the runs
+            # of the group it adds to (it walks them), and shares the 2 cores; the store's is
+            # what this measures.
+            body = json.dumps({"taskgroup_id": gateway_create_group(port, token),
+                               "inputs": ["question number %d" % i for i in range(n)]})
+            res["grown"] = self.bulk(port, token, body, n, daemon, p["scale_bulk_repeats"], value)
             marks = res["fill"]["marks"]
             since = marks[-2][1] if len(marks) >= 2 else started
-            sub = self.db_value(daemon.db_path, "SELECT id FROM submissions WHERE num_inputs ="
-                                " %d ORDER BY received_at DESC LIMIT 1 OFFSET 5"
-                                % p["scale_inputs"])
-            run = self.db_value(daemon.db_path, "SELECT run_id FROM runs WHERE submission_id"
-                                " = '%s' AND input_index = 500" % sub)
+            sub = value("SELECT id FROM submissions WHERE num_inputs = %d ORDER BY received_at"
+                        " DESC LIMIT 1 OFFSET 5" % p["scale_inputs"])
+            run = value("SELECT run_id FROM runs WHERE submission_id = '%s' AND input_index ="
+                        " 500" % sub)
             ids = {"run": run, "submission": sub, "group": groups[1], "team": TEAM,
                    "since": since}
             res["ids"] = ids
             self.say("audit at scale: timing the audit reads")
             res["reads"] = scale.reads(port, daemon, audit, ids, p["scale_repeats"])
-            res["summary_exact"] = scale.summary_check(daemon.db_path, self.db_value)
+            res["summary_exact"] = scale.summary_check(value)
             half = marks[len(marks) // 2][1] if marks else started
             self.say("audit at scale: pruning what came before %s under load" % half)
             # A group made now: a prune may take the submission that made an older one.
             res["prune"] = scale.prune_under_load(port, token, daemon,
                                                   gateway_create_group(port, token), half)
             res["prune"]["before"] = half
-            res["summary_exact_after_prune"] = scale.summary_check(daemon.db_path,
-                                                                   self.db_value)
-            res["store_after_prune"] = scale.store_figures(daemon.db_path, self.db_value)
+            res["summary_exact_after_prune"] = scale.summary_check(value)
+            res["store_after_prune"] = scale.store_figures(value, self.store_bytes(daemon, pg))
         finally:
             self.stop_stack(res, mark, front, daemon)
+
+    def store_value(self, daemon, pg):
+        """value(sql): the first column of the first row of sql on the daemon's store."""
+        if pg is None:
+            return lambda sql: self.db_value(daemon.db_path, sql)
+
+        def value(sql):
+            r = pg.psql(sql, args=("-At",), check=False)
+            if r.returncode != 0:
+                raise RuntimeError(r.stderr.strip())
+            out = r.stdout.strip().splitlines()
+            return None if not out else int(out[0]) if out[0].lstrip("-").isdigit() else out[0]
+        return value
+
+    @staticmethod
+    def store_bytes(daemon, pg):
+        """What the store takes: the database and its WAL, or the server's database."""
+        if pg is None:
+            return lambda: file_sizes(daemon.db_path)
+        return lambda: {"db": int(pg.psql("SELECT pg_database_size(current_database())",
+                                          args=("-At",)).stdout.strip()), "db_wal": 0}
 
     # ---- part E: submissions with and without many event streams open ----------------------
 
@@ -904,12 +964,14 @@ def parse_args(argv):
     ap.add_argument("--no-install", action="store_true",
                     help="do not apt-get install wrk when it is missing")
     ap.add_argument("--parts", help="only these parts, comma-separated (static, pg, slow, "
-                    "large, scale, streams; default: all)")
+                    "large, scale, streams; default: all of these; scale-pg, the audit at "
+                    "scale on PostgreSQL, only when named)")
     ap.add_argument("--pidfile", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.parts is not None:
         args.parts = set(args.parts.split(","))
-        unknown = args.parts - {"static", "pg", "slow", "large", "scale", "streams"}
+        unknown = args.parts - {"static", "pg", "slow", "large", "scale", "streams",
+                                "scale-pg"}
         if unknown:
             ap.error("--parts: no part %s" % ", ".join(sorted(unknown)))
     build = os.path.abspath(args.build)
@@ -986,6 +1048,8 @@ def main(argv):
             bench.run_part("large", bench.part_large)
         if want("scale"):
             bench.run_part("scale", bench.part_scale)
+        if args.parts is not None and "scale-pg" in args.parts:  # asked for by name only
+            bench.run_part("scale_pg", bench.part_scale_pg)
         if args.wrk and want("streams"):
             bench.run_part("streams", bench.part_streams)
         elif want("streams"):

@@ -11,7 +11,7 @@ import subprocess
 import threading
 import time
 
-from stack import BenchError, child_env, file_sizes, request
+from stack import BenchError, child_env, request
 
 
 def fill(port, token, groups, inputs, target_runs, runs_now, clients=2):
@@ -225,26 +225,27 @@ def pct(sorted_values, q):
     return sorted_values[i]
 
 
-def store_figures(db_path, db_value):
-    """Runs and submissions stored, file sizes and bytes per run (database and WAL)."""
-    runs = db_value(db_path, "SELECT count(*) FROM runs")
-    subs = db_value(db_path, "SELECT count(*) FROM submissions")
-    files = file_sizes(db_path)
+def store_figures(value, sizes):
+    """Runs and submissions stored, the store's size (sizes(): {"db", "db_wal"} in bytes)
+    and bytes per run."""
+    runs = value("SELECT count(*) FROM runs")
+    subs = value("SELECT count(*) FROM submissions")
+    files = sizes()
     total = files["db"] + files["db_wal"]
     return {"runs": runs, "submissions": subs, "files": files,
             "bytes_per_run": total / runs if runs else None}
 
 
-def summary_check(db_path, db_value):
+def summary_check(value):
     """Whether audit_summary's runs and submissions add up to the tables' counts (None when
     the store has no audit_summary: a build before it)."""
     try:
-        runs = db_value(db_path, "SELECT coalesce(sum(runs), 0) FROM audit_summary")
-        subs = db_value(db_path, "SELECT count(*) FROM submissions s WHERE NOT EXISTS"
-                                 " (SELECT 1 FROM runs r WHERE r.submission_id = s.id)")
-        none = db_value(db_path, "SELECT coalesce(sum(submissions), 0) FROM audit_summary"
-                                 " WHERE runs = 0")
-    except Exception:  # noqa: BLE001 - sqlite3.OperationalError: no such table
+        runs = value("SELECT coalesce(sum(runs), 0) FROM audit_summary")
+        subs = value("SELECT count(*) FROM submissions s WHERE NOT EXISTS"
+                     " (SELECT 1 FROM runs r WHERE r.submission_id = s.id)")
+        none = value("SELECT coalesce(sum(submissions), 0) FROM audit_summary"
+                     " WHERE processor IS NULL AND runs = 0")
+    except Exception:  # noqa: BLE001 - no such table (sqlite3's or psql's error)
         return None
-    return {"runs_match": runs == db_value(db_path, "SELECT count(*) FROM runs"),
+    return {"runs_match": runs == value("SELECT count(*) FROM runs"),
             "runless_match": none == subs}
