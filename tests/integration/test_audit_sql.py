@@ -26,7 +26,7 @@ QUERIES_PATH = os.path.join(SQL_DIR, "audit-queries.sql")
 # The schema version this build migrates to: the highest sql/sqlite/NNN_*.sql.
 LATEST = max(int(n[:3]) for n in os.listdir(SQL_DIR) if re.match(r"^\d{3}_.*\.sql$", n))
 
-VIEWS = {"audit_submissions", "audit_runs", "audit_calls", "audit_admin"}
+VIEWS = {"audit_submissions", "audit_runs", "audit_calls", "audit_admin", "audit_summary"}
 AUDIT_CALLS_COLUMNS = [
     "submission_id", "team", "seq", "operation", "method", "path", "first_input", "num_inputs",
     "started_at", "finished_at", "duration_ms", "outcome", "http_status", "run_cursor",
@@ -334,6 +334,24 @@ class AuditSqlTest(unittest.TestCase):
             with self.subTest(query=name):
                 rows = self.run_query(name)
                 self.assertGreater(len(rows), 0, "no rows from a populated database")
+
+    def test_summary(self):
+        """The summary, counted by the store, says what the views say."""
+        rows = self.run_query("summary")
+        self.assertEqual(sum(r["runs"] for r in rows),
+                         self.s.db_value("SELECT count(*) FROM audit_runs"))
+        per_day = {(r["team"], r["day"]): r["runs"] for r in self.run_query(
+            "runs_per_team_per_day")}
+        got = {}
+        for r in rows:
+            got[(r["team"], r["day"])] = got.get((r["team"], r["day"]), 0) + r["runs"]
+        self.assertEqual({k: v for k, v in got.items() if v}, per_day)
+        # Each submission here has runs of one processor at most: counted once.
+        states = {}
+        for r in rows:
+            states[r["state"]] = states.get(r["state"], 0) + r["submissions"]
+        self.assertEqual(states, {"accepted": 3, "rejected": 1, "failed": 1, "unknown": 1})
+        self.assertEqual(self.run_query("summary", since="9999"), [])
 
     def test_runs_per_team_per_day(self):
         rows = self.run_query("runs_per_team_per_day")
