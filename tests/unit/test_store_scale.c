@@ -181,6 +181,20 @@ static void test_run_ids_unique_across_buckets(void)
     CHECK(tg_store_run_owned(st, team, "trun_0039000", group, sizeof(group)) == TG_OK);
     CHECK(tg_store_run_owned(st, team, "trun_fresh0000001", group, sizeof(group)) == TG_OK);
     CHECK(tg_store_run_owned(st, team, "trun_nothere", group, sizeof(group)) == TG_ENOTFOUND);
+
+    /* A prune of them all leaves the newest bucket only; an id it took is no longer
+     * recorded, so it may be again. */
+    char before[TG_TIME_LEN];
+    tg_time_format(tg_now_ms() + 1, before);
+    usleep(5000);
+    struct tg_audit_pruned pruned;
+    CHECK(tg_store_audit_prune(st, &cli, before, 0, &pruned) == TG_OK);
+    CHECK(pruned.runs == 40000); /* sub_dup and sub_dup2 are pending: kept */
+    CHECK_STR(rows(path, "SELECT bucket FROM run_buckets"), "2\n");
+    struct tg_submission late = submission("sub_late", team, 1, tg_now_ms());
+    CHECK(tg_store_submission_begin(st, &late) == TG_OK);
+    make_call(b, "sub_late", 0, 0, 1, "trun_", 123, "base", NULL);
+    CHECK(tg_store_call_record(st, &b->call) == TG_OK);
 out:
     free(b);
     tg_store_close(st);
