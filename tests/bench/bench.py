@@ -492,7 +492,8 @@ class Bench:
             n = p["bulk_inputs"]
             body = json.dumps({"taskgroup_id": groups[0],
                                "inputs": ["question number %d" % i for i in range(n)]})
-            res["fresh"] = self.bulk(port, token, body, n, daemon, p["scale_bulk_repeats"], value)
+            res["fresh"] = self.bulk(port, token, body, n, daemon, p["scale_bulk_repeats"],
+                                     None if pg is None else value)
             # A second team, and submissions the upstream refuses (an unknown processor).
             other_group = gateway_create_group(port, other)
             for _ in range(3):
@@ -521,7 +522,8 @@ class Bench:
             # what this measures.
             body = json.dumps({"taskgroup_id": gateway_create_group(port, token),
                                "inputs": ["question number %d" % i for i in range(n)]})
-            res["grown"] = self.bulk(port, token, body, n, daemon, p["scale_bulk_repeats"], value)
+            res["grown"] = self.bulk(port, token, body, n, daemon, p["scale_bulk_repeats"],
+                                     None if pg is None else value)
             marks = res["fill"]["marks"]
             since = marks[-2][1] if len(marks) >= 2 else started
             sub = value("SELECT id FROM submissions WHERE num_inputs = %d ORDER BY received_at"

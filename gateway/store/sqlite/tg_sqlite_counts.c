@@ -18,17 +18,17 @@
     " submissions = submissions + excluded.submissions, runs = runs + excluded.runs"
 #define INSERT_COUNTS \
     "INSERT INTO summary_counts (team_id, day, state, processor, shard, submissions, runs) "
-/* A set of submissions moved from the state ?from (sign -1) to ?to (+1) with their runs. */
+/* A set of submissions moved from the state ?from (sign -1) to ?to (+1) with their runs:
+ * their counts gathered once (g), then taken from one state and added to the other. */
 #define MOVE(from, to, where)                                                            \
     INSERT_COUNTS                                                                        \
-    "SELECT s.team_id, substr(s.received_at, 1, 10), m.state, coalesce(r.processor, ''),"\
-    " 0, m.sign * count(DISTINCT s.id), m.sign * count(r.run_id)"                       \
-    " FROM submissions s"                                                               \
-    " JOIN (SELECT " from " AS state, -1 AS sign UNION ALL SELECT " to ", 1) m"          \
-    " LEFT JOIN runs r ON r.submission_id = s.id"                                       \
-    " WHERE " where                                                                     \
-    " GROUP BY s.team_id, substr(s.received_at, 1, 10), m.state, m.sign,"               \
-    " coalesce(r.processor, '')" UPSERT
+    "SELECT g.team_id, g.day, m.state, g.p, 0, m.sign * g.subs, m.sign * g.runs"          \
+    " FROM (SELECT s.team_id, substr(s.received_at, 1, 10) AS day,"                      \
+    "  coalesce(r.processor, '') AS p, count(DISTINCT s.id) AS subs, count(r.run_id) AS runs" \
+    "  FROM submissions s LEFT JOIN runs r ON r.submission_id = s.id"                    \
+    "  WHERE " where " GROUP BY 1, 2, 3) g"                                              \
+    " CROSS JOIN (SELECT " from " AS state, -1 AS sign UNION ALL SELECT " to ", 1) m"    \
+    " WHERE true" UPSERT
 
 static const char *const counts_sql[S_COUNT] = {
     [K_ADD] = INSERT_COUNTS "VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6)" UPSERT,
