@@ -49,7 +49,7 @@ PROFILES = {
         "streams": 2000, "stream_max_secs": 4, "stream_lat_frac": 0.50, "stream_lat_secs": 6,
         "stream_open_secs": 30.0,
         "scale_runs": 1000000, "scale_inputs": 1000, "scale_groups": 10, "scale_repeats": 5,
-        "scale_bulk_repeats": 5,
+        "scale_bulk_repeats": 7,
     },
     "quick": {
         "warm_secs": 0, "max_rounds": 1, "max_secs": 1, "max_conns": 16, "wrk_threads": 2,
@@ -417,18 +417,52 @@ class Bench:
         for i in range(repeats):
             self.say("one submission of %d inputs (%d of %d), %d runs already stored"
                      % (n, i + 1, repeats, runs_before))
-            t0 = time.monotonic()
-            a = self.smoke_g(port, token, body, n)
-            rep = {"submission_id": a["submission_id"], "calls": len(a.get("calls") or []),
-                   "client_ms": (time.monotonic() - t0) * 1000}
-            rep.update(log_times(daemon, a["submission_id"]))
-            if value is None:
-                rep.update(record_gaps(daemon.db_path, a["submission_id"], n))
-            reps.append(rep)
+            reps.append(self.bulk_one(port, token, body, n, daemon, value))
         return {"runs_before": runs_before, "repeats": reps,
                 "gateway_ms_median": statistics.median(r["gateway_ms"] for r in reps),
                 "rss_before_kb": rss_before, "rss_kb": daemon.memory(),
                 "peak_reset": peak_reset}
+
+    def bulk_one(self, port, token, body, n, daemon, value=None):
+        """One submission of body (n inputs): its times, and the daemon's CPU meanwhile."""
+        cpu0 = daemon.cpu()
+        t0 = time.monotonic()
+        a = self.smoke_g(port, token, body, n)
+        rep = {"submission_id": a["submission_id"], "calls": len(a.get("calls") or []),
+               "client_ms": (time.monotonic() - t0) * 1000,
+               "daemon_cpu_ms": (daemon.cpu() - cpu0) * 1000}
+        rep.update(log_times(daemon, a["submission_id"]))
+        if value is None:
+            rep.update(record_gaps(daemon.db_path, a["submission_id"], n))
+        return rep
+
+    def alternate(self, sides, n, repeats):
+        """sides: {name: (port, token, daemon, value)}; repeats rounds of one submission of n
+        inputs on each side in turn, each side into a new group of its own, so that the
+        machine's other load weighs on every side alike. {name: bulk()'s figures}."""
+        out = {}
+        bodies = {}
+        for name, (port, token, daemon, value) in sides.items():
+            body = json.dumps({"taskgroup_id": gateway_create_group(port, token),
+                               "inputs": ["question number %d" % i for i in range(n)]})
+            bodies[name] = body
+            runs = (value or (lambda sql, d=daemon: self.db_value(d.db_path, sql)))(
+                "SELECT count(*) FROM runs")
+            out[name] = {"runs_before": runs, "repeats": [], "rss_before_kb": daemon.memory(),
+                         "peak_reset": daemon.reset_peak()}
+        for i in range(repeats):
+            for name, (port, token, daemon, value) in sides.items():
+                self.say("one submission of %d inputs on the %s store (%d of %d)"
+                         % (n, name, i + 1, repeats))
+                out[name]["repeats"].append(self.bulk_one(port, token, bodies[name], n,
+                                                          daemon, value))
+        for name, (_, _, daemon, _) in sides.items():
+            reps = out[name]["repeats"]
+            out[name]["gateway_ms_median"] = statistics.median(r["gateway_ms"] for r in reps)
+            out[name]["daemon_cpu_ms_median"] = statistics.median(r["daemon_cpu_ms"]
+                                                                  for r in reps)
+            out[name]["rss_kb"] = daemon.memory()
+        return out
 
     @staticmethod
     def db_value(db_path, sql):
@@ -461,8 +495,8 @@ class Bench:
         p['scale_runs'] runs (submissions of p['scale_inputs'] inputs over p['scale_groups']
         groups of one team, a few more of a second team, some refused upstream), then: every
         audit read timed over HTTP and with the CLI, bytes per run, the 10,000-input
-        submission against its time on the new store, and a prune of the first half while
-        one client goes on submitting."""
+        submission on it and on a new store beside it in turn, and a prune of the first half
+        while one client goes on submitting."""
         p = self.p
         d = self.subdir(name)
         res = self.results["parts"].setdefault(name, {})
@@ -490,10 +524,6 @@ class Bench:
             port = front.ports[0]
             groups = [gateway_create_group(port, token) for _ in range(p["scale_groups"])]
             n = p["bulk_inputs"]
-            body = json.dumps({"taskgroup_id": groups[0],
-                               "inputs": ["question number %d" % i for i in range(n)]})
-            res["fresh"] = self.bulk(port, token, body, n, daemon, p["scale_bulk_repeats"],
-                                     None if pg is None else value)
             # A second team, and submissions the upstream refuses (an unknown processor).
             other_group = gateway_create_group(port, other)
             for _ in range(3):
@@ -517,13 +547,29 @@ class Bench:
                 # which the planner takes the tables for nearly empty.
                 pg.psql("ANALYZE")
             res["store"] = scale.store_figures(value, self.store_bytes(daemon, pg))
-            # Into a new group, as on the new store: the simulator's cost grows with the runs
-            # of the group it adds to (it walks them), and shares the 2 cores; the store's is
-            # what this measures.
-            body = json.dumps({"taskgroup_id": gateway_create_group(port, token),
-                               "inputs": ["question number %d" % i for i in range(n)]})
-            res["grown"] = self.bulk(port, token, body, n, daemon, p["scale_bulk_repeats"],
-                                     None if pg is None else value)
+            # The 10,000-input submission on the filled store and on a new one beside it (a
+            # second daemon and front on the same simulator), in turn, each into a new group
+            # (the simulator walks the runs of the group it adds to, on the same 2 cores).
+            twin = self.subdir(name + "-new")
+            if pg is None:
+                daemon2 = Daemon(self.procs, self.args.taskgate, twin,
+                                 "http://127.0.0.1:%d" % sim_port)
+            else:
+                pg.psql("CREATE DATABASE twin", dbname="postgres")
+                daemon2 = Daemon(self.procs, self.args.taskgate, twin,
+                                 "http://127.0.0.1:%d" % sim_port,
+                                 {"key_file": os.path.join(twin, "taskgate.key")},
+                                 database=pg.dsn_for("twin"))
+            token2 = daemon2.setup_team(TEAM, KEY, PRESET)
+            daemon2.start()
+            front2 = start_front(self.procs, self.args.nginx, twin, daemon2)
+            value2 = None if pg is None else self.store_value(daemon2, pg, "twin")
+            sides = {"new": (front2.ports[0], token2, daemon2, value2),
+                     "filled": (port, token, daemon, None if pg is None else value)}
+            both = self.alternate(sides, n, p["scale_bulk_repeats"])
+            res["fresh"], res["grown"] = both["new"], both["filled"]
+            front2.stop()
+            daemon2.stop()
             marks = res["fill"]["marks"]
             since = marks[-2][1] if len(marks) >= 2 else started
             sub = value("SELECT id FROM submissions WHERE num_inputs = %d ORDER BY received_at"
@@ -547,13 +593,14 @@ class Bench:
         finally:
             self.stop_stack(res, mark, front, daemon)
 
-    def store_value(self, daemon, pg):
-        """value(sql): the first column of the first row of sql on the daemon's store."""
+    def store_value(self, daemon, pg, dbname=None):
+        """value(sql): the first column of the first row of sql on the daemon's store (on
+        pg, the database dbname: the server's own by default)."""
         if pg is None:
             return lambda sql: self.db_value(daemon.db_path, sql)
 
         def value(sql):
-            r = pg.psql(sql, args=("-At",), check=False)
+            r = pg.psql(sql, dbname=dbname, args=("-At",), check=False)
             if r.returncode != 0:
                 raise RuntimeError(r.stderr.strip())
             out = r.stdout.strip().splitlines()

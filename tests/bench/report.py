@@ -313,16 +313,20 @@ def _scale(w, sc):
             else:
                 cells.append("%10.1f %8.1f %9d" % (x["ms"], x["max_ms"], x["bytes"]))
         w("  %-36s %s   %s" % (row["read"], cells[0], cells[1]))
-    for key, label in (("fresh", "a new store"), ("grown", "the filled store")):
+    w("  10,000 inputs, on the filled store and on a new one beside it in turn (each into a new "
+      "group):")
+    for key, label in (("fresh", "new store"), ("grown", "filled store")):
         part = sc.get(key)
         if part:
-            w("  10,000 inputs on %s (%d runs before): gateway %s ms"
+            w("    %-12s (%7d runs before): gateway %s ms; the daemon's CPU %s ms"
               % (label, part["runs_before"],
-                 ", ".join("%d" % x["gateway_ms"] for x in part["repeats"])))
+                 ", ".join("%d" % x["gateway_ms"] for x in part["repeats"]),
+                 ", ".join("%.0f" % x.get("daemon_cpu_ms", 0) for x in part["repeats"])))
     ratio = scale_ratio(sc)
     if ratio is not None:
-        w("  (each into a new group) median on the filled store / median on the new store: "
-          "%.2f" % ratio)
+        cpu = [(sc.get(k) or {}).get("daemon_cpu_ms_median") for k in ("fresh", "grown")]
+        w("    median on the filled store / on the new store: gateway time %.2f%s"
+          % (ratio, ", CPU %.2f" % (cpu[1] / cpu[0]) if None not in cpu and cpu[0] else ""))
     for key in ("summary_exact", "summary_exact_after_prune"):
         if key in sc:
             w("  audit_summary adds up to the tables (%s): %s"
