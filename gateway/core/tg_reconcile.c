@@ -566,6 +566,8 @@ static void housekeeping(struct tg_store *st, struct tg_upstream *up, const stru
     long pruned = prune(st);
     if (pruned > 0)
         tg_log(TG_LOG_DEBUG, "%ld expired idempotency records removed", pruned);
+    if (tg_store_summary_compact(st) != TG_OK)
+        tg_log(TG_LOG_ERROR, "housekeeping: %s", tg_store_errmsg(st));
     if (conf->reconcile_after_s > 0) {
         long settled = 0, left = 0;
         rc = tg_reconcile_all(st, up, "daemon:periodic", 0,

@@ -377,6 +377,11 @@ int tg_store_audit_summary(struct tg_store *st, const struct tg_audit_query *q,
     return be(st)->audit_summary(st, q, fn, arg, page);
 }
 
+int tg_store_summary_compact(struct tg_store *st)
+{
+    return be(st)->summary_compact(st);
+}
+
 int tg_store_audit_prune(struct tg_store *st, const struct tg_actor *who, const char *before,
                          int dry_run, struct tg_audit_pruned *out)
 {

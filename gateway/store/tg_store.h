@@ -415,6 +415,12 @@ int tg_store_audit_group(struct tg_store *st, const struct tg_audit_query *q, tg
 int tg_store_audit_summary(struct tg_store *st, const struct tg_audit_query *q,
                            tg_audit_fn fn, void *arg, struct tg_audit_page *page);
 
+/* Keeps the summary's rows few: those of days before today folded into one per (team,
+ * day, state, processor) where the backend spread them (PostgreSQL's sessions each count in
+ * rows of their own), and those that hold nothing removed; the summary reads the same
+ * before and after. One write transaction; for the daemon's housekeeping. */
+int tg_store_summary_compact(struct tg_store *st);
+
 /* What a prune removed (or, for a dry run, would remove). */
 struct tg_audit_pruned {
     long submissions;

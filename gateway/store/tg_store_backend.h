@@ -110,6 +110,7 @@ struct tg_store_backend {
         void *arg, struct tg_audit_page *page);
     int (*audit_summary)(struct tg_store *st, const struct tg_audit_query *q, tg_audit_fn fn,
         void *arg, struct tg_audit_page *page);
+    int (*summary_compact)(struct tg_store *st);
     int (*audit_prune)(struct tg_store *st, const struct tg_actor *who, const char *before,
         int dry_run, struct tg_audit_pruned *out);
     int (*audit_read_log)(struct tg_store *st, const struct tg_actor *who, const char *query,

@@ -11,9 +11,10 @@
 --     it refuses a second recording of an id by itself, and runs.bucket stays 0 and
 --     run_buckets empty (the columns are SQLite's, kept so that the tables are the same).
 --   * summary_counts.shard. SQLite has one writer, and counts in shard 0. Here
---     transactions of one team on one day would all wait for the one row they add to; each
---     session counts in its own shard (its backend's pid modulo 16) instead, and the view
---     sums them.
+--     transactions of one team on one day would all wait for the one row they add to (a row
+--     is held to the commit, its WAL flush included); each session counts in its own shard
+--     (its backend's pid) instead, the view sums them, and the daemon's housekeeping folds
+--     the shards of past days into shard 0 (tg_store_summary_compact).
 
 -- ---- runs, by submission --------------------------------------------------------------------
 

@@ -122,8 +122,10 @@ DROP INDEX IF EXISTS submissions_state;
 --                pending); runs without a processor count under '' too
 --   shard        spreads one (team, day, state, processor) over rows that concurrent
 --                transactions write without waiting for each other: always 0 on SQLite
---                (one writer), up to 15 on PostgreSQL; read the sums (audit_summary)
---   submissions, runs   the counts (a row may hold 0 once everything moved elsewhere)
+--                (one writer), a session's own on PostgreSQL until the daemon folds a
+--                past day into 0; read the sums (audit_summary)
+--   submissions, runs   the counts (a row may hold 0 once everything moved elsewhere; the
+--                daemon's housekeeping removes those of past days)
 CREATE TABLE summary_counts (
     team_id      INTEGER NOT NULL REFERENCES teams(id),
     day          TEXT NOT NULL,

@@ -13,6 +13,7 @@ import io
 import json
 import os
 import signal
+import sqlite3
 import sys
 import threading
 import time
@@ -22,7 +23,7 @@ from datetime import datetime, timedelta, timezone
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import StackTestCase  # noqa: E402
+from harness import BACKEND, StackTestCase, pg_server  # noqa: E402
 
 KEYS = ["par-sum-a", "par-sum-b"]
 COLUMNS = ["team", "day", "processor", "state", "submissions", "runs"]
@@ -236,6 +237,43 @@ class SummaryTest(Base):
         self.post("b", {"inputs": ["again"]}, 200)
         self.assertEqual([(r["team"], r["submissions"], r["runs"])
                           for r in self.assertExact("after the prune")], [("b", 1, 1)])
+
+
+class CompactTest(Base):
+    def write(self, sql):
+        """sql run on the store as its owner would, by hand."""
+        if BACKEND == "postgresql":
+            pg_server().psql(sql, dbname=self.s.pg_dbname)
+            return
+        conn = sqlite3.connect(self.s.db_path, timeout=10, isolation_level=None)
+        try:
+            conn.execute(sql)
+        finally:
+            conn.close()
+
+    def test_housekeeping_folds_past_days(self):
+        """A past day's counts spread over sessions' shards (as PostgreSQL leaves them) end in
+        one row each, and rows that hold nothing go; the summary reads the same."""
+        s = self.start(housekeeping_interval_s=1)
+        self.post("a", {"inputs": ["x"]}, 200)
+        team = s.db_value("SELECT id FROM teams WHERE name = 'a'")
+        self.write("INSERT INTO summary_counts (team_id, day, state, processor, shard,"
+                   " submissions, runs) VALUES (%d, '2026-01-02', 'accepted', 'core', 7, 2, 5),"
+                   " (%d, '2026-01-02', 'accepted', 'core', 9, 1, 4),"
+                   " (%d, '2026-01-02', 'pending', '', 3, 0, 0)" % (team, team, team))
+        before = self.summary()
+        self.assertIn(("2026-01-02", "core", 3, 9),
+                      [(r["day"], r["processor"], r["submissions"], r["runs"]) for r in before])
+        deadline = time.monotonic() + 15
+        rows = None
+        while time.monotonic() < deadline:
+            rows = [tuple(r) for r in s.db("SELECT state, processor, shard, submissions, runs"
+                                           " FROM summary_counts WHERE day = '2026-01-02'")]
+            if rows == [("accepted", "core", 0, 3, 9)]:
+                break
+            time.sleep(0.2)
+        self.assertEqual(rows, [("accepted", "core", 0, 3, 9)])
+        self.assertEqual(self.summary(), before)
 
 
 class GroupPageTest(Base):

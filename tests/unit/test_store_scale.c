@@ -287,6 +287,13 @@ static void test_summary_is_exact(void)
     CHECK(pruned.submissions == 2 && pruned.runs == 6);
     check_exact(path, "a prune");
     CHECK_STR(rows(path, "SELECT count(*) FROM audit_summary WHERE day < '2026-11-19'"), "0\n");
+    /* The housekeeping's tidy-up: past days' rows that hold nothing go, the rest stays. */
+    CHECK_STR(rows(path, "SELECT count(*) > 0 FROM summary_counts WHERE submissions = 0"
+                         " AND runs = 0"), "1\n");
+    CHECK(tg_store_summary_compact(st) == TG_OK);
+    CHECK_STR(rows(path, "SELECT count(*) FROM summary_counts WHERE submissions = 0"
+                         " AND runs = 0"), "0\n");
+    check_exact(path, "the tidy-up");
 out:
     free(b);
     tg_store_close(st);

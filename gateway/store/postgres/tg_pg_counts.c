@@ -4,12 +4,13 @@
  * its runs carry ('' while it has none), each run under its processor, both at the
  * submission's state now, on its received day.
  *
+ * (A new submission is counted by its INSERT itself, tg_pg_records.c's sub_insert_stmt.)
  * Each statement below is one round trip that runs before the change it counts, computes
  * the deltas from what the submission has then, and locks its row (FOR UPDATE) so that
  * nothing changes it before the change that follows in the same transaction (whose WHERE
  * may still refuse: then the transaction, counts included, is rolled back). Rows are
  * added to in key order, so that two transactions never wait for each other's rows in
- * opposite orders, and in the session's own shard (pg_backend_pid() % 16), so that
+ * opposite orders, and in the session's own shard (pg_backend_pid()), so that
  * concurrent transactions of one team and day seldom wait for one row at all. */
 #include <stdio.h>
 #include <string.h>
@@ -22,13 +23,7 @@
     " runs = summary_counts.runs + excluded.runs"
 #define INSERT_COUNTS \
     "INSERT INTO summary_counts (team_id, day, state, processor, shard, submissions, runs) "
-#define SHARD "(pg_backend_pid() % 16)"
-
-/* $1 team, $2 received_at, $3 state: a new submission, under ''. */
-static const struct tg_pg_stmt add_stmt = {
-    "counts_add",
-    INSERT_COUNTS "VALUES ($1::bigint, substr($2::text, 1, 10), $3, '', " SHARD ", 1, 0)"
-    UPSERT};
+#define SHARD "pg_backend_pid()"
 
 /* Runs about to be recorded for submission $1, $3 of them under each processor of $2
  * ('' for none), at its state: runs under their processors; the submission once more under
@@ -79,14 +74,6 @@ static const struct tg_pg_stmt prune_stmt = {
     " FROM submissions s LEFT JOIN runs r ON r.submission_id = s.id"
     " WHERE s.id IN (" TG_PG_PRUNE_BATCH ")"
     " GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4" UPSERT};
-
-int tg_pg_counts_submission(struct tg_store *st, int64_t team_id, const char *received,
-                            enum tg_state state)
-{
-    char team[TG_PG_I64_LEN];
-    const char *p[] = {tg_pg_i64(team, team_id), received, tg_domain_state_name(state)};
-    return tg_pg_run(st, &add_stmt, 3, p, "count in the audit summary");
-}
 
 /* The distinct processors of n runs ('' for none) and how many runs each has, as two
  * array literals. A call names one processor or a few: a short list searched in order.
@@ -165,4 +152,35 @@ int tg_pg_counts_change(struct tg_store *st, const char *sub_id, enum tg_state s
 int tg_pg_counts_prune(struct tg_store *st, const char *const batch[5])
 {
     return tg_pg_run(st, &prune_stmt, 5, batch, "count a prune in the audit summary");
+}
+
+/* Past days' rows, folded into shard 0 (the view's sums are unchanged), and those that
+ * hold nothing removed: $1 is today. Two statements: one may not both delete a row and
+ * update it on conflict. */
+static const struct tg_pg_stmt fold_stmt = {
+    "counts_fold",
+    "WITH d AS (DELETE FROM summary_counts WHERE day COLLATE \"C\" < $1 AND shard <> 0"
+    " RETURNING team_id, day, state, processor, submissions, runs)"
+    INSERT_COUNTS
+    "SELECT team_id, day, state, processor, 0, sum(submissions), sum(runs) FROM d"
+    " GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4" UPSERT};
+static const struct tg_pg_stmt empty_stmt = {
+    "counts_empty",
+    "DELETE FROM summary_counts WHERE day COLLATE \"C\" < $1 AND submissions = 0"
+    " AND runs = 0"};
+
+static int compact_w(struct tg_store *st, void *arg)
+{
+    const char *const *today = arg;
+    int rc = tg_pg_run(st, &fold_stmt, 1, today, "fold the audit summary");
+    return rc == TG_OK ? tg_pg_run(st, &empty_stmt, 1, today, "fold the audit summary") : rc;
+}
+
+int tg_pg_summary_compact(struct tg_store *st)
+{
+    char now[TG_TIME_LEN], today[11];
+    tg_pg_now_text(now);
+    snprintf(today, sizeof(today), "%.10s", now);
+    const char *p[] = {today};
+    return tg_pg_write(st, compact_w, (void *)p);
 }

@@ -206,18 +206,17 @@ int tg_pg_runs_insert(struct tg_store *st, const char *sub_id, int seq, int firs
 int tg_pg_text_array(struct tg_buf *b, const char *const *v, size_t n);
 
 /* tg_pg_counts.c: the audit summary's counts, inside the caller's transaction and before
- * the change each counts (tg_sqlite_counts.c's contract): a new submission in state
- * (received: its received_at text; after its INSERT); n runs about to be recorded for a
- * submission (procs NULL or one processor per run); a submission about to move to state,
- * with n runs about to be recorded at the same time (n 0: none); a prune's batch about to
- * be deleted (the five parameters of TG_PG_PRUNE_BATCH). */
-int tg_pg_counts_submission(struct tg_store *st, int64_t team_id, const char *received,
-                            enum tg_state state);
+ * the change each counts (tg_sqlite_counts.c's contract; a new submission's count is its
+ * INSERT's own): n runs about to be recorded for a submission (procs NULL or one processor
+ * per run); a submission about to move to state, with n runs about to be recorded at the
+ * same time (n 0: none); a prune's batch about to be deleted (the five parameters of
+ * TG_PG_PRUNE_BATCH). */
 int tg_pg_counts_runs(struct tg_store *st, const char *sub_id, size_t n,
                       const char *const *procs);
 int tg_pg_counts_change(struct tg_store *st, const char *sub_id, enum tg_state state,
                         size_t n, const char *const *procs);
 int tg_pg_counts_prune(struct tg_store *st, const char *const batch[5]);
+int tg_pg_summary_compact(struct tg_store *st);
 
 /* A REPEATABLE READ, READ ONLY transaction, so that the reads of one answer see one
  * snapshot; its end returns rc, or the failure to end it (tg_pg_audit.c). */

@@ -12,12 +12,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The submission and, in the same statement, its count in the audit summary (under no
+ * processor: it has no run yet; tg_pg_counts.c has the rest of the counts). */
 static const struct tg_pg_stmt sub_insert_stmt = {
     "records_sub_insert",
-    "INSERT INTO submissions (id, team_id, token_id, request_id, received_at,"
+    "WITH s AS (INSERT INTO submissions (id, team_id, token_id, request_id, received_at,"
     " completed_at, remote_addr, interface, taskgroup_id, num_inputs, state,"
     " http_status, error, request, resumes, daemon_id)"
-    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"};
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+    " RETURNING team_id, received_at, state)"
+    " INSERT INTO summary_counts (team_id, day, state, processor, shard, submissions, runs)"
+    " SELECT team_id, substr(received_at, 1, 10), state, '', pg_backend_pid(), 1, 0"
+    " FROM s ON CONFLICT (team_id, day, state, processor, shard) DO UPDATE SET"
+    " submissions = summary_counts.submissions + 1"};
 
 static const struct tg_pg_stmt sub_group_stmt = {
     "records_sub_group",
@@ -117,7 +124,7 @@ static const struct tg_pg_stmt recover_stmt = {
     /* The audit summary: each moves from pending to unknown with its runs (tg_pg_counts.c). */
     ", k AS (INSERT INTO summary_counts (team_id, day, state, processor, shard, submissions,"
     " runs) SELECT u.team_id, substr(u.received_at, 1, 10), m.state,"
-    " coalesce(r.processor, ''), pg_backend_pid() % 16, m.sign * count(DISTINCT u.id),"
+    " coalesce(r.processor, ''), pg_backend_pid(), m.sign * count(DISTINCT u.id),"
     " m.sign * count(r.run_id)"
     " FROM u CROSS JOIN (VALUES ('pending', -1), ('unknown', 1)) AS m(state, sign)"
     " LEFT JOIN runs r ON r.submission_id = u.id"
@@ -293,8 +300,6 @@ int tg_pg_sub_insert(struct tg_store *st, const struct tg_submission *sub, const
     else if (rc == TG_ENOTFOUND)
         tg_pg_set_err(st, "record submission: no team %lld or no token %.40s",
                       (long long)sub->team_id, sub->token_id != NULL ? sub->token_id : "");
-    if (rc == TG_OK)
-        rc = tg_pg_counts_submission(st, sub->team_id, received, state);
     return rc;
 }
 

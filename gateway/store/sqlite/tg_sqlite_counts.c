@@ -42,6 +42,15 @@ static const char *const counts_sql[S_COUNT] = {
     /* The WHERE of S_RECOVER (tg_sqlite.c), which runs right after it. */
     [K_RECOVER] = MOVE("'pending'", "'unknown'",
                        "s.state = 'pending' AND (s.daemon_id IS NULL OR s.daemon_id IS NOT ?1)"),
+    /* The housekeeping's, as PostgreSQL's: past days' rows in other shards (SQLite writes
+     * shard 0 only; rows written by hand are folded alike) summed into shard 0, then those
+     * that hold nothing removed. */
+    [K_FOLD] =
+        INSERT_COUNTS
+        "SELECT team_id, day, state, processor, 0, sum(submissions), sum(runs)"
+        " FROM summary_counts WHERE day < ?1 AND shard <> 0 GROUP BY 1, 2, 3, 4" UPSERT,
+    [K_UNSHARD] = "DELETE FROM summary_counts WHERE day < ?1 AND shard <> 0",
+    [K_EMPTY] = "DELETE FROM summary_counts WHERE day < ?1 AND submissions = 0 AND runs = 0",
     /* A prune's batch, about to be deleted whole: every count it holds taken away. */
     [K_PRUNE] =
         INSERT_COUNTS
@@ -206,4 +215,29 @@ int tg_sqlite_counts_prune(struct tg_store *st, const char *before, const char *
     tg_sqlite_bind_text(s, 4, to_time);
     tg_sqlite_bind_text(s, 5, to_id);
     return tg_sqlite_run(st, s, "count a prune in the audit summary");
+}
+
+/* Past days' shards folded, and their rows that hold nothing any more removed (a day's
+ * pending ones, once all settled). */
+static int compact_w(struct tg_store *st, void *arg)
+{
+    const enum stmt_id steps[] = {K_FOLD, K_UNSHARD, K_EMPTY};
+    int rc = TG_OK;
+    for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]) && rc == TG_OK; i++) {
+        sqlite3_stmt *s;
+        rc = stmt(st, steps[i], &s);
+        if (rc == TG_OK) {
+            tg_sqlite_bind_text(s, 1, arg);
+            rc = tg_sqlite_run(st, s, "tidy the audit summary");
+        }
+    }
+    return rc;
+}
+
+int tg_sqlite_summary_compact(struct tg_store *st)
+{
+    char now[TG_TIME_LEN], today[11];
+    tg_sqlite_now_text(now);
+    snprintf(today, sizeof(today), "%.10s", now);
+    return tg_sqlite_write(st, compact_w, today);
 }

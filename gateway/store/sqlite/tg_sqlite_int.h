@@ -57,7 +57,7 @@ enum stmt_id {
     /* tg_sqlite_runs.c's runs_sql */
     U_NEWEST, U_OPEN, U_CLOSED, U_FILTER_GET, U_FILTER_SET, U_IDS, U_PROBE, U_INSERT, U_COUNT,
     /* tg_sqlite_counts.c's counts_sql */
-    K_ADD, K_SUB, K_HAS, K_MOVE, K_RECOVER, K_PRUNE,
+    K_ADD, K_SUB, K_HAS, K_MOVE, K_RECOVER, K_PRUNE, K_FOLD, K_UNSHARD, K_EMPTY,
     S_COUNT
 };
 
@@ -284,6 +284,7 @@ int tg_sqlite_audit_read_log(struct tg_store *st, const struct tg_actor *who,
                              const char *query, long rows);
 int tg_sqlite_audit_summary(struct tg_store *st, const struct tg_audit_query *q,
                             tg_audit_fn fn, void *arg, struct tg_audit_page *page);
+int tg_sqlite_summary_compact(struct tg_store *st);
 int tg_sqlite_group_owned(struct tg_store *st, int64_t team_id, const char *taskgroup_id);
 int tg_sqlite_run_owned(struct tg_store *st, int64_t team_id, const char *run_id,
                         char *group, size_t grouplen);
