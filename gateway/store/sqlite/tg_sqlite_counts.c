@@ -6,7 +6,8 @@
  *
  * Every function here runs inside the caller's write transaction and before the change it
  * counts (it reads what the submission had), except tg_sqlite_counts_submission, whose row
- * is new. SQLite has one writer: shard is always 0. */
+ * is new, and tg_sqlite_summary_compact, the housekeeping's transaction of its own. SQLite
+ * has one writer: it counts in shard 0. */
 #include <stdio.h>
 #include <string.h>
 

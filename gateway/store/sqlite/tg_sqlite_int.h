@@ -152,8 +152,8 @@ void tg_sqlite_runs_forget(struct tg_store *st);
 
 /* The audit summary's counts (tg_sqlite_counts.c), inside the caller's transaction: a new
  * submission in state (received: its received_at text); n runs about to be recorded for a
- * submission (before they are); a submission about to move from one state to another
- * (after the UPDATE is certain to apply: same transaction); the pending submissions
+ * submission (before they are); a submission moved from one state to another (right after
+ * its UPDATE applied: the move is from the states given, not read); the pending submissions
  * tg_sqlite_recover_pending is about to settle (daemon_id: this daemon's, kept); and the
  * prune batch about to be deleted (?1..?5 of TG_SQLITE_PRUNE_BATCH). */
 int tg_sqlite_counts_submission(struct tg_store *st, int64_t team_id, const char *received,
