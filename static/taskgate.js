@@ -1,7 +1,8 @@
 /* taskgate's one script: it only improves pages that work without it. It remembers the
  * team token in this browser's storage when the person ticks the box (never a cookie),
  * offers the team's presets once the token is known, counts inputs, checks metadata keys
- * as they are typed, adds metadata rows, and opens the history with a remembered token. */
+ * as they are typed, adds metadata rows, opens the history with a remembered token, and
+ * keeps a submission's runs up to date while any of them is still active. */
 (function () {
   'use strict';
   var KEY = 'taskgate.token';
@@ -143,10 +144,74 @@
     form.submit();
   }
 
+  /* ---- history: a submission's runs, followed while any is still active ---- */
+  var FINAL = { completed: true, failed: true, cancelled: true };
+  var POLL_MS = 4000;
+  var POLLS_MAX = 150; /* ten minutes: the page says the rest when it is opened again */
+
+  /* "2026-11-28 12:00:05" from a stored RFC 3339 time, as the page writes it. */
+  function shown(t) { return t.slice(0, 10) + ' ' + t.slice(11, 19); }
+
+  function showRun(row, run) {
+    var cell = row.querySelector('td.run-status');
+    if (!cell) { return; }
+    var status = run.status || 'waiting';
+    var badge = cell.querySelector('.state');
+    badge.className = 'state state-' + status;
+    badge.textContent = status;
+    var error = cell.querySelector('.run-error');
+    if (run.error && !error) {
+      error = el('span', { 'class': 'run-error' });
+      cell.appendChild(error);
+    }
+    if (error) {
+      if (run.error) { error.textContent = run.error; } else { cell.removeChild(error); }
+    }
+    var ended = cell.nextElementSibling;
+    if (ended && run.completed_at && !ended.querySelector('time')) {
+      ended.textContent = '';
+      ended.appendChild(el('time', { datetime: run.completed_at }, shown(run.completed_at)));
+    }
+  }
+
+  /* The page's own token (its forms carry it) reads the submission through the audit API. */
+  function setupLiveRuns(table) {
+    var path = window.location.pathname.match(/^\/history\/(sub_[0-9a-f]+)$/);
+    var token = document.querySelector('form input[type="hidden"][name="token"]');
+    if (!path || !token || !token.value || !window.fetch) { return; }
+    var rows = {};
+    Array.prototype.forEach.call(table.querySelectorAll('tbody tr'), function (row) {
+      var id = row.querySelector('code.run-id');
+      if (id) { rows[id.textContent] = row; }
+    });
+    var polls = 0;
+    function active() {
+      return Object.keys(rows).some(function (id) {
+        var badge = rows[id].querySelector('td.run-status .state');
+        return badge && !FINAL[badge.textContent];
+      });
+    }
+    function poll() {
+      if (!active() || ++polls > POLLS_MAX) { return; }
+      window.fetch('/v1/audit/submissions/' + path[1], {
+        headers: { Authorization: 'Bearer ' + token.value, Accept: 'application/json' },
+        credentials: 'omit'
+      }).then(function (r) { return r.ok ? r.json() : null; }).then(function (body) {
+        ((body && body.runs) || []).forEach(function (run) {
+          if (rows[run.run_id]) { showRun(rows[run.run_id], run); }
+        });
+        window.setTimeout(poll, POLL_MS);
+      }, function () { window.setTimeout(poll, POLL_MS); });
+    }
+    window.setTimeout(poll, POLL_MS);
+  }
+
   document.addEventListener('DOMContentLoaded', function () {
     var submit = document.getElementById('submit-form');
     if (submit) { setupSubmitForm(submit); }
     var history = document.getElementById('history-form');
     if (history) { setupHistory(history); }
+    var runs = document.getElementById('runs');
+    if (runs && runs.querySelector('td.run-status')) { setupLiveRuns(runs); }
   });
 }());

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "tg_core.h"
+#include "tg_webhook_sig.h"
 
 #define MAX_LINE 4096           /* bytes in one line, not counting CR LF */
 #define MAX_FILE (1024 * 1024)  /* a config file is a few kilobytes; this is a typo guard */
@@ -35,7 +36,10 @@ enum type {
     T_LISTEN, /* "host:port" or ":port", or else a unix socket path (resolved like T_PATH) */
     T_URL,    /* http:// or https:// base URL; one trailing slash is dropped */
     T_NAME,   /* letters, digits, '-' and '_'; may be empty */
-    T_ADDRS   /* IP addresses (with an optional :port), separated by spaces; may be empty */
+    T_ADDRS,  /* IP addresses (with an optional :port), separated by spaces; may be empty */
+    T_OPTURL, /* a T_URL, or empty */
+    T_SECRETS /* webhook secrets (tg_webhook_secret_parse) separated by spaces, at most
+               * TG_WEBHOOK_SECRETS_MAX; may be empty; never shown */
 };
 
 struct key {
@@ -80,6 +84,7 @@ static const struct key keys[] = {
     {"retry_dedupe_window_s", T_LONG, FIELD(retry_dedupe_window_s), 0, 86400, "600", NULL},
     {"reconcile_on_start", T_LONG, FIELD(reconcile_on_start), 0, 1, "1", NULL},
     {"reconcile_after_s", T_LONG, FIELD(reconcile_after_s), 0, 86400, "300", NULL},
+    {"reconcile_pass_s", T_LONG, FIELD(reconcile_pass_s), 1, 86400, "60", NULL},
     {"housekeeping_interval_s", T_LONG, FIELD(housekeeping_interval_s), 1, 86400, "60", NULL},
     {"long_reads_per_team", T_LONG, FIELD(long_reads_per_team), 1, 1000000, "1000", NULL},
     {"nginx_listen", T_LISTEN, FIELD(nginx_listen), 0, 0, "127.0.0.1:8080", NULL},
@@ -87,6 +92,10 @@ static const struct key keys[] = {
     {"upstream_ca_file", T_PATH, FIELD(upstream_ca_file), 0, 0,
      "/etc/ssl/certs/ca-certificates.crt", NULL},
     {"user", T_NAME, FIELD(user), 0, 0, "", NULL},
+    {"track_groups_max", T_LONG, FIELD(track_groups_max), 0, 100000, "500", NULL},
+    {"webhook_secrets", T_SECRETS, FIELD(webhook_secrets), 0, 0, "", NULL},
+    {"webhook_secrets_file", T_OPTPATH, FIELD(webhook_secrets_file), 0, 0, "", NULL},
+    {"webhook_public_url", T_OPTURL, FIELD(webhook_public_url), 0, 0, "", NULL},
     {"log_level", T_ENUM, FIELD(log_level), 0, 0, "info", level_names},
     {"log_format", T_ENUM, FIELD(log_format), 0, 0, "logfmt", format_names},
 };
@@ -337,6 +346,38 @@ static int set_url(const struct key *k, const char *value, size_t len, char *dst
     return TG_OK;
 }
 
+/* Each space-separated word must be a usable secret. A message names the word's place,
+ * never the word: the config's secrets stay out of the log. */
+static int set_secrets(const struct key *k, const char *value, size_t len, char *dst,
+                       const char *where, char *err, size_t errlen)
+{
+    int n = 0;
+    for (const char *p = value; *p != '\0';) {
+        size_t w = strcspn(p, " ");
+        if (w == 0) {
+            p++;
+            continue;
+        }
+        char word[TG_CONF_STR];
+        struct tg_webhook_secret sec;
+        memcpy(word, p, w);
+        word[w] = '\0';
+        int rc = tg_webhook_secret_parse(word, &sec);
+        tg_memzero(word, sizeof(word));
+        tg_memzero(&sec, sizeof(sec));
+        if (rc != TG_OK)
+            return fail(err, errlen, TG_EINVAL, "%s: %s: secret %d is not usable (whsec_ and "
+                        "base64, or text up to %zu bytes)", where, k->name, n + 1,
+                        sizeof(sec.key));
+        if (++n > TG_WEBHOOK_SECRETS_MAX)
+            return fail(err, errlen, TG_EINVAL, "%s: %s: at most %d secrets", where, k->name,
+                        TG_WEBHOOK_SECRETS_MAX);
+        p += w;
+    }
+    memcpy(dst, value, len + 1);
+    return TG_OK;
+}
+
 static int set_string(struct tg_conf *c, const struct key *k, const char *value,
                       const char *basedir, const char *where, char *err, size_t errlen)
 {
@@ -371,6 +412,16 @@ static int set_string(struct tg_conf *c, const struct key *k, const char *value,
 
     case T_URL:
         return set_url(k, value, len, dst, where, err, errlen);
+
+    case T_OPTURL:
+        if (len == 0) {
+            dst[0] = '\0';
+            return TG_OK;
+        }
+        return set_url(k, value, len, dst, where, err, errlen);
+
+    case T_SECRETS:
+        return set_secrets(k, value, len, dst, where, err, errlen);
 
     case T_ADDRS:
         /* Written into the nginx site as they are: nothing but address characters. */
@@ -725,6 +776,16 @@ static void format_value(const struct tg_conf *c, const struct key *k, char *out
         while (k->names[count] != NULL)
             count++;
         snprintf(out, outlen, "%s", (e >= 0 && e < count) ? k->names[e] : "?");
+        break;
+    }
+    case T_SECRETS: {
+        int n = 0;
+        for (const char *q = p; *q != '\0'; q += strspn(q, " ")) {
+            size_t w = strcspn(q, " ");
+            n += w > 0;
+            q += w;
+        }
+        snprintf(out, outlen, n > 0 ? "\"\" # %d set, not shown" : "\"\"", n);
         break;
     }
     default: {

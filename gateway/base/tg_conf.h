@@ -35,6 +35,8 @@ struct tg_conf {
     long retry_dedupe_window_s;     /* how long an SDK's retry without a key is recognised */
     long reconcile_on_start;        /* 1: reconcile unknown submissions when the daemon starts */
     long reconcile_after_s;         /* unknown this long: reconciled in the background; 0 never */
+    long reconcile_pass_s;          /* a pass starts no group after this; a group's read is
+                                       cut after this */
     long housekeeping_interval_s;   /* how often the background thread looks for work */
     long long_reads_per_team;       /* a team's event streams and awaited results open at once,
                                        counted by nginx (the site's limit_conn) */
@@ -43,6 +45,11 @@ struct tg_conf {
                                          of /etc/resolv.conf when the site is rendered */
     char upstream_ca_file[TG_CONF_STR]; /* the CAs nginx verifies the upstream against */
     char user[33];                  /* the user to run as when started as root; "" none */
+    long track_groups_max;          /* task groups the daemon follows at once; 0: none */
+    char webhook_secrets[TG_CONF_STR]; /* Parallel's webhook secrets, space-separated; never
+                                          shown (tg_conf_dump) or logged */
+    char webhook_secrets_file[TG_CONF_STR]; /* a file holding more of them; "" none */
+    char webhook_public_url[TG_CONF_STR]; /* the gateway's URL as Parallel reaches it; "" none */
     enum tg_log_level log_level;
     enum tg_log_format log_format;
     char path[TG_CONF_STR];         /* the file it was read from */
@@ -67,7 +74,8 @@ int tg_conf_set(struct tg_conf *c, const char *key, const char *value, const cha
 int tg_conf_parse(struct tg_conf *c, const char *text, size_t len, const char *name,
                   char *err, size_t errlen);
 
-/* Writes every key with its current value, one "key = value" per line, to buf. */
+/* Writes every key with its current value, one "key = value" per line, to buf; the webhook
+ * secrets as "" with a comment saying how many are set. */
 int tg_conf_dump(const struct tg_conf *c, char *buf, size_t buflen);
 
 #endif

@@ -22,6 +22,7 @@ const char *tg_rc_str(int rc)
     case TG_EBUSY: return "database busy";
     case TG_EINVAL: return "invalid";
     case TG_EDB: return "database error";
+    case TG_EDOWN: return "database unreachable";
     default: return "unknown error";
     }
 }

@@ -1,4 +1,5 @@
-/* The domain terms' names and the limit comparison (contract in tg_domain.h). */
+/* The domain terms' names, the limit comparison and the rule for run status changes (contract
+ * in tg_domain.h). */
 #include "tg_domain.h"
 
 #include <string.h>
@@ -46,4 +47,44 @@ int tg_domain_limit_allows(long limit, long used, long want)
         want = 0;
     /* used + want > limit, written so that it cannot overflow. */
     return used <= limit && want <= limit - used;
+}
+
+static const char *const run_statuses[] = {"queued", "action_required", "running",
+                                           "completed", "failed", "cancelling", "cancelled"};
+
+static int is_one_of(const char *s, const char *const *names, size_t n)
+{
+    for (size_t i = 0; s != NULL && i < n; i++)
+        if (strcmp(s, names[i]) == 0)
+            return 1;
+    return 0;
+}
+
+int tg_domain_run_status_known(const char *s)
+{
+    return is_one_of(s, run_statuses, sizeof(run_statuses) / sizeof(run_statuses[0]));
+}
+
+int tg_domain_run_status_final(const char *s)
+{
+    static const char *const final[] = {"completed", "failed", "cancelled"};
+    return is_one_of(s, final, 3);
+}
+
+int tg_domain_run_status_active(const char *s)
+{
+    static const char *const active[] = {"queued", "running", "cancelling"};
+    return is_one_of(s, active, 3);
+}
+
+int tg_domain_run_change_news(const char *cur, const char *cur_at, const char *status,
+                              const char *at)
+{
+    if (!tg_domain_run_status_known(status))
+        return 0;
+    if (cur == NULL)
+        return 1;
+    if (strcmp(cur, status) == 0 || tg_domain_run_status_final(cur))
+        return 0;
+    return cur_at == NULL || at == NULL || strcmp(at, cur_at) >= 0;
 }

@@ -1,6 +1,7 @@
 /* The gateway's domain terms, below every layer that speaks them: a token's role, a
- * submission's state, an upstream call's outcome, and the one comparison every team limit
- * goes through. The store records them; the core and the handlers decide with them. */
+ * submission's state, an upstream call's outcome, a run's status, and the comparisons every
+ * team limit and every reported status change go through. The store records them; the core
+ * and the handlers decide with them. */
 #ifndef TG_DOMAIN_H
 #define TG_DOMAIN_H
 
@@ -34,5 +35,21 @@ const char *tg_domain_outcome_name(enum tg_outcome o);
  * (used = submissions pending, want = 1) and runs per minute (used = runs admitted this
  * clock minute, want = the submission's runs). */
 int tg_domain_limit_allows(long limit, long used, long want);
+
+/* A task run's status as the upstream names it: "queued", "action_required", "running",
+ * "completed", "failed", "cancelling", "cancelled". Whether s is one of them; whether it
+ * is final (the run ends there: completed, failed, cancelled); whether it is active (the
+ * upstream's is_active: queued, running, cancelling). NULL is none of them. */
+int tg_domain_run_status_known(const char *s);
+int tg_domain_run_status_final(const char *s);
+int tg_domain_run_status_active(const char *s);
+
+/* Whether a source's report that a run changed to status at `at` is news against what is
+ * recorded (cur and cur_at, NULL when nothing is): a report of the status the run has, of
+ * a change older than the recorded one, or of anything after a final status is not. Times
+ * are as the records write them (tg_time_format), so they compare as text. The one rule
+ * both sources go through, so that a change is recorded once whichever told it first. */
+int tg_domain_run_change_news(const char *cur, const char *cur_at, const char *status,
+                              const char *at);
 
 #endif

@@ -11,7 +11,7 @@
 #define TEAMS_MAX 1024
 
 static const char *const interfaces[] = {"simplified", "upstream-compatible", "audit", "admin",
-                                         "other"};
+                                         "webhook", "other"};
 #define NIFACES (sizeof(interfaces) / sizeof(interfaces[0]))
 static const char *const operations[] = {"create_group", "add_runs", "read", "other"};
 #define NOPS (sizeof(operations) / sizeof(operations[0]))
@@ -22,6 +22,18 @@ static const char *const read_outcomes[] = {"read", "stream", "result", "token",
                                             "not_found", "invalid", "unavailable", "other"};
 #define NREADS (sizeof(read_outcomes) / sizeof(read_outcomes[0]))
 #define NREADS_AUTHORISED 3 /* the first three: the read went on to nginx's proxy */
+static const char *const run_statuses[] = {"queued", "action_required", "running", "completed",
+                                           "failed", "cancelling", "cancelled", "other"};
+#define NRUNSTATUS (sizeof(run_statuses) / sizeof(run_statuses[0]))
+/* What became of a webhook (tg_metrics_webhook): the first four are genuine ones. */
+static const char *const hook_outcomes[] = {"recorded", "known", "ignored", "duplicate",
+                                            "missing", "malformed", "stale", "forged",
+                                            "unconfigured", "invalid"};
+#define NHOOKS (sizeof(hook_outcomes) / sizeof(hook_outcomes[0]))
+#define NHOOKS_RECEIVED 3 /* recorded, known, ignored */
+/* Tracking lag buckets, in seconds: from the upstream's change to its record. */
+static const double lag_buckets[] = {0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800};
+#define NLAG (sizeof(lag_buckets) / sizeof(lag_buckets[0]))
 /* Upstream latency buckets, in seconds. */
 static const double buckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
 #define NBUCKETS (sizeof(buckets) / sizeof(buckets[0]))
@@ -39,12 +51,19 @@ static atomic_ulong reads[NREADS];
 static atomic_ullong db_wait_us;
 static atomic_ulong db_tx, db_writes, db_frames;
 static atomic_ulong answers_too_large;
+static atomic_ulong recon_passes, recon_events, recon_last_events;
+static atomic_long track_followed, track_waiting;
+static atomic_ulong track_events, track_reconnects;
+static atomic_ulong lag_bucket[NLAG + 1], lag_count;
+static atomic_ullong lag_sum_ms;
+static atomic_ulong hooks[NHOOKS];
 
 static pthread_mutex_t teams_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct {
     char name[65];
     atomic_ulong runs;
     atomic_ulong long_reads; /* event streams and awaited results authorised */
+    atomic_ulong statuses[NRUNSTATUS]; /* runs that reached each status */
 } teams[TEAMS_MAX];
 static atomic_int nteams;
 
@@ -141,6 +160,49 @@ void tg_metrics_read(const char *outcome, const char *team)
         atomic_fetch_add_explicit(&teams[i].long_reads, 1, memory_order_relaxed);
 }
 
+void tg_metrics_track_groups(long followed, long waiting)
+{
+    atomic_store_explicit(&track_followed, followed, memory_order_relaxed);
+    atomic_store_explicit(&track_waiting, waiting, memory_order_relaxed);
+}
+
+void tg_metrics_track_events(long n)
+{
+    if (n > 0)
+        atomic_fetch_add_explicit(&track_events, (unsigned long)n, memory_order_relaxed);
+}
+
+void tg_metrics_track_reconnect(void)
+{
+    atomic_fetch_add_explicit(&track_reconnects, 1, memory_order_relaxed);
+}
+
+void tg_metrics_track_lag(int64_t ms)
+{
+    if (ms < 0)
+        ms = 0;
+    size_t b = 0;
+    while (b < NLAG && (double)ms / 1000.0 > lag_buckets[b])
+        b++;
+    atomic_fetch_add_explicit(&lag_bucket[b], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&lag_count, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&lag_sum_ms, (unsigned long long)ms, memory_order_relaxed);
+}
+
+void tg_metrics_run_status(const char *team, const char *status)
+{
+    int i = team != NULL && team[0] != '\0' ? team_slot(team) : -1;
+    if (i >= 0)
+        atomic_fetch_add_explicit(&teams[i].statuses[index_of(run_statuses, NRUNSTATUS, status)],
+                                  1, memory_order_relaxed);
+}
+
+void tg_metrics_webhook(const char *outcome)
+{
+    atomic_fetch_add_explicit(&hooks[index_of(hook_outcomes, NHOOKS, outcome)], 1,
+                              memory_order_relaxed);
+}
+
 void tg_metrics_db_wait(int64_t us)
 {
     atomic_fetch_add_explicit(&db_wait_us, (unsigned long long)(us > 0 ? us : 0),
@@ -162,6 +224,14 @@ void tg_metrics_db_tx(unsigned long writes, unsigned long frames)
 void tg_metrics_answer_too_large(void)
 {
     atomic_fetch_add_explicit(&answers_too_large, 1, memory_order_relaxed);
+}
+
+void tg_metrics_reconcile_pass(long events)
+{
+    unsigned long n = events > 0 ? (unsigned long)events : 0;
+    atomic_fetch_add_explicit(&recon_passes, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&recon_events, n, memory_order_relaxed);
+    atomic_store_explicit(&recon_last_events, n, memory_order_relaxed);
 }
 
 /* One line per non-zero counter of a [name][HTTP status] table:
@@ -266,10 +336,90 @@ static void render_records(struct tg_buf *b)
                      "commit.\n# TYPE taskgate_db_writes_total counter\n"
                      "taskgate_db_writes_total %lu\n"
                      "# HELP taskgate_db_wal_frames_total Pages the shared writer appended to "
-                     "the WAL.\n# TYPE taskgate_db_wal_frames_total counter\n"
+                     "SQLite's WAL (0 on PostgreSQL: its WAL is the server's).\n"
+                     "# TYPE taskgate_db_wal_frames_total counter\n"
                      "taskgate_db_wal_frames_total %lu\n",
                   (double)atomic_load(&db_wait_us) / 1e6, atomic_load(&db_tx),
                   atomic_load(&db_writes), atomic_load(&db_frames));
+}
+
+static void render_reconcile(struct tg_buf *b)
+{
+    tg_buf_printf(b, "# HELP taskgate_reconcile_passes_total Reconciliation passes this daemon "
+                     "ran.\n# TYPE taskgate_reconcile_passes_total counter\n"
+                     "taskgate_reconcile_passes_total %lu\n"
+                     "# HELP taskgate_reconcile_events_read_total Events of groups' runs "
+                     "streams read by reconciliation.\n"
+                     "# TYPE taskgate_reconcile_events_read_total counter\n"
+                     "taskgate_reconcile_events_read_total %lu\n"
+                     "# HELP taskgate_reconcile_last_pass_events Events the last reconciliation "
+                     "pass read.\n# TYPE taskgate_reconcile_last_pass_events gauge\n"
+                     "taskgate_reconcile_last_pass_events %lu\n",
+                  atomic_load(&recon_passes), atomic_load(&recon_events),
+                  atomic_load(&recon_last_events));
+}
+
+/* The run tracker, the runs' statuses by team, and webhooks. */
+static void render_outcomes(struct tg_buf *b)
+{
+    tg_buf_printf(b, "# HELP taskgate_track_groups_followed Task groups this daemon follows now "
+                     "(their event streams).\n# TYPE taskgate_track_groups_followed gauge\n"
+                     "taskgate_track_groups_followed %ld\n"
+                     "# HELP taskgate_track_groups_waiting Task groups with active runs that no "
+                     "daemon follows yet (past track_groups_max, or just added).\n"
+                     "# TYPE taskgate_track_groups_waiting gauge\n"
+                     "taskgate_track_groups_waiting %ld\n"
+                     "# HELP taskgate_track_events_total Events read from the task groups' event "
+                     "streams.\n# TYPE taskgate_track_events_total counter\n"
+                     "taskgate_track_events_total %lu\n"
+                     "# HELP taskgate_track_reconnects_total Event streams opened again after "
+                     "they ended early or failed.\n# TYPE taskgate_track_reconnects_total "
+                     "counter\ntaskgate_track_reconnects_total %lu\n",
+                  atomic_load(&track_followed), atomic_load(&track_waiting),
+                  atomic_load(&track_events), atomic_load(&track_reconnects));
+    tg_buf_adds(b, "# HELP taskgate_track_lag_seconds From a run's status change upstream (its "
+                   "modified_at) to its record, for changes the event streams told.\n"
+                   "# TYPE taskgate_track_lag_seconds histogram\n");
+    unsigned long cumulative = 0;
+    for (size_t i = 0; i <= NLAG; i++) {
+        cumulative += atomic_load_explicit(&lag_bucket[i], memory_order_relaxed);
+        if (i < NLAG)
+            tg_buf_printf(b, "taskgate_track_lag_seconds_bucket{le=\"%g\"} %lu\n",
+                          lag_buckets[i], cumulative);
+        else
+            tg_buf_printf(b, "taskgate_track_lag_seconds_bucket{le=\"+Inf\"} %lu\n",
+                          cumulative);
+    }
+    tg_buf_printf(b, "taskgate_track_lag_seconds_sum %.3f\ntaskgate_track_lag_seconds_count %lu\n",
+                  (double)atomic_load(&lag_sum_ms) / 1e3, cumulative);
+    tg_buf_adds(b, "# HELP taskgate_run_status_changes_total Runs that reached each status, by "
+                   "team, as recorded from the event streams and webhooks.\n"
+                   "# TYPE taskgate_run_status_changes_total counter\n");
+    int count = atomic_load(&nteams);
+    for (int i = 0; i < count; i++)
+        for (size_t k = 0; k < NRUNSTATUS - 1; k++) {
+            unsigned long v = atomic_load_explicit(&teams[i].statuses[k], memory_order_relaxed);
+            if (v > 0)
+                tg_buf_printf(b, "taskgate_run_status_changes_total{team=\"%s\",status=\"%s\"}"
+                              " %lu\n", teams[i].name, run_statuses[k], v);
+        }
+    tg_buf_adds(b, "# HELP taskgate_webhooks_received_total Webhooks with a genuine signature, by "
+                   "what they told: recorded (a status change), known (told already), ignored "
+                   "(not a run of the gateway's).\n"
+                   "# TYPE taskgate_webhooks_received_total counter\n");
+    for (size_t i = 0; i < NHOOKS_RECEIVED; i++)
+        tg_buf_printf(b, "taskgate_webhooks_received_total{outcome=\"%s\"} %lu\n",
+                      hook_outcomes[i], atomic_load(&hooks[i]));
+    tg_buf_printf(b, "# HELP taskgate_webhooks_duplicates_total Webhooks whose webhook-id was "
+                     "received already: answered 2xx, nothing recorded.\n"
+                     "# TYPE taskgate_webhooks_duplicates_total counter\n"
+                     "taskgate_webhooks_duplicates_total %lu\n"
+                     "# HELP taskgate_webhooks_refused_total Webhooks refused, by reason.\n"
+                     "# TYPE taskgate_webhooks_refused_total counter\n",
+                  atomic_load(&hooks[NHOOKS_RECEIVED]));
+    for (size_t i = NHOOKS_RECEIVED + 1; i < NHOOKS; i++)
+        tg_buf_printf(b, "taskgate_webhooks_refused_total{reason=\"%s\"} %lu\n",
+                      hook_outcomes[i], atomic_load(&hooks[i]));
 }
 
 int tg_metrics_render(struct tg_buf *b)
@@ -277,5 +427,7 @@ int tg_metrics_render(struct tg_buf *b)
     render_requests(b);
     render_upstream(b);
     render_records(b);
+    render_reconcile(b);
+    render_outcomes(b);
     return b->len < b->max ? TG_OK : TG_ETOOBIG;
 }

@@ -44,6 +44,28 @@ void tg_metrics_db_wait(int64_t us);
  * when unknown). */
 void tg_metrics_db_tx(unsigned long writes, unsigned long frames);
 
+/* A reconciliation pass (tg_reconcile.c) ended, having read events events of runs
+ * streams: counted, and kept as the last pass's. */
+void tg_metrics_reconcile_pass(long events);
+/* The run tracker (core/tg_track.c): the groups this daemon follows and those no daemon
+ * follows yet (gauges, as last counted), events read from the group streams, streams
+ * opened again, and how long after the upstream's change (the run's modified_at) a
+ * status change was recorded. */
+void tg_metrics_track_groups(long followed, long waiting);
+void tg_metrics_track_events(long n);
+void tg_metrics_track_reconnect(void);
+void tg_metrics_track_lag(int64_t ms);
+
+/* A run of team reached status (a tg_domain_run_status_known name), recorded from the
+ * event stream or a webhook. */
+void tg_metrics_run_status(const char *team, const char *status);
+
+/* A webhook delivery: a genuine one "recorded", "known" (told already), "ignored" (not a
+ * run of the gateway's) or "duplicate" (its webhook-id was received already); a refused one
+ * "missing", "malformed", "stale", "forged" (a tg_webhook_verdict) or "unconfigured" (no
+ * secret to verify it with); "invalid": genuine, but not a task_run.status body. */
+void tg_metrics_webhook(const char *outcome);
+
 /* Appends every metric in Prometheus text exposition format 0.0.4 to b. */
 int tg_metrics_render(struct tg_buf *b);
 

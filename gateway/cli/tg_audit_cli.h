@@ -14,8 +14,8 @@ int tg_audit_cli(const struct tg_conf *conf, int argc, char **argv);
     "                    [--since T] [--until T] [--limit N] [--cursor C]\n"                  \
     "                               submissions, newest first\n"                              \
     "  audit submission SUB_ID      one submission with its upstream calls and runs\n"        \
-    "  audit runs [--team T] [--group G] [--since T] [--until T] [--limit N] [--cursor C]\n"  \
-    "                               runs, newest first\n"                                     \
+    "  audit runs [--team T] [--group G] [--status S] [--since T] [--until T] [--limit N]\n" \
+    "             [--cursor C]      runs, newest first, with what came of each\n"            \
     "  audit run RUN_ID             one run and its submission\n"                             \
     "  audit group TGRP_ID [--limit N] [--cursor C]\n"                                        \
     "                               a task group's submissions and runs\n"                    \

@@ -27,7 +27,9 @@
 #include "tg_router.h"
 #include "tg_share.h"
 #include "tg_store.h"
+#include "tg_track.h"
 #include "tg_upstream.h"
+#include "tg_webhook_http.h"
 
 struct server;
 
@@ -301,6 +303,11 @@ int tg_server_run(const struct tg_conf *conf)
     tg_keys_serve_start(conf);
     int rc = srv.slots != NULL ? recover(conf) : TG_ENOMEM;
     if (rc == TG_OK) {
+        rc = tg_webhook_http_init(conf, err, sizeof(err));
+        if (rc != TG_OK)
+            tg_log(TG_LOG_ERROR, "%s", err);
+    }
+    if (rc == TG_OK) {
         rc = tg_store_writer_start(conf->database, (int)conf->db_busy_timeout_ms, err,
                                    sizeof(err));
         if (rc != TG_OK)
@@ -313,6 +320,10 @@ int tg_server_run(const struct tg_conf *conf)
     if (rc == TG_OK && tg_reconcile_start(conf) != TG_OK)
         tg_log(TG_LOG_WARN, "cannot start the background thread: run `taskgate reconcile`; "
                "expired idempotency records are not removed");
+    /* What comes of the runs is followed on a thread of its own. */
+    if (rc == TG_OK && tg_track_start(conf) != TG_OK)
+        tg_log(TG_LOG_WARN, "cannot start the run tracker: runs' status changes are recorded "
+               "from webhooks alone");
     if (rc == TG_OK) {
         tg_log(TG_LOG_INFO, "taskgate serving on %s with %ld threads, upstream %s",
                activated ? "the socket systemd passed" : conf->listen, conf->threads,
@@ -326,6 +337,8 @@ int tg_server_run(const struct tg_conf *conf)
     if (srv.slots != NULL)
         stop_and_join(&srv);
     tg_reconcile_stop();
+    tg_track_stop();
+    tg_webhook_http_done();
     tg_store_writer_stop();
     free(srv.slots);
     close(srv.fd);

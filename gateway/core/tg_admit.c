@@ -285,10 +285,11 @@ enum tg_admit_kind tg_admit_submission(struct tg_admit_ask *s, struct tg_verdict
             }
             if (rec.state == TG_STATE_UNKNOWN) {
                 struct tg_recon_report r;
-                rc = tg_reconcile_one(s->p->store, s->p->up, pool, rec.submission_id, actor, &r);
+                rc = tg_reconcile_one(s->p->store, s->p->up, rec.submission_id, actor,
+                                      conf->reconcile_pass_s, &r);
                 if (rc != TG_OK)
                     return trouble(v, rc);
-                if (strcmp(r.outcome, "error") == 0)
+                if (strcmp(r.outcome, "error") == 0 || strcmp(r.outcome, "deferred") == 0)
                     return unreconciled(s, rec.submission_id, r.message, v);
                 continue; /* read the record again: the submission is settled now */
             }

@@ -14,7 +14,7 @@
 
 enum { P_TEAM = 1, P_STATE = 2, P_INTERFACE = 4, P_GROUP = 8, P_SINCE = 16, P_UNTIL = 32,
        P_LIMIT = 64, P_CURSOR = 128, P_FORMAT = 256, P_OBJECT = 512, P_OBJECT_TYPE = 1024,
-       P_ACTION = 2048 };
+       P_ACTION = 2048, P_STATUS = 4096 };
 
 static const struct {
     const char *name;
@@ -24,6 +24,7 @@ static const struct {
     {"taskgroup_id", P_GROUP}, {"since", P_SINCE}, {"until", P_UNTIL},
     {"limit", P_LIMIT}, {"cursor", P_CURSOR}, {"format", P_FORMAT},
     {"object", P_OBJECT}, {"object_type", P_OBJECT_TYPE}, {"action", P_ACTION},
+    {"status", P_STATUS},
 };
 #define NPARAMS (sizeof(params) / sizeof(params[0]))
 
@@ -34,7 +35,8 @@ static int accepted(enum tg_audit_what what)
         return P_TEAM | P_STATE | P_INTERFACE | P_GROUP | P_SINCE | P_UNTIL | P_LIMIT |
                P_CURSOR | P_FORMAT;
     case TG_AUDIT_RUNS:
-        return P_TEAM | P_GROUP | P_SINCE | P_UNTIL | P_LIMIT | P_CURSOR | P_FORMAT;
+        return P_TEAM | P_GROUP | P_STATUS | P_SINCE | P_UNTIL | P_LIMIT | P_CURSOR |
+               P_FORMAT;
     case TG_AUDIT_OPEN:
         return P_TEAM | P_SINCE | P_UNTIL | P_LIMIT | P_CURSOR | P_FORMAT;
     case TG_AUDIT_GROUP:
@@ -188,6 +190,11 @@ int tg_audit_set(struct tg_audit_read *r, const char *name, const char *value,
                             "the state is one of pending, accepted, rejected, failed, unknown",
                             err, errlen);
     }
+    case P_STATUS:
+        return copy_checked(r->status, sizeof(r->status), value,
+                            tg_domain_run_status_known(value),
+                            "the status is one of queued, action_required, running, "
+                            "completed, failed, cancelling, cancelled", err, errlen);
     case P_INTERFACE:
         return copy_checked(r->interface, sizeof(r->interface), value,
                             strcmp(value, interfaces[0]) == 0 || strcmp(value, interfaces[1]) == 0,

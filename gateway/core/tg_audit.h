@@ -44,6 +44,7 @@ struct tg_audit_read {
     char object[129];            /* the admin log's object_id, object_type and action */
     char object_type[16];
     char action[32];
+    char status[24];             /* a run's status, for runs */
     long limit;                  /* 0: TG_AUDIT_LIMIT_DEFAULT */
     struct tg_audit_key after;   /* from the cursor; time "": from the start */
 };

@@ -489,6 +489,7 @@ static void query_of(const struct tg_audit_read *r, struct tg_audit_query *q)
     q->object = r->object[0] != '\0' ? r->object : NULL;
     q->object_type = r->object_type[0] != '\0' ? r->object_type : NULL;
     q->action = r->action[0] != '\0' ? r->action : NULL;
+    q->run_status = r->status[0] != '\0' ? r->status : NULL;
     q->limit = r->limit > 0 ? r->limit : TG_AUDIT_LIMIT_DEFAULT;
     q->after = r->after;
 }

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "tg_conf.h"
 #include "tg_json.h"
 #include "tg_validate.h"
 
@@ -163,7 +164,7 @@ json_object *tg_merge_template_from_preset(json_object *preset)
         return tmpl;
     json_object_object_foreach(preset, key, val) {
         if (strcmp(key, "enforced") == 0 || strcmp(key, "allowed_processors") == 0 ||
-            strcmp(key, "input") == 0)
+            strcmp(key, "input") == 0 || strcmp(key, "gateway_webhook") == 0)
             continue;
         if (strcmp(key, "default_task_spec") == 0) {
             if (!tg_json_has(preset, "task_spec"))
@@ -173,6 +174,28 @@ json_object *tg_merge_template_from_preset(json_object *preset)
         json_object_object_add(tmpl, key, copy(val));
     }
     return tmpl;
+}
+
+int tg_merge_gateway_webhook(json_object *tmpl, json_object *preset, const char *public_url)
+{
+    json_object *ask = tg_json_get(preset, "gateway_webhook");
+    if (tmpl == NULL || public_url == NULL || public_url[0] == '\0' ||
+        !json_object_is_type(ask, json_type_boolean) || !json_object_get_boolean(ask))
+        return TG_OK;
+    char url[TG_CONF_STR + sizeof(TG_WEBHOOK_PATH)];
+    snprintf(url, sizeof(url), "%s%s", public_url, TG_WEBHOOK_PATH);
+    json_object *hook = json_object_new_object();
+    json_object *types = json_object_new_array();
+    if (hook == NULL || types == NULL) {
+        json_object_put(hook);
+        json_object_put(types);
+        return TG_ENOMEM;
+    }
+    json_object_object_add(hook, "url", json_object_new_string(url));
+    json_object_array_add(types, json_object_new_string("task_run.status"));
+    json_object_object_add(hook, "event_types", types);
+    json_object_object_add(tmpl, "webhook", hook);
+    return TG_OK;
 }
 
 void tg_merge_template_finish(json_object *tmpl)

@@ -28,9 +28,21 @@ int tg_merge_field_is_control(const char *key);
  * preset's value. Returns a new reference, or NULL when out of memory. */
 json_object *tg_merge_template_from_submission(json_object *sub);
 
-/* A stored preset as a template: "default_task_spec" becomes "task_spec" and the
- * "enforced" list is left out. Returns a new reference (NULL: out of memory). */
+/* A stored preset as a template: "default_task_spec" becomes "task_spec", and its policy
+ * ("enforced", "allowed_processors") and "gateway_webhook" are left out. Returns a new
+ * reference (NULL: out of memory). */
 json_object *tg_merge_template_from_preset(json_object *preset);
+
+/* Where Parallel delivers webhooks to the gateway, under its public URL
+ * (webhook_public_url). */
+#define TG_WEBHOOK_PATH "/v1/webhooks/parallel"
+
+/* A preset that says "gateway_webhook": true asks for the gateway's own webhook on every
+ * run it sends: when public_url (the config's webhook_public_url; NULL or "": none) is set,
+ * tmpl (the preset's template, tg_merge_template_from_preset) gets webhook {url: public_url
+ * + TG_WEBHOOK_PATH, event_types: ["task_run.status"]} in place of the preset's own. A
+ * submission's own webhook still overrides it, as any preset field. TG_OK or TG_ENOMEM. */
+int tg_merge_gateway_webhook(json_object *tmpl, json_object *preset, const char *public_url);
 
 /* Tidies a merged template: drops empty objects left behind by removals, and gives a
  * task_spec that lost its output_schema an auto one. */

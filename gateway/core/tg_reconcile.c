@@ -1,7 +1,12 @@
-/* Reconciliation (see tg_reconcile.h): an 'unknown' submission's group is read from the
- * upstream (GET .../groups/{id}/runs, a server-sent event stream of the group's runs in
- * the order they were created), the runs whose metadata carries the submission's tag are
- * recorded under the call the tag names, and the submission is settled. */
+/* Reconciliation (see tg_reconcile.h). A pass gathers the 'unknown' submissions it is given
+ * by group and reads each group's runs stream (GET .../groups/{id}/runs: the group's runs in
+ * the order they were created, as server-sent events) once for all of them, from the last
+ * cursor the gateway knows to stand before every run they can have created; the runs whose
+ * metadata carries one of their tags are recorded under the call the tag names, and each
+ * submission is settled. A pass is bounded in time and resumable: a read cut short settles
+ * the submissions it found whole and leaves the others the cursor the next read starts at.
+ * Nothing is held while a group is read: no transaction (the store is read before and
+ * written after), and no limit slot (an unknown submission is not in flight). */
 #include "tg_reconcile.h"
 
 #include <pthread.h>
@@ -14,202 +19,23 @@
 #include "tg_admin.h"
 #include "tg_bg.h"
 #include "tg_conf.h"
-#include "tg_json.h"
 #include "tg_log.h"
-#include "tg_merge.h"
 #include "tg_metrics.h"
-#include "tg_run_tag.h"
+#include "tg_recon_read.h"
 #include "tg_store.h"
 #include "tg_upstream.h"
 
-#define EVENT_MAX (4u * 1024 * 1024) /* one event's data; a run with its metadata is < 20 KB */
-#define READ_TIMEOUT_MS 600000L      /* a whole group's runs stream */
 #define BATCH 1000
+/* A call counts as answered before an unknown submission was received only when it was so
+ * by this much. The two times come from different clocks when several daemons share a
+ * PostgreSQL store (one host took the submission, another recorded the call), and a read
+ * that started after one of the unknown submission's runs would miss it; hosts whose clocks
+ * differ by less than this never cause that. What the margin costs is the runs added in
+ * those seconds, read once more. */
+#define CLOCK_SKEW_MS 10000
 
-/* ---- reading the runs stream ------------------------------------------------------------- */
-
-/* The runs of one call, as found. */
-struct found_call {
-    int seq;
-    long first, count;
-    size_t n, cap;
-    const char **ids;
-    const char **procs;
-};
-
-struct reader {
-    struct tg_pool *pool;
-    const char *prefix;      /* "<sub_id>." */
-    size_t prefix_len;
-    int status;
-    struct tg_buf line;      /* the line being read */
-    struct tg_buf data;      /* the event's data lines */
-    struct found_call *calls;
-    size_t ncalls, cap;
-    long tagged;             /* runs carrying the submission's tag */
-    int bad;                 /* an event could not be understood, or an error event came */
-    char problem[200];
-};
-
-static struct found_call *call_for(struct reader *r, int seq, long first, long count)
-{
-    for (size_t i = 0; i < r->ncalls; i++)
-        if (r->calls[i].seq == seq)
-            return &r->calls[i];
-    if (r->ncalls == r->cap) {
-        size_t ncap = r->cap == 0 ? 8 : r->cap * 2;
-        struct found_call *c = tg_pool_calloc(r->pool, ncap, sizeof(*c));
-        if (c == NULL)
-            return NULL;
-        if (r->ncalls > 0)
-            memcpy(c, r->calls, r->ncalls * sizeof(*c));
-        r->calls = c;
-        r->cap = ncap;
-    }
-    struct found_call *c = &r->calls[r->ncalls++];
-    memset(c, 0, sizeof(*c));
-    c->seq = seq;
-    c->first = first;
-    c->count = count;
-    return c;
-}
-
-static int add_run(struct reader *r, struct found_call *c, const char *id, const char *proc)
-{
-    if (c->n == c->cap) {
-        size_t ncap = c->cap == 0 ? 16 : c->cap * 2;
-        const char **ids = tg_pool_calloc(r->pool, ncap, sizeof(char *));
-        const char **procs = tg_pool_calloc(r->pool, ncap, sizeof(char *));
-        if (ids == NULL || procs == NULL)
-            return TG_ENOMEM;
-        if (c->n > 0) {
-            memcpy(ids, c->ids, c->n * sizeof(char *));
-            memcpy(procs, c->procs, c->n * sizeof(char *));
-        }
-        c->ids = ids;
-        c->procs = procs;
-        c->cap = ncap;
-    }
-    c->ids[c->n] = tg_pool_strdup(r->pool, id);
-    c->procs[c->n] = tg_pool_strdup(r->pool, proc);
-    if (c->ids[c->n] == NULL)
-        return TG_ENOMEM;
-    c->n++;
-    return TG_OK;
-}
-
-/* One event's data: a task_run.state event whose run carries our tag is noted. */
-static void on_event(struct reader *r)
-{
-    if (r->data.len == 0)
-        return;
-    char err[128];
-    json_object *ev = tg_json_parse(r->data.data, r->data.len, 64, err, sizeof(err));
-    const char *type = tg_json_get_str(ev, "type");
-    if (ev == NULL || type == NULL) {
-        r->bad = 1;
-        snprintf(r->problem, sizeof(r->problem), "an event could not be read: %s",
-                 ev == NULL ? err : "no type");
-    } else if (strcmp(type, "error") == 0) {
-        r->bad = 1;
-        snprintf(r->problem, sizeof(r->problem), "the upstream sent an error event");
-    } else if (strcmp(type, "task_run.state") == 0) {
-        json_object *run = tg_json_get(ev, "run");
-        const char *tag = tg_json_get_str(tg_json_get(run, "metadata"), TG_RUN_TAG_KEY);
-        const char *id = tg_json_get_str(run, "run_id");
-        int seq;
-        long first, count;
-        if (id != NULL &&
-            tg_run_tag_parse(tag, r->prefix, r->prefix_len, &seq, &first, &count)) {
-            struct found_call *c = call_for(r, seq, first, count);
-            if (c == NULL || add_run(r, c, id, tg_json_get_str(run, "processor")) != TG_OK) {
-                r->bad = 1;
-                snprintf(r->problem, sizeof(r->problem), "out of memory");
-            }
-            r->tagged++;
-        }
-    }
-    json_object_put(ev);
-    tg_buf_clear(&r->data);
-}
-
-/* One line of the stream (without its end): "data: …" lines make up an event, a blank
- * line ends it; "event:", "id:" and comments need nothing here. */
-static void on_line(struct reader *r, const char *line, size_t len)
-{
-    if (len == 0) {
-        on_event(r);
-        return;
-    }
-    if (len >= 5 && memcmp(line, "data:", 5) == 0) {
-        size_t skip = len > 5 && line[5] == ' ' ? 6 : 5;
-        if ((r->data.len > 0 && tg_buf_adds(&r->data, "\n") != TG_OK) ||
-            tg_buf_add(&r->data, line + skip, len - skip) != TG_OK) {
-            r->bad = 1;
-            snprintf(r->problem, sizeof(r->problem), "an event is larger than %u bytes",
-                     EVENT_MAX);
-        }
-    }
-}
-
-static int sink_head(void *ctx, int status, const char *content_type, const char *retry_after)
-{
-    struct reader *r = ctx;
-    (void)content_type;
-    (void)retry_after;
-    r->status = status;
-    return TG_OK;
-}
-
-static int sink_data(void *ctx, const char *data, size_t len)
-{
-    struct reader *r = ctx;
-    if (r->status != 200)
-        return TG_OK; /* an error answer: its body is not events */
-    for (size_t i = 0; i < len; i++) {
-        char ch = data[i];
-        if (ch == '\n') {
-            size_t n = r->line.len;
-            if (n > 0 && r->line.data[n - 1] == '\r')
-                n--;
-            on_line(r, r->line.data != NULL ? r->line.data : "", n);
-            tg_buf_clear(&r->line);
-        } else if (tg_buf_add(&r->line, &ch, 1) != TG_OK) {
-            r->bad = 1;
-            snprintf(r->problem, sizeof(r->problem), "a line is larger than %u bytes", EVENT_MAX);
-            return TG_ERR;
-        }
-    }
-    return TG_OK;
-}
-
-/* Reads every run of the group; TG_OK when the whole stream was read, otherwise
- * r->problem says why. */
-static int read_group(struct tg_upstream *up, const char *key, const char *group,
-                      struct reader *r)
-{
-    char path[300];
-    snprintf(path, sizeof(path), "/v1/tasks/groups/%s/runs", group);
-    struct tg_up_sink sink = {r, sink_head, sink_data};
-    struct tg_up_result res;
-    int rc = tg_upstream_relay(up, path, key, NULL, "text/event-stream", NULL, READ_TIMEOUT_MS,
-                               &sink, &res);
-    if (rc == TG_OK && !r->bad)
-        on_line(r, "", 0); /* a last event without its blank line */
-    if (rc != TG_OK) {
-        snprintf(r->problem, sizeof(r->problem), "the group's path or key is not usable");
-        return TG_ERR;
-    }
-    if (r->bad)
-        return TG_ERR;
-    if (res.outcome != TG_OUTCOME_OK || res.http_status != 200) {
-        snprintf(r->problem, sizeof(r->problem), "reading the group's runs failed: %s%s%d",
-                 res.error != NULL ? res.error : "", res.error != NULL ? ", status " : "status ",
-                 res.http_status);
-        return TG_ERR;
-    }
-    return TG_OK;
-}
+/* Set when the daemon stops: a pass under way cuts its read short and starts no group. */
+static atomic_int stopping;
 
 /* ---- settling ------------------------------------------------------------------------------ */
 
@@ -242,38 +68,51 @@ static void missing_ranges(struct tg_buf *b, const unsigned char *have, size_t n
     }
 }
 
-static int settle(struct tg_store *st, struct tg_pool *pool, const struct tg_recon_sub *sub,
-                  struct reader *rd, const char *actor, struct tg_recon_report *r)
+/* What a read found of one submission: the calls to record and the inputs they and the
+ * runs recorded before cover. */
+struct plan {
+    unsigned char *have;          /* by input: it has a run */
+    struct tg_recon_found *found;
+    size_t nfound, covered;
+    int odd;                      /* tagged runs that did not match the recorded calls */
+};
+
+/* With whole, only the calls found whole count: a read cut short may have seen the first
+ * runs of a call and not the rest. */
+static int collect(struct tg_pool *pool, const struct tg_recon_member *m, int whole,
+                   struct plan *pl)
 {
+    const struct tg_recon_sub *sub = &m->sub;
     size_t n = (size_t)sub->num_inputs;
-    unsigned char *have = tg_pool_calloc(pool, n + 1, 1);
-    struct tg_recon_found *found = tg_pool_calloc(pool, rd->ncalls + 1, sizeof(*found));
-    if (have == NULL || found == NULL)
+    memset(pl, 0, sizeof(*pl));
+    pl->have = tg_pool_calloc(pool, n + 1, 1);
+    pl->found = tg_pool_calloc(pool, m->ncalls + 1, sizeof(*pl->found));
+    if (pl->have == NULL || pl->found == NULL)
         return TG_ENOMEM;
     for (size_t i = 0; i < sub->ncalls; i++) {
         const struct tg_recon_call *c = &sub->calls[i];
         for (long k = 0; c->add_runs && k < c->runs && (size_t)(c->first_input + k) < n; k++)
-            have[c->first_input + k] = 1;
+            pl->have[c->first_input + k] = 1;
     }
-    size_t nfound = 0;
-    int odd = 0;
-    for (size_t i = 0; i < rd->ncalls; i++) {
-        const struct found_call *fc = &rd->calls[i];
+    for (size_t i = 0; i < m->ncalls; i++) {
+        const struct tg_recon_call_found *fc = &m->calls[i];
         const struct tg_recon_call *rec = recorded_call(sub, fc->seq);
         if (rec != NULL && rec->runs > 0)
             continue; /* its runs are recorded already */
         if (rec != NULL && (!rec->add_runs || rec->first_input != fc->first)) {
-            odd = 1; /* a tag that disagrees with the record: leave it to a person */
+            pl->odd = 1; /* a tag that disagrees with the record: leave it to a person */
             continue;
         }
+        if (whole && fc->n < (size_t)fc->count)
+            continue;
         size_t take = fc->n;
         if (take > (size_t)fc->count)
             take = (size_t)fc->count;
         if ((size_t)fc->first + take > n)
             take = (size_t)fc->first < n ? n - (size_t)fc->first : 0;
         if (take < fc->n)
-            odd = 1; /* more runs than the call sent: the extra ones are not ours to map */
-        struct tg_recon_found *f = &found[nfound++];
+            pl->odd = 1; /* more runs than the call sent: the extra ones are not ours to map */
+        struct tg_recon_found *f = &pl->found[pl->nfound++];
         f->seq = fc->seq;
         f->first_input = (int)fc->first;
         f->num_inputs = (int)fc->count;
@@ -281,161 +120,434 @@ static int settle(struct tg_store *st, struct tg_pool *pool, const struct tg_rec
         f->nruns = take;
         f->run_ids = fc->ids;
         f->processors = fc->procs;
+        f->run_cursor = fc->cursor;
         for (size_t k = 0; k < take; k++)
-            have[fc->first + k] = 1;
+            pl->have[fc->first + k] = 1;
     }
-    size_t covered = 0;
     for (size_t i = 0; i < n; i++)
-        covered += have[i];
+        pl->covered += pl->have[i];
+    return TG_OK;
+}
 
+/* A pass: what it is given to do and what came of it. */
+struct pass {
+    struct tg_store *st;
+    struct tg_upstream *up;
+    const char *actor;
+    int verbose;                  /* a line per submission on stdout (the CLI) */
+    long read_s;                  /* reconcile_pass_s */
+    int64_t deadline_us;          /* no group is started after it */
+    struct tg_recon_report *last; /* when set, receives each report (tg_reconcile_one) */
+    struct tg_recon_totals t;
+};
+
+static void report(struct pass *p, const char *id, const struct tg_recon_report *r)
+{
+    int ok = strcmp(r->outcome, "error") != 0 && strcmp(r->outcome, "skipped") != 0 &&
+             strcmp(r->outcome, "deferred") != 0;
+    p->t.settled += ok;
+    p->t.left += strcmp(r->outcome, "error") == 0 || strcmp(r->outcome, "deferred") == 0;
+    if (p->verbose)
+        printf("%s %s runs_found=%ld %s\n", id, r->outcome, r->runs_found, r->message);
+    tg_log(ok ? TG_LOG_INFO : TG_LOG_WARN, "reconcile %s: %s (%ld runs found): %s", id,
+           r->outcome, r->runs_found, r->message);
+    if (p->last != NULL)
+        *p->last = *r;
+}
+
+static void report_text(struct pass *p, const char *id, const char *outcome, const char *text)
+{
+    struct tg_recon_report r = {.outcome = outcome};
+    snprintf(r.message, sizeof(r.message), "%s", text);
+    report(p, id, &r);
+}
+
+/* Writes w for m and reports it. */
+static int write_outcome(struct pass *p, const struct tg_recon_member *m,
+                         const struct tg_recon_write *w)
+{
+    int rc = tg_store_recon_write(p->st, w);
+    if (rc == TG_EINVAL) {
+        report_text(p, m->sub.id, "skipped", "already settled by someone else");
+        return TG_OK;
+    }
+    if (rc != TG_OK)
+        return rc;
+    struct tg_recon_report r = {.outcome = w->outcome, .runs_found = w->runs_found};
+    snprintf(r.message, sizeof(r.message), "%s", w->detail != NULL ? w->detail : "");
+    report(p, m->sub.id, &r);
+    return TG_OK;
+}
+
+/* Settles m (read: how its group was read, for the detail): accepted when every input has
+ * a run, failed with the runs found otherwise, which only a read to the stream's end may
+ * conclude. whole as for collect. */
+static int settle(struct pass *p, struct tg_pool *pool, const struct tg_recon_member *m,
+                  const char *read, int whole)
+{
+    struct plan pl;
+    int rc = collect(pool, m, whole, &pl);
+    if (rc != TG_OK)
+        return rc;
+    size_t n = (size_t)m->sub.num_inputs;
     struct tg_buf d;
     tg_buf_init(&d, 2048);
     struct tg_recon_write w = {
-        .sub_id = sub->id, .actor = actor, .taskgroup_id = sub->taskgroup_id, .api = "/v1",
-        .runs_found = rd->tagged, .nfound = nfound, .found = found,
+        .sub_id = m->sub.id, .actor = p->actor, .taskgroup_id = m->sub.taskgroup_id,
+        .api = "/v1", .runs_found = m->tagged, .nfound = pl.nfound, .found = pl.found,
     };
-    if (covered == n) {
+    if (pl.covered == n) {
         w.state = TG_STATE_ACCEPTED;
         w.outcome = "accepted";
         tg_buf_printf(&d, "reconciled: every input of the %zu has its run upstream in group %s",
-                      n, sub->taskgroup_id);
-    } else if (covered == 0) {
+                      n, m->sub.taskgroup_id);
+    } else if (pl.covered == 0) {
         w.state = TG_STATE_FAILED;
         w.outcome = "failed";
         tg_buf_printf(&d, "reconciled: no run of this submission exists upstream in group %s",
-                      sub->taskgroup_id);
+                      m->sub.taskgroup_id);
     } else {
         w.state = TG_STATE_FAILED;
         w.outcome = "partial";
         tg_buf_printf(&d, "reconciled: partly created: %zu of %zu inputs have runs upstream "
-                      "(recorded); not created: inputs ", covered, n);
-        missing_ranges(&d, have, n);
+                      "(recorded); not created: inputs ", pl.covered, n);
+        missing_ranges(&d, pl.have, n);
     }
-    if (odd)
+    if (pl.odd)
         tg_buf_adds(&d, "; some tagged runs did not match the recorded calls and were not "
                         "recorded");
+    tg_buf_printf(&d, "; %s", read);
     w.detail = tg_pool_strdup(pool, tg_buf_str(&d));
     tg_buf_free(&d);
-    int rc = tg_store_recon_write(st, &w);
-    if (rc == TG_EINVAL) {
-        r->outcome = "skipped";
-        snprintf(r->message, sizeof(r->message), "already settled by someone else");
+    return write_outcome(p, m, &w);
+}
+
+/* After a read that did not reach the stream's end (why: what stopped it): m is accepted
+ * when it was found whole; otherwise the calls found whole are recorded and it stays
+ * unknown with an 'error' row, whose resume_cursor (NULL: none) is where the next read of
+ * the group starts for it. */
+static int settle_part(struct pass *p, struct tg_pool *pool, const struct tg_recon_member *m,
+                       const char *why, const char *read, const char *resume)
+{
+    struct plan pl;
+    int rc = collect(pool, m, 1, &pl);
+    if (rc != TG_OK)
+        return rc;
+    if (pl.covered == (size_t)m->sub.num_inputs)
+        return settle(p, pool, m, read, 1);
+    struct tg_buf d;
+    tg_buf_init(&d, 2048);
+    tg_buf_printf(&d, "not settled: %s; %s; %zu of %d inputs found so far", why, read,
+                  pl.covered, m->sub.num_inputs);
+    if (pl.nfound > 0)
+        tg_buf_adds(&d, " (the calls found whole are recorded)");
+    if (resume != NULL)
+        tg_buf_printf(&d, "; the next read starts at cursor %.200s", resume);
+    struct tg_recon_write w = {
+        .sub_id = m->sub.id, .actor = p->actor, .taskgroup_id = m->sub.taskgroup_id,
+        .api = "/v1", .state = TG_STATE_UNKNOWN, .outcome = "error",
+        .runs_found = m->tagged, .resume_cursor = resume, .nfound = pl.nfound,
+        .found = pl.found,
+    };
+    w.detail = tg_pool_strdup(pool, tg_buf_str(&d));
+    tg_buf_free(&d);
+    return write_outcome(p, m, &w);
+}
+
+/* ---- a group -------------------------------------------------------------------------- */
+
+/* Where the group's read starts, and how that is said in the reconciliations rows. From
+ * where the last read of every member was cut short, when it is the same for all (they
+ * were read together); otherwise from the cursor of the last call recorded in the group
+ * whose runs existed before the earliest member was received (less CLOCK_SKEW_MS): no
+ * member's call went out before then, so each of their runs comes after that call's in the
+ * stream. From the beginning only when no such call is known. */
+static int read_start(struct pass *p, struct tg_pool *pool, struct tg_recon_member **m,
+                      size_t n, const char **from, const char **said)
+{
+    const char *resume = m[0]->sub.resume_cursor;
+    int64_t earliest = m[0]->sub.received_ms;
+    for (size_t i = 0; i < n; i++) {
+        if (resume != NULL &&
+            (m[i]->sub.resume_cursor == NULL || strcmp(m[i]->sub.resume_cursor, resume) != 0))
+            resume = NULL;
+        if (m[i]->sub.received_ms < earliest)
+            earliest = m[i]->sub.received_ms;
+    }
+    *from = NULL;
+    if (resume != NULL) {
+        *from = resume;
+        *said = tg_pool_printf(pool, "read on from cursor %.200s, where the last read was "
+                               "cut short", resume);
+        return *said != NULL ? TG_OK : TG_ENOMEM;
+    }
+    struct tg_recon_cursor c;
+    int rc = earliest > CLOCK_SKEW_MS
+                 ? tg_store_recon_cursor(p->st, pool, m[0]->sub.taskgroup_id,
+                                         earliest - CLOCK_SKEW_MS, &c)
+                 : TG_ENOTFOUND;
+    if (rc == TG_ENOTFOUND) {
+        *said = "read from the beginning: no cursor known";
         return TG_OK;
     }
-    r->outcome = w.outcome;
-    r->runs_found = rd->tagged;
-    snprintf(r->message, sizeof(r->message), "%s", w.detail != NULL ? w.detail : "");
+    if (rc != TG_OK)
+        return rc;
+    if (c.run_cursor == NULL || c.run_cursor[0] == '\0' ||
+        strlen(c.run_cursor) >= TG_RECON_CURSOR_MAX) {
+        *said = tg_pool_printf(pool, "read from the beginning: the cursor of call %.64s#%d "
+                               "is %s", c.submission_id, c.seq,
+                               c.run_cursor == NULL || c.run_cursor[0] == '\0'
+                                   ? "empty (it added the group's first runs)" : "too long");
+    } else {
+        *from = c.run_cursor;
+        *said = tg_pool_printf(pool, "read from cursor %.200s (call %.64s#%d)", c.run_cursor,
+                               c.submission_id, c.seq);
+    }
+    return *said != NULL ? TG_OK : TG_ENOMEM;
+}
+
+/* Reads the group of m[0..n) (unknown submissions of one team in one group) once and settles
+ * each of them. */
+static int reconcile_group(struct pass *p, struct tg_pool *pool, struct tg_recon_member **m,
+                           size_t n)
+{
+    const char *group = m[0]->sub.taskgroup_id;
+    struct tg_recon_member **by_id = tg_pool_calloc(pool, n, sizeof(*by_id));
+    if (by_id == NULL)
+        return TG_ENOMEM;
+    memcpy(by_id, m, n * sizeof(*by_id));
+    tg_recon_sort_by_id(by_id, n);
+    const char *from, *said;
+    int rc = read_start(p, pool, m, n, &from, &said);
+    if (rc != TG_OK)
+        return rc;
+    char key[TG_UPSTREAM_KEY_MAX];
+    struct tg_recon_outcome o = {.end = TG_RECON_FAILED};
+    rc = tg_store_team_key(p->st, m[0]->sub.team_id, key, sizeof(key));
+    if (rc == TG_OK) {
+        tg_recon_read(p->up, key, group, from, p->read_s, &stopping, pool, by_id, n, &o);
+        if (o.end == TG_RECON_FAILED && from != NULL && o.status == 422 && o.events == 0) {
+            /* The upstream no longer takes the cursor: the beginning is the one safe place. */
+            said = tg_pool_printf(pool, "read from the beginning: the upstream refused "
+                                  "cursor %.200s", from);
+            if (said != NULL)
+                tg_recon_read(p->up, key, group, NULL, p->read_s, &stopping, pool, by_id, n,
+                              &o);
+        }
+    } else if (rc == TG_ERR || rc == TG_ENOTFOUND || rc == TG_ETOOBIG) {
+        /* Not set, or not decrypted: the team's to fix; the other groups go on. */
+        snprintf(o.problem, sizeof(o.problem), "the team's upstream key cannot be used");
+        rc = TG_OK;
+    }
+    tg_memzero(key, sizeof(key));
+    if (rc != TG_OK || said == NULL)
+        return rc != TG_OK ? rc : TG_ENOMEM;
+    p->t.events += o.events;
+    const char *read = tg_pool_printf(pool, "%s, %ld events read", said, o.events);
+    if (read == NULL)
+        return TG_ENOMEM;
+    if (o.end == TG_RECON_WHOLE) {
+        for (size_t i = 0; i < n && rc == TG_OK; i++)
+            rc = settle(p, pool, m[i], read, 0);
+        return rc;
+    }
+    const char *why = o.problem;
+    if (o.end == TG_RECON_CUT) {
+        why = tg_pool_printf(pool, "the read was cut short (%s) at cursor %.200s",
+                             o.stopped ? "the daemon is stopping"
+                                       : "its time, reconcile_pass_s, was up",
+                             o.last != NULL ? o.last : "(the beginning)");
+        if (why == NULL)
+            return TG_ENOMEM;
+        p->t.cut++;
+    }
+    for (size_t i = 0; i < n && rc == TG_OK; i++)
+        rc = settle_part(p, pool, m[i], why, read, o.end == TG_RECON_CUT ? o.resume : NULL);
     return rc;
 }
 
-static int log_error(struct tg_store *st, const struct tg_recon_sub *sub, const char *actor,
-                     const char *problem, struct tg_recon_report *r)
+/* ---- a pass ---------------------------------------------------------------------------- */
+
+/* Orders the members of a pass by group, then team (a group is one team's: this only keeps
+ * a stray one apart, read with its own key), then time received. */
+static int member_cmp_group(const void *a, const void *b)
+{
+    const struct tg_recon_member *x = *(struct tg_recon_member *const *)a;
+    const struct tg_recon_member *y = *(struct tg_recon_member *const *)b;
+    int c = strcmp(x->sub.taskgroup_id, y->sub.taskgroup_id);
+    if (c == 0)
+        c = (x->sub.team_id > y->sub.team_id) - (x->sub.team_id < y->sub.team_id);
+    if (c == 0)
+        c = (x->sub.received_ms > y->sub.received_ms) - (x->sub.received_ms < y->sub.received_ms);
+    return c;
+}
+
+/* One group's members: m[start..start+n) of the pass's sorted list. */
+struct span {
+    size_t start, n;
+    int64_t earliest;
+};
+
+static int span_cmp(const void *a, const void *b)
+{
+    const struct span *x = a, *y = b;
+    return (x->earliest > y->earliest) - (x->earliest < y->earliest);
+}
+
+/* A submission whose group creation never answered: no add-runs call went out (one is sent
+ * only after the group is recorded), so no run exists. */
+static int settle_without_group(struct pass *p, const struct tg_recon_member *m)
 {
     struct tg_recon_write w = {
-        .sub_id = sub->id, .actor = actor, .taskgroup_id = sub->taskgroup_id,
-        .state = TG_STATE_UNKNOWN, .outcome = "error", .detail = problem,
+        .sub_id = m->sub.id, .actor = p->actor, .api = "/v1", .state = TG_STATE_FAILED,
+        .outcome = "failed",
+        .detail = "reconciled: its group was never recorded, so no add-runs call was sent "
+                  "and no run of it exists upstream",
     };
-    r->outcome = "error";
-    snprintf(r->message, sizeof(r->message), "%s", problem);
-    return tg_store_recon_write(st, &w);
+    return write_outcome(p, m, &w);
 }
 
-int tg_reconcile_one(struct tg_store *st, struct tg_upstream *up, struct tg_pool *pool,
-                     const char *sub_id, const char *actor, struct tg_recon_report *r)
+/* Loads the submissions ids names (each once), settles those without a group, and gives
+ * the others, unknown ones with a group, in *out. */
+static int load(struct pass *p, struct tg_pool *pool, const char *const *ids, size_t nids,
+                struct tg_recon_member ***out, size_t *nout)
 {
-    memset(r, 0, sizeof(*r));
-    struct tg_recon_sub sub;
-    int rc = tg_store_recon_load(st, pool, sub_id, &sub);
-    if (rc == TG_ENOTFOUND) {
-        r->outcome = "skipped";
-        snprintf(r->message, sizeof(r->message), "no such submission");
-        return TG_OK;
-    }
-    if (rc != TG_OK)
-        return rc;
-    if (sub.state != TG_STATE_UNKNOWN) {
-        r->outcome = "skipped";
-        snprintf(r->message, sizeof(r->message), "it is %s, not unknown",
-                 tg_domain_state_name(sub.state));
-        return TG_OK;
-    }
-    struct reader rd;
-    memset(&rd, 0, sizeof(rd));
-    rd.pool = pool;
-    if (sub.taskgroup_id == NULL) {
-        /* The group's creation never answered: no add-runs call went out (one is sent only
-         * after the group is recorded), so no run exists. */
-        return settle(st, pool, &sub, &rd, actor, r);
-    }
-    char key[TG_UPSTREAM_KEY_MAX];
-    rc = tg_store_team_key(st, sub.team_id, key, sizeof(key));
-    if (rc != TG_OK)
-        return rc;
-    rd.prefix = tg_pool_printf(pool, "%s.", sub.id);
-    if (rd.prefix == NULL) {
-        tg_memzero(key, sizeof(key));
+    struct tg_recon_member **m = tg_pool_calloc(pool, nids + 1, sizeof(*m));
+    if (m == NULL)
         return TG_ENOMEM;
+    size_t n = 0;
+    int rc = TG_OK;
+    for (size_t i = 0; i < nids && rc == TG_OK; i++) {
+        struct tg_recon_member *x = tg_pool_calloc(pool, 1, sizeof(*x));
+        if (x == NULL)
+            return TG_ENOMEM;
+        rc = tg_store_recon_load(p->st, pool, ids[i], &x->sub);
+        if (rc == TG_ENOTFOUND) {
+            report_text(p, ids[i], "skipped", "no such submission");
+            rc = TG_OK;
+        } else if (rc == TG_OK && x->sub.state != TG_STATE_UNKNOWN) {
+            char why[64];
+            snprintf(why, sizeof(why), "it is %s, not unknown",
+                     tg_domain_state_name(x->sub.state));
+            report_text(p, ids[i], "skipped", why);
+        } else if (rc == TG_OK) {
+            m[n++] = x;
+        }
     }
-    rd.prefix_len = strlen(rd.prefix);
-    tg_buf_init(&rd.line, EVENT_MAX);
-    tg_buf_init(&rd.data, EVENT_MAX);
-    rc = read_group(up, key, sub.taskgroup_id, &rd);
-    tg_memzero(key, sizeof(key));
-    tg_buf_free(&rd.line);
-    tg_buf_free(&rd.data);
     if (rc != TG_OK)
-        return log_error(st, &sub, actor, rd.problem, r);
-    return settle(st, pool, &sub, &rd, actor, r);
+        return rc;
+    /* The same id twice (named twice to the CLI) is one submission. */
+    tg_recon_sort_by_id(m, n);
+    size_t kept = 0;
+    for (size_t i = 0; i < n; i++)
+        if (kept == 0 || strcmp(m[kept - 1]->sub.id, m[i]->sub.id) != 0)
+            m[kept++] = m[i];
+    n = 0;
+    for (size_t i = 0; i < kept && rc == TG_OK; i++) {
+        if (m[i]->sub.taskgroup_id == NULL)
+            rc = settle_without_group(p, m[i]);
+        else
+            m[n++] = m[i];
+    }
+    *out = m;
+    *nout = n;
+    return rc;
 }
 
-/* Set when the daemon stops: a pass under way ends after the submission it is on. */
-static atomic_int stopping;
+/* Reconciles the submissions ids names, group by group, the group of the earliest first,
+ * until the pass's time is up. */
+static int run_pass(struct pass *p, const char *const *ids, size_t nids)
+{
+    struct tg_pool *pool = tg_pool_create();
+    struct tg_pool *gpool = tg_pool_create();
+    struct tg_recon_member **m = NULL;
+    struct span *spans = NULL;
+    size_t n = 0, nspans = 0;
+    int rc = pool != NULL && gpool != NULL ? TG_OK : TG_ENOMEM;
+    p->deadline_us = tg_mono_us() + p->read_s * 1000000;
+    if (rc == TG_OK)
+        rc = load(p, pool, ids, nids, &m, &n);
+    if (rc == TG_OK && n > 0) {
+        qsort(m, n, sizeof(*m), member_cmp_group);
+        spans = tg_pool_calloc(pool, n, sizeof(*spans));
+        if (spans == NULL)
+            rc = TG_ENOMEM;
+    }
+    for (size_t i = 0; rc == TG_OK && i < n; i++) {
+        if (i == 0 || strcmp(m[i - 1]->sub.taskgroup_id, m[i]->sub.taskgroup_id) != 0 ||
+            m[i - 1]->sub.team_id != m[i]->sub.team_id)
+            spans[nspans++] = (struct span){i, 0, m[i]->sub.received_ms};
+        spans[nspans - 1].n++;
+    }
+    if (rc == TG_OK && nspans > 0)
+        qsort(spans, nspans, sizeof(*spans), span_cmp);
+    for (size_t g = 0; rc == TG_OK && g < nspans; g++) {
+        const char *held = atomic_load(&stopping) ? "the daemon is stopping"
+                         : tg_mono_us() >= p->deadline_us ? "the pass's time, reconcile_pass_s, "
+                                                            "was up"
+                                                          : NULL;
+        if (held != NULL) {
+            /* Not tried, so no row: the next pass takes them. */
+            char why[128];
+            snprintf(why, sizeof(why), "not tried in this pass: %s", held);
+            for (size_t k = 0; k < spans[g].n; k++)
+                report_text(p, m[spans[g].start + k]->sub.id, "deferred", why);
+            p->t.deferred += (long)spans[g].n;
+            continue;
+        }
+        rc = reconcile_group(p, gpool, m + spans[g].start, spans[g].n);
+        tg_pool_reset(gpool);
+    }
+    tg_metrics_reconcile_pass(p->t.events);
+    tg_pool_destroy(gpool);
+    tg_pool_destroy(pool);
+    return rc;
+}
+
+int tg_reconcile_ids(struct tg_store *st, struct tg_upstream *up, const char *actor,
+                     int verbose, const char *const *ids, size_t n, long pass_s,
+                     struct tg_recon_totals *t)
+{
+    struct pass p = {.st = st, .up = up, .actor = actor, .verbose = verbose, .read_s = pass_s};
+    int rc = run_pass(&p, ids, n);
+    if (t != NULL)
+        *t = p.t;
+    return rc;
+}
+
+int tg_reconcile_one(struct tg_store *st, struct tg_upstream *up, const char *sub_id,
+                     const char *actor, long read_s, struct tg_recon_report *r)
+{
+    struct pass p = {.st = st, .up = up, .actor = actor, .read_s = read_s, .last = r};
+    memset(r, 0, sizeof(*r));
+    r->outcome = "skipped";
+    return run_pass(&p, &sub_id, 1);
+}
 
 int tg_reconcile_all(struct tg_store *st, struct tg_upstream *up, const char *actor, int verbose,
-                     int64_t before_ms, long *settled, long *left)
+                     int64_t before_ms, long pass_s, struct tg_recon_totals *t)
 {
-    long done = 0, open = 0;
-    int rc = TG_OK;
     struct tg_pool *pool = tg_pool_create();
     if (pool == NULL)
         return TG_ENOMEM;
     const char **ids;
     size_t n;
-    rc = tg_store_unknown_ids(st, pool, BATCH * 100, before_ms, &ids, &n);
-    struct tg_pool *item = rc == TG_OK ? tg_pool_create() : NULL;
-    if (rc == TG_OK && item == NULL)
-        rc = TG_ENOMEM;
-    for (size_t i = 0; rc == TG_OK && i < n && !atomic_load(&stopping); i++) {
-        struct tg_recon_report r;
-        rc = tg_reconcile_one(st, up, item, ids[i], actor, &r);
-        if (rc != TG_OK)
-            break;
-        int ok = strcmp(r.outcome, "error") != 0 && strcmp(r.outcome, "skipped") != 0;
-        done += ok;
-        open += strcmp(r.outcome, "error") == 0;
-        if (verbose)
-            printf("%s %s runs_found=%ld %s\n", ids[i], r.outcome, r.runs_found, r.message);
-        tg_log(ok ? TG_LOG_INFO : TG_LOG_WARN, "reconcile %s: %s (%ld runs found): %s", ids[i],
-               r.outcome, r.runs_found, r.message);
-        tg_pool_reset(item);
-    }
-    tg_pool_destroy(item);
+    int rc = tg_store_unknown_ids(st, pool, BATCH * 100, before_ms, &ids, &n);
+    if (rc == TG_OK)
+        rc = tg_reconcile_ids(st, up, actor, verbose, ids, n, pass_s, t);
     tg_pool_destroy(pool);
-    if (settled != NULL)
-        *settled = done;
-    if (left != NULL)
-        *left = open;
     return rc;
 }
 
 /* ---- the daemon's background thread --------------------------------------------------- */
 
-/* Reconciles the unknown submissions once at start-up (reconcile_on_start); then, every
- * housekeeping_interval_s, those that have been unknown for reconcile_after_s and were not
- * tried in that time (a submission that just timed out may still be being created
- * upstream: reconciled at once it could be called failed too early), and removes expired
- * idempotency records: every SDK request leaves one, with its answer, for
- * retry_dedupe_window_s. */
+/* Reconciles the unknown submissions once at start-up (reconcile_on_start), in passes of
+ * reconcile_pass_s one after the other until none is left untried or cut short; then,
+ * every housekeeping_interval_s, those that have been unknown for reconcile_after_s and
+ * were not tried in that time (a submission that just timed out may still be being created
+ * upstream: reconciled at once it could be called failed too early) or whose last read was
+ * cut short, and removes expired idempotency records: every SDK request leaves one, with
+ * its answer, for retry_dedupe_window_s. */
 static struct tg_bg bg = TG_BG_INIT;
 static const struct tg_conf *bg_conf; /* the daemon's: it outlives the thread */
 
@@ -546,14 +658,33 @@ static void settle_owed(struct tg_store *st)
  * takes: one of them at a time settles, reconciles and prunes. */
 #define TURN "housekeeping"
 
-static void housekeeping(struct tg_store *st, struct tg_upstream *up, const struct tg_conf *conf)
+/* One pass of the background thread; nonzero when it left work it can go on with at once
+ * (submissions not tried for want of time, or reads cut short). */
+static int pass(struct tg_store *st, struct tg_upstream *up, const struct tg_conf *conf,
+                const char *actor, int64_t before_ms)
+{
+    struct tg_recon_totals t = {0};
+    int64_t t0 = tg_mono_us();
+    int rc = tg_reconcile_all(st, up, actor, 0, before_ms, conf->reconcile_pass_s, &t);
+    if (rc != TG_OK)
+        tg_log(TG_LOG_ERROR, "reconcile pass (%s): %s (%s)", actor, tg_rc_str(rc),
+               tg_store_errmsg(st));
+    else if (t.settled > 0 || t.left > 0)
+        tg_log(TG_LOG_INFO, "reconcile pass (%s): %ld settled, %ld still unknown (%ld not "
+               "tried, %ld group reads cut short), %ld events read in %.1f s", actor,
+               t.settled, t.left, t.deferred, t.cut, t.events,
+               (double)(tg_mono_us() - t0) / 1e6);
+    return rc == TG_OK && (t.deferred > 0 || t.cut > 0) && !atomic_load(&stopping);
+}
+
+static int housekeeping(struct tg_store *st, struct tg_upstream *up, const struct tg_conf *conf)
 {
     int rc = tg_store_turn_begin(st, TURN);
     if (rc == TG_EBUSY)
-        return; /* another daemon's turn */
+        return 0; /* another daemon's turn */
     if (rc != TG_OK) {
         tg_log(TG_LOG_ERROR, "housekeeping: %s", tg_store_errmsg(st));
-        return;
+        return 0;
     }
     /* A daemon on the same store may have died since: what it left pending is settled as
      * unknown once its lease has run out, then reconciled below. */
@@ -568,19 +699,12 @@ static void housekeeping(struct tg_store *st, struct tg_upstream *up, const stru
         tg_log(TG_LOG_DEBUG, "%ld expired idempotency records removed", pruned);
     if (tg_store_summary_compact(st) != TG_OK)
         tg_log(TG_LOG_ERROR, "housekeeping: %s", tg_store_errmsg(st));
-    if (conf->reconcile_after_s > 0) {
-        long settled = 0, left = 0;
-        rc = tg_reconcile_all(st, up, "daemon:periodic", 0,
-                                  tg_now_ms() - conf->reconcile_after_s * 1000, &settled,
-                                  &left);
-        if (rc != TG_OK)
-            tg_log(TG_LOG_ERROR, "periodic reconcile: %s (%s)", tg_rc_str(rc),
-                   tg_store_errmsg(st));
-        else if (settled > 0 || left > 0)
-            tg_log(TG_LOG_INFO, "periodic reconcile: %ld settled, %ld still unknown",
-                   settled, left);
-    }
+    int more = 0;
+    if (conf->reconcile_after_s > 0)
+        more = pass(st, up, conf, "daemon:periodic",
+                    tg_now_ms() - conf->reconcile_after_s * 1000);
     tg_store_turn_end(st, TURN);
+    return more;
 }
 
 static void *bg_main(void *arg)
@@ -599,23 +723,22 @@ static void *bg_main(void *arg)
         return NULL;
     }
     long pruned = prune(st);
-    if (conf->reconcile_on_start) {
-        long settled = 0, left = 0;
-        int rc = tg_reconcile_all(st, up, "daemon:start", 0, 0, &settled, &left);
-        if (rc != TG_OK)
-            tg_log(TG_LOG_ERROR, "reconcile pass: %s (%s)", tg_rc_str(rc), tg_store_errmsg(st));
-        tg_log(TG_LOG_INFO, "reconcile pass: %ld settled, %ld still unknown, %ld expired "
-               "idempotency records removed", settled, left, pruned);
-    }
-    /* Housekeeping every housekeeping_interval_s. Every TROUBLE_RETRY_S, the submissions
-     * owed an 'unknown' are written, or while writes fail a probe sees whether they work
-     * again (a failed write does not wake this thread: it looks). */
+    if (pruned > 0)
+        tg_log(TG_LOG_INFO, "%ld expired idempotency records removed", pruned);
+    int starting = conf->reconcile_on_start ? pass(st, up, conf, "daemon:start", 0) : 0;
+    /* Housekeeping every housekeeping_interval_s, at once again after a pass that left work
+     * it can go on with. Every TROUBLE_RETRY_S, the submissions owed an 'unknown' are
+     * written, or while writes fail a probe sees whether they work again (a failed write
+     * does not wake this thread: it looks), and the start-up pass goes on while it has
+     * work left. */
     int64_t next = tg_mono_us() + conf->housekeeping_interval_s * 1000000;
     while (!tg_bg_wait(&bg, TROUBLE_RETRY_S)) {
         settle_owed(st);
-        if (tg_mono_us() >= next) {
-            housekeeping(st, up, conf);
-            next = tg_mono_us() + conf->housekeeping_interval_s * 1000000;
+        if (starting) {
+            starting = pass(st, up, conf, "daemon:start", 0);
+        } else if (tg_mono_us() >= next) {
+            int more = housekeeping(st, up, conf);
+            next = tg_mono_us() + (more ? 0 : conf->housekeeping_interval_s * 1000000);
         }
     }
     settle_owed(st); /* a last try: what is left stays pending for the next start */
@@ -666,43 +789,34 @@ int tg_reconcile_cli(const struct tg_conf *conf, int argc, char **argv)
         return 1;
     }
     struct tg_upstream *up = tg_upstream_new(conf);
-    struct tg_pool *pool = tg_pool_create();
-    int rc = up != NULL && pool != NULL ? tg_store_open(&st, conf->database, 0,
-                                                        (int)conf->db_busy_timeout_ms, err,
-                                                        sizeof(err))
-                                        : TG_ENOMEM;
+    int rc = up != NULL ? tg_store_open(&st, conf->database, 0, (int)conf->db_busy_timeout_ms,
+                                        err, sizeof(err))
+                        : TG_ENOMEM;
     if (rc != TG_OK) {
         fprintf(stderr, "taskgate: %s\n", rc == TG_ENOMEM ? "out of memory" : err);
     } else {
         char actor[80];
         tg_admin_os_actor(actor, sizeof(actor));
-        long settled = 0, left = 0;
-        if (argc == 0) {
-            rc = tg_reconcile_all(st, up, actor, 1, 0, &settled, &left);
-        } else {
-            for (int i = 0; i < argc && rc == TG_OK; i++) {
-                struct tg_recon_report r;
-                rc = tg_reconcile_one(st, up, pool, argv[i], actor, &r);
-                if (rc == TG_OK) {
-                    printf("%s %s runs_found=%ld %s\n", argv[i], r.outcome, r.runs_found,
-                           r.message);
-                    left += strcmp(r.outcome, "error") == 0;
-                    settled += strcmp(r.outcome, "error") != 0 && strcmp(r.outcome, "skipped") != 0;
-                }
-                tg_pool_reset(pool);
-            }
-        }
+        struct tg_recon_totals t = {0};
+        /* The same group-wise pass for named submissions as for every unknown one. */
+        if (argc == 0)
+            rc = tg_reconcile_all(st, up, actor, 1, 0, conf->reconcile_pass_s, &t);
+        else
+            rc = tg_reconcile_ids(st, up, actor, 1, (const char *const *)argv, (size_t)argc,
+                                  conf->reconcile_pass_s, &t);
         if (rc != TG_OK)
             fprintf(stderr, "taskgate: reconcile failed: %s (%s)\n", tg_rc_str(rc),
                     tg_store_errmsg(st));
         else
-            fprintf(stderr, "taskgate: %ld settled, %ld could not be reconciled now\n", settled,
-                    left);
-        if (rc == TG_OK && left > 0)
+            fprintf(stderr, "taskgate: %ld settled, %ld could not be reconciled now; %ld "
+                    "events read%s\n", t.settled, t.left, t.events,
+                    t.deferred > 0 || t.cut > 0 ? " (the pass ran out of time, "
+                                                  "reconcile_pass_s: run it again to go on)"
+                                                : "");
+        if (rc == TG_OK && t.left > 0)
             rc = TG_ERR;
     }
     tg_store_close(st);
-    tg_pool_destroy(pool);
     tg_upstream_free(up);
     tg_upstream_global_cleanup();
     return rc == TG_OK ? 0 : 1;

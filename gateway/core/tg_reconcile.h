@@ -13,27 +13,48 @@ struct tg_upstream;
 /* What one reconciliation did. */
 struct tg_recon_report {
     const char *outcome;      /* "accepted", "failed", "partial", "error" (still unknown),
-                                 "skipped" (it was not unknown) */
+                                 "skipped" (it was not unknown), "deferred" (not tried: the
+                                 pass's time was up or the daemon is stopping) */
     long runs_found;
     char message[512];
 };
 
-/* Reconciles one submission (it must be 'unknown'): reads its group's runs with its team's
- * key, records the runs carrying its tag, settles it as accepted (every input has a run)
- * or failed (some or none), and logs the attempt in reconciliations under actor. TG_OK
- * whatever the outcome, as long as the database could be written; *r says what happened. */
-int tg_reconcile_one(struct tg_store *st, struct tg_upstream *up, struct tg_pool *pool,
-                     const char *sub_id, const char *actor, struct tg_recon_report *r);
+/* What a pass did. */
+struct tg_recon_totals {
+    long settled;             /* accepted or failed */
+    long left;                /* still unknown: an error, a read cut short, or not tried */
+    long deferred;            /* not tried: the pass's time was up */
+    long cut;                 /* group reads cut short (they go on in the next pass) */
+    long events;              /* events of runs streams read */
+};
 
-/* Reconciles every unknown submission (with before_ms above 0: those unknown since before
- * it and not tried since); *settled and *left (may be NULL) count them. */
+/* Reconciles the submissions ids names (those not unknown are skipped), in one pass:
+ * gathered by group, each group's runs stream read once for all of them (with the team's
+ * key) from the last cursor known to stand before their runs, the runs carrying their tags
+ * recorded, and each settled as accepted (every input has a run) or failed (some or none),
+ * every attempt logged in reconciliations under actor. No group is started after pass_s
+ * seconds, and a group's read is cut short after pass_s: the submissions it found whole
+ * are settled, the others stay unknown and the next pass reads on where it stopped.
+ * verbose: a line per submission on stdout. TG_OK whatever the outcomes, as long as the
+ * database could be read and written; *t (may be NULL) counts them. */
+int tg_reconcile_ids(struct tg_store *st, struct tg_upstream *up, const char *actor,
+                     int verbose, const char *const *ids, size_t n, long pass_s,
+                     struct tg_recon_totals *t);
+
+/* The same for one submission (a repeat of an unknown one), its read bounded by read_s;
+ * *r says what happened. */
+int tg_reconcile_one(struct tg_store *st, struct tg_upstream *up, const char *sub_id,
+                     const char *actor, long read_s, struct tg_recon_report *r);
+
+/* The same for every unknown submission (with before_ms above 0: those unknown since
+ * before it and not tried since, and those whose last read was cut short). */
 int tg_reconcile_all(struct tg_store *st, struct tg_upstream *up, const char *actor, int verbose,
-                     int64_t before_ms, long *settled, long *left);
+                     int64_t before_ms, long pass_s, struct tg_recon_totals *t);
 
 /* The daemon's background thread, so that serving starts at once: the reconcile pass at
- * start-up (reconcile_on_start), then every housekeeping_interval_s the removal of expired
- * idempotency records. Stop wakes and joins it (a pass under way ends after the submission
- * it is working on). */
+ * start-up (reconcile_on_start), then every housekeeping_interval_s the periodic pass and
+ * the removal of expired idempotency records. Stop wakes and joins it (a pass under way
+ * cuts its read short, records what it found and starts no other group). */
 int tg_reconcile_start(const struct tg_conf *conf);
 void tg_reconcile_stop(void);
 

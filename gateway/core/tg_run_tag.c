@@ -10,6 +10,12 @@ const char *tg_run_tag(struct tg_pool *pool, const char *sub_id, int seq, size_t
     return tg_pool_printf(pool, "%s.%d.%zu.%zu", sub_id, seq, first, count);
 }
 
+size_t tg_run_tag_sub_len(const char *tag)
+{
+    const char *dot = tag != NULL ? strchr(tag, '.') : NULL;
+    return dot != NULL ? (size_t)(dot - tag) : 0;
+}
+
 int tg_run_tag_parse(const char *tag, const char *prefix, size_t prefix_len, int *seq,
                      long *first, long *count)
 {

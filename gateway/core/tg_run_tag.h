@@ -17,6 +17,10 @@
 const char *tg_run_tag(struct tg_pool *pool, const char *sub_id, int seq, size_t first,
                        size_t count);
 
+/* The length of the submission id a run tag (may be NULL) begins with, so that a reader
+ * of many submissions' runs can find whose it is; 0 when tag has no such part. */
+size_t tg_run_tag_sub_len(const char *tag);
+
 /* Whether tag (may be NULL) is a run tag of the submission whose "<sub_id>." is
  * prefix[0..prefix_len); if so, its call and inputs are in *seq, *first and *count. */
 int tg_run_tag_parse(const char *tag, const char *prefix, size_t prefix_len, int *seq,

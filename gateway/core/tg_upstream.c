@@ -2,13 +2,12 @@
  * for its connection cache; outcomes classified by whether the request left this host.
  * A request body is never sent twice by libcurl itself: see struct upload. */
 #include "tg_upstream.h"
+#include "tg_upstream_curl.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-
-#include <curl/curl.h>
 
 #include "tg_core.h"
 
@@ -150,6 +149,26 @@ static struct curl_slist *add_header(struct curl_slist *list, const char *name,
     return next;
 }
 
+struct curl_slist *tg_upstream_read_headers(const char *key, const char *accept,
+                                            const char *beta, const char *request_id)
+{
+    if (!plain_header_value(key) || (beta != NULL && !plain_header_value(beta)) ||
+        (request_id != NULL && !plain_header_value(request_id)) || !plain_header_value(accept))
+        return NULL;
+    int ok = 1;
+    struct curl_slist *headers = add_header(NULL, "x-api-key", key, &ok);
+    headers = add_header(headers, "Accept", accept, &ok);
+    if (beta != NULL && *beta != '\0')
+        headers = add_header(headers, "parallel-beta", beta, &ok);
+    if (request_id != NULL && *request_id != '\0')
+        headers = add_header(headers, "X-Request-Id", request_id, &ok);
+    if (!ok) {
+        curl_slist_free_all(headers);
+        return NULL;
+    }
+    return headers;
+}
+
 static struct curl_slist *build_headers(const char *key, const char *beta,
                                         const char *request_id, int has_body, int *ok)
 {
@@ -173,26 +192,37 @@ static struct curl_slist *build_headers(const char *key, const char *beta,
     return h;
 }
 
-/* What every transfer sets: the URL, headers, time limits, the header callback (for
- * Retry-After) and the error buffer; the caller sets where the body goes. Redirects are
- * not followed (a 3xx is an answer like any other), so nothing is sent twice that way. */
+int tg_upstream_url(const struct tg_conf *conf, const char *path, char *out, size_t len)
+{
+    int n = snprintf(out, len, "%s%s", conf->upstream_url, path);
+    return n < 0 || (size_t)n >= len ? TG_EINVAL : TG_OK;
+}
+
+void tg_upstream_setup(CURL *c, const struct tg_conf *conf, const char *url,
+                       struct curl_slist *headers, long timeout_ms, char *errbuf)
+{
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, conf->upstream_connect_timeout_ms);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout_ms);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(c, CURLOPT_USERAGENT, "taskgate/0.1");
+    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
+    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
+}
+
+/* What every transfer of this client sets (tg_upstream_setup), with the header callback
+ * for Retry-After; the caller sets where the body goes. */
 static void setup_transfer(struct tg_upstream *u, const char *url, struct curl_slist *headers,
                            long timeout_ms)
 {
     CURL *c = u->curl;
     curl_easy_reset(c);
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, u->conf->upstream_connect_timeout_ms);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout_ms);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
-    curl_easy_setopt(c, CURLOPT_USERAGENT, "taskgate/0.1");
+    tg_upstream_setup(c, u->conf, url, headers, timeout_ms, u->curl_error);
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(c, CURLOPT_HEADERDATA, u);
-    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, u->curl_error);
-    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
 }
 
 /* Decides what is known after a transfer that did not complete with an answer. A refused
@@ -228,8 +258,7 @@ int tg_upstream_call(struct tg_upstream *u, const char *method, const char *path
         return TG_EINVAL;
 
     char url[2048];
-    int n = snprintf(url, sizeof(url), "%s%s", u->conf->upstream_url, path);
-    if (n < 0 || (size_t)n >= sizeof(url))
+    if (tg_upstream_url(u->conf, path, url, sizeof(url)) != TG_OK)
         return TG_EINVAL;
 
     int ok;
@@ -317,25 +346,12 @@ int tg_upstream_relay(struct tg_upstream *u, const char *path, const char *key,
                       long timeout_ms, const struct tg_up_sink *sink, struct tg_up_result *res)
 {
     memset(res, 0, sizeof(*res));
-    if (!plain_header_value(key) || (beta != NULL && !plain_header_value(beta)) ||
-        (request_id != NULL && !plain_header_value(request_id)) || !plain_header_value(accept))
-        return TG_EINVAL;
     char url[2048];
-    int n = snprintf(url, sizeof(url), "%s%s", u->conf->upstream_url, path);
-    if (n < 0 || (size_t)n >= sizeof(url))
+    if (tg_upstream_url(u->conf, path, url, sizeof(url)) != TG_OK)
         return TG_EINVAL;
-
-    int ok = 1;
-    struct curl_slist *headers = add_header(NULL, "x-api-key", key, &ok);
-    headers = add_header(headers, "Accept", accept, &ok);
-    if (beta != NULL && *beta != '\0')
-        headers = add_header(headers, "parallel-beta", beta, &ok);
-    if (request_id != NULL && *request_id != '\0')
-        headers = add_header(headers, "X-Request-Id", request_id, &ok);
-    if (!ok) {
-        curl_slist_free_all(headers);
+    struct curl_slist *headers = tg_upstream_read_headers(key, accept, beta, request_id);
+    if (headers == NULL)
         return TG_EINVAL;
-    }
     u->retry_after[0] = '\0';
     u->curl_error[0] = '\0';
     u->up = (struct upload){NULL, 0, 0, 0};

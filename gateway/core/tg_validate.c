@@ -451,10 +451,15 @@ void tg_validate_preset(json_object *preset, json_object *detail)
             tg_json_problem(detail, tg_json_loc("body", *k, NULL),
                             "must be a list of non-empty strings", "list_type");
     }
+    if (tg_json_has(preset, "gateway_webhook") &&
+        !json_object_is_type(tg_json_get(preset, "gateway_webhook"), json_type_boolean))
+        tg_json_problem(detail, tg_json_loc("body", "gateway_webhook", NULL),
+                        "Input should be a valid boolean", "bool_type");
     /* A preset is a template that may leave the processor to the submission. */
     json_object *tmpl = NULL;
     if (json_object_deep_copy(preset, &tmpl, NULL) != 0)
         return;
+    json_object_object_del(tmpl, "gateway_webhook");
     if (!tg_json_has(tmpl, "processor"))
         json_object_object_add(tmpl, "processor", json_object_new_string("-"));
     json_object *spec = tg_json_get(tmpl, "default_task_spec");

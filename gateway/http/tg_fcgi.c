@@ -203,6 +203,9 @@ static const struct {
     {"HTTP_IDEMPOTENCY_KEY", offsetof(struct tg_request, idempotency_key)},
     {"HTTP_USER_AGENT", offsetof(struct tg_request, user_agent)},
     {"HTTP_X_STAINLESS_RETRY_COUNT", offsetof(struct tg_request, retry_count)},
+    {"HTTP_WEBHOOK_ID", offsetof(struct tg_request, webhook_id)},
+    {"HTTP_WEBHOOK_TIMESTAMP", offsetof(struct tg_request, webhook_timestamp)},
+    {"HTTP_WEBHOOK_SIGNATURE", offsetof(struct tg_request, webhook_signature)},
 };
 
 int tg_fcgi_read(struct tg_fcgi *f, struct tg_pool *pool, long max_body,

@@ -133,7 +133,8 @@ int tg_http_auth(struct tg_worker *w, const struct tg_request *req, struct tg_re
     }
     if (rc != TG_OK) {
         tg_log(TG_LOG_ERROR, "token lookup failed: %s", tg_store_errmsg(w->store));
-        tg_resp_error(resp, req, 503, "the audit database is unavailable; nothing was sent",
+        tg_resp_error(resp, req, 503, "the audit database is unavailable; nothing was sent "
+                      "upstream; retry later",
                       NULL);
         return TG_ERR;
     }

@@ -35,6 +35,9 @@ struct tg_request {
     const char *idempotency_key;
     const char *user_agent;
     const char *retry_count;   /* x-stainless-retry-count */
+    const char *webhook_id;    /* a webhook's Standard Webhooks headers */
+    const char *webhook_timestamp;
+    const char *webhook_signature;
     const char *body;          /* NUL-terminated for convenience; may contain NULs */
     size_t body_len;
     int64_t started_us;        /* tg_mono_us() when the request arrived */

@@ -379,6 +379,17 @@ static void run_row(struct detail_ctx *c, const struct tg_audit_row *row)
     tg_html_escape(b, col(row, "run_id"));
     tg_buf_adds(b, "</code></td><td>");
     tg_html_escape(b, col(row, "processor"));
+    /* What came of it, as recorded (docs/run-outcomes.md): none yet shows as waiting. */
+    const char *status = col(row, "status");
+    tg_buf_adds(b, "</td><td class=\"run-status\">");
+    badge(b, status != NULL ? status : "waiting");
+    if (col(row, "error") != NULL) {
+        tg_buf_adds(b, " <span class=\"run-error\">");
+        tg_html_escape_max(b, col(row, "error"), CELL_MAX);
+        tg_buf_adds(b, "</span>");
+    }
+    tg_buf_adds(b, "</td><td>");
+    when(b, col(row, "completed_at"));
     tg_buf_adds(b, "</td></tr>\n");
 }
 
@@ -436,8 +447,8 @@ static void detail_page(struct tg_worker *w, const struct tg_request *req,
         tg_buf_printf(b, "<h2>%ld run%s</h2>\n", c.nruns, c.nruns == 1 ? "" : "s");
         if (c.nruns > 0) {
             tg_buf_adds(b, "<div class=\"scroll\"><table class=\"runs\" id=\"runs\"><thead><tr>"
-                           "<th>#</th><th>Input</th><th>Run id</th><th>Processor</th></tr>"
-                           "</thead><tbody>\n");
+                           "<th>#</th><th>Input</th><th>Run id</th><th>Processor</th>"
+                           "<th>Status</th><th>Ended (UTC)</th></tr></thead><tbody>\n");
             tg_buf_add(b, c.runs.data, c.runs.len);
             tg_buf_adds(b, "</tbody></table></div>\n");
         }

@@ -17,6 +17,7 @@
 #include "tg_idem.h"
 #include "tg_json.h"
 #include "tg_log.h"
+#include "tg_merge.h"
 #include "tg_metrics.h"
 #include "tg_pages.h"
 #include "tg_reconcile.h"
@@ -24,6 +25,7 @@
 #include "tg_store.h"
 #include "tg_submit.h"
 #include "tg_validate.h"
+#include "tg_webhook_http.h"
 
 /* Whether the client is on the gateway's own machine, as nginx saw it: the same addresses
  * nginx's /metrics allow-list admits. Only nginx can write to the daemon's socket (see
@@ -57,10 +59,14 @@ static void health(struct tg_worker *w, struct tg_request *req,
     char detail[400] = "";
     const char *pub = NULL;
     long owed;
-    if (tg_store_ping(w->store) != TG_OK) {
+    int rc = tg_store_ping(w->store);
+    if (rc != TG_OK) {
         const char *msg = tg_store_errmsg(w->store);
-        pub = strstr(msg, "read-only") != NULL ? "the database cannot be written"
-                                               : "the database cannot be read";
+        if (rc == TG_EDOWN)
+            pub = "the database cannot be reached";
+        else
+            pub = strstr(msg, "read-only") != NULL ? "the database cannot be written"
+                                                   : "the database cannot be read";
         snprintf(detail, sizeof(detail), "%s", msg);
     } else if (tg_store_write_health(detail, sizeof(detail)) != TG_OK) {
         pub = "the database cannot be written";
@@ -108,14 +114,21 @@ static void metrics(struct tg_worker *w, struct tg_request *req,
                            tg_store_daemon_id() != NULL ? tg_store_daemon_id() : "none",
                            tg_store_kind(w->store));
     long pending, unknown;
-    if (rc == TG_OK && tg_store_open_counts(w->store, &pending, &unknown) == TG_OK)
+    int64_t oldest;
+    if (rc == TG_OK && tg_store_open_counts(w->store, &pending, &unknown, &oldest) == TG_OK) {
+        int64_t lag_ms = oldest > 0 ? tg_now_ms() - oldest : 0;
         rc = tg_buf_printf(&resp->body,
                            "# HELP taskgate_submissions_open Submissions not settled: pending "
                            "(being sent) and unknown (to be reconciled).\n"
                            "# TYPE taskgate_submissions_open gauge\n"
                            "taskgate_submissions_open{state=\"pending\"} %ld\n"
-                           "taskgate_submissions_open{state=\"unknown\"} %ld\n",
-                           pending, unknown);
+                           "taskgate_submissions_open{state=\"unknown\"} %ld\n"
+                           "# HELP taskgate_reconcile_lag_seconds Age of the oldest unknown "
+                           "submission (0: none).\n"
+                           "# TYPE taskgate_reconcile_lag_seconds gauge\n"
+                           "taskgate_reconcile_lag_seconds %.3f\n",
+                           pending, unknown, lag_ms > 0 ? (double)lag_ms / 1000.0 : 0.0);
+    }
     if (rc != TG_OK) {
         tg_resp_error(resp, req, 500, "metrics do not fit the answer buffer", NULL);
         return;
@@ -208,6 +221,8 @@ static const struct family pages = {"browser", "method not allowed here", PAGE_I
 static const struct family files = {NULL, "method not allowed here", PAGE_IF_PREFERRED,
                                     "This page is only read, never posted to.", NULL, NULL};
 static const struct family history = {"browser", NULL, PAGE_ALWAYS, NULL, NULL, NULL};
+static const struct family webhooks = {"webhook", "webhooks are delivered with POST", PAGE_NEVER,
+                                       NULL, NULL, NULL};
 
 #define SUBMIT ROLE(TG_ROLE_SUBMIT)
 #define ADMIN ROLE(TG_ROLE_ADMIN)
@@ -279,6 +294,8 @@ static const struct route routes[] = {
     {"POST", "/v1/admin/tokens", ADMIN, tg_admin_http_token_issue, &admin, NULL},
     {"DELETE", "/v1/admin/tokens/{id}", ADMIN, tg_admin_http_token_revoke, &admin, NULL},
     {"*", "/v1/admin/*", PUBLIC, no_such_path, &admin, NULL},
+    /* Parallel's signed webhooks (tg_webhook_http.c): the signature is the credential */
+    {"POST", TG_WEBHOOK_PATH, PUBLIC, tg_webhook_http_receive, &webhooks, NULL},
     /* the browser pages (tg_pages*.c) */
     {"GET", "/", PUBLIC, tg_pages_form_page, &pages, NULL},
     {"HEAD", "/", PUBLIC, tg_pages_form_page, &pages, NULL},

@@ -430,6 +430,8 @@ static int prepare_runs(struct tg_sub *s, json_object *body)
     if (global == NULL)
         return TG_ENOMEM;
     json_object *ptmpl = tg_json_pool(pool, tg_merge_template_from_preset(preset));
+    if (tg_merge_gateway_webhook(ptmpl, preset, s->w->conf->webhook_public_url) != TG_OK)
+        return TG_ENOMEM;
     json_object *pspec = tg_json_get(ptmpl, "task_spec");
     s->p.spec = tg_json_get(body, "default_task_spec");
     if (s->p.spec == NULL && pspec != NULL)

@@ -239,8 +239,10 @@ static int build_template(struct tg_sub *s, json_object *detail)
     json_object *global = tg_sub_global_defaults(s);
     if (global == NULL)
         return TG_ENOMEM;
-    json_object *base = tg_json_pool(pool, tg_merge(global, tg_json_pool(pool,
-                                                    tg_merge_template_from_preset(preset))));
+    json_object *ptmpl = tg_json_pool(pool, tg_merge_template_from_preset(preset));
+    if (tg_merge_gateway_webhook(ptmpl, preset, s->w->conf->webhook_public_url) != TG_OK)
+        return TG_ENOMEM;
+    json_object *base = tg_json_pool(pool, tg_merge(global, ptmpl));
     json_object *own = tg_json_pool(pool, tg_merge_template_from_submission(s->body));
     s->p.tmpl = tg_json_pool(pool, tg_merge(base, own));
     if (s->p.tmpl == NULL)

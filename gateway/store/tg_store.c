@@ -447,14 +447,21 @@ int tg_store_recon_load(struct tg_store *st, struct tg_pool *pool, const char *s
     return be(st)->recon_load(st, pool, sub_id, out);
 }
 
+int tg_store_recon_cursor(struct tg_store *st, struct tg_pool *pool, const char *taskgroup_id,
+                          int64_t before_ms, struct tg_recon_cursor *out)
+{
+    return be(st)->recon_cursor(st, pool, taskgroup_id, before_ms, out);
+}
+
 int tg_store_recon_write(struct tg_store *st, const struct tg_recon_write *w)
 {
     return be(st)->recon_write(st, w);
 }
 
-int tg_store_open_counts(struct tg_store *st, long *pending, long *unknown)
+int tg_store_open_counts(struct tg_store *st, long *pending, long *unknown,
+                         int64_t *oldest_unknown_ms)
 {
-    return be(st)->open_counts(st, pending, unknown);
+    return be(st)->open_counts(st, pending, unknown, oldest_unknown_ms);
 }
 
 int tg_store_unknown_ids(struct tg_store *st, struct tg_pool *pool, size_t max,
@@ -467,4 +474,47 @@ int tg_store_prior_runs(struct tg_store *st, struct tg_pool *pool, const char *s
                         size_t num_inputs, const char ***ids, const char **group)
 {
     return be(st)->prior_runs(st, pool, sub_id, num_inputs, ids, group);
+}
+
+/* ---- what came of each run ---------------------------------------------------------------- */
+
+int tg_store_track_take(struct tg_store *st, size_t max, struct tg_track_group *out,
+                        size_t *n, long *waiting)
+{
+    return be(st)->track_take(st, max, out, n, waiting);
+}
+
+int tg_store_track_renew(struct tg_store *st)
+{
+    return be(st)->track_renew(st);
+}
+
+int tg_store_track_record(struct tg_store *st, const char *taskgroup_id,
+                          const char *last_event_id, struct tg_run_change *changes,
+                          size_t n, size_t *recorded)
+{
+    return be(st)->track_record(st, taskgroup_id, last_event_id, changes, n, recorded);
+}
+
+int tg_store_track_settle(struct tg_store *st, const char *taskgroup_id, int64_t adds, int gone,
+                          const char *detail, int *again)
+{
+    return be(st)->track_settle(st, taskgroup_id, adds, gone, detail, again);
+}
+
+int tg_store_track_release(struct tg_store *st, const char *taskgroup_id)
+{
+    return be(st)->track_release(st, taskgroup_id);
+}
+
+int tg_store_webhook_record(struct tg_store *st, const char *webhook_id,
+                            const char *taskgroup_id, struct tg_run_change *change,
+                            enum tg_webhook_outcome *out, char *team, size_t teamlen)
+{
+    return be(st)->webhook_record(st, webhook_id, taskgroup_id, change, out, team, teamlen);
+}
+
+int tg_store_webhook_prune(struct tg_store *st, int64_t before_ms, long *n)
+{
+    return be(st)->webhook_prune(st, before_ms, n);
 }

@@ -57,7 +57,11 @@ int tg_store_migrate(struct tg_store *st, int *from, int *to);
 /* The schema version this build migrates to (SQLite's: the highest of sql/sqlite/). */
 int tg_store_schema_version(void);
 
-/* Cheap liveness check for /healthz: the database answers a read. */
+/* Cheap liveness check for /healthz: the database answers a read. TG_OK; TG_EDOWN when
+ * a database server cannot be reached (its connection cannot be made again: the server is
+ * down, or the database is gone); TG_EDB when the database answers but cannot be read.
+ * st's message says why, for the log and loopback clients: it may name a path or a host,
+ * never a password. */
 int tg_store_ping(struct tg_store *st);
 
 /* Whether the daemon's database takes writes, as far as the daemon knows: the outcome of
@@ -94,7 +98,11 @@ struct tg_auth {
 };
 
 /* Looks up a token by the hex SHA-256 of its text. TG_OK fills *out; TG_ENOTFOUND when no
- * such token exists, or it is revoked or expired at now_ms. */
+ * such token exists, or it is revoked or expired at now_ms. On PostgreSQL it also fixes what
+ * the handle's reads of team keys, presets and group ownership answer until its next
+ * tg_store_auth: copies it kept of them answer while they are what the server held at this
+ * check (sql/postgres/009_generation.sql); a handle that checks no token reads them
+ * afresh. */
 int tg_store_auth(struct tg_store *st, const char *token_hash, int64_t now_ms,
                   struct tg_auth *out);
 
@@ -358,6 +366,7 @@ struct tg_audit_query {
     const char *object;        /* the admin log's object_id */
     const char *object_type;   /* the admin log's object_type */
     const char *action;        /* the admin log's action */
+    const char *run_status;    /* a run's current status (audit_runs.status) */
     long limit;                /* rows per page, >= 1 */
     struct tg_audit_key after; /* continue after this row */
 };
@@ -378,7 +387,7 @@ int tg_store_audit_submissions(struct tg_store *st, const struct tg_audit_query 
 int tg_store_audit_open(struct tg_store *st, const struct tg_audit_query *q, tg_audit_fn fn,
                         void *arg, struct tg_audit_page *page);
 /* Runs (audit_runs), newest submission first and in input order within one; q's team,
- * taskgroup_id, since, until (on the submission's time) and scope apply. */
+ * taskgroup_id, run_status, since, until (on the submission's time) and scope apply. */
 int tg_store_audit_runs(struct tg_store *st, const struct tg_audit_query *q, tg_audit_fn fn,
                         void *arg, struct tg_audit_page *page);
 
@@ -548,12 +557,32 @@ struct tg_recon_sub {
     const char *interface;
     const char *taskgroup_id;
     int num_inputs;
+    int64_t received_ms;
+    const char *resume_cursor; /* its last reconciliation was a read cut short: where the
+                                  next read of its group starts for it; NULL: none */
     size_t ncalls;
     struct tg_recon_call *calls;
 };
 /* TG_OK, or TG_ENOTFOUND. */
 int tg_store_recon_load(struct tg_store *st, struct tg_pool *pool, const char *sub_id,
                         struct tg_recon_sub *out);
+
+/* Where a read of a group's runs stream may start (tg_store_recon_cursor): the run_cursor
+ * of call seq of submission_id (NULL: that call added the group's first runs, so the
+ * stream's beginning). Strings in the pool. */
+struct tg_recon_cursor {
+    const char *run_cursor;
+    const char *submission_id;
+    int seq;
+};
+/* The cursor of an add-runs call recorded in group taskgroup_id whose runs are known to
+ * have existed before before_ms: one answered (outcome ok) before it, or one a
+ * reconciliation found and recorded (with the run_cursor it found) before it. The one of the
+ * group's latest submission received before before_ms that has such a call, its last such
+ * call; found from an index walked backwards from before_ms, never by a scan of the group.
+ * TG_OK, or TG_ENOTFOUND when the group has none. */
+int tg_store_recon_cursor(struct tg_store *st, struct tg_pool *pool, const char *taskgroup_id,
+                          int64_t before_ms, struct tg_recon_cursor *out);
 
 /* The runs reconciliation found for one add-runs call (tag <sub>.<seq>.<first>.<count>). */
 struct tg_recon_found {
@@ -564,6 +593,10 @@ struct tg_recon_found {
     size_t nruns;              /* how many carry its tag (in the group's order) */
     const char *const *run_ids;
     const char *const *processors;
+    const char *run_cursor;    /* the id of the stream's event just before its first run, as
+                                  the upstream's run_cursor would have been (NULL: its runs
+                                  were the group's first); stored with a call not recorded
+                                  before (a recorded call is never updated) */
 };
 
 /* What one reconciliation settles. */
@@ -572,24 +605,30 @@ struct tg_recon_write {
     const char *actor;
     const char *taskgroup_id;
     const char *api;           /* "/v1" or "/v1beta": the path prefix of calls it adds */
-    enum tg_state state;       /* ACCEPTED or FAILED; UNKNOWN: only the attempt is logged */
+    enum tg_state state;       /* ACCEPTED or FAILED; UNKNOWN: it stays unknown */
     const char *outcome;       /* the reconciliations row's outcome */
     long runs_found;
     const char *detail;        /* for the log and the submission's error */
+    const char *resume_cursor; /* UNKNOWN after a read cut short: where the next read starts
+                                  (the row's resume_cursor); NULL otherwise */
     size_t nfound;
     const struct tg_recon_found *found;
 };
 /* In one transaction: the calls not recorded before (outcome unknown, error naming the
- * reconciliation), the runs found for calls without runs, the final state, and a
- * reconciliations row. TG_EINVAL when the submission is no longer unknown (someone else
- * reconciled it). */
+ * reconciliation, the run_cursor found), the runs found for calls without runs (a call
+ * whose runs are recorded by then is left as it is), the final state (none for UNKNOWN: a read cut short records the calls it found whole and leaves the
+ * submission unknown), and a reconciliations row. TG_EINVAL when the submission is no
+ * longer unknown (someone else reconciled it). */
 int tg_store_recon_write(struct tg_store *st, const struct tg_recon_write *w);
 
-/* How many submissions are pending (being sent now) and unknown (to be reconciled). */
-int tg_store_open_counts(struct tg_store *st, long *pending, long *unknown);
+/* How many submissions are pending (being sent now) and unknown (to be reconciled), and
+ * when the oldest unknown one was received (0: none), from one index. */
+int tg_store_open_counts(struct tg_store *st, long *pending, long *unknown,
+                         int64_t *oldest_unknown_ms);
 
 /* Ids of 'unknown' submissions, oldest first, at most max, into the pool. With before_ms
- * above 0, only those that became unknown before it and were not tried since. */
+ * above 0, only those that became unknown before it and were not tried since, and those
+ * whose last reconciliation was a read cut short (the next pass reads on at once). */
 int tg_store_unknown_ids(struct tg_store *st, struct tg_pool *pool, size_t max,
                          int64_t before_ms, const char ***ids, size_t *n);
 
@@ -598,5 +637,84 @@ int tg_store_unknown_ids(struct tg_store *st, struct tg_pool *pool, size_t max,
  * when none). All in the pool. */
 int tg_store_prior_runs(struct tg_store *st, struct tg_pool *pool, const char *sub_id,
                         size_t num_inputs, const char ***ids, const char **group);
+
+/* ---- what came of each run: the groups followed, status changes, webhooks ---------------- */
+/* The groups to follow are written by the store itself, in the transaction of each add-runs
+ * call that may have created runs (ok or unknown): every group with runs of the gateway's is
+ * followed until none of its runs is active, and again when runs are added. A group is
+ * followed by one daemon at a time: the one that took it (tg_store_track_take) and holds it
+ * while its lease (TG_STORE_LEASE_MS, renewed by tg_store_track_renew) lasts. */
+
+#define TG_TRACK_ID_MAX 255 /* the longest group id, event id, run id the records take */
+
+/* A group as the daemon that took it follows it. */
+struct tg_track_group {
+    char taskgroup_id[TG_TRACK_ID_MAX + 1];
+    int64_t team_id;
+    char team[65];
+    char last_event_id[TG_TRACK_ID_MAX + 1]; /* where to resume; "" from the start */
+    int64_t adds;                            /* add-runs calls recorded when it was taken */
+};
+
+/* Takes for this daemon (tg_store_daemon_id) at most max groups to follow that no live
+ * daemon follows, oldest first, into out[0 .. *n), in one transaction (two daemons never
+ * take the same group). *waiting (may be NULL) receives how many groups to follow are then
+ * left that nobody follows. */
+int tg_store_track_take(struct tg_store *st, size_t max, struct tg_track_group *out,
+                        size_t *n, long *waiting);
+
+/* Renews this daemon's lease on every group it follows. */
+int tg_store_track_renew(struct tg_store *st);
+
+/* One run's status change as a source told it. Strings are borrowed for the call. */
+struct tg_run_change {
+    const char *run_id;
+    const char *status;     /* tg_domain_run_status_known */
+    const char *error;      /* the error's message of a failed run; NULL: none */
+    int64_t changed_ms;     /* when it happened, as the upstream says; 0: not said (now) */
+    const char *event_id;   /* the stream's event id (NULL: none) */
+    int news;               /* set by the store: it was news, and is now recorded */
+};
+
+/* What a group's stream told since the last batch, recorded in ONE transaction: each
+ * change that is news (tg_domain_run_change_news) in run_status and run_status_changes, and
+ * the group's place after it, last_event_id (NULL: unchanged), so that a follower that
+ * stops anywhere resumes after what was recorded and before what was not. TG_ENOTFOUND when
+ * this daemon no longer holds the group (its lease ran out and another took it): nothing is
+ * written. *recorded (may be NULL) receives how many changes were news. */
+int tg_store_track_record(struct tg_store *st, const char *taskgroup_id,
+                          const char *last_event_id, struct tg_run_change *changes,
+                          size_t n, size_t *recorded);
+
+/* Stops following a group this daemon holds: it becomes 'idle' (none of its runs active),
+ * or 'gone' when gone is set (the upstream no longer serves it; detail says why), unless
+ * runs were added since it was taken (adds differs): then it stays to follow, for the next
+ * take. Either way the daemon's hold ends. *again (may be NULL) says it stays to follow. */
+int tg_store_track_settle(struct tg_store *st, const char *taskgroup_id, int64_t adds, int gone,
+                          const char *detail, int *again);
+
+/* Gives up this daemon's hold on a group it follows (NULL: on every one: the daemon is
+ * stopping), so that another daemon may take it at once; its place is kept. */
+int tg_store_track_release(struct tg_store *st, const char *taskgroup_id);
+
+/* What became of a genuine webhook delivery. */
+enum tg_webhook_outcome {
+    TG_WEBHOOK_RECORDED = 0, /* it told a status change, now recorded */
+    TG_WEBHOOK_KNOWN,        /* the change was recorded already (the stream told it) */
+    TG_WEBHOOK_IGNORED       /* not a run of a group the gateway follows */
+};
+
+/* Records one delivery with a genuine signature in one transaction: the webhook-id (so that
+ * the same delivery sent again changes nothing: TG_EEXIST) and, when the run's group is one
+ * of the gateway's (taskgroup_id as the delivery names it; NULL: the run's recorded group),
+ * the change with source 'webhook'. *out says which; team (teamlen bytes, may be NULL)
+ * receives the group's team. */
+int tg_store_webhook_record(struct tg_store *st, const char *webhook_id,
+                            const char *taskgroup_id, struct tg_run_change *change,
+                            enum tg_webhook_outcome *out, char *team, size_t teamlen);
+
+/* Deletes the webhook-ids received before before_ms (Parallel retries for 48 hours at
+ * most); *n (may be NULL) receives how many. */
+int tg_store_webhook_prune(struct tg_store *st, int64_t before_ms, long *n);
 
 #endif

@@ -131,12 +131,29 @@ struct tg_store_backend {
         const struct tg_limits *l);
     int (*recon_load)(struct tg_store *st, struct tg_pool *pool, const char *sub_id,
         struct tg_recon_sub *out);
+    int (*recon_cursor)(struct tg_store *st, struct tg_pool *pool, const char *taskgroup_id,
+        int64_t before_ms, struct tg_recon_cursor *out);
     int (*recon_write)(struct tg_store *st, const struct tg_recon_write *w);
-    int (*open_counts)(struct tg_store *st, long *pending, long *unknown);
+    int (*open_counts)(struct tg_store *st, long *pending, long *unknown,
+        int64_t *oldest_unknown_ms);
     int (*unknown_ids)(struct tg_store *st, struct tg_pool *pool, size_t max,
         int64_t before_ms, const char ***ids, size_t *n);
     int (*prior_runs)(struct tg_store *st, struct tg_pool *pool, const char *sub_id,
         size_t num_inputs, const char ***ids, const char **group);
+    /* what came of each run */
+    int (*track_take)(struct tg_store *st, size_t max, struct tg_track_group *out, size_t *n,
+        long *waiting);
+    int (*track_renew)(struct tg_store *st);
+    int (*track_record)(struct tg_store *st, const char *taskgroup_id,
+        const char *last_event_id, struct tg_run_change *changes, size_t n,
+        size_t *recorded);
+    int (*track_settle)(struct tg_store *st, const char *taskgroup_id, int64_t adds, int gone,
+        const char *detail, int *again);
+    int (*track_release)(struct tg_store *st, const char *taskgroup_id);
+    int (*webhook_record)(struct tg_store *st, const char *webhook_id,
+        const char *taskgroup_id, struct tg_run_change *change,
+        enum tg_webhook_outcome *out, char *team, size_t teamlen);
+    int (*webhook_prune)(struct tg_store *st, int64_t before_ms, long *n);
 };
 
 /* MCP server header values of a preset at rest (tg_store_mcp.c), for every backend: what

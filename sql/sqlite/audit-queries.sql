@@ -1,9 +1,11 @@
--- taskgate: ready-to-run audit queries (schema version 2 or later).
+-- taskgate: ready-to-run audit queries (schema version 2 or later; those about run outcomes,
+-- version 8).
 --
 -- Not a migration: only files named NNN_name.sql are. These queries read the views only
--- (audit_submissions, audit_runs, audit_calls, audit_admin, audit_summary), never the base
--- tables, so they keep working when the tables change, and on any backend that offers the
--- same views. The query "summary" needs schema version 7 (audit_summary).
+-- (audit_submissions, audit_runs, audit_calls, audit_admin, audit_run_status_changes,
+-- audit_summary), never the base tables, so they keep working when the tables change, and
+-- on any backend that offers the same views. The query "summary" needs schema version 10
+-- (audit_summary).
 --
 -- Each query follows a line "-- name: <name>", then a comment saying what it answers and
 -- which named parameters it takes, and ends with ";". Parameters:
@@ -323,3 +325,46 @@ SELECT id,
   FROM audit_admin
  WHERE object_type = :object_type AND object_id = :object_id
  ORDER BY at, id;
+
+-- name: run_outcomes_by_team
+-- What came of each team's runs (schema version 8): how many are in each status now, as
+-- the gateway last recorded it ('waiting': nothing recorded yet).
+-- Parameters: :since, :until (on the submission's received time).
+SELECT team,
+       coalesce(status, 'waiting') AS status,
+       count(*)                    AS runs
+  FROM audit_runs
+ WHERE submitted_at >= :since AND submitted_at < :until
+ GROUP BY team, coalesce(status, 'waiting')
+ ORDER BY team, status;
+
+-- name: failed_runs
+-- Which runs failed, and why (the upstream's error), newest end first.
+-- Parameters: :since, :until (on the submission's received time), :limit.
+SELECT run_id,
+       team,
+       token_label,
+       processor,
+       submission_id,
+       submitted_at,
+       completed_at,
+       error
+  FROM audit_runs
+ WHERE status = 'failed' AND submitted_at >= :since AND submitted_at < :until
+ ORDER BY completed_at DESC, run_id
+ LIMIT :limit;
+
+-- name: run_status_history
+-- Every status change of one run, in the order recorded, with its source (the group's
+-- event stream, or a webhook) and the event or webhook id that told it.
+-- Parameters: :run_id.
+SELECT change_id,
+       status,
+       error,
+       changed_at,
+       recorded_at,
+       source,
+       event_id
+  FROM audit_run_status_changes
+ WHERE run_id = :run_id
+ ORDER BY change_id;

@@ -18,6 +18,7 @@ import argparse
 import datetime
 import json
 import os
+import re
 import shutil
 import signal
 import sqlite3
@@ -274,6 +275,8 @@ class Bench:
                             "http://127.0.0.1:%d" % standin.ports[0],
                             {"key_file": os.path.join(d, "taskgate.key")}, database=pg.dsn)
             token = daemon.setup_team(TEAM, KEY, PRESET)
+            tx0 = int(pg.psql("SELECT xact_commit FROM pg_stat_database WHERE datname = "
+                              "current_database()", args=("-At",)).stdout.strip())
             daemon.start()
             front = start_front(self.procs, self.args.nginx, d, daemon)
             port = front.ports[0]
@@ -297,14 +300,55 @@ class Bench:
             try:
                 self.stop_stack(res, mark, front, daemon)
                 if pg is not None and pg.running and daemon is not None:
-                    # Once the daemon has finished what wrk left in flight and has stopped.
+                    # Once the daemon has finished what wrk left in flight and has stopped
+                    # (its backends have ended, so their counts are in the statistics).
                     out = pg.psql("SELECT state, count(*) FROM submissions GROUP BY state",
                                   args=("-At",), check=False).stdout
                     res["states"] = {s: int(n) for s, n in
                                      (l.split("|") for l in out.splitlines() if "|" in l)}
+                    n = sum(res["states"].values())
+                    tx = pg.psql("SELECT xact_commit FROM pg_stat_database WHERE datname = "
+                                 "current_database()", args=("-At",), check=False).stdout
+                    if n and tx.strip().isdigit():
+                        res["transactions_per_submission"] = (int(tx) - tx0) / n
+                if pg is not None and pg.running and res.get("max"):
+                    res["floor"] = self.pg_floor(d, pg)
             finally:
                 if pg is not None:
                     pg.stop()
+
+    def pg_floor(self, d, pg):
+        """pgbench's submissions/s of floor.sql (the same two transactions without the
+        gateway) on the same server, in a database of its own, with 16 clients for as long
+        as one round of G."""
+        pgbench = os.path.join(pg.bindir, "pgbench")
+        if not os.access(pgbench, os.X_OK):
+            return {"skipped": "no pgbench beside the server"}
+        pg.psql("CREATE DATABASE floor", dbname="postgres")
+        pg.apply_migrations(os.path.join(TOP, "sql", "postgres"), dbname="floor")
+        pg.psql("INSERT INTO teams (name, upstream_key, key_fingerprint, created_at, updated_at)"
+                " VALUES ('floor', 'k', 'f', 't', 't');"
+                " INSERT INTO tokens (id, team_id, role, hash, created_at)"
+                " VALUES ('tok_floor', 1, 'submit', 'h', 't')", dbname="floor")
+        self.say("pgbench: floor.sql on the same server, 16 clients")
+        log = os.path.join(d, "pgbench.out")
+        proc = self.procs.spawn([pgbench, "-n", "-M", "prepared", "-c", "16", "-j", "2",
+                                 "-T", str(self.p["max_secs"]), "-f",
+                                 os.path.join(HERE, "floor.sql"), pg.dsn_for("floor")],
+                                log, d, env={k: v for k, v in os.environ.items()
+                                             if not k.startswith("PG")})
+        try:
+            proc.wait(self.p["max_secs"] + 60)
+        except subprocess.TimeoutExpired:
+            self.procs.stop(proc)
+            raise BenchError("pgbench did not finish within %d s" % (self.p["max_secs"] + 60))
+        self.procs.stop(proc)
+        with open(log, "r", errors="replace") as f:
+            text = f.read()
+        m = re.search(r"^tps = ([0-9.]+)", text, re.M)
+        if proc.returncode != 0 or m is None:
+            raise BenchError("pgbench exited %s:\n%s" % (proc.returncode, tail(log)))
+        return {"tps": float(m.group(1)), "clients": 16, "secs": self.p["max_secs"]}
 
     @staticmethod
     def db_counters(port):

@@ -145,6 +145,14 @@ def _backends(w, r):
     if pgp.get("states"):
         w("  PostgreSQL submissions by state once the daemon stopped: %s"
           % json.dumps(pgp["states"], sort_keys=True))
+    if pgp.get("transactions_per_submission") is not None:
+        w("  server transactions per submission (commits of its database, reads included): "
+          "%.2f" % pgp["transactions_per_submission"])
+    fl = pgp.get("floor") or {}
+    if fl.get("tps"):
+        w("  floor: pgbench of tests/bench/floor.sql (the same two write transactions, no "
+          "gateway), %d clients, %d s: %s submissions/s" % (fl["clients"], fl["secs"],
+                                                           _f(fl["tps"])))
     w("")
 
 

@@ -197,6 +197,62 @@ test('without JavaScript the form, the result and the history still work', async
   await ctx.close();
 });
 
+test('the history shows what came of each run, without JavaScript too', async () => {
+  const ctx = await context({ javaScriptEnabled: false });
+  const page = await ctx.newPage();
+  await page.goto(BASE + '/submit');
+  await fillForm(page, { token: TOKEN, inputs: ['this one completes', 'fail: the source went away'] });
+  const resp = await submit(page);
+  assert.equal(resp.status(), 200);
+  const sub = (await page.textContent('table.facts')).match(/sub_[0-9a-f]+/)[0];
+  // The runs end upstream within a second; the gateway follows them and records it.
+  let statuses = [];
+  for (let i = 0; i < 40; i++) {
+    await page.goto(BASE + '/history/' + sub);
+    await page.fill('#f-token', TOKEN);
+    await Promise.all([page.waitForNavigation(), page.click('#history-form button')]);
+    statuses = await page.locator('#runs td.run-status .state').allTextContents();
+    if (statuses.join(',') === 'completed,failed') break;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  assert.deepEqual(statuses, ['completed', 'failed']);
+  assert.equal(await page.textContent('#runs .run-error'), 'the source went away');
+  assert.equal(await page.locator('#runs tbody tr').nth(1).locator('time').count(), 1);
+  await shot(page, 'detail-run-outcomes');
+  await ctx.close();
+});
+
+test('with JavaScript, a submission\'s page follows its runs without a reload', async () => {
+  const sim = (path, body) => fetch(SIM + path, { method: 'POST', body: JSON.stringify(body) });
+  assert.ok((await sim('/_sim/runs', { run_ms: -1 })).ok);  // the runs end when told to
+  const ctx = await context();
+  const page = await ctx.newPage();
+  try {
+    await page.goto(BASE + '/submit');
+    await fillForm(page, { token: TOKEN, inputs: ['waits for the test', 'fail: given up'] });
+    assert.equal((await submit(page)).status(), 200);
+    const facts = await page.textContent('table.facts');
+    const sub = facts.match(/sub_[0-9a-f]+/)[0];
+    const group = facts.match(/tgrp_[0-9a-f]+/)[0];
+    await page.goto(BASE + '/history/' + sub);
+    await page.fill('#f-token', TOKEN);
+    await Promise.all([page.waitForNavigation(), page.click('#history-form button')]);
+    const statuses = () => page.locator('#runs td.run-status .state').allTextContents();
+    assert.ok((await statuses()).every((s) => ['waiting', 'queued', 'running'].includes(s)));
+    assert.ok((await sim('/_sim/runs/complete', { taskgroup_id: group })).ok);
+    await page.waitForFunction(() => Array.from(document.querySelectorAll(
+      '#runs td.run-status .state')).map((e) => e.textContent).join(',') === 'completed,failed',
+    null, { timeout: 20000 });
+    assert.equal(await page.textContent('#runs .run-error'), 'given up');
+    assert.equal(await page.locator('#runs tbody tr time').count(), 2);
+    assert.deepEqual(ctx.problems, []);
+    await shot(page, 'detail-runs-live');
+  } finally {
+    await sim('/_sim/runs', { run_ms: 200 });
+    await ctx.close();
+  }
+});
+
 test('a failed submission says what happened and what to do', async () => {
   const ctx = await context({ viewport: { width: 390, height: 844 } });  // a phone
   const page = await ctx.newPage();

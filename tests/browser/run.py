@@ -45,7 +45,8 @@ def main():
             return 1
         npm_ci()
     ok = False
-    s = Stack(name="browser")
+    # The daemon follows the runs it starts, so that the history shows what came of them.
+    s = Stack(name="browser", conf={"track_groups_max": 500})
     try:
         s.start()
         s.add_team("demo", "par-key-demo", preset={"processor": "base"})

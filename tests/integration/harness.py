@@ -11,6 +11,11 @@ Environment (set by ctest, see tests/CMakeLists.txt):
                  stack. Tests of what only a file can do (its permissions, a full disk) say
                  so with @sqlite_only.
 
+Tests read the daemon's database with Stack.db() and write to it (rows in the schema's
+shape, a key an older version stored in clear) through Stack.db_connect(), a session with
+sqlite3's small surface on either backend; DB_ERRORS and DB_INTEGRITY are what its refusals
+raise.
+
 Typical use:
 
     with Stack(keys=["par-key-a"]) as s:
@@ -24,11 +29,13 @@ which also catches failures reported through subTest.
 """
 
 import base64
+import contextlib
 import hashlib
 import http.client
 import json
 import os
 import re
+import select
 import shutil
 import signal
 import socket
@@ -37,12 +44,14 @@ import stat
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 
 __all__ = ["Stack", "StackError", "StackTestCase", "SecretLeak", "env_path", "free_port",
            "tail", "secret_forms", "strip_run_tags", "RUN_TAG_RE", "BACKEND", "sqlite_only",
-           "pg_server"]
+           "pg_server", "db_connect", "DB_ERRORS", "DB_INTEGRITY", "PgStatementError",
+           "PgIntegrityError"]
 
 # Which store the stacks use (TG_TEST_DATABASE, see the module's text).
 BACKEND = "postgresql" if os.environ.get("TG_TEST_DATABASE", "sqlite").startswith("postgres") \
@@ -64,17 +73,6 @@ def pg_server():
         _pg.start()
         atexit.register(_pg.stop)
     return _pg
-
-
-def _pg_literal(v):
-    """A Python value as a PostgreSQL literal, for the tests' own read-only queries."""
-    if v is None:
-        return "NULL"
-    if isinstance(v, bool):
-        return "1" if v else "0"
-    if isinstance(v, (int, float)):
-        return repr(v)
-    return "'" + str(v).replace("'", "''") + "'"
 
 
 class Row(tuple):
@@ -186,6 +184,264 @@ def child_env():
     return {k: v for k, v in os.environ.items() if not k.startswith("TASKGATE_")}
 
 
+# ---- database sessions: Stack.db() on PostgreSQL, db_connect() -------------------------
+
+
+def _pg_literal(v):
+    """A Python value as a PostgreSQL literal: the tests' queries carry their parameters in
+    the text, since psql binds none."""
+    if v is None:
+        return "NULL"
+    if isinstance(v, bool):
+        return "1" if v else "0"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, (bytes, bytearray, memoryview)):
+        return "'\\x%s'::bytea" % bytes(v).hex()
+    return "'" + str(v).replace("'", "''") + "'"
+
+
+# What _pg_bind looks at: quoted text and comments (left alone), ? and :name marks.
+_SQL_TOKEN_RE = re.compile(r"""'(?:[^']|'')*'|"(?:[^"]|"")*"|--[^\n]*"""
+                           r"""|\?|(?<![:\w]):([A-Za-z_]\w*)""")
+
+
+def _pg_bind(sql, params):
+    """sql with its ? marks (params a sequence) or :name marks (params a mapping) replaced
+    by literals, as sqlite3 binds them; raises ValueError when they do not match."""
+    named = hasattr(params, "keys")
+    values = iter(() if named else params)
+    used = []
+
+    def one(m):
+        text = m.group(0)
+        if text == "?" and not named:
+            try:
+                v = next(values)
+            except StopIteration:
+                raise ValueError("more ? marks than parameters in %r" % sql) from None
+            used.append(v)
+            return _pg_literal(v)
+        if m.group(1) and named:
+            if m.group(1) not in params:
+                raise ValueError("no parameter :%s for %r" % (m.group(1), sql))
+            return _pg_literal(params[m.group(1)])
+        return text
+    out = _SQL_TOKEN_RE.sub(one, sql)
+    if not named and len(used) != len(params):
+        raise ValueError("%d ? marks, %d parameters in %r" % (len(used), len(params), sql))
+    return out
+
+
+def _pg_rows_query(sql):
+    """A query whose rows psql prints as one JSON array (names, order, types and NULLs
+    kept); the line break lets the query end in a comment."""
+    return "SELECT coalesce(json_agg(row_to_json(q)), '[]') FROM (\n%s\n) q" % sql
+
+
+def _pg_parse_rows(text):
+    return [Row(list(r.items())) for r in json.loads(text.strip() or "[]",
+                                                     object_pairs_hook=dict)]
+
+
+class PgStatementError(Exception):
+    """A statement PostgreSQL refused in a db_connect() session: sqlstate is its code
+    ("23514"), str() its message, as sqlite3.Error's is SQLite's."""
+
+    def __init__(self, sqlstate, message):
+        super().__init__(message)
+        self.sqlstate = sqlstate
+
+
+class PgIntegrityError(PgStatementError):
+    """A constraint refused the statement (SQLSTATE class 23: a CHECK, UNIQUE, FOREIGN KEY,
+    or one of the append-only triggers, which raise 23000): sqlite3.IntegrityError's twin."""
+
+
+# What a db_connect() session raises when the database refuses a statement, and the part of
+# it that is a constraint's (an append-only trigger's, a CHECK's) refusal.
+DB_ERRORS = (sqlite3.Error, PgStatementError)
+DB_INTEGRITY = (sqlite3.IntegrityError, PgIntegrityError)
+
+
+class PgSessionEnded(StackError):
+    """The psql of a PgSession ended: it lost its server (stopped, restarted) or could not
+    reach it."""
+
+
+class _SqliteSession(sqlite3.Connection):
+    """sqlite3's connection whose `with` block closes it (as a PgSession's does), instead
+    of committing and staying open."""
+
+    def __exit__(self, exc_type, exc, tb):
+        self.close()
+        return False
+
+
+class PgCursor:
+    """The result of one PgSession.execute(): rows (Row), rowcount as sqlite3 counts it."""
+
+    def __init__(self, rows, rowcount):
+        self._rows = rows
+        self.rowcount = rowcount
+
+    def fetchone(self):
+        return self._rows.pop(0) if self._rows else None
+
+    def fetchall(self):
+        rows, self._rows = self._rows, []
+        return rows
+
+    def __iter__(self):
+        return iter(self.fetchall())
+
+
+class PgSession:
+    """One open psql on a PostgreSQL database, with the part of sqlite3's connection the
+    tests use: execute(sql, params) -> cursor (fetchone, fetchall, iteration, rowcount),
+    close(), and a `with` block that closes it. Statements run one at a time in autocommit,
+    as sqlite3 with isolation_level=None; BEGIN opens a transaction. As in SQLite, a refused
+    statement inside a transaction is undone alone and the transaction goes on (psql's
+    ON_ERROR_ROLLBACK); it raises PgIntegrityError for a constraint, else PgStatementError.
+
+    The dialect is translated only where SQLite's spelling has no other meaning: ? and :name
+    parameters become literals, BEGIN IMMEDIATE/EXCLUSIVE/DEFERRED is BEGIN, and the PRAGMAs
+    that set what PostgreSQL always does or has no file for (foreign_keys, wal_checkpoint)
+    do nothing; any other PRAGMA raises ValueError. SELECT, WITH and VALUES, and statements
+    with RETURNING, give Rows (bytea as its '\\x...' text); anything else that prints
+    (EXPLAIN, SHOW) gives one single-column Row per line.
+
+    read_only makes every transaction read-only (Stack.db's reads). One thread at a time;
+    PgSessionEnded when psql ended (its server went away)."""
+
+    PRAGMA_NOOPS = ("foreign_keys", "wal_checkpoint")
+    TIMEOUT = 60  # seconds for one statement's answer
+
+    def __init__(self, dsn, read_only=False):
+        from pgserver import client_env, pg_bindir, psql_path
+        psql = psql_path(pg_bindir())
+        if psql is None:
+            raise StackError("no psql: install Debian's postgresql-client")
+        self.dsn = dsn
+        self._statements = 0
+        self._buf = b""
+        self._proc = subprocess.Popen(
+            [psql, "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=0", "-v", "ON_ERROR_ROLLBACK=on",
+             "-d", dsn], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL, env=client_env())
+        try:
+            self._run("SET default_transaction_read_only = %s" % ("on" if read_only else "off"))
+        except BaseException:
+            self.close()
+            raise
+
+    def execute(self, sql, params=()):
+        text = sql.strip().rstrip(";").strip()
+        head = text.split(None, 1)[0].upper() if text else ""
+        if head == "PRAGMA":
+            name = re.match(r"(?i)PRAGMA\s+(\w+)", text)
+            if name and name.group(1).lower() in self.PRAGMA_NOOPS:
+                return PgCursor([], -1)
+            raise ValueError("%r has no PostgreSQL twin here: ask per backend" % sql)
+        if re.match(r"(?i)BEGIN\s+(IMMEDIATE|EXCLUSIVE|DEFERRED)\b", text):
+            text = "BEGIN"
+        returning = re.search(r"(?i)\bRETURNING\b", text)
+        text = _pg_bind(text, params)
+        if head in ("SELECT", "WITH", "VALUES"):
+            rows = _pg_parse_rows(self._run(_pg_rows_query(text))[0])
+            return PgCursor(rows, -1)
+        if returning:
+            rows = _pg_parse_rows(self._run(
+                "WITH q AS (\n%s\n) SELECT coalesce(json_agg(row_to_json(q)), '[]') FROM q"
+                % text)[0])
+            return PgCursor(rows, len(rows))
+        out, count = self._run(text)
+        return PgCursor([Row([("line", ln)]) for ln in out.splitlines()], count)
+
+    def _run(self, text):
+        """Sends one statement, then has psql print a marker, the statement's SQLSTATE and
+        row count, its error message and the marker again; returns (what the statement
+        printed, its row count) or raises what it was refused for."""
+        if self._proc is None:
+            raise sqlite3.ProgrammingError("the session is closed")
+        self._statements += 1
+        mark = "@@tg-session-%d@@" % self._statements
+        # The ; on a line of its own: the statement may end in a -- comment.
+        try:
+            self._proc.stdin.write(("%s\n;\n\\echo %s :SQLSTATE :ROW_COUNT\n"
+                                    "\\echo :LAST_ERROR_MESSAGE\n\\echo %s\n"
+                                    % (text, mark, mark)).encode("utf-8"))
+            self._proc.stdin.flush()
+        except BrokenPipeError:
+            self.close()
+            raise PgSessionEnded("psql on %s ended" % self.dsn) from None
+        out = []
+        line = self._readline()
+        while not line.startswith(mark + " "):
+            out.append(line)
+            line = self._readline()
+        state, count = line.split()[1:3]
+        message = []
+        line = self._readline()
+        while line != mark + "\n":
+            message.append(line)
+            line = self._readline()
+        if state != "00000":
+            cls = PgIntegrityError if state.startswith("23") else PgStatementError
+            raise cls(state, "".join(message).strip())
+        return "".join(out), int(count) if count.isdigit() else -1
+
+    def _readline(self):
+        deadline = time.monotonic() + self.TIMEOUT
+        while b"\n" not in self._buf:
+            left = deadline - time.monotonic()
+            ready = select.select([self._proc.stdout], [], [], max(left, 0))[0]
+            chunk = os.read(self._proc.stdout.fileno(), 65536) if ready else None
+            if not chunk:
+                self.close()
+                if ready:
+                    raise PgSessionEnded("psql on %s ended" % self.dsn)
+                raise StackError("psql on %s gave no answer within %d s"
+                                 % (self.dsn, self.TIMEOUT))
+            self._buf += chunk
+        line, self._buf = self._buf.split(b"\n", 1)
+        return line.decode("utf-8") + "\n"
+
+    def close(self):
+        """Ends psql; an open transaction is rolled back, as closing a sqlite3 connection
+        does."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        try:
+            proc.stdin.close()
+            proc.wait(10)
+        except (OSError, subprocess.TimeoutExpired):
+            proc.kill()
+            proc.wait(5)
+        proc.stdout.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        self.close()
+        return False
+
+
+def db_connect(database):
+    """A write-capable session on database, a config's database value: a PostgreSQL URI
+    (a PgSession) or a SQLite file (a sqlite3 connection in autocommit, foreign keys on as
+    the daemon has them, rows as sqlite3.Row). Both run one statement per execute(); the
+    caller opens transactions with BEGIN and closes the session."""
+    if database.startswith(("postgresql:", "postgres:")):
+        return PgSession(database)
+    conn = sqlite3.connect(database, timeout=10, isolation_level=None, factory=_SqliteSession)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA foreign_keys = ON")
+    return conn
+
+
 class Stack:
     """The simulator, the daemon and nginx, running in one temporary directory.
 
@@ -193,12 +449,18 @@ class Stack:
     upstream_timeout_ms: the daemon's upstream_timeout_ms
     conf:                extra config keys (dict), written after the standard ones
     sim, daemon, nginx:  which parts to start (a CLI-only test needs neither daemon nor nginx)
+    sim_args:            more arguments for the simulator (e.g. "--webhook-secret", S)
     name:                a prefix for the directory name, to find kept logs
+
+    The daemon's run tracker reads the upstream on its own (every group's event stream), so
+    a test that counts the simulator's requests or injects faults would see its reads too:
+    it is off (track_groups_max = 0) unless a test sets track_groups_max in conf.
     """
 
     def __init__(self, keys=(), upstream_timeout_ms=5000, conf=None, sim=True, daemon=True,
-                 nginx=True, name="tg"):
+                 nginx=True, name="tg", sim_args=()):
         self.keys = list(keys)
+        self.sim_args = list(sim_args)
         self.upstream_timeout_ms = upstream_timeout_ms
         self.extra_conf = dict(conf or {})
         self.want_sim = sim
@@ -217,11 +479,14 @@ class Stack:
         self.daemon_proc = None
         self.nginx_proc = None
         self.daemon_exit = None  # the daemon's exit code once it has ended
+        self._pg_reader = None   # the PgSession of db() on PostgreSQL, once used
+        self._pg_reader_lock = threading.Lock()
         self.started = False
         self.stopped = False
         # The secret scan (see scan_secrets): every upstream key and token this stack
         # handed out, and what its users were answered.
         self.secrets = {}        # secret -> label ("key 1 sha256:…", "token tok_…")
+        self.secret_homes = {}   # secret -> files (relative) meant to hold it
         self.answers = []        # (what, bytes): HTTP answers through nginx, CLI outputs
         self.answers_size = 0
         self.scan_on_stop = True
@@ -312,6 +577,7 @@ class Stack:
         argv = [self.sim_bin, "--port", "0", "--port-file", port_file]
         for key in self.keys:
             argv += ["--key", key]
+        argv += self.sim_args
         self.sim_proc = self._spawn(argv, "sim.log")
         deadline = time.monotonic() + 10
         while True:
@@ -351,6 +617,7 @@ class Stack:
             ("upstream_timeout_ms", str(self.upstream_timeout_ms)),
             ("upstream_connect_timeout_ms", "1000"),
             ("log_level", "debug"),
+            ("track_groups_max", "0"),
         ]
         if BACKEND == "postgresql":
             conf.append(("key_file", self.path("taskgate.db.key")))
@@ -522,6 +789,10 @@ class Stack:
             except Exception as e:  # keep stopping the rest
                 errors.append(e)
         self.nginx_proc = self.sim_proc = None
+        with self._pg_reader_lock:
+            if self._pg_reader is not None:
+                self._pg_reader.close()
+                self._pg_reader = None
         if self.dir is None:
             return
         leak = None
@@ -546,17 +817,21 @@ class Stack:
 
     ANSWERS_MAX = 64 * 1024 * 1024  # answers kept for the scan; past it they are checked at once
 
-    def add_secret(self, secret, kind):
-        """Registers an upstream key (kind "key") or a token (kind "token") that must never
-        show up in a log, the database, a config, an answer or a CLI output."""
+    def add_secret(self, secret, kind, homes=()):
+        """Registers an upstream key (kind "key"), a token (kind "token") or another secret
+        (kind names it: "webhook secret") that must never show up in a log, the database, a
+        config, an answer or a CLI output; homes names the files of the stack's directory
+        that are meant to hold it (the config that sets a webhook secret)."""
         secret = secret.strip()
         if len(secret) < 8 or secret in self.secrets:
             return
         if kind == "key":
             label = "upstream key %s" % key_fingerprint(secret)
         else:
-            label = "token sha256:%s" % hashlib.sha256(secret.encode()).hexdigest()[:12]
+            label = "%s sha256:%s" % ("token" if kind == "token" else kind,
+                                      hashlib.sha256(secret.encode()).hexdigest()[:12])
         self.secrets[secret] = label
+        self.secret_homes[secret] = set(homes)
 
     def record_answer(self, what, data):
         """Keeps an answer (bytes or str) for the scan at stop."""
@@ -570,15 +845,17 @@ class Stack:
         self.answers.append((what, data))
         self.answers_size += len(data)
 
-    def _forms(self):
+    def _forms(self, where=None):
         for secret, label in self.secrets.items():
+            if where in self.secret_homes.get(secret, ()):
+                continue
             for form, needle in secret_forms(secret, encoded=label.startswith("upstream")):
                 yield label, form, needle
 
     def _check_bytes(self, where, data, found=None):
         """Adds to found (or raises at once) every secret form in data."""
         hits = [] if found is None else found
-        for label, form, needle in self._forms():
+        for label, form, needle in self._forms(where):
             i = data.find(needle)
             if i >= 0:
                 hits.append("%s (%s) in %s at byte %d" % (label, form, where, i))
@@ -784,7 +1061,7 @@ class Stack:
 
     def db(self, sql, params=()):
         """Rows (sqlite3.Row, or Row on PostgreSQL) of one read-only query on the daemon's
-        database; params fill the query's ? marks."""
+        database; params fill the query's ? marks (a sequence) or :name marks (a mapping)."""
         if BACKEND == "postgresql":
             return self._pg_rows(sql, params)
         conn = sqlite3.connect("file:%s?mode=ro" % self.db_path, uri=True, timeout=10)
@@ -795,15 +1072,23 @@ class Stack:
             conn.close()
 
     def _pg_rows(self, sql, params):
-        parts = sql.split("?")
-        if len(parts) - 1 != len(params):
-            raise ValueError("%d ? marks, %d parameters" % (len(parts) - 1, len(params)))
-        text = parts[0] + "".join(_pg_literal(v) + rest for v, rest in zip(params, parts[1:]))
-        query = ("SELECT coalesce(json_agg(row_to_json(q)), '[]') FROM (%s) q"
-                 % text.strip().rstrip(";"))
-        out = pg_server().psql(query, dbname=self.pg_dbname, args=("-A", "-t")).stdout
-        return [Row(list(r.items())) for r in json.loads(out.strip() or "[]",
-                                                         object_pairs_hook=dict)]
+        """On a read-only session kept for the stack's reads (a psql each would cost more
+        than most queries), opened again once when it was lost with its server."""
+        with self._pg_reader_lock:
+            for retry in (False, True):
+                try:
+                    if self._pg_reader is None:
+                        self._pg_reader = PgSession(self.pg_dsn, read_only=True)
+                    return self._pg_reader.execute(sql, params).fetchall()
+                except PgSessionEnded:
+                    self._pg_reader = None
+                    if retry:
+                        raise
+
+    def db_connect(self):
+        """A session that may write to the daemon's database (see db_connect()): for the
+        rows a test puts in place in the schema's shape. Close it when done."""
+        return db_connect(self.database)
 
     def pg_dump(self):
         """The stack's whole PostgreSQL database as text (the secret scan reads it)."""
@@ -815,6 +1100,56 @@ class Stack:
     def db_value(self, sql, params=()):
         rows = self.db(sql, params)
         return rows[0][0] if rows else None
+
+    # ---- PostgreSQL trouble (the server is the test process's: every stack's) --------------
+
+    @contextlib.contextmanager
+    def pg_server_down(self, mode="fast"):
+        """Stops the PostgreSQL server (pg_ctl stop -m mode: "fast" or "immediate") for the
+        with block, then starts it and waits until it answers, however the block ended."""
+        from pgserver import wait_ready
+        pg = pg_server()
+        pg.server_stop(mode)
+        try:
+            yield pg
+        finally:
+            if not pg.running:
+                pg.server_start()
+            wait_ready(pg)
+
+    def pg_end_sessions(self):
+        """Ends every session on this stack's database but the query's own, as an
+        administrator's pg_terminate_backend would; returns how many."""
+        return int(pg_server().psql(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            dbname=self.pg_dbname, args=("-At",)).stdout.strip())
+
+    def db_tables(self):
+        """The names of the database's tables (not views), sorted."""
+        if BACKEND == "postgresql":
+            sql = ("SELECT table_name FROM information_schema.tables WHERE table_schema ="
+                   " 'public' AND table_type = 'BASE TABLE'")
+        else:
+            sql = "SELECT name FROM sqlite_master WHERE type = 'table'"
+        return sorted(r[0] for r in self.db(sql))
+
+    def db_columns(self, rel):
+        """[(name, type)] of a table or view in order; the type as the backend names it
+        ("TEXT", "bytea")."""
+        if BACKEND == "postgresql":
+            return [(r[0], r[1]) for r in self.db(
+                "SELECT column_name, data_type FROM information_schema.columns WHERE"
+                " table_schema = 'public' AND table_name = ? ORDER BY ordinal_position",
+                (rel,))]
+        return [(r["name"], r["type"]) for r in self.db("PRAGMA table_info(%s)" % rel)]
+
+    def schema_version(self):
+        """The schema version the database is at (SQLite's user_version, PostgreSQL's
+        schema_version row)."""
+        if BACKEND == "postgresql":
+            return self.db_value("SELECT max(version) FROM schema_version")
+        return self.db_value("PRAGMA user_version")
 
 
 class StackTestCase(unittest.TestCase):

@@ -11,7 +11,6 @@ import io
 import json
 import os
 import re
-import sqlite3
 import sys
 import unittest
 from datetime import datetime, timedelta, timezone
@@ -66,8 +65,7 @@ class AnswerBoundTest(unittest.TestCase):
     def fill(cls):
         """SUBS accepted submissions with a call and two runs each, and one (cls.big) with
         BIG_RUNS runs of long inputs in group cls.big_group, in the documented shapes."""
-        conn = sqlite3.connect(cls.s.db_path, timeout=10, isolation_level=None)
-        conn.execute("PRAGMA foreign_keys = ON")
+        conn = cls.s.db_connect()
         team_id = conn.execute("SELECT id FROM teams WHERE name = 'alpha'").fetchone()[0]
 
         def submission(sid, at, group, inputs):

@@ -11,7 +11,6 @@ import io
 import json
 import os
 import re
-import sqlite3
 import sys
 import unittest
 from datetime import datetime, timedelta, timezone
@@ -27,7 +26,8 @@ SUB_COLUMNS = [
     "error", "token_id", "request_id"]
 RUN_COLUMNS = [
     "run_id", "submission_id", "team", "token_label", "submitted_at", "taskgroup_id",
-    "input_index", "processor", "run_cursor", "event_cursor", "call_seq"]
+    "input_index", "processor", "run_cursor", "event_cursor", "call_seq", "status", "error",
+    "completed_at"]
 SUB_ORDER = " ORDER BY received_at DESC, submission_id DESC"
 RUN_ORDER = " ORDER BY submitted_at DESC, submission_id DESC, input_index"
 BULK = 1000
@@ -129,8 +129,7 @@ class AuditApiTest(unittest.TestCase):
         pages must break ties by id), in every state and both interfaces; the accepted ones
         with a call and two runs, the failed ones with a refused call."""
         states = ["accepted", "rejected", "failed", "unknown", "pending", "accepted"]
-        conn = sqlite3.connect(cls.s.db_path, timeout=10, isolation_level=None)
-        conn.execute("PRAGMA foreign_keys = ON")
+        conn = cls.s.db_connect()
         try:
             conn.execute("BEGIN IMMEDIATE")
             for i in range(BULK):

@@ -1,32 +1,38 @@
-"""The audit trail in SQL (schema version 2, sql/sqlite/002_audit.sql): the views audit_calls and
-audit_admin, every ready query of sql/sqlite/audit-queries.sql run against a database filled by the
-real gateway (real nginx, daemon and simulator), the indexes those queries rely on, the
-append-only triggers and the prune guard, and `taskgate init` upgrading a version-1 database
-without losing a row. Run through ctest or directly with TG_BIN, TG_SIM, TG_NGINX and
-TG_SOURCE_DIR set."""
+"""The audit trail in SQL (schema version 2, sql/<backend>/002_audit.sql): the views audit_calls
+and audit_admin, every ready query of the backend's audit-queries.sql run against a database
+filled by the real gateway (real nginx, daemon and simulator), the indexes those queries rely
+on, the append-only triggers and the prune guard, and `taskgate init` upgrading a version-1
+database without losing a row. On SQLite or PostgreSQL (TG_TEST_DATABASE, see harness.py).
+Run through ctest or directly with TG_BIN, TG_SIM, TG_NGINX and TG_SOURCE_DIR set."""
 
 import json
 import os
 import re
 import secrets
+import shutil
 import sqlite3
+import subprocess
 import sys
+import time
 import unittest
 from datetime import datetime, timedelta, timezone
+from urllib.parse import unquote, urlparse
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import Stack, key_fingerprint  # noqa: E402
+from harness import (BACKEND, DB_INTEGRITY, Stack, db_connect, key_fingerprint,  # noqa: E402
+                     pg_server, sqlite_only)
 
 SOURCE_DIR = os.environ.get("TG_SOURCE_DIR") or os.path.dirname(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-SQL_DIR = os.path.join(SOURCE_DIR, "sql", "sqlite")
+SQL_DIR = os.path.join(SOURCE_DIR, "sql", "postgres" if BACKEND == "postgresql" else "sqlite")
 QUERIES_PATH = os.path.join(SQL_DIR, "audit-queries.sql")
-# The schema version this build migrates to: the highest sql/sqlite/NNN_*.sql.
+# The schema version this build migrates to: the highest NNN_*.sql of the backend.
 LATEST = max(int(n[:3]) for n in os.listdir(SQL_DIR) if re.match(r"^\d{3}_.*\.sql$", n))
 
-VIEWS = {"audit_submissions", "audit_runs", "audit_calls", "audit_admin", "audit_summary"}
+VIEWS = {"audit_submissions", "audit_runs", "audit_calls", "audit_admin",
+         "audit_run_status_changes", "audit_summary"}
 AUDIT_CALLS_COLUMNS = [
     "submission_id", "team", "seq", "operation", "method", "path", "first_input", "num_inputs",
     "started_at", "finished_at", "duration_ms", "outcome", "http_status", "run_cursor",
@@ -80,13 +86,72 @@ def documented_params(comment):
     return sorted(set(re.findall(r":([a-z_]+)", m.group(1)))) if m else None
 
 
-def writer(path):
-    """A read-write connection in autocommit mode, with the foreign keys on as the daemon has
-    them; transactions are opened explicitly."""
-    conn = sqlite3.connect(path, timeout=10, isolation_level=None)
-    conn.row_factory = sqlite3.Row
-    conn.execute("PRAGMA foreign_keys = ON")
-    return conn
+def rows_of(conn, sql, params=()):
+    """The rows of a query on a db_connect() session, as tuples."""
+    return [tuple(r) for r in conn.execute(sql, params)]
+
+
+def columns_of(conn, table):
+    """A table's column names in order, on a db_connect() session."""
+    if BACKEND == "postgresql":
+        return [r[0] for r in conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = 'public'"
+            " AND table_name = ? ORDER BY ordinal_position", (table,))]
+    return [r[1] for r in conn.execute("PRAGMA table_info(%s)" % table)]
+
+
+def schema_version_of(conn):
+    if BACKEND == "postgresql":
+        return conn.execute("SELECT max(version) FROM schema_version").fetchone()[0]
+    return conn.execute("PRAGMA user_version").fetchone()[0]
+
+
+def new_database(s, name):
+    """An empty database beside the stack's, as a config's database value: a file in the
+    stack's directory, or a database of the stack's PostgreSQL server."""
+    if BACKEND == "postgresql":
+        dbname = "%s_%s" % (s.pg_dbname, name)
+        pg_server().psql('CREATE DATABASE "%s"' % dbname, dbname="postgres")
+        return pg_server().dsn_for(dbname)
+    return s.path(name + ".db")
+
+
+def pg_scans(plan):
+    """[(node, table, [property lines])] of the scans in an EXPLAIN text: a node's line
+    ("->  Index Scan using submissions_group on submissions s"), then its properties
+    ("Index Cond: ...") until the next node."""
+    scans = []
+    for line in plan:
+        text = line.strip()
+        node = text[len("->"):].strip() if text.startswith("->") else text
+        m = re.match(r"((?:Seq|Index|Index Only|Bitmap Heap) Scan(?: using \S+)?) on (\w+)",
+                     node)
+        if m:
+            scans.append((m.group(1), m.group(2), []))
+        elif text.startswith("->") or not scans:
+            scans.append((node, None, []))
+        else:
+            scans[-1][2].append(text)
+    return [s for s in scans if s[1] is not None]
+
+
+def pg_dbname(dsn):
+    """The database a postgresql:///name?host=... URI names."""
+    return unquote(urlparse(dsn).path.lstrip("/"))
+
+
+def database_bytes(database):
+    """What a copy of database holds, as bytes: the file and its -wal, or the dump."""
+    if BACKEND == "postgresql":
+        r = subprocess.run([os.path.join(pg_server().bindir, "pg_dump"), "-d", database],
+                           capture_output=True, timeout=60, check=True)
+        return r.stdout
+    data = b""
+    for suffix in ("", "-wal"):
+        if os.path.exists(database + suffix):
+            with open(database + suffix, "rb") as f:
+                data += f.read()
+    return data
 
 
 class AuditSqlTest(unittest.TestCase):
@@ -97,8 +162,10 @@ class AuditSqlTest(unittest.TestCase):
     def setUpClass(cls):
         cls.failed = False
         cls.keys = {"alpha": new_key("alpha"), "beta": new_key("beta")}
+        # The daemon follows the runs, so that the views of what came of them have rows.
         cls.s = Stack(name=cls.__name__, keys=list(cls.keys.values()),
-                      upstream_timeout_ms=1000, conf={"chunk_size": 2})
+                      upstream_timeout_ms=1000, conf={"chunk_size": 2,
+                                                      "track_groups_max": 100})
         cls.s.start()
         try:
             cls.populate()
@@ -148,8 +215,8 @@ class AuditSqlTest(unittest.TestCase):
         cls.multi = cls.accepted("alpha", {"inputs": ["a1", "a2", "a3", "a4", "a5"]})
         cls.group = cls.multi["taskgroup_id"]
         cls.more = cls.accepted("alpha", {"inputs": ["a6"], "taskgroup_id": cls.group})
-        # beta: one accepted submission of 2 inputs.
-        cls.beta = cls.accepted("beta", {"inputs": ["b1", "b2"]})
+        # beta: one accepted submission of 2 inputs; the second run fails upstream.
+        cls.beta = cls.accepted("beta", {"inputs": ["b1", "fail: b2 found no sources"]})
 
         # alpha: rejected (an unknown preset): 422, nothing upstream.
         status, answer, _ = cls.post("alpha", {"inputs": ["q"], "preset": "nope"})
@@ -170,6 +237,14 @@ class AuditSqlTest(unittest.TestCase):
             raise AssertionError("expected a 504, got %d: %r" % (status, answer))
         cls.unknown_id = cls.detail(answer).get("submission_id")
         s.sim_clear_faults()
+
+        # Every run of the gateway's ends upstream within a second (the simulator's clock)
+        # and is recorded: the accepted submissions' 8 runs.
+        deadline = time.monotonic() + 20
+        while s.db_value("SELECT count(*) FROM audit_runs WHERE completed_at IS NOT NULL") < 8:
+            if time.monotonic() > deadline:
+                raise AssertionError("the runs' outcomes were not recorded within 20 s")
+            time.sleep(0.1)
 
         rows = s.db("SELECT submission_id FROM audit_submissions WHERE state = 'rejected'")
         if len(rows) != 1:
@@ -205,9 +280,10 @@ class AuditSqlTest(unittest.TestCase):
              admin_tok, "alpha", json.dumps({"id": admin_tok, "revoked_at": None}),
              json.dumps({"id": admin_tok, "revoked_at": rfc3339(now)}), None),
         ]
-        conn = writer(s.db_path)
+        conn = s.db_connect()
         try:
-            cls.admin_ids = [conn.execute(ADMIN_INSERT, row).lastrowid for row in cls.admin_rows]
+            cls.admin_ids = [conn.execute(ADMIN_INSERT + " RETURNING id", row).fetchone()[0]
+                             for row in cls.admin_rows]
             conn.execute("INSERT INTO audit_reads (at, actor, actor_team, interface, query,"
                          " remote_addr, rows) VALUES (?, ?, ?, 'http', ?, '127.0.0.1', 6)",
                          (rfc3339(now), "token:" + admin_tok, "alpha",
@@ -239,10 +315,10 @@ class AuditSqlTest(unittest.TestCase):
         for view in VIEWS:
             with self.subTest(view=view):
                 self.assertGreater(self.s.db_value("SELECT count(*) FROM %s" % view), 0)
-        self.assertEqual(self.s.db_value("PRAGMA user_version"), LATEST)
+        self.assertEqual(self.s.schema_version(), LATEST)
 
     def test_audit_calls(self):
-        cols = [r["name"] for r in self.s.db("PRAGMA table_info(audit_calls)")]
+        cols = [c for c, _ in self.s.db_columns("audit_calls")]
         self.assertEqual(cols, AUDIT_CALLS_COLUMNS)
         self.assertEqual(self.s.db_value("SELECT count(*) FROM audit_calls"),
                          self.s.db_value("SELECT count(*) FROM upstream_calls"))
@@ -263,7 +339,7 @@ class AuditSqlTest(unittest.TestCase):
                                     self.unknown_id: ("unknown", None)})
 
     def test_audit_admin(self):
-        cols = [r["name"] for r in self.s.db("PRAGMA table_info(audit_admin)")]
+        cols = [c for c, _ in self.s.db_columns("audit_admin")]
         self.assertEqual(cols, AUDIT_ADMIN_COLUMNS)
         rows = {r["id"]: tuple(r)[1:] for r in self.s.db("SELECT * FROM audit_admin")}
         for rid, want in self.admin_by_id.items():
@@ -291,14 +367,14 @@ class AuditSqlTest(unittest.TestCase):
                              key_fingerprint(self.keys[r["object_id"]]))
 
     def test_admin_log_checks(self):
-        conn = writer(self.s.db_path)
+        conn = self.s.db_connect()
         try:
             good = list(self.admin_rows[0])
             for col, value in ((3, "ssh"), (0, "2026-01-01 00:00:00"), (9, "{not json")):
                 with self.subTest(column=col, value=value):
                     row = list(good)
                     row[col] = value
-                    with self.assertRaises(sqlite3.IntegrityError):
+                    with self.assertRaises(DB_INTEGRITY):
                         conn.execute(ADMIN_INSERT, row)
         finally:
             conn.close()
@@ -491,6 +567,20 @@ class AuditSqlTest(unittest.TestCase):
                                  object_id=self.admin_rows[5][6])
         self.assertEqual([r["action"] for r in history], ["token.revoke"])
 
+    def test_run_outcome_queries(self):
+        rows = self.run_query("run_outcomes_by_team")
+        self.assertEqual([(r["team"], r["status"], r["runs"]) for r in rows],
+                         [("alpha", "completed", 6), ("beta", "completed", 1),
+                          ("beta", "failed", 1)])
+        rows = self.run_query("failed_runs")
+        self.assertEqual([(r["run_id"], r["team"], r["error"]) for r in rows],
+                         [(self.beta["run_ids"][1], "beta", "b2 found no sources")])
+        rows = self.run_query("run_status_history")
+        self.assertEqual([(r["status"], r["source"]) for r in rows],
+                         [("queued", "events"), ("running", "events"), ("failed", "events")])
+        self.assertEqual(rows[-1]["error"], "b2 found no sources")
+
+    @sqlite_only  # SQLite's plans; test_key_queries_can_use_indexes_on_postgresql below
     def test_key_queries_use_indexes(self):
         plans = {}
         for name, sql in self.queries.items():
@@ -511,17 +601,49 @@ class AuditSqlTest(unittest.TestCase):
         self.assertIn("USING INDEX submissions_token", " ".join(plans["token_runs"]))
         self.assertIn("USING INDEX admin_log_object", " ".join(plans["team_key_changes"]))
 
+    @unittest.skipUnless(BACKEND == "postgresql", "PostgreSQL's plans")
+    def test_key_queries_can_use_indexes_on_postgresql(self):
+        """test_key_queries_use_indexes on PostgreSQL, whose planner reads tables this small
+        whole whatever their indexes: with sequential scans priced out (enable_seqscan off;
+        a plan still has one where no index serves), no query reads a big table by a Seq
+        Scan, the key queries read none whole (nor by an index scan without an Index Cond),
+        and they use the indexes made for them."""
+        conn = self.s.db_connect()
+        try:
+            conn.execute("SET enable_seqscan = off")
+            plans = {}
+            for name, sql in self.queries.items():
+                params = {p: self.params[p] for p in query_params(sql)}
+                plans[name] = [r[0] for r in conn.execute("EXPLAIN " + sql, params)]
+        finally:
+            conn.close()
+        for name, plan in plans.items():
+            with self.subTest(query=name):
+                self.assertEqual([n for n, table, _ in pg_scans(plan)
+                                  if n.startswith("Seq Scan") and table in BIG_TABLES.values()],
+                                 [], "\n".join(plan))
+        for name in KEY_QUERIES:
+            with self.subTest(query=name):
+                whole = [n for n, table, props in pg_scans(plans[name])
+                         if table in BIG_TABLES.values() and not n.startswith("Bitmap Heap")
+                         and not any(p.startswith(("Index Cond:", "Recheck Cond:"))
+                                     for p in props)]
+                self.assertEqual(whole, [], "\n".join(plans[name]))
+        self.assertIn("submissions_group", " ".join(plans["runs_of_group"]))
+        self.assertIn("submissions_token", " ".join(plans["token_runs"]))
+        self.assertIn("admin_log_object", " ".join(plans["team_key_changes"]))
+
     # ---- append-only records and the prune guard ---------------------------------------------
 
     def assertRefused(self, conn, sql, params=(), why=TRIGGER_MESSAGES):
         """sql fails with a constraint error whose message matches why (by default: one
         of the append-only triggers, not some other constraint)."""
-        with self.assertRaises(sqlite3.IntegrityError, msg=sql) as cm:
+        with self.assertRaises(DB_INTEGRITY, msg=sql) as cm:
             conn.execute(sql, params)
         self.assertRegex(str(cm.exception), why)
 
     def test_audit_records_are_append_only(self):
-        conn = writer(self.s.db_path)
+        conn = self.s.db_connect()
         sub = self.multi["submission_id"]
         run = self.multi["run_ids"][0]
         try:
@@ -567,17 +689,34 @@ class AuditSqlTest(unittest.TestCase):
                                          (self.unknown_id,)), "unknown")
         self.assertEqual(self.s.db_value("SELECT count(*) FROM runs"), 8)
 
-    def test_prune_inside_the_guard(self):
-        """A prune copies what the prune command does, on a copy of the database."""
-        path = self.s.path("prune-copy.db")
+    # The prune guard: SQLite's is a row of audit_prune_guard, PostgreSQL's a setting of the
+    # transaction (sql/*/002_audit.sql), each set and cleared as `taskgate audit prune` does.
+    if BACKEND == "postgresql":
+        GUARD_ON = "SET LOCAL taskgate.audit_prune = 'on'"
+        GUARD_OFF = "SET LOCAL taskgate.audit_prune = 'off'"
+    else:
+        GUARD_ON = "INSERT INTO audit_prune_guard (active) VALUES (1)"
+        GUARD_OFF = "DELETE FROM audit_prune_guard"
+
+    def copy_database(self, name):
+        """A copy of the stack's database to change and commit to: the file backed up, or
+        a new PostgreSQL database loaded from the stack's dump."""
+        copy = new_database(self.s, name)
+        if BACKEND == "postgresql":
+            pg_server().psql(self.s.pg_dump().decode("utf-8"), dbname=pg_dbname(copy))
+            return copy
         src = sqlite3.connect("file:%s?mode=ro" % self.s.db_path, uri=True)
-        dst = sqlite3.connect(path)
+        dst = sqlite3.connect(copy)
         try:
             src.backup(dst)
         finally:
             src.close()
             dst.close()
-        conn = writer(path)
+        return copy
+
+    def test_prune_inside_the_guard(self):
+        """A prune copies what the prune command does, on a copy of the database."""
+        conn = db_connect(self.copy_database("prune_copy"))
         try:
             cutoff = conn.execute("SELECT received_at FROM submissions WHERE id = ?",
                                   (self.beta["submission_id"],)).fetchone()[0]
@@ -602,17 +741,18 @@ class AuditSqlTest(unittest.TestCase):
             conn.execute("ROLLBACK")
 
             conn.execute("BEGIN IMMEDIATE")
-            conn.execute("INSERT INTO audit_prune_guard (active) VALUES (1)")
-            # One guard at most, and only the value 1.
-            self.assertRefused(conn, "INSERT INTO audit_prune_guard (active) VALUES (1)",
-                               why="UNIQUE")
-            self.assertRefused(conn, "INSERT INTO audit_prune_guard (active) VALUES (2)",
-                               why="CHECK")
+            conn.execute(self.GUARD_ON)
+            if BACKEND == "sqlite":
+                # One guard at most, and only the value 1.
+                self.assertRefused(conn, "INSERT INTO audit_prune_guard (active) VALUES (1)",
+                                   why="UNIQUE")
+                self.assertRefused(conn, "INSERT INTO audit_prune_guard (active) VALUES (2)",
+                                   why="CHECK")
             deleted = [conn.execute(sql, args).rowcount for sql in steps]
             # Updates stay refused even under the guard.
             self.assertRefused(conn, "UPDATE runs SET processor = 'x'")
             self.assertRefused(conn, "UPDATE admin_log SET actor = 'x'")
-            conn.execute("DELETE FROM audit_prune_guard")
+            conn.execute(self.GUARD_OFF)
             # Once the guard is gone, within the same transaction, deletes fail again.
             self.assertRefused(conn, "DELETE FROM audit_reads")
             conn.execute(ADMIN_INSERT, (rfc3339(datetime.now(timezone.utc)), "os:root", None,
@@ -624,13 +764,16 @@ class AuditSqlTest(unittest.TestCase):
             self.assertEqual(deleted[:3], [6, 4 + 1, 2])
             self.assertGreaterEqual(deleted[3], 3)
 
-            self.assertEqual(conn.execute("SELECT count(*) FROM audit_prune_guard").fetchone()[0],
-                             0)
+            if BACKEND == "sqlite":
+                # (PostgreSQL's guard ends with its transaction; its foreign keys are
+                # checked by every statement.)
+                self.assertEqual(
+                    conn.execute("SELECT count(*) FROM audit_prune_guard").fetchone()[0], 0)
+                self.assertEqual(conn.execute("PRAGMA foreign_key_check").fetchall(), [])
             left = {r[0] for r in conn.execute("SELECT submission_id FROM audit_submissions")}
             self.assertEqual(left, {self.beta["submission_id"], self.rejected_id,
                                     self.failed_id, self.unknown_id})
             self.assertEqual(conn.execute("SELECT count(*) FROM audit_runs").fetchone()[0], 2)
-            self.assertEqual(conn.execute("PRAGMA foreign_key_check").fetchall(), [])
             admin = {r[0]: r[1] for r in conn.execute("SELECT id, action FROM audit_admin")}
             self.assertEqual(admin[max(admin)], "audit.prune")
             self.assertEqual([i in admin for i in self.admin_ids], [False] * 3 + [True] * 3)
@@ -638,50 +781,72 @@ class AuditSqlTest(unittest.TestCase):
             self.assertRefused(conn, "DELETE FROM submissions WHERE id = ?", (self.rejected_id,))
             self.assertRefused(conn, "DELETE FROM admin_log")
         finally:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            conn.close()
+            conn.close()  # rolls back what a failure left open
 
     # ---- upgrading a version-1 database ------------------------------------------------------
 
-    def test_init_upgrades_a_v1_database(self):
-        tables = ("teams", "tokens", "presets", "submissions", "upstream_calls", "runs")
-        path = self.s.path("v1.db")
-        clear_keys = {}
+    def new_v1_database(self):
+        """A database at schema version 1, as an older taskgate left it."""
+        database = new_database(self.s, "v1")
+        if BACKEND == "postgresql":
+            pg_server().apply_migrations(SQL_DIR, upto=1, dbname=pg_dbname(database))
+            return database
         with open(os.path.join(SQL_DIR, "001_init.sql"), "r", encoding="utf-8") as f:
             v1 = f.read()
-        conn = sqlite3.connect(path, isolation_level=None)
+        conn = sqlite3.connect(database, isolation_level=None)
         try:
             conn.executescript(v1)
             conn.execute("PRAGMA user_version = 1")
-            conn.execute("ATTACH ? AS live", ("file:%s?mode=ro" % self.s.db_path,))
+        finally:
+            conn.close()
+        return database
+
+    def schema_names(self, conn):
+        """The names of the tables, indexes and triggers of a database."""
+        if BACKEND == "postgresql":
+            return {r[0] for r in conn.execute(
+                "SELECT relname FROM pg_class WHERE relnamespace = 'public'::regnamespace"
+                " AND relkind IN ('r', 'i') UNION SELECT tgname FROM pg_trigger"
+                " WHERE NOT tgisinternal")}
+        return {r[0] for r in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type IN ('table', 'trigger', 'index')")}
+
+    def test_init_upgrades_a_v1_database(self):
+        tables = ("teams", "tokens", "presets", "submissions", "upstream_calls", "runs")
+        database = self.new_v1_database()
+        clear_keys = {}
+        conn = db_connect(database)
+        try:
             # Version 1's columns: later migrations may add some to these tables.
-            v1_cols = {t: [r[1] for r in conn.execute("PRAGMA main.table_info(%s)" % t)]
-                       for t in tables}
+            v1_cols = {t: columns_of(conn, t) for t in tables}
             conn.execute("BEGIN")
             for t in tables:
                 cols = ", ".join(v1_cols[t])
-                conn.execute("INSERT INTO main.%s SELECT %s FROM live.%s" % (t, cols, t))
+                for row in self.s.db("SELECT %s FROM %s" % (cols, t)):
+                    conn.execute("INSERT INTO %s (%s) VALUES (%s)"
+                                 % (t, cols, ", ".join("?" * len(row))), tuple(row))
             # Version 1 stored the upstream keys in clear.
-            for name, key in conn.execute("SELECT name, 'par-v1-' || name || '-"
-                                          + secrets.token_hex(12) + "' FROM teams").fetchall():
+            for name, key in rows_of(conn, "SELECT name, 'par-v1-' || name || '-"
+                                     + secrets.token_hex(12) + "' FROM teams"):
                 clear_keys[name] = key
                 conn.execute("UPDATE teams SET upstream_key = ? WHERE name = ?", (key, name))
-                self.s.add_secret(key, "key")  # the scan at stop reads v1.db's bytes too
+                self.s.add_secret(key, "key")  # on SQLite, the scan at stop reads v1.db too
             conn.execute("COMMIT")
-            conn.execute("DETACH live")
-            before = {t: conn.execute("SELECT * FROM %s ORDER BY 1, 2" % t).fetchall()
-                      for t in tables}
-            before_views = {v: conn.execute("SELECT * FROM %s ORDER BY 1, 2" % v).fetchall()
-                            for v in ("audit_submissions", "audit_runs")}
+            before = {t: rows_of(conn, "SELECT * FROM %s ORDER BY 1, 2" % t) for t in tables}
+            # Version 1's view columns: later versions may add some at the end.
+            view_cols = {v: columns_of(conn, v) for v in ("audit_submissions", "audit_runs")}
+            before_views = {v: rows_of(conn, "SELECT %s FROM %s ORDER BY 1, 2"
+                                       % (", ".join(cols), v))
+                            for v, cols in view_cols.items()}
         finally:
             conn.close()
         self.assertEqual(len(before["runs"]), 8)
+        self.assertIn(clear_keys["alpha"].encode(), database_bytes(database))
 
         conf = self.s.path("v1.conf")
         with open(self.s.conf_path, "r") as f:
             text = f.read()
-        text, n = re.subn(r"(?m)^database = .*$", "database = " + path, text)
+        text, n = re.subn(r"(?m)^database = .*$", lambda m: "database = " + database, text)
         self.assertEqual(n, 1)
         with open(conf, "w") as f:
             f.write(text)
@@ -703,35 +868,204 @@ class AuditSqlTest(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("alpha", r.stdout)
 
-        conn = sqlite3.connect("file:%s?mode=ro" % path, uri=True)
+        conn = db_connect(database)
         try:
-            self.assertEqual(conn.execute("PRAGMA user_version").fetchone()[0], LATEST)
+            self.assertEqual(schema_version_of(conn), LATEST)
             for t in tables:
                 with self.subTest(table=t):
                     # Every version 1 column as it was, but the keys (now sealed).
                     keep = [c for c in v1_cols[t] if c != "upstream_key"]
                     self.assertEqual(
-                        conn.execute("SELECT %s FROM %s ORDER BY 1, 2" % (", ".join(keep), t))
-                        .fetchall(),
+                        rows_of(conn, "SELECT %s FROM %s ORDER BY 1, 2" % (", ".join(keep), t)),
                         [tuple(row[v1_cols[t].index(c)] for c in keep) for row in before[t]])
             # The clear keys were encrypted: sealed text under the key file, in one logged step.
-            for name, stored, kid in conn.execute("SELECT name, upstream_key, key_id FROM teams"):
+            for name, stored, kid in rows_of(conn, "SELECT name, upstream_key, key_id FROM teams"):
                 self.assertTrue(stored.startswith("tgk1.%s." % kid), stored)
                 self.assertNotIn(clear_keys[name], stored)
             for v, rows in before_views.items():
-                self.assertEqual(conn.execute("SELECT * FROM %s ORDER BY 1, 2" % v).fetchall(),
-                                 rows)
+                self.assertEqual(columns_of(conn, v)[:len(view_cols[v])], view_cols[v], v)
+                self.assertEqual(rows_of(conn, "SELECT %s FROM %s ORDER BY 1, 2"
+                                         % (", ".join(view_cols[v]), v)), rows)
             self.assertEqual(conn.execute("SELECT count(*) FROM audit_calls").fetchone()[0],
                              len(before["upstream_calls"]))
             self.assertEqual([r[0] for r in conn.execute("SELECT action FROM audit_admin")],
                              ["keys.encrypt"])
-            names = {r[0] for r in conn.execute(
-                "SELECT name FROM sqlite_master WHERE type IN ('table', 'trigger', 'index')")}
-            for want in ("admin_log", "audit_reads", "audit_prune_guard", "runs_no_delete",
+            names = self.schema_names(conn)
+            for want in ("admin_log", "audit_reads", "runs_no_delete",
                          "submissions_settled_no_update", "submissions_token",
                          "admin_log_object"):
                 self.assertIn(want, names)
-            self.assertEqual(conn.execute("PRAGMA integrity_check").fetchone()[0], "ok")
+            if BACKEND == "sqlite":
+                self.assertIn("audit_prune_guard", names)  # PostgreSQL's is a setting
+                self.assertEqual(conn.execute("PRAGMA integrity_check").fetchone()[0], "ok")
+        finally:
+            conn.close()
+        # Nothing of the clear keys is left for a copy of the database to give away.
+        data = database_bytes(database)
+        for name, key in clear_keys.items():
+            self.assertNotIn(key.encode(), data, "team %s's clear key is still stored" % name)
+
+    # ---- upgrading a version-9 database -------------------------------------------------------
+
+    # What versions 6 to 9 keep and version 10 rebuilds or recounts, parents first.
+    V9_TABLES = ("teams", "tokens", "presets", "submissions", "upstream_calls", "runs",
+                 "run_status", "run_status_changes")
+
+    def new_v9_database(self):
+        """A database at schema version 9 (the last before the runs' new layout), filled
+        with the stack's records as an older taskgate wrote them."""
+        database = new_database(self.s, "v9")
+        if BACKEND == "postgresql":
+            pg_server().apply_migrations(SQL_DIR, upto=9, dbname=pg_dbname(database))
+        else:
+            conn = sqlite3.connect(database, isolation_level=None)
+            try:
+                for name in sorted(n for n in os.listdir(SQL_DIR) if re.match(r"^\d{3}_", n)):
+                    if int(name[:3]) > 9:
+                        break
+                    with open(os.path.join(SQL_DIR, name), "r", encoding="utf-8") as f:
+                        conn.executescript("BEGIN;\n%s\nPRAGMA user_version = %d;\nCOMMIT;"
+                                           % (f.read(), int(name[:3])))
+            finally:
+                conn.close()
+        conn = db_connect(database)
+        try:
+            self.assertEqual(schema_version_of(conn), 9)
+            cols = {t: columns_of(conn, t) for t in self.V9_TABLES}
+            conn.execute("BEGIN")
+            for t in self.V9_TABLES:
+                names = ", ".join(cols[t])
+                for row in self.s.db("SELECT %s FROM %s" % (names, t)):
+                    conn.execute("INSERT INTO %s (%s) VALUES (%s)"
+                                 % (t, names, ", ".join("?" * len(row))), tuple(row))
+            conn.execute("COMMIT")
+        finally:
+            conn.close()
+        return database, cols
+
+    def index_columns(self, conn, table):
+        """{index name: [columns]} of a table's indexes (the primary key's included)."""
+        if BACKEND == "postgresql":
+            out = {}
+            for name, ddl in rows_of(conn, "SELECT c.relname, pg_get_indexdef(i.indexrelid)"
+                                     " FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+                                     " WHERE i.indrelid = ?::regclass", (table,)):
+                cols = re.search(r"USING \w+ \(([^)]*)\)", ddl).group(1)
+                out[name] = [c.strip().split()[0] for c in cols.split(",")]
+            return out
+        return {r[1]: [c[2] for c in conn.execute("PRAGMA index_info(%s)" % r[1])]
+                for r in conn.execute("PRAGMA index_list(%s)" % table)}
+
+    def test_init_upgrades_a_v9_database(self):
+        """Version 10 on a store of version 9: the runs rebuilt by submission with every row
+        and what versions 2 and 8 made on them (the triggers, audit_runs' status columns,
+        the view of status changes), one index per purpose on the submissions, and the
+        summary counted from the records."""
+        database, cols = self.new_v9_database()
+        views = ("audit_submissions", "audit_runs", "audit_run_status_changes")
+        conn = db_connect(database)
+        try:
+            before = {t: rows_of(conn, "SELECT %s FROM %s ORDER BY 1, 2" % (", ".join(c), t))
+                      for t, c in cols.items()}
+            view_cols = {v: columns_of(conn, v) for v in views}
+            before_views = {v: rows_of(conn, "SELECT %s FROM %s ORDER BY 1, 2, 3"
+                                       % (", ".join(c), v)) for v, c in view_cols.items()}
+        finally:
+            conn.close()
+        self.assertIn("completed_at", view_cols["audit_runs"])
+        self.assertGreaterEqual(len(before["runs"]), 8)
+        self.assertGreater(len(before_views["audit_run_status_changes"]), 0)
+        self.assertTrue(any(r[view_cols["audit_runs"].index("status")] is not None
+                            for r in before_views["audit_runs"]))
+
+        if BACKEND == "sqlite":  # the stack's sealed keys, under the stack's key file
+            shutil.copy2(self.s.db_path + ".key", database + ".key")
+        conf = self.s.path("v9.conf")
+        with open(self.s.conf_path, "r") as f:
+            text = f.read()
+        text, n = re.subn(r"(?m)^database = .*$", lambda m: "database = " + database, text)
+        self.assertEqual(n, 1)
+        with open(conf, "w") as f:
+            f.write(text)
+        r = self.s.cli("--config", conf, "init", config=False)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("from schema version 9 to %d" % LATEST, r.stderr)
+        r = self.s.cli("--config", conf, "audit", "summary", "--json", config=False)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        summary = json.loads(r.stdout)["data"]
+
+        conn = db_connect(database)
+        try:
+            self.assertEqual(schema_version_of(conn), LATEST)
+            for t, c in cols.items():
+                with self.subTest(table=t):
+                    self.assertEqual(rows_of(conn, "SELECT %s FROM %s ORDER BY 1, 2"
+                                             % (", ".join(c), t)), before[t])
+            for v, c in view_cols.items():
+                with self.subTest(view=v):
+                    self.assertEqual(columns_of(conn, v)[:len(c)], c)
+                    self.assertEqual(rows_of(conn, "SELECT %s FROM %s ORDER BY 1, 2, 3"
+                                             % (", ".join(c), v)), before_views[v])
+            # The summary is the records' own counts.
+            truth = sorted(rows_of(conn,
+                "SELECT s.team AS team, substr(s.received_at, 1, 10) AS day,"
+                " r.processor AS processor, s.state AS state,"
+                " count(DISTINCT s.submission_id) AS submissions, count(r.run_id) AS runs"
+                " FROM audit_submissions s"
+                " LEFT JOIN audit_runs r ON r.submission_id = s.submission_id"
+                " GROUP BY 1, 2, 3, 4"), key=lambda r: tuple((v is None, v) for v in r))
+            got = sorted(((x["team"], x["day"], x["processor"], x["state"], x["submissions"],
+                           x["runs"]) for x in summary),
+                         key=lambda r: tuple((v is None, v) for v in r))
+            self.assertEqual(got, truth)
+            self.assertEqual(sorted(rows_of(conn, "SELECT team, day, processor, state,"
+                                            " submissions, runs FROM audit_summary"),
+                                    key=lambda r: tuple((v is None, v) for v in r)), truth)
+            # One index per purpose on the submissions: the group's pages and
+            # reconciliation's walk share submissions_group_time, version 6's partial
+            # submissions_open stays beside the audit's submissions_state_time.
+            idx = self.index_columns(conn, "submissions")
+            self.assertEqual([n for n, c in idx.items() if c[0] == "taskgroup_id"],
+                             ["submissions_group_time"])
+            self.assertEqual(idx["submissions_group_time"], ["taskgroup_id", "received_at", "id"])
+            self.assertEqual(idx["submissions_state_time"], ["state", "received_at", "id"])
+            self.assertEqual(idx["submissions_open"], ["state", "received_at"])
+            runs_idx = self.index_columns(conn, "runs")
+            self.assertIn(["submission_id", "input_index"], runs_idx.values())
+            self.assertEqual(runs_idx["runs_id"],
+                             ["run_id"] if BACKEND == "postgresql" else ["bucket", "run_id"])
+            names = self.schema_names(conn)
+            for want in ("runs_no_update", "runs_no_delete", "runs_prune_status",
+                         "summary_counts", "run_buckets"):
+                self.assertIn(want, names)
+            if BACKEND == "sqlite":
+                self.assertEqual(conn.execute("PRAGMA integrity_check").fetchone()[0], "ok")
+                self.assertEqual(conn.execute("PRAGMA foreign_key_check").fetchall(), [])
+                self.assertRefused(conn, "DELETE FROM runs")
+        finally:
+            conn.close()
+        # The upgraded store prunes as a new one: a prune of everything settled takes the
+        # runs' status and changes with them (runs_prune_status) and the summary's counts.
+        orphans = ("SELECT (SELECT count(*) FROM run_status st WHERE NOT EXISTS (SELECT 1"
+                   " FROM runs r WHERE r.run_id = st.run_id)) + (SELECT count(*) FROM"
+                   " run_status_changes x WHERE NOT EXISTS (SELECT 1 FROM runs r"
+                   " WHERE r.run_id = x.run_id))")
+        conn = db_connect(database)
+        try:
+            orphans_before = conn.execute(orphans).fetchone()[0]
+        finally:
+            conn.close()
+        r = self.s.cli("--config", conf, "audit", "prune", "--before",
+                       rfc3339(datetime.now(timezone.utc)), config=False)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        conn = db_connect(database)
+        try:
+            self.assertEqual(conn.execute(
+                "SELECT count(*) FROM runs r JOIN submissions s ON s.id = r.submission_id"
+                " WHERE s.state NOT IN ('pending', 'unknown')").fetchone()[0], 0)
+            self.assertEqual(conn.execute(orphans).fetchone()[0], orphans_before)
+            self.assertEqual(conn.execute("SELECT count(*) FROM audit_summary WHERE state"
+                                          " NOT IN ('pending', 'unknown')").fetchone()[0], 0)
         finally:
             conn.close()
 

@@ -306,10 +306,13 @@ class CompatTest(StackTestCase):
         status, hdrs, body = self.s.http("GET", "/v1beta/tasks/groups/%s/events" % gid, None,
                                          {"x-api-key": self.token})
         self.assertEqual(status, 200)
-        types = [json.loads(line[6:])["type"] for line in body.decode().splitlines()
-                 if line.startswith("data: ")]
+        events = [json.loads(line[6:]) for line in body.decode().splitlines()
+                  if line.startswith("data: ")]
+        types = [e["type"] for e in events]
         self.assertIn("task_group_status", types)
-        self.assertEqual(types.count("task_run.state"), 2)
+        self.assertEqual(sorted(e["run"]["run_id"] for e in events
+                                if e["type"] == "task_run.state"
+                                and e["run"]["status"] == "completed"), sorted([first, second]))
         # A run id that is not the team's, even one that exists upstream under the group.
         status, _, _ = self.get("/v1/tasks/groups/%s/runs/trun_not_ours" % gid)
         self.assertEqual(status, 404)

@@ -1,6 +1,9 @@
-"""Database trouble: the SQLite file locked by another process, read-only, or full. The
-gateway must wait out a short lock, and otherwise answer a clear 503 in the upstream's
-error shape, send nothing upstream, keep running and keep answering /healthz."""
+"""Database trouble: the database locked by another process (SQLite's file, or PostgreSQL
+tables another session holds), read-only, full (SQLite), or a PostgreSQL server stopped
+and started again. The gateway must wait out a short lock, and otherwise answer a clear
+503 in the upstream's error shape, send nothing upstream, keep running and keep answering
+/healthz; a server that comes back is used again without a restart; what the upstream did
+while the database could not record it is settled once it can."""
 
 import os
 import pwd
@@ -11,7 +14,9 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import StackTestCase  # noqa: E402
+from harness import BACKEND, StackTestCase, pg_server, sqlite_only  # noqa: E402
+
+pg_only = unittest.skipUnless(BACKEND == "postgresql", "about a PostgreSQL server")
 
 KEY = "par-dbtrouble-0f3c5e7a9b1d2c4e"
 PRESET = {"processor": "core"}
@@ -52,9 +57,14 @@ class DbTroubleTest(StackTestCase):
 
     # ---- locked -------------------------------------------------------------------------
 
+    # The tables a submission writes, which another PostgreSQL session locks.
+    PG_TABLES = ("submissions", "upstream_calls", "runs")
+
     def hold_lock(self, s, seconds):
         """Another process's write transaction on the database for seconds (WAL: readers
         go on, writers wait). Returns the thread; the lock is taken when this returns."""
+        if BACKEND == "postgresql":
+            return self.hold_pg_lock(s, seconds)
         taken = threading.Event()
 
         def run():
@@ -70,6 +80,23 @@ class DbTroubleTest(StackTestCase):
         t = threading.Thread(target=run)
         t.start()
         self.assertTrue(taken.wait(5), "could not take the lock")
+        return t
+
+    def hold_pg_lock(self, s, seconds):
+        """The same on PostgreSQL: another session's transaction holding the tables a
+        submission writes in EXCLUSIVE mode (reads go on, writes wait), as psql would."""
+        sql = ("BEGIN; LOCK TABLE %s IN EXCLUSIVE MODE; SELECT pg_sleep(%s); ROLLBACK;"
+               % (", ".join(self.PG_TABLES), seconds))
+        t = threading.Thread(target=lambda: pg_server().psql(sql, dbname=s.pg_dbname))
+        t.start()
+        held = ("SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+                "WHERE l.database = (SELECT oid FROM pg_database WHERE datname = "
+                "current_database()) AND l.mode = 'ExclusiveLock' AND l.granted AND "
+                "c.relname IN (%s)" % ", ".join("'%s'" % n for n in self.PG_TABLES))
+        deadline = time.monotonic() + 5
+        while s.db_value(held) != len(self.PG_TABLES):
+            self.assertLess(time.monotonic(), deadline, "could not take the lock")
+            time.sleep(0.02)
         return t
 
     def test_locked_for_a_few_seconds_requests_wait_then_succeed(self):
@@ -98,6 +125,20 @@ class DbTroubleTest(StackTestCase):
         status, body, _ = self.submit(s, token)
         self.assertEqual(status, 200, body)
 
+    def test_no_busy_timeout_fails_at_once(self):
+        """db_busy_timeout_ms = 0 waits for no lock (on PostgreSQL a lock_timeout of 0
+        would mean waiting for ever)."""
+        s, token = self.start(db_busy_timeout_ms=0)
+        t = self.hold_lock(s, 3)
+        try:
+            t0 = time.monotonic()
+            status, body, _ = self.submit(s, token)
+            waited = time.monotonic() - t0
+        finally:
+            t.join()
+        self.assert_db_503(s, status, body, 0)
+        self.assertLess(waited, 1.5, "the request waited for the lock")
+
     # ---- read-only ------------------------------------------------------------------------
 
     def make_read_only(self, s):
@@ -115,6 +156,7 @@ class DbTroubleTest(StackTestCase):
         os.chmod(s.db_path, 0o444)
         start_daemon(s)
 
+    @sqlite_only
     def test_read_only_database_is_503_and_nothing_sent(self):
         s, token = self.start()
         status, body, _ = self.submit(s, token)
@@ -133,7 +175,44 @@ class DbTroubleTest(StackTestCase):
         self.assertNotIn("Segmentation", s.daemon_log())
         os.chmod(s.db_path, 0o644)
 
+    @pg_only
+    def test_read_only_server_is_503_nothing_sent_and_writes_again(self):
+        """PostgreSQL's read-only database (a standby after a failover would refuse writes
+        the same way): the daemon's sessions, ended by an administrator, come back
+        read-only."""
+        s, token = self.start()
+        status, body, _ = self.submit(s, token)
+        self.assertEqual(status, 200, body)
+        pg = pg_server()
+        alter = 'ALTER DATABASE "%s" %%s default_transaction_read_only' % s.pg_dbname
+        pg.psql(alter % "SET" + " = on", dbname="postgres")
+        try:
+            self.assertGreater(s.pg_end_sessions(), 0)
+            s.sim_clear()
+            before = s.db_value("SELECT count(*) FROM submissions")
+            status, body, _ = self.submit(s, token)
+            self.assert_db_503(s, status, body, 0)
+            status, health, _ = s.json_req("GET", "/healthz")
+            self.assertEqual(status, 503, health)
+            self.assertIn("cannot be written", health["error"]["message"])
+            self.assertIn("read-only", health["error"]["message"])
+            # Reads still work: the records are all there.
+            self.assertEqual(s.db_value("SELECT count(*) FROM submissions"), before)
+        finally:
+            pg.psql(alter % "RESET", dbname="postgres")
+        # Writable again, once its sessions are made anew: the same daemon serves.
+        s.pg_end_sessions()
+        status, body, _ = self.submit(s, token)
+        self.assertEqual(status, 200, body)
+        self.wait_for("/healthz back to 200",
+                      lambda: s.json_req("GET", "/healthz")[0] == 200, 10)
+        self.assertEqual(len(s.sim_requests()), 2)  # create group + add runs
+
     # ---- full ----------------------------------------------------------------------------
+
+    # A PostgreSQL database has no size cap of the gateway's to fill (db_max_pages is
+    # SQLite's); a server out of disk refuses writes as a read-only one does, above.
+    @sqlite_only
 
     def test_full_database_is_503_nothing_sent_and_health_says_so(self):
         s, token = self.start()
@@ -213,6 +292,104 @@ class DbTroubleTest(StackTestCase):
         self.assertEqual(status, 200, body)
         self.assertEqual(s.daemon_proc.pid, pid)
         self.assertTrue(s.daemon_alive())
+
+
+@pg_only
+class ServerDownTest(StackTestCase):
+    """The PostgreSQL server stopped under a running daemon and started again: a 503 with
+    nothing sent while it is down, and the same daemon serving again when it is back."""
+
+    def start(self, **conf):
+        s = self.stack(keys=[KEY], conf=conf)
+        s.add_team("a", KEY, preset=PRESET)
+        token, _ = s.issue_token("a")
+        return s, token
+
+    def submit(self, s, token):
+        return s.json_req("POST", "/v1/runs", {"inputs": ["q1", "q2"]}, token=token)
+
+    def assert_down_503(self, status, body):
+        self.assertEqual(status, 503, body)
+        self.assertEqual(body.get("type"), "error", body)
+        self.assertTrue(body["error"].get("ref_id"), body)
+        self.assertIn("nothing was sent upstream", body["error"]["message"])
+
+    def test_stopped_server_is_503_with_nothing_sent_and_used_again_when_back(self):
+        s, token = self.start()
+        pid = s.daemon_proc.pid
+        self.assertEqual(self.submit(s, token)[0], 200)
+        for mode in ("fast", "immediate"):
+            with self.subTest(mode=mode):
+                s.sim_clear()
+                with s.pg_server_down(mode):
+                    for _ in range(3):
+                        self.assert_down_503(*self.submit(s, token)[:2])
+                    # The SDKs' path too.
+                    status, body, _ = s.json_req("POST", "/v1/tasks/groups", {},
+                                                 headers={"x-api-key": token})
+                    self.assert_down_503(status, body)
+                    status, health, _ = s.json_req("GET", "/healthz")
+                    self.assertEqual(status, 503, health)
+                    self.assertTrue(health["error"]["message"].startswith(
+                        "the database cannot be reached"), health)
+                    self.assertEqual(s.sim_requests(), [], "something was sent upstream")
+                    self.assertTrue(s.daemon_alive())
+                # Back: the first requests succeed, on every worker's connection made
+                # again (none is refused for a connection the server closed meanwhile).
+                for _ in range(10):
+                    status, body, _ = self.submit(s, token)
+                    self.assertEqual(status, 200, body)
+                self.assertEqual(s.json_req("GET", "/healthz")[0], 200)
+                self.assertEqual(s.daemon_proc.pid, pid, "the daemon was restarted")
+        self.assertNotIn("terminating connection", "\n".join(
+            line for line in s.daemon_log().splitlines() if not line.startswith("ts=")),
+            "libpq's own words on stderr, outside the structured log")
+
+    def test_server_stopped_while_the_upstream_creates_the_runs(self):
+        """The add-runs is upstream when the server stops: the runs exist but cannot be
+        recorded. The client is told not to resubmit; once the server is back the daemon
+        marks the submission unknown and reconciles it: its runs recorded once, nothing
+        sent again."""
+        s, token = self.start(reconcile_after_s=1, housekeeping_interval_s=1)
+        pid = s.daemon_proc.pid
+        s.sim_fault(match="add_runs", kind="delay", delay_ms=3000)
+        answer = {}
+        t = threading.Thread(target=lambda: answer.update(r=self.submit(s, token)))
+        t.start()
+
+        def adds():
+            return [r for r in s.sim_requests()
+                    if r["method"] == "POST" and r["path"].endswith("/runs")]
+        deadline = time.monotonic() + 10
+        while not adds():
+            self.assertLess(time.monotonic(), deadline, "no add-runs reached the upstream")
+            time.sleep(0.05)
+        with s.pg_server_down("fast"):
+            t.join(30)
+            status, body, _ = answer["r"]
+            self.assertEqual(status, 500, body)
+            self.assertIn("do not resubmit", body["error"]["message"])
+            detail = body["error"]["detail"]
+            self.assertEqual(detail["state"], "pending")
+            self.assertEqual(len(detail["run_ids"]), 2)
+            status, health, _ = s.json_req("GET", "/healthz")
+            self.assertEqual(status, 503, health)
+        sub = detail["submission_id"]
+        deadline = time.monotonic() + 20
+        while s.db_value("SELECT state FROM submissions WHERE id = ?", (sub,)) != "accepted":
+            self.assertLess(time.monotonic(), deadline, "the submission was not settled")
+            time.sleep(0.2)
+        self.assertEqual(sorted(r[0] for r in s.db(
+            "SELECT run_id FROM audit_runs WHERE submission_id = ?", (sub,))),
+            sorted(detail["run_ids"]))
+        self.assertEqual(len(adds()), 1, "sent twice")
+        self.assertIn("is now 'unknown'", s.daemon_log())
+        deadline = time.monotonic() + 10
+        while s.json_req("GET", "/healthz")[0] != 200:
+            self.assertLess(time.monotonic(), deadline, "/healthz stayed 503")
+            time.sleep(0.2)
+        self.assertEqual(self.submit(s, token)[0], 200)
+        self.assertEqual(s.daemon_proc.pid, pid)
 
 
 if __name__ == "__main__":

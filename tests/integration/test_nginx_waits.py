@@ -13,7 +13,6 @@ import re
 import resource
 import signal
 import socket
-import sqlite3
 import sys
 import threading
 import time
@@ -70,7 +69,7 @@ def nginx_rss_kb(s):
 def fill_audit(s, team, rows, error_bytes):
     """rows failed submissions of team, each with an error text of error_bytes, written
     directly in the schema's shape: a large audit answer to ask for."""
-    conn = sqlite3.connect(s.db_path, timeout=10, isolation_level=None)
+    conn = s.db_connect()
     try:
         team_id = conn.execute("SELECT id FROM teams WHERE name = ?", (team,)).fetchone()[0]
         conn.execute("BEGIN IMMEDIATE")

@@ -10,7 +10,13 @@ suite's PostgreSQL variant (TG_TEST_DATABASE=postgresql), skipped on SQLite:
     told it is in progress (409) or given the same answer, and a repeat after is that answer;
   * a daemon starting (or housekeeping) beside another's in-flight submission leaves it
     pending; after kill -9 of its daemon it stays pending until the lease runs out, then
-    becomes unknown and is reconciled by the survivor, its run recorded once.
+    becomes unknown and is reconciled by the survivor, its run recorded once;
+  * what one daemon keeps of its reads (a team's key, its preset, the groups it owns) is
+    never used once another daemon, or psql, changed it: the very next submission sees the
+    change;
+  * PostgreSQL restarted under load through both: 503 in the upstream's error shape while
+    it is down with nothing sent, nothing sent upstream that is not recorded, every run a
+    client was given recorded once, and both daemons serving again soon after.
 
 By hand: TG_TEST_DATABASE=postgresql ctest --test-dir build -R test_pg_cluster
 """
@@ -21,12 +27,14 @@ import sys
 import threading
 import time
 import unittest
+from datetime import datetime, timezone
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import Stack, StackTestCase  # noqa: E402
+from harness import RUN_TAG_RE, Stack, StackTestCase  # noqa: E402
 
 KEY = "par-key-cluster"
+KEY2 = "par-key-cluster-2"
 
 
 class SecondDaemon(Stack):
@@ -54,7 +62,7 @@ class TwoDaemonsTest(StackTestCase):
     THREADS = {"threads": 16}
 
     def setUp(self):
-        self.a = self.stack(keys=[KEY], name="tg-first", conf=self.THREADS)
+        self.a = self.stack(keys=[KEY, KEY2], name="tg-first", conf=self.THREADS)
         self.b = SecondDaemon(self.a, dict(self.HOUSEKEEPING, **self.THREADS))
         self._stacks.append(self.b)
         self.b.start()
@@ -165,6 +173,54 @@ class TwoDaemonsTest(StackTestCase):
         self.assertEqual(self.a.db_value(
             "SELECT count(*) FROM submissions WHERE state = 'accepted'"), 10)
 
+    def burst(self, token, body):
+        """body sent by 12 clients at once (the team's share of the workers) to the second
+        daemon, three times, so that its workers each take some; every answer must be 200.
+        The add-runs requests the simulator got."""
+        self.a.sim_clear()
+        h = {"Authorization": "Bearer " + token, "Content-Type": "application/json"}
+        for _ in range(3):
+            results = self.race(12, lambda i: self.b.http("POST", "/v1/runs", json.dumps(body),
+                                                          h, timeout=60))
+            self.assertEqual([r[0] for r in results if r[0] != 200], [],
+                             [r[2][:300] for r in results if r[0] != 200])
+        return adds(self.a.sim_requests())
+
+    def test_what_a_daemon_keeps_of_its_reads_follows_every_change(self):
+        token = self.team("kept")
+        st, _, d = self.post(self.b, token, ["g"])
+        self.assertEqual(st, 200, d)
+        group = json.loads(d)["taskgroup_id"]
+        body = {"taskgroup_id": group, "inputs": ["x"]}
+
+        def processors(sent):
+            return {r["body"]["inputs"][0]["processor"] for r in sent}
+
+        sent = self.burst(token, body)  # read and kept by every worker
+        self.assertEqual((len(sent), processors(sent)), (36, {"core"}))
+        # The preset changed by the other daemon's host: the next submissions use it.
+        self.a.set_preset("kept", "default", {"processor": "ultra"})
+        self.assertEqual(processors(self.burst(token, body)), {"ultra"})
+        # ... and by hand in psql, which no daemon hears of but through the database.
+        harness.pg_server().psql("UPDATE presets SET body = '{\"processor\": \"base\"}'"
+                                 " WHERE name = 'default'", dbname=self.a.pg_dbname)
+        self.assertEqual(processors(self.burst(token, body)), {"base"})
+        # The group's creating submission pruned: the group is no longer the team's.
+        self.a.sim_clear()
+        time.sleep(0.1)
+        now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+        time.sleep(0.1)
+        self.a.cli_ok("audit", "prune", "--before", now)
+        h = {"Authorization": "Bearer " + token, "Content-Type": "application/json"}
+        results = self.race(12, lambda i: self.b.http("POST", "/v1/runs", json.dumps(body), h))
+        self.assertEqual({r[0] for r in results}, {404}, [r[2][:300] for r in results])
+        self.assertEqual(adds(self.a.sim_requests()), [])
+        # The team's key, changed on the other host: sent from the next submission on (to
+        # new groups: the upstream's groups belong to the key that made them).
+        self.a.cli_ok("team", "set-key", "kept", input=KEY2 + "\n")
+        sent = self.burst(token, {"inputs": ["z"]})
+        self.assertEqual({r["headers"].get("x-api-key") for r in sent}, {KEY2})
+
     def state(self, sub_id):
         return self.a.db_value("SELECT state FROM submissions WHERE id = ?", (sub_id,))
 
@@ -214,6 +270,93 @@ class TwoDaemonsTest(StackTestCase):
         # The survivor still serves.
         st, _, _ = self.post(self.b, token, ["after"])
         self.assertEqual(st, 200)
+
+    def test_postgresql_restarted_under_load(self):
+        token = self.team("restart")
+        stop = threading.Event()
+        answers, lock = [], threading.Lock()
+
+        def client(i):
+            n = 0
+            while not stop.is_set():
+                st, _, d = self.post(self.both(i), token, ["c%d-%d" % (i, n)])
+                n += 1
+                with lock:
+                    answers.append((time.monotonic(), i % 2, st, d))
+                if st != 200:
+                    time.sleep(0.05)  # as a client backs off
+
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        try:
+            time.sleep(1)
+            with self.a.pg_server_down("fast"):
+                down = time.monotonic()
+                time.sleep(3)
+            back = time.monotonic()
+            # Both daemons serve again soon after, with no restart.
+            serving = set()
+            while len(serving) < 2 and time.monotonic() - back < 10:
+                with lock:
+                    serving = {w for at, w, st, _ in answers if at > back and st == 200}
+                time.sleep(0.1)
+            time.sleep(1)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(60)
+        self.assertEqual(serving, {0, 1}, "a daemon did not serve again within 10 s")
+        self.assertTrue(self.a.daemon_alive() and self.b.daemon_alive())
+
+        statuses = [st for _, _, st, _ in answers]
+        self.assertGreater(sum(1 for at, _, st, _ in answers if down < at < back and st == 503),
+                           0, "no 503 while the server was down")
+        # A request caught between its add-runs and recording it is told so (500, to be
+        # reconciled); any other failure is a 503 that sent nothing.
+        self.assertEqual(set(statuses) - {200, 500, 503}, set(), statuses)
+        given = []
+        for _, _, st, d in answers:
+            body = json.loads(d)
+            if st == 200:
+                given += body["run_ids"]
+                continue
+            self.assertEqual(body["type"], "error", body)
+            self.assertTrue(body["error"]["ref_id"], body)
+            self.assertIn("do not resubmit" if st == 500 else "nothing was sent upstream",
+                          body["error"]["message"])
+
+        # What the upstream did while the database could not record it is settled now.
+        deadline = time.monotonic() + 30
+        while self.a.db_value("SELECT count(*) FROM submissions "
+                              "WHERE state IN ('pending', 'unknown')") != 0:
+            self.assertLess(time.monotonic(), deadline, "submissions left unsettled: %r" % (
+                self.a.db("SELECT id, state FROM submissions "
+                          "WHERE state IN ('pending', 'unknown')"),))
+            time.sleep(0.5)
+
+        rows = self.a.db("SELECT run_id, submission_id FROM audit_runs")
+        recorded = {r[0]: r[1] for r in rows}
+        self.assertEqual(len(recorded), len(rows), "a run recorded twice")
+        self.assertEqual([rid for rid in given if rid not in recorded], [],
+                         "run ids a client was given but the database lacks")
+        self.assertEqual(len(given), len(set(given)))
+        # Nothing sent that is not recorded: every add-runs names a recorded submission, and
+        # every run the upstream created is in audit_runs.
+        subs = {r[0] for r in self.a.db("SELECT id FROM submissions")}
+        for req in adds(self.a.sim_requests()):
+            for run in req["body"]["inputs"]:
+                m = RUN_TAG_RE.match(run["metadata"]["taskgate"])
+                self.assertTrue(m and m.group(1) in subs, run["metadata"])
+        created = []
+        for g in {r[0] for r in self.a.db("SELECT DISTINCT taskgroup_id FROM submissions "
+                                           "WHERE taskgroup_id IS NOT NULL")}:
+            created += [run["run_id"] for run in self.a.sim_group(g)]
+        self.assertEqual(self.a.sim_stats()["runs_created"], len(created),
+                         "runs created in a group the database does not know")
+        self.assertEqual(sorted(created), sorted(recorded))
+        sys.stderr.write("[restart] answers %r, runs %d\n" % (
+            {st: statuses.count(st) for st in set(statuses)}, len(created)))
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ MIGRATION_RE = re.compile(r"^(\d{3})_.*\.sql$")
 SQLITE_ONLY_TABLES = {"audit_prune_guard"}
 PG_ONLY_TABLES = {"schema_version"}
 SQLITE_TO_PG_TYPE = {"INTEGER": "bigint", "TEXT": "text", "BLOB": "bytea"}
-# Indexes whose columns differ on purpose (sql/postgres/007_scale.sql says why): the name and
+# Indexes whose columns differ on purpose (sql/postgres/010_scale.sql says why): the name and
 # the table are the same, the columns each backend's.
 INDEX_COLUMNS = {"runs_id": {"sqlite": ["bucket", "run_id"], "pg": ["run_id"]}}
 
@@ -350,6 +350,37 @@ class PgSchemaTest(unittest.TestCase):
             "submission_id": "sub_03", "at": "2026-11-02T08:30:00.000Z",
             "actor": "daemon:start", "taskgroup_id": "tgrp_2", "outcome": "error",
             "detail": "upstream unreachable"}))
+        # What came of the runs (version 8): the add-runs calls above made their groups'
+        # track_groups rows through the trigger; trun_1c has no status yet, trun_9z is not
+        # a run of the gateway's (not in audit_run_status_changes).
+        chg = ("run_id", "taskgroup_id", "status", "error", "changed_at", "source",
+               "event_id", "recorded_at")
+        for c in [("trun_1a", "tgrp_1", "queued", None, "2026-11-01T12:00:01.300Z", "events",
+                   "ecur_1", "2026-11-01T12:00:01.400Z"),
+                  ("trun_1a", "tgrp_1", "running", None, "2026-11-01T12:00:02.000Z", "events",
+                   "ecur_2", "2026-11-01T12:00:02.100Z"),
+                  ("trun_1a", "tgrp_1", "completed", None, "2026-11-01T12:05:00.000Z",
+                   "webhook", "msg_1", "2026-11-01T12:05:00.200Z"),
+                  ("trun_1b", "tgrp_1", "failed", "no sources: \u00e9", "2026-11-01T12:03:00.000Z",
+                   "events", "ecur_3", "2026-11-01T12:03:00.050Z"),
+                  ("trun_6a", "tgrp_2", "running", None, "2026-11-02T09:00:03.000Z", "events",
+                   None, "2026-11-02T09:00:03.500Z"),
+                  ("trun_9z", "tgrp_2", "queued", None, "2026-11-02T09:00:03.000Z", "events",
+                   None, "2026-11-02T09:00:03.500Z")]:
+            rows.append(("run_status_changes", dict(zip(chg, c))))
+        st = ("run_id", "taskgroup_id", "status", "error", "changed_at", "completed_at",
+              "source", "recorded_at")
+        for r in [("trun_1a", "tgrp_1", "completed", None, "2026-11-01T12:05:00.000Z",
+                   "2026-11-01T12:05:00.000Z", "webhook", "2026-11-01T12:05:00.200Z"),
+                  ("trun_1b", "tgrp_1", "failed", "no sources: \u00e9",
+                   "2026-11-01T12:03:00.000Z", "2026-11-01T12:03:00.000Z", "events",
+                   "2026-11-01T12:03:00.050Z"),
+                  ("trun_6a", "tgrp_2", "running", None, "2026-11-02T09:00:03.000Z", None,
+                   "events", "2026-11-02T09:00:03.500Z")]:
+            rows.append(("run_status", dict(zip(st, r))))
+        rows.append(("webhook_deliveries", {
+            "webhook_id": "msg_1", "received_at": "2026-11-01T12:05:00.200Z",
+            "run_id": "trun_1a", "status": "completed", "outcome": "recorded"}))
         return rows
 
     @classmethod
@@ -511,6 +542,9 @@ class PgSchemaTest(unittest.TestCase):
             order = ", ".join(r[1] for r in self.lite.conn.execute(
                 "PRAGMA table_info(%s)" % table))
             cols = [r[1] for r in self.lite.conn.execute("PRAGMA table_info(%s)" % table)]
+            if table == "track_groups":  # SQLite's add counter (see the test below)
+                cols = [c for c in cols if c not in ("adds", "updated_at")]
+                order = ", ".join(cols)
             sel = ", ".join("hex(%s) AS %s" % (c, c) if c == "answer_body" else c
                             for c in cols)
             psel = ", ".join("upper(encode(%s, 'hex')) AS %s" % (c, c) if c == "answer_body"
@@ -595,6 +629,40 @@ class PgSchemaTest(unittest.TestCase):
                 self.assertEqual(icu.query(bind(psql, params)),
                                  self.lite.query(bind(lsql, params)), name)
 
+    def test_add_runs_calls_mark_their_groups_to_follow(self):
+        """Every add-runs call that may have created runs (ok, unknown) puts its group in
+        track_groups in its own transaction, with the call's time, once per group; other
+        calls do not (a failed add, a group creation, a call never sent)."""
+        sql = ("SELECT taskgroup_id, team_id, state, adds, last_event_id, owner, since,"
+               " updated_at FROM track_groups ORDER BY taskgroup_id")
+        want = [["tgrp_1", 1, "follow", 2, None, None, "2026-11-01T12:00:00.120Z",
+                 "2026-11-01T13:00:00.010Z"],
+                ["tgrp_2", 2, "follow", 2, None, None, "2026-11-02T00:00:00.000Z",
+                 "2026-11-02T09:00:00.100Z"]]
+        self.assertEqual(self.lite.query(sql)[1], want)
+        # PostgreSQL keeps no counter (adds from many daemons would queue on the row): a
+        # group already followed is left as it is, and the tracker counts the calls.
+        self.assertEqual(self.pgdb.query(sql)[1],
+                         [r[:3] + [0] + r[4:7] + [r[6]] for r in want])
+        # An idle group asked again: 'follow' since the new call, its place kept.
+        call = ("INSERT INTO upstream_calls (submission_id, seq, operation, method, path,"
+                " started_at, outcome) VALUES ('sub_06', 5, 'add_runs', 'POST', '/x',"
+                " '2026-11-03T00:00:00.000Z', 'ok')")
+        setup = ["UPDATE track_groups SET state = 'idle', last_event_id = 'e9'"
+                 " WHERE taskgroup_id = 'tgrp_2'", call]
+        again = ("SELECT state, adds, last_event_id, since FROM track_groups"
+                 " WHERE taskgroup_id = 'tgrp_2'")
+        self.lite.conn.execute("BEGIN")
+        try:
+            for q in setup:
+                self.lite.conn.execute(q)
+            lrow = self.lite.query(again)[1]
+        finally:
+            self.lite.conn.execute("ROLLBACK")
+        r = self.pgdb.run("BEGIN;\n%s;\n%s;\nROLLBACK;" % (";\n".join(setup), again))
+        self.assertEqual(lrow, [["follow", 3, "e9", "2026-11-03T00:00:00.000Z"]])
+        self.assertIn("follow|0|e9|2026-11-03T00:00:00.000Z", r.stdout.splitlines())
+
     # ---- append-only ------------------------------------------------------------------
 
     REFUSED = [
@@ -626,6 +694,8 @@ class PgSchemaTest(unittest.TestCase):
         "UPDATE submissions SET id = 'sub_99' WHERE id = 'sub_05'",
         "DELETE FROM submissions WHERE id = 'sub_05'",
         "UPDATE reconciliations SET outcome = 'accepted'",
+        "UPDATE run_status_changes SET status = 'completed' WHERE run_id = 'trun_6a'",
+        "DELETE FROM run_status_changes WHERE run_id = 'trun_1b'",
     ]
     ALLOWED = [
         ("UPDATE submissions SET state = 'accepted', http_status = 200, upstream_status = 200,"
@@ -637,6 +707,9 @@ class PgSchemaTest(unittest.TestCase):
         ("UPDATE submissions SET interface = 'x' WHERE id = 'nope'", 0),
         ("DELETE FROM reconciliations", 1),  # not guarded in SQLite either
         ("UPDATE teams SET key_id = NULL", 3),
+        ("UPDATE run_status SET status = 'completed' WHERE run_id = 'trun_6a'", 1),
+        ("UPDATE track_groups SET state = 'idle', owner = NULL", 2),
+        ("DELETE FROM webhook_deliveries", 1),
     ]
 
     def test_append_only_triggers_refuse_alike(self):
@@ -665,7 +738,9 @@ class PgSchemaTest(unittest.TestCase):
                 ("upstream_calls",
                  "upstream_calls are audit records: they are deleted only by an audit prune"),
                 ("submissions",
-                 "submissions are audit records: they are deleted only by an audit prune")]:
+                 "submissions are audit records: they are deleted only by an audit prune"),
+                ("run_status_changes",
+                 "run_status_changes is append-only: rows are deleted only by an audit prune")]:
             perr, _ = self.pgdb.attempt("TRUNCATE %s CASCADE" % table)
             self.assertEqual(perr, ("23000", msg), table)
 
@@ -687,6 +762,26 @@ class PgSchemaTest(unittest.TestCase):
             last, setup=["SET LOCAL taskgate.audit_prune = 'on'"] + self.PRUNE)
         self.assertIsNone(perr)
         self.assertIn("DELETE 2", pres.stdout)
+        # A prune takes the pruned runs' status and changes with them, and no other run's.
+        check = ("SELECT (SELECT count(*) FROM run_status) AS st,"
+                 " (SELECT count(*) FROM run_status_changes) AS ch")
+        lerr, _ = self.lite.attempt(check, setup=["INSERT INTO audit_prune_guard (active)"
+                                                  " VALUES (1)"] + self.PRUNE)
+        self.assertIsNone(lerr)
+        self.lite.conn.execute("BEGIN")
+        try:
+            self.lite.conn.execute("INSERT INTO audit_prune_guard (active) VALUES (1)")
+            for sql in self.PRUNE:
+                self.lite.conn.execute(sql)
+            left = self.lite.query(check + ", (SELECT group_concat(run_id) FROM run_status)"
+                                   " AS ids")[1]
+        finally:
+            self.lite.conn.execute("ROLLBACK")
+        self.assertEqual(left, [[1, 2, "trun_6a"]])
+        r = self.pgdb.run("BEGIN; SET LOCAL taskgate.audit_prune = 'on';\n%s;\n%s,"
+                          " (SELECT string_agg(run_id, ',') FROM run_status) AS ids;"
+                          " ROLLBACK;" % (";\n".join(self.PRUNE), check))
+        self.assertIn("1|2|trun_6a", r.stdout.splitlines())
         # The guard is off again once the transaction ends (rolled back above, and a
         # committed transaction likewise: SET LOCAL never outlives it).
         perr, _ = self.pgdb.attempt(self.PRUNE[0])
@@ -727,6 +822,19 @@ class PgSchemaTest(unittest.TestCase):
         ("team_limits", {"team_id": 3, "in_flight": -1, "updated_at": "t"}),
         ("reconciliations", {"submission_id": "sub_03", "at": "t", "actor": "a",
                              "outcome": "maybe"}),
+        ("run_status", {"run_id": "trun_x", "taskgroup_id": "g", "status": "done",
+                        "changed_at": "t", "source": "events", "recorded_at": "t"}),
+        ("run_status", {"run_id": "trun_x", "taskgroup_id": "g", "status": "queued",
+                        "changed_at": "t", "source": "email", "recorded_at": "t"}),
+        ("run_status_changes", {"run_id": "trun_x", "taskgroup_id": "g", "status": "lost",
+                                "changed_at": "t", "source": "events", "recorded_at": "t"}),
+        ("track_groups", {"taskgroup_id": "tgrp_x", "team_id": 9, "state": "follow",
+                          "since": "t", "updated_at": "t"}),             # no such team
+        ("track_groups", {"taskgroup_id": "tgrp_x", "team_id": 1, "state": "paused",
+                          "since": "t", "updated_at": "t"}),
+        ("webhook_deliveries", {"webhook_id": "msg_1", "received_at": "t",
+                                "outcome": "recorded"}),                 # dup
+        ("webhook_deliveries", {"webhook_id": "msg_x", "received_at": "t", "outcome": "lost"}),
     ]
     GOOD_AT = "2026-11-03T00:00:00.000Z"
     BAD_AT = ["2026-11-03T00:00:00Z", "2026-11-03T00:00:00.000", "2026-11-03 00:00:00.000Z",

@@ -4,13 +4,16 @@ accepting leaves the submission unknown, and `taskgate reconcile` makes it accep
 very run ids the upstream created; nothing created makes it failed; the start-up pass does
 the same; the gateway retries by itself only when the upstream cannot have acted."""
 
+import http.client
 import json
 import os
+import signal
 import socket
 import sys
 import threading
 import time
 import unittest
+import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import StackTestCase, free_port  # noqa: E402
@@ -176,6 +179,214 @@ class ReconcileTest(Base):
         self.assertLessEqual(tries, 2)
         self.assertEqual(s.db_value("SELECT state FROM submissions WHERE id = ?", (sub,)),
                          "unknown")
+
+
+def tags(run):
+    return (run.get("metadata") or {}).get("taskgate", "")
+
+
+def runs_of(group_runs, sub):
+    """The run ids of sub among a group's runs (the simulator's, in the order created)."""
+    return [r["run_id"] for r in group_runs if tags(r).startswith(sub + ".")]
+
+
+def metric(text, name):
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError("no %s in /metrics" % name)
+
+
+# What a pass subtracts from the earliest unknown submission's time before it looks for the
+# last call answered before it (for the clocks of hosts sharing a PostgreSQL store).
+CLOCK_SKEW_S = 10
+
+
+class GroupReadTest(Base):
+    """One read per group, from the last known cursor (docs/guarantees.md, "Reconciliation"):
+    the unknown submissions of a group are settled from one read of its runs stream that
+    starts at the run_cursor of the last call answered before the earliest of them."""
+
+    def group_reads(self, group):
+        return [r for r in self.s.sim_requests()
+                if r["method"] == "GET" and r["path"] == "/v1/tasks/groups/%s/runs" % group]
+
+    def unknown(self, body, status=502):
+        st, _, err = self.post(body)
+        self.assertEqual(st, status, err)
+        self.assertEqual(err["error"]["detail"]["state"], "unknown")
+        return err["error"]["detail"]["submission_id"]
+
+    def stream_from(self, group, cursor):
+        """The run ids the simulator's runs stream of group lists after cursor."""
+        q = "?" + urllib.parse.urlencode({"last_event_id": cursor}) if cursor else ""
+        conn = http.client.HTTPConnection("127.0.0.1", self.s.sim_port, timeout=30)
+        try:
+            conn.request("GET", "/v1/tasks/groups/%s/runs%s" % (group, q),
+                         headers={"x-api-key": KEY})
+            resp = conn.getresponse()
+            body = resp.read().decode()
+        finally:
+            conn.close()
+        self.assertEqual(resp.status, 200, body[:300])
+        return [json.loads(ln[5:])["run"]["run_id"] for ln in body.splitlines()
+                if ln.startswith("data:")]
+
+    def test_one_read_per_group_from_the_last_cursor(self):
+        s = self.start(conf={"chunk_size": 500})
+        # A group of 4,000 runs, in eight add-runs calls, all answered.
+        st, _, first = self.post({"inputs": ["f0-%d" % i for i in range(1000)]})
+        self.assertEqual(st, 200, first)
+        group = first["taskgroup_id"]
+        for k in range(1, 4):
+            st, _, last = self.post({"inputs": ["f%d-%d" % (k, i) for i in range(1000)],
+                                     "taskgroup_id": group})
+            self.assertEqual(st, 200, last)
+        call = s.db("SELECT seq, run_cursor FROM upstream_calls WHERE submission_id = ? "
+                    "ORDER BY seq DESC LIMIT 1", (last["submission_id"],))[0]
+        cursor = call["run_cursor"]
+        self.assertTrue(cursor)
+        time.sleep(CLOCK_SKEW_S + 0.5)
+
+        # Unknown submissions into it, with an accepted one between them.
+        s.sim_fault(match="add_runs", kind="reset", apply=True)
+        u1 = self.unknown({"inputs": ["u1-a", "u1-b"], "taskgroup_id": group})
+        st, _, mid = self.post({"inputs": ["m-%d" % i for i in range(300)],
+                                "taskgroup_id": group})
+        self.assertEqual(st, 200, mid)
+        s.sim_fault(match="add_runs", kind="reset", apply=True, skip=1)
+        u2 = self.unknown({"inputs": ["u2-%d" % i for i in range(1200)], "taskgroup_id": group})
+        s.sim_fault(match="add_runs", kind="reset", apply=False)
+        u3 = self.unknown({"inputs": ["u3"], "taskgroup_id": group})
+        # The daemon killed while a call that created its runs has not answered: the call
+        # is never recorded, and the submission is unknown once the daemon is back.
+        s.sim_fault(match="add_runs", kind="hang", apply=True, delay_ms=5000)
+        t = threading.Thread(target=lambda: self.s.http(
+            "POST", "/v1/runs", json.dumps({"inputs": ["u4-a", "u4-b", "u4-c"],
+                                            "taskgroup_id": group}),
+            {"Authorization": "Bearer " + self.token, "Content-Type": "application/json"},
+            timeout=30))
+        t.start()
+        deadline = time.monotonic() + 10
+        while not [r for r in s.sim_group(group) if tags(r).count(".") and
+                   "u4-a" in json.dumps(r.get("input"))]:
+            self.assertLess(time.monotonic(), deadline, "the hung call created nothing")
+            time.sleep(0.05)
+        s.daemon_signal(signal.SIGKILL)
+        s.daemon_wait(10)
+        t.join(30)
+        s.restart_daemon()
+        u4 = s.db_value("SELECT id FROM submissions WHERE state = 'unknown' AND id NOT IN "
+                        "(?, ?, ?)", (u1, u2, u3))
+        self.assertIsNotNone(u4)
+        lag = metric(s.http("GET", "/metrics")[2].decode(), "taskgate_reconcile_lag_seconds")
+        self.assertGreater(lag, 0)
+
+        created = s.sim_group(group)
+        s.sim_clear()
+        r = s.cli("reconcile")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+
+        # One read of the group for the four, from the cursor of the last call answered
+        # before the first of them was received.
+        reads = self.group_reads(group)
+        self.assertEqual(len(reads), 1, [x["query"] for x in reads])
+        self.assertEqual(urllib.parse.parse_qs(reads[0]["query"]), {"last_event_id": [cursor]})
+        start = [x["run_id"] for x in created].index(last["run_ids"][-500])
+        events = len(created) - start
+        self.assertEqual(start, 3500)  # the runs before the cursor's call are not read again
+        rows = s.db("SELECT submission_id, outcome, runs_found, detail FROM reconciliations "
+                    "ORDER BY id")
+        self.assertEqual(sorted(x["submission_id"] for x in rows), sorted([u1, u2, u3, u4]))
+        said = "read from cursor %s (call %s#%d), %d events read" % (
+            cursor, last["submission_id"], call["seq"], events)
+        for row in rows:
+            self.assertIn(said, row["detail"])
+
+        # Each settled as its own runs say, with exactly the runs it created.
+        outcome = {x["submission_id"]: (x["outcome"], x["runs_found"]) for x in rows}
+        self.assertEqual(outcome, {u1: ("accepted", 2), u2: ("partial", 1000),
+                                   u3: ("failed", 0), u4: ("accepted", 3)})
+        states = dict(s.db("SELECT id, state FROM submissions WHERE id IN (?, ?, ?, ?)",
+                           (u1, u2, u3, u4)))
+        self.assertEqual(states, {u1: "accepted", u2: "failed", u3: "failed", u4: "accepted"})
+        for sub in (u1, u2, u4):
+            self.assertEqual([x[0] for x in s.db("SELECT run_id FROM runs WHERE submission_id = ?"
+                                                 " ORDER BY input_index", (sub,))],
+                             runs_of(created, sub))
+        self.assertIn("1000 of 1200 inputs", s.db_value("SELECT error FROM submissions "
+                                                        "WHERE id = ?", (u2,)))
+        # The call the daemon never recorded now is, with the cursor the upstream would have
+        # answered: its runs are the first the stream lists from there.
+        found = s.db("SELECT outcome, run_cursor FROM upstream_calls WHERE submission_id = ? "
+                     "AND operation = 'add_runs'", (u4,))
+        self.assertEqual(len(found), 1)
+        self.assertEqual(found[0]["outcome"], "unknown")
+        self.assertEqual(self.stream_from(group, found[0]["run_cursor"])[:3],
+                         runs_of(created, u4))
+        lag = metric(s.http("GET", "/metrics")[2].decode(), "taskgate_reconcile_lag_seconds")
+        self.assertEqual(lag, 0)
+
+    def test_no_cursor_known_reads_from_the_beginning(self):
+        s = self.start()
+        s.sim_fault(match="add_runs", kind="hang", apply=True, delay_ms=3000)
+        st, _, err = self.post({"inputs": ["x", "y"]})
+        self.assertEqual(st, 504, err)
+        sub, group = err["error"]["detail"]["submission_id"], err["error"]["detail"]["taskgroup_id"]
+        s.sim_clear()
+        self.reconcile_to_accepted(s, sub, group)
+        reads = self.group_reads(group)
+        self.assertEqual([x["query"] for x in reads], [""])
+        self.assertIn("read from the beginning: no cursor known, 2 events read",
+                      s.db_value("SELECT detail FROM reconciliations WHERE submission_id = ?",
+                                 (sub,)))
+
+    def test_a_read_cut_short_goes_on_where_it_stopped(self):
+        # One second per read, the simulator 2 ms per event: 2,000 runs take four reads.
+        s = self.start(conf={"reconcile_pass_s": 1, "reconcile_after_s": 300,
+                             "housekeeping_interval_s": 1, "chunk_size": 1000})
+        st, _, first = self.post({"inputs": ["seed"]})
+        group = first["taskgroup_id"]
+        s.sim_fault(match="add_runs", kind="reset", apply=True)
+        early = self.unknown({"inputs": ["e-a", "e-b"], "taskgroup_id": group})
+        for k in range(2):
+            st, _, answer = self.post({"inputs": ["f%d-%d" % (k, i) for i in range(1000)],
+                                       "taskgroup_id": group})
+            self.assertEqual(st, 200, answer)
+        s.sim_fault(match="add_runs", kind="reset", apply=True)
+        late = self.unknown({"inputs": ["l-a"], "taskgroup_id": group})
+        s._sim("POST", "/_sim/stream", {"interval_ms": 2})
+
+        # The command's pass is cut after a second: what it found whole is settled, the
+        # rest is left with where to go on from.
+        r = s.cli("reconcile")
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertEqual(s.db_value("SELECT state FROM submissions WHERE id = ?", (early,)),
+                         "accepted")
+        row = s.db("SELECT outcome, detail, resume_cursor FROM reconciliations "
+                   "WHERE submission_id = ?", (late,))[0]
+        self.assertEqual(row["outcome"], "error")
+        self.assertIn("cut short", row["detail"])
+        self.assertTrue(row["resume_cursor"])
+
+        # The daemon's periodic passes go on at once (no reconcile_after_s for a read cut
+        # short), each from where the one before stopped, until it is found.
+        deadline = time.monotonic() + 30
+        while s.db_value("SELECT state FROM submissions WHERE id = ?", (late,)) == "unknown":
+            self.assertLess(time.monotonic(), deadline, "never settled")
+            time.sleep(0.2)
+        self.assertEqual(s.db_value("SELECT state FROM submissions WHERE id = ?", (late,)),
+                         "accepted")
+        self.assertEqual([x[0] for x in s.db("SELECT run_id FROM runs WHERE submission_id = ?",
+                                             (late,))], runs_of(s.sim_group(group), late))
+        tries = s.db("SELECT actor, outcome, resume_cursor FROM reconciliations "
+                     "WHERE submission_id = ? ORDER BY id", (late,))
+        self.assertGreaterEqual(len(tries), 3)
+        self.assertEqual(tries[-1]["outcome"], "accepted")
+        self.assertTrue(all(x["actor"] == "daemon:periodic" for x in tries[1:]))
+        starts = [urllib.parse.parse_qs(x["query"]).get("last_event_id", [None])[0]
+                  for x in self.group_reads(group)]
+        self.assertEqual(starts, [None] + [x["resume_cursor"] for x in tries[:-1]])
 
 
 class RetryTest(Base):

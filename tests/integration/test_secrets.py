@@ -7,13 +7,12 @@ has been driven through its error paths. The harness scans every stack at stop a
 import json
 import os
 import re
-import sqlite3
 import sys
 import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import SecretLeak, Stack, StackTestCase, key_fingerprint  # noqa: E402
+from harness import BACKEND, SecretLeak, Stack, StackTestCase, key_fingerprint  # noqa: E402
 
 KEY_A = "par-secret-a-5d1e9c7b3a0f42e6b8c1"
 KEY_B = "par-secret-b-93f0a2c4e6b8d1f3a5c7"
@@ -23,7 +22,10 @@ PRESET = {"processor": "core"}
 
 
 def raw_db_bytes(s):
-    """The database file and its -wal as bytes, the way a copied file would be read."""
+    """The database as bytes, the way a copy of it would be read: the SQLite file and its
+    -wal, or on PostgreSQL the database's dump (every row as any client reads it)."""
+    if BACKEND == "postgresql":
+        return s.pg_dump()
     data = b""
     for suffix in ("", "-wal"):
         try:
@@ -135,7 +137,7 @@ class SecretsTest(StackTestCase):
 
     def test_a_key_copied_to_another_team_does_not_decrypt(self):
         s = self.s
-        conn = sqlite3.connect(s.db_path, isolation_level=None, timeout=10)
+        conn = s.db_connect()
         try:
             conn.execute("UPDATE teams SET upstream_key = (SELECT upstream_key FROM teams"
                          " WHERE name = 'a') WHERE name = 'b'")
@@ -495,7 +497,7 @@ class ClearKeyMigrationTest(StackTestCase):
         token, _ = s.issue_token("a")
         s.stop_daemon()
         clear = {"processor": "core", "mcp_servers": mcp({"Authorization": MCP_SECRET})}
-        conn = sqlite3.connect(s.db_path, isolation_level=None)
+        conn = s.db_connect()
         try:
             conn.execute("UPDATE presets SET body = ?", (json.dumps(clear),))
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -517,7 +519,7 @@ class ClearKeyMigrationTest(StackTestCase):
         s.add_team("a", KEY_A, preset=PRESET)
         token, _ = s.issue_token("a")
         s.stop_daemon()
-        conn = sqlite3.connect(s.db_path, isolation_level=None)
+        conn = s.db_connect()
         try:
             conn.execute("UPDATE teams SET upstream_key = ?, key_id = NULL", (KEY_A,))
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")

@@ -1,8 +1,10 @@
 """Running as a service: `cmake --install` lays out the binary, config, SQL, nginx site and
 systemd units; started as root with `user` set, the daemon serves as that user; a user
-that does not exist stops start-up with a clear message; one daemon per database (a second
-one refuses to start and touches neither the first one's submissions nor its socket); the
-database files and the socket are not open to other local users."""
+that does not exist stops start-up with a clear message; one daemon per SQLite database (a
+second one refuses to start and touches neither the first one's submissions nor its
+socket; on PostgreSQL, where several share one, a second on the first's socket refuses
+the same way); the database files (SQLite's), the key file and the socket are not open to
+other local users."""
 
 import grp
 import os
@@ -19,7 +21,9 @@ import unittest
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import StackTestCase, env_path  # noqa: E402
+from harness import BACKEND, StackTestCase, env_path, sqlite_only  # noqa: E402
+
+pg_only = unittest.skipUnless(BACKEND == "postgresql", "about a PostgreSQL server")
 
 
 def proc_uid(pid):
@@ -111,11 +115,11 @@ class OneDaemonPerDatabaseTest(StackTestCase):
         return subprocess.run([s.bin, "--config", conf, "serve"], capture_output=True,
                               text=True, timeout=20)
 
-    def test_a_second_daemon_refuses_and_leaves_the_first_alone(self):
-        s = self.stack()
+    def in_flight(self, s):
+        """A submission in flight in s's daemon, pending while the upstream sits on it; the
+        thread that waits for its answer (into answer["r"])."""
         s.add_team("svc", "par-svc-key", preset={"processor": "core"})
         token, _ = s.issue_token("svc")
-        # A submission in flight in the first daemon: pending while the upstream sits on it.
         s.sim_fault(match="add_runs", kind="delay", delay_ms=3000)
         answer = {}
         t = threading.Thread(target=lambda: answer.update(r=s.json_req(
@@ -125,20 +129,9 @@ class OneDaemonPerDatabaseTest(StackTestCase):
         while s.db_value("SELECT count(*) FROM submissions WHERE state = 'pending'") != 1:
             self.assertLess(time.monotonic(), deadline, "no pending submission")
             time.sleep(0.05)
-        sock = os.stat(s.sock_path)
-        other = os.path.join(os.path.dirname(s.sock_path), "second.sock")  # as short a path
-        for name, listen in (("same socket", s.sock_path), ("another socket", other)):
-            with self.subTest(name):
-                r = self.serve(s, self.conf_with(s, "second.conf", listen=listen))
-                self.assertEqual(r.returncode, 1, r.stderr)
-                self.assertIn("another taskgate daemon (pid %d" % s.daemon_proc.pid, r.stderr)
-                self.assertIn("one daemon per database", r.stderr)
-                self.assertFalse(os.path.exists(other))
-        # Another database on the first one's socket: the socket is not taken either.
-        r = self.serve(s, self.conf_with(s, "third.conf", database=s.path("other.db")))
-        self.assertEqual(r.returncode, 1, r.stderr)
-        self.assertIn("another process is listening on %s" % s.sock_path, r.stderr)
+        return t, answer
 
+    def assert_first_untouched(self, s, sock, t, answer):
         self.assertEqual(s.db_value("SELECT count(*) FROM submissions WHERE state = 'pending'"),
                          1)
         self.assertEqual(s.db_value("SELECT count(*) FROM submissions WHERE state = 'unknown'"),
@@ -152,6 +145,38 @@ class OneDaemonPerDatabaseTest(StackTestCase):
         self.assertEqual(s.json_req("GET", "/healthz")[0], 200)
         # The CLI still works beside the daemon.
         s.cli_ok("team", "list")
+
+    @sqlite_only
+    def test_a_second_daemon_refuses_and_leaves_the_first_alone(self):
+        s = self.stack()
+        t, answer = self.in_flight(s)
+        sock = os.stat(s.sock_path)
+        other = os.path.join(os.path.dirname(s.sock_path), "second.sock")  # as short a path
+        for name, listen in (("same socket", s.sock_path), ("another socket", other)):
+            with self.subTest(name):
+                r = self.serve(s, self.conf_with(s, "second.conf", listen=listen))
+                self.assertEqual(r.returncode, 1, r.stderr)
+                self.assertIn("another taskgate daemon (pid %d" % s.daemon_proc.pid, r.stderr)
+                self.assertIn("one daemon per database", r.stderr)
+                self.assertFalse(os.path.exists(other))
+        # Another database on the first one's socket: the socket is not taken either.
+        r = self.serve(s, self.conf_with(s, "third.conf", database=s.path("other.db")))
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("another process is listening on %s" % s.sock_path, r.stderr)
+        self.assert_first_untouched(s, sock, t, answer)
+
+    @pg_only
+    def test_a_second_daemon_on_the_same_socket_refuses_and_leaves_the_first_alone(self):
+        """On PostgreSQL several daemons share the database (test_pg_cluster.py), each on a
+        socket of its own: one started on another's socket refuses, touching neither that
+        socket nor the in-flight submissions."""
+        s = self.stack()
+        t, answer = self.in_flight(s)
+        sock = os.stat(s.sock_path)
+        r = self.serve(s, s.conf_path)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("another process is listening on %s" % s.sock_path, r.stderr)
+        self.assert_first_untouched(s, sock, t, answer)
 
     def test_the_socket_is_left_alone_when_it_is_no_longer_ours(self):
         s = self.stack()
@@ -172,6 +197,7 @@ class FileModeTest(StackTestCase):
     """The database holds every team's inputs, the key file the keys; the socket speaks
     FastCGI past nginx's rules: none of them is open to other local users."""
 
+    @sqlite_only
     def test_database_files_and_socket_modes(self):
         s = self.stack()
         s.add_team("svc", "par-svc-key", preset={"processor": "core"})
@@ -183,6 +209,22 @@ class FileModeTest(StackTestCase):
                 self.assertEqual(mode(s.db_path + suffix), 0o600, suffix)
         self.assertEqual(mode(s.sock_path), 0o660)
 
+    @pg_only
+    def test_key_file_and_socket_modes(self):
+        """On PostgreSQL the records are in the server's data directory (initdb's, 0700);
+        what the gateway keeps in files of its own is the key file, and the socket."""
+        s = self.stack()
+        s.add_team("svc", "par-svc-key", preset={"processor": "core"})
+        token, _ = s.issue_token("svc")
+        status, body, _ = s.json_req("POST", "/v1/runs", {"inputs": ["q"]}, token=token)
+        self.assertEqual(status, 200, body)
+        self.assertEqual(mode(s.key_file_path), 0o600)
+        self.assertEqual(mode(s.sock_path), 0o660)
+        self.assertFalse([n for n in os.listdir(s.dir) if n.startswith("taskgate.db")
+                          and n != os.path.basename(s.key_file_path)],
+                         "files of a SQLite database beside a PostgreSQL one")
+
+    @sqlite_only
     def test_an_open_database_is_closed_at_start(self):
         s = self.stack()
         s.stop_daemon()

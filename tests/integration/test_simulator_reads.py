@@ -4,7 +4,11 @@ wire: a group's runs and events as server-sent event streams, runs, their inputs
 results, each answer checked against Parallel's OpenAPI document when it is at hand.
 
 Stdlib only; the simulator is started as in test_simulator.py (from $TG_SIM)."""
+import base64
+import hashlib
+import hmac
 import http.client
+import http.server
 import json
 import os
 import socket
@@ -126,9 +130,9 @@ class SSEStream:
         self.conn.close()
 
 
-class ReadPathTest(SharedSimulatorCase):
-    """The upstream's read-only paths, on a simulator whose runs end only on demand (each
-    test sets the clock it needs)."""
+class ReadCase(SharedSimulatorCase):
+    """What the tests of runs and their reads share, on a simulator whose runs end only on
+    demand (each test sets the clock it needs)."""
 
     SIM_ARGS = ("--run-ms", "manual", "--quiet")
 
@@ -188,6 +192,10 @@ class ReadPathTest(SharedSimulatorCase):
         stream = SSEStream(self.sim, path, key=key, timeout=timeout)
         self.addCleanup(stream.close)
         return stream
+
+
+class ReadPathTest(ReadCase):
+    """The upstream's read-only paths."""
 
     # ---- a run ----------------------------------------------------------------------
 
@@ -412,18 +420,30 @@ class ReadPathTest(SharedSimulatorCase):
         self.assertEqual(data["status"]["task_run_status_counts"], {"queued": 2})
         self.assertTrue(data["status"]["is_active"])
         self.assert_schema(data, "TaskGroupStatusEvent")
+        for rid in ids:  # each run's first state: queued
+            name, data, _ = stream.next()
+            self.assertEqual(name, "task_run.state")
+            self.assert_task_run(data["run"], rid, gid, "queued")
+            self.assert_schema(data, "TaskRunEvent")
+        # Manual runs start 0.1 s after they were added: both run, and the group says so.
+        running = [stream.next() for _ in range(3)]
+        self.assertEqual([(n, d["run"]["status"]) for n, d, _ in running[:2]],
+                         [("task_run.state", "running")] * 2)
+        self.assertEqual(running[2][1]["status"]["task_run_status_counts"], {"running": 2})
         self.complete(run_ids=ids[:1])
         name, data, _ = stream.next()
         self.assertEqual(name, "task_run.state")
         self.assert_task_run(data["run"], ids[0], gid, "completed")
+        self.assertIsNone(data["run"]["error"])
         self.assert_schema(data, "TaskRunEvent")
         name, data, _ = stream.next()
         self.assertEqual(name, "task_group_status")
-        self.assertEqual(data["status"]["task_run_status_counts"], {"completed": 1, "queued": 1})
+        self.assertEqual(data["status"]["task_run_status_counts"], {"completed": 1, "running": 1})
         self.complete(run_ids=ids[1:], status="failed")
         rest = stream.all()  # the run, the group's last status, then the end
         self.assertEqual([n for n, _, _ in rest], ["task_run.state", "task_group_status"])
         self.assertEqual(rest[0][1]["run"]["status"], "failed")
+        self.assertEqual(rest[0][1]["run"]["error"]["message"], "Simulated failure")
         self.assertFalse(rest[1][1]["status"]["is_active"])
         for _, d, _ in rest:
             self.assert_schema(d, "TaskRunEvent" if d["type"] == "task_run.state"
@@ -431,15 +451,17 @@ class ReadPathTest(SharedSimulatorCase):
 
     def test_events_stream_resumes_and_times_out(self):
         gid, ids = self.group_with_runs(inputs(1))
-        self.complete(taskgroup_id=gid)
+        self.complete(taskgroup_id=gid)  # before it started: queued, then completed
         path = "/v1beta/tasks/groups/%s/events" % gid
         events = [d for _, d, _ in self.open_stream(path).all()]  # over: no wait
-        self.assertEqual([d["type"] for d in events],
-                         ["task_group_status", "task_run.state", "task_group_status"])
+        self.assertEqual([(d["type"], d.get("run", {}).get("status")) for d in events],
+                         [("task_group_status", None), ("task_run.state", "queued"),
+                          ("task_run.state", "completed"), ("task_group_status", None)])
         ids_seen = [d["event_id"] for d in events]
-        self.assertEqual(len(set(ids_seen)), 3)
-        resumed = [d for _, d, _ in self.open_stream(path + "?last_event_id=" + ids_seen[0]).all()]
-        self.assertEqual(resumed, events[1:])
+        self.assertEqual(len(set(ids_seen)), 4)
+        for i, eid in enumerate(ids_seen):  # resuming after any event gives the rest
+            resumed = [d for _, d, _ in self.open_stream(path + "?last_event_id=" + eid).all()]
+            self.assertEqual(resumed, events[i + 1:])
         # Runs added later: the add's event_cursor resumes right before them; the stream
         # then stays open while they are active, until its timeout.
         status, _, added = self.sim.call("POST", "/v1/tasks/groups/%s/runs" % gid,
@@ -447,12 +469,49 @@ class ReadPathTest(SharedSimulatorCase):
         start = time.monotonic()
         tail = self.open_stream(path + "?timeout=0.5&last_event_id=" + added["event_cursor"]).all()
         self.assertLess(time.monotonic() - start, 4)
-        self.assertEqual([d["status"]["num_task_runs"] for _, d, _ in tail], [2])
+        self.assertEqual([d["type"] for _, d, _ in tail][:2],
+                         ["task_group_status", "task_run.state"])
+        self.assertEqual(tail[0][1]["status"]["num_task_runs"], 2)
+        self.assertEqual(tail[1][1]["run"]["run_id"], added["run_ids"][0])
         same = self.open_stream(path + "?timeout=0&last_event_id=" + ids_seen[-1]).all()
-        self.assertEqual([d for _, d, _ in same], [d for _, d, _ in tail])
+        self.assertEqual([d for _, d, _ in same], [d for _, d, _ in tail][:len(same)])
         for query in ("timeout=soon", "last_event_id=" + ids_seen[0].replace("ecur", "rcur")):
             status, _, data = self.get(path + "?" + query)
             self.assertEqual(status, 422, query)
+
+    def test_runs_fail_when_they_ask_to(self):
+        """A run fails with its own error when its metadata says sim_outcome "failed" (the
+        message from sim_error) or its input starts with "fail:"; the others complete."""
+        self.settings(run_ms=300)
+        gid, ids = self.group_with_runs([
+            {"processor": "base", "input": "fine"},
+            {"processor": "base", "input": "x",
+             "metadata": {"sim_outcome": "failed", "sim_error": "Quota exceeded"}},
+            {"processor": "base", "input": "fail: no sources found"},
+            {"processor": "base", "input": "y", "metadata": {"sim_outcome": "cancelled"}}])
+        events = [d for _, d, _ in self.open_stream(
+            "/v1/tasks/groups/%s/events?timeout=20" % gid).all()]
+        states = {}
+        for d in events:
+            if d["type"] == "task_run.state":
+                states.setdefault(d["run"]["run_id"], []).append(d["run"]["status"])
+                self.assert_schema(d, "TaskRunEvent")
+        self.assertEqual(states, {ids[0]: ["queued", "running", "completed"],
+                                  ids[1]: ["queued", "running", "failed"],
+                                  ids[2]: ["queued", "running", "failed"],
+                                  ids[3]: ["queued", "running", "cancelled"]})
+        runs = {rid: self.get("/v1/tasks/runs/" + rid)[2] for rid in ids}
+        self.assertIsNone(runs[ids[0]]["error"])
+        self.assertEqual(runs[ids[1]]["error"]["message"], "Quota exceeded")
+        self.assertEqual(runs[ids[2]]["error"]["message"], "no sources found")
+        self.assertFalse(events[-1]["status"]["is_active"])
+        self.assertEqual(events[-1]["status"]["task_run_status_counts"],
+                         {"completed": 1, "failed": 2, "cancelled": 1})
+        # /_sim/runs/complete without a status ends a run as it asked to.
+        self.settings(run_ms=-1)
+        gid, ids = self.group_with_runs([{"processor": "base", "input": "fail: later"}])
+        self.assertEqual(self.complete(taskgroup_id=gid), 1)
+        self.assertEqual(self.get("/v1/tasks/runs/" + ids[0])[2]["status"], "failed")
 
     def test_connection_is_reused_after_a_stream(self):
         gid, ids = self.group_with_runs(inputs(2))
@@ -518,6 +577,124 @@ class ReadPathTest(SharedSimulatorCase):
     def fault(self, **fault):
         status, data = self.sim.ctl("POST", "/faults", fault)
         self.assertEqual(status, 200, data)
+
+
+WEBHOOK_SECRET_RAW = b"sim webhook secret 0123456789abcdef"
+WEBHOOK_SECRET = "whsec_" + base64.b64encode(WEBHOOK_SECRET_RAW).decode()
+OLD_SECRET = "a plain text secret"
+
+
+class Receiver:
+    """A webhook receiver on a free port: records every POST (headers, body) and answers
+    each with the next of the statuses it is given (200 once they run out)."""
+
+    def __init__(self, statuses=()):
+        outer = self
+        self.got = []
+        self.statuses = list(statuses)
+        self.lock = threading.Lock()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                with outer.lock:
+                    outer.got.append(({k.lower(): v for k, v in self.headers.items()}, body))
+                    status = outer.statuses.pop(0) if outer.statuses else 200
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = "http://127.0.0.1:%d/hooks/parallel" % self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def wait(self, n, timeout=20):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                if len(self.got) >= n:
+                    return list(self.got)
+            time.sleep(0.05)
+        raise AssertionError("%d webhook(s) received, %d expected" % (len(self.got), n))
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def signature(secret, headers, body):
+    mac = hmac.new(secret, ("%s.%s." % (headers["webhook-id"], headers["webhook-timestamp"]))
+                   .encode() + body, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(mac).decode()
+
+
+class WebhookTest(ReadCase):
+    """Runs that ask for task_run.status webhooks are POSTed when they complete or fail,
+    signed with every --webhook-secret, sent again on a non-2xx and on demand."""
+
+    SIM_ARGS = ("--run-ms", "manual", "--quiet", "--webhook-secret", WEBHOOK_SECRET,
+                "--webhook-secret", OLD_SECRET)
+
+    def hooked(self, url, n, **run):
+        hook = {"url": url, "event_types": ["task_run.status"]}
+        return self.group_with_runs([dict({"processor": "base", "input": "q%d" % i,
+                                           "webhook": hook}, **run) for i in range(n)])
+
+    def test_deliveries_are_signed_task_run_status_posts(self):
+        rx = Receiver()
+        self.addCleanup(rx.close)
+        gid, ids = self.hooked(rx.url, 2)
+        _, plain = self.group_with_runs(inputs(1))  # no webhook: nothing sent
+        _, others = self.group_with_runs([{"processor": "base", "input": "z", "webhook": {
+            "url": rx.url}}])  # no event types: nothing sent
+        self.complete(run_ids=ids[:1])
+        self.complete(run_ids=ids[1:], status="failed")
+        self.complete(run_ids=plain + others)
+        got = rx.wait(2)
+        time.sleep(0.3)
+        self.assertEqual(len(rx.got), 2)
+        bodies = [json.loads(b) for _, b in got]
+        self.assertEqual(sorted((b["data"]["run_id"], b["data"]["status"]) for b in bodies),
+                         sorted([(ids[0], "completed"), (ids[1], "failed")]))
+        for (headers, body), data in zip(got, bodies):
+            self.assertEqual(data["type"], "task_run.status")
+            self.assertRegex(data["timestamp"], TIME)
+            self.assert_task_run(data["data"], data["data"]["run_id"], gid)
+            self.assertNotIn("output", data["data"])
+            self.assertEqual(headers["content-type"], "application/json")
+            self.assertRegex(headers["webhook-id"], r"^msg_[0-9a-f]{32}$")
+            self.assertLess(abs(int(headers["webhook-timestamp"]) - time.time()), 30)
+            sigs = headers["webhook-signature"].split(" ")
+            self.assertEqual(sigs, [signature(WEBHOOK_SECRET_RAW, headers, body),
+                                    signature(OLD_SECRET.encode(), headers, body)])
+        failed = [b for b in bodies if b["data"]["status"] == "failed"][0]
+        self.assertEqual(failed["data"]["error"]["message"], "Simulated failure")
+        status, listed = self.sim.ctl("GET", "/webhooks")
+        mine = [d for d in listed if d["run_id"] in ids]
+        self.assertEqual(len(mine), 2)
+        self.assertTrue(all(d["delivered"] and d["attempts"] == 1 and d["status"] == 200
+                            for d in mine), mine)
+
+    def test_a_refused_delivery_is_sent_again_with_its_id_and_resent_on_demand(self):
+        rx = Receiver(statuses=[500])
+        self.addCleanup(rx.close)
+        gid, ids = self.hooked(rx.url, 1)
+        self.complete(run_ids=ids)
+        got = rx.wait(2, timeout=15)  # the retry comes 5 s after the refusal
+        self.assertEqual(got[0][0]["webhook-id"], got[1][0]["webhook-id"])
+        self.assertEqual(got[0][1], got[1][1])
+        delivery = [d for d in self.sim.ctl("GET", "/webhooks")[1] if d["run_id"] == ids[0]][0]
+        self.assertEqual((delivery["attempts"], delivery["delivered"]), (2, True))
+        status, answer = self.sim.ctl("POST", "/webhooks/resend", {"id": delivery["id"]})
+        self.assertEqual((status, answer), (200, {"id": delivery["id"], "status": 200}))
+        got = rx.wait(3)
+        self.assertEqual(got[2][0]["webhook-id"], delivery["id"])
+        self.assertEqual(got[2][1], got[0][1])
+        self.assertEqual(self.sim.ctl("POST", "/webhooks/resend", {"id": "msg_none"})[0], 404)
+        self.assertEqual(self.sim.ctl("POST", "/webhooks/resend", {})[0], 400)
 
 
 if __name__ == "__main__":

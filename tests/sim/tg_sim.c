@@ -24,13 +24,15 @@ struct options {
     const char *port_file;
     char **keys;
     size_t nkeys;
+    char **secrets;
+    size_t nsecrets;
     long latency_ms;
     long run_ms;
     long stream_interval_ms;
     int quiet;
 };
 
-static struct options opt = {"127.0.0.1", 0, NULL, NULL, 0, 0, 200, 0, 0};
+static struct options opt = {"127.0.0.1", 0, NULL, NULL, 0, NULL, 0, 0, 200, 0, 0};
 
 pthread_mutex_t sim_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -436,12 +438,15 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: tg_sim [--host 127.0.0.1] [--port N] [--port-file PATH] [--key KEY]...\n"
                "              [--latency-ms N] [--run-ms N|manual] [--stream-interval-ms N]\n"
-               "              [--quiet]\n"
+               "              [--webhook-secret SECRET]... [--quiet]\n"
                "A stand-in for Parallel's Task Group API, for tests. --port 0 (the default)\n"
                "binds a free port; --port-file receives it. Without --key every key is valid.\n"
                "Runs complete --run-ms after they were added (200; 'manual': only through\n"
-               "POST /_sim/runs/complete); event streams pause --stream-interval-ms (0)\n"
-               "between two events.\n");
+               "POST /_sim/runs/complete), or fail when their metadata says sim_outcome\n"
+               "\"failed\" (sim_error: the message) or their input starts with \"fail:\";\n"
+               "event streams pause --stream-interval-ms (0) between two events. A run with\n"
+               "a webhook for task_run.status is POSTed when it completes or fails, signed\n"
+               "with every --webhook-secret (whsec_<base64> or text; none: unsigned).\n");
 }
 
 static void usage_error(const char *what, const char *arg)
@@ -469,6 +474,7 @@ static void parse_args(int argc, char **argv)
     int i;
 
     opt.keys = sim_xmalloc((size_t)argc * sizeof *opt.keys);
+    opt.secrets = sim_xmalloc((size_t)argc * sizeof *opt.secrets);
     for (i = 1; i < argc; i++) {
         char *arg = argv[i], *eq = strchr(arg, '='), *val;
         size_t nlen = eq ? (size_t)(eq - arg) : strlen(arg);
@@ -498,6 +504,8 @@ static void parse_args(int argc, char **argv)
             opt.run_ms = strcmp(val, "manual") == 0 ? -1 : parse_num(arg, val, 86400000L);
         else if (nlen == 20 && strncmp(arg, "--stream-interval-ms", nlen) == 0)
             opt.stream_interval_ms = parse_num(arg, val, 3600000L);
+        else if (nlen == 16 && strncmp(arg, "--webhook-secret", nlen) == 0 && val[0] != '\0')
+            opt.secrets[opt.nsecrets++] = val;
         else
             usage_error("unknown option or empty value", arg);
     }
@@ -535,6 +543,7 @@ int main(int argc, char **argv)
     }
     pthread_detach(tid);
     sim_api_init(opt.keys, opt.nkeys, opt.run_ms, opt.stream_interval_ms);
+    sim_webhook_init(opt.secrets, opt.nsecrets, opt.quiet);
     lfd = listen_on(opt.host, opt.port, &port);
     if (lfd < 0)
         return 1;

@@ -1,7 +1,8 @@
 /* tg_sim.h: what the parts of the upstream simulator share: the server and command line
  * (tg_sim.c), the HTTP/1.1 protocol (tg_sim_http.c), the imitated Task Group API
  * (tg_sim_api.c) and its body checks (tg_sim_check.c), the /_sim control side with the
- * request log and faults (tg_sim_ctl.c), and helpers (tg_sim_util.c). Test code only. */
+ * request log and faults (tg_sim_ctl.c), the webhooks runs send (tg_sim_webhook.c), and
+ * helpers (tg_sim_util.c). Test code only. */
 #ifndef TG_SIM_H
 #define TG_SIM_H
 
@@ -220,5 +221,16 @@ void sim_fault_free(struct sim_fault *f);
 const char *sim_fault_name(enum sim_fault_kind kind);
 /* Handles a request under /_sim. */
 void sim_ctl_handle(const struct sim_request *req, struct sim_response *resp);
+
+/* ---- webhooks (tg_sim_webhook.c) ----------------------------------------------------- */
+
+/* Reads the secrets deliveries are signed with (none: they go unsigned; exits 2 on one
+ * that is not usable) and starts the thread that sends them. */
+void sim_webhook_init(char **secrets, size_t n, int quiet);
+/* Queues a task_run.status delivery of body (malloc'ed JSON text, taken over) for run_id
+ * to url (copied); call with sim_lock held. */
+void sim_webhook_queue(const char *url, const char *run_id, char *body);
+/* Handles GET /_sim/webhooks and POST /_sim/webhooks/resend. */
+void sim_webhook_ctl(const struct sim_request *req, struct sim_response *resp);
 
 #endif

@@ -276,6 +276,26 @@ static void get_group(const struct sim_route *r, const char *account,
         sim_response_json(resp, 200, answer);
 }
 
+/* The URL of in's webhook when it asks for task_run.status deliveries, or NULL. */
+static char *webhook_url(struct json_object *in)
+{
+    struct json_object *hook = NULL, *url = NULL, *types = NULL;
+    size_t i;
+
+    if (!json_object_object_get_ex(in, "webhook", &hook) ||
+        !json_object_object_get_ex(hook, "url", &url) ||
+        !json_object_object_get_ex(hook, "event_types", &types) ||
+        !json_object_is_type(types, json_type_array))
+        return NULL;
+    for (i = 0; i < json_object_array_length(types); i++) {
+        const char *t = json_object_get_string(json_object_array_get_idx(types, i));
+
+        if (t != NULL && strcmp(t, "task_run.status") == 0)
+            return sim_xstrdup(json_object_get_string(url));
+    }
+    return NULL;
+}
+
 /* Makes the runs for inputs (already validated) in a new array. */
 static struct sim_run *make_runs(struct json_object *inputs, size_t n,
                                  struct json_object *default_spec)
@@ -298,6 +318,8 @@ static struct sim_run *make_runs(struct json_object *inputs, size_t n,
         runs[i].metadata = stored_text(in, "metadata");
         runs[i].request = sim_store_make_request(in, default_spec);
         runs[i].output = sim_store_make_output(spec, input);
+        runs[i].final = sim_store_outcome(in, &runs[i].error);
+        runs[i].webhook_url = webhook_url(in);
     }
     return runs;
 }

@@ -566,13 +566,14 @@ static void settings(const struct sim_request *req, int post, struct sim_respons
     sim_response_json(resp, 200, o);
 }
 
-/* Reads the optional "status" of a complete request; -1 for a bad one. */
-static int end_status(struct json_object *body, enum run_status *st)
+/* Reads the optional "status" of a complete request into *st (-1 when absent: each run
+ * ends as it asked to, sim_store_outcome); -1 for a bad one. */
+static int end_status(struct json_object *body, int *st)
 {
     struct json_object *val = NULL;
     const char *s;
 
-    *st = RS_COMPLETED;
+    *st = -1;
     if (!json_object_object_get_ex(body, "status", &val))
         return 0;
     s = json_object_is_type(val, json_type_string) ? json_object_get_string(val) : "";
@@ -589,7 +590,7 @@ static int end_status(struct json_object *body, enum run_status *st)
 
 /* Ends the listed runs; call under sim_lock. Returns how many ended, or -1 with *bad set
  * to the first id that is not a run (then nothing ended). */
-static long end_listed(struct json_object *ids, struct sim_group *only, enum run_status st,
+static long end_listed(struct json_object *ids, struct sim_group *only, int st,
                        const char **bad)
 {
     struct sim_group *g, *prev = NULL;
@@ -622,13 +623,14 @@ static long end_listed(struct json_object *ids, struct sim_group *only, enum run
 }
 
 /* POST /_sim/runs/complete {"taskgroup_id"?, "run_ids"?, "status"?}: ends the active runs
- * named (all of them when neither is given) now, as "completed" (the default), "failed"
- * or "cancelled"; answers {"ended": N}. */
+ * named (all of them when neither is given) now, as "completed", "failed" or "cancelled"
+ * (by default as each run asked to: completed unless its input or metadata asked to fail,
+ * sim_store_outcome); answers {"ended": N}. */
 static void complete(const struct sim_request *req, struct sim_response *resp)
 {
     struct json_object *body = req->json, *gid = NULL, *ids = NULL, *o;
     struct sim_group *g = NULL;
-    enum run_status st;
+    int st;
     const char *bad = NULL;
     char msg[160];
     long ended = 0;
@@ -712,6 +714,8 @@ void sim_ctl_handle(const struct sim_request *req, struct sim_response *resp)
         settings(req, post, resp);
     } else if (strcmp(p, "/_sim/runs/complete") == 0 && post) {
         complete(req, resp);
+    } else if (strncmp(p, "/_sim/webhooks", 14) == 0) {
+        sim_webhook_ctl(req, resp);
     } else if (strcmp(p, "/_sim/stats") == 0 && get) {
         stats(resp);
     } else if (strncmp(p, "/_sim/groups/", 13) == 0 && strchr(p + 13, '/') == NULL && get) {

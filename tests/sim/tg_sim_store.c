@@ -1,8 +1,11 @@
 /* tg_sim_store.c: the simulator's Task Group store: groups and runs in memory, found by id;
- * runs that go queued -> running -> completed on a clock (or on demand), and each group's
- * event log (task_run.state when a run ends, task_group_status after adds and ends).
+ * runs that go queued -> running -> completed (or failed, when they ask to) on a clock or
+ * on demand, and each group's event log: task_run.state at each change of a run's status
+ * (queued when added, running, and its end, which carries the run whole), and
+ * task_group_status after each add and each step of the clock that changed a status.
  * Transitions happen lazily, when someone looks (sim_store_advance), at the times they
- * were due. All of it runs under sim_lock (see tg_sim_store.h). */
+ * were due. A run that ends with a webhook asking for task_run.status has its delivery
+ * queued (tg_sim_webhook.c). All of it runs under sim_lock (see tg_sim_store.h). */
 #include "tg_sim_store.h"
 
 #include <assert.h>
@@ -14,6 +17,8 @@
 #define JSON_FLAGS (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
 #define QUEUED_MANUAL_MS 100 /* how long a run that ends on demand stays queued */
 #define TEXT_ECHO_MAX 200    /* bytes of the input a text output quotes */
+#define DEFAULT_ERROR "Simulated failure"
+#define ERROR_MAX 512        /* bytes of an error message a run asks for */
 
 long sim_run_ms = 200;
 long sim_stream_interval_ms = 0;
@@ -207,10 +212,14 @@ int sim_store_run_json(struct sim_buf *b, const struct sim_group *g, size_t idx)
                           status_names[r->status],
                           sim_store_is_active(r->status) ? "true" : "false");
 
-    if (rc == 0 && r->status == RS_FAILED)
-        rc = sim_buf_addf(b, "{\"ref_id\":\"%s\",\"message\":\"Simulated failure\","
-                          "\"detail\":null}", r->id + 5);
-    else if (rc == 0)
+    if (rc == 0 && r->status == RS_FAILED) {
+        rc = sim_buf_addf(b, "{\"ref_id\":\"%s\",\"message\":", r->id + 5);
+        if (rc == 0)
+            rc = sim_buf_add_json_string(b, r->error ? r->error : DEFAULT_ERROR,
+                                         strlen(r->error ? r->error : DEFAULT_ERROR));
+        if (rc == 0)
+            rc = sim_buf_adds(b, ",\"detail\":null}");
+    } else if (rc == 0)
         rc = sim_buf_adds(b, "null");
     if (rc == 0)
         rc = sim_buf_adds(b, ",\"processor\":");
@@ -325,13 +334,12 @@ static void set_status(struct sim_group *g, struct sim_run *r, enum run_status s
         memcpy(g->modified_at, r->modified_at, sizeof g->modified_at);
 }
 
-/* Ends run idx as s, ago ms in the past, and logs its task_run.state event. */
-static void end_run(struct sim_group *g, size_t idx, enum run_status s, long long ago)
+/* Logs the task_run.state event of run idx as it is now. */
+static void log_run(struct sim_group *g, size_t idx)
 {
     struct sim_buf b = {0};
     char id[80];
 
-    set_status(g, &g->runs[idx], s, ago);
     event_id(id, sizeof id, g);
     if (sim_buf_addf(&b, "{\"type\":\"task_run.state\",\"event_id\":\"%s\",\"input\":null,"
                      "\"run\":", id) == 0 &&
@@ -340,10 +348,38 @@ static void end_run(struct sim_group *g, size_t idx, enum run_status s, long lon
     sim_buf_free(&b);
 }
 
+/* Queues run idx's task_run.status webhook, {"timestamp", "type", "data": the TaskRun}, when
+ * the run asked for one and it completed or failed (what Parallel sends them for). */
+static void queue_webhook(const struct sim_group *g, size_t idx)
+{
+    const struct sim_run *r = &g->runs[idx];
+    struct sim_buf b = {0};
+    char now[32];
+
+    if (r->webhook_url == NULL || (r->status != RS_COMPLETED && r->status != RS_FAILED))
+        return;
+    sim_now_rfc3339(now, sizeof now);
+    if (sim_buf_addf(&b, "{\"timestamp\":\"%s\",\"type\":\"task_run.status\",\"data\":",
+                     now) == 0 &&
+        sim_store_run_json(&b, g, idx) == 0 && sim_buf_adds(&b, "}") == 0) {
+        sim_webhook_queue(r->webhook_url, r->id, b.p);
+        b.p = NULL;
+    }
+    sim_buf_free(&b);
+}
+
+/* Ends run idx as s, ago ms in the past: its task_run.state event and its webhook. */
+static void end_run(struct sim_group *g, size_t idx, enum run_status s, long long ago)
+{
+    set_status(g, &g->runs[idx], s, ago);
+    log_run(g, idx);
+    queue_webhook(g, idx);
+}
+
 void sim_store_advance(struct sim_group *g)
 {
     long long now = sim_mono_ms(), next = -1;
-    size_t i, ended = 0;
+    size_t i, changed = 0;
 
     if (g->next_due < 0 || now < g->next_due)
         return;
@@ -353,11 +389,14 @@ void sim_store_advance(struct sim_group *g)
 
         if (!sim_store_is_active(r->status))
             continue;
-        if (r->status == RS_QUEUED && now >= r->start_at)
+        if (r->status == RS_QUEUED && now >= r->start_at) {
             set_status(g, r, RS_RUNNING, now - r->start_at);
+            log_run(g, i);
+            changed++;
+        }
         if (r->done_at >= 0 && now >= r->done_at) {
             end_run(g, i, r->final, now - r->done_at);
-            ended++;
+            changed++;
             continue;
         }
         due = r->status == RS_QUEUED ? r->start_at : r->done_at;
@@ -367,7 +406,7 @@ void sim_store_advance(struct sim_group *g)
     while (g->first_active < g->nruns && !sim_store_is_active(g->runs[g->first_active].status))
         g->first_active++;
     g->next_due = next;
-    if (ended > 0)
+    if (changed > 0)
         sim_store_log_status(g);
 }
 
@@ -395,7 +434,8 @@ size_t sim_store_add(struct sim_group *g, struct sim_run *runs, size_t n)
 
         *r = runs[i];
         r->status = RS_QUEUED;
-        r->final = RS_COMPLETED;
+        if (r->final != RS_FAILED && r->final != RS_CANCELLED)
+            r->final = RS_COMPLETED;
         r->batch = batch;
         r->start_at = now + (sim_run_ms >= 0 ? sim_run_ms / 2 : QUEUED_MANUAL_MS);
         r->done_at = sim_run_ms >= 0 ? now + sim_run_ms : -1;
@@ -410,25 +450,27 @@ size_t sim_store_add(struct sim_group *g, struct sim_run *runs, size_t n)
     if (n > 0)
         memcpy(g->modified_at, g->runs[g->nruns - 1].created_at, sizeof g->modified_at);
     sim_store_log_status(g);
+    for (i = g->batch_runs[batch]; i < g->nruns; i++)
+        log_run(g, i);
     return batch;
 }
 
-/* Ends run idx now as status if it is still active; 1 if it was. */
-static int end_now(struct sim_group *g, size_t idx, enum run_status status)
+/* Ends run idx now as status (-1: its own outcome) if it is still active; 1 if it was. */
+static int end_now(struct sim_group *g, size_t idx, int status)
 {
     if (!sim_store_is_active(g->runs[idx].status))
         return 0;
-    end_run(g, idx, status, 0);
+    end_run(g, idx, status < 0 ? g->runs[idx].final : (enum run_status)status, 0);
     return 1;
 }
 
-int sim_store_end_run(struct sim_group *g, size_t idx, enum run_status status)
+int sim_store_end_run(struct sim_group *g, size_t idx, int status)
 {
     sim_store_advance(g);
     return end_now(g, idx, status);
 }
 
-long sim_store_end_all(enum run_status status)
+long sim_store_end_all(int status)
 {
     size_t b, i;
     long ended = 0;
@@ -450,6 +492,55 @@ long sim_store_end_all(enum run_status status)
 }
 
 /* ---- what runs answer ----------------------------------------------------------------- */
+
+/* A copy of s at most ERROR_MAX bytes long, cut on a character boundary. */
+static char *error_text(const char *s)
+{
+    size_t n = strlen(s);
+
+    while (*s == ' ') {
+        s++;
+        n--;
+    }
+    if (n > ERROR_MAX) {
+        n = ERROR_MAX;
+        while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
+            n--;
+    }
+    return n > 0 ? sim_xstrndup(s, n) : NULL;
+}
+
+enum run_status sim_store_outcome(struct json_object *in, char **error)
+{
+    static const char fail_prefix[] = "fail:";
+    struct json_object *meta = NULL, *outcome = NULL, *msg = NULL, *input = NULL;
+    const char *o = NULL;
+
+    *error = NULL;
+    if (json_object_object_get_ex(in, "metadata", &meta) &&
+        json_object_is_type(meta, json_type_object)) {
+        if (json_object_object_get_ex(meta, "sim_outcome", &outcome) &&
+            json_object_is_type(outcome, json_type_string))
+            o = json_object_get_string(outcome);
+        if (json_object_object_get_ex(meta, "sim_error", &msg) &&
+            json_object_is_type(msg, json_type_string))
+            *error = error_text(json_object_get_string(msg));
+    }
+    if (o == NULL && json_object_object_get_ex(in, "input", &input) &&
+        json_object_is_type(input, json_type_string) &&
+        strncmp(json_object_get_string(input), fail_prefix, sizeof fail_prefix - 1) == 0) {
+        o = "failed";
+        if (*error == NULL)
+            *error = error_text(json_object_get_string(input) + sizeof fail_prefix - 1);
+    }
+    if (o != NULL && strcmp(o, "failed") == 0)
+        return RS_FAILED;
+    if (o != NULL && strcmp(o, "cancelled") == 0)
+        return RS_CANCELLED;
+    free(*error);
+    *error = NULL;
+    return RS_COMPLETED;
+}
 
 /* A schema-valid value for a JSON schema node: the first enum value, or one by type. */
 static struct json_object *sample_value(struct json_object *schema, const char *name)

@@ -19,8 +19,10 @@ struct sim_run {
     char *metadata;     /* canonical JSON text, or NULL */
     char *request;      /* the run input as a TaskRunInput JSON object text */
     char *output;       /* the output object (TaskRunTextOutput / TaskRunJsonOutput) */
+    char *error;        /* the message of its error when it fails, or NULL (a default) */
+    char *webhook_url;  /* where its task_run.status webhook goes when it ends, or NULL */
     enum run_status status;
-    enum run_status final; /* what the run ends as when its time is up */
+    enum run_status final; /* what the run ends as when its time is up (sim_store_outcome) */
     long long start_at;    /* monotonic ms when it leaves "queued" */
     long long done_at;     /* monotonic ms when it ends; < 0: only on demand */
     size_t batch;          /* the add-runs call that made it (0 for the first) */
@@ -77,13 +79,14 @@ void sim_store_advance(struct sim_group *g);
 /* Appends runs (taken over; the array itself stays the caller's) to g as a new batch,
  * logging a status event; returns the batch's number (0 for the first). */
 size_t sim_store_add(struct sim_group *g, struct sim_run *runs, size_t n);
-/* Ends run idx of g now as status (a terminal status) if it is still active; 1 if it
- * was. Call sim_store_log_status(g) after a batch of these. */
-int sim_store_end_run(struct sim_group *g, size_t idx, enum run_status status);
+/* Ends run idx of g now as status (a terminal status; -1: the one it was to end as) if it
+ * is still active; 1 if it was. Call sim_store_log_status(g) after a batch of these. */
+int sim_store_end_run(struct sim_group *g, size_t idx, int status);
 /* Logs a task_group_status event for g's current status. */
 void sim_store_log_status(struct sim_group *g);
-/* Ends every active run of every group now as status; returns how many it ended. */
-long sim_store_end_all(enum run_status status);
+/* Ends every active run of every group now as status (-1 as above); returns how many it
+ * ended. */
+long sim_store_end_all(int status);
 /* Whether g has an active run. */
 int sim_store_active(const struct sim_group *g);
 
@@ -103,6 +106,12 @@ void sim_store_run_cursor(char *out, size_t size, const struct sim_group *g, siz
 /* Parses a cursor of kind for g into *pos, the index of the run or event it comes
  * before; -1 when it is not one (pos may still be past the end: callers check). */
 int sim_store_parse_cursor(const char *s, const struct sim_group *g, char kind, size_t *pos);
+
+/* What a run asks to end as: "failed" with an error when its metadata says sim_outcome
+ * "failed" (sim_error: the message) or its input is a text starting "fail:" (the rest,
+ * trimmed, is the message); "cancelled" likewise; else "completed". *error receives a
+ * malloc'ed message or NULL. in is the run input object. */
+enum run_status sim_store_outcome(struct json_object *in, char **error);
 
 /* The output a run of this input will have: a schema-valid, deterministic output object
  * as JSON text (malloc'ed). spec is the task_spec that applies, or NULL. */

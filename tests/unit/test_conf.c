@@ -474,12 +474,17 @@ static void test_dump(void)
                  "retry_dedupe_window_s = 600\n"
                  "reconcile_on_start = 1\n"
                  "reconcile_after_s = 300\n"
+                 "reconcile_pass_s = 60\n"
                  "housekeeping_interval_s = 60\n"
                  "long_reads_per_team = 1000\n"
                  "nginx_listen = 127.0.0.1:8080\n"
                  "nginx_resolver = \"\"\n"
                  "upstream_ca_file = /etc/ssl/certs/ca-certificates.crt\n"
                  "user = \"\"\n"
+                 "track_groups_max = 500\n"
+                 "webhook_secrets = \"\"\n"
+                 "webhook_secrets_file = \"\"\n"
+                 "webhook_public_url = \"\"\n"
                  "log_level = info\n"
                  "log_format = logfmt\n");
 
@@ -498,6 +503,34 @@ static void test_dump(void)
     CHECK(tg_conf_dump(&c, a, 40) == TG_ETOOBIG);
     CHECK(strlen(a) < 40);
     CHECK(tg_conf_dump(&c, a, 0) == TG_ETOOBIG);
+}
+
+/* Webhook secrets are checked one by one at start-up and never shown: not in the dump,
+ * not in a message about a bad one. */
+static void test_webhook_keys(void)
+{
+    struct tg_conf c;
+    char a[4096];
+    tg_conf_defaults(&c);
+    CHECK(parse(&c, "webhook_secrets = whsec_c2VjcmV0LW9uZQ== secret-two-plain\n"
+                    "webhook_public_url = https://gw.example.com/\ntrack_groups_max = 0\n") ==
+          TG_OK);
+    CHECK_STR(c.webhook_secrets, "whsec_c2VjcmV0LW9uZQ== secret-two-plain");
+    CHECK_STR(c.webhook_public_url, "https://gw.example.com");
+    CHECK(c.track_groups_max == 0);
+    CHECK(tg_conf_dump(&c, a, sizeof a) == TG_OK);
+    CHECK(strstr(a, "webhook_secrets = \"\" # 2 set, not shown\n") != NULL);
+    CHECK(strstr(a, "c2VjcmV0") == NULL && strstr(a, "secret-two") == NULL);
+    tg_conf_defaults(&c);
+    CHECK(parse(&c, "webhook_secrets = whsec_c2VjcmV0LW9uZQ== whsec_no*base64!!\n") ==
+          TG_EINVAL);
+    CHECK_STR(err, "t.conf:1: webhook_secrets: secret 2 is not usable (whsec_ and base64, or "
+                   "text up to 128 bytes)");
+    CHECK(strstr(err, "no*base64") == NULL);
+    CHECK(parse(&c, "webhook_secrets = a b c d e f g h i\n") == TG_EINVAL);
+    CHECK_STR(err, "t.conf:1: webhook_secrets: at most 8 secrets");
+    CHECK(parse(&c, "webhook_public_url = gw.example.com\n") == TG_EINVAL);
+    CHECK(parse(&c, "track_groups_max = 100001\n") == TG_EINVAL);
 }
 
 static void test_shipped_conf(void)
@@ -559,6 +592,7 @@ int main(void)
         {"relative_paths", test_relative_paths},
         {"env", test_env},
         {"dump", test_dump},
+        {"webhook_keys", test_webhook_keys},
         {"shipped_conf", test_shipped_conf},
         {NULL, NULL}};
 

@@ -283,9 +283,52 @@ static void enforced_fields(void)
     CHECK_STR(loc, "[\"body\",\"processor\"]");
 }
 
+/* A preset asking for the gateway's webhook gets it on every run when the public URL is
+ * set; a submission's own still overrides it; gateway_webhook never goes upstream. */
+static void gateway_webhook(void)
+{
+    json_object *p = J("{\"processor\":\"base\",\"gateway_webhook\":true,"
+                       "\"webhook\":{\"url\":\"https://team.example/h\"}}");
+    json_object *t = tg_merge_template_from_preset(p);
+    CHECK(tg_merge_gateway_webhook(t, p, "https://gw.example") == TG_OK);
+    CHECK_STR(tg_json_str(t, NULL), "{\"processor\":\"base\",\"webhook\":{\"url\":"
+              "\"https://gw.example/v1/webhooks/parallel\",\"event_types\":"
+              "[\"task_run.status\"]}}");
+    json_object *s = J("{\"webhook_url\":\"https://mine.example/x\"}");
+    json_object *own = tg_merge_template_from_submission(s);
+    json_object *m = tg_merge(t, own);
+    CHECK_STR(tg_json_get_str(tg_json_get(m, "webhook"), "url"), "https://mine.example/x");
+    json_object_put(m);
+    json_object_put(own);
+    json_object_put(s);
+    json_object_put(t);
+    /* Without a public URL, or without the preset asking: the preset's own, if any. */
+    t = tg_merge_template_from_preset(p);
+    CHECK(tg_merge_gateway_webhook(t, p, "") == TG_OK);
+    CHECK_STR(tg_json_get_str(tg_json_get(t, "webhook"), "url"), "https://team.example/h");
+    CHECK(!tg_json_has(t, "gateway_webhook"));
+    json_object_put(t);
+    json_object *q = J("{\"processor\":\"base\",\"gateway_webhook\":false}");
+    t = tg_merge_template_from_preset(q);
+    CHECK(tg_merge_gateway_webhook(t, q, "https://gw.example") == TG_OK);
+    CHECK(!tg_json_has(t, "webhook"));
+    json_object_put(t);
+    json_object_put(q);
+    json_object_put(p);
+    /* A preset's gateway_webhook must be a boolean. */
+    json_object *bad = J("{\"gateway_webhook\":\"yes\"}");
+    json_object *detail = json_object_new_array();
+    tg_validate_preset(bad, detail);
+    CHECK(json_object_array_length(detail) == 1);
+    CHECK(strstr(tg_json_str(detail, NULL), "gateway_webhook") != NULL);
+    json_object_put(detail);
+    json_object_put(bad);
+}
+
 int main(void)
 {
     static const struct tg_test_case cases[] = {
+        {"gateway_webhook", gateway_webhook},
         {"objects_merge_key_by_key", objects_merge_key_by_key},
         {"lists_are_replaced", lists_are_replaced},
         {"null_removes", null_removes},

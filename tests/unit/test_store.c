@@ -696,6 +696,133 @@ static void test_reject_and_unknown(void)
     remove_db(path);
 }
 
+/* A submission of inputs inputs into group tgrp_c received at received_ms, with one
+ * add-runs call per entry of calls[0..n) (its outcome, when it ended, its run_cursor). */
+struct call_at {
+    enum tg_outcome outcome;
+    int64_t finished_ms;
+    const char *run_cursor;
+};
+
+static void group_submission(struct tg_store *st, int64_t team, const char *id, int inputs,
+                             int64_t received_ms, const struct call_at *calls, int n)
+{
+    struct tg_submission sub = submission(id, team, NULL, inputs);
+    sub.taskgroup_id = "tgrp_c";
+    sub.received_ms = received_ms;
+    CHECK(tg_store_submission_begin(st, &sub) == TG_OK);
+    for (int i = 0; i < n; i++) {
+        char run[64];
+        snprintf(run, sizeof(run), "trun_%s_%d", id, i);
+        const char *ids[] = {run};
+        struct tg_call c = {
+            .submission_id = id, .seq = i, .operation = "add_runs", .method = "POST",
+            .path = "/v1/tasks/groups/tgrp_c/runs", .first_input = i, .num_inputs = 1,
+            .started_ms = calls[i].finished_ms - 100, .duration_ms = 100,
+            .outcome = calls[i].outcome, .http_status = calls[i].outcome == TG_OUTCOME_OK ? 200 : 0,
+            .run_cursor = calls[i].run_cursor,
+            .num_runs = calls[i].outcome == TG_OUTCOME_OK ? 1 : 0, .run_ids = ids,
+        };
+        CHECK(tg_store_call_record(st, &c) == TG_OK);
+    }
+}
+
+/* The cursor tg_store_recon_cursor gives for before_ms, as "sub#seq=cursor". */
+static const char *cursor_at(struct tg_store *st, struct tg_pool *pool, int64_t before_ms)
+{
+    struct tg_recon_cursor c;
+    int rc = tg_store_recon_cursor(st, pool, "tgrp_c", before_ms, &c);
+    if (rc != TG_OK)
+        return rc == TG_ENOTFOUND ? "none" : "error";
+    return tg_pool_printf(pool, "%s#%d=%s", c.submission_id, c.seq,
+                          c.run_cursor != NULL ? c.run_cursor : "(null)");
+}
+
+/* Where reconciliation starts reading a group: the last call whose runs existed before a
+ * time (answered before it, or found by a reconciliation settled before it); a read cut
+ * short records what it found whole and leaves the submission unknown with its cursor. */
+static void test_recon_cursor(void)
+{
+    char path[512];
+    struct tg_store *st = fresh_store(path, sizeof(path), "cursor");
+    struct tg_pool *pool = tg_pool_create();
+    if (st == NULL || pool == NULL) {
+        CHECK(!"setup");
+        tg_store_close(st);
+        tg_pool_destroy(pool);
+        return;
+    }
+    int64_t team = add_team(st, "research", "pk-1");
+    int64_t t0 = tg_now_ms() - 600000;
+    const struct call_at a[] = {{TG_OUTCOME_OK, t0 + 1000, NULL}};
+    const struct call_at b[] = {{TG_OUTCOME_OK, t0 + 3000, "rc_b0"},
+                                {TG_OUTCOME_OK, t0 + 3500, "rc_b1"}};
+    const struct call_at c[] = {{TG_OUTCOME_UNKNOWN, t0 + 6000, NULL}};
+    const struct call_at d[] = {{TG_OUTCOME_OK, t0 + 11000, "rc_d0"}};
+    group_submission(st, team, "sub_a", 1, t0, a, 1);
+    group_submission(st, team, "sub_b", 2, t0 + 2000, b, 2);
+    group_submission(st, team, "sub_c", 1, t0 + 5000, c, 1);
+    group_submission(st, team, "sub_d", 1, t0 + 10000, d, 1);
+    CHECK(tg_store_submission_finish(st, "sub_a", TG_STATE_ACCEPTED, 200, 200, NULL) == TG_OK);
+    CHECK(tg_store_submission_finish(st, "sub_b", TG_STATE_ACCEPTED, 200, 200, NULL) == TG_OK);
+    CHECK(tg_store_submission_finish(st, "sub_c", TG_STATE_UNKNOWN, 504, 0, "lost") == TG_OK);
+    CHECK(tg_store_submission_finish(st, "sub_d", TG_STATE_ACCEPTED, 200, 200, NULL) == TG_OK);
+
+    CHECK_STR(cursor_at(st, pool, t0 + 500), "none");
+    CHECK_STR(cursor_at(st, pool, t0 + 1500), "sub_a#0=(null)"); /* the group's first runs */
+    CHECK_STR(cursor_at(st, pool, t0 + 3200), "sub_b#0=rc_b0");  /* #1 answered after */
+    CHECK_STR(cursor_at(st, pool, t0 + 4000), "sub_b#1=rc_b1");
+    /* sub_d was received before, but answered after; sub_c never answered. */
+    CHECK_STR(cursor_at(st, pool, t0 + 10500), "sub_b#1=rc_b1");
+    CHECK_STR(cursor_at(st, pool, t0 + 12000), "sub_d#0=rc_d0");
+
+    /* sub_e's call was found by a read cut short: recorded with the cursor read before it,
+     * the submission still unknown, the cursor to read on from kept on its row. */
+    group_submission(st, team, "sub_e", 1, t0 + 20000, NULL, 0);
+    CHECK(tg_store_submission_finish(st, "sub_e", TG_STATE_UNKNOWN, 502, 0, "lost") == TG_OK);
+    const char *runs[] = {"trun_e0"};
+    struct tg_recon_found f = {.seq = 0, .first_input = 0, .num_inputs = 1, .nruns = 1,
+                               .run_ids = runs, .run_cursor = "rc_e0"};
+    struct tg_recon_write w = {
+        .sub_id = "sub_e", .actor = "test", .taskgroup_id = "tgrp_c", .api = "/v1",
+        .state = TG_STATE_UNKNOWN, .outcome = "error", .runs_found = 1,
+        .detail = "cut short", .resume_cursor = "rc_after", .nfound = 1, .found = &f,
+    };
+    CHECK(tg_store_recon_write(st, &w) == TG_OK);
+    struct tg_recon_sub loaded;
+    CHECK(tg_store_recon_load(st, pool, "sub_e", &loaded) == TG_OK);
+    CHECK(loaded.state == TG_STATE_UNKNOWN && loaded.received_ms == t0 + 20000);
+    CHECK_STR(loaded.resume_cursor != NULL ? loaded.resume_cursor : "(null)", "rc_after");
+    CHECK(loaded.ncalls == 1 && loaded.calls[0].runs == 1);
+    CHECK_STR(query(path, "SELECT outcome || '|' || run_cursor FROM upstream_calls"
+                          " WHERE submission_id = 'sub_e'"), "unknown|rc_e0");
+    /* Its runs existed when the call was recorded, not before. */
+    CHECK_STR(cursor_at(st, pool, tg_now_ms() + 60000), "sub_e#0=rc_e0");
+    CHECK_STR(cursor_at(st, pool, tg_now_ms() - 60000), "sub_d#0=rc_d0");
+    /* Due at once, although it was just tried (its read goes on); sub_c, unknown only since
+     * now, is not yet. */
+    const char **ids;
+    size_t n = 0;
+    CHECK(tg_store_unknown_ids(st, pool, 10, tg_now_ms() - 300000, &ids, &n) == TG_OK);
+    CHECK(n == 1 && strcmp(ids[0], "sub_e") == 0);
+    long pending = -1, unknown = -1;
+    int64_t oldest = 0;
+    CHECK(tg_store_open_counts(st, &pending, &unknown, &oldest) == TG_OK);
+    CHECK(pending == 0 && unknown == 2 && oldest == t0 + 5000);
+
+    /* Found again by the next read, the call is not recorded twice. */
+    w.state = TG_STATE_ACCEPTED;
+    w.outcome = "accepted";
+    w.resume_cursor = NULL;
+    CHECK(tg_store_recon_write(st, &w) == TG_OK);
+    CHECK_STR(query(path, "SELECT count(*) FROM runs WHERE submission_id = 'sub_e'"), "1");
+    CHECK_STR(query(path, "SELECT state FROM submissions WHERE id = 'sub_e'"), "accepted");
+    CHECK(tg_store_recon_write(st, &w) == TG_EINVAL);
+    tg_pool_destroy(pool);
+    tg_store_close(st);
+    remove_db(path);
+}
+
 static void test_ten_thousand_runs(void)
 {
     enum { N = 10000 };
@@ -894,6 +1021,169 @@ static void test_names(void)
     CHECK(!tg_admin_valid_name(NULL));
 }
 
+/* ---- what came of each run ---------------------------------------------------------- */
+
+/* A team, a submission and an add-runs call of runs ids into group tgrp_t. */
+static void track_fixture(struct tg_store *st, const char *sub_id, int seq,
+                          const char *const *ids, size_t n)
+{
+    if (seq == 0) {
+        int64_t team = add_team(st, "research", "pk-1");
+        struct tg_submission sub = submission(sub_id, team, NULL, (int)n);
+        sub.taskgroup_id = "tgrp_t";
+        CHECK(tg_store_submission_begin(st, &sub) == TG_OK);
+    }
+    struct tg_call call = {
+        .submission_id = sub_id, .seq = seq, .operation = "add_runs", .method = "POST",
+        .path = "/v1/tasks/groups/tgrp_t/runs", .first_input = seq * 10, .num_inputs = (int)n,
+        .started_ms = tg_now_ms(), .duration_ms = 5, .outcome = TG_OUTCOME_OK,
+        .http_status = 200, .num_runs = n, .run_ids = ids,
+    };
+    CHECK(tg_store_call_record(st, &call) == TG_OK);
+}
+
+static void test_track_groups_and_changes(void)
+{
+    char path[512];
+    struct tg_store *st = fresh_store(path, sizeof(path), "track");
+    if (st == NULL)
+        return;
+    const char *ids[] = {"trun_1", "trun_2"};
+    track_fixture(st, "sub_t", 0, ids, 2);
+    CHECK_STR(query(path, "SELECT state || '|' || adds FROM track_groups"), "follow|1");
+
+    struct tg_track_group g[4];
+    size_t n = 0;
+    long waiting = -1;
+    CHECK(tg_store_track_take(st, 4, g, &n, &waiting) == TG_OK);
+    CHECK(n == 1 && waiting == 0);
+    CHECK_STR(g[0].taskgroup_id, "tgrp_t");
+    CHECK_STR(g[0].team, "research");
+    CHECK_STR(g[0].last_event_id, "");
+    CHECK(g[0].adds == 1);
+    CHECK(tg_store_track_take(st, 4, g, &n, &waiting) == TG_OK && n == 0); /* held: ours */
+
+    int64_t t0 = 1767225600000; /* 2026-01-01T00:00:00.000Z */
+    struct tg_run_change first[] = {
+        {"trun_1", "queued", NULL, t0, "e1", 0},
+        {"trun_2", "queued", NULL, t0, "e2", 0},
+        {"trun_1", "running", NULL, t0 + 1000, "e3", 0},
+        {"trun_1", "running", NULL, t0 + 1000, "e3", 0}, /* told twice: once */
+    };
+    size_t rec = 0;
+    CHECK(tg_store_track_record(st, "tgrp_t", "e3", first, 4, &rec) == TG_OK);
+    CHECK(rec == 3);
+    CHECK(first[0].news && first[1].news && first[2].news && !first[3].news);
+    struct tg_run_change later[] = {
+        {"trun_1", "failed", "no sources", t0 + 5000, "e4", 0},
+        {"trun_1", "running", NULL, t0 + 6000, "e5", 0},   /* after a final status: nothing */
+        {"trun_2", "completed", "not kept", t0 + 3000, "e6", 0},
+        {"trun_2", "queued", NULL, t0 + 500, "e7", 0},     /* older than known: nothing */
+        {"trun_2", "lost", NULL, t0 + 9000, "e8", 0},      /* not a status */
+    };
+    CHECK(tg_store_track_record(st, "tgrp_t", NULL, later, 4, &rec) == TG_OK);
+    CHECK(rec == 2);
+    CHECK(tg_store_track_record(st, "tgrp_t", NULL, later + 4, 1, &rec) == TG_EINVAL);
+    CHECK_STR(query(path, "SELECT last_event_id FROM track_groups"), "e3");
+    CHECK_STR(query(path, "SELECT group_concat(x, ',') FROM (SELECT run_id || ':' || status ||"
+                          " ':' || coalesce(error, '-') || ':' || source || ':' || event_id"
+                          " AS x FROM run_status_changes ORDER BY id)"),
+              "trun_1:queued:-:events:e1,trun_2:queued:-:events:e2,"
+              "trun_1:running:-:events:e3,trun_1:failed:no sources:events:e4,"
+              "trun_2:completed:-:events:e6");
+    CHECK_STR(query(path, "SELECT group_concat(x, ',') FROM (SELECT run_id || ':' ||"
+                          " coalesce(status, '-') || ':' || coalesce(error, '-') || ':' ||"
+                          " coalesce(completed_at, '-') AS x FROM audit_runs ORDER BY run_id)"),
+              "trun_1:failed:no sources:2026-01-01T00:00:05.000Z,"
+              "trun_2:completed:-:2026-01-01T00:00:03.000Z");
+    CHECK_STR(query(path, "SELECT count(*) FROM audit_run_status_changes"), "5");
+
+    /* Runs added while the follower decided the group was done: it stays to follow. */
+    const char *more[] = {"trun_3"};
+    track_fixture(st, "sub_t", 1, more, 1);
+    int again = -1;
+    CHECK(tg_store_track_settle(st, "tgrp_t", g[0].adds, 0, NULL, &again) == TG_OK);
+    CHECK(again == 1);
+    CHECK_STR(query(path, "SELECT state || '|' || coalesce(owner, '-') FROM track_groups"),
+              "follow|-");
+    CHECK(tg_store_track_record(st, "tgrp_t", "e9", first, 1, &rec) == TG_ENOTFOUND);
+    CHECK(tg_store_track_take(st, 4, g, &n, NULL) == TG_OK && n == 1 && g[0].adds == 2);
+    CHECK_STR(g[0].last_event_id, "e3");
+    CHECK(tg_store_track_settle(st, "tgrp_t", g[0].adds, 0, NULL, &again) == TG_OK);
+    CHECK(again == 0);
+    CHECK_STR(query(path, "SELECT state FROM track_groups"), "idle");
+    CHECK(tg_store_track_take(st, 4, g, &n, &waiting) == TG_OK && n == 0 && waiting == 0);
+    CHECK(tg_store_track_settle(st, "tgrp_t", 2, 0, NULL, &again) == TG_ENOTFOUND);
+
+    /* Released on the way out, a group is anyone's to take at once. */
+    const char *last[] = {"trun_4"};
+    track_fixture(st, "sub_t", 2, last, 1);
+    CHECK(tg_store_track_take(st, 4, g, &n, NULL) == TG_OK && n == 1);
+    CHECK(tg_store_track_release(st, NULL) == TG_OK);
+    CHECK_STR(query(path, "SELECT state || '|' || coalesce(owner, '-') FROM track_groups"),
+              "follow|-");
+    CHECK(tg_store_track_take(st, 4, g, &n, NULL) == TG_OK && n == 1);
+    CHECK(tg_store_track_settle(st, "tgrp_t", g[0].adds, 1, "TaskGroup not found", &again) ==
+          TG_OK);
+    CHECK_STR(query(path, "SELECT state || '|' || detail FROM track_groups"),
+              "gone|TaskGroup not found");
+    tg_store_close(st);
+    remove_db(path);
+}
+
+static void test_webhook_records(void)
+{
+    char path[512];
+    struct tg_store *st = fresh_store(path, sizeof(path), "hooks");
+    if (st == NULL)
+        return;
+    const char *ids[] = {"trun_w"};
+    track_fixture(st, "sub_w", 0, ids, 1);
+    int64_t t0 = 1767225600000;
+    struct tg_run_change done = {"trun_w", "completed", NULL, t0, "msg_1", 0};
+    enum tg_webhook_outcome out;
+    char team[65];
+    CHECK(tg_store_webhook_record(st, "msg_1", "tgrp_t", &done, &out, team, sizeof(team)) ==
+          TG_OK);
+    CHECK(out == TG_WEBHOOK_RECORDED);
+    CHECK_STR(team, "research");
+    CHECK(tg_store_webhook_record(st, "msg_1", "tgrp_t", &done, &out, team, sizeof(team)) ==
+          TG_EEXIST);
+    /* Another delivery of what is known; a run named without its group; someone else's. */
+    CHECK(tg_store_webhook_record(st, "msg_2", NULL, &done, &out, NULL, 0) == TG_OK);
+    CHECK(out == TG_WEBHOOK_KNOWN);
+    struct tg_run_change other = {"trun_x", "failed", "e", t0, "msg_3", 0};
+    CHECK(tg_store_webhook_record(st, "msg_3", "tgrp_other", &other, &out, team,
+                                  sizeof(team)) == TG_OK);
+    CHECK(out == TG_WEBHOOK_IGNORED);
+    CHECK_STR(team, "");
+    CHECK_STR(query(path, "SELECT group_concat(x, ',') FROM (SELECT webhook_id || ':' ||"
+                          " outcome AS x FROM webhook_deliveries ORDER BY webhook_id)"),
+              "msg_1:recorded,msg_2:known,msg_3:ignored");
+    CHECK_STR(query(path, "SELECT group_concat(x, ',') FROM (SELECT run_id || ':' || status ||"
+                          " ':' || source || ':' || event_id AS x FROM run_status_changes)"),
+              "trun_w:completed:webhook:msg_1");
+    long pruned = 0;
+    CHECK(tg_store_webhook_prune(st, tg_now_ms() + 1000, &pruned) == TG_OK && pruned == 3);
+    tg_store_close(st);
+    remove_db(path);
+}
+
+static void test_run_change_rule(void)
+{
+    const char *t1 = "2026-01-01T00:00:01.000Z", *t2 = "2026-01-01T00:00:02.000Z";
+    CHECK(tg_domain_run_change_news(NULL, NULL, "queued", t1));
+    CHECK(!tg_domain_run_change_news(NULL, NULL, "done", t1));
+    CHECK(!tg_domain_run_change_news("queued", t1, "queued", t2));
+    CHECK(tg_domain_run_change_news("queued", t1, "running", t1));
+    CHECK(!tg_domain_run_change_news("running", t2, "queued", t1));
+    CHECK(tg_domain_run_change_news("running", t1, "action_required", t2));
+    CHECK(!tg_domain_run_change_news("cancelled", t1, "running", t2));
+    CHECK(tg_domain_run_status_final("failed") && !tg_domain_run_status_final("cancelling"));
+    CHECK(tg_domain_run_status_active("cancelling") && !tg_domain_run_status_active("failed"));
+    CHECK(!tg_domain_run_status_known(NULL));
+}
+
 int main(void)
 {
     /* Team keys are sealed under a key file: a fresh one for this run, named apart from
@@ -919,10 +1209,14 @@ int main(void)
         {"presets", test_presets},
         {"submission_flow", test_submission_flow},
         {"reject_and_unknown", test_reject_and_unknown},
+        {"recon_cursor", test_recon_cursor},
         {"group_commit", test_group_commit},
         {"ten_thousand_runs", test_ten_thousand_runs},
         {"busy", test_busy},
         {"readonly", test_readonly},
+        {"track_groups_and_changes", test_track_groups_and_changes},
+        {"webhook_records", test_webhook_records},
+        {"run_change_rule", test_run_change_rule},
         {NULL, NULL},
     };
     int rc = tg_test_run(cases);

@@ -1,4 +1,4 @@
-/* Unit tests of the SQLite store at scale (sql/sqlite/007_scale.sql): runs placed in
+/* Unit tests of the SQLite store at scale (sql/sqlite/010_scale.sql): runs placed in
  * buckets with each run id still recorded once at most, across buckets and handles; and
  * the audit summary's counts, exactly what the records say after every kind of change
  * (runs of several processors, final states, a settle of what a daemon left pending, a
@@ -273,9 +273,9 @@ static void test_summary_is_exact(void)
     check_exact(path, "settled as unknown");
     const char *found_ids[] = {"trun_a2_found1", "trun_a2_found2"};
     const char *found_procs[] = {"ultra", "base"};
-    struct tg_recon_found found = {1, 2, 2, 0, 2, found_ids, found_procs};
+    struct tg_recon_found found = {1, 2, 2, 0, 2, found_ids, found_procs, "ecur_a2"};
     struct tg_recon_write w = {"sub_a2", "os:test", "tgrp_x", "/v1", TG_STATE_ACCEPTED,
-                               "accepted", 2, "found", 1, &found};
+                               "accepted", 2, "found", NULL, 1, &found};
     CHECK(tg_store_recon_write(st, &w) == TG_OK);
     check_exact(path, "reconciled");
 

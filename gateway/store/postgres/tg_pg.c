@@ -4,6 +4,7 @@
  * probes, the admin log's row, and the backend table the store's face dispatches to. */
 #include "tg_pg_int.h"
 
+#include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -11,6 +12,7 @@
 #include <string.h>
 
 #include "tg_core.h"
+#include "tg_log.h"
 #include "tg_metrics.h"
 
 /* How many times a transaction the server aborted (serialization, deadlock) is run again. */
@@ -71,19 +73,54 @@ static void server_message(struct tg_store *st, const PGresult *res, const char 
 static int result_err(struct tg_store *st, const PGresult *res, const char *what)
 {
     server_message(st, res, what);
+    const char *c = res != NULL ? PQresultErrorField(res, PG_DIAG_CONSTRAINT_NAME) : NULL;
+    snprintf(st->constraint, sizeof(st->constraint), "%s", c != NULL ? c : "");
     return map_state(res != NULL ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL);
 }
 
 /* ---- the connection ------------------------------------------------------------------ */
 
-/* Settings every connection runs with: UTC, and a locked row waited on busy_ms at most
- * (SQLite's busy timeout). */
+/* Seconds a connection attempt may take when the URI does not say (connect_timeout): a
+ * server that does not answer at all (a host gone from the network) would otherwise hold
+ * a request for the system's TCP timeout, minutes, instead of failing it with a 503. */
+#define CONNECT_TIMEOUT_S "5"
+
+/* What the server says beside its answers (a warning; why it ends a session while a
+ * statement waits) goes to the log as one line, not to stderr in libpq's own words. */
+static void on_notice(void *arg, const char *msg)
+{
+    (void)arg;
+    size_t len = strcspn(msg, "\n");
+    tg_log(TG_LOG_WARN, "PostgreSQL: %.*s", (int)(len > 400 ? 400 : len), msg);
+}
+
+/* Settings every connection runs with, made again after a reconnect: UTC, a locked row
+ * waited on busy_ms at most (SQLite's busy timeout; 0 is "do not wait", which for
+ * PostgreSQL's lock_timeout would mean "wait for ever"), and read-only when opened so. */
 static int setup(struct tg_store *st)
 {
-    char sql[160];
+    char sql[200];
     snprintf(sql, sizeof(sql), "SET TIME ZONE 'UTC'; SET lock_timeout = %d; "
-             "SET client_min_messages = warning", st->busy_ms > 0 ? st->busy_ms : 0);
-    return tg_pg_sql(st, sql, "configure the connection");
+             "SET client_min_messages = warning%s", st->busy_ms > 0 ? st->busy_ms : 1,
+             (st->flags & TG_STORE_READONLY) ? "; SET default_transaction_read_only = on"
+                                             : "");
+    int rc = tg_pg_sql(st, sql, "configure the connection");
+    st->ready = rc == TG_OK;
+    return rc;
+}
+
+/* Whether the server has closed this idle connection (a restart, an administrator ending
+ * sessions). It says why and closes its end, which libpq notices only when it next reads:
+ * without this look the next statement, the first after the server is back, would fail
+ * too. Outside a transaction no answer is due, so whatever is readable is that farewell
+ * or the end of the connection (a few reads: the farewell first, then the end). */
+static int closed_by_server(PGconn *conn)
+{
+    struct pollfd pfd = {.fd = PQsocket(conn), .events = POLLIN};
+    for (int i = 0; i < 4 && poll(&pfd, 1, 0) > 0; i++)
+        if (!PQconsumeInput(conn))
+            break;
+    return PQstatus(conn) != CONNECTION_OK;
 }
 
 /* A lost connection is made again, outside a transaction only: inside one, what the
@@ -91,16 +128,19 @@ static int setup(struct tg_store *st)
  * the connection's: they are prepared again. */
 static int connected(struct tg_store *st)
 {
-    if (PQstatus(st->conn) == CONNECTION_OK)
-        return TG_OK;
     if (st->in_tx) {
+        if (PQstatus(st->conn) == CONNECTION_OK)
+            return TG_OK;
         tg_pg_set_err(st, "the connection to PostgreSQL was lost in a transaction");
         return TG_EDB;
     }
-    PQreset(st->conn);
+    if (st->ready && PQstatus(st->conn) == CONNECTION_OK && !closed_by_server(st->conn))
+        return TG_OK;
+    st->ready = 0;
     st->nprepared = 0;
+    PQreset(st->conn);
     if (PQstatus(st->conn) != CONNECTION_OK) {
-        server_message(st, NULL, "reconnect to PostgreSQL");
+        server_message(st, NULL, "connect to PostgreSQL");
         return TG_EDB;
     }
     return setup(st);
@@ -269,13 +309,20 @@ static void note_health(int failed, const char *why)
     pthread_mutex_unlock(&health.lock);
 }
 
-int tg_pg_write(struct tg_store *st, tg_pg_write_fn fn, void *arg)
+/* fn inside BEGIN .. COMMIT (own_tx) or as it is, again while the server aborts it for a
+ * serialization failure or a deadlock. */
+static int write_tries(struct tg_store *st, tg_pg_write_fn fn, void *arg, int own_tx)
 {
     int rc = TG_EBUSY;
     for (int i = 0; i < WRITE_TRIES && rc == TG_EBUSY; i++) {
-        rc = tg_pg_tx_begin(st);
-        if (rc == TG_OK)
-            rc = tg_pg_tx_end(st, fn(st, arg));
+        if (own_tx) {
+            rc = tg_pg_tx_begin(st);
+            if (rc == TG_OK)
+                rc = tg_pg_tx_end(st, fn(st, arg));
+        } else {
+            tg_metrics_db_tx(1, 0);
+            rc = fn(st, arg);
+        }
         /* A lock wait that timed out (55P03) is not retried: it already waited. */
         if (rc == TG_EBUSY && strstr(st->err, "lock timeout") != NULL)
             break;
@@ -285,6 +332,16 @@ int tg_pg_write(struct tg_store *st, tg_pg_write_fn fn, void *arg)
     else if (rc == TG_OK)
         note_health(0, NULL);
     return rc;
+}
+
+int tg_pg_write(struct tg_store *st, tg_pg_write_fn fn, void *arg)
+{
+    return write_tries(st, fn, arg, 1);
+}
+
+int tg_pg_write_one(struct tg_store *st, tg_pg_write_fn fn, void *arg)
+{
+    return write_tries(st, fn, arg, 0);
 }
 
 int tg_pg_write_health(char *why, size_t whylen)
@@ -396,7 +453,13 @@ int tg_pg_open(struct tg_store **out, const char *uri, int flags, int busy_ms, c
     }
     st->flags = flags;
     st->busy_ms = busy_ms;
-    st->conn = PQconnectdb(uri);
+    st->generation = -1;
+    /* The URI comes after the default: its own connect_timeout, if any, wins. */
+    const char *const keys[] = {"connect_timeout", "dbname", NULL};
+    const char *const values[] = {CONNECT_TIMEOUT_S, uri, NULL};
+    st->conn = PQconnectdbParams(keys, values, 1);
+    if (st->conn != NULL)
+        PQsetNoticeProcessor(st->conn, on_notice, NULL);
     int rc;
     char where[300];
     where_of(st->conn, where, sizeof(where));
@@ -408,8 +471,6 @@ int tg_pg_open(struct tg_store **out, const char *uri, int flags, int busy_ms, c
         rc = TG_EDB;
     } else {
         rc = setup(st);
-        if (rc == TG_OK && (flags & TG_STORE_READONLY))
-            rc = tg_pg_sql(st, "SET default_transaction_read_only = on", "configure");
         if (rc == TG_OK && !(flags & TG_STORE_NO_VERSION_CHECK))
             rc = check_version(st);
     }
@@ -429,6 +490,7 @@ void tg_pg_close(struct tg_store *st)
         return;
     if (st->conn != NULL)
         PQfinish(st->conn);
+    tg_pg_cache_free(st);
     free(st);
 }
 
@@ -499,13 +561,15 @@ int tg_pg_migrate(struct tg_store *st, int *from, int *to)
 }
 
 /* The health check: the server answers a query on this handle's connection (made again if
- * it was lost). */
+ * it was lost); TG_EDOWN when there is no connection to be had. */
 static const struct tg_pg_stmt ping_stmt = {"ping", "SELECT 1"};
 
 int tg_pg_ping(struct tg_store *st)
 {
     int rc = tg_pg_run(st, &ping_stmt, 0, NULL, "database check failed");
-    return rc == TG_OK ? TG_OK : TG_EDB;
+    if (rc == TG_OK)
+        return TG_OK;
+    return PQstatus(st->conn) != CONNECTION_OK ? TG_EDOWN : TG_EDB;
 }
 
 /* ---- the admin change log ------------------------------------------------------------ */
@@ -670,8 +734,16 @@ const struct tg_store_backend tg_pg_backend = {
     .limits_get = tg_pg_limits_get,
     .limits_set = tg_pg_limits_set,
     .recon_load = tg_pg_recon_load,
+    .recon_cursor = tg_pg_recon_cursor,
     .recon_write = tg_pg_recon_write,
     .open_counts = tg_pg_open_counts,
     .unknown_ids = tg_pg_unknown_ids,
     .prior_runs = tg_pg_prior_runs,
+    .track_take = tg_pg_track_take,
+    .track_renew = tg_pg_track_renew,
+    .track_record = tg_pg_track_record,
+    .track_settle = tg_pg_track_settle,
+    .track_release = tg_pg_track_release,
+    .webhook_record = tg_pg_webhook_record,
+    .webhook_prune = tg_pg_webhook_prune,
 };

@@ -5,12 +5,15 @@
  * Across daemons sharing the server, each guarantee is decided in the admitting
  * transaction: a team with limits has its team_limits row locked (FOR UPDATE) before
  * anything is counted, so that its admissions run one after another and each counts what
- * the ones before committed (READ COMMITTED gives every statement a fresh snapshot); an
- * idempotency key is taken by an INSERT ... ON CONFLICT that overwrites only an expired
- * record or the one being replaced, so of two daemons taking the same key at once the
- * second waits for the first's commit and then fails with TG_EEXIST (read the record
- * again: the first's submission); a reconciliation settles a submission only while it is
- * still unknown, which the server checks again on the row it waited for. */
+ * the ones before committed (READ COMMITTED gives every statement a fresh snapshot), while
+ * a submission of a team without limits is admitted by one statement that finds no limits,
+ * takes its record when it has one and writes its row at once; an idempotency key is taken
+ * by an INSERT ... ON CONFLICT that overwrites only an expired record, or an UPDATE of the
+ * record still naming the submission being replaced, so of two daemons taking the same key
+ * at once the second waits for the first's commit and then fails with TG_EEXIST (read the
+ * record again: the first's submission); a
+ * reconciliation settles a submission only while it is still unknown, which the server
+ * checks again on the row it waited for. */
 #include "tg_pg_int.h"
 
 #include <stdio.h>
@@ -67,6 +70,48 @@ static const struct tg_pg_stmt idem_put_stmt = {
     " WHERE idempotency.expires_ms <= $8 OR idempotency.submission_id = $9::text"
     " RETURNING 1"};
 
+/* Admission with a record for a team without limits, in one statement: ok has a row when
+ * the team has no limits, put takes the key for the submission (a new record, or one that
+ * expired by $22; no row: another submission holds it, one that committed while this
+ * waited for its row), and the submission's row ($1..$16, as records_sub_insert) is
+ * written only when put took the key, and counted in the audit summary (k). $17 the kind,
+ * $18 the key, $19 the request's hash, $20 now as text, $21 the record's expiry. The
+ * answer: whether ok and ins have a row. */
+#define ADMIT_KEYED_HEAD \
+    "WITH ok AS (SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM team_limits" \
+    "  WHERE team_id = $2::bigint AND (runs_per_minute > 0 OR in_flight > 0)))"
+#define ADMIT_KEYED_TAIL \
+    ", ins AS (INSERT INTO submissions (id, team_id, token_id, request_id, received_at," \
+    " completed_at, remote_addr, interface, taskgroup_id, num_inputs, state," \
+    " http_status, error, request, resumes, daemon_id)" \
+    " SELECT $1, $2::bigint, $3, $4, $5, $6, $7, $8, $9, $10::bigint, $11, $12::bigint," \
+    " $13, $14, $15, $16 FROM put RETURNING team_id, received_at, state)" \
+    ", k AS (" TG_PG_COUNT_NEW("ins") ")" \
+    " SELECT (SELECT count(*) FROM ok), (SELECT count(*) FROM ins)"
+
+static const struct tg_pg_stmt admit_keyed_stmt = {
+    "adm_admit_keyed",
+    ADMIT_KEYED_HEAD
+    ", put AS (INSERT INTO idempotency (team_id, kind, key, request_hash, submission_id,"
+    " created_at, expires_ms) SELECT $2::bigint, $17, $18, $19, $1, $20, $21::bigint FROM ok"
+    " ON CONFLICT (team_id, kind, key) DO UPDATE SET request_hash = excluded.request_hash,"
+    " submission_id = excluded.submission_id, created_at = excluded.created_at,"
+    " expires_ms = excluded.expires_ms, answer_status = NULL, answer_type = NULL,"
+    " answer_body = NULL WHERE idempotency.expires_ms <= $22::bigint RETURNING 1)"
+    ADMIT_KEYED_TAIL};
+
+/* The same when the submission replaces the one the live record names ($23): put takes
+ * the record only while it still names it. */
+static const struct tg_pg_stmt admit_replacing_stmt = {
+    "adm_admit_replacing",
+    ADMIT_KEYED_HEAD
+    ", put AS (UPDATE idempotency SET request_hash = $19, submission_id = $1,"
+    " created_at = $20, expires_ms = $21::bigint, answer_status = NULL, answer_type = NULL,"
+    " answer_body = NULL WHERE team_id = $2::bigint AND kind = $17 AND key = $18"
+    " AND submission_id = $23 AND expires_ms > $22::bigint AND EXISTS (SELECT 1 FROM ok)"
+    " RETURNING 1)"
+    ADMIT_KEYED_TAIL};
+
 /* The body is bytea, sent as hex text ($7::bytea reads "\x..."). */
 static const struct tg_pg_stmt idem_answer_stmt = {
     "adm_idem_answer",
@@ -90,8 +135,10 @@ static const struct tg_pg_stmt team_stmt = {
 
 static const struct tg_pg_stmt recon_sub_stmt = {
     "adm_recon_sub",
-    "SELECT team_id, state, interface, taskgroup_id, num_inputs FROM submissions"
-    " WHERE id = $1"};
+    "SELECT team_id, state, interface, taskgroup_id, num_inputs, received_at,"
+    " (SELECT r.resume_cursor FROM reconciliations r WHERE r.submission_id = s.id"
+    "  ORDER BY r.at DESC, r.id DESC LIMIT 1)"
+    " FROM submissions s WHERE id = $1"};
 
 static const struct tg_pg_stmt recon_calls_stmt = {
     "adm_recon_calls",
@@ -100,11 +147,41 @@ static const struct tg_pg_stmt recon_calls_stmt = {
     "  AND r.call_seq = c.seq)"
     " FROM upstream_calls c WHERE c.submission_id = $1 ORDER BY c.seq"};
 
+/* The group's latest submission received before $2 with a call whose runs existed before
+ * $2 (answered before it, or found by a reconciliation that recorded it, with its started_at
+ * and a run_cursor, before it), found walking submissions_group_time backwards from $2; then
+ * its last such call. */
+static const struct tg_pg_stmt recon_cursor_stmt = {
+    "adm_recon_cursor",
+    "SELECT c.submission_id, c.seq, c.run_cursor"
+    " FROM upstream_calls c"
+    " WHERE c.submission_id = (SELECT t.id FROM submissions t"
+    "   WHERE t.taskgroup_id = $1 AND t.received_at < $2 AND EXISTS (SELECT 1"
+    "    FROM upstream_calls k WHERE k.submission_id = t.id AND k.operation = 'add_runs'"
+    "    AND ((k.outcome = 'ok' AND k.finished_at < $2) OR (k.outcome = 'unknown'"
+    "     AND k.run_cursor IS NOT NULL AND k.started_at < $2)))"
+    "   ORDER BY t.received_at DESC LIMIT 1)"
+    " AND c.operation = 'add_runs' AND ((c.outcome = 'ok' AND c.finished_at < $2)"
+    "  OR (c.outcome = 'unknown' AND c.run_cursor IS NOT NULL AND c.started_at < $2))"
+    " ORDER BY c.seq DESC LIMIT 1"};
+
+/* Locks the row of a submission still unknown, as settling it would: a read cut short and
+ * a settling reconciliation of it (on any daemon) then record one after the other. */
+static const struct tg_pg_stmt recon_open_stmt = {
+    "adm_recon_open",
+    "SELECT 1 FROM submissions WHERE id = $1 AND state = 'unknown' FOR UPDATE"};
+
+/* A call found meanwhile by another reconciliation is left as it is. */
 static const struct tg_pg_stmt call_add_stmt = {
     "adm_call_add",
     "INSERT INTO upstream_calls (submission_id, seq, operation, method, path, first_input,"
-    " num_inputs, started_at, outcome, error)"
-    " VALUES ($1, $2, 'add_runs', 'POST', $3, $4, $5, $6, 'unknown', $7)"};
+    " num_inputs, started_at, outcome, error, run_cursor)"
+    " VALUES ($1, $2, 'add_runs', 'POST', $3, $4, $5, $6, 'unknown', $7, $8)"
+    " ON CONFLICT (submission_id, seq) DO NOTHING"};
+
+static const struct tg_pg_stmt call_has_runs_stmt = {
+    "adm_call_has_runs",
+    "SELECT 1 FROM runs WHERE submission_id = $1 AND call_seq = $2 LIMIT 1"};
 
 static const struct tg_pg_stmt recon_finish_stmt = {
     "adm_recon_finish",
@@ -114,14 +191,18 @@ static const struct tg_pg_stmt recon_finish_stmt = {
 static const struct tg_pg_stmt recon_log_stmt = {
     "adm_recon_log",
     "INSERT INTO reconciliations (submission_id, at, actor, taskgroup_id, outcome,"
-    " runs_found, detail) VALUES ($1, $2, $3, $4, $5, $6, $7)"};
+    " runs_found, detail, resume_cursor) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"};
 
+/* Due: unknown since before $2 and not tried since, or last tried by a read cut short (it
+ * reads on at once). */
 static const struct tg_pg_stmt unknown_stmt = {
     "adm_unknown",
     "SELECT id FROM submissions s WHERE state IN ('unknown')"
     " AND ($2::text IS NULL OR (coalesce(completed_at, received_at) < $2::text"
     " AND NOT EXISTS (SELECT 1 FROM reconciliations r"
-    "  WHERE r.submission_id = s.id AND r.at >= $2::text)))"
+    "  WHERE r.submission_id = s.id AND r.at >= $2::text))"
+    " OR (SELECT r.resume_cursor FROM reconciliations r WHERE r.submission_id = s.id"
+    "  ORDER BY r.at DESC, r.id DESC LIMIT 1) IS NOT NULL)"
     " ORDER BY received_at LIMIT $1"};
 
 static const struct tg_pg_stmt prior_runs_stmt = {
@@ -132,8 +213,8 @@ static const struct tg_pg_stmt prior_sub_stmt = {
 
 static const struct tg_pg_stmt open_count_stmt = {
     "adm_open_count",
-    "SELECT state, count(*) FROM submissions WHERE state IN ('pending', 'unknown')"
-    " GROUP BY state"};
+    "SELECT state, count(*), min(received_at) FROM submissions"
+    " WHERE state IN ('pending', 'unknown') GROUP BY state"};
 
 static const char *const kind_names[] = {"key", "retry"};
 
@@ -371,13 +452,59 @@ static int admit_w(struct tg_store *st, void *arg)
     return rc;
 }
 
+/* admit_keyed_stmt or admit_replacing_stmt: TG_OK with *admitted 1, or 0 when the team has
+ * limits (nothing written); TG_EEXIST when another submission holds the key. */
+static int admit_keyed(struct tg_store *st, const struct tg_submission *sub,
+                       const struct tg_admission *a, int *admitted)
+{
+    char now[TG_TIME_LEN], exp[TG_PG_I64_LEN], now_ms[TG_PG_I64_LEN];
+    tg_pg_now_text(now);
+    const char *extra[] = {kind_names[a->kind], a->key, a->request_hash, now,
+                           tg_pg_i64(exp, a->expires_ms), tg_pg_i64(now_ms, a->now_ms),
+                           a->replaces};
+    PGresult *res;
+    *admitted = 0;
+    int rc = tg_pg_sub_stmt(st, a->replaces != NULL ? &admit_replacing_stmt : &admit_keyed_stmt,
+                            sub, a->resumes, TG_STATE_PENDING, 0, NULL, extra,
+                            a->replaces != NULL ? 7 : 6, &res);
+    if (rc != TG_OK)
+        return rc;
+    int unlimited = tg_pg_int(res, 0, 0) > 0;
+    *admitted = tg_pg_int(res, 0, 1) > 0;
+    PQclear(res);
+    return unlimited && !*admitted ? key_taken(st) : TG_OK;
+}
+
+struct keyed_write {
+    const struct tg_submission *sub;
+    const struct tg_admission *a;
+    int *admitted;
+};
+
+static int keyed_w(struct tg_store *st, void *arg)
+{
+    const struct keyed_write *w = arg;
+    return admit_keyed(st, w->sub, w->a, w->admitted);
+}
+
 int tg_pg_admit(struct tg_store *st, const struct tg_submission *sub,
                 const struct tg_admission *a, struct tg_admit_refusal *why)
 {
     if (sub == NULL || sub->id == NULL || sub->interface == NULL || a == NULL)
         return tg_pg_invalid(st, "admit: missing submission");
+    /* Most teams have no limits: one statement decides that, the record (when there is
+     * one) and the pending row at once; only a team with limits pays for a second try. */
+    int admitted, rc;
+    if (a->key == NULL) {
+        rc = tg_pg_sub_admit(st, sub, a->resumes, &admitted);
+    } else {
+        struct keyed_write kw = {sub, a, &admitted};
+        rc = tg_pg_write_one(st, keyed_w, &kw);
+    }
+    if (rc != TG_OK || admitted)
+        return rc;
     struct admit_write w = {sub, a, why, 0};
-    int rc = tg_pg_write(st, admit_w, &w);
+    rc = tg_pg_write(st, admit_w, &w);
     return rc == TG_OK && w.refused ? TG_ETOOBIG : rc;
 }
 
@@ -422,7 +549,7 @@ int tg_pg_idem_answer(struct tg_store *st, int64_t team_id, enum tg_idem_kind ki
     const char *p[] = {tg_pg_i64(team, team_id), kind_names[kind], key, sub_id,
                        tg_pg_i64(st_text, status), content_type, text};
     struct answer_write a = {p};
-    int rc = tg_pg_write(st, answer_w, &a);
+    int rc = tg_pg_write_one(st, answer_w, &a);
     free(text);
     return rc;
 }
@@ -557,27 +684,61 @@ int tg_pg_recon_load(struct tg_store *st, struct tg_pool *pool, const char *sub_
     out->interface = tg_pool_strdup(pool, tg_pg_text(res, 0, 2));
     out->taskgroup_id = tg_pool_strdup(pool, tg_pg_text(res, 0, 3));
     out->num_inputs = (int)tg_pg_int(res, 0, 4);
+    const char *received = tg_pg_text(res, 0, 5);
+    if (received == NULL || tg_time_parse(received, &out->received_ms) != TG_OK)
+        out->received_ms = 0;
+    out->resume_cursor = tg_pool_strdup(pool, tg_pg_text(res, 0, 6));
     PQclear(res);
     struct recon_calls c = {pool, out, 0};
     return tg_pg_each(st, &recon_calls_stmt, 1, p, "read the calls", recon_call_row, &c);
 }
 
+int tg_pg_recon_cursor(struct tg_store *st, struct tg_pool *pool, const char *taskgroup_id,
+                       int64_t before_ms, struct tg_recon_cursor *out)
+{
+    memset(out, 0, sizeof(*out));
+    char before[TG_TIME_LEN];
+    tg_time_format(before_ms, before);
+    const char *p[] = {taskgroup_id, before};
+    PGresult *res;
+    int rc = tg_pg_one(st, &recon_cursor_stmt, 2, p, &res, "find the group's last cursor");
+    if (rc != TG_OK)
+        return rc;
+    out->submission_id = tg_pool_strdup(pool, tg_pg_text(res, 0, 0));
+    out->seq = (int)tg_pg_int(res, 0, 1);
+    out->run_cursor = tg_pool_strdup(pool, tg_pg_text(res, 0, 2));
+    PQclear(res);
+    return out->submission_id != NULL ? TG_OK : TG_ENOMEM;
+}
+
 static int add_found(struct tg_store *st, const struct tg_recon_write *w,
                      const struct tg_recon_found *f, const char *now)
 {
+    /* Another reconciliation may have recorded this call's runs since this one read. */
+    char seq[TG_PG_I64_LEN];
+    const char *q[] = {w->sub_id, tg_pg_i64(seq, f->seq)};
+    PGresult *res;
+    int rc = tg_pg_one(st, &call_has_runs_stmt, 2, q, &res, "look for a call's runs");
+    if (rc == TG_OK) {
+        PQclear(res);
+        return TG_OK;
+    }
+    if (rc != TG_ENOTFOUND)
+        return rc;
     if (!f->recorded) {
-        char path[300], seq[TG_PG_I64_LEN], first[TG_PG_I64_LEN], n[TG_PG_I64_LEN];
+        char path[300], first[TG_PG_I64_LEN], n[TG_PG_I64_LEN];
         snprintf(path, sizeof(path), "%s/tasks/groups/%s/runs", w->api != NULL ? w->api : "/v1",
                  w->taskgroup_id != NULL ? w->taskgroup_id : "");
         const char *p[] = {w->sub_id,
-                           tg_pg_i64(seq, f->seq),
+                           seq,
                            path,
                            tg_pg_i64(first, f->first_input),
                            tg_pg_i64(n, f->num_inputs),
                            now,
                            "the daemon stopped before this call's outcome was recorded; "
-                           "found upstream by reconciliation"};
-        int rc = tg_pg_run(st, &call_add_stmt, 7, p, "record a found call");
+                           "found upstream by reconciliation",
+                           f->run_cursor};
+        rc = tg_pg_run(st, &call_add_stmt, 8, p, "record a found call");
         if (rc != TG_OK)
             return rc;
     }
@@ -604,14 +765,25 @@ static int recon_write_w(struct tg_store *st, void *arg)
             tg_pg_set_err(st, "submission %.64s is no longer unknown", w->sub_id);
             rc = TG_EINVAL;
         }
-        for (size_t i = 0; rc == TG_OK && i < w->nfound; i++)
-            rc = add_found(st, w, &w->found[i], now);
+    } else if (w->nfound > 0) {
+        /* A read cut short records what it found whole while the submission stays unknown. */
+        const char *p[] = {w->sub_id};
+        PGresult *res;
+        rc = tg_pg_one(st, &recon_open_stmt, 1, p, &res, "lock the submission");
+        if (rc == TG_OK)
+            PQclear(res);
+        if (rc == TG_ENOTFOUND) {
+            tg_pg_set_err(st, "submission %.64s is no longer unknown", w->sub_id);
+            rc = TG_EINVAL;
+        }
     }
+    for (size_t i = 0; rc == TG_OK && i < w->nfound; i++)
+        rc = add_found(st, w, &w->found[i], now);
     if (rc == TG_OK) {
         char runs[TG_PG_I64_LEN];
         const char *p[] = {w->sub_id, now, w->actor, w->taskgroup_id, w->outcome,
-                           tg_pg_i64(runs, w->runs_found), w->detail};
-        rc = tg_pg_run(st, &recon_log_stmt, 7, p, "log the reconciliation");
+                           tg_pg_i64(runs, w->runs_found), w->detail, w->resume_cursor};
+        rc = tg_pg_run(st, &recon_log_stmt, 8, p, "log the reconciliation");
     }
     return rc;
 }
@@ -659,6 +831,7 @@ int tg_pg_unknown_ids(struct tg_store *st, struct tg_pool *pool, size_t max,
 
 struct open_counts {
     long *pending, *unknown;
+    int64_t *oldest_unknown_ms;
 };
 
 static int open_count_row(void *arg, PGresult *res, int i)
@@ -666,17 +839,23 @@ static int open_count_row(void *arg, PGresult *res, int i)
     const struct open_counts *c = arg;
     const char *state = tg_pg_text(res, i, 0);
     long n = (long)tg_pg_int(res, i, 1);
-    if (state != NULL && strcmp(state, "pending") == 0)
+    if (state != NULL && strcmp(state, "pending") == 0) {
         *c->pending = n;
-    else
+    } else {
+        const char *oldest = tg_pg_text(res, i, 2);
         *c->unknown = n;
+        if (oldest == NULL || tg_time_parse(oldest, c->oldest_unknown_ms) != TG_OK)
+            *c->oldest_unknown_ms = 0;
+    }
     return TG_OK;
 }
 
-int tg_pg_open_counts(struct tg_store *st, long *pending, long *unknown)
+int tg_pg_open_counts(struct tg_store *st, long *pending, long *unknown,
+                      int64_t *oldest_unknown_ms)
 {
     *pending = *unknown = 0;
-    struct open_counts c = {pending, unknown};
+    *oldest_unknown_ms = 0;
+    struct open_counts c = {pending, unknown, oldest_unknown_ms};
     return tg_pg_each(st, &open_count_stmt, 0, NULL, "count open submissions", open_count_row,
                       &c);
 }

@@ -53,7 +53,7 @@ static void sub_full_init(void)
     " request_id"
 #define RUN_COLS                                                                           \
     "run_id, submission_id, team, token_label, submitted_at, taskgroup_id, input_index,"   \
-    " processor, run_cursor, event_cursor, call_seq"
+    " processor, run_cursor, event_cursor, call_seq, status, error, completed_at"
 #define CALL_COLS                                                                          \
     "submission_id, team, seq, operation, method, path, first_input, num_inputs,"          \
     " started_at, finished_at, duration_ms, outcome, http_status, run_cursor,"             \
@@ -83,6 +83,7 @@ enum slot {
     P_OBJTYPE,
     P_ACTION,
     P_ONE_TEAM, /* the one team the read may show: the scope's, else the asked one */
+    P_STATUS,   /* a run's status */
     P_NSLOTS
 };
 
@@ -148,23 +149,26 @@ static const struct list_stmt open_stmt = {
     " < $4 OR (submission_id = $4 AND input_index > $5))" SCOPE("6", "7")
 #define RUNS_ORDER \
     " ORDER BY submitted_at" C_ " DESC, submission_id" C_ " DESC, input_index LIMIT $9"
+#define RUNS_STATUS_F " AND ($10::text IS NULL OR status = $10)"
 #define RUNS_SLOTS \
-    9, {P_SINCE, P_UNTIL, P_FROM, P_AFTER_ID, P_INDEX, P_SCOPE, P_TEAM, P_GROUP, P_LIMIT}
+    10, {P_SINCE, P_UNTIL, P_FROM, P_AFTER_ID, P_INDEX, P_SCOPE, P_TEAM, P_GROUP, P_LIMIT, \
+         P_STATUS}
 static const struct list_stmt runs_stmt = {
     {NULL,
      "SELECT " RUN_COLS " FROM audit_runs WHERE" RUNS_WHERE
-     " AND ($8::text IS NULL OR taskgroup_id = $8)" RUNS_ORDER},
+     " AND ($8::text IS NULL OR taskgroup_id = $8)" RUNS_STATUS_F RUNS_ORDER},
     RUNS_SLOTS};
 static const struct list_stmt runs_group_stmt = {
     {NULL,
-     "SELECT " RUN_COLS " FROM audit_runs WHERE taskgroup_id = $8 AND" RUNS_WHERE RUNS_ORDER},
+     "SELECT " RUN_COLS " FROM audit_runs WHERE taskgroup_id = $8 AND" RUNS_WHERE
+     RUNS_STATUS_F RUNS_ORDER},
     RUNS_SLOTS};
 static const struct list_stmt runs_team_stmt = {
     {NULL,
-     "SELECT " RUN_COLS " FROM audit_runs WHERE team = $10 AND" RUNS_WHERE
-     " AND ($8::text IS NULL OR taskgroup_id = $8)" RUNS_ORDER},
-    10, {P_SINCE, P_UNTIL, P_FROM, P_AFTER_ID, P_INDEX, P_SCOPE, P_TEAM, P_GROUP, P_LIMIT,
-         P_ONE_TEAM}};
+     "SELECT " RUN_COLS " FROM audit_runs WHERE team = $11 AND" RUNS_WHERE
+     " AND ($8::text IS NULL OR taskgroup_id = $8)" RUNS_STATUS_F RUNS_ORDER},
+    11, {P_SINCE, P_UNTIL, P_FROM, P_AFTER_ID, P_INDEX, P_SCOPE, P_TEAM, P_GROUP, P_LIMIT,
+         P_STATUS, P_ONE_TEAM}};
 /* An admin row's key is (at, id); q's team is the object's team. */
 static const struct list_stmt admin_stmt = {
     {NULL,
@@ -377,6 +381,7 @@ static int list_page(struct tg_store *st, const struct list_stmt *ls, const stru
         [P_OBJTYPE] = q->object_type,
         [P_ACTION] = q->action,
         [P_ONE_TEAM] = q->scope_team != NULL ? q->scope_team : q->team,
+        [P_STATUS] = q->run_status,
     };
     const char *params[P_NSLOTS];
     for (int i = 0; i < ls->n; i++) {
@@ -591,7 +596,7 @@ int tg_pg_audit_group(struct tg_store *st, const struct tg_audit_query *q, tg_au
 
 /* ---- the summary ----------------------------------------------------------------------- */
 
-/* summary_counts (sql/postgres/007_scale.sql) summed over its shards: a team's days (its
+/* summary_counts (sql/postgres/010_scale.sql) summed over its shards: a team's days (its
  * part of the primary key) or every team's (the day index). $1 the first day, $2 the
  * window's end (a day is in when it begins before it), $3 the team. */
 #define SUMMARY_SELECT                                                                    \

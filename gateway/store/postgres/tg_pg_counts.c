@@ -1,17 +1,19 @@
-/* The audit summary's counts in PostgreSQL (summary_counts, sql/postgres/007_scale.sql),
+/* The audit summary's counts in PostgreSQL (summary_counts, sql/postgres/010_scale.sql),
  * written in the transaction of every change they count, as the SQLite backend does
  * (sqlite/tg_sqlite_counts.c has the contract): each submission once under each processor
  * its runs carry ('' while it has none), each run under its processor, both at the
  * submission's state now, on its received day.
  *
- * (A new submission is counted by its INSERT itself, tg_pg_records.c's sub_insert_stmt.)
- * Each statement below is one round trip that runs before the change it counts, computes
- * the deltas from what the submission has then, and locks its row (FOR UPDATE) so that
- * nothing changes it before the change that follows in the same transaction (whose WHERE
- * may still refuse: then the transaction, counts included, is rolled back). Rows are
- * added to in key order, so that two transactions never wait for each other's rows in
- * opposite orders, and in the session's own shard (pg_backend_pid()), so that
- * concurrent transactions of one team and day seldom wait for one row at all. */
+ * The request path's writes count in their own statements (tg_pg_int.h's TG_PG_COUNT_NEW
+ * and TG_PG_COUNT_CHANGE), so that counting costs it no round trip. What is here is for
+ * the writes off that path (reconciliation, a prune, the housekeeping's tidy-up): each
+ * statement is one round trip that runs before the change it counts, computes the deltas
+ * from what the submission has then, and locks its row (FOR UPDATE) so that nothing changes
+ * it before the change that follows in the same transaction (whose WHERE may still refuse:
+ * then the transaction, counts included, is rolled back). Rows are added to in key order,
+ * so that two transactions never wait for each other's rows in opposite orders, and in the
+ * session's own shard (pg_backend_pid()), so that concurrent transactions of one team and
+ * day seldom wait for one row at all. */
 #include <stdio.h>
 #include <string.h>
 

@@ -23,14 +23,21 @@
 
 /* ---- statements ----------------------------------------------------------------------- */
 
+/* With the generation of the same snapshot: the rows this handle keeps that were read at
+ * it answer for the request (tg_pg_cache.c). */
 static const struct tg_pg_stmt ident_auth = {
     "ident_auth",
-    "SELECT k.team_id, t.name, k.id, k.label, k.role, k.hash FROM tokens k"
+    "SELECT k.team_id, t.name, k.id, k.label, k.role, k.hash,"
+    " (SELECT n FROM generation WHERE id = 1) FROM tokens k"
     " JOIN teams t ON t.id = k.team_id"
     " WHERE k.hash = $1 AND k.revoked_at IS NULL"
     " AND (k.expires_at IS NULL OR k.expires_at > $2)"};
+/* The reads a handle keeps: one row always, the generation first, NULLs when there is no
+ * such team or preset. */
 static const struct tg_pg_stmt ident_team_key = {
-    "ident_team_key", "SELECT name, upstream_key, key_id FROM teams WHERE id = $1"};
+    "ident_team_key",
+    "SELECT g.n, t.name, t.upstream_key, t.key_id FROM generation g"
+    " LEFT JOIN teams t ON t.id = $1 WHERE g.id = 1"};
 static const struct tg_pg_stmt ident_team_id = {
     "ident_team_id", "SELECT id FROM teams WHERE name = $1"};
 static const struct tg_pg_stmt ident_team_name = {
@@ -78,6 +85,10 @@ static const struct tg_pg_stmt ident_preset_set = {
     " DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at"};
 static const struct tg_pg_stmt ident_preset_get = {
     "ident_preset_get", "SELECT body FROM presets WHERE team_id = $1 AND name = $2"};
+static const struct tg_pg_stmt ident_preset_kept = {
+    "ident_preset_kept",
+    "SELECT g.n, p.body FROM generation g"
+    " LEFT JOIN presets p ON p.team_id = $1 AND p.name = $2 WHERE g.id = 1"};
 static const struct tg_pg_stmt ident_preset_list = {
     "ident_preset_list",
     "SELECT name, updated_at FROM presets WHERE team_id = $1 ORDER BY name"};
@@ -200,6 +211,7 @@ int tg_pg_auth(struct tg_store *st, const char *token_hash, int64_t now_ms,
     tg_time_format(now_ms, now);
     const char *p[] = {token_hash, now};
     PGresult *res;
+    st->generation = -1;
     int rc = tg_pg_one(st, &ident_auth, 2, p, &res, "auth");
     if (rc == TG_OK && !hash_matches(res, 5, token_hash))
         rc = TG_ENOTFOUND;
@@ -213,9 +225,31 @@ int tg_pg_auth(struct tg_store *st, const char *token_hash, int64_t now_ms,
         tg_pg_copy(out->label, sizeof(out->label), res, 0, 3);
         if (tg_domain_role_parse(tg_pg_text(res, 0, 4), &out->role) != TG_OK)
             out->role = TG_ROLE_SUBMIT; /* the schema's CHECK makes this unreachable */
+        st->generation = tg_pg_int(res, 0, 6);
     }
     PQclear(res);
     return rc;
+}
+
+/* The team's name, sealed key and key id, kept (name NULL: no such team) or read and kept;
+ * *res holds what was read (PQclear it; NULL when kept). */
+static int key_row(struct tg_store *st, int64_t team_id, const char *col[3], PGresult **res)
+{
+    *res = NULL;
+    const struct tg_pg_cached *c = tg_pg_cache_find(st, TG_PG_CACHE_KEY, team_id, NULL);
+    if (c != NULL) {
+        memcpy(col, c->col, 3 * sizeof(*col));
+        return TG_OK;
+    }
+    char id[TG_PG_I64_LEN];
+    const char *p[] = {tg_pg_i64(id, team_id)};
+    int rc = tg_pg_one(st, &ident_team_key, 1, p, res, "team key");
+    if (rc != TG_OK)
+        return rc;
+    tg_pg_cache_keep(st, TG_PG_CACHE_KEY, team_id, NULL, tg_pg_int(*res, 0, 0), *res, 1, 3);
+    for (int i = 0; i < 3; i++)
+        col[i] = tg_pg_text(*res, 0, 1 + i);
+    return TG_OK;
 }
 
 int tg_pg_team_key(struct tg_store *st, int64_t team_id, char *buf, size_t buflen)
@@ -223,18 +257,18 @@ int tg_pg_team_key(struct tg_store *st, int64_t team_id, char *buf, size_t bufle
     if (buf == NULL || buflen == 0)
         return tg_pg_invalid(st, "team key: no buffer");
     buf[0] = '\0';
-    char id[TG_PG_I64_LEN];
-    const char *p[] = {tg_pg_i64(id, team_id)};
+    const char *col[3];
     PGresult *res;
-    int rc = tg_pg_one(st, &ident_team_key, 1, p, &res, "team key");
-    if (rc == TG_ENOTFOUND) {
+    int rc = key_row(st, team_id, col, &res);
+    const char *name = col[0], *sealed = col[1];
+    if (rc == TG_OK && name == NULL) {
         tg_pg_set_err(st, "no team with id %lld", (long long)team_id);
+        rc = TG_ENOTFOUND;
     } else if (rc == TG_OK) {
-        const char *name = tg_pg_text(res, 0, 0), *sealed = tg_pg_text(res, 0, 1);
         char why[300] = "";
-        if (name == NULL || sealed == NULL) {
-            rc = tg_pg_invalid(st, "a team row without a name or key");
-        } else if (tg_pg_text(res, 0, 2) == NULL) {
+        if (sealed == NULL) {
+            rc = tg_pg_invalid(st, "a team row without a key");
+        } else if (col[2] == NULL) {
             tg_pg_set_err(st,
                           "the upstream key of team '%.64s' is still stored in clear: run "
                           "`taskgate init` to encrypt it", name);
@@ -637,14 +671,27 @@ int tg_pg_preset_get(struct tg_store *st, struct tg_pool *pool, int64_t team_id,
 {
     if (name == NULL || pool == NULL || json == NULL)
         return tg_pg_invalid(st, "preset get: missing argument");
-    PGresult *res;
-    int rc = preset_row_of(st, team_id, name, "get preset", &res);
-    if (rc == TG_ENOTFOUND) {
+    PGresult *res = NULL;
+    const char *body;
+    int rc = TG_OK;
+    const struct tg_pg_cached *c = tg_pg_cache_find(st, TG_PG_CACHE_PRESET, team_id, name);
+    if (c != NULL) {
+        body = c->col[0];
+    } else {
+        char id[TG_PG_I64_LEN];
+        const char *p[] = {tg_pg_i64(id, team_id), name};
+        rc = tg_pg_one(st, &ident_preset_kept, 2, p, &res, "get preset");
+        if (rc != TG_OK)
+            return rc;
+        tg_pg_cache_keep(st, TG_PG_CACHE_PRESET, team_id, name, tg_pg_int(res, 0, 0), res,
+                         1, 1);
+        body = tg_pg_text(res, 0, 1);
+    }
+    if (body == NULL) {
         tg_pg_set_err(st, "no preset '%.64s'", name);
-    } else if (rc == TG_OK) {
-        const char *body = tg_pg_text(res, 0, 0);
-        *json = body != NULL ? tg_pool_strndup(pool, body, (size_t)PQgetlength(res, 0, 0))
-                             : NULL;
+        rc = TG_ENOTFOUND;
+    } else {
+        *json = tg_pool_strdup(pool, body);
         rc = *json != NULL ? TG_OK : TG_ENOMEM;
         if (rc != TG_OK)
             tg_pg_set_err(st, "out of memory");

@@ -1,14 +1,15 @@
 /* Inside the PostgreSQL backend: what its source files share. tg_pg.c: the connection, its
  * statements, transactions, migrations, the admin log's row and the backend table;
  * tg_pg_ident.c: teams, tokens and presets; tg_pg_keys.c: keys at rest; tg_pg_owner.c:
- * ownership; tg_pg_records.c: the audit records' writes; tg_pg_admission.c: idempotency,
- * limits and reconciliation; tg_pg_audit.c: the audit reads. Nothing outside
+ * ownership; tg_pg_cache.c: what a handle keeps of its reads; tg_pg_records.c: the audit
+ * records' writes; tg_pg_admission.c: idempotency, limits and reconciliation;
+ * tg_pg_audit.c: the audit reads; tg_pg_track.c: what came of each run. Nothing outside
  * gateway/store/postgres/ includes this.
  *
  * One connection per handle (a worker's, the background thread's, a command's). Every
  * guarantee that must hold across daemons is decided in the server's transactions: row
  * locks (SELECT ... FOR UPDATE), unique keys and advisory locks, never this process's
- * memory. */
+ * memory (which keeps copies of reads only while the server says they are current). */
 #ifndef TG_PG_INT_H
 #define TG_PG_INT_H
 
@@ -42,6 +43,22 @@ struct tg_pg_stmt {
 
 #define TG_PG_PREPARED_MAX 160 /* statements one connection may have prepared */
 
+/* A row a handle keeps of its reads (tg_pg_cache.c): a team's key (name NULL), a preset
+ * (name: the preset's) or the ownership of a group (name: the group's; kept when owned
+ * only), with the generation its read saw. col holds the row's columns as text (NULL: SQL
+ * NULL); a preset or key that does not exist is kept with every col NULL. */
+enum tg_pg_cache_kind { TG_PG_CACHE_KEY, TG_PG_CACHE_PRESET, TG_PG_CACHE_GROUP };
+#define TG_PG_CACHED_COLS 3
+struct tg_pg_cached {
+    int used;
+    enum tg_pg_cache_kind kind;
+    int64_t team_id;
+    int64_t generation;
+    char *name;
+    char *col[TG_PG_CACHED_COLS];
+};
+#define TG_PG_CACHE_ROWS 32
+
 /* The PostgreSQL backend's handle (tg_store_backend.h: it begins with the face's head). */
 struct tg_store {
     struct tg_store_head head;
@@ -49,9 +66,14 @@ struct tg_store {
     int flags;                        /* the TG_STORE_* flags it was opened with */
     int busy_ms;                      /* lock_timeout, set again after a reconnect */
     int in_tx;                        /* inside tg_pg_tx_begin .. tg_pg_tx_end */
+    int ready;                        /* connected, and the session's settings made */
     const struct tg_pg_stmt *prepared[TG_PG_PREPARED_MAX];
     int nprepared;
     char err[512];
+    char constraint[64];              /* the constraint the last failure violated, or "" */
+    int64_t generation;               /* what the last tg_pg_auth saw; -1: none */
+    struct tg_pg_cached cache[TG_PG_CACHE_ROWS];
+    int cache_next;
 };
 
 /* Longest values the structs of tg_store.h can carry back without truncation. */
@@ -117,12 +139,36 @@ typedef int (*tg_pg_write_fn)(struct tg_store *st, void *arg);
  * more than once. Returns fn's status or the commit's failure. A failure of the server
  * (TG_EDB) is noted for tg_pg_write_health until a write succeeds. */
 int tg_pg_write(struct tg_store *st, tg_pg_write_fn fn, void *arg);
+/* The same for a write of one statement: fn's first statement is the only one that may
+ * write, and what fn runs after it only reads (to say why it wrote nothing, say). That
+ * statement is a transaction of its own (the server's implicit one), which commits without
+ * the round trips of BEGIN and COMMIT: all of it or nothing, as in tg_pg_write. */
+int tg_pg_write_one(struct tg_store *st, tg_pg_write_fn fn, void *arg);
 
 /* Writes one admin_log row inside the caller's transaction. before and after are JSON text
  * or NULL; who must name an actor and an interface. */
 int tg_pg_admin_log(struct tg_store *st, const struct tg_actor *who, const char *action,
                     const char *object_type, const char *object_id, const char *team,
                     const char *before, const char *after);
+
+/* ---- what a handle keeps of its reads (tg_pg_cache.c) ----
+ * A kept row answers for the requests that follow as long as the generation the handle's
+ * last tg_pg_auth read is the one the row was read at: every change of teams and presets,
+ * and every deletion of upstream calls, moves the generation in its own transaction
+ * (sql/postgres/009_generation.sql), so a request answered from these rows sees what the
+ * server held when its token was checked. Handles that check no token (the background
+ * thread's, a command's) read everything afresh. */
+
+/* The row kept for (kind, team_id, name) that may answer now, or NULL. */
+const struct tg_pg_cached *tg_pg_cache_find(const struct tg_store *st,
+                                            enum tg_pg_cache_kind kind, int64_t team_id,
+                                            const char *name);
+/* Keeps row 0's columns first .. first + ncols - 1 of res (res NULL: a row that does not
+ * exist), read at generation. Out of memory, nothing is kept. */
+void tg_pg_cache_keep(struct tg_store *st, enum tg_pg_cache_kind kind, int64_t team_id,
+                      const char *name, int64_t generation, const PGresult *res, int first,
+                      int ncols);
+void tg_pg_cache_free(struct tg_store *st);
 
 /* ---- the operations of tg_pg_backend, each with the contract of the tg_store_ call of the
  * same name in tg_store.h ---- */
@@ -201,16 +247,90 @@ int tg_pg_sub_insert(struct tg_store *st, const struct tg_submission *sub, const
                      enum tg_state state, int http_status, const char *error);
 int tg_pg_runs_insert(struct tg_store *st, const char *sub_id, int seq, int first_input,
                       size_t n, const char *const *run_ids, const char *const *processors);
+/* Runs s, whose parameters $1..$16 are the submission's row as sub_insert writes it (state,
+ * http_status, error and resumes as given) and $17.. the nextra (at most 8) of extra;
+ * TG_OK with its result in *res (PQclear it). TG_EEXIST and TG_ENOTFOUND name the
+ * submission or its team and token. */
+int tg_pg_sub_stmt(struct tg_store *st, const struct tg_pg_stmt *s,
+                   const struct tg_submission *sub, const char *resumes, enum tg_state state,
+                   int http_status, const char *error, const char *const *extra, int nextra,
+                   PGresult **res);
+/* Admission of a submission without an idempotency record, in one statement (a transaction
+ * of its own): its row as 'pending' when its team has no limits, *admitted then 1; when the
+ * team has limits nothing is written and *admitted is 0 (admit it in a transaction that
+ * locks them). */
+int tg_pg_sub_admit(struct tg_store *st, const struct tg_submission *sub, const char *resumes,
+                    int *admitted);
+
 /* v[0..n-1] as a PostgreSQL array literal of text ({"a","b\\"c",NULL}; v NULL or v[i] NULL:
  * NULL) appended to b. */
 int tg_pg_text_array(struct tg_buf *b, const char *const *v, size_t n);
 
-/* tg_pg_counts.c: the audit summary's counts, inside the caller's transaction and before
- * the change each counts (tg_sqlite_counts.c's contract; a new submission's count is its
- * INSERT's own): n runs about to be recorded for a submission (procs NULL or one processor
- * per run); a submission about to move to state, with n runs about to be recorded at the
- * same time (n 0: none); a prune's batch about to be deleted (the five parameters of
- * TG_PG_PRUNE_BATCH). */
+/* The audit summary's counts written by the request path's statements themselves, so
+ * that counting costs no round trip (tg_sqlite_counts.c has the contract; each session
+ * counts in its own shard, see sql/postgres/010_scale.sql).
+ *
+ * TG_PG_COUNT_NEW(cte): an INSERT counting the new submission that the data-modifying CTE
+ * cte returns (team_id, received_at, state) once under no processor.
+ *
+ * TG_PG_COUNT_CHANGE: CTEs counting a change of submission $1 in the statement that makes
+ * it. It reads u, the submission's UPDATE, returning (team_id, received_at, old_state,
+ * new_state) (none: nothing counted), and r, the runs the statement records (a column
+ * processor; may be empty). Everything it reads of runs is the statement's snapshot: the
+ * runs the submission had before. Runs added at an unchanged state count under their
+ * processors, and the submission once under each processor new to it (no longer under ''
+ * with its first runs); a state change takes everything the submission counted from the
+ * old state and adds it, with the new runs, to the new one. Rows are written in key
+ * order, so that two statements never wait for each other's rows in opposite orders.
+ *
+ * TG_PG_WAS: a FROM item for u that reads submission $1's state before the UPDATE, locked,
+ * so that it is the state the UPDATE changes even after waiting for another's commit. */
+#define TG_PG_COUNTS_INSERT                                                               \
+    "INSERT INTO summary_counts (team_id, day, state, processor, shard, submissions, runs) "
+#define TG_PG_COUNTS_UPSERT                                                               \
+    " ON CONFLICT (team_id, day, state, processor, shard) DO UPDATE SET"                  \
+    " submissions = summary_counts.submissions + excluded.submissions,"                   \
+    " runs = summary_counts.runs + excluded.runs"
+#define TG_PG_COUNT_NEW(cte)                                                              \
+    TG_PG_COUNTS_INSERT                                                                   \
+    "SELECT team_id, substr(received_at, 1, 10), state, '', pg_backend_pid(), 1, 0"       \
+    " FROM " cte TG_PG_COUNTS_UPSERT
+#define TG_PG_WAS "SELECT id, state FROM submissions WHERE id = $1 FOR UPDATE"
+#define TG_PG_COUNT_CHANGE                                                                \
+    ", k_s AS (SELECT team_id, substr(received_at, 1, 10) AS day, old_state, new_state,"  \
+    "  EXISTS (SELECT 1 FROM runs WHERE submission_id = $1) AS had FROM u)"                \
+    ", k_a AS (SELECT coalesce(processor, '') AS p, count(*) AS n FROM r GROUP BY 1)"     \
+    ", k_h AS (SELECT coalesce(processor, '') AS p, count(*) AS n FROM runs"              \
+    "  WHERE submission_id = $1 AND (SELECT old_state <> new_state FROM k_s) GROUP BY 1)" \
+    ", k_d AS (SELECT k_s.new_state AS state, a.p, CASE WHEN (k_s.had AND EXISTS"         \
+    "   (SELECT 1 FROM runs x WHERE x.submission_id = $1"                                 \
+    "    AND coalesce(x.processor, '') = a.p)) OR (NOT k_s.had AND a.p = '')"             \
+    "   THEN 0 ELSE 1 END AS subs, a.n AS runs"                                           \
+    "  FROM k_s, k_a a WHERE k_s.old_state = k_s.new_state"                               \
+    "  UNION ALL SELECT k_s.new_state, '', -1, 0 FROM k_s"                                \
+    "   WHERE k_s.old_state = k_s.new_state AND NOT k_s.had"                              \
+    "   AND EXISTS (SELECT 1 FROM k_a) AND NOT EXISTS (SELECT 1 FROM k_a WHERE p = '')"   \
+    "  UNION ALL SELECT k_s.old_state, h.p, -1, -h.n FROM k_s, k_h h"                     \
+    "   WHERE k_s.old_state <> k_s.new_state"                                             \
+    "  UNION ALL SELECT k_s.old_state, '', -1, 0 FROM k_s"                                \
+    "   WHERE k_s.old_state <> k_s.new_state AND NOT k_s.had"                             \
+    "  UNION ALL SELECT k_s.new_state, w.p, 1, sum(w.n) FROM k_s,"                        \
+    "   (SELECT p, n FROM k_h UNION ALL SELECT p, n FROM k_a) w"                          \
+    "   WHERE k_s.old_state <> k_s.new_state GROUP BY k_s.new_state, w.p"                 \
+    "  UNION ALL SELECT k_s.new_state, '', 1, 0 FROM k_s"                                 \
+    "   WHERE k_s.old_state <> k_s.new_state AND NOT k_s.had"                             \
+    "   AND NOT EXISTS (SELECT 1 FROM k_a))"                                              \
+    ", k AS (" TG_PG_COUNTS_INSERT                                                        \
+    "SELECT k_s.team_id, k_s.day, d.state, d.p, pg_backend_pid(), sum(d.subs),"           \
+    " sum(d.runs) FROM k_s, k_d d GROUP BY 1, 2, 3, 4"                                    \
+    " HAVING sum(d.subs) <> 0 OR sum(d.runs) <> 0 ORDER BY 1, 2, 3, 4"                    \
+    TG_PG_COUNTS_UPSERT ")"
+
+/* tg_pg_counts.c: the audit summary's counts off the request path, inside the caller's
+ * transaction and before the change each counts: n runs about to be recorded for a
+ * submission (procs NULL or one processor per run); a submission about to move to state,
+ * with n runs about to be recorded at the same time (n 0: none); a prune's batch about to
+ * be deleted (the five parameters of TG_PG_PRUNE_BATCH). */
 int tg_pg_counts_runs(struct tg_store *st, const char *sub_id, size_t n,
                       const char *const *procs);
 int tg_pg_counts_change(struct tg_store *st, const char *sub_id, enum tg_state state,
@@ -246,8 +366,11 @@ int tg_pg_limits_set(struct tg_store *st, const struct tg_actor *who, const char
                      const struct tg_limits *l);
 int tg_pg_recon_load(struct tg_store *st, struct tg_pool *pool, const char *sub_id,
                      struct tg_recon_sub *out);
+int tg_pg_recon_cursor(struct tg_store *st, struct tg_pool *pool, const char *taskgroup_id,
+                       int64_t before_ms, struct tg_recon_cursor *out);
 int tg_pg_recon_write(struct tg_store *st, const struct tg_recon_write *w);
-int tg_pg_open_counts(struct tg_store *st, long *pending, long *unknown);
+int tg_pg_open_counts(struct tg_store *st, long *pending, long *unknown,
+                      int64_t *oldest_unknown_ms);
 int tg_pg_unknown_ids(struct tg_store *st, struct tg_pool *pool, size_t max,
                       int64_t before_ms, const char ***ids, size_t *n);
 int tg_pg_prior_runs(struct tg_store *st, struct tg_pool *pool, const char *sub_id,
@@ -275,6 +398,21 @@ int tg_pg_audit_prune(struct tg_store *st, const struct tg_actor *who, const cha
                       int dry_run, struct tg_audit_pruned *out);
 int tg_pg_audit_read_log(struct tg_store *st, const struct tg_actor *who, const char *query,
                          long rows);
+
+/* tg_pg_track.c */
+int tg_pg_track_take(struct tg_store *st, size_t max, struct tg_track_group *out, size_t *n,
+                     long *waiting);
+int tg_pg_track_renew(struct tg_store *st);
+int tg_pg_track_record(struct tg_store *st, const char *taskgroup_id,
+                       const char *last_event_id, struct tg_run_change *changes,
+                       size_t n, size_t *recorded);
+int tg_pg_track_settle(struct tg_store *st, const char *taskgroup_id, int64_t adds, int gone,
+                       const char *detail, int *again);
+int tg_pg_track_release(struct tg_store *st, const char *taskgroup_id);
+int tg_pg_webhook_record(struct tg_store *st, const char *webhook_id, const char *taskgroup_id,
+                         struct tg_run_change *change, enum tg_webhook_outcome *out,
+                         char *team, size_t teamlen);
+int tg_pg_webhook_prune(struct tg_store *st, int64_t before_ms, long *n);
 
 /* Until a file implements its operations (the backend is being written): sets "the
  * PostgreSQL backend cannot yet <what>" and returns TG_ERR. */

@@ -2,9 +2,10 @@
  * behaviour in sqlite/tg_sqlite_records.c): a submission from admission to its final state,
  * each upstream call with the runs it created (one statement for all of a call's runs),
  * and the settling of what a daemon gone (its lease run out) left pending. Every write is
- * a transaction of its own through tg_pg_write on the caller's handle; what must hold
- * across daemons (a final state never rewritten) is decided by the UPDATEs' WHERE clauses,
- * which the server evaluates again on the newest row after waiting for its lock. */
+ * a transaction of its own on the caller's handle, and those of the request path are one
+ * statement each (tg_pg_write_one: no BEGIN and COMMIT round trips); what must hold across
+ * daemons (a final state never rewritten) is decided by the UPDATEs' WHERE clauses, which
+ * the server evaluates again on the newest row after waiting for its lock. */
 #include "tg_pg_int.h"
 
 #include <limits.h>
@@ -13,39 +14,53 @@
 #include <string.h>
 
 /* The submission and, in the same statement, its count in the audit summary (under no
- * processor: it has no run yet; tg_pg_counts.c has the rest of the counts). */
+ * processor: it has no run yet); the answer's row count is the submission's. */
 static const struct tg_pg_stmt sub_insert_stmt = {
     "records_sub_insert",
-    "WITH s AS (INSERT INTO submissions (id, team_id, token_id, request_id, received_at,"
+    "WITH ins AS (INSERT INTO submissions (id, team_id, token_id, request_id, received_at,"
     " completed_at, remote_addr, interface, taskgroup_id, num_inputs, state,"
     " http_status, error, request, resumes, daemon_id)"
     " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
-    " RETURNING team_id, received_at, state)"
-    " INSERT INTO summary_counts (team_id, day, state, processor, shard, submissions, runs)"
-    " SELECT team_id, substr(received_at, 1, 10), state, '', pg_backend_pid(), 1, 0"
-    " FROM s ON CONFLICT (team_id, day, state, processor, shard) DO UPDATE SET"
-    " submissions = summary_counts.submissions + 1"};
+    " RETURNING team_id, received_at, state) " TG_PG_COUNT_NEW("ins")};
+
+/* The same row for a team without limits only ($2 the team): admission's one statement
+ * when no idempotency record is involved. No row written: the team has limits. */
+static const struct tg_pg_stmt sub_admit_stmt = {
+    "records_sub_admit",
+    "WITH ins AS (INSERT INTO submissions (id, team_id, token_id, request_id, received_at,"
+    " completed_at, remote_addr, interface, taskgroup_id, num_inputs, state,"
+    " http_status, error, request, resumes, daemon_id)"
+    " SELECT $1, $2::bigint, $3, $4, $5, $6, $7, $8, $9, $10::bigint, $11, $12::bigint,"
+    " $13, $14, $15, $16"
+    " WHERE NOT EXISTS (SELECT 1 FROM team_limits WHERE team_id = $2::bigint"
+    "  AND (runs_per_minute > 0 OR in_flight > 0))"
+    " RETURNING team_id, received_at, state) " TG_PG_COUNT_NEW("ins")};
 
 static const struct tg_pg_stmt sub_group_stmt = {
     "records_sub_group",
     "UPDATE submissions SET taskgroup_id = $2 WHERE id = $1 AND state = 'pending'"};
 
-/* A final state is never rewritten; only reconciliation may settle 'unknown'. */
+/* A final state is never rewritten; only reconciliation may settle 'unknown'. The counts
+ * move with it (TG_PG_COUNT_CHANGE, no runs); the answer is how many rows u touched. */
 static const struct tg_pg_stmt sub_finish_stmt = {
     "records_sub_finish",
-    "UPDATE submissions SET state = $2, http_status = $3,"
-    " upstream_status = coalesce($4, upstream_status), error = $5, completed_at = $6"
-    " WHERE id = $1 AND (state = 'pending'"
-    "   OR (state = 'unknown' AND $2 IN ('accepted', 'failed')))"};
+    "WITH u AS (UPDATE submissions x SET state = $2, http_status = $3::bigint,"
+    " upstream_status = coalesce($4::bigint, x.upstream_status), error = $5,"
+    " completed_at = $6 FROM (" TG_PG_WAS ") o"
+    " WHERE x.id = $1 AND (x.state = 'pending'"
+    "   OR (x.state = 'unknown' AND $2 IN ('accepted', 'failed')))"
+    " RETURNING x.team_id, x.received_at, o.state AS old_state, x.state AS new_state),"
+    " r AS (SELECT NULL::text AS processor WHERE false)" TG_PG_COUNT_CHANGE
+    " SELECT count(*) FROM u"};
 
 static const struct tg_pg_stmt sub_state_stmt = {
     "records_sub_state", "SELECT state FROM submissions WHERE id = $1"};
 
 /* A call in one statement: the submission's UPDATE (u), the call's row when u touched one
- * (c), and its runs (r: $17 the ids and $18 the processors as text arrays, input i at
- * $6 + i; one recorded already is skipped, see runs_insert_stmt). $1..$15 are the call's
- * columns as in call_insert_stmt, $16 the group it made; the answer is how many rows u and
- * r touched. */
+ * (c), its runs (r: $17 the ids and $18 the processors as text arrays, input i at $6 + i;
+ * one recorded already fails the whole statement, which is its own transaction) and their
+ * counts in the audit summary (TG_PG_COUNT_CHANGE). $1..$15 are the call's columns as in
+ * call_insert_stmt, $16 the group it made; the answer is how many rows u touched. */
 #define CALL_ROWS_SQL \
     ", c AS (INSERT INTO upstream_calls (submission_id, seq, operation, method, path," \
     " first_input, num_inputs, started_at, finished_at, duration_ms, outcome," \
@@ -55,8 +70,8 @@ static const struct tg_pg_stmt sub_state_stmt = {
     ", r AS (INSERT INTO runs (run_id, submission_id, call_seq, input_index, processor)" \
     " SELECT x.id, $1, c.seq, $6::bigint + x.ord - 1, x.proc" \
     " FROM c, unnest($17::text[], $18::text[]) WITH ORDINALITY AS x(id, proc, ord)" \
-    " ON CONFLICT DO NOTHING RETURNING 1)" \
-    " SELECT (SELECT count(*) FROM u), (SELECT count(*) FROM r)"
+    " RETURNING processor)" TG_PG_COUNT_CHANGE \
+    " SELECT count(*) FROM u"
 
 /* call_record: u sets the last call's status (NULL when it got no answer) and the group it
  * made on an open submission. */
@@ -64,18 +79,20 @@ static const struct tg_pg_stmt call_record_stmt = {
     "records_call_record",
     "WITH u AS (UPDATE submissions SET upstream_status = $12::bigint,"
     " taskgroup_id = coalesce($16, taskgroup_id)"
-    " WHERE id = $1 AND state IN ('pending', 'unknown') RETURNING id)" CALL_ROWS_SQL};
+    " WHERE id = $1 AND state IN ('pending', 'unknown')"
+    " RETURNING team_id, received_at, state AS old_state, state AS new_state)" CALL_ROWS_SQL};
 
 /* call_finish: u is SQLite's two UPDATEs of the submission (the call's status, then the
  * final state $19 with $20 the client's status, $21 the error, $22 now) as one, under the
  * stricter WHERE of the two (the final state's). */
 static const struct tg_pg_stmt call_finish_stmt = {
     "records_call_finish",
-    "WITH u AS (UPDATE submissions SET upstream_status = $12::bigint,"
-    " taskgroup_id = coalesce($16, taskgroup_id), state = $19, http_status = $20::bigint,"
-    " error = $21, completed_at = $22"
-    " WHERE id = $1 AND (state = 'pending'"
-    "   OR (state = 'unknown' AND $19 IN ('accepted', 'failed'))) RETURNING id)"
+    "WITH u AS (UPDATE submissions x SET upstream_status = $12::bigint,"
+    " taskgroup_id = coalesce($16, x.taskgroup_id), state = $19, http_status = $20::bigint,"
+    " error = $21, completed_at = $22 FROM (" TG_PG_WAS ") o"
+    " WHERE x.id = $1 AND (x.state = 'pending'"
+    "   OR (x.state = 'unknown' AND $19 IN ('accepted', 'failed')))"
+    " RETURNING x.team_id, x.received_at, o.state AS old_state, x.state AS new_state)"
     CALL_ROWS_SQL};
 
 static const struct tg_pg_stmt call_insert_stmt = {
@@ -103,6 +120,16 @@ static const struct tg_pg_stmt runs_dup_stmt = {
     "SELECT u.id FROM unnest($1::text[]) WITH ORDINALITY AS u(id, ord)"
     " WHERE NOT EXISTS (SELECT 1 FROM runs r WHERE r.run_id = u.id"
     "  AND r.submission_id = $2 AND r.call_seq = $3 AND r.input_index = $4::bigint + u.ord - 1)"
+    " ORDER BY u.ord LIMIT 1"};
+
+/* The first of the ids $1 that a run recorded already has, or that comes twice: the one
+ * a call's statement failed on. */
+static const struct tg_pg_stmt runs_clash_stmt = {
+    "records_runs_clash",
+    "SELECT u.id FROM unnest($1::text[]) WITH ORDINALITY AS u(id, ord)"
+    " WHERE EXISTS (SELECT 1 FROM runs r WHERE r.run_id = u.id)"
+    "  OR EXISTS (SELECT 1 FROM unnest($1::text[]) WITH ORDINALITY AS v(id, ord)"
+    "   WHERE v.id = u.id AND v.ord < u.ord)"
     " ORDER BY u.ord LIMIT 1"};
 
 static const struct tg_pg_stmt any_pending_stmt = {
@@ -266,11 +293,19 @@ out:
 
 /* ---- submissions ------------------------------------------------------------------------- */
 
-int tg_pg_sub_insert(struct tg_store *st, const struct tg_submission *sub, const char *resumes,
-                     enum tg_state state, int http_status, const char *error)
+#define SUB_PARAMS 16
+#define EXTRA_MAX 8
+
+int tg_pg_sub_stmt(struct tg_store *st, const struct tg_pg_stmt *s,
+                   const struct tg_submission *sub, const char *resumes, enum tg_state state,
+                   int http_status, const char *error, const char *const *extra, int nextra,
+                   PGresult **res)
 {
+    *res = NULL;
     if (sub == NULL || sub->id == NULL || sub->interface == NULL || sub->num_inputs < 0)
         return tg_pg_invalid(st, "a submission needs an id, an interface and num_inputs >= 0");
+    if (nextra < 0 || nextra > EXTRA_MAX)
+        return tg_pg_invalid(st, "record submission: too many parameters");
     char received[TG_TIME_LEN], now[TG_TIME_LEN];
     char team[TG_PG_I64_LEN], inputs[TG_PG_I64_LEN], status[TG_PG_I64_LEN];
     tg_pg_now_text(now);
@@ -278,29 +313,74 @@ int tg_pg_sub_insert(struct tg_store *st, const struct tg_submission *sub, const
         tg_time_format(sub->received_ms, received);
     else
         memcpy(received, now, sizeof(received));
-    const char *p[] = {sub->id,
-                       tg_pg_i64(team, sub->team_id),
-                       sub->token_id,
-                       sub->request_id,
-                       received,
-                       state == TG_STATE_PENDING ? NULL : now,
-                       sub->remote_addr,
-                       sub->interface,
-                       sub->taskgroup_id,
-                       tg_pg_i64(inputs, sub->num_inputs),
-                       tg_domain_state_name(state),
-                       tg_pg_i64_or_null(status, http_status),
-                       error,
-                       sub->request,
-                       resumes,
-                       tg_store_daemon_id()};
-    int rc = tg_pg_run(st, &sub_insert_stmt, 16, p, "record submission");
+    const char *p[SUB_PARAMS + EXTRA_MAX] = {sub->id,
+                                             tg_pg_i64(team, sub->team_id),
+                                             sub->token_id,
+                                             sub->request_id,
+                                             received,
+                                             state == TG_STATE_PENDING ? NULL : now,
+                                             sub->remote_addr,
+                                             sub->interface,
+                                             sub->taskgroup_id,
+                                             tg_pg_i64(inputs, sub->num_inputs),
+                                             tg_domain_state_name(state),
+                                             tg_pg_i64_or_null(status, http_status),
+                                             error,
+                                             sub->request,
+                                             resumes,
+                                             tg_store_daemon_id()};
+    for (int i = 0; i < nextra; i++)
+        p[SUB_PARAMS + i] = extra[i];
+    int rc = tg_pg_exec(st, s, SUB_PARAMS + nextra, p, res, "record submission");
     if (rc == TG_EEXIST)
         tg_pg_set_err(st, "submission %.64s is already recorded", sub->id);
     else if (rc == TG_ENOTFOUND)
         tg_pg_set_err(st, "record submission: no team %lld or no token %.40s",
                       (long long)sub->team_id, sub->token_id != NULL ? sub->token_id : "");
     return rc;
+}
+
+/* The submission's row by s (sub_insert_stmt, or sub_admit_stmt); *n receives how many
+ * rows it wrote. */
+static int sub_row(struct tg_store *st, const struct tg_pg_stmt *s,
+                   const struct tg_submission *sub, const char *resumes, enum tg_state state,
+                   int http_status, const char *error, long *n)
+{
+    PGresult *res;
+    int rc = tg_pg_sub_stmt(st, s, sub, resumes, state, http_status, error, NULL, 0, &res);
+    *n = rc == TG_OK ? changed(res) : 0;
+    PQclear(res);
+    return rc;
+}
+
+int tg_pg_sub_insert(struct tg_store *st, const struct tg_submission *sub, const char *resumes,
+                     enum tg_state state, int http_status, const char *error)
+{
+    long n;
+    return sub_row(st, &sub_insert_stmt, sub, resumes, state, http_status, error, &n);
+}
+
+struct sub_admit_write {
+    const struct tg_submission *sub;
+    const char *resumes;
+    int *admitted;
+};
+
+static int sub_admit_w(struct tg_store *st, void *arg)
+{
+    const struct sub_admit_write *a = arg;
+    long n;
+    int rc = sub_row(st, &sub_admit_stmt, a->sub, a->resumes, TG_STATE_PENDING, 0, NULL, &n);
+    *a->admitted = rc == TG_OK && n > 0;
+    return rc;
+}
+
+int tg_pg_sub_admit(struct tg_store *st, const struct tg_submission *sub, const char *resumes,
+                    int *admitted)
+{
+    *admitted = 0;
+    struct sub_admit_write a = {sub, resumes, admitted};
+    return tg_pg_write_one(st, sub_admit_w, &a);
 }
 
 struct sub_write {
@@ -320,7 +400,7 @@ static int sub_insert(struct tg_store *st, const struct tg_submission *sub,
                       enum tg_state state, int http_status, const char *error)
 {
     struct sub_write a = {sub, state, http_status, error};
-    return tg_pg_write(st, sub_insert_w, &a);
+    return tg_pg_write_one(st, sub_insert_w, &a);
 }
 
 int tg_pg_submission_begin(struct tg_store *st, const struct tg_submission *sub)
@@ -349,7 +429,7 @@ int tg_pg_submission_group(struct tg_store *st, const char *sub_id, const char *
     if (sub_id == NULL || taskgroup_id == NULL)
         return tg_pg_invalid(st, "submission group: missing argument");
     const char *a[2] = {sub_id, taskgroup_id};
-    return tg_pg_write(st, sub_group_w, a);
+    return tg_pg_write_one(st, sub_group_w, a);
 }
 
 /* The final-state UPDATE, inside the caller's transaction. */
@@ -364,10 +444,13 @@ static int finish_in_tx(struct tg_store *st, const char *sub_id, enum tg_state s
                        tg_pg_i64_or_null(up, upstream_status),
                        error,
                        now};
-    long n;
-    int rc = tg_pg_counts_change(st, sub_id, state, 0, NULL);
-    if (rc == TG_OK)
-        rc = run_count(st, &sub_finish_stmt, 6, p, "finish submission", &n);
+    PGresult *res;
+    long n = 0;
+    int rc = tg_pg_one(st, &sub_finish_stmt, 6, p, &res, "finish submission");
+    if (rc == TG_OK) {
+        n = (long)tg_pg_int(res, 0, 0);
+        PQclear(res);
+    }
     if (rc == TG_OK && n == 0)
         rc = refusal(st, sub_id, "finish submission");
     return rc;
@@ -405,7 +488,7 @@ int tg_pg_submission_finish(struct tg_store *st, const char *sub_id, enum tg_sta
     if (rc != TG_OK)
         return rc;
     struct finish_write a = {sub_id, state, http_status, upstream_status, error};
-    return tg_pg_write(st, finish_w, &a);
+    return tg_pg_write_one(st, finish_w, &a);
 }
 
 /* ---- calls and runs ---------------------------------------------------------------------- */
@@ -520,28 +603,31 @@ static void call_params_free(struct call_params *cp)
     tg_buf_free(&cp->procs);
 }
 
-/* Runs s (call_record_stmt or call_finish_stmt) with n of cp's parameters: TG_OK with how
- * many rows its UPDATE touched in *updated, TG_EEXIST when the call or one of its runs is
- * recorded already. */
+/* Runs s (call_record_stmt or call_finish_stmt) with n of cp's parameters, as a
+ * transaction of its own: TG_OK with how many rows its UPDATE touched in *updated (none:
+ * it wrote nothing), TG_EEXIST when the call or one of its runs is recorded already (it
+ * wrote nothing either; which run is read afterwards). */
 static int call_stmt(struct tg_store *st, const struct tg_pg_stmt *s, int n,
                      const struct tg_call *c, const struct call_params *cp, long *updated)
 {
     PGresult *res;
     *updated = 0;
     int rc = tg_pg_one(st, s, n, cp->p, &res, "record upstream call");
-    if (rc == TG_EEXIST)
+    if (rc == TG_OK) {
+        *updated = (long)tg_pg_int(res, 0, 0);
+        PQclear(res);
+        return TG_OK;
+    }
+    if (rc != TG_EEXIST)
+        return rc;
+    if (strcmp(st->constraint, "runs_id") != 0) {
         tg_pg_set_err(st, "call %d of submission %.64s is already recorded", c->seq,
                       c->submission_id);
-    if (rc != TG_OK)
         return rc;
-    *updated = (long)tg_pg_int(res, 0, 0);
-    size_t runs = (size_t)tg_pg_int(res, 0, 1);
-    PQclear(res);
-    if (*updated == 0 || runs == c->num_runs)
-        return TG_OK;
+    }
     /* One of them is recorded already (by another submission, or twice in this call). */
-    const char *p[] = {cp->p[16], c->submission_id, cp->seq, cp->first};
-    rc = tg_pg_one(st, &runs_dup_stmt, 4, p, &res, "record runs");
+    const char *p[] = {cp->p[16]};
+    rc = tg_pg_one(st, &runs_clash_stmt, 1, p, &res, "record runs");
     if (rc == TG_OK) {
         tg_pg_set_err(st, "run %.100s is already recorded", tg_pg_text(res, 0, 0));
         PQclear(res);
@@ -552,14 +638,12 @@ static int call_stmt(struct tg_store *st, const struct tg_pg_stmt *s, int n,
     return rc == TG_OK || rc == TG_ENOTFOUND ? TG_EEXIST : rc;
 }
 
-/* The call, its runs and the submission's upstream status, inside a transaction. */
-static int call_in_tx(struct tg_store *st, const struct tg_call *call)
+/* The call, its runs and the submission's upstream status, in one statement. */
+static int call_one(struct tg_store *st, const struct tg_call *call)
 {
     struct call_params cp;
     long n = 0;
     int rc = call_params(st, call, &cp);
-    if (rc == TG_OK && call->num_runs > 0)
-        rc = tg_pg_counts_runs(st, call->submission_id, call->num_runs, call->processors);
     if (rc == TG_OK)
         rc = call_stmt(st, &call_record_stmt, 18, call, &cp, &n);
     if (rc == TG_OK && n == 0)
@@ -571,7 +655,7 @@ static int call_in_tx(struct tg_store *st, const struct tg_call *call)
 static int call_w(struct tg_store *st, void *arg)
 {
     const struct tg_call *const *call = arg;
-    return call_in_tx(st, *call);
+    return call_one(st, *call);
 }
 
 int tg_pg_call_record(struct tg_store *st, const struct tg_call *call)
@@ -579,7 +663,7 @@ int tg_pg_call_record(struct tg_store *st, const struct tg_call *call)
     int rc = check_call(st, call);
     if (rc != TG_OK)
         return rc;
-    return tg_pg_write(st, call_w, &call);
+    return tg_pg_write_one(st, call_w, &call);
 }
 
 struct call_finish_write {
@@ -587,44 +671,48 @@ struct call_finish_write {
     enum tg_state state;
     int http_status;
     const char *error;
+    int refused; /* the statement wrote nothing: the submission may not take it */
 };
 
-/* SQLite's order of checks with one statement: the submission must be open (else the
- * call's refusal), the call and its runs must be new, then the final state must be one
- * the submission may take (else the finish's refusal). Only when the last fails are the
- * call's rows tried on their own, for what SQLite would have said first. */
 static int call_finish_w(struct tg_store *st, void *arg)
+{
+    struct call_finish_write *a = arg;
+    struct call_params cp;
+    char now[TG_TIME_LEN], http[TG_PG_I64_LEN];
+    long n = 0;
+    a->refused = 0;
+    int rc = call_params(st, a->call, &cp);
+    if (rc == TG_OK) {
+        tg_pg_now_text(now);
+        cp.p[18] = tg_domain_state_name(a->state);
+        cp.p[19] = tg_pg_i64_or_null(http, a->http_status);
+        cp.p[20] = a->error;
+        cp.p[21] = now;
+        rc = call_stmt(st, &call_finish_stmt, 22, a->call, &cp, &n);
+        a->refused = rc == TG_OK && n == 0;
+    }
+    call_params_free(&cp);
+    return rc;
+}
+
+/* Why call_finish_w wrote nothing, in SQLite's order of checks: the submission must be
+ * open (else the call's refusal), the call and its runs must be new, then the final state
+ * must be one the submission may take (else the finish's refusal). The call's rows are
+ * tried on their own for what SQLite would have said first, in a transaction that every
+ * answer here rolls back. */
+static int call_refusal_w(struct tg_store *st, void *arg)
 {
     const struct call_finish_write *a = arg;
     const struct tg_call *c = a->call;
-    struct call_params cp;
-    char now[TG_TIME_LEN], http[TG_PG_I64_LEN], state[16];
-    long n = 0;
-    int rc = call_params(st, c, &cp);
-    if (rc != TG_OK)
-        goto out;
-    tg_pg_now_text(now);
-    cp.p[18] = tg_domain_state_name(a->state);
-    cp.p[19] = tg_pg_i64_or_null(http, a->http_status);
-    cp.p[20] = a->error;
-    cp.p[21] = now;
-    rc = tg_pg_counts_change(st, c->submission_id, a->state, c->num_runs, c->processors);
-    if (rc == TG_OK)
-        rc = call_stmt(st, &call_finish_stmt, 22, c, &cp, &n);
-    if (rc != TG_OK || n > 0)
-        goto out;
-    rc = sub_state(st, c->submission_id, state, sizeof(state), "record upstream call");
+    char state[16];
+    int rc = sub_state(st, c->submission_id, state, sizeof(state), "record upstream call");
     if (rc == TG_ENOTFOUND ||
-        (rc == TG_OK && strcmp(state, "pending") != 0 && strcmp(state, "unknown") != 0)) {
-        rc = refusal(st, c->submission_id, "record upstream call");
-        goto out;
-    }
+        (rc == TG_OK && strcmp(state, "pending") != 0 && strcmp(state, "unknown") != 0))
+        return refusal(st, c->submission_id, "record upstream call");
     if (rc == TG_OK)
         rc = call_rows(st, c);
     if (rc == TG_OK)
         rc = refusal(st, c->submission_id, "finish submission");
-out:
-    call_params_free(&cp);
     return rc;
 }
 
@@ -636,8 +724,11 @@ int tg_pg_call_finish(struct tg_store *st, const struct tg_call *call, enum tg_s
         rc = check_final(st, call->submission_id, state);
     if (rc != TG_OK)
         return rc;
-    struct call_finish_write a = {call, state, http_status, error};
-    return tg_pg_write(st, call_finish_w, &a);
+    struct call_finish_write a = {call, state, http_status, error, 0};
+    rc = tg_pg_write_one(st, call_finish_w, &a);
+    if (rc == TG_OK && a.refused)
+        rc = tg_pg_write(st, call_refusal_w, &a);
+    return rc;
 }
 
 /* ---- what a daemon gone left -------------------------------------------------------------- */

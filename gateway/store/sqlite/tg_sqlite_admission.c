@@ -13,9 +13,12 @@ static const char *const admission_sql[S_COUNT] = {
         " WHERE i.team_id = ?1 AND i.kind = ?2 AND i.key = ?3 AND i.expires_ms > ?4",
     [R_LIMITS_GET] =
         "SELECT runs_per_minute, in_flight FROM team_limits WHERE team_id = ?1",
-    /* The literal state lets SQLite use the partial index submissions_state. */
+    /* SQLite takes a partial index only for a query that states the index's own condition,
+     * hence the IN list before the state wanted: submissions_open, not every submission of
+     * the team. */
     [R_INFLIGHT] =
-        "SELECT count(*) FROM submissions WHERE state IN ('pending') AND team_id = ?1",
+        "SELECT count(*) FROM submissions WHERE state IN ('pending', 'unknown')"
+        " AND state = 'pending' AND team_id = ?1",
     [R_USAGE_GET] =
         "SELECT runs FROM team_usage WHERE team_id = ?1 AND minute = ?2",
     [R_USAGE_ADD] =
@@ -46,36 +49,65 @@ static const char *const admission_sql[S_COUNT] = {
         "SELECT t.id, coalesce(l.runs_per_minute, 0), coalesce(l.in_flight, 0)"
         " FROM teams t LEFT JOIN team_limits l ON l.team_id = t.id WHERE t.name = ?1",
     [R_RECON_SUB] =
-        "SELECT team_id, state, interface, taskgroup_id, num_inputs FROM submissions"
-        " WHERE id = ?1",
+        "SELECT team_id, state, interface, taskgroup_id, num_inputs, received_at,"
+        " (SELECT r.resume_cursor FROM reconciliations r WHERE r.submission_id = s.id"
+        "  ORDER BY r.at DESC, r.id DESC LIMIT 1)"
+        " FROM submissions s WHERE id = ?1",
     [R_RECON_CALLS] =
         "SELECT c.seq, c.operation, c.first_input, c.num_inputs, c.outcome,"
         " (SELECT count(*) FROM runs r WHERE r.submission_id = c.submission_id"
         "  AND r.call_seq = c.seq)"
         " FROM upstream_calls c WHERE c.submission_id = ?1 ORDER BY c.seq",
+    /* The group's latest submission received before ?2 with a call whose runs existed
+     * before ?2 (answered before it, or found by a reconciliation that recorded it, with its
+     * started_at and a run_cursor, before it), found walking submissions_group_time
+     * backwards from ?2; then its last such call. */
+    [R_RECON_CURSOR] =
+        "SELECT c.submission_id, c.seq, c.run_cursor"
+        " FROM upstream_calls c"
+        " WHERE c.submission_id = (SELECT t.id FROM submissions t"
+        "   WHERE t.taskgroup_id = ?1 AND t.received_at < ?2 AND EXISTS (SELECT 1"
+        "    FROM upstream_calls k WHERE k.submission_id = t.id AND k.operation = 'add_runs'"
+        "    AND ((k.outcome = 'ok' AND k.finished_at < ?2) OR (k.outcome = 'unknown'"
+        "     AND k.run_cursor IS NOT NULL AND k.started_at < ?2)))"
+        "   ORDER BY t.received_at DESC LIMIT 1)"
+        " AND c.operation = 'add_runs' AND ((c.outcome = 'ok' AND c.finished_at < ?2)"
+        "  OR (c.outcome = 'unknown' AND c.run_cursor IS NOT NULL AND c.started_at < ?2))"
+        " ORDER BY c.seq DESC LIMIT 1",
+    [R_RECON_OPEN] =
+        "SELECT 1 FROM submissions WHERE id = ?1 AND state = 'unknown'",
+    /* A call found meanwhile by another reconciliation is left as it is. */
     [R_CALL_ADD] =
         "INSERT INTO upstream_calls (submission_id, seq, operation, method, path, first_input,"
-        " num_inputs, started_at, outcome, error)"
-        " VALUES (?1, ?2, 'add_runs', 'POST', ?3, ?4, ?5, ?6, 'unknown', ?7)",
+        " num_inputs, started_at, outcome, error, run_cursor)"
+        " VALUES (?1, ?2, 'add_runs', 'POST', ?3, ?4, ?5, ?6, 'unknown', ?7, ?8)"
+        " ON CONFLICT (submission_id, seq) DO NOTHING",
+    [R_CALL_HAS_RUNS] =
+        "SELECT 1 FROM runs WHERE submission_id = ?1 AND call_seq = ?2 LIMIT 1",
     [R_RECON_FINISH] =
         "UPDATE submissions SET state = ?2, error = ?3, completed_at = ?4"
         " WHERE id = ?1 AND state = 'unknown'",
     [R_RECON_LOG] =
         "INSERT INTO reconciliations (submission_id, at, actor, taskgroup_id, outcome,"
-        " runs_found, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        " runs_found, detail, resume_cursor) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    /* Due: unknown since before ?2 and not tried since, or last tried by a read cut short
+     * (it reads on at once). Oldest first from submissions_open (see R_INFLIGHT). */
     [R_UNKNOWN] =
-        "SELECT id FROM submissions s WHERE state IN ('unknown')"
+        "SELECT id FROM submissions s WHERE state IN ('pending', 'unknown')"
+        " AND state = 'unknown'"
         " AND (?2 IS NULL OR (coalesce(completed_at, received_at) < ?2"
         " AND NOT EXISTS (SELECT 1 FROM reconciliations r"
-        "  WHERE r.submission_id = s.id AND r.at >= ?2)))"
+        "  WHERE r.submission_id = s.id AND r.at >= ?2))"
+        " OR (SELECT r.resume_cursor FROM reconciliations r WHERE r.submission_id = s.id"
+        "  ORDER BY r.at DESC, r.id DESC LIMIT 1) IS NOT NULL)"
         " ORDER BY received_at LIMIT ?1",
     [R_PRIOR_RUNS] =
         "SELECT input_index, run_id FROM runs WHERE submission_id = ?1",
     [R_PRIOR_SUB] =
         "SELECT taskgroup_id, resumes FROM submissions WHERE id = ?1",
     [R_OPEN_COUNT] =
-        "SELECT state, count(*) FROM submissions WHERE state IN ('pending', 'unknown')"
-        " GROUP BY state",
+        "SELECT state, count(*), min(received_at) FROM submissions"
+        " WHERE state IN ('pending', 'unknown') GROUP BY state",
 };
 
 static int stmt(struct tg_store *st, enum stmt_id id, sqlite3_stmt **out)
@@ -466,6 +498,10 @@ int tg_sqlite_recon_load(struct tg_store *st, struct tg_pool *pool, const char *
         out->interface = tg_pool_strdup(pool, tg_sqlite_col_text(s, 2));
         out->taskgroup_id = tg_pool_strdup(pool, tg_sqlite_col_text(s, 3));
         out->num_inputs = sqlite3_column_int(s, 4);
+        const char *received = tg_sqlite_col_text(s, 5);
+        if (received == NULL || tg_time_parse(received, &out->received_ms) != TG_OK)
+            out->received_ms = 0;
+        out->resume_cursor = tg_pool_strdup(pool, tg_sqlite_col_text(s, 6));
     }
     tg_sqlite_done(s);
     if (rc != TG_OK)
@@ -478,11 +514,54 @@ int tg_sqlite_recon_load(struct tg_store *st, struct tg_pool *pool, const char *
     return tg_sqlite_each(st, s, "read the calls", recon_call_row, &c);
 }
 
+int tg_sqlite_recon_cursor(struct tg_store *st, struct tg_pool *pool, const char *taskgroup_id,
+                           int64_t before_ms, struct tg_recon_cursor *out)
+{
+    sqlite3_stmt *s;
+    memset(out, 0, sizeof(*out));
+    int rc = stmt(st, R_RECON_CURSOR, &s);
+    if (rc != TG_OK)
+        return rc;
+    char before[TG_TIME_LEN];
+    tg_time_format(before_ms, before);
+    tg_sqlite_bind_text(s, 1, taskgroup_id);
+    tg_sqlite_bind_text(s, 2, before);
+    rc = tg_sqlite_one(st, s, "find the group's last cursor");
+    if (rc == TG_OK) {
+        out->submission_id = tg_pool_strdup(pool, tg_sqlite_col_text(s, 0));
+        out->seq = sqlite3_column_int(s, 1);
+        out->run_cursor = tg_pool_strdup(pool, tg_sqlite_col_text(s, 2));
+        if (out->submission_id == NULL)
+            rc = TG_ENOMEM;
+    }
+    tg_sqlite_done(s);
+    return rc;
+}
+
+/* Whether call seq of sub_id has runs recorded: by this transaction's start another
+ * reconciliation may have recorded what this one found. */
+static int call_has_runs(struct tg_store *st, const char *sub_id, int seq, int *has)
+{
+    sqlite3_stmt *s;
+    int rc = stmt(st, R_CALL_HAS_RUNS, &s);
+    if (rc != TG_OK)
+        return rc;
+    tg_sqlite_bind_text(s, 1, sub_id);
+    sqlite3_bind_int(s, 2, seq);
+    rc = tg_sqlite_one(st, s, "look for a call's runs");
+    tg_sqlite_done(s);
+    *has = rc == TG_OK;
+    return rc == TG_ENOTFOUND ? TG_OK : rc;
+}
+
 static int add_found(struct tg_store *st, const struct tg_recon_write *w,
                      const struct tg_recon_found *f, const char *now)
 {
     sqlite3_stmt *s;
-    int rc = TG_OK;
+    int has = 0;
+    int rc = call_has_runs(st, w->sub_id, f->seq, &has);
+    if (rc != TG_OK || has)
+        return rc;
     if (!f->recorded) {
         char path[300];
         snprintf(path, sizeof(path), "%s/tasks/groups/%s/runs", w->api != NULL ? w->api : "/v1",
@@ -499,6 +578,7 @@ static int add_found(struct tg_store *st, const struct tg_recon_write *w,
         tg_sqlite_bind_text(s, 7,
                             "the daemon stopped before this call's outcome was recorded; "
                             "found upstream by reconciliation");
+        tg_sqlite_bind_text(s, 8, f->run_cursor);
         rc = tg_sqlite_run(st, s, "record a found call");
         if (rc != TG_OK)
             return rc;
@@ -531,9 +611,21 @@ int tg_sqlite_recon_write(struct tg_store *st, const struct tg_recon_write *w)
         }
         if (rc == TG_OK)
             rc = tg_sqlite_counts_move(st, w->sub_id, "unknown", state_text(w->state));
-        for (size_t i = 0; rc == TG_OK && i < w->nfound; i++)
-            rc = add_found(st, w, &w->found[i], now);
+    } else if (w->nfound > 0) {
+        /* A read cut short records what it found whole while the submission stays unknown. */
+        rc = stmt(st, R_RECON_OPEN, &s);
+        if (rc == TG_OK) {
+            tg_sqlite_bind_text(s, 1, w->sub_id);
+            rc = tg_sqlite_one(st, s, "read the submission's state");
+            tg_sqlite_done(s);
+        }
+        if (rc == TG_ENOTFOUND) {
+            tg_sqlite_set_err(st, "submission %.64s is no longer unknown", w->sub_id);
+            rc = TG_EINVAL;
+        }
     }
+    for (size_t i = 0; rc == TG_OK && i < w->nfound; i++)
+        rc = add_found(st, w, &w->found[i], now);
     if (rc == TG_OK)
         rc = stmt(st, R_RECON_LOG, &s);
     if (rc == TG_OK) {
@@ -544,6 +636,7 @@ int tg_sqlite_recon_write(struct tg_store *st, const struct tg_recon_write *w)
         tg_sqlite_bind_text(s, 5, w->outcome);
         sqlite3_bind_int64(s, 6, w->runs_found);
         tg_sqlite_bind_text(s, 7, w->detail);
+        tg_sqlite_bind_text(s, 8, w->resume_cursor);
         rc = tg_sqlite_run(st, s, "log the reconciliation");
     }
     return tg_sqlite_tx_end(st, rc);
@@ -593,6 +686,7 @@ int tg_sqlite_unknown_ids(struct tg_store *st, struct tg_pool *pool, size_t max,
 
 struct open_counts {
     long *pending, *unknown;
+    int64_t *oldest_unknown_ms;
 };
 
 static int open_count_row(void *arg, sqlite3_stmt *s)
@@ -600,21 +694,27 @@ static int open_count_row(void *arg, sqlite3_stmt *s)
     const struct open_counts *c = arg;
     const char *state = tg_sqlite_col_text(s, 0);
     long n = (long)sqlite3_column_int64(s, 1);
-    if (state != NULL && strcmp(state, "pending") == 0)
+    if (state != NULL && strcmp(state, "pending") == 0) {
         *c->pending = n;
-    else
+    } else {
+        const char *oldest = tg_sqlite_col_text(s, 2);
         *c->unknown = n;
+        if (oldest == NULL || tg_time_parse(oldest, c->oldest_unknown_ms) != TG_OK)
+            *c->oldest_unknown_ms = 0;
+    }
     return TG_OK;
 }
 
-int tg_sqlite_open_counts(struct tg_store *st, long *pending, long *unknown)
+int tg_sqlite_open_counts(struct tg_store *st, long *pending, long *unknown,
+                          int64_t *oldest_unknown_ms)
 {
     sqlite3_stmt *s;
     *pending = *unknown = 0;
+    *oldest_unknown_ms = 0;
     int rc = stmt(st, R_OPEN_COUNT, &s);
     if (rc != TG_OK)
         return rc;
-    struct open_counts c = {pending, unknown};
+    struct open_counts c = {pending, unknown, oldest_unknown_ms};
     return tg_sqlite_each(st, s, "count open submissions", open_count_row, &c);
 }
 

@@ -22,11 +22,11 @@
     " request_id"
 #define RUN_COLS                                                                           \
     "run_id, submission_id, team, token_label, submitted_at, taskgroup_id, input_index,"   \
-    " processor, run_cursor, event_cursor, call_seq"
+    " processor, run_cursor, event_cursor, call_seq, status, error, completed_at"
 #define RUN_COLS_OF(v)                                                                     \
     v ".run_id, " v ".submission_id, " v ".team, " v ".token_label, " v ".submitted_at, "   \
     v ".taskgroup_id, " v ".input_index, " v ".processor, " v ".run_cursor, "              \
-    v ".event_cursor, " v ".call_seq"
+    v ".event_cursor, " v ".call_seq, " v ".status, " v ".error, " v ".completed_at"
 #define CALL_COLS                                                                          \
     "submission_id, team, seq, operation, method, path, first_input, num_inputs,"          \
     " started_at, finished_at, duration_ms, outcome, http_status, run_cursor,"             \
@@ -40,8 +40,9 @@ static const char *const sub_names[] = {
 #define SUB_NCOLS 15
 static const char *const run_names[] = {
     "run_id", "submission_id", "team", "token_label", "submitted_at", "taskgroup_id",
-    "input_index", "processor", "run_cursor", "event_cursor", "call_seq"};
-#define RUN_NCOLS 11
+    "input_index", "processor", "run_cursor", "event_cursor", "call_seq", "status", "error",
+    "completed_at"};
+#define RUN_NCOLS 14
 static const char *const call_names[] = {
     "submission_id", "team", "seq", "operation", "method", "path", "first_input",
     "num_inputs", "started_at", "finished_at", "duration_ms", "outcome", "http_status",
@@ -65,6 +66,7 @@ static const char *const summary_names[] = {"team", "day", "processor", "state",
  *   ?8 ?9 ?11 the key to continue after: time, submission id, input index
  *   ?10 the most rows to return (the page's limit plus one, to see whether more follow)
  *   ?15 the one team a read may show (team_of): the scope's, else the asked one
+ *   ?16 a run's status
  * Times are bound always (open bounds as "" and "~", which sort before and after every
  * stored time), so that SQLite walks the time index as a range. */
 #define SCOPE " AND (?1 IS NULL OR team = ?1) AND (?2 IS NULL OR team = ?2)"
@@ -82,6 +84,7 @@ static const char *const summary_names[] = {"team", "day", "processor", "state",
     WINDOW("submitted_at")                                                             \
     " AND submitted_at <= ?8 AND (submitted_at < ?8 OR submission_id < ?9"             \
     "   OR (submission_id = ?9 AND input_index > ?11))" SCOPE
+#define RUNS_STATUS_F " AND (?16 IS NULL OR status = ?16)"
 #define RUNS_ORDER " ORDER BY submitted_at DESC, submission_id DESC, input_index LIMIT ?10"
 
 /* The summary's rows (the view audit_summary's columns), by day, team, processor, state. */
@@ -103,24 +106,25 @@ static const char *const audit_sql[S_COUNT] = {
     [A_SUBS_GROUP] = SUBS_SELECT " taskgroup_id = ?5 AND" SUBS_WHERE SUBS_ORDER,
     [A_SUBS_STATE] = SUBS_SELECT " state = ?3 AND" SUBS_WHERE SUBS_GROUP_F SUBS_ORDER,
     [A_SUBS_TEAM] = SUBS_SELECT " team = ?15 AND" SUBS_WHERE SUBS_GROUP_F SUBS_ORDER,
-    /* The literal IN list lets SQLite use submissions_state_time. */
+    /* The literal IN list lets SQLite use the partial index submissions_open. */
     [A_OPEN] =
         "SELECT " SUB_COLS " FROM audit_submissions WHERE state IN ('pending', 'unknown')"
         " AND" WINDOW("received_at")
         " AND received_at >= ?8 AND (received_at > ?8 OR submission_id > ?9)" SCOPE
         " AND (?5 IS NULL OR taskgroup_id = ?5)"
         " ORDER BY received_at, submission_id LIMIT ?10",
-    [A_RUNS] = RUNS_SELECT RUNS_WHERE " AND (?5 IS NULL OR taskgroup_id = ?5)" RUNS_ORDER,
-    [A_RUNS_GROUP] = RUNS_SELECT " taskgroup_id = ?5 AND" RUNS_WHERE RUNS_ORDER,
+    [A_RUNS] = RUNS_SELECT RUNS_WHERE " AND (?5 IS NULL OR taskgroup_id = ?5)" RUNS_STATUS_F
+               RUNS_ORDER,
+    [A_RUNS_GROUP] = RUNS_SELECT " taskgroup_id = ?5 AND" RUNS_WHERE RUNS_STATUS_F RUNS_ORDER,
     [A_RUNS_TEAM] = RUNS_SELECT " team = ?15 AND" RUNS_WHERE
-                    " AND (?5 IS NULL OR taskgroup_id = ?5)" RUNS_ORDER,
+                    " AND (?5 IS NULL OR taskgroup_id = ?5)" RUNS_STATUS_F RUNS_ORDER,
     [A_SUB_ONE] =
         "SELECT " SUB_COLS ", (SELECT request FROM submissions WHERE id = v.submission_id)"
         " FROM audit_submissions v WHERE submission_id = ?1 AND (?2 IS NULL OR team = ?2)",
     [A_CALLS_OF] = "SELECT " CALL_COLS " FROM audit_calls WHERE submission_id = ?1 ORDER BY seq",
     [A_RUNS_OF] =
         "SELECT " RUN_COLS " FROM audit_runs WHERE submission_id = ?1 ORDER BY input_index",
-    /* The run's key from one look in each bucket's part of runs_id (007_scale.sql). */
+    /* The run's key from one look in each bucket's part of runs_id (010_scale.sql). */
     [A_RUN_ONE] =
         TG_SQLITE_RUN_KEY "SELECT " RUN_COLS_OF("v") " FROM k CROSS JOIN audit_runs v"
         " WHERE v.submission_id = k.sid AND v.input_index = k.idx"
@@ -294,12 +298,13 @@ static int list_page(struct tg_store *st, enum stmt_id id, const struct spec *sp
     const char *from = after->time[0] != '\0' ? after->time : ascending ? "" : "~";
     int src = SQLITE_OK;
     /* Text parameters by number; 10 and 11 are integers, bound below. */
-    const char *text[16] = {NULL, q->scope_team, q->team, q->state, q->interface,
+    const char *text[17] = {NULL, q->scope_team, q->team, q->state, q->interface,
                             q->taskgroup_id, q->since != NULL ? q->since : "",
                             q->until != NULL ? q->until : "~", from, after->id, NULL, NULL,
-                            q->object, q->object_type, q->action, team_of(q)};
+                            q->object, q->object_type, q->action, team_of(q),
+                            q->run_status};
     int max = sqlite3_bind_parameter_count(s);
-    for (int i = 1; i < 16 && src == SQLITE_OK; i++)
+    for (int i = 1; i < 17 && src == SQLITE_OK; i++)
         if (i != 10 && i != 11 && i <= max && sqlite3_bind_parameter_name(s, i) != NULL)
             src = tg_sqlite_bind_text(s, i, text[i]);
     if (src == SQLITE_OK)

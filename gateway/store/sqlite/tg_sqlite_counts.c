@@ -1,4 +1,4 @@
-/* The audit summary's counts (summary_counts, sql/sqlite/007_scale.sql), kept inside the
+/* The audit summary's counts (summary_counts, sql/sqlite/010_scale.sql), kept inside the
  * transaction of every change they count, so that GET /v1/audit/summary and the view
  * audit_summary read a few rows instead of the runs. The contract is the view's: each
  * submission once under each processor its runs carry ('' while it has none), each run

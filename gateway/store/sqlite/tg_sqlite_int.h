@@ -4,8 +4,8 @@
  * tg_sqlite_ident.c: teams, tokens and presets; tg_sqlite_keys.c: keys at rest;
  * tg_sqlite_admission.c: idempotency, limits and reconciliation; tg_sqlite_owner.c:
  * ownership; tg_sqlite_audit.c: the audit reads; tg_sqlite_prune.c: retention;
- * tg_sqlite_runs.c: recording runs;
- * tg_sqlite_counts.c: the audit summary's counts. Nothing outside gateway/store/sqlite/
+ * tg_sqlite_runs.c: recording runs; tg_sqlite_counts.c: the audit summary's counts;
+ * tg_sqlite_track.c: what came of each run. Nothing outside gateway/store/sqlite/
  * includes this. */
 #ifndef TG_SQLITE_INT_H
 #define TG_SQLITE_INT_H
@@ -42,7 +42,8 @@ enum stmt_id {
     /* tg_sqlite_admission.c's admission_sql: idempotency, limits, reconciliation */
     R_IDEM_GET, R_LIMITS_GET, R_INFLIGHT, R_USAGE_GET, R_USAGE_ADD, R_USAGE_OLD,
     R_IDEM_CHECK, R_IDEM_PUT, R_IDEM_ANSWER, R_IDEM_PRUNE, R_LIMITS_SET,
-    R_TEAM, R_RECON_SUB, R_RECON_CALLS, R_CALL_ADD, R_RECON_FINISH, R_RECON_LOG,
+    R_TEAM, R_RECON_SUB, R_RECON_CALLS, R_RECON_CURSOR, R_RECON_OPEN, R_CALL_ADD,
+    R_CALL_HAS_RUNS, R_RECON_FINISH, R_RECON_LOG,
     R_UNKNOWN, R_PRIOR_RUNS, R_PRIOR_SUB, R_OPEN_COUNT,
     /* tg_sqlite_owner.c's owner_sql */
     C_GROUP_OWNED, C_RUN_OWNER,
@@ -58,6 +59,9 @@ enum stmt_id {
     U_NEWEST, U_OPEN, U_CLOSED, U_FILTER_GET, U_FILTER_SET, U_IDS, U_PROBE, U_INSERT, U_COUNT,
     /* tg_sqlite_counts.c's counts_sql */
     K_ADD, K_SUB, K_HAS, K_MOVE, K_RECOVER, K_PRUNE, K_FOLD, K_UNSHARD, K_EMPTY,
+    /* tg_sqlite_track.c's track_sql: the groups followed, run status, webhook deliveries */
+    T_TAKE, T_WAITING, T_RENEW, T_PLACE, T_STATUS_GET, T_STATUS_PUT, T_CHANGE_ADD, T_SETTLE,
+    T_RELEASE, T_HOOK_ADD, T_HOOK_GROUP, T_RUN_GROUP, T_HOOK_OUTCOME, T_HOOK_PRUNE,
     S_COUNT
 };
 
@@ -302,11 +306,28 @@ int tg_sqlite_limits_set(struct tg_store *st, const struct tg_actor *who, const 
                          const struct tg_limits *l);
 int tg_sqlite_recon_load(struct tg_store *st, struct tg_pool *pool, const char *sub_id,
                          struct tg_recon_sub *out);
+int tg_sqlite_recon_cursor(struct tg_store *st, struct tg_pool *pool, const char *taskgroup_id,
+                           int64_t before_ms, struct tg_recon_cursor *out);
 int tg_sqlite_recon_write(struct tg_store *st, const struct tg_recon_write *w);
-int tg_sqlite_open_counts(struct tg_store *st, long *pending, long *unknown);
+int tg_sqlite_open_counts(struct tg_store *st, long *pending, long *unknown,
+                          int64_t *oldest_unknown_ms);
 int tg_sqlite_unknown_ids(struct tg_store *st, struct tg_pool *pool, size_t max,
                           int64_t before_ms, const char ***ids, size_t *n);
 int tg_sqlite_prior_runs(struct tg_store *st, struct tg_pool *pool, const char *sub_id,
                          size_t num_inputs, const char ***ids, const char **group);
+/* tg_sqlite_track.c */
+int tg_sqlite_track_take(struct tg_store *st, size_t max, struct tg_track_group *out,
+                         size_t *n, long *waiting);
+int tg_sqlite_track_renew(struct tg_store *st);
+int tg_sqlite_track_record(struct tg_store *st, const char *taskgroup_id,
+                           const char *last_event_id, struct tg_run_change *changes,
+                           size_t n, size_t *recorded);
+int tg_sqlite_track_settle(struct tg_store *st, const char *taskgroup_id, int64_t adds,
+                           int gone, const char *detail, int *again);
+int tg_sqlite_track_release(struct tg_store *st, const char *taskgroup_id);
+int tg_sqlite_webhook_record(struct tg_store *st, const char *webhook_id,
+                             const char *taskgroup_id, struct tg_run_change *change,
+                             enum tg_webhook_outcome *out, char *team, size_t teamlen);
+int tg_sqlite_webhook_prune(struct tg_store *st, int64_t before_ms, long *n);
 
 #endif

@@ -12,7 +12,7 @@ static const char *const owner_sql[S_COUNT] = {
         "SELECT 1 FROM submissions s JOIN upstream_calls c ON c.submission_id = s.id"
         " WHERE s.taskgroup_id = ?1 AND s.team_id = ?2"
         " AND c.operation = 'create_group' AND c.outcome = 'ok' LIMIT 1",
-    /* A run by id: one look in each bucket's part of runs_id (sql/sqlite/007_scale.sql). */
+    /* A run by id: one look in each bucket's part of runs_id (sql/sqlite/010_scale.sql). */
     [C_RUN_OWNER] =
         TG_SQLITE_RUN_KEY
         "SELECT s.taskgroup_id FROM k CROSS JOIN submissions s"

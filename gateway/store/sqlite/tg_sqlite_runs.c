@@ -1,5 +1,5 @@
 /* Recording runs (tg_sqlite_runs_add in tg_sqlite_int.h): the bucket a call's runs go to,
- * the check that no run id is recorded twice, and the rows (sql/sqlite/007_scale.sql says
+ * the check that no run id is recorded twice, and the rows (sql/sqlite/010_scale.sql says
  * why runs are laid out this way).
  *
  * The unique index runs_id (bucket, run_id) refuses an id twice within a bucket. Against

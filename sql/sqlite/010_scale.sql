@@ -1,10 +1,12 @@
--- taskgate schema, version 7: runs laid out so that recording them costs the same in a store
+-- taskgate schema, version 10: runs laid out so that recording them costs the same in a store
 -- of a million runs as in a new one, and the audit summary (audit_summary), counted in the
 -- same transactions as the records it counts.
 --
 -- Applied by `taskgate init` (and the daemon's start-up) inside one transaction, after which
--- PRAGMA user_version = 7. On a store of a million runs it rewrites the runs table, its index
--- and the summary: some seconds, once.
+-- PRAGMA user_version = 10. On a store of a million runs it rewrites the runs table, its index
+-- and the summary: some seconds, once. Versions 6 to 9 are kept as they were: the runs
+-- table is rebuilt with the triggers and views that version 2 and version 8 made on it, and
+-- audit_runs keeps version 8's columns (status, error, completed_at).
 
 -- ---- runs, by submission; their ids by bucket -------------------------------------------
 --
@@ -29,9 +31,10 @@
 -- column repeats: the row only needs runs per bucket in proportion, and ANALYZE rewrites it
 -- with the true figures.
 
+DROP VIEW audit_run_status_changes;
 DROP VIEW audit_runs;
 
-CREATE TABLE runs_v7 (
+CREATE TABLE runs_v10 (
     run_id        TEXT NOT NULL,
     submission_id TEXT NOT NULL,
     call_seq      INTEGER NOT NULL,
@@ -42,13 +45,13 @@ CREATE TABLE runs_v7 (
     FOREIGN KEY (submission_id, call_seq) REFERENCES upstream_calls(submission_id, seq)
 ) WITHOUT ROWID;
 
-INSERT INTO runs_v7 (run_id, submission_id, call_seq, input_index, processor, bucket)
+INSERT INTO runs_v10 (run_id, submission_id, call_seq, input_index, processor, bucket)
 SELECT run_id, submission_id, call_seq, input_index, processor,
        (row_number() OVER (ORDER BY submission_id, input_index) - 1) / 16384
   FROM runs;
 
-DROP TABLE runs;
-ALTER TABLE runs_v7 RENAME TO runs;
+DROP TABLE runs;  -- and with it runs_submission (the primary key now) and its triggers
+ALTER TABLE runs_v10 RENAME TO runs;
 CREATE UNIQUE INDEX runs_id ON runs(bucket, run_id);
 ANALYZE sqlite_schema;  -- creates sqlite_stat1 when it does not exist yet
 DELETE FROM sqlite_stat1 WHERE tbl = 'runs';
@@ -78,7 +81,14 @@ BEGIN
     SELECT RAISE(ABORT, 'runs are audit records: they are deleted only by an audit prune');
 END;
 
--- As in version 1, with the same columns.
+-- As in version 8: a run's status and its changes go with it.
+CREATE TRIGGER runs_prune_status AFTER DELETE ON runs
+BEGIN
+    DELETE FROM run_status_changes WHERE run_id = OLD.run_id;
+    DELETE FROM run_status WHERE run_id = OLD.run_id;
+END;
+
+-- As in version 8, with the same columns.
 CREATE VIEW audit_runs AS
 SELECT r.run_id        AS run_id,
        r.submission_id AS submission_id,
@@ -90,23 +100,46 @@ SELECT r.run_id        AS run_id,
        r.processor     AS processor,
        c.run_cursor    AS run_cursor,
        c.event_cursor  AS event_cursor,
-       r.call_seq      AS call_seq
+       r.call_seq      AS call_seq,
+       (SELECT st.status FROM run_status st WHERE st.run_id = r.run_id)       AS status,
+       (SELECT st.error FROM run_status st WHERE st.run_id = r.run_id)        AS error,
+       (SELECT st.completed_at FROM run_status st WHERE st.run_id = r.run_id) AS completed_at
   FROM runs r
   JOIN submissions s ON s.id = r.submission_id
   JOIN upstream_calls c ON c.submission_id = r.submission_id AND c.seq = r.call_seq
   JOIN teams t ON t.id = s.team_id
   LEFT JOIN tokens k ON k.id = s.token_id;
 
+CREATE VIEW audit_run_status_changes AS
+SELECT x.id            AS change_id,
+       x.run_id        AS run_id,
+       r.submission_id AS submission_id,
+       t.name          AS team,
+       x.taskgroup_id  AS taskgroup_id,
+       r.processor     AS processor,
+       x.status        AS status,
+       x.error         AS error,
+       x.changed_at    AS changed_at,
+       x.recorded_at   AS recorded_at,
+       x.source        AS source,
+       x.event_id      AS event_id
+  FROM run_status_changes x
+  JOIN runs r ON r.run_id = x.run_id
+  JOIN submissions s ON s.id = r.submission_id
+  JOIN teams t ON t.id = s.team_id;
+
 -- ---- indexes for the audit lists at any size ----------------------------------------------
 --
 -- Every audit list is a keyset page in (received_at, id) order under one filter that an
 -- index answers: a group's submissions and runs, a state (any of the five, not only the
--- open ones), a team (submissions_team_time, version 1). These two replace
--- submissions_group and submissions_state, whose columns they begin with.
-CREATE INDEX IF NOT EXISTS submissions_group_time ON submissions(taskgroup_id, received_at, id);
-DROP INDEX IF EXISTS submissions_group;
-CREATE INDEX IF NOT EXISTS submissions_state_time ON submissions(state, received_at, id);
-DROP INDEX IF EXISTS submissions_state;
+-- open ones), a team (submissions_team_time, version 1). submissions_group_time (version 6)
+-- gains the id, the page's last key column, under the same name: one index serves the
+-- group's pages and reconciliation's walk back from a time. submissions_state_time is the
+-- audit's; version 6's partial submissions_open stays what the request path and
+-- reconciliation read (the open submissions only: a few rows, whatever the store's size).
+DROP INDEX submissions_group_time;
+CREATE INDEX submissions_group_time ON submissions(taskgroup_id, received_at, id);
+CREATE INDEX submissions_state_time ON submissions(state, received_at, id);
 
 -- ---- the audit summary ---------------------------------------------------------------------
 --

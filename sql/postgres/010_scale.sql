@@ -1,8 +1,8 @@
--- taskgate schema, version 7 (PostgreSQL): runs keyed by submission as in SQLite, the indexes
+-- taskgate schema, version 10 (PostgreSQL): runs keyed by submission as in SQLite, the indexes
 -- the audit lists need at any size, and the audit summary (audit_summary), counted in the
 -- same transactions as the records it counts.
 --
--- The twin of sql/sqlite/007_scale.sql (see 001_init.sql for how the dialects are matched):
+-- The twin of sql/sqlite/010_scale.sql (see 001_init.sql for how the dialects are matched):
 -- the same tables, columns, primary keys and views. Where the two differ, on purpose:
 --
 --   * runs_id. SQLite indexes run ids by (bucket, run_id), so that a call's ids go to the
@@ -32,15 +32,16 @@ CREATE TABLE run_buckets (
 
 -- ---- indexes for the audit lists at any size ------------------------------------------------
 --
--- As in SQLite: a group's submissions and runs, and any state, in (received_at, id) order.
-CREATE INDEX IF NOT EXISTS submissions_group_time ON submissions(taskgroup_id, received_at, id);
-DROP INDEX IF EXISTS submissions_group;
-CREATE INDEX IF NOT EXISTS submissions_state_time ON submissions(state, received_at, id);
-DROP INDEX IF EXISTS submissions_state;
+-- As in SQLite: a group's submissions and runs, and any state, in (received_at, id) order;
+-- version 6's submissions_group_time gains the id under the same name, its partial
+-- submissions_open stays.
+DROP INDEX submissions_group_time;
+CREATE INDEX submissions_group_time ON submissions(taskgroup_id, received_at, id);
+CREATE INDEX submissions_state_time ON submissions(state, received_at, id);
 
 -- ---- the audit summary ----------------------------------------------------------------------
 --
--- See sql/sqlite/007_scale.sql for what each column counts.
+-- See sql/sqlite/010_scale.sql for what each column counts.
 CREATE TABLE summary_counts (
     team_id      BIGINT NOT NULL REFERENCES teams(id),
     day          TEXT COLLATE "C" NOT NULL,
