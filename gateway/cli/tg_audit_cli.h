@@ -24,8 +24,9 @@ int tg_audit_cli(const struct tg_conf *conf, int argc, char **argv);
     "  audit admin [--team T] [--object ID] [--object-type T] [--action A]\n"                \
     "              [--since T] [--until T] [--limit N] [--cursor C]\n"                       \
     "                               changes to teams, keys, presets, tokens; prunes\n"        \
-    "  audit summary [--team T] [--since DAY] [--until DAY]\n"                                \
-    "                               submissions and runs by day, team, processor, state\n"    \
+    "  audit summary [--team T] [--since DAY] [--until DAY] [--part counts|durations]\n"     \
+    "                               submissions and runs by day, team, processor, state;\n"   \
+    "                               completed runs' durations by team and processor\n"       \
     "  audit prune --before DATE [--dry-run]\n"                                               \
     "                               delete settled audit records older than DATE\n"           \
     "                               (audit: a table; --json or --csv for scripts; every\n"    \

@@ -322,7 +322,7 @@ int tg_store_call_finish(struct tg_store *st, const struct tg_call *call, enum t
 
 enum tg_audit_kind {
     TG_AUDIT_KIND_SUBMISSION, TG_AUDIT_KIND_CALL, TG_AUDIT_KIND_RUN, TG_AUDIT_KIND_ADMIN,
-    TG_AUDIT_KIND_SUMMARY
+    TG_AUDIT_KIND_SUMMARY, TG_AUDIT_KIND_DURATION
 };
 /* A value's type: SQL NULL, an integer (decimal text), text, or JSON text (the stored
  * request of a submission, before/after of an admin change). */
@@ -367,6 +367,7 @@ struct tg_audit_query {
     const char *object_type;   /* the admin log's object_type */
     const char *action;        /* the admin log's action */
     const char *run_status;    /* a run's current status (audit_runs.status) */
+    int parts;                 /* the summary's: TG_AUDIT_PART_*, or'ed; 0: every part */
     long limit;                /* rows per page, >= 1 */
     struct tg_audit_key after; /* continue after this row */
 };
@@ -416,11 +417,18 @@ int tg_store_audit_run(struct tg_store *st, const char *scope_team, const char *
 int tg_store_audit_group(struct tg_store *st, const struct tg_audit_query *q, tg_audit_fn fn,
                          void *arg, struct tg_audit_page *page);
 
-/* The audit summary (the view audit_summary): submissions and runs by day (UTC), team,
- * processor (NULL: none) and state, in that order, from counts kept with the records (no
- * scan of the runs). q's scope and team, since (its day is the first) and until (a day is
- * in when it begins before until) apply; no pages: page->rows counts the rows, page->more
- * is 0. */
+/* The audit summary's parts (tg_audit_query.parts). */
+#define TG_AUDIT_PART_COUNTS 1    /* TG_AUDIT_KIND_SUMMARY rows */
+#define TG_AUDIT_PART_DURATIONS 2 /* TG_AUDIT_KIND_DURATION rows */
+
+/* The audit summary, from counts kept with the records (no scan of the runs): first the
+ * counts (the view audit_summary: submissions and runs by day (UTC), team, processor
+ * (NULL: none) and state, in that order), then how long completed runs took by team and
+ * processor (NULL: none), in that order: columns team, processor, runs, mean_ms, p50_ms,
+ * p90_ms, max_ms (tg_store_durations.c says how exact each is). q's parts, scope and team,
+ * since (its day is the first) and until (a day is in when it begins before until) apply,
+ * on the submission's received day; no pages: page->rows counts the rows, page->more is
+ * 0. */
 int tg_store_audit_summary(struct tg_store *st, const struct tg_audit_query *q,
                            tg_audit_fn fn, void *arg, struct tg_audit_page *page);
 

@@ -73,3 +73,39 @@ SELECT t.name                   AS team,
   JOIN teams t ON t.id = c.team_id
  GROUP BY t.name, c.day, c.processor, c.state
 HAVING sum(c.submissions) <> 0 OR sum(c.runs) <> 0;
+
+-- ---- how long completed runs took -----------------------------------------------------------
+--
+-- See sql/sqlite/010_scale.sql: run_status.duration_ms and duration_counts, the same columns.
+ALTER TABLE run_status ADD COLUMN duration_ms BIGINT;
+
+CREATE TABLE duration_counts (
+    team_id    BIGINT NOT NULL REFERENCES teams(id),
+    day        TEXT COLLATE "C" NOT NULL,
+    processor  TEXT COLLATE "C" NOT NULL,
+    bucket_ms  BIGINT NOT NULL,
+    shard      BIGINT NOT NULL,
+    runs       BIGINT NOT NULL,
+    total_ms   BIGINT NOT NULL,
+    max_ms     BIGINT NOT NULL,
+    PRIMARY KEY (team_id, day, processor, bucket_ms, shard)
+);
+CREATE INDEX duration_counts_day ON duration_counts(day);
+
+UPDATE run_status st SET duration_ms = greatest(0, round((extract(epoch FROM
+       st.completed_at::timestamptz) - extract(epoch FROM c.started_at::timestamptz)) * 1000))
+  FROM runs r JOIN upstream_calls c ON c.submission_id = r.submission_id AND c.seq = r.call_seq
+ WHERE r.run_id = st.run_id AND st.status = 'completed';
+
+INSERT INTO duration_counts (team_id, day, processor, bucket_ms, shard, runs, total_ms, max_ms)
+SELECT s.team_id, substr(s.received_at, 1, 10), coalesce(r.processor, ''),
+       CASE WHEN st.duration_ms < 100 THEN st.duration_ms
+            ELSE CAST(substr(CAST(st.duration_ms AS TEXT), 1, 2)
+                      || substr('000000000000000000', 1, length(CAST(st.duration_ms AS TEXT)) - 2)
+                      AS BIGINT) END,
+       0, count(*), sum(st.duration_ms), max(st.duration_ms)
+  FROM run_status st
+  JOIN runs r ON r.run_id = st.run_id
+  JOIN submissions s ON s.id = r.submission_id
+ WHERE st.duration_ms IS NOT NULL
+ GROUP BY 1, 2, 3, 4;

@@ -196,3 +196,58 @@ SELECT t.name                   AS team,
   JOIN teams t ON t.id = c.team_id
  GROUP BY t.name, c.day, c.processor, c.state
 HAVING sum(c.submissions) <> 0 OR sum(c.runs) <> 0;
+
+-- ---- how long completed runs took ---------------------------------------------------------
+--
+-- A completed run's duration: from the start of the add-runs call that created it (the
+-- call's started_at) to its completion as the upstream told it (run_status.completed_at),
+-- in milliseconds. The store writes it in the transaction that records the completion, when
+-- the run is the gateway's (its row in runs exists; a run settled later by reconciliation
+-- gets it when its row is written), and counts it in duration_counts. NULL: not counted
+-- (not completed, or not known as the gateway's when it completed).
+ALTER TABLE run_status ADD COLUMN duration_ms INTEGER;
+
+-- Completed runs by team, day (the submission's received day, as summary_counts), processor
+-- ('' for none) and duration bucket, so that the summary's durations by processor (runs,
+-- mean, p50, p90, max) read a few rows, never the runs:
+--
+--   bucket_ms    the duration rounded down to two significant digits (0..99 ms exactly,
+--                then 100, 110, ... 990, 1000, 1100, ...): a bucket is at most a tenth of
+--                its durations wide, and a percentile is told as the longest duration of
+--                its bucket (never less than the true one, and less than 10% more)
+--   shard        as summary_counts.shard
+--   runs, total_ms, max_ms   how many, their sum, the longest (a prune takes runs and
+--                total_ms away but cannot know the next longest: max_ms stays until its row
+--                empties, on the day a prune cut through)
+CREATE TABLE duration_counts (
+    team_id    INTEGER NOT NULL REFERENCES teams(id),
+    day        TEXT NOT NULL,
+    processor  TEXT NOT NULL,
+    bucket_ms  INTEGER NOT NULL,
+    shard      INTEGER NOT NULL,
+    runs       INTEGER NOT NULL,
+    total_ms   INTEGER NOT NULL,
+    max_ms     INTEGER NOT NULL,
+    PRIMARY KEY (team_id, day, processor, bucket_ms, shard)
+) WITHOUT ROWID;
+CREATE INDEX duration_counts_day ON duration_counts(day);
+
+UPDATE run_status SET duration_ms = (
+    SELECT max(0, CAST(round((julianday(run_status.completed_at) - julianday(c.started_at))
+                             * 86400000.0) AS INTEGER))
+      FROM runs r JOIN upstream_calls c ON c.submission_id = r.submission_id AND c.seq = r.call_seq
+     WHERE r.run_id = run_status.run_id)
+ WHERE status = 'completed';
+
+INSERT INTO duration_counts (team_id, day, processor, bucket_ms, shard, runs, total_ms, max_ms)
+SELECT s.team_id, substr(s.received_at, 1, 10), coalesce(r.processor, ''),
+       CASE WHEN st.duration_ms < 100 THEN st.duration_ms
+            ELSE CAST(substr(CAST(st.duration_ms AS TEXT), 1, 2)
+                      || substr('000000000000000000', 1, length(CAST(st.duration_ms AS TEXT)) - 2)
+                      AS INTEGER) END,
+       0, count(*), sum(st.duration_ms), max(st.duration_ms)
+  FROM run_status st
+  JOIN runs r ON r.run_id = st.run_id
+  JOIN submissions s ON s.id = r.submission_id
+ WHERE st.duration_ms IS NOT NULL
+ GROUP BY 1, 2, 3, 4;

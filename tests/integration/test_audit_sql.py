@@ -960,7 +960,7 @@ class AuditSqlTest(unittest.TestCase):
         """Version 10 on a store of version 9: the runs rebuilt by submission with every row
         and what versions 2 and 8 made on them (the triggers, audit_runs' status columns,
         the view of status changes), one index per purpose on the submissions, and the
-        summary counted from the records."""
+        summary and the completed runs' durations counted from the records."""
         database, cols = self.new_v9_database()
         views = ("audit_submissions", "audit_runs", "audit_run_status_changes")
         conn = db_connect(database)
@@ -993,6 +993,7 @@ class AuditSqlTest(unittest.TestCase):
         r = self.s.cli("--config", conf, "audit", "summary", "--json", config=False)
         self.assertEqual(r.returncode, 0, r.stderr)
         summary = json.loads(r.stdout)["data"]
+        durations = json.loads(r.stdout)["durations"]
 
         conn = db_connect(database)
         try:
@@ -1021,6 +1022,21 @@ class AuditSqlTest(unittest.TestCase):
             self.assertEqual(sorted(rows_of(conn, "SELECT team, day, processor, state,"
                                             " submissions, runs FROM audit_summary"),
                                     key=lambda r: tuple((v is None, v) for v in r)), truth)
+            # The completed runs' durations, counted from the records too: how many and the
+            # longest of each team's processor, from the start of the call that created it.
+            done = {}
+            for team, proc, end, start in rows_of(conn,
+                    "SELECT r.team, r.processor, r.completed_at, c.started_at FROM audit_runs r"
+                    " JOIN audit_calls c ON c.submission_id = r.submission_id"
+                    " AND c.seq = r.call_seq WHERE r.status = 'completed'"):
+                ms = max(0, round((datetime.strptime(end, "%Y-%m-%dT%H:%M:%S.%fZ") -
+                                   datetime.strptime(start, "%Y-%m-%dT%H:%M:%S.%fZ"))
+                                  .total_seconds() * 1000))
+                done.setdefault((team, proc), []).append(ms)
+            self.assertGreater(len(done), 0)
+            self.assertEqual({(d["team"], d["processor"]): (d["runs"], d["max_ms"])
+                              for d in durations},
+                             {k: (len(v), max(v)) for k, v in done.items()})
             # One index per purpose on the submissions: the group's pages and
             # reconciliation's walk share submissions_group_time, version 6's partial
             # submissions_open stays beside the audit's submissions_state_time.

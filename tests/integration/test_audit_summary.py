@@ -5,8 +5,10 @@ on either backend (TG_TEST_DATABASE). The summary is exact against the records i
 (audit_submissions and audit_runs) after every kind of change: submissions accepted,
 rejected and failed, runs of several processors in one submission, a daemon killed with a
 submission pending (settled as unknown at its restart), a reconciliation, a prune. A submit
-token sees its own team's rows only. A task group's page walks its runs with limit and
-cursor over HTTP and with the CLI, in the order of the view."""
+token sees its own team's rows only. The durations of completed runs by processor are
+those of the records (the simulator's --run-ms, set per submission). A task group's page
+walks its runs with limit and cursor over HTTP and with the CLI, in the order of the
+view."""
 
 import csv
 import io
@@ -74,12 +76,13 @@ class Base(StackTestCase):
         self.assertEqual(status, 200, data)
         return group
 
-    def summary(self, query="", token=None):
+    def summary(self, query="", token=None, part="data"):
+        """The summary's counts (part "data") or its durations ("durations")."""
         status, data, _ = self.get("/v1/audit/summary" + query, token or self.auditor)
         self.assertEqual(status, 200, data)
         body = json.loads(data)
-        self.assertEqual(set(body), {"data"})
-        return body["data"]
+        self.assertEqual(set(body), {"data", "durations"})
+        return body[part]
 
     def get(self, path, token, headers=None):
         h = {"Authorization": "Bearer " + token}
@@ -144,13 +147,22 @@ class SummaryTest(Base):
         r = s.cli("audit", "summary", "--csv")
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(r.stdout, data.decode("utf-8").replace("\r\n", "\n"))  # text mode
-        r = s.cli("audit", "summary", "--team", "b")
+        r = s.cli("audit", "summary", "--team", "b", "--part", "counts")
         self.assertEqual(r.returncode, 0, r.stderr)
         lines = r.stdout.splitlines()
         self.assertEqual(lines[0].split(), ["day", "team", "processor", "state",
                                             "submissions", "runs"])
         self.assertEqual([ln.split()[1:] for ln in lines[1:]], [["b", "core", "accepted",
                                                                  "1", "3"]])
+        # Both parts: each under its title (no run has completed here: no durations).
+        r = s.cli("audit", "summary", "--team", "b")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        lines = r.stdout.splitlines()
+        self.assertEqual(lines[0], "data: 1")
+        self.assertEqual(lines[1].split(), ["day", "team", "processor", "state",
+                                            "submissions", "runs"])
+        self.assertEqual(lines[2].split()[1:], ["b", "core", "accepted", "1", "3"])
+        self.assertEqual(lines[3:], ["durations: 0"])
         # Every read is logged, as the other audit reads.
         self.assertGreaterEqual(s.db_value("SELECT count(*) FROM audit_reads WHERE query"
                                            " LIKE '%summary%'"), 4)
@@ -237,6 +249,141 @@ class SummaryTest(Base):
         self.post("b", {"inputs": ["again"]}, 200)
         self.assertEqual([(r["team"], r["submissions"], r["runs"])
                           for r in self.assertExact("after the prune")], [("b", 1, 1)])
+
+
+def ms_of(t):
+    """An RFC 3339 UTC millisecond time as stored, in ms since the epoch."""
+    d = datetime.strptime(t, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
+    return int(round(d.timestamp() * 1000))
+
+
+DURATION_COLUMNS = ["team", "processor", "runs", "mean_ms", "p50_ms", "p90_ms", "max_ms"]
+
+
+class DurationTest(Base):
+    """How long completed runs took, by processor: the simulator completes each run
+    --run-ms (here set per submission) after it was added, the tracker records it, and the
+    summary's durations say how many, the mean, p50, p90 and the longest of each team's
+    processor, over HTTP and the CLI, in JSON, CSV and a table."""
+
+    def run_ms(self, ms):
+        self.s._sim("POST", "/_sim/runs", {"run_ms": ms})
+
+    def durations_of(self, where=""):
+        """{(team, processor): sorted durations} of the completed runs, from the records:
+        each run's completion less the start of the call that created it."""
+        out = {}
+        for r in self.s.db(
+                "SELECT r.team, r.processor, r.completed_at, c.started_at FROM audit_runs r"
+                " JOIN audit_calls c ON c.submission_id = r.submission_id AND c.seq = r.call_seq"
+                " WHERE r.status = 'completed'" + where):
+            out.setdefault((r["team"], r["processor"]), []).append(
+                max(0, ms_of(r["completed_at"]) - ms_of(r["started_at"])))
+        return {k: sorted(v) for k, v in out.items()}
+
+    def wait_completed(self, n):
+        deadline = time.monotonic() + 30
+        done = 0
+        while time.monotonic() < deadline:
+            done = self.s.db_value("SELECT count(*) FROM audit_runs WHERE status = 'completed'")
+            if done == n:
+                return
+            time.sleep(0.1)
+        self.fail("%d of %d runs completed" % (done, n))
+
+    def assertDurations(self, rows, truth):
+        got = {(r["team"], r["processor"]): r for r in rows}
+        self.assertEqual(set(got), set(truth))
+        for k, ds in truth.items():
+            r = got[k]
+            self.assertEqual(r["runs"], len(ds), k)
+            self.assertEqual(r["mean_ms"], int(sum(ds) / len(ds) + 0.5), k)
+            self.assertEqual(r["max_ms"], ds[-1], k)
+            for name, p in (("p50_ms", 50), ("p90_ms", 90)):
+                true = ds[max(1, -(-len(ds) * p // 100)) - 1]
+                # Told as the longest duration of its bucket: a duration some run took, not
+                # less than the true one and within a tenth of it.
+                self.assertIn(r[name], ds, (k, name))
+                self.assertGreaterEqual(r[name], true, (k, name))
+                self.assertLessEqual(r[name], max(true * 1.1, true + 1), (k, name))
+        order = [(r["team"], r["processor"] or "") for r in rows]
+        self.assertEqual(order, sorted(order))
+
+    def test_durations_by_processor(self):
+        s = self.start(track_groups_max=500, chunk_size=100)
+        self.run_ms(300)
+        self.post("a", {"inputs": ["a%d" % i for i in range(5)]}, 200)
+        self.run_ms(1200)
+        self.post("a", {"inputs": ["c%d" % i for i in range(3)], "processor": "core"}, 200)
+        self.run_ms(700)
+        self.post("b", {"inputs": ["b1", "b2"]}, 200)
+        self.wait_completed(10)
+        truth = self.durations_of()
+        self.assertEqual({k: len(v) for k, v in truth.items()},
+                         {("a", "base"): 5, ("a", "core"): 3, ("b", "core"): 2})
+        # The simulator's durations, with the little the call took on the way (its clock
+        # and the gateway's may round the same instant to milliseconds 1 apart).
+        for k, want in ((("a", "base"), 300), (("a", "core"), 1200), (("b", "core"), 700)):
+            self.assertTrue(all(want - 2 <= d < want + 500 for d in truth[k]), (k, truth[k]))
+        rows = self.summary(part="durations")
+        self.assertDurations(rows, truth)
+        self.assertTrue(all(isinstance(r[c], int) for r in rows for c in DURATION_COLUMNS[2:]))
+        self.assertEqual(list(rows[0]), DURATION_COLUMNS)
+
+        # A submit token sees its own team's; the window is on the submission's day.
+        own = self.summary(token=self.tok["b"], part="durations")
+        self.assertEqual([(r["team"], r["processor"], r["runs"]) for r in own],
+                         [("b", "core", 2)])
+        tomorrow = utc_now(timedelta(days=1))[:10]
+        self.assertEqual(self.summary("?since=" + tomorrow, part="durations"), [])
+        self.assertEqual(self.summary("?team=a", part="durations"),
+                         [r for r in rows if r["team"] == "a"])
+
+        # part=durations: CSV of the durations, and JSON of them alone; part=counts, the
+        # counts alone.
+        status, data, _ = self.get("/v1/audit/summary?format=csv&part=durations", self.auditor)
+        self.assertEqual(status, 200, data)
+        table = list(csv.reader(io.StringIO(data.decode("utf-8"), newline="")))
+        self.assertEqual(table[0], DURATION_COLUMNS)
+        self.assertEqual(table[1:], [[str(r[c]) for c in DURATION_COLUMNS] for r in rows])
+        status, data, _ = self.get("/v1/audit/summary?part=durations", self.auditor)
+        self.assertEqual(json.loads(data), {"durations": rows})
+        status, data, _ = self.get("/v1/audit/summary?part=counts", self.auditor)
+        self.assertEqual(set(json.loads(data)), {"data"})
+        status, data, _ = self.get("/v1/audit/summary?part=runs", self.auditor)
+        self.assertEqual(status, 422, data)
+        # The CLI: the same JSON and CSV, and the table's durations part.
+        r = s.cli("audit", "summary", "--json")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(json.loads(r.stdout)["durations"], rows)
+        r = s.cli("audit", "summary", "--csv", "--part", "durations")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout, data_csv(rows))
+        r = s.cli("audit", "summary")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        lines = r.stdout.splitlines()
+        at = lines.index("durations: 3")
+        self.assertEqual(lines[at + 1].split(), DURATION_COLUMNS)
+        self.assertEqual([ln.split() for ln in lines[at + 2:]],
+                         [[str(row[c]) for c in DURATION_COLUMNS] for row in rows])
+
+        # The counts are the store's own, kept with the records: a prune takes them away.
+        self.assertEqual(s.db_value("SELECT count(*) FROM run_status"
+                                    " WHERE duration_ms IS NOT NULL"), 10)
+        time.sleep(0.01)
+        r = s.cli("audit", "prune", "--before", utc_now())
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.summary(part="durations"), [])
+        self.assertEqual(tuple(s.db("SELECT coalesce(sum(runs), 0) AS runs,"
+                                    " coalesce(sum(total_ms), 0) AS total"
+                                    " FROM duration_counts")[0]), (0, 0))
+
+
+def data_csv(rows):
+    """The durations' CSV as the CLI prints it (text mode: LF line ends)."""
+    return "".join(",".join(str(v) for v in line) + "\n"
+                   for line in [DURATION_COLUMNS] + [[r[c] for c in DURATION_COLUMNS]
+                                                     for r in rows])
 
 
 class CompactTest(Base):

@@ -722,6 +722,7 @@ const struct tg_store_backend tg_pg_backend = {
     .audit_run = tg_pg_audit_run,
     .audit_group = tg_pg_audit_group,
     .audit_summary = tg_pg_audit_summary,
+    .audit_durations = tg_pg_audit_durations,
     .summary_compact = tg_pg_summary_compact,
     .audit_prune = tg_pg_audit_prune,
     .audit_read_log = tg_pg_audit_read_log,

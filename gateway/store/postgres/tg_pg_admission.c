@@ -742,8 +742,12 @@ static int add_found(struct tg_store *st, const struct tg_recon_write *w,
         if (rc != TG_OK)
             return rc;
     }
-    return tg_pg_runs_insert(st, w->sub_id, f->seq, f->first_input, f->nruns, f->run_ids,
-                             f->processors);
+    rc = tg_pg_runs_insert(st, w->sub_id, f->seq, f->first_input, f->nruns, f->run_ids,
+                           f->processors);
+    /* Runs the tracker saw complete before they were known as the gateway's. */
+    if (rc == TG_OK)
+        rc = tg_pg_counts_duration_call(st, w->sub_id, f->seq);
+    return rc;
 }
 
 static int recon_write_w(struct tg_store *st, void *arg)

@@ -636,6 +636,52 @@ int tg_pg_audit_summary(struct tg_store *st, const struct tg_audit_query *q, tg_
                       team != NULL ? 3 : 2, params, "read the audit summary", pass_one, &p);
 }
 
+/* duration_counts summed over its shards and days, by team, processor ('' sorts first) and
+ * bucket; the same window and plans as the summary's. */
+#define DURATIONS_SELECT                                                                  \
+    "SELECT t.name, nullif(c.processor, ''), c.bucket_ms, sum(c.runs)::bigint,"            \
+    " sum(c.total_ms)::bigint, max(c.max_ms) FROM duration_counts c"                       \
+    " JOIN teams t ON t.id = c.team_id"                                                    \
+    " WHERE c.day" C_ " >= $1 AND (c.day || 'T00:00:00.000Z')" C_ " < $2"
+#define DURATIONS_GROUP                                                                   \
+    " GROUP BY t.name, c.processor, c.bucket_ms HAVING sum(c.runs) > 0"                    \
+    " ORDER BY t.name" C_ ", c.processor" C_ ", c.bucket_ms"
+static const struct tg_pg_stmt durations_stmt = {"audit_durations",
+                                                 DURATIONS_SELECT DURATIONS_GROUP};
+static const struct tg_pg_stmt durations_team_stmt = {
+    "audit_durations_team",
+    DURATIONS_SELECT " AND c.team_id = (SELECT id FROM teams WHERE name = $3)" DURATIONS_GROUP};
+
+struct duration_walk {
+    tg_duration_fn fn;
+    void *arg;
+};
+
+static int duration_row(void *arg, PGresult *res, int i)
+{
+    struct duration_walk *w = arg;
+    return w->fn(w->arg, tg_pg_text(res, i, 0), tg_pg_text(res, i, 1),
+                 strtoll(PQgetvalue(res, i, 2), NULL, 10), strtoll(PQgetvalue(res, i, 3), NULL, 10),
+                 strtoll(PQgetvalue(res, i, 4), NULL, 10), strtoll(PQgetvalue(res, i, 5), NULL, 10));
+}
+
+int tg_pg_audit_durations(struct tg_store *st, const struct tg_audit_query *q,
+                          tg_duration_fn fn, void *arg)
+{
+    const char *team = q->scope_team != NULL ? q->scope_team : q->team;
+    if (q->scope_team != NULL && q->team != NULL && strcmp(q->scope_team, q->team) != 0)
+        return TG_OK; /* another team than the reader's own: nothing */
+    if (team != NULL && !valid_utf8(team))
+        return TG_OK;
+    char first[11] = "";
+    if (q->since != NULL)
+        snprintf(first, sizeof(first), "%.10s", q->since);
+    const char *params[] = {first, q->until != NULL ? q->until : "~", team};
+    struct duration_walk w = {fn, arg};
+    return tg_pg_each(st, team != NULL ? &durations_team_stmt : &durations_stmt,
+                      team != NULL ? 3 : 2, params, "read the audit summary", duration_row, &w);
+}
+
 /* ---- the log of reads ------------------------------------------------------------------ */
 
 #define READ_QUERY_MAX 2000

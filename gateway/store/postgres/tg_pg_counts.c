@@ -70,12 +70,34 @@ static const struct tg_pg_stmt change_stmt = {
  * be deleted whole: everything they count taken away. */
 static const struct tg_pg_stmt prune_stmt = {
     "counts_prune",
+    "WITH d AS (" TG_PG_DURATIONS_INSERT
+    "SELECT s.team_id, substr(s.received_at, 1, 10), coalesce(r.processor, ''), "
+    TG_PG_BUCKET("st.duration_ms") ", " SHARD ", -count(*), -sum(st.duration_ms), 0"
+    " FROM submissions s JOIN runs r ON r.submission_id = s.id"
+    " JOIN run_status st ON st.run_id = r.run_id"
+    " WHERE s.id IN (" TG_PG_PRUNE_BATCH ") AND st.duration_ms IS NOT NULL"
+    " GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4" TG_PG_DURATIONS_UPSERT ") "
     INSERT_COUNTS
     "SELECT s.team_id, substr(s.received_at, 1, 10), s.state, coalesce(r.processor, ''), "
     SHARD ", -count(DISTINCT s.id), -count(r.run_id)"
     " FROM submissions s LEFT JOIN runs r ON r.submission_id = s.id"
     " WHERE s.id IN (" TG_PG_PRUNE_BATCH ")"
     " GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4" UPSERT};
+
+/* The completed runs of call $2 of submission $1 not counted yet (their completion was
+ * recorded before they were): their durations set and counted. */
+static const struct tg_pg_stmt duration_call_stmt = {
+    "counts_duration_call",
+    "WITH u AS (UPDATE run_status st SET duration_ms = " TG_PG_DURATION("st.completed_at")
+    " FROM runs r JOIN upstream_calls c ON c.submission_id = r.submission_id"
+    " AND c.seq = r.call_seq WHERE r.submission_id = $1 AND r.call_seq = $2::bigint"
+    " AND st.run_id = r.run_id AND st.status = 'completed' AND st.duration_ms IS NULL"
+    " RETURNING st.run_id, st.duration_ms) "
+    TG_PG_DURATIONS_INSERT "SELECT b.team_id, substr(b.received_at, 1, 10),"
+    " coalesce(r.processor, ''), " TG_PG_BUCKET("u.duration_ms") ", " SHARD ", count(*),"
+    " sum(u.duration_ms), max(u.duration_ms)"
+    " FROM u JOIN runs r ON r.run_id = u.run_id JOIN submissions b ON b.id = r.submission_id"
+    " GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4" TG_PG_DURATIONS_UPSERT};
 
 /* The distinct processors of n runs ('' for none) and how many runs each has, as two
  * array literals. A call names one processor or a few: a short list searched in order.
@@ -156,6 +178,13 @@ int tg_pg_counts_prune(struct tg_store *st, const char *const batch[5])
     return tg_pg_run(st, &prune_stmt, 5, batch, "count a prune in the audit summary");
 }
 
+int tg_pg_counts_duration_call(struct tg_store *st, const char *sub_id, int seq)
+{
+    char seqs[TG_PG_I64_LEN];
+    const char *p[] = {sub_id, tg_pg_i64(seqs, seq)};
+    return tg_pg_run(st, &duration_call_stmt, 2, p, "count a run's duration");
+}
+
 /* Past days' rows, folded into shard 0 (the view's sums are unchanged), and those that
  * hold nothing removed: $1 is today. Two statements: one may not both delete a row and
  * update it on conflict. */
@@ -170,12 +199,27 @@ static const struct tg_pg_stmt empty_stmt = {
     "counts_empty",
     "DELETE FROM summary_counts WHERE day COLLATE \"C\" < $1 AND submissions = 0"
     " AND runs = 0"};
+/* The same for the durations. */
+static const struct tg_pg_stmt dur_fold_stmt = {
+    "counts_dur_fold",
+    "WITH d AS (DELETE FROM duration_counts WHERE day COLLATE \"C\" < $1 AND shard <> 0"
+    " RETURNING team_id, day, processor, bucket_ms, runs, total_ms, max_ms) "
+    TG_PG_DURATIONS_INSERT
+    "SELECT team_id, day, processor, bucket_ms, 0, sum(runs), sum(total_ms), max(max_ms)"
+    " FROM d GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4" TG_PG_DURATIONS_UPSERT};
+static const struct tg_pg_stmt dur_empty_stmt = {
+    "counts_dur_empty",
+    "DELETE FROM duration_counts WHERE day COLLATE \"C\" < $1 AND runs = 0"};
 
 static int compact_w(struct tg_store *st, void *arg)
 {
     const char *const *today = arg;
-    int rc = tg_pg_run(st, &fold_stmt, 1, today, "fold the audit summary");
-    return rc == TG_OK ? tg_pg_run(st, &empty_stmt, 1, today, "fold the audit summary") : rc;
+    const struct tg_pg_stmt *steps[] = {&fold_stmt, &empty_stmt, &dur_fold_stmt,
+                                        &dur_empty_stmt};
+    int rc = TG_OK;
+    for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]) && rc == TG_OK; i++)
+        rc = tg_pg_run(st, steps[i], 1, today, "fold the audit summary");
+    return rc;
 }
 
 int tg_pg_summary_compact(struct tg_store *st)

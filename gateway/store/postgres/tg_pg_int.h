@@ -326,6 +326,24 @@ int tg_pg_text_array(struct tg_buf *b, const char *const *v, size_t n);
     " HAVING sum(d.subs) <> 0 OR sum(d.runs) <> 0 ORDER BY 1, 2, 3, 4"                    \
     TG_PG_COUNTS_UPSERT ")"
 
+/* A completed run's duration in ms from its completion (done, text) and its call c's
+ * start, never less than 0; and a duration's bucket, rounded down to two significant
+ * digits (sql/sqlite/010_scale.sql). */
+#define TG_PG_DURATION(done)                                                              \
+    "greatest(0, round((extract(epoch FROM (" done ")::timestamptz)"                     \
+    " - extract(epoch FROM c.started_at::timestamptz)) * 1000))::bigint"
+#define TG_PG_BUCKET(d)                                                                   \
+    "CASE WHEN " d " < 100 THEN " d " ELSE CAST(substr(CAST(" d " AS TEXT), 1, 2)"         \
+    " || substr('000000000000000000', 1, length(CAST(" d " AS TEXT)) - 2) AS BIGINT) END"
+#define TG_PG_DURATIONS_INSERT                                                            \
+    "INSERT INTO duration_counts (team_id, day, processor, bucket_ms, shard, runs,"       \
+    " total_ms, max_ms) "
+#define TG_PG_DURATIONS_UPSERT                                                            \
+    " ON CONFLICT (team_id, day, processor, bucket_ms, shard) DO UPDATE SET"              \
+    " runs = duration_counts.runs + excluded.runs,"                                       \
+    " total_ms = duration_counts.total_ms + excluded.total_ms,"                           \
+    " max_ms = greatest(duration_counts.max_ms, excluded.max_ms)"
+
 /* tg_pg_counts.c: the audit summary's counts off the request path, inside the caller's
  * transaction and before the change each counts: n runs about to be recorded for a
  * submission (procs NULL or one processor per run); a submission about to move to state,
@@ -336,6 +354,9 @@ int tg_pg_counts_runs(struct tg_store *st, const char *sub_id, size_t n,
 int tg_pg_counts_change(struct tg_store *st, const char *sub_id, enum tg_state state,
                         size_t n, const char *const *procs);
 int tg_pg_counts_prune(struct tg_store *st, const char *const batch[5]);
+/* The completed runs of call seq of a submission whose completion was recorded before
+ * they were (reconciliation's), their durations counted; inside the caller's transaction. */
+int tg_pg_counts_duration_call(struct tg_store *st, const char *sub_id, int seq);
 int tg_pg_summary_compact(struct tg_store *st);
 
 /* A REPEATABLE READ, READ ONLY transaction, so that the reads of one answer see one
@@ -392,6 +413,8 @@ int tg_pg_audit_run(struct tg_store *st, const char *scope_team, const char *run
                     tg_audit_fn fn, void *arg, long *rows);
 int tg_pg_audit_summary(struct tg_store *st, const struct tg_audit_query *q, tg_audit_fn fn,
                         void *arg, struct tg_audit_page *page);
+int tg_pg_audit_durations(struct tg_store *st, const struct tg_audit_query *q,
+                          tg_duration_fn fn, void *arg);
 int tg_pg_audit_group(struct tg_store *st, const struct tg_audit_query *q, tg_audit_fn fn,
                       void *arg, struct tg_audit_page *page);
 int tg_pg_audit_prune(struct tg_store *st, const struct tg_actor *who, const char *before,

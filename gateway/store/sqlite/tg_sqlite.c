@@ -724,6 +724,7 @@ const struct tg_store_backend tg_sqlite_backend = {
     .audit_run = tg_sqlite_audit_run,
     .audit_group = tg_sqlite_audit_group,
     .audit_summary = tg_sqlite_audit_summary,
+    .audit_durations = tg_sqlite_audit_durations,
     .summary_compact = tg_sqlite_summary_compact,
     .audit_prune = tg_sqlite_audit_prune,
     .audit_read_log = tg_sqlite_audit_read_log,

@@ -96,6 +96,14 @@ static const char *const summary_names[] = {"team", "day", "processor", "state",
     " HAVING sum(c.submissions) <> 0 OR sum(c.runs) <> 0"                              \
     " ORDER BY c.day, t.name, c.processor, c.state"
 
+/* The durations' buckets by team, processor ('' for none, sorted first) and bucket. */
+#define DURATIONS_SELECT                                                               \
+    "SELECT t.name, nullif(c.processor, ''), c.bucket_ms, sum(c.runs), sum(c.total_ms),"  \
+    " max(c.max_ms) FROM duration_counts c JOIN teams t ON t.id = c.team_id"
+#define DURATIONS_GROUP                                                                \
+    " GROUP BY t.name, c.processor, c.bucket_ms HAVING sum(c.runs) > 0"                 \
+    " ORDER BY t.name, c.processor, c.bucket_ms"
+
 static const char *const audit_sql[S_COUNT] = {
     /* Each list has one statement per filter an index answers, written as a plain
      * equality (a NULL test around it would keep SQLite from using the index): a group
@@ -153,6 +161,12 @@ static const char *const audit_sql[S_COUNT] = {
     [A_SUMMARY_TEAM] =
         SUMMARY_SELECT " WHERE c.team_id = (SELECT id FROM teams WHERE name = ?1)"
         " AND c.day >= ?2 AND c.day || 'T00:00:00.000Z' < ?3" SUMMARY_GROUP,
+    /* The durations' buckets, with the same window and the same two plans. */
+    [A_DURATIONS] = DURATIONS_SELECT " WHERE c.day >= ?2 AND c.day || 'T00:00:00.000Z' < ?3"
+                    DURATIONS_GROUP,
+    [A_DURATIONS_TEAM] =
+        DURATIONS_SELECT " WHERE c.team_id = (SELECT id FROM teams WHERE name = ?1)"
+        " AND c.day >= ?2 AND c.day || 'T00:00:00.000Z' < ?3" DURATIONS_GROUP,
 };
 
 static int stmt(struct tg_store *st, enum stmt_id id, sqlite3_stmt **out)
@@ -554,6 +568,43 @@ int tg_sqlite_audit_summary(struct tg_store *st, const struct tg_audit_query *q,
     tg_sqlite_bind_text(s, 2, first);
     tg_sqlite_bind_text(s, 3, q->until != NULL ? q->until : "~");
     return pass_all(st, s, &summary_spec, fn, arg, &page->rows);
+}
+
+struct duration_walk {
+    tg_duration_fn fn;
+    void *arg;
+};
+
+static int duration_row(void *arg, sqlite3_stmt *s)
+{
+    struct duration_walk *w = arg;
+    const char *team = tg_sqlite_col_text(s, 0);
+    const char *processor =
+        sqlite3_column_type(s, 1) == SQLITE_NULL ? NULL : tg_sqlite_col_text(s, 1);
+    return w->fn(w->arg, team, processor, sqlite3_column_int64(s, 2),
+                 sqlite3_column_int64(s, 3), sqlite3_column_int64(s, 4),
+                 sqlite3_column_int64(s, 5));
+}
+
+int tg_sqlite_audit_durations(struct tg_store *st, const struct tg_audit_query *q,
+                              tg_duration_fn fn, void *arg)
+{
+    const char *team = q->scope_team != NULL ? q->scope_team : q->team;
+    if (q->scope_team != NULL && q->team != NULL && strcmp(q->scope_team, q->team) != 0)
+        return TG_OK; /* another team than the reader's own: nothing */
+    char first[11] = "";
+    if (q->since != NULL)
+        snprintf(first, sizeof(first), "%.10s", q->since);
+    sqlite3_stmt *s;
+    int rc = stmt(st, team != NULL ? A_DURATIONS_TEAM : A_DURATIONS, &s);
+    if (rc != TG_OK)
+        return rc;
+    if (team != NULL)
+        tg_sqlite_bind_text(s, 1, team);
+    tg_sqlite_bind_text(s, 2, first);
+    tg_sqlite_bind_text(s, 3, q->until != NULL ? q->until : "~");
+    struct duration_walk w = {fn, arg};
+    return tg_sqlite_each(st, s, "read the audit summary", duration_row, &w);
 }
 
 /* ---- the log of reads ------------------------------------------------------------------ */

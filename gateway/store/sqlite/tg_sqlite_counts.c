@@ -1,13 +1,15 @@
-/* The audit summary's counts (summary_counts, sql/sqlite/010_scale.sql), kept inside the
- * transaction of every change they count, so that GET /v1/audit/summary and the view
- * audit_summary read a few rows instead of the runs. The contract is the view's: each
- * submission once under each processor its runs carry ('' while it has none), each run
- * under its processor, both at the submission's state now, on its received day.
+/* The audit summary's counts (summary_counts and duration_counts, sql/sqlite/010_scale.sql),
+ * kept inside the transaction of every change they count, so that GET /v1/audit/summary
+ * and the view audit_summary read a few rows instead of the runs. The contract is the
+ * view's: each submission once under each processor its runs carry ('' while it has
+ * none), each run under its processor, both at the submission's state now, on its
+ * received day; and each completed run of the gateway's once in its duration bucket.
  *
  * Every function here runs inside the caller's write transaction and before the change it
  * counts (it reads what the submission had), except tg_sqlite_counts_submission, whose row
- * is new, and tg_sqlite_summary_compact, the housekeeping's transaction of its own. SQLite
- * has one writer: it counts in shard 0. */
+ * is new, the durations, counted right after the completion or the runs they need, and
+ * tg_sqlite_summary_compact, the housekeeping's transaction of its own. SQLite has one
+ * writer: it counts in shard 0. */
 #include <stdio.h>
 #include <string.h>
 
@@ -30,6 +32,43 @@
     "  WHERE " where " GROUP BY 1, 2, 3) g"                                              \
     " CROSS JOIN (SELECT " from " AS state, -1 AS sign UNION ALL SELECT " to ", 1) m"    \
     " WHERE true" UPSERT
+
+/* ---- durations (duration_counts) ---- */
+
+/* A completed run's duration in ms: from its call's start to its completion, never less
+ * than 0 (clocks apart). julianday's double holds a time to well under a millisecond. */
+#define DURATION                                                                          \
+    "max(0, CAST(round((julianday(st.completed_at) - julianday(c.started_at))"            \
+    " * 86400000.0) AS INTEGER))"
+/* Its bucket: rounded down to two significant digits (010_scale.sql). */
+#define BUCKET(d)                                                                         \
+    "CASE WHEN " d " < 100 THEN " d " ELSE CAST(substr(CAST(" d " AS TEXT), 1, 2)"         \
+    " || substr('000000000000000000', 1, length(CAST(" d " AS TEXT)) - 2) AS INTEGER) END"
+#define INSERT_DURATIONS                                                                  \
+    "INSERT INTO duration_counts (team_id, day, processor, bucket_ms, shard, runs,"       \
+    " total_ms, max_ms) "
+#define UPSERT_DURATIONS                                                                  \
+    " ON CONFLICT (team_id, day, processor, bucket_ms, shard) DO UPDATE SET"              \
+    " runs = runs + excluded.runs, total_ms = total_ms + excluded.total_ms,"              \
+    " max_ms = max(max_ms, excluded.max_ms)"
+/* The completed runs under where not counted yet, counted; then their duration_ms set
+ * (the next count skips them). */
+#define DURATIONS_ADD(where)                                                              \
+    INSERT_DURATIONS                                                                      \
+    "SELECT team_id, day, p, " BUCKET("d") ", 0, count(*), sum(d), max(d)"                \
+    " FROM (SELECT s.team_id AS team_id, substr(s.received_at, 1, 10) AS day,"            \
+    "  coalesce(r.processor, '') AS p, " DURATION " AS d"                                 \
+    "  FROM run_status st JOIN runs r ON r.run_id = st.run_id"                            \
+    "  JOIN submissions s ON s.id = r.submission_id"                                      \
+    "  JOIN upstream_calls c ON c.submission_id = r.submission_id AND c.seq = r.call_seq" \
+    "  WHERE " where " AND st.status = 'completed' AND st.duration_ms IS NULL)"           \
+    " WHERE true GROUP BY 1, 2, 3, 4" UPSERT_DURATIONS
+#define DURATIONS_SET(where)                                                              \
+    "UPDATE run_status AS st SET duration_ms = (SELECT " DURATION                          \
+    " FROM runs r JOIN upstream_calls c ON c.submission_id = r.submission_id"             \
+    " AND c.seq = r.call_seq WHERE r.run_id = st.run_id)"                                 \
+    " WHERE " where " AND st.status = 'completed' AND st.duration_ms IS NULL"
+#define OF_CALL "st.run_id IN (SELECT run_id FROM runs WHERE submission_id = ?1 AND call_seq = ?2)"
 
 static const char *const counts_sql[S_COUNT] = {
     [K_ADD] = INSERT_COUNTS "VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6)" UPSERT,
@@ -61,6 +100,26 @@ static const char *const counts_sql[S_COUNT] = {
         " WHERE s.id IN (" TG_SQLITE_PRUNE_BATCH ")"
         " GROUP BY s.team_id, substr(s.received_at, 1, 10), s.state,"
         " coalesce(r.processor, '')" UPSERT,
+    [K_DUR_RUN_ADD] = DURATIONS_ADD("st.run_id = ?1"),
+    [K_DUR_RUN_SET] = DURATIONS_SET("st.run_id = ?1"),
+    [K_DUR_CALL_ADD] = DURATIONS_ADD(OF_CALL),
+    [K_DUR_CALL_SET] = DURATIONS_SET(OF_CALL),
+    /* A prune's batch: the durations its runs counted taken away (the longest stays). */
+    [K_DUR_PRUNE] =
+        INSERT_DURATIONS
+        "SELECT s.team_id, substr(s.received_at, 1, 10), coalesce(r.processor, ''), "
+        BUCKET("st.duration_ms") ", 0, -count(*), -sum(st.duration_ms), 0"
+        " FROM submissions s JOIN runs r ON r.submission_id = s.id"
+        " JOIN run_status st ON st.run_id = r.run_id"
+        " WHERE s.id IN (" TG_SQLITE_PRUNE_BATCH ") AND st.duration_ms IS NOT NULL"
+        " GROUP BY 1, 2, 3, 4" UPSERT_DURATIONS,
+    [K_DUR_FOLD] =
+        INSERT_DURATIONS
+        "SELECT team_id, day, processor, bucket_ms, 0, sum(runs), sum(total_ms), max(max_ms)"
+        " FROM duration_counts WHERE day < ?1 AND shard <> 0 GROUP BY 1, 2, 3, 4"
+        UPSERT_DURATIONS,
+    [K_DUR_UNSHARD] = "DELETE FROM duration_counts WHERE day < ?1 AND shard <> 0",
+    [K_DUR_EMPTY] = "DELETE FROM duration_counts WHERE day < ?1 AND runs = 0",
 };
 
 static int stmt(struct tg_store *st, enum stmt_id id, sqlite3_stmt **out)
@@ -206,23 +265,58 @@ int tg_sqlite_counts_recover(struct tg_store *st, const char *daemon_id)
 int tg_sqlite_counts_prune(struct tg_store *st, const char *before, const char *from_time,
                            const char *from_id, const char *to_time, const char *to_id)
 {
-    sqlite3_stmt *s;
-    int rc = stmt(st, K_PRUNE, &s);
-    if (rc != TG_OK)
-        return rc;
-    tg_sqlite_bind_text(s, 1, before);
-    tg_sqlite_bind_text(s, 2, from_time);
-    tg_sqlite_bind_text(s, 3, from_id);
-    tg_sqlite_bind_text(s, 4, to_time);
-    tg_sqlite_bind_text(s, 5, to_id);
-    return tg_sqlite_run(st, s, "count a prune in the audit summary");
+    const enum stmt_id steps[] = {K_PRUNE, K_DUR_PRUNE};
+    int rc = TG_OK;
+    for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]) && rc == TG_OK; i++) {
+        sqlite3_stmt *s;
+        rc = stmt(st, steps[i], &s);
+        if (rc != TG_OK)
+            return rc;
+        tg_sqlite_bind_text(s, 1, before);
+        tg_sqlite_bind_text(s, 2, from_time);
+        tg_sqlite_bind_text(s, 3, from_id);
+        tg_sqlite_bind_text(s, 4, to_time);
+        tg_sqlite_bind_text(s, 5, to_id);
+        rc = tg_sqlite_run(st, s, "count a prune in the audit summary");
+    }
+    return rc;
+}
+
+/* Counts, then marks counted, the runs that add and set select by ?1 (and ?2: seq >= 0). */
+static int durations(struct tg_store *st, enum stmt_id add, enum stmt_id set, const char *key,
+                     int seq)
+{
+    const enum stmt_id steps[] = {add, set};
+    int rc = TG_OK;
+    for (size_t i = 0; i < 2 && rc == TG_OK; i++) {
+        sqlite3_stmt *s;
+        rc = stmt(st, steps[i], &s);
+        if (rc != TG_OK)
+            return rc;
+        tg_sqlite_bind_text(s, 1, key);
+        if (seq >= 0)
+            sqlite3_bind_int(s, 2, seq);
+        rc = tg_sqlite_run(st, s, "count a run's duration");
+    }
+    return rc;
+}
+
+int tg_sqlite_counts_duration_run(struct tg_store *st, const char *run_id)
+{
+    return durations(st, K_DUR_RUN_ADD, K_DUR_RUN_SET, run_id, -1);
+}
+
+int tg_sqlite_counts_duration_call(struct tg_store *st, const char *sub_id, int seq)
+{
+    return durations(st, K_DUR_CALL_ADD, K_DUR_CALL_SET, sub_id, seq);
 }
 
 /* Past days' shards folded, and their rows that hold nothing any more removed (a day's
  * pending ones, once all settled). */
 static int compact_w(struct tg_store *st, void *arg)
 {
-    const enum stmt_id steps[] = {K_FOLD, K_UNSHARD, K_EMPTY};
+    const enum stmt_id steps[] = {K_FOLD, K_UNSHARD, K_EMPTY, K_DUR_FOLD, K_DUR_UNSHARD,
+                                  K_DUR_EMPTY};
     int rc = TG_OK;
     for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]) && rc == TG_OK; i++) {
         sqlite3_stmt *s;

@@ -51,7 +51,7 @@ enum stmt_id {
     A_SUBS, A_SUBS_GROUP, A_SUBS_STATE, A_SUBS_TEAM, A_OPEN, A_RUNS, A_RUNS_GROUP,
     A_RUNS_TEAM, A_SUB_ONE, A_CALLS_OF, A_RUNS_OF,
     A_RUN_ONE, A_GROUP_EXISTS, A_READ_LOG, A_SNAP_BEGIN, A_SNAP_END, A_ADMIN, A_SUMMARY,
-    A_SUMMARY_TEAM,
+    A_SUMMARY_TEAM, A_DURATIONS, A_DURATIONS_TEAM,
     /* tg_sqlite_prune.c's prune_sql */
     P_COUNT, P_GUARD_ON, P_NEXT, P_DEL_RUNS, P_DEL_CALLS, P_DEL_RECONS, P_DEL_SUBS,
     P_DEL_READS, P_DEL_BUCKETS, P_OPEN, P_GUARD_OFF,
@@ -59,6 +59,8 @@ enum stmt_id {
     U_NEWEST, U_OPEN, U_CLOSED, U_FILTER_GET, U_FILTER_SET, U_IDS, U_PROBE, U_INSERT, U_COUNT,
     /* tg_sqlite_counts.c's counts_sql */
     K_ADD, K_SUB, K_HAS, K_MOVE, K_RECOVER, K_PRUNE, K_FOLD, K_UNSHARD, K_EMPTY,
+    K_DUR_RUN_ADD, K_DUR_RUN_SET, K_DUR_CALL_ADD, K_DUR_CALL_SET, K_DUR_PRUNE, K_DUR_FOLD,
+    K_DUR_UNSHARD, K_DUR_EMPTY,
     /* tg_sqlite_track.c's track_sql: the groups followed, run status, webhook deliveries */
     T_TAKE, T_WAITING, T_RENEW, T_PLACE, T_STATUS_GET, T_STATUS_PUT, T_CHANGE_ADD, T_SETTLE,
     T_RELEASE, T_HOOK_ADD, T_HOOK_GROUP, T_RUN_GROUP, T_HOOK_OUTCOME, T_HOOK_PRUNE,
@@ -169,6 +171,13 @@ int tg_sqlite_counts_move(struct tg_store *st, const char *sub_id, const char *f
 int tg_sqlite_counts_recover(struct tg_store *st, const char *daemon_id);
 int tg_sqlite_counts_prune(struct tg_store *st, const char *before, const char *from_time,
                            const char *from_id, const char *to_time, const char *to_id);
+/* A completed run's duration counted (run_status.duration_ms and duration_counts), once,
+ * when the run is the gateway's: right after its completion is recorded (by run id), or
+ * right after the runs of a call are recorded (by submission and call: runs whose
+ * completion was told before they were, reconciliation's). Inside the caller's
+ * transaction. */
+int tg_sqlite_counts_duration_run(struct tg_store *st, const char *run_id);
+int tg_sqlite_counts_duration_call(struct tg_store *st, const char *sub_id, int seq);
 
 /* A run by id (?1): the buckets present in runs_id, each found with one seek past the one
  * before (b), then one look for the id in each, an index-only read of the run's key (k:
@@ -288,6 +297,8 @@ int tg_sqlite_audit_read_log(struct tg_store *st, const struct tg_actor *who,
                              const char *query, long rows);
 int tg_sqlite_audit_summary(struct tg_store *st, const struct tg_audit_query *q,
                             tg_audit_fn fn, void *arg, struct tg_audit_page *page);
+int tg_sqlite_audit_durations(struct tg_store *st, const struct tg_audit_query *q,
+                              tg_duration_fn fn, void *arg);
 int tg_sqlite_summary_compact(struct tg_store *st);
 int tg_sqlite_group_owned(struct tg_store *st, int64_t team_id, const char *taskgroup_id);
 int tg_sqlite_run_owned(struct tg_store *st, int64_t team_id, const char *run_id,
