@@ -318,6 +318,7 @@ class DurationTest(Base):
         self.run_ms(700)
         self.post("b", {"inputs": ["b1", "b2"]}, 200)
         self.wait_completed(10)
+        self.assertExact("runs followed to their end")  # the counts, untouched by statuses
         truth = self.durations_of()
         self.assertEqual({k: len(v) for k, v in truth.items()},
                          {("a", "base"): 5, ("a", "core"): 3, ("b", "core"): 2})
@@ -374,6 +375,8 @@ class DurationTest(Base):
         r = s.cli("audit", "prune", "--before", utc_now())
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(self.summary(part="durations"), [])
+        self.assertEqual(self.summary(), [])
+        self.assertEqual(s.db_value("SELECT count(*) FROM run_status"), 0)
         self.assertEqual(tuple(s.db("SELECT coalesce(sum(runs), 0) AS runs,"
                                     " coalesce(sum(total_ms), 0) AS total"
                                     " FROM duration_counts")[0]), (0, 0))
