@@ -153,6 +153,8 @@ def reads(port, daemon, audit, ids, repeats):
         ("summary, every team", "/v1/audit/summary", ["summary", "--json"]),
         ("summary, a team since", "/v1/audit/summary?team=%s&since=%s" % (team, since[:10]),
          ["summary", "--team", team, "--since", since[:10], "--json"]),
+        ("summary, durations by processor", "/v1/audit/summary?part=durations",
+         ["summary", "--part", "durations", "--json"]),
         ("CSV export of runs (1,000 rows)", "/v1/audit/runs?since=%s&limit=1000&format=csv"
          % since, ["runs", "--since", since, "--limit", "1000", "--csv"]),
         ("CSV export of submissions", "/v1/audit/submissions?limit=1000&format=csv",
@@ -237,8 +239,9 @@ def store_figures(value, sizes):
 
 
 def summary_check(value):
-    """Whether audit_summary's runs and submissions add up to the tables' counts (None when
-    the store has no audit_summary: a build before it)."""
+    """Whether audit_summary's runs and submissions add up to the tables' counts, and the
+    durations' runs to the completed runs counted (None when the store has no
+    audit_summary: a build before it)."""
     try:
         runs = value("SELECT coalesce(sum(runs), 0) FROM audit_summary")
         subs = value("SELECT count(*) FROM submissions s WHERE NOT EXISTS"
@@ -247,5 +250,13 @@ def summary_check(value):
                      " WHERE processor IS NULL AND runs = 0")
     except Exception:  # noqa: BLE001 - no such table (sqlite3's or psql's error)
         return None
-    return {"runs_match": runs == value("SELECT count(*) FROM runs"),
-            "runless_match": none == subs}
+    out = {"runs_match": runs == value("SELECT count(*) FROM runs"),
+           "runless_match": none == subs}
+    try:
+        counted = value("SELECT coalesce(sum(runs), 0) FROM duration_counts")
+        out["durations_match"] = counted == value(
+            "SELECT count(*) FROM run_status WHERE duration_ms IS NOT NULL")
+        out["completed_counted"] = counted
+    except Exception:  # noqa: BLE001 - a build before the durations
+        pass
+    return out
