@@ -98,6 +98,7 @@ static const struct key keys[] = {
     {"webhook_public_url", T_OPTURL, FIELD(webhook_public_url), 0, 0, "", NULL},
     {"log_level", T_ENUM, FIELD(log_level), 0, 0, "info", level_names},
     {"log_format", T_ENUM, FIELD(log_format), 0, 0, "logfmt", format_names},
+    {"test_clock_file", T_OPTPATH, FIELD(test_clock_file), 0, 0, "", NULL},
 };
 
 #define NKEYS (sizeof keys / sizeof keys[0])

@@ -52,6 +52,7 @@ struct tg_conf {
     char webhook_public_url[TG_CONF_STR]; /* the gateway's URL as Parallel reaches it; "" none */
     enum tg_log_level log_level;
     enum tg_log_format log_format;
+    char test_clock_file[TG_CONF_STR]; /* tests only: shifts the clock (tg_clock.h); "" none */
     char path[TG_CONF_STR];         /* the file it was read from */
 };
 

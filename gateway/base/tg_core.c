@@ -10,6 +10,8 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include "tg_clock.h"
+
 const char *tg_rc_str(int rc)
 {
     switch (rc) {
@@ -306,7 +308,7 @@ int64_t tg_now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + tg_clock_shift_ms();
 }
 
 int64_t tg_mono_us(void)
@@ -360,8 +362,7 @@ static int64_t days_from_civil(int y, int m, int d)
     return era * 146097 + doe - 719468;
 }
 
-/* The days of month m (1..12) of year y in the proleptic Gregorian calendar. */
-static int days_in_month(int y, int m)
+int tg_days_in_month(int y, int m)
 {
     static const int days[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
     int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
@@ -375,7 +376,7 @@ int tg_time_parse(const char *s, int64_t *ms)
         digits(&s, 2, &d))
         return TG_EINVAL;
     /* A day the month does not have (2026-02-31) is refused, not rolled into the next. */
-    if (mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo))
+    if (mo < 1 || mo > 12 || d < 1 || d > tg_days_in_month(y, mo))
         return TG_EINVAL;
     if (*s != '\0') {
         if (*s != 'T' && *s != 't' && *s != ' ')

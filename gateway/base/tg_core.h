@@ -100,6 +100,8 @@ void tg_time_format(int64_t ms, char out[TG_TIME_LEN]);
  * YYYY-MM-DD into ms since the epoch. TG_OK or TG_EINVAL, also for a day the month does
  * not have (2026-02-31, 2025-02-29): nothing rolls over into the next month. */
 int tg_time_parse(const char *s, int64_t *ms);
+/* The days of month m (1..12) of year y in the proleptic Gregorian calendar. */
+int tg_days_in_month(int y, int m);
 
 /* Fills buf with n cryptographically random bytes. TG_OK or TG_ERR. */
 int tg_random(void *buf, size_t n);

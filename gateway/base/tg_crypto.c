@@ -317,6 +317,14 @@ static int ensure_loaded(char *err, size_t errlen)
     return still_safe(err, errlen);
 }
 
+int tg_crypto_usable(char *err, size_t errlen)
+{
+    pthread_mutex_lock(&lock);
+    int rc = ensure_loaded(err, errlen);
+    pthread_mutex_unlock(&lock);
+    return rc;
+}
+
 int tg_crypto_load(int create, int *created, char *err, size_t errlen)
 {
     if (created != NULL)

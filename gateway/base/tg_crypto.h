@@ -44,6 +44,12 @@ int tg_crypto_check(char *why, size_t whylen, const char **public_why);
 int tg_crypto_seal(const char *team, const char *plain, size_t len, char *out, size_t outlen,
                    char kid[TG_CRYPTO_KID_LEN], char *err, size_t errlen);
 
+/* Whether tg_crypto_open could use the ring now: loaded, and its key file still safe (see
+ * tg_crypto_seal). For a value opened earlier and kept in memory, which must stop being
+ * used when the key file stops being safe, as every opening does. TG_OK or TG_ERR (err
+ * says why). */
+int tg_crypto_usable(char *err, size_t errlen);
+
 /* Opens sealed text made by tg_crypto_seal for the same team into out (NUL-terminated; the
  * length in *len, which may be NULL). While the key file is unsafe (see tg_crypto_seal)
  * nothing opens: TG_ERR. A key id the ring lacks reloads the ring once (another

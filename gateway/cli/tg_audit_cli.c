@@ -16,6 +16,7 @@
 #include "tg_conf.h"
 #include "tg_core.h"
 #include "tg_store.h"
+#include "tg_usage_cli.h"
 
 #define PAGE_ROWS 1000           /* rows read per store call */
 #define LIMIT_MAX 1000000000L    /* the most rows --limit may ask for */
@@ -241,6 +242,8 @@ int tg_audit_cli(const struct tg_conf *conf, int argc, char **argv)
     }
     if (strcmp(argv[0], "prune") == 0)
         return prune(conf, argc - 1, argv + 1);
+    if (strcmp(argv[0], "usage") == 0)
+        return tg_usage_cli_audit(conf, argc - 1, argv + 1);
     size_t k = 0, nsub = sizeof(subcommands) / sizeof(subcommands[0]);
     while (k < nsub && strcmp(subcommands[k].name, argv[0]) != 0)
         k++;

@@ -11,6 +11,7 @@
 #include "tg_audit.h"
 #include "tg_audit_cli.h"
 #include "tg_cli_common.h"
+#include "tg_clock.h"
 #include "tg_conf.h"
 #include "tg_core.h"
 #include "tg_crypto.h"
@@ -20,6 +21,7 @@
 #include "tg_log.h"
 #include "tg_nginx_site.h"
 #include "tg_reconcile.h"
+#include "tg_usage_cli.h"
 #include "tg_server.h"
 #include "tg_store.h"
 #include "tg_token.h"
@@ -42,6 +44,7 @@ static const char usage_text[] =
     "  team list                    list teams (key fingerprints only)\n"
     "  team limits NAME [--runs-per-minute N] [--in-flight N]\n"
     "                               show or set a team's limits (0: none)\n"
+    TG_USAGE_CLI_USAGE
     "  reconcile [SUBMISSION_ID...] settle unknown submissions from the upstream's runs\n"
     "  token issue TEAM [--role submit|audit|admin] [--label TEXT] [--expires WHEN]\n"
     "                               issue a token; it is printed once, alone on stdout\n"
@@ -55,6 +58,7 @@ static const char usage_text[] =
     "                               timeouts, the upstream and its TLS)\n"
     TG_KEYS_USAGE
     TG_AUDIT_USAGE
+    TG_USAGE_AUDIT_USAGE
     "\n"
     "options:\n"
     "  --config FILE   the config file (default: $TASKGATE_CONFIG, else conf/taskgate.conf)\n"
@@ -178,6 +182,8 @@ static int cmd_team(const struct tg_conf *conf, int argc, char **argv)
 {
     if (argc >= 1 && strcmp(argv[0], "limits") == 0)
         return tg_limits_cli(conf, argc - 1, argv + 1);
+    if (argc >= 1 && strcmp(argv[0], "budget") == 0)
+        return tg_usage_cli_budget(conf, argc - 1, argv + 1);
     if (argc == 1 && strcmp(argv[0], "list") == 0) {
         struct tg_store *st = tg_cli_common_store(conf, 0);
         if (st == NULL)
@@ -448,6 +454,7 @@ static const struct command {
     {"token", cmd_token, 0},       {"preset", cmd_preset, 0},   {"config", cmd_config, 1},
     {"audit", tg_audit_cli, 0},    {"keys", tg_keys_cli, 0},    {"reconcile", tg_reconcile_cli, 0},
     {"nginx-site", tg_nginx_site_cli, 1},
+    {"price", tg_usage_cli_price, 0},
     {NULL, NULL, 0},
 };
 
@@ -496,6 +503,7 @@ int tg_cli_main(int argc, char **argv)
         return 1;
     }
     tg_log_setup(conf.log_level, conf.log_format);
+    tg_clock_use_file(conf.test_clock_file);
     tg_crypto_configure(conf.key_file);
     tg_store_set_max_pages(conf.db_max_pages);
     if (cmd->no_args && argc - i - 1 != 0)

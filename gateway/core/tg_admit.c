@@ -15,6 +15,7 @@
 #include "tg_log.h"
 #include "tg_reconcile.h"
 #include "tg_sha256.h"
+#include "tg_usage.h"
 #include "tg_validate.h"
 
 #define KEY_MAX 255
@@ -319,6 +320,9 @@ enum tg_admit_kind tg_admit_submission(struct tg_admit_ask *s, struct tg_verdict
         sub.num_inputs = (int)tg_pipeline_inputs(s->p);
         struct tg_admit_refusal why;
         if (rc == TG_OK)
+            rc = tg_usage_ask(s->p, &a);
+        a.budget = &v->budget;
+        if (rc == TG_OK)
             rc = tg_store_admit(s->p->store, &sub, &a, &why);
         if (rc == TG_EEXIST)
             continue; /* another request took the key meanwhile: look again */
@@ -333,6 +337,8 @@ enum tg_admit_kind tg_admit_submission(struct tg_admit_ask *s, struct tg_verdict
             tg_memzero(s->p->key, sizeof(s->p->key));
             return trouble(v, rc);
         }
+        if (v->budget.crossed != NULL)
+            tg_usage_crossed(s->auth->team, v->budget.crossed, &v->budget);
         s->p->begun = 1;
         v->claim_kind = a.kind;
         v->claim_key = a.key;

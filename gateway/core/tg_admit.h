@@ -8,6 +8,7 @@
 #include <json-c/json.h>
 
 #include "tg_store.h"
+#include "tg_store_usage.h"
 #include "tg_pipeline.h"
 
 enum tg_admit_kind {
@@ -52,6 +53,7 @@ struct tg_verdict {
     json_object *detail;       /* REFUSED: the problems (422) or the error's detail; may be NULL */
     const char *retry_after;   /* REFUSED: a Retry-After in seconds, or NULL */
     struct tg_admit_refusal limit;    /* LIMITED */
+    struct tg_budget_note budget;     /* LIMITED by a budget when budget.refused */
     struct tg_idem_rec earlier;       /* REPLAY */
     /* PASS: the idempotency record the answer is to be stored on (claim_key NULL: none). */
     enum tg_idem_kind claim_kind;

@@ -11,6 +11,7 @@
 
 #include "tg_json.h"
 #include "tg_run_tag.h"
+#include "tg_sse.h"
 #include "tg_upstream.h"
 
 #define EVENT_MAX (4u * 1024 * 1024) /* one event's data; a run with its metadata is < 20 KB */
@@ -24,9 +25,7 @@ struct reader {
     size_t n;
     const atomic_int *stop;
     int status;
-    struct tg_buf line;              /* the line being read */
-    struct tg_buf data;              /* the event's data lines */
-    char id[TG_RECON_CURSOR_MAX];    /* the event's "id:" field ("" when it has none) */
+    struct tg_sse sse;               /* the stream's events */
     char last[TG_RECON_CURSOR_MAX];  /* the id of the last whole event read: a read from it
                                         goes on after that event */
     int has_last;                    /* 0: none yet, and the read began at the beginning */
@@ -157,16 +156,25 @@ static void passed(struct reader *r, const char *id)
     r->has_last = 1;
 }
 
-/* One event's data: runs of the group's members are noted; its id (the "id:" field, else
- * the event_id the upstream puts in every event) is where the stream stands after it. */
-static void on_event(struct reader *r)
+/* Whether the read must stop now: the daemon is stopping or its time is up. */
+static int time_to_cut(struct reader *r)
 {
-    if (r->data.len == 0) {
-        r->id[0] = '\0';
-        return;
-    }
+    if (r->stop != NULL && atomic_load(r->stop))
+        r->cut = CUT_STOP;
+    else if (tg_mono_us() >= r->deadline_us)
+        r->cut = CUT_TIME;
+    return r->cut != CUT_NONE;
+}
+
+/* One event: runs of the group's members are noted; its id (the "id:" field, else the
+ * event_id the upstream puts in every event) is where the stream stands after it. Between
+ * events the read may be cut: what was read stands. */
+static int on_event(void *ctx, const char *event, const char *data, size_t len, const char *id)
+{
+    struct reader *r = ctx;
+    (void)event;
     char err[128];
-    json_object *ev = tg_json_parse(r->data.data, r->data.len, 64, err, sizeof(err));
+    json_object *ev = tg_json_parse(data, len, 64, err, sizeof(err));
     const char *type = tg_json_get_str(ev, "type");
     if (ev == NULL || type == NULL) {
         r->bad = 1;
@@ -179,45 +187,10 @@ static void on_event(struct reader *r)
         if (strcmp(type, "task_run.state") == 0)
             on_run(r, ev);
         r->events++;
-        passed(r, r->id[0] != '\0' ? r->id : tg_json_get_str(ev, "event_id"));
+        passed(r, id[0] != '\0' ? id : tg_json_get_str(ev, "event_id"));
     }
     json_object_put(ev);
-    tg_buf_clear(&r->data);
-    r->id[0] = '\0';
-}
-
-/* Whether the read must stop now: the daemon is stopping or its time is up. */
-static int time_to_cut(struct reader *r)
-{
-    if (r->stop != NULL && atomic_load(r->stop))
-        r->cut = CUT_STOP;
-    else if (tg_mono_us() >= r->deadline_us)
-        r->cut = CUT_TIME;
-    return r->cut != CUT_NONE;
-}
-
-/* One line of the stream (without its end): "data: …" lines make up an event, "id: …" names
- * it, a blank line ends it; "event:" and comments need nothing here. */
-static void on_line(struct reader *r, const char *line, size_t len)
-{
-    if (len == 0) {
-        on_event(r);
-        return;
-    }
-    if (len >= 5 && memcmp(line, "data:", 5) == 0) {
-        size_t skip = len > 5 && line[5] == ' ' ? 6 : 5;
-        if ((r->data.len > 0 && tg_buf_adds(&r->data, "\n") != TG_OK) ||
-            tg_buf_add(&r->data, line + skip, len - skip) != TG_OK) {
-            r->bad = 1;
-            snprintf(r->problem, sizeof(r->problem), "an event is larger than %u bytes",
-                     EVENT_MAX);
-        }
-    } else if (len >= 3 && memcmp(line, "id:", 3) == 0) {
-        size_t skip = len > 3 && line[3] == ' ' ? 4 : 3;
-        size_t n = len - skip < sizeof(r->id) ? len - skip : 0;
-        memcpy(r->id, line + skip, n);
-        r->id[n] = '\0';
-    }
+    return r->bad || time_to_cut(r) ? TG_ERR : TG_OK;
 }
 
 static int sink_head(void *ctx, int status, const char *content_type, const char *retry_after)
@@ -234,23 +207,13 @@ static int sink_data(void *ctx, const char *data, size_t len)
     struct reader *r = ctx;
     if (r->status != 200)
         return TG_OK; /* an error answer: its body is not events */
-    for (size_t i = 0; i < len; i++) {
-        char ch = data[i];
-        if (ch == '\n') {
-            size_t n = r->line.len;
-            if (n > 0 && r->line.data[n - 1] == '\r')
-                n--;
-            on_line(r, r->line.data != NULL ? r->line.data : "", n);
-            tg_buf_clear(&r->line);
-            if (r->bad || (n == 0 && time_to_cut(r)))
-                return TG_ERR; /* stops the transfer; what was read stands */
-        } else if (tg_buf_add(&r->line, &ch, 1) != TG_OK) {
-            r->bad = 1;
-            snprintf(r->problem, sizeof(r->problem), "a line is larger than %u bytes", EVENT_MAX);
-            return TG_ERR;
-        }
+    int rc = tg_sse_feed(&r->sse, data, len);
+    if (rc != TG_OK && !r->bad && r->cut == CUT_NONE) {
+        r->bad = 1;
+        snprintf(r->problem, sizeof(r->problem), rc == TG_ETOOBIG
+                 ? "an event is larger than %u bytes" : "out of memory", EVENT_MAX);
     }
-    return TG_OK;
+    return rc == TG_OK ? TG_OK : TG_ERR; /* stops the transfer; what was read stands */
 }
 
 /* Percent-encodes v for a query string into out; TG_ETOOBIG when it does not fit. */
@@ -319,8 +282,7 @@ static enum tg_recon_end read_stream(struct tg_upstream *up, const char *key, co
                  res.http_status);
         return TG_RECON_FAILED;
     }
-    on_line(r, "", 0); /* a last event without its blank line */
-    return r->bad ? TG_RECON_FAILED : TG_RECON_WHOLE;
+    return TG_RECON_WHOLE; /* a last event without its blank line is not one */
 }
 
 /* Where the next read must start for the members not found whole (see tg_recon_outcome). */
@@ -350,12 +312,10 @@ void tg_recon_read(struct tg_upstream *up, const char *key, const char *group,
     r.by_id = m;
     r.n = n;
     r.stop = stop;
-    tg_buf_init(&r.line, EVENT_MAX);
-    tg_buf_init(&r.data, EVENT_MAX);
+    tg_sse_init(&r.sse, EVENT_MAX, on_event, &r);
     memset(out, 0, sizeof(*out));
     out->end = read_stream(up, key, group, from, read_s, &r);
-    tg_buf_free(&r.line);
-    tg_buf_free(&r.data);
+    tg_sse_free(&r.sse);
     out->stopped = r.cut == CUT_STOP;
     out->status = r.status;
     out->events = r.events;

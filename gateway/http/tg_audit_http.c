@@ -71,16 +71,6 @@ static void parse_query(const char *query, struct tg_audit_read *r, json_object 
     }
 }
 
-/* CSV when the Accept header names text/csv above application/json. */
-static int wants_csv(const char *accept)
-{
-    if (accept == NULL)
-        return 0;
-    double csv = tg_http_accept_q(accept, "text/csv");
-    double json = tg_http_accept_q(accept, "application/json");
-    return csv > 0 && csv > json;
-}
-
 /* Builds the answer in resp; returns the rows it carries, or -1 when it is an error. */
 static long answer(struct tg_worker *w, struct tg_request *req, struct tg_response *resp,
                    struct tg_audit_read *r)
@@ -177,7 +167,7 @@ static void serve(struct tg_worker *w, struct tg_request *req, struct tg_respons
     if (id != NULL && tg_audit_set_id(&r, id, err, sizeof(err)) != TG_OK)
         tg_json_problem(detail, tg_json_loc("path", id_name, NULL), err, "value_error");
     parse_query(req->query != NULL ? req->query : "", &r, detail);
-    if (!r.format_set && wants_csv(req->accept))
+    if (!r.format_set && tg_http_wants_csv(req->accept))
         r.format = TG_AUDIT_CSV;
     if (json_object_array_length(detail) > 0)
         tg_resp_validation(resp, detail);

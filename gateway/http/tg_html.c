@@ -68,6 +68,7 @@ void tg_html_begin(struct tg_buf *b, const char *title, const char *current)
 {
     int sub = current != NULL && strcmp(current, "submit") == 0;
     int hist = current != NULL && strcmp(current, "history") == 0;
+    int use = current != NULL && strcmp(current, "usage") == 0;
     tg_buf_clear(b);
     tg_buf_adds(b, "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n"
                    "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
@@ -76,8 +77,10 @@ void tg_html_begin(struct tg_buf *b, const char *title, const char *current)
     tg_buf_adds(b, " · taskgate</title>\n<link rel=\"stylesheet\" href=\"/static/taskgate.css\">\n"
                    "<script src=\"/static/taskgate.js\" defer></script>\n</head>\n<body>\n"
                    "<header class=\"top\"><a class=\"brand\" href=\"/\">taskgate</a><nav>");
-    tg_buf_printf(b, "<a href=\"/\"%s>Add runs</a><a href=\"/history\"%s>History</a>",
-                  sub ? " aria-current=\"page\"" : "", hist ? " aria-current=\"page\"" : "");
+    tg_buf_printf(b, "<a href=\"/\"%s>Add runs</a><a href=\"/history\"%s>History</a>"
+                     "<a href=\"/usage\"%s>Usage</a>",
+                  sub ? " aria-current=\"page\"" : "", hist ? " aria-current=\"page\"" : "",
+                  use ? " aria-current=\"page\"" : "");
     tg_buf_adds(b, "</nav></header>\n<main>\n<h1>");
     tg_html_escape(b, title);
     tg_buf_adds(b, "</h1>\n");

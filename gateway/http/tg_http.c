@@ -108,6 +108,14 @@ double tg_http_accept_q(const char *accept, const char *type)
     return best;
 }
 
+int tg_http_wants_csv(const char *accept)
+{
+    if (accept == NULL)
+        return 0;
+    double csv = tg_http_accept_q(accept, "text/csv");
+    return csv > 0 && csv > tg_http_accept_q(accept, "application/json");
+}
+
 int tg_http_auth(struct tg_worker *w, const struct tg_request *req, struct tg_response *resp,
                  const char *form_token, struct tg_auth *auth)
 {

@@ -102,6 +102,8 @@ void tg_resp_json(struct tg_response *resp, int status, const char *json, size_t
  * case-insensitively and optional white space around ';' and '='. -1 when no range covers
  * it; accept may be NULL. */
 double tg_http_accept_q(const char *accept, const char *type);
+/* Whether an Accept header (NULL accepted) asks for CSV: text/csv above application/json. */
+int tg_http_wants_csv(const char *accept);
 
 /* Finds and checks the request's team token: the Authorization or x-api-key header, else
  * form_token (a browser form's field; may be NULL). TG_OK fills *auth; otherwise resp

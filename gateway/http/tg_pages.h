@@ -48,6 +48,11 @@ void tg_pages_form(struct tg_buf *b, const struct tg_form_view *v);
  * token comes from the form, so it checks the token itself. Always answers. */
 void tg_pages_history(struct tg_worker *w, struct tg_request *req, struct tg_response *resp);
 
+/* The usage page (tg_usage_page.c): GET /usage (a token form) and POST /usage (this month's
+ * estimated spend against the team's budget, with a chart of spend per day). The token
+ * comes from the form, so it checks the token itself. Always answers. */
+void tg_usage_page(struct tg_worker *w, struct tg_request *req, struct tg_response *resp);
+
 /* A file served under /static/, embedded at build time (cmake/embed_static.cmake). */
 struct tg_static_file {
     const char *path;           /* "/static/taskgate.css" */

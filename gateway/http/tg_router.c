@@ -19,6 +19,8 @@
 #include "tg_log.h"
 #include "tg_merge.h"
 #include "tg_metrics.h"
+#include "tg_usage.h"
+#include "tg_usage_http.h"
 #include "tg_pages.h"
 #include "tg_reconcile.h"
 #include "tg_sdk_api.h"
@@ -128,6 +130,12 @@ static void metrics(struct tg_worker *w, struct tg_request *req,
                            "# TYPE taskgate_reconcile_lag_seconds gauge\n"
                            "taskgate_reconcile_lag_seconds %.3f\n",
                            pending, unknown, lag_ms > 0 ? (double)lag_ms / 1000.0 : 0.0);
+    }
+    if (rc == TG_OK) {
+        /* Spend and budgets, from the database too; left out when it cannot be read. */
+        size_t len = resp->body.len;
+        if (tg_usage_metrics(w->store, &resp->body) != TG_OK)
+            resp->body.len = len;
     }
     if (rc != TG_OK) {
         tg_resp_error(resp, req, 500, "metrics do not fit the answer buffer", NULL);
@@ -274,6 +282,8 @@ static const struct route routes[] = {
      tg_audit_http_refused},
     {"HEAD", "/v1/audit/admin", AUDIT_OR_ADMIN, tg_audit_http_admin_log, &audit,
      tg_audit_http_refused},
+    {"GET", "/v1/audit/usage", ANY_ROLE, tg_usage_http_read, &audit, NULL},
+    {"HEAD", "/v1/audit/usage", ANY_ROLE, tg_usage_http_read, &audit, NULL},
     {"GET", "/v1/audit/*", PUBLIC, no_such_path, &audit, NULL},
     {"HEAD", "/v1/audit/*", PUBLIC, no_such_path, &audit, NULL},
     /* administration (tg_admin_http.c) */
@@ -293,6 +303,9 @@ static const struct route routes[] = {
     {"HEAD", "/v1/admin/tokens", ADMIN, tg_admin_http_tokens, &admin, NULL},
     {"POST", "/v1/admin/tokens", ADMIN, tg_admin_http_token_issue, &admin, NULL},
     {"DELETE", "/v1/admin/tokens/{id}", ADMIN, tg_admin_http_token_revoke, &admin, NULL},
+    {"GET", "/v1/admin/teams/{team}/budget", ADMIN, tg_usage_http_budget, &admin, NULL},
+    {"HEAD", "/v1/admin/teams/{team}/budget", ADMIN, tg_usage_http_budget, &admin, NULL},
+    {"PUT", "/v1/admin/teams/{team}/budget", ADMIN, tg_usage_http_budget_set, &admin, NULL},
     {"*", "/v1/admin/*", PUBLIC, no_such_path, &admin, NULL},
     /* Parallel's signed webhooks (tg_webhook_http.c): the signature is the credential */
     {"POST", TG_WEBHOOK_PATH, PUBLIC, tg_webhook_http_receive, &webhooks, NULL},
@@ -312,6 +325,9 @@ static const struct route routes[] = {
     {"HEAD", "/history/{id}", PUBLIC, tg_pages_history, &history, NULL},
     {"POST", "/history/{id}", PUBLIC, tg_pages_history, &history, NULL},
     {"*", "/history/*", PUBLIC, no_such_page, &history, NULL},
+    {"GET", "/usage", PUBLIC, tg_usage_page, &history, NULL},
+    {"HEAD", "/usage", PUBLIC, tg_usage_page, &history, NULL},
+    {"POST", "/usage", PUBLIC, tg_usage_page, &history, NULL},
     {NULL, NULL, 0, NULL, NULL, NULL},
 };
 

@@ -15,6 +15,7 @@
 #include "tg_idem.h"
 #include "tg_json.h"
 #include "tg_log.h"
+#include "tg_usage_http.h"
 #include "tg_merge.h"
 #include "tg_metrics.h"
 #include "tg_reconcile.h"
@@ -345,7 +346,12 @@ static int answer_verdict(struct tg_sub *s, const struct tg_verdict *v)
             tg_resp_header(s->resp, "Retry-After", v->retry_after);
         break;
     case TG_ADMIT_LIMITED:
-        over_limit(s, &v->limit);
+        if (v->budget.refused) {
+            tg_metrics_submission(TG_STATE_REJECTED);
+            tg_usage_http_refused(s->req, s->resp, s->p.id, &v->budget);
+        } else {
+            over_limit(s, &v->limit);
+        }
         break;
     case TG_ADMIT_REPLAY:
         tg_idem_replay(s->req, s->resp, &v->earlier);

@@ -98,11 +98,11 @@ struct tg_auth {
 };
 
 /* Looks up a token by the hex SHA-256 of its text. TG_OK fills *out; TG_ENOTFOUND when no
- * such token exists, or it is revoked or expired at now_ms. On PostgreSQL it also fixes what
- * the handle's reads of team keys, presets and group ownership answer until its next
- * tg_store_auth: copies it kept of them answer while they are what the server held at this
- * check (sql/postgres/009_generation.sql); a handle that checks no token reads them
- * afresh. */
+ * such token exists, or it is revoked or expired at now_ms. It also fixes what the
+ * handle's reads of team keys, presets and group ownership answer until its next
+ * tg_store_auth: copies it kept of them answer while they are what the database held at
+ * this check (the generation row of each backend's 009_generation.sql, read with the
+ * token); a handle that checks no token reads them afresh. */
 int tg_store_auth(struct tg_store *st, const char *token_hash, int64_t now_ms,
                   struct tg_auth *out);
 
@@ -498,6 +498,8 @@ int tg_store_idem_get(struct tg_store *st, struct tg_pool *pool, int64_t team_id
                       enum tg_idem_kind kind, const char *key, int64_t now_ms,
                       struct tg_idem_rec *out);
 
+struct tg_budget_note; /* tg_store_usage.h */
+
 /* How a submission is admitted. Strings are borrowed for the call. */
 struct tg_admission {
     enum tg_idem_kind kind;
@@ -509,11 +511,18 @@ struct tg_admission {
     const char *resumes;       /* stored on the submission (may be NULL) */
     long runs;                 /* runs it may create: counted against runs per minute */
     int64_t now_ms;
+    /* The runs it may create per processor as the price table lists them (no "-fast"):
+     * priced against the team's budget, if it has one (tg_store_usage.h). */
+    size_t nprocs;
+    const char *const *procs;
+    const long *proc_runs;
+    struct tg_budget_note *budget; /* out: what the budget said; NULL: not wanted */
 };
 
 /* Which limit refused a submission (tg_store_admit's TG_ETOOBIG). */
 struct tg_admit_refusal {
-    const char *limit;         /* "in_flight" or "runs_per_minute" (static) */
+    const char *limit;         /* "in_flight" or "runs_per_minute" (static); a budget's
+                                  refusal: a->budget says which */
     long value;                /* the limit */
     long used;                 /* submissions in flight, or runs this minute */
     long retry_after_s;
@@ -521,10 +530,11 @@ struct tg_admit_refusal {
 
 /* Admits sub in one write transaction, so that threads and processes sharing the database
  * see one order: TG_EEXIST when the idempotency record is no longer as a->replaces says
- * (someone else took the key meanwhile: read it again); TG_ETOOBIG when a team limit
- * refuses it (the submission is then recorded as rejected with 429 and *why says which
- * limit); otherwise sub is recorded as pending, its runs are counted, and the record (when
- * a->key is set) names it. */
+ * (someone else took the key meanwhile: read it again); TG_ETOOBIG when a team limit or a
+ * hard budget refuses it (the submission is then recorded as rejected with 429, or 402 for
+ * a budget, and *why says which); otherwise sub is recorded as pending, its runs are
+ * counted, its estimate is held against the team's budget (its period: sub->received_ms's
+ * UTC month and day), and the record (when a->key is set) names it. */
 int tg_store_admit(struct tg_store *st, const struct tg_submission *sub,
                    const struct tg_admission *a, struct tg_admit_refusal *why);
 

@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "tg_store.h"
+#include "tg_store_usage.h"
 
 struct tg_store_backend;
 
@@ -171,6 +172,23 @@ struct tg_store_backend {
         const char *taskgroup_id, struct tg_run_change *change,
         enum tg_webhook_outcome *out, char *team, size_t teamlen);
     int (*webhook_prune)(struct tg_store *st, int64_t before_ms, long *n);
+    /* prices, budgets and usage (tg_store_usage.h) */
+    const struct tg_store_usage_ops *usage;
+};
+
+/* The operations of tg_store_usage.h, each with the contract of its tg_store_ call. */
+struct tg_store_usage_ops {
+    int (*price_list)(struct tg_store *st,
+        int (*fn)(void *arg, const struct tg_price_row *row), void *arg);
+    int (*price_set)(struct tg_store *st, const struct tg_actor *who, const char *processor,
+        const char *from, int64_t micro_per_run);
+    int (*budget_get)(struct tg_store *st, int64_t team_id, struct tg_budget *out);
+    int (*budget_set)(struct tg_store *st, const struct tg_actor *who, const char *team,
+        int64_t monthly_micro, int64_t daily_micro, int soft, int64_t now_ms);
+    int (*spend_list)(struct tg_store *st, const char *month,
+        int (*fn)(void *arg, const struct tg_spend_row *row), void *arg);
+    int (*usage)(struct tg_store *st, const struct tg_usage_query *q,
+        int (*fn)(void *arg, const struct tg_usage_row *row), void *arg, long *rows);
 };
 
 /* MCP server header values of a preset at rest (tg_store_mcp.c), for every backend: what

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """taskgate's benchmark (run it through tests/bench/run): B, nginx proxying straight to a
-static upstream stand-in, against G, nginx -> taskgate -> the same stand-in; G again with
+static upstream stand-in, F, nginx -> a bare FastCGI relay (relay.c) -> the same stand-in,
+and G, nginx -> taskgate -> the same stand-in; G again with
 the daemon on a local PostgreSQL server instead of SQLite; then a slow upstream (tg_sim --latency-ms), one large submission, the audit store's recording rate,
 the audit at scale (scale.py: a store of a million runs, every audit read, a prune under
 load), and G's submissions with and without event streams open through nginx. Writes bench-results.txt, bench-results.json and, with gnuplot, latency.png to the
@@ -31,10 +32,14 @@ import time
 import report
 import scale
 from stack import (BenchError, Daemon, Procs, HERE, TOP, children, cpu_seconds, file_sizes,
-                   json_answer, request, gateway_create_group, start_front, start_sim, start_standin, tail)
+                   json_answer, request, gateway_create_group, start_front, start_front_f,
+                   start_relay, start_sim, start_standin, tail)
 from pgserver import PgServer, pg_bindir, psql_path  # tests/integration, on stack's path
 
 KEY = "par-bench-key"
+RELAY_THREADS = 16  # F's threads, each with its own libcurl handle (issue 20)
+PARTS = ("static", "pg", "slow", "large", "scale", "streams")
+NAMED_PARTS = ("scale-pg",)  # run only when --parts names them
 TEAM = "bench"
 PRESET = {"processor": "base"}
 
@@ -85,12 +90,14 @@ class Bench:
         sys.stderr.write("[bench] %s\n" % text)
         sys.stderr.flush()
 
-    def wrk(self, d, label, port, path, body, token, secs, conns, rate=0):
-        """One wrk run; its summary dict plus ok_rps (non-error answers per second)."""
+    def wrk(self, d, label, port, path, body, token, secs, conns, rate=0, statuses=True):
+        """One wrk run; its summary dict plus ok_rps (non-error answers per second) and,
+        unless statuses is false, the answers by status (a Lua call per answer in wrk,
+        which B, the fastest, is spared)."""
         threads = self.p["wrk_threads"]
         env = dict(os.environ, BENCH_METHOD="POST", BENCH_PATH=path, BENCH_BODY=body,
                    BENCH_TOKEN=token or "", BENCH_RATE="%.3f" % rate,
-                   BENCH_THREADS=str(threads))
+                   BENCH_THREADS=str(threads), BENCH_STATUSES="1" if statuses else "0")
         self.wrk_runs += 1
         log = os.path.join(d, "wrk-%02d-%s.out" % (self.wrk_runs, label))
         argv = [self.args.wrk, "-t%d" % threads, "-c%d" % max(conns, threads),
@@ -122,13 +129,14 @@ class Bench:
 
     # ---- part A: B against G, against the static stand-in ---------------------------------
 
-    def smoke_b(self, port, group):
+    def smoke_b(self, port, group, path=None):
+        """One add-runs call through B (or F, on path)."""
         body = json.dumps({"inputs": [{"input": "q", "processor": "base"}]})
-        status, _, data = request(port, "POST", "/v1/tasks/groups/%s/runs" % group, body,
-                                  {"Content-Type": "application/json"})
+        status, _, data = request(port, "POST", path or "/v1/tasks/groups/%s/runs" % group,
+                                  body, {"Content-Type": "application/json"})
         a = json_answer(data)
         if status != 200 or not isinstance(a, dict) or len(a.get("run_ids") or []) != 1:
-            raise BenchError("B answered %d %r" % (status, data[:300]))
+            raise BenchError("%s answered %d %r" % ("F" if path else "B", status, data[:300]))
 
     def smoke_g(self, port, token, body, expect_runs):
         status, _, data = request(port, "POST", "/v1/runs", body,
@@ -141,7 +149,7 @@ class Bench:
         return a
 
     def part_static(self):
-        """Throughput and fixed-rate latency of B and G against the static stand-in."""
+        """Throughput and fixed-rate latency of B, F and G against the static stand-in."""
         d = self.subdir("static")
         res = self.results["parts"].setdefault("static", {})
         mark = self.procs.mark()
@@ -154,7 +162,7 @@ class Bench:
             daemon.start()
             front = start_front(self.procs, self.args.nginx, d, daemon, KEY,
                                 standin.ports[0])
-            self.static_runs(d, res, daemon, token, *front.ports)
+            self.static_runs(d, res, daemon, token, standin, *front.ports)
         finally:
             self.stop_stack(res, mark, front, daemon)
         # Read once the daemon has finished what wrk left in flight and has stopped.
@@ -170,38 +178,69 @@ class Bench:
             res["daemon_exit"] = daemon.stop()
         self.procs.stop_since(mark)
 
-    def static_runs(self, d, res, daemon, token, g_port, b_port):
+    def start_f(self, d, daemon, standin, b_path):
+        """F: the bare relay POSTing to B's upstream path on the stand-in, behind a front
+        nginx of its own with G's site; (relay's pid, its port)."""
+        relay, sock = start_relay(self.procs, self.args.relay, d,
+                                  "http://127.0.0.1:%d%s" % (standin.ports[0], b_path), KEY,
+                                  RELAY_THREADS)
+        front_f = start_front_f(self.procs, self.args.nginx, d, daemon, sock)
+        return relay.pid, front_f.ports[0]
+
+    def static_runs(self, d, res, daemon, token, standin, g_port, b_port):
         p = self.p
         res["daemon_threads"] = 32
+        res["relay_threads"] = RELAY_THREADS
         # A group the team made through the gateway: only those take its submissions.
         group = gateway_create_group(g_port, token)
         b_path = "/v1/tasks/groups/%s/runs" % group
         b_body = json.dumps({"inputs": [{"input": "q", "processor": "base"}]})
         g_body = json.dumps({"taskgroup_id": group, "inputs": ["q"]})
+        relay_pid, f_port = self.start_f(d, daemon, standin, b_path)
         self.smoke_b(b_port, group)
+        self.smoke_b(f_port, group, "/v1/runs")
         self.smoke_g(g_port, token, g_body, 1)
         self.smoke_g(g_port, token, g_body, 1)  # a second one: run ids must not clash
         self.smoke_g(g_port, token, json.dumps({"inputs": ["q"]}), 1)  # group creation
 
         def run_b(label, secs, conns, rate=0):
-            return self.wrk(d, label, b_port, b_path, b_body, None, secs, conns, rate)
+            return self.wrk(d, label, b_port, b_path, b_body, None, secs, conns, rate,
+                            statuses=False)
+
+        def run_f(label, secs, conns, rate=0):
+            # The upstream's body, which the relay passes on as it is, on G's path.
+            return self.wrk(d, label, f_port, "/v1/runs", b_body, None, secs, conns, rate)
 
         def run_g(label, secs, conns, rate=0):
             return self.wrk(d, label, g_port, "/v1/runs", g_body, token, secs, conns, rate)
 
+        def max_f():
+            cpu0 = cpu_seconds(relay_pid)
+            f = run_f("max-F", p["max_secs"], p["max_conns"])
+            f["daemon_cpu_us_per_request"] = ((cpu_seconds(relay_pid) - cpu0) * 1e6
+                                              / max(1, f["requests"]))
+            return f
+
         if p["warm_secs"]:
             run_b("warm-B", p["warm_secs"], p["max_conns"])
+            run_f("warm-F", p["warm_secs"], p["max_conns"])
             run_g("warm-G", p["warm_secs"], p["max_conns"])
-        rounds = {"B": [], "G": []}
+        rounds = {"B": [], "F": [], "G": []}
         db0 = self.db_counters(g_port)
+        refused0 = self.metric(g_port, "taskgate_worker_share_refusals_total")
         for i in range(p["max_rounds"]):
             self.say("max throughput, round %d of %d" % (i + 1, p["max_rounds"]))
             rounds["B"].append(run_b("max-B", p["max_secs"], p["max_conns"]))
+            rounds["F"].append(max_f())
             rounds["G"].append(self.max_g(d, g_port, g_body, token, daemon))
         best = {k: max(v, key=lambda r: r["ok_rps"]) for k, v in rounds.items()}
-        res["max"] = {"rounds": rounds, "B": best["B"], "G": best["G"],
+        res["max"] = {"rounds": rounds, "B": best["B"], "F": best["F"], "G": best["G"],
                       "conns": p["max_conns"], "secs": p["max_secs"],
-                      "ratio": best["G"]["ok_rps"] / best["B"]["ok_rps"]}
+                      "ratio": best["G"]["ok_rps"] / best["B"]["ok_rps"],
+                      "ratio_fb": best["F"]["ok_rps"] / best["B"]["ok_rps"],
+                      "ratio_gf": best["G"]["ok_rps"] / best["F"]["ok_rps"]}
+        res["max"]["share_refusals"] = (self.metric(g_port, "taskgate_worker_share_refusals_total")
+                                        - refused0)
         db1 = self.db_counters(g_port)
         tx = db1.get("taskgate_db_transactions_total", 0) - db0.get(
             "taskgate_db_transactions_total", 0)
@@ -216,8 +255,9 @@ class Bench:
                 / max(1, g_requests)}
         res["rss_after_max_kb"] = daemon.memory()
 
-        # Loads G can carry first (fractions of its own maximum), while the database is still
-        # small; then the fractions of B's maximum that the issue names, which saturate G.
+        # Loads G can carry first (fractions of its own maximum, F at the same rates), while
+        # the database is still small; then the fractions of B's maximum that the issue
+        # names, which saturate G.
         for key, whose, fracs in (("latency_g", "G", p["lat_fracs_g"]),
                                   ("latency", "B", p["lat_fracs"])):
             points = []
@@ -225,9 +265,12 @@ class Bench:
                 rate = frac * best[whose]["ok_rps"]
                 self.say("fixed rate %.0f%% of %s's max: %.0f requests/s"
                          % (frac * 100, whose, rate))
-                points.append({"frac": frac, "offered": rate,
-                               "B": run_b("rate-B", p["lat_secs"], p["lat_conns"], rate),
-                               "G": run_g("rate-G", p["lat_secs"], p["lat_conns"], rate)})
+                point = {"frac": frac, "offered": rate,
+                         "B": run_b("rate-B", p["lat_secs"], p["lat_conns"], rate)}
+                if whose == "G":
+                    point["F"] = run_f("rate-F", p["lat_secs"], p["lat_conns"], rate)
+                point["G"] = run_g("rate-G", p["lat_secs"], p["lat_conns"], rate)
+                points.append(point)
             res[key] = points
         res["rss_kb"] = daemon.memory()
         res["files_running"] = file_sizes(daemon.db_path)
@@ -1056,33 +1099,29 @@ def parse_args(argv):
     ap.add_argument("--keep", action="store_true", help="keep the working directory (logs)")
     ap.add_argument("--no-install", action="store_true",
                     help="do not apt-get install wrk when it is missing")
-    ap.add_argument("--parts", help="only these parts, comma-separated (static, pg, slow, "
-                    "large, scale, streams; default: all of these; scale-pg, the audit at "
-                    "scale on PostgreSQL, only when named)")
+    ap.add_argument("--parts", default=",".join(PARTS),
+                    help="the parts to run, comma-separated (default: all of %s; %s, the "
+                    "audit at scale on PostgreSQL, only when named)"
+                    % (",".join(PARTS), ",".join(NAMED_PARTS)))
     ap.add_argument("--pidfile", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    if args.parts is not None:
-        args.parts = set(args.parts.split(","))
-        unknown = args.parts - {"static", "pg", "slow", "large", "scale", "streams",
-                                "scale-pg"}
-        if unknown:
-            ap.error("--parts: no part %s" % ", ".join(sorted(unknown)))
+    args.parts = [x for x in args.parts.split(",") if x]
+    unknown = [x for x in args.parts if x not in PARTS + NAMED_PARTS]
+    if unknown or not args.parts:
+        ap.error("--parts: %s is not a part (%s)" % (",".join(unknown) or "nothing",
+                                                    ",".join(PARTS + NAMED_PARTS)))
     build = os.path.abspath(args.build)
     args.taskgate = os.path.join(build, "taskgate")
     args.sim = os.path.join(build, "tests", "tg_sim")
-    for path in (args.taskgate, args.sim):
+    args.relay = os.path.join(build, "tests", "tg_bench_relay")
+    for path in (args.taskgate, args.sim, args.relay):
         if not os.access(path, os.X_OK):
-            ap.error("%s is missing: build first (cmake --build %s --target taskgate tg_sim)"
-                     % (path, build))
+            ap.error("%s is missing: build first (cmake --build %s --target taskgate tg_sim "
+                     "tg_bench_relay)" % (path, build))
     args.nginx = args.nginx or shutil.which("nginx") or "/usr/sbin/nginx"
     if not os.access(args.nginx, os.X_OK):
         ap.error("nginx not found (give --nginx PATH)")
     return args
-
-
-def wanted(args, part):
-    """Whether --parts asks for part (every part without it)."""
-    return args.parts is None or part in args.parts
 
 
 def on_signal(signum, _frame):
@@ -1107,20 +1146,19 @@ def main(argv):
     r.update({"mode": mode, "started": datetime.datetime.now(datetime.timezone.utc)
               .strftime("%Y-%m-%dT%H:%M:%SZ"), "cpus": os.cpu_count(),
               "loadavg_before": os.getloadavg(), "build": os.path.abspath(args.build),
+              "parts_asked": args.parts,
               "profile": PROFILES[mode]})
     t0 = time.monotonic()
 
-    def want(part):
-        return wanted(args, part)
-
     try:
         asked = args.wrk
-        args.wrk = find_wrk(args) if want("static") or want("pg") or want("streams") else None
+        parts = args.parts
+        args.wrk = find_wrk(args) if {"static", "pg", "streams"} & set(parts) else None
         if args.wrk:
-            if want("static"):
+            if "static" in parts:
                 bench.run_part("static", bench.part_static)
             bindir = pg_bindir()
-            if not want("pg"):
+            if "pg" not in parts:
                 pass
             elif bindir and psql_path(bindir):
                 bench.run_part("pg", bench.part_pg)
@@ -1129,23 +1167,25 @@ def main(argv):
                                     "pg_ctl, postgres, psql; apt-get install postgresql, or "
                                     "set TG_PG_BINDIR)")
                 bench.say("SKIPPED G on PostgreSQL: PostgreSQL's binaries not found")
-        elif want("static") or want("pg"):
-            r["skipped"].append("B/G throughput and latency, and G on PostgreSQL: wrk %s "
+        elif {"static", "pg"} & set(parts):
+            r["skipped"].append("B/F/G throughput and latency, and G on PostgreSQL: wrk %s "
                                 "(apt-get install wrk)"
                                 % ("%s is not executable" % asked if asked
                                    else "is not installed"))
-            bench.say("SKIPPED B/G throughput and latency: wrk not found")
-        if want("slow"):
+            bench.say("SKIPPED B/F/G throughput and latency: wrk not found")
+        if "slow" in parts:
             bench.run_part("slow", bench.part_slow)
-        if want("large"):
+        if "large" in parts:
             bench.run_part("large", bench.part_large)
-        if want("scale"):
+        if "scale" in parts:
             bench.run_part("scale", bench.part_scale)
-        if args.parts is not None and "scale-pg" in args.parts:  # asked for by name only
+        if "scale-pg" in parts:
             bench.run_part("scale_pg", bench.part_scale_pg)
-        if args.wrk and want("streams"):
+        if "streams" not in parts:
+            pass
+        elif args.wrk:
             bench.run_part("streams", bench.part_streams)
-        elif want("streams"):
+        else:
             r["skipped"].append("submissions with event streams open: wrk is missing")
     except BaseException as e:  # a signal (SystemExit) or Ctrl-C: report what was done
         r["failures"].append({"part": "run", "error": "interrupted (%s)" % type(e).__name__})

@@ -36,6 +36,16 @@ def targets(r):
     mx = st.get("max")
     ratio = mx["ratio"] if mx else None
     _target(r, "G/B throughput >= 0.5", ratio, 0.5, lambda v: v >= 0.5, _f(ratio, "%.2f"))
+    gf = mx.get("ratio_gf") if mx else None
+    _target(r, "G/F throughput >= 0.5 (F: the bare relay)", gf, 0.5, lambda v: v >= 0.5,
+            _f(gf, "%.2f"))
+    half_g = next((p for p in st.get("latency_g", []) if abs(p["frac"] - 0.5) < 1e-9
+                   and "F" in p), None)
+    over_f = None
+    if half_g:
+        over_f = _ms(half_g["G"]["latency_us"]["p99"] - half_g["F"]["latency_us"]["p99"])
+    _target(r, "G's p99 - F's p99 <= 2 ms at half G's max", over_f, 2.0,
+            lambda v: v <= 2.0, _f(over_f, "%.2f ms"))
     pg_ratio = backend_ratio(r)
     _target(r, "G on PostgreSQL / G on SQLite >= 0.5 (requests/s)", pg_ratio, 0.5,
             lambda v: v >= 0.5, _f(pg_ratio, "%.2f"))
@@ -163,9 +173,23 @@ def _mem(kb):
         kb.get("VmHWM", 0) / MB, kb.get("RssAnon", 0) / MB, kb.get("RssFile", 0) / MB)
 
 
+def _statuses(runs):
+    """The answers of wrk runs by status, summed ('-' when they were not counted)."""
+    total = {}
+    for run in runs:
+        for status, n in (run.get("statuses") or {}).items():
+            total[status] = total.get(status, 0) + n
+    if not total:
+        return "-"
+    return " ".join("%s: %d" % (k, total[k]) for k in sorted(total))
+
+
 def _run_row(name, run):
     lat = run["latency_us"]
     sat = "  (saturated)" if _saturated(run) else ""
+    other = {k: v for k, v in (run.get("statuses") or {}).items() if k != "200"}
+    if other:
+        sat += "  (not 200: %s)" % ", ".join("%s: %d" % (k, other[k]) for k in sorted(other))
     return "  %-3s %9s %9s %9s %9s %9s %7d%s" % (
         name, _f(run["offered"]) if run["offered"] else "max", _f(run["ok_rps"]),
         _f(_ms(lat["p50"]), "%.2f"), _f(_ms(lat["p99"]), "%.2f"), _f(_ms(lat["max"]), "%.1f"),
@@ -184,22 +208,35 @@ def table(r):
     st = r["parts"].get("static", {})
     mx = st.get("max")
     if mx:
-        w("B = nginx proxy_pass to the static stand-in (adds x-api-key); G = nginx -> taskgate "
-          "(FastCGI, real site,")
-        w("SQLite audit, %d threads) -> the same stand-in. One front nginx worker; wrk -t%d; "
-          "2 cores shared by all." % (st.get("daemon_threads", 32), r["profile"]["wrk_threads"]))
+        w("B = nginx proxy_pass to the static stand-in (adds x-api-key); F = nginx (G's site) -> "
+          "a bare FastCGI relay")
+        w("(tests/bench/relay.c, %d threads with a libcurl handle each: no JSON, database or "
+          "auth) -> the same stand-in;" % st.get("relay_threads", 16))
+        w("G = nginx -> taskgate (FastCGI, real site, SQLite audit, %d threads) -> the same "
+          "stand-in." % st.get("daemon_threads", 32))
+        w("B and G share one front nginx worker, F has its own; wrk -t%d; 2 cores shared by all."
+          % r["profile"]["wrk_threads"])
         w("")
         w("Maximum throughput (wrk, %d connections, %d s, best of %d rounds)"
           % (mx["conns"], mx["secs"], len(mx["rounds"]["B"])))
-        w("  %-3s %12s  %-40s %7s" % ("", "requests/s", "rounds", "errors"))
-        for k in ("B", "G"):
+        w("  %-3s %12s  %-28s %7s %9s  %s" % ("", "requests/s", "rounds", "errors",
+                                              "us CPU/req", "answers by status"))
+        for k in ("B", "F", "G"):
+            if k not in mx:
+                continue
             rounds = ", ".join(_f(x["ok_rps"]) for x in mx["rounds"][k])
-            w("  %-3s %12s  %-40s %7d" % (k, _f(mx[k]["ok_rps"]), rounds, mx[k]["error_count"]))
-        w("  G/B %12s" % _f(mx["ratio"], "%.3f"))
+            w("  %-3s %12s  %-28s %7d %9s  %s" % (
+                k, _f(mx[k]["ok_rps"]), rounds, mx[k]["error_count"],
+                _f(mx[k].get("daemon_cpu_us_per_request")), _statuses(mx["rounds"][k])))
+        w("  G/B %.3f   F/B %s   G/F %s" % (mx["ratio"], _f(mx.get("ratio_fb"), "%.3f"),
+                                           _f(mx.get("ratio_gf"), "%.3f")))
+        if mx.get("share_refusals") is not None:
+            w("  the daemon refused %.0f of G's submissions over these rounds for the team's "
+              "worker share (429, taskgate_worker_share_refusals_total)" % mx["share_refusals"])
         cpu = mx["G"].get("daemon_cpu_us_per_request")
         if cpu is not None:
-            w("  the daemon used %.0f us of CPU per G request in its best round (%.0f%% of one "
-              "core)" % (cpu, cpu * mx["G"]["rps"] / 1e4))
+            w("  (us CPU/req: the daemon's, or the relay's, CPU per request in its best round; "
+              "G's daemon used %.0f%% of one core)" % (cpu * mx["G"]["rps"] / 1e4))
         gc = mx.get("group_commit")
         if gc:
             w("  group commit over the G rounds: %.1f writes per transaction, %.1f WAL pages "
@@ -213,11 +250,16 @@ def table(r):
                                               "max ms", "errors"))
         for key, whose in (("latency_g", "G"), ("latency", "B")):
             for p in st.get(key) or []:
-                w(" %3.0f%% of %s's max: G's p99 - B's p99 = %.2f ms"
+                vs_f = ""
+                if "F" in p:
+                    vs_f = ", G's p99 - F's p99 = %.2f ms" % _ms(
+                        p["G"]["latency_us"]["p99"] - p["F"]["latency_us"]["p99"])
+                w(" %3.0f%% of %s's max: G's p99 - B's p99 = %.2f ms%s"
                   % (p["frac"] * 100, whose,
-                     _ms(p["G"]["latency_us"]["p99"] - p["B"]["latency_us"]["p99"])))
-                w(_run_row("B", p["B"]))
-                w(_run_row("G", p["G"]))
+                     _ms(p["G"]["latency_us"]["p99"] - p["B"]["latency_us"]["p99"]), vs_f))
+                for k in ("B", "F", "G"):
+                    if k in p:
+                        w(_run_row(k, p[k]))
         w("  (saturated: achieved < 95% of offered; its latencies are then closed-loop, "
           "measured from the send)")
         w("")

@@ -1,6 +1,7 @@
 """The benchmark's processes: the static upstream stand-in (nginx), the upstream simulator,
-the daemon and the front nginx (the real site for G, the baseline for B), each in one
-working directory on free loopback ports, always stopped again. Standard library only.
+the daemon, the bare relay (F) and the front nginx (the real site for G and F, the baseline
+for B), each in one working directory on free loopback ports, always stopped again.
+Standard library only.
 
 Every process is started in its own session, and its pid and executable are appended to
 a pid file, so that tests/bench/run can kill what is left if this Python process dies
@@ -446,12 +447,12 @@ class Daemon:
             return f.read().splitlines()
 
 
-def site_conf(daemon, port):
-    """The site `taskgate nginx-site` renders from the daemon's config, listening on port
-    (as tests/integration/harness.py does)."""
+def site_conf(daemon, port, conf_path=None):
+    """The site `taskgate nginx-site` renders from the daemon's config (or conf_path),
+    listening on port (as tests/integration/harness.py does)."""
     env = child_env()
     env["TASKGATE_NGINX_LISTEN"] = "127.0.0.1:%d" % port
-    r = subprocess.run([daemon.bin, "--config", daemon.conf_path, "nginx-site"],
+    r = subprocess.run([daemon.bin, "--config", conf_path or daemon.conf_path, "nginx-site"],
                        capture_output=True, text=True, timeout=60, env=env)
     if r.returncode != 0:
         raise BenchError("taskgate nginx-site exited %d: %s" % (r.returncode, r.stderr.strip()))
@@ -472,3 +473,52 @@ def start_front(procs, nginx_bin, d, daemon, key=None, standin_port=None):
                                                   "STANDIN_PORT": standin_port}))
         return fill("front.conf.in", {"USER": nginx_user(), "DIR": d})
     return Nginx(procs, nginx_bin, d, "front", conf, 2 if with_b else 1).start()
+
+
+def wait_socket(proc, path, what, log_path, timeout=10.0):
+    """Waits until the unix socket path exists (proc listens on it)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if stat.S_ISSOCK(os.stat(path).st_mode):
+                return
+        except OSError:
+            pass
+        if proc.poll() is not None:
+            raise BenchError("%s exited with %s:\n%s" % (what, proc.returncode, tail(log_path)))
+        if time.monotonic() > deadline:
+            raise BenchError("%s made no socket within %.0f s:\n%s" % (what, timeout,
+                                                                        tail(log_path)))
+        time.sleep(0.02)
+
+
+def start_relay(procs, relay_bin, d, url, key, threads):
+    """tests/bench/relay.c on the unix socket d/relay.sock, POSTing every body to url with
+    the team's key; returns (proc, socket path)."""
+    sock = os.path.join(d, "relay.sock")
+    log_path = os.path.join(d, "relay.out")
+    if os.path.exists(sock):
+        os.unlink(sock)
+    proc = procs.spawn([relay_bin, sock, url, key, str(threads)], log_path, d)
+    wait_socket(proc, sock, "the relay", log_path)
+    return proc, sock
+
+
+def start_front_f(procs, nginx_bin, d, daemon, relay_sock):
+    """F's front nginx, in d/front-f: front.conf.in and the site `taskgate nginx-site`
+    renders from the daemon's own config with only `listen` changed to the relay's socket,
+    so that nginx does for F exactly what it does for G. Its port is .ports[0]."""
+    fd = os.path.join(d, "front-f")
+    os.makedirs(fd, exist_ok=True)
+    conf_path = os.path.join(fd, "taskgate.conf")
+    with open(daemon.conf_path, "r") as f:
+        lines = [l for l in f if not l.startswith("listen ")]
+    with open(conf_path, "w") as f:
+        f.writelines(lines)
+        f.write("listen = %s\n" % relay_sock)
+
+    def conf(ports):
+        with open(os.path.join(fd, "site-f.conf"), "w") as f:
+            f.write(site_conf(daemon, ports[0], conf_path))
+        return fill("front.conf.in", {"USER": nginx_user(), "DIR": fd})
+    return Nginx(procs, nginx_bin, fd, "front", conf, 1).start()

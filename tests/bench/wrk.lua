@@ -3,7 +3,8 @@
 --
 -- Environment: BENCH_METHOD, BENCH_PATH, BENCH_BODY, BENCH_TOKEN (Bearer, optional),
 -- BENCH_RATE (requests/s over all threads; 0 or unset: as fast as possible),
--- BENCH_THREADS (wrk's -t, to split the rate).
+-- BENCH_THREADS (wrk's -t, to split the rate), BENCH_STATUSES (1: count the answers by
+-- status, which costs wrk a Lua call per answer; wrk itself counts only statuses >= 400).
 --
 -- Pacing: every thread keeps a schedule of send times spaced threads/rate apart and each
 -- request takes the next slot; delay() waits until that slot (wrk's timers have 1 ms
@@ -59,13 +60,44 @@ if interval > 0 then
     end
 end
 
+-- The answers by status: each thread counts its own (a global, so that done() can read it
+-- from the thread with thread:get).
+local threads = {}
+if os.getenv("BENCH_STATUSES") == "1" then
+    function setup(thread)
+        table.insert(threads, thread)
+    end
+
+    function init(args)
+        statuses = {}
+    end
+
+    function response(status, headers, body)
+        statuses[status] = (statuses[status] or 0) + 1
+    end
+end
+
+local function statuses_json()
+    local total = {}
+    for _, t in ipairs(threads) do
+        for status, n in pairs(t:get("statuses") or {}) do
+            total[status] = (total[status] or 0) + n
+        end
+    end
+    local parts = {}
+    for status, n in pairs(total) do
+        table.insert(parts, string.format('"%d":%d', status, n))
+    end
+    return "{" .. table.concat(parts, ",") .. "}"
+end
+
 function done(summary, latency, requests)
     local e = summary.errors
     io.write(string.format(
-        'BENCH_RESULT {"requests":%d,"duration_us":%d,"bytes":%d,' ..
+        'BENCH_RESULT {"requests":%d,"duration_us":%d,"bytes":%d,"statuses":%s,' ..
         '"errors":{"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d},' ..
         '"latency_us":{"min":%d,"mean":%.1f,"max":%d,"p50":%d,"p90":%d,"p99":%d,"p999":%d}}\n',
-        summary.requests, summary.duration, summary.bytes,
+        summary.requests, summary.duration, summary.bytes, statuses_json(),
         e.connect, e.read, e.write, e.status, e.timeout,
         latency.min, latency.mean, latency.max,
         latency:percentile(50), latency:percentile(90), latency:percentile(99),

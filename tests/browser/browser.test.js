@@ -197,6 +197,42 @@ test('without JavaScript the form, the result and the history still work', async
   await ctx.close();
 });
 
+test('the usage page draws spend per day as SVG, without JavaScript, with the API\'s totals', async () => {
+  const month = new Date().toISOString().slice(0, 7);
+  const api = await fetch(BASE + '/v1/audit/usage?by=month&since=' + month, {
+    headers: { Authorization: 'Bearer ' + TOKEN, Accept: 'application/json' },
+  });
+  assert.equal(api.status, 200);
+  const usage = await api.json();
+  assert.ok(usage.total.runs > 0, 'no usage to show');
+  for (const [name, viewport] of [['usage', { width: 1100, height: 900 }],
+                                  ['usage-phone', { width: 390, height: 844 }]]) {
+    const ctx = await context({ javaScriptEnabled: false, viewport });
+    const page = await ctx.newPage();
+    await page.goto(BASE + '/usage');
+    await page.fill('#f-token', TOKEN);
+    const [resp] = await Promise.all([page.waitForNavigation(), page.click('#usage-form button')]);
+    assert.equal(resp.status(), 200);
+    checkCsp(resp);
+    assert.equal(await page.textContent('#month-total'), '$' + usage.total.est_cost_usd);
+    assert.equal(await page.textContent('#month-runs'), String(usage.total.runs));
+    assert.match(await page.textContent('#budget-monthly'), /\$5\.00/);
+    const svg = page.locator('figure.chart svg');
+    assert.equal(await svg.count(), 1);
+    assert.ok(await svg.locator('rect').count() >= 2, 'no bars');
+    assert.match(await svg.locator('title').first().textContent(), /Usage/);
+    const box = await svg.boundingBox();
+    assert.ok(box.width > 200 && box.width <= viewport.width, 'the chart does not fit: ' + box.width);
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    assert.ok(overflow <= 1, 'the page scrolls sideways by ' + overflow + ' px');
+    const processors = new Set(usage.usage.map((u) => u.processor));
+    for (const p of processors) assert.match(await page.textContent('#usage-rows'), new RegExp(p));
+    assert.deepEqual(ctx.problems, []);
+    await shot(page, name);
+    await ctx.close();
+  }
+});
+
 test('the history shows what came of each run, without JavaScript too', async () => {
   const ctx = await context({ javaScriptEnabled: false });
   const page = await ctx.newPage();

@@ -58,6 +58,14 @@ def main():
         if status != 502:
             raise RuntimeError("the failing submission answered %s: %s" % (status, body))
         failed = body["error"]["detail"]["submission_id"]
+        # Spend for the usage page: runs of two processors, against a monthly budget.
+        s.cli_ok("team", "budget", "demo", "--monthly", "5", "--daily", "1")
+        for processor, n in (("base", 4), ("core", 3), ("pro", 1)):
+            status, body, _ = s.json_req("POST", "/v1/runs", {
+                "inputs": ["usage %d" % i for i in range(n)], "processor": processor},
+                token=token)
+            if status != 200:
+                raise RuntimeError("a usage submission answered %s: %s" % (status, body))
         base = "http://127.0.0.1:%d" % s.port
         if serve:
             print("taskgate at %s\ntoken %s\n(Ctrl-C or SIGTERM stops it)" % (base, token), flush=True)

@@ -105,9 +105,21 @@ class PgServer:
     def socket_dir(self):
         return self.dir
 
+    @property
+    def port(self):
+        """The server's port: its socket's name (DIR/.s.PGSQL.PORT), and its TCP port when
+        settings make it listen on one."""
+        return int(self.settings.get("port", 5432))
+
     def dsn_for(self, dbname):
-        return "postgresql:///%s?host=%s&user=%s" % (
-            quote(dbname, safe=""), quote(self.socket_dir, safe=""), quote(self.user, safe=""))
+        return "postgresql:///%s?host=%s&port=%d&user=%s" % (
+            quote(dbname, safe=""), quote(self.socket_dir, safe=""), self.port,
+            quote(self.user, safe=""))
+
+    def tcp_dsn_for(self, dbname, host="127.0.0.1"):
+        """The same database over TCP, for a server started with listen_addresses set."""
+        return "postgresql://%s@%s:%d/%s" % (quote(self.user, safe=""), host, self.port,
+                                             quote(dbname, safe=""))
 
     @property
     def dsn(self):

@@ -25,6 +25,87 @@ KILLS = 4
 DEADLINE_S = 240
 
 
+class KeyedLoad:
+    """CLIENTS threads, each sending PER_CLIENT submissions of its own Idempotency-Key and
+    repeating one (as a careful client does) after a 5xx, 409, 429 (the team's share of
+    workers) or a connection cut, while the daemon is killed with SIGKILL `kills` times at
+    random moments and restarted. given: run id -> input text, from every 200 any client
+    got; inputs_of: key -> its inputs; unanswered: keys that never got a 200."""
+
+    def __init__(self, test, s, token, prefix, sizes, extra=None):
+        self.test, self.s, self.prefix, self.sizes, self.extra = test, s, prefix, sizes, extra
+        self.headers = {"Authorization": "Bearer " + token, "Content-Type": "application/json",
+                        "Accept": "application/json"}
+        self.given, self.inputs_of, self.unanswered = {}, {}, []
+        self.lock = threading.Lock()
+        self.stop_at = time.monotonic() + DEADLINE_S
+
+    def submit(self, key, inputs):
+        body = dict(self.extra or {}, inputs=inputs)
+        data, h = json.dumps(body), dict(self.headers, **{"Idempotency-Key": key})
+        while time.monotonic() < self.stop_at:
+            try:
+                status, _, answer = self.s.http("POST", "/v1/runs", data, h, timeout=30)
+            except OSError:
+                status, answer = 0, b""
+            if status == 200:
+                run_ids = json.loads(answer)["run_ids"]
+                self.test.assertEqual(len(run_ids), len(inputs))
+                with self.lock:
+                    self.given.update(zip(run_ids, inputs))
+                return
+            if status not in (0, 409, 429, 500, 502, 503, 504):
+                self.test.fail("unexpected %d: %r" % (status, answer[:300]))
+            time.sleep(0.1)
+        with self.lock:
+            self.unanswered.append(key)
+
+    def client(self, c):
+        crng = random.Random(c)
+        for i in range(PER_CLIENT):
+            key = "%s%d-%d" % (self.prefix, c, i)
+            inputs = ["%s-in%d" % (key, j) for j in range(crng.randint(*self.sizes))]
+            with self.lock:
+                self.inputs_of[key] = inputs
+            self.submit(key, inputs)
+
+    def run_with_kills(self, kills, rnd, pause):
+        """Starts the clients, kills and restarts the daemon `kills` times `pause` (a range
+        of seconds) apart, and returns once every client is done: the monotonic time of the
+        last restart."""
+        threads = [threading.Thread(target=self.client, args=(c,)) for c in range(CLIENTS)]
+        for t in threads:
+            t.start()
+        done = 0
+        while done < kills and any(t.is_alive() for t in threads):
+            time.sleep(rnd.uniform(*pause))
+            self.s.daemon_signal(signal.SIGKILL)
+            self.s.daemon_wait(10)
+            done += 1
+            self.s.restart_daemon()
+        restarted = time.monotonic()
+        self.unknown_after_restart = self.s.db_value(
+            "SELECT count(*) FROM submissions WHERE state = 'unknown'")
+        for t in threads:
+            t.join(DEADLINE_S)
+        self.test.assertEqual(done, kills, "the load ended before every kill")
+        self.test.assertEqual(self.unanswered, [], "clients gave up")
+        return restarted
+
+    def check_records(self, created):
+        """created: run id -> input of every run the simulator created. Every run a client
+        was given and every run created is in audit_runs; no input was created twice."""
+        recorded = {row["run_id"] for row in self.s.db("SELECT run_id FROM audit_runs")}
+        missing = [rid for rid in self.given if rid not in recorded]
+        self.test.assertEqual(missing, [], "run ids a client was given but the database lacks")
+        unaccounted = [rid for rid in created if rid not in recorded]
+        self.test.assertEqual(unaccounted, [],
+                              "runs the simulator created that are not recorded")
+        texts = [str(v) for v in created.values()]
+        dupes = sorted({t for t in texts if texts.count(t) > 1})
+        self.test.assertEqual(dupes, [], "inputs created twice")
+
+
 class KillUnderLoadTest(StackTestCase):
     def test_kill_9_under_load(self):
         rnd = random.Random(int(os.environ.get("TG_CRASH_SEED", "7")))
@@ -34,57 +115,9 @@ class KillUnderLoadTest(StackTestCase):
         # A little upstream latency widens the moments a kill can fall into.
         s.sim_fault(kind="delay", delay_ms=120, times=-1)
 
-        given = {}        # run id -> input text, from every 200 any client got
-        inputs_of = {}    # idempotency key -> its inputs
-        unanswered = []   # keys that never got a 200
-        lock = threading.Lock()
-        stop_at = time.monotonic() + DEADLINE_S
-
-        def client(c):
-            crng = random.Random(c)
-            for i in range(PER_CLIENT):
-                key = "c%d-%d" % (c, i)
-                inputs = ["%s-in%d" % (key, j) for j in range(crng.randint(1, 3))]
-                with lock:
-                    inputs_of[key] = inputs
-                body = json.dumps({"inputs": inputs})
-                h = {"Authorization": "Bearer " + token, "Content-Type": "application/json",
-                     "Accept": "application/json", "Idempotency-Key": key}
-                done = False
-                while not done and time.monotonic() < stop_at:
-                    try:
-                        status, _, data = s.http("POST", "/v1/runs", body, h, timeout=30)
-                    except OSError:
-                        status, data = 0, b""
-                    if status == 200:
-                        answer = json.loads(data)
-                        self.assertEqual(len(answer["run_ids"]), len(inputs))
-                        with lock:
-                            for rid, text in zip(answer["run_ids"], inputs):
-                                given[rid] = text
-                        done = True
-                    elif status in (0, 409, 429, 500, 502, 503, 504):  # 429: the team's share of workers
-                        time.sleep(0.1)
-                    else:
-                        self.fail("unexpected %d: %r" % (status, data[:300]))
-                if not done:
-                    with lock:
-                        unanswered.append(key)
-
-        threads = [threading.Thread(target=client, args=(c,)) for c in range(CLIENTS)]
-        for t in threads:
-            t.start()
-        kills = 0
-        while kills < KILLS and any(t.is_alive() for t in threads):
-            time.sleep(rnd.uniform(0.2, 0.8))
-            s.daemon_signal(signal.SIGKILL)
-            s.daemon_wait(10)
-            kills += 1
-            s.restart_daemon()
-        for t in threads:
-            t.join(DEADLINE_S)
-        self.assertEqual(kills, KILLS, "the load ended before every kill")
-        self.assertEqual(unanswered, [], "clients gave up")
+        load = KeyedLoad(self, s, token, "c", (1, 3))
+        load.run_with_kills(KILLS, rnd, (0.2, 0.8))
+        inputs_of, kills = load.inputs_of, KILLS
 
         # Settle whatever the last kills left, then look at everything.
         s.stop_daemon()
@@ -93,10 +126,6 @@ class KillUnderLoadTest(StackTestCase):
         self.assertEqual(s.db_value("SELECT count(*) FROM submissions WHERE state IN "
                                     "('pending', 'unknown')"), 0)
 
-        recorded = {row["run_id"]: row["submission_id"]
-                    for row in s.db("SELECT run_id, submission_id FROM audit_runs")}
-        missing = [rid for rid in given if rid not in recorded]
-        self.assertEqual(missing, [], "run ids a client was given but the database lacks")
 
         groups = [row[0] for row in s.db("SELECT DISTINCT taskgroup_id FROM submissions "
                                          "WHERE taskgroup_id IS NOT NULL")]
@@ -106,11 +135,7 @@ class KillUnderLoadTest(StackTestCase):
                 created[run["run_id"]] = run.get("input")
         self.assertEqual(s.sim_stats()["runs_created"], len(created),
                          "runs were created in a group the database does not know")
-        unaccounted = [rid for rid in created if rid not in recorded]
-        self.assertEqual(unaccounted, [], "runs the simulator created that are not recorded")
-        texts = [str(v) for v in created.values()]
-        dupes = sorted({t for t in texts if texts.count(t) > 1})
-        self.assertEqual(dupes, [], "inputs created twice")
+        load.check_records(created)
         self.assertEqual(len(created), sum(len(v) for v in inputs_of.values()))
         states = dict((row[0], row[1]) for row in s.db(
             "SELECT state, count(*) FROM submissions GROUP BY state"))
@@ -151,54 +176,9 @@ class KillUnderLoadOneGroupTest(StackTestCase):
         time.sleep(10.5)
         s.sim_fault(kind="delay", delay_ms=120, times=-1)
 
-        given, inputs_of, unanswered = {}, {}, []
-        lock = threading.Lock()
-        stop_at = time.monotonic() + DEADLINE_S
-
-        def client(c):
-            crng = random.Random(c)
-            for i in range(PER_CLIENT):
-                key = "g%d-%d" % (c, i)
-                inputs = ["%s-in%d" % (key, j) for j in range(crng.randint(1, 30))]
-                with lock:
-                    inputs_of[key] = inputs
-                body = json.dumps({"inputs": inputs, "taskgroup_id": group})
-                hk = dict(h, **{"Idempotency-Key": key})
-                done = False
-                while not done and time.monotonic() < stop_at:
-                    try:
-                        status, _, data = s.http("POST", "/v1/runs", body, hk, timeout=30)
-                    except OSError:
-                        status, data = 0, b""
-                    if status == 200:
-                        answer = json.loads(data)
-                        with lock:
-                            given.update(zip(answer["run_ids"], inputs))
-                        done = True
-                    elif status in (0, 409, 429, 500, 502, 503, 504):
-                        time.sleep(0.1)
-                    else:
-                        self.fail("unexpected %d: %r" % (status, data[:300]))
-                if not done:
-                    with lock:
-                        unanswered.append(key)
-
-        threads = [threading.Thread(target=client, args=(c,)) for c in range(CLIENTS)]
-        for t in threads:
-            t.start()
-        kills = 0
-        while kills < 5 and any(t.is_alive() for t in threads):
-            time.sleep(rnd.uniform(0.3, 1.0))
-            s.daemon_signal(signal.SIGKILL)
-            s.daemon_wait(10)
-            kills += 1
-            s.restart_daemon()
-        restarted = time.monotonic()
-        left = s.db_value("SELECT count(*) FROM submissions WHERE state = 'unknown'")
-        for t in threads:
-            t.join(DEADLINE_S)
-        self.assertEqual(kills, 5, "the load ended before every kill")
-        self.assertEqual(unanswered, [], "clients gave up")
+        load = KeyedLoad(self, s, token, "g", (1, 30), extra={"taskgroup_id": group})
+        restarted = load.run_with_kills(5, rnd, (0.3, 1.0))
+        inputs_of, kills, left = load.inputs_of, 5, load.unknown_after_restart
 
         # The daemon settles what the last kill left by itself.
         while s.db_value("SELECT count(*) FROM submissions WHERE state IN "
@@ -218,17 +198,9 @@ class KillUnderLoadOneGroupTest(StackTestCase):
         self.assertEqual([d for d in details if "from the beginning" in d], [])
         passes = [ln for ln in s.daemon_log().splitlines() if "reconcile pass (daemon:start)" in ln]
 
-        recorded = {row["run_id"]: row["submission_id"]
-                    for row in s.db("SELECT run_id, submission_id FROM audit_runs")}
-        missing = [rid for rid in given if rid not in recorded]
-        self.assertEqual(missing, [], "run ids a client was given but the database lacks")
         created = {run["run_id"]: run.get("input") for run in s.sim_group(group)}
         self.assertEqual(s.sim_stats()["runs_created"], len(created))
-        unaccounted = [rid for rid in created if rid not in recorded]
-        self.assertEqual(unaccounted, [], "runs the simulator created that are not recorded")
-        texts = [str(v) for v in created.values()]
-        dupes = sorted({t for t in texts if texts.count(t) > 1})
-        self.assertEqual(dupes, [], "inputs created twice")
+        load.check_records(created)
         self.assertEqual(len(created), self.PREFILL * 1000 +
                          sum(len(v) for v in inputs_of.values()))
         sys.stderr.write("[crash one group] kills=%d, group of %d runs, %d unknown after the "

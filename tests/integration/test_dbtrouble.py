@@ -7,7 +7,10 @@ while the database could not record it is settled once it can."""
 
 import os
 import pwd
+import re
+import socket
 import sqlite3
+import subprocess
 import sys
 import threading
 import time
@@ -390,6 +393,55 @@ class ServerDownTest(StackTestCase):
             time.sleep(0.2)
         self.assertEqual(self.submit(s, token)[0], 200)
         self.assertEqual(s.daemon_proc.pid, pid)
+
+
+@pg_only
+class TcpKeepaliveTest(StackTestCase):
+    """Over TCP, a server host that vanishes without closing its connections is noticed
+    within the daemons' 30-second lease: every connection the daemon holds probes an idle
+    peer after 10 s (the system's default is two hours), unless the URI says otherwise."""
+
+    def tcp_server(self):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        from pgserver import PgServer
+        pg = PgServer(settings={"listen_addresses": "'127.0.0.1'", "port": port})
+        pg.start()
+        self.addCleanup(pg.stop)
+        return pg
+
+    def keepalive_timers(self, port):
+        """Seconds left on the keepalive timer of each established connection to port."""
+        out = subprocess.run(["ss", "-tnoH", "state", "established", "( dport = :%d )" % port],
+                             capture_output=True, text=True, timeout=10, check=True).stdout
+        unit = {"ms": 0.001, "sec": 1, "min": 60}
+        timers = []
+        for line in out.splitlines():
+            m = re.search(r"timer:\(keepalive,([\d.]+)(ms|sec|min)", line)
+            timers.append(float(m.group(1)) * unit[m.group(2)] if m else None)
+        return timers
+
+    def test_connections_probe_an_idle_server_within_the_lease(self):
+        pg = self.tcp_server()
+        for case, dsn, most in (
+                ("default", pg.tcp_dsn_for(pg.dbname), 10),
+                ("the URI's own", pg.tcp_dsn_for(pg.dbname) + "?keepalives_idle=100", 100)):
+            with self.subTest(case=case):
+                pg.psql("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
+                s = self.stack(keys=[KEY], conf={"database": dsn})
+                s.add_team("a", KEY, preset=PRESET)
+                token, _ = s.issue_token("a")
+                status, body, _ = s.json_req("POST", "/v1/runs", {"inputs": ["q1"]},
+                                             token=token)
+                self.assertEqual(status, 200, body)
+                timers = self.keepalive_timers(pg.port)
+                self.assertTrue(timers, "the daemon holds no TCP connection to the server")
+                for t in timers:
+                    self.assertIsNotNone(t, "a connection without keepalives: %s" % timers)
+                    self.assertLessEqual(t, most, timers)
+                    self.assertGreater(t, most / 2 if most > 10 else 0, timers)
+                s.stop()
 
 
 if __name__ == "__main__":

@@ -486,7 +486,8 @@ static void test_dump(void)
                  "webhook_secrets_file = \"\"\n"
                  "webhook_public_url = \"\"\n"
                  "log_level = info\n"
-                 "log_format = logfmt\n");
+                 "log_format = logfmt\n"
+                 "test_clock_file = \"\"\n");
 
     /* What it writes reads back to the same values. */
     CHECK(parse(&c, "listen = \"/tmp/a #b.sock\"\nsocket_mode = 0\nlog_level = error\n"

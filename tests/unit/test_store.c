@@ -486,6 +486,100 @@ out:
     remove_db(path);
 }
 
+/* As a user would change the file with the sqlite3 shell, behind the daemon's back. */
+static void edit(const char *path, const char *sql)
+{
+    sqlite3 *db = NULL;
+    char *msg = NULL;
+    CHECK(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL) == SQLITE_OK);
+    CHECK(sqlite3_exec(db, sql, NULL, NULL, &msg) == SQLITE_OK);
+    if (msg != NULL)
+        fprintf(stderr, "edit %s: %s\n", sql, msg);
+    sqlite3_free(msg);
+    sqlite3_close(db);
+}
+
+/* A worker's handle keeps keys, presets and ownership between requests, and answers from
+ * them only while nothing changed: each token check sees every change made before it, by
+ * another handle, another process or a hand edit of the file. */
+static void test_kept_reads(void)
+{
+    char path[512], key[128], err[256];
+    struct tg_store *st = fresh_store(path, sizeof(path), "kept"), *other = NULL;
+    struct tg_pool *pool = tg_pool_create();
+    if (st == NULL || pool == NULL)
+        goto out;
+    CHECK(tg_store_open(&other, path, 0, 5000, err, sizeof(err)) == TG_OK);
+    if (other == NULL)
+        goto out;
+    int64_t team = add_team(st, "research", "pk-1");
+    CHECK(tg_store_token_add(st, &cli, team, "tok_k", "abck", TG_ROLE_SUBMIT, "k", 0) == TG_OK);
+    CHECK(tg_store_preset_set(st, &cli, team, "default", "{\"processor\":\"base\"}") == TG_OK);
+    struct tg_auth a;
+    char *json = NULL;
+    CHECK(tg_store_auth(st, "abck", tg_now_ms(), &a) == TG_OK);
+    CHECK(tg_store_team_key(st, team, key, sizeof(key)) == TG_OK);
+    CHECK_STR(key, "pk-1");
+    CHECK(tg_store_preset_get(st, pool, team, "default", &json) == TG_OK);
+    CHECK_STR(json, "{\"processor\":\"base\"}");
+    CHECK(tg_store_preset_get(st, pool, team, "cheap", &json) == TG_ENOTFOUND);
+
+    /* Changed by another handle (the CLI): the next token check sees it. */
+    CHECK(tg_store_team_set_key(other, &cli, "research", "pk-2") == TG_OK);
+    CHECK(tg_store_preset_set(other, &cli, team, "cheap", "{\"processor\":\"lite\"}") == TG_OK);
+    CHECK(tg_store_auth(st, "abck", tg_now_ms(), &a) == TG_OK);
+    CHECK(tg_store_team_key(st, team, key, sizeof(key)) == TG_OK);
+    CHECK_STR(key, "pk-2");
+    CHECK(tg_store_preset_get(st, pool, team, "cheap", &json) == TG_OK);
+    CHECK_STR(json, "{\"processor\":\"lite\"}");
+
+    /* Edited by hand: the same. */
+    edit(path, "UPDATE presets SET body = '{\"processor\":\"pro\"}' WHERE name = 'default'");
+    CHECK(tg_store_auth(st, "abck", tg_now_ms(), &a) == TG_OK);
+    CHECK(tg_store_preset_get(st, pool, team, "default", &json) == TG_OK);
+    CHECK_STR(json, "{\"processor\":\"pro\"}");
+    edit(path, "DELETE FROM presets WHERE name = 'cheap'");
+    CHECK(tg_store_auth(st, "abck", tg_now_ms(), &a) == TG_OK);
+    CHECK(tg_store_preset_get(st, pool, team, "cheap", &json) == TG_ENOTFOUND);
+
+    /* A group is owned while its creating call is recorded; deleting the call (a prune)
+     * ends it at the next token check. */
+    struct tg_submission sub = submission("sub_k", team, "tok_k", 1);
+    CHECK(tg_store_submission_begin(st, &sub) == TG_OK);
+    struct tg_call group = {
+        .submission_id = "sub_k", .seq = 0, .operation = "create_group", .method = "POST",
+        .path = "/v1/tasks/groups", .first_input = -1, .started_ms = tg_now_ms(),
+        .outcome = TG_OUTCOME_OK, .http_status = 200,
+    };
+    CHECK(tg_store_call_record(st, &group) == TG_OK);
+    CHECK(tg_store_submission_group(st, "sub_k", "tgrp_k") == TG_OK);
+    CHECK(tg_store_auth(st, "abck", tg_now_ms(), &a) == TG_OK);
+    CHECK(tg_store_group_owned(st, team, "tgrp_k") == TG_OK);
+    CHECK(tg_store_group_owned(st, team, "tgrp_k") == TG_OK);
+    CHECK(tg_store_group_owned(st, team + 1, "tgrp_k") == TG_ENOTFOUND);
+    edit(path, "BEGIN; INSERT INTO audit_prune_guard (active) VALUES (1);"
+               " DELETE FROM upstream_calls WHERE submission_id = 'sub_k';"
+               " DELETE FROM audit_prune_guard; COMMIT");
+    CHECK(tg_store_auth(st, "abck", tg_now_ms(), &a) == TG_OK);
+    CHECK(tg_store_group_owned(st, team, "tgrp_k") == TG_ENOTFOUND);
+
+    /* A key kept in clear stops being used with the key file, as every opening does. */
+    CHECK(tg_store_team_key(st, team, key, sizeof(key)) == TG_OK);
+    char key_file[512];
+    db_path(key_file, sizeof(key_file), "ring.key");
+    CHECK(chmod(key_file, 0644) == 0);
+    CHECK(tg_store_team_key(st, team, key, sizeof(key)) == TG_ERR);
+    CHECK(strstr(tg_store_errmsg(st), "pk-") == NULL);
+    CHECK(chmod(key_file, 0600) == 0);
+    CHECK(tg_store_team_key(st, team, key, sizeof(key)) == TG_OK);
+    CHECK_STR(key, "pk-2");
+out:
+    tg_pool_destroy(pool);
+    tg_store_close(other);
+    tg_store_close(st);
+    remove_db(path);
+}
+
 /* ---- the audit records ---------------------------------------------------------------- */
 
 static void test_submission_flow(void)
@@ -1207,6 +1301,7 @@ int main(void)
         {"fingerprint", test_fingerprint},
         {"token_auth", test_token_auth},
         {"presets", test_presets},
+        {"kept_reads", test_kept_reads},
         {"submission_flow", test_submission_flow},
         {"reject_and_unknown", test_reject_and_unknown},
         {"recon_cursor", test_recon_cursor},

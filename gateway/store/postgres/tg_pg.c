@@ -85,6 +85,18 @@ static int result_err(struct tg_store *st, const PGresult *res, const char *what
  * a request for the system's TCP timeout, minutes, instead of failing it with a 503. */
 #define CONNECT_TIMEOUT_S "5"
 
+/* Over TCP, a server host that vanishes without closing its connections (powered off,
+ * cut off by a firewall) would leave a statement waiting for the system's defaults, two
+ * hours of silence before the first keepalive and about fifteen minutes of unacknowledged
+ * retransmissions. Keepalives after 10 s idle, every 5 s, 3 missed, and 30 s of
+ * unacknowledged data end such a connection within the 30-second lease of the
+ * daemons table, so this daemon answers 503 and reconnects before another one gives its
+ * submissions up. Ignored on a unix socket; the URI's own values win. */
+#define KEEPALIVES_IDLE_S "10"
+#define KEEPALIVES_INTERVAL_S "5"
+#define KEEPALIVES_COUNT "3"
+#define TCP_USER_TIMEOUT_MS "30000"
+
 /* What the server says beside its answers (a warning; why it ends a session while a
  * statement waits) goes to the log as one line, not to stderr in libpq's own words. */
 static void on_notice(void *arg, const char *msg)
@@ -454,9 +466,11 @@ int tg_pg_open(struct tg_store **out, const char *uri, int flags, int busy_ms, c
     st->flags = flags;
     st->busy_ms = busy_ms;
     st->generation = -1;
-    /* The URI comes after the default: its own connect_timeout, if any, wins. */
-    const char *const keys[] = {"connect_timeout", "dbname", NULL};
-    const char *const values[] = {CONNECT_TIMEOUT_S, uri, NULL};
+    /* The URI comes after the defaults: its own values, if any, win. */
+    const char *const keys[] = {"connect_timeout",  "keepalives_idle",  "keepalives_interval",
+                                "keepalives_count", "tcp_user_timeout", "dbname", NULL};
+    const char *const values[] = {CONNECT_TIMEOUT_S, KEEPALIVES_IDLE_S,   KEEPALIVES_INTERVAL_S,
+                                  KEEPALIVES_COUNT,  TCP_USER_TIMEOUT_MS, uri, NULL};
     st->conn = PQconnectdbParams(keys, values, 1);
     if (st->conn != NULL)
         PQsetNoticeProcessor(st->conn, on_notice, NULL);
@@ -747,4 +761,5 @@ const struct tg_store_backend tg_pg_backend = {
     .track_release = tg_pg_track_release,
     .webhook_record = tg_pg_webhook_record,
     .webhook_prune = tg_pg_webhook_prune,
+    .usage = &tg_pg_usage_ops,
 };

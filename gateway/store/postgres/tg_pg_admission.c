@@ -30,10 +30,12 @@ static const struct tg_pg_stmt limits_get_stmt = {
     "adm_limits_get", "SELECT runs_per_minute, in_flight FROM team_limits WHERE team_id = $1"};
 
 /* The same, locking the row of a team that has a limit: the team's admissions are decided
- * one at a time, on every daemon. A team without one takes no lock. */
+ * one at a time, on every daemon. A team without one takes no lock. The third column says
+ * whether the team also has a budget (tg_pg_usage.c). */
 static const struct tg_pg_stmt limits_lock_stmt = {
     "adm_limits_lock",
-    "SELECT runs_per_minute, in_flight FROM team_limits"
+    "SELECT runs_per_minute, in_flight,"
+    " EXISTS (SELECT 1 FROM team_budgets WHERE team_id = $1)::int FROM team_limits"
     " WHERE team_id = $1 AND (runs_per_minute > 0 OR in_flight > 0) FOR UPDATE"};
 
 static const struct tg_pg_stmt inflight_stmt = {
@@ -79,7 +81,8 @@ static const struct tg_pg_stmt idem_put_stmt = {
  * answer: whether ok and ins have a row. */
 #define ADMIT_KEYED_HEAD \
     "WITH ok AS (SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM team_limits" \
-    "  WHERE team_id = $2::bigint AND (runs_per_minute > 0 OR in_flight > 0)))"
+    "  WHERE team_id = $2::bigint AND (runs_per_minute > 0 OR in_flight > 0))" \
+    "  AND NOT EXISTS (SELECT 1 FROM team_budgets WHERE team_id = $2::bigint))"
 #define ADMIT_KEYED_TAIL \
     ", ins AS (INSERT INTO submissions (id, team_id, token_id, request_id, received_at," \
     " completed_at, remote_addr, interface, taskgroup_id, num_inputs, state," \
@@ -315,17 +318,23 @@ static int one_int(struct tg_store *st, const struct tg_pg_stmt *s, int n, int64
     return rc == TG_ENOTFOUND ? TG_OK : rc;
 }
 
+/* *budgeted (may be NULL): 1 when the statement's third column says the team has a budget,
+ * or when it has no limits (admission comes here only for a team with either). */
 static int read_limits(struct tg_store *st, const struct tg_pg_stmt *s, int64_t team_id,
-                       struct tg_limits *l)
+                       struct tg_limits *l, int *budgeted)
 {
     char team[TG_PG_I64_LEN];
     const char *p[] = {tg_pg_i64(team, team_id)};
     PGresult *res;
     memset(l, 0, sizeof(*l));
+    if (budgeted != NULL)
+        *budgeted = 1;
     int rc = tg_pg_one(st, s, 1, p, &res, "team limits");
     if (rc == TG_OK) {
         l->runs_per_minute = (long)tg_pg_int(res, 0, 0);
         l->in_flight = (long)tg_pg_int(res, 0, 1);
+        if (budgeted != NULL && PQnfields(res) > 2)
+            *budgeted = tg_pg_int(res, 0, 2) != 0;
         PQclear(res);
     }
     return rc == TG_ENOTFOUND ? TG_OK : rc;
@@ -333,7 +342,7 @@ static int read_limits(struct tg_store *st, const struct tg_pg_stmt *s, int64_t 
 
 int tg_pg_limits_get(struct tg_store *st, int64_t team_id, struct tg_limits *out)
 {
-    return read_limits(st, &limits_get_stmt, team_id, out);
+    return read_limits(st, &limits_get_stmt, team_id, out, NULL);
 }
 
 /* TG_OK, or TG_ETOOBIG with *why filled when limit l refuses want more runs; inside the
@@ -432,8 +441,9 @@ static int admit_w(struct tg_store *st, void *arg)
     const struct tg_submission *sub = w->sub;
     const struct tg_admission *a = w->a;
     struct tg_limits l;
+    int budgeted;
     w->refused = 0;
-    int rc = read_limits(st, &limits_lock_stmt, sub->team_id, &l);
+    int rc = read_limits(st, &limits_lock_stmt, sub->team_id, &l, &budgeted);
     if (rc == TG_OK && a->key != NULL)
         rc = check_record(st, sub->team_id, a);
     if (rc == TG_OK)
@@ -444,6 +454,13 @@ static int admit_w(struct tg_store *st, void *arg)
                  w->why->value);
         w->refused = 1;
         return tg_pg_sub_insert(st, sub, a->resumes, TG_STATE_REJECTED, 429, msg);
+    }
+    if (rc == TG_OK && budgeted)
+        rc = tg_pg_budget_take(st, sub, a, w->why);
+    if (rc == TG_ETOOBIG) {
+        w->refused = 1;
+        return tg_pg_sub_insert(st, sub, a->resumes, TG_STATE_REJECTED, 402,
+                                "the team's budget would be passed");
     }
     if (rc == TG_OK)
         rc = tg_pg_sub_insert(st, sub, a->resumes, TG_STATE_PENDING, 0, NULL);

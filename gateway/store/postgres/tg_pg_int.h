@@ -382,6 +382,13 @@ int tg_pg_idem_answer(struct tg_store *st, int64_t team_id, enum tg_idem_kind ki
                       const char *key, const char *sub_id, int status,
                       const char *content_type, const char *body, size_t len);
 int tg_pg_idem_prune(struct tg_store *st, int64_t now_ms, long *n);
+/* Admission's budget step inside its transaction (tg_pg_usage.c): prices the submission and
+ * counts it against the team's budget (holding its estimate) when it has one. TG_OK, or
+ * TG_ETOOBIG when a hard budget refuses it (a->budget says which; nothing written). */
+int tg_pg_budget_take(struct tg_store *st, const struct tg_submission *sub,
+                      const struct tg_admission *a, struct tg_admit_refusal *why);
+extern const struct tg_store_usage_ops tg_pg_usage_ops;
+
 int tg_pg_limits_get(struct tg_store *st, int64_t team_id, struct tg_limits *out);
 int tg_pg_limits_set(struct tg_store *st, const struct tg_actor *who, const char *team,
                      const struct tg_limits *l);

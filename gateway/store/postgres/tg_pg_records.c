@@ -23,7 +23,7 @@ static const struct tg_pg_stmt sub_insert_stmt = {
     " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
     " RETURNING team_id, received_at, state) " TG_PG_COUNT_NEW("ins")};
 
-/* The same row for a team without limits only ($2 the team): admission's one statement
+/* The same row for a team without limits or budgets only ($2 the team): admission's one statement
  * when no idempotency record is involved. No row written: the team has limits. */
 static const struct tg_pg_stmt sub_admit_stmt = {
     "records_sub_admit",
@@ -34,6 +34,7 @@ static const struct tg_pg_stmt sub_admit_stmt = {
     " $13, $14, $15, $16"
     " WHERE NOT EXISTS (SELECT 1 FROM team_limits WHERE team_id = $2::bigint"
     "  AND (runs_per_minute > 0 OR in_flight > 0))"
+    " AND NOT EXISTS (SELECT 1 FROM team_budgets WHERE team_id = $2::bigint)"
     " RETURNING team_id, received_at, state) " TG_PG_COUNT_NEW("ins")};
 
 static const struct tg_pg_stmt sub_group_stmt = {

@@ -31,12 +31,19 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_RELEASE] = "RELEASE w",
     [S_ROLLBACK_TO] = "ROLLBACK TO w",
     [S_VERSION] = "PRAGMA user_version",
+    /* With the generation of the same read: the rows the handle keeps that were read at it
+     * answer for the request (tg_sqlite_kept.c). */
     [S_AUTH] =
-        "SELECT k.team_id, t.name, k.id, k.label, k.role, k.hash FROM tokens k"
+        "SELECT k.team_id, t.name, k.id, k.label, k.role, k.hash,"
+        " (SELECT n FROM generation WHERE id = 1) FROM tokens k"
         " JOIN teams t ON t.id = k.team_id"
         " WHERE k.hash = ?1 AND k.revoked_at IS NULL"
         " AND (k.expires_at IS NULL OR k.expires_at > ?2)",
-    [S_TEAM_KEY] = "SELECT name, upstream_key, key_id FROM teams WHERE id = ?1",
+    /* The reads a handle keeps: one row always, the generation first, NULLs when there is
+     * no such team or preset. */
+    [S_TEAM_KEY] =
+        "SELECT g.n, t.name, t.upstream_key, t.key_id FROM generation g"
+        " LEFT JOIN teams t ON t.id = ?1 WHERE g.id = 1",
     [S_TEAM_ID] = "SELECT id FROM teams WHERE name = ?1",
     [S_TEAM_ADD] =
         "INSERT INTO teams (name, upstream_key, key_fingerprint, created_at, updated_at, key_id)"
@@ -64,6 +71,9 @@ static const char *const stmt_sql[S_COUNT] = {
         " ON CONFLICT (team_id, name)"
         " DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at",
     [S_PRESET_GET] = "SELECT body FROM presets WHERE team_id = ?1 AND name = ?2",
+    [S_PRESET_KEPT] =
+        "SELECT g.n, p.body FROM generation g"
+        " LEFT JOIN presets p ON p.team_id = ?1 AND p.name = ?2 WHERE g.id = 1",
     [S_ADMIN_LOG] =
         "INSERT INTO admin_log (at, actor, actor_team, interface, action, object_type,"
         " object_id, team, before, after, remote_addr)"
@@ -270,6 +280,7 @@ int tg_sqlite_tx_begin(struct tg_store *st)
     rc = tg_sqlite_run(st, s, "begin");
     if (rc != TG_OK)
         tg_sqlite_writer_unlock();
+    st->generation = -1; /* a change of its own: what it kept is read again */
     return rc;
 }
 
@@ -435,6 +446,7 @@ int tg_sqlite_open(struct tg_store **out, const char *path, int flags, int busy_
         return TG_ENOMEM;
     }
     st->flags = flags;
+    st->generation = -1;
     int oflags = SQLITE_OPEN_NOMUTEX;
     if (flags & TG_STORE_READONLY)
         oflags |= SQLITE_OPEN_READONLY;
@@ -521,6 +533,7 @@ void tg_sqlite_close(struct tg_store *st)
         sqlite3_finalize(st->stmt[i]);
     tg_sqlite_runs_forget(st);
     sqlite3_close_v2(st->db);
+    tg_sqlite_kept_free(st);
     free(st);
 }
 
@@ -749,4 +762,5 @@ const struct tg_store_backend tg_sqlite_backend = {
     .track_release = tg_sqlite_track_release,
     .webhook_record = tg_sqlite_webhook_record,
     .webhook_prune = tg_sqlite_webhook_prune,
+    .usage = &tg_sqlite_usage_ops,
 };

@@ -319,6 +319,7 @@ static int admit_w(struct tg_store *st, void *arg)
     struct admit_write *w = arg;
     const struct tg_submission *sub = w->sub;
     const struct tg_admission *a = w->a;
+    struct tg_sqlite_hold hold = {0};
     int rc = TG_OK;
     if (a->key != NULL)
         rc = check_record(st, sub->team_id, a);
@@ -332,7 +333,16 @@ static int admit_w(struct tg_store *st, void *arg)
         return tg_sqlite_sub_insert(st, sub, a->resumes, TG_STATE_REJECTED, 429, msg);
     }
     if (rc == TG_OK)
+        rc = tg_sqlite_budget_check(st, sub, a, w->why, &hold);
+    if (rc == TG_ETOOBIG) {
+        w->refused = 1;
+        return tg_sqlite_sub_insert(st, sub, a->resumes, TG_STATE_REJECTED, 402,
+                                    "the team's budget would be passed");
+    }
+    if (rc == TG_OK)
         rc = tg_sqlite_sub_insert(st, sub, a->resumes, TG_STATE_PENDING, 0, NULL);
+    if (rc == TG_OK)
+        rc = tg_sqlite_budget_hold(st, sub, &hold);
     if (rc == TG_OK && a->key != NULL)
         rc = put_record(st, sub, a);
     return rc;

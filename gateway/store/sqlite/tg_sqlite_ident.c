@@ -117,6 +117,7 @@ int tg_sqlite_auth(struct tg_store *st, const char *token_hash, int64_t now_ms,
         rc = tg_sqlite_db_err(st, sqlite3_errcode(st->db), "auth");
         goto out;
     }
+    st->generation = -1;
     rc = tg_sqlite_one(st, s, "auth");
     if (rc == TG_OK && !hash_matches(s, 5, token_hash))
         rc = TG_ENOTFOUND;
@@ -130,42 +131,50 @@ int tg_sqlite_auth(struct tg_store *st, const char *token_hash, int64_t now_ms,
         tg_sqlite_col_copy(out->label, sizeof(out->label), s, 3);
         if (tg_domain_role_parse(tg_sqlite_col_text(s, 4), &out->role) != TG_OK)
             out->role = TG_ROLE_SUBMIT; /* the schema's CHECK makes this unreachable */
+        st->generation = sqlite3_column_int64(s, 6);
     }
 out:
     tg_sqlite_done(s);
     return rc;
 }
 
-int tg_sqlite_team_key(struct tg_store *st, int64_t team_id, char *buf, size_t buflen)
+/* Reads the team's key and opens it into buf; kept on success. */
+static int team_key_read(struct tg_store *st, int64_t team_id, char *buf, size_t buflen)
 {
-    if (buf == NULL || buflen == 0)
-        return tg_sqlite_invalid(st, "team key: no buffer");
-    buf[0] = '\0';
     sqlite3_stmt *s;
     int rc = tg_sqlite_prep(st, S_TEAM_KEY, &s);
     if (rc != TG_OK)
         return rc;
     sqlite3_bind_int64(s, 1, team_id);
     rc = tg_sqlite_one(st, s, "team key");
+    if (rc == TG_OK && sqlite3_column_type(s, 1) == SQLITE_NULL)
+        rc = TG_ENOTFOUND;
     if (rc == TG_ENOTFOUND) {
         tg_sqlite_set_err(st, "no team with id %lld", (long long)team_id);
     } else if (rc == TG_OK) {
-        const char *name = tg_sqlite_col_text(s, 0), *sealed = tg_sqlite_col_text(s, 1);
+        const char *name = tg_sqlite_col_text(s, 1), *sealed = tg_sqlite_col_text(s, 2);
         char why[300] = "";
+        size_t len = 0;
         if (name == NULL || sealed == NULL) {
             tg_sqlite_set_err(st, "out of memory");
             rc = TG_ENOMEM;
-        } else if (sqlite3_column_type(s, 2) == SQLITE_NULL) {
+        } else if (sqlite3_column_type(s, 3) == SQLITE_NULL) {
             tg_sqlite_set_err(st,
                               "the upstream key of team '%.64s' is still stored in clear: run "
                               "`taskgate init` to encrypt it", name);
             rc = TG_ERR;
         } else {
-            rc = tg_crypto_open(name, sealed, buf, buflen, NULL, why, sizeof(why));
-            if (rc == TG_ETOOBIG)
+            rc = tg_crypto_open(name, sealed, buf, buflen, &len, why, sizeof(why));
+            struct tg_sqlite_kept *k = NULL;
+            if (rc == TG_OK)
+                k = tg_sqlite_kept_keep(st, KEPT_KEY, team_id, NULL,
+                                        sqlite3_column_int64(s, 0), 1, buf, len);
+            if (k != NULL)
+                k->opened = 1;
+            else if (rc == TG_ETOOBIG)
                 tg_sqlite_set_err(st, "the upstream key of team %lld does not fit",
                                   (long long)team_id);
-            else if (rc != TG_OK)
+            else
                 tg_sqlite_set_err(st,
                                   "the upstream key of team '%.64s' cannot be decrypted: %s",
                                   name, why);
@@ -175,6 +184,28 @@ int tg_sqlite_team_key(struct tg_store *st, int64_t team_id, char *buf, size_t b
     }
     tg_sqlite_done(s);
     return rc;
+}
+
+int tg_sqlite_team_key(struct tg_store *st, int64_t team_id, char *buf, size_t buflen)
+{
+    if (buf == NULL || buflen == 0)
+        return tg_sqlite_invalid(st, "team key: no buffer");
+    buf[0] = '\0';
+    const struct tg_sqlite_kept *k = tg_sqlite_kept_find(st, KEPT_KEY, team_id, NULL);
+    if (k == NULL)
+        return team_key_read(st, team_id, buf, buflen);
+    char why[300] = "";
+    if (tg_crypto_usable(why, sizeof(why)) != TG_OK) {
+        tg_sqlite_set_err(st, "the upstream key of team %lld cannot be decrypted: %s",
+                          (long long)team_id, why);
+        return TG_ERR;
+    }
+    if (k->len + 1 > buflen) {
+        tg_sqlite_set_err(st, "the upstream key of team %lld does not fit", (long long)team_id);
+        return TG_ETOOBIG;
+    }
+    memcpy(buf, k->value, k->len + 1);
+    return TG_OK;
 }
 
 int tg_sqlite_team_id(struct tg_store *st, const char *name, int64_t *team_id)
@@ -555,26 +586,66 @@ static int open_preset(struct tg_store *st, struct tg_pool *pool, int64_t team_i
     return rc;
 }
 
+/* A kept preset's answer: its body (a copy in pool) or TG_ENOTFOUND. */
+static int kept_preset(struct tg_store *st, struct tg_pool *pool, const struct tg_sqlite_kept *k,
+                       const char *name, char **json)
+{
+    char why[300] = "";
+    if (!k->found) {
+        tg_sqlite_set_err(st, "no preset '%.64s'", name);
+        return TG_ENOTFOUND;
+    }
+    if (k->opened && tg_crypto_usable(why, sizeof(why)) != TG_OK) {
+        tg_sqlite_set_err(st, "preset '%.64s' cannot be opened: %s", name, why);
+        return TG_ERR;
+    }
+    *json = tg_pool_strndup(pool, k->value, k->len);
+    if (*json == NULL) {
+        tg_sqlite_set_err(st, "out of memory");
+        return TG_ENOMEM;
+    }
+    return TG_OK;
+}
+
 int tg_sqlite_preset_get(struct tg_store *st, struct tg_pool *pool, int64_t team_id,
                          const char *name, char **json)
 {
     if (name == NULL || pool == NULL || json == NULL)
         return tg_sqlite_invalid(st, "preset get: missing argument");
+    const struct tg_sqlite_kept *k = tg_sqlite_kept_find(st, KEPT_PRESET, team_id, name);
+    if (k != NULL)
+        return kept_preset(st, pool, k, name, json);
     sqlite3_stmt *s;
-    int rc = preset_row_of(st, team_id, name, "get preset", &s);
+    int rc = tg_sqlite_prep(st, S_PRESET_KEPT, &s);
+    if (rc != TG_OK)
+        return rc;
+    sqlite3_bind_int64(s, 1, team_id);
+    tg_sqlite_bind_text(s, 2, name);
+    rc = tg_sqlite_one(st, s, "get preset");
+    int64_t generation = rc == TG_OK ? sqlite3_column_int64(s, 0) : -1;
+    if (rc == TG_OK && sqlite3_column_type(s, 1) == SQLITE_NULL)
+        rc = TG_ENOTFOUND;
     if (rc == TG_ENOTFOUND) {
         tg_sqlite_set_err(st, "no preset '%.64s'", name);
     } else if (rc == TG_OK) {
-        const char *body = tg_sqlite_col_text(s, 0);
-        *json = body != NULL ? tg_pool_strndup(pool, body, (size_t)sqlite3_column_bytes(s, 0))
+        const char *body = tg_sqlite_col_text(s, 1);
+        *json = body != NULL ? tg_pool_strndup(pool, body, (size_t)sqlite3_column_bytes(s, 1))
                              : NULL;
         rc = *json != NULL ? TG_OK : TG_ENOMEM;
         if (rc != TG_OK)
             tg_sqlite_set_err(st, "out of memory");
     }
     tg_sqlite_done(s);
-    if (rc == TG_OK && strstr(*json, "mcp_servers") != NULL)
+    int opened = rc == TG_OK && strstr(*json, "mcp_servers") != NULL;
+    if (opened)
         rc = open_preset(st, pool, team_id, json);
+    if (generation >= 0 && (rc == TG_OK || rc == TG_ENOTFOUND)) {
+        struct tg_sqlite_kept *kept =
+            tg_sqlite_kept_keep(st, KEPT_PRESET, team_id, name, generation, rc == TG_OK,
+                                rc == TG_OK ? *json : NULL, rc == TG_OK ? strlen(*json) : 0);
+        if (kept != NULL)
+            kept->opened = opened;
+    }
     return rc;
 }
 

@@ -9,9 +9,11 @@ static const char *const owner_sql[S_COUNT] = {
      * a create_group call that succeeded (the first one, or one sent again after attempts
      * the upstream cannot have acted on: a submission makes one group at most). */
     [C_GROUP_OWNED] =
-        "SELECT 1 FROM submissions s JOIN upstream_calls c ON c.submission_id = s.id"
-        " WHERE s.taskgroup_id = ?1 AND s.team_id = ?2"
-        " AND c.operation = 'create_group' AND c.outcome = 'ok' LIMIT 1",
+        "SELECT g.n, EXISTS (SELECT 1 FROM submissions s"
+        "  JOIN upstream_calls c ON c.submission_id = s.id"
+        "  WHERE s.taskgroup_id = ?1 AND s.team_id = ?2"
+        "  AND c.operation = 'create_group' AND c.outcome = 'ok')"
+        " FROM generation g WHERE g.id = 1",
     /* A run by id: one look in each bucket's part of runs_id (sql/sqlite/010_scale.sql). */
     [C_RUN_OWNER] =
         TG_SQLITE_RUN_KEY
@@ -19,8 +21,13 @@ static const char *const owner_sql[S_COUNT] = {
         " WHERE s.id = k.sid AND s.team_id = ?2",
 };
 
+/* An owned group stays owned until its creating call is deleted (an audit prune, which
+ * moves the generation): only that answer is kept (tg_sqlite_kept.c), and the check, which
+ * walks the group's submissions, runs once per handle and group. */
 int tg_sqlite_group_owned(struct tg_store *st, int64_t team_id, const char *taskgroup_id)
 {
+    if (taskgroup_id != NULL && tg_sqlite_kept_find(st, KEPT_GROUP, team_id, taskgroup_id) != NULL)
+        return TG_OK;
     sqlite3_stmt *s;
     int rc = tg_sqlite_stmt(st, C_GROUP_OWNED, owner_sql[C_GROUP_OWNED], &s);
     if (rc != TG_OK)
@@ -28,6 +35,11 @@ int tg_sqlite_group_owned(struct tg_store *st, int64_t team_id, const char *task
     tg_sqlite_bind_text(s, 1, taskgroup_id);
     sqlite3_bind_int64(s, 2, team_id);
     rc = tg_sqlite_one(st, s, "group owner");
+    if (rc == TG_OK && sqlite3_column_int(s, 1) == 0)
+        rc = TG_ENOTFOUND;
+    if (rc == TG_OK && taskgroup_id != NULL)
+        tg_sqlite_kept_keep(st, KEPT_GROUP, team_id, taskgroup_id, sqlite3_column_int64(s, 0),
+                            1, NULL, 0);
     tg_sqlite_done(s);
     return rc;
 }

@@ -7,7 +7,10 @@
  * takes every write queued so far, runs each in its own savepoint inside one transaction
  * and commits them together; the threads that queued meanwhile wait, and when the group is
  * done the leader wakes each of its members and hands the lead to the first write queued
- * since, whose thread runs the next group. A write that fails is rolled
+ * since, whose thread runs the next group. Each waiter sleeps on a semaphore of its own
+ * that the leader posts once, after it has let go of the queue's lock: one wake-up per
+ * write. (Signalled under the lock, as a condition variable must be here, a woken
+ * waiter would first block on that lock, and be woken a second time.) A write that fails is rolled
  * back to its savepoint alone; a commit that fails fails every write of its group. Nobody
  * is answered before the commit that holds their write.
  *
@@ -20,7 +23,9 @@
 #include "tg_log.h"
 #include "tg_metrics.h"
 
+#include <errno.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/statvfs.h>
@@ -41,9 +46,8 @@ struct write_req {
     struct tg_store *caller; /* gets the message of a failure */
     int rc;
     int64_t queued_us;       /* when it was queued, for the wait metric */
-    int done;                /* its group has committed, or failed */
     int lead;                /* it was handed the lead: it runs the next group */
-    pthread_cond_t wake;     /* signalled on either */
+    sem_t wake;              /* posted once: its group is done, or it leads */
     struct write_req *next;
 };
 
@@ -179,6 +183,13 @@ static void run_group(struct tg_store *w, struct write_req *group)
     tg_sqlite_writer_unlock();
 }
 
+/* Sleeps until r's semaphore is posted. */
+static void await(struct write_req *r)
+{
+    while (sem_wait(&r->wake) != 0 && errno == EINTR)
+        continue;
+}
+
 int tg_sqlite_write(struct tg_store *st, tg_sqlite_write_fn fn, void *arg)
 {
     struct tg_store *w = grp.w;
@@ -190,7 +201,10 @@ int tg_sqlite_write(struct tg_store *st, tg_sqlite_write_fn fn, void *arg)
     }
     struct write_req req = {.fn = fn, .arg = arg, .caller = st, .rc = TG_OK,
                             .queued_us = tg_mono_us()};
-    pthread_cond_init(&req.wake, NULL);
+    if (sem_init(&req.wake, 0, 0) != 0) {
+        tg_sqlite_set_err(st, "cannot make a semaphore: %s", strerror(errno));
+        return TG_ERR;
+    }
     pthread_mutex_lock(&grp.lock);
     *grp.tail = &req;
     grp.tail = &req.next;
@@ -198,10 +212,12 @@ int tg_sqlite_write(struct tg_store *st, tg_sqlite_write_fn fn, void *arg)
         grp.leading = 1;
         req.lead = 1;
     }
-    while (!req.done && !req.lead)
-        pthread_cond_wait(&req.wake, &grp.lock);
+    pthread_mutex_unlock(&grp.lock);
+    if (!req.lead)
+        await(&req); /* the group that took it is done, or it was handed the lead */
     if (req.lead) {
         /* Everything queued, this write first. */
+        pthread_mutex_lock(&grp.lock);
         struct write_req *group = grp.head;
         grp.head = NULL;
         grp.tail = &grp.head;
@@ -209,25 +225,26 @@ int tg_sqlite_write(struct tg_store *st, tg_sqlite_write_fn fn, void *arg)
 
         run_group(w, group);
 
-        /* Each waiter is woken alone, with grp.lock held: it cannot return (and take its
-         * request off its stack) before the lock is released. */
+        /* The lead goes to the first write queued since, if any. */
         pthread_mutex_lock(&grp.lock);
-        for (struct write_req *r = group; r != NULL;) {
-            struct write_req *next = r->next;
-            r->done = 1;
-            if (r != &req)
-                pthread_cond_signal(&r->wake);
-            r = next;
-        }
-        if (grp.head != NULL) {
-            grp.head->lead = 1;
-            pthread_cond_signal(&grp.head->wake);
-        } else {
+        struct write_req *next = grp.head;
+        if (next != NULL)
+            next->lead = 1;
+        else
             grp.leading = 0;
+        pthread_mutex_unlock(&grp.lock);
+        /* A member returns (and takes its request off its stack) as soon as its post
+         * lands: read next first, post last. */
+        for (struct write_req *r = group; r != NULL;) {
+            struct write_req *after = r->next;
+            if (r != &req)
+                sem_post(&r->wake);
+            r = after;
         }
+        if (next != NULL)
+            sem_post(&next->wake);
     }
-    pthread_mutex_unlock(&grp.lock);
-    pthread_cond_destroy(&req.wake);
+    sem_destroy(&req.wake);
     return req.rc;
 }
 
