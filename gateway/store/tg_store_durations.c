@@ -1,5 +1,5 @@
 /* The audit summary's durations by processor (tg_store.h's tg_store_audit_summary): each
- * backend counts completed runs by duration bucket (duration_counts, sql/sqlite/010_scale.sql)
+ * backend counts completed runs by duration bucket (duration_counts, sql/sqlite/012_scale.sql)
  * and this turns one team's processor's buckets into its row, the same for every backend.
  *
  * How exact: runs and mean_ms are exact (the mean rounded to the nearest millisecond).

@@ -10,7 +10,7 @@
 -- Not a migration: only files named NNN_name.sql are. These queries read the views only
 -- (audit_submissions, audit_runs, audit_calls, audit_admin, audit_run_status_changes,
 -- audit_summary), never the base tables, so they keep working when the tables change. The
--- query "summary" needs schema version 10 (audit_summary).
+-- query "summary" needs schema version 12 (audit_summary).
 --
 -- Each query follows a line "-- name: <name>", then a comment saying what it answers and
 -- which named parameters it takes, and ends with ";". Parameters:

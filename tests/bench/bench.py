@@ -591,13 +591,19 @@ class Bench:
         daemon = front = None
         try:
             _, sim_port = start_sim(self.procs, self.args.sim, d, 0)
+            # The run tracker off (track_groups_max = 0, as where webhooks alone record
+            # outcomes, or another daemon follows): this part times the records' own
+            # writes and reads at size; following a million runs' lifecycles while they are
+            # made is the tracker's load (docs/benchmark.md, "Audit at scale").
+            conf = {"track_groups_max": "0"}
             if pg is None:
                 daemon = Daemon(self.procs, self.args.taskgate, d,
-                                "http://127.0.0.1:%d" % sim_port)
+                                "http://127.0.0.1:%d" % sim_port, conf)
             else:
                 daemon = Daemon(self.procs, self.args.taskgate, d,
                                 "http://127.0.0.1:%d" % sim_port,
-                                {"key_file": os.path.join(d, "taskgate.key")}, database=pg.dsn)
+                                dict(conf, key_file=os.path.join(d, "taskgate.key")),
+                                database=pg.dsn)
             res["backend"] = "sqlite" if pg is None else "postgresql"
             value = self.store_value(daemon, pg)
             token = daemon.setup_team(TEAM, KEY, PRESET)
@@ -640,12 +646,12 @@ class Bench:
             twin = self.subdir(name + "-new")
             if pg is None:
                 daemon2 = Daemon(self.procs, self.args.taskgate, twin,
-                                 "http://127.0.0.1:%d" % sim_port)
+                                 "http://127.0.0.1:%d" % sim_port, conf)
             else:
                 pg.psql("CREATE DATABASE twin", dbname="postgres")
                 daemon2 = Daemon(self.procs, self.args.taskgate, twin,
                                  "http://127.0.0.1:%d" % sim_port,
-                                 {"key_file": os.path.join(twin, "taskgate.key")},
+                                 dict(conf, key_file=os.path.join(twin, "taskgate.key")),
                                  database=pg.dsn_for("twin"))
             token2 = daemon2.setup_team(TEAM, KEY, PRESET)
             daemon2.start()

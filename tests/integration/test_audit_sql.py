@@ -905,23 +905,27 @@ class AuditSqlTest(unittest.TestCase):
         for name, key in clear_keys.items():
             self.assertNotIn(key.encode(), data, "team %s's clear key is still stored" % name)
 
-    # ---- upgrading a version-9 database -------------------------------------------------------
+    # ---- upgrading a version-11 database ------------------------------------------------------
 
-    # What versions 6 to 9 keep and version 10 rebuilds or recounts, parents first.
-    V9_TABLES = ("teams", "tokens", "presets", "submissions", "upstream_calls", "runs",
+    # What versions 6 to 11 keep and version 12 rebuilds or recounts, parents first.
+    V11_TABLES = ("teams", "tokens", "presets", "submissions", "upstream_calls", "runs",
                  "run_status", "run_status_changes")
 
-    def new_v9_database(self):
-        """A database at schema version 9 (the last before the runs' new layout), filled
-        with the stack's records as an older taskgate wrote them."""
-        database = new_database(self.s, "v9")
+    # What version 11 priced as the runs went in, which version 12 keeps.
+    USAGE_TABLES = ("call_costs", "usage_days")
+
+    def new_v11_database(self):
+        """A database at schema version 11 (the last before the runs' new layout), filled
+        with the stack's records as an older taskgate wrote them (version 11's trigger
+        prices its runs as they go in)."""
+        database = new_database(self.s, "v11")
         if BACKEND == "postgresql":
-            pg_server().apply_migrations(SQL_DIR, upto=9, dbname=pg_dbname(database))
+            pg_server().apply_migrations(SQL_DIR, upto=11, dbname=pg_dbname(database))
         else:
             conn = sqlite3.connect(database, isolation_level=None)
             try:
                 for name in sorted(n for n in os.listdir(SQL_DIR) if re.match(r"^\d{3}_", n)):
-                    if int(name[:3]) > 9:
+                    if int(name[:3]) > 11:
                         break
                     with open(os.path.join(SQL_DIR, name), "r", encoding="utf-8") as f:
                         conn.executescript("BEGIN;\n%s\nPRAGMA user_version = %d;\nCOMMIT;"
@@ -930,10 +934,10 @@ class AuditSqlTest(unittest.TestCase):
                 conn.close()
         conn = db_connect(database)
         try:
-            self.assertEqual(schema_version_of(conn), 9)
-            cols = {t: columns_of(conn, t) for t in self.V9_TABLES}
+            self.assertEqual(schema_version_of(conn), 11)
+            cols = {t: columns_of(conn, t) for t in self.V11_TABLES}
             conn.execute("BEGIN")
-            for t in self.V9_TABLES:
+            for t in self.V11_TABLES:
                 names = ", ".join(cols[t])
                 for row in self.s.db("SELECT %s FROM %s" % (names, t)):
                     conn.execute("INSERT INTO %s (%s) VALUES (%s)"
@@ -956,12 +960,12 @@ class AuditSqlTest(unittest.TestCase):
         return {r[1]: [c[2] for c in conn.execute("PRAGMA index_info(%s)" % r[1])]
                 for r in conn.execute("PRAGMA index_list(%s)" % table)}
 
-    def test_init_upgrades_a_v9_database(self):
-        """Version 10 on a store of version 9: the runs rebuilt by submission with every row
+    def test_init_upgrades_a_v11_database(self):
+        """Version 12 on a store of version 11: the runs rebuilt by submission with every row
         and what versions 2 and 8 made on them (the triggers, audit_runs' status columns,
         the view of status changes), one index per purpose on the submissions, and the
         summary and the completed runs' durations counted from the records."""
-        database, cols = self.new_v9_database()
+        database, cols = self.new_v11_database()
         views = ("audit_submissions", "audit_runs", "audit_run_status_changes")
         conn = db_connect(database)
         try:
@@ -970,8 +974,11 @@ class AuditSqlTest(unittest.TestCase):
             view_cols = {v: columns_of(conn, v) for v in views}
             before_views = {v: rows_of(conn, "SELECT %s FROM %s ORDER BY 1, 2, 3"
                                        % (", ".join(c), v)) for v, c in view_cols.items()}
+            usage_before = {t: rows_of(conn, "SELECT * FROM %s ORDER BY 1, 2, 3" % t)
+                            for t in self.USAGE_TABLES}
         finally:
             conn.close()
+        self.assertGreater(len(usage_before["call_costs"]), 0)
         self.assertIn("completed_at", view_cols["audit_runs"])
         self.assertGreaterEqual(len(before["runs"]), 8)
         self.assertGreater(len(before_views["audit_run_status_changes"]), 0)
@@ -980,7 +987,7 @@ class AuditSqlTest(unittest.TestCase):
 
         if BACKEND == "sqlite":  # the stack's sealed keys, under the stack's key file
             shutil.copy2(self.s.db_path + ".key", database + ".key")
-        conf = self.s.path("v9.conf")
+        conf = self.s.path("v11.conf")
         with open(self.s.conf_path, "r") as f:
             text = f.read()
         text, n = re.subn(r"(?m)^database = .*$", lambda m: "database = " + database, text)
@@ -989,7 +996,7 @@ class AuditSqlTest(unittest.TestCase):
             f.write(text)
         r = self.s.cli("--config", conf, "init", config=False)
         self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertIn("from schema version 9 to %d" % LATEST, r.stderr)
+        self.assertIn("from schema version 11 to %d" % LATEST, r.stderr)
         r = self.s.cli("--config", conf, "audit", "summary", "--json", config=False)
         self.assertEqual(r.returncode, 0, r.stderr)
         summary = json.loads(r.stdout)["data"]
@@ -1002,6 +1009,11 @@ class AuditSqlTest(unittest.TestCase):
                 with self.subTest(table=t):
                     self.assertEqual(rows_of(conn, "SELECT %s FROM %s ORDER BY 1, 2"
                                              % (", ".join(c), t)), before[t])
+            # Version 11's costs as they were: version 12 prices new runs in the store's
+            # code, not by a trigger, and leaves what was priced alone.
+            for t, rows in usage_before.items():
+                with self.subTest(table=t):
+                    self.assertEqual(rows_of(conn, "SELECT * FROM %s ORDER BY 1, 2, 3" % t), rows)
             for v, c in view_cols.items():
                 with self.subTest(view=v):
                     self.assertEqual(columns_of(conn, v)[:len(c)], c)
@@ -1055,6 +1067,7 @@ class AuditSqlTest(unittest.TestCase):
                          "summary_counts", "run_buckets"):
                 self.assertIn(want, names)
             if BACKEND == "sqlite":
+                self.assertNotIn("runs_cost", names)  # went with the old table
                 self.assertEqual(conn.execute("PRAGMA integrity_check").fetchone()[0], "ok")
                 self.assertEqual(conn.execute("PRAGMA foreign_key_check").fetchall(), [])
                 self.assertRefused(conn, "DELETE FROM runs")

@@ -1,4 +1,4 @@
-/* Unit tests of the SQLite store at scale (sql/sqlite/010_scale.sql): runs placed in
+/* Unit tests of the SQLite store at scale (sql/sqlite/012_scale.sql): runs placed in
  * buckets with each run id still recorded once at most, across buckets and handles; and
  * the audit summary's counts, exactly what the records say after every kind of change
  * (runs of several processors, final states, a settle of what a daemon left pending, a

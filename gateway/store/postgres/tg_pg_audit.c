@@ -596,7 +596,7 @@ int tg_pg_audit_group(struct tg_store *st, const struct tg_audit_query *q, tg_au
 
 /* ---- the summary ----------------------------------------------------------------------- */
 
-/* summary_counts (sql/postgres/010_scale.sql) summed over its shards: a team's days (its
+/* summary_counts (sql/postgres/012_scale.sql) summed over its shards: a team's days (its
  * part of the primary key) or every team's (the day index). $1 the first day, $2 the
  * window's end (a day is in when it begins before it), $3 the team. */
 #define SUMMARY_SELECT                                                                    \

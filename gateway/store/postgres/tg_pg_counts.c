@@ -1,4 +1,4 @@
-/* The audit summary's counts in PostgreSQL (summary_counts, sql/postgres/010_scale.sql),
+/* The audit summary's counts in PostgreSQL (summary_counts, sql/postgres/012_scale.sql),
  * written in the transaction of every change they count, as the SQLite backend does
  * (sqlite/tg_sqlite_counts.c has the contract): each submission once under each processor
  * its runs carry ('' while it has none), each run under its processor, both at the

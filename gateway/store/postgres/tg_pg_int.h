@@ -268,7 +268,7 @@ int tg_pg_text_array(struct tg_buf *b, const char *const *v, size_t n);
 
 /* The audit summary's counts written by the request path's statements themselves, so
  * that counting costs no round trip (tg_sqlite_counts.c has the contract; each session
- * counts in its own shard, see sql/postgres/010_scale.sql).
+ * counts in its own shard, see sql/postgres/012_scale.sql).
  *
  * TG_PG_COUNT_NEW(cte): an INSERT counting the new submission that the data-modifying CTE
  * cte returns (team_id, received_at, state) once under no processor.
@@ -328,7 +328,7 @@ int tg_pg_text_array(struct tg_buf *b, const char *const *v, size_t n);
 
 /* A completed run's duration in ms from its completion (done, text) and its call c's
  * start, never less than 0; and a duration's bucket, rounded down to two significant
- * digits (sql/sqlite/010_scale.sql). */
+ * digits (sql/sqlite/012_scale.sql). */
 #define TG_PG_DURATION(done)                                                              \
     "greatest(0, round((extract(epoch FROM (" done ")::timestamptz)"                     \
     " - extract(epoch FROM c.started_at::timestamptz)) * 1000))::bigint"

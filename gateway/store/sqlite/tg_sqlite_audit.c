@@ -132,7 +132,7 @@ static const char *const audit_sql[S_COUNT] = {
     [A_CALLS_OF] = "SELECT " CALL_COLS " FROM audit_calls WHERE submission_id = ?1 ORDER BY seq",
     [A_RUNS_OF] =
         "SELECT " RUN_COLS " FROM audit_runs WHERE submission_id = ?1 ORDER BY input_index",
-    /* The run's key from one look in each bucket's part of runs_id (010_scale.sql). */
+    /* The run's key from one look in each bucket's part of runs_id (012_scale.sql). */
     [A_RUN_ONE] =
         TG_SQLITE_RUN_KEY "SELECT " RUN_COLS_OF("v") " FROM k CROSS JOIN audit_runs v"
         " WHERE v.submission_id = k.sid AND v.input_index = k.idx"

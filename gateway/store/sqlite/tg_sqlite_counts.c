@@ -1,4 +1,4 @@
-/* The audit summary's counts (summary_counts and duration_counts, sql/sqlite/010_scale.sql),
+/* The audit summary's counts (summary_counts and duration_counts, sql/sqlite/012_scale.sql),
  * kept inside the transaction of every change they count, so that GET /v1/audit/summary
  * and the view audit_summary read a few rows instead of the runs. The contract is the
  * view's: each submission once under each processor its runs carry ('' while it has
@@ -40,7 +40,7 @@
 #define DURATION                                                                          \
     "max(0, CAST(round((julianday(st.completed_at) - julianday(c.started_at))"            \
     " * 86400000.0) AS INTEGER))"
-/* Its bucket: rounded down to two significant digits (010_scale.sql). */
+/* Its bucket: rounded down to two significant digits (012_scale.sql). */
 #define BUCKET(d)                                                                         \
     "CASE WHEN " d " < 100 THEN " d " ELSE CAST(substr(CAST(" d " AS TEXT), 1, 2)"         \
     " || substr('000000000000000000', 1, length(CAST(" d " AS TEXT)) - 2) AS INTEGER) END"

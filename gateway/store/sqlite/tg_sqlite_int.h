@@ -68,6 +68,7 @@ enum stmt_id {
     /* tg_sqlite_usage.c's usage_sql: prices, budgets, usage */
     U_BUDGET_GET, U_PRICE, U_BUDGET_PUT, U_HOLD_PUT, U_PRICE_LIST, U_PRICE_GET, U_PRICE_SET,
     U_TEAM_BUDGET, U_BUDGET_UPSERT, U_BUDGET_DEL, U_SPEND_LIST, U_USAGE,
+    U_COST_SUB, U_COST_HOLD_GET, U_COST_CALL, U_COST_DAY, U_COST_HOLD, U_COST_BUDGET,
     S_COUNT
 };
 
@@ -214,10 +215,16 @@ int tg_sqlite_sub_insert(struct tg_store *st, const struct tg_submission *sub,
 
 /* Records n runs of call seq of a submission (ids[i] is input first_input + i; procs NULL
  * or one processor per run), inside the caller's transaction: their bucket, the check that
- * no id is recorded already (TG_EEXIST naming it), the rows and their audit summary counts
- * (tg_sqlite_runs.c). */
+ * no id is recorded already (TG_EEXIST naming it), the rows, their audit summary counts
+ * and their costs (tg_sqlite_runs.c). */
 int tg_sqlite_runs_add(struct tg_store *st, const char *sub_id, int seq, int first_input,
                        size_t n, const char *const *ids, const char *const *procs);
+/* Prices n runs just recorded for call seq of a submission (procs as tg_sqlite_runs_add),
+ * inside the caller's transaction: their estimated cost into call_costs and the team's
+ * usage_days, and out of the submission's open budget hold or onto the team's budget
+ * periods (tg_sqlite_usage.c; one step per processor, not one per run). */
+int tg_sqlite_usage_runs(struct tg_store *st, const char *sub_id, int seq, size_t n,
+                         const char *const *procs);
 /* Frees the handle's run filters (at close). */
 void tg_sqlite_runs_forget(struct tg_store *st);
 

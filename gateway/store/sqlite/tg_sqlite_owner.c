@@ -14,7 +14,7 @@ static const char *const owner_sql[S_COUNT] = {
         "  WHERE s.taskgroup_id = ?1 AND s.team_id = ?2"
         "  AND c.operation = 'create_group' AND c.outcome = 'ok')"
         " FROM generation g WHERE g.id = 1",
-    /* A run by id: one look in each bucket's part of runs_id (sql/sqlite/010_scale.sql). */
+    /* A run by id: one look in each bucket's part of runs_id (sql/sqlite/012_scale.sql). */
     [C_RUN_OWNER] =
         TG_SQLITE_RUN_KEY
         "SELECT s.taskgroup_id FROM k CROSS JOIN submissions s"

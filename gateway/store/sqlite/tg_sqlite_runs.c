@@ -1,5 +1,5 @@
 /* Recording runs (tg_sqlite_runs_add in tg_sqlite_int.h): the bucket a call's runs go to,
- * the check that no run id is recorded twice, and the rows (sql/sqlite/010_scale.sql says
+ * the check that no run id is recorded twice, and the rows (sql/sqlite/012_scale.sql says
  * why runs are laid out this way).
  *
  * The unique index runs_id (bucket, run_id) refuses an id twice within a bucket. Against
@@ -406,6 +406,8 @@ int tg_sqlite_runs_add(struct tg_store *st, const char *sub_id, int seq, int fir
         rc = check_older(st, bucket, n, ids);
     if (rc == TG_OK)
         rc = insert_rows(st, bucket, sub_id, seq, first_input, n, ids, procs);
+    if (rc == TG_OK)
+        rc = tg_sqlite_usage_runs(st, sub_id, seq, n, procs);
     if (rc != TG_OK)
         return rc;
     sqlite3_stmt *s;

@@ -1,8 +1,8 @@
--- taskgate schema, version 10 (PostgreSQL): runs keyed by submission as in SQLite, the indexes
+-- taskgate schema, version 12 (PostgreSQL): runs keyed by submission as in SQLite, the indexes
 -- the audit lists need at any size, and the audit summary (audit_summary), counted in the
 -- same transactions as the records it counts.
 --
--- The twin of sql/sqlite/010_scale.sql (see 001_init.sql for how the dialects are matched):
+-- The twin of sql/sqlite/012_scale.sql (see 001_init.sql for how the dialects are matched):
 -- the same tables, columns, primary keys and views. Where the two differ, on purpose:
 --
 --   * runs_id. SQLite indexes run ids by (bucket, run_id), so that a call's ids go to the
@@ -15,6 +15,10 @@
 --     is held to the commit, its WAL flush included); each session counts in its own shard
 --     (its backend's pid) instead, the view sums them, and the daemon's housekeeping folds
 --     the shards of past days into shard 0 (tg_store_summary_compact).
+--   * runs_cost. Version 11's trigger stays here: it fires once per INSERT statement, and a
+--     call's runs are one statement. SQLite's fired once per run (about 20 us each), so
+--     there the store prices each call's runs in its code as it records them, the same
+--     sums (gateway/store/sqlite/tg_sqlite_usage.c); runs written by hand are not priced.
 
 -- ---- runs, by submission --------------------------------------------------------------------
 
@@ -41,7 +45,7 @@ CREATE INDEX submissions_state_time ON submissions(state, received_at, id);
 
 -- ---- the audit summary ----------------------------------------------------------------------
 --
--- See sql/sqlite/010_scale.sql for what each column counts.
+-- See sql/sqlite/012_scale.sql for what each column counts.
 CREATE TABLE summary_counts (
     team_id      BIGINT NOT NULL REFERENCES teams(id),
     day          TEXT COLLATE "C" NOT NULL,
@@ -76,7 +80,7 @@ HAVING sum(c.submissions) <> 0 OR sum(c.runs) <> 0;
 
 -- ---- how long completed runs took -----------------------------------------------------------
 --
--- See sql/sqlite/010_scale.sql: run_status.duration_ms and duration_counts, the same columns.
+-- See sql/sqlite/012_scale.sql: run_status.duration_ms and duration_counts, the same columns.
 ALTER TABLE run_status ADD COLUMN duration_ms BIGINT;
 
 CREATE TABLE duration_counts (
