@@ -52,7 +52,7 @@ static const struct {
     {"submissions", TG_AUDIT_SUBMISSIONS, 0}, {"submission", TG_AUDIT_SUBMISSION, 1},
     {"runs", TG_AUDIT_RUNS, 0},               {"run", TG_AUDIT_RUN, 1},
     {"group", TG_AUDIT_GROUP, 1},             {"unknown", TG_AUDIT_OPEN, 0},
-    {"admin", TG_AUDIT_ADMIN, 0},
+    {"admin", TG_AUDIT_ADMIN, 0},             {"summary", TG_AUDIT_SUMMARY, 0},
 };
 
 
@@ -203,9 +203,16 @@ static int prune(const struct tg_conf *conf, int argc, char **argv)
         snprintf(what, sizeof(what), "audit prune --before %s --dry-run", before);
         rc = tg_store_audit_read_log(st, &who, what, n.submissions + n.calls + n.runs + n.reads);
     }
-    if (rc != TG_OK) {
-        fprintf(stderr, "taskgate: the prune failed, nothing was deleted: %s (%s)\n",
+    if (rc != TG_OK && dry_run) {
+        fprintf(stderr, "taskgate: the dry run failed, nothing was deleted: %s (%s)\n",
                 tg_rc_str(rc), tg_store_errmsg(st));
+    } else if (rc != TG_OK) {
+        /* Batches before the failure stay deleted (and are logged when the log could be). */
+        fprintf(stderr, "taskgate: the prune stopped: %s (%s); it had deleted %ld "
+                "submissions, %ld upstream calls, %ld runs, %ld audit reads\n", tg_rc_str(rc),
+                tg_store_errmsg(st), n.submissions, n.calls, n.runs, n.reads);
+    }
+    if (rc != TG_OK) {
         tg_store_close(st);
         return 1;
     }

@@ -14,7 +14,7 @@
 
 enum { P_TEAM = 1, P_STATE = 2, P_INTERFACE = 4, P_GROUP = 8, P_SINCE = 16, P_UNTIL = 32,
        P_LIMIT = 64, P_CURSOR = 128, P_FORMAT = 256, P_OBJECT = 512, P_OBJECT_TYPE = 1024,
-       P_ACTION = 2048, P_STATUS = 4096 };
+       P_ACTION = 2048, P_STATUS = 4096, P_PART = 8192 };
 
 static const struct {
     const char *name;
@@ -24,7 +24,7 @@ static const struct {
     {"taskgroup_id", P_GROUP}, {"since", P_SINCE}, {"until", P_UNTIL},
     {"limit", P_LIMIT}, {"cursor", P_CURSOR}, {"format", P_FORMAT},
     {"object", P_OBJECT}, {"object_type", P_OBJECT_TYPE}, {"action", P_ACTION},
-    {"status", P_STATUS},
+    {"status", P_STATUS}, {"part", P_PART},
 };
 #define NPARAMS (sizeof(params) / sizeof(params[0]))
 
@@ -44,6 +44,8 @@ static int accepted(enum tg_audit_what what)
     case TG_AUDIT_ADMIN:
         return P_TEAM | P_OBJECT | P_OBJECT_TYPE | P_ACTION | P_SINCE | P_UNTIL | P_LIMIT |
                P_CURSOR | P_FORMAT;
+    case TG_AUDIT_SUMMARY:
+        return P_TEAM | P_SINCE | P_UNTIL | P_PART | P_FORMAT;
     default:
         return P_FORMAT;
     }
@@ -227,6 +229,13 @@ int tg_audit_set(struct tg_audit_read *r, const char *name, const char *value,
                                 strspn(value, "abcdefghijklmnopqrstuvwxyz._") == strlen(value),
                             "an action is like team.set_key: lowercase letters, '.' and '_'",
                             err, errlen);
+    case P_PART:
+        if (strcmp(value, "counts") == 0 || strcmp(value, "durations") == 0) {
+            r->parts = value[0] == 'c' ? TG_AUDIT_PART_COUNTS : TG_AUDIT_PART_DURATIONS;
+            return TG_OK;
+        }
+        snprintf(err, errlen, "the part is counts or durations");
+        return TG_EINVAL;
     case P_CURSOR:
         if (decode_cursor(r, value) == TG_OK)
             return TG_OK;

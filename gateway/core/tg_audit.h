@@ -18,7 +18,8 @@ enum tg_audit_what {
     TG_AUDIT_SUBMISSION,  /* one submission with its upstream calls and runs */
     TG_AUDIT_RUN,         /* one run with its submission */
     TG_AUDIT_GROUP,       /* a task group's submissions and a page of its runs */
-    TG_AUDIT_ADMIN        /* administrative changes (audit_admin), newest first */
+    TG_AUDIT_ADMIN,       /* administrative changes (audit_admin), newest first */
+    TG_AUDIT_SUMMARY      /* counts by day, team, processor and state (audit_summary) */
 };
 
 enum tg_audit_format { TG_AUDIT_JSON, TG_AUDIT_CSV, TG_AUDIT_TABLE };
@@ -44,6 +45,7 @@ struct tg_audit_read {
     char object_type[16];
     char action[32];
     char status[24];             /* a run's status, for runs */
+    int parts;                   /* the summary's parts (TG_AUDIT_PART_*); 0: every part */
     long limit;                  /* 0: TG_AUDIT_LIMIT_DEFAULT */
     struct tg_audit_key after;   /* from the cursor; time "": from the start */
 };
@@ -53,8 +55,10 @@ void tg_audit_init(struct tg_audit_read *r, enum tg_audit_what what);
 
 /* Sets one parameter from its text, under the names both interfaces use: team, state,
  * interface, taskgroup_id, since, until (RFC 3339 or YYYY-MM-DD), limit (1..max_limit),
- * cursor, format (json or csv), and for the admin log object, object_type, action. TG_OK; TG_ENOTFOUND when this kind of read takes no such
- * parameter; TG_EINVAL for a bad value. Either error puts a one-line reason in err. */
+ * cursor, format (json or csv), for the admin log object, object_type, action, for runs
+ * status, and for the summary part (counts or durations). TG_OK; TG_ENOTFOUND when this
+ * kind of read takes no such parameter; TG_EINVAL for a bad value. Either error puts a
+ * one-line reason in err. */
 int tg_audit_set(struct tg_audit_read *r, const char *name, const char *value,
                  long max_limit, char *err, size_t errlen);
 

@@ -32,6 +32,15 @@ static const struct section lay_run[] = {{"run", TG_AUDIT_KIND_RUN, 0, 1},
                                          {NULL, 0, 0, 0}};
 static const struct section lay_admin[] = {{"data", TG_AUDIT_KIND_ADMIN, 1, 1},
                                            {NULL, 0, 0, 0}};
+/* The summary's counts, then its durations; CSV carries the one part asked for, the
+ * counts when none was (part=durations: a layout of its own). */
+static const struct section lay_summary[] = {{"data", TG_AUDIT_KIND_SUMMARY, 1, 1},
+                                             {"durations", TG_AUDIT_KIND_DURATION, 1, 0},
+                                             {NULL, 0, 0, 0}};
+static const struct section lay_counts[] = {{"data", TG_AUDIT_KIND_SUMMARY, 1, 1},
+                                            {NULL, 0, 0, 0}};
+static const struct section lay_durations[] = {{"durations", TG_AUDIT_KIND_DURATION, 1, 1},
+                                               {NULL, 0, 0, 0}};
 static const struct section lay_group[] = {{"submissions", TG_AUDIT_KIND_SUBMISSION, 1, 0},
                                            {"runs", TG_AUDIT_KIND_RUN, 1, 1},
                                            {NULL, 0, 0, 0}};
@@ -47,6 +56,10 @@ static const char *const table_call[] = {"seq", "operation", "started_at", "dura
                                          "run_cursor", "event_cursor", "error", NULL};
 static const char *const table_admin[] = {"at", "actor", "interface", "action", "object_id",
                                           "before", "after", NULL};
+static const char *const table_summary[] = {"day", "team", "processor", "state", "submissions",
+                                            "runs", NULL};
+static const char *const table_duration[] = {"team", "processor", "runs", "mean_ms", "p50_ms",
+                                             "p90_ms", "max_ms", NULL};
 #define TABLE_MAX_COLS 12
 #define CELL_MAX 64        /* code points of a table cell; longer ones end in "..." */
 #define FIELD_MAX 400      /* code points of a value in an object's "name  value" lines */
@@ -223,10 +236,12 @@ static void pad(struct tg_audit_formatter *o, size_t n)
 
 static void table_start(struct tg_audit_formatter *o, enum tg_audit_kind kind)
 {
-    o->tnames = kind == TG_AUDIT_KIND_RUN    ? table_run
-                : kind == TG_AUDIT_KIND_CALL  ? table_call
-                : kind == TG_AUDIT_KIND_ADMIN ? table_admin
-                                              : table_sub;
+    o->tnames = kind == TG_AUDIT_KIND_RUN       ? table_run
+                : kind == TG_AUDIT_KIND_CALL     ? table_call
+                : kind == TG_AUDIT_KIND_ADMIN    ? table_admin
+                : kind == TG_AUDIT_KIND_SUMMARY  ? table_summary
+                : kind == TG_AUDIT_KIND_DURATION ? table_duration
+                                                 : table_sub;
     for (o->ntcols = 0; o->tnames[o->ntcols] != NULL; o->ntcols++)
         o->tcol[o->ntcols] = -1;
     tg_buf_clear(&o->cells);
@@ -417,6 +432,11 @@ int tg_audit_format_begin(struct tg_audit_formatter *o, const struct tg_audit_re
     case TG_AUDIT_SUBMISSION: o->layout = lay_sub; break;
     case TG_AUDIT_RUN: o->layout = lay_run; break;
     case TG_AUDIT_ADMIN: o->layout = lay_admin; break;
+    case TG_AUDIT_SUMMARY:
+        o->layout = r->parts == TG_AUDIT_PART_COUNTS      ? lay_counts
+                    : r->parts == TG_AUDIT_PART_DURATIONS ? lay_durations
+                                                          : lay_summary;
+        break;
     default:
         /* A group's submissions come with its first page only. */
         o->layout = r->after.time[0] == '\0' ? lay_group : lay_group + 1;
@@ -484,6 +504,7 @@ static void query_of(const struct tg_audit_read *r, struct tg_audit_query *q)
     q->object_type = r->object_type[0] != '\0' ? r->object_type : NULL;
     q->action = r->action[0] != '\0' ? r->action : NULL;
     q->run_status = r->status[0] != '\0' ? r->status : NULL;
+    q->parts = r->parts;
     q->limit = r->limit > 0 ? r->limit : TG_AUDIT_LIMIT_DEFAULT;
     q->after = r->after;
 }
@@ -501,6 +522,7 @@ int tg_audit_format_fetch(struct tg_store *st, const struct tg_audit_read *r,
     case TG_AUDIT_RUNS: rc = tg_store_audit_runs(st, &q, take_row, o, page); break;
     case TG_AUDIT_GROUP: rc = tg_store_audit_group(st, &q, take_row, o, page); break;
     case TG_AUDIT_ADMIN: rc = tg_store_audit_admin(st, &q, take_row, o, page); break;
+    case TG_AUDIT_SUMMARY: rc = tg_store_audit_summary(st, &q, take_row, o, page); break;
     case TG_AUDIT_SUBMISSION:
         rc = tg_store_audit_submission(st, r->scope_team, r->id, take_row, o, &page->rows);
         break;

@@ -697,6 +697,8 @@ static int housekeeping(struct tg_store *st, struct tg_upstream *up, const struc
     long pruned = prune(st);
     if (pruned > 0)
         tg_log(TG_LOG_DEBUG, "%ld expired idempotency records removed", pruned);
+    if (tg_store_summary_compact(st) != TG_OK)
+        tg_log(TG_LOG_ERROR, "housekeeping: %s", tg_store_errmsg(st));
     int more = 0;
     if (conf->reconcile_after_s > 0)
         more = pass(st, up, conf, "daemon:periodic",

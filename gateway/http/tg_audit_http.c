@@ -204,6 +204,12 @@ void tg_audit_http_group(struct tg_worker *w, struct tg_request *req, struct tg_
     serve(w, req, resp, TG_AUDIT_GROUP, "taskgroup_id");
 }
 
+void tg_audit_http_summary(struct tg_worker *w, struct tg_request *req,
+                           struct tg_response *resp)
+{
+    serve(w, req, resp, TG_AUDIT_SUMMARY, NULL);
+}
+
 void tg_audit_http_admin_log(struct tg_worker *w, struct tg_request *req,
                              struct tg_response *resp)
 {

@@ -18,6 +18,8 @@
  *   groups/{id}      ?limit&cursor   {"taskgroup_id","submissions":[…] (first page only,
  *                    at most TG_AUDIT_GROUP_SUBS),"runs":[a page],"submissions_truncated",
  *                    "next_cursor"}
+ *   summary          ?team&since&until   {"data":[rows of audit_summary]} (no pages: a
+ *                    day a row; since and until pick the days they touch)
  * limit: 1..TG_AUDIT_LIMIT_MAX rows (default TG_AUDIT_LIMIT_DEFAULT); cursor: the previous
  * page's next_cursor (also sent as the X-Next-Cursor header). CSV (RFC 4180, header row
  * first) with ?format=csv or an Accept that ranks text/csv above application/json: a list's
@@ -34,6 +36,8 @@ void tg_audit_http_submission(struct tg_worker *w, struct tg_request *req,
 void tg_audit_http_runs(struct tg_worker *w, struct tg_request *req, struct tg_response *resp);
 void tg_audit_http_run(struct tg_worker *w, struct tg_request *req, struct tg_response *resp);
 void tg_audit_http_group(struct tg_worker *w, struct tg_request *req, struct tg_response *resp);
+void tg_audit_http_summary(struct tg_worker *w, struct tg_request *req,
+                           struct tg_response *resp);
 void tg_audit_http_admin_log(struct tg_worker *w, struct tg_request *req,
                              struct tg_response *resp);
 

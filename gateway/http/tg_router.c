@@ -296,6 +296,8 @@ static const struct route routes[] = {
     {"HEAD", "/v1/audit/runs/{id}", ANY_ROLE, tg_audit_http_run, &audit, NULL},
     {"GET", "/v1/audit/groups/{id}", ANY_ROLE, tg_audit_http_group, &audit, NULL},
     {"HEAD", "/v1/audit/groups/{id}", ANY_ROLE, tg_audit_http_group, &audit, NULL},
+    {"GET", "/v1/audit/summary", ANY_ROLE, tg_audit_http_summary, &audit, NULL},
+    {"HEAD", "/v1/audit/summary", ANY_ROLE, tg_audit_http_summary, &audit, NULL},
     {"GET", "/v1/audit/admin", AUDIT_OR_ADMIN, tg_audit_http_admin_log, &audit,
      tg_audit_http_refused},
     {"HEAD", "/v1/audit/admin", AUDIT_OR_ADMIN, tg_audit_http_admin_log, &audit,

@@ -161,6 +161,8 @@ int tg_store_schema_version(void)
 
 const char *const *tg_store_audit_columns(enum tg_audit_kind kind, int *n)
 {
+    if (kind == TG_AUDIT_KIND_DURATION)
+        return tg_store_duration_columns(n);
     return backends[0]->audit_columns(kind, n);
 }
 
@@ -369,6 +371,28 @@ int tg_store_audit_group(struct tg_store *st, const struct tg_audit_query *q, tg
                          void *arg, struct tg_audit_page *page)
 {
     return be(st)->audit_group(st, q, fn, arg, page);
+}
+
+int tg_store_audit_summary(struct tg_store *st, const struct tg_audit_query *q,
+                           tg_audit_fn fn, void *arg, struct tg_audit_page *page)
+{
+    if (q == NULL || page == NULL)
+        return be(st)->audit_summary(st, q, fn, arg, page); /* its refusal */
+    int parts = q->parts != 0 ? q->parts : TG_AUDIT_PART_COUNTS | TG_AUDIT_PART_DURATIONS;
+    int rc = TG_OK;
+    memset(page, 0, sizeof(*page));
+    long counted = 0;
+    if (parts & TG_AUDIT_PART_COUNTS)
+        rc = be(st)->audit_summary(st, q, fn, arg, page);
+    if (rc == TG_OK && (parts & TG_AUDIT_PART_DURATIONS))
+        rc = tg_store_durations(st, be(st), q, fn, arg, &counted);
+    page->rows += counted;
+    return rc;
+}
+
+int tg_store_summary_compact(struct tg_store *st)
+{
+    return be(st)->summary_compact(st);
 }
 
 int tg_store_audit_prune(struct tg_store *st, const struct tg_actor *who, const char *before,

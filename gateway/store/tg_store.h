@@ -321,7 +321,8 @@ int tg_store_call_finish(struct tg_store *st, const struct tg_call *call, enum t
  * plain text so that the formatters never see the backend. */
 
 enum tg_audit_kind {
-    TG_AUDIT_KIND_SUBMISSION, TG_AUDIT_KIND_CALL, TG_AUDIT_KIND_RUN, TG_AUDIT_KIND_ADMIN
+    TG_AUDIT_KIND_SUBMISSION, TG_AUDIT_KIND_CALL, TG_AUDIT_KIND_RUN, TG_AUDIT_KIND_ADMIN,
+    TG_AUDIT_KIND_SUMMARY, TG_AUDIT_KIND_DURATION
 };
 /* A value's type: SQL NULL, an integer (decimal text), text, or JSON text (the stored
  * request of a submission, before/after of an admin change). */
@@ -366,6 +367,7 @@ struct tg_audit_query {
     const char *object_type;   /* the admin log's object_type */
     const char *action;        /* the admin log's action */
     const char *run_status;    /* a run's current status (audit_runs.status) */
+    int parts;                 /* the summary's: TG_AUDIT_PART_*, or'ed; 0: every part */
     long limit;                /* rows per page, >= 1 */
     struct tg_audit_key after; /* continue after this row */
 };
@@ -415,6 +417,27 @@ int tg_store_audit_run(struct tg_store *st, const char *scope_team, const char *
 int tg_store_audit_group(struct tg_store *st, const struct tg_audit_query *q, tg_audit_fn fn,
                          void *arg, struct tg_audit_page *page);
 
+/* The audit summary's parts (tg_audit_query.parts). */
+#define TG_AUDIT_PART_COUNTS 1    /* TG_AUDIT_KIND_SUMMARY rows */
+#define TG_AUDIT_PART_DURATIONS 2 /* TG_AUDIT_KIND_DURATION rows */
+
+/* The audit summary, from counts kept with the records (no scan of the runs): first the
+ * counts (the view audit_summary: submissions and runs by day (UTC), team, processor
+ * (NULL: none) and state, in that order), then how long completed runs took by team and
+ * processor (NULL: none), in that order: columns team, processor, runs, mean_ms, p50_ms,
+ * p90_ms, max_ms (tg_store_durations.c says how exact each is). q's parts, scope and team,
+ * since (its day is the first) and until (a day is in when it begins before until) apply,
+ * on the submission's received day; no pages: page->rows counts the rows, page->more is
+ * 0. */
+int tg_store_audit_summary(struct tg_store *st, const struct tg_audit_query *q,
+                           tg_audit_fn fn, void *arg, struct tg_audit_page *page);
+
+/* Keeps the summary's rows few: those of days before today folded into one per (team,
+ * day, state, processor) where the backend spread them (PostgreSQL's sessions each count in
+ * rows of their own), and those that hold nothing removed; the summary reads the same
+ * before and after. One write transaction; for the daemon's housekeeping. */
+int tg_store_summary_compact(struct tg_store *st);
+
 /* What a prune removed (or, for a dry run, would remove). */
 struct tg_audit_pruned {
     long submissions;
@@ -424,11 +447,14 @@ struct tg_audit_pruned {
     long kept_open;   /* submissions before the cutoff still 'pending' or 'unknown': kept */
 };
 /* Deletes the audit records older than before (RFC 3339 UTC with milliseconds, as
- * stored): settled submissions received before it with their upstream calls and runs, and
- * audit_reads rows; never a 'pending' or 'unknown' submission (counted in kept_open), never
- * the admin log. In one write transaction under the prune guard of sql/sqlite/002_audit.sql,
- * with an admin_log row 'audit.prune' naming who, the cutoff and the counts. With
- * dry_run, only counts (nothing is written or logged). */
+ * stored): settled submissions received before it with their upstream calls, runs and
+ * reconciliation attempts, and audit_reads rows; never a 'pending' or 'unknown' submission
+ * (counted in kept_open), never the admin log. In batches of a few thousand runs, each its
+ * own short write transaction under the prune guard of sql/sqlite/002_audit.sql (a
+ * submission's records always in one), so that submissions wait a fraction of a second at
+ * most; then an admin_log row 'audit.prune' naming who, the cutoff and the counts, written
+ * also when a later batch failed (what the earlier ones deleted stays deleted; the error
+ * is returned). With dry_run, only counts (nothing is written or logged). */
 int tg_store_audit_prune(struct tg_store *st, const struct tg_actor *who, const char *before,
                          int dry_run, struct tg_audit_pruned *out);
 

@@ -20,6 +20,18 @@
 
 struct tg_store_backend;
 
+/* One duration bucket of a team's processor (NULL: none), for audit_durations; a non-zero
+ * return stops the read and is returned by it. */
+typedef int (*tg_duration_fn)(void *arg, const char *team, const char *processor,
+                              int64_t bucket_ms, int64_t runs, int64_t total_ms,
+                              int64_t max_ms);
+
+/* tg_store_durations.c: the summary's durations by processor from the buckets of
+ * audit_durations, passed to fn as TG_AUDIT_KIND_DURATION rows; *rows counts them. */
+int tg_store_durations(struct tg_store *st, const struct tg_store_backend *be,
+                       const struct tg_audit_query *q, tg_audit_fn fn, void *arg, long *rows);
+const char *const *tg_store_duration_columns(int *n);
+
 /* The first member of every backend's struct tg_store: the face reads it to dispatch. The
  * face sets it when the backend's open returns a handle. */
 struct tg_store_head {
@@ -109,6 +121,14 @@ struct tg_store_backend {
         tg_audit_fn fn, void *arg, long *rows);
     int (*audit_group)(struct tg_store *st, const struct tg_audit_query *q, tg_audit_fn fn,
         void *arg, struct tg_audit_page *page);
+    int (*audit_summary)(struct tg_store *st, const struct tg_audit_query *q, tg_audit_fn fn,
+        void *arg, struct tg_audit_page *page);
+    /* The summary's durations as the backend counts them (duration_counts): fn once per
+     * (team, processor, bucket) with a run in q's window and scope, in that order, with
+     * the bucket's lower bound, its runs, their total and the longest. */
+    int (*audit_durations)(struct tg_store *st, const struct tg_audit_query *q,
+        tg_duration_fn fn, void *arg);
+    int (*summary_compact)(struct tg_store *st);
     int (*audit_prune)(struct tg_store *st, const struct tg_actor *who, const char *before,
         int dry_run, struct tg_audit_pruned *out);
     int (*audit_read_log)(struct tg_store *st, const struct tg_actor *who, const char *query,

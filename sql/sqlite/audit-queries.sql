@@ -2,9 +2,10 @@
 -- version 8).
 --
 -- Not a migration: only files named NNN_name.sql are. These queries read the views only
--- (audit_submissions, audit_runs, audit_calls, audit_admin, audit_run_status_changes),
--- never the base tables, so they keep working when the tables change, and on any backend
--- that offers the same views.
+-- (audit_submissions, audit_runs, audit_calls, audit_admin, audit_run_status_changes,
+-- audit_summary), never the base tables, so they keep working when the tables change, and
+-- on any backend that offers the same views. The query "summary" needs schema version 12
+-- (audit_summary).
 --
 -- Each query follows a line "-- name: <name>", then a comment saying what it answers and
 -- which named parameters it takes, and ends with ";". Parameters:
@@ -45,6 +46,18 @@ SELECT team,
  WHERE submitted_at >= :since AND submitted_at < :until
  GROUP BY team, day
  ORDER BY day, team;
+
+-- name: summary
+-- Submissions and runs by day (UTC), team, processor and state, from the counts the store
+-- keeps with the records (audit_summary): a few rows, never a scan of the runs, however many
+-- there are. A submission is counted under each processor its runs carry, and under
+-- processor NULL while it has none (see docs/auditing.md).
+-- Parameters: :since, :until (on the day: '2026-11-01' is in with :since = '2026-11-01'
+-- and out with :until = '2026-11-01').
+SELECT day, team, processor, state, submissions, runs
+  FROM audit_summary
+ WHERE day >= :since AND day < :until
+ ORDER BY day, team, processor, state;
 
 -- name: failures_and_unknowns
 -- Every submission that failed (upstream answered with an error) or whose outcome is

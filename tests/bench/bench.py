@@ -3,7 +3,8 @@
 static upstream stand-in, F, nginx -> a bare FastCGI relay (relay.c) -> the same stand-in,
 and G, nginx -> taskgate -> the same stand-in; G again with
 the daemon on a local PostgreSQL server instead of SQLite; then a slow upstream (tg_sim --latency-ms), one large submission, the audit store's recording rate,
-and G's submissions with and without event streams open through nginx. Writes bench-results.txt, bench-results.json and, with gnuplot, latency.png to the
+the audit at scale (scale.py: a store of a million runs, every audit read, a prune under
+load), and G's submissions with and without event streams open through nginx. Writes bench-results.txt, bench-results.json and, with gnuplot, latency.png to the
 output directory. Standard library only.
 
 Exit status: 0 when every part ran (whatever the figures), 1 when a part failed to run,
@@ -29,6 +30,7 @@ import threading
 import time
 
 import report
+import scale
 from stack import (BenchError, Daemon, Procs, HERE, TOP, children, cpu_seconds, file_sizes,
                    json_answer, request, gateway_create_group, start_front, start_front_f,
                    start_relay, start_sim, start_standin, tail)
@@ -36,7 +38,8 @@ from pgserver import PgServer, pg_bindir, psql_path  # tests/integration, on sta
 
 KEY = "par-bench-key"
 RELAY_THREADS = 16  # F's threads, each with its own libcurl handle (issue 20)
-PARTS = ("static", "pg", "slow", "large", "streams")
+PARTS = ("static", "pg", "slow", "large", "scale", "streams")
+NAMED_PARTS = ("scale-pg",)  # run only when --parts names them
 TEAM = "bench"
 PRESET = {"processor": "base"}
 
@@ -51,6 +54,8 @@ PROFILES = {
         "store_secs": 8.0, "store_clients": 2, "store_inputs": 1000,
         "streams": 2000, "stream_max_secs": 4, "stream_lat_frac": 0.50, "stream_lat_secs": 6,
         "stream_open_secs": 30.0,
+        "scale_runs": 1000000, "scale_inputs": 1000, "scale_groups": 10, "scale_repeats": 5,
+        "scale_bulk_repeats": 7,
     },
     "quick": {
         "warm_secs": 0, "max_rounds": 1, "max_secs": 1, "max_conns": 16, "wrk_threads": 2,
@@ -61,6 +66,8 @@ PROFILES = {
         "store_secs": 1.0, "store_clients": 2, "store_inputs": 1000,
         "streams": 50, "stream_max_secs": 1, "stream_lat_frac": 0.50, "stream_lat_secs": 1,
         "stream_open_secs": 10.0,
+        "scale_runs": 20000, "scale_inputs": 1000, "scale_groups": 4, "scale_repeats": 1,
+        "scale_bulk_repeats": 1,
     },
 }
 
@@ -484,28 +491,65 @@ class Bench:
         finally:
             self.stop_stack(res, mark, front, daemon)
 
-    def bulk(self, port, token, body, n, daemon, repeats):
+    def bulk(self, port, token, body, n, daemon, repeats, value=None):
         """repeats submissions of body (n inputs), one after another; their times and the
         daemon's peak RSS while they ran (from the RSS before them when the peak can be
-        reset, else since the daemon started)."""
-        runs_before = self.db_value(daemon.db_path, "SELECT count(*) FROM runs")
+        reset, else since the daemon started). value: the store's query function when it is
+        not the daemon's SQLite file (then the time between calls is not read)."""
+        runs_before = (value or (lambda sql: self.db_value(daemon.db_path, sql)))(
+            "SELECT count(*) FROM runs")
         peak_reset = daemon.reset_peak()
         rss_before = daemon.memory()
         reps = []
         for i in range(repeats):
             self.say("one submission of %d inputs (%d of %d), %d runs already stored"
                      % (n, i + 1, repeats, runs_before))
-            t0 = time.monotonic()
-            a = self.smoke_g(port, token, body, n)
-            rep = {"submission_id": a["submission_id"], "calls": len(a.get("calls") or []),
-                   "client_ms": (time.monotonic() - t0) * 1000}
-            rep.update(log_times(daemon, a["submission_id"]))
-            rep.update(record_gaps(daemon.db_path, a["submission_id"], n))
-            reps.append(rep)
+            reps.append(self.bulk_one(port, token, body, n, daemon, value))
         return {"runs_before": runs_before, "repeats": reps,
                 "gateway_ms_median": statistics.median(r["gateway_ms"] for r in reps),
                 "rss_before_kb": rss_before, "rss_kb": daemon.memory(),
                 "peak_reset": peak_reset}
+
+    def bulk_one(self, port, token, body, n, daemon, value=None):
+        """One submission of body (n inputs): its times, and the daemon's CPU meanwhile."""
+        cpu0 = daemon.cpu()
+        t0 = time.monotonic()
+        a = self.smoke_g(port, token, body, n)
+        rep = {"submission_id": a["submission_id"], "calls": len(a.get("calls") or []),
+               "client_ms": (time.monotonic() - t0) * 1000,
+               "daemon_cpu_ms": (daemon.cpu() - cpu0) * 1000}
+        rep.update(log_times(daemon, a["submission_id"]))
+        if value is None:
+            rep.update(record_gaps(daemon.db_path, a["submission_id"], n))
+        return rep
+
+    def alternate(self, sides, n, repeats):
+        """sides: {name: (port, token, daemon, value)}; repeats rounds of one submission of n
+        inputs on each side in turn, each side into a new group of its own, so that the
+        machine's other load weighs on every side alike. {name: bulk()'s figures}."""
+        out = {}
+        bodies = {}
+        for name, (port, token, daemon, value) in sides.items():
+            body = json.dumps({"taskgroup_id": gateway_create_group(port, token),
+                               "inputs": ["question number %d" % i for i in range(n)]})
+            bodies[name] = body
+            runs = (value or (lambda sql, d=daemon: self.db_value(d.db_path, sql)))(
+                "SELECT count(*) FROM runs")
+            out[name] = {"runs_before": runs, "repeats": [], "rss_before_kb": daemon.memory(),
+                         "peak_reset": daemon.reset_peak()}
+        for i in range(repeats):
+            for name, (port, token, daemon, value) in sides.items():
+                self.say("one submission of %d inputs on the %s store (%d of %d)"
+                         % (n, name, i + 1, repeats))
+                out[name]["repeats"].append(self.bulk_one(port, token, bodies[name], n,
+                                                          daemon, value))
+        for name, (_, _, daemon, _) in sides.items():
+            reps = out[name]["repeats"]
+            out[name]["gateway_ms_median"] = statistics.median(r["gateway_ms"] for r in reps)
+            out[name]["daemon_cpu_ms_median"] = statistics.median(r["daemon_cpu_ms"]
+                                                                  for r in reps)
+            out[name]["rss_kb"] = daemon.memory()
+        return out
 
     @staticmethod
     def db_value(db_path, sql):
@@ -514,6 +558,155 @@ class Bench:
             return conn.execute(sql).fetchone()[0]
         finally:
             conn.close()
+
+    # ---- part A: the audit at scale ----------------------------------------------------------
+
+    def part_scale(self):
+        self.scale_run("scale", None)
+
+    def part_scale_pg(self):
+        """part_scale with the daemon on a PostgreSQL server of its own (as part_pg's)."""
+        pg = None
+        try:
+            self.say("audit at scale on PostgreSQL: a server in a temporary directory")
+            pg = PgServer(fsync=True, settings={"max_connections": 200})
+            pg.start()
+            self.procs.adopt(postmaster_pid(pg), os.path.join(pg.bindir, "postgres"))
+            self.scale_run("scale_pg", pg)
+        finally:
+            if pg is not None:
+                pg.stop()
+
+    def scale_run(self, name, pg):
+        """The store (SQLite, or the server pg) filled through the gateway to
+        p['scale_runs'] runs (submissions of p['scale_inputs'] inputs over p['scale_groups']
+        groups of one team, a few more of a second team, some refused upstream), then: every
+        audit read timed over HTTP and with the CLI, bytes per run, the 10,000-input
+        submission on it and on a new store beside it in turn, and a prune of the first half
+        while one client goes on submitting."""
+        p = self.p
+        d = self.subdir(name)
+        res = self.results["parts"].setdefault(name, {})
+        mark = self.procs.mark()
+        daemon = front = None
+        try:
+            _, sim_port = start_sim(self.procs, self.args.sim, d, 0)
+            # The run tracker off (track_groups_max = 0, as where webhooks alone record
+            # outcomes, or another daemon follows): this part times the records' own
+            # writes and reads at size; following a million runs' lifecycles while they are
+            # made is the tracker's load (docs/benchmark.md, "Audit at scale").
+            conf = {"track_groups_max": "0"}
+            if pg is None:
+                daemon = Daemon(self.procs, self.args.taskgate, d,
+                                "http://127.0.0.1:%d" % sim_port, conf)
+            else:
+                daemon = Daemon(self.procs, self.args.taskgate, d,
+                                "http://127.0.0.1:%d" % sim_port,
+                                dict(conf, key_file=os.path.join(d, "taskgate.key")),
+                                database=pg.dsn)
+            res["backend"] = "sqlite" if pg is None else "postgresql"
+            value = self.store_value(daemon, pg)
+            token = daemon.setup_team(TEAM, KEY, PRESET)
+            daemon.cli("team", "add", "other", input=KEY + "\n")
+            daemon.cli("preset", "set", "other", "default", "-", input=json.dumps(PRESET))
+            other = daemon.cli("token", "issue", "other", "--label", "bench").strip()
+            audit = daemon.cli("token", "issue", TEAM, "--role", "audit",
+                               "--label", "auditor").strip()
+            daemon.start()
+            front = start_front(self.procs, self.args.nginx, d, daemon)
+            port = front.ports[0]
+            groups = [gateway_create_group(port, token) for _ in range(p["scale_groups"])]
+            n = p["bulk_inputs"]
+            # A second team, and submissions the upstream refuses (an unknown processor).
+            other_group = gateway_create_group(port, other)
+            for _ in range(3):
+                self.smoke_g(port, other, json.dumps({"taskgroup_id": other_group,
+                                                      "inputs": ["q"] * 10}), 10)
+            for _ in range(3):
+                request(port, "POST", "/v1/runs",
+                        json.dumps({"taskgroup_id": groups[0], "inputs": ["q"],
+                                    "processor": "no-such-processor"}),
+                        {"Content-Type": "application/json", "Authorization": "Bearer " + token})
+            runs_now = value("SELECT count(*) FROM runs")
+            started = scale.utc_now()
+            self.say("audit at scale: filling to %d runs (%d-input submissions)"
+                     % (p["scale_runs"], p["scale_inputs"]))
+            res["fill"] = scale.fill(port, token, groups, p["scale_inputs"], p["scale_runs"],
+                                     runs_now)
+            res["fill"]["started"] = started
+            time.sleep(3)  # the fill's last WAL checkpoints, which would be timed otherwise
+            if pg is not None:
+                # The statistics autovacuum gathers within a minute of such a fill, without
+                # which the planner takes the tables for nearly empty.
+                pg.psql("ANALYZE")
+            res["store"] = scale.store_figures(value, self.store_bytes(daemon, pg))
+            # The 10,000-input submission on the filled store and on a new one beside it (a
+            # second daemon and front on the same simulator), in turn, each into a new group
+            # (the simulator walks the runs of the group it adds to, on the same 2 cores).
+            twin = self.subdir(name + "-new")
+            if pg is None:
+                daemon2 = Daemon(self.procs, self.args.taskgate, twin,
+                                 "http://127.0.0.1:%d" % sim_port, conf)
+            else:
+                pg.psql("CREATE DATABASE twin", dbname="postgres")
+                daemon2 = Daemon(self.procs, self.args.taskgate, twin,
+                                 "http://127.0.0.1:%d" % sim_port,
+                                 dict(conf, key_file=os.path.join(twin, "taskgate.key")),
+                                 database=pg.dsn_for("twin"))
+            token2 = daemon2.setup_team(TEAM, KEY, PRESET)
+            daemon2.start()
+            front2 = start_front(self.procs, self.args.nginx, twin, daemon2)
+            value2 = None if pg is None else self.store_value(daemon2, pg, "twin")
+            sides = {"new": (front2.ports[0], token2, daemon2, value2),
+                     "filled": (port, token, daemon, None if pg is None else value)}
+            both = self.alternate(sides, n, p["scale_bulk_repeats"])
+            res["fresh"], res["grown"] = both["new"], both["filled"]
+            front2.stop()
+            daemon2.stop()
+            marks = res["fill"]["marks"]
+            since = marks[-2][1] if len(marks) >= 2 else started
+            sub = value("SELECT id FROM submissions WHERE num_inputs = %d ORDER BY received_at"
+                        " DESC LIMIT 1 OFFSET 5" % p["scale_inputs"])
+            run = value("SELECT run_id FROM runs WHERE submission_id = '%s' AND input_index ="
+                        " 500" % sub)
+            ids = {"run": run, "submission": sub, "group": groups[1], "team": TEAM,
+                   "since": since}
+            res["ids"] = ids
+            self.say("audit at scale: timing the audit reads")
+            res["reads"] = scale.reads(port, daemon, audit, ids, p["scale_repeats"])
+            res["summary_exact"] = scale.summary_check(value)
+            half = marks[len(marks) // 2][1] if marks else started
+            self.say("audit at scale: pruning what came before %s under load" % half)
+            # A group made now: a prune may take the submission that made an older one.
+            res["prune"] = scale.prune_under_load(port, token, daemon,
+                                                  gateway_create_group(port, token), half)
+            res["prune"]["before"] = half
+            res["summary_exact_after_prune"] = scale.summary_check(value)
+            res["store_after_prune"] = scale.store_figures(value, self.store_bytes(daemon, pg))
+        finally:
+            self.stop_stack(res, mark, front, daemon)
+
+    def store_value(self, daemon, pg, dbname=None):
+        """value(sql): the first column of the first row of sql on the daemon's store (on
+        pg, the database dbname: the server's own by default)."""
+        if pg is None:
+            return lambda sql: self.db_value(daemon.db_path, sql)
+
+        def value(sql):
+            r = pg.psql(sql, dbname=dbname, args=("-At",), check=False)
+            if r.returncode != 0:
+                raise RuntimeError(r.stderr.strip())
+            out = r.stdout.strip().splitlines()
+            return None if not out else int(out[0]) if out[0].lstrip("-").isdigit() else out[0]
+        return value
+
+    @staticmethod
+    def store_bytes(daemon, pg):
+        """What the store takes: the database and its WAL, or the server's database."""
+        if pg is None:
+            return lambda: file_sizes(daemon.db_path)
+        return lambda: {"db": int(pg.psql("SELECT pg_database_size(current_database())",
+                                          args=("-At",)).stdout.strip()), "db_wal": 0}
 
     # ---- part E: submissions with and without many event streams open ----------------------
 
@@ -913,15 +1106,16 @@ def parse_args(argv):
     ap.add_argument("--no-install", action="store_true",
                     help="do not apt-get install wrk when it is missing")
     ap.add_argument("--parts", default=",".join(PARTS),
-                    help="the parts to run, comma-separated (default: all of %s)"
-                    % ",".join(PARTS))
+                    help="the parts to run, comma-separated (default: all of %s; %s, the "
+                    "audit at scale on PostgreSQL, only when named)"
+                    % (",".join(PARTS), ",".join(NAMED_PARTS)))
     ap.add_argument("--pidfile", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     args.parts = [x for x in args.parts.split(",") if x]
-    unknown = [x for x in args.parts if x not in PARTS]
+    unknown = [x for x in args.parts if x not in PARTS + NAMED_PARTS]
     if unknown or not args.parts:
         ap.error("--parts: %s is not a part (%s)" % (",".join(unknown) or "nothing",
-                                                    ",".join(PARTS)))
+                                                    ",".join(PARTS + NAMED_PARTS)))
     build = os.path.abspath(args.build)
     args.taskgate = os.path.join(build, "taskgate")
     args.sim = os.path.join(build, "tests", "tg_sim")
@@ -961,6 +1155,7 @@ def main(argv):
               "parts_asked": args.parts,
               "profile": PROFILES[mode]})
     t0 = time.monotonic()
+
     try:
         asked = args.wrk
         parts = args.parts
@@ -988,6 +1183,10 @@ def main(argv):
             bench.run_part("slow", bench.part_slow)
         if "large" in parts:
             bench.run_part("large", bench.part_large)
+        if "scale" in parts:
+            bench.run_part("scale", bench.part_scale)
+        if "scale-pg" in parts:
+            bench.run_part("scale_pg", bench.part_scale_pg)
         if "streams" not in parts:
             pass
         elif args.wrk:

@@ -79,6 +79,41 @@ def targets(r):
             hwm_mb, 64, lambda v: v <= 64, _f(hwm_mb, "%.1f MB"))
 
 
+    for key, label in (("scale", ""), ("scale_pg", " on PostgreSQL")):
+        sc = r["parts"].get(key, {})
+        if key == "scale_pg" and not sc:
+            continue
+        slowest = None
+        for row in sc.get("reads") or []:
+            for how in ("http", "cli"):
+                x = row.get(how)
+                if x is None:
+                    continue
+                ms = x["ms"] if x["status"] in (200, 0) else None
+                if ms is None:
+                    slowest = float("inf")
+                elif slowest is None or ms > slowest:
+                    slowest = ms
+        runs = (sc.get("store") or {}).get("runs")
+        _target(r, "audit at scale%s: every read < 50 ms (%s runs)" % (label, _f(runs, "%d", "?")),
+                slowest, 50, lambda v: v < 50,
+                "slowest %s" % ("a read failed" if slowest == float("inf")
+                                else _f(slowest, "%.1f ms")))
+        ratio = scale_ratio(sc)
+        _target(r, "audit at scale%s: 10,000 inputs <= 1.5 x a new store" % label, ratio, 1.5,
+                lambda v: v <= 1.5, _f(ratio, "%.2f x"))
+
+
+def scale_ratio(sc):
+    """The 10,000-input submission's median gateway time on the filled store over the
+    first one's on the new store; None unless both ran."""
+    fresh = (sc.get("fresh") or {}).get("gateway_ms_median")
+    grown = (sc.get("grown") or {}).get("gateway_ms_median")
+    if fresh is None or grown is None:
+        return None
+    return grown / fresh if fresh > 0 else None
+
+
 def backend_ratio(r):
     """G's best requests/s on PostgreSQL over G's on SQLite, None unless both ran."""
     sq = (r["parts"].get("static", {}).get("max") or {}).get("G")
@@ -286,6 +321,9 @@ def table(r):
             w("  database %.1f MB, its WAL %.1f MB (while the daemon ran)"
               % (files["db"] / 2**20, files["db_wal"] / 2**20))
         w("")
+    for key in ("scale", "scale_pg"):
+        if r["parts"].get(key, {}).get("reads"):
+            _scale(w, r["parts"][key])
     streams = r["parts"].get("streams", {})
     if streams.get("with"):
         _streams(w, streams)
@@ -298,6 +336,65 @@ def table(r):
     for f in r["failures"]:
         w("FAILED to run: %s: %s" % (f["part"], f["error"]))
     return "\n".join(out) + "\n"
+
+
+def _scale(w, sc):
+    """The audit at scale: the fill, the store, every read, the large submission, the prune."""
+    fill, store = sc["fill"], sc["store"]
+    w("Audit at scale (%s): the store filled through the gateway to %d runs in %d submissions "
+      "(%.0f s, %s runs/s; answers %s)" % (sc.get("backend", "sqlite"), store["runs"],
+                                          store["submissions"], fill["secs"],
+                                          _f(fill["runs_per_s"]), json.dumps(fill["statuses"])))
+    w("  database %.1f MB + WAL %.1f MB = %s bytes per run"
+      % (store["files"]["db"] / 2**20, store["files"]["db_wal"] / 2**20,
+         _f(store["bytes_per_run"])))
+    w("  each read: median of %s over HTTP (an audit token, through nginx) and with the CLI "
+      "(`taskgate audit`, process start included)" % "the repeats")
+    w("  %-36s %10s %8s %9s   %10s %8s %9s" % ("read", "HTTP ms", "max", "bytes", "CLI ms",
+                                               "max", "bytes"))
+    for row in sc["reads"]:
+        cells = []
+        for how in ("http", "cli"):
+            x = row.get(how)
+            if x is None:
+                cells.append("%10s %8s %9s" % ("-", "", ""))
+            elif x["status"] not in (200, 0):
+                cells.append("%10s %8s %9s" % ("(%s)" % x["status"], "", ""))
+            else:
+                cells.append("%10.1f %8.1f %9d" % (x["ms"], x["max_ms"], x["bytes"]))
+        w("  %-36s %s   %s" % (row["read"], cells[0], cells[1]))
+    w("  10,000 inputs, on the filled store and on a new one beside it in turn (each into a new "
+      "group):")
+    for key, label in (("fresh", "new store"), ("grown", "filled store")):
+        part = sc.get(key)
+        if part:
+            w("    %-12s (%7d runs before): gateway %s ms; the daemon's CPU %s ms"
+              % (label, part["runs_before"],
+                 ", ".join("%d" % x["gateway_ms"] for x in part["repeats"]),
+                 ", ".join("%.0f" % x.get("daemon_cpu_ms", 0) for x in part["repeats"])))
+    ratio = scale_ratio(sc)
+    if ratio is not None:
+        cpu = [(sc.get(k) or {}).get("daemon_cpu_ms_median") for k in ("fresh", "grown")]
+        w("    median on the filled store / on the new store: gateway time %.2f%s"
+          % (ratio, ", CPU %.2f" % (cpu[1] / cpu[0]) if None not in cpu and cpu[0] else ""))
+    for key in ("summary_exact", "summary_exact_after_prune"):
+        if key in sc:
+            w("  audit_summary adds up to the tables (%s): %s"
+              % ("after the prune" if key.endswith("prune") else "filled",
+                 "n/a (no audit_summary)" if sc[key] is None else json.dumps(sc[key])))
+    pr = sc.get("prune")
+    if pr:
+        lat = pr["latency_ms"]
+        w("  taskgate audit prune --before %s: %.1f s, deleted %s; one client submitting "
+          "meanwhile: %d answers %s," % (pr["before"], pr["secs"], json.dumps(pr["deleted"]),
+                                         pr["submissions_during"], json.dumps(pr["statuses"])))
+        w("    latency p50 %s ms, p99 %s ms, max %s ms" % (
+            _f(lat["p50"], "%.1f"), _f(lat["p99"], "%.1f"), _f(lat["max"], "%.1f")))
+        after = sc.get("store_after_prune")
+        if after:
+            w("  after the prune: %d runs, %d submissions" % (after["runs"],
+                                                             after["submissions"]))
+    w("")
 
 
 def _streams(w, st):

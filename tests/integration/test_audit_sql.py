@@ -9,6 +9,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -31,7 +32,7 @@ QUERIES_PATH = os.path.join(SQL_DIR, "audit-queries.sql")
 LATEST = max(int(n[:3]) for n in os.listdir(SQL_DIR) if re.match(r"^\d{3}_.*\.sql$", n))
 
 VIEWS = {"audit_submissions", "audit_runs", "audit_calls", "audit_admin",
-         "audit_run_status_changes"}
+         "audit_run_status_changes", "audit_summary"}
 AUDIT_CALLS_COLUMNS = [
     "submission_id", "team", "seq", "operation", "method", "path", "first_input", "num_inputs",
     "started_at", "finished_at", "duration_ms", "outcome", "http_status", "run_cursor",
@@ -409,6 +410,24 @@ class AuditSqlTest(unittest.TestCase):
             with self.subTest(query=name):
                 rows = self.run_query(name)
                 self.assertGreater(len(rows), 0, "no rows from a populated database")
+
+    def test_summary(self):
+        """The summary, counted by the store, says what the views say."""
+        rows = self.run_query("summary")
+        self.assertEqual(sum(r["runs"] for r in rows),
+                         self.s.db_value("SELECT count(*) FROM audit_runs"))
+        per_day = {(r["team"], r["day"]): r["runs"] for r in self.run_query(
+            "runs_per_team_per_day")}
+        got = {}
+        for r in rows:
+            got[(r["team"], r["day"])] = got.get((r["team"], r["day"]), 0) + r["runs"]
+        self.assertEqual({k: v for k, v in got.items() if v}, per_day)
+        # Each submission here has runs of one processor at most: counted once.
+        states = {}
+        for r in rows:
+            states[r["state"]] = states.get(r["state"], 0) + r["submissions"]
+        self.assertEqual(states, {"accepted": 3, "rejected": 1, "failed": 1, "unknown": 1})
+        self.assertEqual(self.run_query("summary", since="9999"), [])
 
     def test_runs_per_team_per_day(self):
         rows = self.run_query("runs_per_team_per_day")
@@ -885,6 +904,200 @@ class AuditSqlTest(unittest.TestCase):
         data = database_bytes(database)
         for name, key in clear_keys.items():
             self.assertNotIn(key.encode(), data, "team %s's clear key is still stored" % name)
+
+    # ---- upgrading a version-11 database ------------------------------------------------------
+
+    # What versions 6 to 11 keep and version 12 rebuilds or recounts, parents first.
+    V11_TABLES = ("teams", "tokens", "presets", "submissions", "upstream_calls", "runs",
+                 "run_status", "run_status_changes")
+
+    # What version 11 priced as the runs went in, which version 12 keeps.
+    USAGE_TABLES = ("call_costs", "usage_days")
+
+    def new_v11_database(self):
+        """A database at schema version 11 (the last before the runs' new layout), filled
+        with the stack's records as an older taskgate wrote them (version 11's trigger
+        prices its runs as they go in)."""
+        database = new_database(self.s, "v11")
+        if BACKEND == "postgresql":
+            pg_server().apply_migrations(SQL_DIR, upto=11, dbname=pg_dbname(database))
+        else:
+            conn = sqlite3.connect(database, isolation_level=None)
+            try:
+                for name in sorted(n for n in os.listdir(SQL_DIR) if re.match(r"^\d{3}_", n)):
+                    if int(name[:3]) > 11:
+                        break
+                    with open(os.path.join(SQL_DIR, name), "r", encoding="utf-8") as f:
+                        conn.executescript("BEGIN;\n%s\nPRAGMA user_version = %d;\nCOMMIT;"
+                                           % (f.read(), int(name[:3])))
+            finally:
+                conn.close()
+        conn = db_connect(database)
+        try:
+            self.assertEqual(schema_version_of(conn), 11)
+            cols = {t: columns_of(conn, t) for t in self.V11_TABLES}
+            conn.execute("BEGIN")
+            for t in self.V11_TABLES:
+                names = ", ".join(cols[t])
+                for row in self.s.db("SELECT %s FROM %s" % (names, t)):
+                    conn.execute("INSERT INTO %s (%s) VALUES (%s)"
+                                 % (t, names, ", ".join("?" * len(row))), tuple(row))
+            conn.execute("COMMIT")
+        finally:
+            conn.close()
+        return database, cols
+
+    def index_columns(self, conn, table):
+        """{index name: [columns]} of a table's indexes (the primary key's included)."""
+        if BACKEND == "postgresql":
+            out = {}
+            for name, ddl in rows_of(conn, "SELECT c.relname, pg_get_indexdef(i.indexrelid)"
+                                     " FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+                                     " WHERE i.indrelid = ?::regclass", (table,)):
+                cols = re.search(r"USING \w+ \(([^)]*)\)", ddl).group(1)
+                out[name] = [c.strip().split()[0] for c in cols.split(",")]
+            return out
+        return {r[1]: [c[2] for c in conn.execute("PRAGMA index_info(%s)" % r[1])]
+                for r in conn.execute("PRAGMA index_list(%s)" % table)}
+
+    def test_init_upgrades_a_v11_database(self):
+        """Version 12 on a store of version 11: the runs rebuilt by submission with every row
+        and what versions 2 and 8 made on them (the triggers, audit_runs' status columns,
+        the view of status changes), one index per purpose on the submissions, and the
+        summary and the completed runs' durations counted from the records."""
+        database, cols = self.new_v11_database()
+        views = ("audit_submissions", "audit_runs", "audit_run_status_changes")
+        conn = db_connect(database)
+        try:
+            before = {t: rows_of(conn, "SELECT %s FROM %s ORDER BY 1, 2" % (", ".join(c), t))
+                      for t, c in cols.items()}
+            view_cols = {v: columns_of(conn, v) for v in views}
+            before_views = {v: rows_of(conn, "SELECT %s FROM %s ORDER BY 1, 2, 3"
+                                       % (", ".join(c), v)) for v, c in view_cols.items()}
+            usage_before = {t: rows_of(conn, "SELECT * FROM %s ORDER BY 1, 2, 3" % t)
+                            for t in self.USAGE_TABLES}
+        finally:
+            conn.close()
+        self.assertGreater(len(usage_before["call_costs"]), 0)
+        self.assertIn("completed_at", view_cols["audit_runs"])
+        self.assertGreaterEqual(len(before["runs"]), 8)
+        self.assertGreater(len(before_views["audit_run_status_changes"]), 0)
+        self.assertTrue(any(r[view_cols["audit_runs"].index("status")] is not None
+                            for r in before_views["audit_runs"]))
+
+        if BACKEND == "sqlite":  # the stack's sealed keys, under the stack's key file
+            shutil.copy2(self.s.db_path + ".key", database + ".key")
+        conf = self.s.path("v11.conf")
+        with open(self.s.conf_path, "r") as f:
+            text = f.read()
+        text, n = re.subn(r"(?m)^database = .*$", lambda m: "database = " + database, text)
+        self.assertEqual(n, 1)
+        with open(conf, "w") as f:
+            f.write(text)
+        r = self.s.cli("--config", conf, "init", config=False)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("from schema version 11 to %d" % LATEST, r.stderr)
+        r = self.s.cli("--config", conf, "audit", "summary", "--json", config=False)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        summary = json.loads(r.stdout)["data"]
+        durations = json.loads(r.stdout)["durations"]
+
+        conn = db_connect(database)
+        try:
+            self.assertEqual(schema_version_of(conn), LATEST)
+            for t, c in cols.items():
+                with self.subTest(table=t):
+                    self.assertEqual(rows_of(conn, "SELECT %s FROM %s ORDER BY 1, 2"
+                                             % (", ".join(c), t)), before[t])
+            # Version 11's costs as they were: version 12 prices new runs in the store's
+            # code, not by a trigger, and leaves what was priced alone.
+            for t, rows in usage_before.items():
+                with self.subTest(table=t):
+                    self.assertEqual(rows_of(conn, "SELECT * FROM %s ORDER BY 1, 2, 3" % t), rows)
+            for v, c in view_cols.items():
+                with self.subTest(view=v):
+                    self.assertEqual(columns_of(conn, v)[:len(c)], c)
+                    self.assertEqual(rows_of(conn, "SELECT %s FROM %s ORDER BY 1, 2, 3"
+                                             % (", ".join(c), v)), before_views[v])
+            # The summary is the records' own counts.
+            truth = sorted(rows_of(conn,
+                "SELECT s.team AS team, substr(s.received_at, 1, 10) AS day,"
+                " r.processor AS processor, s.state AS state,"
+                " count(DISTINCT s.submission_id) AS submissions, count(r.run_id) AS runs"
+                " FROM audit_submissions s"
+                " LEFT JOIN audit_runs r ON r.submission_id = s.submission_id"
+                " GROUP BY 1, 2, 3, 4"), key=lambda r: tuple((v is None, v) for v in r))
+            got = sorted(((x["team"], x["day"], x["processor"], x["state"], x["submissions"],
+                           x["runs"]) for x in summary),
+                         key=lambda r: tuple((v is None, v) for v in r))
+            self.assertEqual(got, truth)
+            self.assertEqual(sorted(rows_of(conn, "SELECT team, day, processor, state,"
+                                            " submissions, runs FROM audit_summary"),
+                                    key=lambda r: tuple((v is None, v) for v in r)), truth)
+            # The completed runs' durations, counted from the records too: how many and the
+            # longest of each team's processor, from the start of the call that created it.
+            done = {}
+            for team, proc, end, start in rows_of(conn,
+                    "SELECT r.team, r.processor, r.completed_at, c.started_at FROM audit_runs r"
+                    " JOIN audit_calls c ON c.submission_id = r.submission_id"
+                    " AND c.seq = r.call_seq WHERE r.status = 'completed'"):
+                ms = max(0, round((datetime.strptime(end, "%Y-%m-%dT%H:%M:%S.%fZ") -
+                                   datetime.strptime(start, "%Y-%m-%dT%H:%M:%S.%fZ"))
+                                  .total_seconds() * 1000))
+                done.setdefault((team, proc), []).append(ms)
+            self.assertGreater(len(done), 0)
+            self.assertEqual({(d["team"], d["processor"]): (d["runs"], d["max_ms"])
+                              for d in durations},
+                             {k: (len(v), max(v)) for k, v in done.items()})
+            # One index per purpose on the submissions: the group's pages and
+            # reconciliation's walk share submissions_group_time, version 6's partial
+            # submissions_open stays beside the audit's submissions_state_time.
+            idx = self.index_columns(conn, "submissions")
+            self.assertEqual([n for n, c in idx.items() if c[0] == "taskgroup_id"],
+                             ["submissions_group_time"])
+            self.assertEqual(idx["submissions_group_time"], ["taskgroup_id", "received_at", "id"])
+            self.assertEqual(idx["submissions_state_time"], ["state", "received_at", "id"])
+            self.assertEqual(idx["submissions_open"], ["state", "received_at"])
+            runs_idx = self.index_columns(conn, "runs")
+            self.assertIn(["submission_id", "input_index"], runs_idx.values())
+            self.assertEqual(runs_idx["runs_id"],
+                             ["run_id"] if BACKEND == "postgresql" else ["bucket", "run_id"])
+            names = self.schema_names(conn)
+            for want in ("runs_no_update", "runs_no_delete", "runs_prune_status",
+                         "summary_counts", "run_buckets"):
+                self.assertIn(want, names)
+            if BACKEND == "sqlite":
+                self.assertNotIn("runs_cost", names)  # went with the old table
+                self.assertEqual(conn.execute("PRAGMA integrity_check").fetchone()[0], "ok")
+                self.assertEqual(conn.execute("PRAGMA foreign_key_check").fetchall(), [])
+                self.assertRefused(conn, "DELETE FROM runs")
+        finally:
+            conn.close()
+        # The upgraded store prunes as a new one: a prune of everything settled takes the
+        # runs' status and changes with them (runs_prune_status) and the summary's counts.
+        orphans = ("SELECT (SELECT count(*) FROM run_status st WHERE NOT EXISTS (SELECT 1"
+                   " FROM runs r WHERE r.run_id = st.run_id)) + (SELECT count(*) FROM"
+                   " run_status_changes x WHERE NOT EXISTS (SELECT 1 FROM runs r"
+                   " WHERE r.run_id = x.run_id))")
+        conn = db_connect(database)
+        try:
+            orphans_before = conn.execute(orphans).fetchone()[0]
+        finally:
+            conn.close()
+        r = self.s.cli("--config", conf, "audit", "prune", "--before",
+                       rfc3339(datetime.now(timezone.utc)), config=False)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        conn = db_connect(database)
+        try:
+            self.assertEqual(conn.execute(
+                "SELECT count(*) FROM runs r JOIN submissions s ON s.id = r.submission_id"
+                " WHERE s.state NOT IN ('pending', 'unknown')").fetchone()[0], 0)
+            self.assertEqual(conn.execute(orphans).fetchone()[0], orphans_before)
+            self.assertEqual(conn.execute("SELECT count(*) FROM audit_summary WHERE state"
+                                          " NOT IN ('pending', 'unknown')").fetchone()[0], 0)
+        finally:
+            conn.close()
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)

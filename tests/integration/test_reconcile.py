@@ -55,6 +55,21 @@ class Base(StackTestCase):
                                              "submission_id = ? ORDER BY input_index", (sub,))],
                          [x["run_id"] for x in s.sim_group(group)])
 
+    def assertSummaryExact(self, s, when):
+        """The audit summary (audit_summary, counted with the records) equals the records'
+        own counts: reconciliation moves the counts with what it settles and finds."""
+        def rows(sql):
+            return sorted((tuple(r) for r in s.db(sql)),
+                          key=lambda r: tuple((v is None, v) for v in r))
+        truth = rows("SELECT s.team AS team, substr(s.received_at, 1, 10) AS day,"
+                     " r.processor AS processor, s.state AS state,"
+                     " count(DISTINCT s.submission_id) AS submissions, count(r.run_id) AS runs"
+                     " FROM audit_submissions s"
+                     " LEFT JOIN audit_runs r ON r.submission_id = s.submission_id"
+                     " GROUP BY 1, 2, 3, 4")
+        self.assertEqual(rows("SELECT team, day, processor, state, submissions, runs"
+                              " FROM audit_summary"), truth, when)
+
     def state_once_settled(self, sub, within):
         """The submission's state once it is no longer unknown, or after within seconds."""
         deadline = time.monotonic() + within
@@ -281,6 +296,7 @@ class GroupReadTest(Base):
         self.assertIsNotNone(u4)
         lag = metric(s.http("GET", "/metrics")[2].decode(), "taskgate_reconcile_lag_seconds")
         self.assertGreater(lag, 0)
+        self.assertSummaryExact(s, "four unknown")
 
         created = s.sim_group(group)
         s.sim_clear()
@@ -324,6 +340,7 @@ class GroupReadTest(Base):
         self.assertEqual(found[0]["outcome"], "unknown")
         self.assertEqual(self.stream_from(group, found[0]["run_cursor"])[:3],
                          runs_of(created, u4))
+        self.assertSummaryExact(s, "settled from one read")
         lag = metric(s.http("GET", "/metrics")[2].decode(), "taskgate_reconcile_lag_seconds")
         self.assertEqual(lag, 0)
 
@@ -368,6 +385,7 @@ class GroupReadTest(Base):
         self.assertEqual(row["outcome"], "error")
         self.assertIn("cut short", row["detail"])
         self.assertTrue(row["resume_cursor"])
+        self.assertSummaryExact(s, "a read cut short")
 
         # The daemon's periodic passes go on at once (no reconcile_after_s for a read cut
         # short), each from where the one before stopped, until it is found.
@@ -387,6 +405,7 @@ class GroupReadTest(Base):
         starts = [urllib.parse.parse_qs(x["query"]).get("last_event_id", [None])[0]
                   for x in self.group_reads(group)]
         self.assertEqual(starts, [None] + [x["resume_cursor"] for x in tries[:-1]])
+        self.assertSummaryExact(s, "settled at last")
 
 
 class RetryTest(Base):

@@ -174,7 +174,7 @@ int tg_pg_exec(struct tg_store *st, const struct tg_pg_stmt *s, int n,
     int rc = connected(st);
     if (rc != TG_OK)
         return rc;
-    if (!prepared(st, s)) {
+    if (s->name != NULL && !prepared(st, s)) {
         PGresult *p = PQprepare(st->conn, s->name, s->sql, n, NULL);
         int ok = p != NULL && PQresultStatus(p) == PGRES_COMMAND_OK;
         rc = ok ? TG_OK : result_err(st, p, "prepare");
@@ -186,7 +186,8 @@ int tg_pg_exec(struct tg_store *st, const struct tg_pg_stmt *s, int n,
         if (st->nprepared < TG_PG_PREPARED_MAX)
             st->prepared[st->nprepared++] = s;
     }
-    PGresult *r = PQexecPrepared(st->conn, s->name, n, params, NULL, NULL, 0);
+    PGresult *r = s->name != NULL ? PQexecPrepared(st->conn, s->name, n, params, NULL, NULL, 0)
+                                  : PQexecParams(st->conn, s->sql, n, NULL, params, NULL, NULL, 0);
     ExecStatusType t = r != NULL ? PQresultStatus(r) : PGRES_FATAL_ERROR;
     if (t != PGRES_COMMAND_OK && t != PGRES_TUPLES_OK) {
         rc = result_err(st, r, what);
@@ -734,6 +735,9 @@ const struct tg_store_backend tg_pg_backend = {
     .audit_submission = tg_pg_audit_submission,
     .audit_run = tg_pg_audit_run,
     .audit_group = tg_pg_audit_group,
+    .audit_summary = tg_pg_audit_summary,
+    .audit_durations = tg_pg_audit_durations,
+    .summary_compact = tg_pg_summary_compact,
     .audit_prune = tg_pg_audit_prune,
     .audit_read_log = tg_pg_audit_read_log,
     .group_owned = tg_pg_group_owned,

@@ -76,8 +76,9 @@ static const struct tg_pg_stmt idem_put_stmt = {
  * the team has no limits, put takes the key for the submission (a new record, or one that
  * expired by $22; no row: another submission holds it, one that committed while this
  * waited for its row), and the submission's row ($1..$16, as records_sub_insert) is
- * written only when put took the key. $17 the kind, $18 the key, $19 the request's hash,
- * $20 now as text, $21 the record's expiry. The answer: whether ok and ins have a row. */
+ * written only when put took the key, and counted in the audit summary (k). $17 the kind,
+ * $18 the key, $19 the request's hash, $20 now as text, $21 the record's expiry. The
+ * answer: whether ok and ins have a row. */
 #define ADMIT_KEYED_HEAD \
     "WITH ok AS (SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM team_limits" \
     "  WHERE team_id = $2::bigint AND (runs_per_minute > 0 OR in_flight > 0))" \
@@ -87,7 +88,8 @@ static const struct tg_pg_stmt idem_put_stmt = {
     " completed_at, remote_addr, interface, taskgroup_id, num_inputs, state," \
     " http_status, error, request, resumes, daemon_id)" \
     " SELECT $1, $2::bigint, $3, $4, $5, $6, $7, $8, $9, $10::bigint, $11, $12::bigint," \
-    " $13, $14, $15, $16 FROM put RETURNING 1)" \
+    " $13, $14, $15, $16 FROM put RETURNING team_id, received_at, state)" \
+    ", k AS (" TG_PG_COUNT_NEW("ins") ")" \
     " SELECT (SELECT count(*) FROM ok), (SELECT count(*) FROM ins)"
 
 static const struct tg_pg_stmt admit_keyed_stmt = {
@@ -757,8 +759,12 @@ static int add_found(struct tg_store *st, const struct tg_recon_write *w,
         if (rc != TG_OK)
             return rc;
     }
-    return tg_pg_runs_insert(st, w->sub_id, f->seq, f->first_input, f->nruns, f->run_ids,
-                             f->processors);
+    rc = tg_pg_runs_insert(st, w->sub_id, f->seq, f->first_input, f->nruns, f->run_ids,
+                           f->processors);
+    /* Runs the tracker saw complete before they were known as the gateway's. */
+    if (rc == TG_OK)
+        rc = tg_pg_counts_duration_call(st, w->sub_id, f->seq);
+    return rc;
 }
 
 static int recon_write_w(struct tg_store *st, void *arg)
@@ -773,7 +779,9 @@ static int recon_write_w(struct tg_store *st, void *arg)
         const char *p[] = {w->sub_id, tg_domain_state_name(w->state),
                            w->state == TG_STATE_ACCEPTED ? NULL : w->detail, now};
         long n;
-        rc = run_count(st, &recon_finish_stmt, 4, p, "settle the submission", &n);
+        rc = tg_pg_counts_change(st, w->sub_id, w->state, 0, NULL);
+        if (rc == TG_OK)
+            rc = run_count(st, &recon_finish_stmt, 4, p, "settle the submission", &n);
         if (rc == TG_OK && n == 0) {
             tg_pg_set_err(st, "submission %.64s is no longer unknown", w->sub_id);
             rc = TG_EINVAL;

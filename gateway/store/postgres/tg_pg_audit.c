@@ -3,7 +3,7 @@
  * views audit_submissions, audit_calls, audit_runs and audit_admin, whose optional filters
  * are parameters ("$2::text IS NULL OR team = $2"), keyset pagination with the same keys
  * and cursors, the reads of one answer in one REPEATABLE READ snapshot, the INSERT that
- * logs every read in audit_reads, and the prune under the append-only guard.
+ * logs every read in audit_reads, and the summary (the prune is tg_pg_prune.c).
  *
  * Texts are compared and sorted COLLATE "C" (bytewise, as SQLite's BINARY): the database's
  * own collation may order ids and the open bounds "" and "~" otherwise, which would change
@@ -82,6 +82,7 @@ enum slot {
     P_OBJECT,   /* the admin log's object_id, object_type, action */
     P_OBJTYPE,
     P_ACTION,
+    P_ONE_TEAM, /* the one team the read may show: the scope's, else the asked one */
     P_STATUS,   /* a run's status */
     P_NSLOTS
 };
@@ -92,7 +93,10 @@ struct list_stmt {
     unsigned char slot[P_NSLOTS]; /* slot[i]: what $(i+1) is */
 };
 
-/* The window and the key, then the scope: $1..$4 (or $5 with the index) of every list. */
+/* The lists have no statement name: each is planned at each run with its parameters'
+ * values (tg_pg_int.h's struct tg_pg_stmt), so that its filters pick the index.
+ *
+ * The window and the key, then the scope: $1..$4 (or $5 with the index) of every list. */
 #define WINDOW(t) " " t C_ " >= $1 AND " t C_ " < $2"
 #define SCOPE(a, b) " AND ($" a "::text IS NULL OR team = $" a ")" \
                     " AND ($" b "::text IS NULL OR team = $" b ")"
@@ -107,18 +111,32 @@ struct list_stmt {
          P_LIMIT}
 
 static const struct list_stmt subs_stmt = {
-    {"audit_subs", "SELECT " SUB_COLS " FROM audit_submissions WHERE" SUBS_WHERE
-                   " AND ($9::text IS NULL OR taskgroup_id = $9)" SUBS_ORDER},
+    {NULL,
+     "SELECT " SUB_COLS " FROM audit_submissions WHERE" SUBS_WHERE
+     " AND ($9::text IS NULL OR taskgroup_id = $9)" SUBS_ORDER},
     SUBS_SLOTS};
-/* With a group its index finds the rows; a generic plan of the NULL test above would not
- * use it. */
+/* With a group, a state or a team, an index finds the rows (submissions_group_time,
+ * submissions_state_time, teams' name then submissions_team_time): one statement per
+ * filter, as in SQLite, whose plan need not see through the NULL tests above. The first
+ * of these the read has picks the statement. */
 static const struct list_stmt subs_group_stmt = {
-    {"audit_subs_group",
+    {NULL,
      "SELECT " SUB_COLS " FROM audit_submissions WHERE taskgroup_id = $9 AND" SUBS_WHERE
      SUBS_ORDER},
     SUBS_SLOTS};
+static const struct list_stmt subs_state_stmt = {
+    {NULL,
+     "SELECT " SUB_COLS " FROM audit_submissions WHERE state = $7 AND" SUBS_WHERE
+     " AND ($9::text IS NULL OR taskgroup_id = $9)" SUBS_ORDER},
+    SUBS_SLOTS};
+static const struct list_stmt subs_team_stmt = {
+    {NULL,
+     "SELECT " SUB_COLS " FROM audit_submissions WHERE team = $11 AND" SUBS_WHERE
+     " AND ($9::text IS NULL OR taskgroup_id = $9)" SUBS_ORDER},
+    11, {P_SINCE, P_UNTIL, P_FROM, P_AFTER_ID, P_SCOPE, P_TEAM, P_STATE, P_IFACE, P_GROUP,
+         P_LIMIT, P_ONE_TEAM}};
 static const struct list_stmt open_stmt = {
-    {"audit_open",
+    {NULL,
      "SELECT " SUB_COLS " FROM audit_submissions WHERE state IN ('pending', 'unknown') AND"
      WINDOW("received_at") " AND received_at" C_ " >= $3 AND (received_at" C_
      " > $3 OR submission_id" C_ " > $4)" SCOPE("5", "6")
@@ -131,22 +149,29 @@ static const struct list_stmt open_stmt = {
     " < $4 OR (submission_id = $4 AND input_index > $5))" SCOPE("6", "7")
 #define RUNS_ORDER \
     " ORDER BY submitted_at" C_ " DESC, submission_id" C_ " DESC, input_index LIMIT $9"
+#define RUNS_STATUS_F " AND ($10::text IS NULL OR status = $10)"
 #define RUNS_SLOTS \
     10, {P_SINCE, P_UNTIL, P_FROM, P_AFTER_ID, P_INDEX, P_SCOPE, P_TEAM, P_GROUP, P_LIMIT, \
          P_STATUS}
 static const struct list_stmt runs_stmt = {
-    {"audit_runs", "SELECT " RUN_COLS " FROM audit_runs WHERE" RUNS_WHERE
-                   " AND ($8::text IS NULL OR taskgroup_id = $8)"
-                   " AND ($10::text IS NULL OR status = $10)" RUNS_ORDER},
+    {NULL,
+     "SELECT " RUN_COLS " FROM audit_runs WHERE" RUNS_WHERE
+     " AND ($8::text IS NULL OR taskgroup_id = $8)" RUNS_STATUS_F RUNS_ORDER},
     RUNS_SLOTS};
 static const struct list_stmt runs_group_stmt = {
-    {"audit_runs_group",
+    {NULL,
      "SELECT " RUN_COLS " FROM audit_runs WHERE taskgroup_id = $8 AND" RUNS_WHERE
-     " AND ($10::text IS NULL OR status = $10)" RUNS_ORDER},
+     RUNS_STATUS_F RUNS_ORDER},
     RUNS_SLOTS};
+static const struct list_stmt runs_team_stmt = {
+    {NULL,
+     "SELECT " RUN_COLS " FROM audit_runs WHERE team = $11 AND" RUNS_WHERE
+     " AND ($8::text IS NULL OR taskgroup_id = $8)" RUNS_STATUS_F RUNS_ORDER},
+    11, {P_SINCE, P_UNTIL, P_FROM, P_AFTER_ID, P_INDEX, P_SCOPE, P_TEAM, P_GROUP, P_LIMIT,
+         P_STATUS, P_ONE_TEAM}};
 /* An admin row's key is (at, id); q's team is the object's team. */
 static const struct list_stmt admin_stmt = {
-    {"audit_admin",
+    {NULL,
      "SELECT " ADMIN_COLS " FROM audit_admin WHERE" WINDOW("at") " AND at" C_
      " <= $3 AND (at" C_ " < $3 OR id < $4)"
      " AND ($5::text IS NULL OR team = $5) AND ($6::text IS NULL OR object_id = $6)"
@@ -355,6 +380,7 @@ static int list_page(struct tg_store *st, const struct list_stmt *ls, const stru
         [P_OBJECT] = q->object,
         [P_OBJTYPE] = q->object_type,
         [P_ACTION] = q->action,
+        [P_ONE_TEAM] = q->scope_team != NULL ? q->scope_team : q->team,
         [P_STATUS] = q->run_status,
     };
     const char *params[P_NSLOTS];
@@ -393,8 +419,11 @@ int tg_pg_audit_submissions(struct tg_store *st, const struct tg_audit_query *q,
     int rc = check_query(st, q, fn, page);
     if (rc != TG_OK)
         return rc;
-    return list_page(st, q->taskgroup_id != NULL ? &subs_group_stmt : &subs_stmt, &sub_spec,
-                     q, q->limit, &q->after, 0, fn, arg, page);
+    const struct list_stmt *ls = q->taskgroup_id != NULL                   ? &subs_group_stmt
+                                 : q->state != NULL                        ? &subs_state_stmt
+                                 : q->scope_team != NULL || q->team != NULL ? &subs_team_stmt
+                                                                           : &subs_stmt;
+    return list_page(st, ls, &sub_spec, q, q->limit, &q->after, 0, fn, arg, page);
 }
 
 int tg_pg_audit_open(struct tg_store *st, const struct tg_audit_query *q, tg_audit_fn fn,
@@ -412,8 +441,10 @@ int tg_pg_audit_runs(struct tg_store *st, const struct tg_audit_query *q, tg_aud
     int rc = check_query(st, q, fn, page);
     if (rc != TG_OK)
         return rc;
-    return list_page(st, q->taskgroup_id != NULL ? &runs_group_stmt : &runs_stmt, &run_spec,
-                     q, q->limit, &q->after, 0, fn, arg, page);
+    const struct list_stmt *ls = q->taskgroup_id != NULL                   ? &runs_group_stmt
+                                 : q->scope_team != NULL || q->team != NULL ? &runs_team_stmt
+                                                                           : &runs_stmt;
+    return list_page(st, ls, &run_spec, q, q->limit, &q->after, 0, fn, arg, page);
 }
 
 int tg_pg_audit_admin(struct tg_store *st, const struct tg_audit_query *q, tg_audit_fn fn,
@@ -429,8 +460,7 @@ int tg_pg_audit_admin(struct tg_store *st, const struct tg_audit_query *q, tg_au
 
 /* ---- one object, from one snapshot ----------------------------------------------------- */
 
-/* A read-only transaction whose statements all see the data as it was at its first. */
-static int snapshot_begin(struct tg_store *st)
+int tg_pg_snapshot_begin(struct tg_store *st)
 {
     int rc = tg_pg_run(st, &snap_begin_stmt, 0, NULL, "begin a read");
     if (rc == TG_OK)
@@ -438,8 +468,7 @@ static int snapshot_begin(struct tg_store *st)
     return rc;
 }
 
-/* Ends the read transaction whatever happened in it; returns rc, or the failure to end. */
-static int snapshot_end(struct tg_store *st, int rc)
+int tg_pg_snapshot_end(struct tg_store *st, int rc)
 {
     return tg_pg_tx_end(st, rc);
 }
@@ -477,7 +506,7 @@ int tg_pg_audit_submission(struct tg_store *st, const char *scope_team, const ch
     long n = 0;
     if (id == NULL || fn == NULL)
         return tg_pg_invalid(st, "audit submission: no id or callback");
-    int rc = snapshot_begin(st);
+    int rc = tg_pg_snapshot_begin(st);
     if (rc != TG_OK)
         return rc;
     rc = one(st, &sub_one_stmt, &sub_full_spec, id, scope_team, fn, arg, &n);
@@ -485,7 +514,7 @@ int tg_pg_audit_submission(struct tg_store *st, const char *scope_team, const ch
         rc = children(st, &calls_of_stmt, &call_spec, id, fn, arg, &n);
     if (rc == TG_OK)
         rc = children(st, &runs_of_stmt, &run_spec, id, fn, arg, &n);
-    rc = snapshot_end(st, rc);
+    rc = tg_pg_snapshot_end(st, rc);
     if (rows != NULL)
         *rows = n;
     return rc;
@@ -515,13 +544,13 @@ int tg_pg_audit_run(struct tg_store *st, const char *scope_team, const char *run
     if (run_id == NULL || fn == NULL)
         return tg_pg_invalid(st, "audit run: no id or callback");
     struct run_hop hop = {fn, arg, ""};
-    int rc = snapshot_begin(st);
+    int rc = tg_pg_snapshot_begin(st);
     if (rc != TG_OK)
         return rc;
     rc = one(st, &run_one_stmt, &run_spec, run_id, scope_team, note_submission, &hop, &n);
     if (rc == TG_OK)
         rc = one(st, &sub_one_stmt, &sub_full_spec, hop.sub_id, scope_team, fn, arg, &n);
-    rc = snapshot_end(st, rc);
+    rc = tg_pg_snapshot_end(st, rc);
     if (rows != NULL)
         *rows = n;
     return rc;
@@ -545,7 +574,7 @@ int tg_pg_audit_group(struct tg_store *st, const struct tg_audit_query *q, tg_au
     if (rc == TG_OK && q->taskgroup_id == NULL)
         rc = tg_pg_invalid(st, "audit group: no group id");
     if (rc == TG_OK)
-        rc = snapshot_begin(st);
+        rc = tg_pg_snapshot_begin(st);
     if (rc != TG_OK)
         return rc;
     rc = group_exists(st, q->taskgroup_id, q->scope_team);
@@ -562,7 +591,95 @@ int tg_pg_audit_group(struct tg_store *st, const struct tg_audit_query *q, tg_au
     if (rc == TG_OK)
         rc = list_page(st, &runs_group_stmt, &run_spec, q, q->limit, &q->after, 0, fn, arg,
                        page);
-    return snapshot_end(st, rc);
+    return tg_pg_snapshot_end(st, rc);
+}
+
+/* ---- the summary ----------------------------------------------------------------------- */
+
+/* summary_counts (sql/postgres/012_scale.sql) summed over its shards: a team's days (its
+ * part of the primary key) or every team's (the day index). $1 the first day, $2 the
+ * window's end (a day is in when it begins before it), $3 the team. */
+#define SUMMARY_SELECT                                                                    \
+    "SELECT t.name AS team, c.day AS day, nullif(c.processor, '') AS processor,"           \
+    " c.state AS state, sum(c.submissions)::bigint AS submissions,"                        \
+    " sum(c.runs)::bigint AS runs FROM summary_counts c JOIN teams t ON t.id = c.team_id"  \
+    " WHERE c.day" C_ " >= $1 AND (c.day || 'T00:00:00.000Z')" C_ " < $2"
+#define SUMMARY_GROUP                                                                     \
+    " GROUP BY c.day, t.name, c.processor, c.state"                                       \
+    " HAVING sum(c.submissions) <> 0 OR sum(c.runs) <> 0"                                 \
+    " ORDER BY c.day" C_ ", t.name" C_ ", c.processor" C_ ", c.state" C_
+static const struct tg_pg_stmt summary_stmt = {"audit_summary", SUMMARY_SELECT SUMMARY_GROUP};
+static const struct tg_pg_stmt summary_team_stmt = {
+    "audit_summary_team",
+    SUMMARY_SELECT " AND c.team_id = (SELECT id FROM teams WHERE name = $3)" SUMMARY_GROUP};
+
+static const struct spec summary_spec = {TG_AUDIT_KIND_SUMMARY, 0, 0, 1, 0, -1};
+
+int tg_pg_audit_summary(struct tg_store *st, const struct tg_audit_query *q, tg_audit_fn fn,
+                        void *arg, struct tg_audit_page *page)
+{
+    int rc = check_query(st, q, fn, page);
+    if (rc != TG_OK)
+        return rc;
+    const char *team = q->scope_team != NULL ? q->scope_team : q->team;
+    if (q->scope_team != NULL && q->team != NULL && strcmp(q->scope_team, q->team) != 0)
+        return TG_OK; /* another team than the reader's own: nothing */
+    if (team != NULL && !valid_utf8(team))
+        return TG_OK; /* no team has such a name (SQLite's answer) */
+    char first[11] = "";
+    if (q->since != NULL)
+        snprintf(first, sizeof(first), "%.10s", q->since);
+    const char *params[] = {first, q->until != NULL ? q->until : "~", team};
+    struct pass p;
+    pass_init(&p, st, &summary_spec, fn, arg, -1, &page->rows, NULL);
+    return tg_pg_each(st, team != NULL ? &summary_team_stmt : &summary_stmt,
+                      team != NULL ? 3 : 2, params, "read the audit summary", pass_one, &p);
+}
+
+/* duration_counts summed over its shards and days, by team, processor ('' sorts first) and
+ * bucket; the same window and plans as the summary's. */
+#define DURATIONS_SELECT                                                                  \
+    "SELECT t.name, nullif(c.processor, ''), c.bucket_ms, sum(c.runs)::bigint,"            \
+    " sum(c.total_ms)::bigint, max(c.max_ms) FROM duration_counts c"                       \
+    " JOIN teams t ON t.id = c.team_id"                                                    \
+    " WHERE c.day" C_ " >= $1 AND (c.day || 'T00:00:00.000Z')" C_ " < $2"
+#define DURATIONS_GROUP                                                                   \
+    " GROUP BY t.name, c.processor, c.bucket_ms HAVING sum(c.runs) > 0"                    \
+    " ORDER BY t.name" C_ ", c.processor" C_ ", c.bucket_ms"
+static const struct tg_pg_stmt durations_stmt = {"audit_durations",
+                                                 DURATIONS_SELECT DURATIONS_GROUP};
+static const struct tg_pg_stmt durations_team_stmt = {
+    "audit_durations_team",
+    DURATIONS_SELECT " AND c.team_id = (SELECT id FROM teams WHERE name = $3)" DURATIONS_GROUP};
+
+struct duration_walk {
+    tg_duration_fn fn;
+    void *arg;
+};
+
+static int duration_row(void *arg, PGresult *res, int i)
+{
+    struct duration_walk *w = arg;
+    return w->fn(w->arg, tg_pg_text(res, i, 0), tg_pg_text(res, i, 1),
+                 strtoll(PQgetvalue(res, i, 2), NULL, 10), strtoll(PQgetvalue(res, i, 3), NULL, 10),
+                 strtoll(PQgetvalue(res, i, 4), NULL, 10), strtoll(PQgetvalue(res, i, 5), NULL, 10));
+}
+
+int tg_pg_audit_durations(struct tg_store *st, const struct tg_audit_query *q,
+                          tg_duration_fn fn, void *arg)
+{
+    const char *team = q->scope_team != NULL ? q->scope_team : q->team;
+    if (q->scope_team != NULL && q->team != NULL && strcmp(q->scope_team, q->team) != 0)
+        return TG_OK; /* another team than the reader's own: nothing */
+    if (team != NULL && !valid_utf8(team))
+        return TG_OK;
+    char first[11] = "";
+    if (q->since != NULL)
+        snprintf(first, sizeof(first), "%.10s", q->since);
+    const char *params[] = {first, q->until != NULL ? q->until : "~", team};
+    struct duration_walk w = {fn, arg};
+    return tg_pg_each(st, team != NULL ? &durations_team_stmt : &durations_stmt,
+                      team != NULL ? 3 : 2, params, "read the audit summary", duration_row, &w);
 }
 
 /* ---- the log of reads ------------------------------------------------------------------ */
@@ -623,138 +740,4 @@ int tg_pg_audit_read_log(struct tg_store *st, const struct tg_actor *who, const 
     struct read_log r = {who, query != NULL ? what : NULL,
                          rows >= 0 ? tg_pg_i64(num, rows) : NULL};
     return tg_pg_write(st, read_log_w, &r);
-}
-
-/* ---- retention --------------------------------------------------------------------------- */
-
-/* The submissions a prune removes: settled ones received before the cutoff $1. */
-#define PRUNED_SUBS \
-    "SELECT id FROM submissions WHERE received_at" C_ " < $1" \
-    " AND state NOT IN ('pending', 'unknown')"
-
-static const struct tg_pg_stmt prune_count_stmt = {
-    "audit_prune_count",
-    "SELECT (SELECT count(*) FROM (" PRUNED_SUBS ") p),"
-    " (SELECT count(*) FROM upstream_calls WHERE submission_id IN (" PRUNED_SUBS ")),"
-    " (SELECT count(*) FROM runs WHERE submission_id IN (" PRUNED_SUBS ")),"
-    " (SELECT count(*) FROM audit_reads WHERE at" C_ " < $1),"
-    " (SELECT count(*) FROM submissions WHERE received_at" C_ " < $1"
-    "   AND state IN ('pending', 'unknown'))"};
-/* Every statement of a prune sees one snapshot, so that its deletes take the same
- * submissions (under READ COMMITTED one settled meanwhile would join the later deletes
- * only, and its runs would block its calls' delete); a concurrent change of those rows
- * aborts the prune with a serialization failure, which tg_pg_write runs again. */
-static const struct tg_pg_stmt prune_iso_stmt = {
-    "audit_prune_iso", "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"};
-/* The guard of sql/postgres/002_audit.sql: a transaction-local setting (SQLite's guard row
- * in audit_prune_guard), set and cleared inside the prune's transaction; no other session
- * ever sees it, and it cannot outlive the transaction. */
-static const struct tg_pg_stmt guard_on_stmt = {
-    "audit_guard_on", "SELECT set_config('taskgate.audit_prune', 'on', true)"};
-static const struct tg_pg_stmt guard_off_stmt = {
-    "audit_guard_off", "SELECT set_config('taskgate.audit_prune', 'off', true)"};
-static const struct tg_pg_stmt del_runs_stmt = {
-    "audit_del_runs", "DELETE FROM runs WHERE submission_id IN (" PRUNED_SUBS ")"};
-static const struct tg_pg_stmt del_calls_stmt = {
-    "audit_del_calls", "DELETE FROM upstream_calls WHERE submission_id IN (" PRUNED_SUBS ")"};
-static const struct tg_pg_stmt del_subs_stmt = {
-    "audit_del_subs", "DELETE FROM submissions WHERE id IN (" PRUNED_SUBS ")"};
-static const struct tg_pg_stmt del_reads_stmt = {
-    "audit_del_reads", "DELETE FROM audit_reads WHERE at" C_ " < $1"};
-
-/* Runs a statement with the cutoff as $1 (when before is not NULL); *changed (may be
- * NULL) receives the rows it deleted. */
-static int prune_step(struct tg_store *st, const struct tg_pg_stmt *s, const char *before,
-                      long *changed)
-{
-    const char *params[] = {before};
-    PGresult *res = NULL;
-    int rc = tg_pg_exec(st, s, before != NULL ? 1 : 0, params, &res, "prune the audit trail");
-    if (rc == TG_OK && changed != NULL)
-        *changed = (long)strtol(PQcmdTuples(res), NULL, 10);
-    PQclear(res);
-    return rc;
-}
-
-static int prune_count(struct tg_store *st, const char *before, struct tg_audit_pruned *out)
-{
-    const char *params[] = {before};
-    PGresult *res = NULL;
-    int rc = tg_pg_one(st, &prune_count_stmt, 1, params, &res, "count what a prune removes");
-    if (rc == TG_OK) {
-        out->submissions = (long)tg_pg_int(res, 0, 0);
-        out->calls = (long)tg_pg_int(res, 0, 1);
-        out->runs = (long)tg_pg_int(res, 0, 2);
-        out->reads = (long)tg_pg_int(res, 0, 3);
-        out->kept_open = (long)tg_pg_int(res, 0, 4);
-    } else if (rc == TG_ENOTFOUND) {
-        tg_pg_set_err(st, "count what a prune removes: no answer");
-        rc = TG_EDB;
-    }
-    PQclear(res);
-    return rc;
-}
-
-struct prune {
-    const struct tg_actor *who;
-    const char *before;
-    struct tg_audit_pruned *out;
-};
-
-/* The prune's write transaction (tg_pg_write may run it again: it starts from nothing). */
-static int prune_w(struct tg_store *st, void *arg)
-{
-    const struct prune *p = arg;
-    struct tg_audit_pruned *out = p->out;
-    memset(out, 0, sizeof(*out));
-    int rc = prune_step(st, &prune_iso_stmt, NULL, NULL);
-    /* Children first: runs reference upstream_calls, which reference submissions. The
-     * guard is cleared before the commit, so no other transaction ever sees it. */
-    if (rc == TG_OK)
-        rc = prune_count(st, p->before, out);
-    if (rc == TG_OK)
-        rc = prune_step(st, &guard_on_stmt, NULL, NULL);
-    if (rc == TG_OK)
-        rc = prune_step(st, &del_runs_stmt, p->before, &out->runs);
-    if (rc == TG_OK)
-        rc = prune_step(st, &del_calls_stmt, p->before, &out->calls);
-    if (rc == TG_OK)
-        rc = prune_step(st, &del_subs_stmt, p->before, &out->submissions);
-    if (rc == TG_OK)
-        rc = prune_step(st, &del_reads_stmt, p->before, &out->reads);
-    if (rc == TG_OK)
-        rc = prune_step(st, &guard_off_stmt, NULL, NULL);
-    if (rc == TG_OK) {
-        char object[64], after[400];
-        snprintf(object, sizeof(object), "before %s", p->before);
-        snprintf(after, sizeof(after),
-                 "{\"before\":\"%s\",\"submissions\":%ld,\"upstream_calls\":%ld,\"runs\":%ld,"
-                 "\"audit_reads\":%ld,\"kept_open\":%ld}",
-                 p->before, out->submissions, out->calls, out->runs, out->reads,
-                 out->kept_open);
-        rc = tg_pg_admin_log(st, p->who, "audit.prune", "audit", object, NULL, NULL, after);
-    }
-    return rc;
-}
-
-int tg_pg_audit_prune(struct tg_store *st, const struct tg_actor *who, const char *before,
-                      int dry_run, struct tg_audit_pruned *out)
-{
-    memset(out, 0, sizeof(*out));
-    if (before == NULL || strlen(before) != TG_TIME_LEN - 1 ||
-        strspn(before, "0123456789-T:.Z") != TG_TIME_LEN - 1)
-        return tg_pg_invalid(st, "a prune needs a cutoff time as stored");
-    if (who == NULL || who->id == NULL)
-        return tg_pg_invalid(st, "a prune needs an actor");
-    if (dry_run) {
-        int rc = snapshot_begin(st);
-        if (rc == TG_OK)
-            rc = snapshot_end(st, prune_count(st, before, out));
-        return rc;
-    }
-    struct prune p = {who, before, out};
-    int rc = tg_pg_write(st, prune_w, &p);
-    if (rc != TG_OK)
-        memset(out, 0, sizeof(*out));
-    return rc;
 }

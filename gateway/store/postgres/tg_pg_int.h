@@ -33,7 +33,9 @@ extern const struct tg_pg_migration tg_pg_migrations[];
 /* A statement: a name unique in the backend (a file's prefix and what it does,
  * "ident_auth") and its SQL with $1, $2, ... parameters. Each file keeps its own as static
  * constants; a handle prepares one the first time it runs it (server-side, by name) and
- * keeps it for the connection's life. */
+ * keeps it for the connection's life. A statement without a name is planned afresh at each
+ * run, with its parameters' values: the audit lists, whose filters decide which index
+ * answers (a prepared one's generic plan, made once for any values, would pick none). */
 struct tg_pg_stmt {
     const char *name;
     const char *sql;
@@ -260,6 +262,116 @@ int tg_pg_sub_stmt(struct tg_store *st, const struct tg_pg_stmt *s,
 int tg_pg_sub_admit(struct tg_store *st, const struct tg_submission *sub, const char *resumes,
                     int *admitted);
 
+/* v[0..n-1] as a PostgreSQL array literal of text ({"a","b\\"c",NULL}; v NULL or v[i] NULL:
+ * NULL) appended to b. */
+int tg_pg_text_array(struct tg_buf *b, const char *const *v, size_t n);
+
+/* The audit summary's counts written by the request path's statements themselves, so
+ * that counting costs no round trip (tg_sqlite_counts.c has the contract; each session
+ * counts in its own shard, see sql/postgres/012_scale.sql).
+ *
+ * TG_PG_COUNT_NEW(cte): an INSERT counting the new submission that the data-modifying CTE
+ * cte returns (team_id, received_at, state) once under no processor.
+ *
+ * TG_PG_COUNT_CHANGE: CTEs counting a change of submission $1 in the statement that makes
+ * it. It reads u, the submission's UPDATE, returning (team_id, received_at, old_state,
+ * new_state) (none: nothing counted), and r, the runs the statement records (a column
+ * processor; may be empty). Everything it reads of runs is the statement's snapshot: the
+ * runs the submission had before. Runs added at an unchanged state count under their
+ * processors, and the submission once under each processor new to it (no longer under ''
+ * with its first runs); a state change takes everything the submission counted from the
+ * old state and adds it, with the new runs, to the new one. Rows are written in key
+ * order, so that two statements never wait for each other's rows in opposite orders.
+ *
+ * TG_PG_WAS: a FROM item for u that reads submission $1's state before the UPDATE, locked,
+ * so that it is the state the UPDATE changes even after waiting for another's commit. */
+#define TG_PG_COUNTS_INSERT                                                               \
+    "INSERT INTO summary_counts (team_id, day, state, processor, shard, submissions, runs) "
+#define TG_PG_COUNTS_UPSERT                                                               \
+    " ON CONFLICT (team_id, day, state, processor, shard) DO UPDATE SET"                  \
+    " submissions = summary_counts.submissions + excluded.submissions,"                   \
+    " runs = summary_counts.runs + excluded.runs"
+#define TG_PG_COUNT_NEW(cte)                                                              \
+    TG_PG_COUNTS_INSERT                                                                   \
+    "SELECT team_id, substr(received_at, 1, 10), state, '', pg_backend_pid(), 1, 0"       \
+    " FROM " cte TG_PG_COUNTS_UPSERT
+#define TG_PG_WAS "SELECT id, state FROM submissions WHERE id = $1 FOR UPDATE"
+#define TG_PG_COUNT_CHANGE                                                                \
+    ", k_s AS (SELECT team_id, substr(received_at, 1, 10) AS day, old_state, new_state,"  \
+    "  EXISTS (SELECT 1 FROM runs WHERE submission_id = $1) AS had FROM u)"                \
+    ", k_a AS (SELECT coalesce(processor, '') AS p, count(*) AS n FROM r GROUP BY 1)"     \
+    ", k_h AS (SELECT coalesce(processor, '') AS p, count(*) AS n FROM runs"              \
+    "  WHERE submission_id = $1 AND (SELECT old_state <> new_state FROM k_s) GROUP BY 1)" \
+    ", k_d AS (SELECT k_s.new_state AS state, a.p, CASE WHEN (k_s.had AND EXISTS"         \
+    "   (SELECT 1 FROM runs x WHERE x.submission_id = $1"                                 \
+    "    AND coalesce(x.processor, '') = a.p)) OR (NOT k_s.had AND a.p = '')"             \
+    "   THEN 0 ELSE 1 END AS subs, a.n AS runs"                                           \
+    "  FROM k_s, k_a a WHERE k_s.old_state = k_s.new_state"                               \
+    "  UNION ALL SELECT k_s.new_state, '', -1, 0 FROM k_s"                                \
+    "   WHERE k_s.old_state = k_s.new_state AND NOT k_s.had"                              \
+    "   AND EXISTS (SELECT 1 FROM k_a) AND NOT EXISTS (SELECT 1 FROM k_a WHERE p = '')"   \
+    "  UNION ALL SELECT k_s.old_state, h.p, -1, -h.n FROM k_s, k_h h"                     \
+    "   WHERE k_s.old_state <> k_s.new_state"                                             \
+    "  UNION ALL SELECT k_s.old_state, '', -1, 0 FROM k_s"                                \
+    "   WHERE k_s.old_state <> k_s.new_state AND NOT k_s.had"                             \
+    "  UNION ALL SELECT k_s.new_state, w.p, 1, sum(w.n) FROM k_s,"                        \
+    "   (SELECT p, n FROM k_h UNION ALL SELECT p, n FROM k_a) w"                          \
+    "   WHERE k_s.old_state <> k_s.new_state GROUP BY k_s.new_state, w.p"                 \
+    "  UNION ALL SELECT k_s.new_state, '', 1, 0 FROM k_s"                                 \
+    "   WHERE k_s.old_state <> k_s.new_state AND NOT k_s.had"                             \
+    "   AND NOT EXISTS (SELECT 1 FROM k_a))"                                              \
+    ", k AS (" TG_PG_COUNTS_INSERT                                                        \
+    "SELECT k_s.team_id, k_s.day, d.state, d.p, pg_backend_pid(), sum(d.subs),"           \
+    " sum(d.runs) FROM k_s, k_d d GROUP BY 1, 2, 3, 4"                                    \
+    " HAVING sum(d.subs) <> 0 OR sum(d.runs) <> 0 ORDER BY 1, 2, 3, 4"                    \
+    TG_PG_COUNTS_UPSERT ")"
+
+/* A completed run's duration in ms from its completion (done, text) and its call c's
+ * start, never less than 0; and a duration's bucket, rounded down to two significant
+ * digits (sql/sqlite/012_scale.sql). */
+#define TG_PG_DURATION(done)                                                              \
+    "greatest(0, round((extract(epoch FROM (" done ")::timestamptz)"                     \
+    " - extract(epoch FROM c.started_at::timestamptz)) * 1000))::bigint"
+#define TG_PG_BUCKET(d)                                                                   \
+    "CASE WHEN " d " < 100 THEN " d " ELSE CAST(substr(CAST(" d " AS TEXT), 1, 2)"         \
+    " || substr('000000000000000000', 1, length(CAST(" d " AS TEXT)) - 2) AS BIGINT) END"
+#define TG_PG_DURATIONS_INSERT                                                            \
+    "INSERT INTO duration_counts (team_id, day, processor, bucket_ms, shard, runs,"       \
+    " total_ms, max_ms) "
+#define TG_PG_DURATIONS_UPSERT                                                            \
+    " ON CONFLICT (team_id, day, processor, bucket_ms, shard) DO UPDATE SET"              \
+    " runs = duration_counts.runs + excluded.runs,"                                       \
+    " total_ms = duration_counts.total_ms + excluded.total_ms,"                           \
+    " max_ms = greatest(duration_counts.max_ms, excluded.max_ms)"
+
+/* tg_pg_counts.c: the audit summary's counts off the request path, inside the caller's
+ * transaction and before the change each counts: n runs about to be recorded for a
+ * submission (procs NULL or one processor per run); a submission about to move to state,
+ * with n runs about to be recorded at the same time (n 0: none); a prune's batch about to
+ * be deleted (the five parameters of TG_PG_PRUNE_BATCH). */
+int tg_pg_counts_runs(struct tg_store *st, const char *sub_id, size_t n,
+                      const char *const *procs);
+int tg_pg_counts_change(struct tg_store *st, const char *sub_id, enum tg_state state,
+                        size_t n, const char *const *procs);
+int tg_pg_counts_prune(struct tg_store *st, const char *const batch[5]);
+/* The completed runs of call seq of a submission whose completion was recorded before
+ * they were (reconciliation's), their durations counted; inside the caller's transaction. */
+int tg_pg_counts_duration_call(struct tg_store *st, const char *sub_id, int seq);
+int tg_pg_summary_compact(struct tg_store *st);
+
+/* A REPEATABLE READ, READ ONLY transaction, so that the reads of one answer see one
+ * snapshot; its end returns rc, or the failure to end it (tg_pg_audit.c). */
+int tg_pg_snapshot_begin(struct tg_store *st);
+int tg_pg_snapshot_end(struct tg_store *st, int rc);
+
+/* One batch of a prune: the settled submissions received before $1 whose (received_at, id)
+ * is after ($2, $3) and up to ($4, $5) (COLLATE "C": SQLite's byte order). */
+#define TG_PG_PRUNE_BATCH                                                                 \
+    "SELECT id FROM submissions WHERE received_at COLLATE \"C\" < $1"                     \
+    " AND state NOT IN ('pending', 'unknown')"                                            \
+    " AND (received_at COLLATE \"C\", id COLLATE \"C\") > ($2, $3)"                       \
+    " AND (received_at COLLATE \"C\", id COLLATE \"C\") <= ($4, $5)"
+
 /* tg_pg_admission.c */
 int tg_pg_idem_get(struct tg_store *st, struct tg_pool *pool, int64_t team_id,
                    enum tg_idem_kind kind, const char *key, int64_t now_ms,
@@ -306,6 +418,10 @@ int tg_pg_audit_submission(struct tg_store *st, const char *scope_team, const ch
                            tg_audit_fn fn, void *arg, long *rows);
 int tg_pg_audit_run(struct tg_store *st, const char *scope_team, const char *run_id,
                     tg_audit_fn fn, void *arg, long *rows);
+int tg_pg_audit_summary(struct tg_store *st, const struct tg_audit_query *q, tg_audit_fn fn,
+                        void *arg, struct tg_audit_page *page);
+int tg_pg_audit_durations(struct tg_store *st, const struct tg_audit_query *q,
+                          tg_duration_fn fn, void *arg);
 int tg_pg_audit_group(struct tg_store *st, const struct tg_audit_query *q, tg_audit_fn fn,
                       void *arg, struct tg_audit_page *page);
 int tg_pg_audit_prune(struct tg_store *st, const struct tg_actor *who, const char *before,

@@ -13,46 +13,55 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The submission and, in the same statement, its count in the audit summary (under no
+ * processor: it has no run yet); the answer's row count is the submission's. */
 static const struct tg_pg_stmt sub_insert_stmt = {
     "records_sub_insert",
-    "INSERT INTO submissions (id, team_id, token_id, request_id, received_at,"
+    "WITH ins AS (INSERT INTO submissions (id, team_id, token_id, request_id, received_at,"
     " completed_at, remote_addr, interface, taskgroup_id, num_inputs, state,"
     " http_status, error, request, resumes, daemon_id)"
-    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"};
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+    " RETURNING team_id, received_at, state) " TG_PG_COUNT_NEW("ins")};
 
 /* The same row for a team without limits or budgets only ($2 the team): admission's one statement
  * when no idempotency record is involved. No row written: the team has limits. */
 static const struct tg_pg_stmt sub_admit_stmt = {
     "records_sub_admit",
-    "INSERT INTO submissions (id, team_id, token_id, request_id, received_at,"
+    "WITH ins AS (INSERT INTO submissions (id, team_id, token_id, request_id, received_at,"
     " completed_at, remote_addr, interface, taskgroup_id, num_inputs, state,"
     " http_status, error, request, resumes, daemon_id)"
     " SELECT $1, $2::bigint, $3, $4, $5, $6, $7, $8, $9, $10::bigint, $11, $12::bigint,"
     " $13, $14, $15, $16"
     " WHERE NOT EXISTS (SELECT 1 FROM team_limits WHERE team_id = $2::bigint"
     "  AND (runs_per_minute > 0 OR in_flight > 0))"
-    " AND NOT EXISTS (SELECT 1 FROM team_budgets WHERE team_id = $2::bigint)"};
+    " AND NOT EXISTS (SELECT 1 FROM team_budgets WHERE team_id = $2::bigint)"
+    " RETURNING team_id, received_at, state) " TG_PG_COUNT_NEW("ins")};
 
 static const struct tg_pg_stmt sub_group_stmt = {
     "records_sub_group",
     "UPDATE submissions SET taskgroup_id = $2 WHERE id = $1 AND state = 'pending'"};
 
-/* A final state is never rewritten; only reconciliation may settle 'unknown'. */
+/* A final state is never rewritten; only reconciliation may settle 'unknown'. The counts
+ * move with it (TG_PG_COUNT_CHANGE, no runs); the answer is how many rows u touched. */
 static const struct tg_pg_stmt sub_finish_stmt = {
     "records_sub_finish",
-    "UPDATE submissions SET state = $2, http_status = $3,"
-    " upstream_status = coalesce($4, upstream_status), error = $5, completed_at = $6"
-    " WHERE id = $1 AND (state = 'pending'"
-    "   OR (state = 'unknown' AND $2 IN ('accepted', 'failed')))"};
+    "WITH u AS (UPDATE submissions x SET state = $2, http_status = $3::bigint,"
+    " upstream_status = coalesce($4::bigint, x.upstream_status), error = $5,"
+    " completed_at = $6 FROM (" TG_PG_WAS ") o"
+    " WHERE x.id = $1 AND (x.state = 'pending'"
+    "   OR (x.state = 'unknown' AND $2 IN ('accepted', 'failed')))"
+    " RETURNING x.team_id, x.received_at, o.state AS old_state, x.state AS new_state),"
+    " r AS (SELECT NULL::text AS processor WHERE false)" TG_PG_COUNT_CHANGE
+    " SELECT count(*) FROM u"};
 
 static const struct tg_pg_stmt sub_state_stmt = {
     "records_sub_state", "SELECT state FROM submissions WHERE id = $1"};
 
 /* A call in one statement: the submission's UPDATE (u), the call's row when u touched one
- * (c), and its runs (r: $17 the ids and $18 the processors as text arrays, input i at
- * $6 + i; one recorded already fails the whole statement, which is its own transaction).
- * $1..$15 are the call's columns as in call_insert_stmt, $16 the group it made; the answer
- * is how many rows u touched. */
+ * (c), its runs (r: $17 the ids and $18 the processors as text arrays, input i at $6 + i;
+ * one recorded already fails the whole statement, which is its own transaction) and their
+ * counts in the audit summary (TG_PG_COUNT_CHANGE). $1..$15 are the call's columns as in
+ * call_insert_stmt, $16 the group it made; the answer is how many rows u touched. */
 #define CALL_ROWS_SQL \
     ", c AS (INSERT INTO upstream_calls (submission_id, seq, operation, method, path," \
     " first_input, num_inputs, started_at, finished_at, duration_ms, outcome," \
@@ -61,7 +70,8 @@ static const struct tg_pg_stmt sub_state_stmt = {
     " $12::bigint, $13, $14, $15 FROM u RETURNING seq)" \
     ", r AS (INSERT INTO runs (run_id, submission_id, call_seq, input_index, processor)" \
     " SELECT x.id, $1, c.seq, $6::bigint + x.ord - 1, x.proc" \
-    " FROM c, unnest($17::text[], $18::text[]) WITH ORDINALITY AS x(id, proc, ord))" \
+    " FROM c, unnest($17::text[], $18::text[]) WITH ORDINALITY AS x(id, proc, ord)" \
+    " RETURNING processor)" TG_PG_COUNT_CHANGE \
     " SELECT count(*) FROM u"
 
 /* call_record: u sets the last call's status (NULL when it got no answer) and the group it
@@ -70,18 +80,20 @@ static const struct tg_pg_stmt call_record_stmt = {
     "records_call_record",
     "WITH u AS (UPDATE submissions SET upstream_status = $12::bigint,"
     " taskgroup_id = coalesce($16, taskgroup_id)"
-    " WHERE id = $1 AND state IN ('pending', 'unknown') RETURNING id)" CALL_ROWS_SQL};
+    " WHERE id = $1 AND state IN ('pending', 'unknown')"
+    " RETURNING team_id, received_at, state AS old_state, state AS new_state)" CALL_ROWS_SQL};
 
 /* call_finish: u is SQLite's two UPDATEs of the submission (the call's status, then the
  * final state $19 with $20 the client's status, $21 the error, $22 now) as one, under the
  * stricter WHERE of the two (the final state's). */
 static const struct tg_pg_stmt call_finish_stmt = {
     "records_call_finish",
-    "WITH u AS (UPDATE submissions SET upstream_status = $12::bigint,"
-    " taskgroup_id = coalesce($16, taskgroup_id), state = $19, http_status = $20::bigint,"
-    " error = $21, completed_at = $22"
-    " WHERE id = $1 AND (state = 'pending'"
-    "   OR (state = 'unknown' AND $19 IN ('accepted', 'failed'))) RETURNING id)"
+    "WITH u AS (UPDATE submissions x SET upstream_status = $12::bigint,"
+    " taskgroup_id = coalesce($16, x.taskgroup_id), state = $19, http_status = $20::bigint,"
+    " error = $21, completed_at = $22 FROM (" TG_PG_WAS ") o"
+    " WHERE x.id = $1 AND (x.state = 'pending'"
+    "   OR (x.state = 'unknown' AND $19 IN ('accepted', 'failed')))"
+    " RETURNING x.team_id, x.received_at, o.state AS old_state, x.state AS new_state)"
     CALL_ROWS_SQL};
 
 static const struct tg_pg_stmt call_insert_stmt = {
@@ -131,11 +143,24 @@ static const struct tg_pg_stmt any_pending_stmt = {
  * once settle each submission once: the second finds it no longer pending. */
 static const struct tg_pg_stmt recover_stmt = {
     "records_recover",
-    "UPDATE submissions s SET state = 'unknown', completed_at = $1,"
+    "WITH u AS (UPDATE submissions s SET state = 'unknown', completed_at = $1,"
     " error = 'the daemon stopped before the outcome was recorded'"
     " WHERE s.state = 'pending' AND (s.daemon_id IS NULL"
     "  OR (s.daemon_id IS DISTINCT FROM $2::text AND NOT EXISTS (SELECT 1 FROM daemons d"
-    "   WHERE d.id = s.daemon_id AND d.lease_until > $1)))"};
+    "   WHERE d.id = s.daemon_id AND d.lease_until > $1)))"
+    " RETURNING s.id, s.team_id, s.received_at)"
+    /* The audit summary: each moves from pending to unknown with its runs (tg_pg_counts.c). */
+    ", k AS (INSERT INTO summary_counts (team_id, day, state, processor, shard, submissions,"
+    " runs) SELECT u.team_id, substr(u.received_at, 1, 10), m.state,"
+    " coalesce(r.processor, ''), pg_backend_pid(), m.sign * count(DISTINCT u.id),"
+    " m.sign * count(r.run_id)"
+    " FROM u CROSS JOIN (VALUES ('pending', -1), ('unknown', 1)) AS m(state, sign)"
+    " LEFT JOIN runs r ON r.submission_id = u.id"
+    " GROUP BY 1, 2, 3, 4, m.sign ORDER BY 1, 2, 3, 4"
+    " ON CONFLICT (team_id, day, state, processor, shard) DO UPDATE SET"
+    " submissions = summary_counts.submissions + excluded.submissions,"
+    " runs = summary_counts.runs + excluded.runs)"
+    " SELECT count(*) FROM u"};
 
 /* ---- helpers ----------------------------------------------------------------------------- */
 
@@ -191,9 +216,7 @@ static int refusal(struct tg_store *st, const char *sub_id, const char *what)
     return rc;
 }
 
-/* v[0..n-1] as a PostgreSQL array literal of text ({"a","b\\"c",NULL}; v NULL or v[i] NULL:
- * NULL) appended to b. */
-static int text_array(struct tg_buf *b, const char *const *v, size_t n)
+int tg_pg_text_array(struct tg_buf *b, const char *const *v, size_t n)
 {
     int rc = tg_buf_add(b, "{", 1);
     for (size_t i = 0; rc == TG_OK && i < n; i++) {
@@ -235,9 +258,9 @@ int tg_pg_runs_insert(struct tg_store *st, const char *sub_id, int seq, int firs
     tg_buf_init(&procs, RUNS_ARRAY_MAX);
     char seqs[TG_PG_I64_LEN], firsts[TG_PG_I64_LEN];
     PGresult *res = NULL;
-    int rc = text_array(&ids, run_ids, n);
+    int rc = tg_pg_text_array(&ids, run_ids, n);
     if (rc == TG_OK && processors != NULL)
-        rc = text_array(&procs, processors, n);
+        rc = tg_pg_text_array(&procs, processors, n);
     if (rc != TG_OK) {
         tg_pg_set_err(st, "record runs: %zu runs are too many for one statement", n);
         goto out;
@@ -245,7 +268,9 @@ int tg_pg_runs_insert(struct tg_store *st, const char *sub_id, int seq, int firs
     const char *p[] = {tg_buf_str(&ids), sub_id, tg_pg_i64(seqs, seq),
                        tg_pg_i64(firsts, first_input),
                        processors != NULL ? tg_buf_str(&procs) : NULL};
-    rc = tg_pg_one(st, &runs_insert_stmt, 5, p, &res, "record runs");
+    rc = tg_pg_counts_runs(st, sub_id, n, processors);
+    if (rc == TG_OK)
+        rc = tg_pg_one(st, &runs_insert_stmt, 5, p, &res, "record runs");
     if (rc != TG_OK)
         goto out;
     if ((size_t)tg_pg_int(res, 0, 0) == n)
@@ -420,8 +445,13 @@ static int finish_in_tx(struct tg_store *st, const char *sub_id, enum tg_state s
                        tg_pg_i64_or_null(up, upstream_status),
                        error,
                        now};
-    long n;
-    int rc = run_count(st, &sub_finish_stmt, 6, p, "finish submission", &n);
+    PGresult *res;
+    long n = 0;
+    int rc = tg_pg_one(st, &sub_finish_stmt, 6, p, &res, "finish submission");
+    if (rc == TG_OK) {
+        n = (long)tg_pg_int(res, 0, 0);
+        PQclear(res);
+    }
     if (rc == TG_OK && n == 0)
         rc = refusal(st, sub_id, "finish submission");
     return rc;
@@ -538,9 +568,9 @@ static int call_params(struct tg_store *st, const struct tg_call *c, struct call
     tg_buf_init(&cp->procs, RUNS_ARRAY_MAX);
     int rc = TG_OK;
     if (c->num_runs > 0)
-        rc = text_array(&cp->ids, c->run_ids, c->num_runs);
+        rc = tg_pg_text_array(&cp->ids, c->run_ids, c->num_runs);
     if (rc == TG_OK && c->num_runs > 0 && c->processors != NULL)
-        rc = text_array(&cp->procs, c->processors, c->num_runs);
+        rc = tg_pg_text_array(&cp->procs, c->processors, c->num_runs);
     if (rc != TG_OK) {
         tg_pg_set_err(st, "record runs: %zu runs are too many for one statement", c->num_runs);
         return rc;
@@ -591,7 +621,7 @@ static int call_stmt(struct tg_store *st, const struct tg_pg_stmt *s, int n,
     }
     if (rc != TG_EEXIST)
         return rc;
-    if (strcmp(st->constraint, "runs_pkey") != 0) {
+    if (strcmp(st->constraint, "runs_id") != 0) {
         tg_pg_set_err(st, "call %d of submission %.64s is already recorded", c->seq,
                       c->submission_id);
         return rc;
@@ -714,10 +744,11 @@ static int recover_w(struct tg_store *st, void *arg)
     char now[TG_TIME_LEN];
     tg_pg_now_text(now);
     const char *p[] = {now, tg_store_daemon_id()};
-    long n;
-    int rc = run_count(st, &recover_stmt, 2, p, "settle pending submissions", &n);
+    PGresult *res = NULL;
+    int rc = tg_pg_one(st, &recover_stmt, 2, p, &res, "settle pending submissions");
     if (a->n != NULL)
-        *a->n = rc == TG_OK ? n : 0;
+        *a->n = rc == TG_OK ? (long)tg_pg_int(res, 0, 0) : 0;
+    PQclear(res);
     return rc;
 }
 

@@ -57,19 +57,30 @@ static const struct tg_pg_stmt status_get_stmt = {
     " WHERE run_id IN (SELECT json_array_elements_text($1::json))"};
 /* The news of a batch, $1 a JSON array of {ord, run_id, status, error, changed_at,
  * completed_at, event_id} in the order told: every change, and each run's last one as its
- * status. */
+ * status; a run of the gateway's that completed gets its duration (from its call's start)
+ * counted in the audit summary (d). */
 static const struct tg_pg_stmt news_stmt = {
     "track_news",
     "WITH x AS (SELECT * FROM json_to_recordset($1::json) AS x(ord bigint, run_id text,"
     "  status text, error text, changed_at text, completed_at text, event_id text)),"
     " s AS (INSERT INTO run_status (run_id, taskgroup_id, status, error, changed_at,"
-    "  completed_at, source, recorded_at)"
-    "  SELECT DISTINCT ON (run_id) run_id, $2, status, error, changed_at, completed_at, $3, $4"
-    "  FROM x ORDER BY run_id, ord DESC"
+    "  completed_at, source, recorded_at, duration_ms)"
+    "  SELECT DISTINCT ON (x.run_id) x.run_id, $2, x.status, x.error, x.changed_at,"
+    "  x.completed_at, $3, $4, CASE WHEN x.status = 'completed' THEN (SELECT "
+    TG_PG_DURATION("x.completed_at") " FROM runs r JOIN upstream_calls c"
+    "   ON c.submission_id = r.submission_id AND c.seq = r.call_seq WHERE r.run_id = x.run_id)"
+    "  END FROM x ORDER BY x.run_id, x.ord DESC"
     "  ON CONFLICT (run_id) DO UPDATE SET taskgroup_id = excluded.taskgroup_id,"
     "  status = excluded.status, error = excluded.error, changed_at = excluded.changed_at,"
     "  completed_at = excluded.completed_at, source = excluded.source,"
-    "  recorded_at = excluded.recorded_at)"
+    "  recorded_at = excluded.recorded_at, duration_ms = excluded.duration_ms"
+    "  RETURNING run_id, duration_ms),"
+    " d AS (" TG_PG_DURATIONS_INSERT "SELECT b.team_id, substr(b.received_at, 1, 10),"
+    "  coalesce(r.processor, ''), " TG_PG_BUCKET("s.duration_ms") ", pg_backend_pid(),"
+    "  count(*), sum(s.duration_ms), max(s.duration_ms)"
+    "  FROM s JOIN runs r ON r.run_id = s.run_id JOIN submissions b ON b.id = r.submission_id"
+    "  WHERE s.duration_ms IS NOT NULL GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4"
+    TG_PG_DURATIONS_UPSERT ")"
     " INSERT INTO run_status_changes (run_id, taskgroup_id, status, error, changed_at, source,"
     "  event_id, recorded_at)"
     " SELECT run_id, $2, status, error, changed_at, $3, event_id, $4 FROM x ORDER BY ord"};

@@ -113,9 +113,6 @@ static const char *const stmt_sql[S_COUNT] = {
         " first_input, num_inputs, started_at, finished_at, duration_ms, outcome,"
         " http_status, run_cursor, event_cursor, error)"
         " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
-    [S_RUN_INSERT] =
-        "INSERT INTO runs (run_id, submission_id, call_seq, input_index, processor)"
-        " VALUES (?1, ?2, ?3, ?4, ?5)",
 };
 
 
@@ -534,6 +531,7 @@ void tg_sqlite_close(struct tg_store *st)
         return;
     for (int i = 0; i < S_COUNT; i++)
         sqlite3_finalize(st->stmt[i]);
+    tg_sqlite_runs_forget(st);
     sqlite3_close_v2(st->db);
     tg_sqlite_kept_free(st);
     free(st);
@@ -738,6 +736,9 @@ const struct tg_store_backend tg_sqlite_backend = {
     .audit_submission = tg_sqlite_audit_submission,
     .audit_run = tg_sqlite_audit_run,
     .audit_group = tg_sqlite_audit_group,
+    .audit_summary = tg_sqlite_audit_summary,
+    .audit_durations = tg_sqlite_audit_durations,
+    .summary_compact = tg_sqlite_summary_compact,
     .audit_prune = tg_sqlite_audit_prune,
     .audit_read_log = tg_sqlite_audit_read_log,
     .group_owned = tg_sqlite_group_owned,

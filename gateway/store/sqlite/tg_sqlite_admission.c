@@ -84,9 +84,6 @@ static const char *const admission_sql[S_COUNT] = {
         " ON CONFLICT (submission_id, seq) DO NOTHING",
     [R_CALL_HAS_RUNS] =
         "SELECT 1 FROM runs WHERE submission_id = ?1 AND call_seq = ?2 LIMIT 1",
-    [R_RUN_ADD] =
-        "INSERT INTO runs (run_id, submission_id, call_seq, input_index, processor)"
-        " VALUES (?1, ?2, ?3, ?4, ?5)",
     [R_RECON_FINISH] =
         "UPDATE submissions SET state = ?2, error = ?3, completed_at = ?4"
         " WHERE id = ?1 AND state = 'unknown'",
@@ -596,17 +593,11 @@ static int add_found(struct tg_store *st, const struct tg_recon_write *w,
         if (rc != TG_OK)
             return rc;
     }
-    rc = stmt(st, R_RUN_ADD, &s);
-    if (rc != TG_OK)
-        return rc;
-    for (size_t i = 0; i < f->nruns && rc == TG_OK; i++) {
-        tg_sqlite_bind_text(s, 1, f->run_ids[i]);
-        tg_sqlite_bind_text(s, 2, w->sub_id);
-        sqlite3_bind_int(s, 3, f->seq);
-        sqlite3_bind_int64(s, 4, (int64_t)f->first_input + (int64_t)i);
-        tg_sqlite_bind_text(s, 5, f->processors != NULL ? f->processors[i] : NULL);
-        rc = tg_sqlite_run(st, s, "record a found run");
-    }
+    rc = tg_sqlite_runs_add(st, w->sub_id, f->seq, f->first_input, f->nruns, f->run_ids,
+                            f->processors);
+    /* Runs the tracker saw complete before they were known as the gateway's. */
+    if (rc == TG_OK)
+        rc = tg_sqlite_counts_duration_call(st, w->sub_id, f->seq);
     return rc;
 }
 
@@ -632,6 +623,8 @@ int tg_sqlite_recon_write(struct tg_store *st, const struct tg_recon_write *w)
             tg_sqlite_set_err(st, "submission %.64s is no longer unknown", w->sub_id);
             rc = TG_EINVAL;
         }
+        if (rc == TG_OK)
+            rc = tg_sqlite_counts_move(st, w->sub_id, "unknown", state_text(w->state));
     } else if (w->nfound > 0) {
         /* A read cut short records what it found whole while the submission stays unknown. */
         rc = stmt(st, R_RECON_OPEN, &s);

@@ -1,7 +1,8 @@
 /* The audit trail's read side in SQLite (contract in tg_store.h, "audit reads"): fixed
  * prepared statements over the views audit_submissions, audit_calls and audit_runs, whose
  * optional filters are bound parameters ("?2 IS NULL OR team = ?2"), keyset pagination,
- * and the INSERT that logs every read in audit_reads. */
+ * the summary (summary_counts), and the INSERT that logs every read in audit_reads. The
+ * prune is tg_sqlite_prune.c. */
 #include <assert.h>
 #include <stdio.h>
 #include <string.h>
@@ -22,6 +23,10 @@
 #define RUN_COLS                                                                           \
     "run_id, submission_id, team, token_label, submitted_at, taskgroup_id, input_index,"   \
     " processor, run_cursor, event_cursor, call_seq, status, error, completed_at"
+#define RUN_COLS_OF(v)                                                                     \
+    v ".run_id, " v ".submission_id, " v ".team, " v ".token_label, " v ".submitted_at, "   \
+    v ".taskgroup_id, " v ".input_index, " v ".processor, " v ".run_cursor, "              \
+    v ".event_cursor, " v ".call_seq, " v ".status, " v ".error, " v ".completed_at"
 #define CALL_COLS                                                                          \
     "submission_id, team, seq, operation, method, path, first_input, num_inputs,"          \
     " started_at, finished_at, duration_ms, outcome, http_status, run_cursor,"             \
@@ -50,6 +55,9 @@ static const char *const admin_names[] = {
     "id", "at", "actor", "actor_team", "interface", "action", "object_type", "object_id",
     "team", "before", "after", "remote_addr"};
 #define ADMIN_NCOLS 12
+static const char *const summary_names[] = {"team", "day", "processor", "state", "submissions",
+                                            "runs"};
+#define SUMMARY_NCOLS 6
 #define MAX_COLS 17
 
 /* Parameters of the list statements, the same numbers in each:
@@ -57,32 +65,55 @@ static const char *const admin_names[] = {
  *   ?5 taskgroup_id              ?6 since       ?7 until
  *   ?8 ?9 ?11 the key to continue after: time, submission id, input index
  *   ?10 the most rows to return (the page's limit plus one, to see whether more follow)
- *   ?15 a run's status
+ *   ?15 the one team a read may show (team_of): the scope's, else the asked one
+ *   ?16 a run's status
  * Times are bound always (open bounds as "" and "~", which sort before and after every
  * stored time), so that SQLite walks the time index as a range. */
 #define SCOPE " AND (?1 IS NULL OR team = ?1) AND (?2 IS NULL OR team = ?2)"
 #define WINDOW(t) " " t " >= ?6 AND " t " < ?7"
 
-/* The submissions a prune removes: settled ones received before the cutoff ?1. */
-#define PRUNED_SUBS \
-    "SELECT id FROM submissions WHERE received_at < ?1" \
-    " AND state NOT IN ('pending', 'unknown')"
+#define SUBS_SELECT "SELECT " SUB_COLS " FROM audit_submissions WHERE"
+#define SUBS_WHERE                                                                     \
+    WINDOW("received_at")                                                              \
+    " AND received_at <= ?8 AND (received_at < ?8 OR submission_id < ?9)" SCOPE        \
+    " AND (?3 IS NULL OR state = ?3) AND (?4 IS NULL OR interface = ?4)"
+#define SUBS_GROUP_F " AND (?5 IS NULL OR taskgroup_id = ?5)"
+#define SUBS_ORDER " ORDER BY received_at DESC, submission_id DESC LIMIT ?10"
+#define RUNS_SELECT "SELECT " RUN_COLS " FROM audit_runs WHERE"
+#define RUNS_WHERE                                                                     \
+    WINDOW("submitted_at")                                                             \
+    " AND submitted_at <= ?8 AND (submitted_at < ?8 OR submission_id < ?9"             \
+    "   OR (submission_id = ?9 AND input_index > ?11))" SCOPE
+#define RUNS_STATUS_F " AND (?16 IS NULL OR status = ?16)"
+#define RUNS_ORDER " ORDER BY submitted_at DESC, submission_id DESC, input_index LIMIT ?10"
+
+/* The summary's rows (the view audit_summary's columns), by day, team, processor, state. */
+#define SUMMARY_SELECT                                                                 \
+    "SELECT t.name, c.day, nullif(c.processor, ''), c.state, sum(c.submissions),"       \
+    " sum(c.runs) FROM summary_counts c JOIN teams t ON t.id = c.team_id"
+#define SUMMARY_GROUP                                                                  \
+    " GROUP BY c.day, t.name, c.processor, c.state"                                    \
+    " HAVING sum(c.submissions) <> 0 OR sum(c.runs) <> 0"                              \
+    " ORDER BY c.day, t.name, c.processor, c.state"
+
+/* The durations' buckets by team, processor ('' for none, sorted first) and bucket. */
+#define DURATIONS_SELECT                                                               \
+    "SELECT t.name, nullif(c.processor, ''), c.bucket_ms, sum(c.runs), sum(c.total_ms),"  \
+    " max(c.max_ms) FROM duration_counts c JOIN teams t ON t.id = c.team_id"
+#define DURATIONS_GROUP                                                                \
+    " GROUP BY t.name, c.processor, c.bucket_ms HAVING sum(c.runs) > 0"                 \
+    " ORDER BY t.name, c.processor, c.bucket_ms"
 
 static const char *const audit_sql[S_COUNT] = {
-    [A_SUBS] =
-        "SELECT " SUB_COLS " FROM audit_submissions WHERE" WINDOW("received_at")
-        " AND received_at <= ?8 AND (received_at < ?8 OR submission_id < ?9)" SCOPE
-        " AND (?3 IS NULL OR state = ?3) AND (?4 IS NULL OR interface = ?4)"
-        " AND (?5 IS NULL OR taskgroup_id = ?5)"
-        " ORDER BY received_at DESC, submission_id DESC LIMIT ?10",
-    /* With a group the index on taskgroup_id finds the rows; the NULL test above would
-     * keep SQLite from using it. */
-    [A_SUBS_GROUP] =
-        "SELECT " SUB_COLS " FROM audit_submissions WHERE taskgroup_id = ?5 AND"
-        WINDOW("received_at")
-        " AND received_at <= ?8 AND (received_at < ?8 OR submission_id < ?9)" SCOPE
-        " AND (?3 IS NULL OR state = ?3) AND (?4 IS NULL OR interface = ?4)"
-        " ORDER BY received_at DESC, submission_id DESC LIMIT ?10",
+    /* Each list has one statement per filter an index answers, written as a plain
+     * equality (a NULL test around it would keep SQLite from using the index): a group
+     * (submissions_group_time), a state (submissions_state_time), a team (teams' name,
+     * then submissions_team_time; ?15 is the scope's team or the asked one); the first of
+     * these a read has picks the statement, the others are filters. */
+    [A_SUBS] = SUBS_SELECT SUBS_WHERE SUBS_GROUP_F SUBS_ORDER,
+    [A_SUBS_GROUP] = SUBS_SELECT " taskgroup_id = ?5 AND" SUBS_WHERE SUBS_ORDER,
+    [A_SUBS_STATE] = SUBS_SELECT " state = ?3 AND" SUBS_WHERE SUBS_GROUP_F SUBS_ORDER,
+    [A_SUBS_TEAM] = SUBS_SELECT " team = ?15 AND" SUBS_WHERE SUBS_GROUP_F SUBS_ORDER,
     /* The literal IN list lets SQLite use the partial index submissions_open. */
     [A_OPEN] =
         "SELECT " SUB_COLS " FROM audit_submissions WHERE state IN ('pending', 'unknown')"
@@ -90,27 +121,22 @@ static const char *const audit_sql[S_COUNT] = {
         " AND received_at >= ?8 AND (received_at > ?8 OR submission_id > ?9)" SCOPE
         " AND (?5 IS NULL OR taskgroup_id = ?5)"
         " ORDER BY received_at, submission_id LIMIT ?10",
-    [A_RUNS] =
-        "SELECT " RUN_COLS " FROM audit_runs WHERE" WINDOW("submitted_at")
-        " AND submitted_at <= ?8 AND (submitted_at < ?8 OR submission_id < ?9"
-        "   OR (submission_id = ?9 AND input_index > ?11))" SCOPE
-        " AND (?5 IS NULL OR taskgroup_id = ?5) AND (?15 IS NULL OR status = ?15)"
-        " ORDER BY submitted_at DESC, submission_id DESC, input_index LIMIT ?10",
-    [A_RUNS_GROUP] =
-        "SELECT " RUN_COLS " FROM audit_runs WHERE taskgroup_id = ?5 AND"
-        WINDOW("submitted_at")
-        " AND submitted_at <= ?8 AND (submitted_at < ?8 OR submission_id < ?9"
-        "   OR (submission_id = ?9 AND input_index > ?11))" SCOPE
-        " AND (?15 IS NULL OR status = ?15)"
-        " ORDER BY submitted_at DESC, submission_id DESC, input_index LIMIT ?10",
+    [A_RUNS] = RUNS_SELECT RUNS_WHERE " AND (?5 IS NULL OR taskgroup_id = ?5)" RUNS_STATUS_F
+               RUNS_ORDER,
+    [A_RUNS_GROUP] = RUNS_SELECT " taskgroup_id = ?5 AND" RUNS_WHERE RUNS_STATUS_F RUNS_ORDER,
+    [A_RUNS_TEAM] = RUNS_SELECT " team = ?15 AND" RUNS_WHERE
+                    " AND (?5 IS NULL OR taskgroup_id = ?5)" RUNS_STATUS_F RUNS_ORDER,
     [A_SUB_ONE] =
         "SELECT " SUB_COLS ", (SELECT request FROM submissions WHERE id = v.submission_id)"
         " FROM audit_submissions v WHERE submission_id = ?1 AND (?2 IS NULL OR team = ?2)",
     [A_CALLS_OF] = "SELECT " CALL_COLS " FROM audit_calls WHERE submission_id = ?1 ORDER BY seq",
     [A_RUNS_OF] =
         "SELECT " RUN_COLS " FROM audit_runs WHERE submission_id = ?1 ORDER BY input_index",
+    /* The run's key from one look in each bucket's part of runs_id (012_scale.sql). */
     [A_RUN_ONE] =
-        "SELECT " RUN_COLS " FROM audit_runs WHERE run_id = ?1 AND (?2 IS NULL OR team = ?2)",
+        TG_SQLITE_RUN_KEY "SELECT " RUN_COLS_OF("v") " FROM k CROSS JOIN audit_runs v"
+        " WHERE v.submission_id = k.sid AND v.input_index = k.idx"
+        " AND (?2 IS NULL OR v.team = ?2)",
     [A_GROUP_EXISTS] =
         "SELECT 1 FROM audit_submissions WHERE taskgroup_id = ?1"
         " AND (?2 IS NULL OR team = ?2) LIMIT 1",
@@ -127,20 +153,20 @@ static const char *const audit_sql[S_COUNT] = {
         " AND (?2 IS NULL OR team = ?2) AND (?12 IS NULL OR object_id = ?12)"
         " AND (?13 IS NULL OR object_type = ?13) AND (?14 IS NULL OR action = ?14)"
         " ORDER BY at DESC, id DESC LIMIT ?10",
-    [A_PRUNE_COUNT] =
-        "SELECT (SELECT count(*) FROM (" PRUNED_SUBS ")),"
-        " (SELECT count(*) FROM upstream_calls WHERE submission_id IN (" PRUNED_SUBS ")),"
-        " (SELECT count(*) FROM runs WHERE submission_id IN (" PRUNED_SUBS ")),"
-        " (SELECT count(*) FROM audit_reads WHERE at < ?1),"
-        " (SELECT count(*) FROM submissions WHERE received_at < ?1"
-        "   AND state IN ('pending', 'unknown'))",
-    /* The guard of sql/sqlite/002_audit.sql: set and cleared inside one write transaction. */
-    [A_GUARD_ON] = "INSERT INTO audit_prune_guard (active) VALUES (1)",
-    [A_DEL_RUNS] = "DELETE FROM runs WHERE submission_id IN (" PRUNED_SUBS ")",
-    [A_DEL_CALLS] = "DELETE FROM upstream_calls WHERE submission_id IN (" PRUNED_SUBS ")",
-    [A_DEL_SUBS] = "DELETE FROM submissions WHERE id IN (" PRUNED_SUBS ")",
-    [A_DEL_READS] = "DELETE FROM audit_reads WHERE at < ?1",
-    [A_GUARD_OFF] = "DELETE FROM audit_prune_guard",
+    /* The summary: a team's days (its part of the primary key), or every team's (the day
+     * index). ?1 the team, ?2 the first day, ?3 the window's end: a day is in when it
+     * begins before it. */
+    [A_SUMMARY] = SUMMARY_SELECT " WHERE c.day >= ?2 AND c.day || 'T00:00:00.000Z' < ?3"
+                  SUMMARY_GROUP,
+    [A_SUMMARY_TEAM] =
+        SUMMARY_SELECT " WHERE c.team_id = (SELECT id FROM teams WHERE name = ?1)"
+        " AND c.day >= ?2 AND c.day || 'T00:00:00.000Z' < ?3" SUMMARY_GROUP,
+    /* The durations' buckets, with the same window and the same two plans. */
+    [A_DURATIONS] = DURATIONS_SELECT " WHERE c.day >= ?2 AND c.day || 'T00:00:00.000Z' < ?3"
+                    DURATIONS_GROUP,
+    [A_DURATIONS_TEAM] =
+        DURATIONS_SELECT " WHERE c.team_id = (SELECT id FROM teams WHERE name = ?1)"
+        " AND c.day >= ?2 AND c.day || 'T00:00:00.000Z' < ?3" DURATIONS_GROUP,
 };
 
 static int stmt(struct tg_store *st, enum stmt_id id, sqlite3_stmt **out)
@@ -167,6 +193,9 @@ static const struct spec call_spec = {TG_AUDIT_KIND_CALL, call_names, CALL_NCOLS
 /* An admin row's key is (at, id), with the id as the index. */
 static const struct spec admin_spec = {TG_AUDIT_KIND_ADMIN, admin_names, ADMIN_NCOLS,
                                        (1 << 9) | (1 << 10), 1, 0, 0};
+/* The summary has no pages: its key columns are never read. */
+static const struct spec summary_spec = {TG_AUDIT_KIND_SUMMARY, summary_names, SUMMARY_NCOLS,
+                                         0, 1, 0, -1};
 
 const char *const *tg_sqlite_audit_columns(enum tg_audit_kind kind, int *n)
 {
@@ -180,6 +209,9 @@ const char *const *tg_sqlite_audit_columns(enum tg_audit_kind kind, int *n)
     case TG_AUDIT_KIND_ADMIN:
         *n = ADMIN_NCOLS;
         return admin_names;
+    case TG_AUDIT_KIND_SUMMARY:
+        *n = SUMMARY_NCOLS;
+        return summary_names;
     default:
         *n = SUB_NCOLS;
         return sub_names;
@@ -258,6 +290,12 @@ static int pass_all(struct tg_store *st, sqlite3_stmt *s, const struct spec *sp,
     return tg_sqlite_each(st, s, "read the audit trail", pass_one, &p);
 }
 
+/* The one team a read may show: the reader's scope, else the team asked for; NULL: any. */
+static const char *team_of(const struct tg_audit_query *q)
+{
+    return q->scope_team != NULL ? q->scope_team : q->team;
+}
+
 /* One page of a list statement: at most limit rows after the key `after` (time ""
  * meaning from the start), in the statement's order. */
 static int list_page(struct tg_store *st, enum stmt_id id, const struct spec *sp,
@@ -274,12 +312,13 @@ static int list_page(struct tg_store *st, enum stmt_id id, const struct spec *sp
     const char *from = after->time[0] != '\0' ? after->time : ascending ? "" : "~";
     int src = SQLITE_OK;
     /* Text parameters by number; 10 and 11 are integers, bound below. */
-    const char *text[16] = {NULL, q->scope_team, q->team, q->state, q->interface,
+    const char *text[17] = {NULL, q->scope_team, q->team, q->state, q->interface,
                             q->taskgroup_id, q->since != NULL ? q->since : "",
                             q->until != NULL ? q->until : "~", from, after->id, NULL, NULL,
-                            q->object, q->object_type, q->action, q->run_status};
+                            q->object, q->object_type, q->action, team_of(q),
+                            q->run_status};
     int max = sqlite3_bind_parameter_count(s);
-    for (int i = 1; i < 16 && src == SQLITE_OK; i++)
+    for (int i = 1; i < 17 && src == SQLITE_OK; i++)
         if (i != 10 && i != 11 && i <= max && sqlite3_bind_parameter_name(s, i) != NULL)
             src = tg_sqlite_bind_text(s, i, text[i]);
     if (src == SQLITE_OK)
@@ -320,8 +359,11 @@ int tg_sqlite_audit_submissions(struct tg_store *st, const struct tg_audit_query
     int rc = check_query(st, q, fn, page);
     if (rc != TG_OK)
         return rc;
-    return list_page(st, q->taskgroup_id != NULL ? A_SUBS_GROUP : A_SUBS, &sub_spec, q,
-                     q->limit, &q->after, 0, fn, arg, page);
+    enum stmt_id id = q->taskgroup_id != NULL ? A_SUBS_GROUP
+                      : q->state != NULL      ? A_SUBS_STATE
+                      : team_of(q) != NULL    ? A_SUBS_TEAM
+                                              : A_SUBS;
+    return list_page(st, id, &sub_spec, q, q->limit, &q->after, 0, fn, arg, page);
 }
 
 int tg_sqlite_audit_open(struct tg_store *st, const struct tg_audit_query *q, tg_audit_fn fn,
@@ -339,8 +381,10 @@ int tg_sqlite_audit_runs(struct tg_store *st, const struct tg_audit_query *q, tg
     int rc = check_query(st, q, fn, page);
     if (rc != TG_OK)
         return rc;
-    return list_page(st, q->taskgroup_id != NULL ? A_RUNS_GROUP : A_RUNS, &run_spec, q,
-                     q->limit, &q->after, 0, fn, arg, page);
+    enum stmt_id id = q->taskgroup_id != NULL ? A_RUNS_GROUP
+                      : team_of(q) != NULL    ? A_RUNS_TEAM
+                                              : A_RUNS;
+    return list_page(st, id, &run_spec, q, q->limit, &q->after, 0, fn, arg, page);
 }
 
 int tg_sqlite_audit_admin(struct tg_store *st, const struct tg_audit_query *q, tg_audit_fn fn,
@@ -356,15 +400,14 @@ int tg_sqlite_audit_admin(struct tg_store *st, const struct tg_audit_query *q, t
 
 /* ---- one object, from one snapshot ----------------------------------------------------- */
 
-static int snapshot_begin(struct tg_store *st)
+int tg_sqlite_snapshot_begin(struct tg_store *st)
 {
     sqlite3_stmt *s;
     int rc = stmt(st, A_SNAP_BEGIN, &s);
     return rc == TG_OK ? tg_sqlite_run(st, s, "begin a read") : rc;
 }
 
-/* Ends the read transaction whatever happened in it; returns rc, or the failure to end. */
-static int snapshot_end(struct tg_store *st, int rc)
+int tg_sqlite_snapshot_end(struct tg_store *st, int rc)
 {
     sqlite3_stmt *s;
     int end = stmt(st, A_SNAP_END, &s);
@@ -412,7 +455,7 @@ int tg_sqlite_audit_submission(struct tg_store *st, const char *scope_team, cons
     long n = 0;
     if (id == NULL || fn == NULL)
         return tg_sqlite_invalid(st, "audit submission: no id or callback");
-    int rc = snapshot_begin(st);
+    int rc = tg_sqlite_snapshot_begin(st);
     if (rc != TG_OK)
         return rc;
     rc = one(st, A_SUB_ONE, &sub_full_spec, id, scope_team, fn, arg, &n);
@@ -420,7 +463,7 @@ int tg_sqlite_audit_submission(struct tg_store *st, const char *scope_team, cons
         rc = children(st, A_CALLS_OF, &call_spec, id, fn, arg, &n);
     if (rc == TG_OK)
         rc = children(st, A_RUNS_OF, &run_spec, id, fn, arg, &n);
-    rc = snapshot_end(st, rc);
+    rc = tg_sqlite_snapshot_end(st, rc);
     if (rows != NULL)
         *rows = n;
     return rc;
@@ -449,13 +492,13 @@ int tg_sqlite_audit_run(struct tg_store *st, const char *scope_team, const char 
     if (run_id == NULL || fn == NULL)
         return tg_sqlite_invalid(st, "audit run: no id or callback");
     struct run_hop hop = {fn, arg, ""};
-    int rc = snapshot_begin(st);
+    int rc = tg_sqlite_snapshot_begin(st);
     if (rc != TG_OK)
         return rc;
     rc = one(st, A_RUN_ONE, &run_spec, run_id, scope_team, note_submission, &hop, &n);
     if (rc == TG_OK)
         rc = one(st, A_SUB_ONE, &sub_full_spec, hop.sub_id, scope_team, fn, arg, &n);
-    rc = snapshot_end(st, rc);
+    rc = tg_sqlite_snapshot_end(st, rc);
     if (rows != NULL)
         *rows = n;
     return rc;
@@ -483,7 +526,7 @@ int tg_sqlite_audit_group(struct tg_store *st, const struct tg_audit_query *q, t
     if (rc == TG_OK && q->taskgroup_id == NULL)
         rc = tg_sqlite_invalid(st, "audit group: no group id");
     if (rc == TG_OK)
-        rc = snapshot_begin(st);
+        rc = tg_sqlite_snapshot_begin(st);
     if (rc != TG_OK)
         return rc;
     rc = group_exists(st, q->taskgroup_id, q->scope_team);
@@ -499,7 +542,69 @@ int tg_sqlite_audit_group(struct tg_store *st, const struct tg_audit_query *q, t
     }
     if (rc == TG_OK)
         rc = list_page(st, A_RUNS_GROUP, &run_spec, q, q->limit, &q->after, 0, fn, arg, page);
-    return snapshot_end(st, rc);
+    return tg_sqlite_snapshot_end(st, rc);
+}
+
+/* ---- the summary ----------------------------------------------------------------------- */
+
+int tg_sqlite_audit_summary(struct tg_store *st, const struct tg_audit_query *q,
+                            tg_audit_fn fn, void *arg, struct tg_audit_page *page)
+{
+    int rc = check_query(st, q, fn, page);
+    if (rc != TG_OK)
+        return rc;
+    const char *team = q->scope_team != NULL ? q->scope_team : q->team;
+    if (q->scope_team != NULL && q->team != NULL && strcmp(q->scope_team, q->team) != 0)
+        return TG_OK; /* another team than the reader's own: nothing */
+    char first[11] = "";
+    if (q->since != NULL)
+        snprintf(first, sizeof(first), "%.10s", q->since);
+    sqlite3_stmt *s;
+    rc = stmt(st, team != NULL ? A_SUMMARY_TEAM : A_SUMMARY, &s);
+    if (rc != TG_OK)
+        return rc;
+    if (team != NULL)
+        tg_sqlite_bind_text(s, 1, team);
+    tg_sqlite_bind_text(s, 2, first);
+    tg_sqlite_bind_text(s, 3, q->until != NULL ? q->until : "~");
+    return pass_all(st, s, &summary_spec, fn, arg, &page->rows);
+}
+
+struct duration_walk {
+    tg_duration_fn fn;
+    void *arg;
+};
+
+static int duration_row(void *arg, sqlite3_stmt *s)
+{
+    struct duration_walk *w = arg;
+    const char *team = tg_sqlite_col_text(s, 0);
+    const char *processor =
+        sqlite3_column_type(s, 1) == SQLITE_NULL ? NULL : tg_sqlite_col_text(s, 1);
+    return w->fn(w->arg, team, processor, sqlite3_column_int64(s, 2),
+                 sqlite3_column_int64(s, 3), sqlite3_column_int64(s, 4),
+                 sqlite3_column_int64(s, 5));
+}
+
+int tg_sqlite_audit_durations(struct tg_store *st, const struct tg_audit_query *q,
+                              tg_duration_fn fn, void *arg)
+{
+    const char *team = q->scope_team != NULL ? q->scope_team : q->team;
+    if (q->scope_team != NULL && q->team != NULL && strcmp(q->scope_team, q->team) != 0)
+        return TG_OK; /* another team than the reader's own: nothing */
+    char first[11] = "";
+    if (q->since != NULL)
+        snprintf(first, sizeof(first), "%.10s", q->since);
+    sqlite3_stmt *s;
+    int rc = stmt(st, team != NULL ? A_DURATIONS_TEAM : A_DURATIONS, &s);
+    if (rc != TG_OK)
+        return rc;
+    if (team != NULL)
+        tg_sqlite_bind_text(s, 1, team);
+    tg_sqlite_bind_text(s, 2, first);
+    tg_sqlite_bind_text(s, 3, q->until != NULL ? q->until : "~");
+    struct duration_walk w = {fn, arg};
+    return tg_sqlite_each(st, s, "read the audit summary", duration_row, &w);
 }
 
 /* ---- the log of reads ------------------------------------------------------------------ */
@@ -535,92 +640,5 @@ int tg_sqlite_audit_read_log(struct tg_store *st, const struct tg_actor *who,
     if (rows >= 0)
         sqlite3_bind_int64(s, 7, rows);
     rc = tg_sqlite_run(st, s, "log the audit read");
-    return tg_sqlite_tx_end(st, rc);
-}
-
-/* ---- retention --------------------------------------------------------------------------- */
-
-/* Runs a statement with the cutoff bound as ?1; *changed (may be NULL) receives the
- * rows it deleted. */
-static int prune_step(struct tg_store *st, enum stmt_id id, const char *before,
-                      long *changed)
-{
-    sqlite3_stmt *s;
-    int rc = stmt(st, id, &s);
-    if (rc != TG_OK)
-        return rc;
-    if (sqlite3_bind_parameter_count(s) >= 1)
-        tg_sqlite_bind_text(s, 1, before);
-    rc = tg_sqlite_run(st, s, "prune the audit trail");
-    if (rc == TG_OK && changed != NULL)
-        *changed = (long)sqlite3_changes(st->db);
-    return rc;
-}
-
-static int prune_count(struct tg_store *st, const char *before, struct tg_audit_pruned *out)
-{
-    sqlite3_stmt *s;
-    int rc = stmt(st, A_PRUNE_COUNT, &s);
-    if (rc != TG_OK)
-        return rc;
-    tg_sqlite_bind_text(s, 1, before);
-    rc = tg_sqlite_one(st, s, "count what a prune removes");
-    if (rc == TG_OK) {
-        out->submissions = (long)sqlite3_column_int64(s, 0);
-        out->calls = (long)sqlite3_column_int64(s, 1);
-        out->runs = (long)sqlite3_column_int64(s, 2);
-        out->reads = (long)sqlite3_column_int64(s, 3);
-        out->kept_open = (long)sqlite3_column_int64(s, 4);
-    } else if (rc == TG_ENOTFOUND) {
-        rc = tg_sqlite_db_err(st, SQLITE_DONE, "count what a prune removes");
-    }
-    tg_sqlite_done(s);
-    return rc;
-}
-
-int tg_sqlite_audit_prune(struct tg_store *st, const struct tg_actor *who, const char *before,
-                          int dry_run, struct tg_audit_pruned *out)
-{
-    memset(out, 0, sizeof(*out));
-    if (before == NULL || strlen(before) != TG_TIME_LEN - 1 ||
-        strspn(before, "0123456789-T:.Z") != TG_TIME_LEN - 1)
-        return tg_sqlite_invalid(st, "a prune needs a cutoff time as stored");
-    if (who == NULL || who->id == NULL)
-        return tg_sqlite_invalid(st, "a prune needs an actor");
-    if (dry_run) {
-        int rc = snapshot_begin(st);
-        if (rc == TG_OK)
-            rc = snapshot_end(st, prune_count(st, before, out));
-        return rc;
-    }
-    int rc = tg_sqlite_tx_begin(st);
-    if (rc != TG_OK)
-        return rc;
-    /* Children first: runs reference upstream_calls, which reference submissions. The
-     * guard is cleared before the commit, so no other connection ever sees it. */
-    rc = prune_count(st, before, out);
-    if (rc == TG_OK)
-        rc = prune_step(st, A_GUARD_ON, NULL, NULL);
-    if (rc == TG_OK)
-        rc = prune_step(st, A_DEL_RUNS, before, &out->runs);
-    if (rc == TG_OK)
-        rc = prune_step(st, A_DEL_CALLS, before, &out->calls);
-    if (rc == TG_OK)
-        rc = prune_step(st, A_DEL_SUBS, before, &out->submissions);
-    if (rc == TG_OK)
-        rc = prune_step(st, A_DEL_READS, before, &out->reads);
-    if (rc == TG_OK)
-        rc = prune_step(st, A_GUARD_OFF, NULL, NULL);
-    if (rc == TG_OK) {
-        char object[64], after[400];
-        snprintf(object, sizeof(object), "before %s", before);
-        snprintf(after, sizeof(after),
-                 "{\"before\":\"%s\",\"submissions\":%ld,\"upstream_calls\":%ld,\"runs\":%ld,"
-                 "\"audit_reads\":%ld,\"kept_open\":%ld}",
-                 before, out->submissions, out->calls, out->runs, out->reads, out->kept_open);
-        rc = tg_sqlite_admin_log(st, who, "audit.prune", "audit", object, NULL, NULL, after);
-    }
-    if (rc != TG_OK)
-        memset(out, 0, sizeof(*out));
     return tg_sqlite_tx_end(st, rc);
 }

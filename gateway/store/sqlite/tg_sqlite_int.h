@@ -3,9 +3,10 @@
  * the audit records' writes; tg_sqlite_writer.c: the daemon's group commit;
  * tg_sqlite_ident.c: teams, tokens and presets; tg_sqlite_keys.c: keys at rest;
  * tg_sqlite_admission.c: idempotency, limits and reconciliation; tg_sqlite_owner.c:
- * ownership; tg_sqlite_audit.c: the audit reads; tg_sqlite_track.c: what came of each run;
- * tg_sqlite_kept.c: what a handle keeps of its reads of keys, presets and ownership.
- * Nothing outside gateway/store/sqlite/ includes this. */
+ * ownership; tg_sqlite_audit.c: the audit reads; tg_sqlite_prune.c: retention;
+ * tg_sqlite_runs.c: recording runs; tg_sqlite_counts.c: the audit summary's counts;
+ * tg_sqlite_track.c: what came of each run; tg_sqlite_kept.c: what a handle keeps of its
+ * reads of keys, presets and ownership. Nothing outside gateway/store/sqlite/ includes this. */
 #ifndef TG_SQLITE_INT_H
 #define TG_SQLITE_INT_H
 
@@ -37,26 +38,37 @@ enum stmt_id {
     S_TOKEN_ADD, S_TOKEN_REVOKE, S_TOKEN_LIST,
     S_PRESET_SET, S_PRESET_GET, S_PRESET_KEPT, S_PRESET_LIST,
     S_SUB_INSERT, S_SUB_GROUP, S_SUB_FINISH, S_SUB_STATE, S_SUB_UPSTREAM,
-    S_CALL_INSERT, S_RUN_INSERT,
+    S_CALL_INSERT,
     S_ADMIN_LOG, S_TEAM_FP, S_TEAM_NAME, S_TOKEN_INFO, S_RECOVER,
     /* tg_sqlite_admission.c's admission_sql: idempotency, limits, reconciliation */
     R_IDEM_GET, R_LIMITS_GET, R_INFLIGHT, R_USAGE_GET, R_USAGE_ADD, R_USAGE_OLD,
     R_IDEM_CHECK, R_IDEM_PUT, R_IDEM_ANSWER, R_IDEM_PRUNE, R_LIMITS_SET,
     R_TEAM, R_RECON_SUB, R_RECON_CALLS, R_RECON_CURSOR, R_RECON_OPEN, R_CALL_ADD,
-    R_CALL_HAS_RUNS, R_RUN_ADD, R_RECON_FINISH, R_RECON_LOG,
+    R_CALL_HAS_RUNS, R_RECON_FINISH, R_RECON_LOG,
     R_UNKNOWN, R_PRIOR_RUNS, R_PRIOR_SUB, R_OPEN_COUNT,
     /* tg_sqlite_owner.c's owner_sql */
     C_GROUP_OWNED, C_RUN_OWNER,
-    /* tg_sqlite_audit.c's audit_sql: the audit reads, the read log, the prune */
-    A_SUBS, A_SUBS_GROUP, A_OPEN, A_RUNS, A_RUNS_GROUP, A_SUB_ONE, A_CALLS_OF, A_RUNS_OF,
-    A_RUN_ONE, A_GROUP_EXISTS, A_READ_LOG, A_SNAP_BEGIN, A_SNAP_END, A_ADMIN, A_PRUNE_COUNT,
-    A_GUARD_ON, A_DEL_RUNS, A_DEL_CALLS, A_DEL_SUBS, A_DEL_READS, A_GUARD_OFF,
+    /* tg_sqlite_audit.c's audit_sql: the audit reads, the read log, the summary */
+    A_SUBS, A_SUBS_GROUP, A_SUBS_STATE, A_SUBS_TEAM, A_OPEN, A_RUNS, A_RUNS_GROUP,
+    A_RUNS_TEAM, A_SUB_ONE, A_CALLS_OF, A_RUNS_OF,
+    A_RUN_ONE, A_GROUP_EXISTS, A_READ_LOG, A_SNAP_BEGIN, A_SNAP_END, A_ADMIN, A_SUMMARY,
+    A_SUMMARY_TEAM, A_DURATIONS, A_DURATIONS_TEAM,
+    /* tg_sqlite_prune.c's prune_sql */
+    P_COUNT, P_GUARD_ON, P_NEXT, P_DEL_RUNS, P_DEL_CALLS, P_DEL_RECONS, P_DEL_SUBS,
+    P_DEL_READS, P_DEL_BUCKETS, P_OPEN, P_GUARD_OFF,
+    /* tg_sqlite_runs.c's runs_sql */
+    U_NEWEST, U_OPEN, U_CLOSED, U_FILTER_GET, U_FILTER_SET, U_IDS, U_PROBE, U_INSERT, U_COUNT,
+    /* tg_sqlite_counts.c's counts_sql */
+    K_ADD, K_SUB, K_HAS, K_MOVE, K_RECOVER, K_PRUNE, K_FOLD, K_UNSHARD, K_EMPTY,
+    K_DUR_RUN_ADD, K_DUR_RUN_SET, K_DUR_CALL_ADD, K_DUR_CALL_SET, K_DUR_PRUNE, K_DUR_FOLD,
+    K_DUR_UNSHARD, K_DUR_EMPTY,
     /* tg_sqlite_track.c's track_sql: the groups followed, run status, webhook deliveries */
     T_TAKE, T_WAITING, T_RENEW, T_PLACE, T_STATUS_GET, T_STATUS_PUT, T_CHANGE_ADD, T_SETTLE,
     T_RELEASE, T_HOOK_ADD, T_HOOK_GROUP, T_RUN_GROUP, T_HOOK_OUTCOME, T_HOOK_PRUNE,
     /* tg_sqlite_usage.c's usage_sql: prices, budgets, usage */
     U_BUDGET_GET, U_PRICE, U_BUDGET_PUT, U_HOLD_PUT, U_PRICE_LIST, U_PRICE_GET, U_PRICE_SET,
     U_TEAM_BUDGET, U_BUDGET_UPSERT, U_BUDGET_DEL, U_SPEND_LIST, U_USAGE,
+    U_COST_SUB, U_COST_HOLD_GET, U_COST_CALL, U_COST_DAY, U_COST_HOLD, U_COST_BUDGET,
     S_COUNT
 };
 
@@ -83,6 +95,8 @@ struct tg_store {
     sqlite3 *db;
     sqlite3_stmt *stmt[S_COUNT];
     int flags;                          /* the TG_STORE_* flags it was opened with */
+    struct tg_sqlite_filters *filters;  /* the closed buckets' run filters (tg_sqlite_runs.c;
+                                           NULL until a write needs them) */
     char err[512];
     int64_t generation;                 /* what the last tg_sqlite_auth saw; -1: none */
     struct tg_sqlite_kept kept[KEPT_ROWS];
@@ -199,6 +213,67 @@ int tg_sqlite_sub_insert(struct tg_store *st, const struct tg_submission *sub,
                          const char *resumes, enum tg_state state, int http_status,
                          const char *error);
 
+/* Records n runs of call seq of a submission (ids[i] is input first_input + i; procs NULL
+ * or one processor per run), inside the caller's transaction: their bucket, the check that
+ * no id is recorded already (TG_EEXIST naming it), the rows, their audit summary counts
+ * and their costs (tg_sqlite_runs.c). */
+int tg_sqlite_runs_add(struct tg_store *st, const char *sub_id, int seq, int first_input,
+                       size_t n, const char *const *ids, const char *const *procs);
+/* Prices n runs just recorded for call seq of a submission (procs as tg_sqlite_runs_add),
+ * inside the caller's transaction: their estimated cost into call_costs and the team's
+ * usage_days, and out of the submission's open budget hold or onto the team's budget
+ * periods (tg_sqlite_usage.c; one step per processor, not one per run). */
+int tg_sqlite_usage_runs(struct tg_store *st, const char *sub_id, int seq, size_t n,
+                         const char *const *procs);
+/* Frees the handle's run filters (at close). */
+void tg_sqlite_runs_forget(struct tg_store *st);
+
+/* The audit summary's counts (tg_sqlite_counts.c), inside the caller's transaction: a new
+ * submission in state (received: its received_at text); n runs about to be recorded for a
+ * submission (before they are); a submission moved from one state to another (right after
+ * its UPDATE applied: the move is from the states given, not read); the pending submissions
+ * tg_sqlite_recover_pending is about to settle (daemon_id: this daemon's, kept); and the
+ * prune batch about to be deleted (?1..?5 of TG_SQLITE_PRUNE_BATCH). */
+int tg_sqlite_counts_submission(struct tg_store *st, int64_t team_id, const char *received,
+                                enum tg_state state);
+int tg_sqlite_counts_runs(struct tg_store *st, const char *sub_id, size_t n,
+                          const char *const *procs);
+int tg_sqlite_counts_move(struct tg_store *st, const char *sub_id, const char *from,
+                          const char *to);
+int tg_sqlite_counts_recover(struct tg_store *st, const char *daemon_id);
+int tg_sqlite_counts_prune(struct tg_store *st, const char *before, const char *from_time,
+                           const char *from_id, const char *to_time, const char *to_id);
+/* A completed run's duration counted (run_status.duration_ms and duration_counts), once,
+ * when the run is the gateway's: right after its completion is recorded (by run id), or
+ * right after the runs of a call are recorded (by submission and call: runs whose
+ * completion was told before they were, reconciliation's). Inside the caller's
+ * transaction. */
+int tg_sqlite_counts_duration_run(struct tg_store *st, const char *run_id);
+int tg_sqlite_counts_duration_call(struct tg_store *st, const char *sub_id, int seq);
+
+/* A run by id (?1): the buckets present in runs_id, each found with one seek past the one
+ * before (b), then one look for the id in each, an index-only read of the run's key (k:
+ * sid, idx). Materialized and joined CROSS, first: SQLite would otherwise build a Bloom
+ * filter over all of runs_id to look it up. Prefix a SELECT "FROM k CROSS JOIN ...". */
+#define TG_SQLITE_RUN_KEY                                                             \
+    "WITH RECURSIVE b(n) AS (SELECT min(bucket) FROM runs UNION ALL"                  \
+    " SELECT (SELECT min(bucket) FROM runs WHERE bucket > b.n) FROM b"                \
+    " WHERE b.n IS NOT NULL),"                                                        \
+    " k AS MATERIALIZED (SELECT r.submission_id AS sid, r.input_index AS idx"         \
+    " FROM b CROSS JOIN runs r WHERE r.bucket = b.n AND r.run_id = ?1) "
+
+/* A deferred transaction, so that the reads of one answer see one snapshot; its end
+ * returns rc, or the failure to end it (tg_sqlite_audit.c). */
+int tg_sqlite_snapshot_begin(struct tg_store *st);
+int tg_sqlite_snapshot_end(struct tg_store *st, int rc);
+
+/* One batch of a prune: the settled submissions received before ?1 whose (received_at, id)
+ * is after (?2, ?3) and up to (?4, ?5). */
+#define TG_SQLITE_PRUNE_BATCH                                                         \
+    "SELECT id FROM submissions WHERE received_at < ?1"                               \
+    " AND state NOT IN ('pending', 'unknown')"                                        \
+    " AND (received_at, id) > (?2, ?3) AND (received_at, id) <= (?4, ?5)"
+
 /* tg_store_preset_mcp (tg_store_backend.h) with the handle's message set on failure. */
 int tg_sqlite_preset_mcp(struct tg_store *st, const char *team, const char *body,
                          enum tg_store_mcp_mode mode, char **out, long *changed);
@@ -292,6 +367,11 @@ int tg_sqlite_audit_prune(struct tg_store *st, const struct tg_actor *who,
                           const char *before, int dry_run, struct tg_audit_pruned *out);
 int tg_sqlite_audit_read_log(struct tg_store *st, const struct tg_actor *who,
                              const char *query, long rows);
+int tg_sqlite_audit_summary(struct tg_store *st, const struct tg_audit_query *q,
+                            tg_audit_fn fn, void *arg, struct tg_audit_page *page);
+int tg_sqlite_audit_durations(struct tg_store *st, const struct tg_audit_query *q,
+                              tg_duration_fn fn, void *arg);
+int tg_sqlite_summary_compact(struct tg_store *st);
 int tg_sqlite_group_owned(struct tg_store *st, int64_t team_id, const char *taskgroup_id);
 int tg_sqlite_run_owned(struct tg_store *st, int64_t team_id, const char *run_id,
                         char *group, size_t grouplen);

@@ -14,9 +14,11 @@ static const char *const owner_sql[S_COUNT] = {
         "  WHERE s.taskgroup_id = ?1 AND s.team_id = ?2"
         "  AND c.operation = 'create_group' AND c.outcome = 'ok')"
         " FROM generation g WHERE g.id = 1",
+    /* A run by id: one look in each bucket's part of runs_id (sql/sqlite/012_scale.sql). */
     [C_RUN_OWNER] =
-        "SELECT s.taskgroup_id FROM runs r JOIN submissions s ON s.id = r.submission_id"
-        " WHERE r.run_id = ?1 AND s.team_id = ?2",
+        TG_SQLITE_RUN_KEY
+        "SELECT s.taskgroup_id FROM k CROSS JOIN submissions s"
+        " WHERE s.id = k.sid AND s.team_id = ?2",
 };
 
 /* An owned group stays owned until its creating call is deleted (an audit prune, which

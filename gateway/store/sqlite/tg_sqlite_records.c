@@ -74,6 +74,8 @@ int tg_sqlite_sub_insert(struct tg_store *st, const struct tg_submission *sub,
     else if (rc == TG_ENOTFOUND)
         tg_sqlite_set_err(st, "record submission: no team %lld or no token %.40s",
                 (long long)sub->team_id, sub->token_id != NULL ? sub->token_id : "");
+    if (rc == TG_OK)
+        rc = tg_sqlite_counts_submission(st, sub->team_id, received, state);
     return rc;
 }
 
@@ -132,14 +134,33 @@ int tg_sqlite_submission_group(struct tg_store *st, const char *sub_id,
     return tg_sqlite_write(st, sub_group_w, a);
 }
 
-/* The final-state UPDATE, inside the caller's transaction. */
+/* The submission's state into state ("" when there is none). */
+static int state_of(struct tg_store *st, const char *sub_id, char *state, size_t len)
+{
+    sqlite3_stmt *s;
+    *state = '\0';
+    int rc = tg_sqlite_prep(st, S_SUB_STATE, &s);
+    if (rc != TG_OK)
+        return rc;
+    tg_sqlite_bind_text(s, 1, sub_id);
+    rc = tg_sqlite_one(st, s, "read the submission's state");
+    if (rc == TG_OK)
+        tg_sqlite_col_copy(state, len, s, 0);
+    tg_sqlite_done(s);
+    return rc == TG_ENOTFOUND ? TG_OK : rc;
+}
+
+/* The final-state UPDATE and its move in the audit summary, inside the caller's
+ * transaction. */
 static int finish_in_tx(struct tg_store *st, const char *sub_id, enum tg_state state,
                         int http_status, int upstream_status, const char *error)
 {
     sqlite3_stmt *s;
-    char now[TG_TIME_LEN];
+    char now[TG_TIME_LEN], was[16];
     tg_sqlite_now_text(now);
-    int rc = tg_sqlite_prep(st, S_SUB_FINISH, &s);
+    int rc = state_of(st, sub_id, was, sizeof(was));
+    if (rc == TG_OK)
+        rc = tg_sqlite_prep(st, S_SUB_FINISH, &s);
     if (rc != TG_OK)
         return rc;
     tg_sqlite_bind_text(s, 1, sub_id);
@@ -151,6 +172,8 @@ static int finish_in_tx(struct tg_store *st, const char *sub_id, enum tg_state s
     rc = tg_sqlite_run(st, s, "finish submission");
     if (rc == TG_OK && sqlite3_changes(st->db) == 0)
         rc = refusal(st, sub_id, "finish submission");
+    if (rc == TG_OK)
+        rc = tg_sqlite_counts_move(st, sub_id, was, tg_domain_state_name(state));
     return rc;
 }
 
@@ -246,39 +269,6 @@ static int insert_call(struct tg_store *st, const struct tg_call *c)
     return rc;
 }
 
-/* One statement, reset and rebound per run: 10,000 runs are a few milliseconds. */
-static int insert_runs(struct tg_store *st, const struct tg_call *c)
-{
-    if (c->num_runs == 0)
-        return TG_OK;
-    sqlite3_stmt *s;
-    int rc = tg_sqlite_prep(st, S_RUN_INSERT, &s);
-    if (rc != TG_OK)
-        return rc;
-    tg_sqlite_bind_text(s, 2, c->submission_id);
-    sqlite3_bind_int(s, 3, c->seq);
-    for (size_t i = 0; i < c->num_runs; i++) {
-        int src = tg_sqlite_bind_text(s, 1, c->run_ids[i]);
-        if (src == SQLITE_OK)
-            src = tg_sqlite_bind_text(s, 5, c->processors != NULL ? c->processors[i] : NULL);
-        if (src != SQLITE_OK) {
-            rc = tg_sqlite_db_err(st, src, "record run");
-            break;
-        }
-        sqlite3_bind_int(s, 4, c->first_input + (int)i);
-        src = sqlite3_step(s);
-        if (src != SQLITE_DONE) {
-            rc = tg_sqlite_db_err(st, src, "record run");
-            if (rc == TG_EEXIST)
-                tg_sqlite_set_err(st, "run %.100s is already recorded", c->run_ids[i]);
-            break;
-        }
-        sqlite3_reset(s);
-    }
-    tg_sqlite_done(s);
-    return rc;
-}
-
 /* The call, its runs and the submission's upstream status, inside a transaction. */
 static int call_in_tx(struct tg_store *st, const struct tg_call *call)
 {
@@ -295,7 +285,8 @@ static int call_in_tx(struct tg_store *st, const struct tg_call *call)
     if (rc == TG_OK)
         rc = insert_call(st, call);
     if (rc == TG_OK)
-        rc = insert_runs(st, call);
+        rc = tg_sqlite_runs_add(st, call->submission_id, call->seq, call->first_input,
+                                call->num_runs, call->run_ids, call->processors);
     return rc;
 }
 
@@ -333,9 +324,14 @@ int tg_sqlite_recover_pending(struct tg_store *st, long *n)
         rc = tg_sqlite_tx_begin(st);
     if (rc != TG_OK)
         return rc;
+    /* The summary first: it moves the very submissions the UPDATE settles. */
+    rc = tg_sqlite_counts_recover(st, tg_store_daemon_id());
     tg_sqlite_bind_text(s, 1, now);
     tg_sqlite_bind_text(s, 2, tg_store_daemon_id()); /* this daemon's own go on */
-    rc = tg_sqlite_run(st, s, "settle pending submissions");
+    if (rc == TG_OK)
+        rc = tg_sqlite_run(st, s, "settle pending submissions");
+    else
+        tg_sqlite_done(s);
     if (n != NULL)
         *n = rc == TG_OK ? (long)sqlite3_changes(st->db) : 0;
     return tg_sqlite_tx_end(st, rc);

@@ -281,7 +281,10 @@ static int apply_change(struct tg_store *st, const char *group, struct tg_run_ch
     tg_sqlite_bind_text(s, 6, source);
     tg_sqlite_bind_text(s, 7, c->event_id);
     tg_sqlite_bind_text(s, 8, now);
-    return tg_sqlite_run(st, s, "record a run's status change");
+    rc = tg_sqlite_run(st, s, "record a run's status change");
+    if (rc == TG_OK && strcmp(c->status, "completed") == 0)
+        rc = tg_sqlite_counts_duration_run(st, c->run_id);
+    return rc;
 }
 
 struct batch {

@@ -1,6 +1,7 @@
-/* The SQLite backend: prices, budgets and usage (contract in tg_store_usage.h). The runs'
- * costs are written by the triggers of sql/sqlite/011_usage_budgets.sql as the runs are
- * recorded; here are the reads, the operator's changes, and admission's budget step. */
+/* The SQLite backend: prices, budgets and usage (contract in tg_store_usage.h): the runs'
+ * costs as they are recorded (tg_sqlite_usage_runs), the reads, the operator's changes, and
+ * admission's budget step. A submission's hold is given back by the trigger of
+ * sql/sqlite/011_usage_budgets.sql when it settles. */
 #include <stdio.h>
 #include <string.h>
 
@@ -8,6 +9,27 @@
 #include "tg_sqlite_int.h"
 
 static const char *const usage_sql[S_COUNT] = {
+    [U_COST_SUB] =
+        "SELECT team_id, substr(received_at, 1, 10), substr(received_at, 1, 7)"
+        " FROM submissions WHERE id = ?1",
+    [U_COST_HOLD_GET] = "SELECT month, day, open FROM budget_holds WHERE submission_id = ?1",
+    [U_COST_CALL] =
+        "INSERT INTO call_costs (submission_id, call_seq, processor, runs, est_cost_micro)"
+        " VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (submission_id, call_seq, processor)"
+        " DO UPDATE SET runs = runs + excluded.runs,"
+        " est_cost_micro = est_cost_micro + excluded.est_cost_micro",
+    [U_COST_DAY] =
+        "INSERT INTO usage_days (team_id, day, processor, runs, est_cost_micro)"
+        " VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (team_id, day, processor)"
+        " DO UPDATE SET runs = runs + excluded.runs,"
+        " est_cost_micro = est_cost_micro + excluded.est_cost_micro",
+    [U_COST_HOLD] =
+        "UPDATE budget_holds SET held_micro = held_micro - ?2"
+        " WHERE submission_id = ?1 AND open = 1",
+    [U_COST_BUDGET] =
+        "UPDATE team_budgets SET"
+        " month_micro = month_micro + CASE WHEN month = ?2 THEN ?4 ELSE 0 END,"
+        " day_micro = day_micro + CASE WHEN day = ?3 THEN ?4 ELSE 0 END WHERE team_id = ?1",
     [U_BUDGET_GET] =
         "SELECT monthly_micro, daily_micro, soft, month, month_micro, day, day_micro"
         " FROM team_budgets WHERE team_id = ?1",
@@ -112,6 +134,123 @@ static int price_on(struct tg_store *st, const char *processor, const char *day,
         *micro = sqlite3_column_int64(s, 0);
     tg_sqlite_done(s);
     return rc == TG_ENOTFOUND ? TG_OK : rc;
+}
+
+/* ---- the runs' costs, as they are recorded ------------------------------------------- */
+
+/* What pricing a submission's runs needs to know of it: its team and day, and the periods
+ * its hold (open or given back) was counted in, else its own. */
+struct cost_of {
+    int64_t team_id;
+    char sub_day[11];           /* the submission's day: its prices and its usage row */
+    char day[11], month[8];     /* the budget periods its runs count in */
+    int hold_open;
+};
+
+static int cost_of(struct tg_store *st, const char *sub_id, struct cost_of *c)
+{
+    sqlite3_stmt *s;
+    int rc = stmt(st, U_COST_SUB, &s);
+    if (rc != TG_OK)
+        return rc;
+    tg_sqlite_bind_text(s, 1, sub_id);
+    rc = tg_sqlite_one(st, s, "read a submission's day");
+    if (rc == TG_OK) {
+        c->team_id = sqlite3_column_int64(s, 0);
+        tg_sqlite_col_copy(c->sub_day, sizeof(c->sub_day), s, 1);
+        tg_sqlite_col_copy(c->month, sizeof(c->month), s, 2);
+        memcpy(c->day, c->sub_day, sizeof(c->day));
+    }
+    tg_sqlite_done(s);
+    if (rc != TG_OK)
+        return rc;
+    c->hold_open = 0;
+    rc = stmt(st, U_COST_HOLD_GET, &s);
+    if (rc != TG_OK)
+        return rc;
+    tg_sqlite_bind_text(s, 1, sub_id);
+    rc = tg_sqlite_one(st, s, "read a budget hold");
+    if (rc == TG_OK) {
+        tg_sqlite_col_copy(c->month, sizeof(c->month), s, 0);
+        tg_sqlite_col_copy(c->day, sizeof(c->day), s, 1);
+        c->hold_open = sqlite3_column_int(s, 2) != 0;
+    }
+    tg_sqlite_done(s);
+    return rc == TG_ENOTFOUND ? TG_OK : rc;
+}
+
+/* n runs of one processor: the call's and the day's cost, then the hold or the budget. */
+static int cost_add(struct tg_store *st, const char *sub_id, int seq, const struct cost_of *c,
+                    const char *processor, int64_t n)
+{
+    char listed[128];
+    int64_t micro = 0;
+    int rc = TG_OK;
+    if (processor != NULL
+        && tg_price_listed_name(processor, listed, sizeof(listed)) == TG_OK)
+        rc = price_on(st, listed, c->sub_day, &micro);
+    if (rc != TG_OK)
+        return rc;
+    int64_t amount = n * micro;
+    const char *proc = processor != NULL ? processor : "";
+    sqlite3_stmt *s;
+    if ((rc = stmt(st, U_COST_CALL, &s)) != TG_OK)
+        return rc;
+    tg_sqlite_bind_text(s, 1, sub_id);
+    sqlite3_bind_int(s, 2, seq);
+    tg_sqlite_bind_text(s, 3, proc);
+    sqlite3_bind_int64(s, 4, n);
+    sqlite3_bind_int64(s, 5, amount);
+    if ((rc = tg_sqlite_run(st, s, "record a call's cost")) != TG_OK
+        || (rc = stmt(st, U_COST_DAY, &s)) != TG_OK)
+        return rc;
+    sqlite3_bind_int64(s, 1, c->team_id);
+    tg_sqlite_bind_text(s, 2, c->sub_day);
+    tg_sqlite_bind_text(s, 3, proc);
+    sqlite3_bind_int64(s, 4, n);
+    sqlite3_bind_int64(s, 5, amount);
+    if ((rc = tg_sqlite_run(st, s, "record a day's usage")) != TG_OK || amount == 0)
+        return rc;
+    if (c->hold_open) { /* counted in the periods already: the hold holds that much less */
+        if ((rc = stmt(st, U_COST_HOLD, &s)) != TG_OK)
+            return rc;
+        tg_sqlite_bind_text(s, 1, sub_id);
+        sqlite3_bind_int64(s, 2, amount);
+        return tg_sqlite_run(st, s, "move a hold's cost");
+    }
+    if ((rc = stmt(st, U_COST_BUDGET, &s)) != TG_OK)
+        return rc;
+    sqlite3_bind_int64(s, 1, c->team_id);
+    tg_sqlite_bind_text(s, 2, c->month);
+    tg_sqlite_bind_text(s, 3, c->day);
+    sqlite3_bind_int64(s, 4, amount);
+    return tg_sqlite_run(st, s, "count a cost in the budget");
+}
+
+static int same_proc(const char *a, const char *b)
+{
+    return a == b || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+int tg_sqlite_usage_runs(struct tg_store *st, const char *sub_id, int seq, size_t n,
+                         const char *const *procs)
+{
+    struct cost_of c;
+    if (n == 0)
+        return TG_OK;
+    int rc = cost_of(st, sub_id, &c);
+    if (rc != TG_OK)
+        return rc;
+    /* A call's runs have one processor as a rule: one step per run of a processor in a row. */
+    size_t from = 0;
+    for (size_t i = 1; rc == TG_OK && i <= n; i++) {
+        const char *p = procs != NULL ? procs[from] : NULL;
+        if (i < n && same_proc(p, procs != NULL ? procs[i] : NULL))
+            continue;
+        rc = cost_add(st, sub_id, seq, &c, p, (int64_t)(i - from));
+        from = i;
+    }
+    return rc;
 }
 
 /* ---- admission ---------------------------------------------------------------------- */
