@@ -53,7 +53,7 @@
     " max_ms = max(max_ms, excluded.max_ms)"
 /* The completed runs under where not counted yet, counted; then their duration_ms set
  * (the next count skips them). */
-#define DURATIONS_ADD(where)                                                              \
+#define DURATIONS_ADD(where, run)                                                         \
     INSERT_DURATIONS                                                                      \
     "SELECT team_id, day, p, " BUCKET("d") ", 0, count(*), sum(d), max(d)"                \
     " FROM (SELECT s.team_id AS team_id, substr(s.received_at, 1, 10) AS day,"            \
@@ -61,14 +61,15 @@
     "  FROM run_status st JOIN runs r ON r.run_id = st.run_id"                            \
     "  JOIN submissions s ON s.id = r.submission_id"                                      \
     "  JOIN upstream_calls c ON c.submission_id = r.submission_id AND c.seq = r.call_seq" \
-    "  WHERE " where " AND st.status = 'completed' AND st.duration_ms IS NULL)"           \
+    "  WHERE " where " AND " run " AND st.status = 'completed' AND st.duration_ms IS NULL)" \
     " WHERE true GROUP BY 1, 2, 3, 4" UPSERT_DURATIONS
-#define DURATIONS_SET(where)                                                              \
+#define DURATIONS_SET(where, run)                                                         \
     "UPDATE run_status AS st SET duration_ms = (SELECT " DURATION                          \
     " FROM runs r JOIN upstream_calls c ON c.submission_id = r.submission_id"             \
-    " AND c.seq = r.call_seq WHERE r.run_id = st.run_id)"                                 \
+    " AND c.seq = r.call_seq WHERE r.run_id = st.run_id AND " run ")"                     \
     " WHERE " where " AND st.status = 'completed' AND st.duration_ms IS NULL"
 #define OF_CALL "st.run_id IN (SELECT run_id FROM runs WHERE submission_id = ?1 AND call_seq = ?2)"
+#define OF_CALL_RUN "r.submission_id = ?1 AND r.call_seq = ?2"
 
 static const char *const counts_sql[S_COUNT] = {
     [K_ADD] = INSERT_COUNTS "VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6)" UPSERT,
@@ -100,10 +101,12 @@ static const char *const counts_sql[S_COUNT] = {
         " WHERE s.id IN (" TG_SQLITE_PRUNE_BATCH ")"
         " GROUP BY s.team_id, substr(s.received_at, 1, 10), s.state,"
         " coalesce(r.processor, '')" UPSERT,
-    [K_DUR_RUN_ADD] = DURATIONS_ADD("st.run_id = ?1"),
-    [K_DUR_RUN_SET] = DURATIONS_SET("st.run_id = ?1"),
-    [K_DUR_CALL_ADD] = DURATIONS_ADD(OF_CALL),
-    [K_DUR_CALL_SET] = DURATIONS_SET(OF_CALL),
+    /* The run's row found in its bucket (?2), and a call's by its key: an index lookup
+     * each, never one look per bucket of runs_id. */
+    [K_DUR_RUN_ADD] = DURATIONS_ADD("st.run_id = ?1", "r.bucket = ?2"),
+    [K_DUR_RUN_SET] = DURATIONS_SET("st.run_id = ?1", "r.bucket = ?2"),
+    [K_DUR_CALL_ADD] = DURATIONS_ADD(OF_CALL, OF_CALL_RUN),
+    [K_DUR_CALL_SET] = DURATIONS_SET(OF_CALL, OF_CALL_RUN),
     /* A prune's batch: the durations its runs counted taken away (the longest stays). */
     [K_DUR_PRUNE] =
         INSERT_DURATIONS
@@ -282,9 +285,9 @@ int tg_sqlite_counts_prune(struct tg_store *st, const char *before, const char *
     return rc;
 }
 
-/* Counts, then marks counted, the runs that add and set select by ?1 (and ?2: seq >= 0). */
+/* Counts, then marks counted, the runs that add and set select by ?1 and ?2 (num). */
 static int durations(struct tg_store *st, enum stmt_id add, enum stmt_id set, const char *key,
-                     int seq)
+                     int64_t num)
 {
     const enum stmt_id steps[] = {add, set};
     int rc = TG_OK;
@@ -294,8 +297,7 @@ static int durations(struct tg_store *st, enum stmt_id add, enum stmt_id set, co
         if (rc != TG_OK)
             return rc;
         tg_sqlite_bind_text(s, 1, key);
-        if (seq >= 0)
-            sqlite3_bind_int(s, 2, seq);
+        sqlite3_bind_int64(s, 2, num);
         rc = tg_sqlite_run(st, s, "count a run's duration");
     }
     return rc;
@@ -303,7 +305,11 @@ static int durations(struct tg_store *st, enum stmt_id add, enum stmt_id set, co
 
 int tg_sqlite_counts_duration_run(struct tg_store *st, const char *run_id)
 {
-    return durations(st, K_DUR_RUN_ADD, K_DUR_RUN_SET, run_id, -1);
+    int64_t bucket;
+    int rc = tg_sqlite_runs_bucket(st, run_id, &bucket);
+    if (rc == TG_ENOTFOUND) /* not recorded (yet): counted with its call's runs */
+        return TG_OK;
+    return rc != TG_OK ? rc : durations(st, K_DUR_RUN_ADD, K_DUR_RUN_SET, run_id, bucket);
 }
 
 int tg_sqlite_counts_duration_call(struct tg_store *st, const char *sub_id, int seq)

@@ -225,6 +225,10 @@ int tg_sqlite_runs_add(struct tg_store *st, const char *sub_id, int seq, int fir
  * periods (tg_sqlite_usage.c; one step per processor, not one per run). */
 int tg_sqlite_usage_runs(struct tg_store *st, const char *sub_id, int seq, size_t n,
                          const char *const *procs);
+/* The bucket that holds run id (tg_sqlite_runs.c): the newest first, then the older ones
+ * whose filters may hold it, newest first; TG_ENOTFOUND when none does. Inside a write
+ * transaction (it may store a bucket's filter it built). */
+int tg_sqlite_runs_bucket(struct tg_store *st, const char *id, int64_t *bucket);
 /* Frees the handle's run filters (at close). */
 void tg_sqlite_runs_forget(struct tg_store *st);
 

@@ -43,6 +43,9 @@ static const char *const runs_sql[S_COUNT] = {
     [U_COUNT] = "UPDATE run_buckets SET runs = runs + ?2 WHERE bucket = ?1",
 };
 
+/* filters_ready's answer when there is no older bucket to hold a filter (not an error). */
+#define TG_NOFILTERS 1
+
 static int stmt(struct tg_store *st, enum stmt_id id, sqlite3_stmt **out)
 {
     return tg_sqlite_stmt(st, id, runs_sql[id], out);
@@ -310,9 +313,9 @@ static int check_one(struct tg_store *st, const char *id)
     return TG_OK;
 }
 
-/* TG_OK when no bucket older than newest holds any of the ids; TG_EEXIST naming the first
- * one that does. */
-static int check_older(struct tg_store *st, int64_t newest, size_t n, const char *const *ids)
+/* Makes the handle's columns hold the filter of every bucket older than newest, and only
+ * theirs: TG_OK, or TG_ENOMEM or the store's error. */
+static int filters_ready(struct tg_store *st, int64_t newest)
 {
     struct tg_buf rows;
     tg_buf_init(&rows, (size_t)64 << 20);
@@ -325,7 +328,9 @@ static int check_older(struct tg_store *st, int64_t newest, size_t n, const char
     rc = tg_sqlite_each(st, s, "read the buckets of runs", closed_row, &rows);
     const struct closed *c = (const struct closed *)(const void *)rows.data;
     size_t nc = rows.len / sizeof(*c);
-    if (rc != TG_OK || nc == 0)
+    if (rc == TG_OK && nc == 0)
+        rc = TG_NOFILTERS;
+    if (rc != TG_OK)
         goto out;
     if ((bits = malloc(FILTER_BYTES)) == NULL) {
         rc = TG_ENOMEM;
@@ -345,14 +350,65 @@ static int check_older(struct tg_store *st, int64_t newest, size_t n, const char
         if (f->runs[i] >= 0 && (k == nc || c[k].bucket != b))
             column_clear(f, b);
     }
-    for (size_t i = 0; i < n && rc == TG_OK; i++)
-        rc = check_one(st, ids[i]);
 out:
     if (rc == TG_ENOMEM)
-        tg_sqlite_set_err(st, "out of memory checking run ids");
+        tg_sqlite_set_err(st, "out of memory reading the filters of run ids");
     free(bits);
     tg_buf_free(&rows);
     return rc;
+}
+
+/* TG_OK when no bucket older than newest holds any of the ids; TG_EEXIST naming the first
+ * one that does. */
+static int check_older(struct tg_store *st, int64_t newest, size_t n, const char *const *ids)
+{
+    int rc = filters_ready(st, newest);
+    if (rc == TG_NOFILTERS) /* no older bucket */
+        return TG_OK;
+    for (size_t i = 0; i < n && rc == TG_OK; i++)
+        rc = check_one(st, ids[i]);
+    return rc;
+}
+
+int tg_sqlite_runs_bucket(struct tg_store *st, const char *id, int64_t *bucket)
+{
+    sqlite3_stmt *s;
+    int rc = stmt(st, U_NEWEST, &s);
+    if (rc != TG_OK)
+        return rc;
+    rc = tg_sqlite_one(st, s, "read the newest bucket of runs");
+    int64_t newest = rc == TG_OK ? sqlite3_column_int64(s, 0) : 0;
+    tg_sqlite_done(s);
+    if (rc != TG_OK) /* TG_ENOTFOUND: no run recorded yet */
+        return rc;
+    /* Runs change status soon after they are recorded: the newest bucket first. */
+    if ((rc = probe(st, newest, id)) != TG_ENOTFOUND) {
+        *bucket = newest;
+        return rc;
+    }
+    rc = filters_ready(st, newest);
+    if (rc == TG_NOFILTERS)
+        return TG_ENOTFOUND;
+    if (rc != TG_OK)
+        return rc;
+    const struct tg_sqlite_filters *f = st->filters;
+    unsigned pos[PROBES];
+    positions(id_hash(id), pos);
+    for (size_t w = f->words; w-- > 0;) {
+        uint64_t maybe = ~(uint64_t)0;
+        for (int i = 0; i < PROBES && maybe != 0; i++)
+            maybe &= f->slices[(size_t)pos[i] * f->words + w];
+        for (int k = 63; k >= 0; k--) {
+            if (((maybe >> k) & 1) == 0 || f->runs[w * 64 + (size_t)k] < 0)
+                continue;
+            int64_t b = f->base + (int64_t)(w * 64 + (size_t)k);
+            if ((rc = probe(st, b, id)) != TG_ENOTFOUND) {
+                *bucket = b;
+                return rc;
+            }
+        }
+    }
+    return TG_ENOTFOUND;
 }
 
 /* ---- the rows ------------------------------------------------------------------------ */

@@ -47,9 +47,10 @@ static const char *const track_sql[S_COUNT] = {
     [T_HOOK_GROUP] =
         "SELECT t.name FROM track_groups g JOIN teams t ON t.id = g.team_id"
         " WHERE g.taskgroup_id = ?1",
+    /* The run in its bucket (tg_sqlite_runs_bucket): one index lookup. */
     [T_RUN_GROUP] =
         "SELECT s.taskgroup_id FROM runs r JOIN submissions s ON s.id = r.submission_id"
-        " WHERE r.run_id = ?1",
+        " WHERE r.bucket = ?2 AND r.run_id = ?1",
     [T_HOOK_OUTCOME] = "UPDATE webhook_deliveries SET outcome = ?2 WHERE webhook_id = ?1",
     [T_HOOK_PRUNE] = "DELETE FROM webhook_deliveries WHERE received_at < ?1",
 };
@@ -357,6 +358,26 @@ static int lookup(struct tg_store *st, enum stmt_id id, const char *key, char *o
     return rc;
 }
 
+/* The group of a run the gateway recorded, into out ("" and TG_ENOTFOUND: none). */
+static int run_group(struct tg_store *st, const char *run_id, char *out, size_t len)
+{
+    int64_t bucket;
+    sqlite3_stmt *s;
+    out[0] = '\0';
+    int rc = tg_sqlite_runs_bucket(st, run_id, &bucket);
+    if (rc == TG_OK)
+        rc = stmt(st, T_RUN_GROUP, &s);
+    if (rc != TG_OK)
+        return rc;
+    tg_sqlite_bind_text(s, 1, run_id);
+    sqlite3_bind_int64(s, 2, bucket);
+    rc = tg_sqlite_one(st, s, "read a run's group");
+    if (rc == TG_OK)
+        tg_sqlite_col_copy(out, len, s, 0);
+    tg_sqlite_done(s);
+    return rc;
+}
+
 static int hook_w(struct tg_store *st, void *arg)
 {
     struct hook *h = arg;
@@ -377,7 +398,7 @@ static int hook_w(struct tg_store *st, void *arg)
     }
     snprintf(group, sizeof(group), "%s", h->group != NULL ? h->group : "");
     if (rc == TG_OK && group[0] == '\0' && h->change->run_id != NULL)
-        rc = lookup(st, T_RUN_GROUP, h->change->run_id, group, sizeof(group));
+        rc = run_group(st, h->change->run_id, group, sizeof(group));
     if (rc == TG_OK && group[0] != '\0')
         rc = lookup(st, T_HOOK_GROUP, group, h->team, sizeof(h->team));
     h->out = TG_WEBHOOK_IGNORED;
