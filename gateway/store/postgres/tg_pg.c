@@ -366,9 +366,14 @@ int tg_pg_write_health(char *why, size_t whylen)
     return failed ? TG_EDB : TG_OK;
 }
 
-/* A write the server would take: a transaction that asks for a transaction id (a standby or
- * a server out of disk or in read-only mode refuses), then rolls back. */
-static const struct tg_pg_stmt probe_stmt = {"probe_xid", "SELECT txid_current()"};
+/* A write the server would take: a transaction that updates (no row: WHERE false, but a
+ * read-only transaction, as default_transaction_read_only or a standby makes them, refuses
+ * the statement itself) and asks for a transaction id (a server out of disk refuses), then
+ * rolls back. txid_current() alone is granted in a read-only transaction. */
+static const struct tg_pg_stmt probe_stmt = {
+    "probe_write",
+    "WITH u AS (UPDATE schema_version SET version = version WHERE false RETURNING 1)"
+    " SELECT txid_current(), (SELECT count(*) FROM u)"};
 
 static int probe_w(struct tg_store *st, void *arg)
 {
