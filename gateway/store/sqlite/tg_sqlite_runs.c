@@ -288,29 +288,41 @@ static int probe(struct tg_store *st, int64_t bucket, const char *id)
     return rc;
 }
 
-/* TG_OK when no closed bucket holds id: those whose filters all say "maybe" are asked. */
-static int check_one(struct tg_store *st, const char *id)
+/* The closed bucket that holds id, into *bucket: only those whose filters say "maybe" are
+ * asked, newest first. TG_OK, TG_ENOTFOUND, or the store's error. */
+static int find_closed(struct tg_store *st, const char *id, int64_t *bucket)
 {
     const struct tg_sqlite_filters *f = st->filters;
     unsigned pos[PROBES];
     positions(id_hash(id), pos);
-    for (size_t w = 0; w < f->words; w++) {
+    for (size_t w = f->words; w-- > 0;) {
         uint64_t maybe = ~(uint64_t)0;
         for (int i = 0; i < PROBES && maybe != 0; i++)
             maybe &= f->slices[(size_t)pos[i] * f->words + w];
-        for (int k = 0; maybe != 0; k++, maybe >>= 1) {
-            if ((maybe & 1) == 0 || f->runs[w * 64 + (size_t)k] < 0)
+        for (int k = 63; maybe != 0 && k >= 0; k--) {
+            if (((maybe >> k) & 1) == 0 || f->runs[w * 64 + (size_t)k] < 0)
                 continue;
-            int rc = probe(st, f->base + (int64_t)(w * 64 + (size_t)k), id);
-            if (rc == TG_OK) {
-                tg_sqlite_set_err(st, "run %.100s is already recorded", id);
-                return TG_EEXIST;
-            }
-            if (rc != TG_ENOTFOUND)
+            int64_t b = f->base + (int64_t)(w * 64 + (size_t)k);
+            int rc = probe(st, b, id);
+            if (rc != TG_ENOTFOUND) {
+                *bucket = b;
                 return rc;
+            }
         }
     }
-    return TG_OK;
+    return TG_ENOTFOUND;
+}
+
+/* TG_OK when no closed bucket holds id. */
+static int check_one(struct tg_store *st, const char *id)
+{
+    int64_t b;
+    int rc = find_closed(st, id, &b);
+    if (rc == TG_OK) {
+        tg_sqlite_set_err(st, "run %.100s is already recorded", id);
+        return TG_EEXIST;
+    }
+    return rc == TG_ENOTFOUND ? TG_OK : rc;
 }
 
 /* Makes the handle's columns hold the filter of every bucket older than newest, and only
@@ -389,26 +401,7 @@ int tg_sqlite_runs_bucket(struct tg_store *st, const char *id, int64_t *bucket)
     rc = filters_ready(st, newest);
     if (rc == TG_NOFILTERS)
         return TG_ENOTFOUND;
-    if (rc != TG_OK)
-        return rc;
-    const struct tg_sqlite_filters *f = st->filters;
-    unsigned pos[PROBES];
-    positions(id_hash(id), pos);
-    for (size_t w = f->words; w-- > 0;) {
-        uint64_t maybe = ~(uint64_t)0;
-        for (int i = 0; i < PROBES && maybe != 0; i++)
-            maybe &= f->slices[(size_t)pos[i] * f->words + w];
-        for (int k = 63; k >= 0; k--) {
-            if (((maybe >> k) & 1) == 0 || f->runs[w * 64 + (size_t)k] < 0)
-                continue;
-            int64_t b = f->base + (int64_t)(w * 64 + (size_t)k);
-            if ((rc = probe(st, b, id)) != TG_ENOTFOUND) {
-                *bucket = b;
-                return rc;
-            }
-        }
-    }
-    return TG_ENOTFOUND;
+    return rc != TG_OK ? rc : find_closed(st, id, bucket);
 }
 
 /* ---- the rows ------------------------------------------------------------------------ */
