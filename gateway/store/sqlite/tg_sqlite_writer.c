@@ -351,7 +351,8 @@ static void *checkpointer(void *unused)
 static int configure_writer(struct tg_store *w)
 {
     char pragma[64];
-    snprintf(pragma, sizeof(pragma), "PRAGMA cache_size = -%d", WRITER_CACHE_KB);
+    snprintf(pragma, sizeof(pragma), "PRAGMA cache_size = -%d; PRAGMA temp_store = MEMORY",
+             WRITER_CACHE_KB);
     if (sqlite3_exec(w->db, pragma, NULL, NULL, NULL) != SQLITE_OK)
         return tg_sqlite_db_err(w, sqlite3_errcode(w->db), "configure the writer");
     /* Rolling back must never fail for want of a statement. */
