@@ -659,6 +659,79 @@ static void test_submission_flow(void)
     remove_db(path);
 }
 
+/* The last call and the final state written together (tg_store_call_finish): the record
+ * keeps the last call's status even when it got no answer, learns the group the call
+ * went to, and a refused final state keeps nothing of the call. */
+static void test_call_finish(void)
+{
+    char path[512];
+    struct tg_store *st = fresh_store(path, sizeof(path), "finish");
+    if (st == NULL)
+        return;
+    int64_t team = add_team(st, "research", "pk-1");
+
+    /* Two chunks: the first answered 200, the second never answered. */
+    struct tg_submission sub = submission("sub_c", team, NULL, 2);
+    CHECK(tg_store_submission_begin(st, &sub) == TG_OK);
+    const char *id0[] = {"trun_c0"};
+    struct tg_call first = {
+        .submission_id = "sub_c", .seq = 0, .operation = "add_runs", .method = "POST",
+        .path = "/v1/tasks/groups/tgrp_c/runs", .taskgroup_id = "tgrp_c", .first_input = 0,
+        .num_inputs = 1, .started_ms = tg_now_ms(), .duration_ms = 5,
+        .outcome = TG_OUTCOME_OK, .http_status = 200, .num_runs = 1, .run_ids = id0,
+    };
+    CHECK(tg_store_call_record(st, &first) == TG_OK);
+    CHECK_STR(query(path, "SELECT upstream_status || '|' || taskgroup_id FROM submissions"
+                          " WHERE id = 'sub_c'"), "200|tgrp_c");
+    struct tg_call lost = first;
+    lost.seq = 1;
+    lost.first_input = 1;
+    lost.outcome = TG_OUTCOME_UNKNOWN;
+    lost.http_status = 0;
+    lost.num_runs = 0;
+    lost.run_ids = NULL;
+    lost.error = "timeout";
+    CHECK(tg_store_call_finish(st, &lost, TG_STATE_UNKNOWN, 504, "timeout") == TG_OK);
+    CHECK_STR(query(path, "SELECT state || '|' || coalesce(upstream_status, '-') || '|' ||"
+                          " taskgroup_id FROM submissions WHERE id = 'sub_c'"),
+              "unknown|-|tgrp_c");
+    CHECK_STR(query(path, "SELECT count(*) FROM upstream_calls WHERE submission_id = 'sub_c'"),
+              "2");
+
+    /* A submission with no group yet, finished by a call that names one: the record and
+     * the tracked groups both learn it. */
+    struct tg_submission fresh = submission("sub_d", team, NULL, 1);
+    CHECK(tg_store_submission_begin(st, &fresh) == TG_OK);
+    const char *id1[] = {"trun_d0"};
+    struct tg_call only = first;
+    only.submission_id = "sub_d";
+    only.path = "/v1/tasks/groups/tgrp_d/runs";
+    only.taskgroup_id = "tgrp_d";
+    only.run_ids = id1;
+    CHECK(tg_store_call_finish(st, &only, TG_STATE_ACCEPTED, 200, NULL) == TG_OK);
+    CHECK_STR(query(path, "SELECT state || '|' || upstream_status || '|' || taskgroup_id"
+                          " FROM submissions WHERE id = 'sub_d'"), "accepted|200|tgrp_d");
+    CHECK_STR(query(path, "SELECT state || '|' || adds FROM track_groups"
+                          " WHERE taskgroup_id = 'tgrp_d'"), "follow|1");
+
+    /* Settled already: refused, and neither the call, its run nor a new group is kept. */
+    const char *id2[] = {"trun_d1"};
+    struct tg_call late = only;
+    late.seq = 1;
+    late.taskgroup_id = "tgrp_late";
+    late.run_ids = id2;
+    CHECK(tg_store_call_finish(st, &late, TG_STATE_ACCEPTED, 200, NULL) == TG_EINVAL);
+    CHECK(strstr(tg_store_errmsg(st), "accepted") != NULL);
+    CHECK_STR(query(path, "SELECT count(*) FROM upstream_calls WHERE submission_id = 'sub_d'"),
+              "1");
+    CHECK_STR(query(path, "SELECT count(*) FROM runs WHERE run_id = 'trun_d1'"), "0");
+    CHECK_STR(query(path, "SELECT taskgroup_id FROM submissions WHERE id = 'sub_d'"), "tgrp_d");
+    CHECK_STR(query(path, "SELECT count(*) FROM track_groups WHERE taskgroup_id = 'tgrp_late'"),
+              "0");
+    tg_store_close(st);
+    remove_db(path);
+}
+
 /* ---- group commit ---------------------------------------------------------------------- */
 
 struct writer_job {
@@ -1304,6 +1377,7 @@ int main(void)
         {"kept_reads", test_kept_reads},
         {"submission_flow", test_submission_flow},
         {"reject_and_unknown", test_reject_and_unknown},
+        {"call_finish", test_call_finish},
         {"recon_cursor", test_recon_cursor},
         {"group_commit", test_group_commit},
         {"ten_thousand_runs", test_ten_thousand_runs},

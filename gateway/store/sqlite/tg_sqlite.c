@@ -102,12 +102,22 @@ static const char *const stmt_sql[S_COUNT] = {
         " upstream_status = coalesce(?4, upstream_status), error = ?5, completed_at = ?6"
         " WHERE id = ?1 AND (state = 'pending'"
         "   OR (state = 'unknown' AND ?2 IN ('accepted', 'failed')))",
+    /* The same with the status of the call recorded in the same write, NULL included. */
+    [S_SUB_FINISH_CALL] =
+        "UPDATE submissions SET state = ?2, http_status = ?3,"
+        " upstream_status = ?4, error = ?5, completed_at = ?6"
+        " WHERE id = ?1 AND (state = 'pending'"
+        "   OR (state = 'unknown' AND ?2 IN ('accepted', 'failed')))",
     [S_SUB_STATE] = "SELECT state FROM submissions WHERE id = ?1",
     [S_SUB_UPSTREAM] =
         /* The last call's status: NULL when it got no answer. */
-        "UPDATE submissions SET upstream_status = ?2,"
-        " taskgroup_id = coalesce(?3, taskgroup_id)"
+        "UPDATE submissions SET upstream_status = ?2"
         " WHERE id = ?1 AND state IN ('pending', 'unknown')",
+    /* The group a call went to, when the record does not hold it yet: an UPDATE that
+     * changes nothing would still rewrite the submission's entry in submissions_group_time. */
+    [S_SUB_CALL_GROUP] =
+        "UPDATE submissions SET taskgroup_id = ?2"
+        " WHERE id = ?1 AND state IN ('pending', 'unknown') AND taskgroup_id IS NOT ?2",
     [S_CALL_INSERT] =
         "INSERT INTO upstream_calls (submission_id, seq, operation, method, path,"
         " first_input, num_inputs, started_at, finished_at, duration_ms, outcome,"

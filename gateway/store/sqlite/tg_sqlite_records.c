@@ -150,17 +150,29 @@ static int state_of(struct tg_store *st, const char *sub_id, char *state, size_t
     return rc == TG_ENOTFOUND ? TG_OK : rc;
 }
 
-/* The final-state UPDATE and its move in the audit summary, inside the caller's
- * transaction. */
-static int finish_in_tx(struct tg_store *st, const char *sub_id, enum tg_state state,
-                        int http_status, int upstream_status, const char *error)
+/* Runs the UPDATE s of the open submission sub_id (bound as ?1 by the caller) and refuses
+ * when it touched no row. */
+static int update_open(struct tg_store *st, sqlite3_stmt *s, const char *sub_id,
+                       const char *what)
+{
+    int rc = tg_sqlite_run(st, s, what);
+    if (rc == TG_OK && sqlite3_changes(st->db) == 0)
+        rc = refusal(st, sub_id, what);
+    return rc;
+}
+
+/* The final-state UPDATE of a submission that was in state was, and its move in the
+ * audit summary, inside the caller's transaction; with_call: the write records the call
+ * whose status upstream_status is (none: 0, NULL), else 0 keeps the status recorded
+ * before. */
+static int finish_in_tx(struct tg_store *st, const char *sub_id, const char *was,
+                        enum tg_state state, int http_status, int upstream_status,
+                        const char *error, int with_call)
 {
     sqlite3_stmt *s;
-    char now[TG_TIME_LEN], was[16];
+    char now[TG_TIME_LEN];
     tg_sqlite_now_text(now);
-    int rc = state_of(st, sub_id, was, sizeof(was));
-    if (rc == TG_OK)
-        rc = tg_sqlite_prep(st, S_SUB_FINISH, &s);
+    int rc = tg_sqlite_prep(st, with_call ? S_SUB_FINISH_CALL : S_SUB_FINISH, &s);
     if (rc != TG_OK)
         return rc;
     tg_sqlite_bind_text(s, 1, sub_id);
@@ -169,9 +181,7 @@ static int finish_in_tx(struct tg_store *st, const char *sub_id, enum tg_state s
     tg_sqlite_bind_int_or_null(s, 4, upstream_status);
     tg_sqlite_bind_text(s, 5, error);
     tg_sqlite_bind_text(s, 6, now);
-    rc = tg_sqlite_run(st, s, "finish submission");
-    if (rc == TG_OK && sqlite3_changes(st->db) == 0)
-        rc = refusal(st, sub_id, "finish submission");
+    rc = update_open(st, s, sub_id, "finish submission");
     if (rc == TG_OK)
         rc = tg_sqlite_counts_move(st, sub_id, was, tg_domain_state_name(state));
     return rc;
@@ -187,7 +197,7 @@ static int check_final(struct tg_store *st, const char *sub_id, enum tg_state st
     return TG_OK;
 }
 
-static int call_in_tx(struct tg_store *st, const struct tg_call *call);
+static int call_in_tx(struct tg_store *st, const struct tg_call *call, int finishing);
 
 /* A final state, with the call that led to it when there is one. */
 struct finish_write {
@@ -202,10 +212,19 @@ struct finish_write {
 static int finish_w(struct tg_store *st, void *arg)
 {
     const struct finish_write *a = arg;
-    int rc = a->call != NULL ? call_in_tx(st, a->call) : TG_OK;
+    char was[16];
+    int rc = state_of(st, a->sub_id, was, sizeof(was));
+    if (rc != TG_OK)
+        return rc;
+    /* A settled submission (or none) is refused before its call is looked at; the final
+     * UPDATE sets the call's status, so the call's own UPDATE is left out. */
+    if (strcmp(was, "pending") != 0 && strcmp(was, "unknown") != 0)
+        return refusal(st, a->sub_id, "finish submission");
+    if (a->call != NULL)
+        rc = call_in_tx(st, a->call, 1);
     if (rc == TG_OK)
-        rc = finish_in_tx(st, a->sub_id, a->state, a->http_status, a->upstream_status,
-                          a->error);
+        rc = finish_in_tx(st, a->sub_id, was, a->state, a->http_status, a->upstream_status,
+                          a->error, a->call != NULL);
     return rc;
 }
 
@@ -269,19 +288,30 @@ static int insert_call(struct tg_store *st, const struct tg_call *c)
     return rc;
 }
 
-/* The call, its runs and the submission's upstream status, inside a transaction. */
-static int call_in_tx(struct tg_store *st, const struct tg_call *call)
+/* The call, its runs and, unless the final UPDATE that follows sets it (finishing), the
+ * submission's upstream status, inside a transaction. */
+static int call_in_tx(struct tg_store *st, const struct tg_call *call, int finishing)
 {
     sqlite3_stmt *s;
-    int rc = tg_sqlite_prep(st, S_SUB_UPSTREAM, &s);
-    if (rc != TG_OK)
-        return rc;
-    tg_sqlite_bind_text(s, 1, call->submission_id);
-    tg_sqlite_bind_int_or_null(s, 2, call->http_status);
-    tg_sqlite_bind_text(s, 3, call->taskgroup_id);
-    rc = tg_sqlite_run(st, s, "record upstream status");
-    if (rc == TG_OK && sqlite3_changes(st->db) == 0)
-        rc = refusal(st, call->submission_id, "record upstream call");
+    int rc = TG_OK;
+    if (call->taskgroup_id != NULL) {
+        /* Before the call's row: its trigger follows the submission's group. Touches no
+         * row when the record holds that group already, which is the usual case. */
+        rc = tg_sqlite_prep(st, S_SUB_CALL_GROUP, &s);
+        if (rc != TG_OK)
+            return rc;
+        tg_sqlite_bind_text(s, 1, call->submission_id);
+        tg_sqlite_bind_text(s, 2, call->taskgroup_id);
+        rc = tg_sqlite_run(st, s, "record the call's group");
+    }
+    if (rc == TG_OK && !finishing) {
+        rc = tg_sqlite_prep(st, S_SUB_UPSTREAM, &s);
+        if (rc != TG_OK)
+            return rc;
+        tg_sqlite_bind_text(s, 1, call->submission_id);
+        tg_sqlite_bind_int_or_null(s, 2, call->http_status);
+        rc = update_open(st, s, call->submission_id, "record upstream call");
+    }
     if (rc == TG_OK)
         rc = insert_call(st, call);
     if (rc == TG_OK)
@@ -340,7 +370,7 @@ int tg_sqlite_recover_pending(struct tg_store *st, long *n)
 static int call_w(struct tg_store *st, void *arg)
 {
     const struct tg_call *const *call = arg;
-    return call_in_tx(st, *call);
+    return call_in_tx(st, *call, 0);
 }
 
 int tg_sqlite_call_record(struct tg_store *st, const struct tg_call *call)
