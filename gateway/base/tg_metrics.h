@@ -44,6 +44,10 @@ void tg_metrics_db_wait(int64_t us);
  * when unknown). */
 void tg_metrics_db_tx(unsigned long writes, unsigned long frames);
 
+/* A group of writes was taken back and run again without one that had failed after
+ * changing rows (store/sqlite/tg_sqlite_writer.c). */
+void tg_metrics_db_redo(void);
+
 /* A reconciliation pass (tg_reconcile.c) ended, having read events events of runs
  * streams: counted, and kept as the last pass's. */
 void tg_metrics_reconcile_pass(long events);

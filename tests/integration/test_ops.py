@@ -152,6 +152,9 @@ class MetricsTest(StackTestCase):
             self.assertGreater(moved("taskgate_db_wal_frames_total"), 0)
         else:  # SQLite's shared writer's pages; PostgreSQL's WAL is the server's own
             self.assertEqual(value(after, "taskgate_db_wal_frames_total"), 0)
+        # Nothing these submissions wrote failed half-way: no group was run again.
+        self.assertIn(("taskgate_db_group_redos_total", frozenset()), after)
+        self.assertEqual(value(after, "taskgate_db_group_redos_total"), 0)
         # Only this scrape is in flight while it is rendered.
         self.assertEqual(value(after, "taskgate_requests_in_flight"), 1.0)
 

@@ -738,15 +738,28 @@ struct writer_job {
     const char *path;
     int64_t team;
     int thread;
-    int ok, dup_refused, msg_ok;
+    int ok, dup_refused, msg_ok, calls_ok, clash_refused;
 };
 
 #define GROUP_THREADS 8
 #define GROUP_SUBS 40
 
-/* Each submission begun and settled through the shared writer; every fifth is begun a
- * second time, which must fail alone, with its own message, inside whatever group it
- * landed in. */
+/* An add-runs call of submission id with the two run ids given. */
+static struct tg_call runs_call(const char *id, const char **ids)
+{
+    return (struct tg_call){
+        .submission_id = id, .seq = 0, .operation = "add_runs", .method = "POST",
+        .path = "/v1/tasks/groups/tgrp_g/runs", .first_input = 0, .num_inputs = 2,
+        .started_ms = tg_now_ms(), .duration_ms = 5, .outcome = TG_OUTCOME_OK,
+        .http_status = 200, .num_runs = 2, .run_ids = ids,
+    };
+}
+
+/* Each submission begun, given a call with its two runs, and settled through the shared
+ * writer. Every fifth is begun a second time, which must fail alone, with its own message,
+ * inside whatever group it landed in; every third first tries a call that names one run id
+ * twice, which fails after its call and first run were written, and must take back its
+ * own rows only: the group's other writes, run again, are all kept. */
 static void *group_writer(void *arg)
 {
     struct writer_job *job = arg;
@@ -765,6 +778,20 @@ static void *group_writer(void *arg)
             if (strstr(tg_store_errmsg(st), id) != NULL)
                 job->msg_ok++;
         }
+        char r1[80], r2[80];
+        snprintf(r1, sizeof(r1), "trun_%s_1", id);
+        snprintf(r2, sizeof(r2), "trun_%s_2", id);
+        if (i % 3 == 0) {
+            const char *twice[] = {r1, r1};
+            struct tg_call clash = runs_call(id, twice);
+            if (tg_store_call_record(st, &clash) == TG_EEXIST &&
+                strstr(tg_store_errmsg(st), r1) != NULL)
+                job->clash_refused++;
+        }
+        const char *pair[] = {r1, r2};
+        struct tg_call call = runs_call(id, pair);
+        if (tg_store_call_record(st, &call) == TG_OK)
+            job->calls_ok++;
         if (tg_store_submission_finish(st, id, TG_STATE_ACCEPTED, 200, 200, NULL) == TG_OK)
             job->ok++;
     }
@@ -789,21 +816,35 @@ static void test_group_commit(void)
         jobs[i] = (struct writer_job){.path = path, .team = team, .thread = i};
         CHECK(pthread_create(&threads[i], NULL, group_writer, &jobs[i]) == 0);
     }
-    int ok = 0, dup = 0, msg = 0;
+    int ok = 0, dup = 0, msg = 0, calls = 0, clashes = 0;
     for (int i = 0; i < GROUP_THREADS; i++) {
         pthread_join(threads[i], NULL);
         ok += jobs[i].ok;
         dup += jobs[i].dup_refused;
         msg += jobs[i].msg_ok;
+        calls += jobs[i].calls_ok;
+        clashes += jobs[i].clash_refused;
     }
     tg_store_writer_stop();
     CHECK(ok == GROUP_THREADS * GROUP_SUBS);
     CHECK(dup == GROUP_THREADS * (GROUP_SUBS / 5));
     CHECK(msg == dup);
+    CHECK(calls == GROUP_THREADS * GROUP_SUBS);
+    CHECK(clashes == GROUP_THREADS * ((GROUP_SUBS + 2) / 3));
     char expect[32];
     snprintf(expect, sizeof(expect), "%d", GROUP_THREADS * GROUP_SUBS);
     CHECK_STR(query(path, "SELECT count(*) FROM submissions WHERE state = 'accepted'"), expect);
     CHECK_STR(query(path, "SELECT count(*) FROM submissions WHERE state <> 'accepted'"), "0");
+    /* One call and two runs of each submission: nothing of the refused calls is left. */
+    CHECK_STR(query(path, "SELECT count(*) FROM upstream_calls"), expect);
+    snprintf(expect, sizeof(expect), "%d", 2 * GROUP_THREADS * GROUP_SUBS);
+    CHECK_STR(query(path, "SELECT count(*) FROM runs"), expect);
+    CHECK_STR(query(path, "SELECT count(*) FROM runs r JOIN upstream_calls c"
+                          " ON c.submission_id = r.submission_id AND c.seq = r.call_seq"), expect);
+    /* The counts kept beside the rows moved with the calls that were kept, and only with
+     * those. */
+    CHECK_STR(query(path, "SELECT sum(runs) FROM run_buckets"), expect);
+    CHECK_STR(query(path, "SELECT sum(runs) FROM summary_counts"), expect);
 
     /* Stopped, the writer is out of the way: a handle writes for itself again. */
     char e2[256];

@@ -27,9 +27,6 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_BEGIN] = "BEGIN IMMEDIATE",
     [S_COMMIT] = "COMMIT",
     [S_ROLLBACK] = "ROLLBACK",
-    [S_SAVEPOINT] = "SAVEPOINT w",
-    [S_RELEASE] = "RELEASE w",
-    [S_ROLLBACK_TO] = "ROLLBACK TO w",
     [S_VERSION] = "PRAGMA user_version",
     /* With the generation of the same read: the rows the handle keeps that were read at it
      * answer for the request (tg_sqlite_kept.c). */

@@ -321,6 +321,7 @@ static int admit_w(struct tg_store *st, void *arg)
     const struct tg_admission *a = w->a;
     struct tg_sqlite_hold hold = {0};
     int rc = TG_OK;
+    w->refused = 0; /* the group may run it again (tg_sqlite_writer.c) */
     if (a->key != NULL)
         rc = check_record(st, sub->team_id, a);
     if (rc == TG_OK)

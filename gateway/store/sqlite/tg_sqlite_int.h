@@ -33,7 +33,7 @@ extern const struct tg_migration tg_migrations[];
  * named above its group, indexed by these names; no file claims numbers by hand. */
 enum stmt_id {
     /* tg_sqlite.c's stmt_sql: transactions, identities, the audit records' writes */
-    S_BEGIN, S_COMMIT, S_ROLLBACK, S_SAVEPOINT, S_RELEASE, S_ROLLBACK_TO, S_VERSION,
+    S_BEGIN, S_COMMIT, S_ROLLBACK, S_VERSION,
     S_AUTH, S_TEAM_KEY, S_TEAM_ID, S_TEAM_ADD, S_TEAM_SET_KEY, S_TEAM_LIST,
     S_TOKEN_ADD, S_TOKEN_REVOKE, S_TOKEN_LIST,
     S_PRESET_SET, S_PRESET_GET, S_PRESET_KEPT, S_PRESET_LIST,
@@ -174,12 +174,15 @@ void tg_sqlite_writer_lock(void);
 void tg_sqlite_writer_unlock(void);
 
 /* A write: runs on the handle it is given (the shared writer's, not necessarily the
- * caller's) inside a transaction. TG_OK keeps what it wrote; anything else undoes it. */
+ * caller's) inside a transaction. TG_OK keeps what it wrote; anything else undoes it. It
+ * may be run more than once before its transaction commits (when a later write of its
+ * group fails, tg_sqlite_writer.c): what it sets in arg is set afresh each time, from the
+ * database alone, never added to. */
 typedef int (*tg_sqlite_write_fn)(struct tg_store *st, void *arg);
 
 /* Runs fn in a write transaction: in the daemon, once tg_store_writer_start has run, on the
- * shared writer connection in a group commit with other threads' writes (fn's own writes
- * undone alone when it fails); otherwise on st in a transaction of its own. Returns fn's
+ * shared writer connection in a group commit with other threads' writes (only fn's own
+ * writes undone when it fails); otherwise on st in a transaction of its own. Returns fn's
  * status, or the failure of the commit that would have held it; st's message describes a
  * failure. fn's statements must come from the handle it is passed. */
 int tg_sqlite_write(struct tg_store *st, tg_sqlite_write_fn fn, void *arg);

@@ -4,14 +4,14 @@
  * SQLite has one writer at a time, and what a commit costs is mostly the pages it writes
  * to the WAL, not the rows in it. So the writes of the request path share one connection
  * and are committed in groups: a thread that finds nobody committing becomes the leader,
- * takes every write queued so far, runs each in its own savepoint inside one transaction
+ * takes every write queued so far, runs them one after another inside one transaction
  * and commits them together; the threads that queued meanwhile wait, and when the group is
  * done the leader wakes each of its members and hands the lead to the first write queued
  * since, whose thread runs the next group. Each waiter sleeps on a semaphore of its own
  * that the leader posts once, after it has let go of the queue's lock: one wake-up per
  * write. (Signalled under the lock, as a condition variable must be here, a woken
- * waiter would first block on that lock, and be woken a second time.) A write that fails is rolled
- * back to its savepoint alone; a commit that fails fails every write of its group. Nobody
+ * waiter would first block on that lock, and be woken a second time.) A write that fails
+ * fails alone (run_group says how); a commit that fails fails every write of its group. Nobody
  * is answered before the commit that holds their write.
  *
  * The writer connection's page cache is never invalidated by the others (they only read),
@@ -121,7 +121,27 @@ int tg_sqlite_write_health(char *why, size_t whylen)
  * mutex), and the WAL's size after the commit before. */
 static int wal_frames, wal_pages;
 
-/* Runs one group in one transaction on the writer connection. Every request's rc is set. */
+/* Fails every write of the group that has not failed already, after the transaction has
+ * been lost or could not be undone: the writes run so far are gone, the rest not tried. */
+static void lose_group(struct tg_store *w, struct write_req *group, int rc, const char *msg)
+{
+    if (!sqlite3_get_autocommit(w->db))
+        step_fixed(w, S_ROLLBACK, "roll back");
+    fail_range(group, NULL, rc, msg);
+    note_health(1, msg);
+}
+
+/* Runs one group in one transaction on the writer connection. Every request's rc is set.
+ *
+ * A write that fails having changed no row (a duplicate refused by a constraint, a
+ * submission already settled) leaves nothing to undo: SQLite has taken back the statement
+ * that failed, and the group goes on. A write that fails after some of its statements
+ * changed rows takes the transaction back with it, and the group runs again without it: the
+ * writes before it are run a second time, in a new transaction, and give the same result
+ * (each sets what it answers from the database alone). That is rare: a run id recorded
+ * twice, a call refused half-way. A savepoint per write would make it cheaper, but costs
+ * every write a copy of each page it touches in the savepoint's journal (about 20 pages
+ * per submission). */
 static void run_group(struct tg_store *w, struct write_req *group)
 {
     char msg[sizeof(w->err)] = "";
@@ -130,8 +150,11 @@ static void run_group(struct tg_store *w, struct write_req *group)
     unsigned long n = 0;
     for (struct write_req *r = group; r != NULL; r = r->next, n++)
         tg_metrics_db_wait(now - r->queued_us);
+    int broke = 0; /* a write failed for the database's sake: msg says how */
+    int rc;
+again:
     wal_frames = 0;
-    int rc = step_fixed(w, S_BEGIN, "begin");
+    rc = step_fixed(w, S_BEGIN, "begin");
     if (rc != TG_OK) {
         fail_range(group, NULL, rc, w->err);
         if (store_failure(rc))
@@ -139,36 +162,32 @@ static void run_group(struct tg_store *w, struct write_req *group)
         tg_sqlite_writer_unlock();
         return;
     }
-    int broke = 0; /* a write failed for the database's sake: msg says how */
     for (struct write_req *r = group; r != NULL; r = r->next) {
-        rc = step_fixed(w, S_SAVEPOINT, "savepoint");
+        if (r->rc != TG_OK)
+            continue; /* failed in a run of the group before this one */
+        sqlite3_int64 changes = sqlite3_total_changes64(w->db);
+        rc = r->fn(w, r->arg);
         if (rc == TG_OK)
-            rc = r->fn(w, r->arg);
-        if (rc == TG_OK)
-            rc = step_fixed(w, S_RELEASE, "release savepoint");
-        if (rc == TG_OK) {
-            r->rc = TG_OK;
             continue;
-        }
         snprintf(msg, sizeof(msg), "%s", w->err);
         fail(r, rc, msg);
         broke |= store_failure(rc);
-        /* Undo this write alone; when SQLite has already rolled the whole transaction
-         * back (a full disk, an I/O error) or cannot undo it, the group's earlier writes
-         * are gone as well, and the later ones are not tried. */
-        int whole = sqlite3_get_autocommit(w->db) ||
-                    step_fixed(w, S_ROLLBACK_TO, "roll back to savepoint") != TG_OK ||
-                    step_fixed(w, S_RELEASE, "release savepoint") != TG_OK;
-        if (whole) {
-            if (!sqlite3_get_autocommit(w->db))
-                step_fixed(w, S_ROLLBACK, "roll back");
-            fail_range(group, r, rc, msg);
-            for (struct write_req *p = r->next; p != NULL; p = p->next)
-                fail(p, rc, msg);
-            note_health(1, msg);
+        /* SQLite has rolled the whole transaction back itself (a full disk, an I/O
+         * error): the group's earlier writes are gone, and the later ones are not tried. */
+        if (sqlite3_get_autocommit(w->db)) {
+            lose_group(w, group, rc, msg);
             tg_sqlite_writer_unlock();
             return;
         }
+        if (sqlite3_total_changes64(w->db) == changes)
+            continue;
+        if (step_fixed(w, S_ROLLBACK, "roll back") != TG_OK) {
+            lose_group(w, group, rc, msg);
+            tg_sqlite_writer_unlock();
+            return;
+        }
+        tg_metrics_db_redo();
+        goto again;
     }
     rc = step_fixed(w, S_COMMIT, "commit");
     if (rc != TG_OK) {
@@ -356,14 +375,8 @@ static int configure_writer(struct tg_store *w)
     if (sqlite3_exec(w->db, pragma, NULL, NULL, NULL) != SQLITE_OK)
         return tg_sqlite_db_err(w, sqlite3_errcode(w->db), "configure the writer");
     /* Rolling back must never fail for want of a statement. */
-    const enum stmt_id fixed[] = {S_SAVEPOINT, S_RELEASE, S_ROLLBACK_TO};
-    for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++) {
-        sqlite3_stmt *s;
-        int rc = tg_sqlite_prep(w, fixed[i], &s);
-        if (rc != TG_OK)
-            return rc;
-    }
-    return TG_OK;
+    sqlite3_stmt *s;
+    return tg_sqlite_prep(w, S_ROLLBACK, &s);
 }
 
 int tg_sqlite_writer_start(const char *path, int busy_ms, char *err, size_t errlen)
