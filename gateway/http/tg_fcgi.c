@@ -178,6 +178,10 @@ static int read_body(struct tg_fcgi *f, struct tg_pool *pool, long max_body,
             break;
         got += n;
     }
+    /* The end of stdin, which nginx sends right after the body: once it has been read,
+     * nothing more comes on this connection (tg_fcgi_finish). */
+    if (got == len)
+        (void)FCGX_GetChar(f->req.in);
     body[got] = '\0';
     req->body = body;
     req->body_len = (size_t)got;
@@ -268,5 +272,12 @@ void tg_fcgi_write(struct tg_fcgi *f, const struct tg_request *req,
 
 void tg_fcgi_finish(struct tg_fcgi *f)
 {
+    /* libfcgi closes a connection by shutting down its sending side and reading until
+     * nginx closes too, so that no data of nginx's still unread is answered with a reset: a
+     * poll and a wake-up more per request. When the request's stdin has been read to its
+     * end, nginx sends nothing more, and the connection is closed at once (FCGX_Detach
+     * marks it so). */
+    if (!f->req.keepConnection && FCGX_HasSeenEOF(f->req.in) == EOF)
+        FCGX_Detach(&f->req);
     FCGX_Finish_r(&f->req);
 }
