@@ -1,6 +1,8 @@
 /* Unit tests of upstream keys at rest (tg_crypto.c): sealing round trips, the team binding,
- * tampering, buffers too small, and key files that are missing, short or too open. */
+ * tampering, buffers too small, and key files that are missing, short or too open; and the
+ * SHA-256 digests tokens are stored by (tg_sha256.c). */
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +11,7 @@
 
 #include "tg_core.h"
 #include "tg_crypto.h"
+#include "tg_sha256.h"
 #include "tg_test.h"
 
 static char key_file[512];
@@ -146,6 +149,39 @@ static void test_rotation_keeps_old_values_open(void)
     CHECK_STR(out, "secret-value");
 }
 
+/* FIPS 180-2's vectors, from several threads at once (the algorithm is fetched once). */
+static void *hash_many(void *arg)
+{
+    int *ok = arg;
+    for (int i = 0; i < 200; i++) {
+        char h[TG_HASH_LEN];
+        tg_sha256_hex("abc", 3, h);
+        *ok += strcmp(h, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad") == 0;
+    }
+    return NULL;
+}
+
+static void test_sha256(void)
+{
+    char h[TG_HASH_LEN];
+    tg_sha256_hex("", 0, h);
+    CHECK_STR(h, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    const char *two = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+    tg_sha256_hex(two, strlen(two), h);
+    CHECK_STR(h, "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+    char fp[TG_FINGERPRINT_LEN];
+    tg_sha256_fingerprint("abc", 3, fp);
+    CHECK_STR(fp, "sha256:ba7816bf8f01");
+    pthread_t t[4];
+    int ok[4] = {0};
+    for (int i = 0; i < 4; i++)
+        CHECK(pthread_create(&t[i], NULL, hash_many, &ok[i]) == 0);
+    for (int i = 0; i < 4; i++) {
+        pthread_join(t[i], NULL);
+        CHECK(ok[i] == 200);
+    }
+}
+
 int main(void)
 {
     const char *dir = getenv("TG_TEST_TMP");
@@ -161,6 +197,7 @@ int main(void)
         {"round_trip_and_binding", test_round_trip_and_binding},
         {"key_file_trouble", test_key_file_trouble},
         {"rotation_keeps_old_values_open", test_rotation_keeps_old_values_open},
+        {"sha256", test_sha256},
         {NULL, NULL},
     };
     int rc = tg_test_run(cases);
