@@ -178,6 +178,55 @@ def strip_run_tags(reqs):
     return reqs
 
 
+def fcgi_exchange(sock_path, params, stdin_chunks, probe_close=False):
+    """One request straight over the daemon's FastCGI socket (no nginx), sent as nginx
+    sends it without keeping the connection: params, then stdin_chunks as stdin records
+    (end them with b"" for the end of stdin). Reads the answer until the daemon stops
+    sending. Returns (its stdout bytes, whether FCGI_END_REQUEST came, closed): with
+    probe_close, closed says whether, our side left open, the daemon had closed the
+    connection 0.3 s later (a write to it fails) rather than only shut its sending side
+    down while it waits for ours to close; otherwise None."""
+    def record(kind, content):
+        pad = -len(content) % 8
+        return (bytes([1, kind]) + (1).to_bytes(2, "big") + len(content).to_bytes(2, "big")
+                + bytes([pad, 0]) + content + b"\0" * pad)
+
+    def length(n):
+        return bytes([n]) if n < 128 else (n | 0x80000000).to_bytes(4, "big")
+
+    pairs = b"".join(length(len(k.encode())) + length(len(v.encode())) + k.encode() + v.encode()
+                     for k, v in params.items())
+    out = record(1, bytes([0, 1, 0, 0, 0, 0, 0, 0])) + record(4, pairs) + record(4, b"")
+    out += b"".join(record(5, chunk) for chunk in stdin_chunks)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(30)
+        s.connect(sock_path)
+        s.sendall(out)
+        buf = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+        stdout, ended = b"", False
+        while len(buf) >= 8:
+            kind, clen, pad = buf[1], int.from_bytes(buf[4:6], "big"), buf[6]
+            if kind == 6:  # FCGI_STDOUT
+                stdout += buf[8:8 + clen]
+            elif kind == 3:  # FCGI_END_REQUEST
+                ended = True
+            buf = buf[8 + clen + pad:]
+        closed = None
+        if probe_close:
+            time.sleep(0.3)
+            try:
+                s.send(b"x")
+                closed = False
+            except (BrokenPipeError, ConnectionResetError):
+                closed = True
+    return stdout, ended, closed
+
+
 def child_env():
     """The environment for the daemon and the CLI: ours without TASKGATE_* overrides, so a
     developer's shell cannot change what the generated config says."""

@@ -21,7 +21,7 @@ import unittest
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import StackTestCase  # noqa: E402
+from harness import StackTestCase, fcgi_exchange  # noqa: E402
 from streamload import StreamLoad  # noqa: E402
 
 KEY_A = "par-waits-a-3f9c1e7b5d2a4c6e8f01"
@@ -130,64 +130,6 @@ def sdk_headers(token):
 
 def bearer(token):
     return {"Authorization": "Bearer " + token, "Content-Type": "application/json"}
-
-
-def fcgi_record(kind, content=b"", request_id=1):
-    """One FastCGI record (version 1), padded to 8 bytes."""
-    pad = -len(content) % 8
-    return (bytes([1, kind]) + request_id.to_bytes(2, "big") + len(content).to_bytes(2, "big")
-            + bytes([pad, 0]) + content + b"\0" * pad)
-
-
-def fcgi_params(params):
-    out = b""
-    for k, v in params.items():
-        k, v = k.encode(), v.encode()
-        for n in (len(k), len(v)):
-            out += bytes([n]) if n < 128 else (n | 0x80000000).to_bytes(4, "big")
-        out += k + v
-    return out
-
-
-def fcgi_exchange(sock_path, params, stdin_chunks):
-    """Sends one request on the daemon's own socket as nginx would (without keeping the
-    connection), reads its answer to FCGI_END_REQUEST and the end of the daemon's sending,
-    and then, our side left open, whether the daemon has closed the connection 0.3 s later
-    (a write to it fails) rather than only shut its sending side down while it waits for
-    ours to close. (answer bytes, closed)."""
-    c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    c.settimeout(10)
-    try:
-        c.connect(sock_path)
-        msg = fcgi_record(1, bytes([0, 1, 0, 0, 0, 0, 0, 0]))  # BEGIN_REQUEST, responder
-        msg += fcgi_record(4, fcgi_params(params)) + fcgi_record(4)
-        for chunk in stdin_chunks:
-            msg += fcgi_record(5, chunk)
-        c.sendall(msg)
-        buf = b""
-        while True:
-            data = c.recv(65536)
-            if not data:
-                break
-            buf += data
-        stdout, ended = b"", False
-        while len(buf) >= 8:
-            kind, clen, pad = buf[1], int.from_bytes(buf[4:6], "big"), buf[6]
-            if kind == 6:  # STDOUT
-                stdout += buf[8:8 + clen]
-            elif kind == 3:  # END_REQUEST
-                ended = True
-            buf = buf[8 + clen + pad:]
-        if not ended:
-            return stdout, False
-        time.sleep(0.3)
-        try:
-            c.send(b"x")
-        except (BrokenPipeError, ConnectionResetError):
-            return stdout, True
-        return stdout, False
-    finally:
-        c.close()
 
 
 class NginxWaitsTest(StackTestCase):
@@ -397,20 +339,22 @@ class NginxWaitsTest(StackTestCase):
         s = self.stack(keys=[KEY_A], conf={"threads": THREADS, "max_body_bytes": "4096"})
         base = {"SERVER_PROTOCOL": "HTTP/1.1", "REMOTE_ADDR": "127.0.0.1"}
         get = dict(base, REQUEST_METHOD="GET", DOCUMENT_URI="/healthz", QUERY_STRING="")
-        answer, closed = fcgi_exchange(s.sock_path, get, [b""])
+        answer, _, closed = fcgi_exchange(s.sock_path, get, [b""], probe_close=True)
         self.assertTrue(answer.startswith(b"Status: 200"), answer[:200])
         self.assertTrue(closed, "the daemon waits for nginx to close the connection")
         body = json.dumps({"inputs": ["x"]}).encode()
         post = dict(base, REQUEST_METHOD="POST", DOCUMENT_URI="/v1/runs", QUERY_STRING="",
                     CONTENT_TYPE="application/json", CONTENT_LENGTH=str(len(body)))
-        answer, closed = fcgi_exchange(s.sock_path, post, [body, b""])
+        answer, _, closed = fcgi_exchange(s.sock_path, post, [body, b""], probe_close=True)
         self.assertTrue(answer.startswith(b"Status: 401"), answer[:200])  # no token
         self.assertTrue(closed, "the daemon waits for nginx to close the connection")
         # Over max_body_bytes: answered without reading the body, which is still coming.
         big = dict(post, CONTENT_LENGTH="100000")
-        answer, closed = fcgi_exchange(s.sock_path, big, [b"x" * 8000])
+        answer, ended, closed = fcgi_exchange(s.sock_path, big, [b"x" * 8000],
+                                              probe_close=True)
         self.assertTrue(answer.startswith(b"Status: 413"), answer[:200])
         self.assertIn(b"max_body_bytes", answer)
+        self.assertTrue(ended, "the answer did not end with FCGI_END_REQUEST")
         self.assertFalse(closed, "closed with nginx's body unread")
 
     def test_the_teams_key_reaches_the_upstream_only(self):

@@ -14,8 +14,6 @@ import json
 import os
 import re
 import secrets
-import socket
-import struct
 import sys
 import unittest
 import urllib.parse
@@ -23,7 +21,7 @@ import urllib.parse
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import Stack, strip_run_tags  # noqa: E402
+from harness import Stack, fcgi_exchange, strip_run_tags  # noqa: E402
 
 CREATE_GROUP_RE = re.compile(r"^/v1(beta)?/tasks/groups$")
 ADD_RUNS_RE = re.compile(r"^/v1(beta)?/tasks/groups/([^/]+)/runs$")
@@ -1529,37 +1527,12 @@ class BodyLimitTest(SharedStackTest):
 def fcgi_post(sock_path, path, body, params):
     """POST body to path straight over the daemon's FastCGI socket (no nginx), with params
     added to the ones nginx would send. Returns (status, headers, body bytes)."""
-    def record(kind, content):
-        return struct.pack("!BBHHBx", 1, kind, 1, len(content), 0) + content
-
-    def length(n):
-        return struct.pack("!B", n) if n < 128 else struct.pack("!I", n | 0x80000000)
-
     env = {"REQUEST_METHOD": "POST", "DOCUMENT_URI": path, "REQUEST_URI": path,
            "QUERY_STRING": "", "CONTENT_TYPE": JSON_CT, "CONTENT_LENGTH": str(len(body)),
            "SERVER_PROTOCOL": "HTTP/1.1", "REMOTE_ADDR": "127.0.0.1",
            "HTTP_ACCEPT": ACCEPT_JSON}
     env.update(params)
-    pairs = b"".join(length(len(k.encode())) + length(len(v.encode())) + k.encode() + v.encode()
-                     for k, v in env.items())
-    out = record(1, struct.pack("!HB5x", 1, 0)) + record(4, pairs) + record(4, b"")
-    out += (record(5, body) if body else b"") + record(5, b"")
-    stdout = b""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(30)
-        s.connect(sock_path)
-        s.sendall(out)
-        buf = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            buf += chunk
-        while len(buf) >= 8:
-            _, kind, _, clen, plen = struct.unpack("!BBHHB", buf[:7])
-            if kind == 6:
-                stdout += buf[8:8 + clen]
-            buf = buf[8 + clen + plen:]
+    stdout, _, _ = fcgi_exchange(sock_path, env, ([body] if body else []) + [b""])
     head, _, data = stdout.partition(b"\r\n\r\n")
     headers = dict(line.split(": ", 1) for line in head.decode().split("\r\n") if ": " in line)
     return int(headers.get("Status", "200").split()[0]), headers, data
