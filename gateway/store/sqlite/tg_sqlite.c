@@ -442,10 +442,22 @@ static int check_version(struct tg_store *st)
     return TG_OK;
 }
 
+/* SQLite's allocation statistics take one process-wide mutex on every malloc and free,
+ * which every worker's reads and the writer's statements contend on; nothing here reads
+ * them (no soft heap limit, no sqlite3_memory_used). Set once, before the library starts. */
+static pthread_once_t library_once = PTHREAD_ONCE_INIT;
+
+static void library_init(void)
+{
+    sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+    sqlite3_initialize();
+}
+
 int tg_sqlite_open(struct tg_store **out, const char *path, int flags, int busy_ms,
                    char *err, size_t errlen)
 {
     *out = NULL;
+    pthread_once(&library_once, library_init);
     struct tg_store *st = calloc(1, sizeof(*st));
     if (st == NULL) {
         if (errlen > 0)
