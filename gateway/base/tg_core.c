@@ -25,6 +25,7 @@ const char *tg_rc_str(int rc)
     case TG_EINVAL: return "invalid";
     case TG_EDB: return "database error";
     case TG_EDOWN: return "database unreachable";
+    case TG_ESTALE: return "changed since checked";
     default: return "unknown error";
     }
 }

@@ -19,7 +19,8 @@ enum tg_rc {
     TG_EBUSY = -6,     /* the database stayed locked past the busy timeout */
     TG_EINVAL = -7,    /* the input is malformed */
     TG_EDB = -8,       /* the database failed (I/O, full, read-only, corrupt) */
-    TG_EDOWN = -9      /* the database server cannot be reached (tg_store_ping only) */
+    TG_EDOWN = -9,     /* the database server cannot be reached (tg_store_ping only) */
+    TG_ESTALE = -10    /* what an earlier check answered has changed since: check again */
 };
 
 /* A short English name for a status code; static storage. */

@@ -49,7 +49,7 @@ static atomic_ullong latency_sum_us;
 static atomic_ulong submissions[NSTATES];
 static atomic_ulong reads[NREADS];
 static atomic_ullong db_wait_us;
-static atomic_ulong db_tx, db_writes, db_frames, db_redos;
+static atomic_ulong db_tx, db_writes, db_frames, db_redos, auth_retries;
 static atomic_ulong answers_too_large;
 static atomic_ulong recon_passes, recon_events, recon_last_events;
 static atomic_long track_followed, track_waiting;
@@ -226,6 +226,11 @@ void tg_metrics_db_redo(void)
     atomic_fetch_add_explicit(&db_redos, 1, memory_order_relaxed);
 }
 
+void tg_metrics_auth_retry(void)
+{
+    atomic_fetch_add_explicit(&auth_retries, 1, memory_order_relaxed);
+}
+
 void tg_metrics_answer_too_large(void)
 {
     atomic_fetch_add_explicit(&answers_too_large, 1, memory_order_relaxed);
@@ -347,9 +352,14 @@ static void render_records(struct tg_buf *b)
                      "# HELP taskgate_db_group_redos_total Groups of writes taken back and run "
                      "again without one that failed after changing rows.\n"
                      "# TYPE taskgate_db_group_redos_total counter\n"
-                     "taskgate_db_group_redos_total %lu\n",
+                     "taskgate_db_group_redos_total %lu\n"
+                     "# HELP taskgate_auth_rechecks_total Submissions taken again with the "
+                     "token read afresh: what was kept of it in memory had changed.\n"
+                     "# TYPE taskgate_auth_rechecks_total counter\n"
+                     "taskgate_auth_rechecks_total %lu\n",
                   (double)atomic_load(&db_wait_us) / 1e6, atomic_load(&db_tx),
-                  atomic_load(&db_writes), atomic_load(&db_frames), atomic_load(&db_redos));
+                  atomic_load(&db_writes), atomic_load(&db_frames), atomic_load(&db_redos),
+                  atomic_load(&auth_retries));
 }
 
 static void render_reconcile(struct tg_buf *b)

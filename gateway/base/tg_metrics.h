@@ -48,6 +48,10 @@ void tg_metrics_db_tx(unsigned long writes, unsigned long frames);
  * changing rows (store/sqlite/tg_sqlite_writer.c). */
 void tg_metrics_db_redo(void);
 
+/* A submission was taken again with its token read afresh: the token, as kept in memory,
+ * had changed, or the team's key, presets or groups had (http/tg_submit.c). */
+void tg_metrics_auth_retry(void);
+
 /* A reconciliation pass (tg_reconcile.c) ended, having read events events of runs
  * streams: counted, and kept as the last pass's. */
 void tg_metrics_reconcile_pass(long events);

@@ -116,8 +116,9 @@ int tg_http_wants_csv(const char *accept)
     return csv > 0 && csv > tg_http_accept_q(accept, "application/json");
 }
 
-int tg_http_auth(struct tg_worker *w, const struct tg_request *req, struct tg_response *resp,
-                 const char *form_token, struct tg_auth *auth)
+static int check_token(struct tg_worker *w, const struct tg_request *req,
+                       struct tg_response *resp, const char *form_token, struct tg_auth *auth,
+                       int kept)
 {
     size_t len;
     const char *token = tg_token_from_headers(req->authorization, req->api_key, &len);
@@ -134,7 +135,8 @@ int tg_http_auth(struct tg_worker *w, const struct tg_request *req, struct tg_re
     }
     char hash[TG_HASH_LEN];
     tg_sha256_hex(token, len, hash);
-    int rc = tg_store_auth(w->store, hash, tg_now_ms(), auth);
+    int rc = kept ? tg_store_auth_kept(w->store, hash, tg_now_ms(), auth)
+                  : tg_store_auth(w->store, hash, tg_now_ms(), auth);
     if (rc == TG_ENOTFOUND) {
         tg_resp_error(resp, req, 401, "invalid, expired or revoked team token", NULL);
         return TG_ERR;
@@ -148,6 +150,18 @@ int tg_http_auth(struct tg_worker *w, const struct tg_request *req, struct tg_re
     }
     resp->team = tg_pool_strdup(req->pool, auth->team);
     return TG_OK;
+}
+
+int tg_http_auth(struct tg_worker *w, const struct tg_request *req, struct tg_response *resp,
+                 const char *form_token, struct tg_auth *out)
+{
+    return check_token(w, req, resp, form_token, out, 0);
+}
+
+int tg_http_auth_kept(struct tg_worker *w, const struct tg_request *req,
+                      struct tg_response *resp, const char *form_token, struct tg_auth *out)
+{
+    return check_token(w, req, resp, form_token, out, 1);
 }
 
 void tg_http_log_request(const struct tg_request *req, const struct tg_response *resp)

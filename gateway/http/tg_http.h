@@ -111,6 +111,11 @@ int tg_http_wants_csv(const char *accept);
  * database cannot be read) and the caller returns. */
 int tg_http_auth(struct tg_worker *w, const struct tg_request *req, struct tg_response *resp,
                  const char *form_token, struct tg_auth *auth);
+/* As tg_http_auth, but the token may be answered from what the worker's store handle kept
+ * (tg_store_auth_kept): the caller settles it with tg_store_auth_confirm before it
+ * answers. */
+int tg_http_auth_kept(struct tg_worker *w, const struct tg_request *req,
+                      struct tg_response *resp, const char *form_token, struct tg_auth *auth);
 
 /* The one log line for an answered request: id, method, path, status, team, interface,
  * submission, inputs, runs, upstream and total time. */

@@ -33,6 +33,13 @@ static json_object *outcome_object(struct tg_sub *s, enum tg_state state);
  * the database lets us, and the client is told not to retry blindly. */
 void tg_submit_db_trouble(struct tg_sub *s, int rc)
 {
+    if (rc == TG_ESTALE && !s->p.begun) {
+        /* The token was answered from memory and has changed since: nothing was written,
+         * and tg_submit_run takes the submission again with a fresh check. */
+        tg_resp_error(s->resp, s->req, 503, "the team's token or settings changed while this "
+                      "submission was checked; nothing was sent upstream; retry", NULL);
+        return;
+    }
     tg_log(TG_LOG_ERROR, "submission %s: recording failed: %s (%s)", s->p.id, tg_rc_str(rc),
            tg_store_errmsg(s->w->store));
     if (!s->p.begun) {
@@ -494,8 +501,11 @@ static void run_held(struct tg_sub *s)
         s->ops->answer_failed(s, &f);
 }
 
-void tg_submit_run(const struct tg_sub_ops *ops, struct tg_worker *w, struct tg_request *req,
-                struct tg_response *resp, const char *api, const char *path_group)
+/* One pass of a submission, its token checked from what the worker's handle kept when kept
+ * is set (tg_http_auth_kept). */
+static void submit_once(const struct tg_sub_ops *ops, struct tg_worker *w,
+                        struct tg_request *req, struct tg_response *resp, const char *api,
+                        const char *path_group, int kept)
 {
     struct tg_sub s;
     if (tg_sub_init(&s, w, req, resp, ops) != TG_OK)
@@ -507,7 +517,9 @@ void tg_submit_run(const struct tg_sub_ops *ops, struct tg_worker *w, struct tg_
         tg_resp_error(resp, req, 500, "out of memory", NULL);
         return;
     }
-    if (tg_http_auth(w, req, resp, form_token, &s.auth) != TG_OK)
+    int rc = kept ? tg_http_auth_kept(w, req, resp, form_token, &s.auth)
+                  : tg_http_auth(w, req, resp, form_token, &s.auth);
+    if (rc != TG_OK)
         return;
     if (tg_submit_check_role(&s) != TG_OK)
         return;
@@ -515,6 +527,37 @@ void tg_submit_run(const struct tg_sub_ops *ops, struct tg_worker *w, struct tg_
         return;
     run_held(&s);
     tg_share_release(s.auth.team_id);
+}
+
+/* The token is first checked from memory, without a read. Every answer that records the
+ * submission settles that check in the record's own transaction (tg_store_auth_kept); an
+ * answer that recorded nothing settles it with a read before it goes out. If the token,
+ * the team's key or presets changed since, nothing was recorded or sent, and the
+ * submission is taken once more from the start with the token read afresh. */
+void tg_submit_run(const struct tg_sub_ops *ops, struct tg_worker *w, struct tg_request *req,
+                struct tg_response *resp, const char *api, const char *path_group)
+{
+    int nheaders = resp->nheaders;
+    submit_once(ops, w, req, resp, api, path_group, 1);
+    int rc = tg_store_auth_confirm(w->store, tg_now_ms());
+    if (rc == TG_OK)
+        return;
+    resp->status = 0;
+    resp->content_type = NULL;
+    resp->nheaders = nheaders;
+    tg_buf_clear(&resp->body);
+    resp->idem = NULL;
+    resp->replayed = 0;
+    resp->inputs = resp->runs = 0;
+    resp->upstream_us = 0;
+    if (rc == TG_ESTALE) {
+        tg_metrics_auth_retry();
+        submit_once(ops, w, req, resp, api, path_group, 0);
+        return;
+    }
+    tg_log(TG_LOG_ERROR, "token lookup failed: %s", tg_store_errmsg(w->store));
+    tg_resp_error(resp, req, 503, "the audit database is unavailable; nothing was sent "
+                  "upstream; retry later", NULL);
 }
 
 void tg_submit_runs(struct tg_worker *w, struct tg_request *req, struct tg_response *resp)

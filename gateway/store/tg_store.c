@@ -200,6 +200,18 @@ int tg_store_auth(struct tg_store *st, const char *token_hash, int64_t now_ms,
     return be(st)->auth(st, token_hash, now_ms, out);
 }
 
+int tg_store_auth_kept(struct tg_store *st, const char *token_hash, int64_t now_ms,
+                       struct tg_auth *out)
+{
+    return be(st)->auth_kept != NULL ? be(st)->auth_kept(st, token_hash, now_ms, out)
+                                     : be(st)->auth(st, token_hash, now_ms, out);
+}
+
+int tg_store_auth_confirm(struct tg_store *st, int64_t now_ms)
+{
+    return be(st)->auth_confirm != NULL ? be(st)->auth_confirm(st, now_ms) : TG_OK;
+}
+
 int tg_store_team_key(struct tg_store *st, int64_t team_id, char *buf, size_t buflen)
 {
     return be(st)->team_key(st, team_id, buf, buflen);

@@ -105,6 +105,20 @@ struct tg_auth {
  * token); a handle that checks no token reads them afresh. */
 int tg_store_auth(struct tg_store *st, const char *token_hash, int64_t now_ms,
                   struct tg_auth *out);
+/* As tg_store_auth, but the answer may come without a read, from what the handle kept of
+ * an earlier check of the same token, and then holds only provisionally: until the
+ * handle's next write, which makes sure in its own transaction, before it changes
+ * anything, that no token, team, preset or group ownership changed since that check
+ * (the generation); if one did, the write changes nothing and returns TG_ESTALE. A
+ * backend may always read (then nothing is provisional). A request that checks a token
+ * so calls tg_store_auth_confirm before it answers. */
+int tg_store_auth_kept(struct tg_store *st, const char *token_hash, int64_t now_ms,
+                       struct tg_auth *out);
+/* Settles the handle's last token check: TG_OK when it stands (it was read, or a write
+ * has confirmed it, or a read now finds nothing changed since); TG_ESTALE when the token
+ * or anything read with it has changed, and what was answered from it must be taken
+ * again from a fresh tg_store_auth; or the read's error. */
+int tg_store_auth_confirm(struct tg_store *st, int64_t now_ms);
 
 /* The team's upstream key into buf (NUL-terminated). TG_ENOTFOUND, TG_ETOOBIG, TG_OK. */
 int tg_store_team_key(struct tg_store *st, int64_t team_id, char *buf, size_t buflen);

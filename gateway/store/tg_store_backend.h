@@ -71,6 +71,10 @@ struct tg_store_backend {
     int (*write_probe)(struct tg_store *st);
     int (*auth)(struct tg_store *st, const char *token_hash, int64_t now_ms,
         struct tg_auth *out);
+    /* Optional (NULL: every check is read, as auth, and none is provisional). */
+    int (*auth_kept)(struct tg_store *st, const char *token_hash, int64_t now_ms,
+        struct tg_auth *out);
+    int (*auth_confirm)(struct tg_store *st, int64_t now_ms);
     int (*team_key)(struct tg_store *st, int64_t team_id, char *buf, size_t buflen);
     int (*team_id)(struct tg_store *st, const char *name, int64_t *team_id);
     int (*team_add)(struct tg_store *st, const struct tg_actor *who, const char *name,

@@ -18,8 +18,8 @@ from datetime import datetime, timedelta, timezone
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import (TOKEN_ID_RE, TOKEN_RE, StackTestCase, key_fingerprint,  # noqa: E402
-                     strip_run_tags)
+from harness import (BACKEND, TOKEN_ID_RE, TOKEN_RE, StackTestCase,  # noqa: E402
+                     key_fingerprint, strip_run_tags)
 
 CREATE_GROUP_RE = re.compile(r"^/v1(beta)?/tasks/groups$")
 ADD_RUNS_RE = re.compile(r"^/v1(beta)?/tasks/groups/([^/]+)/runs$")
@@ -226,6 +226,64 @@ class AuthTest(GatewayTestCase):
         self.assertEqual(status, 401, answer)
         self.assertErrorShape(answer, 401)
         self.assertEqual(s.sim_requests(), [], "an expired token's request went upstream")
+
+    def test_changes_by_the_cli_hold_at_once_on_every_worker(self):
+        """Workers answer a token they checked before from memory: a preset changed or the
+        token revoked from the command line holds for the very next submission, whichever
+        worker takes it and whatever its body."""
+        key = new_key("alpha")
+        s = self.stack(keys=[key])
+        s.add_team("alpha", key, preset={"processor": "core"})
+        token, token_id = s.issue_token("alpha")
+
+        def burst(bodies):
+            """Five at a time (under the team's worker share), each thread in turn."""
+            results = [None] * len(bodies)
+
+            def one(k):
+                for i in range(k, len(bodies), 5):
+                    try:
+                        results[i] = self.submit(s, bodies[i], token, timeout=30)
+                    except Exception as e:  # reported below
+                        results[i] = e
+            threads = [threading.Thread(target=one, args=(k,)) for k in range(5)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            for r in results:
+                self.assertNotIsInstance(r, Exception)
+            return results
+
+        # Many at once, so that many workers have the token in memory.
+        for status, answer, _ in burst([{"inputs": ["w%d" % i]} for i in range(48)]):
+            self.assertEqual(status, 200, answer)
+
+        s.set_preset("alpha", "default", {"processor": "lite"})
+        s.sim_clear()
+        for status, answer, _ in burst([{"inputs": ["p%d" % i]} for i in range(24)]):
+            self.assertEqual(status, 200, answer)
+        sent = [i for r in add_runs_requests(s.sim_requests()) for i in r["body"]["inputs"]]
+        self.assertEqual(len(sent), 24)
+        self.assertEqual({i.get("processor") for i in sent}, {"lite"})
+
+        s.revoke_token(token_id)
+        s.sim_clear()
+        before = s.db_value("SELECT count(*) FROM submissions")
+        bodies = [{"inputs": ["r%d" % i]} for i in range(16)] + \
+                 [{"inputs": []} for _ in range(8)] + ["{not json" for _ in range(8)]
+        for status, answer, _ in burst(bodies):
+            self.assertEqual(status, 401, answer)
+            self.assertErrorShape(answer, 401)
+        self.assertEqual(s.sim_requests(), [], "a revoked token's request went upstream")
+        self.assertEqual(s.db_value("SELECT count(*) FROM submissions"), before,
+                         "a revoked token's request was recorded")
+        if BACKEND == "sqlite":  # PostgreSQL's handles read every token they check
+            status, _, text = s.http("GET", "/metrics")
+            self.assertEqual(status, 200)
+            m = re.search(rb"^taskgate_auth_rechecks_total (\d+)$", text, re.M)
+            self.assertIsNotNone(m, "no taskgate_auth_rechecks_total")
+            self.assertGreater(int(m.group(1)), 0, "no submission met a changed token")
 
     def test_both_header_styles_work(self):
         key = new_key("alpha")

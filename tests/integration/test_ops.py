@@ -155,6 +155,9 @@ class MetricsTest(StackTestCase):
         # Nothing these submissions wrote failed half-way: no group was run again.
         self.assertIn(("taskgate_db_group_redos_total", frozenset()), after)
         self.assertEqual(value(after, "taskgate_db_group_redos_total"), 0)
+        # Nothing changed the token or the team meanwhile: no submission was taken again.
+        self.assertIn(("taskgate_auth_rechecks_total", frozenset()), after)
+        self.assertEqual(value(after, "taskgate_auth_rechecks_total"), 0)
         # Only this scrape is in flight while it is rendered.
         self.assertEqual(value(after, "taskgate_requests_in_flight"), 1.0)
 

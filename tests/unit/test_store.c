@@ -582,6 +582,93 @@ out:
     remove_db(path);
 }
 
+/* A token answered from what the handle kept holds only until the handle's next write,
+ * which records nothing once anything read with the token changed; an answer that wrote
+ * nothing is settled by a read. Changes by another handle and by hand alike. */
+static void test_kept_tokens(void)
+{
+    char path[512], err[256];
+    struct tg_store *st = fresh_store(path, sizeof(path), "tokens"), *other = NULL;
+    if (st == NULL)
+        return;
+    CHECK(tg_store_open(&other, path, 0, 5000, err, sizeof(err)) == TG_OK);
+    if (other == NULL)
+        goto out;
+    int64_t team = add_team(st, "research", "pk-1");
+    int64_t now = tg_now_ms();
+    CHECK(tg_store_token_add(st, &cli, team, "tok_a", "hash-a", TG_ROLE_SUBMIT, "a", 0) ==
+          TG_OK);
+    CHECK(tg_store_token_add(st, &cli, team, "tok_b", "hash-b", TG_ROLE_AUDIT, "b", 0) ==
+          TG_OK);
+    CHECK(tg_store_token_add(st, &cli, team, "tok_c", "hash-c", TG_ROLE_SUBMIT, "c",
+                             now + 60000) == TG_OK);
+    struct tg_auth a;
+
+    /* Read, then answered from memory: the same answer, and a write confirms it. */
+    CHECK(tg_store_auth_kept(st, "hash-a", now, &a) == TG_OK);
+    CHECK(tg_store_auth_confirm(st, now) == TG_OK);
+    CHECK(tg_store_auth_kept(st, "hash-b", now, &a) == TG_OK);
+    CHECK(tg_store_auth_kept(st, "hash-a", now, &a) == TG_OK);
+    CHECK_STR(a.token_id, "tok_a");
+    CHECK(a.role == TG_ROLE_SUBMIT && a.team_id == team);
+    CHECK(tg_store_auth_kept(st, "hash-b", now, &a) == TG_OK);
+    CHECK_STR(a.token_id, "tok_b");
+    CHECK(a.role == TG_ROLE_AUDIT);
+    CHECK(tg_store_auth_kept(st, "hash-a", now, &a) == TG_OK);
+    struct tg_submission s1 = submission("sub_t1", team, "tok_a", 1);
+    CHECK(tg_store_submission_begin(st, &s1) == TG_OK);
+    CHECK(tg_store_auth_confirm(st, now) == TG_OK);
+
+    /* Revoked by another handle: the kept answer still comes, without a read, but the
+     * write it leads to records nothing, and the check does not stand. */
+    CHECK(tg_store_auth_kept(st, "hash-a", now, &a) == TG_OK);
+    CHECK(tg_store_token_revoke(other, &cli, "tok_a") == TG_OK);
+    CHECK(tg_store_auth_kept(st, "hash-a", now, &a) == TG_OK);
+    struct tg_submission s2 = submission("sub_t2", team, "tok_a", 1);
+    CHECK(tg_store_submission_begin(st, &s2) == TG_ESTALE);
+    CHECK(tg_store_submission_reject(st, &s2, 403, "no") == TG_ESTALE);
+    CHECK_STR(query(path, "SELECT count(*) FROM submissions WHERE id = 'sub_t2'"), "0");
+    CHECK(tg_store_auth_confirm(st, now) == TG_ESTALE);
+    CHECK(tg_store_auth_kept(st, "hash-a", now, &a) == TG_ENOTFOUND);
+    CHECK(tg_store_auth_kept(st, "hash-a", now, &a) == TG_ENOTFOUND);
+
+    /* A preset set elsewhere: the same, for another token of the team. */
+    CHECK(tg_store_auth_kept(st, "hash-c", now, &a) == TG_OK);
+    CHECK(tg_store_preset_set(other, &cli, team, "default", "{\"processor\":\"lite\"}") ==
+          TG_OK);
+    CHECK(tg_store_auth_kept(st, "hash-c", now, &a) == TG_OK);
+    struct tg_submission s3 = submission("sub_t3", team, "tok_c", 1);
+    CHECK(tg_store_submission_begin(st, &s3) == TG_ESTALE);
+    CHECK(tg_store_auth_kept(st, "hash-c", now, &a) == TG_OK); /* still unconfirmed */
+    CHECK(tg_store_auth_confirm(st, now) == TG_ESTALE);
+    CHECK(tg_store_auth(st, "hash-c", now, &a) == TG_OK);
+    CHECK(tg_store_submission_begin(st, &s3) == TG_OK);
+
+    /* An answer that wrote nothing is settled by a read: it stands while nothing changed. */
+    CHECK(tg_store_auth_kept(st, "hash-c", now, &a) == TG_OK);
+    CHECK(tg_store_auth_confirm(st, now) == TG_OK);
+    CHECK(tg_store_auth_confirm(st, now) == TG_OK);
+
+    /* Edited by hand (expired): the trigger moves the generation as a command's change. */
+    CHECK(tg_store_auth_kept(st, "hash-c", now, &a) == TG_OK);
+    edit(path, "UPDATE tokens SET expires_at = '2000-01-01T00:00:00.000Z' WHERE id = 'tok_c'");
+    CHECK(tg_store_auth_kept(st, "hash-c", now, &a) == TG_OK);
+    CHECK(tg_store_auth_confirm(st, now) == TG_ESTALE);
+    CHECK(tg_store_auth_kept(st, "hash-c", now, &a) == TG_ENOTFOUND);
+
+    /* A kept token past its expiry is read again, and refused. */
+    CHECK(tg_store_token_add(st, &cli, team, "tok_d", "hash-d", TG_ROLE_SUBMIT, "d",
+                             now + 1000) == TG_OK);
+    CHECK(tg_store_auth_kept(st, "hash-d", now, &a) == TG_OK);
+    CHECK(tg_store_auth_kept(st, "hash-d", now + 999, &a) == TG_OK);
+    CHECK(tg_store_auth_confirm(st, now + 999) == TG_OK);
+    CHECK(tg_store_auth_kept(st, "hash-d", now + 1000, &a) == TG_ENOTFOUND);
+out:
+    tg_store_close(other);
+    tg_store_close(st);
+    remove_db(path);
+}
+
 /* ---- the audit records ---------------------------------------------------------------- */
 
 static void test_submission_flow(void)
@@ -1418,6 +1505,7 @@ int main(void)
         {"token_auth", test_token_auth},
         {"presets", test_presets},
         {"kept_reads", test_kept_reads},
+        {"kept_tokens", test_kept_tokens},
         {"submission_flow", test_submission_flow},
         {"reject_and_unknown", test_reject_and_unknown},
         {"call_finish", test_call_finish},

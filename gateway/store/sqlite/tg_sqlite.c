@@ -32,10 +32,12 @@ static const char *const stmt_sql[S_COUNT] = {
      * answer for the request (tg_sqlite_kept.c). */
     [S_AUTH] =
         "SELECT k.team_id, t.name, k.id, k.label, k.role, k.hash,"
-        " (SELECT n FROM generation WHERE id = 1) FROM tokens k"
+        " (SELECT n FROM generation WHERE id = 1), k.expires_at FROM tokens k"
         " JOIN teams t ON t.id = k.team_id"
         " WHERE k.hash = ?1 AND k.revoked_at IS NULL"
         " AND (k.expires_at IS NULL OR k.expires_at > ?2)",
+    /* What a write checks first for a caller whose token check was not read (tg_store.h). */
+    [S_GENERATION] = "SELECT n FROM generation WHERE id = 1",
     /* The reads a handle keeps: one row always, the generation first, NULLs when there is
      * no such team or preset. */
     [S_TEAM_KEY] =
@@ -466,6 +468,8 @@ int tg_sqlite_open(struct tg_store **out, const char *path, int flags, int busy_
     }
     st->flags = flags;
     st->generation = -1;
+    st->seen = -1;
+    st->unconfirmed = -1;
     int oflags = SQLITE_OPEN_NOMUTEX;
     if (flags & TG_STORE_READONLY)
         oflags |= SQLITE_OPEN_READONLY;
@@ -724,6 +728,8 @@ const struct tg_store_backend tg_sqlite_backend = {
     .write_probe = tg_sqlite_write_probe,
     .secure_files = tg_sqlite_secure_files,
     .auth = tg_sqlite_auth,
+    .auth_kept = tg_sqlite_auth_kept,
+    .auth_confirm = tg_sqlite_auth_confirm,
     .team_key = tg_sqlite_team_key,
     .team_id = tg_sqlite_team_id,
     .team_add = tg_sqlite_team_add,

@@ -102,6 +102,113 @@ static int hash_matches(sqlite3_stmt *s, int col, const char *token_hash)
            CRYPTO_memcmp(stored, token_hash, n) == 0;
 }
 
+/* ---- tokens kept ----
+ * A worker checks the same few tokens request after request, and a read for each costs a
+ * read transaction (its locks, and a page cache that every commit of the writer empties).
+ * So each token a read found is kept with the generation that read saw. The generation
+ * moves with every change of tokens, teams, presets and group ownership
+ * (sql/sqlite/009_generation.sql, 013_token_generation.sql), whoever makes it: a kept
+ * token that answers at the newest generation the handle has read is what the file held
+ * then, and the handle's next write, in the writer's transaction, finds whether the
+ * generation is still that one before it changes anything (tg_sqlite_write). So a
+ * revocation, a new key or preset is exact at the commit of the record it would have
+ * changed, not merely at a read before it. */
+
+static struct tg_sqlite_token *token_find(struct tg_store *st, const char *token_hash)
+{
+    size_t n = strlen(token_hash);
+    if (n >= TG_HASH_LEN || st->seen < 0)
+        return NULL;
+    for (int i = 0; i < KEPT_TOKENS; i++) {
+        struct tg_sqlite_token *t = &st->tokens[i];
+        if (t->used && t->generation == st->seen && strlen(t->hash) == n &&
+            CRYPTO_memcmp(t->hash, token_hash, n) == 0)
+            return t;
+    }
+    return NULL;
+}
+
+static void token_keep(struct tg_store *st, const char *token_hash, sqlite3_stmt *s,
+                       const struct tg_auth *a)
+{
+    size_t n = strlen(token_hash);
+    if (n >= TG_HASH_LEN)
+        return;
+    struct tg_sqlite_token *t = token_find(st, token_hash);
+    for (int i = 0; t == NULL && i < KEPT_TOKENS; i++)
+        if (!st->tokens[i].used || st->tokens[i].generation != st->seen)
+            t = &st->tokens[i];
+    if (t == NULL) {
+        st->tokens_next = (st->tokens_next + 1) % KEPT_TOKENS;
+        t = &st->tokens[st->tokens_next];
+    }
+    memcpy(t->hash, token_hash, n + 1);
+    tg_sqlite_col_copy(t->expires, sizeof(t->expires), s, 7);
+    t->auth = *a;
+    t->generation = st->seen;
+    t->used = 1;
+}
+
+/* Forgets the kept token of this hash, if any (the read found none). */
+static void token_forget(struct tg_store *st, const char *token_hash)
+{
+    size_t n = strlen(token_hash);
+    for (int i = 0; i < KEPT_TOKENS; i++) {
+        struct tg_sqlite_token *t = &st->tokens[i];
+        if (t->used && strlen(t->hash) == n && CRYPTO_memcmp(t->hash, token_hash, n) == 0)
+            memset(t, 0, sizeof(*t));
+    }
+}
+
+int tg_sqlite_auth_kept(struct tg_store *st, const char *token_hash, int64_t now_ms,
+                        struct tg_auth *out)
+{
+    if (token_hash == NULL || out == NULL)
+        return tg_sqlite_invalid(st, "auth: no token hash");
+    const struct tg_sqlite_token *t = token_find(st, token_hash);
+    char now[TG_TIME_LEN];
+    tg_time_format(now_ms, now);
+    if (t == NULL || (t->expires[0] != '\0' && strcmp(t->expires, now) <= 0))
+        return tg_sqlite_auth(st, token_hash, now_ms, out);
+    *out = t->auth;
+    st->generation = t->generation;
+    st->unconfirmed = t->generation;
+    memcpy(st->unconfirmed_hash, t->hash, sizeof(st->unconfirmed_hash));
+    return TG_OK;
+}
+
+int tg_sqlite_auth_confirm(struct tg_store *st, int64_t now_ms)
+{
+    if (st->unconfirmed < 0)
+        return TG_OK;
+    int64_t want = st->unconfirmed;
+    char hash[TG_HASH_LEN];
+    memcpy(hash, st->unconfirmed_hash, sizeof(hash));
+    struct tg_auth a;
+    int rc = tg_sqlite_auth(st, hash, now_ms, &a);
+    if (rc == TG_ENOTFOUND)
+        return TG_ESTALE;
+    if (rc != TG_OK)
+        return rc;
+    return st->generation == want ? TG_OK : TG_ESTALE;
+}
+
+int tg_sqlite_generation_is(struct tg_store *st, int64_t want)
+{
+    sqlite3_stmt *s;
+    int rc = tg_sqlite_prep(st, S_GENERATION, &s);
+    if (rc != TG_OK)
+        return rc;
+    rc = tg_sqlite_one(st, s, "generation");
+    if (rc == TG_OK && sqlite3_column_int64(s, 0) != want) {
+        tg_sqlite_set_err(st, "a token, team, preset or group changed since the token was "
+                              "checked");
+        rc = TG_ESTALE;
+    }
+    tg_sqlite_done(s);
+    return rc;
+}
+
 int tg_sqlite_auth(struct tg_store *st, const char *token_hash, int64_t now_ms,
                    struct tg_auth *out)
 {
@@ -118,11 +225,13 @@ int tg_sqlite_auth(struct tg_store *st, const char *token_hash, int64_t now_ms,
         goto out;
     }
     st->generation = -1;
+    st->unconfirmed = -1;
     rc = tg_sqlite_one(st, s, "auth");
     if (rc == TG_OK && !hash_matches(s, 5, token_hash))
         rc = TG_ENOTFOUND;
     if (rc == TG_ENOTFOUND) {
         tg_sqlite_set_err(st, "no such token, or it is revoked or expired");
+        token_forget(st, token_hash);
     } else if (rc == TG_OK) {
         memset(out, 0, sizeof(*out));
         out->team_id = sqlite3_column_int64(s, 0);
@@ -132,6 +241,8 @@ int tg_sqlite_auth(struct tg_store *st, const char *token_hash, int64_t now_ms,
         if (tg_domain_role_parse(tg_sqlite_col_text(s, 4), &out->role) != TG_OK)
             out->role = TG_ROLE_SUBMIT; /* the schema's CHECK makes this unreachable */
         st->generation = sqlite3_column_int64(s, 6);
+        st->seen = st->generation;
+        token_keep(st, token_hash, s, out);
     }
 out:
     tg_sqlite_done(s);

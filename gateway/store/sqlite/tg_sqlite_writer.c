@@ -44,6 +44,7 @@ struct write_req {
     tg_sqlite_write_fn fn;
     void *arg;
     struct tg_store *caller; /* gets the message of a failure */
+    int64_t unconfirmed;     /* the caller's (tg_sqlite_generation_is), or -1 */
     int rc;
     int64_t queued_us;       /* when it was queued, for the wait metric */
     int lead;                /* it was handed the lead: it runs the next group */
@@ -166,7 +167,9 @@ again:
         if (r->rc != TG_OK)
             continue; /* failed in a run of the group before this one */
         sqlite3_int64 changes = sqlite3_total_changes64(w->db);
-        rc = r->fn(w, r->arg);
+        rc = r->unconfirmed >= 0 ? tg_sqlite_generation_is(w, r->unconfirmed) : TG_OK;
+        if (rc == TG_OK)
+            rc = r->fn(w, r->arg);
         if (rc == TG_OK)
             continue;
         snprintf(msg, sizeof(msg), "%s", w->err);
@@ -213,12 +216,19 @@ int tg_sqlite_write(struct tg_store *st, tg_sqlite_write_fn fn, void *arg)
 {
     struct tg_store *w = grp.w;
     if (w == NULL || w == st) {
+        int64_t unconfirmed = st->unconfirmed;
         int rc = tg_sqlite_tx_begin(st);
+        if (rc == TG_OK && unconfirmed >= 0)
+            rc = tg_sqlite_generation_is(st, unconfirmed);
         if (rc == TG_OK)
             rc = fn(st, arg);
-        return tg_sqlite_tx_end(st, rc);
+        rc = tg_sqlite_tx_end(st, rc);
+        if (rc == TG_OK)
+            st->unconfirmed = -1;
+        return rc;
     }
-    struct write_req req = {.fn = fn, .arg = arg, .caller = st, .rc = TG_OK,
+    struct write_req req = {.fn = fn, .arg = arg, .caller = st,
+                            .unconfirmed = st->unconfirmed, .rc = TG_OK,
                             .queued_us = tg_mono_us()};
     if (sem_init(&req.wake, 0, 0) != 0) {
         tg_sqlite_set_err(st, "cannot make a semaphore: %s", strerror(errno));
@@ -264,6 +274,8 @@ int tg_sqlite_write(struct tg_store *st, tg_sqlite_write_fn fn, void *arg)
             sem_post(&next->wake);
     }
     sem_destroy(&req.wake);
+    if (req.rc == TG_OK)
+        st->unconfirmed = -1; /* the commit held at the generation it was checked at */
     return req.rc;
 }
 
