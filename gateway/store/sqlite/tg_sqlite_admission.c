@@ -13,12 +13,11 @@ static const char *const admission_sql[S_COUNT] = {
         " WHERE i.team_id = ?1 AND i.kind = ?2 AND i.key = ?3 AND i.expires_ms > ?4",
     [R_LIMITS_GET] =
         "SELECT runs_per_minute, in_flight FROM team_limits WHERE team_id = ?1",
-    /* SQLite takes a partial index only for a query that states the index's own condition,
-     * hence the IN list before the state wanted: submissions_open, not every submission of
-     * the team. */
+    /* From submissions_state_time: the pending submissions of every team, a few, and not
+     * every submission the team ever made, which is what submissions_team_time would give
+     * (the + keeps SQLite from taking that one). */
     [R_INFLIGHT] =
-        "SELECT count(*) FROM submissions WHERE state IN ('pending', 'unknown')"
-        " AND state = 'pending' AND team_id = ?1",
+        "SELECT count(*) FROM submissions WHERE state = 'pending' AND +team_id = ?1",
     [R_USAGE_GET] =
         "SELECT runs FROM team_usage WHERE team_id = ?1 AND minute = ?2",
     [R_USAGE_ADD] =
@@ -91,10 +90,9 @@ static const char *const admission_sql[S_COUNT] = {
         "INSERT INTO reconciliations (submission_id, at, actor, taskgroup_id, outcome,"
         " runs_found, detail, resume_cursor) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     /* Due: unknown since before ?2 and not tried since, or last tried by a read cut short
-     * (it reads on at once). Oldest first from submissions_open (see R_INFLIGHT). */
+     * (it reads on at once). Oldest first from submissions_state_time. */
     [R_UNKNOWN] =
-        "SELECT id FROM submissions s WHERE state IN ('pending', 'unknown')"
-        " AND state = 'unknown'"
+        "SELECT id FROM submissions s WHERE state = 'unknown'"
         " AND (?2 IS NULL OR (coalesce(completed_at, received_at) < ?2"
         " AND NOT EXISTS (SELECT 1 FROM reconciliations r"
         "  WHERE r.submission_id = s.id AND r.at >= ?2))"

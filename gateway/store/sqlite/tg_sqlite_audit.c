@@ -114,7 +114,7 @@ static const char *const audit_sql[S_COUNT] = {
     [A_SUBS_GROUP] = SUBS_SELECT " taskgroup_id = ?5 AND" SUBS_WHERE SUBS_ORDER,
     [A_SUBS_STATE] = SUBS_SELECT " state = ?3 AND" SUBS_WHERE SUBS_GROUP_F SUBS_ORDER,
     [A_SUBS_TEAM] = SUBS_SELECT " team = ?15 AND" SUBS_WHERE SUBS_GROUP_F SUBS_ORDER,
-    /* The literal IN list lets SQLite use the partial index submissions_open. */
+    /* Two ranges of submissions_state_time. */
     [A_OPEN] =
         "SELECT " SUB_COLS " FROM audit_submissions WHERE state IN ('pending', 'unknown')"
         " AND" WINDOW("received_at")
