@@ -1403,10 +1403,9 @@ static void test_track_groups_and_changes(void)
     CHECK(again == 1);
     CHECK_STR(query(path, "SELECT state || '|' || coalesce(owner, '-') FROM track_groups"),
               "follow|-");
-    /* An add to a group followed already moves its count and time, not since. */
-    CHECK_STR(query(path, "SELECT (g.since = c0.started_at) || (g.updated_at = c1.started_at)"
-                          " FROM track_groups g, upstream_calls c0, upstream_calls c1"
-                          " WHERE c0.seq = 0 AND c1.seq = 1"), "11");
+    /* An add to a group followed already moves its count, not since. */
+    CHECK_STR(query(path, "SELECT g.adds || '|' || (g.since = c.started_at)"
+                          " FROM track_groups g, upstream_calls c WHERE c.seq = 0"), "2|1");
     CHECK(tg_store_track_record(st, "tgrp_t", "e9", first, 1, &rec) == TG_ENOTFOUND);
     CHECK(tg_store_track_take(st, 4, g, &n, NULL) == TG_OK && n == 1 && g[0].adds == 2);
     CHECK_STR(g[0].last_event_id, "e3");
