@@ -48,7 +48,7 @@ static atomic_ulong latency_count;
 static atomic_ullong latency_sum_us;
 static atomic_ulong submissions[NSTATES];
 static atomic_ulong reads[NREADS];
-static atomic_ullong db_wait_us;
+static atomic_ullong db_wait_us, db_held_us[2];
 static atomic_ulong db_tx, db_writes, db_frames, db_redos, auth_retries;
 static atomic_ulong answers_too_large;
 static atomic_ulong recon_passes, recon_events, recon_last_events;
@@ -221,6 +221,12 @@ void tg_metrics_db_tx(unsigned long writes, unsigned long frames)
     atomic_fetch_add_explicit(&db_frames, frames, memory_order_relaxed);
 }
 
+void tg_metrics_db_held(int64_t us, int checkpoint)
+{
+    atomic_fetch_add_explicit(&db_held_us[checkpoint != 0], (unsigned long long)(us > 0 ? us : 0),
+                              memory_order_relaxed);
+}
+
 void tg_metrics_db_redo(void)
 {
     atomic_fetch_add_explicit(&db_redos, 1, memory_order_relaxed);
@@ -338,6 +344,11 @@ static void render_records(struct tg_buf *b)
     tg_buf_printf(b, "# HELP taskgate_db_wait_seconds_total Time writes spent waiting for their "
                      "write transaction to begin.\n# TYPE taskgate_db_wait_seconds_total counter\n"
                      "taskgate_db_wait_seconds_total %.6f\n"
+                     "# HELP taskgate_db_writer_held_seconds_total Time the one SQLite writer "
+                     "was held, by write transactions and by checkpoints (0 on PostgreSQL).\n"
+                     "# TYPE taskgate_db_writer_held_seconds_total counter\n"
+                     "taskgate_db_writer_held_seconds_total{by=\"writes\"} %.6f\n"
+                     "taskgate_db_writer_held_seconds_total{by=\"checkpoints\"} %.6f\n"
                      "# HELP taskgate_db_transactions_total Write transactions begun.\n"
                      "# TYPE taskgate_db_transactions_total counter\n"
                      "taskgate_db_transactions_total %lu\n"
@@ -357,7 +368,8 @@ static void render_records(struct tg_buf *b)
                      "token read afresh: what was kept of it in memory had changed.\n"
                      "# TYPE taskgate_auth_rechecks_total counter\n"
                      "taskgate_auth_rechecks_total %lu\n",
-                  (double)atomic_load(&db_wait_us) / 1e6, atomic_load(&db_tx),
+                  (double)atomic_load(&db_wait_us) / 1e6, (double)atomic_load(&db_held_us[0]) / 1e6,
+                  (double)atomic_load(&db_held_us[1]) / 1e6, atomic_load(&db_tx),
                   atomic_load(&db_writes), atomic_load(&db_frames), atomic_load(&db_redos),
                   atomic_load(&auth_retries));
 }

@@ -44,6 +44,11 @@ void tg_metrics_db_wait(int64_t us);
  * when unknown). */
 void tg_metrics_db_tx(unsigned long writes, unsigned long frames);
 
+/* The process's SQLite write lock was held for us microseconds, by a checkpoint's pass
+ * when checkpoint is set, else by write transactions (store/sqlite). Their sum over time
+ * is how busy the one writer is: near one second per second, writes queue. */
+void tg_metrics_db_held(int64_t us, int checkpoint);
+
 /* A group of writes was taken back and run again without one that had failed after
  * changing rows (store/sqlite/tg_sqlite_writer.c). */
 void tg_metrics_db_redo(void);

@@ -10,7 +10,9 @@ to one stack at a time, the order of the two alternating round by round, so that
 machine does meanwhile falls on both alike. --rate 0 is as fast as they go; a rate is
 offered through wrk.lua's pacing (the latencies are then the ones to read). Per round and
 build it prints requests/s answered 2xx, the daemon's CPU per request, p50/p99, and from
-/metrics the writes per transaction and WAL pages per transaction; at the end the medians.
+/metrics the writes per transaction, WAL pages per transaction and how much of the round the
+one SQLite writer was held (by write transactions, and by checkpoints: near 100 % in all,
+writes queue); at the end the medians.
 Standard library only; exit status 1 when a stack could not run (the reason is printed).
 """
 
@@ -29,7 +31,8 @@ from bench import KEY, PRESET, TEAM, Bench, gateway_create_group, start_front, s
 from stack import BenchError, Daemon, Procs, request  # noqa: E402
 
 COUNTERS = ("taskgate_db_writes_total", "taskgate_db_transactions_total",
-            "taskgate_db_wal_frames_total")
+            "taskgate_db_wal_frames_total", 'taskgate_db_writer_held_seconds_total{by="writes"}',
+            'taskgate_db_writer_held_seconds_total{by="checkpoints"}')
 
 
 def counters(port):
@@ -38,7 +41,7 @@ def counters(port):
         raise BenchError("/metrics answered %d" % status)
     out = {}
     for line in data.decode("utf-8", "replace").splitlines():
-        m = re.match(r"^([a-z_]+) ([0-9.e+-]+)$", line)
+        m = re.match(r'^([a-z_]+(?:\{[a-z]+="[a-z]+"\})?) ([0-9.e+-]+)$', line)
         if m and m.group(1) in COUNTERS:
             out[m.group(1)] = float(m.group(2))
     return out
@@ -99,17 +102,20 @@ def main():
                 lat = r.get("latency_us", {})
                 row = (r["ok_rps"], cpu * 1e6 / max(1, r["requests"]), lat.get("p50", 0) / 1e3,
                        lat.get("p99", 0) / 1e3, delta["taskgate_db_writes_total"] / tx,
-                       delta["taskgate_db_wal_frames_total"] / tx)
+                       delta["taskgate_db_wal_frames_total"] / tx,
+                       100.0 * delta[COUNTERS[3]] / a.secs, 100.0 * delta[COUNTERS[4]] / a.secs)
                 res[name].append(row)
                 print("%s round %d: %6.0f req/s  %4.0f us CPU/req  p50 %.2f ms  p99 %.2f ms"
-                      "  %.1f writes/tx  %.1f WAL pages/tx" % ((name, i) + row), flush=True)
+                      "  %.1f writes/tx  %.1f WAL pages/tx  writer held %.0f%% + %.0f%% by"
+                      " checkpoints" % ((name, i) + row), flush=True)
         print("medians over %d rounds of %d s, %s:" % (
             a.rounds, a.secs, "as fast as they go" if a.rate <= 0 else "%.0f/s offered" % a.rate))
         for name, build in zip("AB", a.builds):
             cols = list(zip(*res[name]))
-            print("  %s %s: %.0f req/s, %.0f us CPU/req, p99 %.2f ms, %.1f WAL pages/tx"
+            print("  %s %s: %.0f req/s, %.0f us CPU/req, p99 %.2f ms, %.1f WAL pages/tx,"
+                  " writer held %.0f%% + %.0f%%"
                   % (name, build, median(cols[0]), median(cols[1]), median(cols[3]),
-                     median(cols[5])))
+                     median(cols[5]), median(cols[6]), median(cols[7])))
         return 0
     except BenchError as e:
         print("pair.py: %s" % e, file=sys.stderr)

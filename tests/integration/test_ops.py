@@ -112,6 +112,7 @@ class MetricsTest(StackTestCase):
         s = self.stack()
         s.add_team("ops", "par-ops-key", preset={"processor": "core"})
         token, _ = s.issue_token("ops")
+        started = time.monotonic()
         before = self.scrape(s)
         # The harness runs 8 workers; the scrape itself occupies one.
         self.assertEqual(value(before, "taskgate_workers_free"), 7.0)
@@ -124,6 +125,7 @@ class MetricsTest(StackTestCase):
         failed = s.json_req("POST", "/v1/runs", {"inputs": ["x"]}, token=token)
         self.assertEqual(failed[0], 502)
         after = self.scrape(s)
+        elapsed = time.monotonic() - started
 
         def moved(name, **labels):
             return value(after, name, **labels) - value(before, name, **labels)
@@ -150,8 +152,17 @@ class MetricsTest(StackTestCase):
                              moved("taskgate_db_writes_total"))
         if BACKEND == "sqlite":
             self.assertGreater(moved("taskgate_db_wal_frames_total"), 0)
+            # The one writer was held by those transactions, and for no longer than the
+            # requests took between the two scrapes.
+            held = moved("taskgate_db_writer_held_seconds_total", by="writes")
+            self.assertGreater(held, 0)
+            self.assertLess(held, elapsed)
         else:  # SQLite's shared writer's pages; PostgreSQL's WAL is the server's own
             self.assertEqual(value(after, "taskgate_db_wal_frames_total"), 0)
+            self.assertEqual(value(after, "taskgate_db_writer_held_seconds_total", by="writes"),
+                             0)
+        self.assertIn(("taskgate_db_writer_held_seconds_total",
+                       frozenset({("by", "checkpoints")})), after)
         # Nothing these submissions wrote failed half-way: no group was run again.
         self.assertIn(("taskgate_db_group_redos_total", frozenset()), after)
         self.assertEqual(value(after, "taskgate_db_group_redos_total"), 0)

@@ -318,15 +318,28 @@ int tg_sqlite_tx_end(struct tg_store *st, int rc)
  * moment the lock is free; left to SQLite's busy handler they would poll with sleeps of
  * up to 100 ms each. The busy timeout still covers writers in other processes. */
 static pthread_mutex_t writer = PTHREAD_MUTEX_INITIALIZER;
+static int64_t writer_since;   /* when the holder took it (under the mutex) */
+static int writer_checkpoints; /* the holder is the checkpointer */
 
 void tg_sqlite_writer_lock(void)
 {
     pthread_mutex_lock(&writer);
+    writer_since = tg_mono_us();
+    writer_checkpoints = 0;
+}
+
+void tg_sqlite_writer_lock_checkpoint(void)
+{
+    tg_sqlite_writer_lock();
+    writer_checkpoints = 1;
 }
 
 void tg_sqlite_writer_unlock(void)
 {
+    int64_t held = tg_mono_us() - writer_since;
+    int checkpoint = writer_checkpoints;
     pthread_mutex_unlock(&writer);
+    tg_metrics_db_held(held, checkpoint);
 }
 
 /* Set by tg_sqlite_writer.c while the daemon's checkpoint thread runs; read when a handle

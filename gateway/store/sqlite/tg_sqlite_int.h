@@ -190,6 +190,7 @@ int tg_sqlite_tx_end(struct tg_store *st, int rc);
 /* The process's writer mutex (tg_store.c; the group commit of tg_sqlite_writer.c takes it
  * too); the wait is counted as database wait. */
 void tg_sqlite_writer_lock(void);
+void tg_sqlite_writer_lock_checkpoint(void); /* the same, taken for a checkpoint */
 void tg_sqlite_writer_unlock(void);
 
 /* A write: runs on the handle it is given (the shared writer's, not necessarily the

@@ -361,7 +361,7 @@ static void checkpoint(sqlite3 *db)
     int log = 0, copied = 0;
     int rc = sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &copied);
     if (rc == SQLITE_OK) {
-        tg_sqlite_writer_lock();
+        tg_sqlite_writer_lock_checkpoint();
         rc = sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &copied);
         tg_sqlite_writer_unlock();
     }
