@@ -3,16 +3,18 @@
  *
  * SQLite has one writer at a time, and what a commit costs is mostly the pages it writes
  * to the WAL, not the rows in it. So the writes of the request path share one connection
- * and are committed in groups: a thread that finds nobody committing becomes the leader,
- * takes every write queued so far, runs them one after another inside one transaction
- * and commits them together; the threads that queued meanwhile wait, and when the group is
- * done the leader wakes each of its members and hands the lead to the first write queued
- * since, whose thread runs the next group. Each waiter sleeps on a semaphore of its own
- * that the leader posts once, after it has let go of the queue's lock: one wake-up per
- * write. (Signalled under the lock, as a condition variable must be here, a woken
- * waiter would first block on that lock, and be woken a second time.) A write that fails
- * fails alone (run_group says how); a commit that fails fails every write of its group. Nobody
- * is answered before the commit that holds their write.
+ * and are committed in groups, by a thread of their own: a worker queues its write, wakes
+ * the writer thread if it sleeps, and waits; the writer takes every write queued so far,
+ * runs them one after another inside one transaction, commits them together, wakes each
+ * of the group's workers, and takes what was queued meanwhile, without sleeping while
+ * there is any. (The workers once took turns leading the groups; each group then waited
+ * for its leader, a sleeping worker, to be scheduled, which on a busy machine left the
+ * writer idle while writes queued.) Each worker sleeps on a semaphore of its own that the
+ * writer posts once, after it has let go of the queue's lock: one wake-up per write.
+ * (Signalled under the lock, as a condition variable must be here, a woken waiter would
+ * first block on that lock, and be woken a second time.) A write that fails fails alone
+ * (run_group says how); a commit that fails fails every write of its group. Nobody is
+ * answered before the commit that holds their write.
  *
  * The writer connection's page cache is never invalidated by the others (they only read),
  * and WAL checkpoints run on a background thread instead of inside whichever commit
@@ -47,18 +49,20 @@ struct write_req {
     int64_t unconfirmed;     /* the caller's (tg_sqlite_generation_is), or -1 */
     int rc;
     int64_t queued_us;       /* when it was queued, for the wait metric */
-    int lead;                /* it was handed the lead: it runs the next group */
-    sem_t wake;              /* posted once: its group is done, or it leads */
+    sem_t wake;              /* posted once: its group is done */
     struct write_req *next;
 };
 
-/* The queue, and whether a thread leads: while the queue is not empty, one does. */
+/* The queue, and the writer thread that empties it. */
 static struct {
     pthread_mutex_t lock;
     struct write_req *head, **tail;
-    int leading;
+    int idle;             /* the writer sleeps on work: the next write posts it */
+    int stop;             /* the writer is to stop once the queue is empty */
+    sem_t work;
+    pthread_t thread;
     struct tg_store *w;   /* the shared writer; NULL: every handle writes for itself */
-} grp = {PTHREAD_MUTEX_INITIALIZER, NULL, &grp.head, 0, NULL};
+} grp = {.lock = PTHREAD_MUTEX_INITIALIZER, .tail = &grp.head};
 
 static int step_fixed(struct tg_store *w, enum stmt_id id, const char *what)
 {
@@ -205,11 +209,42 @@ again:
     tg_sqlite_writer_unlock();
 }
 
-/* Sleeps until r's semaphore is posted. */
-static void await(struct write_req *r)
+/* Sleeps until the semaphore is posted. */
+static void await(sem_t *sem)
 {
-    while (sem_wait(&r->wake) != 0 && errno == EINTR)
+    while (sem_wait(sem) != 0 && errno == EINTR)
         continue;
+}
+
+/* The writer thread: one group after another while writes are queued, asleep otherwise. */
+static void *writer(void *unused)
+{
+    (void)unused;
+    for (;;) {
+        pthread_mutex_lock(&grp.lock);
+        while (grp.head == NULL && !grp.stop) {
+            grp.idle = 1;
+            pthread_mutex_unlock(&grp.lock);
+            await(&grp.work);
+            pthread_mutex_lock(&grp.lock);
+        }
+        struct write_req *group = grp.head;
+        grp.head = NULL;
+        grp.tail = &grp.head;
+        pthread_mutex_unlock(&grp.lock);
+        if (group == NULL)
+            return NULL; /* stopped, and nothing is queued */
+
+        run_group(grp.w, group);
+
+        /* A worker returns (and takes its request off its stack) as soon as its post
+         * lands: read next first, post last. */
+        for (struct write_req *r = group; r != NULL;) {
+            struct write_req *after = r->next;
+            sem_post(&r->wake);
+            r = after;
+        }
+    }
 }
 
 int tg_sqlite_write(struct tg_store *st, tg_sqlite_write_fn fn, void *arg)
@@ -237,42 +272,12 @@ int tg_sqlite_write(struct tg_store *st, tg_sqlite_write_fn fn, void *arg)
     pthread_mutex_lock(&grp.lock);
     *grp.tail = &req;
     grp.tail = &req.next;
-    if (!grp.leading) {
-        grp.leading = 1;
-        req.lead = 1;
-    }
+    int wake = grp.idle;
+    grp.idle = 0;
     pthread_mutex_unlock(&grp.lock);
-    if (!req.lead)
-        await(&req); /* the group that took it is done, or it was handed the lead */
-    if (req.lead) {
-        /* Everything queued, this write first. */
-        pthread_mutex_lock(&grp.lock);
-        struct write_req *group = grp.head;
-        grp.head = NULL;
-        grp.tail = &grp.head;
-        pthread_mutex_unlock(&grp.lock);
-
-        run_group(w, group);
-
-        /* The lead goes to the first write queued since, if any. */
-        pthread_mutex_lock(&grp.lock);
-        struct write_req *next = grp.head;
-        if (next != NULL)
-            next->lead = 1;
-        else
-            grp.leading = 0;
-        pthread_mutex_unlock(&grp.lock);
-        /* A member returns (and takes its request off its stack) as soon as its post
-         * lands: read next first, post last. */
-        for (struct write_req *r = group; r != NULL;) {
-            struct write_req *after = r->next;
-            if (r != &req)
-                sem_post(&r->wake);
-            r = after;
-        }
-        if (next != NULL)
-            sem_post(&next->wake);
-    }
+    if (wake)
+        sem_post(&grp.work);
+    await(&req.wake); /* the group that took it is done */
     sem_destroy(&req.wake);
     if (req.rc == TG_OK)
         st->unconfirmed = -1; /* the commit held at the generation it was checked at */
@@ -420,12 +425,32 @@ int tg_sqlite_writer_start(const char *path, int busy_ms, char *err, size_t errl
     }
     sqlite3_wal_hook(w->db, wal_grew, NULL);
     grp.w = w;
-    return TG_OK;
+    grp.stop = grp.idle = 0;
+    rc = sem_init(&grp.work, 0, 0) == 0 ? TG_OK : TG_ERR;
+    if (rc == TG_OK && pthread_create(&grp.thread, NULL, writer, NULL) != 0) {
+        sem_destroy(&grp.work);
+        rc = TG_ERR;
+    }
+    if (rc != TG_OK) {
+        snprintf(err, errlen, "cannot start the writer thread");
+        grp.w = NULL;
+        tg_sqlite_close(w);
+        tg_sqlite_writer_stop();
+    }
+    return rc;
 }
 
 /* After the workers have stopped: nobody writes any more. */
 void tg_sqlite_writer_stop(void)
 {
+    if (grp.w != NULL) {
+        pthread_mutex_lock(&grp.lock);
+        grp.stop = 1;
+        pthread_mutex_unlock(&grp.lock);
+        sem_post(&grp.work);
+        pthread_join(grp.thread, NULL);
+        sem_destroy(&grp.work);
+    }
     tg_bg_stop(&ckpt);
     tg_sqlite_set_checkpoints_elsewhere(0);
     tg_sqlite_close(ckpt_st);
