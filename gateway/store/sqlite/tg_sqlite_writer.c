@@ -36,9 +36,11 @@
 
 #define WRITER_CACHE_KB 16384  /* the writer's page cache; readers keep SQLite's 2 MB */
 /* WAL pages after which the checkpointer is woken. Its second pass holds the writer mutex
- * through two fsyncs, so smaller, more frequent passes stall the writers for less: at
- * 2,000 submissions/s, p99 4.7-5.4 ms with 300 against 5.8-5.9 ms with SQLite's 1000. */
-#define CHECKPOINT_PAGES 300
+ * through two fsyncs, whatever it copies; so the fewer passes, the less the writes wait on
+ * it. At 1,980 submissions/s (tests/bench/pair.py, the writer thread of its own): held
+ * by checkpoints 16 % of the time with 300 pages, 7 % with 1,200 (p99 9.3 -> 8.5 ms), 5 %
+ * with 2,400 (p99 no better). (300 had been best when workers led the groups.) */
+#define CHECKPOINT_PAGES 1200
 
 /* ---- group commit ------------------------------------------------------------------------ */
 
