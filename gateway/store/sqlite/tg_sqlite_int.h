@@ -201,8 +201,9 @@ void tg_sqlite_writer_unlock(void);
 typedef int (*tg_sqlite_write_fn)(struct tg_store *st, void *arg);
 
 /* Runs fn in a write transaction: in the daemon, once tg_store_writer_start has run, on the
- * shared writer connection in a group commit with other threads' writes (only fn's own
- * writes undone when it fails); otherwise on st in a transaction of its own. Returns fn's
+ * shared writer connection and the writer's thread, in a group commit with other threads'
+ * writes (only fn's own writes undone when it fails); otherwise on st in a transaction of
+ * its own, on the caller's thread. Returns fn's
  * status, or the failure of the commit that would have held it; st's message describes a
  * failure. fn's statements must come from the handle it is passed. */
 int tg_sqlite_write(struct tg_store *st, tg_sqlite_write_fn fn, void *arg);
