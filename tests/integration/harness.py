@@ -1168,11 +1168,25 @@ class Stack:
 
     def pg_end_sessions(self):
         """Ends every session on this stack's database but the query's own, as an
-        administrator's pg_terminate_backend would; returns how many."""
-        return int(pg_server().psql(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND pid <> pg_backend_pid()",
-            dbname=self.pg_dbname, args=("-At",)).stdout.strip())
+        administrator's pg_terminate_backend would; returns how many. Returns once those
+        sessions are gone: pg_terminate_backend only signals them, and a daemon that
+        looked at its connection before the server's farewell arrived would meet the
+        end of the session in its next statement instead of reconnecting first."""
+        pg = pg_server()
+        # In the select list, not the WHERE clause: evaluated only for the rows kept.
+        pids = [line.split("|")[0] for line in pg.psql(
+            "SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            dbname=self.pg_dbname, args=("-At",)).stdout.split() if line.strip()]
+        deadline = time.monotonic() + 10
+        while pids and time.monotonic() < deadline:
+            left = pg.psql("SELECT count(*) FROM pg_stat_activity WHERE pid IN (%s)"
+                           % ", ".join(str(int(p)) for p in pids),
+                           dbname=self.pg_dbname, args=("-At",)).stdout.strip()
+            if left == "0":
+                break
+            time.sleep(0.02)
+        return len(pids)
 
     def db_tables(self):
         """The names of the database's tables (not views), sorted."""
