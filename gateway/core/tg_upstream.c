@@ -14,18 +14,18 @@
 /* Answers larger than this are not read: 1,000 run ids take about 40 KB. */
 #define MAX_ANSWER (16u * 1024 * 1024)
 
-/* The body of the request under way, handed to libcurl through a read callback and never
- * through CURLOPT_POSTFIELDS. With POSTFIELDS libcurl can rewind the body by itself, and it
- * does when a kept-alive connection dies before the first byte of the answer: it sends the
- * request again on a new connection, although the upstream may have acted on the first
- * (created the runs). With a read callback it must ask on_seek to rewind, and on_seek
- * refuses: libcurl then fails with CURLE_SEND_FAIL_REWIND instead of sending again (its
- * Curl_readrewind, and cr_in_rewind since 8.7), and the call is UNKNOWN. */
+/* The body of the request under way. libcurl may send a request again by itself: when a
+ * kept-alive connection dies before the first byte of the answer, it retries on a new
+ * connection, although the upstream may have acted on the first (created the runs). So
+ * every attempt is counted by on_prereq, which libcurl calls once a connection is ready
+ * and before each request goes out on it, and refuses the second: the transfer then fails
+ * with CURLE_ABORTED_BY_CALLBACK instead of sending again, and the call is UNKNOWN. The
+ * body goes through CURLOPT_POSTFIELDS, so that a small request leaves in one send with
+ * its headers (a read callback has libcurl send the headers and the body apart: two
+ * segments, and two wake-ups of the upstream, per call). */
 struct upload {
-    const char *data;
-    size_t len;
-    size_t pos;         /* bytes handed to libcurl so far */
-    int rewind_refused; /* libcurl asked to send the body again */
+    int attempts;       /* requests libcurl was about to send */
+    int rewind_refused; /* libcurl wanted to send the body again, and did not */
 };
 
 struct tg_upstream {
@@ -102,25 +102,19 @@ static size_t on_header(char *data, size_t size, size_t n, void *arg)
     return len;
 }
 
-static size_t on_read(char *buf, size_t size, size_t n, void *arg)
+/* Called before every request libcurl sends on a connection: the first goes, a second (a
+ * retry of the same body) is refused (see struct upload). */
+static int on_prereq(void *arg, char *ip, char *local_ip, int port, int local_port)
 {
     struct upload *up = arg;
-    size_t room = size * n, left = up->len - up->pos;
-    size_t take = left < room ? left : room;
-    memcpy(buf, up->data + up->pos, take);
-    up->pos += take;
-    return take;
-}
-
-/* Every seek is a rewind to send the body again (nothing here resumes an upload): refused,
- * so that libcurl can never send a request twice. */
-static int on_seek(void *arg, curl_off_t offset, int origin)
-{
-    struct upload *up = arg;
-    (void)offset;
-    (void)origin;
+    (void)ip;
+    (void)local_ip;
+    (void)port;
+    (void)local_port;
+    if (++up->attempts == 1)
+        return CURL_PREREQFUNC_OK;
     up->rewind_refused = 1;
-    return CURL_SEEKFUNC_CANTSEEK;
+    return CURL_PREREQFUNC_ABORT;
 }
 
 /* A header value we are about to send must not smuggle in another header. */
@@ -226,9 +220,9 @@ static void setup_transfer(struct tg_upstream *u, const char *url, struct curl_s
 }
 
 /* Decides what is known after a transfer that did not complete with an answer. A refused
- * rewind comes first: libcurl asks for one only after the body went out on a connection
- * that then died without an answer, whatever the byte counts of the (abandoned) retry
- * say, so the upstream may have acted. */
+ * second attempt comes first: libcurl makes one only after the request went out on a
+ * connection that then died without an answer, whatever the byte counts of the (refused)
+ * retry say, so the upstream may have acted. */
 static void classify_failure(struct tg_upstream *u, CURLcode cc, struct tg_up_result *res)
 {
     long sent = 0;
@@ -242,9 +236,13 @@ static void classify_failure(struct tg_upstream *u, CURLcode cc, struct tg_up_re
         res->outcome = TG_OUTCOME_NOT_SENT;
     else
         res->outcome = TG_OUTCOME_UNKNOWN;
-    snprintf(u->error, sizeof(u->error), "%s%s%s%s",
-             refused ? "connection lost after sending, not sent again: " : "",
-             curl_easy_strerror(cc), u->curl_error[0] != '\0' ? ": " : "", u->curl_error);
+    if (u->up.rewind_refused) /* libcurl's own words would be about our callback */
+        snprintf(u->error, sizeof(u->error),
+                 "connection lost after sending, not sent again: no answer came on it");
+    else
+        snprintf(u->error, sizeof(u->error), "%s%s%s%s",
+                 refused ? "connection lost after sending, not sent again: " : "",
+                 curl_easy_strerror(cc), u->curl_error[0] != '\0' ? ": " : "", u->curl_error);
     res->error = u->error;
 }
 
@@ -275,16 +273,13 @@ int tg_upstream_call(struct tg_upstream *u, const char *method, const char *path
     setup_transfer(u, url, headers, u->conf->upstream_timeout_ms);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, u);
-    u->up = (struct upload){body, body != NULL ? len : 0, 0, 0};
+    u->up = (struct upload){0, 0};
     if (body != NULL) {
-        /* A POST with a known Content-Length, its body read from u->up (see struct
-         * upload); CURLOPT_POSTFIELDS must stay unset. */
-        curl_easy_setopt(c, CURLOPT_POST, 1L);
-        curl_easy_setopt(c, CURLOPT_READFUNCTION, on_read);
-        curl_easy_setopt(c, CURLOPT_READDATA, &u->up);
-        curl_easy_setopt(c, CURLOPT_SEEKFUNCTION, on_seek);
-        curl_easy_setopt(c, CURLOPT_SEEKDATA, &u->up);
+        /* A POST with a known Content-Length, never sent twice (see struct upload). */
         curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, len > 0 ? body : "");
+        curl_easy_setopt(c, CURLOPT_PREREQFUNCTION, on_prereq);
+        curl_easy_setopt(c, CURLOPT_PREREQDATA, &u->up);
     }
     if (strcmp(method, "GET") != 0 && strcmp(method, "POST") != 0)
         curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
@@ -354,7 +349,7 @@ int tg_upstream_relay(struct tg_upstream *u, const char *path, const char *key,
         return TG_EINVAL;
     u->retry_after[0] = '\0';
     u->curl_error[0] = '\0';
-    u->up = (struct upload){NULL, 0, 0, 0};
+    u->up = (struct upload){0, 0};
 
     struct relay r = {u, sink, 0, 0};
     CURL *c = u->curl;
