@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -87,6 +88,7 @@ static void *worker_main(void *arg)
 {
     struct slot *s = arg;
     struct server *srv = s->srv;
+    prctl(PR_SET_NAME, "tg-worker");
     for (;;) {
         /* accept() on Linux is safe from many threads on one socket and wakes one of
          * them per connection; libfcgi keeps no shared state around it. Serialising it

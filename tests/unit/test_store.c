@@ -934,6 +934,13 @@ static void test_group_commit(void)
      * those. */
     CHECK_STR(query(path, "SELECT sum(runs) FROM run_buckets"), expect);
     CHECK_STR(query(path, "SELECT sum(runs) FROM summary_counts"), expect);
+    /* The writer folds a group's counts into one upsert per row before its commit: every
+     * submission counted once, where it ended, and nothing left under pending. */
+    snprintf(expect, sizeof(expect), "%d", GROUP_THREADS * GROUP_SUBS);
+    CHECK_STR(query(path, "SELECT sum(submissions) FROM summary_counts"
+                          " WHERE state = 'accepted'"), expect);
+    CHECK_STR(query(path, "SELECT count(*) FROM summary_counts WHERE state <> 'accepted'"
+                          " AND (submissions <> 0 OR runs <> 0)"), "0");
 
     /* Stopped, the writer is out of the way: a handle writes for itself again. */
     char e2[256];

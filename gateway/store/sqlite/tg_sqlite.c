@@ -570,6 +570,7 @@ void tg_sqlite_close(struct tg_store *st)
     tg_sqlite_runs_forget(st);
     sqlite3_close_v2(st->db);
     tg_sqlite_kept_free(st);
+    tg_sqlite_counts_fold_free(st);
     free(st);
 }
 

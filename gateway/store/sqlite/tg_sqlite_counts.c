@@ -11,6 +11,7 @@
  * tg_sqlite_summary_compact, the housekeeping's transaction of its own. SQLite has one
  * writer: it counts in shard 0. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "tg_sqlite_int.h"
@@ -135,9 +136,134 @@ static int stmt(struct tg_store *st, enum stmt_id id, sqlite3_stmt **out)
     return tg_sqlite_stmt(st, id, counts_sql[id], out);
 }
 
-/* Adds (subs, runs) to one row. */
+/* ---- the writer's folded deltas (tg_sqlite_counts_fold_begin in tg_sqlite_int.h) ---- */
+
+/* A processor longer than this is counted at once, not folded: sums mix alike. */
+#define FOLD_PROC_MAX 48
+
+struct delta {
+    int64_t team_id, subs, runs;
+    int summed; /* into an earlier delta of its row */
+    char day[11], state[12], processor[FOLD_PROC_MAX + 1];
+};
+
+struct tg_sqlite_fold {
+    int on;
+    size_t n, cap;
+    struct delta *d;
+};
+
+void tg_sqlite_counts_fold_begin(struct tg_store *st)
+{
+    if (st->fold == NULL)
+        st->fold = calloc(1, sizeof(*st->fold));
+    if (st->fold != NULL) { /* else: no memory, every count upserted at once */
+        st->fold->on = 1;
+        st->fold->n = 0;
+    }
+}
+
+size_t tg_sqlite_counts_fold_mark(const struct tg_store *st)
+{
+    return st->fold != NULL ? st->fold->n : 0;
+}
+
+void tg_sqlite_counts_fold_undo(struct tg_store *st, size_t mark)
+{
+    if (st->fold != NULL && mark < st->fold->n)
+        st->fold->n = mark;
+}
+
+void tg_sqlite_counts_fold_drop(struct tg_store *st)
+{
+    if (st->fold != NULL) {
+        st->fold->on = 0;
+        st->fold->n = 0;
+    }
+}
+
+void tg_sqlite_counts_fold_free(struct tg_store *st)
+{
+    if (st->fold != NULL)
+        free(st->fold->d);
+    free(st->fold);
+    st->fold = NULL;
+}
+
+/* Keeps the delta for the flush; 0 when it must be upserted at once instead. */
+static int fold(struct tg_store *st, int64_t team_id, const char *day, const char *state,
+                const char *processor, int64_t subs, int64_t runs)
+{
+    struct tg_sqlite_fold *f = st->fold;
+    if (f == NULL || !f->on || strlen(day) >= sizeof(f->d->day) ||
+        strlen(state) >= sizeof(f->d->state) || strlen(processor) > FOLD_PROC_MAX)
+        return 0;
+    if (f->n == f->cap) {
+        size_t cap = f->cap != 0 ? 2 * f->cap : 64;
+        struct delta *d = realloc(f->d, cap * sizeof(*d));
+        if (d == NULL)
+            return 0;
+        f->d = d;
+        f->cap = cap;
+    }
+    struct delta *d = &f->d[f->n++];
+    d->team_id = team_id;
+    d->summed = 0;
+    d->subs = subs;
+    d->runs = runs;
+    snprintf(d->day, sizeof(d->day), "%s", day);
+    snprintf(d->state, sizeof(d->state), "%s", state);
+    snprintf(d->processor, sizeof(d->processor), "%s", processor);
+    return 1;
+}
+
+static int same_row(const struct delta *a, const struct delta *b)
+{
+    return a->team_id == b->team_id && strcmp(a->day, b->day) == 0 &&
+           strcmp(a->state, b->state) == 0 && strcmp(a->processor, b->processor) == 0;
+}
+
+static int upsert(struct tg_store *st, int64_t team_id, const char *day, const char *state,
+                  const char *processor, int64_t subs, int64_t runs);
+
+int tg_sqlite_counts_fold_flush(struct tg_store *st)
+{
+    struct tg_sqlite_fold *f = st->fold;
+    if (f == NULL)
+        return TG_OK;
+    f->on = 0;
+    /* Each row's deltas summed into its first; a group holds a few dozen at most. */
+    int rc = TG_OK;
+    for (size_t i = 0; i < f->n && rc == TG_OK; i++) {
+        struct delta *a = &f->d[i];
+        if (a->summed)
+            continue;
+        for (size_t j = i + 1; j < f->n; j++) {
+            struct delta *b = &f->d[j];
+            if (!b->summed && same_row(a, b)) {
+                a->subs += b->subs;
+                a->runs += b->runs;
+                b->summed = 1;
+            }
+        }
+        if (a->subs != 0 || a->runs != 0)
+            rc = upsert(st, a->team_id, a->day, a->state, a->processor, a->subs, a->runs);
+    }
+    f->n = 0;
+    return rc;
+}
+
+/* Adds (subs, runs) to one row: folded in the writer's group, else at once. */
 static int add(struct tg_store *st, int64_t team_id, const char *day, const char *state,
                const char *processor, int64_t subs, int64_t runs)
+{
+    if (fold(st, team_id, day, state, processor, subs, runs))
+        return TG_OK;
+    return upsert(st, team_id, day, state, processor, subs, runs);
+}
+
+static int upsert(struct tg_store *st, int64_t team_id, const char *day, const char *state,
+                  const char *processor, int64_t subs, int64_t runs)
 {
     sqlite3_stmt *s;
     int rc = stmt(st, K_ADD, &s);

@@ -121,6 +121,7 @@ struct tg_store {
     int64_t unconfirmed; /* the generation a check answered from tokens[] without a read
                             holds at, until a write or a read confirms it; -1: none */
     char unconfirmed_hash[TG_HASH_LEN];
+    struct tg_sqlite_fold *fold; /* the summary deltas of the writer's group (below) */
 };
 
 /* ---- what a handle keeps of its reads (tg_sqlite_kept.c) ----
@@ -282,6 +283,20 @@ int tg_sqlite_counts_prune(struct tg_store *st, const char *before, const char *
  * transaction. */
 int tg_sqlite_counts_duration_run(struct tg_store *st, const char *run_id);
 int tg_sqlite_counts_duration_call(struct tg_store *st, const char *sub_id, int seq);
+
+/* The summary counts of one group-commit transaction (tg_sqlite_writer.c), folded: its
+ * writes' deltas are kept in the handle's memory, and each row they move is upserted once,
+ * by their sums, right before the commit. Counts are sums and nothing of the request path
+ * reads summary_counts, so only the number of upserts changes. Between fold_begin and
+ * fold_flush (or fold_drop), the deltas since fold_mark can be taken back with fold_undo
+ * (a write that failed). Outside, every count is upserted at once. */
+void tg_sqlite_counts_fold_begin(struct tg_store *st);
+size_t tg_sqlite_counts_fold_mark(const struct tg_store *st);
+void tg_sqlite_counts_fold_undo(struct tg_store *st, size_t mark);
+int tg_sqlite_counts_fold_flush(struct tg_store *st);
+void tg_sqlite_counts_fold_drop(struct tg_store *st);
+/* At the handle's close. */
+void tg_sqlite_counts_fold_free(struct tg_store *st);
 
 /* A run by id (?1): the buckets present in runs_id, each found with one seek past the one
  * before (b), then one look for the id in each, an index-only read of the run's key (k:

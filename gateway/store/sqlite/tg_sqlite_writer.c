@@ -30,6 +30,7 @@
 #include <semaphore.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/statvfs.h>
 
 #include <sqlite3.h>
@@ -132,6 +133,7 @@ static int wal_frames, wal_pages;
  * been lost or could not be undone: the writes run so far are gone, the rest not tried. */
 static void lose_group(struct tg_store *w, struct write_req *group, int rc, const char *msg)
 {
+    tg_sqlite_counts_fold_drop(w);
     if (!sqlite3_get_autocommit(w->db))
         step_fixed(w, S_ROLLBACK, "roll back");
     fail_range(group, NULL, rc, msg);
@@ -161,6 +163,7 @@ static void run_group(struct tg_store *w, struct write_req *group)
     int rc;
 again:
     wal_frames = 0;
+    tg_sqlite_counts_fold_drop(w);
     rc = step_fixed(w, S_BEGIN, "begin");
     if (rc != TG_OK) {
         fail_range(group, NULL, rc, w->err);
@@ -169,15 +172,18 @@ again:
         tg_sqlite_writer_unlock();
         return;
     }
+    tg_sqlite_counts_fold_begin(w);
     for (struct write_req *r = group; r != NULL; r = r->next) {
         if (r->rc != TG_OK)
             continue; /* failed in a run of the group before this one */
         sqlite3_int64 changes = sqlite3_total_changes64(w->db);
+        size_t counted = tg_sqlite_counts_fold_mark(w);
         rc = r->unconfirmed >= 0 ? tg_sqlite_generation_is(w, r->unconfirmed) : TG_OK;
         if (rc == TG_OK)
             rc = r->fn(w, r->arg);
         if (rc == TG_OK)
             continue;
+        tg_sqlite_counts_fold_undo(w, counted); /* its counts go with it */
         snprintf(msg, sizeof(msg), "%s", w->err);
         fail(r, rc, msg);
         broke |= store_failure(rc);
@@ -198,7 +204,9 @@ again:
         tg_metrics_db_redo();
         goto again;
     }
-    rc = step_fixed(w, S_COMMIT, "commit");
+    rc = tg_sqlite_counts_fold_flush(w);
+    if (rc == TG_OK)
+        rc = step_fixed(w, S_COMMIT, "commit");
     if (rc != TG_OK) {
         snprintf(msg, sizeof(msg), "%s", w->err);
         if (!sqlite3_get_autocommit(w->db))
@@ -222,6 +230,7 @@ static void await(sem_t *sem)
 static void *writer(void *unused)
 {
     (void)unused;
+    prctl(PR_SET_NAME, "tg-writer"); /* as top -H and /proc name it */
     for (;;) {
         pthread_mutex_lock(&grp.lock);
         while (grp.head == NULL && !grp.stop) {
@@ -379,6 +388,7 @@ static void checkpoint(sqlite3 *db)
 static void *checkpointer(void *unused)
 {
     (void)unused;
+    prctl(PR_SET_NAME, "tg-checkpoint");
     while (!tg_bg_wait(&ckpt, 0))
         checkpoint(ckpt_st->db);
     return NULL;
