@@ -172,6 +172,22 @@ class MetricsTest(StackTestCase):
         # Only this scrape is in flight while it is rendered.
         self.assertEqual(value(after, "taskgate_requests_in_flight"), 1.0)
 
+    def test_threads_are_named_for_top(self):
+        """An operator tells the daemon's threads apart in top -H: its workers, and on
+        SQLite the one writer everybody waits for and its checkpointer."""
+        s = self.stack()
+        task = "/proc/%d/task" % s.daemon_proc.pid
+        names = []
+        for tid in os.listdir(task):
+            with open(os.path.join(task, tid, "comm")) as f:
+                names.append(f.read().strip())
+        self.assertEqual(names.count("tg-worker"), 8, names)  # the harness runs 8
+        if BACKEND == "sqlite":
+            self.assertEqual(names.count("tg-writer"), 1, names)
+            self.assertEqual(names.count("tg-checkpoint"), 1, names)
+        else:
+            self.assertNotIn("tg-writer", names)
+
     def test_open_submissions_are_counted_from_the_database(self):
         s = self.stack(upstream_timeout_ms=1000)
         s.add_team("ops", "par-ops-key", preset={"processor": "core"})
