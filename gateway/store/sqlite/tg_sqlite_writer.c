@@ -27,6 +27,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <semaphore.h>
 #include <stdio.h>
 #include <string.h>
@@ -36,12 +37,17 @@
 #include <sqlite3.h>
 
 #define WRITER_CACHE_KB 16384  /* the writer's page cache; readers keep SQLite's 2 MB */
-/* WAL pages after which the checkpointer is woken. Its second pass holds the writer mutex
- * through two fsyncs, whatever it copies; so the fewer passes, the less the writes wait on
- * it. At 1,980 submissions/s (tests/bench/pair.py, the writer thread of its own): held
- * by checkpoints 16 % of the time with 300 pages, 7 % with 1,200 (p99 9.3 -> 8.5 ms), 5 %
- * with 2,400 (p99 no better). (300 had been best when workers led the groups.) */
+/* WAL pages appended after which the checkpointer is woken to copy them back, without
+ * holding anyone up. */
 #define CHECKPOINT_PAGES 1200
+/* WAL pages past which a checkpoint takes its second, locked pass, so that the WAL starts
+ * again from its beginning. That pass holds the writer mutex through two fsyncs whatever
+ * it copies (on these machines 0.7 ms each at the median, 5 ms at worst), and every write
+ * queued meanwhile waits: taken at every wake-up it made the slowest one in a hundred
+ * submissions even at a quarter of the maximum rate. Past it, SQLite's lookups of a page
+ * in the WAL cost one more hash table every 4,096 frames: a WAL of a million pages made
+ * every write slower. */
+#define RESTART_PAGES 8192
 
 /* ---- group commit ------------------------------------------------------------------------ */
 
@@ -353,6 +359,9 @@ int tg_sqlite_write_probe(struct tg_store *st)
 
 static struct tg_bg ckpt = TG_BG_INIT;
 static struct tg_store *ckpt_st; /* the checkpointer's own connection */
+/* The WAL's size in pages when the checkpointer last copied it (so many copied), or 0
+ * once a locked pass had it start again: written by the checkpointer, read by wal_grew. */
+static atomic_int ckpt_copied;
 
 /* Called by SQLite after each commit of the writer connection with the WAL's size. */
 static int wal_grew(void *unused, sqlite3 *db, const char *name, int pages)
@@ -361,8 +370,11 @@ static int wal_grew(void *unused, sqlite3 *db, const char *name, int pages)
     (void)db;
     (void)name;
     wal_frames = pages >= wal_pages ? pages - wal_pages : pages; /* smaller: restarted */
+    int copied = atomic_load(&ckpt_copied);
+    if (pages < wal_pages || pages < copied) /* started again since it was copied */
+        atomic_store(&ckpt_copied, copied = 0);
     wal_pages = pages;
-    if (pages >= CHECKPOINT_PAGES)
+    if (pages - copied >= CHECKPOINT_PAGES)
         tg_bg_poke(&ckpt);
     return SQLITE_OK;
 }
@@ -370,13 +382,16 @@ static int wal_grew(void *unused, sqlite3 *db, const char *name, int pages)
 /* PASSIVE: copies what no reader still needs back into the database without waiting for
  * anyone. The WAL is restarted from its beginning by the first write transaction that
  * finds all of it copied, which never happens while commits follow each other faster
- * than a checkpoint runs: so the bulk is copied while the writers go on, and what they
- * appended meanwhile is copied again with the writer mutex held, which is short. */
+ * than a checkpoint runs: so the bulk is copied while the writers go on, and once the WAL
+ * is past RESTART_PAGES, what they appended meanwhile is copied again with the writer
+ * mutex held, which is short. */
 static void checkpoint(sqlite3 *db)
 {
     int log = 0, copied = 0;
     int rc = sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &copied);
-    if (rc == SQLITE_OK) {
+    if (rc == SQLITE_OK)
+        atomic_store(&ckpt_copied, copied);
+    if (rc == SQLITE_OK && log >= RESTART_PAGES) {
         tg_sqlite_writer_lock_checkpoint();
         rc = sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &copied);
         tg_sqlite_writer_unlock();
