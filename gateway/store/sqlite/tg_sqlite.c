@@ -497,7 +497,8 @@ int tg_sqlite_open(struct tg_store **out, const char *path, int flags, int busy_
         free(st);
         return TG_ERR;
     }
-    int src = sqlite3_open_v2(path != NULL ? path : "", &st->db, oflags, NULL);
+    const char *vfs = (flags & TG_SQLITE_GATHER_WAL) ? tg_sqlite_wal_vfs() : NULL;
+    int src = sqlite3_open_v2(path != NULL ? path : "", &st->db, oflags, vfs);
     if (src != SQLITE_OK) {
         tg_sqlite_set_err(st, "cannot open %s: %s", path != NULL ? path : "(null)",
                 st->db != NULL ? sqlite3_errmsg(st->db) : sqlite3_errstr(src));

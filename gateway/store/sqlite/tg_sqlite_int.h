@@ -339,6 +339,13 @@ int tg_sqlite_admin_log(struct tg_store *st, const struct tg_actor *who, const c
  * tg_store_ call of the same name in tg_store.h. */
 int tg_sqlite_open(struct tg_store **out, const char *path, int flags, int busy_ms,
                    char *err, size_t errlen);
+/* tg_sqlite_open's flag for the writer connection: the frames each commit appends to its
+ * WAL are written with one call, through the VFS of tg_sqlite_walvfs.c. */
+#define TG_SQLITE_GATHER_WAL 0x100
+#define TG_SQLITE_WAL_VFS "taskgate-wal"
+/* That VFS's name once it is registered, or NULL when it cannot be (the default VFS is
+ * then used). */
+const char *tg_sqlite_wal_vfs(void);
 void tg_sqlite_set_max_pages(long max_pages);
 void tg_sqlite_close(struct tg_store *st);
 int tg_sqlite_writer_start(const char *path, int busy_ms, char *err, size_t errlen);

@@ -438,7 +438,7 @@ int tg_sqlite_writer_start(const char *path, int busy_ms, char *err, size_t errl
             return TG_ERR;
         }
         tg_sqlite_set_checkpoints_elsewhere(1);
-        rc = tg_sqlite_open(&w, path, 0, busy_ms, err, errlen);
+        rc = tg_sqlite_open(&w, path, TG_SQLITE_GATHER_WAL, busy_ms, err, errlen);
     }
     if (rc == TG_OK) {
         rc = configure_writer(w);
