@@ -261,8 +261,9 @@ static int x_shm_lock(sqlite3_file *file, int offset, int n, int flags)
 }
 
 /* The last guard (see the top): nothing gathered outlives a barrier on the database's
- * shared memory. An error here cannot be returned; the write that follows the flush fails
- * instead, as its end no longer matches. */
+ * shared memory. An error here cannot be returned, which is why the write of the commit
+ * frame, whose error fails the commit, is what writes the frames out: this finds nothing
+ * held unless SQLite writes its WAL otherwise than this file expects. */
 static void x_shm_barrier(sqlite3_file *file)
 {
     struct wal_file *f = of(file);
