@@ -44,6 +44,26 @@ static void real_days_are_taken(void)
     CHECK_STR(parsed("2026-03-01T00:30:00+01:00"), "2026-02-28T23:30:00.000Z");
 }
 
+/* Each thread keeps the last second it formatted: the milliseconds must still be the
+ * call's own, and another second (later, earlier, before 1970) its own. */
+static void times_in_one_second_and_across(void)
+{
+    char out[TG_TIME_LEN];
+    const int64_t t = 1796169599000LL; /* 2026-12-01T23:59:59Z */
+    tg_time_format(t + 7, out);
+    CHECK_STR(out, "2026-12-01T23:59:59.007Z");
+    tg_time_format(t + 999, out);
+    CHECK_STR(out, "2026-12-01T23:59:59.999Z");
+    tg_time_format(t + 1000, out);
+    CHECK_STR(out, "2026-12-02T00:00:00.000Z");
+    tg_time_format(t + 70, out);
+    CHECK_STR(out, "2026-12-01T23:59:59.070Z");
+    tg_time_format(-1, out);
+    CHECK_STR(out, "1969-12-31T23:59:59.999Z");
+    tg_time_format(0, out);
+    CHECK_STR(out, "1970-01-01T00:00:00.000Z");
+}
+
 /* An append past max is refused whole, the memory never grows past max + 1, and the buffer
  * remembers the refusal (through clear) until it is bounded anew: what the router reads to
  * refuse an answer that lost a piece. */
@@ -78,6 +98,7 @@ int main(void)
     static const struct tg_test_case cases[] = {
         {"days_a_month_does_not_have_are_refused", days_a_month_does_not_have_are_refused},
         {"real_days_are_taken", real_days_are_taken},
+        {"times_in_one_second_and_across", times_in_one_second_and_across},
         {"a_refused_append_is_remembered", a_refused_append_is_remembered},
         {NULL, NULL},
     };
