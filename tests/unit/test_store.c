@@ -24,20 +24,7 @@ static const struct tg_actor cli = {"os:test", NULL, "cli", NULL};
 
 static void db_path(char *out, size_t len, const char *name)
 {
-    const char *dir = getenv("TG_TEST_TMP");
-    if (dir == NULL || dir[0] == '\0')
-        dir = "/tmp";
-    snprintf(out, len, "%s/test_store_%ld_%s.db", dir, (long)getpid(), name);
-}
-
-static void remove_db(const char *path)
-{
-    char side[600];
-    unlink(path);
-    snprintf(side, sizeof(side), "%s-wal", path);
-    unlink(side);
-    snprintf(side, sizeof(side), "%s-shm", path);
-    unlink(side);
+    tg_test_db_path(out, len, "test_store", name);
 }
 
 /* A new, migrated database at the path for name. */
@@ -46,7 +33,7 @@ static struct tg_store *fresh_store(char *path, size_t len, const char *name)
     char err[256];
     struct tg_store *st = NULL;
     db_path(path, len, name);
-    remove_db(path);
+    tg_test_remove_db(path);
     int rc = tg_store_open(&st, path, TG_STORE_CREATE | TG_STORE_NO_VERSION_CHECK, 5000,
                            err, sizeof(err));
     CHECK(rc == TG_OK);
@@ -120,7 +107,7 @@ static void test_open_migrate_twice(void)
     struct tg_store *st = NULL;
     int from = -1, to = -1, need = tg_store_schema_version();
     db_path(path, sizeof(path), "migrate");
-    remove_db(path);
+    tg_test_remove_db(path);
     CHECK(need >= 1);
 
     CHECK(tg_store_open(&st, path, TG_STORE_CREATE | TG_STORE_NO_VERSION_CHECK, 5000, err,
@@ -150,7 +137,7 @@ static void test_open_migrate_twice(void)
     tg_store_close(st);
     CHECK_STR(query(path, "PRAGMA user_version"), want);
     CHECK_STR(query(path, "SELECT count(*) FROM sqlite_master"), objects);
-    remove_db(path);
+    tg_test_remove_db(path);
 }
 
 /* The face picks the backend from the config's database value: a file path is SQLite's, a
@@ -199,7 +186,7 @@ static void test_open_unmigrated(void)
     char path[512], err[256], want[256];
     struct tg_store *st = NULL;
     db_path(path, sizeof(path), "unmigrated");
-    remove_db(path);
+    tg_test_remove_db(path);
     CHECK(tg_store_open(&st, path, TG_STORE_CREATE | TG_STORE_NO_VERSION_CHECK, 5000, err,
                         sizeof(err)) == TG_OK);
     tg_store_close(st);
@@ -212,7 +199,7 @@ static void test_open_unmigrated(void)
              "database schema is version 0, this taskgate needs %d: run `taskgate init`",
              tg_store_schema_version());
     CHECK_STR(err, want);
-    remove_db(path);
+    tg_test_remove_db(path);
 
     /* Without TG_STORE_CREATE a missing file is an error and is not created. */
     st = (struct tg_store *)1;
@@ -242,7 +229,7 @@ static void test_team_add_duplicate(void)
     CHECK(tg_store_team_add(st, &cli, "x", "", &other) == TG_EINVAL);
     CHECK_STR(query(path, "SELECT count(*) FROM teams"), "1");
     tg_store_close(st);
-    remove_db(path);
+    tg_test_remove_db(path);
 }
 
 static void test_team_key(void)
@@ -289,7 +276,7 @@ static void test_team_key(void)
     /* A change that failed left no log row. */
     CHECK_STR(query(path, "SELECT count(*) FROM admin_log WHERE object_id = 'nobody'"), "0");
     tg_store_close(st);
-    remove_db(path);
+    tg_test_remove_db(path);
 }
 
 struct team_seen {
@@ -355,7 +342,7 @@ static void test_fingerprint(void)
     CHECK(is_fingerprint(seen.fingerprints[1]));
     CHECK(strcmp(seen.fingerprints[1], before) != 0);
     tg_store_close(st);
-    remove_db(path);
+    tg_test_remove_db(path);
 }
 
 static int count_token(void *arg, const struct tg_token_row *row)
@@ -425,7 +412,7 @@ static void test_token_auth(void)
     CHECK(seen.tokens[0] == 2); /* tok_admin and tok_new: not revoked, not expired */
     CHECK(query(path, "SELECT revoked_at FROM tokens WHERE id = 'tok_gone'")[0] == '2');
     tg_store_close(st);
-    remove_db(path);
+    tg_test_remove_db(path);
 }
 
 /* ---- presets ------------------------------------------------------------------------ */
@@ -485,7 +472,7 @@ static void test_presets(void)
 out:
     tg_pool_destroy(pool);
     tg_store_close(st);
-    remove_db(path);
+    tg_test_remove_db(path);
 }
 
 /* As a user would change the file with the sqlite3 shell, behind the daemon's back. */
@@ -579,7 +566,7 @@ out:
     tg_pool_destroy(pool);
     tg_store_close(other);
     tg_store_close(st);
-    remove_db(path);
+    tg_test_remove_db(path);
 }
 
 /* A token answered from what the handle kept holds only until the handle's next write,
@@ -666,7 +653,7 @@ static void test_kept_tokens(void)
 out:
     tg_store_close(other);
     tg_store_close(st);
-    remove_db(path);
+    tg_test_remove_db(path);
 }
 
 /* ---- the audit records ---------------------------------------------------------------- */
@@ -745,7 +732,7 @@ static void test_submission_flow(void)
     struct tg_submission orphan = submission("sub_orphan", team + 9, NULL, 1);
     CHECK(tg_store_submission_begin(st, &orphan) == TG_ENOTFOUND);
     tg_store_close(st);
-    remove_db(path);
+    tg_test_remove_db(path);
 }
 
 /* The last call and the final state written together (tg_store_call_finish): the record
@@ -818,7 +805,7 @@ static void test_call_finish(void)
     CHECK_STR(query(path, "SELECT count(*) FROM track_groups WHERE taskgroup_id = 'tgrp_late'"),
               "0");
     tg_store_close(st);
-    remove_db(path);
+    tg_test_remove_db(path);
 }
 
 /* ---- group commit ---------------------------------------------------------------------- */
@@ -952,7 +939,7 @@ static void test_group_commit(void)
         tg_store_close(st);
     }
     CHECK_STR(query(path, "SELECT state FROM submissions WHERE id = 'sub_after'"), "pending");
-    remove_db(path);
+    tg_test_remove_db(path);
 }
 
 /* The WAL's checkpoint sequence, the third word of its header: it moves each time the WAL
@@ -1011,7 +998,7 @@ static void test_wal_starts_again(void)
     tg_store_close(st);
     tg_store_writer_stop();
     CHECK_STR(query(path, "SELECT count(*) FROM submissions WHERE state = 'accepted'"), "4000");
-    remove_db(path);
+    tg_test_remove_db(path);
 }
 
 static void test_reject_and_unknown(void)
@@ -1056,7 +1043,7 @@ static void test_reject_and_unknown(void)
     CHECK_STR(query(path, "SELECT state FROM audit_submissions WHERE submission_id = 'sub_u'"),
               "accepted");
     tg_store_close(st);
-    remove_db(path);
+    tg_test_remove_db(path);
 }
 
 /* A submission of inputs inputs into group tgrp_c received at received_ms, with one
@@ -1183,7 +1170,7 @@ static void test_recon_cursor(void)
     CHECK(tg_store_recon_write(st, &w) == TG_EINVAL);
     tg_pool_destroy(pool);
     tg_store_close(st);
-    remove_db(path);
+    tg_test_remove_db(path);
 }
 
 static void test_ten_thousand_runs(void)
@@ -1237,7 +1224,7 @@ out:
     free(names);
     free(ids);
     tg_store_close(st);
-    remove_db(path);
+    tg_test_remove_db(path);
 }
 
 /* ---- locking and read-only ------------------------------------------------------------ */
@@ -1314,7 +1301,7 @@ static void test_busy(void)
               "sub_wait");
     tg_store_close(impatient);
     tg_store_close(st);
-    remove_db(path);
+    tg_test_remove_db(path);
 }
 
 static void test_readonly(void)
@@ -1355,7 +1342,7 @@ static void test_readonly(void)
         chmod(path, 0644);
     }
     CHECK_STR(query(path, "SELECT count(*) FROM submissions"), "0");
-    remove_db(path);
+    tg_test_remove_db(path);
 }
 
 static void test_names(void)
@@ -1497,7 +1484,7 @@ static void test_track_groups_and_changes(void)
     CHECK_STR(query(path, "SELECT state || '|' || detail FROM track_groups"),
               "gone|TaskGroup not found");
     tg_store_close(st);
-    remove_db(path);
+    tg_test_remove_db(path);
 }
 
 static void test_webhook_records(void)
@@ -1535,7 +1522,7 @@ static void test_webhook_records(void)
     long pruned = 0;
     CHECK(tg_store_webhook_prune(st, tg_now_ms() + 1000, &pruned) == TG_OK && pruned == 3);
     tg_store_close(st);
-    remove_db(path);
+    tg_test_remove_db(path);
 }
 
 static void test_run_change_rule(void)

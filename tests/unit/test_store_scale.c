@@ -20,19 +20,7 @@ static const struct tg_actor cli = {"os:test", NULL, "cli", NULL};
 
 static void db_path(char *out, size_t len, const char *name)
 {
-    const char *dir = getenv("TG_TEST_TMP");
-    snprintf(out, len, "%s/test_store_scale_%ld_%s.db",
-             dir != NULL && dir[0] != '\0' ? dir : "/tmp", (long)getpid(), name);
-}
-
-static void remove_db(const char *path)
-{
-    char side[600];
-    unlink(path);
-    snprintf(side, sizeof(side), "%s-wal", path);
-    unlink(side);
-    snprintf(side, sizeof(side), "%s-shm", path);
-    unlink(side);
+    tg_test_db_path(out, len, "test_store_scale", name);
 }
 
 static struct tg_store *open_store(const char *path, int flags)
@@ -50,7 +38,7 @@ static struct tg_store *open_store(const char *path, int flags)
 static struct tg_store *fresh_store(char *path, size_t len, const char *name)
 {
     db_path(path, len, name);
-    remove_db(path);
+    tg_test_remove_db(path);
     struct tg_store *st = open_store(path, TG_STORE_CREATE | TG_STORE_NO_VERSION_CHECK);
     if (st != NULL)
         CHECK(tg_store_migrate(st, NULL, NULL) == TG_OK);
@@ -225,7 +213,7 @@ static void test_run_ids_unique_across_buckets(void)
 out:
     free(b);
     tg_store_close(st);
-    remove_db(path);
+    tg_test_remove_db(path);
 }
 
 /* ---- the audit summary -------------------------------------------------------------- */
@@ -324,7 +312,7 @@ static void test_summary_is_exact(void)
 out:
     free(b);
     tg_store_close(st);
-    remove_db(path);
+    tg_test_remove_db(path);
 }
 
 int main(void)

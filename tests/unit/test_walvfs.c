@@ -22,20 +22,7 @@
 
 static void db_path(char *out, size_t len, const char *name)
 {
-    const char *dir = getenv("TG_TEST_TMP");
-    if (dir == NULL || dir[0] == '\0')
-        dir = "/tmp";
-    snprintf(out, len, "%s/test_walvfs_%ld_%s.db", dir, (long)getpid(), name);
-}
-
-static void remove_db(const char *path)
-{
-    char side[700];
-    unlink(path);
-    snprintf(side, sizeof(side), "%s-wal", path);
-    unlink(side);
-    snprintf(side, sizeof(side), "%s-shm", path);
-    unlink(side);
+    tg_test_db_path(out, len, "test_walvfs", name);
 }
 
 /* The VFS is registered by the first writer started; a store made for it, then let go. */
@@ -43,7 +30,7 @@ static int register_vfs(void)
 {
     char path[512], err[256];
     db_path(path, sizeof(path), "register");
-    remove_db(path);
+    tg_test_remove_db(path);
     struct tg_store *st = NULL;
     int rc = tg_store_open(&st, path, TG_STORE_CREATE | TG_STORE_NO_VERSION_CHECK, 5000, err,
                            sizeof(err));
@@ -54,7 +41,7 @@ static int register_vfs(void)
         rc = tg_store_writer_start(path, 5000, err, sizeof(err));
     if (rc == TG_OK)
         tg_store_writer_stop();
-    remove_db(path);
+    tg_test_remove_db(path);
     return rc == TG_OK && sqlite3_vfs_find(VFS) != NULL;
 }
 
@@ -135,20 +122,27 @@ static int copy_file(const char *from, const char *to)
     return ok;
 }
 
-static sqlite3 *open_writer(const char *path, int cache_pages)
+/* A new database at the path for name, opened through the writer's VFS as the daemon's
+ * writer opens it but with a page cache of cache_pages, and its table t. */
+static sqlite3 *new_db(char *path, size_t len, const char *name, int cache_pages)
 {
     sqlite3 *w = NULL;
-    char pragma[128];
-    if (sqlite3_open_v2(path, &w, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, VFS) !=
-        SQLITE_OK) {
+    char pragma[160];
+    db_path(path, len, name);
+    tg_test_remove_db(path);
+    snprintf(pragma, sizeof(pragma),
+             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;"
+             " PRAGMA wal_autocheckpoint = 0; PRAGMA cache_size = %d;"
+             " CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB)",
+             cache_pages);
+    int ok = sqlite3_open_v2(path, &w, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, VFS) ==
+                 SQLITE_OK &&
+             exec(w, pragma) == SQLITE_OK;
+    CHECK(ok);
+    if (!ok) {
         sqlite3_close(w);
         return NULL;
     }
-    snprintf(pragma, sizeof(pragma),
-             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;"
-             " PRAGMA wal_autocheckpoint = 0; PRAGMA cache_size = %d",
-             cache_pages);
-    CHECK(exec(w, pragma) == SQLITE_OK);
     return w;
 }
 
@@ -159,13 +153,9 @@ static sqlite3 *open_writer(const char *path, int cache_pages)
 static void test_commits_read_back_and_recovered(void)
 {
     char path[512], copy[600], side[700];
-    db_path(path, sizeof(path), "commits");
-    remove_db(path);
-    sqlite3 *w = open_writer(path, 8), *r = NULL;
-    CHECK(w != NULL);
+    sqlite3 *w = new_db(path, sizeof(path), "commits", 8), *r = NULL;
     if (w == NULL)
         return;
-    CHECK(exec(w, "CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB)") == SQLITE_OK);
     CHECK(sqlite3_open_v2(path, &r, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK);
 
     const int sizes[][2] = {{1, 100}, {3, 3000}, {40, 1000}, {2, 50}, {400, 2000},
@@ -196,7 +186,7 @@ static void test_commits_read_back_and_recovered(void)
     snprintf(side, sizeof(side), "%s-wal", path);
     CHECK(stat(side, &sb) == 0 && sb.st_size > 10L << 20); /* it all is still in the WAL */
     snprintf(copy, sizeof(copy), "%s.copy", path);
-    remove_db(copy);
+    tg_test_remove_db(copy);
     CHECK(copy_file(path, copy));
     char copy_wal[700];
     snprintf(copy_wal, sizeof(copy_wal), "%s-wal", copy);
@@ -208,23 +198,19 @@ static void test_commits_read_back_and_recovered(void)
     sqlite3_close(c);
     sqlite3_close(r);
     sqlite3_close(w);
-    remove_db(copy);
-    remove_db(path);
+    tg_test_remove_db(copy);
+    tg_test_remove_db(path);
 }
 
 /* A commit whose write fails (the file may not grow: RLIMIT_FSIZE) fails, leaves what was
- * committed before as it was, for a reader and for recovery, and the next commit, once the
- * file may grow again, is written whole. */
+ * committed before as it was for a reader and for the writer, and the next commit, once
+ * the file may grow again, is written whole and is in the database after it closes. */
 static void test_failed_write_fails_its_commit(void)
 {
     char path[512], side[600];
-    db_path(path, sizeof(path), "failed");
-    remove_db(path);
-    sqlite3 *w = open_writer(path, 2000), *r = NULL;
-    CHECK(w != NULL);
+    sqlite3 *w = new_db(path, sizeof(path), "failed", 2000), *r = NULL;
     if (w == NULL)
         return;
-    CHECK(exec(w, "CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB)") == SQLITE_OK);
     CHECK(write_rows(w, 0, 50, 1000) == SQLITE_OK);
     CHECK(sqlite3_open_v2(path, &r, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK);
     char before[128];
@@ -261,7 +247,7 @@ static void test_failed_write_fails_its_commit(void)
     CHECK(sqlite3_open_v2(path, &c, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK);
     CHECK_STR(state_of(c), after);
     sqlite3_close(c);
-    remove_db(path);
+    tg_test_remove_db(path);
 }
 
 int main(void)

@@ -4,7 +4,9 @@
 #define TG_TEST_H
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static int tg_test_failures;
 static int tg_test_checks;
@@ -29,6 +31,25 @@ static int tg_test_checks;
                     tg_a_ ? tg_a_ : "(null)", tg_b_ ? tg_b_ : "(null)");                 \
         }                                                                                \
     } while (0)
+
+/* A database file of this test process in $TG_TEST_TMP (else /tmp): prefix_PID_name.db. */
+static inline void tg_test_db_path(char *out, size_t len, const char *prefix, const char *name)
+{
+    const char *dir = getenv("TG_TEST_TMP");
+    snprintf(out, len, "%s/%s_%ld_%s.db", dir != NULL && dir[0] != '\0' ? dir : "/tmp",
+             prefix, (long)getpid(), name);
+}
+
+/* Removes a SQLite database and its WAL and shared-memory files. */
+static inline void tg_test_remove_db(const char *path)
+{
+    char side[4096 + 8];
+    unlink(path);
+    snprintf(side, sizeof(side), "%s-wal", path);
+    unlink(side);
+    snprintf(side, sizeof(side), "%s-shm", path);
+    unlink(side);
+}
 
 struct tg_test_case {
     const char *name;

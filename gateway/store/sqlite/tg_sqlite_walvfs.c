@@ -1,9 +1,9 @@
 /* The writer connection's VFS: the default one, except that the frames a commit appends to
  * the WAL reach the file in one write instead of two per page (tg_sqlite_int.h).
  *
- * SQLite writes each WAL frame with two calls, its 24-byte header and then its page, and a
- * commit of 15 pages made 30 pwrite(2) calls, most of the writer thread's time in the
- * kernel. Here a WAL file gathers the writes that append to it, in order, in memory, and
+ * SQLite writes each WAL frame with two calls, its 24-byte header and then its page: a
+ * commit of 15 pages made 30 pwrite(2) calls, and at 2,400 submissions/s a third of the
+ * writer thread's time went to writing frames, most of it in those calls. Here a WAL file gathers the writes that append to it, in order, in memory, and
  * writes them out with one call as soon as the commit frame (the one whose header holds
  * the database's size) is complete. That is still inside SQLite's commit, before it makes
  * the new frames visible in the wal-index, so a reader never looks for a frame that is not
@@ -34,7 +34,8 @@
 /* What one WAL file may hold before it writes it out anyway: a commit larger than this is
  * written in pieces of this size (a 10,000-input submission is about 300 pages). */
 #define GATHER_MAX (4 * 1024 * 1024)
-/* The most the unix VFS writes in one call (it takes 17 bits of a length), in pages. */
+/* The most written with one call: the unix VFS takes 17 bits of a length, and this is the
+ * largest whole number of 4 KiB pages under it. */
 #define WRITE_MAX (128 * 1024 - 4096)
 
 struct wal_file {
