@@ -1072,6 +1072,24 @@ class AuditSqlTest(unittest.TestCase):
                 self.assertEqual(conn.execute("PRAGMA integrity_check").fetchone()[0], "ok")
                 self.assertEqual(conn.execute("PRAGMA foreign_key_check").fetchall(), [])
                 self.assertRefused(conn, "DELETE FROM runs")
+                # Version 15's CHECKs, edited in place: what a submission writes builds no
+                # temporary table, and a state or outcome they do not know is still refused.
+                for sql in ("INSERT INTO submissions (id, team_id, received_at, interface,"
+                            " num_inputs, state) VALUES (?, ?, ?, ?, ?, ?)",
+                            "UPDATE submissions SET state = ?, completed_at = ? WHERE id = ?",
+                            "INSERT INTO upstream_calls (submission_id, seq, operation, method,"
+                            " path, started_at, outcome) VALUES (?, ?, ?, ?, ?, ?, ?)"):
+                    ops = [r[1] for r in conn.execute("EXPLAIN " + sql, (None,) * sql.count("?"))]
+                    self.assertNotIn("OpenEphemeral", ops, sql)
+                team = conn.execute("SELECT min(id) FROM teams").fetchone()[0]
+                self.assertRefused(conn, "INSERT INTO submissions (id, team_id, received_at,"
+                                   " interface, num_inputs, state) VALUES ('sub_v15', %d,"
+                                   " '2026-01-01T00:00:00.000Z', 'simplified', 1, 'done')" % team,
+                                   why="CHECK constraint failed")
+                self.assertRefused(conn, "INSERT INTO upstream_calls (submission_id, seq,"
+                                   " operation, method, path, started_at, outcome) SELECT id, 99,"
+                                   " 'add_runs', 'POST', '/', received_at, 'maybe'"
+                                   " FROM submissions LIMIT 1", why="CHECK constraint failed")
         finally:
             conn.close()
         # The upgraded store prunes as a new one: a prune of everything settled takes the
