@@ -4,6 +4,7 @@
 #include "tg_json_strict.h"
 #include "tg_sha256.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -127,12 +128,87 @@ json_object *tg_json_parse_input(const char *text, size_t len, int max_depth, ch
     return tg_json_parse(text, len, max_depth, err, errlen);
 }
 
+/* ---- a tokener per thread --------------------------------------------------------------- */
+
+/* A tokener is a stack of max_depth frames that json_tokener_new_ex allocates and zeroes:
+ * about 1 % of a worker's time went to making them, twice a submission (its body, the
+ * upstream's answer). Each thread keeps those it used, one per depth, and resets them. */
+#define KEPT_TOKENERS 2
+
+struct kept_tokeners {
+    json_tokener *tok[KEPT_TOKENERS]; /* NULL: none kept in this slot, or lent out */
+    int depth[KEPT_TOKENERS];
+};
+
+static pthread_key_t kept_key;
+static pthread_once_t kept_once = PTHREAD_ONCE_INIT;
+static int kept_ok;
+
+static void free_kept(void *arg)
+{
+    struct kept_tokeners *k = arg;
+    for (int i = 0; i < KEPT_TOKENERS; i++)
+        if (k->tok[i] != NULL) /* json_tokener_free(NULL) is not a no-op: it crashes */
+            json_tokener_free(k->tok[i]);
+    free(k);
+}
+
+static void make_kept_key(void)
+{
+    kept_ok = pthread_key_create(&kept_key, free_kept) == 0;
+}
+
+/* This thread's kept tokeners, made on first use; NULL if they cannot be. */
+static struct kept_tokeners *kept_tokeners(void)
+{
+    pthread_once(&kept_once, make_kept_key);
+    if (!kept_ok)
+        return NULL;
+    struct kept_tokeners *k = pthread_getspecific(kept_key);
+    if (k == NULL && (k = calloc(1, sizeof(*k))) != NULL &&
+        pthread_setspecific(kept_key, k) != 0) {
+        free(k);
+        k = NULL;
+    }
+    return k;
+}
+
+/* A tokener for max_depth, lent out of this thread's (a parse within a parse gets a new
+ * one), or NULL when out of memory. */
+static json_tokener *take_tokener(int max_depth)
+{
+    struct kept_tokeners *k = kept_tokeners();
+    for (int i = 0; k != NULL && i < KEPT_TOKENERS; i++) {
+        if (k->tok[i] != NULL && k->depth[i] == max_depth) {
+            json_tokener *tok = k->tok[i];
+            k->tok[i] = NULL;
+            json_tokener_reset(tok);
+            return tok;
+        }
+    }
+    return json_tokener_new_ex(max_depth);
+}
+
+/* Gives tok back to this thread, or frees it when the thread keeps enough. */
+static void give_tokener(json_tokener *tok, int max_depth)
+{
+    struct kept_tokeners *k = kept_tokeners();
+    for (int i = 0; k != NULL && i < KEPT_TOKENERS; i++) {
+        if (k->tok[i] == NULL) {
+            k->tok[i] = tok;
+            k->depth[i] = max_depth;
+            return;
+        }
+    }
+    json_tokener_free(tok);
+}
+
 json_object *tg_json_parse(const char *text, size_t len, int max_depth, char *err,
                            size_t errlen)
 {
     if (!bytes_ok(text, len, err, errlen))
         return NULL;
-    json_tokener *tok = json_tokener_new_ex(max_depth);
+    json_tokener *tok = take_tokener(max_depth);
     if (tok == NULL) {
         snprintf(err, errlen, "out of memory");
         return NULL;
@@ -165,7 +241,7 @@ json_object *tg_json_parse(const char *text, size_t len, int max_depth, char *er
             obj = NULL;
         }
     }
-    json_tokener_free(tok);
+    give_tokener(tok, max_depth);
     if (obj != NULL && find_duplicate_key(text, len, err, errlen) != TG_OK) {
         json_object_put(obj);
         obj = NULL;

@@ -1,5 +1,6 @@
 /* Unit tests of the strict JSON a client may send (tg_json_parse_input, tg_json_strict_check):
  * RFC 8259 only, numbers forwarded as written or refused, and the place of each problem. */
+#include <pthread.h>
 #include <string.h>
 
 #include "tg_json.h"
@@ -164,6 +165,73 @@ static void a_bare_number_is_a_whole_text(void)
     CHECK(tg_json_parse("5 x", 3, 8, err, sizeof(err)) == NULL);
 }
 
+/* Each thread keeps its tokeners between parses: a parse that stopped half-way (a text cut
+ * short, too deep, not JSON) leaves nothing to the next one, whatever depth each asks. */
+static void a_kept_tokener_starts_afresh(void)
+{
+    char err[256] = "";
+    static const char *const broken[] = {"{\"a\": [1, 2", "\"abc", "[[[[1]]]]", "{\"a\" 1}",
+                                         "tru"};
+    for (size_t i = 0; i < sizeof(broken) / sizeof(broken[0]); i++) {
+        int depth = i == 2 ? 3 : 8;
+        CHECK(tg_json_parse(broken[i], strlen(broken[i]), depth, err, sizeof(err)) == NULL);
+        static const char good[] = "{\"b\": [true]}";
+        json_object *o = tg_json_parse(good, strlen(good), depth, err, sizeof(err));
+        CHECK(o != NULL);
+        if (o != NULL)
+            CHECK_STR(tg_json_str(o, NULL), "{\"b\":[true]}");
+        json_object_put(o);
+        o = tg_json_parse("\"x\"", 3, depth == 3 ? 8 : 3, err, sizeof(err));
+        CHECK(o != NULL && strcmp(json_object_get_string(o), "x") == 0);
+        json_object_put(o);
+    }
+    /* The depth is the one asked for, not that of the tokener kept before. */
+    for (int i = 0; i < 3; i++) {
+        json_object *o = tg_json_parse("[[[1]]]", 7, i == 1 ? 2 : 8, err, sizeof(err));
+        CHECK((o != NULL) == (i != 1));
+        json_object_put(o);
+    }
+}
+
+static void *parse_often(void *arg)
+{
+    char err[256];
+    long ok = 0;
+    for (int i = 0; i < 2000; i++) {
+        static const char text[] = "{\"n\": [1, 2, 3]}";
+        json_object *o = tg_json_parse(text, strlen(text), (i & 1) ? 8 : 4, err, sizeof(err));
+        ok += o != NULL && json_object_array_length(json_object_object_get(o, "n")) == 3;
+        json_object_put(o);
+    }
+    *(long *)arg = ok;
+    return NULL;
+}
+
+static void *parse_once(void *arg)
+{
+    char err[256];
+    json_object *o = tg_json_parse("[1]", 3, 8, err, sizeof(err));
+    *(long *)arg = o != NULL && json_object_array_length(o) == 1;
+    json_object_put(o);
+    return NULL;
+}
+
+/* Threads that parse at once each use their own, and give them back when they end (the
+ * sanitizer build reports any left behind). A thread that kept fewer tokeners than it may
+ * (one depth only, as most workers) ends as well: the daemon's workers end so at SIGTERM,
+ * and freeing the empty slot once made it crash there. */
+static void threads_keep_their_own_tokeners(void)
+{
+    pthread_t t[4];
+    long ok[4] = {0};
+    for (int i = 0; i < 4; i++)
+        CHECK(pthread_create(&t[i], NULL, i == 3 ? parse_once : parse_often, &ok[i]) == 0);
+    for (int i = 0; i < 4; i++) {
+        pthread_join(t[i], NULL);
+        CHECK(ok[i] == (i == 3 ? 1 : 2000));
+    }
+}
+
 int main(void)
 {
     static const struct tg_test_case cases[] = {
@@ -174,6 +242,8 @@ int main(void)
         {"grammar", grammar},
         {"numbers_are_forwarded_as_written", numbers_are_forwarded_as_written},
         {"a_bare_number_is_a_whole_text", a_bare_number_is_a_whole_text},
+        {"a_kept_tokener_starts_afresh", a_kept_tokener_starts_afresh},
+        {"threads_keep_their_own_tokeners", threads_keep_their_own_tokeners},
         {NULL, NULL},
     };
     return tg_test_run(cases);
