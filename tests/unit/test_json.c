@@ -1,5 +1,6 @@
 /* Unit tests of the strict JSON a client may send (tg_json_parse_input, tg_json_strict_check):
  * RFC 8259 only, numbers forwarded as written or refused, and the place of each problem. */
+#include <locale.h>
 #include <pthread.h>
 #include <string.h>
 
@@ -232,6 +233,27 @@ static void threads_keep_their_own_tokeners(void)
     }
 }
 
+/* A parse runs on the "C" locale object and puts the thread's own locale back, whether the
+ * thread was on the global locale or on one of its own; numbers read with a '.' either way. */
+static void a_parse_leaves_the_threads_locale_as_it_was(void)
+{
+    char err[256] = "";
+    locale_t own = duplocale(LC_GLOBAL_LOCALE);
+    CHECK(own != (locale_t)0);
+    for (int i = 0; i < 2; i++) {
+        locale_t before = i == 0 ? uselocale((locale_t)0) : own;
+        if (i == 1)
+            uselocale(own);
+        json_object *o = tg_json_parse("[1.5, 2]", 8, 8, err, sizeof(err));
+        CHECK(o != NULL && json_object_get_double(json_object_array_get_idx(o, 0)) == 1.5);
+        json_object_put(o);
+        CHECK(tg_json_parse("[1.5", 4, 8, err, sizeof(err)) == NULL); /* a failure too */
+        CHECK(uselocale((locale_t)0) == before);
+    }
+    uselocale(LC_GLOBAL_LOCALE);
+    freelocale(own);
+}
+
 int main(void)
 {
     static const struct tg_test_case cases[] = {
@@ -244,6 +266,8 @@ int main(void)
         {"a_bare_number_is_a_whole_text", a_bare_number_is_a_whole_text},
         {"a_kept_tokener_starts_afresh", a_kept_tokener_starts_afresh},
         {"threads_keep_their_own_tokeners", threads_keep_their_own_tokeners},
+        {"a_parse_leaves_the_threads_locale_as_it_was",
+         a_parse_leaves_the_threads_locale_as_it_was},
         {NULL, NULL},
     };
     return tg_test_run(cases);
