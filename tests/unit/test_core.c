@@ -93,6 +93,44 @@ static void a_refused_append_is_remembered(void)
     tg_buf_free(&b);
 }
 
+/* A formatted text is whole wherever it goes, short (formatted once) or long (measured,
+ * then formatted again), and a buffer refuses one past its bound even when the room for it
+ * is already there, keeping its text as it was. */
+static void formatted_texts_are_whole(void)
+{
+    static char longs[5000];
+    memset(longs, 'y', sizeof(longs) - 1);
+    struct tg_pool *pool = tg_pool_create();
+    CHECK(pool != NULL);
+    const char *t = tg_pool_printf(pool, "%s/%d", "runs", 42);
+    CHECK_STR(t, "runs/42");
+    t = tg_pool_printf(pool, "<%s>", longs);
+    CHECK(t != NULL && strlen(t) == sizeof(longs) + 1 && t[0] == '<' && t[1] == 'y' &&
+          t[sizeof(longs)] == '>');
+    for (int n = 250; n < 262; n++) { /* both sides of the text formatted on the stack */
+        t = tg_pool_printf(pool, "%.*s", n, longs);
+        CHECK(t != NULL && strlen(t) == (size_t)n);
+    }
+    tg_pool_destroy(pool);
+
+    struct tg_buf b;
+    tg_buf_init(&b, 100000);
+    CHECK(tg_buf_printf(&b, "a%d", 1) == TG_OK); /* no room yet */
+    CHECK(tg_buf_printf(&b, "-%s-", longs) == TG_OK); /* more than the room */
+    CHECK(tg_buf_printf(&b, "b%d", 2) == TG_OK); /* in the room */
+    CHECK(b.len == 2 + sizeof(longs) + 1 + 2 && strlen(b.data) == b.len);
+    CHECK(strncmp(b.data, "a1-yy", 5) == 0 && strcmp(b.data + b.len - 3, "-b2") == 0);
+    size_t len = b.len;
+    tg_buf_bound(&b, len + 3); /* the room is far larger than the bound now */
+    CHECK(b.cap > len + 10);
+    CHECK(tg_buf_printf(&b, "%s", "four") == TG_ETOOBIG);
+    CHECK(b.len == len && b.data[len] == '\0' && b.refused == 1);
+    tg_buf_bound(&b, len + 3);
+    CHECK(tg_buf_printf(&b, "%s", "two") == TG_OK && b.len == len + 3 && b.refused == 0);
+    CHECK(strcmp(b.data + b.len - 5, "b2two") == 0);
+    tg_buf_free(&b);
+}
+
 int main(void)
 {
     static const struct tg_test_case cases[] = {
@@ -100,6 +138,7 @@ int main(void)
         {"real_days_are_taken", real_days_are_taken},
         {"times_in_one_second_and_across", times_in_one_second_and_across},
         {"a_refused_append_is_remembered", a_refused_append_is_remembered},
+        {"formatted_texts_are_whole", formatted_texts_are_whole},
         {NULL, NULL},
     };
     return tg_test_run(cases);
