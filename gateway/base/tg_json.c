@@ -223,13 +223,34 @@ static void make_c_locale(void)
     c_locale = newlocale(LC_ALL_MASK, "C", (locale_t)0);
 }
 
-static json_object *parse_in_c_locale(json_tokener *tok, const char *text, int len)
+/* Puts the thread on the "C" locale object; returns the locale to put back with
+ * leave_c_locale, or 0 when none could be made (the thread's stays, and parses cost what
+ * json-c makes them cost). */
+static locale_t enter_c_locale(void)
 {
     pthread_once(&c_locale_once, make_c_locale);
-    locale_t was = c_locale != (locale_t)0 ? uselocale(c_locale) : (locale_t)0;
-    json_object *obj = json_tokener_parse_ex(tok, text, len);
+    return c_locale != (locale_t)0 ? uselocale(c_locale) : (locale_t)0;
+}
+
+static void leave_c_locale(locale_t was)
+{
     if (was != (locale_t)0)
         uselocale(was);
+}
+
+static json_object *parse_in_c_locale(json_tokener *tok, const char *text, int len)
+{
+    locale_t was = enter_c_locale();
+    json_object *obj = json_tokener_parse_ex(tok, text, len);
+    leave_c_locale(was);
+    return obj;
+}
+
+json_object *tg_json_parse_text(const char *text)
+{
+    locale_t was = enter_c_locale();
+    json_object *obj = json_tokener_parse(text);
+    leave_c_locale(was);
     return obj;
 }
 

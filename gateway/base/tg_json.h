@@ -18,6 +18,12 @@
 json_object *tg_json_parse(const char *text, size_t len, int max_depth, char *err,
                            size_t errlen);
 
+/* json-c's own parse of the NUL-terminated text (its lenient grammar and default depth),
+ * for texts this program stored itself and for an upstream error body read for its message
+ * only; NULL when it does not parse. Like tg_json_parse it runs on the "C" locale object,
+ * which spares json-c a copy of the thread's locale under glibc's process-wide lock. */
+json_object *tg_json_parse_text(const char *text);
+
 /* For what a client sends to be forwarded (request bodies on both interfaces, admin
  * bodies, presets, a form field's JSON): tg_json_parse after tg_json_strict_check
  * (tg_json_strict.h), so that only JSON as RFC 8259 defines it gets in and every number

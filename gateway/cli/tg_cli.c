@@ -413,7 +413,7 @@ static int cmd_preset(const struct tg_conf *conf, int argc, char **argv)
         if (rc == TG_OK) {
             /* MCP header values are written, never read back: fingerprints only, as
              * over HTTP. A preset that cannot be shown so is not shown at all. */
-            json_object *o = json_tokener_parse(json);
+            json_object *o = tg_json_parse_text(json);
             if (o != NULL && tg_json_redact_mcp(o) == TG_OK) {
                 puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
                                                            JSON_C_TO_STRING_NOSLASHESCAPE));

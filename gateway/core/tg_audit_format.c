@@ -135,7 +135,7 @@ static void json_member(struct tg_audit_formatter *o, const char *name)
 /* A stored JSON text as JSON, or as a string when it does not parse. */
 static void put_json_text(struct tg_audit_formatter *o, const char *text)
 {
-    json_object *v = json_tokener_parse(text);
+    json_object *v = tg_json_parse_text(text);
     if (v == NULL) {
         put_json_string(o, text);
         return;

@@ -71,7 +71,7 @@ static void describe_failure(struct tg_pipe *p, const struct tg_up_result *res,
         break;
     default: {
         json_object *err = tg_json_pool(p->pool,
-                                        json_tokener_parse(res->body_len > 0 ? res->body : "{}"));
+                                        tg_json_parse_text(res->body_len > 0 ? res->body : "{}"));
         const char *msg = client_message(err);
         f->state = TG_STATE_FAILED;
         f->status = status_for_upstream_error(res->http_status);

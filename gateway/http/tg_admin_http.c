@@ -255,7 +255,7 @@ static void preset_show(struct admin *a, const char *team, const char *name)
         answer_failure(a, rc, "path", "preset");
         return;
     }
-    json_object *preset = json_tokener_parse(text);
+    json_object *preset = tg_json_parse_text(text);
     if (tg_json_redact_mcp(preset) != TG_OK) {
         json_object_put(preset);
         preset = NULL;

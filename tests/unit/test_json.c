@@ -233,8 +233,9 @@ static void threads_keep_their_own_tokeners(void)
     }
 }
 
-/* A parse runs on the "C" locale object and puts the thread's own locale back, whether the
- * thread was on the global locale or on one of its own; numbers read with a '.' either way. */
+/* A parse (tg_json_parse, tg_json_parse_text) runs on the "C" locale object and puts the
+ * thread's own locale back, whether the thread was on the global locale or on one of its
+ * own; numbers read with a '.' either way. */
 static void a_parse_leaves_the_threads_locale_as_it_was(void)
 {
     char err[256] = "";
@@ -248,6 +249,11 @@ static void a_parse_leaves_the_threads_locale_as_it_was(void)
         CHECK(o != NULL && json_object_get_double(json_object_array_get_idx(o, 0)) == 1.5);
         json_object_put(o);
         CHECK(tg_json_parse("[1.5", 4, 8, err, sizeof(err)) == NULL); /* a failure too */
+        CHECK(uselocale((locale_t)0) == before);
+        o = tg_json_parse_text("{\"a\": 2.5}");
+        CHECK(o != NULL && json_object_get_double(json_object_object_get(o, "a")) == 2.5);
+        json_object_put(o);
+        CHECK(tg_json_parse_text("{\"a\": ") == NULL);
         CHECK(uselocale((locale_t)0) == before);
     }
     uselocale(LC_GLOBAL_LOCALE);

@@ -128,7 +128,7 @@ static char *redacted(const char *json)
 {
     if (json == NULL)
         return NULL;
-    json_object *o = json_tokener_parse(json);
+    json_object *o = tg_json_parse_text(json);
     if (o == NULL)
         return NULL;
     if (tg_json_redact_mcp(o) != TG_OK) {
