@@ -221,9 +221,13 @@ class NginxWaitsTest(StackTestCase):
         self.assertEqual([st for st, _, _ in held], [200] * len(held), held[:1])
         self.assertLess(max(t for _, t, _ in held), 2.0)
         # Held streams hold no worker: besides the one answering /metrics, all are free
-        # once the streams are open, and opening them took a worker only for a moment.
+        # once the streams are open, and opening them took a worker only for a moment:
+        # late in the opening, with most streams open, nearly all were free again at some
+        # sample (streams that kept a worker would leave none free from the ninth on). The
+        # samples in between are busy or not as the 100 openers' authorisations come: the
+        # median of them fell to 3 of 8 on a CI run where another test loaded the machine.
         self.assertEqual(held_free, [THREADS - 1] * len(held_free))
-        self.assertGreaterEqual(sorted(samples)[len(samples) // 2], THREADS - 3, samples)
+        self.assertGreaterEqual(max(samples[len(samples) // 2:]), THREADS - 3, samples)
 
     def test_clients_that_never_read_a_large_audit_answer_hold_no_worker(self):
         s = self.stack(keys=[KEY_A, KEY_B], conf={"threads": THREADS})
