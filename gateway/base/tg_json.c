@@ -238,14 +238,6 @@ static void leave_c_locale(locale_t was)
         uselocale(was);
 }
 
-static json_object *parse_in_c_locale(json_tokener *tok, const char *text, int len)
-{
-    locale_t was = enter_c_locale();
-    json_object *obj = json_tokener_parse_ex(tok, text, len);
-    leave_c_locale(was);
-    return obj;
-}
-
 json_object *tg_json_parse_text(const char *text)
 {
     locale_t was = enter_c_locale();
@@ -265,15 +257,17 @@ json_object *tg_json_parse(const char *text, size_t len, int max_depth, char *er
         return NULL;
     }
     json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
-    json_object *obj = parse_in_c_locale(tok, text, (int)len);
+    locale_t was = enter_c_locale();
+    json_object *obj = json_tokener_parse_ex(tok, text, (int)len);
     enum json_tokener_error jerr = json_tokener_get_error(tok);
     size_t used = json_tokener_get_parse_end(tok);
     /* A bare number ("5") is not known to have ended until the input does: the end is told
      * by a NUL, which json-c reads as the end of the text. */
     if (obj == NULL && jerr == json_tokener_continue && used == len) {
-        obj = parse_in_c_locale(tok, "", 1);
+        obj = json_tokener_parse_ex(tok, "", 1);
         jerr = json_tokener_get_error(tok);
     }
+    leave_c_locale(was);
     if (obj == NULL || jerr != json_tokener_success) {
         if (jerr == json_tokener_continue)
             snprintf(err, errlen, "body is not valid JSON: unexpected end of input");

@@ -93,9 +93,8 @@ static void a_refused_append_is_remembered(void)
     tg_buf_free(&b);
 }
 
-/* A formatted text is whole wherever it goes, short (formatted once) or long (measured,
- * then formatted again), and a buffer refuses one past its bound even when the room for it
- * is already there, keeping its text as it was. */
+/* A formatted text is whole wherever it goes, short or long, and a buffer refuses one past
+ * its bound even when the room for it is already there, keeping its text as it was. */
 static void formatted_texts_are_whole(void)
 {
     static char longs[5000];
@@ -107,7 +106,7 @@ static void formatted_texts_are_whole(void)
     t = tg_pool_printf(pool, "<%s>", longs);
     CHECK(t != NULL && strlen(t) == sizeof(longs) + 1 && t[0] == '<' && t[1] == 'y' &&
           t[sizeof(longs)] == '>');
-    for (int n = 250; n < 262; n++) { /* both sides of the text formatted on the stack */
+    for (int n = 250; n < 262; n++) { /* lengths around a common buffer size, 256 */
         t = tg_pool_printf(pool, "%.*s", n, longs);
         CHECK(t != NULL && strlen(t) == (size_t)n);
     }
