@@ -166,15 +166,16 @@ static int read_key(const char *path, unsigned char k[TG_CRYPTO_KEY_LEN], int *m
 
 /* The loaded ring is used only while the key file itself stays safe: a key file made
  * readable by others (or removed, or replaced by something else) stops every use of the
- * keys until it is repaired, as /healthz reports. One stat per use, under lock. */
-static int still_safe(char *err, size_t errlen)
+ * keys until it is repaired, as /healthz reports. One stat of path (the key file's) per
+ * use. */
+static int still_safe(const char *path, char *err, size_t errlen)
 {
     struct stat sb;
-    if (stat(key_path, &sb) != 0) {
-        say(err, errlen, "key file %s: %s", key_path, strerror(errno));
+    if (stat(path, &sb) != 0) {
+        say(err, errlen, "key file %s: %s", path, strerror(errno));
         return TG_ERR;
     }
-    return file_problem(key_path, &sb, err, errlen) == NULL ? TG_OK : TG_ERR;
+    return file_problem(path, &sb, err, errlen) == NULL ? TG_OK : TG_ERR;
 }
 
 /* Writes k to path as a new file (O_EXCL, mode 0600) and fsyncs it; removes it on failure. */
@@ -314,15 +315,20 @@ static int ensure_loaded(char *err, size_t errlen)
 {
     if (!loaded && load_locked(0, NULL, err, errlen) != TG_OK)
         return TG_ERR;
-    return still_safe(err, errlen);
+    return still_safe(key_path, err, errlen);
 }
 
 int tg_crypto_usable(char *err, size_t errlen)
 {
+    /* Every worker asks this for every submission, so the stat is made after the lock is
+     * let go, on a copy of the path: held under it, the stat had workers queue on the lock
+     * and sleep. */
+    char path[PATH_MAX_LEN];
     pthread_mutex_lock(&lock);
-    int rc = ensure_loaded(err, errlen);
+    int rc = loaded ? TG_OK : load_locked(0, NULL, err, errlen);
+    memcpy(path, key_path, sizeof(path));
     pthread_mutex_unlock(&lock);
-    return rc;
+    return rc == TG_OK ? still_safe(path, err, errlen) : rc;
 }
 
 int tg_crypto_load(int create, int *created, char *err, size_t errlen)

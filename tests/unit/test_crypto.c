@@ -101,7 +101,11 @@ static void test_key_file_trouble(void)
     const char *pub = NULL;
     CHECK(tg_crypto_seal("t", "par-key1", 8, sealed, sizeof(sealed), NULL, err, sizeof(err)) ==
           TG_OK);
+    CHECK(tg_crypto_usable(err, sizeof(err)) == TG_OK);
     CHECK(chmod(key_file, 0644) == 0);
+    err[0] = '\0';
+    CHECK(tg_crypto_usable(err, sizeof(err)) == TG_ERR); /* a kept value stops too */
+    CHECK(strstr(err, "chmod 600") != NULL && strstr(err, key_file) != NULL);
     CHECK(tg_crypto_seal("t", "par-key1", 8, sealed, sizeof(sealed), NULL, err, sizeof(err)) ==
           TG_ERR);
     CHECK(tg_crypto_open("t", sealed, plain, sizeof(plain), NULL, err, sizeof(err)) == TG_ERR);
@@ -109,6 +113,7 @@ static void test_key_file_trouble(void)
     CHECK(tg_crypto_check(why, sizeof(why), &pub) == TG_ERR && strstr(why, key_file) != NULL);
     CHECK(pub != NULL && strstr(pub, "unsafe permissions") != NULL && strchr(pub, '/') == NULL);
     CHECK(chmod(key_file, 0600) == 0);
+    CHECK(tg_crypto_usable(err, sizeof(err)) == TG_OK);
     CHECK(tg_crypto_open("t", sealed, plain, sizeof(plain), NULL, err, sizeof(err)) == TG_OK);
     CHECK(strcmp(plain, "par-key1") == 0);
     CHECK(tg_crypto_check(why, sizeof(why), &pub) == TG_OK && pub == NULL);
