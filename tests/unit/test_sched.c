@@ -145,13 +145,7 @@ static void test_writer_thread_has_short_slice(void)
 {
     char path[512], err[256];
     tg_test_db_path(path, sizeof(path), "test_sched", "writer");
-    tg_test_remove_db(path);
-    struct tg_store *st = NULL;
-    int rc = tg_store_open(&st, path, TG_STORE_CREATE | TG_STORE_NO_VERSION_CHECK, 5000, err,
-                           sizeof(err));
-    if (rc == TG_OK)
-        rc = tg_store_migrate(st, NULL, NULL);
-    tg_store_close(st);
+    int rc = tg_test_new_db(path, err, sizeof(err));
     CHECK(rc == TG_OK);
     if (rc == TG_OK)
         rc = tg_store_writer_start(path, 5000, err, sizeof(err));

@@ -30,13 +30,7 @@ static int register_vfs(void)
 {
     char path[512], err[256];
     db_path(path, sizeof(path), "register");
-    tg_test_remove_db(path);
-    struct tg_store *st = NULL;
-    int rc = tg_store_open(&st, path, TG_STORE_CREATE | TG_STORE_NO_VERSION_CHECK, 5000, err,
-                           sizeof(err));
-    if (rc == TG_OK)
-        rc = tg_store_migrate(st, NULL, NULL);
-    tg_store_close(st);
+    int rc = tg_test_new_db(path, err, sizeof(err));
     if (rc == TG_OK)
         rc = tg_store_writer_start(path, 5000, err, sizeof(err));
     if (rc == TG_OK)

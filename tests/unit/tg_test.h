@@ -8,6 +8,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "tg_store.h"
+
 static int tg_test_failures;
 static int tg_test_checks;
 
@@ -49,6 +51,20 @@ static inline void tg_test_remove_db(const char *path)
     unlink(side);
     snprintf(side, sizeof(side), "%s-shm", path);
     unlink(side);
+}
+
+/* Makes path a new database of the current schema (what was there removed), closed again:
+ * TG_OK, or the store's code with its message in err. */
+static inline int tg_test_new_db(const char *path, char *err, size_t errlen)
+{
+    tg_test_remove_db(path);
+    struct tg_store *st = NULL;
+    int rc = tg_store_open(&st, path, TG_STORE_CREATE | TG_STORE_NO_VERSION_CHECK, 5000, err,
+                           errlen);
+    if (rc == TG_OK && (rc = tg_store_migrate(st, NULL, NULL)) != TG_OK)
+        snprintf(err, errlen, "%s", tg_store_errmsg(st));
+    tg_store_close(st);
+    return rc;
 }
 
 struct tg_test_case {
