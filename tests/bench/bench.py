@@ -32,7 +32,7 @@ import time
 import report
 import scale
 from stack import (BenchError, Daemon, Procs, HERE, TOP, children, cpu_seconds, file_sizes,
-                   json_answer, request, gateway_create_group, start_front, start_front_f,
+                   json_answer, machine_jiffies, request, thread_times, gateway_create_group, start_front, start_front_f,
                    start_relay, start_sim, start_standin, tail)
 from pgserver import PgServer, pg_bindir, psql_path  # tests/integration, on stack's path
 
@@ -268,12 +268,37 @@ class Bench:
                 point = {"frac": frac, "offered": rate,
                          "B": run_b("rate-B", p["lat_secs"], p["lat_conns"], rate)}
                 if whose == "G":
-                    point["F"] = run_f("rate-F", p["lat_secs"], p["lat_conns"], rate)
-                point["G"] = run_g("rate-G", p["lat_secs"], p["lat_conns"], rate)
+                    point["F"] = self.loaded(lambda: run_f("rate-F", p["lat_secs"],
+                                                           p["lat_conns"], rate), relay_pid)
+                    point["G"] = self.loaded(lambda: run_g("rate-G", p["lat_secs"],
+                                                           p["lat_conns"], rate),
+                                             daemon.proc.pid)
+                else:
+                    point["G"] = run_g("rate-G", p["lat_secs"], p["lat_conns"], rate)
                 points.append(point)
             res[key] = points
         res["rss_kb"] = daemon.memory()
         res["files_running"] = file_sizes(daemon.db_path)
+
+    @staticmethod
+    def loaded(run, pid):
+        """run() (one wrk run) with what the machine and process pid did meanwhile: the
+        share of the two cores busy, and per request answered the process's CPU and, by
+        thread name, the time its threads waited runnable for a core (at half of G's
+        maximum that wait, not G's own work, is most of G's tail)."""
+        busy0, all0 = machine_jiffies()
+        threads0 = thread_times(pid)
+        res = run()
+        busy1, all1 = machine_jiffies()
+        threads1 = thread_times(pid)
+        n = max(1, res["requests"])
+        res["machine_busy"] = (busy1 - busy0) / max(1, all1 - all0)
+        res["cpu_us_per_request"] = sum(
+            v[0] - threads0.get(k, [0, 0, 0])[0] for k, v in threads1.items()) / 1e3 / n
+        res["core_wait_us_per_request"] = {
+            k: (v[1] - threads0.get(k, [0, 0, 0])[1]) / 1e3 / n for k, v in threads1.items()
+            if v[0] > threads0.get(k, [0, 0, 0])[0]}
+        return res
 
     def max_g(self, d, port, body, token, daemon, server_pid=None):
         """One round of G's maximum (the profile's connections and seconds, the same on

@@ -196,6 +196,17 @@ def _run_row(name, run):
         run["error_count"], sat)
 
 
+def _load_row(p):
+    """How full the machine was during F's and G's runs at one rate, and what G's threads
+    waited for a core."""
+    g = p["G"]
+    waits = sorted(g.get("core_wait_us_per_request", {}).items(), key=lambda kv: -kv[1])
+    return ("      busy: F %.0f %%, G %.0f %%; CPU per request F %.0f us, G %.0f us; G waited %s"
+            % (p["F"]["machine_busy"] * 100, g["machine_busy"] * 100,
+               p["F"].get("cpu_us_per_request", 0), g.get("cpu_us_per_request", 0),
+               ", ".join("%s %.0f us" % kv for kv in waits[:3]) or "-"))
+
+
 def table(r):
     out = []
     w = out.append
@@ -260,8 +271,12 @@ def table(r):
                 for k in ("B", "F", "G"):
                     if k in p:
                         w(_run_row(k, p[k]))
+                if "machine_busy" in p["G"] and "machine_busy" in p.get("F", {}):
+                    w(_load_row(p))
         w("  (saturated: achieved < 95% of offered; its latencies are then closed-loop, "
           "measured from the send)")
+        w("  (busy: the share of the two cores used by everything while it ran; waited: per "
+          "request, its threads' time runnable without a core, by thread)")
         w("")
     if st.get("rss_kb"):
         w("Daemon after the B/G runs: %s" % _mem(st["rss_kb"]))

@@ -102,6 +102,38 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def machine_jiffies():
+    """(busy, all) CPU time of the whole machine so far, in clock ticks, from /proc/stat's
+    first line: all is every state but guest time, busy all but idle and iowait."""
+    with open("/proc/stat", "r") as f:
+        ticks = [int(x) for x in f.readline().split()[1:9]]
+    return sum(ticks) - ticks[3] - ticks[4], sum(ticks)
+
+
+def thread_times(pid):
+    """A live process's threads summed by name: {comm: [on-CPU ns, ns waiting runnable for
+    a core, times scheduled in]}, from /proc/PID/task/*/schedstat; {} when it is gone."""
+    out = {}
+    try:
+        tids = os.listdir("/proc/%d/task" % pid)
+    except OSError:
+        return out
+    for tid in tids:
+        base = "/proc/%d/task/%s/" % (pid, tid)
+        try:
+            with open(base + "comm", "r") as f:
+                comm = f.read().strip()
+            with open(base + "schedstat", "r") as f:
+                run, wait, slices = (int(x) for x in f.read().split()[:3])
+        except (OSError, ValueError):
+            continue
+        total = out.setdefault(comm, [0, 0, 0])
+        total[0] += run
+        total[1] += wait
+        total[2] += slices
+    return out
+
+
 def file_sizes(db_path):
     """Sizes in bytes of the database and its WAL (0 when absent)."""
     out = {}
