@@ -32,8 +32,8 @@ import time
 import report
 import scale
 from stack import (BenchError, Daemon, Procs, HERE, TOP, children, cpu_seconds, file_sizes,
-                   json_answer, machine_jiffies, request, thread_times, gateway_create_group, start_front, start_front_f,
-                   start_relay, start_sim, start_standin, tail)
+                   json_answer, machine_jiffies, request, thread_times, gateway_create_group,
+                   start_front, start_front_f, start_relay, start_sim, start_standin, tail)
 from pgserver import PgServer, pg_bindir, psql_path  # tests/integration, on stack's path
 
 KEY = "par-bench-key"
@@ -284,8 +284,8 @@ class Bench:
     def loaded(run, pid):
         """run() (one wrk run) with what the machine and process pid did meanwhile: the
         share of the two cores busy, and per request answered the process's CPU and, by
-        thread name, the time its threads waited runnable for a core (at half of G's
-        maximum that wait, not G's own work, is most of G's tail)."""
+        thread name, the time its threads waited runnable for a core: how loaded the
+        machine was, which at half of G's maximum G itself makes it."""
         busy0, all0 = machine_jiffies()
         threads0 = thread_times(pid)
         res = run()

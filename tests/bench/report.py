@@ -259,6 +259,7 @@ def table(r):
           "%d s each)" % (r["profile"]["lat_conns"], r["profile"]["lat_secs"]))
         w("  %-3s %9s %9s %9s %9s %9s %7s" % ("", "offered/s", "achieved", "p50 ms", "p99 ms",
                                               "max ms", "errors"))
+        loads = False
         for key, whose in (("latency_g", "G"), ("latency", "B")):
             for p in st.get(key) or []:
                 vs_f = ""
@@ -273,10 +274,12 @@ def table(r):
                         w(_run_row(k, p[k]))
                 if "machine_busy" in p["G"] and "machine_busy" in p.get("F", {}):
                     w(_load_row(p))
+                    loads = True
         w("  (saturated: achieved < 95% of offered; its latencies are then closed-loop, "
           "measured from the send)")
-        w("  (busy: the share of the two cores used by everything while it ran; waited: per "
-          "request, its threads' time runnable without a core, by thread)")
+        if loads:
+            w("  (busy: the share of the cores used by everything while it ran; waited: "
+              "per request, its threads' time runnable without a core, by thread)")
         w("")
     if st.get("rss_kb"):
         w("Daemon after the B/G runs: %s" % _mem(st["rss_kb"]))

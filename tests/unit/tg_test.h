@@ -61,8 +61,11 @@ static inline int tg_test_new_db(const char *path, char *err, size_t errlen)
     struct tg_store *st = NULL;
     int rc = tg_store_open(&st, path, TG_STORE_CREATE | TG_STORE_NO_VERSION_CHECK, 5000, err,
                            errlen);
-    if (rc == TG_OK && (rc = tg_store_migrate(st, NULL, NULL)) != TG_OK)
-        snprintf(err, errlen, "%s", tg_store_errmsg(st));
+    if (rc == TG_OK) {
+        rc = tg_store_migrate(st, NULL, NULL);
+        if (rc != TG_OK)
+            snprintf(err, errlen, "%s", tg_store_errmsg(st));
+    }
     tg_store_close(st);
     return rc;
 }
