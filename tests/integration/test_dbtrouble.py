@@ -18,6 +18,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import BACKEND, StackTestCase, pg_server, sqlite_only  # noqa: E402
+from pgserver import client_env, psql_path  # noqa: E402
 
 pg_only = unittest.skipUnless(BACKEND == "postgresql", "about a PostgreSQL server")
 
@@ -210,6 +211,62 @@ class DbTroubleTest(StackTestCase):
         self.wait_for("/healthz back to 200",
                       lambda: s.json_req("GET", "/healthz")[0] == 200, 10)
         self.assertEqual(len(s.sim_requests()), 2)  # create group + add runs
+
+    @pg_only
+    def test_session_ended_during_a_read_is_answered_from_a_new_one(self):
+        """A session the server ends while one of its reads runs (an administrator's
+        pg_terminate_backend, a restart): the read is made again on a new connection,
+        and the client is answered as if nothing had happened, not 503. The token check,
+        every request's first statement, is held by a lock until its session is ended."""
+        s, token = self.start(db_busy_timeout_ms=10000)
+        status, body, _ = self.submit(s, token)
+        self.assertEqual(status, 200, body)
+        s.sim_clear()
+        pg = pg_server()
+        # ACCESS EXCLUSIVE: even reads of tokens wait, until the lock goes with its
+        # session (ended below, so that nothing depends on a sleep's length).
+        locker = subprocess.Popen(
+            [psql_path(pg.bindir), "-X", "-q", "-d", pg.dsn_for(s.pg_dbname),
+             "-c", "BEGIN; LOCK TABLE tokens IN ACCESS EXCLUSIVE MODE;"
+                   " SELECT pg_sleep(30); ROLLBACK;"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=client_env())
+        try:
+            def sessions(where):
+                return pg.psql("SELECT pid FROM pg_stat_activity WHERE datname ="
+                               " current_database() AND pid <> pg_backend_pid() AND " + where,
+                               dbname=s.pg_dbname, args=("-At",)).stdout.split()
+            locker_pid = None
+            deadline = time.monotonic() + 10
+            while locker_pid is None:
+                self.assertLess(time.monotonic(), deadline, "could not take the lock")
+                found = sessions("query LIKE '%LOCK TABLE tokens%' AND wait_event = 'PgSleep'")
+                locker_pid = found[0] if found else None
+                time.sleep(0.02)
+            answer = {}
+            t = threading.Thread(target=lambda: answer.update(r=self.submit(s, token)))
+            t.start()
+            waiting = []
+            deadline = time.monotonic() + 10
+            while not waiting:
+                self.assertLess(time.monotonic(), deadline, "the token check did not wait")
+                waiting = sessions("wait_event_type = 'Lock' AND query LIKE '%FROM tokens%'")
+                time.sleep(0.02)
+            pg.psql("SELECT pg_terminate_backend(%d)" % int(waiting[0]), dbname=s.pg_dbname)
+            time.sleep(0.3)  # the ended session's read is made again, and waits anew
+            pg.psql("SELECT pg_terminate_backend(%d)" % int(locker_pid), dbname=s.pg_dbname)
+            t.join(30)
+            self.assertFalse(t.is_alive(), "the submission was not answered")
+        finally:
+            locker.kill()
+            locker.wait()
+        status, body, _ = answer["r"]
+        self.assertEqual(status, 200, body)
+        self.assertEqual(len(body["run_ids"]), 2)
+        self.assertEqual(s.db_value("SELECT state FROM submissions WHERE id = ?",
+                                    (body["submission_id"],)), "accepted")
+        self.assertEqual(len(s.sim_requests()), 2)  # create group + add runs
+        self.assertIn("terminating connection due to administrator command; the query was"
+                      " made again on a new connection", s.daemon_log())
 
     # ---- full ----------------------------------------------------------------------------
 

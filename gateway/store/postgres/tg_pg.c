@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "tg_core.h"
 #include "tg_log.h"
@@ -166,14 +167,17 @@ static int prepared(const struct tg_store *st, const struct tg_pg_stmt *s)
     return 0;
 }
 
-int tg_pg_exec(struct tg_store *st, const struct tg_pg_stmt *s, int n,
-               const char *const *params, PGresult **res, const char *what)
+/* Runs s once on the handle's connection, made again first when it was lost outside a
+ * transaction. *sent says whether s reached the connection: a failure to connect sent
+ * nothing. */
+static int exec_once(struct tg_store *st, const struct tg_pg_stmt *s, int n,
+                     const char *const *params, PGresult **res, const char *what, int *sent)
 {
-    if (res != NULL)
-        *res = NULL;
+    *sent = 0;
     int rc = connected(st);
     if (rc != TG_OK)
         return rc;
+    *sent = 1;
     if (s->name != NULL && !prepared(st, s)) {
         PGresult *p = PQprepare(st->conn, s->name, s->sql, n, NULL);
         int ok = p != NULL && PQresultStatus(p) == PGRES_COMMAND_OK;
@@ -199,6 +203,65 @@ int tg_pg_exec(struct tg_store *st, const struct tg_pg_stmt *s, int n,
     else
         PQclear(r);
     return TG_OK;
+}
+
+/* Whether s is a query (SELECT, or WITH ... SELECT): what one may write besides is refused
+ * on a second try by the read-only transaction it then runs in. */
+static int is_query(const struct tg_pg_stmt *s)
+{
+    const char *q = s->sql + strspn(s->sql, " \t\n");
+    return strncasecmp(q, "SELECT", 6) == 0 || strncasecmp(q, "WITH", 4) == 0;
+}
+
+/* A query whose connection was lost while it was on its way or running (the server ended
+ * the session: a restart, an administrator's pg_terminate_backend) is made once more on a
+ * new connection, so that the client does not get a 503 for a moment the server had
+ * already got over. Only outside a transaction, whose work went with its session, and
+ * while no session lock is held (tg_pg_int.h), which a new session would not hold. It runs
+ * in a read-only transaction: a query that meant to write (WITH ... INSERT, nextval)
+ * perhaps did so before the connection went, and the server refuses it the second time
+ * instead of letting it write twice. When the second try fails too, the first failure is
+ * the answer. */
+static int exec_again(struct tg_store *st, const struct tg_pg_stmt *s, int n,
+                      const char *const *params, PGresult **res, const char *what, int first)
+{
+    char lost[sizeof(st->err)];
+    snprintf(lost, sizeof(lost), "%s", st->err);
+    int rc = connected(st), sent;
+    if (rc == TG_OK)
+        rc = tg_pg_sql(st, "BEGIN READ ONLY", "begin");
+    if (rc == TG_OK) {
+        st->in_tx = 1; /* lost again now, it is not made on a third connection */
+        rc = exec_once(st, s, n, params, res, what, &sent);
+        if (rc == TG_OK)
+            rc = tg_pg_sql(st, "COMMIT", "commit");
+        if (rc != TG_OK && PQtransactionStatus(st->conn) != PQTRANS_IDLE)
+            PQclear(PQexec(st->conn, "ROLLBACK"));
+        st->in_tx = 0;
+    }
+    if (rc == TG_OK) {
+        tg_log(TG_LOG_WARN, "%s; the query was made again on a new connection", lost);
+        return TG_OK;
+    }
+    if (res != NULL && *res != NULL) {
+        PQclear(*res);
+        *res = NULL;
+    }
+    snprintf(st->err, sizeof(st->err), "%s", lost);
+    return first;
+}
+
+int tg_pg_exec(struct tg_store *st, const struct tg_pg_stmt *s, int n,
+               const char *const *params, PGresult **res, const char *what)
+{
+    if (res != NULL)
+        *res = NULL;
+    int sent;
+    int rc = exec_once(st, s, n, params, res, what, &sent);
+    if (rc != TG_OK && sent && !st->in_tx && st->session_locks == 0 && is_query(s) &&
+        PQstatus(st->conn) != CONNECTION_OK)
+        rc = exec_again(st, s, n, params, res, what, rc);
+    return rc;
 }
 
 int tg_pg_run(struct tg_store *st, const struct tg_pg_stmt *s, int n,
@@ -638,6 +701,7 @@ static int turn_begin(struct tg_store *st, const char *what)
         return rc;
     int got = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
     PQclear(r);
+    st->session_locks += got;
     if (!got)
         tg_pg_set_err(st, "another daemon is doing it (%s)", what);
     return got ? TG_OK : TG_EBUSY;
@@ -648,6 +712,8 @@ static void turn_end(struct tg_store *st, const char *what)
     char key[TG_PG_I64_LEN];
     const char *p[] = {turn_key(what, key)};
     tg_pg_run(st, &turn_free, 1, p, "give the turn up");
+    if (st->session_locks > 0)
+        st->session_locks--;
 }
 
 /* ---- the backend --------------------------------------------------------------------- */

@@ -66,6 +66,7 @@ struct tg_store {
     int flags;                        /* the TG_STORE_* flags it was opened with */
     int busy_ms;                      /* lock_timeout, set again after a reconnect */
     int in_tx;                        /* inside tg_pg_tx_begin .. tg_pg_tx_end */
+    int session_locks;                /* advisory locks of the session held (turns, prune) */
     int ready;                        /* connected, and the session's settings made */
     const struct tg_pg_stmt *prepared[TG_PG_PREPARED_MAX];
     int nprepared;
@@ -94,7 +95,9 @@ int tg_pg_invalid(struct tg_store *st, const char *what);
  * unique violation TG_EEXIST, foreign key TG_ENOTFOUND, check/trigger/data TG_EINVAL, lock
  * timeout, serialization failure and deadlock TG_EBUSY, anything else (a lost connection,
  * a full disk, a read-only server) TG_EDB. A handle whose connection was lost connects
- * again on its next statement outside a transaction. */
+ * again on its next statement outside a transaction; a query (SELECT, WITH) that lost it
+ * outside a transaction, with no session lock held, is made once more on the new one, in a
+ * read-only transaction (tg_pg.c says why). */
 
 /* Runs s; TG_OK with the result in *res (the caller PQclears it; res may be NULL). */
 int tg_pg_exec(struct tg_store *st, const struct tg_pg_stmt *s, int n,

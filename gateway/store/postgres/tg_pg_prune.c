@@ -256,6 +256,7 @@ int tg_pg_audit_prune(struct tg_store *st, const struct tg_actor *who, const cha
     int rc = tg_pg_run(st, &lock_stmt, 0, NULL, "wait for another prune");
     if (rc != TG_OK)
         return rc;
+    st->session_locks++;
     rc = prune_all(st, before, out);
     /* What was deleted stays deleted and is logged, also when a later batch failed. */
     char why[sizeof(st->err)];
@@ -263,6 +264,7 @@ int tg_pg_audit_prune(struct tg_store *st, const struct tg_actor *who, const cha
     struct log l = {who, before, out};
     int logged = tg_pg_write(st, log_w, &l);
     tg_pg_run(st, &unlock_stmt, 0, NULL, "let the next prune in");
+    st->session_locks--;
     if (rc != TG_OK) {
         snprintf(st->err, sizeof(st->err), "%s", why);
         return rc;
