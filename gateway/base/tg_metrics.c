@@ -31,31 +31,53 @@ static const char *const hook_outcomes[] = {"recorded", "known", "ignored", "dup
                                             "unconfigured", "invalid"};
 #define NHOOKS (sizeof(hook_outcomes) / sizeof(hook_outcomes[0]))
 #define NHOOKS_RECEIVED 3 /* recorded, known, ignored */
-/* Tracking lag buckets, in seconds: from the upstream's change to its record. */
-static const double lag_buckets[] = {0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800};
-#define NLAG (sizeof(lag_buckets) / sizeof(lag_buckets[0]))
-/* Upstream latency buckets, in seconds. */
-static const double buckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
-#define NBUCKETS (sizeof(buckets) / sizeof(buckets[0]))
+/* A histogram: counts of observations at most each bound (seconds; one more count past the
+ * last), rendered cumulative as Prometheus wants them. */
+#define MAX_BOUNDS 16
+struct histogram {
+    const double *bound;
+    size_t n;
+    atomic_ulong count[MAX_BOUNDS + 1];
+    atomic_ullong sum_us;
+};
+#define HISTOGRAM(...)                                                                   \
+    {.bound = (const double[]){__VA_ARGS__},                                             \
+     .n = sizeof((const double[]){__VA_ARGS__}) / sizeof(double)}
+
+/* Upstream latency. */
+static struct histogram latency = HISTOGRAM(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
+                                            5, 10, 30, 60);
+/* Tracking lag: from the upstream's change to its record. */
+static struct histogram lag = HISTOGRAM(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800);
+/* A write's wait for its write transaction to begin (the writer's queue on SQLite). */
+static struct histogram db_wait = HISTOGRAM(0.0005, 0.001, 0.002, 0.005, 0.01, 0.05, 0.25,
+                                            1, 5);
+
+static void observe(struct histogram *h, int64_t us)
+{
+    if (us < 0)
+        us = 0;
+    size_t b = 0;
+    while (b < h->n && (double)us / 1e6 > h->bound[b])
+        b++;
+    atomic_fetch_add_explicit(&h->count[b], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&h->sum_us, (unsigned long long)us, memory_order_relaxed);
+}
 
 static long workers;
 static atomic_long in_flight;
 static atomic_ulong share_refused;
 static atomic_ulong requests[NIFACES][STATUS_MAX];
 static atomic_ulong upstream_calls[NOPS][STATUS_MAX];
-static atomic_ulong latency_bucket[NBUCKETS + 1];
-static atomic_ulong latency_count;
-static atomic_ullong latency_sum_us;
 static atomic_ulong submissions[NSTATES];
 static atomic_ulong reads[NREADS];
-static atomic_ullong db_wait_us, db_held_us[2];
+static atomic_ullong db_held_us[2];
 static atomic_ulong db_tx, db_writes, db_frames, db_redos, auth_retries;
+static atomic_ulong db_again[2]; /* answered, failed */
 static atomic_ulong answers_too_large;
 static atomic_ulong recon_passes, recon_events, recon_last_events;
 static atomic_long track_followed, track_waiting;
 static atomic_ulong track_events, track_reconnects;
-static atomic_ulong lag_bucket[NLAG + 1], lag_count;
-static atomic_ullong lag_sum_ms;
 static atomic_ulong hooks[NHOOKS];
 
 static pthread_mutex_t teams_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -102,14 +124,7 @@ void tg_metrics_upstream(const char *operation, int status, int64_t duration_us)
     size_t op = index_of(operations, NOPS, operation);
     atomic_fetch_add_explicit(&upstream_calls[op][status_index(status)], 1,
                               memory_order_relaxed);
-    double secs = (double)duration_us / 1e6;
-    size_t b = 0;
-    while (b < NBUCKETS && secs > buckets[b])
-        b++;
-    atomic_fetch_add_explicit(&latency_bucket[b], 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&latency_count, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&latency_sum_us, (unsigned long long)(duration_us > 0 ? duration_us : 0),
-                              memory_order_relaxed);
+    observe(&latency, duration_us);
 }
 
 void tg_metrics_submission(int state)
@@ -179,14 +194,7 @@ void tg_metrics_track_reconnect(void)
 
 void tg_metrics_track_lag(int64_t ms)
 {
-    if (ms < 0)
-        ms = 0;
-    size_t b = 0;
-    while (b < NLAG && (double)ms / 1000.0 > lag_buckets[b])
-        b++;
-    atomic_fetch_add_explicit(&lag_bucket[b], 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&lag_count, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&lag_sum_ms, (unsigned long long)ms, memory_order_relaxed);
+    observe(&lag, ms * 1000);
 }
 
 void tg_metrics_run_status(const char *team, const char *status)
@@ -205,8 +213,7 @@ void tg_metrics_webhook(const char *outcome)
 
 void tg_metrics_db_wait(int64_t us)
 {
-    atomic_fetch_add_explicit(&db_wait_us, (unsigned long long)(us > 0 ? us : 0),
-                              memory_order_relaxed);
+    observe(&db_wait, us);
 }
 
 void tg_metrics_share_refused(void)
@@ -225,6 +232,11 @@ void tg_metrics_db_held(int64_t us, int checkpoint)
 {
     atomic_fetch_add_explicit(&db_held_us[checkpoint != 0], (unsigned long long)(us > 0 ? us : 0),
                               memory_order_relaxed);
+}
+
+void tg_metrics_db_again(int answered)
+{
+    atomic_fetch_add_explicit(&db_again[answered ? 0 : 1], 1, memory_order_relaxed);
 }
 
 void tg_metrics_db_redo(void)
@@ -287,27 +299,31 @@ static void render_requests(struct tg_buf *b)
                   atomic_load(&share_refused));
 }
 
+/* name's histogram h, with its HELP and TYPE lines. */
+static void render_histogram(struct tg_buf *b, const char *name, const char *help,
+                             struct histogram *h)
+{
+    tg_buf_printf(b, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+    unsigned long cumulative = 0;
+    for (size_t i = 0; i <= h->n; i++) {
+        cumulative += atomic_load_explicit(&h->count[i], memory_order_relaxed);
+        if (i < h->n)
+            tg_buf_printf(b, "%s_bucket{le=\"%g\"} %lu\n", name, h->bound[i], cumulative);
+        else
+            tg_buf_printf(b, "%s_bucket{le=\"+Inf\"} %lu\n", name, cumulative);
+    }
+    tg_buf_printf(b, "%s_sum %.6f\n%s_count %lu\n", name,
+                  (double)atomic_load(&h->sum_us) / 1e6, name, cumulative);
+}
+
 static void render_upstream(struct tg_buf *b)
 {
     tg_buf_adds(b, "# HELP taskgate_upstream_calls_total Upstream calls, by operation and HTTP "
                    "status (0: no answer).\n# TYPE taskgate_upstream_calls_total counter\n");
     render_by_status(b, "taskgate_upstream_calls_total", "operation", operations, NOPS,
                      upstream_calls);
-    tg_buf_adds(b, "# HELP taskgate_upstream_duration_seconds Upstream call latency.\n"
-                   "# TYPE taskgate_upstream_duration_seconds histogram\n");
-    unsigned long cumulative = 0;
-    for (size_t i = 0; i <= NBUCKETS; i++) {
-        cumulative += atomic_load_explicit(&latency_bucket[i], memory_order_relaxed);
-        if (i < NBUCKETS)
-            tg_buf_printf(b, "taskgate_upstream_duration_seconds_bucket{le=\"%g\"} %lu\n",
-                          buckets[i], cumulative);
-        else
-            tg_buf_printf(b, "taskgate_upstream_duration_seconds_bucket{le=\"+Inf\"} %lu\n",
-                          cumulative);
-    }
-    tg_buf_printf(b, "taskgate_upstream_duration_seconds_sum %.6f\n"
-                     "taskgate_upstream_duration_seconds_count %lu\n",
-                  (double)atomic_load(&latency_sum_us) / 1e6, cumulative);
+    render_histogram(b, "taskgate_upstream_duration_seconds", "Upstream call latency.",
+                     &latency);
 }
 
 static void render_records(struct tg_buf *b)
@@ -368,10 +384,19 @@ static void render_records(struct tg_buf *b)
                      "token read afresh: what was kept of it in memory had changed.\n"
                      "# TYPE taskgate_auth_rechecks_total counter\n"
                      "taskgate_auth_rechecks_total %lu\n",
-                  (double)atomic_load(&db_wait_us) / 1e6, (double)atomic_load(&db_held_us[0]) / 1e6,
+                  (double)atomic_load(&db_wait.sum_us) / 1e6, (double)atomic_load(&db_held_us[0]) / 1e6,
                   (double)atomic_load(&db_held_us[1]) / 1e6, atomic_load(&db_tx),
                   atomic_load(&db_writes), atomic_load(&db_frames), atomic_load(&db_redos),
                   atomic_load(&auth_retries));
+    render_histogram(b, "taskgate_db_wait_seconds",
+                     "How long each write waited for its write transaction to begin (on "
+                     "SQLite, the writer's queue and a checkpoint's locked pass).", &db_wait);
+    tg_buf_printf(b, "# HELP taskgate_db_queries_again_total Queries whose PostgreSQL session "
+                     "ended while they ran, made once more on a new connection, by outcome.\n"
+                     "# TYPE taskgate_db_queries_again_total counter\n"
+                     "taskgate_db_queries_again_total{outcome=\"answered\"} %lu\n"
+                     "taskgate_db_queries_again_total{outcome=\"failed\"} %lu\n",
+                  atomic_load(&db_again[0]), atomic_load(&db_again[1]));
 }
 
 static void render_reconcile(struct tg_buf *b)
@@ -408,21 +433,9 @@ static void render_outcomes(struct tg_buf *b)
                      "counter\ntaskgate_track_reconnects_total %lu\n",
                   atomic_load(&track_followed), atomic_load(&track_waiting),
                   atomic_load(&track_events), atomic_load(&track_reconnects));
-    tg_buf_adds(b, "# HELP taskgate_track_lag_seconds From a run's status change upstream (its "
-                   "modified_at) to its record, for changes the event streams told.\n"
-                   "# TYPE taskgate_track_lag_seconds histogram\n");
-    unsigned long cumulative = 0;
-    for (size_t i = 0; i <= NLAG; i++) {
-        cumulative += atomic_load_explicit(&lag_bucket[i], memory_order_relaxed);
-        if (i < NLAG)
-            tg_buf_printf(b, "taskgate_track_lag_seconds_bucket{le=\"%g\"} %lu\n",
-                          lag_buckets[i], cumulative);
-        else
-            tg_buf_printf(b, "taskgate_track_lag_seconds_bucket{le=\"+Inf\"} %lu\n",
-                          cumulative);
-    }
-    tg_buf_printf(b, "taskgate_track_lag_seconds_sum %.3f\ntaskgate_track_lag_seconds_count %lu\n",
-                  (double)atomic_load(&lag_sum_ms) / 1e3, cumulative);
+    render_histogram(b, "taskgate_track_lag_seconds",
+                     "From a run's status change upstream (its modified_at) to its record, "
+                     "for changes the event streams told.", &lag);
     tg_buf_adds(b, "# HELP taskgate_run_status_changes_total Runs that reached each status, by "
                    "team, as recorded from the event streams and webhooks.\n"
                    "# TYPE taskgate_run_status_changes_total counter\n");

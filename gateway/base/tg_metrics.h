@@ -53,6 +53,9 @@ void tg_metrics_db_held(int64_t us, int checkpoint);
  * changing rows (store/sqlite/tg_sqlite_writer.c). */
 void tg_metrics_db_redo(void);
 
+/* A PostgreSQL query made once more on a new connection, and whether that answered. */
+void tg_metrics_db_again(int answered);
+
 /* A submission was taken again with its token read afresh: the token, as kept in memory,
  * had changed, or the team's key, presets or groups had (http/tg_submit.c). */
 void tg_metrics_auth_retry(void);

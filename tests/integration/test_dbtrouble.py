@@ -267,6 +267,10 @@ class DbTroubleTest(StackTestCase):
         self.assertEqual(len(s.sim_requests()), 2)  # create group + add runs
         self.assertIn("terminating connection due to administrator command; the query was"
                       " made again on a new connection", s.daemon_log())
+        status, _, metrics = s.http("GET", "/metrics")
+        self.assertEqual(status, 200)
+        self.assertIn('taskgate_db_queries_again_total{outcome="answered"} 1\n',
+                      metrics.decode())
 
     # ---- full ----------------------------------------------------------------------------
 

@@ -163,6 +163,22 @@ class MetricsTest(StackTestCase):
                              0)
         self.assertIn(("taskgate_db_writer_held_seconds_total",
                        frozenset({("by", "checkpoints")})), after)
+        # Each write's wait for its transaction, as a histogram whose sum is the counter's:
+        # on SQLite every write's (the writer's queue), on PostgreSQL each BEGIN's.
+        if BACKEND == "sqlite":
+            self.assertEqual(moved("taskgate_db_wait_seconds_count"),
+                             moved("taskgate_db_writes_total"))
+        else:
+            self.assertLessEqual(moved("taskgate_db_wait_seconds_count"),
+                                 moved("taskgate_db_transactions_total"))
+        self.assertAlmostEqual(value(after, "taskgate_db_wait_seconds_sum"),
+                               value(after, "taskgate_db_wait_seconds_total"), places=5)
+        self.assertLessEqual(moved("taskgate_db_wait_seconds_sum"), elapsed)
+        # No PostgreSQL session ended under a query: none was made again.
+        for outcome in ("answered", "failed"):
+            self.assertIn(("taskgate_db_queries_again_total",
+                           frozenset({("outcome", outcome)})), after)
+            self.assertEqual(value(after, "taskgate_db_queries_again_total", outcome=outcome), 0)
         # Nothing these submissions wrote failed half-way: no group was run again.
         self.assertIn(("taskgate_db_group_redos_total", frozenset()), after)
         self.assertEqual(value(after, "taskgate_db_group_redos_total"), 0)

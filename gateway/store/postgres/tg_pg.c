@@ -239,6 +239,7 @@ static int exec_again(struct tg_store *st, const struct tg_pg_stmt *s, int n,
             PQclear(PQexec(st->conn, "ROLLBACK"));
         st->in_tx = 0;
     }
+    tg_metrics_db_again(rc == TG_OK);
     if (rc == TG_OK) {
         tg_log(TG_LOG_WARN, "%s; the query was made again on a new connection", lost);
         return TG_OK;
