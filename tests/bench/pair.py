@@ -12,7 +12,8 @@ offered through wrk.lua's pacing (the latencies are then the ones to read). Per 
 build it prints requests/s answered 2xx, the daemon's CPU per request, p50/p99, and from
 /metrics the writes per transaction, WAL pages per transaction and how much of the round the
 one SQLite writer was held (by write transactions, and by checkpoints: near 100 % in all,
-writes queue); at the end the medians.
+writes queue), and the share of writes that waited over 2 ms for their transaction (the
+histogram taskgate_db_wait_seconds; nan from a build without it); at the end the medians.
 Standard library only; exit status 1 when a stack could not run (the reason is printed).
 """
 
@@ -32,7 +33,8 @@ from stack import BenchError, Daemon, Procs, request  # noqa: E402
 
 COUNTERS = ("taskgate_db_writes_total", "taskgate_db_transactions_total",
             "taskgate_db_wal_frames_total", 'taskgate_db_writer_held_seconds_total{by="writes"}',
-            'taskgate_db_writer_held_seconds_total{by="checkpoints"}')
+            'taskgate_db_writer_held_seconds_total{by="checkpoints"}',
+            'taskgate_db_wait_seconds_bucket{le="0.002"}', "taskgate_db_wait_seconds_count")
 
 
 def counters(port):
@@ -41,10 +43,17 @@ def counters(port):
         raise BenchError("/metrics answered %d" % status)
     out = {}
     for line in data.decode("utf-8", "replace").splitlines():
-        m = re.match(r'^([a-z_]+(?:\{[a-z]+="[a-z]+"\})?) ([0-9.e+-]+)$', line)
+        m = re.match(r'^([a-z_]+(?:\{[a-z]+="[^"]+"\})?) ([0-9.e+-]+)$', line)
         if m and m.group(1) in COUNTERS:
             out[m.group(1)] = float(m.group(2))
     return out
+
+
+def slow_share(delta):
+    """The share of writes that waited over 2 ms for their transaction, in per cent (nan
+    from a build without the histogram)."""
+    n = delta["taskgate_db_wait_seconds_count"]
+    return 100.0 * (n - delta[COUNTERS[5]]) / n if n > 0 else float("nan")
 
 
 def median(xs):
@@ -103,19 +112,21 @@ def main():
                 row = (r["ok_rps"], cpu * 1e6 / max(1, r["requests"]), lat.get("p50", 0) / 1e3,
                        lat.get("p99", 0) / 1e3, delta["taskgate_db_writes_total"] / tx,
                        delta["taskgate_db_wal_frames_total"] / tx,
-                       100.0 * delta[COUNTERS[3]] / a.secs, 100.0 * delta[COUNTERS[4]] / a.secs)
+                       100.0 * delta[COUNTERS[3]] / a.secs, 100.0 * delta[COUNTERS[4]] / a.secs,
+                       slow_share(delta))
                 res[name].append(row)
                 print("%s round %d: %6.0f req/s  %4.0f us CPU/req  p50 %.2f ms  p99 %.2f ms"
                       "  %.1f writes/tx  %.1f WAL pages/tx  writer held %.0f%% + %.0f%% by"
-                      " checkpoints" % ((name, i) + row), flush=True)
+                      " checkpoints  %.2f%% of writes queued > 2 ms" % ((name, i) + row),
+                      flush=True)
         print("medians over %d rounds of %d s, %s:" % (
             a.rounds, a.secs, "as fast as they go" if a.rate <= 0 else "%.0f/s offered" % a.rate))
         for name, build in zip("AB", a.builds):
             cols = list(zip(*res[name]))
             print("  %s %s: %.0f req/s, %.0f us CPU/req, p99 %.2f ms, %.1f WAL pages/tx,"
-                  " writer held %.0f%% + %.0f%%"
+                  " writer held %.0f%% + %.0f%%, %.2f%% of writes queued > 2 ms"
                   % (name, build, median(cols[0]), median(cols[1]), median(cols[3]),
-                     median(cols[5]), median(cols[6]), median(cols[7])))
+                     median(cols[5]), median(cols[6]), median(cols[7]), median(cols[8])))
         return 0
     except BenchError as e:
         print("pair.py: %s" % e, file=sys.stderr)
