@@ -31,8 +31,8 @@ static const char *const hook_outcomes[] = {"recorded", "known", "ignored", "dup
                                             "unconfigured", "invalid"};
 #define NHOOKS (sizeof(hook_outcomes) / sizeof(hook_outcomes[0]))
 #define NHOOKS_RECEIVED 3 /* recorded, known, ignored */
-/* A histogram: counts of observations at most each bound (seconds; one more count past the
- * last), rendered cumulative as Prometheus wants them. */
+/* A histogram: counts of observations at most each bound (seconds, at most MAX_BOUNDS of
+ * them; one more count past the last), rendered cumulative as Prometheus wants them. */
 #define MAX_BOUNDS 16
 struct histogram {
     const double *bound;
@@ -57,8 +57,9 @@ static void observe(struct histogram *h, int64_t us)
 {
     if (us < 0)
         us = 0;
+    double secs = (double)us / 1e6;
     size_t b = 0;
-    while (b < h->n && (double)us / 1e6 > h->bound[b])
+    while (b < h->n && secs > h->bound[b])
         b++;
     atomic_fetch_add_explicit(&h->count[b], 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&h->sum_us, (unsigned long long)us, memory_order_relaxed);

@@ -10,8 +10,9 @@
 /* Asks the kernel to run the calling thread soon after it is woken, without giving it a
  * larger share of the CPU: a time slice of TG_SCHED_SLICE_US instead of the default (its
  * base slice scaled by the number of cores: 1.4 ms on two), which Linux 6.12's EEVDF
- * scheduler honours by letting a woken thread with a shorter slice go first. The thread's policy and nice value are kept; a thread under a real-time or
- * idle policy is left as it is. On a kernel without custom slices the request is taken
+ * scheduler honours by letting a woken thread with a shorter slice go first. The thread's
+ * policy and nice value are kept; a thread under a real-time or idle policy is left as it
+ * is. On a kernel without custom slices the request is taken
  * and changes nothing. TG_OK, or TG_ERR with the reason in err (NULL accepted). */
 int tg_sched_wake_soon(char *err, size_t errlen);
 
