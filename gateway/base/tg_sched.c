@@ -2,6 +2,8 @@
 #include "tg_sched.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
 #include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -67,4 +69,18 @@ int tg_sched_wake_soon(char *err, size_t errlen)
         snprintf(err, errlen, "sched_setattr: not on this system");
     return TG_ERR;
 #endif
+}
+
+_Static_assert(sizeof(atomic_uint) == 4, "a futex is a 32-bit word");
+
+void tg_sched_word_wait(atomic_uint *word, unsigned seen)
+{
+    /* The kernel compares the word with seen under its own lock: a change made before the
+     * sleep begins returns EAGAIN instead of a sleep that nothing would end. */
+    syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, seen, NULL, NULL, 0);
+}
+
+void tg_sched_word_wake_all(atomic_uint *word)
+{
+    syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
 }

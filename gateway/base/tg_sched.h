@@ -2,6 +2,7 @@
 #ifndef TG_SCHED_H
 #define TG_SCHED_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 
 /* The slice asked for by tg_sched_wake_soon, in microseconds: the shortest Linux takes. */
@@ -15,5 +16,16 @@
  * is. On a kernel without custom slices the request is taken
  * and changes nothing. TG_OK, or TG_ERR with the reason in err (NULL accepted). */
 int tg_sched_wake_soon(char *err, size_t errlen);
+
+/* A word that threads of this process sleep on until it changes (a Linux futex): one call
+ * wakes every one of them, where a semaphore or a condition variable per sleeper takes a
+ * call, and a wake-up that may hand the waker's core to the woken, for each. */
+
+/* Sleeps while *word still holds seen; returns at once when it does not, or when woken or
+ * interrupted: the caller looks at the word again. */
+void tg_sched_word_wait(atomic_uint *word, unsigned seen);
+
+/* Wakes every thread asleep on word (after the caller has changed it). */
+void tg_sched_word_wake_all(atomic_uint *word);
 
 #endif

@@ -1,9 +1,11 @@
-/* Unit tests for tg_sched: a thread asks for a short slice and keeps its share, and the
- * daemon's writer thread runs with that slice. */
+/* Unit tests for tg_sched: a thread asks for a short slice and keeps its share, the
+ * daemon's writer thread runs with that slice, and one call wakes every thread asleep on
+ * a word. */
 #define _GNU_SOURCE /* SCHED_IDLE */
 #include <dirent.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -196,12 +198,58 @@ static void test_writer_thread_has_short_slice(void)
     tg_test_remove_db(path);
 }
 
+#define SLEEPERS 8
+
+struct sleeper {
+    atomic_uint *word;
+    atomic_int *asleep, *awake;
+};
+
+/* Sleeps until the word is past 0, as the writer's workers wait for their group. */
+static void *sleeper(void *arg)
+{
+    struct sleeper *s = arg;
+    atomic_fetch_add(s->asleep, 1);
+    unsigned seen;
+    while ((seen = atomic_load(s->word)) == 0)
+        tg_sched_word_wait(s->word, seen);
+    atomic_fetch_add(s->awake, 1);
+    return NULL;
+}
+
+/* A wait for a value the word no longer holds returns at once; threads asleep on a word
+ * stay asleep until it changes, and then one call wakes every one of them. */
+static void test_one_call_wakes_every_sleeper(void)
+{
+    atomic_uint word = 0;
+    atomic_int asleep = 0, awake = 0;
+    tg_sched_word_wait(&word, 1); /* not what it holds: no sleep, or this test hangs */
+
+    pthread_t t[SLEEPERS];
+    struct sleeper s = {&word, &asleep, &awake};
+    int started = 0;
+    for (int i = 0; i < SLEEPERS; i++)
+        started += pthread_create(&t[i], NULL, sleeper, &s) == 0;
+    CHECK(started == SLEEPERS);
+    for (int i = 0; i < 400 && atomic_load(&asleep) < started; i++)
+        usleep(5000);
+    usleep(50000); /* let the last of them reach its sleep */
+    CHECK(atomic_load(&awake) == 0);
+
+    atomic_store(&word, 1);
+    tg_sched_word_wake_all(&word);
+    for (int i = 0; i < started; i++)
+        pthread_join(t[i], NULL);
+    CHECK(atomic_load(&awake) == started);
+}
+
 int main(void)
 {
     static const struct tg_test_case cases[] = {
         {"short_slice_keeps_nice", test_short_slice_keeps_nice},
         {"idle_thread_left_alone", test_idle_thread_left_alone},
         {"writer_thread_has_short_slice", test_writer_thread_has_short_slice},
+        {"one_call_wakes_every_sleeper", test_one_call_wakes_every_sleeper},
         {NULL, NULL},
     };
     return tg_test_run(cases);

@@ -9,10 +9,12 @@
  * of the group's workers, and takes what was queued meanwhile, without sleeping while
  * there is any. (The workers once took turns leading the groups; each group then waited
  * for its leader, a sleeping worker, to be scheduled, which on a busy machine left the
- * writer idle while writes queued.) Each worker sleeps on a semaphore of its own that the
- * writer posts once, after it has let go of the queue's lock: one wake-up per write.
- * (Signalled under the lock, as a condition variable must be here, a woken waiter would
- * first block on that lock, and be woken a second time.) A write that fails fails alone
+ * writer idle while writes queued.) The workers of a group sleep on one word, the number of
+ * the last group done, and the writer wakes them all with one call once it has let go of
+ * the queue's lock. (A semaphore per worker took a call and a wake-up each, and a woken
+ * worker would often take the writer's core before the writer had posted the rest of its
+ * group; signalled under the lock, as a condition variable must be here, a woken waiter
+ * would first block on that lock, and be woken a second time.) A write that fails fails alone
  * (run_group says how); a commit that fails fails every write of its group. Nobody is
  * answered before the commit that holds their write.
  *
@@ -61,7 +63,7 @@ struct write_req {
     int64_t unconfirmed;     /* the caller's (tg_sqlite_generation_is), or -1 */
     int rc;
     int64_t queued_us;       /* when it was queued, for the wait metric */
-    sem_t wake;              /* posted once: its group is done */
+    unsigned group;          /* the number of the group that takes it */
     struct write_req *next;
 };
 
@@ -71,10 +73,15 @@ static struct {
     struct write_req *head, **tail;
     int idle;             /* the writer sleeps on work: the next write posts it */
     int stop;             /* the writer is to stop once the queue is empty */
+    unsigned taking;      /* the number of the group that takes what is queued now */
+    /* The number of the last group done, one word for even groups and one for odd: a
+     * group's workers sleep on its word, and the writes queued while it runs (the next
+     * group's) on the other, so that waking one group wakes nobody else. */
+    atomic_uint done[2];
     sem_t work;
     pthread_t thread;
     struct tg_store *w;   /* the shared writer; NULL: every handle writes for itself */
-} grp = {.lock = PTHREAD_MUTEX_INITIALIZER, .tail = &grp.head};
+} grp = {.lock = PTHREAD_MUTEX_INITIALIZER, .tail = &grp.head, .done = {-2u, -1u}};
 
 static int step_fixed(struct tg_store *w, enum stmt_id id, const char *what)
 {
@@ -255,21 +262,21 @@ static void *writer(void *unused)
             pthread_mutex_lock(&grp.lock);
         }
         struct write_req *group = grp.head;
+        unsigned g = grp.taking;
         grp.head = NULL;
         grp.tail = &grp.head;
+        if (group != NULL)
+            grp.taking = g + 1;
         pthread_mutex_unlock(&grp.lock);
         if (group == NULL)
             return NULL; /* stopped, and nothing is queued */
 
         run_group(grp.w, group);
 
-        /* A worker returns (and takes its request off its stack) as soon as its post
-         * lands: read next first, post last. */
-        for (struct write_req *r = group; r != NULL;) {
-            struct write_req *after = r->next;
-            sem_post(&r->wake);
-            r = after;
-        }
+        /* Each worker returns (and takes its request off its stack) as soon as it sees
+         * its group done: the group is not touched after this store. */
+        atomic_store_explicit(&grp.done[g & 1], g, memory_order_release);
+        tg_sched_word_wake_all(&grp.done[g & 1]);
     }
 }
 
@@ -291,20 +298,22 @@ int tg_sqlite_write(struct tg_store *st, tg_sqlite_write_fn fn, void *arg)
     struct write_req req = {.fn = fn, .arg = arg, .caller = st,
                             .unconfirmed = st->unconfirmed, .rc = TG_OK,
                             .queued_us = tg_mono_us()};
-    if (sem_init(&req.wake, 0, 0) != 0) {
-        tg_sqlite_set_err(st, "cannot make a semaphore: %s", strerror(errno));
-        return TG_ERR;
-    }
     pthread_mutex_lock(&grp.lock);
     *grp.tail = &req;
     grp.tail = &req.next;
+    req.group = grp.taking;
     int wake = grp.idle;
     grp.idle = 0;
     pthread_mutex_unlock(&grp.lock);
     if (wake)
         sem_post(&grp.work);
-    await(&req.wake); /* the group that took it is done */
-    sem_destroy(&req.wake);
+    atomic_uint *word = &grp.done[req.group & 1];
+    for (;;) { /* until the group that took it is done (the numbers wrap) */
+        unsigned seen = atomic_load_explicit(word, memory_order_acquire);
+        if ((int)(seen - req.group) >= 0)
+            break;
+        tg_sched_word_wait(word, seen);
+    }
     if (req.rc == TG_OK)
         st->unconfirmed = -1; /* the commit held at the generation it was checked at */
     return req.rc;
