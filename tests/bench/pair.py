@@ -29,7 +29,7 @@ import types
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from bench import KEY, PRESET, TEAM, Bench, gateway_create_group, start_front, start_standin  # noqa: E402
-from stack import BenchError, Daemon, Procs, request  # noqa: E402
+from stack import BenchError, Daemon, Procs, request, thread_times  # noqa: E402
 
 COUNTERS = ("taskgate_db_writes_total", "taskgate_db_transactions_total",
             "taskgate_db_wal_frames_total", 'taskgate_db_writer_held_seconds_total{by="writes"}',
@@ -102,10 +102,14 @@ def main():
         res = {name: [] for name in "AB"}
         for i in range(a.rounds):
             for name, d, dm, token, port, body in (sides if i % 2 == 0 else sides[::-1]):
-                m0, c0 = counters(port), dm.cpu()
+                m0, c0, t0 = counters(port), dm.cpu(), thread_times(dm.proc.pid)
                 r = runner.wrk(d, "round%d" % i, port, "/v1/runs", body, token, a.secs,
                                a.conns, a.rate)
-                m1, cpu = counters(port), dm.cpu() - c0
+                m1, cpu, t1 = counters(port), dm.cpu() - c0, thread_times(dm.proc.pid)
+                n = max(1, r["requests"])
+                per = {k: [(t1[k][j] - t0.get(k, [0, 0, 0])[j]) / n for j in range(3)]
+                       for k in t1}
+                wk, wr = per.get("tg-worker", [0, 0, 0]), per.get("tg-writer", [0, 0, 0])
                 delta = {k: m1.get(k, 0) - m0.get(k, 0) for k in COUNTERS}
                 tx = max(1.0, delta["taskgate_db_transactions_total"])
                 lat = r.get("latency_us", {})
@@ -113,20 +117,24 @@ def main():
                        lat.get("p99", 0) / 1e3, delta["taskgate_db_writes_total"] / tx,
                        delta["taskgate_db_wal_frames_total"] / tx,
                        100.0 * delta[COUNTERS[3]] / a.secs, 100.0 * delta[COUNTERS[4]] / a.secs,
-                       slow_share(delta))
+                       slow_share(delta), wk[0] / 1e3, wr[0] / 1e3, wk[1] / 1e3, wk[2] + wr[2])
                 res[name].append(row)
                 print("%s round %d: %6.0f req/s  %4.0f us CPU/req  p50 %.2f ms  p99 %.2f ms"
                       "  %.1f writes/tx  %.1f WAL pages/tx  writer held %.0f%% + %.0f%% by"
-                      " checkpoints  %.2f%% of writes queued > 2 ms" % ((name, i) + row),
+                      " checkpoints  %.2f%% of writes queued > 2 ms  CPU/req: workers %.0f us,"
+                      " writer %.0f us; workers waited %.0f us for a core, %.1f switches/req"
+                      % ((name, i) + row),
                       flush=True)
         print("medians over %d rounds of %d s, %s:" % (
             a.rounds, a.secs, "as fast as they go" if a.rate <= 0 else "%.0f/s offered" % a.rate))
         for name, build in zip("AB", a.builds):
             cols = list(zip(*res[name]))
-            print("  %s %s: %.0f req/s, %.0f us CPU/req, p99 %.2f ms, %.1f WAL pages/tx,"
-                  " writer held %.0f%% + %.0f%%, %.2f%% of writes queued > 2 ms"
-                  % (name, build, median(cols[0]), median(cols[1]), median(cols[3]),
-                     median(cols[5]), median(cols[6]), median(cols[7]), median(cols[8])))
+            print("  %s %s: %.0f req/s, %.0f us CPU/req (workers %.0f, writer %.0f), p99 %.2f ms,"
+                  " %.1f WAL pages/tx, writer held %.0f%% + %.0f%%, %.2f%% of writes queued"
+                  " > 2 ms, workers waited %.0f us for a core, %.1f switches/req"
+                  % (name, build, median(cols[0]), median(cols[1]), median(cols[9]),
+                     median(cols[10]), median(cols[3]), median(cols[5]), median(cols[6]),
+                     median(cols[7]), median(cols[8]), median(cols[11]), median(cols[12])))
         return 0
     except BenchError as e:
         print("pair.py: %s" % e, file=sys.stderr)
