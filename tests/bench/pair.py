@@ -110,6 +110,7 @@ def main():
                 per = {k: [(t1[k][j] - t0.get(k, [0, 0, 0])[j]) / n for j in range(3)]
                        for k in t1}
                 wk, wr = per.get("tg-worker", [0, 0, 0]), per.get("tg-writer", [0, 0, 0])
+                ck = per.get("tg-checkpoint", [0, 0, 0])
                 delta = {k: m1.get(k, 0) - m0.get(k, 0) for k in COUNTERS}
                 tx = max(1.0, delta["taskgate_db_transactions_total"])
                 lat = r.get("latency_us", {})
@@ -117,23 +118,26 @@ def main():
                        lat.get("p99", 0) / 1e3, delta["taskgate_db_writes_total"] / tx,
                        delta["taskgate_db_wal_frames_total"] / tx,
                        100.0 * delta[COUNTERS[3]] / a.secs, 100.0 * delta[COUNTERS[4]] / a.secs,
-                       slow_share(delta), wk[0] / 1e3, wr[0] / 1e3, wk[1] / 1e3, wk[2] + wr[2])
+                       slow_share(delta), wk[0] / 1e3, wr[0] / 1e3, wk[1] / 1e3, wk[2] + wr[2],
+                       ck[0] / 1e3)
                 res[name].append(row)
                 print("%s round %d: %6.0f req/s  %4.0f us CPU/req  p50 %.2f ms  p99 %.2f ms"
                       "  %.1f writes/tx  %.1f WAL pages/tx  writer held %.0f%% + %.0f%% by"
                       " checkpoints  %.2f%% of writes queued > 2 ms  CPU/req: workers %.0f us,"
-                      " writer %.0f us; workers waited %.0f us for a core, %.1f switches/req"
+                      " writer %.0f us; workers waited %.0f us for a core, %.1f switches/req;"
+                      " checkpointer %.0f us"
                       % ((name, i) + row),
                       flush=True)
         print("medians over %d rounds of %d s, %s:" % (
             a.rounds, a.secs, "as fast as they go" if a.rate <= 0 else "%.0f/s offered" % a.rate))
         for name, build in zip("AB", a.builds):
             cols = list(zip(*res[name]))
-            print("  %s %s: %.0f req/s, %.0f us CPU/req (workers %.0f, writer %.0f), p99 %.2f ms,"
+            print("  %s %s: %.0f req/s, %.0f us CPU/req (workers %.0f, writer %.0f, checkpointer"
+                  " %.0f), p99 %.2f ms,"
                   " %.1f WAL pages/tx, writer held %.0f%% + %.0f%%, %.2f%% of writes queued"
                   " > 2 ms, workers waited %.0f us for a core, %.1f switches/req"
                   % (name, build, median(cols[0]), median(cols[1]), median(cols[9]),
-                     median(cols[10]), median(cols[3]), median(cols[5]), median(cols[6]),
+                     median(cols[10]), median(cols[13]), median(cols[3]), median(cols[5]), median(cols[6]),
                      median(cols[7]), median(cols[8]), median(cols[11]), median(cols[12])))
         return 0
     except BenchError as e:
