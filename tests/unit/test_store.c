@@ -869,6 +869,61 @@ static void test_call_finish(void)
     CHECK_STR(query(path, "SELECT taskgroup_id FROM submissions WHERE id = 'sub_d'"), "tgrp_d");
     CHECK_STR(query(path, "SELECT count(*) FROM track_groups WHERE taskgroup_id = 'tgrp_late'"),
               "0");
+
+    /* The final write reads its submission once and hands that down: the summary it
+     * keeps must still be what the records say. One call whose runs carry two processors;
+     * a chunked submission whose last call adds a processor to the runs it had; one
+     * settled with no call at all. */
+    struct tg_submission two = submission("sub_e", team, NULL, 3);
+    CHECK(tg_store_submission_begin(st, &two) == TG_OK);
+    const char *ide[] = {"trun_e0", "trun_e1", "trun_e2"};
+    const char *pe[] = {"lite", "ultra", "lite"};
+    struct tg_call mixed = only;
+    mixed.submission_id = "sub_e";
+    mixed.seq = 0;
+    mixed.num_inputs = 3;
+    mixed.num_runs = 3;
+    mixed.run_ids = ide;
+    mixed.processors = pe;
+    CHECK(tg_store_call_finish(st, &mixed, TG_STATE_ACCEPTED, 200, NULL) == TG_OK);
+
+    struct tg_submission chunked = submission("sub_f", team, NULL, 2);
+    CHECK(tg_store_submission_begin(st, &chunked) == TG_OK);
+    const char *idf0[] = {"trun_f0"}, *idf1[] = {"trun_f1"};
+    const char *pf0[] = {"core"}, *pf1[] = {"base"};
+    struct tg_call f0 = mixed;
+    f0.submission_id = "sub_f";
+    f0.num_inputs = 1;
+    f0.num_runs = 1;
+    f0.run_ids = idf0;
+    f0.processors = pf0;
+    CHECK(tg_store_call_record(st, &f0) == TG_OK);
+    struct tg_call f1 = f0;
+    f1.seq = 1;
+    f1.first_input = 1;
+    f1.run_ids = idf1;
+    f1.processors = pf1;
+    CHECK(tg_store_call_finish(st, &f1, TG_STATE_ACCEPTED, 200, NULL) == TG_OK);
+
+    struct tg_submission none = submission("sub_g", team, NULL, 1);
+    CHECK(tg_store_submission_begin(st, &none) == TG_OK);
+    CHECK(tg_store_submission_finish(st, "sub_g", TG_STATE_REJECTED, 429, 0, "limit") ==
+          TG_OK);
+
+    char truth[1024];
+    snprintf(truth, sizeof(truth), "%s",
+             query(path, "SELECT group_concat(x, ';') FROM (SELECT s.state || '|'"
+                         " || coalesce(r.processor, '') || '|' || count(DISTINCT s.id) || '|'"
+                         " || count(r.run_id) AS x FROM submissions s LEFT JOIN runs r"
+                         " ON r.submission_id = s.id GROUP BY s.state,"
+                         " coalesce(r.processor, '') ORDER BY x)"));
+    CHECK_STR(truth, "accepted|base|1|1;accepted|core|1|1;accepted|lite|1|2;accepted|ultra|1|1;"
+                     "accepted||1|1;rejected||1|0;unknown||1|1");
+    CHECK_STR(query(path, "SELECT group_concat(x, ';') FROM (SELECT state || '|' || processor"
+                          " || '|' || sum(submissions) || '|' || sum(runs) AS x"
+                          " FROM summary_counts GROUP BY state, processor"
+                          " HAVING sum(submissions) <> 0 OR sum(runs) <> 0 ORDER BY x)"),
+              truth);
     tg_store_close(st);
     tg_test_remove_db(path);
 }

@@ -108,6 +108,9 @@ static const char *const stmt_sql[S_COUNT] = {
         " WHERE id = ?1 AND (state = 'pending'"
         "   OR (state = 'unknown' AND ?2 IN ('accepted', 'failed')))",
     [S_SUB_STATE] = "SELECT state FROM submissions WHERE id = ?1",
+    [S_SUB_FACTS] =
+        "SELECT team_id, substr(received_at, 1, 10), substr(received_at, 1, 7), state,"
+        " EXISTS (SELECT 1 FROM runs WHERE submission_id = ?1) FROM submissions WHERE id = ?1",
     [S_SUB_UPSTREAM] =
         /* The last call's status: NULL when it got no answer. */
         "UPDATE submissions SET upstream_status = ?2"

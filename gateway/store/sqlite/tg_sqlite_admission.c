@@ -593,7 +593,7 @@ static int add_found(struct tg_store *st, const struct tg_recon_write *w,
             return rc;
     }
     rc = tg_sqlite_runs_add(st, w->sub_id, f->seq, f->first_input, f->nruns, f->run_ids,
-                            f->processors);
+                            f->processors, NULL);
     /* Runs the tracker saw complete before they were known as the gateway's. */
     if (rc == TG_OK)
         rc = tg_sqlite_counts_duration_call(st, w->sub_id, f->seq);

@@ -329,32 +329,44 @@ static int has_processor(struct tg_store *st, const char *sub_id, const char *p,
     return rc;
 }
 
+static int too_many_procs(struct tg_store *st)
+{
+    tg_sqlite_set_err(st, "a call's runs name more than %d processors", PROCS_MAX);
+    return TG_EINVAL;
+}
+
 int tg_sqlite_counts_runs(struct tg_store *st, const char *sub_id, size_t n,
-                          const char *const *procs)
+                          const char *const *procs, const struct tg_sqlite_sub_facts *known)
 {
     struct procs g;
-    if (group_procs(n, procs, &g) != TG_OK) {
-        tg_sqlite_set_err(st, "a call's runs name more than %d processors", PROCS_MAX);
-        return TG_EINVAL;
-    }
-    sqlite3_stmt *s;
-    int rc = stmt(st, K_SUB, &s);
-    if (rc != TG_OK)
-        return rc;
-    tg_sqlite_bind_text(s, 1, sub_id);
-    rc = tg_sqlite_one(st, s, "count in the audit summary");
-    if (rc == TG_ENOTFOUND)
-        tg_sqlite_set_err(st, "record runs: no submission %.64s", sub_id);
+    if (group_procs(n, procs, &g) != TG_OK)
+        return too_many_procs(st);
     char day[11] = "", state[16] = "";
     int64_t team_id = 0;
     int had_runs = 0;
-    if (rc == TG_OK) {
-        team_id = sqlite3_column_int64(s, 0);
-        tg_sqlite_col_copy(day, sizeof(day), s, 1);
-        tg_sqlite_col_copy(state, sizeof(state), s, 2);
-        had_runs = sqlite3_column_int(s, 3);
+    int rc = TG_OK;
+    if (known != NULL) {
+        team_id = known->team_id;
+        snprintf(day, sizeof(day), "%s", known->day);
+        snprintf(state, sizeof(state), "%s", known->state);
+        had_runs = known->had_runs;
+    } else {
+        sqlite3_stmt *s;
+        rc = stmt(st, K_SUB, &s);
+        if (rc != TG_OK)
+            return rc;
+        tg_sqlite_bind_text(s, 1, sub_id);
+        rc = tg_sqlite_one(st, s, "count in the audit summary");
+        if (rc == TG_ENOTFOUND)
+            tg_sqlite_set_err(st, "record runs: no submission %.64s", sub_id);
+        if (rc == TG_OK) {
+            team_id = sqlite3_column_int64(s, 0);
+            tg_sqlite_col_copy(day, sizeof(day), s, 1);
+            tg_sqlite_col_copy(state, sizeof(state), s, 2);
+            had_runs = sqlite3_column_int(s, 3);
+        }
+        tg_sqlite_done(s);
     }
-    tg_sqlite_done(s);
     /* A submission counts under '' while it has no run, then under each processor its
      * runs carry: a processor it had already adds runs only. */
     int new_none = 0;
@@ -399,6 +411,32 @@ int tg_sqlite_counts_move(struct tg_store *st, const char *sub_id, const char *f
     if (rc == TG_OK && src != SQLITE_DONE)
         rc = tg_sqlite_db_err(st, src, "count in the audit summary");
     tg_sqlite_done(s);
+    return rc;
+}
+
+int tg_sqlite_counts_move_known(struct tg_store *st, const char *sub_id, const char *from,
+                                const char *to, const struct tg_sqlite_sub_facts *known,
+                                size_t n, const char *const *procs)
+{
+    if (known == NULL || known->had_runs)
+        return tg_sqlite_counts_move(st, sub_id, from, to);
+    if (strcmp(from, to) == 0)
+        return TG_OK;
+    /* Its runs are the n just recorded: by processor, as K_MOVE would read them back. */
+    struct procs g;
+    if (group_procs(n, procs, &g) != TG_OK)
+        return too_many_procs(st);
+    if (g.n == 0) { /* no run: counted under '' */
+        g.n = 1;
+        g.name[0] = "";
+        g.runs[0] = 0;
+    }
+    int rc = TG_OK;
+    for (size_t k = 0; k < g.n && rc == TG_OK; k++) {
+        rc = add(st, known->team_id, known->day, from, g.name[k], -1, -g.runs[k]);
+        if (rc == TG_OK)
+            rc = add(st, known->team_id, known->day, to, g.name[k], 1, g.runs[k]);
+    }
     return rc;
 }
 

@@ -38,7 +38,8 @@ enum stmt_id {
     S_AUTH, S_GENERATION, S_TEAM_KEY, S_TEAM_ID, S_TEAM_ADD, S_TEAM_SET_KEY, S_TEAM_LIST,
     S_TOKEN_ADD, S_TOKEN_REVOKE, S_TOKEN_LIST,
     S_PRESET_SET, S_PRESET_GET, S_PRESET_KEPT, S_PRESET_LIST,
-    S_SUB_INSERT, S_SUB_GROUP, S_SUB_FINISH, S_SUB_FINISH_CALL, S_SUB_STATE, S_SUB_UPSTREAM,
+    S_SUB_INSERT, S_SUB_GROUP, S_SUB_FINISH, S_SUB_FINISH_CALL, S_SUB_STATE, S_SUB_FACTS,
+    S_SUB_UPSTREAM,
     S_SUB_CALL_GROUP,
     S_CALL_INSERT,
     S_ADMIN_LOG, S_TEAM_FP, S_TEAM_NAME, S_TOKEN_INFO, S_RECOVER,
@@ -242,18 +243,36 @@ int tg_sqlite_sub_insert(struct tg_store *st, const struct tg_submission *sub,
                          const char *resumes, enum tg_state state, int http_status,
                          const char *error);
 
+/* What a submission's final write knows of it from one read, made before the write changes
+ * anything (tg_sqlite_sub_facts, tg_sqlite_records.c). Handed down to the steps that
+ * follow, it spares each of them its own read of the same row: the runs' summary counts
+ * and their costs, and the final state's move in the summary. */
+struct tg_sqlite_sub_facts {
+    int64_t team_id;
+    char day[11];   /* the day it was received on, YYYY-MM-DD */
+    char month[8];  /* and that day's month, YYYY-MM */
+    char state[16];
+    int had_runs;   /* a run of it was recorded before */
+};
+
+/* Reads them, inside the caller's transaction; TG_ENOTFOUND when there is no such
+ * submission. */
+int tg_sqlite_sub_facts(struct tg_store *st, const char *sub_id, struct tg_sqlite_sub_facts *f);
+
 /* Records n runs of call seq of a submission (ids[i] is input first_input + i; procs NULL
  * or one processor per run), inside the caller's transaction: their bucket, the check that
  * no id is recorded already (TG_EEXIST naming it), the rows, their audit summary counts
- * and their costs (tg_sqlite_runs.c). */
+ * and their costs (tg_sqlite_runs.c). known: the submission as read in this transaction
+ * before, or NULL to read it. */
 int tg_sqlite_runs_add(struct tg_store *st, const char *sub_id, int seq, int first_input,
-                       size_t n, const char *const *ids, const char *const *procs);
+                       size_t n, const char *const *ids, const char *const *procs,
+                       const struct tg_sqlite_sub_facts *known);
 /* Prices n runs just recorded for call seq of a submission (procs as tg_sqlite_runs_add),
  * inside the caller's transaction: their estimated cost into call_costs and the team's
  * usage_days, and out of the submission's open budget hold or onto the team's budget
  * periods (tg_sqlite_usage.c; one step per processor, not one per run). */
 int tg_sqlite_usage_runs(struct tg_store *st, const char *sub_id, int seq, size_t n,
-                         const char *const *procs);
+                         const char *const *procs, const struct tg_sqlite_sub_facts *known);
 /* The bucket that holds run id (tg_sqlite_runs.c): the newest first, then the older ones
  * whose filters may hold it, newest first; TG_ENOTFOUND when none does. Inside a write
  * transaction (it may store a bucket's filter it built). */
@@ -266,13 +285,19 @@ void tg_sqlite_runs_forget(struct tg_store *st);
  * submission (before they are); a submission moved from one state to another (right after
  * its UPDATE applied: the move is from the states given, not read); the pending submissions
  * tg_sqlite_recover_pending is about to settle (daemon_id: this daemon's, kept); and the
- * prune batch about to be deleted (?1..?5 of TG_SQLITE_PRUNE_BATCH). */
+ * prune batch about to be deleted (?1..?5 of TG_SQLITE_PRUNE_BATCH). known, where taken:
+ * the submission as read in this transaction before (NULL: read it). A move given known
+ * and the n runs (procs) recorded since known was read moves those alone when known had
+ * no run, without reading the runs back. */
 int tg_sqlite_counts_submission(struct tg_store *st, int64_t team_id, const char *received,
                                 enum tg_state state);
 int tg_sqlite_counts_runs(struct tg_store *st, const char *sub_id, size_t n,
-                          const char *const *procs);
+                          const char *const *procs, const struct tg_sqlite_sub_facts *known);
 int tg_sqlite_counts_move(struct tg_store *st, const char *sub_id, const char *from,
                           const char *to);
+int tg_sqlite_counts_move_known(struct tg_store *st, const char *sub_id, const char *from,
+                                const char *to, const struct tg_sqlite_sub_facts *known,
+                                size_t n, const char *const *procs);
 int tg_sqlite_counts_recover(struct tg_store *st, const char *daemon_id);
 int tg_sqlite_counts_prune(struct tg_store *st, const char *before, const char *from_time,
                            const char *from_id, const char *to_time, const char *to_id);

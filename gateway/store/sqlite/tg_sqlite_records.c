@@ -134,20 +134,24 @@ int tg_sqlite_submission_group(struct tg_store *st, const char *sub_id,
     return tg_sqlite_write(st, sub_group_w, a);
 }
 
-/* The submission's state into state ("" when there is none). */
-static int state_of(struct tg_store *st, const char *sub_id, char *state, size_t len)
+int tg_sqlite_sub_facts(struct tg_store *st, const char *sub_id, struct tg_sqlite_sub_facts *f)
 {
     sqlite3_stmt *s;
-    *state = '\0';
-    int rc = tg_sqlite_prep(st, S_SUB_STATE, &s);
+    memset(f, 0, sizeof(*f));
+    int rc = tg_sqlite_prep(st, S_SUB_FACTS, &s);
     if (rc != TG_OK)
         return rc;
     tg_sqlite_bind_text(s, 1, sub_id);
-    rc = tg_sqlite_one(st, s, "read the submission's state");
-    if (rc == TG_OK)
-        tg_sqlite_col_copy(state, len, s, 0);
+    rc = tg_sqlite_one(st, s, "read the submission");
+    if (rc == TG_OK) {
+        f->team_id = sqlite3_column_int64(s, 0);
+        tg_sqlite_col_copy(f->day, sizeof(f->day), s, 1);
+        tg_sqlite_col_copy(f->month, sizeof(f->month), s, 2);
+        tg_sqlite_col_copy(f->state, sizeof(f->state), s, 3);
+        f->had_runs = sqlite3_column_int(s, 4);
+    }
     tg_sqlite_done(s);
-    return rc == TG_ENOTFOUND ? TG_OK : rc;
+    return rc;
 }
 
 /* Runs the UPDATE s of the open submission sub_id (bound as ?1 by the caller) and refuses
@@ -161,18 +165,19 @@ static int update_open(struct tg_store *st, sqlite3_stmt *s, const char *sub_id,
     return rc;
 }
 
-/* The final-state UPDATE of a submission that was in state was, and its move in the
- * audit summary, inside the caller's transaction; with_call: the write records the call
- * whose status upstream_status is (none: 0, NULL), else 0 keeps the status recorded
- * before. */
-static int finish_in_tx(struct tg_store *st, const char *sub_id, const char *was,
-                        enum tg_state state, int http_status, int upstream_status,
-                        const char *error, int with_call)
+/* The final-state UPDATE of a submission as known before the write (its state then, was),
+ * and its move in the audit summary, inside the caller's transaction; call: the call this
+ * write recorded, whose status upstream_status is (none: NULL, 0), else 0 keeps the status
+ * recorded before. */
+static int finish_in_tx(struct tg_store *st, const char *sub_id,
+                        const struct tg_sqlite_sub_facts *was, enum tg_state state,
+                        int http_status, int upstream_status, const char *error,
+                        const struct tg_call *call)
 {
     sqlite3_stmt *s;
     char now[TG_TIME_LEN];
     tg_sqlite_now_text(now);
-    int rc = tg_sqlite_prep(st, with_call ? S_SUB_FINISH_CALL : S_SUB_FINISH, &s);
+    int rc = tg_sqlite_prep(st, call != NULL ? S_SUB_FINISH_CALL : S_SUB_FINISH, &s);
     if (rc != TG_OK)
         return rc;
     tg_sqlite_bind_text(s, 1, sub_id);
@@ -183,7 +188,9 @@ static int finish_in_tx(struct tg_store *st, const char *sub_id, const char *was
     tg_sqlite_bind_text(s, 6, now);
     rc = update_open(st, s, sub_id, "finish submission");
     if (rc == TG_OK)
-        rc = tg_sqlite_counts_move(st, sub_id, was, tg_domain_state_name(state));
+        rc = tg_sqlite_counts_move_known(st, sub_id, was->state, tg_domain_state_name(state),
+                                         was, call != NULL ? call->num_runs : 0,
+                                         call != NULL ? call->processors : NULL);
     return rc;
 }
 
@@ -197,7 +204,8 @@ static int check_final(struct tg_store *st, const char *sub_id, enum tg_state st
     return TG_OK;
 }
 
-static int call_in_tx(struct tg_store *st, const struct tg_call *call, int finishing);
+static int call_in_tx(struct tg_store *st, const struct tg_call *call,
+                      const struct tg_sqlite_sub_facts *finishing);
 
 /* A final state, with the call that led to it when there is one. */
 struct finish_write {
@@ -212,19 +220,22 @@ struct finish_write {
 static int finish_w(struct tg_store *st, void *arg)
 {
     const struct finish_write *a = arg;
-    char was[16];
-    int rc = state_of(st, a->sub_id, was, sizeof(was));
+    /* One read of the submission for the whole write: the steps below are handed it. */
+    struct tg_sqlite_sub_facts was;
+    int rc = tg_sqlite_sub_facts(st, a->sub_id, &was);
+    if (rc == TG_ENOTFOUND)
+        return refusal(st, a->sub_id, "finish submission");
     if (rc != TG_OK)
         return rc;
     /* A settled submission (or none) is refused before its call is looked at; the final
      * UPDATE sets the call's status, so the call's own UPDATE is left out. */
-    if (strcmp(was, "pending") != 0 && strcmp(was, "unknown") != 0)
+    if (strcmp(was.state, "pending") != 0 && strcmp(was.state, "unknown") != 0)
         return refusal(st, a->sub_id, "finish submission");
     if (a->call != NULL)
-        rc = call_in_tx(st, a->call, 1);
+        rc = call_in_tx(st, a->call, &was);
     if (rc == TG_OK)
-        rc = finish_in_tx(st, a->sub_id, was, a->state, a->http_status, a->upstream_status,
-                          a->error, a->call != NULL);
+        rc = finish_in_tx(st, a->sub_id, &was, a->state, a->http_status, a->upstream_status,
+                          a->error, a->call);
     return rc;
 }
 
@@ -288,9 +299,11 @@ static int insert_call(struct tg_store *st, const struct tg_call *c)
     return rc;
 }
 
-/* The call, its runs and, unless the final UPDATE that follows sets it (finishing), the
- * submission's upstream status, inside a transaction. */
-static int call_in_tx(struct tg_store *st, const struct tg_call *call, int finishing)
+/* The call, its runs and, unless the final UPDATE that follows sets it (finishing: the
+ * submission as the final write read it), the submission's upstream status, inside a
+ * transaction. */
+static int call_in_tx(struct tg_store *st, const struct tg_call *call,
+                      const struct tg_sqlite_sub_facts *finishing)
 {
     sqlite3_stmt *s;
     int rc = TG_OK;
@@ -304,7 +317,7 @@ static int call_in_tx(struct tg_store *st, const struct tg_call *call, int finis
         tg_sqlite_bind_text(s, 2, call->taskgroup_id);
         rc = tg_sqlite_run(st, s, "record the call's group");
     }
-    if (rc == TG_OK && !finishing) {
+    if (rc == TG_OK && finishing == NULL) {
         rc = tg_sqlite_prep(st, S_SUB_UPSTREAM, &s);
         if (rc != TG_OK)
             return rc;
@@ -316,7 +329,7 @@ static int call_in_tx(struct tg_store *st, const struct tg_call *call, int finis
         rc = insert_call(st, call);
     if (rc == TG_OK)
         rc = tg_sqlite_runs_add(st, call->submission_id, call->seq, call->first_input,
-                                call->num_runs, call->run_ids, call->processors);
+                                call->num_runs, call->run_ids, call->processors, finishing);
     return rc;
 }
 
@@ -370,7 +383,7 @@ int tg_sqlite_recover_pending(struct tg_store *st, long *n)
 static int call_w(struct tg_store *st, void *arg)
 {
     const struct tg_call *const *call = arg;
-    return call_in_tx(st, *call, 0);
+    return call_in_tx(st, *call, NULL);
 }
 
 int tg_sqlite_call_record(struct tg_store *st, const struct tg_call *call)

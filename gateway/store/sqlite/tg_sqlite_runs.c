@@ -442,13 +442,14 @@ static int insert_rows(struct tg_store *st, int64_t bucket, const char *sub_id, 
 }
 
 int tg_sqlite_runs_add(struct tg_store *st, const char *sub_id, int seq, int first_input,
-                       size_t n, const char *const *ids, const char *const *procs)
+                       size_t n, const char *const *ids, const char *const *procs,
+                       const struct tg_sqlite_sub_facts *known)
 {
     if (n == 0)
         return TG_OK;
     int64_t bucket;
     /* The summary first: it asks which processors the submission's runs had before. */
-    int rc = tg_sqlite_counts_runs(st, sub_id, n, procs);
+    int rc = tg_sqlite_counts_runs(st, sub_id, n, procs, known);
     if (rc == TG_OK)
         rc = newest_bucket(st, &bucket);
     if (rc == TG_OK)
@@ -456,7 +457,7 @@ int tg_sqlite_runs_add(struct tg_store *st, const char *sub_id, int seq, int fir
     if (rc == TG_OK)
         rc = insert_rows(st, bucket, sub_id, seq, first_input, n, ids, procs);
     if (rc == TG_OK)
-        rc = tg_sqlite_usage_runs(st, sub_id, seq, n, procs);
+        rc = tg_sqlite_usage_runs(st, sub_id, seq, n, procs, known);
     if (rc != TG_OK)
         return rc;
     sqlite3_stmt *s;

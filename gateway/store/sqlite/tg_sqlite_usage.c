@@ -147,23 +147,31 @@ struct cost_of {
     int hold_open;
 };
 
-static int cost_of(struct tg_store *st, const char *sub_id, struct cost_of *c)
+static int cost_of(struct tg_store *st, const char *sub_id,
+                   const struct tg_sqlite_sub_facts *known, struct cost_of *c)
 {
     sqlite3_stmt *s;
-    int rc = stmt(st, U_COST_SUB, &s);
-    if (rc != TG_OK)
-        return rc;
-    tg_sqlite_bind_text(s, 1, sub_id);
-    rc = tg_sqlite_one(st, s, "read a submission's day");
-    if (rc == TG_OK) {
-        c->team_id = sqlite3_column_int64(s, 0);
-        tg_sqlite_col_copy(c->sub_day, sizeof(c->sub_day), s, 1);
-        tg_sqlite_col_copy(c->month, sizeof(c->month), s, 2);
-        memcpy(c->day, c->sub_day, sizeof(c->day));
+    int rc = TG_OK;
+    if (known != NULL) {
+        c->team_id = known->team_id;
+        snprintf(c->sub_day, sizeof(c->sub_day), "%s", known->day);
+        snprintf(c->month, sizeof(c->month), "%s", known->month);
+    } else {
+        rc = stmt(st, U_COST_SUB, &s);
+        if (rc != TG_OK)
+            return rc;
+        tg_sqlite_bind_text(s, 1, sub_id);
+        rc = tg_sqlite_one(st, s, "read a submission's day");
+        if (rc == TG_OK) {
+            c->team_id = sqlite3_column_int64(s, 0);
+            tg_sqlite_col_copy(c->sub_day, sizeof(c->sub_day), s, 1);
+            tg_sqlite_col_copy(c->month, sizeof(c->month), s, 2);
+        }
+        tg_sqlite_done(s);
+        if (rc != TG_OK)
+            return rc;
     }
-    tg_sqlite_done(s);
-    if (rc != TG_OK)
-        return rc;
+    memcpy(c->day, c->sub_day, sizeof(c->day));
     c->hold_open = 0;
     rc = stmt(st, U_COST_HOLD_GET, &s);
     if (rc != TG_OK)
@@ -233,12 +241,12 @@ static int same_proc(const char *a, const char *b)
 }
 
 int tg_sqlite_usage_runs(struct tg_store *st, const char *sub_id, int seq, size_t n,
-                         const char *const *procs)
+                         const char *const *procs, const struct tg_sqlite_sub_facts *known)
 {
     struct cost_of c;
     if (n == 0)
         return TG_OK;
-    int rc = cost_of(st, sub_id, &c);
+    int rc = cost_of(st, sub_id, known, &c);
     if (rc != TG_OK)
         return rc;
     /* A call's runs have one processor as a rule: one step per run of a processor in a row. */
