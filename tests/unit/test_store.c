@@ -800,6 +800,20 @@ static void test_submission_flow(void)
     tg_test_remove_db(path);
 }
 
+/* Call c again, for submission sub_id: call seq from input first with the n runs given. */
+static struct tg_call call_with_runs(struct tg_call c, const char *sub_id, int seq, int first,
+                                     size_t n, const char **ids, const char **procs)
+{
+    c.submission_id = sub_id;
+    c.seq = seq;
+    c.first_input = first;
+    c.num_inputs = (int)n;
+    c.num_runs = n;
+    c.run_ids = ids;
+    c.processors = procs;
+    return c;
+}
+
 /* The last call and the final state written together (tg_store_call_finish): the record
  * keeps the last call's status even when it got no answer, learns the group the call
  * went to, and a refused final state keeps nothing of the call. */
@@ -878,31 +892,16 @@ static void test_call_finish(void)
     CHECK(tg_store_submission_begin(st, &two) == TG_OK);
     const char *ide[] = {"trun_e0", "trun_e1", "trun_e2"};
     const char *pe[] = {"lite", "ultra", "lite"};
-    struct tg_call mixed = only;
-    mixed.submission_id = "sub_e";
-    mixed.seq = 0;
-    mixed.num_inputs = 3;
-    mixed.num_runs = 3;
-    mixed.run_ids = ide;
-    mixed.processors = pe;
+    struct tg_call mixed = call_with_runs(only, "sub_e", 0, 0, 3, ide, pe);
     CHECK(tg_store_call_finish(st, &mixed, TG_STATE_ACCEPTED, 200, NULL) == TG_OK);
 
     struct tg_submission chunked = submission("sub_f", team, NULL, 2);
     CHECK(tg_store_submission_begin(st, &chunked) == TG_OK);
     const char *idf0[] = {"trun_f0"}, *idf1[] = {"trun_f1"};
     const char *pf0[] = {"core"}, *pf1[] = {"base"};
-    struct tg_call f0 = mixed;
-    f0.submission_id = "sub_f";
-    f0.num_inputs = 1;
-    f0.num_runs = 1;
-    f0.run_ids = idf0;
-    f0.processors = pf0;
+    struct tg_call f0 = call_with_runs(only, "sub_f", 0, 0, 1, idf0, pf0);
     CHECK(tg_store_call_record(st, &f0) == TG_OK);
-    struct tg_call f1 = f0;
-    f1.seq = 1;
-    f1.first_input = 1;
-    f1.run_ids = idf1;
-    f1.processors = pf1;
+    struct tg_call f1 = call_with_runs(only, "sub_f", 1, 1, 1, idf1, pf1);
     CHECK(tg_store_call_finish(st, &f1, TG_STATE_ACCEPTED, 200, NULL) == TG_OK);
 
     struct tg_submission none = submission("sub_g", team, NULL, 1);

@@ -74,9 +74,6 @@
 
 static const char *const counts_sql[S_COUNT] = {
     [K_ADD] = INSERT_COUNTS "VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6)" UPSERT,
-    [K_SUB] =
-        "SELECT team_id, substr(received_at, 1, 10), state,"
-        " EXISTS (SELECT 1 FROM runs WHERE submission_id = ?1) FROM submissions WHERE id = ?1",
     [K_HAS] =
         "SELECT EXISTS (SELECT 1 FROM runs WHERE submission_id = ?1"
         " AND coalesce(processor, '') = ?2)",
@@ -341,32 +338,10 @@ int tg_sqlite_counts_runs(struct tg_store *st, const char *sub_id, size_t n,
     struct procs g;
     if (group_procs(n, procs, &g) != TG_OK)
         return too_many_procs(st);
-    char day[11] = "", state[16] = "";
-    int64_t team_id = 0;
-    int had_runs = 0;
     int rc = TG_OK;
-    if (known != NULL) {
-        team_id = known->team_id;
-        snprintf(day, sizeof(day), "%s", known->day);
-        snprintf(state, sizeof(state), "%s", known->state);
-        had_runs = known->had_runs;
-    } else {
-        sqlite3_stmt *s;
-        rc = stmt(st, K_SUB, &s);
-        if (rc != TG_OK)
-            return rc;
-        tg_sqlite_bind_text(s, 1, sub_id);
-        rc = tg_sqlite_one(st, s, "count in the audit summary");
-        if (rc == TG_ENOTFOUND)
-            tg_sqlite_set_err(st, "record runs: no submission %.64s", sub_id);
-        if (rc == TG_OK) {
-            team_id = sqlite3_column_int64(s, 0);
-            tg_sqlite_col_copy(day, sizeof(day), s, 1);
-            tg_sqlite_col_copy(state, sizeof(state), s, 2);
-            had_runs = sqlite3_column_int(s, 3);
-        }
-        tg_sqlite_done(s);
-    }
+    int64_t team_id = known->team_id;
+    const char *day = known->day, *state = known->state;
+    int had_runs = known->had_runs;
     /* A submission counts under '' while it has no run, then under each processor its
      * runs carry: a processor it had already adds runs only. */
     int new_none = 0;

@@ -62,7 +62,7 @@ enum stmt_id {
     /* tg_sqlite_runs.c's runs_sql */
     U_NEWEST, U_OPEN, U_CLOSED, U_FILTER_GET, U_FILTER_SET, U_IDS, U_PROBE, U_INSERT, U_COUNT,
     /* tg_sqlite_counts.c's counts_sql */
-    K_ADD, K_SUB, K_HAS, K_MOVE, K_RECOVER, K_PRUNE, K_FOLD, K_UNSHARD, K_EMPTY,
+    K_ADD, K_HAS, K_MOVE, K_RECOVER, K_PRUNE, K_FOLD, K_UNSHARD, K_EMPTY,
     K_DUR_RUN_ADD, K_DUR_RUN_SET, K_DUR_CALL_ADD, K_DUR_CALL_SET, K_DUR_PRUNE, K_DUR_FOLD,
     K_DUR_UNSHARD, K_DUR_EMPTY,
     /* tg_sqlite_track.c's track_sql: the groups followed, run status, webhook deliveries */
@@ -71,7 +71,7 @@ enum stmt_id {
     /* tg_sqlite_usage.c's usage_sql: prices, budgets, usage */
     U_BUDGET_GET, U_PRICE, U_BUDGET_PUT, U_HOLD_PUT, U_PRICE_LIST, U_PRICE_GET, U_PRICE_SET,
     U_TEAM_BUDGET, U_BUDGET_UPSERT, U_BUDGET_DEL, U_SPEND_LIST, U_USAGE,
-    U_COST_SUB, U_COST_HOLD_GET, U_COST_CALL, U_COST_DAY, U_COST_HOLD, U_COST_BUDGET,
+    U_COST_HOLD_GET, U_COST_CALL, U_COST_DAY, U_COST_HOLD, U_COST_BUDGET,
     S_COUNT
 };
 
@@ -267,10 +267,11 @@ int tg_sqlite_sub_facts(struct tg_store *st, const char *sub_id, struct tg_sqlit
 int tg_sqlite_runs_add(struct tg_store *st, const char *sub_id, int seq, int first_input,
                        size_t n, const char *const *ids, const char *const *procs,
                        const struct tg_sqlite_sub_facts *known);
-/* Prices n runs just recorded for call seq of a submission (procs as tg_sqlite_runs_add),
- * inside the caller's transaction: their estimated cost into call_costs and the team's
- * usage_days, and out of the submission's open budget hold or onto the team's budget
- * periods (tg_sqlite_usage.c; one step per processor, not one per run). */
+/* Prices n runs just recorded for call seq of a submission (procs as tg_sqlite_runs_add;
+ * known: the submission as read before them), inside the caller's transaction: their
+ * estimated cost into call_costs and the team's usage_days, and out of the submission's
+ * open budget hold or onto the team's budget periods (tg_sqlite_usage.c; one step per
+ * processor, not one per run). */
 int tg_sqlite_usage_runs(struct tg_store *st, const char *sub_id, int seq, size_t n,
                          const char *const *procs, const struct tg_sqlite_sub_facts *known);
 /* The bucket that holds run id (tg_sqlite_runs.c): the newest first, then the older ones
@@ -285,10 +286,10 @@ void tg_sqlite_runs_forget(struct tg_store *st);
  * submission (before they are); a submission moved from one state to another (right after
  * its UPDATE applied: the move is from the states given, not read); the pending submissions
  * tg_sqlite_recover_pending is about to settle (daemon_id: this daemon's, kept); and the
- * prune batch about to be deleted (?1..?5 of TG_SQLITE_PRUNE_BATCH). known, where taken:
- * the submission as read in this transaction before (NULL: read it). A move given known
- * and the n runs (procs) recorded since known was read moves those alone when known had
- * no run, without reading the runs back. */
+ * prune batch about to be deleted (?1..?5 of TG_SQLITE_PRUNE_BATCH). known: the submission
+ * as read in this transaction before the change (for the runs, required). A move given
+ * known and the n runs (procs) recorded since it was read moves those alone when known had
+ * no run, without reading the runs back (known NULL: tg_sqlite_counts_move). */
 int tg_sqlite_counts_submission(struct tg_store *st, int64_t team_id, const char *received,
                                 enum tg_state state);
 int tg_sqlite_counts_runs(struct tg_store *st, const char *sub_id, size_t n,

@@ -448,8 +448,18 @@ int tg_sqlite_runs_add(struct tg_store *st, const char *sub_id, int seq, int fir
     if (n == 0)
         return TG_OK;
     int64_t bucket;
+    struct tg_sqlite_sub_facts read;
+    int rc = TG_OK;
+    if (known == NULL) { /* read before any of its runs is recorded */
+        rc = tg_sqlite_sub_facts(st, sub_id, &read);
+        if (rc == TG_ENOTFOUND)
+            tg_sqlite_set_err(st, "record runs: no submission %.64s", sub_id);
+        if (rc != TG_OK)
+            return rc;
+        known = &read;
+    }
     /* The summary first: it asks which processors the submission's runs had before. */
-    int rc = tg_sqlite_counts_runs(st, sub_id, n, procs, known);
+    rc = tg_sqlite_counts_runs(st, sub_id, n, procs, known);
     if (rc == TG_OK)
         rc = newest_bucket(st, &bucket);
     if (rc == TG_OK)

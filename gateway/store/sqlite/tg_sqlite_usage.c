@@ -9,9 +9,6 @@
 #include "tg_sqlite_int.h"
 
 static const char *const usage_sql[S_COUNT] = {
-    [U_COST_SUB] =
-        "SELECT team_id, substr(received_at, 1, 10), substr(received_at, 1, 7)"
-        " FROM submissions WHERE id = ?1",
     [U_COST_HOLD_GET] = "SELECT month, day, open FROM budget_holds WHERE submission_id = ?1",
     [U_COST_CALL] =
         "INSERT INTO call_costs (submission_id, call_seq, processor, runs, est_cost_micro)"
@@ -150,30 +147,13 @@ struct cost_of {
 static int cost_of(struct tg_store *st, const char *sub_id,
                    const struct tg_sqlite_sub_facts *known, struct cost_of *c)
 {
-    sqlite3_stmt *s;
-    int rc = TG_OK;
-    if (known != NULL) {
-        c->team_id = known->team_id;
-        snprintf(c->sub_day, sizeof(c->sub_day), "%s", known->day);
-        snprintf(c->month, sizeof(c->month), "%s", known->month);
-    } else {
-        rc = stmt(st, U_COST_SUB, &s);
-        if (rc != TG_OK)
-            return rc;
-        tg_sqlite_bind_text(s, 1, sub_id);
-        rc = tg_sqlite_one(st, s, "read a submission's day");
-        if (rc == TG_OK) {
-            c->team_id = sqlite3_column_int64(s, 0);
-            tg_sqlite_col_copy(c->sub_day, sizeof(c->sub_day), s, 1);
-            tg_sqlite_col_copy(c->month, sizeof(c->month), s, 2);
-        }
-        tg_sqlite_done(s);
-        if (rc != TG_OK)
-            return rc;
-    }
+    c->team_id = known->team_id;
+    snprintf(c->sub_day, sizeof(c->sub_day), "%s", known->day);
+    snprintf(c->month, sizeof(c->month), "%s", known->month);
     memcpy(c->day, c->sub_day, sizeof(c->day));
+    sqlite3_stmt *s;
     c->hold_open = 0;
-    rc = stmt(st, U_COST_HOLD_GET, &s);
+    int rc = stmt(st, U_COST_HOLD_GET, &s);
     if (rc != TG_OK)
         return rc;
     tg_sqlite_bind_text(s, 1, sub_id);
