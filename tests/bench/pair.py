@@ -125,20 +125,16 @@ def main():
                       "  %.1f writes/tx  %.1f WAL pages/tx  writer held %.0f%% + %.0f%% by"
                       " checkpoints  %.2f%% of writes queued > 2 ms  CPU/req: workers %.0f us,"
                       " writer %.0f us; workers waited %.0f us for a core, %.1f switches/req;"
-                      " checkpointer %.0f us"
-                      % ((name, i) + row),
-                      flush=True)
+                      " checkpointer %.0f us" % ((name, i) + row), flush=True)
         print("medians over %d rounds of %d s, %s:" % (
             a.rounds, a.secs, "as fast as they go" if a.rate <= 0 else "%.0f/s offered" % a.rate))
         for name, build in zip("AB", a.builds):
             cols = list(zip(*res[name]))
+            m = [median(cols[k]) for k in (0, 1, 9, 10, 13, 3, 5, 6, 7, 8, 11, 12)]
             print("  %s %s: %.0f req/s, %.0f us CPU/req (workers %.0f, writer %.0f, checkpointer"
-                  " %.0f), p99 %.2f ms,"
-                  " %.1f WAL pages/tx, writer held %.0f%% + %.0f%%, %.2f%% of writes queued"
-                  " > 2 ms, workers waited %.0f us for a core, %.1f switches/req"
-                  % (name, build, median(cols[0]), median(cols[1]), median(cols[9]),
-                     median(cols[10]), median(cols[13]), median(cols[3]), median(cols[5]), median(cols[6]),
-                     median(cols[7]), median(cols[8]), median(cols[11]), median(cols[12])))
+                  " %.0f), p99 %.2f ms, %.1f WAL pages/tx, writer held %.0f%% + %.0f%%, %.2f%%"
+                  " of writes queued > 2 ms, workers waited %.0f us for a core, %.1f switches/req"
+                  % tuple([name, build] + m))
         return 0
     except BenchError as e:
         print("pair.py: %s" % e, file=sys.stderr)

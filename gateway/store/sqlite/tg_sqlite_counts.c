@@ -393,7 +393,7 @@ int tg_sqlite_counts_move_known(struct tg_store *st, const char *sub_id, const c
                                 const char *to, const struct tg_sqlite_sub_facts *known,
                                 size_t n, const char *const *procs)
 {
-    if (known == NULL || known->had_runs)
+    if (known->had_runs)
         return tg_sqlite_counts_move(st, sub_id, from, to);
     if (strcmp(from, to) == 0)
         return TG_OK;

@@ -287,9 +287,9 @@ void tg_sqlite_runs_forget(struct tg_store *st);
  * its UPDATE applied: the move is from the states given, not read); the pending submissions
  * tg_sqlite_recover_pending is about to settle (daemon_id: this daemon's, kept); and the
  * prune batch about to be deleted (?1..?5 of TG_SQLITE_PRUNE_BATCH). known: the submission
- * as read in this transaction before the change (for the runs, required). A move given
- * known and the n runs (procs) recorded since it was read moves those alone when known had
- * no run, without reading the runs back (known NULL: tg_sqlite_counts_move). */
+ * as read in this transaction before the change. A move given known and the n runs (procs)
+ * recorded since it was read moves those alone when known had no run, without reading the
+ * runs back; else it is tg_sqlite_counts_move. */
 int tg_sqlite_counts_submission(struct tg_store *st, int64_t team_id, const char *received,
                                 enum tg_state state);
 int tg_sqlite_counts_runs(struct tg_store *st, const char *sub_id, size_t n,
